@@ -1,0 +1,114 @@
+// Env: everything vmgroup needs from the operating system that a test may want
+// to control — the clock, files, child processes and named fault points.
+// Modelled on LevelDB's Env: production code receives an Env*, tests wrap the
+// default one (EnvWrapper) and override a single method, e.g. to crash the
+// process at a fault point or to make one member's transaction fail.
+//
+// Thread-safety: every method may be called from any thread.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "base/result.h"
+#include "base/status.h"
+
+namespace vmgroup {
+
+using Clock = std::chrono::steady_clock;
+using Duration = std::chrono::steady_clock::duration;
+
+// What a finished command printed and how it ended.
+struct CommandOutput {
+  int exit_code = -1;  // -1 when killed by a signal
+  std::string out;     // stdout
+  std::string err;     // stderr
+};
+
+// How to start a long-lived child process.
+struct SpawnOptions {
+  std::string log_path;  // stdout and stderr are appended here; required
+  // Start in a new session, so a terminal's signals or the end of the parent
+  // do not reach it (VMs outlive the daemon).
+  bool new_session = true;
+};
+
+class Env {
+ public:
+  virtual ~Env() = default;
+
+  // The process-wide default Env. Never deleted.
+  static Env* Default();
+
+  // Microseconds since the Unix epoch (wall clock; for records people read).
+  virtual int64_t NowMicros() = 0;
+  // Monotonic clock (for deadlines and measured durations).
+  virtual Clock::time_point Now() = 0;
+  virtual void SleepFor(Duration d) = 0;
+
+  virtual bool FileExists(const std::string& path) = 0;
+  // OK if the file is gone afterwards, including when it never existed.
+  virtual Status RemoveFile(const std::string& path) = 0;
+  // Creates `path` and its missing parents (mode 0755).
+  virtual Status CreateDirs(const std::string& path) = 0;
+  // Names (not paths) of the entries of a directory, without "." and "..".
+  virtual Result<std::vector<std::string>> ListDir(const std::string& path) = 0;
+
+  // Runs argv[0] (looked up in PATH) to completion and captures its output.
+  // A non-zero exit is not an error here; the caller reads exit_code.
+  // Timeout when it runs past `timeout`, after killing it.
+  virtual Result<CommandOutput> Run(const std::vector<std::string>& argv,
+                                    Duration timeout = std::chrono::minutes(5)) = 0;
+  // Starts a long-lived child and returns its PID at once.
+  virtual Result<int> Spawn(const std::vector<std::string>& argv, const SpawnOptions& opts) = 0;
+  // True while `pid` exists and is not a zombie of ours. Reaps it if it was
+  // our child and has exited.
+  virtual bool IsAlive(int pid) = 0;
+  // Sends `signal` to `pid` (by PID only, never by name). OK if already gone.
+  virtual Status Kill(int pid, int signal) = 0;
+  // Waits until `pid` is gone or `timeout` passes; Timeout in the latter case.
+  virtual Status WaitGone(int pid, Duration timeout) = 0;
+
+  // A named fault point (engine/fault_points.h lists them). `subject` names
+  // what the point is about, e.g. the VM a member step runs for. The default
+  // does nothing and returns OK; a test Env may return an error, which the
+  // caller treats as a failure of that step, or end the process.
+  virtual Status Hit(std::string_view point, std::string_view subject) = 0;
+};
+
+// Forwards every call to another Env; derive from it to override one method.
+class EnvWrapper : public Env {
+ public:
+  explicit EnvWrapper(Env* target) : target_(target) {}
+
+  int64_t NowMicros() override { return target_->NowMicros(); }
+  Clock::time_point Now() override { return target_->Now(); }
+  void SleepFor(Duration d) override { target_->SleepFor(d); }
+  bool FileExists(const std::string& p) override { return target_->FileExists(p); }
+  Status RemoveFile(const std::string& p) override { return target_->RemoveFile(p); }
+  Status CreateDirs(const std::string& p) override { return target_->CreateDirs(p); }
+  Result<std::vector<std::string>> ListDir(const std::string& p) override {
+    return target_->ListDir(p);
+  }
+  Result<CommandOutput> Run(const std::vector<std::string>& argv, Duration timeout) override {
+    return target_->Run(argv, timeout);
+  }
+  Result<int> Spawn(const std::vector<std::string>& argv, const SpawnOptions& o) override {
+    return target_->Spawn(argv, o);
+  }
+  bool IsAlive(int pid) override { return target_->IsAlive(pid); }
+  Status Kill(int pid, int signal) override { return target_->Kill(pid, signal); }
+  Status WaitGone(int pid, Duration timeout) override { return target_->WaitGone(pid, timeout); }
+  Status Hit(std::string_view point, std::string_view subject) override {
+    return target_->Hit(point, subject);
+  }
+
+ private:
+  Env* target_;
+};
+
+}  // namespace vmgroup

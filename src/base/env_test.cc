@@ -1,0 +1,54 @@
+#include "base/env.h"
+
+#include <signal.h>
+#include <stdlib.h>
+
+#include <gtest/gtest.h>
+
+namespace vmgroup {
+namespace {
+
+TEST(EnvTest, RunCapturesOutputAndExitCode) {
+  Env* env = Env::Default();
+  auto r = env->Run({"sh", "-c", "echo out; echo err >&2; exit 3"});
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->exit_code, 3);
+  EXPECT_EQ(r->out, "out\n");
+  EXPECT_EQ(r->err, "err\n");
+}
+
+TEST(EnvTest, RunOfMissingProgramIsUnavailable) {
+  auto r = Env::Default()->Run({"/nonexistent/program"});
+  EXPECT_EQ(r.status().code(), Code::kUnavailable);
+}
+
+TEST(EnvTest, RunPastTimeoutKillsTheChild) {
+  auto r = Env::Default()->Run({"sleep", "10"}, std::chrono::milliseconds(100));
+  EXPECT_EQ(r.status().code(), Code::kTimeout);
+}
+
+TEST(EnvTest, SpawnKillAndWaitGone) {
+  Env* env = Env::Default();
+  char dir[] = "/tmp/vmg-env-XXXXXX";
+  ASSERT_NE(mkdtemp(dir), nullptr);
+  std::string log = std::string(dir) + "/log";
+  auto pid = env->Spawn({"sh", "-c", "echo started; exec sleep 30"}, {.log_path = log});
+  ASSERT_TRUE(pid.ok()) << pid.status().ToString();
+  EXPECT_TRUE(env->IsAlive(*pid));
+  ASSERT_TRUE(env->Kill(*pid, SIGKILL).ok());
+  EXPECT_TRUE(env->WaitGone(*pid, std::chrono::seconds(5)).ok());
+  EXPECT_FALSE(env->IsAlive(*pid));
+  EXPECT_TRUE(env->FileExists(log));
+  EXPECT_TRUE(env->RemoveFile(log).ok());
+  EXPECT_TRUE(env->RemoveFile(log).ok()) << "removing a missing file is OK";
+  EXPECT_FALSE(env->FileExists(log));
+  ASSERT_EQ(rmdir(dir), 0);
+}
+
+TEST(EnvTest, KillRefusesNonPositivePids) {
+  EXPECT_EQ(Env::Default()->Kill(0, SIGTERM).code(), Code::kInvalidArgument);
+  EXPECT_EQ(Env::Default()->Kill(-1, SIGTERM).code(), Code::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace vmgroup

@@ -1,0 +1,198 @@
+// The default Env, on POSIX. Children are started with posix_spawn so that no
+// code runs between fork and exec in this multi-threaded process.
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include "base/env.h"
+#include "base/unique_fd.h"
+
+extern char** environ;
+
+namespace vmgroup {
+namespace {
+
+std::string Errno(std::string_view what) {
+  return std::string(what) + ": " + std::strerror(errno);
+}
+
+std::vector<char*> CArgv(const std::vector<std::string>& argv) {
+  std::vector<char*> out;
+  out.reserve(argv.size() + 1);
+  for (const auto& a : argv) out.push_back(const_cast<char*>(a.c_str()));
+  out.push_back(nullptr);
+  return out;
+}
+
+// True if /proc says `pid` is a zombie (exited, not yet reaped by its parent).
+bool IsZombie(int pid) {
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  std::string line;
+  if (!std::getline(stat, line)) return true;  // gone
+  auto close = line.rfind(')');
+  return close == std::string::npos || close + 2 >= line.size() || line[close + 2] == 'Z';
+}
+
+class PosixEnv final : public Env {
+ public:
+  int64_t NowMicros() override {
+    return std::chrono::duration_cast<std::chrono::microseconds>(
+               std::chrono::system_clock::now().time_since_epoch())
+        .count();
+  }
+  Clock::time_point Now() override { return Clock::now(); }
+  void SleepFor(Duration d) override { std::this_thread::sleep_for(d); }
+
+  bool FileExists(const std::string& path) override {
+    struct stat st;
+    return ::lstat(path.c_str(), &st) == 0;
+  }
+
+  Status RemoveFile(const std::string& path) override {
+    if (::unlink(path.c_str()) == 0 || errno == ENOENT) return Status::Ok();
+    return Status::IoError(Errno("cannot remove " + path));
+  }
+
+  Status CreateDirs(const std::string& path) override {
+    std::error_code ec;
+    std::filesystem::create_directories(path, ec);
+    if (ec) return Status::IoError("cannot create directory " + path + ": " + ec.message());
+    return Status::Ok();
+  }
+
+  Result<std::vector<std::string>> ListDir(const std::string& path) override {
+    std::error_code ec;
+    std::vector<std::string> names;
+    for (const auto& entry : std::filesystem::directory_iterator(path, ec)) {
+      names.push_back(entry.path().filename().string());
+    }
+    if (ec) return Status::IoError("cannot list " + path + ": " + ec.message());
+    return names;
+  }
+
+  Result<CommandOutput> Run(const std::vector<std::string>& argv, Duration timeout) override {
+    int out_pipe[2], err_pipe[2];
+    if (::pipe2(out_pipe, O_CLOEXEC) != 0) return Status::IoError(Errno("pipe"));
+    UniqueFd out_r(out_pipe[0]), out_w(out_pipe[1]);
+    if (::pipe2(err_pipe, O_CLOEXEC) != 0) return Status::IoError(Errno("pipe"));
+    UniqueFd err_r(err_pipe[0]), err_w(err_pipe[1]);
+
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
+    posix_spawn_file_actions_adddup2(&actions, out_w.get(), 1);
+    posix_spawn_file_actions_adddup2(&actions, err_w.get(), 2);
+    auto cargv = CArgv(argv);
+    pid_t pid;
+    int rc = ::posix_spawnp(&pid, cargv[0], &actions, nullptr, cargv.data(), environ);
+    posix_spawn_file_actions_destroy(&actions);
+    if (rc != 0) {
+      return Status::Unavailable("cannot run " + argv[0] + ": " + std::strerror(rc));
+    }
+    out_w.reset();
+    err_w.reset();
+
+    CommandOutput result;
+    const auto deadline = Clock::now() + timeout;
+    pollfd fds[2] = {{out_r.get(), POLLIN, 0}, {err_r.get(), POLLIN, 0}};
+    std::string* sinks[2] = {&result.out, &result.err};
+    int open_fds = 2;
+    bool timed_out = false;
+    while (open_fds > 0) {
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+      if (left.count() <= 0) {
+        timed_out = true;
+        break;
+      }
+      int n = ::poll(fds, 2, static_cast<int>(left.count()));
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) break;
+      for (int i = 0; i < 2; ++i) {
+        if (fds[i].fd < 0 || fds[i].revents == 0) continue;
+        char buf[8192];
+        ssize_t got = ::read(fds[i].fd, buf, sizeof buf);
+        if (got > 0) {
+          sinks[i]->append(buf, static_cast<size_t>(got));
+        } else if (got == 0 || errno != EINTR) {
+          fds[i].fd = -1;
+          --open_fds;
+        }
+      }
+    }
+    if (timed_out) ::kill(pid, SIGKILL);
+    int wstatus = 0;
+    while (::waitpid(pid, &wstatus, 0) < 0 && errno == EINTR) {
+    }
+    if (timed_out) return Status::Timeout(argv[0] + " did not finish in time and was killed");
+    result.exit_code = WIFEXITED(wstatus) ? WEXITSTATUS(wstatus) : -1;
+    return result;
+  }
+
+  Result<int> Spawn(const std::vector<std::string>& argv, const SpawnOptions& opts) override {
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
+    posix_spawn_file_actions_addopen(&actions, 1, opts.log_path.c_str(),
+                                     O_WRONLY | O_CREAT | O_APPEND, 0640);
+    posix_spawn_file_actions_adddup2(&actions, 1, 2);
+    posix_spawnattr_t attr;
+    posix_spawnattr_init(&attr);
+    if (opts.new_session) posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID);
+    auto cargv = CArgv(argv);
+    pid_t pid;
+    int rc = ::posix_spawnp(&pid, cargv[0], &actions, &attr, cargv.data(), environ);
+    posix_spawnattr_destroy(&attr);
+    posix_spawn_file_actions_destroy(&actions);
+    if (rc != 0) return Status::Unavailable("cannot start " + argv[0] + ": " + std::strerror(rc));
+    return static_cast<int>(pid);
+  }
+
+  bool IsAlive(int pid) override {
+    if (pid <= 0) return false;
+    int wstatus;
+    pid_t r = ::waitpid(pid, &wstatus, WNOHANG);
+    if (r == pid) return false;  // our child, now reaped
+    if (r == 0) return true;     // our child, still running
+    // Not our child (e.g. a VM started by an earlier run of the daemon).
+    if (::kill(pid, 0) != 0 && errno == ESRCH) return false;
+    return !IsZombie(pid);
+  }
+
+  Status Kill(int pid, int signal) override {
+    if (pid <= 0) return Status::InvalidArgument("refusing to signal pid " + std::to_string(pid));
+    if (::kill(pid, signal) == 0 || errno == ESRCH) return Status::Ok();
+    return Status::IoError(Errno("kill " + std::to_string(pid)));
+  }
+
+  Status WaitGone(int pid, Duration timeout) override {
+    const auto deadline = Clock::now() + timeout;
+    while (IsAlive(pid)) {
+      if (Clock::now() > deadline) {
+        return Status::Timeout("process " + std::to_string(pid) + " is still running");
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    return Status::Ok();
+  }
+
+  Status Hit(std::string_view, std::string_view) override { return Status::Ok(); }
+};
+
+}  // namespace
+
+Env* Env::Default() {
+  static PosixEnv* env = new PosixEnv;  // never destroyed: used until exit
+  return env;
+}
+
+}  // namespace vmgroup

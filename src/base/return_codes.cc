@@ -1,0 +1,44 @@
+#include "base/return_codes.h"
+
+namespace vmgroup {
+
+uint32_t ReturnCodeA(const Status& s) {
+  switch (s.code()) {
+    case Code::kOk: return kRcCompleted;
+    case Code::kNotSupported: return kRcNotSupported;
+    case Code::kTimeout: return kRcTimeout;
+    // An unknown object named by a parameter is a bad parameter to the caller.
+    case Code::kInvalidArgument:
+    case Code::kNotFound:
+    case Code::kFileNotFound:
+    case Code::kAlreadyExists: return kRcInvalidParameter;
+    case Code::kInvalidState:
+    case Code::kBusy: return kRcInvalidState;
+    case Code::kUnavailable:
+    case Code::kFailed:
+    case Code::kIoError:
+    case Code::kInternal: return kRcFailed;
+  }
+  return kRcFailed;
+}
+
+uint32_t ReturnCodeB(const Status& s) {
+  switch (s.code()) {
+    case Code::kOk: return kRcCompleted;
+    case Code::kNotSupported: return kRcBNotSupported;
+    case Code::kTimeout: return kRcBTimeout;
+    case Code::kInvalidArgument:
+    case Code::kNotFound:
+    case Code::kAlreadyExists: return kRcBInvalidParameter;
+    case Code::kFileNotFound: return kRcBFileNotFound;
+    case Code::kInvalidState: return kRcBInvalidState;
+    case Code::kBusy: return kRcBSystemInUse;
+    case Code::kUnavailable: return kRcBNotAvailable;
+    case Code::kFailed:
+    case Code::kIoError:
+    case Code::kInternal: return kRcBFailed;
+  }
+  return kRcBFailed;
+}
+
+}  // namespace vmgroup

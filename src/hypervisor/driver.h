@@ -1,0 +1,101 @@
+// The hypervisor seam. The engine drives VMs only through Driver and Vm; it
+// never sees QMP, processes or block-node names. Drivers know VMs, disks,
+// overlays and bitmaps, and nothing of groups, jobs or CIM.
+// (Modelled on libvirt's driver tables and Cloud Hypervisor's Hypervisor/Vm traits.)
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "base/env.h"
+#include "base/result.h"
+
+namespace vmgroup::hypervisor {
+
+// What a VM is made of. Disks are named by their index in `disks`.
+struct VmSpec {
+  std::string uuid;
+  std::string name;
+  int memory_mib = 128;
+  int vcpus = 1;
+  // The active (top) image of each disk, absolute paths to qcow2 files. A
+  // backing chain below an image is opened from its header.
+  std::vector<std::string> disks;
+  std::string kernel, initrd, append;  // optional direct kernel boot
+  std::vector<std::string> extra_args;  // appended to the hypervisor's command line
+  // Directory for the VM's runtime files (monitor socket, log); must exist.
+  std::string run_dir;
+};
+
+enum class RunState { kRunning, kPaused, kShutoff, kOther };
+const char* RunStateName(RunState s);
+
+// A prepared overlay: `path` is a qcow2 file whose backing file is the
+// current top image of disk `disk`. `tag` is unique per VM (the engine uses
+// the snapshot's short id) and lets the driver name what it creates.
+struct Overlay {
+  int disk = 0;
+  std::string path;
+  std::string tag;
+};
+
+// A point in time by which a call must have returned.
+using Deadline = Clock::time_point;
+
+// A running (or paused) VM. Each Vm serialises its own calls; different Vms
+// may be driven from different threads at once.
+class Vm {
+ public:
+  virtual ~Vm() = default;
+
+  virtual int pid() const = 0;
+
+  // Unavailable when the hypervisor process is gone.
+  virtual Result<RunState> State(Deadline deadline) = 0;
+  // Stops the vCPUs; returns once in-flight I/O is drained.
+  virtual Status Pause(Deadline deadline) = 0;
+  virtual Status Resume(Deadline deadline) = 0;
+
+  // Opens each overlay file so that SwitchToOverlays has nothing left to do
+  // but switch. Runs while the guest runs. All or nothing: on error, what
+  // this call opened is closed again.
+  virtual Status OpenOverlays(const std::vector<Overlay>& overlays, Deadline deadline) = 0;
+  // Closes overlays opened by OpenOverlays that are not active. OK for
+  // overlays that were never opened.
+  virtual Status CloseOverlays(const std::vector<Overlay>& overlays, Deadline deadline) = 0;
+
+  // In one atomic step for this VM, makes every overlay the active image of
+  // its disk; with `bitmap` non-empty, also adds a persistent dirty bitmap of
+  // that name on each new active image. Either every disk switched or none.
+  // REQUIRES: OpenOverlays succeeded for these overlays.
+  virtual Status SwitchToOverlays(const std::vector<Overlay>& overlays, const std::string& bitmap,
+                                  Deadline deadline) = 0;
+
+  // Undoes SwitchToOverlays for each overlay that is active: merges it back
+  // into the image below (writes made since the switch are kept) and makes
+  // that image active again; then closes every overlay. Safe to call after a
+  // partial or failed switch, or more than once.
+  virtual Status RevertOverlays(const std::vector<Overlay>& overlays) = 0;
+
+  // The file of each disk's active image, by disk index.
+  virtual Result<std::vector<std::string>> ActiveImages(Deadline deadline) = 0;
+
+  // Asks the hypervisor to exit and waits for it; kills it if it will not.
+  virtual Status PowerOff() = 0;
+};
+
+class Driver {
+ public:
+  virtual ~Driver() = default;
+
+  // Starts a VM (running). Unavailable when the hypervisor will not start;
+  // the message carries what it printed.
+  virtual Result<std::unique_ptr<Vm>> Start(const VmSpec& spec) = 0;
+
+  // Reconnects to a VM started earlier (possibly by another process) with
+  // this spec, whose hypervisor runs as `pid`. Unavailable if it is gone.
+  virtual Result<std::unique_ptr<Vm>> Attach(const VmSpec& spec, int pid) = 0;
+};
+
+}  // namespace vmgroup::hypervisor

@@ -1,0 +1,93 @@
+// FakeQmpServer (tests only): a unix-socket peer that speaks just enough QMP
+// to test QmpClient's handling of errors, events, late replies and EOF
+// without starting QEMU. `reply` maps each received command to the lines to
+// send back; returning std::nullopt closes the connection.
+#pragma once
+
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <functional>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace vmgroup::hypervisor::qemu {
+
+class FakeQmpServer {
+ public:
+  using Handler = std::function<std::optional<std::vector<std::string>>(const nlohmann::json&)>;
+
+  FakeQmpServer(std::string path, Handler reply) : path_(std::move(path)) {
+    listen_fd_ = ::socket(AF_UNIX, SOCK_STREAM, 0);
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::strncpy(addr.sun_path, path_.c_str(), sizeof addr.sun_path - 1);
+    ::unlink(path_.c_str());
+    ::bind(listen_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+    ::listen(listen_fd_, 1);
+    thread_ = std::thread([this, reply = std::move(reply)] { Serve(reply); });
+  }
+  ~FakeQmpServer() {
+    ::shutdown(listen_fd_, SHUT_RDWR);
+    ::close(listen_fd_);
+    thread_.join();
+    ::unlink(path_.c_str());
+  }
+
+  // Id of a command as the client sent it, to echo in a reply.
+  static std::string Reply(const nlohmann::json& cmd, const nlohmann::json& ret) {
+    return nlohmann::json{{"return", ret}, {"id", cmd["id"]}}.dump();
+  }
+  static std::string Error(const nlohmann::json& cmd, const std::string& desc) {
+    return nlohmann::json{{"error", {{"class", "GenericError"}, {"desc", desc}}}, {"id", cmd["id"]}}
+        .dump();
+  }
+
+ private:
+  void Serve(const Handler& reply) {
+    int fd = ::accept(listen_fd_, nullptr, nullptr);
+    if (fd < 0) return;
+    Send(fd, R"({"QMP": {"version": {"qemu": {"major": 7}}, "capabilities": []}})");
+    std::string buf;
+    char chunk[4096];
+    while (true) {
+      ssize_t n = ::read(fd, chunk, sizeof chunk);
+      if (n <= 0) break;
+      buf.append(chunk, static_cast<size_t>(n));
+      size_t nl;
+      bool close = false;
+      while ((nl = buf.find('\n')) != std::string::npos) {
+        auto cmd = nlohmann::json::parse(buf.substr(0, nl));
+        buf.erase(0, nl + 1);
+        if (cmd["execute"] == "qmp_capabilities") {
+          Send(fd, Reply(cmd, nlohmann::json::object()));
+          continue;
+        }
+        auto lines = reply(cmd);
+        if (!lines) {
+          close = true;
+          break;
+        }
+        for (const auto& l : *lines) Send(fd, l);
+      }
+      if (close) break;
+    }
+    ::close(fd);
+  }
+  static void Send(int fd, const std::string& line) {
+    std::string s = line + "\r\n";
+    (void)!::write(fd, s.data(), s.size());
+  }
+
+  std::string path_;
+  int listen_fd_;
+  std::thread thread_;
+};
+
+}  // namespace vmgroup::hypervisor::qemu

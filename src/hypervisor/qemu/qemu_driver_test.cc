@@ -1,0 +1,149 @@
+// The QEMU driver against real QEMU (a firmware-only VM: no guest needed to
+// exercise the block layer).
+#include "hypervisor/qemu/qemu_driver.h"
+
+#include <signal.h>
+
+#include <gtest/gtest.h>
+
+#include "storage/qemu_img.h"
+#include "testing/temp_dir.h"
+
+namespace vmgroup::hypervisor::qemu {
+namespace {
+
+Deadline Soon() { return Clock::now() + std::chrono::seconds(10); }
+
+class QemuDriverTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    for (int i = 0; i < 2; ++i) {
+      ASSERT_TRUE(img_.Create(dir_ / ("d" + std::to_string(i) + ".qcow2"), 16 << 20).ok());
+    }
+    spec_.uuid = "5c2f3c8e-1111-4a4a-8b8b-000000000001";
+    spec_.name = "t1";
+    spec_.memory_mib = 64;
+    spec_.disks = {dir_ / "d0.qcow2", dir_ / "d1.qcow2"};
+    spec_.run_dir = dir_.path();
+  }
+  void TearDown() override {
+    if (vm_) {
+      EXPECT_TRUE(vm_->PowerOff().ok());
+    }
+  }
+  void StartVm() {
+    auto vm = driver_.Start(spec_);
+    ASSERT_TRUE(vm.ok()) << vm.status().ToString();
+    vm_ = std::move(vm).value();
+  }
+  std::vector<Overlay> MakeOverlays(const std::string& tag) {
+    std::vector<Overlay> overlays;
+    for (int i = 0; i < 2; ++i) {
+      std::string path = dir_ / ("d" + std::to_string(i) + "-" + tag + ".qcow2");
+      EXPECT_TRUE(img_.CreateOverlay(spec_.disks[i], path).ok());
+      overlays.push_back({i, path, tag});
+    }
+    return overlays;
+  }
+
+  testing::TempDir dir_;
+  storage::QemuImg img_{Env::Default()};
+  QemuDriver driver_{Env::Default()};
+  VmSpec spec_;
+  std::unique_ptr<Vm> vm_;
+};
+
+TEST_F(QemuDriverTest, PauseResumeAndState) {
+  StartVm();
+  EXPECT_EQ(*vm_->State(Soon()), RunState::kRunning);
+  ASSERT_TRUE(vm_->Pause(Soon()).ok());
+  EXPECT_EQ(*vm_->State(Soon()), RunState::kPaused);
+  ASSERT_TRUE(vm_->Resume(Soon()).ok());
+  EXPECT_EQ(*vm_->State(Soon()), RunState::kRunning);
+}
+
+TEST_F(QemuDriverTest, SwitchMakesOverlaysActiveWithBitmapAndRevertUndoesIt) {
+  StartVm();
+  auto overlays = MakeOverlays("s1");
+  ASSERT_TRUE(vm_->OpenOverlays(overlays, Soon()).ok());
+  ASSERT_TRUE(vm_->Pause(Soon()).ok());
+  Status sw = vm_->SwitchToOverlays(overlays, "cp1", Soon());
+  ASSERT_TRUE(sw.ok()) << sw.ToString();
+  EXPECT_EQ(*vm_->ActiveImages(Soon()),
+            (std::vector<std::string>{overlays[0].path, overlays[1].path}));
+
+  ASSERT_TRUE(vm_->RevertOverlays(overlays).ok());
+  EXPECT_EQ(*vm_->ActiveImages(Soon()), spec_.disks);
+  EXPECT_TRUE(vm_->RevertOverlays(overlays).ok()) << "a second revert finds nothing to do";
+  ASSERT_TRUE(vm_->Resume(Soon()).ok());
+  // Once closed, the overlay can be switched to again under a new node.
+  auto again = MakeOverlays("s2");
+  ASSERT_TRUE(vm_->OpenOverlays(again, Soon()).ok());
+  ASSERT_TRUE(vm_->SwitchToOverlays(again, "", Soon()).ok());
+  EXPECT_EQ((*vm_->ActiveImages(Soon()))[1], again[1].path);
+}
+
+TEST_F(QemuDriverTest, BitmapPersistsInTheImageOnceQemuClosesIt) {
+  StartVm();
+  auto overlays = MakeOverlays("s1");
+  ASSERT_TRUE(vm_->OpenOverlays(overlays, Soon()).ok());
+  ASSERT_TRUE(vm_->SwitchToOverlays(overlays, "cp1", Soon()).ok());
+  ASSERT_TRUE(vm_->PowerOff().ok());
+  vm_.reset();
+  auto chain = img_.Chain(overlays[0].path);
+  ASSERT_TRUE(chain.ok());
+  ASSERT_EQ(chain->size(), 2u);
+  EXPECT_EQ((*chain)[0].bitmaps, std::vector<std::string>{"cp1"});
+  EXPECT_EQ((*chain)[1].filename, spec_.disks[0]);
+  EXPECT_TRUE(img_.Check(overlays[0].path).ok());
+}
+
+TEST_F(QemuDriverTest, FailedTransactionSwitchesNothing) {
+  StartVm();
+  auto overlays = MakeOverlays("s1");
+  ASSERT_TRUE(vm_->OpenOverlays(overlays, Soon()).ok());
+  // The same overlay twice: QEMU refuses the second action, so neither applies.
+  Status s = vm_->SwitchToOverlays({overlays[0], overlays[1], {0, overlays[0].path, "s1"}}, "",
+                                   Soon());
+  EXPECT_EQ(s.code(), Code::kFailed) << s.ToString();
+  EXPECT_EQ(*vm_->ActiveImages(Soon()), spec_.disks);
+  EXPECT_TRUE(vm_->CloseOverlays(overlays, Soon()).ok());
+}
+
+TEST_F(QemuDriverTest, AttachReachesARunningVmThroughItsMonitor) {
+  StartVm();
+  ASSERT_TRUE(vm_->Pause(Soon()).ok());
+  int pid = vm_->pid();
+  vm_.reset();  // the connection closes; QEMU keeps running
+  auto again = driver_.Attach(spec_, pid);
+  ASSERT_TRUE(again.ok()) << again.status().ToString();
+  vm_ = std::move(again).value();
+  EXPECT_EQ(*vm_->State(Soon()), RunState::kPaused);
+}
+
+TEST_F(QemuDriverTest, DeadQemuIsUnavailable) {
+  StartVm();
+  ASSERT_TRUE(Env::Default()->Kill(vm_->pid(), SIGKILL).ok());
+  ASSERT_TRUE(Env::Default()->WaitGone(vm_->pid(), std::chrono::seconds(10)).ok());
+  EXPECT_EQ(vm_->Pause(Soon()).code(), Code::kUnavailable);
+  EXPECT_EQ(driver_.Attach(spec_, vm_->pid()).status().code(), Code::kUnavailable);
+  vm_.reset();
+}
+
+TEST_F(QemuDriverTest, MissingDiskIsRefusedBeforeQemuStarts) {
+  spec_.disks[1] = dir_ / "nope.qcow2";
+  auto vm = driver_.Start(spec_);
+  EXPECT_EQ(vm.status().code(), Code::kFileNotFound);
+  EXPECT_NE(vm.status().message().find("nope.qcow2"), std::string::npos);
+}
+
+TEST_F(QemuDriverTest, QemuRefusingToStartReportsWhatItSaid) {
+  spec_.extra_args = {"-no-such-option"};
+  auto vm = driver_.Start(spec_);
+  EXPECT_EQ(vm.status().code(), Code::kUnavailable);
+  EXPECT_NE(vm.status().message().find("no-such-option"), std::string::npos)
+      << vm.status().message();
+}
+
+}  // namespace
+}  // namespace vmgroup::hypervisor::qemu

@@ -1,0 +1,186 @@
+#include "hypervisor/qemu/qemu_vm.h"
+
+#include <signal.h>
+
+#include <algorithm>
+#include <cctype>
+
+#include "hypervisor/qemu/qmp_commands.h"
+
+namespace vmgroup::hypervisor::qemu {
+namespace {
+
+// Cleanup (revert, close) runs past the caller's cut deadline: leaving a
+// half-reverted VM would be worse than being late.
+constexpr auto kCleanupTimeout = std::chrono::seconds(60);
+
+std::string DiskDevice(size_t i) { return "/machine/peripheral/vd" + std::to_string(i) + "/virtio-backend"; }
+
+}  // namespace
+
+std::string OverlayNode(const Overlay& o) { return "d" + std::to_string(o.disk) + "-" + o.tag; }
+std::string OverlayFileNode(const Overlay& o) { return "f" + std::to_string(o.disk) + "-" + o.tag; }
+
+bool IsValidTag(const std::string& tag) {
+  if (tag.empty() || tag.size() > 20) return false;
+  for (char ch : tag) {
+    if (!std::isalnum(static_cast<unsigned char>(ch)) && ch != '-' && ch != '_') return false;
+  }
+  return true;
+}
+
+QemuVm::QemuVm(Env* env, VmSpec spec, int pid, std::unique_ptr<QmpClient> qmp)
+    : env_(env), spec_(std::move(spec)), pid_(pid), qmp_(std::move(qmp)) {}
+
+Result<RunState> QemuVm::State(Deadline deadline) {
+  std::lock_guard lock(mu_);
+  VMG_ASSIGN_OR_RETURN(std::string s, qmp::QueryStatus(*qmp_, deadline));
+  if (s == "running") return RunState::kRunning;
+  if (s == "paused" || s == "postmigrate") return RunState::kPaused;
+  if (s == "shutdown") return RunState::kShutoff;
+  return RunState::kOther;
+}
+
+Status QemuVm::Pause(Deadline deadline) {
+  std::lock_guard lock(mu_);
+  return qmp::Stop(*qmp_, deadline);
+}
+
+Status QemuVm::Resume(Deadline deadline) {
+  std::lock_guard lock(mu_);
+  return qmp::Cont(*qmp_, deadline);
+}
+
+Result<std::vector<std::pair<std::string, std::string>>> QemuVm::QueryDisks(Deadline deadline) {
+  VMG_ASSIGN_OR_RETURN(auto devices, qmp::QueryBlock(*qmp_, deadline));
+  std::vector<std::pair<std::string, std::string>> disks(spec_.disks.size());
+  for (size_t i = 0; i < disks.size(); ++i) {
+    bool found = false;
+    for (const auto& dev : devices) {
+      if (dev.qdev == DiskDevice(i)) {
+        disks[i] = {dev.node, dev.file};
+        found = true;
+      }
+    }
+    if (!found) return Status::Internal("QEMU reports no device for disk " + std::to_string(i));
+  }
+  return disks;
+}
+
+Status QemuVm::RefreshActiveNodes(Deadline deadline) {
+  std::lock_guard lock(mu_);
+  VMG_ASSIGN_OR_RETURN(auto disks, QueryDisks(deadline));
+  active_nodes_.clear();
+  for (auto& d : disks) active_nodes_.push_back(d.first);
+  return Status::Ok();
+}
+
+Status QemuVm::OpenOverlays(const std::vector<Overlay>& overlays, Deadline deadline) {
+  std::lock_guard lock(mu_);
+  for (const auto& o : overlays) {
+    if (!IsValidTag(o.tag)) return Status::InvalidArgument("bad overlay tag '" + o.tag + "'");
+    if (o.disk < 0 || static_cast<size_t>(o.disk) >= spec_.disks.size()) {
+      return Status::InvalidArgument("no disk " + std::to_string(o.disk));
+    }
+  }
+  // The switch must not spend pause time asking which node is on top.
+  VMG_ASSIGN_OR_RETURN(auto disks, QueryDisks(deadline));
+  active_nodes_.clear();
+  for (auto& d : disks) active_nodes_.push_back(d.first);
+
+  for (size_t i = 0; i < overlays.size(); ++i) {
+    const Overlay& o = overlays[i];
+    Status s = qmp::BlockdevAddOverlay(*qmp_, OverlayNode(o), OverlayFileNode(o), o.path, deadline);
+    if (!s.ok()) {
+      std::vector<Overlay> opened(overlays.begin(), overlays.begin() + static_cast<long>(i));
+      (void)CloseOverlaysLocked(opened, Clock::now() + kCleanupTimeout);  // the open error wins
+      return s.Annotate("disk " + std::to_string(o.disk));
+    }
+  }
+  return Status::Ok();
+}
+
+Status QemuVm::CloseOverlays(const std::vector<Overlay>& overlays, Deadline deadline) {
+  std::lock_guard lock(mu_);
+  return CloseOverlaysLocked(overlays, deadline);
+}
+
+Status QemuVm::CloseOverlaysLocked(const std::vector<Overlay>& overlays, Deadline deadline) {
+  VMG_ASSIGN_OR_RETURN(auto names, qmp::QueryNodeNames(*qmp_, deadline));
+  VMG_ASSIGN_OR_RETURN(auto disks, QueryDisks(deadline));
+  Status first_error;
+  for (const auto& o : overlays) {
+    const std::string node = OverlayNode(o);
+    if (std::find(names.begin(), names.end(), node) == names.end()) continue;
+    if (static_cast<size_t>(o.disk) < disks.size() && disks[o.disk].first == node) {
+      if (first_error.ok()) first_error = Status::InvalidState(node + " is active; revert it first");
+      continue;
+    }
+    Status s = qmp::BlockdevDel(*qmp_, node, deadline);
+    if (!s.ok() && first_error.ok()) first_error = s;
+  }
+  return first_error;
+}
+
+Status QemuVm::SwitchToOverlays(const std::vector<Overlay>& overlays, const std::string& bitmap,
+                                Deadline deadline) {
+  std::lock_guard lock(mu_);
+  std::vector<Json> actions;
+  for (const auto& o : overlays) {
+    if (static_cast<size_t>(o.disk) >= active_nodes_.size()) {
+      return Status::InvalidState("overlays of disk " + std::to_string(o.disk) + " were not opened");
+    }
+    actions.push_back(qmp::SnapshotAction(active_nodes_[o.disk], OverlayNode(o)));
+  }
+  if (!bitmap.empty()) {
+    for (const auto& o : overlays) actions.push_back(qmp::BitmapAddAction(OverlayNode(o), bitmap));
+  }
+  VMG_RETURN_IF_ERROR(qmp::Transaction(*qmp_, actions, deadline));
+  for (const auto& o : overlays) active_nodes_[o.disk] = OverlayNode(o);
+  return Status::Ok();
+}
+
+Status QemuVm::RevertOverlays(const std::vector<Overlay>& overlays) {
+  std::lock_guard lock(mu_);
+  const Deadline deadline = Clock::now() + kCleanupTimeout;
+  VMG_ASSIGN_OR_RETURN(auto disks, QueryDisks(deadline));
+  // Start every merge first, then wait: the disks commit in parallel.
+  std::vector<std::string> jobs;
+  for (const auto& o : overlays) {
+    if (static_cast<size_t>(o.disk) >= disks.size() || disks[o.disk].first != OverlayNode(o)) {
+      continue;
+    }
+    std::string job = "revert-" + OverlayNode(o);
+    VMG_RETURN_IF_ERROR(qmp::BlockCommitActive(*qmp_, job, OverlayNode(o), deadline));
+    jobs.push_back(job);
+  }
+  for (const auto& job : jobs) {
+    VMG_RETURN_IF_ERROR(qmp::WaitJob(*qmp_, job, "ready", deadline));
+    VMG_RETURN_IF_ERROR(qmp::JobComplete(*qmp_, job, deadline));
+    VMG_RETURN_IF_ERROR(qmp::WaitJob(*qmp_, job, "concluded", deadline));
+    VMG_RETURN_IF_ERROR(qmp::JobDismiss(*qmp_, job, deadline));
+  }
+  VMG_ASSIGN_OR_RETURN(disks, QueryDisks(deadline));
+  active_nodes_.clear();
+  for (auto& d : disks) active_nodes_.push_back(d.first);
+  return CloseOverlaysLocked(overlays, deadline);
+}
+
+Result<std::vector<std::string>> QemuVm::ActiveImages(Deadline deadline) {
+  std::lock_guard lock(mu_);
+  VMG_ASSIGN_OR_RETURN(auto disks, QueryDisks(deadline));
+  std::vector<std::string> files;
+  for (auto& d : disks) files.push_back(d.second);
+  return files;
+}
+
+Status QemuVm::PowerOff() {
+  std::lock_guard lock(mu_);
+  // A quit that fails because QEMU is already gone is fine; WaitGone decides.
+  (void)qmp::Quit(*qmp_, Clock::now() + std::chrono::seconds(5));
+  if (env_->WaitGone(pid_, std::chrono::seconds(10)).ok()) return Status::Ok();
+  VMG_RETURN_IF_ERROR(env_->Kill(pid_, SIGKILL));
+  return env_->WaitGone(pid_, std::chrono::seconds(10));
+}
+
+}  // namespace vmgroup::hypervisor::qemu

@@ -1,0 +1,53 @@
+// QemuVm: hypervisor::Vm over one QMP connection. Every call takes the VM's
+// mutex, so one VM's commands never interleave; different VMs run in parallel.
+#pragma once
+
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "hypervisor/driver.h"
+#include "hypervisor/qemu/qmp_client.h"
+
+namespace vmgroup::hypervisor::qemu {
+
+class QemuVm final : public Vm {
+ public:
+  QemuVm(Env* env, VmSpec spec, int pid, std::unique_ptr<QmpClient> qmp);
+
+  int pid() const override { return pid_; }
+  Result<RunState> State(Deadline deadline) override;
+  Status Pause(Deadline deadline) override;
+  Status Resume(Deadline deadline) override;
+  Status OpenOverlays(const std::vector<Overlay>& overlays, Deadline deadline) override;
+  Status CloseOverlays(const std::vector<Overlay>& overlays, Deadline deadline) override;
+  Status SwitchToOverlays(const std::vector<Overlay>& overlays, const std::string& bitmap,
+                          Deadline deadline) override;
+  Status RevertOverlays(const std::vector<Overlay>& overlays) override;
+  Result<std::vector<std::string>> ActiveImages(Deadline deadline) override;
+  Status PowerOff() override;
+
+  // Reads the active node of every disk into active_nodes_.
+  Status RefreshActiveNodes(Deadline deadline);
+
+ private:
+  // The active node and file of each disk, by disk index.
+  Result<std::vector<std::pair<std::string, std::string>>> QueryDisks(Deadline deadline);
+  Status CloseOverlaysLocked(const std::vector<Overlay>& overlays, Deadline deadline);
+
+  Env* env_;
+  const VmSpec spec_;
+  const int pid_;
+  std::mutex mu_;
+  std::unique_ptr<QmpClient> qmp_;      // guarded by mu_
+  std::vector<std::string> active_nodes_;  // guarded by mu_; refreshed outside pauses
+};
+
+// Node names of an overlay (see qemu_driver.h).
+std::string OverlayNode(const Overlay& o);
+std::string OverlayFileNode(const Overlay& o);
+// Tags become parts of node names: letters, digits, '-', '_', 1..20 characters.
+bool IsValidTag(const std::string& tag);
+
+}  // namespace vmgroup::hypervisor::qemu

@@ -1,0 +1,152 @@
+#include "hypervisor/qemu/qmp_client.h"
+
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+
+#include <cerrno>
+#include <cstring>
+#include <thread>
+
+namespace vmgroup::hypervisor::qemu {
+namespace {
+
+// Events kept when nobody waits for them; older ones are dropped first.
+constexpr size_t kMaxQueuedEvents = 1024;
+// A single QMP message larger than this means the peer is not QEMU.
+constexpr size_t kMaxMessageBytes = 64 << 20;
+
+int MillisLeft(Deadline deadline) {
+  auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+  return left.count() < 0 ? 0 : static_cast<int>(std::min<int64_t>(left.count(), 1 << 30));
+}
+
+Result<UniqueFd> ConnectOnce(const std::string& path) {
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  if (path.size() >= sizeof addr.sun_path) {
+    return Status::InvalidArgument("monitor socket path is too long: " + path);
+  }
+  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+  UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (!fd.valid()) return Status::IoError(std::string("socket: ") + std::strerror(errno));
+  if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    return Status::Unavailable("cannot connect to " + path + ": " + std::strerror(errno));
+  }
+  return fd;
+}
+
+}  // namespace
+
+Result<std::unique_ptr<QmpClient>> QmpClient::Connect(const std::string& socket_path,
+                                                      Deadline deadline) {
+  Status last;
+  while (true) {
+    auto fd = ConnectOnce(socket_path);
+    if (fd.ok()) {
+      std::unique_ptr<QmpClient> client(new QmpClient(std::move(fd).value()));
+      VMG_ASSIGN_OR_RETURN(client->greeting_, client->ReadMessage(deadline));
+      if (!client->greeting_.contains("QMP")) {
+        return Status::Unavailable(socket_path + " is not a QMP monitor");
+      }
+      VMG_RETURN_IF_ERROR(client->Execute("qmp_capabilities", deadline).status());
+      return client;
+    }
+    last = fd.status();
+    if (last.code() != Code::kUnavailable || Clock::now() >= deadline) return last;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+}
+
+Status QmpClient::WriteAll(const std::string& data, Deadline deadline) {
+  size_t done = 0;
+  while (done < data.size()) {
+    pollfd p{fd_.get(), POLLOUT, 0};
+    int n = ::poll(&p, 1, MillisLeft(deadline));
+    if (n == 0) return Status::Timeout("QMP write timed out");
+    if (n < 0 && errno == EINTR) continue;
+    ssize_t w = ::send(fd_.get(), data.data() + done, data.size() - done, MSG_NOSIGNAL);
+    if (w < 0 && (errno == EINTR || errno == EAGAIN)) continue;
+    if (w <= 0) {
+      closed_ = true;
+      return Status::Unavailable(std::string("QMP connection lost: ") + std::strerror(errno));
+    }
+    done += static_cast<size_t>(w);
+  }
+  return Status::Ok();
+}
+
+Result<Json> QmpClient::ReadMessage(Deadline deadline) {
+  while (true) {
+    if (auto nl = buffer_.find('\n'); nl != std::string::npos) {
+      std::string line = buffer_.substr(0, nl);
+      buffer_.erase(0, nl + 1);
+      if (line.find_first_not_of(" \r\t") == std::string::npos) continue;
+      Json msg = Json::parse(line, nullptr, /*allow_exceptions=*/false);
+      if (msg.is_discarded() || !msg.is_object()) {
+        return Status::Unavailable("QMP sent something that is not JSON: " + line.substr(0, 200));
+      }
+      return msg;
+    }
+    if (closed_) return Status::Unavailable("QMP connection closed (QEMU exited?)");
+    if (buffer_.size() > kMaxMessageBytes) return Status::Unavailable("QMP message too large");
+    pollfd p{fd_.get(), POLLIN, 0};
+    int n = ::poll(&p, 1, MillisLeft(deadline));
+    if (n == 0) return Status::Timeout("no answer from QMP in time");
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return Status::IoError(std::string("poll: ") + std::strerror(errno));
+    }
+    char buf[16384];
+    ssize_t got = ::recv(fd_.get(), buf, sizeof buf, 0);
+    if (got < 0 && (errno == EINTR || errno == EAGAIN)) continue;
+    if (got <= 0) {
+      closed_ = true;
+      continue;  // hand out whole lines still buffered, then report the close
+    }
+    buffer_.append(buf, static_cast<size_t>(got));
+  }
+}
+
+Result<Json> QmpClient::Execute(std::string_view command, const Json& arguments,
+                                Deadline deadline) {
+  const std::string id = "vmg-" + std::to_string(next_id_++);
+  Json msg = {{"execute", command}, {"id", id}};
+  if (!arguments.empty()) msg["arguments"] = arguments;
+  VMG_RETURN_IF_ERROR(WriteAll(msg.dump() + "\n", deadline).Annotate(std::string(command)));
+  while (true) {
+    auto reply = ReadMessage(deadline);
+    if (!reply.ok()) return reply.status().Annotate(std::string(command));
+    Json& m = reply.value();
+    if (m.contains("event")) {
+      if (events_.size() >= kMaxQueuedEvents) events_.pop_front();
+      events_.push_back(std::move(m));
+      continue;
+    }
+    if (m.value("id", "") != id) continue;  // the late reply of a command that timed out
+    if (auto err = m.find("error"); err != m.end()) {
+      return Status::Failed(std::string(command) + ": " + err->value("desc", err->dump()));
+    }
+    return m.value("return", Json::object());
+  }
+}
+
+Result<Json> QmpClient::WaitEvent(std::string_view name, Deadline deadline) {
+  while (true) {
+    for (auto it = events_.begin(); it != events_.end(); ++it) {
+      if ((*it)["event"] == name) {
+        Json e = std::move(*it);
+        events_.erase(it);
+        return e;
+      }
+    }
+    auto m = ReadMessage(deadline);
+    if (!m.ok()) return m.status().Annotate("waiting for " + std::string(name));
+    if (m->contains("event")) {
+      if (events_.size() >= kMaxQueuedEvents) events_.pop_front();
+      events_.push_back(std::move(m).value());
+    }
+  }
+}
+
+}  // namespace vmgroup::hypervisor::qemu

@@ -1,0 +1,65 @@
+// QmpClient: one connection to a QEMU monitor (QMP) over a unix socket.
+// Reads the greeting, negotiates capabilities, sends commands with ids and
+// waits for the reply carrying that id under a deadline. Replies to earlier
+// commands that timed out are recognised by their id and dropped, so a slow
+// reply never answers a later command. Events are queued as they arrive.
+//
+// Not thread-safe: one owner at a time (QemuVm serialises its calls).
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include <nlohmann/json.hpp>
+
+#include "base/env.h"
+#include "base/result.h"
+#include "base/unique_fd.h"
+
+namespace vmgroup::hypervisor::qemu {
+
+using Json = nlohmann::json;
+using Deadline = Clock::time_point;
+
+class QmpClient {
+ public:
+  // Connects to the monitor at `socket_path`, retrying while QEMU has not yet
+  // created or opened it, until `deadline`. Unavailable if it never answers.
+  static Result<std::unique_ptr<QmpClient>> Connect(const std::string& socket_path,
+                                                    Deadline deadline);
+
+  // Runs `command` and returns its "return" value. A QMP error reply becomes
+  // Failed with QEMU's description; Timeout past `deadline`; Unavailable when
+  // the connection is closed (QEMU exited).
+  Result<Json> Execute(std::string_view command, const Json& arguments, Deadline deadline);
+  Result<Json> Execute(std::string_view command, Deadline deadline) {
+    return Execute(command, Json::object(), deadline);
+  }
+
+  // Returns the first queued or arriving event named `name`, removing it
+  // from the queue. Timeout if none arrives by `deadline`.
+  Result<Json> WaitEvent(std::string_view name, Deadline deadline);
+
+  // The events received so far (oldest first); the queue is emptied.
+  std::deque<Json> TakeEvents() { return std::exchange(events_, {}); }
+
+  // The greeting QEMU sent ({"QMP": {"version": ...}}).
+  const Json& greeting() const { return greeting_; }
+
+ private:
+  explicit QmpClient(UniqueFd fd) : fd_(std::move(fd)) {}
+  Result<Json> ReadMessage(Deadline deadline);
+  Status WriteAll(const std::string& data, Deadline deadline);
+
+  UniqueFd fd_;
+  std::string buffer_;
+  std::deque<Json> events_;
+  Json greeting_;
+  uint64_t next_id_ = 1;
+  bool closed_ = false;
+};
+
+}  // namespace vmgroup::hypervisor::qemu

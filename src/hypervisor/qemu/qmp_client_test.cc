@@ -1,0 +1,97 @@
+#include "hypervisor/qemu/qmp_client.h"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include "hypervisor/qemu/fake_qmp_server.h"
+#include "hypervisor/qemu/qmp_commands.h"
+
+namespace vmgroup::hypervisor::qemu {
+namespace {
+
+using nlohmann::json;
+using Lines = std::optional<std::vector<std::string>>;
+
+Deadline In(int ms) { return Clock::now() + std::chrono::milliseconds(ms); }
+
+std::string SocketPath() {
+  return "/tmp/vmg-qmp-" + std::to_string(::getpid()) + "-" +
+         ::testing::UnitTest::GetInstance()->current_test_info()->name() + ".sock";
+}
+
+TEST(QmpClientTest, ReturnsTheReplyAndQueuesEventsThatArriveFirst) {
+  FakeQmpServer server(SocketPath(), [](const json& cmd) -> Lines {
+    return std::vector<std::string>{R"({"event": "STOP", "timestamp": {}})",
+                                    FakeQmpServer::Reply(cmd, {{"status", "paused"}})};
+  });
+  auto c = QmpClient::Connect(SocketPath(), In(5000));
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ((*c)->greeting()["QMP"]["version"]["qemu"]["major"], 7);
+  auto s = qmp::QueryStatus(**c, In(5000));
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  EXPECT_EQ(*s, "paused");
+  auto ev = (*c)->WaitEvent("STOP", In(1000));
+  ASSERT_TRUE(ev.ok());
+  EXPECT_EQ((*ev)["event"], "STOP");
+}
+
+TEST(QmpClientTest, ErrorReplyBecomesFailedWithQemusMessage) {
+  FakeQmpServer server(SocketPath(), [](const json& cmd) -> Lines {
+    return std::vector<std::string>{FakeQmpServer::Error(cmd, "Cannot find device='x'")};
+  });
+  auto c = QmpClient::Connect(SocketPath(), In(5000));
+  ASSERT_TRUE(c.ok());
+  Status s = qmp::Stop(**c, In(5000));
+  EXPECT_EQ(s.code(), Code::kFailed);
+  EXPECT_NE(s.message().find("Cannot find device='x'"), std::string::npos) << s.message();
+}
+
+TEST(QmpClientTest, LateReplyOfATimedOutCommandIsNotTakenForTheNextOne) {
+  int calls = 0;
+  json first;
+  FakeQmpServer server(SocketPath(), [&](const json& cmd) -> Lines {
+    if (++calls == 1) {
+      first = cmd;  // no answer yet: the client times out
+      return std::vector<std::string>{};
+    }
+    // Now answer both: the stale reply first, then the real one.
+    return std::vector<std::string>{FakeQmpServer::Reply(first, {{"status", "stale"}}),
+                                    FakeQmpServer::Reply(cmd, {{"status", "running"}})};
+  });
+  auto c = QmpClient::Connect(SocketPath(), In(5000));
+  ASSERT_TRUE(c.ok());
+  EXPECT_EQ(qmp::QueryStatus(**c, In(100)).status().code(), Code::kTimeout);
+  auto s = qmp::QueryStatus(**c, In(5000));
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  EXPECT_EQ(*s, "running");
+}
+
+TEST(QmpClientTest, PeerClosingIsUnavailable) {
+  FakeQmpServer server(SocketPath(), [](const json&) -> Lines { return std::nullopt; });
+  auto c = QmpClient::Connect(SocketPath(), In(5000));
+  ASSERT_TRUE(c.ok());
+  EXPECT_EQ(qmp::Cont(**c, In(5000)).code(), Code::kUnavailable);
+  EXPECT_EQ(qmp::Cont(**c, In(5000)).code(), Code::kUnavailable) << "stays closed";
+}
+
+TEST(QmpClientTest, JobErrorIsReadFromQueryJobs) {
+  FakeQmpServer server(SocketPath(), [](const json& cmd) -> Lines {
+    json jobs = json::array(
+        {{{"id", "j1"}, {"status", "concluded"}, {"error", "vmstate device does not exist"}}});
+    return std::vector<std::string>{FakeQmpServer::Reply(cmd, jobs)};
+  });
+  auto c = QmpClient::Connect(SocketPath(), In(5000));
+  ASSERT_TRUE(c.ok());
+  Status s = qmp::WaitJob(**c, "j1", "concluded", In(5000));
+  EXPECT_EQ(s.code(), Code::kFailed);
+  EXPECT_NE(s.message().find("vmstate device does not exist"), std::string::npos);
+  EXPECT_EQ(qmp::WaitJob(**c, "other", "concluded", In(5000)).code(), Code::kNotFound);
+}
+
+TEST(QmpClientTest, NothingListeningIsUnavailableAfterTheDeadline) {
+  auto c = QmpClient::Connect("/tmp/vmg-qmp-nobody-here.sock", In(100));
+  EXPECT_EQ(c.status().code(), Code::kUnavailable);
+}
+
+}  // namespace
+}  // namespace vmgroup::hypervisor::qemu

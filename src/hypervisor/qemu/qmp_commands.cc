@@ -1,0 +1,98 @@
+#include "hypervisor/qemu/qmp_commands.h"
+
+#include <thread>
+
+namespace vmgroup::hypervisor::qemu::qmp {
+
+Status Stop(QmpClient& c, Deadline d) { return c.Execute("stop", d).status(); }
+Status Cont(QmpClient& c, Deadline d) { return c.Execute("cont", d).status(); }
+Status Quit(QmpClient& c, Deadline d) { return c.Execute("quit", d).status(); }
+
+Result<std::string> QueryStatus(QmpClient& c, Deadline d) {
+  VMG_ASSIGN_OR_RETURN(Json r, c.Execute("query-status", d));
+  return r.value("status", "");
+}
+
+Result<std::vector<BlockDevice>> QueryBlock(QmpClient& c, Deadline d) {
+  VMG_ASSIGN_OR_RETURN(Json r, c.Execute("query-block", d));
+  std::vector<BlockDevice> devices;
+  for (const auto& dev : r) {
+    auto inserted = dev.find("inserted");
+    if (inserted == dev.end()) continue;
+    devices.push_back({dev.value("qdev", ""), inserted->value("node-name", ""),
+                       inserted->value("file", "")});
+  }
+  return devices;
+}
+
+Result<std::vector<std::string>> QueryNodeNames(QmpClient& c, Deadline d) {
+  VMG_ASSIGN_OR_RETURN(Json r, c.Execute("query-named-block-nodes", {{"flat", true}}, d));
+  std::vector<std::string> names;
+  for (const auto& n : r) names.push_back(n.value("node-name", ""));
+  return names;
+}
+
+Status BlockdevAddOverlay(QmpClient& c, const std::string& node, const std::string& file_node,
+                          const std::string& path, Deadline d) {
+  Json args = {{"driver", "qcow2"},
+               {"node-name", node},
+               {"backing", nullptr},
+               {"file", {{"driver", "file"}, {"filename", path}, {"node-name", file_node}}}};
+  return c.Execute("blockdev-add", args, d).status();
+}
+
+Status BlockdevDel(QmpClient& c, const std::string& node, Deadline d) {
+  return c.Execute("blockdev-del", {{"node-name", node}}, d).status();
+}
+
+Json SnapshotAction(const std::string& node, const std::string& overlay) {
+  return {{"type", "blockdev-snapshot"}, {"data", {{"node", node}, {"overlay", overlay}}}};
+}
+
+Json BitmapAddAction(const std::string& node, const std::string& bitmap) {
+  return {{"type", "block-dirty-bitmap-add"},
+          {"data", {{"node", node}, {"name", bitmap}, {"persistent", true}}}};
+}
+
+Status Transaction(QmpClient& c, const std::vector<Json>& actions, Deadline d) {
+  return c.Execute("transaction", {{"actions", actions}}, d).status();
+}
+
+Status BlockCommitActive(QmpClient& c, const std::string& job_id, const std::string& top,
+                         Deadline d) {
+  return c.Execute("block-commit", {{"job-id", job_id}, {"device", top}, {"auto-dismiss", false}},
+                   d)
+      .status();
+}
+
+Status WaitJob(QmpClient& c, const std::string& job_id, const std::string& status, Deadline d) {
+  while (true) {
+    VMG_ASSIGN_OR_RETURN(Json jobs, c.Execute("query-jobs", d));
+    bool found = false;
+    for (const auto& j : jobs) {
+      if (j.value("id", "") != job_id) continue;
+      found = true;
+      const std::string s = j.value("status", "");
+      if (s == "concluded" && j.contains("error")) {
+        return Status::Failed("job " + job_id + ": " + j["error"].get<std::string>());
+      }
+      if (s == status) return Status::Ok();
+      if (s == "concluded") {
+        return Status::Failed("job " + job_id + " concluded before reaching " + status);
+      }
+    }
+    if (!found) return Status::NotFound("QEMU has no job " + job_id);
+    if (Clock::now() >= d) return Status::Timeout("job " + job_id + " did not reach " + status);
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+}
+
+Status JobComplete(QmpClient& c, const std::string& job_id, Deadline d) {
+  return c.Execute("job-complete", {{"id", job_id}}, d).status();
+}
+
+Status JobDismiss(QmpClient& c, const std::string& job_id, Deadline d) {
+  return c.Execute("job-dismiss", {{"id", job_id}}, d).status();
+}
+
+}  // namespace vmgroup::hypervisor::qemu::qmp

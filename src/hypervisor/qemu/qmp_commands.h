@@ -1,0 +1,52 @@
+// One function per QMP command vmgroup uses, so the JSON shapes live in one
+// place (as libvirt's qemu_monitor_json.c). Transaction actions are built by
+// helpers and sent together by Transaction().
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "hypervisor/qemu/qmp_client.h"
+
+namespace vmgroup::hypervisor::qemu::qmp {
+
+Status Stop(QmpClient& c, Deadline d);
+Status Cont(QmpClient& c, Deadline d);
+Status Quit(QmpClient& c, Deadline d);
+// "running", "paused", "shutdown", "postmigrate", ... as QEMU names it.
+Result<std::string> QueryStatus(QmpClient& c, Deadline d);
+
+// A guest block device: its qdev id path and the node at the top of its graph.
+struct BlockDevice {
+  std::string qdev;  // "/machine/peripheral/vd0/virtio-backend"
+  std::string node;  // node-name of the active (top) format node
+  std::string file;  // the active image's file name
+};
+Result<std::vector<BlockDevice>> QueryBlock(QmpClient& c, Deadline d);
+// Node names present in the block graph.
+Result<std::vector<std::string>> QueryNodeNames(QmpClient& c, Deadline d);
+
+// Opens the qcow2 file at `path` as node `node` (its protocol node is
+// `file_node`) with no backing: ready to be put on top of a disk by a
+// blockdev-snapshot action.
+Status BlockdevAddOverlay(QmpClient& c, const std::string& node, const std::string& file_node,
+                          const std::string& path, Deadline d);
+Status BlockdevDel(QmpClient& c, const std::string& node, Deadline d);
+
+Json SnapshotAction(const std::string& node, const std::string& overlay);
+Json BitmapAddAction(const std::string& node, const std::string& bitmap);
+// Runs the actions atomically: all take effect or none.
+Status Transaction(QmpClient& c, const std::vector<Json>& actions, Deadline d);
+
+// Starts an active commit of `top` (the active node of a disk) into the node
+// below it, as job `job_id`, not auto-dismissed.
+Status BlockCommitActive(QmpClient& c, const std::string& job_id, const std::string& top,
+                         Deadline d);
+// Polls query-jobs until job `job_id` reaches `status` ("ready", "concluded").
+// Failed with the job's own error if it concluded with one (a command's empty
+// reply says nothing about how its job ends).
+Status WaitJob(QmpClient& c, const std::string& job_id, const std::string& status, Deadline d);
+Status JobComplete(QmpClient& c, const std::string& job_id, Deadline d);
+Status JobDismiss(QmpClient& c, const std::string& job_id, Deadline d);
+
+}  // namespace vmgroup::hypervisor::qemu::qmp

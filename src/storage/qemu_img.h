@@ -1,0 +1,51 @@
+// QemuImg: the qcow2 image operations vmgroup needs, done by qemu-img.
+// Used for offline work (stopped VMs), for preparing overlay files before a
+// cut, and for verifying chains. Images in use by a running QEMU are read
+// with -U (force share): qemu-img refuses the lock otherwise.
+//
+// Thread-safe: each call runs its own qemu-img process.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "base/env.h"
+#include "base/result.h"
+
+namespace vmgroup::storage {
+
+struct ImageInfo {
+  std::string filename;
+  std::string format;
+  uint64_t virtual_size = 0;
+  std::string backing_filename;  // empty for the base of a chain
+  std::vector<std::string> bitmaps;
+};
+
+class QemuImg {
+ public:
+  explicit QemuImg(Env* env) : env_(env) {}
+
+  // Creates an empty qcow2 image of `size_bytes`. AlreadyExists if `path` exists.
+  Status Create(const std::string& path, uint64_t size_bytes);
+
+  // Creates a qcow2 overlay at `path` whose backing file is `backing` (qcow2),
+  // recorded by absolute path. Works while `backing` is in use by QEMU.
+  // AlreadyExists if `path` exists (a stale file is never silently reused);
+  // FileNotFound if `backing` is missing.
+  Status CreateOverlay(const std::string& backing, const std::string& path);
+
+  // The chain from `path` down to its base: element 0 is `path` itself.
+  Result<std::vector<ImageInfo>> Chain(const std::string& path);
+
+  // OK when `qemu-img check` finds no errors and no leaks in `path`.
+  Status Check(const std::string& path);
+
+ private:
+  Result<CommandOutput> RunOk(const std::vector<std::string>& argv);
+
+  Env* env_;
+};
+
+}  // namespace vmgroup::storage
