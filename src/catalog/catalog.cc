@@ -1,0 +1,443 @@
+#include "catalog/catalog.h"
+
+#include <nlohmann/json.hpp>
+
+#include "catalog/schema.h"
+
+namespace vmgroup::catalog {
+namespace {
+
+std::string ToJson(const std::vector<std::string>& v) { return nlohmann::json(v).dump(); }
+
+std::vector<std::string> FromJson(const std::string& s) {
+  auto j = nlohmann::json::parse(s, nullptr, /*allow_exceptions=*/false);
+  std::vector<std::string> out;
+  if (j.is_array()) {
+    for (const auto& e : j) {
+      if (e.is_string()) out.push_back(e.get<std::string>());
+    }
+  }
+  return out;
+}
+
+Status NotFoundIfUnchanged(Db& db, const std::string& what) {
+  return db.Changes() == 0 ? Status::NotFound(what + " does not exist") : Status::Ok();
+}
+
+}  // namespace
+
+const char* PowerName(Power p) {
+  switch (p) {
+    case Power::kOff: return "off";
+    case Power::kRunning: return "running";
+    case Power::kPaused: return "paused";
+  }
+  return "off";
+}
+
+Result<std::unique_ptr<Catalog>> Catalog::Open(const std::string& path) {
+  VMG_ASSIGN_OR_RETURN(auto db, Db::Open(path));
+  std::unique_ptr<Catalog> catalog(new Catalog(std::move(db)));
+  VMG_RETURN_IF_ERROR(catalog->Migrate());
+  return catalog;
+}
+
+Status Catalog::Migrate() {
+  std::lock_guard lock(mu_);
+  VMG_ASSIGN_OR_RETURN(int version, SchemaVersion());
+  auto migrations = Migrations();
+  if (version > static_cast<int>(migrations.size())) {
+    return Status::InvalidState("catalog schema version " + std::to_string(version) +
+                                " is newer than this vmgroup (" +
+                                std::to_string(migrations.size()) + ")");
+  }
+  for (size_t i = static_cast<size_t>(version); i < migrations.size(); ++i) {
+    Transaction txn(db_.get());
+    VMG_RETURN_IF_ERROR(txn.status());
+    VMG_RETURN_IF_ERROR(db_->Exec(migrations[i]));
+    VMG_RETURN_IF_ERROR(db_->Exec("PRAGMA user_version=" + std::to_string(i + 1)));
+    VMG_RETURN_IF_ERROR(txn.Commit());
+  }
+  return Status::Ok();
+}
+
+Result<int> Catalog::SchemaVersion() {
+  VMG_ASSIGN_OR_RETURN(Stmt q, db_->Prepare("PRAGMA user_version"));
+  VMG_ASSIGN_OR_RETURN(bool row, q.Step());
+  return row ? static_cast<int>(q.Int(0)) : 0;
+}
+
+// ---- VMs ----
+
+Status Catalog::InsertVm(const VmRecord& vm) {
+  std::lock_guard lock(mu_);
+  Transaction txn(db_.get());
+  VMG_RETURN_IF_ERROR(txn.status());
+  VMG_ASSIGN_OR_RETURN(Stmt ins, db_->Prepare(
+      "INSERT INTO vms(id,name,memory_mib,vcpus,kernel,initrd,append,extra_args,power,pid,"
+      "current_snapshot) VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11)"));
+  ins.Bind(1, vm.id).Bind(2, vm.name).Bind(3, vm.memory_mib).Bind(4, vm.vcpus).Bind(5, vm.kernel)
+      .Bind(6, vm.initrd).Bind(7, vm.append).Bind(8, ToJson(vm.extra_args))
+      .Bind(9, static_cast<int>(vm.power)).Bind(10, vm.pid).Bind(11, vm.current_snapshot);
+  Status s = ins.Run();
+  if (s.code() == Code::kAlreadyExists) return Status::AlreadyExists("VM " + vm.id + " exists");
+  VMG_RETURN_IF_ERROR(s);
+  for (size_t i = 0; i < vm.disks.size(); ++i) {
+    VMG_ASSIGN_OR_RETURN(Stmt d, db_->Prepare("INSERT INTO disks(vm_id,idx,image) VALUES(?1,?2,?3)"));
+    VMG_RETURN_IF_ERROR(d.Bind(1, vm.id).Bind(2, static_cast<int>(i)).Bind(3, vm.disks[i]).Run());
+  }
+  return txn.Commit();
+}
+
+Result<VmRecord> Catalog::GetVmLocked(const std::string& id) {
+  VMG_ASSIGN_OR_RETURN(Stmt q, db_->Prepare(
+      "SELECT id,name,memory_mib,vcpus,kernel,initrd,append,extra_args,power,pid,current_snapshot"
+      " FROM vms WHERE id=?1"));
+  q.Bind(1, id);
+  VMG_ASSIGN_OR_RETURN(bool row, q.Step());
+  if (!row) return Status::NotFound("VM " + id + " does not exist");
+  VmRecord vm;
+  vm.id = q.Text(0);
+  vm.name = q.Text(1);
+  vm.memory_mib = static_cast<int>(q.Int(2));
+  vm.vcpus = static_cast<int>(q.Int(3));
+  vm.kernel = q.Text(4);
+  vm.initrd = q.Text(5);
+  vm.append = q.Text(6);
+  vm.extra_args = FromJson(q.Text(7));
+  vm.power = static_cast<Power>(q.Int(8));
+  vm.pid = static_cast<int>(q.Int(9));
+  vm.current_snapshot = q.Text(10);
+  VMG_ASSIGN_OR_RETURN(Stmt d, db_->Prepare("SELECT image FROM disks WHERE vm_id=?1 ORDER BY idx"));
+  d.Bind(1, id);
+  while (true) {
+    VMG_ASSIGN_OR_RETURN(bool more, d.Step());
+    if (!more) break;
+    vm.disks.push_back(d.Text(0));
+  }
+  return vm;
+}
+
+Result<VmRecord> Catalog::GetVm(const std::string& id) {
+  std::lock_guard lock(mu_);
+  return GetVmLocked(id);
+}
+
+Result<std::vector<VmRecord>> Catalog::ListVms() {
+  std::lock_guard lock(mu_);
+  VMG_ASSIGN_OR_RETURN(Stmt q, db_->Prepare("SELECT id FROM vms ORDER BY name, id"));
+  std::vector<VmRecord> out;
+  while (true) {
+    VMG_ASSIGN_OR_RETURN(bool row, q.Step());
+    if (!row) break;
+    VMG_ASSIGN_OR_RETURN(VmRecord vm, GetVmLocked(q.Text(0)));
+    out.push_back(std::move(vm));
+  }
+  return out;
+}
+
+Status Catalog::SetVmPower(const std::string& id, Power power, int pid) {
+  std::lock_guard lock(mu_);
+  VMG_ASSIGN_OR_RETURN(Stmt u, db_->Prepare("UPDATE vms SET power=?2, pid=?3 WHERE id=?1"));
+  VMG_RETURN_IF_ERROR(u.Bind(1, id).Bind(2, static_cast<int>(power)).Bind(3, pid).Run());
+  return NotFoundIfUnchanged(*db_, "VM " + id);
+}
+
+Status Catalog::DeleteVm(const std::string& id) {
+  std::lock_guard lock(mu_);
+  VMG_ASSIGN_OR_RETURN(Stmt d, db_->Prepare("DELETE FROM vms WHERE id=?1"));
+  VMG_RETURN_IF_ERROR(d.Bind(1, id).Run());
+  return NotFoundIfUnchanged(*db_, "VM " + id);
+}
+
+// ---- Collections ----
+
+Status Catalog::InsertCollection(const CollectionRecord& c) {
+  std::lock_guard lock(mu_);
+  VMG_ASSIGN_OR_RETURN(Stmt ins, db_->Prepare(
+      "INSERT INTO collections(id,name,type,created_us) VALUES(?1,?2,?3,?4)"));
+  Status s = ins.Bind(1, c.id).Bind(2, c.name).Bind(3, static_cast<int>(c.type))
+                 .Bind(4, c.created_us).Run();
+  if (s.code() == Code::kAlreadyExists) {
+    return Status::AlreadyExists("a collection with Id " + c.id + " already exists");
+  }
+  return s;
+}
+
+Result<CollectionRecord> Catalog::GetCollectionLocked(const std::string& id) {
+  VMG_ASSIGN_OR_RETURN(Stmt q, db_->Prepare(
+      "SELECT id,name,type,created_us FROM collections WHERE id=?1"));
+  q.Bind(1, id);
+  VMG_ASSIGN_OR_RETURN(bool row, q.Step());
+  if (!row) return Status::NotFound("collection " + id + " does not exist");
+  CollectionRecord c{q.Text(0), q.Text(1), static_cast<CollectionType>(q.Int(2)), q.Int(3), {}};
+  VMG_ASSIGN_OR_RETURN(Stmt m, db_->Prepare(
+      "SELECT member_id FROM collection_members WHERE collection_id=?1 ORDER BY position"));
+  m.Bind(1, id);
+  while (true) {
+    VMG_ASSIGN_OR_RETURN(bool more, m.Step());
+    if (!more) break;
+    c.members.push_back(m.Text(0));
+  }
+  return c;
+}
+
+Result<CollectionRecord> Catalog::GetCollection(const std::string& id) {
+  std::lock_guard lock(mu_);
+  return GetCollectionLocked(id);
+}
+
+Result<std::vector<CollectionRecord>> Catalog::ListCollections() {
+  std::lock_guard lock(mu_);
+  VMG_ASSIGN_OR_RETURN(Stmt q, db_->Prepare("SELECT id FROM collections ORDER BY created_us, id"));
+  std::vector<CollectionRecord> out;
+  while (true) {
+    VMG_ASSIGN_OR_RETURN(bool row, q.Step());
+    if (!row) break;
+    VMG_ASSIGN_OR_RETURN(CollectionRecord c, GetCollectionLocked(q.Text(0)));
+    out.push_back(std::move(c));
+  }
+  return out;
+}
+
+Status Catalog::RenameCollection(const std::string& id, const std::string& name) {
+  std::lock_guard lock(mu_);
+  VMG_ASSIGN_OR_RETURN(Stmt u, db_->Prepare("UPDATE collections SET name=?2 WHERE id=?1"));
+  VMG_RETURN_IF_ERROR(u.Bind(1, id).Bind(2, name).Run());
+  return NotFoundIfUnchanged(*db_, "collection " + id);
+}
+
+Status Catalog::DeleteCollection(const std::string& id) {
+  std::lock_guard lock(mu_);
+  VMG_ASSIGN_OR_RETURN(Stmt d, db_->Prepare("DELETE FROM collections WHERE id=?1"));
+  VMG_RETURN_IF_ERROR(d.Bind(1, id).Run());
+  return NotFoundIfUnchanged(*db_, "collection " + id);
+}
+
+Status Catalog::AddMember(const std::string& collection_id, const std::string& member_id) {
+  std::lock_guard lock(mu_);
+  VMG_ASSIGN_OR_RETURN(Stmt ins, db_->Prepare(
+      "INSERT INTO collection_members(collection_id,member_id,position) SELECT ?1, ?2,"
+      " COALESCE(MAX(position),0)+1 FROM collection_members WHERE collection_id=?1"));
+  Status s = ins.Bind(1, collection_id).Bind(2, member_id).Run();
+  if (s.code() == Code::kAlreadyExists) {
+    return Status::AlreadyExists(member_id + " is already a member of collection " + collection_id);
+  }
+  return s;
+}
+
+Status Catalog::RemoveMember(const std::string& collection_id, const std::string& member_id,
+                             bool* removed) {
+  std::lock_guard lock(mu_);
+  VMG_ASSIGN_OR_RETURN(Stmt d, db_->Prepare(
+      "DELETE FROM collection_members WHERE collection_id=?1 AND member_id=?2"));
+  VMG_RETURN_IF_ERROR(d.Bind(1, collection_id).Bind(2, member_id).Run());
+  *removed = db_->Changes() > 0;
+  return Status::Ok();
+}
+
+Result<std::vector<std::string>> Catalog::CollectionsOf(const std::string& member_id) {
+  std::lock_guard lock(mu_);
+  VMG_ASSIGN_OR_RETURN(Stmt q, db_->Prepare(
+      "SELECT collection_id FROM collection_members WHERE member_id=?1 ORDER BY collection_id"));
+  q.Bind(1, member_id);
+  std::vector<std::string> out;
+  while (true) {
+    VMG_ASSIGN_OR_RETURN(bool row, q.Step());
+    if (!row) break;
+    out.push_back(q.Text(0));
+  }
+  return out;
+}
+
+// ---- Snapshots ----
+
+Status Catalog::InsertSnapshot(const SnapshotRecord& s) {
+  std::lock_guard lock(mu_);
+  Transaction txn(db_.get());
+  VMG_RETURN_IF_ERROR(txn.status());
+  VMG_ASSIGN_OR_RETURN(Stmt ins, db_->Prepare(
+      "INSERT INTO snapshots(id,collection_id,name,tag,type,state,created_us) "
+      "VALUES(?1,?2,?3,?4,?5,?6,?7)"));
+  VMG_RETURN_IF_ERROR(ins.Bind(1, s.id).Bind(2, s.collection_id).Bind(3, s.name).Bind(4, s.tag)
+                          .Bind(5, s.type).Bind(6, static_cast<int>(s.state))
+                          .Bind(7, s.created_us).Run());
+  for (size_t i = 0; i < s.members.size(); ++i) {
+    const MemberSnapshot& m = s.members[i];
+    VMG_ASSIGN_OR_RETURN(Stmt mi, db_->Prepare(
+        "INSERT INTO member_snapshots(id,snapshot_id,vm_id,parent_id,power_at_cut,position) "
+        "VALUES(?1,?2,?3,?4,?5,?6)"));
+    VMG_RETURN_IF_ERROR(mi.Bind(1, m.id).Bind(2, s.id).Bind(3, m.vm_id).Bind(4, m.parent_id)
+                            .Bind(5, static_cast<int>(m.power_at_cut))
+                            .Bind(6, static_cast<int>(i)).Run());
+    for (const SnapshotDisk& d : m.disks) {
+      VMG_ASSIGN_OR_RETURN(Stmt di, db_->Prepare(
+          "INSERT INTO snapshot_disks(member_id,idx,frozen_image,overlay) VALUES(?1,?2,?3,?4)"));
+      VMG_RETURN_IF_ERROR(
+          di.Bind(1, m.id).Bind(2, d.index).Bind(3, d.frozen_image).Bind(4, d.overlay).Run());
+    }
+  }
+  return txn.Commit();
+}
+
+Status Catalog::CompleteSnapshot(const SnapshotRecord& s) {
+  std::lock_guard lock(mu_);
+  Transaction txn(db_.get());
+  VMG_RETURN_IF_ERROR(txn.status());
+  VMG_ASSIGN_OR_RETURN(Stmt u, db_->Prepare(
+      "UPDATE snapshots SET state=?2, pause_window_us=?3, duration_us=?4 WHERE id=?1"));
+  VMG_RETURN_IF_ERROR(u.Bind(1, s.id).Bind(2, static_cast<int>(SnapshotState::kComplete))
+                          .Bind(3, s.pause_window_us).Bind(4, s.duration_us).Run());
+  VMG_RETURN_IF_ERROR(NotFoundIfUnchanged(*db_, "snapshot " + s.id));
+  for (const MemberSnapshot& m : s.members) {
+    VMG_ASSIGN_OR_RETURN(Stmt mu, db_->Prepare(
+        "UPDATE member_snapshots SET cut_time_us=?2, pause_us=?3 WHERE id=?1"));
+    VMG_RETURN_IF_ERROR(mu.Bind(1, m.id).Bind(2, m.cut_time_us).Bind(3, m.pause_us).Run());
+    VMG_ASSIGN_OR_RETURN(Stmt vu, db_->Prepare("UPDATE vms SET current_snapshot=?2 WHERE id=?1"));
+    VMG_RETURN_IF_ERROR(vu.Bind(1, m.vm_id).Bind(2, m.id).Run());
+    for (const SnapshotDisk& d : m.disks) {
+      VMG_ASSIGN_OR_RETURN(Stmt du, db_->Prepare(
+          "UPDATE disks SET image=?3 WHERE vm_id=?1 AND idx=?2"));
+      VMG_RETURN_IF_ERROR(du.Bind(1, m.vm_id).Bind(2, d.index).Bind(3, d.overlay).Run());
+      VMG_RETURN_IF_ERROR(NotFoundIfUnchanged(
+          *db_, "disk " + std::to_string(d.index) + " of VM " + m.vm_id));
+    }
+  }
+  return txn.Commit();
+}
+
+Status Catalog::DeleteSnapshot(const std::string& id) {
+  std::lock_guard lock(mu_);
+  VMG_ASSIGN_OR_RETURN(Stmt d, db_->Prepare("DELETE FROM snapshots WHERE id=?1"));
+  VMG_RETURN_IF_ERROR(d.Bind(1, id).Run());
+  return NotFoundIfUnchanged(*db_, "snapshot " + id);
+}
+
+Result<SnapshotRecord> Catalog::GetSnapshotLocked(const std::string& id) {
+  VMG_ASSIGN_OR_RETURN(Stmt q, db_->Prepare(
+      "SELECT id,collection_id,name,tag,type,state,created_us,pause_window_us,duration_us"
+      " FROM snapshots WHERE id=?1"));
+  q.Bind(1, id);
+  VMG_ASSIGN_OR_RETURN(bool row, q.Step());
+  if (!row) return Status::NotFound("snapshot " + id + " does not exist");
+  SnapshotRecord s;
+  s.id = q.Text(0);
+  s.collection_id = q.Text(1);
+  s.name = q.Text(2);
+  s.tag = q.Text(3);
+  s.type = static_cast<int>(q.Int(4));
+  s.state = static_cast<SnapshotState>(q.Int(5));
+  s.created_us = q.Int(6);
+  s.pause_window_us = q.Int(7);
+  s.duration_us = q.Int(8);
+  VMG_ASSIGN_OR_RETURN(Stmt m, db_->Prepare(
+      "SELECT id,vm_id,parent_id,power_at_cut,cut_time_us,pause_us FROM member_snapshots"
+      " WHERE snapshot_id=?1 ORDER BY position"));
+  m.Bind(1, id);
+  while (true) {
+    VMG_ASSIGN_OR_RETURN(bool more, m.Step());
+    if (!more) break;
+    MemberSnapshot ms{m.Text(0), m.Text(1), m.Text(2), static_cast<Power>(m.Int(3)),
+                      m.Int(4), m.Int(5), {}};
+    VMG_ASSIGN_OR_RETURN(Stmt d, db_->Prepare(
+        "SELECT idx,frozen_image,overlay FROM snapshot_disks WHERE member_id=?1 ORDER BY idx"));
+    d.Bind(1, ms.id);
+    while (true) {
+      VMG_ASSIGN_OR_RETURN(bool drow, d.Step());
+      if (!drow) break;
+      ms.disks.push_back({static_cast<int>(d.Int(0)), d.Text(1), d.Text(2)});
+    }
+    s.members.push_back(std::move(ms));
+  }
+  return s;
+}
+
+Result<SnapshotRecord> Catalog::GetSnapshot(const std::string& id) {
+  std::lock_guard lock(mu_);
+  return GetSnapshotLocked(id);
+}
+
+Result<std::vector<SnapshotRecord>> Catalog::ListSnapshots(const std::string& collection_id) {
+  std::lock_guard lock(mu_);
+  VMG_ASSIGN_OR_RETURN(Stmt q, db_->Prepare(
+      "SELECT id FROM snapshots WHERE ?1='' OR collection_id=?1 ORDER BY created_us, rowid"));
+  q.Bind(1, collection_id);
+  std::vector<SnapshotRecord> out;
+  while (true) {
+    VMG_ASSIGN_OR_RETURN(bool row, q.Step());
+    if (!row) break;
+    VMG_ASSIGN_OR_RETURN(SnapshotRecord s, GetSnapshotLocked(q.Text(0)));
+    out.push_back(std::move(s));
+  }
+  return out;
+}
+
+// ---- Jobs ----
+
+Status Catalog::InsertJob(const JobRecord& j) {
+  std::lock_guard lock(mu_);
+  VMG_ASSIGN_OR_RETURN(Stmt ins, db_->Prepare(
+      "INSERT INTO jobs(id,type,state,percent,error_code,error_description,created_us,"
+      "started_us,ended_us,affected) VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10)"));
+  Status s = ins.Bind(1, j.id).Bind(2, j.type).Bind(3, static_cast<int>(j.state))
+                 .Bind(4, j.percent).Bind(5, j.error_code).Bind(6, j.error_description)
+                 .Bind(7, j.created_us).Bind(8, j.started_us).Bind(9, j.ended_us)
+                 .Bind(10, ToJson(j.affected)).Run();
+  if (s.code() == Code::kAlreadyExists) return Status::AlreadyExists("job " + j.id + " exists");
+  return s;
+}
+
+Status Catalog::UpdateJob(const JobRecord& j) {
+  std::lock_guard lock(mu_);
+  VMG_ASSIGN_OR_RETURN(Stmt u, db_->Prepare(
+      "UPDATE jobs SET state=?2,percent=?3,error_code=?4,error_description=?5,started_us=?6,"
+      "ended_us=?7,affected=?8 WHERE id=?1"));
+  VMG_RETURN_IF_ERROR(u.Bind(1, j.id).Bind(2, static_cast<int>(j.state)).Bind(3, j.percent)
+                          .Bind(4, j.error_code).Bind(5, j.error_description)
+                          .Bind(6, j.started_us).Bind(7, j.ended_us).Bind(8, ToJson(j.affected))
+                          .Run());
+  return NotFoundIfUnchanged(*db_, "job " + j.id);
+}
+
+Result<JobRecord> Catalog::ReadJob(Stmt& q) {
+  JobRecord j;
+  j.id = q.Text(0);
+  j.type = static_cast<int>(q.Int(1));
+  j.state = static_cast<JobState>(q.Int(2));
+  j.percent = static_cast<int>(q.Int(3));
+  j.error_code = static_cast<int>(q.Int(4));
+  j.error_description = q.Text(5);
+  j.created_us = q.Int(6);
+  j.started_us = q.Int(7);
+  j.ended_us = q.Int(8);
+  j.affected = FromJson(q.Text(9));
+  return j;
+}
+
+constexpr const char* kJobColumns =
+    "SELECT id,type,state,percent,error_code,error_description,created_us,started_us,ended_us,"
+    "affected FROM jobs";
+
+Result<JobRecord> Catalog::GetJob(const std::string& id) {
+  std::lock_guard lock(mu_);
+  VMG_ASSIGN_OR_RETURN(Stmt q, db_->Prepare(std::string(kJobColumns) + " WHERE id=?1"));
+  q.Bind(1, id);
+  VMG_ASSIGN_OR_RETURN(bool row, q.Step());
+  if (!row) return Status::NotFound("job " + id + " does not exist");
+  return ReadJob(q);
+}
+
+Result<std::vector<JobRecord>> Catalog::ListJobs() {
+  std::lock_guard lock(mu_);
+  VMG_ASSIGN_OR_RETURN(Stmt q, db_->Prepare(std::string(kJobColumns) + " ORDER BY created_us, id"));
+  std::vector<JobRecord> out;
+  while (true) {
+    VMG_ASSIGN_OR_RETURN(bool row, q.Step());
+    if (!row) break;
+    VMG_ASSIGN_OR_RETURN(JobRecord j, ReadJob(q));
+    out.push_back(std::move(j));
+  }
+  return out;
+}
+
+}  // namespace vmgroup::catalog

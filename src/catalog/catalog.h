@@ -1,0 +1,80 @@
+// Catalog: vmgroup's persistent state in one SQLite database (WAL mode).
+// Every method that changes state is one SQL transaction: after a crash the
+// catalog holds either all of a change or none of it.
+//
+// Errors: NotFound for an unknown id, AlreadyExists for a duplicate id,
+// IoError when SQLite fails. The catalog checks identity and integrity only;
+// the rules (who may be a member, when a collection may go) live in engine/.
+//
+// Thread-safe: calls are serialised by an internal mutex.
+#pragma once
+
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "base/result.h"
+#include "catalog/records.h"
+#include "catalog/sqlite.h"
+
+namespace vmgroup::catalog {
+
+class Catalog {
+ public:
+  // Opens or creates the catalog at `path` and applies pending migrations.
+  static Result<std::unique_ptr<Catalog>> Open(const std::string& path);
+
+  // The schema version in force (the number of migrations applied).
+  Result<int> SchemaVersion();
+
+  // VMs.
+  Status InsertVm(const VmRecord& vm);
+  Result<VmRecord> GetVm(const std::string& id);
+  Result<std::vector<VmRecord>> ListVms();
+  Status SetVmPower(const std::string& id, Power power, int pid);
+  Status DeleteVm(const std::string& id);
+
+  // Collections and membership. Members keep the order they were added in.
+  Status InsertCollection(const CollectionRecord& c);
+  Result<CollectionRecord> GetCollection(const std::string& id);
+  Result<std::vector<CollectionRecord>> ListCollections();
+  Status RenameCollection(const std::string& id, const std::string& name);
+  Status DeleteCollection(const std::string& id);
+  Status AddMember(const std::string& collection_id, const std::string& member_id);
+  // OK whether or not `member_id` was a member; `*removed` says which.
+  Status RemoveMember(const std::string& collection_id, const std::string& member_id,
+                      bool* removed);
+  // Ids of the collections that have `member_id` as a member.
+  Result<std::vector<std::string>> CollectionsOf(const std::string& member_id);
+
+  // Group snapshots. InsertSnapshot records the intent (state kIncomplete)
+  // before any image or VM is touched. CompleteSnapshot marks it kComplete,
+  // stores its timings and, for every member, makes each disk's overlay its
+  // active image and the member its VM's current snapshot: all in one step.
+  Status InsertSnapshot(const SnapshotRecord& s);
+  Status CompleteSnapshot(const SnapshotRecord& s);
+  Status DeleteSnapshot(const std::string& id);
+  Result<SnapshotRecord> GetSnapshot(const std::string& id);
+  // All snapshots of `collection_id` (all snapshots when empty), oldest first.
+  Result<std::vector<SnapshotRecord>> ListSnapshots(const std::string& collection_id = "");
+
+  // Jobs.
+  Status InsertJob(const JobRecord& j);
+  Status UpdateJob(const JobRecord& j);
+  Result<JobRecord> GetJob(const std::string& id);
+  Result<std::vector<JobRecord>> ListJobs();
+
+ private:
+  explicit Catalog(std::unique_ptr<Db> db) : db_(std::move(db)) {}
+  Status Migrate();
+  Result<VmRecord> GetVmLocked(const std::string& id);
+  Result<CollectionRecord> GetCollectionLocked(const std::string& id);
+  Result<SnapshotRecord> GetSnapshotLocked(const std::string& id);
+  Result<JobRecord> ReadJob(Stmt& q);
+
+  std::mutex mu_;
+  std::unique_ptr<Db> db_;  // guarded by mu_
+};
+
+}  // namespace vmgroup::catalog

@@ -1,0 +1,163 @@
+#include "catalog/catalog.h"
+
+#include <gtest/gtest.h>
+
+#include "catalog/schema.h"
+#include "testing/temp_dir.h"
+
+namespace vmgroup::catalog {
+namespace {
+
+class CatalogTest : public ::testing::Test {
+ protected:
+  void SetUp() override { Reopen(); }
+  void Reopen() {
+    catalog_.reset();
+    auto c = Catalog::Open(dir_ / "catalog.db");
+    ASSERT_TRUE(c.ok()) << c.status().ToString();
+    catalog_ = std::move(c).value();
+  }
+  VmRecord Vm(const std::string& id, int disks = 2) {
+    VmRecord vm;
+    vm.id = id;
+    vm.name = "vm-" + id;
+    vm.extra_args = {"-device", "x,a=b"};
+    for (int i = 0; i < disks; ++i) vm.disks.push_back("/img/" + id + "-d" + std::to_string(i));
+    return vm;
+  }
+  SnapshotRecord Snapshot(const std::string& id, const std::vector<std::string>& vms) {
+    SnapshotRecord s{.id = id, .collection_id = "g1", .name = "snap " + id, .tag = "t" + id};
+    for (const auto& vm : vms) {
+      MemberSnapshot m{.id = id + "-" + vm, .vm_id = vm, .power_at_cut = Power::kRunning};
+      for (int i = 0; i < 2; ++i) {
+        m.disks.push_back({i, "/img/" + vm + "-d" + std::to_string(i),
+                           "/img/" + vm + "-d" + std::to_string(i) + "-" + id});
+      }
+      s.members.push_back(m);
+    }
+    return s;
+  }
+
+  testing::TempDir dir_;
+  std::unique_ptr<Catalog> catalog_;
+};
+
+TEST_F(CatalogTest, MigratesOnceAndRefusesANewerSchema) {
+  EXPECT_EQ(*catalog_->SchemaVersion(), static_cast<int>(Migrations().size()));
+  ASSERT_TRUE(catalog_->InsertVm(Vm("a")).ok());
+  Reopen();  // migrations already applied: data kept
+  EXPECT_TRUE(catalog_->GetVm("a").ok());
+  {
+    auto db = Db::Open(dir_ / "catalog.db");
+    ASSERT_TRUE(db.ok());
+    ASSERT_TRUE((*db)->Exec("PRAGMA user_version=99").ok());
+  }
+  auto c = Catalog::Open(dir_ / "catalog.db");
+  EXPECT_EQ(c.status().code(), Code::kInvalidState);
+}
+
+TEST_F(CatalogTest, VmRoundTripsAndDuplicatesAreRefused) {
+  VmRecord vm = Vm("a");
+  vm.kernel = "/k";
+  vm.append = "console=ttyS0";
+  ASSERT_TRUE(catalog_->InsertVm(vm).ok());
+  EXPECT_EQ(catalog_->InsertVm(vm).code(), Code::kAlreadyExists);
+  auto got = catalog_->GetVm("a");
+  ASSERT_TRUE(got.ok());
+  EXPECT_EQ(got->disks, vm.disks);
+  EXPECT_EQ(got->extra_args, vm.extra_args);
+  EXPECT_EQ(got->append, "console=ttyS0");
+  ASSERT_TRUE(catalog_->SetVmPower("a", Power::kRunning, 1234).ok());
+  EXPECT_EQ(catalog_->GetVm("a")->pid, 1234);
+  EXPECT_EQ(catalog_->SetVmPower("zz", Power::kOff, 0).code(), Code::kNotFound);
+  EXPECT_EQ(catalog_->GetVm("zz").status().code(), Code::kNotFound);
+  ASSERT_TRUE(catalog_->DeleteVm("a").ok());
+  EXPECT_EQ(catalog_->DeleteVm("a").code(), Code::kNotFound);
+}
+
+TEST_F(CatalogTest, MembersKeepTheirOrderAndAreUniquePerCollection) {
+  ASSERT_TRUE(catalog_->InsertCollection({"g1", "web", CollectionType::kVirtualSystems, 1, {}}).ok());
+  EXPECT_EQ(catalog_->InsertCollection({"g1", "other", CollectionType::kVirtualSystems, 2, {}})
+                .code(),
+            Code::kAlreadyExists);
+  for (const char* m : {"c", "a", "b"}) ASSERT_TRUE(catalog_->AddMember("g1", m).ok());
+  EXPECT_EQ(catalog_->AddMember("g1", "a").code(), Code::kAlreadyExists);
+  EXPECT_EQ(catalog_->GetCollection("g1")->members, (std::vector<std::string>{"c", "a", "b"}));
+  EXPECT_EQ(*catalog_->CollectionsOf("a"), std::vector<std::string>{"g1"});
+  bool removed = false;
+  ASSERT_TRUE(catalog_->RemoveMember("g1", "a", &removed).ok());
+  EXPECT_TRUE(removed);
+  ASSERT_TRUE(catalog_->RemoveMember("g1", "a", &removed).ok());
+  EXPECT_FALSE(removed);
+  ASSERT_TRUE(catalog_->RenameCollection("g1", "frontend").ok());
+  EXPECT_EQ(catalog_->GetCollection("g1")->name, "frontend");
+  ASSERT_TRUE(catalog_->DeleteCollection("g1").ok());
+  EXPECT_TRUE(catalog_->CollectionsOf("c")->empty()) << "membership goes with the collection";
+}
+
+TEST_F(CatalogTest, CompletingASnapshotMovesEveryDiskInOneStep) {
+  ASSERT_TRUE(catalog_->InsertVm(Vm("a")).ok());
+  ASSERT_TRUE(catalog_->InsertVm(Vm("b")).ok());
+  SnapshotRecord s = Snapshot("s1", {"a", "b"});
+  ASSERT_TRUE(catalog_->InsertSnapshot(s).ok());
+  EXPECT_EQ(catalog_->GetSnapshot("s1")->state, SnapshotState::kIncomplete);
+  EXPECT_EQ(catalog_->GetVm("a")->disks[0], "/img/a-d0") << "intent changes no disk";
+
+  s.pause_window_us = 1500;
+  s.members[1].pause_us = 900;
+  ASSERT_TRUE(catalog_->CompleteSnapshot(s).ok());
+  Reopen();
+  auto got = catalog_->GetSnapshot("s1");
+  ASSERT_TRUE(got.ok());
+  EXPECT_EQ(got->state, SnapshotState::kComplete);
+  EXPECT_EQ(got->pause_window_us, 1500);
+  ASSERT_EQ(got->members.size(), 2u);
+  EXPECT_EQ(got->members[1].pause_us, 900);
+  EXPECT_EQ(got->members[1].disks[1].overlay, "/img/b-d1-s1");
+  EXPECT_EQ(catalog_->GetVm("b")->disks[1], "/img/b-d1-s1");
+  EXPECT_EQ(catalog_->GetVm("b")->current_snapshot, "s1-b");
+}
+
+TEST_F(CatalogTest, AFailedCompletionChangesNothing) {
+  ASSERT_TRUE(catalog_->InsertVm(Vm("a")).ok());
+  ASSERT_TRUE(catalog_->InsertVm(Vm("b", /*disks=*/1)).ok());  // b has no disk 1
+  SnapshotRecord s = Snapshot("s1", {"a", "b"});
+  ASSERT_TRUE(catalog_->InsertSnapshot(s).ok());
+  EXPECT_EQ(catalog_->CompleteSnapshot(s).code(), Code::kNotFound);
+  EXPECT_EQ(catalog_->GetSnapshot("s1")->state, SnapshotState::kIncomplete);
+  EXPECT_EQ(catalog_->GetVm("a")->disks[0], "/img/a-d0");
+  EXPECT_EQ(catalog_->GetVm("a")->current_snapshot, "");
+}
+
+TEST_F(CatalogTest, DeletingASnapshotRemovesItsMembers) {
+  ASSERT_TRUE(catalog_->InsertSnapshot(Snapshot("s1", {"a"})).ok());
+  ASSERT_TRUE(catalog_->InsertSnapshot(Snapshot("s2", {"a"})).ok());
+  EXPECT_EQ(catalog_->ListSnapshots("g1")->size(), 2u);
+  EXPECT_TRUE(catalog_->ListSnapshots("other")->empty());
+  ASSERT_TRUE(catalog_->DeleteSnapshot("s1").ok());
+  EXPECT_EQ(catalog_->GetSnapshot("s1").status().code(), Code::kNotFound);
+  auto all = catalog_->ListSnapshots();
+  ASSERT_EQ(all->size(), 1u);
+  EXPECT_EQ((*all)[0].members[0].disks.size(), 2u);
+}
+
+TEST_F(CatalogTest, JobsRoundTrip) {
+  JobRecord j{.id = "j1", .type = 198, .state = JobState::kRunning, .created_us = 5};
+  ASSERT_TRUE(catalog_->InsertJob(j).ok());
+  EXPECT_EQ(catalog_->InsertJob(j).code(), Code::kAlreadyExists);
+  j.state = JobState::kException;
+  j.error_code = 5;
+  j.error_description = "member db1 is gone";
+  j.affected = {"s1"};
+  ASSERT_TRUE(catalog_->UpdateJob(j).ok());
+  auto got = catalog_->GetJob("j1");
+  ASSERT_TRUE(got.ok());
+  EXPECT_EQ(got->state, JobState::kException);
+  EXPECT_EQ(got->error_description, "member db1 is gone");
+  EXPECT_EQ(got->affected, std::vector<std::string>{"s1"});
+  EXPECT_EQ(catalog_->ListJobs()->size(), 1u);
+  EXPECT_EQ(catalog_->UpdateJob({.id = "nope"}).code(), Code::kNotFound);
+}
+
+}  // namespace
+}  // namespace vmgroup::catalog

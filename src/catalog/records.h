@@ -1,0 +1,98 @@
+// What the catalog stores, as plain values. The catalog is the source of truth
+// for what exists; the hypervisor and the image files are checked against it
+// at start-up (engine/recovery.h).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace vmgroup::catalog {
+
+// The power state the operator asked for. Recovery resumes a VM that is
+// paused while its record says kRunning: only vmgroup's own cut pauses those.
+enum class Power { kOff = 0, kRunning = 1, kPaused = 2 };
+const char* PowerName(Power p);
+
+struct VmRecord {
+  std::string id;  // GUID
+  std::string name;
+  int memory_mib = 128;
+  int vcpus = 1;
+  std::string kernel, initrd, append;
+  std::vector<std::string> extra_args;
+  std::vector<std::string> disks;  // active (top) image of each disk, absolute paths
+  Power power = Power::kOff;
+  int pid = 0;                   // hypervisor process while not kOff
+  std::string current_snapshot;  // newest snapshot in the VM's branch, or empty
+};
+
+// DefineCollection's Type (reference §3.1).
+enum class CollectionType { kVirtualSystems = 0, kCollections = 1 };
+
+struct CollectionRecord {
+  std::string id;  // CollectionID, a GUID unless the caller chose one
+  std::string name;
+  CollectionType type = CollectionType::kVirtualSystems;
+  int64_t created_us = 0;
+  std::vector<std::string> members;  // VM ids, or collection ids for kCollections
+};
+
+enum class SnapshotState { kIncomplete = 0, kComplete = 1 };
+
+// One disk of a member snapshot: the image frozen by the cut and the overlay
+// that became the disk's active image.
+struct SnapshotDisk {
+  int index = 0;
+  std::string frozen_image;
+  std::string overlay;
+};
+
+// The per-VM snapshot inside a group snapshot (an Msvm_VirtualSystemSettingData).
+struct MemberSnapshot {
+  std::string id;  // GUID
+  std::string vm_id;
+  std::string parent_id;  // the VM's previous snapshot in its branch, or empty
+  Power power_at_cut = Power::kOff;
+  int64_t cut_time_us = 0;  // wall clock when the member's switch took effect
+  int64_t pause_us = 0;     // how long vmgroup kept the member paused
+  std::vector<SnapshotDisk> disks;
+};
+
+// A group snapshot (an Msvm_SnapshotCollection).
+struct SnapshotRecord {
+  std::string id;  // GUID
+  std::string collection_id;
+  std::string name;
+  std::string tag;  // short unique tag, names the overlays' files and nodes
+  int type = 0;     // SnapshotType as requested
+  SnapshotState state = SnapshotState::kIncomplete;
+  int64_t created_us = 0;
+  int64_t pause_window_us = 0;  // first member paused -> last member resumed
+  int64_t duration_us = 0;      // whole operation, check to commit
+  std::vector<MemberSnapshot> members;
+};
+
+// CIM_ConcreteJob states used by vmgroup (reference §11).
+enum class JobState {
+  kNew = 2,
+  kStarting = 3,
+  kRunning = 4,
+  kCompleted = 7,
+  kTerminated = 8,
+  kKilled = 9,
+  kException = 10,
+};
+
+struct JobRecord {
+  std::string id;
+  int type = 0;  // JobType (e.g. 198 Snapshot Collection)
+  JobState state = JobState::kNew;
+  int percent = 0;
+  int error_code = 0;
+  std::string error_description;
+  int64_t created_us = 0, started_us = 0, ended_us = 0;
+  std::vector<std::string> affected;  // ids of the objects the job created or touched
+};
+
+}  // namespace vmgroup::catalog

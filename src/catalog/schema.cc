@@ -1,0 +1,89 @@
+#include "catalog/schema.h"
+
+#include <array>
+
+namespace vmgroup::catalog {
+namespace {
+
+constexpr std::string_view kV1 = R"sql(
+CREATE TABLE vms (
+  id TEXT PRIMARY KEY,
+  name TEXT NOT NULL,
+  memory_mib INTEGER NOT NULL,
+  vcpus INTEGER NOT NULL,
+  kernel TEXT NOT NULL DEFAULT '',
+  initrd TEXT NOT NULL DEFAULT '',
+  append TEXT NOT NULL DEFAULT '',
+  extra_args TEXT NOT NULL DEFAULT '[]',  -- JSON array of strings
+  power INTEGER NOT NULL DEFAULT 0,
+  pid INTEGER NOT NULL DEFAULT 0,
+  current_snapshot TEXT NOT NULL DEFAULT ''
+);
+CREATE TABLE disks (
+  vm_id TEXT NOT NULL REFERENCES vms(id) ON DELETE CASCADE,
+  idx INTEGER NOT NULL,
+  image TEXT NOT NULL,
+  PRIMARY KEY (vm_id, idx)
+);
+CREATE TABLE collections (
+  id TEXT PRIMARY KEY,
+  name TEXT NOT NULL,
+  type INTEGER NOT NULL,
+  created_us INTEGER NOT NULL
+);
+CREATE TABLE collection_members (
+  collection_id TEXT NOT NULL REFERENCES collections(id) ON DELETE CASCADE,
+  member_id TEXT NOT NULL,
+  position INTEGER NOT NULL,
+  PRIMARY KEY (collection_id, member_id)
+);
+CREATE TABLE snapshots (
+  id TEXT PRIMARY KEY,
+  collection_id TEXT NOT NULL,
+  name TEXT NOT NULL,
+  tag TEXT NOT NULL UNIQUE,
+  type INTEGER NOT NULL,
+  state INTEGER NOT NULL,
+  created_us INTEGER NOT NULL,
+  pause_window_us INTEGER NOT NULL DEFAULT 0,
+  duration_us INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE member_snapshots (
+  id TEXT PRIMARY KEY,
+  snapshot_id TEXT NOT NULL REFERENCES snapshots(id) ON DELETE CASCADE,
+  vm_id TEXT NOT NULL,
+  parent_id TEXT NOT NULL DEFAULT '',
+  power_at_cut INTEGER NOT NULL,
+  cut_time_us INTEGER NOT NULL DEFAULT 0,
+  pause_us INTEGER NOT NULL DEFAULT 0,
+  position INTEGER NOT NULL
+);
+CREATE TABLE snapshot_disks (
+  member_id TEXT NOT NULL REFERENCES member_snapshots(id) ON DELETE CASCADE,
+  idx INTEGER NOT NULL,
+  frozen_image TEXT NOT NULL,
+  overlay TEXT NOT NULL,
+  PRIMARY KEY (member_id, idx)
+);
+CREATE TABLE jobs (
+  id TEXT PRIMARY KEY,
+  type INTEGER NOT NULL,
+  state INTEGER NOT NULL,
+  percent INTEGER NOT NULL DEFAULT 0,
+  error_code INTEGER NOT NULL DEFAULT 0,
+  error_description TEXT NOT NULL DEFAULT '',
+  created_us INTEGER NOT NULL,
+  started_us INTEGER NOT NULL DEFAULT 0,
+  ended_us INTEGER NOT NULL DEFAULT 0,
+  affected TEXT NOT NULL DEFAULT '[]'  -- JSON array of object ids
+);
+CREATE INDEX member_snapshots_by_vm ON member_snapshots(vm_id);
+)sql";
+
+constexpr std::array<std::string_view, 1> kMigrations = {kV1};
+
+}  // namespace
+
+std::span<const std::string_view> Migrations() { return kMigrations; }
+
+}  // namespace vmgroup::catalog
