@@ -14,6 +14,7 @@ uint32_t ReturnCodeA(const Status& s) {
     case Code::kAlreadyExists: return kRcInvalidParameter;
     case Code::kInvalidState:
     case Code::kBusy: return kRcInvalidState;
+    case Code::kInvalidType: return kRcInvalidType;
     case Code::kUnavailable:
     case Code::kFailed:
     case Code::kIoError:
@@ -32,6 +33,7 @@ uint32_t ReturnCodeB(const Status& s) {
     case Code::kAlreadyExists: return kRcBInvalidParameter;
     case Code::kFileNotFound: return kRcBFileNotFound;
     case Code::kInvalidState: return kRcBInvalidState;
+    case Code::kInvalidType: return kRcBIncorrectType;
     case Code::kBusy: return kRcBSystemInUse;
     case Code::kUnavailable: return kRcBNotAvailable;
     case Code::kFailed:

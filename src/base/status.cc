@@ -10,6 +10,7 @@ std::string_view CodeName(Code code) {
     case Code::kFileNotFound: return "FileNotFound";
     case Code::kAlreadyExists: return "AlreadyExists";
     case Code::kInvalidState: return "InvalidState";
+    case Code::kInvalidType: return "InvalidType";
     case Code::kBusy: return "Busy";
     case Code::kNotSupported: return "NotSupported";
     case Code::kTimeout: return "Timeout";

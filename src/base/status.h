@@ -16,6 +16,7 @@ enum class Code {
   kFileNotFound,     // a file the request depends on is missing
   kAlreadyExists,    // a unique id or membership is already taken
   kInvalidState,     // the object exists but its state forbids the operation
+  kInvalidType,      // a value of a type (e.g. a vendor SnapshotType) this build does not know
   kBusy,             // another operation holds the object
   kNotSupported,
   kTimeout,          // a deadline passed; the operation was rolled back
@@ -39,6 +40,7 @@ class [[nodiscard]] Status {
   static Status FileNotFound(std::string m) { return {Code::kFileNotFound, std::move(m)}; }
   static Status AlreadyExists(std::string m) { return {Code::kAlreadyExists, std::move(m)}; }
   static Status InvalidState(std::string m) { return {Code::kInvalidState, std::move(m)}; }
+  static Status InvalidType(std::string m) { return {Code::kInvalidType, std::move(m)}; }
   static Status Busy(std::string m) { return {Code::kBusy, std::move(m)}; }
   static Status NotSupported(std::string m) { return {Code::kNotSupported, std::move(m)}; }
   static Status Timeout(std::string m) { return {Code::kTimeout, std::move(m)}; }

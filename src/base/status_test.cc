@@ -47,6 +47,8 @@ TEST(ReturnCodesTest, FamiliesFollowTheReference) {
   EXPECT_EQ(ReturnCodeA(Status::InvalidArgument("x")), 4u);
   EXPECT_EQ(ReturnCodeA(Status::InvalidState("x")), 5u);
   EXPECT_EQ(ReturnCodeA(Status::Timeout("x")), 3u);
+  EXPECT_EQ(ReturnCodeA(Status::InvalidType("x")), 6u);
+  EXPECT_EQ(ReturnCodeB(Status::InvalidType("x")), 32776u);
   EXPECT_EQ(ReturnCodeB(Status::InvalidArgument("x")), 32773u);
   EXPECT_EQ(ReturnCodeB(Status::AlreadyExists("x")), 32773u);
   EXPECT_EQ(ReturnCodeB(Status::InvalidState("x")), 32775u);

@@ -27,6 +27,11 @@ Status QemuImg::CreateOverlay(const std::string& backing, const std::string& pat
       .status();
 }
 
+Status QemuImg::Commit(const std::string& path) {
+  if (!env_->FileExists(path)) return Status::FileNotFound("image " + path + " is missing");
+  return RunOk({"qemu-img", "commit", "-q", path}).status();
+}
+
 Result<std::vector<ImageInfo>> QemuImg::Chain(const std::string& path) {
   if (!env_->FileExists(path)) return Status::FileNotFound("image " + path + " is missing");
   VMG_ASSIGN_OR_RETURN(CommandOutput out, RunOk({"qemu-img", "info", "-U", "--output=json",

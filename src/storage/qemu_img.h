@@ -36,6 +36,10 @@ class QemuImg {
   // FileNotFound if `backing` is missing.
   Status CreateOverlay(const std::string& backing, const std::string& path);
 
+  // Merges `path` into its backing file (the image below it), leaving `path`
+  // in place. For stopped VMs only: the images must not be in use.
+  Status Commit(const std::string& path);
+
   // The chain from `path` down to its base: element 0 is `path` itself.
   Result<std::vector<ImageInfo>> Chain(const std::string& path);
 

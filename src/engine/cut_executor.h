@@ -1,0 +1,48 @@
+// The cut (DESIGN §4 step 4): pause every running member in parallel; once
+// all are paused, switch every member's disks to their prepared overlays in
+// one transaction per VM; then resume the members that were paused for the
+// cut. The whole window has a deadline. If any member fails, or the
+// deadline passes before every member has switched, the members that did
+// switch are reverted while still paused, and only then is anyone resumed:
+// every VM runs on exactly the images it ran on before.
+//
+// Members that are already paused (by the operator) take part in the switch
+// but are neither paused nor resumed.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "base/env.h"
+#include "hypervisor/driver.h"
+
+namespace vmgroup::engine {
+
+struct CutMember {
+  std::string name;  // for messages and fault points
+  std::shared_ptr<hypervisor::Vm> vm;
+  bool pause = true;  // false for a member already paused
+  std::vector<hypervisor::Overlay> overlays;
+};
+
+struct CutTiming {
+  int64_t cut_time_us = 0;  // wall clock when the member's switch returned
+  int64_t pause_us = 0;     // pause sent -> resume answered (0 if not paused by the cut)
+};
+
+struct CutOutcome {
+  // OK when every member switched. Otherwise names the first member that
+  // failed and why; every member was then reverted (see revert_status).
+  Status status;
+  // Not OK if a revert itself failed: that member's state needs recovery.
+  Status revert_status;
+  std::vector<CutTiming> timings;  // by member index
+  int64_t window_us = 0;           // first pause sent -> last resume answered
+};
+
+// REQUIRES: every member's overlays are open (Vm::OpenOverlays).
+CutOutcome ExecuteCut(Env* env, const std::vector<CutMember>& members, const std::string& bitmap,
+                      Duration deadline_budget);
+
+}  // namespace vmgroup::engine

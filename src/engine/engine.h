@@ -1,0 +1,55 @@
+// Engine: the library's front door. Opens (or creates) a state directory,
+// runs recovery, and hands out the parts: VMs, collections, snapshots.
+//
+//   auto engine = Engine::Open({.state_dir = "/var/lib/vmgroup"});
+//   auto web = engine->collections().DefineCollection("web", "", kVirtualSystems);
+//   engine->collections().AddMember(vm_id, *web);
+//   auto snap = engine->snapshots().Create({.collection_id = *web});
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "base/env.h"
+#include "catalog/catalog.h"
+#include "engine/collections.h"
+#include "engine/recovery.h"
+#include "engine/snapshot_engine.h"
+#include "engine/vm_registry.h"
+#include "hypervisor/driver.h"
+
+namespace vmgroup::engine {
+
+struct EngineOptions {
+  std::string state_dir = "/var/lib/vmgroup";
+  Env* env = nullptr;                      // default: Env::Default()
+  hypervisor::Driver* driver = nullptr;    // default: a QEMU driver owned by the engine
+  SnapshotOptions snapshot;
+};
+
+class Engine {
+ public:
+  // Opens the catalog in `state_dir` (created if needed) and recovers
+  // (engine/recovery.h). InvalidArgument for a relative state_dir.
+  static Result<std::unique_ptr<Engine>> Open(const EngineOptions& options);
+
+  VmRegistry& vms() { return *vms_; }
+  CollectionManager& collections() { return *collections_; }
+  SnapshotEngine& snapshots() { return *snapshots_; }
+  catalog::Catalog& catalog() { return *catalog_; }
+  const RecoveryReport& recovery() const { return recovery_; }
+  const std::string& state_dir() const { return state_dir_; }
+
+ private:
+  Engine() = default;
+
+  std::string state_dir_;
+  std::unique_ptr<hypervisor::Driver> owned_driver_;
+  std::unique_ptr<catalog::Catalog> catalog_;
+  std::unique_ptr<VmRegistry> vms_;
+  std::unique_ptr<CollectionManager> collections_;
+  std::unique_ptr<SnapshotEngine> snapshots_;
+  RecoveryReport recovery_;
+};
+
+}  // namespace vmgroup::engine

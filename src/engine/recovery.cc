@@ -1,0 +1,97 @@
+#include "engine/recovery.h"
+
+#include <set>
+
+#include "engine/snapshot_plan.h"
+#include "engine/snapshot_undo.h"
+
+namespace vmgroup::engine {
+namespace {
+
+constexpr auto kQueryTimeout = std::chrono::seconds(10);
+
+// True when the cut is known to have happened on every member that ran:
+// each is alive and every disk's active image is its overlay.
+Result<bool> CutHappenedEverywhere(Env* env, VmRegistry& vms, const catalog::SnapshotRecord& s) {
+  bool any_live = false;
+  for (const auto& m : s.members) {
+    for (const auto& d : m.disks) {
+      if (!env->FileExists(d.overlay)) return false;
+    }
+    if (m.power_at_cut == catalog::Power::kOff) continue;
+    auto live = vms.Live(m.vm_id);
+    if (!live) return false;
+    VMG_ASSIGN_OR_RETURN(auto active, live->ActiveImages(env->Now() + kQueryTimeout));
+    for (const auto& d : m.disks) {
+      if (static_cast<size_t>(d.index) >= active.size() || active[d.index] != d.overlay) {
+        return false;
+      }
+    }
+    any_live = true;
+  }
+  return any_live;
+}
+
+bool IsOverlayName(const std::string& name) {
+  return name.rfind("disk", 0) == 0 && name.find('-') != std::string::npos &&
+         name.size() > 6 && name.compare(name.size() - 6, 6, ".qcow2") == 0;
+}
+
+}  // namespace
+
+Result<RecoveryReport> Recover(Env* env, VmRegistry& vms, catalog::Catalog& catalog) {
+  RecoveryReport report;
+  storage::QemuImg img(env);
+  VMG_ASSIGN_OR_RETURN(report.gone_vms, vms.AttachAll());
+
+  VMG_ASSIGN_OR_RETURN(auto snapshots, catalog.ListSnapshots());
+  for (auto& s : snapshots) {
+    if (s.state != catalog::SnapshotState::kIncomplete) continue;
+    auto done = CutHappenedEverywhere(env, vms, s);
+    Status st;
+    if (done.ok() && *done) {
+      st = catalog.CompleteSnapshot(s);
+      if (st.ok()) report.completed.push_back(s.id);
+    } else {
+      st = UndoSnapshot(env, vms, catalog, img, s);
+      if (st.ok()) report.rolled_back.push_back(s.id);
+    }
+    if (!st.ok() && report.problems.ok()) report.problems = st.Annotate("snapshot " + s.id);
+  }
+
+  VMG_ASSIGN_OR_RETURN(auto all_vms, catalog.ListVms());
+  for (const auto& vm : all_vms) {
+    auto live = vms.Live(vm.id);
+    if (vm.power != catalog::Power::kRunning || !live) continue;
+    auto state = live->State(env->Now() + kQueryTimeout);
+    if (state.ok() && *state == hypervisor::RunState::kPaused) {
+      VMG_RETURN_IF_ERROR(live->Resume(env->Now() + kQueryTimeout).Annotate("VM " + vm.name));
+      report.resumed.push_back(vm.id);
+    }
+  }
+
+  // Files any record still refers to (re-read: recovery changed the records).
+  std::set<std::string> known;
+  VMG_ASSIGN_OR_RETURN(snapshots, catalog.ListSnapshots());
+  for (const auto& s : snapshots) {
+    for (const auto& m : s.members) {
+      for (const auto& d : m.disks) known.insert({d.frozen_image, d.overlay});
+    }
+  }
+  for (const auto& vm : all_vms) {
+    VMG_ASSIGN_OR_RETURN(catalog::VmRecord now, catalog.GetVm(vm.id));
+    known.insert(now.disks.begin(), now.disks.end());
+    const std::string dir = vms.RunDir(vm.id);
+    if (!env->FileExists(dir)) continue;
+    VMG_ASSIGN_OR_RETURN(auto names, env->ListDir(dir));
+    for (const auto& name : names) {
+      const std::string path = dir + "/" + name;
+      if (!IsOverlayName(name) || known.count(path)) continue;
+      VMG_RETURN_IF_ERROR(env->RemoveFile(path));
+      report.removed_files.push_back(path);
+    }
+  }
+  return report;
+}
+
+}  // namespace vmgroup::engine

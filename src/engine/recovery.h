@@ -1,0 +1,35 @@
+// Start-up recovery (DESIGN §4 step 6). After a crash at any instant it
+// brings the state directory, the catalog and the running VMs back into
+// agreement:
+//   1. reconnect to every VM the catalog says is on (gone ones become off);
+//   2. every Incomplete snapshot is completed if every member that ran at the
+//      cut is alive and switched to its overlays, else undone (UndoSnapshot);
+//   3. every VM the catalog says is running but is paused is resumed (only a
+//      cut pauses those);
+//   4. overlay files in VM run directories that no record refers to are
+//      removed.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "catalog/catalog.h"
+#include "engine/vm_registry.h"
+#include "storage/qemu_img.h"
+
+namespace vmgroup::engine {
+
+struct RecoveryReport {
+  std::vector<std::string> gone_vms;           // on in the catalog, QEMU gone
+  std::vector<std::string> completed;          // snapshot ids
+  std::vector<std::string> rolled_back;        // snapshot ids
+  std::vector<std::string> resumed;            // VM ids
+  std::vector<std::string> removed_files;      // orphaned overlays
+  // Snapshots that could not be cleaned now (they stay Incomplete and are
+  // retried at the next start); OK when there were none.
+  Status problems;
+};
+
+Result<RecoveryReport> Recover(Env* env, VmRegistry& vms, catalog::Catalog& catalog);
+
+}  // namespace vmgroup::engine

@@ -1,0 +1,180 @@
+#include "engine/snapshot_engine.h"
+
+#include <thread>
+
+#include "base/ids.h"
+#include "engine/cut_executor.h"
+#include "engine/fault_points.h"
+#include "engine/snapshot_plan.h"
+#include "engine/snapshot_undo.h"
+
+namespace vmgroup::engine {
+namespace {
+
+constexpr auto kCheckTimeout = std::chrono::seconds(5);
+constexpr auto kPrepareTimeout = std::chrono::seconds(60);
+
+// Runs fn(i) for i in [0, n) on one thread each and returns the first error.
+template <typename Fn>
+Status ParallelFor(size_t n, Fn fn) {
+  std::vector<Status> results(n);
+  std::vector<std::thread> threads;
+  threads.reserve(n);
+  for (size_t i = 0; i < n; ++i) threads.emplace_back([&, i] { results[i] = fn(i); });
+  for (auto& t : threads) t.join();
+  for (auto& s : results) VMG_RETURN_IF_ERROR(s);
+  return Status::Ok();
+}
+
+}  // namespace
+
+SnapshotEngine::SnapshotEngine(Env* env, catalog::Catalog* catalog, VmRegistry* vms,
+                               CollectionManager* collections, SnapshotOptions options)
+    : env_(env), catalog_(catalog), vms_(vms), collections_(collections), img_(env),
+      options_(options) {}
+
+Status SnapshotEngine::CheckMember(const catalog::VmRecord& vm) {
+  for (size_t i = 0; i < vm.disks.size(); ++i) {
+    if (!env_->FileExists(vm.disks[i])) {
+      return Status::FileNotFound("VM " + vm.name + ": disk " + std::to_string(i) + " image " +
+                                  vm.disks[i] + " is missing");
+    }
+  }
+  if (vm.power == catalog::Power::kOff) return Status::Ok();
+  auto live = vms_->Live(vm.id);
+  if (!live) return Status::InvalidState("VM " + vm.name + " is not attached; restart the service");
+  auto state = live->State(env_->Now() + kCheckTimeout);
+  if (!state.ok()) {
+    return Status::InvalidState("VM " + vm.name + " does not answer: " + state.status().message());
+  }
+  const auto expected = vm.power == catalog::Power::kRunning ? hypervisor::RunState::kRunning
+                                                             : hypervisor::RunState::kPaused;
+  if (*state != expected) {
+    return Status::InvalidState("VM " + vm.name + " should be " + catalog::PowerName(vm.power) +
+                                " but is " + hypervisor::RunStateName(*state));
+  }
+  return Status::Ok();
+}
+
+Result<SnapshotEngine::Checked> SnapshotEngine::Check(const SnapshotRequest& request) {
+  VMG_RETURN_IF_ERROR(CheckSnapshotType(request.type));
+  if (request.collection_id.empty()) return Status::InvalidArgument("no collection given");
+  Checked c;
+  VMG_ASSIGN_OR_RETURN(c.collection, catalog_->GetCollection(request.collection_id));
+  VMG_ASSIGN_OR_RETURN(auto ids, collections_->MemberVms(request.collection_id));
+  if (ids.empty()) {
+    return Status::InvalidState("collection " + c.collection.name + " has no VMs to snapshot");
+  }
+  for (const auto& id : ids) {
+    VMG_ASSIGN_OR_RETURN(catalog::VmRecord vm, catalog_->GetVm(id));
+    VMG_RETURN_IF_ERROR(CheckMember(vm));
+    c.vms.push_back(std::move(vm));
+  }
+  return c;
+}
+
+Status SnapshotEngine::Claim(const std::vector<catalog::VmRecord>& vms) {
+  std::lock_guard lock(mu_);
+  for (const auto& vm : vms) {
+    if (busy_.count(vm.id)) {
+      return Status::Busy("VM " + vm.name + " is in another snapshot operation; try again");
+    }
+  }
+  for (const auto& vm : vms) busy_.insert(vm.id);
+  return Status::Ok();
+}
+
+void SnapshotEngine::Release(const std::vector<catalog::VmRecord>& vms) {
+  std::lock_guard lock(mu_);
+  for (const auto& vm : vms) busy_.erase(vm.id);
+}
+
+Status SnapshotEngine::Prepare(const catalog::SnapshotRecord& s,
+                               const std::vector<catalog::VmRecord>& vms) {
+  return ParallelFor(s.members.size(), [&](size_t i) -> Status {
+    const catalog::MemberSnapshot& m = s.members[i];
+    const std::string what = "member " + vms[i].name;
+    for (const auto& d : m.disks) {
+      VMG_RETURN_IF_ERROR(img_.CreateOverlay(d.frozen_image, d.overlay).Annotate(what));
+    }
+    if (auto live = vms_->Live(m.vm_id); live && m.power_at_cut != catalog::Power::kOff) {
+      VMG_RETURN_IF_ERROR(live->OpenOverlays(OverlaysOf(m, s.tag), env_->Now() + kPrepareTimeout)
+                              .Annotate(what));
+    }
+    return env_->Hit(fault::kMemberPrepared, vms[i].name).Annotate(what);
+  });
+}
+
+Status SnapshotEngine::Abandon(const catalog::SnapshotRecord& s, const Status& cause) {
+  Status undo = UndoSnapshot(env_, *vms_, *catalog_, img_, s);
+  if (undo.ok()) return cause;
+  return Status(cause.code(), cause.message() + "; cleaning up also failed (recovery will retry " +
+                                  "at the next start): " + undo.message());
+}
+
+Result<catalog::SnapshotRecord> SnapshotEngine::Create(const SnapshotRequest& request) {
+  const Clock::time_point started = env_->Now();
+  VMG_ASSIGN_OR_RETURN(Checked checked, Check(request));
+  VMG_RETURN_IF_ERROR(Claim(checked.vms));
+  struct Releaser {
+    SnapshotEngine* e;
+    const std::vector<catalog::VmRecord>& vms;
+    ~Releaser() { e->Release(vms); }
+  } releaser{this, checked.vms};
+
+  // Persist intent.
+  std::vector<PlannedMember> planned;
+  std::vector<std::string> member_ids;
+  for (const auto& vm : checked.vms) {
+    planned.push_back({&vm, vms_->RunDir(vm.id)});
+    member_ids.push_back(NewGuid());
+  }
+  const std::string id = NewGuid();
+  const std::string name = request.name.empty() ? checked.collection.name + " snapshot" : request.name;
+  catalog::SnapshotRecord s = PlanSnapshot(id, "s" + id.substr(0, 8), checked.collection.id, name,
+                                           request.type, env_->NowMicros(), planned, member_ids);
+  for (const auto& vm : checked.vms) VMG_RETURN_IF_ERROR(env_->CreateDirs(vms_->RunDir(vm.id)));
+  VMG_RETURN_IF_ERROR(catalog_->InsertSnapshot(s));
+  if (Status f = env_->Hit(fault::kIntentRecorded, id); !f.ok()) return Abandon(s, f);
+
+  // Prepare while the VMs run.
+  if (Status p = Prepare(s, checked.vms); !p.ok()) return Abandon(s, p);
+  if (Status f = env_->Hit(fault::kPrepared, id); !f.ok()) return Abandon(s, f);
+
+  // Cut.
+  std::vector<CutMember> cut;
+  std::vector<size_t> cut_index;  // member index of each cut entry
+  for (size_t i = 0; i < s.members.size(); ++i) {
+    const auto& m = s.members[i];
+    if (m.power_at_cut == catalog::Power::kOff) continue;
+    cut.push_back({checked.vms[i].name, vms_->Live(m.vm_id),
+                   m.power_at_cut == catalog::Power::kRunning, OverlaysOf(m, s.tag)});
+    cut_index.push_back(i);
+  }
+  CutOutcome outcome = ExecuteCut(env_, cut, BitmapFor(s.type, s.tag), options_.pause_deadline);
+  if (!outcome.status.ok()) {
+    Status cause = outcome.status;
+    if (!outcome.revert_status.ok()) {
+      cause = Status(cause.code(), cause.message() + "; " + outcome.revert_status.message());
+    }
+    return Abandon(s, cause);
+  }
+  if (Status f = env_->Hit(fault::kCutDone, id); !f.ok()) return Abandon(s, f);
+
+  // Commit.
+  const int64_t now = env_->NowMicros();
+  for (auto& m : s.members) m.cut_time_us = now;  // offline members: the commit is their cut
+  for (size_t k = 0; k < cut.size(); ++k) {
+    s.members[cut_index[k]].cut_time_us = outcome.timings[k].cut_time_us;
+    s.members[cut_index[k]].pause_us = outcome.timings[k].pause_us;
+  }
+  s.pause_window_us = outcome.window_us;
+  s.duration_us =
+      std::chrono::duration_cast<std::chrono::microseconds>(env_->Now() - started).count();
+  if (Status c = catalog_->CompleteSnapshot(s); !c.ok()) return Abandon(s, c);
+  s.state = catalog::SnapshotState::kComplete;
+  (void)env_->Hit(fault::kCommitted, id);  // past the commit nothing is undone
+  return s;
+}
+
+}  // namespace vmgroup::engine

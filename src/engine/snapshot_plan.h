@@ -1,0 +1,49 @@
+// Planning a group snapshot: which SnapshotType values are accepted, and the
+// record (members, overlay paths, parents) written as the snapshot's intent
+// before anything is touched. Pure logic over catalog records.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "base/status.h"
+#include "catalog/records.h"
+#include "hypervisor/driver.h"
+
+namespace vmgroup::engine {
+
+// SnapshotType values (DESIGN §6).
+inline constexpr int kSnapshotStandard = 1;   // disks + memory state (lifecycle issue)
+inline constexpr int kSnapshotRecovery = 2;   // disks + change-tracking bitmap
+inline constexpr int kSnapshotDiskOnly = 32768;  // vendor: Standard without memory
+
+// OK for a type this build can take. InvalidArgument for 0 and the DMTF
+// reserved range, InvalidType for unknown vendor values, NotSupported for
+// Standard with memory state (not yet built).
+Status CheckSnapshotType(int type);
+
+// The persistent dirty bitmap a snapshot adds on each new overlay (empty:
+// none). Recovery snapshots anchor the next incremental backup.
+std::string BitmapFor(int type, const std::string& tag);
+
+// Where a member's overlay for disk `index` lives.
+std::string OverlayPath(const std::string& run_dir, int index, const std::string& tag);
+
+struct PlannedMember {
+  const catalog::VmRecord* vm;
+  std::string run_dir;
+};
+
+// The snapshot's record in state kIncomplete: each member's frozen images
+// are its current active images, its overlays new files in its run dir.
+catalog::SnapshotRecord PlanSnapshot(const std::string& id, const std::string& tag,
+                                     const std::string& collection_id, const std::string& name,
+                                     int type, int64_t now_us,
+                                     const std::vector<PlannedMember>& members,
+                                     const std::vector<std::string>& member_ids);
+
+// The overlays of one member, as the driver takes them.
+std::vector<hypervisor::Overlay> OverlaysOf(const catalog::MemberSnapshot& m,
+                                            const std::string& tag);
+
+}  // namespace vmgroup::engine

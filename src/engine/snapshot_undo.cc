@@ -1,0 +1,36 @@
+#include "engine/snapshot_undo.h"
+
+#include "engine/snapshot_plan.h"
+
+namespace vmgroup::engine {
+namespace {
+
+Status UndoMember(Env* env, VmRegistry& vms, storage::QemuImg& img, const std::string& tag,
+                  const catalog::MemberSnapshot& m) {
+  if (auto live = vms.Live(m.vm_id)) {
+    VMG_RETURN_IF_ERROR(live->RevertOverlays(OverlaysOf(m, tag)));
+  } else if (m.power_at_cut != catalog::Power::kOff) {
+    // Its QEMU died after the snapshot began: an overlay it switched to may
+    // hold the guest's last writes. Committing an unused overlay is harmless.
+    for (const auto& d : m.disks) {
+      if (env->FileExists(d.overlay)) VMG_RETURN_IF_ERROR(img.Commit(d.overlay));
+    }
+  }
+  for (const auto& d : m.disks) VMG_RETURN_IF_ERROR(env->RemoveFile(d.overlay));
+  return Status::Ok();
+}
+
+}  // namespace
+
+Status UndoSnapshot(Env* env, VmRegistry& vms, catalog::Catalog& catalog, storage::QemuImg& img,
+                    const catalog::SnapshotRecord& snapshot) {
+  Status first;
+  for (const auto& m : snapshot.members) {
+    Status s = UndoMember(env, vms, img, snapshot.tag, m);
+    if (!s.ok() && first.ok()) first = s.Annotate("undo of VM " + m.vm_id);
+  }
+  VMG_RETURN_IF_ERROR(first);
+  return catalog.DeleteSnapshot(snapshot.id);
+}
+
+}  // namespace vmgroup::engine

@@ -1,0 +1,21 @@
+// Removing every trace of a group snapshot that did not complete: the one
+// undo path shared by a failed CreateSnapshot and by start-up recovery.
+#pragma once
+
+#include "catalog/catalog.h"
+#include "engine/vm_registry.h"
+#include "storage/qemu_img.h"
+
+namespace vmgroup::engine {
+
+// For each member: a live VM has any switched overlay merged back into the
+// image below (guest writes since the switch are kept) and every overlay
+// node closed; a VM that ran at the cut but is gone now has its overlay
+// files committed offline, for the same reason; then the overlay files are
+// deleted. When every member is clean, the snapshot's record is deleted.
+// If any member cannot be cleaned, the others still are, the record stays
+// (recovery tries again at the next start) and the first error is returned.
+Status UndoSnapshot(Env* env, VmRegistry& vms, catalog::Catalog& catalog, storage::QemuImg& img,
+                    const catalog::SnapshotRecord& snapshot);
+
+}  // namespace vmgroup::engine

@@ -1,0 +1,154 @@
+#include "engine/vm_registry.h"
+
+#include "base/ids.h"
+
+namespace vmgroup::engine {
+namespace {
+
+constexpr auto kOpTimeout = std::chrono::seconds(30);
+hypervisor::Deadline OpDeadline() { return Clock::now() + kOpTimeout; }
+
+}  // namespace
+
+VmRegistry::VmRegistry(Env* env, catalog::Catalog* catalog, hypervisor::Driver* driver,
+                       std::string state_dir)
+    : env_(env), catalog_(catalog), driver_(driver), img_(env), state_dir_(std::move(state_dir)) {}
+
+hypervisor::VmSpec VmRegistry::SpecOf(const catalog::VmRecord& vm) const {
+  return {.uuid = vm.id,
+          .name = vm.name,
+          .memory_mib = vm.memory_mib,
+          .vcpus = vm.vcpus,
+          .disks = vm.disks,
+          .kernel = vm.kernel,
+          .initrd = vm.initrd,
+          .append = vm.append,
+          .extra_args = vm.extra_args,
+          .run_dir = RunDir(vm.id)};
+}
+
+Result<std::string> VmRegistry::Define(const VmDefinition& def) {
+  if (def.name.empty()) return Status::InvalidArgument("a VM needs a name");
+  if (def.memory_mib < 16 || def.vcpus < 1) {
+    return Status::InvalidArgument("VM " + def.name + ": memory must be at least 16 MiB and vcpus at least 1");
+  }
+  if (!def.id.empty() && !IsGuid(def.id)) {
+    return Status::InvalidArgument("VM id '" + def.id + "' is not a GUID");
+  }
+  for (size_t i = 0; i < def.disks.size(); ++i) {
+    const std::string& path = def.disks[i];
+    const std::string what = "VM " + def.name + ": disk " + std::to_string(i);
+    if (path.empty() || path[0] != '/') {
+      return Status::InvalidArgument(what + " must be an absolute path, got '" + path + "'");
+    }
+    auto chain = img_.Chain(path);
+    if (!chain.ok()) return chain.status().Annotate(what);
+    if ((*chain)[0].format != "qcow2") {
+      return Status::InvalidArgument(what + " (" + path + ") is " + (*chain)[0].format +
+                                     ", not qcow2: snapshots need qcow2 overlays");
+    }
+  }
+  catalog::VmRecord vm{.id = def.id.empty() ? NewGuid() : def.id,
+                       .name = def.name,
+                       .memory_mib = def.memory_mib,
+                       .vcpus = def.vcpus,
+                       .kernel = def.kernel,
+                       .initrd = def.initrd,
+                       .append = def.append,
+                       .extra_args = def.extra_args,
+                       .disks = def.disks};
+  VMG_RETURN_IF_ERROR(catalog_->InsertVm(vm));
+  return vm.id;
+}
+
+Status VmRegistry::Start(const std::string& id) {
+  VMG_ASSIGN_OR_RETURN(catalog::VmRecord vm, catalog_->GetVm(id));
+  if (vm.power != catalog::Power::kOff) {
+    return Status::InvalidState("VM " + vm.name + " is already " + catalog::PowerName(vm.power));
+  }
+  VMG_RETURN_IF_ERROR(env_->CreateDirs(RunDir(id)));
+  VMG_ASSIGN_OR_RETURN(std::unique_ptr<hypervisor::Vm> live, driver_->Start(SpecOf(vm)));
+  Status s = catalog_->SetVmPower(id, catalog::Power::kRunning, live->pid());
+  if (!s.ok()) {
+    (void)live->PowerOff();  // the catalog error is the one to report
+    return s;
+  }
+  std::lock_guard lock(mu_);
+  live_[id] = std::move(live);
+  return Status::Ok();
+}
+
+std::shared_ptr<hypervisor::Vm> VmRegistry::Live(const std::string& id) {
+  std::lock_guard lock(mu_);
+  auto it = live_.find(id);
+  return it == live_.end() ? nullptr : it->second;
+}
+
+Status VmRegistry::Stop(const std::string& id) {
+  VMG_ASSIGN_OR_RETURN(catalog::VmRecord vm, catalog_->GetVm(id));
+  auto live = Live(id);
+  if (vm.power == catalog::Power::kOff || !live) {
+    return Status::InvalidState("VM " + vm.name + " is off");
+  }
+  VMG_RETURN_IF_ERROR(live->PowerOff().Annotate("VM " + vm.name));
+  {
+    std::lock_guard lock(mu_);
+    live_.erase(id);
+  }
+  return catalog_->SetVmPower(id, catalog::Power::kOff, 0);
+}
+
+Status VmRegistry::Pause(const std::string& id) {
+  VMG_ASSIGN_OR_RETURN(catalog::VmRecord vm, catalog_->GetVm(id));
+  auto live = Live(id);
+  if (vm.power != catalog::Power::kRunning || !live) {
+    return Status::InvalidState("VM " + vm.name + " is " + catalog::PowerName(vm.power) + ", not running");
+  }
+  VMG_RETURN_IF_ERROR(live->Pause(OpDeadline()).Annotate("VM " + vm.name));
+  return catalog_->SetVmPower(id, catalog::Power::kPaused, live->pid());
+}
+
+Status VmRegistry::Resume(const std::string& id) {
+  VMG_ASSIGN_OR_RETURN(catalog::VmRecord vm, catalog_->GetVm(id));
+  auto live = Live(id);
+  if (vm.power != catalog::Power::kPaused || !live) {
+    return Status::InvalidState("VM " + vm.name + " is " + catalog::PowerName(vm.power) + ", not paused");
+  }
+  // Record first: if the daemon dies in between, recovery resumes it anyway.
+  VMG_RETURN_IF_ERROR(catalog_->SetVmPower(id, catalog::Power::kRunning, live->pid()));
+  return live->Resume(OpDeadline()).Annotate("VM " + vm.name);
+}
+
+Result<std::vector<std::string>> VmRegistry::AttachAll() {
+  VMG_ASSIGN_OR_RETURN(auto vms, catalog_->ListVms());
+  std::vector<std::string> gone;
+  for (const auto& vm : vms) {
+    if (vm.power == catalog::Power::kOff || Live(vm.id)) continue;
+    auto live = driver_->Attach(SpecOf(vm), vm.pid);
+    if (!live.ok()) {
+      if (live.status().code() != Code::kUnavailable) return live.status();
+      VMG_RETURN_IF_ERROR(catalog_->SetVmPower(vm.id, catalog::Power::kOff, 0));
+      gone.push_back(vm.id);
+      continue;
+    }
+    std::lock_guard lock(mu_);
+    live_[vm.id] = std::move(live).value();
+  }
+  return gone;
+}
+
+Status VmRegistry::StopAll() {
+  std::vector<std::string> ids;
+  {
+    std::lock_guard lock(mu_);
+    for (const auto& [id, vm] : live_) ids.push_back(id);
+  }
+  Status first;
+  for (const auto& id : ids) {
+    Status s = Stop(id);
+    if (!s.ok() && first.ok()) first = s;
+  }
+  return first;
+}
+
+}  // namespace vmgroup::engine

@@ -1,0 +1,78 @@
+// VmRegistry: the VMs vmgroup manages — their definitions in the catalog and,
+// for those powered on, a live hypervisor::Vm handle. The one place that
+// turns a catalog record into a hypervisor VmSpec.
+//
+// State directory layout (documented in docs/state-dir.md):
+//   <state>/vms/<vm-id>/            run directory: qmp.sock, qemu.log, serial.log
+//   <state>/vms/<vm-id>/disk<i>-<tag>.qcow2   overlays made by snapshots
+//
+// Thread-safe.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "base/env.h"
+#include "catalog/catalog.h"
+#include "hypervisor/driver.h"
+#include "storage/qemu_img.h"
+
+namespace vmgroup::engine {
+
+struct VmDefinition {
+  std::string name;
+  std::string id;  // optional; a GUID is generated when empty
+  int memory_mib = 128;
+  int vcpus = 1;
+  std::vector<std::string> disks;  // existing qcow2 images, absolute paths
+  std::string kernel, initrd, append;
+  std::vector<std::string> extra_args;
+};
+
+class VmRegistry {
+ public:
+  VmRegistry(Env* env, catalog::Catalog* catalog, hypervisor::Driver* driver,
+             std::string state_dir);
+
+  // Records a new VM, powered off. InvalidArgument for an empty name, bad
+  // sizes or a relative disk path; FileNotFound for a missing disk image;
+  // InvalidArgument for a disk that is not qcow2; AlreadyExists for a taken id.
+  Result<std::string> Define(const VmDefinition& def);
+
+  // Powers a VM on from its current images. InvalidState if it is not off.
+  Status Start(const std::string& id);
+  // Powers a VM off (QEMU quits). InvalidState if it is off.
+  Status Stop(const std::string& id);
+  // Operator pause and resume: the recorded power follows, so recovery
+  // leaves an operator-paused VM paused.
+  Status Pause(const std::string& id);
+  Status Resume(const std::string& id);
+
+  // The live VM, or nullptr while it is off.
+  std::shared_ptr<hypervisor::Vm> Live(const std::string& id);
+
+  // Reconnects to every VM the catalog says is on. A VM whose QEMU is gone
+  // is recorded as off. Returns the ids of the VMs found gone.
+  Result<std::vector<std::string>> AttachAll();
+
+  // Powers off every live VM (tests and the demo; the daemon leaves them running).
+  Status StopAll();
+
+  std::string RunDir(const std::string& id) const { return state_dir_ + "/vms/" + id; }
+  hypervisor::VmSpec SpecOf(const catalog::VmRecord& vm) const;
+
+ private:
+  Env* env_;
+  catalog::Catalog* catalog_;
+  hypervisor::Driver* driver_;
+  storage::QemuImg img_;
+  const std::string state_dir_;
+
+  std::mutex mu_;
+  std::map<std::string, std::shared_ptr<hypervisor::Vm>> live_;  // guarded by mu_
+};
+
+}  // namespace vmgroup::engine

@@ -1,0 +1,98 @@
+// FakeVm (tests only): an in-memory hypervisor::Vm for fast unit tests of
+// engine logic — which calls happen in which order, and what a failure or a
+// slow call leads to. Anything that claims VM behaviour is tested on QEMU.
+#pragma once
+
+#include <map>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "hypervisor/driver.h"
+
+namespace vmgroup::hypervisor::fake {
+
+class FakeVm final : public Vm {
+ public:
+  explicit FakeVm(std::vector<std::string> disks, RunState state = RunState::kRunning)
+      : active_(std::move(disks)), base_(active_), state_(state) {}
+
+  // Make the next call of `op` ("pause", "switch", "revert", "resume") fail
+  // with `s`, or take `delay` before answering.
+  void FailOn(const std::string& op, Status s) {
+    std::lock_guard l(mu_);
+    fail_[op] = std::move(s);
+  }
+  void DelayOn(const std::string& op, Duration delay) {
+    std::lock_guard l(mu_);
+    delay_[op] = delay;
+  }
+  std::vector<std::string> calls() {
+    std::lock_guard l(mu_);
+    return calls_;
+  }
+  std::vector<std::string> active() {
+    std::lock_guard l(mu_);
+    return active_;
+  }
+  RunState state() {
+    std::lock_guard l(mu_);
+    return state_;
+  }
+
+  int pid() const override { return 0; }
+  Result<RunState> State(Deadline) override { return state(); }
+  Status Pause(Deadline) override {
+    return Do("pause", [&] { state_ = RunState::kPaused; });
+  }
+  Status Resume(Deadline) override {
+    return Do("resume", [&] { state_ = RunState::kRunning; });
+  }
+  Status OpenOverlays(const std::vector<Overlay>&, Deadline) override { return Do("open", [] {}); }
+  Status CloseOverlays(const std::vector<Overlay>&, Deadline) override {
+    return Do("close", [] {});
+  }
+  Status SwitchToOverlays(const std::vector<Overlay>& overlays, const std::string&,
+                          Deadline) override {
+    return Do("switch", [&] {
+      for (const auto& o : overlays) active_[o.disk] = o.path;
+    });
+  }
+  Status RevertOverlays(const std::vector<Overlay>&) override {
+    return Do("revert", [&] { active_ = base_; });
+  }
+  Result<std::vector<std::string>> ActiveImages(Deadline) override { return active(); }
+  Status PowerOff() override {
+    return Do("poweroff", [&] { state_ = RunState::kShutoff; });
+  }
+
+ private:
+  template <typename F>
+  Status Do(const std::string& op, F effect) {
+    Duration delay{};
+    {
+      std::lock_guard l(mu_);
+      calls_.push_back(op);
+      if (auto it = delay_.find(op); it != delay_.end()) delay = it->second;
+    }
+    if (delay.count() > 0) std::this_thread::sleep_for(delay);
+    std::lock_guard l(mu_);
+    if (auto it = fail_.find(op); it != fail_.end()) {
+      Status s = it->second;
+      fail_.erase(it);
+      return s;
+    }
+    effect();
+    return Status::Ok();
+  }
+
+  std::mutex mu_;
+  std::vector<std::string> active_, base_;
+  RunState state_;
+  std::map<std::string, Status> fail_;
+  std::map<std::string, Duration> delay_;
+  std::vector<std::string> calls_;
+};
+
+}  // namespace vmgroup::hypervisor::fake
