@@ -9,7 +9,7 @@ packages=(
   qemu-system-x86 qemu-utils
   libsqlite3-dev nlohmann-json3-dev libgtest-dev
   libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients libvirt-dev
-  cpio gzip e2fsprogs
+  cpio gzip e2fsprogs clang-format git
 )
 
 missing=()

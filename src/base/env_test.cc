@@ -1,9 +1,8 @@
 #include "base/env.h"
 
+#include <gtest/gtest.h>
 #include <signal.h>
 #include <stdlib.h>
-
-#include <gtest/gtest.h>
 
 namespace vmgroup {
 namespace {

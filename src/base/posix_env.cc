@@ -22,9 +22,7 @@ extern char** environ;
 namespace vmgroup {
 namespace {
 
-std::string Errno(std::string_view what) {
-  return std::string(what) + ": " + std::strerror(errno);
-}
+std::string Errno(std::string_view what) { return std::string(what) + ": " + std::strerror(errno); }
 
 std::vector<char*> CArgv(const std::vector<std::string>& argv) {
   std::vector<char*> out;

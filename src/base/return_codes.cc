@@ -4,41 +4,58 @@ namespace vmgroup {
 
 uint32_t ReturnCodeA(const Status& s) {
   switch (s.code()) {
-    case Code::kOk: return kRcCompleted;
-    case Code::kNotSupported: return kRcNotSupported;
-    case Code::kTimeout: return kRcTimeout;
+    case Code::kOk:
+      return kRcCompleted;
+    case Code::kNotSupported:
+      return kRcNotSupported;
+    case Code::kTimeout:
+      return kRcTimeout;
     // An unknown object named by a parameter is a bad parameter to the caller.
     case Code::kInvalidArgument:
     case Code::kNotFound:
     case Code::kFileNotFound:
-    case Code::kAlreadyExists: return kRcInvalidParameter;
+    case Code::kAlreadyExists:
+      return kRcInvalidParameter;
     case Code::kInvalidState:
-    case Code::kBusy: return kRcInvalidState;
-    case Code::kInvalidType: return kRcInvalidType;
+    case Code::kBusy:
+      return kRcInvalidState;
+    case Code::kInvalidType:
+      return kRcInvalidType;
     case Code::kUnavailable:
     case Code::kFailed:
     case Code::kIoError:
-    case Code::kInternal: return kRcFailed;
+    case Code::kInternal:
+      return kRcFailed;
   }
   return kRcFailed;
 }
 
 uint32_t ReturnCodeB(const Status& s) {
   switch (s.code()) {
-    case Code::kOk: return kRcCompleted;
-    case Code::kNotSupported: return kRcBNotSupported;
-    case Code::kTimeout: return kRcBTimeout;
+    case Code::kOk:
+      return kRcCompleted;
+    case Code::kNotSupported:
+      return kRcBNotSupported;
+    case Code::kTimeout:
+      return kRcBTimeout;
     case Code::kInvalidArgument:
     case Code::kNotFound:
-    case Code::kAlreadyExists: return kRcBInvalidParameter;
-    case Code::kFileNotFound: return kRcBFileNotFound;
-    case Code::kInvalidState: return kRcBInvalidState;
-    case Code::kInvalidType: return kRcBIncorrectType;
-    case Code::kBusy: return kRcBSystemInUse;
-    case Code::kUnavailable: return kRcBNotAvailable;
+    case Code::kAlreadyExists:
+      return kRcBInvalidParameter;
+    case Code::kFileNotFound:
+      return kRcBFileNotFound;
+    case Code::kInvalidState:
+      return kRcBInvalidState;
+    case Code::kInvalidType:
+      return kRcBIncorrectType;
+    case Code::kBusy:
+      return kRcBSystemInUse;
+    case Code::kUnavailable:
+      return kRcBNotAvailable;
     case Code::kFailed:
     case Code::kIoError:
-    case Code::kInternal: return kRcBFailed;
+    case Code::kInternal:
+      return kRcBFailed;
   }
   return kRcBFailed;
 }

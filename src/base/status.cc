@@ -4,20 +4,34 @@ namespace vmgroup {
 
 std::string_view CodeName(Code code) {
   switch (code) {
-    case Code::kOk: return "OK";
-    case Code::kInvalidArgument: return "InvalidArgument";
-    case Code::kNotFound: return "NotFound";
-    case Code::kFileNotFound: return "FileNotFound";
-    case Code::kAlreadyExists: return "AlreadyExists";
-    case Code::kInvalidState: return "InvalidState";
-    case Code::kInvalidType: return "InvalidType";
-    case Code::kBusy: return "Busy";
-    case Code::kNotSupported: return "NotSupported";
-    case Code::kTimeout: return "Timeout";
-    case Code::kUnavailable: return "Unavailable";
-    case Code::kFailed: return "Failed";
-    case Code::kIoError: return "IoError";
-    case Code::kInternal: return "Internal";
+    case Code::kOk:
+      return "OK";
+    case Code::kInvalidArgument:
+      return "InvalidArgument";
+    case Code::kNotFound:
+      return "NotFound";
+    case Code::kFileNotFound:
+      return "FileNotFound";
+    case Code::kAlreadyExists:
+      return "AlreadyExists";
+    case Code::kInvalidState:
+      return "InvalidState";
+    case Code::kInvalidType:
+      return "InvalidType";
+    case Code::kBusy:
+      return "Busy";
+    case Code::kNotSupported:
+      return "NotSupported";
+    case Code::kTimeout:
+      return "Timeout";
+    case Code::kUnavailable:
+      return "Unavailable";
+    case Code::kFailed:
+      return "Failed";
+    case Code::kIoError:
+      return "IoError";
+    case Code::kInternal:
+      return "Internal";
   }
   return "Unknown";
 }

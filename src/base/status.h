@@ -19,11 +19,11 @@ enum class Code {
   kInvalidType,      // a value of a type (e.g. a vendor SnapshotType) this build does not know
   kBusy,             // another operation holds the object
   kNotSupported,
-  kTimeout,          // a deadline passed; the operation was rolled back
-  kUnavailable,      // a peer (QEMU, a process) is gone or not answering
-  kFailed,           // a peer refused the operation (e.g. a QMP error reply)
-  kIoError,          // a file or socket operation failed
-  kInternal,         // a broken invariant; a bug
+  kTimeout,      // a deadline passed; the operation was rolled back
+  kUnavailable,  // a peer (QEMU, a process) is gone or not answering
+  kFailed,       // a peer refused the operation (e.g. a QMP error reply)
+  kIoError,      // a file or socket operation failed
+  kInternal,     // a broken invariant; a bug
 };
 
 std::string_view CodeName(Code code);
@@ -68,8 +68,8 @@ class [[nodiscard]] Status {
 }  // namespace vmgroup
 
 // Returns the status of `expr` from the enclosing function unless it is OK.
-#define VMG_RETURN_IF_ERROR(expr)             \
-  do {                                        \
-    ::vmgroup::Status vmg_status_ = (expr);   \
+#define VMG_RETURN_IF_ERROR(expr)              \
+  do {                                         \
+    ::vmgroup::Status vmg_status_ = (expr);    \
     if (!vmg_status_.ok()) return vmg_status_; \
   } while (0)

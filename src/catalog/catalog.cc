@@ -28,9 +28,12 @@ Status NotFoundIfUnchanged(Db& db, const std::string& what) {
 
 const char* PowerName(Power p) {
   switch (p) {
-    case Power::kOff: return "off";
-    case Power::kRunning: return "running";
-    case Power::kPaused: return "paused";
+    case Power::kOff:
+      return "off";
+    case Power::kRunning:
+      return "running";
+    case Power::kPaused:
+      return "paused";
   }
   return "off";
 }
@@ -73,26 +76,40 @@ Status Catalog::InsertVm(const VmRecord& vm) {
   std::lock_guard lock(mu_);
   Transaction txn(db_.get());
   VMG_RETURN_IF_ERROR(txn.status());
-  VMG_ASSIGN_OR_RETURN(Stmt ins, db_->Prepare(
-      "INSERT INTO vms(id,name,memory_mib,vcpus,kernel,initrd,append,extra_args,power,pid,"
-      "current_snapshot) VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11)"));
-  ins.Bind(1, vm.id).Bind(2, vm.name).Bind(3, vm.memory_mib).Bind(4, vm.vcpus).Bind(5, vm.kernel)
-      .Bind(6, vm.initrd).Bind(7, vm.append).Bind(8, ToJson(vm.extra_args))
-      .Bind(9, static_cast<int>(vm.power)).Bind(10, vm.pid).Bind(11, vm.current_snapshot);
+  VMG_ASSIGN_OR_RETURN(
+      Stmt ins,
+      db_->Prepare(
+          "INSERT INTO vms(id,name,memory_mib,vcpus,kernel,initrd,append,extra_args,power,pid,"
+          "current_snapshot) VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11)"));
+  ins.Bind(1, vm.id)
+      .Bind(2, vm.name)
+      .Bind(3, vm.memory_mib)
+      .Bind(4, vm.vcpus)
+      .Bind(5, vm.kernel)
+      .Bind(6, vm.initrd)
+      .Bind(7, vm.append)
+      .Bind(8, ToJson(vm.extra_args))
+      .Bind(9, static_cast<int>(vm.power))
+      .Bind(10, vm.pid)
+      .Bind(11, vm.current_snapshot);
   Status s = ins.Run();
   if (s.code() == Code::kAlreadyExists) return Status::AlreadyExists("VM " + vm.id + " exists");
   VMG_RETURN_IF_ERROR(s);
   for (size_t i = 0; i < vm.disks.size(); ++i) {
-    VMG_ASSIGN_OR_RETURN(Stmt d, db_->Prepare("INSERT INTO disks(vm_id,idx,image) VALUES(?1,?2,?3)"));
+    VMG_ASSIGN_OR_RETURN(Stmt d,
+                         db_->Prepare("INSERT INTO disks(vm_id,idx,image) VALUES(?1,?2,?3)"));
     VMG_RETURN_IF_ERROR(d.Bind(1, vm.id).Bind(2, static_cast<int>(i)).Bind(3, vm.disks[i]).Run());
   }
   return txn.Commit();
 }
 
 Result<VmRecord> Catalog::GetVmLocked(const std::string& id) {
-  VMG_ASSIGN_OR_RETURN(Stmt q, db_->Prepare(
-      "SELECT id,name,memory_mib,vcpus,kernel,initrd,append,extra_args,power,pid,current_snapshot"
-      " FROM vms WHERE id=?1"));
+  VMG_ASSIGN_OR_RETURN(
+      Stmt q,
+      db_->Prepare(
+          "SELECT "
+          "id,name,memory_mib,vcpus,kernel,initrd,append,extra_args,power,pid,current_snapshot"
+          " FROM vms WHERE id=?1"));
   q.Bind(1, id);
   VMG_ASSIGN_OR_RETURN(bool row, q.Step());
   if (!row) return Status::NotFound("VM " + id + " does not exist");
@@ -154,10 +171,14 @@ Status Catalog::DeleteVm(const std::string& id) {
 
 Status Catalog::InsertCollection(const CollectionRecord& c) {
   std::lock_guard lock(mu_);
-  VMG_ASSIGN_OR_RETURN(Stmt ins, db_->Prepare(
-      "INSERT INTO collections(id,name,type,created_us) VALUES(?1,?2,?3,?4)"));
-  Status s = ins.Bind(1, c.id).Bind(2, c.name).Bind(3, static_cast<int>(c.type))
-                 .Bind(4, c.created_us).Run();
+  VMG_ASSIGN_OR_RETURN(
+      Stmt ins,
+      db_->Prepare("INSERT INTO collections(id,name,type,created_us) VALUES(?1,?2,?3,?4)"));
+  Status s = ins.Bind(1, c.id)
+                 .Bind(2, c.name)
+                 .Bind(3, static_cast<int>(c.type))
+                 .Bind(4, c.created_us)
+                 .Run();
   if (s.code() == Code::kAlreadyExists) {
     return Status::AlreadyExists("a collection with Id " + c.id + " already exists");
   }
@@ -165,14 +186,16 @@ Status Catalog::InsertCollection(const CollectionRecord& c) {
 }
 
 Result<CollectionRecord> Catalog::GetCollectionLocked(const std::string& id) {
-  VMG_ASSIGN_OR_RETURN(Stmt q, db_->Prepare(
-      "SELECT id,name,type,created_us FROM collections WHERE id=?1"));
+  VMG_ASSIGN_OR_RETURN(Stmt q,
+                       db_->Prepare("SELECT id,name,type,created_us FROM collections WHERE id=?1"));
   q.Bind(1, id);
   VMG_ASSIGN_OR_RETURN(bool row, q.Step());
   if (!row) return Status::NotFound("collection " + id + " does not exist");
   CollectionRecord c{q.Text(0), q.Text(1), static_cast<CollectionType>(q.Int(2)), q.Int(3), {}};
-  VMG_ASSIGN_OR_RETURN(Stmt m, db_->Prepare(
-      "SELECT member_id FROM collection_members WHERE collection_id=?1 ORDER BY position"));
+  VMG_ASSIGN_OR_RETURN(
+      Stmt m,
+      db_->Prepare(
+          "SELECT member_id FROM collection_members WHERE collection_id=?1 ORDER BY position"));
   m.Bind(1, id);
   while (true) {
     VMG_ASSIGN_OR_RETURN(bool more, m.Step());
@@ -216,9 +239,10 @@ Status Catalog::DeleteCollection(const std::string& id) {
 
 Status Catalog::AddMember(const std::string& collection_id, const std::string& member_id) {
   std::lock_guard lock(mu_);
-  VMG_ASSIGN_OR_RETURN(Stmt ins, db_->Prepare(
-      "INSERT INTO collection_members(collection_id,member_id,position) SELECT ?1, ?2,"
-      " COALESCE(MAX(position),0)+1 FROM collection_members WHERE collection_id=?1"));
+  VMG_ASSIGN_OR_RETURN(
+      Stmt ins,
+      db_->Prepare("INSERT INTO collection_members(collection_id,member_id,position) SELECT ?1, ?2,"
+                   " COALESCE(MAX(position),0)+1 FROM collection_members WHERE collection_id=?1"));
   Status s = ins.Bind(1, collection_id).Bind(2, member_id).Run();
   if (s.code() == Code::kAlreadyExists) {
     return Status::AlreadyExists(member_id + " is already a member of collection " + collection_id);
@@ -229,8 +253,9 @@ Status Catalog::AddMember(const std::string& collection_id, const std::string& m
 Status Catalog::RemoveMember(const std::string& collection_id, const std::string& member_id,
                              bool* removed) {
   std::lock_guard lock(mu_);
-  VMG_ASSIGN_OR_RETURN(Stmt d, db_->Prepare(
-      "DELETE FROM collection_members WHERE collection_id=?1 AND member_id=?2"));
+  VMG_ASSIGN_OR_RETURN(
+      Stmt d,
+      db_->Prepare("DELETE FROM collection_members WHERE collection_id=?1 AND member_id=?2"));
   VMG_RETURN_IF_ERROR(d.Bind(1, collection_id).Bind(2, member_id).Run());
   *removed = db_->Changes() > 0;
   return Status::Ok();
@@ -238,8 +263,8 @@ Status Catalog::RemoveMember(const std::string& collection_id, const std::string
 
 Result<std::vector<std::string>> Catalog::CollectionsOf(const std::string& member_id) {
   std::lock_guard lock(mu_);
-  VMG_ASSIGN_OR_RETURN(Stmt q, db_->Prepare(
-      "SELECT collection_id FROM collection_members WHERE member_id=?1 ORDER BY collection_id"));
+  VMG_ASSIGN_OR_RETURN(Stmt q, db_->Prepare("SELECT collection_id FROM collection_members WHERE "
+                                            "member_id=?1 ORDER BY collection_id"));
   q.Bind(1, member_id);
   std::vector<std::string> out;
   while (true) {
@@ -256,23 +281,36 @@ Status Catalog::InsertSnapshot(const SnapshotRecord& s) {
   std::lock_guard lock(mu_);
   Transaction txn(db_.get());
   VMG_RETURN_IF_ERROR(txn.status());
-  VMG_ASSIGN_OR_RETURN(Stmt ins, db_->Prepare(
-      "INSERT INTO snapshots(id,collection_id,name,tag,type,state,created_us) "
-      "VALUES(?1,?2,?3,?4,?5,?6,?7)"));
-  VMG_RETURN_IF_ERROR(ins.Bind(1, s.id).Bind(2, s.collection_id).Bind(3, s.name).Bind(4, s.tag)
-                          .Bind(5, s.type).Bind(6, static_cast<int>(s.state))
-                          .Bind(7, s.created_us).Run());
+  VMG_ASSIGN_OR_RETURN(
+      Stmt ins,
+      db_->Prepare("INSERT INTO snapshots(id,collection_id,name,tag,type,state,created_us) "
+                   "VALUES(?1,?2,?3,?4,?5,?6,?7)"));
+  VMG_RETURN_IF_ERROR(ins.Bind(1, s.id)
+                          .Bind(2, s.collection_id)
+                          .Bind(3, s.name)
+                          .Bind(4, s.tag)
+                          .Bind(5, s.type)
+                          .Bind(6, static_cast<int>(s.state))
+                          .Bind(7, s.created_us)
+                          .Run());
   for (size_t i = 0; i < s.members.size(); ++i) {
     const MemberSnapshot& m = s.members[i];
-    VMG_ASSIGN_OR_RETURN(Stmt mi, db_->Prepare(
-        "INSERT INTO member_snapshots(id,snapshot_id,vm_id,parent_id,power_at_cut,position) "
-        "VALUES(?1,?2,?3,?4,?5,?6)"));
-    VMG_RETURN_IF_ERROR(mi.Bind(1, m.id).Bind(2, s.id).Bind(3, m.vm_id).Bind(4, m.parent_id)
+    VMG_ASSIGN_OR_RETURN(
+        Stmt mi,
+        db_->Prepare(
+            "INSERT INTO member_snapshots(id,snapshot_id,vm_id,parent_id,power_at_cut,position) "
+            "VALUES(?1,?2,?3,?4,?5,?6)"));
+    VMG_RETURN_IF_ERROR(mi.Bind(1, m.id)
+                            .Bind(2, s.id)
+                            .Bind(3, m.vm_id)
+                            .Bind(4, m.parent_id)
                             .Bind(5, static_cast<int>(m.power_at_cut))
-                            .Bind(6, static_cast<int>(i)).Run());
+                            .Bind(6, static_cast<int>(i))
+                            .Run());
     for (const SnapshotDisk& d : m.disks) {
-      VMG_ASSIGN_OR_RETURN(Stmt di, db_->Prepare(
-          "INSERT INTO snapshot_disks(member_id,idx,frozen_image,overlay) VALUES(?1,?2,?3,?4)"));
+      VMG_ASSIGN_OR_RETURN(
+          Stmt di, db_->Prepare("INSERT INTO snapshot_disks(member_id,idx,frozen_image,overlay) "
+                                "VALUES(?1,?2,?3,?4)"));
       VMG_RETURN_IF_ERROR(
           di.Bind(1, m.id).Bind(2, d.index).Bind(3, d.frozen_image).Bind(4, d.overlay).Run());
     }
@@ -284,23 +322,28 @@ Status Catalog::CompleteSnapshot(const SnapshotRecord& s) {
   std::lock_guard lock(mu_);
   Transaction txn(db_.get());
   VMG_RETURN_IF_ERROR(txn.status());
-  VMG_ASSIGN_OR_RETURN(Stmt u, db_->Prepare(
-      "UPDATE snapshots SET state=?2, pause_window_us=?3, duration_us=?4 WHERE id=?1"));
-  VMG_RETURN_IF_ERROR(u.Bind(1, s.id).Bind(2, static_cast<int>(SnapshotState::kComplete))
-                          .Bind(3, s.pause_window_us).Bind(4, s.duration_us).Run());
+  VMG_ASSIGN_OR_RETURN(
+      Stmt u, db_->Prepare(
+                  "UPDATE snapshots SET state=?2, pause_window_us=?3, duration_us=?4 WHERE id=?1"));
+  VMG_RETURN_IF_ERROR(u.Bind(1, s.id)
+                          .Bind(2, static_cast<int>(SnapshotState::kComplete))
+                          .Bind(3, s.pause_window_us)
+                          .Bind(4, s.duration_us)
+                          .Run());
   VMG_RETURN_IF_ERROR(NotFoundIfUnchanged(*db_, "snapshot " + s.id));
   for (const MemberSnapshot& m : s.members) {
-    VMG_ASSIGN_OR_RETURN(Stmt mu, db_->Prepare(
-        "UPDATE member_snapshots SET cut_time_us=?2, pause_us=?3 WHERE id=?1"));
+    VMG_ASSIGN_OR_RETURN(
+        Stmt mu,
+        db_->Prepare("UPDATE member_snapshots SET cut_time_us=?2, pause_us=?3 WHERE id=?1"));
     VMG_RETURN_IF_ERROR(mu.Bind(1, m.id).Bind(2, m.cut_time_us).Bind(3, m.pause_us).Run());
     VMG_ASSIGN_OR_RETURN(Stmt vu, db_->Prepare("UPDATE vms SET current_snapshot=?2 WHERE id=?1"));
     VMG_RETURN_IF_ERROR(vu.Bind(1, m.vm_id).Bind(2, m.id).Run());
     for (const SnapshotDisk& d : m.disks) {
-      VMG_ASSIGN_OR_RETURN(Stmt du, db_->Prepare(
-          "UPDATE disks SET image=?3 WHERE vm_id=?1 AND idx=?2"));
+      VMG_ASSIGN_OR_RETURN(Stmt du,
+                           db_->Prepare("UPDATE disks SET image=?3 WHERE vm_id=?1 AND idx=?2"));
       VMG_RETURN_IF_ERROR(du.Bind(1, m.vm_id).Bind(2, d.index).Bind(3, d.overlay).Run());
-      VMG_RETURN_IF_ERROR(NotFoundIfUnchanged(
-          *db_, "disk " + std::to_string(d.index) + " of VM " + m.vm_id));
+      VMG_RETURN_IF_ERROR(
+          NotFoundIfUnchanged(*db_, "disk " + std::to_string(d.index) + " of VM " + m.vm_id));
     }
   }
   return txn.Commit();
@@ -314,9 +357,11 @@ Status Catalog::DeleteSnapshot(const std::string& id) {
 }
 
 Result<SnapshotRecord> Catalog::GetSnapshotLocked(const std::string& id) {
-  VMG_ASSIGN_OR_RETURN(Stmt q, db_->Prepare(
-      "SELECT id,collection_id,name,tag,type,state,created_us,pause_window_us,duration_us"
-      " FROM snapshots WHERE id=?1"));
+  VMG_ASSIGN_OR_RETURN(
+      Stmt q,
+      db_->Prepare(
+          "SELECT id,collection_id,name,tag,type,state,created_us,pause_window_us,duration_us"
+          " FROM snapshots WHERE id=?1"));
   q.Bind(1, id);
   VMG_ASSIGN_OR_RETURN(bool row, q.Step());
   if (!row) return Status::NotFound("snapshot " + id + " does not exist");
@@ -330,17 +375,21 @@ Result<SnapshotRecord> Catalog::GetSnapshotLocked(const std::string& id) {
   s.created_us = q.Int(6);
   s.pause_window_us = q.Int(7);
   s.duration_us = q.Int(8);
-  VMG_ASSIGN_OR_RETURN(Stmt m, db_->Prepare(
-      "SELECT id,vm_id,parent_id,power_at_cut,cut_time_us,pause_us FROM member_snapshots"
-      " WHERE snapshot_id=?1 ORDER BY position"));
+  VMG_ASSIGN_OR_RETURN(
+      Stmt m,
+      db_->Prepare(
+          "SELECT id,vm_id,parent_id,power_at_cut,cut_time_us,pause_us FROM member_snapshots"
+          " WHERE snapshot_id=?1 ORDER BY position"));
   m.Bind(1, id);
   while (true) {
     VMG_ASSIGN_OR_RETURN(bool more, m.Step());
     if (!more) break;
     MemberSnapshot ms{m.Text(0), m.Text(1), m.Text(2), static_cast<Power>(m.Int(3)),
-                      m.Int(4), m.Int(5), {}};
-    VMG_ASSIGN_OR_RETURN(Stmt d, db_->Prepare(
-        "SELECT idx,frozen_image,overlay FROM snapshot_disks WHERE member_id=?1 ORDER BY idx"));
+                      m.Int(4),  m.Int(5),  {}};
+    VMG_ASSIGN_OR_RETURN(
+        Stmt d,
+        db_->Prepare(
+            "SELECT idx,frozen_image,overlay FROM snapshot_disks WHERE member_id=?1 ORDER BY idx"));
     d.Bind(1, ms.id);
     while (true) {
       VMG_ASSIGN_OR_RETURN(bool drow, d.Step());
@@ -359,8 +408,10 @@ Result<SnapshotRecord> Catalog::GetSnapshot(const std::string& id) {
 
 Result<std::vector<SnapshotRecord>> Catalog::ListSnapshots(const std::string& collection_id) {
   std::lock_guard lock(mu_);
-  VMG_ASSIGN_OR_RETURN(Stmt q, db_->Prepare(
-      "SELECT id FROM snapshots WHERE ?1='' OR collection_id=?1 ORDER BY created_us, rowid"));
+  VMG_ASSIGN_OR_RETURN(
+      Stmt q,
+      db_->Prepare(
+          "SELECT id FROM snapshots WHERE ?1='' OR collection_id=?1 ORDER BY created_us, rowid"));
   q.Bind(1, collection_id);
   std::vector<SnapshotRecord> out;
   while (true) {
@@ -376,25 +427,40 @@ Result<std::vector<SnapshotRecord>> Catalog::ListSnapshots(const std::string& co
 
 Status Catalog::InsertJob(const JobRecord& j) {
   std::lock_guard lock(mu_);
-  VMG_ASSIGN_OR_RETURN(Stmt ins, db_->Prepare(
-      "INSERT INTO jobs(id,type,state,percent,error_code,error_description,created_us,"
-      "started_us,ended_us,affected) VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10)"));
-  Status s = ins.Bind(1, j.id).Bind(2, j.type).Bind(3, static_cast<int>(j.state))
-                 .Bind(4, j.percent).Bind(5, j.error_code).Bind(6, j.error_description)
-                 .Bind(7, j.created_us).Bind(8, j.started_us).Bind(9, j.ended_us)
-                 .Bind(10, ToJson(j.affected)).Run();
+  VMG_ASSIGN_OR_RETURN(
+      Stmt ins,
+      db_->Prepare("INSERT INTO jobs(id,type,state,percent,error_code,error_description,created_us,"
+                   "started_us,ended_us,affected) VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10)"));
+  Status s = ins.Bind(1, j.id)
+                 .Bind(2, j.type)
+                 .Bind(3, static_cast<int>(j.state))
+                 .Bind(4, j.percent)
+                 .Bind(5, j.error_code)
+                 .Bind(6, j.error_description)
+                 .Bind(7, j.created_us)
+                 .Bind(8, j.started_us)
+                 .Bind(9, j.ended_us)
+                 .Bind(10, ToJson(j.affected))
+                 .Run();
   if (s.code() == Code::kAlreadyExists) return Status::AlreadyExists("job " + j.id + " exists");
   return s;
 }
 
 Status Catalog::UpdateJob(const JobRecord& j) {
   std::lock_guard lock(mu_);
-  VMG_ASSIGN_OR_RETURN(Stmt u, db_->Prepare(
-      "UPDATE jobs SET state=?2,percent=?3,error_code=?4,error_description=?5,started_us=?6,"
-      "ended_us=?7,affected=?8 WHERE id=?1"));
-  VMG_RETURN_IF_ERROR(u.Bind(1, j.id).Bind(2, static_cast<int>(j.state)).Bind(3, j.percent)
-                          .Bind(4, j.error_code).Bind(5, j.error_description)
-                          .Bind(6, j.started_us).Bind(7, j.ended_us).Bind(8, ToJson(j.affected))
+  VMG_ASSIGN_OR_RETURN(
+      Stmt u,
+      db_->Prepare(
+          "UPDATE jobs SET state=?2,percent=?3,error_code=?4,error_description=?5,started_us=?6,"
+          "ended_us=?7,affected=?8 WHERE id=?1"));
+  VMG_RETURN_IF_ERROR(u.Bind(1, j.id)
+                          .Bind(2, static_cast<int>(j.state))
+                          .Bind(3, j.percent)
+                          .Bind(4, j.error_code)
+                          .Bind(5, j.error_description)
+                          .Bind(6, j.started_us)
+                          .Bind(7, j.ended_us)
+                          .Bind(8, ToJson(j.affected))
                           .Run());
   return NotFoundIfUnchanged(*db_, "job " + j.id);
 }

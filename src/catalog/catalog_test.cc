@@ -76,10 +76,11 @@ TEST_F(CatalogTest, VmRoundTripsAndDuplicatesAreRefused) {
 }
 
 TEST_F(CatalogTest, MembersKeepTheirOrderAndAreUniquePerCollection) {
-  ASSERT_TRUE(catalog_->InsertCollection({"g1", "web", CollectionType::kVirtualSystems, 1, {}}).ok());
-  EXPECT_EQ(catalog_->InsertCollection({"g1", "other", CollectionType::kVirtualSystems, 2, {}})
-                .code(),
-            Code::kAlreadyExists);
+  ASSERT_TRUE(
+      catalog_->InsertCollection({"g1", "web", CollectionType::kVirtualSystems, 1, {}}).ok());
+  EXPECT_EQ(
+      catalog_->InsertCollection({"g1", "other", CollectionType::kVirtualSystems, 2, {}}).code(),
+      Code::kAlreadyExists);
   for (const char* m : {"c", "a", "b"}) ASSERT_TRUE(catalog_->AddMember("g1", m).ok());
   EXPECT_EQ(catalog_->AddMember("g1", "a").code(), Code::kAlreadyExists);
   EXPECT_EQ(catalog_->GetCollection("g1")->members, (std::vector<std::string>{"c", "a", "b"}));

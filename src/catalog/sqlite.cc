@@ -4,13 +4,14 @@ namespace vmgroup::catalog {
 
 Result<std::unique_ptr<Db>> Db::Open(const std::string& path) {
   sqlite3* raw = nullptr;
-  int rc = sqlite3_open_v2(path.c_str(), &raw,
-                           SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
+  int rc =
+      sqlite3_open_v2(path.c_str(), &raw,
+                      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
   std::unique_ptr<Db> db(new Db(raw));
   if (rc != SQLITE_OK) return db->Error("cannot open catalog " + path);
   sqlite3_busy_timeout(raw, 5000);
-  VMG_RETURN_IF_ERROR(db->Exec(
-      "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;"));
+  VMG_RETURN_IF_ERROR(
+      db->Exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;"));
   return db;
 }
 
@@ -59,7 +60,8 @@ Result<bool> Stmt::Step() {
   if (rc == SQLITE_ROW) return true;
   if (rc == SQLITE_DONE) return false;
   if (rc == SQLITE_CONSTRAINT) {
-    return Status::AlreadyExists(std::string("constraint: ") + sqlite3_errmsg(sqlite3_db_handle(stmt_)));
+    return Status::AlreadyExists(std::string("constraint: ") +
+                                 sqlite3_errmsg(sqlite3_db_handle(stmt_)));
   }
   return db_->Error("SQL step failed");
 }

@@ -30,9 +30,9 @@ Result<std::string> CollectionManager::DefineCollection(const std::string& name,
   catalog::CollectionRecord c;
   c.id = id.empty() ? NewGuid() : id;
   std::transform(c.id.begin(), c.id.end(), c.id.begin(), ::tolower);
-  c.name = !name.empty() ? name
+  c.name = !name.empty()                                      ? name
            : type == catalog::CollectionType::kVirtualSystems ? "New VM Group"
-                                                               : "New Management Group";
+                                                              : "New Management Group";
   c.type = type;
   c.created_us = env_->NowMicros();
   VMG_RETURN_IF_ERROR(catalog_->InsertCollection(c));
@@ -109,8 +109,7 @@ Status CollectionManager::DestroyCollection(const std::string& collection_id) {
   VMG_ASSIGN_OR_RETURN(catalog::CollectionRecord c, catalog_->GetCollection(collection_id));
   if (!c.members.empty()) {
     return Status::InvalidState("collection " + c.name + " still has " +
-                                std::to_string(c.members.size()) +
-                                " member(s); remove them first");
+                                std::to_string(c.members.size()) + " member(s); remove them first");
   }
   VMG_ASSIGN_OR_RETURN(auto snapshots, catalog_->ListSnapshots(collection_id));
   if (!snapshots.empty()) {

@@ -35,7 +35,7 @@ TEST_F(Collections, DefineGeneratesAGuidOrTakesTheGivenOne) {
   EXPECT_EQ(id.size(), 36u);
   EXPECT_EQ(catalog_->GetCollection(id)->name, "web");
   auto given = mgr_->DefineCollection("db", "6F1E0C3A-2B4D-4C5E-8F90-0A1B2C3D4E5F",
-                                     CollectionType::kVirtualSystems);
+                                      CollectionType::kVirtualSystems);
   ASSERT_TRUE(given.ok());
   EXPECT_EQ(*given, "6f1e0c3a-2b4d-4c5e-8f90-0a1b2c3d4e5f");
   EXPECT_EQ(catalog_->GetCollection(Define("", CollectionType::kCollections))->name,
@@ -48,9 +48,10 @@ TEST_F(Collections, BadDefinitionsAreRefusedWithInvalidParameter) {
   auto dup = mgr_->DefineCollection("b", id, CollectionType::kVirtualSystems);
   EXPECT_EQ(dup.status().code(), Code::kAlreadyExists);
   EXPECT_EQ(ReturnCodeB(dup.status()), kRcBInvalidParameter);
-  EXPECT_EQ(ReturnCodeB(mgr_->DefineCollection("c", "not-a-guid", CollectionType::kVirtualSystems)
-                            .status()),
-            kRcBInvalidParameter);
+  EXPECT_EQ(
+      ReturnCodeB(
+          mgr_->DefineCollection("c", "not-a-guid", CollectionType::kVirtualSystems).status()),
+      kRcBInvalidParameter);
   EXPECT_EQ(ReturnCodeB(mgr_->DefineCollection("d", "", static_cast<CollectionType>(7)).status()),
             kRcBInvalidParameter);
   EXPECT_EQ(catalog_->ListCollections()->size(), 1u) << "nothing made by refused calls";

@@ -2,8 +2,8 @@
 
 #include <atomic>
 #include <barrier>
-#include <optional>
 #include <mutex>
+#include <optional>
 #include <thread>
 
 #include "engine/fault_points.h"

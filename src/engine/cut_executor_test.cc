@@ -23,8 +23,11 @@ Group MakeGroup(int n, RunState state = RunState::kRunning) {
   for (int i = 0; i < n; ++i) {
     auto vm = std::make_shared<FakeVm>(std::vector<std::string>{"base0", "base1"}, state);
     g.vms.push_back(vm);
-    g.members.push_back({"vm" + std::to_string(i), vm, state == RunState::kRunning,
-                         {{0, "ov0-" + std::to_string(i), "t"}, {1, "ov1-" + std::to_string(i), "t"}}});
+    g.members.push_back(
+        {"vm" + std::to_string(i),
+         vm,
+         state == RunState::kRunning,
+         {{0, "ov0-" + std::to_string(i), "t"}, {1, "ov1-" + std::to_string(i), "t"}}});
   }
   return g;
 }
@@ -63,8 +66,7 @@ TEST(CutExecutorTest, OneFailedSwitchRevertsTheOthersBeforeAnyoneResumes) {
   EXPECT_NE(out.status.message().find("Bitmap already exists"), std::string::npos);
   EXPECT_TRUE(out.revert_status.ok());
   for (int i : {0, 2}) {
-    EXPECT_EQ(g.vms[i]->calls(),
-              (std::vector<std::string>{"pause", "switch", "revert", "resume"}));
+    EXPECT_EQ(g.vms[i]->calls(), (std::vector<std::string>{"pause", "switch", "revert", "resume"}));
   }
   EXPECT_EQ(g.vms[1]->calls(), (std::vector<std::string>{"pause", "switch", "resume"}));
   for (auto& vm : g.vms) {

@@ -22,8 +22,8 @@ namespace vmgroup::engine {
 
 struct EngineOptions {
   std::string state_dir = "/var/lib/vmgroup";
-  Env* env = nullptr;                      // default: Env::Default()
-  hypervisor::Driver* driver = nullptr;    // default: a QEMU driver owned by the engine
+  Env* env = nullptr;                    // default: Env::Default()
+  hypervisor::Driver* driver = nullptr;  // default: a QEMU driver owned by the engine
   SnapshotOptions snapshot;
 };
 

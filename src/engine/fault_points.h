@@ -28,7 +28,7 @@ inline constexpr std::string_view kCutDone = "snapshot.cut_done";
 inline constexpr std::string_view kCommitted = "snapshot.committed";
 
 inline constexpr std::array<std::string_view, 8> kAll = {
-    kIntentRecorded, kMemberPrepared, kPrepared,  kMemberPaused,
-    kMemberSwitch,   kMemberSwitched, kCutDone,   kCommitted};
+    kIntentRecorded, kMemberPrepared, kPrepared, kMemberPaused,
+    kMemberSwitch,   kMemberSwitched, kCutDone,  kCommitted};
 
 }  // namespace vmgroup::engine::fault

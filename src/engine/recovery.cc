@@ -33,8 +33,8 @@ Result<bool> CutHappenedEverywhere(Env* env, VmRegistry& vms, const catalog::Sna
 }
 
 bool IsOverlayName(const std::string& name) {
-  return name.rfind("disk", 0) == 0 && name.find('-') != std::string::npos &&
-         name.size() > 6 && name.compare(name.size() - 6, 6, ".qcow2") == 0;
+  return name.rfind("disk", 0) == 0 && name.find('-') != std::string::npos && name.size() > 6 &&
+         name.compare(name.size() - 6, 6, ".qcow2") == 0;
 }
 
 }  // namespace

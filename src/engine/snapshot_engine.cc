@@ -30,7 +30,11 @@ Status ParallelFor(size_t n, Fn fn) {
 
 SnapshotEngine::SnapshotEngine(Env* env, catalog::Catalog* catalog, VmRegistry* vms,
                                CollectionManager* collections, SnapshotOptions options)
-    : env_(env), catalog_(catalog), vms_(vms), collections_(collections), img_(env),
+    : env_(env),
+      catalog_(catalog),
+      vms_(vms),
+      collections_(collections),
+      img_(env),
       options_(options) {}
 
 Status SnapshotEngine::CheckMember(const catalog::VmRecord& vm) {
@@ -98,8 +102,8 @@ Status SnapshotEngine::Prepare(const catalog::SnapshotRecord& s,
       VMG_RETURN_IF_ERROR(img_.CreateOverlay(d.frozen_image, d.overlay).Annotate(what));
     }
     if (auto live = vms_->Live(m.vm_id); live && m.power_at_cut != catalog::Power::kOff) {
-      VMG_RETURN_IF_ERROR(live->OpenOverlays(OverlaysOf(m, s.tag), env_->Now() + kPrepareTimeout)
-                              .Annotate(what));
+      VMG_RETURN_IF_ERROR(
+          live->OpenOverlays(OverlaysOf(m, s.tag), env_->Now() + kPrepareTimeout).Annotate(what));
     }
     return env_->Hit(fault::kMemberPrepared, vms[i].name).Annotate(what);
   });
@@ -130,7 +134,8 @@ Result<catalog::SnapshotRecord> SnapshotEngine::Create(const SnapshotRequest& re
     member_ids.push_back(NewGuid());
   }
   const std::string id = NewGuid();
-  const std::string name = request.name.empty() ? checked.collection.name + " snapshot" : request.name;
+  const std::string name =
+      request.name.empty() ? checked.collection.name + " snapshot" : request.name;
   catalog::SnapshotRecord s = PlanSnapshot(id, "s" + id.substr(0, 8), checked.collection.id, name,
                                            request.type, env_->NowMicros(), planned, member_ids);
   for (const auto& vm : checked.vms) VMG_RETURN_IF_ERROR(env_->CreateDirs(vms_->RunDir(vm.id)));

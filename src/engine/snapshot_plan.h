@@ -13,8 +13,8 @@
 namespace vmgroup::engine {
 
 // SnapshotType values (DESIGN §6).
-inline constexpr int kSnapshotStandard = 1;   // disks + memory state (lifecycle issue)
-inline constexpr int kSnapshotRecovery = 2;   // disks + change-tracking bitmap
+inline constexpr int kSnapshotStandard = 1;      // disks + memory state (lifecycle issue)
+inline constexpr int kSnapshotRecovery = 2;      // disks + change-tracking bitmap
 inline constexpr int kSnapshotDiskOnly = 32768;  // vendor: Standard without memory
 
 // OK for a type this build can take. InvalidArgument for 0 and the DMTF

@@ -11,7 +11,8 @@ TEST(SnapshotPlanTest, SnapshotTypesFollowTheDesignTable) {
   EXPECT_TRUE(CheckSnapshotType(2).ok());
   EXPECT_TRUE(CheckSnapshotType(32768).ok());
   EXPECT_EQ(ReturnCodeA(CheckSnapshotType(1)), kRcNotSupported);
-  for (int t : {0, 3, 100, 32767}) EXPECT_EQ(ReturnCodeA(CheckSnapshotType(t)), kRcInvalidParameter) << t;
+  for (int t : {0, 3, 100, 32767})
+    EXPECT_EQ(ReturnCodeA(CheckSnapshotType(t)), kRcInvalidParameter) << t;
   for (int t : {32769, 65535}) EXPECT_EQ(ReturnCodeA(CheckSnapshotType(t)), kRcInvalidType) << t;
   EXPECT_EQ(ReturnCodeA(CheckSnapshotType(-1)), kRcInvalidParameter);
   EXPECT_EQ(ReturnCodeA(CheckSnapshotType(70000)), kRcInvalidParameter);
@@ -23,8 +24,11 @@ TEST(SnapshotPlanTest, OnlyRecoverySnapshotsCarryABitmap) {
 }
 
 TEST(SnapshotPlanTest, PlanFreezesTheActiveImagesAndChainsToTheCurrentSnapshot) {
-  catalog::VmRecord a{.id = "a", .name = "a", .disks = {"/x/a0", "/x/a1"},
-                      .power = catalog::Power::kRunning, .current_snapshot = "prev-a"};
+  catalog::VmRecord a{.id = "a",
+                      .name = "a",
+                      .disks = {"/x/a0", "/x/a1"},
+                      .power = catalog::Power::kRunning,
+                      .current_snapshot = "prev-a"};
   catalog::VmRecord b{.id = "b", .name = "b", .disks = {"/x/b0"}};
   auto s = PlanSnapshot("S", "t1", "G", "nightly", 2, 42, {{&a, "/st/vms/a"}, {&b, "/st/vms/b"}},
                         {"ma", "mb"});

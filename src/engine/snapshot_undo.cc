@@ -7,9 +7,14 @@ namespace {
 
 Status UndoMember(Env* env, VmRegistry& vms, storage::QemuImg& img, const std::string& tag,
                   const catalog::MemberSnapshot& m) {
-  if (auto live = vms.Live(m.vm_id)) {
-    VMG_RETURN_IF_ERROR(live->RevertOverlays(OverlaysOf(m, tag)));
-  } else if (m.power_at_cut != catalog::Power::kOff) {
+  auto live = vms.Live(m.vm_id);
+  if (live) {
+    Status s = live->RevertOverlays(OverlaysOf(m, tag));
+    // A QEMU that died cannot revert; its images are free for the offline path.
+    if (!s.ok() && (s.code() != Code::kUnavailable || env->IsAlive(live->pid()))) return s;
+    if (!s.ok()) live = nullptr;
+  }
+  if (!live && m.power_at_cut != catalog::Power::kOff) {
     // Its QEMU died after the snapshot began: an overlay it switched to may
     // hold the guest's last writes. Committing an unused overlay is harmless.
     for (const auto& d : m.disks) {

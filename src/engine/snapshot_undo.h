@@ -10,9 +10,9 @@ namespace vmgroup::engine {
 
 // For each member: a live VM has any switched overlay merged back into the
 // image below (guest writes since the switch are kept) and every overlay
-// node closed; a VM that ran at the cut but is gone now has its overlay
-// files committed offline, for the same reason; then the overlay files are
-// deleted. When every member is clean, the snapshot's record is deleted.
+// node closed; a VM that ran at the cut but is gone now (or dies during the
+// undo) has its overlay files committed offline, for the same reason; then
+// the overlay files are deleted. When every member is clean, the snapshot's record is deleted.
 // If any member cannot be cleaned, the others still are, the record stays
 // (recovery tries again at the next start) and the first error is returned.
 Status UndoSnapshot(Env* env, VmRegistry& vms, catalog::Catalog& catalog, storage::QemuImg& img,

@@ -30,7 +30,8 @@ hypervisor::VmSpec VmRegistry::SpecOf(const catalog::VmRecord& vm) const {
 Result<std::string> VmRegistry::Define(const VmDefinition& def) {
   if (def.name.empty()) return Status::InvalidArgument("a VM needs a name");
   if (def.memory_mib < 16 || def.vcpus < 1) {
-    return Status::InvalidArgument("VM " + def.name + ": memory must be at least 16 MiB and vcpus at least 1");
+    return Status::InvalidArgument("VM " + def.name +
+                                   ": memory must be at least 16 MiB and vcpus at least 1");
   }
   if (!def.id.empty() && !IsGuid(def.id)) {
     return Status::InvalidArgument("VM id '" + def.id + "' is not a GUID");
@@ -102,7 +103,8 @@ Status VmRegistry::Pause(const std::string& id) {
   VMG_ASSIGN_OR_RETURN(catalog::VmRecord vm, catalog_->GetVm(id));
   auto live = Live(id);
   if (vm.power != catalog::Power::kRunning || !live) {
-    return Status::InvalidState("VM " + vm.name + " is " + catalog::PowerName(vm.power) + ", not running");
+    return Status::InvalidState("VM " + vm.name + " is " + catalog::PowerName(vm.power) +
+                                ", not running");
   }
   VMG_RETURN_IF_ERROR(live->Pause(OpDeadline()).Annotate("VM " + vm.name));
   return catalog_->SetVmPower(id, catalog::Power::kPaused, live->pid());
@@ -112,7 +114,8 @@ Status VmRegistry::Resume(const std::string& id) {
   VMG_ASSIGN_OR_RETURN(catalog::VmRecord vm, catalog_->GetVm(id));
   auto live = Live(id);
   if (vm.power != catalog::Power::kPaused || !live) {
-    return Status::InvalidState("VM " + vm.name + " is " + catalog::PowerName(vm.power) + ", not paused");
+    return Status::InvalidState("VM " + vm.name + " is " + catalog::PowerName(vm.power) +
+                                ", not paused");
   }
   // Record first: if the daemon dies in between, recovery resumes it anyway.
   VMG_RETURN_IF_ERROR(catalog_->SetVmPower(id, catalog::Power::kRunning, live->pid()));

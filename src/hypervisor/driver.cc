@@ -4,10 +4,14 @@ namespace vmgroup::hypervisor {
 
 const char* RunStateName(RunState s) {
   switch (s) {
-    case RunState::kRunning: return "running";
-    case RunState::kPaused: return "paused";
-    case RunState::kShutoff: return "off";
-    case RunState::kOther: return "other";
+    case RunState::kRunning:
+      return "running";
+    case RunState::kPaused:
+      return "paused";
+    case RunState::kShutoff:
+      return "off";
+    case RunState::kOther:
+      return "other";
   }
   return "other";
 }

@@ -22,7 +22,7 @@ struct VmSpec {
   // The active (top) image of each disk, absolute paths to qcow2 files. A
   // backing chain below an image is opened from its header.
   std::vector<std::string> disks;
-  std::string kernel, initrd, append;  // optional direct kernel boot
+  std::string kernel, initrd, append;   // optional direct kernel boot
   std::vector<std::string> extra_args;  // appended to the hypervisor's command line
   // Directory for the VM's runtime files (monitor socket, log); must exist.
   std::string run_dir;

@@ -34,8 +34,8 @@ Status QemuImg::Commit(const std::string& path) {
 
 Result<std::vector<ImageInfo>> QemuImg::Chain(const std::string& path) {
   if (!env_->FileExists(path)) return Status::FileNotFound("image " + path + " is missing");
-  VMG_ASSIGN_OR_RETURN(CommandOutput out, RunOk({"qemu-img", "info", "-U", "--output=json",
-                                                  "--backing-chain", path}));
+  VMG_ASSIGN_OR_RETURN(CommandOutput out,
+                       RunOk({"qemu-img", "info", "-U", "--output=json", "--backing-chain", path}));
   auto doc = nlohmann::json::parse(out.out, nullptr, /*allow_exceptions=*/false);
   if (!doc.is_array()) return Status::IoError("qemu-img info printed no chain for " + path);
   std::vector<ImageInfo> chain;
@@ -46,8 +46,8 @@ Result<std::vector<ImageInfo>> QemuImg::Chain(const std::string& path) {
     info.virtual_size = j.value("virtual-size", uint64_t{0});
     info.backing_filename = j.value("full-backing-filename", j.value("backing-filename", ""));
     if (auto it = j.find("format-specific"); it != j.end()) {
-      for (const auto& b : it->value("data", nlohmann::json::object())
-                               .value("bitmaps", nlohmann::json::array())) {
+      for (const auto& b :
+           it->value("data", nlohmann::json::object()).value("bitmaps", nlohmann::json::array())) {
         info.bitmaps.push_back(b.value("name", ""));
       }
     }

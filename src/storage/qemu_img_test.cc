@@ -1,11 +1,10 @@
 // Runs the real qemu-img: these are fast (tens of ms) but need the binary.
 #include "storage/qemu_img.h"
 
+#include <gtest/gtest.h>
 #include <stdlib.h>
 
 #include <filesystem>
-
-#include <gtest/gtest.h>
 
 namespace vmgroup::storage {
 namespace {
@@ -43,8 +42,7 @@ TEST_F(QemuImgTest, OverlayChainIsReportedTopFirst) {
 TEST_F(QemuImgTest, RefusesToOverwriteOrToBuildOnNothing) {
   ASSERT_TRUE(img_.Create(Path("base.qcow2"), 1 << 20).ok());
   EXPECT_EQ(img_.Create(Path("base.qcow2"), 1 << 20).code(), Code::kAlreadyExists);
-  EXPECT_EQ(img_.CreateOverlay(Path("missing.qcow2"), Path("o.qcow2")).code(),
-            Code::kFileNotFound);
+  EXPECT_EQ(img_.CreateOverlay(Path("missing.qcow2"), Path("o.qcow2")).code(), Code::kFileNotFound);
   EXPECT_FALSE(std::filesystem::exists(Path("o.qcow2")));
   EXPECT_EQ(img_.Chain(Path("missing.qcow2")).status().code(), Code::kFileNotFound);
 }

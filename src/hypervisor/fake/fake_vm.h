@@ -49,7 +49,9 @@ class FakeVm final : public Vm {
   Status Resume(Deadline) override {
     return Do("resume", [&] { state_ = RunState::kRunning; });
   }
-  Status OpenOverlays(const std::vector<Overlay>&, Deadline) override { return Do("open", [] {}); }
+  Status OpenOverlays(const std::vector<Overlay>&, Deadline) override {
+    return Do("open", [] {});
+  }
   Status CloseOverlays(const std::vector<Overlay>&, Deadline) override {
     return Do("close", [] {});
   }

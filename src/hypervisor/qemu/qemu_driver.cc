@@ -81,8 +81,8 @@ Result<std::unique_ptr<Vm>> QemuDriver::Start(const VmSpec& spec) {
   const Deadline deadline = Clock::now() + options_.start_timeout;
   while (true) {
     if (!env_->IsAlive(pid)) {
-      return Status::Unavailable("QEMU for VM " + spec.name + " exited at start: " +
-                                 Tail(LogPath(spec), 2000));
+      return Status::Unavailable("QEMU for VM " + spec.name +
+                                 " exited at start: " + Tail(LogPath(spec), 2000));
     }
     auto qmp = QmpClient::Connect(MonitorPath(spec), Clock::now() + std::chrono::milliseconds(200));
     if (qmp.ok()) {
@@ -103,8 +103,8 @@ Result<std::unique_ptr<Vm>> QemuDriver::Attach(const VmSpec& spec, int pid) {
     return Status::Unavailable("QEMU of VM " + spec.name + " (pid " + std::to_string(pid) +
                                ") is not running");
   }
-  VMG_ASSIGN_OR_RETURN(auto qmp, QmpClient::Connect(MonitorPath(spec),
-                                                    Clock::now() + std::chrono::seconds(10)));
+  VMG_ASSIGN_OR_RETURN(
+      auto qmp, QmpClient::Connect(MonitorPath(spec), Clock::now() + std::chrono::seconds(10)));
   auto vm = std::make_unique<QemuVm>(env_, spec, pid, std::move(qmp));
   VMG_RETURN_IF_ERROR(vm->RefreshActiveNodes(Clock::now() + std::chrono::seconds(10)));
   return std::unique_ptr<Vm>(std::move(vm));

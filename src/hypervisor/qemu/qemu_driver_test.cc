@@ -2,9 +2,8 @@
 // exercise the block layer).
 #include "hypervisor/qemu/qemu_driver.h"
 
-#include <signal.h>
-
 #include <gtest/gtest.h>
+#include <signal.h>
 
 #include "storage/qemu_img.h"
 #include "testing/temp_dir.h"
@@ -103,8 +102,8 @@ TEST_F(QemuDriverTest, FailedTransactionSwitchesNothing) {
   auto overlays = MakeOverlays("s1");
   ASSERT_TRUE(vm_->OpenOverlays(overlays, Soon()).ok());
   // The same overlay twice: QEMU refuses the second action, so neither applies.
-  Status s = vm_->SwitchToOverlays({overlays[0], overlays[1], {0, overlays[0].path, "s1"}}, "",
-                                   Soon());
+  Status s =
+      vm_->SwitchToOverlays({overlays[0], overlays[1], {0, overlays[0].path, "s1"}}, "", Soon());
   EXPECT_EQ(s.code(), Code::kFailed) << s.ToString();
   EXPECT_EQ(*vm_->ActiveImages(Soon()), spec_.disks);
   EXPECT_TRUE(vm_->CloseOverlays(overlays, Soon()).ok());

@@ -14,7 +14,9 @@ namespace {
 // half-reverted VM would be worse than being late.
 constexpr auto kCleanupTimeout = std::chrono::seconds(60);
 
-std::string DiskDevice(size_t i) { return "/machine/peripheral/vd" + std::to_string(i) + "/virtio-backend"; }
+std::string DiskDevice(size_t i) {
+  return "/machine/peripheral/vd" + std::to_string(i) + "/virtio-backend";
+}
 
 }  // namespace
 
@@ -113,7 +115,8 @@ Status QemuVm::CloseOverlaysLocked(const std::vector<Overlay>& overlays, Deadlin
     const std::string node = OverlayNode(o);
     if (std::find(names.begin(), names.end(), node) == names.end()) continue;
     if (static_cast<size_t>(o.disk) < disks.size() && disks[o.disk].first == node) {
-      if (first_error.ok()) first_error = Status::InvalidState(node + " is active; revert it first");
+      if (first_error.ok())
+        first_error = Status::InvalidState(node + " is active; revert it first");
       continue;
     }
     Status s = qmp::BlockdevDel(*qmp_, node, deadline);
@@ -128,7 +131,8 @@ Status QemuVm::SwitchToOverlays(const std::vector<Overlay>& overlays, const std:
   std::vector<Json> actions;
   for (const auto& o : overlays) {
     if (static_cast<size_t>(o.disk) >= active_nodes_.size()) {
-      return Status::InvalidState("overlays of disk " + std::to_string(o.disk) + " were not opened");
+      return Status::InvalidState("overlays of disk " + std::to_string(o.disk) +
+                                  " were not opened");
     }
     actions.push_back(qmp::SnapshotAction(active_nodes_[o.disk], OverlayNode(o)));
   }

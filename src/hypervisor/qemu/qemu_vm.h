@@ -40,7 +40,7 @@ class QemuVm final : public Vm {
   const VmSpec spec_;
   const int pid_;
   std::mutex mu_;
-  std::unique_ptr<QmpClient> qmp_;      // guarded by mu_
+  std::unique_ptr<QmpClient> qmp_;         // guarded by mu_
   std::vector<std::string> active_nodes_;  // guarded by mu_; refreshed outside pauses
 };
 

@@ -19,8 +19,8 @@ Result<std::vector<BlockDevice>> QueryBlock(QmpClient& c, Deadline d) {
   for (const auto& dev : r) {
     auto inserted = dev.find("inserted");
     if (inserted == dev.end()) continue;
-    devices.push_back({dev.value("qdev", ""), inserted->value("node-name", ""),
-                       inserted->value("file", "")});
+    devices.push_back(
+        {dev.value("qdev", ""), inserted->value("node-name", ""), inserted->value("file", "")});
   }
   return devices;
 }
@@ -60,8 +60,8 @@ Status Transaction(QmpClient& c, const std::vector<Json>& actions, Deadline d) {
 
 Status BlockCommitActive(QmpClient& c, const std::string& job_id, const std::string& top,
                          Deadline d) {
-  return c.Execute("block-commit", {{"job-id", job_id}, {"device", top}, {"auto-dismiss", false}},
-                   d)
+  return c
+      .Execute("block-commit", {{"job-id", job_id}, {"device", top}, {"auto-dismiss", false}}, d)
       .status();
 }
 

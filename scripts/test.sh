@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Installs what vmgroup needs, builds it, and runs every test: the layer and
+# format checks, the unit and integration tests (real QEMU), then the unit
+# tests again under AddressSanitizer + UndefinedBehaviorSanitizer.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/install-deps.sh
+scripts/check-layers.sh
+scripts/check-format.sh
+
+cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo
+cmake --build build
+ctest --test-dir build --output-on-failure -j2 --timeout 900
+
+cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DVMGROUP_SANITIZE=ON
+cmake --build build-asan
+ctest --test-dir build-asan --output-on-failure -j2 -L unit

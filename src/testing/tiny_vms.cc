@@ -1,0 +1,51 @@
+#include "testing/tiny_vms.h"
+
+#include <thread>
+
+#include "storage/qemu_img.h"
+
+namespace vmgroup::testing {
+
+Result<std::string> DefineTinyVm(engine::Engine& engine, const std::string& image_dir,
+                                 const std::string& name, const TinyVmOptions& options) {
+  storage::QemuImg img(Env::Default());
+  VMG_RETURN_IF_ERROR(Env::Default()->CreateDirs(image_dir));
+  engine::VmDefinition def{.name = name,
+                           .memory_mib = options.memory_mib,
+                           .kernel = options.kernel,
+                           .initrd = options.initrd,
+                           .append = options.append,
+                           .extra_args = options.extra_args};
+  for (int i = 0; i < options.disks; ++i) {
+    std::string path = image_dir + "/" + name + "-d" + std::to_string(i) + ".qcow2";
+    VMG_RETURN_IF_ERROR(img.Create(path, options.disk_bytes));
+    def.disks.push_back(path);
+  }
+  return engine.vms().Define(def);
+}
+
+Result<TinyGroup> MakeTinyGroup(engine::Engine& engine, const std::string& image_dir,
+                                const std::string& prefix, int n, const TinyVmOptions& options,
+                                bool start) {
+  TinyGroup g;
+  VMG_ASSIGN_OR_RETURN(g.collection_id, engine.collections().DefineCollection(
+                                            prefix, "", catalog::CollectionType::kVirtualSystems));
+  for (int i = 0; i < n; ++i) {
+    VMG_ASSIGN_OR_RETURN(std::string id,
+                         DefineTinyVm(engine, image_dir, prefix + std::to_string(i), options));
+    VMG_RETURN_IF_ERROR(engine.collections().AddMember(id, g.collection_id));
+    g.vm_ids.push_back(id);
+  }
+  if (start) {
+    std::vector<Status> results(g.vm_ids.size());
+    std::vector<std::thread> threads;
+    for (size_t i = 0; i < g.vm_ids.size(); ++i) {
+      threads.emplace_back([&, i] { results[i] = engine.vms().Start(g.vm_ids[i]); });
+    }
+    for (auto& t : threads) t.join();
+    for (auto& s : results) VMG_RETURN_IF_ERROR(s);
+  }
+  return g;
+}
+
+}  // namespace vmgroup::testing

@@ -1,0 +1,37 @@
+// Tiny VMs for tests, benchmarks and the demo: a few small qcow2 disks and a
+// firmware-only machine (or a kernel and initrd, for real guests), grouped
+// into a VM collection. Enough to exercise every snapshot mechanic on QEMU.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "engine/engine.h"
+
+namespace vmgroup::testing {
+
+struct TinyVmOptions {
+  int disks = 2;
+  uint64_t disk_bytes = 16 << 20;
+  int memory_mib = 64;
+  std::string kernel, initrd, append;
+  std::vector<std::string> extra_args;
+};
+
+struct TinyGroup {
+  std::string collection_id;
+  std::vector<std::string> vm_ids;
+};
+
+// Creates the VM's disks as <image_dir>/<name>-d<i>.qcow2 and defines it.
+Result<std::string> DefineTinyVm(engine::Engine& engine, const std::string& image_dir,
+                                 const std::string& name, const TinyVmOptions& options);
+
+// Defines VMs <prefix>0 .. <prefix>n-1, starts them (in parallel) when
+// `start`, and puts them in a new VM collection named `prefix`.
+Result<TinyGroup> MakeTinyGroup(engine::Engine& engine, const std::string& image_dir,
+                                const std::string& prefix, int n, const TinyVmOptions& options,
+                                bool start = true);
+
+}  // namespace vmgroup::testing

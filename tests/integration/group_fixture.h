@@ -1,0 +1,128 @@
+// GroupFixture: an engine on a fresh state directory with helpers to build
+// groups of tiny VMs and to check images against the catalog. Every VM it
+// started is powered off in TearDown, by the engine (QMP quit, then SIGKILL
+// by PID).
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <set>
+
+#include "storage/qemu_img.h"
+#include "testing/temp_dir.h"
+#include "testing/tiny_vms.h"
+
+namespace vmgroup::integration {
+
+class GroupFixture : public ::testing::Test {
+ protected:
+  void SetUp() override { OpenEngine(); }
+  void TearDown() override {
+    if (engine_) {
+      EXPECT_TRUE(engine_->vms().StopAll().ok());
+    }
+  }
+
+  void OpenEngine(engine::SnapshotOptions snap = {}, Env* env = nullptr) {
+    engine_.reset();
+    auto e = engine::Engine::Open({.state_dir = dir_ / "state", .env = env, .snapshot = snap});
+    ASSERT_TRUE(e.ok()) << e.status().ToString();
+    engine_ = std::move(e).value();
+  }
+
+  testing::TinyGroup MakeGroup(const std::string& prefix, int n, bool start = true) {
+    auto g = testing::MakeTinyGroup(*engine_, dir_ / "images", prefix, n, {}, start);
+    EXPECT_TRUE(g.ok()) << g.status().ToString();
+    return g.ok() ? *g : testing::TinyGroup{};
+  }
+
+  catalog::VmRecord Vm(const std::string& id) { return *engine_->catalog().GetVm(id); }
+
+  // What a VM runs on now, as QEMU reports it.
+  std::vector<std::string> LiveImages(const std::string& id) {
+    auto live = engine_->vms().Live(id);
+    if (!live) return {};
+    return *live->ActiveImages(Clock::now() + std::chrono::seconds(10));
+  }
+
+  hypervisor::RunState LiveState(const std::string& id) {
+    return *engine_->vms().Live(id)->State(Clock::now() + std::chrono::seconds(10));
+  }
+
+  // The chain of each disk of a VM, as qemu-img reads the files: file names
+  // from the active image down.
+  std::vector<std::vector<std::string>> Chains(const std::string& id) {
+    std::vector<std::vector<std::string>> out;
+    for (const auto& disk : Vm(id).disks) {
+      auto chain = img_.Chain(disk);
+      EXPECT_TRUE(chain.ok()) << chain.status().ToString();
+      std::vector<std::string> files;
+      if (chain.ok()) {
+        for (const auto& i : *chain) files.push_back(i.filename);
+      }
+      out.push_back(files);
+    }
+    return out;
+  }
+
+  // Every file in a VM's run directory.
+  std::set<std::string> RunFiles(const std::string& id) {
+    std::set<std::string> names;
+    auto list = Env::Default()->ListDir(engine_->vms().RunDir(id));
+    if (list.ok()) names.insert(list->begin(), list->end());
+    return names;
+  }
+
+  // The catalog and the images agree: each disk's chain, read from the
+  // files, is the disk's overlays from the newest snapshot down to its base
+  // image, each image passes qemu-img check, and the run directory holds no
+  // overlay the catalog does not know.
+  void ExpectCatalogMatchesDisk(const std::string& vm_id) {
+    catalog::VmRecord vm = Vm(vm_id);
+    auto snapshots = engine_->catalog().ListSnapshots();
+    ASSERT_TRUE(snapshots.ok());
+    std::set<std::string> known_overlays;
+    for (const auto& s : *snapshots) {
+      EXPECT_EQ(s.state, catalog::SnapshotState::kComplete) << s.id;
+      for (const auto& m : s.members) {
+        for (const auto& d : m.disks) known_overlays.insert(d.overlay);
+      }
+    }
+    for (size_t i = 0; i < vm.disks.size(); ++i) {
+      auto chain = img_.Chain(vm.disks[i]);
+      ASSERT_TRUE(chain.ok()) << chain.status().ToString();
+      // Walk the snapshot parents of this VM: each one froze the image below.
+      std::string expect_top = vm.disks[i];
+      std::string member = vm.current_snapshot;
+      size_t depth = 0;
+      for (const auto& image : *chain) {
+        EXPECT_EQ(image.filename, expect_top) << "disk " << i << " depth " << depth;
+        EXPECT_TRUE(img_.Check(image.filename).ok()) << image.filename;
+        if (member.empty()) break;
+        bool found = false;
+        for (const auto& s : *snapshots) {
+          for (const auto& m : s.members) {
+            if (m.id != member) continue;
+            expect_top = m.disks[i].frozen_image;
+            member = m.parent_id;
+            found = true;
+          }
+        }
+        ASSERT_TRUE(found) << "snapshot member " << member << " is not in the catalog";
+        ++depth;
+      }
+      EXPECT_TRUE(member.empty()) << "chain shorter than the snapshot history";
+    }
+    for (const auto& name : RunFiles(vm_id)) {
+      if (name.rfind("disk", 0) != 0) continue;
+      EXPECT_TRUE(known_overlays.count(engine_->vms().RunDir(vm_id) + "/" + name))
+          << "stray file " << name;
+    }
+  }
+
+  testing::TempDir dir_;
+  storage::QemuImg img_{Env::Default()};
+  std::unique_ptr<engine::Engine> engine_;
+};
+
+}  // namespace vmgroup::integration

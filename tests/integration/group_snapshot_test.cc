@@ -1,0 +1,252 @@
+// Group snapshots of real QEMU VMs (firmware only, 2 disks each): the cut,
+// its rollback on failure, offline and paused members, and bad input.
+#include <signal.h>
+
+#include "base/return_codes.h"
+#include "engine/fault_points.h"
+#include "group_fixture.h"
+
+namespace vmgroup::integration {
+namespace {
+
+using catalog::Power;
+using hypervisor::RunState;
+
+class GroupSnapshotTest : public GroupFixture {};
+
+TEST_F(GroupSnapshotTest, SnapshotOfRunningGroupSwitchesEveryDiskAtOnce) {
+  auto g = MakeGroup("web", 3);
+  std::map<std::string, std::vector<std::string>> before;
+  for (const auto& id : g.vm_ids) before[id] = Vm(id).disks;
+
+  auto snap = engine_->snapshots().Create({.collection_id = g.collection_id, .type = 2});
+  ASSERT_TRUE(snap.ok()) << snap.status().ToString();
+  EXPECT_EQ(snap->state, catalog::SnapshotState::kComplete);
+  EXPECT_GT(snap->pause_window_us, 0);
+  ASSERT_EQ(snap->members.size(), 3u);
+  int64_t first_cut = INT64_MAX, last_cut = 0;
+  for (size_t i = 0; i < 3; ++i) {
+    const auto& m = snap->members[i];
+    const std::string& id = g.vm_ids[i];
+    EXPECT_EQ(m.vm_id, id);
+    EXPECT_GT(m.pause_us, 0);
+    EXPECT_LE(m.pause_us, snap->pause_window_us);
+    first_cut = std::min(first_cut, m.cut_time_us);
+    last_cut = std::max(last_cut, m.cut_time_us);
+    ASSERT_EQ(m.disks.size(), 2u);
+    // QEMU, the catalog and the files agree: the overlays are on top.
+    std::vector<std::string> overlays = {m.disks[0].overlay, m.disks[1].overlay};
+    EXPECT_EQ(LiveImages(id), overlays);
+    EXPECT_EQ(Vm(id).disks, overlays);
+    EXPECT_EQ(Chains(id), (std::vector<std::vector<std::string>>{{overlays[0], before[id][0]},
+                                                                 {overlays[1], before[id][1]}}));
+    EXPECT_EQ(m.disks[0].frozen_image, before[id][0]);
+    EXPECT_EQ(LiveState(id), RunState::kRunning);
+    ExpectCatalogMatchesDisk(id);
+  }
+  // Every member's switch happened while the whole group was paused.
+  EXPECT_LE(last_cut - first_cut, snap->pause_window_us);
+}
+
+TEST_F(GroupSnapshotTest, SnapshotsStackIntoAChainWithParents) {
+  auto g = MakeGroup("db", 2);
+  auto s1 = engine_->snapshots().Create({.collection_id = g.collection_id, .type = 32768});
+  ASSERT_TRUE(s1.ok()) << s1.status().ToString();
+  auto s2 = engine_->snapshots().Create({.collection_id = g.collection_id, .type = 2});
+  ASSERT_TRUE(s2.ok()) << s2.status().ToString();
+  for (size_t i = 0; i < 2; ++i) {
+    EXPECT_EQ(s2->members[i].parent_id, s1->members[i].id);
+    EXPECT_EQ(s2->members[i].disks[1].frozen_image, s1->members[i].disks[1].overlay);
+    EXPECT_EQ(Chains(g.vm_ids[i])[1].size(), 3u);
+    ExpectCatalogMatchesDisk(g.vm_ids[i]);
+  }
+}
+
+TEST_F(GroupSnapshotTest, RecoverySnapshotLeavesAPersistentBitmapOnEachOverlay) {
+  auto g = MakeGroup("bk", 1);
+  auto snap = engine_->snapshots().Create({.collection_id = g.collection_id, .type = 2});
+  ASSERT_TRUE(snap.ok()) << snap.status().ToString();
+  ASSERT_TRUE(engine_->vms().Stop(g.vm_ids[0]).ok());  // bitmaps are written when QEMU closes
+  for (const auto& d : snap->members[0].disks) {
+    auto chain = img_.Chain(d.overlay);
+    ASSERT_TRUE(chain.ok());
+    EXPECT_EQ((*chain)[0].bitmaps, std::vector<std::string>{"vmgroup-" + snap->tag});
+  }
+}
+
+// Fails the named step of one member, as a QEMU error would.
+class FailMemberEnv : public EnvWrapper {
+ public:
+  FailMemberEnv(std::string_view point, std::string member)
+      : EnvWrapper(Env::Default()), point_(point), member_(std::move(member)) {}
+  Status Hit(std::string_view point, std::string_view subject) override {
+    if (point == point_ && subject == member_) return Status::Failed("injected failure");
+    return Status::Ok();
+  }
+
+ private:
+  std::string point_, member_;
+};
+
+class InjectedFailureTest : public GroupSnapshotTest,
+                            public ::testing::WithParamInterface<std::string_view> {};
+
+TEST_P(InjectedFailureTest, OneFailingMemberLeavesEveryChainExactlyAsBefore) {
+  auto g = MakeGroup("app", 3);
+  FailMemberEnv env(GetParam(), "app1");
+  OpenEngine({}, &env);
+  std::map<std::string, std::vector<std::vector<std::string>>> chains;
+  std::map<std::string, std::set<std::string>> files;
+  for (const auto& id : g.vm_ids) {
+    chains[id] = Chains(id);
+    files[id] = RunFiles(id);
+  }
+
+  auto snap = engine_->snapshots().Create({.collection_id = g.collection_id});
+  ASSERT_FALSE(snap.ok());
+  EXPECT_NE(snap.status().message().find("app1"), std::string::npos) << snap.status().message();
+  EXPECT_NE(snap.status().message().find("injected failure"), std::string::npos);
+  EXPECT_TRUE(engine_->catalog().ListSnapshots()->empty());
+  for (const auto& id : g.vm_ids) {
+    EXPECT_EQ(LiveImages(id), Vm(id).disks);
+    EXPECT_EQ(Chains(id), chains[id]);
+    EXPECT_EQ(RunFiles(id), files[id]) << "no stray file";
+    EXPECT_EQ(LiveState(id), RunState::kRunning);
+  }
+  // And the group can be snapshotted once the fault is gone.
+  OpenEngine();
+  EXPECT_TRUE(engine_->snapshots().Create({.collection_id = g.collection_id}).ok());
+}
+
+INSTANTIATE_TEST_SUITE_P(AtEachMemberStep, InjectedFailureTest,
+                         ::testing::Values(engine::fault::kMemberPrepared,
+                                           engine::fault::kMemberPaused,
+                                           engine::fault::kMemberSwitch,
+                                           engine::fault::kMemberSwitched),
+                         [](const auto& param_info) {
+                           std::string n(param_info.param);
+                           for (auto& c : n) {
+                             if (!isalnum(static_cast<unsigned char>(c))) c = '_';
+                           }
+                           return n;
+                         });
+
+TEST_F(GroupSnapshotTest, AMemberWhoseQemuDiesMidSnapshotFailsItCleanly) {
+  auto g = MakeGroup("dies", 3);
+  const int victim = Vm(g.vm_ids[1]).pid;
+  // Kill member 1's QEMU once every overlay is prepared: its pause fails.
+  class KillEnv : public EnvWrapper {
+   public:
+    explicit KillEnv(int pid) : EnvWrapper(Env::Default()), pid_(pid) {}
+    Status Hit(std::string_view point, std::string_view) override {
+      if (point == engine::fault::kPrepared) {
+        (void)Kill(pid_, SIGKILL);
+        (void)WaitGone(pid_, std::chrono::seconds(10));
+      }
+      return Status::Ok();
+    }
+    int pid_;
+  } env(victim);
+  OpenEngine({}, &env);
+  auto chains0 = Chains(g.vm_ids[0]);
+
+  auto snap = engine_->snapshots().Create({.collection_id = g.collection_id});
+  ASSERT_FALSE(snap.ok());
+  EXPECT_EQ(snap.status().code(), Code::kUnavailable) << snap.status().ToString();
+  EXPECT_NE(snap.status().message().find("dies1"), std::string::npos) << snap.status().message();
+  EXPECT_TRUE(engine_->catalog().ListSnapshots()->empty());
+  EXPECT_EQ(Chains(g.vm_ids[0]), chains0);
+  EXPECT_EQ(LiveState(g.vm_ids[0]), RunState::kRunning);
+  EXPECT_EQ(LiveState(g.vm_ids[2]), RunState::kRunning);
+  for (const auto& name : RunFiles(g.vm_ids[1])) EXPECT_EQ(name.find("disk"), std::string::npos);
+  // After a restart the dead VM is known to be off.
+  OpenEngine();
+  EXPECT_EQ(engine_->recovery().gone_vms, std::vector<std::string>{g.vm_ids[1]});
+  EXPECT_EQ(Vm(g.vm_ids[1]).power, Power::kOff);
+}
+
+TEST_F(GroupSnapshotTest, PastThePauseDeadlineEverythingIsRolledBack) {
+  auto g = MakeGroup("slow", 2);
+  OpenEngine({.pause_deadline = std::chrono::microseconds(1)});
+  auto chains = Chains(g.vm_ids[0]);
+  auto snap = engine_->snapshots().Create({.collection_id = g.collection_id});
+  ASSERT_FALSE(snap.ok());
+  EXPECT_EQ(snap.status().code(), Code::kTimeout) << snap.status().ToString();
+  EXPECT_EQ(ReturnCodeA(snap.status()), kRcTimeout);
+  EXPECT_TRUE(engine_->catalog().ListSnapshots()->empty());
+  for (const auto& id : g.vm_ids) {
+    EXPECT_EQ(LiveImages(id), Vm(id).disks);
+    EXPECT_EQ(LiveState(id), RunState::kRunning);
+  }
+  EXPECT_EQ(Chains(g.vm_ids[0]), chains);
+}
+
+TEST_F(GroupSnapshotTest, StoppedMembersAreSnapshottedOfflineAndPausedOnesStayPaused) {
+  auto g = MakeGroup("mix", 3);
+  ASSERT_TRUE(engine_->vms().Stop(g.vm_ids[1]).ok());
+  ASSERT_TRUE(engine_->vms().Pause(g.vm_ids[2]).ok());
+  auto base1 = Vm(g.vm_ids[1]).disks;
+
+  auto snap = engine_->snapshots().Create({.collection_id = g.collection_id});
+  ASSERT_TRUE(snap.ok()) << snap.status().ToString();
+  EXPECT_EQ(snap->members[1].power_at_cut, Power::kOff);
+  EXPECT_EQ(snap->members[1].pause_us, 0);
+  EXPECT_EQ(snap->members[2].pause_us, 0) << "the cut did not pause it, so it did not resume it";
+  EXPECT_EQ(LiveState(g.vm_ids[0]), RunState::kRunning);
+  EXPECT_EQ(LiveState(g.vm_ids[2]), RunState::kPaused);
+  EXPECT_EQ(LiveImages(g.vm_ids[2])[0], snap->members[2].disks[0].overlay);
+  EXPECT_EQ(Chains(g.vm_ids[1])[0],
+            (std::vector<std::string>{snap->members[1].disks[0].overlay, base1[0]}));
+  for (const auto& id : g.vm_ids) ExpectCatalogMatchesDisk(id);
+
+  // The stopped VM starts on its new overlays.
+  ASSERT_TRUE(engine_->vms().Start(g.vm_ids[1]).ok());
+  EXPECT_EQ(LiveImages(g.vm_ids[1]), Vm(g.vm_ids[1]).disks);
+}
+
+TEST_F(GroupSnapshotTest, BadInputGetsAClearErrorAndChangesNothing) {
+  auto g = MakeGroup("bad", 2, /*start=*/false);
+  auto& snaps = engine_->snapshots();
+
+  auto unknown = snaps.Create({.collection_id = "6f1e0c3a-2b4d-4c5e-8f90-0a1b2c3d4e5f"});
+  EXPECT_EQ(ReturnCodeA(unknown.status()), kRcInvalidParameter);
+  EXPECT_NE(unknown.status().message().find("does not exist"), std::string::npos);
+
+  auto empty_id = engine_->collections().DefineCollection("empty", "",
+                                                          catalog::CollectionType::kVirtualSystems);
+  auto empty = snaps.Create({.collection_id = *empty_id});
+  EXPECT_EQ(ReturnCodeA(empty.status()), kRcInvalidState);
+  EXPECT_NE(empty.status().message().find("has no VMs"), std::string::npos);
+
+  EXPECT_EQ(ReturnCodeA(snaps.Create({.collection_id = g.collection_id, .type = 0}).status()),
+            kRcInvalidParameter);
+  EXPECT_EQ(ReturnCodeA(snaps.Create({.collection_id = g.collection_id, .type = 40000}).status()),
+            kRcInvalidType);
+
+  const std::string disk = Vm(g.vm_ids[1]).disks[1];
+  ASSERT_EQ(std::rename(disk.c_str(), (disk + ".moved").c_str()), 0);
+  auto missing = snaps.Create({.collection_id = g.collection_id});
+  EXPECT_EQ(missing.status().code(), Code::kFileNotFound);
+  EXPECT_NE(missing.status().message().find(disk), std::string::npos) << missing.status().message();
+  ASSERT_EQ(std::rename((disk + ".moved").c_str(), disk.c_str()), 0);
+
+  EXPECT_TRUE(engine_->catalog().ListSnapshots()->empty());
+  for (const auto& id : g.vm_ids) EXPECT_TRUE(RunFiles(id).empty()) << "nothing was prepared";
+}
+
+TEST_F(GroupSnapshotTest, DefiningAVmChecksItsDisks) {
+  engine::VmDefinition def{.name = "x", .disks = {dir_ / "missing.qcow2"}};
+  auto missing = engine_->vms().Define(def);
+  EXPECT_EQ(missing.status().code(), Code::kFileNotFound);
+  def.disks = {"relative.qcow2"};
+  EXPECT_EQ(engine_->vms().Define(def).status().code(), Code::kInvalidArgument);
+  ASSERT_EQ(std::system(("qemu-img create -q -f raw " + (dir_ / "raw.img") + " 1M").c_str()), 0);
+  def.disks = {dir_ / "raw.img"};
+  auto raw = engine_->vms().Define(def);
+  EXPECT_EQ(raw.status().code(), Code::kInvalidArgument);
+  EXPECT_NE(raw.status().message().find("not qcow2"), std::string::npos);
+  EXPECT_TRUE(engine_->catalog().ListVms()->empty());
+}
+
+}  // namespace
+}  // namespace vmgroup::integration
