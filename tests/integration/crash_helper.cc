@@ -1,0 +1,69 @@
+// crash_helper (tests only): a separate process that the crash-recovery
+// tests kill. Commands:
+//   crash_helper STATE IMAGES setup N [KERNEL INITRD APPEND]
+//       defines and starts N tiny VMs in a collection, prints its id, and
+//       exits leaving the VMs running (as a daemon that stops would);
+//   crash_helper STATE snapshot COLLECTION POINT
+//       takes a snapshot of COLLECTION and ends itself with SIGKILL when the
+//       protocol reaches fault point POINT (exit 3 if it never does).
+#include <signal.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+
+#include "engine/engine.h"
+#include "testing/tiny_vms.h"
+
+namespace {
+
+using namespace vmgroup;
+
+class CrashAtEnv : public EnvWrapper {
+ public:
+  explicit CrashAtEnv(std::string point) : EnvWrapper(Env::Default()), point_(std::move(point)) {}
+  Status Hit(std::string_view point, std::string_view) override {
+    if (point == point_) ::raise(SIGKILL);
+    return Status::Ok();
+  }
+
+ private:
+  std::string point_;
+};
+
+int Fail(const Status& s) {
+  std::fprintf(stderr, "crash_helper: %s\n", s.ToString().c_str());
+  return 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc >= 5 && std::string(argv[3]) == "setup") {
+    auto e = engine::Engine::Open({.state_dir = argv[1]});
+    if (!e.ok()) return Fail(e.status());
+    testing::TinyVmOptions opts;
+    if (argc >= 8) {
+      opts = {.disks = 1,
+              .disk_bytes = 64 << 20,
+              .memory_mib = 128,
+              .kernel = argv[5],
+              .initrd = argv[6],
+              .append = argv[7]};
+    }
+    auto g = testing::MakeTinyGroup(**e, argv[2], "c", std::atoi(argv[4]), opts);
+    if (!g.ok()) return Fail(g.status());
+    std::printf("%s\n", g->collection_id.c_str());
+    return 0;
+  }
+  if (argc == 5 && std::string(argv[2]) == "snapshot") {
+    CrashAtEnv env(argv[4]);
+    auto e = engine::Engine::Open({.state_dir = argv[1], .env = &env});
+    if (!e.ok()) return Fail(e.status());
+    auto s = (*e)->snapshots().Create({.collection_id = argv[3]});
+    if (!s.ok()) return Fail(s.status());
+    return 3;
+  }
+  std::fprintf(stderr, "usage: see crash_helper.cc\n");
+  return 2;
+}

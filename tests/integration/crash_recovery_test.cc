@@ -1,0 +1,110 @@
+// Crash at every fault point of the snapshot protocol: a separate process
+// (crash_helper) takes a group snapshot and is killed with SIGKILL at the
+// point; the engine is then opened again, and its recovery must leave no VM
+// paused, no half-made snapshot, the catalog matching the images on disk,
+// and the data written before the snapshot in place.
+#include <signal.h>
+
+#include "engine/fault_points.h"
+#include "group_fixture.h"
+
+namespace vmgroup::integration {
+namespace {
+
+using hypervisor::RunState;
+
+class CrashRecoveryTest : public GroupFixture,
+                          public ::testing::WithParamInterface<std::string_view> {
+ protected:
+  void SetUp() override {}  // the helper creates the state directory
+  void TearDown() override {
+    if (!engine_) OpenEngine();  // to stop the VMs the helper started
+    GroupFixture::TearDown();
+  }
+  CommandOutput Helper(std::vector<std::string> args) {
+    args.insert(args.begin(), CRASH_HELPER);
+    auto r = Env::Default()->Run(args, std::chrono::minutes(2));
+    EXPECT_TRUE(r.ok()) << r.status().ToString();
+    return r.ok() ? *r : CommandOutput{};
+  }
+  // Writes a pattern at offset 1 MiB of an image no QEMU has open.
+  void Stamp(const std::string& image) {
+    auto r = Env::Default()->Run({"qemu-io", "-c", "write -P 0x5a 1M 64k", image});
+    ASSERT_TRUE(r.ok() && r->exit_code == 0) << (r.ok() ? r->err : r.status().ToString());
+  }
+  // True if the pattern reads back through the chain of the active image.
+  bool StampReadable(const std::string& image) {
+    auto r = Env::Default()->Run({"qemu-io", "-r", "-U", "-c", "read -P 0x5a 1M 64k", image});
+    return r.ok() && r->exit_code == 0 &&
+           r->out.find("Pattern verification failed") == std::string::npos;
+  }
+};
+
+TEST_P(CrashRecoveryTest, RecoveryLeavesNoPausedVmNoHalfSnapshotAndNoLostData) {
+  const std::string state = dir_ / "state";
+  const std::string images = dir_ / "images";
+  // Data on the first disk of each VM before anything runs.
+  CommandOutput setup = Helper({state, images, "setup", "3"});
+  ASSERT_EQ(setup.exit_code, 0) << setup.err;
+  std::string collection = setup.out.substr(0, setup.out.find('\n'));
+  {
+    OpenEngine();
+    for (const auto& vm : *engine_->catalog().ListVms()) {
+      // Stamp while stopped (qemu-io needs the write lock), then start again.
+      ASSERT_TRUE(engine_->vms().Stop(vm.id).ok());
+      Stamp(vm.disks[0]);
+      ASSERT_TRUE(engine_->vms().Start(vm.id).ok());
+    }
+    engine_.reset();  // the helper needs the VMs' monitors
+  }
+
+  CommandOutput crashed = Helper({state, "snapshot", collection, std::string(GetParam())});
+  ASSERT_EQ(crashed.exit_code, -1) << "the helper should have been killed; stderr: " << crashed.err;
+
+  OpenEngine();
+  const auto& report = engine_->recovery();
+  EXPECT_TRUE(report.problems.ok()) << report.problems.ToString();
+  EXPECT_TRUE(report.gone_vms.empty());
+  auto snapshots = *engine_->catalog().ListSnapshots();
+  for (const auto& s : snapshots) EXPECT_EQ(s.state, catalog::SnapshotState::kComplete);
+
+  const std::string_view point = GetParam();
+  if (point == engine::fault::kCutDone || point == engine::fault::kCommitted) {
+    EXPECT_EQ(snapshots.size(), 1u) << "the cut happened on every member: kept";
+  } else if (point != engine::fault::kMemberSwitched) {
+    EXPECT_TRUE(snapshots.empty()) << "no member had switched: rolled back";
+  }  // killed after one member's switch: others may have switched too; either outcome is whole
+  if (point == engine::fault::kCutDone) {
+    EXPECT_EQ(report.completed.size(), 1u);
+  }
+  // Recovery had the work to do that the crash left.
+  if (point != engine::fault::kCommitted) {
+    EXPECT_EQ(report.completed.size() + report.rolled_back.size(), 1u);
+  }
+  if (point == engine::fault::kMemberPaused || point == engine::fault::kMemberSwitch ||
+      point == engine::fault::kMemberSwitched) {
+    EXPECT_FALSE(report.resumed.empty()) << "the crash left paused VMs to resume";
+  }
+
+  for (const auto& vm : *engine_->catalog().ListVms()) {
+    EXPECT_EQ(LiveState(vm.id), RunState::kRunning) << vm.name << " left paused";
+    EXPECT_EQ(LiveImages(vm.id), vm.disks) << vm.name;
+    ExpectCatalogMatchesDisk(vm.id);
+    EXPECT_TRUE(StampReadable(vm.disks[0])) << vm.name << ": data written before the cut is lost";
+  }
+  // And the group can be snapshotted again.
+  auto again = engine_->snapshots().Create({.collection_id = collection});
+  EXPECT_TRUE(again.ok()) << again.status().ToString();
+}
+
+INSTANTIATE_TEST_SUITE_P(AtEveryFaultPoint, CrashRecoveryTest,
+                         ::testing::ValuesIn(engine::fault::kAll), [](const auto& param_info) {
+                           std::string n(param_info.param);
+                           for (auto& c : n) {
+                             if (!isalnum(static_cast<unsigned char>(c))) c = '_';
+                           }
+                           return n;
+                         });
+
+}  // namespace
+}  // namespace vmgroup::integration
