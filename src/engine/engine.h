@@ -17,6 +17,7 @@
 #include "engine/snapshot_engine.h"
 #include "engine/vm_registry.h"
 #include "hypervisor/driver.h"
+#include "hypervisor/qemu/qemu_driver.h"
 
 namespace vmgroup::engine {
 
@@ -24,6 +25,7 @@ struct EngineOptions {
   std::string state_dir = "/var/lib/vmgroup";
   Env* env = nullptr;                    // default: Env::Default()
   hypervisor::Driver* driver = nullptr;  // default: a QEMU driver owned by the engine
+  hypervisor::qemu::QemuOptions qemu;    // for that default driver
   SnapshotOptions snapshot;
 };
 

@@ -11,6 +11,11 @@
 
 namespace vmgroup::testing {
 
+// Tests and benchmarks run QEMU under TCG: it behaves the same on every
+// machine, nested or not (a /dev/kvm that opens may still fail real guests),
+// and it is what the CI machines have.
+inline constexpr hypervisor::qemu::Accel kTestAccel = hypervisor::qemu::Accel::kTcg;
+
 struct TinyVmOptions {
   int disks = 2;
   uint64_t disk_bytes = 16 << 20;

@@ -39,13 +39,19 @@ int Fail(const Status& s) {
 int main(int argc, char** argv) {
   std::string state_dir;
   int n = 3;
+  auto accel = hypervisor::qemu::Accel::kAuto;
   for (int i = 1; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--state-dir") && i + 1 < argc) {
       state_dir = argv[++i];
+    } else if (!std::strcmp(argv[i], "--accel") && i + 1 < argc) {
+      auto a = hypervisor::qemu::ParseAccel(argv[++i]);
+      if (!a.ok()) return Fail(a.status());
+      accel = *a;
     } else if (!std::strcmp(argv[i], "--vms") && i + 1 < argc) {
       n = std::atoi(argv[++i]);
     } else {
-      std::fprintf(stderr, "usage: vmgroup-demo [--state-dir DIR] [--vms N]\n");
+      std::fprintf(stderr,
+                   "usage: vmgroup-demo [--state-dir DIR] [--vms N] [--accel auto|kvm|tcg]\n");
       return 2;
     }
   }
@@ -57,7 +63,7 @@ int main(int argc, char** argv) {
   }
   state_dir = std::filesystem::absolute(state_dir).string();
 
-  auto opened = engine::Engine::Open({.state_dir = state_dir});
+  auto opened = engine::Engine::Open({.state_dir = state_dir, .qemu = {.accel = accel}});
   if (!opened.ok()) return Fail(opened.status());
   engine::Engine& e = **opened;
   std::printf("state directory: %s\n", state_dir.c_str());

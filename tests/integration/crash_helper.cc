@@ -40,7 +40,7 @@ int Fail(const Status& s) {
 
 int main(int argc, char** argv) {
   if (argc >= 5 && std::string(argv[3]) == "setup") {
-    auto e = engine::Engine::Open({.state_dir = argv[1]});
+    auto e = engine::Engine::Open({.state_dir = argv[1], .qemu = {.accel = testing::kTestAccel}});
     if (!e.ok()) return Fail(e.status());
     testing::TinyVmOptions opts;
     if (argc >= 8) {
@@ -58,7 +58,8 @@ int main(int argc, char** argv) {
   }
   if (argc == 5 && std::string(argv[2]) == "snapshot") {
     CrashAtEnv env(argv[4]);
-    auto e = engine::Engine::Open({.state_dir = argv[1], .env = &env});
+    auto e = engine::Engine::Open(
+        {.state_dir = argv[1], .env = &env, .qemu = {.accel = testing::kTestAccel}});
     if (!e.ok()) return Fail(e.status());
     auto s = (*e)->snapshots().Create({.collection_id = argv[3]});
     if (!s.ok()) return Fail(s.status());

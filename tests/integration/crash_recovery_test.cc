@@ -17,10 +17,6 @@ class CrashRecoveryTest : public GroupFixture,
                           public ::testing::WithParamInterface<std::string_view> {
  protected:
   void SetUp() override {}  // the helper creates the state directory
-  void TearDown() override {
-    if (!engine_) OpenEngine();  // to stop the VMs the helper started
-    GroupFixture::TearDown();
-  }
   CommandOutput Helper(std::vector<std::string> args) {
     args.insert(args.begin(), CRASH_HELPER);
     auto r = Env::Default()->Run(args, std::chrono::minutes(2));

@@ -17,7 +17,10 @@ namespace vmgroup::integration {
 class GroupFixture : public ::testing::Test {
  protected:
   void SetUp() override { OpenEngine(); }
+  // Stops every VM the catalog says is on, even when a test ended early
+  // with the engine closed (a helper process may have started them).
   void TearDown() override {
+    if (!engine_) OpenEngine();
     if (engine_) {
       EXPECT_TRUE(engine_->vms().StopAll().ok());
     }
@@ -25,7 +28,10 @@ class GroupFixture : public ::testing::Test {
 
   void OpenEngine(engine::SnapshotOptions snap = {}, Env* env = nullptr) {
     engine_.reset();
-    auto e = engine::Engine::Open({.state_dir = dir_ / "state", .env = env, .snapshot = snap});
+    auto e = engine::Engine::Open({.state_dir = dir_ / "state",
+                                   .env = env,
+                                   .qemu = {.accel = testing::kTestAccel},
+                                   .snapshot = snap});
     ASSERT_TRUE(e.ok()) << e.status().ToString();
     engine_ = std::move(e).value();
   }

@@ -50,11 +50,28 @@ Status ValidateSpec(Env* env, const VmSpec& spec) {
 
 }  // namespace
 
+Result<Accel> ParseAccel(const std::string& name) {
+  if (name == "auto") return Accel::kAuto;
+  if (name == "kvm") return Accel::kKvm;
+  if (name == "tcg") return Accel::kTcg;
+  return Status::InvalidArgument("accelerator must be auto, kvm or tcg, got '" + name + "'");
+}
+
 QemuDriver::QemuDriver(Env* env, QemuOptions options) : env_(env), options_(std::move(options)) {}
 
 std::vector<std::string> QemuDriver::CommandLine(const VmSpec& spec) const {
   std::vector<std::string> argv = {options_.binary, "-name", Escape(spec.name), "-uuid", spec.uuid};
-  argv.insert(argv.end(), options_.accel.begin(), options_.accel.end());
+  switch (options_.accel) {
+    case Accel::kAuto:
+      argv.insert(argv.end(), {"-accel", "kvm", "-accel", "tcg"});
+      break;
+    case Accel::kKvm:
+      argv.insert(argv.end(), {"-accel", "kvm"});
+      break;
+    case Accel::kTcg:
+      argv.insert(argv.end(), {"-accel", "tcg"});
+      break;
+  }
   argv.insert(argv.end(), {"-nodefaults", "-no-user-config", "-display", "none", "-m",
                            std::to_string(spec.memory_mib), "-smp", std::to_string(spec.vcpus)});
   for (size_t i = 0; i < spec.disks.size(); ++i) {

@@ -14,10 +14,18 @@
 
 namespace vmgroup::hypervisor::qemu {
 
+// Which accelerator QEMU uses.
+enum class Accel {
+  kAuto,  // KVM where the host offers it, else TCG: QEMU takes the first that opens
+  kKvm,
+  kTcg,  // software emulation: slower, but works everywhere, nested or not
+};
+// "auto", "kvm", "tcg" -> Accel; InvalidArgument for anything else.
+Result<Accel> ParseAccel(const std::string& name);
+
 struct QemuOptions {
   std::string binary = "qemu-system-x86_64";
-  // KVM where the host offers it, else TCG: QEMU takes the first that works.
-  std::vector<std::string> accel = {"-accel", "kvm", "-accel", "tcg"};
+  Accel accel = Accel::kAuto;
   // How long QEMU may take from spawn to an answering monitor.
   Duration start_timeout = std::chrono::seconds(30);
 };

@@ -47,7 +47,7 @@ class QemuDriverTest : public ::testing::Test {
 
   testing::TempDir dir_;
   storage::QemuImg img_{Env::Default()};
-  QemuDriver driver_{Env::Default()};
+  QemuDriver driver_{Env::Default(), {.accel = Accel::kTcg}};
   VmSpec spec_;
   std::unique_ptr<Vm> vm_;
 };

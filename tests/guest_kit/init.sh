@@ -1,0 +1,26 @@
+#!/bin/busybox sh
+# /init of the vmgroup test guest (busybox + virtio modules of Debian's cloud
+# kernel). Workloads are chosen on the kernel command line:
+#   writer=raw   stamps "SEQ nnnnnnnn" into sector n of /dev/vda for n = 1, 2, ...
+#                with O_DIRECT + fsync each: every record the guest saw
+#                acknowledged is on the disk, in order.
+/bin/busybox --install -s /bin
+mount -t proc proc /proc
+mount -t sysfs sys /sys
+mount -t devtmpfs dev /dev
+for m in virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci virtio_blk virtio_console; do
+  insmod /lib/mod/$m.ko 2>/dev/null
+done
+echo "BOOT-DONE uptime=$(cut -d' ' -f1 /proc/uptime)"
+case " $(cat /proc/cmdline) " in
+  *" writer=raw "*)
+    n=0
+    while true; do
+      n=$((n + 1))
+      printf 'SEQ %08d\n' $n | dd of=/dev/vda bs=512 seek=$n count=1 conv=sync,fsync oflag=direct 2>/dev/null
+      [ $((n % 50)) = 0 ] && echo "wrote $n"
+    done
+    ;;
+esac
+echo SHELL-READY
+exec setsid cttyhack sh
