@@ -1,8 +1,5 @@
 #include "engine/cut_executor.h"
 
-#include <atomic>
-#include <barrier>
-#include <mutex>
 #include <optional>
 #include <thread>
 
@@ -18,26 +15,6 @@ int64_t Micros(Duration d) {
   return std::chrono::duration_cast<std::chrono::microseconds>(d).count();
 }
 
-// Failure bookkeeping shared by the member threads: the first error wins.
-class FirstError {
- public:
-  void Set(const Status& s) {
-    std::lock_guard lock(mu_);
-    if (status_.ok()) status_ = s;
-    failed_.store(true);
-  }
-  bool failed() const { return failed_.load(); }
-  Status status() {
-    std::lock_guard lock(mu_);
-    return status_;
-  }
-
- private:
-  std::mutex mu_;
-  Status status_;
-  std::atomic<bool> failed_{false};
-};
-
 }  // namespace
 
 CutOutcome ExecuteCut(Env* env, const std::vector<CutMember>& members, const std::string& bitmap,
@@ -45,66 +22,77 @@ CutOutcome ExecuteCut(Env* env, const std::vector<CutMember>& members, const std
   const size_t n = members.size();
   CutOutcome out;
   out.timings.resize(n);
-  if (n == 0) return out;
-
-  FirstError error, revert_error;
+  std::vector<bool> sent(n, false), paused_by_us(n, false);
   std::vector<Clock::time_point> paused_at(n), resumed_at(n);
-  std::vector<bool> paused_by_us(n, false);
-  std::barrier all_paused(static_cast<std::ptrdiff_t>(n));
-  std::barrier all_switched(static_cast<std::ptrdiff_t>(n));
+  auto fail = [&](size_t i, const Status& s) {
+    if (out.status.ok()) out.status = s.Annotate("member " + members[i].name);
+  };
   const hypervisor::Deadline deadline = env->Now() + deadline_budget;
 
-  auto run_member = [&](size_t i) {
+  // 1. Pause and switch every member: all requests go out back to back, then
+  //    the replies are collected. The cut is consistent because no member
+  //    resumes before every member is paused; each member's switch may
+  //    follow its own pause at once.
+  for (size_t i = 0; i < n && out.status.ok(); ++i) {
     const CutMember& m = members[i];
-    auto fail = [&](const Status& s) { error.Set(s.Annotate("member " + m.name)); };
-
-    if (m.pause) {
+    Status s = env->Hit(fault::kMemberSwitch, m.name);
+    if (s.ok()) {
       paused_at[i] = env->Now();
-      Status s = m.vm->Pause(deadline);
-      // A timed-out stop may still take effect: treat the VM as paused by us.
-      paused_by_us[i] = s.ok() || s.code() == Code::kTimeout;
-      if (!s.ok()) fail(s);
-      if (s.ok()) {
-        Status f = env->Hit(fault::kMemberPaused, m.name);
-        if (!f.ok()) fail(f);
+      s = m.vm->SendSwitch(m.overlays, bitmap, m.pause, deadline);
+      sent[i] = s.ok();
+    }
+    if (!s.ok()) fail(i, s);
+  }
+  for (size_t i = 0; i < n; ++i) {
+    if (!sent[i]) continue;
+    bool paused = false;
+    Status s = members[i].vm->AwaitSwitch(deadline, &paused);
+    paused_by_us[i] = members[i].pause && paused;
+    if (s.ok()) {
+      out.timings[i].cut_time_us = env->NowMicros();
+      s = env->Hit(fault::kMemberSwitched, members[i].name);
+    }
+    if (!s.ok()) fail(i, s);
+  }
+  if (out.status.ok() && env->Now() > deadline) {
+    out.status = Status::Timeout("the cut did not finish within its deadline of " +
+                                 std::to_string(Micros(deadline_budget) / 1000) + " ms");
+  }
+
+  // 2. On failure, revert every member a switch was sent to, still paused.
+  //    Revert checks what is active and undoes only that. Reverts merge
+  //    images, so they run in parallel.
+  if (!out.status.ok()) {
+    std::vector<Status> reverts(n);
+    std::vector<std::thread> threads;
+    for (size_t i = 0; i < n; ++i) {
+      if (!sent[i]) continue;
+      threads.emplace_back(
+          [&, i] { reverts[i] = members[i].vm->RevertOverlays(members[i].overlays); });
+    }
+    for (auto& t : threads) t.join();
+    for (size_t i = 0; i < n; ++i) {
+      if (!reverts[i].ok() && out.revert_status.ok()) {
+        out.revert_status = reverts[i].Annotate("member " + members[i].name + ": revert");
       }
     }
-    all_paused.arrive_and_wait();
+  }
 
-    bool switched = false;
-    if (!error.failed()) {
-      Status s = env->Hit(fault::kMemberSwitch, m.name);
-      if (s.ok()) s = m.vm->SwitchToOverlays(m.overlays, bitmap, deadline);
-      // A timed-out transaction may have applied: revert checks what is active.
-      switched = s.ok() || s.code() == Code::kTimeout;
-      if (s.ok()) {
-        out.timings[i].cut_time_us = env->NowMicros();
-        s = env->Hit(fault::kMemberSwitched, m.name);
-      }
-      if (!s.ok()) fail(s);
+  // 3. Resume the members the cut paused, all requests back to back.
+  const hypervisor::Deadline resume_deadline = env->Now() + kResumeTimeout;
+  std::vector<Status> resumed(n);
+  for (size_t i = 0; i < n; ++i) {
+    if (paused_by_us[i]) resumed[i] = members[i].vm->SendResume(resume_deadline);
+  }
+  for (size_t i = 0; i < n; ++i) {
+    if (!paused_by_us[i]) continue;
+    if (resumed[i].ok()) resumed[i] = members[i].vm->AwaitResume(resume_deadline);
+    resumed_at[i] = env->Now();
+    out.timings[i].pause_us = Micros(resumed_at[i] - paused_at[i]);
+    if (!resumed[i].ok() && out.revert_status.ok()) {
+      out.revert_status = resumed[i].Annotate("member " + members[i].name + ": resume");
     }
-    all_switched.arrive_and_wait();
-
-    if (!error.failed() && env->Now() > deadline) {
-      error.Set(Status::Timeout("the cut did not finish within its deadline of " +
-                                std::to_string(Micros(deadline_budget) / 1000) + " ms"));
-    }
-    if (error.failed() && switched) {
-      Status r = m.vm->RevertOverlays(m.overlays);
-      if (!r.ok()) revert_error.Set(r.Annotate("member " + m.name + ": revert"));
-    }
-    if (paused_by_us[i]) {
-      Status r = m.vm->Resume(env->Now() + kResumeTimeout);
-      resumed_at[i] = env->Now();
-      if (!r.ok()) revert_error.Set(r.Annotate("member " + m.name + ": resume"));
-      out.timings[i].pause_us = Micros(resumed_at[i] - paused_at[i]);
-    }
-  };
-
-  std::vector<std::thread> threads;
-  threads.reserve(n);
-  for (size_t i = 0; i < n; ++i) threads.emplace_back(run_member, i);
-  for (auto& t : threads) t.join();
+  }
 
   std::optional<Clock::time_point> first, last;
   for (size_t i = 0; i < n; ++i) {
@@ -113,8 +101,6 @@ CutOutcome ExecuteCut(Env* env, const std::vector<CutMember>& members, const std
     if (!last || resumed_at[i] > *last) last = resumed_at[i];
   }
   if (first) out.window_us = Micros(*last - *first);
-  out.status = error.status();
-  out.revert_status = revert_error.status();
   return out;
 }
 

@@ -1,10 +1,14 @@
-// The cut (DESIGN §4 step 4): pause every running member in parallel; once
-// all are paused, switch every member's disks to their prepared overlays in
-// one transaction per VM; then resume the members that were paused for the
-// cut. The whole window has a deadline. If any member fails, or the
-// deadline passes before every member has switched, the members that did
-// switch are reverted while still paused, and only then is anyone resumed:
-// every VM runs on exactly the images it ran on before.
+// The cut (DESIGN §4 step 4). Each running member is paused and its disks
+// switched to their prepared overlays in one transaction, the two requests
+// sent together; the requests to all members go out back to back from one
+// thread, so every member is reached within microseconds while the
+// hypervisors work in parallel. Once every member has switched, the members
+// paused for the cut are resumed. No member resumes before every member is
+// paused, so all the frozen images hold the group's state at one instant.
+// The whole window has a deadline. If any member fails, or the deadline
+// passes before every member has switched, the members that may have
+// switched are reverted while still paused, and only then is anyone
+// resumed: every VM runs on exactly the images it ran on before.
 //
 // Members that are already paused (by the operator) take part in the switch
 // but are neither paused nor resumed.

@@ -16,19 +16,17 @@ inline constexpr std::string_view kIntentRecorded = "snapshot.intent_recorded";
 inline constexpr std::string_view kMemberPrepared = "snapshot.member_prepared";
 // Every overlay is prepared; the pause is next.
 inline constexpr std::string_view kPrepared = "snapshot.prepared";
-// A member is paused (every member paused before any switches).
-inline constexpr std::string_view kMemberPaused = "cut.member_paused";
-// Just before a member's switch transaction (a failure here is a failed switch).
+// Just before a member is paused and switched (a failure here fails the cut).
 inline constexpr std::string_view kMemberSwitch = "cut.member_switch";
-// A member's switch took effect; it is still paused.
+// A member is paused and its switch took effect; no member is resumed yet.
 inline constexpr std::string_view kMemberSwitched = "cut.member_switched";
 // Every member is switched and resumed; the catalog still says Incomplete.
 inline constexpr std::string_view kCutDone = "snapshot.cut_done";
 // The snapshot is Complete in the catalog.
 inline constexpr std::string_view kCommitted = "snapshot.committed";
 
-inline constexpr std::array<std::string_view, 8> kAll = {
-    kIntentRecorded, kMemberPrepared, kPrepared, kMemberPaused,
-    kMemberSwitch,   kMemberSwitched, kCutDone,  kCommitted};
+inline constexpr std::array<std::string_view, 7> kAll = {
+    kIntentRecorded, kMemberPrepared, kPrepared, kMemberSwitch,
+    kMemberSwitched, kCutDone,        kCommitted};
 
 }  // namespace vmgroup::engine::fault

@@ -72,6 +72,21 @@ class Vm {
   virtual Status SwitchToOverlays(const std::vector<Overlay>& overlays, const std::string& bitmap,
                                   Deadline deadline) = 0;
 
+  // The group cut's form of Pause + SwitchToOverlays + Resume: Send* puts the
+  // request on its way and returns at once, Await* collects the outcome. One
+  // thread can so reach every member within microseconds, while each
+  // hypervisor does its part in parallel. REQUIRES: no other call on this Vm
+  // between a Send* and its Await*.
+  //
+  // SendSwitch: SwitchToOverlays, preceded by Pause when `pause`.
+  virtual Status SendSwitch(const std::vector<Overlay>& overlays, const std::string& bitmap,
+                            bool pause, Deadline deadline) = 0;
+  // `*paused` says whether the VM is paused afterwards, also on error. If the
+  // pause failed the switch may still have happened: revert before resuming.
+  virtual Status AwaitSwitch(Deadline deadline, bool* paused) = 0;
+  virtual Status SendResume(Deadline deadline) = 0;
+  virtual Status AwaitResume(Deadline deadline) = 0;
+
   // Undoes SwitchToOverlays for each overlay that is active: merges it back
   // into the image below (writes made since the switch are kept) and makes
   // that image active again; then closes every overlay. Safe to call after a

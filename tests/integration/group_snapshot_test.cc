@@ -120,7 +120,6 @@ TEST_P(InjectedFailureTest, OneFailingMemberLeavesEveryChainExactlyAsBefore) {
 
 INSTANTIATE_TEST_SUITE_P(AtEachMemberStep, InjectedFailureTest,
                          ::testing::Values(engine::fault::kMemberPrepared,
-                                           engine::fault::kMemberPaused,
                                            engine::fault::kMemberSwitch,
                                            engine::fault::kMemberSwitched),
                          [](const auto& param_info) {

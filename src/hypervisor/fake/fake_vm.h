@@ -61,6 +61,25 @@ class FakeVm final : public Vm {
       for (const auto& o : overlays) active_[o.disk] = o.path;
     });
   }
+  // The fake does the work when sent and reports it when awaited.
+  Status SendSwitch(const std::vector<Overlay>& overlays, const std::string& bitmap, bool pause,
+                    Deadline deadline) override {
+    Status p = pause ? Pause(deadline) : Status::Ok();
+    sent_paused_ = pause && p.ok();
+    // Like QEMU, the switch runs even when the pause failed.
+    Status t = SwitchToOverlays(overlays, bitmap, deadline);
+    sent_status_ = p.ok() ? t : p;
+    return Status::Ok();
+  }
+  Status AwaitSwitch(Deadline, bool* paused) override {
+    *paused = sent_paused_;
+    return sent_status_;
+  }
+  Status SendResume(Deadline deadline) override {
+    sent_status_ = Resume(deadline);
+    return Status::Ok();
+  }
+  Status AwaitResume(Deadline) override { return sent_status_; }
   Status RevertOverlays(const std::vector<Overlay>&) override {
     return Do("revert", [&] { active_ = base_; });
   }
@@ -95,6 +114,8 @@ class FakeVm final : public Vm {
   std::map<std::string, Status> fail_;
   std::map<std::string, Duration> delay_;
   std::vector<std::string> calls_;
+  Status sent_status_;
+  bool sent_paused_ = false;
 };
 
 }  // namespace vmgroup::hypervisor::fake

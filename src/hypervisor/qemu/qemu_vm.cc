@@ -125,9 +125,8 @@ Status QemuVm::CloseOverlaysLocked(const std::vector<Overlay>& overlays, Deadlin
   return first_error;
 }
 
-Status QemuVm::SwitchToOverlays(const std::vector<Overlay>& overlays, const std::string& bitmap,
-                                Deadline deadline) {
-  std::lock_guard lock(mu_);
+Result<std::vector<Json>> QemuVm::SwitchActions(const std::vector<Overlay>& overlays,
+                                                const std::string& bitmap) {
   std::vector<Json> actions;
   for (const auto& o : overlays) {
     if (static_cast<size_t>(o.disk) >= active_nodes_.size()) {
@@ -139,9 +138,63 @@ Status QemuVm::SwitchToOverlays(const std::vector<Overlay>& overlays, const std:
   if (!bitmap.empty()) {
     for (const auto& o : overlays) actions.push_back(qmp::BitmapAddAction(OverlayNode(o), bitmap));
   }
+  return actions;
+}
+
+Status QemuVm::SwitchToOverlays(const std::vector<Overlay>& overlays, const std::string& bitmap,
+                                Deadline deadline) {
+  std::lock_guard lock(mu_);
+  VMG_ASSIGN_OR_RETURN(auto actions, SwitchActions(overlays, bitmap));
   VMG_RETURN_IF_ERROR(qmp::Transaction(*qmp_, actions, deadline));
   for (const auto& o : overlays) active_nodes_[o.disk] = OverlayNode(o);
   return Status::Ok();
+}
+
+Status QemuVm::SendSwitch(const std::vector<Overlay>& overlays, const std::string& bitmap,
+                          bool pause, Deadline deadline) {
+  std::lock_guard lock(mu_);
+  pending_ = {};
+  VMG_ASSIGN_OR_RETURN(auto actions, SwitchActions(overlays, bitmap));
+  std::vector<std::pair<std::string, Json>> commands;
+  if (pause) commands.push_back({"stop", Json::object()});
+  commands.push_back(qmp::TransactionCommand(actions));
+  VMG_ASSIGN_OR_RETURN(auto ids, qmp_->Send(commands, deadline));
+  for (size_t i = 0; i < ids.size(); ++i) pending_.commands.push_back({commands[i].first, ids[i]});
+  pending_.overlays = overlays;
+  return Status::Ok();
+}
+
+Status QemuVm::AwaitSwitch(Deadline deadline, bool* paused) {
+  std::lock_guard lock(mu_);
+  Pending p = std::exchange(pending_, {});
+  *paused = false;
+  Status first;
+  for (const auto& [command, id] : p.commands) {
+    Status s = qmp_->AwaitReply(command, id, deadline).status();
+    // A stop that timed out may still take effect: count the VM as paused.
+    if (command == "stop") *paused = s.ok() || s.code() == Code::kTimeout;
+    if (command == "transaction" && s.ok()) {
+      for (const auto& o : p.overlays) active_nodes_[o.disk] = OverlayNode(o);
+    }
+    if (!s.ok() && first.ok()) first = s;
+  }
+  if (p.commands.empty()) return Status::InvalidState("AwaitSwitch without SendSwitch");
+  return first;
+}
+
+Status QemuVm::SendResume(Deadline deadline) {
+  std::lock_guard lock(mu_);
+  pending_ = {};
+  VMG_ASSIGN_OR_RETURN(auto ids, qmp_->Send({{"cont", Json::object()}}, deadline));
+  pending_.commands.push_back({"cont", ids[0]});
+  return Status::Ok();
+}
+
+Status QemuVm::AwaitResume(Deadline deadline) {
+  std::lock_guard lock(mu_);
+  Pending p = std::exchange(pending_, {});
+  if (p.commands.empty()) return Status::InvalidState("AwaitResume without SendResume");
+  return qmp_->AwaitReply("cont", p.commands[0].second, deadline).status();
 }
 
 Status QemuVm::RevertOverlays(const std::vector<Overlay>& overlays) {

@@ -24,6 +24,11 @@ class QemuVm final : public Vm {
   Status CloseOverlays(const std::vector<Overlay>& overlays, Deadline deadline) override;
   Status SwitchToOverlays(const std::vector<Overlay>& overlays, const std::string& bitmap,
                           Deadline deadline) override;
+  Status SendSwitch(const std::vector<Overlay>& overlays, const std::string& bitmap, bool pause,
+                    Deadline deadline) override;
+  Status AwaitSwitch(Deadline deadline, bool* paused) override;
+  Status SendResume(Deadline deadline) override;
+  Status AwaitResume(Deadline deadline) override;
   Status RevertOverlays(const std::vector<Overlay>& overlays) override;
   Result<std::vector<std::string>> ActiveImages(Deadline deadline) override;
   Status PowerOff() override;
@@ -35,6 +40,9 @@ class QemuVm final : public Vm {
   // The active node and file of each disk, by disk index.
   Result<std::vector<std::pair<std::string, std::string>>> QueryDisks(Deadline deadline);
   Status CloseOverlaysLocked(const std::vector<Overlay>& overlays, Deadline deadline);
+  // The transaction actions that put `overlays` on top (and add `bitmap`).
+  Result<std::vector<Json>> SwitchActions(const std::vector<Overlay>& overlays,
+                                          const std::string& bitmap);
 
   Env* env_;
   const VmSpec spec_;
@@ -42,6 +50,11 @@ class QemuVm final : public Vm {
   std::mutex mu_;
   std::unique_ptr<QmpClient> qmp_;         // guarded by mu_
   std::vector<std::string> active_nodes_;  // guarded by mu_; refreshed outside pauses
+  // Between a Send* and its Await*: what was sent (guarded by mu_).
+  struct Pending {
+    std::vector<std::pair<std::string, std::string>> commands;  // (command, id)
+    std::vector<Overlay> overlays;
+  } pending_;
 };
 
 // Node names of an overlay (see qemu_driver.h).

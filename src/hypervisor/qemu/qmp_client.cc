@@ -108,12 +108,15 @@ Result<Json> QmpClient::ReadMessage(Deadline deadline) {
   }
 }
 
-Result<Json> QmpClient::Execute(std::string_view command, const Json& arguments,
-                                Deadline deadline) {
-  const std::string id = "vmg-" + std::to_string(next_id_++);
-  Json msg = {{"execute", command}, {"id", id}};
+std::string QmpClient::Message(std::string_view command, const Json& arguments, std::string* id) {
+  *id = "vmg-" + std::to_string(next_id_++);
+  Json msg = {{"execute", command}, {"id", *id}};
   if (!arguments.empty()) msg["arguments"] = arguments;
-  VMG_RETURN_IF_ERROR(WriteAll(msg.dump() + "\n", deadline).Annotate(std::string(command)));
+  return msg.dump() + "\n";
+}
+
+Result<Json> QmpClient::AwaitReply(std::string_view command, const std::string& id,
+                                   Deadline deadline) {
   while (true) {
     auto reply = ReadMessage(deadline);
     if (!reply.ok()) return reply.status().Annotate(std::string(command));
@@ -129,6 +132,25 @@ Result<Json> QmpClient::Execute(std::string_view command, const Json& arguments,
     }
     return m.value("return", Json::object());
   }
+}
+
+Result<Json> QmpClient::Execute(std::string_view command, const Json& arguments,
+                                Deadline deadline) {
+  std::string id;
+  VMG_RETURN_IF_ERROR(
+      WriteAll(Message(command, arguments, &id), deadline).Annotate(std::string(command)));
+  return AwaitReply(command, id, deadline);
+}
+
+Result<std::vector<std::string>> QmpClient::Send(
+    const std::vector<std::pair<std::string, Json>>& commands, Deadline deadline) {
+  std::string batch;
+  std::vector<std::string> ids(commands.size());
+  for (size_t i = 0; i < commands.size(); ++i) {
+    batch += Message(commands[i].first, commands[i].second, &ids[i]);
+  }
+  VMG_RETURN_IF_ERROR(WriteAll(batch, deadline));
+  return ids;
 }
 
 Result<Json> QmpClient::WaitEvent(std::string_view name, Deadline deadline) {

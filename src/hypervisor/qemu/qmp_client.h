@@ -13,6 +13,8 @@
 #include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 #include "base/env.h"
 #include "base/result.h"
@@ -38,6 +40,13 @@ class QmpClient {
     return Execute(command, Json::object(), deadline);
   }
 
+  // Pipelining: Send writes every command in one write and returns their ids
+  // at once; AwaitReply(command, id) then collects each reply, in order. QEMU
+  // runs the commands in order but does not stop at a failed one.
+  Result<std::vector<std::string>> Send(const std::vector<std::pair<std::string, Json>>& commands,
+                                        Deadline deadline);
+  Result<Json> AwaitReply(std::string_view command, const std::string& id, Deadline deadline);
+
   // Returns the first queued or arriving event named `name`, removing it
   // from the queue. Timeout if none arrives by `deadline`.
   Result<Json> WaitEvent(std::string_view name, Deadline deadline);
@@ -51,6 +60,7 @@ class QmpClient {
  private:
   explicit QmpClient(UniqueFd fd) : fd_(std::move(fd)) {}
   Result<Json> ReadMessage(Deadline deadline);
+  std::string Message(std::string_view command, const Json& arguments, std::string* id);
   Status WriteAll(const std::string& data, Deadline deadline);
 
   UniqueFd fd_;

@@ -55,7 +55,12 @@ Json BitmapAddAction(const std::string& node, const std::string& bitmap) {
 }
 
 Status Transaction(QmpClient& c, const std::vector<Json>& actions, Deadline d) {
-  return c.Execute("transaction", {{"actions", actions}}, d).status();
+  auto [command, args] = TransactionCommand(actions);
+  return c.Execute(command, args, d).status();
+}
+
+std::pair<std::string, Json> TransactionCommand(const std::vector<Json>& actions) {
+  return {"transaction", {{"actions", actions}}};
 }
 
 Status BlockCommitActive(QmpClient& c, const std::string& job_id, const std::string& top,

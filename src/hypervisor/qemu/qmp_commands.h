@@ -37,6 +37,8 @@ Json SnapshotAction(const std::string& node, const std::string& overlay);
 Json BitmapAddAction(const std::string& node, const std::string& bitmap);
 // Runs the actions atomically: all take effect or none.
 Status Transaction(QmpClient& c, const std::vector<Json>& actions, Deadline d);
+// The command and arguments of a transaction, for QmpClient::Send.
+std::pair<std::string, Json> TransactionCommand(const std::vector<Json>& actions);
 
 // Starts an active commit of `top` (the active node of a disk) into the node
 // below it, as job `job_id`, not auto-dismissed.

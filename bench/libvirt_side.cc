@@ -1,0 +1,200 @@
+#include "libvirt_side.h"
+
+#include <libvirt/libvirt.h>
+#include <libvirt/virterror.h>
+#include <pwd.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <barrier>
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include "storage/qemu_img.h"
+
+namespace vmgroup::bench {
+namespace {
+
+namespace fs = std::filesystem;
+
+int64_t Micros(Clock::duration d) {
+  return std::chrono::duration_cast<std::chrono::microseconds>(d).count();
+}
+
+Status LibvirtError(const std::string& what) {
+  const char* msg = virGetLastErrorMessage();
+  return Status::Failed(what + ": " + (msg ? msg : "unknown libvirt error"));
+}
+
+std::string DomainXml(const std::string& name, const std::vector<std::string>& disks) {
+  std::string xml = "<domain type='qemu'><name>" + name +
+                    "</name><memory unit='MiB'>64</memory><vcpu>1</vcpu>"
+                    "<os><type arch='x86_64' machine='pc'>hvm</type></os><devices>"
+                    "<emulator>/usr/bin/qemu-system-x86_64</emulator>";
+  for (size_t i = 0; i < disks.size(); ++i) {
+    xml += "<disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file='" +
+           disks[i] + "'/><target dev='vd" + std::string(1, static_cast<char>('a' + i)) +
+           "' bus='virtio'/></disk>";
+  }
+  return xml + "<memballoon model='none'/></devices></domain>";
+}
+
+std::string SnapshotXml(const std::string& name, const std::vector<std::string>& files) {
+  std::string xml = "<domainsnapshot><name>" + name + "</name><disks>";
+  for (size_t i = 0; i < files.size(); ++i) {
+    xml += "<disk name='vd" + std::string(1, static_cast<char>('a' + i)) +
+           "' snapshot='external'><source file='" + files[i] + "'/></disk>";
+  }
+  return xml + "</disks></domainsnapshot>";
+}
+
+struct Domain {
+  virDomainPtr dom = nullptr;
+  std::string name;
+  std::vector<std::string> disks;
+};
+
+// One group round: suspend all -> snapshot each -> resume all, one thread
+// per domain per phase. Returns OK and fills the samples, or the first error.
+Status Round(std::vector<Domain>& doms, const std::string& tag, Samples& out) {
+  const size_t n = doms.size();
+  std::vector<Clock::time_point> start(n), end(n);
+  std::vector<Status> errors(n);
+  std::barrier suspended(static_cast<std::ptrdiff_t>(n)), snapped(static_cast<std::ptrdiff_t>(n));
+  const auto t0 = Clock::now();
+  std::vector<std::thread> threads;
+  for (size_t i = 0; i < n; ++i) {
+    threads.emplace_back([&, i] {
+      Domain& d = doms[i];
+      start[i] = Clock::now();
+      if (virDomainSuspend(d.dom) < 0) errors[i] = LibvirtError("suspend " + d.name);
+      suspended.arrive_and_wait();
+      std::vector<std::string> files;
+      for (const auto& disk : d.disks) files.push_back(disk + "." + tag);
+      virDomainSnapshotPtr snap = virDomainSnapshotCreateXML(
+          d.dom, SnapshotXml(tag, files).c_str(),
+          VIR_DOMAIN_SNAPSHOT_CREATE_DISK_ONLY | VIR_DOMAIN_SNAPSHOT_CREATE_ATOMIC);
+      if (!snap && errors[i].ok()) errors[i] = LibvirtError("snapshot " + d.name);
+      if (snap) virDomainSnapshotFree(snap);
+      snapped.arrive_and_wait();
+      if (virDomainResume(d.dom) < 0 && errors[i].ok())
+        errors[i] = LibvirtError("resume " + d.name);
+      end[i] = Clock::now();
+    });
+  }
+  for (auto& t : threads) t.join();
+  for (auto& e : errors) VMG_RETURN_IF_ERROR(e);
+  int64_t max_pause = 0;
+  for (size_t i = 0; i < n; ++i) max_pause = std::max(max_pause, Micros(end[i] - start[i]));
+  out.window_us.push_back(Micros(*std::max_element(end.begin(), end.end()) -
+                                 *std::min_element(start.begin(), start.end())));
+  out.max_pause_us.push_back(max_pause);
+  out.total_us.push_back(Micros(Clock::now() - t0));
+  return Status::Ok();
+}
+
+}  // namespace
+
+Result<std::map<int, Samples>> MeasureLibvirt(const std::string& uri, const std::string& image_dir,
+                                              const std::vector<int>& sizes, int rounds) {
+  virConnectPtr conn = virConnectOpen(uri.c_str());
+  if (!conn) return LibvirtError("connect to " + uri);
+  storage::QemuImg img(Env::Default());
+  std::map<int, Samples> results;
+  Status status;
+  for (int n : sizes) {
+    std::vector<Domain> doms(static_cast<size_t>(n));
+    for (int i = 0; i < n && status.ok(); ++i) {
+      Domain& d = doms[static_cast<size_t>(i)];
+      d.name = "lv" + std::to_string(n) + "-" + std::to_string(i);
+      for (int k = 0; k < 2 && status.ok(); ++k) {
+        d.disks.push_back(image_dir + "/" + d.name + "-d" + std::to_string(k) + ".qcow2");
+        status = img.Create(d.disks.back(), 16 << 20);
+      }
+      if (!status.ok()) break;
+      d.dom = virDomainCreateXML(conn, DomainXml(d.name, d.disks).c_str(), 0);
+      if (!d.dom) status = LibvirtError("start " + d.name);
+    }
+    Samples warmup;
+    if (status.ok()) status = Round(doms, "warm", warmup);
+    for (int r = 0; r < rounds && status.ok(); ++r) {
+      status = Round(doms, "r" + std::to_string(r), results[n]);
+    }
+    for (auto& d : doms) {
+      if (d.dom) {
+        virDomainDestroy(d.dom);
+        virDomainFree(d.dom);
+      }
+    }
+    if (!status.ok()) break;
+  }
+  virConnectClose(conn);
+  if (!status.ok()) return status;
+  return results;
+}
+
+Result<std::string> RunLibvirtWorker(Env* env, const std::string& dir,
+                                     const std::vector<std::string>& worker_args) {
+  for (const char* sub : {"home", "run", "cfg", "cache", "img"}) {
+    VMG_RETURN_IF_ERROR(env->CreateDirs(dir + "/" + sub));
+  }
+  fs::permissions(dir + "/run", fs::perms::owner_all);
+  const passwd* nobody = ::getpwnam("nobody");
+  if (!nobody) return Status::Unavailable("no user 'nobody' to run libvirtd as");
+  for (const auto& entry : fs::recursive_directory_iterator(dir)) {
+    (void)!::chown(entry.path().c_str(), nobody->pw_uid, nobody->pw_gid);
+  }
+  (void)!::chown(dir.c_str(), nobody->pw_uid, nobody->pw_gid);
+
+  const std::vector<std::string> as_nobody = {"setpriv",
+                                              "--reuid=nobody",
+                                              "--regid=nogroup",
+                                              "--clear-groups",
+                                              "env",
+                                              "-i",
+                                              "PATH=/usr/sbin:/usr/bin:/sbin:/bin",
+                                              "HOME=" + dir + "/home",
+                                              "XDG_RUNTIME_DIR=" + dir + "/run",
+                                              "XDG_CONFIG_HOME=" + dir + "/cfg",
+                                              "XDG_CACHE_HOME=" + dir + "/cache"};
+  std::vector<std::string> daemon = as_nobody;
+  daemon.push_back("libvirtd");
+  VMG_ASSIGN_OR_RETURN(int pid, env->Spawn(daemon, {.log_path = dir + "/libvirtd.log"}));
+
+  const std::string sock = dir + "/run/libvirt/libvirt-sock";
+  const auto deadline = Clock::now() + std::chrono::seconds(30);
+  while (!env->FileExists(sock) && env->IsAlive(pid) && Clock::now() < deadline) {
+    env->SleepFor(std::chrono::milliseconds(50));
+  }
+  Result<CommandOutput> out =
+      Status::Unavailable("libvirtd did not start; see " + dir + "/libvirtd.log");
+  if (env->FileExists(sock)) {
+    std::vector<std::string> worker = as_nobody;
+    worker.push_back(fs::read_symlink("/proc/self/exe").string());
+    worker.insert(worker.end(), worker_args.begin(), worker_args.end());
+    out = env->Run(worker, std::chrono::minutes(30));
+  }
+
+  // Stop libvirtd, then whatever it left (virtlogd, QEMU), by PID.
+  (void)env->Kill(pid, SIGTERM);
+  if (!env->WaitGone(pid, std::chrono::seconds(10)).ok()) (void)env->Kill(pid, SIGKILL);
+  std::vector<std::string> pidfiles = {dir + "/run/libvirt/virtlogd.pid"};
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(dir + "/run/libvirt/qemu/run", ec)) {
+    if (e.path().extension() == ".pid") pidfiles.push_back(e.path());
+  }
+  for (const auto& f : pidfiles) {
+    int left = 0;
+    if (std::ifstream(f) >> left && left > 0) {
+      (void)env->Kill(left, SIGKILL);
+      (void)env->WaitGone(left, std::chrono::seconds(10));
+    }
+  }
+
+  if (!out.ok()) return out.status();
+  if (out->exit_code != 0) return Status::Failed("libvirt worker failed: " + out->err);
+  return out->out;
+}
+
+}  // namespace vmgroup::bench
