@@ -57,28 +57,22 @@ class Vm {
   virtual Status Pause(Deadline deadline) = 0;
   virtual Status Resume(Deadline deadline) = 0;
 
-  // Opens each overlay file so that SwitchToOverlays has nothing left to do
-  // but switch. Runs while the guest runs. All or nothing: on error, what
-  // this call opened is closed again.
+  // Opens each overlay file so that the switch (SendSwitch) has nothing left
+  // to do but switch. Runs while the guest runs. All or nothing: on error,
+  // what this call opened is closed again.
   virtual Status OpenOverlays(const std::vector<Overlay>& overlays, Deadline deadline) = 0;
-  // Closes overlays opened by OpenOverlays that are not active. OK for
-  // overlays that were never opened.
-  virtual Status CloseOverlays(const std::vector<Overlay>& overlays, Deadline deadline) = 0;
 
-  // In one atomic step for this VM, makes every overlay the active image of
-  // its disk; with `bitmap` non-empty, also adds a persistent dirty bitmap of
-  // that name on each new active image. Either every disk switched or none.
-  // REQUIRES: OpenOverlays succeeded for these overlays.
-  virtual Status SwitchToOverlays(const std::vector<Overlay>& overlays, const std::string& bitmap,
-                                  Deadline deadline) = 0;
-
-  // The group cut's form of Pause + SwitchToOverlays + Resume: Send* puts the
-  // request on its way and returns at once, Await* collects the outcome. One
-  // thread can so reach every member within microseconds, while each
-  // hypervisor does its part in parallel. REQUIRES: no other call on this Vm
-  // between a Send* and its Await*.
+  // Switching disks to opened overlays, in the form the group cut needs:
+  // Send* puts the request on its way and returns at once, Await* collects
+  // the outcome. One thread can so reach every member within microseconds,
+  // while each hypervisor does its part in parallel. REQUIRES: no other call
+  // on this Vm between a Send* and its Await*.
   //
-  // SendSwitch: SwitchToOverlays, preceded by Pause when `pause`.
+  // SendSwitch: pauses the VM when `pause`, then, in one atomic step for this
+  // VM, makes every overlay the active image of its disk; with `bitmap`
+  // non-empty, also adds a persistent dirty bitmap of that name on each new
+  // active image. Either every disk switched or none.
+  // REQUIRES: OpenOverlays succeeded for these overlays.
   virtual Status SendSwitch(const std::vector<Overlay>& overlays, const std::string& bitmap,
                             bool pause, Deadline deadline) = 0;
   // `*paused` says whether the VM is paused afterwards, also on error. If the
@@ -87,7 +81,7 @@ class Vm {
   virtual Status SendResume(Deadline deadline) = 0;
   virtual Status AwaitResume(Deadline deadline) = 0;
 
-  // Undoes SwitchToOverlays for each overlay that is active: merges it back
+  // Undoes the switch for each overlay that is active: merges it back
   // into the image below (writes made since the switch are kept) and makes
   // that image active again; then closes every overlay. Safe to call after a
   // partial or failed switch, or more than once.

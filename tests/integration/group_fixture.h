@@ -6,6 +6,7 @@
 
 #include <gtest/gtest.h>
 
+#include <memory>
 #include <set>
 
 #include "storage/qemu_img.h"
@@ -26,10 +27,13 @@ class GroupFixture : public ::testing::Test {
     }
   }
 
-  void OpenEngine(engine::SnapshotOptions snap = {}, Env* env = nullptr) {
+  // Opens the engine on the state directory, with `env` (kept by the
+  // fixture until after the engine is gone) or the default Env.
+  void OpenEngine(engine::SnapshotOptions snap = {}, std::unique_ptr<Env> env = nullptr) {
     engine_.reset();
+    env_ = std::move(env);
     auto e = engine::Engine::Open({.state_dir = dir_ / "state",
-                                   .env = env,
+                                   .env = env_.get(),
                                    .qemu = {.accel = testing::kTestAccel},
                                    .snapshot = snap});
     ASSERT_TRUE(e.ok()) << e.status().ToString();
@@ -128,6 +132,7 @@ class GroupFixture : public ::testing::Test {
 
   testing::TempDir dir_;
   storage::QemuImg img_{Env::Default()};
+  std::unique_ptr<Env> env_;  // declared before engine_: outlives it
   std::unique_ptr<engine::Engine> engine_;
 };
 

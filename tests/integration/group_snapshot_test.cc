@@ -2,6 +2,10 @@
 // its rollback on failure, offline and paused members, and bad input.
 #include <signal.h>
 
+#include <fstream>
+#include <future>
+#include <thread>
+
 #include "base/return_codes.h"
 #include "engine/fault_points.h"
 #include "group_fixture.h"
@@ -93,8 +97,7 @@ class InjectedFailureTest : public GroupSnapshotTest,
 
 TEST_P(InjectedFailureTest, OneFailingMemberLeavesEveryChainExactlyAsBefore) {
   auto g = MakeGroup("app", 3);
-  FailMemberEnv env(GetParam(), "app1");
-  OpenEngine({}, &env);
+  OpenEngine({}, std::make_unique<FailMemberEnv>(GetParam(), "app1"));
   std::map<std::string, std::vector<std::vector<std::string>>> chains;
   std::map<std::string, std::set<std::string>> files;
   for (const auto& id : g.vm_ids) {
@@ -145,8 +148,8 @@ TEST_F(GroupSnapshotTest, AMemberWhoseQemuDiesMidSnapshotFailsItCleanly) {
       return Status::Ok();
     }
     int pid_;
-  } env(victim);
-  OpenEngine({}, &env);
+  };
+  OpenEngine({}, std::make_unique<KillEnv>(victim));
   auto chains0 = Chains(g.vm_ids[0]);
 
   auto snap = engine_->snapshots().Create({.collection_id = g.collection_id});
@@ -245,6 +248,57 @@ TEST_F(GroupSnapshotTest, DefiningAVmChecksItsDisks) {
   EXPECT_EQ(raw.status().code(), Code::kInvalidArgument);
   EXPECT_NE(raw.status().message().find("not qcow2"), std::string::npos);
   EXPECT_TRUE(engine_->catalog().ListVms()->empty());
+}
+
+TEST_F(GroupSnapshotTest, RecoveryRemovesOverlaysNoRecordKnowsAndNothingElse) {
+  auto g = MakeGroup("orph", 1);
+  ASSERT_TRUE(engine_->snapshots().Create({.collection_id = g.collection_id}).ok());
+  const std::string dir = engine_->vms().RunDir(g.vm_ids[0]);
+  const std::string stray = dir + "/disk0-sdeadbeef.qcow2";
+  const std::string notes = dir + "/notes.txt";
+  ASSERT_TRUE(img_.Create(stray, 1 << 20).ok());
+  std::ofstream(notes) << "an operator's file\n";
+
+  OpenEngine();
+  EXPECT_EQ(engine_->recovery().removed_files, std::vector<std::string>{stray});
+  EXPECT_FALSE(Env::Default()->FileExists(stray));
+  EXPECT_TRUE(Env::Default()->FileExists(notes)) << "only overlay-named files are vmgroup's";
+  ExpectCatalogMatchesDisk(g.vm_ids[0]);
+}
+
+TEST_F(GroupSnapshotTest, ASnapshotOverlappingOneInProgressIsRefusedAsBusy) {
+  auto g = MakeGroup("busy", 2);
+  auto other = engine_->collections().DefineCollection("other", "",
+                                                       catalog::CollectionType::kVirtualSystems);
+  ASSERT_TRUE(other.ok());
+  ASSERT_TRUE(engine_->collections().AddMember(g.vm_ids[1], *other).ok());
+  // Holds the first snapshot once its overlays are prepared.
+  class HoldEnv : public EnvWrapper {
+   public:
+    HoldEnv() : EnvWrapper(Env::Default()) {}
+    Status Hit(std::string_view point, std::string_view) override {
+      if (point == engine::fault::kPrepared) {
+        reached.set_value();
+        release.get_future().wait();
+      }
+      return Status::Ok();
+    }
+    std::promise<void> reached, release;
+  };
+  auto hold = std::make_unique<HoldEnv>();
+  HoldEnv& env = *hold;
+  OpenEngine({}, std::move(hold));
+
+  Result<catalog::SnapshotRecord> first = Status::Internal("not run");
+  std::thread t([&] { first = engine_->snapshots().Create({.collection_id = g.collection_id}); });
+  env.reached.get_future().wait();
+  auto second = engine_->snapshots().Create({.collection_id = *other});
+  env.release.set_value();
+  t.join();
+  EXPECT_EQ(second.status().code(), Code::kBusy) << second.status().ToString();
+  EXPECT_NE(second.status().message().find("busy1"), std::string::npos);
+  EXPECT_TRUE(first.ok()) << first.status().ToString();
+  EXPECT_EQ(engine_->catalog().ListSnapshots()->size(), 1u);
 }
 
 }  // namespace

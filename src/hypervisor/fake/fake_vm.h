@@ -52,22 +52,15 @@ class FakeVm final : public Vm {
   Status OpenOverlays(const std::vector<Overlay>&, Deadline) override {
     return Do("open", [] {});
   }
-  Status CloseOverlays(const std::vector<Overlay>&, Deadline) override {
-    return Do("close", [] {});
-  }
-  Status SwitchToOverlays(const std::vector<Overlay>& overlays, const std::string&,
-                          Deadline) override {
-    return Do("switch", [&] {
-      for (const auto& o : overlays) active_[o.disk] = o.path;
-    });
-  }
   // The fake does the work when sent and reports it when awaited.
-  Status SendSwitch(const std::vector<Overlay>& overlays, const std::string& bitmap, bool pause,
+  Status SendSwitch(const std::vector<Overlay>& overlays, const std::string& /*bitmap*/, bool pause,
                     Deadline deadline) override {
     Status p = pause ? Pause(deadline) : Status::Ok();
     sent_paused_ = pause && p.ok();
     // Like QEMU, the switch runs even when the pause failed.
-    Status t = SwitchToOverlays(overlays, bitmap, deadline);
+    Status t = Do("switch", [&] {
+      for (const auto& o : overlays) active_[o.disk] = o.path;
+    });
     sent_status_ = p.ok() ? t : p;
     return Status::Ok();
   }

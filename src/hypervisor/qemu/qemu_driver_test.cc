@@ -35,6 +35,15 @@ class QemuDriverTest : public ::testing::Test {
     ASSERT_TRUE(vm.ok()) << vm.status().ToString();
     vm_ = std::move(vm).value();
   }
+  // The cut's send/await pair, as one call.
+  Status Switch(const std::vector<Overlay>& overlays, const std::string& bitmap, bool pause = false,
+                bool* paused = nullptr) {
+    bool p = false;
+    VMG_RETURN_IF_ERROR(vm_->SendSwitch(overlays, bitmap, pause, Soon()));
+    Status s = vm_->AwaitSwitch(Soon(), &p);
+    if (paused) *paused = p;
+    return s;
+  }
   std::vector<Overlay> MakeOverlays(const std::string& tag) {
     std::vector<Overlay> overlays;
     for (int i = 0; i < 2; ++i) {
@@ -65,20 +74,25 @@ TEST_F(QemuDriverTest, SwitchMakesOverlaysActiveWithBitmapAndRevertUndoesIt) {
   StartVm();
   auto overlays = MakeOverlays("s1");
   ASSERT_TRUE(vm_->OpenOverlays(overlays, Soon()).ok());
-  ASSERT_TRUE(vm_->Pause(Soon()).ok());
-  Status sw = vm_->SwitchToOverlays(overlays, "cp1", Soon());
+  bool paused = false;
+  Status sw = Switch(overlays, "cp1", /*pause=*/true, &paused);
   ASSERT_TRUE(sw.ok()) << sw.ToString();
+  EXPECT_TRUE(paused);
+  EXPECT_EQ(*vm_->State(Soon()), RunState::kPaused);
   EXPECT_EQ(*vm_->ActiveImages(Soon()),
             (std::vector<std::string>{overlays[0].path, overlays[1].path}));
 
   ASSERT_TRUE(vm_->RevertOverlays(overlays).ok());
   EXPECT_EQ(*vm_->ActiveImages(Soon()), spec_.disks);
   EXPECT_TRUE(vm_->RevertOverlays(overlays).ok()) << "a second revert finds nothing to do";
-  ASSERT_TRUE(vm_->Resume(Soon()).ok());
+  ASSERT_TRUE(vm_->SendResume(Soon()).ok());
+  ASSERT_TRUE(vm_->AwaitResume(Soon()).ok());
+  EXPECT_EQ(*vm_->State(Soon()), RunState::kRunning);
   // Once closed, the overlay can be switched to again under a new node.
   auto again = MakeOverlays("s2");
   ASSERT_TRUE(vm_->OpenOverlays(again, Soon()).ok());
-  ASSERT_TRUE(vm_->SwitchToOverlays(again, "", Soon()).ok());
+  ASSERT_TRUE(Switch(again, "").ok());
+  EXPECT_EQ(*vm_->State(Soon()), RunState::kRunning) << "no pause asked, none made";
   EXPECT_EQ((*vm_->ActiveImages(Soon()))[1], again[1].path);
 }
 
@@ -86,7 +100,7 @@ TEST_F(QemuDriverTest, BitmapPersistsInTheImageOnceQemuClosesIt) {
   StartVm();
   auto overlays = MakeOverlays("s1");
   ASSERT_TRUE(vm_->OpenOverlays(overlays, Soon()).ok());
-  ASSERT_TRUE(vm_->SwitchToOverlays(overlays, "cp1", Soon()).ok());
+  ASSERT_TRUE(Switch(overlays, "cp1").ok());
   ASSERT_TRUE(vm_->PowerOff().ok());
   vm_.reset();
   auto chain = img_.Chain(overlays[0].path);
@@ -102,11 +116,12 @@ TEST_F(QemuDriverTest, FailedTransactionSwitchesNothing) {
   auto overlays = MakeOverlays("s1");
   ASSERT_TRUE(vm_->OpenOverlays(overlays, Soon()).ok());
   // The same overlay twice: QEMU refuses the second action, so neither applies.
-  Status s =
-      vm_->SwitchToOverlays({overlays[0], overlays[1], {0, overlays[0].path, "s1"}}, "", Soon());
+  Status s = Switch({overlays[0], overlays[1], {0, overlays[0].path, "s1"}}, "");
   EXPECT_EQ(s.code(), Code::kFailed) << s.ToString();
   EXPECT_EQ(*vm_->ActiveImages(Soon()), spec_.disks);
-  EXPECT_TRUE(vm_->CloseOverlays(overlays, Soon()).ok());
+  EXPECT_TRUE(vm_->RevertOverlays(overlays).ok()) << "closes the unused overlay nodes";
+  // Closed: the same node names can be opened again.
+  EXPECT_TRUE(vm_->OpenOverlays(overlays, Soon()).ok());
 }
 
 TEST_F(QemuDriverTest, AttachReachesARunningVmThroughItsMonitor) {

@@ -102,11 +102,6 @@ Status QemuVm::OpenOverlays(const std::vector<Overlay>& overlays, Deadline deadl
   return Status::Ok();
 }
 
-Status QemuVm::CloseOverlays(const std::vector<Overlay>& overlays, Deadline deadline) {
-  std::lock_guard lock(mu_);
-  return CloseOverlaysLocked(overlays, deadline);
-}
-
 Status QemuVm::CloseOverlaysLocked(const std::vector<Overlay>& overlays, Deadline deadline) {
   VMG_ASSIGN_OR_RETURN(auto names, qmp::QueryNodeNames(*qmp_, deadline));
   VMG_ASSIGN_OR_RETURN(auto disks, QueryDisks(deadline));
@@ -139,15 +134,6 @@ Result<std::vector<Json>> QemuVm::SwitchActions(const std::vector<Overlay>& over
     for (const auto& o : overlays) actions.push_back(qmp::BitmapAddAction(OverlayNode(o), bitmap));
   }
   return actions;
-}
-
-Status QemuVm::SwitchToOverlays(const std::vector<Overlay>& overlays, const std::string& bitmap,
-                                Deadline deadline) {
-  std::lock_guard lock(mu_);
-  VMG_ASSIGN_OR_RETURN(auto actions, SwitchActions(overlays, bitmap));
-  VMG_RETURN_IF_ERROR(qmp::Transaction(*qmp_, actions, deadline));
-  for (const auto& o : overlays) active_nodes_[o.disk] = OverlayNode(o);
-  return Status::Ok();
 }
 
 Status QemuVm::SendSwitch(const std::vector<Overlay>& overlays, const std::string& bitmap,

@@ -21,9 +21,6 @@ class QemuVm final : public Vm {
   Status Pause(Deadline deadline) override;
   Status Resume(Deadline deadline) override;
   Status OpenOverlays(const std::vector<Overlay>& overlays, Deadline deadline) override;
-  Status CloseOverlays(const std::vector<Overlay>& overlays, Deadline deadline) override;
-  Status SwitchToOverlays(const std::vector<Overlay>& overlays, const std::string& bitmap,
-                          Deadline deadline) override;
   Status SendSwitch(const std::vector<Overlay>& overlays, const std::string& bitmap, bool pause,
                     Deadline deadline) override;
   Status AwaitSwitch(Deadline deadline, bool* paused) override;
