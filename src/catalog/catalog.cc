@@ -20,6 +20,16 @@ std::vector<std::string> FromJson(const std::string& s) {
   return out;
 }
 
+// The first column of every row of `q`, as text.
+Result<std::vector<std::string>> Texts(Stmt& q) {
+  std::vector<std::string> out;
+  while (true) {
+    VMG_ASSIGN_OR_RETURN(bool row, q.Step());
+    if (!row) return out;
+    out.push_back(q.Text(0));
+  }
+}
+
 Status NotFoundIfUnchanged(Db& db, const std::string& what) {
   return db.Changes() == 0 ? Status::NotFound(what + " does not exist") : Status::Ok();
 }
@@ -62,6 +72,17 @@ Status Catalog::Migrate() {
     VMG_RETURN_IF_ERROR(txn.Commit());
   }
   return Status::Ok();
+}
+
+template <typename T>
+Result<std::vector<T>> Catalog::LoadEach(Stmt& ids, Result<T> (Catalog::*get)(const std::string&)) {
+  VMG_ASSIGN_OR_RETURN(auto all, Texts(ids));
+  std::vector<T> out;
+  for (const auto& id : all) {
+    VMG_ASSIGN_OR_RETURN(T record, (this->*get)(id));
+    out.push_back(std::move(record));
+  }
+  return out;
 }
 
 Result<int> Catalog::SchemaVersion() {
@@ -127,11 +148,7 @@ Result<VmRecord> Catalog::GetVmLocked(const std::string& id) {
   vm.current_snapshot = q.Text(10);
   VMG_ASSIGN_OR_RETURN(Stmt d, db_->Prepare("SELECT image FROM disks WHERE vm_id=?1 ORDER BY idx"));
   d.Bind(1, id);
-  while (true) {
-    VMG_ASSIGN_OR_RETURN(bool more, d.Step());
-    if (!more) break;
-    vm.disks.push_back(d.Text(0));
-  }
+  VMG_ASSIGN_OR_RETURN(vm.disks, Texts(d));
   return vm;
 }
 
@@ -143,14 +160,7 @@ Result<VmRecord> Catalog::GetVm(const std::string& id) {
 Result<std::vector<VmRecord>> Catalog::ListVms() {
   std::lock_guard lock(mu_);
   VMG_ASSIGN_OR_RETURN(Stmt q, db_->Prepare("SELECT id FROM vms ORDER BY name, id"));
-  std::vector<VmRecord> out;
-  while (true) {
-    VMG_ASSIGN_OR_RETURN(bool row, q.Step());
-    if (!row) break;
-    VMG_ASSIGN_OR_RETURN(VmRecord vm, GetVmLocked(q.Text(0)));
-    out.push_back(std::move(vm));
-  }
-  return out;
+  return LoadEach(q, &Catalog::GetVmLocked);
 }
 
 Status Catalog::SetVmPower(const std::string& id, Power power, int pid) {
@@ -197,11 +207,7 @@ Result<CollectionRecord> Catalog::GetCollectionLocked(const std::string& id) {
       db_->Prepare(
           "SELECT member_id FROM collection_members WHERE collection_id=?1 ORDER BY position"));
   m.Bind(1, id);
-  while (true) {
-    VMG_ASSIGN_OR_RETURN(bool more, m.Step());
-    if (!more) break;
-    c.members.push_back(m.Text(0));
-  }
+  VMG_ASSIGN_OR_RETURN(c.members, Texts(m));
   return c;
 }
 
@@ -213,14 +219,7 @@ Result<CollectionRecord> Catalog::GetCollection(const std::string& id) {
 Result<std::vector<CollectionRecord>> Catalog::ListCollections() {
   std::lock_guard lock(mu_);
   VMG_ASSIGN_OR_RETURN(Stmt q, db_->Prepare("SELECT id FROM collections ORDER BY created_us, id"));
-  std::vector<CollectionRecord> out;
-  while (true) {
-    VMG_ASSIGN_OR_RETURN(bool row, q.Step());
-    if (!row) break;
-    VMG_ASSIGN_OR_RETURN(CollectionRecord c, GetCollectionLocked(q.Text(0)));
-    out.push_back(std::move(c));
-  }
-  return out;
+  return LoadEach(q, &Catalog::GetCollectionLocked);
 }
 
 Status Catalog::RenameCollection(const std::string& id, const std::string& name) {
@@ -266,13 +265,7 @@ Result<std::vector<std::string>> Catalog::CollectionsOf(const std::string& membe
   VMG_ASSIGN_OR_RETURN(Stmt q, db_->Prepare("SELECT collection_id FROM collection_members WHERE "
                                             "member_id=?1 ORDER BY collection_id"));
   q.Bind(1, member_id);
-  std::vector<std::string> out;
-  while (true) {
-    VMG_ASSIGN_OR_RETURN(bool row, q.Step());
-    if (!row) break;
-    out.push_back(q.Text(0));
-  }
-  return out;
+  return Texts(q);
 }
 
 // ---- Snapshots ----
@@ -413,14 +406,7 @@ Result<std::vector<SnapshotRecord>> Catalog::ListSnapshots(const std::string& co
       db_->Prepare(
           "SELECT id FROM snapshots WHERE ?1='' OR collection_id=?1 ORDER BY created_us, rowid"));
   q.Bind(1, collection_id);
-  std::vector<SnapshotRecord> out;
-  while (true) {
-    VMG_ASSIGN_OR_RETURN(bool row, q.Step());
-    if (!row) break;
-    VMG_ASSIGN_OR_RETURN(SnapshotRecord s, GetSnapshotLocked(q.Text(0)));
-    out.push_back(std::move(s));
-  }
-  return out;
+  return LoadEach(q, &Catalog::GetSnapshotLocked);
 }
 
 // ---- Jobs ----

@@ -72,6 +72,9 @@ class Catalog {
   Result<CollectionRecord> GetCollectionLocked(const std::string& id);
   Result<SnapshotRecord> GetSnapshotLocked(const std::string& id);
   Result<JobRecord> ReadJob(Stmt& q);
+  // Loads, with `get`, the record of each id that the query `ids` selects.
+  template <typename T>
+  Result<std::vector<T>> LoadEach(Stmt& ids, Result<T> (Catalog::*get)(const std::string&));
 
   std::mutex mu_;
   std::unique_ptr<Db> db_;  // guarded by mu_
