@@ -34,10 +34,16 @@ TEST(EnvTest, SpawnKillAndWaitGone) {
   auto pid = env->Spawn({"sh", "-c", "echo started; exec sleep 30"}, {.log_path = log});
   ASSERT_TRUE(pid.ok()) << pid.status().ToString();
   EXPECT_TRUE(env->IsAlive(*pid));
+  // The child's output reaches the log (wait for it: the child runs on its own).
+  const auto deadline = Clock::now() + std::chrono::seconds(10);
+  while (env->ReadFile(log).value_or("") != "started\n" && Clock::now() < deadline) {
+    env->SleepFor(std::chrono::milliseconds(5));
+  }
   ASSERT_TRUE(env->Kill(*pid, SIGKILL).ok());
   EXPECT_TRUE(env->WaitGone(*pid, std::chrono::seconds(5)).ok());
   EXPECT_FALSE(env->IsAlive(*pid));
-  EXPECT_TRUE(env->FileExists(log));
+  EXPECT_EQ(env->ReadFile(log).value_or(""), "started\n");
+  EXPECT_EQ(env->ReadFile(std::string(dir) + "/none").status().code(), Code::kFileNotFound);
   EXPECT_TRUE(env->RemoveFile(log).ok());
   EXPECT_TRUE(env->RemoveFile(log).ok()) << "removing a missing file is OK";
   EXPECT_FALSE(env->FileExists(log));

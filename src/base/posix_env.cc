@@ -12,6 +12,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 #include <thread>
 
 #include "base/env.h"
@@ -66,6 +67,17 @@ class PosixEnv final : public Env {
     std::filesystem::create_directories(path, ec);
     if (ec) return Status::IoError("cannot create directory " + path + ": " + ec.message());
     return Status::Ok();
+  }
+
+  Result<std::string> ReadFile(const std::string& path) override {
+    std::ifstream f(path, std::ios::binary);
+    if (!f) {
+      if (errno == ENOENT) return Status::FileNotFound(path + " does not exist");
+      return Status::IoError(Errno("cannot read " + path));
+    }
+    std::stringstream ss;
+    ss << f.rdbuf();
+    return ss.str();
   }
 
   Result<std::vector<std::string>> ListDir(const std::string& path) override {

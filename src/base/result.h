@@ -27,6 +27,8 @@ class [[nodiscard]] Result {
   const T& value() const& { return std::get<T>(v_); }
   // By value, so `for (auto& x : *Make())` does not dangle into a temporary.
   T value() && { return std::get<T>(std::move(v_)); }
+  // The value, or `fallback` when there is none.
+  T value_or(T fallback) const& { return ok() ? value() : std::move(fallback); }
   T* operator->() { return &value(); }
   const T* operator->() const { return &value(); }
   T& operator*() & { return value(); }

@@ -1,5 +1,6 @@
 #include "engine/snapshot_engine.h"
 
+#include <ctime>
 #include <thread>
 
 #include "base/ids.h"
@@ -24,6 +25,17 @@ Status ParallelFor(size_t n, Fn fn) {
   for (auto& t : threads) t.join();
   for (auto& s : results) VMG_RETURN_IF_ERROR(s);
   return Status::Ok();
+}
+
+// "2026-11-24 20:05:31 UTC": the default name of a snapshot, as Hyper-V names
+// checkpoints after their time.
+std::string UtcTime(int64_t us) {
+  std::time_t t = static_cast<std::time_t>(us / 1'000'000);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%S UTC", &tm);
+  return buf;
 }
 
 }  // namespace
@@ -134,10 +146,11 @@ Result<catalog::SnapshotRecord> SnapshotEngine::Create(const SnapshotRequest& re
     member_ids.push_back(NewGuid());
   }
   const std::string id = NewGuid();
+  const int64_t now_us = env_->NowMicros();
   const std::string name =
-      request.name.empty() ? checked.collection.name + " snapshot" : request.name;
+      request.name.empty() ? checked.collection.name + " - " + UtcTime(now_us) : request.name;
   catalog::SnapshotRecord s = PlanSnapshot(id, "s" + id.substr(0, 8), checked.collection.id, name,
-                                           request.type, env_->NowMicros(), planned, member_ids);
+                                           request.type, now_us, planned, member_ids);
   for (const auto& vm : checked.vms) VMG_RETURN_IF_ERROR(env_->CreateDirs(vms_->RunDir(vm.id)));
   VMG_RETURN_IF_ERROR(catalog_->InsertSnapshot(s));
   if (Status f = env_->Hit(fault::kIntentRecorded, id); !f.ok()) return Abandon(s, f);

@@ -29,7 +29,7 @@ struct SnapshotOptions {
 struct SnapshotRequest {
   std::string collection_id;
   int type = 2;      // SnapshotType (snapshot_plan.h)
-  std::string name;  // ElementName; a default is made from the collection's name
+  std::string name;  // ElementName; default "<collection name> - <UTC time>"
 };
 
 class SnapshotEngine {

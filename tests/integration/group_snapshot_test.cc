@@ -26,6 +26,7 @@ TEST_F(GroupSnapshotTest, SnapshotOfRunningGroupSwitchesEveryDiskAtOnce) {
   auto snap = engine_->snapshots().Create({.collection_id = g.collection_id, .type = 2});
   ASSERT_TRUE(snap.ok()) << snap.status().ToString();
   EXPECT_EQ(snap->state, catalog::SnapshotState::kComplete);
+  EXPECT_EQ(snap->name.rfind("web - 20", 0), 0u) << snap->name;
   EXPECT_GT(snap->pause_window_us, 0);
   ASSERT_EQ(snap->members.size(), 3u);
   int64_t first_cut = INT64_MAX, last_cut = 0;

@@ -116,7 +116,7 @@ Result<std::unique_ptr<Vm>> QemuDriver::Start(const VmSpec& spec) {
 }
 
 Result<std::unique_ptr<Vm>> QemuDriver::Attach(const VmSpec& spec, int pid) {
-  if (!env_->IsAlive(pid)) {
+  if (!env_->IsAlive(pid) || !IsQemuOf(env_, pid, spec.uuid)) {
     return Status::Unavailable("QEMU of VM " + spec.name + " (pid " + std::to_string(pid) +
                                ") is not running");
   }

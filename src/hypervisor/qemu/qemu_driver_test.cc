@@ -4,7 +4,9 @@
 
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <unistd.h>
 
+#include "hypervisor/qemu/qemu_vm.h"
 #include "storage/qemu_img.h"
 #include "testing/temp_dir.h"
 
@@ -133,6 +135,15 @@ TEST_F(QemuDriverTest, AttachReachesARunningVmThroughItsMonitor) {
   ASSERT_TRUE(again.ok()) << again.status().ToString();
   vm_ = std::move(again).value();
   EXPECT_EQ(*vm_->State(Soon()), RunState::kPaused);
+}
+
+TEST_F(QemuDriverTest, AttachRefusesAPidThatIsNotThisVmsQemu) {
+  StartVm();
+  VmSpec other = spec_;
+  other.uuid = "5c2f3c8e-1111-4a4a-8b8b-000000000002";
+  EXPECT_EQ(driver_.Attach(other, vm_->pid()).status().code(), Code::kUnavailable);
+  EXPECT_EQ(driver_.Attach(spec_, ::getpid()).status().code(), Code::kUnavailable);
+  EXPECT_TRUE(IsQemuOf(Env::Default(), vm_->pid(), spec_.uuid));
 }
 
 TEST_F(QemuDriverTest, DeadQemuIsUnavailable) {

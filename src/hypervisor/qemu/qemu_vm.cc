@@ -20,6 +20,13 @@ std::string DiskDevice(size_t i) {
 
 }  // namespace
 
+bool IsQemuOf(Env* env, int pid, const std::string& uuid) {
+  auto cmdline = env->ReadFile("/proc/" + std::to_string(pid) + "/cmdline");
+  if (!cmdline.ok()) return false;
+  const std::string needle = std::string("-uuid") + '\0' + uuid + '\0';
+  return cmdline->find(needle) != std::string::npos;
+}
+
 std::string OverlayNode(const Overlay& o) { return "d" + std::to_string(o.disk) + "-" + o.tag; }
 std::string OverlayFileNode(const Overlay& o) { return "f" + std::to_string(o.disk) + "-" + o.tag; }
 
@@ -222,6 +229,8 @@ Status QemuVm::PowerOff() {
   // A quit that fails because QEMU is already gone is fine; WaitGone decides.
   (void)qmp::Quit(*qmp_, Clock::now() + std::chrono::seconds(5));
   if (env_->WaitGone(pid_, std::chrono::seconds(10)).ok()) return Status::Ok();
+  // Never kill a process that merely inherited the PID.
+  if (!IsQemuOf(env_, pid_, spec_.uuid)) return Status::Ok();
   VMG_RETURN_IF_ERROR(env_->Kill(pid_, SIGKILL));
   return env_->WaitGone(pid_, std::chrono::seconds(10));
 }

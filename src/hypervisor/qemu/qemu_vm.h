@@ -54,6 +54,10 @@ class QemuVm final : public Vm {
   } pending_;
 };
 
+// True if process `pid` is the QEMU of the VM with this UUID (its command
+// line carries "-uuid <uuid>"): guards against a PID reused by the kernel.
+bool IsQemuOf(Env* env, int pid, const std::string& uuid);
+
 // Node names of an overlay (see qemu_driver.h).
 std::string OverlayNode(const Overlay& o);
 std::string OverlayFileNode(const Overlay& o);
