@@ -49,14 +49,14 @@ SnapshotEngine::SnapshotEngine(Env* env, catalog::Catalog* catalog, VmRegistry* 
       img_(env),
       options_(options) {}
 
-Status SnapshotEngine::CheckMember(const catalog::VmRecord& vm) {
+Result<std::shared_ptr<hypervisor::Vm>> SnapshotEngine::CheckMember(const catalog::VmRecord& vm) {
   for (size_t i = 0; i < vm.disks.size(); ++i) {
     if (!env_->FileExists(vm.disks[i])) {
       return Status::FileNotFound("VM " + vm.name + ": disk " + std::to_string(i) + " image " +
                                   vm.disks[i] + " is missing");
     }
   }
-  if (vm.power == catalog::Power::kOff) return Status::Ok();
+  if (vm.power == catalog::Power::kOff) return std::shared_ptr<hypervisor::Vm>();
   auto live = vms_->Live(vm.id);
   if (!live) return Status::InvalidState("VM " + vm.name + " is not attached; restart the service");
   auto state = live->State(env_->Now() + kCheckTimeout);
@@ -69,7 +69,7 @@ Status SnapshotEngine::CheckMember(const catalog::VmRecord& vm) {
     return Status::InvalidState("VM " + vm.name + " should be " + catalog::PowerName(vm.power) +
                                 " but is " + hypervisor::RunStateName(*state));
   }
-  return Status::Ok();
+  return live;
 }
 
 Result<SnapshotEngine::Checked> SnapshotEngine::Check(const SnapshotRequest& request) {
@@ -83,8 +83,9 @@ Result<SnapshotEngine::Checked> SnapshotEngine::Check(const SnapshotRequest& req
   }
   for (const auto& id : ids) {
     VMG_ASSIGN_OR_RETURN(catalog::VmRecord vm, catalog_->GetVm(id));
-    VMG_RETURN_IF_ERROR(CheckMember(vm));
+    VMG_ASSIGN_OR_RETURN(auto live, CheckMember(vm));
     c.vms.push_back(std::move(vm));
+    c.live.push_back(std::move(live));
   }
   return c;
 }
@@ -105,19 +106,18 @@ void SnapshotEngine::Release(const std::vector<catalog::VmRecord>& vms) {
   for (const auto& vm : vms) busy_.erase(vm.id);
 }
 
-Status SnapshotEngine::Prepare(const catalog::SnapshotRecord& s,
-                               const std::vector<catalog::VmRecord>& vms) {
+Status SnapshotEngine::Prepare(const catalog::SnapshotRecord& s, const Checked& checked) {
   return ParallelFor(s.members.size(), [&](size_t i) -> Status {
     const catalog::MemberSnapshot& m = s.members[i];
-    const std::string what = "member " + vms[i].name;
+    const std::string what = "member " + checked.vms[i].name;
     for (const auto& d : m.disks) {
       VMG_RETURN_IF_ERROR(img_.CreateOverlay(d.frozen_image, d.overlay).Annotate(what));
     }
-    if (auto live = vms_->Live(m.vm_id); live && m.power_at_cut != catalog::Power::kOff) {
+    if (const auto& live = checked.live[i]) {
       VMG_RETURN_IF_ERROR(
           live->OpenOverlays(OverlaysOf(m, s.tag), env_->Now() + kPrepareTimeout).Annotate(what));
     }
-    return env_->Hit(fault::kMemberPrepared, vms[i].name).Annotate(what);
+    return env_->Hit(fault::kMemberPrepared, checked.vms[i].name).Annotate(what);
   });
 }
 
@@ -156,7 +156,7 @@ Result<catalog::SnapshotRecord> SnapshotEngine::Create(const SnapshotRequest& re
   if (Status f = env_->Hit(fault::kIntentRecorded, id); !f.ok()) return Abandon(s, f);
 
   // Prepare while the VMs run.
-  if (Status p = Prepare(s, checked.vms); !p.ok()) return Abandon(s, p);
+  if (Status p = Prepare(s, checked); !p.ok()) return Abandon(s, p);
   if (Status f = env_->Hit(fault::kPrepared, id); !f.ok()) return Abandon(s, f);
 
   // Cut.
@@ -164,9 +164,9 @@ Result<catalog::SnapshotRecord> SnapshotEngine::Create(const SnapshotRequest& re
   std::vector<size_t> cut_index;  // member index of each cut entry
   for (size_t i = 0; i < s.members.size(); ++i) {
     const auto& m = s.members[i];
-    if (m.power_at_cut == catalog::Power::kOff) continue;
-    cut.push_back({checked.vms[i].name, vms_->Live(m.vm_id),
-                   m.power_at_cut == catalog::Power::kRunning, OverlaysOf(m, s.tag)});
+    if (!checked.live[i]) continue;  // off: its commit is its cut
+    cut.push_back({checked.vms[i].name, checked.live[i], m.power_at_cut == catalog::Power::kRunning,
+                   OverlaysOf(m, s.tag)});
     cut_index.push_back(i);
   }
   CutOutcome outcome = ExecuteCut(env_, cut, BitmapFor(s.type, s.tag), options_.pause_deadline);

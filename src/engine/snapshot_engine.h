@@ -55,10 +55,13 @@ class SnapshotEngine {
   struct Checked {
     catalog::CollectionRecord collection;
     std::vector<catalog::VmRecord> vms;
+    // The live VM of each member that runs or is paused (null when off),
+    // taken once: a VM stopped meanwhile fails its calls instead of vanishing.
+    std::vector<std::shared_ptr<hypervisor::Vm>> live;
   };
   Result<Checked> Check(const SnapshotRequest& request);
-  Status CheckMember(const catalog::VmRecord& vm);
-  Status Prepare(const catalog::SnapshotRecord& s, const std::vector<catalog::VmRecord>& vms);
+  Result<std::shared_ptr<hypervisor::Vm>> CheckMember(const catalog::VmRecord& vm);
+  Status Prepare(const catalog::SnapshotRecord& s, const Checked& checked);
   Status Claim(const std::vector<catalog::VmRecord>& vms);
   void Release(const std::vector<catalog::VmRecord>& vms);
   // Undoes `s` and returns `cause`, with any undo failure appended.

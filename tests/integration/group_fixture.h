@@ -6,6 +6,7 @@
 
 #include <gtest/gtest.h>
 
+#include <functional>
 #include <memory>
 #include <set>
 
@@ -14,6 +15,22 @@
 #include "testing/tiny_vms.h"
 
 namespace vmgroup::integration {
+
+// Runs `fn(subject)` whenever the engine reaches fault point `point`; its
+// status is the point's (an error fails that step).
+class OnPointEnv : public EnvWrapper {
+ public:
+  using Fn = std::function<Status(std::string_view subject)>;
+  OnPointEnv(std::string_view point, Fn fn)
+      : EnvWrapper(Env::Default()), point_(point), fn_(std::move(fn)) {}
+  Status Hit(std::string_view point, std::string_view subject) override {
+    return point == point_ ? fn_(subject) : Status::Ok();
+  }
+
+ private:
+  std::string point_;
+  Fn fn_;
+};
 
 class GroupFixture : public ::testing::Test {
  protected:

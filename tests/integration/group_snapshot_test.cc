@@ -79,26 +79,15 @@ TEST_F(GroupSnapshotTest, RecoverySnapshotLeavesAPersistentBitmapOnEachOverlay) 
   }
 }
 
-// Fails the named step of one member, as a QEMU error would.
-class FailMemberEnv : public EnvWrapper {
- public:
-  FailMemberEnv(std::string_view point, std::string member)
-      : EnvWrapper(Env::Default()), point_(point), member_(std::move(member)) {}
-  Status Hit(std::string_view point, std::string_view subject) override {
-    if (point == point_ && subject == member_) return Status::Failed("injected failure");
-    return Status::Ok();
-  }
-
- private:
-  std::string point_, member_;
-};
-
 class InjectedFailureTest : public GroupSnapshotTest,
                             public ::testing::WithParamInterface<std::string_view> {};
 
 TEST_P(InjectedFailureTest, OneFailingMemberLeavesEveryChainExactlyAsBefore) {
   auto g = MakeGroup("app", 3);
-  OpenEngine({}, std::make_unique<FailMemberEnv>(GetParam(), "app1"));
+  // Fails the step of member app1, as a QEMU error would.
+  OpenEngine({}, std::make_unique<OnPointEnv>(GetParam(), [](std::string_view member) {
+               return member == "app1" ? Status::Failed("injected failure") : Status::Ok();
+             }));
   std::map<std::string, std::vector<std::vector<std::string>>> chains;
   std::map<std::string, std::set<std::string>> files;
   for (const auto& id : g.vm_ids) {
@@ -138,19 +127,10 @@ TEST_F(GroupSnapshotTest, AMemberWhoseQemuDiesMidSnapshotFailsItCleanly) {
   auto g = MakeGroup("dies", 3);
   const int victim = Vm(g.vm_ids[1]).pid;
   // Kill member 1's QEMU once every overlay is prepared: its pause fails.
-  class KillEnv : public EnvWrapper {
-   public:
-    explicit KillEnv(int pid) : EnvWrapper(Env::Default()), pid_(pid) {}
-    Status Hit(std::string_view point, std::string_view) override {
-      if (point == engine::fault::kPrepared) {
-        (void)Kill(pid_, SIGKILL);
-        (void)WaitGone(pid_, std::chrono::seconds(10));
-      }
-      return Status::Ok();
-    }
-    int pid_;
-  };
-  OpenEngine({}, std::make_unique<KillEnv>(victim));
+  OpenEngine({}, std::make_unique<OnPointEnv>(engine::fault::kPrepared, [victim](auto) {
+               (void)Env::Default()->Kill(victim, SIGKILL);
+               return Env::Default()->WaitGone(victim, std::chrono::seconds(10));
+             }));
   auto chains0 = Chains(g.vm_ids[0]);
 
   auto snap = engine_->snapshots().Create({.collection_id = g.collection_id});
@@ -274,32 +254,42 @@ TEST_F(GroupSnapshotTest, ASnapshotOverlappingOneInProgressIsRefusedAsBusy) {
   ASSERT_TRUE(other.ok());
   ASSERT_TRUE(engine_->collections().AddMember(g.vm_ids[1], *other).ok());
   // Holds the first snapshot once its overlays are prepared.
-  class HoldEnv : public EnvWrapper {
-   public:
-    HoldEnv() : EnvWrapper(Env::Default()) {}
-    Status Hit(std::string_view point, std::string_view) override {
-      if (point == engine::fault::kPrepared) {
-        reached.set_value();
-        release.get_future().wait();
-      }
-      return Status::Ok();
-    }
-    std::promise<void> reached, release;
-  };
-  auto hold = std::make_unique<HoldEnv>();
-  HoldEnv& env = *hold;
-  OpenEngine({}, std::move(hold));
+  std::promise<void> reached, release;
+  std::shared_future<void> released = release.get_future().share();
+  OpenEngine({}, std::make_unique<OnPointEnv>(engine::fault::kPrepared, [&](auto) {
+               reached.set_value();
+               released.wait();
+               return Status::Ok();
+             }));
 
   Result<catalog::SnapshotRecord> first = Status::Internal("not run");
   std::thread t([&] { first = engine_->snapshots().Create({.collection_id = g.collection_id}); });
-  env.reached.get_future().wait();
+  reached.get_future().wait();
   auto second = engine_->snapshots().Create({.collection_id = *other});
-  env.release.set_value();
+  release.set_value();
   t.join();
   EXPECT_EQ(second.status().code(), Code::kBusy) << second.status().ToString();
   EXPECT_NE(second.status().message().find("busy1"), std::string::npos);
   EXPECT_TRUE(first.ok()) << first.status().ToString();
   EXPECT_EQ(engine_->catalog().ListSnapshots()->size(), 1u);
+}
+
+TEST_F(GroupSnapshotTest, AMemberStoppedDuringTheSnapshotFailsItCleanly) {
+  auto g = MakeGroup("stop", 3);
+  auto chains = Chains(g.vm_ids[0]);
+  const std::string victim = g.vm_ids[1];
+  // The operator powers member 1 off after the checks passed.
+  OpenEngine({}, std::make_unique<OnPointEnv>(engine::fault::kIntentRecorded,
+                                              [&](auto) { return engine_->vms().Stop(victim); }));
+  auto snap = engine_->snapshots().Create({.collection_id = g.collection_id});
+  ASSERT_FALSE(snap.ok());
+  EXPECT_NE(snap.status().message().find("stop1"), std::string::npos) << snap.status().message();
+  EXPECT_TRUE(engine_->catalog().ListSnapshots()->empty());
+  EXPECT_EQ(Chains(g.vm_ids[0]), chains);
+  EXPECT_EQ(LiveState(g.vm_ids[0]), RunState::kRunning);
+  EXPECT_EQ(LiveState(g.vm_ids[2]), RunState::kRunning);
+  EXPECT_EQ(Vm(victim).power, Power::kOff);
+  for (const auto& id : g.vm_ids) ExpectCatalogMatchesDisk(id);
 }
 
 }  // namespace
