@@ -45,9 +45,10 @@ Result<int64_t> GapFreePrefix(const std::string& image, const std::string& scrat
   auto r = Env::Default()->Run({"qemu-img", "convert", "-U", "-O", "raw", image, scratch});
   if (!r.ok()) return r.status();
   if (r->exit_code != 0) return Status::IoError("qemu-img convert: " + r->err);
-  std::ifstream f(scratch, std::ios::binary);
-  std::string data((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-  Env::Default()->RemoveFile(scratch).ok();
+  auto raw = Env::Default()->ReadFile(scratch);
+  (void)Env::Default()->RemoveFile(scratch);
+  if (!raw.ok()) return raw.status();
+  const std::string& data = *raw;
   const size_t sectors = data.size() / 512;
   int64_t k = 0;
   char want[32];
