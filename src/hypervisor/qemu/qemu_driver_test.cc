@@ -120,6 +120,8 @@ TEST_F(QemuDriverTest, FailedTransactionSwitchesNothing) {
   // The same overlay twice: QEMU refuses the second action, so neither applies.
   Status s = Switch({overlays[0], overlays[1], {0, overlays[0].path, "s1"}}, "");
   EXPECT_EQ(s.code(), Code::kFailed) << s.ToString();
+  // QEMU's own explanation reaches the caller, prefixed with the command.
+  EXPECT_NE(s.message().find("transaction: Node 'd0' is busy"), std::string::npos) << s.message();
   EXPECT_EQ(*vm_->ActiveImages(Soon()), spec_.disks);
   EXPECT_TRUE(vm_->RevertOverlays(overlays).ok()) << "closes the unused overlay nodes";
   // Closed: the same node names can be opened again.
