@@ -10,6 +10,7 @@ declare -A allowed=(
   [hypervisor]="base storage hypervisor"
   [catalog]="base catalog"
   [engine]="base storage hypervisor catalog engine"
+  [cim]="base cim"
 )
 status=0
 for layer in "${!allowed[@]}"; do

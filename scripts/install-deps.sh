@@ -7,7 +7,7 @@ set -euo pipefail
 packages=(
   build-essential cmake ninja-build pkg-config
   qemu-system-x86 qemu-utils
-  libsqlite3-dev nlohmann-json3-dev libgtest-dev
+  libsqlite3-dev nlohmann-json3-dev libgtest-dev libpugixml-dev
   libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients libvirt-dev
   cpio gzip e2fsprogs clang-format git
 )

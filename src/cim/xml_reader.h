@@ -1,0 +1,55 @@
+// Reading CIM-XML (DSP0200/DSP0201): operation requests, embedded instances
+// and the CIMObject header. Lenient where clients are known to differ: any
+// reference form (INSTANCEPATH, LOCALINSTANCEPATH, INSTANCENAME, class
+// paths), PARAMVALUE with or without PARAMTYPE, percent-escaped or raw
+// CIMObject values.
+#pragma once
+
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+#include "base/result.h"
+#include "cim/model.h"
+
+namespace vmgroup::cim {
+
+// A parameter of a call: IPARAMVALUE (intrinsic) or PARAMVALUE (extrinsic).
+struct Param {
+  std::string name;
+  std::string paramtype;  // PARAMTYPE when the client sent one
+  Value value;
+};
+
+struct Request {
+  std::string message_id;
+  bool intrinsic = true;
+  std::string method;  // IMETHODCALL or METHODCALL NAME
+  // Intrinsic: the namespace. Extrinsic: the instance (or class) the method
+  // is invoked on, with its namespace.
+  ObjectPath target;
+  std::vector<Param> params;
+
+  // The parameter named `name` (case-insensitive), or null.
+  const Param* Find(std::string_view name) const;
+};
+
+// Why a request could not be read, as DSP0200's CIMError header names it.
+struct RequestError {
+  std::string cim_error;  // "request-not-well-formed", "request-not-valid", ...
+  std::string detail;     // for a person
+};
+
+std::variant<Request, RequestError> ParseRequest(std::string_view body);
+
+// An embedded instance (e.g. SnapshotSettings): an XML <INSTANCE> document.
+// InvalidArgument with the reason when it is not one.
+Result<Instance> ParseEmbeddedInstance(std::string_view xml);
+
+// The CIMObject header: percent-decoded, then "ns" or "ns:Class[.k=v,...]".
+Result<ObjectPath> ParseCimObjectHeader(std::string_view header);
+
+std::string PercentDecode(std::string_view s);
+
+}  // namespace vmgroup::cim
