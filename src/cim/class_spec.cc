@@ -41,26 +41,13 @@ Status CheckInteger(std::string_view type, std::string_view text) {
 
 }  // namespace
 
-const ParamSpec* MethodSpec::Param(std::string_view n) const {
-  for (const auto& p : params) {
-    if (NameEquals(p.name, n)) return &p;
-  }
-  return nullptr;
-}
+const ParamSpec* MethodSpec::Param(std::string_view n) const { return FindByName(params, n); }
 
 const PropertySpec* ClassSpec::Property(std::string_view n) const {
-  for (const auto& p : properties) {
-    if (NameEquals(p.name, n)) return &p;
-  }
-  return nullptr;
+  return FindByName(properties, n);
 }
 
-const MethodSpec* ClassSpec::Method(std::string_view n) const {
-  for (const auto& m : methods) {
-    if (NameEquals(m.name, n)) return &m;
-  }
-  return nullptr;
-}
+const MethodSpec* ClassSpec::Method(std::string_view n) const { return FindByName(methods, n); }
 
 void ClassRegistry::Add(ClassSpec spec) {
   std::string key = Lower(spec.name);

@@ -21,18 +21,8 @@ std::string ObjectPath::Namespace() const {
   return out;
 }
 
-const KeyBinding* ObjectPath::Key(std::string_view name) const {
-  for (const auto& k : keys) {
-    if (NameEquals(k.name, name)) return &k;
-  }
-  return nullptr;
-}
+const KeyBinding* ObjectPath::Key(std::string_view name) const { return FindByName(keys, name); }
 
-const Property* Instance::Find(std::string_view name) const {
-  for (const auto& p : properties) {
-    if (NameEquals(p.name, name)) return &p;
-  }
-  return nullptr;
-}
+const Property* Instance::Find(std::string_view name) const { return FindByName(properties, name); }
 
 }  // namespace vmgroup::cim

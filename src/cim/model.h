@@ -3,6 +3,7 @@
 // declarations (services/) give them their types when a request is checked.
 #pragma once
 
+#include <iterator>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -65,5 +66,14 @@ struct Instance {
 
 // True if two CIM names are equal ignoring ASCII case.
 bool NameEquals(std::string_view a, std::string_view b);
+
+// The element of `items` whose `name` equals `name` as CIM names compare, or null.
+template <typename Items>
+auto FindByName(Items& items, std::string_view name) -> decltype(&*std::begin(items)) {
+  for (auto& item : items) {
+    if (NameEquals(item.name, name)) return &item;
+  }
+  return nullptr;
+}
 
 }  // namespace vmgroup::cim

@@ -128,12 +128,7 @@ RequestError NotValid(std::string detail) { return {"request-not-valid", std::mo
 
 }  // namespace
 
-const Param* Request::Find(std::string_view name) const {
-  for (const auto& p : params) {
-    if (NameEquals(p.name, name)) return &p;
-  }
-  return nullptr;
-}
+const Param* Request::Find(std::string_view name) const { return FindByName(params, name); }
 
 std::variant<Request, RequestError> ParseRequest(std::string_view body) {
   pugi::xml_document doc;
