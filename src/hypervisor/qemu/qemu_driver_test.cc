@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "hypervisor/qemu/qemu_vm.h"
+#include "hypervisor/qemu/qmp_commands.h"
 #include "storage/qemu_img.h"
 #include "testing/temp_dir.h"
 
@@ -137,6 +138,28 @@ TEST_F(QemuDriverTest, AttachReachesARunningVmThroughItsMonitor) {
   ASSERT_TRUE(again.ok()) << again.status().ToString();
   vm_ = std::move(again).value();
   EXPECT_EQ(*vm_->State(Soon()), RunState::kPaused);
+}
+
+TEST_F(QemuDriverTest, RevertAdoptsAMergeLeftByADaemonThatDied) {
+  StartVm();
+  auto overlays = MakeOverlays("s1");
+  ASSERT_TRUE(vm_->OpenOverlays(overlays, Soon()).ok());
+  ASSERT_TRUE(Switch(overlays, "", /*pause=*/true).ok());
+  const int pid = vm_->pid();
+  vm_.reset();
+  {
+    // The dead daemon had started the revert of disk 0 and got no further.
+    auto qmp = QmpClient::Connect(QemuDriver::MonitorPath(spec_), Soon());
+    ASSERT_TRUE(qmp.ok()) << qmp.status().ToString();
+    ASSERT_TRUE(qmp::BlockCommitActive(**qmp, "revert-d0-s1", "d0-s1", Soon()).ok());
+  }
+  auto again = driver_.Attach(spec_, pid);
+  ASSERT_TRUE(again.ok()) << again.status().ToString();
+  vm_ = std::move(again).value();
+  Status r = vm_->RevertOverlays(overlays);
+  ASSERT_TRUE(r.ok()) << r.ToString();
+  EXPECT_EQ(*vm_->ActiveImages(Soon()), spec_.disks);
+  ASSERT_TRUE(vm_->Resume(Soon()).ok());
 }
 
 TEST_F(QemuDriverTest, AttachRefusesAPidThatIsNotThisVmsQemu) {

@@ -78,6 +78,10 @@ Result<std::vector<std::pair<std::string, std::string>>> QemuVm::QueryDisks(Dead
 
 Status QemuVm::RefreshActiveNodes(Deadline deadline) {
   std::lock_guard lock(mu_);
+  return RefreshActiveNodesLocked(deadline);
+}
+
+Status QemuVm::RefreshActiveNodesLocked(Deadline deadline) {
   VMG_ASSIGN_OR_RETURN(auto disks, QueryDisks(deadline));
   active_nodes_.clear();
   for (auto& d : disks) active_nodes_.push_back(d.first);
@@ -93,9 +97,7 @@ Status QemuVm::OpenOverlays(const std::vector<Overlay>& overlays, Deadline deadl
     }
   }
   // The switch must not spend pause time asking which node is on top.
-  VMG_ASSIGN_OR_RETURN(auto disks, QueryDisks(deadline));
-  active_nodes_.clear();
-  for (auto& d : disks) active_nodes_.push_back(d.first);
+  VMG_RETURN_IF_ERROR(RefreshActiveNodesLocked(deadline));
 
   for (size_t i = 0; i < overlays.size(); ++i) {
     const Overlay& o = overlays[i];
@@ -193,26 +195,26 @@ Status QemuVm::AwaitResume(Deadline deadline) {
 Status QemuVm::RevertOverlays(const std::vector<Overlay>& overlays) {
   std::lock_guard lock(mu_);
   const Deadline deadline = Clock::now() + kCleanupTimeout;
-  VMG_ASSIGN_OR_RETURN(auto disks, QueryDisks(deadline));
-  // Start every merge first, then wait: the disks commit in parallel.
+  auto JobOf = [](const Overlay& o) { return "revert-" + OverlayNode(o); };
+  // A revert left running by a daemon that died mid-revert is adopted, not
+  // started again (QEMU refuses a duplicate job id).
   std::vector<std::string> jobs;
   for (const auto& o : overlays) {
-    if (static_cast<size_t>(o.disk) >= disks.size() || disks[o.disk].first != OverlayNode(o)) {
-      continue;
-    }
-    std::string job = "revert-" + OverlayNode(o);
-    VMG_RETURN_IF_ERROR(qmp::BlockCommitActive(*qmp_, job, OverlayNode(o), deadline));
-    jobs.push_back(job);
+    VMG_ASSIGN_OR_RETURN(auto job, qmp::QueryJob(*qmp_, JobOf(o), deadline));
+    if (job) jobs.push_back(JobOf(o));
   }
-  for (const auto& job : jobs) {
-    VMG_RETURN_IF_ERROR(qmp::WaitJob(*qmp_, job, "ready", deadline));
-    VMG_RETURN_IF_ERROR(qmp::JobComplete(*qmp_, job, deadline));
-    VMG_RETURN_IF_ERROR(qmp::WaitJob(*qmp_, job, "concluded", deadline));
-    VMG_RETURN_IF_ERROR(qmp::JobDismiss(*qmp_, job, deadline));
+  // Start every missing merge first, then finish them all: the disks commit
+  // in parallel.
+  VMG_ASSIGN_OR_RETURN(auto disks, QueryDisks(deadline));
+  for (const auto& o : overlays) {
+    const bool active =
+        static_cast<size_t>(o.disk) < disks.size() && disks[o.disk].first == OverlayNode(o);
+    if (!active || std::find(jobs.begin(), jobs.end(), JobOf(o)) != jobs.end()) continue;
+    VMG_RETURN_IF_ERROR(qmp::BlockCommitActive(*qmp_, JobOf(o), OverlayNode(o), deadline));
+    jobs.push_back(JobOf(o));
   }
-  VMG_ASSIGN_OR_RETURN(disks, QueryDisks(deadline));
-  active_nodes_.clear();
-  for (auto& d : disks) active_nodes_.push_back(d.first);
+  for (const auto& job : jobs) VMG_RETURN_IF_ERROR(qmp::CompleteJob(*qmp_, job, deadline));
+  VMG_RETURN_IF_ERROR(RefreshActiveNodesLocked(deadline));
   return CloseOverlaysLocked(overlays, deadline);
 }
 

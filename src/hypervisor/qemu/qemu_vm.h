@@ -37,6 +37,7 @@ class QemuVm final : public Vm {
   // The active node and file of each disk, by disk index.
   Result<std::vector<std::pair<std::string, std::string>>> QueryDisks(Deadline deadline);
   Status CloseOverlaysLocked(const std::vector<Overlay>& overlays, Deadline deadline);
+  Status RefreshActiveNodesLocked(Deadline deadline);
   // The transaction actions that put `overlays` on top (and add `bitmap`).
   Result<std::vector<Json>> SwitchActions(const std::vector<Overlay>& overlays,
                                           const std::string& bitmap);

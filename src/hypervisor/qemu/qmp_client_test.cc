@@ -75,17 +75,21 @@ TEST(QmpClientTest, PeerClosingIsUnavailable) {
 }
 
 TEST(QmpClientTest, JobErrorIsReadFromQueryJobs) {
-  FakeQmpServer server(SocketPath(), [](const json& cmd) -> Lines {
+  std::vector<std::string> commands;
+  FakeQmpServer server(SocketPath(), [&](const json& cmd) -> Lines {
+    commands.push_back(cmd["execute"]);
     json jobs = json::array(
         {{{"id", "j1"}, {"status", "concluded"}, {"error", "vmstate device does not exist"}}});
     return std::vector<std::string>{FakeQmpServer::Reply(cmd, jobs)};
   });
   auto c = QmpClient::Connect(SocketPath(), In(5000));
   ASSERT_TRUE(c.ok());
-  Status s = qmp::WaitJob(**c, "j1", "concluded", In(5000));
+  Status s = qmp::CompleteJob(**c, "j1", In(5000));
   EXPECT_EQ(s.code(), Code::kFailed);
   EXPECT_NE(s.message().find("vmstate device does not exist"), std::string::npos);
-  EXPECT_EQ(qmp::WaitJob(**c, "other", "concluded", In(5000)).code(), Code::kNotFound);
+  EXPECT_EQ(commands, (std::vector<std::string>{"query-jobs", "job-dismiss"}))
+      << "a concluded job is dismissed, error or not";
+  EXPECT_EQ(qmp::CompleteJob(**c, "other", In(5000)).code(), Code::kNotFound);
 }
 
 TEST(QmpClientTest, NothingListeningIsUnavailableAfterTheDeadline) {

@@ -70,34 +70,33 @@ Status BlockCommitActive(QmpClient& c, const std::string& job_id, const std::str
       .status();
 }
 
-Status WaitJob(QmpClient& c, const std::string& job_id, const std::string& status, Deadline d) {
+Result<std::optional<JobInfo>> QueryJob(QmpClient& c, const std::string& job_id, Deadline d) {
+  VMG_ASSIGN_OR_RETURN(Json jobs, c.Execute("query-jobs", d));
+  for (const auto& j : jobs) {
+    if (j.value("id", "") != job_id) continue;
+    return std::optional<JobInfo>(JobInfo{j.value("status", ""), j.value("error", "")});
+  }
+  return std::optional<JobInfo>();
+}
+
+Status CompleteJob(QmpClient& c, const std::string& job_id, Deadline d) {
+  bool completed = false;
   while (true) {
-    VMG_ASSIGN_OR_RETURN(Json jobs, c.Execute("query-jobs", d));
-    bool found = false;
-    for (const auto& j : jobs) {
-      if (j.value("id", "") != job_id) continue;
-      found = true;
-      const std::string s = j.value("status", "");
-      if (s == "concluded" && j.contains("error")) {
-        return Status::Failed("job " + job_id + ": " + j["error"].get<std::string>());
-      }
-      if (s == status) return Status::Ok();
-      if (s == "concluded") {
-        return Status::Failed("job " + job_id + " concluded before reaching " + status);
-      }
+    VMG_ASSIGN_OR_RETURN(auto job, QueryJob(c, job_id, d));
+    if (!job) return Status::NotFound("QEMU has no job " + job_id);
+    if (job->status == "concluded") {
+      VMG_RETURN_IF_ERROR(c.Execute("job-dismiss", {{"id", job_id}}, d).status());
+      if (!job->error.empty()) return Status::Failed("job " + job_id + ": " + job->error);
+      return Status::Ok();
     }
-    if (!found) return Status::NotFound("QEMU has no job " + job_id);
-    if (Clock::now() >= d) return Status::Timeout("job " + job_id + " did not reach " + status);
+    if (job->status == "ready" && !completed) {
+      VMG_RETURN_IF_ERROR(c.Execute("job-complete", {{"id", job_id}}, d).status());
+      completed = true;
+      continue;
+    }
+    if (Clock::now() >= d) return Status::Timeout("job " + job_id + " did not finish in time");
     std::this_thread::sleep_for(std::chrono::milliseconds(2));
   }
-}
-
-Status JobComplete(QmpClient& c, const std::string& job_id, Deadline d) {
-  return c.Execute("job-complete", {{"id", job_id}}, d).status();
-}
-
-Status JobDismiss(QmpClient& c, const std::string& job_id, Deadline d) {
-  return c.Execute("job-dismiss", {{"id", job_id}}, d).status();
 }
 
 }  // namespace vmgroup::hypervisor::qemu::qmp

@@ -3,6 +3,7 @@
 // helpers and sent together by Transaction().
 #pragma once
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -44,11 +45,17 @@ std::pair<std::string, Json> TransactionCommand(const std::vector<Json>& actions
 // below it, as job `job_id`, not auto-dismissed.
 Status BlockCommitActive(QmpClient& c, const std::string& job_id, const std::string& top,
                          Deadline d);
-// Polls query-jobs until job `job_id` reaches `status` ("ready", "concluded").
-// Failed with the job's own error if it concluded with one (a command's empty
-// reply says nothing about how its job ends).
-Status WaitJob(QmpClient& c, const std::string& job_id, const std::string& status, Deadline d);
-Status JobComplete(QmpClient& c, const std::string& job_id, Deadline d);
-Status JobDismiss(QmpClient& c, const std::string& job_id, Deadline d);
+// A job as query-jobs reports it.
+struct JobInfo {
+  std::string status;  // "running", "ready", "concluded", ...
+  std::string error;   // set when it concluded with an error
+};
+// The job `job_id`, or nullopt when QEMU has no such job.
+Result<std::optional<JobInfo>> QueryJob(QmpClient& c, const std::string& job_id, Deadline d);
+// Drives job `job_id` to its end from whatever stage it is in: completes it
+// once ready, waits for it to conclude, dismisses it. Failed with the job's
+// own error if it concluded with one (a command's empty reply says nothing
+// about how its job ends); NotFound if QEMU has no such job.
+Status CompleteJob(QmpClient& c, const std::string& job_id, Deadline d);
 
 }  // namespace vmgroup::hypervisor::qemu::qmp
