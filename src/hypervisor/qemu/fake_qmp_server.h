@@ -1,7 +1,8 @@
 // FakeQmpServer (tests only): a unix-socket peer that speaks just enough QMP
 // to test QmpClient's handling of errors, events, late replies and EOF
 // without starting QEMU. `reply` maps each received command to the lines to
-// send back; returning std::nullopt closes the connection.
+// send back; returning std::nullopt closes the connection. `before_greeting`
+// lines reach the client ahead of the greeting, as QEMU's stale output can.
 #pragma once
 
 #include <sys/socket.h>
@@ -22,7 +23,8 @@ class FakeQmpServer {
  public:
   using Handler = std::function<std::optional<std::vector<std::string>>(const nlohmann::json&)>;
 
-  FakeQmpServer(std::string path, Handler reply) : path_(std::move(path)) {
+  FakeQmpServer(std::string path, Handler reply, std::vector<std::string> before_greeting = {})
+      : path_(std::move(path)), before_greeting_(std::move(before_greeting)) {
     listen_fd_ = ::socket(AF_UNIX, SOCK_STREAM, 0);
     sockaddr_un addr{};
     addr.sun_family = AF_UNIX;
@@ -52,6 +54,7 @@ class FakeQmpServer {
   void Serve(const Handler& reply) {
     int fd = ::accept(listen_fd_, nullptr, nullptr);
     if (fd < 0) return;
+    for (const auto& l : before_greeting_) Send(fd, l);
     Send(fd, R"({"QMP": {"version": {"qemu": {"major": 7}}, "capabilities": []}})");
     std::string buf;
     char chunk[4096];
@@ -85,6 +88,7 @@ class FakeQmpServer {
   }
 
   std::string path_;
+  std::vector<std::string> before_greeting_;
   int listen_fd_;
   std::thread thread_;
 };

@@ -45,7 +45,11 @@ Result<std::unique_ptr<QmpClient>> QmpClient::Connect(const std::string& socket_
     auto fd = ConnectOnce(socket_path);
     if (fd.ok()) {
       std::unique_ptr<QmpClient> client(new QmpClient(std::move(fd).value()));
-      VMG_ASSIGN_OR_RETURN(client->greeting_, client->ReadMessage(deadline));
+      // Events QEMU emitted while the previous client was leaving (a block job
+      // moving on, say) can reach the next client ahead of its greeting.
+      do {
+        VMG_ASSIGN_OR_RETURN(client->greeting_, client->ReadMessage(deadline));
+      } while (client->greeting_.contains("event"));
       if (!client->greeting_.contains("QMP")) {
         return Status::Unavailable(socket_path + " is not a QMP monitor");
       }

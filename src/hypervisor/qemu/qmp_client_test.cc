@@ -35,6 +35,22 @@ TEST(QmpClientTest, ReturnsTheReplyAndQueuesEventsThatArriveFirst) {
   EXPECT_EQ((*ev)["event"], "STOP");
 }
 
+TEST(QmpClientTest, EventsLeftFromThePreviousClientDoNotHideTheGreeting) {
+  FakeQmpServer server(
+      SocketPath(), [](const json&) -> Lines { return std::nullopt; },
+      {R"({"event": "BLOCK_JOB_READY", "data": {"device": "revert-d0"}, "timestamp": {}})"});
+  auto c = QmpClient::Connect(SocketPath(), In(5000));
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ((*c)->greeting()["QMP"]["version"]["qemu"]["major"], 7);
+}
+
+TEST(QmpClientTest, APeerThatDoesNotGreetIsNotAMonitor) {
+  FakeQmpServer server(SocketPath(), [](const json&) -> Lines { return std::nullopt; },
+                       {R"({"hello": 1})"});
+  // The fake greets after the stray line, but the first non-event decides.
+  EXPECT_EQ(QmpClient::Connect(SocketPath(), In(5000)).status().code(), Code::kUnavailable);
+}
+
 TEST(QmpClientTest, ErrorReplyBecomesFailedWithQemusMessage) {
   FakeQmpServer server(SocketPath(), [](const json& cmd) -> Lines {
     return std::vector<std::string>{FakeQmpServer::Error(cmd, "Cannot find device='x'")};
