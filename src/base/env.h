@@ -21,6 +21,8 @@ namespace vmgroup {
 
 using Clock = std::chrono::steady_clock;
 using Duration = std::chrono::steady_clock::duration;
+// A point in time by which a call must have returned.
+using Deadline = Clock::time_point;
 
 // What a finished command printed and how it ended.
 struct CommandOutput {

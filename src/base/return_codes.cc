@@ -12,6 +12,7 @@ uint32_t ReturnCodeA(const Status& s) {
       return kRcTimeout;
     // An unknown object named by a parameter is a bad parameter to the caller.
     case Code::kInvalidArgument:
+    case Code::kTooLarge:
     case Code::kNotFound:
     case Code::kFileNotFound:
     case Code::kAlreadyExists:
@@ -39,6 +40,7 @@ uint32_t ReturnCodeB(const Status& s) {
     case Code::kTimeout:
       return kRcBTimeout;
     case Code::kInvalidArgument:
+    case Code::kTooLarge:
     case Code::kNotFound:
     case Code::kAlreadyExists:
       return kRcBInvalidParameter;

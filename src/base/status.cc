@@ -30,6 +30,8 @@ std::string_view CodeName(Code code) {
       return "Failed";
     case Code::kIoError:
       return "IoError";
+    case Code::kTooLarge:
+      return "TooLarge";
     case Code::kInternal:
       return "Internal";
   }

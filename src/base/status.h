@@ -23,6 +23,7 @@ enum class Code {
   kUnavailable,  // a peer (QEMU, a process) is gone or not answering
   kFailed,       // a peer refused the operation (e.g. a QMP error reply)
   kIoError,      // a file or socket operation failed
+  kTooLarge,     // a message or value past a size limit
   kInternal,     // a broken invariant; a bug
 };
 
@@ -47,6 +48,7 @@ class [[nodiscard]] Status {
   static Status Unavailable(std::string m) { return {Code::kUnavailable, std::move(m)}; }
   static Status Failed(std::string m) { return {Code::kFailed, std::move(m)}; }
   static Status IoError(std::string m) { return {Code::kIoError, std::move(m)}; }
+  static Status TooLarge(std::string m) { return {Code::kTooLarge, std::move(m)}; }
   static Status Internal(std::string m) { return {Code::kInternal, std::move(m)}; }
 
   bool ok() const { return code_ == Code::kOk; }

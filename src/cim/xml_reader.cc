@@ -176,6 +176,55 @@ std::variant<Request, RequestError> ParseRequest(std::string_view body) {
   return r;
 }
 
+const Param* Response::Out(std::string_view name) const { return FindByName(out, name); }
+
+Result<Response> ParseResponse(std::string_view body) {
+  pugi::xml_document doc;
+  auto parsed = doc.load_buffer(body.data(), body.size(), pugi::parse_default, pugi::encoding_utf8);
+  if (!parsed) {
+    return Status::InvalidArgument(std::string("response is not XML: ") + parsed.description());
+  }
+  auto simple = doc.child("CIM").child("MESSAGE").child("SIMPLERSP");
+  pugi::xml_node rsp = simple.child("IMETHODRESPONSE");
+  if (!rsp) rsp = simple.child("METHODRESPONSE");
+  if (!rsp) return Status::InvalidArgument("no IMETHODRESPONSE or METHODRESPONSE in the response");
+  Response r;
+  if (auto err = rsp.child("ERROR")) {
+    r.error = true;
+    r.cim_status = err.attribute("CODE").as_int();
+    r.description = err.attribute("DESCRIPTION").value();
+    return r;
+  }
+  if (Is(rsp, "METHODRESPONSE")) {
+    r.return_value = rsp.child("RETURNVALUE").child("VALUE").text().as_uint();
+    for (auto p : rsp.children("PARAMVALUE")) {
+      VMG_ASSIGN_OR_RETURN(Value v, ReadValue(p));
+      r.out.push_back(
+          {p.attribute("NAME").value(), p.attribute("PARAMTYPE").value(), std::move(v)});
+    }
+    return r;
+  }
+  for (auto item : rsp.child("IRETURNVALUE").children()) {
+    if (item.type() != pugi::node_element) continue;
+    if (Is(item, "INSTANCE")) {
+      VMG_ASSIGN_OR_RETURN(Instance inst, ReadInstance(item));
+      r.instances.push_back({{}, std::move(inst)});
+    } else if (Is(item, "VALUE.NAMEDINSTANCE") || Is(item, "VALUE.OBJECTWITHPATH")) {
+      pugi::xml_node path = item.first_child();
+      VMG_ASSIGN_OR_RETURN(ObjectPath p, ReadPath(path));
+      VMG_ASSIGN_OR_RETURN(Instance inst, ReadInstance(item.child("INSTANCE")));
+      r.instances.push_back({std::move(p), std::move(inst)});
+    } else if (Is(item, "OBJECTPATH")) {
+      VMG_ASSIGN_OR_RETURN(ObjectPath p, ReadPath(item.first_child()));
+      r.paths.push_back(std::move(p));
+    } else if (Is(item, "INSTANCENAME") || Is(item, "CLASSNAME")) {
+      VMG_ASSIGN_OR_RETURN(ObjectPath p, ReadPath(item));
+      r.paths.push_back(std::move(p));
+    }
+  }
+  return r;
+}
+
 Result<Instance> ParseEmbeddedInstance(std::string_view xml) {
   pugi::xml_document doc;
   auto parsed = doc.load_buffer(xml.data(), xml.size(), pugi::parse_default, pugi::encoding_utf8);

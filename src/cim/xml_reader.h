@@ -43,6 +43,30 @@ struct RequestError {
 
 std::variant<Request, RequestError> ParseRequest(std::string_view body);
 
+// An instance with the path it came with (empty for GetInstance).
+struct NamedInstance {
+  ObjectPath path;
+  Instance instance;
+};
+
+// A response, as a client reads it.
+struct Response {
+  bool error = false;  // an <ERROR>: cim_status and description say why
+  int cim_status = 0;
+  std::string description;
+  // Intrinsic: the instances, or the paths of the *Names operations.
+  std::vector<NamedInstance> instances;
+  std::vector<ObjectPath> paths;
+  // Extrinsic: ReturnValue and out-parameters.
+  uint32_t return_value = 0;
+  std::vector<Param> out;
+
+  const Param* Out(std::string_view name) const;
+};
+
+// InvalidArgument when `body` is not a CIM-XML response.
+Result<Response> ParseResponse(std::string_view body);
+
 // An embedded instance (e.g. SnapshotSettings): an XML <INSTANCE> document.
 // InvalidArgument with the reason when it is not one.
 Result<Instance> ParseEmbeddedInstance(std::string_view xml);

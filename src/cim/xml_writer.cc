@@ -50,9 +50,12 @@ std::string ValueXml(const Value& v) {
   return "";
 }
 
-std::string Message(std::string_view message_id, const std::string& body) {
+// `kind` is SIMPLEREQ or SIMPLERSP.
+std::string Message(std::string_view message_id, const std::string& body,
+                    std::string_view kind = "SIMPLERSP") {
+  const std::string k(kind);
   return std::string(kHead) + "<MESSAGE" + Attr("ID", message_id) + Attr("PROTOCOLVERSION", "1.0") +
-         "><SIMPLERSP>" + body + "</SIMPLERSP></MESSAGE></CIM>\n";
+         "><" + k + ">" + body + "</" + k + "></MESSAGE></CIM>\n";
 }
 
 }  // namespace
@@ -139,6 +142,46 @@ std::string ObjectWithPathXml(const ObjectPath& p, const Instance& inst) {
 
 std::string ObjectPathXml(const ObjectPath& p) {
   return "<OBJECTPATH>" + PathXml(p) + "</OBJECTPATH>";
+}
+
+namespace {
+
+std::string ParamsXml(const char* tag, const std::vector<OutParam>& params, bool bare_refs) {
+  std::string out;
+  for (const auto& p : params) {
+    out += std::string("<") + tag + Attr("NAME", p.name);
+    if (!bare_refs && !p.paramtype.empty()) out += Attr("PARAMTYPE", p.paramtype);
+    out += ">";
+    if (bare_refs && p.value.kind == Value::Kind::kReference && !p.value.refs.empty()) {
+      const ObjectPath& ref = p.value.refs[0];
+      out += ref.keys.empty() ? "<CLASSNAME" + Attr("NAME", ref.class_name) + "/>"
+                              : InstanceNameXml(ref);
+    } else {
+      out += ValueXml(p.value);
+    }
+    out += std::string("</") + tag + ">";
+  }
+  return out;
+}
+
+}  // namespace
+
+std::string IMethodCall(std::string_view message_id, std::string_view method,
+                        const std::vector<std::string>& ns, const std::vector<OutParam>& params) {
+  ObjectPath where{"", ns, "", {}};
+  return Message(message_id,
+                 "<IMETHODCALL" + Attr("NAME", method) + ">" + LocalNamespaceXml(where) +
+                     ParamsXml("IPARAMVALUE", params, true) + "</IMETHODCALL>",
+                 "SIMPLEREQ");
+}
+
+std::string MethodCall(std::string_view message_id, const ObjectPath& target,
+                       std::string_view method, const std::vector<OutParam>& params) {
+  return Message(message_id,
+                 "<METHODCALL" + Attr("NAME", method) + "><LOCALINSTANCEPATH>" +
+                     LocalNamespaceXml(target) + InstanceNameXml(target) + "</LOCALINSTANCEPATH>" +
+                     ParamsXml("PARAMVALUE", params, false) + "</METHODCALL>",
+                 "SIMPLEREQ");
 }
 
 std::string IMethodResponse(std::string_view message_id, std::string_view method,

@@ -32,6 +32,14 @@ struct OutParam {
   Value value;
 };
 
+// Whole request documents, as a client sends them. Intrinsic parameters
+// are IPARAMVALUEs; a reference Value becomes the INSTANCENAME or CLASSNAME
+// the operation expects.
+std::string IMethodCall(std::string_view message_id, std::string_view method,
+                        const std::vector<std::string>& ns, const std::vector<OutParam>& params);
+std::string MethodCall(std::string_view message_id, const ObjectPath& target,
+                       std::string_view method, const std::vector<OutParam>& params);
+
 // Whole response documents.
 std::string IMethodResponse(std::string_view message_id, std::string_view method,
                             std::string_view ireturnvalue_content);

@@ -27,7 +27,7 @@ CutOutcome ExecuteCut(Env* env, const std::vector<CutMember>& members, const std
   auto fail = [&](size_t i, const Status& s) {
     if (out.status.ok()) out.status = s.Annotate("member " + members[i].name);
   };
-  const hypervisor::Deadline deadline = env->Now() + deadline_budget;
+  const Deadline deadline = env->Now() + deadline_budget;
 
   // 1. Pause and switch every member: all requests go out back to back, then
   //    the replies are collected. The cut is consistent because no member
@@ -79,7 +79,7 @@ CutOutcome ExecuteCut(Env* env, const std::vector<CutMember>& members, const std
   }
 
   // 3. Resume the members the cut paused, all requests back to back.
-  const hypervisor::Deadline resume_deadline = env->Now() + kResumeTimeout;
+  const Deadline resume_deadline = env->Now() + kResumeTimeout;
   std::vector<Status> resumed(n);
   for (size_t i = 0; i < n; ++i) {
     if (paused_by_us[i]) resumed[i] = members[i].vm->SendResume(resume_deadline);

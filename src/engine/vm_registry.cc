@@ -6,7 +6,7 @@ namespace vmgroup::engine {
 namespace {
 
 constexpr auto kOpTimeout = std::chrono::seconds(30);
-hypervisor::Deadline OpDeadline() { return Clock::now() + kOpTimeout; }
+Deadline OpDeadline() { return Clock::now() + kOpTimeout; }
 
 }  // namespace
 

@@ -40,9 +40,6 @@ struct Overlay {
   std::string tag;
 };
 
-// A point in time by which a call must have returned.
-using Deadline = Clock::time_point;
-
 // A running (or paused) VM. Each Vm serialises its own calls; different Vms
 // may be driven from different threads at once.
 class Vm {

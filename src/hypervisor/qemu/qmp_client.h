@@ -23,7 +23,6 @@
 namespace vmgroup::hypervisor::qemu {
 
 using Json = nlohmann::json;
-using Deadline = Clock::time_point;
 
 class QmpClient {
  public:

@@ -1,0 +1,372 @@
+#include "cim/dispatcher.h"
+
+#include <cctype>
+#include <set>
+#include <variant>
+
+#include "cim/xml_reader.h"
+#include "cim/xml_writer.h"
+
+namespace vmgroup::cim {
+namespace {
+
+// Either the IRETURNVALUE content (or a whole method response) or an error.
+using Answer = std::variant<std::string, CimError>;
+
+std::string Lower(std::string_view s) {
+  std::string out(s);
+  for (auto& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
+
+CimError FromStatus(const Status& s) {
+  switch (s.code()) {
+    case Code::kNotFound:
+      return {CimStatus::kNotFound, s.message()};
+    case Code::kInvalidArgument:
+      return {CimStatus::kInvalidParameter, s.message()};
+    case Code::kNotSupported:
+      return {CimStatus::kNotSupported, s.message()};
+    default:
+      return {CimStatus::kFailed, s.message()};
+  }
+}
+
+HttpResponse HttpError(int status, const std::string& cim_error, const std::string& detail) {
+  HttpResponse r;
+  r.status = status;
+  if (!cim_error.empty()) r.headers.emplace_back("CIMError", cim_error);
+  r.headers.emplace_back("Content-Type", "text/plain; charset=utf-8");
+  r.body = detail.empty() ? cim_error + "\n" : cim_error + ": " + detail + "\n";
+  return r;
+}
+
+// A path parameter (ClassName, InstanceName, ObjectName): however the client
+// sent it, or null.
+const ObjectPath* PathParam(const Request& r, std::string_view name) {
+  const Param* p = r.Find(name);
+  if (!p || p->value.refs.empty()) return nullptr;
+  return &p->value.refs[0];
+}
+
+// A class-name parameter: CLASSNAME or a plain VALUE; empty when absent.
+std::string ClassParam(const Request& r, std::string_view name) {
+  if (const ObjectPath* p = PathParam(r, name)) return p->class_name;
+  const Param* p = r.Find(name);
+  return p && p->value.kind == Value::Kind::kScalar ? p->value.scalar : "";
+}
+
+std::string StringParam(const Request& r, std::string_view name) {
+  const Param* p = r.Find(name);
+  return p && p->value.kind == Value::Kind::kScalar ? p->value.scalar : "";
+}
+
+bool BoolParam(const Request& r, std::string_view name, bool fallback) {
+  const Param* p = r.Find(name);
+  if (!p || p->value.kind != Value::Kind::kScalar) return fallback;
+  return NameEquals(p->value.scalar, "true");
+}
+
+// Keeps only the properties PropertyList names, when the client sent one.
+Instance Filtered(Instance inst, const Request& r) {
+  const Param* list = r.Find("PropertyList");
+  if (!list || list->value.kind != Value::Kind::kArray) return inst;
+  std::vector<Property> kept;
+  for (auto& p : inst.properties) {
+    for (const auto& want : list->value.array) {
+      if (NameEquals(p.name, want)) {
+        kept.push_back(std::move(p));
+        break;
+      }
+    }
+  }
+  inst.properties = std::move(kept);
+  return inst;
+}
+
+bool SameNamespace(const std::vector<std::string>& a, const std::vector<std::string>& b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (!NameEquals(a[i], b[i])) return false;
+  }
+  return true;
+}
+
+std::string JoinNs(const std::vector<std::string>& ns) {
+  std::string out;
+  for (const auto& part : ns) out += (out.empty() ? "" : "/") + part;
+  return out;
+}
+
+}  // namespace
+
+Dispatcher::Dispatcher(std::string_view ns, std::string host) : host_(std::move(host)) {
+  if (auto parsed = ParseCimObjectHeader(ns); parsed.ok()) ns_ = parsed->namespace_;
+}
+
+void Dispatcher::Register(std::unique_ptr<Provider> provider) {
+  Provider* p = provider.get();
+  providers_.push_back(std::move(provider));
+  classes_.emplace(Lower(p->spec().name), Entry{&p->spec(), p});
+}
+
+void Dispatcher::Declare(ClassSpec spec) {
+  declared_.push_back(std::make_unique<ClassSpec>(std::move(spec)));
+  const ClassSpec* s = declared_.back().get();
+  classes_.emplace(Lower(s->name), Entry{s, nullptr});
+}
+
+const Dispatcher::Entry* Dispatcher::Find(std::string_view class_name) const {
+  auto it = classes_.find(Lower(class_name));
+  return it == classes_.end() ? nullptr : &it->second;
+}
+
+bool Dispatcher::IsA(std::string_view name, std::string_view ancestor) const {
+  std::string current(name);
+  for (int depth = 0; depth < 16 && !current.empty(); ++depth) {
+    if (NameEquals(current, ancestor)) return true;
+    const Entry* e = Find(current);
+    if (!e) return false;
+    current = e->spec->superclass;
+  }
+  return false;
+}
+
+std::vector<const Dispatcher::Entry*> Dispatcher::Family(std::string_view name) const {
+  std::vector<const Entry*> out;
+  for (const auto& [key, e] : classes_) {
+    if (e.provider && IsA(e.spec->name, name)) out.push_back(&e);
+  }
+  return out;
+}
+
+ObjectPath Dispatcher::Rooted(ObjectPath p) const {
+  p.host = host_;
+  if (p.namespace_.empty()) p.namespace_ = ns_;
+  for (auto& k : p.keys) {
+    for (auto& ref : k.ref) ref = Rooted(std::move(ref));
+  }
+  return p;
+}
+
+Instance Dispatcher::Rooted(Instance inst) const {
+  for (auto& p : inst.properties) {
+    for (auto& ref : p.value.refs) ref = Rooted(std::move(ref));
+  }
+  return inst;
+}
+
+HttpResponse Dispatcher::Handle(const HttpRequest& http) {
+  if (http.method != "POST" && http.method != "M-POST") {
+    HttpResponse r = HttpError(405, "", "CIM operations are sent with POST");
+    r.headers.emplace_back("Allow", "POST");
+    return r;
+  }
+  const std::string* op = http.Header("CIMOperation");
+  if (!op || !NameEquals(*op, "MethodCall")) {
+    return HttpError(400, "unsupported-operation", "CIMOperation must be MethodCall");
+  }
+  if (const std::string* v = http.Header("CIMProtocolVersion"); v && !v->starts_with("1.")) {
+    return HttpError(501, "unsupported-protocol-version", "this server speaks 1.0");
+  }
+  auto parsed = ParseRequest(http.body);
+  if (auto* err = std::get_if<RequestError>(&parsed)) {
+    const int status = err->cim_error == "multiple-requests-unsupported" ? 501 : 400;
+    return HttpError(status, err->cim_error, err->detail);
+  }
+  const Request& req = std::get<Request>(parsed);
+  const std::string* method = http.Header("CIMMethod");
+  if (!method || PercentDecode(*method) != req.method) {
+    return HttpError(400, "header-mismatch", "CIMMethod does not name the method in the body");
+  }
+  const std::string* object = http.Header("CIMObject");
+  if (!object) return HttpError(400, "header-mismatch", "no CIMObject header");
+  auto header_path = ParseCimObjectHeader(*object);
+  if (!header_path.ok() || !SameNamespace(header_path->namespace_, req.target.namespace_) ||
+      (!req.intrinsic && !NameEquals(header_path->class_name, req.target.class_name))) {
+    return HttpError(400, "header-mismatch", "CIMObject does not name the target in the body");
+  }
+
+  HttpResponse r;
+  r.headers.emplace_back("Content-Type", "application/xml; charset=\"utf-8\"");
+  r.headers.emplace_back("CIMOperation", "MethodResponse");
+  r.body = req.intrinsic ? Intrinsic(req) : Extrinsic(req);
+  return r;
+}
+
+std::string Dispatcher::Intrinsic(const Request& r) {
+  auto answer = [&]() -> Answer {
+    if (!SameNamespace(r.target.namespace_, ns_)) {
+      return CimError{CimStatus::kInvalidNamespace, "no namespace " + JoinNs(r.target.namespace_) +
+                                                        "; this server serves " + JoinNs(ns_)};
+    }
+    const std::string& op = r.method;
+    if (op == "EnumerateClassNames" || op == "EnumerateClasses") {
+      const std::string base = ClassParam(r, "ClassName");
+      const bool deep = BoolParam(r, "DeepInheritance", false);
+      if (!base.empty() && !Find(base)) {
+        return CimError{CimStatus::kInvalidClass, "no class " + base};
+      }
+      std::string out;
+      for (const auto& [key, e] : classes_) {
+        const bool match = base.empty()
+                               ? (deep || !Find(e.spec->superclass))
+                               : (deep ? IsA(e.spec->name, base) && !NameEquals(e.spec->name, base)
+                                       : NameEquals(e.spec->superclass, base));
+        if (!match) continue;
+        out += op == "EnumerateClasses" ? ClassXml(*e.spec)
+                                        : "<CLASSNAME NAME=\"" + XmlEscape(e.spec->name) + "\"/>";
+      }
+      return out;
+    }
+    if (op == "GetClass") {
+      const std::string name = ClassParam(r, "ClassName");
+      const Entry* e = Find(name);
+      if (!e) return CimError{CimStatus::kNotFound, "no class " + name};
+      return ClassXml(*e->spec);
+    }
+    if (op == "EnumerateInstances" || op == "EnumerateInstanceNames") {
+      const std::string name = ClassParam(r, "ClassName");
+      if (!Find(name)) return CimError{CimStatus::kInvalidClass, "no class " + name};
+      std::string out;
+      for (const Entry* e : Family(name)) {
+        auto all = e->provider->Enumerate();
+        if (!all.ok()) return FromStatus(all.status());
+        for (auto& inst : *all) {
+          ObjectPath path = PathOf(*e->spec, inst, {});
+          out += op == "EnumerateInstanceNames"
+                     ? InstanceNameXml(path)
+                     : ValueNamedInstanceXml(path, Filtered(Rooted(std::move(inst)), r));
+        }
+      }
+      return out;
+    }
+    if (op == "GetInstance" || op == "GetProperty") {
+      const ObjectPath* path = PathParam(r, "InstanceName");
+      if (!path) return CimError{CimStatus::kInvalidParameter, op + " needs an InstanceName"};
+      const Entry* e = Find(path->class_name);
+      if (!e) return CimError{CimStatus::kInvalidClass, "no class " + path->class_name};
+      for (const auto& p : e->spec->properties) {
+        if (p.key && !path->Key(p.name)) {
+          return CimError{CimStatus::kInvalidParameter, "the path lacks key " + p.name};
+        }
+      }
+      for (const auto& k : path->keys) {
+        const PropertySpec* p = e->spec->Property(k.name);
+        if (!p || !p->key) {
+          return CimError{CimStatus::kInvalidParameter,
+                          k.name + " is not a key of " + e->spec->name};
+        }
+      }
+      if (!e->provider) return CimError{CimStatus::kNotFound, e->spec->name + " has no instances"};
+      auto inst = e->provider->Get(*path);
+      if (!inst.ok()) return FromStatus(inst.status());
+      if (op == "GetInstance") return InstanceXml(Filtered(Rooted(std::move(inst).value()), r));
+      const std::string prop = StringParam(r, "PropertyName");
+      const Property* p = inst->Find(prop);
+      if (!p)
+        return CimError{CimStatus::kNoSuchProperty, e->spec->name + " has no property " + prop};
+      Instance one{inst->class_name, {*p}};
+      std::string xml = InstanceXml(Rooted(std::move(one)));
+      // The IRETURNVALUE of GetProperty is the bare value.
+      const size_t open = xml.find('>', xml.find("<PROPERTY"));
+      const size_t close = xml.rfind("</PROPERTY");
+      return open == std::string::npos || close == std::string::npos || close < open
+                 ? std::string()
+                 : xml.substr(open + 1, close - open - 1);
+    }
+    if (op == "Associators" || op == "AssociatorNames" || op == "References" ||
+        op == "ReferenceNames") {
+      const ObjectPath* object = PathParam(r, "ObjectName");
+      if (!object) return CimError{CimStatus::kInvalidParameter, op + " needs an ObjectName"};
+      if (!Find(object->class_name)) {
+        return CimError{CimStatus::kInvalidClass, "no class " + object->class_name};
+      }
+      const bool refs = op.starts_with("Reference");
+      const bool names = op.ends_with("Names");
+      const std::string assoc = ClassParam(r, refs ? "ResultClass" : "AssocClass");
+      const std::string result = refs ? "" : ClassParam(r, "ResultClass");
+      const std::string role = StringParam(r, "Role");
+      const std::string result_role = refs ? "" : StringParam(r, "ResultRole");
+      std::string out;
+      std::vector<ObjectPath> seen;
+      for (const auto& [key, e] : classes_) {
+        if (!e.provider || !e.spec->association) continue;
+        if (!assoc.empty() && !IsA(e.spec->name, assoc)) continue;
+        auto all = e.provider->Enumerate();
+        if (!all.ok()) return FromStatus(all.status());
+        for (auto& inst : *all) {
+          const Property* mine = nullptr;
+          for (const auto& p : inst.properties) {
+            if (p.type != "reference" || p.value.refs.empty()) continue;
+            if (!role.empty() && !NameEquals(p.name, role)) continue;
+            if (SamePath(p.value.refs[0], *object)) mine = &p;
+          }
+          if (!mine) continue;
+          if (refs) {
+            ObjectPath path = Rooted(PathOf(*e.spec, inst, ns_));
+            out += names ? ObjectPathXml(path) : ObjectWithPathXml(path, Filtered(Rooted(inst), r));
+            continue;
+          }
+          for (const auto& p : inst.properties) {
+            if (&p == mine || p.type != "reference" || p.value.refs.empty()) continue;
+            if (!result_role.empty() && !NameEquals(p.name, result_role)) continue;
+            const ObjectPath& target = p.value.refs[0];
+            if (!result.empty() && !IsA(target.class_name, result)) continue;
+            bool dup = false;
+            for (const auto& s : seen) dup = dup || SamePath(s, target);
+            if (dup) continue;
+            seen.push_back(target);
+            if (names) {
+              out += ObjectPathXml(Rooted(target));
+              continue;
+            }
+            const Entry* te = Find(target.class_name);
+            if (!te || !te->provider) continue;
+            auto found = te->provider->Get(target);
+            if (!found.ok()) continue;  // gone meanwhile: an association to nothing is skipped
+            out += ObjectWithPathXml(Rooted(target), Filtered(Rooted(std::move(found).value()), r));
+          }
+        }
+      }
+      return out;
+    }
+    return CimError{CimStatus::kNotSupported, "operation " + op + " is not supported"};
+  }();
+  if (auto* err = std::get_if<CimError>(&answer)) {
+    return ErrorResponse(r.message_id, r.method, true, static_cast<int>(err->status),
+                         err->description);
+  }
+  return IMethodResponse(r.message_id, r.method, std::get<std::string>(answer));
+}
+
+std::string Dispatcher::Extrinsic(const Request& r) {
+  auto fail = [&](const CimError& e) {
+    return ErrorResponse(r.message_id, r.method, false, static_cast<int>(e.status), e.description);
+  };
+  if (!SameNamespace(r.target.namespace_, ns_)) {
+    return fail({CimStatus::kInvalidNamespace, "no namespace " + JoinNs(r.target.namespace_)});
+  }
+  const Entry* e = Find(r.target.class_name);
+  if (!e) return fail({CimStatus::kInvalidClass, "no class " + r.target.class_name});
+  const MethodSpec* method = e->spec->Method(r.method);
+  if (!method) {
+    return fail({CimStatus::kMethodNotFound, e->spec->name + " has no method " + r.method});
+  }
+  if (!e->provider || r.target.keys.empty()) {
+    return fail({CimStatus::kInvalidParameter,
+                 r.method + " is invoked on an instance of " + e->spec->name + ", not the class"});
+  }
+  auto args = CheckArguments(*method, r.params);
+  if (auto* err = std::get_if<CimError>(&args)) return fail(*err);
+  if (auto target = e->provider->Get(r.target); !target.ok())
+    return fail(FromStatus(target.status()));
+  auto result = e->provider->Invoke(*method, r.target, std::get<0>(args));
+  if (!result.ok()) return fail(FromStatus(result.status()));
+  for (auto& out : result->out) {
+    for (auto& ref : out.value.refs) ref = Rooted(std::move(ref));
+  }
+  return MethodResponse(r.message_id, method->name, result->return_value, result->out);
+}
+
+}  // namespace vmgroup::cim
