@@ -24,6 +24,7 @@ uint32_t ReturnCodeA(const Status& s) {
       return kRcInvalidType;
     case Code::kUnavailable:
     case Code::kFailed:
+    case Code::kCancelled:
     case Code::kIoError:
     case Code::kInternal:
       return kRcFailed;
@@ -55,6 +56,7 @@ uint32_t ReturnCodeB(const Status& s) {
     case Code::kUnavailable:
       return kRcBNotAvailable;
     case Code::kFailed:
+    case Code::kCancelled:
     case Code::kIoError:
     case Code::kInternal:
       return kRcBFailed;

@@ -32,6 +32,8 @@ std::string_view CodeName(Code code) {
       return "IoError";
     case Code::kTooLarge:
       return "TooLarge";
+    case Code::kCancelled:
+      return "Cancelled";
     case Code::kInternal:
       return "Internal";
   }

@@ -24,6 +24,7 @@ enum class Code {
   kFailed,       // a peer refused the operation (e.g. a QMP error reply)
   kIoError,      // a file or socket operation failed
   kTooLarge,     // a message or value past a size limit
+  kCancelled,    // stopped on request; nothing of it remains
   kInternal,     // a broken invariant; a bug
 };
 
@@ -49,6 +50,7 @@ class [[nodiscard]] Status {
   static Status Failed(std::string m) { return {Code::kFailed, std::move(m)}; }
   static Status IoError(std::string m) { return {Code::kIoError, std::move(m)}; }
   static Status TooLarge(std::string m) { return {Code::kTooLarge, std::move(m)}; }
+  static Status Cancelled(std::string m) { return {Code::kCancelled, std::move(m)}; }
   static Status Internal(std::string m) { return {Code::kInternal, std::move(m)}; }
 
   bool ok() const { return code_ == Code::kOk; }

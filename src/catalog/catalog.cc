@@ -416,7 +416,8 @@ Status Catalog::InsertJob(const JobRecord& j) {
   VMG_ASSIGN_OR_RETURN(
       Stmt ins,
       db_->Prepare("INSERT INTO jobs(id,type,state,percent,error_code,error_description,created_us,"
-                   "started_us,ended_us,affected) VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10)"));
+                   "started_us,ended_us,affected,description,cancellable) "
+                   "VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12)"));
   Status s = ins.Bind(1, j.id)
                  .Bind(2, j.type)
                  .Bind(3, static_cast<int>(j.state))
@@ -427,6 +428,8 @@ Status Catalog::InsertJob(const JobRecord& j) {
                  .Bind(8, j.started_us)
                  .Bind(9, j.ended_us)
                  .Bind(10, ToJson(j.affected))
+                 .Bind(11, j.description)
+                 .Bind(12, j.cancellable ? 1 : 0)
                  .Run();
   if (s.code() == Code::kAlreadyExists) return Status::AlreadyExists("job " + j.id + " exists");
   return s;
@@ -463,12 +466,14 @@ Result<JobRecord> Catalog::ReadJob(Stmt& q) {
   j.started_us = q.Int(7);
   j.ended_us = q.Int(8);
   j.affected = FromJson(q.Text(9));
+  j.description = q.Text(10);
+  j.cancellable = q.Int(11) != 0;
   return j;
 }
 
 constexpr const char* kJobColumns =
     "SELECT id,type,state,percent,error_code,error_description,created_us,started_us,ended_us,"
-    "affected FROM jobs";
+    "affected,description,cancellable FROM jobs";
 
 Result<JobRecord> Catalog::GetJob(const std::string& id) {
   std::lock_guard lock(mu_);
@@ -477,6 +482,13 @@ Result<JobRecord> Catalog::GetJob(const std::string& id) {
   VMG_ASSIGN_OR_RETURN(bool row, q.Step());
   if (!row) return Status::NotFound("job " + id + " does not exist");
   return ReadJob(q);
+}
+
+Status Catalog::DeleteJobsEndedBefore(int64_t us) {
+  std::lock_guard lock(mu_);
+  VMG_ASSIGN_OR_RETURN(Stmt d,
+                       db_->Prepare("DELETE FROM jobs WHERE ended_us > 0 AND ended_us < ?1"));
+  return d.Bind(1, us).Run();
 }
 
 Result<std::vector<JobRecord>> Catalog::ListJobs() {

@@ -64,6 +64,8 @@ class Catalog {
   Status UpdateJob(const JobRecord& j);
   Result<JobRecord> GetJob(const std::string& id);
   Result<std::vector<JobRecord>> ListJobs();
+  // Forgets the jobs that ended before `us` (wall clock, microseconds).
+  Status DeleteJobsEndedBefore(int64_t us);
 
  private:
   explicit Catalog(std::unique_ptr<Db> db) : db_(std::move(db)) {}

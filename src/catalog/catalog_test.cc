@@ -143,7 +143,12 @@ TEST_F(CatalogTest, DeletingASnapshotRemovesItsMembers) {
 }
 
 TEST_F(CatalogTest, JobsRoundTrip) {
-  JobRecord j{.id = "j1", .type = 198, .state = JobState::kRunning, .created_us = 5};
+  JobRecord j{.id = "j1",
+              .type = 198,
+              .description = "Snapshot of web",
+              .cancellable = true,
+              .state = JobState::kRunning,
+              .created_us = 5};
   ASSERT_TRUE(catalog_->InsertJob(j).ok());
   EXPECT_EQ(catalog_->InsertJob(j).code(), Code::kAlreadyExists);
   j.state = JobState::kException;
@@ -156,8 +161,20 @@ TEST_F(CatalogTest, JobsRoundTrip) {
   EXPECT_EQ(got->state, JobState::kException);
   EXPECT_EQ(got->error_description, "member db1 is gone");
   EXPECT_EQ(got->affected, std::vector<std::string>{"s1"});
+  EXPECT_EQ(got->description, "Snapshot of web");
+  EXPECT_TRUE(got->cancellable);
   EXPECT_EQ(catalog_->ListJobs()->size(), 1u);
   EXPECT_EQ(catalog_->UpdateJob({.id = "nope"}).code(), Code::kNotFound);
+}
+
+TEST_F(CatalogTest, OnlyJobsThatEndedLongEnoughAgoAreForgotten) {
+  ASSERT_TRUE(catalog_->InsertJob({.id = "running", .created_us = 1}).ok());
+  ASSERT_TRUE(catalog_->InsertJob({.id = "old", .created_us = 1, .ended_us = 100}).ok());
+  ASSERT_TRUE(catalog_->InsertJob({.id = "recent", .created_us = 1, .ended_us = 300}).ok());
+  ASSERT_TRUE(catalog_->DeleteJobsEndedBefore(200).ok());
+  std::vector<std::string> left;
+  for (const auto& j : *catalog_->ListJobs()) left.push_back(j.id);
+  EXPECT_EQ(left, (std::vector<std::string>{"recent", "running"}));
 }
 
 }  // namespace

@@ -86,13 +86,16 @@ enum class JobState {
 
 struct JobRecord {
   std::string id;
-  int type = 0;  // JobType (e.g. 198 Snapshot Collection)
+  int type = 0;             // JobType (e.g. 198 Snapshot Collection)
+  std::string description;  // what the job does, for people
+  bool cancellable = false;
   JobState state = JobState::kNew;
   int percent = 0;
   int error_code = 0;
   std::string error_description;
   int64_t created_us = 0, started_us = 0, ended_us = 0;
-  std::vector<std::string> affected;  // ids of the objects the job created or touched
+  // The objects the job created or touched, as "<CIM class>:<id>".
+  std::vector<std::string> affected;
 };
 
 }  // namespace vmgroup::catalog

@@ -80,7 +80,13 @@ CREATE TABLE jobs (
 CREATE INDEX member_snapshots_by_vm ON member_snapshots(vm_id);
 )sql";
 
-constexpr std::array<std::string_view, 1> kMigrations = {kV1};
+// v2: what a job is, for people (Caption/Description) and whether it may be cancelled.
+constexpr std::string_view kV2 = R"sql(
+ALTER TABLE jobs ADD COLUMN description TEXT NOT NULL DEFAULT '';
+ALTER TABLE jobs ADD COLUMN cancellable INTEGER NOT NULL DEFAULT 0;
+)sql";
+
+constexpr std::array<std::string_view, 2> kMigrations = {kV1, kV2};
 
 }  // namespace
 

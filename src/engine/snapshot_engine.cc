@@ -74,6 +74,9 @@ Result<std::shared_ptr<hypervisor::Vm>> SnapshotEngine::CheckMember(const catalo
 
 Result<SnapshotEngine::Checked> SnapshotEngine::Check(const SnapshotRequest& request) {
   VMG_RETURN_IF_ERROR(CheckSnapshotType(request.type));
+  if (!request.id.empty() && !IsGuid(request.id)) {
+    return Status::InvalidArgument("snapshot id '" + request.id + "' is not a GUID");
+  }
   if (request.collection_id.empty()) return Status::InvalidArgument("no collection given");
   Checked c;
   VMG_ASSIGN_OR_RETURN(c.collection, catalog_->GetCollection(request.collection_id));
@@ -88,6 +91,17 @@ Result<SnapshotEngine::Checked> SnapshotEngine::Check(const SnapshotRequest& req
     c.live.push_back(std::move(live));
   }
   return c;
+}
+
+Status SnapshotEngine::Validate(const SnapshotRequest& request) {
+  VMG_ASSIGN_OR_RETURN(Checked checked, Check(request));
+  std::lock_guard lock(mu_);
+  for (const auto& vm : checked.vms) {
+    if (busy_.count(vm.id)) {
+      return Status::Busy("VM " + vm.name + " is in another snapshot operation; try again");
+    }
+  }
+  return Status::Ok();
 }
 
 Status SnapshotEngine::Claim(const std::vector<catalog::VmRecord>& vms) {
@@ -145,7 +159,7 @@ Result<catalog::SnapshotRecord> SnapshotEngine::Create(const SnapshotRequest& re
     planned.push_back({&vm, vms_->RunDir(vm.id)});
     member_ids.push_back(NewGuid());
   }
-  const std::string id = NewGuid();
+  const std::string id = request.id.empty() ? NewGuid() : request.id;
   const int64_t now_us = env_->NowMicros();
   const std::string name =
       request.name.empty() ? checked.collection.name + " - " + UtcTime(now_us) : request.name;
@@ -158,6 +172,11 @@ Result<catalog::SnapshotRecord> SnapshotEngine::Create(const SnapshotRequest& re
   // Prepare while the VMs run.
   if (Status p = Prepare(s, checked); !p.ok()) return Abandon(s, p);
   if (Status f = env_->Hit(fault::kPrepared, id); !f.ok()) return Abandon(s, f);
+  // The last moment a cancel is honoured: past it the cut is too short to stop.
+  if (request.cancelled && request.cancelled()) {
+    return Abandon(s, Status::Cancelled("cancelled before the cut; nothing was kept"));
+  }
+  if (request.progress) request.progress(50);
 
   // Cut.
   std::vector<CutMember> cut;

@@ -7,6 +7,7 @@
 // one that overlaps a snapshot in progress is refused with Busy.
 #pragma once
 
+#include <functional>
 #include <mutex>
 #include <set>
 #include <string>
@@ -30,6 +31,14 @@ struct SnapshotRequest {
   std::string collection_id;
   int type = 2;      // SnapshotType (snapshot_plan.h)
   std::string name;  // ElementName; default "<collection name> - <UTC time>"
+  // The snapshot's id, when the caller must name it before it exists (a
+  // job's out-parameter); a new GUID when empty.
+  std::string id;
+  // Polled once everything is prepared, before the cut: true abandons the
+  // snapshot (Cancelled). Optional.
+  std::function<bool()> cancelled;
+  // Told the percentage done as the snapshot advances. Optional.
+  std::function<void(int)> progress;
 };
 
 class SnapshotEngine {
@@ -49,6 +58,11 @@ class SnapshotEngine {
   // Timeout of the cut) name the member and QEMU's message; the snapshot is
   // then undone and every VM runs on its previous images.
   Result<catalog::SnapshotRecord> Create(const SnapshotRequest& request);
+
+  // The checks Create starts with, alone: what a caller that runs Create
+  // later (as a job) reports at once. Same errors as Create's before the
+  // intent is recorded.
+  Status Validate(const SnapshotRequest& request);
 
  private:
   // Validated inputs of one snapshot.

@@ -36,9 +36,16 @@ Result<std::string> VmRegistry::Define(const VmDefinition& def) {
   if (!def.id.empty() && !IsGuid(def.id)) {
     return Status::InvalidArgument("VM id '" + def.id + "' is not a GUID");
   }
+  const std::string id = def.id.empty() ? NewGuid() : def.id;
+  std::vector<std::string> paths;
   for (size_t i = 0; i < def.disks.size(); ++i) {
-    const std::string& path = def.disks[i];
     const std::string what = "VM " + def.name + ": disk " + std::to_string(i);
+    const DiskSpec& d = def.disks[i];
+    if (d.new_bytes > 0) {
+      paths.push_back(RunDir(id) + "/base" + std::to_string(i) + ".qcow2");
+      continue;
+    }
+    const std::string& path = d.path;
     if (path.empty() || path[0] != '/') {
       return Status::InvalidArgument(what + " must be an absolute path, got '" + path + "'");
     }
@@ -48,8 +55,12 @@ Result<std::string> VmRegistry::Define(const VmDefinition& def) {
       return Status::InvalidArgument(what + " (" + path + ") is " + (*chain)[0].format +
                                      ", not qcow2: snapshots need qcow2 overlays");
     }
+    paths.push_back(path);
   }
-  catalog::VmRecord vm{.id = def.id.empty() ? NewGuid() : def.id,
+  if (auto taken = catalog_->GetVm(id); taken.ok()) {
+    return Status::AlreadyExists("a VM with id " + id + " already exists");
+  }
+  catalog::VmRecord vm{.id = id,
                        .name = def.name,
                        .memory_mib = def.memory_mib,
                        .vcpus = def.vcpus,
@@ -57,9 +68,54 @@ Result<std::string> VmRegistry::Define(const VmDefinition& def) {
                        .initrd = def.initrd,
                        .append = def.append,
                        .extra_args = def.extra_args,
-                       .disks = def.disks};
-  VMG_RETURN_IF_ERROR(catalog_->InsertVm(vm));
+                       .disks = paths};
+  auto created = [&] {
+    std::vector<std::string> out;
+    for (size_t i = 0; i < def.disks.size(); ++i) {
+      if (def.disks[i].new_bytes > 0) out.push_back(paths[i]);
+    }
+    return out;
+  }();
+  auto forget_created = [&] {
+    for (const auto& p : created) (void)env_->RemoveFile(p);
+  };
+  if (!created.empty()) VMG_RETURN_IF_ERROR(env_->CreateDirs(RunDir(id)));
+  for (size_t i = 0; i < def.disks.size(); ++i) {
+    if (def.disks[i].new_bytes <= 0) continue;
+    if (Status c = img_.Create(paths[i], static_cast<uint64_t>(def.disks[i].new_bytes)); !c.ok()) {
+      forget_created();
+      return c.Annotate("VM " + def.name + ": disk " + std::to_string(i));
+    }
+  }
+  if (Status s = catalog_->InsertVm(vm); !s.ok()) {
+    forget_created();
+    return s;
+  }
   return vm.id;
+}
+
+Status VmRegistry::Undefine(const std::string& id) {
+  VMG_ASSIGN_OR_RETURN(catalog::VmRecord vm, catalog_->GetVm(id));
+  if (vm.power != catalog::Power::kOff) {
+    return Status::InvalidState("VM " + vm.name + " is " + catalog::PowerName(vm.power) +
+                                "; turn it off first");
+  }
+  if (!vm.current_snapshot.empty()) {
+    return Status::InvalidState("VM " + vm.name +
+                                " is part of group snapshots; delete those first");
+  }
+  VMG_ASSIGN_OR_RETURN(auto collections, catalog_->CollectionsOf(id));
+  for (const auto& c : collections) {
+    bool removed = false;
+    VMG_RETURN_IF_ERROR(catalog_->RemoveMember(c, id, &removed));
+  }
+  VMG_RETURN_IF_ERROR(catalog_->DeleteVm(id));
+  // Everything in the run directory is the registry's: sockets, logs, the
+  // disks it created. The directory itself may stay.
+  if (auto files = env_->ListDir(RunDir(id)); files.ok()) {
+    for (const auto& f : *files) (void)env_->RemoveFile(RunDir(id) + "/" + f);
+  }
+  return Status::Ok();
 }
 
 Status VmRegistry::Start(const std::string& id) {

@@ -22,12 +22,27 @@
 
 namespace vmgroup::engine {
 
+// A disk of a new VM: an existing qcow2 image, or a new empty one of
+// `new_bytes` that the registry creates in the VM's run directory.
+struct DiskSpec {
+  // Implicit: a list of paths reads as a list of disks.
+  DiskSpec(std::string existing_path) : path(std::move(existing_path)) {}
+  DiskSpec(const char* existing_path) : path(existing_path) {}
+  static DiskSpec New(int64_t bytes) {
+    DiskSpec d("");
+    d.new_bytes = bytes;
+    return d;
+  }
+  std::string path;
+  int64_t new_bytes = 0;
+};
+
 struct VmDefinition {
   std::string name;
   std::string id;  // optional; a GUID is generated when empty
   int memory_mib = 128;
   int vcpus = 1;
-  std::vector<std::string> disks;  // existing qcow2 images, absolute paths
+  std::vector<DiskSpec> disks;  // existing images by absolute path, or new ones
   std::string kernel, initrd, append;
   std::vector<std::string> extra_args;
 };
@@ -41,6 +56,12 @@ class VmRegistry {
   // sizes or a relative disk path; FileNotFound for a missing disk image;
   // InvalidArgument for a disk that is not qcow2; AlreadyExists for a taken id.
   Result<std::string> Define(const VmDefinition& def);
+
+  // Forgets a VM that is off: takes it out of its collections and removes
+  // what the registry made for it (its run directory, the disks it
+  // created); images the VM was defined with stay. InvalidState while it
+  // is on or while snapshots of it exist.
+  Status Undefine(const std::string& id);
 
   // Powers a VM on from its current images. InvalidState if it is not off.
   Status Start(const std::string& id);

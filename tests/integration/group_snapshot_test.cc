@@ -164,6 +164,36 @@ TEST_F(GroupSnapshotTest, PastThePauseDeadlineEverythingIsRolledBack) {
   EXPECT_EQ(Chains(g.vm_ids[0]), chains);
 }
 
+TEST_F(GroupSnapshotTest, ACancelBeforeTheCutLeavesNothing) {
+  auto g = MakeGroup("cancel", 2);
+  auto chains = Chains(g.vm_ids[0]);
+  std::vector<int> progress;
+  auto snap = engine_->snapshots().Create({.collection_id = g.collection_id,
+                                           .cancelled = [] { return true; },
+                                           .progress = [&](int p) { progress.push_back(p); }});
+  EXPECT_EQ(snap.status().code(), Code::kCancelled) << snap.status().ToString();
+  EXPECT_TRUE(progress.empty()) << "no progress is reported past a cancel";
+  EXPECT_TRUE(engine_->catalog().ListSnapshots()->empty());
+  EXPECT_EQ(Chains(g.vm_ids[0]), chains);
+  for (const auto& id : g.vm_ids) {
+    EXPECT_EQ(LiveState(id), RunState::kRunning);
+    ExpectCatalogMatchesDisk(id);
+  }
+  auto again = engine_->snapshots().Create(
+      {.collection_id = g.collection_id, .progress = [&](int p) { progress.push_back(p); }});
+  ASSERT_TRUE(again.ok()) << again.status().ToString();
+  EXPECT_EQ(progress, std::vector<int>{50});
+}
+
+TEST_F(GroupSnapshotTest, ValidateReportsWhatCreateWouldRefuseAndChangesNothing) {
+  auto g = MakeGroup("valid", 1);
+  EXPECT_TRUE(engine_->snapshots().Validate({.collection_id = g.collection_id}).ok());
+  EXPECT_EQ(engine_->snapshots().Validate({.collection_id = g.collection_id, .type = 7}).code(),
+            Code::kInvalidArgument);
+  EXPECT_EQ(engine_->snapshots().Validate({.collection_id = "nope"}).code(), Code::kNotFound);
+  EXPECT_TRUE(engine_->catalog().ListSnapshots()->empty());
+}
+
 TEST_F(GroupSnapshotTest, StoppedMembersAreSnapshottedOfflineAndPausedOnesStayPaused) {
   auto g = MakeGroup("mix", 3);
   ASSERT_TRUE(engine_->vms().Stop(g.vm_ids[1]).ok());
@@ -229,6 +259,32 @@ TEST_F(GroupSnapshotTest, DefiningAVmChecksItsDisks) {
   EXPECT_EQ(raw.status().code(), Code::kInvalidArgument);
   EXPECT_NE(raw.status().message().find("not qcow2"), std::string::npos);
   EXPECT_TRUE(engine_->catalog().ListVms()->empty());
+}
+
+TEST_F(GroupSnapshotTest, NewDisksAreCreatedAndUndefineRemovesOnlyWhatTheRegistryMade) {
+  auto given = MakeGroup("keep", 1, /*start=*/false);
+  const std::string kept = Vm(given.vm_ids[0]).disks[0];
+  engine::VmDefinition def{.name = "mixed", .disks = {engine::DiskSpec::New(8 << 20), kept}};
+  auto id = engine_->vms().Define(def);
+  ASSERT_TRUE(id.ok()) << id.status().ToString();
+  const auto disks = Vm(*id).disks;
+  ASSERT_EQ(disks.size(), 2u);
+  EXPECT_EQ(disks[0], engine_->vms().RunDir(*id) + "/base0.qcow2");
+  EXPECT_TRUE(storage::QemuImg(Env::Default()).Check(disks[0]).ok());
+  ASSERT_TRUE(engine_->collections().AddMember(*id, given.collection_id).ok());
+
+  ASSERT_TRUE(engine_->vms().Start(*id).ok());
+  EXPECT_EQ(engine_->vms().Undefine(*id).code(), Code::kInvalidState);
+  ASSERT_TRUE(engine_->vms().Stop(*id).ok());
+  ASSERT_TRUE(engine_->vms().Undefine(*id).ok());
+  EXPECT_FALSE(Env::Default()->FileExists(disks[0]));
+  EXPECT_TRUE(Env::Default()->FileExists(kept));
+  EXPECT_EQ(engine_->catalog().GetCollection(given.collection_id)->members, given.vm_ids);
+  EXPECT_EQ(engine_->vms().Undefine(*id).code(), Code::kNotFound);
+
+  // A VM in a snapshot stays until the snapshot goes.
+  ASSERT_TRUE(engine_->snapshots().Create({.collection_id = given.collection_id}).ok());
+  EXPECT_EQ(engine_->vms().Undefine(given.vm_ids[0]).code(), Code::kInvalidState);
 }
 
 TEST_F(GroupSnapshotTest, RecoveryRemovesOverlaysNoRecordKnowsAndNothingElse) {
