@@ -11,9 +11,13 @@ declare -A allowed=(
   [catalog]="base catalog"
   [engine]="base storage hypervisor catalog engine"
   [cim]="base cim"
+  [services]="base catalog engine cim services"
+  [daemon]="base hypervisor catalog engine cim services daemon"
+  [cli]="base cim cli"
 )
 status=0
 for layer in "${!allowed[@]}"; do
+  [[ -d $layer ]] || continue
   while IFS= read -r line; do
     file=${line%%:*}
     target=$(sed -E 's/.*#include "([a-z_]+)\/.*/\1/' <<<"${line#*:}")

@@ -94,4 +94,20 @@ Result<RecoveryReport> Recover(Env* env, VmRegistry& vms, catalog::Catalog& cata
   return report;
 }
 
+std::string RecoveryReport::Summary() const {
+  std::string out;
+  auto add = [&](size_t n, const char* what) {
+    if (n == 0) return;
+    out += (out.empty() ? "recovered: " : ", ") + std::to_string(n) + " " + what;
+  };
+  add(gone_vms.size(), "VMs found gone (now off)");
+  add(completed.size(), "snapshots completed");
+  add(rolled_back.size(), "snapshots rolled back");
+  add(resumed.size(), "VMs resumed");
+  add(removed_files.size(), "orphaned overlays removed");
+  if (out.empty()) out = "nothing to recover";
+  if (!problems.ok()) out += "; left for the next start: " + problems.message();
+  return out;
+}
+
 }  // namespace vmgroup::engine

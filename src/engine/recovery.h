@@ -28,6 +28,9 @@ struct RecoveryReport {
   // Snapshots that could not be cleaned now (they stay Incomplete and are
   // retried at the next start); OK when there were none.
   Status problems;
+
+  // "recovered: 1 snapshot completed, 2 VMs resumed" or "nothing to recover".
+  std::string Summary() const;
 };
 
 Result<RecoveryReport> Recover(Env* env, VmRegistry& vms, catalog::Catalog& catalog);

@@ -1,0 +1,40 @@
+// vmgroupd: serves the Hyper-V collection API until SIGTERM or SIGINT.
+#include <signal.h>
+
+#include <cstdio>
+
+#include "base/log.h"
+#include "daemon/daemon.h"
+
+int main(int argc, char** argv) {
+  using namespace vmgroup;
+  auto options = daemon::ParseOptions(std::vector<std::string>(argv + 1, argv + argc));
+  if (!options.ok()) {
+    std::fprintf(stderr, "vmgroupd: %s\n", options.status().message().c_str());
+    return 2;
+  }
+  if (options->help) {
+    std::fputs(daemon::Usage().c_str(), stdout);
+    return 0;
+  }
+  SetLogLevel(options->log_level);
+  // Block the stop signals in every thread; this one waits for them below.
+  sigset_t stop;
+  sigemptyset(&stop);
+  sigaddset(&stop, SIGTERM);
+  sigaddset(&stop, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &stop, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  auto d = daemon::Daemon::Start(*options);
+  if (!d.ok()) {
+    Log(LogLevel::kError, "cannot start: " + d.status().ToString());
+    return 1;
+  }
+  Log(LogLevel::kInfo, "vmgroupd ready");
+  int sig = 0;
+  sigwait(&stop, &sig);
+  Log(LogLevel::kInfo, std::string("stopping on ") + (sig == SIGTERM ? "SIGTERM" : "SIGINT"));
+  d->reset();
+  return 0;
+}

@@ -1,0 +1,183 @@
+#include "services/common.h"
+
+#include <ctime>
+
+namespace vmgroup::services {
+
+std::vector<std::string> NamespaceParts() { return {"root", "virtualization", "v2"}; }
+
+cim::ObjectPath KeyPath(const std::string& class_name, const std::string& key,
+                        const std::string& value) {
+  return {"", NamespaceParts(), class_name, {{key, cim::KeyBinding::Kind::kString, value, {}}}};
+}
+
+cim::ObjectPath VmPath(const std::string& vm_id) {
+  cim::ObjectPath p = KeyPath("Msvm_ComputerSystem", "CreationClassName", "Msvm_ComputerSystem");
+  p.keys.push_back({"Name", cim::KeyBinding::Kind::kString, vm_id, {}});
+  return p;
+}
+
+std::string SettingsId(const std::string& id) { return "Microsoft:" + id; }
+
+cim::ObjectPath SettingsPath(const std::string& id) {
+  return KeyPath("Msvm_VirtualSystemSettingData", "InstanceID", SettingsId(id));
+}
+
+cim::ObjectPath CollectionPath(const catalog::CollectionRecord& c) {
+  return KeyPath(c.type == catalog::CollectionType::kVirtualSystems ? "Msvm_VirtualSystemCollection"
+                                                                    : "Msvm_ManagementCollection",
+                 "CollectionID", c.id);
+}
+
+cim::ObjectPath SnapshotCollectionPath(const std::string& snapshot_id) {
+  return KeyPath("Msvm_SnapshotCollection", "CollectionID", snapshot_id);
+}
+
+cim::ObjectPath JobPath(const std::string& job_id) {
+  return KeyPath("Msvm_ConcreteJob", "InstanceID", job_id);
+}
+
+std::string Affected(const std::string& class_name, const std::string& id) {
+  return class_name + ":" + id;
+}
+
+cim::ObjectPath AffectedPath(const std::string& entry) {
+  const size_t colon = entry.find(':');
+  const std::string cls = entry.substr(0, colon);
+  const std::string id = colon == std::string::npos ? "" : entry.substr(colon + 1);
+  if (cls == "Msvm_ComputerSystem") return VmPath(id);
+  if (cls == "Msvm_VirtualSystemSettingData") return SettingsPath(id);
+  return KeyPath(cls, "CollectionID", id);
+}
+
+std::string IdOf(const cim::ObjectPath& p, const std::string& key) {
+  const cim::KeyBinding* k = p.Key(key);
+  if (!k) return "";
+  const std::string prefix = "Microsoft:";
+  return k->value.starts_with(prefix) ? k->value.substr(prefix.size()) : k->value;
+}
+
+std::string CimTime(int64_t us) {
+  std::time_t t = static_cast<std::time_t>(us / 1'000'000);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%04d%02d%02d%02d%02d%02d.%06d+000", tm.tm_year + 1900,
+                tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+                static_cast<int>(us % 1'000'000));
+  return buf;
+}
+
+std::string CimInterval(int64_t us) {
+  const int64_t s = us / 1'000'000;
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%08lld%02d%02d%02d.%06d:000", static_cast<long long>(s / 86400),
+                static_cast<int>(s / 3600 % 24), static_cast<int>(s / 60 % 60),
+                static_cast<int>(s % 60), static_cast<int>(us % 1'000'000));
+  return buf;
+}
+
+const cim::ObjectPath* Args::Ref(const std::string& name) const {
+  auto it = args_.find(name);
+  return it == args_.end() || it->second.refs.empty() ? nullptr : &it->second.refs[0];
+}
+
+bool Args::Has(const std::string& name) const {
+  auto it = args_.find(name);
+  return it != args_.end() && it->second.kind != cim::Value::Kind::kNull;
+}
+
+std::string Args::Str(const std::string& name) const {
+  auto it = args_.find(name);
+  return it == args_.end() ? "" : it->second.scalar;
+}
+
+int64_t Args::Int(const std::string& name, int64_t fallback) const {
+  if (!Has(name)) return fallback;
+  return std::stoll(Str(name));  // CheckArguments proved it an integer of its type
+}
+
+std::vector<std::string> Args::Strs(const std::string& name) const {
+  auto it = args_.find(name);
+  if (it == args_.end()) return {};
+  if (it->second.kind == cim::Value::Kind::kScalar) return {it->second.scalar};
+  return it->second.array;
+}
+
+cim::MethodResult Done(uint32_t code) { return {code, {}}; }
+
+cim::MethodResult Refused(uint32_t code, std::string why) {
+  return {code, {{"Vmgroup_ErrorDescription", "string", cim::Value::Scalar(std::move(why))}}};
+}
+
+cim::MethodResult Outcome(ErrorCodeOf family, const Status& s) {
+  return s.ok() ? Done() : Refused(family(s), s.message());
+}
+
+cim::MethodResult JobStarted(const std::string& job_id) {
+  return {4096, {{"Job", "reference", cim::Value::Reference(JobPath(job_id))}}};
+}
+
+ServiceProvider::ServiceProvider(const Context& ctx, std::string class_name, std::string name,
+                                 std::string caption, std::vector<cim::MethodSpec> methods)
+    : name_(std::move(name)), caption_(std::move(caption)), host_(ctx.host) {
+  spec_ = {.name = std::move(class_name),
+           .superclass = "CIM_Service",
+           .properties = {{.name = "CreationClassName", .type = "string", .key = true},
+                          {.name = "Name", .type = "string", .key = true},
+                          {.name = "SystemCreationClassName", .type = "string", .key = true},
+                          {.name = "SystemName", .type = "string", .key = true},
+                          {.name = "ElementName", .type = "string"},
+                          {.name = "Caption", .type = "string"},
+                          {.name = "EnabledState", .type = "uint16"},
+                          {.name = "HealthState", .type = "uint16"},
+                          {.name = "Started", .type = "boolean"}},
+           .methods = std::move(methods)};
+  for (auto& m : spec_.methods) m.params.push_back(ErrorOut());
+}
+
+Result<std::vector<cim::Instance>> ServiceProvider::Enumerate() {
+  return std::vector<cim::Instance>{cim::InstanceBuilder(spec_)
+                                        .Str("CreationClassName", spec_.name)
+                                        .Str("Name", name_)
+                                        .Str("SystemCreationClassName", "Msvm_ComputerSystem")
+                                        .Str("SystemName", host_)
+                                        .Str("ElementName", caption_)
+                                        .Str("Caption", caption_)
+                                        .Int("EnabledState", 2)
+                                        .Int("HealthState", 5)
+                                        .Bool("Started", true)
+                                        .Build()};
+}
+
+Result<cim::MethodResult> ServiceProvider::Invoke(const cim::MethodSpec& method,
+                                                  const cim::ObjectPath&,
+                                                  const std::map<std::string, cim::Value>& args) {
+  auto it = handlers_.find(method.name);
+  if (it == handlers_.end()) {
+    return Status::NotSupported(spec_.name + "." + method.name +
+                                " is not available in this version of vmgroupd");
+  }
+  return it->second(Args(args));
+}
+
+cim::ParamSpec RefIn(std::string name, std::string reference_class) {
+  return {
+      .name = std::move(name), .type = "reference", .reference_class = std::move(reference_class)};
+}
+
+cim::ParamSpec RefOut(std::string name, std::string reference_class) {
+  return {.name = std::move(name),
+          .type = "reference",
+          .in = false,
+          .out = true,
+          .reference_class = std::move(reference_class)};
+}
+
+cim::ParamSpec JobOut() { return RefOut("Job", "CIM_ConcreteJob"); }
+
+cim::ParamSpec ErrorOut() {
+  return {.name = "Vmgroup_ErrorDescription", .type = "string", .in = false, .out = true};
+}
+
+}  // namespace vmgroup::services

@@ -1,0 +1,121 @@
+// What every Msvm_* provider shares: the namespace, object paths of the
+// classes the services serve, typed access to checked method arguments,
+// CIM datetimes, and ServiceProvider — a singleton service class whose
+// methods are a table of handlers.
+#pragma once
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "base/return_codes.h"
+#include "catalog/records.h"
+#include "cim/provider.h"
+#include "engine/engine.h"
+#include "services/jobs.h"
+
+namespace vmgroup::services {
+
+inline constexpr const char* kNamespace = "root/virtualization/v2";
+std::vector<std::string> NamespaceParts();
+
+// What providers need from the daemon.
+struct Context {
+  engine::Engine* engine;
+  JobManager* jobs;
+  std::string host;  // SystemName of the services
+};
+
+// A path with one string key.
+cim::ObjectPath KeyPath(const std::string& class_name, const std::string& key,
+                        const std::string& value);
+// Paths of the objects the services serve, from their ids.
+cim::ObjectPath VmPath(const std::string& vm_id);     // Msvm_ComputerSystem
+cim::ObjectPath SettingsPath(const std::string& id);  // Msvm_VirtualSystemSettingData
+cim::ObjectPath CollectionPath(const catalog::CollectionRecord& c);
+cim::ObjectPath SnapshotCollectionPath(const std::string& snapshot_id);
+cim::ObjectPath JobPath(const std::string& job_id);
+// The path an affected-element entry of a job ("<class>:<id>") stands for.
+cim::ObjectPath AffectedPath(const std::string& entry);
+std::string Affected(const std::string& class_name, const std::string& id);
+
+// The InstanceID of a VM's configuration and of a per-VM snapshot: Hyper-V
+// prefixes both with "Microsoft:"; the rest is the VM's or snapshot's id.
+std::string SettingsId(const std::string& id);
+// The id inside a path's key (CollectionID, Name, InstanceID without its
+// "Microsoft:" prefix), or empty when the path lacks that key.
+std::string IdOf(const cim::ObjectPath& p, const std::string& key);
+
+// CIM datetime of a wall-clock time in microseconds ("20261124210455.123456+000"),
+// and of an interval ("00000000000500.000000:000").
+std::string CimTime(int64_t us);
+std::string CimInterval(int64_t us);
+
+// Checked arguments by name (cim::CheckArguments made sure of their types).
+class Args {
+ public:
+  explicit Args(const std::map<std::string, cim::Value>& args) : args_(args) {}
+  const cim::ObjectPath* Ref(const std::string& name) const;
+  std::string Str(const std::string& name) const;  // empty when absent
+  bool Has(const std::string& name) const;
+  // The value, or `fallback` when absent.
+  int64_t Int(const std::string& name, int64_t fallback) const;
+  std::vector<std::string> Strs(const std::string& name) const;
+
+ private:
+  const std::map<std::string, cim::Value>& args_;
+};
+
+// The answers of a method: done, refused with a code and the reason (in
+// the vendor out-parameter Vmgroup_ErrorDescription: Hyper-V gives only
+// the code, people need the reason), or a job started.
+cim::MethodResult Done(uint32_t code = 0);
+cim::MethodResult Refused(uint32_t code, std::string why);
+cim::MethodResult JobStarted(const std::string& job_id);
+// Done for OK, else Refused with the code of the method's family.
+cim::MethodResult Outcome(ErrorCodeOf family, const Status& s);
+
+// A singleton CIM_Service (keys CreationClassName, Name,
+// SystemCreationClassName, SystemName) whose methods are handlers.
+class ServiceProvider : public cim::Provider {
+ public:
+  using Handler = std::function<Result<cim::MethodResult>(const Args&)>;
+  ServiceProvider(const Context& ctx, std::string class_name, std::string name, std::string caption,
+                  std::vector<cim::MethodSpec> methods);
+  // REQUIRES: `method` is declared.
+  void On(const std::string& method, Handler h) { handlers_[method] = std::move(h); }
+
+  const cim::ClassSpec& spec() const override { return spec_; }
+  Result<std::vector<cim::Instance>> Enumerate() override;
+  Result<cim::MethodResult> Invoke(const cim::MethodSpec& method, const cim::ObjectPath& target,
+                                   const std::map<std::string, cim::Value>& args) override;
+
+ private:
+  cim::ClassSpec spec_;
+  std::string name_, caption_, host_;
+  std::map<std::string, Handler> handlers_;
+};
+
+// A read-only class: its declaration and a function listing its instances.
+class ListProvider : public cim::Provider {
+ public:
+  using Lister = std::function<Result<std::vector<cim::Instance>>(const cim::ClassSpec&)>;
+  ListProvider(cim::ClassSpec spec, Lister list) : spec_(std::move(spec)), list_(std::move(list)) {}
+  const cim::ClassSpec& spec() const override { return spec_; }
+  Result<std::vector<cim::Instance>> Enumerate() override { return list_(spec_); }
+
+ private:
+  cim::ClassSpec spec_;
+  Lister list_;
+};
+
+// Parameters every Hyper-V method family shares.
+cim::ParamSpec RefIn(std::string name, std::string reference_class);
+cim::ParamSpec RefOut(std::string name, std::string reference_class);
+cim::ParamSpec JobOut();
+// Vmgroup_ErrorDescription; ServiceProvider adds it to every method.
+cim::ParamSpec ErrorOut();
+
+}  // namespace vmgroup::services

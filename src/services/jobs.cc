@@ -1,0 +1,126 @@
+#include "services/jobs.h"
+
+#include <algorithm>
+
+#include "base/ids.h"
+
+namespace vmgroup::services {
+
+void JobControl::Progress(int percent) { manager_->SetProgress(id_, percent); }
+
+JobManager::JobManager(Env* env, catalog::Catalog* catalog, std::chrono::microseconds retention)
+    : env_(env), catalog_(catalog), retention_(retention) {}
+
+JobManager::~JobManager() {
+  std::map<std::string, std::thread> threads;
+  {
+    std::lock_guard lock(mu_);
+    threads.swap(threads_);
+  }
+  for (auto& [id, t] : threads) t.join();
+}
+
+Result<std::string> JobManager::Start(int type, std::string description, bool cancellable,
+                                      ErrorCodeOf code_of, JobWork work) {
+  catalog::JobRecord job;
+  job.id = NewGuid();
+  job.type = type;
+  job.description = std::move(description);
+  job.cancellable = cancellable;
+  // Running before the caller answers 4096: naive clients poll only while
+  // JobState is 4 (reference linux-anchors §6).
+  job.state = catalog::JobState::kRunning;
+  job.created_us = job.started_us = env_->NowMicros();
+  VMG_RETURN_IF_ERROR(catalog_->InsertJob(job));
+  auto stop = std::make_shared<std::atomic<bool>>(false);
+  std::vector<std::thread> finished;
+  std::lock_guard lock(mu_);
+  for (auto it = threads_.begin(); it != threads_.end();) {
+    if (running_.count(it->first)) {
+      ++it;
+    } else {
+      finished.push_back(std::move(it->second));
+      it = threads_.erase(it);
+    }
+  }
+  for (auto& t : finished) t.join();  // past its work: at most a catalog write away
+  running_[job.id] = stop;
+  const std::string id = job.id;
+  threads_[id] = std::thread([this, job = std::move(job), code_of, work = std::move(work), stop] {
+    Run(job, code_of, work, stop);
+  });
+  return id;
+}
+
+void JobManager::Run(catalog::JobRecord job, ErrorCodeOf code_of, JobWork work,
+                     std::shared_ptr<std::atomic<bool>> stop) {
+  JobControl control(this, job.id, stop);
+  Result<std::vector<std::string>> result = work(control);
+  {
+    std::lock_guard lock(mu_);
+    running_.erase(job.id);
+  }
+  // Re-read: progress was recorded meanwhile.
+  if (auto current = catalog_->GetJob(job.id); current.ok()) job = *current;
+  job.ended_us = env_->NowMicros();
+  if (result.ok()) {
+    job.state = catalog::JobState::kCompleted;
+    job.percent = 100;
+    job.affected = *result;
+  } else {
+    const Status& s = result.status();
+    job.state = s.code() == Code::kCancelled ? catalog::JobState::kTerminated
+                                             : catalog::JobState::kException;
+    job.error_code = static_cast<int>(code_of(s));
+    job.error_description = s.message();
+  }
+  // A catalog that cannot record the end leaves the job Running; the next
+  // start ends it in Exception (EndInterrupted).
+  (void)catalog_->UpdateJob(job);
+}
+
+void JobManager::SetProgress(const std::string& id, int percent) {
+  auto job = catalog_->GetJob(id);
+  if (!job.ok() || job->state != catalog::JobState::kRunning) return;
+  job->percent = std::clamp(percent, 0, 100);
+  (void)catalog_->UpdateJob(*job);
+}
+
+Status JobManager::RequestStop(const std::string& id) {
+  VMG_ASSIGN_OR_RETURN(catalog::JobRecord job, catalog_->GetJob(id));
+  std::lock_guard lock(mu_);
+  auto it = running_.find(id);
+  if (it == running_.end()) return Status::InvalidState("job " + id + " has already ended");
+  if (!job.cancellable) return Status::NotSupported("job " + id + " cannot be cancelled");
+  it->second->store(true);
+  return Status::Ok();
+}
+
+Result<catalog::JobRecord> JobManager::Get(const std::string& id) {
+  VMG_ASSIGN_OR_RETURN(catalog::JobRecord job, catalog_->GetJob(id));
+  if (job.ended_us > 0 && job.ended_us < env_->NowMicros() - retention_.count()) {
+    return Status::NotFound("job " + id + " ended more than its retention ago and was removed");
+  }
+  return job;
+}
+
+Result<std::vector<catalog::JobRecord>> JobManager::List() {
+  VMG_RETURN_IF_ERROR(catalog_->DeleteJobsEndedBefore(env_->NowMicros() - retention_.count()));
+  return catalog_->ListJobs();
+}
+
+Status JobManager::EndInterrupted() {
+  VMG_ASSIGN_OR_RETURN(auto jobs, catalog_->ListJobs());
+  for (auto& job : jobs) {
+    if (job.ended_us != 0) continue;
+    job.state = catalog::JobState::kException;
+    job.ended_us = env_->NowMicros();
+    job.error_code = 32768;
+    job.error_description =
+        "vmgroupd stopped while this job ran; its work was rolled back or finished by recovery";
+    VMG_RETURN_IF_ERROR(catalog_->UpdateJob(job));
+  }
+  return Status::Ok();
+}
+
+}  // namespace vmgroup::services

@@ -1,0 +1,96 @@
+// JobManager: the life of an Msvm_ConcreteJob (reference §11, DESIGN §6).
+// A long method records its job as Running before it answers 4096, then
+// the work runs on its own thread and ends the job in exactly one of
+// Completed, Terminated (cancelled), Killed or Exception, with
+// PercentComplete, ErrorCode and ErrorDescription filled. Jobs live in the
+// catalog, so they survive a restart of the daemon; a job the daemon was
+// running when it died ends in Exception at the next start. Finished jobs
+// stay queryable for `retention` (TimeBeforeRemoval, 5 minutes).
+//
+// Thread-safe.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "base/env.h"
+#include "base/result.h"
+#include "catalog/catalog.h"
+
+namespace vmgroup::services {
+
+// What the work of a job may ask and tell.
+class JobControl {
+ public:
+  // True once a client asked the job to stop.
+  bool StopRequested() const { return stop_->load(); }
+  // Records how far the job is, 0..100.
+  void Progress(int percent);
+
+ private:
+  friend class JobManager;
+  JobControl(class JobManager* m, std::string id, std::shared_ptr<std::atomic<bool>> stop)
+      : manager_(m), id_(std::move(id)), stop_(std::move(stop)) {}
+  class JobManager* manager_;
+  std::string id_;
+  std::shared_ptr<std::atomic<bool>> stop_;
+};
+
+// The work of a job: returns what it created or touched, as
+// "<CIM class>:<id>" (they become Msvm_AffectedJobElement links). An error
+// ends the job in Exception, or Terminated if it is Cancelled.
+using JobWork = std::function<Result<std::vector<std::string>>(JobControl&)>;
+// The method's return-code family, to turn an error into the job's ErrorCode.
+using ErrorCodeOf = uint32_t (*)(const Status&);
+
+class JobManager {
+ public:
+  static constexpr std::chrono::minutes kRetention{5};
+
+  JobManager(Env* env, catalog::Catalog* catalog, std::chrono::microseconds retention = kRetention);
+  ~JobManager();  // waits for the jobs still running
+
+  // Records a Running job and starts `work` on its own thread; returns the
+  // job's id. `cancellable` jobs honour RequestStop.
+  Result<std::string> Start(int type, std::string description, bool cancellable,
+                            ErrorCodeOf code_of, JobWork work);
+
+  // Asks a running job to stop. NotSupported if it is not cancellable,
+  // InvalidState if it already ended, NotFound if there is no such job.
+  Status RequestStop(const std::string& id);
+
+  Result<catalog::JobRecord> Get(const std::string& id);
+  // Every job still kept, oldest first (forgets those past retention).
+  Result<std::vector<catalog::JobRecord>> List();
+
+  // At start-up, before any job runs: jobs a previous daemon left running
+  // end in Exception, saying so.
+  Status EndInterrupted();
+
+  Env* env() const { return env_; }
+
+ private:
+  friend class JobControl;
+  void Run(catalog::JobRecord job, ErrorCodeOf code_of, JobWork work,
+           std::shared_ptr<std::atomic<bool>> stop);
+  void SetProgress(const std::string& id, int percent);
+
+  Env* env_;
+  catalog::Catalog* catalog_;
+  const std::chrono::microseconds retention_;
+
+  std::mutex mu_;
+  std::map<std::string, std::shared_ptr<std::atomic<bool>>> running_;  // guarded by mu_
+  // Every job thread not yet joined, by job id; finished ones are joined
+  // at the next Start.
+  std::map<std::string, std::thread> threads_;  // guarded by mu_
+};
+
+}  // namespace vmgroup::services

@@ -1,0 +1,35 @@
+// The Msvm_* classes vmgroupd serves, grouped as Hyper-V groups them. Each
+// function returns the providers of its family; Register() hands all of
+// them, and the declared-only classes clients embed, to a dispatcher.
+#pragma once
+
+#include <memory>
+#include <vector>
+
+#include "cim/dispatcher.h"
+#include "services/common.h"
+
+namespace vmgroup::services {
+
+using Providers = std::vector<std::unique_ptr<cim::Provider>>;
+
+// Msvm_ComputerSystem (with RequestStateChange), Msvm_VirtualSystemSettingData,
+// Msvm_SettingsDefineState, Msvm_SnapshotOfVirtualSystem and the
+// Msvm_VirtualSystemManagementService subset (DefineSystem, DestroySystem).
+Providers VmProviders(const Context& ctx);
+// Msvm_VirtualSystemCollection, Msvm_ManagementCollection, their membership
+// associations and Msvm_CollectionManagementService.
+Providers CollectionProviders(const Context& ctx);
+// Msvm_CollectionSnapshotService, Msvm_SnapshotCollection and its associations.
+Providers SnapshotProviders(const Context& ctx);
+// Msvm_ConcreteJob and Msvm_AffectedJobElement.
+Providers JobProviders(const Context& ctx);
+// Msvm_Error, the embedded instance GetError returns.
+cim::ClassSpec ErrorClass();
+// Classes clients build or receive as embedded instances.
+std::vector<cim::ClassSpec> EmbeddedClasses();
+
+// Everything above, on `d`.
+void Register(cim::Dispatcher& d, const Context& ctx);
+
+}  // namespace vmgroup::services

@@ -1,0 +1,37 @@
+// The whole namespace: every provider family and the embedded classes.
+#include "services/providers.h"
+
+namespace vmgroup::services {
+
+std::vector<cim::ClassSpec> EmbeddedClasses() {
+  return {ErrorClass(),
+          {.name = "Msvm_VirtualSystemSnapshotSettingData",
+           .superclass = "CIM_SettingData",
+           .properties = {{.name = "InstanceID", .type = "string", .key = true},
+                          {.name = "ElementName", .type = "string"},
+                          {.name = "ConsistencyLevel", .type = "uint8"},
+                          {.name = "IgnoreNonSnapshottableDisks", .type = "boolean"},
+                          {.name = "GuestBackupType", .type = "uint8"}}},
+          {.name = "Msvm_MemorySettingData",
+           .superclass = "CIM_ResourceAllocationSettingData",
+           .properties = {{.name = "InstanceID", .type = "string", .key = true},
+                          {.name = "VirtualQuantity", .type = "uint64"}}},
+          {.name = "Msvm_ProcessorSettingData",
+           .superclass = "CIM_ResourceAllocationSettingData",
+           .properties = {{.name = "InstanceID", .type = "string", .key = true},
+                          {.name = "VirtualQuantity", .type = "uint64"}}},
+          {.name = "Msvm_StorageAllocationSettingData",
+           .superclass = "CIM_ResourceAllocationSettingData",
+           .properties = {{.name = "InstanceID", .type = "string", .key = true},
+                          {.name = "HostResource", .type = "string", .is_array = true},
+                          {.name = "Vmgroup_NewSizeBytes", .type = "uint64"}}}};
+}
+
+void Register(cim::Dispatcher& d, const Context& ctx) {
+  for (auto* family : {&VmProviders, &CollectionProviders, &SnapshotProviders, &JobProviders}) {
+    for (auto& p : (*family)(ctx)) d.Register(std::move(p));
+  }
+  for (auto& spec : EmbeddedClasses()) d.Declare(std::move(spec));
+}
+
+}  // namespace vmgroup::services

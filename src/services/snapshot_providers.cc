@@ -1,0 +1,183 @@
+// Group snapshots: Msvm_CollectionSnapshotService.CreateSnapshot, the
+// Msvm_SnapshotCollection it makes and the associations that place it
+// (reference §5.2, §6).
+#include "base/ids.h"
+#include "cim/xml_reader.h"
+#include "services/providers.h"
+
+namespace vmgroup::services {
+namespace {
+
+constexpr int kJobSnapshotCollection = 198;
+
+cim::ClassSpec SnapshotCollectionSpec() {
+  return {.name = "Msvm_SnapshotCollection",
+          .superclass = "CIM_Collection",
+          .properties = {{.name = "CollectionID", .type = "string", .key = true},
+                         {.name = "ElementName", .type = "string"},
+                         // Vendor: what Hyper-V keeps only on the members.
+                         {.name = "Vmgroup_VirtualSystemCollectionID", .type = "string"},
+                         {.name = "Vmgroup_SnapshotType", .type = "uint16"},
+                         {.name = "Vmgroup_CreationTime", .type = "datetime"},
+                         {.name = "Vmgroup_PauseWindowMicroseconds", .type = "uint64"},
+                         {.name = "Vmgroup_DurationMicroseconds", .type = "uint64"}}};
+}
+
+cim::ClassSpec LinkSpec(const char* name, const char* superclass, const char* left,
+                        const char* left_class, const char* right, const char* right_class) {
+  return {.name = name,
+          .superclass = superclass,
+          .association = true,
+          .properties = {
+              {.name = left, .type = "reference", .key = true, .reference_class = left_class},
+              {.name = right, .type = "reference", .key = true, .reference_class = right_class}}};
+}
+
+// Every complete group snapshot; one in progress is not shown.
+Result<std::vector<catalog::SnapshotRecord>> CompleteSnapshots(engine::Engine* e) {
+  VMG_ASSIGN_OR_RETURN(auto all, e->catalog().ListSnapshots());
+  std::vector<catalog::SnapshotRecord> out;
+  for (auto& s : all) {
+    if (s.state == catalog::SnapshotState::kComplete) out.push_back(std::move(s));
+  }
+  return out;
+}
+
+// SnapshotSettings: empty, or an embedded Msvm_VirtualSystemSnapshotSettingData
+// whose ElementName names the snapshot and whose ConsistencyLevel is 0 or 2
+// (crash consistent). Application consistency arrives with the guest agent.
+Status ReadSettings(const std::string& text, std::string* name) {
+  if (text.empty()) return Status::Ok();
+  VMG_ASSIGN_OR_RETURN(cim::Instance inst, cim::ParseEmbeddedInstance(text));
+  if (!cim::NameEquals(inst.class_name, "Msvm_VirtualSystemSnapshotSettingData")) {
+    return Status::InvalidArgument(
+        "SnapshotSettings must be a Msvm_VirtualSystemSnapshotSettingData, not " + inst.class_name);
+  }
+  if (const cim::Property* p = inst.Find("ElementName"); p) *name = p->value.scalar;
+  if (const cim::Property* p = inst.Find("ConsistencyLevel");
+      p && p->value.kind == cim::Value::Kind::kScalar) {
+    const std::string& level = p->value.scalar;
+    if (level == "1") {
+      return Status::NotSupported(
+          "application-consistent snapshots (ConsistencyLevel 1) "
+          "are not supported yet; use 2 (crash consistent)");
+    }
+    if (level != "0" && level != "2") {
+      return Status::InvalidArgument("ConsistencyLevel must be 0, 1 or 2, not " + level);
+    }
+  }
+  return Status::Ok();
+}
+
+class SnapshotServiceProvider : public ServiceProvider {
+ public:
+  explicit SnapshotServiceProvider(const Context& ctx)
+      : ServiceProvider(ctx, "Msvm_CollectionSnapshotService", "CollectionSnapshotService",
+                        "Hyper-V Collection Snapshot Service",
+                        {{.name = "CreateSnapshot",
+                          .params = {RefIn("Collection", "CIM_CollectionOfMSEs"),
+                                     {.name = "SnapshotSettings",
+                                      .type = "string",
+                                      .embedded_class = "Msvm_VirtualSystemSnapshotSettingData"},
+                                     {.name = "SnapshotType", .type = "uint16"},
+                                     {.name = "ResultingSnapshotCollection",
+                                      .type = "reference",
+                                      .out = true,
+                                      .reference_class = "CIM_Collection"},
+                                     JobOut()}}}) {
+    engine::Engine* e = ctx.engine;
+    JobManager* jobs = ctx.jobs;
+    On("CreateSnapshot", [e, jobs](const Args& a) -> Result<cim::MethodResult> {
+      const cim::ObjectPath* collection = a.Ref("Collection");
+      if (!collection) return Refused(kRcInvalidParameter, "Collection names no VM group");
+      engine::SnapshotRequest req;
+      req.collection_id = IdOf(*collection, "CollectionID");
+      req.type = static_cast<int>(a.Int("SnapshotType", 0));
+      req.id = NewGuid();
+      if (Status s = ReadSettings(a.Str("SnapshotSettings"), &req.name); !s.ok()) {
+        return Refused(ReturnCodeA(s), "SnapshotSettings: " + s.message());
+      }
+      if (Status s = e->snapshots().Validate(req); !s.ok()) return Outcome(ReturnCodeA, s);
+      VMG_ASSIGN_OR_RETURN(auto group, e->catalog().GetCollection(req.collection_id));
+      VMG_ASSIGN_OR_RETURN(
+          std::string job,
+          jobs->Start(kJobSnapshotCollection, "Snapshot of VM group " + group.name,
+                      /*cancellable=*/true, ReturnCodeA,
+                      [e, req](JobControl& control) mutable -> Result<std::vector<std::string>> {
+                        req.cancelled = [&control] { return control.StopRequested(); };
+                        req.progress = [&control](int p) { control.Progress(p); };
+                        VMG_ASSIGN_OR_RETURN(auto s, e->snapshots().Create(req));
+                        std::vector<std::string> made = {Affected("Msvm_SnapshotCollection", s.id)};
+                        for (const auto& m : s.members) {
+                          made.push_back(Affected("Msvm_VirtualSystemSettingData", m.id));
+                        }
+                        return made;
+                      }));
+      cim::MethodResult r = JobStarted(job);
+      r.out.push_back({"ResultingSnapshotCollection", "reference",
+                       cim::Value::Reference(SnapshotCollectionPath(req.id))});
+      return r;
+    });
+  }
+};
+
+}  // namespace
+
+Providers SnapshotProviders(const Context& ctx) {
+  Providers out;
+  engine::Engine* e = ctx.engine;
+  out.push_back(std::make_unique<SnapshotServiceProvider>(ctx));
+  out.push_back(std::make_unique<ListProvider>(
+      SnapshotCollectionSpec(),
+      [e](const cim::ClassSpec& spec) -> Result<std::vector<cim::Instance>> {
+        VMG_ASSIGN_OR_RETURN(auto snaps, CompleteSnapshots(e));
+        std::vector<cim::Instance> rows;
+        for (const auto& s : snaps) {
+          rows.push_back(cim::InstanceBuilder(spec)
+                             .Str("CollectionID", s.id)
+                             .Str("ElementName", s.name)
+                             .Str("Vmgroup_VirtualSystemCollectionID", s.collection_id)
+                             .Int("Vmgroup_SnapshotType", s.type)
+                             .Str("Vmgroup_CreationTime", CimTime(s.created_us))
+                             .Int("Vmgroup_PauseWindowMicroseconds", s.pause_window_us)
+                             .Int("Vmgroup_DurationMicroseconds", s.duration_us)
+                             .Build());
+        }
+        return rows;
+      }));
+  out.push_back(std::make_unique<ListProvider>(
+      LinkSpec("Msvm_CollectedSnapshots", "CIM_CollectedMSEs", "Collection",
+               "Msvm_SnapshotCollection", "Member", "Msvm_VirtualSystemSettingData"),
+      [e](const cim::ClassSpec& spec) -> Result<std::vector<cim::Instance>> {
+        VMG_ASSIGN_OR_RETURN(auto snaps, CompleteSnapshots(e));
+        std::vector<cim::Instance> rows;
+        for (const auto& s : snaps) {
+          for (const auto& m : s.members) {
+            rows.push_back(cim::InstanceBuilder(spec)
+                               .Ref("Collection", SnapshotCollectionPath(s.id))
+                               .Ref("Member", SettingsPath(m.id))
+                               .Build());
+          }
+        }
+        return rows;
+      }));
+  out.push_back(std::make_unique<ListProvider>(
+      LinkSpec("Msvm_SnapshotOfVirtualSystemCollection", "CIM_Dependency", "Antecedent",
+               "CIM_CollectionOfMSEs", "Dependent", "CIM_Collection"),
+      [e](const cim::ClassSpec& spec) -> Result<std::vector<cim::Instance>> {
+        VMG_ASSIGN_OR_RETURN(auto snaps, CompleteSnapshots(e));
+        std::vector<cim::Instance> rows;
+        for (const auto& s : snaps) {
+          auto group = e->catalog().GetCollection(s.collection_id);
+          if (!group.ok()) continue;
+          rows.push_back(cim::InstanceBuilder(spec)
+                             .Ref("Antecedent", CollectionPath(*group))
+                             .Ref("Dependent", SnapshotCollectionPath(s.id))
+                             .Build());
+        }
+        return rows;
+      }));
+  return out;
+}
+
+}  // namespace vmgroup::services

@@ -1,0 +1,388 @@
+// Msvm_ComputerSystem and what defines and runs one.
+#include "cim/xml_reader.h"
+#include "services/providers.h"
+
+namespace vmgroup::services {
+namespace {
+
+// EnabledState of Msvm_ComputerSystem: 2 Enabled (running), 3 Disabled
+// (off), 32768 Paused.
+int EnabledState(catalog::Power p) {
+  switch (p) {
+    case catalog::Power::kRunning:
+      return 2;
+    case catalog::Power::kPaused:
+      return 32768;
+    case catalog::Power::kOff:
+      return 3;
+  }
+  return 0;
+}
+
+cim::ClassSpec ComputerSystemSpec() {
+  return {.name = "Msvm_ComputerSystem",
+          .superclass = "CIM_ComputerSystem",
+          .properties = {{.name = "CreationClassName", .type = "string", .key = true},
+                         {.name = "Name", .type = "string", .key = true},
+                         {.name = "ElementName", .type = "string"},
+                         {.name = "Caption", .type = "string"},
+                         {.name = "Description", .type = "string"},
+                         {.name = "EnabledState", .type = "uint16"},
+                         {.name = "RequestedState", .type = "uint16"},
+                         {.name = "HealthState", .type = "uint16"},
+                         {.name = "ProcessID", .type = "uint32"}},
+          .methods = {{.name = "RequestStateChange",
+                       .params = {{.name = "RequestedState", .type = "uint16"},
+                                  JobOut(),
+                                  {.name = "TimeoutPeriod", .type = "datetime"},
+                                  ErrorOut()}}}};
+}
+
+cim::ClassSpec SettingsSpec() {
+  return {.name = "Msvm_VirtualSystemSettingData",
+          .superclass = "CIM_VirtualSystemSettingData",
+          .properties = {
+              {.name = "InstanceID", .type = "string", .key = true},
+              {.name = "ElementName", .type = "string"},
+              {.name = "Description", .type = "string"},
+              {.name = "VirtualSystemIdentifier", .type = "string"},
+              {.name = "VirtualSystemType", .type = "string"},
+              {.name = "CreationTime", .type = "datetime"},
+              {.name = "Parent", .type = "string"},
+              // Vendor: the configuration Hyper-V keeps in resource settings.
+              {.name = "Vmgroup_MemoryMB", .type = "uint64"},
+              {.name = "Vmgroup_ProcessorCount", .type = "uint16"},
+              {.name = "Vmgroup_DiskImages", .type = "string", .is_array = true},
+              {.name = "Vmgroup_Kernel", .type = "string"},
+              {.name = "Vmgroup_Initrd", .type = "string"},
+              {.name = "Vmgroup_KernelCommandLine", .type = "string"},
+              // Vendor, snapshots only: the cut of this member.
+              {.name = "Vmgroup_SnapshotCollectionID", .type = "string"},
+              {.name = "Vmgroup_CutTime", .type = "datetime"},
+              {.name = "Vmgroup_PauseMicroseconds", .type = "uint64"},
+              {.name = "Vmgroup_ConsistencyLevel", .type = "uint16"},
+          }};
+}
+
+// "root/virtualization/v2:Msvm_VirtualSystemSettingData.InstanceID=\"Microsoft:...\"":
+// the text form of a path, as the Parent property carries it.
+std::string PathText(const cim::ObjectPath& p) {
+  std::string out = std::string(kNamespace) + ":" + p.class_name;
+  for (size_t i = 0; i < p.keys.size(); ++i) {
+    out += (i ? "," : ".") + p.keys[i].name + "=\"" + p.keys[i].value + "\"";
+  }
+  return out;
+}
+
+cim::Instance VmInstance(const cim::ClassSpec& spec, const catalog::VmRecord& vm) {
+  return cim::InstanceBuilder(spec)
+      .Str("CreationClassName", "Msvm_ComputerSystem")
+      .Str("Name", vm.id)
+      .Str("ElementName", vm.name)
+      .Str("Caption", "Virtual Machine")
+      .Str("Description", "vmgroup Virtual Machine")
+      .Int("EnabledState", EnabledState(vm.power))
+      .Int("RequestedState", EnabledState(vm.power))
+      .Int("HealthState", 5)
+      .Int("ProcessID", vm.pid)
+      .Build();
+}
+
+cim::Instance ConfigInstance(const cim::ClassSpec& spec, const catalog::VmRecord& vm) {
+  cim::InstanceBuilder b(spec);
+  b.Str("InstanceID", SettingsId(vm.id))
+      .Str("ElementName", vm.name)
+      .Str("Description", "Active settings for the virtual machine")
+      .Str("VirtualSystemIdentifier", vm.id)
+      .Str("VirtualSystemType", "Microsoft:Hyper-V:System:Realized")
+      .Int("Vmgroup_MemoryMB", vm.memory_mib)
+      .Int("Vmgroup_ProcessorCount", vm.vcpus)
+      .Strs("Vmgroup_DiskImages", vm.disks)
+      .Str("Vmgroup_Kernel", vm.kernel)
+      .Str("Vmgroup_Initrd", vm.initrd)
+      .Str("Vmgroup_KernelCommandLine", vm.append);
+  if (!vm.current_snapshot.empty()) b.Str("Parent", PathText(SettingsPath(vm.current_snapshot)));
+  return b.Build();
+}
+
+cim::Instance SnapshotInstance(const cim::ClassSpec& spec, const catalog::SnapshotRecord& s,
+                               const catalog::MemberSnapshot& m, const std::string& vm_name) {
+  std::vector<std::string> images;
+  for (const auto& d : m.disks) images.push_back(d.frozen_image);
+  cim::InstanceBuilder b(spec);
+  b.Str("InstanceID", SettingsId(m.id))
+      .Str("ElementName", s.name + " - " + vm_name)
+      .Str("Description", "Snapshot settings for the virtual machine")
+      .Str("VirtualSystemIdentifier", m.vm_id)
+      .Str("VirtualSystemType", s.type == 2 ? "Microsoft:Hyper-V:Snapshot:Recovery"
+                                            : "Microsoft:Hyper-V:Snapshot:Realized")
+      .Str("CreationTime", CimTime(s.created_us))
+      .Strs("Vmgroup_DiskImages", images)
+      .Str("Vmgroup_SnapshotCollectionID", s.id)
+      .Str("Vmgroup_CutTime", CimTime(m.cut_time_us))
+      .Int("Vmgroup_PauseMicroseconds", m.pause_us)
+      .Int("Vmgroup_ConsistencyLevel", 2);  // crash consistent
+  if (!m.parent_id.empty()) b.Str("Parent", PathText(SettingsPath(m.parent_id)));
+  return b.Build();
+}
+
+// Every complete per-VM snapshot with its group snapshot.
+template <typename Fn>
+Status ForEachMemberSnapshot(engine::Engine& e, Fn fn) {
+  VMG_ASSIGN_OR_RETURN(auto snaps, e.catalog().ListSnapshots());
+  for (const auto& s : snaps) {
+    if (s.state != catalog::SnapshotState::kComplete) continue;  // in progress
+    for (const auto& m : s.members) fn(s, m);
+  }
+  return Status::Ok();
+}
+
+class SettingsProvider : public cim::Provider {
+ public:
+  explicit SettingsProvider(const Context& ctx) : ctx_(ctx), spec_(SettingsSpec()) {}
+  const cim::ClassSpec& spec() const override { return spec_; }
+  Result<std::vector<cim::Instance>> Enumerate() override {
+    std::vector<cim::Instance> out;
+    VMG_ASSIGN_OR_RETURN(auto vms, ctx_.engine->catalog().ListVms());
+    std::map<std::string, std::string> names;
+    for (const auto& vm : vms) {
+      out.push_back(ConfigInstance(spec_, vm));
+      names[vm.id] = vm.name;
+    }
+    VMG_RETURN_IF_ERROR(ForEachMemberSnapshot(*ctx_.engine, [&](const auto& s, const auto& m) {
+      out.push_back(SnapshotInstance(spec_, s, m, names[m.vm_id]));
+    }));
+    return out;
+  }
+
+ private:
+  Context ctx_;
+  cim::ClassSpec spec_;
+};
+
+class ComputerSystemProvider : public cim::Provider {
+ public:
+  explicit ComputerSystemProvider(const Context& ctx) : ctx_(ctx), spec_(ComputerSystemSpec()) {}
+  const cim::ClassSpec& spec() const override { return spec_; }
+  Result<std::vector<cim::Instance>> Enumerate() override {
+    VMG_ASSIGN_OR_RETURN(auto vms, ctx_.engine->catalog().ListVms());
+    std::vector<cim::Instance> out;
+    for (const auto& vm : vms) out.push_back(VmInstance(spec_, vm));
+    return out;
+  }
+  Result<cim::Instance> Get(const cim::ObjectPath& path) override {
+    VMG_ASSIGN_OR_RETURN(auto vm, ctx_.engine->catalog().GetVm(IdOf(path, "Name")));
+    return VmInstance(spec_, vm);
+  }
+
+  // Hyper-V's RequestedState values: 2 Running (start, or resume a paused
+  // VM), 3 Off (turn off), 9 or 32768 Paused. Family B codes.
+  Result<cim::MethodResult> Invoke(const cim::MethodSpec&, const cim::ObjectPath& target,
+                                   const std::map<std::string, cim::Value>& raw) override {
+    Args args(raw);
+    const std::string id = IdOf(target, "Name");
+    VMG_ASSIGN_OR_RETURN(auto vm, ctx_.engine->catalog().GetVm(id));
+    if (args.Has("TimeoutPeriod") && args.Str("TimeoutPeriod") != "00000000000000.000000:000") {
+      return Refused(kRcBNotSupported, "TimeoutPeriod is not supported");
+    }
+    const int64_t want = args.Int("RequestedState", -1);
+    engine::VmRegistry& vms = ctx_.engine->vms();
+    std::function<Status()> change;
+    std::string verb;
+    using catalog::Power;
+    const bool pause = want == 9 || want == 32768;
+    if (want == 2 && vm.power == Power::kOff) {
+      change = [&vms, id] { return vms.Start(id); };
+      verb = "Start";
+    } else if (want == 2 && vm.power == Power::kPaused) {
+      change = [&vms, id] { return vms.Resume(id); };
+      verb = "Resume";
+    } else if (want == 3 && vm.power != Power::kOff) {
+      change = [&vms, id] { return vms.Stop(id); };
+      verb = "Turn off";
+    } else if (pause && vm.power == Power::kRunning) {
+      change = [&vms, id] { return vms.Pause(id); };
+      verb = "Pause";
+    } else if (want == 2 || want == 3 || pause) {
+      return Refused(kRcBInvalidState, "VM " + vm.name + " is " + catalog::PowerName(vm.power));
+    } else if (want == 4 || want == 6 || want == 10 || want == 11) {
+      return Refused(kRcBNotSupported, "shut down, save, reboot and reset are not supported yet");
+    } else {
+      return Refused(kRcBInvalidParameter,
+                     "RequestedState must be 2 (running), 3 (off) or 9/32768 (paused)");
+    }
+    VMG_ASSIGN_OR_RETURN(
+        std::string job,
+        ctx_.jobs->Start(want == 2   ? 10
+                         : want == 3 ? 11
+                                     : 12,
+                         verb + " virtual machine " + vm.name, false, ReturnCodeB,
+                         [change, id](JobControl&) -> Result<std::vector<std::string>> {
+                           VMG_RETURN_IF_ERROR(change());
+                           return std::vector<std::string>{Affected("Msvm_ComputerSystem", id)};
+                         }));
+    return JobStarted(job);
+  }
+
+ private:
+  Context ctx_;
+  cim::ClassSpec spec_;
+};
+
+// The settings a DefineSystem call carries, read into a VM definition.
+// Family-B code and a reason when they do not make one.
+struct Defined {
+  engine::VmDefinition def;
+  std::string error;
+};
+
+Defined ReadDefinition(const std::string& system, const std::vector<std::string>& resources) {
+  Defined out;
+  auto vssd = cim::ParseEmbeddedInstance(system);
+  if (!vssd.ok() || !cim::NameEquals(vssd->class_name, "Msvm_VirtualSystemSettingData")) {
+    out.error = "SystemSettings must be an embedded Msvm_VirtualSystemSettingData";
+    return out;
+  }
+  auto text = [](const cim::Instance& i, const char* name) {
+    const cim::Property* p = i.Find(name);
+    return p && p->value.kind == cim::Value::Kind::kScalar ? p->value.scalar : std::string();
+  };
+  auto number = [&](const cim::Instance& i, const char* name, int64_t fallback) -> int64_t {
+    const std::string t = text(i, name);
+    if (t.empty()) return fallback;
+    try {
+      return std::stoll(t);
+    } catch (...) {
+      out.error = std::string(name) + " is not a number: " + t;
+      return fallback;
+    }
+  };
+  out.def.name = text(*vssd, "ElementName");
+  out.def.id = text(*vssd, "VirtualSystemIdentifier");
+  out.def.kernel = text(*vssd, "Vmgroup_Kernel");
+  out.def.initrd = text(*vssd, "Vmgroup_Initrd");
+  out.def.append = text(*vssd, "Vmgroup_KernelCommandLine");
+  for (const auto& r : resources) {
+    auto rasd = cim::ParseEmbeddedInstance(r);
+    if (!rasd.ok()) {
+      out.error =
+          "a ResourceSettings entry is not an embedded instance: " + rasd.status().message();
+      return out;
+    }
+    if (cim::NameEquals(rasd->class_name, "Msvm_MemorySettingData")) {
+      out.def.memory_mib = static_cast<int>(number(*rasd, "VirtualQuantity", 0));
+    } else if (cim::NameEquals(rasd->class_name, "Msvm_ProcessorSettingData")) {
+      out.def.vcpus = static_cast<int>(number(*rasd, "VirtualQuantity", 0));
+    } else if (cim::NameEquals(rasd->class_name, "Msvm_StorageAllocationSettingData")) {
+      const cim::Property* host = rasd->Find("HostResource");
+      const int64_t bytes = number(*rasd, "Vmgroup_NewSizeBytes", 0);
+      if (bytes > 0) {
+        out.def.disks.push_back(engine::DiskSpec::New(bytes));
+      } else if (host && !host->value.array.empty()) {
+        out.def.disks.emplace_back(host->value.array[0]);
+      } else if (host && host->value.kind == cim::Value::Kind::kScalar) {
+        out.def.disks.emplace_back(host->value.scalar);
+      } else {
+        out.error =
+            "a Msvm_StorageAllocationSettingData needs HostResource or Vmgroup_NewSizeBytes";
+      }
+    } else {
+      out.error = "vmgroupd does not know resource class " + rasd->class_name;
+    }
+    if (!out.error.empty()) return out;
+  }
+  return out;
+}
+
+class ManagementServiceProvider : public ServiceProvider {
+ public:
+  explicit ManagementServiceProvider(const Context& ctx)
+      : ServiceProvider(
+            ctx, "Msvm_VirtualSystemManagementService", "vmms",
+            "Hyper-V Virtual System Management Service",
+            {{.name = "DefineSystem",
+              .params = {{.name = "SystemSettings",
+                          .type = "string",
+                          .embedded_class = "Msvm_VirtualSystemSettingData"},
+                         {.name = "ResourceSettings",
+                          .type = "string",
+                          .is_array = true,
+                          .embedded_class = "CIM_ResourceAllocationSettingData"},
+                         RefIn("ReferenceConfiguration", "CIM_VirtualSystemSettingData"),
+                         RefOut("ResultingSystem", "CIM_ComputerSystem"),
+                         JobOut()}},
+             {.name = "DestroySystem",
+              .params = {RefIn("AffectedSystem", "CIM_ComputerSystem"), JobOut()}}}) {
+    engine::Engine* e = ctx.engine;
+    On("DefineSystem", [e](const Args& a) -> Result<cim::MethodResult> {
+      if (a.Ref("ReferenceConfiguration")) {
+        return Refused(kRcBNotSupported, "ReferenceConfiguration is not supported");
+      }
+      Defined d = ReadDefinition(a.Str("SystemSettings"), a.Strs("ResourceSettings"));
+      if (!d.error.empty()) return Refused(kRcBInvalidParameter, d.error);
+      auto id = e->vms().Define(d.def);
+      if (!id.ok()) return Refused(ReturnCodeB(id.status()), id.status().message());
+      cim::MethodResult r = Done();
+      r.out.push_back({"ResultingSystem", "reference", cim::Value::Reference(VmPath(*id))});
+      return r;
+    });
+    On("DestroySystem", [e](const Args& a) -> Result<cim::MethodResult> {
+      const cim::ObjectPath* vm = a.Ref("AffectedSystem");
+      if (!vm) return Refused(kRcBInvalidParameter, "AffectedSystem names no VM");
+      return Outcome(ReturnCodeB, e->vms().Undefine(IdOf(*vm, "Name")));
+    });
+  }
+};
+
+// VM -> its settings: its configuration (Msvm_SettingsDefineState), or each
+// of its snapshots (Msvm_SnapshotOfVirtualSystem).
+cim::ClassSpec VmLinkSpec(const char* name, const char* left, const char* right) {
+  return {.name = name,
+          .association = true,
+          .properties = {{.name = left,
+                          .type = "reference",
+                          .key = true,
+                          .reference_class = "Msvm_ComputerSystem"},
+                         {.name = right,
+                          .type = "reference",
+                          .key = true,
+                          .reference_class = "Msvm_VirtualSystemSettingData"}}};
+}
+
+}  // namespace
+
+Providers VmProviders(const Context& ctx) {
+  Providers out;
+  out.push_back(std::make_unique<ComputerSystemProvider>(ctx));
+  out.push_back(std::make_unique<SettingsProvider>(ctx));
+  out.push_back(std::make_unique<ManagementServiceProvider>(ctx));
+  engine::Engine* e = ctx.engine;
+  out.push_back(std::make_unique<ListProvider>(
+      VmLinkSpec("Msvm_SettingsDefineState", "ManagedElement", "SettingData"),
+      [e](const cim::ClassSpec& spec) -> Result<std::vector<cim::Instance>> {
+        VMG_ASSIGN_OR_RETURN(auto vms, e->catalog().ListVms());
+        std::vector<cim::Instance> links;
+        for (const auto& vm : vms) {
+          links.push_back(cim::InstanceBuilder(spec)
+                              .Ref("ManagedElement", VmPath(vm.id))
+                              .Ref("SettingData", SettingsPath(vm.id))
+                              .Build());
+        }
+        return links;
+      }));
+  out.push_back(std::make_unique<ListProvider>(
+      VmLinkSpec("Msvm_SnapshotOfVirtualSystem", "Antecedent", "Dependent"),
+      [e](const cim::ClassSpec& spec) -> Result<std::vector<cim::Instance>> {
+        std::vector<cim::Instance> links;
+        VMG_RETURN_IF_ERROR(ForEachMemberSnapshot(*e, [&](const auto&, const auto& m) {
+          links.push_back(cim::InstanceBuilder(spec)
+                              .Ref("Antecedent", VmPath(m.vm_id))
+                              .Ref("Dependent", SettingsPath(m.id))
+                              .Build());
+        }));
+        return links;
+      }));
+  return out;
+}
+
+}  // namespace vmgroup::services
