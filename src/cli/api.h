@@ -1,0 +1,122 @@
+// Api: what the vmgroup command line asks of vmgroupd, in its terms (VMs,
+// groups, snapshots, jobs by name or id), spoken as the Hyper-V collection
+// API over CIM-XML. The command line never builds CIM requests itself.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "base/result.h"
+#include "cim/client.h"
+
+namespace vmgroup::cli {
+
+struct VmInfo {
+  std::string id, name, state;  // state: "running", "off", "paused"
+  int64_t memory_mib = 0, vcpus = 0;
+  std::vector<std::string> disks;
+  std::string kernel, initrd, append;
+  int64_t pid = 0;
+};
+
+struct GroupInfo {
+  std::string id, name;
+  bool of_groups = false;
+  std::vector<std::string> members;  // names
+};
+
+struct MemberSnapshotInfo {
+  std::string vm_id, vm_name, settings_id, cut_time, parent;
+  int64_t pause_us = 0;
+  int consistency = 2;  // 1 application, 2 crash
+  std::vector<std::string> images;
+};
+
+struct SnapshotInfo {
+  std::string id, name, group_id, created;
+  int type = 0;
+  int64_t pause_window_us = 0, duration_us = 0;
+  std::vector<MemberSnapshotInfo> members;
+};
+
+struct JobInfo {
+  std::string id, description, error;
+  int state = 0, percent = 0, error_code = 0, type = 0;
+  bool cancellable = false;
+  std::string started, elapsed;
+  std::vector<std::string> affected;  // "Class:id" of what it made
+  bool Finished() const { return state >= 7 && state != 11 && state != 12; }
+  bool Succeeded() const { return state == 7 || state == 32768; }
+};
+
+struct NewVm {
+  std::string name;
+  int64_t memory_mib = 128, vcpus = 1;
+  std::vector<std::string> disk_paths;  // existing images, absolute
+  std::vector<int64_t> disk_new_bytes;  // per disk: >0 creates a new one
+  std::string kernel, initrd, append;
+};
+
+// What a method call ended in: a ReturnValue and, when it started one, a job.
+struct CallResult {
+  uint32_t code = 0;
+  std::string error;  // the daemon's reason when code is not 0 or 4096
+  std::string job_id;
+  cim::Response response;
+};
+
+class Api {
+ public:
+  // `endpoint`: unix:PATH or http://[user:pass@]host:port.
+  static Result<std::unique_ptr<Api>> Connect(const std::string& endpoint);
+
+  Result<std::vector<VmInfo>> ListVms();
+  // By name or id; NotFound, or InvalidArgument when a name is ambiguous.
+  Result<VmInfo> FindVm(const std::string& name_or_id);
+  Result<CallResult> CreateVm(const NewVm& vm);
+  Result<CallResult> DeleteVm(const std::string& id);
+  // RequestedState: 2 running, 3 off, 9 paused.
+  Result<CallResult> ChangeVmState(const std::string& id, int requested);
+
+  Result<std::vector<GroupInfo>> ListGroups();
+  Result<GroupInfo> FindGroup(const std::string& name_or_id);
+  Result<CallResult> CreateGroup(const std::string& name, bool of_groups);
+  Result<CallResult> AddMember(const GroupInfo& g, const std::string& member_name_or_id);
+  Result<CallResult> RemoveMember(const GroupInfo& g, const std::string& member_name_or_id);
+  Result<CallResult> RenameGroup(const GroupInfo& g, const std::string& new_name);
+  Result<CallResult> DeleteGroup(const GroupInfo& g);
+
+  // type: 1 standard, 2 recovery, 32768 disk-only; consistency 1 app, 2 crash.
+  Result<CallResult> CreateSnapshot(const GroupInfo& g, int type, int consistency,
+                                    const std::string& name);
+  Result<std::vector<SnapshotInfo>> ListSnapshots(const std::string& group_id);
+  Result<SnapshotInfo> GetSnapshot(const std::string& id);
+
+  Result<std::vector<JobInfo>> ListJobs();
+  Result<JobInfo> GetJob(const std::string& id);
+  Result<CallResult> CancelJob(const std::string& id);
+  // Polls until the job ends; `progress` sees every change.
+  Result<JobInfo> WaitJob(const std::string& id,
+                          const std::function<void(const JobInfo&)>& progress);
+
+ private:
+  explicit Api(std::unique_ptr<cim::CimClient> c) : cim_(std::move(c)) {}
+  Result<cim::ObjectPath> ServicePath(const std::string& cls);
+  Result<CallResult> Call(const std::string& service_class, const std::string& method,
+                          const std::vector<cim::OutParam>& args);
+  Result<CallResult> CallOn(const cim::ObjectPath& target, const std::string& method,
+                            const std::vector<cim::OutParam>& args);
+  // A member reference: a VM (for VM groups) or a group (for groups of groups).
+  Result<cim::ObjectPath> MemberPath(const GroupInfo& g, const std::string& member);
+  Result<MemberSnapshotInfo> ReadMember(const cim::Instance& vssd);
+
+  std::unique_ptr<cim::CimClient> cim_;
+};
+
+// "Class:id" -> id.
+std::string AffectedId(const std::string& entry);
+
+}  // namespace vmgroup::cli

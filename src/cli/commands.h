@@ -1,0 +1,49 @@
+// The vmgroup commands, one function per noun. Each parses the rest of its
+// command line, talks to vmgroupd through Api and returns an exit code.
+#pragma once
+
+#include <map>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "cli/api.h"
+
+namespace vmgroup::cli {
+
+// A command's words after the noun: positionals and --flags. `flags` names
+// those taking a value; `switches` those that do not; repeated flags keep
+// every value.
+class CommandLine {
+ public:
+  static Result<CommandLine> Parse(const std::vector<std::string>& words,
+                                   const std::set<std::string>& flags,
+                                   const std::set<std::string>& switches);
+  const std::vector<std::string>& positional() const { return positional_; }
+  bool Has(const std::string& flag) const { return values_.count(flag) > 0; }
+  std::string Get(const std::string& flag, const std::string& fallback = "") const;
+  std::vector<std::string> All(const std::string& flag) const;
+
+ private:
+  std::vector<std::string> positional_;
+  std::multimap<std::string, std::string> values_;
+};
+
+struct Context {
+  Api* api;
+  bool json = false;
+  bool terminal = false;  // stderr is a terminal: draw progress bars
+};
+
+int RunVm(Context& ctx, const std::vector<std::string>& words);
+int RunGroup(Context& ctx, const std::vector<std::string>& words);
+int RunSnapshot(Context& ctx, const std::vector<std::string>& words);
+int RunJob(Context& ctx, const std::vector<std::string>& words);
+
+// A method's outcome: 0 done, 4096 waited for (unless `wait` is false:
+// then the job id is printed), anything else reported with the daemon's
+// reason. Returns the exit code; `job` receives the finished job.
+int Settle(Context& ctx, const Result<CallResult>& r, const std::string& what, bool wait,
+           JobInfo* job = nullptr);
+
+}  // namespace vmgroup::cli

@@ -1,0 +1,97 @@
+// vmgroup group create | list | show | add | remove | rename | delete
+#include <iostream>
+
+#include "cli/commands.h"
+#include "cli/output.h"
+
+namespace vmgroup::cli {
+namespace {
+
+int Usage() {
+  std::cerr << "usage: vmgroup group create NAME [--of-groups] | list | show NAME |\n"
+               "                     add NAME MEMBER... | remove NAME MEMBER... |\n"
+               "                     rename NAME NEW | delete NAME\n";
+  return kExitUsage;
+}
+
+int List(Context& ctx) {
+  auto groups = ctx.api->ListGroups();
+  if (!groups.ok()) return ReportError(groups.status());
+  if (ctx.json) {
+    nlohmann::json out = nlohmann::json::array();
+    for (const auto& g : *groups) out.push_back(ToJson(g));
+    std::cout << out.dump(2) << "\n";
+    return kExitOk;
+  }
+  std::vector<std::vector<std::string>> rows = {{"NAME", "ID", "TYPE", "MEMBERS"}};
+  for (const auto& g : *groups) {
+    std::string members;
+    for (const auto& m : g.members) members += (members.empty() ? "" : ",") + m;
+    rows.push_back({g.name, g.id, g.of_groups ? "groups" : "vms", members});
+  }
+  PrintTable(std::cout, rows);
+  return kExitOk;
+}
+
+int Show(Context& ctx, const GroupInfo& g) {
+  auto snaps = ctx.api->ListSnapshots(g.id);
+  if (!snaps.ok()) return ReportError(snaps.status());
+  if (ctx.json) {
+    nlohmann::json out = ToJson(g);
+    out["snapshots"] = nlohmann::json::array();
+    for (const auto& s : *snaps) out["snapshots"].push_back(s.id);
+    std::cout << out.dump(2) << "\n";
+    return kExitOk;
+  }
+  std::vector<std::vector<std::string>> rows = {
+      {"Name:", g.name},
+      {"Id:", g.id},
+      {"Type:", g.of_groups ? "group of groups" : "group of VMs"},
+      {"Snapshots:", std::to_string(snaps->size())}};
+  for (const auto& m : g.members) rows.push_back({"Member:", m});
+  PrintTable(std::cout, rows);
+  return kExitOk;
+}
+
+}  // namespace
+
+int RunGroup(Context& ctx, const std::vector<std::string>& words) {
+  if (words.empty()) return Usage();
+  const std::string verb = words[0];
+  auto c = CommandLine::Parse({words.begin() + 1, words.end()}, {}, {"of-groups"});
+  if (!c.ok()) return ReportError(c.status());
+  const auto& pos = c->positional();
+  if (verb == "list") return pos.empty() ? List(ctx) : Usage();
+  if (verb == "create") {
+    if (pos.size() != 1) return Usage();
+    auto r = ctx.api->CreateGroup(pos[0], c->Has("of-groups"));
+    if (int rc = Settle(ctx, r, "creating group " + pos[0], true); rc != kExitOk) return rc;
+    const cim::Param* p = r->response.Out("DefinedCollection");
+    const cim::KeyBinding* k =
+        p && !p->value.refs.empty() ? p->value.refs[0].Key("CollectionID") : nullptr;
+    std::cout << (k ? k->value : "") << "\n";
+    return kExitOk;
+  }
+  if (pos.empty()) return Usage();
+  auto g = ctx.api->FindGroup(pos[0]);
+  if (!g.ok()) return ReportError(g.status());
+  if (verb == "show" && pos.size() == 1) return Show(ctx, *g);
+  if (verb == "delete" && pos.size() == 1) {
+    return Settle(ctx, ctx.api->DeleteGroup(*g), "deleting group " + g->name, true);
+  }
+  if (verb == "rename" && pos.size() == 2) {
+    return Settle(ctx, ctx.api->RenameGroup(*g, pos[1]), "renaming group " + g->name, true);
+  }
+  if ((verb == "add" || verb == "remove") && pos.size() >= 2) {
+    for (size_t i = 1; i < pos.size(); ++i) {
+      auto r = verb == "add" ? ctx.api->AddMember(*g, pos[i]) : ctx.api->RemoveMember(*g, pos[i]);
+      const std::string what = (verb == "add" ? "adding " : "removing ") + pos[i] +
+                               (verb == "add" ? " to " : " from ") + g->name;
+      if (int rc = Settle(ctx, r, what, true); rc != kExitOk) return rc;
+    }
+    return kExitOk;
+  }
+  return Usage();
+}
+
+}  // namespace vmgroup::cli

@@ -1,0 +1,86 @@
+// vmgroup job list | show | wait | cancel
+#include <iostream>
+
+#include "cli/commands.h"
+#include "cli/output.h"
+
+namespace vmgroup::cli {
+namespace {
+
+int Usage() {
+  std::cerr << "usage: vmgroup job list | show ID | wait ID | cancel ID\n";
+  return kExitUsage;
+}
+
+void Print(Context& ctx, const JobInfo& j) {
+  if (ctx.json) {
+    std::cout << ToJson(j).dump(2) << "\n";
+    return;
+  }
+  std::vector<std::vector<std::string>> rows = {{"Id:", j.id},
+                                                {"What:", j.description},
+                                                {"State:", JobStateName(j.state)},
+                                                {"Progress:", std::to_string(j.percent) + "%"},
+                                                {"Started:", CimTimeText(j.started)},
+                                                {"Elapsed:", CimTimeText(j.elapsed)}};
+  if (!j.error.empty()) {
+    rows.push_back({"Error:", j.error + " (code " + std::to_string(j.error_code) + ")"});
+  }
+  for (const auto& a : j.affected) rows.push_back({"Made:", a});
+  PrintTable(std::cout, rows);
+}
+
+}  // namespace
+
+int RunJob(Context& ctx, const std::vector<std::string>& words) {
+  if (words.empty()) return Usage();
+  const std::string verb = words[0];
+  auto c = CommandLine::Parse({words.begin() + 1, words.end()}, {}, {});
+  if (!c.ok()) return ReportError(c.status());
+  const auto& pos = c->positional();
+  if (verb == "list" && pos.empty()) {
+    auto jobs = ctx.api->ListJobs();
+    if (!jobs.ok()) return ReportError(jobs.status());
+    if (ctx.json) {
+      nlohmann::json out = nlohmann::json::array();
+      for (const auto& j : *jobs) out.push_back(ToJson(j));
+      std::cout << out.dump(2) << "\n";
+      return kExitOk;
+    }
+    std::vector<std::vector<std::string>> rows = {{"ID", "STATE", "PROGRESS", "STARTED", "WHAT"}};
+    for (const auto& j : *jobs) {
+      rows.push_back({j.id, JobStateName(j.state), std::to_string(j.percent) + "%",
+                      CimTimeText(j.started), j.description});
+    }
+    PrintTable(std::cout, rows);
+    return kExitOk;
+  }
+  if (pos.size() != 1) return Usage();
+  if (verb == "show") {
+    auto j = ctx.api->GetJob(pos[0]);
+    if (!j.ok()) return ReportError(j.status());
+    Print(ctx, *j);
+    return kExitOk;
+  }
+  if (verb == "wait") {
+    ProgressView view(ctx.terminal);
+    auto j = ctx.api->WaitJob(pos[0], [&](const JobInfo& info) { view.Show(info); });
+    view.Done();
+    if (!j.ok()) return ReportError(j.status());
+    Print(ctx, *j);
+    return j->Succeeded() ? kExitOk : kExitFailed;
+  }
+  if (verb == "cancel") {
+    auto r = ctx.api->CancelJob(pos[0]);
+    if (!r.ok()) return ReportError(r.status());
+    if (r->code != 4096 && r->code != 0) {
+      std::fprintf(stderr, "vmgroup: cannot cancel job %s: %s\n", pos[0].c_str(), r->error.c_str());
+      return kExitFailed;
+    }
+    std::cerr << "cancel requested; the job stops at its next safe point\n";
+    return kExitOk;
+  }
+  return Usage();
+}
+
+}  // namespace vmgroup::cli

@@ -1,0 +1,216 @@
+#include "cli/output.h"
+
+#include <charconv>
+#include <cstdio>
+#include <iostream>
+
+namespace vmgroup::cli {
+
+int ReportError(const Status& s) {
+  std::fprintf(stderr, "vmgroup: %s\n", s.message().c_str());
+  switch (s.code()) {
+    case Code::kUnavailable:
+      return kExitUnreachable;
+    case Code::kNotFound:
+      return kExitNotFound;
+    case Code::kInvalidArgument:
+      return kExitUsage;
+    default:
+      return kExitFailed;
+  }
+}
+
+void PrintTable(std::ostream& out, const std::vector<std::vector<std::string>>& rows) {
+  std::vector<size_t> width;
+  for (const auto& r : rows) {
+    if (width.size() < r.size()) width.resize(r.size());
+    for (size_t i = 0; i < r.size(); ++i) width[i] = std::max(width[i], r[i].size());
+  }
+  for (const auto& r : rows) {
+    std::string line;
+    for (size_t i = 0; i < r.size(); ++i) {
+      line += r[i];
+      if (i + 1 < r.size()) line += std::string(width[i] - r[i].size() + 2, ' ');
+    }
+    out << line << "\n";
+  }
+}
+
+std::string Micros(int64_t us) {
+  char buf[32];
+  if (us < 1000) {
+    std::snprintf(buf, sizeof buf, "%lld us", static_cast<long long>(us));
+  } else if (us < 1'000'000) {
+    std::snprintf(buf, sizeof buf, "%.1f ms", static_cast<double>(us) / 1e3);
+  } else {
+    std::snprintf(buf, sizeof buf, "%.1f s", static_cast<double>(us) / 1e6);
+  }
+  return buf;
+}
+
+std::string CimTimeText(const std::string& c) {
+  if (c.size() != 25) return c;
+  if (c[21] == ':') {  // interval ddddddddhhmmss.mmmmmm:000
+    const int64_t s = std::stoll(c.substr(0, 8)) * 86400 + std::stoll(c.substr(8, 2)) * 3600 +
+                      std::stoll(c.substr(10, 2)) * 60 + std::stoll(c.substr(12, 2));
+    return Micros(s * 1'000'000 + std::stoll(c.substr(15, 6)));
+  }
+  return c.substr(0, 4) + "-" + c.substr(4, 2) + "-" + c.substr(6, 2) + " " + c.substr(8, 2) + ":" +
+         c.substr(10, 2) + ":" + c.substr(12, 2) + " UTC";
+}
+
+Result<int64_t> ParseSize(const std::string& text) {
+  int64_t n = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
+  const std::string unit(end, text.data() + text.size());
+  int64_t scale = 1;
+  if (unit == "K" || unit == "KiB")
+    scale = 1 << 10;
+  else if (unit == "M" || unit == "MiB")
+    scale = 1 << 20;
+  else if (unit == "G" || unit == "GiB")
+    scale = int64_t{1} << 30;
+  else if (unit == "T" || unit == "TiB")
+    scale = int64_t{1} << 40;
+  else if (!unit.empty())
+    scale = 0;
+  if (ec != std::errc() || n <= 0 || scale == 0) {
+    return Status::InvalidArgument("'" + text + "' is not a size (like 8G, 512M or bytes)");
+  }
+  return n * scale;
+}
+
+std::string ReturnCodeName(uint32_t code) {
+  switch (code) {
+    case 0:
+      return "Completed";
+    case 1:
+    case 32770:
+      return "Not supported";
+    case 2:
+    case 32768:
+      return "Failed";
+    case 3:
+    case 32772:
+      return "Timeout";
+    case 4:
+    case 32773:
+      return "Invalid parameter";
+    case 5:
+    case 32775:
+      return "Invalid state";
+    case 6:
+    case 32776:
+      return "Invalid type";
+    case 4096:
+      return "Job started";
+    case 32769:
+      return "Access denied";
+    case 32774:
+      return "System is in use";
+    case 32777:
+      return "System is not available";
+    case 32778:
+      return "Out of memory";
+    case 32779:
+      return "File not found";
+    default:
+      return "code " + std::to_string(code);
+  }
+}
+
+std::string JobStateName(int state) {
+  switch (state) {
+    case 2:
+      return "New";
+    case 3:
+      return "Starting";
+    case 4:
+      return "Running";
+    case 7:
+      return "Completed";
+    case 8:
+      return "Terminated";
+    case 9:
+      return "Killed";
+    case 10:
+      return "Exception";
+    case 32768:
+      return "Completed with warnings";
+    default:
+      return std::to_string(state);
+  }
+}
+
+void ProgressView::Show(const JobInfo& j) {
+  if (j.percent == last_percent_ && j.state == last_state_) return;
+  last_percent_ = j.percent;
+  last_state_ = j.state;
+  if (!terminal_) {
+    std::fprintf(stderr, "job %s: %s %d%%\n", j.id.c_str(), JobStateName(j.state).c_str(),
+                 j.percent);
+    return;
+  }
+  constexpr int kWidth = 30;
+  const int filled = j.percent * kWidth / 100;
+  std::fprintf(stderr, "\r[%s%s] %3d%%  %s", std::string(static_cast<size_t>(filled), '#').c_str(),
+               std::string(static_cast<size_t>(kWidth - filled), '-').c_str(), j.percent,
+               j.description.c_str());
+  drawn_ = true;
+}
+
+void ProgressView::Done() {
+  if (terminal_ && drawn_) std::fputc('\n', stderr);
+}
+
+nlohmann::json ToJson(const VmInfo& v) {
+  return {
+      {"id", v.id},         {"name", v.name},   {"state", v.state},   {"memory_mib", v.memory_mib},
+      {"vcpus", v.vcpus},   {"disks", v.disks}, {"kernel", v.kernel}, {"initrd", v.initrd},
+      {"append", v.append}, {"pid", v.pid}};
+}
+
+nlohmann::json ToJson(const GroupInfo& g) {
+  return {{"id", g.id},
+          {"name", g.name},
+          {"type", g.of_groups ? "groups" : "vms"},
+          {"members", g.members}};
+}
+
+nlohmann::json ToJson(const SnapshotInfo& s) {
+  nlohmann::json members = nlohmann::json::array();
+  for (const auto& m : s.members) {
+    members.push_back({{"vm_id", m.vm_id},
+                       {"vm", m.vm_name},
+                       {"settings_id", m.settings_id},
+                       {"cut_time", CimTimeText(m.cut_time)},
+                       {"pause_us", m.pause_us},
+                       {"consistency", m.consistency == 1 ? "application" : "crash"},
+                       {"parent", m.parent},
+                       {"images", m.images}});
+  }
+  return {{"id", s.id},
+          {"name", s.name},
+          {"group_id", s.group_id},
+          {"type", s.type},
+          {"created", CimTimeText(s.created)},
+          {"pause_window_us", s.pause_window_us},
+          {"duration_us", s.duration_us},
+          {"members", members}};
+}
+
+nlohmann::json ToJson(const JobInfo& j) {
+  return {{"id", j.id},
+          {"description", j.description},
+          {"state", JobStateName(j.state)},
+          {"job_state", j.state},
+          {"percent", j.percent},
+          {"error_code", j.error_code},
+          {"error", j.error},
+          {"cancellable", j.cancellable},
+          {"started", CimTimeText(j.started)},
+          {"elapsed", CimTimeText(j.elapsed)},
+          {"affected", j.affected}};
+}
+
+}  // namespace vmgroup::cli

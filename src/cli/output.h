@@ -1,0 +1,58 @@
+// How the command line shows things: aligned tables, JSON (--json),
+// durations and sizes people read, job progress, and the exit codes.
+#pragma once
+
+#include <cstdint>
+#include <iosfwd>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "base/status.h"
+#include "cli/api.h"
+
+namespace vmgroup::cli {
+
+// Exit codes (README "Exit codes"; `vmgroup --help`).
+inline constexpr int kExitOk = 0;
+inline constexpr int kExitFailed = 1;       // the daemon refused, or the job failed
+inline constexpr int kExitUsage = 2;        // the command line is wrong
+inline constexpr int kExitUnreachable = 3;  // vmgroupd cannot be reached
+inline constexpr int kExitNotFound = 4;     // no such VM, group, snapshot or job
+
+// Prints "vmgroup: <message>" on stderr and returns the exit code for `s`.
+int ReportError(const Status& s);
+
+// Columns padded to their widest cell; the first row is the header.
+void PrintTable(std::ostream& out, const std::vector<std::vector<std::string>>& rows);
+
+// "12.3 ms", "4.0 s".
+std::string Micros(int64_t us);
+// A CIM datetime as "2026-11-24 21:19:18 UTC"; an interval as "1.5 s".
+std::string CimTimeText(const std::string& cim);
+// "8G", "512M", "65536" -> bytes; InvalidArgument otherwise.
+Result<int64_t> ParseSize(const std::string& text);
+// The name of a Hyper-V return code ("Invalid state").
+std::string ReturnCodeName(uint32_t code);
+std::string JobStateName(int state);
+
+// Shows a job's progress on stderr: a bar on a terminal, a line per change
+// otherwise.
+class ProgressView {
+ public:
+  explicit ProgressView(bool terminal) : terminal_(terminal) {}
+  void Show(const JobInfo& j);
+  void Done();
+
+ private:
+  bool terminal_;
+  int last_percent_ = -1, last_state_ = -1;
+  bool drawn_ = false;
+};
+
+nlohmann::json ToJson(const VmInfo& v);
+nlohmann::json ToJson(const GroupInfo& g);
+nlohmann::json ToJson(const SnapshotInfo& s);
+nlohmann::json ToJson(const JobInfo& j);
+
+}  // namespace vmgroup::cli

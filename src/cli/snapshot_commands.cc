@@ -1,0 +1,113 @@
+// vmgroup snapshot create | list | show
+#include <iostream>
+
+#include "cli/commands.h"
+#include "cli/output.h"
+
+namespace vmgroup::cli {
+namespace {
+
+int Usage() {
+  std::cerr
+      << "usage: vmgroup snapshot create GROUP [--type standard|recovery|disk]\n"
+         "                        [--consistency crash|application] [--name LABEL] [--no-wait]\n"
+         "       vmgroup snapshot list GROUP | show ID\n";
+  return kExitUsage;
+}
+
+std::string TypeName(int type) {
+  switch (type) {
+    case 1:
+      return "standard";
+    case 2:
+      return "recovery";
+    case 32768:
+      return "disk";
+    default:
+      return std::to_string(type);
+  }
+}
+
+void PrintSnapshot(const SnapshotInfo& s, const std::string& group_name) {
+  PrintTable(std::cout, {{"Id:", s.id},
+                         {"Name:", s.name},
+                         {"Group:", group_name},
+                         {"Type:", TypeName(s.type)},
+                         {"Created:", CimTimeText(s.created)},
+                         {"Pause window:", Micros(s.pause_window_us)},
+                         {"Duration:", Micros(s.duration_us)}});
+  std::cout << "\n";
+  std::vector<std::vector<std::string>> rows = {{"VM", "CUT TIME", "PAUSED", "CONSISTENCY"}};
+  for (const auto& m : s.members) {
+    rows.push_back({m.vm_name, CimTimeText(m.cut_time) + " +" + m.cut_time.substr(15, 6) + "us",
+                    Micros(m.pause_us), m.consistency == 1 ? "application" : "crash"});
+  }
+  PrintTable(std::cout, rows);
+}
+
+}  // namespace
+
+int RunSnapshot(Context& ctx, const std::vector<std::string>& words) {
+  if (words.empty()) return Usage();
+  const std::string verb = words[0];
+  auto c = CommandLine::Parse({words.begin() + 1, words.end()}, {"type", "consistency", "name"},
+                              {"no-wait"});
+  if (!c.ok()) return ReportError(c.status());
+  const auto& pos = c->positional();
+  if (pos.size() != 1) return Usage();
+  if (verb == "show") {
+    auto s = ctx.api->GetSnapshot(pos[0]);
+    if (!s.ok()) return ReportError(s.status());
+    if (ctx.json) {
+      std::cout << ToJson(*s).dump(2) << "\n";
+      return kExitOk;
+    }
+    auto g = ctx.api->FindGroup(s->group_id);
+    PrintSnapshot(*s, g.ok() ? g->name : s->group_id);
+    return kExitOk;
+  }
+  auto g = ctx.api->FindGroup(pos[0]);
+  if (!g.ok()) return ReportError(g.status());
+  if (verb == "list") {
+    auto snaps = ctx.api->ListSnapshots(g->id);
+    if (!snaps.ok()) return ReportError(snaps.status());
+    if (ctx.json) {
+      nlohmann::json out = nlohmann::json::array();
+      for (const auto& s : *snaps) out.push_back(ToJson(s));
+      std::cout << out.dump(2) << "\n";
+      return kExitOk;
+    }
+    std::vector<std::vector<std::string>> rows = {
+        {"ID", "NAME", "TYPE", "CREATED", "PAUSE WINDOW"}};
+    for (const auto& s : *snaps) {
+      rows.push_back(
+          {s.id, s.name, TypeName(s.type), CimTimeText(s.created), Micros(s.pause_window_us)});
+    }
+    PrintTable(std::cout, rows);
+    return kExitOk;
+  }
+  if (verb != "create") return Usage();
+  const std::map<std::string, int> types = {{"standard", 1}, {"recovery", 2}, {"disk", 32768}};
+  const std::map<std::string, int> levels = {{"application", 1}, {"crash", 2}};
+  auto type = types.find(c->Get("type", "disk"));
+  auto level = levels.find(c->Get("consistency", "crash"));
+  if (type == types.end() || level == levels.end()) return Usage();
+  const bool wait = !c->Has("no-wait");
+  JobInfo job;
+  int rc = Settle(ctx, ctx.api->CreateSnapshot(*g, type->second, level->second, c->Get("name")),
+                  "snapshot of " + g->name, wait, &job);
+  if (rc != kExitOk || !wait) return rc;
+  for (const auto& a : job.affected) {
+    if (!a.starts_with("Msvm_SnapshotCollection:")) continue;
+    auto s = ctx.api->GetSnapshot(AffectedId(a));
+    if (!s.ok()) return ReportError(s.status());
+    if (ctx.json) {
+      std::cout << ToJson(*s).dump(2) << "\n";
+    } else {
+      PrintSnapshot(*s, g->name);
+    }
+  }
+  return kExitOk;
+}
+
+}  // namespace vmgroup::cli
