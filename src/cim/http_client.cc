@@ -77,9 +77,12 @@ Status HttpClient::Connect(Deadline) {
 }
 
 Result<HttpResponse> HttpClient::Exchange(const std::string& request, Deadline deadline) {
-  VMG_RETURN_IF_ERROR(conn_->Write(request, deadline));
-  VMG_ASSIGN_OR_RETURN(std::string head, conn_->ReadHead(deadline, 64 << 10));
-  VMG_ASSIGN_OR_RETURN(HttpResponse r, ParseResponseHead(head));
+  // A server may answer before the whole request is in (413 for a body
+  // over its limit) and close: its answer is still there to read.
+  const Status sent = conn_->Write(request, deadline);
+  auto head = conn_->ReadHead(deadline, 64 << 10);
+  if (!head.ok()) return sent.ok() ? head.status() : sent;
+  VMG_ASSIGN_OR_RETURN(HttpResponse r, ParseResponseHead(*head));
   constexpr size_t kMaxBody = 256 << 20;
   if (const std::string* te = r.Header("Transfer-Encoding"); te && *te != "identity") {
     VMG_ASSIGN_OR_RETURN(r.body, conn_->ReadChunked(deadline, kMaxBody));

@@ -1,0 +1,178 @@
+#include "services/jobs.h"
+
+#include <gtest/gtest.h>
+
+#include <future>
+
+#include "cim/dispatcher.h"
+#include "cim/xml_reader.h"
+#include "services/providers.h"
+#include "testing/temp_dir.h"
+
+namespace vmgroup::services {
+namespace {
+
+using catalog::JobState;
+
+// The wall clock stands still unless a test moves it.
+class ClockEnv : public EnvWrapper {
+ public:
+  ClockEnv() : EnvWrapper(Env::Default()) {}
+  int64_t NowMicros() override { return now_us.load(); }
+  std::atomic<int64_t> now_us{1'000'000'000};
+};
+
+class JobsTest : public ::testing::Test {
+ protected:
+  JobsTest() {
+    catalog_ = std::move(catalog::Catalog::Open(dir_ / "catalog.db")).value();
+    jobs_ = std::make_unique<JobManager>(&env_, catalog_.get());
+  }
+  // Waits for a job to end and returns its record.
+  catalog::JobRecord Ended(const std::string& id) {
+    for (int i = 0; i < 500; ++i) {
+      auto j = catalog_->GetJob(id);
+      if (j.ok() && j->ended_us != 0) return *j;
+      Env::Default()->SleepFor(std::chrono::milliseconds(10));
+    }
+    ADD_FAILURE() << "job " << id << " did not end";
+    return {};
+  }
+
+  testing::TempDir dir_;
+  ClockEnv env_;
+  std::unique_ptr<catalog::Catalog> catalog_;
+  std::unique_ptr<JobManager> jobs_;
+};
+
+TEST_F(JobsTest, AJobIsRunningBeforeStartReturnsAndEndsCompletedWithWhatItMade) {
+  std::promise<void> go;
+  auto gate = go.get_future().share();
+  auto id = jobs_->Start(198, "Snapshot of web", false, ReturnCodeA,
+                         [gate](JobControl& c) -> Result<std::vector<std::string>> {
+                           gate.wait();
+                           c.Progress(40);
+                           return std::vector<std::string>{"Msvm_SnapshotCollection:s1"};
+                         });
+  ASSERT_TRUE(id.ok());
+  EXPECT_EQ(jobs_->Get(*id)->state, JobState::kRunning);
+  go.set_value();
+  auto j = Ended(*id);
+  EXPECT_EQ(j.state, JobState::kCompleted);
+  EXPECT_EQ(j.percent, 100);
+  EXPECT_EQ(j.error_code, 0);
+  EXPECT_EQ(j.affected, std::vector<std::string>{"Msvm_SnapshotCollection:s1"});
+}
+
+TEST_F(JobsTest, FailuresEndInExceptionWithTheMethodsCode) {
+  auto id = jobs_->Start(198, "x", false, ReturnCodeA,
+                         [](JobControl&) -> Result<std::vector<std::string>> {
+                           return Status::Timeout("the cut took longer than 2 s");
+                         });
+  auto j = Ended(*id);
+  EXPECT_EQ(j.state, JobState::kException);
+  EXPECT_EQ(j.error_code, 3);
+  EXPECT_EQ(j.error_description, "the cut took longer than 2 s");
+}
+
+TEST_F(JobsTest, OnlyCancellableRunningJobsStop) {
+  std::promise<void> release;
+  auto held = release.get_future().share();
+  auto cancellable = jobs_->Start(198, "c", true, ReturnCodeA,
+                                  [](JobControl& c) -> Result<std::vector<std::string>> {
+                                    while (!c.StopRequested()) {
+                                      Env::Default()->SleepFor(std::chrono::milliseconds(1));
+                                    }
+                                    return Status::Cancelled("stopped before the cut");
+                                  });
+  auto fixed = jobs_->Start(10, "f", false, ReturnCodeB,
+                            [held](JobControl&) -> Result<std::vector<std::string>> {
+                              held.wait();
+                              return std::vector<std::string>{};
+                            });
+  EXPECT_EQ(jobs_->RequestStop(*fixed).code(), Code::kNotSupported);
+  ASSERT_TRUE(jobs_->RequestStop(*cancellable).ok());
+  EXPECT_EQ(Ended(*cancellable).state, JobState::kTerminated);
+  EXPECT_EQ(jobs_->RequestStop(*cancellable).code(), Code::kInvalidState);
+  EXPECT_EQ(jobs_->RequestStop("nope").code(), Code::kNotFound);
+  release.set_value();
+  EXPECT_EQ(Ended(*fixed).state, JobState::kCompleted);
+}
+
+TEST_F(JobsTest, EndedJobsAreKeptForTheRetentionThenForgotten) {
+  auto id = jobs_->Start(
+      198, "x", false, ReturnCodeA,
+      [](JobControl&) -> Result<std::vector<std::string>> { return std::vector<std::string>{}; });
+  Ended(*id);
+  env_.now_us += std::chrono::microseconds(JobManager::kRetention).count() - 1;
+  EXPECT_TRUE(jobs_->Get(*id).ok());
+  EXPECT_EQ(jobs_->List()->size(), 1u);
+  env_.now_us += 2;
+  EXPECT_EQ(jobs_->Get(*id).status().code(), Code::kNotFound);
+  EXPECT_TRUE(jobs_->List()->empty());
+}
+
+TEST_F(JobsTest, AJobADeadDaemonLeftRunningEndsInException) {
+  ASSERT_TRUE(catalog_
+                  ->InsertJob({.id = "left",
+                               .type = 198,
+                               .state = JobState::kRunning,
+                               .created_us = 1,
+                               .started_us = 1})
+                  .ok());
+  ASSERT_TRUE(jobs_->EndInterrupted().ok());
+  auto j = jobs_->Get("left");
+  ASSERT_TRUE(j.ok());
+  EXPECT_EQ(j->state, JobState::kException);
+  EXPECT_NE(j->error_description.find("vmgroupd stopped"), std::string::npos);
+}
+
+// The same jobs as clients see them: Msvm_ConcreteJob over the dispatcher.
+TEST_F(JobsTest, ClientsCancelThroughRequestStateChangeAndReadGetError) {
+  cim::Dispatcher d(kNamespace, "testhost");
+  for (auto& p : JobProviders({nullptr, jobs_.get(), "testhost"})) d.Register(std::move(p));
+  auto invoke = [&](const std::string& id, const std::string& method,
+                    std::vector<cim::OutParam> args) {
+    cim::ObjectPath target = JobPath(id);
+    cim::HttpRequest r{"POST",
+                       "/cimom",
+                       {{"CIMOperation", "MethodCall"},
+                        {"CIMMethod", method},
+                        {"CIMObject", "root/virtualization/v2:Msvm_ConcreteJob"}},
+                       cim::MethodCall("1", target, method, args),
+                       ""};
+    return *cim::ParseResponse(d.Handle(r).body);
+  };
+  auto id = jobs_->Start(198, "c", true, ReturnCodeA,
+                         [](JobControl& c) -> Result<std::vector<std::string>> {
+                           while (!c.StopRequested()) {
+                             Env::Default()->SleepFor(std::chrono::milliseconds(1));
+                           }
+                           return Status::Cancelled("cancelled before the cut; nothing was kept");
+                         });
+  cim::Response none = invoke(*id, "GetError", {});
+  EXPECT_EQ(none.return_value, 0u);
+  EXPECT_EQ(none.Out("Error"), nullptr) << "a running job has no error";
+  cim::Response bad =
+      invoke(*id, "RequestStateChange", {{"RequestedState", "", cim::Value::Scalar("7")}});
+  EXPECT_EQ(bad.return_value, 5u);
+  cim::Response stop =
+      invoke(*id, "RequestStateChange", {{"RequestedState", "", cim::Value::Scalar("4")}});
+  EXPECT_EQ(stop.return_value, 4096u);
+  EXPECT_EQ(Ended(*id).state, JobState::kTerminated);
+  cim::Response again =
+      invoke(*id, "RequestStateChange", {{"RequestedState", "", cim::Value::Scalar("4")}});
+  EXPECT_EQ(again.return_value, 4097u);
+  cim::Response err = invoke(*id, "GetError", {});
+  ASSERT_NE(err.Out("Error"), nullptr);
+  auto inst = cim::ParseEmbeddedInstance(err.Out("Error")->value.scalar);
+  ASSERT_TRUE(inst.ok()) << inst.status().ToString();
+  EXPECT_EQ(inst->class_name, "Msvm_Error");
+  EXPECT_EQ(inst->Find("Message")->value.scalar, "cancelled before the cut; nothing was kept");
+  cim::Response errs = invoke(*id, "GetErrorEx", {});
+  ASSERT_NE(errs.Out("Errors"), nullptr);
+  EXPECT_EQ(errs.Out("Errors")->value.array.size(), 1u);
+}
+
+}  // namespace
+}  // namespace vmgroup::services

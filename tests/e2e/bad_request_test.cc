@@ -1,0 +1,160 @@
+// Each kind of bad request DSP0200 names, sent to a running vmgroupd: each
+// gets its HTTP status and CIMError header, or a CIM ERROR with the right
+// status code, and the daemon keeps serving.
+#include <sys/socket.h>
+#include <sys/un.h>
+
+#include <cstring>
+
+#include "base/unique_fd.h"
+#include "cim/http_client.h"
+#include "cim/xml_reader.h"
+#include "cim/xml_writer.h"
+#include "daemon_fixture.h"
+
+namespace vmgroup::e2e {
+namespace {
+
+const std::vector<std::string> kNs = {"root", "virtualization", "v2"};
+
+class BadRequestTest : public DaemonFixture {
+ protected:
+  cim::HttpResponse Post(const std::string& method, const std::string& object,
+                         const std::string& body, cim::Headers extra = {}) {
+    auto http = cim::HttpClient::Create("unix:" + Socket());
+    cim::Headers h = {{"CIMOperation", "MethodCall"},
+                      {"CIMMethod", method},
+                      {"CIMObject", object},
+                      {"Content-Type", "application/xml; charset=\"utf-8\""}};
+    h.insert(h.end(), extra.begin(), extra.end());
+    auto r = (*http)->Post("/cimom", h, body, std::chrono::seconds(30));
+    EXPECT_TRUE(r.ok()) << r.status().ToString();
+    return r.ok() ? *r : cim::HttpResponse{};
+  }
+  std::string CimError(const cim::HttpResponse& r) {
+    const std::string* h = r.Header("CIMError");
+    return h ? *h : "";
+  }
+  int CimStatus(const cim::HttpResponse& r) {
+    EXPECT_EQ(r.status, 200) << r.body;
+    auto parsed = cim::ParseResponse(r.body);
+    EXPECT_TRUE(parsed.ok()) << r.body;
+    return parsed.ok() && parsed->error ? parsed->cim_status : 0;
+  }
+  cim::HttpResponse Intrinsic(const std::string& op, const std::vector<cim::OutParam>& params) {
+    return Post(op, "root/virtualization/v2", cim::IMethodCall("1", op, kNs, params));
+  }
+  cim::HttpResponse Extrinsic(cim::ObjectPath target, const std::string& method,
+                              const std::vector<cim::OutParam>& params) {
+    target.namespace_ = kNs;
+    return Post(method, "root/virtualization/v2:" + target.class_name,
+                cim::MethodCall("1", target, method, params));
+  }
+  static cim::OutParam Class(const std::string& name, const std::string& cls) {
+    return {name, "", cim::Value::Reference({"", {}, cls, {}})};
+  }
+  static cim::OutParam Instance(const std::string& name, const cim::ObjectPath& p) {
+    return {name, "", cim::Value::Reference(p)};
+  }
+  // The snapshot service's path, as the daemon names it.
+  cim::ObjectPath SnapshotService() {
+    auto r = cim::ParseResponse(
+        Intrinsic("EnumerateInstanceNames", {Class("ClassName", "Msvm_CollectionSnapshotService")})
+            .body);
+    return r.ok() && !r->paths.empty() ? r->paths[0] : cim::ObjectPath{};
+  }
+};
+
+TEST_F(BadRequestTest, EveryBadRequestIsAnsweredAndTheDaemonServesOn) {
+  const std::string good = cim::IMethodCall("1", "EnumerateInstances", kNs,
+                                            {Class("ClassName", "Msvm_VirtualSystemCollection")});
+
+  // Transport and envelope: HTTP status + CIMError.
+  cim::HttpResponse junk = Post("EnumerateInstances", "root/virtualization/v2",
+                                "<CIM><MESSAGE><SIMPLEREQ><VALUE><a&b></VALUE>");
+  EXPECT_EQ(junk.status, 400);
+  EXPECT_EQ(CimError(junk), "request-not-well-formed");
+  cim::HttpResponse invalid =
+      Post("EnumerateInstances", "root/virtualization/v2", "<CIM><MESSAGE ID=\"1\"/></CIM>");
+  EXPECT_EQ(CimError(invalid), "request-not-valid");
+  auto http = cim::HttpClient::Create("unix:" + Socket());
+  auto bare = (*http)->Post("/cimom", {{"CIMMethod", "EnumerateInstances"}}, good,
+                            std::chrono::seconds(10));
+  ASSERT_TRUE(bare.ok());
+  EXPECT_EQ(bare->status, 400);
+  EXPECT_EQ(CimError(*bare), "unsupported-operation");
+  cim::HttpResponse mismatch = Post("GetInstance", "root/virtualization/v2", good);
+  EXPECT_EQ(CimError(mismatch), "header-mismatch");
+  cim::HttpResponse version =
+      Post("EnumerateInstances", "root/virtualization/v2", good, {{"CIMProtocolVersion", "2.0"}});
+  EXPECT_EQ(version.status, 501);
+  EXPECT_EQ(CimError(version), "unsupported-protocol-version");
+  cim::HttpResponse huge =
+      Post("EnumerateInstances", "root/virtualization/v2", std::string(5 << 20, ' '));
+  EXPECT_EQ(huge.status, 413);
+
+  // Readable requests that cannot be satisfied: CIM status codes.
+  EXPECT_EQ(CimStatus(Post("EnumerateInstances", "root/cimv2",
+                           cim::IMethodCall("1", "EnumerateInstances", {"root", "cimv2"},
+                                            {Class("ClassName", "CIM_Thing")}))),
+            3);  // INVALID_NAMESPACE
+  EXPECT_EQ(CimStatus(Intrinsic("EnumerateInstances", {Class("ClassName", "Msvm_Nope")})), 5);
+  EXPECT_EQ(CimStatus(Intrinsic("GetClass", {Class("ClassName", "Msvm_Nope")})), 6);
+  EXPECT_EQ(
+      CimStatus(Intrinsic(
+          "GetInstance", {Instance("InstanceName", {"", {}, "Msvm_VirtualSystemCollection", {}})})),
+      4);  // missing key
+  EXPECT_EQ(CimStatus(Intrinsic(
+                "GetInstance",
+                {Instance("InstanceName",
+                          {"",
+                           {},
+                           "Msvm_VirtualSystemCollection",
+                           {{"CollectionID", cim::KeyBinding::Kind::kString, "nope", {}}}})})),
+            6);  // no such instance
+  const cim::ObjectPath service = SnapshotService();
+  ASSERT_FALSE(service.keys.empty());
+  EXPECT_EQ(CimStatus(Intrinsic("GetProperty", {Instance("InstanceName", service),
+                                                {"PropertyName", "", cim::Value::Scalar("Nope")}})),
+            12);                                                   // NO_SUCH_PROPERTY
+  EXPECT_EQ(CimStatus(Extrinsic(service, "Frobnicate", {})), 17);  // METHOD_NOT_FOUND
+  EXPECT_EQ(CimStatus(Extrinsic(service, "CreateSnapshot",
+                                {{"SnapshotType", "", cim::Value::Scalar("sixty")}})),
+            13);  // TYPE_MISMATCH
+  EXPECT_EQ(
+      CimStatus(Extrinsic(service, "CreateSnapshot", {{"Bogus", "", cim::Value::Scalar("1")}})),
+      4);                                               // unknown parameter
+  EXPECT_EQ(CimStatus(Intrinsic("ExecQuery", {})), 7);  // NOT_SUPPORTED
+
+  // Still serving, on both listeners.
+  auto after = cim::ParseResponse(Post("EnumerateInstances", "root/virtualization/v2", good).body);
+  ASSERT_TRUE(after.ok());
+  EXPECT_FALSE(after->error);
+  EXPECT_EQ(Wbem("ein", "Msvm_CollectionSnapshotService").exit_code, 0);
+  EXPECT_TRUE(Env::Default()->IsAlive(pid_));
+}
+
+TEST_F(BadRequestTest, BrokenConnectionsCostOnlyThemselves) {
+  // A client that sends half a request and vanishes, one that sends bytes
+  // that are not HTTP, and one that connects and says nothing.
+  std::vector<UniqueFd> idle;
+  for (const std::string& bytes :
+       {std::string("POST /cimom HTTP/1.1\r\nContent-Length: 100\r\n\r\nabc"),
+        std::string("\x16\x03\x01\x02\x00garbage\r\n\r\n", 17), std::string()}) {
+    UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM, 0));
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::strncpy(addr.sun_path, Socket().c_str(), sizeof addr.sun_path - 1);
+    ASSERT_EQ(::connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+    if (!bytes.empty()) {
+      ASSERT_EQ(::write(fd.get(), bytes.data(), bytes.size()), static_cast<ssize_t>(bytes.size()));
+    }
+    idle.push_back(std::move(fd));  // left open: the daemon must not wait on them
+  }
+  EXPECT_EQ(Ok({"vm", "list", "--json"}), "[]\n");
+  idle.clear();
+  EXPECT_EQ(Ok({"group", "list", "--json"}), "[]\n");
+}
+
+}  // namespace
+}  // namespace vmgroup::e2e

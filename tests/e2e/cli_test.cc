@@ -1,0 +1,167 @@
+// Every vmgroup command against a vmgroupd started by the test.
+#include <nlohmann/json.hpp>
+
+#include "daemon_fixture.h"
+
+namespace vmgroup::e2e {
+namespace {
+
+using nlohmann::json;
+
+class CliTest : public DaemonFixture {};
+
+TEST_F(CliTest, VmCommandsDriveAVmThroughItsStates) {
+  const std::string id = NewVm("db");
+  EXPECT_EQ(id.size(), 36u);
+  auto state = [&] { return json::parse(Ok({"vm", "show", "db", "--json"}))["state"]; };
+  EXPECT_EQ(state(), "running");
+  Ok({"vm", "pause", "db"});
+  EXPECT_EQ(state(), "paused");
+  EXPECT_EQ(Cli({"vm", "start", "db"}).exit_code, 1) << "a paused VM is resumed, not started";
+  Ok({"vm", "resume", "db"});
+  EXPECT_EQ(state(), "running");
+  Ok({"vm", "stop", id});  // by id as well as by name
+  EXPECT_EQ(state(), "off");
+
+  json shown = json::parse(Ok({"vm", "show", "db", "--json"}));
+  EXPECT_EQ(shown["memory_mib"], 64);
+  ASSERT_EQ(shown["disks"].size(), 1u);
+  EXPECT_TRUE(Env::Default()->FileExists(shown["disks"][0]));
+  const std::string table = Ok({"vm", "list"});
+  EXPECT_NE(table.find("NAME"), std::string::npos);
+  EXPECT_NE(table.find("db"), std::string::npos);
+  EXPECT_EQ(json::parse(Ok({"vm", "list", "--json"})).size(), 1u);
+
+  Ok({"vm", "delete", "db"});
+  EXPECT_FALSE(Env::Default()->FileExists(shown["disks"][0]));
+  CommandOutput gone = Cli({"vm", "show", "db"});
+  EXPECT_EQ(gone.exit_code, 4);
+  EXPECT_NE(gone.err.find("no VM is named"), std::string::npos) << gone.err;
+}
+
+TEST_F(CliTest, VmCreateWithAnExistingImageAndBadInput) {
+  const std::string image = dir_ / "given.qcow2";
+  ASSERT_EQ(Run({"qemu-img", "create", "-q", "-f", "qcow2", image, "8M"}).exit_code, 0);
+  Ok({"vm", "create", "given", "--memory", "64", "--disk", image, "--disk", "4M", "--cpus", "2"});
+  json vm = json::parse(Ok({"vm", "show", "given", "--json"}));
+  EXPECT_EQ(vm["disks"][0], image);
+  EXPECT_EQ(vm["vcpus"], 2);
+  EXPECT_EQ(vm["state"], "off");
+
+  CommandOutput missing = Cli({"vm", "create", "x", "--disk", dir_ / "none.qcow2"});
+  EXPECT_EQ(missing.exit_code, 1);
+  EXPECT_NE(missing.err.find("File not found"), std::string::npos) << missing.err;
+  EXPECT_EQ(Cli({"vm", "create", "x", "--memory", "4", "--disk", "4M"}).exit_code, 1);
+  EXPECT_EQ(Cli({"vm", "create", "x"}).exit_code, 2) << "no disk";
+  EXPECT_EQ(Cli({"vm", "create", "x", "--disk", "4M", "--bogus"}).exit_code, 2);
+  EXPECT_EQ(json::parse(Ok({"vm", "list", "--json"})).size(), 1u) << "nothing half-made";
+}
+
+TEST_F(CliTest, GroupCommandsManageMembership) {
+  NewVm("a");
+  NewVm("b");
+  Ok({"group", "create", "web"});
+  Ok({"group", "add", "web", "a", "b"});
+  json g = json::parse(Ok({"group", "show", "web", "--json"}));
+  EXPECT_EQ(g["members"], (json{"a", "b"}));
+  EXPECT_EQ(g["type"], "vms");
+  CommandOutput twice = Cli({"group", "add", "web", "a"});
+  EXPECT_EQ(twice.exit_code, 1);
+  EXPECT_NE(twice.err.find("Invalid parameter"), std::string::npos) << twice.err;
+
+  CommandOutput busy = Cli({"group", "delete", "web"});
+  EXPECT_EQ(busy.exit_code, 1);
+  EXPECT_NE(busy.err.find("remove them first"), std::string::npos) << busy.err;
+
+  Ok({"group", "create", "all", "--of-groups"});
+  Ok({"group", "add", "all", "web"});
+  EXPECT_EQ(json::parse(Ok({"group", "show", "all", "--json"}))["members"], json{"web"});
+  EXPECT_EQ(Cli({"group", "add", "all", "a"}).exit_code, 4) << "a VM is not a group";
+
+  Ok({"group", "rename", "web", "front"});
+  Ok({"group", "remove", "front", "a", "b"});
+  Ok({"group", "remove", "all", "front"});
+  Ok({"group", "delete", "front"});
+  Ok({"group", "delete", "all"});
+  EXPECT_EQ(json::parse(Ok({"group", "list", "--json"})), json::array());
+}
+
+TEST_F(CliTest, SnapshotCommandsTakeListAndShowGroupSnapshots) {
+  NewVm("a");
+  NewVm("b");
+  Ok({"group", "create", "web"});
+  Ok({"group", "add", "web", "a", "b"});
+
+  const std::string shown = Ok({"snapshot", "create", "web", "--name", "before upgrade"});
+  EXPECT_NE(shown.find("Pause window:"), std::string::npos) << shown;
+  EXPECT_NE(shown.find("crash"), std::string::npos) << shown;
+
+  json list = json::parse(Ok({"snapshot", "list", "web", "--json"}));
+  ASSERT_EQ(list.size(), 1u);
+  EXPECT_EQ(list[0]["name"], "before upgrade");
+  EXPECT_EQ(list[0]["type"], 32768);
+  EXPECT_GT(list[0]["pause_window_us"].get<int64_t>(), 0);
+  ASSERT_EQ(list[0]["members"].size(), 2u);
+  for (const auto& m : list[0]["members"]) {
+    EXPECT_GT(m["pause_us"].get<int64_t>(), 0);
+    EXPECT_LE(m["pause_us"].get<int64_t>(), list[0]["pause_window_us"].get<int64_t>());
+    EXPECT_EQ(m["consistency"], "crash");
+  }
+  const std::string id = list[0]["id"];
+  EXPECT_EQ(json::parse(Ok({"snapshot", "show", id, "--json"}))["members"].size(), 2u);
+
+  // --no-wait prints the job; job wait follows it to the end.
+  std::string job = Ok({"snapshot", "create", "web", "--type", "recovery", "--no-wait"});
+  job.pop_back();
+  const std::string waited = Ok({"job", "wait", job});
+  EXPECT_NE(waited.find("Completed"), std::string::npos) << waited;
+  EXPECT_NE(waited.find("Msvm_SnapshotCollection:"), std::string::npos) << waited;
+  json j = json::parse(Ok({"job", "show", job, "--json"}));
+  EXPECT_EQ(j["job_state"], 7);
+  EXPECT_EQ(j["percent"], 100);
+  EXPECT_EQ(json::parse(Ok({"snapshot", "list", "web", "--json"})).size(), 2u);
+  EXPECT_GE(json::parse(Ok({"job", "list", "--json"})).size(), 2u);
+  CommandOutput late = Cli({"job", "cancel", job});
+  EXPECT_EQ(late.exit_code, 1);
+  EXPECT_NE(late.err.find("already ended"), std::string::npos) << late.err;
+}
+
+TEST_F(CliTest, FailuresSayWhyAndExitNonZero) {
+  Ok({"group", "create", "empty"});
+  CommandOutput empty = Cli({"snapshot", "create", "empty"});
+  EXPECT_EQ(empty.exit_code, 1);
+  EXPECT_NE(empty.err.find("no VMs to snapshot"), std::string::npos) << empty.err;
+  EXPECT_EQ(Cli({"snapshot", "create", "empty", "--type", "sideways"}).exit_code, 2);
+  EXPECT_EQ(Cli({"snapshot", "create", "nope"}).exit_code, 4);
+  EXPECT_EQ(Cli({"snapshot", "show", "nope"}).exit_code, 4);
+  EXPECT_EQ(Cli({"job", "show", "nope"}).exit_code, 4);
+  EXPECT_EQ(Cli({"frob"}).exit_code, 2);
+  CommandOutput away = Run({VMGROUP_BIN, "--connect", "unix:" + (dir_ / "no.sock"), "vm", "list"});
+  EXPECT_EQ(away.exit_code, 3);
+  EXPECT_NE(away.err.find("cannot reach vmgroupd"), std::string::npos);
+  // VMGROUP_CONNECT stands in for --connect.
+  CommandOutput env = Run({"env", "VMGROUP_CONNECT=unix:" + Socket(), VMGROUP_BIN, "vm", "list"});
+  EXPECT_EQ(env.exit_code, 0) << env.err;
+}
+
+TEST_F(CliTest, VmsRunOnAcrossARestartOfTheDaemon) {
+  NewVm("a");
+  NewVm("b");
+  Ok({"group", "create", "web"});
+  Ok({"group", "add", "web", "a", "b"});
+  const int pid = json::parse(Ok({"vm", "show", "a", "--json"}))["pid"];
+  StopDaemon(SIGTERM);
+  EXPECT_TRUE(Env::Default()->IsAlive(pid)) << "stopping the daemon leaves VMs running";
+  StartDaemon();
+  EXPECT_EQ(json::parse(Ok({"vm", "show", "a", "--json"}))["state"], "running");
+  Ok({"snapshot", "create", "web"});  // the re-attached VMs are snapshotted
+  // A daemon killed outright: the next start recovers and carries on.
+  StopDaemon(SIGKILL);
+  StartDaemon();
+  EXPECT_NE(LogText().find("state directory"), std::string::npos);
+  Ok({"snapshot", "create", "web"});
+  EXPECT_EQ(json::parse(Ok({"snapshot", "list", "web", "--json"})).size(), 2u);
+}
+
+}  // namespace
+}  // namespace vmgroup::e2e

@@ -1,0 +1,124 @@
+// DaemonFixture: a vmgroupd started by the test as its own child, on a fresh
+// state directory, a unix socket and a loopback TCP port, and helpers to
+// run the vmgroup CLI and wbemcli against it. TearDown stops the daemon
+// with SIGTERM and then powers off, by PID through the engine, every VM it
+// left running.
+#pragma once
+
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <fstream>
+#include <regex>
+#include <sstream>
+
+#include "engine/engine.h"
+#include "testing/temp_dir.h"
+#include "testing/tiny_vms.h"
+
+namespace vmgroup::e2e {
+
+class DaemonFixture : public ::testing::Test {
+ protected:
+  void SetUp() override { StartDaemon(); }
+  void TearDown() override {
+    StopDaemon();
+    auto e =
+        engine::Engine::Open({.state_dir = StateDir(), .qemu = {.accel = testing::kTestAccel}});
+    ASSERT_TRUE(e.ok()) << e.status().ToString();
+    EXPECT_TRUE((*e)->vms().StopAll().ok());
+  }
+
+  std::string StateDir() const { return dir_ / "state"; }
+  std::string Socket() const { return dir_ / "d.sock"; }
+  std::string LogText() const {
+    std::ifstream in(dir_ / "vmgroupd.log");
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+  }
+
+  // Starts vmgroupd with `tcp` ("" for none) and waits until it serves.
+  void StartDaemon(const std::vector<std::string>& extra = {"--insecure-loopback"},
+                   const std::string& tcp = "http://127.0.0.1:0") {
+    std::vector<std::string> argv = {VMGROUPD_BIN, "--state-dir",      StateDir(),
+                                     "--listen",   "unix:" + Socket(), "--accel",
+                                     "tcg",        "--log-level",      "debug"};
+    if (!tcp.empty()) argv.insert(argv.end(), {"--listen", tcp});
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    const size_t before = LogText().size();
+    auto pid =
+        Env::Default()->Spawn(argv, {.log_path = dir_ / "vmgroupd.log", .new_session = false});
+    ASSERT_TRUE(pid.ok()) << pid.status().ToString();
+    pid_ = *pid;
+    for (int i = 0; i < 1000; ++i) {
+      const std::string log = LogText().substr(before);
+      std::smatch m;
+      if (std::regex_search(log, m, std::regex(R"(listening on http://127\.0\.0\.1:(\d+))"))) {
+        port_ = std::stoi(m[1]);
+      }
+      if (log.find("vmgroupd ready") != std::string::npos) return;
+      ASSERT_TRUE(Env::Default()->IsAlive(pid_)) << "vmgroupd exited:\n" << log;
+      Env::Default()->SleepFor(std::chrono::milliseconds(10));
+    }
+    FAIL() << "vmgroupd did not become ready:\n" << LogText();
+  }
+
+  void StopDaemon(int signal = SIGTERM) {
+    if (pid_ <= 0) return;
+    EXPECT_TRUE(Env::Default()->Kill(pid_, signal).ok());
+    EXPECT_TRUE(Env::Default()->WaitGone(pid_, std::chrono::seconds(30)).ok());
+    pid_ = 0;
+  }
+
+  CommandOutput Run(std::vector<std::string> argv) {
+    auto r = Env::Default()->Run(argv, std::chrono::minutes(2));
+    EXPECT_TRUE(r.ok()) << r.status().ToString();
+    return r.ok() ? *r : CommandOutput{};
+  }
+  // vmgroup --connect unix:<socket> args...
+  CommandOutput Cli(std::vector<std::string> args) {
+    args.insert(args.begin(), {VMGROUP_BIN, "--connect", "unix:" + Socket()});
+    return Run(args);
+  }
+  // Runs the CLI, expects success, returns stdout.
+  std::string Ok(std::vector<std::string> args) {
+    CommandOutput r = Cli(args);
+    EXPECT_EQ(r.exit_code, 0) << "vmgroup " << args[0] << " " << (args.size() > 1 ? args[1] : "")
+                              << ": " << r.err;
+    return r.out;
+  }
+  // wbemcli OP [options] 'http://127.0.0.1:PORT/root/virtualization/v2:PATH' [extra]
+  CommandOutput Wbem(const std::string& op, const std::string& path,
+                     const std::vector<std::string>& extra = {},
+                     const std::vector<std::string>& options = {}) {
+    std::vector<std::string> argv = {"wbemcli", op};
+    argv.insert(argv.end(), options.begin(), options.end());
+    argv.push_back(Url() + path);
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    return Run(argv);
+  }
+  std::string Url() const {
+    return "http://127.0.0.1:" + std::to_string(port_) + "/root/virtualization/v2:";
+  }
+
+  // A VM with one new 16 MiB disk, started.
+  std::string NewVm(const std::string& name) {
+    std::string id = Ok({"vm", "create", name, "--memory", "64", "--disk", "16M", "--start"});
+    while (!id.empty() && id.back() == '\n') id.pop_back();
+    return id;
+  }
+
+  testing::TempDir dir_;
+  int pid_ = 0;
+  int port_ = 0;
+};
+
+// The text after `key=` up to the next quote in wbemcli's output, or "".
+inline std::string Field(const std::string& out, const std::string& key) {
+  std::smatch m;
+  if (std::regex_search(out, m, std::regex(key + R"(=\"?([^\",\n]*))"))) return m[1];
+  return "";
+}
+
+}  // namespace vmgroup::e2e
