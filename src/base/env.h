@@ -31,6 +31,19 @@ struct CommandOutput {
   std::string err;     // stderr
 };
 
+// How the kernel schedules a thread: time-shared at a niceness (-20..19),
+// or real-time first-in-first-out at a priority (1..99).
+struct Scheduling {
+  bool realtime = false;
+  int level = 0;  // niceness, or the real-time priority
+  bool operator==(const Scheduling&) const = default;
+};
+
+struct ThreadInfo {
+  int tid = 0;
+  std::string name;
+};
+
 // How to start a long-lived child process.
 struct SpawnOptions {
   std::string log_path;  // stdout and stderr are appended here; required
@@ -77,6 +90,14 @@ class Env {
   // Waits until `pid` is gone or `timeout` passes; Timeout in the latter case.
   virtual Status WaitGone(int pid, Duration timeout) = 0;
 
+  // The threads of process `pid`, with their names ("CPU 0/TCG", ...).
+  // Unavailable when the process is gone.
+  virtual Result<std::vector<ThreadInfo>> Threads(int pid) = 0;
+  // How thread `tid` (0: the calling thread) is scheduled. Raising it (a
+  // lower niceness, or real time) needs CAP_SYS_NICE: IoError without.
+  virtual Result<Scheduling> GetScheduling(int tid) = 0;
+  virtual Status SetScheduling(int tid, const Scheduling& s) = 0;
+
   // A named fault point (engine/fault_points.h lists them). `subject` names
   // what the point is about, e.g. the VM a member step runs for. The default
   // does nothing and returns OK; a test Env may return an error, which the
@@ -108,6 +129,11 @@ class EnvWrapper : public Env {
   bool IsAlive(int pid) override { return target_->IsAlive(pid); }
   Status Kill(int pid, int signal) override { return target_->Kill(pid, signal); }
   Status WaitGone(int pid, Duration timeout) override { return target_->WaitGone(pid, timeout); }
+  Result<std::vector<ThreadInfo>> Threads(int pid) override { return target_->Threads(pid); }
+  Result<Scheduling> GetScheduling(int tid) override { return target_->GetScheduling(tid); }
+  Status SetScheduling(int tid, const Scheduling& s) override {
+    return target_->SetScheduling(tid, s);
+  }
   Status Hit(std::string_view point, std::string_view subject) override {
     return target_->Hit(point, subject);
   }

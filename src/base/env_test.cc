@@ -4,6 +4,8 @@
 #include <signal.h>
 #include <stdlib.h>
 
+#include <thread>
+
 namespace vmgroup {
 namespace {
 
@@ -48,6 +50,35 @@ TEST(EnvTest, SpawnKillAndWaitGone) {
   EXPECT_TRUE(env->RemoveFile(log).ok()) << "removing a missing file is OK";
   EXPECT_FALSE(env->FileExists(log));
   ASSERT_EQ(rmdir(dir), 0);
+}
+
+TEST(EnvTest, SchedulingOfThreadsAndTheThreadsOfAProcess) {
+  // On a thread of its own, so the test runner keeps its scheduling.
+  std::thread([] {
+    Env* env = Env::Default();
+    auto before = env->GetScheduling(0);
+    ASSERT_TRUE(before.ok()) << before.status().ToString();
+    EXPECT_FALSE(before->realtime);
+    // A higher niceness needs no privilege.
+    ASSERT_TRUE(env->SetScheduling(0, {false, before->level + 1}).ok());
+    EXPECT_EQ(*env->GetScheduling(0), (Scheduling{false, before->level + 1}));
+    // Real time does; where it is allowed, it reads back and goes back.
+    if (env->SetScheduling(0, {true, 1}).ok()) {
+      EXPECT_EQ(*env->GetScheduling(0), (Scheduling{true, 1}));
+      ASSERT_TRUE(env->SetScheduling(0, {false, 0}).ok());
+      EXPECT_EQ(*env->GetScheduling(0), (Scheduling{false, 0}));
+    }
+  }).join();
+  auto pid = Env::Default()->Spawn({"sleep", "30"}, {.log_path = "/dev/null"});
+  ASSERT_TRUE(pid.ok());
+  auto threads = Env::Default()->Threads(*pid);
+  ASSERT_TRUE(threads.ok()) << threads.status().ToString();
+  ASSERT_EQ(threads->size(), 1u);
+  EXPECT_EQ((*threads)[0].tid, *pid);
+  EXPECT_EQ((*threads)[0].name, "sleep");
+  ASSERT_TRUE(Env::Default()->Kill(*pid, SIGKILL).ok());
+  ASSERT_TRUE(Env::Default()->WaitGone(*pid, std::chrono::seconds(5)).ok());
+  EXPECT_EQ(Env::Default()->Threads(*pid).status().code(), Code::kUnavailable);
 }
 
 TEST(EnvTest, KillRefusesNonPositivePids) {

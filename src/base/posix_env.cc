@@ -2,9 +2,12 @@
 // code runs between fork and exec in this multi-threaded process.
 #include <fcntl.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -191,6 +194,50 @@ class PosixEnv final : public Env {
         return Status::Timeout("process " + std::to_string(pid) + " is still running");
       }
       std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    return Status::Ok();
+  }
+
+  Result<std::vector<ThreadInfo>> Threads(int pid) override {
+    if (pid <= 0) return Status::InvalidArgument("no process " + std::to_string(pid));
+    const std::string dir = "/proc/" + std::to_string(pid) + "/task";
+    std::error_code ec;
+    std::vector<ThreadInfo> out;
+    for (const auto& t : std::filesystem::directory_iterator(dir, ec)) {
+      ThreadInfo info{std::stoi(t.path().filename().string()), ""};
+      std::ifstream comm(t.path() / "comm");
+      std::getline(comm, info.name);
+      out.push_back(std::move(info));
+    }
+    if (ec) return Status::Unavailable("process " + std::to_string(pid) + " is gone");
+    return out;
+  }
+
+  Result<Scheduling> GetScheduling(int tid) override {
+    const pid_t who = tid == 0 ? static_cast<pid_t>(::syscall(SYS_gettid)) : tid;
+    const int policy = ::sched_getscheduler(who);
+    if (policy < 0) return Status::IoError(Errno("sched_getscheduler " + std::to_string(tid)));
+    if (policy == SCHED_FIFO || policy == SCHED_RR) {
+      sched_param p{};
+      ::sched_getparam(who, &p);
+      return Scheduling{true, p.sched_priority};
+    }
+    errno = 0;
+    const int nice = ::getpriority(PRIO_PROCESS, static_cast<id_t>(who));
+    if (nice == -1 && errno != 0)
+      return Status::IoError(Errno("getpriority " + std::to_string(tid)));
+    return Scheduling{false, nice};
+  }
+
+  Status SetScheduling(int tid, const Scheduling& s) override {
+    const pid_t who = tid == 0 ? static_cast<pid_t>(::syscall(SYS_gettid)) : tid;
+    sched_param p{};
+    p.sched_priority = s.realtime ? s.level : 0;
+    if (::sched_setscheduler(who, s.realtime ? SCHED_FIFO : SCHED_OTHER, &p) != 0) {
+      return Status::IoError(Errno("sched_setscheduler " + std::to_string(tid)));
+    }
+    if (!s.realtime && ::setpriority(PRIO_PROCESS, static_cast<id_t>(who), s.level) != 0) {
+      return Status::IoError(Errno("setpriority " + std::to_string(tid)));
     }
     return Status::Ok();
   }

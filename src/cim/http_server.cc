@@ -4,8 +4,10 @@
 #include <fcntl.h>
 #include <netdb.h>
 #include <poll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -197,6 +199,11 @@ void HttpServer::AcceptLoop(Listener* l) {
 }
 
 void HttpServer::Serve(Connection* c, const Authenticator& auth) {
+  if (options_.connection_nice > 0) {
+    // Linux schedules threads on their own: this thread alone is niced.
+    (void)::setpriority(PRIO_PROCESS, static_cast<id_t>(::syscall(SYS_gettid)),
+                        options_.connection_nice);
+  }
   HttpConnection conn{UniqueFd(c->fd)};  // closes after the lock below is released
   auto answer = [&](const HttpResponse& r, bool keep) {
     return conn.Write(Render(r, keep), Clock::now() + options_.request_timeout).ok() && keep;

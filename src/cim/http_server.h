@@ -32,6 +32,9 @@ class HttpServer {
     int max_connections = 128;
     std::chrono::milliseconds idle_timeout{60'000};     // between requests
     std::chrono::milliseconds request_timeout{30'000};  // one request, head to body
+    // Niceness of the connection threads (0..19). Answering requests can
+    // wait; a group snapshot's pause should not wait for them.
+    int connection_nice = 0;
   };
 
   HttpServer(Handler handler, Options options);

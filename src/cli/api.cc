@@ -300,10 +300,22 @@ Result<MemberSnapshotInfo> Api::ReadMember(const cim::Instance& vssd) {
 }
 
 Result<std::vector<SnapshotInfo>> Api::ListSnapshots(const std::string& group_id) {
+  // Two requests whatever the number of snapshots: the collections, and
+  // every settings object (VM configurations name the VMs; per-VM snapshots
+  // name their group snapshot).
   VMG_ASSIGN_OR_RETURN(auto all, cim_->EnumerateInstances("Msvm_SnapshotCollection"));
-  VMG_ASSIGN_OR_RETURN(auto vms, ListVms());
+  VMG_ASSIGN_OR_RETURN(auto settings, cim_->EnumerateInstances("Msvm_VirtualSystemSettingData"));
   std::map<std::string, std::string> vm_names;
-  for (const auto& v : vms) vm_names[v.id] = v.name;
+  std::map<std::string, std::vector<MemberSnapshotInfo>> members;  // by snapshot collection
+  for (const auto& s : settings) {
+    const std::string owner = Text(s.instance, "Vmgroup_SnapshotCollectionID");
+    if (owner.empty()) {
+      vm_names[Text(s.instance, "VirtualSystemIdentifier")] = Text(s.instance, "ElementName");
+    } else {
+      VMG_ASSIGN_OR_RETURN(MemberSnapshotInfo m, ReadMember(s.instance));
+      members[owner].push_back(std::move(m));
+    }
+  }
   std::vector<SnapshotInfo> out;
   for (const auto& c : all) {
     const cim::Instance& i = c.instance;
@@ -316,14 +328,8 @@ Result<std::vector<SnapshotInfo>> Api::ListSnapshots(const std::string& group_id
     s.type = static_cast<int>(Int(i, "Vmgroup_SnapshotType"));
     s.pause_window_us = Int(i, "Vmgroup_PauseWindowMicroseconds");
     s.duration_us = Int(i, "Vmgroup_DurationMicroseconds");
-    VMG_ASSIGN_OR_RETURN(auto members,
-                         cim_->Associators(KeyPath("Msvm_SnapshotCollection", "CollectionID", s.id),
-                                           "Msvm_CollectedSnapshots", ""));
-    for (const auto& m : members) {
-      VMG_ASSIGN_OR_RETURN(MemberSnapshotInfo info, ReadMember(m.instance));
-      info.vm_name = vm_names.count(info.vm_id) ? vm_names[info.vm_id] : info.vm_id;
-      s.members.push_back(std::move(info));
-    }
+    s.members = std::move(members[s.id]);
+    for (auto& m : s.members) m.vm_name = vm_names.count(m.vm_id) ? vm_names[m.vm_id] : m.vm_id;
     out.push_back(std::move(s));
   }
   return out;

@@ -46,7 +46,7 @@ Result<std::unique_ptr<Daemon>> Daemon::Start(const Options& o) {
         }
         return resp;
       },
-      cim::HttpServer::Options{});
+      cim::HttpServer::Options{.connection_nice = 10});
   for (const auto& l : o.listens) {
     if (!l.unix_path.empty()) {
       VMG_RETURN_IF_ERROR(Env::Default()->CreateDirs(Dir(l.unix_path)));

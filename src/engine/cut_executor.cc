@@ -1,5 +1,6 @@
 #include "engine/cut_executor.h"
 
+#include <algorithm>
 #include <optional>
 #include <thread>
 
@@ -15,6 +16,56 @@ int64_t Micros(Duration d) {
   return std::chrono::duration_cast<std::chrono::microseconds>(d).count();
 }
 
+// QEMU names its vCPU threads "CPU <n>/TCG" or "CPU <n>/KVM".
+bool IsVcpu(const std::string& thread_name) { return thread_name.starts_with("CPU "); }
+
+// While the group is paused, the thread running the cut and the members'
+// QEMU threads that answer it run before anything else on the host, so a
+// busy host does not stretch the pause. Real time for a few milliseconds:
+// the paused guests run no code, and the vCPU threads are left as they are
+// (a busy vCPU at real-time priority could starve the very thread that must
+// stop it): they get the highest time-sharing priority instead, since each
+// must run to acknowledge the pause. Best effort: without CAP_SYS_NICE the cut runs as it was.
+// Restored whatever happens; recovery resets what a crash left raised.
+class Urgency {
+ public:
+  // The cut above its members: it never waits for one of them to yield.
+  static constexpr Scheduling kCut{true, 2};
+  static constexpr Scheduling kMember{true, 1};
+  static constexpr Scheduling kVcpu{false, -20};
+
+  Urgency(Env* env, const std::vector<CutMember>& members) : env_(env) {
+    if (!Raise(0, kCut)) return;  // no privilege: do not try the members
+    for (const auto& m : members) {
+      if (m.vm->pid() <= 0) continue;
+      auto threads = env_->Threads(m.vm->pid());
+      // Without named vCPU threads (a QEMU started without debug-threads)
+      // they cannot be told apart: leave that member alone.
+      if (!threads.ok() || std::none_of(threads->begin(), threads->end(),
+                                        [](const ThreadInfo& t) { return IsVcpu(t.name); })) {
+        continue;
+      }
+      for (const auto& t : *threads) Raise(t.tid, IsVcpu(t.name) ? kVcpu : kMember);
+    }
+  }
+  ~Urgency() {
+    for (auto it = raised_.rbegin(); it != raised_.rend(); ++it) {
+      (void)env_->SetScheduling(it->first, it->second);
+    }
+  }
+
+ private:
+  bool Raise(int tid, const Scheduling& to) {
+    auto before = env_->GetScheduling(tid);
+    if (!before.ok() || *before == to || !env_->SetScheduling(tid, to).ok()) return false;
+    raised_.emplace_back(tid, *before);
+    return true;
+  }
+
+  Env* env_;
+  std::vector<std::pair<int, Scheduling>> raised_;  // tid (0: this thread), as it was
+};
+
 }  // namespace
 
 CutOutcome ExecuteCut(Env* env, const std::vector<CutMember>& members, const std::string& bitmap,
@@ -27,6 +78,7 @@ CutOutcome ExecuteCut(Env* env, const std::vector<CutMember>& members, const std
   auto fail = [&](size_t i, const Status& s) {
     if (out.status.ok()) out.status = s.Annotate("member " + members[i].name);
   };
+  const Urgency urgency(env, members);  // before the deadline starts: not part of the cut
   const Deadline deadline = env->Now() + deadline_budget;
 
   // 1. Pause and switch every member: all requests go out back to back, then

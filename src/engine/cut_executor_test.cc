@@ -142,5 +142,59 @@ TEST(CutExecutorTest, AFailedRevertIsReported) {
   EXPECT_NE(out.revert_status.message().find("member vm1: revert"), std::string::npos);
 }
 
+// Records the scheduling changes and the switches, in order. Each fake
+// QEMU (pid p) has a main thread p, a vCPU thread p+1 and a worker p+2.
+class SchedEnv : public EnvWrapper {
+ public:
+  explicit SchedEnv(bool allowed) : EnvWrapper(Env::Default()), allowed_(allowed) {}
+  Result<std::vector<ThreadInfo>> Threads(int pid) override {
+    if (pid >= 300)
+      return std::vector<ThreadInfo>{{pid, "qemu-system-x86"}, {pid + 1, "qemu-system-x86"}};
+    return std::vector<ThreadInfo>{
+        {pid, "qemu-system-x86"}, {pid + 1, "CPU 0/TCG"}, {pid + 2, "worker"}};
+  }
+  Result<Scheduling> GetScheduling(int tid) override { return Scheduling{false, tid % 10}; }
+  Status SetScheduling(int tid, const Scheduling& s) override {
+    if (!allowed_) return Status::IoError("sched_setscheduler: Operation not permitted");
+    events.push_back(std::to_string(tid) + (s.realtime ? " rt " : " nice ") +
+                     std::to_string(s.level));
+    return Status::Ok();
+  }
+  Status Hit(std::string_view point, std::string_view subject) override {
+    if (point == fault::kMemberSwitch) events.push_back("switch " + std::string(subject));
+    return Status::Ok();
+  }
+  std::vector<std::string> events;
+
+ private:
+  bool allowed_;
+};
+
+TEST(CutExecutorTest, TheCutAndItsMembersQemuRunFirstWhileTheGroupIsPaused) {
+  Group g = MakeGroup(3);
+  g.vms[0]->set_pid(101);
+  g.vms[1]->set_pid(201);
+  g.vms[2]->set_pid(301);  // unnamed threads: its vCPUs cannot be told apart
+  SchedEnv env(true);
+  CutOutcome out = ExecuteCut(&env, g.members, "", std::chrono::seconds(2));
+  ASSERT_TRUE(out.status.ok()) << out.status.ToString();
+  // The cut above its members, vCPU threads first among time-shared ones,
+  // all restored after.
+  EXPECT_EQ(env.events,
+            (std::vector<std::string>{"0 rt 2", "101 rt 1", "102 nice -20", "103 rt 1", "201 rt 1",
+                                      "202 nice -20", "203 rt 1", "switch vm0", "switch vm1",
+                                      "switch vm2", "203 nice 3", "202 nice 2", "201 nice 1",
+                                      "103 nice 3", "102 nice 2", "101 nice 1", "0 nice 0"}));
+}
+
+TEST(CutExecutorTest, WithoutThePrivilegeTheCutRunsAsItWas) {
+  Group g = MakeGroup(2);
+  g.vms[0]->set_pid(101);
+  SchedEnv env(false);
+  CutOutcome out = ExecuteCut(&env, g.members, "", std::chrono::seconds(2));
+  EXPECT_TRUE(out.status.ok()) << out.status.ToString();
+  EXPECT_EQ(env.events, (std::vector<std::string>{"switch vm0", "switch vm1"}));
+}
+
 }  // namespace
 }  // namespace vmgroup::engine

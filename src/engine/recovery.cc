@@ -37,12 +37,27 @@ bool IsOverlayName(const std::string& name) {
          name.compare(name.size() - 6, 6, ".qcow2") == 0;
 }
 
+// A daemon that died inside a cut left the members' QEMU threads at real-time
+// priority (cut_executor.cc): back to normal time sharing.
+void ResetScheduling(Env* env, int pid) {
+  auto threads = env->Threads(pid);
+  if (!threads.ok()) return;
+  for (const auto& t : *threads) {
+    auto s = env->GetScheduling(t.tid);
+    if (s.ok() && s->realtime) (void)env->SetScheduling(t.tid, {false, 0});
+  }
+}
+
 }  // namespace
 
 Result<RecoveryReport> Recover(Env* env, VmRegistry& vms, catalog::Catalog& catalog) {
   RecoveryReport report;
   storage::QemuImg img(env);
   VMG_ASSIGN_OR_RETURN(report.gone_vms, vms.AttachAll());
+  VMG_ASSIGN_OR_RETURN(auto listed, catalog.ListVms());
+  for (const auto& vm : listed) {
+    if (auto live = vms.Live(vm.id)) ResetScheduling(env, live->pid());
+  }
 
   VMG_ASSIGN_OR_RETURN(auto snapshots, catalog.ListSnapshots());
   for (auto& s : snapshots) {

@@ -83,6 +83,7 @@ TEST_P(CrashRecoveryTest, RecoveryLeavesNoPausedVmNoHalfSnapshotAndNoLostData) {
 
   for (const auto& vm : *engine_->catalog().ListVms()) {
     EXPECT_EQ(LiveState(vm.id), RunState::kRunning) << vm.name << " left paused";
+    EXPECT_TRUE(SchedulingIsNormal(vm.id)) << vm.name << " left at real-time priority";
     EXPECT_EQ(LiveImages(vm.id), vm.disks) << vm.name;
     ExpectCatalogMatchesDisk(vm.id);
     EXPECT_TRUE(StampReadable(vm.disks[0])) << vm.name << ": data written before the cut is lost";

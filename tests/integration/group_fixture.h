@@ -72,6 +72,18 @@ class GroupFixture : public ::testing::Test {
     return *live->ActiveImages(Clock::now() + std::chrono::seconds(10));
   }
 
+  // True if no thread of the VM's QEMU is left at real-time priority (the
+  // cut raises them only while the group is paused).
+  bool SchedulingIsNormal(const std::string& id) {
+    auto threads = Env::Default()->Threads(engine_->vms().Live(id)->pid());
+    if (!threads.ok()) return false;
+    for (const auto& t : *threads) {
+      auto s = Env::Default()->GetScheduling(t.tid);
+      if (!s.ok() || s->realtime) return false;
+    }
+    return true;
+  }
+
   hypervisor::RunState LiveState(const std::string& id) {
     return *engine_->vms().Live(id)->State(Clock::now() + std::chrono::seconds(10));
   }

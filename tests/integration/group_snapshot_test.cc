@@ -47,10 +47,39 @@ TEST_F(GroupSnapshotTest, SnapshotOfRunningGroupSwitchesEveryDiskAtOnce) {
                                                                  {overlays[1], before[id][1]}}));
     EXPECT_EQ(m.disks[0].frozen_image, before[id][0]);
     EXPECT_EQ(LiveState(id), RunState::kRunning);
+    EXPECT_TRUE(SchedulingIsNormal(id));
     ExpectCatalogMatchesDisk(id);
   }
   // Every member's switch happened while the whole group was paused.
   EXPECT_LE(last_cut - first_cut, snap->pause_window_us);
+}
+
+TEST_F(GroupSnapshotTest, WhileTheGroupIsPausedItsQemuRunsFirstAndItsVcpusAtTopTimeSharing) {
+  bool privileged = false;
+  std::thread([&] {
+    privileged = Env::Default()->SetScheduling(0, {true, 1}).ok();
+    (void)Env::Default()->SetScheduling(0, {false, 0});
+  }).join();
+  if (!privileged) GTEST_SKIP() << "needs CAP_SYS_NICE";
+  auto g = MakeGroup("rt", 2);
+  std::vector<std::string> seen;
+  OpenEngine({}, std::make_unique<OnPointEnv>(engine::fault::kMemberSwitched, [&](auto subject) {
+               for (const auto& id : g.vm_ids) {
+                 for (const auto& t : *Env::Default()->Threads(engine_->vms().Live(id)->pid())) {
+                   auto s = Env::Default()->GetScheduling(t.tid);
+                   seen.push_back(std::string(subject) + " " + t.name.substr(0, 4) + " " +
+                                  (s->realtime ? "rt" : "nice" + std::to_string(s->level)));
+                 }
+               }
+               return Status::Ok();
+             }));
+  ASSERT_TRUE(engine_->snapshots().Create({.collection_id = g.collection_id}).ok());
+  ASSERT_FALSE(seen.empty());
+  for (const auto& line : seen) {
+    const bool vcpu = line.find(" CPU ") != std::string::npos;
+    EXPECT_TRUE(vcpu ? line.ends_with(" nice-20") : line.ends_with(" rt")) << line;
+  }
+  for (const auto& id : g.vm_ids) EXPECT_TRUE(SchedulingIsNormal(id));
 }
 
 TEST_F(GroupSnapshotTest, SnapshotsStackIntoAChainWithParents) {

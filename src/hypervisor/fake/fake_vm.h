@@ -41,7 +41,8 @@ class FakeVm final : public Vm {
     return state_;
   }
 
-  int pid() const override { return 0; }
+  int pid() const override { return pid_; }
+  void set_pid(int pid) { pid_ = pid; }
   Result<RunState> State(Deadline) override { return state(); }
   Status Pause(Deadline) override {
     return Do("pause", [&] { state_ = RunState::kPaused; });
@@ -101,6 +102,7 @@ class FakeVm final : public Vm {
     return Status::Ok();
   }
 
+  int pid_ = 0;  // none: the fake is not a process
   std::mutex mu_;
   std::vector<std::string> active_, base_;
   RunState state_;

@@ -60,7 +60,11 @@ Result<Accel> ParseAccel(const std::string& name) {
 QemuDriver::QemuDriver(Env* env, QemuOptions options) : env_(env), options_(std::move(options)) {}
 
 std::vector<std::string> QemuDriver::CommandLine(const VmSpec& spec) const {
-  std::vector<std::string> argv = {options_.binary, "-name", Escape(spec.name), "-uuid", spec.uuid};
+  // debug-threads names the vCPU threads "CPU <n>/TCG|KVM": the cut tells
+  // them from the threads that answer QMP by that name.
+  std::vector<std::string> argv = {options_.binary, "-name",
+                                   "guest=" + Escape(spec.name) + ",debug-threads=on", "-uuid",
+                                   spec.uuid};
   switch (options_.accel) {
     case Accel::kAuto:
       argv.insert(argv.end(), {"-accel", "kvm", "-accel", "tcg"});

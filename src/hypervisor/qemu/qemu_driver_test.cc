@@ -32,11 +32,17 @@ class QemuDriverTest : public ::testing::Test {
     if (vm_) {
       EXPECT_TRUE(vm_->PowerOff().ok());
     }
+    // A test that failed midway may have dropped its handle: end QEMU by PID.
+    if (pid_ > 0 && Env::Default()->IsAlive(pid_)) {
+      (void)Env::Default()->Kill(pid_, SIGKILL);
+      (void)Env::Default()->WaitGone(pid_, std::chrono::seconds(10));
+    }
   }
   void StartVm() {
     auto vm = driver_.Start(spec_);
     ASSERT_TRUE(vm.ok()) << vm.status().ToString();
     vm_ = std::move(vm).value();
+    pid_ = vm_->pid();
   }
   // The cut's send/await pair, as one call.
   Status Switch(const std::vector<Overlay>& overlays, const std::string& bitmap, bool pause = false,
@@ -58,6 +64,7 @@ class QemuDriverTest : public ::testing::Test {
   }
 
   testing::TempDir dir_;
+  int pid_ = 0;
   storage::QemuImg img_{Env::Default()};
   QemuDriver driver_{Env::Default(), {.accel = Accel::kTcg}};
   VmSpec spec_;
