@@ -1,21 +1,13 @@
 #include "cim/http_io.h"
 
-#include <poll.h>
-#include <sys/socket.h>
-
-#include <cerrno>
 #include <charconv>
 #include <cstring>
 
+#include "base/socket_io.h"
 #include "cim/model.h"
 
 namespace vmgroup::cim {
 namespace {
-
-int MillisLeft(Deadline deadline) {
-  auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
-  return left.count() < 0 ? 0 : static_cast<int>(std::min<int64_t>(left.count(), 1 << 30));
-}
 
 std::string Trim(std::string_view s) {
   size_t b = s.find_first_not_of(" \t");
@@ -45,26 +37,7 @@ Result<std::string> ParseHeaders(const std::string& head, Headers* headers) {
 
 }  // namespace
 
-Status HttpConnection::Fill(Deadline deadline) {
-  while (true) {
-    pollfd p{fd_.get(), POLLIN, 0};
-    int n = ::poll(&p, 1, MillisLeft(deadline));
-    if (n == 0) return Status::Timeout("the peer sent nothing in time");
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return Status::IoError(std::string("poll: ") + std::strerror(errno));
-    }
-    char buf[16384];
-    ssize_t got = ::recv(fd_.get(), buf, sizeof buf, 0);
-    if (got < 0 && (errno == EINTR || errno == EAGAIN)) continue;
-    if (got < 0 && errno != ECONNRESET) {
-      return Status::IoError(std::string("recv: ") + std::strerror(errno));
-    }
-    if (got <= 0) return Status::Unavailable("the peer closed the connection");
-    buffer_.append(buf, static_cast<size_t>(got));
-    return Status::Ok();
-  }
-}
+Status HttpConnection::Fill(Deadline deadline) { return ReadSome(fd_.get(), deadline, &buffer_); }
 
 Result<std::string> HttpConnection::ReadHead(Deadline deadline, size_t max) {
   while (true) {
@@ -138,18 +111,7 @@ Result<std::string> HttpConnection::ReadChunked(Deadline deadline, size_t max) {
 }
 
 Status HttpConnection::Write(const std::string& data, Deadline deadline) {
-  size_t done = 0;
-  while (done < data.size()) {
-    pollfd p{fd_.get(), POLLOUT, 0};
-    int n = ::poll(&p, 1, MillisLeft(deadline));
-    if (n == 0) return Status::Timeout("the peer does not read");
-    if (n < 0 && errno == EINTR) continue;
-    ssize_t w = ::send(fd_.get(), data.data() + done, data.size() - done, MSG_NOSIGNAL);
-    if (w < 0 && (errno == EINTR || errno == EAGAIN)) continue;
-    if (w <= 0) return Status::Unavailable(std::string("send: ") + std::strerror(errno));
-    done += static_cast<size_t>(w);
-  }
-  return Status::Ok();
+  return WriteAll(fd_.get(), data, deadline);
 }
 
 Result<HttpRequest> ParseRequestHead(const std::string& head, std::string* version) {

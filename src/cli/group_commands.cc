@@ -18,9 +18,7 @@ int List(Context& ctx) {
   auto groups = ctx.api->ListGroups();
   if (!groups.ok()) return ReportError(groups.status());
   if (ctx.json) {
-    nlohmann::json out = nlohmann::json::array();
-    for (const auto& g : *groups) out.push_back(ToJson(g));
-    std::cout << out.dump(2) << "\n";
+    PrintJsonList(*groups);
     return kExitOk;
   }
   std::vector<std::vector<std::string>> rows = {{"NAME", "ID", "TYPE", "MEMBERS"}};
@@ -40,7 +38,7 @@ int Show(Context& ctx, const GroupInfo& g) {
     nlohmann::json out = ToJson(g);
     out["snapshots"] = nlohmann::json::array();
     for (const auto& s : *snaps) out["snapshots"].push_back(s.id);
-    std::cout << out.dump(2) << "\n";
+    PrintJson(out);
     return kExitOk;
   }
   std::vector<std::vector<std::string>> rows = {

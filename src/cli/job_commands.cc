@@ -14,7 +14,7 @@ int Usage() {
 
 void Print(Context& ctx, const JobInfo& j) {
   if (ctx.json) {
-    std::cout << ToJson(j).dump(2) << "\n";
+    PrintJson(ToJson(j));
     return;
   }
   std::vector<std::vector<std::string>> rows = {{"Id:", j.id},
@@ -42,9 +42,7 @@ int RunJob(Context& ctx, const std::vector<std::string>& words) {
     auto jobs = ctx.api->ListJobs();
     if (!jobs.ok()) return ReportError(jobs.status());
     if (ctx.json) {
-      nlohmann::json out = nlohmann::json::array();
-      for (const auto& j : *jobs) out.push_back(ToJson(j));
-      std::cout << out.dump(2) << "\n";
+      PrintJsonList(*jobs);
       return kExitOk;
     }
     std::vector<std::vector<std::string>> rows = {{"ID", "STATE", "PROGRESS", "STARTED", "WHAT"}};

@@ -59,6 +59,11 @@ std::string CimTimeText(const std::string& c) {
          c.substr(10, 2) + ":" + c.substr(12, 2) + " UTC";
 }
 
+std::string CimClockText(const std::string& c) {
+  if (c.size() != 25 || c[21] == ':') return c;
+  return c.substr(8, 2) + ":" + c.substr(10, 2) + ":" + c.substr(12, 2) + "." + c.substr(15, 6);
+}
+
 Result<int64_t> ParseSize(const std::string& text) {
   int64_t n = 0;
   auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
@@ -163,6 +168,8 @@ void ProgressView::Done() {
   if (terminal_ && drawn_) std::fputc('\n', stderr);
 }
 
+void PrintJson(const nlohmann::json& j) { std::cout << j.dump(2) << "\n"; }
+
 nlohmann::json ToJson(const VmInfo& v) {
   return {
       {"id", v.id},         {"name", v.name},   {"state", v.state},   {"memory_mib", v.memory_mib},
@@ -184,6 +191,7 @@ nlohmann::json ToJson(const SnapshotInfo& s) {
                        {"vm", m.vm_name},
                        {"settings_id", m.settings_id},
                        {"cut_time", CimTimeText(m.cut_time)},
+                       {"cut_clock", CimClockText(m.cut_time)},
                        {"pause_us", m.pause_us},
                        {"consistency", m.consistency == 1 ? "application" : "crash"},
                        {"parent", m.parent},

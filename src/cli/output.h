@@ -30,6 +30,8 @@ void PrintTable(std::ostream& out, const std::vector<std::vector<std::string>>& 
 std::string Micros(int64_t us);
 // A CIM datetime as "2026-11-24 21:19:18 UTC"; an interval as "1.5 s".
 std::string CimTimeText(const std::string& cim);
+// The time of day of a CIM datetime to the microsecond: "21:52:28.921619".
+std::string CimClockText(const std::string& cim);
 // "8G", "512M", "65536" -> bytes; InvalidArgument otherwise.
 Result<int64_t> ParseSize(const std::string& text);
 // The name of a Hyper-V return code ("Invalid state").
@@ -54,5 +56,14 @@ nlohmann::json ToJson(const VmInfo& v);
 nlohmann::json ToJson(const GroupInfo& g);
 nlohmann::json ToJson(const SnapshotInfo& s);
 nlohmann::json ToJson(const JobInfo& j);
+
+// Pretty JSON on stdout (--json).
+void PrintJson(const nlohmann::json& j);
+template <typename T>
+void PrintJsonList(const std::vector<T>& items) {
+  nlohmann::json out = nlohmann::json::array();
+  for (const auto& item : items) out.push_back(ToJson(item));
+  PrintJson(out);
+}
 
 }  // namespace vmgroup::cli

@@ -37,10 +37,10 @@ void PrintSnapshot(const SnapshotInfo& s, const std::string& group_name) {
                          {"Pause window:", Micros(s.pause_window_us)},
                          {"Duration:", Micros(s.duration_us)}});
   std::cout << "\n";
-  std::vector<std::vector<std::string>> rows = {{"VM", "CUT TIME", "PAUSED", "CONSISTENCY"}};
+  std::vector<std::vector<std::string>> rows = {{"VM", "CUT (UTC)", "PAUSED", "CONSISTENCY"}};
   for (const auto& m : s.members) {
-    rows.push_back({m.vm_name, CimTimeText(m.cut_time) + " +" + m.cut_time.substr(15, 6) + "us",
-                    Micros(m.pause_us), m.consistency == 1 ? "application" : "crash"});
+    rows.push_back({m.vm_name, CimClockText(m.cut_time), Micros(m.pause_us),
+                    m.consistency == 1 ? "application" : "crash"});
   }
   PrintTable(std::cout, rows);
 }
@@ -59,7 +59,7 @@ int RunSnapshot(Context& ctx, const std::vector<std::string>& words) {
     auto s = ctx.api->GetSnapshot(pos[0]);
     if (!s.ok()) return ReportError(s.status());
     if (ctx.json) {
-      std::cout << ToJson(*s).dump(2) << "\n";
+      PrintJson(ToJson(*s));
       return kExitOk;
     }
     auto g = ctx.api->FindGroup(s->group_id);
@@ -72,9 +72,7 @@ int RunSnapshot(Context& ctx, const std::vector<std::string>& words) {
     auto snaps = ctx.api->ListSnapshots(g->id);
     if (!snaps.ok()) return ReportError(snaps.status());
     if (ctx.json) {
-      nlohmann::json out = nlohmann::json::array();
-      for (const auto& s : *snaps) out.push_back(ToJson(s));
-      std::cout << out.dump(2) << "\n";
+      PrintJsonList(*snaps);
       return kExitOk;
     }
     std::vector<std::vector<std::string>> rows = {
@@ -102,7 +100,7 @@ int RunSnapshot(Context& ctx, const std::vector<std::string>& words) {
     auto s = ctx.api->GetSnapshot(AffectedId(a));
     if (!s.ok()) return ReportError(s.status());
     if (ctx.json) {
-      std::cout << ToJson(*s).dump(2) << "\n";
+      PrintJson(ToJson(*s));
     } else {
       PrintSnapshot(*s, g->name);
     }

@@ -57,7 +57,7 @@ int Create(Context& ctx, const CommandLine& c) {
     }
   }
   if (ctx.json) {
-    std::cout << nlohmann::json{{"id", id}, {"name", vm.name}}.dump(2) << "\n";
+    PrintJson({{"id", id}, {"name", vm.name}});
   } else {
     std::cout << id << "\n";
   }
@@ -68,9 +68,7 @@ int List(Context& ctx) {
   auto vms = ctx.api->ListVms();
   if (!vms.ok()) return ReportError(vms.status());
   if (ctx.json) {
-    nlohmann::json out = nlohmann::json::array();
-    for (const auto& v : *vms) out.push_back(ToJson(v));
-    std::cout << out.dump(2) << "\n";
+    PrintJsonList(*vms);
     return kExitOk;
   }
   std::vector<std::vector<std::string>> rows = {{"NAME", "ID", "STATE", "MEMORY", "CPUS", "DISKS"}};
@@ -84,7 +82,7 @@ int List(Context& ctx) {
 
 int Show(Context& ctx, const VmInfo& v) {
   if (ctx.json) {
-    std::cout << ToJson(v).dump(2) << "\n";
+    PrintJson(ToJson(v));
     return kExitOk;
   }
   std::vector<std::vector<std::string>> rows = {

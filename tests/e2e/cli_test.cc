@@ -2,6 +2,8 @@
 #include <nlohmann/json.hpp>
 
 #include "daemon_fixture.h"
+#include "hypervisor/qemu/qmp_client.h"
+#include "hypervisor/qemu/qmp_commands.h"
 
 namespace vmgroup::e2e {
 namespace {
@@ -161,6 +163,50 @@ TEST_F(CliTest, VmsRunOnAcrossARestartOfTheDaemon) {
   EXPECT_NE(LogText().find("state directory"), std::string::npos);
   Ok({"snapshot", "create", "web"});
   EXPECT_EQ(json::parse(Ok({"snapshot", "list", "web", "--json"})).size(), 2u);
+}
+
+TEST_F(CliTest, SigtermDuringASnapshotLeavesNoVmPausedAndNoHalfSnapshot) {
+  std::vector<std::string> ids;
+  for (const char* name : {"a", "b", "c"}) ids.push_back(NewVm(name));
+  Ok({"group", "create", "web"});
+  Ok({"group", "add", "web", "a", "b", "c"});
+  for (int round = 0; round < 3; ++round) {
+    Ok({"snapshot", "create", "web", "--no-wait"});
+    StopDaemon(SIGTERM);  // at once: somewhere in the snapshot, or just after
+    // Before any recovery can run: every VM runs, as QEMU itself says.
+    for (const auto& id : ids) {
+      auto qmp = hypervisor::qemu::QmpClient::Connect(StateDir() + "/vms/" + id + "/qmp.sock",
+                                                      Clock::now() + std::chrono::seconds(10));
+      ASSERT_TRUE(qmp.ok()) << qmp.status().ToString();
+      auto status =
+          hypervisor::qemu::qmp::QueryStatus(**qmp, Clock::now() + std::chrono::seconds(10));
+      ASSERT_TRUE(status.ok());
+      EXPECT_EQ(*status, "running") << "VM " << id << " after SIGTERM, round " << round;
+    }
+    StartDaemon();
+    EXPECT_NE(LogText().find("nothing to recover"), std::string::npos)
+        << "SIGTERM left work for recovery:\n"
+        << LogText();
+  }
+  const auto list = json::parse(Ok({"snapshot", "list", "web", "--json"}));
+  EXPECT_EQ(list.size(), 3u) << "each snapshot finished before the daemon stopped";
+}
+
+TEST_F(CliTest, WaitingShowsAProgressBarOnATerminalAndLinesOtherwise) {
+  NewVm("a");
+  Ok({"group", "create", "web"});
+  Ok({"group", "add", "web", "a"});
+  // `script` gives the command a terminal.
+  CommandOutput tty =
+      Run({"script", "-qec",
+           std::string(VMGROUP_BIN) + " --connect unix:" + Socket() + " snapshot create web",
+           "/dev/null"});
+  EXPECT_EQ(tty.exit_code, 0) << tty.out;
+  EXPECT_NE(tty.out.find("] 100%  Snapshot of VM group web"), std::string::npos) << tty.out;
+  EXPECT_NE(tty.out.find("[##############################]"), std::string::npos) << tty.out;
+  CommandOutput plain = Cli({"snapshot", "create", "web"});
+  EXPECT_NE(plain.err.find(": Completed 100%\n"), std::string::npos) << plain.err;
+  EXPECT_EQ(plain.err.find("[#"), std::string::npos) << plain.err;
 }
 
 }  // namespace

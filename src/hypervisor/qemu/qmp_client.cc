@@ -1,12 +1,13 @@
 #include "hypervisor/qemu/qmp_client.h"
 
-#include <poll.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 
 #include <cerrno>
 #include <cstring>
 #include <thread>
+
+#include "base/socket_io.h"
 
 namespace vmgroup::hypervisor::qemu {
 namespace {
@@ -15,11 +16,6 @@ namespace {
 constexpr size_t kMaxQueuedEvents = 1024;
 // A single QMP message larger than this means the peer is not QEMU.
 constexpr size_t kMaxMessageBytes = 64 << 20;
-
-int MillisLeft(Deadline deadline) {
-  auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
-  return left.count() < 0 ? 0 : static_cast<int>(std::min<int64_t>(left.count(), 1 << 30));
-}
 
 Result<UniqueFd> ConnectOnce(const std::string& path) {
   sockaddr_un addr{};
@@ -63,21 +59,12 @@ Result<std::unique_ptr<QmpClient>> QmpClient::Connect(const std::string& socket_
 }
 
 Status QmpClient::WriteAll(const std::string& data, Deadline deadline) {
-  size_t done = 0;
-  while (done < data.size()) {
-    pollfd p{fd_.get(), POLLOUT, 0};
-    int n = ::poll(&p, 1, MillisLeft(deadline));
-    if (n == 0) return Status::Timeout("QMP write timed out");
-    if (n < 0 && errno == EINTR) continue;
-    ssize_t w = ::send(fd_.get(), data.data() + done, data.size() - done, MSG_NOSIGNAL);
-    if (w < 0 && (errno == EINTR || errno == EAGAIN)) continue;
-    if (w <= 0) {
-      closed_ = true;
-      return Status::Unavailable(std::string("QMP connection lost: ") + std::strerror(errno));
-    }
-    done += static_cast<size_t>(w);
+  Status s = vmgroup::WriteAll(fd_.get(), data, deadline);
+  if (s.code() == Code::kUnavailable) {
+    closed_ = true;
+    return Status::Unavailable("QMP connection lost: " + s.message());
   }
-  return Status::Ok();
+  return s.code() == Code::kTimeout ? Status::Timeout("QMP write timed out") : s;
 }
 
 Result<Json> QmpClient::ReadMessage(Deadline deadline) {
@@ -94,21 +81,14 @@ Result<Json> QmpClient::ReadMessage(Deadline deadline) {
     }
     if (closed_) return Status::Unavailable("QMP connection closed (QEMU exited?)");
     if (buffer_.size() > kMaxMessageBytes) return Status::Unavailable("QMP message too large");
-    pollfd p{fd_.get(), POLLIN, 0};
-    int n = ::poll(&p, 1, MillisLeft(deadline));
-    if (n == 0) return Status::Timeout("no answer from QMP in time");
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return Status::IoError(std::string("poll: ") + std::strerror(errno));
+    Status s = ReadSome(fd_.get(), deadline, &buffer_);
+    if (s.code() == Code::kUnavailable) {
+      closed_ = true;  // hand out whole lines still buffered, then report the close
+    } else if (s.code() == Code::kTimeout) {
+      return Status::Timeout("no answer from QMP in time");
+    } else if (!s.ok()) {
+      return s;
     }
-    char buf[16384];
-    ssize_t got = ::recv(fd_.get(), buf, sizeof buf, 0);
-    if (got < 0 && (errno == EINTR || errno == EAGAIN)) continue;
-    if (got <= 0) {
-      closed_ = true;
-      continue;  // hand out whole lines still buffered, then report the close
-    }
-    buffer_.append(buf, static_cast<size_t>(got));
   }
 }
 
