@@ -328,6 +328,8 @@ Result<std::vector<SnapshotInfo>> Api::ListSnapshots(const std::string& group_id
     s.type = static_cast<int>(Int(i, "Vmgroup_SnapshotType"));
     s.pause_window_us = Int(i, "Vmgroup_PauseWindowMicroseconds");
     s.duration_us = Int(i, "Vmgroup_DurationMicroseconds");
+    s.parent_id = Text(i, "Vmgroup_ParentSnapshotCollectionID");
+    s.current = Text(i, "Vmgroup_IsCurrent") == "TRUE";
     s.members = std::move(members[s.id]);
     for (auto& m : s.members) m.vm_name = vm_names.count(m.vm_id) ? vm_names[m.vm_id] : m.vm_id;
     out.push_back(std::move(s));

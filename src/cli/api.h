@@ -37,6 +37,8 @@ struct MemberSnapshotInfo {
 
 struct SnapshotInfo {
   std::string id, name, group_id, created;
+  std::string parent_id;  // the group snapshot this one was taken after, or empty
+  bool current = false;   // every member's newest snapshot: the group runs on top of it
   int type = 0;
   int64_t pause_window_us = 0, duration_us = 0;
   std::vector<MemberSnapshotInfo> members;

@@ -200,6 +200,8 @@ nlohmann::json ToJson(const SnapshotInfo& s) {
   return {{"id", s.id},
           {"name", s.name},
           {"group_id", s.group_id},
+          {"parent", s.parent_id},
+          {"current", s.current},
           {"type", s.type},
           {"created", CimTimeText(s.created)},
           {"pause_window_us", s.pause_window_us},

@@ -1,5 +1,7 @@
 // vmgroup snapshot create | list | show
+#include <functional>
 #include <iostream>
+#include <set>
 
 #include "cli/commands.h"
 #include "cli/output.h"
@@ -28,6 +30,32 @@ std::string TypeName(int type) {
   }
 }
 
+// Each snapshot under the one it was taken after; "<- now" marks where the
+// group runs.
+void PrintTree(const std::vector<SnapshotInfo>& snaps) {
+  std::map<std::string, std::vector<const SnapshotInfo*>> children;
+  std::set<std::string> ids;
+  for (const auto& s : snaps) ids.insert(s.id);
+  for (const auto& s : snaps) children[ids.count(s.parent_id) ? s.parent_id : ""].push_back(&s);
+  std::function<void(const std::string&, const std::string&)> walk =
+      [&](const std::string& parent, const std::string& indent) {
+        const auto& kids = children[parent];
+        for (size_t i = 0; i < kids.size(); ++i) {
+          const SnapshotInfo& s = *kids[i];
+          const bool last = i + 1 == kids.size();
+          std::cout << indent
+                    << (parent.empty() ? ""
+                        : last         ? "`- "
+                                       : "|- ")
+                    << s.name << "  [" << TypeName(s.type) << ", " << CimTimeText(s.created)
+                    << ", pause " << Micros(s.pause_window_us) << "]  " << s.id
+                    << (s.current ? "  <- now" : "") << "\n";
+          walk(s.id, indent + (parent.empty() ? "" : last ? "   " : "|  "));
+        }
+      };
+  walk("", "");
+}
+
 void PrintSnapshot(const SnapshotInfo& s, const std::string& group_name) {
   PrintTable(std::cout, {{"Id:", s.id},
                          {"Name:", s.name},
@@ -51,7 +79,7 @@ int RunSnapshot(Context& ctx, const std::vector<std::string>& words) {
   if (words.empty()) return Usage();
   const std::string verb = words[0];
   auto c = CommandLine::Parse({words.begin() + 1, words.end()}, {"type", "consistency", "name"},
-                              {"no-wait"});
+                              {"no-wait", "tree"});
   if (!c.ok()) return ReportError(c.status());
   const auto& pos = c->positional();
   if (pos.size() != 1) return Usage();
@@ -73,6 +101,10 @@ int RunSnapshot(Context& ctx, const std::vector<std::string>& words) {
     if (!snaps.ok()) return ReportError(snaps.status());
     if (ctx.json) {
       PrintJsonList(*snaps);
+      return kExitOk;
+    }
+    if (c->Has("tree")) {
+      PrintTree(*snaps);
       return kExitOk;
     }
     std::vector<std::vector<std::string>> rows = {

@@ -14,7 +14,8 @@ namespace vmgroup::services {
 using Providers = std::vector<std::unique_ptr<cim::Provider>>;
 
 // Msvm_ComputerSystem (with RequestStateChange), Msvm_VirtualSystemSettingData,
-// Msvm_SettingsDefineState, Msvm_SnapshotOfVirtualSystem and the
+// Msvm_SettingsDefineState, Msvm_SnapshotOfVirtualSystem, the snapshot tree
+// (Msvm_ParentChildSettingData, Msvm_MostCurrentSnapshotInBranch) and the
 // Msvm_VirtualSystemManagementService subset (DefineSystem, DestroySystem).
 Providers VmProviders(const Context& ctx);
 // Msvm_VirtualSystemCollection, Msvm_ManagementCollection, their membership

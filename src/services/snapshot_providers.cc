@@ -20,7 +20,10 @@ cim::ClassSpec SnapshotCollectionSpec() {
                          {.name = "Vmgroup_SnapshotType", .type = "uint16"},
                          {.name = "Vmgroup_CreationTime", .type = "datetime"},
                          {.name = "Vmgroup_PauseWindowMicroseconds", .type = "uint64"},
-                         {.name = "Vmgroup_DurationMicroseconds", .type = "uint64"}}};
+                         {.name = "Vmgroup_DurationMicroseconds", .type = "uint64"},
+                         // Vendor: the snapshot tree at group level.
+                         {.name = "Vmgroup_ParentSnapshotCollectionID", .type = "string"},
+                         {.name = "Vmgroup_IsCurrent", .type = "boolean"}}};
 }
 
 cim::ClassSpec LinkSpec(const char* name, const char* superclass, const char* left,
@@ -131,9 +134,23 @@ Providers SnapshotProviders(const Context& ctx) {
       SnapshotCollectionSpec(),
       [e](const cim::ClassSpec& spec) -> Result<std::vector<cim::Instance>> {
         VMG_ASSIGN_OR_RETURN(auto snaps, CompleteSnapshots(e));
+        VMG_ASSIGN_OR_RETURN(auto vms, e->catalog().ListVms());
+        std::map<std::string, std::string> current;  // VM -> its newest snapshot
+        for (const auto& vm : vms) current[vm.id] = vm.current_snapshot;
+        std::map<std::string, std::string> owner;  // member snapshot -> group snapshot
+        for (const auto& s : snaps) {
+          for (const auto& m : s.members) owner[m.id] = s.id;
+        }
         std::vector<cim::Instance> rows;
         for (const auto& s : snaps) {
+          // A group snapshot's parent holds its members' parents; the group
+          // is "now" in it when it is every member's newest snapshot.
+          const std::string parent = s.members.empty() ? "" : owner[s.members[0].parent_id];
+          bool is_current = !s.members.empty();
+          for (const auto& m : s.members) is_current = is_current && current[m.vm_id] == m.id;
           rows.push_back(cim::InstanceBuilder(spec)
+                             .Str("Vmgroup_ParentSnapshotCollectionID", parent)
+                             .Bool("Vmgroup_IsCurrent", is_current)
                              .Str("CollectionID", s.id)
                              .Str("ElementName", s.name)
                              .Str("Vmgroup_VirtualSystemCollectionID", s.collection_id)

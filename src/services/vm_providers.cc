@@ -1,4 +1,4 @@
-// Msvm_ComputerSystem and what defines and runs one.
+// Msvm_ComputerSystem, what defines and runs one, and its snapshot tree.
 #include "cim/xml_reader.h"
 #include "services/providers.h"
 
@@ -336,17 +336,16 @@ class ManagementServiceProvider : public ServiceProvider {
 
 // VM -> its settings: its configuration (Msvm_SettingsDefineState), or each
 // of its snapshots (Msvm_SnapshotOfVirtualSystem).
-cim::ClassSpec VmLinkSpec(const char* name, const char* left, const char* right) {
+cim::ClassSpec VmLinkSpec(const char* name, const char* left, const char* right,
+                          const char* left_class = "Msvm_ComputerSystem") {
   return {.name = name,
           .association = true,
-          .properties = {{.name = left,
-                          .type = "reference",
-                          .key = true,
-                          .reference_class = "Msvm_ComputerSystem"},
-                         {.name = right,
-                          .type = "reference",
-                          .key = true,
-                          .reference_class = "Msvm_VirtualSystemSettingData"}}};
+          .properties = {
+              {.name = left, .type = "reference", .key = true, .reference_class = left_class},
+              {.name = right,
+               .type = "reference",
+               .key = true,
+               .reference_class = "Msvm_VirtualSystemSettingData"}}};
 }
 
 }  // namespace
@@ -380,6 +379,35 @@ Providers VmProviders(const Context& ctx) {
                               .Ref("Dependent", SettingsPath(m.id))
                               .Build());
         }));
+        return links;
+      }));
+  // The snapshot tree: each snapshot under its parent, and each VM's newest
+  // snapshot in its current branch.
+  out.push_back(std::make_unique<ListProvider>(
+      VmLinkSpec("Msvm_ParentChildSettingData", "Parent", "Child", "Msvm_VirtualSystemSettingData"),
+      [e](const cim::ClassSpec& spec) -> Result<std::vector<cim::Instance>> {
+        std::vector<cim::Instance> links;
+        VMG_RETURN_IF_ERROR(ForEachMemberSnapshot(*e, [&](const auto&, const auto& m) {
+          if (m.parent_id.empty()) return;
+          links.push_back(cim::InstanceBuilder(spec)
+                              .Ref("Parent", SettingsPath(m.parent_id))
+                              .Ref("Child", SettingsPath(m.id))
+                              .Build());
+        }));
+        return links;
+      }));
+  out.push_back(std::make_unique<ListProvider>(
+      VmLinkSpec("Msvm_MostCurrentSnapshotInBranch", "Antecedent", "Dependent"),
+      [e](const cim::ClassSpec& spec) -> Result<std::vector<cim::Instance>> {
+        VMG_ASSIGN_OR_RETURN(auto vms, e->catalog().ListVms());
+        std::vector<cim::Instance> links;
+        for (const auto& vm : vms) {
+          if (vm.current_snapshot.empty()) continue;
+          links.push_back(cim::InstanceBuilder(spec)
+                              .Ref("Antecedent", VmPath(vm.id))
+                              .Ref("Dependent", SettingsPath(vm.current_snapshot))
+                              .Build());
+        }
         return links;
       }));
   return out;

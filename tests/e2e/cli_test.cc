@@ -128,6 +128,37 @@ TEST_F(CliTest, SnapshotCommandsTakeListAndShowGroupSnapshots) {
   EXPECT_NE(late.err.find("already ended"), std::string::npos) << late.err;
 }
 
+TEST_F(CliTest, SnapshotsFormATreeAndTheGroupRunsOnTheNewest) {
+  NewVm("a");
+  NewVm("b");
+  Ok({"group", "create", "web"});
+  Ok({"group", "add", "web", "a", "b"});
+  for (const char* name : {"one", "two", "three"})
+    Ok({"snapshot", "create", "web", "--name", name});
+  json list = json::parse(Ok({"snapshot", "list", "web", "--json"}));
+  ASSERT_EQ(list.size(), 3u);
+  EXPECT_EQ(list[0]["parent"], "");
+  EXPECT_EQ(list[1]["parent"], list[0]["id"]);
+  EXPECT_EQ(list[2]["parent"], list[1]["id"]);
+  EXPECT_EQ(list[0]["current"], false);
+  EXPECT_EQ(list[2]["current"], true);
+  // Each member snapshot's Parent is that VM's member of the previous one.
+  EXPECT_EQ(list[1]["members"][0]["parent"].get<std::string>().find(
+                list[0]["members"][0]["settings_id"].get<std::string>()) != std::string::npos,
+            true);
+
+  const std::string tree = Ok({"snapshot", "list", "web", "--tree"});
+  const size_t one = tree.find("one  ["), two = tree.find("`- two  ["),
+               three = tree.find("   `- three  [");
+  ASSERT_NE(one, std::string::npos) << tree;
+  ASSERT_NE(two, std::string::npos) << tree;
+  ASSERT_NE(three, std::string::npos) << tree;
+  EXPECT_TRUE(one < two && two < three) << tree;
+  EXPECT_NE(tree.find("<- now"), std::string::npos);
+  EXPECT_EQ(tree.find("<- now"), tree.rfind("<- now")) << "one snapshot is current";
+  EXPECT_GT(tree.find("<- now"), three) << tree;
+}
+
 TEST_F(CliTest, FailuresSayWhyAndExitNonZero) {
   Ok({"group", "create", "empty"});
   CommandOutput empty = Cli({"snapshot", "create", "empty"});

@@ -1,6 +1,8 @@
 // wbemcli (sblim-wbemcli), an independent WBEM client, against vmgroupd:
 // ein, ei, gi, ai on the collection classes, and a group snapshot taken with
 // `cm CreateSnapshot`, its job polled with `gi` until it completes.
+#include <nlohmann/json.hpp>
+
 #include "daemon_fixture.h"
 
 namespace vmgroup::e2e {
@@ -8,6 +10,10 @@ namespace {
 
 class WbemcliTest : public DaemonFixture {
  protected:
+  // The "id" of a --json object.
+  static std::string json_id(const std::string& text) {
+    return nlohmann::json::parse(text)["id"].get<std::string>();
+  }
   // The key part of the first path wbemcli prints for a class.
   std::string FirstPath(const std::string& cls) {
     CommandOutput r = Wbem("ein", cls);
@@ -114,6 +120,23 @@ TEST_F(WbemcliTest, CreateSnapshotReturnsAJobThatCompletesWithTheSnapshot) {
                               {"-ac", "Msvm_CollectedSnapshots"});
   EXPECT_NE(per_vm.out.find("Microsoft:Hyper-V:Snapshot:Recovery"), std::string::npos)
       << per_vm.out;
+
+  // The snapshot tree: each VM's newest snapshot, and each snapshot's parent.
+  Ok({"snapshot", "create", group});
+  const std::string vm = json_id(Ok({"vm", "show", "a", "--json"}));
+  CommandOutput newest = Wbem(
+      "ai", "Msvm_ComputerSystem.CreationClassName=\"Msvm_ComputerSystem\",Name=\"" + vm + "\"", {},
+      {"-ac", "Msvm_MostCurrentSnapshotInBranch"});
+  ASSERT_EQ(newest.exit_code, 0) << newest.err;
+  const std::string newest_id = Field(newest.out, "InstanceID");
+  ASSERT_FALSE(newest_id.empty()) << newest.out;
+  CommandOutput parent =
+      Wbem("ai", "Msvm_VirtualSystemSettingData.InstanceID=\"" + newest_id + "\"", {},
+           {"-ac", "Msvm_ParentChildSettingData"});
+  ASSERT_EQ(parent.exit_code, 0) << parent.err;
+  EXPECT_NE(parent.out.find("Vmgroup_SnapshotCollectionID=\"" + made + "\""), std::string::npos)
+      << "the newest snapshot's parent belongs to the first group snapshot:\n"
+      << parent.out;
 
   // Refusals come back as return codes, with the reason beside them.
   CommandOutput bad = Wbem(
