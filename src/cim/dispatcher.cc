@@ -1,7 +1,6 @@
 #include "cim/dispatcher.h"
 
 #include <cctype>
-#include <set>
 #include <variant>
 
 #include "cim/xml_reader.h"
@@ -33,12 +32,7 @@ CimError FromStatus(const Status& s) {
 }
 
 HttpResponse HttpError(int status, const std::string& cim_error, const std::string& detail) {
-  HttpResponse r;
-  r.status = status;
-  if (!cim_error.empty()) r.headers.emplace_back("CIMError", cim_error);
-  r.headers.emplace_back("Content-Type", "text/plain; charset=utf-8");
-  r.body = detail.empty() ? cim_error + "\n" : cim_error + ": " + detail + "\n";
-  return r;
+  return TextResponse(status, cim_error.empty() ? detail : cim_error + ": " + detail, cim_error);
 }
 
 // A path parameter (ClassName, InstanceName, ObjectName): however the client

@@ -11,6 +11,15 @@ const std::string* FindHeader(const Headers& headers, std::string_view name) {
   return nullptr;
 }
 
+HttpResponse TextResponse(int status, const std::string& text, const std::string& cim_error) {
+  HttpResponse r;
+  r.status = status;
+  if (!cim_error.empty()) r.headers.emplace_back("CIMError", cim_error);
+  r.headers.emplace_back("Content-Type", "text/plain; charset=utf-8");
+  r.body = text + "\n";
+  return r;
+}
+
 const char* ReasonPhrase(int status) {
   switch (status) {
     case 200:

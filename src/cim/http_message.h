@@ -33,6 +33,10 @@ struct HttpResponse {
   const std::string* Header(std::string_view name) const { return FindHeader(headers, name); }
 };
 
+// A plain-text answer for a person, with a DSP0200 CIMError header when
+// `cim_error` is not empty.
+HttpResponse TextResponse(int status, const std::string& text, const std::string& cim_error = "");
+
 // "OK", "Bad Request", ...: the reason phrase of a status code.
 const char* ReasonPhrase(int status);
 

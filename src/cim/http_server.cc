@@ -29,15 +29,6 @@ std::string Render(const HttpResponse& r, bool keep_alive) {
   return out + "\r\n" + r.body;
 }
 
-HttpResponse Plain(int status, const std::string& text, const std::string& cim_error = "") {
-  HttpResponse r;
-  r.status = status;
-  if (!cim_error.empty()) r.headers.emplace_back("CIMError", cim_error);
-  r.headers.emplace_back("Content-Type", "text/plain; charset=utf-8");
-  r.body = text + "\n";
-  return r;
-}
-
 // The user whose Basic credentials `auth` accepts, or empty.
 std::string Authenticated(const HttpRequest& req, const HttpServer::Authenticator& auth) {
   const std::string* h = req.Header("Authorization");
@@ -183,10 +174,11 @@ void HttpServer::AcceptLoop(Listener* l) {
     if (n <= 0 || (fds[1].revents & POLLIN)) continue;
     int fd = ::accept4(l->fd.get(), nullptr, nullptr, SOCK_CLOEXEC);
     if (fd < 0) continue;
-    std::lock_guard lock(mu_);
+    std::unique_lock lock(mu_);
     if (static_cast<int>(connections_.size()) >= options_.max_connections || stopping_) {
+      lock.unlock();
       HttpConnection refused{UniqueFd(fd)};
-      (void)refused.Write(Render(Plain(503, "too many connections; try again"), false),
+      (void)refused.Write(Render(TextResponse(503, "too many connections; try again"), false),
                           Clock::now() + std::chrono::seconds(1));
       continue;
     }
@@ -213,9 +205,9 @@ void HttpServer::Serve(Connection* c, const Authenticator& auth) {
     auto head = conn.ReadHead(Clock::now() + options_.idle_timeout, options_.max_head_bytes);
     if (!head.ok()) {
       if (head.status().code() == Code::kTooLarge) {
-        answer(Plain(431, head.status().message(), "request-not-valid"), false);
+        answer(TextResponse(431, head.status().message(), "request-not-valid"), false);
       } else if (head.status().code() == Code::kInvalidArgument) {
-        answer(Plain(400, head.status().message()), false);
+        answer(TextResponse(400, head.status().message()), false);
       }
       break;  // closed, idle too long, or unreadable
     }
@@ -223,31 +215,32 @@ void HttpServer::Serve(Connection* c, const Authenticator& auth) {
     std::string version;
     auto req = ParseRequestHead(*head, &version);
     if (!req.ok()) {
-      answer(Plain(400, req.status().message()), false);
+      answer(TextResponse(400, req.status().message()), false);
       break;
     }
     keep = WantsKeepAlive(*req, version);
     auto length = ContentLength(req->headers);
     if (!length.ok()) {
-      answer(Plain(400, length.status().message()), false);
+      answer(TextResponse(400, length.status().message()), false);
       break;
     }
     if (req->Header("Transfer-Encoding")) {
       auto body = conn.ReadChunked(deadline, options_.max_body_bytes);
       if (!body.ok()) {
         const bool big = body.status().code() == Code::kTooLarge;
-        answer(Plain(big ? 413 : 400, body.status().message(), big ? "request-not-valid" : ""),
-               false);
+        answer(
+            TextResponse(big ? 413 : 400, body.status().message(), big ? "request-not-valid" : ""),
+            false);
         break;
       }
       req->body = std::move(body).value();
     } else if (*length > 0) {
       if (static_cast<size_t>(*length) > options_.max_body_bytes) {
         // The body is not read: the connection cannot be reused.
-        answer(Plain(413,
-                     "the request body is over the limit of " +
-                         std::to_string(options_.max_body_bytes) + " bytes",
-                     "request-not-valid"),
+        answer(TextResponse(413,
+                            "the request body is over the limit of " +
+                                std::to_string(options_.max_body_bytes) + " bytes",
+                            "request-not-valid"),
                false);
         break;
       }
@@ -258,14 +251,15 @@ void HttpServer::Serve(Connection* c, const Authenticator& auth) {
     if (auth) {
       req->peer_user = Authenticated(*req, auth);
       if (req->peer_user.empty()) {
-        HttpResponse r = Plain(401, "credentials required (HTTP Basic, a user of this host)");
+        HttpResponse r =
+            TextResponse(401, "credentials required (HTTP Basic, a user of this host)");
         r.headers.emplace_back("WWW-Authenticate", "Basic realm=\"vmgroupd\"");
         if (!answer(r, keep)) break;
         continue;
       }
     }
     if (req->target != "/cimom" && req->target != "/") {
-      if (!answer(Plain(404, "CIM operations are posted to /cimom"), keep)) break;
+      if (!answer(TextResponse(404, "CIM operations are posted to /cimom"), keep)) break;
       continue;
     }
     if (!answer(handler_(*req), keep)) break;

@@ -1,4 +1,6 @@
 // Msvm_ComputerSystem, what defines and runs one, and its snapshot tree.
+#include <algorithm>
+
 #include "cim/xml_reader.h"
 #include "services/providers.h"
 
@@ -251,11 +253,14 @@ Defined ReadDefinition(const std::string& system, const std::vector<std::string>
     const std::string t = text(i, name);
     if (t.empty()) return fallback;
     try {
-      return std::stoll(t);
+      size_t used = 0;
+      const int64_t v = std::stoll(t, &used);
+      // Sizes and counts: a positive number a VM can have.
+      if (used == t.size() && v > 0 && v <= (int64_t{1} << 40)) return v;
     } catch (...) {
-      out.error = std::string(name) + " is not a number: " + t;
-      return fallback;
     }
+    out.error = std::string(name) + " must be a positive number, not " + t;
+    return fallback;
   };
   out.def.name = text(*vssd, "ElementName");
   out.def.id = text(*vssd, "VirtualSystemIdentifier");
@@ -270,9 +275,11 @@ Defined ReadDefinition(const std::string& system, const std::vector<std::string>
       return out;
     }
     if (cim::NameEquals(rasd->class_name, "Msvm_MemorySettingData")) {
-      out.def.memory_mib = static_cast<int>(number(*rasd, "VirtualQuantity", 0));
+      out.def.memory_mib =
+          static_cast<int>(std::min<int64_t>(number(*rasd, "VirtualQuantity", 0), 1 << 30));
     } else if (cim::NameEquals(rasd->class_name, "Msvm_ProcessorSettingData")) {
-      out.def.vcpus = static_cast<int>(number(*rasd, "VirtualQuantity", 0));
+      out.def.vcpus =
+          static_cast<int>(std::min<int64_t>(number(*rasd, "VirtualQuantity", 0), 1024));
     } else if (cim::NameEquals(rasd->class_name, "Msvm_StorageAllocationSettingData")) {
       const cim::Property* host = rasd->Find("HostResource");
       const int64_t bytes = number(*rasd, "Vmgroup_NewSizeBytes", 0);

@@ -54,6 +54,9 @@ TEST_F(CliTest, VmCreateWithAnExistingImageAndBadInput) {
   EXPECT_EQ(missing.exit_code, 1);
   EXPECT_NE(missing.err.find("File not found"), std::string::npos) << missing.err;
   EXPECT_EQ(Cli({"vm", "create", "x", "--memory", "4", "--disk", "4M"}).exit_code, 1);
+  CommandOutput huge = Cli({"vm", "create", "x", "--memory", "-5", "--disk", "4M"});
+  EXPECT_EQ(huge.exit_code, 1);
+  EXPECT_NE(huge.err.find("must be a positive number"), std::string::npos) << huge.err;
   EXPECT_EQ(Cli({"vm", "create", "x"}).exit_code, 2) << "no disk";
   EXPECT_EQ(Cli({"vm", "create", "x", "--disk", "4M", "--bogus"}).exit_code, 2);
   EXPECT_EQ(json::parse(Ok({"vm", "list", "--json"})).size(), 1u) << "nothing half-made";
