@@ -129,8 +129,8 @@ Result<VmRecord> Catalog::GetVmLocked(const std::string& id) {
       Stmt q,
       db_->Prepare(
           "SELECT "
-          "id,name,memory_mib,vcpus,kernel,initrd,append,extra_args,power,pid,current_snapshot"
-          " FROM vms WHERE id=?1"));
+          "id,name,memory_mib,vcpus,kernel,initrd,append,extra_args,power,pid,current_snapshot,"
+          "last_applied FROM vms WHERE id=?1"));
   q.Bind(1, id);
   VMG_ASSIGN_OR_RETURN(bool row, q.Step());
   if (!row) return Status::NotFound("VM " + id + " does not exist");
@@ -146,6 +146,7 @@ Result<VmRecord> Catalog::GetVmLocked(const std::string& id) {
   vm.power = static_cast<Power>(q.Int(8));
   vm.pid = static_cast<int>(q.Int(9));
   vm.current_snapshot = q.Text(10);
+  vm.last_applied = q.Text(11);
   VMG_ASSIGN_OR_RETURN(Stmt d, db_->Prepare("SELECT image FROM disks WHERE vm_id=?1 ORDER BY idx"));
   d.Bind(1, id);
   VMG_ASSIGN_OR_RETURN(vm.disks, Texts(d));
@@ -337,6 +338,32 @@ Status Catalog::CompleteSnapshot(const SnapshotRecord& s) {
       VMG_RETURN_IF_ERROR(du.Bind(1, m.vm_id).Bind(2, d.index).Bind(3, d.overlay).Run());
       VMG_RETURN_IF_ERROR(
           NotFoundIfUnchanged(*db_, "disk " + std::to_string(d.index) + " of VM " + m.vm_id));
+    }
+  }
+  return txn.Commit();
+}
+
+Status Catalog::ApplySnapshot(const std::vector<AppliedMember>& members) {
+  std::lock_guard lock(mu_);
+  Transaction txn(db_.get());
+  VMG_RETURN_IF_ERROR(txn.status());
+  for (const AppliedMember& m : members) {
+    VMG_ASSIGN_OR_RETURN(
+        Stmt vu, db_->Prepare("UPDATE vms SET current_snapshot=?2, last_applied=?2 WHERE id=?1"));
+    VMG_RETURN_IF_ERROR(vu.Bind(1, m.vm_id).Bind(2, m.member_id).Run());
+    VMG_RETURN_IF_ERROR(NotFoundIfUnchanged(*db_, "VM " + m.vm_id));
+    for (size_t i = 0; i < m.disks.size(); ++i) {
+      VMG_ASSIGN_OR_RETURN(Stmt du,
+                           db_->Prepare("UPDATE disks SET image=?3 WHERE vm_id=?1 AND idx=?2"));
+      VMG_RETURN_IF_ERROR(
+          du.Bind(1, m.vm_id).Bind(2, static_cast<int>(i)).Bind(3, m.disks[i]).Run());
+      VMG_RETURN_IF_ERROR(
+          NotFoundIfUnchanged(*db_, "disk " + std::to_string(i) + " of VM " + m.vm_id));
+    }
+    for (const auto& image : m.discarded) {
+      VMG_ASSIGN_OR_RETURN(Stmt cu,
+                           db_->Prepare("UPDATE snapshot_disks SET overlay='' WHERE overlay=?1"));
+      VMG_RETURN_IF_ERROR(cu.Bind(1, image).Run());
     }
   }
   return txn.Commit();

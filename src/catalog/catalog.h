@@ -55,6 +55,10 @@ class Catalog {
   Status InsertSnapshot(const SnapshotRecord& s);
   Status CompleteSnapshot(const SnapshotRecord& s);
   Status DeleteSnapshot(const std::string& id);
+  // One transaction: each VM runs on its new images, its branch and last
+  // applied snapshot become the member applied, and no snapshot refers to a
+  // discarded image as an overlay any more.
+  Status ApplySnapshot(const std::vector<AppliedMember>& members);
   Result<SnapshotRecord> GetSnapshot(const std::string& id);
   // All snapshots of `collection_id` (all snapshots when empty), oldest first.
   Result<std::vector<SnapshotRecord>> ListSnapshots(const std::string& collection_id = "");

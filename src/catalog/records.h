@@ -25,6 +25,15 @@ struct VmRecord {
   Power power = Power::kOff;
   int pid = 0;                   // hypervisor process while not kOff
   std::string current_snapshot;  // newest snapshot in the VM's branch, or empty
+  std::string last_applied;      // member snapshot last applied to it, or empty
+};
+
+// What applying a group snapshot changes for one VM (Catalog::ApplySnapshot).
+struct AppliedMember {
+  std::string vm_id;
+  std::string member_id;               // the member snapshot applied
+  std::vector<std::string> disks;      // the new active image of each disk
+  std::vector<std::string> discarded;  // former active images no longer kept
 };
 
 // DefineCollection's Type (reference §3.1).

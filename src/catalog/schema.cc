@@ -86,7 +86,12 @@ ALTER TABLE jobs ADD COLUMN description TEXT NOT NULL DEFAULT '';
 ALTER TABLE jobs ADD COLUMN cancellable INTEGER NOT NULL DEFAULT 0;
 )sql";
 
-constexpr std::array<std::string_view, 2> kMigrations = {kV1, kV2};
+// v3: the snapshot last applied to each VM (Msvm_LastAppliedSnapshot).
+constexpr std::string_view kV3 = R"sql(
+ALTER TABLE vms ADD COLUMN last_applied TEXT NOT NULL DEFAULT '';
+)sql";
+
+constexpr std::array<std::string_view, 3> kMigrations = {kV1, kV2, kV3};
 
 }  // namespace
 

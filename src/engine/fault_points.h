@@ -25,6 +25,11 @@ inline constexpr std::string_view kCutDone = "snapshot.cut_done";
 // The snapshot is Complete in the catalog.
 inline constexpr std::string_view kCommitted = "snapshot.committed";
 
+// Applying a snapshot: every member is off and has its new overlays; the
+// catalog still names the old images. Subject: the snapshot id.
+inline constexpr std::string_view kApplyPrepared = "apply.prepared";
+
+// The snapshot protocol's points, in order (crash_recovery_test walks them).
 inline constexpr std::array<std::string_view, 7> kAll = {
     kIntentRecorded, kMemberPrepared, kPrepared, kMemberSwitch,
     kMemberSwitched, kCutDone,        kCommitted};

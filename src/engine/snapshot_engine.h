@@ -41,6 +41,10 @@ struct SnapshotRequest {
   std::function<void(int)> progress;
 };
 
+struct ApplyRequest {
+  std::string snapshot_id;
+};
+
 class SnapshotEngine {
  public:
   SnapshotEngine(Env* env, catalog::Catalog* catalog, VmRegistry* vms,
@@ -64,6 +68,21 @@ class SnapshotEngine {
   // intent is recorded.
   Status Validate(const SnapshotRequest& request);
 
+  // Takes the group back to a disk-only snapshot (types 2 and 32768): every
+  // member is turned off and its disks start over on new overlays on the
+  // snapshot's frozen images, so the snapshot itself stays and can be
+  // applied again; the state the VMs had is discarded (Hyper-V's Apply);
+  // the VMs are left off. All or nothing: on a failure every member is as
+  // it was (those that ran run again).
+  //
+  // Errors, nothing changed: NotFound for an unknown snapshot; InvalidState
+  // for one still being taken or a group whose members changed since;
+  // FileNotFound for a missing frozen image; Busy when a member is in
+  // another snapshot operation. Returns the applied snapshot's record.
+  Result<catalog::SnapshotRecord> Apply(const ApplyRequest& request);
+  // Apply's checks alone.
+  Status ValidateApply(const ApplyRequest& request);
+
  private:
   // Validated inputs of one snapshot.
   struct Checked {
@@ -74,6 +93,9 @@ class SnapshotEngine {
     std::vector<std::shared_ptr<hypervisor::Vm>> live;
   };
   Result<Checked> Check(const SnapshotRequest& request);
+  // The snapshot and its members' VMs, checked for Apply.
+  Result<std::pair<catalog::SnapshotRecord, std::vector<catalog::VmRecord>>> CheckApply(
+      const ApplyRequest& request);
   Result<std::shared_ptr<hypervisor::Vm>> CheckMember(const catalog::VmRecord& vm);
   Status Prepare(const catalog::SnapshotRecord& s, const Checked& checked);
   Status Claim(const std::vector<catalog::VmRecord>& vms);

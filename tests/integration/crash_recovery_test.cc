@@ -23,17 +23,6 @@ class CrashRecoveryTest : public GroupFixture,
     EXPECT_TRUE(r.ok()) << r.status().ToString();
     return r.ok() ? *r : CommandOutput{};
   }
-  // Writes a pattern at offset 1 MiB of an image no QEMU has open.
-  void Stamp(const std::string& image) {
-    auto r = Env::Default()->Run({"qemu-io", "-c", "write -P 0x5a 1M 64k", image});
-    ASSERT_TRUE(r.ok() && r->exit_code == 0) << (r.ok() ? r->err : r.status().ToString());
-  }
-  // True if the pattern reads back through the chain of the active image.
-  bool StampReadable(const std::string& image) {
-    auto r = Env::Default()->Run({"qemu-io", "-r", "-U", "-c", "read -P 0x5a 1M 64k", image});
-    return r.ok() && r->exit_code == 0 &&
-           r->out.find("Pattern verification failed") == std::string::npos;
-  }
 };
 
 TEST_P(CrashRecoveryTest, RecoveryLeavesNoPausedVmNoHalfSnapshotAndNoLostData) {

@@ -84,6 +84,21 @@ class GroupFixture : public ::testing::Test {
     return true;
   }
 
+  // Writes byte `pattern` over 64 KiB at offset 1 MiB of an image no QEMU
+  // has open.
+  void Stamp(const std::string& image, int pattern = 0x5a) {
+    auto r = Env::Default()->Run(
+        {"qemu-io", "-c", "write -P " + std::to_string(pattern) + " 1M 64k", image});
+    ASSERT_TRUE(r.ok() && r->exit_code == 0) << (r.ok() ? r->err : r.status().ToString());
+  }
+  // True if that pattern reads back through the chain of the image.
+  bool StampReadable(const std::string& image, int pattern = 0x5a) {
+    auto r = Env::Default()->Run(
+        {"qemu-io", "-r", "-U", "-c", "read -P " + std::to_string(pattern) + " 1M 64k", image});
+    return r.ok() && r->exit_code == 0 &&
+           r->out.find("Pattern verification failed") == std::string::npos;
+  }
+
   hypervisor::RunState LiveState(const std::string& id) {
     return *engine_->vms().Live(id)->State(Clock::now() + std::chrono::seconds(10));
   }
@@ -152,10 +167,21 @@ class GroupFixture : public ::testing::Test {
       }
       EXPECT_TRUE(member.empty()) << "chain shorter than the snapshot history";
     }
+    // No file the catalog does not know, no image it knows that is missing.
+    known_overlays.insert(vm.disks.begin(), vm.disks.end());
     for (const auto& name : RunFiles(vm_id)) {
       if (name.rfind("disk", 0) != 0) continue;
       EXPECT_TRUE(known_overlays.count(engine_->vms().RunDir(vm_id) + "/" + name))
           << "stray file " << name;
+    }
+    for (const auto& s : *snapshots) {
+      for (const auto& m : s.members) {
+        if (m.vm_id != vm_id) continue;
+        for (const auto& d : m.disks) {
+          EXPECT_TRUE(Env::Default()->FileExists(d.frozen_image)) << d.frozen_image;
+          EXPECT_TRUE(d.overlay.empty() || Env::Default()->FileExists(d.overlay)) << d.overlay;
+        }
+      }
     }
   }
 

@@ -1,0 +1,128 @@
+// SnapshotEngine::Apply: a group back to one of its disk-only snapshots.
+#include <set>
+
+#include "base/ids.h"
+#include "engine/fault_points.h"
+#include "engine/snapshot_engine.h"
+#include "engine/snapshot_plan.h"
+
+namespace vmgroup::engine {
+namespace {
+
+bool IsDiskOnly(int type) { return type == kSnapshotRecovery || type == kSnapshotDiskOnly; }
+
+}  // namespace
+
+Result<std::pair<catalog::SnapshotRecord, std::vector<catalog::VmRecord>>>
+SnapshotEngine::CheckApply(const ApplyRequest& request) {
+  VMG_ASSIGN_OR_RETURN(catalog::SnapshotRecord s, catalog_->GetSnapshot(request.snapshot_id));
+  if (s.state != catalog::SnapshotState::kComplete) {
+    return Status::InvalidState("snapshot " + s.name + " is still being taken");
+  }
+  if (!IsDiskOnly(s.type)) {
+    return Status::NotSupported("applying snapshots with memory state is not available yet");
+  }
+  VMG_ASSIGN_OR_RETURN(auto now, collections_->MemberVms(s.collection_id));
+  std::set<std::string> members_now(now.begin(), now.end()), members_then;
+  for (const auto& m : s.members) members_then.insert(m.vm_id);
+  if (members_now != members_then) {
+    return Status::InvalidState("the group's members changed since snapshot " + s.name +
+                                "; it can only be applied to the VMs it was taken of");
+  }
+  std::vector<catalog::VmRecord> vms;
+  for (const auto& m : s.members) {
+    VMG_ASSIGN_OR_RETURN(catalog::VmRecord vm, catalog_->GetVm(m.vm_id));
+    if (vm.disks.size() != m.disks.size()) {
+      return Status::InvalidState("VM " + vm.name + " has other disks than at snapshot " + s.name);
+    }
+    for (const auto& d : m.disks) {
+      if (!env_->FileExists(d.frozen_image)) {
+        return Status::FileNotFound("snapshot " + s.name + ": image " + d.frozen_image + " of VM " +
+                                    vm.name + " is missing");
+      }
+    }
+    vms.push_back(std::move(vm));
+  }
+  return std::make_pair(std::move(s), std::move(vms));
+}
+
+Status SnapshotEngine::ValidateApply(const ApplyRequest& request) {
+  VMG_ASSIGN_OR_RETURN(auto checked, CheckApply(request));
+  std::lock_guard lock(mu_);
+  for (const auto& vm : checked.second) {
+    if (busy_.count(vm.id)) {
+      return Status::Busy("VM " + vm.name + " is in another snapshot operation; try again");
+    }
+  }
+  return Status::Ok();
+}
+
+Result<catalog::SnapshotRecord> SnapshotEngine::Apply(const ApplyRequest& request) {
+  VMG_ASSIGN_OR_RETURN(auto checked, CheckApply(request));
+  auto& [s, vms] = checked;
+  VMG_RETURN_IF_ERROR(Claim(vms));
+  struct Releaser {
+    SnapshotEngine* e;
+    const std::vector<catalog::VmRecord>& vms;
+    ~Releaser() { e->Release(vms); }
+  } releaser{this, vms};
+
+  // Until the catalog commit everything is undone on failure: the new
+  // overlays go, the VMs that ran start again on their old images.
+  std::vector<std::string> stopped, created;
+  auto undo = [&](const Status& cause) -> Status {
+    for (const auto& path : created) (void)env_->RemoveFile(path);
+    std::string also;
+    for (const auto& id : stopped) {
+      if (Status st = vms_->Start(id); !st.ok()) also += "; restarting: " + st.message();
+    }
+    return also.empty() ? cause : Status(cause.code(), cause.message() + also);
+  };
+
+  const std::string tag = "a" + NewGuid().substr(0, 8);
+  std::vector<catalog::AppliedMember> applied;
+  for (size_t i = 0; i < s.members.size(); ++i) {
+    const catalog::MemberSnapshot& m = s.members[i];
+    const catalog::VmRecord& vm = vms[i];
+    if (vm.power != catalog::Power::kOff) {
+      if (Status st = vms_->Stop(vm.id); !st.ok()) return undo(st.Annotate("VM " + vm.name));
+      stopped.push_back(vm.id);
+    }
+    catalog::AppliedMember a{vm.id, m.id, {}, {}};
+    for (const auto& d : m.disks) {
+      const std::string path = OverlayPath(vms_->RunDir(vm.id), d.index, tag);
+      if (Status st = img_.CreateOverlay(d.frozen_image, path); !st.ok()) {
+        return undo(st.Annotate("VM " + vm.name));
+      }
+      created.push_back(path);
+      a.disks.push_back(path);
+    }
+    a.discarded = vm.disks;
+    applied.push_back(std::move(a));
+  }
+  if (Status f = env_->Hit(fault::kApplyPrepared, s.id); !f.ok()) return undo(f);
+
+  // Images still needed: every frozen image (the tree) and the new overlays.
+  VMG_ASSIGN_OR_RETURN(auto all, catalog_->ListSnapshots());
+  std::set<std::string> frozen;
+  for (const auto& other : all) {
+    for (const auto& om : other.members) {
+      for (const auto& d : om.disks) frozen.insert(d.frozen_image);
+    }
+  }
+  for (auto& a : applied) {
+    std::erase_if(a.discarded, [&](const std::string& image) {
+      // Only overlays vmgroup made (in the VM's run directory) are ever deleted.
+      return frozen.count(image) > 0 || !image.starts_with(vms_->RunDir(a.vm_id) + "/disk");
+    });
+  }
+  if (Status c = catalog_->ApplySnapshot(applied); !c.ok()) return undo(c);
+  // Past the commit: a file left here is removed by recovery (no record
+  // refers to it any more).
+  for (const auto& a : applied) {
+    for (const auto& image : a.discarded) (void)env_->RemoveFile(image);
+  }
+  return s;
+}
+
+}  // namespace vmgroup::engine
