@@ -287,6 +287,11 @@ Result<CallResult> Api::CreateSnapshot(const GroupInfo& g, int type, int consist
                Scalar("SnapshotType", "uint16", std::to_string(type))});
 }
 
+Result<CallResult> Api::ApplySnapshot(const std::string& id) {
+  return Call("Msvm_CollectionSnapshotService", "ApplySnapshot",
+              {Ref("SnapshotCollection", KeyPath("Msvm_SnapshotCollection", "CollectionID", id))});
+}
+
 Result<MemberSnapshotInfo> Api::ReadMember(const cim::Instance& vssd) {
   MemberSnapshotInfo m;
   m.vm_id = Text(vssd, "VirtualSystemIdentifier");

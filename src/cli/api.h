@@ -94,6 +94,7 @@ class Api {
   // type: 1 standard, 2 recovery, 32768 disk-only; consistency 1 app, 2 crash.
   Result<CallResult> CreateSnapshot(const GroupInfo& g, int type, int consistency,
                                     const std::string& name);
+  Result<CallResult> ApplySnapshot(const std::string& id);
   Result<std::vector<SnapshotInfo>> ListSnapshots(const std::string& group_id);
   Result<SnapshotInfo> GetSnapshot(const std::string& id);
 

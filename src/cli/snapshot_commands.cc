@@ -1,4 +1,4 @@
-// vmgroup snapshot create | list | show
+// vmgroup snapshot create | list | show | apply
 #include <functional>
 #include <iostream>
 #include <set>
@@ -83,6 +83,16 @@ int RunSnapshot(Context& ctx, const std::vector<std::string>& words) {
   if (!c.ok()) return ReportError(c.status());
   const auto& pos = c->positional();
   if (pos.size() != 1) return Usage();
+  if (verb == "apply") {
+    auto s = ctx.api->GetSnapshot(pos[0]);
+    if (!s.ok()) return ReportError(s.status());
+    int rc = Settle(ctx, ctx.api->ApplySnapshot(s->id), "applying snapshot " + s->name,
+                    !c->Has("no-wait"));
+    if (rc == kExitOk && !c->Has("no-wait")) {
+      std::cerr << "applied " << s->name << ": its VMs are off, on the snapshot's disks\n";
+    }
+    return rc;
+  }
   if (verb == "show") {
     auto s = ctx.api->GetSnapshot(pos[0]);
     if (!s.ok()) return ReportError(s.status());

@@ -15,13 +15,15 @@ using Providers = std::vector<std::unique_ptr<cim::Provider>>;
 
 // Msvm_ComputerSystem (with RequestStateChange), Msvm_VirtualSystemSettingData,
 // Msvm_SettingsDefineState, Msvm_SnapshotOfVirtualSystem, the snapshot tree
-// (Msvm_ParentChildSettingData, Msvm_MostCurrentSnapshotInBranch) and the
+// (Msvm_ParentChildSettingData, Msvm_LastAppliedSnapshot,
+// Msvm_MostCurrentSnapshotInBranch) and the
 // Msvm_VirtualSystemManagementService subset (DefineSystem, DestroySystem).
 Providers VmProviders(const Context& ctx);
 // Msvm_VirtualSystemCollection, Msvm_ManagementCollection, their membership
 // associations and Msvm_CollectionManagementService.
 Providers CollectionProviders(const Context& ctx);
-// Msvm_CollectionSnapshotService, Msvm_SnapshotCollection and its associations.
+// Msvm_CollectionSnapshotService (CreateSnapshot, ApplySnapshot),
+// Msvm_SnapshotCollection and its associations.
 Providers SnapshotProviders(const Context& ctx);
 // Msvm_ConcreteJob and Msvm_AffectedJobElement.
 Providers JobProviders(const Context& ctx);

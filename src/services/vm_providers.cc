@@ -388,8 +388,8 @@ Providers VmProviders(const Context& ctx) {
         }));
         return links;
       }));
-  // The snapshot tree: each snapshot under its parent, and each VM's newest
-  // snapshot in its current branch.
+  // The snapshot tree: each snapshot under its parent, the snapshot last
+  // applied to each VM, and each VM's newest snapshot in its current branch.
   out.push_back(std::make_unique<ListProvider>(
       VmLinkSpec("Msvm_ParentChildSettingData", "Parent", "Child", "Msvm_VirtualSystemSettingData"),
       [e](const cim::ClassSpec& spec) -> Result<std::vector<cim::Instance>> {
@@ -401,6 +401,20 @@ Providers VmProviders(const Context& ctx) {
                               .Ref("Child", SettingsPath(m.id))
                               .Build());
         }));
+        return links;
+      }));
+  out.push_back(std::make_unique<ListProvider>(
+      VmLinkSpec("Msvm_LastAppliedSnapshot", "Dependent", "Antecedent"),
+      [e](const cim::ClassSpec& spec) -> Result<std::vector<cim::Instance>> {
+        VMG_ASSIGN_OR_RETURN(auto vms, e->catalog().ListVms());
+        std::vector<cim::Instance> links;
+        for (const auto& vm : vms) {
+          if (vm.last_applied.empty()) continue;
+          links.push_back(cim::InstanceBuilder(spec)
+                              .Ref("Antecedent", SettingsPath(vm.last_applied))
+                              .Ref("Dependent", VmPath(vm.id))
+                              .Build());
+        }
         return links;
       }));
   out.push_back(std::make_unique<ListProvider>(

@@ -162,6 +162,45 @@ TEST_F(CliTest, SnapshotsFormATreeAndTheGroupRunsOnTheNewest) {
   EXPECT_GT(tree.find("<- now"), three) << tree;
 }
 
+TEST_F(CliTest, ApplyTakesTheGroupBackAndLeavesItOff) {
+  NewVm("a");
+  NewVm("b");
+  Ok({"group", "create", "web"});
+  Ok({"group", "add", "web", "a", "b"});
+  Ok({"snapshot", "create", "web", "--name", "good"});
+  Ok({"snapshot", "create", "web", "--name", "later"});
+  json list = json::parse(Ok({"snapshot", "list", "web", "--json"}));
+  const std::string good = list[0]["id"];
+  const std::string disk_before = json::parse(Ok({"vm", "show", "a", "--json"}))["disks"][0];
+
+  CommandOutput applied = Cli({"snapshot", "apply", good});
+  ASSERT_EQ(applied.exit_code, 0) << applied.err;
+  EXPECT_NE(applied.err.find("applied good"), std::string::npos) << applied.err;
+  json a = json::parse(Ok({"vm", "show", "a", "--json"}));
+  EXPECT_EQ(a["state"], "off");
+  EXPECT_NE(a["disks"][0], disk_before);
+  list = json::parse(Ok({"snapshot", "list", "web", "--json"}));
+  EXPECT_EQ(list[0]["current"], true) << "the group runs on the applied snapshot";
+  EXPECT_EQ(list[1]["current"], false);
+  // Both snapshots remain; a new one branches from the applied one.
+  Ok({"vm", "start", "a"});
+  Ok({"vm", "start", "b"});
+  Ok({"snapshot", "create", "web", "--name", "branch"});
+  list = json::parse(Ok({"snapshot", "list", "web", "--json"}));
+  ASSERT_EQ(list.size(), 3u);
+  EXPECT_EQ(list[2]["parent"], good);
+  const std::string tree = Ok({"snapshot", "list", "web", "--tree"});
+  EXPECT_NE(tree.find("|- later"), std::string::npos) << tree;
+  EXPECT_NE(tree.find("`- branch"), std::string::npos) << tree;
+
+  // The group changed: refused, and nothing moves.
+  Ok({"group", "remove", "web", "b"});
+  CommandOutput refused = Cli({"snapshot", "apply", good});
+  EXPECT_EQ(refused.exit_code, 1);
+  EXPECT_NE(refused.err.find("members changed"), std::string::npos) << refused.err;
+  EXPECT_EQ(json::parse(Ok({"vm", "show", "a", "--json"}))["state"], "running");
+}
+
 TEST_F(CliTest, FailuresSayWhyAndExitNonZero) {
   Ok({"group", "create", "empty"});
   CommandOutput empty = Cli({"snapshot", "create", "empty"});

@@ -138,6 +138,29 @@ TEST_F(WbemcliTest, CreateSnapshotReturnsAJobThatCompletesWithTheSnapshot) {
       << "the newest snapshot's parent belongs to the first group snapshot:\n"
       << parent.out;
 
+  // ApplySnapshot: a job, after which each VM's last applied snapshot is
+  // its member of the snapshot applied.
+  CommandOutput apply = Wbem(
+      "cm", service,
+      {"ApplySnapshot.SnapshotCollection=Msvm_SnapshotCollection.CollectionID=\"" + made + "\""});
+  ASSERT_EQ(apply.exit_code, 0) << apply.err;
+  EXPECT_NE(apply.out.find("ApplySnapshot: 4096"), std::string::npos) << apply.out;
+  const std::string apply_job = Field(apply.out, "InstanceID");
+  Ok({"job", "wait", apply_job});
+  CommandOutput last = Wbem(
+      "ai", "Msvm_ComputerSystem.CreationClassName=\"Msvm_ComputerSystem\",Name=\"" + vm + "\"", {},
+      {"-ac", "Msvm_LastAppliedSnapshot"});
+  EXPECT_NE(last.out.find("Vmgroup_SnapshotCollectionID=\"" + made + "\""), std::string::npos)
+      << last.out;
+  EXPECT_EQ(
+      Field(Wbem("gi", "Msvm_ComputerSystem.CreationClassName=\"Msvm_ComputerSystem\",Name=\"" +
+                           vm + "\"")
+                .out,
+            "EnabledState"),
+      "3");
+  Ok({"vm", "start", "a"});
+  Ok({"vm", "start", "b"});
+
   // Refusals come back as return codes, with the reason beside them.
   CommandOutput bad = Wbem(
       "cm", service,
