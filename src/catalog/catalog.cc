@@ -343,10 +343,43 @@ Status Catalog::CompleteSnapshot(const SnapshotRecord& s) {
   return txn.Commit();
 }
 
-Status Catalog::ApplySnapshot(const std::vector<AppliedMember>& members) {
+Status Catalog::InsertApplyIntent(const std::string& snapshot_id,
+                                  const std::vector<std::string>& restart) {
+  std::lock_guard lock(mu_);
+  VMG_ASSIGN_OR_RETURN(
+      Stmt ins, db_->Prepare("INSERT INTO apply_intents(snapshot_id,restart) VALUES(?1,?2)"));
+  Status s = ins.Bind(1, snapshot_id).Bind(2, ToJson(restart)).Run();
+  if (s.code() == Code::kAlreadyExists) {
+    return Status::Busy("snapshot " + snapshot_id + " is being applied already");
+  }
+  return s;
+}
+
+Status Catalog::DeleteApplyIntent(const std::string& snapshot_id) {
+  std::lock_guard lock(mu_);
+  VMG_ASSIGN_OR_RETURN(Stmt d, db_->Prepare("DELETE FROM apply_intents WHERE snapshot_id=?1"));
+  return d.Bind(1, snapshot_id).Run();
+}
+
+Result<std::vector<std::pair<std::string, std::vector<std::string>>>> Catalog::ListApplyIntents() {
+  std::lock_guard lock(mu_);
+  VMG_ASSIGN_OR_RETURN(Stmt q, db_->Prepare("SELECT snapshot_id,restart FROM apply_intents"));
+  std::vector<std::pair<std::string, std::vector<std::string>>> out;
+  while (true) {
+    VMG_ASSIGN_OR_RETURN(bool row, q.Step());
+    if (!row) break;
+    out.emplace_back(q.Text(0), FromJson(q.Text(1)));
+  }
+  return out;
+}
+
+Status Catalog::ApplySnapshot(const std::string& snapshot_id,
+                              const std::vector<AppliedMember>& members) {
   std::lock_guard lock(mu_);
   Transaction txn(db_.get());
   VMG_RETURN_IF_ERROR(txn.status());
+  VMG_ASSIGN_OR_RETURN(Stmt di, db_->Prepare("DELETE FROM apply_intents WHERE snapshot_id=?1"));
+  VMG_RETURN_IF_ERROR(di.Bind(1, snapshot_id).Run());
   for (const AppliedMember& m : members) {
     VMG_ASSIGN_OR_RETURN(
         Stmt vu, db_->Prepare("UPDATE vms SET current_snapshot=?2, last_applied=?2 WHERE id=?1"));

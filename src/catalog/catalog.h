@@ -55,10 +55,16 @@ class Catalog {
   Status InsertSnapshot(const SnapshotRecord& s);
   Status CompleteSnapshot(const SnapshotRecord& s);
   Status DeleteSnapshot(const std::string& id);
+  // An apply of `snapshot_id` begins: if it never commits, the VMs in
+  // `restart` (those that ran) are started again by recovery.
+  Status InsertApplyIntent(const std::string& snapshot_id, const std::vector<std::string>& restart);
+  Status DeleteApplyIntent(const std::string& snapshot_id);
+  // Applies in progress: snapshot id -> VMs to restart.
+  Result<std::vector<std::pair<std::string, std::vector<std::string>>>> ListApplyIntents();
   // One transaction: each VM runs on its new images, its branch and last
-  // applied snapshot become the member applied, and no snapshot refers to a
-  // discarded image as an overlay any more.
-  Status ApplySnapshot(const std::vector<AppliedMember>& members);
+  // applied snapshot become the member applied, no snapshot refers to a
+  // discarded image as an overlay any more, and the apply's intent is gone.
+  Status ApplySnapshot(const std::string& snapshot_id, const std::vector<AppliedMember>& members);
   Result<SnapshotRecord> GetSnapshot(const std::string& id);
   // All snapshots of `collection_id` (all snapshots when empty), oldest first.
   Result<std::vector<SnapshotRecord>> ListSnapshots(const std::string& collection_id = "");

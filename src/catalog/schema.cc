@@ -91,7 +91,15 @@ constexpr std::string_view kV3 = R"sql(
 ALTER TABLE vms ADD COLUMN last_applied TEXT NOT NULL DEFAULT '';
 )sql";
 
-constexpr std::array<std::string_view, 3> kMigrations = {kV1, kV2, kV3};
+// v4: an apply in progress, and the VMs to start again if it never commits.
+constexpr std::string_view kV4 = R"sql(
+CREATE TABLE apply_intents (
+  snapshot_id TEXT PRIMARY KEY,
+  restart TEXT NOT NULL DEFAULT '[]'  -- JSON array of VM ids that were running
+);
+)sql";
+
+constexpr std::array<std::string_view, 4> kMigrations = {kV1, kV2, kV3, kV4};
 
 }  // namespace
 

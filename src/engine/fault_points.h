@@ -28,6 +28,8 @@ inline constexpr std::string_view kCommitted = "snapshot.committed";
 // Applying a snapshot: every member is off and has its new overlays; the
 // catalog still names the old images. Subject: the snapshot id.
 inline constexpr std::string_view kApplyPrepared = "apply.prepared";
+// The apply is committed; the discarded images are not yet removed.
+inline constexpr std::string_view kApplyCommitted = "apply.committed";
 
 // The snapshot protocol's points, in order (crash_recovery_test walks them).
 inline constexpr std::array<std::string_view, 7> kAll = {

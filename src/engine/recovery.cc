@@ -74,6 +74,25 @@ Result<RecoveryReport> Recover(Env* env, VmRegistry& vms, catalog::Catalog& cata
     if (!st.ok() && report.problems.ok()) report.problems = st.Annotate("snapshot " + s.id);
   }
 
+  // An apply that never committed: the VMs still name their old images;
+  // those that ran are started again (the new overlays go below, as orphans).
+  VMG_ASSIGN_OR_RETURN(auto applies, catalog.ListApplyIntents());
+  for (const auto& [snapshot_id, restart] : applies) {
+    Status st;
+    for (const auto& id : restart) {
+      auto vm = catalog.GetVm(id);
+      if (vm.ok() && vm->power == catalog::Power::kOff) {
+        if (Status started = vms.Start(id); !started.ok() && st.ok()) st = started;
+      }
+    }
+    if (st.ok()) st = catalog.DeleteApplyIntent(snapshot_id);
+    if (st.ok()) {
+      report.applies_undone.push_back(snapshot_id);
+    } else if (report.problems.ok()) {
+      report.problems = st.Annotate("apply of snapshot " + snapshot_id);
+    }
+  }
+
   VMG_ASSIGN_OR_RETURN(auto all_vms, catalog.ListVms());
   for (const auto& vm : all_vms) {
     auto live = vms.Live(vm.id);
@@ -119,6 +138,7 @@ std::string RecoveryReport::Summary() const {
   add(completed.size(), "snapshots completed");
   add(rolled_back.size(), "snapshots rolled back");
   add(resumed.size(), "VMs resumed");
+  add(applies_undone.size(), "interrupted applies undone");
   add(removed_files.size(), "orphaned overlays removed");
   if (out.empty()) out = "nothing to recover";
   if (!problems.ok()) out += "; left for the next start: " + problems.message();

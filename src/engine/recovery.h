@@ -20,11 +20,12 @@
 namespace vmgroup::engine {
 
 struct RecoveryReport {
-  std::vector<std::string> gone_vms;       // on in the catalog, QEMU gone
-  std::vector<std::string> completed;      // snapshot ids
-  std::vector<std::string> rolled_back;    // snapshot ids
-  std::vector<std::string> resumed;        // VM ids
-  std::vector<std::string> removed_files;  // orphaned overlays
+  std::vector<std::string> gone_vms;        // on in the catalog, QEMU gone
+  std::vector<std::string> completed;       // snapshot ids
+  std::vector<std::string> rolled_back;     // snapshot ids
+  std::vector<std::string> resumed;         // VM ids
+  std::vector<std::string> applies_undone;  // snapshot ids whose apply never committed
+  std::vector<std::string> removed_files;   // orphaned overlays
   // Snapshots that could not be cleaned now (they stay Incomplete and are
   // retried at the next start); OK when there were none.
   Status problems;

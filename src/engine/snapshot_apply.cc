@@ -68,7 +68,13 @@ Result<catalog::SnapshotRecord> SnapshotEngine::Apply(const ApplyRequest& reques
   } releaser{this, vms};
 
   // Until the catalog commit everything is undone on failure: the new
-  // overlays go, the VMs that ran start again on their old images.
+  // overlays go, the VMs that ran start again on their old images. The
+  // intent lets recovery do the same if the daemon dies first.
+  std::vector<std::string> running;
+  for (const auto& vm : vms) {
+    if (vm.power != catalog::Power::kOff) running.push_back(vm.id);
+  }
+  VMG_RETURN_IF_ERROR(catalog_->InsertApplyIntent(s.id, running));
   std::vector<std::string> stopped, created;
   auto undo = [&](const Status& cause) -> Status {
     for (const auto& path : created) (void)env_->RemoveFile(path);
@@ -76,6 +82,7 @@ Result<catalog::SnapshotRecord> SnapshotEngine::Apply(const ApplyRequest& reques
     for (const auto& id : stopped) {
       if (Status st = vms_->Start(id); !st.ok()) also += "; restarting: " + st.message();
     }
+    if (also.empty()) (void)catalog_->DeleteApplyIntent(s.id);  // else recovery retries
     return also.empty() ? cause : Status(cause.code(), cause.message() + also);
   };
 
@@ -116,9 +123,9 @@ Result<catalog::SnapshotRecord> SnapshotEngine::Apply(const ApplyRequest& reques
       return frozen.count(image) > 0 || !image.starts_with(vms_->RunDir(a.vm_id) + "/disk");
     });
   }
-  if (Status c = catalog_->ApplySnapshot(applied); !c.ok()) return undo(c);
-  // Past the commit: a file left here is removed by recovery (no record
-  // refers to it any more).
+  if (Status c = catalog_->ApplySnapshot(s.id, applied); !c.ok()) return undo(c);
+  (void)env_->Hit(fault::kApplyCommitted, s.id);  // past the commit nothing is undone
+  // A file left here is removed by recovery: no record refers to it any more.
   for (const auto& a : applied) {
     for (const auto& image : a.discarded) (void)env_->RemoveFile(image);
   }

@@ -5,7 +5,9 @@
 //       exits leaving the VMs running (as a daemon that stops would);
 //   crash_helper STATE snapshot COLLECTION POINT
 //       takes a snapshot of COLLECTION and ends itself with SIGKILL when the
-//       protocol reaches fault point POINT (exit 3 if it never does).
+//       protocol reaches fault point POINT (exit 3 if it never does);
+//   crash_helper STATE apply SNAPSHOT POINT
+//       the same for applying SNAPSHOT.
 #include <signal.h>
 
 #include <cstdio>
@@ -56,12 +58,14 @@ int main(int argc, char** argv) {
     std::printf("%s\n", g->collection_id.c_str());
     return 0;
   }
-  if (argc == 5 && std::string(argv[2]) == "snapshot") {
+  const std::string verb = argc == 5 ? argv[2] : "";
+  if (verb == "snapshot" || verb == "apply") {
     CrashAtEnv env(argv[4]);
     auto e = engine::Engine::Open(
         {.state_dir = argv[1], .env = &env, .qemu = {.accel = testing::kTestAccel}});
     if (!e.ok()) return Fail(e.status());
-    auto s = (*e)->snapshots().Create({.collection_id = argv[3]});
+    auto s = verb == "snapshot" ? (*e)->snapshots().Create({.collection_id = argv[3]})
+                                : (*e)->snapshots().Apply({.snapshot_id = argv[3]});
     if (!s.ok()) return Fail(s.status());
     return 3;
   }

@@ -103,6 +103,38 @@ TEST_F(SnapshotApplyTest, AFailureLeavesEveryMemberAsItWas) {
   EXPECT_TRUE(engine_->recovery().removed_files.empty()) << "no overlay was left behind";
 }
 
+// The daemon killed (SIGKILL, a separate process) in the middle of an apply:
+// before the commit everything is as it was once recovery ran; after it the
+// apply stands.
+TEST_F(SnapshotApplyTest, ACrashMidApplyEndsAllOrNothing) {
+  for (std::string_view point : {engine::fault::kApplyPrepared, engine::fault::kApplyCommitted}) {
+    std::string snap_id;
+    auto g = Prepared(std::string(point == engine::fault::kApplyPrepared ? "p" : "c"), 2, &snap_id);
+    std::map<std::string, std::vector<std::string>> before;
+    for (const auto& id : g.vm_ids) before[id] = Vm(id).disks;
+    engine_.reset();  // the helper is the daemon now
+    auto r =
+        Env::Default()->Run({CRASH_HELPER, dir_ / "state", "apply", snap_id, std::string(point)},
+                            std::chrono::minutes(2));
+    ASSERT_TRUE(r.ok());
+    ASSERT_EQ(r->exit_code, -1) << "killed at " << point << ": " << r->err;
+    OpenEngine();
+    const bool committed = point == engine::fault::kApplyCommitted;
+    EXPECT_EQ(engine_->recovery().applies_undone.size(), committed ? 0u : 1u) << point;
+    for (const auto& id : g.vm_ids) {
+      const auto vm = Vm(id);
+      EXPECT_EQ(vm.power, committed ? Power::kOff : Power::kRunning) << point;
+      if (!committed) {
+        EXPECT_EQ(LiveState(id), hypervisor::RunState::kRunning);
+        EXPECT_EQ(vm.disks, before[id]);
+      }
+      for (const auto& disk : vm.disks) EXPECT_TRUE(StampReadable(disk, committed ? 0x11 : 0x22));
+      ExpectCatalogMatchesDisk(id);
+    }
+    ASSERT_TRUE(engine_->vms().StopAll().ok());
+  }
+}
+
 TEST_F(SnapshotApplyTest, RefusalsChangeNothing) {
   std::string snap_id;
   auto g = Prepared("no", 2, &snap_id);
