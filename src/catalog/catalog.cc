@@ -312,6 +312,13 @@ Status Catalog::InsertSnapshot(const SnapshotRecord& s) {
   return txn.Commit();
 }
 
+Status Catalog::SetDiskImageLocked(const std::string& vm_id, int index, const std::string& image) {
+  VMG_ASSIGN_OR_RETURN(Stmt du,
+                       db_->Prepare("UPDATE disks SET image=?3 WHERE vm_id=?1 AND idx=?2"));
+  VMG_RETURN_IF_ERROR(du.Bind(1, vm_id).Bind(2, index).Bind(3, image).Run());
+  return NotFoundIfUnchanged(*db_, "disk " + std::to_string(index) + " of VM " + vm_id);
+}
+
 Status Catalog::CompleteSnapshot(const SnapshotRecord& s) {
   std::lock_guard lock(mu_);
   Transaction txn(db_.get());
@@ -333,11 +340,7 @@ Status Catalog::CompleteSnapshot(const SnapshotRecord& s) {
     VMG_ASSIGN_OR_RETURN(Stmt vu, db_->Prepare("UPDATE vms SET current_snapshot=?2 WHERE id=?1"));
     VMG_RETURN_IF_ERROR(vu.Bind(1, m.vm_id).Bind(2, m.id).Run());
     for (const SnapshotDisk& d : m.disks) {
-      VMG_ASSIGN_OR_RETURN(Stmt du,
-                           db_->Prepare("UPDATE disks SET image=?3 WHERE vm_id=?1 AND idx=?2"));
-      VMG_RETURN_IF_ERROR(du.Bind(1, m.vm_id).Bind(2, d.index).Bind(3, d.overlay).Run());
-      VMG_RETURN_IF_ERROR(
-          NotFoundIfUnchanged(*db_, "disk " + std::to_string(d.index) + " of VM " + m.vm_id));
+      VMG_RETURN_IF_ERROR(SetDiskImageLocked(m.vm_id, d.index, d.overlay));
     }
   }
   return txn.Commit();
@@ -386,12 +389,7 @@ Status Catalog::ApplySnapshot(const std::string& snapshot_id,
     VMG_RETURN_IF_ERROR(vu.Bind(1, m.vm_id).Bind(2, m.member_id).Run());
     VMG_RETURN_IF_ERROR(NotFoundIfUnchanged(*db_, "VM " + m.vm_id));
     for (size_t i = 0; i < m.disks.size(); ++i) {
-      VMG_ASSIGN_OR_RETURN(Stmt du,
-                           db_->Prepare("UPDATE disks SET image=?3 WHERE vm_id=?1 AND idx=?2"));
-      VMG_RETURN_IF_ERROR(
-          du.Bind(1, m.vm_id).Bind(2, static_cast<int>(i)).Bind(3, m.disks[i]).Run());
-      VMG_RETURN_IF_ERROR(
-          NotFoundIfUnchanged(*db_, "disk " + std::to_string(i) + " of VM " + m.vm_id));
+      VMG_RETURN_IF_ERROR(SetDiskImageLocked(m.vm_id, static_cast<int>(i), m.disks[i]));
     }
     for (const auto& image : m.discarded) {
       VMG_ASSIGN_OR_RETURN(Stmt cu,

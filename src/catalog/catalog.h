@@ -84,6 +84,8 @@ class Catalog {
   Result<CollectionRecord> GetCollectionLocked(const std::string& id);
   Result<SnapshotRecord> GetSnapshotLocked(const std::string& id);
   Result<JobRecord> ReadJob(Stmt& q);
+  // Disk `index` of VM `vm_id` now runs on `image`. REQUIRES: mu_ held.
+  Status SetDiskImageLocked(const std::string& vm_id, int index, const std::string& image);
   // Loads, with `get`, the record of each id that the query `ids` selects.
   template <typename T>
   Result<std::vector<T>> LoadEach(Stmt& ids, Result<T> (Catalog::*get)(const std::string&));

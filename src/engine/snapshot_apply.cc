@@ -49,23 +49,14 @@ SnapshotEngine::CheckApply(const ApplyRequest& request) {
 Status SnapshotEngine::ValidateApply(const ApplyRequest& request) {
   VMG_ASSIGN_OR_RETURN(auto checked, CheckApply(request));
   std::lock_guard lock(mu_);
-  for (const auto& vm : checked.second) {
-    if (busy_.count(vm.id)) {
-      return Status::Busy("VM " + vm.name + " is in another snapshot operation; try again");
-    }
-  }
-  return Status::Ok();
+  return CheckNotBusyLocked(checked.second);
 }
 
 Result<catalog::SnapshotRecord> SnapshotEngine::Apply(const ApplyRequest& request) {
   VMG_ASSIGN_OR_RETURN(auto checked, CheckApply(request));
   auto& [s, vms] = checked;
   VMG_RETURN_IF_ERROR(Claim(vms));
-  struct Releaser {
-    SnapshotEngine* e;
-    const std::vector<catalog::VmRecord>& vms;
-    ~Releaser() { e->Release(vms); }
-  } releaser{this, vms};
+  const Releaser releaser{this, vms};
 
   // Until the catalog commit everything is undone on failure: the new
   // overlays go, the VMs that ran start again on their old images. The

@@ -96,7 +96,11 @@ Result<SnapshotEngine::Checked> SnapshotEngine::Check(const SnapshotRequest& req
 Status SnapshotEngine::Validate(const SnapshotRequest& request) {
   VMG_ASSIGN_OR_RETURN(Checked checked, Check(request));
   std::lock_guard lock(mu_);
-  for (const auto& vm : checked.vms) {
+  return CheckNotBusyLocked(checked.vms);
+}
+
+Status SnapshotEngine::CheckNotBusyLocked(const std::vector<catalog::VmRecord>& vms) {
+  for (const auto& vm : vms) {
     if (busy_.count(vm.id)) {
       return Status::Busy("VM " + vm.name + " is in another snapshot operation; try again");
     }
@@ -106,11 +110,7 @@ Status SnapshotEngine::Validate(const SnapshotRequest& request) {
 
 Status SnapshotEngine::Claim(const std::vector<catalog::VmRecord>& vms) {
   std::lock_guard lock(mu_);
-  for (const auto& vm : vms) {
-    if (busy_.count(vm.id)) {
-      return Status::Busy("VM " + vm.name + " is in another snapshot operation; try again");
-    }
-  }
+  VMG_RETURN_IF_ERROR(CheckNotBusyLocked(vms));
   for (const auto& vm : vms) busy_.insert(vm.id);
   return Status::Ok();
 }
@@ -146,11 +146,7 @@ Result<catalog::SnapshotRecord> SnapshotEngine::Create(const SnapshotRequest& re
   const Clock::time_point started = env_->Now();
   VMG_ASSIGN_OR_RETURN(Checked checked, Check(request));
   VMG_RETURN_IF_ERROR(Claim(checked.vms));
-  struct Releaser {
-    SnapshotEngine* e;
-    const std::vector<catalog::VmRecord>& vms;
-    ~Releaser() { e->Release(vms); }
-  } releaser{this, checked.vms};
+  const Releaser releaser{this, checked.vms};
 
   // Persist intent.
   std::vector<PlannedMember> planned;

@@ -98,8 +98,16 @@ class SnapshotEngine {
       const ApplyRequest& request);
   Result<std::shared_ptr<hypervisor::Vm>> CheckMember(const catalog::VmRecord& vm);
   Status Prepare(const catalog::SnapshotRecord& s, const Checked& checked);
+  // Busy if any of `vms` is in another snapshot operation. REQUIRES: mu_ held.
+  Status CheckNotBusyLocked(const std::vector<catalog::VmRecord>& vms);
   Status Claim(const std::vector<catalog::VmRecord>& vms);
   void Release(const std::vector<catalog::VmRecord>& vms);
+  // Releases claimed VMs when it goes out of scope.
+  struct Releaser {
+    SnapshotEngine* engine;
+    const std::vector<catalog::VmRecord>& vms;
+    ~Releaser() { engine->Release(vms); }
+  };
   // Undoes `s` and returns `cause`, with any undo failure appended.
   Status Abandon(const catalog::SnapshotRecord& s, const Status& cause);
 

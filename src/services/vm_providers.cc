@@ -1,5 +1,7 @@
 // Msvm_ComputerSystem, what defines and runs one, and its snapshot tree.
 #include <algorithm>
+#include <functional>
+#include <optional>
 
 #include "cim/xml_reader.h"
 #include "services/providers.h"
@@ -355,6 +357,49 @@ cim::ClassSpec VmLinkSpec(const char* name, const char* left, const char* right,
                .reference_class = "Msvm_VirtualSystemSettingData"}}};
 }
 
+// A VM -> settings association: one link per VM whose `settings_id` is
+// not empty, the VM in `vm_role`, its settings in `settings_role`.
+std::unique_ptr<cim::Provider> VmLinks(
+    engine::Engine* e, const char* name, const char* vm_role, const char* settings_role,
+    std::function<std::string(const catalog::VmRecord&)> settings_id) {
+  return std::make_unique<ListProvider>(
+      VmLinkSpec(name, vm_role, settings_role),
+      [=](const cim::ClassSpec& spec) -> Result<std::vector<cim::Instance>> {
+        VMG_ASSIGN_OR_RETURN(auto vms, e->catalog().ListVms());
+        std::vector<cim::Instance> links;
+        for (const auto& vm : vms) {
+          const std::string id = settings_id(vm);
+          if (id.empty()) continue;
+          links.push_back(cim::InstanceBuilder(spec)
+                              .Ref(vm_role, VmPath(vm.id))
+                              .Ref(settings_role, SettingsPath(id))
+                              .Build());
+        }
+        return links;
+      });
+}
+
+// An association whose second end is a per-VM snapshot: one link per
+// snapshot for which `first` names the other end.
+std::unique_ptr<cim::Provider> SnapshotLinks(
+    engine::Engine* e, cim::ClassSpec spec,
+    std::function<std::optional<cim::ObjectPath>(const catalog::MemberSnapshot&)> first) {
+  const std::string first_role = spec.properties[0].name, second_role = spec.properties[1].name;
+  return std::make_unique<ListProvider>(
+      std::move(spec), [=](const cim::ClassSpec& s) -> Result<std::vector<cim::Instance>> {
+        std::vector<cim::Instance> links;
+        VMG_RETURN_IF_ERROR(ForEachMemberSnapshot(*e, [&](const auto&, const auto& m) {
+          auto other = first(m);
+          if (!other) return;
+          links.push_back(cim::InstanceBuilder(s)
+                              .Ref(first_role, std::move(*other))
+                              .Ref(second_role, SettingsPath(m.id))
+                              .Build());
+        }));
+        return links;
+      });
+}
+
 }  // namespace
 
 Providers VmProviders(const Context& ctx) {
@@ -363,74 +408,24 @@ Providers VmProviders(const Context& ctx) {
   out.push_back(std::make_unique<SettingsProvider>(ctx));
   out.push_back(std::make_unique<ManagementServiceProvider>(ctx));
   engine::Engine* e = ctx.engine;
-  out.push_back(std::make_unique<ListProvider>(
-      VmLinkSpec("Msvm_SettingsDefineState", "ManagedElement", "SettingData"),
-      [e](const cim::ClassSpec& spec) -> Result<std::vector<cim::Instance>> {
-        VMG_ASSIGN_OR_RETURN(auto vms, e->catalog().ListVms());
-        std::vector<cim::Instance> links;
-        for (const auto& vm : vms) {
-          links.push_back(cim::InstanceBuilder(spec)
-                              .Ref("ManagedElement", VmPath(vm.id))
-                              .Ref("SettingData", SettingsPath(vm.id))
-                              .Build());
-        }
-        return links;
-      }));
-  out.push_back(std::make_unique<ListProvider>(
-      VmLinkSpec("Msvm_SnapshotOfVirtualSystem", "Antecedent", "Dependent"),
-      [e](const cim::ClassSpec& spec) -> Result<std::vector<cim::Instance>> {
-        std::vector<cim::Instance> links;
-        VMG_RETURN_IF_ERROR(ForEachMemberSnapshot(*e, [&](const auto&, const auto& m) {
-          links.push_back(cim::InstanceBuilder(spec)
-                              .Ref("Antecedent", VmPath(m.vm_id))
-                              .Ref("Dependent", SettingsPath(m.id))
-                              .Build());
-        }));
-        return links;
-      }));
+  out.push_back(VmLinks(e, "Msvm_SettingsDefineState", "ManagedElement", "SettingData",
+                        [](const catalog::VmRecord& vm) { return vm.id; }));
+  out.push_back(SnapshotLinks(e,
+                              VmLinkSpec("Msvm_SnapshotOfVirtualSystem", "Antecedent", "Dependent"),
+                              [](const catalog::MemberSnapshot& m) { return VmPath(m.vm_id); }));
   // The snapshot tree: each snapshot under its parent, the snapshot last
   // applied to each VM, and each VM's newest snapshot in its current branch.
-  out.push_back(std::make_unique<ListProvider>(
+  out.push_back(SnapshotLinks(
+      e,
       VmLinkSpec("Msvm_ParentChildSettingData", "Parent", "Child", "Msvm_VirtualSystemSettingData"),
-      [e](const cim::ClassSpec& spec) -> Result<std::vector<cim::Instance>> {
-        std::vector<cim::Instance> links;
-        VMG_RETURN_IF_ERROR(ForEachMemberSnapshot(*e, [&](const auto&, const auto& m) {
-          if (m.parent_id.empty()) return;
-          links.push_back(cim::InstanceBuilder(spec)
-                              .Ref("Parent", SettingsPath(m.parent_id))
-                              .Ref("Child", SettingsPath(m.id))
-                              .Build());
-        }));
-        return links;
+      [](const catalog::MemberSnapshot& m) -> std::optional<cim::ObjectPath> {
+        if (m.parent_id.empty()) return std::nullopt;
+        return SettingsPath(m.parent_id);
       }));
-  out.push_back(std::make_unique<ListProvider>(
-      VmLinkSpec("Msvm_LastAppliedSnapshot", "Dependent", "Antecedent"),
-      [e](const cim::ClassSpec& spec) -> Result<std::vector<cim::Instance>> {
-        VMG_ASSIGN_OR_RETURN(auto vms, e->catalog().ListVms());
-        std::vector<cim::Instance> links;
-        for (const auto& vm : vms) {
-          if (vm.last_applied.empty()) continue;
-          links.push_back(cim::InstanceBuilder(spec)
-                              .Ref("Antecedent", SettingsPath(vm.last_applied))
-                              .Ref("Dependent", VmPath(vm.id))
-                              .Build());
-        }
-        return links;
-      }));
-  out.push_back(std::make_unique<ListProvider>(
-      VmLinkSpec("Msvm_MostCurrentSnapshotInBranch", "Antecedent", "Dependent"),
-      [e](const cim::ClassSpec& spec) -> Result<std::vector<cim::Instance>> {
-        VMG_ASSIGN_OR_RETURN(auto vms, e->catalog().ListVms());
-        std::vector<cim::Instance> links;
-        for (const auto& vm : vms) {
-          if (vm.current_snapshot.empty()) continue;
-          links.push_back(cim::InstanceBuilder(spec)
-                              .Ref("Antecedent", VmPath(vm.id))
-                              .Ref("Dependent", SettingsPath(vm.current_snapshot))
-                              .Build());
-        }
-        return links;
-      }));
+  out.push_back(VmLinks(e, "Msvm_LastAppliedSnapshot", "Dependent", "Antecedent",
+                        [](const catalog::VmRecord& vm) { return vm.last_applied; }));
+  out.push_back(VmLinks(e, "Msvm_MostCurrentSnapshotInBranch", "Antecedent", "Dependent",
+                        [](const catalog::VmRecord& vm) { return vm.current_snapshot; }));
   return out;
 }
 
