@@ -87,6 +87,16 @@ class Vm {
   // The file of each disk's active image, by disk index.
   virtual Result<std::vector<std::string>> ActiveImages(Deadline deadline) = 0;
 
+  // Merges image `top` of disk `disk`'s open chain into `base`, the image
+  // right below it, while the guest runs, and takes `top` out of the chain:
+  // the image above `top` reads through `base` from then on (its header is
+  // rewritten), or, when `top` was the active image, `base` becomes the
+  // active image. `top`'s file stays. InvalidArgument when the two are not
+  // both open in that chain. A merge left running by a process that died is
+  // adopted and finished.
+  virtual Status CommitImage(int disk, const std::string& top, const std::string& base,
+                             Deadline deadline) = 0;
+
   // Asks the hypervisor to exit and waits for it; kills it if it will not.
   virtual Status PowerOff() = 0;
 };

@@ -32,12 +32,35 @@ Status QemuImg::Commit(const std::string& path) {
   return RunOk({"qemu-img", "commit", "-q", path}).status();
 }
 
-Result<std::vector<ImageInfo>> QemuImg::Chain(const std::string& path) {
+Status QemuImg::Rebase(const std::string& path, const std::string& backing, bool unsafe) {
   if (!env_->FileExists(path)) return Status::FileNotFound("image " + path + " is missing");
-  VMG_ASSIGN_OR_RETURN(CommandOutput out,
-                       RunOk({"qemu-img", "info", "-U", "--output=json", "--backing-chain", path}));
+  std::vector<std::string> argv = {"qemu-img", "rebase", "-q", "-f", "qcow2"};
+  if (unsafe) argv.push_back("-u");
+  if (!backing.empty()) argv.insert(argv.end(), {"-F", "qcow2"});
+  argv.insert(argv.end(), {"-b", backing, path});
+  return RunOk(argv).status();
+}
+
+Result<ImageInfo> QemuImg::Info(const std::string& path) {
+  VMG_ASSIGN_OR_RETURN(auto one, Describe(path, false));
+  return one.front();
+}
+
+Result<std::vector<ImageInfo>> QemuImg::Chain(const std::string& path) {
+  return Describe(path, true);
+}
+
+Result<std::vector<ImageInfo>> QemuImg::Describe(const std::string& path, bool with_chain) {
+  if (!env_->FileExists(path)) return Status::FileNotFound("image " + path + " is missing");
+  std::vector<std::string> argv = {"qemu-img", "info", "-U", "--output=json"};
+  if (with_chain) argv.push_back("--backing-chain");
+  argv.push_back(path);
+  VMG_ASSIGN_OR_RETURN(CommandOutput out, RunOk(argv));
   auto doc = nlohmann::json::parse(out.out, nullptr, /*allow_exceptions=*/false);
-  if (!doc.is_array()) return Status::IoError("qemu-img info printed no chain for " + path);
+  if (!with_chain) doc = nlohmann::json::array({doc});
+  if (!doc.is_array() || !doc[0].is_object()) {
+    return Status::IoError("qemu-img info printed nothing usable for " + path);
+  }
   std::vector<ImageInfo> chain;
   for (const auto& j : doc) {
     ImageInfo info;

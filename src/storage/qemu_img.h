@@ -40,6 +40,16 @@ class QemuImg {
   // in place. For stopped VMs only: the images must not be in use.
   Status Commit(const std::string& path);
 
+  // Makes `backing` (empty: none) the backing file of `path`. Safe mode
+  // first copies into `path` every cluster whose content would otherwise
+  // change, so `path` reads the same before and after, at any moment, and
+  // running it again is harmless. `unsafe` only rewrites the header: for
+  // when the new backing already reads the same as the old one.
+  // `path` must not be in use; its backing images may be.
+  Status Rebase(const std::string& path, const std::string& backing, bool unsafe);
+
+  // `path` alone (no chain).
+  Result<ImageInfo> Info(const std::string& path);
   // The chain from `path` down to its base: element 0 is `path` itself.
   Result<std::vector<ImageInfo>> Chain(const std::string& path);
 
@@ -48,6 +58,8 @@ class QemuImg {
 
  private:
   Result<CommandOutput> RunOk(const std::vector<std::string>& argv);
+  // `qemu-img info` of `path`, with its chain when `chain`.
+  Result<std::vector<ImageInfo>> Describe(const std::string& path, bool chain);
 
   Env* env_;
 };

@@ -39,6 +39,27 @@ TEST_F(QemuImgTest, OverlayChainIsReportedTopFirst) {
   EXPECT_TRUE(img_.Check(Path("o2.qcow2")).ok());
 }
 
+TEST_F(QemuImgTest, SafeRebaseKeepsWhatAnImageReadsUnsafeOnlyMovesTheHeader) {
+  ASSERT_TRUE(img_.Create(Path("base.qcow2"), 4 << 20).ok());
+  auto wrote = Env::Default()->Run({"qemu-io", "-c", "write -P 0x5a 0 1M", Path("base.qcow2")});
+  ASSERT_TRUE(wrote.ok() && wrote->exit_code == 0);
+  ASSERT_TRUE(img_.CreateOverlay(Path("base.qcow2"), Path("o1.qcow2")).ok());
+  ASSERT_TRUE(img_.CreateOverlay(Path("base.qcow2"), Path("twin.qcow2")).ok());
+
+  ASSERT_TRUE(img_.Rebase(Path("o1.qcow2"), "", /*unsafe=*/false).ok());
+  auto o1 = img_.Info(Path("o1.qcow2"));
+  ASSERT_TRUE(o1.ok()) << o1.status().ToString();
+  EXPECT_EQ(o1->backing_filename, "");
+  auto same =
+      Env::Default()->Run({"qemu-img", "compare", "-q", Path("o1.qcow2"), Path("base.qcow2")});
+  EXPECT_TRUE(same.ok() && same->exit_code == 0) << "safe rebase lost the base's data";
+  ASSERT_TRUE(img_.Rebase(Path("o1.qcow2"), "", false).ok()) << "a second run must be harmless";
+
+  ASSERT_TRUE(img_.Rebase(Path("twin.qcow2"), Path("o1.qcow2"), /*unsafe=*/true).ok());
+  EXPECT_EQ(img_.Info(Path("twin.qcow2"))->backing_filename, Path("o1.qcow2"));
+  EXPECT_EQ(img_.Rebase(Path("missing.qcow2"), "", false).code(), Code::kFileNotFound);
+}
+
 TEST_F(QemuImgTest, RefusesToOverwriteOrToBuildOnNothing) {
   ASSERT_TRUE(img_.Create(Path("base.qcow2"), 1 << 20).ok());
   EXPECT_EQ(img_.Create(Path("base.qcow2"), 1 << 20).code(), Code::kAlreadyExists);

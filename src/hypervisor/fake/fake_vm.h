@@ -78,6 +78,11 @@ class FakeVm final : public Vm {
     return Do("revert", [&] { active_ = base_; });
   }
   Result<std::vector<std::string>> ActiveImages(Deadline) override { return active(); }
+  Status CommitImage(int disk, const std::string& top, const std::string& base, Deadline) override {
+    return Do("commit", [&] {
+      if (active_[disk] == top) active_[disk] = base;
+    });
+  }
   Status PowerOff() override {
     return Do("poweroff", [&] { state_ = RunState::kShutoff; });
   }

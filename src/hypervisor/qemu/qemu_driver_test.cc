@@ -136,6 +136,37 @@ TEST_F(QemuDriverTest, FailedTransactionSwitchesNothing) {
   EXPECT_TRUE(vm_->OpenOverlays(overlays, Soon()).ok());
 }
 
+TEST_F(QemuDriverTest, CommitImageMergesAnInnerImageThenTheActiveOneWhileTheGuestRuns) {
+  // d0.qcow2 <- d0-k.qcow2 <- d0-x.qcow2 (active): merge k into d0, then x.
+  const std::string base = spec_.disks[0], k = dir_ / "d0-k.qcow2", x = dir_ / "d0-x.qcow2";
+  auto write = [](const std::string& pattern, const std::string& at, const std::string& image) {
+    auto r =
+        Env::Default()->Run({"qemu-io", "-c", "write -P " + pattern + " " + at + " 64k", image});
+    return r.ok() && r->exit_code == 0;
+  };
+  ASSERT_TRUE(img_.CreateOverlay(base, k).ok());
+  ASSERT_TRUE(write("0x0b", "0", k));
+  ASSERT_TRUE(img_.CreateOverlay(k, x).ok());
+  ASSERT_TRUE(write("0x0c", "1M", x));
+  spec_.disks[0] = x;
+  StartVm();
+
+  ASSERT_TRUE(vm_->CommitImage(0, k, base, Soon()).ok());
+  EXPECT_EQ(img_.Info(x)->backing_filename, base) << "the image above must read through the base";
+  EXPECT_EQ((*vm_->ActiveImages(Soon()))[0], x);
+  EXPECT_EQ(vm_->CommitImage(0, k, base, Soon()).code(), Code::kInvalidArgument)
+      << "k is out of the chain now";
+
+  ASSERT_TRUE(vm_->CommitImage(0, x, base, Soon()).ok());
+  EXPECT_EQ((*vm_->ActiveImages(Soon()))[0], base) << "an active merge pivots to the base";
+  EXPECT_EQ(*vm_->State(Soon()), RunState::kRunning);
+  ASSERT_TRUE(vm_->PowerOff().ok());
+  vm_.reset();
+  auto same = Env::Default()->Run({"qemu-img", "compare", "-q", base, x});
+  EXPECT_TRUE(same.ok() && same->exit_code == 0) << "the base must now read as x did";
+  EXPECT_TRUE(img_.Check(base).ok());
+}
+
 TEST_F(QemuDriverTest, AttachReachesARunningVmThroughItsMonitor) {
   StartVm();
   ASSERT_TRUE(vm_->Pause(Soon()).ok());

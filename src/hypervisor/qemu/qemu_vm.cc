@@ -226,6 +226,31 @@ Result<std::vector<std::string>> QemuVm::ActiveImages(Deadline deadline) {
   return files;
 }
 
+Status QemuVm::CommitImage(int disk, const std::string& top, const std::string& base,
+                           Deadline deadline) {
+  std::lock_guard lock(mu_);
+  VMG_ASSIGN_OR_RETURN(auto disks, QueryDisks(deadline));
+  if (disk < 0 || static_cast<size_t>(disk) >= disks.size()) {
+    return Status::InvalidArgument("no disk " + std::to_string(disk));
+  }
+  const std::string job = "merge-d" + std::to_string(disk);
+  VMG_ASSIGN_OR_RETURN(auto running, qmp::QueryJob(*qmp_, job, deadline));
+  if (!running) {
+    // Backing images opened from headers have generated node names: look
+    // them up by file.
+    VMG_ASSIGN_OR_RETURN(auto nodes, qmp::QueryFormatNodes(*qmp_, deadline));
+    auto top_node = nodes.find(top), base_node = nodes.find(base);
+    if (top_node == nodes.end() || base_node == nodes.end()) {
+      return Status::InvalidArgument("disk " + std::to_string(disk) + " has " + top + " or " +
+                                     base + " not open");
+    }
+    VMG_RETURN_IF_ERROR(qmp::BlockCommit(*qmp_, job, disks[disk].first, top_node->second,
+                                         base_node->second, deadline));
+  }
+  VMG_RETURN_IF_ERROR(qmp::CompleteJob(*qmp_, job, deadline));
+  return RefreshActiveNodesLocked(deadline);
+}
+
 Status QemuVm::PowerOff() {
   std::lock_guard lock(mu_);
   // A quit that fails because QEMU is already gone is fine; WaitGone decides.

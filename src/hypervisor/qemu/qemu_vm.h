@@ -28,6 +28,8 @@ class QemuVm final : public Vm {
   Status AwaitResume(Deadline deadline) override;
   Status RevertOverlays(const std::vector<Overlay>& overlays) override;
   Result<std::vector<std::string>> ActiveImages(Deadline deadline) override;
+  Status CommitImage(int disk, const std::string& top, const std::string& base,
+                     Deadline deadline) override;
   Status PowerOff() override;
 
   // Reads the active node of every disk into active_nodes_.

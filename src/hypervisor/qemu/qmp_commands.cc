@@ -32,6 +32,15 @@ Result<std::vector<std::string>> QueryNodeNames(QmpClient& c, Deadline d) {
   return names;
 }
 
+Result<std::map<std::string, std::string>> QueryFormatNodes(QmpClient& c, Deadline d) {
+  VMG_ASSIGN_OR_RETURN(Json r, c.Execute("query-named-block-nodes", {{"flat", true}}, d));
+  std::map<std::string, std::string> nodes;
+  for (const auto& n : r) {
+    if (n.value("drv", "") == "qcow2") nodes[n.value("file", "")] = n.value("node-name", "");
+  }
+  return nodes;
+}
+
 Status BlockdevAddOverlay(QmpClient& c, const std::string& node, const std::string& file_node,
                           const std::string& path, Deadline d) {
   Json args = {{"driver", "qcow2"},
@@ -67,6 +76,19 @@ Status BlockCommitActive(QmpClient& c, const std::string& job_id, const std::str
                          Deadline d) {
   return c
       .Execute("block-commit", {{"job-id", job_id}, {"device", top}, {"auto-dismiss", false}}, d)
+      .status();
+}
+
+Status BlockCommit(QmpClient& c, const std::string& job_id, const std::string& device,
+                   const std::string& top, const std::string& base, Deadline d) {
+  return c
+      .Execute("block-commit",
+               {{"job-id", job_id},
+                {"device", device},
+                {"top-node", top},
+                {"base-node", base},
+                {"auto-dismiss", false}},
+               d)
       .status();
 }
 

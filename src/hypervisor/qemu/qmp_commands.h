@@ -3,6 +3,7 @@
 // helpers and sent together by Transaction().
 #pragma once
 
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -26,6 +27,8 @@ struct BlockDevice {
 Result<std::vector<BlockDevice>> QueryBlock(QmpClient& c, Deadline d);
 // Node names present in the block graph.
 Result<std::vector<std::string>> QueryNodeNames(QmpClient& c, Deadline d);
+// The qcow2 nodes of the block graph: image file -> node name.
+Result<std::map<std::string, std::string>> QueryFormatNodes(QmpClient& c, Deadline d);
 
 // Opens the qcow2 file at `path` as node `node` (its protocol node is
 // `file_node`) with no backing: ready to be put on top of a disk by a
@@ -45,6 +48,11 @@ std::pair<std::string, Json> TransactionCommand(const std::vector<Json>& actions
 // below it, as job `job_id`, not auto-dismissed.
 Status BlockCommitActive(QmpClient& c, const std::string& job_id, const std::string& top,
                          Deadline d);
+// Starts a commit of node `top` into node `base` in the chain of `device`
+// (its active node), as job `job_id`, not auto-dismissed. With `top` the
+// active node this is an active commit, which needs completing.
+Status BlockCommit(QmpClient& c, const std::string& job_id, const std::string& device,
+                   const std::string& top, const std::string& base, Deadline d);
 // A job as query-jobs reports it.
 struct JobInfo {
   std::string status;  // "running", "ready", "concluded", ...
