@@ -400,6 +400,105 @@ Status Catalog::ApplySnapshot(const std::string& snapshot_id,
   return txn.Commit();
 }
 
+Status Catalog::SetSnapshotStateLocked(const std::string& id, SnapshotState from,
+                                       SnapshotState to) {
+  VMG_ASSIGN_OR_RETURN(Stmt u,
+                       db_->Prepare("UPDATE snapshots SET state=?3 WHERE id=?1 AND state=?2"));
+  VMG_RETURN_IF_ERROR(
+      u.Bind(1, id).Bind(2, static_cast<int>(from)).Bind(3, static_cast<int>(to)).Run());
+  if (db_->Changes() > 0) return Status::Ok();
+  VMG_RETURN_IF_ERROR(GetSnapshotLocked(id).status());
+  return Status::InvalidState("snapshot " + id + " is not in the state this step needs");
+}
+
+Status Catalog::BeginDestroy(const std::string& snapshot_id, const std::vector<DiskMerge>& merges) {
+  std::lock_guard lock(mu_);
+  Transaction txn(db_.get());
+  VMG_RETURN_IF_ERROR(txn.status());
+  VMG_RETURN_IF_ERROR(
+      SetSnapshotStateLocked(snapshot_id, SnapshotState::kComplete, SnapshotState::kDestroying));
+  for (const DiskMerge& m : merges) {
+    VMG_ASSIGN_OR_RETURN(
+        Stmt ins,
+        db_->Prepare("INSERT INTO disk_merges(snapshot_id,vm_id,idx,frozen_image,child,others) "
+                     "VALUES(?1,?2,?3,?4,?5,?6)"));
+    VMG_RETURN_IF_ERROR(ins.Bind(1, snapshot_id)
+                            .Bind(2, m.vm_id)
+                            .Bind(3, m.index)
+                            .Bind(4, m.frozen_image)
+                            .Bind(5, m.child)
+                            .Bind(6, ToJson(m.others))
+                            .Run());
+  }
+  return txn.Commit();
+}
+
+Status Catalog::CancelDestroy(const std::string& snapshot_id) {
+  std::lock_guard lock(mu_);
+  Transaction txn(db_.get());
+  VMG_RETURN_IF_ERROR(txn.status());
+  VMG_RETURN_IF_ERROR(
+      SetSnapshotStateLocked(snapshot_id, SnapshotState::kDestroying, SnapshotState::kComplete));
+  VMG_ASSIGN_OR_RETURN(Stmt d, db_->Prepare("DELETE FROM disk_merges WHERE snapshot_id=?1"));
+  VMG_RETURN_IF_ERROR(d.Bind(1, snapshot_id).Run());
+  return txn.Commit();
+}
+
+Result<std::vector<DiskMerge>> Catalog::DiskMergesLocked(const std::string& snapshot_id) {
+  VMG_ASSIGN_OR_RETURN(Stmt q, db_->Prepare("SELECT vm_id,idx,frozen_image,child,others FROM "
+                                            "disk_merges WHERE snapshot_id=?1 ORDER BY vm_id,idx"));
+  q.Bind(1, snapshot_id);
+  std::vector<DiskMerge> out;
+  while (true) {
+    VMG_ASSIGN_OR_RETURN(bool row, q.Step());
+    if (!row) return out;
+    out.push_back(
+        {q.Text(0), static_cast<int>(q.Int(1)), q.Text(2), q.Text(3), FromJson(q.Text(4))});
+  }
+}
+
+Result<std::vector<DiskMerge>> Catalog::DiskMerges(const std::string& snapshot_id) {
+  std::lock_guard lock(mu_);
+  return DiskMergesLocked(snapshot_id);
+}
+
+Status Catalog::FinishDestroy(const std::string& snapshot_id) {
+  std::lock_guard lock(mu_);
+  Transaction txn(db_.get());
+  VMG_RETURN_IF_ERROR(txn.status());
+  VMG_ASSIGN_OR_RETURN(SnapshotRecord s, GetSnapshotLocked(snapshot_id));
+  if (s.state != SnapshotState::kDestroying) {
+    return Status::InvalidState("snapshot " + snapshot_id + " is not being destroyed");
+  }
+  VMG_ASSIGN_OR_RETURN(auto merges, DiskMergesLocked(snapshot_id));
+  auto run = [&](const char* sql, const std::string& a, const std::string& b) -> Status {
+    VMG_ASSIGN_OR_RETURN(Stmt u, db_->Prepare(sql));
+    return u.Bind(1, a).Bind(2, b).Run();
+  };
+  for (const DiskMerge& m : merges) {
+    if (m.child.empty()) {  // the frozen image goes: nothing may name it
+      VMG_RETURN_IF_ERROR(
+          run("UPDATE snapshot_disks SET overlay=?2 WHERE overlay=?1", m.frozen_image, ""));
+      continue;
+    }
+    VMG_RETURN_IF_ERROR(run("UPDATE disks SET image=?2 WHERE image=?1", m.child, m.frozen_image));
+    VMG_RETURN_IF_ERROR(run("UPDATE snapshot_disks SET frozen_image=?2 WHERE frozen_image=?1",
+                            m.child, m.frozen_image));
+    VMG_RETURN_IF_ERROR(
+        run("UPDATE snapshot_disks SET overlay=?2 WHERE overlay=?1", m.child, m.frozen_image));
+  }
+  for (const MemberSnapshot& m : s.members) {
+    VMG_RETURN_IF_ERROR(
+        run("UPDATE member_snapshots SET parent_id=?2 WHERE parent_id=?1", m.id, m.parent_id));
+    VMG_RETURN_IF_ERROR(
+        run("UPDATE vms SET current_snapshot=?2 WHERE current_snapshot=?1", m.id, m.parent_id));
+    VMG_RETURN_IF_ERROR(run("UPDATE vms SET last_applied=?2 WHERE last_applied=?1", m.id, ""));
+  }
+  VMG_ASSIGN_OR_RETURN(Stmt d, db_->Prepare("DELETE FROM snapshots WHERE id=?1"));
+  VMG_RETURN_IF_ERROR(d.Bind(1, snapshot_id).Run());
+  return txn.Commit();
+}
+
 Status Catalog::DeleteSnapshot(const std::string& id) {
   std::lock_guard lock(mu_);
   VMG_ASSIGN_OR_RETURN(Stmt d, db_->Prepare("DELETE FROM snapshots WHERE id=?1"));

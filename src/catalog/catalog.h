@@ -65,6 +65,16 @@ class Catalog {
   // applied snapshot become the member applied, no snapshot refers to a
   // discarded image as an overlay any more, and the apply's intent is gone.
   Status ApplySnapshot(const std::string& snapshot_id, const std::vector<AppliedMember>& members);
+  // Destroying a Complete snapshot: BeginDestroy marks it kDestroying and
+  // stores its merges; CancelDestroy puts it back to kComplete (no image was
+  // changed yet). FinishDestroy, in one transaction, forgets the snapshot and
+  // its merges, names each merge's frozen image wherever its child was named,
+  // hands its members' children to their parents and moves each VM's
+  // current snapshot to the parent (last applied: to none).
+  Status BeginDestroy(const std::string& snapshot_id, const std::vector<DiskMerge>& merges);
+  Status CancelDestroy(const std::string& snapshot_id);
+  Result<std::vector<DiskMerge>> DiskMerges(const std::string& snapshot_id);
+  Status FinishDestroy(const std::string& snapshot_id);
   Result<SnapshotRecord> GetSnapshot(const std::string& id);
   // All snapshots of `collection_id` (all snapshots when empty), oldest first.
   Result<std::vector<SnapshotRecord>> ListSnapshots(const std::string& collection_id = "");
@@ -86,6 +96,9 @@ class Catalog {
   Result<JobRecord> ReadJob(Stmt& q);
   // Disk `index` of VM `vm_id` now runs on `image`. REQUIRES: mu_ held.
   Status SetDiskImageLocked(const std::string& vm_id, int index, const std::string& image);
+  Result<std::vector<DiskMerge>> DiskMergesLocked(const std::string& snapshot_id);
+  // Moves snapshot `id` from state `from` to `to`; InvalidState if it was not in `from`.
+  Status SetSnapshotStateLocked(const std::string& id, SnapshotState from, SnapshotState to);
   // Loads, with `get`, the record of each id that the query `ids` selects.
   template <typename T>
   Result<std::vector<T>> LoadEach(Stmt& ids, Result<T> (Catalog::*get)(const std::string&));

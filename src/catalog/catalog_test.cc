@@ -142,6 +142,42 @@ TEST_F(CatalogTest, DeletingASnapshotRemovesItsMembers) {
   EXPECT_EQ((*all)[0].members[0].disks.size(), 2u);
 }
 
+TEST_F(CatalogTest, FinishingADestroyHandsTheSnapshotsPlaceToItsNeighbours) {
+  // s1 froze /img/a-d<i>; s2 froze s1's overlays and runs on its own.
+  ASSERT_TRUE(catalog_->InsertVm(Vm("a")).ok());
+  SnapshotRecord s1 = Snapshot("s1", {"a"});
+  ASSERT_TRUE(catalog_->InsertSnapshot(s1).ok());
+  ASSERT_TRUE(catalog_->CompleteSnapshot(s1).ok());
+  SnapshotRecord s2 = Snapshot("s2", {"a"});
+  s2.members[0].parent_id = "s1-a";
+  for (auto& d : s2.members[0].disks) d.frozen_image = s1.members[0].disks[d.index].overlay;
+  ASSERT_TRUE(catalog_->InsertSnapshot(s2).ok());
+  ASSERT_TRUE(catalog_->CompleteSnapshot(s2).ok());
+
+  std::vector<DiskMerge> merges;
+  for (const auto& d : s1.members[0].disks)
+    merges.push_back({"a", d.index, d.frozen_image, d.overlay, {}});
+  EXPECT_EQ(catalog_->FinishDestroy("s1").code(), Code::kInvalidState) << "not begun";
+  ASSERT_TRUE(catalog_->BeginDestroy("s1", merges).ok());
+  EXPECT_EQ(catalog_->BeginDestroy("s1", merges).code(), Code::kInvalidState);
+  ASSERT_TRUE(catalog_->CancelDestroy("s1").ok());
+  EXPECT_EQ(catalog_->GetSnapshot("s1")->state, SnapshotState::kComplete);
+  EXPECT_TRUE(catalog_->DiskMerges("s1")->empty());
+
+  ASSERT_TRUE(catalog_->BeginDestroy("s1", merges).ok());
+  Reopen();
+  EXPECT_EQ(catalog_->GetSnapshot("s1")->state, SnapshotState::kDestroying);
+  EXPECT_EQ(catalog_->DiskMerges("s1")->size(), 2u);
+  ASSERT_TRUE(catalog_->FinishDestroy("s1").ok());
+  EXPECT_EQ(catalog_->GetSnapshot("s1").status().code(), Code::kNotFound);
+  auto s2_now = catalog_->GetSnapshot("s2");
+  EXPECT_EQ(s2_now->members[0].parent_id, "") << "s1's child now hangs from s1's parent";
+  EXPECT_EQ(s2_now->members[0].disks[0].frozen_image, "/img/a-d0")
+      << "the merged image holds s2's state under s1's old file";
+  EXPECT_EQ(catalog_->GetVm("a")->current_snapshot, "s2-a");
+  EXPECT_EQ(catalog_->GetVm("a")->disks[1], "/img/a-d1-s2");
+}
+
 TEST_F(CatalogTest, JobsRoundTrip) {
   JobRecord j{.id = "j1",
               .type = 198,

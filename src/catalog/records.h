@@ -47,7 +47,9 @@ struct CollectionRecord {
   std::vector<std::string> members;  // VM ids, or collection ids for kCollections
 };
 
-enum class SnapshotState { kIncomplete = 0, kComplete = 1 };
+// kDestroying: DestroySnapshot began merging the snapshot's images away; it
+// can no longer be applied, and the destroy is finished, never undone.
+enum class SnapshotState { kIncomplete = 0, kComplete = 1, kDestroying = 2 };
 
 // One disk of a member snapshot: the image frozen by the cut and the overlay
 // that became the disk's active image.
@@ -80,6 +82,19 @@ struct SnapshotRecord {
   int64_t pause_window_us = 0;  // first member paused -> last member resumed
   int64_t duration_us = 0;      // whole operation, check to commit
   std::vector<MemberSnapshot> members;
+};
+
+// How destroying a snapshot takes one disk's frozen image out of the VM's
+// image tree. Each of `others` is first made independent of the frozen image
+// (it copies what it read through it); then `child`, the last image based on
+// it, is merged into the frozen image, which takes the child's place in every
+// record. With no child at all the frozen image is simply dropped.
+struct DiskMerge {
+  std::string vm_id;
+  int index = 0;
+  std::string frozen_image;
+  std::string child;
+  std::vector<std::string> others;
 };
 
 // CIM_ConcreteJob states used by vmgroup (reference §11).

@@ -99,7 +99,22 @@ CREATE TABLE apply_intents (
 );
 )sql";
 
-constexpr std::array<std::string_view, 4> kMigrations = {kV1, kV2, kV3, kV4};
+// v5: how a snapshot being destroyed (state 2) takes each disk's frozen
+// image out of the tree, fixed before any image changes so that a destroy cut
+// short is finished the same way.
+constexpr std::string_view kV5 = R"sql(
+CREATE TABLE disk_merges (
+  snapshot_id TEXT NOT NULL REFERENCES snapshots(id) ON DELETE CASCADE,
+  vm_id TEXT NOT NULL,
+  idx INTEGER NOT NULL,
+  frozen_image TEXT NOT NULL,
+  child TEXT NOT NULL DEFAULT '',     -- merged into frozen_image, which takes its place
+  others TEXT NOT NULL DEFAULT '[]',  -- JSON array: children made independent first
+  PRIMARY KEY (snapshot_id, vm_id, idx)
+);
+)sql";
+
+constexpr std::array<std::string_view, 5> kMigrations = {kV1, kV2, kV3, kV4, kV5};
 
 }  // namespace
 

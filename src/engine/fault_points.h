@@ -31,6 +31,16 @@ inline constexpr std::string_view kApplyPrepared = "apply.prepared";
 // The apply is committed; the discarded images are not yet removed.
 inline constexpr std::string_view kApplyCommitted = "apply.committed";
 
+// Destroying a snapshot: its merges are stored and a member's extra
+// children no longer depend on its frozen images; nothing is merged yet
+// (a failure here cancels the destroy). Subject: the member VM's name.
+inline constexpr std::string_view kDestroyMemberDetached = "destroy.member_detached";
+// A member's images are merged; the catalog still has the snapshot (a
+// failure here leaves it being destroyed, finished later). Subject: VM name.
+inline constexpr std::string_view kDestroyMemberMerged = "destroy.member_merged";
+// The catalog forgot the snapshot; the unused files are not yet deleted.
+inline constexpr std::string_view kDestroyCommitted = "destroy.committed";
+
 // The snapshot protocol's points, in order (crash_recovery_test walks them).
 inline constexpr std::array<std::string_view, 7> kAll = {
     kIntentRecorded, kMemberPrepared, kPrepared, kMemberSwitch,

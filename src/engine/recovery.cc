@@ -2,6 +2,7 @@
 
 #include <set>
 
+#include "engine/image_merge.h"
 #include "engine/snapshot_plan.h"
 #include "engine/snapshot_undo.h"
 
@@ -93,6 +94,21 @@ Result<RecoveryReport> Recover(Env* env, VmRegistry& vms, catalog::Catalog& cata
     }
   }
 
+  // A destroy cut short goes on from where it was: its first merges may
+  // already have changed the snapshot's images.
+  for (const auto& s : snapshots) {
+    if (s.state != catalog::SnapshotState::kDestroying) continue;
+    auto merges = catalog.DiskMerges(s.id);
+    Status st = merges.status();
+    if (st.ok()) st = DetachOthers(img, *merges);
+    if (st.ok()) st = MergeAndFinish(env, vms, catalog, img, s.id, *merges);
+    if (st.ok()) {
+      report.destroyed.push_back(s.id);
+    } else if (report.problems.ok()) {
+      report.problems = st.Annotate("destroy of snapshot " + s.id);
+    }
+  }
+
   VMG_ASSIGN_OR_RETURN(auto all_vms, catalog.ListVms());
   for (const auto& vm : all_vms) {
     auto live = vms.Live(vm.id);
@@ -139,6 +155,7 @@ std::string RecoveryReport::Summary() const {
   add(rolled_back.size(), "snapshots rolled back");
   add(resumed.size(), "VMs resumed");
   add(applies_undone.size(), "interrupted applies undone");
+  add(destroyed.size(), "interrupted destroys finished");
   add(removed_files.size(), "orphaned overlays removed");
   if (out.empty()) out = "nothing to recover";
   if (!problems.ok()) out += "; left for the next start: " + problems.message();

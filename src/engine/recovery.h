@@ -4,9 +4,11 @@
 //   1. reconnect to every VM the catalog says is on (gone ones become off);
 //   2. every Incomplete snapshot is completed if every member that ran at the
 //      cut is alive and switched to its overlays, else undone (UndoSnapshot);
-//   3. every VM the catalog says is running but is paused is resumed (only a
+//   3. an apply that never committed is undone (its VMs that ran run again);
+//      a destroy that began is finished with the merges it stored;
+//   4. every VM the catalog says is running but is paused is resumed (only a
 //      cut pauses those);
-//   4. overlay files in VM run directories that no record refers to are
+//   5. overlay files in VM run directories that no record refers to are
 //      removed.
 #pragma once
 
@@ -25,6 +27,7 @@ struct RecoveryReport {
   std::vector<std::string> rolled_back;     // snapshot ids
   std::vector<std::string> resumed;         // VM ids
   std::vector<std::string> applies_undone;  // snapshot ids whose apply never committed
+  std::vector<std::string> destroyed;       // snapshot ids whose destroy was finished
   std::vector<std::string> removed_files;   // orphaned overlays
   // Snapshots that could not be cleaned now (they stay Incomplete and are
   // retried at the next start); OK when there were none.

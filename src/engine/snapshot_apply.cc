@@ -17,7 +17,10 @@ Result<std::pair<catalog::SnapshotRecord, std::vector<catalog::VmRecord>>>
 SnapshotEngine::CheckApply(const ApplyRequest& request) {
   VMG_ASSIGN_OR_RETURN(catalog::SnapshotRecord s, catalog_->GetSnapshot(request.snapshot_id));
   if (s.state != catalog::SnapshotState::kComplete) {
-    return Status::InvalidState("snapshot " + s.name + " is still being taken");
+    return Status::InvalidState("snapshot " + s.name +
+                                (s.state == catalog::SnapshotState::kDestroying
+                                     ? " is being destroyed"
+                                     : " is still being taken"));
   }
   if (!IsDiskOnly(s.type)) {
     return Status::NotSupported("applying snapshots with memory state is not available yet");
@@ -29,19 +32,12 @@ SnapshotEngine::CheckApply(const ApplyRequest& request) {
     return Status::InvalidState("the group's members changed since snapshot " + s.name +
                                 "; it can only be applied to the VMs it was taken of");
   }
-  std::vector<catalog::VmRecord> vms;
-  for (const auto& m : s.members) {
-    VMG_ASSIGN_OR_RETURN(catalog::VmRecord vm, catalog_->GetVm(m.vm_id));
-    if (vm.disks.size() != m.disks.size()) {
-      return Status::InvalidState("VM " + vm.name + " has other disks than at snapshot " + s.name);
+  VMG_ASSIGN_OR_RETURN(auto vms, MembersOf(s));
+  for (size_t i = 0; i < vms.size(); ++i) {
+    if (vms[i].disks.size() != s.members[i].disks.size()) {
+      return Status::InvalidState("VM " + vms[i].name + " has other disks than at snapshot " +
+                                  s.name);
     }
-    for (const auto& d : m.disks) {
-      if (!env_->FileExists(d.frozen_image)) {
-        return Status::FileNotFound("snapshot " + s.name + ": image " + d.frozen_image + " of VM " +
-                                    vm.name + " is missing");
-      }
-    }
-    vms.push_back(std::move(vm));
   }
   return std::make_pair(std::move(s), std::move(vms));
 }

@@ -72,6 +72,21 @@ Result<std::shared_ptr<hypervisor::Vm>> SnapshotEngine::CheckMember(const catalo
   return live;
 }
 
+Result<std::vector<catalog::VmRecord>> SnapshotEngine::MembersOf(const catalog::SnapshotRecord& s) {
+  std::vector<catalog::VmRecord> vms;
+  for (const auto& m : s.members) {
+    VMG_ASSIGN_OR_RETURN(catalog::VmRecord vm, catalog_->GetVm(m.vm_id));
+    for (const auto& d : m.disks) {
+      if (!env_->FileExists(d.frozen_image)) {
+        return Status::FileNotFound("snapshot " + s.name + ": image " + d.frozen_image + " of VM " +
+                                    vm.name + " is missing");
+      }
+    }
+    vms.push_back(std::move(vm));
+  }
+  return vms;
+}
+
 Result<SnapshotEngine::Checked> SnapshotEngine::Check(const SnapshotRequest& request) {
   VMG_RETURN_IF_ERROR(CheckSnapshotType(request.type));
   if (!request.id.empty() && !IsGuid(request.id)) {

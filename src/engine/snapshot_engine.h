@@ -45,6 +45,10 @@ struct ApplyRequest {
   std::string snapshot_id;
 };
 
+struct DestroyRequest {
+  std::string snapshot_id;
+};
+
 class SnapshotEngine {
  public:
   SnapshotEngine(Env* env, catalog::Catalog* catalog, VmRegistry* vms,
@@ -83,6 +87,22 @@ class SnapshotEngine {
   // Apply's checks alone.
   Status ValidateApply(const ApplyRequest& request);
 
+  // Destroys a group snapshot as a unit (Hyper-V's DestroySnapshot): each
+  // member's frozen images are merged into their neighbours (image_merge.h)
+  // while the VMs keep running. Snapshots taken after it stay, now children
+  // of its parent; a VM whose current snapshot it was moves to the parent.
+  // Member snapshots are only ever destroyed with their group snapshot.
+  //
+  // Errors, nothing changed: NotFound; InvalidState for a snapshot still
+  // being taken; Busy when a member is in another snapshot operation;
+  // FileNotFound/IoError for an image that cannot be read. A failure after
+  // the first merge leaves the snapshot being destroyed (it can no longer be
+  // applied) and says so: calling Destroy again, or the next start of the
+  // service, finishes it.
+  Status Destroy(const DestroyRequest& request);
+  // Destroy's checks alone.
+  Status ValidateDestroy(const DestroyRequest& request);
+
  private:
   // Validated inputs of one snapshot.
   struct Checked {
@@ -96,6 +116,12 @@ class SnapshotEngine {
   // The snapshot and its members' VMs, checked for Apply.
   Result<std::pair<catalog::SnapshotRecord, std::vector<catalog::VmRecord>>> CheckApply(
       const ApplyRequest& request);
+  // The snapshot and its members' VMs, checked for Destroy.
+  Result<std::pair<catalog::SnapshotRecord, std::vector<catalog::VmRecord>>> CheckDestroy(
+      const DestroyRequest& request);
+  // The VM of each member of `s`, in member order; FileNotFound if one of
+  // the snapshot's images is missing.
+  Result<std::vector<catalog::VmRecord>> MembersOf(const catalog::SnapshotRecord& s);
   Result<std::shared_ptr<hypervisor::Vm>> CheckMember(const catalog::VmRecord& vm);
   Status Prepare(const catalog::SnapshotRecord& s, const Checked& checked);
   // Busy if any of `vms` is in another snapshot operation. REQUIRES: mu_ held.

@@ -7,7 +7,8 @@
 //       takes a snapshot of COLLECTION and ends itself with SIGKILL when the
 //       protocol reaches fault point POINT (exit 3 if it never does);
 //   crash_helper STATE apply SNAPSHOT POINT
-//       the same for applying SNAPSHOT.
+//   crash_helper STATE destroy SNAPSHOT POINT
+//       the same for applying or destroying SNAPSHOT.
 #include <signal.h>
 
 #include <cstdio>
@@ -59,14 +60,16 @@ int main(int argc, char** argv) {
     return 0;
   }
   const std::string verb = argc == 5 ? argv[2] : "";
-  if (verb == "snapshot" || verb == "apply") {
+  if (verb == "snapshot" || verb == "apply" || verb == "destroy") {
     CrashAtEnv env(argv[4]);
     auto e = engine::Engine::Open(
         {.state_dir = argv[1], .env = &env, .qemu = {.accel = testing::kTestAccel}});
     if (!e.ok()) return Fail(e.status());
-    auto s = verb == "snapshot" ? (*e)->snapshots().Create({.collection_id = argv[3]})
-                                : (*e)->snapshots().Apply({.snapshot_id = argv[3]});
-    if (!s.ok()) return Fail(s.status());
+    auto& engine = (*e)->snapshots();
+    Status s = verb == "snapshot" ? engine.Create({.collection_id = argv[3]}).status()
+               : verb == "apply"  ? engine.Apply({.snapshot_id = argv[3]}).status()
+                                  : engine.Destroy({.snapshot_id = argv[3]});
+    if (!s.ok()) return Fail(s);
     return 3;
   }
   std::fprintf(stderr, "usage: see crash_helper.cc\n");

@@ -99,6 +99,12 @@ class GroupFixture : public ::testing::Test {
            r->out.find("Pattern verification failed") == std::string::npos;
   }
 
+  // qemu-img compare: the same guest-visible content.
+  bool SameContent(const std::string& a, const std::string& b) {
+    auto r = Env::Default()->Run({"qemu-img", "compare", "-U", a, b});
+    return r.ok() && r->exit_code == 0;
+  }
+
   hypervisor::RunState LiveState(const std::string& id) {
     return *engine_->vms().Live(id)->State(Clock::now() + std::chrono::seconds(10));
   }
@@ -135,11 +141,11 @@ class GroupFixture : public ::testing::Test {
     catalog::VmRecord vm = Vm(vm_id);
     auto snapshots = engine_->catalog().ListSnapshots();
     ASSERT_TRUE(snapshots.ok());
-    std::set<std::string> known_overlays;
+    std::set<std::string> known_images;
     for (const auto& s : *snapshots) {
       EXPECT_EQ(s.state, catalog::SnapshotState::kComplete) << s.id;
       for (const auto& m : s.members) {
-        for (const auto& d : m.disks) known_overlays.insert(d.overlay);
+        for (const auto& d : m.disks) known_images.insert({d.overlay, d.frozen_image});
       }
     }
     for (size_t i = 0; i < vm.disks.size(); ++i) {
@@ -168,10 +174,10 @@ class GroupFixture : public ::testing::Test {
       EXPECT_TRUE(member.empty()) << "chain shorter than the snapshot history";
     }
     // No file the catalog does not know, no image it knows that is missing.
-    known_overlays.insert(vm.disks.begin(), vm.disks.end());
+    known_images.insert(vm.disks.begin(), vm.disks.end());
     for (const auto& name : RunFiles(vm_id)) {
       if (name.rfind("disk", 0) != 0) continue;
-      EXPECT_TRUE(known_overlays.count(engine_->vms().RunDir(vm_id) + "/" + name))
+      EXPECT_TRUE(known_images.count(engine_->vms().RunDir(vm_id) + "/" + name))
           << "stray file " << name;
     }
     for (const auto& s : *snapshots) {

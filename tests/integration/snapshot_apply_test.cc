@@ -29,11 +29,6 @@ class SnapshotApplyTest : public GroupFixture {
     }
     return g;
   }
-  // qemu-img compare: the same guest-visible content.
-  bool SameContent(const std::string& a, const std::string& b) {
-    auto r = Env::Default()->Run({"qemu-img", "compare", "-U", a, b});
-    return r.ok() && r->exit_code == 0;
-  }
 };
 
 TEST_F(SnapshotApplyTest, EveryMemberGoesBackToTheSnapshotOnNewOverlaysAndStaysOff) {

@@ -160,6 +160,11 @@ TEST_F(QemuDriverTest, CommitImageMergesAnInnerImageThenTheActiveOneWhileTheGues
   ASSERT_TRUE(vm_->CommitImage(0, x, base, Soon()).ok());
   EXPECT_EQ((*vm_->ActiveImages(Soon()))[0], base) << "an active merge pivots to the base";
   EXPECT_EQ(*vm_->State(Soon()), RunState::kRunning);
+  // The former top node must be gone, or the base could take no overlay.
+  auto after = MakeOverlays("after");
+  ASSERT_TRUE(vm_->OpenOverlays(after, Soon()).ok());
+  Status again = Switch(after, "");
+  EXPECT_TRUE(again.ok()) << "a snapshot on the merged base: " << again.ToString();
   ASSERT_TRUE(vm_->PowerOff().ok());
   vm_.reset();
   auto same = Env::Default()->Run({"qemu-img", "compare", "-q", base, x});

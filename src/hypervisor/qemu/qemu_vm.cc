@@ -248,7 +248,24 @@ Status QemuVm::CommitImage(int disk, const std::string& top, const std::string& 
                                          base_node->second, deadline));
   }
   VMG_RETURN_IF_ERROR(qmp::CompleteJob(*qmp_, job, deadline));
-  return RefreshActiveNodesLocked(deadline);
+  VMG_RETURN_IF_ERROR(RefreshActiveNodesLocked(deadline));
+  // An active merge leaves a former top node that vmgroup named in the
+  // graph, still holding the base as its backing (so no later snapshot could
+  // put an overlay on the base) and its file open: close it, and the file
+  // node the VM was started with, if that was it. (Nodes QEMU opened from
+  // image headers go by themselves.)
+  VMG_ASSIGN_OR_RETURN(auto names, qmp::QueryNodeNames(*qmp_, deadline));
+  auto present = [&](const std::string& n) {
+    return std::find(names.begin(), names.end(), n) != names.end();
+  };
+  const std::string& old_top = disks[disk].first;
+  if (active_nodes_[disk] == old_top || !present(old_top)) return Status::Ok();
+  VMG_RETURN_IF_ERROR(qmp::BlockdevDel(*qmp_, old_top, deadline));
+  const std::string file_node = "f" + std::to_string(disk);
+  if (old_top == "d" + std::to_string(disk) && present(file_node)) {
+    VMG_RETURN_IF_ERROR(qmp::BlockdevDel(*qmp_, file_node, deadline));
+  }
+  return Status::Ok();
 }
 
 Status QemuVm::PowerOff() {
