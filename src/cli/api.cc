@@ -292,6 +292,12 @@ Result<CallResult> Api::ApplySnapshot(const std::string& id) {
               {Ref("SnapshotCollection", KeyPath("Msvm_SnapshotCollection", "CollectionID", id))});
 }
 
+Result<CallResult> Api::DestroySnapshot(const std::string& id) {
+  return Call(
+      "Msvm_CollectionSnapshotService", "DestroySnapshot",
+      {Ref("AffectedSnapshotCollection", KeyPath("Msvm_SnapshotCollection", "CollectionID", id))});
+}
+
 Result<MemberSnapshotInfo> Api::ReadMember(const cim::Instance& vssd) {
   MemberSnapshotInfo m;
   m.vm_id = Text(vssd, "VirtualSystemIdentifier");

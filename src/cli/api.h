@@ -95,6 +95,7 @@ class Api {
   Result<CallResult> CreateSnapshot(const GroupInfo& g, int type, int consistency,
                                     const std::string& name);
   Result<CallResult> ApplySnapshot(const std::string& id);
+  Result<CallResult> DestroySnapshot(const std::string& id);
   Result<std::vector<SnapshotInfo>> ListSnapshots(const std::string& group_id);
   Result<SnapshotInfo> GetSnapshot(const std::string& id);
 

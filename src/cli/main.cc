@@ -19,7 +19,7 @@ const char* kUsage =
         remove NAME MEMBER... | rename NAME NEW | delete NAME
   snapshot create GROUP [--type standard|recovery|disk] [--consistency crash|application]
            [--name LABEL] [--no-wait]
-  snapshot list GROUP [--tree] | show ID | apply ID [--no-wait]
+  snapshot list GROUP [--tree] | show ID | apply ID [--no-wait] | delete ID [--no-wait]
   job list | show ID | wait ID | cancel ID
 
 The daemon is reached at --connect, else $VMGROUP_CONNECT, else

@@ -1,8 +1,9 @@
-// vmgroup snapshot create | list | show | apply
+// vmgroup snapshot create | list | show | apply | delete
 #include <functional>
 #include <iostream>
 #include <set>
 
+#include "base/ids.h"
 #include "cli/commands.h"
 #include "cli/output.h"
 
@@ -13,7 +14,8 @@ int Usage() {
   std::cerr
       << "usage: vmgroup snapshot create GROUP [--type standard|recovery|disk]\n"
          "                        [--consistency crash|application] [--name LABEL] [--no-wait]\n"
-         "       vmgroup snapshot list GROUP | show ID\n";
+         "       vmgroup snapshot list GROUP [--tree] | show ID\n"
+         "       vmgroup snapshot apply ID [--no-wait] | delete ID [--no-wait]\n";
   return kExitUsage;
 }
 
@@ -90,6 +92,22 @@ int RunSnapshot(Context& ctx, const std::vector<std::string>& words) {
                     !c->Has("no-wait"));
     if (rc == kExitOk && !c->Has("no-wait")) {
       std::cerr << "applied " << s->name << ": its VMs are off, on the snapshot's disks\n";
+    }
+    return rc;
+  }
+  if (verb == "delete") {
+    // A snapshot whose destroy was cut short is no longer listed, but its
+    // id still finishes the destroy; anything else unknown is not there.
+    auto s = ctx.api->GetSnapshot(pos[0]);
+    if (!s.ok() && !IsGuid(pos[0])) return ReportError(s.status());
+    const std::string name = s.ok() ? s->name : pos[0];
+    auto call = ctx.api->DestroySnapshot(s.ok() ? s->id : pos[0]);
+    if (!s.ok() && (!call.ok() || (call->code != 0 && call->code != 4096))) {
+      return ReportError(s.status());
+    }
+    int rc = Settle(ctx, call, "deleting snapshot " + name, !c->Has("no-wait"));
+    if (rc == kExitOk && !c->Has("no-wait")) {
+      std::cerr << "deleted " << name << ": its images are merged into their neighbours\n";
     }
     return rc;
   }

@@ -1,6 +1,8 @@
 // Group snapshots: Msvm_CollectionSnapshotService.CreateSnapshot, the
 // Msvm_SnapshotCollection it makes and the associations that place it
 // (reference §5.2, §6).
+#include <functional>
+
 #include "base/ids.h"
 #include "cim/xml_reader.h"
 #include "services/providers.h"
@@ -12,6 +14,9 @@ constexpr int kJobSnapshotCollection = 198;
 // Hyper-V documents no JobType for applying a group snapshot; 199 is the gap
 // its list leaves after 198 (docs/api.md).
 constexpr int kJobApplySnapshotCollection = 199;
+// Nor for destroying one: 72 is what the per-VM DestroySnapshot stamps, the
+// same work done on every member.
+constexpr int kJobDestroySnapshotCollection = 72;
 
 cim::ClassSpec SnapshotCollectionSpec() {
   return {.name = "Msvm_SnapshotCollection",
@@ -75,45 +80,73 @@ Status ReadSettings(const std::string& text, std::string* name) {
   return Status::Ok();
 }
 
+// ApplySnapshot and DestroySnapshot: the group snapshot that parameter
+// `ref` names is checked at once (`validate`: a refusal is the method's
+// return code), then worked on by a job whose affected elements are the
+// member VMs.
+Result<cim::MethodResult> OnSnapshot(
+    engine::Engine* e, JobManager* jobs, const Args& a, const char* ref, int job_type,
+    const std::string& verb, std::function<Status(const std::string&)> validate,
+    std::function<Result<catalog::SnapshotRecord>(const std::string&)> work) {
+  const cim::ObjectPath* snap = a.Ref(ref);
+  if (!snap) return Refused(kRcInvalidParameter, std::string(ref) + " names no group snapshot");
+  const std::string id = IdOf(*snap, "CollectionID");
+  if (Status s = validate(id); !s.ok()) return Outcome(ReturnCodeA, s);
+  VMG_ASSIGN_OR_RETURN(auto record, e->catalog().GetSnapshot(id));
+  VMG_ASSIGN_OR_RETURN(
+      std::string job,
+      jobs->Start(job_type, verb + " group snapshot " + record.name, /*cancellable=*/false,
+                  ReturnCodeA, [id, work](JobControl&) -> Result<std::vector<std::string>> {
+                    VMG_ASSIGN_OR_RETURN(auto s, work(id));
+                    std::vector<std::string> touched;
+                    for (const auto& m : s.members) {
+                      touched.push_back(Affected("Msvm_ComputerSystem", m.vm_id));
+                    }
+                    return touched;
+                  }));
+  return JobStarted(job);
+}
+
 class SnapshotServiceProvider : public ServiceProvider {
  public:
   explicit SnapshotServiceProvider(const Context& ctx)
-      : ServiceProvider(ctx, "Msvm_CollectionSnapshotService", "CollectionSnapshotService",
-                        "Hyper-V Collection Snapshot Service",
-                        {{.name = "CreateSnapshot",
-                          .params = {RefIn("Collection", "CIM_CollectionOfMSEs"),
-                                     {.name = "SnapshotSettings",
-                                      .type = "string",
-                                      .embedded_class = "Msvm_VirtualSystemSnapshotSettingData"},
-                                     {.name = "SnapshotType", .type = "uint16"},
-                                     {.name = "ResultingSnapshotCollection",
-                                      .type = "reference",
-                                      .out = true,
-                                      .reference_class = "CIM_Collection"},
-                                     JobOut()}},
-                         {.name = "ApplySnapshot",
-                          .params = {RefIn("SnapshotCollection", "CIM_Collection"), JobOut()}}}) {
+      : ServiceProvider(
+            ctx, "Msvm_CollectionSnapshotService", "CollectionSnapshotService",
+            "Hyper-V Collection Snapshot Service",
+            {{.name = "CreateSnapshot",
+              .params = {RefIn("Collection", "CIM_CollectionOfMSEs"),
+                         {.name = "SnapshotSettings",
+                          .type = "string",
+                          .embedded_class = "Msvm_VirtualSystemSnapshotSettingData"},
+                         {.name = "SnapshotType", .type = "uint16"},
+                         {.name = "ResultingSnapshotCollection",
+                          .type = "reference",
+                          .out = true,
+                          .reference_class = "CIM_Collection"},
+                         JobOut()}},
+             {.name = "ApplySnapshot",
+              .params = {RefIn("SnapshotCollection", "CIM_Collection"), JobOut()}},
+             {.name = "DestroySnapshot",
+              .params = {RefIn("AffectedSnapshotCollection", "CIM_Collection"), JobOut()}}}) {
     engine::Engine* e = ctx.engine;
     JobManager* jobs = ctx.jobs;
-    On("ApplySnapshot", [e, jobs](const Args& a) -> Result<cim::MethodResult> {
-      const cim::ObjectPath* snap = a.Ref("SnapshotCollection");
-      if (!snap) return Refused(kRcInvalidParameter, "SnapshotCollection names no group snapshot");
-      engine::ApplyRequest req{IdOf(*snap, "CollectionID")};
-      if (Status s = e->snapshots().ValidateApply(req); !s.ok()) return Outcome(ReturnCodeA, s);
-      VMG_ASSIGN_OR_RETURN(auto record, e->catalog().GetSnapshot(req.snapshot_id));
-      VMG_ASSIGN_OR_RETURN(
-          std::string job,
-          jobs->Start(kJobApplySnapshotCollection, "Apply group snapshot " + record.name,
-                      /*cancellable=*/false, ReturnCodeA,
-                      [e, req](JobControl&) -> Result<std::vector<std::string>> {
-                        VMG_ASSIGN_OR_RETURN(auto s, e->snapshots().Apply(req));
-                        std::vector<std::string> touched;
-                        for (const auto& m : s.members) {
-                          touched.push_back(Affected("Msvm_ComputerSystem", m.vm_id));
-                        }
-                        return touched;
-                      }));
-      return JobStarted(job);
+    On("ApplySnapshot", [e, jobs](const Args& a) {
+      return OnSnapshot(
+          e, jobs, a, "SnapshotCollection", kJobApplySnapshotCollection, "Apply",
+          [e](const std::string& id) { return e->snapshots().ValidateApply({id}); },
+          [e](const std::string& id) -> Result<catalog::SnapshotRecord> {
+            return e->snapshots().Apply({id});
+          });
+    });
+    On("DestroySnapshot", [e, jobs](const Args& a) {
+      return OnSnapshot(
+          e, jobs, a, "AffectedSnapshotCollection", kJobDestroySnapshotCollection, "Destroy",
+          [e](const std::string& id) { return e->snapshots().ValidateDestroy({id}); },
+          [e](const std::string& id) -> Result<catalog::SnapshotRecord> {
+            VMG_ASSIGN_OR_RETURN(auto s, e->catalog().GetSnapshot(id));
+            VMG_RETURN_IF_ERROR(e->snapshots().Destroy({id}));
+            return s;
+          });
     });
     On("CreateSnapshot", [e, jobs](const Args& a) -> Result<cim::MethodResult> {
       const cim::ObjectPath* collection = a.Ref("Collection");

@@ -10,7 +10,21 @@ namespace {
 
 using nlohmann::json;
 
-class CliTest : public DaemonFixture {};
+class CliTest : public DaemonFixture {
+ protected:
+  // VMs a and b in group web, with snapshots one, two, three taken in turn;
+  // returns `snapshot list web --json`.
+  json WebWithThreeSnapshots() {
+    NewVm("a");
+    NewVm("b");
+    Ok({"group", "create", "web"});
+    Ok({"group", "add", "web", "a", "b"});
+    for (const char* name : {"one", "two", "three"}) {
+      Ok({"snapshot", "create", "web", "--name", name});
+    }
+    return json::parse(Ok({"snapshot", "list", "web", "--json"}));
+  }
+};
 
 TEST_F(CliTest, VmCommandsDriveAVmThroughItsStates) {
   const std::string id = NewVm("db");
@@ -132,13 +146,7 @@ TEST_F(CliTest, SnapshotCommandsTakeListAndShowGroupSnapshots) {
 }
 
 TEST_F(CliTest, SnapshotsFormATreeAndTheGroupRunsOnTheNewest) {
-  NewVm("a");
-  NewVm("b");
-  Ok({"group", "create", "web"});
-  Ok({"group", "add", "web", "a", "b"});
-  for (const char* name : {"one", "two", "three"})
-    Ok({"snapshot", "create", "web", "--name", name});
-  json list = json::parse(Ok({"snapshot", "list", "web", "--json"}));
+  json list = WebWithThreeSnapshots();
   ASSERT_EQ(list.size(), 3u);
   EXPECT_EQ(list[0]["parent"], "");
   EXPECT_EQ(list[1]["parent"], list[0]["id"]);
@@ -199,6 +207,27 @@ TEST_F(CliTest, ApplyTakesTheGroupBackAndLeavesItOff) {
   EXPECT_EQ(refused.exit_code, 1);
   EXPECT_NE(refused.err.find("members changed"), std::string::npos) << refused.err;
   EXPECT_EQ(json::parse(Ok({"vm", "show", "a", "--json"}))["state"], "running");
+}
+
+TEST_F(CliTest, DeleteMergesASnapshotAwayWhileTheGroupRuns) {
+  json list = WebWithThreeSnapshots();
+  const std::string one = list[0]["id"], two = list[1]["id"], three = list[2]["id"];
+
+  CommandOutput deleted = Cli({"snapshot", "delete", two});
+  ASSERT_EQ(deleted.exit_code, 0) << deleted.err;
+  EXPECT_NE(deleted.err.find("deleted two"), std::string::npos) << deleted.err;
+  list = json::parse(Ok({"snapshot", "list", "web", "--json"}));
+  ASSERT_EQ(list.size(), 2u);
+  EXPECT_EQ(list[1]["id"], three);
+  EXPECT_EQ(list[1]["parent"], one) << "three now hangs from one";
+  EXPECT_EQ(list[1]["current"], true);
+  EXPECT_EQ(json::parse(Ok({"vm", "show", "a", "--json"}))["state"], "running");
+
+  EXPECT_EQ(Cli({"snapshot", "delete", two}).exit_code, 4) << "gone";
+  Ok({"snapshot", "delete", three});
+  Ok({"snapshot", "delete", one});
+  EXPECT_TRUE(json::parse(Ok({"snapshot", "list", "web", "--json"})).empty());
+  EXPECT_EQ(json::parse(Ok({"vm", "show", "b", "--json"}))["state"], "running");
 }
 
 TEST_F(CliTest, FailuresSayWhyAndExitNonZero) {

@@ -161,6 +161,18 @@ TEST_F(WbemcliTest, CreateSnapshotReturnsAJobThatCompletesWithTheSnapshot) {
   Ok({"vm", "start", "a"});
   Ok({"vm", "start", "b"});
 
+  // DestroySnapshot: a job, after which the group snapshot is gone.
+  CommandOutput destroy =
+      Wbem("cm", service,
+           {"DestroySnapshot.AffectedSnapshotCollection=Msvm_SnapshotCollection.CollectionID=\"" +
+            made + "\""});
+  ASSERT_EQ(destroy.exit_code, 0) << destroy.err;
+  EXPECT_NE(destroy.out.find("DestroySnapshot: 4096"), std::string::npos) << destroy.out;
+  Ok({"job", "wait", Field(destroy.out, "InstanceID")});
+  CommandOutput gone = Wbem("ein", "Msvm_SnapshotCollection");
+  EXPECT_EQ(gone.out.find(made), std::string::npos) << gone.out;
+  EXPECT_NE(Wbem("gi", "Msvm_SnapshotCollection.CollectionID=\"" + made + "\"").exit_code, 0);
+
   // Refusals come back as return codes, with the reason beside them.
   CommandOutput bad = Wbem(
       "cm", service,

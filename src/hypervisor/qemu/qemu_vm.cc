@@ -234,12 +234,12 @@ Status QemuVm::CommitImage(int disk, const std::string& top, const std::string& 
     return Status::InvalidArgument("no disk " + std::to_string(disk));
   }
   const std::string job = "merge-d" + std::to_string(disk);
+  // Backing images opened from headers have generated node names: look them
+  // up by file.
+  VMG_ASSIGN_OR_RETURN(auto nodes, qmp::QueryFormatNodes(*qmp_, deadline));
+  auto top_node = nodes.find(top), base_node = nodes.find(base);
   VMG_ASSIGN_OR_RETURN(auto running, qmp::QueryJob(*qmp_, job, deadline));
   if (!running) {
-    // Backing images opened from headers have generated node names: look
-    // them up by file.
-    VMG_ASSIGN_OR_RETURN(auto nodes, qmp::QueryFormatNodes(*qmp_, deadline));
-    auto top_node = nodes.find(top), base_node = nodes.find(base);
     if (top_node == nodes.end() || base_node == nodes.end()) {
       return Status::InvalidArgument("disk " + std::to_string(disk) + " has " + top + " or " +
                                      base + " not open");
@@ -249,20 +249,21 @@ Status QemuVm::CommitImage(int disk, const std::string& top, const std::string& 
   }
   VMG_RETURN_IF_ERROR(qmp::CompleteJob(*qmp_, job, deadline));
   VMG_RETURN_IF_ERROR(RefreshActiveNodesLocked(deadline));
-  // An active merge leaves a former top node that vmgroup named in the
-  // graph, still holding the base as its backing (so no later snapshot could
-  // put an overlay on the base) and its file open: close it, and the file
-  // node the VM was started with, if that was it. (Nodes QEMU opened from
-  // image headers go by themselves.)
+  if (top_node == nodes.end()) return Status::Ok();
+  // A node vmgroup named (an overlay, or the image the VM started on) stays
+  // in the graph when merged away, still holding the base as its backing —
+  // then no later merge or snapshot could use the base — and its file open:
+  // close it, with the file node the VM was started with if it was that one.
+  // (Nodes QEMU opened from image headers go by themselves.)
   VMG_ASSIGN_OR_RETURN(auto names, qmp::QueryNodeNames(*qmp_, deadline));
   auto present = [&](const std::string& n) {
     return std::find(names.begin(), names.end(), n) != names.end();
   };
-  const std::string& old_top = disks[disk].first;
-  if (active_nodes_[disk] == old_top || !present(old_top)) return Status::Ok();
-  VMG_RETURN_IF_ERROR(qmp::BlockdevDel(*qmp_, old_top, deadline));
+  const std::string& merged = top_node->second;
+  if (!present(merged)) return Status::Ok();
+  VMG_RETURN_IF_ERROR(qmp::BlockdevDel(*qmp_, merged, deadline));
   const std::string file_node = "f" + std::to_string(disk);
-  if (old_top == "d" + std::to_string(disk) && present(file_node)) {
+  if (merged == "d" + std::to_string(disk) && present(file_node)) {
     VMG_RETURN_IF_ERROR(qmp::BlockdevDel(*qmp_, file_node, deadline));
   }
   return Status::Ok();
