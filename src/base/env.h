@@ -70,6 +70,8 @@ class Env {
   virtual Status RemoveFile(const std::string& path) = 0;
   // Creates `path` and its missing parents (mode 0755).
   virtual Status CreateDirs(const std::string& path) = 0;
+  // Puts a file's written data on stable storage (fsync).
+  virtual Status SyncFile(const std::string& path) = 0;
   // The whole content of a file. FileNotFound if it does not exist.
   virtual Result<std::string> ReadFile(const std::string& path) = 0;
   // Names (not paths) of the entries of a directory, without "." and "..".
@@ -115,6 +117,7 @@ class EnvWrapper : public Env {
   void SleepFor(Duration d) override { target_->SleepFor(d); }
   bool FileExists(const std::string& p) override { return target_->FileExists(p); }
   Status RemoveFile(const std::string& p) override { return target_->RemoveFile(p); }
+  Status SyncFile(const std::string& p) override { return target_->SyncFile(p); }
   Status CreateDirs(const std::string& p) override { return target_->CreateDirs(p); }
   Result<std::string> ReadFile(const std::string& p) override { return target_->ReadFile(p); }
   Result<std::vector<std::string>> ListDir(const std::string& p) override {

@@ -65,6 +65,13 @@ class PosixEnv final : public Env {
     return Status::IoError(Errno("cannot remove " + path));
   }
 
+  Status SyncFile(const std::string& path) override {
+    UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    if (fd.get() < 0) return Status::IoError(Errno("cannot open " + path));
+    if (::fsync(fd.get()) != 0) return Status::IoError(Errno("cannot sync " + path));
+    return Status::Ok();
+  }
+
   Status CreateDirs(const std::string& path) override {
     std::error_code ec;
     std::filesystem::create_directories(path, ec);

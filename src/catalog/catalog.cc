@@ -292,14 +292,15 @@ Status Catalog::InsertSnapshot(const SnapshotRecord& s) {
     VMG_ASSIGN_OR_RETURN(
         Stmt mi,
         db_->Prepare(
-            "INSERT INTO member_snapshots(id,snapshot_id,vm_id,parent_id,power_at_cut,position) "
-            "VALUES(?1,?2,?3,?4,?5,?6)"));
+            "INSERT INTO member_snapshots(id,snapshot_id,vm_id,parent_id,power_at_cut,position,"
+            "memory_state) VALUES(?1,?2,?3,?4,?5,?6,?7)"));
     VMG_RETURN_IF_ERROR(mi.Bind(1, m.id)
                             .Bind(2, s.id)
                             .Bind(3, m.vm_id)
                             .Bind(4, m.parent_id)
                             .Bind(5, static_cast<int>(m.power_at_cut))
                             .Bind(6, static_cast<int>(i))
+                            .Bind(7, m.memory_state)
                             .Run());
     for (const SnapshotDisk& d : m.disks) {
       VMG_ASSIGN_OR_RETURN(
@@ -364,16 +365,33 @@ Status Catalog::DeleteApplyIntent(const std::string& snapshot_id) {
   return d.Bind(1, snapshot_id).Run();
 }
 
-Result<std::vector<std::pair<std::string, std::vector<std::string>>>> Catalog::ListApplyIntents() {
+Result<std::vector<ApplyIntent>> Catalog::ListApplyIntents() {
   std::lock_guard lock(mu_);
-  VMG_ASSIGN_OR_RETURN(Stmt q, db_->Prepare("SELECT snapshot_id,restart FROM apply_intents"));
-  std::vector<std::pair<std::string, std::vector<std::string>>> out;
+  VMG_ASSIGN_OR_RETURN(Stmt q,
+                       db_->Prepare("SELECT snapshot_id,restart,started FROM apply_intents"));
+  std::vector<ApplyIntent> out;
   while (true) {
     VMG_ASSIGN_OR_RETURN(bool row, q.Step());
     if (!row) break;
-    out.emplace_back(q.Text(0), FromJson(q.Text(1)));
+    ApplyIntent intent{q.Text(0), FromJson(q.Text(1)), {}};
+    for (const auto& entry : FromJson(q.Text(2))) {
+      const size_t slash = entry.rfind('/');
+      if (slash == std::string::npos) continue;
+      intent.started.emplace_back(entry.substr(0, slash), std::atoi(entry.c_str() + slash + 1));
+    }
+    out.push_back(std::move(intent));
   }
   return out;
+}
+
+Status Catalog::NoteApplyStarted(const std::string& snapshot_id, const std::string& vm_id,
+                                 int pid) {
+  std::lock_guard lock(mu_);
+  VMG_ASSIGN_OR_RETURN(
+      Stmt u, db_->Prepare("UPDATE apply_intents SET started=json_insert(started,'$[#]',?2) "
+                           "WHERE snapshot_id=?1"));
+  VMG_RETURN_IF_ERROR(u.Bind(1, snapshot_id).Bind(2, vm_id + "/" + std::to_string(pid)).Run());
+  return NotFoundIfUnchanged(*db_, "apply of snapshot " + snapshot_id);
 }
 
 Status Catalog::ApplySnapshot(const std::string& snapshot_id,
@@ -385,8 +403,13 @@ Status Catalog::ApplySnapshot(const std::string& snapshot_id,
   VMG_RETURN_IF_ERROR(di.Bind(1, snapshot_id).Run());
   for (const AppliedMember& m : members) {
     VMG_ASSIGN_OR_RETURN(
-        Stmt vu, db_->Prepare("UPDATE vms SET current_snapshot=?2, last_applied=?2 WHERE id=?1"));
-    VMG_RETURN_IF_ERROR(vu.Bind(1, m.vm_id).Bind(2, m.member_id).Run());
+        Stmt vu, db_->Prepare("UPDATE vms SET current_snapshot=?2, last_applied=?2, power=?3, "
+                              "pid=?4 WHERE id=?1"));
+    VMG_RETURN_IF_ERROR(vu.Bind(1, m.vm_id)
+                            .Bind(2, m.member_id)
+                            .Bind(3, static_cast<int>(m.pid ? Power::kRunning : Power::kOff))
+                            .Bind(4, m.pid)
+                            .Run());
     VMG_RETURN_IF_ERROR(NotFoundIfUnchanged(*db_, "VM " + m.vm_id));
     for (size_t i = 0; i < m.disks.size(); ++i) {
       VMG_RETURN_IF_ERROR(SetDiskImageLocked(m.vm_id, static_cast<int>(i), m.disks[i]));
@@ -527,15 +550,14 @@ Result<SnapshotRecord> Catalog::GetSnapshotLocked(const std::string& id) {
   s.duration_us = q.Int(8);
   VMG_ASSIGN_OR_RETURN(
       Stmt m,
-      db_->Prepare(
-          "SELECT id,vm_id,parent_id,power_at_cut,cut_time_us,pause_us FROM member_snapshots"
-          " WHERE snapshot_id=?1 ORDER BY position"));
+      db_->Prepare("SELECT id,vm_id,parent_id,power_at_cut,cut_time_us,pause_us,memory_state FROM "
+                   "member_snapshots WHERE snapshot_id=?1 ORDER BY position"));
   m.Bind(1, id);
   while (true) {
     VMG_ASSIGN_OR_RETURN(bool more, m.Step());
     if (!more) break;
     MemberSnapshot ms{m.Text(0), m.Text(1), m.Text(2), static_cast<Power>(m.Int(3)),
-                      m.Int(4),  m.Int(5),  {}};
+                      m.Int(4),  m.Int(5),  {},        m.Text(6)};
     VMG_ASSIGN_OR_RETURN(
         Stmt d,
         db_->Prepare(

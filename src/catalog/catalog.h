@@ -60,10 +60,13 @@ class Catalog {
   Status InsertApplyIntent(const std::string& snapshot_id, const std::vector<std::string>& restart);
   Status DeleteApplyIntent(const std::string& snapshot_id);
   // Applies in progress: snapshot id -> VMs to restart.
-  Result<std::vector<std::pair<std::string, std::vector<std::string>>>> ListApplyIntents();
-  // One transaction: each VM runs on its new images, its branch and last
-  // applied snapshot become the member applied, no snapshot refers to a
-  // discarded image as an overlay any more, and the apply's intent is gone.
+  Result<std::vector<ApplyIntent>> ListApplyIntents();
+  // The apply of `snapshot_id` started VM `vm_id` from its memory state as `pid`.
+  Status NoteApplyStarted(const std::string& snapshot_id, const std::string& vm_id, int pid);
+  // One transaction: each VM runs on its new images (and as the QEMU started
+  // from its memory state, if any), its branch and last applied snapshot
+  // become the member applied, no snapshot refers to a discarded image as an
+  // overlay any more, and the apply's intent is gone.
   Status ApplySnapshot(const std::string& snapshot_id, const std::vector<AppliedMember>& members);
   // Destroying a Complete snapshot: BeginDestroy marks it kDestroying and
   // stores its merges; CancelDestroy puts it back to kComplete (no image was

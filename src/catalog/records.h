@@ -34,6 +34,14 @@ struct AppliedMember {
   std::string member_id;               // the member snapshot applied
   std::vector<std::string> disks;      // the new active image of each disk
   std::vector<std::string> discarded;  // former active images no longer kept
+  int pid = 0;  // the VM's QEMU, started from the member's memory state; 0: the VM is off
+};
+
+// An apply in progress (Catalog::InsertApplyIntent).
+struct ApplyIntent {
+  std::string snapshot_id;
+  std::vector<std::string> restart;  // VMs that ran before: started again if it never commits
+  std::vector<std::pair<std::string, int>> started;  // (VM, pid) started from memory state
 };
 
 // DefineCollection's Type (reference §3.1).
@@ -68,6 +76,9 @@ struct MemberSnapshot {
   int64_t cut_time_us = 0;  // wall clock when the member's switch took effect
   int64_t pause_us = 0;     // how long vmgroup kept the member paused
   std::vector<SnapshotDisk> disks;
+  // The member's RAM and device state at the cut (Standard snapshots of a
+  // running VM), or empty.
+  std::string memory_state;
 };
 
 // A group snapshot (an Msvm_SnapshotCollection).

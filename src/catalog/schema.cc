@@ -114,7 +114,14 @@ CREATE TABLE disk_merges (
 );
 )sql";
 
-constexpr std::array<std::string_view, 5> kMigrations = {kV1, kV2, kV3, kV4, kV5};
+// v6: memory state of Standard snapshots, and the VMs an apply started
+// from theirs before it committed (recovery ends them if it never does).
+constexpr std::string_view kV6 = R"sql(
+ALTER TABLE member_snapshots ADD COLUMN memory_state TEXT NOT NULL DEFAULT '';
+ALTER TABLE apply_intents ADD COLUMN started TEXT NOT NULL DEFAULT '[]';  -- JSON ["<vm id>/<pid>"]
+)sql";
+
+constexpr std::array<std::string_view, 6> kMigrations = {kV1, kV2, kV3, kV4, kV5, kV6};
 
 }  // namespace
 

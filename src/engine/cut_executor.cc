@@ -134,7 +134,9 @@ CutOutcome ExecuteCut(Env* env, const std::vector<CutMember>& members, const std
   const Deadline resume_deadline = env->Now() + kResumeTimeout;
   std::vector<Status> resumed(n);
   for (size_t i = 0; i < n; ++i) {
-    if (paused_by_us[i]) resumed[i] = members[i].vm->SendResume(resume_deadline);
+    // The memory state is taken only from a cut that happened.
+    const std::string save = out.status.ok() ? members[i].save_state : "";
+    if (paused_by_us[i]) resumed[i] = members[i].vm->SendResume(resume_deadline, save);
   }
   for (size_t i = 0; i < n; ++i) {
     if (!paused_by_us[i]) continue;

@@ -11,7 +11,9 @@
 // resumed: every VM runs on exactly the images it ran on before.
 //
 // Members that are already paused (by the operator) take part in the switch
-// but are neither paused nor resumed.
+// but are neither paused nor resumed. A member with `save_state` has its
+// memory state saved as it resumes (only if the whole cut succeeded): its
+// pause then lasts until QEMU has written its device state and runs it again.
 #pragma once
 
 #include <memory>
@@ -28,6 +30,9 @@ struct CutMember {
   std::shared_ptr<hypervisor::Vm> vm;
   bool pause = true;  // false for a member already paused
   std::vector<hypervisor::Overlay> overlays;
+  // Where to save the member's memory state as it is at the cut, or empty
+  // (Vm::SendResume; needs pause and Vm::PrepareStateSave).
+  std::string save_state;
 };
 
 struct CutTiming {

@@ -135,6 +135,7 @@ Status MergeAndFinish(Env* env, VmRegistry& vms, catalog::Catalog& catalog, stor
     }
     VMG_RETURN_IF_ERROR(env->Hit(fault::kDestroyMemberMerged, vm.name).Annotate("VM " + vm.name));
   }
+  VMG_ASSIGN_OR_RETURN(catalog::SnapshotRecord s, catalog.GetSnapshot(snapshot_id));
   VMG_RETURN_IF_ERROR(catalog.FinishDestroy(snapshot_id));
   (void)env->Hit(fault::kDestroyCommitted, snapshot_id);  // past the commit nothing is undone
   // Only files vmgroup made are deleted; one left behind by a crash here is
@@ -142,6 +143,9 @@ Status MergeAndFinish(Env* env, VmRegistry& vms, catalog::Catalog& catalog, stor
   for (const auto& m : merges) {
     const std::string& unused = m.child.empty() ? m.frozen_image : m.child;
     if (unused.starts_with(vms.RunDir(m.vm_id) + "/")) (void)env->RemoveFile(unused);
+  }
+  for (const auto& m : s.members) {
+    if (!m.memory_state.empty()) (void)env->RemoveFile(m.memory_state);
   }
   return Status::Ok();
 }

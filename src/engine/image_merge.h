@@ -34,8 +34,8 @@ Status DetachOthers(storage::QemuImg& img, const std::vector<catalog::DiskMerge>
 // frozen image (live through the hypervisor when the VM runs through it,
 // with qemu-img otherwise), the child's own children are re-pointed at the
 // frozen image, the catalog forgets the snapshot (Catalog::FinishDestroy),
-// then the files no longer used are deleted. Idempotent: recovery runs it
-// again from the stored merges after a crash.
+// then the files no longer used (memory states too) are deleted.
+// Idempotent: recovery runs it again from the stored merges after a crash.
 Status MergeAndFinish(Env* env, VmRegistry& vms, catalog::Catalog& catalog, storage::QemuImg& img,
                       const std::string& snapshot_id,
                       const std::vector<catalog::DiskMerge>& merges);

@@ -10,6 +10,7 @@ namespace vmgroup::engine {
 namespace {
 
 constexpr auto kQueryTimeout = std::chrono::seconds(10);
+constexpr auto kStateTimeout = std::chrono::minutes(10);
 
 // True when the cut is known to have happened on every member that ran:
 // each is alive and every disk's active image is its overlay.
@@ -28,14 +29,15 @@ Result<bool> CutHappenedEverywhere(Env* env, VmRegistry& vms, const catalog::Sna
         return false;
       }
     }
+    // A memory state counts once QEMU finished writing it (it goes on
+    // streaming when the daemon dies) and it is on disk.
+    if (!m.memory_state.empty() && (!live->AwaitStateSaved(env->Now() + kStateTimeout).ok() ||
+                                    !env->SyncFile(m.memory_state).ok())) {
+      return false;
+    }
     any_live = true;
   }
   return any_live;
-}
-
-bool IsOverlayName(const std::string& name) {
-  return name.rfind("disk", 0) == 0 && name.find('-') != std::string::npos && name.size() > 6 &&
-         name.compare(name.size() - 6, 6, ".qcow2") == 0;
 }
 
 // A daemon that died inside a cut left the members' QEMU threads at real-time
@@ -78,12 +80,15 @@ Result<RecoveryReport> Recover(Env* env, VmRegistry& vms, catalog::Catalog& cata
   // An apply that never committed: the VMs still name their old images;
   // those that ran are started again (the new overlays go below, as orphans).
   VMG_ASSIGN_OR_RETURN(auto applies, catalog.ListApplyIntents());
-  for (const auto& [snapshot_id, restart] : applies) {
+  for (const auto& [snapshot_id, restart, started] : applies) {
     Status st;
+    for (const auto& [id, pid] : started) {
+      if (Status ended = vms.EndStray(id, pid); !ended.ok() && st.ok()) st = ended;
+    }
     for (const auto& id : restart) {
       auto vm = catalog.GetVm(id);
       if (vm.ok() && vm->power == catalog::Power::kOff) {
-        if (Status started = vms.Start(id); !started.ok() && st.ok()) st = started;
+        if (Status again = vms.Start(id); !again.ok() && st.ok()) st = again;
       }
     }
     if (st.ok()) st = catalog.DeleteApplyIntent(snapshot_id);
@@ -126,6 +131,7 @@ Result<RecoveryReport> Recover(Env* env, VmRegistry& vms, catalog::Catalog& cata
   for (const auto& s : snapshots) {
     for (const auto& m : s.members) {
       for (const auto& d : m.disks) known.insert({d.frozen_image, d.overlay});
+      known.insert(m.memory_state);
     }
   }
   for (const auto& vm : all_vms) {
@@ -136,7 +142,7 @@ Result<RecoveryReport> Recover(Env* env, VmRegistry& vms, catalog::Catalog& cata
     VMG_ASSIGN_OR_RETURN(auto names, env->ListDir(dir));
     for (const auto& name : names) {
       const std::string path = dir + "/" + name;
-      if (!IsOverlayName(name) || known.count(path)) continue;
+      if (!IsSnapshotFileName(name) || known.count(path)) continue;
       VMG_RETURN_IF_ERROR(env->RemoveFile(path));
       report.removed_files.push_back(path);
     }
@@ -156,7 +162,7 @@ std::string RecoveryReport::Summary() const {
   add(resumed.size(), "VMs resumed");
   add(applies_undone.size(), "interrupted applies undone");
   add(destroyed.size(), "interrupted destroys finished");
-  add(removed_files.size(), "orphaned overlays removed");
+  add(removed_files.size(), "orphaned snapshot files removed");
   if (out.empty()) out = "nothing to recover";
   if (!problems.ok()) out += "; left for the next start: " + problems.message();
   return out;

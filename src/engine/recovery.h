@@ -8,8 +8,8 @@
 //      a destroy that began is finished with the merges it stored;
 //   4. every VM the catalog says is running but is paused is resumed (only a
 //      cut pauses those);
-//   5. overlay files in VM run directories that no record refers to are
-//      removed.
+//   5. overlay and memory-state files in VM run directories that no record
+//      refers to are removed.
 #pragma once
 
 #include <string>
@@ -28,7 +28,7 @@ struct RecoveryReport {
   std::vector<std::string> resumed;         // VM ids
   std::vector<std::string> applies_undone;  // snapshot ids whose apply never committed
   std::vector<std::string> destroyed;       // snapshot ids whose destroy was finished
-  std::vector<std::string> removed_files;   // orphaned overlays
+  std::vector<std::string> removed_files;   // orphaned overlays and memory states
   // Snapshots that could not be cleaned now (they stay Incomplete and are
   // retried at the next start); OK when there were none.
   Status problems;

@@ -1,4 +1,4 @@
-// SnapshotEngine::Apply: a group back to one of its disk-only snapshots.
+// SnapshotEngine::Apply: a group back to one of its snapshots.
 #include <set>
 
 #include "base/ids.h"
@@ -7,12 +7,6 @@
 #include "engine/snapshot_plan.h"
 
 namespace vmgroup::engine {
-namespace {
-
-bool IsDiskOnly(int type) { return type == kSnapshotRecovery || type == kSnapshotDiskOnly; }
-
-}  // namespace
-
 Result<std::pair<catalog::SnapshotRecord, std::vector<catalog::VmRecord>>>
 SnapshotEngine::CheckApply(const ApplyRequest& request) {
   VMG_ASSIGN_OR_RETURN(catalog::SnapshotRecord s, catalog_->GetSnapshot(request.snapshot_id));
@@ -21,9 +15,6 @@ SnapshotEngine::CheckApply(const ApplyRequest& request) {
                                 (s.state == catalog::SnapshotState::kDestroying
                                      ? " is being destroyed"
                                      : " is still being taken"));
-  }
-  if (!IsDiskOnly(s.type)) {
-    return Status::NotSupported("applying snapshots with memory state is not available yet");
   }
   VMG_ASSIGN_OR_RETURN(auto now, collections_->MemberVms(s.collection_id));
   std::set<std::string> members_now(now.begin(), now.end()), members_then;
@@ -34,9 +25,14 @@ SnapshotEngine::CheckApply(const ApplyRequest& request) {
   }
   VMG_ASSIGN_OR_RETURN(auto vms, MembersOf(s));
   for (size_t i = 0; i < vms.size(); ++i) {
-    if (vms[i].disks.size() != s.members[i].disks.size()) {
+    const auto& m = s.members[i];
+    if (vms[i].disks.size() != m.disks.size()) {
       return Status::InvalidState("VM " + vms[i].name + " has other disks than at snapshot " +
                                   s.name);
+    }
+    if (!m.memory_state.empty() && !env_->FileExists(m.memory_state)) {
+      return Status::FileNotFound("snapshot " + s.name + ": the memory state of VM " + vms[i].name +
+                                  " (" + m.memory_state + ") is missing");
     }
   }
   return std::make_pair(std::move(s), std::move(vms));
@@ -63,7 +59,10 @@ Result<catalog::SnapshotRecord> SnapshotEngine::Apply(const ApplyRequest& reques
   }
   VMG_RETURN_IF_ERROR(catalog_->InsertApplyIntent(s.id, running));
   std::vector<std::string> stopped, created;
+  // Members started from their memory state, paused, until the commit.
+  std::vector<std::pair<std::string, std::unique_ptr<hypervisor::Vm>>> launched;
   auto undo = [&](const Status& cause) -> Status {
+    for (auto& [id, live] : launched) (void)live->PowerOff();
     for (const auto& path : created) (void)env_->RemoveFile(path);
     std::string also;
     for (const auto& id : stopped) {
@@ -92,6 +91,13 @@ Result<catalog::SnapshotRecord> SnapshotEngine::Apply(const ApplyRequest& reques
       a.disks.push_back(path);
     }
     a.discarded = vm.disks;
+    if (!m.memory_state.empty()) {
+      auto live = vms_->Launch(vm.id, a.disks, m.memory_state);
+      if (!live.ok()) return undo(live.status().Annotate("VM " + vm.name));
+      a.pid = (*live)->pid();
+      launched.emplace_back(vm.id, std::move(live).value());
+      if (Status st = catalog_->NoteApplyStarted(s.id, vm.id, a.pid); !st.ok()) return undo(st);
+    }
     applied.push_back(std::move(a));
   }
   if (Status f = env_->Hit(fault::kApplyPrepared, s.id); !f.ok()) return undo(f);
@@ -112,10 +118,18 @@ Result<catalog::SnapshotRecord> SnapshotEngine::Apply(const ApplyRequest& reques
   }
   if (Status c = catalog_->ApplySnapshot(s.id, applied); !c.ok()) return undo(c);
   (void)env_->Hit(fault::kApplyCommitted, s.id);  // past the commit nothing is undone
+  // The members with memory state go on from where they were at the cut.
+  Status resumed;
+  for (auto& [id, live] : launched) {
+    Status r = live->Resume(env_->Now() + std::chrono::seconds(30));
+    if (!r.ok() && resumed.ok()) resumed = r.Annotate("VM " + id + " did not resume");
+    vms_->Adopt(id, std::move(live));
+  }
   // A file left here is removed by recovery: no record refers to it any more.
   for (const auto& a : applied) {
     for (const auto& image : a.discarded) (void)env_->RemoveFile(image);
   }
+  if (!resumed.ok()) return resumed;  // applied; recovery resumes it at the next start
   return s;
 }
 

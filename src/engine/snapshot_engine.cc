@@ -1,5 +1,6 @@
 #include "engine/snapshot_engine.h"
 
+#include <algorithm>
 #include <ctime>
 #include <thread>
 
@@ -14,6 +15,8 @@ namespace {
 
 constexpr auto kCheckTimeout = std::chrono::seconds(5);
 constexpr auto kPrepareTimeout = std::chrono::seconds(60);
+// Streaming a guest's whole RAM to its state file.
+constexpr auto kStateTimeout = std::chrono::minutes(10);
 
 // Runs fn(i) for i in [0, n) on one thread each and returns the first error.
 template <typename Fn>
@@ -101,6 +104,12 @@ Result<SnapshotEngine::Checked> SnapshotEngine::Check(const SnapshotRequest& req
   }
   for (const auto& id : ids) {
     VMG_ASSIGN_OR_RETURN(catalog::VmRecord vm, catalog_->GetVm(id));
+    if (request.type == kSnapshotStandard && vm.power == catalog::Power::kPaused) {
+      // QEMU's background snapshot resumes the guest it saves.
+      return Status::InvalidState("VM " + vm.name +
+                                  " is paused: a Standard snapshot saves the memory of running "
+                                  "VMs; resume it, or take a disk-only snapshot");
+    }
     VMG_ASSIGN_OR_RETURN(auto live, CheckMember(vm));
     c.vms.push_back(std::move(vm));
     c.live.push_back(std::move(live));
@@ -145,6 +154,9 @@ Status SnapshotEngine::Prepare(const catalog::SnapshotRecord& s, const Checked& 
     if (const auto& live = checked.live[i]) {
       VMG_RETURN_IF_ERROR(
           live->OpenOverlays(OverlaysOf(m, s.tag), env_->Now() + kPrepareTimeout).Annotate(what));
+      if (!m.memory_state.empty()) {
+        VMG_RETURN_IF_ERROR(live->PrepareStateSave(env_->Now() + kPrepareTimeout).Annotate(what));
+      }
     }
     return env_->Hit(fault::kMemberPrepared, checked.vms[i].name).Annotate(what);
   });
@@ -196,7 +208,7 @@ Result<catalog::SnapshotRecord> SnapshotEngine::Create(const SnapshotRequest& re
     const auto& m = s.members[i];
     if (!checked.live[i]) continue;  // off: its commit is its cut
     cut.push_back({checked.vms[i].name, checked.live[i], m.power_at_cut == catalog::Power::kRunning,
-                   OverlaysOf(m, s.tag)});
+                   OverlaysOf(m, s.tag), m.memory_state});
     cut_index.push_back(i);
   }
   CutOutcome outcome = ExecuteCut(env_, cut, BitmapFor(s.type, s.tag), options_.pause_deadline);
@@ -208,6 +220,18 @@ Result<catalog::SnapshotRecord> SnapshotEngine::Create(const SnapshotRequest& re
     return Abandon(s, cause);
   }
   if (Status f = env_->Hit(fault::kCutDone, id); !f.ok()) return Abandon(s, f);
+  // The memory states stream out while the VMs run; the snapshot counts
+  // only once every one is complete and on disk.
+  const bool with_memory = std::any_of(s.members.begin(), s.members.end(),
+                                       [](const auto& m) { return !m.memory_state.empty(); });
+  if (with_memory && request.progress) request.progress(60);
+  Status saved = ParallelFor(s.members.size(), [&](size_t i) -> Status {
+    const auto& m = s.members[i];
+    if (m.memory_state.empty()) return Status::Ok();
+    VMG_RETURN_IF_ERROR(checked.live[i]->AwaitStateSaved(env_->Now() + kStateTimeout));
+    return env_->SyncFile(m.memory_state);
+  });
+  if (!saved.ok()) return Abandon(s, saved);
 
   // Commit.
   const int64_t now = env_->NowMicros();

@@ -56,7 +56,10 @@ class SnapshotEngine {
 
   // Takes a crash-consistent snapshot of every VM in the collection and
   // returns its Complete record, with per-member cut times and pauses and
-  // the group's pause window.
+  // the group's pause window. A Standard snapshot (type 1) also saves each
+  // running member's memory state as it was at the cut, streamed while the
+  // VMs run again; it is Complete only once every state is on disk.
+  // InvalidState for a Standard snapshot of a group with a paused member.
   //
   // Errors, and nothing changed: InvalidArgument/InvalidType/NotSupported
   // for the type; NotFound for an unknown collection; InvalidState for an
@@ -72,17 +75,20 @@ class SnapshotEngine {
   // intent is recorded.
   Status Validate(const SnapshotRequest& request);
 
-  // Takes the group back to a disk-only snapshot (types 2 and 32768): every
-  // member is turned off and its disks start over on new overlays on the
-  // snapshot's frozen images, so the snapshot itself stays and can be
-  // applied again; the state the VMs had is discarded (Hyper-V's Apply);
-  // the VMs are left off. All or nothing: on a failure every member is as
-  // it was (those that ran run again).
+  // Takes the group back to a snapshot: every member is turned off and its
+  // disks start over on new overlays on the snapshot's frozen images, so the
+  // snapshot itself stays and can be applied again; the state the VMs had is
+  // discarded (Hyper-V's Apply). Members whose memory state the snapshot
+  // holds (Standard snapshots of running VMs) go on running from exactly
+  // where they were at the cut; the others are left off. All or nothing: on
+  // a failure before the commit every member is as it was (those that ran
+  // run again).
   //
   // Errors, nothing changed: NotFound for an unknown snapshot; InvalidState
-  // for one still being taken or a group whose members changed since;
-  // FileNotFound for a missing frozen image; Busy when a member is in
-  // another snapshot operation. Returns the applied snapshot's record.
+  // for one still being taken or destroyed, or a group whose members changed
+  // since; FileNotFound for a missing image or memory state; Busy when a
+  // member is in another snapshot operation. Returns the applied snapshot's
+  // record.
   Result<catalog::SnapshotRecord> Apply(const ApplyRequest& request);
   // Apply's checks alone.
   Status ValidateApply(const ApplyRequest& request);

@@ -3,18 +3,16 @@
 namespace vmgroup::engine {
 
 Status CheckSnapshotType(int type) {
-  if (type == kSnapshotRecovery || type == kSnapshotDiskOnly) return Status::Ok();
-  if (type == kSnapshotStandard) {
-    return Status::NotSupported(
-        "SnapshotType 1 (Standard, with memory state) is not available yet; use 32768 for a "
-        "disk-only standard snapshot or 2 for a recovery snapshot");
+  if (type == kSnapshotStandard || type == kSnapshotRecovery || type == kSnapshotDiskOnly) {
+    return Status::Ok();
   }
   if (type < 0 || type > 65535) {
     return Status::InvalidArgument("SnapshotType " + std::to_string(type) + " is out of range");
   }
   if (type < 32768) {
     return Status::InvalidArgument("SnapshotType " + std::to_string(type) +
-                                   " is not valid: use 2 (Recovery) or 32768 (disk-only)");
+                                   " is not valid: use 1 (Standard), 2 (Recovery) or 32768 "
+                                   "(Standard without memory state)");
   }
   return Status::InvalidType("SnapshotType " + std::to_string(type) +
                              " is a vendor type this service does not know");
@@ -26,6 +24,19 @@ std::string BitmapFor(int type, const std::string& tag) {
 
 std::string OverlayPath(const std::string& run_dir, int index, const std::string& tag) {
   return run_dir + "/disk" + std::to_string(index) + "-" + tag + ".qcow2";
+}
+
+std::string MemoryStatePath(const std::string& run_dir, const std::string& tag) {
+  return run_dir + "/memory-" + tag + ".vmstate";
+}
+
+bool IsSnapshotFileName(const std::string& name) {
+  auto shaped = [&](const char* prefix, const char* suffix) {
+    const std::string p = prefix, x = suffix;
+    return name.size() > p.size() + x.size() && name.starts_with(p) && name.ends_with(x) &&
+           name.find('-') != std::string::npos;
+  };
+  return shaped("disk", ".qcow2") || shaped("memory-", ".vmstate");
 }
 
 catalog::SnapshotRecord PlanSnapshot(const std::string& id, const std::string& tag,
@@ -49,6 +60,9 @@ catalog::SnapshotRecord PlanSnapshot(const std::string& id, const std::string& t
     for (size_t d = 0; d < vm.disks.size(); ++d) {
       const int index = static_cast<int>(d);
       m.disks.push_back({index, vm.disks[d], OverlayPath(members[i].run_dir, index, tag)});
+    }
+    if (type == kSnapshotStandard && vm.power == catalog::Power::kRunning) {
+      m.memory_state = MemoryStatePath(members[i].run_dir, tag);
     }
     s.members.push_back(std::move(m));
   }

@@ -13,13 +13,12 @@
 namespace vmgroup::engine {
 
 // SnapshotType values (DESIGN §6).
-inline constexpr int kSnapshotStandard = 1;      // disks + memory state (lifecycle issue)
+inline constexpr int kSnapshotStandard = 1;      // disks + memory state of running members
 inline constexpr int kSnapshotRecovery = 2;      // disks + change-tracking bitmap
 inline constexpr int kSnapshotDiskOnly = 32768;  // vendor: Standard without memory
 
 // OK for a type this build can take. InvalidArgument for 0 and the DMTF
-// reserved range, InvalidType for unknown vendor values, NotSupported for
-// Standard with memory state (not yet built).
+// reserved range, InvalidType for unknown vendor values.
 Status CheckSnapshotType(int type);
 
 // The persistent dirty bitmap a snapshot adds on each new overlay (empty:
@@ -28,6 +27,11 @@ std::string BitmapFor(int type, const std::string& tag);
 
 // Where a member's overlay for disk `index` lives.
 std::string OverlayPath(const std::string& run_dir, int index, const std::string& tag);
+// Where a member's memory state lives (Standard snapshots).
+std::string MemoryStatePath(const std::string& run_dir, const std::string& tag);
+// True for the names of the files snapshots make in a run directory
+// (overlays and memory states): recovery removes those no record names.
+bool IsSnapshotFileName(const std::string& name);
 
 struct PlannedMember {
   const catalog::VmRecord* vm;
@@ -35,7 +39,8 @@ struct PlannedMember {
 };
 
 // The snapshot's record in state kIncomplete: each member's frozen images
-// are its current active images, its overlays new files in its run dir.
+// are its current active images, its overlays new files in its run dir;
+// for a Standard snapshot a running member also gets a memory state file.
 catalog::SnapshotRecord PlanSnapshot(const std::string& id, const std::string& tag,
                                      const std::string& collection_id, const std::string& name,
                                      int type, int64_t now_us,

@@ -8,9 +8,9 @@ namespace vmgroup::engine {
 namespace {
 
 TEST(SnapshotPlanTest, SnapshotTypesFollowTheDesignTable) {
+  EXPECT_TRUE(CheckSnapshotType(1).ok());
   EXPECT_TRUE(CheckSnapshotType(2).ok());
   EXPECT_TRUE(CheckSnapshotType(32768).ok());
-  EXPECT_EQ(ReturnCodeA(CheckSnapshotType(1)), kRcNotSupported);
   for (int t : {0, 3, 100, 32767})
     EXPECT_EQ(ReturnCodeA(CheckSnapshotType(t)), kRcInvalidParameter) << t;
   for (int t : {32769, 65535}) EXPECT_EQ(ReturnCodeA(CheckSnapshotType(t)), kRcInvalidType) << t;
@@ -43,6 +43,21 @@ TEST(SnapshotPlanTest, PlanFreezesTheActiveImagesAndChainsToTheCurrentSnapshot) 
   ASSERT_EQ(overlays.size(), 2u);
   EXPECT_EQ(overlays[1].disk, 1);
   EXPECT_EQ(overlays[1].tag, "t1");
+  EXPECT_EQ(s.members[0].memory_state, "") << "only Standard snapshots save memory";
+}
+
+TEST(SnapshotPlanTest, StandardSnapshotsSaveTheMemoryOfRunningMembersOnly) {
+  catalog::VmRecord a{
+      .id = "a", .name = "a", .disks = {"/x/a0"}, .power = catalog::Power::kRunning};
+  catalog::VmRecord b{.id = "b", .name = "b", .disks = {"/x/b0"}};  // off
+  auto s = PlanSnapshot("S", "t2", "G", "with memory", kSnapshotStandard, 42,
+                        {{&a, "/st/vms/a"}, {&b, "/st/vms/b"}}, {"ma", "mb"});
+  EXPECT_EQ(s.members[0].memory_state, "/st/vms/a/memory-t2.vmstate");
+  EXPECT_EQ(s.members[1].memory_state, "");
+  EXPECT_TRUE(IsSnapshotFileName("memory-t2.vmstate"));
+  EXPECT_TRUE(IsSnapshotFileName("disk0-t2.qcow2"));
+  EXPECT_FALSE(IsSnapshotFileName("base0.qcow2"));
+  EXPECT_FALSE(IsSnapshotFileName("serial.log"));
 }
 
 }  // namespace

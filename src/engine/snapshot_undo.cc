@@ -22,7 +22,7 @@ Status UndoMember(Env* env, VmRegistry& vms, storage::QemuImg& img, const std::s
     }
   }
   for (const auto& d : m.disks) VMG_RETURN_IF_ERROR(env->RemoveFile(d.overlay));
-  return Status::Ok();
+  return m.memory_state.empty() ? Status::Ok() : env->RemoveFile(m.memory_state);
 }
 
 }  // namespace

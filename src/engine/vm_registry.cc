@@ -135,6 +135,33 @@ Status VmRegistry::Start(const std::string& id) {
   return Status::Ok();
 }
 
+Result<std::unique_ptr<hypervisor::Vm>> VmRegistry::Launch(const std::string& id,
+                                                           const std::vector<std::string>& disks,
+                                                           const std::string& incoming) {
+  VMG_ASSIGN_OR_RETURN(catalog::VmRecord vm, catalog_->GetVm(id));
+  if (vm.power != catalog::Power::kOff || Live(id)) {
+    return Status::InvalidState("VM " + vm.name + " is " + catalog::PowerName(vm.power));
+  }
+  hypervisor::VmSpec spec = SpecOf(vm);
+  spec.disks = disks;
+  spec.incoming = incoming;
+  return driver_->Start(spec);
+}
+
+void VmRegistry::Adopt(const std::string& id, std::unique_ptr<hypervisor::Vm> live) {
+  std::lock_guard lock(mu_);
+  live_[id] = std::move(live);
+}
+
+Status VmRegistry::EndStray(const std::string& id, int pid) {
+  VMG_ASSIGN_OR_RETURN(catalog::VmRecord vm, catalog_->GetVm(id));
+  if (vm.pid == pid && vm.power != catalog::Power::kOff) return Status::Ok();  // recorded after all
+  auto stray = driver_->Attach(SpecOf(vm), pid);
+  if (!stray.ok())
+    return stray.status().code() == Code::kUnavailable ? Status::Ok() : stray.status();
+  return (*stray)->PowerOff();
+}
+
 std::shared_ptr<hypervisor::Vm> VmRegistry::Live(const std::string& id) {
   std::lock_guard lock(mu_);
   auto it = live_.find(id);

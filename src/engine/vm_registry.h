@@ -72,6 +72,18 @@ class VmRegistry {
   Status Pause(const std::string& id);
   Status Resume(const std::string& id);
 
+  // Starts the VM's QEMU on `disks` from the memory state `incoming`, paused,
+  // without recording it: the caller records it (with the disks) and hands
+  // it over with Adopt, or powers it off. The VM must be off.
+  Result<std::unique_ptr<hypervisor::Vm>> Launch(const std::string& id,
+                                                 const std::vector<std::string>& disks,
+                                                 const std::string& incoming);
+  // Makes a Launched QEMU, now in the catalog, the VM's live one.
+  void Adopt(const std::string& id, std::unique_ptr<hypervisor::Vm> live);
+  // Ends QEMU `pid` if it is still this VM's (one Launched by a process that
+  // died before recording it).
+  Status EndStray(const std::string& id, int pid);
+
   // The live VM, or nullptr while it is off.
   std::shared_ptr<hypervisor::Vm> Live(const std::string& id);
 

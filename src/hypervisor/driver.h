@@ -26,6 +26,9 @@ struct VmSpec {
   std::vector<std::string> extra_args;  // appended to the hypervisor's command line
   // Directory for the VM's runtime files (monitor socket, log); must exist.
   std::string run_dir;
+  // A memory state saved by SendResume to start from instead of booting:
+  // Start then returns the VM paused exactly where the state was taken.
+  std::string incoming;
 };
 
 enum class RunState { kRunning, kPaused, kShutoff, kOther };
@@ -75,8 +78,16 @@ class Vm {
   // `*paused` says whether the VM is paused afterwards, also on error. If the
   // pause failed the switch may still have happened: revert before resuming.
   virtual Status AwaitSwitch(Deadline deadline, bool* paused) = 0;
-  virtual Status SendResume(Deadline deadline) = 0;
+  // SendResume with `save_state` non-empty first saves the VM's RAM and
+  // device state, as they are at that moment, to that file: the guest runs
+  // again as soon as its device state is written (AwaitResume returns then)
+  // and its RAM is streamed out while it runs, pages it writes copied first
+  // (QEMU's background snapshot, armed by PrepareStateSave while the VM ran).
+  // AwaitStateSaved waits until the whole state is in the file.
+  virtual Status SendResume(Deadline deadline, const std::string& save_state) = 0;
   virtual Status AwaitResume(Deadline deadline) = 0;
+  virtual Status PrepareStateSave(Deadline deadline) = 0;
+  virtual Status AwaitStateSaved(Deadline deadline) = 0;
 
   // Undoes the switch for each overlay that is active: merges it back
   // into the image below (writes made since the switch are kept) and makes

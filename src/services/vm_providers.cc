@@ -53,6 +53,7 @@ cim::ClassSpec SettingsSpec() {
               {.name = "VirtualSystemType", .type = "string"},
               {.name = "CreationTime", .type = "datetime"},
               {.name = "Parent", .type = "string"},
+              {.name = "IsSaved", .type = "boolean"},  // a snapshot with memory state
               // Vendor: the configuration Hyper-V keeps in resource settings.
               {.name = "Vmgroup_MemoryMB", .type = "uint64"},
               {.name = "Vmgroup_ProcessorCount", .type = "uint16"},
@@ -125,7 +126,8 @@ cim::Instance SnapshotInstance(const cim::ClassSpec& spec, const catalog::Snapsh
       .Str("Vmgroup_SnapshotCollectionID", s.id)
       .Str("Vmgroup_CutTime", CimTime(m.cut_time_us))
       .Int("Vmgroup_PauseMicroseconds", m.pause_us)
-      .Int("Vmgroup_ConsistencyLevel", 2);  // crash consistent
+      .Int("Vmgroup_ConsistencyLevel", 2)  // crash consistent
+      .Bool("IsSaved", !m.memory_state.empty());
   if (!m.parent_id.empty()) b.Str("Parent", PathText(SettingsPath(m.parent_id)));
   return b.Build();
 }

@@ -4,6 +4,9 @@
 #   writer=raw   stamps "SEQ nnnnnnnn" into sector n of /dev/vda for n = 1, 2, ...
 #                with O_DIRECT + fsync each: every record the guest saw
 #                acknowledged is on the disk, in order.
+#   counter=mem  counts in the shell's memory only, printing "count n" about
+#                five times a second: after a memory state is loaded the
+#                count goes on from where it was, after a reboot from 1.
 /bin/busybox --install -s /bin
 mount -t proc proc /proc
 mount -t sysfs sys /sys
@@ -19,6 +22,14 @@ case " $(cat /proc/cmdline) " in
       n=$((n + 1))
       printf 'SEQ %08d\n' $n | dd of=/dev/vda bs=512 seek=$n count=1 conv=sync,fsync oflag=direct 2>/dev/null
       [ $((n % 50)) = 0 ] && echo "wrote $n"
+    done
+    ;;
+  *" counter=mem "*)
+    n=0
+    while true; do
+      n=$((n + 1))
+      echo "count $n"
+      sleep 0.2
     done
     ;;
 esac

@@ -9,22 +9,12 @@
 #include <thread>
 
 #include "engine/fault_points.h"
-#include "group_fixture.h"
+#include "guest_fixture.h"
 
 namespace vmgroup::integration {
 namespace {
 
 constexpr int kGuests = 4;
-
-testing::TinyVmOptions WriterGuest(const std::string& kit) {
-  return {.disks = 1,
-          .disk_bytes = 64 << 20,
-          .memory_mib = 128,
-          .kernel = kit + "/vmlinuz",
-          .initrd = kit + "/initrd.gz",
-          .append = "console=ttyS0 panic=-1 quiet writer=raw",
-          .extra_args = {"-no-reboot"}};
-}
 
 // The highest "wrote N" the guest printed: records 1..N were acknowledged.
 int64_t Acknowledged(const std::string& serial_log) {
@@ -66,18 +56,8 @@ Result<int64_t> GapFreePrefix(const std::string& image, const std::string& scrat
   return k;
 }
 
-class GuestConsistencyTest : public GroupFixture {
+class GuestConsistencyTest : public GuestFixture {
  protected:
-  static void SetUpTestSuite() {
-    auto r = Env::Default()->Run({GUEST_KIT_BUILD, GUEST_KIT_DIR}, std::chrono::minutes(5));
-    ASSERT_TRUE(r.ok() && r->exit_code == 0)
-        << "cannot build the guest kit: " << (r.ok() ? r->err : r.status().ToString());
-  }
-
-  std::string Serial(const std::string& vm_id) {
-    return engine_->vms().RunDir(vm_id) + "/serial.log";
-  }
-
   // Waits until every guest has acknowledged at least `at_least` more records
   // than `from` (by index). Fails at once if a guest's QEMU stops running.
   void WaitForWrites(const std::vector<std::string>& ids, const std::vector<int64_t>& from,
@@ -85,13 +65,11 @@ class GuestConsistencyTest : public GroupFixture {
     const auto deadline = Clock::now() + std::chrono::minutes(2);
     for (size_t i = 0; i < ids.size(); ++i) {
       while (Acknowledged(Serial(ids[i])) < from[i] + at_least) {
-        std::stringstream serial;
-        serial << std::ifstream(Serial(ids[i])).rdbuf();
         ASSERT_EQ(LiveState(ids[i]), hypervisor::RunState::kRunning)
             << "guest " << i << " stopped; serial log:\n"
-            << serial.str();
+            << SerialText(ids[i]);
         ASSERT_LT(Clock::now(), deadline) << "guest " << i << " is not writing; serial log:\n"
-                                          << serial.str();
+                                          << SerialText(ids[i]);
         std::this_thread::sleep_for(std::chrono::milliseconds(100));
       }
     }
@@ -104,8 +82,7 @@ class GuestConsistencyTest : public GroupFixture {
 };
 
 TEST_F(GuestConsistencyTest, EveryFrozenImageHoldsAGapFreePrefixOfItsWrites) {
-  auto g =
-      testing::MakeTinyGroup(*engine_, dir_ / "images", "w", kGuests, WriterGuest(GUEST_KIT_DIR));
+  auto g = testing::MakeTinyGroup(*engine_, dir_ / "images", "w", kGuests, Guest("writer=raw"));
   ASSERT_TRUE(g.ok()) << g.status().ToString();
   ASSERT_NO_FATAL_FAILURE(WaitForWrites(g->vm_ids, std::vector<int64_t>(kGuests, 0), 100));
 
@@ -139,8 +116,7 @@ TEST_F(GuestConsistencyTest, EveryFrozenImageHoldsAGapFreePrefixOfItsWrites) {
 
 TEST_F(GuestConsistencyTest, ACrashMidCutLosesNoAcknowledgedWrite) {
   const std::string state = dir_ / "state";
-  const std::string kit = GUEST_KIT_DIR;
-  auto opts = WriterGuest(kit);
+  auto opts = Guest("writer=raw");
   engine_.reset();
   auto setup = Env::Default()->Run(
       {CRASH_HELPER, state, dir_ / "images", "setup", "3", opts.kernel, opts.initrd, opts.append});

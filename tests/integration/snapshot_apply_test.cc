@@ -2,6 +2,7 @@
 // snapshot's images (new overlays, the snapshot kept), the current state
 // discarded, all or nothing.
 #include "engine/fault_points.h"
+#include "engine/snapshot_plan.h"
 #include "group_fixture.h"
 
 namespace vmgroup::integration {
@@ -128,6 +129,45 @@ TEST_F(SnapshotApplyTest, ACrashMidApplyEndsAllOrNothing) {
     }
     ASSERT_TRUE(engine_->vms().StopAll().ok());
   }
+}
+
+// Killed after members were started from their memory state but before the
+// commit: recovery ends those QEMUs (nothing records them) and starts the
+// members again as they were.
+TEST_F(SnapshotApplyTest, ACrashBeforeTheCommitEndsTheQemusStartedFromMemory) {
+  auto g = MakeGroup("mem", 2);
+  auto snap = engine_->snapshots().Create(
+      {.collection_id = g.collection_id, .type = engine::kSnapshotStandard});
+  ASSERT_TRUE(snap.ok()) << snap.status().ToString();
+  std::map<std::string, std::vector<std::string>> before;
+  for (const auto& id : g.vm_ids) before[id] = Vm(id).disks;
+  engine_.reset();
+  auto r = Env::Default()->Run(
+      {CRASH_HELPER, dir_ / "state", "apply", snap->id, std::string(engine::fault::kApplyPrepared)},
+      std::chrono::minutes(2));
+  ASSERT_TRUE(r.ok());
+  ASSERT_EQ(r->exit_code, -1) << r->err;
+  // The helper's QEMUs outlive it; the catalog knows them only by the intent.
+  auto intents = catalog::Catalog::Open(dir_ / "state/catalog.db");
+  ASSERT_TRUE(intents.ok());
+  auto pending = (*intents)->ListApplyIntents();
+  ASSERT_EQ(pending->size(), 1u);
+  const auto started = (*pending)[0].started;
+  ASSERT_EQ(started.size(), 2u);
+  intents->reset();
+  for (const auto& [id, pid] : started) EXPECT_TRUE(Env::Default()->IsAlive(pid));
+
+  OpenEngine();
+  EXPECT_EQ(engine_->recovery().applies_undone.size(), 1u);
+  for (const auto& [id, pid] : started) {
+    EXPECT_FALSE(Env::Default()->IsAlive(pid)) << "a QEMU started for the apply survived";
+  }
+  for (const auto& id : g.vm_ids) {
+    EXPECT_EQ(Vm(id).disks, before[id]);
+    EXPECT_EQ(LiveState(id), hypervisor::RunState::kRunning);
+    ExpectCatalogMatchesDisk(id);
+  }
+  EXPECT_FALSE(engine_->recovery().removed_files.empty()) << "the apply's overlays are gone";
 }
 
 TEST_F(SnapshotApplyTest, RefusalsChangeNothing) {

@@ -69,9 +69,16 @@ class FakeVm final : public Vm {
     *paused = sent_paused_;
     return sent_status_;
   }
-  Status SendResume(Deadline deadline) override {
+  Status SendResume(Deadline deadline, const std::string& save_state) override {
+    if (!save_state.empty()) calls_.push_back("save");
     sent_status_ = Resume(deadline);
     return Status::Ok();
+  }
+  Status PrepareStateSave(Deadline) override {
+    return Do("prepare-save", [] {});
+  }
+  Status AwaitStateSaved(Deadline) override {
+    return Do("saved", [] {});
   }
   Status AwaitResume(Deadline) override { return sent_status_; }
   Status RevertOverlays(const std::vector<Overlay>&) override {

@@ -91,6 +91,7 @@ std::vector<std::string> QemuDriver::CommandLine(const VmSpec& spec) const {
   argv.insert(argv.end(), {"-serial", "file:" + Escape(SerialPath(spec)), "-qmp",
                            "unix:" + Escape(MonitorPath(spec)) + ",server=on,wait=off"});
   argv.insert(argv.end(), spec.extra_args.begin(), spec.extra_args.end());
+  if (!spec.incoming.empty()) argv.insert(argv.end(), {"-incoming", "defer"});
   return argv;
 }
 
@@ -108,7 +109,12 @@ Result<std::unique_ptr<Vm>> QemuDriver::Start(const VmSpec& spec) {
     auto qmp = QmpClient::Connect(MonitorPath(spec), Clock::now() + std::chrono::milliseconds(200));
     if (qmp.ok()) {
       auto vm = std::make_unique<QemuVm>(env_, spec, pid, std::move(qmp).value());
-      VMG_RETURN_IF_ERROR(vm->RefreshActiveNodes(deadline));
+      Status ready = vm->RefreshActiveNodes(deadline);
+      if (ready.ok() && !spec.incoming.empty()) ready = vm->LoadState(spec.incoming);
+      if (!ready.ok()) {
+        (void)vm->PowerOff();
+        return ready.Annotate("VM " + spec.name + " (QEMU said: " + Tail(LogPath(spec), 500) + ")");
+      }
       return std::unique_ptr<Vm>(std::move(vm));
     }
     if (Clock::now() >= deadline) {

@@ -95,7 +95,7 @@ TEST_F(QemuDriverTest, SwitchMakesOverlaysActiveWithBitmapAndRevertUndoesIt) {
   ASSERT_TRUE(vm_->RevertOverlays(overlays).ok());
   EXPECT_EQ(*vm_->ActiveImages(Soon()), spec_.disks);
   EXPECT_TRUE(vm_->RevertOverlays(overlays).ok()) << "a second revert finds nothing to do";
-  ASSERT_TRUE(vm_->SendResume(Soon()).ok());
+  ASSERT_TRUE(vm_->SendResume(Soon(), "").ok());
   ASSERT_TRUE(vm_->AwaitResume(Soon()).ok());
   EXPECT_EQ(*vm_->State(Soon()), RunState::kRunning);
   // Once closed, the overlay can be switched to again under a new node.
@@ -170,6 +170,35 @@ TEST_F(QemuDriverTest, CommitImageMergesAnInnerImageThenTheActiveOneWhileTheGues
   auto same = Env::Default()->Run({"qemu-img", "compare", "-q", base, x});
   EXPECT_TRUE(same.ok() && same->exit_code == 0) << "the base must now read as x did";
   EXPECT_TRUE(img_.Check(base).ok());
+}
+
+TEST_F(QemuDriverTest, MemoryStateSavedAtTheCutStartsAVmPausedWhereItWas) {
+  StartVm();
+  ASSERT_TRUE(vm_->PrepareStateSave(Soon()).ok());
+  auto overlays = MakeOverlays("m1");
+  ASSERT_TRUE(vm_->OpenOverlays(overlays, Soon()).ok());
+  ASSERT_TRUE(Switch(overlays, "", /*pause=*/true).ok());
+  const std::string state = dir_ / "mem.vmstate";
+  ASSERT_TRUE(vm_->SendResume(Soon(), state).ok());
+  ASSERT_TRUE(vm_->AwaitResume(Soon()).ok());
+  EXPECT_EQ(*vm_->State(Soon()), RunState::kRunning) << "running while the RAM streams out";
+  ASSERT_TRUE(vm_->AwaitStateSaved(Soon()).ok());
+  ASSERT_TRUE(vm_->PowerOff().ok());
+  vm_.reset();
+
+  spec_.disks = {overlays[0].path, overlays[1].path};
+  spec_.incoming = state;
+  StartVm();
+  EXPECT_EQ(*vm_->State(Soon()), RunState::kPaused) << "loaded, waiting to be resumed";
+  ASSERT_TRUE(vm_->Resume(Soon()).ok());
+  EXPECT_EQ(*vm_->State(Soon()), RunState::kRunning);
+
+  // A state that does not fit the machine is refused with QEMU's reason.
+  ASSERT_TRUE(vm_->PowerOff().ok());
+  vm_.reset();
+  spec_.disks.pop_back();
+  auto bad = driver_.Start(spec_);
+  EXPECT_FALSE(bad.ok());
 }
 
 TEST_F(QemuDriverTest, AttachReachesARunningVmThroughItsMonitor) {

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <thread>
 
 #include "hypervisor/qemu/qmp_commands.h"
 
@@ -177,11 +178,15 @@ Status QemuVm::AwaitSwitch(Deadline deadline, bool* paused) {
   return first;
 }
 
-Status QemuVm::SendResume(Deadline deadline) {
+Status QemuVm::SendResume(Deadline deadline, const std::string& save_state) {
   std::lock_guard lock(mu_);
   pending_ = {};
-  VMG_ASSIGN_OR_RETURN(auto ids, qmp_->Send({{"cont", Json::object()}}, deadline));
-  pending_.commands.push_back({"cont", ids[0]});
+  std::pair<std::string, Json> command = {"cont", Json::object()};
+  if (!save_state.empty()) {
+    command = {"migrate", {{"uri", "exec:cat > " + qmp::ShellQuote(save_state)}}};
+  }
+  VMG_ASSIGN_OR_RETURN(auto ids, qmp_->Send({command}, deadline));
+  pending_.commands.push_back({command.first, ids[0]});
   return Status::Ok();
 }
 
@@ -189,7 +194,44 @@ Status QemuVm::AwaitResume(Deadline deadline) {
   std::lock_guard lock(mu_);
   Pending p = std::exchange(pending_, {});
   if (p.commands.empty()) return Status::InvalidState("AwaitResume without SendResume");
-  return qmp_->AwaitReply("cont", p.commands[0].second, deadline).status();
+  const auto& [command, id] = p.commands[0];
+  VMG_RETURN_IF_ERROR(qmp_->AwaitReply(command, id, deadline).status());
+  if (command == "cont") return Status::Ok();
+  // The background snapshot resumes the guest once the device state is out.
+  while (true) {
+    VMG_ASSIGN_OR_RETURN(std::string status, qmp::QueryStatus(*qmp_, deadline));
+    if (status == "running") return Status::Ok();
+    VMG_ASSIGN_OR_RETURN(qmp::MigrationInfo m, qmp::QueryMigrate(*qmp_, deadline));
+    if (m.status == "failed" || m.status == "cancelled") {
+      // The guest stays paused when the save fails before resuming it.
+      VMG_RETURN_IF_ERROR(qmp::Cont(*qmp_, deadline));
+      return Status::Failed("saving the memory state failed: " + m.error);
+    }
+    if (Clock::now() >= deadline) return Status::Timeout("the VM did not run again in time");
+    std::this_thread::sleep_for(std::chrono::microseconds(200));
+  }
+}
+
+Status QemuVm::PrepareStateSave(Deadline deadline) {
+  std::lock_guard lock(mu_);
+  return qmp::SetBackgroundSnapshot(*qmp_, true, deadline);
+}
+
+Status QemuVm::LoadState(const std::string& path) {
+  std::lock_guard lock(mu_);
+  // Loading streams the whole RAM from the file: allow for large guests.
+  const Deadline deadline = Clock::now() + std::chrono::minutes(10);
+  VMG_RETURN_IF_ERROR(qmp::MigrateIncoming(*qmp_, "exec:cat " + qmp::ShellQuote(path), deadline));
+  VMG_RETURN_IF_ERROR(qmp::AwaitMigration(*qmp_, deadline).Annotate("loading " + path));
+  // A state saved from a running guest would start it: the caller resumes.
+  VMG_ASSIGN_OR_RETURN(std::string status, qmp::QueryStatus(*qmp_, deadline));
+  if (status == "running") VMG_RETURN_IF_ERROR(qmp::Stop(*qmp_, deadline));
+  return Status::Ok();
+}
+
+Status QemuVm::AwaitStateSaved(Deadline deadline) {
+  std::lock_guard lock(mu_);
+  return qmp::AwaitMigration(*qmp_, deadline).Annotate("saving the memory state");
 }
 
 Status QemuVm::RevertOverlays(const std::vector<Overlay>& overlays) {

@@ -24,8 +24,10 @@ class QemuVm final : public Vm {
   Status SendSwitch(const std::vector<Overlay>& overlays, const std::string& bitmap, bool pause,
                     Deadline deadline) override;
   Status AwaitSwitch(Deadline deadline, bool* paused) override;
-  Status SendResume(Deadline deadline) override;
+  Status SendResume(Deadline deadline, const std::string& save_state) override;
   Status AwaitResume(Deadline deadline) override;
+  Status PrepareStateSave(Deadline deadline) override;
+  Status AwaitStateSaved(Deadline deadline) override;
   Status RevertOverlays(const std::vector<Overlay>& overlays) override;
   Result<std::vector<std::string>> ActiveImages(Deadline deadline) override;
   Status CommitImage(int disk, const std::string& top, const std::string& base,
@@ -34,6 +36,9 @@ class QemuVm final : public Vm {
 
   // Reads the active node of every disk into active_nodes_.
   Status RefreshActiveNodes(Deadline deadline);
+  // For a QEMU started with -incoming defer: loads the memory state saved in
+  // `path`; the VM is paused afterwards.
+  Status LoadState(const std::string& path);
 
  private:
   // The active node and file of each disk, by disk index.

@@ -92,6 +92,43 @@ Status BlockCommit(QmpClient& c, const std::string& job_id, const std::string& d
       .status();
 }
 
+Status SetBackgroundSnapshot(QmpClient& c, bool on, Deadline d) {
+  Json cap = {{"capability", "background-snapshot"}, {"state", on}};
+  return c.Execute("migrate-set-capabilities", {{"capabilities", Json::array({cap})}}, d).status();
+}
+
+Status Migrate(QmpClient& c, const std::string& uri, Deadline d) {
+  return c.Execute("migrate", {{"uri", uri}}, d).status();
+}
+
+Status MigrateIncoming(QmpClient& c, const std::string& uri, Deadline d) {
+  return c.Execute("migrate-incoming", {{"uri", uri}}, d).status();
+}
+
+Result<MigrationInfo> QueryMigrate(QmpClient& c, Deadline d) {
+  VMG_ASSIGN_OR_RETURN(Json r, c.Execute("query-migrate", d));
+  return MigrationInfo{r.value("status", ""), r.value("error-desc", "")};
+}
+
+Status AwaitMigration(QmpClient& c, Deadline d) {
+  while (true) {
+    VMG_ASSIGN_OR_RETURN(MigrationInfo m, QueryMigrate(c, d));
+    if (m.status == "completed") return Status::Ok();
+    if (m.status == "failed" || m.status == "cancelled") {
+      return Status::Failed("migration stream " + m.status + (m.error.empty() ? "" : ": ") +
+                            m.error);
+    }
+    if (Clock::now() >= d) return Status::Timeout("the migration stream did not finish in time");
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+}
+
+std::string ShellQuote(const std::string& path) {
+  std::string out = "'";
+  for (char ch : path) out += ch == '\'' ? std::string("'\\''") : std::string(1, ch);
+  return out + "'";
+}
+
 Result<std::optional<JobInfo>> QueryJob(QmpClient& c, const std::string& job_id, Deadline d) {
   VMG_ASSIGN_OR_RETURN(Json jobs, c.Execute("query-jobs", d));
   for (const auto& j : jobs) {

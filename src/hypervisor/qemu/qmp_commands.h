@@ -53,6 +53,25 @@ Status BlockCommitActive(QmpClient& c, const std::string& job_id, const std::str
 // active node this is an active commit, which needs completing.
 Status BlockCommit(QmpClient& c, const std::string& job_id, const std::string& device,
                    const std::string& top, const std::string& base, Deadline d);
+// Memory state. The URI is "exec:<shell command>" (QEMU 7.2 has no "file:").
+// background-snapshot: the next migration saves RAM as it is when the
+// migration starts while the guest runs on (QEMU resumes it by itself once
+// the device state is saved).
+Status SetBackgroundSnapshot(QmpClient& c, bool on, Deadline d);
+Status Migrate(QmpClient& c, const std::string& uri, Deadline d);
+Status MigrateIncoming(QmpClient& c, const std::string& uri, Deadline d);
+// query-migrate's status ("active", "completed", "failed", ... or "" before
+// any migration) and, once failed, QEMU's reason.
+struct MigrationInfo {
+  std::string status;
+  std::string error;
+};
+Result<MigrationInfo> QueryMigrate(QmpClient& c, Deadline d);
+// Polls until the migration completed; Failed with QEMU's reason if it failed.
+Status AwaitMigration(QmpClient& c, Deadline d);
+// A shell word for `exec:` URIs: `path` in single quotes.
+std::string ShellQuote(const std::string& path);
+
 // A job as query-jobs reports it.
 struct JobInfo {
   std::string status;  // "running", "ready", "concluded", ...
