@@ -20,6 +20,7 @@
 #include <sstream>
 
 #include "libvirt_side.h"
+#include "report.h"
 #include "stats.h"
 #include "testing/temp_dir.h"
 #include "testing/tiny_vms.h"
@@ -38,30 +39,6 @@ struct Args {
   std::string image_dir;  // worker only
   bool worker = false;
 };
-
-std::vector<int> ParseSizes(const std::string& s) {
-  std::vector<int> out;
-  std::stringstream ss(s);
-  std::string item;
-  while (std::getline(ss, item, ',')) out.push_back(std::stoi(item));
-  return out;
-}
-
-std::string Join(const std::vector<int>& v) {
-  std::string s;
-  for (int x : v) s += (s.empty() ? "" : ",") + std::to_string(x);
-  return s;
-}
-
-json ToJson(const Samples& s) {
-  return {{"window_us", s.window_us}, {"max_pause_us", s.max_pause_us}, {"total_us", s.total_us}};
-}
-
-Samples FromJson(const json& j) {
-  return {j.at("window_us").get<std::vector<int64_t>>(),
-          j.at("max_pause_us").get<std::vector<int64_t>>(),
-          j.at("total_us").get<std::vector<int64_t>>()};
-}
 
 Result<Samples> MeasureVmgroup(int n, int rounds, int type) {
   testing::TempDir dir;
@@ -111,7 +88,7 @@ int main(int argc, char** argv) {
     std::string arg = argv[i];
     auto next = [&]() -> std::string { return i + 1 < argc ? argv[++i] : ""; };
     if (arg == "--sizes")
-      a.sizes = ParseSizes(next());
+      a.sizes = ParseList(next());
     else if (arg == "--rounds")
       a.rounds = std::stoi(next());
     else if (arg == "--no-libvirt")
@@ -155,16 +132,11 @@ int main(int argc, char** argv) {
   if (a.libvirt) {
     std::fprintf(stderr, "libvirt: session libvirtd as nobody, same sizes...\n");
     testing::TempDir dir;
-    auto out = RunLibvirtWorker(Env::Default(), dir.path(),
-                                {"--libvirt-worker", "--sizes", Join(a.sizes), "--rounds",
-                                 std::to_string(a.rounds), "--image-dir", dir / "img"});
+    auto out = RunLibvirtSamples(Env::Default(), dir.path(),
+                                 {"--libvirt-worker", "--sizes", Join(a.sizes), "--rounds",
+                                  std::to_string(a.rounds), "--image-dir", dir / "img"});
     if (out.ok()) {
-      auto j = json::parse(*out, nullptr, false);
-      if (j.is_object()) {
-        for (auto& [n, s] : j.items()) theirs[std::stoi(n)] = FromJson(s);
-      } else {
-        libvirt_error = "unreadable worker output";
-      }
+      theirs = *out;
     } else {
       libvirt_error = out.status().ToString();
     }

@@ -11,6 +11,7 @@
 #include <fstream>
 #include <thread>
 
+#include "report.h"
 #include "storage/qemu_img.h"
 
 namespace vmgroup::bench {
@@ -27,21 +28,30 @@ Status LibvirtError(const std::string& what) {
   return Status::Failed(what + ": " + (msg ? msg : "unknown libvirt error"));
 }
 
-std::string DomainXml(const std::string& name, const std::vector<std::string>& disks) {
-  std::string xml = "<domain type='qemu'><name>" + name +
-                    "</name><memory unit='MiB'>64</memory><vcpu>1</vcpu>"
-                    "<os><type arch='x86_64' machine='pc'>hvm</type></os><devices>"
-                    "<emulator>/usr/bin/qemu-system-x86_64</emulator>";
+std::string DomainXml(const std::string& name, const std::vector<std::string>& disks,
+                      const GuestSpec* guest = nullptr) {
+  std::string xml = "<domain type='qemu'><name>" + name + "</name><memory unit='MiB'>" +
+                    std::to_string(guest ? guest->memory_mib : 64) +
+                    "</memory><vcpu>1</vcpu><os><type arch='x86_64' machine='pc'>hvm</type>";
+  if (guest) {
+    xml += "<kernel>" + guest->kernel + "</kernel><initrd>" + guest->initrd + "</initrd><cmdline>" +
+           guest->cmdline + "</cmdline>";
+  }
+  xml += "</os><devices><emulator>/usr/bin/qemu-system-x86_64</emulator>";
   for (size_t i = 0; i < disks.size(); ++i) {
     xml += "<disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file='" +
            disks[i] + "'/><target dev='vd" + std::string(1, static_cast<char>('a' + i)) +
            "' bus='virtio'/></disk>";
   }
+  if (guest) xml += "<serial type='file'><source path='" + disks[0] + ".serial'/></serial>";
   return xml + "<memballoon model='none'/></devices></domain>";
 }
 
-std::string SnapshotXml(const std::string& name, const std::vector<std::string>& files) {
-  std::string xml = "<domainsnapshot><name>" + name + "</name><disks>";
+std::string SnapshotXml(const std::string& name, const std::vector<std::string>& files,
+                        const std::string& memory_file = "") {
+  std::string xml = "<domainsnapshot><name>" + name + "</name>";
+  if (!memory_file.empty()) xml += "<memory snapshot='external' file='" + memory_file + "'/>";
+  xml += "<disks>";
   for (size_t i = 0; i < files.size(); ++i) {
     xml += "<disk name='vd" + std::string(1, static_cast<char>('a' + i)) +
            "' snapshot='external'><source file='" + files[i] + "'/></disk>";
@@ -94,7 +104,79 @@ Status Round(std::vector<Domain>& doms, const std::string& tag, Samples& out) {
   return Status::Ok();
 }
 
+// Waits until the serial log of every domain shows `marker`.
+Status WaitForMarker(const std::vector<Domain>& doms, const std::string& marker) {
+  const auto deadline = Clock::now() + std::chrono::minutes(5);
+  for (const auto& d : doms) {
+    while (true) {
+      auto text = Env::Default()->ReadFile(d.disks[0] + ".serial");
+      if (text.ok() && text->find(marker) != std::string::npos) break;
+      if (Clock::now() > deadline) return Status::Timeout(d.name + " never printed " + marker);
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+  }
+  return Status::Ok();
+}
+
 }  // namespace
+
+Result<Samples> MeasureLibvirtMemory(const std::string& uri, const std::string& image_dir,
+                                     const GuestSpec& guest, int n, int rounds) {
+  virConnectPtr conn = virConnectOpen(uri.c_str());
+  if (!conn) return LibvirtError("connect to " + uri);
+  storage::QemuImg img(Env::Default());
+  std::vector<Domain> doms(static_cast<size_t>(n));
+  Status status;
+  for (int i = 0; i < n && status.ok(); ++i) {
+    Domain& d = doms[static_cast<size_t>(i)];
+    d.name = "mem" + std::to_string(guest.memory_mib) + "-" + std::to_string(i);
+    d.disks.push_back(image_dir + "/" + d.name + "-d0.qcow2");
+    status = img.Create(d.disks.back(), 64 << 20);
+    if (!status.ok()) break;
+    d.dom = virDomainCreateXML(conn, DomainXml(d.name, d.disks, &guest).c_str(), 0);
+    if (!d.dom) status = LibvirtError("start " + d.name);
+  }
+  if (status.ok()) status = WaitForMarker(doms, guest.ready_marker);
+  Samples out;
+  for (int r = 0; r < rounds && status.ok(); ++r) {
+    std::vector<Clock::time_point> start(doms.size()), end(doms.size());
+    std::vector<Status> errors(doms.size());
+    std::vector<std::thread> threads;
+    const std::string tag = "m" + std::to_string(r);
+    for (size_t i = 0; i < doms.size(); ++i) {
+      threads.emplace_back([&, i] {
+        Domain& d = doms[i];
+        const std::string xml =
+            SnapshotXml(tag, {d.disks[0] + "." + tag}, d.disks[0] + "." + tag + ".mem");
+        start[i] = Clock::now();
+        virDomainSnapshotPtr snap = virDomainSnapshotCreateXML(d.dom, xml.c_str(), 0);
+        end[i] = Clock::now();
+        if (!snap) errors[i] = LibvirtError("memory snapshot of " + d.name);
+        if (snap) virDomainSnapshotFree(snap);
+        (void)std::filesystem::remove(d.disks[0] + "." + tag + ".mem");  // keep the disk small
+      });
+    }
+    for (auto& t : threads) t.join();
+    for (auto& e : errors) {
+      if (status.ok()) status = e;
+    }
+    int64_t longest = 0;
+    for (size_t i = 0; i < doms.size(); ++i) longest = std::max(longest, Micros(end[i] - start[i]));
+    out.window_us.push_back(Micros(*std::max_element(end.begin(), end.end()) -
+                                   *std::min_element(start.begin(), start.end())));
+    out.max_pause_us.push_back(longest);
+    out.total_us.push_back(out.window_us.back());
+  }
+  for (auto& d : doms) {
+    if (d.dom) {
+      virDomainDestroy(d.dom);
+      virDomainFree(d.dom);
+    }
+  }
+  virConnectClose(conn);
+  if (!status.ok()) return status;
+  return out;
+}
 
 Result<std::map<int, Samples>> MeasureLibvirt(const std::string& uri, const std::string& image_dir,
                                               const std::vector<int>& sizes, int rounds) {
@@ -195,6 +277,16 @@ Result<std::string> RunLibvirtWorker(Env* env, const std::string& dir,
   if (!out.ok()) return out.status();
   if (out->exit_code != 0) return Status::Failed("libvirt worker failed: " + out->err);
   return out->out;
+}
+
+Result<std::map<int, Samples>> RunLibvirtSamples(Env* env, const std::string& dir,
+                                                 const std::vector<std::string>& worker_args) {
+  VMG_ASSIGN_OR_RETURN(std::string out, RunLibvirtWorker(env, dir, worker_args));
+  auto j = nlohmann::json::parse(out, nullptr, false);
+  if (!j.is_object()) return Status::Failed("unreadable libvirt worker output: " + out);
+  std::map<int, Samples> samples;
+  for (auto& [key, s] : j.items()) samples[std::stoi(key)] = FromJson(s);
+  return samples;
 }
 
 }  // namespace vmgroup::bench

@@ -20,11 +20,31 @@ namespace vmgroup::bench {
 Result<std::map<int, Samples>> MeasureLibvirt(const std::string& uri, const std::string& image_dir,
                                               const std::vector<int>& sizes, int rounds);
 
+// A real guest (kernel + initrd) of `memory_mib` with one qcow2 disk.
+struct GuestSpec {
+  int memory_mib = 128;
+  std::string kernel, initrd, cmdline;
+  std::string ready_marker;  // printed on the serial console once the workload runs
+};
+
+// Runs inside the worker: starts n such guests, waits for their marker, then
+// measures `rounds` group snapshots with memory the way libvirt does them
+// (an external snapshot with <memory snapshot='external'> of each domain,
+// one thread per domain: each domain is paused while its memory is saved).
+// window_us is first call -> last return.
+Result<Samples> MeasureLibvirtMemory(const std::string& uri, const std::string& image_dir,
+                                     const GuestSpec& guest, int n, int rounds);
+
 // Starts a session libvirtd as user nobody with all its state under `dir`,
 // runs this program again as nobody with `worker_args` (the worker side),
 // stops libvirtd and every process it left, by PID. Returns the worker's
 // standard output.
 Result<std::string> RunLibvirtWorker(Env* env, const std::string& dir,
                                      const std::vector<std::string>& worker_args);
+
+// RunLibvirtWorker for a worker that prints samples by key as JSON
+// (report.h): the samples.
+Result<std::map<int, Samples>> RunLibvirtSamples(Env* env, const std::string& dir,
+                                                 const std::vector<std::string>& worker_args);
 
 }  // namespace vmgroup::bench

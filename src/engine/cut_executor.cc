@@ -135,7 +135,7 @@ CutOutcome ExecuteCut(Env* env, const std::vector<CutMember>& members, const std
   std::vector<Status> resumed(n);
   for (size_t i = 0; i < n; ++i) {
     // The memory state is taken only from a cut that happened.
-    const std::string save = out.status.ok() ? members[i].save_state : "";
+    const bool save = out.status.ok() && members[i].save_state;
     if (paused_by_us[i]) resumed[i] = members[i].vm->SendResume(resume_deadline, save);
   }
   for (size_t i = 0; i < n; ++i) {

@@ -30,9 +30,9 @@ struct CutMember {
   std::shared_ptr<hypervisor::Vm> vm;
   bool pause = true;  // false for a member already paused
   std::vector<hypervisor::Overlay> overlays;
-  // Where to save the member's memory state as it is at the cut, or empty
-  // (Vm::SendResume; needs pause and Vm::PrepareStateSave).
-  std::string save_state;
+  // Save the member's memory state as it is at the cut (Vm::SendResume;
+  // needs pause and Vm::PrepareStateSave).
+  bool save_state = false;
 };
 
 struct CutTiming {

@@ -155,7 +155,8 @@ Status SnapshotEngine::Prepare(const catalog::SnapshotRecord& s, const Checked& 
       VMG_RETURN_IF_ERROR(
           live->OpenOverlays(OverlaysOf(m, s.tag), env_->Now() + kPrepareTimeout).Annotate(what));
       if (!m.memory_state.empty()) {
-        VMG_RETURN_IF_ERROR(live->PrepareStateSave(env_->Now() + kPrepareTimeout).Annotate(what));
+        VMG_RETURN_IF_ERROR(
+            live->PrepareStateSave(m.memory_state, env_->Now() + kPrepareTimeout).Annotate(what));
       }
     }
     return env_->Hit(fault::kMemberPrepared, checked.vms[i].name).Annotate(what);
@@ -208,7 +209,7 @@ Result<catalog::SnapshotRecord> SnapshotEngine::Create(const SnapshotRequest& re
     const auto& m = s.members[i];
     if (!checked.live[i]) continue;  // off: its commit is its cut
     cut.push_back({checked.vms[i].name, checked.live[i], m.power_at_cut == catalog::Power::kRunning,
-                   OverlaysOf(m, s.tag), m.memory_state});
+                   OverlaysOf(m, s.tag), !m.memory_state.empty()});
     cut_index.push_back(i);
   }
   CutOutcome outcome = ExecuteCut(env_, cut, BitmapFor(s.type, s.tag), options_.pause_deadline);

@@ -78,15 +78,17 @@ class Vm {
   // `*paused` says whether the VM is paused afterwards, also on error. If the
   // pause failed the switch may still have happened: revert before resuming.
   virtual Status AwaitSwitch(Deadline deadline, bool* paused) = 0;
-  // SendResume with `save_state` non-empty first saves the VM's RAM and
-  // device state, as they are at that moment, to that file: the guest runs
-  // again as soon as its device state is written (AwaitResume returns then)
-  // and its RAM is streamed out while it runs, pages it writes copied first
-  // (QEMU's background snapshot, armed by PrepareStateSave while the VM ran).
-  // AwaitStateSaved waits until the whole state is in the file.
-  virtual Status SendResume(Deadline deadline, const std::string& save_state) = 0;
+  // SendResume with `save_state` first saves the VM's RAM and device state,
+  // as they are at that moment, to the file PrepareStateSave opened: the
+  // guest runs again as soon as its device state is written (AwaitResume
+  // returns then) and its RAM is streamed out while it runs, pages it writes
+  // copied first (QEMU's background snapshot). AwaitStateSaved waits until
+  // the whole state is in the file. PrepareStateSave, while the VM runs,
+  // arms the background snapshot and creates `path` (AlreadyExists if it
+  // exists: a stale state is never overwritten).
+  virtual Status SendResume(Deadline deadline, bool save_state) = 0;
   virtual Status AwaitResume(Deadline deadline) = 0;
-  virtual Status PrepareStateSave(Deadline deadline) = 0;
+  virtual Status PrepareStateSave(const std::string& path, Deadline deadline) = 0;
   virtual Status AwaitStateSaved(Deadline deadline) = 0;
 
   // Undoes the switch for each overlay that is active: merges it back

@@ -7,6 +7,8 @@
 #   counter=mem  counts in the shell's memory only, printing "count n" about
 #                five times a second: after a memory state is loaded the
 #                count goes on from where it was, after a reboot from 1.
+#   fill=N       first fills N MiB of RAM with random bytes (a file in the RAM-backed root),
+#                then prints FILL-DONE: guests whose memory is in use.
 /bin/busybox --install -s /bin
 mount -t proc proc /proc
 mount -t sysfs sys /sys
@@ -15,6 +17,11 @@ for m in virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_p
   insmod /lib/mod/$m.ko 2>/dev/null
 done
 echo "BOOT-DONE uptime=$(cut -d' ' -f1 /proc/uptime)"
+for arg in $(cat /proc/cmdline); do
+  case $arg in
+    fill=*) dd if=/dev/urandom of=/fill bs=1M count=${arg#fill=} 2>/dev/null; echo FILL-DONE ;;
+  esac
+done
 case " $(cat /proc/cmdline) " in
   *" writer=raw "*)
     n=0

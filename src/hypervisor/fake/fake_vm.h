@@ -69,12 +69,12 @@ class FakeVm final : public Vm {
     *paused = sent_paused_;
     return sent_status_;
   }
-  Status SendResume(Deadline deadline, const std::string& save_state) override {
-    if (!save_state.empty()) calls_.push_back("save");
+  Status SendResume(Deadline deadline, bool save_state) override {
+    if (save_state) calls_.push_back("save");
     sent_status_ = Resume(deadline);
     return Status::Ok();
   }
-  Status PrepareStateSave(Deadline) override {
+  Status PrepareStateSave(const std::string&, Deadline) override {
     return Do("prepare-save", [] {});
   }
   Status AwaitStateSaved(Deadline) override {

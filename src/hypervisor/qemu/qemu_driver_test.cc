@@ -95,7 +95,7 @@ TEST_F(QemuDriverTest, SwitchMakesOverlaysActiveWithBitmapAndRevertUndoesIt) {
   ASSERT_TRUE(vm_->RevertOverlays(overlays).ok());
   EXPECT_EQ(*vm_->ActiveImages(Soon()), spec_.disks);
   EXPECT_TRUE(vm_->RevertOverlays(overlays).ok()) << "a second revert finds nothing to do";
-  ASSERT_TRUE(vm_->SendResume(Soon(), "").ok());
+  ASSERT_TRUE(vm_->SendResume(Soon(), false).ok());
   ASSERT_TRUE(vm_->AwaitResume(Soon()).ok());
   EXPECT_EQ(*vm_->State(Soon()), RunState::kRunning);
   // Once closed, the overlay can be switched to again under a new node.
@@ -174,12 +174,13 @@ TEST_F(QemuDriverTest, CommitImageMergesAnInnerImageThenTheActiveOneWhileTheGues
 
 TEST_F(QemuDriverTest, MemoryStateSavedAtTheCutStartsAVmPausedWhereItWas) {
   StartVm();
-  ASSERT_TRUE(vm_->PrepareStateSave(Soon()).ok());
+  const std::string state = dir_ / "mem.vmstate";
+  ASSERT_TRUE(vm_->PrepareStateSave(state, Soon()).ok());
+  EXPECT_EQ(vm_->PrepareStateSave(state, Soon()).code(), Code::kAlreadyExists);
   auto overlays = MakeOverlays("m1");
   ASSERT_TRUE(vm_->OpenOverlays(overlays, Soon()).ok());
   ASSERT_TRUE(Switch(overlays, "", /*pause=*/true).ok());
-  const std::string state = dir_ / "mem.vmstate";
-  ASSERT_TRUE(vm_->SendResume(Soon(), state).ok());
+  ASSERT_TRUE(vm_->SendResume(Soon(), /*save_state=*/true).ok());
   ASSERT_TRUE(vm_->AwaitResume(Soon()).ok());
   EXPECT_EQ(*vm_->State(Soon()), RunState::kRunning) << "running while the RAM streams out";
   ASSERT_TRUE(vm_->AwaitStateSaved(Soon()).ok());

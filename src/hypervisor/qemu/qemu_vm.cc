@@ -1,9 +1,12 @@
 #include "hypervisor/qemu/qemu_vm.h"
 
+#include <fcntl.h>
 #include <signal.h>
 
 #include <algorithm>
 #include <cctype>
+#include <cerrno>
+#include <cstring>
 #include <thread>
 
 #include "hypervisor/qemu/qmp_commands.h"
@@ -178,12 +181,16 @@ Status QemuVm::AwaitSwitch(Deadline deadline, bool* paused) {
   return first;
 }
 
-Status QemuVm::SendResume(Deadline deadline, const std::string& save_state) {
+Status QemuVm::SendResume(Deadline deadline, bool save_state) {
   std::lock_guard lock(mu_);
   pending_ = {};
   std::pair<std::string, Json> command = {"cont", Json::object()};
-  if (!save_state.empty()) {
-    command = {"migrate", {{"uri", "exec:cat > " + qmp::ShellQuote(save_state)}}};
+  if (save_state) {
+    if (state_path_.empty()) return Status::InvalidState("no memory state was prepared");
+    // Through a pipe to cat: handed a plain file (fd:), QEMU writes the whole
+    // RAM before it lets the guest run (measured with two 128 MiB guests: a
+    // 210 ms group pause instead of 16 ms).
+    command = {"migrate", {{"uri", "exec:cat > " + qmp::ShellQuote(state_path_)}}};
   }
   VMG_ASSIGN_OR_RETURN(auto ids, qmp_->Send({command}, deadline));
   pending_.commands.push_back({command.first, ids[0]});
@@ -212,9 +219,17 @@ Status QemuVm::AwaitResume(Deadline deadline) {
   }
 }
 
-Status QemuVm::PrepareStateSave(Deadline deadline) {
+Status QemuVm::PrepareStateSave(const std::string& path, Deadline deadline) {
   std::lock_guard lock(mu_);
-  return qmp::SetBackgroundSnapshot(*qmp_, true, deadline);
+  VMG_RETURN_IF_ERROR(qmp::SetBackgroundSnapshot(*qmp_, true, deadline));
+  // Created here, exclusively: a stale state is never silently overwritten.
+  UniqueFd file(::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+  if (file.get() < 0) {
+    return errno == EEXIST ? Status::AlreadyExists("memory state " + path + " already exists")
+                           : Status::IoError("cannot create " + path + ": " + std::strerror(errno));
+  }
+  state_path_ = path;
+  return Status::Ok();
 }
 
 Status QemuVm::LoadState(const std::string& path) {

@@ -24,9 +24,9 @@ class QemuVm final : public Vm {
   Status SendSwitch(const std::vector<Overlay>& overlays, const std::string& bitmap, bool pause,
                     Deadline deadline) override;
   Status AwaitSwitch(Deadline deadline, bool* paused) override;
-  Status SendResume(Deadline deadline, const std::string& save_state) override;
+  Status SendResume(Deadline deadline, bool save_state) override;
   Status AwaitResume(Deadline deadline) override;
-  Status PrepareStateSave(Deadline deadline) override;
+  Status PrepareStateSave(const std::string& path, Deadline deadline) override;
   Status AwaitStateSaved(Deadline deadline) override;
   Status RevertOverlays(const std::vector<Overlay>& overlays) override;
   Result<std::vector<std::string>> ActiveImages(Deadline deadline) override;
@@ -55,6 +55,7 @@ class QemuVm final : public Vm {
   std::mutex mu_;
   std::unique_ptr<QmpClient> qmp_;         // guarded by mu_
   std::vector<std::string> active_nodes_;  // guarded by mu_; refreshed outside pauses
+  std::string state_path_;                 // guarded by mu_; set by PrepareStateSave
   // Between a Send* and its Await*: what was sent (guarded by mu_).
   struct Pending {
     std::vector<std::pair<std::string, std::string>> commands;  // (command, id)

@@ -97,10 +97,6 @@ Status SetBackgroundSnapshot(QmpClient& c, bool on, Deadline d) {
   return c.Execute("migrate-set-capabilities", {{"capabilities", Json::array({cap})}}, d).status();
 }
 
-Status Migrate(QmpClient& c, const std::string& uri, Deadline d) {
-  return c.Execute("migrate", {{"uri", uri}}, d).status();
-}
-
 Status MigrateIncoming(QmpClient& c, const std::string& uri, Deadline d) {
   return c.Execute("migrate-incoming", {{"uri", uri}}, d).status();
 }

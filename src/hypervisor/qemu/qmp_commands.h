@@ -58,7 +58,6 @@ Status BlockCommit(QmpClient& c, const std::string& job_id, const std::string& d
 // migration starts while the guest runs on (QEMU resumes it by itself once
 // the device state is saved).
 Status SetBackgroundSnapshot(QmpClient& c, bool on, Deadline d);
-Status Migrate(QmpClient& c, const std::string& uri, Deadline d);
 Status MigrateIncoming(QmpClient& c, const std::string& uri, Deadline d);
 // query-migrate's status ("active", "completed", "failed", ... or "" before
 // any migration) and, once failed, QEMU's reason.
