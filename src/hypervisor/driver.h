@@ -83,7 +83,8 @@ class Vm {
   // guest runs again as soon as its device state is written (AwaitResume
   // returns then) and its RAM is streamed out while it runs, pages it writes
   // copied first (QEMU's background snapshot). AwaitStateSaved waits until
-  // the whole state is in the file. PrepareStateSave, while the VM runs,
+  // the whole state is in the file (NotFound if no save was ever started).
+  // PrepareStateSave, while the VM runs,
   // arms the background snapshot and creates `path` (AlreadyExists if it
   // exists: a stale state is never overwritten).
   virtual Status SendResume(Deadline deadline, bool save_state) = 0;

@@ -170,6 +170,30 @@ TEST_F(SnapshotApplyTest, ACrashBeforeTheCommitEndsTheQemusStartedFromMemory) {
   EXPECT_FALSE(engine_->recovery().removed_files.empty()) << "the apply's overlays are gone";
 }
 
+// Killed after a Standard snapshot's cut, while the memory states stream:
+// QEMU finishes them on its own, and recovery completes the snapshot once
+// they are on disk; it then applies like any other.
+TEST_F(SnapshotApplyTest, AMemorySnapshotCutBeforeACrashIsCompletedByRecovery) {
+  auto g = MakeGroup("cut", 2);
+  engine_.reset();
+  auto r = Env::Default()->Run({CRASH_HELPER, dir_ / "state", "snapshot", g.collection_id,
+                                std::string(engine::fault::kCutDone), "1"},
+                               std::chrono::minutes(2));
+  ASSERT_TRUE(r.ok());
+  ASSERT_EQ(r->exit_code, -1) << r->err;
+  OpenEngine();
+  ASSERT_EQ(engine_->recovery().completed.size(), 1u) << engine_->recovery().Summary();
+  const auto snap = *engine_->catalog().GetSnapshot(engine_->recovery().completed[0]);
+  for (const auto& m : snap.members) {
+    EXPECT_TRUE(Env::Default()->FileExists(m.memory_state));
+  }
+  ASSERT_TRUE(engine_->snapshots().Apply({.snapshot_id = snap.id}).ok());
+  for (const auto& id : g.vm_ids) {
+    EXPECT_EQ(LiveState(id), hypervisor::RunState::kRunning) << "back from its memory state";
+    ExpectCatalogMatchesDisk(id);
+  }
+}
+
 TEST_F(SnapshotApplyTest, RefusalsChangeNothing) {
   std::string snap_id;
   auto g = Prepared("no", 2, &snap_id);

@@ -174,6 +174,7 @@ TEST_F(QemuDriverTest, CommitImageMergesAnInnerImageThenTheActiveOneWhileTheGues
 
 TEST_F(QemuDriverTest, MemoryStateSavedAtTheCutStartsAVmPausedWhereItWas) {
   StartVm();
+  EXPECT_EQ(vm_->AwaitStateSaved(Soon()).code(), Code::kNotFound) << "nothing being saved";
   const std::string state = dir_ / "mem.vmstate";
   ASSERT_TRUE(vm_->PrepareStateSave(state, Soon()).ok());
   EXPECT_EQ(vm_->PrepareStateSave(state, Soon()).code(), Code::kAlreadyExists);

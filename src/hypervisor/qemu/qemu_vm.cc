@@ -246,6 +246,10 @@ Status QemuVm::LoadState(const std::string& path) {
 
 Status QemuVm::AwaitStateSaved(Deadline deadline) {
   std::lock_guard lock(mu_);
+  // No migration at all: the save was never started (a daemon that died
+  // before resuming the cut); there is nothing to wait for.
+  VMG_ASSIGN_OR_RETURN(qmp::MigrationInfo m, qmp::QueryMigrate(*qmp_, deadline));
+  if (m.status.empty()) return Status::NotFound("no memory state is being saved");
   return qmp::AwaitMigration(*qmp_, deadline).Annotate("saving the memory state");
 }
 
