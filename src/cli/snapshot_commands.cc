@@ -91,7 +91,9 @@ int RunSnapshot(Context& ctx, const std::vector<std::string>& words) {
     int rc = Settle(ctx, ctx.api->ApplySnapshot(s->id), "applying snapshot " + s->name,
                     !c->Has("no-wait"));
     if (rc == kExitOk && !c->Has("no-wait")) {
-      std::cerr << "applied " << s->name << ": its VMs are off, on the snapshot's disks\n";
+      std::cerr << "applied " << s->name
+                << (s->type == 1 ? ": the VMs that ran at the snapshot run on from it\n"
+                                 : ": its VMs are off, on the snapshot's disks\n");
     }
     return rc;
   }

@@ -209,6 +209,26 @@ TEST_F(CliTest, ApplyTakesTheGroupBackAndLeavesItOff) {
   EXPECT_EQ(json::parse(Ok({"vm", "show", "a", "--json"}))["state"], "running");
 }
 
+TEST_F(CliTest, AStandardSnapshotAppliesWithTheVmsRunningOn) {
+  NewVm("a");
+  NewVm("b");
+  Ok({"group", "create", "web"});
+  Ok({"group", "add", "web", "a", "b"});
+  Ok({"snapshot", "create", "web", "--type", "standard", "--name", "mem"});
+  json list = json::parse(Ok({"snapshot", "list", "web", "--json"}));
+  ASSERT_EQ(list.size(), 1u);
+  EXPECT_EQ(list[0]["type"], 1);
+  Ok({"vm", "stop", "a"});
+  const std::string id = list[0]["id"];
+  CommandOutput applied = Cli({"snapshot", "apply", id});
+  ASSERT_EQ(applied.exit_code, 0) << applied.err;
+  EXPECT_NE(applied.err.find("run on from it"), std::string::npos) << applied.err;
+  EXPECT_EQ(json::parse(Ok({"vm", "show", "a", "--json"}))["state"], "running")
+      << "back in the state it had at the snapshot";
+  Ok({"snapshot", "delete", id});
+  EXPECT_TRUE(json::parse(Ok({"snapshot", "list", "web", "--json"})).empty());
+}
+
 TEST_F(CliTest, DeleteMergesASnapshotAwayWhileTheGroupRuns) {
   json list = WebWithThreeSnapshots();
   const std::string one = list[0]["id"], two = list[1]["id"], three = list[2]["id"];
