@@ -203,6 +203,26 @@ TEST_F(QemuDriverTest, MemoryStateSavedAtTheCutStartsAVmPausedWhereItWas) {
   EXPECT_FALSE(bad.ok());
 }
 
+TEST_F(QemuDriverTest, AMemoryStateThatCannotBeSavedNeverLeavesTheVmPaused) {
+  StartVm();
+  // Never prepared: resumed anyway, and the caller is told.
+  ASSERT_TRUE(vm_->Pause(Soon()).ok());
+  ASSERT_TRUE(vm_->SendResume(Soon(), /*save_state=*/true).ok());
+  EXPECT_EQ(vm_->AwaitResume(Soon()).code(), Code::kInvalidState);
+  EXPECT_EQ(*vm_->State(Soon()), RunState::kRunning);
+  // Prepared, but its directory is gone by the time QEMU writes it.
+  const std::string sub = dir_ / "gone";
+  ASSERT_TRUE(Env::Default()->CreateDirs(sub).ok());
+  ASSERT_TRUE(vm_->PrepareStateSave(sub + "/mem.vmstate", Soon()).ok());
+  ASSERT_TRUE(Env::Default()->RemoveFile(sub + "/mem.vmstate").ok());
+  ASSERT_EQ(::rmdir(sub.c_str()), 0);
+  ASSERT_TRUE(vm_->Pause(Soon()).ok());
+  ASSERT_TRUE(vm_->SendResume(Soon(), /*save_state=*/true).ok());
+  (void)vm_->AwaitResume(Soon());  // QEMU may resume before the write fails
+  EXPECT_FALSE(vm_->AwaitStateSaved(Soon()).ok());
+  EXPECT_EQ(*vm_->State(Soon()), RunState::kRunning);
+}
+
 TEST_F(QemuDriverTest, AttachReachesARunningVmThroughItsMonitor) {
   StartVm();
   ASSERT_TRUE(vm_->Pause(Soon()).ok());

@@ -185,8 +185,10 @@ Status QemuVm::SendResume(Deadline deadline, bool save_state) {
   std::lock_guard lock(mu_);
   pending_ = {};
   std::pair<std::string, Json> command = {"cont", Json::object()};
-  if (save_state) {
-    if (state_path_.empty()) return Status::InvalidState("no memory state was prepared");
+  if (save_state && state_path_.empty()) {
+    // Resume all the same: a guest is never left paused for a missing save.
+    pending_.error = Status::InvalidState("no memory state was prepared");
+  } else if (save_state) {
     // Through a pipe to cat: handed a plain file (fd:), QEMU writes the whole
     // RAM before it lets the guest run (measured with two 128 MiB guests: a
     // 210 ms group pause instead of 16 ms).
@@ -202,8 +204,13 @@ Status QemuVm::AwaitResume(Deadline deadline) {
   Pending p = std::exchange(pending_, {});
   if (p.commands.empty()) return Status::InvalidState("AwaitResume without SendResume");
   const auto& [command, id] = p.commands[0];
-  VMG_RETURN_IF_ERROR(qmp_->AwaitReply(command, id, deadline).status());
-  if (command == "cont") return Status::Ok();
+  Status sent = qmp_->AwaitReply(command, id, deadline).status();
+  if (command == "cont") return sent.ok() ? p.error : sent;
+  if (!sent.ok()) {
+    // No save started: the guest must not stay paused waiting for one.
+    Status cont = qmp::Cont(*qmp_, deadline);
+    return cont.ok() ? sent.Annotate("saving the memory state") : cont;
+  }
   // The background snapshot resumes the guest once the device state is out.
   while (true) {
     VMG_ASSIGN_OR_RETURN(std::string status, qmp::QueryStatus(*qmp_, deadline));

@@ -60,6 +60,7 @@ class QemuVm final : public Vm {
   struct Pending {
     std::vector<std::pair<std::string, std::string>> commands;  // (command, id)
     std::vector<Overlay> overlays;
+    Status error;  // to report from the Await* although the command went out
   } pending_;
 };
 
