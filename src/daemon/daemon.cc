@@ -26,7 +26,9 @@ Result<std::unique_ptr<Daemon>> Daemon::Start(const Options& o) {
   eo.qemu.accel = o.accel;
   VMG_ASSIGN_OR_RETURN(d->engine_, engine::Engine::Open(eo));
   const auto& rec = d->engine_->recovery();
-  Log(LogLevel::kInfo, "state directory " + o.state_dir + ": " + rec.Summary());
+  // What recovery could not repair waits for the next start: say so loudly.
+  Log(rec.problems.ok() ? LogLevel::kInfo : LogLevel::kWarning,
+      "state directory " + o.state_dir + ": " + rec.Summary());
 
   d->jobs_ = std::make_unique<services::JobManager>(Env::Default(), &d->engine_->catalog());
   VMG_RETURN_IF_ERROR(d->jobs_->EndInterrupted());
