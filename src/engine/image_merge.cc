@@ -13,17 +13,16 @@ constexpr auto kQueryTimeout = std::chrono::seconds(10);
 // cut short is finished later anyway.
 constexpr auto kMergeTimeout = std::chrono::hours(6);
 
-// Every image of `vm_id` that a record names, with the backing file its
+// Every image of `vm` that a record names, with the backing file its
 // header names.
 Result<std::map<std::string, std::string>> ImageTree(catalog::Catalog& catalog,
                                                      storage::QemuImg& img,
-                                                     const std::string& vm_id) {
-  VMG_ASSIGN_OR_RETURN(catalog::VmRecord vm, catalog.GetVm(vm_id));
+                                                     const catalog::VmRecord& vm) {
   std::vector<std::string> known = vm.disks;
   VMG_ASSIGN_OR_RETURN(auto snapshots, catalog.ListSnapshots());
   for (const auto& s : snapshots) {
     for (const auto& m : s.members) {
-      if (m.vm_id != vm_id) continue;
+      if (m.vm_id != vm.id) continue;
       for (const auto& d : m.disks) known.insert(known.end(), {d.frozen_image, d.overlay});
     }
   }
@@ -88,8 +87,8 @@ Result<std::vector<catalog::DiskMerge>> PlanMerges(catalog::Catalog& catalog, st
                                                    const catalog::SnapshotRecord& s) {
   std::vector<catalog::DiskMerge> merges;
   for (const auto& member : s.members) {
-    VMG_ASSIGN_OR_RETURN(auto tree, ImageTree(catalog, img, member.vm_id));
     VMG_ASSIGN_OR_RETURN(catalog::VmRecord vm, catalog.GetVm(member.vm_id));
+    VMG_ASSIGN_OR_RETURN(auto tree, ImageTree(catalog, img, vm));
     for (const auto& d : member.disks) {
       catalog::DiskMerge m{member.vm_id, d.index, d.frozen_image, "", {}};
       m.others = ChildrenOf(tree, d.frozen_image);
@@ -127,7 +126,7 @@ Status MergeAndFinish(Env* env, VmRegistry& vms, catalog::Catalog& catalog, stor
   for (const auto& m : merges) by_vm[m.vm_id].push_back(&m);
   for (const auto& [vm_id, disks] : by_vm) {
     VMG_ASSIGN_OR_RETURN(catalog::VmRecord vm, catalog.GetVm(vm_id));
-    VMG_ASSIGN_OR_RETURN(auto tree, ImageTree(catalog, img, vm_id));
+    VMG_ASSIGN_OR_RETURN(auto tree, ImageTree(catalog, img, vm));
     for (const auto* m : disks) {
       if (m->child.empty()) continue;
       VMG_RETURN_IF_ERROR(MergeChild(env, vms, img, tree, *m)

@@ -10,7 +10,6 @@ namespace vmgroup::engine {
 namespace {
 
 constexpr auto kQueryTimeout = std::chrono::seconds(10);
-constexpr auto kStateTimeout = std::chrono::minutes(10);
 
 // True when the cut is known to have happened on every member that ran:
 // each is alive and every disk's active image is its overlay.
@@ -31,7 +30,7 @@ Result<bool> CutHappenedEverywhere(Env* env, VmRegistry& vms, const catalog::Sna
     }
     // A memory state counts once QEMU finished writing it (it goes on
     // streaming when the daemon dies) and it is on disk.
-    if (!m.memory_state.empty() && (!live->AwaitStateSaved(env->Now() + kStateTimeout).ok() ||
+    if (!m.memory_state.empty() && (!live->AwaitStateSaved(env->Now() + kStateSaveTimeout).ok() ||
                                     !env->SyncFile(m.memory_state).ok())) {
       return false;
     }

@@ -15,8 +15,6 @@ namespace {
 
 constexpr auto kCheckTimeout = std::chrono::seconds(5);
 constexpr auto kPrepareTimeout = std::chrono::seconds(60);
-// Streaming a guest's whole RAM to its state file.
-constexpr auto kStateTimeout = std::chrono::minutes(10);
 
 // Runs fn(i) for i in [0, n) on one thread each and returns the first error.
 template <typename Fn>
@@ -229,7 +227,7 @@ Result<catalog::SnapshotRecord> SnapshotEngine::Create(const SnapshotRequest& re
   Status saved = ParallelFor(s.members.size(), [&](size_t i) -> Status {
     const auto& m = s.members[i];
     if (m.memory_state.empty()) return Status::Ok();
-    VMG_RETURN_IF_ERROR(checked.live[i]->AwaitStateSaved(env_->Now() + kStateTimeout));
+    VMG_RETURN_IF_ERROR(checked.live[i]->AwaitStateSaved(env_->Now() + kStateSaveTimeout));
     return env_->SyncFile(m.memory_state);
   });
   if (!saved.ok()) return Abandon(s, saved);

@@ -3,6 +3,7 @@
 // before anything is touched. Pure logic over catalog records.
 #pragma once
 
+#include <chrono>
 #include <string>
 #include <vector>
 
@@ -27,6 +28,10 @@ std::string BitmapFor(int type, const std::string& tag);
 
 // Where a member's overlay for disk `index` lives.
 std::string OverlayPath(const std::string& run_dir, int index, const std::string& tag);
+// How long a member's whole RAM may take to stream into its state file,
+// for the snapshot and for recovery alike.
+inline constexpr auto kStateSaveTimeout = std::chrono::minutes(10);
+
 // Where a member's memory state lives (Standard snapshots).
 std::string MemoryStatePath(const std::string& run_dir, const std::string& tag);
 // True for the names of the files snapshots make in a run directory

@@ -216,7 +216,7 @@ Status QemuVm::AwaitResume(Deadline deadline) {
     VMG_ASSIGN_OR_RETURN(std::string status, qmp::QueryStatus(*qmp_, deadline));
     if (status == "running") return Status::Ok();
     VMG_ASSIGN_OR_RETURN(qmp::MigrationInfo m, qmp::QueryMigrate(*qmp_, deadline));
-    if (m.status == "failed" || m.status == "cancelled") {
+    if (m.failed()) {
       // The guest stays paused when the save fails before resuming it.
       VMG_RETURN_IF_ERROR(qmp::Cont(*qmp_, deadline));
       return Status::Failed("saving the memory state failed: " + m.error);

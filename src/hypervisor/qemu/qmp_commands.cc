@@ -110,7 +110,7 @@ Status AwaitMigration(QmpClient& c, Deadline d) {
   while (true) {
     VMG_ASSIGN_OR_RETURN(MigrationInfo m, QueryMigrate(c, d));
     if (m.status == "completed") return Status::Ok();
-    if (m.status == "failed" || m.status == "cancelled") {
+    if (m.failed()) {
       return Status::Failed("migration stream " + m.status + (m.error.empty() ? "" : ": ") +
                             m.error);
     }

@@ -64,6 +64,7 @@ Status MigrateIncoming(QmpClient& c, const std::string& uri, Deadline d);
 struct MigrationInfo {
   std::string status;
   std::string error;
+  bool failed() const { return status == "failed" || status == "cancelled"; }
 };
 Result<MigrationInfo> QueryMigrate(QmpClient& c, Deadline d);
 // Polls until the migration completed; Failed with QEMU's reason if it failed.
