@@ -9,7 +9,7 @@ packages=(
   qemu-system-x86 qemu-utils
   libsqlite3-dev nlohmann-json3-dev libgtest-dev libpugixml-dev
   libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients libvirt-dev
-  libpam0g-dev sblim-wbemcli
+  libpam0g-dev libxxhash-dev sblim-wbemcli
   cpio gzip e2fsprogs clang-format git
 )
 

@@ -74,6 +74,11 @@ class Env {
   virtual Status SyncFile(const std::string& path) = 0;
   // The whole content of a file. FileNotFound if it does not exist.
   virtual Result<std::string> ReadFile(const std::string& path) = 0;
+  // Creates or replaces `path` with `data`, all or nothing: written beside
+  // it under a temporary name, synced, then renamed over it.
+  virtual Status WriteFile(const std::string& path, std::string_view data) = 0;
+  // Removes an empty directory. OK if it is gone afterwards.
+  virtual Status RemoveDir(const std::string& path) = 0;
   // Names (not paths) of the entries of a directory, without "." and "..".
   virtual Result<std::vector<std::string>> ListDir(const std::string& path) = 0;
 
@@ -120,6 +125,10 @@ class EnvWrapper : public Env {
   Status SyncFile(const std::string& p) override { return target_->SyncFile(p); }
   Status CreateDirs(const std::string& p) override { return target_->CreateDirs(p); }
   Result<std::string> ReadFile(const std::string& p) override { return target_->ReadFile(p); }
+  Status WriteFile(const std::string& p, std::string_view data) override {
+    return target_->WriteFile(p, data);
+  }
+  Status RemoveDir(const std::string& p) override { return target_->RemoveDir(p); }
   Result<std::vector<std::string>> ListDir(const std::string& p) override {
     return target_->ListDir(p);
   }

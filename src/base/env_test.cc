@@ -28,6 +28,26 @@ TEST(EnvTest, RunPastTimeoutKillsTheChild) {
   EXPECT_EQ(r.status().code(), Code::kTimeout);
 }
 
+TEST(EnvTest, WriteFileReplacesWholeAndRemoveDirTakesEmptyDirs) {
+  Env* env = Env::Default();
+  char dir[] = "/tmp/vmg-env-XXXXXX";
+  ASSERT_NE(mkdtemp(dir), nullptr);
+  const std::string sub = std::string(dir) + "/sub", file = sub + "/f";
+  ASSERT_TRUE(env->CreateDirs(sub).ok());
+  ASSERT_TRUE(env->WriteFile(file, "first, longer").ok());
+  ASSERT_TRUE(env->WriteFile(file, "second").ok());
+  EXPECT_EQ(*env->ReadFile(file), "second");
+  EXPECT_EQ(*env->ListDir(sub), std::vector<std::string>{"f"});  // no temporary left
+  // A directory with a file in it stays, with a reason.
+  EXPECT_EQ(env->RemoveDir(sub).code(), Code::kIoError);
+  ASSERT_TRUE(env->RemoveFile(file).ok());
+  EXPECT_TRUE(env->RemoveDir(sub).ok());
+  EXPECT_TRUE(env->RemoveDir(sub).ok());  // already gone
+  // Into a directory that does not exist: an error, nothing made.
+  EXPECT_EQ(env->WriteFile(sub + "/g", "x").code(), Code::kIoError);
+  EXPECT_TRUE(env->RemoveDir(dir).ok());
+}
+
 TEST(EnvTest, SpawnKillAndWaitGone) {
   Env* env = Env::Default();
   char dir[] = "/tmp/vmg-env-XXXXXX";

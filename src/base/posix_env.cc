@@ -28,6 +28,16 @@ namespace {
 
 std::string Errno(std::string_view what) { return std::string(what) + ": " + std::strerror(errno); }
 
+Status WriteAll(int fd, std::string_view data, const std::string& path) {
+  while (!data.empty()) {
+    const ssize_t n = ::write(fd, data.data(), data.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return Status::IoError(Errno("cannot write " + path));
+    data.remove_prefix(static_cast<size_t>(n));
+  }
+  return Status::Ok();
+}
+
 std::vector<char*> CArgv(const std::vector<std::string>& argv) {
   std::vector<char*> out;
   out.reserve(argv.size() + 1);
@@ -88,6 +98,24 @@ class PosixEnv final : public Env {
     std::stringstream ss;
     ss << f.rdbuf();
     return ss.str();
+  }
+
+  Status WriteFile(const std::string& path, std::string_view data) override {
+    const std::string tmp = path + ".tmp";
+    UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+    if (fd.get() < 0) return Status::IoError(Errno("cannot create " + tmp));
+    Status s = WriteAll(fd.get(), data, tmp);
+    if (s.ok() && ::fsync(fd.get()) != 0) s = Status::IoError(Errno("cannot sync " + tmp));
+    if (s.ok() && ::rename(tmp.c_str(), path.c_str()) != 0) {
+      s = Status::IoError(Errno("cannot rename " + tmp + " to " + path));
+    }
+    if (!s.ok()) ::unlink(tmp.c_str());
+    return s;
+  }
+
+  Status RemoveDir(const std::string& path) override {
+    if (::rmdir(path.c_str()) == 0 || errno == ENOENT) return Status::Ok();
+    return Status::IoError(Errno("cannot remove directory " + path));
   }
 
   Result<std::vector<std::string>> ListDir(const std::string& path) override {

@@ -10,12 +10,7 @@ namespace vmgroup::engine {
 Result<std::pair<catalog::SnapshotRecord, std::vector<catalog::VmRecord>>>
 SnapshotEngine::CheckApply(const ApplyRequest& request) {
   VMG_ASSIGN_OR_RETURN(catalog::SnapshotRecord s, catalog_->GetSnapshot(request.snapshot_id));
-  if (s.state != catalog::SnapshotState::kComplete) {
-    return Status::InvalidState("snapshot " + s.name +
-                                (s.state == catalog::SnapshotState::kDestroying
-                                     ? " is being destroyed"
-                                     : " is still being taken"));
-  }
+  VMG_RETURN_IF_ERROR(RequireComplete(s));
   VMG_ASSIGN_OR_RETURN(auto now, collections_->MemberVms(s.collection_id));
   std::set<std::string> members_now(now.begin(), now.end()), members_then;
   for (const auto& m : s.members) members_then.insert(m.vm_id);

@@ -73,6 +73,18 @@ Result<std::shared_ptr<hypervisor::Vm>> SnapshotEngine::CheckMember(const catalo
   return live;
 }
 
+Status SnapshotEngine::RequireComplete(const catalog::SnapshotRecord& s) {
+  switch (s.state) {
+    case catalog::SnapshotState::kComplete:
+      return Status::Ok();
+    case catalog::SnapshotState::kDestroying:
+      return Status::InvalidState("snapshot " + s.name + " is being destroyed");
+    case catalog::SnapshotState::kIncomplete:
+      break;
+  }
+  return Status::InvalidState("snapshot " + s.name + " is still being taken");
+}
+
 Result<std::vector<catalog::VmRecord>> SnapshotEngine::MembersOf(const catalog::SnapshotRecord& s) {
   std::vector<catalog::VmRecord> vms;
   for (const auto& m : s.members) {

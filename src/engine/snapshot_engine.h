@@ -15,6 +15,7 @@
 #include "base/env.h"
 #include "catalog/catalog.h"
 #include "engine/collections.h"
+#include "engine/export_manifest.h"
 #include "engine/vm_registry.h"
 #include "storage/qemu_img.h"
 
@@ -47,6 +48,18 @@ struct ApplyRequest {
 
 struct DestroyRequest {
   std::string snapshot_id;
+};
+
+// Msvm_CollectionSnapshotExportSettingData with the method's parameters.
+struct ExportRequest {
+  std::string snapshot_id;
+  std::string directory;     // ExportDirectory: absolute, new or empty
+  bool copy_storage = true;  // CopyVmStorage: with the disks' content
+  // DifferentialBackupBase: a snapshot or reference point to export only
+  // the changes since. Not supported yet: only full exports.
+  std::string base;
+  // Told the percentage done as disks are copied. Optional.
+  std::function<void(int)> progress;
 };
 
 class SnapshotEngine {
@@ -109,6 +122,25 @@ class SnapshotEngine {
   // Destroy's checks alone.
   Status ValidateDestroy(const DestroyRequest& request);
 
+  // Exports a group snapshot for backup (Hyper-V's ExportSnapshot) into a
+  // new or empty directory, in the layout of docs/export-format.md: for
+  // each member its configuration and, with copy_storage, one standalone
+  // qcow2 image per disk as of the snapshot, each with its size and
+  // checksum, then the manifest. Files are synced before the manifest is
+  // written, and only a directory with a manifest holds an export. The VMs
+  // keep running; the snapshot is not changed. Returns the manifest.
+  //
+  // Errors, nothing changed: NotFound; InvalidState for a snapshot still
+  // being taken or destroyed; InvalidArgument for a directory that is not
+  // absolute or not a directory; AlreadyExists for one that is not empty;
+  // NotSupported for a differential export; Busy when a member is in
+  // another snapshot operation (the export holds the members until it ends,
+  // so the snapshot's images cannot change under it). A failure while
+  // writing (no space, not writable) removes what the export had written.
+  Result<ExportManifest> Export(const ExportRequest& request);
+  // Export's checks alone.
+  Status ValidateExport(const ExportRequest& request);
+
  private:
   // Validated inputs of one snapshot.
   struct Checked {
@@ -125,6 +157,11 @@ class SnapshotEngine {
   // The snapshot and its members' VMs, checked for Destroy.
   Result<std::pair<catalog::SnapshotRecord, std::vector<catalog::VmRecord>>> CheckDestroy(
       const DestroyRequest& request);
+  // The snapshot and its members' VMs, checked for Export.
+  Result<std::pair<catalog::SnapshotRecord, std::vector<catalog::VmRecord>>> CheckExport(
+      const ExportRequest& request);
+  // InvalidState unless `s` is Complete (neither being taken nor destroyed).
+  static Status RequireComplete(const catalog::SnapshotRecord& s);
   // The VM of each member of `s`, in member order; FileNotFound if one of
   // the snapshot's images is missing.
   Result<std::vector<catalog::VmRecord>> MembersOf(const catalog::SnapshotRecord& s);

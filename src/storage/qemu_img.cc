@@ -4,8 +4,8 @@
 
 namespace vmgroup::storage {
 
-Result<CommandOutput> QemuImg::RunOk(const std::vector<std::string>& argv) {
-  VMG_ASSIGN_OR_RETURN(CommandOutput out, env_->Run(argv));
+Result<CommandOutput> QemuImg::RunOk(const std::vector<std::string>& argv, Duration timeout) {
+  VMG_ASSIGN_OR_RETURN(CommandOutput out, env_->Run(argv, timeout));
   if (out.exit_code != 0) {
     std::string msg = out.err.empty() ? out.out : out.err;
     while (!msg.empty() && msg.back() == '\n') msg.pop_back();
@@ -39,6 +39,16 @@ Status QemuImg::Rebase(const std::string& path, const std::string& backing, bool
   if (!backing.empty()) argv.insert(argv.end(), {"-F", "qcow2"});
   argv.insert(argv.end(), {"-b", backing, path});
   return RunOk(argv).status();
+}
+
+Status QemuImg::Convert(const std::string& image, const std::string& dest, Duration timeout) {
+  if (!env_->FileExists(image)) return Status::FileNotFound("image " + image + " is missing");
+  if (env_->FileExists(dest)) return Status::AlreadyExists("image " + dest + " already exists");
+  Status s =
+      RunOk({"qemu-img", "convert", "-U", "-f", "qcow2", "-O", "qcow2", image, dest}, timeout)
+          .status();
+  if (!s.ok()) (void)env_->RemoveFile(dest);  // a partial copy is no copy
+  return s;
 }
 
 Result<ImageInfo> QemuImg::Info(const std::string& path) {

@@ -48,6 +48,12 @@ class QemuImg {
   // `path` must not be in use; its backing images may be.
   Status Rebase(const std::string& path, const std::string& backing, bool unsafe);
 
+  // Writes to `dest` (a new file) one standalone qcow2 image that reads the
+  // same as `image` through its whole backing chain: a full copy of a
+  // disk's content at one point. `image` may be in use by a running QEMU.
+  // AlreadyExists if `dest` exists; on failure `dest` is removed.
+  Status Convert(const std::string& image, const std::string& dest, Duration timeout);
+
   // `path` alone (no chain).
   Result<ImageInfo> Info(const std::string& path);
   // The chain from `path` down to its base: element 0 is `path` itself.
@@ -57,7 +63,8 @@ class QemuImg {
   Status Check(const std::string& path);
 
  private:
-  Result<CommandOutput> RunOk(const std::vector<std::string>& argv);
+  Result<CommandOutput> RunOk(const std::vector<std::string>& argv,
+                              Duration timeout = std::chrono::minutes(5));
   // `qemu-img info` of `path`, with its chain when `chain`.
   Result<std::vector<ImageInfo>> Describe(const std::string& path, bool chain);
 

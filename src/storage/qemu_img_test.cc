@@ -6,6 +6,8 @@
 
 #include <filesystem>
 
+#include "storage/checksum.h"
+
 namespace vmgroup::storage {
 namespace {
 
@@ -18,6 +20,18 @@ class QemuImgTest : public ::testing::Test {
   }
   void TearDown() override { std::filesystem::remove_all(dir_); }
   std::string Path(const std::string& name) { return dir_ + "/" + name; }
+  // Writes `pattern` over `len` bytes at `offset` of `image` (qemu-io).
+  void Write(const std::string& image, int pattern, const std::string& offset,
+             const std::string& len) {
+    auto r = Env::Default()->Run({"qemu-io", "-c",
+                                  "write -P " + std::to_string(pattern) + " " + offset + " " + len,
+                                  Path(image)});
+    ASSERT_TRUE(r.ok() && r->exit_code == 0) << image;
+  }
+  bool Same(const std::string& a, const std::string& b) {
+    auto r = Env::Default()->Run({"qemu-img", "compare", "-q", Path(a), Path(b)});
+    return r.ok() && r->exit_code == 0;
+  }
 
   std::string dir_;
   QemuImg img_{Env::Default()};
@@ -41,8 +55,7 @@ TEST_F(QemuImgTest, OverlayChainIsReportedTopFirst) {
 
 TEST_F(QemuImgTest, SafeRebaseKeepsWhatAnImageReadsUnsafeOnlyMovesTheHeader) {
   ASSERT_TRUE(img_.Create(Path("base.qcow2"), 4 << 20).ok());
-  auto wrote = Env::Default()->Run({"qemu-io", "-c", "write -P 0x5a 0 1M", Path("base.qcow2")});
-  ASSERT_TRUE(wrote.ok() && wrote->exit_code == 0);
+  Write("base.qcow2", 0x5a, "0", "1M");
   ASSERT_TRUE(img_.CreateOverlay(Path("base.qcow2"), Path("o1.qcow2")).ok());
   ASSERT_TRUE(img_.CreateOverlay(Path("base.qcow2"), Path("twin.qcow2")).ok());
 
@@ -50,9 +63,7 @@ TEST_F(QemuImgTest, SafeRebaseKeepsWhatAnImageReadsUnsafeOnlyMovesTheHeader) {
   auto o1 = img_.Info(Path("o1.qcow2"));
   ASSERT_TRUE(o1.ok()) << o1.status().ToString();
   EXPECT_EQ(o1->backing_filename, "");
-  auto same =
-      Env::Default()->Run({"qemu-img", "compare", "-q", Path("o1.qcow2"), Path("base.qcow2")});
-  EXPECT_TRUE(same.ok() && same->exit_code == 0) << "safe rebase lost the base's data";
+  EXPECT_TRUE(Same("o1.qcow2", "base.qcow2")) << "safe rebase lost the base's data";
   ASSERT_TRUE(img_.Rebase(Path("o1.qcow2"), "", false).ok()) << "a second run must be harmless";
 
   ASSERT_TRUE(img_.Rebase(Path("twin.qcow2"), Path("o1.qcow2"), /*unsafe=*/true).ok());
@@ -66,6 +77,39 @@ TEST_F(QemuImgTest, RefusesToOverwriteOrToBuildOnNothing) {
   EXPECT_EQ(img_.CreateOverlay(Path("missing.qcow2"), Path("o.qcow2")).code(), Code::kFileNotFound);
   EXPECT_FALSE(std::filesystem::exists(Path("o.qcow2")));
   EXPECT_EQ(img_.Chain(Path("missing.qcow2")).status().code(), Code::kFileNotFound);
+}
+
+TEST_F(QemuImgTest, ConvertCopiesWhatAChainReadsIntoOneImage) {
+  ASSERT_TRUE(img_.Create(Path("base.qcow2"), 4 << 20).ok());
+  Write("base.qcow2", 0x11, "0", "2M");
+  ASSERT_TRUE(img_.CreateOverlay(Path("base.qcow2"), Path("top.qcow2")).ok());
+  Write("top.qcow2", 0x22, "1M", "2M");
+
+  ASSERT_TRUE(img_.Convert(Path("top.qcow2"), Path("copy.qcow2"), std::chrono::minutes(1)).ok());
+  EXPECT_TRUE(Same("copy.qcow2", "top.qcow2"));
+  EXPECT_EQ(img_.Info(Path("copy.qcow2"))->backing_filename, "") << "the copy stands alone";
+  EXPECT_EQ(img_.Convert(Path("top.qcow2"), Path("copy.qcow2"), std::chrono::minutes(1)).code(),
+            Code::kAlreadyExists);
+  EXPECT_EQ(img_.Convert(Path("none.qcow2"), Path("x.qcow2"), std::chrono::minutes(1)).code(),
+            Code::kFileNotFound);
+  // A copy that cannot be made leaves nothing behind.
+  EXPECT_FALSE(
+      img_.Convert(Path("top.qcow2"), Path("no/such/dir.qcow2"), std::chrono::minutes(1)).ok());
+  EXPECT_FALSE(std::filesystem::exists(Path("no")));
+}
+
+TEST_F(QemuImgTest, ChecksumFollowsTheBytesOfTheFile) {
+  ASSERT_TRUE(img_.Create(Path("a.qcow2"), 1 << 20).ok());
+  std::filesystem::copy_file(Path("a.qcow2"), Path("b.qcow2"));
+  auto a = DigestFile(Path("a.qcow2")), b = DigestFile(Path("b.qcow2"));
+  ASSERT_TRUE(a.ok() && b.ok()) << a.status().ToString();
+  EXPECT_EQ(a->checksum, b->checksum);
+  EXPECT_EQ(a->bytes, std::filesystem::file_size(Path("a.qcow2")));
+  EXPECT_EQ(a->checksum.rfind("xxh128:", 0), 0u) << a->checksum;
+  EXPECT_EQ(a->checksum.size(), 7u + 32u) << a->checksum;
+  Write("b.qcow2", 0x01, "0", "512");
+  EXPECT_NE(DigestFile(Path("b.qcow2"))->checksum, a->checksum);
+  EXPECT_EQ(DigestFile(Path("none")).status().code(), Code::kFileNotFound);
 }
 
 TEST_F(QemuImgTest, CheckReportsACorruptImage) {

@@ -65,6 +65,30 @@ class GroupFixture : public ::testing::Test {
 
   catalog::VmRecord Vm(const std::string& id) { return *engine_->catalog().GetVm(id); }
 
+  // A running group of `n` VMs with a snapshot of `type` between two
+  // writes: `before(disk)` on every disk while the VMs are off, then they
+  // start and the snapshot is taken, then `after(disk)` on every active
+  // image (the VMs stopped for it and started again).
+  testing::TinyGroup SnapshotBetween(const std::string& prefix, int n, int type,
+                                     const std::function<void(const std::string&)>& before,
+                                     const std::function<void(const std::string&)>& after,
+                                     std::string* snapshot_id) {
+    auto g = MakeGroup(prefix, n, /*start=*/false);
+    for (const auto& id : g.vm_ids) {
+      for (const auto& disk : Vm(id).disks) before(disk);
+      EXPECT_TRUE(engine_->vms().Start(id).ok());
+    }
+    auto snap = engine_->snapshots().Create({.collection_id = g.collection_id, .type = type});
+    EXPECT_TRUE(snap.ok()) << snap.status().ToString();
+    *snapshot_id = snap.ok() ? snap->id : "";
+    for (const auto& id : g.vm_ids) {
+      EXPECT_TRUE(engine_->vms().Stop(id).ok());
+      for (const auto& disk : Vm(id).disks) after(disk);
+      EXPECT_TRUE(engine_->vms().Start(id).ok());
+    }
+    return g;
+  }
+
   // What a VM runs on now, as QEMU reports it.
   std::vector<std::string> LiveImages(const std::string& id) {
     auto live = engine_->vms().Live(id);

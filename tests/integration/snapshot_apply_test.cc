@@ -15,20 +15,9 @@ class SnapshotApplyTest : public GroupFixture {
   // A group of `n` VMs whose disks hold pattern 0x11, snapshotted while
   // running, then stamped 0x22 (after the snapshot) while off.
   testing::TinyGroup Prepared(const std::string& prefix, int n, std::string* snapshot_id) {
-    auto g = MakeGroup(prefix, n, /*start=*/false);
-    for (const auto& id : g.vm_ids) {
-      for (const auto& disk : Vm(id).disks) Stamp(disk, 0x11);
-      EXPECT_TRUE(engine_->vms().Start(id).ok());
-    }
-    auto snap = engine_->snapshots().Create({.collection_id = g.collection_id});
-    EXPECT_TRUE(snap.ok()) << snap.status().ToString();
-    *snapshot_id = snap.ok() ? snap->id : "";
-    for (const auto& id : g.vm_ids) {
-      EXPECT_TRUE(engine_->vms().Stop(id).ok());
-      for (const auto& disk : Vm(id).disks) Stamp(disk, 0x22);
-      EXPECT_TRUE(engine_->vms().Start(id).ok());
-    }
-    return g;
+    return SnapshotBetween(
+        prefix, n, engine::kSnapshotRecovery, [this](const std::string& d) { Stamp(d, 0x11); },
+        [this](const std::string& d) { Stamp(d, 0x22); }, snapshot_id);
   }
 };
 

@@ -1,0 +1,227 @@
+// Exporting a group snapshot on real QEMU: every member disk copied out as
+// of the cut while the VMs run, described by a manifest whose sizes and
+// checksums match the files; bad requests and full or read-only targets
+// leave nothing behind.
+#include <sys/mount.h>
+
+#include <filesystem>
+
+#include "base/ids.h"
+#include "engine/export_manifest.h"
+#include "engine/snapshot_plan.h"
+#include "group_fixture.h"
+#include "storage/checksum.h"
+
+namespace vmgroup::integration {
+namespace {
+
+namespace fs = std::filesystem;
+using catalog::Power;
+
+class SnapshotExportTest : public GroupFixture {
+ protected:
+  void TearDown() override {
+    for (const auto& m : mounts_) ::umount2(m.c_str(), MNT_DETACH);
+    GroupFixture::TearDown();
+  }
+
+  // A running group of `n` whose disks hold 0x11 (3 MiB of it) at a
+  // recovery snapshot and 0x22 after it, in the active overlays.
+  testing::TinyGroup Prepared(int n, std::string* snapshot_id) {
+    return SnapshotBetween(
+        "exp", n, engine::kSnapshotRecovery, [this](const std::string& d) { Fill(d, 0x11); },
+        [this](const std::string& d) { Stamp(d, 0x22); }, snapshot_id);
+  }
+
+  void Fill(const std::string& image, int pattern) {
+    auto r = Env::Default()->Run(
+        {"qemu-io", "-c", "write -P " + std::to_string(pattern) + " 1M 3M", image});
+    ASSERT_TRUE(r.ok() && r->exit_code == 0);
+  }
+
+  // A tmpfs of `size` at a new directory, or empty when this process may
+  // not mount (the test then skips: it needs CAP_SYS_ADMIN, as CI has).
+  std::string Mount(const std::string& name, const std::string& options) {
+    const std::string at = dir_ / name;
+    fs::create_directories(at);
+    if (::mount("tmpfs", at.c_str(), "tmpfs", 0, options.c_str()) != 0) return "";
+    mounts_.push_back(at);
+    return at;
+  }
+
+  void ExpectRunningOnTheSameImages(const testing::TinyGroup& g,
+                                    const std::map<std::string, std::vector<std::string>>& before) {
+    for (const auto& id : g.vm_ids) {
+      EXPECT_EQ(Vm(id).power, Power::kRunning);
+      EXPECT_EQ(LiveState(id), hypervisor::RunState::kRunning);
+      EXPECT_EQ(LiveImages(id), before.at(id));
+      ExpectCatalogMatchesDisk(id);
+    }
+  }
+
+  std::map<std::string, std::vector<std::string>> Images(const testing::TinyGroup& g) {
+    std::map<std::string, std::vector<std::string>> out;
+    for (const auto& id : g.vm_ids) out[id] = LiveImages(id);
+    return out;
+  }
+
+  std::vector<std::string> mounts_;
+};
+
+TEST_F(SnapshotExportTest, EveryMemberDiskIsCopiedAsOfTheSnapshotWhileTheVmsRun) {
+  std::string snap_id;
+  auto g = Prepared(3, &snap_id);
+  const auto snap = *engine_->catalog().GetSnapshot(snap_id);
+  const auto before = Images(g);
+  const std::string out = dir_ / "backups/monday";  // parents made too
+
+  std::vector<int> progress;
+  auto m = engine_->snapshots().Export({.snapshot_id = snap_id,
+                                        .directory = out,
+                                        .progress = [&](int p) { progress.push_back(p); }});
+  ASSERT_TRUE(m.ok()) << m.status().ToString();
+
+  ExpectRunningOnTheSameImages(g, before);
+  ASSERT_FALSE(progress.empty());
+  EXPECT_TRUE(std::is_sorted(progress.begin(), progress.end()));
+  EXPECT_EQ(progress.back(), 100);
+
+  // The manifest on disk is the one returned, and describes every file.
+  auto text = Env::Default()->ReadFile(out + "/" + engine::kManifestFile);
+  ASSERT_TRUE(text.ok());
+  auto read = engine::ParseManifest(*text);
+  ASSERT_TRUE(read.ok()) << read.status().ToString();
+  EXPECT_EQ(engine::ManifestToJson(*read), engine::ManifestToJson(*m));
+  EXPECT_EQ(read->snapshot_id, snap_id);
+  EXPECT_EQ(read->collection_id, g.collection_id);
+  EXPECT_EQ(read->snapshot_type, 2);
+  ASSERT_EQ(read->vms.size(), 3u);
+  std::set<std::string> files = {engine::kManifestFile};
+  for (size_t i = 0; i < read->vms.size(); ++i) {
+    const auto& vm = read->vms[i];
+    const auto record = Vm(g.vm_ids[i]);
+    EXPECT_EQ(vm.id, record.id);
+    EXPECT_EQ(vm.member_snapshot_id, snap.members[i].id);
+    auto config = engine::ParseConfig(*Env::Default()->ReadFile(out + "/" + vm.config_file));
+    ASSERT_TRUE(config.ok()) << config.status().ToString();
+    EXPECT_EQ(config->name, record.name);
+    EXPECT_EQ(config->memory_mib, record.memory_mib);
+    EXPECT_EQ(config->disks, 2);
+    EXPECT_EQ(storage::DigestFile(out + "/" + vm.config_file)->checksum, vm.config_checksum);
+    files.insert(vm.config_file);
+    ASSERT_EQ(vm.disks.size(), 2u);
+    for (const auto& d : vm.disks) {
+      const std::string path = out + "/" + d.file;
+      files.insert(d.file);
+      // The content at the cut: what was written before, not after.
+      EXPECT_TRUE(SameContent(path, snap.members[i].disks[d.index].frozen_image));
+      EXPECT_TRUE(StampReadable(path, 0x11));
+      EXPECT_FALSE(StampReadable(path, 0x22));
+      EXPECT_EQ(img_.Info(path)->backing_filename, "") << "an export stands alone";
+      EXPECT_EQ(d.virtual_size, uint64_t{16} << 20);
+      auto digest = storage::DigestFile(path);
+      EXPECT_EQ(digest->bytes, d.file_size);
+      EXPECT_EQ(digest->checksum, d.checksum);
+      EXPECT_TRUE(img_.Check(path).ok());
+      EXPECT_EQ(d.base_file, "");
+    }
+  }
+  std::set<std::string> found;
+  for (const auto& e : fs::recursive_directory_iterator(out)) {
+    if (e.is_regular_file()) found.insert(fs::relative(e.path(), out).string());
+  }
+  EXPECT_EQ(found, files) << "nothing but what the manifest lists";
+
+  // The snapshot is untouched: it still applies, and exports again.
+  EXPECT_TRUE(engine_->snapshots().Export({.snapshot_id = snap_id, .directory = out + "2"}).ok());
+  EXPECT_TRUE(engine_->snapshots().Apply({.snapshot_id = snap_id}).ok());
+}
+
+TEST_F(SnapshotExportTest, WithoutStorageOnlyConfigurationsAndTheManifest) {
+  std::string snap_id;
+  auto g = Prepared(2, &snap_id);
+  const std::string out = dir_ / "meta";
+  auto m = engine_->snapshots().Export(
+      {.snapshot_id = snap_id, .directory = out, .copy_storage = false});
+  ASSERT_TRUE(m.ok()) << m.status().ToString();
+  EXPECT_FALSE(m->storage);
+  for (const auto& vm : m->vms) {
+    EXPECT_TRUE(fs::exists(out + "/" + vm.config_file));
+    for (const auto& d : vm.disks) {
+      EXPECT_EQ(d.file, "");
+      EXPECT_EQ(d.virtual_size, uint64_t{16} << 20);
+    }
+    EXPECT_EQ(std::distance(fs::directory_iterator(out + "/" + vm.id), fs::directory_iterator()),
+              1);
+  }
+}
+
+TEST_F(SnapshotExportTest, BadRequestsAreRefusedAndChangeNothing) {
+  std::string snap_id;
+  auto g = Prepared(2, &snap_id);
+  auto& snaps = engine_->snapshots();
+  const std::string used = dir_ / "used";
+  fs::create_directories(used);
+  ASSERT_TRUE(Env::Default()->WriteFile(used + "/keep", "mine").ok());
+
+  EXPECT_EQ(snaps.Export({.snapshot_id = snap_id, .directory = "relative/dir"}).status().code(),
+            Code::kInvalidArgument);
+  EXPECT_EQ(snaps.Export({.snapshot_id = snap_id, .directory = ""}).status().code(),
+            Code::kInvalidArgument);
+  Status not_empty = snaps.Export({.snapshot_id = snap_id, .directory = used}).status();
+  EXPECT_EQ(not_empty.code(), Code::kAlreadyExists);
+  EXPECT_NE(not_empty.message().find("not empty"), std::string::npos) << not_empty.message();
+  EXPECT_EQ(*Env::Default()->ReadFile(used + "/keep"), "mine");
+  EXPECT_EQ(snaps.Export({.snapshot_id = snap_id, .directory = used + "/keep"}).status().code(),
+            Code::kInvalidArgument)
+      << "a file is no directory";
+  EXPECT_EQ(snaps.Export({.snapshot_id = NewGuid(), .directory = dir_ / "x"}).status().code(),
+            Code::kNotFound);
+  EXPECT_EQ(snaps.Export({.snapshot_id = snap_id, .directory = dir_ / "x", .base = snap_id})
+                .status()
+                .code(),
+            Code::kNotSupported);
+  EXPECT_EQ(snaps.ValidateExport({.snapshot_id = snap_id, .directory = used}).code(),
+            Code::kAlreadyExists);
+  EXPECT_TRUE(snaps.ValidateExport({.snapshot_id = snap_id, .directory = dir_ / "x"}).ok());
+  EXPECT_FALSE(fs::exists(dir_ / "x"));
+}
+
+TEST_F(SnapshotExportTest, AFullTargetFailsCleanlyAndTheSnapshotStaysWhole) {
+  const std::string small = Mount("small", "size=2m");
+  if (small.empty()) GTEST_SKIP() << "cannot mount a tmpfs here (needs CAP_SYS_ADMIN)";
+  std::string snap_id;
+  auto g = Prepared(2, &snap_id);  // 4 disks of 3 MiB each: far over 2 MiB
+  const auto before = Images(g);
+
+  Status s =
+      engine_->snapshots().Export({.snapshot_id = snap_id, .directory = small + "/b"}).status();
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("No space left"), std::string::npos) << s.message();
+  EXPECT_NE(s.message().find("partial export was removed"), std::string::npos) << s.message();
+  EXPECT_TRUE(fs::is_empty(small)) << "nothing of the export is left";
+  ExpectRunningOnTheSameImages(g, before);
+
+  // The snapshot and its members are free again and whole.
+  auto again = engine_->snapshots().Export({.snapshot_id = snap_id, .directory = dir_ / "ok"});
+  ASSERT_TRUE(again.ok()) << again.status().ToString();
+  EXPECT_TRUE(engine_->snapshots().Apply({.snapshot_id = snap_id}).ok());
+}
+
+TEST_F(SnapshotExportTest, AReadOnlyTargetFailsCleanly) {
+  const std::string ro = Mount("ro", "size=1m");
+  if (ro.empty()) GTEST_SKIP() << "cannot mount a tmpfs here (needs CAP_SYS_ADMIN)";
+  ASSERT_EQ(::mount("tmpfs", ro.c_str(), "tmpfs", MS_REMOUNT | MS_RDONLY, "size=1m"), 0);
+  std::string snap_id;
+  auto g = Prepared(2, &snap_id);
+  const auto before = Images(g);
+
+  Status s = engine_->snapshots().Export({.snapshot_id = snap_id, .directory = ro + "/b"}).status();
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("Read-only file system"), std::string::npos) << s.message();
+  EXPECT_TRUE(fs::is_empty(ro));
+  ExpectRunningOnTheSameImages(g, before);
+}
+
+}  // namespace
+}  // namespace vmgroup::integration
