@@ -298,6 +298,17 @@ Result<CallResult> Api::DestroySnapshot(const std::string& id) {
       {Ref("AffectedSnapshotCollection", KeyPath("Msvm_SnapshotCollection", "CollectionID", id))});
 }
 
+Result<CallResult> Api::ExportSnapshot(const std::string& id, const std::string& directory,
+                                       bool copy_storage) {
+  const std::string settings =
+      Embedded("Msvm_CollectionSnapshotExportSettingData",
+               {{"CopyVmStorage", "boolean", copy_storage ? "true" : "false"}});
+  return Call("Msvm_CollectionSnapshotService", "ExportSnapshot",
+              {Ref("SnapshotCollection", KeyPath("Msvm_SnapshotCollection", "CollectionID", id)),
+               Scalar("ExportDirectory", "string", directory),
+               Scalar("ExportSettingData", "string", settings)});
+}
+
 Result<MemberSnapshotInfo> Api::ReadMember(const cim::Instance& vssd) {
   MemberSnapshotInfo m;
   m.vm_id = Text(vssd, "VirtualSystemIdentifier");

@@ -96,6 +96,10 @@ class Api {
                                     const std::string& name);
   Result<CallResult> ApplySnapshot(const std::string& id);
   Result<CallResult> DestroySnapshot(const std::string& id);
+  // A full export of a group snapshot into `directory` (absolute), with
+  // the disks' content unless `copy_storage` is false.
+  Result<CallResult> ExportSnapshot(const std::string& id, const std::string& directory,
+                                    bool copy_storage);
   Result<std::vector<SnapshotInfo>> ListSnapshots(const std::string& group_id);
   Result<SnapshotInfo> GetSnapshot(const std::string& id);
 

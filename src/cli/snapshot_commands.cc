@@ -1,4 +1,5 @@
-// vmgroup snapshot create | list | show | apply | delete
+// vmgroup snapshot create | list | show | apply | delete | export
+#include <filesystem>
 #include <functional>
 #include <iostream>
 #include <set>
@@ -15,7 +16,8 @@ int Usage() {
       << "usage: vmgroup snapshot create GROUP [--type standard|recovery|disk]\n"
          "                        [--consistency crash|application] [--name LABEL] [--no-wait]\n"
          "       vmgroup snapshot list GROUP [--tree] | show ID\n"
-         "       vmgroup snapshot apply ID [--no-wait] | delete ID [--no-wait]\n";
+         "       vmgroup snapshot apply ID [--no-wait] | delete ID [--no-wait]\n"
+         "       vmgroup snapshot export ID DIR [--no-storage] [--no-wait]\n";
   return kExitUsage;
 }
 
@@ -81,9 +83,22 @@ int RunSnapshot(Context& ctx, const std::vector<std::string>& words) {
   if (words.empty()) return Usage();
   const std::string verb = words[0];
   auto c = CommandLine::Parse({words.begin() + 1, words.end()}, {"type", "consistency", "name"},
-                              {"no-wait", "tree"});
+                              {"no-wait", "tree", "no-storage"});
   if (!c.ok()) return ReportError(c.status());
   const auto& pos = c->positional();
+  if (verb == "export") {
+    if (pos.size() != 2) return Usage();
+    auto s = ctx.api->GetSnapshot(pos[0]);
+    if (!s.ok()) return ReportError(s.status());
+    // The daemon writes the export: a relative DIR means one here.
+    const std::string dir = std::filesystem::absolute(pos[1]).lexically_normal().string();
+    int rc = Settle(ctx, ctx.api->ExportSnapshot(s->id, dir, !c->Has("no-storage")),
+                    "exporting snapshot " + s->name, !c->Has("no-wait"));
+    if (rc == kExitOk && !c->Has("no-wait")) {
+      std::cerr << "exported " << s->name << " to " << dir << " (manifest.json lists its files)\n";
+    }
+    return rc;
+  }
   if (pos.size() != 1) return Usage();
   if (verb == "apply") {
     auto s = ctx.api->GetSnapshot(pos[0]);

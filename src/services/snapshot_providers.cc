@@ -17,6 +17,8 @@ constexpr int kJobApplySnapshotCollection = 199;
 // Nor for destroying one: 72 is what the per-VM DestroySnapshot stamps, the
 // same work done on every member.
 constexpr int kJobDestroySnapshotCollection = 72;
+// Nor for exporting one: 62 is Export Virtual Machine, done for each member.
+constexpr int kJobExportSnapshotCollection = 62;
 
 cim::ClassSpec SnapshotCollectionSpec() {
   return {.name = "Msvm_SnapshotCollection",
@@ -80,6 +82,35 @@ Status ReadSettings(const std::string& text, std::string* name) {
   return Status::Ok();
 }
 
+// ExportSettingData: empty (a full export with the disks), or an embedded
+// Msvm_CollectionSnapshotExportSettingData. BackupIntent (1 preserve chain,
+// 2 merge) only shapes differential exports; a full one is the same either way.
+Status ReadExportSettings(const std::string& text, engine::ExportRequest* req) {
+  if (text.empty()) return Status::Ok();
+  VMG_ASSIGN_OR_RETURN(cim::Instance inst, cim::ParseEmbeddedInstance(text));
+  if (!cim::NameEquals(inst.class_name, "Msvm_CollectionSnapshotExportSettingData")) {
+    return Status::InvalidArgument(
+        "ExportSettingData must be a Msvm_CollectionSnapshotExportSettingData, not " +
+        inst.class_name);
+  }
+  auto scalar = [&](const char* name) -> const std::string* {
+    const cim::Property* p = inst.Find(name);
+    return p && p->value.kind == cim::Value::Kind::kScalar ? &p->value.scalar : nullptr;
+  };
+  if (const std::string* v = scalar("CopyVmStorage")) {
+    if (!cim::NameEquals(*v, "true") && !cim::NameEquals(*v, "false")) {
+      return Status::InvalidArgument("CopyVmStorage must be true or false, not " + *v);
+    }
+    req->copy_storage = cim::NameEquals(*v, "true");
+  }
+  if (const std::string* v = scalar("BackupIntent"); v && *v != "1" && *v != "2") {
+    return Status::InvalidArgument("BackupIntent must be 1 (preserve chain) or 2 (merge), not " +
+                                   *v);
+  }
+  if (const std::string* v = scalar("DifferentialBackupBase")) req->base = *v;
+  return Status::Ok();
+}
+
 // ApplySnapshot and DestroySnapshot: the group snapshot that parameter
 // `ref` names is checked at once (`validate`: a refusal is the method's
 // return code), then worked on by a job whose affected elements are the
@@ -127,7 +158,14 @@ class SnapshotServiceProvider : public ServiceProvider {
              {.name = "ApplySnapshot",
               .params = {RefIn("SnapshotCollection", "CIM_Collection"), JobOut()}},
              {.name = "DestroySnapshot",
-              .params = {RefIn("AffectedSnapshotCollection", "CIM_Collection"), JobOut()}}}) {
+              .params = {RefIn("AffectedSnapshotCollection", "CIM_Collection"), JobOut()}},
+             {.name = "ExportSnapshot",
+              .params = {RefIn("SnapshotCollection", "CIM_Collection"),
+                         {.name = "ExportDirectory", .type = "string"},
+                         {.name = "ExportSettingData",
+                          .type = "string",
+                          .embedded_class = "Msvm_CollectionSnapshotExportSettingData"},
+                         JobOut()}}}) {
     engine::Engine* e = ctx.engine;
     JobManager* jobs = ctx.jobs;
     On("ApplySnapshot", [e, jobs](const Args& a) {
@@ -147,6 +185,33 @@ class SnapshotServiceProvider : public ServiceProvider {
             VMG_RETURN_IF_ERROR(e->snapshots().Destroy({id}));
             return s;
           });
+    });
+    On("ExportSnapshot", [e, jobs](const Args& a) -> Result<cim::MethodResult> {
+      const cim::ObjectPath* snap = a.Ref("SnapshotCollection");
+      if (!snap) return Refused(kRcInvalidParameter, "SnapshotCollection names no group snapshot");
+      engine::ExportRequest req{.snapshot_id = IdOf(*snap, "CollectionID"),
+                                .directory = a.Str("ExportDirectory")};
+      if (Status s = ReadExportSettings(a.Str("ExportSettingData"), &req); !s.ok()) {
+        return Refused(ReturnCodeA(s), "ExportSettingData: " + s.message());
+      }
+      if (Status s = e->snapshots().ValidateExport(req); !s.ok()) return Outcome(ReturnCodeA, s);
+      VMG_ASSIGN_OR_RETURN(auto record, e->catalog().GetSnapshot(req.snapshot_id));
+      VMG_ASSIGN_OR_RETURN(
+          std::string job,
+          jobs->Start(kJobExportSnapshotCollection,
+                      "Export group snapshot " + record.name + " to " + req.directory,
+                      /*cancellable=*/false, ReturnCodeA,
+                      [e, req](JobControl& control) mutable -> Result<std::vector<std::string>> {
+                        req.progress = [&control](int p) { control.Progress(p); };
+                        VMG_ASSIGN_OR_RETURN(auto m, e->snapshots().Export(req));
+                        std::vector<std::string> touched = {
+                            Affected("Msvm_SnapshotCollection", m.snapshot_id)};
+                        for (const auto& vm : m.vms) {
+                          touched.push_back(Affected("Msvm_ComputerSystem", vm.id));
+                        }
+                        return touched;
+                      }));
+      return JobStarted(job);
     });
     On("CreateSnapshot", [e, jobs](const Args& a) -> Result<cim::MethodResult> {
       const cim::ObjectPath* collection = a.Ref("Collection");

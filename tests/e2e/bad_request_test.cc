@@ -6,6 +6,7 @@
 
 #include <cstring>
 
+#include "base/return_codes.h"
 #include "base/unique_fd.h"
 #include "cim/http_client.h"
 #include "cim/xml_reader.h"
@@ -132,6 +133,56 @@ TEST_F(BadRequestTest, EveryBadRequestIsAnsweredAndTheDaemonServesOn) {
   EXPECT_FALSE(after->error);
   EXPECT_EQ(Wbem("ein", "Msvm_CollectionSnapshotService").exit_code, 0);
   EXPECT_TRUE(Env::Default()->IsAlive(pid_));
+}
+
+TEST_F(BadRequestTest, ExportRefusalsCarryTheCodeAndTheReason) {
+  const cim::ObjectPath service = SnapshotService();
+  ASSERT_FALSE(service.keys.empty());
+  const cim::OutParam snapshot =
+      Instance("SnapshotCollection", {"",
+                                      {},
+                                      "Msvm_SnapshotCollection",
+                                      {{"CollectionID",
+                                        cim::KeyBinding::Kind::kString,
+                                        "00000000-0000-0000-0000-000000000001",
+                                        {}}}});
+  auto settings = [](const std::string& cls, const std::string& props) {
+    return cim::OutParam{
+        "ExportSettingData", "",
+        cim::Value::Scalar("<INSTANCE CLASSNAME=\"" + cls + "\">" + props + "</INSTANCE>")};
+  };
+  auto prop = [](const std::string& name, const std::string& type, const std::string& v) {
+    return "<PROPERTY NAME=\"" + name + "\" TYPE=\"" + type + "\"><VALUE>" + v +
+           "</VALUE></PROPERTY>";
+  };
+  const cim::OutParam dir = {"ExportDirectory", "", cim::Value::Scalar("/tmp/vmg-never")};
+  // Each answer: the code, and the reason in Vmgroup_ErrorDescription.
+  auto refusal = [&](const std::vector<cim::OutParam>& params) {
+    auto r = cim::ParseResponse(Extrinsic(service, "ExportSnapshot", params).body);
+    EXPECT_TRUE(r.ok() && !r->error);
+    const cim::Param* why = r.ok() ? r->Out("Vmgroup_ErrorDescription") : nullptr;
+    return std::make_pair(r.ok() ? r->return_value : 0u, why ? why->value.scalar : "");
+  };
+  auto [code, why] = refusal({dir});
+  EXPECT_EQ(code, kRcInvalidParameter);
+  EXPECT_NE(why.find("SnapshotCollection"), std::string::npos) << why;
+  std::tie(code, why) =
+      refusal({snapshot, dir, settings("Msvm_VirtualSystemSnapshotSettingData", "")});
+  EXPECT_EQ(code, kRcInvalidParameter);
+  EXPECT_NE(why.find("Msvm_CollectionSnapshotExportSettingData"), std::string::npos) << why;
+  std::tie(code, why) = refusal(
+      {snapshot, dir,
+       settings("Msvm_CollectionSnapshotExportSettingData", prop("BackupIntent", "uint16", "7"))});
+  EXPECT_EQ(code, kRcInvalidParameter);
+  EXPECT_NE(why.find("BackupIntent"), std::string::npos) << why;
+  std::tie(code, why) = refusal({snapshot, dir,
+                                 settings("Msvm_CollectionSnapshotExportSettingData",
+                                          prop("DifferentialBackupBase", "string", "x"))});
+  EXPECT_EQ(code, kRcNotSupported);
+  EXPECT_NE(why.find("differential"), std::string::npos) << why;
+  std::tie(code, why) = refusal({snapshot, dir});
+  EXPECT_EQ(code, kRcInvalidParameter) << "no such snapshot";
+  EXPECT_FALSE(Env::Default()->FileExists("/tmp/vmg-never"));
 }
 
 TEST_F(BadRequestTest, BrokenConnectionsCostOnlyThemselves) {

@@ -1,4 +1,7 @@
 // Every vmgroup command against a vmgroupd started by the test.
+#include <sys/mount.h>
+
+#include <filesystem>
 #include <nlohmann/json.hpp>
 
 #include "daemon_fixture.h"
@@ -248,6 +251,45 @@ TEST_F(CliTest, DeleteMergesASnapshotAwayWhileTheGroupRuns) {
   Ok({"snapshot", "delete", one});
   EXPECT_TRUE(json::parse(Ok({"snapshot", "list", "web", "--json"})).empty());
   EXPECT_EQ(json::parse(Ok({"vm", "show", "b", "--json"}))["state"], "running");
+}
+
+TEST_F(CliTest, ExportWritesASnapshotOutAndSaysWhyWhenItCannot) {
+  json list = WebWithThreeSnapshots();
+  const std::string two = list[1]["id"];
+  const std::string out = dir_ / "backups/two";
+
+  CommandOutput exported = Cli({"snapshot", "export", two, out});
+  ASSERT_EQ(exported.exit_code, 0) << exported.err;
+  EXPECT_NE(exported.err.find("exported two to " + out), std::string::npos) << exported.err;
+  json manifest = json::parse(*Env::Default()->ReadFile(out + "/manifest.json"));
+  EXPECT_EQ(manifest["snapshot"]["id"], two);
+  ASSERT_EQ(manifest["vms"].size(), 2u);
+  for (const auto& vm : manifest["vms"]) {
+    ASSERT_EQ(vm["disks"].size(), 1u);
+    EXPECT_TRUE(Env::Default()->FileExists(out + "/" + vm["disks"][0]["file"].get<std::string>()));
+  }
+  EXPECT_EQ(json::parse(Ok({"vm", "show", "a", "--json"}))["state"], "running");
+
+  CommandOutput again = Cli({"snapshot", "export", two, out});
+  EXPECT_EQ(again.exit_code, 1);
+  EXPECT_NE(again.err.find("not empty"), std::string::npos) << again.err;
+  Ok({"snapshot", "export", two, dir_ / "meta", "--no-storage"});
+  EXPECT_EQ(json::parse(*Env::Default()->ReadFile(dir_ / "meta/manifest.json"))["storage"], false);
+  EXPECT_EQ(Cli({"snapshot", "export", two}).exit_code, 2);
+  EXPECT_EQ(Cli({"snapshot", "export", "two", dir_ / "x"}).exit_code, 4) << "ids, not names";
+
+  // A target too small: the job ends in Exception with the reason, and
+  // nothing of the export stays.
+  const std::string small = dir_ / "small";
+  std::filesystem::create_directories(small);
+  if (::mount("tmpfs", small.c_str(), "tmpfs", 0, "size=64k") != 0) {
+    GTEST_SKIP() << "cannot mount a tmpfs here (needs CAP_SYS_ADMIN)";
+  }
+  CommandOutput full = Cli({"snapshot", "export", two, small + "/b"});
+  ::umount2(small.c_str(), MNT_DETACH);
+  EXPECT_EQ(full.exit_code, 1);
+  EXPECT_NE(full.err.find("Exception"), std::string::npos) << full.err;
+  EXPECT_NE(full.err.find("No space left"), std::string::npos) << full.err;
 }
 
 TEST_F(CliTest, FailuresSayWhyAndExitNonZero) {
