@@ -72,6 +72,9 @@ class Env {
   virtual Status CreateDirs(const std::string& path) = 0;
   // Puts a file's written data on stable storage (fsync).
   virtual Status SyncFile(const std::string& path) = 0;
+  // Starts writing a file's dirty data back without waiting for it, so
+  // that a SyncFile later has little left to do. FileNotFound if missing.
+  virtual Status StartWriteback(const std::string& path) = 0;
   // The whole content of a file. FileNotFound if it does not exist.
   virtual Result<std::string> ReadFile(const std::string& path) = 0;
   // Creates or replaces `path` with `data`, all or nothing: written beside
@@ -123,6 +126,7 @@ class EnvWrapper : public Env {
   bool FileExists(const std::string& p) override { return target_->FileExists(p); }
   Status RemoveFile(const std::string& p) override { return target_->RemoveFile(p); }
   Status SyncFile(const std::string& p) override { return target_->SyncFile(p); }
+  Status StartWriteback(const std::string& p) override { return target_->StartWriteback(p); }
   Status CreateDirs(const std::string& p) override { return target_->CreateDirs(p); }
   Result<std::string> ReadFile(const std::string& p) override { return target_->ReadFile(p); }
   Status WriteFile(const std::string& p, std::string_view data) override {

@@ -37,6 +37,8 @@ TEST(EnvTest, WriteFileReplacesWholeAndRemoveDirTakesEmptyDirs) {
   ASSERT_TRUE(env->WriteFile(file, "first, longer").ok());
   ASSERT_TRUE(env->WriteFile(file, "second").ok());
   EXPECT_EQ(*env->ReadFile(file), "second");
+  EXPECT_TRUE(env->StartWriteback(file).ok());
+  EXPECT_EQ(env->StartWriteback(sub + "/none").code(), Code::kFileNotFound);
   EXPECT_EQ(*env->ListDir(sub), std::vector<std::string>{"f"});  // no temporary left
   // A directory with a file in it stays, with a reason.
   EXPECT_EQ(env->RemoveDir(sub).code(), Code::kIoError);

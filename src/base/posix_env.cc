@@ -82,6 +82,18 @@ class PosixEnv final : public Env {
     return Status::Ok();
   }
 
+  Status StartWriteback(const std::string& path) override {
+    UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    if (fd.get() < 0) {
+      if (errno == ENOENT) return Status::FileNotFound(path + " does not exist");
+      return Status::IoError(Errno("cannot open " + path));
+    }
+    if (::sync_file_range(fd.get(), 0, 0, SYNC_FILE_RANGE_WRITE) != 0) {
+      return Status::IoError(Errno("cannot write back " + path));
+    }
+    return Status::Ok();
+  }
+
   Status CreateDirs(const std::string& path) override {
     std::error_code ec;
     std::filesystem::create_directories(path, ec);

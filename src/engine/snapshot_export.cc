@@ -1,5 +1,6 @@
 // SnapshotEngine::Export: a group snapshot copied out for backup.
 #include <chrono>
+#include <future>
 
 #include "engine/snapshot_engine.h"
 #include "storage/checksum.h"
@@ -138,8 +139,8 @@ Result<ExportManifest> SnapshotEngine::Export(const ExportRequest& request) {
       const std::string config = dir + "/" + out.config_file;
       written.File(config);
       VMG_RETURN_IF_ERROR(env_->WriteFile(config, ConfigToJson(ConfigOf(vm))));
-      VMG_ASSIGN_OR_RETURN(auto digest, storage::DigestFile(config));
-      out.config_checksum = digest.checksum;
+      VMG_ASSIGN_OR_RETURN(auto written_config, storage::DigestFile(config));
+      out.config_checksum = written_config.checksum;
       for (size_t k = 0; k < member.disks.size(); ++k) {
         const catalog::SnapshotDisk& disk = member.disks[k];
         ExportedDisk e{.index = disk.index, .virtual_size = sizes[i][k]};
@@ -150,12 +151,15 @@ Result<ExportManifest> SnapshotEngine::Export(const ExportRequest& request) {
           VMG_RETURN_IF_ERROR(
               img_.Convert(disk.frozen_image, path, kDiskCopyTimeout)
                   .Annotate("VM " + vm.name + ": disk " + std::to_string(disk.index)));
-          // qemu-img writes without flushing; a backup that reports done
-          // must be on disk.
-          VMG_RETURN_IF_ERROR(env_->SyncFile(path));
-          VMG_ASSIGN_OR_RETURN(auto image, storage::DigestFile(path));
-          e.file_size = image.bytes;
-          e.checksum = image.checksum;
+          // A backup that reports done must be on disk; the checksum reads
+          // the file (from the page cache) while the sync writes it.
+          auto digest = std::async(std::launch::async, storage::DigestFile, path);
+          Status synced = env_->SyncFile(path);
+          auto image = digest.get();
+          VMG_RETURN_IF_ERROR(synced);
+          VMG_RETURN_IF_ERROR(image.status());
+          e.file_size = image->bytes;
+          e.checksum = image->checksum;
         }
         out.disks.push_back(std::move(e));
         done += sizes[i][k];

@@ -1,6 +1,8 @@
 #include "storage/qemu_img.h"
 
+#include <atomic>
 #include <nlohmann/json.hpp>
+#include <thread>
 
 namespace vmgroup::storage {
 
@@ -44,9 +46,18 @@ Status QemuImg::Rebase(const std::string& path, const std::string& backing, bool
 Status QemuImg::Convert(const std::string& image, const std::string& dest, Duration timeout) {
   if (!env_->FileExists(image)) return Status::FileNotFound("image " + image + " is missing");
   if (env_->FileExists(dest)) return Status::AlreadyExists("image " + dest + " already exists");
+  std::atomic<bool> copying = true;
+  std::thread behind([&] {
+    while (copying) {
+      env_->SleepFor(std::chrono::milliseconds(50));
+      (void)env_->StartWriteback(dest);  // not there yet, at first
+    }
+  });
   Status s =
       RunOk({"qemu-img", "convert", "-U", "-f", "qcow2", "-O", "qcow2", image, dest}, timeout)
           .status();
+  copying = false;
+  behind.join();
   if (!s.ok()) (void)env_->RemoveFile(dest);  // a partial copy is no copy
   return s;
 }

@@ -51,6 +51,8 @@ class QemuImg {
   // Writes to `dest` (a new file) one standalone qcow2 image that reads the
   // same as `image` through its whole backing chain: a full copy of a
   // disk's content at one point. `image` may be in use by a running QEMU.
+  // `dest` is written back to disk while it is copied (qemu-img itself
+  // never flushes), so a SyncFile after has little left to do.
   // AlreadyExists if `dest` exists; on failure `dest` is removed.
   Status Convert(const std::string& image, const std::string& dest, Duration timeout);
 
