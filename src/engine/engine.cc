@@ -21,6 +21,8 @@ Result<std::unique_ptr<Engine>> Engine::Open(const EngineOptions& options) {
   e->collections_ = std::make_unique<CollectionManager>(env, e->catalog_.get());
   e->snapshots_ = std::make_unique<SnapshotEngine>(env, e->catalog_.get(), e->vms_.get(),
                                                    e->collections_.get(), options.snapshot);
+  e->restorer_ = std::make_unique<ExportRestorer>(env, e->vms_.get(), e->collections_.get(),
+                                                  e->catalog_.get());
   VMG_ASSIGN_OR_RETURN(e->recovery_, Recover(env, *e->vms_, *e->catalog_));
   return e;
 }

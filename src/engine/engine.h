@@ -13,6 +13,7 @@
 #include "base/env.h"
 #include "catalog/catalog.h"
 #include "engine/collections.h"
+#include "engine/export_restore.h"
 #include "engine/recovery.h"
 #include "engine/snapshot_engine.h"
 #include "engine/vm_registry.h"
@@ -38,6 +39,7 @@ class Engine {
   VmRegistry& vms() { return *vms_; }
   CollectionManager& collections() { return *collections_; }
   SnapshotEngine& snapshots() { return *snapshots_; }
+  ExportRestorer& restorer() { return *restorer_; }
   catalog::Catalog& catalog() { return *catalog_; }
   const RecoveryReport& recovery() const { return recovery_; }
   const std::string& state_dir() const { return state_dir_; }
@@ -51,6 +53,7 @@ class Engine {
   std::unique_ptr<VmRegistry> vms_;
   std::unique_ptr<CollectionManager> collections_;
   std::unique_ptr<SnapshotEngine> snapshots_;
+  std::unique_ptr<ExportRestorer> restorer_;
   RecoveryReport recovery_;
 };
 

@@ -1,10 +1,12 @@
 // Exporting a group snapshot on real QEMU: every member disk copied out as
 // of the cut while the VMs run, described by a manifest whose sizes and
 // checksums match the files; bad requests and full or read-only targets
-// leave nothing behind.
+// leave nothing behind. Restoring an export: the group back, byte for
+// byte, beside the original or in its place; a damaged export refused.
 #include <sys/mount.h>
 
 #include <filesystem>
+#include <fstream>
 
 #include "base/ids.h"
 #include "engine/export_manifest.h"
@@ -65,7 +67,33 @@ class SnapshotExportTest : public GroupFixture {
     return out;
   }
 
+  // The VMs' run directories under the state directory.
+  std::set<std::string> RunDirs() {
+    std::set<std::string> out;
+    for (const auto& e : fs::directory_iterator(engine_->state_dir() + "/vms")) {
+      out.insert(e.path().filename());
+    }
+    return out;
+  }
+
   std::vector<std::string> mounts_;
+};
+
+// Fails the `n`th qemu-img convert that reads from `source_dir`.
+class FailNthCopyEnv : public EnvWrapper {
+ public:
+  FailNthCopyEnv(std::string source_dir, int n)
+      : EnvWrapper(Env::Default()), source_dir_(std::move(source_dir)), n_(n) {}
+  Result<CommandOutput> Run(const std::vector<std::string>& argv, Duration timeout) override {
+    const bool copy =
+        argv.size() > 2 && argv[1] == "convert" && argv[argv.size() - 2].rfind(source_dir_, 0) == 0;
+    if (copy && ++seen_ == n_) return CommandOutput{1, "", "qemu-img: injected failure"};
+    return EnvWrapper::Run(argv, timeout);
+  }
+
+ private:
+  std::string source_dir_;
+  int n_, seen_ = 0;
 };
 
 TEST_F(SnapshotExportTest, EveryMemberDiskIsCopiedAsOfTheSnapshotWhileTheVmsRun) {
@@ -221,6 +249,139 @@ TEST_F(SnapshotExportTest, AReadOnlyTargetFailsCleanly) {
   EXPECT_NE(s.message().find("Read-only file system"), std::string::npos) << s.message();
   EXPECT_TRUE(fs::is_empty(ro));
   ExpectRunningOnTheSameImages(g, before);
+}
+
+TEST_F(SnapshotExportTest, RestoreAsNewBringsTheGroupBackBesideTheOriginal) {
+  std::string snap_id;
+  auto g = Prepared(3, &snap_id);
+  const auto snap = *engine_->catalog().GetSnapshot(snap_id);
+  const std::string out = dir_ / "bk";
+  ASSERT_TRUE(engine_->snapshots().Export({.snapshot_id = snap_id, .directory = out}).ok());
+
+  std::vector<int> progress;
+  auto r = engine_->restorer().Restore(
+      {.directory = out, .as_new = true, .progress = [&](int p) { progress.push_back(p); }});
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_NE(r->collection_id, g.collection_id);
+  EXPECT_EQ(engine_->catalog().GetCollection(r->collection_id)->name, "exp-restored");
+  EXPECT_EQ(*engine_->collections().MemberVms(r->collection_id), r->vm_ids);
+  EXPECT_EQ(progress.back(), 100);
+  ASSERT_EQ(r->vm_ids.size(), 3u);
+  for (size_t i = 0; i < 3; ++i) {
+    const auto restored = Vm(r->vm_ids[i]), original = Vm(g.vm_ids[i]);
+    EXPECT_NE(restored.id, original.id);
+    EXPECT_EQ(restored.name, original.name + "-restored");
+    EXPECT_EQ(restored.memory_mib, original.memory_mib);
+    EXPECT_EQ(restored.power, Power::kOff);
+    ASSERT_EQ(restored.disks.size(), 2u);
+    for (size_t d = 0; d < 2; ++d) {
+      EXPECT_TRUE(SameContent(restored.disks[d], snap.members[i].disks[d].frozen_image));
+      EXPECT_TRUE(StampReadable(restored.disks[d], 0x11));
+      EXPECT_FALSE(StampReadable(restored.disks[d], 0x22));
+    }
+    ExpectCatalogMatchesDisk(restored.id);
+    EXPECT_EQ(Vm(g.vm_ids[i]).power, Power::kRunning) << "the original runs on";
+  }
+  // The restored group works like any other: it runs and is snapshotted.
+  for (const auto& id : r->vm_ids) ASSERT_TRUE(engine_->vms().Start(id).ok());
+  EXPECT_TRUE(engine_->snapshots().Create({.collection_id = r->collection_id}).ok());
+
+  // In place, over the originals: refused, nothing made.
+  Status taken = engine_->restorer().Restore({.directory = out}).status();
+  EXPECT_EQ(taken.code(), Code::kAlreadyExists);
+  EXPECT_NE(taken.message().find("restore as new"), std::string::npos) << taken.message();
+  EXPECT_EQ(engine_->catalog().ListCollections()->size(), 2u);
+}
+
+TEST_F(SnapshotExportTest, RestoreInPlaceRecreatesLostVmsWithTheirIds) {
+  std::string snap_id;
+  auto g = Prepared(2, &snap_id);
+  const std::string out = dir_ / "bk";
+  ASSERT_TRUE(engine_->snapshots().Export({.snapshot_id = snap_id, .directory = out}).ok());
+  std::map<std::string, std::string> names;
+  for (const auto& id : g.vm_ids) names[id] = Vm(id).name;
+  // The group is lost: snapshot, VMs and group deleted.
+  ASSERT_TRUE(engine_->snapshots().Destroy({.snapshot_id = snap_id}).ok());
+  for (const auto& id : g.vm_ids) {
+    ASSERT_TRUE(engine_->vms().Stop(id).ok());
+    ASSERT_TRUE(engine_->collections().RemoveMember(id, g.collection_id).ok());
+    ASSERT_TRUE(engine_->vms().Undefine(id).ok());
+  }
+  ASSERT_TRUE(engine_->collections().DestroyCollection(g.collection_id).ok());
+
+  auto r = engine_->restorer().Restore({.directory = out});
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->collection_id, g.collection_id);
+  EXPECT_EQ(r->vm_ids, g.vm_ids);
+  auto manifest = engine::ParseManifest(*Env::Default()->ReadFile(out + "/manifest.json"));
+  for (size_t i = 0; i < g.vm_ids.size(); ++i) {
+    const auto vm = Vm(g.vm_ids[i]);
+    EXPECT_EQ(vm.name, names[vm.id]);
+    for (size_t d = 0; d < vm.disks.size(); ++d) {
+      EXPECT_TRUE(SameContent(vm.disks[d], out + "/" + manifest->vms[i].disks[d].file));
+      EXPECT_TRUE(StampReadable(vm.disks[d], 0x11));
+    }
+    ExpectCatalogMatchesDisk(vm.id);
+  }
+}
+
+TEST_F(SnapshotExportTest, ADamagedExportIsRefusedAndNothingIsMade) {
+  std::string snap_id;
+  auto g = Prepared(2, &snap_id);
+  const std::string out = dir_ / "bk";
+  auto m = engine_->snapshots().Export({.snapshot_id = snap_id, .directory = out});
+  ASSERT_TRUE(m.ok());
+  // One byte of the second VM's second disk changes, deep in its data.
+  const std::string victim = out + "/" + m->vms[1].disks[1].file;
+  {
+    std::fstream f(victim, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(static_cast<std::streamoff>(fs::file_size(victim) / 2));
+    f.put('\x42');
+  }
+  const auto vms_before = engine_->catalog().ListVms()->size();
+  const auto run_dirs = RunDirs();
+  Status damaged = engine_->restorer().Restore({.directory = out, .as_new = true}).status();
+  EXPECT_EQ(damaged.code(), Code::kFailed);
+  EXPECT_NE(damaged.message().find(m->vms[1].disks[1].file), std::string::npos)
+      << damaged.message();
+  EXPECT_NE(damaged.message().find("damaged"), std::string::npos) << damaged.message();
+  EXPECT_EQ(engine_->catalog().ListVms()->size(), vms_before);
+  EXPECT_EQ(engine_->catalog().ListCollections()->size(), 1u);
+  EXPECT_EQ(RunDirs(), run_dirs);
+
+  // Not an export at all, or one without its disks.
+  EXPECT_EQ(engine_->restorer().Restore({.directory = dir_ / "images"}).status().code(),
+            Code::kInvalidArgument);
+  EXPECT_EQ(engine_->restorer().Restore({.directory = "bk"}).status().code(),
+            Code::kInvalidArgument);
+  ASSERT_TRUE(
+      engine_->snapshots()
+          .Export({.snapshot_id = snap_id, .directory = dir_ / "meta", .copy_storage = false})
+          .ok());
+  EXPECT_EQ(engine_->restorer().Restore({.directory = dir_ / "meta"}).status().code(),
+            Code::kInvalidArgument);
+  EXPECT_EQ(engine_->catalog().ListVms()->size(), vms_before);
+}
+
+TEST_F(SnapshotExportTest, ARestoreThatFailsHalfWayTakesBackWhatItMade) {
+  std::string snap_id;
+  auto g = Prepared(2, &snap_id);
+  const std::string out = dir_ / "bk";
+  ASSERT_TRUE(engine_->snapshots().Export({.snapshot_id = snap_id, .directory = out}).ok());
+  const auto run_dirs = RunDirs();
+  ASSERT_TRUE(engine_->vms().StopAll().ok());
+  // The first VM is copied and defined; the second VM's first disk fails.
+  OpenEngine({}, std::make_unique<FailNthCopyEnv>(out, 3));
+  Status s = engine_->restorer().Restore({.directory = out, .as_new = true}).status();
+  EXPECT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("injected failure"), std::string::npos) << s.message();
+  EXPECT_EQ(engine_->catalog().ListVms()->size(), 2u) << "only the originals";
+  EXPECT_EQ(engine_->catalog().ListCollections()->size(), 1u);
+  for (const auto& d : RunDirs()) {
+    if (!run_dirs.count(d)) {
+      EXPECT_TRUE(fs::is_empty(engine_->state_dir() + "/vms/" + d)) << "left in " << d;
+    }
+  }
 }
 
 }  // namespace
