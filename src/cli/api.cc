@@ -240,6 +240,12 @@ Result<GroupInfo> Api::FindGroup(const std::string& key) {
   return PickOne(std::move(groups), key, "group");
 }
 
+Result<CallResult> Api::ImportGroup(const std::string& directory, bool as_new) {
+  return Call("Msvm_CollectionManagementService", "Vmgroup_ImportCollection",
+              {Scalar("ImportDirectory", "string", directory),
+               Scalar("GenerateNewID", "boolean", as_new ? "true" : "false")});
+}
+
 Result<CallResult> Api::CreateGroup(const std::string& name, bool of_groups) {
   return Call("Msvm_CollectionManagementService", "DefineCollection",
               {Scalar("Name", "string", name), Scalar("Type", "uint16", of_groups ? "1" : "0")});

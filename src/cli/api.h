@@ -86,6 +86,9 @@ class Api {
   Result<std::vector<GroupInfo>> ListGroups();
   Result<GroupInfo> FindGroup(const std::string& name_or_id);
   Result<CallResult> CreateGroup(const std::string& name, bool of_groups);
+  // A group back from the export in `directory` (absolute); with `as_new`,
+  // beside the original under new ids.
+  Result<CallResult> ImportGroup(const std::string& directory, bool as_new);
   Result<CallResult> AddMember(const GroupInfo& g, const std::string& member_name_or_id);
   Result<CallResult> RemoveMember(const GroupInfo& g, const std::string& member_name_or_id);
   Result<CallResult> RenameGroup(const GroupInfo& g, const std::string& new_name);

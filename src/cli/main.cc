@@ -20,6 +20,8 @@ const char* kUsage =
   snapshot create GROUP [--type standard|recovery|disk] [--consistency crash|application]
            [--name LABEL] [--no-wait]
   snapshot list GROUP [--tree] | show ID | apply ID [--no-wait] | delete ID [--no-wait]
+  snapshot export ID DIR [--no-storage] [--no-wait]
+  restore DIR [--as-new] [--no-wait]
   job list | show ID | wait ID | cancel ID
 
 The daemon is reached at --connect, else $VMGROUP_CONNECT, else
@@ -73,6 +75,7 @@ int main(int argc, char** argv) {
   if (noun == "group") return RunGroup(ctx, rest);
   if (noun == "snapshot") return RunSnapshot(ctx, rest);
   if (noun == "job") return RunJob(ctx, rest);
+  if (noun == "restore") return RunRestore(ctx, rest);
   std::cerr << kUsage;
   return kExitUsage;
 }

@@ -6,6 +6,9 @@
 namespace vmgroup::services {
 namespace {
 
+// Importing a group defines one: JobType 190, Define Collection (reference §11).
+constexpr int kJobDefineCollection = 190;
+
 using catalog::CollectionType;
 
 cim::ClassSpec CollectionSpec(const char* name) {
@@ -107,6 +110,12 @@ class CollectionServiceProvider : public ServiceProvider {
                          {.name = "RemoveMemberById",
                           .params = {RefIn("Member", "CIM_ManagedElement"),
                                      {.name = "CollectionId", .type = "string"},
+                                     JobOut()}},
+                         // Vendor: a group back from an ExportSnapshot
+                         // directory, as ImportVirtualSystem does for one VM.
+                         {.name = "Vmgroup_ImportCollection",
+                          .params = {{.name = "ImportDirectory", .type = "string"},
+                                     {.name = "GenerateNewID", .type = "boolean"},
                                      JobOut()}}}) {
     engine::CollectionManager* m = &ctx.engine->collections();
     engine::Engine* e = ctx.engine;
@@ -131,6 +140,27 @@ class CollectionServiceProvider : public ServiceProvider {
       const cim::ObjectPath* p = a.Ref("Member");
       return p ? MemberId(*p) : std::string();
     };
+    JobManager* jobs = ctx.jobs;
+    On("Vmgroup_ImportCollection", [e, jobs](const Args& a) -> Result<cim::MethodResult> {
+      engine::RestoreRequest req{.directory = a.Str("ImportDirectory"),
+                                 .as_new = cim::NameEquals(a.Str("GenerateNewID"), "true")};
+      if (Status s = e->restorer().Validate(req); !s.ok()) return Outcome(ReturnCodeB, s);
+      VMG_ASSIGN_OR_RETURN(
+          std::string job,
+          jobs->Start(kJobDefineCollection, "Import VM group from " + req.directory,
+                      /*cancellable=*/false, ReturnCodeB,
+                      [e, req](JobControl& control) mutable -> Result<std::vector<std::string>> {
+                        req.progress = [&control](int p) { control.Progress(p); };
+                        VMG_ASSIGN_OR_RETURN(auto group, e->restorer().Restore(req));
+                        std::vector<std::string> made = {
+                            Affected("Msvm_VirtualSystemCollection", group.collection_id)};
+                        for (const auto& id : group.vm_ids) {
+                          made.push_back(Affected("Msvm_ComputerSystem", id));
+                        }
+                        return made;
+                      }));
+      return JobStarted(job);
+    });
     On("DestroyCollection", [m, collection](const Args& a) -> Result<cim::MethodResult> {
       return Outcome(ReturnCodeB, m->DestroyCollection(collection(a)));
     });

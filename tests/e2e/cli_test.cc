@@ -292,6 +292,36 @@ TEST_F(CliTest, ExportWritesASnapshotOutAndSaysWhyWhenItCannot) {
   EXPECT_NE(full.err.find("No space left"), std::string::npos) << full.err;
 }
 
+TEST_F(CliTest, RestoreBringsAnExportedGroupBack) {
+  json list = WebWithThreeSnapshots();
+  const std::string two = list[1]["id"];
+  const std::string out = dir_ / "bk";
+  Ok({"snapshot", "export", two, out});
+
+  CommandOutput taken = Cli({"restore", out});
+  EXPECT_EQ(taken.exit_code, 1);
+  EXPECT_NE(taken.err.find("restore as new"), std::string::npos) << taken.err;
+
+  CommandOutput restored = Cli({"restore", out, "--as-new"});
+  ASSERT_EQ(restored.exit_code, 0) << restored.err;
+  EXPECT_NE(restored.err.find("restored group web-restored"), std::string::npos) << restored.err;
+  json group = json::parse(Ok({"group", "show", "web-restored", "--json"}));
+  EXPECT_EQ(group["members"], json({"a-restored", "b-restored"}));
+  EXPECT_EQ(json::parse(Ok({"vm", "show", "a-restored", "--json"}))["state"], "off");
+  Ok({"vm", "start", "a-restored"});
+  EXPECT_EQ(json::parse(Ok({"vm", "show", "a-restored", "--json"}))["state"], "running");
+
+  // A damaged export: the job fails naming the file; nothing is made.
+  json manifest = json::parse(*Env::Default()->ReadFile(out + "/manifest.json"));
+  const std::string disk = out + "/" + manifest["vms"][0]["disks"][0]["file"].get<std::string>();
+  ASSERT_EQ(
+      Run({"sh", "-c", "printf X | dd of=" + disk + " bs=1 seek=70000 conv=notrunc"}).exit_code, 0);
+  CommandOutput damaged = Cli({"restore", out, "--as-new"});
+  EXPECT_EQ(damaged.exit_code, 1);
+  EXPECT_NE(damaged.err.find("damaged"), std::string::npos) << damaged.err;
+  EXPECT_EQ(json::parse(Ok({"group", "list", "--json"})).size(), 2u);
+}
+
 TEST_F(CliTest, FailuresSayWhyAndExitNonZero) {
   Ok({"group", "create", "empty"});
   CommandOutput empty = Cli({"snapshot", "create", "empty"});
