@@ -111,6 +111,23 @@ class Vm {
   virtual Status CommitImage(int disk, const std::string& top, const std::string& base,
                              Deadline deadline) = 0;
 
+  // Persistent dirty bitmaps on `image`, a file open in disk `disk`'s
+  // chain: from when it is added, a bitmap marks every cluster written to
+  // that image, and it is stored in the file when the hypervisor closes it.
+  // AddBitmap: AlreadyExists for a name the image has. RemoveBitmap: OK if
+  // the image has none of that name; an error while the image is read-only
+  // (below the active image), as the bitmap lives in its file.
+  virtual Status AddBitmap(int disk, const std::string& image, const std::string& name,
+                           Deadline deadline) = 0;
+  virtual Status RemoveBitmap(int disk, const std::string& image, const std::string& name,
+                              Deadline deadline) = 0;
+  // Copies every cluster bitmap `name` marks in `image` (as `image` reads
+  // now) into `target`, a qcow2 file of the disk's size open nowhere; the
+  // rest of `target` is left unwritten and the bitmap as it was. NotFound
+  // when `image` has no such bitmap; Failed when the hypervisor no longer
+  // trusts it (it was left unsaved by a hypervisor that died).
+  virtual Status CopyMarked(int disk, const std::string& image, const std::string& name,
+                            const std::string& target, Deadline deadline) = 0;
   // Asks the hypervisor to exit and waits for it; kills it if it will not.
   virtual Status PowerOff() = 0;
 };

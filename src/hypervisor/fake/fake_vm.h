@@ -90,6 +90,16 @@ class FakeVm final : public Vm {
       if (active_[disk] == top) active_[disk] = base;
     });
   }
+  Status AddBitmap(int, const std::string&, const std::string&, Deadline) override {
+    return Do("bitmap", [] {});
+  }
+  Status RemoveBitmap(int, const std::string&, const std::string&, Deadline) override {
+    return Do("unbitmap", [] {});
+  }
+  Status CopyMarked(int, const std::string&, const std::string&, const std::string&,
+                    Deadline) override {
+    return Do("copy", [] {});
+  }
   Status PowerOff() override {
     return Do("poweroff", [&] { state_ = RunState::kShutoff; });
   }

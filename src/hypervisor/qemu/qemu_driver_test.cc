@@ -172,6 +172,79 @@ TEST_F(QemuDriverTest, CommitImageMergesAnInnerImageThenTheActiveOneWhileTheGues
   EXPECT_TRUE(img_.Check(base).ok());
 }
 
+// Writes 1 MiB of `pattern` at `at` to disk `disk` through the running QEMU,
+// as its guest would (HMP qemu-io on a second monitor the VM was given).
+void GuestWrite(const std::string& monitor, int disk, int pattern, const std::string& at) {
+  auto qmp = QmpClient::Connect(monitor, Soon());
+  ASSERT_TRUE(qmp.ok()) << qmp.status().ToString();
+  const std::string io = "qemu-io -d /machine/peripheral/vd" + std::to_string(disk) +
+                         "/virtio-backend \"write -P " + std::to_string(pattern) + " " + at +
+                         " 1M\"";
+  auto r = (*qmp)->Execute("human-monitor-command", {{"command-line", io}}, Soon());
+  ASSERT_TRUE(r.ok() && r->get<std::string>().empty()) << io << ": " << r->dump();
+}
+
+// Bytes of `image` (alone, not its backing chain) that hold data.
+uint64_t OwnDataBytes(const std::string& image) {
+  auto r = Env::Default()->Run({"qemu-img", "map", "-U", "--output=json", image});
+  EXPECT_TRUE(r.ok() && r->exit_code == 0);
+  uint64_t bytes = 0;
+  for (const auto& e : Json::parse(r->out)) {
+    if (e.value("depth", -1) == 0 && e.value("data", false)) bytes += e.value("length", 0ull);
+  }
+  return bytes;
+}
+
+TEST_F(QemuDriverTest, CopyMarkedCopiesWhatABitmapMarksAndNothingElse) {
+  const std::string base = spec_.disks[0], full = dir_ / "full.qcow2",
+                    target = dir_ / "changes.qcow2", monitor = dir_ / "test.sock";
+  ASSERT_TRUE(img_.Convert(base, full, std::chrono::minutes(1)).ok());  // the base's copy
+  spec_.extra_args = {"-qmp", "unix:" + monitor + ",server=on,wait=off"};
+  StartVm();
+  ASSERT_TRUE(vm_->AddBitmap(0, base, "rp", Soon()).ok());
+  EXPECT_EQ(vm_->AddBitmap(0, base, "rp", Soon()).code(), Code::kAlreadyExists);
+  GuestWrite(monitor, 0, 0x22, "1M");  // marked
+  auto overlays = MakeOverlays("s2");
+  ASSERT_TRUE(vm_->OpenOverlays(overlays, Soon()).ok());
+  ASSERT_TRUE(Switch(overlays, "").ok());
+  GuestWrite(monitor, 0, 0x33, "4M");  // after the cut: in the overlay, not copied
+
+  ASSERT_TRUE(img_.CreateOverlay(full, target).ok());
+  ASSERT_TRUE(vm_->CopyMarked(0, base, "rp", target, Soon()).ok());
+  auto same = Env::Default()->Run({"qemu-img", "compare", "-U", "-q", target, base});
+  EXPECT_TRUE(same.ok() && same->exit_code == 0) << "the copy reads as the image at the cut";
+  EXPECT_EQ(OwnDataBytes(target), uint64_t{1} << 20) << "only the marked megabyte";
+  EXPECT_EQ(vm_->CopyMarked(0, base, "nope", target, Soon()).code(), Code::kNotFound);
+  EXPECT_EQ(vm_->CopyMarked(0, dir_ / "other.qcow2", "rp", target, Soon()).code(),
+            Code::kInvalidArgument);
+  // A frozen image is read-only to QEMU: its bitmaps stay until it is
+  // writable again. An active image's go at once.
+  EXPECT_FALSE(vm_->RemoveBitmap(0, base, "rp", Soon()).ok());
+  const std::string top = overlays[0].path;
+  ASSERT_TRUE(vm_->AddBitmap(0, top, "rp2", Soon()).ok());
+  ASSERT_TRUE(vm_->RemoveBitmap(0, top, "rp2", Soon()).ok());
+  EXPECT_TRUE(vm_->RemoveBitmap(0, top, "rp2", Soon()).ok()) << "already gone";
+  EXPECT_EQ(vm_->CopyMarked(0, top, "rp2", target, Soon()).code(), Code::kNotFound);
+  EXPECT_EQ(*vm_->State(Soon()), RunState::kRunning);
+}
+
+TEST_F(QemuDriverTest, ABitmapLeftUnsavedByAQemuThatDiedIsNotTrusted) {
+  StartVm();
+  ASSERT_TRUE(vm_->AddBitmap(0, spec_.disks[0], "rp", Soon()).ok());
+  ASSERT_TRUE(vm_->PowerOff().ok());  // stored in the image
+  vm_.reset();
+  StartVm();  // in use again: QEMU flags it in the file
+  ASSERT_TRUE(Env::Default()->Kill(pid_, SIGKILL).ok());
+  ASSERT_TRUE(Env::Default()->WaitGone(pid_, std::chrono::seconds(10)).ok());
+  vm_.reset();
+  StartVm();
+  const std::string target = dir_ / "t.qcow2";
+  ASSERT_TRUE(img_.Create(target, 16 << 20).ok());
+  Status s = vm_->CopyMarked(0, spec_.disks[0], "rp", target, Soon());
+  EXPECT_EQ(s.code(), Code::kFailed) << s.ToString();
+  EXPECT_NE(s.message().find("cannot be trusted"), std::string::npos) << s.message();
+}
+
 TEST_F(QemuDriverTest, MemoryStateSavedAtTheCutStartsAVmPausedWhereItWas) {
   StartVm();
   EXPECT_EQ(vm_->AwaitStateSaved(Soon()).code(), Code::kNotFound) << "nothing being saved";

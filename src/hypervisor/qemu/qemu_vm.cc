@@ -337,6 +337,65 @@ Status QemuVm::CommitImage(int disk, const std::string& top, const std::string& 
   return Status::Ok();
 }
 
+Result<std::string> QemuVm::ImageNodeLocked(int disk, const std::string& image, Deadline deadline) {
+  VMG_ASSIGN_OR_RETURN(auto disks, QueryDisks(deadline));
+  if (disk < 0 || static_cast<size_t>(disk) >= disks.size()) {
+    return Status::InvalidArgument("no disk " + std::to_string(disk));
+  }
+  VMG_ASSIGN_OR_RETURN(auto nodes, qmp::QueryFormatNodes(*qmp_, deadline));
+  auto node = nodes.find(image);
+  if (node == nodes.end()) {
+    return Status::InvalidArgument("disk " + std::to_string(disk) + " has " + image + " not open");
+  }
+  return node->second;
+}
+
+Result<std::optional<qmp::BitmapInfo>> QemuVm::BitmapLocked(const std::string& node,
+                                                            const std::string& name,
+                                                            Deadline deadline) {
+  VMG_ASSIGN_OR_RETURN(auto bitmaps, qmp::QueryBitmaps(*qmp_, node, deadline));
+  for (const auto& b : bitmaps) {
+    if (b.name == name) return std::optional<qmp::BitmapInfo>(b);
+  }
+  return std::optional<qmp::BitmapInfo>();
+}
+
+Status QemuVm::AddBitmap(int disk, const std::string& image, const std::string& name,
+                         Deadline deadline) {
+  std::lock_guard lock(mu_);
+  VMG_ASSIGN_OR_RETURN(std::string node, ImageNodeLocked(disk, image, deadline));
+  VMG_ASSIGN_OR_RETURN(auto existing, BitmapLocked(node, name, deadline));
+  if (existing) return Status::AlreadyExists(image + " already has a bitmap " + name);
+  return qmp::BitmapAdd(*qmp_, node, name, deadline);
+}
+
+Status QemuVm::RemoveBitmap(int disk, const std::string& image, const std::string& name,
+                            Deadline deadline) {
+  std::lock_guard lock(mu_);
+  VMG_ASSIGN_OR_RETURN(std::string node, ImageNodeLocked(disk, image, deadline));
+  VMG_ASSIGN_OR_RETURN(auto existing, BitmapLocked(node, name, deadline));
+  if (!existing) return Status::Ok();
+  return qmp::BitmapRemove(*qmp_, node, name, deadline);
+}
+
+Status QemuVm::CopyMarked(int disk, const std::string& image, const std::string& name,
+                          const std::string& target, Deadline deadline) {
+  std::lock_guard lock(mu_);
+  VMG_ASSIGN_OR_RETURN(std::string node, ImageNodeLocked(disk, image, deadline));
+  VMG_ASSIGN_OR_RETURN(auto bitmap, BitmapLocked(node, name, deadline));
+  if (!bitmap) return Status::NotFound(image + " has no bitmap " + name);
+  if (bitmap->inconsistent) {
+    return Status::Failed("bitmap " + name + " of " + image +
+                          " cannot be trusted: QEMU marks it inconsistent");
+  }
+  const std::string d = std::to_string(disk), copy = "copy-d" + d;
+  VMG_RETURN_IF_ERROR(qmp::BlockdevAddOverlay(*qmp_, copy, copy + "-file", target, deadline));
+  Status s = qmp::BackupMarked(*qmp_, copy, node, copy, name, deadline);
+  if (s.ok()) s = qmp::CompleteJob(*qmp_, copy, deadline);
+  Status closed = qmp::BlockdevDel(*qmp_, copy, deadline);
+  return s.ok() ? closed : s;
+}
+
 Status QemuVm::PowerOff() {
   std::lock_guard lock(mu_);
   // A quit that fails because QEMU is already gone is fine; WaitGone decides.

@@ -4,11 +4,13 @@
 
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "hypervisor/driver.h"
 #include "hypervisor/qemu/qmp_client.h"
+#include "hypervisor/qemu/qmp_commands.h"
 
 namespace vmgroup::hypervisor::qemu {
 
@@ -32,6 +34,12 @@ class QemuVm final : public Vm {
   Result<std::vector<std::string>> ActiveImages(Deadline deadline) override;
   Status CommitImage(int disk, const std::string& top, const std::string& base,
                      Deadline deadline) override;
+  Status AddBitmap(int disk, const std::string& image, const std::string& name,
+                   Deadline deadline) override;
+  Status RemoveBitmap(int disk, const std::string& image, const std::string& name,
+                      Deadline deadline) override;
+  Status CopyMarked(int disk, const std::string& image, const std::string& name,
+                    const std::string& target, Deadline deadline) override;
   Status PowerOff() override;
 
   // Reads the active node of every disk into active_nodes_.
@@ -44,6 +52,10 @@ class QemuVm final : public Vm {
   // The active node and file of each disk, by disk index.
   Result<std::vector<std::pair<std::string, std::string>>> QueryDisks(Deadline deadline);
   Status CloseOverlaysLocked(const std::vector<Overlay>& overlays, Deadline deadline);
+  // The node of `image` in disk `disk`'s chain, and its bitmaps.
+  Result<std::string> ImageNodeLocked(int disk, const std::string& image, Deadline deadline);
+  Result<std::optional<qmp::BitmapInfo>> BitmapLocked(const std::string& node,
+                                                      const std::string& name, Deadline deadline);
   Status RefreshActiveNodesLocked(Deadline deadline);
   // The transaction actions that put `overlays` on top (and add `bitmap`).
   Result<std::vector<Json>> SwitchActions(const std::vector<Overlay>& overlays,

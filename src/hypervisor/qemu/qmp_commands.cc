@@ -63,6 +63,42 @@ Json BitmapAddAction(const std::string& node, const std::string& bitmap) {
           {"data", {{"node", node}, {"name", bitmap}, {"persistent", true}}}};
 }
 
+Status BitmapAdd(QmpClient& c, const std::string& node, const std::string& bitmap, Deadline d) {
+  return c.Execute("block-dirty-bitmap-add", BitmapAddAction(node, bitmap)["data"], d).status();
+}
+
+Status BitmapRemove(QmpClient& c, const std::string& node, const std::string& bitmap, Deadline d) {
+  return c.Execute("block-dirty-bitmap-remove", {{"node", node}, {"name", bitmap}}, d).status();
+}
+
+Result<std::vector<BitmapInfo>> QueryBitmaps(QmpClient& c, const std::string& node, Deadline d) {
+  VMG_ASSIGN_OR_RETURN(Json r, c.Execute("query-named-block-nodes", {{"flat", true}}, d));
+  std::vector<BitmapInfo> out;
+  for (const auto& n : r) {
+    if (n.value("node-name", "") != node) continue;
+    for (const auto& b : n.value("dirty-bitmaps", Json::array())) {
+      out.push_back(
+          {b.value("name", ""), b.value("count", uint64_t{0}), b.value("inconsistent", false)});
+    }
+  }
+  return out;
+}
+
+Status BackupMarked(QmpClient& c, const std::string& job_id, const std::string& device,
+                    const std::string& target, const std::string& bitmap, Deadline d) {
+  return c
+      .Execute("blockdev-backup",
+               {{"job-id", job_id},
+                {"device", device},
+                {"target", target},
+                {"sync", "bitmap"},
+                {"bitmap", bitmap},
+                {"bitmap-mode", "never"},
+                {"auto-dismiss", false}},
+               d)
+      .status();
+}
+
 Status Transaction(QmpClient& c, const std::vector<Json>& actions, Deadline d) {
   auto [command, args] = TransactionCommand(actions);
   return c.Execute(command, args, d).status();

@@ -44,6 +44,21 @@ Status Transaction(QmpClient& c, const std::vector<Json>& actions, Deadline d);
 // The command and arguments of a transaction, for QmpClient::Send.
 std::pair<std::string, Json> TransactionCommand(const std::vector<Json>& actions);
 
+// Persistent dirty bitmaps on a node.
+Status BitmapAdd(QmpClient& c, const std::string& node, const std::string& bitmap, Deadline d);
+Status BitmapRemove(QmpClient& c, const std::string& node, const std::string& bitmap, Deadline d);
+struct BitmapInfo {
+  std::string name;
+  uint64_t count = 0;         // bytes marked
+  bool inconsistent = false;  // QEMU will not trust it (stored unsaved by a QEMU that died)
+};
+Result<std::vector<BitmapInfo>> QueryBitmaps(QmpClient& c, const std::string& node, Deadline d);
+// Starts a copy of what `bitmap` marks in node `device` into node `target`
+// (blockdev-backup, sync "bitmap", the bitmap left as it is), as job
+// `job_id`, not auto-dismissed.
+Status BackupMarked(QmpClient& c, const std::string& job_id, const std::string& device,
+                    const std::string& target, const std::string& bitmap, Deadline d);
+
 // Starts an active commit of `top` (the active node of a disk) into the node
 // below it, as job `job_id`, not auto-dismissed.
 Status BlockCommitActive(QmpClient& c, const std::string& job_id, const std::string& top,
