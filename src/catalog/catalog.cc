@@ -2,10 +2,10 @@
 
 #include <nlohmann/json.hpp>
 
+#include "catalog/columns.h"
 #include "catalog/schema.h"
 
 namespace vmgroup::catalog {
-namespace {
 
 std::string ToJson(const std::vector<std::string>& v) { return nlohmann::json(v).dump(); }
 
@@ -20,7 +20,6 @@ std::vector<std::string> FromJson(const std::string& s) {
   return out;
 }
 
-// The first column of every row of `q`, as text.
 Result<std::vector<std::string>> Texts(Stmt& q) {
   std::vector<std::string> out;
   while (true) {
@@ -33,8 +32,6 @@ Result<std::vector<std::string>> Texts(Stmt& q) {
 Status NotFoundIfUnchanged(Db& db, const std::string& what) {
   return db.Changes() == 0 ? Status::NotFound(what + " does not exist") : Status::Ok();
 }
-
-}  // namespace
 
 const char* PowerName(Power p) {
   switch (p) {

@@ -82,6 +82,18 @@ class Catalog {
   // All snapshots of `collection_id` (all snapshots when empty), oldest first.
   Result<std::vector<SnapshotRecord>> ListSnapshots(const std::string& collection_id = "");
 
+  // Reference points (reference_points.cc). ListReferencePoints: those of
+  // `collection_id` (all when empty), oldest first.
+  Status InsertReferencePoint(const ReferencePointRecord& rp);
+  Result<ReferencePointRecord> GetReferencePoint(const std::string& id);
+  Result<std::vector<ReferencePointRecord>> ListReferencePoints(
+      const std::string& collection_id = "");
+  Status DeleteReferencePoint(const std::string& id);
+  // Snapshot `snapshot_id` was exported into `directory`.
+  Status RecordExport(const std::string& snapshot_id, const std::string& directory, int64_t us);
+  // The directories snapshot `snapshot_id` was exported into, newest first.
+  Result<std::vector<std::string>> ExportsOf(const std::string& snapshot_id);
+
   // Jobs.
   Status InsertJob(const JobRecord& j);
   Status UpdateJob(const JobRecord& j);
@@ -96,6 +108,7 @@ class Catalog {
   Result<VmRecord> GetVmLocked(const std::string& id);
   Result<CollectionRecord> GetCollectionLocked(const std::string& id);
   Result<SnapshotRecord> GetSnapshotLocked(const std::string& id);
+  Result<ReferencePointRecord> GetReferencePointLocked(const std::string& id);
   Result<JobRecord> ReadJob(Stmt& q);
   // Disk `index` of VM `vm_id` now runs on `image`. REQUIRES: mu_ held.
   Status SetDiskImageLocked(const std::string& vm_id, int index, const std::string& image);

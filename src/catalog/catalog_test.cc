@@ -213,5 +213,36 @@ TEST_F(CatalogTest, OnlyJobsThatEndedLongEnoughAgoAreForgotten) {
   EXPECT_EQ(left, (std::vector<std::string>{"recent", "running"}));
 }
 
+TEST_F(CatalogTest, ReferencePointsAndExportsRoundTrip) {
+  ReferencePointRecord rp{.id = "rp-1",
+                          .collection_id = "c-1",
+                          .name = "monday",
+                          .snapshot_id = "s-1",
+                          .bitmap = "vmg-rp-ab12",
+                          .cut_us = 10,
+                          .created_us = 20,
+                          .members = {{"m-1", "vm-1", {"/a/d0.qcow2", "/a/d1.qcow2"}},
+                                      {"m-2", "vm-2", {"/b/d0.qcow2"}}}};
+  ASSERT_TRUE(catalog_->InsertReferencePoint(rp).ok());
+  EXPECT_FALSE(catalog_->InsertReferencePoint(rp).ok()) << "ids are unique";
+  auto got = catalog_->GetReferencePoint("rp-1");
+  ASSERT_TRUE(got.ok()) << got.status().ToString();
+  EXPECT_EQ(got->bitmap, "vmg-rp-ab12");
+  ASSERT_EQ(got->members.size(), 2u);
+  EXPECT_EQ(got->members[0].images, rp.members[0].images);
+  EXPECT_EQ(got->members[1].vm_id, "vm-2");
+  EXPECT_EQ(catalog_->ListReferencePoints("c-1")->size(), 1u);
+  EXPECT_TRUE(catalog_->ListReferencePoints("c-2")->empty());
+  EXPECT_EQ(catalog_->ListReferencePoints()->size(), 1u);
+  ASSERT_TRUE(catalog_->DeleteReferencePoint("rp-1").ok());
+  EXPECT_EQ(catalog_->GetReferencePoint("rp-1").status().code(), Code::kNotFound);
+  EXPECT_EQ(catalog_->DeleteReferencePoint("rp-1").code(), Code::kNotFound);
+
+  ASSERT_TRUE(catalog_->RecordExport("s-1", "/bk/mon", 100).ok());
+  ASSERT_TRUE(catalog_->RecordExport("s-1", "/bk/mon2", 200).ok());
+  EXPECT_EQ(*catalog_->ExportsOf("s-1"), (std::vector<std::string>{"/bk/mon2", "/bk/mon"}));
+  EXPECT_TRUE(catalog_->ExportsOf("s-2")->empty());
+}
+
 }  // namespace
 }  // namespace vmgroup::catalog

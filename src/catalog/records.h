@@ -108,6 +108,28 @@ struct DiskMerge {
   std::vector<std::string> others;
 };
 
+// A member VM's part of a reference point (an Msvm_VirtualSystemReferencePoint).
+struct ReferencePointMember {
+  std::string id;  // GUID
+  std::string vm_id;
+  // Per disk, the image that holds the reference point's bitmap.
+  std::vector<std::string> images;
+};
+
+// A group reference point (an Msvm_ReferencePointCollection): what remains
+// of a recovery snapshot converted by ConvertToReferencePoint. Its bitmap,
+// on each member disk's image, marks every cluster written since the cut.
+struct ReferencePointRecord {
+  std::string id;  // GUID
+  std::string collection_id;
+  std::string name;
+  std::string snapshot_id;  // the recovery snapshot it was (gone now)
+  std::string bitmap;
+  int64_t cut_us = 0;
+  int64_t created_us = 0;
+  std::vector<ReferencePointMember> members;
+};
+
 // CIM_ConcreteJob states used by vmgroup (reference §11).
 enum class JobState {
   kNew = 2,

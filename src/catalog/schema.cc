@@ -121,7 +121,36 @@ ALTER TABLE member_snapshots ADD COLUMN memory_state TEXT NOT NULL DEFAULT '';
 ALTER TABLE apply_intents ADD COLUMN started TEXT NOT NULL DEFAULT '[]';  -- JSON ["<vm id>/<pid>"]
 )sql";
 
-constexpr std::array<std::string_view, 6> kMigrations = {kV1, kV2, kV3, kV4, kV5, kV6};
+// v7: reference points (Msvm_ReferencePointCollection): what a recovery
+// snapshot leaves when converted — per member disk the image whose bitmap
+// marks every change since the cut — and where snapshots were exported, so
+// that an incremental export can build on the export of its base.
+constexpr std::string_view kV7 = R"sql(
+CREATE TABLE reference_points (
+  id TEXT PRIMARY KEY,
+  collection_id TEXT NOT NULL,
+  name TEXT NOT NULL,
+  snapshot_id TEXT NOT NULL,  -- the recovery snapshot it was
+  bitmap TEXT NOT NULL,
+  cut_us INTEGER NOT NULL,
+  created_us INTEGER NOT NULL
+);
+CREATE TABLE reference_point_members (
+  id TEXT PRIMARY KEY,
+  rp_id TEXT NOT NULL REFERENCES reference_points(id) ON DELETE CASCADE,
+  vm_id TEXT NOT NULL,
+  position INTEGER NOT NULL,
+  images TEXT NOT NULL DEFAULT '[]'  -- JSON array: per disk, the image holding the bitmap
+);
+CREATE TABLE exports (
+  snapshot_id TEXT NOT NULL,
+  directory TEXT NOT NULL,
+  exported_us INTEGER NOT NULL,
+  PRIMARY KEY (snapshot_id, directory)
+);
+)sql";
+
+constexpr std::array<std::string_view, 7> kMigrations = {kV1, kV2, kV3, kV4, kV5, kV6, kV7};
 
 }  // namespace
 

@@ -51,6 +51,10 @@ std::string ManifestToJson(const ExportManifest& m) {
                 {"type", m.snapshot_type},
                 {"created_us", m.snapshot_created_us}}},
               {"storage", m.storage},
+              {"base",
+               {{"reference_point_id", m.base.reference_point_id},
+                {"snapshot_id", m.base.snapshot_id},
+                {"directory", m.base.directory}}},
               {"vms", vms}};
   return doc.dump(2) + "\n";
 }
@@ -76,6 +80,10 @@ Result<ExportManifest> ParseManifest(const std::string& text) {
     m.snapshot_type = s.at("type").get<int>();
     m.snapshot_created_us = s.at("created_us").get<int64_t>();
     m.storage = doc.at("storage").get<bool>();
+    if (auto b = doc.find("base"); b != doc.end()) {
+      m.base = {b->at("reference_point_id").get<std::string>(),
+                b->at("snapshot_id").get<std::string>(), b->at("directory").get<std::string>()};
+    }
     for (const json& v : doc.at("vms")) {
       ExportedVm vm;
       vm.id = v.at("id").get<std::string>();

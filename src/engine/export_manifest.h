@@ -22,8 +22,9 @@ struct ExportedDisk {
   uint64_t virtual_size = 0;
   uint64_t file_size = 0;
   std::string checksum;  // of `file` (storage/checksum.h)
-  // The exported image `file` is incremental to (relative path into the base
-  // export), or empty for a full image.
+  // For an incremental image, the image of the base export it is a qcow2
+  // overlay of, relative to this export's directory (as its header names
+  // it, relative to its own directory); empty for a full image.
   std::string base_file;
 };
 
@@ -35,6 +36,15 @@ struct ExportedVm {
   std::vector<ExportedDisk> disks;
 };
 
+// What an incremental export builds on: the export of the snapshot a
+// reference point was made from. Empty for a full export.
+struct ExportBase {
+  std::string reference_point_id;
+  std::string snapshot_id;  // the base export's snapshot
+  std::string directory;    // the base export, relative to this one
+  bool empty() const { return directory.empty(); }
+};
+
 struct ExportManifest {
   int version = kManifestVersion;
   int64_t exported_us = 0;
@@ -43,6 +53,7 @@ struct ExportManifest {
   int snapshot_type = 0;
   int64_t snapshot_created_us = 0;
   bool storage = true;  // CopyVmStorage: disk images included
+  ExportBase base;
   std::vector<ExportedVm> vms;
 };
 

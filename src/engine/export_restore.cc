@@ -1,5 +1,7 @@
 #include "engine/export_restore.h"
 
+#include <filesystem>
+
 #include "base/ids.h"
 #include "storage/checksum.h"
 #include "storage/qemu_img.h"
@@ -72,16 +74,38 @@ Status ExportRestorer::Verify(const std::string& dir, const ExportManifest& m,
   for (const auto& vm : m.vms) {
     VMG_RETURN_IF_ERROR(Matches(dir, vm.config_file, vm.config_checksum, 0, false));
     for (const auto& d : vm.disks) {
-      if (!d.base_file.empty()) {
-        return Status::NotSupported("disk " + d.file +
-                                    " is incremental; restoring incremental exports is not "
-                                    "supported yet");
-      }
-      VMG_RETURN_IF_ERROR(Matches(dir, d.file, d.checksum, d.file_size, true));
+      VMG_RETURN_IF_ERROR(VerifyChain(dir, m, vm.id, d, 0));
       checked(d.virtual_size);
     }
   }
   return Status::Ok();
+}
+
+Status ExportRestorer::VerifyChain(const std::string& dir, const ExportManifest& m,
+                                   const std::string& vm_id, const ExportedDisk& d, int depth) {
+  VMG_RETURN_IF_ERROR(Matches(dir, d.file, d.checksum, d.file_size, true));
+  if (d.base_file.empty()) return Status::Ok();
+  // An incremental image: the export it builds on must be there and whole.
+  const std::string base_dir =
+      std::filesystem::path(dir + "/" + m.base.directory).lexically_normal().string();
+  auto text = env_->ReadFile(base_dir + "/" + kManifestFile);
+  if (!text.ok() || depth > 1000) {
+    return Status::Failed("the export " + base_dir + " that " + d.file +
+                          " builds on is missing; restore needs the whole chain");
+  }
+  VMG_ASSIGN_OR_RETURN(ExportManifest base, ParseManifest(*text));
+  if (base.snapshot_id != m.base.snapshot_id) {
+    return Status::Failed("the export in " + base_dir + " is not the one " + d.file +
+                          " builds on (it holds snapshot " + base.snapshot_id + ", not " +
+                          m.base.snapshot_id + ")");
+  }
+  for (const auto& vm : base.vms) {
+    if (vm.id != vm_id) continue;
+    for (const auto& bd : vm.disks) {
+      if (bd.index == d.index) return VerifyChain(base_dir, base, vm_id, bd, depth + 1);
+    }
+  }
+  return Status::Failed("the export in " + base_dir + " lacks the disk " + d.file + " builds on");
 }
 
 Result<RestoredGroup> ExportRestorer::Restore(const RestoreRequest& request) {

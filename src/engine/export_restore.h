@@ -1,6 +1,7 @@
 // Restoring a group from an export (docs/export-format.md): the group and
-// its VMs defined again, each disk a new image copied out of the export,
-// after every file the manifest lists was checked against its checksum.
+// its VMs defined again, each disk a new image copied out of the export
+// (an incremental one with the chain of exports it builds on), after every
+// file involved was checked against its checksum.
 // Nothing is defined from a damaged export, and a failure half-way takes
 // back what was made. The restored VMs are left off.
 #pragma once
@@ -48,9 +49,12 @@ class ExportRestorer {
 
  private:
   Result<ExportManifest> ReadManifest(const RestoreRequest& request);
-  // Every file of the export is there, with its size and checksum.
+  // Every file of the export is there, with its size and checksum, and so
+  // is every image an incremental one builds on, in its own export.
   Status Verify(const std::string& dir, const ExportManifest& m,
                 const std::function<void(uint64_t)>& checked);
+  Status VerifyChain(const std::string& dir, const ExportManifest& m, const std::string& vm_id,
+                     const ExportedDisk& d, int depth);
 
   Env* env_;
   VmRegistry* vms_;

@@ -26,7 +26,11 @@ Status SnapshotEngine::Destroy(const DestroyRequest& request) {
   auto& [s, vms] = checked;
   VMG_RETURN_IF_ERROR(Claim(vms));
   const Releaser releaser{this, vms};
+  return DestroyClaimed(s, vms);
+}
 
+Status SnapshotEngine::DestroyClaimed(const catalog::SnapshotRecord& s,
+                                      const std::vector<catalog::VmRecord>& vms) {
   // A destroy already under way goes on with the merges it stored.
   const bool resumed = s.state == catalog::SnapshotState::kDestroying;
   std::vector<catalog::DiskMerge> merges;

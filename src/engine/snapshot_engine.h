@@ -55,8 +55,9 @@ struct ExportRequest {
   std::string snapshot_id;
   std::string directory;     // ExportDirectory: absolute, new or empty
   bool copy_storage = true;  // CopyVmStorage: with the disks' content
-  // DifferentialBackupBase: a snapshot or reference point to export only
-  // the changes since. Not supported yet: only full exports.
+  // DifferentialBackupBase: the id of a reference point of the group, to
+  // export only what changed since it, on top of the export of the
+  // snapshot it was made from; empty for a full export.
   std::string base;
   // Told the percentage done as disks are copied. Optional.
   std::function<void(int)> progress;
@@ -122,6 +123,22 @@ class SnapshotEngine {
   // Destroy's checks alone.
   Status ValidateDestroy(const DestroyRequest& request);
 
+  // Converts a recovery snapshot into a reference point (Hyper-V's
+  // ConvertToReferencePoint): each member disk's frozen image gets a
+  // persistent bitmap, then the snapshot is destroyed (its overlays merged
+  // into those images while the VMs run), so the bitmap goes on marking
+  // every cluster written since the cut. What remains is the reference
+  // point, the base of later incremental exports. The members must run
+  // (their QEMU keeps the bitmaps; they are stored when it closes an image).
+  //
+  // Errors, nothing changed: NotFound; InvalidType for a snapshot that is not
+  // a recovery snapshot; InvalidState for one still being taken or destroyed,
+  // or that is not every member's newest snapshot; NotSupported when a member
+  // is off; Busy. A failure after the first merge leaves the snapshot being
+  // destroyed and the reference point made (as for Destroy).
+  Result<catalog::ReferencePointRecord> ConvertToReferencePoint(const std::string& snapshot_id);
+  Status ValidateConvert(const std::string& snapshot_id);
+
   // Exports a group snapshot for backup (Hyper-V's ExportSnapshot) into a
   // new or empty directory, in the layout of docs/export-format.md: for
   // each member its configuration and, with copy_storage, one standalone
@@ -130,13 +147,23 @@ class SnapshotEngine {
   // written, and only a directory with a manifest holds an export. The VMs
   // keep running; the snapshot is not changed. Returns the manifest.
   //
+  // An incremental export (request.base) writes, per disk, a qcow2 overlay
+  // of the base export's image holding just the clusters the reference
+  // point's bitmap marks, read from the snapshot's frozen image by the
+  // member's QEMU: the members must run, and the snapshot must be the one
+  // taken right after the reference point.
+  //
   // Errors, nothing changed: NotFound; InvalidState for a snapshot still
   // being taken or destroyed; InvalidArgument for a directory that is not
-  // absolute or not a directory; AlreadyExists for one that is not empty;
-  // NotSupported for a differential export; Busy when a member is in
-  // another snapshot operation (the export holds the members until it ends,
-  // so the snapshot's images cannot change under it). A failure while
-  // writing (no space, not writable) removes what the export had written.
+  // absolute or not a directory, or a base that is no reference point of
+  // the group; AlreadyExists for a directory that is not empty;
+  // NotSupported for an incremental export of a VM that is off; Failed when
+  // the base cannot serve (its export is gone, another snapshot came
+  // between, its change tracking was lost): the message says to export in
+  // full. Busy when a member is in another snapshot operation (the export
+  // holds the members until it ends, so the snapshot's images cannot change
+  // under it). A failure while writing (no space, not writable) removes
+  // what the export had written.
   Result<ExportManifest> Export(const ExportRequest& request);
   // Export's checks alone.
   Status ValidateExport(const ExportRequest& request);
@@ -177,6 +204,30 @@ class SnapshotEngine {
     const std::vector<catalog::VmRecord>& vms;
     ~Releaser() { engine->Release(vms); }
   };
+  // Destroy of `s` once its members `vms` are claimed.
+  Status DestroyClaimed(const catalog::SnapshotRecord& s,
+                        const std::vector<catalog::VmRecord>& vms);
+  // The snapshot and its members' VMs, checked for ConvertToReferencePoint,
+  // with each member's live VM.
+  struct CheckedConvert {
+    catalog::SnapshotRecord snapshot;
+    std::vector<catalog::VmRecord> vms;
+    std::vector<std::shared_ptr<hypervisor::Vm>> live;
+  };
+  Result<CheckedConvert> CheckConvert(const std::string& snapshot_id);
+  // What an incremental export builds on, per member disk.
+  struct IncrementalBase {
+    catalog::ReferencePointRecord rp;
+    std::string directory;  // the base export (absolute)
+    ExportManifest manifest;
+    std::vector<std::shared_ptr<hypervisor::Vm>> live;  // per member
+  };
+  Result<IncrementalBase> CheckBase(const ExportRequest& request, const catalog::SnapshotRecord& s,
+                                    const std::vector<catalog::VmRecord>& vms);
+  // Writes to `path` an overlay of `base_file` holding what the reference
+  // point's bitmap marks in `disk`'s frozen image of member `member`.
+  Status CopyChanges(const IncrementalBase& base, size_t member, const catalog::SnapshotDisk& disk,
+                     const std::string& base_file, const std::string& path);
   // Undoes `s` and returns `cause`, with any undo failure appended.
   Status Abandon(const catalog::SnapshotRecord& s, const Status& cause);
 

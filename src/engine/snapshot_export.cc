@@ -1,12 +1,16 @@
 // SnapshotEngine::Export: a group snapshot copied out for backup.
 #include <chrono>
+#include <filesystem>
 #include <future>
+#include <optional>
 
 #include "engine/snapshot_engine.h"
 #include "storage/checksum.h"
 
 namespace vmgroup::engine {
 namespace {
+
+namespace fs = std::filesystem;
 
 // Longest one disk's copy may take: far beyond any disk vmgroup runs (a
 // TiB at 200 MB/s is under 2 hours), so only a hung qemu-img reaches it.
@@ -52,6 +56,18 @@ class Written {
   std::vector<std::string> files_, dirs_;
 };
 
+// The file, in the base export, of disk `index` of VM `vm_id`.
+Result<std::string> BaseFileOf(const ExportManifest& base, const std::string& vm_id, int index) {
+  for (const auto& vm : base.vms) {
+    if (vm.id != vm_id) continue;
+    for (const auto& d : vm.disks) {
+      if (d.index == index && !d.file.empty()) return d.file;
+    }
+  }
+  return Status::Failed("the base export has no disk " + std::to_string(index) + " of VM " + vm_id +
+                        "; export in full");
+}
+
 ExportedConfig ConfigOf(const catalog::VmRecord& vm) {
   return {.id = vm.id,
           .name = vm.name,
@@ -68,10 +84,6 @@ ExportedConfig ConfigOf(const catalog::VmRecord& vm) {
 
 Result<std::pair<catalog::SnapshotRecord, std::vector<catalog::VmRecord>>>
 SnapshotEngine::CheckExport(const ExportRequest& request) {
-  if (!request.base.empty()) {
-    return Status::NotSupported(
-        "differential exports (DifferentialBackupBase) are not supported yet; export in full");
-  }
   const std::string& dir = request.directory;
   if (dir.empty() || dir[0] != '/') {
     return Status::InvalidArgument("ExportDirectory must be an absolute path, not '" + dir + "'");
@@ -93,8 +105,88 @@ SnapshotEngine::CheckExport(const ExportRequest& request) {
   return std::make_pair(std::move(s), std::move(vms));
 }
 
+Result<SnapshotEngine::IncrementalBase> SnapshotEngine::CheckBase(
+    const ExportRequest& request, const catalog::SnapshotRecord& s,
+    const std::vector<catalog::VmRecord>& vms) {
+  const auto full = [](const std::string& why) { return Status::Failed(why + "; export in full"); };
+  auto rp = catalog_->GetReferencePoint(request.base);
+  if (!rp.ok()) {
+    if (catalog_->GetSnapshot(request.base).ok()) {
+      return Status::NotSupported(
+          "a snapshot as DifferentialBackupBase is not supported yet; convert it to a "
+          "reference point and name that");
+    }
+    return Status::InvalidArgument("DifferentialBackupBase " + request.base +
+                                   " is no reference point");
+  }
+  if (rp->collection_id != s.collection_id) {
+    return Status::InvalidArgument("reference point " + rp->name + " belongs to another group");
+  }
+  if (!request.copy_storage) {
+    return Status::InvalidArgument(
+        "an incremental export copies disks: CopyVmStorage must be true");
+  }
+  IncrementalBase base{.rp = *rp, .directory = "", .manifest = {}, .live = {}};
+  for (size_t i = 0; i < vms.size(); ++i) {
+    const catalog::ReferencePointMember* member = nullptr;
+    for (const auto& m : rp->members) {
+      if (m.vm_id == vms[i].id) member = &m;
+    }
+    if (!member) return full("VM " + vms[i].name + " is not in reference point " + rp->name);
+    for (const auto& d : s.members[i].disks) {
+      if (static_cast<size_t>(d.index) >= member->images.size() ||
+          member->images[d.index] != d.frozen_image) {
+        return full("reference point " + rp->name + " does not lead up to snapshot " + s.name +
+                    " on VM " + vms[i].name + " (another snapshot came between them)");
+      }
+    }
+    auto live = vms_->Live(vms[i].id);
+    if (!live) {
+      return Status::NotSupported("VM " + vms[i].name +
+                                  " is off; an incremental export reads the changes through its "
+                                  "running QEMU: start it, or export in full");
+    }
+    base.live.push_back(std::move(live));
+  }
+  VMG_ASSIGN_OR_RETURN(auto dirs, catalog_->ExportsOf(rp->snapshot_id));
+  for (const auto& d : dirs) {
+    auto text = env_->ReadFile(d + "/" + kManifestFile);
+    if (!text.ok()) continue;
+    auto m = ParseManifest(*text);
+    if (m.ok() && m->snapshot_id == rp->snapshot_id && m->storage) {
+      base.directory = d;
+      base.manifest = std::move(*m);
+      return base;
+    }
+  }
+  return full("no export of reference point " + rp->name + "'s snapshot is left to build on (" +
+              (dirs.empty() ? std::string("it was never exported") : "looked in " + dirs[0]) + ")");
+}
+
+Status SnapshotEngine::CopyChanges(const IncrementalBase& base, size_t member,
+                                   const catalog::SnapshotDisk& disk, const std::string& base_file,
+                                   const std::string& path) {
+  VMG_RETURN_IF_ERROR(img_.CreateOverlay(base_file, path));
+  // The chain must survive the backups being moved together: the header
+  // names its base relative to the image's own directory.
+  const std::string relative =
+      fs::path(base_file).lexically_relative(fs::path(path).parent_path()).string();
+  VMG_RETURN_IF_ERROR(img_.Rebase(path, relative, /*unsafe=*/true));
+  Status s = base.live[member]->CopyMarked(disk.index, disk.frozen_image, base.rp.bitmap, path,
+                                           Clock::now() + kDiskCopyTimeout);
+  const Code c = s.code();
+  if (c == Code::kNotFound || c == Code::kInvalidArgument || c == Code::kInvalidState) {
+    return Status::Failed("the change tracking of reference point " + base.rp.name + " is lost (" +
+                          s.message() + "); export in full");
+  }
+  return s;
+}
+
 Status SnapshotEngine::ValidateExport(const ExportRequest& request) {
   VMG_ASSIGN_OR_RETURN(auto checked, CheckExport(request));
+  if (!request.base.empty()) {
+    VMG_RETURN_IF_ERROR(CheckBase(request, checked.first, checked.second).status());
+  }
   std::lock_guard lock(mu_);
   return CheckNotBusyLocked(checked.second);
 }
@@ -102,6 +194,10 @@ Status SnapshotEngine::ValidateExport(const ExportRequest& request) {
 Result<ExportManifest> SnapshotEngine::Export(const ExportRequest& request) {
   VMG_ASSIGN_OR_RETURN(auto checked, CheckExport(request));
   auto& [s, vms] = checked;
+  std::optional<IncrementalBase> base;
+  if (!request.base.empty()) {
+    VMG_ASSIGN_OR_RETURN(base, CheckBase(request, s, vms));
+  }
   VMG_RETURN_IF_ERROR(Claim(vms));
   const Releaser releaser{this, vms};
   VMG_ASSIGN_OR_RETURN(auto group, catalog_->GetCollection(s.collection_id));
@@ -124,6 +220,12 @@ Result<ExportManifest> SnapshotEngine::Export(const ExportRequest& request) {
                    .snapshot_type = s.type,
                    .snapshot_created_us = s.created_us,
                    .storage = request.copy_storage};
+  if (base) {
+    m.base = {
+        .reference_point_id = base->rp.id,
+        .snapshot_id = base->rp.snapshot_id,
+        .directory = fs::path(base->directory).lexically_relative(request.directory).string()};
+  }
   Written written(env_);
   const std::string& dir = request.directory;
   if (Status st = written.Dirs(dir); !st.ok()) return written.Undo(st);
@@ -148,9 +250,19 @@ Result<ExportManifest> SnapshotEngine::Export(const ExportRequest& request) {
           e.file = vm.id + "/disk" + std::to_string(disk.index) + ".qcow2";
           const std::string path = dir + "/" + e.file;
           written.File(path);
-          VMG_RETURN_IF_ERROR(
-              img_.Convert(disk.frozen_image, path, kDiskCopyTimeout)
-                  .Annotate("VM " + vm.name + ": disk " + std::to_string(disk.index)));
+          if (base) {
+            VMG_ASSIGN_OR_RETURN(e.base_file, BaseFileOf(base->manifest, vm.id, disk.index));
+            e.base_file = (fs::path(m.base.directory) / e.base_file).string();
+            const std::string base_path =
+                fs::path(dir + "/" + e.base_file).lexically_normal().string();
+            VMG_RETURN_IF_ERROR(
+                CopyChanges(*base, i, disk, base_path, path)
+                    .Annotate("VM " + vm.name + ": disk " + std::to_string(disk.index)));
+          } else {
+            VMG_RETURN_IF_ERROR(
+                img_.Convert(disk.frozen_image, path, kDiskCopyTimeout)
+                    .Annotate("VM " + vm.name + ": disk " + std::to_string(disk.index)));
+          }
           // A backup that reports done must be on disk; the checksum reads
           // the file (from the page cache) while the sync writes it.
           auto digest = std::async(std::launch::async, storage::DigestFile, path);
@@ -176,6 +288,9 @@ Result<ExportManifest> SnapshotEngine::Export(const ExportRequest& request) {
   const std::string manifest = dir + "/" + kManifestFile;
   written.File(manifest);
   if (Status st = env_->WriteFile(manifest, ManifestToJson(m)); !st.ok()) return written.Undo(st);
+  // Where a later incremental export of a reference point made from this
+  // snapshot finds its base. The export itself is done and stays.
+  if (request.copy_storage) (void)catalog_->RecordExport(s.id, dir, m.exported_us);
   if (request.progress) request.progress(100);
   return m;
 }

@@ -62,6 +62,18 @@ Status QemuImg::Convert(const std::string& image, const std::string& dest, Durat
   return s;
 }
 
+Result<uint64_t> QemuImg::OwnDataBytes(const std::string& path) {
+  if (!env_->FileExists(path)) return Status::FileNotFound("image " + path + " is missing");
+  VMG_ASSIGN_OR_RETURN(CommandOutput out, RunOk({"qemu-img", "map", "-U", "--output=json", path}));
+  auto map = nlohmann::json::parse(out.out, nullptr, /*allow_exceptions=*/false);
+  if (!map.is_array()) return Status::IoError("qemu-img map printed nothing usable for " + path);
+  uint64_t bytes = 0;
+  for (const auto& e : map) {
+    if (e.value("depth", -1) == 0 && e.value("data", false)) bytes += e.value("length", 0ull);
+  }
+  return bytes;
+}
+
 Result<ImageInfo> QemuImg::Info(const std::string& path) {
   VMG_ASSIGN_OR_RETURN(auto one, Describe(path, false));
   return one.front();

@@ -56,6 +56,10 @@ class QemuImg {
   // AlreadyExists if `dest` exists; on failure `dest` is removed.
   Status Convert(const std::string& image, const std::string& dest, Duration timeout);
 
+  // How many bytes of guest data `path` itself holds (not its backing
+  // chain): what an image adds to the one below it.
+  Result<uint64_t> OwnDataBytes(const std::string& path);
+
   // `path` alone (no chain).
   Result<ImageInfo> Info(const std::string& path);
   // The chain from `path` down to its base: element 0 is `path` itself.

@@ -87,6 +87,8 @@ TEST_F(QemuImgTest, ConvertCopiesWhatAChainReadsIntoOneImage) {
 
   ASSERT_TRUE(img_.Convert(Path("top.qcow2"), Path("copy.qcow2"), std::chrono::minutes(1)).ok());
   EXPECT_TRUE(Same("copy.qcow2", "top.qcow2"));
+  EXPECT_EQ(*img_.OwnDataBytes(Path("top.qcow2")), uint64_t{2} << 20) << "top alone: 1M..3M";
+  EXPECT_EQ(*img_.OwnDataBytes(Path("copy.qcow2")), uint64_t{3} << 20) << "all of it: 0..3M";
   EXPECT_EQ(img_.Info(Path("copy.qcow2"))->backing_filename, "") << "the copy stands alone";
   EXPECT_EQ(img_.Convert(Path("top.qcow2"), Path("copy.qcow2"), std::chrono::minutes(1)).code(),
             Code::kAlreadyExists);

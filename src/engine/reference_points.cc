@@ -1,0 +1,98 @@
+// SnapshotEngine::ConvertToReferencePoint: a recovery snapshot becomes the
+// anchor of the next incremental backup.
+#include "base/ids.h"
+#include "engine/snapshot_engine.h"
+#include "engine/snapshot_plan.h"
+
+namespace vmgroup::engine {
+namespace {
+
+// Adding or removing a bitmap is one quick QMP command.
+Deadline BitmapDeadline() { return Clock::now() + std::chrono::seconds(30); }
+
+}  // namespace
+
+Result<SnapshotEngine::CheckedConvert> SnapshotEngine::CheckConvert(
+    const std::string& snapshot_id) {
+  VMG_ASSIGN_OR_RETURN(catalog::SnapshotRecord s, catalog_->GetSnapshot(snapshot_id));
+  if (s.type != kSnapshotRecovery) {
+    return Status::InvalidType("snapshot " + s.name +
+                               " is not a recovery snapshot (type 2); only those become "
+                               "reference points");
+  }
+  VMG_RETURN_IF_ERROR(RequireComplete(s));
+  VMG_ASSIGN_OR_RETURN(auto vms, MembersOf(s));
+  CheckedConvert c{.snapshot = s, .vms = vms, .live = {}};
+  for (size_t i = 0; i < vms.size(); ++i) {
+    if (vms[i].current_snapshot != s.members[i].id) {
+      return Status::InvalidState("snapshot " + s.name + " is not the newest of VM " + vms[i].name +
+                                  "; only a group's newest snapshot becomes a reference point");
+    }
+    auto live = vms_->Live(vms[i].id);
+    if (!live) {
+      return Status::NotSupported("VM " + vms[i].name +
+                                  " is off; converting the snapshot of a VM that is off is not "
+                                  "supported yet: start it first");
+    }
+    c.live.push_back(std::move(live));
+  }
+  return c;
+}
+
+Status SnapshotEngine::ValidateConvert(const std::string& snapshot_id) {
+  VMG_ASSIGN_OR_RETURN(auto c, CheckConvert(snapshot_id));
+  std::lock_guard lock(mu_);
+  return CheckNotBusyLocked(c.vms);
+}
+
+Result<catalog::ReferencePointRecord> SnapshotEngine::ConvertToReferencePoint(
+    const std::string& snapshot_id) {
+  VMG_ASSIGN_OR_RETURN(auto c, CheckConvert(snapshot_id));
+  const catalog::SnapshotRecord& s = c.snapshot;
+  VMG_RETURN_IF_ERROR(Claim(c.vms));
+  const Releaser releaser{this, c.vms};
+
+  catalog::ReferencePointRecord rp{.id = NewGuid(),
+                                   .collection_id = s.collection_id,
+                                   .name = s.name,
+                                   .snapshot_id = s.id,
+                                   .bitmap = "vmg-rp-" + s.tag,
+                                   .cut_us = s.members.empty() ? 0 : s.members[0].cut_time_us,
+                                   .created_us = env_->NowMicros()};
+  // Bitmaps first, on the frozen images: the merges that follow write the
+  // overlays' clusters (everything since the cut) into them, and the
+  // bitmaps mark those writes and every later one.
+  std::vector<std::pair<size_t, const catalog::SnapshotDisk*>> added;
+  auto take_back = [&](const Status& cause) -> Status {
+    // Best effort: a frozen image is read-only to QEMU, so its bitmap may
+    // stay; unnamed by any reference point, it only costs its few bytes.
+    for (const auto& [i, d] : added) {
+      (void)c.live[i]->RemoveBitmap(d->index, d->frozen_image, rp.bitmap, BitmapDeadline());
+    }
+    return cause;
+  };
+  for (size_t i = 0; i < c.vms.size(); ++i) {
+    catalog::ReferencePointMember member{.id = NewGuid(), .vm_id = c.vms[i].id, .images = {}};
+    for (const auto& d : s.members[i].disks) {
+      Status st = c.live[i]->AddBitmap(d.index, d.frozen_image, rp.bitmap, BitmapDeadline());
+      if (!st.ok()) return take_back(st.Annotate("VM " + c.vms[i].name));
+      added.emplace_back(i, &d);
+      member.images.push_back(d.frozen_image);
+    }
+    rp.members.push_back(std::move(member));
+  }
+  // Recorded before the merges: if the service dies during them, recovery
+  // finishes the destroy and the reference point stands.
+  if (Status st = catalog_->InsertReferencePoint(rp); !st.ok()) return take_back(st);
+  if (Status st = DestroyClaimed(s, c.vms); !st.ok()) {
+    auto now = catalog_->GetSnapshot(s.id);
+    if (now.ok() && now->state == catalog::SnapshotState::kComplete) {
+      (void)catalog_->DeleteReferencePoint(rp.id);  // nothing merged: as before
+      return take_back(st);
+    }
+    return st;
+  }
+  return rp;
+}
+
+}  // namespace vmgroup::engine
