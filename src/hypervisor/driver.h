@@ -83,7 +83,10 @@ class Vm {
   // guest runs again as soon as its device state is written (AwaitResume
   // returns then) and its RAM is streamed out while it runs, pages it writes
   // copied first (QEMU's background snapshot). AwaitStateSaved waits until
-  // the whole state is in the file (NotFound if no save was ever started).
+  // the whole state is in the file (NotFound if no save was ever started;
+  // IoError if the file could not take it: it is removed then, and the VM
+  // runs on; a Vm attached after PrepareStateSave cannot tell, its caller
+  // checks the file).
   // PrepareStateSave, while the VM runs,
   // arms the background snapshot and creates `path` (AlreadyExists if it
   // exists: a stale state is never overwritten).
@@ -124,8 +127,8 @@ class Vm {
   // Copies every cluster bitmap `name` marks in `image` (as `image` reads
   // now) into `target`, a qcow2 file of the disk's size open nowhere; the
   // rest of `target` is left unwritten and the bitmap as it was. NotFound
-  // when `image` has no such bitmap; Failed when the hypervisor no longer
-  // trusts it (it was left unsaved by a hypervisor that died).
+  // when `image` has no such bitmap; InvalidState when the hypervisor no
+  // longer trusts it (it was left unsaved by a hypervisor that died).
   virtual Status CopyMarked(int disk, const std::string& image, const std::string& name,
                             const std::string& target, Deadline deadline) = 0;
   // Asks the hypervisor to exit and waits for it; kills it if it will not.

@@ -192,7 +192,15 @@ Status QemuVm::SendResume(Deadline deadline, bool save_state) {
     // Through a pipe to cat: handed a plain file (fd:), QEMU writes the whole
     // RAM before it lets the guest run (measured with two 128 MiB guests: a
     // 210 ms group pause instead of 16 ms).
-    command = {"migrate", {{"uri", "exec:cat > " + qmp::ShellQuote(state_path_)}}};
+    // QEMU 7.2 wedges for good when a background snapshot's stream breaks
+    // (a vCPU waits forever on write-protected RAM: seen with a full disk
+    // or a vanished directory). So the stream never breaks: if the file
+    // cannot take it, the helper removes the file and drains the rest, and
+    // AwaitStateSaved reports the missing file.
+    const std::string file = qmp::ShellQuote(state_path_);
+    command = {
+        "migrate",
+        {{"uri", "exec:cat > " + file + " || { rm -f " + file + "; exec cat > /dev/null; }"}}};
   }
   VMG_ASSIGN_OR_RETURN(auto ids, qmp_->Send({command}, deadline));
   pending_.commands.push_back({command.first, ids[0]});
@@ -257,7 +265,14 @@ Status QemuVm::AwaitStateSaved(Deadline deadline) {
   // before resuming the cut); there is nothing to wait for.
   VMG_ASSIGN_OR_RETURN(qmp::MigrationInfo m, qmp::QueryMigrate(*qmp_, deadline));
   if (m.status.empty()) return Status::NotFound("no memory state is being saved");
-  return qmp::AwaitMigration(*qmp_, deadline).Annotate("saving the memory state");
+  VMG_RETURN_IF_ERROR(qmp::AwaitMigration(*qmp_, deadline).Annotate("saving the memory state"));
+  // Only the Vm that prepared the save knows its file; a caller that
+  // attached later (recovery) checks the file it recorded.
+  if (!state_path_.empty() && !env_->FileExists(state_path_)) {
+    return Status::IoError("the memory state could not be written to " + state_path_ +
+                           " (no space, or the directory is gone); QEMU's log says why");
+  }
+  return Status::Ok();
 }
 
 Status QemuVm::RevertOverlays(const std::vector<Overlay>& overlays) {
@@ -385,8 +400,8 @@ Status QemuVm::CopyMarked(int disk, const std::string& image, const std::string&
   VMG_ASSIGN_OR_RETURN(auto bitmap, BitmapLocked(node, name, deadline));
   if (!bitmap) return Status::NotFound(image + " has no bitmap " + name);
   if (bitmap->inconsistent) {
-    return Status::Failed("bitmap " + name + " of " + image +
-                          " cannot be trusted: QEMU marks it inconsistent");
+    return Status::InvalidState("bitmap " + name + " of " + image +
+                                " cannot be trusted: QEMU marks it inconsistent");
   }
   const std::string d = std::to_string(disk), copy = "copy-d" + d;
   VMG_RETURN_IF_ERROR(qmp::BlockdevAddOverlay(*qmp_, copy, copy + "-file", target, deadline));
