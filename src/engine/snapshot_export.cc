@@ -56,16 +56,15 @@ class Written {
   std::vector<std::string> files_, dirs_;
 };
 
-// The file, in the base export, of disk `index` of VM `vm_id`.
-Result<std::string> BaseFileOf(const ExportManifest& base, const std::string& vm_id, int index) {
+// Disk `index` of VM `vm_id` in the base export; empty when it has none.
+ExportedDisk BaseDiskOf(const ExportManifest& base, const std::string& vm_id, int index) {
   for (const auto& vm : base.vms) {
     if (vm.id != vm_id) continue;
     for (const auto& d : vm.disks) {
-      if (d.index == index && !d.file.empty()) return d.file;
+      if (d.index == index && !d.file.empty()) return d;
     }
   }
-  return Status::Failed("the base export has no disk " + std::to_string(index) + " of VM " + vm_id +
-                        "; export in full");
+  return {};
 }
 
 ExportedConfig ConfigOf(const catalog::VmRecord& vm) {
@@ -166,12 +165,11 @@ Result<SnapshotEngine::IncrementalBase> SnapshotEngine::CheckBase(
 Status SnapshotEngine::CopyChanges(const IncrementalBase& base, size_t member,
                                    const catalog::SnapshotDisk& disk, const std::string& base_file,
                                    const std::string& path) {
-  VMG_RETURN_IF_ERROR(img_.CreateOverlay(base_file, path));
   // The chain must survive the backups being moved together: the header
   // names its base relative to the image's own directory.
   const std::string relative =
       fs::path(base_file).lexically_relative(fs::path(path).parent_path()).string();
-  VMG_RETURN_IF_ERROR(img_.Rebase(path, relative, /*unsafe=*/true));
+  VMG_RETURN_IF_ERROR(img_.CreateOverlay(base_file, path, relative));
   Status s = base.live[member]->CopyMarked(disk.index, disk.frozen_image, base.rp.bitmap, path,
                                            Clock::now() + kDiskCopyTimeout);
   const Code c = s.code();
@@ -203,13 +201,19 @@ Result<ExportManifest> SnapshotEngine::Export(const ExportRequest& request) {
   VMG_ASSIGN_OR_RETURN(auto group, catalog_->GetCollection(s.collection_id));
 
   // The disks' sizes first: progress counts bytes copied of all of them.
+  // (An incremental export knows them from its base, without a qemu-img
+  // run per disk: it is meant to take milliseconds.)
   uint64_t total = 0, done = 0;
   std::vector<std::vector<uint64_t>> sizes(vms.size());
   for (size_t i = 0; i < vms.size(); ++i) {
     for (const auto& d : s.members[i].disks) {
-      VMG_ASSIGN_OR_RETURN(auto info, img_.Info(d.frozen_image));
-      sizes[i].push_back(info.virtual_size);
-      total += info.virtual_size;
+      uint64_t size = base ? BaseDiskOf(base->manifest, vms[i].id, d.index).virtual_size : 0;
+      if (size == 0) {
+        VMG_ASSIGN_OR_RETURN(auto info, img_.Info(d.frozen_image));
+        size = info.virtual_size;
+      }
+      sizes[i].push_back(size);
+      total += size;
     }
   }
 
@@ -251,8 +255,12 @@ Result<ExportManifest> SnapshotEngine::Export(const ExportRequest& request) {
           const std::string path = dir + "/" + e.file;
           written.File(path);
           if (base) {
-            VMG_ASSIGN_OR_RETURN(e.base_file, BaseFileOf(base->manifest, vm.id, disk.index));
-            e.base_file = (fs::path(m.base.directory) / e.base_file).string();
+            const ExportedDisk below = BaseDiskOf(base->manifest, vm.id, disk.index);
+            if (below.file.empty()) {
+              return Status::Failed("the base export has no disk " + std::to_string(disk.index) +
+                                    "; export in full");
+            }
+            e.base_file = (fs::path(m.base.directory) / below.file).string();
             const std::string base_path =
                 fs::path(dir + "/" + e.base_file).lexically_normal().string();
             VMG_RETURN_IF_ERROR(

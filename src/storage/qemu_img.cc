@@ -22,10 +22,12 @@ Status QemuImg::Create(const std::string& path, uint64_t size_bytes) {
       .status();
 }
 
-Status QemuImg::CreateOverlay(const std::string& backing, const std::string& path) {
+Status QemuImg::CreateOverlay(const std::string& backing, const std::string& path,
+                              const std::string& recorded_as) {
   if (!env_->FileExists(backing)) return Status::FileNotFound("image " + backing + " is missing");
   if (env_->FileExists(path)) return Status::AlreadyExists("image " + path + " already exists");
-  return RunOk({"qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", backing, path})
+  return RunOk({"qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b",
+                recorded_as.empty() ? backing : recorded_as, path})
       .status();
 }
 

@@ -31,10 +31,13 @@ class QemuImg {
   Status Create(const std::string& path, uint64_t size_bytes);
 
   // Creates a qcow2 overlay at `path` whose backing file is `backing` (qcow2),
-  // recorded by absolute path. Works while `backing` is in use by QEMU.
-  // AlreadyExists if `path` exists (a stale file is never silently reused);
-  // FileNotFound if `backing` is missing.
-  Status CreateOverlay(const std::string& backing, const std::string& path);
+  // recorded by absolute path, or as `recorded_as` when given (a path
+  // relative to `path`'s directory, so that the pair can move together).
+  // Works while `backing` is in use by QEMU. AlreadyExists if `path` exists
+  // (a stale file is never silently reused); FileNotFound if `backing` is
+  // missing.
+  Status CreateOverlay(const std::string& backing, const std::string& path,
+                       const std::string& recorded_as = "");
 
   // Merges `path` into its backing file (the image below it), leaving `path`
   // in place. For stopped VMs only: the images must not be in use.
