@@ -1,5 +1,6 @@
 #include "cli/api.h"
 
+#include <algorithm>
 #include <chrono>
 #include <map>
 #include <thread>
@@ -305,14 +306,64 @@ Result<CallResult> Api::DestroySnapshot(const std::string& id) {
 }
 
 Result<CallResult> Api::ExportSnapshot(const std::string& id, const std::string& directory,
-                                       bool copy_storage) {
+                                       bool copy_storage, const std::string& base) {
   const std::string settings =
       Embedded("Msvm_CollectionSnapshotExportSettingData",
-               {{"CopyVmStorage", "boolean", copy_storage ? "true" : "false"}});
+               {{"CopyVmStorage", "boolean", copy_storage ? "true" : "false"},
+                {"DifferentialBackupBase", "string", base}});
   return Call("Msvm_CollectionSnapshotService", "ExportSnapshot",
               {Ref("SnapshotCollection", KeyPath("Msvm_SnapshotCollection", "CollectionID", id)),
                Scalar("ExportDirectory", "string", directory),
                Scalar("ExportSettingData", "string", settings)});
+}
+
+Result<CallResult> Api::ConvertToReferencePoint(const std::string& snapshot_id) {
+  return Call("Msvm_CollectionSnapshotService", "ConvertToReferencePoint",
+              {Ref("AffectedSnapshotCollection",
+                   KeyPath("Msvm_SnapshotCollection", "CollectionID", snapshot_id))});
+}
+
+Result<std::vector<RefPointInfo>> Api::ListRefPoints(const std::string& group_id) {
+  VMG_ASSIGN_OR_RETURN(auto all, cim_->EnumerateInstances("Msvm_ReferencePointCollection"));
+  VMG_ASSIGN_OR_RETURN(auto members, cim_->EnumerateInstances("Msvm_VirtualSystemReferencePoint"));
+  std::vector<RefPointInfo> out;
+  for (const auto& named : all) {
+    const cim::Instance& i = named.instance;
+    RefPointInfo rp{.id = Text(i, "CollectionID"),
+                    .name = Text(i, "ElementName"),
+                    .group_id = Text(i, "VirtualSystemCollectionId"),
+                    .cut = Text(i, "Vmgroup_CutTime"),
+                    .created = Text(i, "Vmgroup_CreationTime"),
+                    .snapshot_id = Text(i, "Vmgroup_SnapshotCollectionID"),
+                    .vm_ids = {}};
+    if (!group_id.empty() && rp.group_id != group_id) continue;
+    for (const auto& member : members) {
+      const cim::Instance& m = member.instance;
+      if (Text(m, "Vmgroup_ReferencePointCollectionID") == rp.id) {
+        rp.vm_ids.push_back(Text(m, "VirtualSystemIdentifier"));
+      }
+    }
+    out.push_back(std::move(rp));
+  }
+  std::sort(out.begin(), out.end(),
+            [](const RefPointInfo& a, const RefPointInfo& b) { return a.created < b.created; });
+  return out;
+}
+
+Result<RefPointInfo> Api::GetRefPoint(const std::string& id) {
+  VMG_ASSIGN_OR_RETURN(auto all, ListRefPoints(""));
+  for (auto& rp : all) {
+    if (rp.id == id) return std::move(rp);
+  }
+  return Status::NotFound("no reference point has id '" + id + "'");
+}
+
+Result<CallResult> Api::DestroyRefPoint(const RefPointInfo& rp) {
+  cim::ObjectPath path = KeyPath("Msvm_ReferencePointCollection", "CollectionID", rp.id);
+  path.keys.push_back(
+      {"VirtualSystemCollectionId", cim::KeyBinding::Kind::kString, rp.group_id, {}});
+  return Call("Msvm_CollectionReferencePointService", "DestroyReferencePoint",
+              {Ref("AffectedReferencePointCollection", path)});
 }
 
 Result<MemberSnapshotInfo> Api::ReadMember(const cim::Instance& vssd) {

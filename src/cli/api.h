@@ -44,6 +44,12 @@ struct SnapshotInfo {
   std::vector<MemberSnapshotInfo> members;
 };
 
+// A group reference point (Msvm_ReferencePointCollection).
+struct RefPointInfo {
+  std::string id, name, group_id, cut, created, snapshot_id;
+  std::vector<std::string> vm_ids;  // its per-VM reference points' VMs
+};
+
 struct JobInfo {
   std::string id, description, error;
   int state = 0, percent = 0, error_code = 0, type = 0;
@@ -99,10 +105,16 @@ class Api {
                                     const std::string& name);
   Result<CallResult> ApplySnapshot(const std::string& id);
   Result<CallResult> DestroySnapshot(const std::string& id);
-  // A full export of a group snapshot into `directory` (absolute), with
-  // the disks' content unless `copy_storage` is false.
+  // An export of a group snapshot into `directory` (absolute), with the
+  // disks' content unless `copy_storage` is false; with `base` (a
+  // reference point's id) only what changed since it.
   Result<CallResult> ExportSnapshot(const std::string& id, const std::string& directory,
-                                    bool copy_storage);
+                                    bool copy_storage, const std::string& base);
+  Result<CallResult> ConvertToReferencePoint(const std::string& snapshot_id);
+  // Reference points of `group_id` (all when empty), oldest first.
+  Result<std::vector<RefPointInfo>> ListRefPoints(const std::string& group_id);
+  Result<RefPointInfo> GetRefPoint(const std::string& id);
+  Result<CallResult> DestroyRefPoint(const RefPointInfo& rp);
   Result<std::vector<SnapshotInfo>> ListSnapshots(const std::string& group_id);
   Result<SnapshotInfo> GetSnapshot(const std::string& id);
 

@@ -40,6 +40,7 @@ int RunGroup(Context& ctx, const std::vector<std::string>& words);
 int RunSnapshot(Context& ctx, const std::vector<std::string>& words);
 int RunJob(Context& ctx, const std::vector<std::string>& words);
 int RunRestore(Context& ctx, const std::vector<std::string>& words);
+int RunRefPoint(Context& ctx, const std::vector<std::string>& words);
 
 // A method's outcome: 0 done, 4096 waited for (unless `wait` is false:
 // then the job id is printed), anything else reported with the daemon's

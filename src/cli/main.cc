@@ -20,7 +20,9 @@ const char* kUsage =
   snapshot create GROUP [--type standard|recovery|disk] [--consistency crash|application]
            [--name LABEL] [--no-wait]
   snapshot list GROUP [--tree] | show ID | apply ID [--no-wait] | delete ID [--no-wait]
-  snapshot export ID DIR [--no-storage] [--no-wait]
+  snapshot export ID DIR [--base REFPOINT] [--no-storage] [--no-wait]
+  snapshot to-refpoint ID [--no-wait]
+  refpoint list GROUP | show ID | delete ID [--no-wait]
   restore DIR [--as-new] [--no-wait]
   job list | show ID | wait ID | cancel ID
 
@@ -76,6 +78,7 @@ int main(int argc, char** argv) {
   if (noun == "snapshot") return RunSnapshot(ctx, rest);
   if (noun == "job") return RunJob(ctx, rest);
   if (noun == "restore") return RunRestore(ctx, rest);
+  if (noun == "refpoint") return RunRefPoint(ctx, rest);
   std::cerr << kUsage;
   return kExitUsage;
 }

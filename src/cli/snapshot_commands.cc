@@ -17,7 +17,8 @@ int Usage() {
          "                        [--consistency crash|application] [--name LABEL] [--no-wait]\n"
          "       vmgroup snapshot list GROUP [--tree] | show ID\n"
          "       vmgroup snapshot apply ID [--no-wait] | delete ID [--no-wait]\n"
-         "       vmgroup snapshot export ID DIR [--no-storage] [--no-wait]\n";
+         "       vmgroup snapshot export ID DIR [--base REFPOINT] [--no-storage] [--no-wait]\n"
+         "       vmgroup snapshot to-refpoint ID [--no-wait]\n";
   return kExitUsage;
 }
 
@@ -82,8 +83,9 @@ void PrintSnapshot(const SnapshotInfo& s, const std::string& group_name) {
 int RunSnapshot(Context& ctx, const std::vector<std::string>& words) {
   if (words.empty()) return Usage();
   const std::string verb = words[0];
-  auto c = CommandLine::Parse({words.begin() + 1, words.end()}, {"type", "consistency", "name"},
-                              {"no-wait", "tree", "no-storage"});
+  auto c =
+      CommandLine::Parse({words.begin() + 1, words.end()}, {"type", "consistency", "name", "base"},
+                         {"no-wait", "tree", "no-storage"});
   if (!c.ok()) return ReportError(c.status());
   const auto& pos = c->positional();
   if (verb == "export") {
@@ -92,12 +94,37 @@ int RunSnapshot(Context& ctx, const std::vector<std::string>& words) {
     if (!s.ok()) return ReportError(s.status());
     // The daemon writes the export: a relative DIR means one here.
     const std::string dir = std::filesystem::absolute(pos[1]).lexically_normal().string();
-    int rc = Settle(ctx, ctx.api->ExportSnapshot(s->id, dir, !c->Has("no-storage")),
+    const std::string base = c->Get("base");
+    int rc = Settle(ctx, ctx.api->ExportSnapshot(s->id, dir, !c->Has("no-storage"), base),
                     "exporting snapshot " + s->name, !c->Has("no-wait"));
     if (rc == kExitOk && !c->Has("no-wait")) {
-      std::cerr << "exported " << s->name << " to " << dir << " (manifest.json lists its files)\n";
+      std::cerr << "exported " << s->name << " to " << dir
+                << (base.empty() ? "" : ", what changed since reference point " + base)
+                << " (manifest.json lists its files)\n";
     }
     return rc;
+  }
+  if (verb == "to-refpoint") {
+    if (pos.size() != 1) return Usage();
+    auto s = ctx.api->GetSnapshot(pos[0]);
+    if (!s.ok()) return ReportError(s.status());
+    JobInfo job;
+    const bool wait = !c->Has("no-wait");
+    int rc = Settle(ctx, ctx.api->ConvertToReferencePoint(s->id), "converting snapshot " + s->name,
+                    wait, &job);
+    if (rc != kExitOk || !wait) return rc;
+    for (const auto& a : job.affected) {
+      if (!a.starts_with("Msvm_ReferencePointCollection:")) continue;
+      if (ctx.json) {
+        PrintJson({{"id", AffectedId(a)}});
+      } else {
+        std::cout << AffectedId(a) << "\n";
+      }
+      std::cerr << "snapshot " << s->name
+                << " is now a reference point: export later snapshots with --base " << AffectedId(a)
+                << "\n";
+    }
+    return kExitOk;
   }
   if (pos.size() != 1) return Usage();
   if (verb == "apply") {

@@ -46,13 +46,13 @@ Status SnapshotEngine::ValidateConvert(const std::string& snapshot_id) {
 }
 
 Result<catalog::ReferencePointRecord> SnapshotEngine::ConvertToReferencePoint(
-    const std::string& snapshot_id) {
+    const std::string& snapshot_id, const std::string& rp_id) {
   VMG_ASSIGN_OR_RETURN(auto c, CheckConvert(snapshot_id));
   const catalog::SnapshotRecord& s = c.snapshot;
   VMG_RETURN_IF_ERROR(Claim(c.vms));
   const Releaser releaser{this, c.vms};
 
-  catalog::ReferencePointRecord rp{.id = NewGuid(),
+  catalog::ReferencePointRecord rp{.id = rp_id.empty() ? NewGuid() : rp_id,
                                    .collection_id = s.collection_id,
                                    .name = s.name,
                                    .snapshot_id = s.id,
@@ -93,6 +93,18 @@ Result<catalog::ReferencePointRecord> SnapshotEngine::ConvertToReferencePoint(
     return st;
   }
   return rp;
+}
+
+Status SnapshotEngine::DestroyReferencePoint(const std::string& rp_id) {
+  VMG_ASSIGN_OR_RETURN(catalog::ReferencePointRecord rp, catalog_->GetReferencePoint(rp_id));
+  for (const auto& m : rp.members) {
+    auto live = vms_->Live(m.vm_id);
+    if (!live) continue;
+    for (size_t d = 0; d < m.images.size(); ++d) {
+      (void)live->RemoveBitmap(static_cast<int>(d), m.images[d], rp.bitmap, BitmapDeadline());
+    }
+  }
+  return catalog_->DeleteReferencePoint(rp.id);
 }
 
 }  // namespace vmgroup::engine

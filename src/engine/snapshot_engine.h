@@ -136,8 +136,17 @@ class SnapshotEngine {
   // or that is not every member's newest snapshot; NotSupported when a member
   // is off; Busy. A failure after the first merge leaves the snapshot being
   // destroyed and the reference point made (as for Destroy).
-  Result<catalog::ReferencePointRecord> ConvertToReferencePoint(const std::string& snapshot_id);
+  // `rp_id`: the reference point's id when the caller must name it first
+  // (a job's out-parameter); a new GUID when empty.
+  Result<catalog::ReferencePointRecord> ConvertToReferencePoint(const std::string& snapshot_id,
+                                                                const std::string& rp_id = "");
   Status ValidateConvert(const std::string& snapshot_id);
+
+  // Forgets a reference point (Hyper-V's DestroyReferencePoint) and takes
+  // its bitmaps off the images of running members. A bitmap on an image
+  // that is read-only now (frozen by a later snapshot) or of a VM that is
+  // off stays in its file, unused. NotFound for an unknown id.
+  Status DestroyReferencePoint(const std::string& rp_id);
 
   // Exports a group snapshot for backup (Hyper-V's ExportSnapshot) into a
   // new or empty directory, in the layout of docs/export-format.md: for

@@ -22,9 +22,17 @@ Providers VmProviders(const Context& ctx);
 // Msvm_VirtualSystemCollection, Msvm_ManagementCollection, their membership
 // associations and Msvm_CollectionManagementService.
 Providers CollectionProviders(const Context& ctx);
-// Msvm_CollectionSnapshotService (CreateSnapshot, ApplySnapshot),
+// Msvm_CollectionSnapshotService (CreateSnapshot, ApplySnapshot,
+// DestroySnapshot, ExportSnapshot, ConvertToReferencePoint),
 // Msvm_SnapshotCollection and its associations.
 Providers SnapshotProviders(const Context& ctx);
+// Msvm_ReferencePointCollection, Msvm_VirtualSystemReferencePoint and
+// Msvm_CollectionReferencePointService (DestroyReferencePoint,
+// RemoveAssociatedData).
+Providers ReferencePointProviders(const Context& ctx);
+// The reference point's id in a DifferentialBackupBase: an object path of
+// an Msvm_ReferencePointCollection (its CollectionID), or the bare id.
+std::string ReferencePointIdOf(const std::string& text);
 // Msvm_ConcreteJob and Msvm_AffectedJobElement.
 Providers JobProviders(const Context& ctx);
 // Msvm_Error, the embedded instance GetError returns.

@@ -35,7 +35,8 @@ std::vector<cim::ClassSpec> EmbeddedClasses() {
 }
 
 void Register(cim::Dispatcher& d, const Context& ctx) {
-  for (auto* family : {&VmProviders, &CollectionProviders, &SnapshotProviders, &JobProviders}) {
+  for (auto* family : {&VmProviders, &CollectionProviders, &SnapshotProviders,
+                       &ReferencePointProviders, &JobProviders}) {
     for (auto& p : (*family)(ctx)) d.Register(std::move(p));
   }
   for (auto& spec : EmbeddedClasses()) d.Declare(std::move(spec));

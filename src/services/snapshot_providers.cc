@@ -19,6 +19,7 @@ constexpr int kJobApplySnapshotCollection = 199;
 constexpr int kJobDestroySnapshotCollection = 72;
 // Nor for exporting one: 62 is Export Virtual Machine, done for each member.
 constexpr int kJobExportSnapshotCollection = 62;
+constexpr int kJobConvertToReferencePoint = 200;
 
 cim::ClassSpec SnapshotCollectionSpec() {
   return {.name = "Msvm_SnapshotCollection",
@@ -107,7 +108,7 @@ Status ReadExportSettings(const std::string& text, engine::ExportRequest* req) {
     return Status::InvalidArgument("BackupIntent must be 1 (preserve chain) or 2 (merge), not " +
                                    *v);
   }
-  if (const std::string* v = scalar("DifferentialBackupBase")) req->base = *v;
+  if (const std::string* v = scalar("DifferentialBackupBase")) req->base = ReferencePointIdOf(*v);
   return Status::Ok();
 }
 
@@ -159,6 +160,13 @@ class SnapshotServiceProvider : public ServiceProvider {
               .params = {RefIn("SnapshotCollection", "CIM_Collection"), JobOut()}},
              {.name = "DestroySnapshot",
               .params = {RefIn("AffectedSnapshotCollection", "CIM_Collection"), JobOut()}},
+             {.name = "ConvertToReferencePoint",
+              .params = {RefIn("AffectedSnapshotCollection", "Msvm_SnapshotCollection"),
+                         {.name = "ResultingReferencePointCollection",
+                          .type = "reference",
+                          .out = true,
+                          .reference_class = "Msvm_ReferencePointCollection"},
+                         JobOut()}},
              {.name = "ExportSnapshot",
               .params = {RefIn("SnapshotCollection", "CIM_Collection"),
                          {.name = "ExportDirectory", .type = "string"},
@@ -185,6 +193,37 @@ class SnapshotServiceProvider : public ServiceProvider {
             VMG_RETURN_IF_ERROR(e->snapshots().Destroy({id}));
             return s;
           });
+    });
+    On("ConvertToReferencePoint", [e, jobs](const Args& a) -> Result<cim::MethodResult> {
+      const cim::ObjectPath* snap = a.Ref("AffectedSnapshotCollection");
+      if (!snap) {
+        return Refused(kRcInvalidParameter, "AffectedSnapshotCollection names no group snapshot");
+      }
+      const std::string id = IdOf(*snap, "CollectionID"), rp_id = NewGuid();
+      if (Status s = e->snapshots().ValidateConvert(id); !s.ok()) return Outcome(ReturnCodeA, s);
+      VMG_ASSIGN_OR_RETURN(auto record, e->catalog().GetSnapshot(id));
+      VMG_ASSIGN_OR_RETURN(
+          std::string job,
+          jobs->Start(kJobConvertToReferencePoint,
+                      "Convert group snapshot " + record.name + " to a reference point",
+                      /*cancellable=*/false, ReturnCodeA,
+                      [e, id, rp_id](JobControl&) -> Result<std::vector<std::string>> {
+                        VMG_ASSIGN_OR_RETURN(auto rp,
+                                             e->snapshots().ConvertToReferencePoint(id, rp_id));
+                        std::vector<std::string> touched = {
+                            Affected("Msvm_ReferencePointCollection", rp.id)};
+                        for (const auto& m : rp.members) {
+                          touched.push_back(Affected("Msvm_ComputerSystem", m.vm_id));
+                        }
+                        return touched;
+                      }));
+      cim::MethodResult r = JobStarted(job);
+      cim::ObjectPath out = KeyPath("Msvm_ReferencePointCollection", "CollectionID", rp_id);
+      out.keys.push_back(
+          {"VirtualSystemCollectionId", cim::KeyBinding::Kind::kString, record.collection_id, {}});
+      r.out.push_back(
+          {"ResultingReferencePointCollection", "reference", cim::Value::Reference(out)});
+      return r;
     });
     On("ExportSnapshot", [e, jobs](const Args& a) -> Result<cim::MethodResult> {
       const cim::ObjectPath* snap = a.Ref("SnapshotCollection");

@@ -175,11 +175,14 @@ TEST_F(BadRequestTest, ExportRefusalsCarryTheCodeAndTheReason) {
        settings("Msvm_CollectionSnapshotExportSettingData", prop("BackupIntent", "uint16", "7"))});
   EXPECT_EQ(code, kRcInvalidParameter);
   EXPECT_NE(why.find("BackupIntent"), std::string::npos) << why;
-  std::tie(code, why) = refusal({snapshot, dir,
-                                 settings("Msvm_CollectionSnapshotExportSettingData",
-                                          prop("DifferentialBackupBase", "string", "x"))});
-  EXPECT_EQ(code, kRcNotSupported);
-  EXPECT_NE(why.find("differential"), std::string::npos) << why;
+  std::tie(code, why) =
+      refusal({snapshot, dir,
+               settings("Msvm_CollectionSnapshotExportSettingData",
+                        prop("DifferentialBackupBase", "string",
+                             "root/virtualization/"
+                             "v2:Msvm_ReferencePointCollection.CollectionID=&quot;x&quot;"))});
+  EXPECT_EQ(code, kRcInvalidParameter);
+  EXPECT_NE(why.find("does not exist"), std::string::npos) << why;
   std::tie(code, why) = refusal({snapshot, dir});
   EXPECT_EQ(code, kRcInvalidParameter) << "no such snapshot";
   EXPECT_FALSE(Env::Default()->FileExists("/tmp/vmg-never"));

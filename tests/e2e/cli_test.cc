@@ -322,6 +322,52 @@ TEST_F(CliTest, RestoreBringsAnExportedGroupBack) {
   EXPECT_EQ(json::parse(Ok({"group", "list", "--json"})).size(), 2u);
 }
 
+TEST_F(CliTest, BackupCycleThroughTheCli) {
+  NewVm("a");
+  NewVm("b");
+  Ok({"group", "create", "web"});
+  Ok({"group", "add", "web", "a", "b"});
+  auto recovery = [&](const char* name) {
+    Ok({"snapshot", "create", "web", "--type", "recovery", "--name", name});
+    for (const auto& s : json::parse(Ok({"snapshot", "list", "web", "--json"}))) {
+      if (s["name"] == name) return s["id"].get<std::string>();
+    }
+    return std::string();
+  };
+  const std::string monday = recovery("monday"), full = dir_ / "bk/monday";
+  Ok({"snapshot", "export", monday, full});
+  const std::string rp = Ok({"snapshot", "to-refpoint", monday}).substr(0, 36);
+  json rps = json::parse(Ok({"refpoint", "list", "web", "--json"}));
+  ASSERT_EQ(rps.size(), 1u);
+  EXPECT_EQ(rps[0]["id"], rp);
+  EXPECT_EQ(rps[0]["vms"].size(), 2u);
+  EXPECT_NE(Ok({"refpoint", "show", rp}).find("monday"), std::string::npos);
+  EXPECT_TRUE(json::parse(Ok({"snapshot", "list", "web", "--json"})).empty())
+      << "the snapshot became the reference point";
+
+  const std::string tuesday = recovery("tuesday"), inc = dir_ / "bk/tuesday";
+  CommandOutput exported = Cli({"snapshot", "export", tuesday, inc, "--base", rp});
+  ASSERT_EQ(exported.exit_code, 0) << exported.err;
+  json manifest = json::parse(*Env::Default()->ReadFile(inc + "/manifest.json"));
+  EXPECT_EQ(manifest["base"]["reference_point_id"], rp);
+  EXPECT_EQ(manifest["base"]["directory"], "../monday");
+  CommandOutput restored = Cli({"restore", inc, "--as-new"});
+  EXPECT_EQ(restored.exit_code, 0) << restored.err;
+
+  // Refusals say why: a disk-only snapshot never becomes a reference point;
+  // a deleted reference point is no base.
+  Ok({"snapshot", "create", "web", "--name", "disk"});
+  const std::string disk = json::parse(Ok({"snapshot", "list", "web", "--json"})).back()["id"];
+  CommandOutput wrong = Cli({"snapshot", "to-refpoint", disk});
+  EXPECT_EQ(wrong.exit_code, 1);
+  EXPECT_NE(wrong.err.find("not a recovery snapshot"), std::string::npos) << wrong.err;
+  Ok({"refpoint", "delete", rp});
+  EXPECT_TRUE(json::parse(Ok({"refpoint", "list", "web", "--json"})).empty());
+  CommandOutput gone = Cli({"snapshot", "export", tuesday, dir_ / "bk/again", "--base", rp});
+  EXPECT_EQ(gone.exit_code, 1);
+  EXPECT_NE(gone.err.find("no reference point"), std::string::npos) << gone.err;
+}
+
 TEST_F(CliTest, FailuresSayWhyAndExitNonZero) {
   Ok({"group", "create", "empty"});
   CommandOutput empty = Cli({"snapshot", "create", "empty"});
