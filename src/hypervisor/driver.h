@@ -126,7 +126,8 @@ class Vm {
                               Deadline deadline) = 0;
   // Copies every cluster bitmap `name` marks in `image` (as `image` reads
   // now) into `target`, a qcow2 file of the disk's size open nowhere; the
-  // rest of `target` is left unwritten and the bitmap as it was. NotFound
+  // rest of `target` is left unwritten and the bitmap as it was. `target`
+  // is not synced: the caller syncs it. NotFound
   // when `image` has no such bitmap; InvalidState when the hypervisor no
   // longer trusts it (it was left unsaved by a hypervisor that died).
   virtual Status CopyMarked(int disk, const std::string& image, const std::string& name,

@@ -404,7 +404,7 @@ Status QemuVm::CopyMarked(int disk, const std::string& image, const std::string&
                                 " cannot be trusted: QEMU marks it inconsistent");
   }
   const std::string d = std::to_string(disk), copy = "copy-d" + d;
-  VMG_RETURN_IF_ERROR(qmp::BlockdevAddOverlay(*qmp_, copy, copy + "-file", target, deadline));
+  VMG_RETURN_IF_ERROR(qmp::BlockdevAddTarget(*qmp_, copy, target, deadline));
   Status s = qmp::BackupMarked(*qmp_, copy, node, copy, name, deadline);
   if (s.ok()) s = qmp::CompleteJob(*qmp_, copy, deadline);
   Status closed = qmp::BlockdevDel(*qmp_, copy, deadline);

@@ -50,6 +50,16 @@ Status BlockdevAddOverlay(QmpClient& c, const std::string& node, const std::stri
   return c.Execute("blockdev-add", args, d).status();
 }
 
+Status BlockdevAddTarget(QmpClient& c, const std::string& node, const std::string& path,
+                         Deadline d) {
+  Json args = {{"driver", "qcow2"},
+               {"node-name", node},
+               {"backing", nullptr},
+               {"cache", {{"no-flush", true}}},
+               {"file", {{"driver", "file"}, {"filename", path}, {"cache", {{"no-flush", true}}}}}};
+  return c.Execute("blockdev-add", args, d).status();
+}
+
 Status BlockdevDel(QmpClient& c, const std::string& node, Deadline d) {
   return c.Execute("blockdev-del", {{"node-name", node}}, d).status();
 }

@@ -35,6 +35,10 @@ Result<std::map<std::string, std::string>> QueryFormatNodes(QmpClient& c, Deadli
 // blockdev-snapshot action.
 Status BlockdevAddOverlay(QmpClient& c, const std::string& node, const std::string& file_node,
                           const std::string& path, Deadline d);
+// Opens the qcow2 file at `path` as node `node`, with no backing, for a job
+// to write into: QEMU never flushes it (the caller syncs the file).
+Status BlockdevAddTarget(QmpClient& c, const std::string& node, const std::string& path,
+                         Deadline d);
 Status BlockdevDel(QmpClient& c, const std::string& node, Deadline d);
 
 Json SnapshotAction(const std::string& node, const std::string& overlay);
