@@ -105,6 +105,25 @@ Result<ExportManifest> ParseManifest(const std::string& text) {
   });
 }
 
+Result<ExportManifest> ReadManifestIn(Env* env, const std::string& dir) {
+  auto text = env->ReadFile(dir + "/" + kManifestFile);
+  if (!text.ok()) {
+    return Status::FileNotFound(dir + " holds no finished export (no readable " + kManifestFile +
+                                ")");
+  }
+  return ParseManifest(*text);
+}
+
+const ExportedDisk* FindDisk(const ExportManifest& m, const std::string& vm_id, int index) {
+  for (const auto& vm : m.vms) {
+    if (vm.id != vm_id) continue;
+    for (const auto& d : vm.disks) {
+      if (d.index == index && !d.file.empty()) return &d;
+    }
+  }
+  return nullptr;
+}
+
 std::string ConfigToJson(const ExportedConfig& c) {
   json doc = {{"id", c.id},         {"name", c.name},     {"memory_mib", c.memory_mib},
               {"vcpus", c.vcpus},   {"kernel", c.kernel}, {"initrd", c.initrd},

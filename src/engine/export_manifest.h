@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "base/env.h"
 #include "base/result.h"
 
 namespace vmgroup::engine {
@@ -67,6 +68,11 @@ struct ExportedConfig {
 };
 
 std::string ManifestToJson(const ExportManifest& m);
+// The manifest of the export in directory `dir`: FileNotFound when it holds
+// none (no finished export), else ParseManifest's answer.
+Result<ExportManifest> ReadManifestIn(Env* env, const std::string& dir);
+// Disk `index` of VM `vm_id` in `m`, or null when the export has no image of it.
+const ExportedDisk* FindDisk(const ExportManifest& m, const std::string& vm_id, int index);
 // InvalidArgument, naming what is wrong, for anything but a manifest of a
 // version this build reads.
 Result<ExportManifest> ParseManifest(const std::string& text);

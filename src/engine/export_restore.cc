@@ -9,8 +9,6 @@
 namespace vmgroup::engine {
 namespace {
 
-constexpr Duration kDiskCopyTimeout = std::chrono::hours(12);
-
 std::string Suffixed(const std::string& name, bool as_new) {
   return as_new ? name + "-restored" : name;
 }
@@ -40,12 +38,9 @@ Result<ExportManifest> ExportRestorer::ReadManifest(const RestoreRequest& reques
     return Status::InvalidArgument("the export directory must be an absolute path, not '" + dir +
                                    "'");
   }
-  auto text = env_->ReadFile(dir + "/" + kManifestFile);
-  if (!text.ok()) {
-    return Status::InvalidArgument(dir + " holds no finished export (no readable " + kManifestFile +
-                                   ")");
-  }
-  VMG_ASSIGN_OR_RETURN(ExportManifest m, ParseManifest(*text));
+  auto read = ReadManifestIn(env_, dir);
+  if (!read.ok()) return Status::InvalidArgument(read.status().message());
+  ExportManifest m = std::move(*read);
   if (!m.storage) {
     return Status::InvalidArgument("the export in " + dir +
                                    " was made without disk images; there is nothing to restore");
@@ -55,7 +50,11 @@ Result<ExportManifest> ExportRestorer::ReadManifest(const RestoreRequest& reques
 
 Status ExportRestorer::Validate(const RestoreRequest& request) {
   VMG_ASSIGN_OR_RETURN(ExportManifest m, ReadManifest(request));
-  if (request.as_new) return Status::Ok();
+  return CheckIdsFree(m, request.as_new);
+}
+
+Status ExportRestorer::CheckIdsFree(const ExportManifest& m, bool as_new) {
+  if (as_new) return Status::Ok();
   if (catalog_->GetCollection(m.collection_id).ok()) {
     return Status::AlreadyExists("group " + m.collection_name + " (" + m.collection_id +
                                  ") exists; delete it first or restore as new");
@@ -88,29 +87,27 @@ Status ExportRestorer::VerifyChain(const std::string& dir, const ExportManifest&
   // An incremental image: the export it builds on must be there and whole.
   const std::string base_dir =
       std::filesystem::path(dir + "/" + m.base.directory).lexically_normal().string();
-  auto text = env_->ReadFile(base_dir + "/" + kManifestFile);
-  if (!text.ok() || depth > 1000) {
+  auto read = ReadManifestIn(env_, base_dir);
+  if (read.status().code() == Code::kFileNotFound || depth > 1000) {
     return Status::Failed("the export " + base_dir + " that " + d.file +
                           " builds on is missing; restore needs the whole chain");
   }
-  VMG_ASSIGN_OR_RETURN(ExportManifest base, ParseManifest(*text));
+  VMG_RETURN_IF_ERROR(read.status());
+  const ExportManifest& base = *read;
   if (base.snapshot_id != m.base.snapshot_id) {
     return Status::Failed("the export in " + base_dir + " is not the one " + d.file +
                           " builds on (it holds snapshot " + base.snapshot_id + ", not " +
                           m.base.snapshot_id + ")");
   }
-  for (const auto& vm : base.vms) {
-    if (vm.id != vm_id) continue;
-    for (const auto& bd : vm.disks) {
-      if (bd.index == d.index) return VerifyChain(base_dir, base, vm_id, bd, depth + 1);
-    }
+  if (const ExportedDisk* below = FindDisk(base, vm_id, d.index)) {
+    return VerifyChain(base_dir, base, vm_id, *below, depth + 1);
   }
   return Status::Failed("the export in " + base_dir + " lacks the disk " + d.file + " builds on");
 }
 
 Result<RestoredGroup> ExportRestorer::Restore(const RestoreRequest& request) {
-  VMG_RETURN_IF_ERROR(Validate(request));
   VMG_ASSIGN_OR_RETURN(ExportManifest m, ReadManifest(request));
+  VMG_RETURN_IF_ERROR(CheckIdsFree(m, request.as_new));
   const std::string& dir = request.directory;
 
   // Progress: half for checking every image, half for copying it.
@@ -169,7 +166,7 @@ Result<RestoredGroup> ExportRestorer::Restore(const RestoreRequest& request) {
     for (const auto& d : vm.disks) {
       const std::string copy = run + "/restored-d" + std::to_string(d.index) + ".qcow2";
       copies.push_back(copy);
-      if (Status s = img.Convert(dir + "/" + d.file, copy, kDiskCopyTimeout); !s.ok()) {
+      if (Status s = img.Convert(dir + "/" + d.file, copy, storage::kDiskCopyTimeout); !s.ok()) {
         return undo(s.Annotate("VM " + vm.name + ": disk " + std::to_string(d.index)));
       }
       def.disks.emplace_back(copy);

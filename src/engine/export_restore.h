@@ -49,6 +49,8 @@ class ExportRestorer {
 
  private:
   Result<ExportManifest> ReadManifest(const RestoreRequest& request);
+  // AlreadyExists unless `as_new` or the export's group and VM ids are free.
+  Status CheckIdsFree(const ExportManifest& m, bool as_new);
   // Every file of the export is there, with its size and checksum, and so
   // is every image an incremental one builds on, in its own export.
   Status Verify(const std::string& dir, const ExportManifest& m,

@@ -12,10 +12,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// Longest one disk's copy may take: far beyond any disk vmgroup runs (a
-// TiB at 200 MB/s is under 2 hours), so only a hung qemu-img reaches it.
-constexpr Duration kDiskCopyTimeout = std::chrono::hours(12);
-
 // What an export has made so far, so that a failure can take it all away
 // again: its files, then the directories that did not exist before, the
 // last made first.
@@ -55,17 +51,6 @@ class Written {
   Env* env_;
   std::vector<std::string> files_, dirs_;
 };
-
-// Disk `index` of VM `vm_id` in the base export; empty when it has none.
-ExportedDisk BaseDiskOf(const ExportManifest& base, const std::string& vm_id, int index) {
-  for (const auto& vm : base.vms) {
-    if (vm.id != vm_id) continue;
-    for (const auto& d : vm.disks) {
-      if (d.index == index && !d.file.empty()) return d;
-    }
-  }
-  return {};
-}
 
 ExportedConfig ConfigOf(const catalog::VmRecord& vm) {
   return {.id = vm.id,
@@ -149,9 +134,7 @@ Result<SnapshotEngine::IncrementalBase> SnapshotEngine::CheckBase(
   }
   VMG_ASSIGN_OR_RETURN(auto dirs, catalog_->ExportsOf(rp->snapshot_id));
   for (const auto& d : dirs) {
-    auto text = env_->ReadFile(d + "/" + kManifestFile);
-    if (!text.ok()) continue;
-    auto m = ParseManifest(*text);
+    auto m = ReadManifestIn(env_, d);
     if (m.ok() && m->snapshot_id == rp->snapshot_id && m->storage) {
       base.directory = d;
       base.manifest = std::move(*m);
@@ -171,7 +154,7 @@ Status SnapshotEngine::CopyChanges(const IncrementalBase& base, size_t member,
       fs::path(base_file).lexically_relative(fs::path(path).parent_path()).string();
   VMG_RETURN_IF_ERROR(img_.CreateOverlay(base_file, path, relative));
   Status s = base.live[member]->CopyMarked(disk.index, disk.frozen_image, base.rp.bitmap, path,
-                                           Clock::now() + kDiskCopyTimeout);
+                                           Clock::now() + storage::kDiskCopyTimeout);
   const Code c = s.code();
   if (c == Code::kNotFound || c == Code::kInvalidArgument || c == Code::kInvalidState) {
     return Status::Failed("the change tracking of reference point " + base.rp.name + " is lost (" +
@@ -207,7 +190,8 @@ Result<ExportManifest> SnapshotEngine::Export(const ExportRequest& request) {
   std::vector<std::vector<uint64_t>> sizes(vms.size());
   for (size_t i = 0; i < vms.size(); ++i) {
     for (const auto& d : s.members[i].disks) {
-      uint64_t size = base ? BaseDiskOf(base->manifest, vms[i].id, d.index).virtual_size : 0;
+      const ExportedDisk* below = base ? FindDisk(base->manifest, vms[i].id, d.index) : nullptr;
+      uint64_t size = below ? below->virtual_size : 0;
       if (size == 0) {
         VMG_ASSIGN_OR_RETURN(auto info, img_.Info(d.frozen_image));
         size = info.virtual_size;
@@ -255,12 +239,12 @@ Result<ExportManifest> SnapshotEngine::Export(const ExportRequest& request) {
           const std::string path = dir + "/" + e.file;
           written.File(path);
           if (base) {
-            const ExportedDisk below = BaseDiskOf(base->manifest, vm.id, disk.index);
-            if (below.file.empty()) {
+            const ExportedDisk* below = FindDisk(base->manifest, vm.id, disk.index);
+            if (!below) {
               return Status::Failed("the base export has no disk " + std::to_string(disk.index) +
                                     "; export in full");
             }
-            e.base_file = (fs::path(m.base.directory) / below.file).string();
+            e.base_file = (fs::path(m.base.directory) / below->file).string();
             const std::string base_path =
                 fs::path(dir + "/" + e.base_file).lexically_normal().string();
             VMG_RETURN_IF_ERROR(
@@ -268,7 +252,7 @@ Result<ExportManifest> SnapshotEngine::Export(const ExportRequest& request) {
                     .Annotate("VM " + vm.name + ": disk " + std::to_string(disk.index)));
           } else {
             VMG_RETURN_IF_ERROR(
-                img_.Convert(disk.frozen_image, path, kDiskCopyTimeout)
+                img_.Convert(disk.frozen_image, path, storage::kDiskCopyTimeout)
                     .Annotate("VM " + vm.name + ": disk " + std::to_string(disk.index)));
           }
           // A backup that reports done must be on disk; the checksum reads

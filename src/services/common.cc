@@ -174,6 +174,14 @@ cim::ParamSpec RefOut(std::string name, std::string reference_class) {
           .reference_class = std::move(reference_class)};
 }
 
+cim::ParamSpec RefInOut(std::string name, std::string reference_class) {
+  return {.name = std::move(name),
+          .type = "reference",
+          .in = true,
+          .out = true,
+          .reference_class = std::move(reference_class)};
+}
+
 cim::ParamSpec JobOut() { return RefOut("Job", "CIM_ConcreteJob"); }
 
 cim::ParamSpec ErrorOut() {

@@ -114,6 +114,8 @@ class ListProvider : public cim::Provider {
 // Parameters every Hyper-V method family shares.
 cim::ParamSpec RefIn(std::string name, std::string reference_class);
 cim::ParamSpec RefOut(std::string name, std::string reference_class);
+// An [in, out] reference: the object a method makes, which a caller may name.
+cim::ParamSpec RefInOut(std::string name, std::string reference_class);
 cim::ParamSpec JobOut();
 // Vmgroup_ErrorDescription; ServiceProvider adds it to every method.
 cim::ParamSpec ErrorOut();

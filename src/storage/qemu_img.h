@@ -23,6 +23,10 @@ struct ImageInfo {
   std::vector<std::string> bitmaps;
 };
 
+// Longest one disk's copy (Convert) may take: far beyond any disk vmgroup
+// runs (a TiB at 200 MB/s is under 2 hours), so only a hung copy reaches it.
+inline constexpr Duration kDiskCopyTimeout = std::chrono::hours(12);
+
 class QemuImg {
  public:
   explicit QemuImg(Env* env) : env_(env) {}
