@@ -24,9 +24,9 @@
 #include <nlohmann/json.hpp>
 
 #include "engine/snapshot_plan.h"
-#include "hypervisor/qemu/qmp_client.h"
 #include "report.h"
 #include "stats.h"
+#include "testing/guest_io.h"
 #include "testing/temp_dir.h"
 #include "testing/tiny_vms.h"
 
@@ -60,17 +60,11 @@ Status RunOk(const std::vector<std::string>& argv) {
 // Writes `pct` % of the 64 KiB clusters of disk 0, spread evenly, through
 // the VM's second monitor (as its guest would).
 Status ChangeClusters(const std::string& monitor, uint64_t bytes, double pct, int pattern) {
-  VMG_ASSIGN_OR_RETURN(auto qmp, hypervisor::qemu::QmpClient::Connect(
-                                     monitor, Clock::now() + std::chrono::seconds(10)));
   const uint64_t clusters = bytes >> 16;
   const auto n = static_cast<uint64_t>(static_cast<double>(clusters) * pct / 100.0);
   for (uint64_t k = 0; k < n; ++k) {
-    const uint64_t at = (k * clusters / n) << 16;
-    const std::string io = "qemu-io -d /machine/peripheral/vd0/virtio-backend \"write -P " +
-                           std::to_string(pattern) + " " + std::to_string(at) + " 64k\"";
-    VMG_RETURN_IF_ERROR(qmp->Execute("human-monitor-command", {{"command-line", io}},
-                                     Clock::now() + std::chrono::seconds(10))
-                            .status());
+    VMG_RETURN_IF_ERROR(
+        testing::WriteAsGuest(monitor, 0, pattern, (k * clusters / n) << 16, 64 << 10));
   }
   return Status::Ok();
 }
@@ -116,11 +110,10 @@ Result<Measured> Measure(const Args& a) {
   const std::string monitor = dir / "bench.sock";
   VMG_ASSIGN_OR_RETURN(
       auto group,
-      testing::MakeTinyGroup(engine, dir / "images", "x", 1,
-                             {.disks = 1,
-                              .disk_bytes = bytes,
-                              .extra_args = {"-qmp", "unix:" + monitor + ",server=on,wait=off"}},
-                             /*start=*/false));
+      testing::MakeTinyGroup(
+          engine, dir / "images", "x", 1,
+          {.disks = 1, .disk_bytes = bytes, .extra_args = testing::GuestMonitorArgs(monitor)},
+          /*start=*/false));
   const std::string vm = group.vm_ids[0];
   VMG_ASSIGN_OR_RETURN(auto record, engine.catalog().GetVm(vm));
   VMG_RETURN_IF_ERROR(

@@ -3,8 +3,13 @@
 #include <thread>
 
 #include "storage/qemu_img.h"
+#include "testing/guest_io.h"
 
 namespace vmgroup::testing {
+
+std::string GuestMonitorPath(const std::string& image_dir, const std::string& name) {
+  return image_dir + "/" + name + ".mon";
+}
 
 Result<std::string> DefineTinyVm(engine::Engine& engine, const std::string& image_dir,
                                  const std::string& name, const TinyVmOptions& options) {
@@ -16,6 +21,10 @@ Result<std::string> DefineTinyVm(engine::Engine& engine, const std::string& imag
                            .initrd = options.initrd,
                            .append = options.append,
                            .extra_args = options.extra_args};
+  if (options.guest_monitor) {
+    auto monitor = GuestMonitorArgs(GuestMonitorPath(image_dir, name));
+    def.extra_args.insert(def.extra_args.end(), monitor.begin(), monitor.end());
+  }
   for (int i = 0; i < options.disks; ++i) {
     std::string path = image_dir + "/" + name + "-d" + std::to_string(i) + ".qcow2";
     VMG_RETURN_IF_ERROR(img.Create(path, options.disk_bytes));

@@ -22,7 +22,12 @@ struct TinyVmOptions {
   int memory_mib = 64;
   std::string kernel, initrd, append;
   std::vector<std::string> extra_args;
+  // A second monitor at GuestMonitorPath, for testing::WriteAsGuest.
+  bool guest_monitor = false;
 };
+
+// Where the second monitor of VM `name` defined in `image_dir` listens.
+std::string GuestMonitorPath(const std::string& image_dir, const std::string& name);
 
 struct TinyGroup {
   std::string collection_id;

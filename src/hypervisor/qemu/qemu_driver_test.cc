@@ -12,6 +12,7 @@
 #include "hypervisor/qemu/qemu_vm.h"
 #include "hypervisor/qemu/qmp_commands.h"
 #include "storage/qemu_img.h"
+#include "testing/guest_io.h"
 #include "testing/temp_dir.h"
 
 namespace vmgroup::hypervisor::qemu {
@@ -195,31 +196,20 @@ TEST_F(QemuDriverTest, CommitImageMergesAnInnerImageThenTheActiveOneWhileTheGues
   EXPECT_TRUE(img_.Check(base).ok());
 }
 
-// Writes 1 MiB of `pattern` at `at` to disk `disk` through the running QEMU,
-// as its guest would (HMP qemu-io on a second monitor the VM was given).
-void GuestWrite(const std::string& monitor, int disk, int pattern, const std::string& at) {
-  auto qmp = QmpClient::Connect(monitor, Soon());
-  ASSERT_TRUE(qmp.ok()) << qmp.status().ToString();
-  const std::string io = "qemu-io -d /machine/peripheral/vd" + std::to_string(disk) +
-                         "/virtio-backend \"write -P " + std::to_string(pattern) + " " + at +
-                         " 1M\"";
-  auto r = (*qmp)->Execute("human-monitor-command", {{"command-line", io}}, Soon());
-  ASSERT_TRUE(r.ok() && r->get<std::string>().empty()) << io << ": " << r->dump();
-}
-
 TEST_F(QemuDriverTest, CopyMarkedCopiesWhatABitmapMarksAndNothingElse) {
   const std::string base = spec_.disks[0], full = dir_ / "full.qcow2",
                     target = dir_ / "changes.qcow2", monitor = dir_ / "test.sock";
   ASSERT_TRUE(img_.Convert(base, full, std::chrono::minutes(1)).ok());  // the base's copy
-  spec_.extra_args = {"-qmp", "unix:" + monitor + ",server=on,wait=off"};
+  spec_.extra_args = testing::GuestMonitorArgs(monitor);
   StartVm();
   ASSERT_TRUE(vm_->AddBitmap(0, base, "rp", Soon()).ok());
   EXPECT_EQ(vm_->AddBitmap(0, base, "rp", Soon()).code(), Code::kAlreadyExists);
-  GuestWrite(monitor, 0, 0x22, "1M");  // marked
+  ASSERT_TRUE(testing::WriteAsGuest(monitor, 0, 0x22, 1 << 20, 1 << 20).ok());  // marked
   auto overlays = MakeOverlays("s2");
   ASSERT_TRUE(vm_->OpenOverlays(overlays, Soon()).ok());
   ASSERT_TRUE(Switch(overlays, "").ok());
-  GuestWrite(monitor, 0, 0x33, "4M");  // after the cut: in the overlay, not copied
+  // After the cut: in the overlay, not copied.
+  ASSERT_TRUE(testing::WriteAsGuest(monitor, 0, 0x33, 4 << 20, 1 << 20).ok());
 
   ASSERT_TRUE(img_.CreateOverlay(full, target).ok());
   ASSERT_TRUE(vm_->CopyMarked(0, base, "rp", target, Soon()).ok());

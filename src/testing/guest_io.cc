@@ -1,0 +1,27 @@
+#include "testing/guest_io.h"
+
+#include "hypervisor/qemu/qmp_client.h"
+
+namespace vmgroup::testing {
+
+std::vector<std::string> GuestMonitorArgs(const std::string& path) {
+  return {"-qmp", "unix:" + path + ",server=on,wait=off"};
+}
+
+Status WriteAsGuest(const std::string& monitor, int disk, int pattern, uint64_t offset,
+                    uint64_t length) {
+  const Deadline deadline = Clock::now() + std::chrono::seconds(10);
+  VMG_ASSIGN_OR_RETURN(auto qmp, hypervisor::qemu::QmpClient::Connect(monitor, deadline));
+  const std::string io = "qemu-io -d /machine/peripheral/vd" + std::to_string(disk) +
+                         "/virtio-backend \"write -P " + std::to_string(pattern) + " " +
+                         std::to_string(offset) + " " + std::to_string(length) + "\"";
+  VMG_ASSIGN_OR_RETURN(auto r,
+                       qmp->Execute("human-monitor-command", {{"command-line", io}}, deadline));
+  // HMP answers with the text it would print: empty when the write worked.
+  if (!r.is_string() || !r.get<std::string>().empty()) {
+    return Status::IoError(io + ": " + r.dump());
+  }
+  return Status::Ok();
+}
+
+}  // namespace vmgroup::testing
