@@ -42,6 +42,12 @@ cim::ObjectPath GroupPath(const GroupInfo& g) {
                  "CollectionID", g.id);
 }
 
+cim::ObjectPath RefPointPath(const RefPointInfo& rp) {
+  cim::ObjectPath p = KeyPath("Msvm_ReferencePointCollection", "CollectionID", rp.id);
+  p.keys.push_back({"VirtualSystemCollectionId", cim::KeyBinding::Kind::kString, rp.group_id, {}});
+  return p;
+}
+
 cim::OutParam Ref(const std::string& name, cim::ObjectPath p) {
   return {name, "reference", cim::Value::Reference(std::move(p))};
 }
@@ -350,20 +356,43 @@ Result<std::vector<RefPointInfo>> Api::ListRefPoints(const std::string& group_id
   return out;
 }
 
-Result<RefPointInfo> Api::GetRefPoint(const std::string& id) {
+Result<RefPointInfo> Api::GetRefPoint(const std::string& id_or_name) {
   VMG_ASSIGN_OR_RETURN(auto all, ListRefPoints(""));
+  std::vector<RefPointInfo*> named;
   for (auto& rp : all) {
-    if (rp.id == id) return std::move(rp);
+    if (rp.id == id_or_name) return std::move(rp);
+    if (rp.name == id_or_name) named.push_back(&rp);
   }
-  return Status::NotFound("no reference point has id '" + id + "'");
+  if (named.size() > 1) {
+    return Status::InvalidArgument(std::to_string(named.size()) + " reference points are named '" +
+                                   id_or_name + "'; give the id");
+  }
+  if (named.empty()) return Status::NotFound("no reference point is named '" + id_or_name + "'");
+  return std::move(*named[0]);
+}
+
+Result<CallResult> Api::CreateRefPoint(const GroupInfo& g, const std::string& name) {
+  const std::string settings =
+      Embedded("Msvm_CollectionReferencePointSettingData", {{"ElementName", "string", name}});
+  return Call(
+      "Msvm_CollectionReferencePointService", "CreateReferencePoint",
+      {Ref("Collection", GroupPath(g)), Scalar("ReferencePointSettings", "string", settings),
+       Scalar("ReferencePointType", "uint16", "2")});
+}
+
+Result<CallResult> Api::ExportRefPoint(const RefPointInfo& rp, const std::string& directory,
+                                       const std::string& base) {
+  const std::string settings = Embedded("Msvm_CollectionReferencePointExportSettingData",
+                                        {{"BaseReferencePointCollection", "string", base}});
+  return Call("Msvm_CollectionReferencePointService", "ExportReferencePoint",
+              {Ref("ReferencePointCollection", RefPointPath(rp)),
+               Scalar("ExportDirectory", "string", directory),
+               Scalar("ExportSettingData", "string", settings)});
 }
 
 Result<CallResult> Api::DestroyRefPoint(const RefPointInfo& rp) {
-  cim::ObjectPath path = KeyPath("Msvm_ReferencePointCollection", "CollectionID", rp.id);
-  path.keys.push_back(
-      {"VirtualSystemCollectionId", cim::KeyBinding::Kind::kString, rp.group_id, {}});
   return Call("Msvm_CollectionReferencePointService", "DestroyReferencePoint",
-              {Ref("AffectedReferencePointCollection", path)});
+              {Ref("AffectedReferencePointCollection", RefPointPath(rp))});
 }
 
 Result<MemberSnapshotInfo> Api::ReadMember(const cim::Instance& vssd) {

@@ -113,7 +113,14 @@ class Api {
   Result<CallResult> ConvertToReferencePoint(const std::string& snapshot_id);
   // Reference points of `group_id` (all when empty), oldest first.
   Result<std::vector<RefPointInfo>> ListRefPoints(const std::string& group_id);
-  Result<RefPointInfo> GetRefPoint(const std::string& id);
+  // By id, or by name when exactly one has it.
+  Result<RefPointInfo> GetRefPoint(const std::string& id_or_name);
+  // CreateReferencePoint: a recovery cut of the group, converted at once.
+  Result<CallResult> CreateRefPoint(const GroupInfo& g, const std::string& name);
+  // ExportReferencePoint: what changed since `rp` (or since `base`, an older
+  // reference point's id, when not empty) into `directory`.
+  Result<CallResult> ExportRefPoint(const RefPointInfo& rp, const std::string& directory,
+                                    const std::string& base);
   Result<CallResult> DestroyRefPoint(const RefPointInfo& rp);
   Result<std::vector<SnapshotInfo>> ListSnapshots(const std::string& group_id);
   Result<SnapshotInfo> GetSnapshot(const std::string& id);

@@ -48,4 +48,8 @@ int RunRefPoint(Context& ctx, const std::vector<std::string>& words);
 int Settle(Context& ctx, const Result<CallResult>& r, const std::string& what, bool wait,
            JobInfo* job = nullptr);
 
+// Prints the id of the reference point `job` made (stdout, or JSON), and
+// `note` followed by the id (stderr): how it came to be and how to use it.
+void PrintRefPointMade(const Context& ctx, const JobInfo& job, const std::string& note);
+
 }  // namespace vmgroup::cli

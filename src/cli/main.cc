@@ -20,9 +20,11 @@ const char* kUsage =
   snapshot create GROUP [--type standard|recovery|disk] [--consistency crash|application]
            [--name LABEL] [--no-wait]
   snapshot list GROUP [--tree] | show ID | apply ID [--no-wait] | delete ID [--no-wait]
-  snapshot export ID DIR [--base REFPOINT] [--no-storage] [--no-wait]
+  snapshot export ID DIR [--base REFPOINT|SNAPSHOT] [--no-storage] [--no-wait]
   snapshot to-refpoint ID [--no-wait]
+  refpoint create GROUP [--name LABEL] [--no-wait]
   refpoint list GROUP | show ID | delete ID [--no-wait]
+  refpoint export ID DIR [--base REFPOINT] [--no-wait]
   restore DIR [--as-new] [--no-wait]
   job list | show ID | wait ID | cancel ID
 

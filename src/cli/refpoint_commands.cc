@@ -1,4 +1,5 @@
-// vmgroup refpoint list GROUP | show ID | delete ID
+// vmgroup refpoint create | list | show | export | delete
+#include <filesystem>
 #include <iostream>
 
 #include "cli/commands.h"
@@ -8,7 +9,9 @@ namespace vmgroup::cli {
 namespace {
 
 int Usage() {
-  std::cerr << "usage: vmgroup refpoint list GROUP | show ID | delete ID [--no-wait]\n";
+  std::cerr << "usage: vmgroup refpoint create GROUP [--name LABEL] [--no-wait]\n"
+               "       vmgroup refpoint list GROUP | show ID | delete ID [--no-wait]\n"
+               "       vmgroup refpoint export ID DIR [--base REFPOINT] [--no-wait]\n";
   return kExitUsage;
 }
 
@@ -20,13 +23,56 @@ nlohmann::json ToJson(const RefPointInfo& rp) {
 
 }  // namespace
 
+void PrintRefPointMade(const Context& ctx, const JobInfo& job, const std::string& note) {
+  for (const auto& a : job.affected) {
+    if (!a.starts_with("Msvm_ReferencePointCollection:")) continue;
+    if (ctx.json) {
+      PrintJson({{"id", AffectedId(a)}});
+    } else {
+      std::cout << AffectedId(a) << "\n";
+    }
+    std::cerr << note << AffectedId(a) << "\n";
+  }
+}
+
 int RunRefPoint(Context& ctx, const std::vector<std::string>& words) {
   if (words.empty()) return Usage();
   const std::string verb = words[0];
-  auto c = CommandLine::Parse({words.begin() + 1, words.end()}, {}, {"no-wait"});
+  auto c = CommandLine::Parse({words.begin() + 1, words.end()}, {"name", "base"}, {"no-wait"});
   if (!c.ok()) return ReportError(c.status());
   const auto& pos = c->positional();
+  const bool wait = !c->Has("no-wait");
+  if (verb == "export") {
+    if (pos.size() != 2) return Usage();
+    auto rp = ctx.api->GetRefPoint(pos[0]);
+    if (!rp.ok()) return ReportError(rp.status());
+    // The daemon writes the export: a relative DIR means one here.
+    const std::string dir = std::filesystem::absolute(pos[1]).lexically_normal().string();
+    const std::string since = c->Get("base").empty() ? rp->id : c->Get("base");
+    int rc = Settle(ctx, ctx.api->ExportRefPoint(*rp, dir, c->Get("base")),
+                    "exporting reference point " + rp->name, wait);
+    if (rc == kExitOk && wait) {
+      std::cerr << "exported what changed since reference point " << since << " to " << dir
+                << " (manifest.json lists its files)\n";
+    }
+    return rc;
+  }
   if (pos.size() != 1) return Usage();
+  if (verb == "create") {
+    auto g = ctx.api->FindGroup(pos[0]);
+    if (!g.ok()) return ReportError(g.status());
+    JobInfo job;
+    int rc = Settle(ctx, ctx.api->CreateRefPoint(*g, c->Get("name")),
+                    "creating a reference point of group " + g->name, wait, &job);
+    if (rc != kExitOk || !wait) return rc;
+    // Its cut is gone again: the data an incremental export builds on is
+    // an export of a snapshot, which a created point does not have.
+    PrintRefPointMade(ctx, job,
+                      "group " + g->name +
+                          " tracks its changes from now on (for incremental backups, export "
+                          "a recovery snapshot and convert that instead); reference point ");
+    return kExitOk;
+  }
   if (verb == "list") {
     auto g = ctx.api->FindGroup(pos[0]);
     if (!g.ok()) return ReportError(g.status());
@@ -64,9 +110,9 @@ int RunRefPoint(Context& ctx, const std::vector<std::string>& words) {
     return kExitOk;
   }
   if (verb == "delete") {
-    int rc = Settle(ctx, ctx.api->DestroyRefPoint(*rp), "deleting reference point " + rp->name,
-                    !c->Has("no-wait"));
-    if (rc == kExitOk && !c->Has("no-wait")) {
+    int rc =
+        Settle(ctx, ctx.api->DestroyRefPoint(*rp), "deleting reference point " + rp->name, wait);
+    if (rc == kExitOk && wait) {
       std::cerr << "deleted reference point " << rp->name << "\n";
     }
     return rc;

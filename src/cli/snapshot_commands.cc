@@ -17,7 +17,8 @@ int Usage() {
          "                        [--consistency crash|application] [--name LABEL] [--no-wait]\n"
          "       vmgroup snapshot list GROUP [--tree] | show ID\n"
          "       vmgroup snapshot apply ID [--no-wait] | delete ID [--no-wait]\n"
-         "       vmgroup snapshot export ID DIR [--base REFPOINT] [--no-storage] [--no-wait]\n"
+         "       vmgroup snapshot export ID DIR [--base REFPOINT|SNAPSHOT] [--no-storage]\n"
+         "                                  [--no-wait]\n"
          "       vmgroup snapshot to-refpoint ID [--no-wait]\n";
   return kExitUsage;
 }
@@ -99,7 +100,7 @@ int RunSnapshot(Context& ctx, const std::vector<std::string>& words) {
                     "exporting snapshot " + s->name, !c->Has("no-wait"));
     if (rc == kExitOk && !c->Has("no-wait")) {
       std::cerr << "exported " << s->name << " to " << dir
-                << (base.empty() ? "" : ", what changed since reference point " + base)
+                << (base.empty() ? "" : ", what changed since " + base)
                 << " (manifest.json lists its files)\n";
     }
     return rc;
@@ -113,17 +114,9 @@ int RunSnapshot(Context& ctx, const std::vector<std::string>& words) {
     int rc = Settle(ctx, ctx.api->ConvertToReferencePoint(s->id), "converting snapshot " + s->name,
                     wait, &job);
     if (rc != kExitOk || !wait) return rc;
-    for (const auto& a : job.affected) {
-      if (!a.starts_with("Msvm_ReferencePointCollection:")) continue;
-      if (ctx.json) {
-        PrintJson({{"id", AffectedId(a)}});
-      } else {
-        std::cout << AffectedId(a) << "\n";
-      }
-      std::cerr << "snapshot " << s->name
-                << " is now a reference point: export later snapshots with --base " << AffectedId(a)
-                << "\n";
-    }
+    PrintRefPointMade(
+        ctx, job,
+        "snapshot " + s->name + " is now a reference point: export later snapshots with --base ");
     return kExitOk;
   }
   if (pos.size() != 1) return Usage();

@@ -1,5 +1,7 @@
 // SnapshotEngine::ConvertToReferencePoint: a recovery snapshot becomes the
 // anchor of the next incremental backup.
+#include <algorithm>
+
 #include "base/ids.h"
 #include "engine/snapshot_engine.h"
 #include "engine/snapshot_plan.h"
@@ -105,6 +107,97 @@ Status SnapshotEngine::DestroyReferencePoint(const std::string& rp_id) {
     }
   }
   return catalog_->DeleteReferencePoint(rp.id);
+}
+
+Result<SnapshotEngine::Checked> SnapshotEngine::CheckTracked(const std::string& collection_id) {
+  VMG_ASSIGN_OR_RETURN(Checked c,
+                       Check({.collection_id = collection_id, .type = kSnapshotRecovery}));
+  {
+    std::lock_guard lock(mu_);
+    VMG_RETURN_IF_ERROR(CheckNotBusyLocked(c.vms));
+  }
+  for (size_t i = 0; i < c.vms.size(); ++i) {
+    if (!c.live[i]) {
+      return Status::NotSupported("VM " + c.vms[i].name +
+                                  " is off; reference points track changes through the running "
+                                  "QEMU: start it first");
+    }
+  }
+  return c;
+}
+
+Status SnapshotEngine::ValidateCreateReferencePoint(const std::string& collection_id) {
+  return CheckTracked(collection_id).status();
+}
+
+Result<catalog::ReferencePointRecord> SnapshotEngine::CreateReferencePoint(
+    const std::string& collection_id, const std::string& name, const std::string& rp_id) {
+  VMG_RETURN_IF_ERROR(CheckTracked(collection_id).status());
+  VMG_ASSIGN_OR_RETURN(
+      catalog::SnapshotRecord s,
+      Create({.collection_id = collection_id, .type = kSnapshotRecovery, .name = name}));
+  auto rp = ConvertToReferencePoint(s.id, rp_id);
+  if (rp.ok()) return rp;
+  // Not converted: the snapshot goes, unless the conversion already began
+  // destroying it (then recovery or a retry finishes, as Convert says).
+  auto now = catalog_->GetSnapshot(s.id);
+  if (now.ok() && now->state == catalog::SnapshotState::kComplete) {
+    if (Status d = Destroy({s.id}); !d.ok()) {
+      return Status(rp.status().code(), rp.status().message() + "; and its snapshot " + s.name +
+                                            " remains (" + d.message() + ")");
+    }
+  }
+  return rp.status();
+}
+
+Status SnapshotEngine::ValidateExportReferencePoint(const std::string& rp_id,
+                                                    const ExportRequest& request) {
+  VMG_RETURN_IF_ERROR(CheckExportDirectory(request.directory));
+  VMG_ASSIGN_OR_RETURN(catalog::ReferencePointRecord rp, catalog_->GetReferencePoint(rp_id));
+  VMG_ASSIGN_OR_RETURN(catalog::ReferencePointRecord base,
+                       catalog_->GetReferencePoint(request.base.empty() ? rp_id : request.base));
+  if (base.collection_id != rp.collection_id) {
+    return Status::InvalidArgument("reference point " + base.name + " belongs to another group");
+  }
+  VMG_ASSIGN_OR_RETURN(Checked c, CheckTracked(rp.collection_id));
+  // The cut the export takes freezes each member's active images: the base
+  // serves when its bitmaps are on those, as CheckBase will find.
+  for (const auto& vm : c.vms) {
+    auto m = std::find_if(base.members.begin(), base.members.end(),
+                          [&](const auto& member) { return member.vm_id == vm.id; });
+    if (m == base.members.end() || m->images != vm.disks) {
+      return Status::Failed("reference point " + base.name + " does not lead up to VM " + vm.name +
+                            "'s disks now (" +
+                            (m == base.members.end() ? std::string("the VM joined the group later")
+                                                     : "a snapshot came after it") +
+                            "); export in full");
+    }
+  }
+  IncrementalBase found;
+  return FindBaseExport(base.snapshot_id, "reference point " + base.name, &found);
+}
+
+Result<ExportManifest> SnapshotEngine::ExportReferencePoint(const std::string& rp_id,
+                                                            ExportRequest request) {
+  VMG_RETURN_IF_ERROR(ValidateExportReferencePoint(rp_id, request));
+  VMG_ASSIGN_OR_RETURN(catalog::ReferencePointRecord rp, catalog_->GetReferencePoint(rp_id));
+  VMG_ASSIGN_OR_RETURN(catalog::SnapshotRecord s,
+                       Create({.collection_id = rp.collection_id,
+                               .type = kSnapshotRecovery,
+                               .name = "Export of reference point " + rp.name}));
+  request.snapshot_id = s.id;
+  if (request.base.empty()) request.base = rp_id;
+  request.copy_storage = true;
+  auto m = Export(request);
+  // Taken only to be read: destroying it merges its overlays back, and the
+  // bitmaps mark those writes too, so every reference point stays whole.
+  if (Status d = Destroy({s.id}); !d.ok()) {
+    const std::string left = "the snapshot " + s.name + " taken for the export remains (" +
+                             d.message() + "); destroy it";
+    return m.ok() ? Status(d.code(), "exported into " + request.directory + ", but " + left)
+                  : Status(m.status().code(), m.status().message() + "; and " + left);
+  }
+  return m;
 }
 
 }  // namespace vmgroup::engine

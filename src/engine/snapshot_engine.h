@@ -9,6 +9,7 @@
 
 #include <functional>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 
@@ -55,9 +56,10 @@ struct ExportRequest {
   std::string snapshot_id;
   std::string directory;     // ExportDirectory: absolute, new or empty
   bool copy_storage = true;  // CopyVmStorage: with the disks' content
-  // DifferentialBackupBase: the id of a reference point of the group, to
-  // export only what changed since it, on top of the export of the
-  // snapshot it was made from; empty for a full export.
+  // DifferentialBackupBase, to export only what changed since it: the id of
+  // a reference point of the group (on top of the export of the snapshot
+  // it was made from), or of the group snapshot right before this one (on
+  // top of its export); empty for a full export.
   std::string base;
   // Told the percentage done as disks are copied. Optional.
   std::function<void(int)> progress;
@@ -148,6 +150,29 @@ class SnapshotEngine {
   // off stays in its file, unused. NotFound for an unknown id.
   Status DestroyReferencePoint(const std::string& rp_id);
 
+  // Takes a recovery snapshot of the group and converts it at once
+  // (Hyper-V's CreateReferencePoint): a reference point whose bitmaps mark
+  // every change from its cut on. `name` defaults as a snapshot's does.
+  // Every member must run. Errors as Create's and ConvertToReferencePoint's;
+  // a conversion that fails takes the snapshot away again.
+  Result<catalog::ReferencePointRecord> CreateReferencePoint(const std::string& collection_id,
+                                                             const std::string& name,
+                                                             const std::string& rp_id = "");
+  Status ValidateCreateReferencePoint(const std::string& collection_id);
+
+  // Exports what changed in the group since reference point `rp_id`
+  // (Hyper-V's ExportReferencePoint). A reference point keeps no data of
+  // its own, only the bitmaps, so the export is of a new cut: a recovery
+  // snapshot taken for it, exported incrementally on top of the export of
+  // the reference point's snapshot (request.base: the reference point
+  // itself when empty, or an older one of the group, for a longer
+  // differential), then destroyed again. request.snapshot_id is ignored.
+  // Errors as Export's, refused before the cut; a reference point whose
+  // snapshot was never exported (one made by CreateReferencePoint) has no
+  // base to build on: Failed, "export in full".
+  Result<ExportManifest> ExportReferencePoint(const std::string& rp_id, ExportRequest request);
+  Status ValidateExportReferencePoint(const std::string& rp_id, const ExportRequest& request);
+
   // Exports a group snapshot for backup (Hyper-V's ExportSnapshot) into a
   // new or empty directory, in the layout of docs/export-format.md: for
   // each member its configuration and, with copy_storage, one standalone
@@ -157,19 +182,21 @@ class SnapshotEngine {
   // keep running; the snapshot is not changed. Returns the manifest.
   //
   // An incremental export (request.base) writes, per disk, a qcow2 overlay
-  // of the base export's image holding just the clusters the reference
-  // point's bitmap marks, read from the snapshot's frozen image by the
-  // member's QEMU: the members must run, and the snapshot must be the one
-  // taken right after the reference point.
+  // of the base export's image. On a reference point it holds just the
+  // clusters the point's bitmap marks, read from the snapshot's frozen
+  // image by the member's QEMU: the members must run, and the snapshot must
+  // be the one taken right after the reference point. On a snapshot it
+  // holds what the snapshot's frozen images hold themselves, which must
+  // sit right on that snapshot's.
   //
   // Errors, nothing changed: NotFound; InvalidState for a snapshot still
   // being taken or destroyed; InvalidArgument for a directory that is not
   // absolute or not a directory, or a base that is no reference point of
   // the group; AlreadyExists for a directory that is not empty;
-  // NotSupported for an incremental export of a VM that is off; Failed when
-  // the base cannot serve (its export is gone, another snapshot came
-  // between, its change tracking was lost): the message says to export in
-  // full. Busy when a member is in another snapshot operation (the export
+  // NotSupported for an export on a reference point of a VM that is off;
+  // Failed when the base cannot serve (its export is gone, another snapshot
+  // came between, its change tracking was lost): the message says to
+  // export in full. Busy when a member is in another snapshot operation (the export
   // holds the members until it ends, so the snapshot's images cannot change
   // under it). A failure while writing (no space, not writable) removes
   // what the export had written.
@@ -187,6 +214,9 @@ class SnapshotEngine {
     std::vector<std::shared_ptr<hypervisor::Vm>> live;
   };
   Result<Checked> Check(const SnapshotRequest& request);
+  // Check of a recovery snapshot of the group whose every member runs (its
+  // QEMU keeps the bitmaps), not busy.
+  Result<Checked> CheckTracked(const std::string& collection_id);
   // The snapshot and its members' VMs, checked for Apply.
   Result<std::pair<catalog::SnapshotRecord, std::vector<catalog::VmRecord>>> CheckApply(
       const ApplyRequest& request);
@@ -224,19 +254,36 @@ class SnapshotEngine {
     std::vector<std::shared_ptr<hypervisor::Vm>> live;
   };
   Result<CheckedConvert> CheckConvert(const std::string& snapshot_id);
-  // What an incremental export builds on, per member disk.
+  // What an incremental export builds on.
   struct IncrementalBase {
-    catalog::ReferencePointRecord rp;
-    std::string directory;  // the base export (absolute)
+    // The reference point whose bitmaps mark the changes; none when the
+    // base is the snapshot right before (the changes are what the frozen
+    // images hold themselves).
+    std::optional<catalog::ReferencePointRecord> rp;
+    std::string snapshot_id;  // of the base export
+    std::string directory;    // the base export (absolute)
     ExportManifest manifest;
-    std::vector<std::shared_ptr<hypervisor::Vm>> live;  // per member
+    std::vector<std::shared_ptr<hypervisor::Vm>> live;  // per member, with `rp`
   };
   Result<IncrementalBase> CheckBase(const ExportRequest& request, const catalog::SnapshotRecord& s,
                                     const std::vector<catalog::VmRecord>& vms);
-  // Writes to `path` an overlay of `base_file` holding what the reference
-  // point's bitmap marks in `disk`'s frozen image of member `member`.
+  // CheckBase for a base that is snapshot `base` of the group.
+  Result<IncrementalBase> CheckSnapshotBase(const catalog::SnapshotRecord& base,
+                                            const catalog::SnapshotRecord& s,
+                                            const std::vector<catalog::VmRecord>& vms);
+  // The newest export (directory and manifest) of snapshot `snapshot_id`
+  // with its disks, into `base`; Failed ("export in full") when there is
+  // none. `what` names the base in the message.
+  Status FindBaseExport(const std::string& snapshot_id, const std::string& what,
+                        IncrementalBase* base);
+  // Writes to `path` an overlay of `base_file` (recorded as `relative`)
+  // holding what changed since the base in `disk`'s frozen image of member
+  // `member`.
   Status CopyChanges(const IncrementalBase& base, size_t member, const catalog::SnapshotDisk& disk,
-                     const std::string& base_file, const std::string& path);
+                     const std::string& base_file, const std::string& relative,
+                     const std::string& path);
+  // The export directory checks: absolute, and new or empty.
+  Status CheckExportDirectory(const std::string& dir);
   // Undoes `s` and returns `cause`, with any undo failure appended.
   Status Abandon(const catalog::SnapshotRecord& s, const Status& cause);
 

@@ -1,4 +1,5 @@
 // SnapshotEngine::Export: a group snapshot copied out for backup.
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <future>
@@ -64,11 +65,12 @@ ExportedConfig ConfigOf(const catalog::VmRecord& vm) {
           .disks = static_cast<int>(vm.disks.size())};
 }
 
+// A base that cannot serve: the caller can still export in full.
+Status Full(const std::string& why) { return Status::Failed(why + "; export in full"); }
+
 }  // namespace
 
-Result<std::pair<catalog::SnapshotRecord, std::vector<catalog::VmRecord>>>
-SnapshotEngine::CheckExport(const ExportRequest& request) {
-  const std::string& dir = request.directory;
+Status SnapshotEngine::CheckExportDirectory(const std::string& dir) {
   if (dir.empty() || dir[0] != '/') {
     return Status::InvalidArgument("ExportDirectory must be an absolute path, not '" + dir + "'");
   }
@@ -83,6 +85,12 @@ SnapshotEngine::CheckExport(const ExportRequest& request) {
                                    " is not empty; an export goes into a new or empty directory");
     }
   }
+  return Status::Ok();
+}
+
+Result<std::pair<catalog::SnapshotRecord, std::vector<catalog::VmRecord>>>
+SnapshotEngine::CheckExport(const ExportRequest& request) {
+  VMG_RETURN_IF_ERROR(CheckExportDirectory(request.directory));
   VMG_ASSIGN_OR_RETURN(catalog::SnapshotRecord s, catalog_->GetSnapshot(request.snapshot_id));
   VMG_RETURN_IF_ERROR(RequireComplete(s));
   VMG_ASSIGN_OR_RETURN(auto vms, MembersOf(s));
@@ -92,35 +100,31 @@ SnapshotEngine::CheckExport(const ExportRequest& request) {
 Result<SnapshotEngine::IncrementalBase> SnapshotEngine::CheckBase(
     const ExportRequest& request, const catalog::SnapshotRecord& s,
     const std::vector<catalog::VmRecord>& vms) {
-  const auto full = [](const std::string& why) { return Status::Failed(why + "; export in full"); };
-  auto rp = catalog_->GetReferencePoint(request.base);
-  if (!rp.ok()) {
-    if (catalog_->GetSnapshot(request.base).ok()) {
-      return Status::NotSupported(
-          "a snapshot as DifferentialBackupBase is not supported yet; convert it to a "
-          "reference point and name that");
-    }
-    return Status::InvalidArgument("DifferentialBackupBase " + request.base +
-                                   " is no reference point");
-  }
-  if (rp->collection_id != s.collection_id) {
-    return Status::InvalidArgument("reference point " + rp->name + " belongs to another group");
-  }
   if (!request.copy_storage) {
     return Status::InvalidArgument(
         "an incremental export copies disks: CopyVmStorage must be true");
   }
-  IncrementalBase base{.rp = *rp, .directory = "", .manifest = {}, .live = {}};
+  auto rp = catalog_->GetReferencePoint(request.base);
+  if (!rp.ok()) {
+    auto snapshot = catalog_->GetSnapshot(request.base);
+    if (snapshot.ok()) return CheckSnapshotBase(*snapshot, s, vms);
+    return Status::InvalidArgument("DifferentialBackupBase " + request.base +
+                                   " is neither a reference point nor a group snapshot");
+  }
+  if (rp->collection_id != s.collection_id) {
+    return Status::InvalidArgument("reference point " + rp->name + " belongs to another group");
+  }
+  IncrementalBase base{.rp = *rp, .snapshot_id = rp->snapshot_id};
   for (size_t i = 0; i < vms.size(); ++i) {
     const catalog::ReferencePointMember* member = nullptr;
     for (const auto& m : rp->members) {
       if (m.vm_id == vms[i].id) member = &m;
     }
-    if (!member) return full("VM " + vms[i].name + " is not in reference point " + rp->name);
+    if (!member) return Full("VM " + vms[i].name + " is not in reference point " + rp->name);
     for (const auto& d : s.members[i].disks) {
       if (static_cast<size_t>(d.index) >= member->images.size() ||
           member->images[d.index] != d.frozen_image) {
-        return full("reference point " + rp->name + " does not lead up to snapshot " + s.name +
+        return Full("reference point " + rp->name + " does not lead up to snapshot " + s.name +
                     " on VM " + vms[i].name + " (another snapshot came between them)");
       }
     }
@@ -132,33 +136,70 @@ Result<SnapshotEngine::IncrementalBase> SnapshotEngine::CheckBase(
     }
     base.live.push_back(std::move(live));
   }
-  VMG_ASSIGN_OR_RETURN(auto dirs, catalog_->ExportsOf(rp->snapshot_id));
-  for (const auto& d : dirs) {
-    auto m = ReadManifestIn(env_, d);
-    if (m.ok() && m->snapshot_id == rp->snapshot_id && m->storage) {
-      base.directory = d;
-      base.manifest = std::move(*m);
-      return base;
+  VMG_RETURN_IF_ERROR(FindBaseExport(rp->snapshot_id, "reference point " + rp->name, &base));
+  return base;
+}
+
+Result<SnapshotEngine::IncrementalBase> SnapshotEngine::CheckSnapshotBase(
+    const catalog::SnapshotRecord& b, const catalog::SnapshotRecord& s,
+    const std::vector<catalog::VmRecord>& vms) {
+  if (b.collection_id != s.collection_id) {
+    return Status::InvalidArgument("snapshot " + b.name + " belongs to another group");
+  }
+  if (b.id == s.id) {
+    return Status::InvalidArgument("snapshot " + s.name + " cannot be its own base");
+  }
+  VMG_RETURN_IF_ERROR(RequireComplete(b));
+  // Each of the snapshot's frozen images must be the overlay the base's cut
+  // made: then it holds exactly what changed since the base.
+  for (size_t i = 0; i < vms.size(); ++i) {
+    const catalog::MemberSnapshot* member = nullptr;
+    for (const auto& m : b.members) {
+      if (m.vm_id == vms[i].id) member = &m;
+    }
+    if (!member) return Full("VM " + vms[i].name + " is not in snapshot " + b.name);
+    for (const auto& d : s.members[i].disks) {
+      const auto below = std::find_if(member->disks.begin(), member->disks.end(),
+                                      [&](const auto& e) { return e.index == d.index; });
+      if (below == member->disks.end() || below->overlay != d.frozen_image) {
+        return Full("snapshot " + b.name + " is not the one right before snapshot " + s.name +
+                    " on VM " + vms[i].name);
+      }
     }
   }
-  return full("no export of reference point " + rp->name + "'s snapshot is left to build on (" +
+  IncrementalBase base{.rp = std::nullopt, .snapshot_id = b.id};
+  VMG_RETURN_IF_ERROR(FindBaseExport(b.id, "snapshot " + b.name, &base));
+  return base;
+}
+
+Status SnapshotEngine::FindBaseExport(const std::string& snapshot_id, const std::string& what,
+                                      IncrementalBase* base) {
+  VMG_ASSIGN_OR_RETURN(auto dirs, catalog_->ExportsOf(snapshot_id));
+  for (const auto& d : dirs) {
+    auto m = ReadManifestIn(env_, d);
+    if (m.ok() && m->snapshot_id == snapshot_id && m->storage) {
+      base->directory = d;
+      base->manifest = std::move(*m);
+      return Status::Ok();
+    }
+  }
+  return Full("no export of " + what + "'s data is left to build on (" +
               (dirs.empty() ? std::string("it was never exported") : "looked in " + dirs[0]) + ")");
 }
 
 Status SnapshotEngine::CopyChanges(const IncrementalBase& base, size_t member,
                                    const catalog::SnapshotDisk& disk, const std::string& base_file,
-                                   const std::string& path) {
-  // The chain must survive the backups being moved together: the header
-  // names its base relative to the image's own directory.
-  const std::string relative =
-      fs::path(base_file).lexically_relative(fs::path(path).parent_path()).string();
+                                   const std::string& relative, const std::string& path) {
+  if (!base.rp) {
+    return img_.Convert(disk.frozen_image, path, storage::kDiskCopyTimeout, relative);
+  }
   VMG_RETURN_IF_ERROR(img_.CreateOverlay(base_file, path, relative));
-  Status s = base.live[member]->CopyMarked(disk.index, disk.frozen_image, base.rp.bitmap, path,
+  Status s = base.live[member]->CopyMarked(disk.index, disk.frozen_image, base.rp->bitmap, path,
                                            Clock::now() + storage::kDiskCopyTimeout);
   const Code c = s.code();
   if (c == Code::kNotFound || c == Code::kInvalidArgument || c == Code::kInvalidState) {
-    return Status::Failed("the change tracking of reference point " + base.rp.name + " is lost (" +
-                          s.message() + "); export in full");
+    return Full("the change tracking of reference point " + base.rp->name + " is lost (" +
+                s.message() + ")");
   }
   return s;
 }
@@ -210,8 +251,8 @@ Result<ExportManifest> SnapshotEngine::Export(const ExportRequest& request) {
                    .storage = request.copy_storage};
   if (base) {
     m.base = {
-        .reference_point_id = base->rp.id,
-        .snapshot_id = base->rp.snapshot_id,
+        .reference_point_id = base->rp ? base->rp->id : "",
+        .snapshot_id = base->snapshot_id,
         .directory = fs::path(base->directory).lexically_relative(request.directory).string()};
   }
   Written written(env_);
@@ -247,8 +288,12 @@ Result<ExportManifest> SnapshotEngine::Export(const ExportRequest& request) {
             e.base_file = (fs::path(m.base.directory) / below->file).string();
             const std::string base_path =
                 fs::path(dir + "/" + e.base_file).lexically_normal().string();
+            // The chain must survive the backups being moved together: the
+            // header names its base relative to the image's own directory.
+            const std::string relative =
+                fs::path(base_path).lexically_relative(fs::path(path).parent_path()).string();
             VMG_RETURN_IF_ERROR(
-                CopyChanges(*base, i, disk, base_path, path)
+                CopyChanges(*base, i, disk, base_path, relative, path)
                     .Annotate("VM " + vm.name + ": disk " + std::to_string(disk.index)));
           } else {
             VMG_RETURN_IF_ERROR(

@@ -33,6 +33,46 @@ cim::ObjectPath SnapshotCollectionPath(const std::string& snapshot_id) {
   return KeyPath("Msvm_SnapshotCollection", "CollectionID", snapshot_id);
 }
 
+cim::ObjectPath ReferencePointPath(const catalog::ReferencePointRecord& rp) {
+  cim::ObjectPath p = KeyPath("Msvm_ReferencePointCollection", "CollectionID", rp.id);
+  p.keys.push_back(
+      {"VirtualSystemCollectionId", cim::KeyBinding::Kind::kString, rp.collection_id, {}});
+  return p;
+}
+
+cim::ObjectPath MemberReferencePointPath(const catalog::ReferencePointMember& m) {
+  cim::ObjectPath p = KeyPath("Msvm_VirtualSystemReferencePoint", "InstanceID", SettingsId(m.id));
+  p.keys.push_back({"VirtualSystemIdentifier", cim::KeyBinding::Kind::kString, m.vm_id, {}});
+  return p;
+}
+
+std::vector<std::string> AffectedBy(const catalog::ReferencePointRecord& rp) {
+  std::vector<std::string> out = {Affected("Msvm_ReferencePointCollection", rp.id)};
+  for (const auto& m : rp.members) out.push_back(Affected("Msvm_ComputerSystem", m.vm_id));
+  return out;
+}
+
+std::vector<std::string> AffectedBy(const engine::ExportManifest& m) {
+  std::vector<std::string> out = {Affected("Msvm_SnapshotCollection", m.snapshot_id)};
+  for (const auto& vm : m.vms) out.push_back(Affected("Msvm_ComputerSystem", vm.id));
+  return out;
+}
+
+Status CheckConsistencyLevel(const cim::Instance& settings) {
+  const cim::Property* p = settings.Find("ConsistencyLevel");
+  if (!p || p->value.kind != cim::Value::Kind::kScalar) return Status::Ok();
+  const std::string& level = p->value.scalar;
+  if (level == "1") {
+    return Status::NotSupported(
+        "application consistency (ConsistencyLevel 1) is not supported yet; use 2 (crash "
+        "consistent)");
+  }
+  if (level != "0" && level != "2") {
+    return Status::InvalidArgument("ConsistencyLevel must be 0, 1 or 2, not " + level);
+  }
+  return Status::Ok();
+}
+
 cim::ObjectPath JobPath(const std::string& job_id) {
   return KeyPath("Msvm_ConcreteJob", "InstanceID", job_id);
 }
@@ -159,6 +199,16 @@ Result<cim::MethodResult> ServiceProvider::Invoke(const cim::MethodSpec& method,
                                 " is not available in this version of vmgroupd");
   }
   return it->second(Args(args));
+}
+
+cim::ClassSpec LinkSpec(const char* name, const char* superclass, const char* left,
+                        const char* left_class, const char* right, const char* right_class) {
+  return {.name = name,
+          .superclass = superclass,
+          .association = true,
+          .properties = {
+              {.name = left, .type = "reference", .key = true, .reference_class = left_class},
+              {.name = right, .type = "reference", .key = true, .reference_class = right_class}}};
 }
 
 cim::ParamSpec RefIn(std::string name, std::string reference_class) {

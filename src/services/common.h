@@ -36,10 +36,21 @@ cim::ObjectPath VmPath(const std::string& vm_id);     // Msvm_ComputerSystem
 cim::ObjectPath SettingsPath(const std::string& id);  // Msvm_VirtualSystemSettingData
 cim::ObjectPath CollectionPath(const catalog::CollectionRecord& c);
 cim::ObjectPath SnapshotCollectionPath(const std::string& snapshot_id);
+cim::ObjectPath ReferencePointPath(const catalog::ReferencePointRecord& rp);
+cim::ObjectPath MemberReferencePointPath(const catalog::ReferencePointMember& m);
 cim::ObjectPath JobPath(const std::string& job_id);
 // The path an affected-element entry of a job ("<class>:<id>") stands for.
 cim::ObjectPath AffectedPath(const std::string& entry);
 std::string Affected(const std::string& class_name, const std::string& id);
+
+// What a job that made reference point `rp` or export `m` affected: the
+// reference point or snapshot, then the member VMs.
+std::vector<std::string> AffectedBy(const catalog::ReferencePointRecord& rp);
+std::vector<std::string> AffectedBy(const engine::ExportManifest& m);
+
+// The ConsistencyLevel of a snapshot's or reference point's settings, when
+// present: 0 (unknown) and 2 (crash consistent) are taken.
+Status CheckConsistencyLevel(const cim::Instance& settings);
 
 // The InstanceID of a VM's configuration and of a per-VM snapshot: Hyper-V
 // prefixes both with "Microsoft:"; the rest is the VM's or snapshot's id.
@@ -110,6 +121,11 @@ class ListProvider : public cim::Provider {
   cim::ClassSpec spec_;
   Lister list_;
 };
+
+// An association class: two key references, `left` to `left_class` and
+// `right` to `right_class`.
+cim::ClassSpec LinkSpec(const char* name, const char* superclass, const char* left,
+                        const char* left_class, const char* right, const char* right_class);
 
 // Parameters every Hyper-V method family shares.
 cim::ParamSpec RefIn(std::string name, std::string reference_class);

@@ -26,13 +26,13 @@ Providers CollectionProviders(const Context& ctx);
 // DestroySnapshot, ExportSnapshot, ConvertToReferencePoint),
 // Msvm_SnapshotCollection and its associations.
 Providers SnapshotProviders(const Context& ctx);
-// Msvm_ReferencePointCollection, Msvm_VirtualSystemReferencePoint and
-// Msvm_CollectionReferencePointService (DestroyReferencePoint,
-// RemoveAssociatedData).
+// Msvm_ReferencePointCollection, Msvm_VirtualSystemReferencePoint, their
+// associations and Msvm_CollectionReferencePointService.
 Providers ReferencePointProviders(const Context& ctx);
-// The reference point's id in a DifferentialBackupBase: an object path of
-// an Msvm_ReferencePointCollection (its CollectionID), or the bare id.
-std::string ReferencePointIdOf(const std::string& text);
+// The id a base parameter names (DifferentialBackupBase,
+// BaseReferencePointCollection): the CollectionID of the object path of an
+// Msvm_ReferencePointCollection or Msvm_SnapshotCollection, or a bare id.
+std::string CollectionIdIn(const std::string& text);
 // Msvm_ConcreteJob and Msvm_AffectedJobElement.
 Providers JobProviders(const Context& ctx);
 // Msvm_Error, the embedded instance GetError returns.

@@ -3,8 +3,12 @@
 // (reference §4.6, §7, §8). vmgroup's reference points track changes with
 // persistent dirty bitmaps: ReferencePointType 2 (RCT based, Hyper-V's
 // equivalent), never with a log.
+#include <functional>
+#include <optional>
 #include <regex>
 
+#include "base/ids.h"
+#include "cim/xml_reader.h"
 #include "services/providers.h"
 
 namespace vmgroup::services {
@@ -12,7 +16,69 @@ namespace {
 
 constexpr int kRctBased = 2;
 constexpr int kCrashConsistent = 2;  // as the family's other enums count (reference §4.6)
+constexpr int kLogBased = 1;
+constexpr int kJobCreateReferencePointOnCollection = 205;
+constexpr int kJobExportReferencePointOnCollection = 206;
 constexpr int kJobDestroyReferencePointOnCollection = 208;
+
+// The embedded settings `text` as an instance of `class_name`, or
+// InvalidArgument saying what it is instead. Empty text: no settings.
+Result<std::optional<cim::Instance>> Settings(const std::string& text, const char* class_name) {
+  if (text.empty()) return std::optional<cim::Instance>();
+  VMG_ASSIGN_OR_RETURN(cim::Instance inst, cim::ParseEmbeddedInstance(text));
+  if (!cim::NameEquals(inst.class_name, class_name)) {
+    return Status::InvalidArgument(std::string("must be a ") + class_name + ", not " +
+                                   inst.class_name);
+  }
+  return std::optional<cim::Instance>(std::move(inst));
+}
+
+// CreateReferencePoint's inputs: the type, which must be RCT based (or left
+// to vmgroup: 0), and the settings, whose ElementName names the point.
+Status ReadCreateSettings(const Args& a, std::string* name) {
+  const int64_t type = a.Int("ReferencePointType", 0);
+  if (type == kLogBased) {
+    return Status::NotSupported(
+        "log-based reference points (ReferencePointType 1, Hyper-V Replica) are not supported; "
+        "use 2 (RCT based)");
+  }
+  if (type != 0 && type != kRctBased) {
+    return Status::InvalidArgument("ReferencePointType must be 0, 1 or 2, not " +
+                                   std::to_string(type));
+  }
+  auto settings =
+      Settings(a.Str("ReferencePointSettings"), "Msvm_CollectionReferencePointSettingData");
+  if (!settings.ok()) return settings.status().Annotate("ReferencePointSettings");
+  if (!*settings) return Status::Ok();
+  if (const cim::Property* p = (*settings)->Find("ElementName")) *name = p->value.scalar;
+  return CheckConsistencyLevel(**settings).Annotate("ReferencePointSettings");
+}
+
+// ExportReferencePoint's settings: the base, if any. Every disk of every
+// member is exported: a selection of disks is refused, not half-honoured.
+Status ReadExportSettings(const std::string& text, engine::ExportRequest* req) {
+  VMG_ASSIGN_OR_RETURN(auto settings,
+                       Settings(text, "Msvm_CollectionReferencePointExportSettingData"));
+  if (!settings) return Status::Ok();
+  if (const cim::Property* p = settings->Find("VirtualMachinesToDisksToExport");
+      p && !p->value.array.empty()) {
+    return Status::NotSupported(
+        "VirtualMachinesToDisksToExport: vmgroup exports every disk of every member; leave it "
+        "empty");
+  }
+  if (const cim::Property* p = settings->Find("BaseReferencePointCollection");
+      p && p->value.kind == cim::Value::Kind::kScalar) {
+    req->base = CollectionIdIn(p->value.scalar);
+  }
+  return Status::Ok();
+}
+
+// The reference point parameter `param` names.
+Result<catalog::ReferencePointRecord> Named(engine::Engine* e, const Args& a, const char* param) {
+  const cim::ObjectPath* p = a.Ref(param);
+  if (!p) return Status::InvalidArgument(std::string(param) + " names no reference point");
+  return e->catalog().GetReferencePoint(IdOf(*p, "CollectionID"));
+}
 
 class ReferencePointServiceProvider : public ServiceProvider {
  public:
@@ -20,21 +86,79 @@ class ReferencePointServiceProvider : public ServiceProvider {
       : ServiceProvider(
             ctx, "Msvm_CollectionReferencePointService", "CollectionReferencePointService",
             "Hyper-V Collection Reference Point Service",
-            {{.name = "DestroyReferencePoint",
+            {{.name = "CreateReferencePoint",
+              .params = {RefIn("Collection", "Msvm_VirtualSystemCollection"),
+                         {.name = "ReferencePointSettings",
+                          .type = "string",
+                          .embedded_class = "Msvm_CollectionReferencePointSettingData"},
+                         {.name = "ReferencePointType", .type = "uint16"},
+                         RefInOut("ResultingReferencePointCollection", "CIM_Collection"),
+                         JobOut()}},
+             {.name = "ExportReferencePoint",
+              .params = {RefIn("ReferencePointCollection", "CIM_Collection"),
+                         {.name = "ExportDirectory", .type = "string"},
+                         {.name = "ExportSettingData",
+                          .type = "string",
+                          .embedded_class = "Msvm_CollectionReferencePointExportSettingData"},
+                         JobOut()}},
+             {.name = "DestroyReferencePoint",
               .params = {RefIn("AffectedReferencePointCollection", "CIM_Collection"), JobOut()}},
              {.name = "RemoveAssociatedData",
               .params = {RefIn("AffectedReferencePointCollection", "CIM_Collection"), JobOut()}}}) {
     engine::Engine* e = ctx.engine;
     JobManager* jobs = ctx.jobs;
-    auto named = [e](const Args& a) -> Result<catalog::ReferencePointRecord> {
-      const cim::ObjectPath* p = a.Ref("AffectedReferencePointCollection");
-      if (!p) {
-        return Status::InvalidArgument("AffectedReferencePointCollection names no reference point");
+    On("CreateReferencePoint", [e, jobs](const Args& a) -> Result<cim::MethodResult> {
+      const cim::ObjectPath* collection = a.Ref("Collection");
+      if (!collection) return Refused(kRcInvalidParameter, "Collection names no VM group");
+      const std::string group_id = IdOf(*collection, "CollectionID"), rp_id = NewGuid();
+      std::string name;
+      if (Status s = ReadCreateSettings(a, &name); !s.ok()) return Outcome(ReturnCodeA, s);
+      if (Status s = e->snapshots().ValidateCreateReferencePoint(group_id); !s.ok()) {
+        return Outcome(ReturnCodeA, s);
       }
-      return e->catalog().GetReferencePoint(IdOf(*p, "CollectionID"));
-    };
-    On("DestroyReferencePoint", [e, jobs, named](const Args& a) -> Result<cim::MethodResult> {
-      auto rp = named(a);
+      VMG_ASSIGN_OR_RETURN(auto group, e->catalog().GetCollection(group_id));
+      VMG_ASSIGN_OR_RETURN(
+          std::string job,
+          jobs->Start(kJobCreateReferencePointOnCollection,
+                      "Create a reference point of VM group " + group.name,
+                      /*cancellable=*/false, ReturnCodeA,
+                      [e, group_id, name, rp_id](JobControl&) -> Result<std::vector<std::string>> {
+                        VMG_ASSIGN_OR_RETURN(
+                            auto rp, e->snapshots().CreateReferencePoint(group_id, name, rp_id));
+                        return AffectedBy(rp);
+                      }));
+      cim::MethodResult r = JobStarted(job);
+      r.out.push_back(
+          {"ResultingReferencePointCollection", "reference",
+           cim::Value::Reference(ReferencePointPath({.id = rp_id, .collection_id = group_id}))});
+      return r;
+    });
+    On("ExportReferencePoint", [e, jobs](const Args& a) -> Result<cim::MethodResult> {
+      auto rp = Named(e, a, "ReferencePointCollection");
+      if (!rp.ok()) return Outcome(ReturnCodeA, rp.status());
+      engine::ExportRequest req{.directory = a.Str("ExportDirectory")};
+      if (Status s = ReadExportSettings(a.Str("ExportSettingData"), &req); !s.ok()) {
+        return Refused(ReturnCodeA(s), "ExportSettingData: " + s.message());
+      }
+      if (Status s = e->snapshots().ValidateExportReferencePoint(rp->id, req); !s.ok()) {
+        return Outcome(ReturnCodeA, s);
+      }
+      VMG_ASSIGN_OR_RETURN(
+          std::string job,
+          jobs->Start(
+              kJobExportReferencePointOnCollection,
+              "Export reference point " + rp->name + " to " + req.directory,
+              /*cancellable=*/false, ReturnCodeA,
+              [e, req,
+               point = *rp](JobControl& control) mutable -> Result<std::vector<std::string>> {
+                req.progress = [&control](int p) { control.Progress(p); };
+                VMG_RETURN_IF_ERROR(e->snapshots().ExportReferencePoint(point.id, req).status());
+                return AffectedBy(point);
+              }));
+      return JobStarted(job);
+    });
+    On("DestroyReferencePoint", [e, jobs](const Args& a) -> Result<cim::MethodResult> {
+      auto rp = Named(e, a, "AffectedReferencePointCollection");
       if (!rp.ok()) return Outcome(ReturnCodeA, rp.status());
       const std::string id = rp->id;
       VMG_ASSIGN_OR_RETURN(
@@ -47,8 +171,8 @@ class ReferencePointServiceProvider : public ServiceProvider {
                       }));
       return JobStarted(job);
     });
-    On("RemoveAssociatedData", [named](const Args& a) -> Result<cim::MethodResult> {
-      auto rp = named(a);
+    On("RemoveAssociatedData", [e](const Args& a) -> Result<cim::MethodResult> {
+      auto rp = Named(e, a, "AffectedReferencePointCollection");
       if (!rp.ok()) return Outcome(ReturnCodeA, rp.status());
       return Refused(kRcNotSupported,
                      "reference point " + rp->name +
@@ -57,9 +181,32 @@ class ReferencePointServiceProvider : public ServiceProvider {
   }
 };
 
+// An association with a row for each member of every reference point: from
+// `left` of the point and member to the member's per-VM reference point.
+std::unique_ptr<cim::Provider> PerMemberLink(
+    engine::Engine* e, cim::ClassSpec spec,
+    std::function<cim::ObjectPath(const catalog::ReferencePointRecord&,
+                                  const catalog::ReferencePointMember&)>
+        left) {
+  return std::make_unique<ListProvider>(
+      std::move(spec), [e, left](const cim::ClassSpec& s) -> Result<std::vector<cim::Instance>> {
+        VMG_ASSIGN_OR_RETURN(auto rps, e->catalog().ListReferencePoints());
+        std::vector<cim::Instance> rows;
+        for (const auto& rp : rps) {
+          for (const auto& m : rp.members) {
+            rows.push_back(cim::InstanceBuilder(s)
+                               .Ref(s.properties[0].name, left(rp, m))
+                               .Ref(s.properties[1].name, MemberReferencePointPath(m))
+                               .Build());
+          }
+        }
+        return rows;
+      });
+}
+
 }  // namespace
 
-std::string ReferencePointIdOf(const std::string& text) {
+std::string CollectionIdIn(const std::string& text) {
   static const std::regex kKey(R"(CollectionID\s*=\s*"([^"]*)\")", std::regex::icase);
   std::smatch m;
   return std::regex_search(text, m, kKey) ? m[1].str() : text;
@@ -139,6 +286,33 @@ Providers ReferencePointProviders(const Context& ctx) {
         }
         return rows;
       }));
+  // The associations that place them (reference §5.2, §5.3).
+  out.push_back(std::make_unique<ListProvider>(
+      LinkSpec("Msvm_ReferencePointOfVirtualSystemCollection", "CIM_Dependency", "Antecedent",
+               "CIM_CollectionOfMSEs", "Dependent", "CIM_Collection"),
+      [e](const cim::ClassSpec& spec) -> Result<std::vector<cim::Instance>> {
+        VMG_ASSIGN_OR_RETURN(auto rps, e->catalog().ListReferencePoints());
+        std::vector<cim::Instance> rows;
+        for (const auto& rp : rps) {
+          auto group = e->catalog().GetCollection(rp.collection_id);
+          if (!group.ok()) continue;
+          rows.push_back(cim::InstanceBuilder(spec)
+                             .Ref("Antecedent", CollectionPath(*group))
+                             .Ref("Dependent", ReferencePointPath(rp))
+                             .Build());
+        }
+        return rows;
+      }));
+  out.push_back(PerMemberLink(
+      e,
+      LinkSpec("Msvm_CollectedReferencePoints", "CIM_CollectedMSEs", "Collection",
+               "Msvm_ReferencePointCollection", "Member", "Msvm_VirtualSystemReferencePoint"),
+      [](const auto& rp, const auto&) { return ReferencePointPath(rp); }));
+  out.push_back(PerMemberLink(
+      e,
+      LinkSpec("Msvm_ReferencePointOfVirtualSystem", "CIM_Dependency", "Antecedent",
+               "Msvm_ComputerSystem", "Dependent", "Msvm_VirtualSystemReferencePoint"),
+      [](const auto&, const auto& m) { return VmPath(m.vm_id); }));
   return out;
 }
 

@@ -37,16 +37,6 @@ cim::ClassSpec SnapshotCollectionSpec() {
                          {.name = "Vmgroup_IsCurrent", .type = "boolean"}}};
 }
 
-cim::ClassSpec LinkSpec(const char* name, const char* superclass, const char* left,
-                        const char* left_class, const char* right, const char* right_class) {
-  return {.name = name,
-          .superclass = superclass,
-          .association = true,
-          .properties = {
-              {.name = left, .type = "reference", .key = true, .reference_class = left_class},
-              {.name = right, .type = "reference", .key = true, .reference_class = right_class}}};
-}
-
 // Every complete group snapshot; one in progress is not shown.
 Result<std::vector<catalog::SnapshotRecord>> CompleteSnapshots(engine::Engine* e) {
   VMG_ASSIGN_OR_RETURN(auto all, e->catalog().ListSnapshots());
@@ -68,19 +58,7 @@ Status ReadSettings(const std::string& text, std::string* name) {
         "SnapshotSettings must be a Msvm_VirtualSystemSnapshotSettingData, not " + inst.class_name);
   }
   if (const cim::Property* p = inst.Find("ElementName"); p) *name = p->value.scalar;
-  if (const cim::Property* p = inst.Find("ConsistencyLevel");
-      p && p->value.kind == cim::Value::Kind::kScalar) {
-    const std::string& level = p->value.scalar;
-    if (level == "1") {
-      return Status::NotSupported(
-          "application-consistent snapshots (ConsistencyLevel 1) "
-          "are not supported yet; use 2 (crash consistent)");
-    }
-    if (level != "0" && level != "2") {
-      return Status::InvalidArgument("ConsistencyLevel must be 0, 1 or 2, not " + level);
-    }
-  }
-  return Status::Ok();
+  return CheckConsistencyLevel(inst);
 }
 
 // ExportSettingData: empty (a full export with the disks), or an embedded
@@ -108,7 +86,7 @@ Status ReadExportSettings(const std::string& text, engine::ExportRequest* req) {
     return Status::InvalidArgument("BackupIntent must be 1 (preserve chain) or 2 (merge), not " +
                                    *v);
   }
-  if (const std::string* v = scalar("DifferentialBackupBase")) req->base = ReferencePointIdOf(*v);
+  if (const std::string* v = scalar("DifferentialBackupBase")) req->base = CollectionIdIn(*v);
   return Status::Ok();
 }
 
@@ -205,19 +183,12 @@ class SnapshotServiceProvider : public ServiceProvider {
                       [e, id, rp_id](JobControl&) -> Result<std::vector<std::string>> {
                         VMG_ASSIGN_OR_RETURN(auto rp,
                                              e->snapshots().ConvertToReferencePoint(id, rp_id));
-                        std::vector<std::string> touched = {
-                            Affected("Msvm_ReferencePointCollection", rp.id)};
-                        for (const auto& m : rp.members) {
-                          touched.push_back(Affected("Msvm_ComputerSystem", m.vm_id));
-                        }
-                        return touched;
+                        return AffectedBy(rp);
                       }));
       cim::MethodResult r = JobStarted(job);
-      cim::ObjectPath out = KeyPath("Msvm_ReferencePointCollection", "CollectionID", rp_id);
-      out.keys.push_back(
-          {"VirtualSystemCollectionId", cim::KeyBinding::Kind::kString, record.collection_id, {}});
-      r.out.push_back(
-          {"ResultingReferencePointCollection", "reference", cim::Value::Reference(out)});
+      r.out.push_back({"ResultingReferencePointCollection", "reference",
+                       cim::Value::Reference(ReferencePointPath(
+                           {.id = rp_id, .collection_id = record.collection_id}))});
       return r;
     });
     On("ExportSnapshot", [e, jobs](const Args& a) -> Result<cim::MethodResult> {
@@ -238,12 +209,7 @@ class SnapshotServiceProvider : public ServiceProvider {
                       [e, req](JobControl& control) mutable -> Result<std::vector<std::string>> {
                         req.progress = [&control](int p) { control.Progress(p); };
                         VMG_ASSIGN_OR_RETURN(auto m, e->snapshots().Export(req));
-                        std::vector<std::string> touched = {
-                            Affected("Msvm_SnapshotCollection", m.snapshot_id)};
-                        for (const auto& vm : m.vms) {
-                          touched.push_back(Affected("Msvm_ComputerSystem", vm.id));
-                        }
-                        return touched;
+                        return AffectedBy(m);
                       }));
       return JobStarted(job);
     });

@@ -45,7 +45,8 @@ Status QemuImg::Rebase(const std::string& path, const std::string& backing, bool
   return RunOk(argv).status();
 }
 
-Status QemuImg::Convert(const std::string& image, const std::string& dest, Duration timeout) {
+Status QemuImg::Convert(const std::string& image, const std::string& dest, Duration timeout,
+                        const std::string& backing) {
   if (!env_->FileExists(image)) return Status::FileNotFound("image " + image + " is missing");
   if (env_->FileExists(dest)) return Status::AlreadyExists("image " + dest + " already exists");
   std::atomic<bool> copying = true;
@@ -55,9 +56,10 @@ Status QemuImg::Convert(const std::string& image, const std::string& dest, Durat
       (void)env_->StartWriteback(dest);  // not there yet, at first
     }
   });
-  Status s =
-      RunOk({"qemu-img", "convert", "-U", "-f", "qcow2", "-O", "qcow2", image, dest}, timeout)
-          .status();
+  std::vector<std::string> argv = {"qemu-img", "convert", "-U", "-f", "qcow2", "-O", "qcow2"};
+  if (!backing.empty()) argv.insert(argv.end(), {"-B", backing, "-F", "qcow2"});
+  argv.insert(argv.end(), {image, dest});
+  Status s = RunOk(argv, timeout).status();
   copying = false;
   behind.join();
   if (!s.ok()) (void)env_->RemoveFile(dest);  // a partial copy is no copy

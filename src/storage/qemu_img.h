@@ -61,7 +61,13 @@ class QemuImg {
   // `dest` is written back to disk while it is copied (qemu-img itself
   // never flushes), so a SyncFile after has little left to do.
   // AlreadyExists if `dest` exists; on failure `dest` is removed.
-  Status Convert(const std::string& image, const std::string& dest, Duration timeout);
+  //
+  // With `backing` (a qcow2 image, named relative to `dest`'s directory or
+  // absolute), `dest` is instead an overlay of `backing` holding only what
+  // `image` holds itself, above its own backing file: an incremental copy,
+  // right when `backing` reads the same as `image`'s backing file.
+  Status Convert(const std::string& image, const std::string& dest, Duration timeout,
+                 const std::string& backing = "");
 
   // How many bytes of guest data `path` itself holds (not its backing
   // chain): what an image adds to the one below it.

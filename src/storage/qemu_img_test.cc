@@ -100,6 +100,28 @@ TEST_F(QemuImgTest, ConvertCopiesWhatAChainReadsIntoOneImage) {
   EXPECT_FALSE(std::filesystem::exists(Path("no")));
 }
 
+TEST_F(QemuImgTest, ConvertOntoABackingCopiesOnlyTheTopImage) {
+  ASSERT_TRUE(img_.Create(Path("base.qcow2"), 4 << 20).ok());
+  Write("base.qcow2", 0x11, "0", "2M");
+  ASSERT_TRUE(img_.CreateOverlay(Path("base.qcow2"), Path("top.qcow2")).ok());
+  Write("top.qcow2", 0x22, "1M", "1M");
+  // Elsewhere, a copy of the base; the incremental names it relatively.
+  std::filesystem::create_directories(Path("full"));
+  std::filesystem::create_directories(Path("inc"));
+  ASSERT_TRUE(img_.Convert(Path("base.qcow2"), Path("full/d.qcow2"), std::chrono::minutes(1)).ok());
+
+  ASSERT_TRUE(img_.Convert(Path("top.qcow2"), Path("inc/d.qcow2"), std::chrono::minutes(1),
+                           "../full/d.qcow2")
+                  .ok());
+  EXPECT_EQ(*img_.OwnDataBytes(Path("inc/d.qcow2")), uint64_t{1} << 20) << "the top's 1M only";
+  EXPECT_TRUE(Same("inc/d.qcow2", "top.qcow2"));
+  // Moved together, the pair still reads the same: the base is named relatively.
+  std::filesystem::create_directories(Path("moved"));
+  std::filesystem::rename(Path("full"), Path("moved/full"));
+  std::filesystem::rename(Path("inc"), Path("moved/inc"));
+  EXPECT_TRUE(Same("moved/inc/d.qcow2", "top.qcow2"));
+}
+
 TEST_F(QemuImgTest, ChecksumFollowsTheBytesOfTheFile) {
   ASSERT_TRUE(img_.Create(Path("a.qcow2"), 1 << 20).ok());
   std::filesystem::copy_file(Path("a.qcow2"), Path("b.qcow2"));

@@ -5,6 +5,7 @@
 #include <sys/un.h>
 
 #include <cstring>
+#include <nlohmann/json.hpp>
 
 #include "base/return_codes.h"
 #include "base/unique_fd.h"
@@ -57,12 +58,32 @@ class BadRequestTest : public DaemonFixture {
   static cim::OutParam Instance(const std::string& name, const cim::ObjectPath& p) {
     return {name, "", cim::Value::Reference(p)};
   }
-  // The snapshot service's path, as the daemon names it.
-  cim::ObjectPath SnapshotService() {
-    auto r = cim::ParseResponse(
-        Intrinsic("EnumerateInstanceNames", {Class("ClassName", "Msvm_CollectionSnapshotService")})
-            .body);
+  // A service's path, as the daemon names it.
+  cim::ObjectPath Service(const std::string& cls = "Msvm_CollectionSnapshotService") {
+    auto r =
+        cim::ParseResponse(Intrinsic("EnumerateInstanceNames", {Class("ClassName", cls)}).body);
     return r.ok() && !r->paths.empty() ? r->paths[0] : cim::ObjectPath{};
+  }
+  cim::ObjectPath SnapshotService() { return Service(); }
+  // An embedded instance of `cls` with properties `props` (Prop), as
+  // parameter `param`.
+  static cim::OutParam Settings(const std::string& param, const std::string& cls,
+                                const std::string& props) {
+    return {param, "",
+            cim::Value::Scalar("<INSTANCE CLASSNAME=\"" + cls + "\">" + props + "</INSTANCE>")};
+  }
+  static std::string Prop(const std::string& name, const std::string& type, const std::string& v) {
+    return "<PROPERTY NAME=\"" + name + "\" TYPE=\"" + type + "\"><VALUE>" + v +
+           "</VALUE></PROPERTY>";
+  }
+  // A method's answer: the code, and the reason in Vmgroup_ErrorDescription.
+  std::pair<uint32_t, std::string> Refusal(const cim::ObjectPath& service,
+                                           const std::string& method,
+                                           const std::vector<cim::OutParam>& params) {
+    auto r = cim::ParseResponse(Extrinsic(service, method, params).body);
+    EXPECT_TRUE(r.ok() && !r->error);
+    const cim::Param* why = r.ok() ? r->Out("Vmgroup_ErrorDescription") : nullptr;
+    return std::make_pair(r.ok() ? r->return_value : 0u, why ? why->value.scalar : "");
   }
 };
 
@@ -147,21 +168,12 @@ TEST_F(BadRequestTest, ExportRefusalsCarryTheCodeAndTheReason) {
                                         "00000000-0000-0000-0000-000000000001",
                                         {}}}});
   auto settings = [](const std::string& cls, const std::string& props) {
-    return cim::OutParam{
-        "ExportSettingData", "",
-        cim::Value::Scalar("<INSTANCE CLASSNAME=\"" + cls + "\">" + props + "</INSTANCE>")};
+    return Settings("ExportSettingData", cls, props);
   };
-  auto prop = [](const std::string& name, const std::string& type, const std::string& v) {
-    return "<PROPERTY NAME=\"" + name + "\" TYPE=\"" + type + "\"><VALUE>" + v +
-           "</VALUE></PROPERTY>";
-  };
+  const auto prop = Prop;
   const cim::OutParam dir = {"ExportDirectory", "", cim::Value::Scalar("/tmp/vmg-never")};
-  // Each answer: the code, and the reason in Vmgroup_ErrorDescription.
   auto refusal = [&](const std::vector<cim::OutParam>& params) {
-    auto r = cim::ParseResponse(Extrinsic(service, "ExportSnapshot", params).body);
-    EXPECT_TRUE(r.ok() && !r->error);
-    const cim::Param* why = r.ok() ? r->Out("Vmgroup_ErrorDescription") : nullptr;
-    return std::make_pair(r.ok() ? r->return_value : 0u, why ? why->value.scalar : "");
+    return Refusal(service, "ExportSnapshot", params);
   };
   auto [code, why] = refusal({dir});
   EXPECT_EQ(code, kRcInvalidParameter);
@@ -185,6 +197,66 @@ TEST_F(BadRequestTest, ExportRefusalsCarryTheCodeAndTheReason) {
   EXPECT_NE(why.find("does not exist"), std::string::npos) << why;
   std::tie(code, why) = refusal({snapshot, dir});
   EXPECT_EQ(code, kRcInvalidParameter) << "no such snapshot";
+  EXPECT_FALSE(Env::Default()->FileExists("/tmp/vmg-never"));
+}
+
+TEST_F(BadRequestTest, ReferencePointRefusalsCarryTheCodeAndTheReason) {
+  NewVm("a");
+  Ok({"group", "create", "web"});
+  Ok({"group", "add", "web", "a"});
+  const std::string rp = Ok({"refpoint", "create", "web"}).substr(0, 36);
+  const cim::ObjectPath service = Service("Msvm_CollectionReferencePointService");
+  ASSERT_FALSE(service.keys.empty());
+  const cim::OutParam point = Instance(
+      "ReferencePointCollection", {"",
+                                   {},
+                                   "Msvm_ReferencePointCollection",
+                                   {{"CollectionID", cim::KeyBinding::Kind::kString, rp, {}}}});
+  const cim::OutParam dir = {"ExportDirectory", "", cim::Value::Scalar("/tmp/vmg-never")};
+  auto settings = [](const std::string& props) {
+    return Settings("ExportSettingData", "Msvm_CollectionReferencePointExportSettingData", props);
+  };
+
+  auto [code, why] = Refusal(service, "ExportReferencePoint",
+                             {point, dir,
+                              settings("<PROPERTY.ARRAY NAME=\"VirtualMachinesToDisksToExport\" "
+                                       "TYPE=\"string\"><VALUE.ARRAY><VALUE>x</VALUE></"
+                                       "VALUE.ARRAY></PROPERTY.ARRAY>")});
+  EXPECT_EQ(code, kRcNotSupported);
+  EXPECT_NE(why.find("every disk of every member"), std::string::npos) << why;
+  std::tie(code, why) =
+      Refusal(service, "ExportReferencePoint",
+              {point, dir, settings(Prop("BaseReferencePointCollection", "string", "nope"))});
+  EXPECT_EQ(code, kRcInvalidParameter);
+  EXPECT_NE(why.find("nope"), std::string::npos) << why;
+  std::tie(code, why) = Refusal(service, "ExportReferencePoint", {point, dir});
+  EXPECT_EQ(code, kRcFailed) << "created, not converted from an exported snapshot";
+  EXPECT_NE(why.find("export in full"), std::string::npos) << why;
+  std::tie(code, why) = Refusal(service, "ExportReferencePoint",
+                                {point, {"ExportDirectory", "", cim::Value::Scalar("relative")}});
+  EXPECT_EQ(code, kRcInvalidParameter);
+  EXPECT_NE(why.find("absolute"), std::string::npos) << why;
+
+  const cim::OutParam group = Instance(
+      "Collection",
+      {"",
+       {},
+       "Msvm_VirtualSystemCollection",
+       {{"CollectionID",
+         cim::KeyBinding::Kind::kString,
+         nlohmann::json::parse(Ok({"group", "show", "web", "--json"}))["id"].get<std::string>(),
+         {}}}});
+  std::tie(code, why) =
+      Refusal(service, "CreateReferencePoint",
+              {group, Settings("ReferencePointSettings", "Msvm_CollectionReferencePointSettingData",
+                               Prop("ConsistencyLevel", "uint8", "9"))});
+  EXPECT_EQ(code, kRcInvalidParameter);
+  EXPECT_NE(why.find("ConsistencyLevel"), std::string::npos) << why;
+  Ok({"vm", "stop", "a"});
+  std::tie(code, why) = Refusal(service, "CreateReferencePoint", {group});
+  EXPECT_EQ(code, kRcNotSupported);
+  EXPECT_NE(why.find("is off"), std::string::npos) << why;
+  EXPECT_EQ(nlohmann::json::parse(Ok({"refpoint", "list", "web", "--json"})).size(), 1u);
   EXPECT_FALSE(Env::Default()->FileExists("/tmp/vmg-never"));
 }
 

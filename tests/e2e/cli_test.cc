@@ -344,6 +344,13 @@ TEST_F(CliTest, BackupCycleThroughTheCli) {
   EXPECT_NE(Ok({"refpoint", "show", rp}).find("monday"), std::string::npos);
   EXPECT_TRUE(json::parse(Ok({"snapshot", "list", "web", "--json"})).empty())
       << "the snapshot became the reference point";
+  // What changed since the point, at a cut taken for the export alone.
+  CommandOutput since = Cli({"refpoint", "export", rp, dir_ / "bk/sunday"});
+  ASSERT_EQ(since.exit_code, 0) << since.err;
+  EXPECT_EQ(json::parse(*Env::Default()->ReadFile(
+                dir_ / "bk/sunday/manifest.json"))["base"]["reference_point_id"],
+            rp);
+  EXPECT_TRUE(json::parse(Ok({"snapshot", "list", "web", "--json"})).empty());
 
   const std::string tuesday = recovery("tuesday"), inc = dir_ / "bk/tuesday";
   CommandOutput exported = Cli({"snapshot", "export", tuesday, inc, "--base", rp});
@@ -353,6 +360,17 @@ TEST_F(CliTest, BackupCycleThroughTheCli) {
   EXPECT_EQ(manifest["base"]["directory"], "../monday");
   CommandOutput restored = Cli({"restore", inc, "--as-new"});
   EXPECT_EQ(restored.exit_code, 0) << restored.err;
+  CommandOutput stale = Cli({"refpoint", "export", rp, dir_ / "bk/stale"});
+  EXPECT_EQ(stale.exit_code, 1);
+  EXPECT_NE(stale.err.find("a snapshot came after it"), std::string::npos) << stale.err;
+
+  // A snapshot as the base: the one right before, exported.
+  const std::string wednesday = recovery("wednesday");
+  Ok({"snapshot", "export", wednesday, dir_ / "bk/wednesday", "--base", tuesday});
+  json on_snapshot = json::parse(*Env::Default()->ReadFile(dir_ / "bk/wednesday/manifest.json"));
+  EXPECT_EQ(on_snapshot["base"]["snapshot_id"], tuesday);
+  EXPECT_EQ(on_snapshot["base"]["reference_point_id"], "");
+  EXPECT_EQ(Cli({"restore", dir_ / "bk/wednesday", "--as-new"}).exit_code, 0);
 
   // Refusals say why: a disk-only snapshot never becomes a reference point;
   // a deleted reference point is no base.
@@ -363,9 +381,17 @@ TEST_F(CliTest, BackupCycleThroughTheCli) {
   EXPECT_NE(wrong.err.find("not a recovery snapshot"), std::string::npos) << wrong.err;
   Ok({"refpoint", "delete", rp});
   EXPECT_TRUE(json::parse(Ok({"refpoint", "list", "web", "--json"})).empty());
+  CommandOutput created = Cli({"refpoint", "create", "web", "--name", "tracking"});
+  ASSERT_EQ(created.exit_code, 0) << created.err;
+  json rps_now = json::parse(Ok({"refpoint", "list", "web", "--json"}));
+  ASSERT_EQ(rps_now.size(), 1u);
+  EXPECT_EQ(rps_now[0]["name"], "tracking");
+  EXPECT_EQ(created.out.substr(0, 36), rps_now[0]["id"]);
+  Ok({"refpoint", "delete", "tracking"});
   CommandOutput gone = Cli({"snapshot", "export", tuesday, dir_ / "bk/again", "--base", rp});
   EXPECT_EQ(gone.exit_code, 1);
-  EXPECT_NE(gone.err.find("no reference point"), std::string::npos) << gone.err;
+  EXPECT_NE(gone.err.find("neither a reference point nor a group snapshot"), std::string::npos)
+      << gone.err;
 }
 
 TEST_F(CliTest, FailuresSayWhyAndExitNonZero) {

@@ -184,6 +184,52 @@ TEST_F(WbemcliTest, CreateSnapshotReturnsAJobThatCompletesWithTheSnapshot) {
   EXPECT_EQ(cls.exit_code, 0) << cls.err;
 }
 
+TEST_F(WbemcliTest, CreateReferencePointAndTheAssociationsThatPlaceIt) {
+  const std::string vm = NewVm("a");
+  NewVm("b");
+  Ok({"group", "create", "web"});
+  Ok({"group", "add", "web", "a", "b"});
+  const std::string group = json_id(Ok({"group", "show", "web", "--json"}));
+  const std::string service = FirstPath("Msvm_CollectionReferencePointService");
+  ASSERT_FALSE(service.empty());
+  const std::string collection =
+      "Collection=Msvm_VirtualSystemCollection.CollectionID=\"" + group + "\"";
+
+  CommandOutput log =
+      Wbem("cm", service, {"CreateReferencePoint.ReferencePointType=1," + collection});
+  EXPECT_NE(log.out.find("CreateReferencePoint: 1"), std::string::npos) << log.out;
+  EXPECT_NE(log.out.find("log-based"), std::string::npos) << log.out;
+
+  CommandOutput created =
+      Wbem("cm", service, {"CreateReferencePoint.ReferencePointType=2," + collection});
+  ASSERT_EQ(created.exit_code, 0) << created.err;
+  EXPECT_NE(created.out.find("CreateReferencePoint: 4096"), std::string::npos) << created.out;
+  const std::string rp = Field(created.out, "CollectionID");
+  ASSERT_EQ(rp.size(), 36u) << created.out;
+  Ok({"job", "wait", Field(created.out, "InstanceID")});
+
+  CommandOutput of_group = Wbem("ai", "Msvm_VirtualSystemCollection.CollectionID=\"" + group + "\"",
+                                {}, {"-ac", "Msvm_ReferencePointOfVirtualSystemCollection"});
+  ASSERT_EQ(of_group.exit_code, 0) << of_group.err;
+  EXPECT_NE(of_group.out.find("CollectionID=\"" + rp + "\""), std::string::npos) << of_group.out;
+  EXPECT_NE(of_group.out.find("ReferencePointType=2"), std::string::npos) << of_group.out;
+
+  const std::string rp_path = "Msvm_ReferencePointCollection.CollectionID=\"" + rp +
+                              "\",VirtualSystemCollectionId=\"" + group + "\"";
+  CommandOutput members = Wbem("ai", rp_path, {}, {"-ac", "Msvm_CollectedReferencePoints"});
+  ASSERT_EQ(members.exit_code, 0) << members.err;
+  EXPECT_NE(members.out.find("VirtualSystemIdentifier=\"" + vm + "\""), std::string::npos)
+      << members.out;
+  CommandOutput of_vm = Wbem(
+      "ai", "Msvm_ComputerSystem.CreationClassName=\"Msvm_ComputerSystem\",Name=\"" + vm + "\"", {},
+      {"-ac", "Msvm_ReferencePointOfVirtualSystem"});
+  ASSERT_EQ(of_vm.exit_code, 0) << of_vm.err;
+  EXPECT_NE(of_vm.out.find("Vmgroup_ReferencePointCollectionID=\"" + rp + "\""), std::string::npos)
+      << of_vm.out;
+  EXPECT_TRUE(nlohmann::json::parse(Ok({"snapshot", "list", "web", "--json"})).empty())
+      << "the cut it was made from is gone";
+}
+
 TEST_F(WbemcliTest, TcpListenersWithoutLoopbackWaiverAskForCredentials) {
   StopDaemon();
   StartDaemon({}, "http://127.0.0.1:0");  // no --insecure-loopback: PAM decides

@@ -6,10 +6,13 @@
 // was tampered with outside vmgroup: the incremental export refuses, saying
 // to take a full one.
 #include <filesystem>
+#include <tuple>
 
+#include "base/ids.h"
 #include "engine/export_manifest.h"
 #include "engine/snapshot_plan.h"
 #include "guest_fixture.h"
+#include "testing/guest_io.h"
 
 namespace vmgroup::integration {
 namespace {
@@ -40,7 +43,16 @@ class BackupCycleTest : public GuestFixture {
     EXPECT_TRUE(s.ok()) << s.status().ToString();
     return s.ok() ? *s : catalog::SnapshotRecord{};
   }
-  uint64_t OwnData(const std::string& image) { return *img_.OwnDataBytes(image); }
+  // Each member's disk as it was at snapshot `s`, kept aside to compare with.
+  std::vector<std::string> CopiesAt(const catalog::SnapshotRecord& s) {
+    std::vector<std::string> out;
+    for (const auto& m : s.members) {
+      out.push_back(dir_ / ("at-" + s.tag + "-" + m.vm_id + ".qcow2"));
+      EXPECT_TRUE(
+          img_.Convert(m.disks.at(0).frozen_image, out.back(), std::chrono::minutes(1)).ok());
+    }
+    return out;
+  }
 };
 
 TEST_F(BackupCycleTest, FullAndIncrementalRestoreEveryDiskAsAtTheSecondCut) {
@@ -59,13 +71,7 @@ TEST_F(BackupCycleTest, FullAndIncrementalRestoreEveryDiskAsAtTheSecondCut) {
 
   WaitForWrites(g.vm_ids, AcknowledgedAll(g.vm_ids), 50);  // the guests write on
   const auto s2 = Recovery(g);
-  // The disks as they were at the second cut, kept aside to compare with.
-  std::vector<std::string> at_cut;
-  for (int i = 0; i < kGuests; ++i) {
-    at_cut.push_back(dir_ / ("cut2-" + std::to_string(i) + ".qcow2"));
-    ASSERT_TRUE(
-        img_.Convert(s2.members[i].disks[0].frozen_image, at_cut[i], std::chrono::minutes(1)).ok());
-  }
+  const std::vector<std::string> at_cut = CopiesAt(s2);
 
   auto m = snaps.Export({.snapshot_id = s2.id, .directory = inc, .base = rp1->id});
   ASSERT_TRUE(m.ok()) << m.status().ToString();
@@ -128,6 +134,164 @@ TEST_F(BackupCycleTest, TrackingChangedOutsideVmgroupRefusesTheIncrementalNotThe
   EXPECT_FALSE(fs::exists(dir_ / "inc")) << "nothing of the refused export stays";
   // A full export of the same snapshot is what the message asks for, and works.
   EXPECT_TRUE(snaps.Export({.snapshot_id = s2.id, .directory = dir_ / "full2"}).ok());
+}
+
+TEST_F(BackupCycleTest, ASnapshotAsBaseExportsWhatCameAfterIt) {
+  auto g = WritingGroup();
+  ASSERT_EQ(g.vm_ids.size(), size_t{kGuests});
+  auto& snaps = engine_->snapshots();
+  const auto s1 = Recovery(g);
+  const std::string full = dir_ / "backups/full", inc = dir_ / "backups/inc";
+  ASSERT_TRUE(snaps.Export({.snapshot_id = s1.id, .directory = full}).ok());
+  WaitForWrites(g.vm_ids, AcknowledgedAll(g.vm_ids), 50);
+  const auto s2 = Recovery(g);
+  const std::vector<std::string> at_cut = CopiesAt(s2);
+  const auto s3 = Recovery(g);
+  // A member that is off: the layer is read from its image file, not its QEMU.
+  ASSERT_TRUE(engine_->vms().Stop(g.vm_ids[0]).ok());
+
+  auto m = snaps.Export({.snapshot_id = s2.id, .directory = inc, .base = s1.id});
+  ASSERT_TRUE(m.ok()) << m.status().ToString();
+  EXPECT_EQ(m->base.reference_point_id, "");
+  EXPECT_EQ(m->base.snapshot_id, s1.id);
+  for (const auto& vm : m->vms) {
+    const auto& d = vm.disks.at(0);
+    EXPECT_EQ(d.base_file, "../full/" + vm.id + "/disk0.qcow2");
+    EXPECT_GT(OwnData(inc + "/" + d.file), 0u);
+    EXPECT_LT(OwnData(inc + "/" + d.file), uint64_t{1} << 20) << "only what came after s1";
+  }
+  // Two snapshots apart, the layer between would be missing: refused.
+  Status skipped =
+      snaps.Export({.snapshot_id = s3.id, .directory = dir_ / "skip", .base = s1.id}).status();
+  EXPECT_EQ(skipped.code(), Code::kFailed);
+  EXPECT_NE(skipped.message().find("not the one right before"), std::string::npos)
+      << skipped.message();
+  EXPECT_NE(skipped.message().find("export in full"), std::string::npos) << skipped.message();
+  EXPECT_FALSE(fs::exists(dir_ / "skip"));
+
+  auto r = engine_->restorer().Restore({.directory = inc, .as_new = true});
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  for (int i = 0; i < kGuests; ++i) {
+    EXPECT_TRUE(SameContent(Vm(r->vm_ids[i]).disks[0], at_cut[i])) << "restored disk " << i;
+  }
+}
+
+// Firmware VMs (no guest writes of their own) whose disks the test changes
+// through a second monitor: what each export must hold is known exactly.
+class ReferencePointExportTest : public GroupFixture {
+ protected:
+  void SetUp() override {
+    GroupFixture::SetUp();
+    auto g = testing::MakeTinyGroup(*engine_, dir_ / "images", "rp", 2,
+                                    {.disks = 1, .disk_bytes = 8 << 20, .guest_monitor = true});
+    ASSERT_TRUE(g.ok()) << g.status().ToString();
+    g_ = *g;
+    Write(0x11, 0, 4 << 20);
+  }
+  // Writes `pattern` into every member's disk, as the guests would.
+  void Write(int pattern, uint64_t at, uint64_t length) {
+    for (size_t i = 0; i < g_.vm_ids.size(); ++i) {
+      Status s = testing::WriteAsGuest(
+          testing::GuestMonitorPath(dir_ / "images", "rp" + std::to_string(i)), 0, pattern, at,
+          length);
+      ASSERT_TRUE(s.ok()) << s.ToString();
+    }
+  }
+  // A fresh image of the disks' size with `writes` (pattern, at, length).
+  std::string Expected(const std::string& name,
+                       const std::vector<std::tuple<int, uint64_t, uint64_t>>& writes) {
+    const std::string path = dir_ / (name + ".qcow2");
+    EXPECT_TRUE(img_.Create(path, 8 << 20).ok());
+    for (const auto& [pattern, at, length] : writes) {
+      auto r = Env::Default()->Run({"qemu-io", "-c",
+                                    "write -P " + std::to_string(pattern) + " " +
+                                        std::to_string(at) + " " + std::to_string(length),
+                                    path});
+      EXPECT_TRUE(r.ok() && r->exit_code == 0);
+    }
+    return path;
+  }
+  // Restores the export chain ending in `dir` as new VMs and checks each
+  // disk reads as `expected`.
+  void ExpectRestoresAs(const std::string& dir, const std::string& expected) {
+    auto r = engine_->restorer().Restore({.directory = dir, .as_new = true});
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    for (const auto& id : r->vm_ids) {
+      EXPECT_TRUE(SameContent(Vm(id).disks[0], expected)) << dir;
+    }
+  }
+  size_t SnapshotsLeft() { return engine_->catalog().ListSnapshots(g_.collection_id)->size(); }
+
+  testing::TinyGroup g_;
+};
+
+TEST_F(ReferencePointExportTest, ExportsWhatChangedSinceThePointAndKeepsItWhole) {
+  auto& snaps = engine_->snapshots();
+  auto s1 = snaps.Create({.collection_id = g_.collection_id, .type = engine::kSnapshotRecovery});
+  ASSERT_TRUE(s1.ok()) << s1.status().ToString();
+  const std::string full = dir_ / "bk/full";
+  ASSERT_TRUE(snaps.Export({.snapshot_id = s1->id, .directory = full}).ok());
+  auto rp = snaps.ConvertToReferencePoint(s1->id);
+  ASSERT_TRUE(rp.ok()) << rp.status().ToString();
+
+  Write(0x22, 1 << 20, 1 << 20);
+  auto m = snaps.ExportReferencePoint(rp->id, {.directory = dir_ / "bk/mon"});
+  ASSERT_TRUE(m.ok()) << m.status().ToString();
+  EXPECT_EQ(m->base.reference_point_id, rp->id);
+  EXPECT_EQ(m->base.snapshot_id, s1->id);
+  for (const auto& vm : m->vms) {
+    EXPECT_EQ(OwnData(dir_ / ("bk/mon/" + vm.disks.at(0).file)), uint64_t{1} << 20)
+        << "exactly the megabyte written since the point";
+  }
+  EXPECT_EQ(SnapshotsLeft(), 0u) << "the cut taken for the export is gone again";
+  for (const auto& id : g_.vm_ids) EXPECT_EQ(LiveState(id), hypervisor::RunState::kRunning);
+
+  Write(0x33, 2 << 20, 1 << 20);  // after that export: only in the next
+  ExpectRestoresAs(dir_ / "bk/mon",
+                   Expected("monday", {{0x11, 0, 4 << 20}, {0x22, 1 << 20, 1 << 20}}));
+  // The point still tracks everything since its cut: a second export is the
+  // longer differential, on the same full export.
+  auto tue = snaps.ExportReferencePoint(rp->id, {.directory = dir_ / "bk/tue"});
+  ASSERT_TRUE(tue.ok()) << tue.status().ToString();
+  EXPECT_EQ(tue->base.directory, "../full");
+  ExpectRestoresAs(dir_ / "bk/tue", Expected("tuesday", {{0x11, 0, 4 << 20},
+                                                         {0x22, 1 << 20, 1 << 20},
+                                                         {0x33, 2 << 20, 1 << 20}}));
+  for (const auto& id : g_.vm_ids) ExpectCatalogMatchesDisk(id);
+}
+
+TEST_F(ReferencePointExportTest, APointThatCannotServeIsRefusedBeforeAnyCut) {
+  auto& snaps = engine_->snapshots();
+  // Created, not converted from an exported snapshot: no data to build on.
+  auto created = snaps.CreateReferencePoint(g_.collection_id, "tracking");
+  ASSERT_TRUE(created.ok()) << created.status().ToString();
+  EXPECT_EQ(created->name, "tracking");
+  EXPECT_EQ(created->members.size(), g_.vm_ids.size());
+  for (const auto& m : created->members) EXPECT_EQ(m.images, Vm(m.vm_id).disks);
+  EXPECT_EQ(SnapshotsLeft(), 0u) << "its cut was converted at once";
+
+  Status none = snaps.ExportReferencePoint(created->id, {.directory = dir_ / "x"}).status();
+  EXPECT_EQ(none.code(), Code::kFailed);
+  EXPECT_NE(none.message().find("never exported"), std::string::npos) << none.message();
+  EXPECT_EQ(SnapshotsLeft(), 0u);
+
+  auto later = snaps.Create({.collection_id = g_.collection_id, .type = engine::kSnapshotRecovery});
+  ASSERT_TRUE(later.ok());
+  Status stale = snaps.ExportReferencePoint(created->id, {.directory = dir_ / "x"}).status();
+  EXPECT_EQ(stale.code(), Code::kFailed);
+  EXPECT_NE(stale.message().find("a snapshot came after it"), std::string::npos) << stale.message();
+  EXPECT_EQ(SnapshotsLeft(), 1u) << "refused before any cut";
+  EXPECT_EQ(snaps.ExportReferencePoint(NewGuid(), {.directory = dir_ / "x"}).status().code(),
+            Code::kNotFound);
+  EXPECT_EQ(snaps.ExportReferencePoint(created->id, {.directory = "rel"}).status().code(),
+            Code::kInvalidArgument);
+  EXPECT_FALSE(fs::exists(dir_ / "x"));
+
+  // A member that is off cannot track changes: nothing is made.
+  ASSERT_TRUE(engine_->vms().Stop(g_.vm_ids[1]).ok());
+  EXPECT_EQ(snaps.CreateReferencePoint(g_.collection_id, "").status().code(), Code::kNotSupported);
+  EXPECT_EQ(engine_->catalog().ListReferencePoints(g_.collection_id)->size(), 1u);
+  EXPECT_EQ(SnapshotsLeft(), 1u);
 }
 
 }  // namespace

@@ -123,6 +123,9 @@ class GroupFixture : public ::testing::Test {
            r->out.find("Pattern verification failed") == std::string::npos;
   }
 
+  // The guest data `image` holds itself, not through its backing chain.
+  uint64_t OwnData(const std::string& image) { return *img_.OwnDataBytes(image); }
+
   // qemu-img compare: the same guest-visible content.
   bool SameContent(const std::string& a, const std::string& b) {
     auto r = Env::Default()->Run({"qemu-img", "compare", "-U", a, b});

@@ -208,7 +208,12 @@ TEST_F(SnapshotExportTest, BadRequestsAreRefusedAndChangeNothing) {
   EXPECT_EQ(snaps.Export({.snapshot_id = snap_id, .directory = dir_ / "x", .base = snap_id})
                 .status()
                 .code(),
-            Code::kNotSupported);
+            Code::kInvalidArgument)
+      << "a snapshot is not its own base";
+  EXPECT_EQ(snaps.Export({.snapshot_id = snap_id, .directory = dir_ / "x", .base = NewGuid()})
+                .status()
+                .code(),
+            Code::kInvalidArgument);
   EXPECT_EQ(snaps.ValidateExport({.snapshot_id = snap_id, .directory = used}).code(),
             Code::kAlreadyExists);
   EXPECT_TRUE(snaps.ValidateExport({.snapshot_id = snap_id, .directory = dir_ / "x"}).ok());
