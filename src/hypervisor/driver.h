@@ -132,6 +132,19 @@ class Vm {
   // longer trusts it (it was left unsaved by a hypervisor that died).
   virtual Status CopyMarked(int disk, const std::string& image, const std::string& name,
                             const std::string& target, Deadline deadline) = 0;
+  // The guest's filesystems, through the agent running in it (QEMU's guest
+  // agent on the VM's agent channel). FreezeFilesystems flushes and freezes
+  // every filesystem the guest has mounted and returns how many: writes in
+  // the guest then wait until ThawFilesystems, which returns how many it
+  // thawed (0 when none was frozen). Unavailable at once (within seconds)
+  // when no agent answers: none installed or running, or the VM not
+  // running. A freeze that misses `deadline` is Timeout and thaws again by
+  // itself. Failed with the agent's reason otherwise.
+  virtual Result<int> FreezeFilesystems(Deadline deadline) = 0;
+  virtual Result<int> ThawFilesystems(Deadline deadline) = 0;
+  // True while the guest's filesystems are frozen.
+  virtual Result<bool> FilesystemsFrozen(Deadline deadline) = 0;
+
   // Asks the hypervisor to exit and waits for it; kills it if it will not.
   virtual Status PowerOff() = 0;
 };

@@ -9,6 +9,11 @@
 #                count goes on from where it was, after a reboot from 1.
 #   fill=N       first fills N MiB of RAM with random bytes (a file in the RAM-backed root),
 #                then prints FILL-DONE: guests whose memory is in use.
+#   agent=1      runs qemu-ga on the org.qemu.guest_agent.0 port, then prints AGENT-READY.
+#   writer=fs    mounts /dev/vda (an ext4 filesystem the host made) on /mnt and
+#                keeps creating, writing and renaming files there, never
+#                syncing, printing "wrote n" every 50 files: a filesystem
+#                whose journal is always busy.
 /bin/busybox --install -s /bin
 mount -t proc proc /proc
 mount -t sysfs sys /sys
@@ -23,6 +28,29 @@ for arg in $(cat /proc/cmdline); do
   esac
 done
 case " $(cat /proc/cmdline) " in
+  *" agent=1 "*)
+    for port in /sys/class/virtio-ports/*; do
+      if [ "$(cat "$port/name" 2>/dev/null)" = org.qemu.guest_agent.0 ]; then
+        qemu-ga -m virtio-serial -p "/dev/${port##*/}" -t /tmp -f /tmp/qemu-ga.pid -d
+        while [ ! -s /tmp/qemu-ga.pid ]; do sleep 0.1; done
+        echo AGENT-READY
+      fi
+    done
+    ;;
+esac
+case " $(cat /proc/cmdline) " in
+  *" writer=fs "*)
+    mount -t ext4 /dev/vda /mnt || echo "MOUNT-FAILED"
+    mkdir -p /mnt/w
+    n=0
+    while true; do
+      n=$((n + 1))
+      echo "record $n $(date)" > /mnt/w/new.$n
+      mv /mnt/w/new.$n /mnt/w/file.$n
+      [ $n -gt 200 ] && rm -f /mnt/w/file.$((n - 200))
+      [ $((n % 50)) = 0 ] && echo "wrote $n"
+    done
+    ;;
   *" writer=raw "*)
     n=0
     while true; do

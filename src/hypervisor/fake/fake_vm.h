@@ -7,6 +7,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "hypervisor/driver.h"
@@ -100,6 +101,19 @@ class FakeVm final : public Vm {
                     Deadline) override {
     return Do("copy", [] {});
   }
+  Result<int> FreezeFilesystems(Deadline) override {
+    VMG_RETURN_IF_ERROR(Do("freeze", [&] { frozen_ = true; }));
+    return 1;
+  }
+  Result<int> ThawFilesystems(Deadline) override {
+    int thawed = 0;
+    VMG_RETURN_IF_ERROR(Do("thaw", [&] { thawed = std::exchange(frozen_, false) ? 1 : 0; }));
+    return thawed;
+  }
+  Result<bool> FilesystemsFrozen(Deadline) override {
+    std::lock_guard l(mu_);
+    return frozen_;
+  }
   Status PowerOff() override {
     return Do("poweroff", [&] { state_ = RunState::kShutoff; });
   }
@@ -133,6 +147,7 @@ class FakeVm final : public Vm {
   std::vector<std::string> calls_;
   Status sent_status_;
   bool sent_paused_ = false;
+  bool frozen_ = false;  // the guest's filesystems, as the agent would say
 };
 
 }  // namespace vmgroup::hypervisor::fake

@@ -5,6 +5,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "hypervisor/qemu/guest_agent.h"
 #include "hypervisor/qemu/qemu_vm.h"
 
 namespace vmgroup::hypervisor::qemu {
@@ -90,6 +91,8 @@ std::vector<std::string> QemuDriver::CommandLine(const VmSpec& spec) const {
   if (!spec.append.empty()) argv.insert(argv.end(), {"-append", spec.append});
   argv.insert(argv.end(), {"-serial", "file:" + Escape(SerialPath(spec)), "-qmp",
                            "unix:" + Escape(MonitorPath(spec)) + ",server=on,wait=off"});
+  const auto agent = GuestAgent::ChannelArgs(Escape(GuestAgent::SocketPath(spec.run_dir)));
+  argv.insert(argv.end(), agent.begin(), agent.end());
   argv.insert(argv.end(), spec.extra_args.begin(), spec.extra_args.end());
   if (!spec.incoming.empty()) argv.insert(argv.end(), {"-incoming", "defer"});
   return argv;

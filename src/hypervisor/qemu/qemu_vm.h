@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "hypervisor/driver.h"
+#include "hypervisor/qemu/guest_agent.h"
 #include "hypervisor/qemu/qmp_client.h"
 #include "hypervisor/qemu/qmp_commands.h"
 
@@ -40,6 +41,9 @@ class QemuVm final : public Vm {
                       Deadline deadline) override;
   Status CopyMarked(int disk, const std::string& image, const std::string& name,
                     const std::string& target, Deadline deadline) override;
+  Result<int> FreezeFilesystems(Deadline deadline) override;
+  Result<int> ThawFilesystems(Deadline deadline) override;
+  Result<bool> FilesystemsFrozen(Deadline deadline) override;
   Status PowerOff() override;
 
   // Reads the active node of every disk into active_nodes_.
@@ -61,10 +65,16 @@ class QemuVm final : public Vm {
   Result<std::vector<Json>> SwitchActions(const std::vector<Overlay>& overlays,
                                           const std::string& bitmap);
 
+  // The guest agent, connected for one call: a freeze must not hold mu_
+  // (QMP goes on), and the channel stays free for the thaw guard. Calls are
+  // serialised by agent_mu_.
+  Result<std::unique_ptr<GuestAgent>> Agent(Deadline deadline);
+
   Env* env_;
   const VmSpec spec_;
   const int pid_;
   std::mutex mu_;
+  std::mutex agent_mu_;
   std::unique_ptr<QmpClient> qmp_;         // guarded by mu_
   std::vector<std::string> active_nodes_;  // guarded by mu_; refreshed outside pauses
   std::string state_path_;                 // guarded by mu_; set by PrepareStateSave

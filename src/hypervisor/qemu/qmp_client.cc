@@ -58,6 +58,11 @@ Result<std::unique_ptr<QmpClient>> QmpClient::Connect(const std::string& socket_
   }
 }
 
+Result<std::unique_ptr<QmpClient>> QmpClient::ConnectAgent(const std::string& socket_path) {
+  VMG_ASSIGN_OR_RETURN(UniqueFd fd, ConnectOnce(socket_path));
+  return std::unique_ptr<QmpClient>(new QmpClient(std::move(fd)));
+}
+
 Status QmpClient::WriteAll(const std::string& data, Deadline deadline) {
   Status s = vmgroup::WriteAll(fd_.get(), data, deadline);
   if (s.code() == Code::kUnavailable) {
@@ -72,6 +77,9 @@ Result<Json> QmpClient::ReadMessage(Deadline deadline) {
     if (auto nl = buffer_.find('\n'); nl != std::string::npos) {
       std::string line = buffer_.substr(0, nl);
       buffer_.erase(0, nl + 1);
+      // A guest agent puts 0xFF before its answer to guest-sync-delimited;
+      // what came before it is stale.
+      if (auto ff = line.rfind('\xff'); ff != std::string::npos) line.erase(0, ff + 1);
       if (line.find_first_not_of(" \r\t") == std::string::npos) continue;
       Json msg = Json::parse(line, nullptr, /*allow_exceptions=*/false);
       if (msg.is_discarded() || !msg.is_object()) {

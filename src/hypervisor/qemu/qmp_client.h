@@ -30,6 +30,9 @@ class QmpClient {
   // created or opened it, until `deadline`. Unavailable if it never answers.
   static Result<std::unique_ptr<QmpClient>> Connect(const std::string& socket_path,
                                                     Deadline deadline);
+  // Connects to a QEMU guest agent's channel: the same JSON lines, but no
+  // greeting and no capabilities. Unavailable when nothing listens there.
+  static Result<std::unique_ptr<QmpClient>> ConnectAgent(const std::string& socket_path);
 
   // Runs `command` and returns its "return" value. A QMP error reply becomes
   // Failed with QEMU's description; Timeout past `deadline`; Unavailable when
@@ -55,6 +58,9 @@ class QmpClient {
 
   // The greeting QEMU sent ({"QMP": {"version": ...}}).
   const Json& greeting() const { return greeting_; }
+
+  // Writes `bytes` as they are (the guest agent's 0xFF resynchronisation).
+  Status WriteRaw(const std::string& bytes, Deadline deadline) { return WriteAll(bytes, deadline); }
 
  private:
   explicit QmpClient(UniqueFd fd) : fd_(std::move(fd)) {}
