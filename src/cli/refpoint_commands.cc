@@ -1,6 +1,7 @@
 // vmgroup refpoint create | list | show | export | delete
 #include <filesystem>
 #include <iostream>
+#include <optional>
 
 #include "cli/commands.h"
 #include "cli/output.h"
@@ -48,12 +49,17 @@ int RunRefPoint(Context& ctx, const std::vector<std::string>& words) {
     if (!rp.ok()) return ReportError(rp.status());
     // The daemon writes the export: a relative DIR means one here.
     const std::string dir = std::filesystem::absolute(pos[1]).lexically_normal().string();
-    const std::string since = c->Get("base").empty() ? rp->id : c->Get("base");
-    int rc = Settle(ctx, ctx.api->ExportRefPoint(*rp, dir, c->Get("base")),
+    std::optional<RefPointInfo> base;
+    if (!c->Get("base").empty()) {
+      auto b = ctx.api->GetRefPoint(c->Get("base"));
+      if (!b.ok()) return ReportError(b.status());
+      base = *b;
+    }
+    int rc = Settle(ctx, ctx.api->ExportRefPoint(*rp, dir, base ? base->id : ""),
                     "exporting reference point " + rp->name, wait);
     if (rc == kExitOk && wait) {
-      std::cerr << "exported what changed since reference point " << since << " to " << dir
-                << " (manifest.json lists its files)\n";
+      std::cerr << "exported what changed since reference point " << (base ? base->name : rp->name)
+                << " to " << dir << " (manifest.json lists its files)\n";
     }
     return rc;
   }

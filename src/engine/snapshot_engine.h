@@ -191,14 +191,15 @@ class SnapshotEngine {
   //
   // Errors, nothing changed: NotFound; InvalidState for a snapshot still
   // being taken or destroyed; InvalidArgument for a directory that is not
-  // absolute or not a directory, or a base that is no reference point of
-  // the group; AlreadyExists for a directory that is not empty;
+  // absolute or not a directory, or a base that is neither a reference
+  // point nor a snapshot of the group; AlreadyExists for a directory that
+  // is not empty;
   // NotSupported for an export on a reference point of a VM that is off;
   // Failed when the base cannot serve (its export is gone, another snapshot
   // came between, its change tracking was lost): the message says to
-  // export in full. Busy when a member is in another snapshot operation (the export
-  // holds the members until it ends, so the snapshot's images cannot change
-  // under it). A failure while writing (no space, not writable) removes
+  // export in full. Busy when a member is in another snapshot operation
+  // (the export holds the members until it ends, so the snapshot's images
+  // cannot change under it). A failure while writing (no space, not writable) removes
   // what the export had written.
   Result<ExportManifest> Export(const ExportRequest& request);
   // Export's checks alone.

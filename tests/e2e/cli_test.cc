@@ -351,6 +351,9 @@ TEST_F(CliTest, BackupCycleThroughTheCli) {
                 dir_ / "bk/sunday/manifest.json"))["base"]["reference_point_id"],
             rp);
   EXPECT_TRUE(json::parse(Ok({"snapshot", "list", "web", "--json"})).empty());
+  CommandOutput named = Cli({"refpoint", "export", rp, dir_ / "bk/sunday2", "--base", "monday"});
+  ASSERT_EQ(named.exit_code, 0) << named.err;
+  EXPECT_NE(named.err.find("since reference point monday"), std::string::npos) << named.err;
 
   const std::string tuesday = recovery("tuesday"), inc = dir_ / "bk/tuesday";
   CommandOutput exported = Cli({"snapshot", "export", tuesday, inc, "--base", rp});
