@@ -149,9 +149,24 @@ class Vm {
   virtual Status PowerOff() = 0;
 };
 
+// Thaws guests' filesystems unless told otherwise in time: whoever freezes
+// guests arms one first, so that a guest never stays frozen because its
+// caller stalled or died. It lives in a process of its own; Disarm (or
+// destroying it) ends it without a thaw.
+class ThawGuard {
+ public:
+  virtual ~ThawGuard() = default;
+  virtual void Disarm() = 0;
+};
+
 class Driver {
  public:
   virtual ~Driver() = default;
+
+  // Arms a guard that thaws the filesystems of every VM in `vms` through
+  // its agent once `within` has passed, or at once if this process dies.
+  virtual Result<std::unique_ptr<ThawGuard>> GuardThaw(const std::vector<VmSpec>& vms,
+                                                       Duration within) = 0;
 
   // Starts a VM (running). Unavailable when the hypervisor will not start;
   // the message carries what it printed.

@@ -9,7 +9,10 @@
 //       (exit 3 if it never does);
 //   crash_helper STATE apply SNAPSHOT POINT
 //   crash_helper STATE destroy SNAPSHOT POINT
-//       the same for applying or destroying SNAPSHOT.
+//       the same for applying or destroying SNAPSHOT;
+//   crash_helper guard AGENT_SOCKET
+//       arms a one-minute thaw guard for that guest agent, then ends itself
+//       with SIGKILL, as a daemon that dies with guests frozen.
 #include <signal.h>
 
 #include <cstdio>
@@ -17,6 +20,7 @@
 #include <string>
 
 #include "engine/engine.h"
+#include "hypervisor/qemu/thaw_guard.h"
 #include "testing/tiny_vms.h"
 
 namespace {
@@ -43,6 +47,11 @@ int Fail(const Status& s) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  if (argc == 3 && std::string(argv[1]) == "guard") {
+    auto guard = hypervisor::qemu::StartThawGuard({argv[2]}, std::chrono::minutes(1));
+    if (!guard.ok()) return Fail(guard.status());
+    ::raise(SIGKILL);
+  }
   if (argc >= 5 && std::string(argv[3]) == "setup") {
     auto e = engine::Engine::Open({.state_dir = argv[1], .qemu = {.accel = testing::kTestAccel}});
     if (!e.ok()) return Fail(e.status());

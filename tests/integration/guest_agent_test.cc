@@ -3,6 +3,8 @@
 // writes until the thaw, and the image taken while frozen is clean (taken
 // unfrozen, its journal needs replay); a guest without an agent is told
 // apart within seconds.
+#include "hypervisor/qemu/guest_agent.h"
+
 #include <filesystem>
 #include <thread>
 
@@ -62,14 +64,26 @@ class GuestAgentTest : public GuestFixture {
     return c;
   }
   static Deadline Soon() { return Clock::now() + std::chrono::seconds(30); }
+  // An ext4 guest with its agent, writing files; its live VM (null on failure).
+  std::shared_ptr<hypervisor::Vm> AgentGuest(const std::string& name, std::string* id) {
+    *id = Ext4Guest(name, "agent=1 writer=fs");
+    if (id->empty()) return nullptr;
+    WaitForSerial(*id, "AGENT-READY");
+    WaitForWrites({*id}, {0}, 50);
+    return engine_->vms().Live(*id);
+  }
+  // Waits until the guest's filesystems are thawed, by whoever thaws them.
+  void WaitThawed(hypervisor::Vm& vm, Clock::time_point since) {
+    while (*vm.FilesystemsFrozen(Soon())) {
+      ASSERT_LT(Clock::now() - since, std::chrono::seconds(10)) << "nobody thawed the guest";
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    }
+  }
 };
 
 TEST_F(GuestAgentTest, AFreezeHoldsTheGuestsWritesAndLeavesACleanFilesystem) {
-  const std::string id = Ext4Guest("fs", "agent=1 writer=fs");
-  ASSERT_FALSE(id.empty());
-  WaitForSerial(id, "AGENT-READY");
-  WaitForWrites({id}, {0}, 100);
-  auto vm = engine_->vms().Live(id);
+  std::string id;
+  auto vm = AgentGuest("fs", &id);
   ASSERT_TRUE(vm);
 
   auto frozen = vm->FreezeFilesystems(Soon());
@@ -89,6 +103,40 @@ TEST_F(GuestAgentTest, AFreezeHoldsTheGuestsWritesAndLeavesACleanFilesystem) {
   EXPECT_FALSE(*vm->FilesystemsFrozen(Soon()));
   WaitForWrites({id}, {Acknowledged(Serial(id))}, 100);  // the guest writes on
   EXPECT_EQ(*vm->ThawFilesystems(Soon()), 0) << "nothing left to thaw";
+}
+
+TEST_F(GuestAgentTest, TheThawGuardThawsWhenItsCallerStallsOrDiesAndNotWhenDisarmed) {
+  std::string id;
+  auto vm = AgentGuest("guarded", &id);
+  ASSERT_TRUE(vm);
+
+  // Disarmed in time: the guest stays frozen until its freezer thaws it.
+  auto guard = engine_->vms().GuardThaw({Vm(id)}, std::chrono::seconds(30));
+  ASSERT_TRUE(guard.ok()) << guard.status().ToString();
+  ASSERT_TRUE(vm->FreezeFilesystems(Soon()).ok());
+  (*guard)->Disarm();
+  std::this_thread::sleep_for(std::chrono::seconds(2));
+  EXPECT_TRUE(*vm->FilesystemsFrozen(Soon())) << "a disarmed guard thaws nothing";
+  ASSERT_GE(*vm->ThawFilesystems(Soon()), 1);
+
+  // Never disarmed (the freezer stalled): the guard thaws the guest by itself.
+  guard = engine_->vms().GuardThaw({Vm(id)}, std::chrono::seconds(2));
+  ASSERT_TRUE(guard.ok()) << guard.status().ToString();
+  ASSERT_TRUE(vm->FreezeFilesystems(Soon()).ok());
+  const auto frozen_at = Clock::now();
+  WaitThawed(*vm, frozen_at);
+  EXPECT_GE(Clock::now() - frozen_at, std::chrono::milliseconds(1500)) << "not before its time";
+  WaitForWrites({id}, {Acknowledged(Serial(id))}, 50);
+  (*guard)->Disarm();  // already done: harmless
+
+  // Its caller killed: the guard thaws at once, not at the end of its minute.
+  ASSERT_TRUE(vm->FreezeFilesystems(Soon()).ok());
+  const auto killed_at = Clock::now();
+  auto helper = Env::Default()->Run(
+      {CRASH_HELPER, "guard", hypervisor::qemu::GuestAgent::SocketPath(engine_->vms().RunDir(id))});
+  ASSERT_TRUE(helper.ok()) << helper.status().ToString();
+  WaitThawed(*vm, killed_at);
+  WaitForWrites({id}, {Acknowledged(Serial(id))}, 50);
 }
 
 TEST_F(GuestAgentTest, AGuestWithoutAnAgentIsToldApartInSeconds) {

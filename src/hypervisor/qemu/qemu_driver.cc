@@ -7,6 +7,7 @@
 
 #include "hypervisor/qemu/guest_agent.h"
 #include "hypervisor/qemu/qemu_vm.h"
+#include "hypervisor/qemu/thaw_guard.h"
 
 namespace vmgroup::hypervisor::qemu {
 namespace {
@@ -96,6 +97,13 @@ std::vector<std::string> QemuDriver::CommandLine(const VmSpec& spec) const {
   argv.insert(argv.end(), spec.extra_args.begin(), spec.extra_args.end());
   if (!spec.incoming.empty()) argv.insert(argv.end(), {"-incoming", "defer"});
   return argv;
+}
+
+Result<std::unique_ptr<ThawGuard>> QemuDriver::GuardThaw(const std::vector<VmSpec>& vms,
+                                                         Duration within) {
+  std::vector<std::string> agents;
+  for (const auto& spec : vms) agents.push_back(GuestAgent::SocketPath(spec.run_dir));
+  return StartThawGuard(agents, within);
 }
 
 Result<std::unique_ptr<Vm>> QemuDriver::Start(const VmSpec& spec) {

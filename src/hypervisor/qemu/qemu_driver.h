@@ -36,6 +36,8 @@ class QemuDriver final : public Driver {
 
   Result<std::unique_ptr<Vm>> Start(const VmSpec& spec) override;
   Result<std::unique_ptr<Vm>> Attach(const VmSpec& spec, int pid) override;
+  Result<std::unique_ptr<ThawGuard>> GuardThaw(const std::vector<VmSpec>& vms,
+                                               Duration within) override;
 
   // The full command line Start() runs for `spec` (exposed for tests).
   std::vector<std::string> CommandLine(const VmSpec& spec) const;

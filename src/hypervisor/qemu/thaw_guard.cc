@@ -1,0 +1,95 @@
+#include "hypervisor/qemu/thaw_guard.h"
+
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+namespace vmgroup::hypervisor::qemu {
+namespace {
+
+// 0xFF resets the agent's parser in case the caller died mid-command.
+constexpr char kThaw[] = "\xff{\"execute\":\"guest-fsfreeze-thaw\"}\n";
+// How long the guard waits for each agent to answer before the next one.
+constexpr int kAnswerMs = 3000;
+constexpr int kGuardFd = 3;
+
+[[noreturn]] void Guard(int read_fd, const std::vector<sockaddr_un>& agents, int within_ms) {
+  setsid();  // out of the caller's process group and its signals
+  if (read_fd != kGuardFd) dup2(read_fd, kGuardFd);
+  close_range(kGuardFd + 1, ~0U, 0);  // the caller's end among them: EOF means it died
+  pollfd wait{kGuardFd, POLLIN, 0};
+  if (poll(&wait, 1, within_ms) > 0) {
+    char c;
+    if (read(kGuardFd, &c, 1) == 1) _exit(0);  // disarmed
+  }
+  for (const auto& addr : agents) {
+    const int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    if (fd < 0) continue;
+    if (connect(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) == 0 &&
+        write(fd, kThaw, sizeof kThaw - 1) > 0) {
+      pollfd answer{fd, POLLIN, 0};
+      (void)poll(&answer, 1, kAnswerMs);  // the thaw is done when the agent answers
+    }
+    close(fd);
+  }
+  _exit(0);
+}
+
+class QemuThawGuard final : public ThawGuard {
+ public:
+  QemuThawGuard(int pid, int write_fd) : pid_(pid), write_fd_(write_fd) {}
+  ~QemuThawGuard() override { Disarm(); }
+  void Disarm() override {
+    if (pid_ <= 0) return;
+    // The guard may have ended already (its time was up): no SIGPIPE.
+    (void)send(write_fd_, "x", 1, MSG_NOSIGNAL);
+    close(write_fd_);
+    while (waitpid(pid_, nullptr, 0) < 0 && errno == EINTR) {
+    }
+    pid_ = 0;
+  }
+
+ private:
+  int pid_;
+  int write_fd_;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<ThawGuard>> StartThawGuard(const std::vector<std::string>& agent_sockets,
+                                                  Duration within) {
+  std::vector<sockaddr_un> agents;
+  for (const auto& path : agent_sockets) {
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    if (path.size() >= sizeof addr.sun_path) {
+      return Status::InvalidArgument("agent socket path is too long: " + path);
+    }
+    std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+    agents.push_back(addr);
+  }
+  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(within).count();
+  const int within_ms = static_cast<int>(std::max<int64_t>(0, ms));
+  int fds[2];
+  // Close-on-exec: a QEMU started later must not hold the caller's end, or
+  // the guard would never see the caller die.
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0) {
+    return Status::IoError(std::string("thaw guard: socketpair: ") + std::strerror(errno));
+  }
+  const pid_t pid = fork();
+  if (pid < 0) {
+    close(fds[0]);
+    close(fds[1]);
+    return Status::IoError(std::string("thaw guard: fork: ") + std::strerror(errno));
+  }
+  if (pid == 0) Guard(fds[0], agents, within_ms);
+  close(fds[0]);
+  return std::unique_ptr<ThawGuard>(new QemuThawGuard(pid, fds[1]));
+}
+
+}  // namespace vmgroup::hypervisor::qemu
