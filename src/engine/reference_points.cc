@@ -31,11 +31,9 @@ Result<SnapshotEngine::CheckedConvert> SnapshotEngine::CheckConvert(
                                   "; only a group's newest snapshot becomes a reference point");
     }
     auto live = vms_->Live(vms[i].id);
-    if (!live) {
-      return Status::NotSupported("VM " + vms[i].name +
-                                  " is off; converting the snapshot of a VM that is off is not "
-                                  "supported yet: start it first");
-    }
+    VMG_RETURN_IF_ERROR(RequireLive(vms[i], live.get(),
+                                    "converting the snapshot of a VM that is off is not "
+                                    "supported yet: start it first"));
     c.live.push_back(std::move(live));
   }
   return c;
@@ -117,11 +115,9 @@ Result<SnapshotEngine::Checked> SnapshotEngine::CheckTracked(const std::string& 
     VMG_RETURN_IF_ERROR(CheckNotBusyLocked(c.vms));
   }
   for (size_t i = 0; i < c.vms.size(); ++i) {
-    if (!c.live[i]) {
-      return Status::NotSupported("VM " + c.vms[i].name +
-                                  " is off; reference points track changes through the running "
-                                  "QEMU: start it first");
-    }
+    VMG_RETURN_IF_ERROR(
+        RequireLive(c.vms[i], c.live[i].get(),
+                    "reference points track changes through the running QEMU: start it first"));
   }
   return c;
 }

@@ -73,6 +73,12 @@ Result<std::shared_ptr<hypervisor::Vm>> SnapshotEngine::CheckMember(const catalo
   return live;
 }
 
+Status SnapshotEngine::RequireLive(const catalog::VmRecord& vm, const hypervisor::Vm* live,
+                                   const std::string& why) {
+  if (live) return Status::Ok();
+  return Status::NotSupported("VM " + vm.name + " is off; " + why);
+}
+
 Status SnapshotEngine::RequireComplete(const catalog::SnapshotRecord& s) {
   switch (s.state) {
     case catalog::SnapshotState::kComplete:

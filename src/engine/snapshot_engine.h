@@ -229,6 +229,10 @@ class SnapshotEngine {
       const ExportRequest& request);
   // InvalidState unless `s` is Complete (neither being taken nor destroyed).
   static Status RequireComplete(const catalog::SnapshotRecord& s);
+  // NotSupported, saying "VM <name> is off; <why>", unless `vm` has a live
+  // QEMU (`live`): the work that needs it reads or keeps bitmaps there.
+  static Status RequireLive(const catalog::VmRecord& vm, const hypervisor::Vm* live,
+                            const std::string& why);
   // The VM of each member of `s`, in member order; FileNotFound if one of
   // the snapshot's images is missing.
   Result<std::vector<catalog::VmRecord>> MembersOf(const catalog::SnapshotRecord& s);

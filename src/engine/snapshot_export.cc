@@ -129,11 +129,9 @@ Result<SnapshotEngine::IncrementalBase> SnapshotEngine::CheckBase(
       }
     }
     auto live = vms_->Live(vms[i].id);
-    if (!live) {
-      return Status::NotSupported("VM " + vms[i].name +
-                                  " is off; an incremental export reads the changes through its "
-                                  "running QEMU: start it, or export in full");
-    }
+    VMG_RETURN_IF_ERROR(RequireLive(vms[i], live.get(),
+                                    "an incremental export reads the changes through its "
+                                    "running QEMU: start it, or export in full"));
     base.live.push_back(std::move(live));
   }
   VMG_RETURN_IF_ERROR(FindBaseExport(rp->snapshot_id, "reference point " + rp->name, &base));
