@@ -65,7 +65,7 @@ bool StartDaemon(const testing::TempDir& dir, int* pid, int* port) {
 
 // Takes one group snapshot and returns its pause window, or -1.
 int64_t Snapshot(cli::Api& api, const cli::GroupInfo& g) {
-  auto r = api.CreateSnapshot(g, 32768, 2, "");
+  auto r = api.CreateSnapshot(g, 32768, 2, /*fallback=*/false, "");
   if (!r.ok() || r->code != 4096) return -1;
   auto j = api.WaitJob(r->job_id, nullptr);
   if (!j.ok() || !j->Succeeded()) return -1;

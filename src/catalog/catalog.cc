@@ -274,8 +274,8 @@ Status Catalog::InsertSnapshot(const SnapshotRecord& s) {
   VMG_RETURN_IF_ERROR(txn.status());
   VMG_ASSIGN_OR_RETURN(
       Stmt ins,
-      db_->Prepare("INSERT INTO snapshots(id,collection_id,name,tag,type,state,created_us) "
-                   "VALUES(?1,?2,?3,?4,?5,?6,?7)"));
+      db_->Prepare("INSERT INTO snapshots(id,collection_id,name,tag,type,state,created_us,"
+                   "consistency) VALUES(?1,?2,?3,?4,?5,?6,?7,?8)"));
   VMG_RETURN_IF_ERROR(ins.Bind(1, s.id)
                           .Bind(2, s.collection_id)
                           .Bind(3, s.name)
@@ -283,6 +283,7 @@ Status Catalog::InsertSnapshot(const SnapshotRecord& s) {
                           .Bind(5, s.type)
                           .Bind(6, static_cast<int>(s.state))
                           .Bind(7, s.created_us)
+                          .Bind(8, static_cast<int>(s.consistency))
                           .Run());
   for (size_t i = 0; i < s.members.size(); ++i) {
     const MemberSnapshot& m = s.members[i];
@@ -290,7 +291,7 @@ Status Catalog::InsertSnapshot(const SnapshotRecord& s) {
         Stmt mi,
         db_->Prepare(
             "INSERT INTO member_snapshots(id,snapshot_id,vm_id,parent_id,power_at_cut,position,"
-            "memory_state) VALUES(?1,?2,?3,?4,?5,?6,?7)"));
+            "memory_state,consistency) VALUES(?1,?2,?3,?4,?5,?6,?7,?8)"));
     VMG_RETURN_IF_ERROR(mi.Bind(1, m.id)
                             .Bind(2, s.id)
                             .Bind(3, m.vm_id)
@@ -298,6 +299,7 @@ Status Catalog::InsertSnapshot(const SnapshotRecord& s) {
                             .Bind(5, static_cast<int>(m.power_at_cut))
                             .Bind(6, static_cast<int>(i))
                             .Bind(7, m.memory_state)
+                            .Bind(8, static_cast<int>(m.consistency))
                             .Run());
     for (const SnapshotDisk& d : m.disks) {
       VMG_ASSIGN_OR_RETURN(
@@ -322,19 +324,25 @@ Status Catalog::CompleteSnapshot(const SnapshotRecord& s) {
   Transaction txn(db_.get());
   VMG_RETURN_IF_ERROR(txn.status());
   VMG_ASSIGN_OR_RETURN(
-      Stmt u, db_->Prepare(
-                  "UPDATE snapshots SET state=?2, pause_window_us=?3, duration_us=?4 WHERE id=?1"));
+      Stmt u, db_->Prepare("UPDATE snapshots SET state=?2, pause_window_us=?3, duration_us=?4, "
+                           "freeze_window_us=?5 WHERE id=?1"));
   VMG_RETURN_IF_ERROR(u.Bind(1, s.id)
                           .Bind(2, static_cast<int>(SnapshotState::kComplete))
                           .Bind(3, s.pause_window_us)
                           .Bind(4, s.duration_us)
+                          .Bind(5, s.freeze_window_us)
                           .Run());
   VMG_RETURN_IF_ERROR(NotFoundIfUnchanged(*db_, "snapshot " + s.id));
   for (const MemberSnapshot& m : s.members) {
     VMG_ASSIGN_OR_RETURN(
         Stmt mu,
-        db_->Prepare("UPDATE member_snapshots SET cut_time_us=?2, pause_us=?3 WHERE id=?1"));
-    VMG_RETURN_IF_ERROR(mu.Bind(1, m.id).Bind(2, m.cut_time_us).Bind(3, m.pause_us).Run());
+        db_->Prepare("UPDATE member_snapshots SET cut_time_us=?2, pause_us=?3, consistency=?4 "
+                     "WHERE id=?1"));
+    VMG_RETURN_IF_ERROR(mu.Bind(1, m.id)
+                            .Bind(2, m.cut_time_us)
+                            .Bind(3, m.pause_us)
+                            .Bind(4, static_cast<int>(m.consistency))
+                            .Run());
     VMG_ASSIGN_OR_RETURN(Stmt vu, db_->Prepare("UPDATE vms SET current_snapshot=?2 WHERE id=?1"));
     VMG_RETURN_IF_ERROR(vu.Bind(1, m.vm_id).Bind(2, m.id).Run());
     for (const SnapshotDisk& d : m.disks) {
@@ -530,8 +538,8 @@ Result<SnapshotRecord> Catalog::GetSnapshotLocked(const std::string& id) {
   VMG_ASSIGN_OR_RETURN(
       Stmt q,
       db_->Prepare(
-          "SELECT id,collection_id,name,tag,type,state,created_us,pause_window_us,duration_us"
-          " FROM snapshots WHERE id=?1"));
+          "SELECT id,collection_id,name,tag,type,state,created_us,pause_window_us,duration_us,"
+          "consistency,freeze_window_us FROM snapshots WHERE id=?1"));
   q.Bind(1, id);
   VMG_ASSIGN_OR_RETURN(bool row, q.Step());
   if (!row) return Status::NotFound("snapshot " + id + " does not exist");
@@ -545,16 +553,18 @@ Result<SnapshotRecord> Catalog::GetSnapshotLocked(const std::string& id) {
   s.created_us = q.Int(6);
   s.pause_window_us = q.Int(7);
   s.duration_us = q.Int(8);
+  s.consistency = static_cast<Consistency>(q.Int(9));
+  s.freeze_window_us = q.Int(10);
   VMG_ASSIGN_OR_RETURN(
-      Stmt m,
-      db_->Prepare("SELECT id,vm_id,parent_id,power_at_cut,cut_time_us,pause_us,memory_state FROM "
-                   "member_snapshots WHERE snapshot_id=?1 ORDER BY position"));
+      Stmt m, db_->Prepare("SELECT id,vm_id,parent_id,power_at_cut,cut_time_us,pause_us,"
+                           "memory_state,consistency FROM member_snapshots WHERE snapshot_id=?1 "
+                           "ORDER BY position"));
   m.Bind(1, id);
   while (true) {
     VMG_ASSIGN_OR_RETURN(bool more, m.Step());
     if (!more) break;
-    MemberSnapshot ms{m.Text(0), m.Text(1), m.Text(2), static_cast<Power>(m.Int(3)),
-                      m.Int(4),  m.Int(5),  {},        m.Text(6)};
+    MemberSnapshot ms{m.Text(0), m.Text(1), m.Text(2), static_cast<Power>(m.Int(3)),      m.Int(4),
+                      m.Int(5),  {},        m.Text(6), static_cast<Consistency>(m.Int(7))};
     VMG_ASSIGN_OR_RETURN(
         Stmt d,
         db_->Prepare(

@@ -100,12 +100,18 @@ TEST_F(CatalogTest, CompletingASnapshotMovesEveryDiskInOneStep) {
   ASSERT_TRUE(catalog_->InsertVm(Vm("a")).ok());
   ASSERT_TRUE(catalog_->InsertVm(Vm("b")).ok());
   SnapshotRecord s = Snapshot("s1", {"a", "b"});
+  s.consistency = Consistency::kApplication;
   ASSERT_TRUE(catalog_->InsertSnapshot(s).ok());
   EXPECT_EQ(catalog_->GetSnapshot("s1")->state, SnapshotState::kIncomplete);
+  EXPECT_EQ(catalog_->GetSnapshot("s1")->consistency, Consistency::kApplication) << "as asked";
+  EXPECT_EQ(catalog_->GetSnapshot("s1")->members[0].consistency, Consistency::kCrash)
+      << "no member is application consistent until the commit says so";
   EXPECT_EQ(catalog_->GetVm("a")->disks[0], "/img/a-d0") << "intent changes no disk";
 
   s.pause_window_us = 1500;
+  s.freeze_window_us = 4200;
   s.members[1].pause_us = 900;
+  s.members[0].consistency = Consistency::kApplication;
   ASSERT_TRUE(catalog_->CompleteSnapshot(s).ok());
   Reopen();
   auto got = catalog_->GetSnapshot("s1");
@@ -114,6 +120,9 @@ TEST_F(CatalogTest, CompletingASnapshotMovesEveryDiskInOneStep) {
   EXPECT_EQ(got->pause_window_us, 1500);
   ASSERT_EQ(got->members.size(), 2u);
   EXPECT_EQ(got->members[1].pause_us, 900);
+  EXPECT_EQ(got->freeze_window_us, 4200);
+  EXPECT_EQ(got->members[0].consistency, Consistency::kApplication);
+  EXPECT_EQ(got->members[1].consistency, Consistency::kCrash);
   EXPECT_EQ(got->members[1].disks[1].overlay, "/img/b-d1-s1");
   EXPECT_EQ(catalog_->GetVm("b")->disks[1], "/img/b-d1-s1");
   EXPECT_EQ(catalog_->GetVm("b")->current_snapshot, "s1-b");

@@ -67,6 +67,11 @@ struct SnapshotDisk {
   std::string overlay;
 };
 
+// ConsistencyLevel, as Msvm_VirtualSystemSnapshotSettingData counts it.
+// kApplication: the guest's filesystems were flushed and frozen by its agent
+// at the cut. kCrash: the disks as a power cut would leave them.
+enum class Consistency { kUnknown = 0, kApplication = 1, kCrash = 2 };
+
 // The per-VM snapshot inside a group snapshot (an Msvm_VirtualSystemSettingData).
 struct MemberSnapshot {
   std::string id;  // GUID
@@ -79,6 +84,9 @@ struct MemberSnapshot {
   // The member's RAM and device state at the cut (Standard snapshots of a
   // running VM), or empty.
   std::string memory_state;
+  // What the cut achieved for this member: kApplication only when its guest
+  // was frozen through the cut.
+  Consistency consistency = Consistency::kCrash;
 };
 
 // A group snapshot (an Msvm_SnapshotCollection).
@@ -92,6 +100,10 @@ struct SnapshotRecord {
   int64_t created_us = 0;
   int64_t pause_window_us = 0;  // first member paused -> last member resumed
   int64_t duration_us = 0;      // whole operation, check to commit
+  // As requested. Recovery thaws the guests of an Incomplete kApplication
+  // snapshot: the daemon may have died with them frozen.
+  Consistency consistency = Consistency::kCrash;
+  int64_t freeze_window_us = 0;  // first freeze sent -> last thaw answered (kApplication)
   std::vector<MemberSnapshot> members;
 };
 
@@ -139,6 +151,9 @@ enum class JobState {
   kTerminated = 8,
   kKilled = 9,
   kException = 10,
+  // Vendor value Microsoft's samples read as "completed with warnings": the
+  // work succeeded; ErrorDescription says what the caller should know.
+  kCompletedWithWarnings = 32768,
 };
 
 struct JobRecord {

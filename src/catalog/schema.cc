@@ -150,7 +150,15 @@ CREATE TABLE exports (
 );
 )sql";
 
-constexpr std::array<std::string_view, 7> kMigrations = {kV1, kV2, kV3, kV4, kV5, kV6, kV7};
+// v8: application-consistent snapshots: the consistency asked for, the
+// one each member got, and how long the guests stayed frozen.
+constexpr std::string_view kV8 = R"sql(
+ALTER TABLE snapshots ADD COLUMN consistency INTEGER NOT NULL DEFAULT 2;
+ALTER TABLE snapshots ADD COLUMN freeze_window_us INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE member_snapshots ADD COLUMN consistency INTEGER NOT NULL DEFAULT 2;
+)sql";
+
+constexpr std::array<std::string_view, 8> kMigrations = {kV1, kV2, kV3, kV4, kV5, kV6, kV7, kV8};
 
 }  // namespace
 

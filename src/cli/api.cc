@@ -289,12 +289,13 @@ Result<CallResult> Api::DeleteGroup(const GroupInfo& g) {
               {Ref("Collection", GroupPath(g))});
 }
 
-Result<CallResult> Api::CreateSnapshot(const GroupInfo& g, int type, int consistency,
+Result<CallResult> Api::CreateSnapshot(const GroupInfo& g, int type, int consistency, bool fallback,
                                        const std::string& name) {
   const std::string settings =
       Embedded("Msvm_VirtualSystemSnapshotSettingData",
                {{"ElementName", "string", name},
-                {"ConsistencyLevel", "uint8", std::to_string(consistency)}});
+                {"ConsistencyLevel", "uint8", std::to_string(consistency)},
+                {"Vmgroup_AllowCrashConsistentFallback", "boolean", fallback ? "true" : "false"}});
   return Call("Msvm_CollectionSnapshotService", "CreateSnapshot",
               {Ref("Collection", GroupPath(g)), Scalar("SnapshotSettings", "string", settings),
                Scalar("SnapshotType", "uint16", std::to_string(type))});
@@ -436,6 +437,8 @@ Result<std::vector<SnapshotInfo>> Api::ListSnapshots(const std::string& group_id
     s.type = static_cast<int>(Int(i, "Vmgroup_SnapshotType"));
     s.pause_window_us = Int(i, "Vmgroup_PauseWindowMicroseconds");
     s.duration_us = Int(i, "Vmgroup_DurationMicroseconds");
+    s.consistency = static_cast<int>(Int(i, "Vmgroup_ConsistencyLevel"));
+    s.freeze_window_us = Int(i, "Vmgroup_FreezeWindowMicroseconds");
     s.parent_id = Text(i, "Vmgroup_ParentSnapshotCollectionID");
     s.current = Text(i, "Vmgroup_IsCurrent") == "TRUE";
     s.members = std::move(members[s.id]);

@@ -41,6 +41,8 @@ struct SnapshotInfo {
   bool current = false;   // every member's newest snapshot: the group runs on top of it
   int type = 0;
   int64_t pause_window_us = 0, duration_us = 0;
+  int consistency = 2;           // the weakest member's
+  int64_t freeze_window_us = 0;  // first freeze -> last thaw (application consistent)
   std::vector<MemberSnapshotInfo> members;
 };
 
@@ -100,8 +102,10 @@ class Api {
   Result<CallResult> RenameGroup(const GroupInfo& g, const std::string& new_name);
   Result<CallResult> DeleteGroup(const GroupInfo& g);
 
-  // type: 1 standard, 2 recovery, 32768 disk-only; consistency 1 app, 2 crash.
-  Result<CallResult> CreateSnapshot(const GroupInfo& g, int type, int consistency,
+  // type: 1 standard, 2 recovery, 32768 disk-only; consistency 1 app, 2 crash;
+  // fallback: with 1, members whose guest cannot freeze are cut crash
+  // consistent (the job then completes with warnings) instead of failing it.
+  Result<CallResult> CreateSnapshot(const GroupInfo& g, int type, int consistency, bool fallback,
                                     const std::string& name);
   Result<CallResult> ApplySnapshot(const std::string& id);
   Result<CallResult> DestroySnapshot(const std::string& id);

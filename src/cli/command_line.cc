@@ -67,6 +67,9 @@ int Settle(Context& ctx, const Result<CallResult>& r, const std::string& what, b
                  JobStateName(done->state).c_str(), done->error.c_str());
     return kExitFailed;
   }
+  if (!done->error.empty()) {  // completed with warnings
+    std::fprintf(stderr, "vmgroup: warning: %s: %s\n", what.c_str(), done->error.c_str());
+  }
   return kExitOk;
 }
 

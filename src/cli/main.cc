@@ -17,8 +17,8 @@ const char* kUsage =
   vm list | show NAME | start NAME | stop NAME | pause NAME | resume NAME | delete NAME
   group create NAME [--of-groups] | list | show NAME | add NAME MEMBER... |
         remove NAME MEMBER... | rename NAME NEW | delete NAME
-  snapshot create GROUP [--type standard|recovery|disk] [--consistency crash|application]
-           [--name LABEL] [--no-wait]
+  snapshot create GROUP [--type standard|recovery|disk]
+           [--consistency crash|application|application-or-crash] [--name LABEL] [--no-wait]
   snapshot list GROUP [--tree] | show ID | apply ID [--no-wait] | delete ID [--no-wait]
   snapshot export ID DIR [--base REFPOINT|SNAPSHOT] [--no-storage] [--no-wait]
   snapshot to-refpoint ID [--no-wait]

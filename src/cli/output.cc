@@ -124,6 +124,8 @@ std::string ReturnCodeName(uint32_t code) {
   }
 }
 
+std::string ConsistencyName(int level) { return level == 1 ? "application" : "crash"; }
+
 std::string JobStateName(int state) {
   switch (state) {
     case 2:
@@ -193,7 +195,7 @@ nlohmann::json ToJson(const SnapshotInfo& s) {
                        {"cut_time", CimTimeText(m.cut_time)},
                        {"cut_clock", CimClockText(m.cut_time)},
                        {"pause_us", m.pause_us},
-                       {"consistency", m.consistency == 1 ? "application" : "crash"},
+                       {"consistency", ConsistencyName(m.consistency)},
                        {"parent", m.parent},
                        {"images", m.images}});
   }
@@ -206,6 +208,8 @@ nlohmann::json ToJson(const SnapshotInfo& s) {
           {"created", CimTimeText(s.created)},
           {"pause_window_us", s.pause_window_us},
           {"duration_us", s.duration_us},
+          {"consistency", ConsistencyName(s.consistency)},
+          {"freeze_window_us", s.freeze_window_us},
           {"members", members}};
 }
 

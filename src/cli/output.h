@@ -37,6 +37,8 @@ Result<int64_t> ParseSize(const std::string& text);
 // The name of a Hyper-V return code ("Invalid state").
 std::string ReturnCodeName(uint32_t code);
 std::string JobStateName(int state);
+// ConsistencyLevel as people say it: "application" (1) or "crash".
+std::string ConsistencyName(int level);
 
 // Shows a job's progress on stderr: a bar on a terminal, a line per change
 // otherwise.

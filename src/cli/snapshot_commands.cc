@@ -12,14 +12,14 @@ namespace vmgroup::cli {
 namespace {
 
 int Usage() {
-  std::cerr
-      << "usage: vmgroup snapshot create GROUP [--type standard|recovery|disk]\n"
-         "                        [--consistency crash|application] [--name LABEL] [--no-wait]\n"
-         "       vmgroup snapshot list GROUP [--tree] | show ID\n"
-         "       vmgroup snapshot apply ID [--no-wait] | delete ID [--no-wait]\n"
-         "       vmgroup snapshot export ID DIR [--base REFPOINT|SNAPSHOT] [--no-storage]\n"
-         "                                  [--no-wait]\n"
-         "       vmgroup snapshot to-refpoint ID [--no-wait]\n";
+  std::cerr << "usage: vmgroup snapshot create GROUP [--type standard|recovery|disk]\n"
+               "                        [--consistency crash|application|application-or-crash]\n"
+               "                        [--name LABEL] [--no-wait]\n"
+               "       vmgroup snapshot list GROUP [--tree] | show ID\n"
+               "       vmgroup snapshot apply ID [--no-wait] | delete ID [--no-wait]\n"
+               "       vmgroup snapshot export ID DIR [--base REFPOINT|SNAPSHOT] [--no-storage]\n"
+               "                                  [--no-wait]\n"
+               "       vmgroup snapshot to-refpoint ID [--no-wait]\n";
   return kExitUsage;
 }
 
@@ -63,18 +63,21 @@ void PrintTree(const std::vector<SnapshotInfo>& snaps) {
 }
 
 void PrintSnapshot(const SnapshotInfo& s, const std::string& group_name) {
-  PrintTable(std::cout, {{"Id:", s.id},
-                         {"Name:", s.name},
-                         {"Group:", group_name},
-                         {"Type:", TypeName(s.type)},
-                         {"Created:", CimTimeText(s.created)},
-                         {"Pause window:", Micros(s.pause_window_us)},
-                         {"Duration:", Micros(s.duration_us)}});
+  std::vector<std::vector<std::string>> about = {{"Id:", s.id},
+                                                 {"Name:", s.name},
+                                                 {"Group:", group_name},
+                                                 {"Type:", TypeName(s.type)},
+                                                 {"Created:", CimTimeText(s.created)},
+                                                 {"Consistency:", ConsistencyName(s.consistency)},
+                                                 {"Pause window:", Micros(s.pause_window_us)}};
+  if (s.freeze_window_us > 0) about.push_back({"Freeze window:", Micros(s.freeze_window_us)});
+  about.push_back({"Duration:", Micros(s.duration_us)});
+  PrintTable(std::cout, about);
   std::cout << "\n";
   std::vector<std::vector<std::string>> rows = {{"VM", "CUT (UTC)", "PAUSED", "CONSISTENCY"}};
   for (const auto& m : s.members) {
-    rows.push_back({m.vm_name, CimClockText(m.cut_time), Micros(m.pause_us),
-                    m.consistency == 1 ? "application" : "crash"});
+    rows.push_back(
+        {m.vm_name, CimClockText(m.cut_time), Micros(m.pause_us), ConsistencyName(m.consistency)});
   }
   PrintTable(std::cout, rows);
 }
@@ -183,14 +186,18 @@ int RunSnapshot(Context& ctx, const std::vector<std::string>& words) {
   }
   if (verb != "create") return Usage();
   const std::map<std::string, int> types = {{"standard", 1}, {"recovery", 2}, {"disk", 32768}};
-  const std::map<std::string, int> levels = {{"application", 1}, {"crash", 2}};
+  // application-or-crash: Hyper-V's production checkpoint with fallback.
+  const std::map<std::string, std::pair<int, bool>> levels = {
+      {"application", {1, false}}, {"application-or-crash", {1, true}}, {"crash", {2, false}}};
   auto type = types.find(c->Get("type", "disk"));
   auto level = levels.find(c->Get("consistency", "crash"));
   if (type == types.end() || level == levels.end()) return Usage();
   const bool wait = !c->Has("no-wait");
   JobInfo job;
-  int rc = Settle(ctx, ctx.api->CreateSnapshot(*g, type->second, level->second, c->Get("name")),
-                  "snapshot of " + g->name, wait, &job);
+  const auto [consistency, fallback] = level->second;
+  int rc =
+      Settle(ctx, ctx.api->CreateSnapshot(*g, type->second, consistency, fallback, c->Get("name")),
+             "snapshot of " + g->name, wait, &job);
   if (rc != kExitOk || !wait) return rc;
   for (const auto& a : job.affected) {
     if (!a.starts_with("Msvm_SnapshotCollection:")) continue;

@@ -24,6 +24,7 @@ Result<std::unique_ptr<Daemon>> Daemon::Start(const Options& o) {
   engine::EngineOptions eo;
   eo.state_dir = o.state_dir;
   eo.qemu.accel = o.accel;
+  eo.snapshot.freeze_bound = o.freeze_bound;
   VMG_ASSIGN_OR_RETURN(d->engine_, engine::Engine::Open(eo));
   const auto& rec = d->engine_->recovery();
   // What recovery could not repair waits for the next start: say so loudly.

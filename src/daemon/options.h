@@ -1,6 +1,7 @@
 // vmgroupd's command line: where state lives, where to listen, how to log.
 #pragma once
 
+#include <chrono>
 #include <string>
 #include <vector>
 
@@ -24,6 +25,9 @@ struct Options {
   bool insecure_loopback = false;
   LogLevel log_level = LogLevel::kInfo;
   hypervisor::qemu::Accel accel = hypervisor::qemu::Accel::kAuto;
+  // Longest guests stay frozen for an application-consistent snapshot
+  // (engine::SnapshotOptions::freeze_bound).
+  std::chrono::seconds freeze_bound{10};
   bool help = false;
 };
 

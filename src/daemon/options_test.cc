@@ -13,12 +13,14 @@ TEST(DaemonOptionsTest, DefaultsAndListeners) {
   EXPECT_EQ(o->listens[0].unix_path, kDefaultSocket);
 
   o = ParseOptions({"--state-dir", "/srv/vmg", "--listen", "unix:/tmp/x.sock", "--listen",
-                    "http://0.0.0.0:5988", "--log-level", "debug", "--accel", "tcg"});
+                    "http://0.0.0.0:5988", "--log-level", "debug", "--accel", "tcg",
+                    "--freeze-bound", "30"});
   ASSERT_TRUE(o.ok()) << o.status().ToString();
   ASSERT_EQ(o->listens.size(), 2u);
   EXPECT_EQ(o->listens[1].host, "0.0.0.0");
   EXPECT_EQ(o->listens[1].port, 5988);
   EXPECT_EQ(o->log_level, LogLevel::kDebug);
+  EXPECT_EQ(o->freeze_bound, std::chrono::seconds(30));
   EXPECT_EQ(ParseListen("http://[::1]:0")->host, "::1");
 }
 
@@ -38,6 +40,8 @@ TEST(DaemonOptionsTest, MistakesAreNamed) {
                                               {"--state-dir", "rel"},
                                               {"--log-level", "loud"},
                                               {"--accel", "warp"},
+                                              {"--freeze-bound", "2"},
+                                              {"--freeze-bound", "10s"},
                                               {"--frobnicate"}}) {
     auto o = ParseOptions(bad);
     EXPECT_EQ(o.status().code(), Code::kInvalidArgument) << bad[0];

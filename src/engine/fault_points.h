@@ -16,6 +16,9 @@ inline constexpr std::string_view kIntentRecorded = "snapshot.intent_recorded";
 inline constexpr std::string_view kMemberPrepared = "snapshot.member_prepared";
 // Every overlay is prepared; the pause is next.
 inline constexpr std::string_view kPrepared = "snapshot.prepared";
+// Every running member's guest is frozen (application-consistent snapshots
+// only; not in kAll): the cut is next.
+inline constexpr std::string_view kFrozen = "snapshot.frozen";
 // Just before a member is paused and switched (a failure here fails the cut).
 inline constexpr std::string_view kMemberSwitch = "cut.member_switch";
 // A member is paused and its switch took effect; no member is resumed yet.

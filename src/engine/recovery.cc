@@ -3,6 +3,7 @@
 #include <set>
 
 #include "engine/image_merge.h"
+#include "engine/parallel.h"
 #include "engine/snapshot_plan.h"
 #include "engine/snapshot_undo.h"
 
@@ -50,6 +51,25 @@ void ResetScheduling(Env* env, int pid) {
   }
 }
 
+// The service died while an application-consistent snapshot had its guests
+// frozen. Its thaw guard thawed them, unless something killed the guard too:
+// thaw each again (a guest not frozen is left as it is). Returns the VMs
+// that were still frozen.
+std::vector<std::string> ThawGuests(Env* env, VmRegistry& vms, const catalog::SnapshotRecord& s) {
+  std::vector<int> thawed(s.members.size(), 0);
+  (void)EachInParallel(s.members.size(), [&](size_t i) -> Status {
+    auto live = vms.Live(s.members[i].vm_id);
+    if (!live) return Status::Ok();
+    VMG_ASSIGN_OR_RETURN(thawed[i], live->ThawFilesystems(env->Now() + kQueryTimeout));
+    return Status::Ok();
+  });
+  std::vector<std::string> out;
+  for (size_t i = 0; i < thawed.size(); ++i) {
+    if (thawed[i] > 0) out.push_back(s.members[i].vm_id);
+  }
+  return out;
+}
+
 }  // namespace
 
 Result<RecoveryReport> Recover(Env* env, VmRegistry& vms, catalog::Catalog& catalog) {
@@ -64,6 +84,9 @@ Result<RecoveryReport> Recover(Env* env, VmRegistry& vms, catalog::Catalog& cata
   VMG_ASSIGN_OR_RETURN(auto snapshots, catalog.ListSnapshots());
   for (auto& s : snapshots) {
     if (s.state != catalog::SnapshotState::kIncomplete) continue;
+    if (s.consistency == catalog::Consistency::kApplication) {
+      for (auto& id : ThawGuests(env, vms, s)) report.thawed.push_back(std::move(id));
+    }
     auto done = CutHappenedEverywhere(env, vms, s);
     Status st;
     if (done.ok() && *done) {
@@ -159,6 +182,7 @@ std::string RecoveryReport::Summary() const {
   add(completed.size(), "snapshots completed");
   add(rolled_back.size(), "snapshots rolled back");
   add(resumed.size(), "VMs resumed");
+  add(thawed.size(), "guests thawed");
   add(applies_undone.size(), "interrupted applies undone");
   add(destroyed.size(), "interrupted destroys finished");
   add(removed_files.size(), "orphaned snapshot files removed");

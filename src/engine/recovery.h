@@ -4,6 +4,8 @@
 //   1. reconnect to every VM the catalog says is on (gone ones become off);
 //   2. every Incomplete snapshot is completed if every member that ran at the
 //      cut is alive and switched to its overlays, else undone (UndoSnapshot);
+//      an application-consistent one first has its guests thawed (its
+//      members keep crash consistency: what froze is not known any more);
 //   3. an apply that never committed is undone (its VMs that ran run again);
 //      a destroy that began is finished with the merges it stored;
 //   4. every VM the catalog says is running but is paused is resumed (only a
@@ -26,6 +28,7 @@ struct RecoveryReport {
   std::vector<std::string> completed;       // snapshot ids
   std::vector<std::string> rolled_back;     // snapshot ids
   std::vector<std::string> resumed;         // VM ids
+  std::vector<std::string> thawed;          // VM ids whose guest was still frozen
   std::vector<std::string> applies_undone;  // snapshot ids whose apply never committed
   std::vector<std::string> destroyed;       // snapshot ids whose destroy was finished
   std::vector<std::string> removed_files;   // orphaned overlays and memory states

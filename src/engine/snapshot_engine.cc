@@ -2,11 +2,12 @@
 
 #include <algorithm>
 #include <ctime>
-#include <thread>
 
 #include "base/ids.h"
 #include "engine/cut_executor.h"
 #include "engine/fault_points.h"
+#include "engine/guest_freeze.h"
+#include "engine/parallel.h"
 #include "engine/snapshot_plan.h"
 #include "engine/snapshot_undo.h"
 
@@ -15,18 +16,9 @@ namespace {
 
 constexpr auto kCheckTimeout = std::chrono::seconds(5);
 constexpr auto kPrepareTimeout = std::chrono::seconds(60);
-
-// Runs fn(i) for i in [0, n) on one thread each and returns the first error.
-template <typename Fn>
-Status ParallelFor(size_t n, Fn fn) {
-  std::vector<Status> results(n);
-  std::vector<std::thread> threads;
-  threads.reserve(n);
-  for (size_t i = 0; i < n; ++i) threads.emplace_back([&, i] { results[i] = fn(i); });
-  for (auto& t : threads) t.join();
-  for (auto& s : results) VMG_RETURN_IF_ERROR(s);
-  return Status::Ok();
-}
+// What the freeze bound keeps back, beside the cut's own deadline, for the
+// thaws to be answered.
+constexpr auto kThawAllowance = std::chrono::seconds(1);
 
 // "2026-11-24 20:05:31 UTC": the default name of a snapshot, as Hyper-V names
 // checkpoints after their time.
@@ -108,6 +100,17 @@ Result<std::vector<catalog::VmRecord>> SnapshotEngine::MembersOf(const catalog::
 
 Result<SnapshotEngine::Checked> SnapshotEngine::Check(const SnapshotRequest& request) {
   VMG_RETURN_IF_ERROR(CheckSnapshotType(request.type));
+  if (request.consistency != catalog::Consistency::kCrash &&
+      request.consistency != catalog::Consistency::kApplication) {
+    return Status::InvalidArgument("ConsistencyLevel must be 1 (application) or 2 (crash), not " +
+                                   std::to_string(static_cast<int>(request.consistency)));
+  }
+  if (request.consistency == catalog::Consistency::kApplication &&
+      request.type == kSnapshotStandard) {
+    return Status::InvalidArgument(
+        "application consistency is for recovery and disk-only snapshots: a Standard snapshot "
+        "saves each guest's memory, and a guest saved while frozen would come back frozen");
+  }
   if (!request.id.empty() && !IsGuid(request.id)) {
     return Status::InvalidArgument("snapshot id '" + request.id + "' is not a GUID");
   }
@@ -179,6 +182,40 @@ Status SnapshotEngine::Prepare(const catalog::SnapshotRecord& s, const Checked& 
   });
 }
 
+Result<std::unique_ptr<GuestFreeze>> SnapshotEngine::FreezeGuests(
+    const catalog::SnapshotRecord& s, const Checked& checked, const SnapshotRequest& request,
+    std::vector<size_t>* frozen_index) {
+  std::vector<FreezeMember> members;
+  std::vector<catalog::VmRecord> guarded;
+  for (size_t i = 0; i < s.members.size(); ++i) {
+    if (!checked.live[i]) continue;  // off: its disks are at rest
+    members.push_back({checked.vms[i].name, checked.live[i],
+                       s.members[i].power_at_cut == catalog::Power::kRunning});
+    guarded.push_back(checked.vms[i]);
+    frozen_index->push_back(i);
+  }
+  // Armed before the first freeze, for the whole bound: from then on no
+  // stall or death of this process leaves a guest frozen.
+  std::unique_ptr<hypervisor::ThawGuard> guard;
+  if (!guarded.empty()) {
+    VMG_ASSIGN_OR_RETURN(guard, vms_->GuardThaw(guarded, options_.freeze_bound));
+  }
+  const Duration answer_within = std::max<Duration>(
+      options_.freeze_bound - options_.pause_deadline - kThawAllowance, std::chrono::seconds(1));
+  auto freeze = std::make_unique<GuestFreeze>(env_, std::move(members), std::move(guard),
+                                              env_->Now() + answer_within);
+  for (const Status& r : freeze->results()) {
+    if (r.ok()) continue;
+    if (!request.fallback) {
+      return Status(r.code(), r.message() +
+                                  "; take a crash-consistent snapshot, or allow a "
+                                  "crash-consistent fallback for such members");
+    }
+    if (request.warning) request.warning(r.message() + "; it was cut crash consistent");
+  }
+  return freeze;
+}
+
 Status SnapshotEngine::Abandon(const catalog::SnapshotRecord& s, const Status& cause) {
   Status undo = UndoSnapshot(env_, *vms_, *catalog_, img_, s);
   if (undo.ok()) return cause;
@@ -205,6 +242,7 @@ Result<catalog::SnapshotRecord> SnapshotEngine::Create(const SnapshotRequest& re
       request.name.empty() ? checked.collection.name + " - " + UtcTime(now_us) : request.name;
   catalog::SnapshotRecord s = PlanSnapshot(id, "s" + id.substr(0, 8), checked.collection.id, name,
                                            request.type, now_us, planned, member_ids);
+  s.consistency = request.consistency;
   for (const auto& vm : checked.vms) VMG_RETURN_IF_ERROR(env_->CreateDirs(vms_->RunDir(vm.id)));
   VMG_RETURN_IF_ERROR(catalog_->InsertSnapshot(s));
   if (Status f = env_->Hit(fault::kIntentRecorded, id); !f.ok()) return Abandon(s, f);
@@ -218,6 +256,19 @@ Result<catalog::SnapshotRecord> SnapshotEngine::Create(const SnapshotRequest& re
   }
   if (request.progress) request.progress(50);
 
+  // Freeze (application consistency): the guests flush and stop writing.
+  std::unique_ptr<GuestFreeze> freeze;
+  std::vector<size_t> frozen_index;  // member index of each of freeze's members
+  if (s.consistency == catalog::Consistency::kApplication) {
+    auto frozen = FreezeGuests(s, checked, request, &frozen_index);
+    if (!frozen.ok()) return Abandon(s, frozen.status());
+    freeze = std::move(*frozen);
+    if (Status f = env_->Hit(fault::kFrozen, id); !f.ok()) {
+      freeze.reset();  // thawed before the undo, not after it
+      return Abandon(s, f);
+    }
+  }
+
   // Cut.
   std::vector<CutMember> cut;
   std::vector<size_t> cut_index;  // member index of each cut entry
@@ -229,6 +280,17 @@ Result<catalog::SnapshotRecord> SnapshotEngine::Create(const SnapshotRequest& re
     cut_index.push_back(i);
   }
   CutOutcome outcome = ExecuteCut(env_, cut, BitmapFor(s.type, s.tag), options_.pause_deadline);
+  if (freeze) {
+    for (size_t k = 0; k < frozen_index.size(); ++k) {
+      if (freeze->Frozen(k)) {
+        s.members[frozen_index[k]].consistency = catalog::Consistency::kApplication;
+      }
+    }
+    for (const auto& w : freeze->Thaw(env_->Now() + kThawAllowance + kCheckTimeout)) {
+      if (request.warning) request.warning(w);
+    }
+    s.freeze_window_us = freeze->window_us();
+  }
   if (!outcome.status.ok()) {
     Status cause = outcome.status;
     if (!outcome.revert_status.ok()) {

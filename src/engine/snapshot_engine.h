@@ -17,6 +17,7 @@
 #include "catalog/catalog.h"
 #include "engine/collections.h"
 #include "engine/export_manifest.h"
+#include "engine/guest_freeze.h"
 #include "engine/vm_registry.h"
 #include "storage/qemu_img.h"
 
@@ -27,6 +28,12 @@ struct SnapshotOptions {
   // the cut is rolled back and Create returns Timeout. Default 2 s: far above
   // the tens of milliseconds a cut takes, far below what guests notice badly.
   Duration pause_deadline = std::chrono::seconds(2);
+  // Longest a guest's filesystems may stay frozen for an application-
+  // consistent snapshot (first freeze -> its thaw). The freezes must be
+  // answered early enough to leave the cut its pause_deadline; a guard
+  // process thaws every guest when the bound passes, should the service
+  // stall or die. Default 10 s, the limit Windows VSS keeps too.
+  Duration freeze_bound = std::chrono::seconds(10);
 };
 
 struct SnapshotRequest {
@@ -41,6 +48,18 @@ struct SnapshotRequest {
   std::function<bool()> cancelled;
   // Told the percentage done as the snapshot advances. Optional.
   std::function<void(int)> progress;
+  // ConsistencyLevel: kCrash, or kApplication to have every running member's
+  // guest agent flush and freeze its filesystems through the cut (recovery
+  // and disk-only snapshots).
+  catalog::Consistency consistency = catalog::Consistency::kCrash;
+  // With kApplication, for a member whose guest cannot freeze (no agent, an
+  // agent that fails or is too slow, a paused VM): true cuts it crash
+  // consistent and tells `warning` why (Hyper-V's production checkpoint
+  // with fallback); false fails the whole snapshot.
+  bool fallback = false;
+  // Told each thing the caller should know of a snapshot that succeeded
+  // (a member that fell back, a thaw that failed). Optional.
+  std::function<void(const std::string&)> warning;
 };
 
 struct ApplyRequest {
@@ -72,18 +91,25 @@ class SnapshotEngine {
 
   // Takes a crash-consistent snapshot of every VM in the collection and
   // returns its Complete record, with per-member cut times and pauses and
-  // the group's pause window. A Standard snapshot (type 1) also saves each
-  // running member's memory state as it was at the cut, streamed while the
-  // VMs run again; it is Complete only once every state is on disk.
-  // InvalidState for a Standard snapshot of a group with a paused member.
+  // the group's pause window. An application-consistent one
+  // (request.consistency) freezes every running member's filesystems in
+  // parallel, guarded (guest_freeze.h), before the cut and thaws them once
+  // the members run again; each member records the consistency it got.
+  // Members that are off take part as their disks are: crash consistent. A Standard snapshot (type
+  // 1) also saves each running member's memory state as it was at the cut, streamed while the VMs
+  // run again; it is Complete only once every state is on disk. InvalidState for a Standard
+  // snapshot of a group with a paused member.
   //
   // Errors, and nothing changed: InvalidArgument/InvalidType/NotSupported
-  // for the type; NotFound for an unknown collection; InvalidState for an
-  // empty one or a member whose QEMU does not answer; FileNotFound for a
+  // for the type; InvalidArgument for a consistency other than kCrash or
+  // kApplication, or kApplication with a Standard snapshot (a guest whose
+  // memory was saved frozen would come back frozen); NotFound for an unknown collection;
+  // InvalidState for an empty one or a member whose QEMU does not answer; FileNotFound for a
   // missing disk image; Busy when a member is in another snapshot. Errors
   // after the intent was recorded (a member failing to prepare or to switch,
-  // Timeout of the cut) name the member and QEMU's message; the snapshot is
-  // then undone and every VM runs on its previous images.
+  // Timeout of the cut, a member that cannot freeze without fallback) name
+  // the member and QEMU's or the agent's message; the snapshot is then
+  // undone, every guest thawed and every VM runs on its previous images.
   Result<catalog::SnapshotRecord> Create(const SnapshotRequest& request);
 
   // The checks Create starts with, alone: what a caller that runs Create
@@ -238,6 +264,15 @@ class SnapshotEngine {
   Result<std::vector<catalog::VmRecord>> MembersOf(const catalog::SnapshotRecord& s);
   Result<std::shared_ptr<hypervisor::Vm>> CheckMember(const catalog::VmRecord& vm);
   Status Prepare(const catalog::SnapshotRecord& s, const Checked& checked);
+  // Arms the thaw guard and freezes every running member of `s`
+  // (application consistency); `frozen_index` gets the member index of each
+  // of the result's members. Without request.fallback, the first member that
+  // could not freeze is the error (the others are thawed again); with it,
+  // request.warning is told of each.
+  Result<std::unique_ptr<GuestFreeze>> FreezeGuests(const catalog::SnapshotRecord& s,
+                                                    const Checked& checked,
+                                                    const SnapshotRequest& request,
+                                                    std::vector<size_t>* frozen_index);
   // Busy if any of `vms` is in another snapshot operation. REQUIRES: mu_ held.
   Status CheckNotBusyLocked(const std::vector<catalog::VmRecord>& vms);
   Status Claim(const std::vector<catalog::VmRecord>& vms);

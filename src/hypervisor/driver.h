@@ -152,11 +152,14 @@ class Vm {
 // Thaws guests' filesystems unless told otherwise in time: whoever freezes
 // guests arms one first, so that a guest never stays frozen because its
 // caller stalled or died. It lives in a process of its own; Disarm (or
-// destroying it) ends it without a thaw.
+// destroying it) ends it without a thaw. ThawNow has it thaw every guest at
+// once, a second attempt independent of the caller's, and returns when it is
+// done. Either ends the guard.
 class ThawGuard {
  public:
   virtual ~ThawGuard() = default;
   virtual void Disarm() = 0;
+  virtual void ThawNow() = 0;
 };
 
 class Driver {

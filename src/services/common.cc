@@ -58,19 +58,13 @@ std::vector<std::string> AffectedBy(const engine::ExportManifest& m) {
   return out;
 }
 
-Status CheckConsistencyLevel(const cim::Instance& settings) {
+Result<catalog::Consistency> ReadConsistencyLevel(const cim::Instance& settings) {
   const cim::Property* p = settings.Find("ConsistencyLevel");
-  if (!p || p->value.kind != cim::Value::Kind::kScalar) return Status::Ok();
+  if (!p || p->value.kind != cim::Value::Kind::kScalar) return catalog::Consistency::kCrash;
   const std::string& level = p->value.scalar;
-  if (level == "1") {
-    return Status::NotSupported(
-        "application consistency (ConsistencyLevel 1) is not supported yet; use 2 (crash "
-        "consistent)");
-  }
-  if (level != "0" && level != "2") {
-    return Status::InvalidArgument("ConsistencyLevel must be 0, 1 or 2, not " + level);
-  }
-  return Status::Ok();
+  if (level == "1") return catalog::Consistency::kApplication;
+  if (level == "0" || level == "2") return catalog::Consistency::kCrash;
+  return Status::InvalidArgument("ConsistencyLevel must be 0, 1 or 2, not " + level);
 }
 
 cim::ObjectPath JobPath(const std::string& job_id) {

@@ -48,9 +48,10 @@ std::string Affected(const std::string& class_name, const std::string& id);
 std::vector<std::string> AffectedBy(const catalog::ReferencePointRecord& rp);
 std::vector<std::string> AffectedBy(const engine::ExportManifest& m);
 
-// The ConsistencyLevel of a snapshot's or reference point's settings, when
-// present: 0 (unknown) and 2 (crash consistent) are taken.
-Status CheckConsistencyLevel(const cim::Instance& settings);
+// The ConsistencyLevel of a snapshot's or reference point's settings:
+// 1 application consistent; 2 crash consistent, as are 0 (unknown) and none.
+// InvalidArgument for any other value.
+Result<catalog::Consistency> ReadConsistencyLevel(const cim::Instance& settings);
 
 // The InstanceID of a VM's configuration and of a per-VM snapshot: Hyper-V
 // prefixes both with "Microsoft:"; the rest is the VM's or snapshot's id.

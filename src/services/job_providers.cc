@@ -83,6 +83,8 @@ const char* StateName(catalog::JobState s) {
       return "Killed";
     case catalog::JobState::kException:
       return "Exception";
+    case catalog::JobState::kCompletedWithWarnings:
+      return "Completed with warnings";
   }
   return "Unknown";
 }

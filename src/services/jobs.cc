@@ -64,9 +64,13 @@ void JobManager::Run(catalog::JobRecord job, ErrorCodeOf code_of, JobWork work,
   if (auto current = catalog_->GetJob(job.id); current.ok()) job = *current;
   job.ended_us = env_->NowMicros();
   if (result.ok()) {
-    job.state = catalog::JobState::kCompleted;
+    job.state = control.warnings_.empty() ? catalog::JobState::kCompleted
+                                          : catalog::JobState::kCompletedWithWarnings;
     job.percent = 100;
     job.affected = *result;
+    for (const auto& w : control.warnings_) {
+      job.error_description += (job.error_description.empty() ? "" : "; ") + w;
+    }
   } else {
     const Status& s = result.status();
     job.state = s.code() == Code::kCancelled ? catalog::JobState::kTerminated

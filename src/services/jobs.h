@@ -2,7 +2,9 @@
 // A long method records its job as Running before it answers 4096, then
 // the work runs on its own thread and ends the job in exactly one of
 // Completed, Terminated (cancelled), Killed or Exception, with
-// PercentComplete, ErrorCode and ErrorDescription filled. Jobs live in the
+// PercentComplete, ErrorCode and ErrorDescription filled; work that succeeded
+// but warned ends Completed with warnings (32768), its warnings in
+// ErrorDescription. Jobs live in the
 // catalog, so they survive a restart of the daemon; a job the daemon was
 // running when it died ends in Exception at the next start. Finished jobs
 // stay queryable for `retention` (TimeBeforeRemoval, 5 minutes).
@@ -33,6 +35,9 @@ class JobControl {
   bool StopRequested() const { return stop_->load(); }
   // Records how far the job is, 0..100.
   void Progress(int percent);
+  // Records something the caller should know of work that succeeds anyway;
+  // the job then ends Completed with warnings. Called from the job's thread.
+  void Warn(std::string warning) { warnings_.push_back(std::move(warning)); }
 
  private:
   friend class JobManager;
@@ -41,6 +46,7 @@ class JobControl {
   class JobManager* manager_;
   std::string id_;
   std::shared_ptr<std::atomic<bool>> stop_;
+  std::vector<std::string> warnings_;
 };
 
 // The work of a job: returns what it created or touched, as

@@ -75,6 +75,22 @@ TEST_F(JobsTest, FailuresEndInExceptionWithTheMethodsCode) {
   EXPECT_EQ(j.error_description, "the cut took longer than 2 s");
 }
 
+TEST_F(JobsTest, WorkThatWarnsEndsCompletedWithWarningsSayingThem) {
+  auto id = jobs_->Start(198, "x", false, ReturnCodeA,
+                         [](JobControl& c) -> Result<std::vector<std::string>> {
+                           c.Warn("VM db: no guest agent; cut crash consistent");
+                           c.Warn("VM web: thaw failed");
+                           return std::vector<std::string>{"Msvm_SnapshotCollection:s1"};
+                         });
+  auto j = Ended(*id);
+  EXPECT_EQ(static_cast<int>(j.state), 32768);
+  EXPECT_EQ(j.percent, 100);
+  EXPECT_EQ(j.error_code, 0);
+  EXPECT_EQ(j.error_description,
+            "VM db: no guest agent; cut crash consistent; VM web: thaw failed");
+  EXPECT_EQ(j.affected, std::vector<std::string>{"Msvm_SnapshotCollection:s1"});
+}
+
 TEST_F(JobsTest, OnlyCancellableRunningJobsStop) {
   std::promise<void> release;
   auto held = release.get_future().share();

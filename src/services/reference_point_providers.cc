@@ -51,7 +51,15 @@ Status ReadCreateSettings(const Args& a, std::string* name) {
   if (!settings.ok()) return settings.status().Annotate("ReferencePointSettings");
   if (!*settings) return Status::Ok();
   if (const cim::Property* p = (*settings)->Find("ElementName")) *name = p->value.scalar;
-  return CheckConsistencyLevel(**settings).Annotate("ReferencePointSettings");
+  auto level = ReadConsistencyLevel(**settings);
+  if (!level.ok()) return level.status().Annotate("ReferencePointSettings");
+  if (*level == catalog::Consistency::kApplication) {
+    return Status::NotSupported(
+        "ReferencePointSettings: reference points are made crash consistent (ConsistencyLevel "
+        "2); for an application-consistent one, take an application-consistent recovery "
+        "snapshot and convert it (ConvertToReferencePoint)");
+  }
+  return Status::Ok();
 }
 
 // ExportReferencePoint's settings: the base, if any. Every disk of every

@@ -32,6 +32,11 @@ cim::ClassSpec SnapshotCollectionSpec() {
                          {.name = "Vmgroup_CreationTime", .type = "datetime"},
                          {.name = "Vmgroup_PauseWindowMicroseconds", .type = "uint64"},
                          {.name = "Vmgroup_DurationMicroseconds", .type = "uint64"},
+                         // Vendor: what the group got (1 application consistent
+                         // only when every member did, else 2) and how long its
+                         // guests stayed frozen.
+                         {.name = "Vmgroup_ConsistencyLevel", .type = "uint16"},
+                         {.name = "Vmgroup_FreezeWindowMicroseconds", .type = "uint64"},
                          // Vendor: the snapshot tree at group level.
                          {.name = "Vmgroup_ParentSnapshotCollectionID", .type = "string"},
                          {.name = "Vmgroup_IsCurrent", .type = "boolean"}}};
@@ -47,18 +52,33 @@ Result<std::vector<catalog::SnapshotRecord>> CompleteSnapshots(engine::Engine* e
   return out;
 }
 
+// The consistency of a group snapshot: its weakest member's.
+catalog::Consistency Weakest(const catalog::SnapshotRecord& s) {
+  for (const auto& m : s.members) {
+    if (m.consistency != catalog::Consistency::kApplication) return catalog::Consistency::kCrash;
+  }
+  return s.members.empty() ? catalog::Consistency::kCrash : catalog::Consistency::kApplication;
+}
+
 // SnapshotSettings: empty, or an embedded Msvm_VirtualSystemSnapshotSettingData
-// whose ElementName names the snapshot and whose ConsistencyLevel is 0 or 2
-// (crash consistent). Application consistency arrives with the guest agent.
-Status ReadSettings(const std::string& text, std::string* name) {
+// whose ElementName names the snapshot and whose ConsistencyLevel asks for
+// application (1) or crash (2, 0 or none) consistency. The vendor
+// Vmgroup_AllowCrashConsistentFallback lets members whose guest cannot
+// freeze be cut crash consistent instead of failing the snapshot (Hyper-V's
+// production checkpoint with fallback, a per-VM setting there).
+Status ReadSettings(const std::string& text, engine::SnapshotRequest* req) {
   if (text.empty()) return Status::Ok();
   VMG_ASSIGN_OR_RETURN(cim::Instance inst, cim::ParseEmbeddedInstance(text));
   if (!cim::NameEquals(inst.class_name, "Msvm_VirtualSystemSnapshotSettingData")) {
     return Status::InvalidArgument(
         "SnapshotSettings must be a Msvm_VirtualSystemSnapshotSettingData, not " + inst.class_name);
   }
-  if (const cim::Property* p = inst.Find("ElementName"); p) *name = p->value.scalar;
-  return CheckConsistencyLevel(inst);
+  if (const cim::Property* p = inst.Find("ElementName"); p) req->name = p->value.scalar;
+  if (const cim::Property* p = inst.Find("Vmgroup_AllowCrashConsistentFallback"); p) {
+    req->fallback = cim::NameEquals(p->value.scalar, "true");
+  }
+  VMG_ASSIGN_OR_RETURN(req->consistency, ReadConsistencyLevel(inst));
+  return Status::Ok();
 }
 
 // ExportSettingData: empty (a full export with the disks), or an embedded
@@ -220,7 +240,7 @@ class SnapshotServiceProvider : public ServiceProvider {
       req.collection_id = IdOf(*collection, "CollectionID");
       req.type = static_cast<int>(a.Int("SnapshotType", 0));
       req.id = NewGuid();
-      if (Status s = ReadSettings(a.Str("SnapshotSettings"), &req.name); !s.ok()) {
+      if (Status s = ReadSettings(a.Str("SnapshotSettings"), &req); !s.ok()) {
         return Refused(ReturnCodeA(s), "SnapshotSettings: " + s.message());
       }
       if (Status s = e->snapshots().Validate(req); !s.ok()) return Outcome(ReturnCodeA, s);
@@ -232,6 +252,7 @@ class SnapshotServiceProvider : public ServiceProvider {
                       [e, req](JobControl& control) mutable -> Result<std::vector<std::string>> {
                         req.cancelled = [&control] { return control.StopRequested(); };
                         req.progress = [&control](int p) { control.Progress(p); };
+                        req.warning = [&control](const std::string& w) { control.Warn(w); };
                         VMG_ASSIGN_OR_RETURN(auto s, e->snapshots().Create(req));
                         std::vector<std::string> made = {Affected("Msvm_SnapshotCollection", s.id)};
                         for (const auto& m : s.members) {
@@ -281,6 +302,8 @@ Providers SnapshotProviders(const Context& ctx) {
                              .Str("Vmgroup_CreationTime", CimTime(s.created_us))
                              .Int("Vmgroup_PauseWindowMicroseconds", s.pause_window_us)
                              .Int("Vmgroup_DurationMicroseconds", s.duration_us)
+                             .Int("Vmgroup_ConsistencyLevel", static_cast<int>(Weakest(s)))
+                             .Int("Vmgroup_FreezeWindowMicroseconds", s.freeze_window_us)
                              .Build());
         }
         return rows;

@@ -126,7 +126,7 @@ cim::Instance SnapshotInstance(const cim::ClassSpec& spec, const catalog::Snapsh
       .Str("Vmgroup_SnapshotCollectionID", s.id)
       .Str("Vmgroup_CutTime", CimTime(m.cut_time_us))
       .Int("Vmgroup_PauseMicroseconds", m.pause_us)
-      .Int("Vmgroup_ConsistencyLevel", 2)  // crash consistent
+      .Int("Vmgroup_ConsistencyLevel", static_cast<int>(m.consistency))
       .Bool("IsSaved", !m.memory_state.empty());
   if (!m.parent_id.empty()) b.Str("Parent", PathText(SettingsPath(m.parent_id)));
   return b.Build();

@@ -57,4 +57,20 @@ Result<TinyGroup> MakeTinyGroup(engine::Engine& engine, const std::string& image
   return g;
 }
 
+Status MakeExt4Image(const std::string& qcow2, int64_t bytes) {
+  Env* env = Env::Default();
+  const std::string raw = qcow2 + ".raw";
+  auto run = [&](const std::vector<std::string>& argv) -> Status {
+    VMG_ASSIGN_OR_RETURN(CommandOutput r, env->Run(argv, std::chrono::minutes(1)));
+    if (r.exit_code != 0) return Status::IoError(argv[0] + ": " + r.err + r.out);
+    return Status::Ok();
+  };
+  Status s = run({"truncate", "-s", std::to_string(bytes), raw});
+  if (s.ok()) s = run({"mkfs.ext4", "-q", "-F", raw});
+  if (s.ok() && env->FileExists(qcow2)) s = env->RemoveFile(qcow2);
+  if (s.ok()) s = run({"qemu-img", "convert", "-f", "raw", "-O", "qcow2", raw, qcow2});
+  (void)env->RemoveFile(raw);
+  return s;
+}
+
 }  // namespace vmgroup::testing

@@ -44,4 +44,9 @@ Result<TinyGroup> MakeTinyGroup(engine::Engine& engine, const std::string& image
                                 const std::string& prefix, int n, const TinyVmOptions& options,
                                 bool start = true);
 
+// Makes `qcow2` a new image of `bytes` holding an empty ext4 filesystem,
+// made on the host (busybox guests cannot make one with a journal), for
+// guests running "writer=fs".
+Status MakeExt4Image(const std::string& qcow2, int64_t bytes);
+
 }  // namespace vmgroup::testing

@@ -252,6 +252,21 @@ TEST_F(BadRequestTest, ReferencePointRefusalsCarryTheCodeAndTheReason) {
                                Prop("ConsistencyLevel", "uint8", "9"))});
   EXPECT_EQ(code, kRcInvalidParameter);
   EXPECT_NE(why.find("ConsistencyLevel"), std::string::npos) << why;
+  std::tie(code, why) =
+      Refusal(service, "CreateReferencePoint",
+              {group, Settings("ReferencePointSettings", "Msvm_CollectionReferencePointSettingData",
+                               Prop("ConsistencyLevel", "uint8", "1"))});
+  EXPECT_EQ(code, kRcNotSupported);
+  EXPECT_NE(why.find("ConvertToReferencePoint"), std::string::npos) << "the way there: " << why;
+  // Application consistency is for recovery and disk-only snapshots.
+  std::tie(code, why) =
+      Refusal(SnapshotService(), "CreateSnapshot",
+              {group,
+               {"SnapshotType", "", cim::Value::Scalar("1")},
+               Settings("SnapshotSettings", "Msvm_VirtualSystemSnapshotSettingData",
+                        Prop("ConsistencyLevel", "uint8", "1"))});
+  EXPECT_EQ(code, kRcInvalidParameter);
+  EXPECT_NE(why.find("Standard"), std::string::npos) << why;
   Ok({"vm", "stop", "a"});
   std::tie(code, why) = Refusal(service, "CreateReferencePoint", {group});
   EXPECT_EQ(code, kRcNotSupported);

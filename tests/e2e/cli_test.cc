@@ -148,6 +148,46 @@ TEST_F(CliTest, SnapshotCommandsTakeListAndShowGroupSnapshots) {
   EXPECT_NE(late.err.find("already ended"), std::string::npos) << late.err;
 }
 
+TEST_F(CliTest, ApplicationConsistencyFailsOrFallsBackForVmsWithoutAnAgent) {
+  NewVm("a");  // no guest, so no guest agent
+  NewVm("b");
+  Ok({"group", "create", "web"});
+  Ok({"group", "add", "web", "a", "b"});
+
+  const CommandOutput strict = Cli({"snapshot", "create", "web", "--consistency", "application"});
+  EXPECT_EQ(strict.exit_code, 1);
+  EXPECT_NE(strict.err.find("cannot freeze"), std::string::npos) << strict.err;
+  EXPECT_NE(strict.err.find("fallback"), std::string::npos) << strict.err;
+  EXPECT_EQ(json::parse(Ok({"snapshot", "list", "web", "--json"})).size(), 0u) << "nothing made";
+
+  const CommandOutput lenient =
+      Cli({"snapshot", "create", "web", "--consistency", "application-or-crash"});
+  ASSERT_EQ(lenient.exit_code, 0) << lenient.err;
+  EXPECT_NE(lenient.err.find("warning"), std::string::npos) << lenient.err;
+  EXPECT_NE(lenient.err.find("VM a"), std::string::npos) << lenient.err;
+  EXPECT_NE(lenient.err.find("VM b"), std::string::npos) << lenient.err;
+  EXPECT_NE(lenient.out.find("Consistency:"), std::string::npos) << lenient.out;
+  EXPECT_EQ(lenient.out.find("Freeze window:"), std::string::npos) << "nothing froze";
+  json list = json::parse(Ok({"snapshot", "list", "web", "--json"}));
+  ASSERT_EQ(list.size(), 1u);
+  EXPECT_EQ(list[0]["consistency"], "crash");
+  for (const auto& m : list[0]["members"]) EXPECT_EQ(m["consistency"], "crash");
+  bool warned = false;
+  for (const auto& j : json::parse(Ok({"job", "list", "--json"}))) {
+    if (j["job_state"] != 32768) continue;
+    warned = true;
+    EXPECT_EQ(j["state"], "Completed with warnings");
+    EXPECT_NE(j["error"].get<std::string>().find("crash consistent"), std::string::npos) << j;
+  }
+  EXPECT_TRUE(warned) << "the snapshot job completed with warnings (JobState 32768)";
+
+  const CommandOutput standard =
+      Cli({"snapshot", "create", "web", "--type", "standard", "--consistency", "application"});
+  EXPECT_EQ(standard.exit_code, 1);
+  EXPECT_NE(standard.err.find("Standard"), std::string::npos) << standard.err;
+  EXPECT_EQ(Cli({"snapshot", "create", "web", "--consistency", "app"}).exit_code, 2);
+}
+
 TEST_F(CliTest, SnapshotsFormATreeAndTheGroupRunsOnTheNewest) {
   json list = WebWithThreeSnapshots();
   ASSERT_EQ(list.size(), 3u);

@@ -3,10 +3,11 @@
 //   crash_helper STATE IMAGES setup N [KERNEL INITRD APPEND]
 //       defines and starts N tiny VMs in a collection, prints its id, and
 //       exits leaving the VMs running (as a daemon that stops would);
-//   crash_helper STATE snapshot COLLECTION POINT [TYPE]
-//       takes a snapshot of COLLECTION (SnapshotType TYPE, default 2) and
-//       ends itself with SIGKILL when the protocol reaches fault point POINT
-//       (exit 3 if it never does);
+//   crash_helper STATE snapshot COLLECTION POINT [TYPE [CONSISTENCY]]
+//       takes a snapshot of COLLECTION (SnapshotType TYPE, default 2;
+//       ConsistencyLevel CONSISTENCY, default 2 crash) and ends itself with
+//       SIGKILL when the protocol reaches fault point POINT (exit 3 if it
+//       never does);
 //   crash_helper STATE apply SNAPSHOT POINT
 //   crash_helper STATE destroy SNAPSHOT POINT
 //       the same for applying or destroying SNAPSHOT;
@@ -69,17 +70,21 @@ int main(int argc, char** argv) {
     std::printf("%s\n", g->collection_id.c_str());
     return 0;
   }
-  const std::string verb = argc == 5 || argc == 6 ? argv[2] : "";
-  const int type = argc == 6 ? std::atoi(argv[5]) : 2;
+  const std::string verb = argc >= 5 && argc <= 7 ? argv[2] : "";
+  const int type = argc >= 6 ? std::atoi(argv[5]) : 2;
+  const auto consistency = static_cast<catalog::Consistency>(argc == 7 ? std::atoi(argv[6]) : 2);
   if (verb == "snapshot" || verb == "apply" || verb == "destroy") {
     CrashAtEnv env(argv[4]);
     auto e = engine::Engine::Open(
         {.state_dir = argv[1], .env = &env, .qemu = {.accel = testing::kTestAccel}});
     if (!e.ok()) return Fail(e.status());
     auto& engine = (*e)->snapshots();
-    Status s = verb == "snapshot" ? engine.Create({.collection_id = argv[3], .type = type}).status()
-               : verb == "apply"  ? engine.Apply({.snapshot_id = argv[3]}).status()
-                                  : engine.Destroy({.snapshot_id = argv[3]});
+    Status s =
+        verb == "snapshot"
+            ? engine.Create({.collection_id = argv[3], .type = type, .consistency = consistency})
+                  .status()
+        : verb == "apply" ? engine.Apply({.snapshot_id = argv[3]}).status()
+                          : engine.Destroy({.snapshot_id = argv[3]});
     if (!s.ok()) return Fail(s);
     return 3;
   }

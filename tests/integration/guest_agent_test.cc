@@ -5,7 +5,6 @@
 // apart within seconds.
 #include "hypervisor/qemu/guest_agent.h"
 
-#include <filesystem>
 #include <thread>
 
 #include "guest_fixture.h"
@@ -13,73 +12,7 @@
 namespace vmgroup::integration {
 namespace {
 
-namespace fs = std::filesystem;
-
-class GuestAgentTest : public GuestFixture {
- protected:
-  // A guest running `workload` on a disk that holds an ext4 filesystem made
-  // here (busybox cannot make one with a journal).
-  std::string Ext4Guest(const std::string& name, const std::string& workload) {
-    auto id = testing::DefineTinyVm(*engine_, dir_ / "images", name, Guest(workload));
-    EXPECT_TRUE(id.ok()) << id.status().ToString();
-    if (!id.ok()) return "";
-    const std::string raw = dir_ / (name + ".raw"), disk = Vm(*id).disks[0];
-    EXPECT_TRUE(Run({"truncate", "-s", "64M", raw}));
-    EXPECT_TRUE(Run({"mkfs.ext4", "-q", "-F", raw}));
-    fs::remove(disk);
-    EXPECT_TRUE(Run({"qemu-img", "convert", "-f", "raw", "-O", "qcow2", raw, disk}));
-    fs::remove(raw);
-    EXPECT_TRUE(engine_->vms().Start(*id).ok());
-    return *id;
-  }
-  static bool Run(const std::vector<std::string>& argv) {
-    auto r = Env::Default()->Run(argv, std::chrono::minutes(1));
-    EXPECT_TRUE(r.ok() && r->exit_code == 0)
-        << argv[0] << ": " << (r.ok() ? r->err + r->out : r.status().ToString());
-    return r.ok() && r->exit_code == 0;
-  }
-  void WaitForSerial(const std::string& id, const std::string& marker) {
-    const auto deadline = Clock::now() + std::chrono::minutes(2);
-    while (SerialText(id).find(marker) == std::string::npos) {
-      ASSERT_LT(Clock::now(), deadline) << "no " << marker << "; serial log:\n" << SerialText(id);
-      std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    }
-  }
-  // What `image` holds now, read beside the running QEMU: the exit code of
-  // e2fsck -fn, and whether the journal must be replayed first.
-  struct Check {
-    int fsck = -1;
-    bool needs_recovery = false;
-  };
-  Check Examine(const std::string& image) {
-    const std::string raw = dir_ / "fsck.raw";
-    fs::remove(raw);
-    EXPECT_TRUE(Run({"qemu-img", "convert", "-U", "-O", "raw", image, raw}));
-    Check c;
-    auto fsck = Env::Default()->Run({"e2fsck", "-fn", raw}, std::chrono::minutes(1));
-    auto header = Env::Default()->Run({"dumpe2fs", "-h", raw}, std::chrono::minutes(1));
-    if (fsck.ok()) c.fsck = fsck->exit_code;
-    c.needs_recovery = header.ok() && header->out.find("needs_recovery") != std::string::npos;
-    fs::remove(raw);
-    return c;
-  }
-  static Deadline Soon() { return Clock::now() + std::chrono::seconds(30); }
-  // An ext4 guest with its agent, writing files; its live VM (null on failure).
-  std::shared_ptr<hypervisor::Vm> AgentGuest(const std::string& name, std::string* id) {
-    *id = Ext4Guest(name, "agent=1 writer=fs");
-    if (id->empty()) return nullptr;
-    WaitForSerial(*id, "AGENT-READY");
-    WaitForWrites({*id}, {0}, 50);
-    return engine_->vms().Live(*id);
-  }
-  // Waits until the guest's filesystems are thawed, by whoever thaws them.
-  void WaitThawed(hypervisor::Vm& vm, Clock::time_point since) {
-    while (*vm.FilesystemsFrozen(Soon())) {
-      ASSERT_LT(Clock::now() - since, std::chrono::seconds(10)) << "nobody thawed the guest";
-      std::this_thread::sleep_for(std::chrono::milliseconds(200));
-    }
-  }
-};
+using GuestAgentTest = GuestFixture;
 
 TEST_F(GuestAgentTest, AFreezeHoldsTheGuestsWritesAndLeavesACleanFilesystem) {
   std::string id;
@@ -105,7 +38,7 @@ TEST_F(GuestAgentTest, AFreezeHoldsTheGuestsWritesAndLeavesACleanFilesystem) {
   EXPECT_EQ(*vm->ThawFilesystems(Soon()), 0) << "nothing left to thaw";
 }
 
-TEST_F(GuestAgentTest, TheThawGuardThawsWhenItsCallerStallsOrDiesAndNotWhenDisarmed) {
+TEST_F(GuestAgentTest, TheThawGuardThawsWhenItsCallerStallsDiesOrSaysSoAndNotWhenDisarmed) {
   std::string id;
   auto vm = AgentGuest("guarded", &id);
   ASSERT_TRUE(vm);
@@ -128,6 +61,15 @@ TEST_F(GuestAgentTest, TheThawGuardThawsWhenItsCallerStallsOrDiesAndNotWhenDisar
   EXPECT_GE(Clock::now() - frozen_at, std::chrono::milliseconds(1500)) << "not before its time";
   WaitForWrites({id}, {Acknowledged(Serial(id))}, 50);
   (*guard)->Disarm();  // already done: harmless
+
+  // Told to thaw now (its caller's own thaw failed): done when ThawNow returns.
+  guard = engine_->vms().GuardThaw({Vm(id)}, std::chrono::minutes(1));
+  ASSERT_TRUE(guard.ok()) << guard.status().ToString();
+  ASSERT_TRUE(vm->FreezeFilesystems(Soon()).ok());
+  const auto told_at = Clock::now();
+  (*guard)->ThawNow();
+  EXPECT_FALSE(*vm->FilesystemsFrozen(Soon()));
+  EXPECT_LT(Clock::now() - told_at, std::chrono::seconds(5)) << "not its minute";
 
   // Its caller killed: the guard thaws at once, not at the end of its minute.
   ASSERT_TRUE(vm->FreezeFilesystems(Soon()).ok());

@@ -3,6 +3,7 @@
 // picks), built once per test binary into the build folder.
 #pragma once
 
+#include <filesystem>
 #include <fstream>
 #include <regex>
 #include <sstream>
@@ -74,6 +75,72 @@ class GuestFixture : public GroupFixture {
     std::vector<int64_t> out;
     for (const auto& id : ids) out.push_back(Acknowledged(Serial(id)));
     return out;
+  }
+
+  // For guests with an ext4 filesystem ("writer=fs", "agent=1"):
+  // Defines and starts a guest running `workload` on a disk that holds an
+  // empty ext4 filesystem.
+  std::string Ext4Guest(const std::string& name, const std::string& workload) {
+    auto id = testing::DefineTinyVm(*engine_, dir_ / "images", name, Guest(workload));
+    EXPECT_TRUE(id.ok()) << id.status().ToString();
+    if (!id.ok()) return "";
+    Status made = testing::MakeExt4Image(Vm(*id).disks[0], 64 << 20);
+    EXPECT_TRUE(made.ok()) << made.ToString();
+    EXPECT_TRUE(engine_->vms().Start(*id).ok());
+    return *id;
+  }
+  static bool Run(const std::vector<std::string>& argv) {
+    auto r = Env::Default()->Run(argv, std::chrono::minutes(1));
+    EXPECT_TRUE(r.ok() && r->exit_code == 0)
+        << argv[0] << ": " << (r.ok() ? r->err + r->out : r.status().ToString());
+    return r.ok() && r->exit_code == 0;
+  }
+  void WaitForSerial(const std::string& id, const std::string& marker) {
+    const auto deadline = Clock::now() + std::chrono::minutes(2);
+    while (SerialText(id).find(marker) == std::string::npos) {
+      ASSERT_LT(Clock::now(), deadline) << "no " << marker << "; serial log:\n" << SerialText(id);
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+  }
+  // Waits until an agent guest's agent answers and it writes files.
+  void AwaitAgent(const std::string& id) {
+    WaitForSerial(id, "AGENT-READY");
+    WaitForWrites({id}, {0}, 50);
+  }
+  // An ext4 guest with its agent, writing files; its live VM (null on failure).
+  std::shared_ptr<hypervisor::Vm> AgentGuest(const std::string& name, std::string* id) {
+    *id = Ext4Guest(name, "agent=1 writer=fs");
+    if (id->empty()) return nullptr;
+    AwaitAgent(*id);
+    return engine_->vms().Live(*id);
+  }
+  // What `image` holds now, read beside the running QEMU: the exit code of
+  // e2fsck -fn, and whether the journal must be replayed first.
+  struct Check {
+    int fsck = -1;
+    bool needs_recovery = false;
+  };
+  Check Examine(const std::string& image) {
+    const std::string raw = dir_ / "fsck.raw";
+    std::filesystem::remove(raw);
+    EXPECT_TRUE(Run({"qemu-img", "convert", "-U", "-O", "raw", image, raw}));
+    Check c;
+    auto fsck = Env::Default()->Run({"e2fsck", "-fn", raw}, std::chrono::minutes(1));
+    auto header = Env::Default()->Run({"dumpe2fs", "-h", raw}, std::chrono::minutes(1));
+    if (fsck.ok()) c.fsck = fsck->exit_code;
+    c.needs_recovery = header.ok() && header->out.find("needs_recovery") != std::string::npos;
+    std::filesystem::remove(raw);
+    return c;
+  }
+  static Deadline Soon() { return Clock::now() + std::chrono::seconds(30); }
+  // Waits until the guest's filesystems are thawed, by whoever thaws them,
+  // at most `within` after `since`.
+  void WaitThawed(hypervisor::Vm& vm, Clock::time_point since,
+                  Duration within = std::chrono::seconds(10)) {
+    while (*vm.FilesystemsFrozen(Soon())) {
+      ASSERT_LT(Clock::now() - since, within) << "nobody thawed the guest";
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    }
   }
 };
 

@@ -93,7 +93,7 @@ Result<Json> QmpClient::ReadMessage(Deadline deadline) {
     if (s.code() == Code::kUnavailable) {
       closed_ = true;  // hand out whole lines still buffered, then report the close
     } else if (s.code() == Code::kTimeout) {
-      return Status::Timeout("no answer from QMP in time");
+      return Status::Timeout("no answer in time");
     } else if (!s.ok()) {
       return s;
     }

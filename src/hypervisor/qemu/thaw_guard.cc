@@ -17,6 +17,9 @@ constexpr char kThaw[] = "\xff{\"execute\":\"guest-fsfreeze-thaw\"}\n";
 // How long the guard waits for each agent to answer before the next one.
 constexpr int kAnswerMs = 3000;
 constexpr int kGuardFd = 3;
+// What the caller sends: end without a thaw, or thaw at once.
+constexpr char kDisarm = 'x';
+constexpr char kThawNow = 't';
 
 [[noreturn]] void Guard(int read_fd, const std::vector<sockaddr_un>& agents, int within_ms) {
   setsid();  // out of the caller's process group and its signals
@@ -25,7 +28,7 @@ constexpr int kGuardFd = 3;
   pollfd wait{kGuardFd, POLLIN, 0};
   if (poll(&wait, 1, within_ms) > 0) {
     char c;
-    if (read(kGuardFd, &c, 1) == 1) _exit(0);  // disarmed
+    if (read(kGuardFd, &c, 1) == 1 && c == kDisarm) _exit(0);
   }
   for (const auto& addr : agents) {
     const int fd = socket(AF_UNIX, SOCK_STREAM, 0);
@@ -44,17 +47,20 @@ class QemuThawGuard final : public ThawGuard {
  public:
   QemuThawGuard(int pid, int write_fd) : pid_(pid), write_fd_(write_fd) {}
   ~QemuThawGuard() override { Disarm(); }
-  void Disarm() override {
+  void Disarm() override { End(kDisarm); }
+  void ThawNow() override { End(kThawNow); }
+
+ private:
+  void End(char order) {
     if (pid_ <= 0) return;
     // The guard may have ended already (its time was up): no SIGPIPE.
-    (void)send(write_fd_, "x", 1, MSG_NOSIGNAL);
+    (void)send(write_fd_, &order, 1, MSG_NOSIGNAL);
     close(write_fd_);
     while (waitpid(pid_, nullptr, 0) < 0 && errno == EINTR) {
     }
     pid_ = 0;
   }
 
- private:
   int pid_;
   int write_fd_;
 };

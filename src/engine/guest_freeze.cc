@@ -1,0 +1,64 @@
+#include "engine/guest_freeze.h"
+
+#include "engine/parallel.h"
+
+namespace vmgroup::engine {
+namespace {
+
+// How long the thaws in the destructor may take: it runs on paths that
+// already failed, with no deadline of their own.
+constexpr auto kLateThaw = std::chrono::seconds(10);
+
+}  // namespace
+
+GuestFreeze::GuestFreeze(Env* env, std::vector<FreezeMember> members,
+                         std::unique_ptr<hypervisor::ThawGuard> guard, Deadline deadline)
+    : env_(env), members_(std::move(members)), guard_(std::move(guard)) {
+  first_freeze_ = env_->Now();
+  results_ = EachInParallel(members_.size(), [&](size_t i) -> Status {
+    const FreezeMember& m = members_[i];
+    if (!m.running) {
+      return Status::Unavailable("VM " + m.name +
+                                 " is paused: its guest agent cannot freeze its filesystems");
+    }
+    auto frozen = m.vm->FreezeFilesystems(deadline);
+    if (!frozen.ok()) {
+      const Status& s = frozen.status();
+      return Status(s.code(), "VM " + m.name + ": cannot freeze its filesystems: " + s.message());
+    }
+    return Status::Ok();
+  });
+}
+
+GuestFreeze::~GuestFreeze() { (void)Thaw(env_->Now() + kLateThaw); }
+
+std::vector<std::string> GuestFreeze::Thaw(Deadline deadline) {
+  if (thawed_) return {};
+  thawed_ = true;
+  std::vector<Status> thaws = EachInParallel(members_.size(), [&](size_t i) -> Status {
+    if (!Frozen(i)) return Status::Ok();
+    return members_[i].vm->ThawFilesystems(deadline).status();
+  });
+  bool any_frozen = false;
+  for (size_t i = 0; i < members_.size(); ++i) any_frozen = any_frozen || Frozen(i);
+  if (any_frozen) {
+    window_us_ =
+        std::chrono::duration_cast<std::chrono::microseconds>(env_->Now() - first_freeze_).count();
+  }
+  std::vector<std::string> failed;
+  for (size_t i = 0; i < thaws.size(); ++i) {
+    if (!thaws[i].ok()) {
+      failed.push_back("VM " + members_[i].name + ": thawing its filesystems failed (" +
+                       thaws[i].message() + "); the thaw guard asked its agent again");
+    }
+  }
+  if (!guard_) return failed;
+  if (failed.empty()) {
+    guard_->Disarm();
+  } else {
+    guard_->ThawNow();
+  }
+  return failed;
+}
+
+}  // namespace vmgroup::engine
