@@ -65,8 +65,6 @@ Result<Samples> MeasureVmgroup(int n, int rounds, int type) {
   return out;
 }
 
-double Ms(double us) { return us / 1000.0; }
-
 void PrintRow(const char* who, int n, const Samples& s) {
   std::printf("%-8s %3d | %8.2f %8.2f | %8.2f %8.2f | %8.1f %8.1f\n", who, n,
               Ms(Median(s.window_us)), Ms(P95(s.window_us)), Ms(Median(s.max_pause_us)),

@@ -13,6 +13,7 @@
 
 #include "report.h"
 #include "storage/qemu_img.h"
+#include "testing/tiny_vms.h"
 
 namespace vmgroup::bench {
 namespace {
@@ -44,6 +45,11 @@ std::string DomainXml(const std::string& name, const std::vector<std::string>& d
            "' bus='virtio'/></disk>";
   }
   if (guest) xml += "<serial type='file'><source path='" + disks[0] + ".serial'/></serial>";
+  if (guest && guest->agent) {
+    xml +=
+        "<channel type='unix'><source mode='bind'/>"
+        "<target type='virtio' name='org.qemu.guest_agent.0'/></channel>";
+  }
   return xml + "<memballoon model='none'/></devices></domain>";
 }
 
@@ -65,32 +71,55 @@ struct Domain {
   std::vector<std::string> disks;
 };
 
+// Ends every domain that started.
+void DestroyAll(std::vector<Domain>& doms) {
+  for (auto& d : doms) {
+    if (d.dom) {
+      virDomainDestroy(d.dom);
+      virDomainFree(d.dom);
+    }
+  }
+}
+
 // One group round: suspend all -> snapshot each -> resume all, one thread
-// per domain per phase. Returns OK and fills the samples, or the first error.
-Status Round(std::vector<Domain>& doms, const std::string& tag, Samples& out) {
+// per domain per phase; with `quiesce`, each guest's filesystems are frozen
+// through its agent first and thawed last (virDomainFSFreeze/FSThaw, as
+// virsh domfsfreeze/domfsthaw). Fills the samples (total_us: first call ->
+// last return, which with `quiesce` is the freeze window), or returns the
+// first error.
+Status Round(std::vector<Domain>& doms, const std::string& tag, Samples& out,
+             bool quiesce = false) {
   const size_t n = doms.size();
-  std::vector<Clock::time_point> start(n), end(n);
+  std::vector<Clock::time_point> start(n), end(n), first(n), last(n);
   std::vector<Status> errors(n);
-  std::barrier suspended(static_cast<std::ptrdiff_t>(n)), snapped(static_cast<std::ptrdiff_t>(n));
-  const auto t0 = Clock::now();
+  const auto parties = static_cast<std::ptrdiff_t>(n);
+  std::barrier frozen(parties), suspended(parties), snapped(parties), resumed(parties);
   std::vector<std::thread> threads;
   for (size_t i = 0; i < n; ++i) {
     threads.emplace_back([&, i] {
       Domain& d = doms[i];
+      auto fail = [&](const std::string& what) {
+        if (errors[i].ok()) errors[i] = LibvirtError(what + " " + d.name);
+      };
+      first[i] = Clock::now();
+      if (quiesce && virDomainFSFreeze(d.dom, nullptr, 0, 0) < 0) fail("fsfreeze");
+      frozen.arrive_and_wait();
       start[i] = Clock::now();
-      if (virDomainSuspend(d.dom) < 0) errors[i] = LibvirtError("suspend " + d.name);
+      if (virDomainSuspend(d.dom) < 0) fail("suspend");
       suspended.arrive_and_wait();
       std::vector<std::string> files;
       for (const auto& disk : d.disks) files.push_back(disk + "." + tag);
       virDomainSnapshotPtr snap = virDomainSnapshotCreateXML(
           d.dom, SnapshotXml(tag, files).c_str(),
           VIR_DOMAIN_SNAPSHOT_CREATE_DISK_ONLY | VIR_DOMAIN_SNAPSHOT_CREATE_ATOMIC);
-      if (!snap && errors[i].ok()) errors[i] = LibvirtError("snapshot " + d.name);
+      if (!snap) fail("snapshot");
       if (snap) virDomainSnapshotFree(snap);
       snapped.arrive_and_wait();
-      if (virDomainResume(d.dom) < 0 && errors[i].ok())
-        errors[i] = LibvirtError("resume " + d.name);
+      if (virDomainResume(d.dom) < 0) fail("resume");
       end[i] = Clock::now();
+      resumed.arrive_and_wait();
+      if (quiesce && virDomainFSThaw(d.dom, nullptr, 0, 0) < 0) fail("fsthaw");
+      last[i] = Clock::now();
     });
   }
   for (auto& t : threads) t.join();
@@ -100,7 +129,8 @@ Status Round(std::vector<Domain>& doms, const std::string& tag, Samples& out) {
   out.window_us.push_back(Micros(*std::max_element(end.begin(), end.end()) -
                                  *std::min_element(start.begin(), start.end())));
   out.max_pause_us.push_back(max_pause);
-  out.total_us.push_back(Micros(Clock::now() - t0));
+  out.total_us.push_back(Micros(*std::max_element(last.begin(), last.end()) -
+                                *std::min_element(first.begin(), first.end())));
   return Status::Ok();
 }
 
@@ -167,12 +197,34 @@ Result<Samples> MeasureLibvirtMemory(const std::string& uri, const std::string& 
     out.max_pause_us.push_back(longest);
     out.total_us.push_back(out.window_us.back());
   }
-  for (auto& d : doms) {
-    if (d.dom) {
-      virDomainDestroy(d.dom);
-      virDomainFree(d.dom);
-    }
+  DestroyAll(doms);
+  virConnectClose(conn);
+  if (!status.ok()) return status;
+  return out;
+}
+
+Result<Samples> MeasureLibvirtQuiesced(const std::string& uri, const std::string& image_dir,
+                                       const GuestSpec& guest, int n, int rounds) {
+  virConnectPtr conn = virConnectOpen(uri.c_str());
+  if (!conn) return LibvirtError("connect to " + uri);
+  std::vector<Domain> doms(static_cast<size_t>(n));
+  Status status;
+  for (int i = 0; i < n && status.ok(); ++i) {
+    Domain& d = doms[static_cast<size_t>(i)];
+    d.name = "app" + std::to_string(i);
+    d.disks.push_back(image_dir + "/" + d.name + "-d0.qcow2");
+    status = testing::MakeExt4Image(d.disks.back(), 64 << 20);
+    if (!status.ok()) break;
+    d.dom = virDomainCreateXML(conn, DomainXml(d.name, d.disks, &guest).c_str(), 0);
+    if (!d.dom) status = LibvirtError("start " + d.name);
   }
+  if (status.ok()) status = WaitForMarker(doms, guest.ready_marker);
+  Samples out, warmup;
+  if (status.ok()) status = Round(doms, "warm", warmup, /*quiesce=*/true);
+  for (int r = 0; r < rounds && status.ok(); ++r) {
+    status = Round(doms, "q" + std::to_string(r), out, /*quiesce=*/true);
+  }
+  DestroyAll(doms);
   virConnectClose(conn);
   if (!status.ok()) return status;
   return out;
@@ -203,12 +255,7 @@ Result<std::map<int, Samples>> MeasureLibvirt(const std::string& uri, const std:
     for (int r = 0; r < rounds && status.ok(); ++r) {
       status = Round(doms, "r" + std::to_string(r), results[n]);
     }
-    for (auto& d : doms) {
-      if (d.dom) {
-        virDomainDestroy(d.dom);
-        virDomainFree(d.dom);
-      }
-    }
+    DestroyAll(doms);
     if (!status.ok()) break;
   }
   virConnectClose(conn);

@@ -25,6 +25,7 @@ struct GuestSpec {
   int memory_mib = 128;
   std::string kernel, initrd, cmdline;
   std::string ready_marker;  // printed on the serial console once the workload runs
+  bool agent = false;        // with a guest-agent channel
 };
 
 // Runs inside the worker: starts n such guests, waits for their marker, then
@@ -34,6 +35,16 @@ struct GuestSpec {
 // window_us is first call -> last return.
 Result<Samples> MeasureLibvirtMemory(const std::string& uri, const std::string& image_dir,
                                      const GuestSpec& guest, int n, int rounds);
+
+// Runs inside the worker: starts n such guests (with their agent) on ext4
+// disks made here, waits for their marker, then measures `rounds` group
+// snapshots scripted with libvirt as application consistent: freeze every
+// guest, suspend all, disk-only snapshot of each, resume all, thaw every
+// guest, one thread per domain per phase. window_us is the pause window
+// (first suspend -> last resume), total_us the freeze window (first freeze
+// -> last thaw).
+Result<Samples> MeasureLibvirtQuiesced(const std::string& uri, const std::string& image_dir,
+                                       const GuestSpec& guest, int n, int rounds);
 
 // Starts a session libvirtd as user nobody with all its state under `dir`,
 // runs this program again as nobody with `worker_args` (the worker side),

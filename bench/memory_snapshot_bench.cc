@@ -130,8 +130,6 @@ Result<Measured> MeasureVmgroup(const Args& a, int memory_mib, int n, bool apply
   return out;
 }
 
-double Ms(double us) { return us / 1000.0; }
-
 int Usage() {
   std::fprintf(stderr,
                "usage: memory_snapshot_bench [--sizes 128,1024] [--vms N] [--rounds N] "

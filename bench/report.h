@@ -11,6 +11,9 @@
 
 namespace vmgroup::bench {
 
+// Microseconds as milliseconds, for printing.
+inline double Ms(double us) { return us / 1000.0; }
+
 inline std::vector<int> ParseList(const std::string& s) {
   std::vector<int> out;
   std::stringstream ss(s);
