@@ -11,22 +11,42 @@ constexpr auto kLateThaw = std::chrono::seconds(10);
 
 }  // namespace
 
-GuestFreeze::GuestFreeze(Env* env, std::vector<FreezeMember> members,
-                         std::unique_ptr<hypervisor::ThawGuard> guard, Deadline deadline)
-    : env_(env), members_(std::move(members)), guard_(std::move(guard)) {
-  first_freeze_ = env_->Now();
+GuestFreeze::GuestFreeze(Env* env, std::vector<FreezeMember> members, const ArmGuard& arm,
+                         Deadline deadline)
+    : env_(env), members_(std::move(members)) {
+  auto named = [&](size_t i, const Status& s) {
+    return Status(s.code(),
+                  "VM " + members_[i].name + ": cannot freeze its filesystems: " + s.message());
+  };
   results_ = EachInParallel(members_.size(), [&](size_t i) -> Status {
     const FreezeMember& m = members_[i];
     if (!m.running) {
       return Status::Unavailable("VM " + m.name +
                                  " is paused: its guest agent cannot freeze its filesystems");
     }
-    auto frozen = m.vm->FreezeFilesystems(deadline);
-    if (!frozen.ok()) {
-      const Status& s = frozen.status();
-      return Status(s.code(), "VM " + m.name + ": cannot freeze its filesystems: " + s.message());
+    Status open = m.vm->OpenAgent(deadline);
+    return open.ok() ? open : named(i, open);
+  });
+  std::vector<std::shared_ptr<hypervisor::Vm>> open;
+  for (size_t i = 0; i < members_.size(); ++i) {
+    if (results_[i].ok()) open.push_back(members_[i].vm);
+  }
+  if (open.empty()) return;
+  auto guard = arm(open);
+  if (!guard.ok()) {
+    for (size_t i = 0; i < members_.size(); ++i) {
+      if (!results_[i].ok()) continue;
+      results_[i] = named(i, guard.status());
+      (void)members_[i].vm->ThawFilesystems(deadline);  // closes the channel; nothing is frozen
     }
-    return Status::Ok();
+    return;
+  }
+  guard_ = std::move(*guard);
+  first_freeze_ = env_->Now();
+  results_ = EachInParallel(members_.size(), [&](size_t i) -> Status {
+    if (!results_[i].ok()) return results_[i];
+    auto frozen = members_[i].vm->FreezeFilesystems(deadline);
+    return frozen.ok() ? Status::Ok() : named(i, frozen.status());
   });
 }
 

@@ -3,18 +3,21 @@
 // through its agent before the cut, and thaws them after it, so that each
 // frozen image holds filesystems at rest rather than mid-write.
 //
-// The freezes go out in parallel: the group's freeze window is the slowest
-// guest's, not the sum. A guard process (hypervisor::ThawGuard), armed by
-// the caller before the first freeze, thaws every guest by itself if the
-// caller stalls or dies; GuestFreeze disarms it once its own thaws are
-// answered, or has it thaw again at once when one of them failed. Whatever
-// path the caller takes, a GuestFreeze going out of scope thaws what it froze.
+// Each guest's agent channel is opened first, then a guard process
+// (hypervisor::ThawGuard) is armed over those channels, then the freezes go
+// out in parallel: the group's freeze window is the slowest guest's, not
+// the sum, and holds no connecting. The guard thaws every guest by itself
+// if the caller stalls or dies; GuestFreeze disarms it once its own thaws
+// are answered, or has it thaw again at once when one of them failed.
+// Whatever path the caller takes, a GuestFreeze going out of scope thaws
+// what it froze.
 //
 // A member that cannot freeze (no agent, an agent that misses the deadline
 // or refuses) is not fatal here: the caller decides between failing the
 // snapshot and cutting that member crash-consistent.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -32,12 +35,17 @@ struct FreezeMember {
   bool running = true;
 };
 
+// Arms the thaw guard over the VMs whose agent channel is open.
+using ArmGuard = std::function<Result<std::unique_ptr<hypervisor::ThawGuard>>(
+    const std::vector<std::shared_ptr<hypervisor::Vm>>&)>;
+
 class GuestFreeze {
  public:
-  // Freezes every member's filesystems in parallel, each by `deadline`.
-  // `guard` was armed for all of them before this is called.
-  GuestFreeze(Env* env, std::vector<FreezeMember> members,
-              std::unique_ptr<hypervisor::ThawGuard> guard, Deadline deadline);
+  // Opens every member's agent channel, arms the guard with `arm` over
+  // those that opened (no guard, no freeze: if it cannot start, every
+  // member fails with its error), then freezes them in parallel, each by
+  // `deadline`.
+  GuestFreeze(Env* env, std::vector<FreezeMember> members, const ArmGuard& arm, Deadline deadline);
   ~GuestFreeze();
   GuestFreeze(const GuestFreeze&) = delete;
   GuestFreeze& operator=(const GuestFreeze&) = delete;

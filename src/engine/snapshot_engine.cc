@@ -186,24 +186,21 @@ Result<std::unique_ptr<GuestFreeze>> SnapshotEngine::FreezeGuests(
     const catalog::SnapshotRecord& s, const Checked& checked, const SnapshotRequest& request,
     std::vector<size_t>* frozen_index) {
   std::vector<FreezeMember> members;
-  std::vector<catalog::VmRecord> guarded;
   for (size_t i = 0; i < s.members.size(); ++i) {
     if (!checked.live[i]) continue;  // off: its disks are at rest
     members.push_back({checked.vms[i].name, checked.live[i],
                        s.members[i].power_at_cut == catalog::Power::kRunning});
-    guarded.push_back(checked.vms[i]);
     frozen_index->push_back(i);
   }
   // Armed before the first freeze, for the whole bound: from then on no
   // stall or death of this process leaves a guest frozen.
-  std::unique_ptr<hypervisor::ThawGuard> guard;
-  if (!guarded.empty()) {
-    VMG_ASSIGN_OR_RETURN(guard, vms_->GuardThaw(guarded, options_.freeze_bound));
-  }
+  const ArmGuard arm = [&](const std::vector<std::shared_ptr<hypervisor::Vm>>& open) {
+    return vms_->GuardThaw(open, options_.freeze_bound);
+  };
   const Duration answer_within = std::max<Duration>(
       options_.freeze_bound - options_.pause_deadline - kThawAllowance, std::chrono::seconds(1));
-  auto freeze = std::make_unique<GuestFreeze>(env_, std::move(members), std::move(guard),
-                                              env_->Now() + answer_within);
+  auto freeze =
+      std::make_unique<GuestFreeze>(env_, std::move(members), arm, env_->Now() + answer_within);
   for (const Status& r : freeze->results()) {
     if (r.ok()) continue;
     if (!request.fallback) {

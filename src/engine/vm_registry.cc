@@ -14,13 +14,6 @@ VmRegistry::VmRegistry(Env* env, catalog::Catalog* catalog, hypervisor::Driver* 
                        std::string state_dir)
     : env_(env), catalog_(catalog), driver_(driver), img_(env), state_dir_(std::move(state_dir)) {}
 
-Result<std::unique_ptr<hypervisor::ThawGuard>> VmRegistry::GuardThaw(
-    const std::vector<catalog::VmRecord>& vms, Duration within) {
-  std::vector<hypervisor::VmSpec> specs;
-  for (const auto& vm : vms) specs.push_back(SpecOf(vm));
-  return driver_->GuardThaw(specs, within);
-}
-
 hypervisor::VmSpec VmRegistry::SpecOf(const catalog::VmRecord& vm) const {
   return {.uuid = vm.id,
           .name = vm.name,

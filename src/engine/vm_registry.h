@@ -94,10 +94,13 @@ class VmRegistry {
   // Powers off every live VM (tests and the demo; the daemon leaves them running).
   Status StopAll();
 
-  // A guard that thaws the filesystems of `vms` (hypervisor::ThawGuard)
-  // after `within`, or at once if this process dies: armed before freezing.
+  // A guard that thaws the filesystems of the live VMs `vms`, whose agent
+  // channels are open (hypervisor::Driver::GuardThaw), after `within`, or at
+  // once if this process dies: armed before freezing.
   Result<std::unique_ptr<hypervisor::ThawGuard>> GuardThaw(
-      const std::vector<catalog::VmRecord>& vms, Duration within);
+      const std::vector<std::shared_ptr<hypervisor::Vm>>& vms, Duration within) {
+    return driver_->GuardThaw(vms, within);
+  }
 
   std::string RunDir(const std::string& id) const { return state_dir_ + "/vms/" + id; }
   hypervisor::VmSpec SpecOf(const catalog::VmRecord& vm) const;

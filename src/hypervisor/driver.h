@@ -140,6 +140,13 @@ class Vm {
   // when no agent answers: none installed or running, or the VM not
   // running. A freeze that misses `deadline` is Timeout and thaws again by
   // itself. Failed with the agent's reason otherwise.
+  //
+  // OpenAgent connects to the agent ahead of a freeze and keeps the channel
+  // open for it and for the thaw that follows (the thaw, or a freeze that
+  // fails, closes it): an agent may take a poll interval to notice a new
+  // connection, which would otherwise fall inside the freeze window. Same
+  // errors as a freeze's. Without it each call connects by itself.
+  virtual Status OpenAgent(Deadline deadline) = 0;
   virtual Result<int> FreezeFilesystems(Deadline deadline) = 0;
   virtual Result<int> ThawFilesystems(Deadline deadline) = 0;
   // True while the guest's filesystems are frozen.
@@ -168,7 +175,11 @@ class Driver {
 
   // Arms a guard that thaws the filesystems of every VM in `vms` through
   // its agent once `within` has passed, or at once if this process dies.
-  virtual Result<std::unique_ptr<ThawGuard>> GuardThaw(const std::vector<VmSpec>& vms,
+  // Each VM's agent channel must be open (Vm::OpenAgent): the guard keeps a
+  // copy of it, so that its thaw gets through even while this process,
+  // stalled, still holds the channel. InvalidState for a VM whose channel
+  // is not open; `vms` are this driver's.
+  virtual Result<std::unique_ptr<ThawGuard>> GuardThaw(const std::vector<std::shared_ptr<Vm>>& vms,
                                                        Duration within) = 0;
 
   // Starts a VM (running). Unavailable when the hypervisor will not start;

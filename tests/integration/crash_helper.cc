@@ -12,8 +12,9 @@
 //   crash_helper STATE destroy SNAPSHOT POINT
 //       the same for applying or destroying SNAPSHOT;
 //   crash_helper guard AGENT_SOCKET
-//       arms a one-minute thaw guard for that guest agent, then ends itself
-//       with SIGKILL, as a daemon that dies with guests frozen.
+//       freezes the guest through that agent, arms a one-minute thaw guard
+//       over its channel, then ends itself with SIGKILL, as a daemon that
+//       dies with guests frozen.
 #include <signal.h>
 
 #include <cstdio>
@@ -21,6 +22,7 @@
 #include <string>
 
 #include "engine/engine.h"
+#include "hypervisor/qemu/guest_agent.h"
 #include "hypervisor/qemu/thaw_guard.h"
 #include "testing/tiny_vms.h"
 
@@ -49,7 +51,11 @@ int Fail(const Status& s) {
 
 int main(int argc, char** argv) {
   if (argc == 3 && std::string(argv[1]) == "guard") {
-    auto guard = hypervisor::qemu::StartThawGuard({argv[2]}, std::chrono::minutes(1));
+    const auto deadline = Clock::now() + std::chrono::seconds(30);
+    auto agent = hypervisor::qemu::GuestAgent::Connect(argv[2], deadline);
+    if (!agent.ok()) return Fail(agent.status());
+    if (auto frozen = (*agent)->Freeze(deadline); !frozen.ok()) return Fail(frozen.status());
+    auto guard = hypervisor::qemu::StartThawGuard({(*agent)->fd()}, std::chrono::minutes(1));
     if (!guard.ok()) return Fail(guard.status());
     ::raise(SIGKILL);
   }

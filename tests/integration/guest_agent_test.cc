@@ -42,9 +42,13 @@ TEST_F(GuestAgentTest, TheThawGuardThawsWhenItsCallerStallsDiesOrSaysSoAndNotWhe
   std::string id;
   auto vm = AgentGuest("guarded", &id);
   ASSERT_TRUE(vm);
+  auto guard_over_open_channel = [&](Duration within) {
+    EXPECT_TRUE(vm->OpenAgent(Soon()).ok());
+    return engine_->vms().GuardThaw({vm}, within);
+  };
 
   // Disarmed in time: the guest stays frozen until its freezer thaws it.
-  auto guard = engine_->vms().GuardThaw({Vm(id)}, std::chrono::seconds(30));
+  auto guard = guard_over_open_channel(std::chrono::seconds(30));
   ASSERT_TRUE(guard.ok()) << guard.status().ToString();
   ASSERT_TRUE(vm->FreezeFilesystems(Soon()).ok());
   (*guard)->Disarm();
@@ -52,8 +56,10 @@ TEST_F(GuestAgentTest, TheThawGuardThawsWhenItsCallerStallsDiesOrSaysSoAndNotWhe
   EXPECT_TRUE(*vm->FilesystemsFrozen(Soon())) << "a disarmed guard thaws nothing";
   ASSERT_GE(*vm->ThawFilesystems(Soon()), 1);
 
-  // Never disarmed (the freezer stalled): the guard thaws the guest by itself.
-  guard = engine_->vms().GuardThaw({Vm(id)}, std::chrono::seconds(2));
+  // Never disarmed, its freezer stalled with the channel still open (a
+  // guard connecting anew would wait behind it): the guard thaws the guest
+  // through its copy of the channel.
+  guard = guard_over_open_channel(std::chrono::seconds(2));
   ASSERT_TRUE(guard.ok()) << guard.status().ToString();
   ASSERT_TRUE(vm->FreezeFilesystems(Soon()).ok());
   const auto frozen_at = Clock::now();
@@ -63,20 +69,21 @@ TEST_F(GuestAgentTest, TheThawGuardThawsWhenItsCallerStallsDiesOrSaysSoAndNotWhe
   (*guard)->Disarm();  // already done: harmless
 
   // Told to thaw now (its caller's own thaw failed): done when ThawNow returns.
-  guard = engine_->vms().GuardThaw({Vm(id)}, std::chrono::minutes(1));
+  guard = guard_over_open_channel(std::chrono::minutes(1));
   ASSERT_TRUE(guard.ok()) << guard.status().ToString();
   ASSERT_TRUE(vm->FreezeFilesystems(Soon()).ok());
   const auto told_at = Clock::now();
   (*guard)->ThawNow();
   EXPECT_FALSE(*vm->FilesystemsFrozen(Soon()));
   EXPECT_LT(Clock::now() - told_at, std::chrono::seconds(5)) << "not its minute";
+  EXPECT_EQ(*vm->ThawFilesystems(Soon()), 0) << "closes the channel; nothing left to thaw";
 
   // Its caller killed: the guard thaws at once, not at the end of its minute.
-  ASSERT_TRUE(vm->FreezeFilesystems(Soon()).ok());
   const auto killed_at = Clock::now();
   auto helper = Env::Default()->Run(
       {CRASH_HELPER, "guard", hypervisor::qemu::GuestAgent::SocketPath(engine_->vms().RunDir(id))});
   ASSERT_TRUE(helper.ok()) << helper.status().ToString();
+  ASSERT_EQ(helper->exit_code, -1) << "froze the guest, then was killed: " << helper->err;
   WaitThawed(*vm, killed_at);
   WaitForWrites({id}, {Acknowledged(Serial(id))}, 50);
 }

@@ -101,6 +101,9 @@ class FakeVm final : public Vm {
                     Deadline) override {
     return Do("copy", [] {});
   }
+  Status OpenAgent(Deadline) override {
+    return Do("open-agent", [] {});
+  }
   Result<int> FreezeFilesystems(Deadline) override {
     VMG_RETURN_IF_ERROR(Do("freeze", [&] { frozen_ = true; }));
     return 1;

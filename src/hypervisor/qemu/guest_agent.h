@@ -47,6 +47,9 @@ class GuestAgent {
   // guest-fsfreeze-status: true while the guest's filesystems are frozen.
   Result<bool> Frozen(Deadline deadline);
 
+  // The channel's descriptor, for a thaw guard to keep a copy of.
+  int fd() const { return channel_->fd(); }
+
  private:
   explicit GuestAgent(std::unique_ptr<QmpClient> channel) : channel_(std::move(channel)) {}
   Result<int> Count(const char* command, Deadline deadline);

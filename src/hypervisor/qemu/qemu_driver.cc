@@ -99,10 +99,17 @@ std::vector<std::string> QemuDriver::CommandLine(const VmSpec& spec) const {
   return argv;
 }
 
-Result<std::unique_ptr<ThawGuard>> QemuDriver::GuardThaw(const std::vector<VmSpec>& vms,
-                                                         Duration within) {
-  std::vector<std::string> agents;
-  for (const auto& spec : vms) agents.push_back(GuestAgent::SocketPath(spec.run_dir));
+Result<std::unique_ptr<ThawGuard>> QemuDriver::GuardThaw(
+    const std::vector<std::shared_ptr<Vm>>& vms, Duration within) {
+  std::vector<int> agents;
+  for (const auto& vm : vms) {
+    const int fd = static_cast<QemuVm&>(*vm).OpenAgentFd();
+    if (fd < 0) {
+      return Status::InvalidState("no open agent channel to guard for QEMU " +
+                                  std::to_string(vm->pid()) + " (Vm::OpenAgent first)");
+    }
+    agents.push_back(fd);
+  }
   return StartThawGuard(agents, within);
 }
 

@@ -36,7 +36,7 @@ class QemuDriver final : public Driver {
 
   Result<std::unique_ptr<Vm>> Start(const VmSpec& spec) override;
   Result<std::unique_ptr<Vm>> Attach(const VmSpec& spec, int pid) override;
-  Result<std::unique_ptr<ThawGuard>> GuardThaw(const std::vector<VmSpec>& vms,
+  Result<std::unique_ptr<ThawGuard>> GuardThaw(const std::vector<std::shared_ptr<Vm>>& vms,
                                                Duration within) override;
 
   // The full command line Start() runs for `spec` (exposed for tests).

@@ -420,22 +420,41 @@ Result<std::unique_ptr<GuestAgent>> QemuVm::Agent(Deadline deadline) {
                              std::min(deadline, Clock::now() + kAgentAnswer));
 }
 
-Result<int> QemuVm::FreezeFilesystems(Deadline deadline) {
+template <typename Call>
+auto QemuVm::OnAgent(Deadline deadline, bool close, Call call)
+    -> decltype(call(std::declval<GuestAgent&>())) {
   std::lock_guard lock(agent_mu_);
-  VMG_ASSIGN_OR_RETURN(auto agent, Agent(deadline));
-  return agent->Freeze(deadline);
+  if (!open_agent_) {
+    VMG_ASSIGN_OR_RETURN(auto agent, Agent(deadline));
+    return call(*agent);
+  }
+  auto r = call(*open_agent_);
+  if (!r.ok() || close) open_agent_.reset();
+  return r;
+}
+
+Status QemuVm::OpenAgent(Deadline deadline) {
+  std::lock_guard lock(agent_mu_);
+  open_agent_.reset();
+  VMG_ASSIGN_OR_RETURN(open_agent_, Agent(deadline));
+  return Status::Ok();
+}
+
+int QemuVm::OpenAgentFd() {
+  std::lock_guard lock(agent_mu_);
+  return open_agent_ ? open_agent_->fd() : -1;
+}
+
+Result<int> QemuVm::FreezeFilesystems(Deadline deadline) {
+  return OnAgent(deadline, /*close=*/false, [&](GuestAgent& a) { return a.Freeze(deadline); });
 }
 
 Result<int> QemuVm::ThawFilesystems(Deadline deadline) {
-  std::lock_guard lock(agent_mu_);
-  VMG_ASSIGN_OR_RETURN(auto agent, Agent(deadline));
-  return agent->Thaw(deadline);
+  return OnAgent(deadline, /*close=*/true, [&](GuestAgent& a) { return a.Thaw(deadline); });
 }
 
 Result<bool> QemuVm::FilesystemsFrozen(Deadline deadline) {
-  std::lock_guard lock(agent_mu_);
-  VMG_ASSIGN_OR_RETURN(auto agent, Agent(deadline));
-  return agent->Frozen(deadline);
+  return OnAgent(deadline, /*close=*/false, [&](GuestAgent& a) { return a.Frozen(deadline); });
 }
 
 Status QemuVm::PowerOff() {

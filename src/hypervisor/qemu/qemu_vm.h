@@ -41,6 +41,7 @@ class QemuVm final : public Vm {
                       Deadline deadline) override;
   Status CopyMarked(int disk, const std::string& image, const std::string& name,
                     const std::string& target, Deadline deadline) override;
+  Status OpenAgent(Deadline deadline) override;
   Result<int> FreezeFilesystems(Deadline deadline) override;
   Result<int> ThawFilesystems(Deadline deadline) override;
   Result<bool> FilesystemsFrozen(Deadline deadline) override;
@@ -51,6 +52,9 @@ class QemuVm final : public Vm {
   // For a QEMU started with -incoming defer: loads the memory state saved in
   // `path`; the VM is paused afterwards.
   Status LoadState(const std::string& path);
+  // The descriptor of the agent channel OpenAgent opened (a thaw guard
+  // keeps a copy), or -1.
+  int OpenAgentFd();
 
  private:
   // The active node and file of each disk, by disk index.
@@ -66,18 +70,24 @@ class QemuVm final : public Vm {
                                           const std::string& bitmap);
 
   // The guest agent, connected for one call: a freeze must not hold mu_
-  // (QMP goes on), and the channel stays free for the thaw guard. Calls are
-  // serialised by agent_mu_.
+  // (QMP goes on). Calls are serialised by agent_mu_.
   Result<std::unique_ptr<GuestAgent>> Agent(Deadline deadline);
+  // Runs `call` on the open channel, or on one connected for it; a failed
+  // call closes the open channel (it may hold a late answer), and so does
+  // `close` (the thaw ends the freeze the channel was opened for).
+  template <typename Call>
+  auto OnAgent(Deadline deadline, bool close, Call call)
+      -> decltype(call(std::declval<GuestAgent&>()));
 
   Env* env_;
   const VmSpec spec_;
   const int pid_;
   std::mutex mu_;
   std::mutex agent_mu_;
-  std::unique_ptr<QmpClient> qmp_;         // guarded by mu_
-  std::vector<std::string> active_nodes_;  // guarded by mu_; refreshed outside pauses
-  std::string state_path_;                 // guarded by mu_; set by PrepareStateSave
+  std::unique_ptr<GuestAgent> open_agent_;  // guarded by agent_mu_; see OpenAgent
+  std::unique_ptr<QmpClient> qmp_;          // guarded by mu_
+  std::vector<std::string> active_nodes_;   // guarded by mu_; refreshed outside pauses
+  std::string state_path_;                  // guarded by mu_; set by PrepareStateSave
   // Between a Send* and its Await*: what was sent (guarded by mu_).
   struct Pending {
     std::vector<std::pair<std::string, std::string>> commands;  // (command, id)

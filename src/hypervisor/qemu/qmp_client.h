@@ -62,6 +62,9 @@ class QmpClient {
   // Writes `bytes` as they are (the guest agent's 0xFF resynchronisation).
   Status WriteRaw(const std::string& bytes, Deadline deadline) { return WriteAll(bytes, deadline); }
 
+  // The connection's descriptor (a thaw guard keeps a copy of an agent's).
+  int fd() const { return fd_.get(); }
+
  private:
   explicit QmpClient(UniqueFd fd) : fd_(std::move(fd)) {}
   Result<Json> ReadMessage(Deadline deadline);

@@ -1,8 +1,8 @@
 #include "hypervisor/qemu/thaw_guard.h"
 
+#include <fcntl.h>
 #include <poll.h>
 #include <sys/socket.h>
-#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -12,7 +12,8 @@
 namespace vmgroup::hypervisor::qemu {
 namespace {
 
-// 0xFF resets the agent's parser in case the caller died mid-command.
+// 0xFF resets the agent's parser in case the caller died mid-command. No id:
+// should the caller still read the channel, it skips the answer.
 constexpr char kThaw[] = "\xff{\"execute\":\"guest-fsfreeze-thaw\"}\n";
 // How long the guard waits for each agent to answer before the next one.
 constexpr int kAnswerMs = 3000;
@@ -21,24 +22,29 @@ constexpr int kGuardFd = 3;
 constexpr char kDisarm = 'x';
 constexpr char kThawNow = 't';
 
-[[noreturn]] void Guard(int read_fd, const std::vector<sockaddr_un>& agents, int within_ms) {
+// `scratch` has room for agents.size() descriptors (no allocation after fork).
+[[noreturn]] void Guard(int read_fd, const std::vector<int>& agents, int* scratch, int within_ms) {
   setsid();  // out of the caller's process group and its signals
-  if (read_fd != kGuardFd) dup2(read_fd, kGuardFd);
-  close_range(kGuardFd + 1, ~0U, 0);  // the caller's end among them: EOF means it died
+  // Keep the caller's end at kGuardFd and the agents right above it: copy
+  // each out of the way first, so that no dup2 lands on one still needed.
+  const int n = static_cast<int>(agents.size());
+  const int above = kGuardFd + 1 + n;
+  const int guard_copy = fcntl(read_fd, F_DUPFD, above);
+  for (int i = 0; i < n; ++i) scratch[i] = fcntl(agents[i], F_DUPFD, above);
+  dup2(guard_copy, kGuardFd);
+  for (int i = 0; i < n; ++i) dup2(scratch[i], kGuardFd + 1 + i);
+  close_range(above, ~0U, 0);  // the caller's end among them: EOF means it died
   pollfd wait{kGuardFd, POLLIN, 0};
   if (poll(&wait, 1, within_ms) > 0) {
     char c;
     if (read(kGuardFd, &c, 1) == 1 && c == kDisarm) _exit(0);
   }
-  for (const auto& addr : agents) {
-    const int fd = socket(AF_UNIX, SOCK_STREAM, 0);
-    if (fd < 0) continue;
-    if (connect(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) == 0 &&
-        write(fd, kThaw, sizeof kThaw - 1) > 0) {
+  for (int i = 0; i < n; ++i) {
+    const int fd = kGuardFd + 1 + i;
+    if (write(fd, kThaw, sizeof kThaw - 1) > 0) {
       pollfd answer{fd, POLLIN, 0};
       (void)poll(&answer, 1, kAnswerMs);  // the thaw is done when the agent answers
     }
-    close(fd);
   }
   _exit(0);
 }
@@ -67,20 +73,11 @@ class QemuThawGuard final : public ThawGuard {
 
 }  // namespace
 
-Result<std::unique_ptr<ThawGuard>> StartThawGuard(const std::vector<std::string>& agent_sockets,
+Result<std::unique_ptr<ThawGuard>> StartThawGuard(const std::vector<int>& agent_fds,
                                                   Duration within) {
-  std::vector<sockaddr_un> agents;
-  for (const auto& path : agent_sockets) {
-    sockaddr_un addr{};
-    addr.sun_family = AF_UNIX;
-    if (path.size() >= sizeof addr.sun_path) {
-      return Status::InvalidArgument("agent socket path is too long: " + path);
-    }
-    std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
-    agents.push_back(addr);
-  }
   const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(within).count();
   const int within_ms = static_cast<int>(std::max<int64_t>(0, ms));
+  std::vector<int> scratch(agent_fds.size());
   int fds[2];
   // Close-on-exec: a QEMU started later must not hold the caller's end, or
   // the guard would never see the caller die.
@@ -93,7 +90,7 @@ Result<std::unique_ptr<ThawGuard>> StartThawGuard(const std::vector<std::string>
     close(fds[1]);
     return Status::IoError(std::string("thaw guard: fork: ") + std::strerror(errno));
   }
-  if (pid == 0) Guard(fds[0], agents, within_ms);
+  if (pid == 0) Guard(fds[0], agent_fds, scratch.data(), within_ms);
   close(fds[0]);
   return std::unique_ptr<ThawGuard>(new QemuThawGuard(pid, fds[1]));
 }
