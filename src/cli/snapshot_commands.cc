@@ -176,10 +176,10 @@ int RunSnapshot(Context& ctx, const std::vector<std::string>& words) {
       return kExitOk;
     }
     std::vector<std::vector<std::string>> rows = {
-        {"ID", "NAME", "TYPE", "CREATED", "PAUSE WINDOW"}};
+        {"ID", "NAME", "TYPE", "CREATED", "CONSISTENCY", "PAUSE WINDOW"}};
     for (const auto& s : *snaps) {
-      rows.push_back(
-          {s.id, s.name, TypeName(s.type), CimTimeText(s.created), Micros(s.pause_window_us)});
+      rows.push_back({s.id, s.name, TypeName(s.type), CimTimeText(s.created),
+                      ConsistencyName(s.consistency), Micros(s.pause_window_us)});
     }
     PrintTable(std::cout, rows);
     return kExitOk;

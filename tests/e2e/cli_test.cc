@@ -168,6 +168,8 @@ TEST_F(CliTest, ApplicationConsistencyFailsOrFallsBackForVmsWithoutAnAgent) {
   EXPECT_NE(lenient.err.find("VM b"), std::string::npos) << lenient.err;
   EXPECT_NE(lenient.out.find("Consistency:"), std::string::npos) << lenient.out;
   EXPECT_EQ(lenient.out.find("Freeze window:"), std::string::npos) << "nothing froze";
+  const std::string table = Ok({"snapshot", "list", "web"});
+  EXPECT_NE(table.find("CONSISTENCY"), std::string::npos) << table;
   json list = json::parse(Ok({"snapshot", "list", "web", "--json"}));
   ASSERT_EQ(list.size(), 1u);
   EXPECT_EQ(list[0]["consistency"], "crash");
