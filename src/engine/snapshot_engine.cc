@@ -167,9 +167,14 @@ Status SnapshotEngine::Prepare(const catalog::SnapshotRecord& s, const Checked& 
   return ParallelFor(s.members.size(), [&](size_t i) -> Status {
     const catalog::MemberSnapshot& m = s.members[i];
     const std::string what = "member " + checked.vms[i].name;
+    // On stable storage before the cut makes them the disks: a power cut
+    // after the commit must find them, and the guest's first flush into
+    // each (at the latest its thaw) must not pay for their creation.
     for (const auto& d : m.disks) {
       VMG_RETURN_IF_ERROR(img_.CreateOverlay(d.frozen_image, d.overlay).Annotate(what));
+      VMG_RETURN_IF_ERROR(env_->SyncFile(d.overlay).Annotate(what));
     }
+    VMG_RETURN_IF_ERROR(env_->SyncFile(vms_->RunDir(checked.vms[i].id)).Annotate(what));
     if (const auto& live = checked.live[i]) {
       VMG_RETURN_IF_ERROR(
           live->OpenOverlays(OverlaysOf(m, s.tag), env_->Now() + kPrepareTimeout).Annotate(what));

@@ -4,6 +4,8 @@
 
 #include <fstream>
 #include <future>
+#include <mutex>
+#include <set>
 #include <thread>
 
 #include "base/return_codes.h"
@@ -80,6 +82,45 @@ TEST_F(GroupSnapshotTest, WhileTheGroupIsPausedItsQemuRunsFirstAndItsVcpusAtTopT
     EXPECT_TRUE(vcpu ? line.ends_with(" nice-20") : line.ends_with(" rt")) << line;
   }
   for (const auto& id : g.vm_ids) EXPECT_TRUE(SchedulingIsNormal(id));
+}
+
+// Records which files are synced, and which of them were by the time the
+// cut begins.
+class SyncRecordingEnv : public EnvWrapper {
+ public:
+  SyncRecordingEnv() : EnvWrapper(Env::Default()) {}
+  Status SyncFile(const std::string& path) override {
+    std::lock_guard lock(mu_);
+    synced_.insert(path);
+    return EnvWrapper::SyncFile(path);
+  }
+  Status Hit(std::string_view point, std::string_view) override {
+    std::lock_guard lock(mu_);
+    if (point == engine::fault::kPrepared) before_cut_ = synced_;
+    return Status::Ok();
+  }
+  std::set<std::string> before_cut() {
+    std::lock_guard lock(mu_);
+    return before_cut_;
+  }
+
+ private:
+  std::mutex mu_;
+  std::set<std::string> synced_, before_cut_;
+};
+
+TEST_F(GroupSnapshotTest, OverlaysAreOnStableStorageBeforeTheCutMakesThemTheDisks) {
+  auto owned = std::make_unique<SyncRecordingEnv>();
+  SyncRecordingEnv* env = owned.get();
+  OpenEngine({}, std::move(owned));
+  auto g = MakeGroup("durable", 2);
+  auto snap = engine_->snapshots().Create({.collection_id = g.collection_id});
+  ASSERT_TRUE(snap.ok()) << snap.status().ToString();
+  const std::set<std::string> synced = env->before_cut();
+  for (const auto& m : snap->members) {
+    EXPECT_TRUE(synced.count(engine_->vms().RunDir(m.vm_id))) << "the directory entries";
+    for (const auto& d : m.disks) EXPECT_TRUE(synced.count(d.overlay)) << d.overlay;
+  }
 }
 
 TEST_F(GroupSnapshotTest, SnapshotsStackIntoAChainWithParents) {
