@@ -13,9 +13,9 @@
 #include <cstdio>
 #include <fstream>
 #include <nlohmann/json.hpp>
-#include <thread>
 
 #include "engine/engine.h"
+#include "guests.h"
 #include "libvirt_side.h"
 #include "report.h"
 #include "stats.h"
@@ -60,14 +60,7 @@ Result<Measured> MeasureVmgroup(const Args& a) {
   if (!e.ok()) return e.status();
   engine::Engine& engine = **e;
   const GuestSpec g = Guest(a);
-  auto group = testing::MakeTinyGroup(engine, dir / "images", "app", a.vms,
-                                      {.disks = 1,
-                                       .disk_bytes = 64 << 20,
-                                       .memory_mib = g.memory_mib,
-                                       .kernel = g.kernel,
-                                       .initrd = g.initrd,
-                                       .append = g.cmdline,
-                                       .extra_args = {"-no-reboot"}},
+  auto group = testing::MakeTinyGroup(engine, dir / "images", "app", a.vms, GuestOptions(g),
                                       /*start=*/false);
   if (!group.ok()) return group.status();
   Status status;
@@ -76,17 +69,9 @@ Result<Measured> MeasureVmgroup(const Args& a) {
       status = testing::MakeExt4Image(engine.catalog().GetVm(id)->disks[0], 64 << 20);
     if (status.ok()) status = engine.vms().Start(id);
   }
-  const auto deadline = Clock::now() + std::chrono::minutes(5);
-  for (const auto& id : group->vm_ids) {
-    while (status.ok()) {
-      auto text = Env::Default()->ReadFile(engine.vms().RunDir(id) + "/serial.log");
-      if (text.ok() && text->find(g.ready_marker) != std::string::npos &&
-          text->find("wrote ") != std::string::npos) {
-        break;
-      }
-      if (Clock::now() > deadline) status = Status::Timeout("a guest's agent never started");
-      std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    }
+  // Ready: the agent answers and the workload writes.
+  for (const std::string& marker : {g.ready_marker, std::string("wrote ")}) {
+    if (status.ok()) status = WaitForMarker(engine, group->vm_ids, marker);
   }
   Measured out;
   auto take = [&](catalog::Consistency level, Samples& into) -> Status {

@@ -19,6 +19,7 @@
 #include <thread>
 
 #include "engine/snapshot_plan.h"
+#include "guests.h"
 #include "libvirt_side.h"
 #include "report.h"
 #include "stats.h"
@@ -49,21 +50,6 @@ GuestSpec Guest(const Args& a, int memory_mib) {
   return {memory_mib, a.kit + "/vmlinuz", a.kit + "/initrd.gz", Workload(memory_mib), "count 2"};
 }
 
-// Waits until every VM's serial console shows `marker`.
-Status WaitForMarker(engine::Engine& e, const std::vector<std::string>& ids,
-                     const std::string& marker) {
-  const auto deadline = Clock::now() + std::chrono::minutes(5);
-  for (const auto& id : ids) {
-    while (true) {
-      auto text = Env::Default()->ReadFile(e.vms().RunDir(id) + "/serial.log");
-      if (text.ok() && text->find(marker) != std::string::npos) break;
-      if (Clock::now() > deadline) return Status::Timeout("guest never printed " + marker);
-      std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    }
-  }
-  return Status::Ok();
-}
-
 struct Measured {
   Samples disk_only, memory;
   std::vector<int64_t> state_bytes;  // memory state size per member snapshot
@@ -80,14 +66,7 @@ Result<Measured> MeasureVmgroup(const Args& a, int memory_mib, int n, bool apply
   if (!e.ok()) return e.status();
   engine::Engine& engine = **e;
   const GuestSpec g = Guest(a, memory_mib);
-  auto group = testing::MakeTinyGroup(engine, dir / "images", "m", n,
-                                      {.disks = 1,
-                                       .disk_bytes = 64 << 20,
-                                       .memory_mib = memory_mib,
-                                       .kernel = g.kernel,
-                                       .initrd = g.initrd,
-                                       .append = g.cmdline,
-                                       .extra_args = {"-no-reboot"}});
+  auto group = testing::MakeTinyGroup(engine, dir / "images", "m", n, GuestOptions(g));
   Measured out;
   Status status = group.status();
   if (status.ok()) status = WaitForMarker(engine, group->vm_ids, g.ready_marker);
