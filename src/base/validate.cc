@@ -48,8 +48,7 @@ std::string Quoted(std::string_view text) {
 Status CheckCharacters(std::string_view what, std::string_view text, size_t max) {
   if (text.size() > max) {
     return Status::InvalidArgument(std::string(what) + " is " + std::to_string(text.size()) +
-                                   " bytes long; at most " + std::to_string(max) +
-                                   " are allowed");
+                                   " bytes long; at most " + std::to_string(max) + " are allowed");
   }
   for (size_t i = 0; i < text.size();) {
     const int32_t cp = NextCodePoint(text, &i);
@@ -73,6 +72,21 @@ bool IsValidUtf8(std::string_view text) {
     if (NextCodePoint(text, &i) < 0) return false;
   }
   return true;
+}
+
+std::string ToValidUtf8(std::string_view text) {
+  std::string out;
+  out.reserve(text.size());
+  for (size_t i = 0; i < text.size();) {
+    const size_t start = i;
+    if (NextCodePoint(text, &i) < 0) {
+      out += "\xEF\xBF\xBD";  // U+FFFD REPLACEMENT CHARACTER
+      ++i;
+      continue;
+    }
+    out.append(text.substr(start, i - start));
+  }
+  return out;
 }
 
 Status CheckName(std::string_view what, std::string_view name, size_t max_bytes) {

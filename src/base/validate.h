@@ -20,6 +20,12 @@ inline constexpr size_t kMaxNameBytes = 256;
 // nothing past U+10FFFF).
 bool IsValidUtf8(std::string_view text);
 
+// `text` with every byte that does not start a well-formed UTF-8 character
+// replaced by U+FFFD: for handing a value that was stored before names were
+// checked to a format that needs valid UTF-8 (XML, JSON). Valid text comes
+// back unchanged.
+std::string ToValidUtf8(std::string_view text);
+
 // OK for a name a person gave: not empty, at most `max_bytes`, valid
 // UTF-8, no control characters (C0, DEL, C1: no newline, tab or escape
 // sequence can reach a terminal, a log line or CIM-XML), and no leading or

@@ -7,7 +7,9 @@ namespace {
 
 TEST(ValidateTest, Utf8IsCheckedStrictly) {
   EXPECT_TRUE(IsValidUtf8("plain"));
-  EXPECT_TRUE(IsValidUtf8("B\xC3\xA4" "ckerei \xE2\x82\xAC \xF0\x9F\x98\x80"));
+  EXPECT_TRUE(
+      IsValidUtf8("B\xC3\xA4"
+                  "ckerei \xE2\x82\xAC \xF0\x9F\x98\x80"));
   EXPECT_FALSE(IsValidUtf8("\xC3"));              // cut short
   EXPECT_FALSE(IsValidUtf8("\xC0\xAF"));          // overlong '/'
   EXPECT_FALSE(IsValidUtf8("\xED\xA0\x80"));      // a surrogate
@@ -15,13 +17,23 @@ TEST(ValidateTest, Utf8IsCheckedStrictly) {
   EXPECT_FALSE(IsValidUtf8("\xFF"));
 }
 
+TEST(ValidateTest, InvalidUtf8IsReplacedByteByByte) {
+  EXPECT_EQ(ToValidUtf8("B\xC3\xA4r \xF0\x9F\x98\x80"), "B\xC3\xA4r \xF0\x9F\x98\x80");
+  EXPECT_EQ(ToValidUtf8("a\xFF"
+                        "b"),
+            "a\xEF\xBF\xBD"
+            "b");
+  EXPECT_EQ(ToValidUtf8("\xC3"), "\xEF\xBF\xBD");                  // cut short
+  EXPECT_EQ(ToValidUtf8("\xC0\xAF"), "\xEF\xBF\xBD\xEF\xBF\xBD");  // overlong '/'
+  EXPECT_TRUE(IsValidUtf8(ToValidUtf8("\xED\xA0\x80\xF4\x90\x80\x80x")));
+}
+
 TEST(ValidateTest, NamesRefuseControlsBadUtf8EmptyAndLength) {
   EXPECT_TRUE(CheckName("VM name", "db-1 (prod) \xC3\xA4").ok());
-  for (std::string bad : {std::string(""), std::string("a\nb"), std::string("\x1b[31mred"),
-                          std::string("tab\there"), std::string("del\x7f"),
-                          std::string("c1\xC2\x9B"), std::string("bad\xFFutf8"),
-                          std::string(" lead"), std::string("trail "),
-                          std::string(kMaxNameBytes + 1, 'x')}) {
+  for (std::string bad :
+       {std::string(""), std::string("a\nb"), std::string("\x1b[31mred"), std::string("tab\there"),
+        std::string("del\x7f"), std::string("c1\xC2\x9B"), std::string("bad\xFFutf8"),
+        std::string(" lead"), std::string("trail "), std::string(kMaxNameBytes + 1, 'x')}) {
     Status s = CheckName("VM name", bad);
     EXPECT_EQ(s.code(), Code::kInvalidArgument) << Printable(bad);
     EXPECT_NE(s.message().find("VM name"), std::string::npos);
@@ -36,7 +48,8 @@ TEST(ValidateTest, NamesRefuseControlsBadUtf8EmptyAndLength) {
 TEST(ValidateTest, WholeNumbersParseWholeAndWithinBounds) {
   EXPECT_EQ(*ParseInt("memory", "64", 16, 1024), 64);
   EXPECT_EQ(*ParseInt("index", "-1", -5, 5), -1);
-  for (const char* bad : {"64abc", "", " 64", "64 ", "+64", "1e3", "0x40", "99999999999999999999"}) {
+  for (const char* bad :
+       {"64abc", "", " 64", "64 ", "+64", "1e3", "0x40", "99999999999999999999"}) {
     auto r = ParseInt("memory", bad, 16, 1024);
     EXPECT_EQ(r.status().code(), Code::kInvalidArgument) << bad;
   }

@@ -1,5 +1,7 @@
 #include "cim/xml_writer.h"
 
+#include "base/validate.h"
+
 namespace vmgroup::cim {
 namespace {
 
@@ -60,10 +62,19 @@ std::string Message(std::string_view message_id, const std::string& body,
 
 }  // namespace
 
-std::string XmlEscape(std::string_view s) {
+std::string XmlEscape(std::string_view raw) {
+  // A value stored before names were checked may hold anything: bytes that
+  // are not UTF-8, or characters XML 1.0 cannot carry even as references
+  // (C0 controls but tab, newline and carriage return; U+FFFE, U+FFFF).
+  // Each becomes U+FFFD, so every client can still read the document.
+  constexpr std::string_view kReplacement = "\xEF\xBF\xBD";
+  std::string valid;
+  if (!IsValidUtf8(raw)) valid = ToValidUtf8(raw);
+  const std::string_view s = valid.empty() ? raw : valid;
   std::string out;
   out.reserve(s.size());
-  for (char c : s) {
+  for (size_t i = 0; i < s.size(); ++i) {
+    const char c = s[i];
     switch (c) {
       case '&':
         out += "&amp;";
@@ -80,8 +91,26 @@ std::string XmlEscape(std::string_view s) {
       case '\'':
         out += "&apos;";
         break;
+      // As references, so that attribute-value normalisation and line-end
+      // handling give them back unchanged.
+      case '\t':
+        out += "&#9;";
+        break;
+      case '\n':
+        out += "&#10;";
+        break;
+      case '\r':
+        out += "&#13;";
+        break;
       default:
-        out += c;
+        if (static_cast<unsigned char>(c) < 0x20) {
+          out += kReplacement;
+        } else if (s.substr(i, 3) == "\xEF\xBF\xBE" || s.substr(i, 3) == "\xEF\xBF\xBF") {
+          out += kReplacement;
+          i += 2;
+        } else {
+          out += c;
+        }
     }
   }
   return out;

@@ -2,10 +2,12 @@
 
 #include <algorithm>
 #include <chrono>
+#include <limits>
 #include <map>
 #include <thread>
 
 #include "base/ids.h"
+#include "base/validate.h"
 
 namespace vmgroup::cli {
 namespace {
@@ -17,9 +19,11 @@ std::string Text(const cim::Instance& i, const char* name) {
   return p && p->value.kind == cim::Value::Kind::kScalar ? p->value.scalar : "";
 }
 
+// A number vmgroupd sent; 0 when it sent none, or something that is not one.
 int64_t Int(const cim::Instance& i, const char* name) {
-  const std::string t = Text(i, name);
-  return t.empty() ? 0 : std::stoll(t);
+  auto n = ParseInt(name, Text(i, name), std::numeric_limits<int64_t>::min(),
+                    std::numeric_limits<int64_t>::max());
+  return n.ok() ? *n : 0;
 }
 
 std::vector<std::string> Strs(const cim::Instance& i, const char* name) {

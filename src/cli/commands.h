@@ -13,7 +13,9 @@ namespace vmgroup::cli {
 
 // A command's words after the noun: positionals and --flags. `flags` names
 // those taking a value; `switches` those that do not; repeated flags keep
-// every value.
+// every value. An empty word (a positional or a flag's value), and one that
+// is not UTF-8 or holds a control character, is refused: InvalidArgument,
+// which ReportError turns into exit code 2.
 class CommandLine {
  public:
   static Result<CommandLine> Parse(const std::vector<std::string>& words,
@@ -28,6 +30,10 @@ class CommandLine {
   std::vector<std::string> positional_;
   std::multimap<std::string, std::string> values_;
 };
+
+// `path` made absolute against the working directory, for the daemon,
+// which does not share it; InvalidArgument naming `what` when it cannot be.
+Result<std::string> AbsolutePath(const std::string& what, const std::string& path);
 
 struct Context {
   Api* api;

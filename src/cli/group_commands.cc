@@ -1,6 +1,7 @@
 // vmgroup group create | list | show | add | remove | rename | delete
 #include <iostream>
 
+#include "base/validate.h"
 #include "cli/commands.h"
 #include "cli/output.h"
 
@@ -67,7 +68,7 @@ int RunGroup(Context& ctx, const std::vector<std::string>& words) {
     const cim::Param* p = r->response.Out("DefinedCollection");
     const cim::KeyBinding* k =
         p && !p->value.refs.empty() ? p->value.refs[0].Key("CollectionID") : nullptr;
-    std::cout << (k ? k->value : "") << "\n";
+    std::cout << Printable(k ? k->value : "") << "\n";
     return kExitOk;
   }
   if (pos.empty()) return Usage();

@@ -1,6 +1,7 @@
 // vmgroup job list | show | wait | cancel
 #include <iostream>
 
+#include "base/validate.h"
 #include "cli/commands.h"
 #include "cli/output.h"
 
@@ -72,7 +73,8 @@ int RunJob(Context& ctx, const std::vector<std::string>& words) {
     auto r = ctx.api->CancelJob(pos[0]);
     if (!r.ok()) return ReportError(r.status());
     if (r->code != 4096 && r->code != 0) {
-      std::fprintf(stderr, "vmgroup: cannot cancel job %s: %s\n", pos[0].c_str(), r->error.c_str());
+      std::fprintf(stderr, "vmgroup: cannot cancel job %s: %s\n", Printable(pos[0]).c_str(),
+                   Printable(r->error).c_str());
       return kExitFailed;
     }
     std::cerr << "cancel requested; the job stops at its next safe point\n";

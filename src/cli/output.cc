@@ -1,13 +1,16 @@
 #include "cli/output.h"
 
-#include <charconv>
+#include <algorithm>
+#include <cctype>
 #include <cstdio>
 #include <iostream>
+
+#include "base/validate.h"
 
 namespace vmgroup::cli {
 
 int ReportError(const Status& s) {
-  std::fprintf(stderr, "vmgroup: %s\n", s.message().c_str());
+  std::fprintf(stderr, "vmgroup: %s\n", Printable(s.message()).c_str());
   switch (s.code()) {
     case Code::kUnavailable:
       return kExitUnreachable;
@@ -20,7 +23,12 @@ int ReportError(const Status& s) {
   }
 }
 
-void PrintTable(std::ostream& out, const std::vector<std::vector<std::string>>& rows) {
+void PrintTable(std::ostream& out, const std::vector<std::vector<std::string>>& raw) {
+  std::vector<std::vector<std::string>> rows;
+  for (const auto& r : raw) {
+    auto& row = rows.emplace_back();
+    for (const auto& cell : r) row.push_back(Printable(cell));
+  }
   std::vector<size_t> width;
   for (const auto& r : rows) {
     if (width.size() < r.size()) width.resize(r.size());
@@ -48,8 +56,22 @@ std::string Micros(int64_t us) {
   return buf;
 }
 
+namespace {
+
+// A CIM datetime vmgroupd sent: 25 characters, digits where they belong
+// (ddddddddhhmmss.mmmmmm:000 for an interval). Anything else is shown as sent.
+bool IsCimDatetime(const std::string& c) {
+  if (c.size() != 25 || c[14] != '.') return false;
+  for (size_t i = 0; i < 21; ++i) {
+    if (i != 14 && !std::isdigit(static_cast<unsigned char>(c[i]))) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
 std::string CimTimeText(const std::string& c) {
-  if (c.size() != 25) return c;
+  if (!IsCimDatetime(c)) return c;
   if (c[21] == ':') {  // interval ddddddddhhmmss.mmmmmm:000
     const int64_t s = std::stoll(c.substr(0, 8)) * 86400 + std::stoll(c.substr(8, 2)) * 3600 +
                       std::stoll(c.substr(10, 2)) * 60 + std::stoll(c.substr(12, 2));
@@ -60,29 +82,8 @@ std::string CimTimeText(const std::string& c) {
 }
 
 std::string CimClockText(const std::string& c) {
-  if (c.size() != 25 || c[21] == ':') return c;
+  if (!IsCimDatetime(c) || c[21] == ':') return c;
   return c.substr(8, 2) + ":" + c.substr(10, 2) + ":" + c.substr(12, 2) + "." + c.substr(15, 6);
-}
-
-Result<int64_t> ParseSize(const std::string& text) {
-  int64_t n = 0;
-  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
-  const std::string unit(end, text.data() + text.size());
-  int64_t scale = 1;
-  if (unit == "K" || unit == "KiB")
-    scale = 1 << 10;
-  else if (unit == "M" || unit == "MiB")
-    scale = 1 << 20;
-  else if (unit == "G" || unit == "GiB")
-    scale = int64_t{1} << 30;
-  else if (unit == "T" || unit == "TiB")
-    scale = int64_t{1} << 40;
-  else if (!unit.empty())
-    scale = 0;
-  if (ec != std::errc() || n <= 0 || scale == 0) {
-    return Status::InvalidArgument("'" + text + "' is not a size (like 8G, 512M or bytes)");
-  }
-  return n * scale;
 }
 
 std::string ReturnCodeName(uint32_t code) {
@@ -154,15 +155,15 @@ void ProgressView::Show(const JobInfo& j) {
   last_percent_ = j.percent;
   last_state_ = j.state;
   if (!terminal_) {
-    std::fprintf(stderr, "job %s: %s %d%%\n", j.id.c_str(), JobStateName(j.state).c_str(),
-                 j.percent);
+    std::fprintf(stderr, "job %s: %s %d%%\n", Printable(j.id).c_str(),
+                 JobStateName(j.state).c_str(), j.percent);
     return;
   }
   constexpr int kWidth = 30;
-  const int filled = j.percent * kWidth / 100;
+  const int filled = std::clamp(j.percent, 0, 100) * kWidth / 100;  // as sent: not trusted
   std::fprintf(stderr, "\r[%s%s] %3d%%  %s", std::string(static_cast<size_t>(filled), '#').c_str(),
                std::string(static_cast<size_t>(kWidth - filled), '-').c_str(), j.percent,
-               j.description.c_str());
+               Printable(j.description).c_str());
   drawn_ = true;
 }
 
@@ -170,7 +171,10 @@ void ProgressView::Done() {
   if (terminal_ && drawn_) std::fputc('\n', stderr);
 }
 
-void PrintJson(const nlohmann::json& j) { std::cout << j.dump(2) << "\n"; }
+void PrintJson(const nlohmann::json& j) {
+  // Names stored before names were checked may not be UTF-8; JSON must be.
+  std::cout << j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
+}
 
 nlohmann::json ToJson(const VmInfo& v) {
   return {

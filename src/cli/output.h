@@ -20,10 +20,16 @@ inline constexpr int kExitUsage = 2;        // the command line is wrong
 inline constexpr int kExitUnreachable = 3;  // vmgroupd cannot be reached
 inline constexpr int kExitNotFound = 4;     // no such VM, group, snapshot or job
 
+// What vmgroupd sends is shown, not obeyed: every text the command line
+// prints passes through base Printable() (no control character or escape
+// sequence reaches the terminal) and JSON output replaces bytes that are
+// not UTF-8 with U+FFFD.
+
 // Prints "vmgroup: <message>" on stderr and returns the exit code for `s`.
 int ReportError(const Status& s);
 
 // Columns padded to their widest cell; the first row is the header.
+// Cells are printed Printable().
 void PrintTable(std::ostream& out, const std::vector<std::vector<std::string>>& rows);
 
 // "12.3 ms", "4.0 s".
@@ -32,8 +38,6 @@ std::string Micros(int64_t us);
 std::string CimTimeText(const std::string& cim);
 // The time of day of a CIM datetime to the microsecond: "21:52:28.921619".
 std::string CimClockText(const std::string& cim);
-// "8G", "512M", "65536" -> bytes; InvalidArgument otherwise.
-Result<int64_t> ParseSize(const std::string& text);
 // The name of a Hyper-V return code ("Invalid state").
 std::string ReturnCodeName(uint32_t code);
 std::string JobStateName(int state);

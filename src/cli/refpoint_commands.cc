@@ -1,8 +1,8 @@
 // vmgroup refpoint create | list | show | export | delete
-#include <filesystem>
 #include <iostream>
 #include <optional>
 
+#include "base/validate.h"
 #include "cli/commands.h"
 #include "cli/output.h"
 
@@ -30,9 +30,9 @@ void PrintRefPointMade(const Context& ctx, const JobInfo& job, const std::string
     if (ctx.json) {
       PrintJson({{"id", AffectedId(a)}});
     } else {
-      std::cout << AffectedId(a) << "\n";
+      std::cout << Printable(AffectedId(a)) << "\n";
     }
-    std::cerr << note << AffectedId(a) << "\n";
+    std::cerr << Printable(note + AffectedId(a)) << "\n";
   }
 }
 
@@ -48,7 +48,9 @@ int RunRefPoint(Context& ctx, const std::vector<std::string>& words) {
     auto rp = ctx.api->GetRefPoint(pos[0]);
     if (!rp.ok()) return ReportError(rp.status());
     // The daemon writes the export: a relative DIR means one here.
-    const std::string dir = std::filesystem::absolute(pos[1]).lexically_normal().string();
+    auto absolute = AbsolutePath("DIR", pos[1]);
+    if (!absolute.ok()) return ReportError(absolute.status());
+    const std::string& dir = *absolute;
     std::optional<RefPointInfo> base;
     if (!c->Get("base").empty()) {
       auto b = ctx.api->GetRefPoint(c->Get("base"));
@@ -58,8 +60,9 @@ int RunRefPoint(Context& ctx, const std::vector<std::string>& words) {
     int rc = Settle(ctx, ctx.api->ExportRefPoint(*rp, dir, base ? base->id : ""),
                     "exporting reference point " + rp->name, wait);
     if (rc == kExitOk && wait) {
-      std::cerr << "exported what changed since reference point " << (base ? base->name : rp->name)
-                << " to " << dir << " (manifest.json lists its files)\n";
+      std::cerr << "exported what changed since reference point "
+                << Printable(base ? base->name : rp->name) << " to " << Printable(dir)
+                << " (manifest.json lists its files)\n";
     }
     return rc;
   }
@@ -119,7 +122,7 @@ int RunRefPoint(Context& ctx, const std::vector<std::string>& words) {
     int rc =
         Settle(ctx, ctx.api->DestroyRefPoint(*rp), "deleting reference point " + rp->name, wait);
     if (rc == kExitOk && wait) {
-      std::cerr << "deleted reference point " << rp->name << "\n";
+      std::cerr << "deleted reference point " << Printable(rp->name) << "\n";
     }
     return rc;
   }

@@ -1,7 +1,7 @@
 // vmgroup restore DIR [--as-new]: a group back from an export.
-#include <filesystem>
 #include <iostream>
 
+#include "base/validate.h"
 #include "cli/commands.h"
 #include "cli/output.h"
 
@@ -15,7 +15,9 @@ int RunRestore(Context& ctx, const std::vector<std::string>& words) {
     return kExitUsage;
   }
   // The daemon reads the export: a relative DIR means one here.
-  const std::string dir = std::filesystem::absolute(c->positional()[0]).lexically_normal().string();
+  auto absolute = AbsolutePath("DIR", c->positional()[0]);
+  if (!absolute.ok()) return ReportError(absolute.status());
+  const std::string& dir = *absolute;
   const bool wait = !c->Has("no-wait");
   JobInfo job;
   int rc =
@@ -31,8 +33,8 @@ int RunRestore(Context& ctx, const std::vector<std::string>& words) {
     }
     std::string members;
     for (const auto& m : g->members) members += (members.empty() ? "" : ", ") + m;
-    std::cerr << "restored group " << g->name << " (" << g->id << ") with " << members
-              << "; the VMs are off\n";
+    std::cerr << "restored group " << Printable(g->name) << " (" << Printable(g->id) << ") with "
+              << Printable(members) << "; the VMs are off\n";
   }
   return kExitOk;
 }

@@ -1,10 +1,10 @@
 // vmgroup snapshot create | list | show | apply | delete | export
-#include <filesystem>
 #include <functional>
 #include <iostream>
 #include <set>
 
 #include "base/ids.h"
+#include "base/validate.h"
 #include "cli/commands.h"
 #include "cli/output.h"
 
@@ -53,9 +53,9 @@ void PrintTree(const std::vector<SnapshotInfo>& snaps) {
                     << (parent.empty() ? ""
                         : last         ? "`- "
                                        : "|- ")
-                    << s.name << "  [" << TypeName(s.type) << ", " << CimTimeText(s.created)
-                    << ", pause " << Micros(s.pause_window_us) << "]  " << s.id
-                    << (s.current ? "  <- now" : "") << "\n";
+                    << Printable(s.name) << "  [" << TypeName(s.type) << ", "
+                    << Printable(CimTimeText(s.created)) << ", pause " << Micros(s.pause_window_us)
+                    << "]  " << Printable(s.id) << (s.current ? "  <- now" : "") << "\n";
           walk(s.id, indent + (parent.empty() ? "" : last ? "   " : "|  "));
         }
       };
@@ -97,13 +97,15 @@ int RunSnapshot(Context& ctx, const std::vector<std::string>& words) {
     auto s = ctx.api->GetSnapshot(pos[0]);
     if (!s.ok()) return ReportError(s.status());
     // The daemon writes the export: a relative DIR means one here.
-    const std::string dir = std::filesystem::absolute(pos[1]).lexically_normal().string();
+    auto absolute = AbsolutePath("DIR", pos[1]);
+    if (!absolute.ok()) return ReportError(absolute.status());
+    const std::string& dir = *absolute;
     const std::string base = c->Get("base");
     int rc = Settle(ctx, ctx.api->ExportSnapshot(s->id, dir, !c->Has("no-storage"), base),
                     "exporting snapshot " + s->name, !c->Has("no-wait"));
     if (rc == kExitOk && !c->Has("no-wait")) {
-      std::cerr << "exported " << s->name << " to " << dir
-                << (base.empty() ? "" : ", what changed since " + base)
+      std::cerr << "exported " << Printable(s->name) << " to " << Printable(dir)
+                << (base.empty() ? "" : ", what changed since " + Printable(base))
                 << " (manifest.json lists its files)\n";
     }
     return rc;
@@ -129,7 +131,7 @@ int RunSnapshot(Context& ctx, const std::vector<std::string>& words) {
     int rc = Settle(ctx, ctx.api->ApplySnapshot(s->id), "applying snapshot " + s->name,
                     !c->Has("no-wait"));
     if (rc == kExitOk && !c->Has("no-wait")) {
-      std::cerr << "applied " << s->name
+      std::cerr << "applied " << Printable(s->name)
                 << (s->type == 1 ? ": the VMs that ran at the snapshot run on from it\n"
                                  : ": its VMs are off, on the snapshot's disks\n");
     }
@@ -147,7 +149,8 @@ int RunSnapshot(Context& ctx, const std::vector<std::string>& words) {
     }
     int rc = Settle(ctx, call, "deleting snapshot " + name, !c->Has("no-wait"));
     if (rc == kExitOk && !c->Has("no-wait")) {
-      std::cerr << "deleted " << name << ": its images are merged into their neighbours\n";
+      std::cerr << "deleted " << Printable(name)
+                << ": its images are merged into their neighbours\n";
     }
     return rc;
   }

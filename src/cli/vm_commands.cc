@@ -1,8 +1,8 @@
 // vmgroup vm create | list | show | start | stop | pause | resume | delete
-#include <unistd.h>
-
 #include <iostream>
+#include <limits>
 
+#include "base/validate.h"
 #include "cli/commands.h"
 #include "cli/output.h"
 
@@ -18,31 +18,57 @@ int Usage() {
   return kExitUsage;
 }
 
-std::string Absolute(const std::string& path) {
-  if (path.empty() || path[0] == '/') return path;
-  char cwd[4096];
-  return ::getcwd(cwd, sizeof cwd) ? std::string(cwd) + "/" + path : path;
+// The sizes `--disk` takes for a new disk; vmgroupd checks them again, as
+// it does memory and processors (docs/api.md).
+constexpr uint64_t kMinDiskBytes = uint64_t{1} << 20, kMaxDiskBytes = uint64_t{64} << 40;
+
+// The whole number `flag` gives (`fallback` when left out); whether a VM
+// may have it is vmgroupd's to say.
+Result<int64_t> WholeNumber(const CommandLine& c, const std::string& flag,
+                            const std::string& fallback, const std::string& unit) {
+  const std::string text = c.Get(flag, fallback);
+  auto n = ParseInt(flag, text, std::numeric_limits<int64_t>::min(),
+                    std::numeric_limits<int64_t>::max());
+  if (!n.ok()) {
+    return Status::InvalidArgument("--" + flag + " takes a whole number" + unit + ", not '" +
+                                   Printable(text) + "'");
+  }
+  return n;
 }
 
 int Create(Context& ctx, const CommandLine& c) {
   if (c.positional().size() != 1 || !c.Has("disk")) return Usage();
   NewVm vm;
   vm.name = c.positional()[0];
-  try {
-    vm.memory_mib = std::stoll(c.Get("memory", "128"));
-    vm.vcpus = std::stoll(c.Get("cpus", "1"));
-  } catch (...) {
-    return ReportError(Status::InvalidArgument("--memory and --cpus take numbers"));
-  }
+  auto memory = WholeNumber(c, "memory", "128", " of MiB");
+  if (!memory.ok()) return ReportError(memory.status());
+  auto cpus = WholeNumber(c, "cpus", "1", "");
+  if (!cpus.ok()) return ReportError(cpus.status());
+  vm.memory_mib = *memory;
+  vm.vcpus = *cpus;
   for (const auto& d : c.All("disk")) {
-    // A path names an existing image; anything that reads as a size is a new disk.
-    auto size = ParseSize(d);
-    const bool is_path = d.find('/') != std::string::npos || d.ends_with(".qcow2") || !size.ok();
-    vm.disk_paths.push_back(is_path ? Absolute(d) : "");
-    vm.disk_new_bytes.push_back(is_path ? 0 : *size);
+    // An absolute path names an existing image; anything else must be a size.
+    if (d.starts_with("/")) {
+      vm.disk_paths.push_back(d);
+      vm.disk_new_bytes.push_back(0);
+      continue;
+    }
+    auto size = ParseSize("--disk", d, kMinDiskBytes, kMaxDiskBytes);
+    if (!size.ok()) {
+      return ReportError(Status::InvalidArgument(
+          "--disk takes the size of a new disk (like 16M or 20G; K, M, G or T, upper case, "
+          "from 1M to 64T) or the absolute path of an existing qcow2 image, not '" +
+          Printable(d) + "'"));
+    }
+    vm.disk_paths.push_back("");
+    vm.disk_new_bytes.push_back(static_cast<int64_t>(*size));
   }
-  vm.kernel = Absolute(c.Get("kernel"));
-  vm.initrd = Absolute(c.Get("initrd"));
+  for (auto [flag, field] : {std::pair{"kernel", &vm.kernel}, std::pair{"initrd", &vm.initrd}}) {
+    if (!c.Has(flag)) continue;
+    auto path = AbsolutePath(std::string("--") + flag, c.Get(flag));
+    if (!path.ok()) return ReportError(path.status());
+    *field = *path;
+  }
   vm.append = c.Get("append");
   auto r = ctx.api->CreateVm(vm);
   if (int rc = Settle(ctx, r, "creating VM " + vm.name, true); rc != kExitOk) return rc;
@@ -59,7 +85,7 @@ int Create(Context& ctx, const CommandLine& c) {
   if (ctx.json) {
     PrintJson({{"id", id}, {"name", vm.name}});
   } else {
-    std::cout << id << "\n";
+    std::cout << Printable(id) << "\n";
   }
   return kExitOk;
 }

@@ -1,6 +1,9 @@
 // VM groups (Msvm_VirtualSystemCollection), groups of groups
 // (Msvm_ManagementCollection), their membership and the service that
 // manages them (reference §3–§5).
+#include <functional>
+
+#include "base/validate.h"
 #include "services/providers.h"
 
 namespace vmgroup::services {
@@ -125,6 +128,12 @@ class CollectionServiceProvider : public ServiceProvider {
       if (type != 0 && type != 1) {
         return Refused(kRcBInvalidParameter, "Type must be 0 (VMs) or 1 (collections)");
       }
+      // Left out, the name is a default one (reference §3.2); given, it is checked.
+      if (a.Has("Name")) {
+        if (Status s = CheckName("group name (Name)", a.Str("Name")); !s.ok()) {
+          return Outcome(ReturnCodeB, s);
+        }
+      }
       auto id = m->DefineCollection(a.Str("Name"), a.Str("Id"), static_cast<CollectionType>(type));
       if (!id.ok()) return Refused(ReturnCodeB(id.status()), id.status().message());
       VMG_ASSIGN_OR_RETURN(auto c, e->catalog().GetCollection(*id));
@@ -132,17 +141,21 @@ class CollectionServiceProvider : public ServiceProvider {
       r.out.push_back({"DefinedCollection", "reference", cim::Value::Reference(CollectionPath(c))});
       return r;
     });
+    // The ids the Collection and Member references name; a refusal when absent.
     auto collection = [](const Args& a) {
-      const cim::ObjectPath* c = a.Ref("Collection");
-      return c ? IdOf(*c, "CollectionID") : std::string();
+      return a.RefId("Collection", "CollectionID", "a group");
     };
-    auto member = [](const Args& a) {
+    auto member = [](const Args& a) -> Result<std::string> {
       const cim::ObjectPath* p = a.Ref("Member");
-      return p ? MemberId(*p) : std::string();
+      const std::string id = p ? MemberId(*p) : "";
+      if (id.empty()) return Status::InvalidArgument("Member must name a VM or a group");
+      return id;
     };
     JobManager* jobs = ctx.jobs;
     On("Vmgroup_ImportCollection", [e, jobs](const Args& a) -> Result<cim::MethodResult> {
-      engine::RestoreRequest req{.directory = a.Str("ImportDirectory"),
+      auto dir = a.Path("ImportDirectory");
+      if (!dir.ok()) return Outcome(ReturnCodeB, dir.status());
+      engine::RestoreRequest req{.directory = *dir,
                                  .as_new = cim::NameEquals(a.Str("GenerateNewID"), "true")};
       if (Status s = e->restorer().Validate(req); !s.ok()) return Outcome(ReturnCodeB, s);
       VMG_ASSIGN_OR_RETURN(
@@ -161,21 +174,37 @@ class CollectionServiceProvider : public ServiceProvider {
                       }));
       return JobStarted(job);
     });
-    On("DestroyCollection", [m, collection](const Args& a) -> Result<cim::MethodResult> {
-      return Outcome(ReturnCodeB, m->DestroyCollection(collection(a)));
-    });
-    On("RenameCollection", [m, collection](const Args& a) -> Result<cim::MethodResult> {
-      return Outcome(ReturnCodeB, m->RenameCollection(collection(a), a.Str("NewName")));
-    });
-    On("AddMember", [m, collection, member](const Args& a) -> Result<cim::MethodResult> {
-      return Outcome(ReturnCodeB, m->AddMember(member(a), collection(a)));
-    });
-    On("RemoveMember", [m, collection, member](const Args& a) -> Result<cim::MethodResult> {
-      return Outcome(ReturnCodeB, m->RemoveMember(member(a), collection(a)));
-    });
-    On("RemoveMemberById", [m, member](const Args& a) -> Result<cim::MethodResult> {
-      return Outcome(ReturnCodeB, m->RemoveMemberById(member(a), a.Str("CollectionId")));
-    });
+    // A quick method: done, or refused with the family-B code of what went wrong.
+    auto quick = [](std::function<Status(const Args&)> act) {
+      return [act](const Args& a) -> Result<cim::MethodResult> {
+        return Outcome(ReturnCodeB, act(a));
+      };
+    };
+    On("DestroyCollection", quick([=](const Args& a) -> Status {
+         VMG_ASSIGN_OR_RETURN(std::string c, collection(a));
+         return m->DestroyCollection(c);
+       }));
+    On("RenameCollection", quick([=](const Args& a) -> Status {
+         VMG_ASSIGN_OR_RETURN(std::string c, collection(a));
+         VMG_ASSIGN_OR_RETURN(std::string name, a.Required("NewName"));
+         VMG_RETURN_IF_ERROR(CheckName("group name (NewName)", name));
+         return m->RenameCollection(c, name);
+       }));
+    On("AddMember", quick([=](const Args& a) -> Status {
+         VMG_ASSIGN_OR_RETURN(std::string id, member(a));
+         VMG_ASSIGN_OR_RETURN(std::string c, collection(a));
+         return m->AddMember(id, c);
+       }));
+    On("RemoveMember", quick([=](const Args& a) -> Status {
+         VMG_ASSIGN_OR_RETURN(std::string id, member(a));
+         VMG_ASSIGN_OR_RETURN(std::string c, collection(a));
+         return m->RemoveMember(id, c);
+       }));
+    On("RemoveMemberById", quick([=](const Args& a) -> Status {
+         VMG_ASSIGN_OR_RETURN(std::string id, member(a));
+         VMG_ASSIGN_OR_RETURN(std::string c, a.Required("CollectionId"));
+         return m->RemoveMemberById(id, c);
+       }));
   }
 };
 

@@ -2,6 +2,8 @@
 
 #include <ctime>
 
+#include "base/validate.h"
+
 namespace vmgroup::services {
 
 std::vector<std::string> NamespaceParts() { return {"root", "virtualization", "v2"}; }
@@ -67,6 +69,16 @@ Result<catalog::Consistency> ReadConsistencyLevel(const cim::Instance& settings)
   return Status::InvalidArgument("ConsistencyLevel must be 0, 1 or 2, not " + level);
 }
 
+Result<std::string> ElementNameOf(const cim::Instance& settings, const std::string& what) {
+  const cim::Property* p = settings.Find("ElementName");
+  if (!p || p->value.kind == cim::Value::Kind::kNull) return std::string();
+  if (p->value.kind != cim::Value::Kind::kScalar) {
+    return Status::InvalidArgument(what + " (ElementName) must be a single string");
+  }
+  VMG_RETURN_IF_ERROR(CheckName(what + " (ElementName)", p->value.scalar));
+  return p->value.scalar;
+}
+
 cim::ObjectPath JobPath(const std::string& job_id) {
   return KeyPath("Msvm_ConcreteJob", "InstanceID", job_id);
 }
@@ -124,6 +136,30 @@ bool Args::Has(const std::string& name) const {
 std::string Args::Str(const std::string& name) const {
   auto it = args_.find(name);
   return it == args_.end() ? "" : it->second.scalar;
+}
+
+Result<std::string> Args::Required(const std::string& name) const {
+  if (!Has(name)) return Status::InvalidArgument(name + " is required");
+  std::string v = Str(name);
+  if (v.empty()) return Status::InvalidArgument(name + " must not be empty");
+  return v;
+}
+
+Result<std::string> Args::Path(const std::string& name) const {
+  VMG_ASSIGN_OR_RETURN(std::string path, Required(name));
+  VMG_RETURN_IF_ERROR(CheckText(name, path, kMaxPathBytes));
+  return path;
+}
+
+Result<std::string> Args::RefId(const std::string& name, const std::string& key,
+                                const std::string& what) const {
+  const cim::ObjectPath* p = Ref(name);
+  const std::string id = p ? IdOf(*p, key) : "";
+  if (id.empty()) {
+    return Status::InvalidArgument(name + " must name " + what + " (a reference with its " + key +
+                                   ")");
+  }
+  return id;
 }
 
 int64_t Args::Int(const std::string& name, int64_t fallback) const {

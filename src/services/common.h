@@ -48,6 +48,12 @@ std::string Affected(const std::string& class_name, const std::string& id);
 std::vector<std::string> AffectedBy(const catalog::ReferencePointRecord& rp);
 std::vector<std::string> AffectedBy(const engine::ExportManifest& m);
 
+// The ElementName of embedded settings that name what a method makes (a
+// snapshot, a reference point): empty when left out or NULL (the engine
+// then names it), else checked as a name (base/validate.h CheckName;
+// `what` says whose name it is).
+Result<std::string> ElementNameOf(const cim::Instance& settings, const std::string& what);
+
 // The ConsistencyLevel of a snapshot's or reference point's settings:
 // 1 application consistent; 2 crash consistent, as are 0 (unknown) and none.
 // InvalidArgument for any other value.
@@ -65,13 +71,28 @@ std::string IdOf(const cim::ObjectPath& p, const std::string& key);
 std::string CimTime(int64_t us);
 std::string CimInterval(int64_t us);
 
+// Longest path a client may send (PATH_MAX less its terminating NUL).
+inline constexpr size_t kMaxPathBytes = 4095;
+
 // Checked arguments by name (cim::CheckArguments made sure of their types).
+// The Result getters say what is missing or wrong as InvalidArgument, which
+// a method answers with its Invalid parameter code.
 class Args {
  public:
   explicit Args(const std::map<std::string, cim::Value>& args) : args_(args) {}
   const cim::ObjectPath* Ref(const std::string& name) const;
   std::string Str(const std::string& name) const;  // empty when absent
   bool Has(const std::string& name) const;
+  // A string argument that must be given and not be empty.
+  Result<std::string> Required(const std::string& name) const;
+  // A required path: as Required, then valid UTF-8 without control
+  // characters, at most kMaxPathBytes (whether it is absolute, or may be
+  // used, is the engine's to say).
+  Result<std::string> Path(const std::string& name) const;
+  // The id (IdOf) under `key` of the reference argument `name`, which
+  // must name a `what`: refused when the reference or its key is absent or empty.
+  Result<std::string> RefId(const std::string& name, const std::string& key,
+                            const std::string& what) const;
   // The value, or `fallback` when absent.
   int64_t Int(const std::string& name, int64_t fallback) const;
   std::vector<std::string> Strs(const std::string& name) const;

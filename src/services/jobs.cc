@@ -3,6 +3,8 @@
 #include <algorithm>
 
 #include "base/ids.h"
+#include "base/log.h"
+#include "base/validate.h"
 
 namespace vmgroup::services {
 
@@ -78,16 +80,51 @@ void JobManager::Run(catalog::JobRecord job, ErrorCodeOf code_of, JobWork work,
     job.error_code = static_cast<int>(code_of(s));
     job.error_description = s.message();
   }
-  // A catalog that cannot record the end leaves the job Running; the next
-  // start ends it in Exception (EndInterrupted).
-  (void)catalog_->UpdateJob(job);
+  RecordEnd(std::move(job), code_of);
+}
+
+Status JobManager::Write(const catalog::JobRecord& job) {
+  VMG_RETURN_IF_ERROR(env_->Hit(kJobStateWrite, job.id));
+  return catalog_->UpdateJob(job);
+}
+
+void JobManager::RecordEnd(catalog::JobRecord job, ErrorCodeOf code_of) {
+  // Descriptions hold names stored before names were checked: one log line each.
+  const std::string what = "job " + job.id + " (" + Printable(job.description) + ")";
+  auto record = [&] {
+    if (job.state == catalog::JobState::kException) {
+      Log(LogLevel::kWarning, what + " failed: " + Printable(job.error_description));
+    }
+    return Write(job);
+  };
+  Status written = record();
+  if (written.ok()) return;
+  // What the work reached is not what the catalog says: the job failed.
+  std::string reached = "completed";
+  if (job.state == catalog::JobState::kTerminated) reached = "was cancelled";
+  if (job.state == catalog::JobState::kException) {
+    reached = "failed (" + job.error_description + ")";
+  }
+  job.state = catalog::JobState::kException;
+  job.error_code = static_cast<int>(code_of(written));
+  job.error_description =
+      "the job's work " + reached + ", but vmgroupd could not record its end: " + written.message();
+  written = record();
+  if (written.ok()) return;
+  Log(LogLevel::kError, what + ": its end is kept in memory until the catalog takes it: " +
+                            Printable(written.message()));
+  std::lock_guard lock(unrecorded_mu_);
+  unrecorded_[job.id] = std::move(job);
 }
 
 void JobManager::SetProgress(const std::string& id, int percent) {
   auto job = catalog_->GetJob(id);
   if (!job.ok() || job->state != catalog::JobState::kRunning) return;
   job->percent = std::clamp(percent, 0, 100);
-  (void)catalog_->UpdateJob(*job);
+  // Progress only informs; the job's end is recorded however this goes.
+  if (Status s = Write(*job); !s.ok()) {
+    Log(LogLevel::kWarning, "job " + id + ": progress not recorded: " + Printable(s.message()));
+  }
 }
 
 Status JobManager::RequestStop(const std::string& id) {
@@ -101,16 +138,35 @@ Status JobManager::RequestStop(const std::string& id) {
 }
 
 Result<catalog::JobRecord> JobManager::Get(const std::string& id) {
-  VMG_ASSIGN_OR_RETURN(catalog::JobRecord job, catalog_->GetJob(id));
-  if (job.ended_us > 0 && job.ended_us < env_->NowMicros() - retention_.count()) {
+  Result<catalog::JobRecord> job = [&]() -> Result<catalog::JobRecord> {
+    std::lock_guard lock(unrecorded_mu_);
+    if (auto it = unrecorded_.find(id); it != unrecorded_.end()) return it->second;
+    return catalog_->GetJob(id);
+  }();
+  if (!job.ok()) return job;
+  if (job->ended_us > 0 && job->ended_us < env_->NowMicros() - retention_.count()) {
     return Status::NotFound("job " + id + " ended more than its retention ago and was removed");
   }
   return job;
 }
 
 Result<std::vector<catalog::JobRecord>> JobManager::List() {
-  VMG_RETURN_IF_ERROR(catalog_->DeleteJobsEndedBefore(env_->NowMicros() - retention_.count()));
-  return catalog_->ListJobs();
+  const int64_t cutoff = env_->NowMicros() - retention_.count();
+  VMG_RETURN_IF_ERROR(catalog_->DeleteJobsEndedBefore(cutoff));
+  VMG_ASSIGN_OR_RETURN(auto jobs, catalog_->ListJobs());
+  std::lock_guard lock(unrecorded_mu_);
+  for (auto& job : jobs) {
+    if (auto it = unrecorded_.find(job.id); it != unrecorded_.end()) job = it->second;
+  }
+  std::erase_if(jobs,
+                [&](const catalog::JobRecord& j) { return j.ended_us > 0 && j.ended_us < cutoff; });
+  // Ends kept in memory go to the catalog as soon as it takes them.
+  std::erase_if(unrecorded_, [&](const auto& entry) {
+    if (!Write(entry.second).ok()) return false;
+    Log(LogLevel::kInfo, "job " + entry.first + ": its end is recorded now");
+    return true;
+  });
+  return jobs;
 }
 
 Status JobManager::EndInterrupted() {

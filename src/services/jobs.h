@@ -9,6 +9,13 @@
 // running when it died ends in Exception at the next start. Finished jobs
 // stay queryable for `retention` (TimeBeforeRemoval, 5 minutes).
 //
+// No end goes unrecorded: when the catalog refuses a job's end, the job
+// ends in Exception saying why (written again as such); when even that
+// write fails, the end is kept in memory, where Get and List find it,
+// logged as an error, and written by a later List once the catalog takes
+// it (if the daemon stops first, EndInterrupted ends the catalog's
+// Running record at the next start). Failed jobs are logged as warnings.
+//
 // Thread-safe.
 #pragma once
 
@@ -19,6 +26,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -27,6 +35,10 @@
 #include "catalog/catalog.h"
 
 namespace vmgroup::services {
+
+// Fault point (Env::Hit) before each write of a job's state; subject: the
+// job id. An error there stands for the catalog refusing the write.
+inline constexpr std::string_view kJobStateWrite = "job.state_write";
 
 // What the work of a job may ask and tell.
 class JobControl {
@@ -87,6 +99,11 @@ class JobManager {
   void Run(catalog::JobRecord job, ErrorCodeOf code_of, JobWork work,
            std::shared_ptr<std::atomic<bool>> stop);
   void SetProgress(const std::string& id, int percent);
+  // Writes a job's state to the catalog, through the kJobStateWrite point.
+  Status Write(const catalog::JobRecord& job);
+  // Records the end of `job` (see the file comment for what a failed write
+  // leads to).
+  void RecordEnd(catalog::JobRecord job, ErrorCodeOf code_of);
 
   Env* env_;
   catalog::Catalog* catalog_;
@@ -97,6 +114,11 @@ class JobManager {
   // Every job thread not yet joined, by job id; finished ones are joined
   // at the next Start.
   std::map<std::string, std::thread> threads_;  // guarded by mu_
+  // Ended jobs whose end the catalog could not record yet, by job id; List
+  // tries again. Its own mutex: a job thread that Start joins while it
+  // holds mu_ may be putting its end here.
+  std::mutex unrecorded_mu_;
+  std::map<std::string, catalog::JobRecord> unrecorded_;  // guarded by unrecorded_mu_
 };
 
 }  // namespace vmgroup::services

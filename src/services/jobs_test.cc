@@ -14,12 +14,20 @@ namespace {
 
 using catalog::JobState;
 
-// The wall clock stands still unless a test moves it.
+// The wall clock stands still unless a test moves it; the next
+// `failing_writes` writes of a job's state fail as a full disk would.
 class ClockEnv : public EnvWrapper {
  public:
   ClockEnv() : EnvWrapper(Env::Default()) {}
   int64_t NowMicros() override { return now_us.load(); }
+  Status Hit(std::string_view point, std::string_view subject) override {
+    if (point == kJobStateWrite && failing_writes.fetch_sub(1) > 0) {
+      return Status::IoError("disk I/O error writing job " + std::string(subject));
+    }
+    return EnvWrapper::Hit(point, subject);
+  }
   std::atomic<int64_t> now_us{1'000'000'000};
+  std::atomic<int> failing_writes{0};
 };
 
 class JobsTest : public ::testing::Test {
@@ -28,10 +36,10 @@ class JobsTest : public ::testing::Test {
     catalog_ = std::move(catalog::Catalog::Open(dir_ / "catalog.db")).value();
     jobs_ = std::make_unique<JobManager>(&env_, catalog_.get());
   }
-  // Waits for a job to end and returns its record.
+  // Waits for a job to end and returns its record, as clients see it.
   catalog::JobRecord Ended(const std::string& id) {
     for (int i = 0; i < 500; ++i) {
-      auto j = catalog_->GetJob(id);
+      auto j = jobs_->Get(id);
       if (j.ok() && j->ended_us != 0) return *j;
       Env::Default()->SleepFor(std::chrono::milliseconds(10));
     }
@@ -73,6 +81,64 @@ TEST_F(JobsTest, FailuresEndInExceptionWithTheMethodsCode) {
   EXPECT_EQ(j.state, JobState::kException);
   EXPECT_EQ(j.error_code, 3);
   EXPECT_EQ(j.error_description, "the cut took longer than 2 s");
+}
+
+// A job whose end the catalog refuses once ends in Exception, recorded,
+// saying what the work reached and why its end was not recorded.
+TEST_F(JobsTest, AnEndTheCatalogRefusesEndsTheJobInExceptionSayingWhy) {
+  env_.failing_writes = 1;
+  ::testing::internal::CaptureStderr();
+  auto id = jobs_->Start(198, "Snapshot of web", false, ReturnCodeA,
+                         [](JobControl&) -> Result<std::vector<std::string>> {
+                           return std::vector<std::string>{"Msvm_SnapshotCollection:s1"};
+                         });
+  ASSERT_TRUE(id.ok());
+  auto j = Ended(*id);
+  const std::string log = ::testing::internal::GetCapturedStderr();
+  EXPECT_EQ(j.state, JobState::kException);
+  EXPECT_EQ(j.error_code, 2);  // Failed, in the method's family
+  EXPECT_EQ(j.error_description,
+            "the job's work completed, but vmgroupd could not record its end: disk I/O error "
+            "writing job " +
+                *id);
+  EXPECT_EQ(catalog_->GetJob(*id)->state, JobState::kException) << "recorded on the retry";
+  EXPECT_NE(log.find("WARN job " + *id + " (Snapshot of web) failed: the job's work completed"),
+            std::string::npos)
+      << log;
+}
+
+// When the catalog refuses even the Exception record, clients still see
+// the job end, from memory, and the daemon's log says so as an error.
+TEST_F(JobsTest, AnEndTheCatalogNeverTakesIsKeptInMemoryAndLogged) {
+  env_.failing_writes = 2;
+  ::testing::internal::CaptureStderr();
+  auto id = jobs_->Start(198, "Snapshot of \x1b[2Jweb", false, ReturnCodeA,
+                         [](JobControl&) -> Result<std::vector<std::string>> {
+                           return Status::Timeout("the cut took longer than 2 s");
+                         });
+  ASSERT_TRUE(id.ok());
+  auto j = Ended(*id);
+  const std::string log = ::testing::internal::GetCapturedStderr();
+  EXPECT_EQ(j.state, JobState::kException);
+  EXPECT_EQ(j.error_description,
+            "the job's work failed (the cut took longer than 2 s), but vmgroupd could not record "
+            "its end: disk I/O error writing job " +
+                *id);
+  EXPECT_EQ(catalog_->GetJob(*id)->state, JobState::kRunning) << "the catalog took no write";
+  EXPECT_NE(log.find("ERROR job " + *id + " (Snapshot of \\x1b[2Jweb): its end is kept in memory"),
+            std::string::npos)
+      << log;
+  EXPECT_EQ(log.find('\x1b'), std::string::npos) << "a log line carries no escape sequence";
+  // Enumeration answers the end too, and records it now that the catalog takes writes.
+  auto listed = jobs_->List();
+  ASSERT_TRUE(listed.ok());
+  ASSERT_EQ(listed->size(), 1u);
+  EXPECT_EQ((*listed)[0].state, JobState::kException);
+  EXPECT_EQ(catalog_->GetJob(*id)->state, JobState::kException);
+  // Forgotten after its retention like any other ended job.
+  env_.now_us += std::chrono::microseconds(JobManager::kRetention).count() + 1;
+  EXPECT_EQ(jobs_->Get(*id).status().code(), Code::kNotFound);
+  EXPECT_TRUE(jobs_->List()->empty());
 }
 
 TEST_F(JobsTest, WorkThatWarnsEndsCompletedWithWarningsSayingThem) {

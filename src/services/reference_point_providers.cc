@@ -50,7 +50,9 @@ Status ReadCreateSettings(const Args& a, std::string* name) {
       Settings(a.Str("ReferencePointSettings"), "Msvm_CollectionReferencePointSettingData");
   if (!settings.ok()) return settings.status().Annotate("ReferencePointSettings");
   if (!*settings) return Status::Ok();
-  if (const cim::Property* p = (*settings)->Find("ElementName")) *name = p->value.scalar;
+  auto named = ElementNameOf(**settings, "reference point name");
+  if (!named.ok()) return named.status().Annotate("ReferencePointSettings");
+  *name = *named;
   auto level = ReadConsistencyLevel(**settings);
   if (!level.ok()) return level.status().Annotate("ReferencePointSettings");
   if (*level == catalog::Consistency::kApplication) {
@@ -83,9 +85,8 @@ Status ReadExportSettings(const std::string& text, engine::ExportRequest* req) {
 
 // The reference point parameter `param` names.
 Result<catalog::ReferencePointRecord> Named(engine::Engine* e, const Args& a, const char* param) {
-  const cim::ObjectPath* p = a.Ref(param);
-  if (!p) return Status::InvalidArgument(std::string(param) + " names no reference point");
-  return e->catalog().GetReferencePoint(IdOf(*p, "CollectionID"));
+  VMG_ASSIGN_OR_RETURN(std::string id, a.RefId(param, "CollectionID", "a reference point"));
+  return e->catalog().GetReferencePoint(id);
 }
 
 class ReferencePointServiceProvider : public ServiceProvider {
@@ -116,9 +117,9 @@ class ReferencePointServiceProvider : public ServiceProvider {
     engine::Engine* e = ctx.engine;
     JobManager* jobs = ctx.jobs;
     On("CreateReferencePoint", [e, jobs](const Args& a) -> Result<cim::MethodResult> {
-      const cim::ObjectPath* collection = a.Ref("Collection");
-      if (!collection) return Refused(kRcInvalidParameter, "Collection names no VM group");
-      const std::string group_id = IdOf(*collection, "CollectionID"), rp_id = NewGuid();
+      auto collection = a.RefId("Collection", "CollectionID", "a VM group");
+      if (!collection.ok()) return Outcome(ReturnCodeA, collection.status());
+      const std::string group_id = *collection, rp_id = NewGuid();
       std::string name;
       if (Status s = ReadCreateSettings(a, &name); !s.ok()) return Outcome(ReturnCodeA, s);
       if (Status s = e->snapshots().ValidateCreateReferencePoint(group_id); !s.ok()) {
@@ -144,7 +145,9 @@ class ReferencePointServiceProvider : public ServiceProvider {
     On("ExportReferencePoint", [e, jobs](const Args& a) -> Result<cim::MethodResult> {
       auto rp = Named(e, a, "ReferencePointCollection");
       if (!rp.ok()) return Outcome(ReturnCodeA, rp.status());
-      engine::ExportRequest req{.directory = a.Str("ExportDirectory")};
+      auto dir = a.Path("ExportDirectory");
+      if (!dir.ok()) return Outcome(ReturnCodeA, dir.status());
+      engine::ExportRequest req{.directory = *dir};
       if (Status s = ReadExportSettings(a.Str("ExportSettingData"), &req); !s.ok()) {
         return Refused(ReturnCodeA(s), "ExportSettingData: " + s.message());
       }

@@ -73,7 +73,7 @@ Status ReadSettings(const std::string& text, engine::SnapshotRequest* req) {
     return Status::InvalidArgument(
         "SnapshotSettings must be a Msvm_VirtualSystemSnapshotSettingData, not " + inst.class_name);
   }
-  if (const cim::Property* p = inst.Find("ElementName"); p) req->name = p->value.scalar;
+  VMG_ASSIGN_OR_RETURN(req->name, ElementNameOf(inst, "snapshot name"));
   if (const cim::Property* p = inst.Find("Vmgroup_AllowCrashConsistentFallback"); p) {
     req->fallback = cim::NameEquals(p->value.scalar, "true");
   }
@@ -118,9 +118,9 @@ Result<cim::MethodResult> OnSnapshot(
     engine::Engine* e, JobManager* jobs, const Args& a, const char* ref, int job_type,
     const std::string& verb, std::function<Status(const std::string&)> validate,
     std::function<Result<catalog::SnapshotRecord>(const std::string&)> work) {
-  const cim::ObjectPath* snap = a.Ref(ref);
-  if (!snap) return Refused(kRcInvalidParameter, std::string(ref) + " names no group snapshot");
-  const std::string id = IdOf(*snap, "CollectionID");
+  auto named = a.RefId(ref, "CollectionID", "a group snapshot");
+  if (!named.ok()) return Outcome(ReturnCodeA, named.status());
+  const std::string id = *named;
   if (Status s = validate(id); !s.ok()) return Outcome(ReturnCodeA, s);
   VMG_ASSIGN_OR_RETURN(auto record, e->catalog().GetSnapshot(id));
   VMG_ASSIGN_OR_RETURN(
@@ -188,11 +188,9 @@ class SnapshotServiceProvider : public ServiceProvider {
           });
     });
     On("ConvertToReferencePoint", [e, jobs](const Args& a) -> Result<cim::MethodResult> {
-      const cim::ObjectPath* snap = a.Ref("AffectedSnapshotCollection");
-      if (!snap) {
-        return Refused(kRcInvalidParameter, "AffectedSnapshotCollection names no group snapshot");
-      }
-      const std::string id = IdOf(*snap, "CollectionID"), rp_id = NewGuid();
+      auto named = a.RefId("AffectedSnapshotCollection", "CollectionID", "a group snapshot");
+      if (!named.ok()) return Outcome(ReturnCodeA, named.status());
+      const std::string id = *named, rp_id = NewGuid();
       if (Status s = e->snapshots().ValidateConvert(id); !s.ok()) return Outcome(ReturnCodeA, s);
       VMG_ASSIGN_OR_RETURN(auto record, e->catalog().GetSnapshot(id));
       VMG_ASSIGN_OR_RETURN(
@@ -212,10 +210,11 @@ class SnapshotServiceProvider : public ServiceProvider {
       return r;
     });
     On("ExportSnapshot", [e, jobs](const Args& a) -> Result<cim::MethodResult> {
-      const cim::ObjectPath* snap = a.Ref("SnapshotCollection");
-      if (!snap) return Refused(kRcInvalidParameter, "SnapshotCollection names no group snapshot");
-      engine::ExportRequest req{.snapshot_id = IdOf(*snap, "CollectionID"),
-                                .directory = a.Str("ExportDirectory")};
+      auto snap = a.RefId("SnapshotCollection", "CollectionID", "a group snapshot");
+      if (!snap.ok()) return Outcome(ReturnCodeA, snap.status());
+      auto dir = a.Path("ExportDirectory");
+      if (!dir.ok()) return Outcome(ReturnCodeA, dir.status());
+      engine::ExportRequest req{.snapshot_id = *snap, .directory = *dir};
       if (Status s = ReadExportSettings(a.Str("ExportSettingData"), &req); !s.ok()) {
         return Refused(ReturnCodeA(s), "ExportSettingData: " + s.message());
       }
@@ -234,10 +233,10 @@ class SnapshotServiceProvider : public ServiceProvider {
       return JobStarted(job);
     });
     On("CreateSnapshot", [e, jobs](const Args& a) -> Result<cim::MethodResult> {
-      const cim::ObjectPath* collection = a.Ref("Collection");
-      if (!collection) return Refused(kRcInvalidParameter, "Collection names no VM group");
+      auto collection = a.RefId("Collection", "CollectionID", "a VM group");
+      if (!collection.ok()) return Outcome(ReturnCodeA, collection.status());
       engine::SnapshotRequest req;
-      req.collection_id = IdOf(*collection, "CollectionID");
+      req.collection_id = *collection;
       req.type = static_cast<int>(a.Int("SnapshotType", 0));
       req.id = NewGuid();
       if (Status s = ReadSettings(a.Str("SnapshotSettings"), &req); !s.ok()) {

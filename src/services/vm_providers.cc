@@ -1,8 +1,9 @@
 // Msvm_ComputerSystem, what defines and runs one, and its snapshot tree.
-#include <algorithm>
 #include <functional>
+#include <limits>
 #include <optional>
 
+#include "base/validate.h"
 #include "cim/xml_reader.h"
 #include "services/providers.h"
 
@@ -235,74 +236,98 @@ class ComputerSystemProvider : public cim::Provider {
   cim::ClassSpec spec_;
 };
 
-// The settings a DefineSystem call carries, read into a VM definition.
-// Family-B code and a reason when they do not make one.
-struct Defined {
-  engine::VmDefinition def;
-  std::string error;
-};
+// Longest kernel command line QEMU hands an x86 guest (COMMAND_LINE_SIZE,
+// less its NUL).
+constexpr size_t kMaxKernelCommandLine = 2047;
 
-Defined ReadDefinition(const std::string& system, const std::vector<std::string>& resources) {
-  Defined out;
+// The text of a scalar property, or "" when absent.
+std::string TextOf(const cim::Instance& i, const char* name) {
+  const cim::Property* p = i.Find(name);
+  return p && p->value.kind == cim::Value::Kind::kScalar ? p->value.scalar : std::string();
+}
+
+// A positive whole number property, at most what the definition's field
+// holds (`max`): parsed whole, refused beyond, never clamped (the engine
+// applies the bounds a VM may have). `fallback` when absent.
+Result<int64_t> NumberOf(const cim::Instance& i, const char* name, const std::string& what,
+                         int64_t max, int64_t fallback) {
+  const cim::Property* p = i.Find(name);
+  if (!p || p->value.kind == cim::Value::Kind::kNull) return fallback;
+  const std::string text = p->value.kind == cim::Value::Kind::kScalar ? p->value.scalar : "";
+  auto n = ParseInt(what, text, 1, max);
+  if (!n.ok()) {
+    return Status::InvalidArgument(what + " must be a positive number no larger than " +
+                                   std::to_string(max) + ", not '" + Printable(text) + "'");
+  }
+  return n;
+}
+
+// The settings a DefineSystem call carries, read into a VM definition.
+// InvalidArgument saying what is wrong when they do not make one.
+Result<engine::VmDefinition> ReadDefinition(const std::string& system,
+                                            const std::vector<std::string>& resources) {
   auto vssd = cim::ParseEmbeddedInstance(system);
   if (!vssd.ok() || !cim::NameEquals(vssd->class_name, "Msvm_VirtualSystemSettingData")) {
-    out.error = "SystemSettings must be an embedded Msvm_VirtualSystemSettingData";
-    return out;
+    return Status::InvalidArgument(
+        "SystemSettings must be an embedded Msvm_VirtualSystemSettingData");
   }
-  auto text = [](const cim::Instance& i, const char* name) {
-    const cim::Property* p = i.Find(name);
-    return p && p->value.kind == cim::Value::Kind::kScalar ? p->value.scalar : std::string();
-  };
-  auto number = [&](const cim::Instance& i, const char* name, int64_t fallback) -> int64_t {
-    const std::string t = text(i, name);
-    if (t.empty()) return fallback;
-    try {
-      size_t used = 0;
-      const int64_t v = std::stoll(t, &used);
-      // Sizes and counts: a positive number a VM can have.
-      if (used == t.size() && v > 0 && v <= (int64_t{1} << 40)) return v;
-    } catch (...) {
-    }
-    out.error = std::string(name) + " must be a positive number, not " + t;
-    return fallback;
-  };
-  out.def.name = text(*vssd, "ElementName");
-  out.def.id = text(*vssd, "VirtualSystemIdentifier");
-  out.def.kernel = text(*vssd, "Vmgroup_Kernel");
-  out.def.initrd = text(*vssd, "Vmgroup_Initrd");
-  out.def.append = text(*vssd, "Vmgroup_KernelCommandLine");
+  engine::VmDefinition def;
+  def.name = TextOf(*vssd, "ElementName");
+  VMG_RETURN_IF_ERROR(CheckName("VM name (ElementName)", def.name));
+  def.id = TextOf(*vssd, "VirtualSystemIdentifier");
+  def.kernel = TextOf(*vssd, "Vmgroup_Kernel");
+  def.initrd = TextOf(*vssd, "Vmgroup_Initrd");
+  def.append = TextOf(*vssd, "Vmgroup_KernelCommandLine");
+  VMG_RETURN_IF_ERROR(CheckText("Vmgroup_Kernel", def.kernel, kMaxPathBytes));
+  VMG_RETURN_IF_ERROR(CheckText("Vmgroup_Initrd", def.initrd, kMaxPathBytes));
+  VMG_RETURN_IF_ERROR(CheckText("Vmgroup_KernelCommandLine", def.append, kMaxKernelCommandLine));
+  constexpr int64_t kIntMax = std::numeric_limits<int>::max();
   for (const auto& r : resources) {
     auto rasd = cim::ParseEmbeddedInstance(r);
     if (!rasd.ok()) {
-      out.error =
-          "a ResourceSettings entry is not an embedded instance: " + rasd.status().message();
-      return out;
+      return Status::InvalidArgument("a ResourceSettings entry is not an embedded instance: " +
+                                     rasd.status().message());
     }
     if (cim::NameEquals(rasd->class_name, "Msvm_MemorySettingData")) {
-      out.def.memory_mib =
-          static_cast<int>(std::min<int64_t>(number(*rasd, "VirtualQuantity", 0), 1 << 30));
+      VMG_ASSIGN_OR_RETURN(const int64_t mib,
+                           NumberOf(*rasd, "VirtualQuantity", "memory in MiB (VirtualQuantity)",
+                                    kIntMax, def.memory_mib));
+      def.memory_mib = static_cast<int>(mib);
     } else if (cim::NameEquals(rasd->class_name, "Msvm_ProcessorSettingData")) {
-      out.def.vcpus =
-          static_cast<int>(std::min<int64_t>(number(*rasd, "VirtualQuantity", 0), 1024));
+      VMG_ASSIGN_OR_RETURN(const int64_t count,
+                           NumberOf(*rasd, "VirtualQuantity", "processor count (VirtualQuantity)",
+                                    kIntMax, def.vcpus));
+      def.vcpus = static_cast<int>(count);
     } else if (cim::NameEquals(rasd->class_name, "Msvm_StorageAllocationSettingData")) {
+      const std::string what = "disk " + std::to_string(def.disks.size());
+      VMG_ASSIGN_OR_RETURN(const int64_t bytes,
+                           NumberOf(*rasd, "Vmgroup_NewSizeBytes", what + ": Vmgroup_NewSizeBytes",
+                                    std::numeric_limits<int64_t>::max(), 0));
       const cim::Property* host = rasd->Find("HostResource");
-      const int64_t bytes = number(*rasd, "Vmgroup_NewSizeBytes", 0);
+      std::vector<std::string> paths;
+      if (host && host->value.kind == cim::Value::Kind::kScalar) {
+        paths = {host->value.scalar};
+      } else if (host) {
+        paths = host->value.array;
+      }
+      if ((bytes > 0) == !paths.empty() || paths.size() > 1) {
+        return Status::InvalidArgument(
+            what +
+            ": a Msvm_StorageAllocationSettingData needs either one HostResource (an "
+            "existing image) or Vmgroup_NewSizeBytes (a new one)");
+      }
       if (bytes > 0) {
-        out.def.disks.push_back(engine::DiskSpec::New(bytes));
-      } else if (host && !host->value.array.empty()) {
-        out.def.disks.emplace_back(host->value.array[0]);
-      } else if (host && host->value.kind == cim::Value::Kind::kScalar) {
-        out.def.disks.emplace_back(host->value.scalar);
+        def.disks.push_back(engine::DiskSpec::New(bytes));
       } else {
-        out.error =
-            "a Msvm_StorageAllocationSettingData needs HostResource or Vmgroup_NewSizeBytes";
+        VMG_RETURN_IF_ERROR(CheckText(what + ": HostResource", paths[0], kMaxPathBytes));
+        def.disks.emplace_back(paths[0]);
       }
     } else {
-      out.error = "vmgroupd does not know resource class " + rasd->class_name;
+      return Status::InvalidArgument("vmgroupd does not know resource class " +
+                                     Printable(rasd->class_name));
     }
-    if (!out.error.empty()) return out;
   }
-  return out;
+  return def;
 }
 
 class ManagementServiceProvider : public ServiceProvider {
@@ -329,18 +354,18 @@ class ManagementServiceProvider : public ServiceProvider {
       if (a.Ref("ReferenceConfiguration")) {
         return Refused(kRcBNotSupported, "ReferenceConfiguration is not supported");
       }
-      Defined d = ReadDefinition(a.Str("SystemSettings"), a.Strs("ResourceSettings"));
-      if (!d.error.empty()) return Refused(kRcBInvalidParameter, d.error);
-      auto id = e->vms().Define(d.def);
+      auto def = ReadDefinition(a.Str("SystemSettings"), a.Strs("ResourceSettings"));
+      if (!def.ok()) return Outcome(ReturnCodeB, def.status());
+      auto id = e->vms().Define(*def);
       if (!id.ok()) return Refused(ReturnCodeB(id.status()), id.status().message());
       cim::MethodResult r = Done();
       r.out.push_back({"ResultingSystem", "reference", cim::Value::Reference(VmPath(*id))});
       return r;
     });
     On("DestroySystem", [e](const Args& a) -> Result<cim::MethodResult> {
-      const cim::ObjectPath* vm = a.Ref("AffectedSystem");
-      if (!vm) return Refused(kRcBInvalidParameter, "AffectedSystem names no VM");
-      return Outcome(ReturnCodeB, e->vms().Undefine(IdOf(*vm, "Name")));
+      auto vm = a.RefId("AffectedSystem", "Name", "a VM");
+      if (!vm.ok()) return Outcome(ReturnCodeB, vm.status());
+      return Outcome(ReturnCodeB, e->vms().Undefine(*vm));
     });
   }
 };

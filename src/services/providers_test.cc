@@ -1,0 +1,245 @@
+// The services check what clients send where it enters: names, numbers and
+// required arguments, each refused with the method's Invalid parameter code
+// and the reason, with nothing made. Driven as a client drives them, through
+// the dispatcher, over a real engine on a fresh state directory (no VM is
+// started: every call here is refused or only recorded). Our own XML writer
+// cannot put a control character or a byte that is not UTF-8 into a request;
+// a careless or hostile client can, and kRaw stands in for such bytes.
+#include "services/providers.h"
+
+#include <gtest/gtest.h>
+
+#include "base/validate.h"
+#include "cim/dispatcher.h"
+#include "cim/xml_reader.h"
+#include "testing/temp_dir.h"
+
+namespace vmgroup::services {
+namespace {
+
+// Where a request carries the bytes Call's `raw` gives, written as they are.
+constexpr std::string_view kRaw = "@RAW@";
+
+cim::OutParam Str(const std::string& name, std::string value) {
+  return {name, "string", cim::Value::Scalar(std::move(value))};
+}
+
+cim::OutParam Ref(const std::string& name, cim::ObjectPath p) {
+  return {name, "reference", cim::Value::Reference(std::move(p))};
+}
+
+// An embedded instance of `cls` with string properties, as clients send settings.
+std::string Embedded(const std::string& cls,
+                     const std::vector<std::pair<std::string, std::string>>& props) {
+  cim::Instance inst{cls, {}};
+  for (const auto& [name, value] : props) {
+    inst.properties.push_back({name, "string", false, cim::Value::Scalar(value)});
+  }
+  return cim::InstanceXml(inst);
+}
+
+class ProvidersTest : public ::testing::Test {
+ protected:
+  ProvidersTest() {
+    engine_ = std::move(engine::Engine::Open({.state_dir = dir_ / "state"})).value();
+    jobs_ = std::make_unique<JobManager>(Env::Default(), &engine_->catalog());
+    Register(dispatcher_, {engine_.get(), jobs_.get(), "testhost"});
+  }
+
+  // Sends a CIM-XML request as a client would; the answer, parsed.
+  // `object`: "" for an intrinsic call, ":<class>" for a method of a class.
+  cim::Response Send(const std::string& method, const std::string& object, std::string body,
+                     const std::string& raw = "") {
+    for (size_t at; (at = body.find(kRaw)) != std::string::npos;)
+      body.replace(at, kRaw.size(), raw);
+    cim::HttpRequest r{"POST",
+                       "/cimom",
+                       {{"CIMOperation", "MethodCall"},
+                        {"CIMMethod", method},
+                        {"CIMObject", std::string(kNamespace) + object}},
+                       body,
+                       ""};
+    auto parsed = cim::ParseResponse(dispatcher_.Handle(r).body);
+    EXPECT_TRUE(parsed.ok()) << parsed.status().ToString();
+    EXPECT_FALSE(parsed.ok() && parsed->error) << parsed->description;
+    return parsed.ok() ? *parsed : cim::Response{};
+  }
+
+  // Invokes `method` of the singleton service `cls`, with `raw` for kRaw.
+  cim::Response Call(const std::string& cls, const std::string& method,
+                     const std::vector<cim::OutParam>& args, const std::string& raw = "") {
+    cim::Response names =
+        Send("EnumerateInstanceNames", "",
+             cim::IMethodCall("1", "EnumerateInstanceNames", NamespaceParts(),
+                              {{"ClassName", "", cim::Value::Reference({"", {}, cls, {}})}}));
+    if (names.paths.empty()) {
+      ADD_FAILURE() << "no " << cls;
+      return {};
+    }
+    cim::ObjectPath target = names.paths[0];
+    target.namespace_ = NamespaceParts();
+    return Send(method, ":" + cls, cim::MethodCall("1", target, method, args), raw);
+  }
+  static std::string Why(const cim::Response& r) {
+    const cim::Param* p = r.Out("Vmgroup_ErrorDescription");
+    return p ? p->value.scalar : "";
+  }
+
+  // DefineSystem of a VM without disks: `system` settings, `resources` as sent.
+  cim::Response DefineSystem(const std::vector<std::pair<std::string, std::string>>& system,
+                             const std::vector<std::string>& resources = {},
+                             const std::string& raw = "") {
+    std::vector<cim::OutParam> args = {
+        Str("SystemSettings", Embedded("Msvm_VirtualSystemSettingData", system))};
+    if (!resources.empty()) {
+      args.push_back({"ResourceSettings", "string", cim::Value::Array(resources)});
+    }
+    return Call("Msvm_VirtualSystemManagementService", "DefineSystem", args, raw);
+  }
+
+  testing::TempDir dir_;
+  std::unique_ptr<engine::Engine> engine_;
+  std::unique_ptr<JobManager> jobs_;
+  cim::Dispatcher dispatcher_{kNamespace, "testhost"};
+};
+
+TEST_F(ProvidersTest, DefineSystemRefusesBadNamesAndNumbersAndMakesNothing) {
+  const std::string too_long(kMaxNameBytes + 1, 'x');
+  for (const std::string& name :
+       {std::string(""), std::string("db\n1"), std::string("\x1b[2Jdb"), std::string("db\xff"),
+        std::string("db\xC2\x9B"), std::string("db\x7f"), std::string(" db"), too_long}) {
+    cim::Response r = DefineSystem({{"ElementName", std::string(kRaw)}}, {}, name);
+    EXPECT_EQ(r.return_value, kRcBInvalidParameter) << Printable(name);
+    EXPECT_NE(Why(r).find("VM name (ElementName)"), std::string::npos) << Why(r);
+    EXPECT_TRUE(IsValidUtf8(Why(r)) && Why(r).find('\x1b') == std::string::npos) << Why(r);
+  }
+  auto memory = [](const std::string& mib) {
+    return Embedded("Msvm_MemorySettingData", {{"VirtualQuantity", mib}});
+  };
+  auto cpus = [](const std::string& n) {
+    return Embedded("Msvm_ProcessorSettingData", {{"VirtualQuantity", n}});
+  };
+  // Beyond what a definition holds: refused, never cut to fit.
+  for (const std::string& bad : {memory("4294967296"), memory("64abc"), memory("-5"),
+                                 memory("99999999999999999999"), cpus("2147483648"), cpus("")}) {
+    cim::Response r = DefineSystem({{"ElementName", "db"}}, {bad});
+    EXPECT_EQ(r.return_value, kRcBInvalidParameter) << bad;
+    EXPECT_NE(Why(r).find("must be a positive number"), std::string::npos) << Why(r);
+  }
+  cim::Response both = DefineSystem(
+      {{"ElementName", "db"}},
+      {Embedded("Msvm_StorageAllocationSettingData",
+                {{"HostResource", "/srv/db.qcow2"}, {"Vmgroup_NewSizeBytes", "16777216"}})});
+  EXPECT_EQ(both.return_value, kRcBInvalidParameter);
+  EXPECT_NE(Why(both).find("either one HostResource"), std::string::npos) << Why(both);
+  cim::Response size = DefineSystem(
+      {{"ElementName", "db"}},
+      {Embedded("Msvm_StorageAllocationSettingData", {{"Vmgroup_NewSizeBytes", "16m"}})});
+  EXPECT_EQ(size.return_value, kRcBInvalidParameter);
+  EXPECT_NE(Why(size).find("disk 0: Vmgroup_NewSizeBytes"), std::string::npos) << Why(size);
+  cim::Response append = DefineSystem(
+      {{"ElementName", "db"}, {"Vmgroup_KernelCommandLine", std::string(kRaw)}}, {}, "quiet\x1b");
+  EXPECT_EQ(append.return_value, kRcBInvalidParameter);
+  EXPECT_NE(Why(append).find("Vmgroup_KernelCommandLine"), std::string::npos) << Why(append);
+  EXPECT_TRUE(engine_->catalog().ListVms()->empty()) << "nothing half-made";
+
+  cim::Response good =
+      DefineSystem({{"ElementName", "db (prod) \xC3\xA4"}}, {memory("64"), cpus("2")});
+  EXPECT_EQ(good.return_value, 0u) << Why(good);
+  auto vms = engine_->catalog().ListVms();
+  ASSERT_EQ(vms->size(), 1u);
+  EXPECT_EQ((*vms)[0].name, "db (prod) \xC3\xA4");
+  EXPECT_EQ((*vms)[0].memory_mib, 64);
+  EXPECT_EQ((*vms)[0].vcpus, 2);
+}
+
+TEST_F(ProvidersTest, GroupNamesAndReferencesAreChecked) {
+  const char* cms = "Msvm_CollectionManagementService";
+  cim::Response bad =
+      Call(cms, "DefineCollection", {Str("Name", std::string(kRaw))}, "web\x1b]0;owned\x07");
+  EXPECT_EQ(bad.return_value, kRcBInvalidParameter);
+  EXPECT_NE(Why(bad).find("group name (Name)"), std::string::npos) << Why(bad);
+  EXPECT_EQ(Why(bad).find('\x1b'), std::string::npos) << "the reason is printable";
+  EXPECT_EQ(Call(cms, "DefineCollection", {Str("Name", "")}).return_value, kRcBInvalidParameter);
+  EXPECT_TRUE(engine_->catalog().ListCollections()->empty());
+
+  // Left out, the name is Hyper-V's default.
+  cim::Response made = Call(cms, "DefineCollection", {});
+  ASSERT_EQ(made.return_value, 0u) << Why(made);
+  const cim::ObjectPath group = made.Out("DefinedCollection")->value.refs.at(0);
+  for (const std::string& name : {std::string("\xC0\xAF"), std::string("a\tb"), std::string("")}) {
+    cim::Response r = Call(cms, "RenameCollection",
+                           {Ref("Collection", group), Str("NewName", std::string(kRaw))}, name);
+    EXPECT_EQ(r.return_value, kRcBInvalidParameter) << Printable(name);
+  }
+  cim::Response no_name = Call(cms, "RenameCollection", {Ref("Collection", group)});
+  EXPECT_EQ(no_name.return_value, kRcBInvalidParameter);
+  EXPECT_NE(Why(no_name).find("NewName is required"), std::string::npos) << Why(no_name);
+  EXPECT_EQ(engine_->catalog().ListCollections()->at(0).name, "New VM Group");
+
+  for (const char* method : {"DestroyCollection", "RenameCollection", "AddMember"}) {
+    cim::Response r = Call(cms, method, {});
+    EXPECT_EQ(r.return_value, kRcBInvalidParameter) << method;
+    EXPECT_NE(Why(r).find(std::string(method) == "AddMember" ? "Member" : "Collection"),
+              std::string::npos)
+        << method << ": " << Why(r);
+  }
+  cim::Response by_id = Call(
+      cms, "RemoveMemberById",
+      {Ref("Member", VmPath("00000000-0000-0000-0000-000000000001")), Str("CollectionId", "")});
+  EXPECT_EQ(by_id.return_value, kRcBInvalidParameter);
+  EXPECT_NE(Why(by_id).find("CollectionId must not be empty"), std::string::npos) << Why(by_id);
+  cim::Response import = Call(cms, "Vmgroup_ImportCollection", {Str("ImportDirectory", "")});
+  EXPECT_EQ(import.return_value, kRcBInvalidParameter);
+  EXPECT_NE(Why(import).find("ImportDirectory"), std::string::npos) << Why(import);
+}
+
+TEST_F(ProvidersTest, SnapshotAndReferencePointArgumentsAreChecked) {
+  const char* css = "Msvm_CollectionSnapshotService";
+  const cim::ObjectPath group = KeyPath("Msvm_VirtualSystemCollection", "CollectionID",
+                                        "00000000-0000-0000-0000-00000000000a");
+  const cim::ObjectPath snapshot = SnapshotCollectionPath("00000000-0000-0000-0000-00000000000b");
+  cim::Response label = Call(
+      css, "CreateSnapshot",
+      {Ref("Collection", group),
+       Str("SnapshotSettings",
+           Embedded("Msvm_VirtualSystemSnapshotSettingData", {{"ElementName", "nightly\r\n"}}))});
+  // (Newlines travel in well-formed XML; escape sequences only from careless clients.)
+  EXPECT_EQ(label.return_value, kRcInvalidParameter);
+  EXPECT_NE(Why(label).find("snapshot name (ElementName)"), std::string::npos) << Why(label);
+
+  cim::Response no_group = Call(css, "CreateSnapshot", {});
+  EXPECT_EQ(no_group.return_value, kRcInvalidParameter);
+  cim::Response empty_key =
+      Call(css, "ApplySnapshot",
+           {Ref("SnapshotCollection", KeyPath("Msvm_SnapshotCollection", "CollectionID", ""))});
+  EXPECT_EQ(empty_key.return_value, kRcInvalidParameter);
+  EXPECT_NE(Why(empty_key).find("SnapshotCollection must name a group snapshot"), std::string::npos)
+      << Why(empty_key);
+
+  for (const std::vector<cim::OutParam>& args :
+       {std::vector<cim::OutParam>{Ref("SnapshotCollection", snapshot)},
+        std::vector<cim::OutParam>{Ref("SnapshotCollection", snapshot), Str("ExportDirectory", "")},
+        std::vector<cim::OutParam>{Ref("SnapshotCollection", snapshot),
+                                   Str("ExportDirectory", "/tmp/vmg-never\n")}}) {
+    cim::Response r = Call(css, "ExportSnapshot", args);
+    EXPECT_EQ(r.return_value, kRcInvalidParameter);
+    EXPECT_NE(Why(r).find("ExportDirectory"), std::string::npos) << Why(r);
+  }
+
+  cim::Response rp_label =
+      Call("Msvm_CollectionReferencePointService", "CreateReferencePoint",
+           {Ref("Collection", group),
+            Str("ReferencePointSettings", Embedded("Msvm_CollectionReferencePointSettingData",
+                                                   {{"ElementName", "weekly\xC2\x9B"}}))});
+  EXPECT_EQ(rp_label.return_value, kRcInvalidParameter);
+  EXPECT_NE(Why(rp_label).find("reference point name (ElementName)"), std::string::npos)
+      << Why(rp_label);
+  cim::Response no_point =
+      Call("Msvm_CollectionReferencePointService", "DestroyReferencePoint", {});
+  EXPECT_EQ(no_point.return_value, kRcInvalidParameter);
+  EXPECT_TRUE(jobs_->List()->empty()) << "no job was started";
+}
+
+}  // namespace
+}  // namespace vmgroup::services
