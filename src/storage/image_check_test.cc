@@ -4,7 +4,6 @@
 #include "storage/image_check.h"
 
 #include <gtest/gtest.h>
-#include <stdlib.h>
 #include <sys/stat.h>
 
 #include <filesystem>
@@ -12,6 +11,7 @@
 
 #include "base/env.h"
 #include "storage/untrusted_files.h"
+#include "testing/temp_dir.h"
 
 namespace vmgroup::storage {
 namespace {
@@ -20,13 +20,7 @@ namespace fs = std::filesystem;
 
 class ImageCheckTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    char tmpl[] = "/tmp/vmg-chk-XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
-  }
-  void TearDown() override { fs::remove_all(dir_); }
-  std::string Path(const std::string& name) { return dir_ + "/" + name; }
+  std::string Path(const std::string& name) { return tmp_ / name; }
 
   // Runs qemu-img with `args`; the test fails if it does.
   void QemuImg(std::vector<std::string> args) {
@@ -60,7 +54,8 @@ class ImageCheckTest : public ::testing::Test {
     return r.status().message();
   }
 
-  std::string dir_;
+  testing::TempDir tmp_;
+  const std::string dir_ = tmp_.path();
 };
 
 TEST_F(ImageCheckTest, PlainImagesAndOverlaysPass) {

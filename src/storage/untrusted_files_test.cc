@@ -1,11 +1,12 @@
 #include "storage/untrusted_files.h"
 
 #include <gtest/gtest.h>
-#include <stdlib.h>
 #include <sys/stat.h>
 
 #include <filesystem>
 #include <fstream>
+
+#include "testing/temp_dir.h"
 
 namespace vmgroup::storage {
 namespace {
@@ -14,18 +15,13 @@ namespace fs = std::filesystem;
 
 class UntrustedFilesTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    char tmpl[] = "/tmp/vmg-unt-XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
-  }
-  void TearDown() override { fs::remove_all(dir_); }
-  std::string Path(const std::string& name) { return dir_ + "/" + name; }
+  std::string Path(const std::string& name) { return tmp_ / name; }
   std::string Write(const std::string& name, const std::string& content) {
     std::ofstream(Path(name), std::ios::binary) << content;
     return Path(name);
   }
-  std::string dir_;
+  testing::TempDir tmp_;
+  const std::string dir_ = tmp_.path();
 };
 
 TEST_F(UntrustedFilesTest, ReadBoundedRefusesBeforeReadingTooMuch) {
