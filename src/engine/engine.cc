@@ -19,8 +19,10 @@ Result<std::unique_ptr<Engine>> Engine::Open(const EngineOptions& options) {
   VMG_ASSIGN_OR_RETURN(e->catalog_, catalog::Catalog::Open(e->state_dir_ + "/catalog.db"));
   e->vms_ = std::make_unique<VmRegistry>(env, e->catalog_.get(), driver, e->state_dir_);
   e->collections_ = std::make_unique<CollectionManager>(env, e->catalog_.get());
+  SnapshotOptions snapshot = options.snapshot;
+  snapshot.admin_gid = options.admin_gid;
   e->snapshots_ = std::make_unique<SnapshotEngine>(env, e->catalog_.get(), e->vms_.get(),
-                                                   e->collections_.get(), options.snapshot);
+                                                   e->collections_.get(), snapshot);
   e->restorer_ = std::make_unique<ExportRestorer>(env, e->vms_.get(), e->collections_.get(),
                                                   e->catalog_.get());
   VMG_ASSIGN_OR_RETURN(e->recovery_, Recover(env, *e->vms_, *e->catalog_));

@@ -28,6 +28,8 @@ struct EngineOptions {
   hypervisor::Driver* driver = nullptr;  // default: a QEMU driver owned by the engine
   hypervisor::qemu::QemuOptions qemu;    // for that default driver
   SnapshotOptions snapshot;
+  // group of the files vmgroup writes for people (exports, the catalog); -1: the process's group
+  int admin_gid = -1;
 };
 
 class Engine {

@@ -1,24 +1,45 @@
 // The manifest of an export directory (docs/export-format.md): what a group
 // snapshot's export holds — the group, the snapshot, and for every VM its
-// configuration and disk images with their sizes and checksums. The manifest
-// is written last, so a directory without one holds no finished export.
+// configuration, kernel and initrd, and disk images with their sizes and
+// checksums. The manifest is written last, so a directory without one holds
+// no finished export.
+//
+// An export may have sat anywhere and anyone able to write there may have
+// changed it, checksums included: it is read as data from outside. Both
+// files are read with a bound, and a manifest or configuration that parses
+// is well-formed (names, ids, indexes, the export's own file names).
 #pragma once
 
 #include <cstdint>
 #include <string>
 #include <vector>
 
-#include "base/env.h"
 #include "base/result.h"
 
 namespace vmgroup::engine {
 
 inline constexpr const char* kManifestFile = "manifest.json";
 inline constexpr const char* kManifestFormat = "vmgroup-export";
-inline constexpr int kManifestVersion = 1;
+// Version 2 added each VM's kernel and initrd as files of the export and
+// dropped extra QEMU arguments from the configuration. Version 1 exports are
+// still read; restore refuses those that name host files (export_restore.h).
+inline constexpr int kManifestVersion = 2;
+inline constexpr int kOldestManifestVersion = 1;
+// Bounds on the JSON files read: far above what any group's export holds
+// (a manifest lists about 300 bytes per disk), far below what would hurt.
+inline constexpr uint64_t kMaxManifestBytes = uint64_t{16} << 20;
+inline constexpr uint64_t kMaxConfigBytes = uint64_t{1} << 20;
+
+// A file of the export besides the disk images (a kernel, an initrd).
+struct ExportedFile {
+  std::string file;  // relative to the export directory; empty for none
+  uint64_t file_size = 0;
+  std::string checksum;  // of `file` (storage/checksum.h)
+  bool empty() const { return file.empty(); }
+};
 
 struct ExportedDisk {
-  int index = 0;
+  int index = 0;     // 0 .. kMaxDisks - 1
   std::string file;  // relative to the export directory; empty without storage
   uint64_t virtual_size = 0;
   uint64_t file_size = 0;
@@ -34,7 +55,8 @@ struct ExportedVm {
   std::string member_snapshot_id;  // the VM's snapshot inside the group snapshot
   std::string config_file;         // relative: the VM's definition (ExportedConfig)
   std::string config_checksum;
-  std::vector<ExportedDisk> disks;
+  ExportedFile kernel, initrd;      // what the VM boots, when it boots a kernel
+  std::vector<ExportedDisk> disks;  // in index order: 0, 1, ...
 };
 
 // What an incremental export builds on: the export of the snapshot a
@@ -58,26 +80,42 @@ struct ExportManifest {
   std::vector<ExportedVm> vms;
 };
 
-// A VM's definition as exported: enough to define it again.
+// A VM's definition as exported: enough to define it again, and nothing
+// QEMU would take as an instruction (no extra arguments).
 struct ExportedConfig {
   std::string id, name;
-  int memory_mib = 0, vcpus = 0;
-  std::string kernel, initrd, append;
-  std::vector<std::string> extra_args;
-  int disks = 0;
+  // As written in the file; the VM bounds are VmRegistry's to check.
+  int64_t memory_mib = 0, vcpus = 0;
+  // The files of the export (ExportedVm::kernel, ::initrd) the VM boots, or
+  // empty; in a version 1 export, the host's files it booted.
+  std::string kernel, initrd;
+  std::string append;
+  int64_t disks = 0;
 };
 
 std::string ManifestToJson(const ExportManifest& m);
-// The manifest of the export in directory `dir`: FileNotFound when it holds
-// none (no finished export), else ParseManifest's answer.
-Result<ExportManifest> ReadManifestIn(Env* env, const std::string& dir);
+// The manifest of the export in directory `dir`, read as a regular file
+// through no symbolic link and refused unread past kMaxManifestBytes:
+// FileNotFound when there is none (no finished export), InvalidArgument
+// for one that cannot be read so, else ParseManifest's answer.
+Result<ExportManifest> ReadManifestIn(const std::string& dir);
 // Disk `index` of VM `vm_id` in `m`, or null when the export has no image of it.
 const ExportedDisk* FindDisk(const ExportManifest& m, const std::string& vm_id, int index);
-// InvalidArgument, naming what is wrong, for anything but a manifest of a
-// version this build reads.
+// InvalidArgument, naming what is wrong, for anything but a well-formed
+// manifest of a version this build reads: every id a GUID (VM ids unique),
+// the group's and the VMs' names valid names (base/validate.h CheckName),
+// the snapshot's name printable text; each VM's disks indexed 0, 1, ... up
+// to at most kMaxDisks, each index once, in order; the export's own files
+// (configurations, images, kernels, initrds) named relative to it, inside
+// it (no leading '/', no '..' out of it, printable); the base export and
+// base images named relatively; file names only with disk images.
 Result<ExportManifest> ParseManifest(const std::string& text);
 
+// A VM's configuration file, without extra arguments (version 2).
 std::string ConfigToJson(const ExportedConfig& c);
+// InvalidArgument for anything but a well-formed configuration: the
+// numbers whole numbers, and no QEMU arguments ("extra_args", which
+// version 1 wrote, must be absent or empty: an export is data).
 Result<ExportedConfig> ParseConfig(const std::string& text);
 
 }  // namespace vmgroup::engine

@@ -3,54 +3,183 @@
 #include <filesystem>
 
 #include "base/ids.h"
+#include "base/validate.h"
+#include "engine/export_images.h"
 #include "storage/checksum.h"
+#include "storage/image_check.h"
 #include "storage/qemu_img.h"
+#include "storage/untrusted_files.h"
 
 namespace vmgroup::engine {
+
+// A file of the export and the copy restore makes of it.
+struct FileCopy {
+  std::string from, to;
+  uint64_t bytes = 0;       // its size in the manifest
+  std::string checksum;     // its checksum in the manifest
+  bool image = false;       // a disk image: the copy's header is judged again
+  std::string backing;      // an image's backing name, as judged in the export
+  std::string rebase_onto;  // for an image with a backing file: the copy of that file
+};
+
+struct ExportRestorer::VmPlan {
+  VmDefinition def;  // its disks, kernel and initrd: the copies
+  std::string run_dir;
+  // The kernel, the initrd, then each disk's chain from its full image up:
+  // in this order each copy's backing is there when it is rebased.
+  std::vector<FileCopy> files;
+};
+
+struct ExportRestorer::Plan {
+  ExportManifest manifest;
+  std::string collection_name;
+  std::vector<VmPlan> vms;
+  uint64_t bytes = 0;  // to copy, in all
+};
+
 namespace {
 
 std::string Suffixed(const std::string& name, bool as_new) {
   return as_new ? name + "-restored" : name;
 }
 
-// `file` of the export at `dir` has `checksum` (and `bytes`, when known).
-Status Matches(const std::string& dir, const std::string& file, const std::string& checksum,
-               uint64_t bytes, bool check_bytes) {
-  const std::string path = dir + "/" + file;
-  auto d = storage::DigestFile(path);
-  if (!d.ok()) {
-    return Status::Failed("the export is damaged: " + file + " cannot be read (" +
-                          d.status().message() + ")");
+Status Damaged(const std::string& file, const std::string& checksum, const std::string& read) {
+  return Status::Failed("the export is damaged: " + file +
+                        " does not match its checksum in the manifest (" + checksum + ", read " +
+                        read + ")");
+}
+
+// Where image `k` of disk `index`'s chain (0: the top) is copied.
+std::string CopyOf(const std::string& run_dir, int index, size_t k) {
+  const std::string disk = run_dir + "/restored-d" + std::to_string(index);
+  return k == 0 ? disk + ".qcow2" : disk + "." + std::to_string(k) + ".qcow2";
+}
+
+// Copies `f` and checks the copy against the manifest and, for an image,
+// its header against what was judged in the export: the copy is what the
+// VM will open, whatever the export turned into meanwhile.
+Status Copy(const FileCopy& f) {
+  VMG_ASSIGN_OR_RETURN(storage::FileDigest d, storage::CopyRegular(f.from, f.to));
+  if (d.checksum != f.checksum || d.bytes != f.bytes) {
+    return Damaged(f.from, f.checksum, d.checksum);
   }
-  if (d->checksum != checksum || (check_bytes && d->bytes != bytes)) {
-    return Status::Failed("the export is damaged: " + file +
-                          " does not match its checksum in the manifest (" + checksum + ", read " +
-                          d->checksum + ")");
+  if (!f.image) return Status::Ok();
+  auto copy = storage::InspectImage(f.to, storage::BackingNames::kRelativeOnly);
+  if (!copy.ok() || copy->header.backing_file != f.backing) {
+    return Status::Failed("the export changed while it was restored: " + f.from +
+                          " no longer reads as it did when it was checked");
   }
   return Status::Ok();
 }
 
 }  // namespace
 
-Result<ExportManifest> ExportRestorer::ReadManifest(const RestoreRequest& request) {
-  const std::string& dir = request.directory;
-  if (dir.empty() || dir[0] != '/') {
-    return Status::InvalidArgument("the export directory must be an absolute path, not '" + dir +
-                                   "'");
+Result<ExportRestorer::Plan> ExportRestorer::MakePlan(const RestoreRequest& request) {
+  const std::string& given = request.directory;
+  VMG_RETURN_IF_ERROR(CheckClientPath("the export directory", given));
+  // The directory is taken as the operator names it; inside it, and in its
+  // base exports, no symbolic link is followed (untrusted_files.h).
+  std::error_code ec;
+  const std::string dir = std::filesystem::canonical(given, ec).string();
+  if (ec) {
+    return Status::InvalidArgument("the export directory " + given +
+                                   " cannot be used: " + ec.message());
   }
-  auto read = ReadManifestIn(env_, dir);
+  auto read = ReadManifestIn(dir);
   if (!read.ok()) return Status::InvalidArgument(read.status().message());
-  ExportManifest m = std::move(*read);
+  Plan plan{.manifest = std::move(read).value()};
+  const ExportManifest& m = plan.manifest;
   if (!m.storage) {
     return Status::InvalidArgument("the export in " + dir +
                                    " was made without disk images; there is nothing to restore");
   }
-  return m;
+  VMG_RETURN_IF_ERROR(CheckIdsFree(m, request.as_new));
+  plan.collection_name = Suffixed(m.collection_name, request.as_new);
+  VMG_RETURN_IF_ERROR(CheckName("the restored group's name", plan.collection_name)
+                          .Annotate(dir + "/" + kManifestFile));
+  ExportImages images;
+  for (const auto& vm : m.vms) {
+    VMG_ASSIGN_OR_RETURN(VmPlan v, PlanVm(dir, m, vm, request.as_new, images));
+    for (const auto& f : v.files) plan.bytes += f.bytes;
+    plan.vms.push_back(std::move(v));
+  }
+  return plan;
+}
+
+Result<ExportRestorer::VmPlan> ExportRestorer::PlanVm(const std::string& dir,
+                                                      const ExportManifest& m, const ExportedVm& vm,
+                                                      bool as_new, ExportImages& images) {
+  const std::string config_path = dir + "/" + vm.config_file;
+  VMG_ASSIGN_OR_RETURN(std::string text,
+                       storage::ReadBounded(config_path, kMaxConfigBytes, "the VM configuration"));
+  // What is parsed is what was checksummed.
+  storage::Digester digester;
+  digester.Update(text.data(), text.size());
+  const std::string read = digester.Digest().checksum;
+  if (read != vm.config_checksum) return Damaged(config_path, vm.config_checksum, read);
+  auto c = ParseConfig(text);
+  if (!c.ok()) return c.status().Annotate(config_path);
+  if (c->id != vm.id || c->name != vm.name || c->disks != static_cast<int64_t>(vm.disks.size())) {
+    return Status::InvalidArgument(config_path +
+                                   " does not match the manifest (the VM's id, name or number "
+                                   "of disks differ)");
+  }
+  VmPlan p{.def = {.name = Suffixed(c->name, as_new),
+                   .id = as_new ? NewGuid() : vm.id,
+                   .memory_mib = c->memory_mib,
+                   .vcpus = c->vcpus,
+                   .append = c->append}};
+  p.run_dir = vms_->RunDir(p.def.id);
+
+  const struct {
+    const char* what;
+    const std::string& named;
+    const ExportedFile& listed;
+    std::string& copy;
+  } boot[] = {{"kernel", c->kernel, vm.kernel, p.def.kernel},
+              {"initrd", c->initrd, vm.initrd, p.def.initrd}};
+  for (const auto& b : boot) {
+    if (b.named.empty() && b.listed.empty()) continue;
+    if (b.named != b.listed.file) {
+      const std::string named = "'" + Printable(b.named) + "'";
+      return Status::InvalidArgument(
+          config_path + (!b.named.empty() && b.named[0] == '/'
+                             ? " names the host file " + named + " as the VM's " + b.what +
+                                   "; a restored VM boots only files of its export"
+                             : " names " + named + " as the VM's " + b.what +
+                                   ", but the manifest lists '" + Printable(b.listed.file) + "'"));
+    }
+    const std::string from = dir + "/" + b.listed.file;
+    VMG_RETURN_IF_ERROR(storage::OpenRegular(from).status());  // no link, no device
+    b.copy = p.run_dir + "/" + b.what;
+    p.files.push_back(
+        {.from = from, .to = b.copy, .bytes = b.listed.file_size, .checksum = b.listed.checksum});
+  }
+
+  for (const auto& d : vm.disks) {
+    auto chain = images.Chain(dir, m, vm.id, d);
+    if (!chain.ok()) {
+      return chain.status().Annotate("VM " + vm.name + ": disk " + std::to_string(d.index));
+    }
+    for (size_t k = chain->size(); k-- > 0;) {
+      const ExportedImage& image = (*chain)[k];
+      p.files.push_back(
+          {.from = image.path,
+           .to = CopyOf(p.run_dir, d.index, k),
+           .bytes = image.disk.file_size,
+           .checksum = image.disk.checksum,
+           .image = true,
+           .backing = image.backing,
+           .rebase_onto = k + 1 < chain->size() ? CopyOf(p.run_dir, d.index, k + 1) : ""});
+    }
+    p.def.disks.emplace_back(CopyOf(p.run_dir, d.index, 0));
+  }
+  VMG_RETURN_IF_ERROR(VmRegistry::CheckBounds(p.def).Annotate(config_path));
+  return p;
 }
 
 Status ExportRestorer::Validate(const RestoreRequest& request) {
-  VMG_ASSIGN_OR_RETURN(ExportManifest m, ReadManifest(request));
-  return CheckIdsFree(m, request.as_new);
+  return MakePlan(request).status();
 }
 
 Status ExportRestorer::CheckIdsFree(const ExportManifest& m, bool as_new) {
@@ -68,62 +197,12 @@ Status ExportRestorer::CheckIdsFree(const ExportManifest& m, bool as_new) {
   return Status::Ok();
 }
 
-Status ExportRestorer::Verify(const std::string& dir, const ExportManifest& m,
-                              const std::function<void(uint64_t)>& checked) {
-  for (const auto& vm : m.vms) {
-    VMG_RETURN_IF_ERROR(Matches(dir, vm.config_file, vm.config_checksum, 0, false));
-    for (const auto& d : vm.disks) {
-      VMG_RETURN_IF_ERROR(VerifyChain(dir, m, vm.id, d, 0));
-      checked(d.virtual_size);
-    }
-  }
-  return Status::Ok();
-}
-
-Status ExportRestorer::VerifyChain(const std::string& dir, const ExportManifest& m,
-                                   const std::string& vm_id, const ExportedDisk& d, int depth) {
-  VMG_RETURN_IF_ERROR(Matches(dir, d.file, d.checksum, d.file_size, true));
-  if (d.base_file.empty()) return Status::Ok();
-  // An incremental image: the export it builds on must be there and whole.
-  const std::string base_dir =
-      std::filesystem::path(dir + "/" + m.base.directory).lexically_normal().string();
-  auto read = ReadManifestIn(env_, base_dir);
-  if (read.status().code() == Code::kFileNotFound || depth > 1000) {
-    return Status::Failed("the export " + base_dir + " that " + d.file +
-                          " builds on is missing; restore needs the whole chain");
-  }
-  VMG_RETURN_IF_ERROR(read.status());
-  const ExportManifest& base = *read;
-  if (base.snapshot_id != m.base.snapshot_id) {
-    return Status::Failed("the export in " + base_dir + " is not the one " + d.file +
-                          " builds on (it holds snapshot " + base.snapshot_id + ", not " +
-                          m.base.snapshot_id + ")");
-  }
-  if (const ExportedDisk* below = FindDisk(base, vm_id, d.index)) {
-    return VerifyChain(base_dir, base, vm_id, *below, depth + 1);
-  }
-  return Status::Failed("the export in " + base_dir + " lacks the disk " + d.file + " builds on");
-}
-
 Result<RestoredGroup> ExportRestorer::Restore(const RestoreRequest& request) {
-  VMG_ASSIGN_OR_RETURN(ExportManifest m, ReadManifest(request));
-  VMG_RETURN_IF_ERROR(CheckIdsFree(m, request.as_new));
-  const std::string& dir = request.directory;
-
-  // Progress: half for checking every image, half for copying it.
-  uint64_t total = 0, done = 0;
-  for (const auto& vm : m.vms) {
-    for (const auto& d : vm.disks) total += 2 * d.virtual_size;
-  }
-  auto advance = [&](uint64_t bytes) {
-    done += bytes;
-    if (request.progress && total > 0) request.progress(static_cast<int>(done * 99 / total));
-  };
-  VMG_RETURN_IF_ERROR(Verify(dir, m, advance));
+  VMG_ASSIGN_OR_RETURN(Plan plan, MakePlan(request));
 
   storage::QemuImg img(env_);
   RestoredGroup out;
-  std::vector<std::string> copies;
+  std::vector<std::string> copies, dirs;  // made so far
   auto undo = [&](const Status& cause) -> Status {
     std::string left;
     if (!out.collection_id.empty()) {
@@ -138,6 +217,9 @@ Result<RestoredGroup> ExportRestorer::Restore(const RestoreRequest& request) {
       if (Status s = vms_->Undefine(id); !s.ok()) left += "; " + s.message();
     }
     for (const auto& path : copies) (void)env_->RemoveFile(path);
+    for (const auto& d : dirs) {
+      if (Status s = env_->RemoveDir(d); !s.ok()) left += "; " + s.message();
+    }
     return left.empty() ? cause
                         : Status(cause.code(), cause.message() +
                                                    " (not all of the restore "
@@ -145,40 +227,29 @@ Result<RestoredGroup> ExportRestorer::Restore(const RestoreRequest& request) {
                                                    left + ")");
   };
 
-  std::vector<std::pair<std::string, VmDefinition>> defs;
-  for (const auto& vm : m.vms) {
-    auto config = env_->ReadFile(dir + "/" + vm.config_file);
-    if (!config.ok()) return undo(config.status());
-    auto c = ParseConfig(*config);
-    if (!c.ok()) return undo(c.status().Annotate(vm.config_file));
-    VmDefinition def{.name = Suffixed(c->name, request.as_new),
-                     .id = request.as_new ? NewGuid() : vm.id,
-                     .memory_mib = c->memory_mib,
-                     .vcpus = c->vcpus,
-                     .kernel = c->kernel,
-                     .initrd = c->initrd,
-                     .append = c->append,
-                     .extra_args = c->extra_args};
-    // The restored images belong to the VM: in its run directory, they go
-    // when it is deleted.
-    const std::string run = vms_->RunDir(def.id);
-    if (Status s = env_->CreateDirs(run); !s.ok()) return undo(s);
-    for (const auto& d : vm.disks) {
-      const std::string copy = run + "/restored-d" + std::to_string(d.index) + ".qcow2";
-      copies.push_back(copy);
-      if (Status s = img.Convert(dir + "/" + d.file, copy, storage::kDiskCopyTimeout); !s.ok()) {
-        return undo(s.Annotate("VM " + vm.name + ": disk " + std::to_string(d.index)));
+  uint64_t done = 0;
+  for (const VmPlan& v : plan.vms) {
+    if (!env_->FileExists(v.run_dir)) dirs.push_back(v.run_dir);
+    if (Status s = env_->CreateDirs(v.run_dir); !s.ok()) return undo(s);
+    for (const FileCopy& f : v.files) {
+      Status s = Copy(f);
+      // A file that was there already is not the restore's to remove.
+      if (s.code() != Code::kAlreadyExists) copies.push_back(f.to);
+      if (s.ok() && !f.rebase_onto.empty()) s = img.Rebase(f.to, f.rebase_onto, /*unsafe=*/true);
+      if (!s.ok()) return undo(s.Annotate("VM " + v.def.name));
+      done += f.bytes;
+      if (request.progress && plan.bytes > 0) {
+        request.progress(static_cast<int>(done * 99 / plan.bytes));
       }
-      def.disks.emplace_back(copy);
-      advance(d.virtual_size);
     }
-    auto id = vms_->Define(def);
+    auto id = vms_->Define(v.def);
     if (!id.ok()) return undo(id.status());
     out.vm_ids.push_back(*id);
   }
-  auto group = collections_->DefineCollection(Suffixed(m.collection_name, request.as_new),
-                                              request.as_new ? "" : m.collection_id,
-                                              catalog::CollectionType::kVirtualSystems);
+  const ExportManifest& m = plan.manifest;
+  auto group =
+      collections_->DefineCollection(plan.collection_name, request.as_new ? "" : m.collection_id,
+                                     catalog::CollectionType::kVirtualSystems);
   if (!group.ok()) return undo(group.status());
   out.collection_id = *group;
   for (const auto& id : out.vm_ids) {

@@ -170,7 +170,8 @@ Status SnapshotEngine::ValidateExportReferencePoint(const std::string& rp_id,
     }
   }
   IncrementalBase found;
-  return FindBaseExport(base.snapshot_id, "reference point " + base.name, &found);
+  VMG_RETURN_IF_ERROR(FindBaseExport(base.snapshot_id, "reference point " + base.name, &found));
+  return CheckBaseImages(found, c.vms);
 }
 
 Result<ExportManifest> SnapshotEngine::ExportReferencePoint(const std::string& rp_id,

@@ -34,6 +34,10 @@ struct SnapshotOptions {
   // process thaws every guest when the bound passes, should the service
   // stall or die. Default 10 s, the limit Windows VSS keeps too.
   Duration freeze_bound = std::chrono::seconds(10);
+  // The group exports are given (directories 0750, files 0640: root and
+  // this group only); -1 keeps the process's group. Engine sets it from
+  // EngineOptions::admin_gid.
+  int admin_gid = -1;
 };
 
 struct SnapshotRequest {
@@ -322,8 +326,12 @@ class SnapshotEngine {
   Status CopyChanges(const IncrementalBase& base, size_t member, const catalog::SnapshotDisk& disk,
                      const std::string& base_file, const std::string& relative,
                      const std::string& path);
-  // The export directory checks: absolute, and new or empty.
+  // The export directory checks: absolute and printable, not inside the
+  // state directory, and new, or an empty directory that is no link.
   Status CheckExportDirectory(const std::string& dir);
+  // Failed ("export in full") unless every image of `base` that an
+  // export of `vms` will build on passes export_images.h's checks.
+  Status CheckBaseImages(const IncrementalBase& base, const std::vector<catalog::VmRecord>& vms);
   // Undoes `s` and returns `cause`, with any undo failure appended.
   Status Abandon(const catalog::SnapshotRecord& s, const Status& cause);
 

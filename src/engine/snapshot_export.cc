@@ -5,22 +5,32 @@
 #include <future>
 #include <optional>
 
+#include "base/validate.h"
+#include "engine/export_images.h"
 #include "engine/snapshot_engine.h"
 #include "storage/checksum.h"
+#include "storage/untrusted_files.h"
 
 namespace vmgroup::engine {
 namespace {
 
 namespace fs = std::filesystem;
 
+// An export holds whole disks: root and the admin group may read it, nobody
+// else, from the moment its directory exists.
+constexpr unsigned kExportDirMode = 0750, kExportFileMode = 0640;
+
 // What an export has made so far, so that a failure can take it all away
 // again: its files, then the directories that did not exist before, the
-// last made first.
+// last made first. Everything it makes gets the export's access.
 class Written {
  public:
-  explicit Written(Env* env) : env_(env) {}
+  Written(Env* env, int gid) : env_(env), gid_(gid) {}
   void File(const std::string& path) { files_.push_back(path); }
-  // Creates `dir` and its missing parents, remembering each one it made.
+  // Gives a file written into the export the export's access.
+  Status Seal(const std::string& path) { return storage::SetAccess(path, kExportFileMode, gid_); }
+  // Creates `dir` and its missing parents, remembering each one it made,
+  // and gives them and `dir` the export's access.
   Status Dirs(const std::string& dir) {
     std::vector<std::string> missing;
     for (std::string d = dir; !d.empty() && d != "/" && !env_->FileExists(d);
@@ -29,7 +39,10 @@ class Written {
     }
     VMG_RETURN_IF_ERROR(env_->CreateDirs(dir));
     dirs_.insert(dirs_.end(), missing.rbegin(), missing.rend());  // outermost first
-    return Status::Ok();
+    for (auto it = missing.rbegin(); it != missing.rend(); ++it) {
+      VMG_RETURN_IF_ERROR(storage::SetAccess(*it, kExportDirMode, gid_));
+    }
+    return storage::SetAccess(dir, kExportDirMode, gid_);
   }
   // Removes everything recorded and returns `cause`, saying what could not
   // be removed.
@@ -50,19 +63,21 @@ class Written {
 
  private:
   Env* env_;
+  int gid_;
   std::vector<std::string> files_, dirs_;
 };
 
-ExportedConfig ConfigOf(const catalog::VmRecord& vm) {
+// The VM's definition as an export carries it: its kernel and initrd as the
+// export's copies (`out`), and no extra QEMU arguments (a restore takes none).
+ExportedConfig ConfigOf(const catalog::VmRecord& vm, const ExportedVm& out) {
   return {.id = vm.id,
           .name = vm.name,
           .memory_mib = vm.memory_mib,
           .vcpus = vm.vcpus,
-          .kernel = vm.kernel,
-          .initrd = vm.initrd,
+          .kernel = out.kernel.file,
+          .initrd = out.initrd.file,
           .append = vm.append,
-          .extra_args = vm.extra_args,
-          .disks = static_cast<int>(vm.disks.size())};
+          .disks = static_cast<int64_t>(vm.disks.size())};
 }
 
 // A base that cannot serve: the caller can still export in full.
@@ -71,10 +86,31 @@ Status Full(const std::string& why) { return Status::Failed(why + "; export in f
 }  // namespace
 
 Status SnapshotEngine::CheckExportDirectory(const std::string& dir) {
-  if (dir.empty() || dir[0] != '/') {
-    return Status::InvalidArgument("ExportDirectory must be an absolute path, not '" + dir + "'");
+  VMG_RETURN_IF_ERROR(CheckClientPath("ExportDirectory", dir));
+  // Where it leads, links followed: an export inside the state directory
+  // could overwrite or expose what the daemon keeps there.
+  std::error_code target_ec, state_ec;
+  const fs::path target = fs::weakly_canonical(dir, target_ec);
+  const fs::path state = fs::weakly_canonical(vms_->state_dir(), state_ec);
+  if (target_ec || state_ec) {
+    return Status::InvalidArgument("ExportDirectory " + dir + " cannot be used: " +
+                                   (target_ec ? target_ec : state_ec).message());
   }
-  if (env_->FileExists(dir)) {
+  const fs::path inside = target.lexically_relative(state);
+  if (!inside.empty() && *inside.begin() != "..") {
+    return Status::InvalidArgument("ExportDirectory " + dir +
+                                   " lies inside vmgroup's state directory " + vms_->state_dir() +
+                                   "; export elsewhere");
+  }
+  VMG_ASSIGN_OR_RETURN(storage::FileKind kind, storage::KindOf(dir));
+  if (kind == storage::FileKind::kLink) {
+    return Status::InvalidArgument("ExportDirectory " + dir +
+                                   " is a symbolic link; name a real directory");
+  }
+  if (kind != storage::FileKind::kMissing && kind != storage::FileKind::kDirectory) {
+    return Status::InvalidArgument("ExportDirectory " + dir + " is not a directory");
+  }
+  if (kind == storage::FileKind::kDirectory) {
     auto entries = env_->ListDir(dir);
     if (!entries.ok()) {
       return Status::InvalidArgument("ExportDirectory " + dir +
@@ -174,7 +210,7 @@ Status SnapshotEngine::FindBaseExport(const std::string& snapshot_id, const std:
                                       IncrementalBase* base) {
   VMG_ASSIGN_OR_RETURN(auto dirs, catalog_->ExportsOf(snapshot_id));
   for (const auto& d : dirs) {
-    auto m = ReadManifestIn(env_, d);
+    auto m = ReadManifestIn(d);
     if (m.ok() && m->snapshot_id == snapshot_id && m->storage) {
       base->directory = d;
       base->manifest = std::move(*m);
@@ -202,10 +238,31 @@ Status SnapshotEngine::CopyChanges(const IncrementalBase& base, size_t member,
   return s;
 }
 
+Status SnapshotEngine::CheckBaseImages(const IncrementalBase& base,
+                                       const std::vector<catalog::VmRecord>& vms) {
+  // The base export's images become backing files that qemu-img and QEMU
+  // open: they are judged first, like a restore's (export_images.h).
+  std::error_code ec;
+  const std::string dir = fs::canonical(base.directory, ec).string();
+  if (ec) return Full("the base export " + base.directory + " cannot be read: " + ec.message());
+  ExportImages images;
+  for (const auto& vm : vms) {
+    for (size_t index = 0; index < vm.disks.size(); ++index) {
+      const ExportedDisk* below = FindDisk(base.manifest, vm.id, static_cast<int>(index));
+      if (!below) continue;  // Export says so when it comes to the disk
+      if (Status c = images.Chain(dir, base.manifest, vm.id, *below).status(); !c.ok()) {
+        return Full("the base export cannot serve: " + c.message());
+      }
+    }
+  }
+  return Status::Ok();
+}
+
 Status SnapshotEngine::ValidateExport(const ExportRequest& request) {
   VMG_ASSIGN_OR_RETURN(auto checked, CheckExport(request));
   if (!request.base.empty()) {
-    VMG_RETURN_IF_ERROR(CheckBase(request, checked.first, checked.second).status());
+    VMG_ASSIGN_OR_RETURN(IncrementalBase base, CheckBase(request, checked.first, checked.second));
+    VMG_RETURN_IF_ERROR(CheckBaseImages(base, checked.second));
   }
   std::lock_guard lock(mu_);
   return CheckNotBusyLocked(checked.second);
@@ -217,6 +274,7 @@ Result<ExportManifest> SnapshotEngine::Export(const ExportRequest& request) {
   std::optional<IncrementalBase> base;
   if (!request.base.empty()) {
     VMG_ASSIGN_OR_RETURN(base, CheckBase(request, s, vms));
+    VMG_RETURN_IF_ERROR(CheckBaseImages(*base, vms));
   }
   VMG_RETURN_IF_ERROR(Claim(vms));
   const Releaser releaser{this, vms};
@@ -253,7 +311,7 @@ Result<ExportManifest> SnapshotEngine::Export(const ExportRequest& request) {
         .snapshot_id = base->snapshot_id,
         .directory = fs::path(base->directory).lexically_relative(request.directory).string()};
   }
-  Written written(env_);
+  Written written(env_, options_.admin_gid);
   const std::string& dir = request.directory;
   if (Status st = written.Dirs(dir); !st.ok()) return written.Undo(st);
   for (size_t i = 0; i < vms.size(); ++i) {
@@ -265,9 +323,28 @@ Result<ExportManifest> SnapshotEngine::Export(const ExportRequest& request) {
                    .config_file = vm.id + "/config.json"};
     auto export_vm = [&]() -> Status {
       VMG_RETURN_IF_ERROR(written.Dirs(dir + "/" + vm.id));
+      // The kernel and initrd travel with the VM: a restore boots only
+      // files of the export, never a path of whatever host it lands on.
+      const struct {
+        const std::string& host;
+        const char* name;
+        ExportedFile& entry;
+      } boot[] = {{vm.kernel, "kernel", out.kernel}, {vm.initrd, "initrd", out.initrd}};
+      for (const auto& b : boot) {
+        if (b.host.empty()) continue;
+        b.entry.file = vm.id + "/" + b.name;
+        const std::string path = dir + "/" + b.entry.file;
+        written.File(path);
+        auto copied = storage::CopyRegular(b.host, path);
+        if (!copied.ok()) return copied.status().Annotate("VM " + vm.name + ": the " + b.name);
+        VMG_RETURN_IF_ERROR(written.Seal(path));
+        b.entry.file_size = copied->bytes;
+        b.entry.checksum = copied->checksum;
+      }
       const std::string config = dir + "/" + out.config_file;
       written.File(config);
-      VMG_RETURN_IF_ERROR(env_->WriteFile(config, ConfigToJson(ConfigOf(vm))));
+      VMG_RETURN_IF_ERROR(env_->WriteFile(config, ConfigToJson(ConfigOf(vm, out))));
+      VMG_RETURN_IF_ERROR(written.Seal(config));
       VMG_ASSIGN_OR_RETURN(auto written_config, storage::DigestFile(config));
       out.config_checksum = written_config.checksum;
       for (size_t k = 0; k < member.disks.size(); ++k) {
@@ -305,6 +382,7 @@ Result<ExportManifest> SnapshotEngine::Export(const ExportRequest& request) {
           auto image = digest.get();
           VMG_RETURN_IF_ERROR(synced);
           VMG_RETURN_IF_ERROR(image.status());
+          VMG_RETURN_IF_ERROR(written.Seal(path));
           e.file_size = image->bytes;
           e.checksum = image->checksum;
         }
@@ -322,7 +400,9 @@ Result<ExportManifest> SnapshotEngine::Export(const ExportRequest& request) {
   m.exported_us = env_->NowMicros();
   const std::string manifest = dir + "/" + kManifestFile;
   written.File(manifest);
-  if (Status st = env_->WriteFile(manifest, ManifestToJson(m)); !st.ok()) return written.Undo(st);
+  Status wrote = env_->WriteFile(manifest, ManifestToJson(m));
+  if (wrote.ok()) wrote = written.Seal(manifest);
+  if (!wrote.ok()) return written.Undo(wrote);
   // Where a later incremental export of a reference point made from this
   // snapshot finds its base. The export itself is done and stays.
   if (request.copy_storage) (void)catalog_->RecordExport(s.id, dir, m.exported_us);

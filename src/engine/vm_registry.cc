@@ -1,6 +1,9 @@
 #include "engine/vm_registry.h"
 
 #include "base/ids.h"
+#include "base/validate.h"
+#include "storage/image_check.h"
+#include "storage/untrusted_files.h"
 
 namespace vmgroup::engine {
 namespace {
@@ -9,6 +12,14 @@ constexpr auto kOpTimeout = std::chrono::seconds(30);
 Deadline OpDeadline() { return Clock::now() + kOpTimeout; }
 
 }  // namespace
+
+Status CheckClientPath(const std::string& what, const std::string& path) {
+  VMG_RETURN_IF_ERROR(CheckText(what, path, kMaxPathBytes));
+  if (path.empty() || path[0] != '/') {
+    return Status::InvalidArgument(what + " must be an absolute path, not '" + path + "'");
+  }
+  return Status::Ok();
+}
 
 VmRegistry::VmRegistry(Env* env, catalog::Catalog* catalog, hypervisor::Driver* driver,
                        std::string state_dir)
@@ -27,43 +38,73 @@ hypervisor::VmSpec VmRegistry::SpecOf(const catalog::VmRecord& vm) const {
           .run_dir = RunDir(vm.id)};
 }
 
-Result<std::string> VmRegistry::Define(const VmDefinition& def) {
-  if (def.name.empty()) return Status::InvalidArgument("a VM needs a name");
-  if (def.memory_mib < 16 || def.vcpus < 1) {
-    return Status::InvalidArgument("VM " + def.name +
-                                   ": memory must be at least 16 MiB and vcpus at least 1");
-  }
+Status VmRegistry::CheckBounds(const VmDefinition& def) {
+  VMG_RETURN_IF_ERROR(CheckName("the VM's name", def.name));
+  const std::string vm = "VM " + def.name + ": ";
   if (!def.id.empty() && !IsGuid(def.id)) {
-    return Status::InvalidArgument("VM id '" + def.id + "' is not a GUID");
+    return Status::InvalidArgument(vm + "id '" + Printable(def.id) + "' is not a GUID");
+  }
+  const auto within = [&](const char* what, int64_t v, int64_t min, int64_t max,
+                          const char* unit) -> Status {
+    if (v >= min && v <= max) return Status::Ok();
+    return Status::InvalidArgument(vm + what + " must be from " + std::to_string(min) + " to " +
+                                   std::to_string(max) + unit + ", not " + std::to_string(v));
+  };
+  VMG_RETURN_IF_ERROR(within("memory", def.memory_mib, kMinMemoryMib, kMaxMemoryMib, " MiB"));
+  VMG_RETURN_IF_ERROR(within("the number of vCPUs", def.vcpus, kMinVcpus, kMaxVcpus, ""));
+  if (def.disks.size() > kMaxDisks) {
+    return Status::InvalidArgument(vm + std::to_string(def.disks.size()) +
+                                   " disks; a VM has at most " + std::to_string(kMaxDisks));
+  }
+  for (size_t i = 0; i < def.disks.size(); ++i) {
+    const DiskSpec& d = def.disks[i];
+    if (!d.create) {
+      VMG_RETURN_IF_ERROR(CheckClientPath(vm + "disk " + std::to_string(i), d.path));
+      continue;
+    }
+    const std::string what = "the size of new disk " + std::to_string(i);
+    VMG_RETURN_IF_ERROR(
+        within(what.c_str(), d.new_bytes, kMinNewDiskBytes, kMaxNewDiskBytes, " bytes"));
+  }
+  VMG_RETURN_IF_ERROR(CheckText(vm + "the kernel command line", def.append, kMaxKernelCommandLine));
+  for (const auto& [what, path] : {std::pair{"kernel", &def.kernel}, {"initrd", &def.initrd}}) {
+    if (!path->empty()) VMG_RETURN_IF_ERROR(CheckClientPath(vm + "the " + what, *path));
+  }
+  if (def.kernel.empty() && (!def.initrd.empty() || !def.append.empty())) {
+    return Status::InvalidArgument(vm + "an initrd or a kernel command line needs a kernel");
+  }
+  return Status::Ok();
+}
+
+Result<std::string> VmRegistry::Define(const VmDefinition& def) {
+  VMG_RETURN_IF_ERROR(CheckBounds(def));
+  for (const auto& [what, path] : {std::pair{"kernel", &def.kernel}, {"initrd", &def.initrd}}) {
+    if (!path->empty()) {
+      VMG_RETURN_IF_ERROR(
+          storage::OpenRegular(*path).status().Annotate("VM " + def.name + ": the " + what));
+    }
   }
   const std::string id = def.id.empty() ? NewGuid() : def.id;
   std::vector<std::string> paths;
   for (size_t i = 0; i < def.disks.size(); ++i) {
     const std::string what = "VM " + def.name + ": disk " + std::to_string(i);
     const DiskSpec& d = def.disks[i];
-    if (d.new_bytes > 0) {
+    if (d.create) {
       paths.push_back(RunDir(id) + "/base" + std::to_string(i) + ".qcow2");
       continue;
     }
-    const std::string& path = d.path;
-    if (path.empty() || path[0] != '/') {
-      return Status::InvalidArgument(what + " must be an absolute path, got '" + path + "'");
-    }
-    auto chain = img_.Chain(path);
-    if (!chain.ok()) return chain.status().Annotate(what);
-    if ((*chain)[0].format != "qcow2") {
-      return Status::InvalidArgument(what + " (" + path + ") is " + (*chain)[0].format +
-                                     ", not qcow2: snapshots need qcow2 overlays");
-    }
-    paths.push_back(path);
+    // Our own reading of the headers, down the whole chain: nothing the
+    // image names is opened before it is judged.
+    VMG_RETURN_IF_ERROR(storage::InspectHostChain(d.path).status().Annotate(what));
+    paths.push_back(d.path);
   }
   if (auto taken = catalog_->GetVm(id); taken.ok()) {
     return Status::AlreadyExists("a VM with id " + id + " already exists");
   }
   catalog::VmRecord vm{.id = id,
                        .name = def.name,
-                       .memory_mib = def.memory_mib,
-                       .vcpus = def.vcpus,
+                       .memory_mib = static_cast<int>(def.memory_mib),  // within bounds
+                       .vcpus = static_cast<int>(def.vcpus),
                        .kernel = def.kernel,
                        .initrd = def.initrd,
                        .append = def.append,
@@ -72,7 +113,7 @@ Result<std::string> VmRegistry::Define(const VmDefinition& def) {
   auto created = [&] {
     std::vector<std::string> out;
     for (size_t i = 0; i < def.disks.size(); ++i) {
-      if (def.disks[i].new_bytes > 0) out.push_back(paths[i]);
+      if (def.disks[i].create) out.push_back(paths[i]);
     }
     return out;
   }();
@@ -81,7 +122,7 @@ Result<std::string> VmRegistry::Define(const VmDefinition& def) {
   };
   if (!created.empty()) VMG_RETURN_IF_ERROR(env_->CreateDirs(RunDir(id)));
   for (size_t i = 0; i < def.disks.size(); ++i) {
-    if (def.disks[i].new_bytes <= 0) continue;
+    if (!def.disks[i].create) continue;
     if (Status c = img_.Create(paths[i], static_cast<uint64_t>(def.disks[i].new_bytes)); !c.ok()) {
       forget_created();
       return c.Annotate("VM " + def.name + ": disk " + std::to_string(i));

@@ -22,6 +22,34 @@
 
 namespace vmgroup::engine {
 
+// The bounds of a VM definition, wherever it comes from (DefineSystem, the
+// CLI, a restored export): Define refuses anything outside them, naming the
+// value and its bounds. The services only parse numbers; the bounds live here.
+// Below 16 MiB neither the firmware nor a kernel comes up.
+inline constexpr int64_t kMinMemoryMib = 16;
+// 1 TiB: more than any host vmgroup runs on offers one VM.
+inline constexpr int64_t kMaxMemoryMib = 1048576;
+inline constexpr int64_t kMinVcpus = 1;
+// 255: the CPUs an xAPIC addresses; more need x2APIC with interrupt remapping.
+inline constexpr int64_t kMaxVcpus = 255;
+// Disks per VM: an export's disk indexes run from 0 to kMaxDisks - 1.
+inline constexpr size_t kMaxDisks = 16;
+// A new empty disk: 1 MiB (less holds no partition table and filesystem)
+// to 64 TiB (qcow2 with 64 KiB clusters addresses far more; no VM here needs it).
+inline constexpr int64_t kMinNewDiskBytes = int64_t{1} << 20;
+inline constexpr int64_t kMaxNewDiskBytes = int64_t{64} << 40;
+// The kernel command line: Linux on x86 takes at most 2048 bytes; twice that
+// leaves room for other kernels without letting a request carry megabytes.
+inline constexpr size_t kMaxKernelCommandLine = 4096;
+
+// PATH_MAX: no longer name reaches a file.
+inline constexpr size_t kMaxPathBytes = 4096;
+
+// OK for a file or directory a client names (a disk, a kernel, an export
+// directory): an absolute path, valid UTF-8 without control characters, at
+// most kMaxPathBytes. InvalidArgument naming `what` otherwise.
+Status CheckClientPath(const std::string& what, const std::string& path);
+
 // A disk of a new VM: an existing qcow2 image, or a new empty one of
 // `new_bytes` that the registry creates in the VM's run directory.
 struct DiskSpec {
@@ -30,18 +58,22 @@ struct DiskSpec {
   DiskSpec(const char* existing_path) : path(existing_path) {}
   static DiskSpec New(int64_t bytes) {
     DiskSpec d("");
+    d.create = true;
     d.new_bytes = bytes;
     return d;
   }
   std::string path;
+  bool create = false;  // a new disk of new_bytes, not `path`
   int64_t new_bytes = 0;
 };
 
 struct VmDefinition {
   std::string name;
   std::string id;  // optional; a GUID is generated when empty
-  int memory_mib = 128;
-  int vcpus = 1;
+  // Wide, so that a value from outside reaches the bounds check as it was
+  // given, never cut short on its way.
+  int64_t memory_mib = 128;
+  int64_t vcpus = 1;
   std::vector<DiskSpec> disks;  // existing images by absolute path, or new ones
   std::string kernel, initrd, append;
   std::vector<std::string> extra_args;
@@ -52,10 +84,25 @@ class VmRegistry {
   VmRegistry(Env* env, catalog::Catalog* catalog, hypervisor::Driver* driver,
              std::string state_dir);
 
-  // Records a new VM, powered off. InvalidArgument for an empty name, bad
-  // sizes or a relative disk path; FileNotFound for a missing disk image;
-  // InvalidArgument for a disk that is not qcow2; AlreadyExists for a taken id.
+  // Records a new VM, powered off. InvalidArgument, naming the value, for
+  // anything CheckBounds refuses, and for a file that is not fit to be
+  // opened by QEMU: each disk image and, when given, the kernel and initrd
+  // must be named by an absolute path and reached through no symbolic link
+  // (storage/untrusted_files.h); each image and its whole backing chain
+  // must pass our own qcow2 header checks (storage/image_check.h
+  // InspectHostChain: no json: or protocol names, no external data file,
+  // explicit backing formats), read before qemu-img or QEMU opens any of
+  // them. FileNotFound for a missing file; AlreadyExists for a taken id.
   Result<std::string> Define(const VmDefinition& def);
+
+  // The bounds of a definition alone, without looking at any file: the
+  // name (base/validate.h CheckName), a GUID id when given, memory, vCPUs,
+  // the number of disks and each new disk's size (the k* bounds above),
+  // the kernel command line (CheckText, kMaxKernelCommandLine), and the
+  // kernel and initrd named by absolute paths without control characters
+  // (an initrd or a command line only with a kernel). For a caller that
+  // must refuse a definition before it does any work for it (a restore).
+  static Status CheckBounds(const VmDefinition& def);
 
   // Forgets a VM that is off: takes it out of its collections and removes
   // what the registry made for it (its run directory, the disks it
@@ -103,6 +150,7 @@ class VmRegistry {
   }
 
   std::string RunDir(const std::string& id) const { return state_dir_ + "/vms/" + id; }
+  const std::string& state_dir() const { return state_dir_; }
   hypervisor::VmSpec SpecOf(const catalog::VmRecord& vm) const;
 
  private:

@@ -6,13 +6,32 @@
 
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
-#include <memory>
 #include <vector>
 
 #include "base/unique_fd.h"
 
 namespace vmgroup::storage {
+
+Digester::Digester() : state_(XXH3_createState()) {
+  if (!state_ || XXH3_128bits_reset(state_) != XXH_OK) std::abort();  // out of memory
+}
+
+Digester::~Digester() { XXH3_freeState(state_); }
+
+void Digester::Update(const char* data, size_t n) {
+  XXH3_128bits_update(state_, data, n);
+  bytes_ += n;
+}
+
+FileDigest Digester::Digest() const {
+  const XXH128_hash_t h = XXH3_128bits_digest(state_);
+  char hex[33];
+  std::snprintf(hex, sizeof hex, "%016llx%016llx", static_cast<unsigned long long>(h.high64),
+                static_cast<unsigned long long>(h.low64));
+  return FileDigest{bytes_, "xxh128:" + std::string(hex)};
+}
 
 Result<FileDigest> DigestFile(const std::string& path) {
   UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
@@ -21,26 +40,16 @@ Result<FileDigest> DigestFile(const std::string& path) {
     return Status::IoError("cannot open " + path + ": " + std::strerror(errno));
   }
   ::posix_fadvise(fd.get(), 0, 0, POSIX_FADV_SEQUENTIAL);
-  std::unique_ptr<XXH3_state_t, decltype(&XXH3_freeState)> state(XXH3_createState(),
-                                                                 &XXH3_freeState);
-  if (!state || XXH3_128bits_reset(state.get()) != XXH_OK) {
-    return Status::IoError("cannot start a checksum");
-  }
+  Digester digester;
   std::vector<char> buf(1 << 20);
-  uint64_t bytes = 0;
   while (true) {
     const ssize_t n = ::read(fd.get(), buf.data(), buf.size());
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) return Status::IoError("cannot read " + path + ": " + std::strerror(errno));
     if (n == 0) break;
-    bytes += static_cast<uint64_t>(n);
-    XXH3_128bits_update(state.get(), buf.data(), static_cast<size_t>(n));
+    digester.Update(buf.data(), static_cast<size_t>(n));
   }
-  const XXH128_hash_t h = XXH3_128bits_digest(state.get());
-  char hex[33];
-  std::snprintf(hex, sizeof hex, "%016llx%016llx", static_cast<unsigned long long>(h.high64),
-                static_cast<unsigned long long>(h.low64));
-  return FileDigest{bytes, "xxh128:" + std::string(hex)};
+  return digester.Digest();
 }
 
 }  // namespace vmgroup::storage

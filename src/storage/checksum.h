@@ -6,16 +6,38 @@
 // its throughput (docs/benchmarks.md).
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string>
 
 #include "base/result.h"
+
+struct XXH3_state_s;
 
 namespace vmgroup::storage {
 
 struct FileDigest {
   uint64_t bytes = 0;    // the file's length
   std::string checksum;  // "xxh128:..."
+};
+
+// The digest of bytes handed over piece by piece (for a file read once for
+// another purpose too). Not thread-safe.
+class Digester {
+ public:
+  Digester();  // aborts when the hash state cannot be allocated, as `new` would
+  ~Digester();
+  Digester(const Digester&) = delete;
+  Digester& operator=(const Digester&) = delete;
+
+  void Update(const char* data, size_t n);
+  // The digest of everything handed to Update.
+  FileDigest Digest() const;
+
+ private:
+  XXH3_state_s* state_;
+  uint64_t bytes_ = 0;
 };
 
 // Reads the whole file at `path`. FileNotFound if it is missing.

@@ -76,6 +76,9 @@ class QemuImg {
   // `path` alone (no chain).
   Result<ImageInfo> Info(const std::string& path);
   // The chain from `path` down to its base: element 0 is `path` itself.
+  // Like every call here it opens what the images name (backing files,
+  // data files, json: names): only for images vmgroup made or judged first
+  // (image_check.h), never for a path from outside.
   Result<std::vector<ImageInfo>> Chain(const std::string& path);
 
   // OK when `qemu-img check` finds no errors and no leaks in `path`.

@@ -103,7 +103,18 @@ TEST_F(BackupCycleTest, FullAndIncrementalRestoreEveryDiskAsAtTheSecondCut) {
   for (int i = 0; i < kGuests; ++i) {
     const auto vm = Vm(r->vm_ids[i]);
     EXPECT_TRUE(SameContent(vm.disks[0], at_cut[i])) << "restored disk " << i;
-    EXPECT_EQ(img_.Info(vm.disks[0])->backing_filename, "") << "a restored disk stands alone";
+    // The copies of both exports' images, rebased onto each other: nothing
+    // the restored VM opens lies outside its own directory.
+    const std::string run = engine_->vms().RunDir(vm.id);
+    auto chain = img_.Chain(vm.disks[0]);
+    ASSERT_TRUE(chain.ok()) << chain.status().ToString();
+    ASSERT_EQ(chain->size(), 2u);
+    EXPECT_EQ((*chain)[0].filename, run + "/restored-d0.qcow2");
+    EXPECT_EQ((*chain)[0].backing_filename, run + "/restored-d0.1.qcow2");
+    EXPECT_EQ((*chain)[1].backing_filename, "");
+    EXPECT_EQ(vm.kernel, run + "/kernel");
+    EXPECT_EQ(vm.initrd, run + "/initrd");
+    EXPECT_TRUE(vm.extra_args.empty()) << "no QEMU arguments come from an export";
   }
   WaitForWrites(g.vm_ids, AcknowledgedAll(g.vm_ids), 20);  // the originals never stopped
   for (const auto& id : g.vm_ids) ExpectCatalogMatchesDisk(id);

@@ -79,20 +79,19 @@ class SnapshotExportTest : public GroupFixture {
   std::vector<std::string> mounts_;
 };
 
-// Fails the `n`th qemu-img convert that reads from `source_dir`.
-class FailNthCopyEnv : public EnvWrapper {
+// Fails the `n`th creation of a directory under `under` (a restore makes
+// each VM's run directory before it copies the VM's files there).
+class FailNthDirEnv : public EnvWrapper {
  public:
-  FailNthCopyEnv(std::string source_dir, int n)
-      : EnvWrapper(Env::Default()), source_dir_(std::move(source_dir)), n_(n) {}
-  Result<CommandOutput> Run(const std::vector<std::string>& argv, Duration timeout) override {
-    const bool copy =
-        argv.size() > 2 && argv[1] == "convert" && argv[argv.size() - 2].rfind(source_dir_, 0) == 0;
-    if (copy && ++seen_ == n_) return CommandOutput{1, "", "qemu-img: injected failure"};
-    return EnvWrapper::Run(argv, timeout);
+  FailNthDirEnv(std::string under, int n)
+      : EnvWrapper(Env::Default()), under_(std::move(under)), n_(n) {}
+  Status CreateDirs(const std::string& path) override {
+    if (path.rfind(under_, 0) == 0 && ++seen_ == n_) return Status::IoError("injected failure");
+    return EnvWrapper::CreateDirs(path);
   }
 
  private:
-  std::string source_dir_;
+  std::string under_;
   int n_, seen_ = 0;
 };
 
@@ -214,6 +213,22 @@ TEST_F(SnapshotExportTest, BadRequestsAreRefusedAndChangeNothing) {
                 .status()
                 .code(),
             Code::kInvalidArgument);
+  // Targets a client must not be able to pick: inside the state directory
+  // (directly or through a link), a link itself, a name with a newline.
+  const std::string real = dir_ / "real";
+  fs::create_directories(real);
+  fs::create_directory_symlink(real, dir_ / "link");
+  fs::create_directory_symlink(engine_->state_dir(), dir_ / "state-link");
+  for (const std::string& target : {engine_->state_dir(), engine_->state_dir() + "/vms/x",
+                                    dir_ / "state-link/y", dir_ / "link", dir_ / "a\nb"}) {
+    Status s = snaps.Export({.snapshot_id = snap_id, .directory = target}).status();
+    EXPECT_EQ(s.code(), Code::kInvalidArgument) << target << ": " << s.ToString();
+    EXPECT_EQ(snaps.ValidateExport({.snapshot_id = snap_id, .directory = target}).code(),
+              Code::kInvalidArgument);
+  }
+  EXPECT_FALSE(fs::exists(engine_->state_dir() + "/vms/x"));
+  EXPECT_FALSE(fs::exists(engine_->state_dir() + "/y"));
+  EXPECT_TRUE(fs::is_empty(real));
   EXPECT_EQ(snaps.ValidateExport({.snapshot_id = snap_id, .directory = used}).code(),
             Code::kAlreadyExists);
   EXPECT_TRUE(snaps.ValidateExport({.snapshot_id = snap_id, .directory = dir_ / "x"}).ok());
@@ -375,18 +390,15 @@ TEST_F(SnapshotExportTest, ARestoreThatFailsHalfWayTakesBackWhatItMade) {
   ASSERT_TRUE(engine_->snapshots().Export({.snapshot_id = snap_id, .directory = out}).ok());
   const auto run_dirs = RunDirs();
   ASSERT_TRUE(engine_->vms().StopAll().ok());
-  // The first VM is copied and defined; the second VM's first disk fails.
-  OpenEngine({}, std::make_unique<FailNthCopyEnv>(out, 3));
+  // The first VM is copied and defined; the second VM's directory fails.
+  const std::string vms_dir = engine_->state_dir() + "/vms/";
+  OpenEngine({}, std::make_unique<FailNthDirEnv>(vms_dir, 2));
   Status s = engine_->restorer().Restore({.directory = out, .as_new = true}).status();
   EXPECT_FALSE(s.ok());
   EXPECT_NE(s.message().find("injected failure"), std::string::npos) << s.message();
   EXPECT_EQ(engine_->catalog().ListVms()->size(), 2u) << "only the originals";
   EXPECT_EQ(engine_->catalog().ListCollections()->size(), 1u);
-  for (const auto& d : RunDirs()) {
-    if (!run_dirs.count(d)) {
-      EXPECT_TRUE(fs::is_empty(engine_->state_dir() + "/vms/" + d)) << "left in " << d;
-    }
-  }
+  EXPECT_EQ(RunDirs(), run_dirs) << "the first VM's directory went with it";
 }
 
 }  // namespace
