@@ -17,7 +17,8 @@ Status Certtool(const std::vector<std::string>& args) {
 
 }  // namespace
 
-Result<TestCerts> MakeTestCerts(const std::string& dir, const std::string& name) {
+Result<TestCerts> MakeTestCerts(const std::string& dir, const std::string& name,
+                                const std::string& host) {
   const std::string base = dir + "/" + name;
   TestCerts c{base + "-ca.pem", base + "-server.pem", base + "-server.key"};
   const std::string ca_key = base + "-ca.key", ca_info = base + "-ca.info",
@@ -25,10 +26,10 @@ Result<TestCerts> MakeTestCerts(const std::string& dir, const std::string& name)
   Env* env = Env::Default();
   VMG_RETURN_IF_ERROR(env->WriteFile(
       ca_info, "cn = \"vmgroup " + name + " CA\"\nca\ncert_signing_key\nexpiration_days = 2\n"));
-  VMG_RETURN_IF_ERROR(env->WriteFile(server_info,
-                                     "cn = \"localhost\"\ndns_name = \"localhost\"\n"
-                                     "ip_address = \"127.0.0.1\"\ntls_www_server\n"
-                                     "signing_key\nencryption_key\nexpiration_days = 2\n"));
+  VMG_RETURN_IF_ERROR(env->WriteFile(
+      server_info, "cn = \"" + host + "\"\ndns_name = \"" + host + "\"\n" +
+                       (host == "localhost" ? "ip_address = \"127.0.0.1\"\n" : "") +
+                       "tls_www_server\nsigning_key\nencryption_key\nexpiration_days = 2\n"));
   VMG_RETURN_IF_ERROR(Certtool({"--generate-privkey", "--outfile", ca_key}));
   VMG_RETURN_IF_ERROR(Certtool({"--generate-self-signed", "--load-privkey", ca_key, "--template",
                                 ca_info, "--outfile", c.ca}));

@@ -1,6 +1,6 @@
 // Test certificates (tests and benchmarks only): a throwaway CA and a server
-// certificate it signs for localhost and 127.0.0.1, made with certtool
-// (gnutls-bin) into a directory, valid for two days.
+// certificate it signs, made with certtool (gnutls-bin) into a directory,
+// valid for two days.
 #pragma once
 
 #include <string>
@@ -15,8 +15,10 @@ struct TestCerts {
   std::string server_key;   // its key, PEM, mode 0600
 };
 
-// Makes a CA named `name` and a server certificate it signs, as files
-// `name`-ca.pem, `name`-server.pem and `name`-server.key in `dir`.
-Result<TestCerts> MakeTestCerts(const std::string& dir, const std::string& name = "test");
+// Makes a CA named `name` and a server certificate it signs for `host`
+// (for "localhost": also for 127.0.0.1), as files `name`-ca.pem,
+// `name`-server.pem and `name`-server.key in `dir`.
+Result<TestCerts> MakeTestCerts(const std::string& dir, const std::string& name = "test",
+                                const std::string& host = "localhost");
 
 }  // namespace vmgroup::testing
