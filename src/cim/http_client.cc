@@ -146,7 +146,7 @@ Result<HttpResponse> HttpClient::Post(const std::string& target, Headers headers
           "refusing " + where + ": it cannot prove it is that server (" + detail +
           "); if its certificate is signed by a CA of your own, trust that CA with --cacert FILE");
     case CURLE_SSL_CACERT_BADFILE:
-      return Status::Unavailable("cannot use the CA file " + options_.cacert + ": " + detail);
+      return Status::InvalidArgument("cannot use the CA file " + options_.cacert + ": " + detail);
     case CURLE_SSL_CONNECT_ERROR:
       return Status::Unavailable("TLS with " + where + " failed: " + detail);
     case CURLE_WRITE_ERROR:

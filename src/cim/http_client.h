@@ -31,7 +31,7 @@ class HttpClient {
   // The server's answer, whatever its status. Unavailable when the server
   // cannot be reached or, over HTTPS, cannot prove it is `host` (the message
   // says which and what to do); Timeout past `timeout`; TooLarge for an
-  // answer over 256 MiB.
+  // answer over 256 MiB; InvalidArgument for a CA file that cannot be used.
   Result<HttpResponse> Post(const std::string& target, Headers headers, const std::string& body,
                             std::chrono::milliseconds timeout);
 

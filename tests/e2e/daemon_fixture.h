@@ -46,9 +46,11 @@ class DaemonFixture : public ::testing::Test {
   void StartDaemon(const std::vector<std::string>& extra = {"--insecure-loopback"},
                    const std::string& tcp = "http://127.0.0.1:0") {
     scheme_ = tcp.starts_with("https://") ? "https" : "http";
-    std::vector<std::string> argv = {VMGROUPD_BIN, "--state-dir",      StateDir(),
-                                     "--listen",   "unix:" + Socket(), "--accel",
-                                     "tcg",        "--log-level",      "debug"};
+    std::vector<std::string> argv = launcher_;
+    const std::vector<std::string> daemon = {VMGROUPD_BIN, "--state-dir",      StateDir(),
+                                             "--listen",   "unix:" + Socket(), "--accel",
+                                             "tcg",        "--log-level",      "debug"};
+    argv.insert(argv.end(), daemon.begin(), daemon.end());
     if (!tcp.empty()) argv.insert(argv.end(), {"--listen", tcp});
     if (scheme_ == "https" && std::find(extra.begin(), extra.end(), "--tls-cert") == extra.end()) {
       argv.insert(argv.end(), {"--tls-cert", Certs().server_cert, "--tls-key", Certs().server_key});
@@ -133,6 +135,9 @@ class DaemonFixture : public ::testing::Test {
   int port_ = 0;
   std::string scheme_ = "http";
   std::optional<testing::TestCerts> certs_;
+  // Put before vmgroupd's command line; it must exec the daemon in its own
+  // process, whose PID the fixture then waits for and signals.
+  std::vector<std::string> launcher_;
 };
 
 // The text after `key=` up to the next quote in wbemcli's output, or "".

@@ -85,24 +85,45 @@ class NetworkTest : public DaemonFixture {
 };
 
 TEST_F(NetworkTest, FramingThatTwoParsersCouldReadTwoWaysIsRefused) {
-  const std::string start = "POST /cimom HTTP/1.1\r\nHost: x\r\nCIMOperation: MethodCall\r\n";
+  // A good request, framed in ways a proxy and the daemon could read
+  // differently: each would be answered 200 if its framing were taken.
+  const std::string body = cim::IMethodCall(
+      "1", "EnumerateInstances", {"root", "virtualization", "v2"},
+      {{"ClassName", "", cim::Value::Reference({"", {}, "Msvm_VirtualSystemCollection", {}})}});
+  const std::string chunked = [&] {
+    char size[32];
+    std::snprintf(size, sizeof size, "%zx", body.size());
+    return std::string(size) + "\r\n" + body + "\r\n0\r\n\r\n";
+  }();
+  const std::string length = std::to_string(body.size());
+  const std::string start =
+      "POST /cimom HTTP/1.1\r\nHost: x\r\nConnection: close\r\nCIMOperation: MethodCall\r\n"
+      "CIMMethod: EnumerateInstances\r\nCIMObject: root/virtualization/v2\r\n";
   struct Case {
     std::string request;
     int status;
+    std::string why;
   };
   for (const Case& c : std::vector<Case>{
-           {start + "Transfer-Encoding: chunked\r\nContent-Length: 4\r\n\r\n0\r\n\r\n", 400},
-           {start + "Content-Length: 4\r\nContent-Length: 4\r\n\r\nabcd", 400},
-           {start + "Content-Length: 4\r\nContent-Length: 40\r\n\r\nabcd", 400},
-           {start + "Transfer-Encoding: gzip\r\n\r\nabcd", 400},
-           {start + "Transfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n", 501},
-           {start + "Transfer-Encoding: identity\r\n\r\nabcd", 400},
+           {start + "Content-Length: " + length + "\r\n\r\n" + body, 200, ""},
+           {start + "Transfer-Encoding: chunked\r\n\r\n" + chunked, 200, ""},
+           {start + "Transfer-Encoding: chunked\r\nContent-Length: " + length + "\r\n\r\n" +
+                chunked,
+            400, "Transfer-Encoding and Content-Length"},
+           {start + "Content-Length: " + length + "\r\nContent-Length: " + length + "\r\n\r\n" +
+                body,
+            400, "more than one Content-Length"},
+           {start + "Transfer-Encoding: gzip\r\n\r\n" + chunked, 400, "final transfer coding"},
+           {start + "Transfer-Encoding: identity\r\n\r\n" + chunked, 400, "final transfer coding"},
+           {start + "Transfer-Encoding: gzip, chunked\r\n\r\n" + chunked, 501, "not implemented"},
        }) {
     for (bool tcp : {false, true}) {
       UniqueFd fd = tcp ? Tcp() : Unix();
       ASSERT_TRUE(Send(fd.get(), c.request));
-      const std::string answer = Receive(fd.get());
-      EXPECT_EQ(StatusOf(answer), c.status) << c.request << "\n" << answer;
+      const std::string answer = Receive(fd.get(), false);
+      EXPECT_EQ(StatusOf(answer), c.status) << c.request.substr(start.size(), 80) << "\n"
+                                            << answer.substr(0, 300);
+      EXPECT_NE(answer.find(c.why), std::string::npos) << answer.substr(0, 300);
     }
   }
   ExpectServing();
@@ -326,6 +347,75 @@ TEST_F(NetworkTest, HttpsIsVerifiedByTheCliAndPlainHttpStaysOnLoopback) {
   EXPECT_EQ(plain.exit_code, 2);
   EXPECT_NE(plain.err.find("clear text"), std::string::npos) << plain.err;
   EXPECT_FALSE(Env::Default()->FileExists(dir_ / "other"));
+}
+
+// PAM proves who a TCP user is; vmgroupd's groups decide what it may do.
+// The users are the test's own: copies of the account files with three
+// users added, bind-mounted over /etc in a mount namespace of the daemon's
+// alone, so the host's accounts are never touched.
+TEST_F(NetworkTest, PamUsersNeedTheAdminOrTheReaderGroup) {
+  CommandOutput hash = Run({"openssl", "passwd", "-6", "-salt", "vmgroupe2e", "s3cret"});
+  ASSERT_EQ(hash.exit_code, 0) << hash.err;
+  while (!hash.out.empty() && hash.out.back() == '\n') hash.out.pop_back();
+  auto copy_with = [&](const std::string& from, const std::string& to, const std::string& more) {
+    auto text = Env::Default()->ReadFile(from);
+    ASSERT_TRUE(text.ok());
+    ASSERT_TRUE(Env::Default()->WriteFile(to, *text + more).ok());
+    ASSERT_EQ(::chmod(to.c_str(), from == "/etc/shadow" ? 0600 : 0644), 0);
+  };
+  std::string users, shadow;
+  int uid = 54321;
+  for (const char* user : {"vmgt-admin", "vmgt-reader", "vmgt-other"}) {
+    users +=
+        std::string(user) + ":x:" + std::to_string(uid++) + ":65534::/nonexistent:/bin/false\n";
+    shadow += std::string(user) + ":" + hash.out + ":19000:0:99999:7:::\n";
+  }
+  copy_with("/etc/passwd", dir_ / "passwd", users);
+  copy_with("/etc/shadow", dir_ / "shadow", shadow);
+  copy_with("/etc/group", dir_ / "group",
+            "vmgt-admins:x:54330:vmgt-admin\nvmgt-readers:x:54331:vmgt-reader\n");
+  launcher_ = {"unshare",
+               "-m",
+               "--propagation",
+               "private",
+               "sh",
+               "-c",
+               "mount --bind \"$1\" /etc/passwd && mount --bind \"$2\" /etc/shadow && "
+               "mount --bind \"$3\" /etc/group && shift 3 && exec \"$@\"",
+               "sh",
+               dir_ / "passwd",
+               dir_ / "shadow",
+               dir_ / "group"};
+  StopDaemon();
+  StartDaemon({"--admin-group", "vmgt-admins", "--reader-group", "vmgt-readers"});
+  auto as = [&](const std::string& userinfo, std::vector<std::string> args) {
+    args.insert(args.begin(), {VMGROUP_BIN, "--connect",
+                               "http://" + userinfo + "@127.0.0.1:" + std::to_string(port_)});
+    return Run(args);
+  };
+
+  CommandOutput made = as("vmgt-admin:s3cret", {"group", "create", "web"});
+  EXPECT_EQ(made.exit_code, 0) << made.err;
+  CommandOutput read = as("vmgt-reader:s3cret", {"group", "list", "--json"});
+  EXPECT_EQ(read.exit_code, 0) << read.err;
+  EXPECT_NE(read.out.find("\"web\""), std::string::npos) << read.out;
+  CommandOutput write = as("vmgt-reader:s3cret", {"group", "delete", "web"});
+  EXPECT_EQ(write.exit_code, 1);
+  EXPECT_NE(write.err.find("user vmgt-reader may only read (group vmgt-readers)"),
+            std::string::npos)
+      << write.err;
+  CommandOutput other = as("vmgt-other:s3cret", {"group", "list"});
+  EXPECT_EQ(other.exit_code, 1);
+  EXPECT_NE(other.err.find("user vmgt-other may not use this service"), std::string::npos)
+      << other.err;
+  EXPECT_NE(other.err.find("needs group vmgt-admins or vmgt-readers"), std::string::npos)
+      << other.err;
+  CommandOutput wrong = as("vmgt-admin:wrong", {"group", "list"});
+  EXPECT_EQ(wrong.exit_code, 1);
+  EXPECT_NE(wrong.err.find("refused the credentials"), std::string::npos) << wrong.err;
+  EXPECT_NE(LogText().find("PAM refused user vmgt-admin"), std::string::npos);
+  EXPECT_EQ(nlohmann::json::parse(Ok({"group", "list", "--json"})).size(), 1u)
+      << "the refused delete changed nothing";
 }
 
 }  // namespace
