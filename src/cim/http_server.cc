@@ -91,6 +91,7 @@ class HttpServer::Impl {
     UnixListener unix_;
     int unix_fd = -1;  // ours until Stop(); libmicrohttpd owns a TCP listener's
     std::thread acceptor;
+    std::mutex log_mu;
     std::string last_error;  // libmicrohttpd's last complaint, for start failures
     // Unix admission, guarded by mu_: connections admitted, in all and
     // by uid, and the credentials of those libmicrohttpd has not picked up yet.
@@ -125,7 +126,14 @@ class HttpServer::Impl {
 
   Status Start(Listener* l, int listen_fd);
   void AcceptUnix(Listener* l);
-  bool Admit(Listener* l, const ucred& cred, std::string* why);
+  // Hands the connection `fd` to libmicrohttpd, or answers 503 and closes
+  // it. Throws (out of memory) only while `fd` is still the caller's.
+  void Hand(Listener* l, int fd, const sockaddr_un& addr, socklen_t len);
+  // Admits a peer with `cred` if its uid has room (Listener's caps); else
+  // false and `why`.
+  bool TakeSlot(Listener* l, const ucred& cred, std::string* why);
+  // Frees the slot of a connection of `uid`. REQUIRES: mu_ held.
+  void GiveBack(Listener* l, uid_t uid);
   void Watchdog();
   void Note(std::string_view what, LogLevel level = LogLevel::kInfo) const {
     if (options_.log) options_.log(level, what);
@@ -300,7 +308,10 @@ MHD_Result HttpServer::Impl::Head(Listener* l, MHD_Connection* c, Req* r, const 
 }
 
 bool HttpServer::Impl::Identify(Listener* l, MHD_Connection* c, Req* r) {
-  Conn* conn = r->conn;
+  // Without a Conn (out of memory when it started) nothing is remembered:
+  // a unix peer is nobody, TCP credentials are checked every time.
+  Conn scratch{l};
+  Conn* conn = r->conn ? r->conn : &scratch;
   if (l->is_unix) {
     if (!conn->peer) {
       conn->peer = conn->cred ? l->unix_.who(conn->cred->uid, conn->cred->gid) : Peer{};
@@ -406,7 +417,12 @@ void HttpServer::Impl::OnConnection(void* cls, MHD_Connection* c, void** socket_
     }
     conn->phase = Phase::kIdle;
     conn->deadline = Clock::now() + self->options_.idle_timeout;
-    self->conns_.push_back(conn);
+    try {
+      self->conns_.push_back(conn);
+    } catch (...) {  // out of memory: no deadlines for it, as above
+      delete conn;
+      return;
+    }
     *socket_context = conn;
     return;
   }
@@ -417,10 +433,7 @@ void HttpServer::Impl::OnConnection(void* cls, MHD_Connection* c, void** socket_
     // which shuts sockets down under mu_, never touches a reused number.
     std::lock_guard lock(self->mu_);
     std::erase(self->conns_, conn);
-    if (conn->cred) {
-      --l->admitted;
-      if (--l->by_uid[conn->cred->uid] == 0) l->by_uid.erase(conn->cred->uid);
-    }
+    if (conn->cred) self->GiveBack(l, conn->cred->uid);
   }
   delete conn;
   *socket_context = nullptr;
@@ -430,12 +443,17 @@ void HttpServer::Impl::OnLibraryLog(void* cls, const char* format, va_list args)
   auto* l = static_cast<Listener*>(cls);
   char line[512];
   std::vsnprintf(line, sizeof line, format, args);
-  std::string text(line);
-  while (!text.empty() && (text.back() == '\n' || text.back() == '\r')) text.pop_back();
-  l->last_error = text;
-  // Its complaints are mostly about clients (limits, TLS handshakes) or
-  // socket options a unix socket lacks: for debugging, not the journal.
-  l->impl->Note("libmicrohttpd: " + text, LogLevel::kDebug);
+  line[std::strcspn(line, "\r\n")] = '\0';
+  try {
+    {
+      std::lock_guard lock(l->log_mu);  // connection threads log too
+      l->last_error = line;
+    }
+    // Its complaints are mostly about clients (limits, TLS handshakes) or
+    // socket options a unix socket lacks: for debugging, not the journal.
+    l->impl->Note(std::string("libmicrohttpd: ") + line, LogLevel::kDebug);
+  } catch (...) {  // out of memory: the line is lost, nothing else
+  }
 }
 
 void HttpServer::Impl::Watchdog() {
@@ -449,10 +467,13 @@ void HttpServer::Impl::Watchdog() {
       // The connection's thread sees its socket end and closes it.
       ::shutdown(c->fd, SHUT_RDWR);
       // An idle keep-alive connection ending is no news.
-      if (c->phase == Phase::kHead) {
-        Note("closed a connection: its request head did not arrive in time");
-      } else if (c->phase == Phase::kBody) {
-        Note("closed a connection: its request body did not arrive in time");
+      try {
+        if (c->phase == Phase::kHead) {
+          Note("closed a connection: its request head did not arrive in time");
+        } else if (c->phase == Phase::kBody) {
+          Note("closed a connection: its request body did not arrive in time");
+        }
+      } catch (...) {  // out of memory: the line is lost, nothing else
       }
     }
   }
@@ -464,7 +485,7 @@ Status HttpServer::Impl::Start(Listener* l, int listen_fd) {
                    MHD_USE_ITC | MHD_USE_ERROR_LOG;
   if (tls) flags |= MHD_USE_TLS;
   if (l->is_unix) flags |= MHD_USE_NO_LISTEN_SOCKET;
-  // Unix admission is ours (Admit); libmicrohttpd's own cap sits above it,
+  // Unix admission is ours (TakeSlot); libmicrohttpd's own cap sits above it,
   // as its count of closed connections lags behind ours.
   const unsigned limit = l->is_unix ? 2 * l->unix_.max_connections : l->tcp.max_connections;
   std::vector<MHD_OptionItem> opts = {
@@ -491,6 +512,7 @@ Status HttpServer::Impl::Start(Listener* l, int listen_fd) {
   l->daemon = MHD_start_daemon(flags, 0, nullptr, nullptr, &OnAccess, l, MHD_OPTION_ARRAY,
                                opts.data(), MHD_OPTION_END);
   if (!l->daemon) {
+    std::lock_guard lock(l->log_mu);
     return Status::InvalidArgument(
         std::string(tls ? "cannot serve HTTPS (is the certificate and key PEM, and do they "
                           "match?)"
@@ -541,7 +563,7 @@ Status HttpServer::Impl::ListenUnix(const UnixListener& spec) {
   return Status::Ok();
 }
 
-bool HttpServer::Impl::Admit(Listener* l, const ucred& cred, std::string* why) {
+bool HttpServer::Impl::TakeSlot(Listener* l, const ucred& cred, std::string* why) {
   const UnixListener& u = l->unix_;
   std::lock_guard lock(mu_);
   const unsigned mine = l->by_uid.contains(cred.uid) ? l->by_uid[cred.uid] : 0;
@@ -570,35 +592,53 @@ void HttpServer::Impl::AcceptUnix(Listener* l) {
     const int fd = ::accept4(l->unix_fd, reinterpret_cast<sockaddr*>(&addr), &len,
                              SOCK_CLOEXEC | SOCK_NONBLOCK);
     if (fd < 0) continue;
-    ucred cred{};
-    socklen_t cred_len = sizeof cred;
-    std::string why = "its credentials cannot be read";
-    if (::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &cred_len) != 0 || !Admit(l, cred, &why)) {
-      const std::string text = "connection refused: " + why + "; retry shortly\n";
-      const std::string answer =
-          "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n"
-          "Retry-After: " +
-          std::string(kRetryAfterSeconds) +
-          "\r\nConnection: close\r\nContent-Length: " + std::to_string(text.size()) + "\r\n\r\n" +
-          text;
-      (void)::send(fd, answer.data(), answer.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+    try {
+      Hand(l, fd, addr, len);
+    } catch (...) {  // out of memory before `fd` was handed on: dropped
       ::close(fd);
-      Note("refused a unix-socket connection of uid " + std::to_string(cred.uid) + ": " + why);
-      continue;
-    }
-    {
-      std::lock_guard lock(mu_);
-      l->pending[fd] = cred;
-    }
-    if (MHD_add_connection(l->daemon, fd, reinterpret_cast<sockaddr*>(&addr), len) != MHD_YES) {
-      // libmicrohttpd closed it: take back its admission.
-      std::lock_guard lock(mu_);
-      if (l->pending.erase(fd) > 0) {
-        --l->admitted;
-        if (--l->by_uid[cred.uid] == 0) l->by_uid.erase(cred.uid);
-      }
     }
   }
+}
+
+void HttpServer::Impl::Hand(Listener* l, int fd, const sockaddr_un& addr, socklen_t len) {
+  ucred cred{};
+  socklen_t cred_len = sizeof cred;
+  std::string why = "its credentials cannot be read";
+  if (::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &cred_len) != 0 ||
+      !TakeSlot(l, cred, &why)) {
+    const std::string text = "connection refused: " + why + "; retry shortly\n";
+    const std::string answer =
+        "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n"
+        "Retry-After: " +
+        std::string(kRetryAfterSeconds) +
+        "\r\nConnection: close\r\nContent-Length: " + std::to_string(text.size()) + "\r\n\r\n" +
+        text;
+    (void)::send(fd, answer.data(), answer.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+    ::close(fd);
+    try {
+      Note("refused a unix-socket connection of uid " + std::to_string(cred.uid) + ": " + why);
+    } catch (...) {  // out of memory: the line is lost, nothing else
+    }
+    return;
+  }
+  try {
+    std::lock_guard lock(mu_);
+    l->pending[fd] = cred;
+  } catch (...) {
+    std::lock_guard lock(mu_);
+    GiveBack(l, cred.uid);
+    throw;
+  }
+  if (MHD_add_connection(l->daemon, fd, reinterpret_cast<const sockaddr*>(&addr), len) != MHD_YES) {
+    // libmicrohttpd closed it: take back its slot.
+    std::lock_guard lock(mu_);
+    if (l->pending.erase(fd) > 0) GiveBack(l, cred.uid);
+  }
+}
+
+void HttpServer::Impl::GiveBack(Listener* l, uid_t uid) {
+  --l->admitted;
+  if (--l->by_uid[uid] == 0) l->by_uid.erase(uid);
 }
 
 Result<int> HttpServer::Impl::ListenTcp(const TcpListener& spec) {

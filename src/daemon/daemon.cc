@@ -112,7 +112,9 @@ Status Daemon::StartListeners(const Options& o) {
       tcp.tls_cert_pem = cert;
       tcp.tls_key_pem = key;
     }
-    VMG_ASSIGN_OR_RETURN(int port, server_->ListenTcp(tcp));
+    auto port_or = server_->ListenTcp(tcp);
+    ::explicit_bzero(tcp.tls_key_pem.data(), tcp.tls_key_pem.size());
+    VMG_ASSIGN_OR_RETURN(int port, std::move(port_or));
     tcp_ports_.push_back(port);
     const std::string scheme = l.tls ? "https://" : "http://";
     Log(LogLevel::kInfo, "listening on " + scheme + l.host + ":" + std::to_string(port) +
