@@ -150,6 +150,9 @@ class HttpServer::Impl {
   MHD_Result LastResort(MHD_Connection* c, const char* what);
 
   static Conn* ConnOf(MHD_Connection* c);
+  // A libmicrohttpd response that owns `resp`'s body (moved out) and has
+  // its headers; null when out of memory.
+  static MHD_Response* Make(HttpResponse& resp);
   static MHD_Result Queue(MHD_Connection* c, HttpResponse resp);
   static MHD_Result OnAccess(void* cls, MHD_Connection* c, const char* url, const char* method,
                              const char* version, const char* upload, size_t* upload_size,
@@ -211,15 +214,21 @@ void HttpServer::Impl::Arm(Conn* c, Phase phase, std::chrono::seconds within) {
   c->deadline = Clock::now() + within;
 }
 
-MHD_Result HttpServer::Impl::Queue(MHD_Connection* c, HttpResponse resp) {
+MHD_Response* HttpServer::Impl::Make(HttpResponse& resp) {
   auto* body = new std::string(std::move(resp.body));
   MHD_Response* m = MHD_create_response_from_buffer_with_free_callback_cls(
       body->size(), body->data(), [](void* cls) { delete static_cast<std::string*>(cls); }, body);
   if (!m) {
     delete body;
-    return MHD_NO;
+    return nullptr;
   }
   for (const auto& [k, v] : resp.headers) (void)MHD_add_response_header(m, k.c_str(), v.c_str());
+  return m;
+}
+
+MHD_Result HttpServer::Impl::Queue(MHD_Connection* c, HttpResponse resp) {
+  MHD_Response* m = Make(resp);
+  if (!m) return MHD_NO;
   const MHD_Result queued = MHD_queue_response(c, static_cast<unsigned>(resp.status), m);
   MHD_destroy_response(m);
   return queued;
@@ -276,14 +285,8 @@ MHD_Result HttpServer::Impl::Head(Listener* l, MHD_Connection* c, Req* r, const 
   }
   if (!Identify(l, c, r)) {
     HttpResponse text = TextResponse(401, "credentials required (HTTP Basic, a user of this host)");
-    auto* body = new std::string(std::move(text.body));
-    MHD_Response* m = MHD_create_response_from_buffer_with_free_callback_cls(
-        body->size(), body->data(), [](void* cls) { delete static_cast<std::string*>(cls); }, body);
-    if (!m) {
-      delete body;
-      return MHD_NO;
-    }
-    (void)MHD_add_response_header(m, "Content-Type", "text/plain; charset=utf-8");
+    MHD_Response* m = Make(text);
+    if (!m) return MHD_NO;
     const MHD_Result queued = MHD_queue_basic_auth_fail_response(c, kRealm, m);
     MHD_destroy_response(m);
     return queued;

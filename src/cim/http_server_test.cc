@@ -1,7 +1,6 @@
 #include "cim/http_server.h"
 
 #include <gtest/gtest.h>
-#include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -15,62 +14,18 @@
 
 #include "base/unique_fd.h"
 #include "cim/http_client.h"
+#include "testing/raw_http.h"
 
 namespace vmgroup::cim {
 namespace {
 
 using namespace std::chrono_literals;
 
-UniqueFd ConnectTcp(int port) {
-  UniqueFd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<uint16_t>(port));
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  EXPECT_EQ(::connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
-  return fd;
-}
-
-UniqueFd ConnectUnix(const std::string& path) {
-  UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  std::strncpy(addr.sun_path, path.c_str(), sizeof addr.sun_path - 1);
-  EXPECT_EQ(::connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
-  return fd;
-}
-
-// Sends `bytes`; false once the server stopped taking them.
-bool Send(int fd, std::string_view bytes) {
-  while (!bytes.empty()) {
-    const ssize_t n = ::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL);
-    if (n <= 0) return false;
-    bytes.remove_prefix(static_cast<size_t>(n));
-  }
-  return true;
-}
-
-// What the server sends until it closes, or until it has sent a whole head
-// and `stop_at_head`; gives up after a minute so a broken server cannot
-// hang the test.
-std::string Receive(int fd, bool stop_at_head = false) {
-  std::string got;
-  char buf[4096];
-  while (true) {
-    pollfd p{fd, POLLIN, 0};
-    if (::poll(&p, 1, 60'000) <= 0) break;
-    const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
-    if (n <= 0) break;
-    got.append(buf, static_cast<size_t>(n));
-    if (stop_at_head && got.find("\r\n\r\n") != std::string::npos) break;
-  }
-  return got;
-}
-
-// The status of the first answer in `raw`, or 0.
-int StatusOf(const std::string& raw) {
-  return raw.starts_with("HTTP/1.1 ") && raw.size() >= 12 ? std::stoi(raw.substr(9, 3)) : 0;
-}
+using vmgroup::testing::ConnectTcp;
+using vmgroup::testing::ConnectUnix;
+using vmgroup::testing::HttpStatus;
+using vmgroup::testing::ReceiveHttp;
+using vmgroup::testing::SendAll;
 
 class HttpServerTest : public ::testing::Test {
  protected:
@@ -181,9 +136,9 @@ TEST_F(HttpServerTest, AmbiguousFramingIsRefusedBeforeTheHandler) {
            {"POST /elsewhere HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n", 404},
        }) {
     UniqueFd fd = ConnectUnix(socket_);
-    ASSERT_TRUE(Send(fd.get(), c.head));
-    const std::string answer = Receive(fd.get());
-    EXPECT_EQ(StatusOf(answer), c.status) << c.head << "\n" << answer;
+    ASSERT_TRUE(SendAll(fd.get(), c.head));
+    const std::string answer = ReceiveHttp(fd.get(), false);
+    EXPECT_EQ(HttpStatus(answer), c.status) << c.head << "\n" << answer;
   }
   EXPECT_EQ(handled_, 0);
   auto fine = Post("unix:" + socket_, "still serving");
@@ -194,45 +149,45 @@ TEST_F(HttpServerTest, AmbiguousFramingIsRefusedBeforeTheHandler) {
 // passed, and it read on forever.
 TEST_F(HttpServerTest, AChunkOfAlmostTwoToTheSixtyFourIsCutOffAtTheLimit) {
   UniqueFd fd = ConnectUnix(socket_);
-  ASSERT_TRUE(Send(fd.get(),
-                   "POST /cimom HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
-                   "a\r\n0123456789\r\nfffffffffffffff6\r\n"));
+  ASSERT_TRUE(SendAll(fd.get(),
+                      "POST /cimom HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                      "a\r\n0123456789\r\nfffffffffffffff6\r\n"));
   // The server stops taking bytes soon after the 4 MiB limit: 64 MiB never
   // all go through.
   const std::string block(1 << 20, 'x');
   size_t sent = 0;
-  while (sent < (64u << 20) && Send(fd.get(), block)) sent += block.size();
+  while (sent < (64u << 20) && SendAll(fd.get(), block)) sent += block.size();
   EXPECT_LT(sent, 64u << 20);
   EXPECT_EQ(handled_, 0);
   EXPECT_NE(Log().find("chunked body passed"), std::string::npos) << Log();
   // A chunked body within the limit is served.
   fd = ConnectUnix(socket_);
-  ASSERT_TRUE(Send(fd.get(),
-                   "POST /cimom HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
-                   "3\r\nabc\r\n2;ext=1\r\nde\r\n0\r\n\r\n"));
-  const std::string answer = Receive(fd.get(), true);
-  EXPECT_EQ(StatusOf(answer), 200) << answer;
+  ASSERT_TRUE(SendAll(fd.get(),
+                      "POST /cimom HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                      "3\r\nabc\r\n2;ext=1\r\nde\r\n0\r\n\r\n"));
+  const std::string answer = ReceiveHttp(fd.get(), true);
+  EXPECT_EQ(HttpStatus(answer), 200) << answer;
 }
 
 TEST_F(HttpServerTest, CredentialsAreJudgedBeforeTheBody) {
   // A body that never comes: the 401 comes anyway, and no 100 Continue.
   for (const std::string& expect : {std::string(), std::string("Expect: 100-continue\r\n")}) {
     UniqueFd fd = ConnectTcp(port_);
-    ASSERT_TRUE(Send(fd.get(), "POST /cimom HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n" +
-                                   expect + "\r\n"));
-    const std::string answer = Receive(fd.get());
-    EXPECT_EQ(StatusOf(answer), 401) << answer;
+    ASSERT_TRUE(SendAll(fd.get(), "POST /cimom HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n" +
+                                      expect + "\r\n"));
+    const std::string answer = ReceiveHttp(fd.get(), false);
+    EXPECT_EQ(HttpStatus(answer), 401) << answer;
     EXPECT_NE(answer.find("WWW-Authenticate: Basic"), std::string::npos) << answer;
   }
   // With credentials, 100 Continue invites the body.
   UniqueFd fd = ConnectTcp(port_);
-  ASSERT_TRUE(Send(fd.get(),
-                   "POST /cimom HTTP/1.1\r\nHost: x\r\nAuthorization: Basic YWxpY2U6czNjcmV0\r\n"
-                   "Expect: 100-continue\r\nContent-Length: 4\r\n\r\n"));
-  EXPECT_EQ(StatusOf(Receive(fd.get(), true)), 100);
-  ASSERT_TRUE(Send(fd.get(), "body"));
-  const std::string answer = Receive(fd.get(), true);
-  EXPECT_EQ(StatusOf(answer), 200) << answer;
+  ASSERT_TRUE(SendAll(fd.get(),
+                      "POST /cimom HTTP/1.1\r\nHost: x\r\nAuthorization: Basic YWxpY2U6czNjcmV0\r\n"
+                      "Expect: 100-continue\r\nContent-Length: 4\r\n\r\n"));
+  EXPECT_EQ(HttpStatus(ReceiveHttp(fd.get(), true)), 100);
+  ASSERT_TRUE(SendAll(fd.get(), "body"));
+  const std::string answer = ReceiveHttp(fd.get(), true);
+  EXPECT_EQ(HttpStatus(answer), 200) << answer;
   EXPECT_EQ(handled_, 1);
 }
 
@@ -242,22 +197,22 @@ TEST_F(HttpServerTest, TheRequestMemoryBudgetIsChargedBeforeTheBodyComes) {
   const std::string head = "POST /cimom HTTP/1.1\r\nHost: x\r\nContent-Length: 40000\r\n\r\n";
   // The server answers 100 Continue once it has charged the head.
   UniqueFd holder = ConnectUnix(socket_);
-  ASSERT_TRUE(Send(holder.get(),
-                   "POST /cimom HTTP/1.1\r\nHost: x\r\nContent-Length: 40000\r\n"
-                   "Expect: 100-continue\r\n\r\n"));
-  ASSERT_EQ(StatusOf(Receive(holder.get(), true)), 100);
-  ASSERT_TRUE(Send(holder.get(), "part of it"));
+  ASSERT_TRUE(SendAll(holder.get(),
+                      "POST /cimom HTTP/1.1\r\nHost: x\r\nContent-Length: 40000\r\n"
+                      "Expect: 100-continue\r\n\r\n"));
+  ASSERT_EQ(HttpStatus(ReceiveHttp(holder.get(), true)), 100);
+  ASSERT_TRUE(SendAll(holder.get(), "part of it"));
   // A second big request finds the budget spent.
   UniqueFd second = ConnectUnix(socket_);
-  Send(second.get(), head + std::string(40000, 'b'));
-  const std::string answer = Receive(second.get(), true);
-  EXPECT_EQ(StatusOf(answer), 503) << answer;
+  SendAll(second.get(), head + std::string(40000, 'b'));
+  const std::string answer = ReceiveHttp(second.get(), true);
+  EXPECT_EQ(HttpStatus(answer), 503) << answer;
   EXPECT_NE(answer.find("Retry-After: 2"), std::string::npos) << answer;
   // Small requests still fit beside it.
   EXPECT_EQ(Post("unix:" + socket_, "small")->status, 200);
   // Once the first one is whole and answered, its share is free again.
-  ASSERT_TRUE(Send(holder.get(), std::string(40000 - 10, 'y')));
-  EXPECT_EQ(StatusOf(Receive(holder.get(), true)), 200);
+  ASSERT_TRUE(SendAll(holder.get(), std::string(40000 - 10, 'y')));
+  EXPECT_EQ(HttpStatus(ReceiveHttp(holder.get(), true)), 200);
   holder.reset();
   auto again = HttpClient::Create("unix:" + socket_);
   auto big = (*again)->Post("/cimom", {}, std::string(40000, 'z'), 30s);
@@ -284,9 +239,9 @@ TEST_F(HttpServerTest, ASlowHeadIsCutOffAtItsDeadline) {
   const std::string head = "POST /cimom HTTP/1.1\r\nHost: x\r\nX-Slow: " + std::string(600, 'a');
   bool cut = false;
   for (size_t i = 0; i < head.size() && !cut; ++i) {
-    cut = !Send(fd.get(), head.substr(i, 1));
+    cut = !SendAll(fd.get(), head.substr(i, 1));
     pollfd p{fd.get(), POLLIN, 0};
-    cut = cut || (::poll(&p, 1, 100) > 0 && Receive(fd.get()).empty());
+    cut = cut || (::poll(&p, 1, 100) > 0 && ReceiveHttp(fd.get(), false).empty());
   }
   EXPECT_TRUE(cut);
   EXPECT_NE(Log().find("request head did not arrive in time"), std::string::npos) << Log();
@@ -299,8 +254,8 @@ TEST_F(HttpServerTest, ListenersHaveTheirOwnBudgetsAndTcpPeersTheirOwnShare) {
   for (int i = 0; i < 2; ++i) idle.push_back(ConnectTcp(port_));
   // A third connection from the same address is closed unanswered.
   UniqueFd third = ConnectTcp(port_);
-  Send(third.get(), "POST /cimom HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n");
-  EXPECT_EQ(Receive(third.get()), "");
+  SendAll(third.get(), "POST /cimom HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n");
+  EXPECT_EQ(ReceiveHttp(third.get(), false), "");
   // The unix socket does not notice.
   EXPECT_EQ(Post("unix:" + socket_, "fine")->status, 200);
   // Once they close, the address has its share back (libmicrohttpd counts

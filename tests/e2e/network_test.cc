@@ -2,11 +2,7 @@
 // unix socket: request framing, bodies that lie about their size or never
 // come, connection floods, memory floods, TLS and who may do what. Each test
 // ends by showing the daemon still serves.
-#include <netinet/in.h>
-#include <poll.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/un.h>
 
 #include <atomic>
 #include <cstring>
@@ -17,6 +13,7 @@
 #include "cim/http_client.h"
 #include "cim/xml_writer.h"
 #include "daemon_fixture.h"
+#include "testing/raw_http.h"
 
 namespace vmgroup::e2e {
 namespace {
@@ -25,49 +22,13 @@ using namespace std::chrono_literals;
 
 class NetworkTest : public DaemonFixture {
  protected:
-  UniqueFd Tcp() {
-    UniqueFd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons(static_cast<uint16_t>(port_));
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    EXPECT_EQ(::connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
-    return fd;
-  }
-  UniqueFd Unix() {
-    UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-    sockaddr_un addr{};
-    addr.sun_family = AF_UNIX;
-    std::strncpy(addr.sun_path, Socket().c_str(), sizeof addr.sun_path - 1);
-    EXPECT_EQ(::connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
-    return fd;
-  }
-  static bool Send(int fd, std::string_view bytes) {
-    while (!bytes.empty()) {
-      const ssize_t n = ::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL);
-      if (n <= 0) return false;
-      bytes.remove_prefix(static_cast<size_t>(n));
-    }
-    return true;
-  }
-  // What the daemon sends until it closes or has sent a whole head; gives
-  // up after two minutes so a broken daemon cannot hang the test.
+  UniqueFd Tcp() { return testing::ConnectTcp(port_); }
+  UniqueFd Unix() { return testing::ConnectUnix(Socket()); }
+  static bool Send(int fd, std::string_view bytes) { return testing::SendAll(fd, bytes); }
   static std::string Receive(int fd, bool stop_at_head = true) {
-    std::string got;
-    char buf[4096];
-    while (true) {
-      pollfd p{fd, POLLIN, 0};
-      if (::poll(&p, 1, 120'000) <= 0) break;
-      const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
-      if (n <= 0) break;
-      got.append(buf, static_cast<size_t>(n));
-      if (stop_at_head && got.find("\r\n\r\n") != std::string::npos) break;
-    }
-    return got;
+    return testing::ReceiveHttp(fd, stop_at_head);
   }
-  static int StatusOf(const std::string& raw) {
-    return raw.starts_with("HTTP/1.") && raw.size() >= 12 ? std::stoi(raw.substr(9, 3)) : 0;
-  }
+  static int StatusOf(const std::string& raw) { return testing::HttpStatus(raw); }
   // A line of the daemon's /proc status, in KiB ("VmRSS", "VmHWM").
   int64_t MemoryKiB(const std::string& field) {
     std::ifstream in("/proc/" + std::to_string(pid_) + "/status");
