@@ -121,7 +121,11 @@ Result<HttpResponse> HttpClient::Post(const std::string& target, Headers headers
     curl_easy_setopt(c, CURLOPT_PASSWORD, password_.c_str());
   }
   curl_easy_setopt(c, CURLOPT_SSLVERSION, static_cast<long>(CURL_SSLVERSION_TLSv1_2));
-  if (!options_.cacert.empty()) curl_easy_setopt(c, CURLOPT_CAINFO, options_.cacert.c_str());
+  if (!options_.cacert.empty()) {
+    // That CA alone: the system's store is neither loaded nor trusted.
+    curl_easy_setopt(c, CURLOPT_CAINFO, options_.cacert.c_str());
+    curl_easy_setopt(c, CURLOPT_CAPATH, nullptr);
+  }
   curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, static_cast<long>(timeout.count()));
   curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, &OnBody);

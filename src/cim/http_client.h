@@ -16,8 +16,8 @@ namespace vmgroup::cim {
 class HttpClient {
  public:
   struct Options {
-    // PEM file of the CA(s) that may vouch for an https:// server; empty:
-    // the system's CA store.
+    // PEM file of the CA(s) that may vouch for an https:// server, instead
+    // of the system's CA store; empty: the system's CA store.
     std::string cacert;
   };
 
