@@ -117,7 +117,8 @@ Status Daemon::StartListeners(const Options& o) {
     VMG_ASSIGN_OR_RETURN(int port, std::move(port_or));
     tcp_ports_.push_back(port);
     const std::string scheme = l.tls ? "https://" : "http://";
-    Log(LogLevel::kInfo, "listening on " + scheme + l.host + ":" + std::to_string(port) +
+    const std::string host = l.host.find(':') == std::string::npos ? l.host : "[" + l.host + "]";
+    Log(LogLevel::kInfo, "listening on " + scheme + host + ":" + std::to_string(port) +
                              (tcp.auth ? " (HTTP Basic, PAM service vmgroupd)"
                                        : " (no authentication: loopback only)"));
   }
