@@ -2,13 +2,15 @@
 // group of N firmware-only VMs (two disks each, QEMU under TCG). First K
 // group snapshots are taken with nothing else going on; then C clients
 // enumerate instances as fast as they can for S seconds (half over the unix
-// socket, half over loopback TCP, rotating through the classes) while group
+// socket, half over HTTPS on loopback, or plain HTTP with --plain-http,
+// rotating through the classes) while group
 // snapshots keep being taken; then K more snapshots without load. Prints request latencies and the
 // pause windows with and without the load, and exits 1 if any request failed or took longer than
 // --max-latency-ms, so CTest runs it as a check too.
 //
 //   build/bench/daemon_load_bench [--clients 20] [--seconds 30] [--vms 4]
 //                                 [--quiet-snapshots 10] [--max-latency-ms 1000]
+//                                 [--plain-http]
 #include <signal.h>
 
 #include <atomic>
@@ -19,9 +21,11 @@
 #include <sstream>
 #include <thread>
 
+#include "base/env.h"
 #include "cli/api.h"
 #include "stats.h"
 #include "testing/temp_dir.h"
+#include "testing/test_certs.h"
 
 namespace {
 
@@ -32,6 +36,7 @@ using Ms = std::chrono::milliseconds;
 struct Args {
   int clients = 20, seconds = 30, vms = 4, quiet_snapshots = 10;
   int64_t max_latency_ms = 1000;
+  bool plain_http = false;
 };
 
 std::string ReadAll(const std::string& path) {
@@ -41,18 +46,26 @@ std::string ReadAll(const std::string& path) {
   return ss.str();
 }
 
-// Starts vmgroupd and returns its pid and TCP port once it is ready.
-bool StartDaemon(const testing::TempDir& dir, int* pid, int* port) {
-  auto p = Env::Default()->Spawn(
-      {VMGROUPD_BIN, "--state-dir", dir / "state", "--listen", "unix:" + (dir / "d.sock"),
-       "--listen", "http://127.0.0.1:0", "--insecure-loopback", "--accel", "tcg"},
-      {.log_path = dir / "vmgroupd.log", .new_session = false});
+// Starts vmgroupd and returns its pid and TCP port once it is ready; over
+// HTTPS with `certs`, else plain HTTP.
+bool StartDaemon(const testing::TempDir& dir, const testing::TestCerts* certs, int* pid,
+                 int* port) {
+  std::vector<std::string> argv = {
+      VMGROUPD_BIN,          "--state-dir", dir / "state", "--listen", "unix:" + (dir / "d.sock"),
+      "--insecure-loopback", "--accel",     "tcg"};
+  if (certs) {
+    argv.insert(argv.end(), {"--listen", "https://127.0.0.1:0", "--tls-cert", certs->server_cert,
+                             "--tls-key", certs->server_key});
+  } else {
+    argv.insert(argv.end(), {"--listen", "http://127.0.0.1:0"});
+  }
+  auto p = Env::Default()->Spawn(argv, {.log_path = dir / "vmgroupd.log", .new_session = false});
   if (!p.ok()) return false;
   *pid = *p;
   for (int i = 0; i < 1000; ++i) {
     std::smatch m;
     const std::string log = ReadAll(dir / "vmgroupd.log");
-    if (std::regex_search(log, m, std::regex(R"(listening on http://127\.0\.0\.1:(\d+))"))) {
+    if (std::regex_search(log, m, std::regex(R"(listening on https?://127\.0\.0\.1:(\d+))"))) {
       *port = std::stoi(m[1]);
       return true;
     }
@@ -79,13 +92,24 @@ int64_t Snapshot(cli::Api& api, const cli::GroupInfo& g) {
 
 int Run(const Args& a) {
   testing::TempDir dir;
+  Result<testing::TestCerts> certs = Status::NotSupported("plain HTTP");
+  if (!a.plain_http) {
+    certs = testing::MakeTestCerts(dir.path());
+    if (!certs.ok()) {
+      std::fprintf(stderr, "cannot make test certificates: %s\n",
+                   certs.status().ToString().c_str());
+      return 1;
+    }
+  }
   int pid = 0, port = 0;
-  if (!StartDaemon(dir, &pid, &port)) {
+  if (!StartDaemon(dir, certs.ok() ? &*certs : nullptr, &pid, &port)) {
     std::fprintf(stderr, "vmgroupd did not start:\n%s\n", ReadAll(dir / "vmgroupd.log").c_str());
     return 1;
   }
   const std::string unix_endpoint = "unix:" + (dir / "d.sock");
-  const std::string tcp_endpoint = "http://127.0.0.1:" + std::to_string(port);
+  const std::string tcp_endpoint =
+      (a.plain_http ? "http://127.0.0.1:" : "https://127.0.0.1:") + std::to_string(port);
+  const cim::HttpClient::Options tcp_options{.cacert = certs.ok() ? certs->ca : ""};
   auto api = std::move(cli::Api::Connect(unix_endpoint)).value();
   int rc = 0;
   std::vector<std::string> vm_ids;
@@ -133,7 +157,8 @@ int Run(const Args& a) {
                            "Msvm_SnapshotCollection", "Msvm_ConcreteJob"};
   for (int c = 0; c < a.clients && rc == 0; ++c) {
     clients.emplace_back([&, c] {
-      auto http = cim::HttpClient::Create(c % 2 ? tcp_endpoint : unix_endpoint);
+      auto http = c % 2 ? cim::HttpClient::Create(tcp_endpoint, tcp_options)
+                        : cim::HttpClient::Create(unix_endpoint);
       cim::CimClient client(std::move(http).value(), "root/virtualization/v2");
       for (size_t n = static_cast<size_t>(c); !stop; ++n) {
         const auto t0 = Clock::now();
@@ -167,8 +192,10 @@ int Run(const Args& a) {
   std::vector<int64_t> all;
   for (const auto& l : latency) all.insert(all.end(), l.begin(), l.end());
   const int64_t worst = all.empty() ? 0 : *std::max_element(all.begin(), all.end());
-  std::printf("vmgroupd under load: %d clients x %d s, group of %d VMs x 2 disks, QEMU TCG\n",
-              a.clients, a.seconds, a.vms);
+  std::printf(
+      "vmgroupd under load: %d clients (unix socket and %s) x %d s, group of %d VMs x 2 disks, "
+      "QEMU TCG\n",
+      a.clients, a.plain_http ? "HTTP" : "HTTPS", a.seconds, a.vms);
   std::printf("requests   %zu (%.0f/s), errors %lld\n", all.size(),
               static_cast<double>(all.size()) / a.seconds, static_cast<long long>(errors.load()));
   std::printf("latency    median %.2f ms  p99 %.2f ms  max %.2f ms\n", Median(all) / 1e3,
@@ -215,10 +242,12 @@ int main(int argc, char** argv) {
       a.quiet_snapshots = static_cast<int>(next());
     else if (arg == "--max-latency-ms")
       a.max_latency_ms = next();
+    else if (arg == "--plain-http")
+      a.plain_http = true;
     else {
       std::fprintf(stderr,
                    "usage: %s [--clients N] [--seconds S] [--vms N] [--quiet-snapshots K] "
-                   "[--max-latency-ms MS]\n",
+                   "[--max-latency-ms MS] [--plain-http]\n",
                    argv[0]);
       return 2;
     }

@@ -10,6 +10,7 @@ packages=(
   libsqlite3-dev nlohmann-json3-dev libgtest-dev libpugixml-dev
   libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients libvirt-dev
   libpam0g-dev libxxhash-dev sblim-wbemcli
+  libmicrohttpd-dev libcurl4-gnutls-dev gnutls-bin curl openssl
   cpio gzip e2fsprogs clang-format git
 )
 

@@ -68,7 +68,8 @@ Result<Response> CimClient::Call(const std::string& method, const std::string& c
                {"CIMObject", cim_object}};
   VMG_ASSIGN_OR_RETURN(HttpResponse http, http_->Post("/cimom", std::move(h), body, timeout_));
   if (http.status == 401) {
-    return Status::Failed("vmgroupd refused the credentials (give http://USER:PASSWORD@HOST:PORT)");
+    return Status::Failed(
+        "vmgroupd refused the credentials (give https://USER:PASSWORD@HOST:PORT)");
   }
   if (http.status != 200) {
     const std::string* why = http.Header("CIMError");

@@ -92,7 +92,39 @@ std::string JoinNs(const std::vector<std::string>& ns) {
   return out;
 }
 
+// Why `peer` may not run `r`, or empty when it may.
+std::string Refusal(const Peer& peer, const Request& r) {
+  const std::string who = "user " + (peer.name.empty() ? std::string("(unknown)") : peer.name);
+  const std::string op = r.intrinsic ? r.method : "InvokeMethod " + r.method;
+  switch (peer.role) {
+    case Role::kAdmin:
+      return "";
+    case Role::kReader:
+      if (Dispatcher::IsRead(r)) return "";
+      return who + " may only read (group " + peer.reader_group + "); " + op + " needs group " +
+             peer.admin_group;
+    case Role::kNone:
+      break;
+  }
+  return who + " may not use this service: " + op + " needs group " + peer.admin_group +
+         (peer.reader_group.empty() || !Dispatcher::IsRead(r) ? std::string()
+                                                              : " or " + peer.reader_group);
+}
+
 }  // namespace
+
+bool Dispatcher::IsRead(const Request& r) {
+  static constexpr std::string_view kReads[] = {
+      "GetClass",    "EnumerateClasses",   "EnumerateClassNames",
+      "GetInstance", "EnumerateInstances", "EnumerateInstanceNames",
+      "GetProperty", "Associators",        "AssociatorNames",
+      "References",  "ReferenceNames"};
+  if (!r.intrinsic) return false;
+  for (std::string_view op : kReads) {
+    if (r.method == op) return true;
+  }
+  return false;
+}
 
 Dispatcher::Dispatcher(std::string_view ns, std::string host) : host_(std::move(host)) {
   if (auto parsed = ParseCimObjectHeader(ns); parsed.ok()) ns_ = parsed->namespace_;
@@ -184,6 +216,11 @@ HttpResponse Dispatcher::Handle(const HttpRequest& http) {
   HttpResponse r;
   r.headers.emplace_back("Content-Type", "application/xml; charset=\"utf-8\"");
   r.headers.emplace_back("CIMOperation", "MethodResponse");
+  if (const std::string why = Refusal(http.peer, req); !why.empty()) {
+    r.body = ErrorResponse(req.message_id, req.method, req.intrinsic,
+                           static_cast<int>(CimStatus::kAccessDenied), why);
+    return r;
+  }
   r.body = req.intrinsic ? Intrinsic(req) : Extrinsic(req);
   return r;
 }

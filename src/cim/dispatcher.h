@@ -7,6 +7,10 @@
 // answer. Requests it cannot read get an HTTP error with a CIMError header;
 // requests it can read but not satisfy get a CIM <ERROR>.
 //
+// Every request is judged by its peer's role first: a reader may only read
+// (IsRead), a peer without a role nothing; a refusal is CIM_ERR_ACCESS_DENIED
+// naming the peer and the group it would need.
+//
 // Thread-safe once every provider is registered: Handle() may run on many
 // connections at once; providers must be thread-safe themselves.
 #pragma once
@@ -36,6 +40,13 @@ class Dispatcher {
 
   // A POST to the CIMOM.
   HttpResponse Handle(const HttpRequest& request);
+
+  // True if `r` only reads: the intrinsic GetClass, EnumerateClasses,
+  // EnumerateClassNames, GetInstance, EnumerateInstances,
+  // EnumerateInstanceNames, GetProperty, Associators, AssociatorNames,
+  // References and ReferenceNames. Method calls and every other intrinsic
+  // operation (Create*, Modify*, Delete*, SetProperty, ...) are writes.
+  static bool IsRead(const Request& r);
 
   const std::vector<std::string>& namespace_parts() const { return ns_; }
 

@@ -5,8 +5,6 @@
 #include <fstream>
 #include <sstream>
 
-#include "cim/client.h"
-#include "cim/http_server.h"
 #include "cim/xml_reader.h"
 
 namespace vmgroup::cim {
@@ -112,12 +110,13 @@ class DispatcherTest : public ::testing::Test {
     d_.Register(std::make_unique<SiblingProvider>());
   }
 
-  HttpRequest Post(const std::string& method, const std::string& object, const std::string& body) {
+  HttpRequest Post(const std::string& method, const std::string& object, const std::string& body,
+                   Role role = Role::kAdmin) {
     return {"POST",
             "/cimom",
             {{"CIMOperation", "MethodCall"}, {"CIMMethod", method}, {"CIMObject", object}},
             body,
-            ""};
+            {"alice", role, "vmgroup", "auditors"}};
   }
   // A captured wbemcli request, replayed.
   Response Replay(const std::string& op) {
@@ -259,36 +258,56 @@ TEST_F(DispatcherTest, UnreadableRequestsGetAnHttpErrorWithCimError) {
   EXPECT_EQ(cim_error(invalid), "request-not-valid");
 }
 
-// The whole transport: CimClient -> HttpClient -> HttpServer -> Dispatcher.
-TEST_F(DispatcherTest, ClientAndServerTalkOverAUnixSocketAndTcp) {
-  HttpServer server([&](const HttpRequest& r) { return d_.Handle(r); }, {});
-  const std::string sock = "/tmp/vmg-disp-" + std::to_string(::getpid()) + ".sock";
-  ASSERT_TRUE(server.ListenUnix(sock, 0600).ok());
-  auto port = server.ListenTcp("127.0.0.1", 0, [](const std::string& u, const std::string& p) {
-    return u == "alice" && p == "s3cret";
-  });
-  ASSERT_TRUE(port.ok());
-  server.Start();
-
-  CimClient local(*HttpClient::Create("unix:" + sock), "root/virtualization/v2");
-  for (int i = 0; i < 3; ++i) {  // one kept-alive connection
-    auto all = local.EnumerateInstances("Msvm_VirtualSystemCollection");
-    ASSERT_TRUE(all.ok()) << all.status().ToString();
-    EXPECT_EQ(all->size(), 2u);
+TEST(DispatcherRoleTest, OnlyIntrinsicGetsEnumerationsAndAssociationsAreReads) {
+  auto op = [](const std::string& method, bool intrinsic = true) {
+    Request r;
+    r.method = method;
+    r.intrinsic = intrinsic;
+    return r;
+  };
+  for (const char* read : {"GetClass", "EnumerateClasses", "EnumerateClassNames", "GetInstance",
+                           "EnumerateInstances", "EnumerateInstanceNames", "GetProperty",
+                           "Associators", "AssociatorNames", "References", "ReferenceNames"}) {
+    EXPECT_TRUE(Dispatcher::IsRead(op(read))) << read;
+    EXPECT_FALSE(Dispatcher::IsRead(op(read, false))) << "a method named " << read;
   }
-  auto missing = local.GetInstance(PathTo("Msvm_VirtualSystemCollection", "InstanceID", "x"));
-  EXPECT_EQ(missing.status().code(), Code::kNotFound);
+  for (const char* write : {"CreateInstance", "ModifyInstance", "DeleteInstance", "SetProperty",
+                            "CreateClass", "ModifyClass", "DeleteClass", "SetQualifier",
+                            "DeleteQualifier", "ExecQuery", "getinstance", ""}) {
+    EXPECT_FALSE(Dispatcher::IsRead(op(write))) << write;
+  }
+  EXPECT_FALSE(Dispatcher::IsRead(op("RequestStateChange", false)));
+}
 
-  const std::string url = "127.0.0.1:" + std::to_string(*port);
-  CimClient good(*HttpClient::Create("http://alice:s3cret@" + url), "root/virtualization/v2");
-  auto one = good.GetInstance(PathTo("Msvm_VirtualSystemCollection", "InstanceID", "grp-2"));
-  ASSERT_TRUE(one.ok()) << one.status().ToString();
-  CimClient bad(*HttpClient::Create("http://alice:wrong@" + url), "root/virtualization/v2");
-  auto refused = bad.EnumerateInstances("Msvm_VirtualSystemCollection");
-  EXPECT_NE(refused.status().message().find("credentials"), std::string::npos);
-  server.Stop();
-  EXPECT_EQ(local.EnumerateInstances("Msvm_VirtualSystemCollection").status().code(),
-            Code::kUnavailable);
+TEST_F(DispatcherTest, ReadersOnlyReadAndPeersWithoutARoleNothing) {
+  const std::string enumerate = IMethodCall(
+      "1", "EnumerateInstances", kNs,
+      {{"ClassName", "", Value::Reference({"", {}, "Msvm_VirtualSystemCollection", {}})}});
+  const ObjectPath target = PathTo("Msvm_VirtualSystemCollection", "InstanceID", "grp-1");
+  const std::string poke = MethodCall("1", target, "Poke", {{"Level", "", Value::Scalar("3")}});
+  const std::string object = "root%2Fvirtualization%2Fv2%3AMsvm_VirtualSystemCollection";
+  auto answer = [&](const std::string& method, const std::string& body, Role role) {
+    HttpResponse http = d_.Handle(Post(method, object, body, role));
+    EXPECT_EQ(http.status, 200) << http.body;
+    return *ParseResponse(http.body);
+  };
+
+  Response read = answer("EnumerateInstances", enumerate, Role::kReader);
+  EXPECT_FALSE(read.error) << read.description;
+  EXPECT_EQ(read.instances.size(), 2u);
+  Response refused = answer("Poke", poke, Role::kReader);
+  EXPECT_EQ(refused.cim_status, 2);  // CIM_ERR_ACCESS_DENIED
+  EXPECT_NE(refused.description.find("alice"), std::string::npos) << refused.description;
+  EXPECT_NE(refused.description.find("group vmgroup"), std::string::npos) << refused.description;
+  EXPECT_TRUE(groups_->last_args.empty()) << "the refused method did not run";
+
+  for (const auto& [method, body] : {std::pair{"EnumerateInstances", enumerate}, {"Poke", poke}}) {
+    Response none = answer(method, body, Role::kNone);
+    EXPECT_EQ(none.cim_status, 2) << method;
+    EXPECT_NE(none.description.find("alice"), std::string::npos) << none.description;
+  }
+  EXPECT_FALSE(answer("Poke", poke, Role::kAdmin).error);
+  EXPECT_EQ(groups_->last_args.at("Level").scalar, "3");
 }
 
 }  // namespace

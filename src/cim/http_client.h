@@ -1,6 +1,7 @@
-// HttpClient: posts CIM-XML requests to vmgroupd over a unix socket or TCP,
-// on one keep-alive connection, reconnecting once when the server closed an
-// idle one.
+// HttpClient: posts CIM-XML requests to vmgroupd over a unix socket, HTTP or
+// HTTPS, with libcurl, keeping the connection alive between requests.
+// HTTPS verifies the server's certificate and name, against the system's CA
+// store or the CA file given. One client per thread.
 #pragma once
 
 #include <chrono>
@@ -8,33 +9,40 @@
 #include <string>
 
 #include "base/result.h"
-#include "cim/http_io.h"
 #include "cim/http_message.h"
 
 namespace vmgroup::cim {
 
 class HttpClient {
  public:
-  // `endpoint`: "unix:/run/vmgroup/vmgroupd.sock" or "http://[user:pass@]host:port".
-  // InvalidArgument for anything else. Connects lazily.
-  static Result<std::unique_ptr<HttpClient>> Create(const std::string& endpoint);
+  struct Options {
+    // PEM file of the CA(s) that may vouch for an https:// server, instead
+    // of the system's CA store; empty: the system's CA store.
+    std::string cacert;
+  };
 
+  // `endpoint`: "unix:/run/vmgroup/vmgroupd.sock", "http://[user:pass@]host[:port]"
+  // (port 5988 by default) or "https://[user:pass@]host[:port]" (5989).
+  // InvalidArgument for anything else. Connects lazily.
+  static Result<std::unique_ptr<HttpClient>> Create(const std::string& endpoint,
+                                                    const Options& options = {});
+  ~HttpClient();
+
+  // The server's answer, whatever its status. Unavailable when the server
+  // cannot be reached or, over HTTPS, cannot prove it is `host` (the message
+  // says which and what to do); Timeout past `timeout`; TooLarge for an
+  // answer over 256 MiB; InvalidArgument for a CA file that cannot be used.
   Result<HttpResponse> Post(const std::string& target, Headers headers, const std::string& body,
                             std::chrono::milliseconds timeout);
 
-  // "host:port" for TCP, "localhost" for a unix socket: the Host header.
-  const std::string& host() const { return host_; }
-
  private:
   HttpClient() = default;
-  Status Connect(Deadline deadline);
-  Result<HttpResponse> Exchange(const std::string& request, Deadline deadline);
 
-  std::string unix_path_;        // for unix:, else empty
-  std::string tcp_host_, port_;  // for http://
-  std::string host_;
-  std::string authorization_;  // "Basic ..." or empty
-  std::unique_ptr<HttpConnection> conn_;
+  std::string unix_path_;  // for unix:, else empty
+  std::string base_url_;   // "https://host:port", "http://localhost" for unix:
+  std::string user_, password_;
+  Options options_;
+  void* curl_ = nullptr;  // CURL*, kept for its connection
 };
 
 }  // namespace vmgroup::cim

@@ -136,8 +136,8 @@ Result<T> PickOne(std::vector<T> items, const std::string& key, const std::strin
 
 std::string AffectedId(const std::string& entry) { return entry.substr(entry.find(':') + 1); }
 
-Result<std::unique_ptr<Api>> Api::Connect(const std::string& endpoint) {
-  VMG_ASSIGN_OR_RETURN(auto http, cim::HttpClient::Create(endpoint));
+Result<std::unique_ptr<Api>> Api::Connect(const std::string& endpoint, const std::string& cacert) {
+  VMG_ASSIGN_OR_RETURN(auto http, cim::HttpClient::Create(endpoint, {.cacert = cacert}));
   return std::unique_ptr<Api>(
       new Api(std::make_unique<cim::CimClient>(std::move(http), kNamespace)));
 }

@@ -80,8 +80,11 @@ struct CallResult {
 
 class Api {
  public:
-  // `endpoint`: unix:PATH or http://[user:pass@]host:port.
-  static Result<std::unique_ptr<Api>> Connect(const std::string& endpoint);
+  // `endpoint`: unix:PATH or http(s)://[user:pass@]host:port (see
+  // cim::HttpClient::Create); `cacert`: a PEM file of the CA that vouches
+  // for an https:// daemon, empty for the system's CA store.
+  static Result<std::unique_ptr<Api>> Connect(const std::string& endpoint,
+                                              const std::string& cacert = "");
 
   Result<std::vector<VmInfo>> ListVms();
   // By name or id; NotFound, or InvalidArgument when a name is ambiguous.

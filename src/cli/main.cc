@@ -10,7 +10,8 @@
 namespace {
 
 const char* kUsage =
-    R"(usage: vmgroup [--connect unix:PATH|http://[USER:PASS@]HOST:PORT] [--json] COMMAND
+    R"(usage: vmgroup [--connect unix:PATH|https://[USER:PASS@]HOST:PORT] [--cacert FILE]
+               [--json] COMMAND
 
   vm create NAME --memory MiB --disk SIZE|PATH [--disk ...] [--cpus N]
             [--kernel K --initrd I --append A] [--start]
@@ -29,7 +30,9 @@ const char* kUsage =
   job list | show ID | wait ID | cancel ID
 
 The daemon is reached at --connect, else $VMGROUP_CONNECT, else
-unix:/run/vmgroup/vmgroupd.sock. NAME may also be an id.
+unix:/run/vmgroup/vmgroupd.sock (http:// is for loopback). An https://
+daemon must prove its name with a certificate from the system's CA store
+or from --cacert FILE (else $VMGROUP_CACERT). NAME may also be an id.
 
 Exit codes: 0 done; 1 the daemon refused or the job failed; 2 wrong command
 line; 3 vmgroupd cannot be reached; 4 no such VM, group, snapshot or job.
@@ -42,6 +45,8 @@ int main(int argc, char** argv) {
   std::vector<std::string> args(argv + 1, argv + argc);
   const char* env = std::getenv("VMGROUP_CONNECT");
   std::string endpoint = env && *env ? env : "unix:/run/vmgroup/vmgroupd.sock";
+  const char* ca_env = std::getenv("VMGROUP_CACERT");
+  std::string cacert = ca_env ? ca_env : "";
   bool json = false;
   size_t i = 0;
   for (; i < args.size() && args[i].starts_with("-"); ++i) {
@@ -49,6 +54,8 @@ int main(int argc, char** argv) {
       json = true;
     } else if (args[i] == "--connect" && i + 1 < args.size()) {
       endpoint = args[++i];
+    } else if (args[i] == "--cacert" && i + 1 < args.size() && !args[i + 1].empty()) {
+      cacert = args[++i];
     } else if (args[i] == "--help" || args[i] == "-h") {
       std::cout << kUsage;
       return kExitOk;
@@ -70,7 +77,7 @@ int main(int argc, char** argv) {
     std::cerr << kUsage;
     return kExitUsage;
   }
-  auto api = Api::Connect(endpoint);
+  auto api = Api::Connect(endpoint, cacert);
   if (!api.ok()) return ReportError(api.status());
   Context ctx{api->get(), json, ::isatty(STDERR_FILENO) == 1};
   const std::string noun = words[0];

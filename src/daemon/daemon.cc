@@ -1,6 +1,9 @@
 #include "daemon/daemon.h"
 
+#include <sys/stat.h>
 #include <unistd.h>
+
+#include <cstring>
 
 #include "base/log.h"
 #include "daemon/pam_auth.h"
@@ -38,8 +41,38 @@ Result<std::unique_ptr<Daemon>> Daemon::Start(const Options& o) {
   d->dispatcher_ = std::make_unique<cim::Dispatcher>(services::kNamespace, host);
   services::Register(*d->dispatcher_, {d->engine_.get(), d->jobs_.get(), host});
 
-  cim::Dispatcher* dispatcher = d->dispatcher_.get();
-  d->server_ = std::make_unique<cim::HttpServer>(
+  VMG_RETURN_IF_ERROR(d->StartListeners(o));
+  return d;
+}
+
+Status Daemon::StartListeners(const Options& o) {
+  access_ = std::make_unique<Access>(o.admin_group, o.reader_group);
+  if (Status groups = access_->CheckGroupsExist(); !groups.ok()) {
+    // The default group missing leaves root alone in charge; a group named
+    // on the command line missing is a mistake to fix.
+    if (o.admin_group != kDefaultAdminGroup || !o.reader_group.empty()) return groups;
+    Log(LogLevel::kWarning, groups.message() + ": only root may manage vmgroupd");
+  }
+  std::string cert, key;
+  if (!o.tls_cert.empty()) {
+    auto read = [](const std::string& flag, const std::string& path) -> Result<std::string> {
+      auto text = Env::Default()->ReadFile(path);
+      if (!text.ok())
+        return Status::InvalidArgument("cannot read " + flag + " " + path + ": " +
+                                       text.status().message());
+      return text;
+    };
+    VMG_ASSIGN_OR_RETURN(cert, read("--tls-cert", o.tls_cert));
+    VMG_ASSIGN_OR_RETURN(key, read("--tls-key", o.tls_key));
+    struct stat st {};
+    if (::stat(o.tls_key.c_str(), &st) == 0 && (st.st_mode & 077) != 0) {
+      Log(LogLevel::kWarning,
+          "--tls-key " + o.tls_key + " is readable by others than its owner: chmod 600 it");
+    }
+  }
+
+  cim::Dispatcher* dispatcher = dispatcher_.get();
+  server_ = std::make_unique<cim::HttpServer>(
       [dispatcher](const cim::HttpRequest& r) {
         cim::HttpResponse resp = dispatcher->Handle(r);
         if (resp.status != 200) {
@@ -49,30 +82,48 @@ Result<std::unique_ptr<Daemon>> Daemon::Start(const Options& o) {
         }
         return resp;
       },
-      cim::HttpServer::Options{.connection_nice = 10});
+      cim::HttpServer::Options{
+          .connection_nice = 10,
+          .log = [](LogLevel level, std::string_view line) { Log(level, line); }});
+  const Access* access = access_.get();
   for (const auto& l : o.listens) {
     if (!l.unix_path.empty()) {
       VMG_RETURN_IF_ERROR(Env::Default()->CreateDirs(Dir(l.unix_path)));
-      VMG_RETURN_IF_ERROR(d->server_->ListenUnix(l.unix_path, 0660));
+      // Everyone may connect: each peer's uid decides what it may do.
+      VMG_RETURN_IF_ERROR(server_->ListenUnix(
+          {.path = l.unix_path, .mode = 0666, .who = [access](uid_t uid, gid_t gid) {
+             return access->ForUid(uid, gid);
+           }}));
       Log(LogLevel::kInfo, "listening on unix:" + l.unix_path);
       continue;
     }
-    cim::HttpServer::Authenticator auth;
+    cim::HttpServer::TcpListener tcp{.host = l.host, .port = l.port};
     if (!o.insecure_loopback) {
-      auth = [](const std::string& user, const std::string& password) {
-        const bool ok = PamAuthenticate("vmgroupd", user, password);
-        if (!ok) Log(LogLevel::kWarning, "PAM refused user " + user);
-        return ok;
+      tcp.auth = [access](const std::string& user,
+                          const std::string& password) -> std::optional<cim::Peer> {
+        if (!PamAuthenticate("vmgroupd", user, password)) {
+          Log(LogLevel::kWarning, "PAM refused user " + user);
+          return std::nullopt;
+        }
+        return access->ForUser(user);
       };
     }
-    VMG_ASSIGN_OR_RETURN(int port, d->server_->ListenTcp(l.host, l.port, auth));
-    d->tcp_ports_.push_back(port);
-    Log(LogLevel::kInfo,
-        "listening on http://" + l.host + ":" + std::to_string(port) +
-            (auth ? " (HTTP Basic, PAM service vmgroupd)" : " (no authentication: loopback only)"));
+    if (l.tls) {
+      tcp.tls_cert_pem = cert;
+      tcp.tls_key_pem = key;
+    }
+    auto port_or = server_->ListenTcp(tcp);
+    ::explicit_bzero(tcp.tls_key_pem.data(), tcp.tls_key_pem.size());
+    VMG_ASSIGN_OR_RETURN(int port, std::move(port_or));
+    tcp_ports_.push_back(port);
+    const std::string scheme = l.tls ? "https://" : "http://";
+    const std::string host = l.host.find(':') == std::string::npos ? l.host : "[" + l.host + "]";
+    Log(LogLevel::kInfo, "listening on " + scheme + host + ":" + std::to_string(port) +
+                             (tcp.auth ? " (HTTP Basic, PAM service vmgroupd)"
+                                       : " (no authentication: loopback only)"));
   }
-  d->server_->Start();
-  return d;
+  ::explicit_bzero(key.data(), key.size());
+  return Status::Ok();
 }
 
 Daemon::~Daemon() {

@@ -9,6 +9,7 @@
 
 #include "cim/dispatcher.h"
 #include "cim/http_server.h"
+#include "daemon/access.h"
 #include "daemon/options.h"
 #include "engine/engine.h"
 #include "services/jobs.h"
@@ -29,10 +30,13 @@ class Daemon {
 
  private:
   Daemon() = default;
+  // The access policy and one listener per --listen.
+  Status StartListeners(const Options& options);
 
   std::unique_ptr<engine::Engine> engine_;
   std::unique_ptr<services::JobManager> jobs_;
   std::unique_ptr<cim::Dispatcher> dispatcher_;
+  std::unique_ptr<Access> access_;  // read by the listeners' threads
   std::unique_ptr<cim::HttpServer> server_;
   std::vector<int> tcp_ports_;
 };

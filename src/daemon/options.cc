@@ -1,5 +1,6 @@
 #include "daemon/options.h"
 
+#include <cctype>
 #include <charconv>
 
 namespace vmgroup::daemon {
@@ -11,18 +12,37 @@ Serves the Hyper-V collection API (root/virtualization/v2) over CIM-XML and
 runs the VMs it manages. Runs in the foreground; logs to stderr.
 
   --state-dir DIR        catalog, VM run directories, snapshots (default /var/lib/vmgroup)
-  --listen unix:PATH     a unix socket (default unix:/run/vmgroup/vmgroupd.sock);
-                         its file mode (0660) and group are its access control
+  --listen unix:PATH     a unix socket (default unix:/run/vmgroup/vmgroupd.sock),
+                         open to every local user (mode 0666): each peer is judged
+                         by its uid (SO_PEERCRED) and that user's groups
+  --listen https://HOST:PORT
+                         CIM-XML over TLS (WBEM's port is 5989); clients authenticate
+                         with HTTP Basic, checked by PAM (service "vmgroupd")
+  --tls-cert FILE        the https listeners' certificate (chain), PEM
+  --tls-key FILE         its private key, PEM (readable by root alone)
   --listen http://HOST:PORT
-                         CIM-XML over TCP; clients authenticate with HTTP Basic,
-                         checked by PAM (service "vmgroupd")
+                         CIM-XML over TCP without TLS: loopback addresses only,
+                         unless --insecure-plaintext
+  --admin-group NAME     users who may manage VMs, groups and snapshots (default
+                         vmgroup); root always may
+  --reader-group NAME    users who may only read (enumerate, get, follow associations)
   --insecure-loopback    allow TCP without authentication, loopback addresses only
+  --insecure-plaintext   allow http:// on addresses other than loopback: passwords
+                         then cross the network in clear text
   --accel auto|kvm|tcg   QEMU accelerator (default auto: KVM when /dev/kvm exists)
   --freeze-bound SECONDS  longest guests stay frozen for an application-consistent
                          snapshot (default 10)
   --log-level LEVEL      debug, info, warning or error (default info)
   --help
 )";
+}
+
+bool IsGroupName(const std::string& name) {
+  if (name.empty() || name.size() > 64 || name[0] == '-') return false;
+  for (unsigned char c : name) {
+    if (!std::isalnum(c) && c != '_' && c != '-' && c != '.') return false;
+  }
+  return true;
 }
 
 bool IsLoopback(const std::string& host) {
@@ -38,14 +58,16 @@ Result<Listen> ParseListen(const std::string& text) {
     }
     return l;
   }
-  if (!text.starts_with("http://")) {
-    return Status::InvalidArgument("--listen " + text + ": use unix:PATH or http://HOST:PORT");
+  l.tls = text.starts_with("https://");
+  if (!l.tls && !text.starts_with("http://")) {
+    return Status::InvalidArgument("--listen " + text +
+                                   ": use unix:PATH, https://HOST:PORT or http://HOST:PORT");
   }
-  std::string rest = text.substr(7);
+  std::string rest = text.substr(l.tls ? 8 : 7);
   if (!rest.empty() && rest.back() == '/') rest.pop_back();
   const size_t colon = rest.rfind(':');
   if (colon == std::string::npos || rest.back() == ']') {
-    return Status::InvalidArgument("--listen " + text + ": give a port (http://HOST:PORT)");
+    return Status::InvalidArgument("--listen " + text + ": give a port (https://HOST:PORT)");
   }
   l.host = rest.substr(0, colon);
   if (l.host.size() > 1 && l.host.front() == '[') l.host = l.host.substr(1, l.host.size() - 2);
@@ -79,6 +101,18 @@ Result<Options> ParseOptions(const std::vector<std::string>& args) {
       o.listens.push_back(std::move(l));
     } else if (a == "--insecure-loopback") {
       o.insecure_loopback = true;
+    } else if (a == "--insecure-plaintext") {
+      o.insecure_plaintext = true;
+    } else if (a == "--tls-cert" || a == "--tls-key") {
+      VMG_ASSIGN_OR_RETURN(std::string v, value());
+      if (v.empty()) return Status::InvalidArgument(a + " needs a file");
+      (a == "--tls-cert" ? o.tls_cert : o.tls_key) = v;
+    } else if (a == "--admin-group" || a == "--reader-group") {
+      VMG_ASSIGN_OR_RETURN(std::string v, value());
+      if (!IsGroupName(v)) {
+        return Status::InvalidArgument(a + " '" + v + "' is not a group name");
+      }
+      (a == "--admin-group" ? o.admin_group : o.reader_group) = v;
     } else if (a == "--accel") {
       VMG_ASSIGN_OR_RETURN(std::string v, value());
       auto accel = hypervisor::qemu::ParseAccel(v);
@@ -103,15 +137,34 @@ Result<Options> ParseOptions(const std::vector<std::string>& args) {
       return Status::InvalidArgument("unknown option " + a + " (see --help)");
     }
   }
-  if (o.listens.empty()) o.listens.push_back({kDefaultSocket, "", 0});
+  if (o.listens.empty()) o.listens.push_back({kDefaultSocket, "", 0, false});
+  bool https = false;
   for (const auto& l : o.listens) {
-    if (!l.unix_path.empty() || !o.insecure_loopback) continue;
-    if (!IsLoopback(l.host)) {
+    if (!l.unix_path.empty()) continue;
+    https = https || l.tls;
+    if (o.insecure_loopback && !IsLoopback(l.host)) {
       return Status::InvalidArgument(
           "--insecure-loopback serves without authentication, so it "
           "only allows loopback listeners; " +
           l.host + " is not one");
     }
+    if (!l.tls && !o.insecure_plaintext && !IsLoopback(l.host)) {
+      return Status::InvalidArgument(
+          "--listen http://" + l.host + ":" + std::to_string(l.port) +
+          " would carry passwords in clear text: use https:// with --tls-cert and "
+          "--tls-key, or add --insecure-plaintext");
+    }
+  }
+  if (https && (o.tls_cert.empty() || o.tls_key.empty())) {
+    return Status::InvalidArgument("an https:// listener needs --tls-cert FILE and --tls-key FILE");
+  }
+  if (!https && (!o.tls_cert.empty() || !o.tls_key.empty())) {
+    return Status::InvalidArgument(
+        "--tls-cert and --tls-key are for https:// listeners; "
+        "none is given");
+  }
+  if (!o.reader_group.empty() && o.reader_group == o.admin_group) {
+    return Status::InvalidArgument("--reader-group and --admin-group name the same group");
   }
   return o;
 }

@@ -11,18 +11,29 @@
 
 namespace vmgroup::daemon {
 
-// One --listen: a unix socket or a TCP address.
+// One --listen: a unix socket or a TCP address, with TLS or without.
 struct Listen {
   std::string unix_path;  // for unix:PATH
-  std::string host;       // for http://HOST:PORT
+  std::string host;       // for http(s)://HOST:PORT
   int port = 0;
+  bool tls = false;  // https://
 };
+
+inline constexpr const char* kDefaultAdminGroup = "vmgroup";
 
 struct Options {
   std::string state_dir = "/var/lib/vmgroup";
   std::vector<Listen> listens;  // default: unix:/run/vmgroup/vmgroupd.sock
   // TCP without authentication; only with listeners bound to loopback.
   bool insecure_loopback = false;
+  // http:// (no TLS) on an address other than loopback.
+  bool insecure_plaintext = false;
+  // PEM files of the https:// listeners' certificate (chain) and key.
+  std::string tls_cert, tls_key;
+  // Who may manage (admin) and who may only read, by group; uid 0 is
+  // always an admin. An empty reader group: nobody only reads.
+  std::string admin_group = kDefaultAdminGroup;
+  std::string reader_group;
   LogLevel log_level = LogLevel::kInfo;
   hypervisor::qemu::Accel accel = hypervisor::qemu::Accel::kAuto;
   // Longest guests stay frozen for an application-consistent snapshot
@@ -33,11 +44,15 @@ struct Options {
 
 inline constexpr const char* kDefaultSocket = "/run/vmgroup/vmgroupd.sock";
 
-// InvalidArgument with what to fix, for a bad command line or a TCP
-// listener that would serve without authentication off loopback.
+// InvalidArgument with what to fix, for a bad command line, a TCP listener
+// that would serve without authentication, or without TLS, off loopback,
+// and https:// without a certificate and key (or those without https://).
 Result<Options> ParseOptions(const std::vector<std::string>& args);
 Result<Listen> ParseListen(const std::string& text);
 bool IsLoopback(const std::string& host);
+// A group name as the host's tools accept it: letters, digits, _ - . and
+// not starting with -.
+bool IsGroupName(const std::string& name);
 std::string Usage();
 
 }  // namespace vmgroup::daemon

@@ -12,13 +12,28 @@ TEST(DaemonOptionsTest, DefaultsAndListeners) {
   ASSERT_EQ(o->listens.size(), 1u);
   EXPECT_EQ(o->listens[0].unix_path, kDefaultSocket);
 
-  o = ParseOptions({"--state-dir", "/srv/vmg", "--listen", "unix:/tmp/x.sock", "--listen",
-                    "http://0.0.0.0:5988", "--log-level", "debug", "--accel", "tcg",
-                    "--freeze-bound", "30"});
+  EXPECT_EQ(o->admin_group, "vmgroup");
+  EXPECT_EQ(o->reader_group, "");
+
+  o = ParseOptions({"--state-dir",    "/srv/vmg",
+                    "--listen",       "unix:/tmp/x.sock",
+                    "--listen",       "https://0.0.0.0:5989",
+                    "--tls-cert",     "/etc/c.pem",
+                    "--tls-key",      "/etc/k.pem",
+                    "--log-level",    "debug",
+                    "--accel",        "tcg",
+                    "--freeze-bound", "30",
+                    "--admin-group",  "ops",
+                    "--reader-group", "auditors"});
   ASSERT_TRUE(o.ok()) << o.status().ToString();
   ASSERT_EQ(o->listens.size(), 2u);
   EXPECT_EQ(o->listens[1].host, "0.0.0.0");
-  EXPECT_EQ(o->listens[1].port, 5988);
+  EXPECT_EQ(o->listens[1].port, 5989);
+  EXPECT_TRUE(o->listens[1].tls);
+  EXPECT_EQ(o->tls_cert, "/etc/c.pem");
+  EXPECT_EQ(o->tls_key, "/etc/k.pem");
+  EXPECT_EQ(o->admin_group, "ops");
+  EXPECT_EQ(o->reader_group, "auditors");
   EXPECT_EQ(o->log_level, LogLevel::kDebug);
   EXPECT_EQ(o->freeze_bound, std::chrono::seconds(30));
   EXPECT_EQ(ParseListen("http://[::1]:0")->host, "::1");
@@ -29,6 +44,26 @@ TEST(DaemonOptionsTest, UnauthenticatedTcpOnlyOnLoopback) {
   auto open = ParseOptions({"--insecure-loopback", "--listen", "http://0.0.0.0:5988"});
   ASSERT_FALSE(open.ok());
   EXPECT_NE(open.status().message().find("loopback"), std::string::npos);
+}
+
+TEST(DaemonOptionsTest, PlainHttpOnlyOnLoopbackUnlessInsecurePlaintext) {
+  EXPECT_TRUE(ParseOptions({"--listen", "http://127.0.0.1:5988"}).ok());
+  EXPECT_TRUE(ParseOptions({"--listen", "http://[::1]:5988"}).ok());
+  auto open = ParseOptions({"--listen", "http://0.0.0.0:5988"});
+  ASSERT_FALSE(open.ok());
+  EXPECT_NE(open.status().message().find("clear text"), std::string::npos);
+  EXPECT_NE(open.status().message().find("--insecure-plaintext"), std::string::npos);
+  EXPECT_TRUE(ParseOptions({"--listen", "http://0.0.0.0:5988", "--insecure-plaintext"}).ok());
+}
+
+TEST(DaemonOptionsTest, HttpsNeedsACertificateAndAKey) {
+  auto bare = ParseOptions({"--listen", "https://0.0.0.0:5989"});
+  ASSERT_FALSE(bare.ok());
+  EXPECT_NE(bare.status().message().find("--tls-cert"), std::string::npos);
+  EXPECT_FALSE(ParseOptions({"--listen", "https://h:5989", "--tls-cert", "/c"}).ok());
+  auto stray = ParseOptions({"--tls-cert", "/c", "--tls-key", "/k"});
+  ASSERT_FALSE(stray.ok());
+  EXPECT_NE(stray.status().message().find("https://"), std::string::npos);
 }
 
 TEST(DaemonOptionsTest, MistakesAreNamed) {
@@ -42,6 +77,13 @@ TEST(DaemonOptionsTest, MistakesAreNamed) {
                                               {"--accel", "warp"},
                                               {"--freeze-bound", "2"},
                                               {"--freeze-bound", "10s"},
+                                              {"--listen", "ftp://h:1"},
+                                              {"--listen", "https://h"},
+                                              {"--tls-key", ""},
+                                              {"--admin-group", ""},
+                                              {"--admin-group", "a b"},
+                                              {"--reader-group", "-x"},
+                                              {"--reader-group", "vmgroup"},
                                               {"--frobnicate"}}) {
     auto o = ParseOptions(bad);
     EXPECT_EQ(o.status().code(), Code::kInvalidArgument) << bad[0];

@@ -222,7 +222,7 @@ TEST_F(JobsTest, ClientsCancelThroughRequestStateChangeAndReadGetError) {
                         {"CIMMethod", method},
                         {"CIMObject", "root/virtualization/v2:Msvm_ConcreteJob"}},
                        cim::MethodCall("1", target, method, args),
-                       ""};
+                       {"test", cim::Role::kAdmin, "", ""}};
     return *cim::ParseResponse(d.Handle(r).body);
   };
   auto id = jobs_->Start(198, "c", true, ReturnCodeA,

@@ -58,7 +58,7 @@ class ProvidersTest : public ::testing::Test {
                         {"CIMMethod", method},
                         {"CIMObject", std::string(kNamespace) + object}},
                        body,
-                       ""};
+                       {"test", cim::Role::kAdmin, "", ""}};
     auto parsed = cim::ParseResponse(dispatcher_.Handle(r).body);
     EXPECT_TRUE(parsed.ok()) << parsed.status().ToString();
     EXPECT_FALSE(parsed.ok() && parsed->error) << parsed->description;

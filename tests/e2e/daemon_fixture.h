@@ -1,6 +1,7 @@
 // DaemonFixture: a vmgroupd started by the test as its own child, on a fresh
-// state directory, a unix socket and a loopback TCP port, and helpers to
-// run the vmgroup CLI and wbemcli against it. TearDown stops the daemon
+// state directory, a unix socket and a loopback TCP port (HTTP, or HTTPS
+// with a throwaway CA made in the test's directory), and helpers to run the
+// vmgroup CLI and wbemcli against it. TearDown stops the daemon
 // with SIGTERM and then powers off, by PID through the engine, every VM it
 // left running.
 #pragma once
@@ -9,11 +10,13 @@
 #include <signal.h>
 
 #include <fstream>
+#include <optional>
 #include <regex>
 #include <sstream>
 
 #include "engine/engine.h"
 #include "testing/temp_dir.h"
+#include "testing/test_certs.h"
 #include "testing/tiny_vms.h"
 
 namespace vmgroup::e2e {
@@ -38,13 +41,20 @@ class DaemonFixture : public ::testing::Test {
     return ss.str();
   }
 
-  // Starts vmgroupd with `tcp` ("" for none) and waits until it serves.
+  // Starts vmgroupd with `tcp` ("" for none; https:// is given the test
+  // CA's server certificate) and waits until it serves.
   void StartDaemon(const std::vector<std::string>& extra = {"--insecure-loopback"},
                    const std::string& tcp = "http://127.0.0.1:0") {
-    std::vector<std::string> argv = {VMGROUPD_BIN, "--state-dir",      StateDir(),
-                                     "--listen",   "unix:" + Socket(), "--accel",
-                                     "tcg",        "--log-level",      "debug"};
+    scheme_ = tcp.starts_with("https://") ? "https" : "http";
+    std::vector<std::string> argv = launcher_;
+    const std::vector<std::string> daemon = {VMGROUPD_BIN, "--state-dir",      StateDir(),
+                                             "--listen",   "unix:" + Socket(), "--accel",
+                                             "tcg",        "--log-level",      "debug"};
+    argv.insert(argv.end(), daemon.begin(), daemon.end());
     if (!tcp.empty()) argv.insert(argv.end(), {"--listen", tcp});
+    if (scheme_ == "https" && std::find(extra.begin(), extra.end(), "--tls-cert") == extra.end()) {
+      argv.insert(argv.end(), {"--tls-cert", Certs().server_cert, "--tls-key", Certs().server_key});
+    }
     argv.insert(argv.end(), extra.begin(), extra.end());
     const size_t before = LogText().size();
     auto pid =
@@ -54,7 +64,7 @@ class DaemonFixture : public ::testing::Test {
     for (int i = 0; i < 1000; ++i) {
       const std::string log = LogText().substr(before);
       std::smatch m;
-      if (std::regex_search(log, m, std::regex(R"(listening on http://127\.0\.0\.1:(\d+))"))) {
+      if (std::regex_search(log, m, std::regex(R"(listening on https?://127\.0\.0\.1:(\d+))"))) {
         port_ = std::stoi(m[1]);
       }
       if (log.find("vmgroupd ready") != std::string::npos) return;
@@ -88,18 +98,29 @@ class DaemonFixture : public ::testing::Test {
                               << ": " << r.err;
     return r.out;
   }
-  // wbemcli OP [options] 'http://127.0.0.1:PORT/root/virtualization/v2:PATH' [extra]
+  // wbemcli OP [options] 'http(s)://127.0.0.1:PORT/root/virtualization/v2:PATH' [extra],
+  // trusting the test CA over HTTPS.
   CommandOutput Wbem(const std::string& op, const std::string& path,
                      const std::vector<std::string>& extra = {},
                      const std::vector<std::string>& options = {}) {
     std::vector<std::string> argv = {"wbemcli", op};
+    if (scheme_ == "https") argv.insert(argv.end(), {"-cacert", Certs().ca});
     argv.insert(argv.end(), options.begin(), options.end());
     argv.push_back(Url() + path);
     argv.insert(argv.end(), extra.begin(), extra.end());
     return Run(argv);
   }
   std::string Url() const {
-    return "http://127.0.0.1:" + std::to_string(port_) + "/root/virtualization/v2:";
+    return scheme_ + "://127.0.0.1:" + std::to_string(port_) + "/root/virtualization/v2:";
+  }
+  // The test CA and the daemon's certificate, made on first use.
+  const testing::TestCerts& Certs() {
+    if (!certs_) {
+      auto made = testing::MakeTestCerts(dir_.path());
+      EXPECT_TRUE(made.ok()) << made.status().ToString();
+      certs_ = made.ok() ? *made : testing::TestCerts{};
+    }
+    return *certs_;
   }
 
   // A VM with one new 16 MiB disk, started.
@@ -112,6 +133,11 @@ class DaemonFixture : public ::testing::Test {
   testing::TempDir dir_;
   int pid_ = 0;
   int port_ = 0;
+  std::string scheme_ = "http";
+  std::optional<testing::TestCerts> certs_;
+  // Put before vmgroupd's command line; it must exec the daemon in its own
+  // process, whose PID the fixture then waits for and signals.
+  std::vector<std::string> launcher_;
 };
 
 // The text after `key=` up to the next quote in wbemcli's output, or "".

@@ -1,6 +1,6 @@
 // wbemcli (sblim-wbemcli), an independent WBEM client, against vmgroupd:
 // ein, ei, gi, ai on the collection classes, and a group snapshot taken with
-// `cm CreateSnapshot`, its job polled with `gi` until it completes.
+// `cm CreateSnapshot` over HTTPS, its job polled with `gi` until it completes.
 #include <nlohmann/json.hpp>
 
 #include "daemon_fixture.h"
@@ -68,6 +68,15 @@ TEST_F(WbemcliTest, EnumeratesGetsAndFollowsTheCollectionClasses) {
 }
 
 TEST_F(WbemcliTest, CreateSnapshotReturnsAJobThatCompletesWithTheSnapshot) {
+  StopDaemon();
+  StartDaemon({"--insecure-loopback"}, "https://127.0.0.1:0");
+  // wbemcli checks the certificate: -cacert with the test CA (Wbem adds
+  // it), -noverify, or nothing.
+  const std::string url = Url() + "Msvm_CollectionSnapshotService";
+  EXPECT_EQ(Run({"wbemcli", "-noverify", "ein", url}).exit_code, 0);
+  CommandOutput untrusted = Run({"wbemcli", "ein", url});
+  EXPECT_NE(untrusted.exit_code, 0);
+  EXPECT_NE(untrusted.err.find("certificate"), std::string::npos) << untrusted.err;
   NewVm("a");
   NewVm("b");
   // Groups can be made with wbemcli too.
