@@ -3,6 +3,28 @@
 #include <random>
 
 namespace vmgroup::hypervisor::qemu {
+namespace agent_reply {
+
+Status Synced(const Json& reply, int64_t id) {
+  if (!reply.is_number_integer() || reply.get<int64_t>() != id) {
+    return Status::Unavailable("the guest agent answered guest-sync with " + reply.dump());
+  }
+  return Status::Ok();
+}
+
+Result<int> Count(std::string_view command, const Json& reply) {
+  if (!reply.is_number_integer()) {
+    return Status::Failed(std::string(command) + " answered " + reply.dump());
+  }
+  return reply.get<int>();
+}
+
+Result<bool> Frozen(const Json& reply) {
+  if (!reply.is_string()) return Status::Failed("guest-fsfreeze-status answered " + reply.dump());
+  return reply.get<std::string>() == "frozen";
+}
+
+}  // namespace agent_reply
 
 std::vector<std::string> GuestAgent::ChannelArgs(const std::string& path) {
   return {
@@ -29,18 +51,13 @@ Result<std::unique_ptr<GuestAgent>> GuestAgent::Connect(const std::string& socke
     return Status::Unavailable("no guest agent answers (" + r.status().message() +
                                "): is qemu-ga installed and running in the guest?");
   }
-  if (!r->is_number_integer() || r->get<int64_t>() != id) {
-    return Status::Unavailable("the guest agent answered guest-sync with " + r->dump());
-  }
+  VMG_RETURN_IF_ERROR(agent_reply::Synced(*r, id));
   return agent;
 }
 
 Result<int> GuestAgent::Count(const char* command, Deadline deadline) {
   VMG_ASSIGN_OR_RETURN(Json r, channel_->Execute(command, deadline));
-  if (!r.is_number_integer()) {
-    return Status::Failed(std::string(command) + " answered " + r.dump());
-  }
-  return r.get<int>();
+  return agent_reply::Count(command, r);
 }
 
 Result<int> GuestAgent::Freeze(Deadline deadline) {
@@ -57,8 +74,7 @@ Result<int> GuestAgent::Thaw(Deadline deadline) { return Count("guest-fsfreeze-t
 
 Result<bool> GuestAgent::Frozen(Deadline deadline) {
   VMG_ASSIGN_OR_RETURN(Json r, channel_->Execute("guest-fsfreeze-status", deadline));
-  if (!r.is_string()) return Status::Failed("guest-fsfreeze-status answered " + r.dump());
-  return r.get<std::string>() == "frozen";
+  return agent_reply::Frozen(r);
 }
 
 }  // namespace vmgroup::hypervisor::qemu

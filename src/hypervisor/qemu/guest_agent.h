@@ -11,8 +11,10 @@
 // Not thread-safe: one owner at a time.
 #pragma once
 
+#include <cstdint>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "base/env.h"
@@ -20,6 +22,19 @@
 #include "hypervisor/qemu/qmp_client.h"
 
 namespace vmgroup::hypervisor::qemu {
+
+// What the agent's replies mean, apart from the channel they come on: pure
+// functions of the "return" value of a reply. The guest controls the agent,
+// so anything may arrive (fuzz/guest_agent_fuzz.cc sends anything).
+namespace agent_reply {
+// guest-sync-delimited must echo `id`; Unavailable otherwise.
+Status Synced(const Json& reply, int64_t id);
+// guest-fsfreeze-freeze and -thaw answer how many filesystems they froze or
+// thawed. Failed, naming `command`, for anything but a whole number.
+Result<int> Count(std::string_view command, const Json& reply);
+// guest-fsfreeze-status: true for "frozen"; Failed for anything but a string.
+Result<bool> Frozen(const Json& reply);
+}  // namespace agent_reply
 
 class GuestAgent {
  public:
