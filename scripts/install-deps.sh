@@ -11,6 +11,7 @@ packages=(
   libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients libvirt-dev
   libpam0g-dev libxxhash-dev sblim-wbemcli
   cpio gzip e2fsprogs clang-format git
+  clang libclang-rt-14-dev  # scripts/fuzz.sh: libFuzzer
 )
 
 missing=()
