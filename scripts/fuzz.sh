@@ -49,11 +49,10 @@ for t in "${targets[@]}"; do
   rm -rf "$work" "$artifacts"  # artifacts/: what the last run found
   mkdir -p "$work/corpus" "$work/tmp" "$artifacts"
   cp fuzz/corpus/"$t"/* "$work/corpus/"
-  dict=()
-  if [[ -f fuzz/$t.dict ]]; then dict=(-dict="fuzz/$t.dict"); fi
   rc=0
+  started=$SECONDS
   # -timeout: seconds one input may take; -rss_limit_mb: memory for the process.
-  TMPDIR=$work/tmp "build-fuzz/fuzz/${t}_fuzz" "$work/corpus" "${dict[@]}" \
+  TMPDIR=$work/tmp UBSAN_OPTIONS=print_stacktrace=1 "build-fuzz/fuzz/${t}_fuzz" "$work/corpus" \
     -max_total_time="$seconds" -max_len="${max_len[$t]}" -timeout=10 -rss_limit_mb=2048 \
     -artifact_prefix="$artifacts/" -print_final_stats=1 >"$work/log" 2>&1 || rc=$?
   runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$work/log" | tail -1)
@@ -65,11 +64,12 @@ for t in "${targets[@]}"; do
     # libFuzzer's summary) and where in our code.
     found=$(grep -m1 -E 'what\(\):|^SUMMARY:|ALARM: working on the last Unit|out-of-memory' \
       "$work/log" | sed 's/^ *//' || true)
-    where=$(grep -m1 -oE "$root/(src|fuzz)/[^ ]+:[0-9]+" "$work/log" | sed "s|^$root/||" || true)
+    where=$(grep -E '^ +#[0-9]+ ' "$work/log" | grep -m1 -oE "$root/(src|fuzz)/[^ ]+\.cc:[0-9]+" |
+      sed "s|^$root/||" || true)
     input=$(ls -t "$artifacts" | head -1)
     found="${found:-exit code $rc}${where:+ at $where}; input: build-fuzz/artifacts/$t/$input"
   fi
-  printf '%-18s %10s inputs in %ss: %s\n' "$t" "${runs:-?}" "$seconds" "$found"
+  printf '%-18s %10s inputs in %ss: %s\n' "$t" "${runs:-?}" "$((SECONDS - started))" "$found"
 done
 
 if ((${#failed[@]})); then
