@@ -12,6 +12,7 @@ packages=(
   libpam0g-dev libxxhash-dev sblim-wbemcli
   libmicrohttpd-dev libcurl4-gnutls-dev gnutls-bin curl openssl
   cpio gzip e2fsprogs clang-format git
+  clang libclang-rt-14-dev  # scripts/fuzz.sh: libFuzzer
 )
 
 missing=()

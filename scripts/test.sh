@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what vmgroup needs, builds it, and runs every test: the layer and
 # format checks, the unit and integration tests (real QEMU), then all of them
-# again under AddressSanitizer + UndefinedBehaviorSanitizer.
+# again under ASan + UBSan, then each fuzz target for 20 s (docs/fuzzing.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,3 +16,4 @@ ctest --test-dir build --output-on-failure -j2 --timeout 900
 cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DVMGROUP_SANITIZE=ON
 cmake --build build-asan
 ctest --test-dir build-asan --output-on-failure -j2 --timeout 900
+scripts/fuzz.sh 20

@@ -16,9 +16,11 @@ std::vector<std::string> ReadLocalNamespace(const pugi::xml_node& lnp) {
   return ns;
 }
 
-Result<ObjectPath> ReadPath(const pugi::xml_node& n);
+// `level`: how many references enclose `n`, itself included (1 for a
+// parameter's or a target's own path).
+Result<ObjectPath> ReadPath(const pugi::xml_node& n, int level = 1);
 
-Result<ObjectPath> ReadInstanceName(const pugi::xml_node& n) {
+Result<ObjectPath> ReadInstanceName(const pugi::xml_node& n, int level) {
   ObjectPath p;
   p.class_name = n.attribute("CLASSNAME").value();
   if (p.class_name.empty()) return Status::InvalidArgument("INSTANCENAME without CLASSNAME");
@@ -32,7 +34,7 @@ Result<ObjectPath> ReadInstanceName(const pugi::xml_node& n) {
                                    : KeyBinding::Kind::kString;
       k.value = kv.text().get();
     } else if (auto vr = kb.child("VALUE.REFERENCE")) {
-      VMG_ASSIGN_OR_RETURN(ObjectPath ref, ReadPath(vr.first_child()));
+      VMG_ASSIGN_OR_RETURN(ObjectPath ref, ReadPath(vr.first_child(), level + 1));
       k.kind = KeyBinding::Kind::kReference;
       k.ref.push_back(std::move(ref));
     } else {
@@ -47,8 +49,12 @@ Result<ObjectPath> ReadInstanceName(const pugi::xml_node& n) {
 }
 
 // Any of the path forms DSP0201 allows where a reference is expected.
-Result<ObjectPath> ReadPath(const pugi::xml_node& n) {
-  if (Is(n, "INSTANCENAME")) return ReadInstanceName(n);
+Result<ObjectPath> ReadPath(const pugi::xml_node& n, int level) {
+  if (level > kMaxReferenceNesting) {
+    return Status::InvalidArgument("references nested in keys deeper than " +
+                                   std::to_string(kMaxReferenceNesting) + " levels");
+  }
+  if (Is(n, "INSTANCENAME")) return ReadInstanceName(n, level);
   if (Is(n, "CLASSNAME")) {
     ObjectPath p;
     p.class_name = n.attribute("NAME").value();
@@ -56,14 +62,14 @@ Result<ObjectPath> ReadPath(const pugi::xml_node& n) {
   }
   if (Is(n, "LOCALINSTANCEPATH") || Is(n, "LOCALCLASSPATH")) {
     auto inner = Is(n, "LOCALINSTANCEPATH") ? n.child("INSTANCENAME") : n.child("CLASSNAME");
-    VMG_ASSIGN_OR_RETURN(ObjectPath p, ReadPath(inner));
+    VMG_ASSIGN_OR_RETURN(ObjectPath p, ReadPath(inner, level));
     p.namespace_ = ReadLocalNamespace(n.child("LOCALNAMESPACEPATH"));
     return p;
   }
   if (Is(n, "INSTANCEPATH") || Is(n, "CLASSPATH")) {
     auto nsp = n.child("NAMESPACEPATH");
     auto inner = Is(n, "INSTANCEPATH") ? n.child("INSTANCENAME") : n.child("CLASSNAME");
-    VMG_ASSIGN_OR_RETURN(ObjectPath p, ReadPath(inner));
+    VMG_ASSIGN_OR_RETURN(ObjectPath p, ReadPath(inner, level));
     p.host = nsp.child("HOST").text().get();
     p.namespace_ = ReadLocalNamespace(nsp.child("LOCALNAMESPACEPATH"));
     return p;

@@ -3,6 +3,11 @@
 // reference form (INSTANCEPATH, LOCALINSTANCEPATH, INSTANCENAME, class
 // paths), PARAMVALUE with or without PARAMTYPE, percent-escaped or raw
 // CIMObject values.
+//
+// What arrives is untrusted (fuzz/ tries these functions on anything): each
+// refuses what it cannot read with an error, never reads past its input, and
+// follows a reference whose key is itself a reference (and so on) at most
+// kMaxReferenceNesting levels deep, so a reader's stack stays bounded.
 #pragma once
 
 #include <string>
@@ -14,6 +19,11 @@
 #include "cim/model.h"
 
 namespace vmgroup::cim {
+
+// References nested inside keys deeper than this are refused. DSP0201 sets
+// no bound; a reference to an association instance, whose keys are
+// references, nests two.
+inline constexpr int kMaxReferenceNesting = 8;
 
 // A parameter of a call: IPARAMVALUE (intrinsic) or PARAMVALUE (extrinsic).
 struct Param {

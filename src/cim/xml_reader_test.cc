@@ -153,6 +153,50 @@ TEST(XmlReaderTest, BadRequestsSayWhatIsWrong) {
   EXPECT_EQ(std::get<RequestError>(multi).cim_error, "multiple-requests-unsupported");
 }
 
+// A reference whose key is a reference whose key is ... `levels` deep.
+std::string NestedReference(int levels) {
+  std::string open, close;
+  for (int i = 0; i < levels; ++i) {
+    open += R"(<VALUE.REFERENCE><INSTANCENAME CLASSNAME="C"><KEYBINDING NAME="K">)";
+    close += "</KEYBINDING></INSTANCENAME></VALUE.REFERENCE>";
+  }
+  return open + "<KEYVALUE>v</KEYVALUE>" + close;
+}
+
+std::string MethodCallWith(const std::string& ref) {
+  return R"(<CIM><MESSAGE ID="1"><SIMPLEREQ><METHODCALL NAME="M"><LOCALCLASSPATH>)"
+         R"(<LOCALNAMESPACEPATH><NAMESPACE NAME="root"/></LOCALNAMESPACEPATH><CLASSNAME NAME="S"/>)"
+         R"(</LOCALCLASSPATH><PARAMVALUE NAME="R">)" +
+         ref + "</PARAMVALUE></METHODCALL></SIMPLEREQ></MESSAGE></CIM>";
+}
+
+TEST(XmlReaderTest, ReferencesNestedInKeysAreFollowedOnlySoDeep) {
+  // 35,000 levels fit in a 4 MiB request body; followed, they overran the
+  // stack of the thread reading them and ended the daemon.
+  const std::string deep = NestedReference(35000);
+  auto request = ParseRequest(MethodCallWith(deep));
+  ASSERT_TRUE(std::holds_alternative<RequestError>(request));
+  EXPECT_EQ(std::get<RequestError>(request).cim_error, "request-not-valid");
+  EXPECT_NE(std::get<RequestError>(request).detail.find("nested"), std::string::npos)
+      << std::get<RequestError>(request).detail;
+
+  auto response = ParseResponse(
+      R"(<CIM><MESSAGE ID="1"><SIMPLERSP><METHODRESPONSE NAME="M"><PARAMVALUE NAME="R">)" + deep +
+      "</PARAMVALUE></METHODRESPONSE></SIMPLERSP></MESSAGE></CIM>");
+  EXPECT_EQ(response.status().code(), Code::kInvalidArgument);
+  auto embedded = ParseEmbeddedInstance(R"(<INSTANCE CLASSNAME="I"><PROPERTY.REFERENCE NAME="R">)" +
+                                        deep + "</PROPERTY.REFERENCE></INSTANCE>");
+  EXPECT_EQ(embedded.status().code(), Code::kInvalidArgument);
+
+  // Up to the limit they are read whole.
+  Request r = Parse(MethodCallWith(NestedReference(kMaxReferenceNesting)));
+  const ObjectPath* p = &r.Find("R")->value.refs.at(0);
+  for (int level = 1; level < kMaxReferenceNesting; ++level) p = &p->Key("K")->ref.at(0);
+  EXPECT_EQ(p->Key("K")->value, "v");
+  EXPECT_TRUE(std::holds_alternative<RequestError>(
+      ParseRequest(MethodCallWith(NestedReference(kMaxReferenceNesting + 1)))));
+}
+
 TEST(XmlReaderTest, EmbeddedInstance) {
   auto inst = ParseEmbeddedInstance(
       R"(<INSTANCE CLASSNAME="Msvm_VirtualSystemSnapshotSettingData">)"

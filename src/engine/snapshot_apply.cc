@@ -56,7 +56,7 @@ Result<catalog::SnapshotRecord> SnapshotEngine::Apply(const ApplyRequest& reques
   std::vector<std::string> stopped, created;
   // Members started from their memory state, paused, until the commit.
   std::vector<std::pair<std::string, std::unique_ptr<hypervisor::Vm>>> launched;
-  auto undo = [&](const Status& cause) -> Status {
+  auto undo = [&, &s = s](const Status& cause) -> Status {  // clang 14 captures no bindings
     for (auto& [id, live] : launched) (void)live->PowerOff();
     for (const auto& path : created) (void)env_->RemoveFile(path);
     std::string also;

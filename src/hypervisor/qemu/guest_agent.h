@@ -11,8 +11,10 @@
 // Not thread-safe: one owner at a time.
 #pragma once
 
+#include <cstdint>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "base/env.h"
@@ -20,6 +22,23 @@
 #include "hypervisor/qemu/qmp_client.h"
 
 namespace vmgroup::hypervisor::qemu {
+
+// What the agent's replies mean, apart from the channel they come on: pure
+// functions of the "return" value of a reply. The guest controls the agent,
+// so anything may arrive; what qemu-ga never sends is refused, and a refusal
+// quotes at most a short excerpt of the reply (ASCII, escapes spelled out).
+// fuzz/guest_agent_fuzz.cc tries them on arbitrary replies.
+namespace agent_reply {
+// guest-sync-delimited must echo `id`; Unavailable otherwise.
+Status Synced(const Json& reply, int64_t id);
+// guest-fsfreeze-freeze and -thaw answer how many filesystems they froze or
+// thawed: a whole number from 0 to INT_MAX. Failed, naming `command`, for
+// anything else.
+Result<int> Count(std::string_view command, const Json& reply);
+// guest-fsfreeze-status answers "frozen" (true) or "thawed" (false); Failed
+// for anything else.
+Result<bool> Frozen(const Json& reply);
+}  // namespace agent_reply
 
 class GuestAgent {
  public:
