@@ -13,7 +13,7 @@ Result<std::unique_ptr<Engine>> Engine::Open(const EngineOptions& options) {
   VMG_RETURN_IF_ERROR(env->CreateDirs(e->state_dir_ + "/vms"));
   hypervisor::Driver* driver = options.driver;
   if (!driver) {
-    e->owned_driver_ = std::make_unique<hypervisor::qemu::QemuDriver>(env, options.qemu);
+    VMG_ASSIGN_OR_RETURN(e->owned_driver_, hypervisor::qemu::QemuDriver::Create(env, options.qemu));
     driver = e->owned_driver_.get();
   }
   VMG_ASSIGN_OR_RETURN(e->catalog_, catalog::Catalog::Open(e->state_dir_ + "/catalog.db"));
