@@ -181,7 +181,8 @@ TEST_F(QemuDriverTest, AnImageQemusUserCannotReadIsNamedWithThatUser) {
   ASSERT_TRUE(img_.CreateOverlay(base, dir_ / "on-template.qcow2").ok());
   spec_.disks[0] = dir_ / "on-template.qcow2";
   auto vm = driver_->Start(spec_);
-  ASSERT_FALSE(vm.ok());
+  if (vm.ok()) vm_ = std::move(vm).value();  // for TearDown to power off
+  ASSERT_FALSE(vm_) << "QEMU read a file its user may not";
   const std::string why = vm.status().message();
   EXPECT_NE(why.find(base), std::string::npos) << why;
   EXPECT_NE(why.find(std::string("user ") + testing::kQemuUser), std::string::npos) << why;
