@@ -171,6 +171,23 @@ TEST_F(QemuDriverTest, QemuRunsSandboxedAndUnderRootAsItsOwnUser) {
   ASSERT_TRUE(vm_->Resume(Soon()).ok());
 }
 
+TEST_F(QemuDriverTest, WhatIsHandedOverIsTheRunDirectorysImagesNeverWhatALinkNames) {
+  if (::geteuid() != 0) GTEST_SKIP() << "QEMU runs as its own user only under root";
+  const std::string secret = dir_ / "elsewhere/secret", notes = dir_ / "notes.txt";
+  ASSERT_TRUE(Env::Default()->CreateDirs(dir_ / "elsewhere").ok());
+  ASSERT_TRUE(Env::Default()->WriteFile(secret, "root's").ok());
+  ASSERT_TRUE(Env::Default()->WriteFile(notes, "not an image").ok());
+  ASSERT_EQ(::symlink(secret.c_str(), (dir_ / "link.qcow2").c_str()), 0);
+  StartVm();
+  struct stat st;
+  for (const auto& file : {secret, notes}) {
+    ASSERT_EQ(::stat(file.c_str(), &st), 0) << file;
+    EXPECT_EQ(st.st_uid, 0u) << file;
+  }
+  ASSERT_EQ(::stat(spec_.disks[1].c_str(), &st), 0);
+  EXPECT_NE(st.st_uid, 0u) << "the images are handed over";
+}
+
 TEST_F(QemuDriverTest, AnImageQemusUserCannotReadIsNamedWithThatUser) {
   if (::geteuid() != 0) GTEST_SKIP() << "QEMU runs as its own user only under root";
   // An operator's template in a directory only root may enter.

@@ -290,11 +290,23 @@ Status QemuVm::PrepareStateSave(const std::string& path, Deadline deadline) {
   }
   UniqueFd read_end(ends[0]), write_end(ends[1]);
   // Started now, outside the pause; in a session of its own, so that a save
-  // in progress completes even if this process dies.
+  // in progress completes even if this process dies. At the lowest
+  // real-time priority, as QEMU's threads during the cut: QEMU streams the
+  // RAM only as fast as the writer drains the pipe, and the guest waits on
+  // each first write to a page until that page is out. Measured on a busy
+  // host (two 128 MiB guests, 2 cores, load 3-5): at nice -20 instead, the
+  // pause's 90th percentile doubled (41 ms against 21) and the save took
+  // 480 ms instead of 350. The copy is I/O, and the kernel caps real-time
+  // tasks below a whole CPU. Inherited from this thread (and by the cat it
+  // runs); best effort, as raising needs CAP_SYS_NICE.
+  const auto before = env_->GetScheduling(0);
+  const bool raised = before.ok() && !before->realtime &&
+                      env_->SetScheduling(0, {.realtime = true, .level = 1}).ok();
   auto writer = env_->Spawn({"sh", "-c", kStateWriter, "vmgroup-state-writer", path},
                             {.log_path = spec_.run_dir + "/qemu.log",
                              .stdin_fd = read_end.get(),
                              .fds = {{file.get(), 3}}});
+  if (raised) (void)env_->SetScheduling(0, *before);
   if (!writer.ok()) {
     (void)env_->RemoveFile(path);
     return writer.status().Annotate("starting the memory state's writer");
