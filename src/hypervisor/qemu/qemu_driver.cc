@@ -75,7 +75,8 @@ Result<UniqueFd> ListenAt(const std::string& path) {
 // Makes the run directory QEMU's to reach and nobody else's, and hands QEMU
 // the images it runs on: each disk's active image and the images vmgroup
 // made in the run directory (overlays, new and restored disks), which it
-// may merge into. Images below those are left as they are.
+// may merge into, and lets it read a kernel and initrd kept there. Images
+// below those, and boot files elsewhere, are left as they are.
 Status ArrangeFiles(const VmSpec& spec, const std::optional<QemuUser>& user) {
   if (!user) {
     if (::chmod(spec.run_dir.c_str(), 0700) != 0) {
@@ -85,6 +86,12 @@ Status ArrangeFiles(const VmSpec& spec, const std::optional<QemuUser>& user) {
   }
   VMG_RETURN_IF_ERROR(user->ShareRunDir(spec.run_dir));
   for (const auto& disk : spec.disks) VMG_RETURN_IF_ERROR(user->HandOver(disk));
+  for (const std::string* boot : {&spec.kernel, &spec.initrd}) {
+    if (boot->rfind(spec.run_dir + "/", 0) == 0 &&
+        boot->find('/', spec.run_dir.size() + 1) == std::string::npos) {
+      VMG_RETURN_IF_ERROR(user->ShareForReading(*boot));
+    }
+  }
   return user->HandOverImagesIn(spec.run_dir);
 }
 

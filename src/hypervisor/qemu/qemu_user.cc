@@ -72,6 +72,19 @@ Status QemuUser::HandOverImagesIn(const std::string& dir) const {
   return first;
 }
 
+Status QemuUser::ShareForReading(const std::string& path) const {
+  struct stat st;
+  if (::lstat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) {
+    return Status::InvalidArgument(path + " is not a regular file to hand QEMU");
+  }
+  if (::chown(path.c_str(), static_cast<uid_t>(-1), gid_) != 0 ||
+      ::chmod(path.c_str(), 0640) != 0) {
+    return Status::IoError("cannot let user " + name_ + " (who runs QEMU) read " + path + ": " +
+                           std::strerror(errno));
+  }
+  return Status::Ok();
+}
+
 Status QemuUser::ShareRunDir(const std::string& dir) const {
   if (::chown(dir.c_str(), 0, gid_) != 0 || ::chmod(dir.c_str(), 0710) != 0) {
     return Status::IoError("cannot open " + dir + " to user " + name_ +

@@ -13,8 +13,11 @@
 //     the user, mode 0600 (HandOver);
 //   - files outside the state directory it writes (export targets) and
 //     memory states: descriptors passed over QMP, never ownership;
-//   - images below those (an operator's template): read as they are; one
-//     it cannot read fails the start with the file and the user named.
+//   - the kernel and initrd copies in the run directory: readable by the
+//     user's group (ShareForReading);
+//   - images below those (an operator's template), an operator's kernel:
+//     read as they are; one it cannot read fails the start with the file
+//     and the user named.
 #pragma once
 
 #include <sys/types.h>
@@ -50,6 +53,10 @@ class QemuUser {
   // Every regular qcow2 file right in `dir` (not below, no symlinks), by
   // HandOver. IoError for a directory that cannot be read.
   Status HandOverImagesIn(const std::string& dir) const;
+  // Lets QEMU read the regular file at `path` (not through a symlink): group
+  // this user's, mode 0640, its owner kept. For the kernel and initrd
+  // vmgroup keeps in a run directory (a restored VM's copies).
+  Status ShareForReading(const std::string& path) const;
   // Makes `dir` (a VM's run directory) root's, group this user's, mode
   // 0710: QEMU may reach the files in it but not list, create or remove
   // any; nobody else may enter.
