@@ -55,8 +55,7 @@ struct Measured {
 
 Result<Measured> MeasureVmgroup(const Args& a) {
   testing::TempDir dir;
-  auto e =
-      engine::Engine::Open({.state_dir = dir / "state", .qemu = {.accel = testing::kTestAccel}});
+  auto e = engine::Engine::Open({.state_dir = dir / "state", .qemu = testing::TestQemu()});
   if (!e.ok()) return e.status();
   engine::Engine& engine = **e;
   const GuestSpec g = Guest(a);

@@ -102,8 +102,7 @@ Status MeasureIncremental(const Args& a, engine::Engine& engine, const testing::
 
 Result<Measured> Measure(const Args& a) {
   testing::TempDir dir;
-  auto e =
-      engine::Engine::Open({.state_dir = dir / "state", .qemu = {.accel = testing::kTestAccel}});
+  auto e = engine::Engine::Open({.state_dir = dir / "state", .qemu = testing::TestQemu()});
   if (!e.ok()) return e.status();
   engine::Engine& engine = **e;
   const uint64_t bytes = uint64_t(a.disk_mib) << 20;

@@ -42,8 +42,7 @@ struct Args {
 
 Result<Samples> MeasureVmgroup(int n, int rounds, int type) {
   testing::TempDir dir;
-  auto e =
-      engine::Engine::Open({.state_dir = dir / "state", .qemu = {.accel = testing::kTestAccel}});
+  auto e = engine::Engine::Open({.state_dir = dir / "state", .qemu = testing::TestQemu()});
   if (!e.ok()) return e.status();
   engine::Engine& engine = **e;
   auto g = testing::MakeTinyGroup(engine, dir / "images", "b", n, {});

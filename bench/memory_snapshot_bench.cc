@@ -61,8 +61,7 @@ struct Measured {
 // `apply`, rounds of applying a memory snapshot instead.
 Result<Measured> MeasureVmgroup(const Args& a, int memory_mib, int n, bool apply) {
   testing::TempDir dir;
-  auto e =
-      engine::Engine::Open({.state_dir = dir / "state", .qemu = {.accel = testing::kTestAccel}});
+  auto e = engine::Engine::Open({.state_dir = dir / "state", .qemu = testing::TestQemu()});
   if (!e.ok()) return e.status();
   engine::Engine& engine = **e;
   const GuestSpec g = Guest(a, memory_mib);

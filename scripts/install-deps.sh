@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Installs everything vmgroup needs to build and test on Debian 12, from Debian's
-# own packages. Idempotent: packages already present are left alone, so a second
-# run costs one dpkg query.
+# own packages, then its system accounts (dist/sysusers.d/vmgroup.conf: group
+# vmgroup, user vmgroup-qemu that QEMU runs as) and the kernel setting an
+# unprivileged QEMU needs for snapshots with memory (dist/sysctl.d/vmgroup.conf).
+# Idempotent: what is present is left alone, so a second run costs a few queries.
 set -euo pipefail
+cd "$(dirname "$0")/.."
 
 packages=(
   build-essential cmake ninja-build pkg-config
@@ -11,7 +14,7 @@ packages=(
   libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients libvirt-dev
   libpam0g-dev libxxhash-dev sblim-wbemcli
   libmicrohttpd-dev libcurl4-gnutls-dev gnutls-bin curl openssl
-  cpio gzip e2fsprogs clang-format git
+  cpio gzip e2fsprogs clang-format git procps
   clang libclang-rt-14-dev  # scripts/fuzz.sh: libFuzzer
 )
 
@@ -19,12 +22,38 @@ missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
 done
-if ((${#missing[@]} == 0)); then
-  exit 0
-fi
-
 sudo=""
 if [[ $(id -u) -ne 0 ]]; then sudo=sudo; fi
-echo "install-deps: installing ${missing[*]}" >&2
-$sudo apt-get update -qq
-DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+if ((${#missing[@]} > 0)); then
+  echo "install-deps: installing ${missing[*]}" >&2
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+# The accounts, by systemd-sysusers where it exists (it needs no running
+# systemd), else by reading its g/u/m lines into groupadd and useradd.
+sysusers=dist/sysusers.d/vmgroup.conf
+if command -v systemd-sysusers >/dev/null; then
+  $sudo systemd-sysusers "$PWD/$sysusers"  # a relative name is looked up in sysusers.d
+else
+  while read -r line; do
+    [[ -z $line || $line == \#* ]] && continue
+    eval "set -- $line"  # type, name, id/group, GECOS in quotes, home, shell
+    case $1 in
+      g) getent group "$2" >/dev/null || $sudo groupadd --system "$2" ;;
+      u) getent passwd "$2" >/dev/null ||
+           $sudo useradd --system --user-group --no-create-home --home-dir / \
+             --shell "${6:-/usr/sbin/nologin}" --comment "$4" "$2" ;;
+      m) getent group "$3" >/dev/null || $sudo groupadd --system "$3"
+         id -nG "$2" | grep -qw "$3" || $sudo usermod -a -G "$3" "$2" ;;
+    esac
+  done < "$sysusers"
+fi
+
+sysctl=dist/sysctl.d/vmgroup.conf
+if [[ $(sysctl -n vm.unprivileged_userfaultfd) != 1 ]]; then
+  echo "install-deps: applying $sysctl (see the comment there)" >&2
+  $sudo sysctl -q -p "$sysctl" ||
+    echo "install-deps: could not apply $sysctl: snapshots with memory fail while QEMU runs" \
+      "as an unprivileged user" >&2
+fi

@@ -12,6 +12,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "base/result.h"
@@ -50,6 +51,12 @@ struct SpawnOptions {
   // Start in a new session, so a terminal's signals or the end of the parent
   // do not reach it (VMs outlive the daemon).
   bool new_session = true;
+  // The child's standard input; -1: /dev/null. The caller keeps its copy.
+  int stdin_fd = -1;
+  // Descriptors the child inherits: (ours, its number in the child), each
+  // child number above 2 and used once. The caller keeps its copies; no
+  // other descriptor reaches the child (all of ours are close-on-exec).
+  std::vector<std::pair<int, int>> fds;
 };
 
 class Env {
@@ -85,6 +92,10 @@ class Env {
   // Names (not paths) of the entries of a directory, without "." and "..".
   virtual Result<std::vector<std::string>> ListDir(const std::string& path) = 0;
 
+  // Children (Run and Spawn) start clean, whatever this process set: every
+  // signal at its default disposition and none blocked (a daemon that blocks
+  // SIGTERM or ignores SIGPIPE must not pass that on), stdin from /dev/null.
+  //
   // Runs argv[0] (looked up in PATH) to completion and captures its output.
   // A non-zero exit is not an error here; the caller reads exit_code.
   // Timeout when it runs past `timeout`, after killing it.

@@ -1,9 +1,12 @@
 #include "base/env.h"
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <unistd.h>
 
+#include <sstream>
 #include <thread>
 
 namespace vmgroup {
@@ -101,6 +104,80 @@ TEST(EnvTest, SchedulingOfThreadsAndTheThreadsOfAProcess) {
   ASSERT_TRUE(Env::Default()->Kill(*pid, SIGKILL).ok());
   ASSERT_TRUE(Env::Default()->WaitGone(*pid, std::chrono::seconds(5)).ok());
   EXPECT_EQ(Env::Default()->Threads(*pid).status().code(), Code::kUnavailable);
+}
+
+// The signals a status file says are blocked and ignored, as "blocked
+// ignored" in hex, without glibc's own two (32 and 33, which posix_spawn
+// leaves ignored in every child and no program may use).
+std::string Signals(const std::string& status) {
+  auto mask = [&](const std::string& field) {
+    const size_t at = status.find(field + ":\t");
+    if (at == std::string::npos) return std::string("?");
+    const uint64_t bits = std::stoull(status.substr(at + field.size() + 2, 16), nullptr, 16);
+    std::ostringstream hex;
+    hex << std::hex << (bits & ~(uint64_t{3} << 31));
+    return hex.str();
+  };
+  return mask("SigBlk") + " " + mask("SigIgn");
+}
+
+TEST(EnvTest, ChildrenStartWithDefaultSignalsWhateverTheParentSet) {
+  // As vmgroupd: SIGTERM and SIGINT blocked for sigwait, SIGPIPE ignored.
+  struct sigaction ignore {
+  }, before{};
+  ignore.sa_handler = SIG_IGN;
+  ASSERT_EQ(sigaction(SIGPIPE, &ignore, &before), 0);
+  std::string run_status, spawn_status;
+  std::thread([&] {
+    sigset_t stop;
+    sigemptyset(&stop);
+    sigaddset(&stop, SIGTERM);
+    sigaddset(&stop, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &stop, nullptr);
+    Env* env = Env::Default();
+    auto r = env->Run({"cat", "/proc/self/status"});
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    run_status = r->out;
+    char dir[] = "/tmp/vmg-env-XXXXXX";
+    ASSERT_NE(mkdtemp(dir), nullptr);
+    const std::string log = std::string(dir) + "/log";
+    auto pid = env->Spawn({"cat", "/proc/self/status"}, {.log_path = log});
+    ASSERT_TRUE(pid.ok()) << pid.status().ToString();
+    ASSERT_TRUE(env->WaitGone(*pid, std::chrono::seconds(10)).ok());
+    spawn_status = env->ReadFile(log).value_or("");
+    ASSERT_TRUE(env->RemoveFile(log).ok());
+    ASSERT_EQ(rmdir(dir), 0);
+  }).join();
+  ASSERT_EQ(sigaction(SIGPIPE, &before, nullptr), 0);
+  EXPECT_EQ(Signals(run_status), "0 0") << "Run: none blocked, none ignored";
+  EXPECT_EQ(Signals(spawn_status), "0 0") << "Spawn: none blocked, none ignored";
+}
+
+TEST(EnvTest, SpawnHandsTheChildItsStdinAndPassedDescriptors) {
+  Env* env = Env::Default();
+  char dir[] = "/tmp/vmg-env-XXXXXX";
+  ASSERT_NE(mkdtemp(dir), nullptr);
+  const std::string log = std::string(dir) + "/log", out = std::string(dir) + "/out";
+  int in[2];
+  ASSERT_EQ(pipe2(in, O_CLOEXEC), 0);
+  const int file = open(out.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+  ASSERT_GE(file, 0);
+  // Descriptor 3 of the child is our `file`, whatever number ours has.
+  auto pid = env->Spawn({"sh", "-c", "cat >&3; echo done"},
+                        {.log_path = log, .stdin_fd = in[0], .fds = {{file, 3}}});
+  ASSERT_TRUE(pid.ok()) << pid.status().ToString();
+  close(in[0]);
+  close(file);
+  ASSERT_EQ(write(in[1], "through the pipe", 16), 16);
+  close(in[1]);  // the child's stdin ends: ours was the last write end
+  ASSERT_TRUE(env->WaitGone(*pid, std::chrono::seconds(10)).ok());
+  EXPECT_EQ(env->ReadFile(out).value_or(""), "through the pipe");
+  EXPECT_EQ(env->ReadFile(log).value_or(""), "done\n");
+  EXPECT_EQ(env->Spawn({"true"}, {.log_path = log, .fds = {{0, 2}}}).status().code(),
+            Code::kInvalidArgument);
+  ASSERT_TRUE(env->RemoveFile(out).ok());
+  ASSERT_TRUE(env->RemoveFile(log).ok());
+  ASSERT_EQ(rmdir(dir), 0);
 }
 
 TEST(EnvTest, KillRefusesNonPositivePids) {

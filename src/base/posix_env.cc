@@ -11,6 +11,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -45,6 +46,83 @@ std::vector<char*> CArgv(const std::vector<std::string>& argv) {
   out.push_back(nullptr);
   return out;
 }
+
+// What a child starts with, for posix_spawn: standard descriptors and any
+// passed ones, a clean signal state, optionally a new session. Every
+// descriptor of ours is close-on-exec, so only those named here reach it.
+class ChildSetup {
+ public:
+  explicit ChildSetup(bool new_session) {
+    posix_spawn_file_actions_init(&actions_);
+    posix_spawnattr_init(&attr_);
+    // Signals blocked or ignored here (the daemon blocks SIGTERM and SIGINT
+    // for sigwait and ignores SIGPIPE) would otherwise be the child's too:
+    // a QEMU that ignores SIGTERM cannot be stopped in order.
+    sigset_t none, all;
+    sigemptyset(&none);
+    sigfillset(&all);
+    posix_spawnattr_setsigmask(&attr_, &none);
+    posix_spawnattr_setsigdefault(&attr_, &all);
+    short flags = POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF;
+    if (new_session) flags |= POSIX_SPAWN_SETSID;
+    posix_spawnattr_setflags(&attr_, flags);
+  }
+  ~ChildSetup() {
+    posix_spawnattr_destroy(&attr_);
+    posix_spawn_file_actions_destroy(&actions_);
+  }
+  ChildSetup(const ChildSetup&) = delete;
+  ChildSetup& operator=(const ChildSetup&) = delete;
+
+  // In the order given: `path` opened as the child's `fd`; our `from` passed
+  // as its `to`; its own `fd` duplicated as `as`.
+  void Open(int fd, const std::string& path, int flags) {
+    steps_.push_back({Step::kOpen, fd, -1, path, flags});
+  }
+  void Pass(int from, int to) { steps_.push_back({Step::kPass, to, from, "", 0}); }
+  void Alias(int fd, int as) { steps_.push_back({Step::kAlias, as, fd, "", 0}); }
+
+  Result<pid_t> Start(const std::vector<std::string>& argv) {
+    // Each passed descriptor goes through a copy numbered above every target,
+    // so that no dup2 in the child overwrites a descriptor still to be moved.
+    int floor = 3;
+    for (const auto& s : steps_) floor = std::max(floor, s.fd + 1);
+    std::vector<UniqueFd> copies;
+    for (const auto& s : steps_) {
+      switch (s.kind) {
+        case Step::kOpen:
+          posix_spawn_file_actions_addopen(&actions_, s.fd, s.path.c_str(), s.flags, 0640);
+          break;
+        case Step::kPass:
+          copies.emplace_back(::fcntl(s.from, F_DUPFD_CLOEXEC, floor));
+          if (!copies.back().valid()) return Status::IoError(Errno("cannot pass a descriptor"));
+          // dup2 to another number clears close-on-exec on the child's copy.
+          posix_spawn_file_actions_adddup2(&actions_, copies.back().get(), s.fd);
+          break;
+        case Step::kAlias:
+          posix_spawn_file_actions_adddup2(&actions_, s.from, s.fd);
+          break;
+      }
+    }
+    auto cargv = CArgv(argv);
+    pid_t pid;
+    const int rc = ::posix_spawnp(&pid, cargv[0], &actions_, &attr_, cargv.data(), environ);
+    if (rc != 0) return Status::Unavailable("cannot start " + argv[0] + ": " + std::strerror(rc));
+    return pid;
+  }
+
+ private:
+  struct Step {
+    enum Kind { kOpen, kPass, kAlias } kind;
+    int fd;    // the child's descriptor
+    int from;  // kPass: ours; kAlias: the child's
+    std::string path;
+    int flags;
+  };
+  posix_spawn_file_actions_t actions_;
+  posix_spawnattr_t attr_;
+  std::vector<Step> steps_;
+};
 
 // True if /proc says `pid` is a zombie (exited, not yet reaped by its parent).
 bool IsZombie(int pid) {
@@ -147,18 +225,11 @@ class PosixEnv final : public Env {
     if (::pipe2(err_pipe, O_CLOEXEC) != 0) return Status::IoError(Errno("pipe"));
     UniqueFd err_r(err_pipe[0]), err_w(err_pipe[1]);
 
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
-    posix_spawn_file_actions_adddup2(&actions, out_w.get(), 1);
-    posix_spawn_file_actions_adddup2(&actions, err_w.get(), 2);
-    auto cargv = CArgv(argv);
-    pid_t pid;
-    int rc = ::posix_spawnp(&pid, cargv[0], &actions, nullptr, cargv.data(), environ);
-    posix_spawn_file_actions_destroy(&actions);
-    if (rc != 0) {
-      return Status::Unavailable("cannot run " + argv[0] + ": " + std::strerror(rc));
-    }
+    ChildSetup child(/*new_session=*/false);
+    child.Open(0, "/dev/null", O_RDONLY);
+    child.Pass(out_w.get(), 1);
+    child.Pass(err_w.get(), 2);
+    VMG_ASSIGN_OR_RETURN(const pid_t pid, child.Start(argv));
     out_w.reset();
     err_w.reset();
 
@@ -199,21 +270,19 @@ class PosixEnv final : public Env {
   }
 
   Result<int> Spawn(const std::vector<std::string>& argv, const SpawnOptions& opts) override {
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
-    posix_spawn_file_actions_addopen(&actions, 1, opts.log_path.c_str(),
-                                     O_WRONLY | O_CREAT | O_APPEND, 0640);
-    posix_spawn_file_actions_adddup2(&actions, 1, 2);
-    posix_spawnattr_t attr;
-    posix_spawnattr_init(&attr);
-    if (opts.new_session) posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID);
-    auto cargv = CArgv(argv);
-    pid_t pid;
-    int rc = ::posix_spawnp(&pid, cargv[0], &actions, &attr, cargv.data(), environ);
-    posix_spawnattr_destroy(&attr);
-    posix_spawn_file_actions_destroy(&actions);
-    if (rc != 0) return Status::Unavailable("cannot start " + argv[0] + ": " + std::strerror(rc));
+    ChildSetup child(opts.new_session);
+    if (opts.stdin_fd >= 0) {
+      child.Pass(opts.stdin_fd, 0);
+    } else {
+      child.Open(0, "/dev/null", O_RDONLY);
+    }
+    child.Open(1, opts.log_path, O_WRONLY | O_CREAT | O_APPEND);
+    child.Alias(1, 2);
+    for (const auto& [ours, theirs] : opts.fds) {
+      if (theirs <= 2) return Status::InvalidArgument("a passed descriptor must be above 2");
+      child.Pass(ours, theirs);
+    }
+    VMG_ASSIGN_OR_RETURN(const pid_t pid, child.Start(argv));
     return static_cast<int>(pid);
   }
 

@@ -27,6 +27,8 @@ Result<std::unique_ptr<Daemon>> Daemon::Start(const Options& o) {
   engine::EngineOptions eo;
   eo.state_dir = o.state_dir;
   eo.qemu.accel = o.accel;
+  // Only root can start QEMU as another user; anyone else runs it as itself.
+  if (::geteuid() == 0) eo.qemu.user = o.qemu_user;
   eo.snapshot.freeze_bound = o.freeze_bound;
   VMG_ASSIGN_OR_RETURN(d->engine_, engine::Engine::Open(eo));
   const auto& rec = d->engine_->recovery();

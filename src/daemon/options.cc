@@ -30,6 +30,8 @@ runs the VMs it manages. Runs in the foreground; logs to stderr.
   --insecure-plaintext   allow http:// on addresses other than loopback: passwords
                          then cross the network in clear text
   --accel auto|kvm|tcg   QEMU accelerator (default auto: KVM when /dev/kvm exists)
+  --qemu-user NAME        the user QEMU runs as when vmgroupd runs as root
+                         (default vmgroup-qemu; "root" keeps QEMU root)
   --freeze-bound SECONDS  longest guests stay frozen for an application-consistent
                          snapshot (default 10)
   --log-level LEVEL      debug, info, warning or error (default info)
@@ -118,6 +120,9 @@ Result<Options> ParseOptions(const std::vector<std::string>& args) {
       auto accel = hypervisor::qemu::ParseAccel(v);
       if (!accel.ok()) return accel.status();
       o.accel = *accel;
+    } else if (a == "--qemu-user") {
+      VMG_ASSIGN_OR_RETURN(o.qemu_user, value());
+      if (o.qemu_user.empty()) return Status::InvalidArgument("--qemu-user needs a user name");
     } else if (a == "--freeze-bound") {
       VMG_ASSIGN_OR_RETURN(std::string v, value());
       // Below 4 s no freeze could be answered beside the cut's 2 s and the thaws.

@@ -39,6 +39,9 @@ struct Options {
   // Longest guests stay frozen for an application-consistent snapshot
   // (engine::SnapshotOptions::freeze_bound).
   std::chrono::seconds freeze_bound{10};
+  // Whom QEMU runs as when vmgroupd runs as root (QemuOptions::user); as
+  // vmgroupd itself otherwise.
+  std::string qemu_user = "vmgroup-qemu";
   bool help = false;
 };
 

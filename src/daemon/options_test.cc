@@ -39,6 +39,13 @@ TEST(DaemonOptionsTest, DefaultsAndListeners) {
   EXPECT_EQ(ParseListen("http://[::1]:0")->host, "::1");
 }
 
+TEST(DaemonOptionsTest, QemuUser) {
+  EXPECT_EQ(ParseOptions({})->qemu_user, "vmgroup-qemu");
+  EXPECT_EQ(ParseOptions({"--qemu-user", "kvmuser"})->qemu_user, "kvmuser");
+  EXPECT_FALSE(ParseOptions({"--qemu-user", ""}).ok());
+  EXPECT_FALSE(ParseOptions({"--qemu-user"}).ok());
+}
+
 TEST(DaemonOptionsTest, UnauthenticatedTcpOnlyOnLoopback) {
   EXPECT_TRUE(ParseOptions({"--insecure-loopback", "--listen", "http://127.0.0.1:0"}).ok());
   auto open = ParseOptions({"--insecure-loopback", "--listen", "http://0.0.0.0:5988"});

@@ -1,6 +1,44 @@
 #include "engine/engine.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "base/unique_fd.h"
+
 namespace vmgroup::engine {
+namespace {
+
+Status SetMode(const std::string& path, mode_t mode) {
+  if (::chmod(path.c_str(), mode) != 0) {
+    return Status::IoError("cannot set the mode of " + path + ": " + std::strerror(errno));
+  }
+  return Status::Ok();
+}
+
+// The catalog and SQLite's files beside it readable by the admin group
+// only. The database is made before SQLite opens it: SQLite gives the files
+// it creates beside a database the database's mode.
+Status ProtectCatalog(const std::string& path, int admin_gid) {
+  const gid_t gid = admin_gid < 0 ? ::getegid() : static_cast<gid_t>(admin_gid);
+  UniqueFd db(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0640));
+  if (!db.valid()) return Status::IoError("cannot open " + path + ": " + std::strerror(errno));
+  for (const std::string& file : {path, path + "-wal", path + "-shm"}) {
+    if (::chown(file.c_str(), static_cast<uid_t>(-1), gid) != 0 && errno != ENOENT) {
+      return Status::IoError("cannot give " + file + " group " + std::to_string(gid) + ": " +
+                             std::strerror(errno));
+    }
+    if (::chmod(file.c_str(), 0640) != 0 && errno != ENOENT) {
+      return Status::IoError("cannot set the mode of " + file + ": " + std::strerror(errno));
+    }
+  }
+  return Status::Ok();
+}
+
+}  // namespace
 
 Result<std::unique_ptr<Engine>> Engine::Open(const EngineOptions& options) {
   if (options.state_dir.empty() || options.state_dir[0] != '/') {
@@ -10,12 +48,15 @@ Result<std::unique_ptr<Engine>> Engine::Open(const EngineOptions& options) {
   Env* env = options.env ? options.env : Env::Default();
   std::unique_ptr<Engine> e(new Engine);
   e->state_dir_ = options.state_dir;
-  VMG_RETURN_IF_ERROR(env->CreateDirs(e->state_dir_ + "/vms"));
   hypervisor::Driver* driver = options.driver;
-  if (!driver) {
-    e->owned_driver_ = std::make_unique<hypervisor::qemu::QemuDriver>(env, options.qemu);
+  if (!driver) {  // first: options it refuses change nothing
+    VMG_ASSIGN_OR_RETURN(e->owned_driver_, hypervisor::qemu::QemuDriver::Create(env, options.qemu));
     driver = e->owned_driver_.get();
   }
+  VMG_RETURN_IF_ERROR(env->CreateDirs(e->state_dir_ + "/vms"));
+  VMG_RETURN_IF_ERROR(SetMode(e->state_dir_, 0711));
+  VMG_RETURN_IF_ERROR(SetMode(e->state_dir_ + "/vms", 0711));
+  VMG_RETURN_IF_ERROR(ProtectCatalog(e->state_dir_ + "/catalog.db", options.admin_gid));
   VMG_ASSIGN_OR_RETURN(e->catalog_, catalog::Catalog::Open(e->state_dir_ + "/catalog.db"));
   e->vms_ = std::make_unique<VmRegistry>(env, e->catalog_.get(), driver, e->state_dir_);
   e->collections_ = std::make_unique<CollectionManager>(env, e->catalog_.get());

@@ -36,6 +36,11 @@ class Engine {
  public:
   // Opens the catalog in `state_dir` (created if needed) and recovers
   // (engine/recovery.h). InvalidArgument for a relative state_dir.
+  //
+  // The state directory and its vms/ are made mode 0711 (anyone may pass
+  // through to a file whose own mode lets them, as QEMU's user must reach
+  // its images; nobody but the owner may list them), the catalog 0640 with
+  // group admin_gid. IoError when they cannot be.
   static Result<std::unique_ptr<Engine>> Open(const EngineOptions& options);
 
   VmRegistry& vms() { return *vms_; }

@@ -89,7 +89,10 @@ class Vm {
   // checks the file).
   // PrepareStateSave, while the VM runs,
   // arms the background snapshot and creates `path` (AlreadyExists if it
-  // exists: a stale state is never overwritten).
+  // exists: a stale state is never overwritten). A save prepared and never
+  // started (no SendResume with `save_state`) leaves `path` empty; it is
+  // ended by the next PrepareStateSave, RevertOverlays (undoing the
+  // snapshot it was for) or PowerOff.
   virtual Status SendResume(Deadline deadline, bool save_state) = 0;
   virtual Status AwaitResume(Deadline deadline) = 0;
   virtual Status PrepareStateSave(const std::string& path, Deadline deadline) = 0;

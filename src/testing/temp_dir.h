@@ -1,9 +1,11 @@
 // TempDir (tests only): a fresh directory under /tmp, removed with its
 // contents when the object goes out of scope. Kept short: unix socket paths
-// inside it must stay under 108 bytes.
+// inside it must stay under 108 bytes. Mode 0711: an unprivileged QEMU
+// (testing::TestQemu) may pass through it to the files it is given.
 #pragma once
 
 #include <stdlib.h>
+#include <sys/stat.h>
 
 #include <filesystem>
 #include <string>
@@ -14,7 +16,7 @@ class TempDir {
  public:
   TempDir() {
     char tmpl[] = "/tmp/vmg-XXXXXX";
-    if (::mkdtemp(tmpl) == nullptr) std::abort();
+    if (::mkdtemp(tmpl) == nullptr || ::chmod(tmpl, 0711) != 0) std::abort();
     path_ = tmpl;
   }
   ~TempDir() {

@@ -1,11 +1,30 @@
 #include "testing/tiny_vms.h"
 
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 #include <thread>
 
 #include "storage/qemu_img.h"
 #include "testing/guest_io.h"
 
 namespace vmgroup::testing {
+
+hypervisor::qemu::QemuOptions TestQemu() {
+  return {.accel = kTestAccel, .user = ::geteuid() == 0 ? kQemuUser : ""};
+}
+
+Status MakeQemuWritableDir(const std::string& dir) {
+  VMG_RETURN_IF_ERROR(Env::Default()->CreateDirs(dir));
+  // Writable by all with the sticky bit, as /tmp: QEMU's user creates its
+  // sockets here, the test its images.
+  if (::chmod(dir.c_str(), 01777) != 0) {
+    return Status::IoError("cannot open " + dir + " to QEMU: " + std::strerror(errno));
+  }
+  return Status::Ok();
+}
 
 std::string GuestMonitorPath(const std::string& image_dir, const std::string& name) {
   return image_dir + "/" + name + ".mon";
@@ -14,7 +33,7 @@ std::string GuestMonitorPath(const std::string& image_dir, const std::string& na
 Result<std::string> DefineTinyVm(engine::Engine& engine, const std::string& image_dir,
                                  const std::string& name, const TinyVmOptions& options) {
   storage::QemuImg img(Env::Default());
-  VMG_RETURN_IF_ERROR(Env::Default()->CreateDirs(image_dir));
+  VMG_RETURN_IF_ERROR(MakeQemuWritableDir(image_dir));
   engine::VmDefinition def{.name = name,
                            .memory_mib = options.memory_mib,
                            .kernel = options.kernel,

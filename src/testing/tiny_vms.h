@@ -16,6 +16,18 @@ namespace vmgroup::testing {
 // and it is what the CI machines have.
 inline constexpr hypervisor::qemu::Accel kTestAccel = hypervisor::qemu::Accel::kTcg;
 
+// The unprivileged user QEMU runs as in tests run as root, as under a root
+// vmgroupd (scripts/install-deps.sh creates it), so that every real-QEMU
+// test takes the sandboxed path; as the test itself otherwise.
+inline constexpr const char* kQemuUser = "vmgroup-qemu";
+
+// QEMU as tests and benchmarks run it: kTestAccel, as kQemuUser when root.
+hypervisor::qemu::QemuOptions TestQemu();
+
+// Makes `dir` (and its missing parents) a directory the QEMU of TestQemu()
+// may pass through and create files in (a test's second monitor socket).
+Status MakeQemuWritableDir(const std::string& dir);
+
 struct TinyVmOptions {
   int disks = 2;
   uint64_t disk_bytes = 16 << 20;

@@ -26,8 +26,7 @@ class DaemonFixture : public ::testing::Test {
   void SetUp() override { StartDaemon(); }
   void TearDown() override {
     StopDaemon();
-    auto e =
-        engine::Engine::Open({.state_dir = StateDir(), .qemu = {.accel = testing::kTestAccel}});
+    auto e = engine::Engine::Open({.state_dir = StateDir(), .qemu = testing::TestQemu()});
     ASSERT_TRUE(e.ok()) << e.status().ToString();
     EXPECT_TRUE((*e)->vms().StopAll().ok());
   }

@@ -60,7 +60,7 @@ int main(int argc, char** argv) {
     ::raise(SIGKILL);
   }
   if (argc >= 5 && std::string(argv[3]) == "setup") {
-    auto e = engine::Engine::Open({.state_dir = argv[1], .qemu = {.accel = testing::kTestAccel}});
+    auto e = engine::Engine::Open({.state_dir = argv[1], .qemu = testing::TestQemu()});
     if (!e.ok()) return Fail(e.status());
     testing::TinyVmOptions opts;
     if (argc >= 8) {
@@ -81,8 +81,7 @@ int main(int argc, char** argv) {
   const auto consistency = static_cast<catalog::Consistency>(argc == 7 ? std::atoi(argv[6]) : 2);
   if (verb == "snapshot" || verb == "apply" || verb == "destroy") {
     CrashAtEnv env(argv[4]);
-    auto e = engine::Engine::Open(
-        {.state_dir = argv[1], .env = &env, .qemu = {.accel = testing::kTestAccel}});
+    auto e = engine::Engine::Open({.state_dir = argv[1], .env = &env, .qemu = testing::TestQemu()});
     if (!e.ok()) return Fail(e.status());
     auto& engine = (*e)->snapshots();
     Status s =

@@ -332,7 +332,7 @@ TEST_F(ExportRestoreTest, AnExportIsForRootAndTheAdminGroupOnly) {
   const gid_t admin = daemon->gr_gid;
   engine_.reset();
   auto e = engine::Engine::Open({.state_dir = dir_ / "state",
-                                 .qemu = {.accel = testing::kTestAccel},
+                                 .qemu = testing::TestQemu(),
                                  .admin_gid = static_cast<int>(admin)});
   ASSERT_TRUE(e.ok()) << e.status().ToString();
   engine_ = std::move(e).value();

@@ -51,7 +51,7 @@ class GroupFixture : public ::testing::Test {
     env_ = std::move(env);
     auto e = engine::Engine::Open({.state_dir = dir_ / "state",
                                    .env = env_.get(),
-                                   .qemu = {.accel = testing::kTestAccel},
+                                   .qemu = testing::TestQemu(),
                                    .snapshot = snap});
     ASSERT_TRUE(e.ok()) << e.status().ToString();
     engine_ = std::move(e).value();

@@ -3,6 +3,8 @@
 // without starting QEMU. `reply` maps each received command to the lines to
 // send back; returning std::nullopt closes the connection. `before_greeting`
 // lines reach the client ahead of the greeting, as QEMU's stale output can.
+// A descriptor passed with a command reaches the handler as the command's
+// "fd" member (the handler closes it).
 #pragma once
 
 #include <sys/socket.h>
@@ -15,6 +17,7 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 namespace vmgroup::hypervisor::qemu {
@@ -58,8 +61,9 @@ class FakeQmpServer {
     Send(fd, R"({"QMP": {"version": {"qemu": {"major": 7}}, "capabilities": []}})");
     std::string buf;
     char chunk[4096];
+    int passed = -1;  // a descriptor that came with the bytes, for the next command
     while (true) {
-      ssize_t n = ::read(fd, chunk, sizeof chunk);
+      ssize_t n = Receive(fd, chunk, sizeof chunk, &passed);
       if (n <= 0) break;
       buf.append(chunk, static_cast<size_t>(n));
       size_t nl;
@@ -67,6 +71,7 @@ class FakeQmpServer {
       while ((nl = buf.find('\n')) != std::string::npos) {
         auto cmd = nlohmann::json::parse(buf.substr(0, nl));
         buf.erase(0, nl + 1);
+        if (passed >= 0) cmd["fd"] = std::exchange(passed, -1);  // the handler owns it
         if (cmd["execute"] == "qmp_capabilities") {
           Send(fd, Reply(cmd, nlohmann::json::object()));
           continue;
@@ -81,6 +86,21 @@ class FakeQmpServer {
       if (close) break;
     }
     ::close(fd);
+  }
+  // read(), keeping a descriptor passed with the bytes (SCM_RIGHTS) in *passed.
+  static ssize_t Receive(int fd, char* buf, size_t size, int* passed) {
+    char control[CMSG_SPACE(sizeof(int))] = {};
+    iovec iov{buf, size};
+    msghdr msg{};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control;
+    msg.msg_controllen = sizeof control;
+    const ssize_t n = ::recvmsg(fd, &msg, MSG_CMSG_CLOEXEC);
+    if (cmsghdr* c = CMSG_FIRSTHDR(&msg); n > 0 && c != nullptr && c->cmsg_type == SCM_RIGHTS) {
+      std::memcpy(passed, CMSG_DATA(c), sizeof(int));
+    }
+    return n;
   }
   // A client may already have hung up (tests of refused peers do): no SIGPIPE.
   static void Send(int fd, const std::string& line) {

@@ -54,10 +54,10 @@ Result<bool> Frozen(const Json& reply) {
 
 }  // namespace agent_reply
 
-std::vector<std::string> GuestAgent::ChannelArgs(const std::string& path) {
+std::vector<std::string> GuestAgent::ChannelArgs(const std::string& address) {
   return {
       "-device",  "virtio-serial-pci,id=vmg-serial",
-      "-chardev", "socket,id=vmg-agent,path=" + path + ",server=on,wait=off",
+      "-chardev", "socket,id=vmg-agent," + address + ",server=on,wait=off",
       "-device",  "virtserialport,bus=vmg-serial.0,chardev=vmg-agent,name=org.qemu.guest_agent.0"};
 }
 

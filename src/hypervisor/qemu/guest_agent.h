@@ -43,11 +43,12 @@ Result<bool> Frozen(const Json& reply);
 class GuestAgent {
  public:
   // Where QEMU exposes the agent channel of a VM whose runtime files are in
-  // `run_dir`, and the QEMU arguments that make it at `path` (as QEMU option
-  // text: commas doubled). Every VM gets one, used or not, so an agent
-  // installed later needs no change to the VM.
+  // `run_dir`, and the QEMU arguments that make it on the listening socket
+  // `address` names (QEMU option text: "fd=N" for one QEMU is started with).
+  // Every VM gets one, used or not, so an agent installed later needs no
+  // change to the VM.
   static std::string SocketPath(const std::string& run_dir) { return run_dir + "/agent.sock"; }
-  static std::vector<std::string> ChannelArgs(const std::string& path);
+  static std::vector<std::string> ChannelArgs(const std::string& address);
 
   // Connects to the channel at `socket_path` and synchronises with the
   // agent. Unavailable when no agent answers by `deadline`: none is

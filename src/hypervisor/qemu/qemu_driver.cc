@@ -1,7 +1,14 @@
 #include "hypervisor/qemu/qemu_driver.h"
 
+#include <fcntl.h>
 #include <signal.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
 
+#include <cerrno>
+#include <cstring>
 #include <fstream>
 #include <sstream>
 
@@ -32,6 +39,62 @@ std::string Tail(const std::string& path, size_t max_bytes) {
   return s;
 }
 
+// The descriptors QEMU is started with (SpawnOptions::fds): its monitor's
+// and its agent channel's listening sockets, and its serial log, which it
+// opens as descriptor set 0.
+constexpr int kMonitorFd = 3;
+constexpr int kAgentFd = 4;
+constexpr int kSerialFd = 5;
+
+// What -sandbox forbids QEMU besides its default list: obsolete system
+// calls, gaining privileges, starting processes (no exec:, no helpers),
+// changing scheduling or resource limits.
+constexpr char kSandbox[] =
+    "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny";
+
+// A listening unix socket at `path` (a stale one removed first) that only
+// this process's user may connect to.
+Result<UniqueFd> ListenAt(const std::string& path) {
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  if (path.size() >= sizeof addr.sun_path) {
+    return Status::InvalidArgument("socket path is too long: " + path);
+  }
+  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+  if (::unlink(path.c_str()) != 0 && errno != ENOENT) {
+    return Status::IoError("cannot remove stale " + path + ": " + std::strerror(errno));
+  }
+  UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (!fd.valid() || ::bind(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
+      ::chmod(path.c_str(), 0600) != 0 || ::listen(fd.get(), 8) != 0) {
+    return Status::IoError("cannot listen on " + path + ": " + std::strerror(errno));
+  }
+  return fd;
+}
+
+// Makes the run directory QEMU's to reach and nobody else's, and hands QEMU
+// the images it runs on: each disk's active image and the images vmgroup
+// made in the run directory (overlays, new and restored disks), which it
+// may merge into, and lets it read a kernel and initrd kept there. Images
+// below those, and boot files elsewhere, are left as they are.
+Status ArrangeFiles(const VmSpec& spec, const std::optional<QemuUser>& user) {
+  if (!user) {
+    if (::chmod(spec.run_dir.c_str(), 0700) != 0) {
+      return Status::IoError("cannot close " + spec.run_dir + ": " + std::strerror(errno));
+    }
+    return Status::Ok();
+  }
+  VMG_RETURN_IF_ERROR(user->ShareRunDir(spec.run_dir));
+  for (const auto& disk : spec.disks) VMG_RETURN_IF_ERROR(user->HandOver(disk));
+  for (const std::string* boot : {&spec.kernel, &spec.initrd}) {
+    if (boot->rfind(spec.run_dir + "/", 0) == 0 &&
+        boot->find('/', spec.run_dir.size() + 1) == std::string::npos) {
+      VMG_RETURN_IF_ERROR(user->ShareForReading(*boot));
+    }
+  }
+  return user->HandOverImagesIn(spec.run_dir);
+}
+
 Status ValidateSpec(Env* env, const VmSpec& spec) {
   if (spec.run_dir.empty() || spec.run_dir[0] != '/') {
     return Status::InvalidArgument("VM " + spec.name + ": run directory must be an absolute path");
@@ -59,14 +122,19 @@ Result<Accel> ParseAccel(const std::string& name) {
   return Status::InvalidArgument("accelerator must be auto, kvm or tcg, got '" + name + "'");
 }
 
-QemuDriver::QemuDriver(Env* env, QemuOptions options) : env_(env), options_(std::move(options)) {}
+Result<std::unique_ptr<QemuDriver>> QemuDriver::Create(Env* env, QemuOptions options) {
+  VMG_ASSIGN_OR_RETURN(std::optional<QemuUser> user, QemuUser::LookUp(options.user));
+  return std::unique_ptr<QemuDriver>(new QemuDriver(env, std::move(options), std::move(user)));
+}
 
 std::vector<std::string> QemuDriver::CommandLine(const VmSpec& spec) const {
+  std::vector<std::string> argv;
+  if (user_) argv = user_->RunAs();
   // debug-threads names the vCPU threads "CPU <n>/TCG|KVM": the cut tells
   // them from the threads that answer QMP by that name.
-  std::vector<std::string> argv = {options_.binary, "-name",
-                                   "guest=" + Escape(spec.name) + ",debug-threads=on", "-uuid",
-                                   spec.uuid};
+  argv.insert(argv.end(),
+              {options_.binary, "-name", "guest=" + Escape(spec.name) + ",debug-threads=on",
+               "-uuid", spec.uuid, "-sandbox", kSandbox});
   switch (options_.accel) {
     case Accel::kAuto:
       argv.insert(argv.end(), {"-accel", "kvm", "-accel", "tcg"});
@@ -90,9 +158,12 @@ std::vector<std::string> QemuDriver::CommandLine(const VmSpec& spec) const {
   if (!spec.kernel.empty()) argv.insert(argv.end(), {"-kernel", spec.kernel});
   if (!spec.initrd.empty()) argv.insert(argv.end(), {"-initrd", spec.initrd});
   if (!spec.append.empty()) argv.insert(argv.end(), {"-append", spec.append});
-  argv.insert(argv.end(), {"-serial", "file:" + Escape(SerialPath(spec)), "-qmp",
-                           "unix:" + Escape(MonitorPath(spec)) + ",server=on,wait=off"});
-  const auto agent = GuestAgent::ChannelArgs(Escape(GuestAgent::SocketPath(spec.run_dir)));
+  const std::string monitor = "fd=" + std::to_string(kMonitorFd);
+  argv.insert(argv.end(), {"-add-fd", "fd=" + std::to_string(kSerialFd) + ",set=0", "-serial",
+                           "file:/dev/fdset/0", "-chardev",
+                           "socket,id=vmg-qmp," + monitor + ",server=on,wait=off", "-mon",
+                           "chardev=vmg-qmp,mode=control"});
+  const auto agent = GuestAgent::ChannelArgs("fd=" + std::to_string(kAgentFd));
   argv.insert(argv.end(), agent.begin(), agent.end());
   argv.insert(argv.end(), spec.extra_args.begin(), spec.extra_args.end());
   if (!spec.incoming.empty()) argv.insert(argv.end(), {"-incoming", "defer"});
@@ -115,32 +186,46 @@ Result<std::unique_ptr<ThawGuard>> QemuDriver::GuardThaw(
 
 Result<std::unique_ptr<Vm>> QemuDriver::Start(const VmSpec& spec) {
   VMG_RETURN_IF_ERROR(ValidateSpec(env_, spec));
-  VMG_RETURN_IF_ERROR(env_->RemoveFile(MonitorPath(spec)));  // a stale socket of a dead QEMU
-  VMG_ASSIGN_OR_RETURN(int pid, env_->Spawn(CommandLine(spec), {.log_path = LogPath(spec)}));
-
-  const Deadline deadline = Clock::now() + options_.start_timeout;
-  while (true) {
-    if (!env_->IsAlive(pid)) {
-      return Status::Unavailable("QEMU for VM " + spec.name +
-                                 " exited at start: " + Tail(LogPath(spec), 2000));
-    }
-    auto qmp = QmpClient::Connect(MonitorPath(spec), Clock::now() + std::chrono::milliseconds(200));
-    if (qmp.ok()) {
-      auto vm = std::make_unique<QemuVm>(env_, spec, pid, std::move(qmp).value());
-      Status ready = vm->RefreshActiveNodes(deadline);
-      if (ready.ok() && !spec.incoming.empty()) ready = vm->LoadState(spec.incoming);
-      if (!ready.ok()) {
-        (void)vm->PowerOff();
-        return ready.Annotate("VM " + spec.name + " (QEMU said: " + Tail(LogPath(spec), 500) + ")");
-      }
-      return std::unique_ptr<Vm>(std::move(vm));
-    }
-    if (Clock::now() >= deadline) {
-      (void)env_->Kill(pid, SIGKILL);
-      (void)env_->WaitGone(pid, std::chrono::seconds(5));
-      return qmp.status().Annotate("QEMU for VM " + spec.name + " never answered its monitor");
-    }
+  VMG_RETURN_IF_ERROR(ArrangeFiles(spec, user_).Annotate("VM " + spec.name));
+  VMG_ASSIGN_OR_RETURN(UniqueFd monitor, ListenAt(MonitorPath(spec)));
+  VMG_ASSIGN_OR_RETURN(UniqueFd agent, ListenAt(GuestAgent::SocketPath(spec.run_dir)));
+  UniqueFd serial(::open(SerialPath(spec).c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640));
+  if (!serial.valid()) {
+    return Status::IoError("cannot open " + SerialPath(spec) + ": " + std::strerror(errno));
   }
+  VMG_ASSIGN_OR_RETURN(int pid,
+                       env_->Spawn(CommandLine(spec), {.log_path = LogPath(spec),
+                                                       .fds = {{monitor.get(), kMonitorFd},
+                                                               {agent.get(), kAgentFd},
+                                                               {serial.get(), kSerialFd}}}));
+  // QEMU's copies only from now: its exit closes the monitor at once.
+  monitor.reset();
+  agent.reset();
+  serial.reset();
+  // Why QEMU may have failed to open a file: said with each error below.
+  const std::string hint = user_ ? "; " + user_->Hint() : "";
+  const Deadline deadline = Clock::now() + options_.start_timeout;
+  // The monitor listens already: this connection waits in its queue until
+  // QEMU serves it, and ends at once if QEMU exits first.
+  auto qmp = QmpClient::Connect(MonitorPath(spec), deadline);
+  if (!qmp.ok()) {
+    if (env_->WaitGone(pid, std::chrono::seconds(5)).ok()) {
+      return Status::Unavailable("QEMU for VM " + spec.name +
+                                 " exited at start: " + Tail(LogPath(spec), 2000) + hint);
+    }
+    (void)env_->Kill(pid, SIGKILL);
+    (void)env_->WaitGone(pid, std::chrono::seconds(5));
+    return qmp.status().Annotate("QEMU for VM " + spec.name + " never answered its monitor");
+  }
+  auto vm = std::make_unique<QemuVm>(env_, spec, pid, std::move(qmp).value(), user_);
+  Status ready = vm->RefreshActiveNodes(deadline);
+  if (ready.ok() && !spec.incoming.empty()) ready = vm->LoadState(spec.incoming);
+  if (!ready.ok()) {
+    (void)vm->PowerOff();
+    return ready.Annotate("VM " + spec.name + " (QEMU said: " + Tail(LogPath(spec), 500) + ")" +
+                          hint);
+  }
+  return std::unique_ptr<Vm>(std::move(vm));
 }
 
 Result<std::unique_ptr<Vm>> QemuDriver::Attach(const VmSpec& spec, int pid) {
@@ -150,7 +235,7 @@ Result<std::unique_ptr<Vm>> QemuDriver::Attach(const VmSpec& spec, int pid) {
   }
   VMG_ASSIGN_OR_RETURN(
       auto qmp, QmpClient::Connect(MonitorPath(spec), Clock::now() + std::chrono::seconds(10)));
-  auto vm = std::make_unique<QemuVm>(env_, spec, pid, std::move(qmp));
+  auto vm = std::make_unique<QemuVm>(env_, spec, pid, std::move(qmp), user_);
   VMG_RETURN_IF_ERROR(vm->RefreshActiveNodes(Clock::now() + std::chrono::seconds(10)));
   return std::unique_ptr<Vm>(std::move(vm));
 }

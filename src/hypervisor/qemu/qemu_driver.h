@@ -2,15 +2,23 @@
 // as -blockdev qcow2 nodes and a QMP monitor on a unix socket in the VM's
 // run directory, and implements hypervisor::Vm over QMP.
 //
+// QEMU runs confined: under -sandbox (seccomp: no obsolete system calls, no
+// privilege changes, no new processes, no scheduling or resource changes),
+// with clean signals (SIGTERM ends it in order), and, given a user, as that
+// user (qemu_user.h says what it is handed and how). Its monitor and agent
+// sockets and its serial log are opened by the driver and passed to it.
+//
 // Block-node naming (private to this driver): disk i is device "vd<i>" whose
 // initial nodes are "d<i>" (qcow2) over "f<i>" (file); an overlay with tag T
 // is "d<i>-T" over "f<i>-T".
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "hypervisor/driver.h"
+#include "hypervisor/qemu/qemu_user.h"
 
 namespace vmgroup::hypervisor::qemu {
 
@@ -26,20 +34,27 @@ Result<Accel> ParseAccel(const std::string& name);
 struct QemuOptions {
   std::string binary = "qemu-system-x86_64";
   Accel accel = Accel::kAuto;
+  // The user QEMU runs as (QemuUser): only root can name another one than
+  // its own. Empty: as this process. A daemon running as root names an
+  // unprivileged one (vmgroupd: "vmgroup-qemu"); the cost is a chown of
+  // each image QEMU is handed.
+  std::string user;
   // How long QEMU may take from spawn to an answering monitor.
   Duration start_timeout = std::chrono::seconds(30);
 };
 
 class QemuDriver final : public Driver {
  public:
-  explicit QemuDriver(Env* env, QemuOptions options = {});
+  // NotFound or InvalidArgument, saying what to fix, for a user QEMU cannot
+  // run as (QemuUser::LookUp).
+  static Result<std::unique_ptr<QemuDriver>> Create(Env* env, QemuOptions options = {});
 
   Result<std::unique_ptr<Vm>> Start(const VmSpec& spec) override;
   Result<std::unique_ptr<Vm>> Attach(const VmSpec& spec, int pid) override;
   Result<std::unique_ptr<ThawGuard>> GuardThaw(const std::vector<std::shared_ptr<Vm>>& vms,
                                                Duration within) override;
 
-  // The full command line Start() runs for `spec` (exposed for tests).
+  // The full command line Start() runs for `spec`.
   std::vector<std::string> CommandLine(const VmSpec& spec) const;
 
   static std::string MonitorPath(const VmSpec& spec) { return spec.run_dir + "/qmp.sock"; }
@@ -47,8 +62,12 @@ class QemuDriver final : public Driver {
   static std::string SerialPath(const VmSpec& spec) { return spec.run_dir + "/serial.log"; }
 
  private:
+  QemuDriver(Env* env, QemuOptions options, std::optional<QemuUser> user)
+      : env_(env), options_(std::move(options)), user_(std::move(user)) {}
+
   Env* env_;
   QemuOptions options_;
+  std::optional<QemuUser> user_;  // who QEMU runs as, if not as this process
 };
 
 }  // namespace vmgroup::hypervisor::qemu

@@ -3,8 +3,10 @@
 #include "hypervisor/qemu/qemu_driver.h"
 
 #include <gtest/gtest.h>
+#include <pwd.h>
 #include <signal.h>
 #include <sys/mount.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <thread>
@@ -13,7 +15,9 @@
 #include "hypervisor/qemu/qmp_commands.h"
 #include "storage/qemu_img.h"
 #include "testing/guest_io.h"
+#include "testing/process_status.h"
 #include "testing/temp_dir.h"
+#include "testing/tiny_vms.h"
 
 namespace vmgroup::hypervisor::qemu {
 namespace {
@@ -43,10 +47,27 @@ class QemuDriverTest : public ::testing::Test {
     }
   }
   void StartVm() {
-    auto vm = driver_.Start(spec_);
+    auto vm = driver_->Start(spec_);
     ASSERT_TRUE(vm.ok()) << vm.status().ToString();
     vm_ = std::move(vm).value();
     pid_ = vm_->pid();
+  }
+  // StartVm from a thread whose signals are set as vmgroupd sets its own:
+  // SIGTERM and SIGINT blocked (it waits for them), SIGPIPE ignored.
+  void StartVmAsTheDaemonWould() {
+    struct sigaction ignore {
+    }, before{};
+    ignore.sa_handler = SIG_IGN;
+    ASSERT_EQ(::sigaction(SIGPIPE, &ignore, &before), 0);
+    std::thread([this] {
+      sigset_t stop;
+      sigemptyset(&stop);
+      sigaddset(&stop, SIGTERM);
+      sigaddset(&stop, SIGINT);
+      pthread_sigmask(SIG_BLOCK, &stop, nullptr);
+      StartVm();
+    }).join();
+    ASSERT_EQ(::sigaction(SIGPIPE, &before, nullptr), 0);
   }
   // The cut's send/await pair, as one call.
   Status Switch(const std::vector<Overlay>& overlays, const std::string& bitmap, bool pause = false,
@@ -90,7 +111,7 @@ class QemuDriverTest : public ::testing::Test {
   testing::TempDir dir_;
   int pid_ = 0;
   storage::QemuImg img_{Env::Default()};
-  QemuDriver driver_{Env::Default(), {.accel = Accel::kTcg}};
+  std::unique_ptr<QemuDriver> driver_ = *QemuDriver::Create(Env::Default(), testing::TestQemu());
   VmSpec spec_;
   std::unique_ptr<Vm> vm_;
 };
@@ -102,6 +123,89 @@ TEST_F(QemuDriverTest, PauseResumeAndState) {
   EXPECT_EQ(*vm_->State(Soon()), RunState::kPaused);
   ASSERT_TRUE(vm_->Resume(Soon()).ok());
   EXPECT_EQ(*vm_->State(Soon()), RunState::kRunning);
+}
+
+TEST_F(QemuDriverTest, AQemuStartedWhereSigtermIsBlockedEndsInOrderOnSigterm) {
+  StartVmAsTheDaemonWould();
+  ASSERT_TRUE(vm_);
+  ASSERT_TRUE(Env::Default()->Kill(pid_, SIGTERM).ok());
+  EXPECT_TRUE(Env::Default()->WaitGone(pid_, std::chrono::seconds(20)).ok())
+      << "QEMU ignored SIGTERM";
+  EXPECT_NE(Env::Default()->ReadFile(QemuDriver::LogPath(spec_))->find("terminating on signal 15"),
+            std::string::npos)
+      << "QEMU's own orderly exit";
+  vm_.reset();
+}
+
+TEST_F(QemuDriverTest, QemuRunsSandboxedAndUnderRootAsItsOwnUser) {
+  StartVm();
+  EXPECT_EQ(testing::ProcessStatus(pid_, "Seccomp"), "2")
+      << "a seccomp filter (-sandbox) is in place";
+  EXPECT_EQ(testing::ProcessStatus(pid_, "NoNewPrivs"), "1");
+  if (::geteuid() != 0) GTEST_SKIP() << "QEMU runs as its own user only under root";
+  const passwd* user = ::getpwnam(testing::kQemuUser);
+  ASSERT_NE(user, nullptr) << "scripts/install-deps.sh creates " << testing::kQemuUser;
+  const std::string uid = std::to_string(user->pw_uid);
+  EXPECT_EQ(testing::ProcessStatus(pid_, "Uid"), uid + "\t" + uid + "\t" + uid + "\t" + uid);
+  EXPECT_EQ(testing::ProcessStatus(pid_, "CapEff"), "0000000000000000");
+  EXPECT_EQ(testing::ProcessStatus(pid_, "CapBnd"), "0000000000000000");
+  // It was handed the images it writes; the run directory it may only
+  // pass through; its sockets and logs are the daemon's.
+  struct stat st;
+  ASSERT_EQ(::stat(spec_.disks[0].c_str(), &st), 0);
+  EXPECT_EQ(st.st_uid, user->pw_uid);
+  EXPECT_EQ(st.st_mode & 07777, 0600u);
+  ASSERT_EQ(::stat(spec_.run_dir.c_str(), &st), 0);
+  EXPECT_EQ(st.st_uid, 0u);
+  EXPECT_EQ(st.st_gid, user->pw_gid);
+  EXPECT_EQ(st.st_mode & 07777, 0710u);
+  for (const auto& file : {QemuDriver::MonitorPath(spec_), QemuDriver::SerialPath(spec_)}) {
+    ASSERT_EQ(::stat(file.c_str(), &st), 0) << file;
+    EXPECT_EQ(st.st_uid, 0u) << file;
+  }
+  // And through them it works: an overlay it is handed becomes its disk.
+  auto overlays = MakeOverlays("s1");
+  ASSERT_TRUE(vm_->OpenOverlays(overlays, Soon()).ok());
+  ASSERT_TRUE(Switch(overlays, "cp1", /*pause=*/true).ok());
+  ASSERT_TRUE(vm_->RevertOverlays(overlays).ok());
+  ASSERT_TRUE(vm_->Resume(Soon()).ok());
+}
+
+TEST_F(QemuDriverTest, WhatIsHandedOverIsTheRunDirectorysImagesNeverWhatALinkNames) {
+  if (::geteuid() != 0) GTEST_SKIP() << "QEMU runs as its own user only under root";
+  const std::string secret = dir_ / "elsewhere/secret", notes = dir_ / "notes.txt";
+  ASSERT_TRUE(Env::Default()->CreateDirs(dir_ / "elsewhere").ok());
+  ASSERT_TRUE(Env::Default()->WriteFile(secret, "root's").ok());
+  ASSERT_TRUE(Env::Default()->WriteFile(notes, "not an image").ok());
+  ASSERT_EQ(::symlink(secret.c_str(), (dir_ / "link.qcow2").c_str()), 0);
+  StartVm();
+  struct stat st;
+  for (const auto& file : {secret, notes}) {
+    ASSERT_EQ(::stat(file.c_str(), &st), 0) << file;
+    EXPECT_EQ(st.st_uid, 0u) << file;
+  }
+  ASSERT_EQ(::stat(spec_.disks[1].c_str(), &st), 0);
+  EXPECT_NE(st.st_uid, 0u) << "the images are handed over";
+}
+
+TEST_F(QemuDriverTest, AnImageQemusUserCannotReadIsNamedWithThatUser) {
+  if (::geteuid() != 0) GTEST_SKIP() << "QEMU runs as its own user only under root";
+  // An operator's template in a directory only root may enter.
+  const std::string hidden = dir_ / "hidden", base = hidden + "/template.qcow2";
+  ASSERT_TRUE(Env::Default()->CreateDirs(hidden).ok());
+  ASSERT_EQ(::chmod(hidden.c_str(), 0700), 0);
+  ASSERT_TRUE(img_.Create(base, 16 << 20).ok());
+  ASSERT_TRUE(img_.CreateOverlay(base, dir_ / "on-template.qcow2").ok());
+  spec_.disks[0] = dir_ / "on-template.qcow2";
+  auto vm = driver_->Start(spec_);
+  if (vm.ok()) vm_ = std::move(vm).value();  // for TearDown to power off
+  ASSERT_FALSE(vm_) << "QEMU read a file its user may not";
+  const std::string why = vm.status().message();
+  EXPECT_NE(why.find(base), std::string::npos) << why;
+  EXPECT_NE(why.find(std::string("user ") + testing::kQemuUser), std::string::npos) << why;
+  struct stat st;
+  ASSERT_EQ(::stat(base.c_str(), &st), 0);
+  EXPECT_EQ(st.st_uid, 0u) << "a template is left as it is";
 }
 
 TEST_F(QemuDriverTest, SwitchMakesOverlaysActiveWithBitmapAndRevertUndoesIt) {
@@ -198,8 +302,9 @@ TEST_F(QemuDriverTest, CommitImageMergesAnInnerImageThenTheActiveOneWhileTheGues
 
 TEST_F(QemuDriverTest, CopyMarkedCopiesWhatABitmapMarksAndNothingElse) {
   const std::string base = spec_.disks[0], full = dir_ / "full.qcow2",
-                    target = dir_ / "changes.qcow2", monitor = dir_ / "test.sock";
+                    target = dir_ / "changes.qcow2", monitor = dir_ / "q/test.sock";
   ASSERT_TRUE(img_.Convert(base, full, std::chrono::minutes(1)).ok());  // the base's copy
+  ASSERT_TRUE(testing::MakeQemuWritableDir(dir_ / "q").ok());
   spec_.extra_args = testing::GuestMonitorArgs(monitor);
   StartVm();
   ASSERT_TRUE(vm_->AddBitmap(0, base, "rp", Soon()).ok());
@@ -216,6 +321,9 @@ TEST_F(QemuDriverTest, CopyMarkedCopiesWhatABitmapMarksAndNothingElse) {
   auto same = Env::Default()->Run({"qemu-img", "compare", "-U", "-q", target, base});
   EXPECT_TRUE(same.ok() && same->exit_code == 0) << "the copy reads as the image at the cut";
   EXPECT_EQ(*img_.OwnDataBytes(target), uint64_t{1} << 20) << "only the marked megabyte";
+  struct stat st;
+  ASSERT_EQ(::stat(target.c_str(), &st), 0);
+  EXPECT_EQ(st.st_uid, ::geteuid()) << "written through our descriptor, still ours";
   EXPECT_EQ(vm_->CopyMarked(0, base, "nope", target, Soon()).code(), Code::kNotFound);
   EXPECT_EQ(vm_->CopyMarked(0, dir_ / "other.qcow2", "rp", target, Soon()).code(),
             Code::kInvalidArgument);
@@ -274,7 +382,7 @@ TEST_F(QemuDriverTest, MemoryStateSavedAtTheCutStartsAVmPausedWhereItWas) {
   ASSERT_TRUE(vm_->PowerOff().ok());
   vm_.reset();
   spec_.disks.pop_back();
-  auto bad = driver_.Start(spec_);
+  auto bad = driver_->Start(spec_);
   EXPECT_FALSE(bad.ok());
 }
 
@@ -311,7 +419,7 @@ TEST_F(QemuDriverTest, AttachReachesARunningVmThroughItsMonitor) {
   ASSERT_TRUE(vm_->Pause(Soon()).ok());
   int pid = vm_->pid();
   vm_.reset();  // the connection closes; QEMU keeps running
-  auto again = driver_.Attach(spec_, pid);
+  auto again = driver_->Attach(spec_, pid);
   ASSERT_TRUE(again.ok()) << again.status().ToString();
   vm_ = std::move(again).value();
   EXPECT_EQ(*vm_->State(Soon()), RunState::kPaused);
@@ -330,7 +438,7 @@ TEST_F(QemuDriverTest, RevertAdoptsAMergeLeftByADaemonThatDied) {
     ASSERT_TRUE(qmp.ok()) << qmp.status().ToString();
     ASSERT_TRUE(qmp::BlockCommitActive(**qmp, "revert-d0-s1", "d0-s1", Soon()).ok());
   }
-  auto again = driver_.Attach(spec_, pid);
+  auto again = driver_->Attach(spec_, pid);
   ASSERT_TRUE(again.ok()) << again.status().ToString();
   vm_ = std::move(again).value();
   Status r = vm_->RevertOverlays(overlays);
@@ -343,8 +451,8 @@ TEST_F(QemuDriverTest, AttachRefusesAPidThatIsNotThisVmsQemu) {
   StartVm();
   VmSpec other = spec_;
   other.uuid = "5c2f3c8e-1111-4a4a-8b8b-000000000002";
-  EXPECT_EQ(driver_.Attach(other, vm_->pid()).status().code(), Code::kUnavailable);
-  EXPECT_EQ(driver_.Attach(spec_, ::getpid()).status().code(), Code::kUnavailable);
+  EXPECT_EQ(driver_->Attach(other, vm_->pid()).status().code(), Code::kUnavailable);
+  EXPECT_EQ(driver_->Attach(spec_, ::getpid()).status().code(), Code::kUnavailable);
   EXPECT_TRUE(IsQemuOf(Env::Default(), vm_->pid(), spec_.uuid));
 }
 
@@ -353,20 +461,20 @@ TEST_F(QemuDriverTest, DeadQemuIsUnavailable) {
   ASSERT_TRUE(Env::Default()->Kill(vm_->pid(), SIGKILL).ok());
   ASSERT_TRUE(Env::Default()->WaitGone(vm_->pid(), std::chrono::seconds(10)).ok());
   EXPECT_EQ(vm_->Pause(Soon()).code(), Code::kUnavailable);
-  EXPECT_EQ(driver_.Attach(spec_, vm_->pid()).status().code(), Code::kUnavailable);
+  EXPECT_EQ(driver_->Attach(spec_, vm_->pid()).status().code(), Code::kUnavailable);
   vm_.reset();
 }
 
 TEST_F(QemuDriverTest, MissingDiskIsRefusedBeforeQemuStarts) {
   spec_.disks[1] = dir_ / "nope.qcow2";
-  auto vm = driver_.Start(spec_);
+  auto vm = driver_->Start(spec_);
   EXPECT_EQ(vm.status().code(), Code::kFileNotFound);
   EXPECT_NE(vm.status().message().find("nope.qcow2"), std::string::npos);
 }
 
 TEST_F(QemuDriverTest, QemuRefusingToStartReportsWhatItSaid) {
   spec_.extra_args = {"-no-such-option"};
-  auto vm = driver_.Start(spec_);
+  auto vm = driver_->Start(spec_);
   EXPECT_EQ(vm.status().code(), Code::kUnavailable);
   EXPECT_NE(vm.status().message().find("no-such-option"), std::string::npos)
       << vm.status().message();

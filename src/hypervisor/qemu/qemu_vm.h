@@ -8,8 +8,10 @@
 #include <string>
 #include <vector>
 
+#include "base/unique_fd.h"
 #include "hypervisor/driver.h"
 #include "hypervisor/qemu/guest_agent.h"
+#include "hypervisor/qemu/qemu_user.h"
 #include "hypervisor/qemu/qmp_client.h"
 #include "hypervisor/qemu/qmp_commands.h"
 
@@ -17,7 +19,10 @@ namespace vmgroup::hypervisor::qemu {
 
 class QemuVm final : public Vm {
  public:
-  QemuVm(Env* env, VmSpec spec, int pid, std::unique_ptr<QmpClient> qmp);
+  // `user`: who QEMU runs as, when not as this process; the images QEMU
+  // opens later (overlays, merge targets) are handed to it.
+  QemuVm(Env* env, VmSpec spec, int pid, std::unique_ptr<QmpClient> qmp,
+         std::optional<QemuUser> user = std::nullopt);
 
   int pid() const override { return pid_; }
   Result<RunState> State(Deadline deadline) override;
@@ -50,7 +55,8 @@ class QemuVm final : public Vm {
   // Reads the active node of every disk into active_nodes_.
   Status RefreshActiveNodes(Deadline deadline);
   // For a QEMU started with -incoming defer: loads the memory state saved in
-  // `path`; the VM is paused afterwards.
+  // `path` (QEMU reads it from a descriptor of ours: the file stays
+  // root's); the VM is paused afterwards.
   Status LoadState(const std::string& path);
   // The descriptor of the agent channel OpenAgent opened (a thaw guard
   // keeps a copy), or -1.
@@ -65,6 +71,12 @@ class QemuVm final : public Vm {
   Result<std::optional<qmp::BitmapInfo>> BitmapLocked(const std::string& node,
                                                       const std::string& name, Deadline deadline);
   Status RefreshActiveNodesLocked(Deadline deadline);
+  // Ends what is left of a memory state save: the pipe, if QEMU never got
+  // it (its writer then exits, the file left empty), and the writer process
+  // once it is gone (waited for a few seconds).
+  void EndStateSaveLocked();
+  // `path` made QEMU's to write, when it runs as another user.
+  Status HandOverLocked(const std::string& path);
   // The transaction actions that put `overlays` on top (and add `bitmap`).
   Result<std::vector<Json>> SwitchActions(const std::vector<Overlay>& overlays,
                                           const std::string& bitmap);
@@ -87,7 +99,13 @@ class QemuVm final : public Vm {
   std::unique_ptr<GuestAgent> open_agent_;  // guarded by agent_mu_; see OpenAgent
   std::unique_ptr<QmpClient> qmp_;          // guarded by mu_
   std::vector<std::string> active_nodes_;   // guarded by mu_; refreshed outside pauses
-  std::string state_path_;                  // guarded by mu_; set by PrepareStateSave
+  const std::optional<QemuUser> user_;
+  // The memory state save PrepareStateSave set up (guarded by mu_): its
+  // file, the writer process that copies the stream into it, and the pipe's
+  // write end until SendResume hands it to QEMU.
+  std::string state_path_;
+  int state_writer_ = 0;
+  UniqueFd state_pipe_;
   // Between a Send* and its Await*: what was sent (guarded by mu_).
   struct Pending {
     std::vector<std::pair<std::string, std::string>> commands;  // (command, id)

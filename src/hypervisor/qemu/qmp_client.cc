@@ -1,8 +1,10 @@
 #include "hypervisor/qemu/qmp_client.h"
 
+#include <poll.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <thread>
@@ -30,6 +32,39 @@ Result<UniqueFd> ConnectOnce(const std::string& path) {
     return Status::Unavailable("cannot connect to " + path + ": " + std::strerror(errno));
   }
   return fd;
+}
+
+// Sends the first byte of `data` with a copy of `fd` attached (QEMU takes
+// descriptors from the message that carries them), then the rest.
+Status SendWithFd(int socket, std::string_view data, int fd, Deadline deadline) {
+  char control[CMSG_SPACE(sizeof(int))] = {};
+  iovec iov{const_cast<char*>(data.data()), 1};
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control;
+  msg.msg_controllen = sizeof control;
+  cmsghdr* c = CMSG_FIRSTHDR(&msg);
+  c->cmsg_level = SOL_SOCKET;
+  c->cmsg_type = SCM_RIGHTS;
+  c->cmsg_len = CMSG_LEN(sizeof(int));
+  std::memcpy(CMSG_DATA(c), &fd, sizeof(int));
+  while (true) {
+    pollfd p{socket, POLLOUT, 0};
+    const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now());
+    const int ready = ::poll(&p, 1, static_cast<int>(std::max<int64_t>(left.count(), 0)));
+    if (ready == 0) return Status::Timeout("QMP write timed out");
+    if (ready > 0) {
+      const ssize_t n = ::sendmsg(socket, &msg, MSG_NOSIGNAL);
+      if (n == 1) break;
+      if (n >= 0 || (errno != EINTR && errno != EAGAIN)) {
+        return Status::Unavailable(std::string("sendmsg: ") + std::strerror(errno));
+      }
+    } else if (errno != EINTR) {
+      return Status::IoError(std::string("poll: ") + std::strerror(errno));
+    }
+  }
+  return vmgroup::WriteAll(socket, data.substr(1), deadline);
 }
 
 }  // namespace
@@ -63,8 +98,9 @@ Result<std::unique_ptr<QmpClient>> QmpClient::ConnectAgent(const std::string& so
   return std::unique_ptr<QmpClient>(new QmpClient(std::move(fd)));
 }
 
-Status QmpClient::WriteAll(const std::string& data, Deadline deadline) {
-  Status s = vmgroup::WriteAll(fd_.get(), data, deadline);
+Status QmpClient::WriteAll(const std::string& data, Deadline deadline, int fd) {
+  Status s = fd < 0 || data.empty() ? vmgroup::WriteAll(fd_.get(), data, deadline)
+                                    : SendWithFd(fd_.get(), data, fd, deadline);
   if (s.code() == Code::kUnavailable) {
     closed_ = true;
     return Status::Unavailable("QMP connection lost: " + s.message());
@@ -126,22 +162,22 @@ Result<Json> QmpClient::AwaitReply(std::string_view command, const std::string& 
   }
 }
 
-Result<Json> QmpClient::Execute(std::string_view command, const Json& arguments,
-                                Deadline deadline) {
+Result<Json> QmpClient::Execute(std::string_view command, const Json& arguments, Deadline deadline,
+                                int fd) {
   std::string id;
   VMG_RETURN_IF_ERROR(
-      WriteAll(Message(command, arguments, &id), deadline).Annotate(std::string(command)));
+      WriteAll(Message(command, arguments, &id), deadline, fd).Annotate(std::string(command)));
   return AwaitReply(command, id, deadline);
 }
 
 Result<std::vector<std::string>> QmpClient::Send(
-    const std::vector<std::pair<std::string, Json>>& commands, Deadline deadline) {
+    const std::vector<std::pair<std::string, Json>>& commands, Deadline deadline, int fd) {
   std::string batch;
   std::vector<std::string> ids(commands.size());
   for (size_t i = 0; i < commands.size(); ++i) {
     batch += Message(commands[i].first, commands[i].second, &ids[i]);
   }
-  VMG_RETURN_IF_ERROR(WriteAll(batch, deadline));
+  VMG_RETURN_IF_ERROR(WriteAll(batch, deadline, fd));
   return ids;
 }
 

@@ -36,17 +36,21 @@ class QmpClient {
 
   // Runs `command` and returns its "return" value. A QMP error reply becomes
   // Failed with QEMU's description; Timeout past `deadline`; Unavailable when
-  // the connection is closed (QEMU exited).
-  Result<Json> Execute(std::string_view command, const Json& arguments, Deadline deadline);
+  // the connection is closed (QEMU exited). With `fd`, a copy of that
+  // descriptor goes along with the command (SCM_RIGHTS), for the commands
+  // that take one (getfd, add-fd); the caller keeps its own.
+  Result<Json> Execute(std::string_view command, const Json& arguments, Deadline deadline,
+                       int fd = -1);
   Result<Json> Execute(std::string_view command, Deadline deadline) {
     return Execute(command, Json::object(), deadline);
   }
 
   // Pipelining: Send writes every command in one write and returns their ids
   // at once; AwaitReply(command, id) then collects each reply, in order. QEMU
-  // runs the commands in order but does not stop at a failed one.
+  // runs the commands in order but does not stop at a failed one. `fd` as
+  // for Execute, for the first command.
   Result<std::vector<std::string>> Send(const std::vector<std::pair<std::string, Json>>& commands,
-                                        Deadline deadline);
+                                        Deadline deadline, int fd = -1);
   Result<Json> AwaitReply(std::string_view command, const std::string& id, Deadline deadline);
 
   // Returns the first queued or arriving event named `name`, removing it
@@ -60,7 +64,9 @@ class QmpClient {
   const Json& greeting() const { return greeting_; }
 
   // Writes `bytes` as they are (the guest agent's 0xFF resynchronisation).
-  Status WriteRaw(const std::string& bytes, Deadline deadline) { return WriteAll(bytes, deadline); }
+  Status WriteRaw(const std::string& bytes, Deadline deadline) {
+    return WriteAll(bytes, deadline, -1);
+  }
 
   // The connection's descriptor (a thaw guard keeps a copy of an agent's).
   int fd() const { return fd_.get(); }
@@ -69,7 +75,8 @@ class QmpClient {
   explicit QmpClient(UniqueFd fd) : fd_(std::move(fd)) {}
   Result<Json> ReadMessage(Deadline deadline);
   std::string Message(std::string_view command, const Json& arguments, std::string* id);
-  Status WriteAll(const std::string& data, Deadline deadline);
+  // Sends `data`, its first byte with a copy of `fd` when fd >= 0.
+  Status WriteAll(const std::string& data, Deadline deadline, int fd);
 
   UniqueFd fd_;
   std::string buffer_;

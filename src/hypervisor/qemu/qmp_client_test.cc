@@ -108,6 +108,32 @@ TEST(QmpClientTest, JobErrorIsReadFromQueryJobs) {
   EXPECT_EQ(qmp::CompleteJob(**c, "other", In(5000)).code(), Code::kNotFound);
 }
 
+TEST(QmpClientTest, ADescriptorGoesAlongWithItsCommand) {
+  FakeQmpServer server(SocketPath(), [](const json& cmd) -> Lines {
+    // The peer writes into the descriptor it was handed, as QEMU into a pipe.
+    if (!cmd.contains("fd")) return std::vector<std::string>{FakeQmpServer::Error(cmd, "no fd")};
+    const int fd = cmd["fd"];
+    const bool wrote = ::write(fd, "streamed", 8) == 8;
+    ::close(fd);
+    return std::vector<std::string>{wrote ? FakeQmpServer::Reply(cmd, json::object())
+                                          : FakeQmpServer::Error(cmd, "write")};
+  });
+  auto c = QmpClient::Connect(SocketPath(), In(5000));
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  int ends[2];
+  ASSERT_EQ(::pipe(ends), 0);
+  Status s = qmp::GetFd(**c, "vmg-state", ends[1], In(5000));
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  ::close(ends[1]);  // ours; the peer closed its copy
+  char buf[16] = {};
+  EXPECT_EQ(::read(ends[0], buf, sizeof buf), 8);
+  EXPECT_STREQ(buf, "streamed");
+  EXPECT_EQ(::read(ends[0], buf, sizeof buf), 0) << "no copy left open anywhere";
+  ::close(ends[0]);
+  // Without one the same command is just a command.
+  EXPECT_EQ((*c)->Execute("getfd", {{"fdname", "x"}}, In(5000)).status().code(), Code::kFailed);
+}
+
 TEST(QmpClientTest, NothingListeningIsUnavailableAfterTheDeadline) {
   auto c = QmpClient::Connect("/tmp/vmg-qmp-nobody-here.sock", In(100));
   EXPECT_EQ(c.status().code(), Code::kUnavailable);

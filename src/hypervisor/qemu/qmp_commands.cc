@@ -143,8 +143,38 @@ Status SetBackgroundSnapshot(QmpClient& c, bool on, Deadline d) {
   return c.Execute("migrate-set-capabilities", {{"capabilities", Json::array({cap})}}, d).status();
 }
 
-Status MigrateIncoming(QmpClient& c, const std::string& uri, Deadline d) {
-  return c.Execute("migrate-incoming", {{"uri", uri}}, d).status();
+std::pair<std::string, Json> MigrateCommand(const std::string& fd_name) {
+  return {"migrate", {{"uri", "fd:" + fd_name}}};
+}
+
+Status MigrateIncoming(QmpClient& c, const std::string& fd_name, Deadline d) {
+  return c.Execute("migrate-incoming", {{"uri", "fd:" + fd_name}}, d).status();
+}
+
+std::pair<std::string, Json> GetFdCommand(const std::string& name) {
+  return {"getfd", {{"fdname", name}}};
+}
+
+Status GetFd(QmpClient& c, const std::string& name, int fd, Deadline d) {
+  auto [command, args] = GetFdCommand(name);
+  return c.Execute(command, args, d, fd).status();
+}
+
+Status CloseFd(QmpClient& c, const std::string& name, Deadline d) {
+  return c.Execute("closefd", {{"fdname", name}}, d).status();
+}
+
+Result<int> AddFd(QmpClient& c, int fd, Deadline d) {
+  VMG_ASSIGN_OR_RETURN(Json r, c.Execute("add-fd", Json::object(), d, fd));
+  auto id = r.find("fdset-id");
+  if (id == r.end() || !id->is_number_integer()) {
+    return Status::Internal("add-fd answered no fdset-id");
+  }
+  return id->get<int>();
+}
+
+Status RemoveFdSet(QmpClient& c, int fdset, Deadline d) {
+  return c.Execute("remove-fd", {{"fdset-id", fdset}}, d).status();
 }
 
 Result<MigrationInfo> QueryMigrate(QmpClient& c, Deadline d) {
@@ -163,12 +193,6 @@ Status AwaitMigration(QmpClient& c, Deadline d) {
     if (Clock::now() >= d) return Status::Timeout("the migration stream did not finish in time");
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
-}
-
-std::string ShellQuote(const std::string& path) {
-  std::string out = "'";
-  for (char ch : path) out += ch == '\'' ? std::string("'\\''") : std::string(1, ch);
-  return out + "'";
 }
 
 Result<std::optional<JobInfo>> QueryJob(QmpClient& c, const std::string& job_id, Deadline d) {

@@ -72,12 +72,30 @@ Status BlockCommitActive(QmpClient& c, const std::string& job_id, const std::str
 // active node this is an active commit, which needs completing.
 Status BlockCommit(QmpClient& c, const std::string& job_id, const std::string& device,
                    const std::string& top, const std::string& base, Deadline d);
-// Memory state. The URI is "exec:<shell command>" (QEMU 7.2 has no "file:").
-// background-snapshot: the next migration saves RAM as it is when the
-// migration starts while the guest runs on (QEMU resumes it by itself once
-// the device state is saved).
+// Descriptors handed to QEMU over the monitor (QmpClient passes a copy with
+// the command). getfd: QEMU keeps it under `name` until a command uses it
+// (migrate or migrate-incoming with "fd:<name>") or closefd drops it.
+std::pair<std::string, Json> GetFdCommand(const std::string& name);
+Status GetFd(QmpClient& c, const std::string& name, int fd, Deadline d);
+Status CloseFd(QmpClient& c, const std::string& name, Deadline d);
+// add-fd: `fd` joins a new descriptor set, whose id is returned; QEMU then
+// opens "/dev/fdset/<id>" by taking a copy (for a block node's file).
+// RemoveFdSet drops the set once nothing uses it any more.
+Result<int> AddFd(QmpClient& c, int fd, Deadline d);
+Status RemoveFdSet(QmpClient& c, int fdset, Deadline d);
+
+// Memory state, streamed through a descriptor passed with getfd (QEMU 7.2
+// has no "file:" URI, and "exec:" would have QEMU spawn a shell, which
+// -sandbox forbids). background-snapshot: the next migration saves RAM as
+// it is when the migration starts while the guest runs on (QEMU resumes it
+// by itself once the device state is saved).
 Status SetBackgroundSnapshot(QmpClient& c, bool on, Deadline d);
-Status MigrateIncoming(QmpClient& c, const std::string& uri, Deadline d);
+// The command and arguments of a migration into the descriptor named
+// `fd_name`, for QmpClient::Send.
+std::pair<std::string, Json> MigrateCommand(const std::string& fd_name);
+// Starts loading a migration stream from the descriptor named `fd_name`
+// (QEMU started with -incoming defer).
+Status MigrateIncoming(QmpClient& c, const std::string& fd_name, Deadline d);
 // query-migrate's status ("active", "completed", "failed", ... or "" before
 // any migration) and, once failed, QEMU's reason.
 struct MigrationInfo {
@@ -88,8 +106,6 @@ struct MigrationInfo {
 Result<MigrationInfo> QueryMigrate(QmpClient& c, Deadline d);
 // Polls until the migration completed; Failed with QEMU's reason if it failed.
 Status AwaitMigration(QmpClient& c, Deadline d);
-// A shell word for `exec:` URIs: `path` in single quotes.
-std::string ShellQuote(const std::string& path);
 
 // A job as query-jobs reports it.
 struct JobInfo {

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -25,6 +26,13 @@ constexpr char kThawNow = 't';
 // `scratch` has room for agents.size() descriptors (no allocation after fork).
 [[noreturn]] void Guard(int read_fd, const std::vector<int>& agents, int* scratch, int within_ms) {
   setsid();  // out of the caller's process group and its signals
+  // Not the caller's signal state (the daemon blocks SIGTERM): a guard ends
+  // on SIGTERM like any process. SIGPIPE stays ignored: a write to a guest
+  // whose QEMU is gone must not end it before it thawed the others.
+  sigset_t none;
+  sigemptyset(&none);
+  sigprocmask(SIG_SETMASK, &none, nullptr);
+  signal(SIGPIPE, SIG_IGN);
   // Keep the caller's end at kGuardFd and the agents right above it: copy
   // each out of the way first, so that no dup2 lands on one still needed.
   const int n = static_cast<int>(agents.size());
