@@ -64,6 +64,11 @@ std::vector<gid_t> GroupsOf(const std::string& user, gid_t primary) {
 Access::Access(std::string admin_group, std::string reader_group)
     : admin_group_(std::move(admin_group)), reader_group_(std::move(reader_group)) {}
 
+int Access::AdminGid() const {
+  const std::optional<gid_t> gid = GroupId(admin_group_);
+  return gid ? static_cast<int>(*gid) : -1;
+}
+
 Status Access::CheckGroupsExist() const {
   for (const std::string* g : {&admin_group_, &reader_group_}) {
     if (!g->empty() && !GroupId(*g)) {

@@ -22,6 +22,9 @@ class Access {
 
   // InvalidArgument naming a group the host does not have.
   Status CheckGroupsExist() const;
+  // The admin group's id, for the files vmgroupd writes for people (the
+  // catalog, exports); -1 when the host has no such group.
+  int AdminGid() const;
 
   // A user PAM authenticated, by name.
   cim::Peer ForUser(const std::string& user) const;

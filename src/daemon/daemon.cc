@@ -24,12 +24,21 @@ std::string Dir(const std::string& path) { return path.substr(0, path.rfind('/')
 
 Result<std::unique_ptr<Daemon>> Daemon::Start(const Options& o) {
   std::unique_ptr<Daemon> d(new Daemon());
+  d->access_ = std::make_unique<Access>(o.admin_group, o.reader_group);
+  if (Status groups = d->access_->CheckGroupsExist(); !groups.ok()) {
+    // The default group missing leaves root alone in charge; a group named
+    // on the command line missing is a mistake to fix.
+    if (o.admin_group != kDefaultAdminGroup || !o.reader_group.empty()) return groups;
+    Log(LogLevel::kWarning, groups.message() + ": only root may manage vmgroupd");
+  }
   engine::EngineOptions eo;
   eo.state_dir = o.state_dir;
   eo.qemu.accel = o.accel;
   // Only root can start QEMU as another user; anyone else runs it as itself.
   if (::geteuid() == 0) eo.qemu.user = o.qemu_user;
   eo.snapshot.freeze_bound = o.freeze_bound;
+  // The catalog and exports are for root and the admin group only.
+  eo.admin_gid = d->access_->AdminGid();
   VMG_ASSIGN_OR_RETURN(d->engine_, engine::Engine::Open(eo));
   const auto& rec = d->engine_->recovery();
   // What recovery could not repair waits for the next start: say so loudly.
@@ -48,13 +57,6 @@ Result<std::unique_ptr<Daemon>> Daemon::Start(const Options& o) {
 }
 
 Status Daemon::StartListeners(const Options& o) {
-  access_ = std::make_unique<Access>(o.admin_group, o.reader_group);
-  if (Status groups = access_->CheckGroupsExist(); !groups.ok()) {
-    // The default group missing leaves root alone in charge; a group named
-    // on the command line missing is a mistake to fix.
-    if (o.admin_group != kDefaultAdminGroup || !o.reader_group.empty()) return groups;
-    Log(LogLevel::kWarning, groups.message() + ": only root may manage vmgroupd");
-  }
   std::string cert, key;
   if (!o.tls_cert.empty()) {
     auto read = [](const std::string& flag, const std::string& path) -> Result<std::string> {
