@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "base/socket_io.h"
+#include "base/validate.h"
 
 namespace vmgroup::hypervisor::qemu {
 namespace {
@@ -18,6 +19,21 @@ namespace {
 constexpr size_t kMaxQueuedEvents = 1024;
 // A single QMP message larger than this means the peer is not QEMU.
 constexpr size_t kMaxMessageBytes = 64 << 20;
+// Deepest JSON a message may nest. QEMU's deepest replies describe a backing
+// chain, one level per image: far below this for any chain vmgroup keeps,
+// and far above what a thread's stack could not take.
+constexpr int kMaxNesting = 1000;
+
+// What an "error" member says, for a person: its description, or a note
+// that QEMU sent none (never the whole member, which may be anything).
+std::string ErrorText(const Json& error) {
+  if (error.is_object()) {
+    if (auto desc = error.find("desc"); desc != error.end() && desc->is_string()) {
+      return Printable(desc->get<std::string>().substr(0, 500));
+    }
+  }
+  return "QEMU refused it without a description";
+}
 
 Result<UniqueFd> ConnectOnce(const std::string& path) {
   sockaddr_un addr{};
@@ -117,9 +133,24 @@ Result<Json> QmpClient::ReadMessage(Deadline deadline) {
       // what came before it is stale.
       if (auto ff = line.rfind('\xff'); ff != std::string::npos) line.erase(0, ff + 1);
       if (line.find_first_not_of(" \r\t") == std::string::npos) continue;
-      Json msg = Json::parse(line, nullptr, /*allow_exceptions=*/false);
+      // No reply of QEMU's nests deeply; a line that does would cost the
+      // stack of every later copy of it: its deep parts are dropped while
+      // parsing and the line refused.
+      bool too_deep = false;
+      Json msg = Json::parse(
+          line,
+          [&too_deep](int depth, Json::parse_event_t, Json&) {
+            if (depth > kMaxNesting) too_deep = true;
+            return depth <= kMaxNesting;
+          },
+          /*allow_exceptions=*/false);
+      if (too_deep) {
+        return Status::Unavailable("QMP sent JSON nested over " + std::to_string(kMaxNesting) +
+                                   " levels deep");
+      }
       if (msg.is_discarded() || !msg.is_object()) {
-        return Status::Unavailable("QMP sent something that is not JSON: " + line.substr(0, 200));
+        return Status::Unavailable("QMP sent something that is not JSON: " +
+                                   Printable(line.substr(0, 200), true));
       }
       return msg;
     }
@@ -154,11 +185,13 @@ Result<Json> QmpClient::AwaitReply(std::string_view command, const std::string& 
       events_.push_back(std::move(m));
       continue;
     }
-    if (m.value("id", "") != id) continue;  // the late reply of a command that timed out
+    // Not ours: the late reply of a command that timed out (or a malformed one).
+    if (auto got = m.find("id"); got == m.end() || !got->is_string() || *got != id) continue;
     if (auto err = m.find("error"); err != m.end()) {
-      return Status::Failed(std::string(command) + ": " + err->value("desc", err->dump()));
+      return Status::Failed(std::string(command) + ": " + ErrorText(*err));
     }
-    return m.value("return", Json::object());
+    if (auto ret = m.find("return"); ret != m.end()) return std::move(*ret);
+    return Json::object();
   }
 }
 

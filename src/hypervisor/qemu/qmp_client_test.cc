@@ -139,5 +139,71 @@ TEST(QmpClientTest, NothingListeningIsUnavailableAfterTheDeadline) {
   EXPECT_EQ(c.status().code(), Code::kUnavailable);
 }
 
+// What QEMU sends is untrusted (a guest that broke out writes it): replies of
+// the wrong shape are errors or are skipped, never an exception through the
+// daemon. Each of these ended the process before (found by fuzz/qmp_client).
+TEST(QmpClientTest, AReplyWhoseIdIsNoStringIsNotTakenForOurs) {
+  FakeQmpServer server(SocketPath(), [](const json& cmd) -> Lines {
+    return std::vector<std::string>{R"({"return": {"status": "x"}, "id": 1})",
+                                    FakeQmpServer::Reply(cmd, {{"status", "running"}})};
+  });
+  auto c = QmpClient::Connect(SocketPath(), In(5000));
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  auto s = qmp::QueryStatus(**c, In(5000));
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  EXPECT_EQ(*s, "running");
+}
+
+TEST(QmpClientTest, AnErrorThatIsNoObjectIsARefusalWithoutDescription) {
+  FakeQmpServer server(SocketPath(), [](const json& cmd) -> Lines {
+    return std::vector<std::string>{json{{"error", 1}, {"id", cmd["id"]}}.dump()};
+  });
+  auto c = QmpClient::Connect(SocketPath(), In(5000));
+  ASSERT_TRUE(c.ok());
+  Status s = qmp::Stop(**c, In(5000));
+  EXPECT_EQ(s.code(), Code::kFailed);
+  EXPECT_NE(s.message().find("without a description"), std::string::npos) << s.message();
+}
+
+TEST(QmpClientTest, JsonNestedDeeperThanAnyReplyIsRefused) {
+  FakeQmpServer server(SocketPath(), [](const json& cmd) -> Lines {
+    const std::string deep = std::string(200'000, '[') + std::string(200'000, ']');
+    return std::vector<std::string>{R"({"return": )" + deep + R"(, "id": ")" +
+                                    cmd["id"].get<std::string>() + R"("})"};
+  });
+  auto c = QmpClient::Connect(SocketPath(), In(5000));
+  ASSERT_TRUE(c.ok());
+  Status s = qmp::Stop(**c, In(5000));
+  EXPECT_EQ(s.code(), Code::kUnavailable);
+  EXPECT_NE(s.message().find("nested"), std::string::npos) << s.message();
+}
+
+TEST(QmpClientTest, RepliesOfTheWrongShapeReadAsEmpty) {
+  FakeQmpServer server(SocketPath(), [](const json& cmd) -> Lines {
+    const std::string what = cmd["execute"];
+    if (what == "query-status")
+      return std::vector<std::string>{FakeQmpServer::Reply(cmd, json::array())};
+    if (what == "query-block") {
+      return std::vector<std::string>{FakeQmpServer::Reply(cmd, {1, "x", {{"inserted", 2}}})};
+    }
+    if (what == "query-jobs")
+      return std::vector<std::string>{FakeQmpServer::Reply(cmd, {{"id", 3}})};
+    if (what == "query-named-block-nodes") {
+      return std::vector<std::string>{
+          FakeQmpServer::Reply(cmd, {{{"node-name", "d0"}, {"dirty-bitmaps", {{{"count", -1}}}}}})};
+    }
+    return std::vector<std::string>{FakeQmpServer::Reply(cmd, {{"status", 7}})};
+  });
+  auto c = QmpClient::Connect(SocketPath(), In(5000));
+  ASSERT_TRUE(c.ok());
+  EXPECT_EQ(*qmp::QueryStatus(**c, In(5000)), "");
+  EXPECT_TRUE(qmp::QueryBlock(**c, In(5000))->empty());
+  EXPECT_FALSE(qmp::QueryJob(**c, "j", In(5000))->has_value());
+  auto bitmaps = qmp::QueryBitmaps(**c, "d0", In(5000));
+  ASSERT_EQ(bitmaps->size(), 1u);
+  EXPECT_EQ((*bitmaps)[0].count, 0u);
+  EXPECT_EQ(qmp::QueryMigrate(**c, In(5000))->status, "");
+}
+
 }  // namespace
 }  // namespace vmgroup::hypervisor::qemu

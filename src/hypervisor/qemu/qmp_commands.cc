@@ -1,8 +1,43 @@
 #include "hypervisor/qemu/qmp_commands.h"
 
+#include <climits>
 #include <thread>
 
 namespace vmgroup::hypervisor::qemu::qmp {
+namespace {
+
+// What QEMU answers is read, never trusted to have the documented shape (a
+// guest that broke out into QEMU writes these replies): a field of another
+// type, or an element that is no object, reads as absent instead of
+// throwing through the daemon.
+std::string Text(const Json& j, const char* key) {
+  if (!j.is_object()) return "";
+  auto it = j.find(key);
+  return it != j.end() && it->is_string() ? it->get<std::string>() : "";
+}
+uint64_t Count(const Json& j, const char* key) {
+  if (!j.is_object()) return 0;
+  auto it = j.find(key);
+  return it != j.end() && it->is_number_unsigned() ? it->get<uint64_t>() : 0;
+}
+bool Flag(const Json& j, const char* key) {
+  if (!j.is_object()) return false;
+  auto it = j.find(key);
+  return it != j.end() && it->is_boolean() && it->get<bool>();
+}
+// The elements of an array reply; nothing for anything else.
+const Json& Elements(const Json& j) {
+  static const Json kNone = Json::array();
+  return j.is_array() ? j : kNone;
+}
+const Json& Field(const Json& j, const char* key) {
+  static const Json kNone;
+  if (!j.is_object()) return kNone;
+  auto it = j.find(key);
+  return it != j.end() ? *it : kNone;
+}
+
+}  // namespace
 
 Status Stop(QmpClient& c, Deadline d) { return c.Execute("stop", d).status(); }
 Status Cont(QmpClient& c, Deadline d) { return c.Execute("cont", d).status(); }
@@ -10,17 +45,16 @@ Status Quit(QmpClient& c, Deadline d) { return c.Execute("quit", d).status(); }
 
 Result<std::string> QueryStatus(QmpClient& c, Deadline d) {
   VMG_ASSIGN_OR_RETURN(Json r, c.Execute("query-status", d));
-  return r.value("status", "");
+  return Text(r, "status");
 }
 
 Result<std::vector<BlockDevice>> QueryBlock(QmpClient& c, Deadline d) {
   VMG_ASSIGN_OR_RETURN(Json r, c.Execute("query-block", d));
   std::vector<BlockDevice> devices;
-  for (const auto& dev : r) {
-    auto inserted = dev.find("inserted");
-    if (inserted == dev.end()) continue;
-    devices.push_back(
-        {dev.value("qdev", ""), inserted->value("node-name", ""), inserted->value("file", "")});
+  for (const auto& dev : Elements(r)) {
+    const Json& inserted = Field(dev, "inserted");
+    if (!inserted.is_object()) continue;
+    devices.push_back({Text(dev, "qdev"), Text(inserted, "node-name"), Text(inserted, "file")});
   }
   return devices;
 }
@@ -28,15 +62,15 @@ Result<std::vector<BlockDevice>> QueryBlock(QmpClient& c, Deadline d) {
 Result<std::vector<std::string>> QueryNodeNames(QmpClient& c, Deadline d) {
   VMG_ASSIGN_OR_RETURN(Json r, c.Execute("query-named-block-nodes", {{"flat", true}}, d));
   std::vector<std::string> names;
-  for (const auto& n : r) names.push_back(n.value("node-name", ""));
+  for (const auto& n : Elements(r)) names.push_back(Text(n, "node-name"));
   return names;
 }
 
 Result<std::map<std::string, std::string>> QueryFormatNodes(QmpClient& c, Deadline d) {
   VMG_ASSIGN_OR_RETURN(Json r, c.Execute("query-named-block-nodes", {{"flat", true}}, d));
   std::map<std::string, std::string> nodes;
-  for (const auto& n : r) {
-    if (n.value("drv", "") == "qcow2") nodes[n.value("file", "")] = n.value("node-name", "");
+  for (const auto& n : Elements(r)) {
+    if (Text(n, "drv") == "qcow2") nodes[Text(n, "file")] = Text(n, "node-name");
   }
   return nodes;
 }
@@ -84,11 +118,10 @@ Status BitmapRemove(QmpClient& c, const std::string& node, const std::string& bi
 Result<std::vector<BitmapInfo>> QueryBitmaps(QmpClient& c, const std::string& node, Deadline d) {
   VMG_ASSIGN_OR_RETURN(Json r, c.Execute("query-named-block-nodes", {{"flat", true}}, d));
   std::vector<BitmapInfo> out;
-  for (const auto& n : r) {
-    if (n.value("node-name", "") != node) continue;
-    for (const auto& b : n.value("dirty-bitmaps", Json::array())) {
-      out.push_back(
-          {b.value("name", ""), b.value("count", uint64_t{0}), b.value("inconsistent", false)});
+  for (const auto& n : Elements(r)) {
+    if (Text(n, "node-name") != node) continue;
+    for (const auto& b : Elements(Field(n, "dirty-bitmaps"))) {
+      out.push_back({Text(b, "name"), Count(b, "count"), Flag(b, "inconsistent")});
     }
   }
   return out;
@@ -166,11 +199,11 @@ Status CloseFd(QmpClient& c, const std::string& name, Deadline d) {
 
 Result<int> AddFd(QmpClient& c, int fd, Deadline d) {
   VMG_ASSIGN_OR_RETURN(Json r, c.Execute("add-fd", Json::object(), d, fd));
-  auto id = r.find("fdset-id");
-  if (id == r.end() || !id->is_number_integer()) {
-    return Status::Internal("add-fd answered no fdset-id");
+  const Json& id = Field(r, "fdset-id");
+  if (!id.is_number_unsigned() || id.get<uint64_t>() > INT_MAX) {
+    return Status::Unavailable("add-fd answered no fdset-id");
   }
-  return id->get<int>();
+  return static_cast<int>(id.get<uint64_t>());
 }
 
 Status RemoveFdSet(QmpClient& c, int fdset, Deadline d) {
@@ -179,7 +212,7 @@ Status RemoveFdSet(QmpClient& c, int fdset, Deadline d) {
 
 Result<MigrationInfo> QueryMigrate(QmpClient& c, Deadline d) {
   VMG_ASSIGN_OR_RETURN(Json r, c.Execute("query-migrate", d));
-  return MigrationInfo{r.value("status", ""), r.value("error-desc", "")};
+  return MigrationInfo{Text(r, "status"), Text(r, "error-desc")};
 }
 
 Status AwaitMigration(QmpClient& c, Deadline d) {
@@ -197,9 +230,9 @@ Status AwaitMigration(QmpClient& c, Deadline d) {
 
 Result<std::optional<JobInfo>> QueryJob(QmpClient& c, const std::string& job_id, Deadline d) {
   VMG_ASSIGN_OR_RETURN(Json jobs, c.Execute("query-jobs", d));
-  for (const auto& j : jobs) {
-    if (j.value("id", "") != job_id) continue;
-    return std::optional<JobInfo>(JobInfo{j.value("status", ""), j.value("error", "")});
+  for (const auto& j : Elements(jobs)) {
+    if (Text(j, "id") != job_id) continue;
+    return std::optional<JobInfo>(JobInfo{Text(j, "status"), Text(j, "error")});
   }
   return std::optional<JobInfo>();
 }
