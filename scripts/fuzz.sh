@@ -25,10 +25,12 @@ declare -A max_len=(
   [qmp_client]=65536
   [guest_agent]=4096
   [export_manifest]=16384
+  [qcow2_header]=8192
 )
 targets=("$@")
 if ((${#targets[@]} == 0)); then
-  targets=(xml_request xml_response cim_object_header qmp_client guest_agent export_manifest)
+  targets=(xml_request xml_response cim_object_header qmp_client guest_agent export_manifest
+           qcow2_header)
 fi
 for t in "${targets[@]}"; do
   if [[ -z ${max_len[$t]:-} ]]; then

@@ -467,17 +467,18 @@ void HttpServer::Impl::Watchdog() {
     for (Conn* c : conns_) {
       if (c->cut || c->phase == Phase::kHandling || now < c->deadline || c->fd < 0) continue;
       c->cut = true;
-      // The connection's thread sees its socket end and closes it.
-      ::shutdown(c->fd, SHUT_RDWR);
-      // An idle keep-alive connection ending is no news.
+      // Said before it happens, so whoever sees the connection end finds
+      // the reason logged. An idle keep-alive connection ending is no news.
       try {
         if (c->phase == Phase::kHead) {
-          Note("closed a connection: its request head did not arrive in time");
+          Note("closing a connection: its request head did not arrive in time");
         } else if (c->phase == Phase::kBody) {
-          Note("closed a connection: its request body did not arrive in time");
+          Note("closing a connection: its request body did not arrive in time");
         }
       } catch (...) {  // out of memory: the line is lost, nothing else
       }
+      // The connection's thread sees its socket end and closes it.
+      ::shutdown(c->fd, SHUT_RDWR);
     }
   }
 }
