@@ -22,6 +22,24 @@ class SnapshotApplyTest : public GroupFixture {
         prefix, n, engine::kSnapshotRecovery, [this](const std::string& d) { Stamp(d, 0x11); },
         [this](const std::string& d) { Stamp(d, 0x22); }, snapshot_id);
   }
+  // A running group of two with a Standard snapshot (each VM's disks then
+  // in `before`), whose apply crash_helper runs until it is killed at `point`.
+  void ApplyStandardKilledAt(const std::string& prefix, std::string_view point,
+                             testing::TinyGroup* g,
+                             std::map<std::string, std::vector<std::string>>* before) {
+    *g = MakeGroup(prefix, 2);
+    auto snap = engine_->snapshots().Create(
+        {.collection_id = g->collection_id, .type = engine::kSnapshotStandard});
+    ASSERT_TRUE(snap.ok()) << snap.status().ToString();
+    for (const auto& id : g->vm_ids) (*before)[id] = Vm(id).disks;
+    engine_.reset();
+    auto r =
+        Env::Default()->Run({CRASH_HELPER, dir_ / "state", "apply", snap->id, std::string(point)},
+                            std::chrono::minutes(2));
+    ASSERT_TRUE(r.ok());
+    ASSERT_EQ(r->exit_code, -1) << "the helper should have been killed at " << point << ": "
+                                << r->err;
+  }
 };
 
 TEST_F(SnapshotApplyTest, EveryMemberGoesBackToTheSnapshotOnNewOverlaysAndStaysOff) {
@@ -127,18 +145,9 @@ TEST_F(SnapshotApplyTest, ACrashMidApplyEndsAllOrNothing) {
 // commit: recovery ends those QEMUs (recorded as processes, named by no VM's
 // record) and starts the members again as they were.
 TEST_F(SnapshotApplyTest, ACrashBeforeTheCommitEndsTheQemusStartedFromMemory) {
-  auto g = MakeGroup("mem", 2);
-  auto snap = engine_->snapshots().Create(
-      {.collection_id = g.collection_id, .type = engine::kSnapshotStandard});
-  ASSERT_TRUE(snap.ok()) << snap.status().ToString();
+  testing::TinyGroup g;
   std::map<std::string, std::vector<std::string>> before;
-  for (const auto& id : g.vm_ids) before[id] = Vm(id).disks;
-  engine_.reset();
-  auto r = Env::Default()->Run(
-      {CRASH_HELPER, dir_ / "state", "apply", snap->id, std::string(engine::fault::kApplyPrepared)},
-      std::chrono::minutes(2));
-  ASSERT_TRUE(r.ok());
-  ASSERT_EQ(r->exit_code, -1) << r->err;
+  ASSERT_NO_FATAL_FAILURE(ApplyStandardKilledAt("mem", engine::fault::kApplyPrepared, &g, &before));
   // The helper's QEMUs outlive it; the catalog knows them as its processes.
   auto recorded = catalog::Catalog::Open(dir_ / "state/catalog.db");
   ASSERT_TRUE(recorded.ok());
@@ -166,18 +175,9 @@ TEST_F(SnapshotApplyTest, ACrashBeforeTheCommitEndsTheQemusStartedFromMemory) {
 // state. Recovery ends that QEMU, which no VM's record names, and starts the
 // member again on its own images: each VM has exactly one QEMU.
 TEST_F(SnapshotApplyTest, ACrashWhileAMemberLoadsItsStateLeavesOneQemuPerVm) {
-  auto g = MakeGroup("load", 2);
-  auto snap = engine_->snapshots().Create(
-      {.collection_id = g.collection_id, .type = engine::kSnapshotStandard});
-  ASSERT_TRUE(snap.ok()) << snap.status().ToString();
+  testing::TinyGroup g;
   std::map<std::string, std::vector<std::string>> before;
-  for (const auto& id : g.vm_ids) before[id] = Vm(id).disks;
-  engine_.reset();
-  auto r = Env::Default()->Run(
-      {CRASH_HELPER, dir_ / "state", "apply", snap->id, std::string(hypervisor::kFaultStarted)},
-      std::chrono::minutes(2));
-  ASSERT_TRUE(r.ok());
-  ASSERT_EQ(r->exit_code, -1) << "the helper should have been killed: " << r->err;
+  ASSERT_NO_FATAL_FAILURE(ApplyStandardKilledAt("load", hypervisor::kFaultStarted, &g, &before));
   const std::string first = g.vm_ids[0];
   ASSERT_EQ(testing::QemusOf(first).size(), 1u) << "the QEMU started from the memory state runs";
 
