@@ -9,6 +9,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -57,6 +58,13 @@ struct SpawnOptions {
   // child number above 2 and used once. The caller keeps its copies; no
   // other descriptor reaches the child (all of ours are close-on-exec).
   std::vector<std::pair<int, int>> fds;
+  // When set, the child is held before it runs argv: `admit` is called with
+  // its pid (a caller records it there, durably), and the child runs argv
+  // only once admit returns OK. If admit fails, Spawn returns its error and
+  // the child exits without running argv; if this process dies before admit
+  // returns, the child does the same. Held, the child's command line already
+  // ends with argv.
+  std::function<Status(int pid)> admit;
 };
 
 class Env {
@@ -110,6 +118,11 @@ class Env {
   virtual Status Kill(int pid, int signal) = 0;
   // Waits until `pid` is gone or `timeout` passes; Timeout in the latter case.
   virtual Status WaitGone(int pid, Duration timeout) = 0;
+  // When process `pid` started, in clock ticks since boot (/proc/PID/stat,
+  // field 22). With the pid it names one process for the host's uptime: a
+  // pid used again comes with a later start time. Unavailable when no such
+  // process exists (a zombie counts as gone).
+  virtual Result<int64_t> ProcessStartTime(int pid) = 0;
 
   // The threads of process `pid`, with their names ("CPU 0/TCG", ...).
   // Unavailable when the process is gone.
@@ -156,6 +169,7 @@ class EnvWrapper : public Env {
   bool IsAlive(int pid) override { return target_->IsAlive(pid); }
   Status Kill(int pid, int signal) override { return target_->Kill(pid, signal); }
   Status WaitGone(int pid, Duration timeout) override { return target_->WaitGone(pid, timeout); }
+  Result<int64_t> ProcessStartTime(int pid) override { return target_->ProcessStartTime(pid); }
   Result<std::vector<ThreadInfo>> Threads(int pid) override { return target_->Threads(pid); }
   Result<Scheduling> GetScheduling(int tid) override { return target_->GetScheduling(tid); }
   Status SetScheduling(int tid, const Scheduling& s) override {

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <sstream>
@@ -74,6 +75,74 @@ TEST(EnvTest, SpawnKillAndWaitGone) {
   EXPECT_TRUE(env->RemoveFile(log).ok());
   EXPECT_TRUE(env->RemoveFile(log).ok()) << "removing a missing file is OK";
   EXPECT_FALSE(env->FileExists(log));
+  ASSERT_EQ(rmdir(dir), 0);
+}
+
+// A held child runs nothing until admitted, and nothing at all if refused;
+// its pid and start time are known while it is held and stay the same once
+// it runs its command.
+TEST(EnvTest, AHeldChildRunsItsCommandOnlyOnceAdmitted) {
+  Env* env = Env::Default();
+  char dir[] = "/tmp/vmg-env-XXXXXX";
+  ASSERT_NE(mkdtemp(dir), nullptr);
+  const std::string log = std::string(dir) + "/log", ran = std::string(dir) + "/ran";
+  int64_t held_since = -1;
+  auto pid = env->Spawn({"sh", "-c", "echo $$ > \"$0\"; exec sleep 30", ran},
+                        {.log_path = log, .admit = [&](int held) {
+                           // Give a child that was not held the time to run.
+                           env->SleepFor(std::chrono::milliseconds(200));
+                           EXPECT_FALSE(env->FileExists(ran)) << "ran before it was admitted";
+                           held_since = env->ProcessStartTime(held).value_or(-2);
+                           return Status::Ok();
+                         }});
+  ASSERT_TRUE(pid.ok()) << pid.status().ToString();
+  const auto deadline = Clock::now() + std::chrono::seconds(10);
+  while (env->ReadFile(ran).value_or("").empty() && Clock::now() < deadline) {
+    env->SleepFor(std::chrono::milliseconds(5));
+  }
+  EXPECT_EQ(env->ReadFile(ran).value_or(""), std::to_string(*pid) + "\n") << "the same process";
+  EXPECT_GT(held_since, 0);
+  EXPECT_EQ(env->ProcessStartTime(*pid).value_or(-3), held_since);
+  ASSERT_TRUE(env->Kill(*pid, SIGKILL).ok());
+  ASSERT_TRUE(env->WaitGone(*pid, std::chrono::seconds(5)).ok());
+  EXPECT_EQ(env->ProcessStartTime(*pid).status().code(), Code::kUnavailable);
+
+  // Refused: the admit's error, and the command never runs.
+  ASSERT_TRUE(env->RemoveFile(ran).ok());
+  int refused = 0;
+  auto no = env->Spawn({"sh", "-c", "echo ran > \"$0\"", ran},
+                       {.log_path = log, .admit = [&](int held) {
+                          refused = held;
+                          return Status::IoError("cannot record it");
+                        }});
+  EXPECT_EQ(no.status().code(), Code::kIoError);
+  EXPECT_GT(refused, 0);
+  EXPECT_FALSE(env->IsAlive(refused));
+  EXPECT_FALSE(env->FileExists(ran));
+
+  // Its parent dies while it is held (in admit, before any answer): it
+  // exits by itself, its command never run.
+  int ends[2];
+  ASSERT_EQ(pipe(ends), 0);
+  const pid_t parent = fork();
+  ASSERT_GE(parent, 0);
+  if (parent == 0) {
+    close(ends[0]);
+    (void)env->Spawn({"sh", "-c", "echo ran > \"$0\"", ran},
+                     {.log_path = log, .admit = [&](int held) -> Status {
+                        (void)!write(ends[1], &held, sizeof held);
+                        _exit(0);
+                      }});
+    _exit(1);
+  }
+  close(ends[1]);
+  int orphan = 0;
+  ASSERT_EQ(read(ends[0], &orphan, sizeof orphan), static_cast<ssize_t>(sizeof orphan));
+  close(ends[0]);
+  ASSERT_EQ(waitpid(parent, nullptr, 0), parent);
+  EXPECT_TRUE(env->WaitGone(orphan, std::chrono::seconds(10)).ok()) << "the held child stayed";
+  EXPECT_FALSE(env->FileExists(ran));
+  EXPECT_TRUE(env->RemoveFile(log).ok());
   ASSERT_EQ(rmdir(dir), 0);
 }
 

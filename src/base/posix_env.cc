@@ -278,11 +278,38 @@ class PosixEnv final : public Env {
     }
     child.Open(1, opts.log_path, O_WRONLY | O_CREAT | O_APPEND);
     child.Alias(1, 2);
+    int gate = 3;  // held children: the descriptor their gate is read from
     for (const auto& [ours, theirs] : opts.fds) {
       if (theirs <= 2) return Status::InvalidArgument("a passed descriptor must be above 2");
       child.Pass(ours, theirs);
+      gate = std::max(gate, theirs + 1);
     }
-    VMG_ASSIGN_OR_RETURN(const pid_t pid, child.Start(argv));
+    if (!opts.admit) {
+      VMG_ASSIGN_OR_RETURN(const pid_t pid, child.Start(argv));
+      return static_cast<int>(pid);
+    }
+    // Held: a shell waits for a line on the gate, then becomes argv (same
+    // pid, same start time). Our end is close-on-exec, so it closes with
+    // this process, and the shell then reads end of file and exits.
+    if (gate > 9) return Status::InvalidArgument("a held child takes descriptors up to 8 only");
+    int ends[2];
+    if (::pipe2(ends, O_CLOEXEC) != 0) return Status::IoError(Errno("pipe"));
+    UniqueFd gate_r(ends[0]), gate_w(ends[1]);
+    child.Pass(gate_r.get(), gate);
+    const std::string n = std::to_string(gate);
+    std::vector<std::string> held = {
+        "/bin/sh", "-c", "read -r _ <&" + n + " && exec \"$@\" " + n + "<&-", "vmgroup-held"};
+    held.insert(held.end(), argv.begin(), argv.end());
+    VMG_ASSIGN_OR_RETURN(const pid_t pid, child.Start(held));
+    gate_r.reset();
+    Status admitted = opts.admit(pid);
+    if (admitted.ok()) admitted = WriteAll(gate_w.get(), "go\n", "the gate of " + argv[0]);
+    gate_w.reset();  // on failure: end of file, and the child exits
+    if (!admitted.ok()) {
+      while (::waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
+      }
+      return admitted;
+    }
     return static_cast<int>(pid);
   }
 
@@ -312,6 +339,29 @@ class PosixEnv final : public Env {
       std::this_thread::sleep_for(std::chrono::milliseconds(5));
     }
     return Status::Ok();
+  }
+
+  Result<int64_t> ProcessStartTime(int pid) override {
+    const std::string gone = "process " + std::to_string(pid) + " is gone";
+    if (pid <= 0) return Status::Unavailable(gone);
+    std::ifstream f("/proc/" + std::to_string(pid) + "/stat");
+    std::string line;
+    if (!std::getline(f, line)) return Status::Unavailable(gone);
+    // Fields after the command name, which ends at the last ')': state is
+    // field 3, the start time field 22.
+    const size_t close = line.rfind(')');
+    if (close == std::string::npos) return Status::Unavailable(gone);
+    std::istringstream rest(line.substr(close + 1));
+    std::string field;
+    int64_t start = -1;
+    for (int i = 3; i <= 22 && rest >> field; ++i) {
+      if (i == 3 && field == "Z") return Status::Unavailable(gone);
+      if (i == 22) start = std::strtoll(field.c_str(), nullptr, 10);
+    }
+    if (start < 0)
+      return Status::IoError("cannot read the start time of process " + std::to_string(pid) +
+                             " from /proc");
+    return start;
   }
 
   Result<std::vector<ThreadInfo>> Threads(int pid) override {

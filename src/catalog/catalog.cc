@@ -175,6 +175,33 @@ Status Catalog::DeleteVm(const std::string& id) {
   return NotFoundIfUnchanged(*db_, "VM " + id);
 }
 
+Status Catalog::InsertProcess(const ProcessRecord& p) {
+  std::lock_guard lock(mu_);
+  VMG_ASSIGN_OR_RETURN(
+      Stmt ins, db_->Prepare("INSERT INTO processes(pid,start_time,vm_id) VALUES(?1,?2,?3)"));
+  return ins.Bind(1, p.pid).Bind(2, p.start_time).Bind(3, p.vm_id).Run();
+}
+
+Status Catalog::DeleteProcess(const ProcessRecord& p) {
+  std::lock_guard lock(mu_);
+  VMG_ASSIGN_OR_RETURN(Stmt d,
+                       db_->Prepare("DELETE FROM processes WHERE pid=?1 AND start_time=?2"));
+  return d.Bind(1, p.pid).Bind(2, p.start_time).Run();
+}
+
+Result<std::vector<ProcessRecord>> Catalog::ListProcesses() {
+  std::lock_guard lock(mu_);
+  VMG_ASSIGN_OR_RETURN(
+      Stmt q, db_->Prepare("SELECT vm_id,pid,start_time FROM processes ORDER BY vm_id, pid"));
+  std::vector<ProcessRecord> out;
+  while (true) {
+    VMG_ASSIGN_OR_RETURN(bool row, q.Step());
+    if (!row) break;
+    out.push_back({q.Text(0), static_cast<int>(q.Int(1)), q.Int(2)});
+  }
+  return out;
+}
+
 // ---- Collections ----
 
 Status Catalog::InsertCollection(const CollectionRecord& c) {
@@ -372,31 +399,14 @@ Status Catalog::DeleteApplyIntent(const std::string& snapshot_id) {
 
 Result<std::vector<ApplyIntent>> Catalog::ListApplyIntents() {
   std::lock_guard lock(mu_);
-  VMG_ASSIGN_OR_RETURN(Stmt q,
-                       db_->Prepare("SELECT snapshot_id,restart,started FROM apply_intents"));
+  VMG_ASSIGN_OR_RETURN(Stmt q, db_->Prepare("SELECT snapshot_id,restart FROM apply_intents"));
   std::vector<ApplyIntent> out;
   while (true) {
     VMG_ASSIGN_OR_RETURN(bool row, q.Step());
     if (!row) break;
-    ApplyIntent intent{q.Text(0), FromJson(q.Text(1)), {}};
-    for (const auto& entry : FromJson(q.Text(2))) {
-      const size_t slash = entry.rfind('/');
-      if (slash == std::string::npos) continue;
-      intent.started.emplace_back(entry.substr(0, slash), std::atoi(entry.c_str() + slash + 1));
-    }
-    out.push_back(std::move(intent));
+    out.push_back({q.Text(0), FromJson(q.Text(1))});
   }
   return out;
-}
-
-Status Catalog::NoteApplyStarted(const std::string& snapshot_id, const std::string& vm_id,
-                                 int pid) {
-  std::lock_guard lock(mu_);
-  VMG_ASSIGN_OR_RETURN(
-      Stmt u, db_->Prepare("UPDATE apply_intents SET started=json_insert(started,'$[#]',?2) "
-                           "WHERE snapshot_id=?1"));
-  VMG_RETURN_IF_ERROR(u.Bind(1, snapshot_id).Bind(2, vm_id + "/" + std::to_string(pid)).Run());
-  return NotFoundIfUnchanged(*db_, "apply of snapshot " + snapshot_id);
 }
 
 Status Catalog::ApplySnapshot(const std::string& snapshot_id,

@@ -35,6 +35,14 @@ class Catalog {
   Status SetVmPower(const std::string& id, Power power, int pid);
   Status DeleteVm(const std::string& id);
 
+  // The QEMUs started for VMs that may still run, each recorded before it
+  // ran and forgotten once it is known gone. A VM's record (pid) says which
+  // one is its own; any other is left over. AlreadyExists for a process
+  // recorded already. Forgetting one not recorded is OK.
+  Status InsertProcess(const ProcessRecord& p);
+  Status DeleteProcess(const ProcessRecord& p);
+  Result<std::vector<ProcessRecord>> ListProcesses();
+
   // Collections and membership. Members keep the order they were added in.
   Status InsertCollection(const CollectionRecord& c);
   Result<CollectionRecord> GetCollection(const std::string& id);
@@ -61,8 +69,6 @@ class Catalog {
   Status DeleteApplyIntent(const std::string& snapshot_id);
   // Applies in progress: snapshot id -> VMs to restart.
   Result<std::vector<ApplyIntent>> ListApplyIntents();
-  // The apply of `snapshot_id` started VM `vm_id` from its memory state as `pid`.
-  Status NoteApplyStarted(const std::string& snapshot_id, const std::string& vm_id, int pid);
   // One transaction: each VM runs on its new images (and as the QEMU started
   // from its memory state, if any), its branch and last applied snapshot
   // become the member applied, no snapshot refers to a discarded image as an

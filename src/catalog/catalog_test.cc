@@ -75,6 +75,17 @@ TEST_F(CatalogTest, VmRoundTripsAndDuplicatesAreRefused) {
   EXPECT_EQ(catalog_->DeleteVm("a").code(), Code::kNotFound);
 }
 
+TEST_F(CatalogTest, ProcessesAreNamedByPidAndStartTime) {
+  ASSERT_TRUE(catalog_->InsertProcess({"vm-b", 300, 7}).ok());
+  ASSERT_TRUE(catalog_->InsertProcess({"vm-a", 300, 5}).ok());  // the pid again, later
+  EXPECT_EQ(catalog_->InsertProcess({"vm-a", 300, 5}).code(), Code::kAlreadyExists);
+  EXPECT_EQ(*catalog_->ListProcesses(),
+            (std::vector<ProcessRecord>{{"vm-a", 300, 5}, {"vm-b", 300, 7}}));
+  ASSERT_TRUE(catalog_->DeleteProcess({"vm-b", 300, 7}).ok());
+  ASSERT_TRUE(catalog_->DeleteProcess({"vm-b", 300, 7}).ok()) << "forgetting it twice is OK";
+  EXPECT_EQ(*catalog_->ListProcesses(), (std::vector<ProcessRecord>{{"vm-a", 300, 5}}));
+}
+
 TEST_F(CatalogTest, MembersKeepTheirOrderAndAreUniquePerCollection) {
   ASSERT_TRUE(
       catalog_->InsertCollection({"g1", "web", CollectionType::kVirtualSystems, 1, {}}).ok());

@@ -41,7 +41,15 @@ struct AppliedMember {
 struct ApplyIntent {
   std::string snapshot_id;
   std::vector<std::string> restart;  // VMs that ran before: started again if it never commits
-  std::vector<std::pair<std::string, int>> started;  // (VM, pid) started from memory state
+};
+
+// A QEMU the daemon started for a VM (Catalog::InsertProcess), recorded
+// before it ran. pid and start_time (Env::ProcessStartTime) name the process.
+struct ProcessRecord {
+  std::string vm_id;
+  int pid = 0;
+  int64_t start_time = 0;
+  bool operator==(const ProcessRecord&) const = default;
 };
 
 // DefineCollection's Type (reference §3.1).

@@ -158,7 +158,22 @@ ALTER TABLE snapshots ADD COLUMN freeze_window_us INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE member_snapshots ADD COLUMN consistency INTEGER NOT NULL DEFAULT 2;
 )sql";
 
-constexpr std::array<std::string_view, 8> kMigrations = {kV1, kV2, kV3, kV4, kV5, kV6, kV7, kV8};
+// v9: every QEMU the daemon started that may still run, recorded before it
+// runs (its pid and start time name it for the host's uptime): recovery
+// adopts the one a VM's record names and ends the others. It replaces the
+// QEMUs an apply noted only once they had loaded their state.
+constexpr std::string_view kV9 = R"sql(
+CREATE TABLE processes (
+  pid INTEGER NOT NULL,
+  start_time INTEGER NOT NULL,  -- /proc/<pid>/stat field 22, clock ticks since boot
+  vm_id TEXT NOT NULL,
+  PRIMARY KEY (pid, start_time)
+);
+ALTER TABLE apply_intents DROP COLUMN started;
+)sql";
+
+constexpr std::array<std::string_view, 9> kMigrations = {kV1, kV2, kV3, kV4, kV5,
+                                                         kV6, kV7, kV8, kV9};
 
 }  // namespace
 

@@ -33,6 +33,8 @@ inline constexpr std::string_view kCommitted = "snapshot.committed";
 inline constexpr std::string_view kApplyPrepared = "apply.prepared";
 // The apply is committed; the discarded images are not yet removed.
 inline constexpr std::string_view kApplyCommitted = "apply.committed";
+// (The driver has a point of its own inside each QEMU start, reached by an
+// apply for each member with memory state: hypervisor::kFaultStarted.)
 
 // Destroying a snapshot: its merges are stored and a member's extra
 // children no longer depend on its frozen images; nothing is merged yet

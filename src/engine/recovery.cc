@@ -100,13 +100,11 @@ Result<RecoveryReport> Recover(Env* env, VmRegistry& vms, catalog::Catalog& cata
   }
 
   // An apply that never committed: the VMs still name their old images;
-  // those that ran are started again (the new overlays go below, as orphans).
+  // those that ran are started again (the new overlays go below, as orphans;
+  // the QEMUs it started from memory states were ended by AttachAll).
   VMG_ASSIGN_OR_RETURN(auto applies, catalog.ListApplyIntents());
-  for (const auto& [snapshot_id, restart, started] : applies) {
+  for (const auto& [snapshot_id, restart] : applies) {
     Status st;
-    for (const auto& [id, pid] : started) {
-      if (Status ended = vms.EndStray(id, pid); !ended.ok() && st.ok()) st = ended;
-    }
     for (const auto& id : restart) {
       auto vm = catalog.GetVm(id);
       if (vm.ok() && vm->power == catalog::Power::kOff) {

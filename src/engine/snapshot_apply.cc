@@ -57,7 +57,7 @@ Result<catalog::SnapshotRecord> SnapshotEngine::Apply(const ApplyRequest& reques
   // Members started from their memory state, paused, until the commit.
   std::vector<std::pair<std::string, std::unique_ptr<hypervisor::Vm>>> launched;
   auto undo = [&, &s = s](const Status& cause) -> Status {  // clang 14 captures no bindings
-    for (auto& [id, live] : launched) (void)live->PowerOff();
+    for (auto& [id, live] : launched) (void)vms_->Discard(id, std::move(live));
     for (const auto& path : created) (void)env_->RemoveFile(path);
     std::string also;
     for (const auto& id : stopped) {
@@ -87,11 +87,12 @@ Result<catalog::SnapshotRecord> SnapshotEngine::Apply(const ApplyRequest& reques
     }
     a.discarded = vm.disks;
     if (!m.memory_state.empty()) {
+      // Its process is recorded before it runs: recovery ends it unless the
+      // commit below makes it the VM's.
       auto live = vms_->Launch(vm.id, a.disks, m.memory_state);
       if (!live.ok()) return undo(live.status().Annotate("VM " + vm.name));
       a.pid = (*live)->pid();
       launched.emplace_back(vm.id, std::move(live).value());
-      if (Status st = catalog_->NoteApplyStarted(s.id, vm.id, a.pid); !st.ok()) return undo(st);
     }
     applied.push_back(std::move(a));
   }

@@ -1,5 +1,9 @@
 #include "engine/vm_registry.h"
 
+#include <signal.h>
+
+#include <algorithm>
+
 #include "base/ids.h"
 #include "base/validate.h"
 #include "storage/image_check.h"
@@ -10,6 +14,8 @@ namespace {
 
 constexpr auto kOpTimeout = std::chrono::seconds(30);
 Deadline OpDeadline() { return Clock::now() + kOpTimeout; }
+// How long a QEMU ended by pid gets after SIGTERM, and after SIGKILL.
+constexpr auto kEndWait = std::chrono::seconds(10);
 
 }  // namespace
 
@@ -159,16 +165,50 @@ Status VmRegistry::Undefine(const std::string& id) {
   return Status::Ok();
 }
 
+Result<std::unique_ptr<hypervisor::Vm>> VmRegistry::StartRecorded(const std::string& id,
+                                                                  const hypervisor::VmSpec& spec) {
+  catalog::ProcessRecord process{id, 0, 0};
+  auto admit = [&](int pid) -> Status {
+    VMG_ASSIGN_OR_RETURN(int64_t started, env_->ProcessStartTime(pid));
+    process = {id, pid, started};
+    return catalog_->InsertProcess(process);
+  };
+  auto live = driver_->Start(spec, admit);
+  // The driver ended a QEMU that did not come up; make sure, and forget it.
+  if (!live.ok() && process.pid != 0) (void)EndRecorded(process);
+  return live;
+}
+
+Status VmRegistry::EndRecorded(const catalog::ProcessRecord& p) {
+  auto started = env_->ProcessStartTime(p.pid);
+  if (started.ok() && *started == p.start_time) {
+    VMG_RETURN_IF_ERROR(env_->Kill(p.pid, SIGTERM));
+    if (!env_->WaitGone(p.pid, kEndWait).ok()) {
+      VMG_RETURN_IF_ERROR(env_->Kill(p.pid, SIGKILL));
+      VMG_RETURN_IF_ERROR(env_->WaitGone(p.pid, kEndWait).Annotate("QEMU of VM " + p.vm_id));
+    }
+  }
+  return catalog_->DeleteProcess(p);
+}
+
+Status VmRegistry::Forget(const std::string& id, int pid) {
+  VMG_ASSIGN_OR_RETURN(auto recorded, catalog_->ListProcesses());
+  for (const auto& p : recorded) {
+    if (p.vm_id == id && p.pid == pid) VMG_RETURN_IF_ERROR(catalog_->DeleteProcess(p));
+  }
+  return Status::Ok();
+}
+
 Status VmRegistry::Start(const std::string& id) {
   VMG_ASSIGN_OR_RETURN(catalog::VmRecord vm, catalog_->GetVm(id));
   if (vm.power != catalog::Power::kOff) {
     return Status::InvalidState("VM " + vm.name + " is already " + catalog::PowerName(vm.power));
   }
   VMG_RETURN_IF_ERROR(env_->CreateDirs(RunDir(id)));
-  VMG_ASSIGN_OR_RETURN(std::unique_ptr<hypervisor::Vm> live, driver_->Start(SpecOf(vm)));
+  VMG_ASSIGN_OR_RETURN(std::unique_ptr<hypervisor::Vm> live, StartRecorded(id, SpecOf(vm)));
   Status s = catalog_->SetVmPower(id, catalog::Power::kRunning, live->pid());
   if (!s.ok()) {
-    (void)live->PowerOff();  // the catalog error is the one to report
+    (void)Discard(id, std::move(live));  // the catalog error is the one to report
     return s;
   }
   std::lock_guard lock(mu_);
@@ -186,7 +226,7 @@ Result<std::unique_ptr<hypervisor::Vm>> VmRegistry::Launch(const std::string& id
   hypervisor::VmSpec spec = SpecOf(vm);
   spec.disks = disks;
   spec.incoming = incoming;
-  return driver_->Start(spec);
+  return StartRecorded(id, spec);
 }
 
 void VmRegistry::Adopt(const std::string& id, std::unique_ptr<hypervisor::Vm> live) {
@@ -194,13 +234,10 @@ void VmRegistry::Adopt(const std::string& id, std::unique_ptr<hypervisor::Vm> li
   live_[id] = std::move(live);
 }
 
-Status VmRegistry::EndStray(const std::string& id, int pid) {
-  VMG_ASSIGN_OR_RETURN(catalog::VmRecord vm, catalog_->GetVm(id));
-  if (vm.pid == pid && vm.power != catalog::Power::kOff) return Status::Ok();  // recorded after all
-  auto stray = driver_->Attach(SpecOf(vm), pid);
-  if (!stray.ok())
-    return stray.status().code() == Code::kUnavailable ? Status::Ok() : stray.status();
-  return (*stray)->PowerOff();
+Status VmRegistry::Discard(const std::string& id, std::unique_ptr<hypervisor::Vm> launched) {
+  // Not forgotten unless gone: recovery ends it then.
+  VMG_RETURN_IF_ERROR(launched->PowerOff());
+  return Forget(id, launched->pid());
 }
 
 std::shared_ptr<hypervisor::Vm> VmRegistry::Live(const std::string& id) {
@@ -220,7 +257,8 @@ Status VmRegistry::Stop(const std::string& id) {
     std::lock_guard lock(mu_);
     live_.erase(id);
   }
-  return catalog_->SetVmPower(id, catalog::Power::kOff, 0);
+  VMG_RETURN_IF_ERROR(catalog_->SetVmPower(id, catalog::Power::kOff, 0));
+  return Forget(id, live->pid());
 }
 
 Status VmRegistry::Pause(const std::string& id) {
@@ -248,18 +286,39 @@ Status VmRegistry::Resume(const std::string& id) {
 
 Result<std::vector<std::string>> VmRegistry::AttachAll() {
   VMG_ASSIGN_OR_RETURN(auto vms, catalog_->ListVms());
+  VMG_ASSIGN_OR_RETURN(auto recorded, catalog_->ListProcesses());
   std::vector<std::string> gone;
   for (const auto& vm : vms) {
     if (vm.power == catalog::Power::kOff || Live(vm.id)) continue;
-    auto live = driver_->Attach(SpecOf(vm), vm.pid);
+    // Its own QEMU, by the process recorded at its start. A catalog older
+    // than the processes table has none: the pid alone, as then.
+    auto own = std::find_if(recorded.begin(), recorded.end(),
+                            [&](const auto& p) { return p.vm_id == vm.id && p.pid == vm.pid; });
+    const bool known = own != recorded.end();
+    auto started = env_->ProcessStartTime(vm.pid);
+    Result<std::unique_ptr<hypervisor::Vm>> live =
+        Status::Unavailable("QEMU of VM " + vm.name + " is gone");
+    if (started.ok() && (!known || *started == own->start_time)) {
+      live = driver_->Attach(SpecOf(vm), vm.pid);
+    }
     if (!live.ok()) {
       if (live.status().code() != Code::kUnavailable) return live.status();
+      // Still ours but not reachable: ended, so that it is never a second QEMU.
+      if (known) VMG_RETURN_IF_ERROR(EndRecorded(*own));
       VMG_RETURN_IF_ERROR(catalog_->SetVmPower(vm.id, catalog::Power::kOff, 0));
       gone.push_back(vm.id);
       continue;
     }
+    if (!known) VMG_RETURN_IF_ERROR(catalog_->InsertProcess({vm.id, vm.pid, *started}));
     std::lock_guard lock(mu_);
     live_[vm.id] = std::move(live).value();
+  }
+  // Every other process: one the dead daemon started and no VM's record
+  // names (an apply or a start cut short), or one that stopped.
+  for (const auto& p : recorded) {
+    auto live = Live(p.vm_id);
+    if (live && live->pid() == p.pid) continue;
+    VMG_RETURN_IF_ERROR(EndRecorded(p));
   }
   return gone;
 }

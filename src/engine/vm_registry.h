@@ -120,22 +120,30 @@ class VmRegistry {
   Status Resume(const std::string& id);
 
   // Starts the VM's QEMU on `disks` from the memory state `incoming`, paused,
-  // without recording it: the caller records it (with the disks) and hands
-  // it over with Adopt, or powers it off. The VM must be off.
+  // without making it the VM's: the caller records it in the VM's record
+  // (with the disks) and hands it over with Adopt, or ends it with Discard.
+  // The VM must be off. Like Start, the process is in the catalog's
+  // processes before it runs, so that recovery ends it if the VM's record
+  // never names it.
   Result<std::unique_ptr<hypervisor::Vm>> Launch(const std::string& id,
                                                  const std::vector<std::string>& disks,
                                                  const std::string& incoming);
   // Makes a Launched QEMU, now in the catalog, the VM's live one.
   void Adopt(const std::string& id, std::unique_ptr<hypervisor::Vm> live);
-  // Ends QEMU `pid` if it is still this VM's (one Launched by a process that
-  // died before recording it).
-  Status EndStray(const std::string& id, int pid);
+  // Powers off a Launched QEMU that was never adopted and forgets its process.
+  Status Discard(const std::string& id, std::unique_ptr<hypervisor::Vm> launched);
 
   // The live VM, or nullptr while it is off.
   std::shared_ptr<hypervisor::Vm> Live(const std::string& id);
 
-  // Reconnects to every VM the catalog says is on. A VM whose QEMU is gone
-  // is recorded as off. Returns the ids of the VMs found gone.
+  // At start-up: settles every QEMU the catalog's processes name, so that
+  // no VM has two. A VM that is on gets its own QEMU back (the process its
+  // record names, still the same process by its start time, answering its
+  // monitor); a VM whose QEMU is gone, or is another process now, is
+  // recorded as off. Every other recorded process still running (started
+  // by a daemon that died before the VM's record named it) is ended by pid,
+  // SIGTERM then SIGKILL; a pid now used by another process is never
+  // signalled. Returns the ids of the VMs found gone.
   Result<std::vector<std::string>> AttachAll();
 
   // Powers off every live VM (tests and the demo; the daemon leaves them running).
@@ -154,6 +162,16 @@ class VmRegistry {
   hypervisor::VmSpec SpecOf(const catalog::VmRecord& vm) const;
 
  private:
+  // Starts QEMU for VM `id` from `spec`, its process recorded in the
+  // catalog before it runs; a process that did not come up is ended.
+  Result<std::unique_ptr<hypervisor::Vm>> StartRecorded(const std::string& id,
+                                                        const hypervisor::VmSpec& spec);
+  // Ends process `p` by pid if it is still that process (same start time),
+  // then forgets it.
+  Status EndRecorded(const catalog::ProcessRecord& p);
+  // Forgets the record of VM `id`'s QEMU `pid`, which is gone.
+  Status Forget(const std::string& id, int pid);
+
   Env* env_;
   catalog::Catalog* catalog_;
   hypervisor::Driver* driver_;

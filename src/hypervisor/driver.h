@@ -4,8 +4,10 @@
 // (Modelled on libvirt's driver tables and Cloud Hypervisor's Hypervisor/Vm traits.)
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "base/env.h"
@@ -30,6 +32,10 @@ struct VmSpec {
   // Start then returns the VM paused exactly where the state was taken.
   std::string incoming;
 };
+
+// The fault point (Env::Hit, subject: the VM's name) Driver::Start reaches
+// once the hypervisor is admitted and answers, before it loads a memory state.
+inline constexpr std::string_view kFaultStarted = "hypervisor.started";
 
 enum class RunState { kRunning, kPaused, kShutoff, kOther };
 const char* RunStateName(RunState s);
@@ -186,8 +192,13 @@ class Driver {
                                                        Duration within) = 0;
 
   // Starts a VM (running). Unavailable when the hypervisor will not start;
-  // the message carries what it printed.
-  virtual Result<std::unique_ptr<Vm>> Start(const VmSpec& spec) = 0;
+  // the message carries what it printed. `admit` (may be empty) is called
+  // with the hypervisor's pid once its process exists and before it runs
+  // (SpawnOptions::admit): the caller records the process there, so that
+  // no hypervisor ever runs that its records do not name. The driver then
+  // reaches fault point kFaultStarted, before it loads `spec.incoming`.
+  virtual Result<std::unique_ptr<Vm>> Start(const VmSpec& spec,
+                                            const std::function<Status(int pid)>& admit) = 0;
 
   // Reconnects to a VM started earlier (possibly by another process) with
   // this spec, whose hypervisor runs as `pid`. Unavailable if it is gone.

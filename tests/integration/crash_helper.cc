@@ -10,7 +10,8 @@
 //       never does);
 //   crash_helper STATE apply SNAPSHOT POINT
 //   crash_helper STATE destroy SNAPSHOT POINT
-//       the same for applying or destroying SNAPSHOT;
+//   crash_helper STATE start VM POINT
+//       the same for applying or destroying SNAPSHOT, or starting VM;
 //   crash_helper guard AGENT_SOCKET
 //       freezes the guest through that agent, arms a one-minute thaw guard
 //       over its channel, then ends itself with SIGKILL, as a daemon that
@@ -79,7 +80,7 @@ int main(int argc, char** argv) {
   const std::string verb = argc >= 5 && argc <= 7 ? argv[2] : "";
   const int type = argc >= 6 ? std::atoi(argv[5]) : 2;
   const auto consistency = static_cast<catalog::Consistency>(argc == 7 ? std::atoi(argv[6]) : 2);
-  if (verb == "snapshot" || verb == "apply" || verb == "destroy") {
+  if (verb == "snapshot" || verb == "apply" || verb == "destroy" || verb == "start") {
     CrashAtEnv env(argv[4]);
     auto e = engine::Engine::Open({.state_dir = argv[1], .env = &env, .qemu = testing::TestQemu()});
     if (!e.ok()) return Fail(e.status());
@@ -88,8 +89,9 @@ int main(int argc, char** argv) {
         verb == "snapshot"
             ? engine.Create({.collection_id = argv[3], .type = type, .consistency = consistency})
                   .status()
-        : verb == "apply" ? engine.Apply({.snapshot_id = argv[3]}).status()
-                          : engine.Destroy({.snapshot_id = argv[3]});
+        : verb == "apply"   ? engine.Apply({.snapshot_id = argv[3]}).status()
+        : verb == "destroy" ? engine.Destroy({.snapshot_id = argv[3]})
+                            : (*e)->vms().Start(argv[3]);
     if (!s.ok()) return Fail(s);
     return 3;
   }

@@ -7,6 +7,7 @@
 
 #include "engine/fault_points.h"
 #include "group_fixture.h"
+#include "testing/process_status.h"
 
 namespace vmgroup::integration {
 namespace {
@@ -80,6 +81,35 @@ TEST_P(CrashRecoveryTest, RecoveryLeavesNoPausedVmNoHalfSnapshotAndNoLostData) {
   // And the group can be snapshotted again.
   auto again = engine_->snapshots().Create({.collection_id = collection});
   EXPECT_TRUE(again.ok()) << again.status().ToString();
+}
+
+// Killed while starting a VM, its QEMU running but the VM not yet recorded
+// as started: recovery ends that QEMU (the VM stays off), and the VM then
+// starts with exactly one QEMU.
+class CrashedStartTest : public GroupFixture {};
+
+TEST_F(CrashedStartTest, ACrashWhileAVmStartsLeavesNoQemuBehind) {
+  auto g = MakeGroup("s", 1, /*start=*/false);
+  const std::string id = g.vm_ids[0];
+  engine_.reset();
+  auto r = Env::Default()->Run(
+      {CRASH_HELPER, dir_ / "state", "start", id, std::string(hypervisor::kFaultStarted)},
+      std::chrono::minutes(2));
+  ASSERT_TRUE(r.ok());
+  ASSERT_EQ(r->exit_code, -1) << "the helper should have been killed: " << r->err;
+  ASSERT_EQ(testing::QemusOf(id).size(), 1u) << "the QEMU the helper started runs";
+
+  OpenEngine();
+  EXPECT_TRUE(engine_->recovery().problems.ok()) << engine_->recovery().problems.ToString();
+  EXPECT_EQ(Vm(id).power, catalog::Power::kOff);
+  const auto left = testing::QemusOf(id);
+  EXPECT_TRUE(left.empty()) << left.size() << " QEMUs of a VM that is off";
+  for (int pid : left) {  // this test's own, ended by pid
+    (void)Env::Default()->Kill(pid, SIGKILL);
+    (void)Env::Default()->WaitGone(pid, std::chrono::seconds(10));
+  }
+  ASSERT_TRUE(engine_->vms().Start(id).ok());
+  EXPECT_EQ(testing::QemusOf(id), std::vector<int>{Vm(id).pid});
 }
 
 INSTANTIATE_TEST_SUITE_P(AtEveryFaultPoint, CrashRecoveryTest,

@@ -184,7 +184,8 @@ Result<std::unique_ptr<ThawGuard>> QemuDriver::GuardThaw(
   return StartThawGuard(agents, within);
 }
 
-Result<std::unique_ptr<Vm>> QemuDriver::Start(const VmSpec& spec) {
+Result<std::unique_ptr<Vm>> QemuDriver::Start(const VmSpec& spec,
+                                              const std::function<Status(int pid)>& admit) {
   VMG_RETURN_IF_ERROR(ValidateSpec(env_, spec));
   VMG_RETURN_IF_ERROR(ArrangeFiles(spec, user_).Annotate("VM " + spec.name));
   VMG_ASSIGN_OR_RETURN(UniqueFd monitor, ListenAt(MonitorPath(spec)));
@@ -193,11 +194,11 @@ Result<std::unique_ptr<Vm>> QemuDriver::Start(const VmSpec& spec) {
   if (!serial.valid()) {
     return Status::IoError("cannot open " + SerialPath(spec) + ": " + std::strerror(errno));
   }
-  VMG_ASSIGN_OR_RETURN(int pid,
-                       env_->Spawn(CommandLine(spec), {.log_path = LogPath(spec),
-                                                       .fds = {{monitor.get(), kMonitorFd},
-                                                               {agent.get(), kAgentFd},
-                                                               {serial.get(), kSerialFd}}}));
+  VMG_ASSIGN_OR_RETURN(int pid, env_->Spawn(CommandLine(spec), {.log_path = LogPath(spec),
+                                                                .fds = {{monitor.get(), kMonitorFd},
+                                                                        {agent.get(), kAgentFd},
+                                                                        {serial.get(), kSerialFd}},
+                                                                .admit = admit}));
   // QEMU's copies only from now: its exit closes the monitor at once.
   monitor.reset();
   agent.reset();
@@ -219,6 +220,7 @@ Result<std::unique_ptr<Vm>> QemuDriver::Start(const VmSpec& spec) {
   }
   auto vm = std::make_unique<QemuVm>(env_, spec, pid, std::move(qmp).value(), user_);
   Status ready = vm->RefreshActiveNodes(deadline);
+  if (ready.ok()) ready = env_->Hit(kFaultStarted, spec.name);
   if (ready.ok() && !spec.incoming.empty()) ready = vm->LoadState(spec.incoming);
   if (!ready.ok()) {
     (void)vm->PowerOff();

@@ -49,7 +49,8 @@ class QemuDriver final : public Driver {
   // run as (QemuUser::LookUp).
   static Result<std::unique_ptr<QemuDriver>> Create(Env* env, QemuOptions options = {});
 
-  Result<std::unique_ptr<Vm>> Start(const VmSpec& spec) override;
+  Result<std::unique_ptr<Vm>> Start(const VmSpec& spec,
+                                    const std::function<Status(int pid)>& admit) override;
   Result<std::unique_ptr<Vm>> Attach(const VmSpec& spec, int pid) override;
   Result<std::unique_ptr<ThawGuard>> GuardThaw(const std::vector<std::shared_ptr<Vm>>& vms,
                                                Duration within) override;

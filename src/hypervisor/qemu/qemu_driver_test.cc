@@ -47,7 +47,7 @@ class QemuDriverTest : public ::testing::Test {
     }
   }
   void StartVm() {
-    auto vm = driver_->Start(spec_);
+    auto vm = driver_->Start(spec_, {});
     ASSERT_TRUE(vm.ok()) << vm.status().ToString();
     vm_ = std::move(vm).value();
     pid_ = vm_->pid();
@@ -197,7 +197,7 @@ TEST_F(QemuDriverTest, AnImageQemusUserCannotReadIsNamedWithThatUser) {
   ASSERT_TRUE(img_.Create(base, 16 << 20).ok());
   ASSERT_TRUE(img_.CreateOverlay(base, dir_ / "on-template.qcow2").ok());
   spec_.disks[0] = dir_ / "on-template.qcow2";
-  auto vm = driver_->Start(spec_);
+  auto vm = driver_->Start(spec_, {});
   if (vm.ok()) vm_ = std::move(vm).value();  // for TearDown to power off
   ASSERT_FALSE(vm_) << "QEMU read a file its user may not";
   const std::string why = vm.status().message();
@@ -382,7 +382,7 @@ TEST_F(QemuDriverTest, MemoryStateSavedAtTheCutStartsAVmPausedWhereItWas) {
   ASSERT_TRUE(vm_->PowerOff().ok());
   vm_.reset();
   spec_.disks.pop_back();
-  auto bad = driver_->Start(spec_);
+  auto bad = driver_->Start(spec_, {});
   EXPECT_FALSE(bad.ok());
 }
 
@@ -467,14 +467,14 @@ TEST_F(QemuDriverTest, DeadQemuIsUnavailable) {
 
 TEST_F(QemuDriverTest, MissingDiskIsRefusedBeforeQemuStarts) {
   spec_.disks[1] = dir_ / "nope.qcow2";
-  auto vm = driver_->Start(spec_);
+  auto vm = driver_->Start(spec_, {});
   EXPECT_EQ(vm.status().code(), Code::kFileNotFound);
   EXPECT_NE(vm.status().message().find("nope.qcow2"), std::string::npos);
 }
 
 TEST_F(QemuDriverTest, QemuRefusingToStartReportsWhatItSaid) {
   spec_.extra_args = {"-no-such-option"};
-  auto vm = driver_->Start(spec_);
+  auto vm = driver_->Start(spec_, {});
   EXPECT_EQ(vm.status().code(), Code::kUnavailable);
   EXPECT_NE(vm.status().message().find("no-such-option"), std::string::npos)
       << vm.status().message();
