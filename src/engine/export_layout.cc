@@ -34,12 +34,14 @@ Result<bool> TakeBackExport(Env* env, catalog::Catalog& catalog,
     VMG_RETURN_IF_ERROR(catalog.DeleteExportIntent(dir));
     return false;
   }
-  // The snapshot is still there: an export holds it until it ends, and
-  // recovery runs before anything could destroy it.
-  VMG_ASSIGN_OR_RETURN(catalog::SnapshotRecord s, catalog.GetSnapshot(intent.snapshot_id));
+  // The snapshot names the files. (An export holds its members until it
+  // ends, so nothing destroys it meanwhile; were it gone all the same, its
+  // files would stay, and the directories holding them.)
+  auto s = catalog.GetSnapshot(intent.snapshot_id);
+  if (!s.ok() && s.status().code() != Code::kNotFound) return s.status();
   std::vector<std::string> files = {kManifestFile};
   std::vector<std::string> dirs;  // innermost first
-  for (const auto& m : s.members) {
+  for (const auto& m : s.ok() ? s->members : std::vector<catalog::MemberSnapshot>{}) {
     files.push_back(ExportConfigFile(m.vm_id));
     files.push_back(ExportBootFile(m.vm_id, "kernel"));
     files.push_back(ExportBootFile(m.vm_id, "initrd"));

@@ -36,7 +36,8 @@ std::string OutermostMissing(Env* env, const std::string& dir);
 //     members is removed, then each VM's directory and the directories the
 //     export created (`intent.made` and those below it on the way to the
 //     export's directory), each only if empty: an operator's files are
-//     never touched. Returns true: the same export can run again.
+//     never touched (nor, were the snapshot gone, the files it names).
+//     Returns true: the same export can run again.
 // Either way the intent is deleted. IoError naming what could not be
 // removed (the intent then stays, for the next start).
 Result<bool> TakeBackExport(Env* env, catalog::Catalog& catalog,
