@@ -99,6 +99,13 @@ class Catalog {
   Status RecordExport(const std::string& snapshot_id, const std::string& directory, int64_t us);
   // The directories snapshot `snapshot_id` was exported into, newest first.
   Result<std::vector<std::string>> ExportsOf(const std::string& snapshot_id);
+  // An export into `intent.directory` begins (before it creates anything
+  // there); AlreadyExists if one into that directory is in progress.
+  Status InsertExportIntent(const ExportIntent& intent);
+  // The export into `directory` ended, done or taken back; OK if none was recorded.
+  Status DeleteExportIntent(const std::string& directory);
+  // Exports in progress (after a crash: those it cut short).
+  Result<std::vector<ExportIntent>> ListExportIntents();
 
   // Jobs.
   Status InsertJob(const JobRecord& j);

@@ -264,5 +264,22 @@ TEST_F(CatalogTest, ReferencePointsAndExportsRoundTrip) {
   EXPECT_TRUE(catalog_->ExportsOf("s-2")->empty());
 }
 
+TEST_F(CatalogTest, ExportIntentsAreOnePerDirectoryUntilDeleted) {
+  ASSERT_TRUE(catalog_->InsertExportIntent({"/bk/a/mon", "s-1", "/bk/a"}).ok());
+  ASSERT_TRUE(catalog_->InsertExportIntent({"/bk/tue", "s-2", ""}).ok());
+  Status twice = catalog_->InsertExportIntent({"/bk/tue", "s-1", ""});
+  EXPECT_EQ(twice.code(), Code::kAlreadyExists);
+  EXPECT_NE(twice.message().find("an export into /bk/tue is in progress"), std::string::npos);
+  auto listed = catalog_->ListExportIntents();
+  ASSERT_TRUE(listed.ok() && listed->size() == 2u);
+  EXPECT_EQ((*listed)[0].directory, "/bk/a/mon");
+  EXPECT_EQ((*listed)[0].snapshot_id, "s-1");
+  EXPECT_EQ((*listed)[0].made, "/bk/a");
+  EXPECT_EQ((*listed)[1].made, "");
+  ASSERT_TRUE(catalog_->DeleteExportIntent("/bk/a/mon").ok());
+  ASSERT_TRUE(catalog_->DeleteExportIntent("/bk/none").ok()) << "OK when none was recorded";
+  EXPECT_EQ(catalog_->ListExportIntents()->size(), 1u);
+}
+
 }  // namespace
 }  // namespace vmgroup::catalog

@@ -150,6 +150,16 @@ struct ReferencePointRecord {
   std::vector<ReferencePointMember> members;
 };
 
+// An export in progress (Catalog::InsertExportIntent): recovery removes what
+// it left if it never finished.
+struct ExportIntent {
+  std::string directory;    // the export's directory, as requested
+  std::string snapshot_id;  // the snapshot being exported
+  // The outermost directory the export created (`directory` or one of its
+  // parents), or empty when `directory` existed, empty, before it began.
+  std::string made;
+};
+
 // CIM_ConcreteJob states used by vmgroup (reference §11).
 enum class JobState {
   kNew = 2,

@@ -1,4 +1,4 @@
-// The catalog's reference points and export records.
+// The catalog's reference points, export records and exports in progress.
 #include "catalog/catalog.h"
 #include "catalog/columns.h"
 
@@ -99,6 +99,36 @@ Result<std::vector<std::string>> Catalog::ExportsOf(const std::string& snapshot_
                                             "ORDER BY exported_us DESC"));
   q.Bind(1, snapshot_id);
   return Texts(q);
+}
+
+Status Catalog::InsertExportIntent(const ExportIntent& intent) {
+  std::lock_guard lock(mu_);
+  VMG_ASSIGN_OR_RETURN(Stmt ins, db_->Prepare("INSERT INTO export_intents(directory,snapshot_id,"
+                                              "made) VALUES(?1,?2,?3)"));
+  Status s = ins.Bind(1, intent.directory).Bind(2, intent.snapshot_id).Bind(3, intent.made).Run();
+  if (s.code() == Code::kAlreadyExists) {
+    return Status::AlreadyExists("an export into " + intent.directory + " is in progress");
+  }
+  return s;
+}
+
+Status Catalog::DeleteExportIntent(const std::string& directory) {
+  std::lock_guard lock(mu_);
+  VMG_ASSIGN_OR_RETURN(Stmt d, db_->Prepare("DELETE FROM export_intents WHERE directory=?1"));
+  return d.Bind(1, directory).Run();
+}
+
+Result<std::vector<ExportIntent>> Catalog::ListExportIntents() {
+  std::lock_guard lock(mu_);
+  VMG_ASSIGN_OR_RETURN(Stmt q, db_->Prepare("SELECT directory,snapshot_id,made FROM "
+                                            "export_intents ORDER BY directory"));
+  std::vector<ExportIntent> out;
+  while (true) {
+    VMG_ASSIGN_OR_RETURN(bool more, q.Step());
+    if (!more) break;
+    out.push_back({q.Text(0), q.Text(1), q.Text(2)});
+  }
+  return out;
 }
 
 }  // namespace vmgroup::catalog

@@ -172,8 +172,19 @@ CREATE TABLE processes (
 ALTER TABLE apply_intents DROP COLUMN started;
 )sql";
 
-constexpr std::array<std::string_view, 9> kMigrations = {kV1, kV2, kV3, kV4, kV5,
-                                                         kV6, kV7, kV8, kV9};
+// v10: exports in progress, so that recovery removes what one cut short by a
+// crash left in its directory (only what it made: `made` is the outermost
+// directory it created, '' when the directory was there, empty, before).
+constexpr std::string_view kV10 = R"sql(
+CREATE TABLE export_intents (
+  directory TEXT PRIMARY KEY,
+  snapshot_id TEXT NOT NULL,
+  made TEXT NOT NULL DEFAULT ''
+);
+)sql";
+
+constexpr std::array<std::string_view, 10> kMigrations = {kV1, kV2, kV3, kV4, kV5,
+                                                          kV6, kV7, kV8, kV9, kV10};
 
 }  // namespace
 

@@ -46,7 +46,7 @@ Result<std::unique_ptr<Daemon>> Daemon::Start(const Options& o) {
       "state directory " + o.state_dir + ": " + rec.Summary());
 
   d->jobs_ = std::make_unique<services::JobManager>(Env::Default(), &d->engine_->catalog());
-  VMG_RETURN_IF_ERROR(d->jobs_->EndInterrupted());
+  VMG_RETURN_IF_ERROR(d->jobs_->EndInterrupted(rec));
 
   const std::string host = HostName();
   d->dispatcher_ = std::make_unique<cim::Dispatcher>(services::kNamespace, host);

@@ -46,6 +46,10 @@ inline constexpr std::string_view kDestroyMemberMerged = "destroy.member_merged"
 // The catalog forgot the snapshot; the unused files are not yet deleted.
 inline constexpr std::string_view kDestroyCommitted = "destroy.committed";
 
+// Exporting a snapshot: a member's disk is copied into the export and
+// synced; the manifest is not written yet. Subject: the member VM's name.
+inline constexpr std::string_view kExportDiskCopied = "export.disk_copied";
+
 // The snapshot protocol's points, in order (crash_recovery_test walks them).
 inline constexpr std::array<std::string_view, 7> kAll = {
     kIntentRecorded, kMemberPrepared, kPrepared, kMemberSwitch,

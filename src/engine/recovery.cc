@@ -2,6 +2,7 @@
 
 #include <set>
 
+#include "engine/export_layout.h"
 #include "engine/image_merge.h"
 #include "engine/parallel.h"
 #include "engine/snapshot_plan.h"
@@ -68,6 +69,23 @@ std::vector<std::string> ThawGuests(Env* env, VmRegistry& vms, const catalog::Sn
     if (thawed[i] > 0) out.push_back(s.members[i].vm_id);
   }
   return out;
+}
+
+// Step 6: every export a crash cut short.
+void TakeBackExports(Env* env, catalog::Catalog& catalog, RecoveryReport& report) {
+  auto intents = catalog.ListExportIntents();
+  if (!intents.ok()) {
+    if (report.problems.ok()) report.problems = intents.status().Annotate("exports in progress");
+    return;
+  }
+  for (const auto& intent : *intents) {
+    auto removed = TakeBackExport(env, catalog, intent);
+    if (!removed.ok()) {
+      if (report.problems.ok()) report.problems = removed.status().Annotate("export");
+      continue;
+    }
+    (*removed ? report.exports_taken_back : report.exports_kept).push_back(intent);
+  }
 }
 
 }  // namespace
@@ -167,6 +185,7 @@ Result<RecoveryReport> Recover(Env* env, VmRegistry& vms, catalog::Catalog& cata
       report.removed_files.push_back(path);
     }
   }
+  TakeBackExports(env, catalog, report);
   return report;
 }
 
@@ -184,6 +203,8 @@ std::string RecoveryReport::Summary() const {
   add(applies_undone.size(), "interrupted applies undone");
   add(destroyed.size(), "interrupted destroys finished");
   add(removed_files.size(), "orphaned snapshot files removed");
+  add(exports_taken_back.size(), "interrupted exports removed");
+  add(exports_kept.size(), "interrupted exports found finished");
   if (out.empty()) out = "nothing to recover";
   if (!problems.ok()) out += "; left for the next start: " + problems.message();
   return out;

@@ -11,7 +11,10 @@
 //   4. every VM the catalog says is running but is paused is resumed (only a
 //      cut pauses those);
 //   5. overlay and memory-state files in VM run directories that no record
-//      refers to are removed.
+//      refers to are removed;
+//   6. an export cut short is taken back (export_layout.h TakeBackExport):
+//      what it wrote is removed, so that it can run again; one that only
+//      had its manifest written is kept.
 #pragma once
 
 #include <string>
@@ -32,6 +35,9 @@ struct RecoveryReport {
   std::vector<std::string> applies_undone;  // snapshot ids whose apply never committed
   std::vector<std::string> destroyed;       // snapshot ids whose destroy was finished
   std::vector<std::string> removed_files;   // orphaned overlays and memory states
+  // Exports cut short: what they wrote was removed; or they had finished
+  // (all but their intent) and are kept.
+  std::vector<catalog::ExportIntent> exports_taken_back, exports_kept;
   // Snapshots that could not be cleaned now (they stay Incomplete and are
   // retried at the next start); OK when there were none.
   Status problems;

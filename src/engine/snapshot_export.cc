@@ -7,6 +7,8 @@
 
 #include "base/validate.h"
 #include "engine/export_images.h"
+#include "engine/export_layout.h"
+#include "engine/fault_points.h"
 #include "engine/snapshot_engine.h"
 #include "storage/checksum.h"
 #include "storage/untrusted_files.h"
@@ -313,14 +315,23 @@ Result<ExportManifest> SnapshotEngine::Export(const ExportRequest& request) {
   }
   Written written(env_, options_.admin_gid);
   const std::string& dir = request.directory;
-  if (Status st = written.Dirs(dir); !st.ok()) return written.Undo(st);
+  // Recorded before anything is made: recovery takes back what a crash
+  // leaves of it (export_layout.h TakeBackExport).
+  VMG_RETURN_IF_ERROR(catalog_->InsertExportIntent(
+      {.directory = dir, .snapshot_id = s.id, .made = OutermostMissing(env_, dir)}));
+  auto fail = [&](const Status& cause) {
+    Status undone = written.Undo(cause);
+    (void)catalog_->DeleteExportIntent(dir);  // what is left, if anything, is said in `undone`
+    return undone;
+  };
+  if (Status st = written.Dirs(dir); !st.ok()) return fail(st);
   for (size_t i = 0; i < vms.size(); ++i) {
     const catalog::VmRecord& vm = vms[i];
     const catalog::MemberSnapshot& member = s.members[i];
     ExportedVm out{.id = vm.id,
                    .name = vm.name,
                    .member_snapshot_id = member.id,
-                   .config_file = vm.id + "/config.json"};
+                   .config_file = ExportConfigFile(vm.id)};
     auto export_vm = [&]() -> Status {
       VMG_RETURN_IF_ERROR(written.Dirs(dir + "/" + vm.id));
       // The kernel and initrd travel with the VM: a restore boots only
@@ -332,7 +343,7 @@ Result<ExportManifest> SnapshotEngine::Export(const ExportRequest& request) {
       } boot[] = {{vm.kernel, "kernel", out.kernel}, {vm.initrd, "initrd", out.initrd}};
       for (const auto& b : boot) {
         if (b.host.empty()) continue;
-        b.entry.file = vm.id + "/" + b.name;
+        b.entry.file = ExportBootFile(vm.id, b.name);
         const std::string path = dir + "/" + b.entry.file;
         written.File(path);
         auto copied = storage::CopyRegular(b.host, path);
@@ -351,7 +362,7 @@ Result<ExportManifest> SnapshotEngine::Export(const ExportRequest& request) {
         const catalog::SnapshotDisk& disk = member.disks[k];
         ExportedDisk e{.index = disk.index, .virtual_size = sizes[i][k]};
         if (request.copy_storage) {
-          e.file = vm.id + "/disk" + std::to_string(disk.index) + ".qcow2";
+          e.file = ExportDiskFile(vm.id, disk.index);
           const std::string path = dir + "/" + e.file;
           written.File(path);
           if (base) {
@@ -385,6 +396,7 @@ Result<ExportManifest> SnapshotEngine::Export(const ExportRequest& request) {
           VMG_RETURN_IF_ERROR(written.Seal(path));
           e.file_size = image->bytes;
           e.checksum = image->checksum;
+          VMG_RETURN_IF_ERROR(env_->Hit(fault::kExportDiskCopied, vm.name));
         }
         out.disks.push_back(std::move(e));
         done += sizes[i][k];
@@ -394,7 +406,7 @@ Result<ExportManifest> SnapshotEngine::Export(const ExportRequest& request) {
       }
       return Status::Ok();
     };
-    if (Status st = export_vm(); !st.ok()) return written.Undo(st);
+    if (Status st = export_vm(); !st.ok()) return fail(st);
     m.vms.push_back(std::move(out));
   }
   m.exported_us = env_->NowMicros();
@@ -402,10 +414,12 @@ Result<ExportManifest> SnapshotEngine::Export(const ExportRequest& request) {
   written.File(manifest);
   Status wrote = env_->WriteFile(manifest, ManifestToJson(m));
   if (wrote.ok()) wrote = written.Seal(manifest);
-  if (!wrote.ok()) return written.Undo(wrote);
+  if (!wrote.ok()) return fail(wrote);
   // Where a later incremental export of a reference point made from this
-  // snapshot finds its base. The export itself is done and stays.
+  // snapshot finds its base. The export itself is done and stays (an intent
+  // left behind finds the manifest, and recovery keeps the export).
   if (request.copy_storage) (void)catalog_->RecordExport(s.id, dir, m.exported_us);
+  (void)catalog_->DeleteExportIntent(dir);
   if (request.progress) request.progress(100);
   return m;
 }

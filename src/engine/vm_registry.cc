@@ -6,6 +6,7 @@
 
 #include "base/ids.h"
 #include "base/validate.h"
+#include "engine/managed_images.h"
 #include "storage/image_check.h"
 #include "storage/untrusted_files.h"
 
@@ -91,6 +92,8 @@ Result<std::string> VmRegistry::Define(const VmDefinition& def) {
     }
   }
   const std::string id = def.id.empty() ? NewGuid() : def.id;
+  VMG_ASSIGN_OR_RETURN(ManagedImages managed,
+                       ManagedImages::Load(*catalog_, state_dir_, RunDir(id)));
   std::vector<std::string> paths;
   for (size_t i = 0; i < def.disks.size(); ++i) {
     const std::string what = "VM " + def.name + ": disk " + std::to_string(i);
@@ -101,7 +104,14 @@ Result<std::string> VmRegistry::Define(const VmDefinition& def) {
     }
     // Our own reading of the headers, down the whole chain: nothing the
     // image names is opened before it is judged.
-    VMG_RETURN_IF_ERROR(storage::InspectHostChain(d.path).status().Annotate(what));
+    auto chain = storage::InspectHostChain(d.path);
+    if (!chain.ok()) return chain.status().Annotate(what);
+    // Nothing vmgroup manages becomes another VM's disk, nor lies below one.
+    for (const auto& image : *chain) {
+      VMG_RETURN_IF_ERROR(
+          managed.Refuse(image.path)
+              .Annotate(image.path == d.path ? what : what + ", whose backing chain holds it"));
+    }
     paths.push_back(d.path);
   }
   if (auto taken = catalog_->GetVm(id); taken.ok()) {

@@ -92,7 +92,10 @@ class VmRegistry {
   // must pass our own qcow2 header checks (storage/image_check.h
   // InspectHostChain: no json: or protocol names, no external data file,
   // explicit backing formats), read before qemu-img or QEMU opens any of
-  // them. FileNotFound for a missing file; AlreadyExists for a taken id.
+  // them; and no image of the chain may be one vmgroup manages (another
+  // VM's active disk, a snapshot's frozen image, an export's image...:
+  // managed_images.h), InvalidArgument naming its owner. FileNotFound for
+  // a missing file; AlreadyExists for a taken id.
   Result<std::string> Define(const VmDefinition& def);
 
   // The bounds of a definition alone, without looking at any file: the

@@ -23,7 +23,7 @@ JobManager::~JobManager() {
 }
 
 Result<std::string> JobManager::Start(int type, std::string description, bool cancellable,
-                                      ErrorCodeOf code_of, JobWork work) {
+                                      ErrorCodeOf code_of, JobWork work, std::string subject) {
   catalog::JobRecord job;
   job.id = NewGuid();
   job.type = type;
@@ -33,6 +33,7 @@ Result<std::string> JobManager::Start(int type, std::string description, bool ca
   // JobState is 4 (reference linux-anchors §6).
   job.state = catalog::JobState::kRunning;
   job.created_us = job.started_us = env_->NowMicros();
+  if (!subject.empty()) job.affected.push_back(std::move(subject));
   VMG_RETURN_IF_ERROR(catalog_->InsertJob(job));
   auto stop = std::make_shared<std::atomic<bool>>(false);
   std::vector<std::thread> finished;
@@ -79,6 +80,7 @@ void JobManager::Run(catalog::JobRecord job, ErrorCodeOf code_of, JobWork work,
                                              : catalog::JobState::kException;
     job.error_code = static_cast<int>(code_of(s));
     job.error_description = s.message();
+    job.affected.clear();  // its subject, which the failed work did not make or change
   }
   RecordEnd(std::move(job), code_of);
 }
@@ -169,15 +171,69 @@ Result<std::vector<catalog::JobRecord>> JobManager::List() {
   return jobs;
 }
 
-Status JobManager::EndInterrupted() {
+namespace {
+
+constexpr std::string_view kSnapshotSubject = "Msvm_SnapshotCollection:";
+
+// What recovery did to the work on snapshot `id`: the job's end state and
+// what to say. Killed, with recovery's summary, when it is not known.
+std::pair<catalog::JobState, std::string> OutcomeFor(const engine::RecoveryReport& r,
+                                                     const std::string& id) {
+  using catalog::JobState;
+  const auto has = [&](const std::vector<std::string>& ids) {
+    return std::find(ids.begin(), ids.end(), id) != ids.end();
+  };
+  for (const auto& e : r.exports_taken_back) {
+    if (e.snapshot_id == id) {
+      return {JobState::kKilled,
+              "the partial export in " + e.directory + " was removed; run the export again"};
+    }
+  }
+  for (const auto& e : r.exports_kept) {
+    if (e.snapshot_id == id) {
+      return {JobState::kCompletedWithWarnings,
+              "the export in " + e.directory + " had finished; it is kept"};
+    }
+  }
+  if (has(r.completed)) {
+    return {JobState::kCompletedWithWarnings,
+            "the cut had happened on every VM; the snapshot was completed"};
+  }
+  if (has(r.rolled_back)) {
+    return {JobState::kKilled, "the snapshot was rolled back; nothing of it is left"};
+  }
+  if (has(r.applies_undone)) {
+    return {JobState::kKilled, "the apply was undone; the VMs are as they were before it"};
+  }
+  if (has(r.destroyed)) {
+    return {JobState::kCompletedWithWarnings, "the destroy of the snapshot was finished"};
+  }
+  return {JobState::kKilled, r.Summary()};
+}
+
+}  // namespace
+
+Status JobManager::EndInterrupted(const engine::RecoveryReport& recovery) {
   VMG_ASSIGN_OR_RETURN(auto jobs, catalog_->ListJobs());
   for (auto& job : jobs) {
     if (job.ended_us != 0) continue;
-    job.state = catalog::JobState::kException;
+    std::string subject;
+    for (const auto& a : job.affected) {
+      if (a.starts_with(kSnapshotSubject)) subject = a.substr(kSnapshotSubject.size());
+    }
+    auto [state, what] = subject.empty() ? std::pair{catalog::JobState::kKilled, recovery.Summary()}
+                                         : OutcomeFor(recovery, subject);
+    job.state = state;
     job.ended_us = env_->NowMicros();
-    job.error_code = 32768;
-    job.error_description =
-        "vmgroupd stopped while this job ran; its work was rolled back or finished by recovery";
+    if (state == catalog::JobState::kCompletedWithWarnings) {
+      job.percent = 100;
+    } else {
+      job.error_code = 32768;  // Failed
+      job.affected.clear();
+    }
+    job.error_description = "ended by recovery after a daemon restart: " + what;
+    Log(LogLevel::kWarning, "job " + job.id + " (" + Printable(job.description) + ") " +
+                                Printable(job.error_description));
     VMG_RETURN_IF_ERROR(catalog_->UpdateJob(job));
   }
   return Status::Ok();

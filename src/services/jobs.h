@@ -6,15 +6,17 @@
 // but warned ends Completed with warnings (32768), its warnings in
 // ErrorDescription. Jobs live in the
 // catalog, so they survive a restart of the daemon; a job the daemon was
-// running when it died ends in Exception at the next start. Finished jobs
-// stay queryable for `retention` (TimeBeforeRemoval, 5 minutes).
+// running when it died is ended at the next start by EndInterrupted, with
+// what recovery did to its work. Finished jobs stay queryable for
+// `retention` (TimeBeforeRemoval, 5 minutes).
 //
 // No end goes unrecorded: when the catalog refuses a job's end, the job
 // ends in Exception saying why (written again as such); when even that
 // write fails, the end is kept in memory, where Get and List find it,
 // logged as an error, and written by a later List once the catalog takes
 // it (if the daemon stops first, EndInterrupted ends the catalog's
-// Running record at the next start). Failed jobs are logged as warnings.
+// Running record at the next start). Failed jobs, and jobs recovery ended,
+// are logged as warnings (shown at the daemon's default level, info).
 //
 // Thread-safe.
 #pragma once
@@ -33,6 +35,7 @@
 #include "base/env.h"
 #include "base/result.h"
 #include "catalog/catalog.h"
+#include "engine/recovery.h"
 
 namespace vmgroup::services {
 
@@ -76,9 +79,13 @@ class JobManager {
   ~JobManager();  // waits for the jobs still running
 
   // Records a Running job and starts `work` on its own thread; returns the
-  // job's id. `cancellable` jobs honour RequestStop.
+  // job's id. `cancellable` jobs honour RequestStop. `subject`, when given,
+  // is the group snapshot the job works on ("Msvm_SnapshotCollection:<id>",
+  // made, applied, destroyed or exported): kept as the job's affected
+  // element while it runs, so that EndInterrupted can tell what recovery
+  // did to it; a job that fails drops it.
   Result<std::string> Start(int type, std::string description, bool cancellable,
-                            ErrorCodeOf code_of, JobWork work);
+                            ErrorCodeOf code_of, JobWork work, std::string subject = "");
 
   // Asks a running job to stop. NotSupported if it is not cancellable,
   // InvalidState if it already ended, NotFound if there is no such job.
@@ -88,9 +95,16 @@ class JobManager {
   // Every job still kept, oldest first (forgets those past retention).
   Result<std::vector<catalog::JobRecord>> List();
 
-  // At start-up, before any job runs: jobs a previous daemon left running
-  // end in Exception, saying so.
-  Status EndInterrupted();
+  // At start-up, before any job runs: each job a previous daemon left
+  // running is ended by what `recovery` did to its subject — Completed with
+  // warnings (32768) when
+  // recovery finished its work (a snapshot whose cut had happened, a
+  // destroy, an export that had only its intent left), Killed when it took
+  // the work back (a snapshot rolled back, an apply undone, a partial
+  // export removed) or when the job had no subject — its description
+  // saying "ended by recovery after a daemon restart: <what>", and logged
+  // as a warning.
+  Status EndInterrupted(const engine::RecoveryReport& recovery);
 
   Env* env() const { return env_; }
 

@@ -194,19 +194,52 @@ TEST_F(JobsTest, EndedJobsAreKeptForTheRetentionThenForgotten) {
   EXPECT_TRUE(jobs_->List()->empty());
 }
 
-TEST_F(JobsTest, AJobADeadDaemonLeftRunningEndsInException) {
-  ASSERT_TRUE(catalog_
-                  ->InsertJob({.id = "left",
-                               .type = 198,
-                               .state = JobState::kRunning,
-                               .created_us = 1,
-                               .started_us = 1})
-                  .ok());
-  ASSERT_TRUE(jobs_->EndInterrupted().ok());
-  auto j = jobs_->Get("left");
-  ASSERT_TRUE(j.ok());
-  EXPECT_EQ(j->state, JobState::kException);
-  EXPECT_NE(j->error_description.find("vmgroupd stopped"), std::string::npos);
+TEST_F(JobsTest, AJobADeadDaemonLeftRunningIsEndedByWhatRecoveryDid) {
+  const auto running = [&](const std::string& id, std::vector<std::string> affected) {
+    ASSERT_TRUE(catalog_
+                    ->InsertJob({.id = id,
+                                 .type = 198,
+                                 .state = JobState::kRunning,
+                                 .created_us = 1,
+                                 .started_us = 1,
+                                 .affected = std::move(affected)})
+                    .ok());
+  };
+  running("made", {"Msvm_SnapshotCollection:s1"});
+  running("undone", {"Msvm_SnapshotCollection:s2"});
+  running("export", {"Msvm_SnapshotCollection:s3"});
+  running("other", {});
+  engine::RecoveryReport report;
+  report.completed = {"s1"};
+  report.rolled_back = {"s2"};
+  report.exports_taken_back = {{.directory = "/backup/x", .snapshot_id = "s3"}};
+  report.resumed = {"vm"};
+  ASSERT_TRUE(jobs_->EndInterrupted(report).ok());
+
+  const auto ended = [&](const std::string& id) {
+    auto j = jobs_->Get(id);
+    EXPECT_TRUE(j.ok()) << j.status().ToString();
+    return j.ok() ? *j : catalog::JobRecord{};
+  };
+  const std::string by = "ended by recovery after a daemon restart: ";
+  auto made = ended("made");
+  EXPECT_EQ(made.state, JobState::kCompletedWithWarnings);
+  EXPECT_EQ(made.percent, 100);
+  EXPECT_EQ(made.error_description,
+            by + "the cut had happened on every VM; the snapshot was completed");
+  EXPECT_EQ(made.affected, std::vector<std::string>{"Msvm_SnapshotCollection:s1"});
+  auto undone = ended("undone");
+  EXPECT_EQ(undone.state, JobState::kKilled);
+  EXPECT_EQ(undone.error_description, by + "the snapshot was rolled back; nothing of it is left");
+  EXPECT_TRUE(undone.affected.empty());
+  auto exported = ended("export");
+  EXPECT_EQ(exported.state, JobState::kKilled);
+  EXPECT_EQ(exported.error_description,
+            by + "the partial export in /backup/x was removed; run the export again");
+  auto other = ended("other");
+  EXPECT_EQ(other.state, JobState::kKilled);
+  EXPECT_EQ(other.error_description, by + report.Summary());
+  for (const auto& j : {made, undone, exported, other}) EXPECT_GT(j.ended_us, 0);
 }
 
 // The same jobs as clients see them: Msvm_ConcreteJob over the dispatcher.

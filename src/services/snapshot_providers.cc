@@ -125,15 +125,17 @@ Result<cim::MethodResult> OnSnapshot(
   VMG_ASSIGN_OR_RETURN(auto record, e->catalog().GetSnapshot(id));
   VMG_ASSIGN_OR_RETURN(
       std::string job,
-      jobs->Start(job_type, verb + " group snapshot " + record.name, /*cancellable=*/false,
-                  ReturnCodeA, [id, work](JobControl&) -> Result<std::vector<std::string>> {
-                    VMG_ASSIGN_OR_RETURN(auto s, work(id));
-                    std::vector<std::string> touched;
-                    for (const auto& m : s.members) {
-                      touched.push_back(Affected("Msvm_ComputerSystem", m.vm_id));
-                    }
-                    return touched;
-                  }));
+      jobs->Start(
+          job_type, verb + " group snapshot " + record.name, /*cancellable=*/false, ReturnCodeA,
+          [id, work](JobControl&) -> Result<std::vector<std::string>> {
+            VMG_ASSIGN_OR_RETURN(auto s, work(id));
+            std::vector<std::string> touched;
+            for (const auto& m : s.members) {
+              touched.push_back(Affected("Msvm_ComputerSystem", m.vm_id));
+            }
+            return touched;
+          },
+          Affected("Msvm_SnapshotCollection", id)));
   return JobStarted(job);
 }
 
@@ -222,14 +224,16 @@ class SnapshotServiceProvider : public ServiceProvider {
       VMG_ASSIGN_OR_RETURN(auto record, e->catalog().GetSnapshot(req.snapshot_id));
       VMG_ASSIGN_OR_RETURN(
           std::string job,
-          jobs->Start(kJobExportSnapshotCollection,
-                      "Export group snapshot " + record.name + " to " + req.directory,
-                      /*cancellable=*/false, ReturnCodeA,
-                      [e, req](JobControl& control) mutable -> Result<std::vector<std::string>> {
-                        req.progress = [&control](int p) { control.Progress(p); };
-                        VMG_ASSIGN_OR_RETURN(auto m, e->snapshots().Export(req));
-                        return AffectedBy(m);
-                      }));
+          jobs->Start(
+              kJobExportSnapshotCollection,
+              "Export group snapshot " + record.name + " to " + req.directory,
+              /*cancellable=*/false, ReturnCodeA,
+              [e, req](JobControl& control) mutable -> Result<std::vector<std::string>> {
+                req.progress = [&control](int p) { control.Progress(p); };
+                VMG_ASSIGN_OR_RETURN(auto m, e->snapshots().Export(req));
+                return AffectedBy(m);
+              },
+              Affected("Msvm_SnapshotCollection", record.id)));
       return JobStarted(job);
     });
     On("CreateSnapshot", [e, jobs](const Args& a) -> Result<cim::MethodResult> {
@@ -246,19 +250,21 @@ class SnapshotServiceProvider : public ServiceProvider {
       VMG_ASSIGN_OR_RETURN(auto group, e->catalog().GetCollection(req.collection_id));
       VMG_ASSIGN_OR_RETURN(
           std::string job,
-          jobs->Start(kJobSnapshotCollection, "Snapshot of VM group " + group.name,
-                      /*cancellable=*/true, ReturnCodeA,
-                      [e, req](JobControl& control) mutable -> Result<std::vector<std::string>> {
-                        req.cancelled = [&control] { return control.StopRequested(); };
-                        req.progress = [&control](int p) { control.Progress(p); };
-                        req.warning = [&control](const std::string& w) { control.Warn(w); };
-                        VMG_ASSIGN_OR_RETURN(auto s, e->snapshots().Create(req));
-                        std::vector<std::string> made = {Affected("Msvm_SnapshotCollection", s.id)};
-                        for (const auto& m : s.members) {
-                          made.push_back(Affected("Msvm_VirtualSystemSettingData", m.id));
-                        }
-                        return made;
-                      }));
+          jobs->Start(
+              kJobSnapshotCollection, "Snapshot of VM group " + group.name,
+              /*cancellable=*/true, ReturnCodeA,
+              [e, req](JobControl& control) mutable -> Result<std::vector<std::string>> {
+                req.cancelled = [&control] { return control.StopRequested(); };
+                req.progress = [&control](int p) { control.Progress(p); };
+                req.warning = [&control](const std::string& w) { control.Warn(w); };
+                VMG_ASSIGN_OR_RETURN(auto s, e->snapshots().Create(req));
+                std::vector<std::string> made = {Affected("Msvm_SnapshotCollection", s.id)};
+                for (const auto& m : s.members) {
+                  made.push_back(Affected("Msvm_VirtualSystemSettingData", m.id));
+                }
+                return made;
+              },
+              Affected("Msvm_SnapshotCollection", req.id)));
       cim::MethodResult r = JobStarted(job);
       r.out.push_back({"ResultingSnapshotCollection", "reference",
                        cim::Value::Reference(SnapshotCollectionPath(req.id))});

@@ -46,10 +46,10 @@ class DaemonFixture : public ::testing::Test {
                    const std::string& tcp = "http://127.0.0.1:0") {
     scheme_ = tcp.starts_with("https://") ? "https" : "http";
     std::vector<std::string> argv = launcher_;
-    const std::vector<std::string> daemon = {VMGROUPD_BIN, "--state-dir",      StateDir(),
-                                             "--listen",   "unix:" + Socket(), "--accel",
-                                             "tcg",        "--log-level",      "debug"};
+    const std::vector<std::string> daemon = {
+        VMGROUPD_BIN, "--state-dir", StateDir(), "--listen", "unix:" + Socket(), "--accel", "tcg"};
     argv.insert(argv.end(), daemon.begin(), daemon.end());
+    if (!log_level_.empty()) argv.insert(argv.end(), {"--log-level", log_level_});
     if (!tcp.empty()) argv.insert(argv.end(), {"--listen", tcp});
     if (scheme_ == "https" && std::find(extra.begin(), extra.end(), "--tls-cert") == extra.end()) {
       argv.insert(argv.end(), {"--tls-cert", Certs().server_cert, "--tls-key", Certs().server_key});
@@ -134,6 +134,8 @@ class DaemonFixture : public ::testing::Test {
   int port_ = 0;
   std::string scheme_ = "http";
   std::optional<testing::TestCerts> certs_;
+  // vmgroupd's --log-level; empty: its default.
+  std::string log_level_ = "debug";
   // Put before vmgroupd's command line; it must exec the daemon in its own
   // process, whose PID the fixture then waits for and signals.
   std::vector<std::string> launcher_;

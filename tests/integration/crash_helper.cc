@@ -12,6 +12,10 @@
 //   crash_helper STATE destroy SNAPSHOT POINT
 //   crash_helper STATE start VM POINT
 //       the same for applying or destroying SNAPSHOT, or starting VM;
+//   crash_helper STATE export SNAPSHOT POINT DIR
+//       exports SNAPSHOT into DIR as vmgroupd does, as a job of a
+//       JobManager (so that the catalog holds the job Running), and ends
+//       itself at POINT;
 //   crash_helper guard AGENT_SOCKET
 //       freezes the guest through that agent, arms a one-minute thaw guard
 //       over its channel, then ends itself with SIGKILL, as a daemon that
@@ -25,6 +29,7 @@
 #include "engine/engine.h"
 #include "hypervisor/qemu/guest_agent.h"
 #include "hypervisor/qemu/thaw_guard.h"
+#include "services/jobs.h"
 #include "testing/tiny_vms.h"
 
 namespace {
@@ -76,6 +81,27 @@ int main(int argc, char** argv) {
     if (!g.ok()) return Fail(g.status());
     std::printf("%s\n", g->collection_id.c_str());
     return 0;
+  }
+  if (argc == 6 && std::string(argv[2]) == "export") {
+    CrashAtEnv env(argv[4]);
+    auto e = engine::Engine::Open({.state_dir = argv[1], .env = &env, .qemu = testing::TestQemu()});
+    if (!e.ok()) return Fail(e.status());
+    engine::ExportRequest req{.snapshot_id = argv[3], .directory = argv[5]};
+    Status s;
+    {
+      services::JobManager jobs(Env::Default(), &(*e)->catalog());
+      auto job = jobs.Start(
+          62, "Export group snapshot to " + req.directory, false,
+          [](const Status&) { return 32768u; },
+          [&](services::JobControl&) -> Result<std::vector<std::string>> {
+            s = (*e)->snapshots().Export(req).status();
+            return std::vector<std::string>{};
+          },
+          "Msvm_SnapshotCollection:" + req.snapshot_id);
+      if (!job.ok()) return Fail(job.status());
+    }  // waits for the job
+    if (!s.ok()) return Fail(s);
+    return 3;
   }
   const std::string verb = argc >= 5 && argc <= 7 ? argv[2] : "";
   const int type = argc >= 6 ? std::atoi(argv[5]) : 2;

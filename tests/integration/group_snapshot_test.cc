@@ -333,7 +333,9 @@ TEST_F(GroupSnapshotTest, DefiningAVmChecksItsDisks) {
 
 TEST_F(GroupSnapshotTest, NewDisksAreCreatedAndUndefineRemovesOnlyWhatTheRegistryMade) {
   auto given = MakeGroup("keep", 1, /*start=*/false);
-  const std::string kept = Vm(given.vm_ids[0]).disks[0];
+  // An image of nobody's (another VM's disk would be refused: managed_images.h).
+  const std::string kept = dir_ / "kept.qcow2";
+  ASSERT_EQ(std::system(("qemu-img create -q -f qcow2 " + kept + " 8M").c_str()), 0);
   engine::VmDefinition def{.name = "mixed", .disks = {engine::DiskSpec::New(8 << 20), kept}};
   auto id = engine_->vms().Define(def);
   ASSERT_TRUE(id.ok()) << id.status().ToString();

@@ -10,8 +10,10 @@
 
 #include "base/ids.h"
 #include "engine/export_manifest.h"
+#include "engine/fault_points.h"
 #include "engine/snapshot_plan.h"
 #include "group_fixture.h"
+#include "services/jobs.h"
 #include "storage/checksum.h"
 
 namespace vmgroup::integration {
@@ -269,6 +271,53 @@ TEST_F(SnapshotExportTest, AReadOnlyTargetFailsCleanly) {
   EXPECT_NE(s.message().find("Read-only file system"), std::string::npos) << s.message();
   EXPECT_TRUE(fs::is_empty(ro));
   ExpectRunningOnTheSameImages(g, before);
+}
+
+// vmgroupd killed in the middle of an export (crash_helper runs it as the
+// daemon's job and dies at the fault point): recovery removes what the
+// export made — and only that — the job says so, and the same export runs
+// again into the same directory.
+TEST_F(SnapshotExportTest, AnExportCutShortByACrashIsTakenBackAndCanRunAgain) {
+  std::string snap_id;
+  auto g = Prepared(2, &snap_id);
+  const auto before = Images(g);
+  const fs::path parent = dir_ / "backups";  // the operator's, with a file of theirs
+  fs::create_directories(parent);
+  std::ofstream(parent / "keep.txt") << "the operator's";
+  const std::string target = parent / "nightly" / "monday";
+  engine_.reset();  // the helper needs the VMs' monitors
+
+  auto crashed = Env::Default()->Run({CRASH_HELPER, dir_ / "state", "export", snap_id,
+                                      std::string(engine::fault::kExportDiskCopied), target},
+                                     std::chrono::minutes(2));
+  ASSERT_TRUE(crashed.ok()) << crashed.status().ToString();
+  ASSERT_EQ(crashed->exit_code, -1) << "the helper should have been killed: " << crashed->err;
+  ASSERT_TRUE(fs::exists(target)) << "the crash left a partial export";
+  ASSERT_FALSE(fs::exists(fs::path(target) / engine::kManifestFile));
+
+  OpenEngine();
+  const auto& report = engine_->recovery();
+  EXPECT_TRUE(report.problems.ok()) << report.problems.ToString();
+  ASSERT_EQ(report.exports_taken_back.size(), 1u);
+  EXPECT_EQ(report.exports_taken_back[0].directory, target);
+  EXPECT_FALSE(fs::exists(parent / "nightly")) << "the directories the export made are gone";
+  EXPECT_TRUE(fs::exists(parent / "keep.txt")) << "the operator's file stays";
+  ExpectRunningOnTheSameImages(g, before);
+
+  // The daemon's next start ends the job by what recovery did.
+  services::JobManager jobs(Env::Default(), &engine_->catalog());
+  ASSERT_TRUE(jobs.EndInterrupted(report).ok());
+  auto listed = jobs.List();
+  ASSERT_TRUE(listed.ok() && listed->size() == 1u);
+  const catalog::JobRecord& job = (*listed)[0];
+  EXPECT_EQ(job.state, catalog::JobState::kKilled);
+  EXPECT_EQ(job.error_description,
+            "ended by recovery after a daemon restart: the partial export in " + target +
+                " was removed; run the export again");
+
+  auto again = engine_->snapshots().Export({.snapshot_id = snap_id, .directory = target});
+  ASSERT_TRUE(again.ok()) << again.status().ToString();
+  EXPECT_TRUE(fs::exists(fs::path(target) / engine::kManifestFile));
 }
 
 TEST_F(SnapshotExportTest, RestoreAsNewBringsTheGroupBackBesideTheOriginal) {
