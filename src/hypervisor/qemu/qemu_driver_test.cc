@@ -103,7 +103,7 @@ class QemuDriverTest : public ::testing::Test {
     for (int i = 0; i < 2; ++i) {
       std::string path = dir_ / ("d" + std::to_string(i) + "-" + tag + ".qcow2");
       EXPECT_TRUE(img_.CreateOverlay(spec_.disks[i], path).ok());
-      overlays.push_back({i, path, tag});
+      overlays.push_back({i, path, tag, spec_.disks[i]});
     }
     return overlays;
   }
@@ -254,7 +254,7 @@ TEST_F(QemuDriverTest, FailedTransactionSwitchesNothing) {
   auto overlays = MakeOverlays("s1");
   ASSERT_TRUE(vm_->OpenOverlays(overlays, Soon()).ok());
   // The same overlay twice: QEMU refuses the second action, so neither applies.
-  Status s = Switch({overlays[0], overlays[1], {0, overlays[0].path, "s1"}}, "");
+  Status s = Switch({overlays[0], overlays[1], overlays[0]}, "");
   EXPECT_EQ(s.code(), Code::kFailed) << s.ToString();
   // QEMU's own explanation reaches the caller, prefixed with the command.
   EXPECT_NE(s.message().find("transaction: Node 'd0' is busy"), std::string::npos) << s.message();
@@ -436,7 +436,7 @@ TEST_F(QemuDriverTest, RevertAdoptsAMergeLeftByADaemonThatDied) {
     // The dead daemon had started the revert of disk 0 and got no further.
     auto qmp = QmpClient::Connect(QemuDriver::MonitorPath(spec_), Soon());
     ASSERT_TRUE(qmp.ok()) << qmp.status().ToString();
-    ASSERT_TRUE(qmp::BlockCommitActive(**qmp, "revert-d0-s1", "d0-s1", Soon()).ok());
+    ASSERT_TRUE(qmp::BlockCommit(**qmp, "revert-d0-s1", "d0-s1", "d0-s1", "d0", Soon()).ok());
   }
   auto again = driver_->Attach(spec_, pid);
   ASSERT_TRUE(again.ok()) << again.status().ToString();
@@ -445,6 +445,55 @@ TEST_F(QemuDriverTest, RevertAdoptsAMergeLeftByADaemonThatDied) {
   ASSERT_TRUE(r.ok()) << r.ToString();
   EXPECT_EQ(*vm_->ActiveImages(Soon()), spec_.disks);
   ASSERT_TRUE(vm_->Resume(Soon()).ok());
+}
+
+TEST_F(QemuDriverTest, RevertRefusesAnOverlayThatDoesNotLieOnTheImageRecordedBelowIt) {
+  StartVm();
+  auto overlays = MakeOverlays("s1");
+  ASSERT_TRUE(vm_->OpenOverlays(overlays, Soon()).ok());
+  ASSERT_TRUE(Switch(overlays, "", /*pause=*/true).ok());
+  auto wrong = overlays;
+  wrong[1].base = spec_.disks[0];
+  Status r = vm_->RevertOverlays(wrong);
+  EXPECT_EQ(r.code(), Code::kInvalidState) << r.ToString();
+  EXPECT_NE(r.message().find("lies on " + spec_.disks[1] + ", not on " + spec_.disks[0]),
+            std::string::npos)
+      << r.message();
+  EXPECT_EQ(*vm_->ActiveImages(Soon()),
+            (std::vector<std::string>{overlays[0].path, overlays[1].path}))
+      << "all or nothing: no disk merged";
+  ASSERT_TRUE(vm_->RevertOverlays(overlays).ok());
+  EXPECT_EQ(*vm_->ActiveImages(Soon()), spec_.disks);
+}
+
+TEST_F(QemuDriverTest, RevertLeavesAMergeIntoAnotherImageUnfinished) {
+  // d0.qcow2 <- mid.qcow2 (the VM's image) <- the overlay: a daemon of
+  // before base-node was named started the revert, which QEMU takes down
+  // to d0.
+  const std::string mid = dir_ / "mid.qcow2";
+  ASSERT_TRUE(img_.CreateOverlay(spec_.disks[0], mid).ok());
+  spec_.disks[0] = mid;
+  StartVm();
+  auto overlays = MakeOverlays("s1");
+  ASSERT_TRUE(vm_->OpenOverlays(overlays, Soon()).ok());
+  ASSERT_TRUE(Switch(overlays, "", /*pause=*/true).ok());
+  const int pid = vm_->pid();
+  vm_.reset();
+  {
+    auto qmp = QmpClient::Connect(QemuDriver::MonitorPath(spec_), Soon());
+    ASSERT_TRUE(qmp.ok()) << qmp.status().ToString();
+    auto started = (*qmp)->Execute(
+        "block-commit", {{"job-id", "revert-d0-s1"}, {"device", "d0-s1"}, {"auto-dismiss", false}},
+        Soon());
+    ASSERT_TRUE(started.ok()) << started.status().ToString();
+  }
+  auto again = driver_->Attach(spec_, pid);
+  ASSERT_TRUE(again.ok()) << again.status().ToString();
+  vm_ = std::move(again).value();
+  Status r = vm_->RevertOverlays(overlays);
+  EXPECT_EQ(r.code(), Code::kInvalidState) << r.ToString();
+  EXPECT_NE(r.message().find("does not write into " + mid), std::string::npos) << r.message();
+  EXPECT_EQ((*vm_->ActiveImages(Soon()))[0], overlays[0].path) << "not moved onto d0";
 }
 
 TEST_F(QemuDriverTest, AttachRefusesAPidThatIsNotThisVmsQemu) {
