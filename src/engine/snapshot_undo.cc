@@ -1,5 +1,7 @@
 #include "engine/snapshot_undo.h"
 
+#include "base/log.h"
+#include "base/validate.h"
 #include "engine/snapshot_plan.h"
 
 namespace vmgroup::engine {
@@ -36,7 +38,10 @@ Status UndoMember(Env* env, VmRegistry& vms, storage::QemuImg& img, const std::s
 }  // namespace
 
 Status UndoSnapshot(Env* env, VmRegistry& vms, catalog::Catalog& catalog, storage::QemuImg& img,
-                    const catalog::SnapshotRecord& snapshot) {
+                    const catalog::SnapshotRecord& snapshot, const std::string& why) {
+  // Whether the undo then fails is told where it ends: the job, or recovery's report.
+  Log(LogLevel::kWarning, "snapshot " + snapshot.id + " (" + Printable(snapshot.name) +
+                              ") is undone: " + Printable(why));
   Status first;
   for (const auto& m : snapshot.members) {
     Status s = UndoMember(env, vms, img, snapshot.tag, m);

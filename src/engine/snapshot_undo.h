@@ -19,7 +19,8 @@ namespace vmgroup::engine {
 // When every member is clean, the snapshot's record is deleted.
 // If any member cannot be cleaned, the others still are, the record stays
 // (recovery tries again at the next start) and the first error is returned.
+// Logs, as a warning, that the snapshot is undone and `why`.
 Status UndoSnapshot(Env* env, VmRegistry& vms, catalog::Catalog& catalog, storage::QemuImg& img,
-                    const catalog::SnapshotRecord& snapshot);
+                    const catalog::SnapshotRecord& snapshot, const std::string& why);
 
 }  // namespace vmgroup::engine
