@@ -8,7 +8,9 @@
 // written), a missed pause deadline, and recovery after a crash mid-cut.
 // After each, the VM runs on the image it ran on before, which holds every
 // write, and the frozen image and the template are byte for byte as before.
+#include <pwd.h>
 #include <signal.h>
+#include <unistd.h>
 
 #include <thread>
 
@@ -39,6 +41,13 @@ class CutUndoTest : public GroupFixture {
     frozen_ = images + "/u0-d0.qcow2";
     ASSERT_TRUE(img_.Create(template_, 16 << 20).ok());
     WriteOffline(template_, kTemplate);
+    // Writable by QEMU, as under a daemon that runs as the template's
+    // owner: only where the undo aims keeps it unchanged.
+    if (::geteuid() == 0) {
+      const passwd* qemu = ::getpwnam(testing::kQemuUser);
+      ASSERT_NE(qemu, nullptr);
+      ASSERT_EQ(::chown(template_.c_str(), qemu->pw_uid, qemu->pw_gid), 0);
+    }
     ASSERT_TRUE(img_.CreateOverlay(template_, frozen_).ok());
     WriteOffline(frozen_, kFrozen);
     monitor_ = testing::GuestMonitorPath(images, "u0");
