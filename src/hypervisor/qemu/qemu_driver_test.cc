@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <functional>
 #include <thread>
 
 #include "hypervisor/qemu/qemu_vm.h"
@@ -97,6 +98,26 @@ class QemuDriverTest : public ::testing::Test {
     ASSERT_TRUE(vm_->PowerOff().ok());
     vm_.reset();
     EXPECT_LT(Clock::now() - t0, std::chrono::seconds(5)) << "QEMU quit when asked";
+  }
+  // Starts the VM and switches it to new overlays "s1" (returned in
+  // `overlays`), paused; then a daemon that dies mid-revert sends `revert`
+  // on a connection of its own, and the VM is attached again.
+  void SwitchThenDieMidRevert(std::vector<Overlay>* overlays,
+                              const std::function<Status(QmpClient&)>& revert) {
+    StartVm();
+    *overlays = MakeOverlays("s1");
+    ASSERT_TRUE(vm_->OpenOverlays(*overlays, Soon()).ok());
+    ASSERT_TRUE(Switch(*overlays, "", /*pause=*/true).ok());
+    vm_.reset();
+    {
+      auto qmp = QmpClient::Connect(QemuDriver::MonitorPath(spec_), Soon());
+      ASSERT_TRUE(qmp.ok()) << qmp.status().ToString();
+      Status sent = revert(**qmp);
+      ASSERT_TRUE(sent.ok()) << sent.ToString();
+    }
+    auto again = driver_->Attach(spec_, pid_);
+    ASSERT_TRUE(again.ok()) << again.status().ToString();
+    vm_ = std::move(again).value();
   }
   std::vector<Overlay> MakeOverlays(const std::string& tag) {
     std::vector<Overlay> overlays;
@@ -426,21 +447,11 @@ TEST_F(QemuDriverTest, AttachReachesARunningVmThroughItsMonitor) {
 }
 
 TEST_F(QemuDriverTest, RevertAdoptsAMergeLeftByADaemonThatDied) {
-  StartVm();
-  auto overlays = MakeOverlays("s1");
-  ASSERT_TRUE(vm_->OpenOverlays(overlays, Soon()).ok());
-  ASSERT_TRUE(Switch(overlays, "", /*pause=*/true).ok());
-  const int pid = vm_->pid();
-  vm_.reset();
-  {
-    // The dead daemon had started the revert of disk 0 and got no further.
-    auto qmp = QmpClient::Connect(QemuDriver::MonitorPath(spec_), Soon());
-    ASSERT_TRUE(qmp.ok()) << qmp.status().ToString();
-    ASSERT_TRUE(qmp::BlockCommit(**qmp, "revert-d0-s1", "d0-s1", "d0-s1", "d0", Soon()).ok());
-  }
-  auto again = driver_->Attach(spec_, pid);
-  ASSERT_TRUE(again.ok()) << again.status().ToString();
-  vm_ = std::move(again).value();
+  std::vector<Overlay> overlays;
+  SwitchThenDieMidRevert(&overlays, [](QmpClient& qmp) {
+    return qmp::BlockCommit(qmp, "revert-d0-s1", "d0-s1", "d0-s1", "d0", Soon());
+  });
+  ASSERT_TRUE(vm_);
   Status r = vm_->RevertOverlays(overlays);
   ASSERT_TRUE(r.ok()) << r.ToString();
   EXPECT_EQ(*vm_->ActiveImages(Soon()), spec_.disks);
@@ -473,23 +484,14 @@ TEST_F(QemuDriverTest, RevertLeavesAMergeIntoAnotherImageUnfinished) {
   const std::string mid = dir_ / "mid.qcow2";
   ASSERT_TRUE(img_.CreateOverlay(spec_.disks[0], mid).ok());
   spec_.disks[0] = mid;
-  StartVm();
-  auto overlays = MakeOverlays("s1");
-  ASSERT_TRUE(vm_->OpenOverlays(overlays, Soon()).ok());
-  ASSERT_TRUE(Switch(overlays, "", /*pause=*/true).ok());
-  const int pid = vm_->pid();
-  vm_.reset();
-  {
-    auto qmp = QmpClient::Connect(QemuDriver::MonitorPath(spec_), Soon());
-    ASSERT_TRUE(qmp.ok()) << qmp.status().ToString();
-    auto started = (*qmp)->Execute(
-        "block-commit", {{"job-id", "revert-d0-s1"}, {"device", "d0-s1"}, {"auto-dismiss", false}},
-        Soon());
-    ASSERT_TRUE(started.ok()) << started.status().ToString();
-  }
-  auto again = driver_->Attach(spec_, pid);
-  ASSERT_TRUE(again.ok()) << again.status().ToString();
-  vm_ = std::move(again).value();
+  std::vector<Overlay> overlays;
+  SwitchThenDieMidRevert(&overlays, [](QmpClient& qmp) {
+    return qmp
+        .Execute("block-commit",
+                 {{"job-id", "revert-d0-s1"}, {"device", "d0-s1"}, {"auto-dismiss", false}}, Soon())
+        .status();
+  });
+  ASSERT_TRUE(vm_);
   Status r = vm_->RevertOverlays(overlays);
   EXPECT_EQ(r.code(), Code::kInvalidState) << r.ToString();
   EXPECT_NE(r.message().find("does not write into " + mid), std::string::npos) << r.message();
