@@ -111,7 +111,9 @@ Result<RecoveryReport> Recover(Env* env, VmRegistry& vms, catalog::Catalog& cata
       st = catalog.CompleteSnapshot(s);
       if (st.ok()) report.completed.push_back(s.id);
     } else {
-      st = UndoSnapshot(env, vms, catalog, img, s);
+      st = UndoSnapshot(env, vms, catalog, img, s,
+                        "it was under way when the service stopped, and its cut did not "
+                        "take effect on every member");
       if (st.ok()) report.rolled_back.push_back(s.id);
     }
     if (!st.ok() && report.problems.ok()) report.problems = st.Annotate("snapshot " + s.id);

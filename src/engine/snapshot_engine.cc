@@ -219,7 +219,7 @@ Result<std::unique_ptr<GuestFreeze>> SnapshotEngine::FreezeGuests(
 }
 
 Status SnapshotEngine::Abandon(const catalog::SnapshotRecord& s, const Status& cause) {
-  Status undo = UndoSnapshot(env_, *vms_, *catalog_, img_, s);
+  Status undo = UndoSnapshot(env_, *vms_, *catalog_, img_, s, cause.message());
   if (undo.ok()) return cause;
   return Status(cause.code(), cause.message() + "; cleaning up also failed (recovery will retry " +
                                   "at the next start): " + undo.message());

@@ -72,7 +72,7 @@ catalog::SnapshotRecord PlanSnapshot(const std::string& id, const std::string& t
 std::vector<hypervisor::Overlay> OverlaysOf(const catalog::MemberSnapshot& m,
                                             const std::string& tag) {
   std::vector<hypervisor::Overlay> out;
-  for (const auto& d : m.disks) out.push_back({d.index, d.overlay, tag});
+  for (const auto& d : m.disks) out.push_back({d.index, d.overlay, tag, d.frozen_image});
   return out;
 }
 

@@ -52,7 +52,8 @@ catalog::SnapshotRecord PlanSnapshot(const std::string& id, const std::string& t
                                      const std::vector<PlannedMember>& members,
                                      const std::vector<std::string>& member_ids);
 
-// The overlays of one member, as the driver takes them.
+// The overlays of one member, as the driver takes them: each on the image
+// the snapshot froze (the one an undo merges it back into).
 std::vector<hypervisor::Overlay> OverlaysOf(const catalog::MemberSnapshot& m,
                                             const std::string& tag);
 

@@ -1,5 +1,7 @@
 #include "engine/snapshot_undo.h"
 
+#include "base/log.h"
+#include "base/validate.h"
 #include "engine/snapshot_plan.h"
 
 namespace vmgroup::engine {
@@ -17,8 +19,16 @@ Status UndoMember(Env* env, VmRegistry& vms, storage::QemuImg& img, const std::s
   if (!live && m.power_at_cut != catalog::Power::kOff) {
     // Its QEMU died after the snapshot began: an overlay it switched to may
     // hold the guest's last writes. Committing an unused overlay is harmless.
+    // Only into the image the snapshot froze below it.
     for (const auto& d : m.disks) {
-      if (env->FileExists(d.overlay)) VMG_RETURN_IF_ERROR(img.Commit(d.overlay));
+      if (!env->FileExists(d.overlay)) continue;
+      VMG_ASSIGN_OR_RETURN(storage::ImageInfo info, img.Info(d.overlay));
+      if (info.backing_filename != d.frozen_image) {
+        return Status::InvalidState("cannot merge " + d.overlay + ": it lies on " +
+                                    info.backing_filename + ", not on " + d.frozen_image +
+                                    " as recorded; nothing was merged");
+      }
+      VMG_RETURN_IF_ERROR(img.Commit(d.overlay));
     }
   }
   for (const auto& d : m.disks) VMG_RETURN_IF_ERROR(env->RemoveFile(d.overlay));
@@ -28,7 +38,10 @@ Status UndoMember(Env* env, VmRegistry& vms, storage::QemuImg& img, const std::s
 }  // namespace
 
 Status UndoSnapshot(Env* env, VmRegistry& vms, catalog::Catalog& catalog, storage::QemuImg& img,
-                    const catalog::SnapshotRecord& snapshot) {
+                    const catalog::SnapshotRecord& snapshot, const std::string& why) {
+  // Whether the undo then fails is told where it ends: the job, or recovery's report.
+  Log(LogLevel::kWarning, "snapshot " + snapshot.id + " (" + Printable(snapshot.name) +
+                              ") is undone: " + Printable(why));
   Status first;
   for (const auto& m : snapshot.members) {
     Status s = UndoMember(env, vms, img, snapshot.tag, m);

@@ -12,10 +12,15 @@ namespace vmgroup::engine {
 // image below (guest writes since the switch are kept) and every overlay
 // node closed; a VM that ran at the cut but is gone now (or dies during the
 // undo) has its overlay files committed offline, for the same reason; then
-// the overlay files are deleted. When every member is clean, the snapshot's record is deleted.
+// the overlay files are deleted. An overlay is merged only into the image
+// the snapshot froze below it (Vm::RevertOverlays checks the running graph
+// before and after; the offline commit goes to the overlay's own backing
+// file), so no older frozen image and no shared base below ever changes.
+// When every member is clean, the snapshot's record is deleted.
 // If any member cannot be cleaned, the others still are, the record stays
 // (recovery tries again at the next start) and the first error is returned.
+// Logs, as a warning, that the snapshot is undone and `why`.
 Status UndoSnapshot(Env* env, VmRegistry& vms, catalog::Catalog& catalog, storage::QemuImg& img,
-                    const catalog::SnapshotRecord& snapshot);
+                    const catalog::SnapshotRecord& snapshot, const std::string& why);
 
 }  // namespace vmgroup::engine

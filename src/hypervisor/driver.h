@@ -40,13 +40,16 @@ inline constexpr std::string_view kFaultStarted = "hypervisor.started";
 enum class RunState { kRunning, kPaused, kShutoff, kOther };
 const char* RunStateName(RunState s);
 
-// A prepared overlay: `path` is a qcow2 file whose backing file is the
-// current top image of disk `disk`. `tag` is unique per VM (the engine uses
-// the snapshot's short id) and lets the driver name what it creates.
+// A prepared overlay: `path` is a qcow2 file whose backing file is `base`,
+// the current top image of disk `disk` (the image the snapshot freezes, and
+// the one an undo of the switch merges the overlay into: never another).
+// `tag` is unique per VM (the engine uses the snapshot's short id) and lets
+// the driver name what it creates.
 struct Overlay {
   int disk = 0;
   std::string path;
   std::string tag;
+  std::string base;
 };
 
 // A running (or paused) VM. Each Vm serialises its own calls; different Vms
@@ -104,10 +107,15 @@ class Vm {
   virtual Status PrepareStateSave(const std::string& path, Deadline deadline) = 0;
   virtual Status AwaitStateSaved(Deadline deadline) = 0;
 
-  // Undoes the switch for each overlay that is active: merges it back
-  // into the image below (writes made since the switch are kept) and makes
-  // that image active again; then closes every overlay. Safe to call after a
-  // partial or failed switch, or more than once.
+  // Undoes the switch for each overlay that is active: merges it into its
+  // `base` and nothing else (writes made since the switch are kept; no image
+  // further down changes) and makes `base` the disk's active image again;
+  // then closes every overlay. A merge left running by a process that died
+  // is adopted and finished. Safe to call after a partial or failed switch,
+  // or more than once. InvalidState, before anything is merged, when an
+  // active overlay does not lie directly on its `base` in the running graph
+  // (or an adopted merge does not write into `base`); Failed when, after
+  // the merge, a disk's active image is not its `base`.
   virtual Status RevertOverlays(const std::vector<Overlay>& overlays) = 0;
 
   // The file of each disk's active image, by disk index.

@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <functional>
 #include <thread>
 
 #include "hypervisor/qemu/qemu_vm.h"
@@ -98,12 +99,32 @@ class QemuDriverTest : public ::testing::Test {
     vm_.reset();
     EXPECT_LT(Clock::now() - t0, std::chrono::seconds(5)) << "QEMU quit when asked";
   }
+  // Starts the VM and switches it to new overlays "s1" (returned in
+  // `overlays`), paused; then a daemon that dies mid-revert sends `revert`
+  // on a connection of its own, and the VM is attached again.
+  void SwitchThenDieMidRevert(std::vector<Overlay>* overlays,
+                              const std::function<Status(QmpClient&)>& revert) {
+    StartVm();
+    *overlays = MakeOverlays("s1");
+    ASSERT_TRUE(vm_->OpenOverlays(*overlays, Soon()).ok());
+    ASSERT_TRUE(Switch(*overlays, "", /*pause=*/true).ok());
+    vm_.reset();
+    {
+      auto qmp = QmpClient::Connect(QemuDriver::MonitorPath(spec_), Soon());
+      ASSERT_TRUE(qmp.ok()) << qmp.status().ToString();
+      Status sent = revert(**qmp);
+      ASSERT_TRUE(sent.ok()) << sent.ToString();
+    }
+    auto again = driver_->Attach(spec_, pid_);
+    ASSERT_TRUE(again.ok()) << again.status().ToString();
+    vm_ = std::move(again).value();
+  }
   std::vector<Overlay> MakeOverlays(const std::string& tag) {
     std::vector<Overlay> overlays;
     for (int i = 0; i < 2; ++i) {
       std::string path = dir_ / ("d" + std::to_string(i) + "-" + tag + ".qcow2");
       EXPECT_TRUE(img_.CreateOverlay(spec_.disks[i], path).ok());
-      overlays.push_back({i, path, tag});
+      overlays.push_back({i, path, tag, spec_.disks[i]});
     }
     return overlays;
   }
@@ -254,7 +275,7 @@ TEST_F(QemuDriverTest, FailedTransactionSwitchesNothing) {
   auto overlays = MakeOverlays("s1");
   ASSERT_TRUE(vm_->OpenOverlays(overlays, Soon()).ok());
   // The same overlay twice: QEMU refuses the second action, so neither applies.
-  Status s = Switch({overlays[0], overlays[1], {0, overlays[0].path, "s1"}}, "");
+  Status s = Switch({overlays[0], overlays[1], overlays[0]}, "");
   EXPECT_EQ(s.code(), Code::kFailed) << s.ToString();
   // QEMU's own explanation reaches the caller, prefixed with the command.
   EXPECT_NE(s.message().find("transaction: Node 'd0' is busy"), std::string::npos) << s.message();
@@ -426,25 +447,55 @@ TEST_F(QemuDriverTest, AttachReachesARunningVmThroughItsMonitor) {
 }
 
 TEST_F(QemuDriverTest, RevertAdoptsAMergeLeftByADaemonThatDied) {
-  StartVm();
-  auto overlays = MakeOverlays("s1");
-  ASSERT_TRUE(vm_->OpenOverlays(overlays, Soon()).ok());
-  ASSERT_TRUE(Switch(overlays, "", /*pause=*/true).ok());
-  const int pid = vm_->pid();
-  vm_.reset();
-  {
-    // The dead daemon had started the revert of disk 0 and got no further.
-    auto qmp = QmpClient::Connect(QemuDriver::MonitorPath(spec_), Soon());
-    ASSERT_TRUE(qmp.ok()) << qmp.status().ToString();
-    ASSERT_TRUE(qmp::BlockCommitActive(**qmp, "revert-d0-s1", "d0-s1", Soon()).ok());
-  }
-  auto again = driver_->Attach(spec_, pid);
-  ASSERT_TRUE(again.ok()) << again.status().ToString();
-  vm_ = std::move(again).value();
+  std::vector<Overlay> overlays;
+  SwitchThenDieMidRevert(&overlays, [](QmpClient& qmp) {
+    return qmp::BlockCommit(qmp, "revert-d0-s1", "d0-s1", "d0-s1", "d0", Soon());
+  });
+  ASSERT_TRUE(vm_);
   Status r = vm_->RevertOverlays(overlays);
   ASSERT_TRUE(r.ok()) << r.ToString();
   EXPECT_EQ(*vm_->ActiveImages(Soon()), spec_.disks);
   ASSERT_TRUE(vm_->Resume(Soon()).ok());
+}
+
+TEST_F(QemuDriverTest, RevertRefusesAnOverlayThatDoesNotLieOnTheImageRecordedBelowIt) {
+  StartVm();
+  auto overlays = MakeOverlays("s1");
+  ASSERT_TRUE(vm_->OpenOverlays(overlays, Soon()).ok());
+  ASSERT_TRUE(Switch(overlays, "", /*pause=*/true).ok());
+  auto wrong = overlays;
+  wrong[1].base = spec_.disks[0];
+  Status r = vm_->RevertOverlays(wrong);
+  EXPECT_EQ(r.code(), Code::kInvalidState) << r.ToString();
+  EXPECT_NE(r.message().find("lies on " + spec_.disks[1] + ", not on " + spec_.disks[0]),
+            std::string::npos)
+      << r.message();
+  EXPECT_EQ(*vm_->ActiveImages(Soon()),
+            (std::vector<std::string>{overlays[0].path, overlays[1].path}))
+      << "all or nothing: no disk merged";
+  ASSERT_TRUE(vm_->RevertOverlays(overlays).ok());
+  EXPECT_EQ(*vm_->ActiveImages(Soon()), spec_.disks);
+}
+
+TEST_F(QemuDriverTest, RevertLeavesAMergeIntoAnotherImageUnfinished) {
+  // d0.qcow2 <- mid.qcow2 (the VM's image) <- the overlay: a daemon of
+  // before base-node was named started the revert, which QEMU takes down
+  // to d0.
+  const std::string mid = dir_ / "mid.qcow2";
+  ASSERT_TRUE(img_.CreateOverlay(spec_.disks[0], mid).ok());
+  spec_.disks[0] = mid;
+  std::vector<Overlay> overlays;
+  SwitchThenDieMidRevert(&overlays, [](QmpClient& qmp) {
+    return qmp
+        .Execute("block-commit",
+                 {{"job-id", "revert-d0-s1"}, {"device", "d0-s1"}, {"auto-dismiss", false}}, Soon())
+        .status();
+  });
+  ASSERT_TRUE(vm_);
+  Status r = vm_->RevertOverlays(overlays);
+  EXPECT_EQ(r.code(), Code::kInvalidState) << r.ToString();
+  EXPECT_NE(r.message().find("does not write into " + mid), std::string::npos) << r.message();
+  EXPECT_EQ((*vm_->ActiveImages(Soon()))[0], overlays[0].path) << "not moved onto d0";
 }
 
 TEST_F(QemuDriverTest, AttachRefusesAPidThatIsNotThisVmsQemu) {

@@ -34,6 +34,40 @@ std::string DiskDevice(size_t i) {
   return "/machine/peripheral/vd" + std::to_string(i) + "/virtio-backend";
 }
 
+// The node the merge undoing `o`'s switch writes into: `o.base`'s, once it
+// is known to lie right below the overlay in the running graph (never
+// whatever QEMU would pick). `adopted_running`: a merge a daemon that died
+// started is still running; QEMU opened the image it writes into for
+// writing, and frozen images are read-only otherwise, so `o.base` must be
+// writable.
+Result<std::string> RevertBase(const Overlay& o, const std::vector<qmp::FormatNode>& graph,
+                               bool adopted_running) {
+  const std::string what =
+      "disk " + std::to_string(o.disk) + ": cannot undo the switch to " + o.path + ": ";
+  if (o.base.empty()) return Status::InvalidArgument(what + "no image below it was given");
+  const qmp::FormatNode* top = nullptr;
+  std::vector<const qmp::FormatNode*> bases;
+  for (const auto& n : graph) {
+    if (n.node == OverlayNode(o)) top = &n;
+    if (n.file == o.base) bases.push_back(&n);
+  }
+  if (!top) return Status::InvalidState(what + "QEMU has it open under no known node");
+  if (top->backing != o.base) {
+    return Status::InvalidState(what + "it lies on " +
+                                (top->backing.empty() ? "no image" : top->backing) + ", not on " +
+                                o.base + " as recorded; nothing was merged");
+  }
+  if (bases.size() != 1) {
+    return Status::InvalidState(what + o.base + " is open " + std::to_string(bases.size()) +
+                                " times; nothing was merged");
+  }
+  if (adopted_running && bases[0]->read_only) {
+    return Status::InvalidState(what + "the merge a daemon that died left running does not " +
+                                "write into " + o.base + "; it was left as it is");
+  }
+  return bases[0]->node;
+}
+
 }  // namespace
 
 bool IsQemuOf(Env* env, int pid, const std::string& uuid) {
@@ -364,25 +398,41 @@ Status QemuVm::RevertOverlays(const std::vector<Overlay>& overlays) {
   EndStateSaveLocked();  // a save prepared for the undone snapshot
   const Deadline deadline = Clock::now() + kCleanupTimeout;
   auto JobOf = [](const Overlay& o) { return "revert-" + OverlayNode(o); };
+  VMG_ASSIGN_OR_RETURN(auto disks, QueryDisks(deadline));
+  VMG_ASSIGN_OR_RETURN(auto graph, qmp::QueryFormatNodeGraph(*qmp_, deadline));
+  // Every merge is checked before any starts: an undo merges all or nothing.
   // A revert left running by a daemon that died mid-revert is adopted, not
-  // started again (QEMU refuses a duplicate job id).
-  std::vector<std::string> jobs;
+  // started again (QEMU refuses a duplicate job id); the others start here.
+  std::vector<const Overlay*> merged;
+  std::vector<std::pair<const Overlay*, std::string>> to_start;  // (overlay, base node)
   for (const auto& o : overlays) {
     VMG_ASSIGN_OR_RETURN(auto job, qmp::QueryJob(*qmp_, JobOf(o), deadline));
-    if (job) jobs.push_back(JobOf(o));
+    const bool active =
+        static_cast<size_t>(o.disk) < disks.size() && disks[o.disk].first == OverlayNode(o);
+    if (!job && !active) continue;
+    const bool adopted_running = job && job->status != "concluded";
+    VMG_ASSIGN_OR_RETURN(std::string base, RevertBase(o, graph, adopted_running));
+    merged.push_back(&o);
+    if (!job) to_start.emplace_back(&o, base);
   }
   // Start every missing merge first, then finish them all: the disks commit
   // in parallel.
-  VMG_ASSIGN_OR_RETURN(auto disks, QueryDisks(deadline));
-  for (const auto& o : overlays) {
-    const bool active =
-        static_cast<size_t>(o.disk) < disks.size() && disks[o.disk].first == OverlayNode(o);
-    if (!active || std::find(jobs.begin(), jobs.end(), JobOf(o)) != jobs.end()) continue;
-    VMG_RETURN_IF_ERROR(qmp::BlockCommitActive(*qmp_, JobOf(o), OverlayNode(o), deadline));
-    jobs.push_back(JobOf(o));
+  for (const auto& [o, base] : to_start) {
+    VMG_RETURN_IF_ERROR(
+        qmp::BlockCommit(*qmp_, JobOf(*o), OverlayNode(*o), OverlayNode(*o), base, deadline));
   }
-  for (const auto& job : jobs) VMG_RETURN_IF_ERROR(qmp::CompleteJob(*qmp_, job, deadline));
+  for (const Overlay* o : merged) VMG_RETURN_IF_ERROR(qmp::CompleteJob(*qmp_, JobOf(*o), deadline));
   VMG_RETURN_IF_ERROR(RefreshActiveNodesLocked(deadline));
+  VMG_ASSIGN_OR_RETURN(disks, QueryDisks(deadline));
+  for (const Overlay* o : merged) {
+    const std::string now =
+        static_cast<size_t>(o->disk) < disks.size() ? disks[o->disk].second : "no image";
+    if (now != o->base) {
+      return Status::Failed("disk " + std::to_string(o->disk) + ": undoing the switch to " +
+                            o->path + " left the disk on " + now + ", not on " + o->base +
+                            " as recorded; the images need an operator's check");
+    }
+  }
   return CloseOverlaysLocked(overlays, deadline);
 }
 

@@ -75,6 +75,19 @@ Result<std::map<std::string, std::string>> QueryFormatNodes(QmpClient& c, Deadli
   return nodes;
 }
 
+Result<std::vector<FormatNode>> QueryFormatNodeGraph(QmpClient& c, Deadline d) {
+  // Not flat: each node's "image" then holds its backing image's, as the
+  // graph links them.
+  VMG_ASSIGN_OR_RETURN(Json r, c.Execute("query-named-block-nodes", {{"flat", false}}, d));
+  std::vector<FormatNode> nodes;
+  for (const auto& n : Elements(r)) {
+    if (Text(n, "drv") != "qcow2") continue;
+    nodes.push_back({Text(n, "node-name"), Text(n, "file"),
+                     Text(Field(Field(n, "image"), "backing-image"), "filename"), Flag(n, "ro")});
+  }
+  return nodes;
+}
+
 Status BlockdevAddOverlay(QmpClient& c, const std::string& node, const std::string& file_node,
                           const std::string& path, Deadline d) {
   Json args = {{"driver", "qcow2"},
@@ -149,13 +162,6 @@ Status Transaction(QmpClient& c, const std::vector<Json>& actions, Deadline d) {
 
 std::pair<std::string, Json> TransactionCommand(const std::vector<Json>& actions) {
   return {"transaction", {{"actions", actions}}};
-}
-
-Status BlockCommitActive(QmpClient& c, const std::string& job_id, const std::string& top,
-                         Deadline d) {
-  return c
-      .Execute("block-commit", {{"job-id", job_id}, {"device", top}, {"auto-dismiss", false}}, d)
-      .status();
 }
 
 Status BlockCommit(QmpClient& c, const std::string& job_id, const std::string& device,

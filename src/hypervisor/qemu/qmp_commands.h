@@ -29,6 +29,16 @@ Result<std::vector<BlockDevice>> QueryBlock(QmpClient& c, Deadline d);
 Result<std::vector<std::string>> QueryNodeNames(QmpClient& c, Deadline d);
 // The qcow2 nodes of the block graph: image file -> node name.
 Result<std::map<std::string, std::string>> QueryFormatNodes(QmpClient& c, Deadline d);
+// A qcow2 node with what lies below it in the block graph as QEMU has it
+// now (not as the image's header names it).
+struct FormatNode {
+  std::string node;     // node-name
+  std::string file;     // its image file
+  std::string backing;  // the file of the image right below it, or "" for none
+  bool read_only = false;
+};
+// Every qcow2 node of the block graph.
+Result<std::vector<FormatNode>> QueryFormatNodeGraph(QmpClient& c, Deadline d);
 
 // Opens the qcow2 file at `path` as node `node` (its protocol node is
 // `file_node`) with no backing: ready to be put on top of a disk by a
@@ -63,13 +73,11 @@ Result<std::vector<BitmapInfo>> QueryBitmaps(QmpClient& c, const std::string& no
 Status BackupMarked(QmpClient& c, const std::string& job_id, const std::string& device,
                     const std::string& target, const std::string& bitmap, Deadline d);
 
-// Starts an active commit of `top` (the active node of a disk) into the node
-// below it, as job `job_id`, not auto-dismissed.
-Status BlockCommitActive(QmpClient& c, const std::string& job_id, const std::string& top,
-                         Deadline d);
 // Starts a commit of node `top` into node `base` in the chain of `device`
 // (its active node), as job `job_id`, not auto-dismissed. With `top` the
-// active node this is an active commit, which needs completing.
+// active node this is an active commit, which needs completing. Both nodes
+// are always named: without `base`, QEMU would merge into the bottom of the
+// chain.
 Status BlockCommit(QmpClient& c, const std::string& job_id, const std::string& device,
                    const std::string& top, const std::string& base, Deadline d);
 // Descriptors handed to QEMU over the monitor (QmpClient passes a copy with
