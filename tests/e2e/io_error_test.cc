@@ -8,11 +8,11 @@
 // shows outside). The guest (tests/guest_kit, "writer=raw") writes records
 // into new clusters until the tmpfs is full; growing the tmpfs afterwards
 // makes the room.
+#include <gmock/gmock.h>
 #include <sched.h>
 #include <sys/mount.h>
 
 #include <filesystem>
-#include <gmock/gmock.h>
 #include <nlohmann/json.hpp>
 
 #include "../integration/guest_fixture.h"
@@ -25,16 +25,13 @@ using nlohmann::json;
 
 class IoErrorTest : public DaemonFixture {
  protected:
-  static void SetUpTestSuite() {
-    auto r = Env::Default()->Run({GUEST_KIT_BUILD, GUEST_KIT_DIR}, std::chrono::minutes(5));
-    ASSERT_TRUE(r.ok() && r->exit_code == 0)
-        << "cannot build the guest kit: " << (r.ok() ? r->err : r.status().ToString());
-  }
+  static void SetUpTestSuite() { integration::BuildGuestKit(); }
 
   void SetUp() override {
     // Our own mount namespace, mounts not propagated back: the tmpfs is seen
     // by this process and its children only.
-    if (::unshare(CLONE_NEWNS) != 0 || ::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr)) {
+    if (::unshare(CLONE_NEWNS) != 0 ||
+        ::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr)) {
       GTEST_SKIP() << "cannot make a mount namespace here (needs CAP_SYS_ADMIN)";
     }
     std::filesystem::create_directories(Small());
@@ -48,7 +45,9 @@ class IoErrorTest : public DaemonFixture {
   std::string Image() const { return Small() + "/db.qcow2"; }
 
   // Grows the tmpfs the image lives on: the room the guest was missing.
-  void MakeRoom() { ASSERT_EQ(::mount("tmpfs", Small().c_str(), "tmpfs", MS_REMOUNT, "size=64m"), 0); }
+  void MakeRoom() {
+    ASSERT_EQ(::mount("tmpfs", Small().c_str(), "tmpfs", MS_REMOUNT, "size=64m"), 0);
+  }
 
   // Creates VM db (id_) on an image on the tmpfs, its guest writing
   // records, and waits until QEMU has paused it on the full disk.
@@ -56,11 +55,10 @@ class IoErrorTest : public DaemonFixture {
     auto made = Env::Default()->Run({"qemu-img", "create", "-q", "-f", "qcow2", Image(), "64M"},
                                     std::chrono::minutes(1));
     EXPECT_TRUE(made.ok() && made->exit_code == 0) << (made.ok() ? made->err : "");
-    id_ =
-        Ok({"vm", "create", "db", "--memory", "128", "--disk", Image(), "--kernel",
-            std::string(GUEST_KIT_DIR) + "/vmlinuz", "--initrd",
-            std::string(GUEST_KIT_DIR) + "/initrd.gz", "--append",
-            "console=ttyS0 panic=-1 quiet writer=raw", "--start"});
+    id_ = Ok({"vm", "create", "db", "--memory", "128", "--disk", Image(), "--kernel",
+              std::string(GUEST_KIT_DIR) + "/vmlinuz", "--initrd",
+              std::string(GUEST_KIT_DIR) + "/initrd.gz", "--append",
+              "console=ttyS0 panic=-1 quiet writer=raw", "--start"});
     while (!id_.empty() && id_.back() == '\n') id_.pop_back();
     WaitForState("io-error");
   }
@@ -72,9 +70,9 @@ class IoErrorTest : public DaemonFixture {
   void WaitForState(const std::string& state) {
     const auto deadline = Clock::now() + std::chrono::minutes(5);
     while (Shown()["state"] != state) {
-      ASSERT_LT(Clock::now(), deadline) << "VM db never became " << state << "; it is "
-                                        << Shown().dump() << "; serial log:\n"
-                                        << SerialText();
+      ASSERT_LT(Clock::now(), deadline)
+          << "VM db never became " << state << "; it is " << Shown().dump() << "; serial log:\n"
+          << SerialText();
       Env::Default()->SleepFor(std::chrono::milliseconds(200));
     }
   }
@@ -117,8 +115,10 @@ TEST_F(IoErrorTest, AVmPausedOnAFullDiskIsShownSoAndCannotBeSnapshotted) {
   EXPECT_THAT(human, NamesTheFullDisk(Image()));
 
   // CIM: Paused, Critical failure, Degraded, and the reason.
-  CommandOutput cim = Wbem("gi", "Msvm_ComputerSystem.CreationClassName=\"Msvm_ComputerSystem\","
-                                 "Name=\"" + id_ + "\"");
+  CommandOutput cim = Wbem("gi",
+                           "Msvm_ComputerSystem.CreationClassName=\"Msvm_ComputerSystem\","
+                           "Name=\"" +
+                               id_ + "\"");
   EXPECT_EQ(Field(cim.out, "EnabledState"), "32768") << cim.out;
   EXPECT_EQ(Field(cim.out, "HealthState"), "25") << cim.out;
   EXPECT_EQ(Field(cim.out, "OperationalStatus"), "3") << cim.out;
