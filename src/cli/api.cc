@@ -84,11 +84,23 @@ const char* StateName(int64_t enabled_state) {
   }
 }
 
+// How vmgroupd shows a VM QEMU paused on an I/O error: Paused with
+// HealthState 25 (Critical failure), the reason in StatusDescriptions
+// after this.
+constexpr int64_t kHealthCritical = 25;
+constexpr std::string_view kPausedCritical = "Paused-Critical: ";
+
 VmInfo ReadVm(const cim::Instance& cs, const cim::Instance* settings) {
   VmInfo v;
   v.id = Text(cs, "Name");
   v.name = Text(cs, "ElementName");
   v.state = StateName(Int(cs, "EnabledState"));
+  if (v.state == std::string("paused") && Int(cs, "HealthState") == kHealthCritical) {
+    v.state = "io-error";
+    for (const auto& d : Strs(cs, "StatusDescriptions")) {
+      if (d.starts_with(kPausedCritical)) v.reason = d.substr(kPausedCritical.size());
+    }
+  }
   v.pid = Int(cs, "ProcessID");
   if (settings) {
     v.memory_mib = Int(*settings, "Vmgroup_MemoryMB");

@@ -15,7 +15,10 @@
 namespace vmgroup::cli {
 
 struct VmInfo {
-  std::string id, name, state;  // state: "running", "off", "paused"
+  std::string id, name, state;  // state: "running", "off", "paused", "io-error"
+  // For "io-error": which disk failed and why, as vmgroupd says
+  // ("disk 0 (/img.qcow2): no space left on device").
+  std::string reason;
   int64_t memory_mib = 0, vcpus = 0;
   std::vector<std::string> disks;
   std::string kernel, initrd, append;

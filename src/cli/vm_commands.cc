@@ -103,6 +103,12 @@ int List(Context& ctx) {
                     std::to_string(v.vcpus), std::to_string(v.disks.size())});
   }
   PrintTable(std::cout, rows);
+  // Why each VM QEMU paused on an I/O error is held, under the table.
+  for (const auto& v : *vms) {
+    if (v.reason.empty()) continue;
+    std::cout << Printable(v.name) << ": paused by QEMU on an I/O error: " << Printable(v.reason)
+              << "\n";
+  }
   return kExitOk;
 }
 
@@ -114,9 +120,10 @@ int Show(Context& ctx, const VmInfo& v) {
   std::vector<std::vector<std::string>> rows = {
       {"Name:", v.name},
       {"Id:", v.id},
-      {"State:", v.state + (v.pid > 0 ? " (QEMU pid " + std::to_string(v.pid) + ")" : "")},
-      {"Memory:", std::to_string(v.memory_mib) + " MiB"},
-      {"CPUs:", std::to_string(v.vcpus)}};
+      {"State:", v.state + (v.pid > 0 ? " (QEMU pid " + std::to_string(v.pid) + ")" : "")}};
+  if (!v.reason.empty()) rows.push_back({"Reason:", v.reason});
+  rows.push_back({"Memory:", std::to_string(v.memory_mib) + " MiB"});
+  rows.push_back({"CPUs:", std::to_string(v.vcpus)});
   for (size_t i = 0; i < v.disks.size(); ++i) {
     rows.push_back({"Disk " + std::to_string(i) + ":", v.disks[i]});
   }
@@ -150,7 +157,7 @@ int RunVm(Context& ctx, const std::vector<std::string>& words) {
   if (verb == "start" && vm->state == "paused") {
     return ReportError(Status::InvalidState("VM " + vm->name + " is paused; use resume"));
   }
-  if (verb == "resume" && vm->state != "paused") {
+  if (verb == "resume" && vm->state != "paused" && vm->state != "io-error") {
     return ReportError(
         Status::InvalidState("VM " + vm->name + " is " + vm->state + ", not paused"));
   }

@@ -42,7 +42,7 @@ Result<std::unique_ptr<Daemon>> Daemon::Start(const Options& o) {
   VMG_ASSIGN_OR_RETURN(d->engine_, engine::Engine::Open(eo));
   const auto& rec = d->engine_->recovery();
   // What recovery could not repair waits for the next start: say so loudly.
-  Log(rec.problems.ok() ? LogLevel::kInfo : LogLevel::kWarning,
+  Log(rec.problems.ok() && rec.io_errors.empty() ? LogLevel::kInfo : LogLevel::kWarning,
       "state directory " + o.state_dir + ": " + rec.Summary());
 
   d->jobs_ = std::make_unique<services::JobManager>(Env::Default(), &d->engine_->catalog());

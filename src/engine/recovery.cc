@@ -162,6 +162,12 @@ Result<RecoveryReport> Recover(Env* env, VmRegistry& vms, catalog::Catalog& cata
     if (state.ok() && *state == hypervisor::RunState::kPaused) {
       VMG_RETURN_IF_ERROR(live->Resume(env->Now() + kQueryTimeout).Annotate("VM " + vm.name));
       report.resumed.push_back(vm.id);
+    } else if (state.ok() && *state == hypervisor::RunState::kIoError) {
+      // Resumed now it would retry into the same error: the operator makes
+      // room first, then resumes it.
+      auto why = vms.IoError(vm.id, env->Now() + kQueryTimeout);
+      report.io_errors.push_back("VM " + vm.name + ": " +
+                                 (why.ok() ? *why : why.status().message()));
     }
   }
 
@@ -208,6 +214,7 @@ std::string RecoveryReport::Summary() const {
   add(exports_taken_back.size(), "interrupted exports removed");
   add(exports_kept.size(), "interrupted exports found finished");
   if (out.empty()) out = "nothing to recover";
+  for (const auto& e : io_errors) out += "; paused by QEMU on an I/O error: " + e;
   if (!problems.ok()) out += "; left for the next start: " + problems.message();
   return out;
 }

@@ -9,7 +9,8 @@
 //   3. an apply that never committed is undone (its VMs that ran run again);
 //      a destroy that began is finished with the merges it stored;
 //   4. every VM the catalog says is running but is paused is resumed (only a
-//      cut pauses those);
+//      cut pauses those); one QEMU paused on an I/O error stays paused and
+//      is reported (resumed, it would retry into the same error);
 //   5. overlay and memory-state files in VM run directories that no record
 //      refers to are removed;
 //   6. an export cut short is taken back (export_layout.h TakeBackExport):
@@ -38,6 +39,9 @@ struct RecoveryReport {
   // Exports cut short: what they wrote was removed; or they had finished
   // (all but their intent) and are kept.
   std::vector<catalog::ExportIntent> exports_taken_back, exports_kept;
+  // "VM a: disk 0 (/img.qcow2): no space left on device": VMs QEMU holds
+  // paused on an I/O error, left so for the operator.
+  std::vector<std::string> io_errors;
   // Snapshots that could not be cleaned now (they stay Incomplete and are
   // retried at the next start); OK when there were none.
   Status problems;

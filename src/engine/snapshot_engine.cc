@@ -56,6 +56,15 @@ Result<std::shared_ptr<hypervisor::Vm>> SnapshotEngine::CheckMember(const catalo
   if (!state.ok()) {
     return Status::InvalidState("VM " + vm.name + " does not answer: " + state.status().message());
   }
+  if (*state == hypervisor::RunState::kIoError) {
+    // Its images may lack writes the guest was told failed or still waits
+    // for: no consistent cut can be taken of it.
+    auto why = vms_->IoError(vm.id, env_->Now() + kCheckTimeout);
+    return Status::InvalidState("VM " + vm.name + " is paused by QEMU on an I/O error (" +
+                                (why.ok() ? *why : "cause unknown: " + why.status().message()) +
+                                "); make room for its disk and resume it (vm resume " + vm.name +
+                                ") first");
+  }
   const auto expected = vm.power == catalog::Power::kRunning ? hypervisor::RunState::kRunning
                                                              : hypervisor::RunState::kPaused;
   if (*state != expected) {

@@ -17,6 +17,8 @@ constexpr auto kOpTimeout = std::chrono::seconds(30);
 Deadline OpDeadline() { return Clock::now() + kOpTimeout; }
 // How long a QEMU ended by pid gets after SIGTERM, and after SIGKILL.
 constexpr auto kEndWait = std::chrono::seconds(10);
+// How long a VM resumed from an I/O error is watched for pausing again.
+constexpr auto kRetrySettle = std::chrono::seconds(1);
 
 }  // namespace
 
@@ -282,9 +284,41 @@ Status VmRegistry::Pause(const std::string& id) {
   return catalog_->SetVmPower(id, catalog::Power::kPaused, live->pid());
 }
 
+Result<std::string> VmRegistry::IoError(const std::string& id, Deadline deadline) {
+  auto live = Live(id);
+  if (!live) return std::string();
+  VMG_ASSIGN_OR_RETURN(hypervisor::RunState state, live->State(deadline));
+  if (state != hypervisor::RunState::kIoError) return std::string();
+  VMG_ASSIGN_OR_RETURN(auto errors, live->IoErrors(deadline));
+  if (errors.empty()) return std::string("a disk request failed (QEMU names no disk)");
+  std::string out;
+  for (const auto& e : errors) out += (out.empty() ? "" : "; ") + e;
+  return out;
+}
+
+Status VmRegistry::RetryIoError(const catalog::VmRecord& vm, hypervisor::Vm& live) {
+  VMG_RETURN_IF_ERROR(live.Resume(OpDeadline()).Annotate("VM " + vm.name));
+  // QEMU resubmits the failed requests as the vCPUs start: a cause still
+  // there pauses the VM again within moments.
+  const Deadline settle = Clock::now() + kRetrySettle;
+  while (Clock::now() < settle) {
+    auto again = IoError(vm.id, OpDeadline());
+    if (again.ok() && !again->empty()) {
+      return Status::Failed("VM " + vm.name + " paused again on an I/O error: " + *again +
+                            "; make room (or repair the disk) and resume it again");
+    }
+    env_->SleepFor(std::chrono::milliseconds(50));
+  }
+  return Status::Ok();
+}
+
 Status VmRegistry::Resume(const std::string& id) {
   VMG_ASSIGN_OR_RETURN(catalog::VmRecord vm, catalog_->GetVm(id));
   auto live = Live(id);
+  if (vm.power == catalog::Power::kRunning && live) {
+    VMG_ASSIGN_OR_RETURN(std::string held, IoError(id, OpDeadline()));
+    if (!held.empty()) return RetryIoError(vm, *live);
+  }
   if (vm.power != catalog::Power::kPaused || !live) {
     return Status::InvalidState("VM " + vm.name + " is " + catalog::PowerName(vm.power) +
                                 ", not paused");

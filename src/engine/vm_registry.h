@@ -118,9 +118,21 @@ class VmRegistry {
   // Powers a VM off (QEMU quits). InvalidState if it is off.
   Status Stop(const std::string& id);
   // Operator pause and resume: the recorded power follows, so recovery
-  // leaves an operator-paused VM paused.
+  // leaves an operator-paused VM paused. Resume also resumes a VM recorded
+  // running that QEMU paused on an I/O error (IoError): QEMU retries the
+  // failed requests at once, and if they fail again it pauses the VM again,
+  // which Resume reports as Failed with the new reason when it happens
+  // within a second.
   Status Pause(const std::string& id);
   Status Resume(const std::string& id);
+
+  // Why the hypervisor holds a powered-on VM paused on a failed disk
+  // request (hypervisor::RunState::kIoError), as "disk 0 (/img.qcow2): no
+  // space left on device" (several disks joined by "; "); "" when it does
+  // not (off, running, paused by the operator or a cut). Timeout or Busy
+  // when the VM is in the middle of a merge or a cut at `deadline`;
+  // Unavailable when its QEMU is gone.
+  Result<std::string> IoError(const std::string& id, Deadline deadline);
 
   // Starts the VM's QEMU on `disks` from the memory state `incoming`, paused,
   // without making it the VM's: the caller records it in the VM's record
@@ -174,6 +186,9 @@ class VmRegistry {
   Status EndRecorded(const catalog::ProcessRecord& p);
   // Forgets the record of VM `id`'s QEMU `pid`, which is gone.
   Status Forget(const std::string& id, int pid);
+  // Resumes `live`, paused by QEMU on an I/O error, and watches it for
+  // kRetrySettle: Failed if it pauses again.
+  Status RetryIoError(const catalog::VmRecord& vm, hypervisor::Vm& live);
 
   Env* env_;
   catalog::Catalog* catalog_;

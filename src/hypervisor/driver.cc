@@ -10,6 +10,8 @@ const char* RunStateName(RunState s) {
       return "paused";
     case RunState::kShutoff:
       return "off";
+    case RunState::kIoError:
+      return "io-error";
     case RunState::kOther:
       return "other";
   }

@@ -37,7 +37,10 @@ struct VmSpec {
 // once the hypervisor is admitted and answers, before it loads a memory state.
 inline constexpr std::string_view kFaultStarted = "hypervisor.started";
 
-enum class RunState { kRunning, kPaused, kShutoff, kOther };
+// kIoError: the hypervisor paused the VM itself because a disk request
+// failed (with QEMU, a write that found no space left: its "io-error"
+// status); the failed requests are retried when the VM is resumed.
+enum class RunState { kRunning, kPaused, kShutoff, kIoError, kOther };
 const char* RunStateName(RunState s);
 
 // A prepared overlay: `path` is a qcow2 file whose backing file is `base`,
@@ -65,6 +68,10 @@ class Vm {
   // Stops the vCPUs; returns once in-flight I/O is drained.
   virtual Status Pause(Deadline deadline) = 0;
   virtual Status Resume(Deadline deadline) = 0;
+  // What each disk that holds the VM paused on an I/O error (kIoError)
+  // reports, one text per such disk: "disk 0 (/img.qcow2): no space left on
+  // device". Empty when no disk reports one.
+  virtual Result<std::vector<std::string>> IoErrors(Deadline deadline) = 0;
 
   // Opens each overlay file so that the switch (SendSwitch) has nothing left
   // to do but switch. Runs while the guest runs. All or nothing: on error,

@@ -11,7 +11,7 @@ namespace vmgroup::services {
 namespace {
 
 // EnabledState of Msvm_ComputerSystem: 2 Enabled (running), 3 Disabled
-// (off), 32768 Paused.
+// (off), 32768 Paused (also for a VM QEMU paused on an I/O error).
 int EnabledState(catalog::Power p) {
   switch (p) {
     case catalog::Power::kRunning:
@@ -35,6 +35,8 @@ cim::ClassSpec ComputerSystemSpec() {
                          {.name = "EnabledState", .type = "uint16"},
                          {.name = "RequestedState", .type = "uint16"},
                          {.name = "HealthState", .type = "uint16"},
+                         {.name = "OperationalStatus", .type = "uint16", .is_array = true},
+                         {.name = "StatusDescriptions", .type = "string", .is_array = true},
                          {.name = "ProcessID", .type = "uint32"}},
           .methods = {{.name = "RequestStateChange",
                        .params = {{.name = "RequestedState", .type = "uint16"},
@@ -80,16 +82,42 @@ std::string PathText(const cim::ObjectPath& p) {
   return out;
 }
 
-cim::Instance VmInstance(const cim::ClassSpec& spec, const catalog::VmRecord& vm) {
+// Starts the StatusDescriptions of a VM paused on an I/O error; the CLI
+// reads the reason after it.
+constexpr char kPausedCritical[] = "Paused-Critical: ";
+
+// How long a listing waits to ask a VM's QEMU how it is.
+constexpr auto kLookTimeout = std::chrono::seconds(1);
+
+// Why QEMU holds `vm`, recorded running, paused on an I/O error, or "".
+// Also "" when QEMU cannot say now (a cut or a merge holds the VM): the VM
+// is shown as recorded then.
+std::string IoErrorOf(engine::VmRegistry& vms, const catalog::VmRecord& vm) {
+  if (vm.power != catalog::Power::kRunning) return "";
+  auto why = vms.IoError(vm.id, Clock::now() + kLookTimeout);
+  return why.ok() ? *why : "";
+}
+
+// A VM QEMU paused on an I/O error is shown as Hyper-V shows one paused on
+// a critical storage error (Paused-Critical): EnabledState Paused,
+// HealthState 25 (Critical failure), OperationalStatus 3 (Degraded), and
+// the reason in StatusDescriptions. RequestedState stays Running, which is
+// what was asked for.
+cim::Instance VmInstance(const cim::ClassSpec& spec, const catalog::VmRecord& vm,
+                         const std::string& io_error) {
+  const bool held = !io_error.empty();
   return cim::InstanceBuilder(spec)
       .Str("CreationClassName", "Msvm_ComputerSystem")
       .Str("Name", vm.id)
       .Str("ElementName", vm.name)
       .Str("Caption", "Virtual Machine")
       .Str("Description", "vmgroup Virtual Machine")
-      .Int("EnabledState", EnabledState(vm.power))
+      .Int("EnabledState", held ? EnabledState(catalog::Power::kPaused) : EnabledState(vm.power))
       .Int("RequestedState", EnabledState(vm.power))
-      .Int("HealthState", 5)
+      .Int("HealthState", held ? 25 : 5)
+      .Ints("OperationalStatus", {held ? 3 : 2})
+      .Strs("StatusDescriptions",
+            {held ? kPausedCritical + io_error : std::string("Operating normally")})
       .Int("ProcessID", vm.pid)
       .Build();
 }
@@ -174,16 +202,19 @@ class ComputerSystemProvider : public cim::Provider {
   Result<std::vector<cim::Instance>> Enumerate() override {
     VMG_ASSIGN_OR_RETURN(auto vms, ctx_.engine->catalog().ListVms());
     std::vector<cim::Instance> out;
-    for (const auto& vm : vms) out.push_back(VmInstance(spec_, vm));
+    for (const auto& vm : vms) {
+      out.push_back(VmInstance(spec_, vm, IoErrorOf(ctx_.engine->vms(), vm)));
+    }
     return out;
   }
   Result<cim::Instance> Get(const cim::ObjectPath& path) override {
     VMG_ASSIGN_OR_RETURN(auto vm, ctx_.engine->catalog().GetVm(IdOf(path, "Name")));
-    return VmInstance(spec_, vm);
+    return VmInstance(spec_, vm, IoErrorOf(ctx_.engine->vms(), vm));
   }
 
   // Hyper-V's RequestedState values: 2 Running (start, or resume a paused
-  // VM), 3 Off (turn off), 9 or 32768 Paused. Family B codes.
+  // VM, also one QEMU paused on an I/O error), 3 Off (turn off), 9 or 32768
+  // Paused. Family B codes.
   Result<cim::MethodResult> Invoke(const cim::MethodSpec&, const cim::ObjectPath& target,
                                    const std::map<std::string, cim::Value>& raw) override {
     Args args(raw);
@@ -201,7 +232,8 @@ class ComputerSystemProvider : public cim::Provider {
     if (want == 2 && vm.power == Power::kOff) {
       change = [&vms, id] { return vms.Start(id); };
       verb = "Start";
-    } else if (want == 2 && vm.power == Power::kPaused) {
+    } else if (want == 2 &&
+               (vm.power == Power::kPaused || !IoErrorOf(ctx_.engine->vms(), vm).empty())) {
       change = [&vms, id] { return vms.Resume(id); };
       verb = "Resume";
     } else if (want == 3 && vm.power != Power::kOff) {

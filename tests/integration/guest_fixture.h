@@ -27,13 +27,16 @@ inline int64_t Acknowledged(const std::string& serial_log) {
   return last;
 }
 
+// Builds the guest kit into GUEST_KIT_DIR (cached): once per test binary.
+inline void BuildGuestKit() {
+  auto r = Env::Default()->Run({GUEST_KIT_BUILD, GUEST_KIT_DIR}, std::chrono::minutes(5));
+  ASSERT_TRUE(r.ok() && r->exit_code == 0)
+      << "cannot build the guest kit: " << (r.ok() ? r->err : r.status().ToString());
+}
+
 class GuestFixture : public GroupFixture {
  protected:
-  static void SetUpTestSuite() {
-    auto r = Env::Default()->Run({GUEST_KIT_BUILD, GUEST_KIT_DIR}, std::chrono::minutes(5));
-    ASSERT_TRUE(r.ok() && r->exit_code == 0)
-        << "cannot build the guest kit: " << (r.ok() ? r->err : r.status().ToString());
-  }
+  static void SetUpTestSuite() { BuildGuestKit(); }
 
   // A one-disk guest of `memory_mib` running `workload` ("writer=raw", ...).
   static testing::TinyVmOptions Guest(const std::string& workload, int memory_mib = 128) {

@@ -51,6 +51,10 @@ class FakeVm final : public Vm {
   Status Resume(Deadline) override {
     return Do("resume", [&] { state_ = RunState::kRunning; });
   }
+  // The fake never meets a failed disk request.
+  Result<std::vector<std::string>> IoErrors(Deadline) override {
+    return std::vector<std::string>{};
+  }
   Status OpenOverlays(const std::vector<Overlay>&, Deadline) override {
     return Do("open", [] {});
   }

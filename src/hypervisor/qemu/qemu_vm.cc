@@ -96,13 +96,37 @@ Status QemuVm::HandOverLocked(const std::string& path) {
   return user_ ? user_->HandOver(path) : Status::Ok();
 }
 
+Result<std::unique_lock<std::timed_mutex>> QemuVm::LockToLook(Deadline deadline) {
+  std::unique_lock lock(mu_, deadline);
+  if (!lock.owns_lock()) return Status::Timeout("the VM is busy (a merge or a snapshot step)");
+  if (!pending_.commands.empty()) return Status::Busy("the VM is in the middle of a snapshot cut");
+  return lock;
+}
+
 Result<RunState> QemuVm::State(Deadline deadline) {
-  std::lock_guard lock(mu_);
+  VMG_ASSIGN_OR_RETURN(auto lock, LockToLook(deadline));
   VMG_ASSIGN_OR_RETURN(std::string s, qmp::QueryStatus(*qmp_, deadline));
   if (s == "running") return RunState::kRunning;
   if (s == "paused" || s == "postmigrate") return RunState::kPaused;
   if (s == "shutdown") return RunState::kShutoff;
+  if (s == "io-error") return RunState::kIoError;
   return RunState::kOther;
+}
+
+Result<std::vector<std::string>> QemuVm::IoErrors(Deadline deadline) {
+  VMG_ASSIGN_OR_RETURN(auto lock, LockToLook(deadline));
+  VMG_ASSIGN_OR_RETURN(auto devices, qmp::QueryBlock(*qmp_, deadline));
+  std::vector<std::string> errors;
+  for (size_t i = 0; i < spec_.disks.size(); ++i) {
+    for (const auto& dev : devices) {
+      if (dev.qdev != DiskDevice(i) || dev.io_status.empty() || dev.io_status == "ok") continue;
+      // QEMU keeps only the kind; with its default policy only a full disk
+      // stops the VM, any other error goes to the guest.
+      errors.push_back("disk " + std::to_string(i) + " (" + dev.file + "): " +
+                       (dev.io_status == "nospace" ? "no space left on device" : "I/O error"));
+    }
+  }
+  return errors;
 }
 
 Status QemuVm::Pause(Deadline deadline) {

@@ -28,6 +28,7 @@ class QemuVm final : public Vm {
   Result<RunState> State(Deadline deadline) override;
   Status Pause(Deadline deadline) override;
   Status Resume(Deadline deadline) override;
+  Result<std::vector<std::string>> IoErrors(Deadline deadline) override;
   Status OpenOverlays(const std::vector<Overlay>& overlays, Deadline deadline) override;
   Status SendSwitch(const std::vector<Overlay>& overlays, const std::string& bitmap, bool pause,
                     Deadline deadline) override;
@@ -65,6 +66,10 @@ class QemuVm final : public Vm {
  private:
   // The active node and file of each disk, by disk index.
   Result<std::vector<std::pair<std::string, std::string>>> QueryDisks(Deadline deadline);
+  // mu_, for a look at the state from outside the engine's sequence (a
+  // listing): Timeout when it is not free by `deadline`, Busy between a
+  // Send* and its Await* (a command of its own would lose their replies).
+  Result<std::unique_lock<std::timed_mutex>> LockToLook(Deadline deadline);
   Status CloseOverlaysLocked(const std::vector<Overlay>& overlays, Deadline deadline);
   // The node of `image` in disk `disk`'s chain, and its bitmaps.
   Result<std::string> ImageNodeLocked(int disk, const std::string& image, Deadline deadline);
@@ -94,7 +99,9 @@ class QemuVm final : public Vm {
   Env* env_;
   const VmSpec spec_;
   const int pid_;
-  std::mutex mu_;
+  // Timed: a look at the state (State, IoErrors) gives up at its deadline
+  // rather than wait out a merge that holds the VM.
+  std::timed_mutex mu_;
   std::mutex agent_mu_;
   std::unique_ptr<GuestAgent> open_agent_;  // guarded by agent_mu_; see OpenAgent
   std::unique_ptr<QmpClient> qmp_;          // guarded by mu_

@@ -54,7 +54,8 @@ Result<std::vector<BlockDevice>> QueryBlock(QmpClient& c, Deadline d) {
   for (const auto& dev : Elements(r)) {
     const Json& inserted = Field(dev, "inserted");
     if (!inserted.is_object()) continue;
-    devices.push_back({Text(dev, "qdev"), Text(inserted, "node-name"), Text(inserted, "file")});
+    devices.push_back({Text(dev, "qdev"), Text(inserted, "node-name"), Text(inserted, "file"),
+                       Text(dev, "io-status")});
   }
   return devices;
 }

@@ -23,6 +23,9 @@ struct BlockDevice {
   std::string qdev;  // "/machine/peripheral/vd0/virtio-backend"
   std::string node;  // node-name of the active (top) format node
   std::string file;  // the active image's file name
+  // "ok", or why the device stopped the VM: "nospace" (ENOSPC), "failed"
+  // (any other error); "" for a device that keeps no I/O status.
+  std::string io_status;
 };
 Result<std::vector<BlockDevice>> QueryBlock(QmpClient& c, Deadline d);
 // Node names present in the block graph.
