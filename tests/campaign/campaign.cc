@@ -10,6 +10,7 @@
 // 0..--max-kill-delay-ms later and a restart (recovery); in --full-disk of
 // them the state directory or the export target nearly full (a few MiB
 // left) for the step's duration; then the checks.
+#include <signal.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 
@@ -28,6 +29,11 @@
 
 namespace vmgroup::campaign {
 namespace {
+
+// Set by SIGINT or SIGTERM: the run ends after the step under way, and
+// everything it started is ended as after a normal run.
+volatile sig_atomic_t g_stop = 0;
+void OnStop(int) { g_stop = 1; }
 
 constexpr double kKillChance = 0.8;            // the other steps let the operation finish
 constexpr uint64_t kMaxHeadroom = 8ull << 20;  // a full disk keeps 0..8 MiB free
@@ -81,14 +87,20 @@ void ResumeStarved(DaemonProcess& daemon, catalog::Catalog& catalog, const Workl
 }
 
 // A guest found stalled or in a state nobody asked for is stopped and
-// started again, so that the rest of the run still exercises it.
+// started again, and a QEMU no VM should have is ended (by PID: it is in the
+// campaign's mount namespace), so that the rest of the run still exercises
+// the guests.
 void Repair(DaemonProcess& daemon, const Violations& found) {
   for (const auto& v : found) {
-    if (v.kind != "vm-stalled" && v.kind != "vm-state-unasked") continue;
-    const std::string id = v.detail.substr(3, v.detail.find(' ', 3) - 3);
-    std::printf("  repairing %s: stop, start\n", id.c_str());
-    (void)daemon.Cli({"vm", "stop", id});
-    (void)daemon.Cli({"vm", "start", id});
+    if (v.stray_pid > 0) {
+      std::printf("  repairing: ending stray QEMU %d\n", v.stray_pid);
+      (void)Env::Default()->Kill(v.stray_pid, SIGKILL);
+      (void)Env::Default()->WaitGone(v.stray_pid, std::chrono::seconds(10));
+    } else if (v.kind == "vm-stalled" || v.kind == "vm-state-unasked") {
+      std::printf("  repairing %s: stop, start\n", v.vm_id.c_str());
+      (void)daemon.Cli({"vm", "stop", v.vm_id});
+      (void)daemon.Cli({"vm", "start", v.vm_id});
+    }
   }
 }
 
@@ -107,7 +119,7 @@ int RunCampaign(const Options& o, const Dirs& d, DaemonProcess& daemon, Report& 
   std::mt19937_64 rng(o.seed);
   std::uniform_real_distribution<double> chance(0, 1);
   int faults_left = o.full_disk;
-  for (int step = 1; report.kills() < o.kills || faults_left > 0; ++step) {
+  for (int step = 1; !g_stop && (report.kills() < o.kills || faults_left > 0); ++step) {
     auto catalog = OpenCatalog(d);
     if (!catalog.ok()) {
       report.Add(step, {{"catalog-unreadable", catalog.status().ToString()}});
@@ -226,6 +238,10 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "crash_campaign: %s (it needs root)\n", ns.ToString().c_str());
     return 3;
   }
+  struct sigaction stop {};
+  stop.sa_handler = OnStop;
+  ::sigaction(SIGINT, &stop, nullptr);
+  ::sigaction(SIGTERM, &stop, nullptr);
   DaemonProcess daemon(o.vmgroupd, o.vmgroup, d.state, d.work + "/d.sock",
                        d.work + "/vmgroupd.log");
   Report report(o.seed);

@@ -81,8 +81,12 @@ Violations Invariants::Processes(catalog::Catalog& catalog) {
     }
   }
   for (const auto& [id, pids] : qemus) {
-    v.push_back({"qemu-of-no-vm", "QEMU " + std::to_string(pids[0]) + " runs for " + id +
-                                      ", which the catalog does not know"});
+    for (int p : pids) {
+      v.push_back(
+          {"qemu-of-no-vm",
+           "QEMU " + std::to_string(p) + " runs for " + id + ", which the catalog does not know",
+           id, p});
+    }
   }
   return v;
 }
@@ -178,6 +182,8 @@ Violations Invariants::Files(catalog::Catalog& catalog) {
   for (auto it = fs::recursive_directory_iterator(state_dir_, ec); !ec && it != fs::end(it);
        it.increment(ec)) {
     const std::string path = it->path();
+    // A deleted VM's run directory may stay, emptied (VmRegistry::Delete).
+    if (it->is_directory(ec) && fs::is_empty(it->path(), ec)) continue;
     if (!known.count(path) && !required.count(path)) {
       v.push_back(
           {"unknown-file", path + " is under the state directory; the catalog names it nowhere"});

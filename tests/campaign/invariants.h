@@ -19,6 +19,8 @@ namespace vmgroup::campaign {
 struct Violation {
   std::string kind;
   std::string detail;
+  std::string vm_id;  // the VM it concerns, if one
+  int stray_pid = 0;  // a QEMU of the campaign's that no VM should have, if one
 };
 using Violations = std::vector<Violation>;
 

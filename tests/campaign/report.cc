@@ -6,6 +6,7 @@ namespace vmgroup::campaign {
 
 void Report::Add(int step, const Violations& violations) {
   for (const auto& v : violations) {
+    if (!seen_.insert(v.kind + "\n" + v.detail).second) continue;
     ++violations_[v.kind];
     std::printf("VIOLATION seed=%llu step=%d %s: %s\n", static_cast<unsigned long long>(seed_),
                 step, v.kind.c_str(), v.detail.c_str());

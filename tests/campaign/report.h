@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cstdint>
 #include <map>
+#include <set>
 #include <string>
 
 #include "invariants.h"
@@ -23,6 +24,8 @@ class Report {
   void Kill() { ++kills_; }
   void FullDisk(const std::string& where) { ++full_disk_[where]; }
   // Prints each violation at once: "VIOLATION seed=S step=N kind: detail".
+  // One that persists (the same kind and detail at a later step) is
+  // counted and printed once.
   void Add(int step, const Violations& violations);
 
   int kills() const { return kills_; }
@@ -37,6 +40,7 @@ class Report {
   std::chrono::steady_clock::time_point start_;
   int kills_ = 0;
   std::map<std::string, int> operations_, refused_, full_disk_, violations_;
+  std::set<std::string> seen_;  // kind + detail of every violation counted
 };
 
 }  // namespace vmgroup::campaign
