@@ -44,6 +44,10 @@ inline constexpr std::string_view kDestroyMemberMerged = "destroy.member_merged"
 // The catalog forgot the snapshot; the unused files are not yet deleted.
 inline constexpr std::string_view kDestroyCommitted = "destroy.committed";
 
+// Starting a VM: its QEMU runs and answers; the catalog still says the VM
+// is off. Subject: the VM's name.
+inline constexpr std::string_view kVmStarted = "vm.started";
+
 // The snapshot protocol's points, in order (crash_recovery_test walks them).
 inline constexpr std::array<std::string_view, 7> kAll = {
     kIntentRecorded, kMemberPrepared, kPrepared, kMemberSwitch,

@@ -2,6 +2,7 @@
 
 #include "base/ids.h"
 #include "base/validate.h"
+#include "engine/fault_points.h"
 #include "storage/image_check.h"
 #include "storage/untrusted_files.h"
 
@@ -166,9 +167,10 @@ Status VmRegistry::Start(const std::string& id) {
   }
   VMG_RETURN_IF_ERROR(env_->CreateDirs(RunDir(id)));
   VMG_ASSIGN_OR_RETURN(std::unique_ptr<hypervisor::Vm> live, driver_->Start(SpecOf(vm)));
-  Status s = catalog_->SetVmPower(id, catalog::Power::kRunning, live->pid());
+  Status s = env_->Hit(fault::kVmStarted, vm.name);
+  if (s.ok()) s = catalog_->SetVmPower(id, catalog::Power::kRunning, live->pid());
   if (!s.ok()) {
-    (void)live->PowerOff();  // the catalog error is the one to report
+    (void)live->PowerOff();  // the first error is the one to report
     return s;
   }
   std::lock_guard lock(mu_);

@@ -8,6 +8,8 @@
 //       ConsistencyLevel CONSISTENCY, default 2 crash) and ends itself with
 //       SIGKILL when the protocol reaches fault point POINT (exit 3 if it
 //       never does);
+//   crash_helper STATE start VM POINT
+//       the same for starting VM (fault point vm.started);
 //   crash_helper STATE apply SNAPSHOT POINT
 //   crash_helper STATE destroy SNAPSHOT POINT
 //       the same for applying or destroying SNAPSHOT;
@@ -79,6 +81,13 @@ int main(int argc, char** argv) {
   const std::string verb = argc >= 5 && argc <= 7 ? argv[2] : "";
   const int type = argc >= 6 ? std::atoi(argv[5]) : 2;
   const auto consistency = static_cast<catalog::Consistency>(argc == 7 ? std::atoi(argv[6]) : 2);
+  if (verb == "start") {
+    CrashAtEnv env(argv[4]);
+    auto e = engine::Engine::Open({.state_dir = argv[1], .env = &env, .qemu = testing::TestQemu()});
+    if (!e.ok()) return Fail(e.status());
+    if (Status s = (*e)->vms().Start(argv[3]); !s.ok()) return Fail(s);
+    return 3;
+  }
   if (verb == "snapshot" || verb == "apply" || verb == "destroy") {
     CrashAtEnv env(argv[4]);
     auto e = engine::Engine::Open({.state_dir = argv[1], .env = &env, .qemu = testing::TestQemu()});
