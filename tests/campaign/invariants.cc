@@ -67,11 +67,18 @@ Violations Invariants::Processes(catalog::Catalog& catalog) {
     std::string list;
     for (int p : pids) list += " " + std::to_string(p);
     if (pids.size() > 1) {
-      v.push_back({"two-qemus", "VM " + vm.name + " (" + vm.id + ") has QEMUs" + list +
-                                    "; the catalog's is " + std::to_string(vm.pid)});
+      for (int p : pids) {
+        if (p == vm.pid) continue;
+        v.push_back({"two-qemus",
+                     "VM " + vm.name + " (" + vm.id + ") has QEMUs" + list + "; the catalog's is " +
+                         std::to_string(vm.pid),
+                     vm.id, p});
+      }
     } else if (vm.power == catalog::Power::kOff && !pids.empty()) {
       v.push_back(
-          {"qemu-of-off-vm", "VM " + vm.name + " is off in the catalog, QEMU" + list + " runs"});
+          {"qemu-of-off-vm",
+           "VM " + vm.name + " (" + vm.id + ") is off in the catalog, QEMU" + list + " runs", vm.id,
+           pids[0]});
     } else if (vm.power != catalog::Power::kOff && pids.empty()) {
       v.push_back({"qemu-missing", "VM " + vm.name + " is " + catalog::PowerName(vm.power) +
                                        " in the catalog, no QEMU runs"});
@@ -114,8 +121,10 @@ Violations Invariants::PowerStates(catalog::Catalog& catalog,
                              : vm->power == catalog::Power::kPaused ? "paused"
                                                                     : "off";
     if (shown[id] != want) {
-      v.push_back({"vm-state-unasked",
-                   "VM " + vm->name + " is " + shown[id] + "; it was asked to be " + want});
+      v.push_back(
+          {"vm-state-unasked",
+           "VM " + vm->name + " (" + id + ") is " + shown[id] + "; it was asked to be " + want,
+           id});
     } else if (want == "running") {
       writing[id] = ReadSerialProgress(SerialLog(state_dir_, id)).lines;
     }
@@ -131,9 +140,11 @@ Violations Invariants::PowerStates(catalog::Catalog& catalog,
   }
   for (const auto& [id, lines] : writing) {
     v.push_back(
-        {"vm-stalled", "VM " + id +
-                           " is running for vmgroupd but its guest acknowledged "
-                           "nothing for a minute (a QEMU paused behind the daemon's back?)"});
+        {"vm-stalled",
+         "VM " + id +
+             " is running for vmgroupd but its guest acknowledged nothing for a minute (a QEMU "
+             "paused behind the daemon's back?)",
+         id});
   }
   return v;
 }

@@ -8,10 +8,14 @@ namespace vmgroup::campaign {
 
 namespace {
 
+// Bounds that keep a long run within the tmpfs mounts and the checks of a
+// step within seconds: past them, only operations that remove are drawn.
 constexpr int kMaxSnapshots = 6;
 constexpr int kMaxReferencePoints = 3;
 constexpr int kMaxRestoredVms = 2;
 constexpr size_t kKeptExports = 4;
+// Each guest's disk: sector n holds record n, so 131072 records, about a
+// quarter of an hour of writing under TCG.
 constexpr uint64_t kDiskBytes = 64 << 20;
 
 Status Succeeded(const Result<CommandOutput>& r, const std::string& what) {
