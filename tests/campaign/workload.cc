@@ -1,0 +1,195 @@
+#include "workload.h"
+
+#include <filesystem>
+#include <fstream>
+#include <regex>
+
+namespace vmgroup::campaign {
+
+namespace {
+
+// Bounds that keep a long run within the tmpfs mounts and the checks of a
+// step within seconds: past them, only operations that remove are drawn.
+constexpr int kMaxSnapshots = 6;
+constexpr int kMaxReferencePoints = 3;
+constexpr int kMaxRestoredVms = 2;
+constexpr size_t kKeptExports = 4;
+// Each guest's disk: sector n holds record n, so 131072 records, about a
+// quarter of an hour of writing under TCG.
+constexpr uint64_t kDiskBytes = 64 << 20;
+
+Status Succeeded(const Result<CommandOutput>& r, const std::string& what) {
+  if (!r.ok()) return r.status().Annotate(what);
+  if (r->exit_code != 0) return Status::Failed(what + ": " + r->err + r->out);
+  return Status::Ok();
+}
+
+std::string Trimmed(std::string s) {
+  while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
+  return s;
+}
+
+template <typename T>
+const T& Any(std::mt19937_64& rng, const std::vector<T>& from) {
+  return from[std::uniform_int_distribution<size_t>(0, from.size() - 1)(rng)];
+}
+
+}  // namespace
+
+SerialProgress ReadSerialProgress(const std::string& serial_log) {
+  std::ifstream f(serial_log);
+  static const std::regex kWrote("wrote ([0-9]+)");
+  SerialProgress p;
+  std::string line;
+  std::smatch m;
+  while (std::getline(f, line)) {
+    if (std::regex_search(line, m, kWrote)) {
+      p.last = std::stoll(m[1]);
+      ++p.lines;
+    }
+  }
+  return p;
+}
+
+std::string SerialLog(const std::string& state_dir, const std::string& vm_id) {
+  return state_dir + "/vms/" + vm_id + "/serial.log";
+}
+
+Status Workload::CreateGuests() {
+  template_ = image_dir_ + "/template.qcow2";
+  VMG_RETURN_IF_ERROR(Succeeded(Env::Default()->Run({"qemu-img", "create", "-q", "-f", "qcow2",
+                                                     template_, std::to_string(kDiskBytes)}),
+                                "creating the template"));
+  std::filesystem::permissions(template_, std::filesystem::perms(0644));
+  for (int i = 0; i < options_.guests; ++i) {
+    const std::string name = "g" + std::to_string(i);
+    const std::string disk = image_dir_ + "/" + name + ".qcow2";
+    VMG_RETURN_IF_ERROR(Succeeded(Env::Default()->Run({"qemu-img", "create", "-q", "-f", "qcow2",
+                                                       "-b", template_, "-F", "qcow2", disk}),
+                                  "creating " + disk));
+    auto made = daemon_.Cli({"vm", "create", name, "--memory", std::to_string(options_.memory_mib),
+                             "--disk", disk, "--kernel", options_.guest_kit + "/vmlinuz",
+                             "--initrd", options_.guest_kit + "/initrd.gz", "--append",
+                             "console=ttyS0 panic=-1 quiet agent=1 writer=raw", "--start"});
+    VMG_RETURN_IF_ERROR(Succeeded(made, "vm create " + name));
+    guests_.push_back(Trimmed(made->out.substr(0, made->out.find('\n'))));
+  }
+  auto group = daemon_.Cli({"group", "create", "shop"});
+  VMG_RETURN_IF_ERROR(Succeeded(group, "group create"));
+  group_ = Trimmed(group->out);
+  std::vector<std::string> add = {"group", "add", "shop"};
+  add.insert(add.end(), guests_.begin(), guests_.end());
+  VMG_RETURN_IF_ERROR(Succeeded(daemon_.Cli(add), "group add"));
+  for (const auto& id : guests_) {
+    const auto deadline = Env::Default()->Now() + std::chrono::minutes(3);
+    while (ReadSerialProgress(SerialLog(state_dir_, id)).lines < 2) {
+      if (Env::Default()->Now() > deadline) {
+        return Status::Failed("guest " + id + " wrote nothing in 3 minutes");
+      }
+      Env::Default()->SleepFor(std::chrono::milliseconds(200));
+    }
+  }
+  return Status::Ok();
+}
+
+bool Workload::IsGuest(const std::string& vm_id) const {
+  return std::find(guests_.begin(), guests_.end(), vm_id) != guests_.end();
+}
+
+Operation Workload::Pick(std::mt19937_64& rng, catalog::Catalog& catalog) {
+  while (exports_.size() > kKeptExports) {
+    std::error_code ec;
+    std::filesystem::remove_all(exports_.front().export_dir, ec);
+    exports_.erase(exports_.begin());
+  }
+  std::vector<std::string> snapshots, recovery;
+  if (auto all = catalog.ListSnapshots(group_); all.ok()) {
+    for (const auto& s : *all) {
+      if (s.state != catalog::SnapshotState::kComplete) continue;
+      snapshots.push_back(s.id);
+      if (s.type == 2) recovery.push_back(s.id);  // engine::kSnapshotRecovery
+    }
+  }
+  std::vector<std::string> refpoints;
+  if (auto all = catalog.ListReferencePoints(group_); all.ok()) {
+    for (const auto& r : *all) refpoints.push_back(r.id);
+  }
+  std::vector<std::string> running, paused, off, restored;
+  if (auto vms = catalog.ListVms(); vms.ok()) {
+    for (const auto& vm : *vms) {
+      if (!IsGuest(vm.id)) {
+        if (vm.power == catalog::Power::kOff) restored.push_back(vm.id);
+        continue;
+      }
+      (vm.power == catalog::Power::kRunning  ? running
+       : vm.power == catalog::Power::kPaused ? paused
+                                             : off)
+          .push_back(vm.id);
+    }
+  }
+  std::vector<std::string> groups;
+  if (auto all = catalog.ListCollections(); all.ok()) {
+    for (const auto& c : *all) {
+      if (c.id != group_ && c.members.empty()) groups.push_back(c.id);
+    }
+  }
+  std::vector<std::string> restorable;
+  for (const auto& e : exports_) {
+    if (e.full_export && Env::Default()->FileExists(e.export_dir + "/manifest.json")) {
+      restorable.push_back(e.export_dir);
+    }
+  }
+  const std::string export_dir = export_root_ + "/e" + std::to_string(exports_made_);
+
+  std::vector<Operation> ops;
+  if (snapshots.size() < kMaxSnapshots) {
+    ops.push_back({"snapshot-disk", {"snapshot", "create", "shop", "--type", "disk", "--no-wait"}});
+    ops.push_back(
+        {"snapshot-standard", {"snapshot", "create", "shop", "--type", "standard", "--no-wait"}});
+    ops.push_back(
+        {"snapshot-recovery", {"snapshot", "create", "shop", "--type", "recovery", "--no-wait"}});
+    ops.push_back(
+        {"snapshot-application",
+         {"snapshot", "create", "shop", "--consistency", "application-or-crash", "--no-wait"}});
+  }
+  if (!snapshots.empty()) {
+    ops.push_back({"apply", {"snapshot", "apply", Any(rng, snapshots), "--no-wait"}});
+    ops.push_back({"destroy", {"snapshot", "delete", Any(rng, snapshots), "--no-wait"}});
+    ops.push_back({"export",
+                   {"snapshot", "export", Any(rng, snapshots), export_dir, "--no-wait"},
+                   export_dir,
+                   true});
+  }
+  if (!recovery.empty()) {
+    ops.push_back({"to-refpoint", {"snapshot", "to-refpoint", Any(rng, recovery), "--no-wait"}});
+  }
+  if (refpoints.size() < kMaxReferencePoints) {
+    ops.push_back({"refpoint-create", {"refpoint", "create", "shop", "--no-wait"}});
+  }
+  if (!refpoints.empty()) {
+    ops.push_back({"refpoint-export",
+                   {"refpoint", "export", Any(rng, refpoints), export_dir, "--no-wait"},
+                   export_dir});
+    ops.push_back({"refpoint-delete", {"refpoint", "delete", Any(rng, refpoints), "--no-wait"}});
+  }
+  if (!restorable.empty() && restored.size() < kMaxRestoredVms) {
+    ops.push_back({"restore", {"restore", Any(rng, restorable), "--as-new", "--no-wait"}});
+  }
+  if (!restored.empty()) ops.push_back({"vm-delete", {"vm", "delete", Any(rng, restored)}});
+  if (!groups.empty()) ops.push_back({"group-delete", {"group", "delete", Any(rng, groups)}});
+  if (!running.empty()) {
+    ops.push_back({"vm-stop", {"vm", "stop", Any(rng, running)}});
+    ops.push_back({"vm-pause", {"vm", "pause", Any(rng, running)}});
+  }
+  if (!paused.empty()) ops.push_back({"vm-resume", {"vm", "resume", Any(rng, paused)}});
+  if (!off.empty()) ops.push_back({"vm-start", {"vm", "start", Any(rng, off)}});
+  return Any(rng, ops);
+}
+
+void Workload::Sent(const Operation& op) {
+  if (op.export_dir.empty()) return;
+  ++exports_made_;
+  exports_.push_back(op);
+}
+
+}  // namespace vmgroup::campaign
