@@ -433,6 +433,7 @@ Status Catalog::ApplySnapshot(const std::string& snapshot_id,
       VMG_ASSIGN_OR_RETURN(Stmt cu,
                            db_->Prepare("UPDATE snapshot_disks SET overlay='' WHERE overlay=?1"));
       VMG_RETURN_IF_ERROR(cu.Bind(1, image).Run());
+      VMG_RETURN_IF_ERROR(DropReferencePointsOnLocked(image));
     }
   }
   return txn.Commit();
@@ -519,6 +520,7 @@ Status Catalog::FinishDestroy(const std::string& snapshot_id) {
           run("UPDATE snapshot_disks SET overlay=?2 WHERE overlay=?1", m.frozen_image, ""));
       continue;
     }
+    VMG_RETURN_IF_ERROR(DropReferencePointsOnLocked(m.child));
     VMG_RETURN_IF_ERROR(run("UPDATE disks SET image=?2 WHERE image=?1", m.child, m.frozen_image));
     VMG_RETURN_IF_ERROR(run("UPDATE snapshot_disks SET frozen_image=?2 WHERE frozen_image=?1",
                             m.child, m.frozen_image));

@@ -72,14 +72,17 @@ class Catalog {
   // One transaction: each VM runs on its new images (and as the QEMU started
   // from its memory state, if any), its branch and last applied snapshot
   // become the member applied, no snapshot refers to a discarded image as an
-  // overlay any more, and the apply's intent is gone.
+  // overlay any more, no reference point whose bitmap was on a discarded
+  // image remains, and the apply's intent is gone.
   Status ApplySnapshot(const std::string& snapshot_id, const std::vector<AppliedMember>& members);
   // Destroying a Complete snapshot: BeginDestroy marks it kDestroying and
   // stores its merges; CancelDestroy puts it back to kComplete (no image was
   // changed yet). FinishDestroy, in one transaction, forgets the snapshot and
   // its merges, names each merge's frozen image wherever its child was named,
-  // hands its members' children to their parents and moves each VM's
-  // current snapshot to the parent (last applied: to none).
+  // deletes the reference points whose bitmaps were on a merged child (a
+  // merge does not carry bitmaps down), hands its members' children to their
+  // parents and moves each VM's current snapshot to the parent (last
+  // applied: to none).
   Status BeginDestroy(const std::string& snapshot_id, const std::vector<DiskMerge>& merges);
   Status CancelDestroy(const std::string& snapshot_id);
   Result<std::vector<DiskMerge>> DiskMerges(const std::string& snapshot_id);
@@ -122,6 +125,10 @@ class Catalog {
   Result<CollectionRecord> GetCollectionLocked(const std::string& id);
   Result<SnapshotRecord> GetSnapshotLocked(const std::string& id);
   Result<ReferencePointRecord> GetReferencePointLocked(const std::string& id);
+  // Deletes every reference point whose bitmap lives on `image`, which an
+  // apply discards or a destroy merges away: its tracking goes with the
+  // image, so it could never serve an incremental again.
+  Status DropReferencePointsOnLocked(const std::string& image);
   Result<JobRecord> ReadJob(Stmt& q);
   // Disk `index` of VM `vm_id` now runs on `image`. REQUIRES: mu_ held.
   Status SetDiskImageLocked(const std::string& vm_id, int index, const std::string& image);

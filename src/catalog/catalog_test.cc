@@ -184,6 +184,13 @@ TEST_F(CatalogTest, FinishingADestroyHandsTheSnapshotsPlaceToItsNeighbours) {
   EXPECT_EQ(catalog_->GetSnapshot("s1")->state, SnapshotState::kComplete);
   EXPECT_TRUE(catalog_->DiskMerges("s1")->empty());
 
+  // A reference point on s1's overlay (merged away) goes; one on the active
+  // image stays.
+  auto rp_on = [](const std::string& id, const std::string& image) {
+    return ReferencePointRecord{.id = id, .collection_id = "g1", .members = {{id, "a", {image}}}};
+  };
+  ASSERT_TRUE(catalog_->InsertReferencePoint(rp_on("rp-merged", "/img/a-d0-s1")).ok());
+  ASSERT_TRUE(catalog_->InsertReferencePoint(rp_on("rp-active", "/img/a-d0-s2")).ok());
   ASSERT_TRUE(catalog_->BeginDestroy("s1", merges).ok());
   Reopen();
   EXPECT_EQ(catalog_->GetSnapshot("s1")->state, SnapshotState::kDestroying);
@@ -196,6 +203,29 @@ TEST_F(CatalogTest, FinishingADestroyHandsTheSnapshotsPlaceToItsNeighbours) {
       << "the merged image holds s2's state under s1's old file";
   EXPECT_EQ(catalog_->GetVm("a")->current_snapshot, "s2-a");
   EXPECT_EQ(catalog_->GetVm("a")->disks[1], "/img/a-d1-s2");
+  EXPECT_EQ(catalog_->GetReferencePoint("rp-merged").status().code(), Code::kNotFound)
+      << "its bitmap went with the merged image";
+  EXPECT_TRUE(catalog_->GetReferencePoint("rp-active").ok());
+}
+
+TEST_F(CatalogTest, ApplyingDropsTheReferencePointsOnTheImagesItDiscards) {
+  ASSERT_TRUE(catalog_->InsertVm(Vm("a", /*disks=*/1)).ok());
+  ReferencePointRecord on_active{
+      .id = "rp-1", .collection_id = "g1", .members = {{"m-1", "a", {"/img/a-d0"}}}};
+  ReferencePointRecord elsewhere{
+      .id = "rp-2", .collection_id = "g1", .members = {{"m-2", "a", {"/img/a-d0-old"}}}};
+  ASSERT_TRUE(catalog_->InsertReferencePoint(on_active).ok());
+  ASSERT_TRUE(catalog_->InsertReferencePoint(elsewhere).ok());
+  ASSERT_TRUE(catalog_
+                  ->ApplySnapshot("s1", {{.vm_id = "a",
+                                          .member_id = "s1-a",
+                                          .disks = {"/img/a-d0-new"},
+                                          .discarded = {"/img/a-d0"}}})
+                  .ok());
+  EXPECT_EQ(catalog_->GetVm("a")->disks[0], "/img/a-d0-new");
+  EXPECT_EQ(catalog_->GetReferencePoint("rp-1").status().code(), Code::kNotFound)
+      << "its image was discarded";
+  EXPECT_TRUE(catalog_->GetReferencePoint("rp-2").ok());
 }
 
 TEST_F(CatalogTest, JobsRoundTrip) {

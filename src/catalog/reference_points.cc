@@ -1,4 +1,6 @@
 // The catalog's reference points, export records and exports in progress.
+#include <algorithm>
+
 #include "catalog/catalog.h"
 #include "catalog/columns.h"
 
@@ -75,6 +77,26 @@ Result<std::vector<ReferencePointRecord>> Catalog::ListReferencePoints(
     out.push_back(std::move(rp));
   }
   return out;
+}
+
+Status Catalog::DropReferencePointsOnLocked(const std::string& image) {
+  std::vector<std::string> dead;
+  {
+    VMG_ASSIGN_OR_RETURN(Stmt q, db_->Prepare("SELECT rp_id,images FROM reference_point_members"));
+    while (true) {
+      VMG_ASSIGN_OR_RETURN(bool row, q.Step());
+      if (!row) break;
+      const std::vector<std::string> images = FromJson(q.Text(1));
+      if (std::find(images.begin(), images.end(), image) != images.end()) {
+        dead.push_back(q.Text(0));
+      }
+    }
+  }
+  for (const auto& id : dead) {
+    VMG_ASSIGN_OR_RETURN(Stmt d, db_->Prepare("DELETE FROM reference_points WHERE id=?1"));
+    VMG_RETURN_IF_ERROR(d.Bind(1, id).Run());
+  }
+  return Status::Ok();
 }
 
 Status Catalog::DeleteReferencePoint(const std::string& id) {
