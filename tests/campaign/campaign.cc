@@ -158,7 +158,9 @@ int RunCampaign(const Options& o, const Dirs& d, DaemonProcess& daemon, Report& 
       report.Kill();
     }
     const auto answer = sent.get();
-    report.Operation(op.kind, answer.ok() && answer->exit_code == 0);
+    report.Operation(op.kind, !answer.ok()             ? answer.status().ToString()
+                              : answer->exit_code != 0 ? answer->err + answer->out
+                                                       : "");
     workload.Sent(op);
     if (!kill) report.Add(step, AwaitJobs(**catalog));
     (void)filler.Release();

@@ -14,6 +14,17 @@ void Report::Add(int step, const Violations& violations) {
   std::fflush(stdout);
 }
 
+void Report::Operation(const std::string& kind, const std::string& refusal) {
+  ++operations_[kind];
+  if (refusal.empty()) return;
+  ++refused_[kind];
+  // Names and ids differ from one answer to the next; the first line,
+  // shortened, says enough to group them.
+  std::string line = refusal.substr(0, refusal.find('\n'));
+  if (line.size() > 110) line = line.substr(0, 110) + "...";
+  ++refusals_[kind][line];
+}
+
 int Report::full_disks() const {
   int n = 0;
   for (const auto& [where, count] : full_disk_) n += count;
@@ -35,6 +46,11 @@ void Report::Print() const {
   for (const auto& [kind, n] : operations_) {
     const auto r = refused_.find(kind);
     std::printf("  %-22s %5d / %d\n", kind.c_str(), n, r == refused_.end() ? 0 : r->second);
+    const auto why = refusals_.find(kind);
+    if (why == refusals_.end()) continue;
+    for (const auto& [answer, count] : why->second) {
+      std::printf("      %3d x %s\n", count, answer.c_str());
+    }
   }
   std::printf("full-disk faults:\n");
   for (const auto& [where, n] : full_disk_) std::printf("  %-22s %5d\n", where.c_str(), n);

@@ -17,10 +17,10 @@ class Report {
  public:
   explicit Report(uint64_t seed) : seed_(seed), start_(std::chrono::steady_clock::now()) {}
 
-  void Operation(const std::string& kind, bool accepted) {
-    ++operations_[kind];
-    if (!accepted) ++refused_[kind];
-  }
+  // `refusal`: empty when the daemon accepted the operation, else what it
+  // answered (the summary counts each distinct answer per kind, so that a
+  // check refusing what the campaign meant to exercise shows).
+  void Operation(const std::string& kind, const std::string& refusal);
   void Kill() { ++kills_; }
   void FullDisk(const std::string& where) { ++full_disk_[where]; }
   // Prints each violation at once: "VIOLATION seed=S step=N kind: detail".
@@ -32,7 +32,8 @@ class Report {
   int full_disks() const;
   int violations() const;
   // The summary: kills, operations by kind (and how many the daemon
-  // refused or failed), full-disk faults, violations by kind, time taken.
+  // refused or failed, and why), full-disk faults, violations by kind, time
+  // taken.
   void Print() const;
 
  private:
@@ -40,6 +41,7 @@ class Report {
   std::chrono::steady_clock::time_point start_;
   int kills_ = 0;
   std::map<std::string, int> operations_, refused_, full_disk_, violations_;
+  std::map<std::string, std::map<std::string, int>> refusals_;  // kind -> answer -> count
   std::set<std::string> seen_;  // kind + detail of every violation counted
 };
 

@@ -2,6 +2,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <regex>
 
 namespace vmgroup::campaign {
@@ -102,21 +103,13 @@ Operation Workload::Pick(std::mt19937_64& rng, catalog::Catalog& catalog) {
     std::filesystem::remove_all(exports_.front().export_dir, ec);
     exports_.erase(exports_.begin());
   }
-  std::vector<std::string> snapshots, recovery;
-  if (auto all = catalog.ListSnapshots(group_); all.ok()) {
-    for (const auto& s : *all) {
-      if (s.state != catalog::SnapshotState::kComplete) continue;
-      snapshots.push_back(s.id);
-      if (s.type == 2) recovery.push_back(s.id);  // engine::kSnapshotRecovery
-    }
-  }
-  std::vector<std::string> refpoints;
-  if (auto all = catalog.ListReferencePoints(group_); all.ok()) {
-    for (const auto& r : *all) refpoints.push_back(r.id);
-  }
   std::vector<std::string> running, paused, off, restored;
+  std::map<std::string, std::vector<std::string>> disks;  // VM -> its active images
+  std::map<std::string, std::string> current;             // VM -> its newest member snapshot
   if (auto vms = catalog.ListVms(); vms.ok()) {
     for (const auto& vm : *vms) {
+      disks[vm.id] = vm.disks;
+      current[vm.id] = vm.current_snapshot;
       if (!IsGuest(vm.id)) {
         if (vm.power == catalog::Power::kOff) restored.push_back(vm.id);
         continue;
@@ -125,6 +118,52 @@ Operation Workload::Pick(std::mt19937_64& rng, catalog::Catalog& catalog) {
        : vm.power == catalog::Power::kPaused ? paused
                                              : off)
           .push_back(vm.id);
+    }
+  }
+  // Reference points track changes through each member's running QEMU:
+  // they are drawn only when every guest runs or is paused, and only in the
+  // forms the engine can carry out, so that each one drawn tests the work
+  // and not the checks that refuse it.
+  const bool all_live = off.empty();
+  auto newest = [&](const catalog::SnapshotRecord& s) {
+    if (s.members.empty()) return false;
+    for (const auto& m : s.members) {
+      if (current[m.vm_id] != m.id) return false;
+    }
+    return true;
+  };
+  auto exported = [&](const std::string& snapshot_id) {
+    auto dirs = catalog.ExportsOf(snapshot_id);
+    if (!dirs.ok()) return false;
+    return std::any_of(dirs->begin(), dirs->end(), [](const std::string& d) {
+      return Env::Default()->FileExists(d + "/manifest.json");
+    });
+  };
+  std::vector<std::string> snapshots;
+  std::string newest_recovery;
+  bool newest_recovery_exported = false;
+  if (auto all = catalog.ListSnapshots(group_); all.ok()) {
+    for (const auto& s : *all) {
+      if (s.state != catalog::SnapshotState::kComplete) continue;
+      snapshots.push_back(s.id);
+      if (s.type == 2 && newest(s)) {  // engine::kSnapshotRecovery
+        newest_recovery = s.id;
+        newest_recovery_exported = exported(s.id);
+      }
+    }
+  }
+  std::vector<std::string> refpoints, exportable_refpoints;
+  if (auto all = catalog.ListReferencePoints(group_); all.ok()) {
+    for (const auto& r : *all) {
+      refpoints.push_back(r.id);
+      // An incremental export builds on the full export of the reference
+      // point's snapshot, and needs the reference point's bitmaps on the
+      // images the members write now (no snapshot came after it).
+      bool leads_up = exported(r.snapshot_id);
+      for (const auto& m : r.members) {
+        if (disks[m.vm_id] != m.images) leads_up = false;
+      }
+      if (leads_up) exportable_refpoints.push_back(r.id);
     }
   }
   std::vector<std::string> groups;
@@ -155,21 +194,30 @@ Operation Workload::Pick(std::mt19937_64& rng, catalog::Catalog& catalog) {
   if (!snapshots.empty()) {
     ops.push_back({"apply", {"snapshot", "apply", Any(rng, snapshots), "--no-wait"}});
     ops.push_back({"destroy", {"snapshot", "delete", Any(rng, snapshots), "--no-wait"}});
+    // Half the exports take the newest recovery snapshot, so that
+    // converting it later gives a reference point with a base to build on.
+    const std::string& exported_one =
+        !newest_recovery.empty() && std::bernoulli_distribution(0.5)(rng) ? newest_recovery
+                                                                          : Any(rng, snapshots);
     ops.push_back({"export",
-                   {"snapshot", "export", Any(rng, snapshots), export_dir, "--no-wait"},
+                   {"snapshot", "export", exported_one, export_dir, "--no-wait"},
                    export_dir,
                    true});
   }
-  if (!recovery.empty()) {
-    ops.push_back({"to-refpoint", {"snapshot", "to-refpoint", Any(rng, recovery), "--no-wait"}});
+  if (!newest_recovery.empty() && all_live && refpoints.size() < kMaxReferencePoints) {
+    ops.push_back({"to-refpoint", {"snapshot", "to-refpoint", newest_recovery, "--no-wait"}});
+    // Twice the chance when the conversion yields an exportable point.
+    if (newest_recovery_exported) ops.push_back(ops.back());
   }
-  if (refpoints.size() < kMaxReferencePoints) {
+  if (all_live && refpoints.size() < kMaxReferencePoints) {
     ops.push_back({"refpoint-create", {"refpoint", "create", "shop", "--no-wait"}});
   }
-  if (!refpoints.empty()) {
+  if (all_live && !exportable_refpoints.empty()) {
     ops.push_back({"refpoint-export",
-                   {"refpoint", "export", Any(rng, refpoints), export_dir, "--no-wait"},
+                   {"refpoint", "export", Any(rng, exportable_refpoints), export_dir, "--no-wait"},
                    export_dir});
+  }
+  if (!refpoints.empty()) {
     ops.push_back({"refpoint-delete", {"refpoint", "delete", Any(rng, refpoints), "--no-wait"}});
   }
   if (!restorable.empty() && restored.size() < kMaxRestoredVms) {
