@@ -43,6 +43,25 @@ inline constexpr std::string_view kFaultStarted = "hypervisor.started";
 enum class RunState { kRunning, kPaused, kShutoff, kIoError, kOther };
 const char* RunStateName(RunState s);
 
+// A VM as a hypervisor that keeps its own VM definitions knows it (libvirt:
+// a domain). vmgroup does not define such VMs: it finds them (Driver::List)
+// and follows them (Driver::Watch).
+struct DomainInfo {
+  std::string uuid;  // lower-case, with dashes: also the VM's id in vmgroup
+  std::string name;
+  int memory_mib = 0;
+  int vcpus = 0;
+  RunState state = RunState::kShutoff;
+  // The active (top) image of each disk vmgroup can snapshot, by disk
+  // index: the domain's file-backed qcow2 disks (device "disk") in the
+  // order its definition lists them; the live definition while it runs.
+  std::vector<std::string> disks;
+  // Empty when vmgroup can snapshot the domain; else why not, for a person
+  // ("disk vdb is a network disk (rbd): only file-backed qcow2 disks are
+  // snapshotted"). A domain with no disk at all is not refused here.
+  std::string unsupported;
+};
+
 // A prepared overlay: `path` is a qcow2 file whose backing file is `base`,
 // the current top image of disk `disk` (the image the snapshot freezes, and
 // the one an undo of the switch merges the overlay into: never another).
@@ -197,6 +216,18 @@ class Driver {
  public:
   virtual ~Driver() = default;
 
+  // The VMs a hypervisor that keeps its own definitions knows (libvirt's
+  // domains on one connection), in no particular order. A driver whose VMs
+  // vmgroup defines itself (QEMU) has none: an empty list. Unavailable
+  // when the hypervisor's service cannot be reached.
+  virtual Result<std::vector<DomainInfo>> List() { return std::vector<DomainInfo>{}; }
+  // Calls `changed` (on a thread of the driver's, never while a call of
+  // this driver's is running on that thread) whenever a VM of List() is
+  // defined, undefined, renamed, started, stopped, paused or resumed by
+  // anyone, or the connection to the service is lost or back: the caller
+  // lists again. Drivers with no list of their own never call it.
+  virtual void Watch(std::function<void()> changed) { (void)changed; }
+
   // Arms a guard that thaws the filesystems of every VM in `vms` through
   // its agent once `within` has passed, or at once if this process dies.
   // Each VM's agent channel must be open (Vm::OpenAgent): the guard keeps a
@@ -212,11 +243,20 @@ class Driver {
   // (SpawnOptions::admit): the caller records the process there, so that
   // no hypervisor ever runs that its records do not name. The driver then
   // reaches fault point kFaultStarted, before it loads `spec.incoming`.
+  //
+  // A driver with its own definitions (List) starts the VM it knows by
+  // `spec.uuid`; when `spec.disks` differ from its definition, it first
+  // rewrites the definition's disks to them (each image opened by its own
+  // header's backing chain: no chain the definition recorded is kept).
+  // Its hypervisor's processes are its service's, not this process's: it
+  // never calls `admit`, and its Vms' pid() is 0.
   virtual Result<std::unique_ptr<Vm>> Start(const VmSpec& spec,
                                             const std::function<Status(int pid)>& admit) = 0;
 
   // Reconnects to a VM started earlier (possibly by another process) with
   // this spec, whose hypervisor runs as `pid`. Unavailable if it is gone.
+  // A driver with its own definitions finds the VM by `spec.uuid` (pid is
+  // 0): Unavailable while it is shut off, NotFound when it is undefined.
   virtual Result<std::unique_ptr<Vm>> Attach(const VmSpec& spec, int pid) = 0;
 };
 
