@@ -76,7 +76,10 @@ void ResumeStarved(DaemonProcess& daemon, catalog::Catalog& catalog, const Workl
   auto listed = daemon.Cli({"--json", "vm", "list"});
   if (!listed.ok() || listed->exit_code != 0) return;
   for (const auto& vm : nlohmann::json::parse(listed->out, nullptr, false)) {
-    if (!vm.is_object() || vm.value("state", "") != "paused") continue;
+    // "io-error": held by QEMU on the full disk (a paused guest shows as
+    // that since the listing tells the two apart).
+    const std::string state = vm.is_object() ? vm.value("state", "") : "";
+    if (state != "paused" && state != "io-error") continue;
     const std::string id = vm.value("id", "");
     auto rec = catalog.GetVm(id);
     if (w.IsGuest(id) && rec.ok() && rec->power == catalog::Power::kRunning) {
