@@ -19,6 +19,7 @@ SnapshotEngine::CheckApply(const ApplyRequest& request) {
                                 "; it can only be applied to the VMs it was taken of");
   }
   VMG_ASSIGN_OR_RETURN(auto vms, MembersOf(s));
+  VMG_RETURN_IF_ERROR(RequireOwn(vms, "applying a snapshot"));
   for (size_t i = 0; i < vms.size(); ++i) {
     const auto& m = s.members[i];
     if (vms[i].disks.size() != m.disks.size()) {

@@ -225,7 +225,9 @@ class Driver {
   // this driver's is running on that thread) whenever a VM of List() is
   // defined, undefined, renamed, started, stopped, paused or resumed by
   // anyone, or the connection to the service is lost or back: the caller
-  // lists again. Drivers with no list of their own never call it.
+  // lists again. Drivers with no list of their own never call it. A later
+  // Watch replaces the callback, an empty one ends the calls; Watch returns
+  // only once no call of the callback it replaces is running.
   virtual void Watch(std::function<void()> changed) { (void)changed; }
 
   // Arms a guard that thaws the filesystems of every VM in `vms` through
