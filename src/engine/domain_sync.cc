@@ -35,10 +35,10 @@ catalog::Power PowerOf(hypervisor::RunState state, catalog::Power recorded) {
 DomainSync::~DomainSync() {
   for (const auto& uri : vms_->ConnectionUris()) vms_->Connection(uri)->Watch({});
   {
-    std::lock_guard lock(mu_);
-    stop_ = true;
+    std::lock_guard lock(signal_->mu);
+    signal_->stop = true;
   }
-  wake_.notify_all();
+  signal_->wake.notify_all();
   if (thread_.joinable()) thread_.join();
 }
 
@@ -113,20 +113,21 @@ void DomainSync::SyncAll() {
 
 void DomainSync::Follow() {
   for (const auto& uri : vms_->ConnectionUris()) {
-    vms_->Connection(uri)->Watch([this] {
+    vms_->Connection(uri)->Watch([signal = signal_] {
       {
-        std::lock_guard lock(mu_);
-        changed_ = true;
+        std::lock_guard lock(signal->mu);
+        signal->changed = true;
       }
-      wake_.notify_all();
+      signal->wake.notify_all();
     });
   }
   thread_ = std::thread([this] {
-    std::unique_lock lock(mu_);
-    while (!stop_) {
-      wake_.wait_for(lock, kResyncEvery, [this] { return stop_ || changed_; });
-      if (stop_) break;
-      changed_ = false;
+    Signal& s = *signal_;
+    std::unique_lock lock(s.mu);
+    while (!s.stop) {
+      s.wake.wait_for(lock, kResyncEvery, [&s] { return s.stop || s.changed; });
+      if (s.stop) break;
+      s.changed = false;
       lock.unlock();
       SyncAll();
       lock.lock();

@@ -15,6 +15,7 @@
 #pragma once
 
 #include <condition_variable>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -50,10 +51,15 @@ class DomainSync {
   VmRegistry* vms_;
   SnapshotEngine* snapshots_;
 
-  std::mutex mu_;
-  std::condition_variable wake_;
-  bool changed_ = false;  // guarded by mu_
-  bool stop_ = false;     // guarded by mu_
+  // What the drivers' callbacks reach: shared with them, so that a call
+  // still under way when the sync goes finds it alive.
+  struct Signal {
+    std::mutex mu;
+    std::condition_variable wake;
+    bool changed = false;  // guarded by mu
+    bool stop = false;     // guarded by mu
+  };
+  std::shared_ptr<Signal> signal_ = std::make_shared<Signal>();
   std::thread thread_;
 };
 

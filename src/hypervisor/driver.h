@@ -226,8 +226,9 @@ class Driver {
   // defined, undefined, renamed, started, stopped, paused or resumed by
   // anyone, or the connection to the service is lost or back: the caller
   // lists again. Drivers with no list of their own never call it. A later
-  // Watch replaces the callback, an empty one ends the calls; Watch returns
-  // only once no call of the callback it replaces is running.
+  // Watch replaces the callback, an empty one ends the calls (a call
+  // already under way may still finish: the callback keeps alive what it
+  // uses).
   virtual void Watch(std::function<void()> changed) { (void)changed; }
 
   // Arms a guard that thaws the filesystems of every VM in `vms` through
