@@ -4,8 +4,8 @@
 // with libvirt's API, on the same domains in the same run, all in one
 // private libvirtd (testing/private_libvirtd.h; needs root). Each round
 // takes one group snapshot each way, in an order that rotates from round
-// to round (every snapshot deepens each disk's chain by one, so no way
-// always meets the shallowest chains). The ways:
+// to round, each merged back (block commit) before the next, so that every
+// snapshot meets the same one-image chains. The ways:
 //   script    suspend all -> virDomainSnapshotCreateXML(DISK_ONLY|ATOMIC)
 //             of each (libvirt makes the overlays inside the call) ->
 //             resume all, one thread and one connection per domain per
@@ -19,9 +19,12 @@
 // overlays (libvirt's view stays right), or the run stops.
 // window = first suspend -> last resume; total = overlays made -> last
 // resume. Prints a table, the ratio vmgroup/script per N, then the JSON
-// (also written to --json FILE).
+// (also written to --json FILE). --debug-log FILE keeps libvirtd's debug
+// log of its QEMU driver (monitor messages with their times, jobs), to
+// see where the time goes; that logging slows libvirtd down.
 //
 //   sudo build/bench/libvirt_cut_bench [--sizes 1,4,16] [--rounds 7] [--json FILE]
+//                                      [--debug-log FILE]
 #include <unistd.h>
 
 #include <cstdio>
@@ -30,6 +33,7 @@
 #include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <thread>
 
 #include "engine/cut_executor.h"
 #include "engine/snapshot_engine.h"
@@ -136,7 +140,34 @@ Status CheckLibvirtView(hypervisor::libvirt::LibvirtDriver& driver, const Group&
   return Status::Ok();
 }
 
-// One snapshot of the group taken `way`, appended to `out`.
+// Merges each disk's overlay back into the domain's own image, as the
+// driver undoes a switch (active block commit, then pivot; one thread per
+// domain), and removes the overlays: every snapshot then meets one-image
+// chains, whatever came before it.
+Status Flatten(Group& g, const std::string& tag) {
+  std::vector<Status> status(g.script.size());
+  std::vector<std::thread> threads;
+  for (size_t i = 0; i < g.script.size(); ++i) {
+    threads.emplace_back([&, i] {
+      const ScriptDomain& d = g.script[i];
+      std::vector<hypervisor::Overlay> overlays;
+      for (size_t k = 0; k < d.disks.size(); ++k) {
+        overlays.push_back(
+            {.disk = static_cast<int>(k), .path = d.tops[k], .tag = tag, .base = d.disks[k]});
+      }
+      status[i] = g.vms[i]->RevertOverlays(overlays).Annotate("merging " + d.name);
+    });
+  }
+  for (auto& t : threads) t.join();
+  for (const auto& s : status) VMG_RETURN_IF_ERROR(s);
+  for (auto& d : g.script) {
+    for (const auto& top : d.tops) VMG_RETURN_IF_ERROR(Env::Default()->RemoveFile(top));
+    d.tops = d.disks;
+  }
+  return Status::Ok();
+}
+
+// One snapshot of the group taken `way`, appended to `out`; then merged.
 Status TakeOne(const Way& way, const std::string& tag, Group& g,
                hypervisor::libvirt::LibvirtDriver& driver, Samples& out) {
   storage::QemuImg img(Env::Default());
@@ -145,7 +176,8 @@ Status TakeOne(const Way& way, const std::string& tag, Group& g,
   VMG_RETURN_IF_ERROR(way.vmgroup ? VmgroupRound(g, tag, out)
                                   : ScriptRound(g.script, tag, way.script_flags, out));
   out.total_us.back() = Micros(Clock::now() - began);
-  return CheckLibvirtView(driver, g).Annotate(std::string(way.name) + " snapshot " + tag);
+  VMG_RETURN_IF_ERROR(CheckLibvirtView(driver, g).Annotate(std::string(way.name) + " " + tag));
+  return Flatten(g, tag);
 }
 
 // Defines and starts n domains in `images`, and reaches them both ways.
@@ -207,8 +239,21 @@ Status Measure(testing::PrivateLibvirtd& lv, const std::string& dir, const std::
   return Status::Ok();
 }
 
+// Has libvirtd log its QEMU driver at debug level (monitor messages, jobs)
+// to /var/log/libvirt/debug.log, to see where a window's time goes. The
+// logging itself slows libvirtd down: measure without it.
+Status TraceQemuDriver(testing::PrivateLibvirtd& lv) {
+  VMG_RETURN_IF_ERROR(lv.VirtAdmin({"daemon-log-filters", "1:qemu 1:conf.domain_job"}).status());
+  return lv
+      .VirtAdmin({"daemon-log-outputs",
+                  "1:file:/var/log/libvirt/debug.log 3:file:/var/log/libvirt/libvirtd.log"})
+      .status();
+}
+
 int Usage() {
-  std::fprintf(stderr, "usage: libvirt_cut_bench [--sizes 1,4,16] [--rounds N] [--json FILE]\n");
+  std::fprintf(stderr,
+               "usage: libvirt_cut_bench [--sizes 1,4,16] [--rounds N] [--json FILE] "
+               "[--debug-log FILE]\n");
   return 2;
 }
 
@@ -217,7 +262,7 @@ int Usage() {
 int main(int argc, char** argv) {
   std::vector<int> sizes = {1, 4, 16};
   int rounds = 7;
-  std::string json_file;
+  std::string json_file, debug_log;
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
     auto next = [&]() -> std::string { return i + 1 < argc ? argv[++i] : ""; };
@@ -227,6 +272,8 @@ int main(int argc, char** argv) {
       rounds = std::stoi(next());
     } else if (arg == "--json") {
       json_file = next();
+    } else if (arg == "--debug-log") {
+      debug_log = next();
     } else {
       return Usage();
     }
@@ -242,7 +289,14 @@ int main(int argc, char** argv) {
   {
     testing::TempDir dir;
     auto lv = testing::PrivateLibvirtd::Start(Env::Default(), dir / "lv");
-    status = lv.ok() ? Measure(**lv, dir.path(), sizes, rounds, results) : lv.status();
+    status = lv.ok() ? Status::Ok() : lv.status();
+    if (status.ok() && !debug_log.empty()) status = TraceQemuDriver(**lv);
+    if (status.ok()) status = Measure(**lv, dir.path(), sizes, rounds, results);
+    if (lv.ok() && !debug_log.empty()) {
+      std::error_code ec;
+      std::filesystem::copy_file((*lv)->dir() + "/log/libvirt/debug.log", debug_log,
+                                 std::filesystem::copy_options::overwrite_existing, ec);
+    }
   }  // libvirtd and every QEMU it ran end here, then the images go
   if (!status.ok()) {
     std::fprintf(stderr, "libvirt_cut_bench failed: %s\n", status.ToString().c_str());

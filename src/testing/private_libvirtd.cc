@@ -234,16 +234,26 @@ PrivateLibvirtd::~PrivateLibvirtd() {
   (void)env_->WaitGone(unshare_pid_, std::chrono::seconds(30));
 }
 
-Result<std::string> PrivateLibvirtd::Virsh(const std::vector<std::string>& args) {
-  std::vector<std::string> argv = {"virsh", "-c", uri_};
+Result<std::string> PrivateLibvirtd::RunClient(const std::string& tool, const std::string& uri,
+                                               const std::vector<std::string>& args) {
+  std::vector<std::string> argv = {tool, "-c", uri};
   argv.insert(argv.end(), args.begin(), args.end());
   VMG_ASSIGN_OR_RETURN(CommandOutput r, env_->Run(argv, std::chrono::minutes(2)));
   if (r.exit_code != 0) {
     std::string cmd;
     for (const auto& a : args) cmd += " " + a;
-    return Status::Failed("virsh" + cmd + ": " + r.err);
+    return Status::Failed(tool + cmd + ": " + r.err);
   }
   return r.out;
+}
+
+Result<std::string> PrivateLibvirtd::Virsh(const std::vector<std::string>& args) {
+  return RunClient("virsh", uri_, args);
+}
+
+Result<std::string> PrivateLibvirtd::VirtAdmin(const std::vector<std::string>& args) {
+  return RunClient("virt-admin", "libvirtd:///system?socket=" + dir_ + "/sock/libvirt-admin-sock",
+                   args);
 }
 
 Result<std::string> PrivateLibvirtd::Define(const GuestDomain& g, bool start) {

@@ -72,11 +72,17 @@ class PrivateLibvirtd {
   // Runs `virsh -c uri() ARGS...`: its standard output; Failed with its
   // standard error when it exits non-zero.
   Result<std::string> Virsh(const std::vector<std::string>& args);
+  // The same with virt-admin on libvirtd's admin socket (log filters and
+  // outputs while it runs: paths in them are as libvirtd sees them, e.g.
+  // /var/log/libvirt/x.log for <dir>/log/libvirt/x.log).
+  Result<std::string> VirtAdmin(const std::vector<std::string>& args);
 
  private:
   PrivateLibvirtd(Env* env, std::string dir, int unshare_pid);
   // Finds tini and libvirtd and waits until libvirtd serves.
   Status AwaitReady();
+  Result<std::string> RunClient(const std::string& tool, const std::string& uri,
+                                const std::vector<std::string>& args);
   std::string Logs();
 
   Env* env_;

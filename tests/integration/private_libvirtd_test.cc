@@ -53,6 +53,9 @@ TEST(PrivateLibvirtdTest, RunsAGuestAndEndsWithEveryQemuLeavingTheHostAlone) {
     ASSERT_TRUE(d.ok()) << d.status().ToString();
     libvirtd_pid = (*d)->pid();
     EXPECT_EQ((*d)->uri(), "qemu+unix:///system?socket=" + tmp.path() + "/lv/sock/libvirt-sock");
+    auto outputs = (*d)->VirtAdmin({"daemon-log-outputs"});
+    ASSERT_TRUE(outputs.ok()) << outputs.status().ToString();
+    EXPECT_NE(outputs->find("/var/log/libvirt/libvirtd.log"), std::string::npos) << *outputs;
 
     storage::QemuImg img(Env::Default());
     testing::GuestDomain g{.name = name,
