@@ -51,17 +51,24 @@ class LibvirtDriverTest : public ::testing::Test {
 
   std::string Image(const std::string& name) { return images_ / name; }
 
-  // Defines (and starts) a writing guest with two fresh qcow2 disks.
-  std::string Define(const std::string& name, bool start = true) {
+  // Defines (and starts) a writing guest with two fresh qcow2 disks; with
+  // `agent`, its first disk holds ext4 and the guest writes files into it
+  // beside its guest agent.
+  std::string Define(const std::string& name, bool start = true, bool agent = false) {
     std::filesystem::create_directories(images_.path());
     testing::GuestDomain g{.name = name,
                            .kernel = std::string(GUEST_KIT_DIR) + "/vmlinuz",
                            .initrd = std::string(GUEST_KIT_DIR) + "/initrd.gz",
-                           .append = "console=ttyS0 panic=-1 quiet writer=raw",
-                           .serial_log = Image(name + ".serial")};
+                           .append = std::string("console=ttyS0 panic=-1 quiet ") +
+                                     (agent ? "agent=1 writer=fs" : "writer=raw"),
+                           .serial_log = Image(name + ".serial"),
+                           .agent = agent};
     for (const char* disk : {"-a.qcow2", "-b.qcow2"}) {
       g.disks.push_back(Image(name + disk));
       EXPECT_TRUE(storage::QemuImg(Env::Default()).Create(g.disks.back(), kDiskBytes).ok());
+    }
+    if (agent) {
+      EXPECT_TRUE(testing::MakeExt4Image(g.disks[0], kDiskBytes).ok());
     }
     auto uuid = daemon_->Define(g, start);
     EXPECT_TRUE(uuid.ok()) << uuid.status().ToString();
@@ -247,6 +254,43 @@ TEST_F(LibvirtDriverTest, StartOnOtherDisksRedefinesThemWithoutBackingStore) {
   WaitForRecords("redef", 10);
   EXPECT_EQ(*(*vm)->State(Soon()), RunState::kRunning);
   EXPECT_EQ(driver_->Start({.uuid = uuid}, nullptr).status().code(), Code::kInvalidState);
+}
+
+TEST_F(LibvirtDriverTest, AGuardThawsFrozenGuestsThroughItsOwnConnection) {
+  const std::string uuid = Define("frz", /*start=*/true, /*agent=*/true);
+  ASSERT_FALSE(uuid.empty());
+  auto attached = driver_->Attach({.uuid = uuid}, 0);
+  ASSERT_TRUE(attached.ok()) << attached.status().ToString();
+  std::shared_ptr<hypervisor::Vm> vm = std::move(attached).value();
+  const auto ready_by = Clock::now() + std::chrono::minutes(3);
+  while (!vm->OpenAgent(Soon()).ok()) {
+    ASSERT_LT(Clock::now(), ready_by) << "the guest agent never answered";
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  }
+  WaitForRecords("frz", 100);
+
+  // Its time is up: the guard thaws, and the guest writes on.
+  auto frozen = vm->FreezeFilesystems(Soon());
+  ASSERT_TRUE(frozen.ok()) << frozen.status().ToString();
+  EXPECT_GT(*frozen, 0);
+  auto guard = driver_->GuardThaw({vm}, std::chrono::seconds(1));
+  ASSERT_TRUE(guard.ok()) << guard.status().ToString();
+  WaitForRecords("frz", Acknowledged(Image("frz.serial")) + 100);
+  EXPECT_EQ(*vm->ThawFilesystems(Soon()), 0);  // nothing was left frozen
+  guard->reset();
+
+  // Disarmed, it thaws nothing; ThawNow thaws at once.
+  ASSERT_TRUE(vm->FreezeFilesystems(Soon()).ok());
+  guard = driver_->GuardThaw({vm}, std::chrono::minutes(1));
+  ASSERT_TRUE(guard.ok());
+  (*guard)->Disarm();
+  EXPECT_GT(*vm->ThawFilesystems(Soon()), 0);
+  ASSERT_TRUE(vm->FreezeFilesystems(Soon()).ok());
+  guard = driver_->GuardThaw({vm}, std::chrono::minutes(1));
+  ASSERT_TRUE(guard.ok());
+  (*guard)->ThawNow();
+  EXPECT_EQ(*vm->ThawFilesystems(Soon()), 0);
+  EXPECT_EQ(vm->FilesystemsFrozen(Soon()).status().code(), Code::kNotSupported);
 }
 
 TEST_F(LibvirtDriverTest, ListAndWatchFollowDomainsDefinedAndUndefinedThroughVirsh) {

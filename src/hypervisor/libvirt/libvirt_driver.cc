@@ -4,6 +4,7 @@
 
 #include "hypervisor/libvirt/domain_xml.h"
 #include "hypervisor/libvirt/libvirt_connection.h"
+#include "hypervisor/libvirt/libvirt_thaw_guard.h"
 #include "hypervisor/libvirt/libvirt_vm.h"
 
 namespace vmgroup::hypervisor::libvirt {
@@ -142,9 +143,13 @@ Result<std::unique_ptr<Vm>> LibvirtDriver::Attach(const VmSpec& spec, int pid) {
 
 Result<std::unique_ptr<ThawGuard>> LibvirtDriver::GuardThaw(
     const std::vector<std::shared_ptr<Vm>>& vms, Duration within) {
-  (void)vms, (void)within;
-  return Status::NotSupported(
-      "freezing libvirt domains' filesystems under a thaw guard is not supported yet");
+  std::vector<std::string> uuids;
+  for (const auto& vm : vms) {
+    const auto* domain = dynamic_cast<const LibvirtVm*>(vm.get());
+    if (!domain) return Status::InvalidArgument("a VM to guard is not a libvirt domain");
+    uuids.push_back(domain->uuid());
+  }
+  return StartLibvirtThawGuard(state_->uri, uuids, within);
 }
 
 }  // namespace vmgroup::hypervisor::libvirt
