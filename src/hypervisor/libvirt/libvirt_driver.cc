@@ -30,28 +30,13 @@ struct LibvirtDriver::State {
 
 namespace {
 
-RunState StateOf(virDomainPtr dom) {
-  int state = 0, reason = 0;
-  if (virDomainGetState(dom, &state, &reason, 0) < 0) return RunState::kOther;
-  switch (state) {
-    case VIR_DOMAIN_RUNNING:
-      return RunState::kRunning;
-    case VIR_DOMAIN_PAUSED:
-      return reason == VIR_DOMAIN_PAUSED_IOERROR ? RunState::kIoError : RunState::kPaused;
-    case VIR_DOMAIN_SHUTOFF:
-      return RunState::kShutoff;
-    default:
-      return RunState::kOther;
-  }
-}
-
 // One domain as List shows it: its live definition while it runs.
 Result<DomainInfo> Describe(virDomainPtr dom) {
   const int active = virDomainIsActive(dom);
   if (active < 0) return LastError(std::string("domain ") + virDomainGetName(dom));
   VMG_ASSIGN_OR_RETURN(auto xml, DomainXmlDesc(dom, active ? 0 : VIR_DOMAIN_XML_INACTIVE));
   VMG_ASSIGN_OR_RETURN(auto parsed, ParseDomainXml(xml));
-  parsed.info.state = StateOf(dom);
+  VMG_ASSIGN_OR_RETURN(parsed.info.state, DomainState(dom));
   return parsed.info;
 }
 

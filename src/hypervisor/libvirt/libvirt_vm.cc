@@ -83,20 +83,7 @@ Result<const DomainDisk*> LibvirtVm::Disk(const DomainXml& xml, int disk) {
 }
 
 Result<RunState> LibvirtVm::State(Deadline deadline) {
-  return Call<Result<RunState>>(deadline, "state", [this]() -> Result<RunState> {
-    int state = 0, reason = 0;
-    if (virDomainGetState(dom_.get(), &state, &reason, 0) < 0) return LastError("state");
-    switch (state) {
-      case VIR_DOMAIN_RUNNING:
-        return RunState::kRunning;
-      case VIR_DOMAIN_PAUSED:
-        return reason == VIR_DOMAIN_PAUSED_IOERROR ? RunState::kIoError : RunState::kPaused;
-      case VIR_DOMAIN_SHUTOFF:
-        return RunState::kShutoff;
-      default:
-        return RunState::kOther;
-    }
-  });
+  return Call<Result<RunState>>(deadline, "state", [this] { return DomainState(dom_.get()); });
 }
 
 Status LibvirtVm::Pause(Deadline deadline) {
