@@ -195,6 +195,43 @@ TEST_F(LibvirtDriverTest, CutFreezesAGapFreePrefixAndLibvirtNamesTheOverlays) {
   }
 }
 
+TEST_F(LibvirtDriverTest, CommitImageMergesAnImageBelowTheTopAndTheTopItself) {
+  const std::string uuid = Define("merge");
+  ASSERT_FALSE(uuid.empty());
+  auto vm = driver_->Attach({.uuid = uuid}, 0);
+  ASSERT_TRUE(vm.ok()) << vm.status().ToString();
+  vms_.push_back(std::move(vm).value());
+  names_.push_back("merge");
+  WaitForRecords("merge", 20);
+  // base <- s1 <- s2, by two cuts.
+  for (const char* tag : {"s1", "s2"}) {
+    auto members = PrepareCut(tag);
+    ASSERT_EQ(members.size(), 1u);
+    const auto out = engine::ExecuteCut(Env::Default(), members, "", std::chrono::seconds(10));
+    ASSERT_TRUE(out.status.ok()) << out.status.ToString();
+  }
+  const std::string base = Image("merge-a.qcow2"), s1 = base + ".s1", s2 = s1 + ".s2";
+  auto& v = *vms_[0];
+  EXPECT_EQ(v.CommitImage(0, s2, base, Soon()).code(), Code::kInvalidArgument);  // not adjacent
+
+  ASSERT_TRUE(v.CommitImage(0, s1, base, Soon()).ok());
+  EXPECT_EQ(Sources(Virsh({"domblklist", "merge"}))[0], s2);
+  auto chain = storage::QemuImg(Env::Default()).Chain(s2);
+  ASSERT_TRUE(chain.ok()) << chain.status().ToString();
+  ASSERT_EQ(chain->size(), 2u);  // s2 now reads through base
+  EXPECT_EQ((*chain)[1].filename, base);
+
+  const int64_t written = Acknowledged(Image("merge.serial"));
+  ASSERT_TRUE(v.CommitImage(0, s2, base, Soon()).ok());
+  EXPECT_EQ(Sources(Virsh({"domblklist", "merge"}))[0], base);
+  ASSERT_TRUE(v.Pause(Soon()).ok());
+  EXPECT_TRUE(storage::QemuImg(Env::Default()).Check(base).ok());
+  auto merged = GapFreePrefix(base, images_ / "scratch.raw");
+  ASSERT_TRUE(merged.ok()) << merged.status().ToString();
+  EXPECT_GE(*merged, written);
+  ASSERT_TRUE(v.Resume(Soon()).ok());
+}
+
 TEST_F(LibvirtDriverTest, AFailedMemberLeavesEveryDomainRunningOnItsOldImages) {
   ASSERT_NO_FATAL_FAILURE(StartGroup("fail"));
   auto members = PrepareCut("s1");
