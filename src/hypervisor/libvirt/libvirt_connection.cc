@@ -124,6 +124,23 @@ Result<DomainPtr> LookUpDomain(virConnectPtr conn, const std::string& uuid) {
   return DomainPtr(d);
 }
 
+Result<RunState> DomainState(virDomainPtr dom) {
+  int state = 0, reason = 0;
+  if (virDomainGetState(dom, &state, &reason, 0) < 0) {
+    return LastError(std::string("domain ") + virDomainGetName(dom) + ": state");
+  }
+  switch (state) {
+    case VIR_DOMAIN_RUNNING:
+      return RunState::kRunning;
+    case VIR_DOMAIN_PAUSED:
+      return reason == VIR_DOMAIN_PAUSED_IOERROR ? RunState::kIoError : RunState::kPaused;
+    case VIR_DOMAIN_SHUTOFF:
+      return RunState::kShutoff;
+    default:
+      return RunState::kOther;
+  }
+}
+
 Result<std::string> DomainXmlDesc(virDomainPtr dom, unsigned flags) {
   char* xml = virDomainGetXMLDesc(dom, flags);
   if (!xml) return LastError(std::string("domain ") + virDomainGetName(dom) + ": XML");

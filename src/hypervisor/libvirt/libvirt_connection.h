@@ -20,6 +20,7 @@
 #include <string>
 
 #include "base/result.h"
+#include "hypervisor/driver.h"
 
 namespace vmgroup::hypervisor::libvirt {
 
@@ -66,6 +67,10 @@ using DomainPtr = std::unique_ptr<virDomain, DomainDeleter>;
 
 // Domain `uuid` on `conn`: NotFound when libvirt knows none.
 Result<DomainPtr> LookUpDomain(virConnectPtr conn, const std::string& uuid);
+
+// The domain's state (virDomainGetState): paused for an I/O error is
+// kIoError.
+Result<RunState> DomainState(virDomainPtr dom);
 
 // The domain's XML (VIR_DOMAIN_XML_* flags).
 Result<std::string> DomainXmlDesc(virDomainPtr dom, unsigned flags);

@@ -4,6 +4,7 @@
 
 #include "hypervisor/libvirt/domain_xml.h"
 #include "hypervisor/libvirt/libvirt_connection.h"
+#include "hypervisor/libvirt/libvirt_thaw_guard.h"
 #include "hypervisor/libvirt/libvirt_vm.h"
 
 namespace vmgroup::hypervisor::libvirt {
@@ -29,28 +30,13 @@ struct LibvirtDriver::State {
 
 namespace {
 
-RunState StateOf(virDomainPtr dom) {
-  int state = 0, reason = 0;
-  if (virDomainGetState(dom, &state, &reason, 0) < 0) return RunState::kOther;
-  switch (state) {
-    case VIR_DOMAIN_RUNNING:
-      return RunState::kRunning;
-    case VIR_DOMAIN_PAUSED:
-      return reason == VIR_DOMAIN_PAUSED_IOERROR ? RunState::kIoError : RunState::kPaused;
-    case VIR_DOMAIN_SHUTOFF:
-      return RunState::kShutoff;
-    default:
-      return RunState::kOther;
-  }
-}
-
 // One domain as List shows it: its live definition while it runs.
 Result<DomainInfo> Describe(virDomainPtr dom) {
   const int active = virDomainIsActive(dom);
   if (active < 0) return LastError(std::string("domain ") + virDomainGetName(dom));
   VMG_ASSIGN_OR_RETURN(auto xml, DomainXmlDesc(dom, active ? 0 : VIR_DOMAIN_XML_INACTIVE));
   VMG_ASSIGN_OR_RETURN(auto parsed, ParseDomainXml(xml));
-  parsed.info.state = StateOf(dom);
+  VMG_ASSIGN_OR_RETURN(parsed.info.state, DomainState(dom));
   return parsed.info;
 }
 
@@ -142,9 +128,13 @@ Result<std::unique_ptr<Vm>> LibvirtDriver::Attach(const VmSpec& spec, int pid) {
 
 Result<std::unique_ptr<ThawGuard>> LibvirtDriver::GuardThaw(
     const std::vector<std::shared_ptr<Vm>>& vms, Duration within) {
-  (void)vms, (void)within;
-  return Status::NotSupported(
-      "freezing libvirt domains' filesystems under a thaw guard is not supported yet");
+  std::vector<std::string> uuids;
+  for (const auto& vm : vms) {
+    const auto* domain = dynamic_cast<const LibvirtVm*>(vm.get());
+    if (!domain) return Status::InvalidArgument("a VM to guard is not a libvirt domain");
+    uuids.push_back(domain->uuid());
+  }
+  return StartLibvirtThawGuard(state_->uri, uuids, within);
 }
 
 }  // namespace vmgroup::hypervisor::libvirt

@@ -55,11 +55,15 @@ Result<std::unique_ptr<LibvirtVm>> LibvirtVm::Open(const std::string& uri,
   if (active < 0) return LastError("domain " + uuid);
   const std::string name = virDomainGetName(dom.get());
   if (active == 0) return Status::Unavailable("domain " + name + " is shut off");
-  return std::unique_ptr<LibvirtVm>(new LibvirtVm(std::move(conn), std::move(dom), name));
+  return std::unique_ptr<LibvirtVm>(new LibvirtVm(std::move(conn), std::move(dom), uuid, name));
 }
 
-LibvirtVm::LibvirtVm(std::unique_ptr<LibvirtConnection> conn, DomainPtr dom, std::string name)
-    : conn_(std::move(conn)), dom_(std::move(dom)), name_(std::move(name)) {}
+LibvirtVm::LibvirtVm(std::unique_ptr<LibvirtConnection> conn, DomainPtr dom, std::string uuid,
+                     std::string name)
+    : conn_(std::move(conn)),
+      dom_(std::move(dom)),
+      uuid_(std::move(uuid)),
+      name_(std::move(name)) {}
 
 template <typename R>
 R LibvirtVm::Call(Deadline deadline, const std::string& what, std::function<R()> call) {
@@ -79,20 +83,7 @@ Result<const DomainDisk*> LibvirtVm::Disk(const DomainXml& xml, int disk) {
 }
 
 Result<RunState> LibvirtVm::State(Deadline deadline) {
-  return Call<Result<RunState>>(deadline, "state", [this]() -> Result<RunState> {
-    int state = 0, reason = 0;
-    if (virDomainGetState(dom_.get(), &state, &reason, 0) < 0) return LastError("state");
-    switch (state) {
-      case VIR_DOMAIN_RUNNING:
-        return RunState::kRunning;
-      case VIR_DOMAIN_PAUSED:
-        return reason == VIR_DOMAIN_PAUSED_IOERROR ? RunState::kIoError : RunState::kPaused;
-      case VIR_DOMAIN_SHUTOFF:
-        return RunState::kShutoff;
-      default:
-        return RunState::kOther;
-    }
-  });
+  return Call<Result<RunState>>(deadline, "state", [this] { return DomainState(dom_.get()); });
 }
 
 Status LibvirtVm::Pause(Deadline deadline) {

@@ -62,6 +62,7 @@ class LibvirtVm final : public Vm {
   Status PowerOff() override;
 
   const std::string& name() const { return name_; }
+  const std::string& uuid() const { return uuid_; }
 
  private:
   struct SwitchOutcome {
@@ -70,7 +71,8 @@ class LibvirtVm final : public Vm {
     bool paused;
   };
 
-  LibvirtVm(std::unique_ptr<LibvirtConnection> conn, DomainPtr dom, std::string name);
+  LibvirtVm(std::unique_ptr<LibvirtConnection> conn, DomainPtr dom, std::string uuid,
+            std::string name);
 
   // Runs `call` on the worker and waits for it until `deadline`.
   template <typename R>
@@ -92,6 +94,7 @@ class LibvirtVm final : public Vm {
 
   std::unique_ptr<LibvirtConnection> conn_;
   DomainPtr dom_;
+  const std::string uuid_;
   const std::string name_;
   // The live definition OpenOverlays read: SendSwitch builds the snapshot
   // from it without asking libvirt inside the pause.
