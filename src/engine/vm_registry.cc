@@ -196,14 +196,14 @@ Result<std::string> VmRegistry::Define(const VmDefinition& def) {
 
 Status VmRegistry::Undefine(const std::string& id) {
   VMG_ASSIGN_OR_RETURN(catalog::VmRecord vm, catalog_->GetVm(id));
-  if (vm.power != catalog::Power::kOff) {
-    return Status::InvalidState("VM " + vm.name + " is " + catalog::PowerName(vm.power) +
-                                "; turn it off first");
-  }
   if (!vm.libvirt_uri.empty()) {
     return Status::InvalidState("VM " + vm.name + " is a domain of libvirt at " + vm.libvirt_uri +
                                 "; vmgroupd never undefines those: undefine it there (virsh "
                                 "undefine), and vmgroupd forgets it");
+  }
+  if (vm.power != catalog::Power::kOff) {
+    return Status::InvalidState("VM " + vm.name + " is " + catalog::PowerName(vm.power) +
+                                "; turn it off first");
   }
   if (!vm.current_snapshot.empty()) {
     return Status::InvalidState("VM " + vm.name +
