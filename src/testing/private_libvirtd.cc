@@ -4,8 +4,10 @@
 #include <sys/un.h>
 
 #include <filesystem>
+#include <initializer_list>
 #include <pugixml.hpp>
 #include <sstream>
+#include <utility>
 
 #include "testing/process_status.h"
 
@@ -94,69 +96,56 @@ std::string TailOf(Env* env, const std::string& path) {
   return path + ":\n" + (text->size() > kTail ? text->substr(text->size() - kTail) : *text);
 }
 
-void AddText(pugi::xml_node parent, const char* name, const std::string& text) {
-  parent.append_child(name).text().set(text.c_str());
+// Appends <name attr="value"...>text</name> to `parent`.
+pugi::xml_node Add(pugi::xml_node parent, const char* name,
+                   std::initializer_list<std::pair<const char*, std::string>> attrs = {},
+                   const std::string& text = "") {
+  pugi::xml_node node = parent.append_child(name);
+  for (const auto& [attr, value] : attrs) node.append_attribute(attr) = value.c_str();
+  if (!text.empty()) node.text().set(text.c_str());
+  return node;
 }
 
 }  // namespace
 
 std::string DomainXml(const GuestDomain& g) {
   pugi::xml_document doc;
-  pugi::xml_node domain = doc.append_child("domain");
-  domain.append_attribute("type") = "qemu";
-  AddText(domain, "name", g.name);
-  pugi::xml_node memory = domain.append_child("memory");
-  memory.append_attribute("unit") = "MiB";
-  memory.text().set(g.memory_mib);
-  AddText(domain, "vcpu", "1");
-  pugi::xml_node os = domain.append_child("os");
-  pugi::xml_node type = os.append_child("type");
-  type.append_attribute("arch") = "x86_64";
-  type.append_attribute("machine") = "pc";
-  type.text().set("hvm");
+  pugi::xml_node domain = Add(doc, "domain", {{"type", "qemu"}});
+  Add(domain, "name", {}, g.name);
+  Add(domain, "memory", {{"unit", "MiB"}}, std::to_string(g.memory_mib));
+  Add(domain, "vcpu", {}, "1");
+  pugi::xml_node os = Add(domain, "os");
+  Add(os, "type", {{"arch", "x86_64"}, {"machine", "pc"}}, "hvm");
   if (!g.kernel.empty()) {
-    AddText(os, "kernel", g.kernel);
-    if (!g.initrd.empty()) AddText(os, "initrd", g.initrd);
-    AddText(os, "cmdline", g.append);
+    Add(os, "kernel", {}, g.kernel);
+    if (!g.initrd.empty()) Add(os, "initrd", {}, g.initrd);
+    Add(os, "cmdline", {}, g.append);
   }
-  AddText(domain, "on_poweroff", "destroy");
-  AddText(domain, "on_reboot", "destroy");
-  AddText(domain, "on_crash", "destroy");
-  pugi::xml_node devices = domain.append_child("devices");
-  AddText(devices, "emulator", "/usr/bin/qemu-system-x86_64");
+  for (const char* event : {"on_poweroff", "on_reboot", "on_crash"})
+    Add(domain, event, {}, "destroy");
+  pugi::xml_node devices = Add(domain, "devices");
+  Add(devices, "emulator", {}, "/usr/bin/qemu-system-x86_64");
   for (size_t i = 0; i < g.disks.size(); ++i) {
-    pugi::xml_node disk = devices.append_child("disk");
-    disk.append_attribute("type") = "file";
-    disk.append_attribute("device") = "disk";
-    pugi::xml_node driver = disk.append_child("driver");
-    driver.append_attribute("name") = "qemu";
-    driver.append_attribute("type") = "qcow2";
-    disk.append_child("source").append_attribute("file") = g.disks[i].c_str();
-    pugi::xml_node target = disk.append_child("target");
-    target.append_attribute("dev") = ("vd" + std::string(1, static_cast<char>('a' + i))).c_str();
-    target.append_attribute("bus") = "virtio";
+    pugi::xml_node disk = Add(devices, "disk", {{"type", "file"}, {"device", "disk"}});
+    Add(disk, "driver", {{"name", "qemu"}, {"type", "qcow2"}});
+    Add(disk, "source", {{"file", g.disks[i]}});
+    Add(disk, "target",
+        {{"dev", "vd" + std::string(1, static_cast<char>('a' + i))}, {"bus", "virtio"}});
   }
   if (!g.serial_log.empty()) {
-    for (const char* device : {"serial", "console"}) {
-      pugi::xml_node chr = devices.append_child(device);
-      chr.append_attribute("type") = "file";
-      chr.append_child("source").append_attribute("path") = g.serial_log.c_str();
-      pugi::xml_node target = chr.append_child("target");
-      if (std::string(device) == "console") target.append_attribute("type") = "serial";
-      target.append_attribute("port") = "0";
-    }
+    pugi::xml_node serial = Add(devices, "serial", {{"type", "file"}});
+    Add(serial, "source", {{"path", g.serial_log}});
+    Add(serial, "target", {{"port", "0"}});
+    pugi::xml_node console = Add(devices, "console", {{"type", "file"}});
+    Add(console, "source", {{"path", g.serial_log}});
+    Add(console, "target", {{"type", "serial"}, {"port", "0"}});
   }
   if (g.agent) {
-    pugi::xml_node channel = devices.append_child("channel");
-    channel.append_attribute("type") = "unix";
-    pugi::xml_node target = channel.append_child("target");
-    target.append_attribute("type") = "virtio";
-    target.append_attribute("name") = "org.qemu.guest_agent.0";
+    pugi::xml_node channel = Add(devices, "channel", {{"type", "unix"}});
+    Add(channel, "target", {{"type", "virtio"}, {"name", "org.qemu.guest_agent.0"}});
   }
-  pugi::xml_node usb = devices.append_child("controller");
-  usb.append_attribute("type") = "usb";
-  usb.append_attribute("model") = "none";
-  devices.append_child("memballoon").append_attribute("model") = "none";
+  Add(devices, "controller", {{"type", "usb"}, {"model", "none"}});
+  Add(devices, "memballoon", {{"model", "none"}});
   std::ostringstream out;
   doc.save(out, "  ", pugi::format_default | pugi::format_no_declaration);
   return out.str();

@@ -70,6 +70,20 @@ TEST(PrivateLibvirtdTest, RunsAGuestAndEndsWithEveryQemuLeavingTheHostAlone) {
     ASSERT_TRUE(id.ok()) << id.status().ToString() << "\n" << (*d)->LibvirtdLog();
     uuid = *id;
 
+    // Destroyed, its QEMU is reaped (libvirtd as the namespace's first
+    // process left it a zombie, and waited for it 40 s), and it starts
+    // again.
+    auto first = testing::QemusOf(uuid);
+    ASSERT_EQ(first.size(), 1u) << "one QEMU runs the domain";
+    const int64_t first_started = Env::Default()->ProcessStartTime(first[0]).value_or(-1);
+    auto destroyed = (*d)->Virsh({"destroy", name});
+    ASSERT_TRUE(destroyed.ok()) << destroyed.status().ToString();
+    EXPECT_NE(Env::Default()->ProcessStartTime(first[0]).value_or(-1), first_started);
+    EXPECT_FALSE(testing::ProcessStatus(first[0], "State").starts_with("Z"))
+        << "the destroyed QEMU was left a zombie";
+    EXPECT_EQ((*d)->Virsh({"domstate", name}).value_or(""), "shut off\n\n");
+    ASSERT_TRUE((*d)->Virsh({"start", name}).ok());
+
     for (int pid : testing::QemusOf(uuid)) {
       qemus.emplace_back(pid, Env::Default()->ProcessStartTime(pid).value_or(-1));
     }
