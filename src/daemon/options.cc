@@ -1,7 +1,6 @@
 #include "daemon/options.h"
 
 #include <algorithm>
-
 #include <cctype>
 #include <charconv>
 
