@@ -175,6 +175,36 @@ TEST_F(LibvirtApplyTest, AShutOffMemberStaysOffRedefinedAndItsSnapshotMergesOffl
   WaitForRecords("off0", 5);
 }
 
+TEST_F(LibvirtApplyTest, DestroyWhileADomainIsShutOffMergesWithQemuImgAndRedefinesIt) {
+  const std::string uuid = Define("down0");
+  const auto original = Sources("down0");
+  Serve();
+  Ok({"group", "create", "d"});
+  Ok({"group", "add", "d", uuid});
+  WaitForRecords("down0", 5);
+  const std::string id = Snapshot("d");
+  WaitForRecords("down0", Acknowledged(SerialOf("down0")) + 10);  // records in the overlay too
+  const auto overlays = Sources("down0");
+  Ok({"vm", "stop", "down0"});
+  const int64_t acknowledged = Acknowledged(SerialOf("down0"));
+
+  Ok({"snapshot", "delete", id});
+  EXPECT_EQ(State("down0"), "shut off");
+  EXPECT_EQ(Sources("down0"), original);
+  ExpectDefinedOn("down0", original);
+  for (size_t d = 0; d < original.size(); ++d) {
+    EXPECT_TRUE(Clean(original[d])) << original[d];
+    EXPECT_EQ(BackingOf(original[d]), "");
+    EXPECT_FALSE(Env::Default()->FileExists(overlays[d])) << "the merged overlay stayed";
+  }
+  // Every record the guest had acknowledged is in the image that remains.
+  auto prefix = GapFreePrefix(original[0], Image("scratch.raw"));
+  ASSERT_TRUE(prefix.ok()) << prefix.status().ToString();
+  EXPECT_GE(*prefix, acknowledged);
+  Ok({"vm", "start", "down0"});
+  EXPECT_EQ(State("down0"), "running");
+}
+
 TEST_F(LibvirtApplyTest, AGroupOfADomainAndAVmOfVmgroupdsOwnApplies) {
   const std::string uuid = Define("mix0");
   Serve();
