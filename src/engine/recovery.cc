@@ -121,10 +121,25 @@ Result<RecoveryReport> Recover(Env* env, VmRegistry& vms, catalog::Catalog& cata
 
   // An apply that never committed: the VMs still name their old images;
   // those that ran are started again (the new overlays go below, as orphans;
-  // the QEMUs it started from memory states were ended by AttachAll).
+  // the QEMUs it started from memory states were ended by AttachAll). A
+  // libvirt domain may already be defined on a new overlay: it is defined
+  // on its old images again first (Start does that for those that ran).
+  // While an apply stays unsettled, its members' files are all kept.
+  std::set<std::string> unsettled;
   VMG_ASSIGN_OR_RETURN(auto applies, catalog.ListApplyIntents());
   for (const auto& [snapshot_id, restart] : applies) {
-    Status st;
+    auto applied = catalog.GetSnapshot(snapshot_id);
+    Status st = applied.status().code() == Code::kNotFound ? Status::Ok() : applied.status();
+    std::vector<std::string> members;
+    if (applied.ok()) {
+      for (const auto& m : applied->members) members.push_back(m.vm_id);
+    }
+    for (const auto& id : members) {
+      unsettled.insert(id);
+      auto vm = catalog.GetVm(id);
+      if (st.ok() && vm.ok() && vm->power == catalog::Power::kOff)
+        st = vms.DefineDisks(id, vm->disks);
+    }
     for (const auto& id : restart) {
       auto vm = catalog.GetVm(id);
       if (vm.ok() && vm->power == catalog::Power::kOff) {
@@ -133,6 +148,7 @@ Result<RecoveryReport> Recover(Env* env, VmRegistry& vms, catalog::Catalog& cata
     }
     if (st.ok()) st = catalog.DeleteApplyIntent(snapshot_id);
     if (st.ok()) {
+      for (const auto& id : members) unsettled.erase(id);
       report.applies_undone.push_back(snapshot_id);
     } else if (report.problems.ok()) {
       report.problems = st.Annotate("apply of snapshot " + snapshot_id);
@@ -184,7 +200,7 @@ Result<RecoveryReport> Recover(Env* env, VmRegistry& vms, catalog::Catalog& cata
     VMG_ASSIGN_OR_RETURN(catalog::VmRecord now, catalog.GetVm(vm.id));
     known.insert(now.disks.begin(), now.disks.end());
     const std::string dir = vms.RunDir(vm.id);
-    if (!env->FileExists(dir)) continue;
+    if (unsettled.count(vm.id) || !env->FileExists(dir)) continue;
     VMG_ASSIGN_OR_RETURN(auto names, env->ListDir(dir));
     for (const auto& name : names) {
       const std::string path = dir + "/" + name;

@@ -97,6 +97,17 @@ Status SnapshotEngine::RequireOwn(const std::vector<catalog::VmRecord>& vms,
   return Status::Ok();
 }
 
+Status SnapshotEngine::RequireConnected(const std::vector<catalog::VmRecord>& vms,
+                                        const std::string& what) {
+  for (const auto& vm : vms) {
+    if (vm.libvirt_uri.empty() || vms_->Connection(vm.libvirt_uri)) continue;
+    return Status::Unavailable("VM " + vm.name + " is a domain of libvirt at " + vm.libvirt_uri +
+                               ", and vmgroupd has no connection there: " + what +
+                               " needs one (start vmgroupd with --libvirt " + vm.libvirt_uri + ")");
+  }
+  return Status::Ok();
+}
+
 Status SnapshotEngine::RequireLive(const catalog::VmRecord& vm, const hypervisor::Vm* live,
                                    const std::string& why) {
   if (live) return Status::Ok();

@@ -273,6 +273,9 @@ class SnapshotEngine {
   // NotSupported, naming the first libvirt domain among `vms`, for an
   // operation (`what`: "applying a snapshot") the libvirt driver cannot do yet.
   static Status RequireOwn(const std::vector<catalog::VmRecord>& vms, const std::string& what);
+  // Unavailable, naming the first libvirt domain among `vms` whose
+  // connection is not open, for an operation (`what`) that must redefine it.
+  Status RequireConnected(const std::vector<catalog::VmRecord>& vms, const std::string& what);
   // NotSupported, saying "VM <name> is off; <why>", unless `vm` has a live
   // QEMU (`live`): the work that needs it reads or keeps bitmaps there.
   static Status RequireLive(const catalog::VmRecord& vm, const hypervisor::Vm* live,

@@ -305,6 +305,14 @@ Result<std::unique_ptr<hypervisor::Vm>> VmRegistry::Launch(const std::string& id
   return StartRecorded(id, spec);
 }
 
+Status VmRegistry::DefineDisks(const std::string& id, const std::vector<std::string>& disks) {
+  VMG_ASSIGN_OR_RETURN(catalog::VmRecord vm, catalog_->GetVm(id));
+  VMG_ASSIGN_OR_RETURN(hypervisor::Driver * driver, DriverOf(vm));
+  hypervisor::VmSpec spec = SpecOf(vm);
+  spec.disks = disks;
+  return driver->DefineDisks(spec).Annotate("VM " + vm.name);
+}
+
 void VmRegistry::Adopt(const std::string& id, std::unique_ptr<hypervisor::Vm> live) {
   std::lock_guard lock(mu_);
   live_[id] = std::move(live);

@@ -160,6 +160,13 @@ class VmRegistry {
   Result<std::unique_ptr<hypervisor::Vm>> Launch(const std::string& id,
                                                  const std::vector<std::string>& disks,
                                                  const std::string& incoming);
+  // Makes the hypervisor's own definition of VM `id`, which is off, name
+  // `disks` (hypervisor::Driver::DefineDisks): a libvirt domain is redefined
+  // (no <backingStore> left); a VM of vmgroupd's own has no definition but
+  // its record, which the caller keeps: OK, nothing done. The record is not
+  // changed. InvalidState while the domain runs; Unavailable when its
+  // connection is not open.
+  Status DefineDisks(const std::string& id, const std::vector<std::string>& disks);
   // Makes a Launched QEMU, now in the catalog, the VM's live one.
   void Adopt(const std::string& id, std::unique_ptr<hypervisor::Vm> live);
   // Forgets the live handle of a VM that is off now (a libvirt domain shut

@@ -256,6 +256,20 @@ class Driver {
   virtual Result<std::unique_ptr<Vm>> Start(const VmSpec& spec,
                                             const std::function<Status(int pid)>& admit) = 0;
 
+  // Makes the definition of VM `spec.uuid`, shut off, name `spec.disks` as
+  // its disks, each image opened by its own header's backing chain (no
+  // chain the definition recorded is kept): what applying a snapshot or
+  // merging images offline needs, so that the hypervisor's own view (virsh)
+  // names the images vmgroup runs the VM on. OK when the definition names
+  // them already. A driver whose VMs vmgroup defines itself (the catalog is
+  // their only definition) has nothing to do: OK. InvalidState while the VM
+  // runs; NotFound when it is undefined; Unavailable when the hypervisor's
+  // service cannot be reached.
+  virtual Status DefineDisks(const VmSpec& spec) {
+    (void)spec;
+    return Status::Ok();
+  }
+
   // Reconnects to a VM started earlier (possibly by another process) with
   // this spec, whose hypervisor runs as `pid`. Unavailable if it is gone.
   // A driver with its own definitions finds the VM by `spec.uuid` (pid is

@@ -1,5 +1,6 @@
 #include "hypervisor/libvirt/libvirt_driver.h"
 
+#include <algorithm>
 #include <mutex>
 
 #include "hypervisor/libvirt/domain_xml.h"
@@ -41,12 +42,14 @@ Result<DomainInfo> Describe(virDomainPtr dom) {
 }
 
 // Redefines `dom` with its snapshotted disks on `images` (no <backingStore>
-// kept) unless its definition has them already.
-Status DefineDisks(virConnectPtr conn, virDomainPtr dom, const std::vector<std::string>& images) {
+// kept) unless its definition has them already, without any <backingStore>.
+Status RedefineDisks(virConnectPtr conn, virDomainPtr dom, const std::vector<std::string>& images) {
   VMG_ASSIGN_OR_RETURN(auto xml,
                        DomainXmlDesc(dom, VIR_DOMAIN_XML_INACTIVE | VIR_DOMAIN_XML_SECURE));
   VMG_ASSIGN_OR_RETURN(auto parsed, ParseDomainXml(xml));
-  if (parsed.info.disks == images) return Status::Ok();
+  const bool chains = std::any_of(parsed.all_disks.begin(), parsed.all_disks.end(),
+                                  [](const DomainDisk& d) { return !d.backing.empty(); });
+  if (parsed.info.disks == images && !chains) return Status::Ok();
   VMG_ASSIGN_OR_RETURN(auto rewritten, RewriteDisks(xml, images));
   virDomainPtr defined = virDomainDefineXML(conn, rewritten.c_str());
   if (!defined) return LastError("domain " + parsed.info.name + ": redefining its disks");
@@ -110,7 +113,7 @@ Result<std::unique_ptr<Vm>> LibvirtDriver::Start(const VmSpec& spec,
     if (virDomainIsActive(dom.get()) == 1) {
       return Status::InvalidState("domain " + name + " is running already");
     }
-    if (!spec.disks.empty()) VMG_RETURN_IF_ERROR(DefineDisks(conn, dom.get(), spec.disks));
+    if (!spec.disks.empty()) VMG_RETURN_IF_ERROR(RedefineDisks(conn, dom.get(), spec.disks));
     if (virDomainCreate(dom.get()) < 0) {
       return Status::Unavailable(LastError("starting domain " + name).ToString());
     }
@@ -118,6 +121,17 @@ Result<std::unique_ptr<Vm>> LibvirtDriver::Start(const VmSpec& spec,
   }
   VMG_ASSIGN_OR_RETURN(auto vm, LibvirtVm::Open(state_->uri, spec.uuid));
   return std::unique_ptr<Vm>(std::move(vm));
+}
+
+Status LibvirtDriver::DefineDisks(const VmSpec& spec) {
+  std::lock_guard lock(state_->mu);
+  VMG_ASSIGN_OR_RETURN(virConnectPtr conn, state_->Connection());
+  VMG_ASSIGN_OR_RETURN(auto dom, LookUpDomain(conn, spec.uuid));
+  if (virDomainIsActive(dom.get()) == 1) {
+    return Status::InvalidState(std::string("domain ") + virDomainGetName(dom.get()) +
+                                " is running: its disks are redefined only while it is shut off");
+  }
+  return RedefineDisks(conn, dom.get(), spec.disks);
 }
 
 Result<std::unique_ptr<Vm>> LibvirtDriver::Attach(const VmSpec& spec, int pid) {

@@ -22,6 +22,8 @@
 //   State / IoErrors          virDomainGetState / virDomainGetDiskErrors
 //   Freeze / Thaw             virDomainFSFreeze / virDomainFSThaw
 //   PowerOff                  virDomainDestroy
+// Driver::DefineDisks (a shut-off domain's disks, for apply and offline
+// merges) is virDomainDefineXML of the rewritten inactive XML.
 // Disk i is the i-th file-backed qcow2 disk (device "disk") of the domain's
 // definition, as DomainInfo::disks lists them.
 #pragma once
@@ -47,6 +49,9 @@ class LibvirtDriver final : public Driver {
   void Watch(std::function<void()> changed) override;
   Result<std::unique_ptr<Vm>> Start(const VmSpec& spec,
                                     const std::function<Status(int pid)>& admit) override;
+  // The inactive XML redefined as Start does it (sources replaced, every
+  // <backingStore> removed), also when only a stale <backingStore> differs.
+  Status DefineDisks(const VmSpec& spec) override;
   Result<std::unique_ptr<Vm>> Attach(const VmSpec& spec, int pid) override;
   Result<std::unique_ptr<ThawGuard>> GuardThaw(const std::vector<std::shared_ptr<Vm>>& vms,
                                                Duration within) override;
