@@ -264,5 +264,68 @@ INSTANTIATE_TEST_SUITE_P(AtEveryFaultPoint, LibvirtCrashTest,
                            return n;
                          });
 
+// Application consistency (ConsistencyLevel 1) on ext4 guests writing files
+// beside their guest agent.
+class LibvirtAppConsistencyTest : public LibvirtCrashFixture {
+ protected:
+  static void SetUpTestSuite() { StartSuite("app", /*agent=*/true); }
+  void SetUp() override {
+    LibvirtCrashFixture::SetUp();
+    OpenEngine();
+    const auto ready_by = Clock::now() + std::chrono::minutes(3);
+    for (const auto& uuid : uuids_) {
+      while (!engine_->vms().Live(uuid)->OpenAgent(Soon()).ok()) {
+        ASSERT_LT(Clock::now(), ready_by) << "the guest agent never answered";
+        std::this_thread::sleep_for(std::chrono::milliseconds(500));
+      }
+    }
+    for (size_t i = 0; i < names_.size(); ++i) WaitForRecords(i, Acknowledged(Serial(i)) + 20);
+  }
+  // e2fsck -fn of `image`'s filesystem, read beside the running guest.
+  int Fsck(const std::string& image) {
+    const std::string raw = dir_ / "fsck.raw";
+    std::filesystem::remove(raw);
+    auto c = Env::Default()->Run({"qemu-img", "convert", "-U", "-O", "raw", image, raw},
+                                 std::chrono::minutes(1));
+    if (!c.ok() || c->exit_code != 0) return -1;
+    auto fsck = Env::Default()->Run({"e2fsck", "-fn", raw}, std::chrono::minutes(1));
+    std::filesystem::remove(raw);
+    return fsck.ok() ? fsck->exit_code : -1;
+  }
+};
+
+TEST_F(LibvirtAppConsistencyTest, EveryFrozenFirstDiskIsCleanAndNoGuestStaysFrozen) {
+  auto made = engine_->snapshots().Create(
+      {.collection_id = collection_, .type = 32768, .consistency = Consistency::kApplication});
+  ASSERT_TRUE(made.ok()) << made.status().ToString();
+  auto s = engine_->catalog().GetSnapshot(made->id);
+  ASSERT_TRUE(s.ok());
+  EXPECT_EQ(s->state, SnapshotState::kComplete);
+  EXPECT_GT(s->freeze_window_us, 0);
+  ASSERT_EQ(s->members.size(), names_.size());
+  for (const auto& m : s->members) {
+    EXPECT_EQ(m.consistency, Consistency::kApplication) << m.vm_id;
+    EXPECT_EQ(Fsck(m.disks.at(0).frozen_image), 0) << "e2fsck -fn of " << m.disks[0].frozen_image;
+  }
+  ExpectConsistent(/*raw_writer=*/false);
+  ExpectAllWrite();  // the fs writer blocks while its guest is frozen
+}
+
+TEST_F(LibvirtAppConsistencyTest, KilledWhileGuestsAreFrozenTheGuardThawsThem) {
+  const size_t before = SnapshotCount();
+  engine_.reset();
+  SnapshotKilledAt(engine::fault::kFrozen, "1");
+  // No engine runs now: only the thaw guard can thaw them, and the fs
+  // writer blocks while its guest is frozen.
+  ExpectAllWrite();
+
+  OpenEngine();
+  const auto& report = engine_->recovery();
+  EXPECT_TRUE(report.problems.ok()) << report.problems.ToString();
+  EXPECT_EQ(report.rolled_back.size(), 1u) << report.Summary();
+  EXPECT_EQ(SnapshotCount(), before);
+  ExpectConsistent(/*raw_writer=*/false);
+}
+
 }  // namespace
 }  // namespace vmgroup::integration
