@@ -261,6 +261,16 @@ class Driver {
   // A driver with its own definitions finds the VM by `spec.uuid` (pid is
   // 0): Unavailable while it is shut off, NotFound when it is undefined.
   virtual Result<std::unique_ptr<Vm>> Attach(const VmSpec& spec, int pid) = 0;
+
+  // A driver with its own definitions: makes the stored definition of the
+  // VM `spec.uuid`, shut off, name `spec.disks` (rewritten as Start does),
+  // without starting it; nothing when it names them already. InvalidState
+  // while the VM runs, NotFound when it is undefined. Drivers whose VMs
+  // vmgroup defines itself keep nothing to rewrite: Ok.
+  virtual Status DefineDisks(const VmSpec& spec) {
+    (void)spec;
+    return Status::Ok();
+  }
 };
 
 }  // namespace vmgroup::hypervisor

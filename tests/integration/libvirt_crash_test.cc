@@ -264,6 +264,51 @@ INSTANTIATE_TEST_SUITE_P(AtEveryFaultPoint, LibvirtCrashTest,
                            return n;
                          });
 
+// Killed inside the pause, and the operator destroys the suspended domains
+// before vmgroupd starts again (what libvirt users do with a domain stuck
+// paused): the switched members' overlays are merged offline, and libvirt's
+// persistent definition must name the images the catalog does, so that the
+// domains start again with every acknowledged record.
+class LibvirtCrashThenDestroyTest : public LibvirtCrashFixture {
+ protected:
+  static void SetUpTestSuite() { StartSuite("off", /*agent=*/false); }
+};
+
+TEST_F(LibvirtCrashThenDestroyTest, DomainsDestroyedWhileSuspendedStartOnTheirRecordedImages) {
+  for (size_t i = 0; i < names_.size(); ++i) WaitForRecords(i, 20);
+  SnapshotKilledAt(engine::fault::kMemberSwitched, "2");
+  std::vector<int64_t> acknowledged;
+  for (size_t i = 0; i < names_.size(); ++i) {
+    acknowledged.push_back(Acknowledged(Serial(i)));
+    Virsh({"destroy", names_[i]});
+  }
+
+  OpenEngine();
+  const auto& report = engine_->recovery();
+  EXPECT_TRUE(report.problems.ok()) << report.problems.ToString();
+  EXPECT_EQ(report.rolled_back.size(), 1u) << report.Summary();
+  EXPECT_EQ(SnapshotCount(), 0u);
+  for (size_t i = 0; i < names_.size(); ++i) {
+    const std::string& name = names_[i];
+    auto vm = engine_->catalog().GetVm(uuids_[i]);
+    ASSERT_TRUE(vm.ok());
+    EXPECT_EQ(vm->power, catalog::Power::kOff) << name;
+    EXPECT_EQ(Sources(name, "--inactive"), vm->disks) << name << ": persistent XML against catalog";
+    for (const auto& image : vm->disks) {
+      EXPECT_TRUE(std::filesystem::exists(image)) << image;
+      EXPECT_TRUE(CheckClean(image)) << image;
+    }
+    auto prefix = GapFreePrefix(vm->disks.at(0), dir_ / "scratch.raw");
+    ASSERT_TRUE(prefix.ok()) << name << ": " << prefix.status().ToString();
+    EXPECT_GE(*prefix, acknowledged[i]) << name << ": acknowledged records lost";
+  }
+  engine_.reset();
+  for (const auto& name : names_) {
+    auto started = libvirtd_->Virsh({"start", name});
+    EXPECT_TRUE(started.ok()) << name << ": " << started.status().ToString();
+  }
+}
+
 // Application consistency (ConsistencyLevel 1) on ext4 guests writing files
 // beside their guest agent.
 class LibvirtAppConsistencyTest : public LibvirtCrashFixture {

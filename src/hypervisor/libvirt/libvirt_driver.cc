@@ -42,7 +42,7 @@ Result<DomainInfo> Describe(virDomainPtr dom) {
 
 // Redefines `dom` with its snapshotted disks on `images` (no <backingStore>
 // kept) unless its definition has them already.
-Status DefineDisks(virConnectPtr conn, virDomainPtr dom, const std::vector<std::string>& images) {
+Status RedefineDisks(virConnectPtr conn, virDomainPtr dom, const std::vector<std::string>& images) {
   VMG_ASSIGN_OR_RETURN(auto xml,
                        DomainXmlDesc(dom, VIR_DOMAIN_XML_INACTIVE | VIR_DOMAIN_XML_SECURE));
   VMG_ASSIGN_OR_RETURN(auto parsed, ParseDomainXml(xml));
@@ -110,7 +110,7 @@ Result<std::unique_ptr<Vm>> LibvirtDriver::Start(const VmSpec& spec,
     if (virDomainIsActive(dom.get()) == 1) {
       return Status::InvalidState("domain " + name + " is running already");
     }
-    if (!spec.disks.empty()) VMG_RETURN_IF_ERROR(DefineDisks(conn, dom.get(), spec.disks));
+    if (!spec.disks.empty()) VMG_RETURN_IF_ERROR(RedefineDisks(conn, dom.get(), spec.disks));
     if (virDomainCreate(dom.get()) < 0) {
       return Status::Unavailable(LastError("starting domain " + name).ToString());
     }
@@ -124,6 +124,17 @@ Result<std::unique_ptr<Vm>> LibvirtDriver::Attach(const VmSpec& spec, int pid) {
   (void)pid;  // 0: libvirt finds the domain by its UUID
   VMG_ASSIGN_OR_RETURN(auto vm, LibvirtVm::Open(state_->uri, spec.uuid));
   return std::unique_ptr<Vm>(std::move(vm));
+}
+
+Status LibvirtDriver::DefineDisks(const VmSpec& spec) {
+  std::lock_guard lock(state_->mu);
+  VMG_ASSIGN_OR_RETURN(virConnectPtr conn, state_->Connection());
+  VMG_ASSIGN_OR_RETURN(auto dom, LookUpDomain(conn, spec.uuid));
+  if (virDomainIsActive(dom.get()) == 1) {
+    return Status::InvalidState(std::string("domain ") + virDomainGetName(dom.get()) +
+                                " runs: its disks change by block jobs, not by a definition");
+  }
+  return RedefineDisks(conn, dom.get(), spec.disks);
 }
 
 Result<std::unique_ptr<ThawGuard>> LibvirtDriver::GuardThaw(

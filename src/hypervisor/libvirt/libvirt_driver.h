@@ -48,6 +48,7 @@ class LibvirtDriver final : public Driver {
   Result<std::unique_ptr<Vm>> Start(const VmSpec& spec,
                                     const std::function<Status(int pid)>& admit) override;
   Result<std::unique_ptr<Vm>> Attach(const VmSpec& spec, int pid) override;
+  Status DefineDisks(const VmSpec& spec) override;
   Result<std::unique_ptr<ThawGuard>> GuardThaw(const std::vector<std::shared_ptr<Vm>>& vms,
                                                Duration within) override;
 
