@@ -76,17 +76,26 @@ std::vector<std::string> ThawGuests(Env* env, VmRegistry& vms, const catalog::Sn
 // still be defined on the overlay the cut switched it to, which the undo
 // merges and deletes. Its definition is made to name the images the
 // catalog does, those the undo leaves, so that it starts again on them.
+// Unavailable (nothing done) when a member's libvirt connection is not open.
 Status RedefineStoppedDomains(VmRegistry& vms, catalog::Catalog& catalog,
                               const catalog::SnapshotRecord& s) {
   for (const auto& m : s.members) {
-    VMG_ASSIGN_OR_RETURN(catalog::VmRecord vm, catalog.GetVm(m.vm_id));
-    if (vm.libvirt_uri.empty() || vms.Live(vm.id)) continue;
-    hypervisor::Driver* driver = vms.Connection(vm.libvirt_uri);
-    if (!driver) continue;  // not connected this time: left for a start that is
-    Status defined = driver->DefineDisks(vms.SpecOf(vm));
+    auto vm = catalog.GetVm(m.vm_id);
+    if (vm.status().code() == Code::kNotFound) continue;  // the undo has nothing to redefine
+    VMG_RETURN_IF_ERROR(vm.status());
+    if (vm->libvirt_uri.empty() || vms.Live(vm->id)) continue;
+    hypervisor::Driver* driver = vms.Connection(vm->libvirt_uri);
+    if (!driver) {
+      // Undone offline now, a domain that may still run would be merged
+      // under its QEMU: the undo waits for a start that can ask libvirt.
+      return Status::Unavailable("libvirt domain " + vm->name + " lives on " + vm->libvirt_uri +
+                                 ", not connected this time (start with --libvirt " +
+                                 vm->libvirt_uri + ")");
+    }
+    Status defined = driver->DefineDisks(vms.SpecOf(*vm));
     // Started again since, or undefined: not ours to redefine.
     if (defined.code() == Code::kInvalidState || defined.code() == Code::kNotFound) continue;
-    VMG_RETURN_IF_ERROR(defined.Annotate("libvirt domain " + vm.name));
+    VMG_RETURN_IF_ERROR(defined.Annotate("libvirt domain " + vm->name));
   }
   return Status::Ok();
 }
