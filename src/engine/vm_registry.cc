@@ -75,6 +75,53 @@ Result<hypervisor::Driver*> VmRegistry::DriverOf(const catalog::VmRecord& vm) {
                              vm.libvirt_uri + ")");
 }
 
+namespace {
+
+// The guards of several drivers as one.
+class GuardSet final : public hypervisor::ThawGuard {
+ public:
+  explicit GuardSet(std::vector<std::unique_ptr<hypervisor::ThawGuard>> guards)
+      : guards_(std::move(guards)) {}
+  void Disarm() override {
+    for (auto& g : guards_) g->Disarm();
+  }
+  void ThawNow() override {
+    for (auto& g : guards_) g->ThawNow();
+  }
+
+ private:
+  std::vector<std::unique_ptr<hypervisor::ThawGuard>> guards_;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<hypervisor::ThawGuard>> VmRegistry::GuardThaw(
+    const std::vector<std::shared_ptr<hypervisor::Vm>>& vms, Duration within) {
+  // A QEMU guard holds QEMU agent channels, a libvirt guard thaws through
+  // its own connection: each VM goes to the driver it lives on.
+  std::map<hypervisor::Driver*, std::vector<std::shared_ptr<hypervisor::Vm>>> by_driver;
+  for (const auto& vm : vms) {
+    std::string id;
+    {
+      std::lock_guard lock(mu_);
+      for (const auto& [live_id, live] : live_) {
+        if (live == vm) id = live_id;
+      }
+    }
+    if (id.empty()) return Status::InvalidArgument("a VM to guard is not live in vmgroup");
+    VMG_ASSIGN_OR_RETURN(auto record, catalog_->GetVm(id));
+    VMG_ASSIGN_OR_RETURN(hypervisor::Driver * driver, DriverOf(record));
+    by_driver[driver].push_back(vm);
+  }
+  std::vector<std::unique_ptr<hypervisor::ThawGuard>> guards;
+  for (const auto& [driver, guarded] : by_driver) {
+    VMG_ASSIGN_OR_RETURN(auto guard, driver->GuardThaw(guarded, within));
+    guards.push_back(std::move(guard));
+  }
+  if (guards.size() == 1) return std::move(guards.front());
+  return std::unique_ptr<hypervisor::ThawGuard>(new GuardSet(std::move(guards)));
+}
+
 hypervisor::VmSpec VmRegistry::SpecOf(const catalog::VmRecord& vm) const {
   return {.uuid = vm.id,
           .name = vm.name,

@@ -193,11 +193,12 @@ class VmRegistry {
 
   // A guard that thaws the filesystems of the live VMs `vms`, whose agent
   // channels are open (hypervisor::Driver::GuardThaw), after `within`, or at
-  // once if this process dies: armed before freezing.
+  // once if this process dies: armed before freezing. Each VM is guarded by
+  // the driver it lives on (one guard per driver, disarmed and fired
+  // together). InvalidArgument when a VM of `vms` is not one of this
+  // registry's live handles.
   Result<std::unique_ptr<hypervisor::ThawGuard>> GuardThaw(
-      const std::vector<std::shared_ptr<hypervisor::Vm>>& vms, Duration within) {
-    return driver_->GuardThaw(vms, within);
-  }
+      const std::vector<std::shared_ptr<hypervisor::Vm>>& vms, Duration within);
 
   std::string RunDir(const std::string& id) const { return state_dir_ + "/vms/" + id; }
   const std::string& state_dir() const { return state_dir_; }
