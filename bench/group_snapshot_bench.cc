@@ -64,12 +64,6 @@ Result<Samples> MeasureVmgroup(int n, int rounds, int type) {
   return out;
 }
 
-void PrintRow(const char* who, int n, const Samples& s) {
-  std::printf("%-8s %3d | %8.2f %8.2f | %8.2f %8.2f | %8.1f %8.1f\n", who, n,
-              Ms(Median(s.window_us)), Ms(P95(s.window_us)), Ms(Median(s.max_pause_us)),
-              Ms(P95(s.max_pause_us)), Ms(Median(s.total_us)), Ms(P95(s.total_us)));
-}
-
 int Usage() {
   std::fprintf(stderr,
                "usage: group_snapshot_bench [--sizes 1,2,4,8,16] [--rounds N] [--no-libvirt] "
@@ -145,7 +139,7 @@ int main(int argc, char** argv) {
       "group snapshot, N VMs x 2 disks, QEMU TCG, %d rounds each (ms); vmgroup = disk-only "
       "(type 32768), +bitmap = recovery (type 2), libvirt = disk-only atomic\n",
       a.rounds);
-  std::printf("who        N | window median   p95 | 1-VM pause med  p95 | total median     p95\n");
+  std::printf("%s", kRowHeader);
   json report = {{"rounds", a.rounds},        {"accel", "tcg"},
                  {"vmgroup", json::object()}, {"vmgroup_recovery", json::object()},
                  {"libvirt", json::object()}, {"ratio_window_median", json::object()}};

@@ -65,14 +65,8 @@ std::string SnapshotXml(const std::string& name, const std::vector<std::string>&
   return xml + "</disks></domainsnapshot>";
 }
 
-struct Domain {
-  virDomainPtr dom = nullptr;
-  std::string name;
-  std::vector<std::string> disks;
-};
-
 // Ends every domain that started.
-void DestroyAll(std::vector<Domain>& doms) {
+void DestroyAll(std::vector<ScriptDomain>& doms) {
   for (auto& d : doms) {
     if (d.dom) {
       virDomainDestroy(d.dom);
@@ -81,14 +75,24 @@ void DestroyAll(std::vector<Domain>& doms) {
   }
 }
 
-// One group round: suspend all -> snapshot each -> resume all, one thread
-// per domain per phase; with `quiesce`, each guest's filesystems are frozen
-// through its agent first and thawed last (virDomainFSFreeze/FSThaw, as
-// virsh domfsfreeze/domfsthaw). Fills the samples (total_us: first call ->
-// last return, which with `quiesce` is the freeze window), or returns the
-// first error.
-Status Round(std::vector<Domain>& doms, const std::string& tag, Samples& out,
-             bool quiesce = false) {
+// Waits until the serial log of every domain shows `marker`.
+Status WaitForMarker(const std::vector<ScriptDomain>& doms, const std::string& marker) {
+  const auto deadline = Clock::now() + std::chrono::minutes(5);
+  for (const auto& d : doms) {
+    while (true) {
+      auto text = Env::Default()->ReadFile(d.disks[0] + ".serial");
+      if (text.ok() && text->find(marker) != std::string::npos) break;
+      if (Clock::now() > deadline) return Status::Timeout(d.name + " never printed " + marker);
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+Status ScriptRound(std::vector<ScriptDomain>& doms, const std::string& tag,
+                   unsigned int extra_flags, Samples& out, bool quiesce) {
   const size_t n = doms.size();
   std::vector<Clock::time_point> start(n), end(n), first(n), last(n);
   std::vector<Status> errors(n);
@@ -97,7 +101,7 @@ Status Round(std::vector<Domain>& doms, const std::string& tag, Samples& out,
   std::vector<std::thread> threads;
   for (size_t i = 0; i < n; ++i) {
     threads.emplace_back([&, i] {
-      Domain& d = doms[i];
+      ScriptDomain& d = doms[i];
       auto fail = [&](const std::string& what) {
         if (errors[i].ok()) errors[i] = LibvirtError(what + " " + d.name);
       };
@@ -111,9 +115,12 @@ Status Round(std::vector<Domain>& doms, const std::string& tag, Samples& out,
       for (const auto& disk : d.disks) files.push_back(disk + "." + tag);
       virDomainSnapshotPtr snap = virDomainSnapshotCreateXML(
           d.dom, SnapshotXml(tag, files).c_str(),
-          VIR_DOMAIN_SNAPSHOT_CREATE_DISK_ONLY | VIR_DOMAIN_SNAPSHOT_CREATE_ATOMIC);
+          VIR_DOMAIN_SNAPSHOT_CREATE_DISK_ONLY | VIR_DOMAIN_SNAPSHOT_CREATE_ATOMIC | extra_flags);
       if (!snap) fail("snapshot");
-      if (snap) virDomainSnapshotFree(snap);
+      if (snap) {
+        virDomainSnapshotFree(snap);
+        d.tops = files;
+      }
       snapped.arrive_and_wait();
       if (virDomainResume(d.dom) < 0) fail("resume");
       end[i] = Clock::now();
@@ -134,31 +141,35 @@ Status Round(std::vector<Domain>& doms, const std::string& tag, Samples& out,
   return Status::Ok();
 }
 
-// Waits until the serial log of every domain shows `marker`.
-Status WaitForMarker(const std::vector<Domain>& doms, const std::string& marker) {
-  const auto deadline = Clock::now() + std::chrono::minutes(5);
-  for (const auto& d : doms) {
-    while (true) {
-      auto text = Env::Default()->ReadFile(d.disks[0] + ".serial");
-      if (text.ok() && text->find(marker) != std::string::npos) break;
-      if (Clock::now() > deadline) return Status::Timeout(d.name + " never printed " + marker);
-      std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    }
+Status ConnectEach(const std::string& uri, std::vector<ScriptDomain>& doms) {
+  for (auto& d : doms) {
+    d.conn = virConnectOpen(uri.c_str());
+    if (!d.conn) return LibvirtError("connect to " + uri);
+    d.dom = virDomainLookupByName(d.conn, d.name.c_str());
+    if (!d.dom) return LibvirtError("look up " + d.name);
+    if (d.tops.empty()) d.tops = d.disks;
   }
   return Status::Ok();
 }
 
-}  // namespace
+void Disconnect(std::vector<ScriptDomain>& doms) {
+  for (auto& d : doms) {
+    if (d.dom) virDomainFree(d.dom);
+    if (d.conn) virConnectClose(d.conn);
+    d.dom = nullptr;
+    d.conn = nullptr;
+  }
+}
 
 Result<Samples> MeasureLibvirtMemory(const std::string& uri, const std::string& image_dir,
                                      const GuestSpec& guest, int n, int rounds) {
   virConnectPtr conn = virConnectOpen(uri.c_str());
   if (!conn) return LibvirtError("connect to " + uri);
   storage::QemuImg img(Env::Default());
-  std::vector<Domain> doms(static_cast<size_t>(n));
+  std::vector<ScriptDomain> doms(static_cast<size_t>(n));
   Status status;
   for (int i = 0; i < n && status.ok(); ++i) {
-    Domain& d = doms[static_cast<size_t>(i)];
+    ScriptDomain& d = doms[static_cast<size_t>(i)];
     d.name = "mem" + std::to_string(guest.memory_mib) + "-" + std::to_string(i);
     d.disks.push_back(image_dir + "/" + d.name + "-d0.qcow2");
     status = img.Create(d.disks.back(), 64 << 20);
@@ -175,7 +186,7 @@ Result<Samples> MeasureLibvirtMemory(const std::string& uri, const std::string& 
     const std::string tag = "m" + std::to_string(r);
     for (size_t i = 0; i < doms.size(); ++i) {
       threads.emplace_back([&, i] {
-        Domain& d = doms[i];
+        ScriptDomain& d = doms[i];
         const std::string xml =
             SnapshotXml(tag, {d.disks[0] + "." + tag}, d.disks[0] + "." + tag + ".mem");
         start[i] = Clock::now();
@@ -207,10 +218,10 @@ Result<Samples> MeasureLibvirtQuiesced(const std::string& uri, const std::string
                                        const GuestSpec& guest, int n, int rounds) {
   virConnectPtr conn = virConnectOpen(uri.c_str());
   if (!conn) return LibvirtError("connect to " + uri);
-  std::vector<Domain> doms(static_cast<size_t>(n));
+  std::vector<ScriptDomain> doms(static_cast<size_t>(n));
   Status status;
   for (int i = 0; i < n && status.ok(); ++i) {
-    Domain& d = doms[static_cast<size_t>(i)];
+    ScriptDomain& d = doms[static_cast<size_t>(i)];
     d.name = "app" + std::to_string(i);
     d.disks.push_back(image_dir + "/" + d.name + "-d0.qcow2");
     status = testing::MakeExt4Image(d.disks.back(), 64 << 20);
@@ -220,9 +231,9 @@ Result<Samples> MeasureLibvirtQuiesced(const std::string& uri, const std::string
   }
   if (status.ok()) status = WaitForMarker(doms, guest.ready_marker);
   Samples out, warmup;
-  if (status.ok()) status = Round(doms, "warm", warmup, /*quiesce=*/true);
+  if (status.ok()) status = ScriptRound(doms, "warm", 0, warmup, /*quiesce=*/true);
   for (int r = 0; r < rounds && status.ok(); ++r) {
-    status = Round(doms, "q" + std::to_string(r), out, /*quiesce=*/true);
+    status = ScriptRound(doms, "q" + std::to_string(r), 0, out, /*quiesce=*/true);
   }
   DestroyAll(doms);
   virConnectClose(conn);
@@ -238,9 +249,9 @@ Result<std::map<int, Samples>> MeasureLibvirt(const std::string& uri, const std:
   std::map<int, Samples> results;
   Status status;
   for (int n : sizes) {
-    std::vector<Domain> doms(static_cast<size_t>(n));
+    std::vector<ScriptDomain> doms(static_cast<size_t>(n));
     for (int i = 0; i < n && status.ok(); ++i) {
-      Domain& d = doms[static_cast<size_t>(i)];
+      ScriptDomain& d = doms[static_cast<size_t>(i)];
       d.name = "lv" + std::to_string(n) + "-" + std::to_string(i);
       for (int k = 0; k < 2 && status.ok(); ++k) {
         d.disks.push_back(image_dir + "/" + d.name + "-d" + std::to_string(k) + ".qcow2");
@@ -251,9 +262,9 @@ Result<std::map<int, Samples>> MeasureLibvirt(const std::string& uri, const std:
       if (!d.dom) status = LibvirtError("start " + d.name);
     }
     Samples warmup;
-    if (status.ok()) status = Round(doms, "warm", warmup);
+    if (status.ok()) status = ScriptRound(doms, "warm", 0, warmup);
     for (int r = 0; r < rounds && status.ok(); ++r) {
-      status = Round(doms, "r" + std::to_string(r), results[n]);
+      status = ScriptRound(doms, "r" + std::to_string(r), 0, results[n]);
     }
     DestroyAll(doms);
     if (!status.ok()) break;

@@ -4,6 +4,8 @@
 // domain per phase, against a session libvirtd.
 #pragma once
 
+#include <libvirt/libvirt.h>
+
 #include <map>
 #include <string>
 #include <vector>
@@ -12,6 +14,37 @@
 #include "stats.h"
 
 namespace vmgroup::bench {
+
+// A domain as the script drives it.
+struct ScriptDomain {
+  virConnectPtr conn = nullptr;  // its own connection (ConnectEach), or null
+  virDomainPtr dom = nullptr;
+  std::string name;
+  std::vector<std::string> disks;  // the images it was defined with
+  // The active image of each disk: the overlays of the last round that
+  // switched it (ScriptRound), or `disks` before any.
+  std::vector<std::string> tops;
+};
+
+// Gives each domain of `doms` (by name) a connection of its own to `uri`,
+// as a script with one thread per domain would: libvirtd serves at most 5
+// calls of one connection at a time.
+Status ConnectEach(const std::string& uri, std::vector<ScriptDomain>& doms);
+// Frees what ConnectEach opened; the domains keep running.
+void Disconnect(std::vector<ScriptDomain>& doms);
+
+// One group round of the script: suspend all -> virDomainSnapshotCreateXML
+// (DISK_ONLY|ATOMIC|`extra_flags`) of each -> resume all, one thread per
+// domain per phase. Each disk's overlay is <its image in `disks`>.<tag>:
+// made inside the call, or beforehand by the caller (on the disk's top)
+// with VIR_DOMAIN_SNAPSHOT_CREATE_REUSE_EXT. With `quiesce`, each guest's
+// filesystems are frozen through its agent first and thawed last
+// (virDomainFSFreeze/FSThaw). Appends to `out` (window_us: first suspend
+// -> last resume; total_us: first call -> last return, which with
+// `quiesce` is the freeze window) and advances `tops`, or returns the first
+// error.
+Status ScriptRound(std::vector<ScriptDomain>& doms, const std::string& tag,
+                   unsigned int extra_flags, Samples& out, bool quiesce = false);
 
 // Runs inside the unprivileged worker process: defines and starts n
 // firmware-only domains with two qcow2 disks each (images in `image_dir`)

@@ -2,6 +2,7 @@
 // line and samples as JSON (the libvirt worker hands its samples back so).
 #pragma once
 
+#include <cstdio>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
@@ -13,6 +14,17 @@ namespace vmgroup::bench {
 
 // Microseconds as milliseconds, for printing.
 inline double Ms(double us) { return us / 1000.0; }
+
+// The columns PrintRow fills.
+inline constexpr const char* kRowHeader =
+    "who        N | window median   p95 | 1-VM pause med  p95 | total median     p95\n";
+
+// One row: medians and p95 of each quantity of `s`, in ms.
+inline void PrintRow(const char* who, int n, const Samples& s) {
+  std::printf("%-8s %3d | %8.2f %8.2f | %8.2f %8.2f | %8.1f %8.1f\n", who, n,
+              Ms(Median(s.window_us)), Ms(P95(s.window_us)), Ms(Median(s.max_pause_us)),
+              Ms(P95(s.max_pause_us)), Ms(Median(s.total_us)), Ms(P95(s.total_us)));
+}
 
 inline std::vector<int> ParseList(const std::string& s) {
   std::vector<int> out;

@@ -90,6 +90,15 @@ Result<int> Catalog::SchemaVersion() {
 
 // ---- VMs ----
 
+Status Catalog::InsertDisksLocked(const VmRecord& vm) {
+  for (size_t i = 0; i < vm.disks.size(); ++i) {
+    VMG_ASSIGN_OR_RETURN(Stmt d,
+                         db_->Prepare("INSERT INTO disks(vm_id,idx,image) VALUES(?1,?2,?3)"));
+    VMG_RETURN_IF_ERROR(d.Bind(1, vm.id).Bind(2, static_cast<int>(i)).Bind(3, vm.disks[i]).Run());
+  }
+  return Status::Ok();
+}
+
 Status Catalog::InsertVm(const VmRecord& vm) {
   std::lock_guard lock(mu_);
   Transaction txn(db_.get());
@@ -98,7 +107,7 @@ Status Catalog::InsertVm(const VmRecord& vm) {
       Stmt ins,
       db_->Prepare(
           "INSERT INTO vms(id,name,memory_mib,vcpus,kernel,initrd,append,extra_args,power,pid,"
-          "current_snapshot) VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11)"));
+          "current_snapshot,libvirt_uri) VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12)"));
   ins.Bind(1, vm.id)
       .Bind(2, vm.name)
       .Bind(3, vm.memory_mib)
@@ -109,15 +118,12 @@ Status Catalog::InsertVm(const VmRecord& vm) {
       .Bind(8, ToJson(vm.extra_args))
       .Bind(9, static_cast<int>(vm.power))
       .Bind(10, vm.pid)
-      .Bind(11, vm.current_snapshot);
+      .Bind(11, vm.current_snapshot)
+      .Bind(12, vm.libvirt_uri);
   Status s = ins.Run();
   if (s.code() == Code::kAlreadyExists) return Status::AlreadyExists("VM " + vm.id + " exists");
   VMG_RETURN_IF_ERROR(s);
-  for (size_t i = 0; i < vm.disks.size(); ++i) {
-    VMG_ASSIGN_OR_RETURN(Stmt d,
-                         db_->Prepare("INSERT INTO disks(vm_id,idx,image) VALUES(?1,?2,?3)"));
-    VMG_RETURN_IF_ERROR(d.Bind(1, vm.id).Bind(2, static_cast<int>(i)).Bind(3, vm.disks[i]).Run());
-  }
+  VMG_RETURN_IF_ERROR(InsertDisksLocked(vm));
   return txn.Commit();
 }
 
@@ -127,7 +133,7 @@ Result<VmRecord> Catalog::GetVmLocked(const std::string& id) {
       db_->Prepare(
           "SELECT "
           "id,name,memory_mib,vcpus,kernel,initrd,append,extra_args,power,pid,current_snapshot,"
-          "last_applied FROM vms WHERE id=?1"));
+          "last_applied,libvirt_uri FROM vms WHERE id=?1"));
   q.Bind(1, id);
   VMG_ASSIGN_OR_RETURN(bool row, q.Step());
   if (!row) return Status::NotFound("VM " + id + " does not exist");
@@ -144,6 +150,7 @@ Result<VmRecord> Catalog::GetVmLocked(const std::string& id) {
   vm.pid = static_cast<int>(q.Int(9));
   vm.current_snapshot = q.Text(10);
   vm.last_applied = q.Text(11);
+  vm.libvirt_uri = q.Text(12);
   VMG_ASSIGN_OR_RETURN(Stmt d, db_->Prepare("SELECT image FROM disks WHERE vm_id=?1 ORDER BY idx"));
   d.Bind(1, id);
   VMG_ASSIGN_OR_RETURN(vm.disks, Texts(d));
@@ -166,6 +173,26 @@ Status Catalog::SetVmPower(const std::string& id, Power power, int pid) {
   VMG_ASSIGN_OR_RETURN(Stmt u, db_->Prepare("UPDATE vms SET power=?2, pid=?3 WHERE id=?1"));
   VMG_RETURN_IF_ERROR(u.Bind(1, id).Bind(2, static_cast<int>(power)).Bind(3, pid).Run());
   return NotFoundIfUnchanged(*db_, "VM " + id);
+}
+
+Status Catalog::UpdateDomain(const VmRecord& vm) {
+  std::lock_guard lock(mu_);
+  Transaction txn(db_.get());
+  VMG_RETURN_IF_ERROR(txn.status());
+  VMG_ASSIGN_OR_RETURN(Stmt u, db_->Prepare("UPDATE vms SET name=?2, memory_mib=?3, vcpus=?4, "
+                                            "power=?5, pid=0 WHERE id=?1 AND libvirt_uri=?6"));
+  VMG_RETURN_IF_ERROR(u.Bind(1, vm.id)
+                          .Bind(2, vm.name)
+                          .Bind(3, vm.memory_mib)
+                          .Bind(4, vm.vcpus)
+                          .Bind(5, static_cast<int>(vm.power))
+                          .Bind(6, vm.libvirt_uri)
+                          .Run());
+  VMG_RETURN_IF_ERROR(NotFoundIfUnchanged(*db_, "libvirt domain " + vm.id));
+  VMG_ASSIGN_OR_RETURN(Stmt d, db_->Prepare("DELETE FROM disks WHERE vm_id=?1"));
+  VMG_RETURN_IF_ERROR(d.Bind(1, vm.id).Run());
+  VMG_RETURN_IF_ERROR(InsertDisksLocked(vm));
+  return txn.Commit();
 }
 
 Status Catalog::DeleteVm(const std::string& id) {

@@ -33,6 +33,10 @@ class Catalog {
   Result<VmRecord> GetVm(const std::string& id);
   Result<std::vector<VmRecord>> ListVms();
   Status SetVmPower(const std::string& id, Power power, int pid);
+  // A libvirt domain's record (libvirt_uri set) as libvirt now describes
+  // it: name, memory, vCPUs, power (pid 0) and disks; its snapshots and the
+  // rest stay. NotFound when no VM of that id lives on that URI.
+  Status UpdateDomain(const VmRecord& vm);
   Status DeleteVm(const std::string& id);
 
   // The QEMUs started for VMs that may still run, each recorded before it
@@ -121,6 +125,8 @@ class Catalog {
  private:
   explicit Catalog(std::unique_ptr<Db> db) : db_(std::move(db)) {}
   Status Migrate();
+  // The disks rows of `vm` (inside the caller's transaction).
+  Status InsertDisksLocked(const VmRecord& vm);
   Result<VmRecord> GetVmLocked(const std::string& id);
   Result<CollectionRecord> GetCollectionLocked(const std::string& id);
   Result<SnapshotRecord> GetSnapshotLocked(const std::string& id);

@@ -75,6 +75,33 @@ TEST_F(CatalogTest, VmRoundTripsAndDuplicatesAreRefused) {
   EXPECT_EQ(catalog_->DeleteVm("a").code(), Code::kNotFound);
 }
 
+TEST_F(CatalogTest, ADomainsRecordFollowsLibvirtAndKeepsItsSnapshots) {
+  VmRecord d = Vm("d", 2);
+  d.libvirt_uri = "qemu:///system";
+  d.current_snapshot = "s1";
+  ASSERT_TRUE(catalog_->InsertVm(d).ok());
+  EXPECT_EQ(catalog_->GetVm("d")->libvirt_uri, "qemu:///system");
+  d.name = "renamed";
+  d.memory_mib = 2048;
+  d.power = Power::kPaused;
+  d.disks = {"/img/only"};  // a disk detached in libvirt
+  d.current_snapshot = "";  // not the sync's to change
+  ASSERT_TRUE(catalog_->UpdateDomain(d).ok());
+  auto got = catalog_->GetVm("d");
+  ASSERT_TRUE(got.ok());
+  EXPECT_EQ(got->name, "renamed");
+  EXPECT_EQ(got->memory_mib, 2048);
+  EXPECT_EQ(got->power, Power::kPaused);
+  EXPECT_EQ(got->disks, std::vector<std::string>{"/img/only"});
+  EXPECT_EQ(got->current_snapshot, "s1");
+  // Only a domain of that connection: never one of vmgroupd's own VMs.
+  ASSERT_TRUE(catalog_->InsertVm(Vm("own")).ok());
+  VmRecord other = Vm("own");
+  other.libvirt_uri = "qemu:///system";
+  EXPECT_EQ(catalog_->UpdateDomain(other).code(), Code::kNotFound);
+  EXPECT_EQ(catalog_->GetVm("own")->libvirt_uri, "");
+}
+
 TEST_F(CatalogTest, ProcessesAreNamedByPidAndStartTime) {
   ASSERT_TRUE(catalog_->InsertProcess({"vm-b", 300, 7}).ok());
   ASSERT_TRUE(catalog_->InsertProcess({"vm-a", 300, 5}).ok());  // the pid again, later

@@ -26,6 +26,9 @@ struct VmRecord {
   int pid = 0;                   // hypervisor process while not kOff
   std::string current_snapshot;  // newest snapshot in the VM's branch, or empty
   std::string last_applied;      // member snapshot last applied to it, or empty
+  // A domain of libvirt's: the URI of the connection it lives on (vmgroupd
+  // found it there and follows it). Empty for the VMs vmgroupd runs itself.
+  std::string libvirt_uri;
 };
 
 // What applying a group snapshot changes for one VM (Catalog::ApplySnapshot).

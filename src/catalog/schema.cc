@@ -183,8 +183,14 @@ CREATE TABLE export_intents (
 );
 )sql";
 
-constexpr std::array<std::string_view, 10> kMigrations = {kV1, kV2, kV3, kV4, kV5,
-                                                          kV6, kV7, kV8, kV9, kV10};
+// v11: VMs that live in libvirt (issue 15): the URI of the connection a
+// domain is found on; '' for the VMs vmgroupd runs itself.
+constexpr std::string_view kV11 = R"sql(
+ALTER TABLE vms ADD COLUMN libvirt_uri TEXT NOT NULL DEFAULT '';
+)sql";
+
+constexpr std::array<std::string_view, 11> kMigrations = {kV1, kV2, kV3, kV4,  kV5, kV6,
+                                                          kV7, kV8, kV9, kV10, kV11};
 
 }  // namespace
 

@@ -102,6 +102,7 @@ VmInfo ReadVm(const cim::Instance& cs, const cim::Instance* settings) {
     }
   }
   v.pid = Int(cs, "ProcessID");
+  v.libvirt_uri = Text(cs, "Vmgroup_LibvirtURI");
   if (settings) {
     v.memory_mib = Int(*settings, "Vmgroup_MemoryMB");
     v.vcpus = Int(*settings, "Vmgroup_ProcessorCount");

@@ -23,6 +23,7 @@ struct VmInfo {
   std::vector<std::string> disks;
   std::string kernel, initrd, append;
   int64_t pid = 0;
+  std::string libvirt_uri;  // the libvirt connection it lives on; "" for vmgroupd's own
 };
 
 struct GroupInfo {

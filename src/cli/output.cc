@@ -177,10 +177,12 @@ void PrintJson(const nlohmann::json& j) {
 }
 
 nlohmann::json ToJson(const VmInfo& v) {
-  return {
-      {"id", v.id},         {"name", v.name},   {"state", v.state},   {"memory_mib", v.memory_mib},
-      {"vcpus", v.vcpus},   {"disks", v.disks}, {"kernel", v.kernel}, {"initrd", v.initrd},
-      {"append", v.append}, {"pid", v.pid},     {"reason", v.reason}};
+  return {{"id", v.id},         {"name", v.name},
+          {"state", v.state},   {"memory_mib", v.memory_mib},
+          {"vcpus", v.vcpus},   {"disks", v.disks},
+          {"kernel", v.kernel}, {"initrd", v.initrd},
+          {"append", v.append}, {"pid", v.pid},
+          {"reason", v.reason}, {"libvirt_uri", v.libvirt_uri}};
 }
 
 nlohmann::json ToJson(const GroupInfo& g) {

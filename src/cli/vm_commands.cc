@@ -90,6 +90,12 @@ int Create(Context& ctx, const CommandLine& c) {
   return kExitOk;
 }
 
+// Where a VM lives, for people: "vmgroupd" for the VMs it runs itself, else
+// "libvirt <uri>".
+std::string WhereText(const VmInfo& v) {
+  return v.libvirt_uri.empty() ? "vmgroupd" : "libvirt " + v.libvirt_uri;
+}
+
 int List(Context& ctx) {
   auto vms = ctx.api->ListVms();
   if (!vms.ok()) return ReportError(vms.status());
@@ -97,10 +103,11 @@ int List(Context& ctx) {
     PrintJsonList(*vms);
     return kExitOk;
   }
-  std::vector<std::vector<std::string>> rows = {{"NAME", "ID", "STATE", "MEMORY", "CPUS", "DISKS"}};
+  std::vector<std::vector<std::string>> rows = {
+      {"NAME", "ID", "STATE", "MEMORY", "CPUS", "DISKS", "WHERE"}};
   for (const auto& v : *vms) {
     rows.push_back({v.name, v.id, v.state, std::to_string(v.memory_mib) + " MiB",
-                    std::to_string(v.vcpus), std::to_string(v.disks.size())});
+                    std::to_string(v.vcpus), std::to_string(v.disks.size()), WhereText(v)});
   }
   PrintTable(std::cout, rows);
   // Why each VM QEMU paused on an I/O error is held, under the table.
@@ -120,7 +127,8 @@ int Show(Context& ctx, const VmInfo& v) {
   std::vector<std::vector<std::string>> rows = {
       {"Name:", v.name},
       {"Id:", v.id},
-      {"State:", v.state + (v.pid > 0 ? " (QEMU pid " + std::to_string(v.pid) + ")" : "")}};
+      {"State:", v.state + (v.pid > 0 ? " (QEMU pid " + std::to_string(v.pid) + ")" : "")},
+      {"Where:", WhereText(v)}};
   if (!v.reason.empty()) rows.push_back({"Reason:", v.reason});
   rows.push_back({"Memory:", std::to_string(v.memory_mib) + " MiB"});
   rows.push_back({"CPUs:", std::to_string(v.vcpus)});

@@ -7,6 +7,7 @@
 
 #include "base/log.h"
 #include "daemon/pam_auth.h"
+#include "hypervisor/libvirt/libvirt_driver.h"
 #include "services/providers.h"
 
 namespace vmgroup::daemon {
@@ -39,6 +40,12 @@ Result<std::unique_ptr<Daemon>> Daemon::Start(const Options& o) {
   eo.snapshot.freeze_bound = o.freeze_bound;
   // The catalog and exports are for root and the admin group only.
   eo.admin_gid = d->access_->AdminGid();
+  for (const auto& uri : o.libvirt) {
+    auto libvirt = hypervisor::libvirt::LibvirtDriver::Connect(Env::Default(), uri);
+    if (!libvirt.ok()) return libvirt.status().Annotate("--libvirt " + uri);
+    eo.libvirt[uri] = libvirt->get();
+    d->libvirt_.push_back(std::move(libvirt).value());
+  }
   VMG_ASSIGN_OR_RETURN(d->engine_, engine::Engine::Open(eo));
   const auto& rec = d->engine_->recovery();
   // What recovery could not repair waits for the next start: say so loudly.

@@ -33,6 +33,8 @@ class Daemon {
   // The access policy and one listener per --listen.
   Status StartListeners(const Options& options);
 
+  // Before the engine: it drives their domains until it is gone.
+  std::vector<std::unique_ptr<hypervisor::Driver>> libvirt_;
   std::unique_ptr<engine::Engine> engine_;
   std::unique_ptr<services::JobManager> jobs_;
   std::unique_ptr<cim::Dispatcher> dispatcher_;

@@ -1,5 +1,6 @@
 #include "daemon/options.h"
 
+#include <algorithm>
 #include <cctype>
 #include <charconv>
 
@@ -29,6 +30,9 @@ runs the VMs it manages. Runs in the foreground; logs to stderr.
   --insecure-loopback    allow TCP without authentication, loopback addresses only
   --insecure-plaintext   allow http:// on addresses other than loopback: passwords
                          then cross the network in clear text
+  --libvirt URI          also serve the domains of this libvirt connection
+                         (qemu:///system, qemu+ssh://HOST/system, ...): each is a VM,
+                         followed as libvirt changes it; repeatable
   --accel auto|kvm|tcg   QEMU accelerator (default auto: KVM when /dev/kvm exists)
   --qemu-user NAME        the user QEMU runs as when vmgroupd runs as root
                          (default vmgroup-qemu; "root" keeps QEMU root)
@@ -115,6 +119,14 @@ Result<Options> ParseOptions(const std::vector<std::string>& args) {
         return Status::InvalidArgument(a + " '" + v + "' is not a group name");
       }
       (a == "--admin-group" ? o.admin_group : o.reader_group) = v;
+    } else if (a == "--libvirt") {
+      VMG_ASSIGN_OR_RETURN(std::string uri, value());
+      if (uri.empty() || uri.find(':') == std::string::npos) {
+        return Status::InvalidArgument("--libvirt needs a libvirt URI, such as qemu:///system");
+      }
+      if (std::find(o.libvirt.begin(), o.libvirt.end(), uri) == o.libvirt.end()) {
+        o.libvirt.push_back(uri);
+      }
     } else if (a == "--accel") {
       VMG_ASSIGN_OR_RETURN(std::string v, value());
       auto accel = hypervisor::qemu::ParseAccel(v);

@@ -36,6 +36,8 @@ struct Options {
   std::string reader_group;
   LogLevel log_level = LogLevel::kInfo;
   hypervisor::qemu::Accel accel = hypervisor::qemu::Accel::kAuto;
+  // libvirt connections whose domains vmgroupd serves too, each once.
+  std::vector<std::string> libvirt;
   // Longest guests stay frozen for an application-consistent snapshot
   // (engine::SnapshotOptions::freeze_bound).
   std::chrono::seconds freeze_bound{10};

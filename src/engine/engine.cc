@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "base/log.h"
 #include "base/unique_fd.h"
 
 namespace vmgroup::engine {
@@ -66,7 +67,19 @@ Result<std::unique_ptr<Engine>> Engine::Open(const EngineOptions& options) {
                                                    e->collections_.get(), snapshot);
   e->restorer_ = std::make_unique<ExportRestorer>(env, e->vms_.get(), e->collections_.get(),
                                                   e->catalog_.get());
+  for (const auto& [uri, libvirt] : options.libvirt) e->vms_->AddConnection(uri, libvirt);
   VMG_ASSIGN_OR_RETURN(e->recovery_, Recover(env, *e->vms_, *e->catalog_));
+  // After recovery: an operation the last run left unfinished is settled
+  // (its undo knows the disks it changed) before libvirt's view of the
+  // disks is recorded.
+  e->domains_ = std::make_unique<DomainSync>(e->catalog_.get(), e->vms_.get(), e->snapshots_.get());
+  for (const auto& [uri, libvirt] : options.libvirt) {
+    Status s = e->domains_->Sync(uri).Annotate("libvirt at " + uri);
+    // One domain vmgroupd could not take in does not keep the others out.
+    if (s.code() == Code::kUnavailable) return s;
+    if (!s.ok()) Log(LogLevel::kWarning, s.ToString());
+  }
+  e->domains_->Follow();
   return e;
 }
 

@@ -7,12 +7,14 @@
 //   auto snap = engine->snapshots().Create({.collection_id = *web});
 #pragma once
 
+#include <map>
 #include <memory>
 #include <string>
 
 #include "base/env.h"
 #include "catalog/catalog.h"
 #include "engine/collections.h"
+#include "engine/domain_sync.h"
 #include "engine/export_restore.h"
 #include "engine/recovery.h"
 #include "engine/snapshot_engine.h"
@@ -27,6 +29,9 @@ struct EngineOptions {
   Env* env = nullptr;                    // default: Env::Default()
   hypervisor::Driver* driver = nullptr;  // default: a QEMU driver owned by the engine
   hypervisor::qemu::QemuOptions qemu;    // for that default driver
+  // Open libvirt connections by URI (owned by the caller, outliving the
+  // engine): their domains become VMs (engine/domain_sync.h).
+  std::map<std::string, hypervisor::Driver*> libvirt;
   SnapshotOptions snapshot;
   // group of the files vmgroup writes for people (exports, the catalog); -1: the process's group
   int admin_gid = -1;
@@ -34,8 +39,11 @@ struct EngineOptions {
 
 class Engine {
  public:
-  // Opens the catalog in `state_dir` (created if needed) and recovers
-  // (engine/recovery.h). InvalidArgument for a relative state_dir.
+  // Opens the catalog in `state_dir` (created if needed), recovers
+  // (engine/recovery.h), then finds the domains of every libvirt
+  // connection and follows them (DomainSync). InvalidArgument for a
+  // relative state_dir; Unavailable when a connection cannot list its
+  // domains.
   //
   // The state directory and its vms/ are made mode 0711 (anyone may pass
   // through to a file whose own mode lets them, as QEMU's user must reach
@@ -61,6 +69,7 @@ class Engine {
   std::unique_ptr<CollectionManager> collections_;
   std::unique_ptr<SnapshotEngine> snapshots_;
   std::unique_ptr<ExportRestorer> restorer_;
+  std::unique_ptr<DomainSync> domains_;  // last: it uses the parts above
   RecoveryReport recovery_;
 };
 

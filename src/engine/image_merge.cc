@@ -132,6 +132,18 @@ Status MergeAndFinish(Env* env, VmRegistry& vms, catalog::Catalog& catalog, stor
       VMG_RETURN_IF_ERROR(MergeChild(env, vms, img, tree, *m)
                               .Annotate("VM " + vm.name + " disk " + std::to_string(m->index)));
     }
+    if (!vms.Live(vm_id)) {
+      // Merged offline: a libvirt domain is redefined on the images that
+      // remain before the catalog forgets the snapshot and the merged
+      // children are deleted, so that virsh never names a removed image
+      // (after a crash here, the next run redefines it again).
+      std::vector<std::string> remain = vm.disks;
+      for (const auto* m : disks) {
+        if (m->child.empty()) continue;
+        std::replace(remain.begin(), remain.end(), m->child, m->frozen_image);
+      }
+      VMG_RETURN_IF_ERROR(vms.DefineDisks(vm_id, remain));
+    }
     VMG_RETURN_IF_ERROR(env->Hit(fault::kDestroyMemberMerged, vm.name).Annotate("VM " + vm.name));
   }
   VMG_ASSIGN_OR_RETURN(catalog::SnapshotRecord s, catalog.GetSnapshot(snapshot_id));

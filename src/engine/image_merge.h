@@ -33,7 +33,9 @@ Status DetachOthers(storage::QemuImg& img, const std::vector<catalog::DiskMerge>
 // The rest, past which the snapshot is gone: each child is merged into its
 // frozen image (live through the hypervisor when the VM runs through it,
 // with qemu-img otherwise), the child's own children are re-pointed at the
-// frozen image, the catalog forgets the snapshot (Catalog::FinishDestroy),
+// frozen image, a VM merged offline is defined on the images that remain
+// (VmRegistry::DefineDisks: a libvirt domain's definition), the catalog
+// forgets the snapshot (Catalog::FinishDestroy),
 // then the files no longer used (memory states too) are deleted.
 // Idempotent: recovery runs it again from the stored merges after a crash.
 Status MergeAndFinish(Env* env, VmRegistry& vms, catalog::Catalog& catalog, storage::QemuImg& img,

@@ -71,6 +71,35 @@ std::vector<std::string> ThawGuests(Env* env, VmRegistry& vms, const catalog::Sn
   return out;
 }
 
+// Before the undo of snapshot `s`: a libvirt domain shut off since its cut
+// began (its operator destroyed it while the cut held it suspended) may
+// still be defined on the overlay the cut switched it to, which the undo
+// merges and deletes. Its definition is made to name the images the
+// catalog does, those the undo leaves, so that it starts again on them.
+// Unavailable (nothing done) when a member's libvirt connection is not open.
+Status RedefineStoppedDomains(VmRegistry& vms, catalog::Catalog& catalog,
+                              const catalog::SnapshotRecord& s) {
+  for (const auto& m : s.members) {
+    auto vm = catalog.GetVm(m.vm_id);
+    if (vm.status().code() == Code::kNotFound) continue;  // the undo has nothing to redefine
+    VMG_RETURN_IF_ERROR(vm.status());
+    if (vm->libvirt_uri.empty() || vms.Live(vm->id)) continue;
+    hypervisor::Driver* driver = vms.Connection(vm->libvirt_uri);
+    if (!driver) {
+      // Undone offline now, a domain that may still run would be merged
+      // under its QEMU: the undo waits for a start that can ask libvirt.
+      return Status::Unavailable("libvirt domain " + vm->name + " lives on " + vm->libvirt_uri +
+                                 ", not connected this time (start with --libvirt " +
+                                 vm->libvirt_uri + ")");
+    }
+    Status defined = driver->DefineDisks(vms.SpecOf(*vm));
+    // Started again since, or undefined: not ours to redefine.
+    if (defined.code() == Code::kInvalidState || defined.code() == Code::kNotFound) continue;
+    VMG_RETURN_IF_ERROR(defined.Annotate("libvirt domain " + vm->name));
+  }
+  return Status::Ok();
+}
+
 // Step 6: every export a crash cut short.
 void TakeBackExports(Env* env, catalog::Catalog& catalog, RecoveryReport& report) {
   auto intents = catalog.ListExportIntents();
@@ -111,9 +140,12 @@ Result<RecoveryReport> Recover(Env* env, VmRegistry& vms, catalog::Catalog& cata
       st = catalog.CompleteSnapshot(s);
       if (st.ok()) report.completed.push_back(s.id);
     } else {
-      st = UndoSnapshot(env, vms, catalog, img, s,
-                        "it was under way when the service stopped, and its cut did not "
-                        "take effect on every member");
+      st = RedefineStoppedDomains(vms, catalog, s);
+      if (st.ok()) {
+        st = UndoSnapshot(env, vms, catalog, img, s,
+                          "it was under way when the service stopped, and its cut did not "
+                          "take effect on every member");
+      }
       if (st.ok()) report.rolled_back.push_back(s.id);
     }
     if (!st.ok() && report.problems.ok()) report.problems = st.Annotate("snapshot " + s.id);
@@ -121,10 +153,25 @@ Result<RecoveryReport> Recover(Env* env, VmRegistry& vms, catalog::Catalog& cata
 
   // An apply that never committed: the VMs still name their old images;
   // those that ran are started again (the new overlays go below, as orphans;
-  // the QEMUs it started from memory states were ended by AttachAll).
+  // the QEMUs it started from memory states were ended by AttachAll). A
+  // libvirt domain may already be defined on a new overlay: it is defined
+  // on its old images again first (Start does that for those that ran).
+  // While an apply stays unsettled, its members' files are all kept.
+  std::set<std::string> unsettled;
   VMG_ASSIGN_OR_RETURN(auto applies, catalog.ListApplyIntents());
   for (const auto& [snapshot_id, restart] : applies) {
-    Status st;
+    auto applied = catalog.GetSnapshot(snapshot_id);
+    Status st = applied.status().code() == Code::kNotFound ? Status::Ok() : applied.status();
+    std::vector<std::string> members;
+    if (applied.ok()) {
+      for (const auto& m : applied->members) members.push_back(m.vm_id);
+    }
+    for (const auto& id : members) {
+      unsettled.insert(id);
+      auto vm = catalog.GetVm(id);
+      if (st.ok() && vm.ok() && vm->power == catalog::Power::kOff)
+        st = vms.DefineDisks(id, vm->disks);
+    }
     for (const auto& id : restart) {
       auto vm = catalog.GetVm(id);
       if (vm.ok() && vm->power == catalog::Power::kOff) {
@@ -133,6 +180,7 @@ Result<RecoveryReport> Recover(Env* env, VmRegistry& vms, catalog::Catalog& cata
     }
     if (st.ok()) st = catalog.DeleteApplyIntent(snapshot_id);
     if (st.ok()) {
+      for (const auto& id : members) unsettled.erase(id);
       report.applies_undone.push_back(snapshot_id);
     } else if (report.problems.ok()) {
       report.problems = st.Annotate("apply of snapshot " + snapshot_id);
@@ -184,7 +232,7 @@ Result<RecoveryReport> Recover(Env* env, VmRegistry& vms, catalog::Catalog& cata
     VMG_ASSIGN_OR_RETURN(catalog::VmRecord now, catalog.GetVm(vm.id));
     known.insert(now.disks.begin(), now.disks.end());
     const std::string dir = vms.RunDir(vm.id);
-    if (!env->FileExists(dir)) continue;
+    if (unsettled.count(vm.id) || !env->FileExists(dir)) continue;
     VMG_ASSIGN_OR_RETURN(auto names, env->ListDir(dir));
     for (const auto& name : names) {
       const std::string path = dir + "/" + name;

@@ -1,4 +1,11 @@
 // SnapshotEngine::Apply: a group back to one of its snapshots.
+//
+// A libvirt domain is reverted by hand (libvirt 9.0 cannot revert external
+// snapshots): destroyed if it runs, redefined on a new overlay of each
+// frozen image with no <backingStore> left (Driver::DefineDisks) before the
+// catalog commit, and started again after it if it ran (paused again if it
+// was paused). Until the commit the undo, or recovery after a crash,
+// redefines it on the images its record names.
 #include <set>
 
 #include "base/ids.h"
@@ -19,6 +26,7 @@ SnapshotEngine::CheckApply(const ApplyRequest& request) {
                                 "; it can only be applied to the VMs it was taken of");
   }
   VMG_ASSIGN_OR_RETURN(auto vms, MembersOf(s));
+  VMG_RETURN_IF_ERROR(RequireConnected(vms, "applying a snapshot"));
   for (size_t i = 0; i < vms.size(); ++i) {
     const auto& m = s.members[i];
     if (vms[i].disks.size() != m.disks.size()) {
@@ -54,12 +62,20 @@ Result<catalog::SnapshotRecord> SnapshotEngine::Apply(const ApplyRequest& reques
   }
   VMG_RETURN_IF_ERROR(catalog_->InsertApplyIntent(s.id, running));
   std::vector<std::string> stopped, created;
+  std::vector<size_t> redefined;  // members (libvirt domains) defined on the new overlays
   // Members started from their memory state, paused, until the commit.
   std::vector<std::pair<std::string, std::unique_ptr<hypervisor::Vm>>> launched;
-  auto undo = [&, &s = s](const Status& cause) -> Status {  // clang 14 captures no bindings
+  auto undo = [&, &s = s, &vms = vms](const Status& cause) -> Status {  // clang 14: no bindings
     for (auto& [id, live] : launched) (void)vms_->Discard(id, std::move(live));
-    for (const auto& path : created) (void)env_->RemoveFile(path);
     std::string also;
+    for (size_t i : redefined) {
+      Status st = vms_->DefineDisks(vms[i].id, vms[i].disks);
+      if (!st.ok()) also += "; redefining: " + st.message();
+    }
+    // A domain still defined on a new overlay keeps it until recovery.
+    if (also.empty()) {
+      for (const auto& path : created) (void)env_->RemoveFile(path);
+    }
     for (const auto& id : stopped) {
       if (Status st = vms_->Start(id); !st.ok()) also += "; restarting: " + st.message();
     }
@@ -86,6 +102,11 @@ Result<catalog::SnapshotRecord> SnapshotEngine::Apply(const ApplyRequest& reques
       a.disks.push_back(path);
     }
     a.discarded = vm.disks;
+    if (!vm.libvirt_uri.empty()) {
+      // Counted first: a redefinition whose answer was lost is undone too.
+      redefined.push_back(i);
+      if (Status st = vms_->DefineDisks(vm.id, a.disks); !st.ok()) return undo(st);
+    }
     if (!m.memory_state.empty()) {
       // Its process is recorded before it runs: recovery ends it unless the
       // commit below makes it the VM's.
@@ -121,11 +142,24 @@ Result<catalog::SnapshotRecord> SnapshotEngine::Apply(const ApplyRequest& reques
     if (!r.ok() && resumed.ok()) resumed = r.Annotate("VM " + id + " did not resume");
     vms_->Adopt(id, std::move(live));
   }
+  // libvirt domains run again as before the apply: a domain is a service
+  // its operator runs, not a VM vmgroupd launched (those stay off unless a
+  // memory state brings them back).
+  for (const auto& vm : vms) {
+    if (vm.libvirt_uri.empty() || vm.power == catalog::Power::kOff) continue;
+    Status st = vms_->Start(vm.id);
+    if (st.ok() && vm.power == catalog::Power::kPaused) st = vms_->Pause(vm.id);
+    if (!st.ok() && resumed.ok()) {
+      resumed = st.Annotate("snapshot applied, but VM " + vm.name + " did not start again");
+    }
+  }
   // A file left here is removed by recovery: no record refers to it any more.
   for (const auto& a : applied) {
     for (const auto& image : a.discarded) (void)env_->RemoveFile(image);
   }
-  if (!resumed.ok()) return resumed;  // applied; recovery resumes it at the next start
+  // Applied: recovery resumes a launched VM at the next start; a domain that
+  // did not start is left off, its definition on the new overlays.
+  if (!resumed.ok()) return resumed;
   return s;
 }
 

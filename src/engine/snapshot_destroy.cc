@@ -12,6 +12,10 @@ SnapshotEngine::CheckDestroy(const DestroyRequest& request) {
     return Status::InvalidState("snapshot " + s.name + " is still being taken");
   }
   VMG_ASSIGN_OR_RETURN(auto vms, MembersOf(s));
+  // A libvirt domain's images are merged by libvirt (a block commit) while
+  // it runs; shut off, with qemu-img, and then it is redefined on the image
+  // that remains (MergeAndFinish): either needs its connection.
+  VMG_RETURN_IF_ERROR(RequireConnected(vms, "destroying a snapshot"));
   return std::make_pair(std::move(s), std::move(vms));
 }
 

@@ -74,6 +74,40 @@ Result<std::shared_ptr<hypervisor::Vm>> SnapshotEngine::CheckMember(const catalo
   return live;
 }
 
+Status SnapshotEngine::CheckDomain(const catalog::VmRecord& vm, int type) {
+  if (std::string why = vms_->Unsupported(vm.id); !why.empty()) {
+    return Status::NotSupported("VM " + vm.name + " cannot be snapshotted: " + why);
+  }
+  if (type != kSnapshotDiskOnly) {
+    return Status::NotSupported(
+        "VM " + vm.name +
+        " is a libvirt domain: only disk-only snapshots (type 32768, --type disk) "
+        "of libvirt domains are supported so far; recovery and Standard snapshots come later");
+  }
+  return Status::Ok();
+}
+
+Status SnapshotEngine::RequireOwn(const std::vector<catalog::VmRecord>& vms,
+                                  const std::string& what) {
+  for (const auto& vm : vms) {
+    if (vm.libvirt_uri.empty()) continue;
+    return Status::NotSupported("VM " + vm.name + " is a libvirt domain (" + vm.libvirt_uri +
+                                "): " + what + " of libvirt domains is not supported yet");
+  }
+  return Status::Ok();
+}
+
+Status SnapshotEngine::RequireConnected(const std::vector<catalog::VmRecord>& vms,
+                                        const std::string& what) {
+  for (const auto& vm : vms) {
+    if (vm.libvirt_uri.empty() || vms_->Connection(vm.libvirt_uri)) continue;
+    return Status::Unavailable("VM " + vm.name + " is a domain of libvirt at " + vm.libvirt_uri +
+                               ", and vmgroupd has no connection there: " + what +
+                               " needs one (start vmgroupd with --libvirt " + vm.libvirt_uri + ")");
+  }
+  return Status::Ok();
+}
+
 Status SnapshotEngine::RequireLive(const catalog::VmRecord& vm, const hypervisor::Vm* live,
                                    const std::string& why) {
   if (live) return Status::Ok();
@@ -138,6 +172,7 @@ Result<SnapshotEngine::Checked> SnapshotEngine::Check(const SnapshotRequest& req
                                   " is paused: a Standard snapshot saves the memory of running "
                                   "VMs; resume it, or take a disk-only snapshot");
     }
+    if (!vm.libvirt_uri.empty()) VMG_RETURN_IF_ERROR(CheckDomain(vm, request.type));
     VMG_ASSIGN_OR_RETURN(auto live, CheckMember(vm));
     c.vms.push_back(std::move(vm));
     c.live.push_back(std::move(live));
@@ -165,6 +200,13 @@ Status SnapshotEngine::Claim(const std::vector<catalog::VmRecord>& vms) {
   VMG_RETURN_IF_ERROR(CheckNotBusyLocked(vms));
   for (const auto& vm : vms) busy_.insert(vm.id);
   return Status::Ok();
+}
+
+bool SnapshotEngine::RunUnclaimed(const std::string& vm_id, const std::function<void()>& fn) {
+  std::lock_guard lock(mu_);
+  if (busy_.count(vm_id)) return false;
+  fn();
+  return true;
 }
 
 void SnapshotEngine::Release(const std::vector<catalog::VmRecord>& vms) {

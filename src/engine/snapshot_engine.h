@@ -235,6 +235,13 @@ class SnapshotEngine {
   // Export's checks alone.
   Status ValidateExport(const ExportRequest& request);
 
+  // Runs `fn` unless VM `vm_id` is in a snapshot operation, with no
+  // operation able to claim it meanwhile: false (and `fn` not run) when it
+  // is in one. For DomainSync, whose record of a libvirt domain must never
+  // overwrite what an operation is changing (its disks during a cut, its
+  // power while the cut pauses it).
+  bool RunUnclaimed(const std::string& vm_id, const std::function<void()>& fn);
+
  private:
   // Validated inputs of one snapshot.
   struct Checked {
@@ -259,6 +266,16 @@ class SnapshotEngine {
       const ExportRequest& request);
   // InvalidState unless `s` is Complete (neither being taken nor destroyed).
   static Status RequireComplete(const catalog::SnapshotRecord& s);
+  // A libvirt domain as a member of a new snapshot of `type`: NotSupported
+  // with the reason when vmgroup cannot snapshot its disks, or for a type
+  // other than disk-only.
+  Status CheckDomain(const catalog::VmRecord& vm, int type);
+  // NotSupported, naming the first libvirt domain among `vms`, for an
+  // operation (`what`: "applying a snapshot") the libvirt driver cannot do yet.
+  static Status RequireOwn(const std::vector<catalog::VmRecord>& vms, const std::string& what);
+  // Unavailable, naming the first libvirt domain among `vms` whose
+  // connection is not open, for an operation (`what`) that must redefine it.
+  Status RequireConnected(const std::vector<catalog::VmRecord>& vms, const std::string& what);
   // NotSupported, saying "VM <name> is off; <why>", unless `vm` has a live
   // QEMU (`live`): the work that needs it reads or keeps bitmaps there.
   static Status RequireLive(const catalog::VmRecord& vm, const hypervisor::Vm* live,

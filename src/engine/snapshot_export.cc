@@ -132,6 +132,7 @@ SnapshotEngine::CheckExport(const ExportRequest& request) {
   VMG_ASSIGN_OR_RETURN(catalog::SnapshotRecord s, catalog_->GetSnapshot(request.snapshot_id));
   VMG_RETURN_IF_ERROR(RequireComplete(s));
   VMG_ASSIGN_OR_RETURN(auto vms, MembersOf(s));
+  VMG_RETURN_IF_ERROR(RequireOwn(vms, "exporting a snapshot"));
   return std::make_pair(std::move(s), std::move(vms));
 }
 

@@ -34,6 +34,94 @@ VmRegistry::VmRegistry(Env* env, catalog::Catalog* catalog, hypervisor::Driver* 
                        std::string state_dir)
     : env_(env), catalog_(catalog), driver_(driver), img_(env), state_dir_(std::move(state_dir)) {}
 
+void VmRegistry::AddConnection(const std::string& uri, hypervisor::Driver* driver) {
+  std::lock_guard lock(mu_);
+  connections_[uri] = driver;
+}
+
+hypervisor::Driver* VmRegistry::Connection(const std::string& uri) {
+  std::lock_guard lock(mu_);
+  auto it = connections_.find(uri);
+  return it == connections_.end() ? nullptr : it->second;
+}
+
+std::vector<std::string> VmRegistry::ConnectionUris() {
+  std::lock_guard lock(mu_);
+  std::vector<std::string> out;
+  for (const auto& [uri, driver] : connections_) out.push_back(uri);
+  return out;
+}
+
+std::string VmRegistry::Unsupported(const std::string& id) {
+  std::lock_guard lock(mu_);
+  auto it = unsupported_.find(id);
+  return it == unsupported_.end() ? std::string() : it->second;
+}
+
+void VmRegistry::SetUnsupported(const std::string& id, std::string why) {
+  std::lock_guard lock(mu_);
+  if (why.empty()) {
+    unsupported_.erase(id);
+  } else {
+    unsupported_[id] = std::move(why);
+  }
+}
+
+Result<hypervisor::Driver*> VmRegistry::DriverOf(const catalog::VmRecord& vm) {
+  if (vm.libvirt_uri.empty()) return driver_;
+  if (hypervisor::Driver* d = Connection(vm.libvirt_uri)) return d;
+  return Status::Unavailable("VM " + vm.name + " lives on libvirt at " + vm.libvirt_uri +
+                             ", and vmgroupd has no connection there (start it with --libvirt " +
+                             vm.libvirt_uri + ")");
+}
+
+namespace {
+
+// The guards of several drivers as one.
+class GuardSet final : public hypervisor::ThawGuard {
+ public:
+  explicit GuardSet(std::vector<std::unique_ptr<hypervisor::ThawGuard>> guards)
+      : guards_(std::move(guards)) {}
+  void Disarm() override {
+    for (auto& g : guards_) g->Disarm();
+  }
+  void ThawNow() override {
+    for (auto& g : guards_) g->ThawNow();
+  }
+
+ private:
+  std::vector<std::unique_ptr<hypervisor::ThawGuard>> guards_;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<hypervisor::ThawGuard>> VmRegistry::GuardThaw(
+    const std::vector<std::shared_ptr<hypervisor::Vm>>& vms, Duration within) {
+  // A QEMU guard holds QEMU agent channels, a libvirt guard thaws through
+  // its own connection: each VM goes to the driver it lives on.
+  std::map<hypervisor::Driver*, std::vector<std::shared_ptr<hypervisor::Vm>>> by_driver;
+  for (const auto& vm : vms) {
+    std::string id;
+    {
+      std::lock_guard lock(mu_);
+      for (const auto& [live_id, live] : live_) {
+        if (live == vm) id = live_id;
+      }
+    }
+    if (id.empty()) return Status::InvalidArgument("a VM to guard is not live in vmgroup");
+    VMG_ASSIGN_OR_RETURN(auto record, catalog_->GetVm(id));
+    VMG_ASSIGN_OR_RETURN(hypervisor::Driver * driver, DriverOf(record));
+    by_driver[driver].push_back(vm);
+  }
+  std::vector<std::unique_ptr<hypervisor::ThawGuard>> guards;
+  for (const auto& [driver, guarded] : by_driver) {
+    VMG_ASSIGN_OR_RETURN(auto guard, driver->GuardThaw(guarded, within));
+    guards.push_back(std::move(guard));
+  }
+  if (guards.size() == 1) return std::move(guards.front());
+  return std::unique_ptr<hypervisor::ThawGuard>(new GuardSet(std::move(guards)));
+}
+
 hypervisor::VmSpec VmRegistry::SpecOf(const catalog::VmRecord& vm) const {
   return {.uuid = vm.id,
           .name = vm.name,
@@ -155,6 +243,11 @@ Result<std::string> VmRegistry::Define(const VmDefinition& def) {
 
 Status VmRegistry::Undefine(const std::string& id) {
   VMG_ASSIGN_OR_RETURN(catalog::VmRecord vm, catalog_->GetVm(id));
+  if (!vm.libvirt_uri.empty()) {
+    return Status::InvalidState("VM " + vm.name + " is a domain of libvirt at " + vm.libvirt_uri +
+                                "; vmgroupd never undefines those: undefine it there (virsh "
+                                "undefine), and vmgroupd forgets it");
+  }
   if (vm.power != catalog::Power::kOff) {
     return Status::InvalidState("VM " + vm.name + " is " + catalog::PowerName(vm.power) +
                                 "; turn it off first");
@@ -163,12 +256,7 @@ Status VmRegistry::Undefine(const std::string& id) {
     return Status::InvalidState("VM " + vm.name +
                                 " is part of group snapshots; delete those first");
   }
-  VMG_ASSIGN_OR_RETURN(auto collections, catalog_->CollectionsOf(id));
-  for (const auto& c : collections) {
-    bool removed = false;
-    VMG_RETURN_IF_ERROR(catalog_->RemoveMember(c, id, &removed));
-  }
-  VMG_RETURN_IF_ERROR(catalog_->DeleteVm(id));
+  VMG_RETURN_IF_ERROR(DeleteRecord(id));
   // Everything in the run directory is the registry's: sockets, logs, the
   // disks it created. The directory itself may stay.
   if (auto files = env_->ListDir(RunDir(id)); files.ok()) {
@@ -177,15 +265,38 @@ Status VmRegistry::Undefine(const std::string& id) {
   return Status::Ok();
 }
 
+Status VmRegistry::DeleteRecord(const std::string& id) {
+  VMG_ASSIGN_OR_RETURN(auto collections, catalog_->CollectionsOf(id));
+  for (const auto& c : collections) {
+    bool removed = false;
+    VMG_RETURN_IF_ERROR(catalog_->RemoveMember(c, id, &removed));
+  }
+  return catalog_->DeleteVm(id);
+}
+
+Status VmRegistry::ForgetDomain(const std::string& id) {
+  VMG_ASSIGN_OR_RETURN(catalog::VmRecord vm, catalog_->GetVm(id));
+  Drop(id);
+  SetUnsupported(id, "");
+  if (!vm.current_snapshot.empty()) {
+    VMG_RETURN_IF_ERROR(catalog_->SetVmPower(id, catalog::Power::kOff, 0));
+    return Status::InvalidState("libvirt domain " + vm.name + " is gone from " + vm.libvirt_uri +
+                                ", but group snapshots of it remain: its record stays with them");
+  }
+  return DeleteRecord(id);
+}
+
 Result<std::unique_ptr<hypervisor::Vm>> VmRegistry::StartRecorded(const std::string& id,
                                                                   const hypervisor::VmSpec& spec) {
+  VMG_ASSIGN_OR_RETURN(catalog::VmRecord vm, catalog_->GetVm(id));
+  VMG_ASSIGN_OR_RETURN(hypervisor::Driver * driver, DriverOf(vm));
   catalog::ProcessRecord process{id, 0, 0};
   auto admit = [&](int pid) -> Status {
     VMG_ASSIGN_OR_RETURN(int64_t started, env_->ProcessStartTime(pid));
     process = {id, pid, started};
     return catalog_->InsertProcess(process);
   };
-  auto live = driver_->Start(spec, admit);
+  auto live = driver->Start(spec, admit);
   // The driver ended a QEMU that did not come up; make sure, and forget it.
   if (!live.ok() && process.pid != 0) (void)EndRecorded(process);
   return live;
@@ -241,6 +352,14 @@ Result<std::unique_ptr<hypervisor::Vm>> VmRegistry::Launch(const std::string& id
   return StartRecorded(id, spec);
 }
 
+Status VmRegistry::DefineDisks(const std::string& id, const std::vector<std::string>& disks) {
+  VMG_ASSIGN_OR_RETURN(catalog::VmRecord vm, catalog_->GetVm(id));
+  VMG_ASSIGN_OR_RETURN(hypervisor::Driver * driver, DriverOf(vm));
+  hypervisor::VmSpec spec = SpecOf(vm);
+  spec.disks = disks;
+  return driver->DefineDisks(spec).Annotate("VM " + vm.name);
+}
+
 void VmRegistry::Adopt(const std::string& id, std::unique_ptr<hypervisor::Vm> live) {
   std::lock_guard lock(mu_);
   live_[id] = std::move(live);
@@ -250,6 +369,11 @@ Status VmRegistry::Discard(const std::string& id, std::unique_ptr<hypervisor::Vm
   // Not forgotten unless gone: recovery ends it then.
   VMG_RETURN_IF_ERROR(launched->PowerOff());
   return Forget(id, launched->pid());
+}
+
+void VmRegistry::Drop(const std::string& id) {
+  std::lock_guard lock(mu_);
+  live_.erase(id);
 }
 
 std::shared_ptr<hypervisor::Vm> VmRegistry::Live(const std::string& id) {
@@ -334,6 +458,11 @@ Result<std::vector<std::string>> VmRegistry::AttachAll() {
   std::vector<std::string> gone;
   for (const auto& vm : vms) {
     if (vm.power == catalog::Power::kOff || Live(vm.id)) continue;
+    if (!vm.libvirt_uri.empty()) {
+      VMG_ASSIGN_OR_RETURN(bool on, AttachDomain(vm));
+      if (!on) gone.push_back(vm.id);
+      continue;
+    }
     // Its own QEMU, by the process recorded at its start. A catalog older
     // than the processes table has none: the pid alone, as then.
     auto own = std::find_if(recorded.begin(), recorded.end(),
@@ -365,6 +494,22 @@ Result<std::vector<std::string>> VmRegistry::AttachAll() {
     VMG_RETURN_IF_ERROR(EndRecorded(p));
   }
   return gone;
+}
+
+Result<bool> VmRegistry::AttachDomain(const catalog::VmRecord& vm) {
+  hypervisor::Driver* driver = Connection(vm.libvirt_uri);
+  if (!driver) return true;  // not connected this time: as recorded
+  auto live = driver->Attach(SpecOf(vm), 0);
+  if (live.ok()) {
+    Adopt(vm.id, std::move(live).value());
+    return true;
+  }
+  // Shut off, or undefined (DomainSync forgets it when it lists).
+  if (live.status().code() != Code::kUnavailable && live.status().code() != Code::kNotFound) {
+    return live.status();
+  }
+  VMG_RETURN_IF_ERROR(catalog_->SetVmPower(vm.id, catalog::Power::kOff, 0));
+  return false;
 }
 
 Status VmRegistry::StopAll() {

@@ -84,6 +84,18 @@ class VmRegistry {
   VmRegistry(Env* env, catalog::Catalog* catalog, hypervisor::Driver* driver,
              std::string state_dir);
 
+  // The driver of a libvirt connection (owned by the caller, who keeps it
+  // as long as the registry): the VMs whose record names `uri` are driven
+  // through it. Domains reach the catalog through DomainSync.
+  void AddConnection(const std::string& uri, hypervisor::Driver* driver);
+  // nullptr when no connection to `uri` is open.
+  hypervisor::Driver* Connection(const std::string& uri);
+  std::vector<std::string> ConnectionUris();
+  // Why vmgroup cannot snapshot VM `id` (hypervisor::DomainInfo::
+  // unsupported, as DomainSync last found it); "" when it can.
+  std::string Unsupported(const std::string& id);
+  void SetUnsupported(const std::string& id, std::string why);
+
   // Records a new VM, powered off. InvalidArgument, naming the value, for
   // anything CheckBounds refuses, and for a file that is not fit to be
   // opened by QEMU: each disk image and, when given, the kernel and initrd
@@ -110,8 +122,13 @@ class VmRegistry {
   // Forgets a VM that is off: takes it out of its collections and removes
   // what the registry made for it (its run directory, the disks it
   // created); images the VM was defined with stay. InvalidState while it
-  // is on or while snapshots of it exist.
+  // is on or while snapshots of it exist, and for a libvirt domain
+  // (vmgroupd never undefines those).
   Status Undefine(const std::string& id);
+  // Forgets the record of a libvirt domain that libvirt no longer knows:
+  // out of its collections, its live handle dropped. InvalidState while
+  // snapshots of it exist (they stay, and so does the record).
+  Status ForgetDomain(const std::string& id);
 
   // Powers a VM on from its current images. InvalidState if it is not off.
   Status Start(const std::string& id);
@@ -143,22 +160,32 @@ class VmRegistry {
   Result<std::unique_ptr<hypervisor::Vm>> Launch(const std::string& id,
                                                  const std::vector<std::string>& disks,
                                                  const std::string& incoming);
+  // Makes the hypervisor's own definition of VM `id`, which is off, name
+  // `disks` (hypervisor::Driver::DefineDisks): a libvirt domain is redefined
+  // (no <backingStore> left); a VM of vmgroupd's own has no definition but
+  // its record, which the caller keeps: OK, nothing done. The record is not
+  // changed. InvalidState while the domain runs; Unavailable when its
+  // connection is not open.
+  Status DefineDisks(const std::string& id, const std::vector<std::string>& disks);
   // Makes a Launched QEMU, now in the catalog, the VM's live one.
   void Adopt(const std::string& id, std::unique_ptr<hypervisor::Vm> live);
+  // Forgets the live handle of a VM that is off now (a libvirt domain shut
+  // off from outside).
+  void Drop(const std::string& id);
   // Powers off a Launched QEMU that was never adopted and forgets its process.
   Status Discard(const std::string& id, std::unique_ptr<hypervisor::Vm> launched);
 
   // The live VM, or nullptr while it is off.
   std::shared_ptr<hypervisor::Vm> Live(const std::string& id);
 
-  // At start-up: settles every QEMU the catalog's processes name, so that
-  // no VM has two. A VM that is on gets its own QEMU back (the process its
-  // record names, still the same process by its start time, answering its
-  // monitor); a VM whose QEMU is gone, or is another process now, is
-  // recorded as off. Every other recorded process still running (started
-  // by a daemon that died before the VM's record named it) is ended by pid,
-  // SIGTERM then SIGKILL; a pid now used by another process is never
-  // signalled. Returns the ids of the VMs found gone.
+  // At start-up: attaches every libvirt domain recorded running or paused
+  // on an open connection (recorded off when it is shut off now), and
+  // settles every QEMU the catalog's processes name, so that no VM has two. A VM that is on gets
+  // its own QEMU back (the process its record names, still the same process by its start time,
+  // answering its monitor); a VM whose QEMU is gone, or is another process now, is recorded as off.
+  // Every other recorded process still running (started by a daemon that died before the VM's
+  // record named it) is ended by pid, SIGTERM then SIGKILL; a pid now used by another process is
+  // never signalled. Returns the ids of the VMs found gone.
   Result<std::vector<std::string>> AttachAll();
 
   // Powers off every live VM (tests and the demo; the daemon leaves them running).
@@ -166,17 +193,27 @@ class VmRegistry {
 
   // A guard that thaws the filesystems of the live VMs `vms`, whose agent
   // channels are open (hypervisor::Driver::GuardThaw), after `within`, or at
-  // once if this process dies: armed before freezing.
+  // once if this process dies: armed before freezing. Each VM is guarded by
+  // the driver it lives on (one guard per driver, disarmed and fired
+  // together). InvalidArgument when a VM of `vms` is not one of this
+  // registry's live handles.
   Result<std::unique_ptr<hypervisor::ThawGuard>> GuardThaw(
-      const std::vector<std::shared_ptr<hypervisor::Vm>>& vms, Duration within) {
-    return driver_->GuardThaw(vms, within);
-  }
+      const std::vector<std::shared_ptr<hypervisor::Vm>>& vms, Duration within);
 
   std::string RunDir(const std::string& id) const { return state_dir_ + "/vms/" + id; }
   const std::string& state_dir() const { return state_dir_; }
   hypervisor::VmSpec SpecOf(const catalog::VmRecord& vm) const;
 
  private:
+  // The driver VM `vm` lives on: its libvirt connection's, or vmgroupd's
+  // own. Unavailable when its libvirt connection is not open.
+  Result<hypervisor::Driver*> DriverOf(const catalog::VmRecord& vm);
+  // Attaches libvirt domain `vm`, recorded on: false (and recorded off)
+  // when it is shut off or gone; true when attached, or when its
+  // connection is not open (it stays as recorded).
+  Result<bool> AttachDomain(const catalog::VmRecord& vm);
+  // Takes VM `id` out of every collection and deletes its record.
+  Status DeleteRecord(const std::string& id);
   // Starts QEMU for VM `id` from `spec`, its process recorded in the
   // catalog before it runs; a process that did not come up is ended.
   Result<std::unique_ptr<hypervisor::Vm>> StartRecorded(const std::string& id,
@@ -198,6 +235,8 @@ class VmRegistry {
 
   std::mutex mu_;
   std::map<std::string, std::shared_ptr<hypervisor::Vm>> live_;  // guarded by mu_
+  std::map<std::string, hypervisor::Driver*> connections_;       // guarded by mu_, by URI
+  std::map<std::string, std::string> unsupported_;               // guarded by mu_, by VM id
 };
 
 }  // namespace vmgroup::engine

@@ -153,5 +153,55 @@ TEST_F(VmRegistryProcesses, AQemuFromBeforeProcessesWereRecordedIsAdoptedAndReco
   EXPECT_EQ(*catalog_->ListProcesses(), (std::vector<catalog::ProcessRecord>{{"a", 4242, 100}}));
 }
 
+// A thaw guard that counts its disarms.
+class CountingGuard : public hypervisor::ThawGuard {
+ public:
+  explicit CountingGuard(int* disarmed) : disarmed_(disarmed) {}
+  void Disarm() override { ++*disarmed_; }
+  void ThawNow() override {}
+
+ private:
+  int* disarmed_;
+};
+
+// Records the VMs it is asked to guard.
+class GuardingDriver : public AttachOnlyDriver {
+ public:
+  std::vector<hypervisor::Vm*> guarded;
+  int disarmed = 0;
+  Result<std::unique_ptr<hypervisor::ThawGuard>> GuardThaw(
+      const std::vector<std::shared_ptr<hypervisor::Vm>>& vms, Duration) override {
+    for (const auto& vm : vms) guarded.push_back(vm.get());
+    return std::unique_ptr<hypervisor::ThawGuard>(new CountingGuard(&disarmed));
+  }
+};
+
+TEST(VmRegistryGuard, EachVmIsGuardedByTheDriverItLivesOnAndOneDisarmReachesEveryGuard) {
+  testing::TempDir dir;
+  auto catalog = std::move(catalog::Catalog::Open(dir / "c.db")).value();
+  GuardingDriver own, libvirt;
+  VmRegistry registry(Env::Default(), catalog.get(), &own, dir.path());
+  registry.AddConnection("test:///default", &libvirt);
+  for (const char* id : {"own", "domain"}) {
+    catalog::VmRecord vm{.id = id, .name = id, .power = Power::kRunning};
+    if (std::string(id) == "domain") vm.libvirt_uri = "test:///default";
+    ASSERT_TRUE(catalog->InsertVm(vm).ok());
+    registry.Adopt(id, std::make_unique<hypervisor::fake::FakeVm>(std::vector<std::string>{}));
+  }
+  auto guard =
+      registry.GuardThaw({registry.Live("own"), registry.Live("domain")}, std::chrono::seconds(1));
+  ASSERT_TRUE(guard.ok()) << guard.status().ToString();
+  EXPECT_EQ(own.guarded, std::vector<hypervisor::Vm*>{registry.Live("own").get()});
+  EXPECT_EQ(libvirt.guarded, std::vector<hypervisor::Vm*>{registry.Live("domain").get()});
+  (*guard)->Disarm();
+  EXPECT_EQ(own.disarmed, 1);
+  EXPECT_EQ(libvirt.disarmed, 1);
+
+  std::shared_ptr<hypervisor::Vm> stranger =
+      std::make_shared<hypervisor::fake::FakeVm>(std::vector<std::string>{});
+  EXPECT_EQ(registry.GuardThaw({stranger}, std::chrono::seconds(1)).status().code(),
+            Code::kInvalidArgument);
+}
+
 }  // namespace
 }  // namespace vmgroup::engine

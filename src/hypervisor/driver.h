@@ -225,7 +225,10 @@ class Driver {
   // this driver's is running on that thread) whenever a VM of List() is
   // defined, undefined, renamed, started, stopped, paused or resumed by
   // anyone, or the connection to the service is lost or back: the caller
-  // lists again. Drivers with no list of their own never call it.
+  // lists again. Drivers with no list of their own never call it. A later
+  // Watch replaces the callback, an empty one ends the calls (a call
+  // already under way may still finish: the callback keeps alive what it
+  // uses).
   virtual void Watch(std::function<void()> changed) { (void)changed; }
 
   // Arms a guard that thaws the filesystems of every VM in `vms` through
@@ -252,6 +255,20 @@ class Driver {
   // never calls `admit`, and its Vms' pid() is 0.
   virtual Result<std::unique_ptr<Vm>> Start(const VmSpec& spec,
                                             const std::function<Status(int pid)>& admit) = 0;
+
+  // Makes the definition of VM `spec.uuid`, shut off, name `spec.disks` as
+  // its disks, each image opened by its own header's backing chain (no
+  // chain the definition recorded is kept): what applying a snapshot or
+  // merging images offline needs, so that the hypervisor's own view (virsh)
+  // names the images vmgroup runs the VM on. OK when the definition names
+  // them already. A driver whose VMs vmgroup defines itself (the catalog is
+  // their only definition) has nothing to do: OK. InvalidState while the VM
+  // runs; NotFound when it is undefined; Unavailable when the hypervisor's
+  // service cannot be reached.
+  virtual Status DefineDisks(const VmSpec& spec) {
+    (void)spec;
+    return Status::Ok();
+  }
 
   // Reconnects to a VM started earlier (possibly by another process) with
   // this spec, whose hypervisor runs as `pid`. Unavailable if it is gone.

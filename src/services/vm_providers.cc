@@ -37,7 +37,11 @@ cim::ClassSpec ComputerSystemSpec() {
                          {.name = "HealthState", .type = "uint16"},
                          {.name = "OperationalStatus", .type = "uint16", .is_array = true},
                          {.name = "StatusDescriptions", .type = "string", .is_array = true},
-                         {.name = "ProcessID", .type = "uint32"}},
+                         {.name = "ProcessID", .type = "uint32"},
+                         // Where the VM lives: the URI of the libvirt
+                         // connection it is a domain of; empty for the
+                         // VMs vmgroupd runs itself.
+                         {.name = "Vmgroup_LibvirtURI", .type = "string"}},
           .methods = {{.name = "RequestStateChange",
                        .params = {{.name = "RequestedState", .type = "uint16"},
                                   JobOut(),
@@ -119,6 +123,7 @@ cim::Instance VmInstance(const cim::ClassSpec& spec, const catalog::VmRecord& vm
       .Strs("StatusDescriptions",
             {held ? kPausedCritical + io_error : std::string("Operating normally")})
       .Int("ProcessID", vm.pid)
+      .Str("Vmgroup_LibvirtURI", vm.libvirt_uri)
       .Build();
 }
 

@@ -20,13 +20,19 @@
 //       freezes the guest through that agent, arms a one-minute thaw guard
 //       over its channel, then ends itself with SIGKILL, as a daemon that
 //       dies with guests frozen.
+// Before any command, `--libvirt URI` opens the engine with that libvirt
+// connection too (as vmgroupd --libvirt URI does), so that the command
+// reaches its domains.
 #include <signal.h>
 
 #include <cstdio>
 #include <cstdlib>
+#include <map>
+#include <memory>
 #include <string>
 
 #include "engine/engine.h"
+#include "hypervisor/libvirt/libvirt_driver.h"
 #include "hypervisor/qemu/guest_agent.h"
 #include "hypervisor/qemu/thaw_guard.h"
 #include "services/jobs.h"
@@ -56,6 +62,18 @@ int Fail(const Status& s) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  std::unique_ptr<hypervisor::libvirt::LibvirtDriver> libvirt;
+  std::map<std::string, hypervisor::Driver*> connections;
+  if (argc >= 3 && std::string(argv[1]) == "--libvirt") {
+    // Its own Env: the engine's fault points are the ones the tests aim at.
+    auto driver = hypervisor::libvirt::LibvirtDriver::Connect(Env::Default(), argv[2]);
+    if (!driver.ok()) return Fail(driver.status());
+    libvirt = std::move(driver).value();
+    connections[argv[2]] = libvirt.get();
+    argv[2] = argv[0];
+    argv += 2;
+    argc -= 2;
+  }
   if (argc == 3 && std::string(argv[1]) == "guard") {
     const auto deadline = Clock::now() + std::chrono::seconds(30);
     auto agent = hypervisor::qemu::GuestAgent::Connect(argv[2], deadline);
@@ -66,7 +84,8 @@ int main(int argc, char** argv) {
     ::raise(SIGKILL);
   }
   if (argc >= 5 && std::string(argv[3]) == "setup") {
-    auto e = engine::Engine::Open({.state_dir = argv[1], .qemu = testing::TestQemu()});
+    auto e = engine::Engine::Open(
+        {.state_dir = argv[1], .qemu = testing::TestQemu(), .libvirt = connections});
     if (!e.ok()) return Fail(e.status());
     testing::TinyVmOptions opts;
     if (argc >= 8) {
@@ -84,7 +103,8 @@ int main(int argc, char** argv) {
   }
   if (argc == 6 && std::string(argv[2]) == "export") {
     CrashAtEnv env(argv[4]);
-    auto e = engine::Engine::Open({.state_dir = argv[1], .env = &env, .qemu = testing::TestQemu()});
+    auto e = engine::Engine::Open(
+        {.state_dir = argv[1], .env = &env, .qemu = testing::TestQemu(), .libvirt = connections});
     if (!e.ok()) return Fail(e.status());
     engine::ExportRequest req{.snapshot_id = argv[3], .directory = argv[5]};
     Status s;
@@ -108,7 +128,8 @@ int main(int argc, char** argv) {
   const auto consistency = static_cast<catalog::Consistency>(argc == 7 ? std::atoi(argv[6]) : 2);
   if (verb == "snapshot" || verb == "apply" || verb == "destroy" || verb == "start") {
     CrashAtEnv env(argv[4]);
-    auto e = engine::Engine::Open({.state_dir = argv[1], .env = &env, .qemu = testing::TestQemu()});
+    auto e = engine::Engine::Open(
+        {.state_dir = argv[1], .env = &env, .qemu = testing::TestQemu(), .libvirt = connections});
     if (!e.ok()) return Fail(e.status());
     auto& engine = (*e)->snapshots();
     Status s =

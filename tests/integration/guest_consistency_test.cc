@@ -16,33 +16,6 @@ namespace {
 
 constexpr int kGuests = 4;
 
-// Reads the image (through its chain) and returns k if sectors 1..k hold
-// records 1..k and no later sector holds any record; else an error.
-Result<int64_t> GapFreePrefix(const std::string& image, const std::string& scratch) {
-  auto r = Env::Default()->Run({"qemu-img", "convert", "-U", "-O", "raw", image, scratch});
-  if (!r.ok()) return r.status();
-  if (r->exit_code != 0) return Status::IoError("qemu-img convert: " + r->err);
-  auto raw = Env::Default()->ReadFile(scratch);
-  (void)Env::Default()->RemoveFile(scratch);
-  if (!raw.ok()) return raw.status();
-  const std::string& data = *raw;
-  const size_t sectors = data.size() / 512;
-  int64_t k = 0;
-  char want[32];
-  for (size_t n = 1; n < sectors; ++n) {
-    std::snprintf(want, sizeof want, "SEQ %08zu", n);
-    if (data.compare(n * 512, 12, want) != 0) break;
-    k = static_cast<int64_t>(n);
-  }
-  for (size_t n = static_cast<size_t>(k) + 1; n < sectors; ++n) {
-    if (data.compare(n * 512, 4, "SEQ ") == 0) {
-      return Status::Failed("record found at sector " + std::to_string(n) + " after a gap at " +
-                            std::to_string(k + 1) + " in " + image);
-    }
-  }
-  return k;
-}
-
 class GuestConsistencyTest : public GuestFixture {};
 
 TEST_F(GuestConsistencyTest, EveryFrozenImageHoldsAGapFreePrefixOfItsWrites) {

@@ -1,0 +1,57 @@
+// A libvirt domain's XML, read and written: the facts vmgroup needs from a
+// definition (DomainInfo), the <domainsnapshot> that switches chosen disks to
+// overlays, and a definition whose disks are rewritten to other images.
+// Pure functions from text to text or structs: no libvirt calls.
+#pragma once
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "hypervisor/driver.h"
+
+namespace vmgroup::hypervisor::libvirt {
+
+// One <disk> of a definition, as it reads.
+struct DomainDisk {
+  std::string target;      // <target dev>: "vda"
+  std::string type;        // "file", "block", "network", "volume", ...
+  std::string device;      // "disk", "cdrom", "floppy", "lun"
+  std::string format;      // <driver type>: "qcow2", "raw"; may be empty
+  std::string source;      // <source file> (type file); may be empty
+  std::string protocol;    // <source protocol> (type network)
+  bool read_only = false;  // <readonly/>
+  bool shareable = false;  // <shareable/>
+  // The <backingStore> chain libvirt shows, top down, files only (a live
+  // definition; a persistent one may carry one too, or none).
+  std::vector<std::string> backing;
+};
+
+struct DomainXml {
+  DomainInfo info;  // uuid, name, memory, vcpus, disks, unsupported (state not set)
+  std::vector<DomainDisk> all_disks;  // every <disk>, in document order
+  // Index into all_disks of each snapshotted disk (info.disks' order).
+  std::vector<size_t> snapshot_disks;
+};
+
+// InvalidArgument when `xml` is not a domain definition (no <domain>, no
+// uuid or name, a disk without a target).
+Result<DomainXml> ParseDomainXml(const std::string& xml);
+
+// A disk-only external snapshot, for virDomainSnapshotCreateXML with
+// REUSE_EXT: each disk in `overlays` (target -> overlay file, a qcow2 file
+// that already names its backing) becomes external; every other disk of
+// `disks` is left out of it (snapshot='no'). `name` names the snapshot.
+std::string SnapshotXml(const std::string& name, const std::vector<DomainDisk>& disks,
+                        const std::map<std::string, std::string>& overlays);
+
+// `definition` (a domain's inactive XML) with the source of snapshotted disk
+// i replaced by `images[i]` and every <backingStore> of every disk removed:
+// libvirt then opens each image's chain from its header, whereas a
+// <backingStore> left in would hand QEMU the old chain explicitly (silent
+// corruption). InvalidArgument when `images` does not have one image per
+// snapshotted disk, or when `definition` does not parse.
+Result<std::string> RewriteDisks(const std::string& definition,
+                                 const std::vector<std::string>& images);
+
+}  // namespace vmgroup::hypervisor::libvirt

@@ -1,0 +1,154 @@
+#include "hypervisor/libvirt/libvirt_driver.h"
+
+#include <algorithm>
+#include <mutex>
+
+#include "hypervisor/libvirt/domain_xml.h"
+#include "hypervisor/libvirt/libvirt_connection.h"
+#include "hypervisor/libvirt/libvirt_thaw_guard.h"
+#include "hypervisor/libvirt/libvirt_vm.h"
+
+namespace vmgroup::hypervisor::libvirt {
+
+struct LibvirtDriver::State {
+  Env* env;
+  std::string uri;
+  std::mutex mu;
+  std::unique_ptr<LibvirtConnection> conn;  // guarded by mu
+  std::function<void()> changed;            // guarded by mu
+
+  // The connection, opened again if libvirt closed it (the daemon
+  // restarted, the network went away). REQUIRES: mu held.
+  Result<virConnectPtr> Connection() {
+    if (!conn || !conn->alive()) {
+      conn.reset();
+      VMG_ASSIGN_OR_RETURN(conn, LibvirtConnection::Open(uri));
+      if (changed) VMG_RETURN_IF_ERROR(conn->Watch(changed));
+    }
+    return conn->get();
+  }
+};
+
+namespace {
+
+// One domain as List shows it: its live definition while it runs.
+Result<DomainInfo> Describe(virDomainPtr dom) {
+  const int active = virDomainIsActive(dom);
+  if (active < 0) return LastError(std::string("domain ") + virDomainGetName(dom));
+  VMG_ASSIGN_OR_RETURN(auto xml, DomainXmlDesc(dom, active ? 0 : VIR_DOMAIN_XML_INACTIVE));
+  VMG_ASSIGN_OR_RETURN(auto parsed, ParseDomainXml(xml));
+  VMG_ASSIGN_OR_RETURN(parsed.info.state, DomainState(dom));
+  return parsed.info;
+}
+
+// Redefines `dom` with its snapshotted disks on `images` (no <backingStore>
+// kept) unless its definition has them already, without any <backingStore>.
+Status RedefineDisks(virConnectPtr conn, virDomainPtr dom, const std::vector<std::string>& images) {
+  VMG_ASSIGN_OR_RETURN(auto xml,
+                       DomainXmlDesc(dom, VIR_DOMAIN_XML_INACTIVE | VIR_DOMAIN_XML_SECURE));
+  VMG_ASSIGN_OR_RETURN(auto parsed, ParseDomainXml(xml));
+  const bool chains = std::any_of(parsed.all_disks.begin(), parsed.all_disks.end(),
+                                  [](const DomainDisk& d) { return !d.backing.empty(); });
+  if (parsed.info.disks == images && !chains) return Status::Ok();
+  VMG_ASSIGN_OR_RETURN(auto rewritten, RewriteDisks(xml, images));
+  virDomainPtr defined = virDomainDefineXML(conn, rewritten.c_str());
+  if (!defined) return LastError("domain " + parsed.info.name + ": redefining its disks");
+  virDomainFree(defined);
+  return Status::Ok();
+}
+
+}  // namespace
+
+Result<std::unique_ptr<LibvirtDriver>> LibvirtDriver::Connect(Env* env, const std::string& uri) {
+  auto state = std::make_unique<State>();
+  state->env = env;
+  state->uri = uri;
+  VMG_ASSIGN_OR_RETURN(state->conn, LibvirtConnection::Open(uri));
+  return std::unique_ptr<LibvirtDriver>(new LibvirtDriver(std::move(state)));
+}
+
+LibvirtDriver::LibvirtDriver(std::unique_ptr<State> state) : state_(std::move(state)) {}
+LibvirtDriver::~LibvirtDriver() = default;
+
+const std::string& LibvirtDriver::uri() const { return state_->uri; }
+
+Result<std::vector<DomainInfo>> LibvirtDriver::List() {
+  std::lock_guard lock(state_->mu);
+  VMG_ASSIGN_OR_RETURN(virConnectPtr conn, state_->Connection());
+  virDomainPtr* doms = nullptr;
+  const int n = virConnectListAllDomains(conn, &doms, 0);
+  if (n < 0)
+    return Status::Unavailable(LastError("libvirt " + state_->uri + ": domains").ToString());
+  std::vector<DomainInfo> out;
+  Status error;
+  for (int i = 0; i < n; ++i) {
+    DomainPtr dom(doms[i]);
+    auto info = Describe(dom.get());
+    if (info.ok()) {
+      out.push_back(std::move(*info));
+    } else if (info.status().code() != Code::kNotFound && error.ok()) {
+      error = info.status();  // a domain undefined meanwhile is simply gone
+    }
+  }
+  free(doms);  // NOLINT: libvirt's allocation
+  if (!error.ok()) return error;
+  return out;
+}
+
+void LibvirtDriver::Watch(std::function<void()> changed) {
+  std::lock_guard lock(state_->mu);
+  state_->changed = std::move(changed);
+  // On failure the next List reconnects and watches again.
+  if (state_->conn) (void)state_->conn->Watch(state_->changed);
+}
+
+Result<std::unique_ptr<Vm>> LibvirtDriver::Start(const VmSpec& spec,
+                                                 const std::function<Status(int pid)>& admit) {
+  (void)admit;  // QEMU is libvirtd's process, not ours (driver.h)
+  {
+    std::lock_guard lock(state_->mu);
+    VMG_ASSIGN_OR_RETURN(virConnectPtr conn, state_->Connection());
+    VMG_ASSIGN_OR_RETURN(auto dom, LookUpDomain(conn, spec.uuid));
+    const std::string name = virDomainGetName(dom.get());
+    if (virDomainIsActive(dom.get()) == 1) {
+      return Status::InvalidState("domain " + name + " is running already");
+    }
+    if (!spec.disks.empty()) VMG_RETURN_IF_ERROR(RedefineDisks(conn, dom.get(), spec.disks));
+    if (virDomainCreate(dom.get()) < 0) {
+      return Status::Unavailable(LastError("starting domain " + name).ToString());
+    }
+    VMG_RETURN_IF_ERROR(state_->env->Hit(kFaultStarted, name));
+  }
+  VMG_ASSIGN_OR_RETURN(auto vm, LibvirtVm::Open(state_->uri, spec.uuid));
+  return std::unique_ptr<Vm>(std::move(vm));
+}
+
+Status LibvirtDriver::DefineDisks(const VmSpec& spec) {
+  std::lock_guard lock(state_->mu);
+  VMG_ASSIGN_OR_RETURN(virConnectPtr conn, state_->Connection());
+  VMG_ASSIGN_OR_RETURN(auto dom, LookUpDomain(conn, spec.uuid));
+  if (virDomainIsActive(dom.get()) == 1) {
+    return Status::InvalidState(std::string("domain ") + virDomainGetName(dom.get()) +
+                                " is running: its disks are redefined only while it is shut off");
+  }
+  return RedefineDisks(conn, dom.get(), spec.disks);
+}
+
+Result<std::unique_ptr<Vm>> LibvirtDriver::Attach(const VmSpec& spec, int pid) {
+  (void)pid;  // 0: libvirt finds the domain by its UUID
+  VMG_ASSIGN_OR_RETURN(auto vm, LibvirtVm::Open(state_->uri, spec.uuid));
+  return std::unique_ptr<Vm>(std::move(vm));
+}
+
+Result<std::unique_ptr<ThawGuard>> LibvirtDriver::GuardThaw(
+    const std::vector<std::shared_ptr<Vm>>& vms, Duration within) {
+  std::vector<std::string> uuids;
+  for (const auto& vm : vms) {
+    const auto* domain = dynamic_cast<const LibvirtVm*>(vm.get());
+    if (!domain) return Status::InvalidArgument("a VM to guard is not a libvirt domain");
+    uuids.push_back(domain->uuid());
+  }
+  return StartLibvirtThawGuard(state_->uri, uuids, within);
+}
+
+}  // namespace vmgroup::hypervisor::libvirt
