@@ -89,8 +89,10 @@ Status DomainSync::Sync(const std::string& uri) {
       }
     });
   }
-  for (const auto& [id, vm] : by_id) {
-    if (vm.libvirt_uri != uri || listed.count(id)) continue;
+  for (const auto& [recorded_id, vm] : by_id) {
+    if (vm.libvirt_uri != uri || listed.count(recorded_id)) continue;
+    // A named copy: clang 14 does not let a lambda capture a structured binding.
+    const std::string& id = recorded_id;
     snapshots_->RunUnclaimed(id, [&] {
       Status s = vms_->ForgetDomain(id);
       if (s.code() == Code::kInvalidState) {
