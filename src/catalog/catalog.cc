@@ -436,6 +436,36 @@ Result<std::vector<ApplyIntent>> Catalog::ListApplyIntents() {
   return out;
 }
 
+Status Catalog::InsertRestoreIntent(const RestoreIntent& intent) {
+  std::lock_guard lock(mu_);
+  VMG_ASSIGN_OR_RETURN(
+      Stmt ins, db_->Prepare("INSERT INTO restore_intents(collection_id,vm_ids) VALUES(?1,?2)"));
+  Status s = ins.Bind(1, intent.collection_id).Bind(2, ToJson(intent.vm_ids)).Run();
+  if (s.code() == Code::kAlreadyExists) {
+    return Status::AlreadyExists("a restore of group " + intent.collection_id + " is in progress");
+  }
+  return s;
+}
+
+Status Catalog::DeleteRestoreIntent(const std::string& collection_id) {
+  std::lock_guard lock(mu_);
+  VMG_ASSIGN_OR_RETURN(Stmt d, db_->Prepare("DELETE FROM restore_intents WHERE collection_id=?1"));
+  return d.Bind(1, collection_id).Run();
+}
+
+Result<std::vector<RestoreIntent>> Catalog::ListRestoreIntents() {
+  std::lock_guard lock(mu_);
+  VMG_ASSIGN_OR_RETURN(Stmt q, db_->Prepare("SELECT collection_id,vm_ids FROM restore_intents "
+                                            "ORDER BY collection_id"));
+  std::vector<RestoreIntent> out;
+  while (true) {
+    VMG_ASSIGN_OR_RETURN(bool row, q.Step());
+    if (!row) break;
+    out.push_back({q.Text(0), FromJson(q.Text(1))});
+  }
+  return out;
+}
+
 Status Catalog::ApplySnapshot(const std::string& snapshot_id,
                               const std::vector<AppliedMember>& members) {
   std::lock_guard lock(mu_);

@@ -73,6 +73,13 @@ class Catalog {
   Status DeleteApplyIntent(const std::string& snapshot_id);
   // Applies in progress: snapshot id -> VMs to restart.
   Result<std::vector<ApplyIntent>> ListApplyIntents();
+  // A restore begins: it will define `intent`'s group and VMs. AlreadyExists
+  // when a restore of that group is in progress.
+  Status InsertRestoreIntent(const RestoreIntent& intent);
+  // The restore of group `collection_id` ended, done or taken back.
+  Status DeleteRestoreIntent(const std::string& collection_id);
+  // Restores in progress (after a crash: those it cut short).
+  Result<std::vector<RestoreIntent>> ListRestoreIntents();
   // One transaction: each VM runs on its new images (and as the QEMU started
   // from its memory state, if any), its branch and last applied snapshot
   // become the member applied, no snapshot refers to a discarded image as an

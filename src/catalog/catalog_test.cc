@@ -338,5 +338,18 @@ TEST_F(CatalogTest, ExportIntentsAreOnePerDirectoryUntilDeleted) {
   EXPECT_EQ(catalog_->ListExportIntents()->size(), 1u);
 }
 
+TEST_F(CatalogTest, RestoreIntentsNameTheirGroupAndVmsUntilDeleted) {
+  ASSERT_TRUE(catalog_->InsertRestoreIntent({"c-1", {"vm-a", "vm-b"}}).ok());
+  Status twice = catalog_->InsertRestoreIntent({"c-1", {}});
+  EXPECT_EQ(twice.code(), Code::kAlreadyExists);
+  EXPECT_NE(twice.message().find("a restore of group c-1 is in progress"), std::string::npos);
+  auto listed = catalog_->ListRestoreIntents();
+  ASSERT_TRUE(listed.ok() && listed->size() == 1u);
+  EXPECT_EQ((*listed)[0].collection_id, "c-1");
+  EXPECT_EQ((*listed)[0].vm_ids, (std::vector<std::string>{"vm-a", "vm-b"}));
+  ASSERT_TRUE(catalog_->DeleteRestoreIntent("c-1").ok());
+  EXPECT_TRUE(catalog_->ListRestoreIntents()->empty());
+}
+
 }  // namespace
 }  // namespace vmgroup::catalog

@@ -46,6 +46,13 @@ struct ApplyIntent {
   std::vector<std::string> restart;  // VMs that ran before: started again if it never commits
 };
 
+// A restore in progress (Catalog::InsertRestoreIntent), recorded before it
+// makes anything, so that recovery takes back what a crash cut short.
+struct RestoreIntent {
+  std::string collection_id;        // the group it defines
+  std::vector<std::string> vm_ids;  // the VMs it defines, and so their run directories
+};
+
 // A QEMU the daemon started for a VM (Catalog::InsertProcess), recorded
 // before it ran. pid and start_time (Env::ProcessStartTime) name the process.
 struct ProcessRecord {

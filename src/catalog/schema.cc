@@ -189,8 +189,17 @@ constexpr std::string_view kV11 = R"sql(
 ALTER TABLE vms ADD COLUMN libvirt_uri TEXT NOT NULL DEFAULT '';
 )sql";
 
-constexpr std::array<std::string_view, 11> kMigrations = {kV1, kV2, kV3, kV4,  kV5, kV6,
-                                                          kV7, kV8, kV9, kV10, kV11};
+// v12: restores in progress, so that recovery takes back the group, the VMs
+// and the copied files of one cut short by a crash (issue 14).
+constexpr std::string_view kV12 = R"sql(
+CREATE TABLE restore_intents (
+  collection_id TEXT PRIMARY KEY,
+  vm_ids TEXT NOT NULL DEFAULT '[]'  -- JSON array
+);
+)sql";
+
+constexpr std::array<std::string_view, 12> kMigrations = {kV1, kV2, kV3, kV4,  kV5,  kV6,
+                                                          kV7, kV8, kV9, kV10, kV11, kV12};
 
 }  // namespace
 

@@ -5,6 +5,7 @@
 #include "base/ids.h"
 #include "base/validate.h"
 #include "engine/export_images.h"
+#include "engine/fault_points.h"
 #include "storage/checksum.h"
 #include "storage/image_check.h"
 #include "storage/qemu_img.h"
@@ -32,6 +33,7 @@ struct ExportRestorer::VmPlan {
 
 struct ExportRestorer::Plan {
   ExportManifest manifest;
+  std::string collection_id;  // chosen before anything is made: the intent names it
   std::string collection_name;
   std::vector<VmPlan> vms;
   uint64_t bytes = 0;  // to copy, in all
@@ -94,6 +96,7 @@ Result<ExportRestorer::Plan> ExportRestorer::MakePlan(const RestoreRequest& requ
                                    " was made without disk images; there is nothing to restore");
   }
   VMG_RETURN_IF_ERROR(CheckIdsFree(m, request.as_new));
+  plan.collection_id = request.as_new ? NewGuid() : m.collection_id;
   plan.collection_name = Suffixed(m.collection_name, request.as_new);
   VMG_RETURN_IF_ERROR(CheckName("the restored group's name", plan.collection_name)
                           .Annotate(dir + "/" + kManifestFile));
@@ -199,43 +202,29 @@ Status ExportRestorer::CheckIdsFree(const ExportManifest& m, bool as_new) {
 
 Result<RestoredGroup> ExportRestorer::Restore(const RestoreRequest& request) {
   VMG_ASSIGN_OR_RETURN(Plan plan, MakePlan(request));
+  catalog::RestoreIntent intent{.collection_id = plan.collection_id, .vm_ids = {}};
+  for (const VmPlan& v : plan.vms) intent.vm_ids.push_back(v.def.id);
+  // Recorded before anything is made: a crash from here on leaves recovery
+  // the list of what to take back.
+  VMG_RETURN_IF_ERROR(catalog_->InsertRestoreIntent(intent));
+  auto undo = [&](const Status& cause) -> Status {
+    Status s = TakeBackRestore(env_, *vms_, *catalog_, intent);
+    return s.ok()
+               ? cause
+               : Status(cause.code(),
+                        cause.message() +
+                            " (not all of the restore could be taken back: " + s.message() + ")");
+  };
 
   storage::QemuImg img(env_);
   RestoredGroup out;
-  std::vector<std::string> copies, dirs;  // made so far
-  auto undo = [&](const Status& cause) -> Status {
-    std::string left;
-    if (!out.collection_id.empty()) {
-      for (const auto& id : out.vm_ids) {
-        (void)collections_->RemoveMemberById(id, out.collection_id);
-      }
-      if (Status s = collections_->DestroyCollection(out.collection_id); !s.ok()) {
-        left += "; " + s.message();
-      }
-    }
-    for (const auto& id : out.vm_ids) {
-      if (Status s = vms_->Undefine(id); !s.ok()) left += "; " + s.message();
-    }
-    for (const auto& path : copies) (void)env_->RemoveFile(path);
-    for (const auto& d : dirs) {
-      if (Status s = env_->RemoveDir(d); !s.ok()) left += "; " + s.message();
-    }
-    return left.empty() ? cause
-                        : Status(cause.code(), cause.message() +
-                                                   " (not all of the restore "
-                                                   "could be taken back" +
-                                                   left + ")");
-  };
-
   uint64_t done = 0;
   for (const VmPlan& v : plan.vms) {
-    if (!env_->FileExists(v.run_dir)) dirs.push_back(v.run_dir);
     if (Status s = env_->CreateDirs(v.run_dir); !s.ok()) return undo(s);
     for (const FileCopy& f : v.files) {
       Status s = Copy(f);
-      // A file that was there already is not the restore's to remove.
-      if (s.code() != Code::kAlreadyExists) copies.push_back(f.to);
       if (s.ok() && !f.rebase_onto.empty()) s = img.Rebase(f.to, f.rebase_onto, /*unsafe=*/true);
+      if (s.ok()) s = env_->Hit(fault::kRestoreFileCopied, v.def.name);
       if (!s.ok()) return undo(s.Annotate("VM " + v.def.name));
       done += f.bytes;
       if (request.progress && plan.bytes > 0) {
@@ -245,18 +234,42 @@ Result<RestoredGroup> ExportRestorer::Restore(const RestoreRequest& request) {
     auto id = vms_->Define(v.def);
     if (!id.ok()) return undo(id.status());
     out.vm_ids.push_back(*id);
+    if (Status f = env_->Hit(fault::kRestoreVmDefined, v.def.name); !f.ok()) return undo(f);
   }
-  const ExportManifest& m = plan.manifest;
-  auto group =
-      collections_->DefineCollection(plan.collection_name, request.as_new ? "" : m.collection_id,
-                                     catalog::CollectionType::kVirtualSystems);
+  auto group = collections_->DefineCollection(plan.collection_name, plan.collection_id,
+                                              catalog::CollectionType::kVirtualSystems);
   if (!group.ok()) return undo(group.status());
   out.collection_id = *group;
   for (const auto& id : out.vm_ids) {
     if (Status s = collections_->AddMember(id, out.collection_id); !s.ok()) return undo(s);
   }
+  if (Status s = catalog_->DeleteRestoreIntent(intent.collection_id); !s.ok()) return undo(s);
   if (request.progress) request.progress(100);
   return out;
+}
+
+Status TakeBackRestore(Env* env, VmRegistry& vms, catalog::Catalog& catalog,
+                       const catalog::RestoreIntent& intent) {
+  std::string left;
+  auto note = [&](const Status& s) {
+    if (!s.ok()) left += (left.empty() ? "" : "; ") + s.message();
+  };
+  if (catalog.GetCollection(intent.collection_id).ok()) {
+    note(catalog.DeleteCollection(intent.collection_id));  // its memberships go with it
+  }
+  for (const auto& id : intent.vm_ids) {
+    if (catalog.GetVm(id).ok()) note(vms.Undefine(id));
+    // The run directory was made for the restore (the VM's id was free):
+    // everything in it is a copy the restore made.
+    const std::string dir = vms.RunDir(id);
+    if (!env->FileExists(dir)) continue;
+    if (auto files = env->ListDir(dir); files.ok()) {
+      for (const auto& f : *files) note(env->RemoveFile(dir + "/" + f));
+    }
+    note(env->RemoveDir(dir));
+  }
+  if (!left.empty()) return Status::Failed(left);
+  return catalog.DeleteRestoreIntent(intent.collection_id);
 }
 
 }  // namespace vmgroup::engine

@@ -17,7 +17,9 @@
 // outside the state directory. The restored VMs are left off.
 //
 // Nothing is made from an export that fails a check, and a failure half-way
-// takes back everything made: VMs, group, files and directories.
+// takes back everything made: VMs, group, files and directories. A restore
+// records its intent (the group's and VMs' ids) before it makes anything,
+// so that recovery takes back one a crash cut short (TakeBackRestore).
 #pragma once
 
 #include <functional>
@@ -90,5 +92,12 @@ class ExportRestorer {
   CollectionManager* collections_;
   catalog::Catalog* catalog_;
 };
+
+// Takes back what the restore of `intent` made: its group, its VMs, and
+// their run directories with every file in them; then forgets the intent.
+// OK once nothing of it is left; Failed naming what could not be removed
+// (the intent stays, for the next try).
+Status TakeBackRestore(Env* env, VmRegistry& vms, catalog::Catalog& catalog,
+                       const catalog::RestoreIntent& intent);
 
 }  // namespace vmgroup::engine

@@ -50,6 +50,12 @@ inline constexpr std::string_view kDestroyCommitted = "destroy.committed";
 // synced; the manifest is not written yet. Subject: the member VM's name.
 inline constexpr std::string_view kExportDiskCopied = "export.disk_copied";
 
+// Restoring an export: a file is copied into a VM's run directory; the VM
+// may not be defined yet. Subject: the VM's name (as restored).
+inline constexpr std::string_view kRestoreFileCopied = "restore.file_copied";
+// A restored VM is defined; its group may not be yet. Subject: its name.
+inline constexpr std::string_view kRestoreVmDefined = "restore.vm_defined";
+
 // The snapshot protocol's points, in order (crash_recovery_test walks them).
 inline constexpr std::array<std::string_view, 7> kAll = {
     kIntentRecorded, kMemberPrepared, kPrepared, kMemberSwitch,

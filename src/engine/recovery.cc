@@ -3,6 +3,7 @@
 #include <set>
 
 #include "engine/export_layout.h"
+#include "engine/export_restore.h"
 #include "engine/image_merge.h"
 #include "engine/parallel.h"
 #include "engine/snapshot_plan.h"
@@ -114,6 +115,25 @@ void TakeBackExports(Env* env, catalog::Catalog& catalog, RecoveryReport& report
       continue;
     }
     (*removed ? report.exports_taken_back : report.exports_kept).push_back(intent);
+  }
+}
+
+// Restores a crash cut short: what they made is taken back, so that they
+// can run again.
+void TakeBackRestores(Env* env, VmRegistry& vms, catalog::Catalog& catalog,
+                      RecoveryReport& report) {
+  auto intents = catalog.ListRestoreIntents();
+  if (!intents.ok()) {
+    if (report.problems.ok()) report.problems = intents.status().Annotate("restores in progress");
+    return;
+  }
+  for (const auto& intent : *intents) {
+    Status s = TakeBackRestore(env, vms, catalog, intent);
+    if (s.ok()) {
+      report.restores_taken_back.push_back(intent.collection_id);
+    } else if (report.problems.ok()) {
+      report.problems = s.Annotate("restore of group " + intent.collection_id);
+    }
   }
 }
 
@@ -242,6 +262,7 @@ Result<RecoveryReport> Recover(Env* env, VmRegistry& vms, catalog::Catalog& cata
     }
   }
   TakeBackExports(env, catalog, report);
+  TakeBackRestores(env, vms, catalog, report);
   return report;
 }
 
@@ -261,6 +282,7 @@ std::string RecoveryReport::Summary() const {
   add(removed_files.size(), "orphaned snapshot files removed");
   add(exports_taken_back.size(), "interrupted exports removed");
   add(exports_kept.size(), "interrupted exports found finished");
+  add(restores_taken_back.size(), "interrupted restores taken back");
   if (out.empty()) out = "nothing to recover";
   for (const auto& e : io_errors) out += "; paused by QEMU on an I/O error: " + e;
   if (!problems.ok()) out += "; left for the next start: " + problems.message();

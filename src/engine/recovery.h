@@ -15,7 +15,9 @@
 //      refers to are removed;
 //   6. an export cut short is taken back (export_layout.h TakeBackExport):
 //      what it wrote is removed, so that it can run again; one that only
-//      had its manifest written is kept.
+//      had its manifest written is kept;
+//   7. a restore cut short is taken back (export_restore.h TakeBackRestore):
+//      its group, VMs and copied files are removed, so that it can run again.
 #pragma once
 
 #include <string>
@@ -39,6 +41,7 @@ struct RecoveryReport {
   // Exports cut short: what they wrote was removed; or they had finished
   // (all but their intent) and are kept.
   std::vector<catalog::ExportIntent> exports_taken_back, exports_kept;
+  std::vector<std::string> restores_taken_back;  // ids of the groups they were defining
   // "VM a: disk 0 (/img.qcow2): no space left on device": VMs QEMU holds
   // paused on an I/O error, left so for the operator.
   std::vector<std::string> io_errors;

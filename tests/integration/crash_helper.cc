@@ -16,6 +16,8 @@
 //       exports SNAPSHOT into DIR as vmgroupd does, as a job of a
 //       JobManager (so that the catalog holds the job Running), and ends
 //       itself at POINT;
+//   crash_helper STATE restore DIR POINT
+//       restores the export in DIR as new and ends itself at POINT;
 //   crash_helper guard AGENT_SOCKET
 //       freezes the guest through that agent, arms a one-minute thaw guard
 //       over its channel, then ends itself with SIGKILL, as a daemon that
@@ -120,6 +122,15 @@ int main(int argc, char** argv) {
           "Msvm_SnapshotCollection:" + req.snapshot_id);
       if (!job.ok()) return Fail(job.status());
     }  // waits for the job
+    if (!s.ok()) return Fail(s);
+    return 3;
+  }
+  if (argc == 5 && std::string(argv[2]) == "restore") {
+    CrashAtEnv env(argv[4]);
+    auto e = engine::Engine::Open(
+        {.state_dir = argv[1], .env = &env, .qemu = testing::TestQemu(), .libvirt = connections});
+    if (!e.ok()) return Fail(e.status());
+    Status s = (*e)->restorer().Restore({.directory = argv[3], .as_new = true}).status();
     if (!s.ok()) return Fail(s);
     return 3;
   }

@@ -5,6 +5,7 @@
 // byte, beside the original or in its place; a damaged export refused.
 #include <sys/mount.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 
@@ -72,7 +73,7 @@ class SnapshotExportTest : public GroupFixture {
   // The VMs' run directories under the state directory.
   std::set<std::string> RunDirs() {
     std::set<std::string> out;
-    for (const auto& e : fs::directory_iterator(engine_->state_dir() + "/vms")) {
+    for (const auto& e : fs::directory_iterator(dir_ / "state/vms")) {
       out.insert(e.path().filename());
     }
     return out;
@@ -319,6 +320,52 @@ TEST_F(SnapshotExportTest, AnExportCutShortByACrashIsTakenBackAndCanRunAgain) {
   ASSERT_TRUE(again.ok()) << again.status().ToString();
   EXPECT_TRUE(fs::exists(fs::path(target) / engine::kManifestFile));
 }
+
+// vmgroupd killed in the middle of a restore, before any VM is defined and
+// after the first one is: recovery takes back the VMs, the group and the
+// copied files, and the same restore then runs.
+class RestoreCrashTest : public SnapshotExportTest,
+                         public ::testing::WithParamInterface<std::string_view> {};
+
+TEST_P(RestoreCrashTest, ARestoreCutShortByACrashIsTakenBackAndCanRunAgain) {
+  std::string snap_id;
+  auto g = Prepared(2, &snap_id);
+  const std::string out = dir_ / "bk";
+  ASSERT_TRUE(engine_->snapshots().Export({.snapshot_id = snap_id, .directory = out}).ok());
+  const auto run_dirs = RunDirs();
+  engine_.reset();  // the helper needs the VMs' monitors
+
+  auto crashed =
+      Env::Default()->Run({CRASH_HELPER, dir_ / "state", "restore", out, std::string(GetParam())},
+                          std::chrono::minutes(2));
+  ASSERT_TRUE(crashed.ok()) << crashed.status().ToString();
+  ASSERT_EQ(crashed->exit_code, -1) << "the helper should have been killed: " << crashed->err;
+  ASSERT_NE(RunDirs(), run_dirs) << "the crash left copies behind";
+
+  OpenEngine();
+  const auto& report = engine_->recovery();
+  EXPECT_TRUE(report.problems.ok()) << report.problems.ToString();
+  EXPECT_EQ(report.restores_taken_back.size(), 1u);
+  EXPECT_NE(report.Summary().find("1 interrupted restores taken back"), std::string::npos)
+      << report.Summary();
+  EXPECT_EQ(engine_->catalog().ListVms()->size(), 2u) << "only the originals";
+  EXPECT_EQ(engine_->catalog().ListCollections()->size(), 1u);
+  EXPECT_TRUE(engine_->catalog().ListRestoreIntents()->empty());
+  EXPECT_EQ(RunDirs(), run_dirs) << "every copied file and directory is gone";
+
+  auto again = engine_->restorer().Restore({.directory = out, .as_new = true});
+  ASSERT_TRUE(again.ok()) << again.status().ToString();
+  EXPECT_EQ(again->vm_ids.size(), 2u);
+}
+
+INSTANTIATE_TEST_SUITE_P(AtEachPoint, RestoreCrashTest,
+                         ::testing::Values(engine::fault::kRestoreFileCopied,
+                                           engine::fault::kRestoreVmDefined),
+                         [](const auto& point) {
+                           std::string name(point.param);
+                           std::replace(name.begin(), name.end(), '.', '_');
+                           return name;
+                         });
 
 TEST_F(SnapshotExportTest, RestoreAsNewBringsTheGroupBackBesideTheOriginal) {
   std::string snap_id;
