@@ -7,7 +7,13 @@
 namespace vmgroup::storage {
 
 Result<CommandOutput> QemuImg::RunOk(const std::vector<std::string>& argv, Duration timeout) {
-  VMG_ASSIGN_OR_RETURN(CommandOutput out, env_->Run(argv, timeout));
+  // qemu-img lives only as long as the thread that waits for it (setpriv
+  // asks the kernel for SIGKILL when that thread ends): a daemon killed in
+  // the middle of a step must not leave a qemu-img behind that goes on
+  // creating or merging images after the next start's recovery has looked.
+  std::vector<std::string> tied = {"setpriv", "--pdeathsig", "KILL", "--"};
+  tied.insert(tied.end(), argv.begin(), argv.end());
+  VMG_ASSIGN_OR_RETURN(CommandOutput out, env_->Run(tied, timeout));
   if (out.exit_code != 0) {
     std::string msg = out.err.empty() ? out.out : out.err;
     while (!msg.empty() && msg.back() == '\n') msg.pop_back();

@@ -85,6 +85,8 @@ class QemuImg {
   Status Check(const std::string& path);
 
  private:
+  // Runs `argv` (qemu-img and its arguments), killed if the calling thread
+  // ends first; IoError with its message when it exits non-zero.
   Result<CommandOutput> RunOk(const std::vector<std::string>& argv,
                               Duration timeout = std::chrono::minutes(5));
   // `qemu-img info` of `path`, with its chain when `chain`.

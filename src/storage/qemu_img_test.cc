@@ -2,9 +2,14 @@
 #include "storage/qemu_img.h"
 
 #include <gtest/gtest.h>
+#include <signal.h>
 #include <stdlib.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <filesystem>
+#include <fstream>
+#include <thread>
 
 #include "storage/checksum.h"
 
@@ -148,6 +153,40 @@ TEST_F(QemuImgTest, CheckReportsACorruptImage) {
   Status s = img_.Check(Path("base.qcow2"));
   EXPECT_FALSE(s.ok());
   EXPECT_NE(s.message().find("base.qcow2"), std::string::npos) << s.message();
+}
+
+// A daemon killed while qemu-img works must not leave it running: recovery
+// after the restart would look at images it still changes. Here a child
+// process stands in for the daemon, and the qemu-img it runs is a script
+// first on PATH that notes its pid and sleeps.
+TEST_F(QemuImgTest, QemuImgDiesWithTheProcessThatRanIt) {
+  const std::string bin = Path("bin"), pid_file = Path("qemu-img.pid");
+  std::filesystem::create_directory(bin);
+  {
+    std::ofstream script(bin + "/qemu-img");
+    script << "#!/bin/sh\necho $$ > " << pid_file << ".tmp\nmv " << pid_file << ".tmp " << pid_file
+           << "\nexec sleep 120\n";
+  }
+  std::filesystem::permissions(bin + "/qemu-img", std::filesystem::perms(0755));
+  const pid_t daemon = ::fork();
+  ASSERT_GE(daemon, 0);
+  if (daemon == 0) {
+    ::setenv("PATH", (bin + ":" + ::getenv("PATH")).c_str(), 1);
+    (void)QemuImg(Env::Default()).Create(Path("never.qcow2"), 1 << 20);
+    ::_exit(0);
+  }
+  std::string tool;
+  for (int i = 0; i < 200 && tool.empty(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    std::ifstream(pid_file) >> tool;
+  }
+  ASSERT_FALSE(tool.empty()) << "the stand-in qemu-img never started";
+  ::kill(daemon, SIGKILL);
+  ::waitpid(daemon, nullptr, 0);
+  const int pid = std::stoi(tool);
+  Status gone = Env::Default()->WaitGone(pid, std::chrono::seconds(10));
+  if (!gone.ok()) ::kill(pid, SIGKILL);
+  EXPECT_TRUE(gone.ok()) << "qemu-img " << pid << " outlived the process that ran it";
 }
 
 }  // namespace
