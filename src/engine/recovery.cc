@@ -85,18 +85,13 @@ Status RedefineStoppedDomains(VmRegistry& vms, catalog::Catalog& catalog,
     if (vm.status().code() == Code::kNotFound) continue;  // the undo has nothing to redefine
     VMG_RETURN_IF_ERROR(vm.status());
     if (vm->libvirt_uri.empty() || vms.Live(vm->id)) continue;
-    hypervisor::Driver* driver = vms.Connection(vm->libvirt_uri);
-    if (!driver) {
-      // Undone offline now, a domain that may still run would be merged
-      // under its QEMU: the undo waits for a start that can ask libvirt.
-      return Status::Unavailable("libvirt domain " + vm->name + " lives on " + vm->libvirt_uri +
-                                 ", not connected this time (start with --libvirt " +
-                                 vm->libvirt_uri + ")");
-    }
-    Status defined = driver->DefineDisks(vms.SpecOf(*vm));
+    // Unavailable when its connection is not open: undone offline now, a
+    // domain that may still run would be merged under its QEMU, so the undo
+    // waits for a start that can ask libvirt.
+    Status defined = vms.DefineDisks(vm->id, vm->disks);
     // Started again since, or undefined: not ours to redefine.
     if (defined.code() == Code::kInvalidState || defined.code() == Code::kNotFound) continue;
-    VMG_RETURN_IF_ERROR(defined.Annotate("libvirt domain " + vm->name));
+    VMG_RETURN_IF_ERROR(defined);
   }
   return Status::Ok();
 }

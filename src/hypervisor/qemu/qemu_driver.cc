@@ -174,7 +174,9 @@ Result<std::unique_ptr<ThawGuard>> QemuDriver::GuardThaw(
     const std::vector<std::shared_ptr<Vm>>& vms, Duration within) {
   std::vector<int> agents;
   for (const auto& vm : vms) {
-    const int fd = static_cast<QemuVm&>(*vm).OpenAgentFd();
+    auto* qemu = dynamic_cast<QemuVm*>(vm.get());
+    if (!qemu) return Status::InvalidArgument("a VM to guard is not one of vmgroupd's own QEMUs");
+    const int fd = qemu->OpenAgentFd();
     if (fd < 0) {
       return Status::InvalidState("no open agent channel to guard for QEMU " +
                                   std::to_string(vm->pid()) + " (Vm::OpenAgent first)");

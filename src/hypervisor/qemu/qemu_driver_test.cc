@@ -12,6 +12,7 @@
 #include <functional>
 #include <thread>
 
+#include "hypervisor/fake/fake_vm.h"
 #include "hypervisor/qemu/qemu_vm.h"
 #include "hypervisor/qemu/qmp_commands.h"
 #include "storage/qemu_img.h"
@@ -136,6 +137,16 @@ class QemuDriverTest : public ::testing::Test {
   VmSpec spec_;
   std::unique_ptr<Vm> vm_;
 };
+
+// A VM of another driver handed to this one's guard is refused by name,
+// never cast and read as a QEMU.
+TEST_F(QemuDriverTest, AGuardRefusesAVmThatIsNotOneOfItsQemus) {
+  auto stranger = std::make_shared<fake::FakeVm>(std::vector<std::string>{"/x.qcow2"});
+  auto guard = driver_->GuardThaw({stranger}, std::chrono::seconds(1));
+  EXPECT_EQ(guard.status().code(), Code::kInvalidArgument);
+  EXPECT_NE(guard.status().message().find("not one of vmgroupd's own QEMUs"), std::string::npos)
+      << guard.status().message();
+}
 
 TEST_F(QemuDriverTest, PauseResumeAndState) {
   StartVm();
