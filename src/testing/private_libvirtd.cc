@@ -245,6 +245,26 @@ Result<std::string> PrivateLibvirtd::VirtAdmin(const std::vector<std::string>& a
                    args);
 }
 
+Status PrivateLibvirtd::CheckClean(const std::string& name,
+                                   const std::vector<std::string>& images) {
+  auto state = Virsh({"domstate", name});
+  if (!state.ok()) return state.status();
+  const bool running = state->starts_with("running");
+  if (running) VMG_RETURN_IF_ERROR(Virsh({"suspend", name}).status());
+  Status result = Status::Ok();
+  for (const auto& image : images) {
+    auto r = env_->Run({"qemu-img", "check", "-U", image}, std::chrono::minutes(1));
+    if (!r.ok()) {
+      result = r.status();
+    } else if (r->exit_code != 0) {
+      result = Status::Failed("qemu-img check " + image + ": " + r->out + r->err);
+    }
+    if (!result.ok()) break;
+  }
+  if (running) VMG_RETURN_IF_ERROR(Virsh({"resume", name}).status());
+  return result;
+}
+
 Result<std::string> PrivateLibvirtd::Define(const GuestDomain& g, bool start) {
   const std::string xml_path = dir_ + "/domains/" + g.name + ".xml";
   VMG_RETURN_IF_ERROR(env_->WriteFile(xml_path, DomainXml(g)));

@@ -76,6 +76,13 @@ class PrivateLibvirtd {
   // outputs while it runs: paths in them are as libvirtd sees them, e.g.
   // /var/log/libvirt/x.log for <dir>/log/libvirt/x.log).
   Result<std::string> VirtAdmin(const std::vector<std::string>& args);
+  // `qemu-img check` of images domain `name` may hold open: OK when every
+  // one is clean, Failed with qemu-img's report otherwise. A running domain
+  // is suspended for the check and resumed after it: QEMU keeps a running
+  // image's newest refcounts and L2 entries in its cache, so its file read
+  // from outside can show leaked or unreferenced clusters that are none;
+  // stopping the domain writes them out.
+  Status CheckClean(const std::string& name, const std::vector<std::string>& images);
 
  private:
   PrivateLibvirtd(Env* env, std::string dir, int unshare_pid);

@@ -190,7 +190,8 @@ class LibvirtCrashFixture : public ::testing::Test {
       auto active = handle->ActiveImages(Soon());
       ASSERT_TRUE(active.ok()) << active.status().ToString();
       EXPECT_EQ(*active, vm->disks) << name;
-      for (const auto& image : vm->disks) EXPECT_TRUE(CheckClean(image)) << image;
+      Status clean = libvirtd_->CheckClean(name, vm->disks);
+      EXPECT_TRUE(clean.ok()) << clean.ToString();
       EXPECT_EQ(Virsh({"snapshot-list", name, "--name"}).find_first_not_of("\n "),
                 std::string::npos)
           << name << ": libvirt snapshot metadata left";
