@@ -406,14 +406,17 @@ Status Catalog::CompleteSnapshot(const SnapshotRecord& s) {
   return txn.Commit();
 }
 
-Status Catalog::InsertApplyIntent(const std::string& snapshot_id,
-                                  const std::vector<std::string>& restart) {
+Status Catalog::InsertApplyIntent(const ApplyIntent& intent) {
   std::lock_guard lock(mu_);
-  VMG_ASSIGN_OR_RETURN(
-      Stmt ins, db_->Prepare("INSERT INTO apply_intents(snapshot_id,restart) VALUES(?1,?2)"));
-  Status s = ins.Bind(1, snapshot_id).Bind(2, ToJson(restart)).Run();
+  VMG_ASSIGN_OR_RETURN(Stmt ins,
+                       db_->Prepare("INSERT INTO apply_intents(snapshot_id,restart,paused) "
+                                    "VALUES(?1,?2,?3)"));
+  Status s = ins.Bind(1, intent.snapshot_id)
+                 .Bind(2, ToJson(intent.restart))
+                 .Bind(3, ToJson(intent.paused))
+                 .Run();
   if (s.code() == Code::kAlreadyExists) {
-    return Status::Busy("snapshot " + snapshot_id + " is being applied already");
+    return Status::Busy("snapshot " + intent.snapshot_id + " is being applied already");
   }
   return s;
 }
@@ -426,12 +429,13 @@ Status Catalog::DeleteApplyIntent(const std::string& snapshot_id) {
 
 Result<std::vector<ApplyIntent>> Catalog::ListApplyIntents() {
   std::lock_guard lock(mu_);
-  VMG_ASSIGN_OR_RETURN(Stmt q, db_->Prepare("SELECT snapshot_id,restart FROM apply_intents"));
+  VMG_ASSIGN_OR_RETURN(
+      Stmt q, db_->Prepare("SELECT snapshot_id,restart,paused,committed FROM apply_intents"));
   std::vector<ApplyIntent> out;
   while (true) {
     VMG_ASSIGN_OR_RETURN(bool row, q.Step());
     if (!row) break;
-    out.push_back({q.Text(0), FromJson(q.Text(1))});
+    out.push_back({q.Text(0), FromJson(q.Text(1)), FromJson(q.Text(2)), q.Int(3) != 0});
   }
   return out;
 }
@@ -471,8 +475,9 @@ Status Catalog::ApplySnapshot(const std::string& snapshot_id,
   std::lock_guard lock(mu_);
   Transaction txn(db_.get());
   VMG_RETURN_IF_ERROR(txn.status());
-  VMG_ASSIGN_OR_RETURN(Stmt di, db_->Prepare("DELETE FROM apply_intents WHERE snapshot_id=?1"));
-  VMG_RETURN_IF_ERROR(di.Bind(1, snapshot_id).Run());
+  VMG_ASSIGN_OR_RETURN(Stmt ci, db_->Prepare("UPDATE apply_intents SET committed=1 "
+                                             "WHERE snapshot_id=?1"));
+  VMG_RETURN_IF_ERROR(ci.Bind(1, snapshot_id).Run());
   for (const AppliedMember& m : members) {
     VMG_ASSIGN_OR_RETURN(
         Stmt vu, db_->Prepare("UPDATE vms SET current_snapshot=?2, last_applied=?2, power=?3, "

@@ -67,11 +67,11 @@ class Catalog {
   Status InsertSnapshot(const SnapshotRecord& s);
   Status CompleteSnapshot(const SnapshotRecord& s);
   Status DeleteSnapshot(const std::string& id);
-  // An apply of `snapshot_id` begins: if it never commits, the VMs in
-  // `restart` (those that ran) are started again by recovery.
-  Status InsertApplyIntent(const std::string& snapshot_id, const std::vector<std::string>& restart);
+  // An apply begins (`intent.committed` is ignored). Busy while one of the
+  // same snapshot is in progress.
+  Status InsertApplyIntent(const ApplyIntent& intent);
+  // The apply ended: undone, or committed and its VMs started again.
   Status DeleteApplyIntent(const std::string& snapshot_id);
-  // Applies in progress: snapshot id -> VMs to restart.
   Result<std::vector<ApplyIntent>> ListApplyIntents();
   // A restore begins: it will define `intent`'s group and VMs. AlreadyExists
   // when a restore of that group is in progress.
@@ -84,7 +84,7 @@ class Catalog {
   // from its memory state, if any), its branch and last applied snapshot
   // become the member applied, no snapshot refers to a discarded image as an
   // overlay any more, no reference point whose bitmap was on a discarded
-  // image remains, and the apply's intent is gone.
+  // image remains, and the apply's intent is marked committed.
   Status ApplySnapshot(const std::string& snapshot_id, const std::vector<AppliedMember>& members);
   // Destroying a Complete snapshot: BeginDestroy marks it kDestroying and
   // stores its merges; CancelDestroy puts it back to kComplete (no image was

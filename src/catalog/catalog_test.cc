@@ -255,6 +255,30 @@ TEST_F(CatalogTest, ApplyingDropsTheReferencePointsOnTheImagesItDiscards) {
   EXPECT_TRUE(catalog_->GetReferencePoint("rp-2").ok());
 }
 
+TEST_F(CatalogTest, AnApplyIntentOutlivesItsCommitUntilDeleted) {
+  ASSERT_TRUE(catalog_->InsertVm(Vm("a", /*disks=*/1)).ok());
+  ASSERT_TRUE(
+      catalog_->InsertApplyIntent({.snapshot_id = "s1", .restart = {"a", "b"}, .paused = {"b"}})
+          .ok());
+  EXPECT_EQ(catalog_->InsertApplyIntent({.snapshot_id = "s1"}).code(), Code::kBusy);
+  auto before = catalog_->ListApplyIntents();
+  ASSERT_TRUE(before.ok());
+  ASSERT_EQ(before->size(), 1u);
+  EXPECT_EQ((*before)[0].restart, (std::vector<std::string>{"a", "b"}));
+  EXPECT_EQ((*before)[0].paused, std::vector<std::string>{"b"});
+  EXPECT_FALSE((*before)[0].committed);
+
+  const AppliedMember applied{.vm_id = "a", .member_id = "s1-a", .disks = {"/img/a-d0-new"}};
+  ASSERT_TRUE(catalog_->ApplySnapshot("s1", {applied}).ok());
+  auto after = catalog_->ListApplyIntents();
+  ASSERT_TRUE(after.ok());
+  ASSERT_EQ(after->size(), 1u) << "kept until the VMs are started again";
+  EXPECT_TRUE((*after)[0].committed);
+  EXPECT_EQ((*after)[0].paused, std::vector<std::string>{"b"});
+  ASSERT_TRUE(catalog_->DeleteApplyIntent("s1").ok());
+  EXPECT_TRUE(catalog_->ListApplyIntents()->empty());
+}
+
 TEST_F(CatalogTest, JobsRoundTrip) {
   JobRecord j{.id = "j1",
               .type = 198,

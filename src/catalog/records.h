@@ -40,10 +40,15 @@ struct AppliedMember {
   int pid = 0;  // the VM's QEMU, started from the member's memory state; 0: the VM is off
 };
 
-// An apply in progress (Catalog::InsertApplyIntent).
+// An apply in progress (Catalog::InsertApplyIntent). Before its commit,
+// recovery undoes it and starts again the VMs of `restart`; after it, the
+// libvirt domains among them (which run again after an apply, unlike
+// vmgroupd's own VMs) until the apply has started them itself.
 struct ApplyIntent {
   std::string snapshot_id;
-  std::vector<std::string> restart;  // VMs that ran before: started again if it never commits
+  std::vector<std::string> restart;  // VMs that were on before the apply
+  std::vector<std::string> paused;   // those of them that were paused: started paused
+  bool committed = false;            // the catalog names the applied images
 };
 
 // A restore in progress (Catalog::InsertRestoreIntent), recorded before it

@@ -198,8 +198,16 @@ CREATE TABLE restore_intents (
 );
 )sql";
 
-constexpr std::array<std::string_view, 12> kMigrations = {kV1, kV2, kV3, kV4,  kV5,  kV6,
-                                                          kV7, kV8, kV9, kV10, kV11, kV12};
+// v13: an apply's intent outlives its commit until the libvirt domains that
+// ran are started again (recovery starts them if the daemon died first), and
+// names those that were paused, to start them paused.
+constexpr std::string_view kV13 = R"sql(
+ALTER TABLE apply_intents ADD COLUMN paused TEXT NOT NULL DEFAULT '[]';  -- JSON array of VM ids
+ALTER TABLE apply_intents ADD COLUMN committed INTEGER NOT NULL DEFAULT 0;
+)sql";
+
+constexpr std::array<std::string_view, 13> kMigrations = {kV1, kV2, kV3,  kV4,  kV5,  kV6, kV7,
+                                                          kV8, kV9, kV10, kV11, kV12, kV13};
 
 }  // namespace
 

@@ -174,7 +174,34 @@ Result<RecoveryReport> Recover(Env* env, VmRegistry& vms, catalog::Catalog& cata
   // While an apply stays unsettled, its members' files are all kept.
   std::set<std::string> unsettled;
   VMG_ASSIGN_OR_RETURN(auto applies, catalog.ListApplyIntents());
-  for (const auto& [snapshot_id, restart] : applies) {
+  for (const auto& intent : applies) {
+    const std::string& snapshot_id = intent.snapshot_id;
+    const std::set<std::string> paused(intent.paused.begin(), intent.paused.end());
+    if (intent.committed) {
+      // Applied, and the daemon died before it started again the libvirt
+      // domains that ran: start them now (not vmgroupd's own VMs, which an
+      // apply leaves off). A connection not open this time keeps the
+      // intent for a start that has it.
+      Status st;
+      for (const auto& id : intent.restart) {
+        auto vm = catalog.GetVm(id);
+        if (!vm.ok() || vm->libvirt_uri.empty() || vm->power != catalog::Power::kOff) continue;
+        Status again = vms.Start(id, paused.count(id) > 0);
+        if (again.code() == Code::kUnavailable && !vms.Connection(vm->libvirt_uri)) {
+          st = again;
+        } else if (!again.ok() && report.problems.ok()) {
+          report.problems = again.Annotate("apply of snapshot " + snapshot_id + ": VM " + vm->name +
+                                           " did not start again");
+        }
+      }
+      if (st.ok()) st = catalog.DeleteApplyIntent(snapshot_id);
+      if (st.ok()) {
+        report.applies_finished.push_back(snapshot_id);
+      } else if (report.problems.ok()) {
+        report.problems = st.Annotate("apply of snapshot " + snapshot_id);
+      }
+      continue;
+    }
     auto applied = catalog.GetSnapshot(snapshot_id);
     Status st = applied.status().code() == Code::kNotFound ? Status::Ok() : applied.status();
     std::vector<std::string> members;
@@ -187,10 +214,10 @@ Result<RecoveryReport> Recover(Env* env, VmRegistry& vms, catalog::Catalog& cata
       if (st.ok() && vm.ok() && vm->power == catalog::Power::kOff)
         st = vms.DefineDisks(id, vm->disks);
     }
-    for (const auto& id : restart) {
+    for (const auto& id : intent.restart) {
       auto vm = catalog.GetVm(id);
       if (vm.ok() && vm->power == catalog::Power::kOff) {
-        if (Status again = vms.Start(id); !again.ok() && st.ok()) st = again;
+        if (Status again = vms.Start(id, paused.count(id) > 0); !again.ok() && st.ok()) st = again;
       }
     }
     if (st.ok()) st = catalog.DeleteApplyIntent(snapshot_id);
@@ -273,6 +300,7 @@ std::string RecoveryReport::Summary() const {
   add(resumed.size(), "VMs resumed");
   add(thawed.size(), "guests thawed");
   add(applies_undone.size(), "interrupted applies undone");
+  add(applies_finished.size(), "interrupted applies finished");
   add(destroyed.size(), "interrupted destroys finished");
   add(removed_files.size(), "orphaned snapshot files removed");
   add(exports_taken_back.size(), "interrupted exports removed");

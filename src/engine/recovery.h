@@ -36,8 +36,10 @@ struct RecoveryReport {
   std::vector<std::string> resumed;         // VM ids
   std::vector<std::string> thawed;          // VM ids whose guest was still frozen
   std::vector<std::string> applies_undone;  // snapshot ids whose apply never committed
-  std::vector<std::string> destroyed;       // snapshot ids whose destroy was finished
-  std::vector<std::string> removed_files;   // orphaned overlays and memory states
+  // Snapshot ids whose apply had committed: its libvirt domains started again.
+  std::vector<std::string> applies_finished;
+  std::vector<std::string> destroyed;      // snapshot ids whose destroy was finished
+  std::vector<std::string> removed_files;  // orphaned overlays and memory states
   // Exports cut short: what they wrote was removed; or they had finished
   // (all but their intent) and are kept.
   std::vector<catalog::ExportIntent> exports_taken_back, exports_kept;

@@ -3,9 +3,11 @@
 // A libvirt domain is reverted by hand (libvirt 9.0 cannot revert external
 // snapshots): destroyed if it runs, redefined on a new overlay of each
 // frozen image with no <backingStore> left (Driver::DefineDisks) before the
-// catalog commit, and started again after it if it ran (paused again if it
-// was paused). Until the commit the undo, or recovery after a crash,
-// redefines it on the images its record names.
+// catalog commit, and started again after it if it ran (paused, without
+// running first, if it was paused). Until the commit the undo, or recovery
+// after a crash, redefines it on the images its record names; after it, the
+// intent stays until those domains run again, so that recovery starts them
+// if the daemon dies first.
 #include <set>
 
 #include "base/ids.h"
@@ -56,11 +58,13 @@ Result<catalog::SnapshotRecord> SnapshotEngine::Apply(const ApplyRequest& reques
   // Until the catalog commit everything is undone on failure: the new
   // overlays go, the VMs that ran start again on their old images. The
   // intent lets recovery do the same if the daemon dies first.
-  std::vector<std::string> running;
+  catalog::ApplyIntent intent{.snapshot_id = s.id};
   for (const auto& vm : vms) {
-    if (vm.power != catalog::Power::kOff) running.push_back(vm.id);
+    if (vm.power != catalog::Power::kOff) intent.restart.push_back(vm.id);
+    if (vm.power == catalog::Power::kPaused) intent.paused.push_back(vm.id);
   }
-  VMG_RETURN_IF_ERROR(catalog_->InsertApplyIntent(s.id, running));
+  VMG_RETURN_IF_ERROR(catalog_->InsertApplyIntent(intent));
+  const std::set<std::string> paused(intent.paused.begin(), intent.paused.end());
   std::vector<std::string> stopped, created;
   std::vector<size_t> redefined;  // members (libvirt domains) defined on the new overlays
   // Members started from their memory state, paused, until the commit.
@@ -77,7 +81,8 @@ Result<catalog::SnapshotRecord> SnapshotEngine::Apply(const ApplyRequest& reques
       for (const auto& path : created) (void)env_->RemoveFile(path);
     }
     for (const auto& id : stopped) {
-      if (Status st = vms_->Start(id); !st.ok()) also += "; restarting: " + st.message();
+      Status st = vms_->Start(id, paused.count(id) > 0);
+      if (!st.ok()) also += "; restarting: " + st.message();
     }
     if (also.empty()) (void)catalog_->DeleteApplyIntent(s.id);  // else recovery retries
     return also.empty() ? cause : Status(cause.code(), cause.message() + also);
@@ -147,18 +152,20 @@ Result<catalog::SnapshotRecord> SnapshotEngine::Apply(const ApplyRequest& reques
   // memory state brings them back).
   for (const auto& vm : vms) {
     if (vm.libvirt_uri.empty() || vm.power == catalog::Power::kOff) continue;
-    Status st = vms_->Start(vm.id);
-    if (st.ok() && vm.power == catalog::Power::kPaused) st = vms_->Pause(vm.id);
+    Status st = vms_->Start(vm.id, vm.power == catalog::Power::kPaused);
     if (!st.ok() && resumed.ok()) {
       resumed = st.Annotate("snapshot applied, but VM " + vm.name + " did not start again");
     }
   }
+  // Each was started or its failure is the answer: nothing left to recover.
+  if (Status d = catalog_->DeleteApplyIntent(s.id); !d.ok() && resumed.ok()) resumed = d;
   // A file left here is removed by recovery: no record refers to it any more.
   for (const auto& a : applied) {
     for (const auto& image : a.discarded) (void)env_->RemoveFile(image);
   }
   // Applied: recovery resumes a launched VM at the next start; a domain that
-  // did not start is left off, its definition on the new overlays.
+  // did not start is left off, its definition on the new overlays, and the
+  // error says so.
   if (!resumed.ok()) return resumed;
   return s;
 }

@@ -322,14 +322,17 @@ Status VmRegistry::Forget(const std::string& id, int pid) {
   return Status::Ok();
 }
 
-Status VmRegistry::Start(const std::string& id) {
+Status VmRegistry::Start(const std::string& id, bool paused) {
   VMG_ASSIGN_OR_RETURN(catalog::VmRecord vm, catalog_->GetVm(id));
   if (vm.power != catalog::Power::kOff) {
     return Status::InvalidState("VM " + vm.name + " is already " + catalog::PowerName(vm.power));
   }
   VMG_RETURN_IF_ERROR(env_->CreateDirs(RunDir(id)));
-  VMG_ASSIGN_OR_RETURN(std::unique_ptr<hypervisor::Vm> live, StartRecorded(id, SpecOf(vm)));
-  Status s = catalog_->SetVmPower(id, catalog::Power::kRunning, live->pid());
+  hypervisor::VmSpec spec = SpecOf(vm);
+  spec.paused = paused;
+  VMG_ASSIGN_OR_RETURN(std::unique_ptr<hypervisor::Vm> live, StartRecorded(id, spec));
+  Status s = catalog_->SetVmPower(id, paused ? catalog::Power::kPaused : catalog::Power::kRunning,
+                                  live->pid());
   if (!s.ok()) {
     (void)Discard(id, std::move(live));  // the catalog error is the one to report
     return s;

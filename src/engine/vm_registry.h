@@ -130,8 +130,9 @@ class VmRegistry {
   // snapshots of it exist (they stay, and so does the record).
   Status ForgetDomain(const std::string& id);
 
-  // Powers a VM on from its current images. InvalidState if it is not off.
-  Status Start(const std::string& id);
+  // Powers a VM on from its current images; with `paused`, its guest stays
+  // paused (recorded so) without having run. InvalidState if it is not off.
+  Status Start(const std::string& id, bool paused = false);
   // Powers a VM off (QEMU quits). InvalidState if it is off.
   Status Stop(const std::string& id);
   // Operator pause and resume: the recorded power follows, so recovery

@@ -31,6 +31,10 @@ struct VmSpec {
   // A memory state saved by SendResume to start from instead of booting:
   // Start then returns the VM paused exactly where the state was taken.
   std::string incoming;
+  // Start with the guest's CPUs stopped, before it runs a single
+  // instruction (Vm::Resume runs it): what starting again a VM that was
+  // paused needs, without a moment of running first.
+  bool paused = false;
 };
 
 // The fault point (Env::Hit, subject: the VM's name) Driver::Start reaches

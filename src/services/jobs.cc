@@ -205,6 +205,10 @@ std::pair<catalog::JobState, std::string> OutcomeFor(const engine::RecoveryRepor
   if (has(r.applies_undone)) {
     return {JobState::kKilled, "the apply was undone; the VMs are as they were before it"};
   }
+  if (has(r.applies_finished)) {
+    return {JobState::kCompletedWithWarnings,
+            "the apply had committed; the libvirt domains that ran before it run again"};
+  }
   if (has(r.destroyed)) {
     return {JobState::kCompletedWithWarnings, "the destroy of the snapshot was finished"};
   }

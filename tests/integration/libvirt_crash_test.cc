@@ -104,10 +104,13 @@ class LibvirtCrashFixture : public ::testing::Test {
   // crash_helper snapshots the group with fault point `point` killing it;
   // the engine must be closed meanwhile.
   void SnapshotKilledAt(std::string_view point, const std::string& consistency) {
-    auto r =
-        Env::Default()->Run({CRASH_HELPER, "--libvirt", libvirtd_->uri(), dir_ / "state",
-                             "snapshot", collection_, std::string(point), kDiskOnly, consistency},
-                            std::chrono::minutes(3));
+    HelperKilledAt(point, {"snapshot", collection_, std::string(point), kDiskOnly, consistency});
+  }
+  // crash_helper runs `command` (crash_helper.cc) and is killed at `point`.
+  void HelperKilledAt(std::string_view point, const std::vector<std::string>& command) {
+    std::vector<std::string> argv = {CRASH_HELPER, "--libvirt", libvirtd_->uri(), dir_ / "state"};
+    argv.insert(argv.end(), command.begin(), command.end());
+    auto r = Env::Default()->Run(argv, std::chrono::minutes(3));
     ASSERT_TRUE(r.ok()) << r.status().ToString();
     // Killed by its own SIGKILL at the point, not ended by an exception.
     ASSERT_EQ(r->exit_code, -1) << "the helper should have been killed at " << point << ": "
@@ -263,6 +266,70 @@ INSTANTIATE_TEST_SUITE_P(AtEveryFaultPoint, LibvirtCrashTest,
                              if (!isalnum(static_cast<unsigned char>(c))) c = '_';
                            }
                            return n;
+                         });
+
+// Killed while applying a snapshot of the group, one domain paused by its
+// operator: before the commit (domains destroyed and defined on new
+// overlays) recovery defines them on their old images again and starts
+// them; after it, recovery starts them on the applied images. Either way
+// every domain runs again as before (the paused one paused, without having
+// run) and libvirt names the images the catalog does.
+class LibvirtApplyCrashTest : public LibvirtCrashFixture,
+                              public ::testing::WithParamInterface<std::string_view> {
+ protected:
+  static void SetUpTestSuite() { StartSuite("apply", /*agent=*/false); }
+  static std::string BackingOf(const std::string& image) {
+    auto info = storage::QemuImg(Env::Default()).Info(image);
+    return info.ok() ? info->backing_filename : "";
+  }
+};
+
+TEST_P(LibvirtApplyCrashTest, KilledWhileApplyingEveryDomainRunsAgainAsBefore) {
+  const std::string_view point = GetParam();
+  const bool committed = point == engine::fault::kApplyCommitted;
+  OpenEngine();
+  for (size_t i = 0; i < names_.size(); ++i) WaitForRecords(i, Acknowledged(Serial(i)) + 5);
+  auto s = engine_->snapshots().Create({.collection_id = collection_, .type = 32768});
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  for (size_t i = 0; i < names_.size(); ++i) WaitForRecords(i, Acknowledged(Serial(i)) + 5);
+  ASSERT_TRUE(engine_->vms().Pause(uuids_[0]).ok());
+  std::vector<std::vector<std::string>> before;
+  for (const auto& uuid : uuids_) before.push_back(engine_->catalog().GetVm(uuid)->disks);
+  engine_.reset();
+
+  HelperKilledAt(point, {"apply", s->id, std::string(point)});
+
+  OpenEngine();
+  const auto& report = engine_->recovery();
+  EXPECT_TRUE(report.problems.ok()) << report.problems.ToString();
+  EXPECT_EQ(report.applies_undone.size(), committed ? 0u : 1u) << report.Summary();
+  EXPECT_EQ(report.applies_finished.size(), committed ? 1u : 0u) << report.Summary();
+  EXPECT_TRUE(engine_->catalog().ListApplyIntents()->empty());
+  EXPECT_EQ(DomState(names_[0]), "paused") << "started again paused, as it was";
+  EXPECT_EQ(engine_->catalog().GetVm(uuids_[0])->power, catalog::Power::kPaused);
+  for (size_t i = 0; i < names_.size(); ++i) {
+    const auto disks = engine_->catalog().GetVm(uuids_[i])->disks;
+    const auto& member = s->members.at(i);
+    ASSERT_EQ(member.vm_id, uuids_[i]);
+    for (size_t d = 0; d < disks.size(); ++d) {
+      if (committed) {
+        EXPECT_EQ(BackingOf(disks[d]), member.disks.at(d).frozen_image) << names_[i];
+      } else {
+        EXPECT_EQ(disks[d], before[i][d]) << names_[i] << ": undone, on its old images";
+      }
+    }
+  }
+  ASSERT_TRUE(engine_->vms().Resume(uuids_[0]).ok());
+  ExpectConsistent(/*raw_writer=*/true);
+  ExpectAllWrite();
+}
+
+INSTANTIATE_TEST_SUITE_P(BeforeAndAfterTheCommit, LibvirtApplyCrashTest,
+                         ::testing::Values(engine::fault::kApplyPrepared,
+                                           engine::fault::kApplyCommitted),
+                         [](const auto& param_info) {
+                           return param_info.param == engine::fault::kApplyPrepared ? "prepared"
+                                                                                    : "committed";
                          });
 
 // Killed inside the pause, and the operator destroys the suspended domains

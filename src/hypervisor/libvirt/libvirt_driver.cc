@@ -114,7 +114,7 @@ Result<std::unique_ptr<Vm>> LibvirtDriver::Start(const VmSpec& spec,
       return Status::InvalidState("domain " + name + " is running already");
     }
     if (!spec.disks.empty()) VMG_RETURN_IF_ERROR(RedefineDisks(conn, dom.get(), spec.disks));
-    if (virDomainCreate(dom.get()) < 0) {
+    if (virDomainCreateWithFlags(dom.get(), spec.paused ? VIR_DOMAIN_START_PAUSED : 0) < 0) {
       return Status::Unavailable(LastError("starting domain " + name).ToString());
     }
     VMG_RETURN_IF_ERROR(state_->env->Hit(kFaultStarted, name));

@@ -166,7 +166,11 @@ std::vector<std::string> QemuDriver::CommandLine(const VmSpec& spec) const {
   const auto agent = GuestAgent::ChannelArgs("fd=" + std::to_string(kAgentFd));
   argv.insert(argv.end(), agent.begin(), agent.end());
   argv.insert(argv.end(), spec.extra_args.begin(), spec.extra_args.end());
-  if (!spec.incoming.empty()) argv.insert(argv.end(), {"-incoming", "defer"});
+  if (!spec.incoming.empty()) {
+    argv.insert(argv.end(), {"-incoming", "defer"});
+  } else if (spec.paused) {
+    argv.push_back("-S");  // QEMU waits in "prelaunch" for `cont`
+  }
   return argv;
 }
 

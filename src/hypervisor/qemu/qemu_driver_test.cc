@@ -157,6 +157,16 @@ TEST_F(QemuDriverTest, PauseResumeAndState) {
   EXPECT_EQ(*vm_->State(Soon()), RunState::kRunning);
 }
 
+// Started paused, the guest waits before its first instruction until it is
+// resumed (QEMU's "prelaunch" reads as paused).
+TEST_F(QemuDriverTest, AVmStartedPausedRunsOnlyOnceResumed) {
+  spec_.paused = true;
+  StartVm();
+  EXPECT_EQ(*vm_->State(Soon()), RunState::kPaused);
+  ASSERT_TRUE(vm_->Resume(Soon()).ok());
+  EXPECT_EQ(*vm_->State(Soon()), RunState::kRunning);
+}
+
 TEST_F(QemuDriverTest, AQemuStartedWhereSigtermIsBlockedEndsInOrderOnSigterm) {
   StartVmAsTheDaemonWould();
   ASSERT_TRUE(vm_);

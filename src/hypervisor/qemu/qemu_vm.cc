@@ -107,7 +107,7 @@ Result<RunState> QemuVm::State(Deadline deadline) {
   VMG_ASSIGN_OR_RETURN(auto lock, LockToLook(deadline));
   VMG_ASSIGN_OR_RETURN(std::string s, qmp::QueryStatus(*qmp_, deadline));
   if (s == "running") return RunState::kRunning;
-  if (s == "paused" || s == "postmigrate") return RunState::kPaused;
+  if (s == "paused" || s == "postmigrate" || s == "prelaunch") return RunState::kPaused;
   if (s == "shutdown") return RunState::kShutoff;
   if (s == "io-error") return RunState::kIoError;
   return RunState::kOther;
