@@ -56,7 +56,11 @@ Status SnapshotEngine::DestroyClaimed(const catalog::SnapshotRecord& s,
     // Nothing merged yet: every image reads as before, the snapshot stays.
     if (resumed) return st;
     Status cancel = catalog_->CancelDestroy(s.id);
-    return cancel.ok() ? st : Status(st.code(), st.message() + "; " + cancel.message());
+    if (cancel.ok()) return st;
+    // Still marked for destruction (on a full disk, say): say what finishes it.
+    return Status(st.code(), st.message() + "; snapshot " + s.name +
+                                 " stays marked for destruction (" + cancel.message() +
+                                 "); destroy it again, or restart the service, to finish");
   }
 
   Status done = MergeAndFinish(env_, *vms_, *catalog_, img_, s.id, merges);

@@ -89,6 +89,20 @@ void ResumeStarved(DaemonProcess& daemon, catalog::Catalog& catalog, const Workl
   }
 }
 
+// A destroy that the full disk cut short part-way leaves its snapshot
+// marked for destruction, and its error says to destroy it again (or restart
+// the service): once the disk is freed, the campaign does that, as the
+// operator would, and the invariants then want the snapshot gone.
+void DestroyStarvedAgain(DaemonProcess& daemon, catalog::Catalog& catalog) {
+  auto snapshots = catalog.ListSnapshots();
+  if (!snapshots.ok()) return;
+  for (const auto& s : *snapshots) {
+    if (s.state != catalog::SnapshotState::kDestroying) continue;
+    std::printf("  destroying %s again, cut short by the full disk\n", s.id.c_str());
+    (void)daemon.Cli({"snapshot", "delete", s.id});
+  }
+}
+
 // A guest found stalled or in a state nobody asked for is stopped and
 // started again, and a QEMU no VM should have is ended (by PID: it is in the
 // campaign's mount namespace), so that the rest of the run still exercises
@@ -177,7 +191,10 @@ int RunCampaign(const Options& o, const Dirs& d, DaemonProcess& daemon, Report& 
       report.Add(step, checks.JobsEnded(**catalog));
       report.Add(step, AwaitJobs(**catalog));
     }
-    if (fault) ResumeStarved(daemon, **catalog, workload);
+    if (fault) {
+      ResumeStarved(daemon, **catalog, workload);
+      DestroyStarvedAgain(daemon, **catalog);
+    }
     Violations found = checks.Settled(**catalog, workload.guest_ids());
     report.Add(step, found);
     report.Add(step, checks.Images(**catalog));

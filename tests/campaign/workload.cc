@@ -185,8 +185,12 @@ Operation Workload::Pick(std::mt19937_64& rng, catalog::Catalog& catalog) {
     ops.push_back({"snapshot-disk", {"snapshot", "create", "shop", "--type", "disk", "--no-wait"}});
     ops.push_back(
         {"snapshot-standard", {"snapshot", "create", "shop", "--type", "standard", "--no-wait"}});
-    ops.push_back(
-        {"snapshot-recovery", {"snapshot", "create", "shop", "--type", "recovery", "--no-wait"}});
+    // Twice: reference points, and the exports of them, build on recovery
+    // snapshots (seed 19 drew too few of them to reach those).
+    for (int i = 0; i < 2; ++i) {
+      ops.push_back(
+          {"snapshot-recovery", {"snapshot", "create", "shop", "--type", "recovery", "--no-wait"}});
+    }
     ops.push_back(
         {"snapshot-application",
          {"snapshot", "create", "shop", "--consistency", "application-or-crash", "--no-wait"}});
@@ -205,9 +209,12 @@ Operation Workload::Pick(std::mt19937_64& rng, catalog::Catalog& catalog) {
                    true});
   }
   if (!newest_recovery.empty() && all_live && refpoints.size() < kMaxReferencePoints) {
-    ops.push_back({"to-refpoint", {"snapshot", "to-refpoint", newest_recovery, "--no-wait"}});
-    // Twice the chance when the conversion yields an exportable point.
-    if (newest_recovery_exported) ops.push_back(ops.back());
+    // Three times the chance while it can be drawn (the next snapshot ends
+    // that), six times when the conversion yields an exportable point.
+    const int weight = newest_recovery_exported ? 6 : 3;
+    for (int i = 0; i < weight; ++i) {
+      ops.push_back({"to-refpoint", {"snapshot", "to-refpoint", newest_recovery, "--no-wait"}});
+    }
   }
   if (all_live && refpoints.size() < kMaxReferencePoints) {
     ops.push_back({"refpoint-create", {"refpoint", "create", "shop", "--no-wait"}});
