@@ -80,6 +80,41 @@ TEST_F(LibvirtDomainsTest, AGroupOfDomainsIsCutOnEveryDiskAndVirshNamesTheNewIma
   (void)group;
 }
 
+// What an operator types for a consistent backup of a database and its app
+// server: every domain's filesystems frozen through its agent for the cut,
+// and thawed after, by vmgroupd serving libvirt's domains.
+TEST_F(LibvirtDomainsTest, AnApplicationConsistentSnapshotFreezesAndThawsEveryDomain) {
+  const std::vector<std::string> names = {"db0", "app0"};
+  std::vector<std::string> add = {"group", "add", "tier"};
+  for (const auto& n : names) add.push_back(Define(n, /*start=*/true, /*agent=*/true));
+  Serve();
+  Ok({"group", "create", "tier"});
+  Ok(add);
+  for (const auto& n : names) WaitForRecords(n, 20);
+
+  // The guests start their agents as they boot: until both answer, a
+  // snapshot that must be application-consistent is refused.
+  const auto until = Clock::now() + std::chrono::minutes(3);
+  CommandOutput made;
+  while ((made = Cli({"--json", "snapshot", "create", "tier", "--type", "disk", "--consistency",
+                      "application"}))
+             .exit_code != 0) {
+    ASSERT_LT(Clock::now(), until) << "the agents never answered: " << made.err;
+    std::this_thread::sleep_for(std::chrono::seconds(2));
+  }
+  json snap = json::parse(made.out, nullptr, false);
+  const std::string id = snap.value("id", "");
+  ASSERT_FALSE(id.empty()) << made.out;
+  json shown = json::parse(Ok({"--json", "snapshot", "show", id}));
+  EXPECT_EQ(shown.value("consistency", ""), "application") << shown.dump();
+  EXPECT_GT(shown.value("freeze_window_us", 0), 0) << shown.dump();
+  for (const auto& m : shown["members"]) {
+    EXPECT_EQ(m.value("consistency", ""), "application") << m.dump();
+  }
+  // Thawed: each guest's filesystem takes writes again.
+  for (const auto& n : names) WaitForRecords(n, Acknowledged(SerialOf(n)) + 10);
+}
+
 TEST_F(LibvirtDomainsTest, AGroupMaySpanALibvirtDomainAndAVmOfVmgroupdsOwn) {
   const std::string uuid = Define("mixed0");
   const auto before = Sources("mixed0");

@@ -52,16 +52,23 @@ class LibvirtDomainsTest : public DaemonFixture {
   std::string Image(const std::string& file) const { return dir_ / file; }
   std::string SerialOf(const std::string& name) const { return Image(name + ".serial"); }
 
-  // A domain writing records, with two fresh qcow2 disks; its UUID.
-  std::string Define(const std::string& name, bool start = true) {
+  // A domain writing records, with two fresh qcow2 disks; its UUID. With
+  // `agent`, the guest runs QEMU's guest agent (on its channel) and writes
+  // its records into a file of an ext4 filesystem on the first disk.
+  std::string Define(const std::string& name, bool start = true, bool agent = false) {
     testing::GuestDomain g{.name = name,
                            .kernel = std::string(GUEST_KIT_DIR) + "/vmlinuz",
                            .initrd = std::string(GUEST_KIT_DIR) + "/initrd.gz",
-                           .append = "console=ttyS0 panic=-1 quiet writer=raw",
-                           .serial_log = SerialOf(name)};
+                           .append = std::string("console=ttyS0 panic=-1 quiet ") +
+                                     (agent ? "agent=1 writer=fs" : "writer=raw"),
+                           .serial_log = SerialOf(name),
+                           .agent = agent};
     for (const char* disk : {"-a.qcow2", "-b.qcow2"}) {
       g.disks.push_back(Image(name + disk));
       EXPECT_TRUE(storage::QemuImg(Env::Default()).Create(g.disks.back(), kDiskBytes).ok());
+    }
+    if (agent) {
+      EXPECT_TRUE(testing::MakeExt4Image(g.disks[0], kDiskBytes).ok());
     }
     auto uuid = libvirtd_->Define(g, start);
     EXPECT_TRUE(uuid.ok()) << uuid.status().ToString();
