@@ -1,5 +1,7 @@
 #include "storage/qemu_img.h"
 
+#include <unistd.h>
+
 #include <atomic>
 #include <nlohmann/json.hpp>
 #include <thread>
@@ -11,7 +13,18 @@ Result<CommandOutput> QemuImg::RunOk(const std::vector<std::string>& argv, Durat
   // asks the kernel for SIGKILL when that thread ends): a daemon killed in
   // the middle of a step must not leave a qemu-img behind that goes on
   // creating or merging images after the next start's recovery has looked.
-  std::vector<std::string> tied = {"setpriv", "--pdeathsig", "KILL", "--"};
+  // A daemon that dies before setpriv has asked sends no signal, so the
+  // shell setpriv runs goes on only while its parent is still this process
+  // (campaign seed 20: an overlay made 40 ms after recovery's sweep).
+  std::vector<std::string> tied = {
+      "setpriv",
+      "--pdeathsig",
+      "KILL",
+      "--",
+      "sh",
+      "-c",
+      "[ \"$PPID\" = \"$0\" ] && exec \"$@\"; echo 'vmgroupd, which ran it, is gone' >&2; exit 125",
+      std::to_string(::getpid())};
   tied.insert(tied.end(), argv.begin(), argv.end());
   VMG_ASSIGN_OR_RETURN(CommandOutput out, env_->Run(tied, timeout));
   if (out.exit_code != 0) {

@@ -189,5 +189,33 @@ TEST_F(QemuImgTest, QemuImgDiesWithTheProcessThatRanIt) {
   EXPECT_TRUE(gone.ok()) << "qemu-img " << pid << " outlived the process that ran it";
 }
 
+// The process that runs qemu-img dies before setpriv has asked for the
+// signal (here setpriv starts a second late): qemu-img never starts.
+TEST_F(QemuImgTest, QemuImgNeverStartsWhenTheProcessThatRanItDiedFirst) {
+  const std::string bin = Path("bin"), started = Path("qemu-img.started");
+  std::filesystem::create_directory(bin);
+  {
+    std::ofstream setpriv(bin + "/setpriv");
+    setpriv << "#!/bin/sh\nsleep 1\nexec /usr/bin/setpriv \"$@\"\n";
+    std::ofstream tool(bin + "/qemu-img");
+    tool << "#!/bin/sh\ntouch " << started << "\n";
+  }
+  std::filesystem::permissions(bin + "/setpriv", std::filesystem::perms(0755));
+  std::filesystem::permissions(bin + "/qemu-img", std::filesystem::perms(0755));
+  const pid_t daemon = ::fork();
+  ASSERT_GE(daemon, 0);
+  if (daemon == 0) {
+    ::setenv("PATH", (bin + ":" + ::getenv("PATH")).c_str(), 1);
+    (void)QemuImg(Env::Default()).Create(Path("never.qcow2"), 1 << 20);
+    ::_exit(0);
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  ::kill(daemon, SIGKILL);
+  ::waitpid(daemon, nullptr, 0);
+  std::this_thread::sleep_for(std::chrono::seconds(3));
+  EXPECT_FALSE(std::filesystem::exists(started))
+      << "qemu-img ran after the process that ran it died";
+}
+
 }  // namespace
 }  // namespace vmgroup::storage
