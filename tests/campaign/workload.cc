@@ -241,8 +241,13 @@ Operation Workload::Pick(std::mt19937_64& rng, catalog::Catalog& catalog) {
     ops.push_back({"vm-stop", {"vm", "stop", Any(rng, running)}});
     ops.push_back({"vm-pause", {"vm", "pause", Any(rng, running)}});
   }
-  if (!paused.empty()) ops.push_back({"vm-resume", {"vm", "resume", Any(rng, paused)}});
-  if (!off.empty()) ops.push_back({"vm-start", {"vm", "start", Any(rng, off)}});
+  // Three times as often as the rest: every apply leaves the guests off, and
+  // reference points are made only while every guest runs (seeds 19 and 20
+  // drew no conversion to one in 80 steps and more).
+  for (int i = 0; i < 3; ++i) {
+    if (!paused.empty()) ops.push_back({"vm-resume", {"vm", "resume", Any(rng, paused)}});
+    if (!off.empty()) ops.push_back({"vm-start", {"vm", "start", Any(rng, off)}});
+  }
   return Any(rng, ops);
 }
 
