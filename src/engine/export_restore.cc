@@ -417,8 +417,9 @@ Status TakeBackRestore(Env* env, VmRegistry& vms, catalog::Catalog& catalog,
     note(env->RemoveDir(dir));
   }
   // Copies beside libvirt's images: each was new (the plan refused to
-  // replace a file), so each is the restore's.
-  for (const auto& f : intent.files) {
+  // replace a file), so each is the restore's. Kept while a domain that may
+  // name them is still defined.
+  for (const auto& f : unavailable.empty() ? intent.files : std::vector<std::string>{}) {
     if (env->FileExists(f)) note(env->RemoveFile(f));
   }
   if (!unavailable.empty()) {

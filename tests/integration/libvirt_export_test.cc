@@ -299,6 +299,17 @@ TEST_F(LibvirtExportTest, RecoveryUndefinesTheDomainsOfACrashedRestoreAndRemoves
     ASSERT_NE(Made(), made) << "the crash left copies behind";
     if (point == engine::fault::kRestoreVmDefined) {
       EXPECT_NE(Domains(), domains) << "the crash left a domain defined";
+      // A start without the domain's connection keeps the intent, and
+      // says which connection it needs.
+      OpenEngine(/*connected=*/false);
+      const Status& problems = engine_->recovery().problems;
+      EXPECT_EQ(problems.code(), Code::kUnavailable) << problems.ToString();
+      EXPECT_NE(problems.message().find("--libvirt " + libvirtd_->uri()), std::string::npos)
+          << problems.ToString();
+      EXPECT_EQ(engine_->catalog().ListRestoreIntents()->size(), 1u);
+      EXPECT_NE(Domains(), domains);
+      EXPECT_NE(Made(), made) << "the copies stay while the domain naming them is defined";
+      engine_.reset();
     }
 
     OpenEngine();
