@@ -196,7 +196,9 @@ void RemoveDeep(pugi::xml_node node, const char* name) {
 }
 
 // Refuses any element of another namespace (qemu:commandline, ...) below
-// `node`, but inside <metadata>, which libvirt never interprets.
+// `node`, but inside <metadata>, which libvirt never interprets, and any
+// namespace declaration: libvirt finds its extensions by namespace, so
+// <commandline xmlns='...qemu/1.0'> would be one without a prefix.
 Status CheckNamespaces(const pugi::xml_node& node) {
   for (auto c : node.children()) {
     if (c.type() != pugi::node_element || std::string_view(c.name()) == "metadata") continue;
@@ -205,6 +207,14 @@ Status CheckNamespaces(const pugi::xml_node& node) {
                     "an element of another namespace instructs the hypervisor directly");
     }
     VMG_RETURN_IF_ERROR(CheckNamespaces(c));
+  }
+  for (auto a : node.attributes()) {
+    const std::string_view name = a.name();
+    if (name == "xmlns" || name.starts_with("xmlns:")) {
+      return Refuse(
+          std::string("declares the namespace ") + a.value() + " on <" + node.name() + ">",
+          "elements of another namespace instruct the hypervisor directly");
+    }
   }
   return Status::Ok();
 }

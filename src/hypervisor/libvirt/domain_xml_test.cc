@@ -135,6 +135,7 @@ constexpr char kExported[] = R"(<domain type='qemu'>
   <name>db1</name>
   <uuid>4a2f6a8e-2b1c-4f0e-9c55-0d3b9e1f2a77</uuid>
   <genid>43dc0cf8-809b-4adb-9bea-a9abb5f3d90d</genid>
+  <metadata><app:info xmlns:app='https://example.org/app'>/srv/app</app:info></metadata>
   <memory unit='KiB'>131072</memory>
   <vcpu placement='static'>1</vcpu>
   <resource><partition>/machine</partition></resource>
@@ -246,6 +247,10 @@ TEST(SanitizeRestoredTest, RefusesInstructionsAndHostResources) {
                "<domain type='qemu' xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0'>"
                "<qemu:commandline><qemu:arg value='-S'/></qemu:commandline>"),
        "<qemu:commandline>"},
+      {Replace(kExported, devices_end,
+               devices_end + "<commandline xmlns='http://libvirt.org/schemas/domain/qemu/1.0'>"
+                             "<arg value='-S'/></commandline>"),
+       "declares the namespace http://libvirt.org/schemas/domain/qemu/1.0"},
       {Replace(kExported, devices_end,
                "<hostdev mode='subsystem' type='pci'><source><address domain='0' bus='1' "
                "slot='0' function='0'/></source></hostdev>" +
