@@ -242,6 +242,15 @@ TEST_F(LibvirtExportTest, RefusedRestoresMakeNothing) {
   OpenEngine();
   const size_t vms = engine_->catalog().ListVms()->size();
   {
+    // Another target than the one it came from, not open either.
+    const std::string other = "qemu+unix:///system?socket=/nonexistent/libvirt-sock";
+    auto r =
+        engine_->restorer().Restore({.directory = export_, .as_new = true, .libvirt_uri = other});
+    EXPECT_EQ(r.status().code(), Code::kUnavailable) << r.status().ToString();
+    EXPECT_NE(r.status().message().find("--libvirt " + other), std::string::npos)
+        << r.status().ToString();
+  }
+  {
     testing::GuestDomain taken{.name = "lx1-restored"};
     ASSERT_TRUE(libvirtd_->Define(taken, /*start=*/false).ok());
     auto r = engine_->restorer().Restore({.directory = export_, .as_new = true});

@@ -63,8 +63,9 @@ Result<ExportedDefinition> BootFilesOf(const std::string& definition);
 
 // `r.definition`, an exported domain's XML (data from outside), made fit to
 // define on this host, or InvalidArgument naming what is refused:
-// - refused: any element of another namespace outside <metadata>
-//   (<qemu:commandline>, <qemu:override>...: instructions to QEMU), a
+// - refused: any element of another namespace, or namespace declaration,
+//   outside <metadata> (<qemu:commandline>, <qemu:override>...:
+//   instructions to QEMU), a
 //   <hostdev> or an <interface type='hostdev'> (host devices), a
 //   <filesystem> (a host directory), a guest-written disk that is not one
 //   of the snapshotted disks `r.disks` replaces, <os><dtb>, a <loader>
