@@ -95,6 +95,19 @@ Result<hypervisor::ExportedDefinition> ExportDomain(Env* env, storage::QemuImg& 
                                                     ExportedVm& out) {
   auto definition = driver.ExportDefinition(vm.id);
   if (!definition.ok()) return definition.status().Annotate("VM " + vm.name + ": its definition");
+  // The operator's definition may boot /boot/vmlinuz, a link to the kernel
+  // of the day: what is copied is the file it leads to (the copy is read
+  // through no link).
+  for (std::string* boot : {&definition->kernel, &definition->initrd}) {
+    if (boot->empty()) continue;
+    std::error_code ec;
+    const std::string target = fs::canonical(*boot, ec).string();
+    if (ec) {
+      return Status::FileNotFound("VM " + vm.name + ": its definition boots " + *boot + ": " +
+                                  ec.message());
+    }
+    *boot = target;
+  }
   // The domain as libvirt defines it now: its disks, and the devices a
   // restore defines it with again (export_restore.h judges them).
   out.domain = {

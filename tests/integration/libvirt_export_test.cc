@@ -41,10 +41,13 @@ class LibvirtExportTest : public ::testing::Test {
     ASSERT_TRUE(driver.ok()) << driver.status().ToString();
     driver_ = std::move(driver).value();
     fs::create_directories(Images());
+    // The second domain boots its kernel through a link, as /boot/vmlinuz.
+    fs::create_symlink(std::string(GUEST_KIT_DIR) + "/vmlinuz", Images() / "vmlinuz");
     for (int i = 0; i < kDomains; ++i) {
       const std::string name = "lx" + std::to_string(i);
       testing::GuestDomain g{.name = name,
-                             .kernel = std::string(GUEST_KIT_DIR) + "/vmlinuz",
+                             .kernel = i == 0 ? std::string(GUEST_KIT_DIR) + "/vmlinuz"
+                                              : (Images() / "vmlinuz").string(),
                              .initrd = std::string(GUEST_KIT_DIR) + "/initrd.gz",
                              .append = "console=ttyS0 panic=-1 quiet writer=raw",
                              .serial_log = Images() / (name + ".serial")};
