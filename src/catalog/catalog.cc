@@ -443,8 +443,13 @@ Result<std::vector<ApplyIntent>> Catalog::ListApplyIntents() {
 Status Catalog::InsertRestoreIntent(const RestoreIntent& intent) {
   std::lock_guard lock(mu_);
   VMG_ASSIGN_OR_RETURN(
-      Stmt ins, db_->Prepare("INSERT INTO restore_intents(collection_id,vm_ids) VALUES(?1,?2)"));
-  Status s = ins.Bind(1, intent.collection_id).Bind(2, ToJson(intent.vm_ids)).Run();
+      Stmt ins, db_->Prepare("INSERT INTO restore_intents(collection_id,vm_ids,libvirt_uris,files) "
+                             "VALUES(?1,?2,?3,?4)"));
+  Status s = ins.Bind(1, intent.collection_id)
+                 .Bind(2, ToJson(intent.vm_ids))
+                 .Bind(3, ToJson(intent.libvirt_uris))
+                 .Bind(4, ToJson(intent.files))
+                 .Run();
   if (s.code() == Code::kAlreadyExists) {
     return Status::AlreadyExists("a restore of group " + intent.collection_id + " is in progress");
   }
@@ -459,13 +464,13 @@ Status Catalog::DeleteRestoreIntent(const std::string& collection_id) {
 
 Result<std::vector<RestoreIntent>> Catalog::ListRestoreIntents() {
   std::lock_guard lock(mu_);
-  VMG_ASSIGN_OR_RETURN(Stmt q, db_->Prepare("SELECT collection_id,vm_ids FROM restore_intents "
-                                            "ORDER BY collection_id"));
+  VMG_ASSIGN_OR_RETURN(Stmt q, db_->Prepare("SELECT collection_id,vm_ids,libvirt_uris,files "
+                                            "FROM restore_intents ORDER BY collection_id"));
   std::vector<RestoreIntent> out;
   while (true) {
     VMG_ASSIGN_OR_RETURN(bool row, q.Step());
     if (!row) break;
-    out.push_back({q.Text(0), FromJson(q.Text(1))});
+    out.push_back({q.Text(0), FromJson(q.Text(1)), FromJson(q.Text(2)), FromJson(q.Text(3))});
   }
   return out;
 }

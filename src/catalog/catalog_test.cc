@@ -375,5 +375,20 @@ TEST_F(CatalogTest, RestoreIntentsNameTheirGroupAndVmsUntilDeleted) {
   EXPECT_TRUE(catalog_->ListRestoreIntents()->empty());
 }
 
+TEST_F(CatalogTest, RestoreIntentsNameTheDomainsAndFilesTheyMake) {
+  ASSERT_TRUE(catalog_
+                  ->InsertRestoreIntent({.collection_id = "c-2",
+                                         .vm_ids = {"vm-a", "vm-b"},
+                                         .libvirt_uris = {"", "qemu:///system"},
+                                         .files = {"/img/b-restored-d0.qcow2"}})
+                  .ok());
+  auto listed = catalog_->ListRestoreIntents();
+  ASSERT_TRUE(listed.ok() && listed->size() == 1u);
+  EXPECT_EQ((*listed)[0].libvirt_uris, (std::vector<std::string>{"", "qemu:///system"}));
+  EXPECT_EQ((*listed)[0].files, (std::vector<std::string>{"/img/b-restored-d0.qcow2"}));
+  ASSERT_TRUE(catalog_->DeleteRestoreIntent("c-2").ok());
+  EXPECT_TRUE(catalog_->ListRestoreIntents()->empty());
+}
+
 }  // namespace
 }  // namespace vmgroup::catalog

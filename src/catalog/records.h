@@ -56,6 +56,12 @@ struct ApplyIntent {
 struct RestoreIntent {
   std::string collection_id;        // the group it defines
   std::vector<std::string> vm_ids;  // the VMs it defines, and so their run directories
+  // By VM, as vm_ids: the libvirt connection a VM is defined on as a domain,
+  // "" for one of vmgroupd's own (or none at all: an older intent).
+  std::vector<std::string> libvirt_uris;
+  // Files it copies outside the VMs' run directories (beside the images of
+  // libvirt domains), each one new.
+  std::vector<std::string> files;
 };
 
 // A QEMU the daemon started for a VM (Catalog::InsertProcess), recorded

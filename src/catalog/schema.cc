@@ -190,11 +190,14 @@ ALTER TABLE vms ADD COLUMN libvirt_uri TEXT NOT NULL DEFAULT '';
 )sql";
 
 // v12: restores in progress, so that recovery takes back the group, the VMs
-// and the copied files of one cut short by a crash (issue 14).
+// (libvirt domains undefined on their connection) and the copied files of
+// one cut short by a crash (issues 14 and 15).
 constexpr std::string_view kV12 = R"sql(
 CREATE TABLE restore_intents (
   collection_id TEXT PRIMARY KEY,
-  vm_ids TEXT NOT NULL DEFAULT '[]'  -- JSON array
+  vm_ids TEXT NOT NULL DEFAULT '[]',        -- JSON array
+  libvirt_uris TEXT NOT NULL DEFAULT '[]',  -- JSON array, by VM as vm_ids
+  files TEXT NOT NULL DEFAULT '[]'          -- JSON array
 );
 )sql";
 

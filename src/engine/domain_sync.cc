@@ -32,6 +32,20 @@ catalog::Power PowerOf(hypervisor::RunState state, catalog::Power recorded) {
 
 }  // namespace
 
+catalog::VmRecord RecordOfDomain(const hypervisor::DomainInfo& d, const std::string& uri,
+                                 const catalog::VmRecord* was) {
+  catalog::VmRecord now = was ? *was : catalog::VmRecord{};
+  now.id = d.uuid;
+  now.name = d.name;
+  now.memory_mib = d.memory_mib;
+  now.vcpus = d.vcpus;
+  now.disks = d.disks;
+  now.power = PowerOf(d.state, was ? was->power : catalog::Power::kOff);
+  now.pid = 0;
+  now.libvirt_uri = uri;
+  return now;
+}
+
 DomainSync::~DomainSync() {
   for (const auto& uri : vms_->ConnectionUris()) vms_->Connection(uri)->Watch({});
   {
@@ -67,15 +81,7 @@ Status DomainSync::Sync(const std::string& uri) {
       continue;
     }
     vms_->SetUnsupported(d.uuid, d.unsupported);
-    catalog::VmRecord now = was ? *was : catalog::VmRecord{};
-    now.id = d.uuid;
-    now.name = d.name;
-    now.memory_mib = d.memory_mib;
-    now.vcpus = d.vcpus;
-    now.disks = d.disks;
-    now.power = PowerOf(d.state, was ? was->power : catalog::Power::kOff);
-    now.pid = 0;
-    now.libvirt_uri = uri;
+    const catalog::VmRecord now = RecordOfDomain(d, uri, was);
     snapshots_->RunUnclaimed(d.uuid, [&] {
       Status s = was ? catalog_->UpdateDomain(now) : catalog_->InsertVm(now);
       if (!s.ok()) return keep(s.Annotate("libvirt domain " + d.name));

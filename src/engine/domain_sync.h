@@ -26,6 +26,11 @@
 
 namespace vmgroup::engine {
 
+// The catalog record of domain `d` on `uri`, as DomainSync records it;
+// `was`, when not null, is its record so far (what libvirt does not say is kept).
+catalog::VmRecord RecordOfDomain(const hypervisor::DomainInfo& d, const std::string& uri,
+                                 const catalog::VmRecord* was);
+
 class DomainSync {
  public:
   DomainSync(catalog::Catalog* catalog, VmRegistry* vms, SnapshotEngine* snapshots)

@@ -10,6 +10,8 @@ std::string ExportBootFile(const std::string& vm_id, const char* name) {
   return vm_id + "/" + name;
 }
 
+std::string ExportDomainFile(const std::string& vm_id) { return vm_id + "/domain.xml"; }
+
 std::string ExportDiskFile(const std::string& vm_id, int index) {
   return vm_id + "/disk" + std::to_string(index) + ".qcow2";
 }
@@ -45,6 +47,7 @@ Result<bool> TakeBackExport(Env* env, catalog::Catalog& catalog,
     files.push_back(ExportConfigFile(m.vm_id));
     files.push_back(ExportBootFile(m.vm_id, "kernel"));
     files.push_back(ExportBootFile(m.vm_id, "initrd"));
+    files.push_back(ExportDomainFile(m.vm_id));
     for (const auto& d : m.disks) files.push_back(ExportDiskFile(m.vm_id, d.index));
     dirs.push_back(dir + "/" + m.vm_id);
   }

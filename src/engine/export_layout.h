@@ -21,6 +21,8 @@ namespace vmgroup::engine {
 // The names, relative to the export's directory, of a VM's files.
 std::string ExportConfigFile(const std::string& vm_id);
 std::string ExportBootFile(const std::string& vm_id, const char* name);  // "kernel", "initrd"
+// A libvirt domain's definition: "<vm-id>/domain.xml".
+std::string ExportDomainFile(const std::string& vm_id);
 std::string ExportDiskFile(const std::string& vm_id, int index);
 
 // The outermost of `dir` and its parents that does not exist yet, or ""

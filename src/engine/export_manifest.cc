@@ -88,6 +88,23 @@ Status CheckFile(const std::string& what, const ExportedFile& f) {
   return f.empty() ? Status::Ok() : RelativeName(what, f.file, true);
 }
 
+Status CheckDomain(const std::string& of, int version, const ExportedDomain& d) {
+  if (d.empty() && d.uri.empty()) return Status::Ok();
+  if (version < 3) {
+    return Status::InvalidArgument(of + "a libvirt domain in a manifest of version " +
+                                   std::to_string(version) + " (domains came with version 3)");
+  }
+  VMG_RETURN_IF_ERROR(CheckText(of + "the libvirt URI", d.uri, kMaxPathBytes));
+  if (d.uri.empty() || d.empty()) {
+    return Status::InvalidArgument(of + "a libvirt domain needs its URI and its definition");
+  }
+  VMG_RETURN_IF_ERROR(RelativeName(of + "the domain definition", d.definition.file, true));
+  if (!d.image_dir.empty()) {
+    VMG_RETURN_IF_ERROR(CheckClientPath(of + "the domain's image directory", d.image_dir));
+  }
+  return Status::Ok();
+}
+
 // Everything ParseManifest promises beyond the JSON's shape.
 Status CheckManifest(const ExportManifest& m) {
   VMG_RETURN_IF_ERROR(Guid("the group's id", m.collection_id));
@@ -113,6 +130,7 @@ Status CheckManifest(const ExportManifest& m) {
     VMG_RETURN_IF_ERROR(RelativeName(of + "the configuration", vm.config_file, true));
     VMG_RETURN_IF_ERROR(CheckFile(of + "the kernel", vm.kernel));
     VMG_RETURN_IF_ERROR(CheckFile(of + "the initrd", vm.initrd));
+    VMG_RETURN_IF_ERROR(CheckDomain(of, m.version, vm.domain));
     if (vm.disks.size() > kMaxDisks) {
       return Status::InvalidArgument(of + std::to_string(vm.disks.size()) +
                                      " disks; a VM has at most " + std::to_string(kMaxDisks));
@@ -157,6 +175,19 @@ json FileToJson(const ExportedFile& f) {
   return {{"file", f.file}, {"file_size", f.file_size}, {"checksum", f.checksum}};
 }
 
+json DomainToJson(const ExportedDomain& d) {
+  if (d.empty()) return nullptr;
+  return {{"uri", d.uri}, {"definition", FileToJson(d.definition)}, {"image_dir", d.image_dir}};
+}
+
+ExportedDomain ReadDomain(const json& vm) {
+  auto d = vm.find("libvirt");
+  if (d == vm.end() || d->is_null()) return {};
+  return {.uri = d->at("uri").get<std::string>(),
+          .definition = ReadFile(*d, "definition"),
+          .image_dir = d->at("image_dir").get<std::string>()};
+}
+
 }  // namespace
 
 std::string ManifestToJson(const ExportManifest& m) {
@@ -179,6 +210,7 @@ std::string ManifestToJson(const ExportManifest& m) {
                    {"kernel", FileToJson(vm.kernel)},
                    {"initrd", FileToJson(vm.initrd)},
                    {"disks", disks}});
+    if (!vm.domain.empty()) vms.back()["libvirt"] = DomainToJson(vm.domain);
   }
   json doc = {{"format", kManifestFormat},
               {"version", m.version},
@@ -239,6 +271,7 @@ Result<ExportManifest> ParseManifest(const std::string& text) {
           vm.config_checksum = v.at("config_checksum").get<std::string>();
           vm.kernel = ReadFile(v, "kernel");
           vm.initrd = ReadFile(v, "initrd");
+          vm.domain = ReadDomain(v);
           for (const json& d : v.at("disks")) {
             const int64_t index = Whole(d, "index");
             if (index < 0 || index >= static_cast<int64_t>(kMaxDisks)) {

@@ -23,8 +23,16 @@ inline constexpr const char* kManifestFormat = "vmgroup-export";
 // Version 2 added each VM's kernel and initrd as files of the export and
 // dropped extra QEMU arguments from the configuration. Version 1 exports are
 // still read; restore refuses those that name host files (export_restore.h).
-inline constexpr int kManifestVersion = 2;
+// Version 3 added libvirt domains (ExportedVm::domain): a reader of version
+// 2 would restore them as vmgroupd's own VMs, without their definition, so
+// an export holding one is version 3; one of vmgroupd's own VMs only is
+// still written as version 2.
+inline constexpr int kManifestVersion = 3;
+inline constexpr int kOwnVmsManifestVersion = 2;
 inline constexpr int kOldestManifestVersion = 1;
+// A domain definition is read only up to 1 MiB (libvirt's own XML of a
+// large domain is tens of KiB).
+inline constexpr uint64_t kMaxDomainXmlBytes = uint64_t{1} << 20;
 // Bounds on the JSON files read: far above what any group's export holds
 // (a manifest lists about 300 bytes per disk), far below what would hurt.
 inline constexpr uint64_t kMaxManifestBytes = uint64_t{16} << 20;
@@ -50,12 +58,23 @@ struct ExportedDisk {
   std::string base_file;
 };
 
+// A VM that was a libvirt domain (version 3).
+struct ExportedDomain {
+  std::string uri;          // the libvirt connection it was exported from
+  ExportedFile definition;  // its inactive domain XML, as libvirt gave it
+  // The directory of its first disk's image at export time: where a
+  // restore puts its copies when libvirt keeps other domains' images there.
+  std::string image_dir;
+  bool empty() const { return definition.empty(); }
+};
+
 struct ExportedVm {
   std::string id, name;
   std::string member_snapshot_id;  // the VM's snapshot inside the group snapshot
   std::string config_file;         // relative: the VM's definition (ExportedConfig)
   std::string config_checksum;
   ExportedFile kernel, initrd;      // what the VM boots, when it boots a kernel
+  ExportedDomain domain;            // empty for one of vmgroupd's own VMs
   std::vector<ExportedDisk> disks;  // in index order: 0, 1, ...
 };
 
@@ -108,7 +127,9 @@ const ExportedDisk* FindDisk(const ExportManifest& m, const std::string& vm_id, 
 // to at most kMaxDisks, each index once, in order; the export's own files
 // (configurations, images, kernels, initrds) named relative to it, inside
 // it (no leading '/', no '..' out of it, printable); the base export and
-// base images named relatively; file names only with disk images.
+// base images named relatively; file names only with disk images; a
+// libvirt domain only in version 3, with a printable URI, its definition a
+// file of the export and its image directory absolute or empty.
 Result<ExportManifest> ParseManifest(const std::string& text);
 
 // A VM's configuration file, without extra arguments (version 2).

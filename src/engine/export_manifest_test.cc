@@ -17,7 +17,8 @@ constexpr const char* kMember = "6a0f2b1c-0000-4000-8000-000000000004";
 
 ExportManifest Sample() {
   const std::string vm = kVm;
-  return {.exported_us = 1764000000000000,
+  return {.version = kOwnVmsManifestVersion,
+          .exported_us = 1764000000000000,
           .collection_id = kGroup,
           .collection_name = "web",
           .snapshot_id = kSnap,
@@ -84,9 +85,52 @@ TEST(ExportManifestTest, ReadsVersion1AndRefusesOthers) {
   EXPECT_TRUE(ParseManifest(v1).ok());
   EXPECT_EQ(ParseManifest("not json").status().code(), Code::kInvalidArgument);
   EXPECT_EQ(ParseManifest("{\"format\": \"other\"}").status().code(), Code::kInvalidArgument);
-  EXPECT_TRUE(Says(TextRefusal("\"version\": 2", "\"version\": 3"), "version 3"));
+  EXPECT_TRUE(Says(TextRefusal("\"version\": 2", "\"version\": 4"), "version 4"));
   EXPECT_TRUE(Says(TextRefusal("\"version\": 2", "\"version\": 2.5"), "whole number"));
   EXPECT_TRUE(Says(TextRefusal("\"virtual_size\"", "\"size_virtual\""), "malformed"));
+}
+
+TEST(ExportManifestTest, LibvirtDomainsComeWithVersion3) {
+  auto with_domain = [](ExportManifest& m) {
+    m.version = 3;
+    m.vms[0].domain = {.uri = "qemu:///system",
+                       .definition = {.file = std::string(kVm) + "/domain.xml",
+                                      .file_size = 700,
+                                      .checksum = "xxh128:02"},
+                       .image_dir = "/var/lib/libvirt/images"};
+  };
+  ExportManifest m = Sample();
+  with_domain(m);
+  const std::string text = ManifestToJson(m);
+  auto parsed = ParseManifest(text);
+  ASSERT_TRUE(parsed.ok()) << parsed.status().ToString();
+  EXPECT_EQ(ManifestToJson(*parsed), text);
+  EXPECT_EQ(parsed->vms[0].domain.uri, "qemu:///system");
+  EXPECT_EQ(parsed->vms[0].domain.definition.file_size, 700u);
+  EXPECT_EQ(parsed->vms[0].domain.image_dir, "/var/lib/libvirt/images");
+  EXPECT_EQ(ManifestToJson(Sample()).find("libvirt"), std::string::npos)
+      << "vmgroupd's own VMs carry no libvirt entry";
+
+  EXPECT_TRUE(Says(Refusal([&](ExportManifest& x) {
+                     with_domain(x);
+                     x.version = 2;
+                   }),
+                   "version 3"));
+  EXPECT_TRUE(Says(Refusal([&](ExportManifest& x) {
+                     with_domain(x);
+                     x.vms[0].domain.definition.file = "../elsewhere.xml";
+                   }),
+                   "leads out of the export"));
+  EXPECT_TRUE(Says(Refusal([&](ExportManifest& x) {
+                     with_domain(x);
+                     x.vms[0].domain.image_dir = "relative/dir";
+                   }),
+                   "image directory"));
+  EXPECT_TRUE(Says(Refusal([&](ExportManifest& x) {
+                     with_domain(x);
+                     x.vms[0].domain.uri = "";
+                   }),
+                   "needs its URI"));
 }
 
 TEST(ExportManifestTest, DiskIndexesRunFromZeroOnceEach) {

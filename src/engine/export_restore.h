@@ -16,6 +16,19 @@
 // copy below it (qemu-img rebase -u), so the restored VMs open nothing
 // outside the state directory. The restored VMs are left off.
 //
+// A VM that was a libvirt domain (manifest version 3) comes back as a
+// domain, shut off, on an open connection (RestoreRequest::libvirt_uri, else
+// the one it was exported from; Unavailable naming `--libvirt URI` when it
+// is not open), defined from the exported XML as the libvirt driver
+// sanitises it (hypervisor::Driver::PrepareRestore: no QEMU arguments, no
+// host devices or host paths it did not make; its disks the copies without
+// any <backingStore>), and recorded in the catalog as DomainSync records
+// domains. Its copies go where libvirt's QEMU reads images: beside the
+// images the domain had when exported, when libvirt keeps images of a
+// domain vmgroup knows on that connection there (a directory the operator
+// set up for libvirt, with its ownership and labels), else the VM's run
+// directory in the state directory.
+//
 // Nothing is made from an export that fails a check, and a failure half-way
 // takes back everything made: VMs, group, files and directories. A restore
 // records its intent (the group's and VMs' ids) before it makes anything,
@@ -43,6 +56,9 @@ struct RestoreRequest {
   bool as_new = false;
   // Told the percentage done as files are copied. Optional.
   std::function<void(int)> progress;
+  // The libvirt connection (an open one of the registry's) the export's
+  // libvirt domains are defined on; "" for the one each was exported from.
+  std::string libvirt_uri;
 };
 
 struct RestoredGroup {
@@ -66,7 +82,10 @@ class ExportRestorer {
   //   export_images.h; a file that is a symbolic link, lies behind one or
   //   is not a regular file; a definition out of bounds (including a name
   //   that "-restored" makes too long).
-  // - AlreadyExists for an id that is taken (without as_new).
+  // - AlreadyExists for an id that is taken (without as_new), and for a
+  //   libvirt domain whose UUID or name libvirt or the catalog knows, or
+  //   whose copy beside its images would replace a file.
+  // - Unavailable for a libvirt domain whose connection is not open.
   // - Failed, naming the file, when a file does not match its checksum (the
   //   export is damaged), or an incremental export's base is missing.
   // - FileNotFound for a missing file; then any error of copying or
@@ -83,9 +102,17 @@ class ExportRestorer {
   Result<Plan> MakePlan(const RestoreRequest& request);
   // The part of the plan for VM `vm` of the export `m` at `dir`.
   Result<VmPlan> PlanVm(const std::string& dir, const ExportManifest& m, const ExportedVm& vm,
-                        bool as_new, ExportImages& images);
+                        const RestoreRequest& request, ExportImages& images);
   // AlreadyExists unless `as_new` or the export's group and VM ids are free.
   Status CheckIdsFree(const ExportManifest& m, bool as_new);
+  // The libvirt part of `p`, the plan of domain `vm` read from `dir`.
+  Status PlanDomain(const std::string& dir, const ExportedVm& vm, const RestoreRequest& request,
+                    VmPlan& p);
+  // Where a restored domain's copies go on `uri` (see above): `exported`,
+  // or "" for its run directory.
+  std::string DomainImageDir(const std::string& uri, const std::string& exported);
+  // Defines the domain of plan `v` and records it in the catalog: its id.
+  Result<std::string> DefineDomain(const VmPlan& v);
 
   Env* env_;
   VmRegistry* vms_;
@@ -93,10 +120,12 @@ class ExportRestorer {
   catalog::Catalog* catalog_;
 };
 
-// Takes back what the restore of `intent` made: its group, its VMs, and
-// their run directories with every file in them; then forgets the intent.
-// OK once nothing of it is left; Failed naming what could not be removed
-// (the intent stays, for the next try).
+// Takes back what the restore of `intent` made: its group, its VMs (a
+// libvirt domain undefined on its connection), their run directories with
+// every file in them and the files it copied elsewhere; then forgets the
+// intent. OK once nothing of it is left; Unavailable, naming `--libvirt
+// URI`, when a domain's connection is not open, and Failed naming what
+// could not be removed: the intent stays then, for the next try.
 Status TakeBackRestore(Env* env, VmRegistry& vms, catalog::Catalog& catalog,
                        const catalog::RestoreIntent& intent);
 

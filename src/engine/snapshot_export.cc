@@ -85,6 +85,51 @@ ExportedConfig ConfigOf(const catalog::VmRecord& vm, const ExportedVm& out) {
 // A base that cannot serve: the caller can still export in full.
 Status Full(const std::string& why) { return Status::Failed(why + "; export in full"); }
 
+// Writes libvirt domain `vm`'s definition, from `driver`, into the export
+// `dir` and records it in `out`; returns it, with the files it boots.
+Result<hypervisor::ExportedDefinition> ExportDomain(Env* env, storage::QemuImg& img,
+                                                    hypervisor::Driver& driver,
+                                                    const catalog::VmRecord& vm,
+                                                    const catalog::MemberSnapshot& member,
+                                                    const std::string& dir, Written& written,
+                                                    ExportedVm& out) {
+  auto definition = driver.ExportDefinition(vm.id);
+  if (!definition.ok()) return definition.status().Annotate("VM " + vm.name + ": its definition");
+  // The operator's definition may boot /boot/vmlinuz, a link to the kernel
+  // of the day: what is copied is the file it leads to (the copy is read
+  // through no link).
+  for (std::string* boot : {&definition->kernel, &definition->initrd}) {
+    if (boot->empty()) continue;
+    std::error_code ec;
+    const std::string target = fs::canonical(*boot, ec).string();
+    if (ec) {
+      return Status::FileNotFound("VM " + vm.name + ": its definition boots " + *boot + ": " +
+                                  ec.message());
+    }
+    *boot = target;
+  }
+  // The domain as libvirt defines it now: its disks, and the devices a
+  // restore defines it with again (export_restore.h judges them).
+  out.domain = {
+      .uri = vm.libvirt_uri, .definition = {.file = ExportDomainFile(vm.id)}, .image_dir = ""};
+  const std::string path = dir + "/" + out.domain.definition.file;
+  written.File(path);
+  VMG_RETURN_IF_ERROR(env->WriteFile(path, definition->definition));
+  VMG_RETURN_IF_ERROR(written.Seal(path));
+  VMG_ASSIGN_OR_RETURN(auto digest, storage::DigestFile(path));
+  out.domain.definition.file_size = digest.bytes;
+  out.domain.definition.checksum = digest.checksum;
+  // Where libvirt keeps the domain's own images: the base of its first
+  // disk's chain (later snapshots' images lie in vmgroup's state directory).
+  if (!member.disks.empty()) {
+    auto chain = img.Chain(member.disks[0].frozen_image);
+    if (chain.ok() && !chain->empty() && chain->back().filename.starts_with("/")) {
+      out.domain.image_dir = fs::path(chain->back().filename).parent_path().string();
+    }
+  }
+  return definition;
+}
+
 }  // namespace
 
 Status SnapshotEngine::CheckExportDirectory(const std::string& dir) {
@@ -132,7 +177,9 @@ SnapshotEngine::CheckExport(const ExportRequest& request) {
   VMG_ASSIGN_OR_RETURN(catalog::SnapshotRecord s, catalog_->GetSnapshot(request.snapshot_id));
   VMG_RETURN_IF_ERROR(RequireComplete(s));
   VMG_ASSIGN_OR_RETURN(auto vms, MembersOf(s));
-  VMG_RETURN_IF_ERROR(RequireOwn(vms, "exporting a snapshot"));
+  // A libvirt domain's frozen images are plain qcow2 files, read as our own
+  // VMs' are; its definition comes from its connection.
+  VMG_RETURN_IF_ERROR(RequireConnected(vms, "exporting a snapshot of it"));
   return std::make_pair(std::move(s), std::move(vms));
 }
 
@@ -335,13 +382,20 @@ Result<ExportManifest> SnapshotEngine::Export(const ExportRequest& request) {
                    .config_file = ExportConfigFile(vm.id)};
     auto export_vm = [&]() -> Status {
       VMG_RETURN_IF_ERROR(written.Dirs(dir + "/" + vm.id));
+      hypervisor::ExportedDefinition domain{.kernel = vm.kernel, .initrd = vm.initrd};
+      if (!vm.libvirt_uri.empty()) {
+        hypervisor::Driver* driver = vms_->Connection(vm.libvirt_uri);
+        if (!driver) VMG_RETURN_IF_ERROR(RequireConnected({vm}, "exporting a snapshot of it"));
+        VMG_ASSIGN_OR_RETURN(domain,
+                             ExportDomain(env_, img_, *driver, vm, member, dir, written, out));
+      }
       // The kernel and initrd travel with the VM: a restore boots only
       // files of the export, never a path of whatever host it lands on.
       const struct {
         const std::string& host;
         const char* name;
         ExportedFile& entry;
-      } boot[] = {{vm.kernel, "kernel", out.kernel}, {vm.initrd, "initrd", out.initrd}};
+      } boot[] = {{domain.kernel, "kernel", out.kernel}, {domain.initrd, "initrd", out.initrd}};
       for (const auto& b : boot) {
         if (b.host.empty()) continue;
         b.entry.file = ExportBootFile(vm.id, b.name);
@@ -410,6 +464,9 @@ Result<ExportManifest> SnapshotEngine::Export(const ExportRequest& request) {
     if (Status st = export_vm(); !st.ok()) return fail(st);
     m.vms.push_back(std::move(out));
   }
+  const bool domains = std::any_of(m.vms.begin(), m.vms.end(),
+                                   [](const ExportedVm& v) { return !v.domain.empty(); });
+  m.version = domains ? kManifestVersion : kOwnVmsManifestVersion;
   m.exported_us = env_->NowMicros();
   const std::string manifest = dir + "/" + kManifestFile;
   written.File(manifest);

@@ -66,6 +66,32 @@ struct DomainInfo {
   std::string unsupported;
 };
 
+// A VM definition of the hypervisor's own as an export carries it
+// (Driver::ExportDefinition): libvirt's inactive domain XML, without
+// secrets, and the host files it boots (a kernel, an initrd; "" for none),
+// which the export copies so that a restore never boots a host path.
+struct ExportedDefinition {
+  std::string definition;
+  std::string kernel, initrd;
+};
+
+// What a restore makes of an exported definition (Driver::PrepareRestore).
+// `definition` is data from outside: it is refused when it names host
+// resources a restore cannot vouch for, and rewritten to name only
+// `uuid`, `name`, the restored copies and files in `files_dir`.
+struct RestoredDefinition {
+  std::string definition;
+  std::string uuid, name;
+  bool as_new = false;  // a new VM beside the original: fresh MAC addresses and generation id
+  // The restored top image of each disk, by disk index (DomainInfo::disks).
+  std::vector<std::string> disks;
+  // The restored copies of the files it boots; "" when the export has none.
+  std::string kernel, initrd;
+  // Where files the VM writes on the host (a serial log) go, named
+  // `files_prefix` + "-<what>": a directory of the restore's.
+  std::string files_prefix;
+};
+
 // A prepared overlay: `path` is a qcow2 file whose backing file is `base`,
 // the current top image of disk `disk` (the image the snapshot freezes, and
 // the one an undo of the switch merges the overlay into: never another).
@@ -279,6 +305,39 @@ class Driver {
   // A driver with its own definitions finds the VM by `spec.uuid` (pid is
   // 0): Unavailable while it is shut off, NotFound when it is undefined.
   virtual Result<std::unique_ptr<Vm>> Attach(const VmSpec& spec, int pid) = 0;
+
+  // --- Exporting and restoring the VMs a hypervisor defines itself ---
+  // (libvirt's domains; vmgroupd's own VMs are exported from their catalog
+  // records, so the QEMU driver answers NotSupported to each call.)
+
+  // What an export carries to define VM `uuid` again: ExportedDefinition.
+  // Unavailable when the service cannot be reached; NotFound when undefined.
+  virtual Result<ExportedDefinition> ExportDefinition(const std::string& uuid) {
+    (void)uuid;
+    return Status::NotSupported("this hypervisor keeps no VM definitions of its own");
+  }
+  // The definition `r.definition` (from an export: untrusted) made fit to
+  // define here (RestoredDefinition). Changes nothing. InvalidArgument
+  // naming what is refused; AlreadyExists when `r.uuid` or `r.name` is a
+  // VM the hypervisor knows; Unavailable when it cannot be reached.
+  virtual Result<std::string> PrepareRestore(const RestoredDefinition& r) {
+    (void)r;
+    return Status::NotSupported("this hypervisor keeps no VM definitions of its own");
+  }
+  // Defines a VM, shut off, from a definition PrepareRestore returned, and
+  // describes it as List would. AlreadyExists when its uuid or name is
+  // taken (nothing is redefined); Unavailable when unreachable.
+  virtual Result<DomainInfo> DefineRestored(const std::string& definition) {
+    (void)definition;
+    return Status::NotSupported("this hypervisor keeps no VM definitions of its own");
+  }
+  // Undefines VM `uuid`, shut off, leaving its images: what takes back a
+  // restore. OK when it is not defined; InvalidState while it runs;
+  // Unavailable when the service cannot be reached.
+  virtual Status UndefineRestored(const std::string& uuid) {
+    (void)uuid;
+    return Status::NotSupported("this hypervisor keeps no VM definitions of its own");
+  }
 };
 
 }  // namespace vmgroup::hypervisor

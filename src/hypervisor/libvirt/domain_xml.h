@@ -54,4 +54,41 @@ std::string SnapshotXml(const std::string& name, const std::vector<DomainDisk>& 
 Result<std::string> RewriteDisks(const std::string& definition,
                                  const std::vector<std::string>& images);
 
+// --- Export and restore (issue 15) ---
+
+// The host files `definition` boots (<os><kernel>, <os><initrd>; "" for
+// none): an export carries copies of them. InvalidArgument when it does
+// not parse.
+Result<ExportedDefinition> BootFilesOf(const std::string& definition);
+
+// `r.definition`, an exported domain's XML (data from outside), made fit to
+// define on this host, or InvalidArgument naming what is refused:
+// - refused: any element of another namespace, or namespace declaration,
+//   outside <metadata> (<qemu:commandline>, <qemu:override>...:
+//   instructions to QEMU), a
+//   <hostdev> or an <interface type='hostdev'> (host devices), a
+//   <filesystem> (a host directory), a guest-written disk that is not one
+//   of the snapshotted disks `r.disks` replaces, <os><dtb>, a <loader>
+//   outside /usr/share/ (the distribution's firmware), a kernel or initrd
+//   the export does not carry, and, after the rewriting below, any
+//   attribute or element text that still names an absolute host path
+//   (a chardev on a host device or pipe, a vhost-user socket, a script,
+//   a passthrough TPM...), but for /dev/urandom and /dev/random as an
+//   <rng> backend;
+// - rewritten: <uuid> and <name>; each snapshotted disk's <source file>
+//   to its restored copy, with every <backingStore> removed (a stale one
+//   hands QEMU a wrong chain); the kernel and initrd to their copies;
+//   cdrom and floppy media ejected (their <source> removed: a host file the
+//   guest would read); chardevs and logs written to host files (type
+//   'file', <log file>) sent to `r.files_prefix` + "-console<N>.log"; the
+//   path of unix-socket chardevs dropped (libvirt chooses one); <nvram>
+//   dropped (libvirt makes fresh variables from the loader's template);
+//   <emulator> dropped (libvirt's default QEMU for the machine);
+//   <seclabel> dropped everywhere (the host's security driver decides);
+//   with `r.as_new`, every <mac> and <genid> dropped (libvirt makes new
+//   ones: the restored VM sits beside the original);
+// - kept: networks (<interface> of type network, bridge, direct, user,
+//   ethernet without a script...), as an operator restoring a VM expects.
+Result<std::string> SanitizeRestored(const RestoredDefinition& r);
+
 }  // namespace vmgroup::hypervisor::libvirt

@@ -152,3 +152,74 @@ Result<std::unique_ptr<ThawGuard>> LibvirtDriver::GuardThaw(
 }
 
 }  // namespace vmgroup::hypervisor::libvirt
+
+// --- Export and restore (issue 15) ---
+
+namespace vmgroup::hypervisor::libvirt {
+namespace {
+
+// AlreadyExists when libvirt at `conn` knows a domain of UUID `uuid` or
+// named `name`.
+Status CheckFree(virConnectPtr conn, const std::string& uuid, const std::string& name) {
+  auto by_uuid = LookUpDomain(conn, uuid);
+  if (by_uuid.ok()) {
+    return Status::AlreadyExists(std::string("libvirt has a domain of UUID ") + uuid + " (" +
+                                 virDomainGetName(by_uuid->get()) +
+                                 "); undefine it first or restore as new");
+  }
+  if (by_uuid.status().code() != Code::kNotFound) return by_uuid.status();
+  if (virDomainPtr d = virDomainLookupByName(conn, name.c_str())) {
+    virDomainFree(d);
+    return Status::AlreadyExists("libvirt has a domain named " + name +
+                                 "; undefine or rename it first, or restore as new");
+  }
+  if (Status s = LastError("domain " + name); s.code() != Code::kNotFound) return s;
+  return Status::Ok();
+}
+
+}  // namespace
+
+Result<ExportedDefinition> LibvirtDriver::ExportDefinition(const std::string& uuid) {
+  std::lock_guard lock(state_->mu);
+  VMG_ASSIGN_OR_RETURN(virConnectPtr conn, state_->Connection());
+  VMG_ASSIGN_OR_RETURN(auto dom, LookUpDomain(conn, uuid));
+  VMG_ASSIGN_OR_RETURN(auto xml, DomainXmlDesc(dom.get(), VIR_DOMAIN_XML_INACTIVE));
+  return BootFilesOf(xml);
+}
+
+Result<std::string> LibvirtDriver::PrepareRestore(const RestoredDefinition& r) {
+  VMG_ASSIGN_OR_RETURN(auto sanitized, SanitizeRestored(r));
+  std::lock_guard lock(state_->mu);
+  VMG_ASSIGN_OR_RETURN(virConnectPtr conn, state_->Connection());
+  VMG_RETURN_IF_ERROR(CheckFree(conn, r.uuid, r.name));
+  return sanitized;
+}
+
+Result<DomainInfo> LibvirtDriver::DefineRestored(const std::string& definition) {
+  VMG_ASSIGN_OR_RETURN(auto parsed, ParseDomainXml(definition));
+  std::lock_guard lock(state_->mu);
+  VMG_ASSIGN_OR_RETURN(virConnectPtr conn, state_->Connection());
+  VMG_RETURN_IF_ERROR(CheckFree(conn, parsed.info.uuid, parsed.info.name));
+  DomainPtr dom(virDomainDefineXML(conn, definition.c_str()));
+  if (!dom) return LastError("defining domain " + parsed.info.name);
+  return Describe(dom.get());
+}
+
+Status LibvirtDriver::UndefineRestored(const std::string& uuid) {
+  std::lock_guard lock(state_->mu);
+  VMG_ASSIGN_OR_RETURN(virConnectPtr conn, state_->Connection());
+  auto dom = LookUpDomain(conn, uuid);
+  if (dom.status().code() == Code::kNotFound) return Status::Ok();
+  VMG_RETURN_IF_ERROR(dom.status());
+  const std::string name = virDomainGetName(dom->get());
+  if (virDomainIsActive(dom->get()) == 1) {
+    return Status::InvalidState("domain " + name +
+                                " runs; a restore takes back only the shut-off domains it defined");
+  }
+  if (virDomainUndefineFlags(dom->get(), VIR_DOMAIN_UNDEFINE_NVRAM) < 0) {
+    return LastError("undefining domain " + name);
+  }
+  return Status::Ok();
+}
+
+}  // namespace vmgroup::hypervisor::libvirt

@@ -56,6 +56,18 @@ class LibvirtDriver final : public Driver {
   Result<std::unique_ptr<ThawGuard>> GuardThaw(const std::vector<std::shared_ptr<Vm>>& vms,
                                                Duration within) override;
 
+  // --- Export and restore (issue 15) ---
+  // ExportDefinition: virDomainGetXMLDesc(INACTIVE), without secrets, and
+  // the kernel and initrd it names. PrepareRestore: domain_xml.h
+  // SanitizeRestored, after checking that libvirt knows no domain of that
+  // UUID or name. DefineRestored: the same check, then virDomainDefineXML
+  // (libvirt would otherwise redefine a domain of that UUID).
+  // UndefineRestored: virDomainUndefineFlags(NVRAM), images left.
+  Result<ExportedDefinition> ExportDefinition(const std::string& uuid) override;
+  Result<std::string> PrepareRestore(const RestoredDefinition& r) override;
+  Result<DomainInfo> DefineRestored(const std::string& definition) override;
+  Status UndefineRestored(const std::string& uuid) override;
+
  private:
   struct State;
   explicit LibvirtDriver(std::unique_ptr<State> state);
