@@ -27,13 +27,21 @@ Status SweepTrackings(VmRegistry& vms, catalog::Catalog& catalog,
   Status first;
   for (const auto& id : vm_ids) {
     auto live = vms.Live(id);
-    if (!live) continue;
+    if (!live) {
+      auto vm = catalog.GetVm(id);
+      if (!vm.ok() || vm->power != catalog::Power::kOff) continue;
+    }
     // Listed before the records are read: a tracking made meanwhile has its
     // record already (a cut records its intent first), so it is never taken
     // for a stray one.
-    auto found = live->Trackings(Clock::now() + kTrackingTimeout);
+    auto found = live ? live->Trackings(Clock::now() + kTrackingTimeout) : vms.OffTrackings(id);
     if (!found.ok()) {
-      if (first.ok()) first = found.status().Annotate("VM " + id);
+      // Off and out of reach now (no connection, undefined, started
+      // meanwhile): a later sweep meets it.
+      const Code c = found.status().code();
+      const bool later =
+          !live && (c == Code::kUnavailable || c == Code::kNotFound || c == Code::kInvalidState);
+      if (!later && first.ok()) first = found.status().Annotate("VM " + id);
       continue;
     }
     if (found->empty()) continue;
@@ -41,7 +49,8 @@ Status SweepTrackings(VmRegistry& vms, catalog::Catalog& catalog,
     if (!recorded.ok()) return recorded.status();
     for (const auto& name : *found) {
       if (recorded->count(name)) continue;
-      Status s = live->DropTracking(0, "", name, Clock::now() + kTrackingTimeout);
+      Status s = live ? live->DropTracking(0, "", name, Clock::now() + kTrackingTimeout)
+                      : vms.DropOffTracking(id, name);
       if (!s.ok() && first.ok()) first = s.Annotate("VM " + id + ": tracking " + name);
     }
   }

@@ -13,9 +13,10 @@
 
 namespace vmgroup::engine {
 
-// On each VM of `vm_ids` that runs (others are left as they are), drops
-// every tracking in vmgroup's namespace the hypervisor keeps of its own
-// (Vm::Trackings) that neither a group snapshot of type Recovery (any
+// On each VM of `vm_ids` that runs (Vm::Trackings) or is recorded off
+// (Driver::Trackings, through VmRegistry; one out of reach is left for a
+// later sweep), drops every tracking in vmgroup's namespace the hypervisor
+// keeps of its own that neither a group snapshot of type Recovery (any
 // state: one being taken has recorded its intent before its tracking
 // exists) nor a reference point names. Another tool's tracking is never
 // listed, hence never touched. Returns the first failure; the rest are

@@ -297,6 +297,22 @@ class Driver {
     return Status::Ok();
   }
 
+  // --- Change tracking of VMs that are off (Vm's calls are for those that run) ---
+  // The trackings in vmgroup's namespace that shut-off VM `spec.uuid` keeps
+  // as objects of its own (as Vm::Trackings). A driver whose trackings live
+  // only in images: none. InvalidState while the VM runs.
+  virtual Result<std::vector<std::string>> Trackings(const VmSpec& spec) {
+    (void)spec;
+    return std::vector<std::string>{};
+  }
+  // Ends tracking `name` of shut-off VM `spec.uuid`: whatever it left in
+  // the images of `spec.disks`' chains first, then the object itself. OK
+  // when there is none. InvalidState while the VM runs.
+  virtual Status DropTracking(const VmSpec& spec, const std::string& name) {
+    (void)spec, (void)name;
+    return Status::Ok();
+  }
+
   // Reconnects to a VM started earlier (possibly by another process) with
   // this spec, whose hypervisor runs as `pid`. Unavailable if it is gone.
   // A driver with its own definitions finds the VM by `spec.uuid` (pid is

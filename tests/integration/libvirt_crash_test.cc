@@ -9,6 +9,7 @@
 // them clean by qemu-img check.
 #include <signal.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <regex>
 #include <set>
@@ -534,6 +535,40 @@ TEST_F(LibvirtTrackingTest, StandardSnapshotsOfDomainsAreRefusedAndChangeNothing
                        .status();
   EXPECT_EQ(refused.code(), Code::kNotSupported) << refused.ToString();
   EXPECT_EQ(SnapshotCount(), before);
+  ExpectConsistent(/*raw_writer=*/true);
+}
+
+TEST_F(LibvirtTrackingTest, AShutOffDomainsCheckpointGoesWithItsBitmaps) {
+  const auto s1 = Recovery();
+  ASSERT_EQ(s1.members.size(), names_.size());
+  auto rp = engine_->snapshots().ConvertToReferencePoint(s1.id);
+  ASSERT_TRUE(rp.ok()) << rp.status().ToString();
+  // The first domain is shut off; libvirt keeps its checkpoint, and the
+  // bitmaps are in its images.
+  ASSERT_TRUE(engine_->vms().Stop(uuids_[0]).ok());
+  auto vm = engine_->catalog().GetVm(uuids_[0]);
+  ASSERT_TRUE(vm.ok());
+  auto marked = [&] {
+    int n = 0;
+    for (const auto& disk : vm->disks) {
+      auto chain = storage::QemuImg(Env::Default()).Chain(disk);
+      EXPECT_TRUE(chain.ok()) << chain.status().ToString();
+      for (const auto& image : chain.ok() ? *chain : std::vector<storage::ImageInfo>{}) {
+        n += static_cast<int>(std::count(image.bitmaps.begin(), image.bitmaps.end(), rp->bitmap));
+      }
+    }
+    return n;
+  };
+  EXPECT_EQ(OwnCheckpoints(names_[0]), std::set<std::string>{rp->bitmap});
+  EXPECT_GT(marked(), 0);
+
+  ASSERT_TRUE(engine_->snapshots().DestroyReferencePoint(rp->id).ok());
+  EXPECT_TRUE(OwnCheckpoints(names_[0]).empty()) << "deleted while the domain is off";
+  EXPECT_EQ(marked(), 0) << "and its bitmaps taken out of the images";
+  for (size_t i = 1; i < names_.size(); ++i) EXPECT_TRUE(OwnCheckpoints(names_[i]).empty());
+
+  // (It boots again: its writer starts over, so no ExpectAllWrite here.)
+  ASSERT_TRUE(engine_->vms().Start(uuids_[0]).ok());
   ExpectConsistent(/*raw_writer=*/true);
 }
 

@@ -390,19 +390,7 @@ Status LibvirtVm::DropTracking(int disk, const std::string& image, const std::st
 
 Result<std::vector<std::string>> LibvirtVm::Trackings(Deadline deadline) {
   using Out = Result<std::vector<std::string>>;
-  return Call<Out>(deadline, "checkpoints", [this]() -> Out {
-    virDomainCheckpointPtr* list = nullptr;
-    const int n = virDomainListAllCheckpoints(dom_.get(), &list, 0);
-    if (n < 0) return LastError("checkpoints");
-    std::vector<std::string> names;
-    for (int i = 0; i < n; ++i) {
-      const char* name = virDomainCheckpointGetName(list[i]);
-      if (name && IsOwnCheckpoint(name)) names.emplace_back(name);
-      virDomainCheckpointFree(list[i]);
-    }
-    free(list);  // NOLINT: libvirt's allocation
-    return names;
-  });
+  return Call<Out>(deadline, "checkpoints", [this]() -> Out { return OwnCheckpoints(dom_.get()); });
 }
 
 Status LibvirtVm::CopyMarked(int disk, const std::string& image, const std::string& name,
