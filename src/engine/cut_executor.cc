@@ -68,7 +68,7 @@ class Urgency {
 
 }  // namespace
 
-CutOutcome ExecuteCut(Env* env, const std::vector<CutMember>& members, const std::string& bitmap,
+CutOutcome ExecuteCut(Env* env, const std::vector<CutMember>& members, const std::string& tracking,
                       Duration deadline_budget) {
   const size_t n = members.size();
   CutOutcome out;
@@ -90,7 +90,7 @@ CutOutcome ExecuteCut(Env* env, const std::vector<CutMember>& members, const std
     Status s = env->Hit(fault::kMemberSwitch, m.name);
     if (s.ok()) {
       paused_at[i] = env->Now();
-      s = m.vm->SendSwitch(m.overlays, bitmap, m.pause, deadline);
+      s = m.vm->SendSwitch(m.overlays, tracking, m.pause, deadline);
       sent[i] = s.ok();
     }
     if (!s.ok()) fail(i, s);

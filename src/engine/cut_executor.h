@@ -51,7 +51,7 @@ struct CutOutcome {
 };
 
 // REQUIRES: every member's overlays are open (Vm::OpenOverlays).
-CutOutcome ExecuteCut(Env* env, const std::vector<CutMember>& members, const std::string& bitmap,
+CutOutcome ExecuteCut(Env* env, const std::vector<CutMember>& members, const std::string& tracking,
                       Duration deadline_budget);
 
 }  // namespace vmgroup::engine

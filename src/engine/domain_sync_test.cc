@@ -204,7 +204,7 @@ TEST_F(DomainSyncTest, StartGoesThroughTheDomainsConnectionAndUndefineIsRefused)
   EXPECT_TRUE(e->catalog().GetVm(kDb).ok());
 }
 
-TEST_F(DomainSyncTest, SnapshotsOfDomainsAreDiskOnlyAndUnsupportedDomainsAreRefused) {
+TEST_F(DomainSyncTest, StandardSnapshotsOfDomainsAndUnsupportedDomainsAreRefused) {
   DomainInfo odd = Db(RunState::kRunning);
   odd.unsupported = "disk vdb is a network disk (rbd)";
   libvirt_.Set({Web(), odd});
@@ -213,10 +213,11 @@ TEST_F(DomainSyncTest, SnapshotsOfDomainsAreDiskOnlyAndUnsupportedDomainsAreRefu
   auto web = e->collections().DefineCollection("web", "", catalog::CollectionType::kVirtualSystems);
   ASSERT_TRUE(web.ok()) << web.status().ToString();
   ASSERT_TRUE(e->collections().AddMember(kWeb, *web).ok());
-  Status recovery = e->snapshots().Validate({.collection_id = *web, .type = kSnapshotRecovery});
-  EXPECT_EQ(recovery.code(), Code::kNotSupported);
-  EXPECT_NE(recovery.message().find("disk-only"), std::string::npos) << recovery.ToString();
+  Status standard = e->snapshots().Validate({.collection_id = *web, .type = kSnapshotStandard});
+  EXPECT_EQ(standard.code(), Code::kNotSupported);
+  EXPECT_NE(standard.message().find("with memory"), std::string::npos) << standard.ToString();
   EXPECT_TRUE(e->snapshots().Validate({.collection_id = *web, .type = kSnapshotDiskOnly}).ok());
+  EXPECT_TRUE(e->snapshots().Validate({.collection_id = *web, .type = kSnapshotRecovery}).ok());
 
   ASSERT_TRUE(e->collections().AddMember(kDb, *web).ok());
   Status refused = e->snapshots().Validate({.collection_id = *web, .type = kSnapshotDiskOnly});

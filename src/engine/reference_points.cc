@@ -5,12 +5,13 @@
 #include "base/ids.h"
 #include "engine/snapshot_engine.h"
 #include "engine/snapshot_plan.h"
+#include "engine/tracking_sweep.h"
 
 namespace vmgroup::engine {
 namespace {
 
-// Adding or removing a bitmap is one quick QMP command.
-Deadline BitmapDeadline() { return Clock::now() + std::chrono::seconds(30); }
+// Keeping or dropping a tracking is one quick QMP command or libvirt call.
+Deadline TrackingDeadline() { return Clock::now() + std::chrono::seconds(30); }
 
 }  // namespace
 
@@ -56,39 +57,31 @@ Result<catalog::ReferencePointRecord> SnapshotEngine::ConvertToReferencePoint(
                                    .collection_id = s.collection_id,
                                    .name = s.name,
                                    .snapshot_id = s.id,
-                                   .bitmap = "vmg-rp-" + s.tag,
+                                   .bitmap = BitmapFor(s.type, s.tag),
                                    .cut_us = s.members.empty() ? 0 : s.members[0].cut_time_us,
                                    .created_us = env_->NowMicros()};
-  // Bitmaps first, on the frozen images: the merges that follow write the
-  // overlays' clusters (everything since the cut) into them, and the
-  // bitmaps mark those writes and every later one.
-  std::vector<std::pair<size_t, const catalog::SnapshotDisk*>> added;
-  auto take_back = [&](const Status& cause) -> Status {
-    // Best effort: a frozen image is read-only to QEMU, so its bitmap may
-    // stay; unnamed by any reference point, it only costs its few bytes.
-    for (const auto& [i, d] : added) {
-      (void)c.live[i]->RemoveBitmap(d->index, d->frozen_image, rp.bitmap, BitmapDeadline());
-    }
-    return cause;
-  };
+  // The tracking the snapshot's cut started is kept on the frozen images:
+  // the merges that follow write the overlays' clusters (everything since
+  // the cut) into them, and it marks those writes and every later one.
+  // Nothing is taken back on failure: what a driver added is named by the
+  // snapshot, which stays (a QEMU bitmap on a frozen image could not be
+  // removed anyway, the image being read-only).
   for (size_t i = 0; i < c.vms.size(); ++i) {
     catalog::ReferencePointMember member{.id = NewGuid(), .vm_id = c.vms[i].id, .images = {}};
     for (const auto& d : s.members[i].disks) {
-      Status st = c.live[i]->AddBitmap(d.index, d.frozen_image, rp.bitmap, BitmapDeadline());
-      if (!st.ok()) return take_back(st.Annotate("VM " + c.vms[i].name));
-      added.emplace_back(i, &d);
+      Status st = c.live[i]->KeepTracking(d.index, d.frozen_image, rp.bitmap, TrackingDeadline());
+      if (!st.ok()) return st.Annotate("VM " + c.vms[i].name);
       member.images.push_back(d.frozen_image);
     }
     rp.members.push_back(std::move(member));
   }
   // Recorded before the merges: if the service dies during them, recovery
   // finishes the destroy and the reference point stands.
-  if (Status st = catalog_->InsertReferencePoint(rp); !st.ok()) return take_back(st);
+  VMG_RETURN_IF_ERROR(catalog_->InsertReferencePoint(rp));
   if (Status st = DestroyClaimed(s, c.vms); !st.ok()) {
     auto now = catalog_->GetSnapshot(s.id);
     if (now.ok() && now->state == catalog::SnapshotState::kComplete) {
       (void)catalog_->DeleteReferencePoint(rp.id);  // nothing merged: as before
-      return take_back(st);
     }
     return st;
   }
@@ -101,10 +94,14 @@ Status SnapshotEngine::DestroyReferencePoint(const std::string& rp_id) {
     auto live = vms_->Live(m.vm_id);
     if (!live) continue;
     for (size_t d = 0; d < m.images.size(); ++d) {
-      (void)live->RemoveBitmap(static_cast<int>(d), m.images[d], rp.bitmap, BitmapDeadline());
+      (void)live->DropTracking(static_cast<int>(d), m.images[d], rp.bitmap, TrackingDeadline());
     }
   }
-  return catalog_->DeleteReferencePoint(rp.id);
+  VMG_RETURN_IF_ERROR(catalog_->DeleteReferencePoint(rp.id));
+  std::vector<std::string> ids;
+  for (const auto& m : rp.members) ids.push_back(m.vm_id);
+  (void)SweepTrackings(*vms_, *catalog_, ids);  // what the drops above missed; else recovery's
+  return Status::Ok();
 }
 
 Result<SnapshotEngine::Checked> SnapshotEngine::CheckTracked(const std::string& collection_id) {

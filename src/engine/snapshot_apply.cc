@@ -14,6 +14,7 @@
 #include "engine/fault_points.h"
 #include "engine/snapshot_engine.h"
 #include "engine/snapshot_plan.h"
+#include "engine/tracking_sweep.h"
 
 namespace vmgroup::engine {
 Result<std::pair<catalog::SnapshotRecord, std::vector<catalog::VmRecord>>>
@@ -163,6 +164,11 @@ Result<catalog::SnapshotRecord> SnapshotEngine::Apply(const ApplyRequest& reques
   for (const auto& a : applied) {
     for (const auto& image : a.discarded) (void)env_->RemoveFile(image);
   }
+  // The tracking of reference points on the discarded images (the commit
+  // forgot them): a domain that runs again drops its checkpoints.
+  std::vector<std::string> ids;
+  for (const auto& vm : vms) ids.push_back(vm.id);
+  (void)SweepTrackings(*vms_, *catalog_, ids);  // else recovery's
   // Applied: recovery resumes a launched VM at the next start; a domain that
   // did not start is left off, its definition on the new overlays, and the
   // error says so.

@@ -2,6 +2,7 @@
 #include "engine/fault_points.h"
 #include "engine/image_merge.h"
 #include "engine/snapshot_engine.h"
+#include "engine/tracking_sweep.h"
 
 namespace vmgroup::engine {
 
@@ -69,6 +70,11 @@ Status SnapshotEngine::DestroyClaimed(const catalog::SnapshotRecord& s,
                                    "applied; destroy it again, or restart the service, to " +
                                    "finish: " + done.message());
   }
+  // Its tracking, unless a reference point keeps it, and that of reference
+  // points the merges ended.
+  std::vector<std::string> ids;
+  for (const auto& vm : vms) ids.push_back(vm.id);
+  (void)SweepTrackings(*vms_, *catalog_, ids);  // else recovery's sweep
   return Status::Ok();
 }
 

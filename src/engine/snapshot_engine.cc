@@ -78,21 +78,11 @@ Status SnapshotEngine::CheckDomain(const catalog::VmRecord& vm, int type) {
   if (std::string why = vms_->Unsupported(vm.id); !why.empty()) {
     return Status::NotSupported("VM " + vm.name + " cannot be snapshotted: " + why);
   }
-  if (type != kSnapshotDiskOnly) {
+  if (type == kSnapshotStandard) {
     return Status::NotSupported(
         "VM " + vm.name +
-        " is a libvirt domain: only disk-only snapshots (type 32768, --type disk) "
-        "of libvirt domains are supported so far; recovery and Standard snapshots come later");
-  }
-  return Status::Ok();
-}
-
-Status SnapshotEngine::RequireOwn(const std::vector<catalog::VmRecord>& vms,
-                                  const std::string& what) {
-  for (const auto& vm : vms) {
-    if (vm.libvirt_uri.empty()) continue;
-    return Status::NotSupported("VM " + vm.name + " is a libvirt domain (" + vm.libvirt_uri +
-                                "): " + what + " of libvirt domains is not supported yet");
+        " is a libvirt domain: Standard snapshots (with memory) of libvirt domains are not "
+        "supported; take a disk-only (type 32768, --type disk) or recovery (type 2) snapshot");
   }
   return Status::Ok();
 }
@@ -229,6 +219,13 @@ Status SnapshotEngine::Prepare(const catalog::SnapshotRecord& s, const Checked& 
     if (const auto& live = checked.live[i]) {
       VMG_RETURN_IF_ERROR(
           live->OpenOverlays(OverlaysOf(m, s.tag), env_->Now() + kPrepareTimeout).Annotate(what));
+      // Started here if the driver cannot start it inside the switch: the
+      // intent, recorded, names it already (an undo or recovery drops it).
+      if (const std::string t = BitmapFor(s.type, s.tag); !t.empty()) {
+        VMG_RETURN_IF_ERROR(
+            live->PrepareTracking(OverlaysOf(m, s.tag), t, env_->Now() + kPrepareTimeout)
+                .Annotate(what));
+      }
       if (!m.memory_state.empty()) {
         VMG_RETURN_IF_ERROR(
             live->PrepareStateSave(m.memory_state, env_->Now() + kPrepareTimeout).Annotate(what));

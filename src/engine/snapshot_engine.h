@@ -270,9 +270,6 @@ class SnapshotEngine {
   // with the reason when vmgroup cannot snapshot its disks, or for a type
   // other than disk-only.
   Status CheckDomain(const catalog::VmRecord& vm, int type);
-  // NotSupported, naming the first libvirt domain among `vms`, for an
-  // operation (`what`: "applying a snapshot") the libvirt driver cannot do yet.
-  static Status RequireOwn(const std::vector<catalog::VmRecord>& vms, const std::string& what);
   // Unavailable, naming the first libvirt domain among `vms` whose
   // connection is not open, for an operation (`what`) that must redefine it.
   Status RequireConnected(const std::vector<catalog::VmRecord>& vms, const std::string& what);

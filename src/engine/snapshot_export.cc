@@ -178,7 +178,8 @@ SnapshotEngine::CheckExport(const ExportRequest& request) {
   VMG_RETURN_IF_ERROR(RequireComplete(s));
   VMG_ASSIGN_OR_RETURN(auto vms, MembersOf(s));
   // A libvirt domain's frozen images are plain qcow2 files, read as our own
-  // VMs' are; its definition comes from its connection.
+  // VMs' are, its changes since a reference point through its checkpoint
+  // (Vm::CopyMarked); its definition comes from its connection.
   VMG_RETURN_IF_ERROR(RequireConnected(vms, "exporting a snapshot of it"));
   return std::make_pair(std::move(s), std::move(vms));
 }

@@ -3,6 +3,7 @@
 #include "base/log.h"
 #include "base/validate.h"
 #include "engine/snapshot_plan.h"
+#include "engine/tracking_sweep.h"
 
 namespace vmgroup::engine {
 namespace {
@@ -48,7 +49,15 @@ Status UndoSnapshot(Env* env, VmRegistry& vms, catalog::Catalog& catalog, storag
     if (!s.ok() && first.ok()) first = s.Annotate("undo of VM " + m.vm_id);
   }
   VMG_RETURN_IF_ERROR(first);
-  return catalog.DeleteSnapshot(snapshot.id);
+  VMG_RETURN_IF_ERROR(catalog.DeleteSnapshot(snapshot.id));
+  // The tracking a recovery snapshot started (a libvirt checkpoint) goes
+  // with it; a failure here leaves it to the next sweep (recovery's).
+  std::vector<std::string> ids;
+  for (const auto& m : snapshot.members) ids.push_back(m.vm_id);
+  if (Status s = SweepTrackings(vms, catalog, ids); !s.ok()) {
+    Log(LogLevel::kWarning, "snapshot " + snapshot.id + ": " + Printable(s.message()));
+  }
+  return Status::Ok();
 }
 
 }  // namespace vmgroup::engine

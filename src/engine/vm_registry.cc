@@ -363,6 +363,18 @@ Status VmRegistry::DefineDisks(const std::string& id, const std::vector<std::str
   return driver->DefineDisks(spec).Annotate("VM " + vm.name);
 }
 
+Result<std::vector<std::string>> VmRegistry::OffTrackings(const std::string& id) {
+  VMG_ASSIGN_OR_RETURN(catalog::VmRecord vm, catalog_->GetVm(id));
+  VMG_ASSIGN_OR_RETURN(hypervisor::Driver * driver, DriverOf(vm));
+  return driver->Trackings(SpecOf(vm));
+}
+
+Status VmRegistry::DropOffTracking(const std::string& id, const std::string& name) {
+  VMG_ASSIGN_OR_RETURN(catalog::VmRecord vm, catalog_->GetVm(id));
+  VMG_ASSIGN_OR_RETURN(hypervisor::Driver * driver, DriverOf(vm));
+  return driver->DropTracking(SpecOf(vm), name).Annotate("VM " + vm.name);
+}
+
 void VmRegistry::Adopt(const std::string& id, std::unique_ptr<hypervisor::Vm> live) {
   std::lock_guard lock(mu_);
   live_[id] = std::move(live);

@@ -168,6 +168,11 @@ class VmRegistry {
   // changed. InvalidState while the domain runs; Unavailable when its
   // connection is not open.
   Status DefineDisks(const std::string& id, const std::vector<std::string>& disks);
+  // The change tracking of VM `id` while it is off, through its driver
+  // (hypervisor::Driver::Trackings, DropTracking; for one that runs, its
+  // live Vm's calls). Unavailable when its connection is not open.
+  Result<std::vector<std::string>> OffTrackings(const std::string& id);
+  Status DropOffTracking(const std::string& id, const std::string& name);
   // Makes a Launched QEMU, now in the catalog, the VM's live one.
   void Adopt(const std::string& id, std::unique_ptr<hypervisor::Vm> live);
   // Forgets the live handle of a VM that is off now (a libvirt domain shut

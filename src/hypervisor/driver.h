@@ -1,6 +1,6 @@
 // The hypervisor seam. The engine drives VMs only through Driver and Vm; it
 // never sees QMP, processes or block-node names. Drivers know VMs, disks,
-// overlays and bitmaps, and nothing of groups, jobs or CIM.
+// overlays and change tracking, and nothing of groups, jobs or CIM.
 // (Modelled on libvirt's driver tables and Cloud Hypervisor's Hypervisor/Vm traits.)
 #pragma once
 
@@ -134,11 +134,12 @@ class Vm {
   // on this Vm between a Send* and its Await*.
   //
   // SendSwitch: pauses the VM when `pause`, then, in one atomic step for this
-  // VM, makes every overlay the active image of its disk; with `bitmap`
-  // non-empty, also adds a persistent dirty bitmap of that name on each new
-  // active image. Either every disk switched or none.
-  // REQUIRES: OpenOverlays succeeded for these overlays.
-  virtual Status SendSwitch(const std::vector<Overlay>& overlays, const std::string& bitmap,
+  // VM, makes every overlay the active image of its disk; with `tracking`
+  // non-empty, the switched disks are tracked under that name from the cut
+  // on (see "Change tracking" below). Either every disk switched or none.
+  // REQUIRES: OpenOverlays succeeded for these overlays, and, with
+  // `tracking`, PrepareTracking for it.
+  virtual Status SendSwitch(const std::vector<Overlay>& overlays, const std::string& tracking,
                             bool pause, Deadline deadline) = 0;
   // `*paused` says whether the VM is paused afterwards, also on error. If the
   // pause failed the switch may still have happened: revert before resuming.
@@ -187,22 +188,48 @@ class Vm {
   virtual Status CommitImage(int disk, const std::string& top, const std::string& base,
                              Deadline deadline) = 0;
 
-  // Persistent dirty bitmaps on `image`, a file open in disk `disk`'s
-  // chain: from when it is added, a bitmap marks every cluster written to
-  // that image, and it is stored in the file when the hypervisor closes it.
-  // AddBitmap: AlreadyExists for a name the image has. RemoveBitmap: OK if
-  // the image has none of that name; an error while the image is read-only
-  // (below the active image), as the bitmap lives in its file.
-  virtual Status AddBitmap(int disk, const std::string& image, const std::string& name,
-                           Deadline deadline) = 0;
-  virtual Status RemoveBitmap(int disk, const std::string& image, const std::string& name,
+  // Change tracking (recovery snapshots, reference points, incremental
+  // exports). A tracking has a name in vmgroup's namespace (`vmgroup-<tag>`)
+  // and marks every cluster written to a disk from the moment it starts; how
+  // is the driver's (QEMU: a persistent dirty bitmap on an image; libvirt: a
+  // checkpoint of the domain, whose bitmaps libvirt keeps in the images).
+  // The engine never needs to know which.
+  //
+  // PrepareTracking: whatever a tracking `name` needs before the switch
+  // that starts it, done while the guest runs (after OpenOverlays, never
+  // inside the pause). A driver that can start it inside the switch (QEMU)
+  // does nothing; one that cannot (libvirt) starts it here, so that it marks
+  // a superset of what is written after the cut. AlreadyExists when the VM
+  // has a tracking of that name already. Undone by DropTracking.
+  virtual Status PrepareTracking(const std::vector<Overlay>& overlays, const std::string& name,
+                                 Deadline deadline) = 0;
+  // KeepTracking: makes tracking `name`, started by the switch that froze
+  // `image` (disk `disk`'s image below that switch's overlay), outlive the
+  // merge of that overlay into `image` that follows: afterwards `image`
+  // holds tracking `name`, marking every cluster written to the disk since
+  // that cut, merged ones included, and every later write. AlreadyExists
+  // when the driver keeps it by adding something `image` already has;
+  // NotFound when the tracking the switch started is gone.
+  virtual Status KeepTracking(int disk, const std::string& image, const std::string& name,
                               Deadline deadline) = 0;
-  // Copies every cluster bitmap `name` marks in `image` (as `image` reads
+  // DropTracking: ends tracking `name` of disk `disk` kept on `image` (or
+  // started by a switch onto `image`): OK when there is none (also when
+  // `image` is no longer open). An error while it cannot be removed (QEMU:
+  // `image` read-only, below the active image).
+  virtual Status DropTracking(int disk, const std::string& image, const std::string& name,
+                              Deadline deadline) = 0;
+  // The names of the trackings in vmgroup's namespace (`vmgroup-*`) the
+  // hypervisor keeps as objects of the VM's own (libvirt's checkpoints), so
+  // that a caller can drop those no record names. A driver whose trackings
+  // live only in images (QEMU) returns none.
+  virtual Result<std::vector<std::string>> Trackings(Deadline deadline) = 0;
+  // Copies every cluster tracking `name` marks in `image` (as `image` reads
   // now) into `target`, a qcow2 file of the disk's size open nowhere; the
-  // rest of `target` is left unwritten and the bitmap as it was. `target`
-  // is not synced: the caller syncs it. NotFound
-  // when `image` has no such bitmap; InvalidState when the hypervisor no
-  // longer trusts it (it was left unsaved by a hypervisor that died).
+  // rest of `target` is left unwritten and the tracking as it was.
+  // REQUIRES: `image` is frozen (nothing writes it any more). `target` is
+  // not synced: the caller syncs it. NotFound when `image` has no such
+  // tracking; InvalidState when the hypervisor no longer trusts it (it was
+  // left unsaved by a hypervisor that died).
   virtual Status CopyMarked(int disk, const std::string& image, const std::string& name,
                             const std::string& target, Deadline deadline) = 0;
   // The guest's filesystems, through the agent running in it (QEMU's guest
@@ -297,6 +324,22 @@ class Driver {
   // service cannot be reached.
   virtual Status DefineDisks(const VmSpec& spec) {
     (void)spec;
+    return Status::Ok();
+  }
+
+  // --- Change tracking of VMs that are off (Vm's calls are for those that run) ---
+  // The trackings in vmgroup's namespace that shut-off VM `spec.uuid` keeps
+  // as objects of its own (as Vm::Trackings). A driver whose trackings live
+  // only in images: none. InvalidState while the VM runs.
+  virtual Result<std::vector<std::string>> Trackings(const VmSpec& spec) {
+    (void)spec;
+    return std::vector<std::string>{};
+  }
+  // Ends tracking `name` of shut-off VM `spec.uuid`: whatever it left in
+  // the images of `spec.disks`' chains first, then the object itself. OK
+  // when there is none. InvalidState while the VM runs.
+  virtual Status DropTracking(const VmSpec& spec, const std::string& name) {
+    (void)spec, (void)name;
     return Status::Ok();
   }
 

@@ -139,9 +139,9 @@ TEST_F(LibvirtDomainsTest, WhatLibvirtCannotDoYetIsRefusedAndChangesNothing) {
   Serve();
   Ok({"group", "create", "r"});
   Ok({"group", "add", "r", uuid});
-  CommandOutput recovery = Cli({"snapshot", "create", "r", "--type", "recovery"});
-  EXPECT_NE(recovery.exit_code, 0);
-  EXPECT_THAT(recovery.err, HasSubstr("disk-only")) << recovery.err;
+  CommandOutput standard = Cli({"snapshot", "create", "r", "--type", "standard"});
+  EXPECT_NE(standard.exit_code, 0);
+  EXPECT_THAT(standard.err, HasSubstr("with memory")) << standard.err;
   CommandOutput undefine = Cli({"vm", "delete", uuid});
   EXPECT_NE(undefine.exit_code, 0);
   EXPECT_THAT(undefine.err, HasSubstr("virsh undefine")) << undefine.err;

@@ -9,12 +9,17 @@
 // them clean by qemu-img check.
 #include <signal.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <regex>
+#include <set>
 #include <thread>
+#include <tuple>
 
 #include "engine/engine.h"
+#include "engine/export_layout.h"
 #include "engine/fault_points.h"
+#include "engine/snapshot_plan.h"
 #include "guest_fixture.h"
 #include "hypervisor/libvirt/libvirt_driver.h"
 #include "testing/private_libvirtd.h"
@@ -27,7 +32,7 @@ using catalog::SnapshotState;
 
 constexpr uint64_t kDiskBytes = 64 << 20;
 constexpr int kDomains = 3;
-constexpr char kDiskOnly[] = "32768";
+constexpr std::string_view kDiskOnly = "32768", kRecovery = "2";
 
 Deadline Soon() { return Clock::now() + std::chrono::seconds(30); }
 
@@ -103,8 +108,9 @@ class LibvirtCrashFixture : public ::testing::Test {
 
   // crash_helper snapshots the group with fault point `point` killing it;
   // the engine must be closed meanwhile.
-  void SnapshotKilledAt(std::string_view point, const std::string& consistency) {
-    HelperKilledAt(point, {"snapshot", collection_, std::string(point), kDiskOnly, consistency});
+  void SnapshotKilledAt(std::string_view point, const std::string& consistency,
+                        const std::string& type = std::string(kDiskOnly)) {
+    HelperKilledAt(point, {"snapshot", collection_, std::string(point), type, consistency});
   }
   // crash_helper runs `command` (crash_helper.cc) and is killed at `point`.
   void HelperKilledAt(std::string_view point, const std::vector<std::string>& command) {
@@ -198,7 +204,41 @@ class LibvirtCrashFixture : public ::testing::Test {
       EXPECT_EQ(Virsh({"snapshot-list", name, "--name"}).find_first_not_of("\n "),
                 std::string::npos)
           << name << ": libvirt snapshot metadata left";
+      EXPECT_EQ(OwnCheckpoints(name), RecordedTrackings())
+          << name << ": vmgroup's checkpoints against the records (none stray, none lost)";
     }
+  }
+  // The domain's checkpoints in vmgroup's namespace, and all of them.
+  std::set<std::string> Checkpoints(const std::string& name) {
+    std::set<std::string> out;
+    std::istringstream lines(Virsh({"checkpoint-list", name, "--name"}));
+    for (std::string line; std::getline(lines, line);) {
+      if (!line.empty()) out.insert(line);
+    }
+    return out;
+  }
+  std::set<std::string> OwnCheckpoints(const std::string& name) {
+    std::set<std::string> out;
+    for (const auto& c : Checkpoints(name)) {
+      if (c.starts_with("vmgroup-")) out.insert(c);
+    }
+    return out;
+  }
+  // What the catalog names: each recovery snapshot's tracking and each
+  // reference point's.
+  std::set<std::string> RecordedTrackings() {
+    std::set<std::string> out;
+    auto snapshots = engine_->catalog().ListSnapshots(collection_);
+    EXPECT_TRUE(snapshots.ok());
+    for (const auto& s : snapshots.ok() ? *snapshots : std::vector<catalog::SnapshotRecord>{}) {
+      if (s.type == engine::kSnapshotRecovery) out.insert("vmgroup-" + s.tag);
+    }
+    auto rps = engine_->catalog().ListReferencePoints(collection_);
+    EXPECT_TRUE(rps.ok());
+    for (const auto& rp : rps.ok() ? *rps : std::vector<catalog::ReferencePointRecord>{}) {
+      out.insert(rp.bitmap);
+    }
+    return out;
   }
 
   size_t SnapshotCount() {
@@ -215,20 +255,24 @@ class LibvirtCrashFixture : public ::testing::Test {
   std::unique_ptr<engine::Engine> engine_;
 };
 
+// A fault point and the SnapshotType the helper takes: disk-only, and
+// recovery (with a libvirt checkpoint per member, made before the pause).
+using CrashCase = std::tuple<std::string_view, std::string_view>;
+
 class LibvirtCrashTest : public LibvirtCrashFixture,
-                         public ::testing::WithParamInterface<std::string_view> {
+                         public ::testing::WithParamInterface<CrashCase> {
  protected:
   static void SetUpTestSuite() { StartSuite("crash", /*agent=*/false); }
 };
 
 TEST_P(LibvirtCrashTest, KilledAtAFaultPointLeavesDomainsRunningAndLibvirtTruthful) {
-  const std::string_view point = GetParam();
+  const auto [point, type] = GetParam();
   OpenEngine();
   const size_t before = SnapshotCount();
   for (size_t i = 0; i < names_.size(); ++i) WaitForRecords(i, Acknowledged(Serial(i)) + 5);
   engine_.reset();
 
-  SnapshotKilledAt(point, "2");
+  SnapshotKilledAt(point, "2", std::string(type));
   if (point == engine::fault::kMemberSwitched) {
     // The case libvirt itself never heals: a client died with domains it
     // suspended.
@@ -254,18 +298,23 @@ TEST_P(LibvirtCrashTest, KilledAtAFaultPointLeavesDomainsRunningAndLibvirtTruthf
   ExpectAllWrite();
 
   // And the group can be cut again.
-  auto again = engine_->snapshots().Create({.collection_id = collection_, .type = 32768});
+  auto again = engine_->snapshots().Create(
+      {.collection_id = collection_,
+       .type = type == kRecovery ? engine::kSnapshotRecovery : engine::kSnapshotDiskOnly});
   EXPECT_TRUE(again.ok()) << again.status().ToString();
   ExpectConsistent(/*raw_writer=*/true);
 }
 
 INSTANTIATE_TEST_SUITE_P(AtEveryFaultPoint, LibvirtCrashTest,
-                         ::testing::ValuesIn(engine::fault::kAll), [](const auto& param_info) {
-                           std::string n(param_info.param);
+                         ::testing::Combine(::testing::ValuesIn(engine::fault::kAll),
+                                            ::testing::Values(kDiskOnly, kRecovery)),
+                         [](const auto& param_info) {
+                           std::string n(std::get<0>(param_info.param));
                            for (auto& c : n) {
                              if (!isalnum(static_cast<unsigned char>(c))) c = '_';
                            }
-                           return n;
+                           return n + (std::get<1>(param_info.param) == kRecovery ? "_recovery"
+                                                                                  : "_disk_only");
                          });
 
 // Killed while applying a snapshot of the group, one domain paused by its
@@ -438,6 +487,147 @@ TEST_F(LibvirtAppConsistencyTest, KilledWhileGuestsAreFrozenTheGuardThawsThem) {
   EXPECT_EQ(report.rolled_back.size(), 1u) << report.Summary();
   EXPECT_EQ(SnapshotCount(), before);
   ExpectConsistent(/*raw_writer=*/false);
+}
+
+// Change tracking through libvirt checkpoints: recovery snapshots, a
+// reference point and an incremental export of writing domains.
+class LibvirtTrackingTest : public LibvirtCrashFixture {
+ protected:
+  static void SetUpTestSuite() { StartSuite("track", /*agent=*/false); }
+  void SetUp() override {
+    LibvirtCrashFixture::SetUp();
+    OpenEngine();
+  }
+  catalog::SnapshotRecord Recovery() {
+    for (size_t i = 0; i < names_.size(); ++i) WaitForRecords(i, Acknowledged(Serial(i)) + 20);
+    auto s = engine_->snapshots().Create(
+        {.collection_id = collection_, .type = engine::kSnapshotRecovery});
+    EXPECT_TRUE(s.ok()) << s.status().ToString();
+    return s.ok() ? *s : catalog::SnapshotRecord{};
+  }
+  uint64_t OwnBytes(const std::string& image) {
+    auto n = storage::QemuImg(Env::Default()).OwnDataBytes(image);
+    EXPECT_TRUE(n.ok()) << image << ": " << n.status().ToString();
+    return n.ok() ? *n : 0;
+  }
+};
+
+TEST_F(LibvirtTrackingTest, RecoverySnapshotsTrackChangesForAnIncrementalExport) {
+  // Another tool's checkpoint, which vmgroup must never touch.
+  Virsh({"checkpoint-create-as", names_[0], "other-tool"});
+  ASSERT_TRUE(Checkpoints(names_[0]).count("other-tool"));
+  // Three clusters of records (512 bytes each) before the first cut: what
+  // the incremental export leaves out.
+  for (size_t i = 0; i < names_.size(); ++i) WaitForRecords(i, 400);
+
+  const auto s1 = Recovery();
+  ASSERT_EQ(s1.members.size(), names_.size());
+  const std::string c1 = "vmgroup-" + s1.tag;
+  for (const auto& name : names_) {
+    EXPECT_EQ(OwnCheckpoints(name), std::set<std::string>{c1}) << name;
+  }
+  ExpectConsistent(/*raw_writer=*/true);
+  const std::string full = dir_ / "exports/full";
+  auto exported = engine_->snapshots().Export({.snapshot_id = s1.id, .directory = full});
+  ASSERT_TRUE(exported.ok()) << exported.status().ToString();
+
+  auto rp = engine_->snapshots().ConvertToReferencePoint(s1.id);
+  ASSERT_TRUE(rp.ok()) << rp.status().ToString();
+  EXPECT_EQ(rp->bitmap, c1) << "the reference point keeps the cut's checkpoint";
+  for (const auto& name : names_) EXPECT_EQ(OwnCheckpoints(name), std::set<std::string>{c1});
+  ExpectConsistent(/*raw_writer=*/true);
+
+  // Writes since the reference point, then a second recovery snapshot.
+  const auto s2 = Recovery();
+  ASSERT_EQ(s2.members.size(), names_.size());
+  const std::string c2 = "vmgroup-" + s2.tag;
+  for (const auto& name : names_) {
+    EXPECT_EQ(OwnCheckpoints(name), (std::set<std::string>{c1, c2})) << name;
+  }
+  const std::string inc = dir_ / "exports/inc";
+  auto incremental =
+      engine_->snapshots().Export({.snapshot_id = s2.id, .directory = inc, .base = rp->id});
+  ASSERT_TRUE(incremental.ok()) << incremental.status().ToString();
+  EXPECT_EQ(incremental->base.reference_point_id, rp->id);
+  const std::string full2 = dir_ / "exports/full2";
+  ASSERT_TRUE(engine_->snapshots().Export({.snapshot_id = s2.id, .directory = full2}).ok());
+  for (const auto& m : s2.members) {
+    for (const auto& d : m.disks) {
+      const std::string file = inc + "/" + engine::ExportDiskFile(m.vm_id, d.index);
+      const std::string whole = full2 + "/" + engine::ExportDiskFile(m.vm_id, d.index);
+      // The base export below the incremental reads as the frozen image.
+      auto same = Env::Default()->Run({"qemu-img", "compare", "-U", file, d.frozen_image},
+                                      std::chrono::minutes(2));
+      ASSERT_TRUE(same.ok());
+      EXPECT_EQ(same->exit_code, 0)
+          << file << " against " << d.frozen_image << ": " << same->out << same->err;
+      if (d.index == 0) {
+        EXPECT_LT(OwnBytes(file), OwnBytes(whole)) << file << ": only what changed";
+      }
+    }
+    auto prefix = GapFreePrefix(m.disks.at(0).frozen_image, dir_ / "scratch.raw");
+    EXPECT_TRUE(prefix.ok()) << prefix.status().ToString();
+  }
+
+  // The second snapshot goes, and its checkpoint with it; the reference
+  // point's stays. The reference point's export path works too.
+  ASSERT_TRUE(engine_->snapshots().Destroy({s2.id}).ok());
+  for (const auto& name : names_) EXPECT_EQ(OwnCheckpoints(name), std::set<std::string>{c1});
+  auto again =
+      engine_->snapshots().ExportReferencePoint(rp->id, {.directory = dir_ / "exports/rp"});
+  EXPECT_TRUE(again.ok()) << again.status().ToString();
+  for (const auto& name : names_) EXPECT_EQ(OwnCheckpoints(name), std::set<std::string>{c1});
+
+  // Deleting the reference point deletes vmgroup's checkpoints only.
+  ASSERT_TRUE(engine_->snapshots().DestroyReferencePoint(rp->id).ok());
+  for (const auto& name : names_) EXPECT_TRUE(OwnCheckpoints(name).empty()) << name;
+  EXPECT_TRUE(Checkpoints(names_[0]).count("other-tool")) << "another tool's checkpoint stays";
+  ExpectConsistent(/*raw_writer=*/true);
+  ExpectAllWrite();
+}
+
+TEST_F(LibvirtTrackingTest, StandardSnapshotsOfDomainsAreRefusedAndChangeNothing) {
+  const size_t before = SnapshotCount();
+  Status refused = engine_->snapshots()
+                       .Create({.collection_id = collection_, .type = engine::kSnapshotStandard})
+                       .status();
+  EXPECT_EQ(refused.code(), Code::kNotSupported) << refused.ToString();
+  EXPECT_EQ(SnapshotCount(), before);
+  ExpectConsistent(/*raw_writer=*/true);
+}
+
+TEST_F(LibvirtTrackingTest, AShutOffDomainsCheckpointGoesWithItsBitmaps) {
+  const auto s1 = Recovery();
+  ASSERT_EQ(s1.members.size(), names_.size());
+  auto rp = engine_->snapshots().ConvertToReferencePoint(s1.id);
+  ASSERT_TRUE(rp.ok()) << rp.status().ToString();
+  // The first domain is shut off; libvirt keeps its checkpoint, and the
+  // bitmaps are in its images.
+  ASSERT_TRUE(engine_->vms().Stop(uuids_[0]).ok());
+  auto vm = engine_->catalog().GetVm(uuids_[0]);
+  ASSERT_TRUE(vm.ok());
+  auto marked = [&] {
+    int n = 0;
+    for (const auto& disk : vm->disks) {
+      auto chain = storage::QemuImg(Env::Default()).Chain(disk);
+      EXPECT_TRUE(chain.ok()) << chain.status().ToString();
+      for (const auto& image : chain.ok() ? *chain : std::vector<storage::ImageInfo>{}) {
+        n += static_cast<int>(std::count(image.bitmaps.begin(), image.bitmaps.end(), rp->bitmap));
+      }
+    }
+    return n;
+  };
+  EXPECT_EQ(OwnCheckpoints(names_[0]), std::set<std::string>{rp->bitmap});
+  EXPECT_GT(marked(), 0);
+
+  ASSERT_TRUE(engine_->snapshots().DestroyReferencePoint(rp->id).ok());
+  EXPECT_TRUE(OwnCheckpoints(names_[0]).empty()) << "deleted while the domain is off";
+  EXPECT_EQ(marked(), 0) << "and its bitmaps taken out of the images";
+  for (size_t i = 1; i < names_.size(); ++i) EXPECT_TRUE(OwnCheckpoints(names_[i]).empty());
+
+  // (It boots again: its writer starts over, so no ExpectAllWrite here.)
+  ASSERT_TRUE(engine_->vms().Start(uuids_[0]).ok());
+  ExpectConsistent(/*raw_writer=*/true);
 }
 
 }  // namespace

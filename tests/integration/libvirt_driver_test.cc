@@ -244,10 +244,11 @@ TEST_F(LibvirtDriverTest, AFailedMemberLeavesEveryDomainRunningOnItsOldImages) {
       EXPECT_EQ(*vms_[i]->State(Soon()), RunState::kRunning) << names_[i];
     }
   };
-  // A recovery snapshot (with a bitmap) is refused before anyone pauses.
+  // A tracking that was not prepared (no checkpoint) is refused before
+  // anyone pauses.
   const auto refused =
       engine::ExecuteCut(Env::Default(), members, "vmgroup-s1", std::chrono::seconds(10));
-  EXPECT_EQ(refused.status.code(), Code::kNotSupported) << refused.status.ToString();
+  EXPECT_EQ(refused.status.code(), Code::kInvalidState) << refused.status.ToString();
   EXPECT_EQ(refused.window_us, 0);
   unchanged();
 

@@ -59,8 +59,8 @@ class FakeVm final : public Vm {
     return Do("open", [] {});
   }
   // The fake does the work when sent and reports it when awaited.
-  Status SendSwitch(const std::vector<Overlay>& overlays, const std::string& /*bitmap*/, bool pause,
-                    Deadline deadline) override {
+  Status SendSwitch(const std::vector<Overlay>& overlays, const std::string& /*tracking*/,
+                    bool pause, Deadline deadline) override {
     Status p = pause ? Pause(deadline) : Status::Ok();
     sent_paused_ = pause && p.ok();
     // Like QEMU, the switch runs even when the pause failed.
@@ -95,11 +95,17 @@ class FakeVm final : public Vm {
       if (active_[disk] == top) active_[disk] = base;
     });
   }
-  Status AddBitmap(int, const std::string&, const std::string&, Deadline) override {
-    return Do("bitmap", [] {});
+  Status PrepareTracking(const std::vector<Overlay>&, const std::string&, Deadline) override {
+    return Do("track", [] {});
   }
-  Status RemoveBitmap(int, const std::string&, const std::string&, Deadline) override {
-    return Do("unbitmap", [] {});
+  Status KeepTracking(int, const std::string&, const std::string&, Deadline) override {
+    return Do("keep", [] {});
+  }
+  Status DropTracking(int, const std::string&, const std::string&, Deadline) override {
+    return Do("untrack", [] {});
+  }
+  Result<std::vector<std::string>> Trackings(Deadline) override {
+    return std::vector<std::string>{};
   }
   Status CopyMarked(int, const std::string&, const std::string&, const std::string&,
                     Deadline) override {

@@ -1,5 +1,6 @@
 #include "hypervisor/libvirt/domain_xml.h"
 
+#include <algorithm>
 #include <cstdint>
 #include <pugixml.hpp>
 #include <set>
@@ -364,6 +365,32 @@ Result<std::string> SanitizeRestored(const RestoredDefinition& r) {
   }
   VMG_RETURN_IF_ERROR(CheckNoHostPaths(domain, allowed));
   return Print(doc);
+}
+
+}  // namespace vmgroup::hypervisor::libvirt
+
+// --- Change tracking (checkpoints) ---
+namespace vmgroup::hypervisor::libvirt {
+
+std::string CheckpointXml(const std::string& name, const std::vector<DomainDisk>& disks,
+                          const std::vector<std::string>& tracked) {
+  pugi::xml_document doc;
+  auto cp = doc.append_child("domaincheckpoint");
+  cp.append_child("name").text() = name.c_str();
+  cp.append_child("description").text() = "vmgroup: change tracking of a recovery snapshot";
+  auto list = cp.append_child("disks");
+  for (const auto& d : disks) {
+    auto disk = list.append_child("disk");
+    disk.append_attribute("name") = d.target.c_str();
+    const bool on = std::find(tracked.begin(), tracked.end(), d.target) != tracked.end();
+    disk.append_attribute("checkpoint") = on ? "bitmap" : "no";
+  }
+  return Print(doc);
+}
+
+bool IsOwnCheckpoint(const std::string& name) {
+  constexpr std::string_view kPrefix = "vmgroup-";
+  return name.size() > kPrefix.size() && name.starts_with(kPrefix);
 }
 
 }  // namespace vmgroup::hypervisor::libvirt

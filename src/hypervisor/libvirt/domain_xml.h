@@ -92,3 +92,18 @@ Result<ExportedDefinition> BootFilesOf(const std::string& definition);
 Result<std::string> SanitizeRestored(const RestoredDefinition& r);
 
 }  // namespace vmgroup::hypervisor::libvirt
+
+// --- Change tracking (checkpoints) ---
+namespace vmgroup::hypervisor::libvirt {
+
+// A checkpoint for virDomainCheckpointCreateXML named `name`: a bitmap on
+// each disk whose target is in `tracked`, every other disk of `disks` left
+// out (checkpoint='no').
+std::string CheckpointXml(const std::string& name, const std::vector<DomainDisk>& disks,
+                          const std::vector<std::string>& tracked);
+
+// True for the names of the checkpoints vmgroup makes ("vmgroup-<tag>"):
+// every other checkpoint (virtnbdbackup's, an operator's) is never touched.
+bool IsOwnCheckpoint(const std::string& name);
+
+}  // namespace vmgroup::hypervisor::libvirt

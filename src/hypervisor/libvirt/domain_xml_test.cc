@@ -120,6 +120,25 @@ TEST(DomainXmlTest, RewriteReplacesSourcesAndDropsEveryBackingStore) {
   EXPECT_EQ(RewriteDisks(kLive, {"/new/a.qcow2"}).status().code(), Code::kInvalidArgument);
 }
 
+// --- Change tracking (checkpoints) ---
+
+TEST(DomainXmlTest, CheckpointTracksTheSwitchedDisksOnly) {
+  auto d = ParseDomainXml(kLive);
+  ASSERT_TRUE(d.ok());
+  EXPECT_EQ(CheckpointXml("vmgroup-s1", d->all_disks, {"vdb"}),
+            "<domaincheckpoint><name>vmgroup-s1</name><description>vmgroup: change tracking of "
+            "a recovery snapshot</description><disks><disk name=\"vda\" checkpoint=\"no\"/>"
+            "<disk name=\"sda\" checkpoint=\"no\"/><disk name=\"vdb\" checkpoint=\"bitmap\"/>"
+            "</disks></domaincheckpoint>");
+}
+
+TEST(DomainXmlTest, OnlyCheckpointsInVmgroupsNamespaceAreOwn) {
+  EXPECT_TRUE(IsOwnCheckpoint("vmgroup-s1234abcd"));
+  EXPECT_FALSE(IsOwnCheckpoint("vmgroup-"));
+  EXPECT_FALSE(IsOwnCheckpoint("virtnbdbackup.0"));
+  EXPECT_FALSE(IsOwnCheckpoint("my-vmgroup-s1"));
+}
+
 }  // namespace
 }  // namespace vmgroup::hypervisor::libvirt
 

@@ -5,6 +5,8 @@
 #include <cstdlib>
 #include <thread>
 
+#include "hypervisor/libvirt/domain_xml.h"
+
 namespace vmgroup::hypervisor::libvirt {
 namespace {
 
@@ -147,6 +149,21 @@ Result<std::string> DomainXmlDesc(virDomainPtr dom, unsigned flags) {
   std::string out(xml);
   free(xml);  // NOLINT: libvirt's allocation
   return out;
+}
+
+// --- Change tracking (checkpoints) ---
+Result<std::vector<std::string>> OwnCheckpoints(virDomainPtr dom) {
+  virDomainCheckpointPtr* list = nullptr;
+  const int n = virDomainListAllCheckpoints(dom, &list, 0);
+  if (n < 0) return LastError(std::string("domain ") + virDomainGetName(dom) + ": checkpoints");
+  std::vector<std::string> names;
+  for (int i = 0; i < n; ++i) {
+    const char* name = virDomainCheckpointGetName(list[i]);
+    if (name && IsOwnCheckpoint(name)) names.emplace_back(name);
+    virDomainCheckpointFree(list[i]);
+  }
+  free(list);  // NOLINT: libvirt's allocation
+  return names;
 }
 
 }  // namespace vmgroup::hypervisor::libvirt

@@ -18,6 +18,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <vector>
 
 #include "base/result.h"
 #include "hypervisor/driver.h"
@@ -74,5 +75,10 @@ Result<RunState> DomainState(virDomainPtr dom);
 
 // The domain's XML (VIR_DOMAIN_XML_* flags).
 Result<std::string> DomainXmlDesc(virDomainPtr dom, unsigned flags);
+
+// --- Change tracking (checkpoints) ---
+// The names of the domain's checkpoints in vmgroup's namespace
+// (IsOwnCheckpoint): another tool's are never listed.
+Result<std::vector<std::string>> OwnCheckpoints(virDomainPtr dom);
 
 }  // namespace vmgroup::hypervisor::libvirt

@@ -7,6 +7,7 @@
 #include "hypervisor/libvirt/libvirt_connection.h"
 #include "hypervisor/libvirt/libvirt_thaw_guard.h"
 #include "hypervisor/libvirt/libvirt_vm.h"
+#include "storage/qemu_img.h"
 
 namespace vmgroup::hypervisor::libvirt {
 
@@ -220,6 +221,68 @@ Status LibvirtDriver::UndefineRestored(const std::string& uuid) {
     return LastError("undefining domain " + name);
   }
   return Status::Ok();
+}
+
+}  // namespace vmgroup::hypervisor::libvirt
+
+// --- Change tracking of shut-off domains ---
+namespace vmgroup::hypervisor::libvirt {
+namespace {
+
+// The domain `uuid`, shut off: InvalidState while it runs.
+Result<DomainPtr> ShutOffDomain(virConnectPtr conn, const std::string& uuid) {
+  VMG_ASSIGN_OR_RETURN(auto dom, LookUpDomain(conn, uuid));
+  if (virDomainIsActive(dom.get()) == 1) {
+    return Status::InvalidState(std::string("domain ") + virDomainGetName(dom.get()) +
+                                " is running: its checkpoints are its running Vm's");
+  }
+  return dom;
+}
+
+}  // namespace
+
+Result<std::vector<std::string>> LibvirtDriver::Trackings(const VmSpec& spec) {
+  std::lock_guard lock(state_->mu);
+  VMG_ASSIGN_OR_RETURN(virConnectPtr conn, state_->Connection());
+  VMG_ASSIGN_OR_RETURN(auto dom, ShutOffDomain(conn, spec.uuid));
+  return OwnCheckpoints(dom.get());
+}
+
+Status LibvirtDriver::DropTracking(const VmSpec& spec, const std::string& name) {
+  if (!IsOwnCheckpoint(name)) {
+    return Status::InvalidArgument("checkpoint " + name + " is not vmgroup's: left alone");
+  }
+  std::lock_guard lock(state_->mu);
+  VMG_ASSIGN_OR_RETURN(virConnectPtr conn, state_->Connection());
+  VMG_ASSIGN_OR_RETURN(auto dom, ShutOffDomain(conn, spec.uuid));
+  virDomainCheckpointPtr cp = virDomainCheckpointLookupByName(dom.get(), name.c_str(), 0);
+  if (!cp) return Status::Ok();
+  // The bitmaps first: if this stops half-way, the checkpoint still names
+  // what is left, and the next sweep goes on.
+  storage::QemuImg img(state_->env);
+  Status s;
+  for (const auto& disk : spec.disks) {
+    auto chain = img.Chain(disk);
+    if (!chain.ok()) {
+      s = chain.status();
+      break;
+    }
+    for (const auto& image : *chain) {
+      if (std::find(image.bitmaps.begin(), image.bitmaps.end(), name) == image.bitmaps.end()) {
+        continue;
+      }
+      auto r = state_->env->Run({"qemu-img", "bitmap", "--remove", image.filename, name});
+      if (!r.ok()) s = r.status();
+      if (r.ok() && r->exit_code != 0) s = Status::Failed("qemu-img bitmap --remove: " + r->err);
+      if (!s.ok()) break;
+    }
+    if (!s.ok()) break;
+  }
+  if (s.ok() && virDomainCheckpointDelete(cp, VIR_DOMAIN_CHECKPOINT_DELETE_METADATA_ONLY) < 0) {
+    s = LastError("deleting checkpoint " + name);
+  }
+  virDomainCheckpointFree(cp);
+  return s.Annotate("domain " + spec.uuid + ": checkpoint " + name);
 }
 
 }  // namespace vmgroup::hypervisor::libvirt

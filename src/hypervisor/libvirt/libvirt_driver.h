@@ -53,6 +53,13 @@ class LibvirtDriver final : public Driver {
   // <backingStore> removed), also when only a stale <backingStore> differs.
   Status DefineDisks(const VmSpec& spec) override;
   Result<std::unique_ptr<Vm>> Attach(const VmSpec& spec, int pid) override;
+  // --- Change tracking of shut-off domains ---
+  // Its `vmgroup-*` checkpoints. DropTracking: libvirt 9.0 removes a
+  // checkpoint's bitmaps only from a running domain, so vmgroup removes
+  // them from the images of the disks' chains (`qemu-img bitmap --remove`),
+  // then deletes the checkpoint's metadata (METADATA_ONLY).
+  Result<std::vector<std::string>> Trackings(const VmSpec& spec) override;
+  Status DropTracking(const VmSpec& spec, const std::string& name) override;
   Result<std::unique_ptr<ThawGuard>> GuardThaw(const std::vector<std::shared_ptr<Vm>>& vms,
                                                Duration within) override;
 

@@ -7,6 +7,7 @@
 #include <map>
 #include <thread>
 
+#include "hypervisor/libvirt/frozen_copy.h"
 #include "storage/qcow2_header.h"
 
 namespace vmgroup::hypervisor::libvirt {
@@ -155,12 +156,14 @@ LibvirtVm::SwitchOutcome LibvirtVm::Switch(const std::string& snapshot_xml, bool
   return {Status::Ok(), paused};
 }
 
-Status LibvirtVm::SendSwitch(const std::vector<Overlay>& overlays, const std::string& bitmap,
+Status LibvirtVm::SendSwitch(const std::vector<Overlay>& overlays, const std::string& tracking,
                              bool pause, Deadline deadline) {
   (void)deadline;  // AwaitSwitch waits by it
-  if (!bitmap.empty()) {
-    return Status::NotSupported(
-        "recovery snapshots of libvirt domains are not supported yet: take a disk-only snapshot");
+  // The checkpoint exists since PrepareTracking: libvirt carries its bitmaps
+  // into the overlays inside the snapshot.
+  if (!tracking.empty() && tracking != prepared_tracking_) {
+    return Status::InvalidState("domain " + name_ + ": tracking " + tracking +
+                                " was not prepared before the switch");
   }
   std::map<std::string, std::string> by_target;
   for (const auto& o : overlays) {
@@ -319,15 +322,81 @@ Status LibvirtVm::Commit(int disk, const std::string& top, const std::string& ba
   return Status::Ok();
 }
 
-Status LibvirtVm::AddBitmap(int, const std::string&, const std::string&, Deadline) {
-  return NotYet("dirty bitmaps (recovery snapshots)");
+// --- Change tracking (checkpoints) ---
+
+Status LibvirtVm::PrepareTracking(const std::vector<Overlay>& overlays, const std::string& name,
+                                  Deadline deadline) {
+  if (!IsOwnCheckpoint(name)) {
+    return Status::InvalidArgument("'" + name + "' is not a name in vmgroup's namespace");
+  }
+  return Call<Status>(deadline, "checkpoint", [this, overlays, name]() -> Status {
+    std::vector<std::string> targets;
+    for (const auto& o : overlays) {
+      VMG_ASSIGN_OR_RETURN(const DomainDisk* d, Disk(opened_, o.disk));
+      targets.push_back(d->target);
+    }
+    if (virDomainCheckpointPtr old = virDomainCheckpointLookupByName(dom_.get(), name.c_str(), 0)) {
+      virDomainCheckpointFree(old);
+      return Status::AlreadyExists("domain " + name_ + " has a checkpoint " + name + " already");
+    }
+    const std::string xml = CheckpointXml(name, opened_.all_disks, targets);
+    virDomainCheckpointPtr cp = virDomainCheckpointCreateXML(dom_.get(), xml.c_str(), 0);
+    if (!cp) return LastError("checkpoint " + name);
+    virDomainCheckpointFree(cp);
+    prepared_tracking_ = name;
+    return Status::Ok();
+  });
 }
-Status LibvirtVm::RemoveBitmap(int, const std::string&, const std::string&, Deadline) {
-  return NotYet("dirty bitmaps (recovery snapshots)");
+
+Status LibvirtVm::KeepTracking(int disk, const std::string& image, const std::string& name,
+                               Deadline deadline) {
+  (void)disk, (void)image;  // a checkpoint covers its disks' whole chains
+  return Call<Status>(deadline, "checkpoint", [this, name]() -> Status {
+    virDomainCheckpointPtr cp = virDomainCheckpointLookupByName(dom_.get(), name.c_str(), 0);
+    if (!cp) {
+      return Status::NotFound("domain " + name_ + " has no checkpoint " + name +
+                              " (was the snapshot taken while it was shut off?)");
+    }
+    virDomainCheckpointFree(cp);
+    return Status::Ok();
+  });
 }
-Status LibvirtVm::CopyMarked(int, const std::string&, const std::string&, const std::string&,
-                             Deadline) {
-  return NotYet("incremental copies (recovery snapshots)");
+
+Status LibvirtVm::DropTracking(int disk, const std::string& image, const std::string& name,
+                               Deadline deadline) {
+  (void)disk, (void)image;
+  if (!IsOwnCheckpoint(name)) {
+    return Status::InvalidArgument("checkpoint " + name + " is not vmgroup's: left alone");
+  }
+  return Call<Status>(deadline, "checkpoint delete", [this, name]() -> Status {
+    virDomainCheckpointPtr cp = virDomainCheckpointLookupByName(dom_.get(), name.c_str(), 0);
+    if (!cp) return Status::Ok();
+    // With its bitmaps: the domain runs, libvirt removes them from its
+    // images. When libvirt cannot (its bitmaps went with images an apply
+    // discarded), its metadata goes alone: a bitmap left in an image costs
+    // only its bytes, a checkpoint left behind would be swept for ever.
+    Status s;
+    if (virDomainCheckpointDelete(cp, 0) < 0) {
+      s = LastError("deleting checkpoint " + name);
+      if (virDomainCheckpointDelete(cp, VIR_DOMAIN_CHECKPOINT_DELETE_METADATA_ONLY) == 0) {
+        s = Status::Ok();
+      }
+    }
+    virDomainCheckpointFree(cp);
+    if (prepared_tracking_ == name) prepared_tracking_.clear();
+    return s;
+  });
+}
+
+Result<std::vector<std::string>> LibvirtVm::Trackings(Deadline deadline) {
+  using Out = Result<std::vector<std::string>>;
+  return Call<Out>(deadline, "checkpoints", [this]() -> Out { return OwnCheckpoints(dom_.get()); });
+}
+
+Status LibvirtVm::CopyMarked(int disk, const std::string& image, const std::string& name,
+                             const std::string& target, Deadline deadline) {
+  (void)disk;
+  return CopyMarkedOffline(Env::Default(), image, name, target, deadline);
 }
 
 Status LibvirtVm::OpenAgent(Deadline deadline) {

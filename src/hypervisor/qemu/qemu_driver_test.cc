@@ -349,8 +349,8 @@ TEST_F(QemuDriverTest, CopyMarkedCopiesWhatABitmapMarksAndNothingElse) {
   ASSERT_TRUE(testing::MakeQemuWritableDir(dir_ / "q").ok());
   spec_.extra_args = testing::GuestMonitorArgs(monitor);
   StartVm();
-  ASSERT_TRUE(vm_->AddBitmap(0, base, "rp", Soon()).ok());
-  EXPECT_EQ(vm_->AddBitmap(0, base, "rp", Soon()).code(), Code::kAlreadyExists);
+  ASSERT_TRUE(vm_->KeepTracking(0, base, "rp", Soon()).ok());
+  EXPECT_EQ(vm_->KeepTracking(0, base, "rp", Soon()).code(), Code::kAlreadyExists);
   ASSERT_TRUE(testing::WriteAsGuest(monitor, 0, 0x22, 1 << 20, 1 << 20).ok());  // marked
   auto overlays = MakeOverlays("s2");
   ASSERT_TRUE(vm_->OpenOverlays(overlays, Soon()).ok());
@@ -371,18 +371,18 @@ TEST_F(QemuDriverTest, CopyMarkedCopiesWhatABitmapMarksAndNothingElse) {
             Code::kInvalidArgument);
   // A frozen image is read-only to QEMU: its bitmaps stay until it is
   // writable again. An active image's go at once.
-  EXPECT_FALSE(vm_->RemoveBitmap(0, base, "rp", Soon()).ok());
+  EXPECT_FALSE(vm_->DropTracking(0, base, "rp", Soon()).ok());
   const std::string top = overlays[0].path;
-  ASSERT_TRUE(vm_->AddBitmap(0, top, "rp2", Soon()).ok());
-  ASSERT_TRUE(vm_->RemoveBitmap(0, top, "rp2", Soon()).ok());
-  EXPECT_TRUE(vm_->RemoveBitmap(0, top, "rp2", Soon()).ok()) << "already gone";
+  ASSERT_TRUE(vm_->KeepTracking(0, top, "rp2", Soon()).ok());
+  ASSERT_TRUE(vm_->DropTracking(0, top, "rp2", Soon()).ok());
+  EXPECT_TRUE(vm_->DropTracking(0, top, "rp2", Soon()).ok()) << "already gone";
   EXPECT_EQ(vm_->CopyMarked(0, top, "rp2", target, Soon()).code(), Code::kNotFound);
   EXPECT_EQ(*vm_->State(Soon()), RunState::kRunning);
 }
 
 TEST_F(QemuDriverTest, ABitmapLeftUnsavedByAQemuThatDiedIsNotTrusted) {
   StartVm();
-  ASSERT_TRUE(vm_->AddBitmap(0, spec_.disks[0], "rp", Soon()).ok());
+  ASSERT_TRUE(vm_->KeepTracking(0, spec_.disks[0], "rp", Soon()).ok());
   ASSERT_TRUE(vm_->PowerOff().ok());  // stored in the image
   vm_.reset();
   StartVm();  // in use again: QEMU flags it in the file

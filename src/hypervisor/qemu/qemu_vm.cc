@@ -227,11 +227,11 @@ Result<std::vector<Json>> QemuVm::SwitchActions(const std::vector<Overlay>& over
   return actions;
 }
 
-Status QemuVm::SendSwitch(const std::vector<Overlay>& overlays, const std::string& bitmap,
+Status QemuVm::SendSwitch(const std::vector<Overlay>& overlays, const std::string& tracking,
                           bool pause, Deadline deadline) {
   std::lock_guard lock(mu_);
   pending_ = {};
-  VMG_ASSIGN_OR_RETURN(auto actions, SwitchActions(overlays, bitmap));
+  VMG_ASSIGN_OR_RETURN(auto actions, SwitchActions(overlays, tracking));
   std::vector<std::pair<std::string, Json>> commands;
   if (pause) commands.push_back({"stop", Json::object()});
   commands.push_back(qmp::TransactionCommand(actions));
@@ -536,8 +536,14 @@ Result<std::optional<qmp::BitmapInfo>> QemuVm::BitmapLocked(const std::string& n
   return std::optional<qmp::BitmapInfo>();
 }
 
-Status QemuVm::AddBitmap(int disk, const std::string& image, const std::string& name,
-                         Deadline deadline) {
+Status QemuVm::PrepareTracking(const std::vector<Overlay>&, const std::string&, Deadline) {
+  return Status::Ok();  // the switch's transaction adds the bitmaps
+}
+
+Status QemuVm::KeepTracking(int disk, const std::string& image, const std::string& name,
+                            Deadline deadline) {
+  // The overlay's bitmap goes with the overlay (a merge does not carry
+  // bitmaps down): one on `image` marks what the merge writes into it.
   std::lock_guard lock(mu_);
   VMG_ASSIGN_OR_RETURN(std::string node, ImageNodeLocked(disk, image, deadline));
   VMG_ASSIGN_OR_RETURN(auto existing, BitmapLocked(node, name, deadline));
@@ -545,13 +551,19 @@ Status QemuVm::AddBitmap(int disk, const std::string& image, const std::string& 
   return qmp::BitmapAdd(*qmp_, node, name, deadline);
 }
 
-Status QemuVm::RemoveBitmap(int disk, const std::string& image, const std::string& name,
+Status QemuVm::DropTracking(int disk, const std::string& image, const std::string& name,
                             Deadline deadline) {
   std::lock_guard lock(mu_);
+  VMG_ASSIGN_OR_RETURN(auto nodes, qmp::QueryFormatNodes(*qmp_, deadline));
+  if (nodes.find(image) == nodes.end()) return Status::Ok();  // gone, and its bitmaps with it
   VMG_ASSIGN_OR_RETURN(std::string node, ImageNodeLocked(disk, image, deadline));
   VMG_ASSIGN_OR_RETURN(auto existing, BitmapLocked(node, name, deadline));
   if (!existing) return Status::Ok();
   return qmp::BitmapRemove(*qmp_, node, name, deadline);
+}
+
+Result<std::vector<std::string>> QemuVm::Trackings(Deadline) {
+  return std::vector<std::string>{};  // bitmaps live in the images only
 }
 
 Status QemuVm::CopyMarked(int disk, const std::string& image, const std::string& name,

@@ -30,7 +30,7 @@ class QemuVm final : public Vm {
   Status Resume(Deadline deadline) override;
   Result<std::vector<std::string>> IoErrors(Deadline deadline) override;
   Status OpenOverlays(const std::vector<Overlay>& overlays, Deadline deadline) override;
-  Status SendSwitch(const std::vector<Overlay>& overlays, const std::string& bitmap, bool pause,
+  Status SendSwitch(const std::vector<Overlay>& overlays, const std::string& tracking, bool pause,
                     Deadline deadline) override;
   Status AwaitSwitch(Deadline deadline, bool* paused) override;
   Status SendResume(Deadline deadline, bool save_state) override;
@@ -41,10 +41,16 @@ class QemuVm final : public Vm {
   Result<std::vector<std::string>> ActiveImages(Deadline deadline) override;
   Status CommitImage(int disk, const std::string& top, const std::string& base,
                      Deadline deadline) override;
-  Status AddBitmap(int disk, const std::string& image, const std::string& name,
-                   Deadline deadline) override;
-  Status RemoveBitmap(int disk, const std::string& image, const std::string& name,
+  // A tracking is a persistent dirty bitmap: started inside the switch's
+  // transaction on each new overlay (nothing to prepare), kept by a bitmap
+  // added on the frozen image before the overlay is merged into it.
+  Status PrepareTracking(const std::vector<Overlay>& overlays, const std::string& name,
+                         Deadline deadline) override;
+  Status KeepTracking(int disk, const std::string& image, const std::string& name,
                       Deadline deadline) override;
+  Status DropTracking(int disk, const std::string& image, const std::string& name,
+                      Deadline deadline) override;
+  Result<std::vector<std::string>> Trackings(Deadline deadline) override;
   Status CopyMarked(int disk, const std::string& image, const std::string& name,
                     const std::string& target, Deadline deadline) override;
   Status OpenAgent(Deadline deadline) override;

@@ -1,0 +1,76 @@
+#include "hypervisor/libvirt/frozen_copy.h"
+
+#include <signal.h>
+#include <stdlib.h>
+
+#include "hypervisor/qemu/qmp_client.h"
+#include "hypervisor/qemu/qmp_commands.h"
+
+namespace vmgroup::hypervisor::libvirt {
+namespace {
+
+namespace qmp = qemu::qmp;
+
+constexpr char kSource[] = "frozen", kTarget[] = "copy";
+
+// The daemon's options: `image` read-only, shared with the QEMU that has it
+// open as a backing file; a monitor on `socket`.
+std::vector<std::string> DaemonArgs(const std::string& image, const std::string& socket) {
+  return {"qemu-storage-daemon",
+          "--chardev",
+          "socket,id=m,server=on,wait=off,path=" + socket,
+          "--monitor",
+          "chardev=m",
+          "--blockdev",
+          std::string("driver=qcow2,read-only=on,force-share=on,node-name=") + kSource +
+              ",file.driver=file,file.filename=" + image};
+}
+
+Status Copy(qemu::QmpClient& c, const std::string& image, const std::string& bitmap,
+            const std::string& target, Deadline deadline) {
+  VMG_ASSIGN_OR_RETURN(auto bitmaps, qmp::QueryBitmaps(c, kSource, deadline));
+  const qmp::BitmapInfo* found = nullptr;
+  for (const auto& b : bitmaps) {
+    if (b.name == bitmap) found = &b;
+  }
+  if (!found) return Status::NotFound(image + " holds no bitmap " + bitmap);
+  if (found->inconsistent) {
+    return Status::InvalidState("bitmap " + bitmap + " of " + image +
+                                " cannot be trusted: QEMU marks it inconsistent");
+  }
+  VMG_RETURN_IF_ERROR(qmp::BlockdevAddTarget(c, kTarget, target, deadline));
+  Status s = qmp::BackupMarked(c, kTarget, kSource, kTarget, bitmap, deadline);
+  if (s.ok()) s = qmp::CompleteJob(c, kTarget, deadline);
+  Status closed = qmp::BlockdevDel(c, kTarget, deadline);
+  return s.ok() ? closed : s;
+}
+
+}  // namespace
+
+Status CopyMarkedOffline(Env* env, const std::string& image, const std::string& bitmap,
+                         const std::string& target, Deadline deadline) {
+  char dir[] = "/tmp/vmgroup-copy-XXXXXX";
+  if (!::mkdtemp(dir)) return Status::IoError("cannot make a directory in /tmp");
+  const std::string socket = std::string(dir) + "/qmp", log = std::string(dir) + "/log";
+  auto pid = env->Spawn(DaemonArgs(image, socket), {.log_path = log, .new_session = false});
+  Status s = pid.status();
+  if (pid.ok()) {
+    auto client = qemu::QmpClient::Connect(socket, deadline);
+    s = client.ok() ? Copy(**client, image, bitmap, target, deadline) : client.status();
+    if (client.ok()) (void)(*client)->Execute("quit", deadline);
+    if (!env->WaitGone(*pid, std::chrono::seconds(5)).ok()) {
+      (void)env->Kill(*pid, SIGKILL);
+      (void)env->WaitGone(*pid, std::chrono::seconds(5));
+    }
+    if (!s.ok()) {
+      auto said = env->ReadFile(log);
+      if (said.ok() && !said->empty()) s = s.Annotate("qemu-storage-daemon: " + *said);
+    }
+  }
+  (void)env->RemoveFile(socket);
+  (void)env->RemoveFile(log);
+  (void)env->RemoveDir(dir);
+  return s.Annotate("copying what " + bitmap + " marks in " + image + " into " + target);
+}
+
+}  // namespace vmgroup::hypervisor::libvirt
