@@ -1,31 +1,17 @@
 #include "storage/qemu_img.h"
 
-#include <unistd.h>
-
 #include <atomic>
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "base/tied_command.h"
+
 namespace vmgroup::storage {
 
 Result<CommandOutput> QemuImg::RunOk(const std::vector<std::string>& argv, Duration timeout) {
-  // qemu-img lives only as long as the thread that waits for it (setpriv
-  // asks the kernel for SIGKILL when that thread ends): a daemon killed in
-  // the middle of a step must not leave a qemu-img behind that goes on
-  // creating or merging images after the next start's recovery has looked.
-  // A daemon that dies before setpriv has asked sends no signal, so the
-  // shell setpriv runs goes on only while its parent is still this process
-  // (campaign seed 20: an overlay made 40 ms after recovery's sweep).
-  std::vector<std::string> tied = {
-      "setpriv",
-      "--pdeathsig",
-      "KILL",
-      "--",
-      "sh",
-      "-c",
-      "[ \"$PPID\" = \"$0\" ] && exec \"$@\"; echo 'vmgroupd, which ran it, is gone' >&2; exit 125",
-      std::to_string(::getpid())};
-  tied.insert(tied.end(), argv.begin(), argv.end());
+  // qemu-img lives only as long as the daemon that waits for it (campaign
+  // seeds 18 and 20: one left running made an overlay after recovery).
+  const std::vector<std::string> tied = TiedToThisProcess(argv);
   VMG_ASSIGN_OR_RETURN(CommandOutput out, env_->Run(tied, timeout));
   if (out.exit_code != 0) {
     std::string msg = out.err.empty() ? out.out : out.err;

@@ -3,6 +3,7 @@
 #include <signal.h>
 #include <stdlib.h>
 
+#include "base/tied_command.h"
 #include "hypervisor/qemu/qmp_client.h"
 #include "hypervisor/qemu/qmp_commands.h"
 
@@ -52,7 +53,10 @@ Status CopyMarkedOffline(Env* env, const std::string& image, const std::string& 
   char dir[] = "/tmp/vmgroup-copy-XXXXXX";
   if (!::mkdtemp(dir)) return Status::IoError("cannot make a directory in /tmp");
   const std::string socket = std::string(dir) + "/qmp", log = std::string(dir) + "/log";
-  auto pid = env->Spawn(DaemonArgs(image, socket), {.log_path = log, .new_session = false});
+  // Tied to this process: one left by a daemon killed mid-copy would hold
+  // the frozen image open for good.
+  auto pid = env->Spawn(TiedToThisProcess(DaemonArgs(image, socket)),
+                        {.log_path = log, .new_session = false});
   Status s = pid.status();
   if (pid.ok()) {
     auto client = qemu::QmpClient::Connect(socket, deadline);
