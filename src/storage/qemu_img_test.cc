@@ -25,6 +25,24 @@ class QemuImgTest : public ::testing::Test {
   }
   void TearDown() override { std::filesystem::remove_all(dir_); }
   std::string Path(const std::string& name) { return dir_ + "/" + name; }
+  // An executable shell script `name` in the stand-in bin directory, whose
+  // body follows "#!/bin/sh\n".
+  void StandIn(const std::string& name, const std::string& body) {
+    std::filesystem::create_directories(Path("bin"));
+    std::ofstream(Path("bin/" + name)) << "#!/bin/sh\n" << body;
+    std::filesystem::permissions(Path("bin/" + name), std::filesystem::perms(0755));
+  }
+  // A child process standing in for the daemon: it runs QemuImg::Create with
+  // the stand-in bin directory first on PATH. Its pid.
+  pid_t DaemonCreatingAnImage() {
+    const pid_t daemon = ::fork();
+    if (daemon == 0) {
+      ::setenv("PATH", (Path("bin") + ":" + ::getenv("PATH")).c_str(), 1);
+      (void)QemuImg(Env::Default()).Create(Path("never.qcow2"), 1 << 20);
+      ::_exit(0);
+    }
+    return daemon;
+  }
   // Writes `pattern` over `len` bytes at `offset` of `image` (qemu-io).
   void Write(const std::string& image, int pattern, const std::string& offset,
              const std::string& len) {
@@ -160,21 +178,11 @@ TEST_F(QemuImgTest, CheckReportsACorruptImage) {
 // process stands in for the daemon, and the qemu-img it runs is a script
 // first on PATH that notes its pid and sleeps.
 TEST_F(QemuImgTest, QemuImgDiesWithTheProcessThatRanIt) {
-  const std::string bin = Path("bin"), pid_file = Path("qemu-img.pid");
-  std::filesystem::create_directory(bin);
-  {
-    std::ofstream script(bin + "/qemu-img");
-    script << "#!/bin/sh\necho $$ > " << pid_file << ".tmp\nmv " << pid_file << ".tmp " << pid_file
-           << "\nexec sleep 120\n";
-  }
-  std::filesystem::permissions(bin + "/qemu-img", std::filesystem::perms(0755));
-  const pid_t daemon = ::fork();
+  const std::string pid_file = Path("qemu-img.pid");
+  StandIn("qemu-img", "echo $$ > " + pid_file + ".tmp\nmv " + pid_file + ".tmp " + pid_file +
+                          "\nexec sleep 120\n");
+  const pid_t daemon = DaemonCreatingAnImage();
   ASSERT_GE(daemon, 0);
-  if (daemon == 0) {
-    ::setenv("PATH", (bin + ":" + ::getenv("PATH")).c_str(), 1);
-    (void)QemuImg(Env::Default()).Create(Path("never.qcow2"), 1 << 20);
-    ::_exit(0);
-  }
   std::string tool;
   for (int i = 0; i < 200 && tool.empty(); ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
@@ -192,23 +200,11 @@ TEST_F(QemuImgTest, QemuImgDiesWithTheProcessThatRanIt) {
 // The process that runs qemu-img dies before setpriv has asked for the
 // signal (here setpriv starts a second late): qemu-img never starts.
 TEST_F(QemuImgTest, QemuImgNeverStartsWhenTheProcessThatRanItDiedFirst) {
-  const std::string bin = Path("bin"), started = Path("qemu-img.started");
-  std::filesystem::create_directory(bin);
-  {
-    std::ofstream setpriv(bin + "/setpriv");
-    setpriv << "#!/bin/sh\nsleep 1\nexec /usr/bin/setpriv \"$@\"\n";
-    std::ofstream tool(bin + "/qemu-img");
-    tool << "#!/bin/sh\ntouch " << started << "\n";
-  }
-  std::filesystem::permissions(bin + "/setpriv", std::filesystem::perms(0755));
-  std::filesystem::permissions(bin + "/qemu-img", std::filesystem::perms(0755));
-  const pid_t daemon = ::fork();
+  const std::string started = Path("qemu-img.started");
+  StandIn("setpriv", "sleep 1\nexec /usr/bin/setpriv \"$@\"\n");
+  StandIn("qemu-img", "touch " + started + "\n");
+  const pid_t daemon = DaemonCreatingAnImage();
   ASSERT_GE(daemon, 0);
-  if (daemon == 0) {
-    ::setenv("PATH", (bin + ":" + ::getenv("PATH")).c_str(), 1);
-    (void)QemuImg(Env::Default()).Create(Path("never.qcow2"), 1 << 20);
-    ::_exit(0);
-  }
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
   ::kill(daemon, SIGKILL);
   ::waitpid(daemon, nullptr, 0);
