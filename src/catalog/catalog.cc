@@ -583,6 +583,7 @@ Status Catalog::FinishDestroy(const std::string& snapshot_id) {
   };
   for (const DiskMerge& m : merges) {
     if (m.child.empty()) {  // the frozen image goes: nothing may name it
+      VMG_RETURN_IF_ERROR(DropReferencePointsOnLocked(m.frozen_image));
       VMG_RETURN_IF_ERROR(
           run("UPDATE snapshot_disks SET overlay=?2 WHERE overlay=?1", m.frozen_image, ""));
       continue;

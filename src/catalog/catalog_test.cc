@@ -235,6 +235,30 @@ TEST_F(CatalogTest, FinishingADestroyHandsTheSnapshotsPlaceToItsNeighbours) {
   EXPECT_TRUE(catalog_->GetReferencePoint("rp-active").ok());
 }
 
+TEST_F(CatalogTest, DestroyingASnapshotNothingDescendsFromDropsTheReferencePointsOnItsImages) {
+  // s1's frozen images have no child any more (an apply of an older
+  // snapshot discarded its overlays): the destroy deletes them, and a
+  // reference point kept on one of them goes with it.
+  ASSERT_TRUE(catalog_->InsertVm(Vm("a")).ok());
+  SnapshotRecord s1 = Snapshot("s1", {"a"});
+  ASSERT_TRUE(catalog_->InsertSnapshot(s1).ok());
+  ASSERT_TRUE(catalog_->CompleteSnapshot(s1).ok());
+  ReferencePointRecord on_frozen{
+      .id = "rp-1", .collection_id = "g1", .members = {{"m-1", "a", {"/img/a-d0"}}}};
+  ReferencePointRecord elsewhere{
+      .id = "rp-2", .collection_id = "g1", .members = {{"m-2", "a", {"/img/a-d0-s1"}}}};
+  ASSERT_TRUE(catalog_->InsertReferencePoint(on_frozen).ok());
+  ASSERT_TRUE(catalog_->InsertReferencePoint(elsewhere).ok());
+  std::vector<DiskMerge> merges;
+  for (const auto& d : s1.members[0].disks)
+    merges.push_back({"a", d.index, d.frozen_image, "", {}});
+  ASSERT_TRUE(catalog_->BeginDestroy("s1", merges).ok());
+  ASSERT_TRUE(catalog_->FinishDestroy("s1").ok());
+  EXPECT_EQ(catalog_->GetReferencePoint("rp-1").status().code(), Code::kNotFound)
+      << "its image is deleted with the snapshot";
+  EXPECT_TRUE(catalog_->GetReferencePoint("rp-2").ok());
+}
+
 TEST_F(CatalogTest, ApplyingDropsTheReferencePointsOnTheImagesItDiscards) {
   ASSERT_TRUE(catalog_->InsertVm(Vm("a", /*disks=*/1)).ok());
   ReferencePointRecord on_active{
