@@ -46,6 +46,11 @@ inline constexpr std::string_view kDestroyMemberMerged = "destroy.member_merged"
 // The catalog forgot the snapshot; the unused files are not yet deleted.
 inline constexpr std::string_view kDestroyCommitted = "destroy.committed";
 
+// Converting a snapshot to a reference point: the reference point is
+// recorded; its snapshot's destroy has not begun (a crash here leaves a
+// record that recovery takes back). Subject: the snapshot id.
+inline constexpr std::string_view kRefpointRecorded = "refpoint.recorded";
+
 // Exporting a snapshot: a member's disk is copied into the export and
 // synced; the manifest is not written yet. Subject: the member VM's name.
 inline constexpr std::string_view kExportDiskCopied = "export.disk_copied";

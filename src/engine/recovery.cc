@@ -133,6 +133,26 @@ void TakeBackRestores(Env* env, VmRegistry& vms, catalog::Catalog& catalog,
   }
 }
 
+// Step 8: a reference point is recorded just before its snapshot's destroy
+// begins; one whose snapshot is still whole was never made.
+void TakeBackConversions(catalog::Catalog& catalog, RecoveryReport& report) {
+  auto rps = catalog.ListReferencePoints();
+  if (!rps.ok()) {
+    if (report.problems.ok()) report.problems = rps.status().Annotate("reference points");
+    return;
+  }
+  for (const auto& rp : *rps) {
+    auto s = catalog.GetSnapshot(rp.snapshot_id);
+    if (!s.ok() || s->state != catalog::SnapshotState::kComplete) continue;
+    Status st = catalog.DeleteReferencePoint(rp.id);
+    if (st.ok()) {
+      report.conversions_taken_back.push_back(rp.id);
+    } else if (report.problems.ok()) {
+      report.problems = st.Annotate("conversion of snapshot " + rp.snapshot_id);
+    }
+  }
+}
+
 }  // namespace
 
 Result<RecoveryReport> Recover(Env* env, VmRegistry& vms, catalog::Catalog& catalog) {
@@ -245,6 +265,8 @@ Result<RecoveryReport> Recover(Env* env, VmRegistry& vms, catalog::Catalog& cata
     }
   }
 
+  TakeBackConversions(catalog, report);
+
   VMG_ASSIGN_OR_RETURN(auto all_vms, catalog.ListVms());
   for (const auto& vm : all_vms) {
     auto live = vms.Live(vm.id);
@@ -315,6 +337,7 @@ std::string RecoveryReport::Summary() const {
   add(exports_taken_back.size(), "interrupted exports removed");
   add(exports_kept.size(), "interrupted exports found finished");
   add(restores_taken_back.size(), "interrupted restores taken back");
+  add(conversions_taken_back.size(), "interrupted conversions to reference points taken back");
   if (out.empty()) out = "nothing to recover";
   for (const auto& e : io_errors) out += "; paused by QEMU on an I/O error: " + e;
   if (!problems.ok()) out += "; left for the next start: " + problems.message();

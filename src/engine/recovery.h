@@ -17,7 +17,10 @@
 //      what it wrote is removed, so that it can run again; one that only
 //      had its manifest written is kept;
 //   7. a restore cut short is taken back (export_restore.h TakeBackRestore):
-//      its group, VMs and copied files are removed, so that it can run again.
+//      its group, VMs and copied files are removed, so that it can run again;
+//   8. a conversion to a reference point cut short before its snapshot's
+//      destroy began is taken back: the record goes, the snapshot stays (a
+//      conversion whose destroy began stands, that destroy finished in 3).
 #pragma once
 
 #include <string>
@@ -43,7 +46,8 @@ struct RecoveryReport {
   // Exports cut short: what they wrote was removed; or they had finished
   // (all but their intent) and are kept.
   std::vector<catalog::ExportIntent> exports_taken_back, exports_kept;
-  std::vector<std::string> restores_taken_back;  // ids of the groups they were defining
+  std::vector<std::string> restores_taken_back;     // ids of the groups they were defining
+  std::vector<std::string> conversions_taken_back;  // ids of the reference points they recorded
   // "VM a: disk 0 (/img.qcow2): no space left on device": VMs QEMU holds
   // paused on an I/O error, left so for the operator.
   std::vector<std::string> io_errors;

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "base/ids.h"
+#include "engine/fault_points.h"
 #include "engine/snapshot_engine.h"
 #include "engine/snapshot_plan.h"
 #include "engine/tracking_sweep.h"
@@ -64,8 +65,8 @@ Result<catalog::ReferencePointRecord> SnapshotEngine::ConvertToReferencePoint(
   // the merges that follow write the overlays' clusters (everything since
   // the cut) into them, and it marks those writes and every later one.
   // Nothing is taken back on failure: what a driver added is named by the
-  // snapshot, which stays (a QEMU bitmap on a frozen image could not be
-  // removed anyway, the image being read-only).
+  // snapshot, which stays, and a retry keeps it (a QEMU bitmap on a frozen
+  // image could not be removed anyway, the image being read-only).
   for (size_t i = 0; i < c.vms.size(); ++i) {
     catalog::ReferencePointMember member{.id = NewGuid(), .vm_id = c.vms[i].id, .images = {}};
     for (const auto& d : s.members[i].disks) {
@@ -76,9 +77,12 @@ Result<catalog::ReferencePointRecord> SnapshotEngine::ConvertToReferencePoint(
     rp.members.push_back(std::move(member));
   }
   // Recorded before the merges: if the service dies during them, recovery
-  // finishes the destroy and the reference point stands.
+  // finishes the destroy and the reference point stands; if it dies before
+  // they begin, recovery takes the record back (the snapshot stays).
   VMG_RETURN_IF_ERROR(catalog_->InsertReferencePoint(rp));
-  if (Status st = DestroyClaimed(s, c.vms); !st.ok()) {
+  Status st = env_->Hit(fault::kRefpointRecorded, s.id);
+  if (st.ok()) st = DestroyClaimed(s, c.vms);
+  if (!st.ok()) {
     auto now = catalog_->GetSnapshot(s.id);
     if (now.ok() && now->state == catalog::SnapshotState::kComplete) {
       (void)catalog_->DeleteReferencePoint(rp.id);  // nothing merged: as before

@@ -207,8 +207,9 @@ class Vm {
   // `image` (disk `disk`'s image below that switch's overlay), outlive the
   // merge of that overlay into `image` that follows: afterwards `image`
   // holds tracking `name`, marking every cluster written to the disk since
-  // that cut, merged ones included, and every later write. AlreadyExists
-  // when the driver keeps it by adding something `image` already has;
+  // that cut, merged ones included, and every later write. Done again, it
+  // changes nothing (a conversion cut short by a crash is retried on the
+  // same images: what the first call added marks at least as much).
   // NotFound when the tracking the switch started is gone.
   virtual Status KeepTracking(int disk, const std::string& image, const std::string& name,
                               Deadline deadline) = 0;

@@ -10,6 +10,7 @@
 
 #include "base/ids.h"
 #include "engine/export_manifest.h"
+#include "engine/fault_points.h"
 #include "engine/snapshot_plan.h"
 #include "guest_fixture.h"
 #include "testing/guest_io.h"
@@ -269,6 +270,63 @@ TEST_F(ReferencePointExportTest, ExportsWhatChangedSinceThePointAndKeepsItWhole)
                                                          {0x22, 1 << 20, 1 << 20},
                                                          {0x33, 2 << 20, 1 << 20}}));
   for (const auto& id : g_.vm_ids) ExpectCatalogMatchesDisk(id);
+}
+
+// The service killed part-way through a conversion. Before its snapshot's
+// destroy began, recovery takes the record back and a retry converts the
+// same snapshot (keeping the tracking the first attempt left on the frozen
+// images); after, recovery finishes the destroy and the point stands.
+// Either way the point then exports exactly what changed since its cut.
+TEST_F(ReferencePointExportTest, AConversionCutShortIsTakenBackOrFinished) {
+  const std::string_view points[] = {engine::fault::kRefpointRecorded,
+                                     engine::fault::kDestroyMemberDetached,
+                                     engine::fault::kDestroyMemberMerged};
+  for (size_t i = 0; i < std::size(points); ++i) {
+    const std::string_view point = points[i];
+    SCOPED_TRACE(std::string(point));
+    const std::string n = std::to_string(i);
+    auto s = engine_->snapshots().Create(
+        {.collection_id = g_.collection_id, .type = engine::kSnapshotRecovery});
+    ASSERT_TRUE(s.ok()) << s.status().ToString();
+    ASSERT_TRUE(engine_->snapshots().Export({.snapshot_id = s->id, .directory = dir_ / n}).ok());
+    engine_.reset();  // the helper is the daemon now
+    auto r =
+        Env::Default()->Run({CRASH_HELPER, dir_ / "state", "convert", s->id, std::string(point)},
+                            std::chrono::minutes(2));
+    ASSERT_TRUE(r.ok());
+    ASSERT_EQ(r->exit_code, -1) << "killed at " << point << ": " << r->err;
+    OpenEngine();
+    const auto& report = engine_->recovery();
+    EXPECT_TRUE(report.problems.ok()) << report.problems.ToString();
+    std::string rp_id;
+    if (point == engine::fault::kRefpointRecorded) {
+      EXPECT_EQ(report.conversions_taken_back.size(), 1u);
+      EXPECT_EQ(engine_->catalog().GetSnapshot(s->id)->state, catalog::SnapshotState::kComplete);
+      auto again = engine_->snapshots().ConvertToReferencePoint(s->id);
+      ASSERT_TRUE(again.ok()) << "a retry: " << again.status().ToString();
+      rp_id = again->id;
+    } else {
+      EXPECT_EQ(report.destroyed, std::vector<std::string>{s->id});
+      EXPECT_EQ(engine_->catalog().GetSnapshot(s->id).status().code(), Code::kNotFound);
+    }
+    for (const auto& rp : *engine_->catalog().ListReferencePoints(g_.collection_id)) {
+      if (rp.snapshot_id == s->id) rp_id = rp.id;
+    }
+    ASSERT_FALSE(rp_id.empty()) << "the snapshot became a reference point";
+    EXPECT_EQ(SnapshotsLeft(), 0u);
+
+    Write(0x40 + static_cast<int>(i), (4 + i) << 20, 1 << 20);
+    auto m = engine_->snapshots().ExportReferencePoint(rp_id, {.directory = dir_ / (n + "-inc")});
+    ASSERT_TRUE(m.ok()) << m.status().ToString();
+    for (const auto& vm : m->vms) {
+      EXPECT_EQ(OwnData(dir_ / (n + "-inc/" + vm.disks.at(0).file)), uint64_t{1} << 20)
+          << "exactly the megabyte written since the point";
+    }
+    for (const auto& id : g_.vm_ids) {
+      EXPECT_EQ(LiveState(id), hypervisor::RunState::kRunning);
+      ExpectCatalogMatchesDisk(id);
+    }
+  }
 }
 
 TEST_F(ReferencePointExportTest, APointThatCannotServeIsRefusedBeforeAnyCut) {

@@ -10,8 +10,10 @@
 //       never does);
 //   crash_helper STATE apply SNAPSHOT POINT
 //   crash_helper STATE destroy SNAPSHOT POINT
+//   crash_helper STATE convert SNAPSHOT POINT
 //   crash_helper STATE start VM POINT
-//       the same for applying or destroying SNAPSHOT, or starting VM;
+//       the same for applying, destroying or converting SNAPSHOT to a
+//       reference point, or starting VM;
 //   crash_helper STATE export SNAPSHOT POINT DIR
 //       exports SNAPSHOT into DIR as vmgroupd does, as a job of a
 //       JobManager (so that the catalog holds the job Running), and ends
@@ -137,7 +139,8 @@ int main(int argc, char** argv) {
   const std::string verb = argc >= 5 && argc <= 7 ? argv[2] : "";
   const int type = argc >= 6 ? std::atoi(argv[5]) : 2;
   const auto consistency = static_cast<catalog::Consistency>(argc == 7 ? std::atoi(argv[6]) : 2);
-  if (verb == "snapshot" || verb == "apply" || verb == "destroy" || verb == "start") {
+  if (verb == "snapshot" || verb == "apply" || verb == "destroy" || verb == "convert" ||
+      verb == "start") {
     CrashAtEnv env(argv[4]);
     auto e = engine::Engine::Open(
         {.state_dir = argv[1], .env = &env, .qemu = testing::TestQemu(), .libvirt = connections});
@@ -149,6 +152,7 @@ int main(int argc, char** argv) {
                   .status()
         : verb == "apply"   ? engine.Apply({.snapshot_id = argv[3]}).status()
         : verb == "destroy" ? engine.Destroy({.snapshot_id = argv[3]})
+        : verb == "convert" ? engine.ConvertToReferencePoint(argv[3], "").status()
                             : (*e)->vms().Start(argv[3]);
     if (!s.ok()) return Fail(s);
     return 3;

@@ -350,7 +350,7 @@ TEST_F(QemuDriverTest, CopyMarkedCopiesWhatABitmapMarksAndNothingElse) {
   spec_.extra_args = testing::GuestMonitorArgs(monitor);
   StartVm();
   ASSERT_TRUE(vm_->KeepTracking(0, base, "rp", Soon()).ok());
-  EXPECT_EQ(vm_->KeepTracking(0, base, "rp", Soon()).code(), Code::kAlreadyExists);
+  EXPECT_TRUE(vm_->KeepTracking(0, base, "rp", Soon()).ok()) << "a retry changes nothing";
   ASSERT_TRUE(testing::WriteAsGuest(monitor, 0, 0x22, 1 << 20, 1 << 20).ok());  // marked
   auto overlays = MakeOverlays("s2");
   ASSERT_TRUE(vm_->OpenOverlays(overlays, Soon()).ok());

@@ -547,7 +547,7 @@ Status QemuVm::KeepTracking(int disk, const std::string& image, const std::strin
   std::lock_guard lock(mu_);
   VMG_ASSIGN_OR_RETURN(std::string node, ImageNodeLocked(disk, image, deadline));
   VMG_ASSIGN_OR_RETURN(auto existing, BitmapLocked(node, name, deadline));
-  if (existing) return Status::AlreadyExists(image + " already has a bitmap " + name);
+  if (existing) return Status::Ok();  // added by an earlier call, marking since
   return qmp::BitmapAdd(*qmp_, node, name, deadline);
 }
 
