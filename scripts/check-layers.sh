@@ -11,9 +11,10 @@ declare -A allowed=(
   [catalog]="base catalog"
   [engine]="base storage hypervisor catalog engine"
   [cim]="base cim"
-  [services]="base catalog engine cim services"
-  [daemon]="base hypervisor catalog engine cim services daemon"
-  [cli]="base cim cli"
+  [schema]="schema"
+  [services]="base catalog engine cim schema services"
+  [daemon]="base hypervisor catalog engine cim schema services daemon"
+  [cli]="base cim schema cli"
 )
 status=0
 for layer in "${!allowed[@]}"; do

@@ -8,11 +8,23 @@
 
 #include "base/ids.h"
 #include "base/validate.h"
+#include "schema/classes.h"
+#include "schema/values.h"
 
 namespace vmgroup::cli {
 namespace {
 
-constexpr const char* kNamespace = "root/virtualization/v2";
+// The schema vmgroupd serves: every class and property name below is one.
+using CS = schema::ComputerSystem;
+using VSSD = schema::VirtualSystemSettingData;
+using VSMS = schema::VirtualSystemManagementService;
+using Group = schema::CollectionOfMSEs;  // VM groups and groups of groups
+using CMS = schema::CollectionManagementService;
+using CSS = schema::CollectionSnapshotService;
+using SC = schema::SnapshotCollection;
+using RPC = schema::ReferencePointCollection;
+using CRPS = schema::CollectionReferencePointService;
+using Job = schema::ConcreteJob;
 
 std::string Text(const cim::Instance& i, const char* name) {
   const cim::Property* p = i.Find(name);
@@ -36,20 +48,32 @@ cim::ObjectPath KeyPath(const std::string& cls, const std::string& key, const st
 }
 
 cim::ObjectPath VmPath(const std::string& id) {
-  cim::ObjectPath p = KeyPath("Msvm_ComputerSystem", "CreationClassName", "Msvm_ComputerSystem");
-  p.keys.push_back({"Name", cim::KeyBinding::Kind::kString, id, {}});
+  cim::ObjectPath p = KeyPath(CS::kClass, CS::kCreationClassName, CS::kClass);
+  p.keys.push_back({CS::kName, cim::KeyBinding::Kind::kString, id, {}});
   return p;
+}
+
+const char* GroupClass(bool of_groups) {
+  return of_groups ? schema::ManagementCollection::kClass : schema::VirtualSystemCollection::kClass;
 }
 
 cim::ObjectPath GroupPath(const GroupInfo& g) {
-  return KeyPath(g.of_groups ? "Msvm_ManagementCollection" : "Msvm_VirtualSystemCollection",
-                 "CollectionID", g.id);
+  return KeyPath(GroupClass(g.of_groups), Group::kCollectionID, g.id);
+}
+
+cim::ObjectPath SnapshotPath(const std::string& id) {
+  return KeyPath(SC::kClass, SC::kCollectionID, id);
 }
 
 cim::ObjectPath RefPointPath(const RefPointInfo& rp) {
-  cim::ObjectPath p = KeyPath("Msvm_ReferencePointCollection", "CollectionID", rp.id);
-  p.keys.push_back({"VirtualSystemCollectionId", cim::KeyBinding::Kind::kString, rp.group_id, {}});
+  cim::ObjectPath p = KeyPath(RPC::kClass, RPC::kCollectionID, rp.id);
+  p.keys.push_back(
+      {RPC::kVirtualSystemCollectionId, cim::KeyBinding::Kind::kString, rp.group_id, {}});
   return p;
+}
+
+cim::ObjectPath JobPath(const std::string& id) {
+  return KeyPath(Job::kClass, Job::kInstanceID, id);
 }
 
 cim::OutParam Ref(const std::string& name, cim::ObjectPath p) {
@@ -73,11 +97,11 @@ std::string Embedded(const std::string& cls,
 
 const char* StateName(int64_t enabled_state) {
   switch (enabled_state) {
-    case 2:
+    case schema::EnabledState::kEnabled:
       return "running";
-    case 3:
+    case schema::EnabledState::kDisabled:
       return "off";
-    case 32768:
+    case schema::EnabledState::kPaused:
       return "paused";
     default:
       return "unknown";
@@ -85,47 +109,47 @@ const char* StateName(int64_t enabled_state) {
 }
 
 // How vmgroupd shows a VM QEMU paused on an I/O error: Paused with
-// HealthState 25 (Critical failure), the reason in StatusDescriptions
-// after this.
-constexpr int64_t kHealthCritical = 25;
-constexpr std::string_view kPausedCritical = "Paused-Critical: ";
+// HealthState Critical failure, the reason in StatusDescriptions after
+// schema::kPausedCritical.
+constexpr std::string_view kPausedCritical = schema::kPausedCritical;
 
 VmInfo ReadVm(const cim::Instance& cs, const cim::Instance* settings) {
   VmInfo v;
-  v.id = Text(cs, "Name");
-  v.name = Text(cs, "ElementName");
-  v.state = StateName(Int(cs, "EnabledState"));
-  if (v.state == std::string("paused") && Int(cs, "HealthState") == kHealthCritical) {
+  v.id = Text(cs, CS::kName);
+  v.name = Text(cs, CS::kElementName);
+  v.state = StateName(Int(cs, CS::kEnabledState));
+  if (v.state == std::string("paused") &&
+      Int(cs, CS::kHealthState) == schema::HealthState::kCriticalFailure) {
     v.state = "io-error";
-    for (const auto& d : Strs(cs, "StatusDescriptions")) {
+    for (const auto& d : Strs(cs, CS::kStatusDescriptions)) {
       if (d.starts_with(kPausedCritical)) v.reason = d.substr(kPausedCritical.size());
     }
   }
-  v.pid = Int(cs, "ProcessID");
-  v.libvirt_uri = Text(cs, "Vmgroup_LibvirtURI");
+  v.pid = Int(cs, CS::kProcessID);
+  v.libvirt_uri = Text(cs, CS::kVmgroupLibvirtURI);
   if (settings) {
-    v.memory_mib = Int(*settings, "Vmgroup_MemoryMB");
-    v.vcpus = Int(*settings, "Vmgroup_ProcessorCount");
-    v.disks = Strs(*settings, "Vmgroup_DiskImages");
-    v.kernel = Text(*settings, "Vmgroup_Kernel");
-    v.initrd = Text(*settings, "Vmgroup_Initrd");
-    v.append = Text(*settings, "Vmgroup_KernelCommandLine");
+    v.memory_mib = Int(*settings, VSSD::kVmgroupMemoryMB);
+    v.vcpus = Int(*settings, VSSD::kVmgroupProcessorCount);
+    v.disks = Strs(*settings, VSSD::kVmgroupDiskImages);
+    v.kernel = Text(*settings, VSSD::kVmgroupKernel);
+    v.initrd = Text(*settings, VSSD::kVmgroupInitrd);
+    v.append = Text(*settings, VSSD::kVmgroupKernelCommandLine);
   }
   return v;
 }
 
 JobInfo ReadJob(const cim::Instance& j) {
   JobInfo out;
-  out.id = Text(j, "InstanceID");
-  out.description = Text(j, "Description");
-  out.error = Text(j, "ErrorDescription");
-  out.state = static_cast<int>(Int(j, "JobState"));
-  out.percent = static_cast<int>(Int(j, "PercentComplete"));
-  out.error_code = static_cast<int>(Int(j, "ErrorCode"));
-  out.type = static_cast<int>(Int(j, "JobType"));
-  out.cancellable = Text(j, "Cancellable") == "TRUE";
-  out.started = Text(j, "StartTime");
-  out.elapsed = Text(j, "ElapsedTime");
+  out.id = Text(j, Job::kInstanceID);
+  out.description = Text(j, Job::kDescription);
+  out.error = Text(j, Job::kErrorDescription);
+  out.state = static_cast<int>(Int(j, Job::kJobState));
+  out.percent = static_cast<int>(Int(j, Job::kPercentComplete));
+  out.error_code = static_cast<int>(Int(j, Job::kErrorCode));
+  out.type = static_cast<int>(Int(j, Job::kJobType));
+  out.cancellable = Text(j, Job::kCancellable) == "TRUE";
+  out.started = Text(j, Job::kStartTime);
+  out.elapsed = Text(j, Job::kElapsedTime);
   return out;
 }
 
@@ -149,10 +173,15 @@ Result<T> PickOne(std::vector<T> items, const std::string& key, const std::strin
 
 std::string AffectedId(const std::string& entry) { return entry.substr(entry.find(':') + 1); }
 
+bool IsInstanceOf(const std::string& entry, std::string_view class_name) {
+  return entry.starts_with(class_name) && entry.size() > class_name.size() &&
+         entry[class_name.size()] == ':';
+}
+
 Result<std::unique_ptr<Api>> Api::Connect(const std::string& endpoint, const std::string& cacert) {
   VMG_ASSIGN_OR_RETURN(auto http, cim::HttpClient::Create(endpoint, {.cacert = cacert}));
   return std::unique_ptr<Api>(
-      new Api(std::make_unique<cim::CimClient>(std::move(http), kNamespace)));
+      new Api(std::make_unique<cim::CimClient>(std::move(http), schema::kNamespace)));
 }
 
 Result<cim::ObjectPath> Api::ServicePath(const std::string& cls) {
@@ -166,9 +195,11 @@ Result<CallResult> Api::CallOn(const cim::ObjectPath& target, const std::string&
   VMG_ASSIGN_OR_RETURN(cim::Response r, cim_->Invoke(target, method, args));
   CallResult out;
   out.code = r.return_value;
-  if (const cim::Param* e = r.Out("Vmgroup_ErrorDescription")) out.error = e->value.scalar;
-  if (const cim::Param* j = r.Out("Job"); j && !j->value.refs.empty()) {
-    if (const cim::KeyBinding* k = j->value.refs[0].Key("InstanceID")) out.job_id = k->value;
+  if (const cim::Param* e = r.Out(schema::MethodOut::kErrorDescription)) {
+    out.error = e->value.scalar;
+  }
+  if (const cim::Param* j = r.Out(schema::MethodOut::kJob); j && !j->value.refs.empty()) {
+    if (const cim::KeyBinding* k = j->value.refs[0].Key(Job::kInstanceID)) out.job_id = k->value;
   }
   out.response = std::move(r);
   return out;
@@ -181,17 +212,17 @@ Result<CallResult> Api::Call(const std::string& service_class, const std::string
 }
 
 Result<std::vector<VmInfo>> Api::ListVms() {
-  VMG_ASSIGN_OR_RETURN(auto systems, cim_->EnumerateInstances("Msvm_ComputerSystem"));
-  VMG_ASSIGN_OR_RETURN(auto settings, cim_->EnumerateInstances("Msvm_VirtualSystemSettingData"));
+  VMG_ASSIGN_OR_RETURN(auto systems, cim_->EnumerateInstances(CS::kClass));
+  VMG_ASSIGN_OR_RETURN(auto settings, cim_->EnumerateInstances(VSSD::kClass));
   std::map<std::string, const cim::Instance*> config;  // VM id -> its configuration
   for (const auto& s : settings) {
-    if (Text(s.instance, "VirtualSystemType") == "Microsoft:Hyper-V:System:Realized") {
-      config[Text(s.instance, "VirtualSystemIdentifier")] = &s.instance;
+    if (Text(s.instance, VSSD::kVirtualSystemType) == schema::VirtualSystemType::kRealized) {
+      config[Text(s.instance, VSSD::kVirtualSystemIdentifier)] = &s.instance;
     }
   }
   std::vector<VmInfo> out;
   for (const auto& cs : systems) {
-    auto it = config.find(Text(cs.instance, "Name"));
+    auto it = config.find(Text(cs.instance, CS::kName));
     out.push_back(ReadVm(cs.instance, it == config.end() ? nullptr : it->second));
   }
   return out;
@@ -203,56 +234,63 @@ Result<VmInfo> Api::FindVm(const std::string& key) {
 }
 
 Result<CallResult> Api::CreateVm(const NewVm& vm) {
-  const std::string settings = Embedded("Msvm_VirtualSystemSettingData",
-                                        {{"ElementName", "string", vm.name},
-                                         {"Vmgroup_Kernel", "string", vm.kernel},
-                                         {"Vmgroup_Initrd", "string", vm.initrd},
-                                         {"Vmgroup_KernelCommandLine", "string", vm.append}});
+  const std::string settings =
+      Embedded(VSSD::kClass, {{VSSD::kElementName, "string", vm.name},
+                              {VSSD::kVmgroupKernel, "string", vm.kernel},
+                              {VSSD::kVmgroupInitrd, "string", vm.initrd},
+                              {VSSD::kVmgroupKernelCommandLine, "string", vm.append}});
+  using Quantity = schema::QuantitySettingData;
   std::vector<std::string> resources = {
-      Embedded("Msvm_MemorySettingData",
-               {{"VirtualQuantity", "uint64", std::to_string(vm.memory_mib)}}),
-      Embedded("Msvm_ProcessorSettingData",
-               {{"VirtualQuantity", "uint64", std::to_string(vm.vcpus)}})};
+      Embedded(schema::MemorySettingData::kClass,
+               {{Quantity::kVirtualQuantity, "uint64", std::to_string(vm.memory_mib)}}),
+      Embedded(schema::ProcessorSettingData::kClass,
+               {{Quantity::kVirtualQuantity, "uint64", std::to_string(vm.vcpus)}})};
+  using Storage = schema::StorageAllocationSettingData;
   for (size_t i = 0; i < vm.disk_paths.size(); ++i) {
-    cim::Instance disk{"Msvm_StorageAllocationSettingData", {}};
+    cim::Instance disk{Storage::kClass, {}};
     if (vm.disk_new_bytes[i] > 0) {
-      disk.properties.push_back({"Vmgroup_NewSizeBytes", "uint64", false,
+      disk.properties.push_back({Storage::kVmgroupNewSizeBytes, "uint64", false,
                                  cim::Value::Scalar(std::to_string(vm.disk_new_bytes[i]))});
     } else {
       disk.properties.push_back(
-          {"HostResource", "string", true, cim::Value::Array({vm.disk_paths[i]})});
+          {Storage::kHostResource, "string", true, cim::Value::Array({vm.disk_paths[i]})});
     }
     resources.push_back(cim::InstanceXml(disk));
   }
-  return Call("Msvm_VirtualSystemManagementService", "DefineSystem",
-              {Scalar("SystemSettings", "string", settings),
-               {"ResourceSettings", "string", cim::Value::Array(resources)}});
+  using Define = VSMS::DefineSystem;
+  return Call(VSMS::kClass, Define::kMethod,
+              {Scalar(Define::kSystemSettings, "string", settings),
+               {Define::kResourceSettings, "string", cim::Value::Array(resources)}});
 }
 
 Result<CallResult> Api::DeleteVm(const std::string& id) {
-  return Call("Msvm_VirtualSystemManagementService", "DestroySystem",
-              {Ref("AffectedSystem", VmPath(id))});
+  using Destroy = VSMS::DestroySystem;
+  return Call(VSMS::kClass, Destroy::kMethod, {Ref(Destroy::kAffectedSystem, VmPath(id))});
 }
 
 Result<CallResult> Api::ChangeVmState(const std::string& id, int requested) {
-  return CallOn(VmPath(id), "RequestStateChange",
-                {Scalar("RequestedState", "uint16", std::to_string(requested))});
+  using Change = CS::RequestStateChange;
+  return CallOn(VmPath(id), Change::kMethod,
+                {Scalar(Change::kRequestedState, "uint16", std::to_string(requested))});
 }
 
 Result<std::vector<GroupInfo>> Api::ListGroups() {
   std::vector<GroupInfo> out;
   for (bool of_groups : {false, true}) {
-    VMG_ASSIGN_OR_RETURN(auto all,
-                         cim_->EnumerateInstances(of_groups ? "Msvm_ManagementCollection"
-                                                            : "Msvm_VirtualSystemCollection"));
+    VMG_ASSIGN_OR_RETURN(auto all, cim_->EnumerateInstances(GroupClass(of_groups)));
     for (const auto& c : all) {
-      GroupInfo g{Text(c.instance, "CollectionID"), Text(c.instance, "ElementName"), of_groups, {}};
-      VMG_ASSIGN_OR_RETURN(
-          auto members,
-          cim_->Associators(
-              GroupPath(g),
-              of_groups ? "Msvm_CollectedCollections" : "Msvm_CollectedVirtualSystems", ""));
-      for (const auto& m : members) g.members.push_back(Text(m.instance, "ElementName"));
+      GroupInfo g{Text(c.instance, Group::kCollectionID),
+                  Text(c.instance, Group::kElementName),
+                  of_groups,
+                  {}};
+      VMG_ASSIGN_OR_RETURN(auto members,
+                           cim_->Associators(GroupPath(g),
+                                             of_groups ? schema::CollectedCollections::kClass
+                                                       : schema::CollectedVirtualSystems::kClass,
+                                             ""));
+      // A member is a group or a VM.
+      const char* name = of_groups ? Group::kElementName : CS::kElementName;
+      for (const auto& m : members) g.members.push_back(Text(m.instance, name));
       out.push_back(std::move(g));
     }
   }
@@ -265,14 +303,19 @@ Result<GroupInfo> Api::FindGroup(const std::string& key) {
 }
 
 Result<CallResult> Api::ImportGroup(const std::string& directory, bool as_new) {
-  return Call("Msvm_CollectionManagementService", "Vmgroup_ImportCollection",
-              {Scalar("ImportDirectory", "string", directory),
-               Scalar("GenerateNewID", "boolean", as_new ? "true" : "false")});
+  using Import = CMS::ImportCollection;
+  return Call(CMS::kClass, Import::kMethod,
+              {Scalar(Import::kImportDirectory, "string", directory),
+               Scalar(Import::kGenerateNewID, "boolean", as_new ? "true" : "false")});
 }
 
 Result<CallResult> Api::CreateGroup(const std::string& name, bool of_groups) {
-  return Call("Msvm_CollectionManagementService", "DefineCollection",
-              {Scalar("Name", "string", name), Scalar("Type", "uint16", of_groups ? "1" : "0")});
+  using Define = CMS::DefineCollection;
+  const int type =
+      of_groups ? schema::CollectionType::kCollections : schema::CollectionType::kVirtualSystems;
+  return Call(CMS::kClass, Define::kMethod,
+              {Scalar(Define::kName, "string", name),
+               Scalar(Define::kType, "uint16", std::to_string(type))});
 }
 
 Result<cim::ObjectPath> Api::MemberPath(const GroupInfo& g, const std::string& member) {
@@ -286,85 +329,94 @@ Result<cim::ObjectPath> Api::MemberPath(const GroupInfo& g, const std::string& m
 
 Result<CallResult> Api::AddMember(const GroupInfo& g, const std::string& member) {
   VMG_ASSIGN_OR_RETURN(cim::ObjectPath m, MemberPath(g, member));
-  return Call("Msvm_CollectionManagementService", "AddMember",
-              {Ref("Member", m), Ref("Collection", GroupPath(g))});
+  using Add = CMS::AddMember;
+  return Call(CMS::kClass, Add::kMethod,
+              {Ref(Add::kMember, m), Ref(Add::kCollection, GroupPath(g))});
 }
 
 Result<CallResult> Api::RemoveMember(const GroupInfo& g, const std::string& member) {
   VMG_ASSIGN_OR_RETURN(cim::ObjectPath m, MemberPath(g, member));
-  return Call("Msvm_CollectionManagementService", "RemoveMember",
-              {Ref("Member", m), Ref("Collection", GroupPath(g))});
+  using Remove = CMS::RemoveMember;
+  return Call(CMS::kClass, Remove::kMethod,
+              {Ref(Remove::kMember, m), Ref(Remove::kCollection, GroupPath(g))});
 }
 
 Result<CallResult> Api::RenameGroup(const GroupInfo& g, const std::string& new_name) {
-  return Call("Msvm_CollectionManagementService", "RenameCollection",
-              {Ref("Collection", GroupPath(g)), Scalar("NewName", "string", new_name)});
+  using Rename = CMS::RenameCollection;
+  return Call(
+      CMS::kClass, Rename::kMethod,
+      {Ref(Rename::kCollection, GroupPath(g)), Scalar(Rename::kNewName, "string", new_name)});
 }
 
 Result<CallResult> Api::DeleteGroup(const GroupInfo& g) {
-  return Call("Msvm_CollectionManagementService", "DestroyCollection",
-              {Ref("Collection", GroupPath(g))});
+  using Destroy = CMS::DestroyCollection;
+  return Call(CMS::kClass, Destroy::kMethod, {Ref(Destroy::kCollection, GroupPath(g))});
 }
 
 Result<CallResult> Api::CreateSnapshot(const GroupInfo& g, int type, int consistency, bool fallback,
                                        const std::string& name) {
-  const std::string settings =
-      Embedded("Msvm_VirtualSystemSnapshotSettingData",
-               {{"ElementName", "string", name},
-                {"ConsistencyLevel", "uint8", std::to_string(consistency)},
-                {"Vmgroup_AllowCrashConsistentFallback", "boolean", fallback ? "true" : "false"}});
-  return Call("Msvm_CollectionSnapshotService", "CreateSnapshot",
-              {Ref("Collection", GroupPath(g)), Scalar("SnapshotSettings", "string", settings),
-               Scalar("SnapshotType", "uint16", std::to_string(type))});
+  using Settings = schema::VirtualSystemSnapshotSettingData;
+  const std::string settings = Embedded(
+      Settings::kClass,
+      {{Settings::kElementName, "string", name},
+       {Settings::kConsistencyLevel, "uint8", std::to_string(consistency)},
+       {Settings::kVmgroupAllowCrashConsistentFallback, "boolean", fallback ? "true" : "false"}});
+  using Create = CSS::CreateSnapshot;
+  return Call(CSS::kClass, Create::kMethod,
+              {Ref(Create::kCollection, GroupPath(g)),
+               Scalar(Create::kSnapshotSettings, "string", settings),
+               Scalar(Create::kSnapshotType, "uint16", std::to_string(type))});
 }
 
 Result<CallResult> Api::ApplySnapshot(const std::string& id) {
-  return Call("Msvm_CollectionSnapshotService", "ApplySnapshot",
-              {Ref("SnapshotCollection", KeyPath("Msvm_SnapshotCollection", "CollectionID", id))});
+  using Apply = CSS::ApplySnapshot;
+  return Call(CSS::kClass, Apply::kMethod, {Ref(Apply::kSnapshotCollection, SnapshotPath(id))});
 }
 
 Result<CallResult> Api::DestroySnapshot(const std::string& id) {
-  return Call(
-      "Msvm_CollectionSnapshotService", "DestroySnapshot",
-      {Ref("AffectedSnapshotCollection", KeyPath("Msvm_SnapshotCollection", "CollectionID", id))});
+  using Destroy = CSS::DestroySnapshot;
+  return Call(CSS::kClass, Destroy::kMethod,
+              {Ref(Destroy::kAffectedSnapshotCollection, SnapshotPath(id))});
 }
 
 Result<CallResult> Api::ExportSnapshot(const std::string& id, const std::string& directory,
                                        bool copy_storage, const std::string& base) {
-  const std::string settings =
-      Embedded("Msvm_CollectionSnapshotExportSettingData",
-               {{"CopyVmStorage", "boolean", copy_storage ? "true" : "false"},
-                {"DifferentialBackupBase", "string", base}});
-  return Call("Msvm_CollectionSnapshotService", "ExportSnapshot",
-              {Ref("SnapshotCollection", KeyPath("Msvm_SnapshotCollection", "CollectionID", id)),
-               Scalar("ExportDirectory", "string", directory),
-               Scalar("ExportSettingData", "string", settings)});
+  using Settings = schema::CollectionSnapshotExportSettingData;
+  const std::string settings = Embedded(
+      Settings::kClass, {{Settings::kCopyVmStorage, "boolean", copy_storage ? "true" : "false"},
+                         {Settings::kDifferentialBackupBase, "string", base}});
+  using Export = CSS::ExportSnapshot;
+  return Call(CSS::kClass, Export::kMethod,
+              {Ref(Export::kSnapshotCollection, SnapshotPath(id)),
+               Scalar(Export::kExportDirectory, "string", directory),
+               Scalar(Export::kExportSettingData, "string", settings)});
 }
 
 Result<CallResult> Api::ConvertToReferencePoint(const std::string& snapshot_id) {
-  return Call("Msvm_CollectionSnapshotService", "ConvertToReferencePoint",
-              {Ref("AffectedSnapshotCollection",
-                   KeyPath("Msvm_SnapshotCollection", "CollectionID", snapshot_id))});
+  using Convert = CSS::ConvertToReferencePoint;
+  return Call(CSS::kClass, Convert::kMethod,
+              {Ref(Convert::kAffectedSnapshotCollection, SnapshotPath(snapshot_id))});
 }
 
 Result<std::vector<RefPointInfo>> Api::ListRefPoints(const std::string& group_id) {
-  VMG_ASSIGN_OR_RETURN(auto all, cim_->EnumerateInstances("Msvm_ReferencePointCollection"));
-  VMG_ASSIGN_OR_RETURN(auto members, cim_->EnumerateInstances("Msvm_VirtualSystemReferencePoint"));
+  using VSRP = schema::VirtualSystemReferencePoint;
+  VMG_ASSIGN_OR_RETURN(auto all, cim_->EnumerateInstances(RPC::kClass));
+  VMG_ASSIGN_OR_RETURN(auto members, cim_->EnumerateInstances(VSRP::kClass));
   std::vector<RefPointInfo> out;
   for (const auto& named : all) {
     const cim::Instance& i = named.instance;
-    RefPointInfo rp{.id = Text(i, "CollectionID"),
-                    .name = Text(i, "ElementName"),
-                    .group_id = Text(i, "VirtualSystemCollectionId"),
-                    .cut = Text(i, "Vmgroup_CutTime"),
-                    .created = Text(i, "Vmgroup_CreationTime"),
-                    .snapshot_id = Text(i, "Vmgroup_SnapshotCollectionID"),
+    RefPointInfo rp{.id = Text(i, RPC::kCollectionID),
+                    .name = Text(i, RPC::kElementName),
+                    .group_id = Text(i, RPC::kVirtualSystemCollectionId),
+                    .cut = Text(i, RPC::kVmgroupCutTime),
+                    .created = Text(i, RPC::kVmgroupCreationTime),
+                    .snapshot_id = Text(i, RPC::kVmgroupSnapshotCollectionID),
                     .vm_ids = {}};
     if (!group_id.empty() && rp.group_id != group_id) continue;
     for (const auto& member : members) {
       const cim::Instance& m = member.instance;
-      if (Text(m, "Vmgroup_ReferencePointCollectionID") == rp.id) {
-        rp.vm_ids.push_back(Text(m, "VirtualSystemIdentifier"));
+      if (Text(m, VSRP::kVmgroupReferencePointCollectionID) == rp.id) {
+        rp.vm_ids.push_back(Text(m, VSRP::kVirtualSystemIdentifier));
       }
     }
     out.push_back(std::move(rp));
@@ -390,38 +442,44 @@ Result<RefPointInfo> Api::GetRefPoint(const std::string& id_or_name) {
 }
 
 Result<CallResult> Api::CreateRefPoint(const GroupInfo& g, const std::string& name) {
+  using Settings = schema::CollectionReferencePointSettingData;
   const std::string settings =
-      Embedded("Msvm_CollectionReferencePointSettingData", {{"ElementName", "string", name}});
-  return Call(
-      "Msvm_CollectionReferencePointService", "CreateReferencePoint",
-      {Ref("Collection", GroupPath(g)), Scalar("ReferencePointSettings", "string", settings),
-       Scalar("ReferencePointType", "uint16", "2")});
+      Embedded(Settings::kClass, {{Settings::kElementName, "string", name}});
+  using Create = CRPS::CreateReferencePoint;
+  return Call(CRPS::kClass, Create::kMethod,
+              {Ref(Create::kCollection, GroupPath(g)),
+               Scalar(Create::kReferencePointSettings, "string", settings),
+               Scalar(Create::kReferencePointType, "uint16",
+                      std::to_string(schema::ReferencePointType::kRctBased))});
 }
 
 Result<CallResult> Api::ExportRefPoint(const RefPointInfo& rp, const std::string& directory,
                                        const std::string& base) {
-  const std::string settings = Embedded("Msvm_CollectionReferencePointExportSettingData",
-                                        {{"BaseReferencePointCollection", "string", base}});
-  return Call("Msvm_CollectionReferencePointService", "ExportReferencePoint",
-              {Ref("ReferencePointCollection", RefPointPath(rp)),
-               Scalar("ExportDirectory", "string", directory),
-               Scalar("ExportSettingData", "string", settings)});
+  using Settings = schema::CollectionReferencePointExportSettingData;
+  const std::string settings =
+      Embedded(Settings::kClass, {{Settings::kBaseReferencePointCollection, "string", base}});
+  using Export = CRPS::ExportReferencePoint;
+  return Call(CRPS::kClass, Export::kMethod,
+              {Ref(Export::kReferencePointCollection, RefPointPath(rp)),
+               Scalar(Export::kExportDirectory, "string", directory),
+               Scalar(Export::kExportSettingData, "string", settings)});
 }
 
 Result<CallResult> Api::DestroyRefPoint(const RefPointInfo& rp) {
-  return Call("Msvm_CollectionReferencePointService", "DestroyReferencePoint",
-              {Ref("AffectedReferencePointCollection", RefPointPath(rp))});
+  using Destroy = CRPS::DestroyReferencePoint;
+  return Call(CRPS::kClass, Destroy::kMethod,
+              {Ref(Destroy::kAffectedReferencePointCollection, RefPointPath(rp))});
 }
 
 Result<MemberSnapshotInfo> Api::ReadMember(const cim::Instance& vssd) {
   MemberSnapshotInfo m;
-  m.vm_id = Text(vssd, "VirtualSystemIdentifier");
-  m.settings_id = Text(vssd, "InstanceID");
-  m.cut_time = Text(vssd, "Vmgroup_CutTime");
-  m.parent = Text(vssd, "Parent");
-  m.pause_us = Int(vssd, "Vmgroup_PauseMicroseconds");
-  m.consistency = static_cast<int>(Int(vssd, "Vmgroup_ConsistencyLevel"));
-  m.images = Strs(vssd, "Vmgroup_DiskImages");
+  m.vm_id = Text(vssd, VSSD::kVirtualSystemIdentifier);
+  m.settings_id = Text(vssd, VSSD::kInstanceID);
+  m.cut_time = Text(vssd, VSSD::kVmgroupCutTime);
+  m.parent = Text(vssd, VSSD::kParent);
+  m.pause_us = Int(vssd, VSSD::kVmgroupPauseMicroseconds);
+  m.consistency = static_cast<int>(Int(vssd, VSSD::kVmgroupConsistencyLevel));
+  m.images = Strs(vssd, VSSD::kVmgroupDiskImages);
   return m;
 }
 
@@ -429,14 +487,15 @@ Result<std::vector<SnapshotInfo>> Api::ListSnapshots(const std::string& group_id
   // Two requests whatever the number of snapshots: the collections, and
   // every settings object (VM configurations name the VMs; per-VM snapshots
   // name their group snapshot).
-  VMG_ASSIGN_OR_RETURN(auto all, cim_->EnumerateInstances("Msvm_SnapshotCollection"));
-  VMG_ASSIGN_OR_RETURN(auto settings, cim_->EnumerateInstances("Msvm_VirtualSystemSettingData"));
+  VMG_ASSIGN_OR_RETURN(auto all, cim_->EnumerateInstances(SC::kClass));
+  VMG_ASSIGN_OR_RETURN(auto settings, cim_->EnumerateInstances(VSSD::kClass));
   std::map<std::string, std::string> vm_names;
   std::map<std::string, std::vector<MemberSnapshotInfo>> members;  // by snapshot collection
   for (const auto& s : settings) {
-    const std::string owner = Text(s.instance, "Vmgroup_SnapshotCollectionID");
+    const std::string owner = Text(s.instance, VSSD::kVmgroupSnapshotCollectionID);
     if (owner.empty()) {
-      vm_names[Text(s.instance, "VirtualSystemIdentifier")] = Text(s.instance, "ElementName");
+      vm_names[Text(s.instance, VSSD::kVirtualSystemIdentifier)] =
+          Text(s.instance, VSSD::kElementName);
     } else {
       VMG_ASSIGN_OR_RETURN(MemberSnapshotInfo m, ReadMember(s.instance));
       members[owner].push_back(std::move(m));
@@ -445,19 +504,19 @@ Result<std::vector<SnapshotInfo>> Api::ListSnapshots(const std::string& group_id
   std::vector<SnapshotInfo> out;
   for (const auto& c : all) {
     const cim::Instance& i = c.instance;
-    if (!group_id.empty() && Text(i, "Vmgroup_VirtualSystemCollectionID") != group_id) continue;
+    if (!group_id.empty() && Text(i, SC::kVmgroupVirtualSystemCollectionID) != group_id) continue;
     SnapshotInfo s;
-    s.id = Text(i, "CollectionID");
-    s.name = Text(i, "ElementName");
-    s.group_id = Text(i, "Vmgroup_VirtualSystemCollectionID");
-    s.created = Text(i, "Vmgroup_CreationTime");
-    s.type = static_cast<int>(Int(i, "Vmgroup_SnapshotType"));
-    s.pause_window_us = Int(i, "Vmgroup_PauseWindowMicroseconds");
-    s.duration_us = Int(i, "Vmgroup_DurationMicroseconds");
-    s.consistency = static_cast<int>(Int(i, "Vmgroup_ConsistencyLevel"));
-    s.freeze_window_us = Int(i, "Vmgroup_FreezeWindowMicroseconds");
-    s.parent_id = Text(i, "Vmgroup_ParentSnapshotCollectionID");
-    s.current = Text(i, "Vmgroup_IsCurrent") == "TRUE";
+    s.id = Text(i, SC::kCollectionID);
+    s.name = Text(i, SC::kElementName);
+    s.group_id = Text(i, SC::kVmgroupVirtualSystemCollectionID);
+    s.created = Text(i, SC::kVmgroupCreationTime);
+    s.type = static_cast<int>(Int(i, SC::kVmgroupSnapshotType));
+    s.pause_window_us = Int(i, SC::kVmgroupPauseWindowMicroseconds);
+    s.duration_us = Int(i, SC::kVmgroupDurationMicroseconds);
+    s.consistency = static_cast<int>(Int(i, SC::kVmgroupConsistencyLevel));
+    s.freeze_window_us = Int(i, SC::kVmgroupFreezeWindowMicroseconds);
+    s.parent_id = Text(i, SC::kVmgroupParentSnapshotCollectionID);
+    s.current = Text(i, SC::kVmgroupIsCurrent) == "TRUE";
     s.members = std::move(members[s.id]);
     for (auto& m : s.members) m.vm_name = vm_names.count(m.vm_id) ? vm_names[m.vm_id] : m.vm_id;
     out.push_back(std::move(s));
@@ -474,19 +533,18 @@ Result<SnapshotInfo> Api::GetSnapshot(const std::string& id) {
 }
 
 Result<std::vector<JobInfo>> Api::ListJobs() {
-  VMG_ASSIGN_OR_RETURN(auto all, cim_->EnumerateInstances("Msvm_ConcreteJob"));
+  VMG_ASSIGN_OR_RETURN(auto all, cim_->EnumerateInstances(Job::kClass));
   std::vector<JobInfo> out;
   for (const auto& j : all) out.push_back(ReadJob(j.instance));
   return out;
 }
 
 Result<JobInfo> Api::GetJob(const std::string& id) {
-  VMG_ASSIGN_OR_RETURN(cim::Instance j,
-                       cim_->GetInstance(KeyPath("Msvm_ConcreteJob", "InstanceID", id)));
+  VMG_ASSIGN_OR_RETURN(cim::Instance j, cim_->GetInstance(JobPath(id)));
   JobInfo info = ReadJob(j);
   if (info.Finished()) {
-    VMG_ASSIGN_OR_RETURN(auto made, cim_->Associators(KeyPath("Msvm_ConcreteJob", "InstanceID", id),
-                                                      "Msvm_AffectedJobElement", ""));
+    VMG_ASSIGN_OR_RETURN(auto made,
+                         cim_->Associators(JobPath(id), schema::AffectedJobElement::kClass, ""));
     for (const auto& m : made) {
       // The identifying key is the last one (Name, CollectionID, InstanceID).
       info.affected.push_back(m.path.class_name + ":" +
@@ -497,8 +555,10 @@ Result<JobInfo> Api::GetJob(const std::string& id) {
 }
 
 Result<CallResult> Api::CancelJob(const std::string& id) {
-  return CallOn(KeyPath("Msvm_ConcreteJob", "InstanceID", id), "RequestStateChange",
-                {Scalar("RequestedState", "uint16", "4")});
+  using Change = Job::RequestStateChange;
+  return CallOn(JobPath(id), Change::kMethod,
+                {Scalar(Change::kRequestedState, "uint16",
+                        std::to_string(schema::JobRequestedState::kTerminate))});
 }
 
 Result<JobInfo> Api::WaitJob(const std::string& id,

@@ -7,10 +7,12 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "base/result.h"
 #include "cim/client.h"
+#include "schema/values.h"
 
 namespace vmgroup::cli {
 
@@ -62,8 +64,14 @@ struct JobInfo {
   bool cancellable = false;
   std::string started, elapsed;
   std::vector<std::string> affected;  // "Class:id" of what it made
-  bool Finished() const { return state >= 7 && state != 11 && state != 12; }
-  bool Succeeded() const { return state == 7 || state == 32768; }
+  bool Finished() const {
+    using S = schema::JobState;
+    return state >= S::kCompleted && state != S::kService && state != S::kQueryPending;
+  }
+  bool Succeeded() const {
+    return state == schema::JobState::kCompleted ||
+           state == schema::JobState::kCompletedWithWarnings;
+  }
 };
 
 struct NewVm {
@@ -95,7 +103,7 @@ class Api {
   Result<VmInfo> FindVm(const std::string& name_or_id);
   Result<CallResult> CreateVm(const NewVm& vm);
   Result<CallResult> DeleteVm(const std::string& id);
-  // RequestedState: 2 running, 3 off, 9 paused.
+  // `requested`: a schema::RequestedState (kRunning, kOff, kQuiesce: paused).
   Result<CallResult> ChangeVmState(const std::string& id, int requested);
 
   Result<std::vector<GroupInfo>> ListGroups();
@@ -109,7 +117,7 @@ class Api {
   Result<CallResult> RenameGroup(const GroupInfo& g, const std::string& new_name);
   Result<CallResult> DeleteGroup(const GroupInfo& g);
 
-  // type: 1 standard, 2 recovery, 32768 disk-only; consistency 1 app, 2 crash;
+  // type: a schema::SnapshotType; consistency: a schema::ConsistencyLevel;
   // fallback: with 1, members whose guest cannot freeze are cut crash
   // consistent (the job then completes with warnings) instead of failing it.
   Result<CallResult> CreateSnapshot(const GroupInfo& g, int type, int consistency, bool fallback,
@@ -159,5 +167,7 @@ class Api {
 
 // "Class:id" -> id.
 std::string AffectedId(const std::string& entry);
+// True if `entry` ("Class:id") is an instance of `class_name` (a schema kClass).
+bool IsInstanceOf(const std::string& entry, std::string_view class_name);
 
 }  // namespace vmgroup::cli

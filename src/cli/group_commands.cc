@@ -4,6 +4,7 @@
 #include "base/validate.h"
 #include "cli/commands.h"
 #include "cli/output.h"
+#include "schema/classes.h"
 
 namespace vmgroup::cli {
 namespace {
@@ -65,9 +66,11 @@ int RunGroup(Context& ctx, const std::vector<std::string>& words) {
     if (pos.size() != 1) return Usage();
     auto r = ctx.api->CreateGroup(pos[0], c->Has("of-groups"));
     if (int rc = Settle(ctx, r, "creating group " + pos[0], true); rc != kExitOk) return rc;
-    const cim::Param* p = r->response.Out("DefinedCollection");
-    const cim::KeyBinding* k =
-        p && !p->value.refs.empty() ? p->value.refs[0].Key("CollectionID") : nullptr;
+    const cim::Param* p =
+        r->response.Out(schema::CollectionManagementService::DefineCollection::kDefinedCollection);
+    const cim::KeyBinding* k = p && !p->value.refs.empty()
+                                   ? p->value.refs[0].Key(schema::CollectionOfMSEs::kCollectionID)
+                                   : nullptr;
     std::cout << Printable(k ? k->value : "") << "\n";
     return kExitOk;
   }

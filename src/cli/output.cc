@@ -125,25 +125,28 @@ std::string ReturnCodeName(uint32_t code) {
   }
 }
 
-std::string ConsistencyName(int level) { return level == 1 ? "application" : "crash"; }
+std::string ConsistencyName(int level) {
+  return level == schema::ConsistencyLevel::kApplication ? "application" : "crash";
+}
 
 std::string JobStateName(int state) {
+  using S = schema::JobState;
   switch (state) {
-    case 2:
+    case S::kNew:
       return "New";
-    case 3:
+    case S::kStarting:
       return "Starting";
-    case 4:
+    case S::kRunning:
       return "Running";
-    case 7:
+    case S::kCompleted:
       return "Completed";
-    case 8:
+    case S::kTerminated:
       return "Terminated";
-    case 9:
+    case S::kKilled:
       return "Killed";
-    case 10:
+    case S::kException:
       return "Exception";
-    case 32768:
+    case S::kCompletedWithWarnings:
       return "Completed with warnings";
     default:
       return std::to_string(state);

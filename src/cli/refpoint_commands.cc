@@ -5,6 +5,7 @@
 #include "base/validate.h"
 #include "cli/commands.h"
 #include "cli/output.h"
+#include "schema/classes.h"
 
 namespace vmgroup::cli {
 namespace {
@@ -26,7 +27,7 @@ nlohmann::json ToJson(const RefPointInfo& rp) {
 
 void PrintRefPointMade(const Context& ctx, const JobInfo& job, const std::string& note) {
   for (const auto& a : job.affected) {
-    if (!a.starts_with("Msvm_ReferencePointCollection:")) continue;
+    if (!IsInstanceOf(a, schema::ReferencePointCollection::kClass)) continue;
     if (ctx.json) {
       PrintJson({{"id", AffectedId(a)}});
     } else {

@@ -4,6 +4,7 @@
 #include "base/validate.h"
 #include "cli/commands.h"
 #include "cli/output.h"
+#include "schema/classes.h"
 
 namespace vmgroup::cli {
 
@@ -24,7 +25,7 @@ int RunRestore(Context& ctx, const std::vector<std::string>& words) {
       Settle(ctx, ctx.api->ImportGroup(dir, c->Has("as-new")), "restoring from " + dir, wait, &job);
   if (rc != kExitOk || !wait) return rc;
   for (const auto& a : job.affected) {
-    if (!a.starts_with("Msvm_VirtualSystemCollection:")) continue;
+    if (!IsInstanceOf(a, schema::VirtualSystemCollection::kClass)) continue;
     auto g = ctx.api->FindGroup(AffectedId(a));
     if (!g.ok()) return ReportError(g.status());
     if (ctx.json) {

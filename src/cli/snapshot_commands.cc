@@ -7,6 +7,7 @@
 #include "base/validate.h"
 #include "cli/commands.h"
 #include "cli/output.h"
+#include "schema/classes.h"
 
 namespace vmgroup::cli {
 namespace {
@@ -25,11 +26,11 @@ int Usage() {
 
 std::string TypeName(int type) {
   switch (type) {
-    case 1:
+    case schema::SnapshotType::kStandard:
       return "standard";
-    case 2:
+    case schema::SnapshotType::kRecovery:
       return "recovery";
-    case 32768:
+    case schema::SnapshotType::kDiskOnly:
       return "disk";
     default:
       return std::to_string(type);
@@ -132,8 +133,9 @@ int RunSnapshot(Context& ctx, const std::vector<std::string>& words) {
                     !c->Has("no-wait"));
     if (rc == kExitOk && !c->Has("no-wait")) {
       std::cerr << "applied " << Printable(s->name)
-                << (s->type == 1 ? ": the VMs that ran at the snapshot run on from it\n"
-                                 : ": its VMs are off, on the snapshot's disks\n");
+                << (s->type == schema::SnapshotType::kStandard
+                        ? ": the VMs that ran at the snapshot run on from it\n"
+                        : ": its VMs are off, on the snapshot's disks\n");
     }
     return rc;
   }
@@ -188,10 +190,14 @@ int RunSnapshot(Context& ctx, const std::vector<std::string>& words) {
     return kExitOk;
   }
   if (verb != "create") return Usage();
-  const std::map<std::string, int> types = {{"standard", 1}, {"recovery", 2}, {"disk", 32768}};
+  using Type = schema::SnapshotType;
+  const std::map<std::string, int> types = {
+      {"standard", Type::kStandard}, {"recovery", Type::kRecovery}, {"disk", Type::kDiskOnly}};
   // application-or-crash: Hyper-V's production checkpoint with fallback.
   const std::map<std::string, std::pair<int, bool>> levels = {
-      {"application", {1, false}}, {"application-or-crash", {1, true}}, {"crash", {2, false}}};
+      {"application", {schema::ConsistencyLevel::kApplication, false}},
+      {"application-or-crash", {schema::ConsistencyLevel::kApplication, true}},
+      {"crash", {schema::ConsistencyLevel::kCrash, false}}};
   auto type = types.find(c->Get("type", "disk"));
   auto level = levels.find(c->Get("consistency", "crash"));
   if (type == types.end() || level == levels.end()) return Usage();
@@ -203,7 +209,7 @@ int RunSnapshot(Context& ctx, const std::vector<std::string>& words) {
              "snapshot of " + g->name, wait, &job);
   if (rc != kExitOk || !wait) return rc;
   for (const auto& a : job.affected) {
-    if (!a.starts_with("Msvm_SnapshotCollection:")) continue;
+    if (!IsInstanceOf(a, schema::SnapshotCollection::kClass)) continue;
     auto s = ctx.api->GetSnapshot(AffectedId(a));
     if (!s.ok()) return ReportError(s.status());
     if (ctx.json) {

@@ -5,6 +5,7 @@
 #include "base/validate.h"
 #include "cli/commands.h"
 #include "cli/output.h"
+#include "schema/classes.h"
 
 namespace vmgroup::cli {
 namespace {
@@ -73,11 +74,16 @@ int Create(Context& ctx, const CommandLine& c) {
   auto r = ctx.api->CreateVm(vm);
   if (int rc = Settle(ctx, r, "creating VM " + vm.name, true); rc != kExitOk) return rc;
   std::string id;
-  if (const cim::Param* p = r->response.Out("ResultingSystem"); p && !p->value.refs.empty()) {
-    if (const cim::KeyBinding* k = p->value.refs[0].Key("Name")) id = k->value;
+  using Define = schema::VirtualSystemManagementService::DefineSystem;
+  if (const cim::Param* p = r->response.Out(Define::kResultingSystem);
+      p && !p->value.refs.empty()) {
+    if (const cim::KeyBinding* k = p->value.refs[0].Key(schema::ComputerSystem::kName)) {
+      id = k->value;
+    }
   }
   if (c.Has("start")) {
-    if (int rc = Settle(ctx, ctx.api->ChangeVmState(id, 2), "starting VM " + vm.name, true);
+    if (int rc = Settle(ctx, ctx.api->ChangeVmState(id, schema::RequestedState::kRunning),
+                        "starting VM " + vm.name, true);
         rc != kExitOk) {
       return rc;
     }
@@ -158,8 +164,11 @@ int RunVm(Context& ctx, const std::vector<std::string>& words) {
   if (verb == "show") return Show(ctx, *vm);
   if (verb == "delete")
     return Settle(ctx, ctx.api->DeleteVm(vm->id), "deleting VM " + vm->name, true);
-  const std::map<std::string, int> states = {
-      {"start", 2}, {"resume", 2}, {"stop", 3}, {"pause", 9}};
+  using Requested = schema::RequestedState;
+  const std::map<std::string, int> states = {{"start", Requested::kRunning},
+                                             {"resume", Requested::kRunning},
+                                             {"stop", Requested::kOff},
+                                             {"pause", Requested::kQuiesce}};
   auto it = states.find(verb);
   if (it == states.end()) return Usage();
   if (verb == "start" && vm->state == "paused") {

@@ -13,19 +13,27 @@ namespace {
 constexpr int kJobDefineCollection = 190;
 
 using catalog::CollectionType;
+// DefineCollection's Type is the catalog's collection type, cast.
+static_assert(static_cast<int>(CollectionType::kVirtualSystems) ==
+                  schema::CollectionType::kVirtualSystems &&
+              static_cast<int>(CollectionType::kCollections) ==
+                  schema::CollectionType::kCollections);
+using Group = schema::CollectionOfMSEs;
+using Members = schema::CollectedMSEs;
+using CMS = schema::CollectionManagementService;
 
 cim::ClassSpec CollectionSpec(const char* name) {
   return {.name = name,
           .superclass = "CIM_CollectionOfMSEs",
-          .properties = {{.name = "CollectionID", .type = "string", .key = true},
-                         {.name = "ElementName", .type = "string"},
-                         {.name = "Caption", .type = "string"},
-                         {.name = "Description", .type = "string"},
+          .properties = {{.name = Group::kCollectionID, .type = "string", .key = true},
+                         {.name = Group::kElementName, .type = "string"},
+                         {.name = Group::kCaption, .type = "string"},
+                         {.name = Group::kDescription, .type = "string"},
                          // Replica state Hyper-V reports; vmgroup does not replicate.
-                         {.name = "ReplicationMode", .type = "uint16"},
-                         {.name = "ReplicationState", .type = "uint16"},
+                         {.name = Group::kReplicationMode, .type = "uint16"},
+                         {.name = Group::kReplicationState, .type = "uint16"},
                          // Vendor: when the group was defined.
-                         {.name = "Vmgroup_CreationTime", .type = "datetime"}}};
+                         {.name = Group::kVmgroupCreationTime, .type = "datetime"}}};
 }
 
 cim::ClassSpec MembershipSpec(const char* name, const char* collection, const char* member) {
@@ -34,8 +42,11 @@ cim::ClassSpec MembershipSpec(const char* name, const char* collection, const ch
       .superclass = "CIM_CollectedMSEs",
       .association = true,
       .properties = {
-          {.name = "Collection", .type = "reference", .key = true, .reference_class = collection},
-          {.name = "Member", .type = "reference", .key = true, .reference_class = member}}};
+          {.name = Members::kCollection,
+           .type = "reference",
+           .key = true,
+           .reference_class = collection},
+          {.name = Members::kMember, .type = "reference", .key = true, .reference_class = member}}};
 }
 
 // The collections of one type, as instances or as membership links.
@@ -46,14 +57,14 @@ ListProvider::Lister CollectionLister(engine::Engine* e, CollectionType type) {
     for (const auto& c : all) {
       if (c.type != type) continue;
       out.push_back(cim::InstanceBuilder(spec)
-                        .Str("CollectionID", c.id)
-                        .Str("ElementName", c.name)
-                        .Str("Caption", type == CollectionType::kVirtualSystems
-                                            ? "Virtual Machine Group"
-                                            : "Management Group")
-                        .Int("ReplicationMode", 0)
-                        .Int("ReplicationState", 0)
-                        .Str("Vmgroup_CreationTime", CimTime(c.created_us))
+                        .Str(Group::kCollectionID, c.id)
+                        .Str(Group::kElementName, c.name)
+                        .Str(Group::kCaption, type == CollectionType::kVirtualSystems
+                                                  ? "Virtual Machine Group"
+                                                  : "Management Group")
+                        .Int(Group::kReplicationMode, 0)
+                        .Int(Group::kReplicationState, 0)
+                        .Str(Group::kVmgroupCreationTime, CimTime(c.created_us))
                         .Build());
     }
     return out;
@@ -72,8 +83,8 @@ ListProvider::Lister MembershipLister(engine::Engine* e, CollectionType type) {
         cim::ObjectPath member =
             type == CollectionType::kVirtualSystems ? VmPath(m) : CollectionPath(*by_id.at(m));
         out.push_back(cim::InstanceBuilder(spec)
-                          .Ref("Collection", CollectionPath(c))
-                          .Ref("Member", std::move(member))
+                          .Ref(Members::kCollection, CollectionPath(c))
+                          .Ref(Members::kMember, std::move(member))
                           .Build());
       }
     }
@@ -83,80 +94,92 @@ ListProvider::Lister MembershipLister(engine::Engine* e, CollectionType type) {
 
 // The id a Member reference names: a VM's Name or a collection's CollectionID.
 std::string MemberId(const cim::ObjectPath& p) {
-  return cim::NameEquals(p.class_name, "Msvm_ComputerSystem") ? IdOf(p, "Name")
-                                                              : IdOf(p, "CollectionID");
+  return cim::NameEquals(p.class_name, schema::ComputerSystem::kClass)
+             ? IdOf(p, schema::ComputerSystem::kName)
+             : IdOf(p, Group::kCollectionID);
 }
 
 class CollectionServiceProvider : public ServiceProvider {
+  using Define = CMS::DefineCollection;
+  using Destroy = CMS::DestroyCollection;
+  using Rename = CMS::RenameCollection;
+  using Membership = CMS::Membership;  // AddMember, RemoveMember
+  using RemoveById = CMS::RemoveMemberById;
+  using Import = CMS::ImportCollection;
+
  public:
   explicit CollectionServiceProvider(const Context& ctx)
-      : ServiceProvider(ctx, "Msvm_CollectionManagementService", "CollectionManagementService",
-                        "Hyper-V Collection Management Service",
-                        {{.name = "DefineCollection",
-                          .params = {{.name = "Name", .type = "string"},
-                                     {.name = "Id", .type = "string"},
-                                     {.name = "Type", .type = "uint16"},
-                                     RefOut("DefinedCollection", "CIM_CollectionOfMSEs"),
-                                     JobOut()}},
-                         {.name = "DestroyCollection",
-                          .params = {RefIn("Collection", "CIM_CollectionOfMSEs"), JobOut()}},
-                         {.name = "RenameCollection",
-                          .params = {RefIn("Collection", "CIM_CollectionOfMSEs"),
-                                     {.name = "NewName", .type = "string"},
-                                     JobOut()}},
-                         {.name = "AddMember",
-                          .params = {RefIn("Member", "CIM_ManagedElement"),
-                                     RefIn("Collection", "CIM_CollectionOfMSEs"), JobOut()}},
-                         {.name = "RemoveMember",
-                          .params = {RefIn("Member", "CIM_ManagedElement"),
-                                     RefIn("Collection", "CIM_CollectionOfMSEs"), JobOut()}},
-                         {.name = "RemoveMemberById",
-                          .params = {RefIn("Member", "CIM_ManagedElement"),
-                                     {.name = "CollectionId", .type = "string"},
-                                     JobOut()}},
-                         // Vendor: a group back from an ExportSnapshot
-                         // directory, as ImportVirtualSystem does for one VM.
-                         {.name = "Vmgroup_ImportCollection",
-                          .params = {{.name = "ImportDirectory", .type = "string"},
-                                     {.name = "GenerateNewID", .type = "boolean"},
-                                     JobOut()}}}) {
+      : ServiceProvider(
+            ctx, CMS::kClass, "CollectionManagementService",
+            "Hyper-V Collection Management Service",
+            {{.name = Define::kMethod,
+              .params = {{.name = Define::kName, .type = "string"},
+                         {.name = Define::kId, .type = "string"},
+                         {.name = Define::kType, .type = "uint16"},
+                         RefOut(Define::kDefinedCollection, "CIM_CollectionOfMSEs"),
+                         JobOut()}},
+             {.name = Destroy::kMethod,
+              .params = {RefIn(Destroy::kCollection, "CIM_CollectionOfMSEs"), JobOut()}},
+             {.name = Rename::kMethod,
+              .params = {RefIn(Rename::kCollection, "CIM_CollectionOfMSEs"),
+                         {.name = Rename::kNewName, .type = "string"},
+                         JobOut()}},
+             {.name = CMS::AddMember::kMethod,
+              .params = {RefIn(Membership::kMember, "CIM_ManagedElement"),
+                         RefIn(Membership::kCollection, "CIM_CollectionOfMSEs"), JobOut()}},
+             {.name = CMS::RemoveMember::kMethod,
+              .params = {RefIn(Membership::kMember, "CIM_ManagedElement"),
+                         RefIn(Membership::kCollection, "CIM_CollectionOfMSEs"), JobOut()}},
+             {.name = RemoveById::kMethod,
+              .params = {RefIn(RemoveById::kMember, "CIM_ManagedElement"),
+                         {.name = RemoveById::kCollectionId, .type = "string"},
+                         JobOut()}},
+             // Vendor: a group back from an ExportSnapshot
+             // directory, as ImportVirtualSystem does for one VM.
+             {.name = Import::kMethod,
+              .params = {{.name = Import::kImportDirectory, .type = "string"},
+                         {.name = Import::kGenerateNewID, .type = "boolean"},
+                         JobOut()}}}) {
     engine::CollectionManager* m = &ctx.engine->collections();
     engine::Engine* e = ctx.engine;
     // Every method is quick: each answers 0 with no job (reference §3.1).
-    On("DefineCollection", [m, e](const Args& a) -> Result<cim::MethodResult> {
-      const int64_t type = a.Int("Type", 0);
-      if (type != 0 && type != 1) {
+    On(Define::kMethod, [m, e](const Args& a) -> Result<cim::MethodResult> {
+      const int64_t type = a.Int(Define::kType, schema::CollectionType::kVirtualSystems);
+      if (type != schema::CollectionType::kVirtualSystems &&
+          type != schema::CollectionType::kCollections) {
         return Refused(kRcBInvalidParameter, "Type must be 0 (VMs) or 1 (collections)");
       }
       // Left out, the name is a default one (reference §3.2); given, it is checked.
-      if (a.Has("Name")) {
-        if (Status s = CheckName("group name (Name)", a.Str("Name")); !s.ok()) {
+      if (a.Has(Define::kName)) {
+        if (Status s = CheckName("group name (Name)", a.Str(Define::kName)); !s.ok()) {
           return Outcome(ReturnCodeB, s);
         }
       }
-      auto id = m->DefineCollection(a.Str("Name"), a.Str("Id"), static_cast<CollectionType>(type));
+      auto id = m->DefineCollection(a.Str(Define::kName), a.Str(Define::kId),
+                                    static_cast<CollectionType>(type));
       if (!id.ok()) return Refused(ReturnCodeB(id.status()), id.status().message());
       VMG_ASSIGN_OR_RETURN(auto c, e->catalog().GetCollection(*id));
       cim::MethodResult r = Done();
-      r.out.push_back({"DefinedCollection", "reference", cim::Value::Reference(CollectionPath(c))});
+      r.out.push_back(
+          {Define::kDefinedCollection, "reference", cim::Value::Reference(CollectionPath(c))});
       return r;
     });
     // The ids the Collection and Member references name; a refusal when absent.
     auto collection = [](const Args& a) {
-      return a.RefId("Collection", "CollectionID", "a group");
+      return a.RefId(Membership::kCollection, Group::kCollectionID, "a group");
     };
     auto member = [](const Args& a) -> Result<std::string> {
-      const cim::ObjectPath* p = a.Ref("Member");
+      const cim::ObjectPath* p = a.Ref(Membership::kMember);
       const std::string id = p ? MemberId(*p) : "";
       if (id.empty()) return Status::InvalidArgument("Member must name a VM or a group");
       return id;
     };
     JobManager* jobs = ctx.jobs;
-    On("Vmgroup_ImportCollection", [e, jobs](const Args& a) -> Result<cim::MethodResult> {
-      auto dir = a.Path("ImportDirectory");
+    On(Import::kMethod, [e, jobs](const Args& a) -> Result<cim::MethodResult> {
+      auto dir = a.Path(Import::kImportDirectory);
       if (!dir.ok()) return Outcome(ReturnCodeB, dir.status());
       engine::RestoreRequest req{.directory = *dir,
-                                 .as_new = cim::NameEquals(a.Str("GenerateNewID"), "true")};
+                                 .as_new = cim::NameEquals(a.Str(Import::kGenerateNewID), "true")};
       if (Status s = e->restorer().Validate(req); !s.ok()) return Outcome(ReturnCodeB, s);
       VMG_ASSIGN_OR_RETURN(
           std::string job,
@@ -166,9 +189,9 @@ class CollectionServiceProvider : public ServiceProvider {
                         req.progress = [&control](int p) { control.Progress(p); };
                         VMG_ASSIGN_OR_RETURN(auto group, e->restorer().Restore(req));
                         std::vector<std::string> made = {
-                            Affected("Msvm_VirtualSystemCollection", group.collection_id)};
+                            Affected(schema::VirtualSystemCollection::kClass, group.collection_id)};
                         for (const auto& id : group.vm_ids) {
-                          made.push_back(Affected("Msvm_ComputerSystem", id));
+                          made.push_back(Affected(schema::ComputerSystem::kClass, id));
                         }
                         return made;
                       }));
@@ -180,29 +203,29 @@ class CollectionServiceProvider : public ServiceProvider {
         return Outcome(ReturnCodeB, act(a));
       };
     };
-    On("DestroyCollection", quick([=](const Args& a) -> Status {
+    On(Destroy::kMethod, quick([=](const Args& a) -> Status {
          VMG_ASSIGN_OR_RETURN(std::string c, collection(a));
          return m->DestroyCollection(c);
        }));
-    On("RenameCollection", quick([=](const Args& a) -> Status {
+    On(Rename::kMethod, quick([=](const Args& a) -> Status {
          VMG_ASSIGN_OR_RETURN(std::string c, collection(a));
-         VMG_ASSIGN_OR_RETURN(std::string name, a.Required("NewName"));
+         VMG_ASSIGN_OR_RETURN(std::string name, a.Required(Rename::kNewName));
          VMG_RETURN_IF_ERROR(CheckName("group name (NewName)", name));
          return m->RenameCollection(c, name);
        }));
-    On("AddMember", quick([=](const Args& a) -> Status {
+    On(CMS::AddMember::kMethod, quick([=](const Args& a) -> Status {
          VMG_ASSIGN_OR_RETURN(std::string id, member(a));
          VMG_ASSIGN_OR_RETURN(std::string c, collection(a));
          return m->AddMember(id, c);
        }));
-    On("RemoveMember", quick([=](const Args& a) -> Status {
+    On(CMS::RemoveMember::kMethod, quick([=](const Args& a) -> Status {
          VMG_ASSIGN_OR_RETURN(std::string id, member(a));
          VMG_ASSIGN_OR_RETURN(std::string c, collection(a));
          return m->RemoveMember(id, c);
        }));
-    On("RemoveMemberById", quick([=](const Args& a) -> Status {
+    On(RemoveById::kMethod, quick([=](const Args& a) -> Status {
          VMG_ASSIGN_OR_RETURN(std::string id, member(a));
-         VMG_ASSIGN_OR_RETURN(std::string c, a.Required("CollectionId"));
+         VMG_ASSIGN_OR_RETURN(std::string c, a.Required(RemoveById::kCollectionId));
          return m->RemoveMemberById(id, c);
        }));
   }
@@ -214,16 +237,16 @@ Providers CollectionProviders(const Context& ctx) {
   Providers out;
   engine::Engine* e = ctx.engine;
   out.push_back(
-      std::make_unique<ListProvider>(CollectionSpec("Msvm_VirtualSystemCollection"),
+      std::make_unique<ListProvider>(CollectionSpec(schema::VirtualSystemCollection::kClass),
                                      CollectionLister(e, CollectionType::kVirtualSystems)));
-  out.push_back(std::make_unique<ListProvider>(CollectionSpec("Msvm_ManagementCollection"),
+  out.push_back(std::make_unique<ListProvider>(CollectionSpec(schema::ManagementCollection::kClass),
                                                CollectionLister(e, CollectionType::kCollections)));
   out.push_back(std::make_unique<ListProvider>(
-      MembershipSpec("Msvm_CollectedVirtualSystems", "Msvm_VirtualSystemCollection",
-                     "Msvm_ComputerSystem"),
+      MembershipSpec(schema::CollectedVirtualSystems::kClass,
+                     schema::VirtualSystemCollection::kClass, schema::ComputerSystem::kClass),
       MembershipLister(e, CollectionType::kVirtualSystems)));
   out.push_back(std::make_unique<ListProvider>(
-      MembershipSpec("Msvm_CollectedCollections", "Msvm_ManagementCollection",
+      MembershipSpec(schema::CollectedCollections::kClass, schema::ManagementCollection::kClass,
                      "CIM_CollectionOfMSEs"),
       MembershipLister(e, CollectionType::kCollections)));
   out.push_back(std::make_unique<CollectionServiceProvider>(ctx));

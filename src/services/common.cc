@@ -14,63 +14,80 @@ cim::ObjectPath KeyPath(const std::string& class_name, const std::string& key,
 }
 
 cim::ObjectPath VmPath(const std::string& vm_id) {
-  cim::ObjectPath p = KeyPath("Msvm_ComputerSystem", "CreationClassName", "Msvm_ComputerSystem");
-  p.keys.push_back({"Name", cim::KeyBinding::Kind::kString, vm_id, {}});
+  using CS = schema::ComputerSystem;
+  cim::ObjectPath p = KeyPath(CS::kClass, CS::kCreationClassName, CS::kClass);
+  p.keys.push_back({CS::kName, cim::KeyBinding::Kind::kString, vm_id, {}});
   return p;
 }
 
 std::string SettingsId(const std::string& id) { return "Microsoft:" + id; }
 
 cim::ObjectPath SettingsPath(const std::string& id) {
-  return KeyPath("Msvm_VirtualSystemSettingData", "InstanceID", SettingsId(id));
+  using VSSD = schema::VirtualSystemSettingData;
+  return KeyPath(VSSD::kClass, VSSD::kInstanceID, SettingsId(id));
 }
 
 cim::ObjectPath CollectionPath(const catalog::CollectionRecord& c) {
-  return KeyPath(c.type == catalog::CollectionType::kVirtualSystems ? "Msvm_VirtualSystemCollection"
-                                                                    : "Msvm_ManagementCollection",
-                 "CollectionID", c.id);
+  return KeyPath(c.type == catalog::CollectionType::kVirtualSystems
+                     ? schema::VirtualSystemCollection::kClass
+                     : schema::ManagementCollection::kClass,
+                 schema::CollectionOfMSEs::kCollectionID, c.id);
 }
 
 cim::ObjectPath SnapshotCollectionPath(const std::string& snapshot_id) {
-  return KeyPath("Msvm_SnapshotCollection", "CollectionID", snapshot_id);
+  return KeyPath(schema::SnapshotCollection::kClass, schema::SnapshotCollection::kCollectionID,
+                 snapshot_id);
 }
 
 cim::ObjectPath ReferencePointPath(const catalog::ReferencePointRecord& rp) {
-  cim::ObjectPath p = KeyPath("Msvm_ReferencePointCollection", "CollectionID", rp.id);
+  using RPC = schema::ReferencePointCollection;
+  cim::ObjectPath p = KeyPath(RPC::kClass, RPC::kCollectionID, rp.id);
   p.keys.push_back(
-      {"VirtualSystemCollectionId", cim::KeyBinding::Kind::kString, rp.collection_id, {}});
+      {RPC::kVirtualSystemCollectionId, cim::KeyBinding::Kind::kString, rp.collection_id, {}});
   return p;
 }
 
 cim::ObjectPath MemberReferencePointPath(const catalog::ReferencePointMember& m) {
-  cim::ObjectPath p = KeyPath("Msvm_VirtualSystemReferencePoint", "InstanceID", SettingsId(m.id));
-  p.keys.push_back({"VirtualSystemIdentifier", cim::KeyBinding::Kind::kString, m.vm_id, {}});
+  using VSRP = schema::VirtualSystemReferencePoint;
+  cim::ObjectPath p = KeyPath(VSRP::kClass, VSRP::kInstanceID, SettingsId(m.id));
+  p.keys.push_back({VSRP::kVirtualSystemIdentifier, cim::KeyBinding::Kind::kString, m.vm_id, {}});
   return p;
 }
 
 std::vector<std::string> AffectedBy(const catalog::ReferencePointRecord& rp) {
-  std::vector<std::string> out = {Affected("Msvm_ReferencePointCollection", rp.id)};
-  for (const auto& m : rp.members) out.push_back(Affected("Msvm_ComputerSystem", m.vm_id));
+  std::vector<std::string> out = {Affected(schema::ReferencePointCollection::kClass, rp.id)};
+  for (const auto& m : rp.members) out.push_back(Affected(schema::ComputerSystem::kClass, m.vm_id));
   return out;
 }
 
 std::vector<std::string> AffectedBy(const engine::ExportManifest& m) {
-  std::vector<std::string> out = {Affected("Msvm_SnapshotCollection", m.snapshot_id)};
-  for (const auto& vm : m.vms) out.push_back(Affected("Msvm_ComputerSystem", vm.id));
+  std::vector<std::string> out = {Affected(schema::SnapshotCollection::kClass, m.snapshot_id)};
+  for (const auto& vm : m.vms) out.push_back(Affected(schema::ComputerSystem::kClass, vm.id));
   return out;
 }
 
+// The catalog keeps consistency as the number CIM shows: the providers
+// render it cast (Vmgroup_ConsistencyLevel).
+static_assert(static_cast<int>(catalog::Consistency::kUnknown) ==
+                  schema::ConsistencyLevel::kUnknown &&
+              static_cast<int>(catalog::Consistency::kApplication) ==
+                  schema::ConsistencyLevel::kApplication &&
+              static_cast<int>(catalog::Consistency::kCrash) == schema::ConsistencyLevel::kCrash);
+
 Result<catalog::Consistency> ReadConsistencyLevel(const cim::Instance& settings) {
-  const cim::Property* p = settings.Find("ConsistencyLevel");
+  const cim::Property* p = settings.Find(schema::CutSettingData::kConsistencyLevel);
   if (!p || p->value.kind != cim::Value::Kind::kScalar) return catalog::Consistency::kCrash;
   const std::string& level = p->value.scalar;
-  if (level == "1") return catalog::Consistency::kApplication;
-  if (level == "0" || level == "2") return catalog::Consistency::kCrash;
+  using Level = schema::ConsistencyLevel;
+  if (level == std::to_string(Level::kApplication)) return catalog::Consistency::kApplication;
+  if (level == std::to_string(Level::kUnknown) || level == std::to_string(Level::kCrash)) {
+    return catalog::Consistency::kCrash;
+  }
   return Status::InvalidArgument("ConsistencyLevel must be 0, 1 or 2, not " + level);
 }
 
 Result<std::string> ElementNameOf(const cim::Instance& settings, const std::string& what) {
-  const cim::Property* p = settings.Find("ElementName");
+  const cim::Property* p = settings.Find(schema::CutSettingData::kElementName);
   if (!p || p->value.kind == cim::Value::Kind::kNull) return std::string();
   if (p->value.kind != cim::Value::Kind::kScalar) {
     return Status::InvalidArgument(what + " (ElementName) must be a single string");
@@ -80,7 +97,7 @@ Result<std::string> ElementNameOf(const cim::Instance& settings, const std::stri
 }
 
 cim::ObjectPath JobPath(const std::string& job_id) {
-  return KeyPath("Msvm_ConcreteJob", "InstanceID", job_id);
+  return KeyPath(schema::ConcreteJob::kClass, schema::ConcreteJob::kInstanceID, job_id);
 }
 
 std::string Affected(const std::string& class_name, const std::string& id) {
@@ -91,9 +108,10 @@ cim::ObjectPath AffectedPath(const std::string& entry) {
   const size_t colon = entry.find(':');
   const std::string cls = entry.substr(0, colon);
   const std::string id = colon == std::string::npos ? "" : entry.substr(colon + 1);
-  if (cls == "Msvm_ComputerSystem") return VmPath(id);
-  if (cls == "Msvm_VirtualSystemSettingData") return SettingsPath(id);
-  return KeyPath(cls, "CollectionID", id);
+  if (cls == schema::ComputerSystem::kClass) return VmPath(id);
+  if (cls == schema::VirtualSystemSettingData::kClass) return SettingsPath(id);
+  // Every other class a job affects is a collection.
+  return KeyPath(cls, schema::CollectionOfMSEs::kCollectionID, id);
 }
 
 std::string IdOf(const cim::ObjectPath& p, const std::string& key) {
@@ -177,7 +195,8 @@ std::vector<std::string> Args::Strs(const std::string& name) const {
 cim::MethodResult Done(uint32_t code) { return {code, {}}; }
 
 cim::MethodResult Refused(uint32_t code, std::string why) {
-  return {code, {{"Vmgroup_ErrorDescription", "string", cim::Value::Scalar(std::move(why))}}};
+  return {code,
+          {{schema::MethodOut::kErrorDescription, "string", cim::Value::Scalar(std::move(why))}}};
 }
 
 cim::MethodResult Outcome(ErrorCodeOf family, const Status& s) {
@@ -185,39 +204,42 @@ cim::MethodResult Outcome(ErrorCodeOf family, const Status& s) {
 }
 
 cim::MethodResult JobStarted(const std::string& job_id) {
-  return {4096, {{"Job", "reference", cim::Value::Reference(JobPath(job_id))}}};
+  return {4096, {{schema::MethodOut::kJob, "reference", cim::Value::Reference(JobPath(job_id))}}};
 }
 
 ServiceProvider::ServiceProvider(const Context& ctx, std::string class_name, std::string name,
                                  std::string caption, std::vector<cim::MethodSpec> methods)
     : name_(std::move(name)), caption_(std::move(caption)), host_(ctx.host) {
+  using S = schema::Service;
   spec_ = {.name = std::move(class_name),
            .superclass = "CIM_Service",
-           .properties = {{.name = "CreationClassName", .type = "string", .key = true},
-                          {.name = "Name", .type = "string", .key = true},
-                          {.name = "SystemCreationClassName", .type = "string", .key = true},
-                          {.name = "SystemName", .type = "string", .key = true},
-                          {.name = "ElementName", .type = "string"},
-                          {.name = "Caption", .type = "string"},
-                          {.name = "EnabledState", .type = "uint16"},
-                          {.name = "HealthState", .type = "uint16"},
-                          {.name = "Started", .type = "boolean"}},
+           .properties = {{.name = S::kCreationClassName, .type = "string", .key = true},
+                          {.name = S::kName, .type = "string", .key = true},
+                          {.name = S::kSystemCreationClassName, .type = "string", .key = true},
+                          {.name = S::kSystemName, .type = "string", .key = true},
+                          {.name = S::kElementName, .type = "string"},
+                          {.name = S::kCaption, .type = "string"},
+                          {.name = S::kEnabledState, .type = "uint16"},
+                          {.name = S::kHealthState, .type = "uint16"},
+                          {.name = S::kStarted, .type = "boolean"}},
            .methods = std::move(methods)};
   for (auto& m : spec_.methods) m.params.push_back(ErrorOut());
 }
 
 Result<std::vector<cim::Instance>> ServiceProvider::Enumerate() {
-  return std::vector<cim::Instance>{cim::InstanceBuilder(spec_)
-                                        .Str("CreationClassName", spec_.name)
-                                        .Str("Name", name_)
-                                        .Str("SystemCreationClassName", "Msvm_ComputerSystem")
-                                        .Str("SystemName", host_)
-                                        .Str("ElementName", caption_)
-                                        .Str("Caption", caption_)
-                                        .Int("EnabledState", 2)
-                                        .Int("HealthState", 5)
-                                        .Bool("Started", true)
-                                        .Build()};
+  using S = schema::Service;
+  return std::vector<cim::Instance>{
+      cim::InstanceBuilder(spec_)
+          .Str(S::kCreationClassName, spec_.name)
+          .Str(S::kName, name_)
+          .Str(S::kSystemCreationClassName, schema::ComputerSystem::kClass)
+          .Str(S::kSystemName, host_)
+          .Str(S::kElementName, caption_)
+          .Str(S::kCaption, caption_)
+          .Int(S::kEnabledState, schema::EnabledState::kEnabled)
+          .Int(S::kHealthState, schema::HealthState::kOk)
+          .Bool(S::kStarted, true)
+          .Build()};
 }
 
 Result<cim::MethodResult> ServiceProvider::Invoke(const cim::MethodSpec& method,
@@ -262,10 +284,10 @@ cim::ParamSpec RefInOut(std::string name, std::string reference_class) {
           .reference_class = std::move(reference_class)};
 }
 
-cim::ParamSpec JobOut() { return RefOut("Job", "CIM_ConcreteJob"); }
+cim::ParamSpec JobOut() { return RefOut(schema::MethodOut::kJob, "CIM_ConcreteJob"); }
 
 cim::ParamSpec ErrorOut() {
-  return {.name = "Vmgroup_ErrorDescription", .type = "string", .in = false, .out = true};
+  return {.name = schema::MethodOut::kErrorDescription, .type = "string", .in = false, .out = true};
 }
 
 }  // namespace vmgroup::services

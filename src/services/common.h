@@ -14,11 +14,13 @@
 #include "catalog/records.h"
 #include "cim/provider.h"
 #include "engine/engine.h"
+#include "schema/classes.h"
+#include "schema/values.h"
 #include "services/jobs.h"
 
 namespace vmgroup::services {
 
-inline constexpr const char* kNamespace = "root/virtualization/v2";
+inline constexpr const char* kNamespace = schema::kNamespace;
 std::vector<std::string> NamespaceParts();
 
 // What providers need from the daemon.
@@ -102,8 +104,8 @@ class Args {
 };
 
 // The answers of a method: done, refused with a code and the reason (in
-// the vendor out-parameter Vmgroup_ErrorDescription: Hyper-V gives only
-// the code, people need the reason), or a job started.
+// the vendor out-parameter schema::MethodOut::kErrorDescription: Hyper-V
+// gives only the code, people need the reason), or a job started.
 cim::MethodResult Done(uint32_t code = 0);
 cim::MethodResult Refused(uint32_t code, std::string why);
 cim::MethodResult JobStarted(const std::string& job_id);
@@ -155,7 +157,7 @@ cim::ParamSpec RefOut(std::string name, std::string reference_class);
 // An [in, out] reference: the object a method makes, which a caller may name.
 cim::ParamSpec RefInOut(std::string name, std::string reference_class);
 cim::ParamSpec JobOut();
-// Vmgroup_ErrorDescription; ServiceProvider adds it to every method.
+// schema::MethodOut::kErrorDescription; ServiceProvider adds it to every method.
 cim::ParamSpec ErrorOut();
 
 }  // namespace vmgroup::services

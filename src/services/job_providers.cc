@@ -5,64 +5,68 @@
 namespace vmgroup::services {
 namespace {
 
+using Job = schema::ConcreteJob;
+using Error = schema::Error;
+
 cim::ClassSpec JobSpec() {
-  return {.name = "Msvm_ConcreteJob",
-          .superclass = "CIM_ConcreteJob",
-          .properties = {{.name = "InstanceID", .type = "string", .key = true},
-                         {.name = "Name", .type = "string"},
-                         {.name = "Caption", .type = "string"},
-                         {.name = "Description", .type = "string"},
-                         {.name = "ElementName", .type = "string"},
-                         {.name = "JobType", .type = "uint16"},
-                         {.name = "JobState", .type = "uint16"},
-                         {.name = "JobStatus", .type = "string"},
-                         {.name = "PercentComplete", .type = "uint16"},
-                         {.name = "ErrorCode", .type = "uint16"},
-                         {.name = "ErrorDescription", .type = "string"},
-                         {.name = "ErrorSummaryDescription", .type = "string"},
-                         {.name = "TimeSubmitted", .type = "datetime"},
-                         {.name = "StartTime", .type = "datetime"},
-                         {.name = "ElapsedTime", .type = "datetime"},
-                         {.name = "TimeOfLastStateChange", .type = "datetime"},
-                         {.name = "TimeBeforeRemoval", .type = "datetime"},
-                         {.name = "DeleteOnCompletion", .type = "boolean"},
-                         {.name = "Cancellable", .type = "boolean"},
-                         {.name = "OperationalStatus", .type = "uint16", .is_array = true},
-                         {.name = "StatusDescriptions", .type = "string", .is_array = true},
-                         {.name = "HealthState", .type = "uint16"}},
-          .methods = {{.name = "RequestStateChange",
-                       .params = {{.name = "RequestedState", .type = "uint16"},
-                                  {.name = "TimeoutPeriod", .type = "datetime"},
-                                  ErrorOut()}},
-                      {.name = "GetError",
-                       .params = {{.name = "Error",
-                                   .type = "string",
-                                   .in = false,
-                                   .out = true,
-                                   .embedded_class = "Msvm_Error"}}},
-                      {.name = "GetErrorEx",
-                       .params = {{.name = "Errors",
-                                   .type = "string",
-                                   .in = false,
-                                   .out = true,
-                                   .is_array = true,
-                                   .embedded_class = "Msvm_Error"}}}}};
+  return {
+      .name = Job::kClass,
+      .superclass = "CIM_ConcreteJob",
+      .properties = {{.name = Job::kInstanceID, .type = "string", .key = true},
+                     {.name = Job::kName, .type = "string"},
+                     {.name = Job::kCaption, .type = "string"},
+                     {.name = Job::kDescription, .type = "string"},
+                     {.name = Job::kElementName, .type = "string"},
+                     {.name = Job::kJobType, .type = "uint16"},
+                     {.name = Job::kJobState, .type = "uint16"},
+                     {.name = Job::kJobStatus, .type = "string"},
+                     {.name = Job::kPercentComplete, .type = "uint16"},
+                     {.name = Job::kErrorCode, .type = "uint16"},
+                     {.name = Job::kErrorDescription, .type = "string"},
+                     {.name = Job::kErrorSummaryDescription, .type = "string"},
+                     {.name = Job::kTimeSubmitted, .type = "datetime"},
+                     {.name = Job::kStartTime, .type = "datetime"},
+                     {.name = Job::kElapsedTime, .type = "datetime"},
+                     {.name = Job::kTimeOfLastStateChange, .type = "datetime"},
+                     {.name = Job::kTimeBeforeRemoval, .type = "datetime"},
+                     {.name = Job::kDeleteOnCompletion, .type = "boolean"},
+                     {.name = Job::kCancellable, .type = "boolean"},
+                     {.name = Job::kOperationalStatus, .type = "uint16", .is_array = true},
+                     {.name = Job::kStatusDescriptions, .type = "string", .is_array = true},
+                     {.name = Job::kHealthState, .type = "uint16"}},
+      .methods = {{.name = Job::RequestStateChange::kMethod,
+                   .params = {{.name = Job::RequestStateChange::kRequestedState, .type = "uint16"},
+                              {.name = Job::RequestStateChange::kTimeoutPeriod, .type = "datetime"},
+                              ErrorOut()}},
+                  {.name = Job::GetError::kMethod,
+                   .params = {{.name = Job::GetError::kError,
+                               .type = "string",
+                               .in = false,
+                               .out = true,
+                               .embedded_class = Error::kClass}}},
+                  {.name = Job::GetErrorEx::kMethod,
+                   .params = {{.name = Job::GetErrorEx::kErrors,
+                               .type = "string",
+                               .in = false,
+                               .out = true,
+                               .is_array = true,
+                               .embedded_class = Error::kClass}}}}};
 }
 
 }  // namespace
 
 cim::ClassSpec ErrorClass() {
-  return {.name = "Msvm_Error",
+  return {.name = Error::kClass,
           .superclass = "CIM_Error",
-          .properties = {{.name = "ErrorType", .type = "uint16"},
-                         {.name = "OwningEntity", .type = "string"},
-                         {.name = "MessageID", .type = "string"},
-                         {.name = "Message", .type = "string"},
-                         {.name = "PerceivedSeverity", .type = "uint16"},
-                         {.name = "ErrorSource", .type = "string"},
-                         {.name = "ErrorSourceFormat", .type = "uint16"},
-                         {.name = "CIMStatusCode", .type = "uint32"},
-                         {.name = "CIMStatusCodeDescription", .type = "string"}}};
+          .properties = {{.name = Error::kErrorType, .type = "uint16"},
+                         {.name = Error::kOwningEntity, .type = "string"},
+                         {.name = Error::kMessageID, .type = "string"},
+                         {.name = Error::kMessage, .type = "string"},
+                         {.name = Error::kPerceivedSeverity, .type = "uint16"},
+                         {.name = Error::kErrorSource, .type = "string"},
+                         {.name = Error::kErrorSourceFormat, .type = "uint16"},
+                         {.name = Error::kCIMStatusCode, .type = "uint32"},
+                         {.name = Error::kCIMStatusCodeDescription, .type = "string"}}};
 }
 
 namespace {
@@ -89,47 +93,58 @@ const char* StateName(catalog::JobState s) {
   return "Unknown";
 }
 
+// The catalog keeps a job's state as the number CIM shows: JobState is it, cast.
+static_assert(static_cast<int>(catalog::JobState::kNew) == schema::JobState::kNew &&
+              static_cast<int>(catalog::JobState::kStarting) == schema::JobState::kStarting &&
+              static_cast<int>(catalog::JobState::kRunning) == schema::JobState::kRunning &&
+              static_cast<int>(catalog::JobState::kCompleted) == schema::JobState::kCompleted &&
+              static_cast<int>(catalog::JobState::kTerminated) == schema::JobState::kTerminated &&
+              static_cast<int>(catalog::JobState::kKilled) == schema::JobState::kKilled &&
+              static_cast<int>(catalog::JobState::kException) == schema::JobState::kException &&
+              static_cast<int>(catalog::JobState::kCompletedWithWarnings) ==
+                  schema::JobState::kCompletedWithWarnings);
+
 cim::Instance JobInstance(const cim::ClassSpec& spec, const catalog::JobRecord& j, int64_t now) {
   const bool ended = j.ended_us > 0;
   cim::InstanceBuilder b(spec);
-  b.Str("InstanceID", j.id)
-      .Str("Name", j.description)
-      .Str("Caption", j.description)
-      .Str("Description", j.description)
-      .Str("ElementName", j.description)
-      .Int("JobType", j.type)
-      .Int("JobState", static_cast<int>(j.state))
-      .Str("JobStatus", StateName(j.state))
-      .Int("PercentComplete", j.percent)
-      .Int("ErrorCode", j.error_code)
-      .Str("ErrorDescription", j.error_description)
-      .Str("ErrorSummaryDescription", j.error_description)
-      .Str("TimeSubmitted", CimTime(j.created_us))
-      .Str("StartTime", CimTime(j.started_us))
-      .Str("ElapsedTime", CimInterval((ended ? j.ended_us : now) - j.started_us))
-      .Str("TimeOfLastStateChange", CimTime(ended ? j.ended_us : j.started_us))
-      .Str("TimeBeforeRemoval",
+  b.Str(Job::kInstanceID, j.id)
+      .Str(Job::kName, j.description)
+      .Str(Job::kCaption, j.description)
+      .Str(Job::kDescription, j.description)
+      .Str(Job::kElementName, j.description)
+      .Int(Job::kJobType, j.type)
+      .Int(Job::kJobState, static_cast<int>(j.state))
+      .Str(Job::kJobStatus, StateName(j.state))
+      .Int(Job::kPercentComplete, j.percent)
+      .Int(Job::kErrorCode, j.error_code)
+      .Str(Job::kErrorDescription, j.error_description)
+      .Str(Job::kErrorSummaryDescription, j.error_description)
+      .Str(Job::kTimeSubmitted, CimTime(j.created_us))
+      .Str(Job::kStartTime, CimTime(j.started_us))
+      .Str(Job::kElapsedTime, CimInterval((ended ? j.ended_us : now) - j.started_us))
+      .Str(Job::kTimeOfLastStateChange, CimTime(ended ? j.ended_us : j.started_us))
+      .Str(Job::kTimeBeforeRemoval,
            CimInterval(std::chrono::microseconds(JobManager::kRetention).count()))
-      .Bool("DeleteOnCompletion", true)
-      .Bool("Cancellable", j.cancellable && !ended)
-      .Ints("OperationalStatus", {2})
-      .Strs("StatusDescriptions", {"OK"})
-      .Int("HealthState", 5);
+      .Bool(Job::kDeleteOnCompletion, true)
+      .Bool(Job::kCancellable, j.cancellable && !ended)
+      .Ints(Job::kOperationalStatus, {schema::OperationalStatus::kOk})
+      .Strs(Job::kStatusDescriptions, {"OK"})
+      .Int(Job::kHealthState, schema::HealthState::kOk);
   return b.Build();
 }
 
 // An Msvm_Error for a job that failed, as CIM-XML (GetError's Error).
 std::string ErrorXml(const catalog::JobRecord& j) {
   return cim::InstanceXml(cim::InstanceBuilder(ErrorClass())
-                              .Int("ErrorType", 4)  // Software
-                              .Str("OwningEntity", "vmgroupd")
-                              .Str("MessageID", "VMG" + std::to_string(j.error_code))
-                              .Str("Message", j.error_description)
-                              .Int("PerceivedSeverity", 6)  // Fatal/NonRecoverable
-                              .Str("ErrorSource", j.id)
-                              .Int("ErrorSourceFormat", 0)
-                              .Int("CIMStatusCode", 1)
-                              .Str("CIMStatusCodeDescription", "CIM_ERR_FAILED")
+                              .Int(Error::kErrorType, 4)  // Software
+                              .Str(Error::kOwningEntity, "vmgroupd")
+                              .Str(Error::kMessageID, "VMG" + std::to_string(j.error_code))
+                              .Str(Error::kMessage, j.error_description)
+                              .Int(Error::kPerceivedSeverity, 6)  // Fatal/NonRecoverable
+                              .Str(Error::kErrorSource, j.id)
+                              .Int(Error::kErrorSourceFormat, 0)
+                              .Int(Error::kCIMStatusCode, 1)
+                              .Str(Error::kCIMStatusCodeDescription, "CIM_ERR_FAILED")
                               .Build());
 }
 
@@ -145,7 +160,7 @@ class JobProvider : public cim::Provider {
     return out;
   }
   Result<cim::Instance> Get(const cim::ObjectPath& path) override {
-    VMG_ASSIGN_OR_RETURN(auto j, ctx_.jobs->Get(IdOf(path, "InstanceID")));
+    VMG_ASSIGN_OR_RETURN(auto j, ctx_.jobs->Get(IdOf(path, Job::kInstanceID)));
     return JobInstance(spec_, j, ctx_.jobs->env()->NowMicros());
   }
 
@@ -154,26 +169,32 @@ class JobProvider : public cim::Provider {
   Result<cim::MethodResult> Invoke(const cim::MethodSpec& method, const cim::ObjectPath& target,
                                    const std::map<std::string, cim::Value>& raw) override {
     Args args(raw);
-    const std::string id = IdOf(target, "InstanceID");
+    const std::string id = IdOf(target, Job::kInstanceID);
     VMG_ASSIGN_OR_RETURN(auto job, ctx_.jobs->Get(id));
     const bool failed = job.state == catalog::JobState::kException ||
                         job.state == catalog::JobState::kTerminated ||
                         job.state == catalog::JobState::kKilled;
-    if (method.name == "GetError") {
+    if (method.name == Job::GetError::kMethod) {
       cim::MethodResult r = Done();
-      if (failed) r.out.push_back({"Error", "string", cim::Value::Scalar(ErrorXml(job))});
+      if (failed) {
+        r.out.push_back({Job::GetError::kError, "string", cim::Value::Scalar(ErrorXml(job))});
+      }
       return r;
     }
-    if (method.name == "GetErrorEx") {
+    if (method.name == Job::GetErrorEx::kMethod) {
       cim::MethodResult r = Done();
-      if (failed) r.out.push_back({"Errors", "string", cim::Value::Array({ErrorXml(job)})});
+      if (failed) {
+        r.out.push_back({Job::GetErrorEx::kErrors, "string", cim::Value::Array({ErrorXml(job)})});
+      }
       return r;
     }
-    if (args.Has("TimeoutPeriod") && args.Str("TimeoutPeriod") != "00000000000000.000000:000") {
+    using Change = Job::RequestStateChange;
+    if (args.Has(Change::kTimeoutPeriod) &&
+        args.Str(Change::kTimeoutPeriod) != "00000000000000.000000:000") {
       return Refused(4098, "TimeoutPeriod is not supported");
     }
-    const int64_t want = args.Int("RequestedState", -1);
-    if (want != 4 && want != 5) {
+    const int64_t want = args.Int(Change::kRequestedState, -1);
+    if (want != schema::JobRequestedState::kTerminate && want != schema::JobRequestedState::kKill) {
       return Refused(want >= 2 && want <= 6 ? 1 : 5,
                      "only 4 (Terminate) and 5 (Kill) can be requested of a job");
     }
@@ -195,29 +216,30 @@ Providers JobProviders(const Context& ctx) {
   Providers out;
   out.push_back(std::make_unique<JobProvider>(ctx));
   JobManager* jobs = ctx.jobs;
+  using Affects = schema::AffectedJobElement;
   out.push_back(std::make_unique<ListProvider>(
       cim::ClassSpec{
-          .name = "Msvm_AffectedJobElement",
+          .name = Affects::kClass,
           .superclass = "CIM_AffectedJobElement",
           .association = true,
-          .properties = {{.name = "AffectedElement",
+          .properties = {{.name = Affects::kAffectedElement,
                           .type = "reference",
                           .key = true,
                           .reference_class = "CIM_ManagedElement"},
-                         {.name = "AffectingElement",
+                         {.name = Affects::kAffectingElement,
                           .type = "reference",
                           .key = true,
-                          .reference_class = "Msvm_ConcreteJob"},
-                         {.name = "ElementEffects", .type = "uint16", .is_array = true}}},
+                          .reference_class = Job::kClass},
+                         {.name = Affects::kElementEffects, .type = "uint16", .is_array = true}}},
       [jobs](const cim::ClassSpec& spec) -> Result<std::vector<cim::Instance>> {
         VMG_ASSIGN_OR_RETURN(auto all, jobs->List());
         std::vector<cim::Instance> rows;
         for (const auto& j : all) {
           for (const auto& a : j.affected) {
             rows.push_back(cim::InstanceBuilder(spec)
-                               .Ref("AffectedElement", AffectedPath(a))
-                               .Ref("AffectingElement", JobPath(j.id))
-                               .Ints("ElementEffects", {5})  // Create
+                               .Ref(Affects::kAffectedElement, AffectedPath(a))
+                               .Ref(Affects::kAffectingElement, JobPath(j.id))
+                               .Ints(Affects::kElementEffects, {5})  // Create
                                .Build());
           }
         }

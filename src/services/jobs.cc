@@ -5,6 +5,7 @@
 #include "base/ids.h"
 #include "base/log.h"
 #include "base/validate.h"
+#include "schema/classes.h"
 
 namespace vmgroup::services {
 
@@ -173,8 +174,6 @@ Result<std::vector<catalog::JobRecord>> JobManager::List() {
 
 namespace {
 
-constexpr std::string_view kSnapshotSubject = "Msvm_SnapshotCollection:";
-
 // What recovery did to the work on snapshot `id`: the job's end state and
 // what to say. Killed, with recovery's summary, when it is not known.
 std::pair<catalog::JobState, std::string> OutcomeFor(const engine::RecoveryReport& r,
@@ -221,9 +220,11 @@ Status JobManager::EndInterrupted(const engine::RecoveryReport& recovery) {
   VMG_ASSIGN_OR_RETURN(auto jobs, catalog_->ListJobs());
   for (auto& job : jobs) {
     if (job.ended_us != 0) continue;
+    // The group snapshot the job works on: its "Class:id" entry (Affected).
+    const std::string snapshot = std::string(schema::SnapshotCollection::kClass) + ":";
     std::string subject;
     for (const auto& a : job.affected) {
-      if (a.starts_with(kSnapshotSubject)) subject = a.substr(kSnapshotSubject.size());
+      if (a.starts_with(snapshot)) subject = a.substr(snapshot.size());
     }
     auto [state, what] = subject.empty() ? std::pair{catalog::JobState::kKilled, recovery.Summary()}
                                          : OutcomeFor(recovery, subject);

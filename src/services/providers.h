@@ -40,6 +40,9 @@ cim::ClassSpec ErrorClass();
 // Classes clients build or receive as embedded instances.
 std::vector<cim::ClassSpec> EmbeddedClasses();
 
+// Every provider family above, in the order Register hands them on.
+Providers AllProviders(const Context& ctx);
+
 // Everything above, on `d`.
 void Register(cim::Dispatcher& d, const Context& ctx);
 

@@ -14,9 +14,12 @@
 namespace vmgroup::services {
 namespace {
 
-constexpr int kRctBased = 2;
-constexpr int kCrashConsistent = 2;  // as the family's other enums count (reference §4.6)
-constexpr int kLogBased = 1;
+using RPC = schema::ReferencePointCollection;
+using VSRP = schema::VirtualSystemReferencePoint;
+using CRPS = schema::CollectionReferencePointService;
+using schema::ReferencePointType;
+// As the family's other enums count (reference §4.6).
+constexpr int kCrashConsistent = schema::ConsistencyLevel::kCrash;
 constexpr int kJobCreateReferencePointOnCollection = 205;
 constexpr int kJobExportReferencePointOnCollection = 206;
 constexpr int kJobDestroyReferencePointOnCollection = 208;
@@ -36,25 +39,26 @@ Result<std::optional<cim::Instance>> Settings(const std::string& text, const cha
 // CreateReferencePoint's inputs: the type, which must be RCT based (or left
 // to vmgroup: 0), and the settings, whose ElementName names the point.
 Status ReadCreateSettings(const Args& a, std::string* name) {
-  const int64_t type = a.Int("ReferencePointType", 0);
-  if (type == kLogBased) {
+  using Create = CRPS::CreateReferencePoint;
+  const int64_t type = a.Int(Create::kReferencePointType, 0);
+  if (type == ReferencePointType::kLogBased) {
     return Status::NotSupported(
         "log-based reference points (ReferencePointType 1, Hyper-V Replica) are not supported; "
         "use 2 (RCT based)");
   }
-  if (type != 0 && type != kRctBased) {
+  if (type != 0 && type != ReferencePointType::kRctBased) {
     return Status::InvalidArgument("ReferencePointType must be 0, 1 or 2, not " +
                                    std::to_string(type));
   }
-  auto settings =
-      Settings(a.Str("ReferencePointSettings"), "Msvm_CollectionReferencePointSettingData");
-  if (!settings.ok()) return settings.status().Annotate("ReferencePointSettings");
+  auto settings = Settings(a.Str(Create::kReferencePointSettings),
+                           schema::CollectionReferencePointSettingData::kClass);
+  if (!settings.ok()) return settings.status().Annotate(Create::kReferencePointSettings);
   if (!*settings) return Status::Ok();
   auto named = ElementNameOf(**settings, "reference point name");
-  if (!named.ok()) return named.status().Annotate("ReferencePointSettings");
+  if (!named.ok()) return named.status().Annotate(Create::kReferencePointSettings);
   *name = *named;
   auto level = ReadConsistencyLevel(**settings);
-  if (!level.ok()) return level.status().Annotate("ReferencePointSettings");
+  if (!level.ok()) return level.status().Annotate(Create::kReferencePointSettings);
   if (*level == catalog::Consistency::kApplication) {
     return Status::NotSupported(
         "ReferencePointSettings: reference points are made crash consistent (ConsistencyLevel "
@@ -67,16 +71,16 @@ Status ReadCreateSettings(const Args& a, std::string* name) {
 // ExportReferencePoint's settings: the base, if any. Every disk of every
 // member is exported: a selection of disks is refused, not half-honoured.
 Status ReadExportSettings(const std::string& text, engine::ExportRequest* req) {
-  VMG_ASSIGN_OR_RETURN(auto settings,
-                       Settings(text, "Msvm_CollectionReferencePointExportSettingData"));
+  using Export = schema::CollectionReferencePointExportSettingData;
+  VMG_ASSIGN_OR_RETURN(auto settings, Settings(text, Export::kClass));
   if (!settings) return Status::Ok();
-  if (const cim::Property* p = settings->Find("VirtualMachinesToDisksToExport");
+  if (const cim::Property* p = settings->Find(Export::kVirtualMachinesToDisksToExport);
       p && !p->value.array.empty()) {
     return Status::NotSupported(
         "VirtualMachinesToDisksToExport: vmgroup exports every disk of every member; leave it "
         "empty");
   }
-  if (const cim::Property* p = settings->Find("BaseReferencePointCollection");
+  if (const cim::Property* p = settings->Find(Export::kBaseReferencePointCollection);
       p && p->value.kind == cim::Value::Kind::kScalar) {
     req->base = CollectionIdIn(p->value.scalar);
   }
@@ -85,39 +89,47 @@ Status ReadExportSettings(const std::string& text, engine::ExportRequest* req) {
 
 // The reference point parameter `param` names.
 Result<catalog::ReferencePointRecord> Named(engine::Engine* e, const Args& a, const char* param) {
-  VMG_ASSIGN_OR_RETURN(std::string id, a.RefId(param, "CollectionID", "a reference point"));
+  VMG_ASSIGN_OR_RETURN(std::string id, a.RefId(param, RPC::kCollectionID, "a reference point"));
   return e->catalog().GetReferencePoint(id);
 }
 
 class ReferencePointServiceProvider : public ServiceProvider {
+  using Create = CRPS::CreateReferencePoint;
+  using Export = CRPS::ExportReferencePoint;
+  using OnPoint = CRPS::OnReferencePoint;  // DestroyReferencePoint, RemoveAssociatedData
+
  public:
   explicit ReferencePointServiceProvider(const Context& ctx)
       : ServiceProvider(
-            ctx, "Msvm_CollectionReferencePointService", "CollectionReferencePointService",
+            ctx, CRPS::kClass, "CollectionReferencePointService",
             "Hyper-V Collection Reference Point Service",
-            {{.name = "CreateReferencePoint",
-              .params = {RefIn("Collection", "Msvm_VirtualSystemCollection"),
-                         {.name = "ReferencePointSettings",
+            {{.name = Create::kMethod,
+              .params = {RefIn(Create::kCollection, schema::VirtualSystemCollection::kClass),
+                         {.name = Create::kReferencePointSettings,
                           .type = "string",
-                          .embedded_class = "Msvm_CollectionReferencePointSettingData"},
-                         {.name = "ReferencePointType", .type = "uint16"},
-                         RefInOut("ResultingReferencePointCollection", "CIM_Collection"),
+                          .embedded_class = schema::CollectionReferencePointSettingData::kClass},
+                         {.name = Create::kReferencePointType, .type = "uint16"},
+                         RefInOut(Create::kResultingReferencePointCollection, "CIM_Collection"),
                          JobOut()}},
-             {.name = "ExportReferencePoint",
-              .params = {RefIn("ReferencePointCollection", "CIM_Collection"),
-                         {.name = "ExportDirectory", .type = "string"},
-                         {.name = "ExportSettingData",
+             {.name = Export::kMethod,
+              .params = {RefIn(Export::kReferencePointCollection, "CIM_Collection"),
+                         {.name = Export::kExportDirectory, .type = "string"},
+                         {.name = Export::kExportSettingData,
                           .type = "string",
-                          .embedded_class = "Msvm_CollectionReferencePointExportSettingData"},
+                          .embedded_class =
+                              schema::CollectionReferencePointExportSettingData::kClass},
                          JobOut()}},
-             {.name = "DestroyReferencePoint",
-              .params = {RefIn("AffectedReferencePointCollection", "CIM_Collection"), JobOut()}},
-             {.name = "RemoveAssociatedData",
-              .params = {RefIn("AffectedReferencePointCollection", "CIM_Collection"), JobOut()}}}) {
+             {.name = CRPS::DestroyReferencePoint::kMethod,
+              .params = {RefIn(OnPoint::kAffectedReferencePointCollection, "CIM_Collection"),
+                         JobOut()}},
+             {.name = CRPS::RemoveAssociatedData::kMethod,
+              .params = {RefIn(OnPoint::kAffectedReferencePointCollection, "CIM_Collection"),
+                         JobOut()}}}) {
     engine::Engine* e = ctx.engine;
     JobManager* jobs = ctx.jobs;
-    On("CreateReferencePoint", [e, jobs](const Args& a) -> Result<cim::MethodResult> {
-      auto collection = a.RefId("Collection", "CollectionID", "a VM group");
+    On(Create::kMethod, [e, jobs](const Args& a) -> Result<cim::MethodResult> {
+      auto collection = a.RefId(Create::kCollection, schema::VirtualSystemCollection::kCollectionID,
+                                "a VM group");
       if (!collection.ok()) return Outcome(ReturnCodeA, collection.status());
       const std::string group_id = *collection, rp_id = NewGuid();
       std::string name;
@@ -138,17 +150,17 @@ class ReferencePointServiceProvider : public ServiceProvider {
                       }));
       cim::MethodResult r = JobStarted(job);
       r.out.push_back(
-          {"ResultingReferencePointCollection", "reference",
+          {Create::kResultingReferencePointCollection, "reference",
            cim::Value::Reference(ReferencePointPath({.id = rp_id, .collection_id = group_id}))});
       return r;
     });
-    On("ExportReferencePoint", [e, jobs](const Args& a) -> Result<cim::MethodResult> {
-      auto rp = Named(e, a, "ReferencePointCollection");
+    On(Export::kMethod, [e, jobs](const Args& a) -> Result<cim::MethodResult> {
+      auto rp = Named(e, a, Export::kReferencePointCollection);
       if (!rp.ok()) return Outcome(ReturnCodeA, rp.status());
-      auto dir = a.Path("ExportDirectory");
+      auto dir = a.Path(Export::kExportDirectory);
       if (!dir.ok()) return Outcome(ReturnCodeA, dir.status());
       engine::ExportRequest req{.directory = *dir};
-      if (Status s = ReadExportSettings(a.Str("ExportSettingData"), &req); !s.ok()) {
+      if (Status s = ReadExportSettings(a.Str(Export::kExportSettingData), &req); !s.ok()) {
         return Refused(ReturnCodeA(s), "ExportSettingData: " + s.message());
       }
       if (Status s = e->snapshots().ValidateExportReferencePoint(rp->id, req); !s.ok()) {
@@ -168,8 +180,8 @@ class ReferencePointServiceProvider : public ServiceProvider {
               }));
       return JobStarted(job);
     });
-    On("DestroyReferencePoint", [e, jobs](const Args& a) -> Result<cim::MethodResult> {
-      auto rp = Named(e, a, "AffectedReferencePointCollection");
+    On(CRPS::DestroyReferencePoint::kMethod, [e, jobs](const Args& a) -> Result<cim::MethodResult> {
+      auto rp = Named(e, a, OnPoint::kAffectedReferencePointCollection);
       if (!rp.ok()) return Outcome(ReturnCodeA, rp.status());
       const std::string id = rp->id;
       VMG_ASSIGN_OR_RETURN(
@@ -182,8 +194,8 @@ class ReferencePointServiceProvider : public ServiceProvider {
                       }));
       return JobStarted(job);
     });
-    On("RemoveAssociatedData", [e](const Args& a) -> Result<cim::MethodResult> {
-      auto rp = Named(e, a, "AffectedReferencePointCollection");
+    On(CRPS::RemoveAssociatedData::kMethod, [e](const Args& a) -> Result<cim::MethodResult> {
+      auto rp = Named(e, a, OnPoint::kAffectedReferencePointCollection);
       if (!rp.ok()) return Outcome(ReturnCodeA, rp.status());
       return Refused(kRcNotSupported,
                      "reference point " + rp->name +
@@ -218,6 +230,8 @@ std::unique_ptr<cim::Provider> PerMemberLink(
 }  // namespace
 
 std::string CollectionIdIn(const std::string& text) {
+  // The key of both classes: schema::ReferencePointCollection::kCollectionID
+  // and schema::SnapshotCollection::kCollectionID.
   static const std::regex kKey(R"(CollectionID\s*=\s*"([^"]*)\")", std::regex::icase);
   std::smatch m;
   return std::regex_search(text, m, kKey) ? m[1].str() : text;
@@ -229,48 +243,50 @@ Providers ReferencePointProviders(const Context& ctx) {
   out.push_back(std::make_unique<ReferencePointServiceProvider>(ctx));
   out.push_back(std::make_unique<ListProvider>(
       cim::ClassSpec{
-          .name = "Msvm_ReferencePointCollection",
+          .name = RPC::kClass,
           .superclass = "CIM_Collection",
-          .properties = {{.name = "CollectionID", .type = "string", .key = true},
-                         {.name = "VirtualSystemCollectionId", .type = "string", .key = true},
-                         {.name = "ElementName", .type = "string"},
-                         {.name = "ReferencePointType", .type = "uint16"},
-                         {.name = "ConsistencyLevel", .type = "uint16"},
-                         {.name = "HasAssociatedLog", .type = "boolean"},
-                         {.name = "Vmgroup_CutTime", .type = "datetime"},
-                         {.name = "Vmgroup_CreationTime", .type = "datetime"},
-                         {.name = "Vmgroup_SnapshotCollectionID", .type = "string"}}},
+          .properties = {{.name = RPC::kCollectionID, .type = "string", .key = true},
+                         {.name = RPC::kVirtualSystemCollectionId, .type = "string", .key = true},
+                         {.name = RPC::kElementName, .type = "string"},
+                         {.name = RPC::kReferencePointType, .type = "uint16"},
+                         {.name = RPC::kConsistencyLevel, .type = "uint16"},
+                         {.name = RPC::kHasAssociatedLog, .type = "boolean"},
+                         {.name = RPC::kVmgroupCutTime, .type = "datetime"},
+                         {.name = RPC::kVmgroupCreationTime, .type = "datetime"},
+                         {.name = RPC::kVmgroupSnapshotCollectionID, .type = "string"}}},
       [e](const cim::ClassSpec& spec) -> Result<std::vector<cim::Instance>> {
         VMG_ASSIGN_OR_RETURN(auto rps, e->catalog().ListReferencePoints());
         std::vector<cim::Instance> rows;
         for (const auto& rp : rps) {
           rows.push_back(cim::InstanceBuilder(spec)
-                             .Str("CollectionID", rp.id)
-                             .Str("VirtualSystemCollectionId", rp.collection_id)
-                             .Str("ElementName", rp.name)
-                             .Int("ReferencePointType", kRctBased)
-                             .Int("ConsistencyLevel", kCrashConsistent)
-                             .Bool("HasAssociatedLog", false)
-                             .Str("Vmgroup_CutTime", CimTime(rp.cut_us))
-                             .Str("Vmgroup_CreationTime", CimTime(rp.created_us))
-                             .Str("Vmgroup_SnapshotCollectionID", rp.snapshot_id)
+                             .Str(RPC::kCollectionID, rp.id)
+                             .Str(RPC::kVirtualSystemCollectionId, rp.collection_id)
+                             .Str(RPC::kElementName, rp.name)
+                             .Int(RPC::kReferencePointType, ReferencePointType::kRctBased)
+                             .Int(RPC::kConsistencyLevel, kCrashConsistent)
+                             .Bool(RPC::kHasAssociatedLog, false)
+                             .Str(RPC::kVmgroupCutTime, CimTime(rp.cut_us))
+                             .Str(RPC::kVmgroupCreationTime, CimTime(rp.created_us))
+                             .Str(RPC::kVmgroupSnapshotCollectionID, rp.snapshot_id)
                              .Build());
         }
         return rows;
       }));
   out.push_back(std::make_unique<ListProvider>(
       cim::ClassSpec{
-          .name = "Msvm_VirtualSystemReferencePoint",
+          .name = VSRP::kClass,
           .superclass = "CIM_ManagedElement",
           .properties =
-              {{.name = "InstanceID", .type = "string", .key = true},
-               {.name = "VirtualSystemIdentifier", .type = "string", .key = true},
-               {.name = "ReferencePointType", .type = "uint16"},
-               {.name = "ConsistencyLevel", .type = "uint16"},
-               {.name = "HasAssociatedData", .type = "boolean"},
-               {.name = "VirtualDiskIdentifiers", .type = "string", .is_array = true},
-               {.name = "ResilientChangeTrackingIdentifiers", .type = "string", .is_array = true},
-               {.name = "Vmgroup_ReferencePointCollectionID", .type = "string"}}},
+              {{.name = VSRP::kInstanceID, .type = "string", .key = true},
+               {.name = VSRP::kVirtualSystemIdentifier, .type = "string", .key = true},
+               {.name = VSRP::kReferencePointType, .type = "uint16"},
+               {.name = VSRP::kConsistencyLevel, .type = "uint16"},
+               {.name = VSRP::kHasAssociatedData, .type = "boolean"},
+               {.name = VSRP::kVirtualDiskIdentifiers, .type = "string", .is_array = true},
+               {.name = VSRP::kResilientChangeTrackingIdentifiers,
+                .type = "string",
+                .is_array = true},
+               {.name = VSRP::kVmgroupReferencePointCollectionID, .type = "string"}}},
       [e](const cim::ClassSpec& spec) -> Result<std::vector<cim::Instance>> {
         VMG_ASSIGN_OR_RETURN(auto rps, e->catalog().ListReferencePoints());
         std::vector<cim::Instance> rows;
@@ -284,23 +300,24 @@ Providers ReferencePointProviders(const Context& ctx) {
               tracking.push_back(rp.bitmap);
             }
             rows.push_back(cim::InstanceBuilder(spec)
-                               .Str("InstanceID", SettingsId(m.id))
-                               .Str("VirtualSystemIdentifier", m.vm_id)
-                               .Int("ReferencePointType", kRctBased)
-                               .Int("ConsistencyLevel", kCrashConsistent)
-                               .Bool("HasAssociatedData", false)
-                               .Strs("VirtualDiskIdentifiers", disks)
-                               .Strs("ResilientChangeTrackingIdentifiers", tracking)
-                               .Str("Vmgroup_ReferencePointCollectionID", rp.id)
+                               .Str(VSRP::kInstanceID, SettingsId(m.id))
+                               .Str(VSRP::kVirtualSystemIdentifier, m.vm_id)
+                               .Int(VSRP::kReferencePointType, ReferencePointType::kRctBased)
+                               .Int(VSRP::kConsistencyLevel, kCrashConsistent)
+                               .Bool(VSRP::kHasAssociatedData, false)
+                               .Strs(VSRP::kVirtualDiskIdentifiers, disks)
+                               .Strs(VSRP::kResilientChangeTrackingIdentifiers, tracking)
+                               .Str(VSRP::kVmgroupReferencePointCollectionID, rp.id)
                                .Build());
           }
         }
         return rows;
       }));
   // The associations that place them (reference §5.2, §5.3).
+  using OfGroup = schema::ReferencePointOfVirtualSystemCollection;
   out.push_back(std::make_unique<ListProvider>(
-      LinkSpec("Msvm_ReferencePointOfVirtualSystemCollection", "CIM_Dependency", "Antecedent",
-               "CIM_CollectionOfMSEs", "Dependent", "CIM_Collection"),
+      LinkSpec(OfGroup::kClass, "CIM_Dependency", OfGroup::kAntecedent, "CIM_CollectionOfMSEs",
+               OfGroup::kDependent, "CIM_Collection"),
       [e](const cim::ClassSpec& spec) -> Result<std::vector<cim::Instance>> {
         VMG_ASSIGN_OR_RETURN(auto rps, e->catalog().ListReferencePoints());
         std::vector<cim::Instance> rows;
@@ -308,21 +325,23 @@ Providers ReferencePointProviders(const Context& ctx) {
           auto group = e->catalog().GetCollection(rp.collection_id);
           if (!group.ok()) continue;
           rows.push_back(cim::InstanceBuilder(spec)
-                             .Ref("Antecedent", CollectionPath(*group))
-                             .Ref("Dependent", ReferencePointPath(rp))
+                             .Ref(OfGroup::kAntecedent, CollectionPath(*group))
+                             .Ref(OfGroup::kDependent, ReferencePointPath(rp))
                              .Build());
         }
         return rows;
       }));
+  out.push_back(
+      PerMemberLink(e,
+                    LinkSpec(schema::CollectedReferencePoints::kClass, "CIM_CollectedMSEs",
+                             schema::CollectedReferencePoints::kCollection, RPC::kClass,
+                             schema::CollectedReferencePoints::kMember, VSRP::kClass),
+                    [](const auto& rp, const auto&) { return ReferencePointPath(rp); }));
   out.push_back(PerMemberLink(
       e,
-      LinkSpec("Msvm_CollectedReferencePoints", "CIM_CollectedMSEs", "Collection",
-               "Msvm_ReferencePointCollection", "Member", "Msvm_VirtualSystemReferencePoint"),
-      [](const auto& rp, const auto&) { return ReferencePointPath(rp); }));
-  out.push_back(PerMemberLink(
-      e,
-      LinkSpec("Msvm_ReferencePointOfVirtualSystem", "CIM_Dependency", "Antecedent",
-               "Msvm_ComputerSystem", "Dependent", "Msvm_VirtualSystemReferencePoint"),
+      LinkSpec(schema::ReferencePointOfVirtualSystem::kClass, "CIM_Dependency",
+               schema::ReferencePointOfVirtualSystem::kAntecedent, schema::ComputerSystem::kClass,
+               schema::ReferencePointOfVirtualSystem::kDependent, VSRP::kClass),
       [](const auto&, const auto& m) { return VmPath(m.vm_id); }));
   return out;
 }

@@ -4,55 +4,70 @@
 namespace vmgroup::services {
 
 std::vector<cim::ClassSpec> EmbeddedClasses() {
-  return {ErrorClass(),
-          {.name = "Msvm_VirtualSystemSnapshotSettingData",
-           .superclass = "CIM_SettingData",
-           .properties = {{.name = "InstanceID", .type = "string", .key = true},
-                          {.name = "ElementName", .type = "string"},
-                          {.name = "ConsistencyLevel", .type = "uint8"},
-                          {.name = "IgnoreNonSnapshottableDisks", .type = "boolean"},
-                          {.name = "GuestBackupType", .type = "uint8"},
-                          {.name = "Vmgroup_AllowCrashConsistentFallback", .type = "boolean"}}},
-          {.name = "Msvm_CollectionSnapshotExportSettingData",
-           .superclass = "CIM_SettingData",
-           .properties = {{.name = "InstanceID", .type = "string", .key = true},
-                          {.name = "ElementName", .type = "string"},
-                          {.name = "CopyVmStorage", .type = "boolean"},
-                          {.name = "DifferentialBackupBase", .type = "string"},
-                          {.name = "BackupIntent", .type = "uint16"}}},
-          {.name = "Msvm_CollectionReferencePointSettingData",
-           .superclass = "CIM_SettingData",
-           .properties = {{.name = "InstanceID", .type = "string", .key = true},
-                          {.name = "ElementName", .type = "string"},
-                          {.name = "ConsistencyLevel", .type = "uint8"}}},
-          {.name = "Msvm_CollectionReferencePointExportSettingData",
-           .superclass = "CIM_SettingData",
-           .properties = {{.name = "InstanceID", .type = "string", .key = true},
-                          {.name = "ElementName", .type = "string"},
-                          {.name = "BaseReferencePointCollection", .type = "string"},
-                          {.name = "VirtualMachinesToDisksToExport",
-                           .type = "string",
-                           .is_array = true}}},
-          {.name = "Msvm_MemorySettingData",
-           .superclass = "CIM_ResourceAllocationSettingData",
-           .properties = {{.name = "InstanceID", .type = "string", .key = true},
-                          {.name = "VirtualQuantity", .type = "uint64"}}},
-          {.name = "Msvm_ProcessorSettingData",
-           .superclass = "CIM_ResourceAllocationSettingData",
-           .properties = {{.name = "InstanceID", .type = "string", .key = true},
-                          {.name = "VirtualQuantity", .type = "uint64"}}},
-          {.name = "Msvm_StorageAllocationSettingData",
-           .superclass = "CIM_ResourceAllocationSettingData",
-           .properties = {{.name = "InstanceID", .type = "string", .key = true},
-                          {.name = "HostResource", .type = "string", .is_array = true},
-                          {.name = "Vmgroup_NewSizeBytes", .type = "uint64"}}}};
+  using SnapshotSettings = schema::VirtualSystemSnapshotSettingData;
+  using SnapshotExport = schema::CollectionSnapshotExportSettingData;
+  using PointSettings = schema::CollectionReferencePointSettingData;
+  using PointExport = schema::CollectionReferencePointExportSettingData;
+  using Storage = schema::StorageAllocationSettingData;
+  // Memory and processors: a count.
+  auto quantity = [](const char* name) -> cim::ClassSpec {
+    using Q = schema::QuantitySettingData;
+    return {.name = name,
+            .superclass = "CIM_ResourceAllocationSettingData",
+            .properties = {{.name = Q::kInstanceID, .type = "string", .key = true},
+                           {.name = Q::kVirtualQuantity, .type = "uint64"}}};
+  };
+  return {
+      ErrorClass(),
+      {.name = SnapshotSettings::kClass,
+       .superclass = "CIM_SettingData",
+       .properties = {{.name = SnapshotSettings::kInstanceID, .type = "string", .key = true},
+                      {.name = SnapshotSettings::kElementName, .type = "string"},
+                      {.name = SnapshotSettings::kConsistencyLevel, .type = "uint8"},
+                      {.name = SnapshotSettings::kIgnoreNonSnapshottableDisks, .type = "boolean"},
+                      {.name = SnapshotSettings::kGuestBackupType, .type = "uint8"},
+                      {.name = SnapshotSettings::kVmgroupAllowCrashConsistentFallback,
+                       .type = "boolean"}}},
+      {.name = SnapshotExport::kClass,
+       .superclass = "CIM_SettingData",
+       .properties = {{.name = SnapshotExport::kInstanceID, .type = "string", .key = true},
+                      {.name = SnapshotExport::kElementName, .type = "string"},
+                      {.name = SnapshotExport::kCopyVmStorage, .type = "boolean"},
+                      {.name = SnapshotExport::kDifferentialBackupBase, .type = "string"},
+                      {.name = SnapshotExport::kBackupIntent, .type = "uint16"}}},
+      {.name = PointSettings::kClass,
+       .superclass = "CIM_SettingData",
+       .properties = {{.name = PointSettings::kInstanceID, .type = "string", .key = true},
+                      {.name = PointSettings::kElementName, .type = "string"},
+                      {.name = PointSettings::kConsistencyLevel, .type = "uint8"}}},
+      {.name = PointExport::kClass,
+       .superclass = "CIM_SettingData",
+       .properties = {{.name = PointExport::kInstanceID, .type = "string", .key = true},
+                      {.name = PointExport::kElementName, .type = "string"},
+                      {.name = PointExport::kBaseReferencePointCollection, .type = "string"},
+                      {.name = PointExport::kVirtualMachinesToDisksToExport,
+                       .type = "string",
+                       .is_array = true}}},
+      quantity(schema::MemorySettingData::kClass),
+      quantity(schema::ProcessorSettingData::kClass),
+      {.name = Storage::kClass,
+       .superclass = "CIM_ResourceAllocationSettingData",
+       .properties = {{.name = Storage::kInstanceID, .type = "string", .key = true},
+                      {.name = Storage::kHostResource, .type = "string", .is_array = true},
+                      {.name = Storage::kVmgroupNewSizeBytes, .type = "uint64"}}}};
+}
+
+Providers AllProviders(const Context& ctx) {
+  Providers all;
+  for (auto* family : {&VmProviders, &CollectionProviders, &SnapshotProviders,
+                       &ReferencePointProviders, &JobProviders}) {
+    for (auto& p : (*family)(ctx)) all.push_back(std::move(p));
+  }
+  return all;
 }
 
 void Register(cim::Dispatcher& d, const Context& ctx) {
-  for (auto* family : {&VmProviders, &CollectionProviders, &SnapshotProviders,
-                       &ReferencePointProviders, &JobProviders}) {
-    for (auto& p : (*family)(ctx)) d.Register(std::move(p));
-  }
+  for (auto& p : AllProviders(ctx)) d.Register(std::move(p));
   for (auto& spec : EmbeddedClasses()) d.Declare(std::move(spec));
 }
 

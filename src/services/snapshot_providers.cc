@@ -21,25 +21,28 @@ constexpr int kJobDestroySnapshotCollection = 72;
 constexpr int kJobExportSnapshotCollection = 62;
 constexpr int kJobConvertToReferencePoint = 200;
 
+using SC = schema::SnapshotCollection;
+using CSS = schema::CollectionSnapshotService;
+
 cim::ClassSpec SnapshotCollectionSpec() {
-  return {.name = "Msvm_SnapshotCollection",
+  return {.name = SC::kClass,
           .superclass = "CIM_Collection",
-          .properties = {{.name = "CollectionID", .type = "string", .key = true},
-                         {.name = "ElementName", .type = "string"},
+          .properties = {{.name = SC::kCollectionID, .type = "string", .key = true},
+                         {.name = SC::kElementName, .type = "string"},
                          // Vendor: what Hyper-V keeps only on the members.
-                         {.name = "Vmgroup_VirtualSystemCollectionID", .type = "string"},
-                         {.name = "Vmgroup_SnapshotType", .type = "uint16"},
-                         {.name = "Vmgroup_CreationTime", .type = "datetime"},
-                         {.name = "Vmgroup_PauseWindowMicroseconds", .type = "uint64"},
-                         {.name = "Vmgroup_DurationMicroseconds", .type = "uint64"},
+                         {.name = SC::kVmgroupVirtualSystemCollectionID, .type = "string"},
+                         {.name = SC::kVmgroupSnapshotType, .type = "uint16"},
+                         {.name = SC::kVmgroupCreationTime, .type = "datetime"},
+                         {.name = SC::kVmgroupPauseWindowMicroseconds, .type = "uint64"},
+                         {.name = SC::kVmgroupDurationMicroseconds, .type = "uint64"},
                          // Vendor: what the group got (1 application consistent
                          // only when every member did, else 2) and how long its
                          // guests stayed frozen.
-                         {.name = "Vmgroup_ConsistencyLevel", .type = "uint16"},
-                         {.name = "Vmgroup_FreezeWindowMicroseconds", .type = "uint64"},
+                         {.name = SC::kVmgroupConsistencyLevel, .type = "uint16"},
+                         {.name = SC::kVmgroupFreezeWindowMicroseconds, .type = "uint64"},
                          // Vendor: the snapshot tree at group level.
-                         {.name = "Vmgroup_ParentSnapshotCollectionID", .type = "string"},
-                         {.name = "Vmgroup_IsCurrent", .type = "boolean"}}};
+                         {.name = SC::kVmgroupParentSnapshotCollectionID, .type = "string"},
+                         {.name = SC::kVmgroupIsCurrent, .type = "boolean"}}};
 }
 
 // Every complete group snapshot; one in progress is not shown.
@@ -69,12 +72,13 @@ catalog::Consistency Weakest(const catalog::SnapshotRecord& s) {
 Status ReadSettings(const std::string& text, engine::SnapshotRequest* req) {
   if (text.empty()) return Status::Ok();
   VMG_ASSIGN_OR_RETURN(cim::Instance inst, cim::ParseEmbeddedInstance(text));
-  if (!cim::NameEquals(inst.class_name, "Msvm_VirtualSystemSnapshotSettingData")) {
+  using Settings = schema::VirtualSystemSnapshotSettingData;
+  if (!cim::NameEquals(inst.class_name, Settings::kClass)) {
     return Status::InvalidArgument(
         "SnapshotSettings must be a Msvm_VirtualSystemSnapshotSettingData, not " + inst.class_name);
   }
   VMG_ASSIGN_OR_RETURN(req->name, ElementNameOf(inst, "snapshot name"));
-  if (const cim::Property* p = inst.Find("Vmgroup_AllowCrashConsistentFallback"); p) {
+  if (const cim::Property* p = inst.Find(Settings::kVmgroupAllowCrashConsistentFallback); p) {
     req->fallback = cim::NameEquals(p->value.scalar, "true");
   }
   VMG_ASSIGN_OR_RETURN(req->consistency, ReadConsistencyLevel(inst));
@@ -87,7 +91,8 @@ Status ReadSettings(const std::string& text, engine::SnapshotRequest* req) {
 Status ReadExportSettings(const std::string& text, engine::ExportRequest* req) {
   if (text.empty()) return Status::Ok();
   VMG_ASSIGN_OR_RETURN(cim::Instance inst, cim::ParseEmbeddedInstance(text));
-  if (!cim::NameEquals(inst.class_name, "Msvm_CollectionSnapshotExportSettingData")) {
+  using Settings = schema::CollectionSnapshotExportSettingData;
+  if (!cim::NameEquals(inst.class_name, Settings::kClass)) {
     return Status::InvalidArgument(
         "ExportSettingData must be a Msvm_CollectionSnapshotExportSettingData, not " +
         inst.class_name);
@@ -96,17 +101,19 @@ Status ReadExportSettings(const std::string& text, engine::ExportRequest* req) {
     const cim::Property* p = inst.Find(name);
     return p && p->value.kind == cim::Value::Kind::kScalar ? &p->value.scalar : nullptr;
   };
-  if (const std::string* v = scalar("CopyVmStorage")) {
+  if (const std::string* v = scalar(Settings::kCopyVmStorage)) {
     if (!cim::NameEquals(*v, "true") && !cim::NameEquals(*v, "false")) {
       return Status::InvalidArgument("CopyVmStorage must be true or false, not " + *v);
     }
     req->copy_storage = cim::NameEquals(*v, "true");
   }
-  if (const std::string* v = scalar("BackupIntent"); v && *v != "1" && *v != "2") {
+  if (const std::string* v = scalar(Settings::kBackupIntent); v && *v != "1" && *v != "2") {
     return Status::InvalidArgument("BackupIntent must be 1 (preserve chain) or 2 (merge), not " +
                                    *v);
   }
-  if (const std::string* v = scalar("DifferentialBackupBase")) req->base = CollectionIdIn(*v);
+  if (const std::string* v = scalar(Settings::kDifferentialBackupBase)) {
+    req->base = CollectionIdIn(*v);
+  }
   return Status::Ok();
 }
 
@@ -118,7 +125,7 @@ Result<cim::MethodResult> OnSnapshot(
     engine::Engine* e, JobManager* jobs, const Args& a, const char* ref, int job_type,
     const std::string& verb, std::function<Status(const std::string&)> validate,
     std::function<Result<catalog::SnapshotRecord>(const std::string&)> work) {
-  auto named = a.RefId(ref, "CollectionID", "a group snapshot");
+  auto named = a.RefId(ref, SC::kCollectionID, "a group snapshot");
   if (!named.ok()) return Outcome(ReturnCodeA, named.status());
   const std::string id = *named;
   if (Status s = validate(id); !s.ok()) return Outcome(ReturnCodeA, s);
@@ -131,66 +138,72 @@ Result<cim::MethodResult> OnSnapshot(
             VMG_ASSIGN_OR_RETURN(auto s, work(id));
             std::vector<std::string> touched;
             for (const auto& m : s.members) {
-              touched.push_back(Affected("Msvm_ComputerSystem", m.vm_id));
+              touched.push_back(Affected(schema::ComputerSystem::kClass, m.vm_id));
             }
             return touched;
           },
-          Affected("Msvm_SnapshotCollection", id)));
+          Affected(SC::kClass, id)));
   return JobStarted(job);
 }
 
 class SnapshotServiceProvider : public ServiceProvider {
+  using Create = CSS::CreateSnapshot;
+  using Apply = CSS::ApplySnapshot;
+  using Destroy = CSS::DestroySnapshot;
+  using Convert = CSS::ConvertToReferencePoint;
+  using Export = CSS::ExportSnapshot;
+
  public:
   explicit SnapshotServiceProvider(const Context& ctx)
       : ServiceProvider(
-            ctx, "Msvm_CollectionSnapshotService", "CollectionSnapshotService",
-            "Hyper-V Collection Snapshot Service",
-            {{.name = "CreateSnapshot",
-              .params = {RefIn("Collection", "CIM_CollectionOfMSEs"),
-                         {.name = "SnapshotSettings",
+            ctx, CSS::kClass, "CollectionSnapshotService", "Hyper-V Collection Snapshot Service",
+            {{.name = Create::kMethod,
+              .params = {RefIn(Create::kCollection, "CIM_CollectionOfMSEs"),
+                         {.name = Create::kSnapshotSettings,
                           .type = "string",
-                          .embedded_class = "Msvm_VirtualSystemSnapshotSettingData"},
-                         {.name = "SnapshotType", .type = "uint16"},
-                         RefInOut("ResultingSnapshotCollection", "CIM_Collection"),
+                          .embedded_class = schema::VirtualSystemSnapshotSettingData::kClass},
+                         {.name = Create::kSnapshotType, .type = "uint16"},
+                         RefInOut(Create::kResultingSnapshotCollection, "CIM_Collection"),
                          JobOut()}},
-             {.name = "ApplySnapshot",
-              .params = {RefIn("SnapshotCollection", "CIM_Collection"), JobOut()}},
-             {.name = "DestroySnapshot",
-              .params = {RefIn("AffectedSnapshotCollection", "CIM_Collection"), JobOut()}},
-             {.name = "ConvertToReferencePoint",
-              .params = {RefIn("AffectedSnapshotCollection", "Msvm_SnapshotCollection"),
-                         RefInOut("ResultingReferencePointCollection",
-                                  "Msvm_ReferencePointCollection"),
+             {.name = Apply::kMethod,
+              .params = {RefIn(Apply::kSnapshotCollection, "CIM_Collection"), JobOut()}},
+             {.name = Destroy::kMethod,
+              .params = {RefIn(Destroy::kAffectedSnapshotCollection, "CIM_Collection"), JobOut()}},
+             {.name = Convert::kMethod,
+              .params = {RefIn(Convert::kAffectedSnapshotCollection, SC::kClass),
+                         RefInOut(Convert::kResultingReferencePointCollection,
+                                  schema::ReferencePointCollection::kClass),
                          JobOut()}},
-             {.name = "ExportSnapshot",
-              .params = {RefIn("SnapshotCollection", "CIM_Collection"),
-                         {.name = "ExportDirectory", .type = "string"},
-                         {.name = "ExportSettingData",
+             {.name = Export::kMethod,
+              .params = {RefIn(Export::kSnapshotCollection, "CIM_Collection"),
+                         {.name = Export::kExportDirectory, .type = "string"},
+                         {.name = Export::kExportSettingData,
                           .type = "string",
-                          .embedded_class = "Msvm_CollectionSnapshotExportSettingData"},
+                          .embedded_class = schema::CollectionSnapshotExportSettingData::kClass},
                          JobOut()}}}) {
     engine::Engine* e = ctx.engine;
     JobManager* jobs = ctx.jobs;
-    On("ApplySnapshot", [e, jobs](const Args& a) {
+    On(Apply::kMethod, [e, jobs](const Args& a) {
       return OnSnapshot(
-          e, jobs, a, "SnapshotCollection", kJobApplySnapshotCollection, "Apply",
+          e, jobs, a, Apply::kSnapshotCollection, kJobApplySnapshotCollection, "Apply",
           [e](const std::string& id) { return e->snapshots().ValidateApply({id}); },
           [e](const std::string& id) -> Result<catalog::SnapshotRecord> {
             return e->snapshots().Apply({id});
           });
     });
-    On("DestroySnapshot", [e, jobs](const Args& a) {
+    On(Destroy::kMethod, [e, jobs](const Args& a) {
       return OnSnapshot(
-          e, jobs, a, "AffectedSnapshotCollection", kJobDestroySnapshotCollection, "Destroy",
-          [e](const std::string& id) { return e->snapshots().ValidateDestroy({id}); },
+          e, jobs, a, Destroy::kAffectedSnapshotCollection, kJobDestroySnapshotCollection,
+          "Destroy", [e](const std::string& id) { return e->snapshots().ValidateDestroy({id}); },
           [e](const std::string& id) -> Result<catalog::SnapshotRecord> {
             VMG_ASSIGN_OR_RETURN(auto s, e->catalog().GetSnapshot(id));
             VMG_RETURN_IF_ERROR(e->snapshots().Destroy({id}));
             return s;
           });
     });
-    On("ConvertToReferencePoint", [e, jobs](const Args& a) -> Result<cim::MethodResult> {
-      auto named = a.RefId("AffectedSnapshotCollection", "CollectionID", "a group snapshot");
+    On(Convert::kMethod, [e, jobs](const Args& a) -> Result<cim::MethodResult> {
+      auto named =
+          a.RefId(Convert::kAffectedSnapshotCollection, SC::kCollectionID, "a group snapshot");
       if (!named.ok()) return Outcome(ReturnCodeA, named.status());
       const std::string id = *named, rp_id = NewGuid();
       if (Status s = e->snapshots().ValidateConvert(id); !s.ok()) return Outcome(ReturnCodeA, s);
@@ -206,18 +219,18 @@ class SnapshotServiceProvider : public ServiceProvider {
                         return AffectedBy(rp);
                       }));
       cim::MethodResult r = JobStarted(job);
-      r.out.push_back({"ResultingReferencePointCollection", "reference",
+      r.out.push_back({Convert::kResultingReferencePointCollection, "reference",
                        cim::Value::Reference(ReferencePointPath(
                            {.id = rp_id, .collection_id = record.collection_id}))});
       return r;
     });
-    On("ExportSnapshot", [e, jobs](const Args& a) -> Result<cim::MethodResult> {
-      auto snap = a.RefId("SnapshotCollection", "CollectionID", "a group snapshot");
+    On(Export::kMethod, [e, jobs](const Args& a) -> Result<cim::MethodResult> {
+      auto snap = a.RefId(Export::kSnapshotCollection, SC::kCollectionID, "a group snapshot");
       if (!snap.ok()) return Outcome(ReturnCodeA, snap.status());
-      auto dir = a.Path("ExportDirectory");
+      auto dir = a.Path(Export::kExportDirectory);
       if (!dir.ok()) return Outcome(ReturnCodeA, dir.status());
       engine::ExportRequest req{.snapshot_id = *snap, .directory = *dir};
-      if (Status s = ReadExportSettings(a.Str("ExportSettingData"), &req); !s.ok()) {
+      if (Status s = ReadExportSettings(a.Str(Export::kExportSettingData), &req); !s.ok()) {
         return Refused(ReturnCodeA(s), "ExportSettingData: " + s.message());
       }
       if (Status s = e->snapshots().ValidateExport(req); !s.ok()) return Outcome(ReturnCodeA, s);
@@ -233,17 +246,18 @@ class SnapshotServiceProvider : public ServiceProvider {
                 VMG_ASSIGN_OR_RETURN(auto m, e->snapshots().Export(req));
                 return AffectedBy(m);
               },
-              Affected("Msvm_SnapshotCollection", record.id)));
+              Affected(SC::kClass, record.id)));
       return JobStarted(job);
     });
-    On("CreateSnapshot", [e, jobs](const Args& a) -> Result<cim::MethodResult> {
-      auto collection = a.RefId("Collection", "CollectionID", "a VM group");
+    On(Create::kMethod, [e, jobs](const Args& a) -> Result<cim::MethodResult> {
+      auto collection = a.RefId(Create::kCollection, schema::VirtualSystemCollection::kCollectionID,
+                                "a VM group");
       if (!collection.ok()) return Outcome(ReturnCodeA, collection.status());
       engine::SnapshotRequest req;
       req.collection_id = *collection;
-      req.type = static_cast<int>(a.Int("SnapshotType", 0));
+      req.type = static_cast<int>(a.Int(Create::kSnapshotType, 0));
       req.id = NewGuid();
-      if (Status s = ReadSettings(a.Str("SnapshotSettings"), &req); !s.ok()) {
+      if (Status s = ReadSettings(a.Str(Create::kSnapshotSettings), &req); !s.ok()) {
         return Refused(ReturnCodeA(s), "SnapshotSettings: " + s.message());
       }
       if (Status s = e->snapshots().Validate(req); !s.ok()) return Outcome(ReturnCodeA, s);
@@ -258,15 +272,15 @@ class SnapshotServiceProvider : public ServiceProvider {
                 req.progress = [&control](int p) { control.Progress(p); };
                 req.warning = [&control](const std::string& w) { control.Warn(w); };
                 VMG_ASSIGN_OR_RETURN(auto s, e->snapshots().Create(req));
-                std::vector<std::string> made = {Affected("Msvm_SnapshotCollection", s.id)};
+                std::vector<std::string> made = {Affected(SC::kClass, s.id)};
                 for (const auto& m : s.members) {
-                  made.push_back(Affected("Msvm_VirtualSystemSettingData", m.id));
+                  made.push_back(Affected(schema::VirtualSystemSettingData::kClass, m.id));
                 }
                 return made;
               },
-              Affected("Msvm_SnapshotCollection", req.id)));
+              Affected(SC::kClass, req.id)));
       cim::MethodResult r = JobStarted(job);
-      r.out.push_back({"ResultingSnapshotCollection", "reference",
+      r.out.push_back({Create::kResultingSnapshotCollection, "reference",
                        cim::Value::Reference(SnapshotCollectionPath(req.id))});
       return r;
     });
@@ -298,40 +312,42 @@ Providers SnapshotProviders(const Context& ctx) {
           bool is_current = !s.members.empty();
           for (const auto& m : s.members) is_current = is_current && current[m.vm_id] == m.id;
           rows.push_back(cim::InstanceBuilder(spec)
-                             .Str("Vmgroup_ParentSnapshotCollectionID", parent)
-                             .Bool("Vmgroup_IsCurrent", is_current)
-                             .Str("CollectionID", s.id)
-                             .Str("ElementName", s.name)
-                             .Str("Vmgroup_VirtualSystemCollectionID", s.collection_id)
-                             .Int("Vmgroup_SnapshotType", s.type)
-                             .Str("Vmgroup_CreationTime", CimTime(s.created_us))
-                             .Int("Vmgroup_PauseWindowMicroseconds", s.pause_window_us)
-                             .Int("Vmgroup_DurationMicroseconds", s.duration_us)
-                             .Int("Vmgroup_ConsistencyLevel", static_cast<int>(Weakest(s)))
-                             .Int("Vmgroup_FreezeWindowMicroseconds", s.freeze_window_us)
+                             .Str(SC::kVmgroupParentSnapshotCollectionID, parent)
+                             .Bool(SC::kVmgroupIsCurrent, is_current)
+                             .Str(SC::kCollectionID, s.id)
+                             .Str(SC::kElementName, s.name)
+                             .Str(SC::kVmgroupVirtualSystemCollectionID, s.collection_id)
+                             .Int(SC::kVmgroupSnapshotType, s.type)
+                             .Str(SC::kVmgroupCreationTime, CimTime(s.created_us))
+                             .Int(SC::kVmgroupPauseWindowMicroseconds, s.pause_window_us)
+                             .Int(SC::kVmgroupDurationMicroseconds, s.duration_us)
+                             .Int(SC::kVmgroupConsistencyLevel, static_cast<int>(Weakest(s)))
+                             .Int(SC::kVmgroupFreezeWindowMicroseconds, s.freeze_window_us)
                              .Build());
         }
         return rows;
       }));
+  using Collected = schema::CollectedSnapshots;
   out.push_back(std::make_unique<ListProvider>(
-      LinkSpec("Msvm_CollectedSnapshots", "CIM_CollectedMSEs", "Collection",
-               "Msvm_SnapshotCollection", "Member", "Msvm_VirtualSystemSettingData"),
+      LinkSpec(Collected::kClass, "CIM_CollectedMSEs", Collected::kCollection, SC::kClass,
+               Collected::kMember, schema::VirtualSystemSettingData::kClass),
       [e](const cim::ClassSpec& spec) -> Result<std::vector<cim::Instance>> {
         VMG_ASSIGN_OR_RETURN(auto snaps, CompleteSnapshots(e));
         std::vector<cim::Instance> rows;
         for (const auto& s : snaps) {
           for (const auto& m : s.members) {
             rows.push_back(cim::InstanceBuilder(spec)
-                               .Ref("Collection", SnapshotCollectionPath(s.id))
-                               .Ref("Member", SettingsPath(m.id))
+                               .Ref(Collected::kCollection, SnapshotCollectionPath(s.id))
+                               .Ref(Collected::kMember, SettingsPath(m.id))
                                .Build());
           }
         }
         return rows;
       }));
+  using SnapshotOf = schema::SnapshotOfVirtualSystemCollection;
   out.push_back(std::make_unique<ListProvider>(
-      LinkSpec("Msvm_SnapshotOfVirtualSystemCollection", "CIM_Dependency", "Antecedent",
-               "CIM_CollectionOfMSEs", "Dependent", "CIM_Collection"),
+      LinkSpec(SnapshotOf::kClass, "CIM_Dependency", SnapshotOf::kAntecedent,
+               "CIM_CollectionOfMSEs", SnapshotOf::kDependent, "CIM_Collection"),
       [e](const cim::ClassSpec& spec) -> Result<std::vector<cim::Instance>> {
         VMG_ASSIGN_OR_RETURN(auto snaps, CompleteSnapshots(e));
         std::vector<cim::Instance> rows;
@@ -339,8 +355,8 @@ Providers SnapshotProviders(const Context& ctx) {
           auto group = e->catalog().GetCollection(s.collection_id);
           if (!group.ok()) continue;
           rows.push_back(cim::InstanceBuilder(spec)
-                             .Ref("Antecedent", CollectionPath(*group))
-                             .Ref("Dependent", SnapshotCollectionPath(s.id))
+                             .Ref(SnapshotOf::kAntecedent, CollectionPath(*group))
+                             .Ref(SnapshotOf::kDependent, SnapshotCollectionPath(s.id))
                              .Build());
         }
         return rows;

@@ -10,69 +10,74 @@
 namespace vmgroup::services {
 namespace {
 
+using CS = schema::ComputerSystem;
+using VSSD = schema::VirtualSystemSettingData;
+using VSMS = schema::VirtualSystemManagementService;
+
 // EnabledState of Msvm_ComputerSystem: 2 Enabled (running), 3 Disabled
 // (off), 32768 Paused (also for a VM QEMU paused on an I/O error).
 int EnabledState(catalog::Power p) {
   switch (p) {
     case catalog::Power::kRunning:
-      return 2;
+      return schema::EnabledState::kEnabled;
     case catalog::Power::kPaused:
-      return 32768;
+      return schema::EnabledState::kPaused;
     case catalog::Power::kOff:
-      return 3;
+      return schema::EnabledState::kDisabled;
   }
   return 0;
 }
 
 cim::ClassSpec ComputerSystemSpec() {
-  return {.name = "Msvm_ComputerSystem",
-          .superclass = "CIM_ComputerSystem",
-          .properties = {{.name = "CreationClassName", .type = "string", .key = true},
-                         {.name = "Name", .type = "string", .key = true},
-                         {.name = "ElementName", .type = "string"},
-                         {.name = "Caption", .type = "string"},
-                         {.name = "Description", .type = "string"},
-                         {.name = "EnabledState", .type = "uint16"},
-                         {.name = "RequestedState", .type = "uint16"},
-                         {.name = "HealthState", .type = "uint16"},
-                         {.name = "OperationalStatus", .type = "uint16", .is_array = true},
-                         {.name = "StatusDescriptions", .type = "string", .is_array = true},
-                         {.name = "ProcessID", .type = "uint32"},
-                         // Where the VM lives: the URI of the libvirt
-                         // connection it is a domain of; empty for the
-                         // VMs vmgroupd runs itself.
-                         {.name = "Vmgroup_LibvirtURI", .type = "string"}},
-          .methods = {{.name = "RequestStateChange",
-                       .params = {{.name = "RequestedState", .type = "uint16"},
-                                  JobOut(),
-                                  {.name = "TimeoutPeriod", .type = "datetime"},
-                                  ErrorOut()}}}};
+  return {
+      .name = CS::kClass,
+      .superclass = "CIM_ComputerSystem",
+      .properties = {{.name = CS::kCreationClassName, .type = "string", .key = true},
+                     {.name = CS::kName, .type = "string", .key = true},
+                     {.name = CS::kElementName, .type = "string"},
+                     {.name = CS::kCaption, .type = "string"},
+                     {.name = CS::kDescription, .type = "string"},
+                     {.name = CS::kEnabledState, .type = "uint16"},
+                     {.name = CS::kRequestedState, .type = "uint16"},
+                     {.name = CS::kHealthState, .type = "uint16"},
+                     {.name = CS::kOperationalStatus, .type = "uint16", .is_array = true},
+                     {.name = CS::kStatusDescriptions, .type = "string", .is_array = true},
+                     {.name = CS::kProcessID, .type = "uint32"},
+                     // Where the VM lives: the URI of the libvirt
+                     // connection it is a domain of; empty for the
+                     // VMs vmgroupd runs itself.
+                     {.name = CS::kVmgroupLibvirtURI, .type = "string"}},
+      .methods = {{.name = CS::RequestStateChange::kMethod,
+                   .params = {{.name = CS::RequestStateChange::kRequestedState, .type = "uint16"},
+                              JobOut(),
+                              {.name = CS::RequestStateChange::kTimeoutPeriod, .type = "datetime"},
+                              ErrorOut()}}}};
 }
 
 cim::ClassSpec SettingsSpec() {
-  return {.name = "Msvm_VirtualSystemSettingData",
+  return {.name = VSSD::kClass,
           .superclass = "CIM_VirtualSystemSettingData",
           .properties = {
-              {.name = "InstanceID", .type = "string", .key = true},
-              {.name = "ElementName", .type = "string"},
-              {.name = "Description", .type = "string"},
-              {.name = "VirtualSystemIdentifier", .type = "string"},
-              {.name = "VirtualSystemType", .type = "string"},
-              {.name = "CreationTime", .type = "datetime"},
-              {.name = "Parent", .type = "string"},
-              {.name = "IsSaved", .type = "boolean"},  // a snapshot with memory state
+              {.name = VSSD::kInstanceID, .type = "string", .key = true},
+              {.name = VSSD::kElementName, .type = "string"},
+              {.name = VSSD::kDescription, .type = "string"},
+              {.name = VSSD::kVirtualSystemIdentifier, .type = "string"},
+              {.name = VSSD::kVirtualSystemType, .type = "string"},
+              {.name = VSSD::kCreationTime, .type = "datetime"},
+              {.name = VSSD::kParent, .type = "string"},
+              {.name = VSSD::kIsSaved, .type = "boolean"},  // a snapshot with memory state
               // Vendor: the configuration Hyper-V keeps in resource settings.
-              {.name = "Vmgroup_MemoryMB", .type = "uint64"},
-              {.name = "Vmgroup_ProcessorCount", .type = "uint16"},
-              {.name = "Vmgroup_DiskImages", .type = "string", .is_array = true},
-              {.name = "Vmgroup_Kernel", .type = "string"},
-              {.name = "Vmgroup_Initrd", .type = "string"},
-              {.name = "Vmgroup_KernelCommandLine", .type = "string"},
+              {.name = VSSD::kVmgroupMemoryMB, .type = "uint64"},
+              {.name = VSSD::kVmgroupProcessorCount, .type = "uint16"},
+              {.name = VSSD::kVmgroupDiskImages, .type = "string", .is_array = true},
+              {.name = VSSD::kVmgroupKernel, .type = "string"},
+              {.name = VSSD::kVmgroupInitrd, .type = "string"},
+              {.name = VSSD::kVmgroupKernelCommandLine, .type = "string"},
               // Vendor, snapshots only: the cut of this member.
-              {.name = "Vmgroup_SnapshotCollectionID", .type = "string"},
-              {.name = "Vmgroup_CutTime", .type = "datetime"},
-              {.name = "Vmgroup_PauseMicroseconds", .type = "uint64"},
-              {.name = "Vmgroup_ConsistencyLevel", .type = "uint16"},
+              {.name = VSSD::kVmgroupSnapshotCollectionID, .type = "string"},
+              {.name = VSSD::kVmgroupCutTime, .type = "datetime"},
+              {.name = VSSD::kVmgroupPauseMicroseconds, .type = "uint64"},
+              {.name = VSSD::kVmgroupConsistencyLevel, .type = "uint16"},
           }};
 }
 
@@ -85,10 +90,6 @@ std::string PathText(const cim::ObjectPath& p) {
   }
   return out;
 }
-
-// Starts the StatusDescriptions of a VM paused on an I/O error; the CLI
-// reads the reason after it.
-constexpr char kPausedCritical[] = "Paused-Critical: ";
 
 // How long a listing waits to ask a VM's QEMU how it is.
 constexpr auto kLookTimeout = std::chrono::seconds(1);
@@ -111,36 +112,39 @@ cim::Instance VmInstance(const cim::ClassSpec& spec, const catalog::VmRecord& vm
                          const std::string& io_error) {
   const bool held = !io_error.empty();
   return cim::InstanceBuilder(spec)
-      .Str("CreationClassName", "Msvm_ComputerSystem")
-      .Str("Name", vm.id)
-      .Str("ElementName", vm.name)
-      .Str("Caption", "Virtual Machine")
-      .Str("Description", "vmgroup Virtual Machine")
-      .Int("EnabledState", held ? EnabledState(catalog::Power::kPaused) : EnabledState(vm.power))
-      .Int("RequestedState", EnabledState(vm.power))
-      .Int("HealthState", held ? 25 : 5)
-      .Ints("OperationalStatus", {held ? 3 : 2})
-      .Strs("StatusDescriptions",
-            {held ? kPausedCritical + io_error : std::string("Operating normally")})
-      .Int("ProcessID", vm.pid)
-      .Str("Vmgroup_LibvirtURI", vm.libvirt_uri)
+      .Str(CS::kCreationClassName, CS::kClass)
+      .Str(CS::kName, vm.id)
+      .Str(CS::kElementName, vm.name)
+      .Str(CS::kCaption, "Virtual Machine")
+      .Str(CS::kDescription, "vmgroup Virtual Machine")
+      .Int(CS::kEnabledState, held ? EnabledState(catalog::Power::kPaused) : EnabledState(vm.power))
+      .Int(CS::kRequestedState, EnabledState(vm.power))
+      .Int(CS::kHealthState,
+           held ? schema::HealthState::kCriticalFailure : schema::HealthState::kOk)
+      .Ints(CS::kOperationalStatus,
+            {held ? schema::OperationalStatus::kDegraded : schema::OperationalStatus::kOk})
+      .Strs(CS::kStatusDescriptions,
+            {held ? schema::kPausedCritical + io_error : std::string("Operating normally")})
+      .Int(CS::kProcessID, vm.pid)
+      .Str(CS::kVmgroupLibvirtURI, vm.libvirt_uri)
       .Build();
 }
 
 cim::Instance ConfigInstance(const cim::ClassSpec& spec, const catalog::VmRecord& vm) {
   cim::InstanceBuilder b(spec);
-  b.Str("InstanceID", SettingsId(vm.id))
-      .Str("ElementName", vm.name)
-      .Str("Description", "Active settings for the virtual machine")
-      .Str("VirtualSystemIdentifier", vm.id)
-      .Str("VirtualSystemType", "Microsoft:Hyper-V:System:Realized")
-      .Int("Vmgroup_MemoryMB", vm.memory_mib)
-      .Int("Vmgroup_ProcessorCount", vm.vcpus)
-      .Strs("Vmgroup_DiskImages", vm.disks)
-      .Str("Vmgroup_Kernel", vm.kernel)
-      .Str("Vmgroup_Initrd", vm.initrd)
-      .Str("Vmgroup_KernelCommandLine", vm.append);
-  if (!vm.current_snapshot.empty()) b.Str("Parent", PathText(SettingsPath(vm.current_snapshot)));
+  b.Str(VSSD::kInstanceID, SettingsId(vm.id))
+      .Str(VSSD::kElementName, vm.name)
+      .Str(VSSD::kDescription, "Active settings for the virtual machine")
+      .Str(VSSD::kVirtualSystemIdentifier, vm.id)
+      .Str(VSSD::kVirtualSystemType, schema::VirtualSystemType::kRealized)
+      .Int(VSSD::kVmgroupMemoryMB, vm.memory_mib)
+      .Int(VSSD::kVmgroupProcessorCount, vm.vcpus)
+      .Strs(VSSD::kVmgroupDiskImages, vm.disks)
+      .Str(VSSD::kVmgroupKernel, vm.kernel)
+      .Str(VSSD::kVmgroupInitrd, vm.initrd)
+      .Str(VSSD::kVmgroupKernelCommandLine, vm.append);
+  if (!vm.current_snapshot.empty())
+    b.Str(VSSD::kParent, PathText(SettingsPath(vm.current_snapshot)));
   return b.Build();
 }
 
@@ -149,20 +153,21 @@ cim::Instance SnapshotInstance(const cim::ClassSpec& spec, const catalog::Snapsh
   std::vector<std::string> images;
   for (const auto& d : m.disks) images.push_back(d.frozen_image);
   cim::InstanceBuilder b(spec);
-  b.Str("InstanceID", SettingsId(m.id))
-      .Str("ElementName", s.name + " - " + vm_name)
-      .Str("Description", "Snapshot settings for the virtual machine")
-      .Str("VirtualSystemIdentifier", m.vm_id)
-      .Str("VirtualSystemType", s.type == 2 ? "Microsoft:Hyper-V:Snapshot:Recovery"
-                                            : "Microsoft:Hyper-V:Snapshot:Realized")
-      .Str("CreationTime", CimTime(s.created_us))
-      .Strs("Vmgroup_DiskImages", images)
-      .Str("Vmgroup_SnapshotCollectionID", s.id)
-      .Str("Vmgroup_CutTime", CimTime(m.cut_time_us))
-      .Int("Vmgroup_PauseMicroseconds", m.pause_us)
-      .Int("Vmgroup_ConsistencyLevel", static_cast<int>(m.consistency))
-      .Bool("IsSaved", !m.memory_state.empty());
-  if (!m.parent_id.empty()) b.Str("Parent", PathText(SettingsPath(m.parent_id)));
+  b.Str(VSSD::kInstanceID, SettingsId(m.id))
+      .Str(VSSD::kElementName, s.name + " - " + vm_name)
+      .Str(VSSD::kDescription, "Snapshot settings for the virtual machine")
+      .Str(VSSD::kVirtualSystemIdentifier, m.vm_id)
+      .Str(VSSD::kVirtualSystemType, s.type == schema::SnapshotType::kRecovery
+                                         ? schema::VirtualSystemType::kSnapshotRecovery
+                                         : schema::VirtualSystemType::kSnapshotRealized)
+      .Str(VSSD::kCreationTime, CimTime(s.created_us))
+      .Strs(VSSD::kVmgroupDiskImages, images)
+      .Str(VSSD::kVmgroupSnapshotCollectionID, s.id)
+      .Str(VSSD::kVmgroupCutTime, CimTime(m.cut_time_us))
+      .Int(VSSD::kVmgroupPauseMicroseconds, m.pause_us)
+      .Int(VSSD::kVmgroupConsistencyLevel, static_cast<int>(m.consistency))
+      .Bool(VSSD::kIsSaved, !m.memory_state.empty());
+  if (!m.parent_id.empty()) b.Str(VSSD::kParent, PathText(SettingsPath(m.parent_id)));
   return b.Build();
 }
 
@@ -213,7 +218,7 @@ class ComputerSystemProvider : public cim::Provider {
     return out;
   }
   Result<cim::Instance> Get(const cim::ObjectPath& path) override {
-    VMG_ASSIGN_OR_RETURN(auto vm, ctx_.engine->catalog().GetVm(IdOf(path, "Name")));
+    VMG_ASSIGN_OR_RETURN(auto vm, ctx_.engine->catalog().GetVm(IdOf(path, CS::kName)));
     return VmInstance(spec_, vm, IoErrorOf(ctx_.engine->vms(), vm));
   }
 
@@ -223,33 +228,37 @@ class ComputerSystemProvider : public cim::Provider {
   Result<cim::MethodResult> Invoke(const cim::MethodSpec&, const cim::ObjectPath& target,
                                    const std::map<std::string, cim::Value>& raw) override {
     Args args(raw);
-    const std::string id = IdOf(target, "Name");
+    using Method = CS::RequestStateChange;
+    const std::string id = IdOf(target, CS::kName);
     VMG_ASSIGN_OR_RETURN(auto vm, ctx_.engine->catalog().GetVm(id));
-    if (args.Has("TimeoutPeriod") && args.Str("TimeoutPeriod") != "00000000000000.000000:000") {
+    if (args.Has(Method::kTimeoutPeriod) &&
+        args.Str(Method::kTimeoutPeriod) != "00000000000000.000000:000") {
       return Refused(kRcBNotSupported, "TimeoutPeriod is not supported");
     }
-    const int64_t want = args.Int("RequestedState", -1);
+    using Want = schema::RequestedState;
+    const int64_t want = args.Int(Method::kRequestedState, -1);
     engine::VmRegistry& vms = ctx_.engine->vms();
     std::function<Status()> change;
     std::string verb;
     using catalog::Power;
-    const bool pause = want == 9 || want == 32768;
-    if (want == 2 && vm.power == Power::kOff) {
+    const bool pause = want == Want::kQuiesce || want == Want::kPaused;
+    if (want == Want::kRunning && vm.power == Power::kOff) {
       change = [&vms, id] { return vms.Start(id); };
       verb = "Start";
-    } else if (want == 2 &&
+    } else if (want == Want::kRunning &&
                (vm.power == Power::kPaused || !IoErrorOf(ctx_.engine->vms(), vm).empty())) {
       change = [&vms, id] { return vms.Resume(id); };
       verb = "Resume";
-    } else if (want == 3 && vm.power != Power::kOff) {
+    } else if (want == Want::kOff && vm.power != Power::kOff) {
       change = [&vms, id] { return vms.Stop(id); };
       verb = "Turn off";
     } else if (pause && vm.power == Power::kRunning) {
       change = [&vms, id] { return vms.Pause(id); };
       verb = "Pause";
-    } else if (want == 2 || want == 3 || pause) {
+    } else if (want == Want::kRunning || want == Want::kOff || pause) {
       return Refused(kRcBInvalidState, "VM " + vm.name + " is " + catalog::PowerName(vm.power));
-    } else if (want == 4 || want == 6 || want == 10 || want == 11) {
+    } else if (want == Want::kShutDown || want == Want::kSaved || want == Want::kReboot ||
+               want == Want::kReset) {
       return Refused(kRcBNotSupported, "shut down, save, reboot and reset are not supported yet");
     } else {
       return Refused(kRcBInvalidParameter,
@@ -257,13 +266,13 @@ class ComputerSystemProvider : public cim::Provider {
     }
     VMG_ASSIGN_OR_RETURN(
         std::string job,
-        ctx_.jobs->Start(want == 2   ? 10
-                         : want == 3 ? 11
-                                     : 12,
+        ctx_.jobs->Start(want == Want::kRunning ? 10
+                         : want == Want::kOff   ? 11
+                                                : 12,
                          verb + " virtual machine " + vm.name, false, ReturnCodeB,
                          [change, id](JobControl&) -> Result<std::vector<std::string>> {
                            VMG_RETURN_IF_ERROR(change());
-                           return std::vector<std::string>{Affected("Msvm_ComputerSystem", id)};
+                           return std::vector<std::string>{Affected(CS::kClass, id)};
                          }));
     return JobStarted(job);
   }
@@ -304,20 +313,21 @@ Result<int64_t> NumberOf(const cim::Instance& i, const char* name, const std::st
 Result<engine::VmDefinition> ReadDefinition(const std::string& system,
                                             const std::vector<std::string>& resources) {
   auto vssd = cim::ParseEmbeddedInstance(system);
-  if (!vssd.ok() || !cim::NameEquals(vssd->class_name, "Msvm_VirtualSystemSettingData")) {
+  if (!vssd.ok() || !cim::NameEquals(vssd->class_name, VSSD::kClass)) {
     return Status::InvalidArgument(
         "SystemSettings must be an embedded Msvm_VirtualSystemSettingData");
   }
   engine::VmDefinition def;
-  def.name = TextOf(*vssd, "ElementName");
+  def.name = TextOf(*vssd, VSSD::kElementName);
   VMG_RETURN_IF_ERROR(CheckName("VM name (ElementName)", def.name));
-  def.id = TextOf(*vssd, "VirtualSystemIdentifier");
-  def.kernel = TextOf(*vssd, "Vmgroup_Kernel");
-  def.initrd = TextOf(*vssd, "Vmgroup_Initrd");
-  def.append = TextOf(*vssd, "Vmgroup_KernelCommandLine");
-  VMG_RETURN_IF_ERROR(CheckText("Vmgroup_Kernel", def.kernel, kMaxPathBytes));
-  VMG_RETURN_IF_ERROR(CheckText("Vmgroup_Initrd", def.initrd, kMaxPathBytes));
-  VMG_RETURN_IF_ERROR(CheckText("Vmgroup_KernelCommandLine", def.append, kMaxKernelCommandLine));
+  def.id = TextOf(*vssd, VSSD::kVirtualSystemIdentifier);
+  def.kernel = TextOf(*vssd, VSSD::kVmgroupKernel);
+  def.initrd = TextOf(*vssd, VSSD::kVmgroupInitrd);
+  def.append = TextOf(*vssd, VSSD::kVmgroupKernelCommandLine);
+  VMG_RETURN_IF_ERROR(CheckText(VSSD::kVmgroupKernel, def.kernel, kMaxPathBytes));
+  VMG_RETURN_IF_ERROR(CheckText(VSSD::kVmgroupInitrd, def.initrd, kMaxPathBytes));
+  VMG_RETURN_IF_ERROR(
+      CheckText(VSSD::kVmgroupKernelCommandLine, def.append, kMaxKernelCommandLine));
   constexpr int64_t kIntMax = std::numeric_limits<int>::max();
   for (const auto& r : resources) {
     auto rasd = cim::ParseEmbeddedInstance(r);
@@ -325,22 +335,25 @@ Result<engine::VmDefinition> ReadDefinition(const std::string& system,
       return Status::InvalidArgument("a ResourceSettings entry is not an embedded instance: " +
                                      rasd.status().message());
     }
-    if (cim::NameEquals(rasd->class_name, "Msvm_MemorySettingData")) {
+    using Storage = schema::StorageAllocationSettingData;
+    using Quantity = schema::QuantitySettingData;
+    if (cim::NameEquals(rasd->class_name, schema::MemorySettingData::kClass)) {
       VMG_ASSIGN_OR_RETURN(const int64_t mib,
-                           NumberOf(*rasd, "VirtualQuantity", "memory in MiB (VirtualQuantity)",
-                                    kIntMax, def.memory_mib));
+                           NumberOf(*rasd, Quantity::kVirtualQuantity,
+                                    "memory in MiB (VirtualQuantity)", kIntMax, def.memory_mib));
       def.memory_mib = static_cast<int>(mib);
-    } else if (cim::NameEquals(rasd->class_name, "Msvm_ProcessorSettingData")) {
+    } else if (cim::NameEquals(rasd->class_name, schema::ProcessorSettingData::kClass)) {
       VMG_ASSIGN_OR_RETURN(const int64_t count,
-                           NumberOf(*rasd, "VirtualQuantity", "processor count (VirtualQuantity)",
-                                    kIntMax, def.vcpus));
+                           NumberOf(*rasd, Quantity::kVirtualQuantity,
+                                    "processor count (VirtualQuantity)", kIntMax, def.vcpus));
       def.vcpus = static_cast<int>(count);
-    } else if (cim::NameEquals(rasd->class_name, "Msvm_StorageAllocationSettingData")) {
+    } else if (cim::NameEquals(rasd->class_name, Storage::kClass)) {
       const std::string what = "disk " + std::to_string(def.disks.size());
       VMG_ASSIGN_OR_RETURN(const int64_t bytes,
-                           NumberOf(*rasd, "Vmgroup_NewSizeBytes", what + ": Vmgroup_NewSizeBytes",
+                           NumberOf(*rasd, Storage::kVmgroupNewSizeBytes,
+                                    what + ": " + Storage::kVmgroupNewSizeBytes,
                                     std::numeric_limits<int64_t>::max(), 0));
-      const cim::Property* host = rasd->Find("HostResource");
+      const cim::Property* host = rasd->Find(Storage::kHostResource);
       std::vector<std::string> paths;
       if (host && host->value.kind == cim::Value::Kind::kScalar) {
         paths = {host->value.scalar};
@@ -368,39 +381,41 @@ Result<engine::VmDefinition> ReadDefinition(const std::string& system,
 }
 
 class ManagementServiceProvider : public ServiceProvider {
+  using Define = VSMS::DefineSystem;
+  using Destroy = VSMS::DestroySystem;
+
  public:
   explicit ManagementServiceProvider(const Context& ctx)
       : ServiceProvider(
-            ctx, "Msvm_VirtualSystemManagementService", "vmms",
-            "Hyper-V Virtual System Management Service",
-            {{.name = "DefineSystem",
-              .params = {{.name = "SystemSettings",
+            ctx, VSMS::kClass, "vmms", "Hyper-V Virtual System Management Service",
+            {{.name = Define::kMethod,
+              .params = {{.name = Define::kSystemSettings,
                           .type = "string",
-                          .embedded_class = "Msvm_VirtualSystemSettingData"},
-                         {.name = "ResourceSettings",
+                          .embedded_class = VSSD::kClass},
+                         {.name = Define::kResourceSettings,
                           .type = "string",
                           .is_array = true,
                           .embedded_class = "CIM_ResourceAllocationSettingData"},
-                         RefIn("ReferenceConfiguration", "CIM_VirtualSystemSettingData"),
-                         RefOut("ResultingSystem", "CIM_ComputerSystem"),
+                         RefIn(Define::kReferenceConfiguration, "CIM_VirtualSystemSettingData"),
+                         RefOut(Define::kResultingSystem, "CIM_ComputerSystem"),
                          JobOut()}},
-             {.name = "DestroySystem",
-              .params = {RefIn("AffectedSystem", "CIM_ComputerSystem"), JobOut()}}}) {
+             {.name = Destroy::kMethod,
+              .params = {RefIn(Destroy::kAffectedSystem, "CIM_ComputerSystem"), JobOut()}}}) {
     engine::Engine* e = ctx.engine;
-    On("DefineSystem", [e](const Args& a) -> Result<cim::MethodResult> {
-      if (a.Ref("ReferenceConfiguration")) {
+    On(Define::kMethod, [e](const Args& a) -> Result<cim::MethodResult> {
+      if (a.Ref(Define::kReferenceConfiguration)) {
         return Refused(kRcBNotSupported, "ReferenceConfiguration is not supported");
       }
-      auto def = ReadDefinition(a.Str("SystemSettings"), a.Strs("ResourceSettings"));
+      auto def = ReadDefinition(a.Str(Define::kSystemSettings), a.Strs(Define::kResourceSettings));
       if (!def.ok()) return Outcome(ReturnCodeB, def.status());
       auto id = e->vms().Define(*def);
       if (!id.ok()) return Refused(ReturnCodeB(id.status()), id.status().message());
       cim::MethodResult r = Done();
-      r.out.push_back({"ResultingSystem", "reference", cim::Value::Reference(VmPath(*id))});
+      r.out.push_back({Define::kResultingSystem, "reference", cim::Value::Reference(VmPath(*id))});
       return r;
     });
-    On("DestroySystem", [e](const Args& a) -> Result<cim::MethodResult> {
-      auto vm = a.RefId("AffectedSystem", "Name", "a VM");
+    On(Destroy::kMethod, [e](const Args& a) -> Result<cim::MethodResult> {
+      auto vm = a.RefId(Destroy::kAffectedSystem, CS::kName, "a VM");
       if (!vm.ok()) return Outcome(ReturnCodeB, vm.status());
       return Outcome(ReturnCodeB, e->vms().Undefine(*vm));
     });
@@ -410,15 +425,12 @@ class ManagementServiceProvider : public ServiceProvider {
 // VM -> its settings: its configuration (Msvm_SettingsDefineState), or each
 // of its snapshots (Msvm_SnapshotOfVirtualSystem).
 cim::ClassSpec VmLinkSpec(const char* name, const char* left, const char* right,
-                          const char* left_class = "Msvm_ComputerSystem") {
+                          const char* left_class = CS::kClass) {
   return {.name = name,
           .association = true,
           .properties = {
               {.name = left, .type = "reference", .key = true, .reference_class = left_class},
-              {.name = right,
-               .type = "reference",
-               .key = true,
-               .reference_class = "Msvm_VirtualSystemSettingData"}}};
+              {.name = right, .type = "reference", .key = true, .reference_class = VSSD::kClass}}};
 }
 
 // A VM -> settings association: one link per VM whose `settings_id` is
@@ -472,23 +484,27 @@ Providers VmProviders(const Context& ctx) {
   out.push_back(std::make_unique<SettingsProvider>(ctx));
   out.push_back(std::make_unique<ManagementServiceProvider>(ctx));
   engine::Engine* e = ctx.engine;
-  out.push_back(VmLinks(e, "Msvm_SettingsDefineState", "ManagedElement", "SettingData",
+  using Defines = schema::SettingsDefineState;
+  out.push_back(VmLinks(e, Defines::kClass, Defines::kManagedElement, Defines::kSettingData,
                         [](const catalog::VmRecord& vm) { return vm.id; }));
-  out.push_back(SnapshotLinks(e,
-                              VmLinkSpec("Msvm_SnapshotOfVirtualSystem", "Antecedent", "Dependent"),
-                              [](const catalog::MemberSnapshot& m) { return VmPath(m.vm_id); }));
+  using SnapshotOf = schema::SnapshotOfVirtualSystem;
+  out.push_back(SnapshotLinks(
+      e, VmLinkSpec(SnapshotOf::kClass, SnapshotOf::kAntecedent, SnapshotOf::kDependent),
+      [](const catalog::MemberSnapshot& m) { return VmPath(m.vm_id); }));
   // The snapshot tree: each snapshot under its parent, the snapshot last
   // applied to each VM, and each VM's newest snapshot in its current branch.
+  using ParentChild = schema::ParentChildSettingData;
   out.push_back(SnapshotLinks(
-      e,
-      VmLinkSpec("Msvm_ParentChildSettingData", "Parent", "Child", "Msvm_VirtualSystemSettingData"),
+      e, VmLinkSpec(ParentChild::kClass, ParentChild::kParent, ParentChild::kChild, VSSD::kClass),
       [](const catalog::MemberSnapshot& m) -> std::optional<cim::ObjectPath> {
         if (m.parent_id.empty()) return std::nullopt;
         return SettingsPath(m.parent_id);
       }));
-  out.push_back(VmLinks(e, "Msvm_LastAppliedSnapshot", "Dependent", "Antecedent",
+  using LastApplied = schema::LastAppliedSnapshot;
+  out.push_back(VmLinks(e, LastApplied::kClass, LastApplied::kDependent, LastApplied::kAntecedent,
                         [](const catalog::VmRecord& vm) { return vm.last_applied; }));
-  out.push_back(VmLinks(e, "Msvm_MostCurrentSnapshotInBranch", "Antecedent", "Dependent",
+  using MostCurrent = schema::MostCurrentSnapshotInBranch;
+  out.push_back(VmLinks(e, MostCurrent::kClass, MostCurrent::kAntecedent, MostCurrent::kDependent,
                         [](const catalog::VmRecord& vm) { return vm.current_snapshot; }));
   return out;
 }
