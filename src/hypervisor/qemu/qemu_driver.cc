@@ -12,6 +12,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "base/unix_socket.h"
 #include "hypervisor/qemu/guest_agent.h"
 #include "hypervisor/qemu/qemu_vm.h"
 #include "hypervisor/qemu/thaw_guard.h"
@@ -55,17 +56,12 @@ constexpr char kSandbox[] =
 // A listening unix socket at `path` (a stale one removed first) that only
 // this process's user may connect to.
 Result<UniqueFd> ListenAt(const std::string& path) {
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  if (path.size() >= sizeof addr.sun_path) {
-    return Status::InvalidArgument("socket path is too long: " + path);
-  }
-  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+  VMG_ASSIGN_OR_RETURN(const sockaddr_un addr, UnixAddress(path));
   if (::unlink(path.c_str()) != 0 && errno != ENOENT) {
     return Status::IoError("cannot remove stale " + path + ": " + std::strerror(errno));
   }
   UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  if (!fd.valid() || ::bind(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
+  if (!fd.valid() || ::bind(fd.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0 ||
       ::chmod(path.c_str(), 0600) != 0 || ::listen(fd.get(), 8) != 0) {
     return Status::IoError("cannot listen on " + path + ": " + std::strerror(errno));
   }
