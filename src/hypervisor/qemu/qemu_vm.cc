@@ -5,9 +5,6 @@
 
 #include <algorithm>
 #include <cctype>
-#include <cerrno>
-#include <cstring>
-#include <thread>
 
 #include "hypervisor/qemu/qmp_commands.h"
 #include "hypervisor/qemu/state_writer.h"
@@ -307,8 +304,8 @@ Status QemuVm::AwaitResume(Deadline deadline) {
       VMG_RETURN_IF_ERROR(qmp::Cont(*qmp_, deadline));
       return Status::Failed("saving the memory state failed: " + m.error);
     }
-    if (Clock::now() >= deadline) return Status::Timeout("the VM did not run again in time");
-    std::this_thread::sleep_for(std::chrono::microseconds(200));
+    if (env_->Now() >= deadline) return Status::Timeout("the VM did not run again in time");
+    env_->SleepFor(std::chrono::microseconds(200));
   }
 }
 
@@ -346,12 +343,13 @@ Status QemuVm::LoadState(const std::string& path) {
   std::lock_guard lock(mu_);
   // Loading streams the whole RAM from the file: allow for large guests.
   const Deadline deadline = Clock::now() + std::chrono::minutes(10);
-  UniqueFd file(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!file.valid()) {
-    return errno == ENOENT ? Status::FileNotFound("memory state " + path + " does not exist")
-                           : Status::IoError("cannot open " + path + ": " + std::strerror(errno));
+  auto file = env_->OpenFile(path, O_RDONLY, 0);
+  if (!file.ok()) {
+    return file.status().code() == Code::kFileNotFound
+               ? Status::FileNotFound("memory state " + path + " does not exist")
+               : file.status();
   }
-  VMG_RETURN_IF_ERROR(qmp::GetFd(*qmp_, kIncomingFd, file.get(), deadline));
+  VMG_RETURN_IF_ERROR(qmp::GetFd(*qmp_, kIncomingFd, file->get(), deadline));
   VMG_RETURN_IF_ERROR(qmp::MigrateIncoming(*qmp_, kIncomingFd, deadline));
   VMG_RETURN_IF_ERROR(qmp::AwaitMigration(*qmp_, deadline).Annotate("loading " + path));
   // A state saved from a running guest would start it: the caller resumes.
@@ -544,8 +542,7 @@ Status QemuVm::CopyMarked(int disk, const std::string& image, const std::string&
   }
   // The target (an export's file) stays ours: QEMU writes it through a
   // descriptor of ours, whoever it runs as.
-  UniqueFd file(::open(target.c_str(), O_RDWR | O_CLOEXEC));
-  if (!file.valid()) return Status::IoError("cannot open " + target + ": " + std::strerror(errno));
+  VMG_ASSIGN_OR_RETURN(UniqueFd file, env_->OpenFile(target, O_RDWR, 0));
   VMG_ASSIGN_OR_RETURN(const int fdset, qmp::AddFd(*qmp_, file.get(), deadline));
   const std::string d = std::to_string(disk), copy = "copy-d" + d;
   Status s = qmp::BlockdevAddTarget(*qmp_, copy, "/dev/fdset/" + std::to_string(fdset), deadline);

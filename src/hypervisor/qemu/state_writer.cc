@@ -22,10 +22,11 @@ constexpr char kWriter[] = "cat >&3 || { rm -f -- \"$1\"; exec cat > /dev/null; 
 
 Result<StateWriter> StartStateWriter(Env* env, const std::string& path,
                                      const std::string& log_path) {
-  UniqueFd file(::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
-  if (file.get() < 0) {
-    return errno == EEXIST ? Status::AlreadyExists("memory state " + path + " already exists")
-                           : Status::IoError("cannot create " + path + ": " + std::strerror(errno));
+  auto file = env->OpenFile(path, O_WRONLY | O_CREAT | O_EXCL, 0600);
+  if (!file.ok()) {
+    return file.status().code() == Code::kAlreadyExists
+               ? Status::AlreadyExists("memory state " + path + " already exists")
+               : file.status();
   }
   int ends[2];
   if (::pipe2(ends, O_CLOEXEC) != 0) {
@@ -48,7 +49,7 @@ Result<StateWriter> StartStateWriter(Env* env, const std::string& path,
                       env->SetScheduling(0, {.realtime = true, .level = 1}).ok();
   auto pid =
       env->Spawn({"sh", "-c", kWriter, "vmgroup-state-writer", path},
-                 {.log_path = log_path, .stdin_fd = read_end.get(), .fds = {{file.get(), 3}}});
+                 {.log_path = log_path, .stdin_fd = read_end.get(), .fds = {{file->get(), 3}}});
   if (raised) (void)env->SetScheduling(0, *before);
   if (!pid.ok()) {
     (void)env->RemoveFile(path);
