@@ -1,5 +1,5 @@
 // Env: everything vmgroup needs from the operating system that a test may want
-// to control — the clock, files, child processes and named fault points.
+// to control — the clock, sleeps, files, child processes and named fault points.
 // Modelled on LevelDB's Env: production code receives an Env*, tests wrap the
 // default one (EnvWrapper) and override a single method, e.g. to crash the
 // process at a fault point or to make one member's transaction fail.
@@ -18,6 +18,7 @@
 
 #include "base/result.h"
 #include "base/status.h"
+#include "base/unique_fd.h"
 
 namespace vmgroup {
 
@@ -90,6 +91,11 @@ class Env {
   // Starts writing a file's dirty data back without waiting for it, so
   // that a SyncFile later has little left to do. FileNotFound if missing.
   virtual Status StartWriteback(const std::string& path) = 0;
+  // Opens `path` as open(2) does with `flags` (always close-on-exec) and,
+  // when creating, `mode`. FileNotFound when it (or a directory on its
+  // way) is missing, AlreadyExists when O_EXCL met an existing one, IoError
+  // otherwise; each says "cannot open <path>: <why>".
+  virtual Result<UniqueFd> OpenFile(const std::string& path, int flags, int mode) = 0;
   // The whole content of a file. FileNotFound if it does not exist.
   virtual Result<std::string> ReadFile(const std::string& path) = 0;
   // Creates or replaces `path` with `data`, all or nothing: written beside
@@ -152,6 +158,9 @@ class EnvWrapper : public Env {
   Status SyncFile(const std::string& p) override { return target_->SyncFile(p); }
   Status StartWriteback(const std::string& p) override { return target_->StartWriteback(p); }
   Status CreateDirs(const std::string& p) override { return target_->CreateDirs(p); }
+  Result<UniqueFd> OpenFile(const std::string& p, int flags, int mode) override {
+    return target_->OpenFile(p, flags, mode);
+  }
   Result<std::string> ReadFile(const std::string& p) override { return target_->ReadFile(p); }
   Status WriteFile(const std::string& p, std::string_view data) override {
     return target_->WriteFile(p, data);

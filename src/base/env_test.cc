@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -51,6 +52,32 @@ TEST(EnvTest, WriteFileReplacesWholeAndRemoveDirTakesEmptyDirs) {
   EXPECT_TRUE(env->RemoveDir(sub).ok());  // already gone
   // Into a directory that does not exist: an error, nothing made.
   EXPECT_EQ(env->WriteFile(sub + "/g", "x").code(), Code::kIoError);
+  EXPECT_TRUE(env->RemoveDir(dir).ok());
+}
+
+TEST(EnvTest, OpenFileSaysWhatIsMissingOrThereAlready) {
+  Env* env = Env::Default();
+  char dir[] = "/tmp/vmg-env-XXXXXX";
+  ASSERT_NE(mkdtemp(dir), nullptr);
+  const std::string file = std::string(dir) + "/f";
+  auto made = env->OpenFile(file, O_WRONLY | O_CREAT | O_EXCL, 0600);
+  ASSERT_TRUE(made.ok()) << made.status().ToString();
+  EXPECT_NE(::fcntl(made->get(), F_GETFD) & FD_CLOEXEC, 0);
+  ASSERT_EQ(::write(made->get(), "x", 1), 1);
+  struct stat st;
+  ASSERT_EQ(::stat(file.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  auto again = env->OpenFile(file, O_WRONLY | O_CREAT | O_EXCL, 0600);
+  EXPECT_EQ(again.status().code(), Code::kAlreadyExists);
+  EXPECT_NE(again.status().message().find(file), std::string::npos);
+  auto read = env->OpenFile(file, O_RDONLY, 0);
+  ASSERT_TRUE(read.ok());
+  char c = 0;
+  EXPECT_EQ(::read(read->get(), &c, 1), 1);
+  EXPECT_EQ(c, 'x');
+  EXPECT_EQ(env->OpenFile(file + "-gone", O_RDONLY, 0).status().code(), Code::kFileNotFound);
+  EXPECT_EQ(env->OpenFile(file + "/under-a-file", O_RDONLY, 0).status().code(), Code::kIoError);
+  EXPECT_TRUE(env->RemoveFile(file).ok());
   EXPECT_TRUE(env->RemoveDir(dir).ok());
 }
 

@@ -179,6 +179,16 @@ class PosixEnv final : public Env {
     return Status::Ok();
   }
 
+  Result<UniqueFd> OpenFile(const std::string& path, int flags, int mode) override {
+    UniqueFd fd(::open(path.c_str(), flags | O_CLOEXEC, static_cast<mode_t>(mode)));
+    if (fd.valid()) return fd;
+    const int error = errno;
+    const std::string why = "cannot open " + path + ": " + std::strerror(error);
+    if (error == ENOENT) return Status::FileNotFound(why);
+    if (error == EEXIST) return Status::AlreadyExists(why);
+    return Status::IoError(why);
+  }
+
   Result<std::string> ReadFile(const std::string& path) override {
     std::ifstream f(path, std::ios::binary);
     if (!f) {

@@ -113,19 +113,6 @@ std::string Refusal(const Peer& peer, const Request& r) {
 
 }  // namespace
 
-bool Dispatcher::IsRead(const Request& r) {
-  static constexpr std::string_view kReads[] = {
-      "GetClass",    "EnumerateClasses",   "EnumerateClassNames",
-      "GetInstance", "EnumerateInstances", "EnumerateInstanceNames",
-      "GetProperty", "Associators",        "AssociatorNames",
-      "References",  "ReferenceNames"};
-  if (!r.intrinsic) return false;
-  for (std::string_view op : kReads) {
-    if (r.method == op) return true;
-  }
-  return false;
-}
-
 Dispatcher::Dispatcher(std::string_view ns, std::string host) : host_(std::move(host)) {
   if (auto parsed = ParseCimObjectHeader(ns); parsed.ok()) ns_ = parsed->namespace_;
 }
@@ -225,144 +212,231 @@ HttpResponse Dispatcher::Handle(const HttpRequest& http) {
   return r;
 }
 
-std::string Dispatcher::Intrinsic(const Request& r) {
-  auto answer = [&]() -> Answer {
+// The intrinsic operations this server answers (DSP0200 5.3.2), each with
+// the least role that may run it, as libvirt's driver tables and
+// cloud-hypervisor's HTTP_ROUTES list theirs. An operation missing here
+// (CreateInstance, ModifyInstance, DeleteInstance, SetProperty, ...) would
+// change something: only an admin gets past the role check with it, to be
+// told it is not supported.
+struct Dispatcher::Intrinsics {
+  // `names`: the operation answers with names or paths only (the *Names
+  // twin of an operation that answers with whole classes or instances).
+  using Handler = Answer (*)(const Dispatcher& d, const Request& r, bool names);
+  struct Op {
+    std::string_view name;  // as DSP0200 spells it
+    Role needs;
+    Handler run;
+    bool names = false;
+  };
+  static const Op kOps[];
+  // The operation named `name`, or null.
+  static const Op* Find(std::string_view name);
+
+  static Answer GetClass(const Dispatcher& d, const Request& r, bool names);
+  static Answer Classes(const Dispatcher& d, const Request& r, bool names);
+  static Answer Instances(const Dispatcher& d, const Request& r, bool names);
+  static Answer GetInstance(const Dispatcher& d, const Request& r, bool names);
+  static Answer GetProperty(const Dispatcher& d, const Request& r, bool names);
+  static Answer Associators(const Dispatcher& d, const Request& r, bool names);
+  static Answer References(const Dispatcher& d, const Request& r, bool names);
+
+  // The instance the InstanceName parameter names, and its class's entry.
+  struct Found {
+    const Entry* entry;
+    Instance instance;
+  };
+  static std::variant<Found, CimError> Lookup(const Dispatcher& d, const Request& r);
+  // Associators (what associations link the ObjectName to) or References
+  // (the associations themselves).
+  static Answer Associated(const Dispatcher& d, const Request& r, bool references, bool names);
+};
+
+const Dispatcher::Intrinsics::Op Dispatcher::Intrinsics::kOps[] = {
+    {"GetClass", Role::kReader, &GetClass},
+    {"EnumerateClasses", Role::kReader, &Classes},
+    {"EnumerateClassNames", Role::kReader, &Classes, /*names=*/true},
+    {"GetInstance", Role::kReader, &GetInstance},
+    {"EnumerateInstances", Role::kReader, &Instances},
+    {"EnumerateInstanceNames", Role::kReader, &Instances, /*names=*/true},
+    {"GetProperty", Role::kReader, &GetProperty},
+    {"Associators", Role::kReader, &Associators},
+    {"AssociatorNames", Role::kReader, &Associators, /*names=*/true},
+    {"References", Role::kReader, &References},
+    {"ReferenceNames", Role::kReader, &References, /*names=*/true},
+};
+
+const Dispatcher::Intrinsics::Op* Dispatcher::Intrinsics::Find(std::string_view name) {
+  for (const Op& op : kOps) {
+    if (op.name == name) return &op;
+  }
+  return nullptr;
+}
+
+bool Dispatcher::IsRead(const Request& r) {
+  const Intrinsics::Op* op = r.intrinsic ? Intrinsics::Find(r.method) : nullptr;
+  return op && op->needs == Role::kReader;
+}
+
+Answer Dispatcher::Intrinsics::Classes(const Dispatcher& d, const Request& r, bool names) {
+  const std::string base = ClassParam(r, "ClassName");
+  const bool deep = BoolParam(r, "DeepInheritance", false);
+  if (!base.empty() && !d.Find(base)) {
+    return CimError{CimStatus::kInvalidClass, "no class " + base};
+  }
+  std::string out;
+  for (const auto& [key, e] : d.classes_) {
+    const bool match = base.empty()
+                           ? (deep || !d.Find(e.spec->superclass))
+                           : (deep ? d.IsA(e.spec->name, base) && !NameEquals(e.spec->name, base)
+                                   : NameEquals(e.spec->superclass, base));
+    if (!match) continue;
+    out += names ? "<CLASSNAME NAME=\"" + XmlEscape(e.spec->name) + "\"/>" : ClassXml(*e.spec);
+  }
+  return out;
+}
+
+Answer Dispatcher::Intrinsics::GetClass(const Dispatcher& d, const Request& r, bool) {
+  const std::string name = ClassParam(r, "ClassName");
+  const Entry* e = d.Find(name);
+  if (!e) return CimError{CimStatus::kNotFound, "no class " + name};
+  return ClassXml(*e->spec);
+}
+
+Answer Dispatcher::Intrinsics::Instances(const Dispatcher& d, const Request& r, bool names) {
+  const std::string name = ClassParam(r, "ClassName");
+  if (!d.Find(name)) return CimError{CimStatus::kInvalidClass, "no class " + name};
+  std::string out;
+  for (const Entry* e : d.Family(name)) {
+    auto all = e->provider->Enumerate();
+    if (!all.ok()) return FromStatus(all.status());
+    for (auto& inst : *all) {
+      ObjectPath path = PathOf(*e->spec, inst, {});
+      out += names ? InstanceNameXml(path)
+                   : ValueNamedInstanceXml(path, Filtered(d.Rooted(std::move(inst)), r));
+    }
+  }
+  return out;
+}
+
+std::variant<Dispatcher::Intrinsics::Found, CimError> Dispatcher::Intrinsics::Lookup(
+    const Dispatcher& d, const Request& r) {
+  const ObjectPath* path = PathParam(r, "InstanceName");
+  if (!path) return CimError{CimStatus::kInvalidParameter, r.method + " needs an InstanceName"};
+  const Entry* e = d.Find(path->class_name);
+  if (!e) return CimError{CimStatus::kInvalidClass, "no class " + path->class_name};
+  for (const auto& p : e->spec->properties) {
+    if (p.key && !path->Key(p.name)) {
+      return CimError{CimStatus::kInvalidParameter, "the path lacks key " + p.name};
+    }
+  }
+  for (const auto& k : path->keys) {
+    const PropertySpec* p = e->spec->Property(k.name);
+    if (!p || !p->key) {
+      return CimError{CimStatus::kInvalidParameter, k.name + " is not a key of " + e->spec->name};
+    }
+  }
+  if (!e->provider) return CimError{CimStatus::kNotFound, e->spec->name + " has no instances"};
+  auto inst = e->provider->Get(*path);
+  if (!inst.ok()) return FromStatus(inst.status());
+  return Found{e, std::move(inst).value()};
+}
+
+Answer Dispatcher::Intrinsics::GetInstance(const Dispatcher& d, const Request& r, bool) {
+  auto found = Lookup(d, r);
+  if (auto* err = std::get_if<CimError>(&found)) return *err;
+  return InstanceXml(Filtered(d.Rooted(std::move(std::get<Found>(found).instance)), r));
+}
+
+Answer Dispatcher::Intrinsics::GetProperty(const Dispatcher& d, const Request& r, bool) {
+  auto found = Lookup(d, r);
+  if (auto* err = std::get_if<CimError>(&found)) return *err;
+  const auto& [e, inst] = std::get<Found>(found);
+  const std::string prop = StringParam(r, "PropertyName");
+  const Property* p = inst.Find(prop);
+  if (!p) return CimError{CimStatus::kNoSuchProperty, e->spec->name + " has no property " + prop};
+  Instance one{inst.class_name, {*p}};
+  std::string xml = InstanceXml(d.Rooted(std::move(one)));
+  // The IRETURNVALUE of GetProperty is the bare value.
+  const size_t open = xml.find('>', xml.find("<PROPERTY"));
+  const size_t close = xml.rfind("</PROPERTY");
+  return open == std::string::npos || close == std::string::npos || close < open
+             ? std::string()
+             : xml.substr(open + 1, close - open - 1);
+}
+
+Answer Dispatcher::Intrinsics::Associators(const Dispatcher& d, const Request& r, bool names) {
+  return Associated(d, r, /*references=*/false, names);
+}
+
+Answer Dispatcher::Intrinsics::References(const Dispatcher& d, const Request& r, bool names) {
+  return Associated(d, r, /*references=*/true, names);
+}
+
+Answer Dispatcher::Intrinsics::Associated(const Dispatcher& d, const Request& r, bool references,
+                                          bool names) {
+  const ObjectPath* object = PathParam(r, "ObjectName");
+  if (!object) return CimError{CimStatus::kInvalidParameter, r.method + " needs an ObjectName"};
+  if (!d.Find(object->class_name)) {
+    return CimError{CimStatus::kInvalidClass, "no class " + object->class_name};
+  }
+  const std::string assoc = ClassParam(r, references ? "ResultClass" : "AssocClass");
+  const std::string result = references ? "" : ClassParam(r, "ResultClass");
+  const std::string role = StringParam(r, "Role");
+  const std::string result_role = references ? "" : StringParam(r, "ResultRole");
+  std::string out;
+  std::vector<ObjectPath> seen;
+  for (const auto& [key, e] : d.classes_) {
+    if (!e.provider || !e.spec->association) continue;
+    if (!assoc.empty() && !d.IsA(e.spec->name, assoc)) continue;
+    auto all = e.provider->Enumerate();
+    if (!all.ok()) return FromStatus(all.status());
+    for (auto& inst : *all) {
+      const Property* mine = nullptr;
+      for (const auto& p : inst.properties) {
+        if (p.type != "reference" || p.value.refs.empty()) continue;
+        if (!role.empty() && !NameEquals(p.name, role)) continue;
+        if (SamePath(p.value.refs[0], *object)) mine = &p;
+      }
+      if (!mine) continue;
+      if (references) {
+        ObjectPath path = d.Rooted(PathOf(*e.spec, inst, d.ns_));
+        out += names ? ObjectPathXml(path) : ObjectWithPathXml(path, Filtered(d.Rooted(inst), r));
+        continue;
+      }
+      for (const auto& p : inst.properties) {
+        if (&p == mine || p.type != "reference" || p.value.refs.empty()) continue;
+        if (!result_role.empty() && !NameEquals(p.name, result_role)) continue;
+        const ObjectPath& target = p.value.refs[0];
+        if (!result.empty() && !d.IsA(target.class_name, result)) continue;
+        bool dup = false;
+        for (const auto& s : seen) dup = dup || SamePath(s, target);
+        if (dup) continue;
+        seen.push_back(target);
+        if (names) {
+          out += ObjectPathXml(d.Rooted(target));
+          continue;
+        }
+        const Entry* te = d.Find(target.class_name);
+        if (!te || !te->provider) continue;
+        auto found = te->provider->Get(target);
+        if (!found.ok()) continue;  // gone meanwhile: an association to nothing is skipped
+        out += ObjectWithPathXml(d.Rooted(target), Filtered(d.Rooted(std::move(found).value()), r));
+      }
+    }
+  }
+  return out;
+}
+
+std::string Dispatcher::Intrinsic(const Request& r) const {
+  const Answer answer = [&]() -> Answer {
     if (!SameNamespace(r.target.namespace_, ns_)) {
       return CimError{CimStatus::kInvalidNamespace, "no namespace " + JoinNs(r.target.namespace_) +
                                                         "; this server serves " + JoinNs(ns_)};
     }
-    const std::string& op = r.method;
-    if (op == "EnumerateClassNames" || op == "EnumerateClasses") {
-      const std::string base = ClassParam(r, "ClassName");
-      const bool deep = BoolParam(r, "DeepInheritance", false);
-      if (!base.empty() && !Find(base)) {
-        return CimError{CimStatus::kInvalidClass, "no class " + base};
-      }
-      std::string out;
-      for (const auto& [key, e] : classes_) {
-        const bool match = base.empty()
-                               ? (deep || !Find(e.spec->superclass))
-                               : (deep ? IsA(e.spec->name, base) && !NameEquals(e.spec->name, base)
-                                       : NameEquals(e.spec->superclass, base));
-        if (!match) continue;
-        out += op == "EnumerateClasses" ? ClassXml(*e.spec)
-                                        : "<CLASSNAME NAME=\"" + XmlEscape(e.spec->name) + "\"/>";
-      }
-      return out;
-    }
-    if (op == "GetClass") {
-      const std::string name = ClassParam(r, "ClassName");
-      const Entry* e = Find(name);
-      if (!e) return CimError{CimStatus::kNotFound, "no class " + name};
-      return ClassXml(*e->spec);
-    }
-    if (op == "EnumerateInstances" || op == "EnumerateInstanceNames") {
-      const std::string name = ClassParam(r, "ClassName");
-      if (!Find(name)) return CimError{CimStatus::kInvalidClass, "no class " + name};
-      std::string out;
-      for (const Entry* e : Family(name)) {
-        auto all = e->provider->Enumerate();
-        if (!all.ok()) return FromStatus(all.status());
-        for (auto& inst : *all) {
-          ObjectPath path = PathOf(*e->spec, inst, {});
-          out += op == "EnumerateInstanceNames"
-                     ? InstanceNameXml(path)
-                     : ValueNamedInstanceXml(path, Filtered(Rooted(std::move(inst)), r));
-        }
-      }
-      return out;
-    }
-    if (op == "GetInstance" || op == "GetProperty") {
-      const ObjectPath* path = PathParam(r, "InstanceName");
-      if (!path) return CimError{CimStatus::kInvalidParameter, op + " needs an InstanceName"};
-      const Entry* e = Find(path->class_name);
-      if (!e) return CimError{CimStatus::kInvalidClass, "no class " + path->class_name};
-      for (const auto& p : e->spec->properties) {
-        if (p.key && !path->Key(p.name)) {
-          return CimError{CimStatus::kInvalidParameter, "the path lacks key " + p.name};
-        }
-      }
-      for (const auto& k : path->keys) {
-        const PropertySpec* p = e->spec->Property(k.name);
-        if (!p || !p->key) {
-          return CimError{CimStatus::kInvalidParameter,
-                          k.name + " is not a key of " + e->spec->name};
-        }
-      }
-      if (!e->provider) return CimError{CimStatus::kNotFound, e->spec->name + " has no instances"};
-      auto inst = e->provider->Get(*path);
-      if (!inst.ok()) return FromStatus(inst.status());
-      if (op == "GetInstance") return InstanceXml(Filtered(Rooted(std::move(inst).value()), r));
-      const std::string prop = StringParam(r, "PropertyName");
-      const Property* p = inst->Find(prop);
-      if (!p)
-        return CimError{CimStatus::kNoSuchProperty, e->spec->name + " has no property " + prop};
-      Instance one{inst->class_name, {*p}};
-      std::string xml = InstanceXml(Rooted(std::move(one)));
-      // The IRETURNVALUE of GetProperty is the bare value.
-      const size_t open = xml.find('>', xml.find("<PROPERTY"));
-      const size_t close = xml.rfind("</PROPERTY");
-      return open == std::string::npos || close == std::string::npos || close < open
-                 ? std::string()
-                 : xml.substr(open + 1, close - open - 1);
-    }
-    if (op == "Associators" || op == "AssociatorNames" || op == "References" ||
-        op == "ReferenceNames") {
-      const ObjectPath* object = PathParam(r, "ObjectName");
-      if (!object) return CimError{CimStatus::kInvalidParameter, op + " needs an ObjectName"};
-      if (!Find(object->class_name)) {
-        return CimError{CimStatus::kInvalidClass, "no class " + object->class_name};
-      }
-      const bool refs = op.starts_with("Reference");
-      const bool names = op.ends_with("Names");
-      const std::string assoc = ClassParam(r, refs ? "ResultClass" : "AssocClass");
-      const std::string result = refs ? "" : ClassParam(r, "ResultClass");
-      const std::string role = StringParam(r, "Role");
-      const std::string result_role = refs ? "" : StringParam(r, "ResultRole");
-      std::string out;
-      std::vector<ObjectPath> seen;
-      for (const auto& [key, e] : classes_) {
-        if (!e.provider || !e.spec->association) continue;
-        if (!assoc.empty() && !IsA(e.spec->name, assoc)) continue;
-        auto all = e.provider->Enumerate();
-        if (!all.ok()) return FromStatus(all.status());
-        for (auto& inst : *all) {
-          const Property* mine = nullptr;
-          for (const auto& p : inst.properties) {
-            if (p.type != "reference" || p.value.refs.empty()) continue;
-            if (!role.empty() && !NameEquals(p.name, role)) continue;
-            if (SamePath(p.value.refs[0], *object)) mine = &p;
-          }
-          if (!mine) continue;
-          if (refs) {
-            ObjectPath path = Rooted(PathOf(*e.spec, inst, ns_));
-            out += names ? ObjectPathXml(path) : ObjectWithPathXml(path, Filtered(Rooted(inst), r));
-            continue;
-          }
-          for (const auto& p : inst.properties) {
-            if (&p == mine || p.type != "reference" || p.value.refs.empty()) continue;
-            if (!result_role.empty() && !NameEquals(p.name, result_role)) continue;
-            const ObjectPath& target = p.value.refs[0];
-            if (!result.empty() && !IsA(target.class_name, result)) continue;
-            bool dup = false;
-            for (const auto& s : seen) dup = dup || SamePath(s, target);
-            if (dup) continue;
-            seen.push_back(target);
-            if (names) {
-              out += ObjectPathXml(Rooted(target));
-              continue;
-            }
-            const Entry* te = Find(target.class_name);
-            if (!te || !te->provider) continue;
-            auto found = te->provider->Get(target);
-            if (!found.ok()) continue;  // gone meanwhile: an association to nothing is skipped
-            out += ObjectWithPathXml(Rooted(target), Filtered(Rooted(std::move(found).value()), r));
-          }
-        }
-      }
-      return out;
-    }
-    return CimError{CimStatus::kNotSupported, "operation " + op + " is not supported"};
+    const Intrinsics::Op* op = Intrinsics::Find(r.method);
+    if (!op)
+      return CimError{CimStatus::kNotSupported, "operation " + r.method + " is not supported"};
+    return op->run(*this, r, op->names);
   }();
   if (auto* err = std::get_if<CimError>(&answer)) {
     return ErrorResponse(r.message_id, r.method, true, static_cast<int>(err->status),

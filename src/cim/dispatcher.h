@@ -55,7 +55,9 @@ class Dispatcher {
     const ClassSpec* spec;
     Provider* provider;  // null for declared-only classes
   };
-  std::string Intrinsic(const Request& r);
+  // The table of intrinsic operations and their handlers (dispatcher.cc).
+  struct Intrinsics;
+  std::string Intrinsic(const Request& r) const;
   std::string Extrinsic(const Request& r);
   const Entry* Find(std::string_view class_name) const;
   // True if `name` is `ancestor` or derives from it, as far as declarations tell.

@@ -23,6 +23,7 @@
 
 #include "base/env.h"
 #include "base/unique_fd.h"
+#include "base/unix_socket.h"
 #include "cim/http_framing.h"
 
 namespace vmgroup::cim {
@@ -527,22 +528,16 @@ Status HttpServer::Impl::Start(Listener* l, int listen_fd) {
 }
 
 Status HttpServer::Impl::ListenUnix(const UnixListener& spec) {
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  if (spec.path.size() >= sizeof addr.sun_path) {
-    return Status::InvalidArgument("socket path too long: " + spec.path);
-  }
-  std::memcpy(addr.sun_path, spec.path.c_str(), spec.path.size() + 1);
-  UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  if (!fd.valid()) return Status::IoError(std::string("socket: ") + std::strerror(errno));
+  VMG_ASSIGN_OR_RETURN(const sockaddr_un addr, UnixAddress(spec.path));
   // A socket file nobody listens on is left by a daemon that died; one that
   // answers belongs to a daemon still running, which must not be robbed.
-  if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0) {
+  if (ConnectUnix(spec.path, Clock::now()).ok()) {
     return Status::AlreadyExists("another server is listening on " + spec.path);
   }
-  fd = UniqueFd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+  UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+  if (!fd.valid()) return Status::IoError(std::string("socket: ") + std::strerror(errno));
   ::unlink(spec.path.c_str());
-  if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+  if (::bind(fd.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0) {
     return Status::IoError("cannot bind " + spec.path + ": " + std::strerror(errno));
   }
   if (::chmod(spec.path.c_str(), spec.mode) != 0 || ::listen(fd.get(), 128) != 0) {

@@ -23,10 +23,9 @@ Status SetMode(const std::string& path, mode_t mode) {
 // The catalog and SQLite's files beside it readable by the admin group
 // only. The database is made before SQLite opens it: SQLite gives the files
 // it creates beside a database the database's mode.
-Status ProtectCatalog(const std::string& path, int admin_gid) {
+Status ProtectCatalog(Env* env, const std::string& path, int admin_gid) {
   const gid_t gid = admin_gid < 0 ? ::getegid() : static_cast<gid_t>(admin_gid);
-  UniqueFd db(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0640));
-  if (!db.valid()) return Status::IoError("cannot open " + path + ": " + std::strerror(errno));
+  VMG_ASSIGN_OR_RETURN(UniqueFd db, env->OpenFile(path, O_RDWR | O_CREAT, 0640));
   for (const std::string& file : {path, path + "-wal", path + "-shm"}) {
     if (::chown(file.c_str(), static_cast<uid_t>(-1), gid) != 0 && errno != ENOENT) {
       return Status::IoError("cannot give " + file + " group " + std::to_string(gid) + ": " +
@@ -57,7 +56,7 @@ Result<std::unique_ptr<Engine>> Engine::Open(const EngineOptions& options) {
   VMG_RETURN_IF_ERROR(env->CreateDirs(e->state_dir_ + "/vms"));
   VMG_RETURN_IF_ERROR(SetMode(e->state_dir_, 0711));
   VMG_RETURN_IF_ERROR(SetMode(e->state_dir_ + "/vms", 0711));
-  VMG_RETURN_IF_ERROR(ProtectCatalog(e->state_dir_ + "/catalog.db", options.admin_gid));
+  VMG_RETURN_IF_ERROR(ProtectCatalog(env, e->state_dir_ + "/catalog.db", options.admin_gid));
   VMG_ASSIGN_OR_RETURN(e->catalog_, catalog::Catalog::Open(e->state_dir_ + "/catalog.db"));
   e->vms_ = std::make_unique<VmRegistry>(env, e->catalog_.get(), driver, e->state_dir_);
   e->collections_ = std::make_unique<CollectionManager>(env, e->catalog_.get());

@@ -439,8 +439,8 @@ Status VmRegistry::RetryIoError(const catalog::VmRecord& vm, hypervisor::Vm& liv
   VMG_RETURN_IF_ERROR(live.Resume(OpDeadline()).Annotate("VM " + vm.name));
   // QEMU resubmits the failed requests as the vCPUs start: a cause still
   // there pauses the VM again within moments.
-  const Deadline settle = Clock::now() + kRetrySettle;
-  while (Clock::now() < settle) {
+  const Deadline settle = env_->Now() + kRetrySettle;
+  while (env_->Now() < settle) {
     auto again = IoError(vm.id, OpDeadline());
     if (again.ok() && !again->empty()) {
       return Status::Failed("VM " + vm.name + " paused again on an I/O error: " + *again +

@@ -5,13 +5,12 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
-#include <sys/un.h>
 
-#include <cstring>
 #include <string>
 #include <string_view>
 
 #include "base/unique_fd.h"
+#include "base/unix_socket.h"
 
 namespace vmgroup::testing {
 
@@ -26,14 +25,10 @@ inline UniqueFd ConnectTcp(int port) {
   return fd;
 }
 
-// A connection to the unix socket at `path`, or an invalid fd.
+// A connection to the unix socket at `path` (one try), or an invalid fd.
 inline UniqueFd ConnectUnix(const std::string& path) {
-  UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  std::strncpy(addr.sun_path, path.c_str(), sizeof addr.sun_path - 1);
-  if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) fd.reset();
-  return fd;
+  auto fd = vmgroup::ConnectUnix(path, Clock::now());
+  return fd.ok() ? std::move(fd).value() : UniqueFd();
 }
 
 // Sends `bytes`; false once the server stopped taking them.

@@ -1,10 +1,8 @@
 // Each kind of bad request DSP0200 names, sent to a running vmgroupd: each
 // gets its HTTP status and CIMError header, or a CIM ERROR with the right
 // status code, and the daemon keeps serving.
-#include <sys/socket.h>
-#include <sys/un.h>
+#include <unistd.h>
 
-#include <cstring>
 #include <nlohmann/json.hpp>
 
 #include "base/return_codes.h"
@@ -13,6 +11,7 @@
 #include "cim/xml_reader.h"
 #include "cim/xml_writer.h"
 #include "daemon_fixture.h"
+#include "testing/raw_http.h"
 
 namespace vmgroup::e2e {
 namespace {
@@ -282,11 +281,8 @@ TEST_F(BadRequestTest, BrokenConnectionsCostOnlyThemselves) {
   for (const std::string& bytes :
        {std::string("POST /cimom HTTP/1.1\r\nContent-Length: 100\r\n\r\nabc"),
         std::string("\x16\x03\x01\x02\x00garbage\r\n\r\n", 17), std::string()}) {
-    UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM, 0));
-    sockaddr_un addr{};
-    addr.sun_family = AF_UNIX;
-    std::strncpy(addr.sun_path, Socket().c_str(), sizeof addr.sun_path - 1);
-    ASSERT_EQ(::connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+    UniqueFd fd = testing::ConnectUnix(Socket());
+    ASSERT_TRUE(fd.valid());
     if (!bytes.empty()) {
       ASSERT_EQ(::write(fd.get(), bytes.data(), bytes.size()), static_cast<ssize_t>(bytes.size()));
     }

@@ -61,7 +61,7 @@ Status CopyMarkedOffline(Env* env, const std::string& image, const std::string& 
   if (pid.ok()) {
     auto client = qemu::QmpClient::Connect(socket, deadline);
     s = client.ok() ? Copy(**client, image, bitmap, target, deadline) : client.status();
-    if (client.ok()) (void)(*client)->Execute("quit", deadline);
+    if (client.ok()) (void)qmp::Quit(**client, deadline);
     if (!env->WaitGone(*pid, std::chrono::seconds(5)).ok()) {
       (void)env->Kill(*pid, SIGKILL);
       (void)env->WaitGone(*pid, std::chrono::seconds(5));

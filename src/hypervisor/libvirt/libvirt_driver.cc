@@ -120,7 +120,7 @@ Result<std::unique_ptr<Vm>> LibvirtDriver::Start(const VmSpec& spec,
     }
     VMG_RETURN_IF_ERROR(state_->env->Hit(kFaultStarted, name));
   }
-  VMG_ASSIGN_OR_RETURN(auto vm, LibvirtVm::Open(state_->uri, spec.uuid));
+  VMG_ASSIGN_OR_RETURN(auto vm, LibvirtVm::Open(state_->env, state_->uri, spec.uuid));
   return std::unique_ptr<Vm>(std::move(vm));
 }
 
@@ -137,7 +137,7 @@ Status LibvirtDriver::DefineDisks(const VmSpec& spec) {
 
 Result<std::unique_ptr<Vm>> LibvirtDriver::Attach(const VmSpec& spec, int pid) {
   (void)pid;  // 0: libvirt finds the domain by its UUID
-  VMG_ASSIGN_OR_RETURN(auto vm, LibvirtVm::Open(state_->uri, spec.uuid));
+  VMG_ASSIGN_OR_RETURN(auto vm, LibvirtVm::Open(state_->env, state_->uri, spec.uuid));
   return std::unique_ptr<Vm>(std::move(vm));
 }
 

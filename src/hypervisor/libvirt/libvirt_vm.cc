@@ -5,7 +5,6 @@
 #include <algorithm>
 #include <fstream>
 #include <map>
-#include <thread>
 
 #include "hypervisor/libvirt/frozen_copy.h"
 #include "storage/qcow2_header.h"
@@ -48,7 +47,7 @@ Result<std::string> BackingOf(const std::string& path) {
 
 }  // namespace
 
-Result<std::unique_ptr<LibvirtVm>> LibvirtVm::Open(const std::string& uri,
+Result<std::unique_ptr<LibvirtVm>> LibvirtVm::Open(Env* env, const std::string& uri,
                                                    const std::string& uuid) {
   VMG_ASSIGN_OR_RETURN(auto conn, LibvirtConnection::Open(uri));
   VMG_ASSIGN_OR_RETURN(auto dom, LookUpDomain(conn->get(), uuid));
@@ -56,12 +55,14 @@ Result<std::unique_ptr<LibvirtVm>> LibvirtVm::Open(const std::string& uri,
   if (active < 0) return LastError("domain " + uuid);
   const std::string name = virDomainGetName(dom.get());
   if (active == 0) return Status::Unavailable("domain " + name + " is shut off");
-  return std::unique_ptr<LibvirtVm>(new LibvirtVm(std::move(conn), std::move(dom), uuid, name));
+  return std::unique_ptr<LibvirtVm>(
+      new LibvirtVm(env, std::move(conn), std::move(dom), uuid, name));
 }
 
-LibvirtVm::LibvirtVm(std::unique_ptr<LibvirtConnection> conn, DomainPtr dom, std::string uuid,
-                     std::string name)
-    : conn_(std::move(conn)),
+LibvirtVm::LibvirtVm(Env* env, std::unique_ptr<LibvirtConnection> conn, DomainPtr dom,
+                     std::string uuid, std::string name)
+    : env_(env),
+      conn_(std::move(conn)),
       dom_(std::move(dom)),
       uuid_(std::move(uuid)),
       name_(std::move(name)) {}
@@ -259,10 +260,10 @@ Status LibvirtVm::Pivot(const std::string& target, Deadline deadline) {
     const virError* e = virGetLastError();
     // Not ready yet: the merge is still copying.
     if (!e || e->code != VIR_ERR_BLOCK_COPY_ACTIVE) return LastError("pivot of " + target);
-    if (Clock::now() > deadline) {
+    if (env_->Now() > deadline) {
       return Status::Timeout("the merge of disk " + target + " was not ready by its deadline");
     }
-    std::this_thread::sleep_for(kJobPoll);
+    env_->SleepFor(kJobPoll);
   }
 }
 
@@ -272,10 +273,10 @@ Status LibvirtVm::WaitJobGone(const std::string& target, Deadline deadline) {
     const int running = virDomainGetBlockJobInfo(dom_.get(), target.c_str(), &job, 0);
     if (running < 0) return LastError("block job of " + target);
     if (running == 0) return Status::Ok();
-    if (Clock::now() > deadline) {
+    if (env_->Now() > deadline) {
       return Status::Timeout("the merge of disk " + target + " did not end by its deadline");
     }
-    std::this_thread::sleep_for(kJobPoll);
+    env_->SleepFor(kJobPoll);
   }
 }
 

@@ -22,8 +22,9 @@ class LibvirtVm final : public Vm {
  public:
   // Opens a connection of its own to `uri` and finds domain `uuid`:
   // NotFound when libvirt has no such domain, Unavailable while it is shut
-  // off or when `uri` cannot be opened.
-  static Result<std::unique_ptr<LibvirtVm>> Open(const std::string& uri, const std::string& uuid);
+  // off or when `uri` cannot be opened. `env` paces its waits for block jobs.
+  static Result<std::unique_ptr<LibvirtVm>> Open(Env* env, const std::string& uri,
+                                                 const std::string& uuid);
 
   int pid() const override { return 0; }
   Result<RunState> State(Deadline deadline) override;
@@ -82,7 +83,7 @@ class LibvirtVm final : public Vm {
     bool paused;
   };
 
-  LibvirtVm(std::unique_ptr<LibvirtConnection> conn, DomainPtr dom, std::string uuid,
+  LibvirtVm(Env* env, std::unique_ptr<LibvirtConnection> conn, DomainPtr dom, std::string uuid,
             std::string name);
 
   // Runs `call` on the worker and waits for it until `deadline`.
@@ -103,6 +104,7 @@ class LibvirtVm final : public Vm {
   Status WaitJobGone(const std::string& target, Deadline deadline);
   Status Commit(int disk, const std::string& top, const std::string& base, Deadline deadline);
 
+  Env* env_;
   std::unique_ptr<LibvirtConnection> conn_;
   DomainPtr dom_;
   const std::string uuid_;

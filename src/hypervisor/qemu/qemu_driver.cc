@@ -9,9 +9,8 @@
 
 #include <cerrno>
 #include <cstring>
-#include <fstream>
-#include <sstream>
 
+#include "base/unix_socket.h"
 #include "hypervisor/qemu/guest_agent.h"
 #include "hypervisor/qemu/qemu_vm.h"
 #include "hypervisor/qemu/thaw_guard.h"
@@ -29,11 +28,8 @@ std::string Escape(const std::string& s) {
   return out;
 }
 
-std::string Tail(const std::string& path, size_t max_bytes) {
-  std::ifstream f(path);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  std::string s = ss.str();
+std::string Tail(Env* env, const std::string& path, size_t max_bytes) {
+  std::string s = env->ReadFile(path).value_or("");
   if (s.size() > max_bytes) s = s.substr(s.size() - max_bytes);
   while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
   return s;
@@ -55,17 +51,12 @@ constexpr char kSandbox[] =
 // A listening unix socket at `path` (a stale one removed first) that only
 // this process's user may connect to.
 Result<UniqueFd> ListenAt(const std::string& path) {
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  if (path.size() >= sizeof addr.sun_path) {
-    return Status::InvalidArgument("socket path is too long: " + path);
-  }
-  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+  VMG_ASSIGN_OR_RETURN(const sockaddr_un addr, UnixAddress(path));
   if (::unlink(path.c_str()) != 0 && errno != ENOENT) {
     return Status::IoError("cannot remove stale " + path + ": " + std::strerror(errno));
   }
   UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  if (!fd.valid() || ::bind(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
+  if (!fd.valid() || ::bind(fd.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0 ||
       ::chmod(path.c_str(), 0600) != 0 || ::listen(fd.get(), 8) != 0) {
     return Status::IoError("cannot listen on " + path + ": " + std::strerror(errno));
   }
@@ -196,10 +187,8 @@ Result<std::unique_ptr<Vm>> QemuDriver::Start(const VmSpec& spec,
   VMG_RETURN_IF_ERROR(ArrangeFiles(spec, user_).Annotate("VM " + spec.name));
   VMG_ASSIGN_OR_RETURN(UniqueFd monitor, ListenAt(MonitorPath(spec)));
   VMG_ASSIGN_OR_RETURN(UniqueFd agent, ListenAt(GuestAgent::SocketPath(spec.run_dir)));
-  UniqueFd serial(::open(SerialPath(spec).c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640));
-  if (!serial.valid()) {
-    return Status::IoError("cannot open " + SerialPath(spec) + ": " + std::strerror(errno));
-  }
+  VMG_ASSIGN_OR_RETURN(UniqueFd serial,
+                       env_->OpenFile(SerialPath(spec), O_WRONLY | O_CREAT | O_TRUNC, 0640));
   VMG_ASSIGN_OR_RETURN(int pid, env_->Spawn(CommandLine(spec), {.log_path = LogPath(spec),
                                                                 .fds = {{monitor.get(), kMonitorFd},
                                                                         {agent.get(), kAgentFd},
@@ -218,7 +207,7 @@ Result<std::unique_ptr<Vm>> QemuDriver::Start(const VmSpec& spec,
   if (!qmp.ok()) {
     if (env_->WaitGone(pid, std::chrono::seconds(5)).ok()) {
       return Status::Unavailable("QEMU for VM " + spec.name +
-                                 " exited at start: " + Tail(LogPath(spec), 2000) + hint);
+                                 " exited at start: " + Tail(env_, LogPath(spec), 2000) + hint);
     }
     (void)env_->Kill(pid, SIGKILL);
     (void)env_->WaitGone(pid, std::chrono::seconds(5));
@@ -230,8 +219,8 @@ Result<std::unique_ptr<Vm>> QemuDriver::Start(const VmSpec& spec,
   if (ready.ok() && !spec.incoming.empty()) ready = vm->LoadState(spec.incoming);
   if (!ready.ok()) {
     (void)vm->PowerOff();
-    return ready.Annotate("VM " + spec.name + " (QEMU said: " + Tail(LogPath(spec), 500) + ")" +
-                          hint);
+    return ready.Annotate("VM " + spec.name + " (QEMU said: " + Tail(env_, LogPath(spec), 500) +
+                          ")" + hint);
   }
   return std::unique_ptr<Vm>(std::move(vm));
 }

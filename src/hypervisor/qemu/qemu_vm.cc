@@ -5,11 +5,9 @@
 
 #include <algorithm>
 #include <cctype>
-#include <cerrno>
-#include <cstring>
-#include <thread>
 
 #include "hypervisor/qemu/qmp_commands.h"
+#include "hypervisor/qemu/state_writer.h"
 
 namespace vmgroup::hypervisor::qemu {
 namespace {
@@ -21,14 +19,6 @@ constexpr auto kCleanupTimeout = std::chrono::seconds(60);
 // The names QEMU keeps the descriptors of a memory state under (getfd).
 constexpr char kStateFd[] = "vmg-state";
 constexpr char kIncomingFd[] = "vmg-incoming";
-
-// Copies the stream from its stdin into the file on descriptor 3 (named $1).
-// The stream never breaks: QEMU 7.2 wedges for good when a background
-// snapshot's stream breaks (a vCPU waits forever on write-protected RAM:
-// seen with a full disk or a vanished directory). So if the file cannot
-// take it, the writer removes the file and drains the rest, and
-// AwaitStateSaved reports the missing file. Its errors go to QEMU's log.
-constexpr char kStateWriter[] = "cat >&3 || { rm -f -- \"$1\"; exec cat > /dev/null; }";
 
 std::string DiskDevice(size_t i) {
   return "/machine/peripheral/vd" + std::to_string(i) + "/virtio-backend";
@@ -232,11 +222,12 @@ Status QemuVm::SendSwitch(const std::vector<Overlay>& overlays, const std::strin
   std::lock_guard lock(mu_);
   pending_ = {};
   VMG_ASSIGN_OR_RETURN(auto actions, SwitchActions(overlays, tracking));
-  std::vector<std::pair<std::string, Json>> commands;
-  if (pause) commands.push_back({"stop", Json::object()});
+  std::vector<qmp::Command> commands;
+  if (pause) commands.push_back(qmp::StopCommand());
   commands.push_back(qmp::TransactionCommand(actions));
   VMG_ASSIGN_OR_RETURN(auto ids, qmp_->Send(commands, deadline));
   for (size_t i = 0; i < ids.size(); ++i) pending_.commands.push_back({commands[i].first, ids[i]});
+  pending_.stop_first = pause;
   pending_.overlays = overlays;
   return Status::Ok();
 }
@@ -246,11 +237,13 @@ Status QemuVm::AwaitSwitch(Deadline deadline, bool* paused) {
   Pending p = std::exchange(pending_, {});
   *paused = false;
   Status first;
-  for (const auto& [command, id] : p.commands) {
+  for (size_t i = 0; i < p.commands.size(); ++i) {
+    const auto& [command, id] = p.commands[i];
     Status s = qmp_->AwaitReply(command, id, deadline).status();
-    // A stop that timed out may still take effect: count the VM as paused.
-    if (command == "stop") *paused = s.ok() || s.code() == Code::kTimeout;
-    if (command == "transaction" && s.ok()) {
+    if (i == 0 && p.stop_first) {
+      // A stop that timed out may still take effect: count the VM as paused.
+      *paused = s.ok() || s.code() == Code::kTimeout;
+    } else if (s.ok()) {  // the transaction
       for (const auto& o : p.overlays) active_nodes_[o.disk] = OverlayNode(o);
     }
     if (!s.ok() && first.ok()) first = s;
@@ -262,7 +255,7 @@ Status QemuVm::AwaitSwitch(Deadline deadline, bool* paused) {
 Status QemuVm::SendResume(Deadline deadline, bool save_state) {
   std::lock_guard lock(mu_);
   pending_ = {};
-  std::vector<std::pair<std::string, Json>> commands = {{"cont", Json::object()}};
+  std::vector<qmp::Command> commands = {qmp::ContCommand()};
   if (save_state && !state_pipe_.valid()) {
     // Resume all the same: a guest is never left paused for a missing save.
     pending_.error = Status::InvalidState("no memory state was prepared");
@@ -272,6 +265,7 @@ Status QemuVm::SendResume(Deadline deadline, bool save_state) {
     // lets the guest run (measured with two 128 MiB guests: a 210 ms group
     // pause instead of 16 ms).
     commands = {qmp::GetFdCommand(kStateFd), qmp::MigrateCommand(kStateFd)};
+    pending_.saving = true;
   }
   auto ids = qmp_->Send(commands, deadline, save_state ? state_pipe_.get() : -1);
   // QEMU has its copy now, or none (no save, or this failed): the writer
@@ -292,7 +286,7 @@ Status QemuVm::AwaitResume(Deadline deadline) {
     Status s = qmp_->AwaitReply(command, id, deadline).status();
     if (sent.ok()) sent = s;
   }
-  if (p.commands[0].first == "cont") return sent.ok() ? p.error : sent;
+  if (!p.saving) return sent.ok() ? p.error : sent;
   if (!sent.ok()) {
     // No save started: the writer must not wait for QEMU's copy of the pipe,
     // nor the guest stay paused waiting for a save.
@@ -310,8 +304,8 @@ Status QemuVm::AwaitResume(Deadline deadline) {
       VMG_RETURN_IF_ERROR(qmp::Cont(*qmp_, deadline));
       return Status::Failed("saving the memory state failed: " + m.error);
     }
-    if (Clock::now() >= deadline) return Status::Timeout("the VM did not run again in time");
-    std::this_thread::sleep_for(std::chrono::microseconds(200));
+    if (env_->Now() >= deadline) return Status::Timeout("the VM did not run again in time");
+    env_->SleepFor(std::chrono::microseconds(200));
   }
 }
 
@@ -335,44 +329,13 @@ Status QemuVm::PrepareStateSave(const std::string& path, Deadline deadline) {
                             "vm.unprivileged_userfaultfd=1 (scripts/install-deps.sh sets it)");
   }
   VMG_RETURN_IF_ERROR(capable);
-  // Created here, exclusively: a stale state is never silently overwritten.
-  UniqueFd file(::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
-  if (file.get() < 0) {
-    return errno == EEXIST ? Status::AlreadyExists("memory state " + path + " already exists")
-                           : Status::IoError("cannot create " + path + ": " + std::strerror(errno));
-  }
-  int ends[2];
-  if (::pipe2(ends, O_CLOEXEC) != 0) {
-    (void)env_->RemoveFile(path);
-    return Status::IoError(std::string("pipe: ") + std::strerror(errno));
-  }
-  UniqueFd read_end(ends[0]), write_end(ends[1]);
-  // Started now, outside the pause; in a session of its own, so that a save
-  // in progress completes even if this process dies. At the lowest
-  // real-time priority, as QEMU's threads during the cut: QEMU streams the
-  // RAM only as fast as the writer drains the pipe, and the guest waits on
-  // each first write to a page until that page is out. Measured on a busy
-  // host (two 128 MiB guests, 2 cores, load 3-5): at nice -20 instead, the
-  // pause's 90th percentile doubled (41 ms against 21) and the save took
-  // 480 ms instead of 350. The copy is I/O, and the kernel caps real-time
-  // tasks below a whole CPU. Inherited from this thread (and by the cat it
-  // runs); best effort, as raising needs CAP_SYS_NICE.
-  const auto before = env_->GetScheduling(0);
-  const bool raised = before.ok() && !before->realtime &&
-                      env_->SetScheduling(0, {.realtime = true, .level = 1}).ok();
-  auto writer = env_->Spawn({"sh", "-c", kStateWriter, "vmgroup-state-writer", path},
-                            {.log_path = spec_.run_dir + "/qemu.log",
-                             .stdin_fd = read_end.get(),
-                             .fds = {{file.get(), 3}}});
-  if (raised) (void)env_->SetScheduling(0, *before);
-  if (!writer.ok()) {
-    (void)env_->RemoveFile(path);
-    return writer.status().Annotate("starting the memory state's writer");
-  }
+  // Started now, outside the pause.
+  VMG_ASSIGN_OR_RETURN(StateWriter writer,
+                       StartStateWriter(env_, path, spec_.run_dir + "/qemu.log"));
   EndStateSaveLocked();  // an earlier one
   state_path_ = path;
-  state_writer_ = *writer;
-  state_pipe_ = std::move(write_end);
+  state_writer_ = writer.pid;
+  state_pipe_ = std::move(writer.pipe);
   return Status::Ok();
 }
 
@@ -380,12 +343,13 @@ Status QemuVm::LoadState(const std::string& path) {
   std::lock_guard lock(mu_);
   // Loading streams the whole RAM from the file: allow for large guests.
   const Deadline deadline = Clock::now() + std::chrono::minutes(10);
-  UniqueFd file(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!file.valid()) {
-    return errno == ENOENT ? Status::FileNotFound("memory state " + path + " does not exist")
-                           : Status::IoError("cannot open " + path + ": " + std::strerror(errno));
+  auto file = env_->OpenFile(path, O_RDONLY, 0);
+  if (!file.ok()) {
+    return file.status().code() == Code::kFileNotFound
+               ? Status::FileNotFound("memory state " + path + " does not exist")
+               : file.status();
   }
-  VMG_RETURN_IF_ERROR(qmp::GetFd(*qmp_, kIncomingFd, file.get(), deadline));
+  VMG_RETURN_IF_ERROR(qmp::GetFd(*qmp_, kIncomingFd, file->get(), deadline));
   VMG_RETURN_IF_ERROR(qmp::MigrateIncoming(*qmp_, kIncomingFd, deadline));
   VMG_RETURN_IF_ERROR(qmp::AwaitMigration(*qmp_, deadline).Annotate("loading " + path));
   // A state saved from a running guest would start it: the caller resumes.
@@ -578,8 +542,7 @@ Status QemuVm::CopyMarked(int disk, const std::string& image, const std::string&
   }
   // The target (an export's file) stays ours: QEMU writes it through a
   // descriptor of ours, whoever it runs as.
-  UniqueFd file(::open(target.c_str(), O_RDWR | O_CLOEXEC));
-  if (!file.valid()) return Status::IoError("cannot open " + target + ": " + std::strerror(errno));
+  VMG_ASSIGN_OR_RETURN(UniqueFd file, env_->OpenFile(target, O_RDWR, 0));
   VMG_ASSIGN_OR_RETURN(const int fdset, qmp::AddFd(*qmp_, file.get(), deadline));
   const std::string d = std::to_string(disk), copy = "copy-d" + d;
   Status s = qmp::BlockdevAddTarget(*qmp_, copy, "/dev/fdset/" + std::to_string(fdset), deadline);

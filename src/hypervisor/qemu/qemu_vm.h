@@ -122,6 +122,8 @@ class QemuVm final : public Vm {
   // Between a Send* and its Await*: what was sent (guarded by mu_).
   struct Pending {
     std::vector<std::pair<std::string, std::string>> commands;  // (command, id)
+    bool stop_first = false;  // SendSwitch: a stop went ahead of the transaction
+    bool saving = false;      // SendResume: a memory state save, not a plain cont
     std::vector<Overlay> overlays;
     Status error;  // to report from the Await* although the command went out
   } pending_;

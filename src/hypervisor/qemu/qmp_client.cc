@@ -2,14 +2,13 @@
 
 #include <poll.h>
 #include <sys/socket.h>
-#include <sys/un.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
-#include <thread>
 
 #include "base/socket_io.h"
+#include "base/unix_socket.h"
 #include "base/validate.h"
 
 namespace vmgroup::hypervisor::qemu {
@@ -33,21 +32,6 @@ std::string ErrorText(const Json& error) {
     }
   }
   return "QEMU refused it without a description";
-}
-
-Result<UniqueFd> ConnectOnce(const std::string& path) {
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  if (path.size() >= sizeof addr.sun_path) {
-    return Status::InvalidArgument("monitor socket path is too long: " + path);
-  }
-  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
-  UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  if (!fd.valid()) return Status::IoError(std::string("socket: ") + std::strerror(errno));
-  if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
-    return Status::Unavailable("cannot connect to " + path + ": " + std::strerror(errno));
-  }
-  return fd;
 }
 
 // Sends the first byte of `data` with a copy of `fd` attached (QEMU takes
@@ -87,30 +71,22 @@ Status SendWithFd(int socket, std::string_view data, int fd, Deadline deadline) 
 
 Result<std::unique_ptr<QmpClient>> QmpClient::Connect(const std::string& socket_path,
                                                       Deadline deadline) {
-  Status last;
-  while (true) {
-    auto fd = ConnectOnce(socket_path);
-    if (fd.ok()) {
-      std::unique_ptr<QmpClient> client(new QmpClient(std::move(fd).value()));
-      // Events QEMU emitted while the previous client was leaving (a block job
-      // moving on, say) can reach the next client ahead of its greeting.
-      do {
-        VMG_ASSIGN_OR_RETURN(client->greeting_, client->ReadMessage(deadline));
-      } while (client->greeting_.contains("event"));
-      if (!client->greeting_.contains("QMP")) {
-        return Status::Unavailable(socket_path + " is not a QMP monitor");
-      }
-      VMG_RETURN_IF_ERROR(client->Execute("qmp_capabilities", deadline).status());
-      return client;
-    }
-    last = fd.status();
-    if (last.code() != Code::kUnavailable || Clock::now() >= deadline) return last;
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  VMG_ASSIGN_OR_RETURN(UniqueFd fd, ConnectUnix(socket_path, deadline));
+  std::unique_ptr<QmpClient> client(new QmpClient(std::move(fd)));
+  // Events QEMU emitted while the previous client was leaving (a block job
+  // moving on, say) can reach the next client ahead of its greeting.
+  do {
+    VMG_ASSIGN_OR_RETURN(client->greeting_, client->ReadMessage(deadline));
+  } while (client->greeting_.contains("event"));
+  if (!client->greeting_.contains("QMP")) {
+    return Status::Unavailable(socket_path + " is not a QMP monitor");
   }
+  VMG_RETURN_IF_ERROR(client->Execute("qmp_capabilities", deadline).status());
+  return client;
 }
 
 Result<std::unique_ptr<QmpClient>> QmpClient::ConnectAgent(const std::string& socket_path) {
-  VMG_ASSIGN_OR_RETURN(UniqueFd fd, ConnectOnce(socket_path));
+  VMG_ASSIGN_OR_RETURN(UniqueFd fd, ConnectUnix(socket_path, Clock::now()));
   return std::unique_ptr<QmpClient>(new QmpClient(std::move(fd)));
 }
 

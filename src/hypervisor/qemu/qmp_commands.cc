@@ -39,8 +39,18 @@ const Json& Field(const Json& j, const char* key) {
 
 }  // namespace
 
-Status Stop(QmpClient& c, Deadline d) { return c.Execute("stop", d).status(); }
-Status Cont(QmpClient& c, Deadline d) { return c.Execute("cont", d).status(); }
+Command StopCommand() { return {"stop", Json::object()}; }
+Status Stop(QmpClient& c, Deadline d) {
+  auto [command, args] = StopCommand();
+  return c.Execute(command, args, d).status();
+}
+
+Command ContCommand() { return {"cont", Json::object()}; }
+Status Cont(QmpClient& c, Deadline d) {
+  auto [command, args] = ContCommand();
+  return c.Execute(command, args, d).status();
+}
+
 Status Quit(QmpClient& c, Deadline d) { return c.Execute("quit", d).status(); }
 
 Result<std::string> QueryStatus(QmpClient& c, Deadline d) {
@@ -161,7 +171,7 @@ Status Transaction(QmpClient& c, const std::vector<Json>& actions, Deadline d) {
   return c.Execute(command, args, d).status();
 }
 
-std::pair<std::string, Json> TransactionCommand(const std::vector<Json>& actions) {
+Command TransactionCommand(const std::vector<Json>& actions) {
   return {"transaction", {{"actions", actions}}};
 }
 
@@ -183,7 +193,7 @@ Status SetBackgroundSnapshot(QmpClient& c, bool on, Deadline d) {
   return c.Execute("migrate-set-capabilities", {{"capabilities", Json::array({cap})}}, d).status();
 }
 
-std::pair<std::string, Json> MigrateCommand(const std::string& fd_name) {
+Command MigrateCommand(const std::string& fd_name) {
   return {"migrate", {{"uri", "fd:" + fd_name}}};
 }
 
@@ -191,9 +201,7 @@ Status MigrateIncoming(QmpClient& c, const std::string& fd_name, Deadline d) {
   return c.Execute("migrate-incoming", {{"uri", "fd:" + fd_name}}, d).status();
 }
 
-std::pair<std::string, Json> GetFdCommand(const std::string& name) {
-  return {"getfd", {{"fdname", name}}};
-}
+Command GetFdCommand(const std::string& name) { return {"getfd", {{"fdname", name}}}; }
 
 Status GetFd(QmpClient& c, const std::string& name, int fd, Deadline d) {
   auto [command, args] = GetFdCommand(name);

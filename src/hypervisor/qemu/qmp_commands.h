@@ -12,8 +12,14 @@
 
 namespace vmgroup::hypervisor::qemu::qmp {
 
+// A command's name and arguments, for QmpClient::Send (several commands in
+// one write, their replies collected after).
+using Command = std::pair<std::string, Json>;
+
 Status Stop(QmpClient& c, Deadline d);
+Command StopCommand();
 Status Cont(QmpClient& c, Deadline d);
+Command ContCommand();
 Status Quit(QmpClient& c, Deadline d);
 // "running", "paused", "shutdown", "postmigrate", ... as QEMU names it.
 Result<std::string> QueryStatus(QmpClient& c, Deadline d);
@@ -58,8 +64,8 @@ Json SnapshotAction(const std::string& node, const std::string& overlay);
 Json BitmapAddAction(const std::string& node, const std::string& bitmap);
 // Runs the actions atomically: all take effect or none.
 Status Transaction(QmpClient& c, const std::vector<Json>& actions, Deadline d);
-// The command and arguments of a transaction, for QmpClient::Send.
-std::pair<std::string, Json> TransactionCommand(const std::vector<Json>& actions);
+// The transaction, for QmpClient::Send.
+Command TransactionCommand(const std::vector<Json>& actions);
 
 // Persistent dirty bitmaps on a node.
 Status BitmapAdd(QmpClient& c, const std::string& node, const std::string& bitmap, Deadline d);
@@ -86,7 +92,7 @@ Status BlockCommit(QmpClient& c, const std::string& job_id, const std::string& d
 // Descriptors handed to QEMU over the monitor (QmpClient passes a copy with
 // the command). getfd: QEMU keeps it under `name` until a command uses it
 // (migrate or migrate-incoming with "fd:<name>") or closefd drops it.
-std::pair<std::string, Json> GetFdCommand(const std::string& name);
+Command GetFdCommand(const std::string& name);
 Status GetFd(QmpClient& c, const std::string& name, int fd, Deadline d);
 Status CloseFd(QmpClient& c, const std::string& name, Deadline d);
 // add-fd: `fd` joins a new descriptor set, whose id is returned; QEMU then
@@ -101,9 +107,8 @@ Status RemoveFdSet(QmpClient& c, int fdset, Deadline d);
 // it is when the migration starts while the guest runs on (QEMU resumes it
 // by itself once the device state is saved).
 Status SetBackgroundSnapshot(QmpClient& c, bool on, Deadline d);
-// The command and arguments of a migration into the descriptor named
-// `fd_name`, for QmpClient::Send.
-std::pair<std::string, Json> MigrateCommand(const std::string& fd_name);
+// A migration into the descriptor named `fd_name`, for QmpClient::Send.
+Command MigrateCommand(const std::string& fd_name);
 // Starts loading a migration stream from the descriptor named `fd_name`
 // (QEMU started with -incoming defer).
 Status MigrateIncoming(QmpClient& c, const std::string& fd_name, Deadline d);
