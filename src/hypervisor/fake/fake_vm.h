@@ -1,166 +1,125 @@
 // FakeVm (tests only): an in-memory hypervisor::Vm for fast unit tests of
 // engine logic — which calls happen in which order, and what a failure or a
 // slow call leads to. Anything that claims VM behaviour is tested on QEMU.
+//
+// Made on its own (FakeVm(disks)) it touches no file: its disks are names.
+// Made by FakeDriver (fake_driver.h) it stands in for a QEMU process: its
+// disks are real qcow2 files, and what QEMU would do to them it does with
+// qemu-img (a revert or a merge commits the image and rewrites the header
+// above it), so that the engine's own qemu-img reads find the chains a QEMU
+// would have left. That work is QEMU's, not the engine's: it goes through
+// Env::Default(), and goes on whatever becomes of the engine (DyingEnv).
+// Each of its calls first reaches fault point "fake.<op>" (kFakePointPrefix
+// and the op's name as calls() lists it; Env::Hit, subject: the VM's name),
+// whose error is the call's answer. Once powered off or killed (Die) it
+// answers Unavailable, as a QEMU that is gone.
+//
+// Change tracking is kept as libvirt keeps it: as named objects of the VM
+// (Trackings lists them), each on the image of each disk it marks. Copies
+// of what a tracking marks (CopyMarked) write nothing: the fake knows no
+// clusters.
+//
+// Thread-safe. Handles made by Share() are the same VM (as two connections
+// to one QEMU); each keeps its own Send*/Await* pair.
 #pragma once
 
 #include <map>
+#include <memory>
 #include <mutex>
 #include <string>
-#include <thread>
-#include <utility>
+#include <string_view>
 #include <vector>
 
 #include "hypervisor/driver.h"
 
+namespace vmgroup::storage {
+class QemuImg;
+}
+
 namespace vmgroup::hypervisor::fake {
+
+// The fault points of a FakeDriver's VMs are "fake.pause", "fake.switch"...
+inline constexpr std::string_view kFakePointPrefix = "fake.";
 
 class FakeVm final : public Vm {
  public:
-  explicit FakeVm(std::vector<std::string> disks, RunState state = RunState::kRunning)
-      : active_(std::move(disks)), base_(active_), state_(state) {}
+  explicit FakeVm(std::vector<std::string> disks, RunState state = RunState::kRunning);
+  // A FakeDriver's VM: `name` is the subject of its fault points, reached
+  // through `env`.
+  FakeVm(std::string name, std::vector<std::string> disks, RunState state, int pid, Env* env);
+  ~FakeVm() override;
 
-  // Make the next call of `op` ("pause", "switch", "revert", "resume") fail
-  // with `s`, or take `delay` before answering.
-  void FailOn(const std::string& op, Status s) {
-    std::lock_guard l(mu_);
-    fail_[op] = std::move(s);
-  }
-  void DelayOn(const std::string& op, Duration delay) {
-    std::lock_guard l(mu_);
-    delay_[op] = delay;
-  }
-  std::vector<std::string> calls() {
-    std::lock_guard l(mu_);
-    return calls_;
-  }
-  std::vector<std::string> active() {
-    std::lock_guard l(mu_);
-    return active_;
-  }
-  RunState state() {
-    std::lock_guard l(mu_);
-    return state_;
-  }
+  // Another handle to this VM.
+  std::unique_ptr<FakeVm> Share();
 
-  int pid() const override { return pid_; }
-  void set_pid(int pid) { pid_ = pid; }
-  Result<RunState> State(Deadline) override { return state(); }
-  Status Pause(Deadline) override {
-    return Do("pause", [&] { state_ = RunState::kPaused; });
-  }
-  Status Resume(Deadline) override {
-    return Do("resume", [&] { state_ = RunState::kRunning; });
-  }
+  // Make the next call of `op` ("pause", "switch", "revert", "resume",
+  // "commit", "keep"... as listed by calls()) fail with `s`, or take `delay`
+  // before answering.
+  void FailOn(const std::string& op, Status s);
+  void DelayOn(const std::string& op, Duration delay);
+  // Every op asked for, in order ("pause", "switch", ...), failed ones too.
+  std::vector<std::string> calls();
+  std::vector<std::string> active();
+  RunState state();
+  // Tracking name -> the image it lives on, by disk index.
+  std::map<std::string, std::map<int, std::string>> trackings();
+  // The process ends, as if killed: the VM is shut off, and every later
+  // call answers Unavailable.
+  void Die();
+  void set_pid(int pid);
+
+  int pid() const override;
+  Result<RunState> State(Deadline) override;
+  Status Pause(Deadline) override;
+  Status Resume(Deadline) override;
   // The fake never meets a failed disk request.
-  Result<std::vector<std::string>> IoErrors(Deadline) override {
-    return std::vector<std::string>{};
-  }
-  Status OpenOverlays(const std::vector<Overlay>&, Deadline) override {
-    return Do("open", [] {});
-  }
+  Result<std::vector<std::string>> IoErrors(Deadline) override;
+  // A FakeDriver's VM checks that each overlay exists (FileNotFound).
+  Status OpenOverlays(const std::vector<Overlay>& overlays, Deadline) override;
   // The fake does the work when sent and reports it when awaited.
-  Status SendSwitch(const std::vector<Overlay>& overlays, const std::string& /*tracking*/,
-                    bool pause, Deadline deadline) override {
-    Status p = pause ? Pause(deadline) : Status::Ok();
-    sent_paused_ = pause && p.ok();
-    // Like QEMU, the switch runs even when the pause failed.
-    Status t = Do("switch", [&] {
-      for (const auto& o : overlays) active_[o.disk] = o.path;
-    });
-    sent_status_ = p.ok() ? t : p;
-    return Status::Ok();
-  }
-  Status AwaitSwitch(Deadline, bool* paused) override {
-    *paused = sent_paused_;
-    return sent_status_;
-  }
-  Status SendResume(Deadline deadline, bool save_state) override {
-    if (save_state) (void)Do("save", [] {});
-    sent_status_ = Resume(deadline);
-    return Status::Ok();
-  }
-  Status PrepareStateSave(const std::string&, Deadline) override {
-    return Do("prepare-save", [] {});
-  }
-  Status AwaitStateSaved(Deadline) override {
-    return Do("saved", [] {});
-  }
-  Status AwaitResume(Deadline) override { return sent_status_; }
-  Status RevertOverlays(const std::vector<Overlay>&) override {
-    return Do("revert", [&] { active_ = base_; });
-  }
-  Result<std::vector<std::string>> ActiveImages(Deadline) override { return active(); }
-  Status CommitImage(int disk, const std::string& top, const std::string& base, Deadline) override {
-    return Do("commit", [&] {
-      if (active_[disk] == top) active_[disk] = base;
-    });
-  }
-  Status PrepareTracking(const std::vector<Overlay>&, const std::string&, Deadline) override {
-    return Do("track", [] {});
-  }
-  Status KeepTracking(int, const std::string&, const std::string&, Deadline) override {
-    return Do("keep", [] {});
-  }
-  Status DropTracking(int, const std::string&, const std::string&, Deadline) override {
-    return Do("untrack", [] {});
-  }
-  Result<std::vector<std::string>> Trackings(Deadline) override {
-    return std::vector<std::string>{};
-  }
-  Status CopyMarked(int, const std::string&, const std::string&, const std::string&,
-                    Deadline) override {
-    return Do("copy", [] {});
-  }
-  Status OpenAgent(Deadline) override {
-    return Do("open-agent", [] {});
-  }
-  Result<int> FreezeFilesystems(Deadline) override {
-    VMG_RETURN_IF_ERROR(Do("freeze", [&] { frozen_ = true; }));
-    return 1;
-  }
-  Result<int> ThawFilesystems(Deadline) override {
-    int thawed = 0;
-    VMG_RETURN_IF_ERROR(Do("thaw", [&] { thawed = std::exchange(frozen_, false) ? 1 : 0; }));
-    return thawed;
-  }
-  Result<bool> FilesystemsFrozen(Deadline) override {
-    std::lock_guard l(mu_);
-    return frozen_;
-  }
-  Status PowerOff() override {
-    return Do("poweroff", [&] { state_ = RunState::kShutoff; });
-  }
+  Status SendSwitch(const std::vector<Overlay>& overlays, const std::string& tracking, bool pause,
+                    Deadline deadline) override;
+  Status AwaitSwitch(Deadline, bool* paused) override;
+  // With `save_state`, writes a few bytes into the file PrepareStateSave made.
+  Status SendResume(Deadline deadline, bool save_state) override;
+  Status AwaitResume(Deadline) override;
+  // A FakeDriver's VM creates the file (AlreadyExists if it exists).
+  Status PrepareStateSave(const std::string& path, Deadline) override;
+  Status AwaitStateSaved(Deadline) override;
+  // Each active overlay becomes its base again (committed into it first,
+  // for a FakeDriver's VM; InvalidState when it does not lie on it). On its
+  // own, an overlay that names no base goes back to the disk the FakeVm
+  // was made with.
+  Status RevertOverlays(const std::vector<Overlay>& overlays) override;
+  Result<std::vector<std::string>> ActiveImages(Deadline) override;
+  Status CommitImage(int disk, const std::string& top, const std::string& base, Deadline) override;
+  Status PrepareTracking(const std::vector<Overlay>& overlays, const std::string& name,
+                         Deadline) override;
+  Status KeepTracking(int disk, const std::string& image, const std::string& name,
+                      Deadline) override;
+  Status DropTracking(int disk, const std::string& image, const std::string& name,
+                      Deadline) override;
+  Result<std::vector<std::string>> Trackings(Deadline) override;
+  Status CopyMarked(int disk, const std::string& image, const std::string& name,
+                    const std::string& target, Deadline) override;
+  Status OpenAgent(Deadline) override;
+  Result<int> FreezeFilesystems(Deadline) override;
+  Result<int> ThawFilesystems(Deadline) override;
+  Result<bool> FilesystemsFrozen(Deadline) override;
+  Status PowerOff() override;
 
  private:
-  template <typename F>
-  Status Do(const std::string& op, F effect) {
-    Duration delay{};
-    {
-      std::lock_guard l(mu_);
-      calls_.push_back(op);
-      if (auto it = delay_.find(op); it != delay_.end()) delay = it->second;
-    }
-    if (delay.count() > 0) std::this_thread::sleep_for(delay);
-    std::lock_guard l(mu_);
-    if (auto it = fail_.find(op); it != fail_.end()) {
-      Status s = it->second;
-      fail_.erase(it);
-      return s;
-    }
-    effect();
-    return Status::Ok();
-  }
+  struct Shared;
+  explicit FakeVm(std::shared_ptr<Shared> shared);
 
-  int pid_ = 0;  // none: the fake is not a process
-  std::mutex mu_;
-  std::vector<std::string> active_, base_;
-  RunState state_;
-  std::map<std::string, Status> fail_;
-  std::map<std::string, Duration> delay_;
-  std::vector<std::string> calls_;
+  // Records `op`, reaches its fault point, waits any delay asked for, then
+  // answers a failure asked for or runs `effect` under the lock.
+  template <typename F>
+  Status Do(const std::string& op, F effect);
+
+  std::shared_ptr<Shared> shared_;
   Status sent_status_;
   bool sent_paused_ = false;
-  bool frozen_ = false;  // the guest's filesystems, as the agent would say
 };
 
 }  // namespace vmgroup::hypervisor::fake

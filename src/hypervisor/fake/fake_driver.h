@@ -1,0 +1,86 @@
+// FakeDriver (tests only): a hypervisor::Driver of FakeVms, so that the
+// engine's operations (create, apply, destroy, export, reference points)
+// and its recovery run as fast unit tests, unchanged, without QEMU:
+//
+//   FakeDriver driver(&test_env);
+//   auto engine = engine::Engine::Open(
+//       {.state_dir = dir, .env = driver.env(), .driver = &driver});
+//
+// Like QemuDriver it drives the VMs vmgroupd defines itself (List is empty).
+// Each VM it starts is a FakeVm (fake_vm.h) on the VM's real qcow2 files,
+// run as a fake process: a pid above any the kernel hands out (kFirstPid
+// on), which the Env of env() knows — its start time, whether it is alive,
+// Kill and WaitGone — while every other call goes to `env`. The engine's
+// own checks of its QEMUs (recorded processes, adoption at start-up, ending
+// the strays) so run as they do on QEMU. The fake processes outlive an
+// engine that is abandoned, as QEMUs outlive a vmgroupd that dies: a new
+// engine on the same state directory Attaches to them again.
+//
+// Start reaches fault point "fake.start" first, then, once its process is
+// admitted, hypervisor::kFaultStarted, as QemuDriver does; Attach reaches
+// "fake.attach" (Env::Hit, subject: the VM's name).
+//
+// Thread-safe.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "base/env.h"
+#include "hypervisor/driver.h"
+#include "hypervisor/fake/fake_vm.h"
+
+namespace vmgroup::hypervisor::fake {
+
+// Above PID_MAX_LIMIT (4194304 on 64-bit Linux): no real process has it.
+inline constexpr int kFirstPid = 1 << 23;
+
+class FakeDriver final : public Driver {
+ public:
+  // `env` (outliving the driver): what the driver's and its VMs' fault
+  // points go through, and what the process Env wraps.
+  explicit FakeDriver(Env* env);
+  ~FakeDriver() override;
+
+  // The Env to open the engine with (or to wrap): `env`, knowing the fake processes.
+  Env* env();
+
+  // The VM named `name` whose fake process is alive, or null.
+  std::shared_ptr<FakeVm> Running(const std::string& name);
+  // What was asked of the driver, in order: "start <name>", "start <name>
+  // from <memory state>", "attach <name>", "guard <n> VMs", "thaw now".
+  std::vector<std::string> calls();
+
+  // The fake guard thaws every VM it guards on ThawNow, and nothing by time.
+  Result<std::unique_ptr<ThawGuard>> GuardThaw(const std::vector<std::shared_ptr<Vm>>& vms,
+                                               Duration within) override;
+  // Unavailable when a disk or the memory state to load is missing (a QEMU
+  // would not start); the VM is paused when `spec.paused` or it loads a state.
+  Result<std::unique_ptr<Vm>> Start(const VmSpec& spec,
+                                    const std::function<Status(int pid)>& admit) override;
+  // Unavailable unless `pid` is the live fake process of VM `spec.uuid`.
+  Result<std::unique_ptr<Vm>> Attach(const VmSpec& spec, int pid) override;
+
+ private:
+  class ProcessEnv;
+  struct Process {
+    std::string uuid, name;
+    int64_t start_time = 0;
+    std::shared_ptr<FakeVm> vm;
+  };
+  void Record(std::string call);
+  // The live process `pid` is, or null. REQUIRES: mu_ held.
+  Process* LiveLocked(int pid);
+
+  Env* env_;
+  std::unique_ptr<ProcessEnv> process_env_;
+  std::mutex mu_;
+  int next_pid_ = kFirstPid;          // guarded by mu_
+  std::map<int, Process> processes_;  // guarded by mu_, by pid
+  std::vector<std::string> calls_;    // guarded by mu_
+};
+
+}  // namespace vmgroup::hypervisor::fake
