@@ -180,6 +180,10 @@ Operation Workload::Pick(std::mt19937_64& rng, catalog::Catalog& catalog) {
   }
   const std::string export_dir = export_root_ + "/e" + std::to_string(exports_made_);
 
+  auto export_of = [&](const std::string& snapshot_id) -> Operation {
+    return {
+        "export", {"snapshot", "export", snapshot_id, export_dir, "--no-wait"}, export_dir, true};
+  };
   std::vector<Operation> ops;
   if (snapshots.size() < kMaxSnapshots) {
     ops.push_back({"snapshot-disk", {"snapshot", "create", "shop", "--type", "disk", "--no-wait"}});
@@ -203,10 +207,7 @@ Operation Workload::Pick(std::mt19937_64& rng, catalog::Catalog& catalog) {
     const std::string& exported_one =
         !newest_recovery.empty() && std::bernoulli_distribution(0.5)(rng) ? newest_recovery
                                                                           : Any(rng, snapshots);
-    ops.push_back({"export",
-                   {"snapshot", "export", exported_one, export_dir, "--no-wait"},
-                   export_dir,
-                   true});
+    ops.push_back(export_of(exported_one));
   }
   const bool can_convert =
       !newest_recovery.empty() && all_live && refpoints.size() < kMaxReferencePoints;
@@ -224,10 +225,7 @@ Operation Workload::Pick(std::mt19937_64& rng, catalog::Catalog& catalog) {
     return convert;
   }
   if (can_convert && !newest_recovery_exported && std::bernoulli_distribution(0.25)(rng)) {
-    return {"export",
-            {"snapshot", "export", newest_recovery, export_dir, "--no-wait"},
-            export_dir,
-            true};
+    return export_of(newest_recovery);
   }
   if (can_convert) {
     // Three times the chance while it can be drawn (the next snapshot ends
