@@ -5,6 +5,7 @@
 
 #include "base/validate.h"
 #include "cim/xml_reader.h"
+#include "services/job_method.h"
 #include "services/providers.h"
 
 namespace vmgroup::services {
@@ -264,17 +265,19 @@ class ComputerSystemProvider : public cim::Provider {
       return Refused(kRcBInvalidParameter,
                      "RequestedState must be 2 (running), 3 (off) or 9/32768 (paused)");
     }
-    VMG_ASSIGN_OR_RETURN(
-        std::string job,
-        ctx_.jobs->Start(want == Want::kRunning ? 10
-                         : want == Want::kOff   ? 11
-                                                : 12,
-                         verb + " virtual machine " + vm.name, false, ReturnCodeB,
-                         [change, id](JobControl&) -> Result<std::vector<std::string>> {
-                           VMG_RETURN_IF_ERROR(change());
-                           return std::vector<std::string>{Affected(CS::kClass, id)};
-                         }));
-    return JobStarted(job);
+    // The refusals above were its checks, each with its own code.
+    return StartJob(
+        ctx_.jobs, ReturnCodeB, Status::Ok(),
+        [&]() -> Result<JobMethod> {
+          return JobMethod{.type = want == Want::kRunning ? 10
+                                   : want == Want::kOff   ? 11
+                                                          : 12,
+                           .description = verb + " virtual machine " + vm.name};
+        },
+        [change, id](JobControl&) -> Result<std::vector<std::string>> {
+          VMG_RETURN_IF_ERROR(change());
+          return std::vector<std::string>{Affected(CS::kClass, id)};
+        });
   }
 
  private:
