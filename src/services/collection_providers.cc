@@ -4,6 +4,7 @@
 #include <functional>
 
 #include "base/validate.h"
+#include "services/job_method.h"
 #include "services/providers.h"
 
 namespace vmgroup::services {
@@ -180,22 +181,22 @@ class CollectionServiceProvider : public ServiceProvider {
       if (!dir.ok()) return Outcome(ReturnCodeB, dir.status());
       engine::RestoreRequest req{.directory = *dir,
                                  .as_new = cim::NameEquals(a.Str(Import::kGenerateNewID), "true")};
-      if (Status s = e->restorer().Validate(req); !s.ok()) return Outcome(ReturnCodeB, s);
-      VMG_ASSIGN_OR_RETURN(
-          std::string job,
-          jobs->Start(kJobDefineCollection, "Import VM group from " + req.directory,
-                      /*cancellable=*/false, ReturnCodeB,
-                      [e, req](JobControl& control) mutable -> Result<std::vector<std::string>> {
-                        req.progress = [&control](int p) { control.Progress(p); };
-                        VMG_ASSIGN_OR_RETURN(auto group, e->restorer().Restore(req));
-                        std::vector<std::string> made = {
-                            Affected(schema::VirtualSystemCollection::kClass, group.collection_id)};
-                        for (const auto& id : group.vm_ids) {
-                          made.push_back(Affected(schema::ComputerSystem::kClass, id));
-                        }
-                        return made;
-                      }));
-      return JobStarted(job);
+      return StartJob(
+          jobs, ReturnCodeB, e->restorer().Validate(req),
+          [&]() -> Result<JobMethod> {
+            return JobMethod{.type = kJobDefineCollection,
+                             .description = "Import VM group from " + req.directory};
+          },
+          [e, req](JobControl& control) mutable -> Result<std::vector<std::string>> {
+            req.progress = [&control](int p) { control.Progress(p); };
+            VMG_ASSIGN_OR_RETURN(auto group, e->restorer().Restore(req));
+            std::vector<std::string> made = {
+                Affected(schema::VirtualSystemCollection::kClass, group.collection_id)};
+            for (const auto& id : group.vm_ids) {
+              made.push_back(Affected(schema::ComputerSystem::kClass, id));
+            }
+            return made;
+          });
     });
     // A quick method: done, or refused with the family-B code of what went wrong.
     auto quick = [](std::function<Status(const Args&)> act) {

@@ -9,6 +9,7 @@
 
 #include "base/ids.h"
 #include "cim/xml_reader.h"
+#include "services/job_method.h"
 #include "services/providers.h"
 
 namespace vmgroup::services {
@@ -134,25 +135,21 @@ class ReferencePointServiceProvider : public ServiceProvider {
       const std::string group_id = *collection, rp_id = NewGuid();
       std::string name;
       if (Status s = ReadCreateSettings(a, &name); !s.ok()) return Outcome(ReturnCodeA, s);
-      if (Status s = e->snapshots().ValidateCreateReferencePoint(group_id); !s.ok()) {
-        return Outcome(ReturnCodeA, s);
-      }
-      VMG_ASSIGN_OR_RETURN(auto group, e->catalog().GetCollection(group_id));
-      VMG_ASSIGN_OR_RETURN(
-          std::string job,
-          jobs->Start(kJobCreateReferencePointOnCollection,
-                      "Create a reference point of VM group " + group.name,
-                      /*cancellable=*/false, ReturnCodeA,
-                      [e, group_id, name, rp_id](JobControl&) -> Result<std::vector<std::string>> {
-                        VMG_ASSIGN_OR_RETURN(
-                            auto rp, e->snapshots().CreateReferencePoint(group_id, name, rp_id));
-                        return AffectedBy(rp);
-                      }));
-      cim::MethodResult r = JobStarted(job);
-      r.out.push_back(
-          {Create::kResultingReferencePointCollection, "reference",
-           cim::Value::Reference(ReferencePointPath({.id = rp_id, .collection_id = group_id}))});
-      return r;
+      return StartJob(
+          jobs, ReturnCodeA, e->snapshots().ValidateCreateReferencePoint(group_id),
+          [&]() -> Result<JobMethod> {
+            VMG_ASSIGN_OR_RETURN(auto group, e->catalog().GetCollection(group_id));
+            return JobMethod{.type = kJobCreateReferencePointOnCollection,
+                             .description = "Create a reference point of VM group " + group.name,
+                             .out = {{Create::kResultingReferencePointCollection, "reference",
+                                      cim::Value::Reference(ReferencePointPath(
+                                          {.id = rp_id, .collection_id = group_id}))}}};
+          },
+          [e, group_id, name, rp_id](JobControl&) -> Result<std::vector<std::string>> {
+            VMG_ASSIGN_OR_RETURN(auto rp,
+                                 e->snapshots().CreateReferencePoint(group_id, name, rp_id));
+            return AffectedBy(rp);
+          });
     });
     On(Export::kMethod, [e, jobs](const Args& a) -> Result<cim::MethodResult> {
       auto rp = Named(e, a, Export::kReferencePointCollection);
@@ -163,36 +160,34 @@ class ReferencePointServiceProvider : public ServiceProvider {
       if (Status s = ReadExportSettings(a.Str(Export::kExportSettingData), &req); !s.ok()) {
         return Refused(ReturnCodeA(s), "ExportSettingData: " + s.message());
       }
-      if (Status s = e->snapshots().ValidateExportReferencePoint(rp->id, req); !s.ok()) {
-        return Outcome(ReturnCodeA, s);
-      }
-      VMG_ASSIGN_OR_RETURN(
-          std::string job,
-          jobs->Start(
-              kJobExportReferencePointOnCollection,
-              "Export reference point " + rp->name + " to " + req.directory,
-              /*cancellable=*/false, ReturnCodeA,
-              [e, req,
-               point = *rp](JobControl& control) mutable -> Result<std::vector<std::string>> {
-                req.progress = [&control](int p) { control.Progress(p); };
-                VMG_RETURN_IF_ERROR(e->snapshots().ExportReferencePoint(point.id, req).status());
-                return AffectedBy(point);
-              }));
-      return JobStarted(job);
+      return StartJob(
+          jobs, ReturnCodeA, e->snapshots().ValidateExportReferencePoint(rp->id, req),
+          [&]() -> Result<JobMethod> {
+            return JobMethod{
+                .type = kJobExportReferencePointOnCollection,
+                .description = "Export reference point " + rp->name + " to " + req.directory};
+          },
+          [e, req, point = *rp](JobControl& control) mutable -> Result<std::vector<std::string>> {
+            req.progress = [&control](int p) { control.Progress(p); };
+            VMG_RETURN_IF_ERROR(e->snapshots().ExportReferencePoint(point.id, req).status());
+            return AffectedBy(point);
+          });
     });
     On(CRPS::DestroyReferencePoint::kMethod, [e, jobs](const Args& a) -> Result<cim::MethodResult> {
       auto rp = Named(e, a, OnPoint::kAffectedReferencePointCollection);
       if (!rp.ok()) return Outcome(ReturnCodeA, rp.status());
       const std::string id = rp->id;
-      VMG_ASSIGN_OR_RETURN(
-          std::string job,
-          jobs->Start(kJobDestroyReferencePointOnCollection, "Delete reference point " + rp->name,
-                      /*cancellable=*/false, ReturnCodeA,
-                      [e, id](JobControl&) -> Result<std::vector<std::string>> {
-                        VMG_RETURN_IF_ERROR(e->snapshots().DestroyReferencePoint(id));
-                        return std::vector<std::string>{};
-                      }));
-      return JobStarted(job);
+      // Nothing to check but that the reference point exists (Named, above).
+      return StartJob(
+          jobs, ReturnCodeA, Status::Ok(),
+          [&]() -> Result<JobMethod> {
+            return JobMethod{.type = kJobDestroyReferencePointOnCollection,
+                             .description = "Delete reference point " + rp->name};
+          },
+          [e, id](JobControl&) -> Result<std::vector<std::string>> {
+            VMG_RETURN_IF_ERROR(e->snapshots().DestroyReferencePoint(id));
+            return std::vector<std::string>{};
+          });
     });
     On(CRPS::RemoveAssociatedData::kMethod, [e](const Args& a) -> Result<cim::MethodResult> {
       auto rp = Named(e, a, OnPoint::kAffectedReferencePointCollection);

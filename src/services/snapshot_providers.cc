@@ -5,6 +5,7 @@
 
 #include "base/ids.h"
 #include "cim/xml_reader.h"
+#include "services/job_method.h"
 #include "services/providers.h"
 
 namespace vmgroup::services {
@@ -128,22 +129,22 @@ Result<cim::MethodResult> OnSnapshot(
   auto named = a.RefId(ref, SC::kCollectionID, "a group snapshot");
   if (!named.ok()) return Outcome(ReturnCodeA, named.status());
   const std::string id = *named;
-  if (Status s = validate(id); !s.ok()) return Outcome(ReturnCodeA, s);
-  VMG_ASSIGN_OR_RETURN(auto record, e->catalog().GetSnapshot(id));
-  VMG_ASSIGN_OR_RETURN(
-      std::string job,
-      jobs->Start(
-          job_type, verb + " group snapshot " + record.name, /*cancellable=*/false, ReturnCodeA,
-          [id, work](JobControl&) -> Result<std::vector<std::string>> {
-            VMG_ASSIGN_OR_RETURN(auto s, work(id));
-            std::vector<std::string> touched;
-            for (const auto& m : s.members) {
-              touched.push_back(Affected(schema::ComputerSystem::kClass, m.vm_id));
-            }
-            return touched;
-          },
-          Affected(SC::kClass, id)));
-  return JobStarted(job);
+  return StartJob(
+      jobs, ReturnCodeA, validate(id),
+      [&]() -> Result<JobMethod> {
+        VMG_ASSIGN_OR_RETURN(auto record, e->catalog().GetSnapshot(id));
+        return JobMethod{.type = job_type,
+                         .description = verb + " group snapshot " + record.name,
+                         .subject = Affected(SC::kClass, id)};
+      },
+      [id, work](JobControl&) -> Result<std::vector<std::string>> {
+        VMG_ASSIGN_OR_RETURN(auto s, work(id));
+        std::vector<std::string> touched;
+        for (const auto& m : s.members) {
+          touched.push_back(Affected(schema::ComputerSystem::kClass, m.vm_id));
+        }
+        return touched;
+      });
 }
 
 class SnapshotServiceProvider : public ServiceProvider {
@@ -206,23 +207,21 @@ class SnapshotServiceProvider : public ServiceProvider {
           a.RefId(Convert::kAffectedSnapshotCollection, SC::kCollectionID, "a group snapshot");
       if (!named.ok()) return Outcome(ReturnCodeA, named.status());
       const std::string id = *named, rp_id = NewGuid();
-      if (Status s = e->snapshots().ValidateConvert(id); !s.ok()) return Outcome(ReturnCodeA, s);
-      VMG_ASSIGN_OR_RETURN(auto record, e->catalog().GetSnapshot(id));
-      VMG_ASSIGN_OR_RETURN(
-          std::string job,
-          jobs->Start(kJobConvertToReferencePoint,
-                      "Convert group snapshot " + record.name + " to a reference point",
-                      /*cancellable=*/false, ReturnCodeA,
-                      [e, id, rp_id](JobControl&) -> Result<std::vector<std::string>> {
-                        VMG_ASSIGN_OR_RETURN(auto rp,
-                                             e->snapshots().ConvertToReferencePoint(id, rp_id));
-                        return AffectedBy(rp);
-                      }));
-      cim::MethodResult r = JobStarted(job);
-      r.out.push_back({Convert::kResultingReferencePointCollection, "reference",
-                       cim::Value::Reference(ReferencePointPath(
-                           {.id = rp_id, .collection_id = record.collection_id}))});
-      return r;
+      return StartJob(
+          jobs, ReturnCodeA, e->snapshots().ValidateConvert(id),
+          [&]() -> Result<JobMethod> {
+            VMG_ASSIGN_OR_RETURN(auto record, e->catalog().GetSnapshot(id));
+            return JobMethod{
+                .type = kJobConvertToReferencePoint,
+                .description = "Convert group snapshot " + record.name + " to a reference point",
+                .out = {{Convert::kResultingReferencePointCollection, "reference",
+                         cim::Value::Reference(ReferencePointPath(
+                             {.id = rp_id, .collection_id = record.collection_id}))}}};
+          },
+          [e, id, rp_id](JobControl&) -> Result<std::vector<std::string>> {
+            VMG_ASSIGN_OR_RETURN(auto rp, e->snapshots().ConvertToReferencePoint(id, rp_id));
+            return AffectedBy(rp);
+          });
     });
     On(Export::kMethod, [e, jobs](const Args& a) -> Result<cim::MethodResult> {
       auto snap = a.RefId(Export::kSnapshotCollection, SC::kCollectionID, "a group snapshot");
@@ -233,21 +232,20 @@ class SnapshotServiceProvider : public ServiceProvider {
       if (Status s = ReadExportSettings(a.Str(Export::kExportSettingData), &req); !s.ok()) {
         return Refused(ReturnCodeA(s), "ExportSettingData: " + s.message());
       }
-      if (Status s = e->snapshots().ValidateExport(req); !s.ok()) return Outcome(ReturnCodeA, s);
-      VMG_ASSIGN_OR_RETURN(auto record, e->catalog().GetSnapshot(req.snapshot_id));
-      VMG_ASSIGN_OR_RETURN(
-          std::string job,
-          jobs->Start(
-              kJobExportSnapshotCollection,
-              "Export group snapshot " + record.name + " to " + req.directory,
-              /*cancellable=*/false, ReturnCodeA,
-              [e, req](JobControl& control) mutable -> Result<std::vector<std::string>> {
-                req.progress = [&control](int p) { control.Progress(p); };
-                VMG_ASSIGN_OR_RETURN(auto m, e->snapshots().Export(req));
-                return AffectedBy(m);
-              },
-              Affected(SC::kClass, record.id)));
-      return JobStarted(job);
+      return StartJob(
+          jobs, ReturnCodeA, e->snapshots().ValidateExport(req),
+          [&]() -> Result<JobMethod> {
+            VMG_ASSIGN_OR_RETURN(auto record, e->catalog().GetSnapshot(req.snapshot_id));
+            return JobMethod{
+                .type = kJobExportSnapshotCollection,
+                .description = "Export group snapshot " + record.name + " to " + req.directory,
+                .subject = Affected(SC::kClass, record.id)};
+          },
+          [e, req](JobControl& control) mutable -> Result<std::vector<std::string>> {
+            req.progress = [&control](int p) { control.Progress(p); };
+            VMG_ASSIGN_OR_RETURN(auto m, e->snapshots().Export(req));
+            return AffectedBy(m);
+          });
     });
     On(Create::kMethod, [e, jobs](const Args& a) -> Result<cim::MethodResult> {
       auto collection = a.RefId(Create::kCollection, schema::VirtualSystemCollection::kCollectionID,
@@ -260,29 +258,28 @@ class SnapshotServiceProvider : public ServiceProvider {
       if (Status s = ReadSettings(a.Str(Create::kSnapshotSettings), &req); !s.ok()) {
         return Refused(ReturnCodeA(s), "SnapshotSettings: " + s.message());
       }
-      if (Status s = e->snapshots().Validate(req); !s.ok()) return Outcome(ReturnCodeA, s);
-      VMG_ASSIGN_OR_RETURN(auto group, e->catalog().GetCollection(req.collection_id));
-      VMG_ASSIGN_OR_RETURN(
-          std::string job,
-          jobs->Start(
-              kJobSnapshotCollection, "Snapshot of VM group " + group.name,
-              /*cancellable=*/true, ReturnCodeA,
-              [e, req](JobControl& control) mutable -> Result<std::vector<std::string>> {
-                req.cancelled = [&control] { return control.StopRequested(); };
-                req.progress = [&control](int p) { control.Progress(p); };
-                req.warning = [&control](const std::string& w) { control.Warn(w); };
-                VMG_ASSIGN_OR_RETURN(auto s, e->snapshots().Create(req));
-                std::vector<std::string> made = {Affected(SC::kClass, s.id)};
-                for (const auto& m : s.members) {
-                  made.push_back(Affected(schema::VirtualSystemSettingData::kClass, m.id));
-                }
-                return made;
-              },
-              Affected(SC::kClass, req.id)));
-      cim::MethodResult r = JobStarted(job);
-      r.out.push_back({Create::kResultingSnapshotCollection, "reference",
-                       cim::Value::Reference(SnapshotCollectionPath(req.id))});
-      return r;
+      return StartJob(
+          jobs, ReturnCodeA, e->snapshots().Validate(req),
+          [&]() -> Result<JobMethod> {
+            VMG_ASSIGN_OR_RETURN(auto group, e->catalog().GetCollection(req.collection_id));
+            return JobMethod{.type = kJobSnapshotCollection,
+                             .description = "Snapshot of VM group " + group.name,
+                             .cancellable = true,
+                             .subject = Affected(SC::kClass, req.id),
+                             .out = {{Create::kResultingSnapshotCollection, "reference",
+                                      cim::Value::Reference(SnapshotCollectionPath(req.id))}}};
+          },
+          [e, req](JobControl& control) mutable -> Result<std::vector<std::string>> {
+            req.cancelled = [&control] { return control.StopRequested(); };
+            req.progress = [&control](int p) { control.Progress(p); };
+            req.warning = [&control](const std::string& w) { control.Warn(w); };
+            VMG_ASSIGN_OR_RETURN(auto s, e->snapshots().Create(req));
+            std::vector<std::string> made = {Affected(SC::kClass, s.id)};
+            for (const auto& m : s.members) {
+              made.push_back(Affected(schema::VirtualSystemSettingData::kClass, m.id));
+            }
+            return made;
+          });
     });
   }
 };

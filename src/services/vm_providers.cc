@@ -5,6 +5,7 @@
 
 #include "base/validate.h"
 #include "cim/xml_reader.h"
+#include "services/job_method.h"
 #include "services/providers.h"
 
 namespace vmgroup::services {
@@ -96,10 +97,11 @@ constexpr auto kLookTimeout = std::chrono::seconds(1);
 
 // Why QEMU holds `vm`, recorded running, paused on an I/O error, or "".
 // Also "" when QEMU cannot say now (a cut or a merge holds the VM): the VM
-// is shown as recorded then.
-std::string IoErrorOf(engine::VmRegistry& vms, const catalog::VmRecord& vm) {
+// is shown as recorded then. The deadline is on the jobs' Env's clock, so
+// that tests can control it.
+std::string IoErrorOf(const Context& ctx, const catalog::VmRecord& vm) {
   if (vm.power != catalog::Power::kRunning) return "";
-  auto why = vms.IoError(vm.id, Clock::now() + kLookTimeout);
+  auto why = ctx.engine->vms().IoError(vm.id, ctx.jobs->env()->Now() + kLookTimeout);
   return why.ok() ? *why : "";
 }
 
@@ -213,13 +215,13 @@ class ComputerSystemProvider : public cim::Provider {
     VMG_ASSIGN_OR_RETURN(auto vms, ctx_.engine->catalog().ListVms());
     std::vector<cim::Instance> out;
     for (const auto& vm : vms) {
-      out.push_back(VmInstance(spec_, vm, IoErrorOf(ctx_.engine->vms(), vm)));
+      out.push_back(VmInstance(spec_, vm, IoErrorOf(ctx_, vm)));
     }
     return out;
   }
   Result<cim::Instance> Get(const cim::ObjectPath& path) override {
     VMG_ASSIGN_OR_RETURN(auto vm, ctx_.engine->catalog().GetVm(IdOf(path, CS::kName)));
-    return VmInstance(spec_, vm, IoErrorOf(ctx_.engine->vms(), vm));
+    return VmInstance(spec_, vm, IoErrorOf(ctx_, vm));
   }
 
   // Hyper-V's RequestedState values: 2 Running (start, or resume a paused
@@ -246,7 +248,7 @@ class ComputerSystemProvider : public cim::Provider {
       change = [&vms, id] { return vms.Start(id); };
       verb = "Start";
     } else if (want == Want::kRunning &&
-               (vm.power == Power::kPaused || !IoErrorOf(ctx_.engine->vms(), vm).empty())) {
+               (vm.power == Power::kPaused || !IoErrorOf(ctx_, vm).empty())) {
       change = [&vms, id] { return vms.Resume(id); };
       verb = "Resume";
     } else if (want == Want::kOff && vm.power != Power::kOff) {
@@ -264,17 +266,19 @@ class ComputerSystemProvider : public cim::Provider {
       return Refused(kRcBInvalidParameter,
                      "RequestedState must be 2 (running), 3 (off) or 9/32768 (paused)");
     }
-    VMG_ASSIGN_OR_RETURN(
-        std::string job,
-        ctx_.jobs->Start(want == Want::kRunning ? 10
-                         : want == Want::kOff   ? 11
-                                                : 12,
-                         verb + " virtual machine " + vm.name, false, ReturnCodeB,
-                         [change, id](JobControl&) -> Result<std::vector<std::string>> {
-                           VMG_RETURN_IF_ERROR(change());
-                           return std::vector<std::string>{Affected(CS::kClass, id)};
-                         }));
-    return JobStarted(job);
+    // The refusals above were its checks, each with its own code.
+    return StartJob(
+        ctx_.jobs, ReturnCodeB, Status::Ok(),
+        [&]() -> Result<JobMethod> {
+          return JobMethod{.type = want == Want::kRunning ? 10
+                                   : want == Want::kOff   ? 11
+                                                          : 12,
+                           .description = verb + " virtual machine " + vm.name};
+        },
+        [change, id](JobControl&) -> Result<std::vector<std::string>> {
+          VMG_RETURN_IF_ERROR(change());
+          return std::vector<std::string>{Affected(CS::kClass, id)};
+        });
   }
 
  private:
