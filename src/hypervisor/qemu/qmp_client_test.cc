@@ -5,6 +5,7 @@
 
 #include "hypervisor/qemu/fake_qmp_server.h"
 #include "hypervisor/qemu/qmp_commands.h"
+#include "testing/fake_clock_env.h"
 
 namespace vmgroup::hypervisor::qemu {
 namespace {
@@ -204,6 +205,32 @@ TEST(QmpClientTest, RepliesOfTheWrongShapeReadAsEmpty) {
   ASSERT_EQ(bitmaps->size(), 1u);
   EXPECT_EQ((*bitmaps)[0].count, 0u);
   EXPECT_EQ(qmp::QueryMigrate(**c, In(5000))->status, "");
+}
+
+// A migration and a job that never end: the polls time out at their deadline
+// on the client's Env clock, having slept through it, without real waiting.
+TEST(QmpClientTest, PollingWaitsSleepAndTimeOutOnTheClientsEnvClock) {
+  FakeQmpServer server(SocketPath(), [](const json& cmd) -> Lines {
+    if (cmd["execute"] == "query-jobs") {
+      return std::vector<std::string>{
+          FakeQmpServer::Reply(cmd, {{{"id", "j"}, {"status", "running"}}})};
+    }
+    return std::vector<std::string>{FakeQmpServer::Reply(cmd, {{"status", "active"}})};
+  });
+  vmgroup::testing::FakeClockEnv env;
+  auto c = QmpClient::Connect(&env, SocketPath(), env.Now() + std::chrono::seconds(5));
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ((*c)->env(), &env);
+  const auto start = Clock::now();
+
+  Status s = qmp::AwaitMigration(**c, env.Now() + std::chrono::seconds(1));
+  EXPECT_EQ(s.code(), Code::kTimeout) << s.ToString();
+  EXPECT_EQ(env.sleeps(), 1000 / 5);  // a poll every 5 ms of env's clock
+
+  s = qmp::CompleteJob(**c, "j", env.Now() + std::chrono::seconds(1));
+  EXPECT_EQ(s.code(), Code::kTimeout) << s.ToString();
+  EXPECT_EQ(env.sleeps(), 1000 / 5 + 1000 / 2);  // and every 2 ms for a job
+  EXPECT_LT(Clock::now() - start, std::chrono::seconds(1)) << "it waited for real";
 }
 
 }  // namespace
