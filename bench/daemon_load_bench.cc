@@ -110,7 +110,7 @@ int Run(const Args& a) {
   const std::string tcp_endpoint =
       (a.plain_http ? "http://127.0.0.1:" : "https://127.0.0.1:") + std::to_string(port);
   const cim::HttpClient::Options tcp_options{.cacert = certs.ok() ? certs->ca : ""};
-  auto api = std::move(cli::Api::Connect(unix_endpoint)).value();
+  auto api = std::move(cli::Api::Connect(Env::Default(), unix_endpoint)).value();
   int rc = 0;
   std::vector<std::string> vm_ids;
   auto fail = [&](const std::string& what) {

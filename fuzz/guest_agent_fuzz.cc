@@ -41,7 +41,7 @@ void ExpectCount(const Result<int>& n) {
 }
 
 void Drive(const std::string& socket) {
-  auto agent = GuestAgent::Connect(socket, Never());
+  auto agent = GuestAgent::Connect(Env::Default(), socket, Never());
   if (!agent.ok()) return;
   ExpectCount((*agent)->Freeze(Never()));
   (void)(*agent)->Frozen(Never());

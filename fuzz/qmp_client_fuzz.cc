@@ -21,7 +21,7 @@ namespace {
 Deadline Never() { return Clock::now() + std::chrono::minutes(10); }
 
 void Drive(const std::string& socket) {
-  auto client = QmpClient::Connect(socket, Never());
+  auto client = QmpClient::Connect(Env::Default(), socket, Never());
   if (!client.ok()) return;
   QmpClient& c = **client;
   (void)qmp::QueryStatus(c, Never());           // vmg-2

@@ -46,6 +46,9 @@ void SetLogLevel(LogLevel level) { g_level = static_cast<int>(level); }
 
 void Log(LogLevel level, std::string_view message) {
   if (static_cast<int>(level) < g_level) return;
+  // Wall time straight from the system, not Env: a log line's stamp is for
+  // a person lining it up with other logs, and Log is process-wide (no Env
+  // reaches it); a test clock would only make the journal lie.
   const auto now = std::chrono::system_clock::now();
   const auto ms =
       std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count();

@@ -10,16 +10,16 @@
 namespace vmgroup {
 namespace {
 
-int MillisLeft(Deadline deadline) {
-  auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+int MillisLeft(Env* env, Deadline deadline) {
+  auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - env->Now());
   return left.count() < 0 ? 0 : static_cast<int>(std::min<int64_t>(left.count(), 1 << 30));
 }
 
 // Waits until `fd` is ready for `events`; Timeout at the deadline.
-Status Wait(int fd, short events, Deadline deadline) {
+Status Wait(Env* env, int fd, short events, Deadline deadline) {
   while (true) {
     pollfd p{fd, events, 0};
-    int n = ::poll(&p, 1, MillisLeft(deadline));
+    int n = ::poll(&p, 1, MillisLeft(env, deadline));
     if (n > 0) return Status::Ok();
     if (n == 0) return Status::Timeout("the peer did not answer in time");
     if (errno != EINTR) return Status::IoError(std::string("poll: ") + std::strerror(errno));
@@ -28,9 +28,9 @@ Status Wait(int fd, short events, Deadline deadline) {
 
 }  // namespace
 
-Status ReadSome(int fd, Deadline deadline, std::string* buffer) {
+Status ReadSome(Env* env, int fd, Deadline deadline, std::string* buffer) {
   while (true) {
-    VMG_RETURN_IF_ERROR(Wait(fd, POLLIN, deadline));
+    VMG_RETURN_IF_ERROR(Wait(env, fd, POLLIN, deadline));
     char buf[16384];
     ssize_t got = ::recv(fd, buf, sizeof buf, 0);
     if (got > 0) {
@@ -45,10 +45,10 @@ Status ReadSome(int fd, Deadline deadline, std::string* buffer) {
   }
 }
 
-Status WriteAll(int fd, std::string_view data, Deadline deadline) {
+Status WriteAll(Env* env, int fd, std::string_view data, Deadline deadline) {
   size_t done = 0;
   while (done < data.size()) {
-    VMG_RETURN_IF_ERROR(Wait(fd, POLLOUT, deadline));
+    VMG_RETURN_IF_ERROR(Wait(env, fd, POLLOUT, deadline));
     ssize_t w = ::send(fd, data.data() + done, data.size() - done, MSG_NOSIGNAL);
     if (w < 0 && (errno == EINTR || errno == EAGAIN)) continue;
     if (w <= 0) return Status::Unavailable(std::string("send: ") + std::strerror(errno));

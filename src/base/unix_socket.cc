@@ -4,7 +4,6 @@
 
 #include <cerrno>
 #include <cstring>
-#include <thread>
 
 namespace vmgroup {
 
@@ -20,7 +19,7 @@ Result<sockaddr_un> UnixAddress(const std::string& path) {
   return addr;
 }
 
-Result<UniqueFd> ConnectUnix(const std::string& path, Deadline deadline) {
+Result<UniqueFd> ConnectUnix(Env* env, const std::string& path, Deadline deadline) {
   VMG_ASSIGN_OR_RETURN(const sockaddr_un addr, UnixAddress(path));
   while (true) {
     UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
@@ -29,10 +28,10 @@ Result<UniqueFd> ConnectUnix(const std::string& path, Deadline deadline) {
       return fd;
     }
     const int error = errno;
-    if (Clock::now() >= deadline) {
+    if (env->Now() >= deadline) {
       return Status::Unavailable("cannot connect to " + path + ": " + std::strerror(error));
     }
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    env->SleepFor(std::chrono::milliseconds(10));
   }
 }
 

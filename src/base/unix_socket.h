@@ -19,12 +19,11 @@ Result<sockaddr_un> UnixAddress(const std::string& path);
 
 // A blocking stream socket (close-on-exec) connected to the unix socket at
 // `path`. While nobody accepts there (no socket file yet, a refusal, a full
-// backlog, ...), tries again every 10 ms until `deadline`; a deadline that
-// has passed means one try.
+// backlog, ...), tries again every 10 ms (env->SleepFor) until `deadline`, a
+// point on env's clock; a deadline that has passed means one try.
 // OK: the connection. InvalidArgument: `path` is too long. IoError: no
 // socket could be made. Unavailable: no connection by `deadline`, naming
 // `path` and why the last try failed (its errno, as strerror says it).
-// The wait is on the real clock (Clock), as every deadline socket I/O takes.
-Result<UniqueFd> ConnectUnix(const std::string& path, Deadline deadline);
+Result<UniqueFd> ConnectUnix(Env* env, const std::string& path, Deadline deadline);
 
 }  // namespace vmgroup

@@ -7,6 +7,8 @@
 
 #include <thread>
 
+#include "testing/fake_clock_env.h"
+
 namespace vmgroup {
 namespace {
 
@@ -39,7 +41,7 @@ class UnixSocketTest : public ::testing::Test {
 TEST_F(UnixSocketTest, ConnectsToAListener) {
   UniqueFd listener = Listen();
   ASSERT_TRUE(listener.valid());
-  auto fd = ConnectUnix(path_, Clock::now());
+  auto fd = ConnectUnix(Env::Default(), path_, Clock::now());
   ASSERT_TRUE(fd.ok()) << fd.status().ToString();
   UniqueFd accepted(::accept(listener.get(), nullptr, nullptr));
   ASSERT_TRUE(accepted.valid());
@@ -51,11 +53,20 @@ TEST_F(UnixSocketTest, ConnectsToAListener) {
 
 TEST_F(UnixSocketTest, NobodyThereIsUnavailableNamingThePathAndTheError) {
   const auto start = Clock::now();
-  auto fd = ConnectUnix(path_, start + std::chrono::milliseconds(100));
+  auto fd = ConnectUnix(Env::Default(), path_, start + std::chrono::milliseconds(100));
   EXPECT_GE(Clock::now() - start, std::chrono::milliseconds(100));  // it kept trying
   EXPECT_EQ(fd.status().code(), Code::kUnavailable);
   EXPECT_NE(fd.status().message().find(path_), std::string::npos);
   EXPECT_NE(fd.status().message().find("No such file or directory"), std::string::npos);
+}
+
+TEST_F(UnixSocketTest, RetriesOnTheEnvClockAndSleepsThroughIt) {
+  testing::FakeClockEnv env;
+  const auto start = Clock::now();
+  auto fd = ConnectUnix(&env, path_, env.Now() + std::chrono::seconds(1));
+  EXPECT_EQ(fd.status().code(), Code::kUnavailable);
+  EXPECT_EQ(env.sleeps(), 100);  // every 10 ms of env's clock, until its deadline
+  EXPECT_LT(Clock::now() - start, std::chrono::milliseconds(500)) << "it slept for real";
 }
 
 TEST_F(UnixSocketTest, RetriesUntilTheListenerAppears) {
@@ -64,7 +75,7 @@ TEST_F(UnixSocketTest, RetriesUntilTheListenerAppears) {
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
     listener = Listen();
   });
-  auto fd = ConnectUnix(path_, Clock::now() + std::chrono::seconds(5));
+  auto fd = ConnectUnix(Env::Default(), path_, Clock::now() + std::chrono::seconds(5));
   late.join();
   EXPECT_TRUE(listener.valid());
   EXPECT_TRUE(fd.ok()) << fd.status().ToString();
@@ -73,7 +84,8 @@ TEST_F(UnixSocketTest, RetriesUntilTheListenerAppears) {
 TEST_F(UnixSocketTest, PathTooLongIsInvalidArgument) {
   const std::string long_path = dir_ + "/" + std::string(sizeof(sockaddr_un{}.sun_path), 'x');
   EXPECT_EQ(UnixAddress(long_path).status().code(), Code::kInvalidArgument);
-  EXPECT_EQ(ConnectUnix(long_path, Clock::now()).status().code(), Code::kInvalidArgument);
+  EXPECT_EQ(ConnectUnix(Env::Default(), long_path, Clock::now()).status().code(),
+            Code::kInvalidArgument);
   // The longest path that fits is kept whole.
   const std::string fits(sizeof(sockaddr_un{}.sun_path) - 1, 'y');
   auto addr = UnixAddress(fits);

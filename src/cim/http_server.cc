@@ -212,7 +212,7 @@ HttpResponse Busy() {
 void HttpServer::Impl::Arm(Conn* c, Phase phase, std::chrono::seconds within) {
   std::lock_guard lock(mu_);
   c->phase = phase;
-  c->deadline = Clock::now() + within;
+  c->deadline = options_.env->Now() + within;
 }
 
 MHD_Response* HttpServer::Impl::Make(HttpResponse& resp) {
@@ -420,7 +420,7 @@ void HttpServer::Impl::OnConnection(void* cls, MHD_Connection* c, void** socket_
       }
     }
     conn->phase = Phase::kIdle;
-    conn->deadline = Clock::now() + self->options_.idle_timeout;
+    conn->deadline = self->options_.env->Now() + self->options_.idle_timeout;
     try {
       self->conns_.push_back(conn);
     } catch (...) {  // out of memory: no deadlines for it, as above
@@ -464,7 +464,7 @@ void HttpServer::Impl::Watchdog() {
   std::unique_lock lock(mu_);
   while (!stopping_) {
     stop_cv_.wait_for(lock, std::chrono::milliseconds(250));
-    const auto now = Clock::now();
+    const auto now = options_.env->Now();
     for (Conn* c : conns_) {
       if (c->cut || c->phase == Phase::kHandling || now < c->deadline || c->fd < 0) continue;
       c->cut = true;
@@ -531,7 +531,7 @@ Status HttpServer::Impl::ListenUnix(const UnixListener& spec) {
   VMG_ASSIGN_OR_RETURN(const sockaddr_un addr, UnixAddress(spec.path));
   // A socket file nobody listens on is left by a daemon that died; one that
   // answers belongs to a daemon still running, which must not be robbed.
-  if (ConnectUnix(spec.path, Clock::now()).ok()) {
+  if (ConnectUnix(options_.env, spec.path, options_.env->Now()).ok()) {
     return Status::AlreadyExists("another server is listening on " + spec.path);
   }
   UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));

@@ -30,6 +30,7 @@
 #include <string>
 #include <string_view>
 
+#include "base/env.h"
 #include "base/log.h"
 #include "base/result.h"
 #include "cim/http_message.h"
@@ -67,6 +68,9 @@ class HttpServer {
     // wait; a group snapshot's pause should not wait for them.
     int connection_nice = 0;
     Logger log;
+    // Whose clock the deadlines above run on (the watchdog looks at it every
+    // 250 ms of real time). REQUIRES: outlives the server.
+    Env* env = Env::Default();
   };
   static constexpr uint64_t kParseFactor = 18;
 

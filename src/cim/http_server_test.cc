@@ -14,6 +14,7 @@
 
 #include "base/unique_fd.h"
 #include "cim/http_client.h"
+#include "testing/fake_clock_env.h"
 #include "testing/raw_http.h"
 
 namespace vmgroup::cim {
@@ -246,6 +247,26 @@ TEST_F(HttpServerTest, ASlowHeadIsCutOffAtItsDeadline) {
   EXPECT_TRUE(cut);
   EXPECT_NE(Log().find("request head did not arrive in time"), std::string::npos) << Log();
   EXPECT_EQ(Post("unix:" + socket_, "ok")->status, 200);
+}
+
+// The deadlines are on the server's Env clock: moving that clock on cuts a
+// half-sent head off long before its deadline would come in real time.
+TEST_F(HttpServerTest, DeadlinesAreOnTheServersEnvClock) {
+  vmgroup::testing::FakeClockEnv env;
+  Start({.env = &env});
+  UniqueFd fd = ConnectUnix(socket_);
+  ASSERT_TRUE(SendAll(fd.get(), "POST /cimom HTTP/1.1\r\nHost: x\r\n"));
+  bool cut = false;
+  // The server moves the connection into its head phase on its own thread:
+  // the clock goes on a head timeout at a time until that deadline passed.
+  for (int i = 0; i < 50 && !cut; ++i) {
+    env.Advance(11s);
+    pollfd p{fd.get(), POLLIN, 0};
+    cut = ::poll(&p, 1, 100) > 0 && ReceiveHttp(fd.get(), false).empty();
+  }
+  EXPECT_TRUE(cut) << "cut only by real time";
+  EXPECT_NE(Log().find("request head did not arrive in time"), std::string::npos) << Log();
+  server_->Stop();  // before `env` goes
 }
 
 TEST_F(HttpServerTest, ListenersHaveTheirOwnBudgetsAndTcpPeersTheirOwnShare) {

@@ -4,7 +4,6 @@
 #include <chrono>
 #include <limits>
 #include <map>
-#include <thread>
 
 #include "base/ids.h"
 #include "base/validate.h"
@@ -178,10 +177,11 @@ bool IsInstanceOf(const std::string& entry, std::string_view class_name) {
          entry[class_name.size()] == ':';
 }
 
-Result<std::unique_ptr<Api>> Api::Connect(const std::string& endpoint, const std::string& cacert) {
+Result<std::unique_ptr<Api>> Api::Connect(Env* env, const std::string& endpoint,
+                                          const std::string& cacert) {
   VMG_ASSIGN_OR_RETURN(auto http, cim::HttpClient::Create(endpoint, {.cacert = cacert}));
   return std::unique_ptr<Api>(
-      new Api(std::make_unique<cim::CimClient>(std::move(http), schema::kNamespace)));
+      new Api(env, std::make_unique<cim::CimClient>(std::move(http), schema::kNamespace)));
 }
 
 Result<cim::ObjectPath> Api::ServicePath(const std::string& cls) {
@@ -568,7 +568,7 @@ Result<JobInfo> Api::WaitJob(const std::string& id,
     VMG_ASSIGN_OR_RETURN(JobInfo j, GetJob(id));
     if (progress) progress(j);
     if (j.Finished()) return j;
-    std::this_thread::sleep_for(interval);
+    env_->SleepFor(interval);
     interval = std::min(interval * 2, std::chrono::milliseconds(250));
   }
 }

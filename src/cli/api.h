@@ -10,6 +10,7 @@
 #include <string_view>
 #include <vector>
 
+#include "base/env.h"
 #include "base/result.h"
 #include "cim/client.h"
 #include "schema/values.h"
@@ -94,8 +95,9 @@ class Api {
  public:
   // `endpoint`: unix:PATH or http(s)://[user:pass@]host:port (see
   // cim::HttpClient::Create); `cacert`: a PEM file of the CA that vouches
-  // for an https:// daemon, empty for the system's CA store.
-  static Result<std::unique_ptr<Api>> Connect(const std::string& endpoint,
+  // for an https:// daemon, empty for the system's CA store. WaitJob sleeps
+  // through `env`. REQUIRES: `env` outlives the Api.
+  static Result<std::unique_ptr<Api>> Connect(Env* env, const std::string& endpoint,
                                               const std::string& cacert = "");
 
   Result<std::vector<VmInfo>> ListVms();
@@ -152,7 +154,7 @@ class Api {
                           const std::function<void(const JobInfo&)>& progress);
 
  private:
-  explicit Api(std::unique_ptr<cim::CimClient> c) : cim_(std::move(c)) {}
+  Api(Env* env, std::unique_ptr<cim::CimClient> c) : env_(env), cim_(std::move(c)) {}
   Result<cim::ObjectPath> ServicePath(const std::string& cls);
   Result<CallResult> Call(const std::string& service_class, const std::string& method,
                           const std::vector<cim::OutParam>& args);
@@ -162,6 +164,7 @@ class Api {
   Result<cim::ObjectPath> MemberPath(const GroupInfo& g, const std::string& member);
   Result<MemberSnapshotInfo> ReadMember(const cim::Instance& vssd);
 
+  Env* const env_;
   std::unique_ptr<cim::CimClient> cim_;
 };
 

@@ -4,6 +4,7 @@
 #include <cstdlib>
 #include <iostream>
 
+#include "base/env.h"
 #include "cli/commands.h"
 #include "cli/output.h"
 
@@ -77,7 +78,7 @@ int main(int argc, char** argv) {
     std::cerr << kUsage;
     return kExitUsage;
   }
-  auto api = Api::Connect(endpoint, cacert);
+  auto api = Api::Connect(vmgroup::Env::Default(), endpoint, cacert);
   if (!api.ok()) return ReportError(api.status());
   Context ctx{api->get(), json, ::isatty(STDERR_FILENO) == 1};
   const std::string noun = words[0];

@@ -34,7 +34,7 @@ Status SweepTrackings(VmRegistry& vms, catalog::Catalog& catalog,
     // Listed before the records are read: a tracking made meanwhile has its
     // record already (a cut records its intent first), so it is never taken
     // for a stray one.
-    auto found = live ? live->Trackings(Clock::now() + kTrackingTimeout) : vms.OffTrackings(id);
+    auto found = live ? live->Trackings(vms.env()->Now() + kTrackingTimeout) : vms.OffTrackings(id);
     if (!found.ok()) {
       // Off and out of reach now (no connection, undefined, started
       // meanwhile): a later sweep meets it.
@@ -49,7 +49,7 @@ Status SweepTrackings(VmRegistry& vms, catalog::Catalog& catalog,
     if (!recorded.ok()) return recorded.status();
     for (const auto& name : *found) {
       if (recorded->count(name)) continue;
-      Status s = live ? live->DropTracking(0, "", name, Clock::now() + kTrackingTimeout)
+      Status s = live ? live->DropTracking(0, "", name, vms.env()->Now() + kTrackingTimeout)
                       : vms.DropOffTracking(id, name);
       if (!s.ok() && first.ok()) first = s.Annotate("VM " + id + ": tracking " + name);
     }

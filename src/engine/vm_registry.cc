@@ -14,11 +14,13 @@ namespace vmgroup::engine {
 namespace {
 
 constexpr auto kOpTimeout = std::chrono::seconds(30);
-Deadline OpDeadline() { return Clock::now() + kOpTimeout; }
 // How long a QEMU ended by pid gets after SIGTERM, and after SIGKILL.
 constexpr auto kEndWait = std::chrono::seconds(10);
 // How long a VM resumed from an I/O error is watched for pausing again.
 constexpr auto kRetrySettle = std::chrono::seconds(1);
+
+// The deadline of one call to a live VM, on the clock its waits use.
+Deadline OpDeadline(Env* env) { return env->Now() + kOpTimeout; }
 
 }  // namespace
 
@@ -419,7 +421,7 @@ Status VmRegistry::Pause(const std::string& id) {
     return Status::InvalidState("VM " + vm.name + " is " + catalog::PowerName(vm.power) +
                                 ", not running");
   }
-  VMG_RETURN_IF_ERROR(live->Pause(OpDeadline()).Annotate("VM " + vm.name));
+  VMG_RETURN_IF_ERROR(live->Pause(OpDeadline(env_)).Annotate("VM " + vm.name));
   return catalog_->SetVmPower(id, catalog::Power::kPaused, live->pid());
 }
 
@@ -436,12 +438,12 @@ Result<std::string> VmRegistry::IoError(const std::string& id, Deadline deadline
 }
 
 Status VmRegistry::RetryIoError(const catalog::VmRecord& vm, hypervisor::Vm& live) {
-  VMG_RETURN_IF_ERROR(live.Resume(OpDeadline()).Annotate("VM " + vm.name));
+  VMG_RETURN_IF_ERROR(live.Resume(OpDeadline(env_)).Annotate("VM " + vm.name));
   // QEMU resubmits the failed requests as the vCPUs start: a cause still
   // there pauses the VM again within moments.
   const Deadline settle = env_->Now() + kRetrySettle;
   while (env_->Now() < settle) {
-    auto again = IoError(vm.id, OpDeadline());
+    auto again = IoError(vm.id, OpDeadline(env_));
     if (again.ok() && !again->empty()) {
       return Status::Failed("VM " + vm.name + " paused again on an I/O error: " + *again +
                             "; make room (or repair the disk) and resume it again");
@@ -455,7 +457,7 @@ Status VmRegistry::Resume(const std::string& id) {
   VMG_ASSIGN_OR_RETURN(catalog::VmRecord vm, catalog_->GetVm(id));
   auto live = Live(id);
   if (vm.power == catalog::Power::kRunning && live) {
-    VMG_ASSIGN_OR_RETURN(std::string held, IoError(id, OpDeadline()));
+    VMG_ASSIGN_OR_RETURN(std::string held, IoError(id, OpDeadline(env_)));
     if (!held.empty()) return RetryIoError(vm, *live);
   }
   if (vm.power != catalog::Power::kPaused || !live) {
@@ -464,7 +466,7 @@ Status VmRegistry::Resume(const std::string& id) {
   }
   // Record first: if the daemon dies in between, recovery resumes it anyway.
   VMG_RETURN_IF_ERROR(catalog_->SetVmPower(id, catalog::Power::kRunning, live->pid()));
-  return live->Resume(OpDeadline()).Annotate("VM " + vm.name);
+  return live->Resume(OpDeadline(env_)).Annotate("VM " + vm.name);
 }
 
 Result<std::vector<std::string>> VmRegistry::AttachAll() {

@@ -84,6 +84,9 @@ class VmRegistry {
   VmRegistry(Env* env, catalog::Catalog* catalog, hypervisor::Driver* driver,
              std::string state_dir);
 
+  // The Env the registry works through; deadlines for its VMs are on its clock.
+  Env* env() const { return env_; }
+
   // The driver of a libvirt connection (owned by the caller, who keeps it
   // as long as the registry): the VMs whose record names `uri` are driven
   // through it. Domains reach the catalog through DomainSync.

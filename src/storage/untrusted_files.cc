@@ -110,6 +110,10 @@ Result<std::string> ReadHead(const std::string& path, uint64_t max_bytes) {
 Result<FileDigest> CopyRegular(const std::string& from, const std::string& to) {
   VMG_ASSIGN_OR_RETURN(UniqueFd in, OpenRegular(from));
   ::posix_fadvise(in.get(), 0, 0, POSIX_FADV_SEQUENTIAL);
+  // open(2) itself, as every call in this file: these paths come from
+  // clients, and what makes them safe is the exact flags and calls here
+  // (openat2 without symlinks, O_NOFOLLOW, lstat, fchmod on the open file),
+  // none of which an Env, which tests replace, should be trusted to keep.
   UniqueFd out(::open(to.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600));
   if (!out.valid()) {
     if (errno == EEXIST) return Status::AlreadyExists(to + " already exists");
@@ -160,6 +164,7 @@ Result<FileKind> KindOf(const std::string& path) {
 }
 
 Status SetAccess(const std::string& path, unsigned mode, int gid) {
+  // open(2) itself, as in CopyRegular: O_NOFOLLOW on a client's path.
   UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY));
   if (!fd.valid()) return Status::IoError(Errno("cannot open " + path));
   if (::fchmod(fd.get(), static_cast<mode_t>(mode)) != 0) {

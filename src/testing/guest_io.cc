@@ -10,8 +10,9 @@ std::vector<std::string> GuestMonitorArgs(const std::string& path) {
 
 Status WriteAsGuest(const std::string& monitor, int disk, int pattern, uint64_t offset,
                     uint64_t length) {
-  const Deadline deadline = Clock::now() + std::chrono::seconds(10);
-  VMG_ASSIGN_OR_RETURN(auto qmp, hypervisor::qemu::QmpClient::Connect(monitor, deadline));
+  Env* env = Env::Default();
+  const Deadline deadline = env->Now() + std::chrono::seconds(10);
+  VMG_ASSIGN_OR_RETURN(auto qmp, hypervisor::qemu::QmpClient::Connect(env, monitor, deadline));
   const std::string io = "qemu-io -d /machine/peripheral/vd" + std::to_string(disk) +
                          "/virtio-backend \"write -P " + std::to_string(pattern) + " " +
                          std::to_string(offset) + " " + std::to_string(length) + "\"";

@@ -27,7 +27,7 @@ inline UniqueFd ConnectTcp(int port) {
 
 // A connection to the unix socket at `path` (one try), or an invalid fd.
 inline UniqueFd ConnectUnix(const std::string& path) {
-  auto fd = vmgroup::ConnectUnix(path, Clock::now());
+  auto fd = vmgroup::ConnectUnix(Env::Default(), path, Env::Default()->Now());
   return fd.ok() ? std::move(fd).value() : UniqueFd();
 }
 

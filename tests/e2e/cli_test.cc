@@ -486,7 +486,8 @@ TEST_F(CliTest, SigtermDuringASnapshotLeavesNoVmPausedAndNoHalfSnapshot) {
     StopDaemon(SIGTERM);  // at once: somewhere in the snapshot, or just after
     // Before any recovery can run: every VM runs, as QEMU itself says.
     for (const auto& id : ids) {
-      auto qmp = hypervisor::qemu::QmpClient::Connect(StateDir() + "/vms/" + id + "/qmp.sock",
+      auto qmp = hypervisor::qemu::QmpClient::Connect(Env::Default(),
+                                                      StateDir() + "/vms/" + id + "/qmp.sock",
                                                       Clock::now() + std::chrono::seconds(10));
       ASSERT_TRUE(qmp.ok()) << qmp.status().ToString();
       auto status =

@@ -174,7 +174,7 @@ TEST_F(AppConsistencyTest, ServiceKilledWhileGuestsAreFrozenLeavesNoneFrozenAndN
   const auto killed_at = Clock::now();
   for (const auto& socket : agents) {
     while (true) {
-      auto agent = hypervisor::qemu::GuestAgent::Connect(socket, Soon());
+      auto agent = hypervisor::qemu::GuestAgent::Connect(Env::Default(), socket, Soon());
       ASSERT_TRUE(agent.ok()) << agent.status().ToString();
       auto frozen = (*agent)->Frozen(Soon());
       ASSERT_TRUE(frozen.ok()) << frozen.status().ToString();
@@ -189,7 +189,7 @@ TEST_F(AppConsistencyTest, ServiceKilledWhileGuestsAreFrozenLeavesNoneFrozenAndN
   // Had the guard died with it, the next start would thaw them: freeze them
   // again, as such a guard would have left them.
   for (const auto& socket : agents) {
-    auto agent = hypervisor::qemu::GuestAgent::Connect(socket, Soon());
+    auto agent = hypervisor::qemu::GuestAgent::Connect(Env::Default(), socket, Soon());
     ASSERT_TRUE(agent.ok()) << agent.status().ToString();
     ASSERT_TRUE((*agent)->Freeze(Soon()).ok());
   }

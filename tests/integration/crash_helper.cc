@@ -80,7 +80,7 @@ int main(int argc, char** argv) {
   }
   if (argc == 3 && std::string(argv[1]) == "guard") {
     const auto deadline = Clock::now() + std::chrono::seconds(30);
-    auto agent = hypervisor::qemu::GuestAgent::Connect(argv[2], deadline);
+    auto agent = hypervisor::qemu::GuestAgent::Connect(Env::Default(), argv[2], deadline);
     if (!agent.ok()) return Fail(agent.status());
     if (auto frozen = (*agent)->Freeze(deadline); !frozen.ok()) return Fail(frozen.status());
     auto guard = hypervisor::qemu::StartThawGuard({(*agent)->fd()}, std::chrono::minutes(1));

@@ -14,6 +14,7 @@ class FakeGuard final : public ThawGuard {
   void ThawNow() override {
     if (vms_.empty()) return;
     thawing_();
+    // A FakeVm never waits for its deadline, so whose clock it is on does not matter.
     for (const auto& vm : vms_) (void)vm->ThawFilesystems(Clock::now() + std::chrono::seconds(5));
     vms_.clear();
   }

@@ -109,6 +109,8 @@ Status FakeVm::Do(const std::string& op, F effect) {
     name = s.name;
   }
   if (env) VMG_RETURN_IF_ERROR(env->Hit(std::string(kFakePointPrefix) + op, name));
+  // Real time, not the Env's: the delay stands for a slow hypervisor while
+  // the caller's other threads (the other members of a cut) run on.
   if (delay.count() > 0) std::this_thread::sleep_for(delay);
   std::lock_guard l(s.mu);
   if (auto it = s.fail.find(op); it != s.fail.end()) {

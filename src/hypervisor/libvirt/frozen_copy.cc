@@ -59,7 +59,7 @@ Status CopyMarkedOffline(Env* env, const std::string& image, const std::string& 
                         {.log_path = log, .new_session = false});
   Status s = pid.status();
   if (pid.ok()) {
-    auto client = qemu::QmpClient::Connect(socket, deadline);
+    auto client = qemu::QmpClient::Connect(env, socket, deadline);
     s = client.ok() ? Copy(**client, image, bitmap, target, deadline) : client.status();
     if (client.ok()) (void)qmp::Quit(**client, deadline);
     if (!env->WaitGone(*pid, std::chrono::seconds(5)).ok()) {

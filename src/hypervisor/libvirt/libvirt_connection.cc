@@ -26,6 +26,9 @@ Status InitOnce() {
     if (virEventRegisterDefaultImpl() < 0) return LastError("libvirt event loop");
     std::thread([] {
       for (;;) {
+        // A real sleep, not Env's: this thread serves every connection of
+        // the process and outlives them all, so no one Env is its own; the
+        // pause only keeps a failing loop from spinning.
         if (virEventRunDefaultImpl() < 0) std::this_thread::sleep_for(std::chrono::seconds(1));
       }
     }).detach();

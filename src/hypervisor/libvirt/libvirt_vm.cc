@@ -69,7 +69,8 @@ LibvirtVm::LibvirtVm(Env* env, std::unique_ptr<LibvirtConnection> conn, DomainPt
 
 template <typename R>
 R LibvirtVm::Call(Deadline deadline, const std::string& what, std::function<R()> call) {
-  return AwaitOutcome(worker_.Post(std::move(call)), deadline, "domain " + name_ + ": " + what);
+  return AwaitOutcome(env_, worker_.Post(std::move(call)), deadline,
+                      "domain " + name_ + ": " + what);
 }
 
 Result<DomainXml> LibvirtVm::LiveXml() {
@@ -180,7 +181,7 @@ Status LibvirtVm::SendSwitch(const std::vector<Overlay>& overlays, const std::st
 }
 
 Status LibvirtVm::AwaitSwitch(Deadline deadline, bool* paused) {
-  SwitchOutcome out = AwaitOutcome(pending_switch_, deadline, "domain " + name_ + ": switch");
+  SwitchOutcome out = AwaitOutcome(env_, pending_switch_, deadline, "domain " + name_ + ": switch");
   // Not answered in time: it may still pause; the caller resumes it to be safe.
   *paused = out.status.code() == Code::kTimeout ? pending_pause_ : out.paused;
   return out.status;
@@ -195,7 +196,7 @@ Status LibvirtVm::SendResume(Deadline deadline, bool save_state) {
 }
 
 Status LibvirtVm::AwaitResume(Deadline deadline) {
-  return AwaitOutcome(pending_resume_, deadline, "domain " + name_ + ": resume");
+  return AwaitOutcome(env_, pending_resume_, deadline, "domain " + name_ + ": resume");
 }
 
 Status LibvirtVm::PrepareStateSave(const std::string& path, Deadline deadline) {
@@ -209,7 +210,7 @@ Status LibvirtVm::AwaitStateSaved(Deadline deadline) {
 }
 
 Status LibvirtVm::RevertOverlays(const std::vector<Overlay>& overlays) {
-  const Deadline deadline = Clock::now() + kLongCall;
+  const Deadline deadline = env_->Now() + kLongCall;
   return Call<Status>(deadline, "revert",
                       [this, overlays, deadline] { return Revert(overlays, deadline); });
 }
@@ -439,7 +440,7 @@ Result<bool> LibvirtVm::FilesystemsFrozen(Deadline deadline) {
 }
 
 Status LibvirtVm::PowerOff() {
-  return Call<Status>(Clock::now() + kLongCall, "destroy", [this] {
+  return Call<Status>(env_->Now() + kLongCall, "destroy", [this] {
     return virDomainDestroy(dom_.get()) < 0 ? LastError("destroy") : Status::Ok();
   });
 }

@@ -4,6 +4,7 @@
 // calls queued behind it) but not the caller.
 #pragma once
 
+#include <algorithm>
 #include <condition_variable>
 #include <deque>
 #include <functional>
@@ -47,10 +48,11 @@ class SerialWorker {
 };
 
 // The outcome of `f` once ready, or Timeout ("`what` did not answer within
-// its deadline") when `deadline` passes first.
+// its deadline") when `deadline`, a point on env's clock, passes first.
 template <typename R>
-R AwaitOutcome(const std::shared_future<R>& f, Deadline deadline, const std::string& what) {
-  if (f.wait_until(deadline) != std::future_status::ready) {
+R AwaitOutcome(Env* env, const std::shared_future<R>& f, Deadline deadline,
+               const std::string& what) {
+  if (f.wait_for(std::max<Duration>(deadline - env->Now(), {})) != std::future_status::ready) {
     return R(Status::Timeout(what + " did not answer within its deadline"));
   }
   return f.get();

@@ -5,6 +5,8 @@
 #include <future>
 #include <vector>
 
+#include "testing/fake_clock_env.h"
+
 namespace vmgroup::hypervisor::libvirt {
 namespace {
 
@@ -23,15 +25,35 @@ TEST(SerialWorkerTest, ACallerGivesUpAtItsDeadlineWhileTheCallRunsOnAndTheNextQu
     return 42;
   });
   // The deadline has passed: the caller is answered although the call hangs.
-  EXPECT_EQ(AwaitOutcome(blocked, Clock::now(), "suspend").code(), Code::kTimeout);
-  EXPECT_EQ(AwaitOutcome(next, Clock::now(), "state").status().code(), Code::kTimeout);
+  Env* env = Env::Default();
+  EXPECT_EQ(AwaitOutcome(env, blocked, env->Now(), "suspend").code(), Code::kTimeout);
+  EXPECT_EQ(AwaitOutcome(env, next, env->Now(), "state").status().code(), Code::kTimeout);
   release.set_value();
-  const Deadline later = Clock::now() + std::chrono::minutes(1);
-  EXPECT_TRUE(AwaitOutcome(blocked, later, "suspend").ok());
-  auto value = AwaitOutcome(next, later, "state");
+  const Deadline later = env->Now() + std::chrono::minutes(1);
+  EXPECT_TRUE(AwaitOutcome(env, blocked, later, "suspend").ok());
+  auto value = AwaitOutcome(env, next, later, "state");
   ASSERT_TRUE(value.ok());
   EXPECT_EQ(*value, 42);
   EXPECT_EQ(order, (std::vector<int>{1, 2}));
+}
+
+// The deadline is on the Env's clock: once that clock has passed it, the
+// caller is answered at once, however far off it is in real time.
+TEST(SerialWorkerTest, TheWaitEndsByTheEnvClock) {
+  SerialWorker worker;
+  std::promise<void> release;
+  std::shared_future<void> released = release.get_future().share();
+  auto blocked = worker.Post<Status>([&] {
+    released.wait();
+    return Status::Ok();
+  });
+  vmgroup::testing::FakeClockEnv env;
+  const Deadline deadline = env.Now() + std::chrono::seconds(5);
+  env.Advance(std::chrono::seconds(10));
+  const auto start = Clock::now();
+  EXPECT_EQ(AwaitOutcome(&env, blocked, deadline, "suspend").code(), Code::kTimeout);
+  EXPECT_LT(Clock::now() - start, std::chrono::seconds(1)) << "it waited by the real clock";
+  release.set_value();
 }
 
 TEST(SerialWorkerTest, DestroyingItRunsWhatIsQueued) {

@@ -61,9 +61,9 @@ std::vector<std::string> GuestAgent::ChannelArgs(const std::string& address) {
       "-device",  "virtserialport,bus=vmg-serial.0,chardev=vmg-agent,name=org.qemu.guest_agent.0"};
 }
 
-Result<std::unique_ptr<GuestAgent>> GuestAgent::Connect(const std::string& socket_path,
+Result<std::unique_ptr<GuestAgent>> GuestAgent::Connect(Env* env, const std::string& socket_path,
                                                         Deadline deadline) {
-  auto channel = QmpClient::ConnectAgent(socket_path);
+  auto channel = QmpClient::ConnectAgent(env, socket_path);
   if (!channel.ok()) {
     return Status::Unavailable("no guest agent channel: " + channel.status().message());
   }
@@ -93,7 +93,7 @@ Result<int> GuestAgent::Freeze(Deadline deadline) {
   if (n.status().code() == Code::kTimeout) {
     // Queued behind the freeze: the guest thaws as soon as it is frozen.
     (void)channel_->Send({{"guest-fsfreeze-thaw", Json::object()}},
-                         Clock::now() + std::chrono::seconds(1));
+                         channel_->env()->Now() + std::chrono::seconds(1));
   }
   return n;
 }

@@ -53,7 +53,9 @@ class GuestAgent {
   // Connects to the channel at `socket_path` and synchronises with the
   // agent. Unavailable when no agent answers by `deadline`: none is
   // installed or running in the guest, or the guest is not running.
-  static Result<std::unique_ptr<GuestAgent>> Connect(const std::string& socket_path,
+  // `deadline` and every later one are on env's clock.
+  // REQUIRES: `env` outlives the agent.
+  static Result<std::unique_ptr<GuestAgent>> Connect(Env* env, const std::string& socket_path,
                                                      Deadline deadline);
 
   // guest-fsfreeze-freeze: flushes and freezes every filesystem the guest

@@ -200,10 +200,10 @@ Result<std::unique_ptr<Vm>> QemuDriver::Start(const VmSpec& spec,
   serial.reset();
   // Why QEMU may have failed to open a file: said with each error below.
   const std::string hint = user_ ? "; " + user_->Hint() : "";
-  const Deadline deadline = Clock::now() + options_.start_timeout;
+  const Deadline deadline = env_->Now() + options_.start_timeout;
   // The monitor listens already: this connection waits in its queue until
   // QEMU serves it, and ends at once if QEMU exits first.
-  auto qmp = QmpClient::Connect(MonitorPath(spec), deadline);
+  auto qmp = QmpClient::Connect(env_, MonitorPath(spec), deadline);
   if (!qmp.ok()) {
     if (env_->WaitGone(pid, std::chrono::seconds(5)).ok()) {
       return Status::Unavailable("QEMU for VM " + spec.name +
@@ -230,10 +230,10 @@ Result<std::unique_ptr<Vm>> QemuDriver::Attach(const VmSpec& spec, int pid) {
     return Status::Unavailable("QEMU of VM " + spec.name + " (pid " + std::to_string(pid) +
                                ") is not running");
   }
-  VMG_ASSIGN_OR_RETURN(
-      auto qmp, QmpClient::Connect(MonitorPath(spec), Clock::now() + std::chrono::seconds(10)));
+  VMG_ASSIGN_OR_RETURN(auto qmp, QmpClient::Connect(env_, MonitorPath(spec),
+                                                    env_->Now() + std::chrono::seconds(10)));
   auto vm = std::make_unique<QemuVm>(env_, spec, pid, std::move(qmp), user_);
-  VMG_RETURN_IF_ERROR(vm->RefreshActiveNodes(Clock::now() + std::chrono::seconds(10)));
+  VMG_RETURN_IF_ERROR(vm->RefreshActiveNodes(env_->Now() + std::chrono::seconds(10)));
   return std::unique_ptr<Vm>(std::move(vm));
 }
 

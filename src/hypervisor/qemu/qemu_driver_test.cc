@@ -111,7 +111,7 @@ class QemuDriverTest : public ::testing::Test {
     ASSERT_TRUE(Switch(*overlays, "", /*pause=*/true).ok());
     vm_.reset();
     {
-      auto qmp = QmpClient::Connect(QemuDriver::MonitorPath(spec_), Soon());
+      auto qmp = QmpClient::Connect(Env::Default(), QemuDriver::MonitorPath(spec_), Soon());
       ASSERT_TRUE(qmp.ok()) << qmp.status().ToString();
       Status sent = revert(**qmp);
       ASSERT_TRUE(sent.ok()) << sent.ToString();

@@ -51,6 +51,9 @@ Status QemuUser::HandOver(const std::string& path) const {
 }
 
 Status QemuUser::HandOverImagesIn(const std::string& dir) const {
+  // Not Env::OpenFile: this descriptor anchors fstatat(AT_SYMLINK_NOFOLLOW)
+  // and the listing below, and the hand-over itself is chown/chmod, which
+  // Env does not offer; a test Env could control the open and nothing after.
   UniqueFd dfd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (!dfd.valid()) return Status::IoError("cannot open " + dir + ": " + std::strerror(errno));
   DIR* d = ::fdopendir(::dup(dfd.get()));

@@ -176,7 +176,7 @@ Status QemuVm::OpenOverlays(const std::vector<Overlay>& overlays, Deadline deadl
     }
     if (!s.ok()) {
       std::vector<Overlay> opened(overlays.begin(), overlays.begin() + static_cast<long>(i));
-      (void)CloseOverlaysLocked(opened, Clock::now() + kCleanupTimeout);  // the open error wins
+      (void)CloseOverlaysLocked(opened, env_->Now() + kCleanupTimeout);  // the open error wins
       return s.Annotate("disk " + std::to_string(o.disk));
     }
   }
@@ -342,7 +342,7 @@ Status QemuVm::PrepareStateSave(const std::string& path, Deadline deadline) {
 Status QemuVm::LoadState(const std::string& path) {
   std::lock_guard lock(mu_);
   // Loading streams the whole RAM from the file: allow for large guests.
-  const Deadline deadline = Clock::now() + std::chrono::minutes(10);
+  const Deadline deadline = env_->Now() + std::chrono::minutes(10);
   auto file = env_->OpenFile(path, O_RDONLY, 0);
   if (!file.ok()) {
     return file.status().code() == Code::kFileNotFound
@@ -370,7 +370,7 @@ Status QemuVm::AwaitStateSaved(Deadline deadline) {
   // (recovery) checks the file it recorded.
   if (state_writer_ > 0) {
     VMG_RETURN_IF_ERROR(
-        env_->WaitGone(state_writer_, std::max<Duration>(deadline - Clock::now(), {}))
+        env_->WaitGone(state_writer_, std::max<Duration>(deadline - env_->Now(), {}))
             .Annotate("the memory state's writer"));
     state_writer_ = 0;
   }
@@ -384,7 +384,7 @@ Status QemuVm::AwaitStateSaved(Deadline deadline) {
 Status QemuVm::RevertOverlays(const std::vector<Overlay>& overlays) {
   std::lock_guard lock(mu_);
   EndStateSaveLocked();  // a save prepared for the undone snapshot
-  const Deadline deadline = Clock::now() + kCleanupTimeout;
+  const Deadline deadline = env_->Now() + kCleanupTimeout;
   auto JobOf = [](const Overlay& o) { return "revert-" + OverlayNode(o); };
   VMG_ASSIGN_OR_RETURN(auto disks, QueryDisks(deadline));
   VMG_ASSIGN_OR_RETURN(auto graph, qmp::QueryFormatNodeGraph(*qmp_, deadline));
@@ -561,8 +561,8 @@ Status QemuVm::CopyMarked(int disk, const std::string& image, const std::string&
 constexpr auto kAgentAnswer = std::chrono::seconds(3);
 
 Result<std::unique_ptr<GuestAgent>> QemuVm::Agent(Deadline deadline) {
-  return GuestAgent::Connect(GuestAgent::SocketPath(spec_.run_dir),
-                             std::min(deadline, Clock::now() + kAgentAnswer));
+  return GuestAgent::Connect(env_, GuestAgent::SocketPath(spec_.run_dir),
+                             std::min(deadline, env_->Now() + kAgentAnswer));
 }
 
 template <typename Call>
@@ -605,7 +605,7 @@ Result<bool> QemuVm::FilesystemsFrozen(Deadline deadline) {
 Status QemuVm::PowerOff() {
   std::lock_guard lock(mu_);
   // A quit that fails because QEMU is already gone is fine; WaitGone decides.
-  (void)qmp::Quit(*qmp_, Clock::now() + std::chrono::seconds(5));
+  (void)qmp::Quit(*qmp_, env_->Now() + std::chrono::seconds(5));
   EndStateSaveLocked();  // a save QEMU streamed ends with it
   if (env_->WaitGone(pid_, std::chrono::seconds(10)).ok()) return Status::Ok();
   // Never kill a process that merely inherited the PID.

@@ -36,7 +36,7 @@ std::string ErrorText(const Json& error) {
 
 // Sends the first byte of `data` with a copy of `fd` attached (QEMU takes
 // descriptors from the message that carries them), then the rest.
-Status SendWithFd(int socket, std::string_view data, int fd, Deadline deadline) {
+Status SendWithFd(Env* env, int socket, std::string_view data, int fd, Deadline deadline) {
   char control[CMSG_SPACE(sizeof(int))] = {};
   iovec iov{const_cast<char*>(data.data()), 1};
   msghdr msg{};
@@ -51,7 +51,7 @@ Status SendWithFd(int socket, std::string_view data, int fd, Deadline deadline) 
   std::memcpy(CMSG_DATA(c), &fd, sizeof(int));
   while (true) {
     pollfd p{socket, POLLOUT, 0};
-    const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now());
+    const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - env->Now());
     const int ready = ::poll(&p, 1, static_cast<int>(std::max<int64_t>(left.count(), 0)));
     if (ready == 0) return Status::Timeout("QMP write timed out");
     if (ready > 0) {
@@ -64,15 +64,15 @@ Status SendWithFd(int socket, std::string_view data, int fd, Deadline deadline) 
       return Status::IoError(std::string("poll: ") + std::strerror(errno));
     }
   }
-  return vmgroup::WriteAll(socket, data.substr(1), deadline);
+  return vmgroup::WriteAll(env, socket, data.substr(1), deadline);
 }
 
 }  // namespace
 
-Result<std::unique_ptr<QmpClient>> QmpClient::Connect(const std::string& socket_path,
+Result<std::unique_ptr<QmpClient>> QmpClient::Connect(Env* env, const std::string& socket_path,
                                                       Deadline deadline) {
-  VMG_ASSIGN_OR_RETURN(UniqueFd fd, ConnectUnix(socket_path, deadline));
-  std::unique_ptr<QmpClient> client(new QmpClient(std::move(fd)));
+  VMG_ASSIGN_OR_RETURN(UniqueFd fd, ConnectUnix(env, socket_path, deadline));
+  std::unique_ptr<QmpClient> client(new QmpClient(env, std::move(fd)));
   // Events QEMU emitted while the previous client was leaving (a block job
   // moving on, say) can reach the next client ahead of its greeting.
   do {
@@ -85,14 +85,15 @@ Result<std::unique_ptr<QmpClient>> QmpClient::Connect(const std::string& socket_
   return client;
 }
 
-Result<std::unique_ptr<QmpClient>> QmpClient::ConnectAgent(const std::string& socket_path) {
-  VMG_ASSIGN_OR_RETURN(UniqueFd fd, ConnectUnix(socket_path, Clock::now()));
-  return std::unique_ptr<QmpClient>(new QmpClient(std::move(fd)));
+Result<std::unique_ptr<QmpClient>> QmpClient::ConnectAgent(Env* env,
+                                                           const std::string& socket_path) {
+  VMG_ASSIGN_OR_RETURN(UniqueFd fd, ConnectUnix(env, socket_path, env->Now()));
+  return std::unique_ptr<QmpClient>(new QmpClient(env, std::move(fd)));
 }
 
 Status QmpClient::WriteAll(const std::string& data, Deadline deadline, int fd) {
-  Status s = fd < 0 || data.empty() ? vmgroup::WriteAll(fd_.get(), data, deadline)
-                                    : SendWithFd(fd_.get(), data, fd, deadline);
+  Status s = fd < 0 || data.empty() ? vmgroup::WriteAll(env_, fd_.get(), data, deadline)
+                                    : SendWithFd(env_, fd_.get(), data, fd, deadline);
   if (s.code() == Code::kUnavailable) {
     closed_ = true;
     return Status::Unavailable("QMP connection lost: " + s.message());
@@ -132,7 +133,7 @@ Result<Json> QmpClient::ReadMessage(Deadline deadline) {
     }
     if (closed_) return Status::Unavailable("QMP connection closed (QEMU exited?)");
     if (buffer_.size() > kMaxMessageBytes) return Status::Unavailable("QMP message too large");
-    Status s = ReadSome(fd_.get(), deadline, &buffer_);
+    Status s = ReadSome(env_, fd_.get(), deadline, &buffer_);
     if (s.code() == Code::kUnavailable) {
       closed_ = true;  // hand out whole lines still buffered, then report the close
     } else if (s.code() == Code::kTimeout) {

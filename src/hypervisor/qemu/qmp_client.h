@@ -3,6 +3,8 @@
 // waits for the reply carrying that id under a deadline. Replies to earlier
 // commands that timed out are recognised by their id and dropped, so a slow
 // reply never answers a later command. Events are queued as they arrive.
+// Every deadline is a point on the clock of the Env the client was made
+// with (env->Now()); the waits it does end by that clock.
 //
 // Not thread-safe: one owner at a time (QemuVm serialises its calls).
 #pragma once
@@ -28,11 +30,13 @@ class QmpClient {
  public:
   // Connects to the monitor at `socket_path`, retrying while QEMU has not yet
   // created or opened it, until `deadline`. Unavailable if it never answers.
-  static Result<std::unique_ptr<QmpClient>> Connect(const std::string& socket_path,
+  // REQUIRES: `env` outlives the client.
+  static Result<std::unique_ptr<QmpClient>> Connect(Env* env, const std::string& socket_path,
                                                     Deadline deadline);
   // Connects to a QEMU guest agent's channel: the same JSON lines, but no
   // greeting and no capabilities. Unavailable when nothing listens there.
-  static Result<std::unique_ptr<QmpClient>> ConnectAgent(const std::string& socket_path);
+  // REQUIRES: `env` outlives the client.
+  static Result<std::unique_ptr<QmpClient>> ConnectAgent(Env* env, const std::string& socket_path);
 
   // Runs `command` and returns its "return" value. A QMP error reply becomes
   // Failed with QEMU's description; Timeout past `deadline`; Unavailable when
@@ -71,13 +75,17 @@ class QmpClient {
   // The connection's descriptor (a thaw guard keeps a copy of an agent's).
   int fd() const { return fd_.get(); }
 
+  // The Env whose clock the deadlines are on; polling waits sleep through it.
+  Env* env() const { return env_; }
+
  private:
-  explicit QmpClient(UniqueFd fd) : fd_(std::move(fd)) {}
+  QmpClient(Env* env, UniqueFd fd) : env_(env), fd_(std::move(fd)) {}
   Result<Json> ReadMessage(Deadline deadline);
   std::string Message(std::string_view command, const Json& arguments, std::string* id);
   // Sends `data`, its first byte with a copy of `fd` when fd >= 0.
   Status WriteAll(const std::string& data, Deadline deadline, int fd);
 
+  Env* const env_;
   UniqueFd fd_;
   std::string buffer_;
   std::deque<Json> events_;

@@ -5,6 +5,7 @@
 
 #include "hypervisor/qemu/fake_qmp_server.h"
 #include "hypervisor/qemu/qmp_commands.h"
+#include "testing/fake_clock_env.h"
 
 namespace vmgroup::hypervisor::qemu {
 namespace {
@@ -24,7 +25,7 @@ TEST(QmpClientTest, ReturnsTheReplyAndQueuesEventsThatArriveFirst) {
     return std::vector<std::string>{R"({"event": "STOP", "timestamp": {}})",
                                     FakeQmpServer::Reply(cmd, {{"status", "paused"}})};
   });
-  auto c = QmpClient::Connect(SocketPath(), In(5000));
+  auto c = QmpClient::Connect(Env::Default(), SocketPath(), In(5000));
   ASSERT_TRUE(c.ok()) << c.status().ToString();
   EXPECT_EQ((*c)->greeting()["QMP"]["version"]["qemu"]["major"], 7);
   auto s = qmp::QueryStatus(**c, In(5000));
@@ -39,7 +40,7 @@ TEST(QmpClientTest, EventsLeftFromThePreviousClientDoNotHideTheGreeting) {
   FakeQmpServer server(
       SocketPath(), [](const json&) -> Lines { return std::nullopt; },
       {R"({"event": "BLOCK_JOB_READY", "data": {"device": "revert-d0"}, "timestamp": {}})"});
-  auto c = QmpClient::Connect(SocketPath(), In(5000));
+  auto c = QmpClient::Connect(Env::Default(), SocketPath(), In(5000));
   ASSERT_TRUE(c.ok()) << c.status().ToString();
   EXPECT_EQ((*c)->greeting()["QMP"]["version"]["qemu"]["major"], 7);
 }
@@ -48,14 +49,15 @@ TEST(QmpClientTest, APeerThatDoesNotGreetIsNotAMonitor) {
   FakeQmpServer server(SocketPath(), [](const json&) -> Lines { return std::nullopt; },
                        {R"({"hello": 1})"});
   // The fake greets after the stray line, but the first non-event decides.
-  EXPECT_EQ(QmpClient::Connect(SocketPath(), In(5000)).status().code(), Code::kUnavailable);
+  EXPECT_EQ(QmpClient::Connect(Env::Default(), SocketPath(), In(5000)).status().code(),
+            Code::kUnavailable);
 }
 
 TEST(QmpClientTest, ErrorReplyBecomesFailedWithQemusMessage) {
   FakeQmpServer server(SocketPath(), [](const json& cmd) -> Lines {
     return std::vector<std::string>{FakeQmpServer::Error(cmd, "Cannot find device='x'")};
   });
-  auto c = QmpClient::Connect(SocketPath(), In(5000));
+  auto c = QmpClient::Connect(Env::Default(), SocketPath(), In(5000));
   ASSERT_TRUE(c.ok());
   Status s = qmp::Stop(**c, In(5000));
   EXPECT_EQ(s.code(), Code::kFailed);
@@ -74,7 +76,7 @@ TEST(QmpClientTest, LateReplyOfATimedOutCommandIsNotTakenForTheNextOne) {
     return std::vector<std::string>{FakeQmpServer::Reply(first, {{"status", "stale"}}),
                                     FakeQmpServer::Reply(cmd, {{"status", "running"}})};
   });
-  auto c = QmpClient::Connect(SocketPath(), In(5000));
+  auto c = QmpClient::Connect(Env::Default(), SocketPath(), In(5000));
   ASSERT_TRUE(c.ok());
   EXPECT_EQ(qmp::QueryStatus(**c, In(100)).status().code(), Code::kTimeout);
   auto s = qmp::QueryStatus(**c, In(5000));
@@ -84,7 +86,7 @@ TEST(QmpClientTest, LateReplyOfATimedOutCommandIsNotTakenForTheNextOne) {
 
 TEST(QmpClientTest, PeerClosingIsUnavailable) {
   FakeQmpServer server(SocketPath(), [](const json&) -> Lines { return std::nullopt; });
-  auto c = QmpClient::Connect(SocketPath(), In(5000));
+  auto c = QmpClient::Connect(Env::Default(), SocketPath(), In(5000));
   ASSERT_TRUE(c.ok());
   EXPECT_EQ(qmp::Cont(**c, In(5000)).code(), Code::kUnavailable);
   EXPECT_EQ(qmp::Cont(**c, In(5000)).code(), Code::kUnavailable) << "stays closed";
@@ -98,7 +100,7 @@ TEST(QmpClientTest, JobErrorIsReadFromQueryJobs) {
         {{{"id", "j1"}, {"status", "concluded"}, {"error", "vmstate device does not exist"}}});
     return std::vector<std::string>{FakeQmpServer::Reply(cmd, jobs)};
   });
-  auto c = QmpClient::Connect(SocketPath(), In(5000));
+  auto c = QmpClient::Connect(Env::Default(), SocketPath(), In(5000));
   ASSERT_TRUE(c.ok());
   Status s = qmp::CompleteJob(**c, "j1", In(5000));
   EXPECT_EQ(s.code(), Code::kFailed);
@@ -118,7 +120,7 @@ TEST(QmpClientTest, ADescriptorGoesAlongWithItsCommand) {
     return std::vector<std::string>{wrote ? FakeQmpServer::Reply(cmd, json::object())
                                           : FakeQmpServer::Error(cmd, "write")};
   });
-  auto c = QmpClient::Connect(SocketPath(), In(5000));
+  auto c = QmpClient::Connect(Env::Default(), SocketPath(), In(5000));
   ASSERT_TRUE(c.ok()) << c.status().ToString();
   int ends[2];
   ASSERT_EQ(::pipe(ends), 0);
@@ -135,7 +137,7 @@ TEST(QmpClientTest, ADescriptorGoesAlongWithItsCommand) {
 }
 
 TEST(QmpClientTest, NothingListeningIsUnavailableAfterTheDeadline) {
-  auto c = QmpClient::Connect("/tmp/vmg-qmp-nobody-here.sock", In(100));
+  auto c = QmpClient::Connect(Env::Default(), "/tmp/vmg-qmp-nobody-here.sock", In(100));
   EXPECT_EQ(c.status().code(), Code::kUnavailable);
 }
 
@@ -147,7 +149,7 @@ TEST(QmpClientTest, AReplyWhoseIdIsNoStringIsNotTakenForOurs) {
     return std::vector<std::string>{R"({"return": {"status": "x"}, "id": 1})",
                                     FakeQmpServer::Reply(cmd, {{"status", "running"}})};
   });
-  auto c = QmpClient::Connect(SocketPath(), In(5000));
+  auto c = QmpClient::Connect(Env::Default(), SocketPath(), In(5000));
   ASSERT_TRUE(c.ok()) << c.status().ToString();
   auto s = qmp::QueryStatus(**c, In(5000));
   ASSERT_TRUE(s.ok()) << s.status().ToString();
@@ -158,7 +160,7 @@ TEST(QmpClientTest, AnErrorThatIsNoObjectIsARefusalWithoutDescription) {
   FakeQmpServer server(SocketPath(), [](const json& cmd) -> Lines {
     return std::vector<std::string>{json{{"error", 1}, {"id", cmd["id"]}}.dump()};
   });
-  auto c = QmpClient::Connect(SocketPath(), In(5000));
+  auto c = QmpClient::Connect(Env::Default(), SocketPath(), In(5000));
   ASSERT_TRUE(c.ok());
   Status s = qmp::Stop(**c, In(5000));
   EXPECT_EQ(s.code(), Code::kFailed);
@@ -171,7 +173,7 @@ TEST(QmpClientTest, JsonNestedDeeperThanAnyReplyIsRefused) {
     return std::vector<std::string>{R"({"return": )" + deep + R"(, "id": ")" +
                                     cmd["id"].get<std::string>() + R"("})"};
   });
-  auto c = QmpClient::Connect(SocketPath(), In(5000));
+  auto c = QmpClient::Connect(Env::Default(), SocketPath(), In(5000));
   ASSERT_TRUE(c.ok());
   Status s = qmp::Stop(**c, In(5000));
   EXPECT_EQ(s.code(), Code::kUnavailable);
@@ -194,7 +196,7 @@ TEST(QmpClientTest, RepliesOfTheWrongShapeReadAsEmpty) {
     }
     return std::vector<std::string>{FakeQmpServer::Reply(cmd, {{"status", 7}})};
   });
-  auto c = QmpClient::Connect(SocketPath(), In(5000));
+  auto c = QmpClient::Connect(Env::Default(), SocketPath(), In(5000));
   ASSERT_TRUE(c.ok());
   EXPECT_EQ(*qmp::QueryStatus(**c, In(5000)), "");
   EXPECT_TRUE(qmp::QueryBlock(**c, In(5000))->empty());
@@ -203,6 +205,32 @@ TEST(QmpClientTest, RepliesOfTheWrongShapeReadAsEmpty) {
   ASSERT_EQ(bitmaps->size(), 1u);
   EXPECT_EQ((*bitmaps)[0].count, 0u);
   EXPECT_EQ(qmp::QueryMigrate(**c, In(5000))->status, "");
+}
+
+// A migration and a job that never end: the polls time out at their deadline
+// on the client's Env clock, having slept through it, without real waiting.
+TEST(QmpClientTest, PollingWaitsSleepAndTimeOutOnTheClientsEnvClock) {
+  FakeQmpServer server(SocketPath(), [](const json& cmd) -> Lines {
+    if (cmd["execute"] == "query-jobs") {
+      return std::vector<std::string>{
+          FakeQmpServer::Reply(cmd, {{{"id", "j"}, {"status", "running"}}})};
+    }
+    return std::vector<std::string>{FakeQmpServer::Reply(cmd, {{"status", "active"}})};
+  });
+  vmgroup::testing::FakeClockEnv env;
+  auto c = QmpClient::Connect(&env, SocketPath(), env.Now() + std::chrono::seconds(5));
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ((*c)->env(), &env);
+  const auto start = Clock::now();
+
+  Status s = qmp::AwaitMigration(**c, env.Now() + std::chrono::seconds(1));
+  EXPECT_EQ(s.code(), Code::kTimeout) << s.ToString();
+  EXPECT_EQ(env.sleeps(), 1000 / 5);  // a poll every 5 ms of env's clock
+
+  s = qmp::CompleteJob(**c, "j", env.Now() + std::chrono::seconds(1));
+  EXPECT_EQ(s.code(), Code::kTimeout) << s.ToString();
+  EXPECT_EQ(env.sleeps(), 1000 / 5 + 1000 / 2);  // and every 2 ms for a job
+  EXPECT_LT(Clock::now() - start, std::chrono::seconds(1)) << "it waited for real";
 }
 
 }  // namespace

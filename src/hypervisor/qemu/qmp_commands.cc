@@ -1,7 +1,6 @@
 #include "hypervisor/qemu/qmp_commands.h"
 
 #include <climits>
-#include <thread>
 
 namespace vmgroup::hypervisor::qemu::qmp {
 namespace {
@@ -238,8 +237,10 @@ Status AwaitMigration(QmpClient& c, Deadline d) {
       return Status::Failed("migration stream " + m.status + (m.error.empty() ? "" : ": ") +
                             m.error);
     }
-    if (Clock::now() >= d) return Status::Timeout("the migration stream did not finish in time");
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    if (c.env()->Now() >= d) {
+      return Status::Timeout("the migration stream did not finish in time");
+    }
+    c.env()->SleepFor(std::chrono::milliseconds(5));
   }
 }
 
@@ -267,8 +268,8 @@ Status CompleteJob(QmpClient& c, const std::string& job_id, Deadline d) {
       completed = true;
       continue;
     }
-    if (Clock::now() >= d) return Status::Timeout("job " + job_id + " did not finish in time");
-    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    if (c.env()->Now() >= d) return Status::Timeout("job " + job_id + " did not finish in time");
+    c.env()->SleepFor(std::chrono::milliseconds(2));
   }
 }
 

@@ -120,7 +120,8 @@ struct MigrationInfo {
   bool failed() const { return status == "failed" || status == "cancelled"; }
 };
 Result<MigrationInfo> QueryMigrate(QmpClient& c, Deadline d);
-// Polls until the migration completed; Failed with QEMU's reason if it failed.
+// Polls until the migration completed; Failed with QEMU's reason if it failed,
+// Timeout once `d` passed on the client's Env clock (sleeping through it).
 Status AwaitMigration(QmpClient& c, Deadline d);
 
 // A job as query-jobs reports it.
@@ -133,7 +134,8 @@ Result<std::optional<JobInfo>> QueryJob(QmpClient& c, const std::string& job_id,
 // Drives job `job_id` to its end from whatever stage it is in: completes it
 // once ready, waits for it to conclude, dismisses it. Failed with the job's
 // own error if it concluded with one (a command's empty reply says nothing
-// about how its job ends); NotFound if QEMU has no such job.
+// about how its job ends); NotFound if QEMU has no such job. Polls as
+// AwaitMigration does.
 Status CompleteJob(QmpClient& c, const std::string& job_id, Deadline d);
 
 }  // namespace vmgroup::hypervisor::qemu::qmp
