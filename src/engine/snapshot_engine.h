@@ -5,22 +5,23 @@
 //
 // Thread-safe. Snapshots of collections that share no VM run concurrently;
 // one that overlaps a snapshot in progress is refused with Busy.
+//
+// The front door: each operation is its own type (snapshot_create.h,
+// snapshot_apply.h, snapshot_destroy.h, snapshot_export.h, reference_point_*.h),
+// run by OperationRunner (group_operation.h), which claims its members.
 #pragma once
 
 #include <functional>
-#include <mutex>
-#include <optional>
-#include <set>
 #include <string>
 
 #include "base/env.h"
 #include "catalog/catalog.h"
 #include "engine/collections.h"
 #include "engine/export_manifest.h"
-#include "engine/guest_freeze.h"
+#include "engine/group_operation.h"
+#include "engine/member_claims.h"
 #include "engine/operation_requests.h"
 #include "engine/vm_registry.h"
-#include "storage/qemu_img.h"
 
 namespace vmgroup::engine {
 
@@ -179,121 +180,9 @@ class SnapshotEngine {
   bool RunUnclaimed(const std::string& vm_id, const std::function<void()>& fn);
 
  private:
-  // Validated inputs of one snapshot.
-  struct Checked {
-    catalog::CollectionRecord collection;
-    std::vector<catalog::VmRecord> vms;
-    // The live VM of each member that runs or is paused (null when off),
-    // taken once: a VM stopped meanwhile fails its calls instead of vanishing.
-    std::vector<std::shared_ptr<hypervisor::Vm>> live;
-  };
-  Result<Checked> Check(const SnapshotRequest& request);
-  // Check of a recovery snapshot of the group whose every member runs (its
-  // QEMU keeps the bitmaps), not busy.
-  Result<Checked> CheckTracked(const std::string& collection_id);
-  // The snapshot and its members' VMs, checked for Apply.
-  Result<std::pair<catalog::SnapshotRecord, std::vector<catalog::VmRecord>>> CheckApply(
-      const ApplyRequest& request);
-  // The snapshot and its members' VMs, checked for Destroy.
-  Result<std::pair<catalog::SnapshotRecord, std::vector<catalog::VmRecord>>> CheckDestroy(
-      const DestroyRequest& request);
-  // The snapshot and its members' VMs, checked for Export.
-  Result<std::pair<catalog::SnapshotRecord, std::vector<catalog::VmRecord>>> CheckExport(
-      const ExportRequest& request);
-  // InvalidState unless `s` is Complete (neither being taken nor destroyed).
-  static Status RequireComplete(const catalog::SnapshotRecord& s);
-  // A libvirt domain as a member of a new snapshot of `type`: NotSupported
-  // with the reason when vmgroup cannot snapshot its disks, or for a type
-  // other than disk-only.
-  Status CheckDomain(const catalog::VmRecord& vm, int type);
-  // Unavailable, naming the first libvirt domain among `vms` whose
-  // connection is not open, for an operation (`what`) that must redefine it.
-  Status RequireConnected(const std::vector<catalog::VmRecord>& vms, const std::string& what);
-  // NotSupported, saying "VM <name> is off; <why>", unless `vm` has a live
-  // QEMU (`live`): the work that needs it reads or keeps bitmaps there.
-  static Status RequireLive(const catalog::VmRecord& vm, const hypervisor::Vm* live,
-                            const std::string& why);
-  // The VM of each member of `s`, in member order; FileNotFound if one of
-  // the snapshot's images is missing.
-  Result<std::vector<catalog::VmRecord>> MembersOf(const catalog::SnapshotRecord& s);
-  Result<std::shared_ptr<hypervisor::Vm>> CheckMember(const catalog::VmRecord& vm);
-  Status Prepare(const catalog::SnapshotRecord& s, const Checked& checked);
-  // Arms the thaw guard and freezes every running member of `s`
-  // (application consistency); `frozen_index` gets the member index of each
-  // of the result's members. Without request.fallback, the first member that
-  // could not freeze is the error (the others are thawed again); with it,
-  // request.warning is told of each.
-  Result<std::unique_ptr<GuestFreeze>> FreezeGuests(const catalog::SnapshotRecord& s,
-                                                    const Checked& checked,
-                                                    const SnapshotRequest& request,
-                                                    std::vector<size_t>* frozen_index);
-  // Busy if any of `vms` is in another snapshot operation. REQUIRES: mu_ held.
-  Status CheckNotBusyLocked(const std::vector<catalog::VmRecord>& vms);
-  Status Claim(const std::vector<catalog::VmRecord>& vms);
-  void Release(const std::vector<catalog::VmRecord>& vms);
-  // Releases claimed VMs when it goes out of scope.
-  struct Releaser {
-    SnapshotEngine* engine;
-    const std::vector<catalog::VmRecord>& vms;
-    ~Releaser() { engine->Release(vms); }
-  };
-  // Destroy of `s` once its members `vms` are claimed.
-  Status DestroyClaimed(const catalog::SnapshotRecord& s,
-                        const std::vector<catalog::VmRecord>& vms);
-  // The snapshot and its members' VMs, checked for ConvertToReferencePoint,
-  // with each member's live VM.
-  struct CheckedConvert {
-    catalog::SnapshotRecord snapshot;
-    std::vector<catalog::VmRecord> vms;
-    std::vector<std::shared_ptr<hypervisor::Vm>> live;
-  };
-  Result<CheckedConvert> CheckConvert(const std::string& snapshot_id);
-  // What an incremental export builds on.
-  struct IncrementalBase {
-    // The reference point whose bitmaps mark the changes; none when the
-    // base is the snapshot right before (the changes are what the frozen
-    // images hold themselves).
-    std::optional<catalog::ReferencePointRecord> rp;
-    std::string snapshot_id;  // of the base export
-    std::string directory;    // the base export (absolute)
-    ExportManifest manifest;
-    std::vector<std::shared_ptr<hypervisor::Vm>> live;  // per member, with `rp`
-  };
-  Result<IncrementalBase> CheckBase(const ExportRequest& request, const catalog::SnapshotRecord& s,
-                                    const std::vector<catalog::VmRecord>& vms);
-  // CheckBase for a base that is snapshot `base` of the group.
-  Result<IncrementalBase> CheckSnapshotBase(const catalog::SnapshotRecord& base,
-                                            const catalog::SnapshotRecord& s,
-                                            const std::vector<catalog::VmRecord>& vms);
-  // The newest export (directory and manifest) of snapshot `snapshot_id`
-  // with its disks, into `base`; Failed ("export in full") when there is
-  // none. `what` names the base in the message.
-  Status FindBaseExport(const std::string& snapshot_id, const std::string& what,
-                        IncrementalBase* base);
-  // Writes to `path` an overlay of `base_file` (recorded as `relative`)
-  // holding what changed since the base in `disk`'s frozen image of member
-  // `member`.
-  Status CopyChanges(const IncrementalBase& base, size_t member, const catalog::SnapshotDisk& disk,
-                     const std::string& base_file, const std::string& relative,
-                     const std::string& path);
-  // The export directory checks: absolute and printable, not inside the
-  // state directory, and new, or an empty directory that is no link.
-  Status CheckExportDirectory(const std::string& dir);
-  // Failed ("export in full") unless every image of `base` that an
-  // export of `vms` will build on passes export_images.h's checks.
-  Status CheckBaseImages(const IncrementalBase& base, const std::vector<catalog::VmRecord>& vms);
-  // Undoes `s` and returns `cause`, with any undo failure appended.
-  Status Abandon(const catalog::SnapshotRecord& s, const Status& cause);
-
-  Env* env_;
-  catalog::Catalog* catalog_;
-  VmRegistry* vms_;
-  CollectionManager* collections_;
-  storage::QemuImg img_;
-  SnapshotOptions options_;
-
-  std::mutex mu_;
-  std::set<std::string> busy_;  // guarded by mu_: VM ids in a snapshot now
+  GroupParts parts_;
+  MemberClaims claims_;
+  OperationRunner runner_{&claims_};
 };
 
 }  // namespace vmgroup::engine
