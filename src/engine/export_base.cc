@@ -132,7 +132,7 @@ Status CopyChanges(GroupParts& parts, const IncrementalBase& base, size_t member
   }
   VMG_RETURN_IF_ERROR(parts.img.CreateOverlay(base_file, path, relative));
   Status s = base.live[member]->CopyMarked(disk.index, disk.frozen_image, base.rp->bitmap, path,
-                                           Clock::now() + storage::kDiskCopyTimeout);
+                                           parts.env->Now() + storage::kDiskCopyTimeout);
   const Code c = s.code();
   if (c == Code::kNotFound || c == Code::kInvalidArgument || c == Code::kInvalidState) {
     return Full("the change tracking of reference point " + base.rp->name + " is lost (" +

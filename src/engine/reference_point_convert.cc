@@ -52,7 +52,7 @@ Status ReferencePointConvert::RecordIntent() {
     catalog::ReferencePointMember member{.id = NewGuid(), .vm_id = vms_[i].id, .images = {}};
     for (const auto& d : s.members[i].disks) {
       Status st = live_[i]->KeepTracking(d.index, d.frozen_image, rp_.bitmap,
-                                         Clock::now() + kTrackingTimeout);
+                                         parts_.env->Now() + kTrackingTimeout);
       if (!st.ok()) return st.Annotate("VM " + vms_[i].name);
       member.images.push_back(d.frozen_image);
     }

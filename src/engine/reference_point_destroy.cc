@@ -16,7 +16,7 @@ Status ReferencePointDestroy::Work() {
     if (!live) continue;
     for (size_t d = 0; d < m.images.size(); ++d) {
       (void)live->DropTracking(static_cast<int>(d), m.images[d], rp_.bitmap,
-                               Clock::now() + kTrackingTimeout);
+                               parts_.env->Now() + kTrackingTimeout);
     }
   }
   return parts_.catalog->DeleteReferencePoint(rp_.id);
