@@ -5,88 +5,25 @@
 //
 // Thread-safe. Snapshots of collections that share no VM run concurrently;
 // one that overlaps a snapshot in progress is refused with Busy.
+//
+// The front door: each operation is its own type (snapshot_create.h,
+// snapshot_apply.h, snapshot_destroy.h, snapshot_export.h, reference_point_*.h),
+// run by OperationRunner (group_operation.h), which claims its members.
 #pragma once
 
 #include <functional>
-#include <mutex>
-#include <optional>
-#include <set>
 #include <string>
 
 #include "base/env.h"
 #include "catalog/catalog.h"
 #include "engine/collections.h"
 #include "engine/export_manifest.h"
-#include "engine/guest_freeze.h"
+#include "engine/group_operation.h"
+#include "engine/member_claims.h"
+#include "engine/operation_requests.h"
 #include "engine/vm_registry.h"
-#include "storage/qemu_img.h"
 
 namespace vmgroup::engine {
-
-struct SnapshotOptions {
-  // Longest the group may stay paused (first pause -> last switch). Past it
-  // the cut is rolled back and Create returns Timeout. Default 2 s: far above
-  // the tens of milliseconds a cut takes, far below what guests notice badly.
-  Duration pause_deadline = std::chrono::seconds(2);
-  // Longest a guest's filesystems may stay frozen for an application-
-  // consistent snapshot (first freeze -> its thaw). The freezes must be
-  // answered early enough to leave the cut its pause_deadline; a guard
-  // process thaws every guest when the bound passes, should the service
-  // stall or die. Default 10 s, the limit Windows VSS keeps too.
-  Duration freeze_bound = std::chrono::seconds(10);
-  // The group exports are given (directories 0750, files 0640: root and
-  // this group only); -1 keeps the process's group. Engine sets it from
-  // EngineOptions::admin_gid.
-  int admin_gid = -1;
-};
-
-struct SnapshotRequest {
-  std::string collection_id;
-  int type = 2;      // SnapshotType (snapshot_plan.h)
-  std::string name;  // ElementName; default "<collection name> - <UTC time>"
-  // The snapshot's id, when the caller must name it before it exists (a
-  // job's out-parameter); a new GUID when empty.
-  std::string id;
-  // Polled once everything is prepared, before the cut: true abandons the
-  // snapshot (Cancelled). Optional.
-  std::function<bool()> cancelled;
-  // Told the percentage done as the snapshot advances. Optional.
-  std::function<void(int)> progress;
-  // ConsistencyLevel: kCrash, or kApplication to have every running member's
-  // guest agent flush and freeze its filesystems through the cut (recovery
-  // and disk-only snapshots).
-  catalog::Consistency consistency = catalog::Consistency::kCrash;
-  // With kApplication, for a member whose guest cannot freeze (no agent, an
-  // agent that fails or is too slow, a paused VM): true cuts it crash
-  // consistent and tells `warning` why (Hyper-V's production checkpoint
-  // with fallback); false fails the whole snapshot.
-  bool fallback = false;
-  // Told each thing the caller should know of a snapshot that succeeded
-  // (a member that fell back, a thaw that failed). Optional.
-  std::function<void(const std::string&)> warning;
-};
-
-struct ApplyRequest {
-  std::string snapshot_id;
-};
-
-struct DestroyRequest {
-  std::string snapshot_id;
-};
-
-// Msvm_CollectionSnapshotExportSettingData with the method's parameters.
-struct ExportRequest {
-  std::string snapshot_id;
-  std::string directory;     // ExportDirectory: absolute, new or empty
-  bool copy_storage = true;  // CopyVmStorage: with the disks' content
-  // DifferentialBackupBase, to export only what changed since it: the id of
-  // a reference point of the group (on top of the export of the snapshot
-  // it was made from), or of the group snapshot right before this one (on
-  // top of its export); empty for a full export.
-  std::string base;
-  // Told the percentage done as disks are copied. Optional.
-  std::function<void(int)> progress;
-};
 
 class SnapshotEngine {
  public:
@@ -243,121 +180,9 @@ class SnapshotEngine {
   bool RunUnclaimed(const std::string& vm_id, const std::function<void()>& fn);
 
  private:
-  // Validated inputs of one snapshot.
-  struct Checked {
-    catalog::CollectionRecord collection;
-    std::vector<catalog::VmRecord> vms;
-    // The live VM of each member that runs or is paused (null when off),
-    // taken once: a VM stopped meanwhile fails its calls instead of vanishing.
-    std::vector<std::shared_ptr<hypervisor::Vm>> live;
-  };
-  Result<Checked> Check(const SnapshotRequest& request);
-  // Check of a recovery snapshot of the group whose every member runs (its
-  // QEMU keeps the bitmaps), not busy.
-  Result<Checked> CheckTracked(const std::string& collection_id);
-  // The snapshot and its members' VMs, checked for Apply.
-  Result<std::pair<catalog::SnapshotRecord, std::vector<catalog::VmRecord>>> CheckApply(
-      const ApplyRequest& request);
-  // The snapshot and its members' VMs, checked for Destroy.
-  Result<std::pair<catalog::SnapshotRecord, std::vector<catalog::VmRecord>>> CheckDestroy(
-      const DestroyRequest& request);
-  // The snapshot and its members' VMs, checked for Export.
-  Result<std::pair<catalog::SnapshotRecord, std::vector<catalog::VmRecord>>> CheckExport(
-      const ExportRequest& request);
-  // InvalidState unless `s` is Complete (neither being taken nor destroyed).
-  static Status RequireComplete(const catalog::SnapshotRecord& s);
-  // A libvirt domain as a member of a new snapshot of `type`: NotSupported
-  // with the reason when vmgroup cannot snapshot its disks, or for a type
-  // other than disk-only.
-  Status CheckDomain(const catalog::VmRecord& vm, int type);
-  // Unavailable, naming the first libvirt domain among `vms` whose
-  // connection is not open, for an operation (`what`) that must redefine it.
-  Status RequireConnected(const std::vector<catalog::VmRecord>& vms, const std::string& what);
-  // NotSupported, saying "VM <name> is off; <why>", unless `vm` has a live
-  // QEMU (`live`): the work that needs it reads or keeps bitmaps there.
-  static Status RequireLive(const catalog::VmRecord& vm, const hypervisor::Vm* live,
-                            const std::string& why);
-  // The VM of each member of `s`, in member order; FileNotFound if one of
-  // the snapshot's images is missing.
-  Result<std::vector<catalog::VmRecord>> MembersOf(const catalog::SnapshotRecord& s);
-  Result<std::shared_ptr<hypervisor::Vm>> CheckMember(const catalog::VmRecord& vm);
-  Status Prepare(const catalog::SnapshotRecord& s, const Checked& checked);
-  // Arms the thaw guard and freezes every running member of `s`
-  // (application consistency); `frozen_index` gets the member index of each
-  // of the result's members. Without request.fallback, the first member that
-  // could not freeze is the error (the others are thawed again); with it,
-  // request.warning is told of each.
-  Result<std::unique_ptr<GuestFreeze>> FreezeGuests(const catalog::SnapshotRecord& s,
-                                                    const Checked& checked,
-                                                    const SnapshotRequest& request,
-                                                    std::vector<size_t>* frozen_index);
-  // Busy if any of `vms` is in another snapshot operation. REQUIRES: mu_ held.
-  Status CheckNotBusyLocked(const std::vector<catalog::VmRecord>& vms);
-  Status Claim(const std::vector<catalog::VmRecord>& vms);
-  void Release(const std::vector<catalog::VmRecord>& vms);
-  // Releases claimed VMs when it goes out of scope.
-  struct Releaser {
-    SnapshotEngine* engine;
-    const std::vector<catalog::VmRecord>& vms;
-    ~Releaser() { engine->Release(vms); }
-  };
-  // Destroy of `s` once its members `vms` are claimed.
-  Status DestroyClaimed(const catalog::SnapshotRecord& s,
-                        const std::vector<catalog::VmRecord>& vms);
-  // The snapshot and its members' VMs, checked for ConvertToReferencePoint,
-  // with each member's live VM.
-  struct CheckedConvert {
-    catalog::SnapshotRecord snapshot;
-    std::vector<catalog::VmRecord> vms;
-    std::vector<std::shared_ptr<hypervisor::Vm>> live;
-  };
-  Result<CheckedConvert> CheckConvert(const std::string& snapshot_id);
-  // What an incremental export builds on.
-  struct IncrementalBase {
-    // The reference point whose bitmaps mark the changes; none when the
-    // base is the snapshot right before (the changes are what the frozen
-    // images hold themselves).
-    std::optional<catalog::ReferencePointRecord> rp;
-    std::string snapshot_id;  // of the base export
-    std::string directory;    // the base export (absolute)
-    ExportManifest manifest;
-    std::vector<std::shared_ptr<hypervisor::Vm>> live;  // per member, with `rp`
-  };
-  Result<IncrementalBase> CheckBase(const ExportRequest& request, const catalog::SnapshotRecord& s,
-                                    const std::vector<catalog::VmRecord>& vms);
-  // CheckBase for a base that is snapshot `base` of the group.
-  Result<IncrementalBase> CheckSnapshotBase(const catalog::SnapshotRecord& base,
-                                            const catalog::SnapshotRecord& s,
-                                            const std::vector<catalog::VmRecord>& vms);
-  // The newest export (directory and manifest) of snapshot `snapshot_id`
-  // with its disks, into `base`; Failed ("export in full") when there is
-  // none. `what` names the base in the message.
-  Status FindBaseExport(const std::string& snapshot_id, const std::string& what,
-                        IncrementalBase* base);
-  // Writes to `path` an overlay of `base_file` (recorded as `relative`)
-  // holding what changed since the base in `disk`'s frozen image of member
-  // `member`.
-  Status CopyChanges(const IncrementalBase& base, size_t member, const catalog::SnapshotDisk& disk,
-                     const std::string& base_file, const std::string& relative,
-                     const std::string& path);
-  // The export directory checks: absolute and printable, not inside the
-  // state directory, and new, or an empty directory that is no link.
-  Status CheckExportDirectory(const std::string& dir);
-  // Failed ("export in full") unless every image of `base` that an
-  // export of `vms` will build on passes export_images.h's checks.
-  Status CheckBaseImages(const IncrementalBase& base, const std::vector<catalog::VmRecord>& vms);
-  // Undoes `s` and returns `cause`, with any undo failure appended.
-  Status Abandon(const catalog::SnapshotRecord& s, const Status& cause);
-
-  Env* env_;
-  catalog::Catalog* catalog_;
-  VmRegistry* vms_;
-  CollectionManager* collections_;
-  storage::QemuImg img_;
-  SnapshotOptions options_;
-
-  std::mutex mu_;
-  std::set<std::string> busy_;  // guarded by mu_: VM ids in a snapshot now
+  GroupParts parts_;
+  MemberClaims claims_;
+  OperationRunner runner_{&claims_};
 };
 
 }  // namespace vmgroup::engine

@@ -1,0 +1,22 @@
+#include "engine/group_operation.h"
+
+namespace vmgroup::engine {
+
+Status OperationRunner::Validate(GroupOperation& op) {
+  VMG_RETURN_IF_ERROR(op.Check());
+  return claims_->CheckFree(op.members());
+}
+
+Status OperationRunner::Run(GroupOperation& op) {
+  VMG_RETURN_IF_ERROR(op.Check());
+  VMG_ASSIGN_OR_RETURN(const MemberClaim claim, claims_->Claim(op.members()));
+  return RunClaimed(op);
+}
+
+Status OperationRunner::RunClaimed(GroupOperation& op) {
+  VMG_RETURN_IF_ERROR(op.RecordIntent());
+  if (Status w = op.Work(); !w.ok()) return op.Undo(w);
+  return op.Finish();
+}
+
+}  // namespace vmgroup::engine

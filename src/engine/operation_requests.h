@@ -1,0 +1,78 @@
+// The requests SnapshotEngine's operations take, and the options they all
+// run with.
+#pragma once
+
+#include <functional>
+#include <string>
+
+#include "base/env.h"
+#include "catalog/catalog.h"
+
+namespace vmgroup::engine {
+
+struct SnapshotOptions {
+  // Longest the group may stay paused (first pause -> last switch). Past it
+  // the cut is rolled back and Create returns Timeout. Default 2 s: far above
+  // the tens of milliseconds a cut takes, far below what guests notice badly.
+  Duration pause_deadline = std::chrono::seconds(2);
+  // Longest a guest's filesystems may stay frozen for an application-
+  // consistent snapshot (first freeze -> its thaw). The freezes must be
+  // answered early enough to leave the cut its pause_deadline; a guard
+  // process thaws every guest when the bound passes, should the service
+  // stall or die. Default 10 s, the limit Windows VSS keeps too.
+  Duration freeze_bound = std::chrono::seconds(10);
+  // The group exports are given (directories 0750, files 0640: root and
+  // this group only); -1 keeps the process's group. Engine sets it from
+  // EngineOptions::admin_gid.
+  int admin_gid = -1;
+};
+
+struct SnapshotRequest {
+  std::string collection_id;
+  int type = 2;      // SnapshotType (snapshot_plan.h)
+  std::string name;  // ElementName; default "<collection name> - <UTC time>"
+  // The snapshot's id, when the caller must name it before it exists (a
+  // job's out-parameter); a new GUID when empty.
+  std::string id;
+  // Polled once everything is prepared, before the cut: true abandons the
+  // snapshot (Cancelled). Optional.
+  std::function<bool()> cancelled;
+  // Told the percentage done as the snapshot advances. Optional.
+  std::function<void(int)> progress;
+  // ConsistencyLevel: kCrash, or kApplication to have every running member's
+  // guest agent flush and freeze its filesystems through the cut (recovery
+  // and disk-only snapshots).
+  catalog::Consistency consistency = catalog::Consistency::kCrash;
+  // With kApplication, for a member whose guest cannot freeze (no agent, an
+  // agent that fails or is too slow, a paused VM): true cuts it crash
+  // consistent and tells `warning` why (Hyper-V's production checkpoint
+  // with fallback); false fails the whole snapshot.
+  bool fallback = false;
+  // Told each thing the caller should know of a snapshot that succeeded
+  // (a member that fell back, a thaw that failed). Optional.
+  std::function<void(const std::string&)> warning;
+};
+
+struct ApplyRequest {
+  std::string snapshot_id;
+};
+
+struct DestroyRequest {
+  std::string snapshot_id;
+};
+
+// Msvm_CollectionSnapshotExportSettingData with the method's parameters.
+struct ExportRequest {
+  std::string snapshot_id;
+  std::string directory;     // ExportDirectory: absolute, new or empty
+  bool copy_storage = true;  // CopyVmStorage: with the disks' content
+  // DifferentialBackupBase, to export only what changed since it: the id of
+  // a reference point of the group (on top of the export of the snapshot
+  // it was made from), or of the group snapshot right before this one (on
+  // top of its export); empty for a full export.
+  std::string base;
+  // Told the percentage done as disks are copied. Optional.
+  std::function<void(int)> progress;
+};
+
+}  // namespace vmgroup::engine

@@ -1,0 +1,41 @@
+// ReferencePointCreate: a recovery snapshot taken and converted at once
+// (SnapshotEngine::CreateReferencePoint says what it answers). It runs
+// SnapshotCreate, then ReferencePointConvert, each with its own claim, and
+// SnapshotDestroy when the conversion fails.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "engine/group_operation.h"
+
+namespace vmgroup::engine {
+
+// The checks of a recovery snapshot of collection `collection_id` whose
+// every member runs (its QEMU keeps the bitmaps), none of them claimed.
+// Returns the members.
+Result<std::vector<catalog::VmRecord>> CheckTracked(GroupParts& parts, OperationRunner& runner,
+                                                    const std::string& collection_id);
+
+class ReferencePointCreate {
+ public:
+  // `rp_id`: the reference point's id; a new GUID when empty.
+  ReferencePointCreate(GroupParts& parts, OperationRunner& runner, std::string collection_id,
+                       std::string name, std::string rp_id)
+      : parts_(parts),
+        runner_(runner),
+        collection_id_(std::move(collection_id)),
+        name_(std::move(name)),
+        rp_id_(std::move(rp_id)) {}
+
+  // What Run refuses before it takes the snapshot.
+  Status Validate();
+  Result<catalog::ReferencePointRecord> Run();
+
+ private:
+  GroupParts& parts_;
+  OperationRunner& runner_;
+  std::string collection_id_, name_, rp_id_;
+};
+
+}  // namespace vmgroup::engine

@@ -1,0 +1,49 @@
+// SnapshotApply: a group taken back to one of its snapshots
+// (SnapshotEngine::Apply says what it answers).
+#pragma once
+
+#include <memory>
+#include <set>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "engine/group_operation.h"
+
+namespace vmgroup::engine {
+
+class SnapshotApply : public GroupOperation {
+ public:
+  // REQUIRES: `request` outlives the operation.
+  SnapshotApply(GroupParts& parts, const ApplyRequest& request)
+      : parts_(parts), request_(request) {}
+
+  Status Check() override;
+  const std::vector<catalog::VmRecord>& members() const override { return vms_; }
+  Status RecordIntent() override;
+  // Up to the catalog commit: every member on new overlays of the
+  // snapshot's frozen images, those with memory state launched paused.
+  Status Work() override;
+  // The new overlays go, the VMs that ran start again on their old images.
+  Status Undo(const Status& cause) override;
+  // The members go on as the snapshot had them; the discarded images go.
+  Status Finish() override;
+
+  // The applied snapshot. REQUIRES: Check() returned OK.
+  const catalog::SnapshotRecord& snapshot() const { return s_; }
+
+ private:
+  GroupParts& parts_;
+  const ApplyRequest& request_;
+  catalog::SnapshotRecord s_;
+  std::vector<catalog::VmRecord> vms_;
+  std::set<std::string> paused_;  // the members that were paused
+  // What Work did so far, for Undo.
+  std::vector<std::string> stopped_, created_;
+  std::vector<size_t> redefined_;  // members (libvirt domains) defined on the new overlays
+  // Members started from their memory state, paused, until the commit.
+  std::vector<std::pair<std::string, std::unique_ptr<hypervisor::Vm>>> launched_;
+  std::vector<catalog::AppliedMember> applied_;
+};
+
+}  // namespace vmgroup::engine
