@@ -116,7 +116,7 @@ Result<hypervisor::ExportedDefinition> ExportDomain(Env* env, storage::QemuImg& 
   written.File(path);
   VMG_RETURN_IF_ERROR(env->WriteFile(path, definition->definition));
   VMG_RETURN_IF_ERROR(written.Seal(path));
-  VMG_ASSIGN_OR_RETURN(auto digest, storage::DigestFile(path));
+  VMG_ASSIGN_OR_RETURN(auto digest, storage::DigestFile(env, path));
   out.domain.definition.file_size = digest.bytes;
   out.domain.definition.checksum = digest.checksum;
   // Where libvirt keeps the domain's own images: the base of its first
@@ -258,7 +258,7 @@ Status SnapshotExport::ExportVm(size_t i, ExportedVm& out) {
   written.File(config);
   VMG_RETURN_IF_ERROR(env->WriteFile(config, ConfigToJson(ConfigOf(vm, out))));
   VMG_RETURN_IF_ERROR(written.Seal(config));
-  VMG_ASSIGN_OR_RETURN(auto written_config, storage::DigestFile(config));
+  VMG_ASSIGN_OR_RETURN(auto written_config, storage::DigestFile(env, config));
   out.config_checksum = written_config.checksum;
   for (size_t k = 0; k < member.disks.size(); ++k) {
     const catalog::SnapshotDisk& disk = member.disks[k];
@@ -289,7 +289,7 @@ Status SnapshotExport::ExportVm(size_t i, ExportedVm& out) {
       }
       // A backup that reports done must be on disk; the checksum reads
       // the file (from the page cache) while the sync writes it.
-      auto digest = std::async(std::launch::async, storage::DigestFile, path);
+      auto digest = std::async(std::launch::async, storage::DigestFile, env, path);
       Status synced = env->SyncFile(path);
       auto image = digest.get();
       VMG_RETURN_IF_ERROR(synced);

@@ -33,12 +33,8 @@ FileDigest Digester::Digest() const {
   return FileDigest{bytes_, "xxh128:" + std::string(hex)};
 }
 
-Result<FileDigest> DigestFile(const std::string& path) {
-  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (fd.get() < 0) {
-    if (errno == ENOENT) return Status::FileNotFound(path + " does not exist");
-    return Status::IoError("cannot open " + path + ": " + std::strerror(errno));
-  }
+Result<FileDigest> DigestFile(Env* env, const std::string& path) {
+  VMG_ASSIGN_OR_RETURN(UniqueFd fd, env->OpenFile(path, O_RDONLY, 0));
   ::posix_fadvise(fd.get(), 0, 0, POSIX_FADV_SEQUENTIAL);
   Digester digester;
   std::vector<char> buf(1 << 20);

@@ -11,6 +11,7 @@
 #include <memory>
 #include <string>
 
+#include "base/env.h"
 #include "base/result.h"
 
 struct XXH3_state_s;
@@ -40,7 +41,8 @@ class Digester {
   uint64_t bytes_ = 0;
 };
 
-// Reads the whole file at `path`. FileNotFound if it is missing.
-Result<FileDigest> DigestFile(const std::string& path);
+// Reads the whole file at `path`, opened through `env`. FileNotFound if it
+// is missing.
+Result<FileDigest> DigestFile(Env* env, const std::string& path);
 
 }  // namespace vmgroup::storage

@@ -148,15 +148,16 @@ TEST_F(QemuImgTest, ConvertOntoABackingCopiesOnlyTheTopImage) {
 TEST_F(QemuImgTest, ChecksumFollowsTheBytesOfTheFile) {
   ASSERT_TRUE(img_.Create(Path("a.qcow2"), 1 << 20).ok());
   std::filesystem::copy_file(Path("a.qcow2"), Path("b.qcow2"));
-  auto a = DigestFile(Path("a.qcow2")), b = DigestFile(Path("b.qcow2"));
+  auto a = DigestFile(Env::Default(), Path("a.qcow2")),
+       b = DigestFile(Env::Default(), Path("b.qcow2"));
   ASSERT_TRUE(a.ok() && b.ok()) << a.status().ToString();
   EXPECT_EQ(a->checksum, b->checksum);
   EXPECT_EQ(a->bytes, std::filesystem::file_size(Path("a.qcow2")));
   EXPECT_EQ(a->checksum.rfind("xxh128:", 0), 0u) << a->checksum;
   EXPECT_EQ(a->checksum.size(), 7u + 32u) << a->checksum;
   Write("b.qcow2", 0x01, "0", "512");
-  EXPECT_NE(DigestFile(Path("b.qcow2"))->checksum, a->checksum);
-  EXPECT_EQ(DigestFile(Path("none")).status().code(), Code::kFileNotFound);
+  EXPECT_NE(DigestFile(Env::Default(), Path("b.qcow2"))->checksum, a->checksum);
+  EXPECT_EQ(DigestFile(Env::Default(), Path("none")).status().code(), Code::kFileNotFound);
 }
 
 TEST_F(QemuImgTest, CheckReportsACorruptImage) {

@@ -59,8 +59,8 @@ TEST_F(UntrustedFilesTest, CopyKeepsContentAndHolesAndReturnsTheDigest) {
   auto d = CopyRegular(from, Path("to"));
   ASSERT_TRUE(d.ok()) << d.status().ToString();
   EXPECT_EQ(d->bytes, content.size());
-  EXPECT_EQ(d->checksum, DigestFile(from)->checksum);
-  EXPECT_EQ(DigestFile(Path("to"))->checksum, d->checksum);
+  EXPECT_EQ(d->checksum, DigestFile(Env::Default(), from)->checksum);
+  EXPECT_EQ(DigestFile(Env::Default(), Path("to"))->checksum, d->checksum);
   struct stat st {};
   ASSERT_EQ(::stat(Path("to").c_str(), &st), 0);
   EXPECT_EQ(st.st_mode & 0777, 0600u);

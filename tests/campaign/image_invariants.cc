@@ -48,7 +48,7 @@ Result<Invariants::Content> Invariants::Read(const std::string& path) {
 }
 
 Status Invariants::NoteBase(const std::string& path) {
-  auto d = storage::DigestFile(path);
+  auto d = storage::DigestFile(Env::Default(), path);
   if (!d.ok()) return d.status();
   bases_[path] = d->checksum;
   return Status::Ok();
@@ -57,7 +57,7 @@ Status Invariants::NoteBase(const std::string& path) {
 Violations Invariants::Images(catalog::Catalog& catalog) {
   Violations v;
   for (const auto& [path, digest] : bases_) {
-    auto now = storage::DigestFile(path);
+    auto now = storage::DigestFile(Env::Default(), path);
     if (!now.ok() || now->checksum != digest) {
       v.push_back({"base-changed", path + " (a shared template) changed: " +
                                        (now.ok() ? now->checksum : now.status().ToString()) +

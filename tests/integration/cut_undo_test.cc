@@ -94,7 +94,7 @@ class CutUndoTest : public GroupFixture {
            r->out.find("Pattern verification failed") == std::string::npos;
   }
   std::string Digest(const std::string& file) {
-    auto d = storage::DigestFile(file);
+    auto d = storage::DigestFile(Env::Default(), file);
     EXPECT_TRUE(d.ok()) << d.status().ToString();
     return d.ok() ? d->checksum : "";
   }

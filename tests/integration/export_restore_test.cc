@@ -64,7 +64,8 @@ class ExportRestoreTest : public GuestFixture {
   static void Reseal(const std::string& dir, ExportManifest m,
                      const std::function<void(std::string&)>& edit = nullptr) {
     auto seal = [&](const std::string& file, uint64_t* bytes, std::string* checksum) {
-      auto d = storage::DigestFile(dir + "/" + file);  // follows links, as an attacker's tool
+      auto d = storage::DigestFile(Env::Default(),
+                                   dir + "/" + file);  // follows links, as an attacker's tool
       if (!d.ok()) return;
       if (bytes) *bytes = d->bytes;
       *checksum = d->checksum;
@@ -82,7 +83,7 @@ class ExportRestoreTest : public GuestFixture {
   }
 
   static bool SameFile(const std::string& a, const std::string& b) {
-    auto da = storage::DigestFile(a), db = storage::DigestFile(b);
+    auto da = storage::DigestFile(Env::Default(), a), db = storage::DigestFile(Env::Default(), b);
     return da.ok() && db.ok() && da->checksum == db->checksum;
   }
 
@@ -307,7 +308,8 @@ TEST_F(ExportRestoreTest, ARealGuestExportsItsKernelAndBootsFromTheRestoredCopie
   EXPECT_EQ(vm.initrd.file, guest + "/initrd");
   EXPECT_TRUE(SameFile(out + "/" + vm.kernel.file, std::string(GUEST_KIT_DIR) + "/vmlinuz"));
   EXPECT_TRUE(SameFile(out + "/" + vm.initrd.file, std::string(GUEST_KIT_DIR) + "/initrd.gz"));
-  EXPECT_EQ(storage::DigestFile(out + "/" + vm.kernel.file)->checksum, vm.kernel.checksum);
+  EXPECT_EQ(storage::DigestFile(Env::Default(), out + "/" + vm.kernel.file)->checksum,
+            vm.kernel.checksum);
   const std::string config = *Env::Default()->ReadFile(out + "/" + vm.config_file);
   EXPECT_EQ(config.find("extra_args"), std::string::npos) << config;
   EXPECT_EQ(engine::ParseConfig(config)->kernel, vm.kernel.file);

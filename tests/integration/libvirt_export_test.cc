@@ -160,7 +160,7 @@ TEST_F(LibvirtExportTest, ExportHoldsTheFrozenImagesAndEachDomainsDefinition) {
       EXPECT_EQ(vm.domain.uri, libvirtd_->uri());
       EXPECT_EQ(vm.domain.image_dir, Images().string());
       const std::string xml = export_ + "/" + vm.domain.definition.file;
-      auto digest = storage::DigestFile(xml);
+      auto digest = storage::DigestFile(Env::Default(), xml);
       ASSERT_TRUE(digest.ok());
       EXPECT_EQ(digest->checksum, vm.domain.definition.checksum);
       auto text = Env::Default()->ReadFile(xml);
@@ -278,7 +278,7 @@ TEST_F(LibvirtExportTest, RefusedRestoresMakeNothing) {
     xml.replace(xml.rfind("</domain>"), 9,
                 "<qemu:commandline><qemu:arg value='-S'/></qemu:commandline></domain>");
     ASSERT_TRUE(Env::Default()->WriteFile(xml_path, xml).ok());
-    auto digest = storage::DigestFile(xml_path);
+    auto digest = storage::DigestFile(Env::Default(), xml_path);
     vm.domain.definition.checksum = digest->checksum;
     vm.domain.definition.file_size = digest->bytes;
     ASSERT_TRUE(Env::Default()

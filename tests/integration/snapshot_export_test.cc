@@ -137,7 +137,8 @@ TEST_F(SnapshotExportTest, EveryMemberDiskIsCopiedAsOfTheSnapshotWhileTheVmsRun)
     EXPECT_EQ(config->name, record.name);
     EXPECT_EQ(config->memory_mib, record.memory_mib);
     EXPECT_EQ(config->disks, 2);
-    EXPECT_EQ(storage::DigestFile(out + "/" + vm.config_file)->checksum, vm.config_checksum);
+    EXPECT_EQ(storage::DigestFile(Env::Default(), out + "/" + vm.config_file)->checksum,
+              vm.config_checksum);
     files.insert(vm.config_file);
     ASSERT_EQ(vm.disks.size(), 2u);
     for (const auto& d : vm.disks) {
@@ -149,7 +150,7 @@ TEST_F(SnapshotExportTest, EveryMemberDiskIsCopiedAsOfTheSnapshotWhileTheVmsRun)
       EXPECT_FALSE(StampReadable(path, 0x22));
       EXPECT_EQ(img_.Info(path)->backing_filename, "") << "an export stands alone";
       EXPECT_EQ(d.virtual_size, uint64_t{16} << 20);
-      auto digest = storage::DigestFile(path);
+      auto digest = storage::DigestFile(Env::Default(), path);
       EXPECT_EQ(digest->bytes, d.file_size);
       EXPECT_EQ(digest->checksum, d.checksum);
       EXPECT_TRUE(img_.Check(path).ok());
