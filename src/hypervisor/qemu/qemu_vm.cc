@@ -545,7 +545,7 @@ Status QemuVm::CopyMarked(int disk, const std::string& image, const std::string&
   VMG_ASSIGN_OR_RETURN(UniqueFd file, env_->OpenFile(target, O_RDWR, 0));
   VMG_ASSIGN_OR_RETURN(const int fdset, qmp::AddFd(*qmp_, file.get(), deadline));
   const std::string d = std::to_string(disk), copy = "copy-d" + d;
-  Status s = qmp::BlockdevAddTarget(*qmp_, copy, "/dev/fdset/" + std::to_string(fdset), deadline);
+  Status s = qmp::BlockdevAddTarget(*qmp_, copy, qmp::FdSetPath(fdset), deadline);
   if (s.ok()) {
     s = qmp::BackupMarked(*qmp_, copy, node, copy, name, deadline);
     if (s.ok()) s = qmp::CompleteJob(*qmp_, copy, deadline);

@@ -224,6 +224,8 @@ Status RemoveFdSet(QmpClient& c, int fdset, Deadline d) {
   return c.Execute("remove-fd", {{"fdset-id", fdset}}, d).status();
 }
 
+std::string FdSetPath(int fdset) { return "/dev/fdset/" + std::to_string(fdset); }
+
 Result<MigrationInfo> QueryMigrate(QmpClient& c, Deadline d) {
   VMG_ASSIGN_OR_RETURN(Json r, c.Execute("query-migrate", d));
   return MigrationInfo{Text(r, "status"), Text(r, "error-desc")};

@@ -100,6 +100,8 @@ Status CloseFd(QmpClient& c, const std::string& name, Deadline d);
 // RemoveFdSet drops the set once nothing uses it any more.
 Result<int> AddFd(QmpClient& c, int fd, Deadline d);
 Status RemoveFdSet(QmpClient& c, int fdset, Deadline d);
+// The file name QEMU opens set `fdset`'s descriptor by.
+std::string FdSetPath(int fdset);
 
 // Memory state, streamed through a descriptor passed with getfd (QEMU 7.2
 // has no "file:" URI, and "exec:" would have QEMU spawn a shell, which
