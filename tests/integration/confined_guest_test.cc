@@ -26,12 +26,12 @@ TEST_F(ConfinedGuestTest, AGuestBootsFromAKernelAndInitrdKeptInItsRunDirectory) 
   }
   auto defined = engine_->vms().Define({.name = "restored",
                                         .id = id,
-                                        .memory_mib = guest.memory_mib,
-                                        .disks = {engine::DiskSpec::New(guest.disk_bytes)},
-                                        .kernel = run + "/kernel",
-                                        .initrd = run + "/initrd",
-                                        .append = guest.append,
-                                        .extra_args = guest.extra_args});
+                                        .config = {.memory_mib = guest.memory_mib,
+                                                   .kernel = run + "/kernel",
+                                                   .initrd = run + "/initrd",
+                                                   .append = guest.append,
+                                                   .extra_args = guest.extra_args},
+                                        .disks = {engine::DiskSpec::New(guest.disk_bytes)}});
   ASSERT_TRUE(defined.ok()) << defined.status().ToString();
   Status started = engine_->vms().Start(id);
   ASSERT_TRUE(started.ok()) << started.ToString();
