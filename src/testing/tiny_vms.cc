@@ -34,12 +34,7 @@ Result<std::string> DefineTinyVm(engine::Engine& engine, const std::string& imag
                                  const std::string& name, const TinyVmOptions& options) {
   storage::QemuImg img(Env::Default());
   VMG_RETURN_IF_ERROR(MakeQemuWritableDir(image_dir));
-  engine::VmDefinition def{.name = name,
-                           .config = {.memory_mib = options.memory_mib,
-                                      .kernel = options.kernel,
-                                      .initrd = options.initrd,
-                                      .append = options.append,
-                                      .extra_args = options.extra_args}};
+  engine::VmDefinition def{.name = name, .config = options.config};
   if (options.guest_monitor) {
     auto monitor = GuestMonitorArgs(GuestMonitorPath(image_dir, name));
     def.config.extra_args.insert(def.config.extra_args.end(), monitor.begin(), monitor.end());
