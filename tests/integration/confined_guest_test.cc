@@ -24,14 +24,13 @@ TEST_F(ConfinedGuestTest, AGuestBootsFromAKernelAndInitrdKeptInItsRunDirectory) 
     std::filesystem::copy_file(from, to);
     ASSERT_EQ(::chmod(to.c_str(), 0600), 0);
   }
-  auto defined = engine_->vms().Define({.name = "restored",
-                                        .id = id,
-                                        .config = {.memory_mib = guest.config.memory_mib,
-                                                   .kernel = run + "/kernel",
-                                                   .initrd = run + "/initrd",
-                                                   .append = guest.config.append,
-                                                   .extra_args = guest.config.extra_args},
-                                        .disks = {engine::DiskSpec::New(guest.disk_bytes)}});
+  engine::VmDefinition def{.name = "restored",
+                           .id = id,
+                           .config = guest.config,
+                           .disks = {engine::DiskSpec::New(guest.disk_bytes)}};
+  def.config.kernel = run + "/kernel";
+  def.config.initrd = run + "/initrd";
+  auto defined = engine_->vms().Define(def);
   ASSERT_TRUE(defined.ok()) << defined.status().ToString();
   Status started = engine_->vms().Start(id);
   ASSERT_TRUE(started.ok()) << started.ToString();
