@@ -122,7 +122,7 @@ int Run(const Args& a) {
   auto group_made = api->CreateGroup("load", false);
   for (int i = 0; i < a.vms && rc == 0; ++i) {
     cli::NewVm vm{.name = "vm" + std::to_string(i),
-                  .memory_mib = 64,
+                  .config = {.memory_mib = 64},
                   .disk_paths = {"", ""},
                   .disk_new_bytes = {16 << 20, 16 << 20}};
     auto made = api->CreateVm(vm);

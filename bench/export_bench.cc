@@ -111,7 +111,9 @@ Result<Measured> Measure(const Args& a) {
       auto group,
       testing::MakeTinyGroup(
           engine, dir / "images", "x", 1,
-          {.disks = 1, .disk_bytes = bytes, .extra_args = testing::GuestMonitorArgs(monitor)},
+          {.disks = 1,
+           .disk_bytes = bytes,
+           .config = {.memory_mib = 64, .extra_args = testing::GuestMonitorArgs(monitor)}},
           /*start=*/false));
   const std::string vm = group.vm_ids[0];
   VMG_ASSIGN_OR_RETURN(auto record, engine.catalog().GetVm(vm));

@@ -16,11 +16,11 @@ namespace vmgroup::bench {
 inline testing::TinyVmOptions GuestOptions(const GuestSpec& g) {
   return {.disks = 1,
           .disk_bytes = 64 << 20,
-          .memory_mib = g.memory_mib,
-          .kernel = g.kernel,
-          .initrd = g.initrd,
-          .append = g.cmdline,
-          .extra_args = {"-no-reboot"}};
+          .config = {.memory_mib = g.memory_mib,
+                     .kernel = g.kernel,
+                     .initrd = g.initrd,
+                     .append = g.cmdline,
+                     .extra_args = {"-no-reboot"}}};
 }
 
 // Waits until every VM's serial console shows `marker`.

@@ -110,12 +110,12 @@ Status Catalog::InsertVm(const VmRecord& vm) {
           "current_snapshot,libvirt_uri) VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12)"));
   ins.Bind(1, vm.id)
       .Bind(2, vm.name)
-      .Bind(3, vm.memory_mib)
-      .Bind(4, vm.vcpus)
-      .Bind(5, vm.kernel)
-      .Bind(6, vm.initrd)
-      .Bind(7, vm.append)
-      .Bind(8, ToJson(vm.extra_args))
+      .Bind(3, vm.config.memory_mib)
+      .Bind(4, vm.config.vcpus)
+      .Bind(5, vm.config.kernel)
+      .Bind(6, vm.config.initrd)
+      .Bind(7, vm.config.append)
+      .Bind(8, ToJson(vm.config.extra_args))
       .Bind(9, static_cast<int>(vm.power))
       .Bind(10, vm.pid)
       .Bind(11, vm.current_snapshot)
@@ -140,12 +140,12 @@ Result<VmRecord> Catalog::GetVmLocked(const std::string& id) {
   VmRecord vm;
   vm.id = q.Text(0);
   vm.name = q.Text(1);
-  vm.memory_mib = static_cast<int>(q.Int(2));
-  vm.vcpus = static_cast<int>(q.Int(3));
-  vm.kernel = q.Text(4);
-  vm.initrd = q.Text(5);
-  vm.append = q.Text(6);
-  vm.extra_args = FromJson(q.Text(7));
+  vm.config.memory_mib = q.Int(2);
+  vm.config.vcpus = q.Int(3);
+  vm.config.kernel = q.Text(4);
+  vm.config.initrd = q.Text(5);
+  vm.config.append = q.Text(6);
+  vm.config.extra_args = FromJson(q.Text(7));
   vm.power = static_cast<Power>(q.Int(8));
   vm.pid = static_cast<int>(q.Int(9));
   vm.current_snapshot = q.Text(10);
@@ -183,8 +183,8 @@ Status Catalog::UpdateDomain(const VmRecord& vm) {
                                             "power=?5, pid=0 WHERE id=?1 AND libvirt_uri=?6"));
   VMG_RETURN_IF_ERROR(u.Bind(1, vm.id)
                           .Bind(2, vm.name)
-                          .Bind(3, vm.memory_mib)
-                          .Bind(4, vm.vcpus)
+                          .Bind(3, vm.config.memory_mib)
+                          .Bind(4, vm.config.vcpus)
                           .Bind(5, static_cast<int>(vm.power))
                           .Bind(6, vm.libvirt_uri)
                           .Run());

@@ -21,7 +21,7 @@ class CatalogTest : public ::testing::Test {
     VmRecord vm;
     vm.id = id;
     vm.name = "vm-" + id;
-    vm.extra_args = {"-device", "x,a=b"};
+    vm.config.extra_args = {"-device", "x,a=b"};
     for (int i = 0; i < disks; ++i) vm.disks.push_back("/img/" + id + "-d" + std::to_string(i));
     return vm;
   }
@@ -58,15 +58,15 @@ TEST_F(CatalogTest, MigratesOnceAndRefusesANewerSchema) {
 
 TEST_F(CatalogTest, VmRoundTripsAndDuplicatesAreRefused) {
   VmRecord vm = Vm("a");
-  vm.kernel = "/k";
-  vm.append = "console=ttyS0";
+  vm.config.kernel = "/k";
+  vm.config.append = "console=ttyS0";
   ASSERT_TRUE(catalog_->InsertVm(vm).ok());
   EXPECT_EQ(catalog_->InsertVm(vm).code(), Code::kAlreadyExists);
   auto got = catalog_->GetVm("a");
   ASSERT_TRUE(got.ok());
   EXPECT_EQ(got->disks, vm.disks);
-  EXPECT_EQ(got->extra_args, vm.extra_args);
-  EXPECT_EQ(got->append, "console=ttyS0");
+  EXPECT_EQ(got->config.extra_args, vm.config.extra_args);
+  EXPECT_EQ(got->config.append, "console=ttyS0");
   ASSERT_TRUE(catalog_->SetVmPower("a", Power::kRunning, 1234).ok());
   EXPECT_EQ(catalog_->GetVm("a")->pid, 1234);
   EXPECT_EQ(catalog_->SetVmPower("zz", Power::kOff, 0).code(), Code::kNotFound);
@@ -82,7 +82,7 @@ TEST_F(CatalogTest, ADomainsRecordFollowsLibvirtAndKeepsItsSnapshots) {
   ASSERT_TRUE(catalog_->InsertVm(d).ok());
   EXPECT_EQ(catalog_->GetVm("d")->libvirt_uri, "qemu:///system");
   d.name = "renamed";
-  d.memory_mib = 2048;
+  d.config.memory_mib = 2048;
   d.power = Power::kPaused;
   d.disks = {"/img/only"};  // a disk detached in libvirt
   d.current_snapshot = "";  // not the sync's to change
@@ -90,7 +90,7 @@ TEST_F(CatalogTest, ADomainsRecordFollowsLibvirtAndKeepsItsSnapshots) {
   auto got = catalog_->GetVm("d");
   ASSERT_TRUE(got.ok());
   EXPECT_EQ(got->name, "renamed");
-  EXPECT_EQ(got->memory_mib, 2048);
+  EXPECT_EQ(got->config.memory_mib, 2048);
   EXPECT_EQ(got->power, Power::kPaused);
   EXPECT_EQ(got->disks, std::vector<std::string>{"/img/only"});
   EXPECT_EQ(got->current_snapshot, "s1");

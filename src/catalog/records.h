@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include "base/vm_config.h"
+
 namespace vmgroup::catalog {
 
 // The power state the operator asked for. Recovery resumes a VM that is
@@ -17,10 +19,7 @@ const char* PowerName(Power p);
 struct VmRecord {
   std::string id;  // GUID
   std::string name;
-  int memory_mib = 128;
-  int vcpus = 1;
-  std::string kernel, initrd, append;
-  std::vector<std::string> extra_args;
+  VmConfig config;
   std::vector<std::string> disks;  // active (top) image of each disk, absolute paths
   Power power = Power::kOff;
   int pid = 0;                   // hypervisor process while not kOff

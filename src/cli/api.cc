@@ -127,12 +127,12 @@ VmInfo ReadVm(const cim::Instance& cs, const cim::Instance* settings) {
   v.pid = Int(cs, CS::kProcessID);
   v.libvirt_uri = Text(cs, CS::kVmgroupLibvirtURI);
   if (settings) {
-    v.memory_mib = Int(*settings, VSSD::kVmgroupMemoryMB);
-    v.vcpus = Int(*settings, VSSD::kVmgroupProcessorCount);
+    v.config.memory_mib = Int(*settings, VSSD::kVmgroupMemoryMB);
+    v.config.vcpus = Int(*settings, VSSD::kVmgroupProcessorCount);
     v.disks = Strs(*settings, VSSD::kVmgroupDiskImages);
-    v.kernel = Text(*settings, VSSD::kVmgroupKernel);
-    v.initrd = Text(*settings, VSSD::kVmgroupInitrd);
-    v.append = Text(*settings, VSSD::kVmgroupKernelCommandLine);
+    v.config.kernel = Text(*settings, VSSD::kVmgroupKernel);
+    v.config.initrd = Text(*settings, VSSD::kVmgroupInitrd);
+    v.config.append = Text(*settings, VSSD::kVmgroupKernelCommandLine);
   }
   return v;
 }
@@ -236,15 +236,15 @@ Result<VmInfo> Api::FindVm(const std::string& key) {
 Result<CallResult> Api::CreateVm(const NewVm& vm) {
   const std::string settings =
       Embedded(VSSD::kClass, {{VSSD::kElementName, "string", vm.name},
-                              {VSSD::kVmgroupKernel, "string", vm.kernel},
-                              {VSSD::kVmgroupInitrd, "string", vm.initrd},
-                              {VSSD::kVmgroupKernelCommandLine, "string", vm.append}});
+                              {VSSD::kVmgroupKernel, "string", vm.config.kernel},
+                              {VSSD::kVmgroupInitrd, "string", vm.config.initrd},
+                              {VSSD::kVmgroupKernelCommandLine, "string", vm.config.append}});
   using Quantity = schema::QuantitySettingData;
   std::vector<std::string> resources = {
       Embedded(schema::MemorySettingData::kClass,
-               {{Quantity::kVirtualQuantity, "uint64", std::to_string(vm.memory_mib)}}),
+               {{Quantity::kVirtualQuantity, "uint64", std::to_string(vm.config.memory_mib)}}),
       Embedded(schema::ProcessorSettingData::kClass,
-               {{Quantity::kVirtualQuantity, "uint64", std::to_string(vm.vcpus)}})};
+               {{Quantity::kVirtualQuantity, "uint64", std::to_string(vm.config.vcpus)}})};
   using Storage = schema::StorageAllocationSettingData;
   for (size_t i = 0; i < vm.disk_paths.size(); ++i) {
     cim::Instance disk{Storage::kClass, {}};

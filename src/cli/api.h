@@ -12,6 +12,7 @@
 
 #include "base/env.h"
 #include "base/result.h"
+#include "base/vm_config.h"
 #include "cim/client.h"
 #include "schema/values.h"
 
@@ -22,9 +23,10 @@ struct VmInfo {
   // For "io-error": which disk failed and why, as vmgroupd says
   // ("disk 0 (/img.qcow2): no space left on device").
   std::string reason;
-  int64_t memory_mib = 0, vcpus = 0;
+  // As the daemon renders it (no extra arguments); 0 memory and vCPUs when
+  // it renders no settings for the VM.
+  VmConfig config{.memory_mib = 0, .vcpus = 0};
   std::vector<std::string> disks;
-  std::string kernel, initrd, append;
   int64_t pid = 0;
   std::string libvirt_uri;  // the libvirt connection it lives on; "" for vmgroupd's own
 };
@@ -77,10 +79,9 @@ struct JobInfo {
 
 struct NewVm {
   std::string name;
-  int64_t memory_mib = 128, vcpus = 1;
+  VmConfig config;                      // no extra arguments: DefineSystem takes none
   std::vector<std::string> disk_paths;  // existing images, absolute
   std::vector<int64_t> disk_new_bytes;  // per disk: >0 creates a new one
-  std::string kernel, initrd, append;
 };
 
 // What a method call ended in: a ReturnValue and, when it started one, a job.

@@ -180,12 +180,18 @@ void PrintJson(const nlohmann::json& j) {
 }
 
 nlohmann::json ToJson(const VmInfo& v) {
-  return {{"id", v.id},         {"name", v.name},
-          {"state", v.state},   {"memory_mib", v.memory_mib},
-          {"vcpus", v.vcpus},   {"disks", v.disks},
-          {"kernel", v.kernel}, {"initrd", v.initrd},
-          {"append", v.append}, {"pid", v.pid},
-          {"reason", v.reason}, {"libvirt_uri", v.libvirt_uri}};
+  return {{"id", v.id},
+          {"name", v.name},
+          {"state", v.state},
+          {"memory_mib", v.config.memory_mib},
+          {"vcpus", v.config.vcpus},
+          {"disks", v.disks},
+          {"kernel", v.config.kernel},
+          {"initrd", v.config.initrd},
+          {"append", v.config.append},
+          {"pid", v.pid},
+          {"reason", v.reason},
+          {"libvirt_uri", v.libvirt_uri}};
 }
 
 nlohmann::json ToJson(const GroupInfo& g) {

@@ -45,8 +45,8 @@ int Create(Context& ctx, const CommandLine& c) {
   if (!memory.ok()) return ReportError(memory.status());
   auto cpus = WholeNumber(c, "cpus", "1", "");
   if (!cpus.ok()) return ReportError(cpus.status());
-  vm.memory_mib = *memory;
-  vm.vcpus = *cpus;
+  vm.config.memory_mib = *memory;
+  vm.config.vcpus = *cpus;
   for (const auto& d : c.All("disk")) {
     // An absolute path names an existing image; anything else must be a size.
     if (d.starts_with("/")) {
@@ -64,13 +64,14 @@ int Create(Context& ctx, const CommandLine& c) {
     vm.disk_paths.push_back("");
     vm.disk_new_bytes.push_back(static_cast<int64_t>(*size));
   }
-  for (auto [flag, field] : {std::pair{"kernel", &vm.kernel}, std::pair{"initrd", &vm.initrd}}) {
+  for (auto [flag, field] :
+       {std::pair{"kernel", &vm.config.kernel}, std::pair{"initrd", &vm.config.initrd}}) {
     if (!c.Has(flag)) continue;
     auto path = AbsolutePath(std::string("--") + flag, c.Get(flag));
     if (!path.ok()) return ReportError(path.status());
     *field = *path;
   }
-  vm.append = c.Get("append");
+  vm.config.append = c.Get("append");
   auto r = ctx.api->CreateVm(vm);
   if (int rc = Settle(ctx, r, "creating VM " + vm.name, true); rc != kExitOk) return rc;
   std::string id;
@@ -112,8 +113,8 @@ int List(Context& ctx) {
   std::vector<std::vector<std::string>> rows = {
       {"NAME", "ID", "STATE", "MEMORY", "CPUS", "DISKS", "WHERE"}};
   for (const auto& v : *vms) {
-    rows.push_back({v.name, v.id, v.state, std::to_string(v.memory_mib) + " MiB",
-                    std::to_string(v.vcpus), std::to_string(v.disks.size()), WhereText(v)});
+    rows.push_back({v.name, v.id, v.state, std::to_string(v.config.memory_mib) + " MiB",
+                    std::to_string(v.config.vcpus), std::to_string(v.disks.size()), WhereText(v)});
   }
   PrintTable(std::cout, rows);
   // Why each VM QEMU paused on an I/O error is held, under the table.
@@ -136,14 +137,14 @@ int Show(Context& ctx, const VmInfo& v) {
       {"State:", v.state + (v.pid > 0 ? " (QEMU pid " + std::to_string(v.pid) + ")" : "")},
       {"Where:", WhereText(v)}};
   if (!v.reason.empty()) rows.push_back({"Reason:", v.reason});
-  rows.push_back({"Memory:", std::to_string(v.memory_mib) + " MiB"});
-  rows.push_back({"CPUs:", std::to_string(v.vcpus)});
+  rows.push_back({"Memory:", std::to_string(v.config.memory_mib) + " MiB"});
+  rows.push_back({"CPUs:", std::to_string(v.config.vcpus)});
   for (size_t i = 0; i < v.disks.size(); ++i) {
     rows.push_back({"Disk " + std::to_string(i) + ":", v.disks[i]});
   }
-  if (!v.kernel.empty()) rows.push_back({"Kernel:", v.kernel});
-  if (!v.initrd.empty()) rows.push_back({"Initrd:", v.initrd});
-  if (!v.append.empty()) rows.push_back({"Append:", v.append});
+  if (!v.config.kernel.empty()) rows.push_back({"Kernel:", v.config.kernel});
+  if (!v.config.initrd.empty()) rows.push_back({"Initrd:", v.config.initrd});
+  if (!v.config.append.empty()) rows.push_back({"Append:", v.config.append});
   PrintTable(std::cout, rows);
   return kExitOk;
 }

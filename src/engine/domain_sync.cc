@@ -37,8 +37,8 @@ catalog::VmRecord RecordOfDomain(const hypervisor::DomainInfo& d, const std::str
   catalog::VmRecord now = was ? *was : catalog::VmRecord{};
   now.id = d.uuid;
   now.name = d.name;
-  now.memory_mib = d.memory_mib;
-  now.vcpus = d.vcpus;
+  now.config.memory_mib = d.memory_mib;
+  now.config.vcpus = d.vcpus;
   now.disks = d.disks;
   now.power = PowerOf(d.state, was ? was->power : catalog::Power::kOff);
   now.pid = 0;

@@ -142,8 +142,8 @@ TEST_F(DomainSyncTest, EveryDomainBecomesAVmOfItsConnection) {
   ASSERT_TRUE(web.ok()) << web.status().ToString();
   EXPECT_EQ(web->name, "web");
   EXPECT_EQ(web->libvirt_uri, kUri);
-  EXPECT_EQ(web->memory_mib, 512);
-  EXPECT_EQ(web->vcpus, 2);
+  EXPECT_EQ(web->config.memory_mib, 512);
+  EXPECT_EQ(web->config.vcpus, 2);
   EXPECT_EQ(web->power, catalog::Power::kRunning);
   EXPECT_EQ(web->disks, Web().disks);
   EXPECT_NE(e->vms().Live(kWeb), nullptr);

@@ -317,9 +317,10 @@ const ExportedDisk* FindDisk(const ExportManifest& m, const std::string& vm_id, 
 }
 
 std::string ConfigToJson(const ExportedConfig& c) {
-  json doc = {{"id", c.id},         {"name", c.name},     {"memory_mib", c.memory_mib},
-              {"vcpus", c.vcpus},   {"kernel", c.kernel}, {"initrd", c.initrd},
-              {"append", c.append}, {"disks", c.disks}};
+  const VmConfig& vm = c.config;
+  json doc = {{"id", c.id},          {"name", c.name},      {"memory_mib", vm.memory_mib},
+              {"vcpus", vm.vcpus},   {"kernel", vm.kernel}, {"initrd", vm.initrd},
+              {"append", vm.append}, {"disks", c.disks}};
   return Dump(doc);
 }
 
@@ -335,11 +336,11 @@ Result<ExportedConfig> ParseConfig(const std::string& text) {
         ExportedConfig c;
         c.id = doc.at("id").get<std::string>();
         c.name = doc.at("name").get<std::string>();
-        c.memory_mib = Whole(doc, "memory_mib");
-        c.vcpus = Whole(doc, "vcpus");
-        c.kernel = doc.at("kernel").get<std::string>();
-        c.initrd = doc.at("initrd").get<std::string>();
-        c.append = doc.at("append").get<std::string>();
+        c.config.memory_mib = Whole(doc, "memory_mib");
+        c.config.vcpus = Whole(doc, "vcpus");
+        c.config.kernel = doc.at("kernel").get<std::string>();
+        c.config.initrd = doc.at("initrd").get<std::string>();
+        c.config.append = doc.at("append").get<std::string>();
         c.disks = Whole(doc, "disks");
         return c;
       });

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "base/result.h"
+#include "base/vm_config.h"
 
 namespace vmgroup::engine {
 
@@ -103,12 +104,11 @@ struct ExportManifest {
 // QEMU would take as an instruction (no extra arguments).
 struct ExportedConfig {
   std::string id, name;
-  // As written in the file; the VM bounds are VmRegistry's to check.
-  int64_t memory_mib = 0, vcpus = 0;
-  // The files of the export (ExportedVm::kernel, ::initrd) the VM boots, or
-  // empty; in a version 1 export, the host's files it booted.
-  std::string kernel, initrd;
-  std::string append;
+  // Memory and vCPUs as written in the file (the VM bounds are
+  // VmRegistry's to check). kernel and initrd: the files of the export
+  // (ExportedVm::kernel, ::initrd) the VM boots, or empty; in a version 1
+  // export, the host's files it booted. extra_args: always empty.
+  VmConfig config;
   int64_t disks = 0;
 };
 

@@ -210,10 +210,10 @@ TEST(ExportManifestTest, AManifestIsReadWithABound) {
 TEST(ExportManifestTest, ConfigRoundTripsWithoutQemuArguments) {
   ExportedConfig c{.id = kVm,
                    .name = "db",
-                   .memory_mib = 512,
-                   .vcpus = 2,
-                   .kernel = std::string(kVm) + "/kernel",
-                   .append = "console=ttyS0",
+                   .config = {.memory_mib = 512,
+                              .vcpus = 2,
+                              .kernel = std::string(kVm) + "/kernel",
+                              .append = "console=ttyS0"},
                    .disks = 2};
   const std::string text = ConfigToJson(c);
   EXPECT_FALSE(Says(text, "extra_args"));
@@ -240,7 +240,7 @@ TEST(ExportManifestTest, ConfigRoundTripsWithoutQemuArguments) {
   EXPECT_FALSE(ParseConfig(huge).ok());
   std::string big = text;
   big.replace(big.find("512"), 3, "1099511627776");
-  EXPECT_EQ(ParseConfig(big)->memory_mib, int64_t{1} << 40) << "the bounds are Define's";
+  EXPECT_EQ(ParseConfig(big)->config.memory_mib, int64_t{1} << 40) << "the bounds are Define's";
 }
 
 }  // namespace

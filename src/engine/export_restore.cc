@@ -141,9 +141,9 @@ Result<ExportRestorer::VmPlan> ExportRestorer::PlanVm(const std::string& dir,
   }
   VmPlan p{.def = {.name = Suffixed(c->name, as_new),
                    .id = as_new ? NewGuid() : vm.id,
-                   .memory_mib = c->memory_mib,
-                   .vcpus = c->vcpus,
-                   .append = c->append}};
+                   // Its kernel and initrd name files of the export: the
+                   // restored copies take their place below.
+                   .config = c->config}};
   p.run_dir = vms_->RunDir(p.def.id);
   p.prefix = p.run_dir + "/restored";
   std::string boot_prefix = p.run_dir + "/";
@@ -162,8 +162,8 @@ Result<ExportRestorer::VmPlan> ExportRestorer::PlanVm(const std::string& dir,
     const std::string& named;
     const ExportedFile& listed;
     std::string& copy;
-  } boot[] = {{"kernel", c->kernel, vm.kernel, p.def.kernel},
-              {"initrd", c->initrd, vm.initrd, p.def.initrd}};
+  } boot[] = {{"kernel", c->config.kernel, vm.kernel, p.def.config.kernel},
+              {"initrd", c->config.initrd, vm.initrd, p.def.config.initrd}};
   for (const auto& b : boot) {
     if (b.named.empty() && b.listed.empty()) continue;
     if (b.named != b.listed.file) {
@@ -282,8 +282,8 @@ Status ExportRestorer::PlanDomain(const std::string& dir, const ExportedVm& vm,
                                            .name = p.def.name,
                                            .as_new = request.as_new,
                                            .disks = disks,
-                                           .kernel = p.def.kernel,
-                                           .initrd = p.def.initrd,
+                                           .kernel = p.def.config.kernel,
+                                           .initrd = p.def.config.initrd,
                                            .files_prefix = p.prefix});
   if (!sanitized.ok()) return sanitized.status().Annotate(xml_path);
   p.definition = std::move(sanitized).value();

@@ -75,14 +75,14 @@ namespace {
 // The VM's definition as an export carries it: its kernel and initrd as the
 // export's copies (`out`), and no extra QEMU arguments (a restore takes none).
 ExportedConfig ConfigOf(const catalog::VmRecord& vm, const ExportedVm& out) {
-  return {.id = vm.id,
-          .name = vm.name,
-          .memory_mib = vm.memory_mib,
-          .vcpus = vm.vcpus,
-          .kernel = out.kernel.file,
-          .initrd = out.initrd.file,
-          .append = vm.append,
-          .disks = static_cast<int64_t>(vm.disks.size())};
+  ExportedConfig c{.id = vm.id,
+                   .name = vm.name,
+                   .config = vm.config,
+                   .disks = static_cast<int64_t>(vm.disks.size())};
+  c.config.kernel = out.kernel.file;
+  c.config.initrd = out.initrd.file;
+  c.config.extra_args.clear();
+  return c;
 }
 
 // Writes libvirt domain `vm`'s definition, from `driver`, into the export
@@ -229,7 +229,7 @@ Status SnapshotExport::ExportVm(size_t i, ExportedVm& out) {
   const catalog::VmRecord& vm = vms_[i];
   const catalog::MemberSnapshot& member = s_.members[i];
   VMG_RETURN_IF_ERROR(written.Dirs(dir + "/" + vm.id));
-  hypervisor::ExportedDefinition domain{.kernel = vm.kernel, .initrd = vm.initrd};
+  hypervisor::ExportedDefinition domain{.kernel = vm.config.kernel, .initrd = vm.config.initrd};
   if (!vm.libvirt_uri.empty()) {
     hypervisor::Driver* driver = parts_.vms->Connection(vm.libvirt_uri);
     if (!driver) VMG_RETURN_IF_ERROR(RequireConnected(parts_, {vm}, "exporting a snapshot of it"));

@@ -127,13 +127,8 @@ Result<std::unique_ptr<hypervisor::ThawGuard>> VmRegistry::GuardThaw(
 hypervisor::VmSpec VmRegistry::SpecOf(const catalog::VmRecord& vm) const {
   return {.uuid = vm.id,
           .name = vm.name,
-          .memory_mib = vm.memory_mib,
-          .vcpus = vm.vcpus,
+          .config = vm.config,
           .disks = vm.disks,
-          .kernel = vm.kernel,
-          .initrd = vm.initrd,
-          .append = vm.append,
-          .extra_args = vm.extra_args,
           .run_dir = RunDir(vm.id)};
 }
 
@@ -149,8 +144,9 @@ Status VmRegistry::CheckBounds(const VmDefinition& def) {
     return Status::InvalidArgument(vm + what + " must be from " + std::to_string(min) + " to " +
                                    std::to_string(max) + unit + ", not " + std::to_string(v));
   };
-  VMG_RETURN_IF_ERROR(within("memory", def.memory_mib, kMinMemoryMib, kMaxMemoryMib, " MiB"));
-  VMG_RETURN_IF_ERROR(within("the number of vCPUs", def.vcpus, kMinVcpus, kMaxVcpus, ""));
+  VMG_RETURN_IF_ERROR(
+      within("memory", def.config.memory_mib, kMinMemoryMib, kMaxMemoryMib, " MiB"));
+  VMG_RETURN_IF_ERROR(within("the number of vCPUs", def.config.vcpus, kMinVcpus, kMaxVcpus, ""));
   if (def.disks.size() > kMaxDisks) {
     return Status::InvalidArgument(vm + std::to_string(def.disks.size()) +
                                    " disks; a VM has at most " + std::to_string(kMaxDisks));
@@ -165,11 +161,13 @@ Status VmRegistry::CheckBounds(const VmDefinition& def) {
     VMG_RETURN_IF_ERROR(
         within(what.c_str(), d.new_bytes, kMinNewDiskBytes, kMaxNewDiskBytes, " bytes"));
   }
-  VMG_RETURN_IF_ERROR(CheckText(vm + "the kernel command line", def.append, kMaxKernelCommandLine));
-  for (const auto& [what, path] : {std::pair{"kernel", &def.kernel}, {"initrd", &def.initrd}}) {
+  VMG_RETURN_IF_ERROR(
+      CheckText(vm + "the kernel command line", def.config.append, kMaxKernelCommandLine));
+  for (const auto& [what, path] :
+       {std::pair{"kernel", &def.config.kernel}, {"initrd", &def.config.initrd}}) {
     if (!path->empty()) VMG_RETURN_IF_ERROR(CheckClientPath(vm + "the " + what, *path));
   }
-  if (def.kernel.empty() && (!def.initrd.empty() || !def.append.empty())) {
+  if (def.config.kernel.empty() && (!def.config.initrd.empty() || !def.config.append.empty())) {
     return Status::InvalidArgument(vm + "an initrd or a kernel command line needs a kernel");
   }
   return Status::Ok();
@@ -177,7 +175,8 @@ Status VmRegistry::CheckBounds(const VmDefinition& def) {
 
 Result<std::string> VmRegistry::Define(const VmDefinition& def) {
   VMG_RETURN_IF_ERROR(CheckBounds(def));
-  for (const auto& [what, path] : {std::pair{"kernel", &def.kernel}, {"initrd", &def.initrd}}) {
+  for (const auto& [what, path] :
+       {std::pair{"kernel", &def.config.kernel}, {"initrd", &def.config.initrd}}) {
     if (!path->empty()) {
       VMG_RETURN_IF_ERROR(
           storage::OpenRegular(*path).status().Annotate("VM " + def.name + ": the " + what));
@@ -209,15 +208,7 @@ Result<std::string> VmRegistry::Define(const VmDefinition& def) {
   if (auto taken = catalog_->GetVm(id); taken.ok()) {
     return Status::AlreadyExists("a VM with id " + id + " already exists");
   }
-  catalog::VmRecord vm{.id = id,
-                       .name = def.name,
-                       .memory_mib = static_cast<int>(def.memory_mib),  // within bounds
-                       .vcpus = static_cast<int>(def.vcpus),
-                       .kernel = def.kernel,
-                       .initrd = def.initrd,
-                       .append = def.append,
-                       .extra_args = def.extra_args,
-                       .disks = paths};
+  catalog::VmRecord vm{.id = id, .name = def.name, .config = def.config, .disks = paths};
   auto created = [&] {
     std::vector<std::string> out;
     for (size_t i = 0; i < def.disks.size(); ++i) {

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "base/env.h"
+#include "base/vm_config.h"
 #include "catalog/catalog.h"
 #include "hypervisor/driver.h"
 #include "storage/qemu_img.h"
@@ -70,13 +71,8 @@ struct DiskSpec {
 struct VmDefinition {
   std::string name;
   std::string id;  // optional; a GUID is generated when empty
-  // Wide, so that a value from outside reaches the bounds check as it was
-  // given, never cut short on its way.
-  int64_t memory_mib = 128;
-  int64_t vcpus = 1;
+  VmConfig config;
   std::vector<DiskSpec> disks;  // existing images by absolute path, or new ones
-  std::string kernel, initrd, append;
-  std::vector<std::string> extra_args;
 };
 
 class VmRegistry {

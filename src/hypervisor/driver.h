@@ -12,6 +12,7 @@
 
 #include "base/env.h"
 #include "base/result.h"
+#include "base/vm_config.h"
 
 namespace vmgroup::hypervisor {
 
@@ -19,13 +20,10 @@ namespace vmgroup::hypervisor {
 struct VmSpec {
   std::string uuid;
   std::string name;
-  int memory_mib = 128;
-  int vcpus = 1;
+  VmConfig config;
   // The active (top) image of each disk, absolute paths to qcow2 files. A
   // backing chain below an image is opened from its header.
   std::vector<std::string> disks;
-  std::string kernel, initrd, append;   // optional direct kernel boot
-  std::vector<std::string> extra_args;  // appended to the hypervisor's command line
   // Directory for the VM's runtime files (monitor socket, log); must exist.
   std::string run_dir;
   // A memory state saved by SendResume to start from instead of booting:

@@ -149,8 +149,8 @@ TEST_F(ProvidersTest, DefineSystemRefusesBadNamesAndNumbersAndMakesNothing) {
   auto vms = engine_->catalog().ListVms();
   ASSERT_EQ(vms->size(), 1u);
   EXPECT_EQ((*vms)[0].name, "db (prod) \xC3\xA4");
-  EXPECT_EQ((*vms)[0].memory_mib, 64);
-  EXPECT_EQ((*vms)[0].vcpus, 2);
+  EXPECT_EQ((*vms)[0].config.memory_mib, 64);
+  EXPECT_EQ((*vms)[0].config.vcpus, 2);
 }
 
 TEST_F(ProvidersTest, GroupNamesAndReferencesAreChecked) {

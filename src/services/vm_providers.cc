@@ -139,12 +139,12 @@ cim::Instance ConfigInstance(const cim::ClassSpec& spec, const catalog::VmRecord
       .Str(VSSD::kDescription, "Active settings for the virtual machine")
       .Str(VSSD::kVirtualSystemIdentifier, vm.id)
       .Str(VSSD::kVirtualSystemType, schema::VirtualSystemType::kRealized)
-      .Int(VSSD::kVmgroupMemoryMB, vm.memory_mib)
-      .Int(VSSD::kVmgroupProcessorCount, vm.vcpus)
+      .Int(VSSD::kVmgroupMemoryMB, vm.config.memory_mib)
+      .Int(VSSD::kVmgroupProcessorCount, vm.config.vcpus)
       .Strs(VSSD::kVmgroupDiskImages, vm.disks)
-      .Str(VSSD::kVmgroupKernel, vm.kernel)
-      .Str(VSSD::kVmgroupInitrd, vm.initrd)
-      .Str(VSSD::kVmgroupKernelCommandLine, vm.append);
+      .Str(VSSD::kVmgroupKernel, vm.config.kernel)
+      .Str(VSSD::kVmgroupInitrd, vm.config.initrd)
+      .Str(VSSD::kVmgroupKernelCommandLine, vm.config.append);
   if (!vm.current_snapshot.empty())
     b.Str(VSSD::kParent, PathText(SettingsPath(vm.current_snapshot)));
   return b.Build();
@@ -325,13 +325,13 @@ Result<engine::VmDefinition> ReadDefinition(const std::string& system,
   def.name = TextOf(*vssd, VSSD::kElementName);
   VMG_RETURN_IF_ERROR(CheckName("VM name (ElementName)", def.name));
   def.id = TextOf(*vssd, VSSD::kVirtualSystemIdentifier);
-  def.kernel = TextOf(*vssd, VSSD::kVmgroupKernel);
-  def.initrd = TextOf(*vssd, VSSD::kVmgroupInitrd);
-  def.append = TextOf(*vssd, VSSD::kVmgroupKernelCommandLine);
-  VMG_RETURN_IF_ERROR(CheckText(VSSD::kVmgroupKernel, def.kernel, kMaxPathBytes));
-  VMG_RETURN_IF_ERROR(CheckText(VSSD::kVmgroupInitrd, def.initrd, kMaxPathBytes));
+  def.config.kernel = TextOf(*vssd, VSSD::kVmgroupKernel);
+  def.config.initrd = TextOf(*vssd, VSSD::kVmgroupInitrd);
+  def.config.append = TextOf(*vssd, VSSD::kVmgroupKernelCommandLine);
+  VMG_RETURN_IF_ERROR(CheckText(VSSD::kVmgroupKernel, def.config.kernel, kMaxPathBytes));
+  VMG_RETURN_IF_ERROR(CheckText(VSSD::kVmgroupInitrd, def.config.initrd, kMaxPathBytes));
   VMG_RETURN_IF_ERROR(
-      CheckText(VSSD::kVmgroupKernelCommandLine, def.append, kMaxKernelCommandLine));
+      CheckText(VSSD::kVmgroupKernelCommandLine, def.config.append, kMaxKernelCommandLine));
   constexpr int64_t kIntMax = std::numeric_limits<int>::max();
   for (const auto& r : resources) {
     auto rasd = cim::ParseEmbeddedInstance(r);
@@ -342,15 +342,15 @@ Result<engine::VmDefinition> ReadDefinition(const std::string& system,
     using Storage = schema::StorageAllocationSettingData;
     using Quantity = schema::QuantitySettingData;
     if (cim::NameEquals(rasd->class_name, schema::MemorySettingData::kClass)) {
-      VMG_ASSIGN_OR_RETURN(const int64_t mib,
-                           NumberOf(*rasd, Quantity::kVirtualQuantity,
-                                    "memory in MiB (VirtualQuantity)", kIntMax, def.memory_mib));
-      def.memory_mib = static_cast<int>(mib);
+      VMG_ASSIGN_OR_RETURN(const int64_t mib, NumberOf(*rasd, Quantity::kVirtualQuantity,
+                                                       "memory in MiB (VirtualQuantity)", kIntMax,
+                                                       def.config.memory_mib));
+      def.config.memory_mib = mib;
     } else if (cim::NameEquals(rasd->class_name, schema::ProcessorSettingData::kClass)) {
-      VMG_ASSIGN_OR_RETURN(const int64_t count,
-                           NumberOf(*rasd, Quantity::kVirtualQuantity,
-                                    "processor count (VirtualQuantity)", kIntMax, def.vcpus));
-      def.vcpus = static_cast<int>(count);
+      VMG_ASSIGN_OR_RETURN(const int64_t count, NumberOf(*rasd, Quantity::kVirtualQuantity,
+                                                         "processor count (VirtualQuantity)",
+                                                         kIntMax, def.config.vcpus));
+      def.config.vcpus = count;
     } else if (cim::NameEquals(rasd->class_name, Storage::kClass)) {
       const std::string what = "disk " + std::to_string(def.disks.size());
       VMG_ASSIGN_OR_RETURN(const int64_t bytes,

@@ -34,15 +34,10 @@ Result<std::string> DefineTinyVm(engine::Engine& engine, const std::string& imag
                                  const std::string& name, const TinyVmOptions& options) {
   storage::QemuImg img(Env::Default());
   VMG_RETURN_IF_ERROR(MakeQemuWritableDir(image_dir));
-  engine::VmDefinition def{.name = name,
-                           .memory_mib = options.memory_mib,
-                           .kernel = options.kernel,
-                           .initrd = options.initrd,
-                           .append = options.append,
-                           .extra_args = options.extra_args};
+  engine::VmDefinition def{.name = name, .config = options.config};
   if (options.guest_monitor) {
     auto monitor = GuestMonitorArgs(GuestMonitorPath(image_dir, name));
-    def.extra_args.insert(def.extra_args.end(), monitor.begin(), monitor.end());
+    def.config.extra_args.insert(def.config.extra_args.end(), monitor.begin(), monitor.end());
   }
   for (int i = 0; i < options.disks; ++i) {
     std::string path = image_dir + "/" + name + "-d" + std::to_string(i) + ".qcow2";

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "base/vm_config.h"
 #include "engine/engine.h"
 
 namespace vmgroup::testing {
@@ -31,9 +32,7 @@ Status MakeQemuWritableDir(const std::string& dir);
 struct TinyVmOptions {
   int disks = 2;
   uint64_t disk_bytes = 16 << 20;
-  int memory_mib = 64;
-  std::string kernel, initrd, append;
-  std::vector<std::string> extra_args;
+  VmConfig config{.memory_mib = 64};
   // A second monitor at GuestMonitorPath, for testing::WriteAsGuest.
   bool guest_monitor = false;
 };

@@ -171,8 +171,8 @@ Violations Invariants::Files(catalog::Catalog& catalog) {
          {"/qmp.sock", "/agent.sock", "/qemu.log", "/serial.log", "/kernel", "/initrd"}) {
       known.insert(dir + f);
     }
-    if (!vm.kernel.empty()) required.insert(vm.kernel);
-    if (!vm.initrd.empty()) required.insert(vm.initrd);
+    if (!vm.config.kernel.empty()) required.insert(vm.config.kernel);
+    if (!vm.config.initrd.empty()) required.insert(vm.config.initrd);
     required.insert(vm.disks.begin(), vm.disks.end());
   }
   for (const auto& s : *snapshots) {

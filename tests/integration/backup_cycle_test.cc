@@ -113,9 +113,9 @@ TEST_F(BackupCycleTest, FullAndIncrementalRestoreEveryDiskAsAtTheSecondCut) {
     EXPECT_EQ((*chain)[0].filename, run + "/restored-d0.qcow2");
     EXPECT_EQ((*chain)[0].backing_filename, run + "/restored-d0.1.qcow2");
     EXPECT_EQ((*chain)[1].backing_filename, "");
-    EXPECT_EQ(vm.kernel, run + "/kernel");
-    EXPECT_EQ(vm.initrd, run + "/initrd");
-    EXPECT_TRUE(vm.extra_args.empty()) << "no QEMU arguments come from an export";
+    EXPECT_EQ(vm.config.kernel, run + "/kernel");
+    EXPECT_EQ(vm.config.initrd, run + "/initrd");
+    EXPECT_TRUE(vm.config.extra_args.empty()) << "no QEMU arguments come from an export";
   }
   WaitForWrites(g.vm_ids, AcknowledgedAll(g.vm_ids), 20);  // the originals never stopped
   for (const auto& id : g.vm_ids) ExpectCatalogMatchesDisk(id);

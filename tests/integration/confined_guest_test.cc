@@ -19,19 +19,18 @@ TEST_F(ConfinedGuestTest, AGuestBootsFromAKernelAndInitrdKeptInItsRunDirectory) 
   const std::string id = NewGuid(), run = engine_->vms().RunDir(id);
   ASSERT_TRUE(Env::Default()->CreateDirs(run).ok());
   const testing::TinyVmOptions guest = Guest("writer=raw");
-  for (const auto& [from, to] :
-       {std::pair{guest.kernel, run + "/kernel"}, std::pair{guest.initrd, run + "/initrd"}}) {
+  for (const auto& [from, to] : {std::pair{guest.config.kernel, run + "/kernel"},
+                                 std::pair{guest.config.initrd, run + "/initrd"}}) {
     std::filesystem::copy_file(from, to);
     ASSERT_EQ(::chmod(to.c_str(), 0600), 0);
   }
-  auto defined = engine_->vms().Define({.name = "restored",
-                                        .id = id,
-                                        .memory_mib = guest.memory_mib,
-                                        .disks = {engine::DiskSpec::New(guest.disk_bytes)},
-                                        .kernel = run + "/kernel",
-                                        .initrd = run + "/initrd",
-                                        .append = guest.append,
-                                        .extra_args = guest.extra_args});
+  engine::VmDefinition def{.name = "restored",
+                           .id = id,
+                           .config = guest.config,
+                           .disks = {engine::DiskSpec::New(guest.disk_bytes)}};
+  def.config.kernel = run + "/kernel";
+  def.config.initrd = run + "/initrd";
+  auto defined = engine_->vms().Define(def);
   ASSERT_TRUE(defined.ok()) << defined.status().ToString();
   Status started = engine_->vms().Start(id);
   ASSERT_TRUE(started.ok()) << started.ToString();

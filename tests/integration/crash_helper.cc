@@ -93,12 +93,10 @@ int main(int argc, char** argv) {
     if (!e.ok()) return Fail(e.status());
     testing::TinyVmOptions opts;
     if (argc >= 8) {
-      opts = {.disks = 1,
-              .disk_bytes = 64 << 20,
-              .memory_mib = 128,
-              .kernel = argv[5],
-              .initrd = argv[6],
-              .append = argv[7]};
+      opts = {
+          .disks = 1,
+          .disk_bytes = 64 << 20,
+          .config = {.memory_mib = 128, .kernel = argv[5], .initrd = argv[6], .append = argv[7]}};
     }
     auto g = testing::MakeTinyGroup(**e, argv[2], "c", std::atoi(argv[4]), opts);
     if (!g.ok()) return Fail(g.status());

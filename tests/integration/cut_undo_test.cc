@@ -51,10 +51,10 @@ class CutUndoTest : public GroupFixture {
     ASSERT_TRUE(img_.CreateOverlay(template_, frozen_).ok());
     WriteOffline(frozen_, kFrozen);
     monitor_ = testing::GuestMonitorPath(images, "u0");
-    auto vm = engine_->vms().Define({.name = "u0",
-                                     .memory_mib = 64,
-                                     .disks = {frozen_},
-                                     .extra_args = testing::GuestMonitorArgs(monitor_)});
+    auto vm = engine_->vms().Define(
+        {.name = "u0",
+         .config = {.memory_mib = 64, .extra_args = testing::GuestMonitorArgs(monitor_)},
+         .disks = {frozen_}});
     ASSERT_TRUE(vm.ok()) << vm.status().ToString();
     vm_ = *vm;
     auto group =

@@ -187,18 +187,18 @@ TEST_F(ExportRestoreTest, ImagesThatNameFilesOutsideTheExportAreRefused) {
 
 TEST_F(ExportRestoreTest, HostFilesAsKernelOrInitrdAreRefused) {
   const std::string kernel = Craft("kernel", [&](const std::string& d, ExportManifest&) {
-    EditConfig(d, [](engine::ExportedConfig& c) { c.kernel = "/etc/shadow"; });
+    EditConfig(d, [](engine::ExportedConfig& c) { c.config.kernel = "/etc/shadow"; });
   });
   ExpectRefused(kernel, Code::kInvalidArgument, {Config(kernel), "host file '/etc/shadow'"});
 
   const std::string initrd = Craft("initrd", [&](const std::string& d, ExportManifest&) {
-    EditConfig(d, [](engine::ExportedConfig& c) { c.initrd = "/etc/shadow"; });
+    EditConfig(d, [](engine::ExportedConfig& c) { c.config.initrd = "/etc/shadow"; });
   });
   ExpectRefused(initrd, Code::kInvalidArgument, {Config(initrd), "as the VM's initrd"});
 
   // Listed in the manifest too, as a file "of the export" that leads out.
   const std::string listed = Craft("listed", [&](const std::string& d, ExportManifest& m) {
-    EditConfig(d, [](engine::ExportedConfig& c) { c.kernel = "../host/secret.qcow2"; });
+    EditConfig(d, [](engine::ExportedConfig& c) { c.config.kernel = "../host/secret.qcow2"; });
     m.vms[0].kernel = {.file = "../host/secret.qcow2"};
   });
   ExpectRefused(listed, Code::kInvalidArgument, {engine::kManifestFile, "leads out"});
@@ -206,12 +206,12 @@ TEST_F(ExportRestoreTest, HostFilesAsKernelOrInitrdAreRefused) {
 
 TEST_F(ExportRestoreTest, AbsurdSizesAndBadIndexesAreRefused) {
   const std::string cpus = Craft("cpus", [&](const std::string& d, ExportManifest&) {
-    EditConfig(d, [](engine::ExportedConfig& c) { c.vcpus = 100000; });
+    EditConfig(d, [](engine::ExportedConfig& c) { c.config.vcpus = 100000; });
   });
   ExpectRefused(cpus, Code::kInvalidArgument, {Config(cpus), "vCPUs", "100000"});
 
   const std::string memory = Craft("memory", [&](const std::string& d, ExportManifest&) {
-    EditConfig(d, [](engine::ExportedConfig& c) { c.memory_mib = int64_t{1} << 40; });
+    EditConfig(d, [](engine::ExportedConfig& c) { c.config.memory_mib = int64_t{1} << 40; });
   });
   ExpectRefused(memory, Code::kInvalidArgument, {Config(memory), "memory", "1099511627776"});
 
@@ -312,16 +312,16 @@ TEST_F(ExportRestoreTest, ARealGuestExportsItsKernelAndBootsFromTheRestoredCopie
             vm.kernel.checksum);
   const std::string config = *Env::Default()->ReadFile(out + "/" + vm.config_file);
   EXPECT_EQ(config.find("extra_args"), std::string::npos) << config;
-  EXPECT_EQ(engine::ParseConfig(config)->kernel, vm.kernel.file);
+  EXPECT_EQ(engine::ParseConfig(config)->config.kernel, vm.kernel.file);
 
   ASSERT_TRUE(engine_->vms().Stop(guest).ok());  // one guest writing at a time: 2 cores
   auto r = engine_->restorer().Restore({.directory = out, .as_new = true});
   ASSERT_TRUE(r.ok()) << r.status().ToString();
   const std::string id = r->vm_ids.at(0);
   const std::string run = engine_->vms().RunDir(id);
-  EXPECT_EQ(Vm(id).kernel, run + "/kernel");
-  EXPECT_EQ(Vm(id).initrd, run + "/initrd");
-  EXPECT_TRUE(Vm(id).extra_args.empty());
+  EXPECT_EQ(Vm(id).config.kernel, run + "/kernel");
+  EXPECT_EQ(Vm(id).config.initrd, run + "/initrd");
+  EXPECT_TRUE(Vm(id).config.extra_args.empty());
   EXPECT_TRUE(SameFile(run + "/kernel", std::string(GUEST_KIT_DIR) + "/vmlinuz"));
   ASSERT_TRUE(engine_->vms().Start(id).ok());
   WaitForSerial(id, "BOOT-DONE");

@@ -63,8 +63,8 @@ TEST_F(GuestConsistencyTest, ACrashMidCutLosesNoAcknowledgedWrite) {
   const std::string state = dir_ / "state";
   auto opts = Guest("writer=raw");
   engine_.reset();
-  auto setup = Env::Default()->Run(
-      {CRASH_HELPER, state, dir_ / "images", "setup", "3", opts.kernel, opts.initrd, opts.append});
+  auto setup = Env::Default()->Run({CRASH_HELPER, state, dir_ / "images", "setup", "3",
+                                    opts.config.kernel, opts.config.initrd, opts.config.append});
   ASSERT_TRUE(setup.ok() && setup->exit_code == 0) << (setup.ok() ? setup->err : "");
   const std::string collection = setup->out.substr(0, setup->out.find('\n'));
   OpenEngine();

@@ -70,11 +70,11 @@ class GuestFixture : public GroupFixture {
   static testing::TinyVmOptions Guest(const std::string& workload, int memory_mib = 128) {
     return {.disks = 1,
             .disk_bytes = 64 << 20,
-            .memory_mib = memory_mib,
-            .kernel = std::string(GUEST_KIT_DIR) + "/vmlinuz",
-            .initrd = std::string(GUEST_KIT_DIR) + "/initrd.gz",
-            .append = "console=ttyS0 panic=-1 quiet " + workload,
-            .extra_args = {"-no-reboot"}};
+            .config = {.memory_mib = memory_mib,
+                       .kernel = std::string(GUEST_KIT_DIR) + "/vmlinuz",
+                       .initrd = std::string(GUEST_KIT_DIR) + "/initrd.gz",
+                       .append = "console=ttyS0 panic=-1 quiet " + workload,
+                       .extra_args = {"-no-reboot"}}};
   }
 
   std::string Serial(const std::string& vm_id) {

@@ -135,7 +135,7 @@ TEST_F(SnapshotExportTest, EveryMemberDiskIsCopiedAsOfTheSnapshotWhileTheVmsRun)
     auto config = engine::ParseConfig(*Env::Default()->ReadFile(out + "/" + vm.config_file));
     ASSERT_TRUE(config.ok()) << config.status().ToString();
     EXPECT_EQ(config->name, record.name);
-    EXPECT_EQ(config->memory_mib, record.memory_mib);
+    EXPECT_EQ(config->config.memory_mib, record.config.memory_mib);
     EXPECT_EQ(config->disks, 2);
     EXPECT_EQ(storage::DigestFile(Env::Default(), out + "/" + vm.config_file)->checksum,
               vm.config_checksum);
@@ -388,7 +388,7 @@ TEST_F(SnapshotExportTest, RestoreAsNewBringsTheGroupBackBesideTheOriginal) {
     const auto restored = Vm(r->vm_ids[i]), original = Vm(g.vm_ids[i]);
     EXPECT_NE(restored.id, original.id);
     EXPECT_EQ(restored.name, original.name + "-restored");
-    EXPECT_EQ(restored.memory_mib, original.memory_mib);
+    EXPECT_EQ(restored.config.memory_mib, original.config.memory_mib);
     EXPECT_EQ(restored.power, Power::kOff);
     ASSERT_EQ(restored.disks.size(), 2u);
     for (size_t d = 0; d < 2; ++d) {

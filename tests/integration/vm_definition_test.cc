@@ -99,12 +99,13 @@ TEST_F(VmDefinitionTest, ValuesOutsideTheBoundsAreRefusedNeverClamped) {
     change(def);
     return def;
   };
-  ExpectRefused(with([](VmDefinition& d) { d.vcpus = 100000; }), Code::kInvalidArgument,
+  ExpectRefused(with([](VmDefinition& d) { d.config.vcpus = 100000; }), Code::kInvalidArgument,
                 {"vCPUs", "1 to 255", "100000"});
-  ExpectRefused(with([](VmDefinition& d) { d.vcpus = 0; }), Code::kInvalidArgument, {"vCPUs"});
-  ExpectRefused(with([](VmDefinition& d) { d.memory_mib = int64_t{1} << 40; }),
+  ExpectRefused(with([](VmDefinition& d) { d.config.vcpus = 0; }), Code::kInvalidArgument,
+                {"vCPUs"});
+  ExpectRefused(with([](VmDefinition& d) { d.config.memory_mib = int64_t{1} << 40; }),
                 Code::kInvalidArgument, {"memory", "16 to 1048576 MiB"});
-  ExpectRefused(with([](VmDefinition& d) { d.memory_mib = 8; }), Code::kInvalidArgument,
+  ExpectRefused(with([](VmDefinition& d) { d.config.memory_mib = 8; }), Code::kInvalidArgument,
                 {"memory"});
   ExpectRefused(with([](VmDefinition& d) { d.disks.assign(17, DiskSpec::New(1 << 20)); }),
                 Code::kInvalidArgument, {"17 disks", "at most 16"});
@@ -120,23 +121,23 @@ TEST_F(VmDefinitionTest, ValuesOutsideTheBoundsAreRefusedNeverClamped) {
   }
   const std::string kernel = Image("kernel");  // any regular file will do
   ExpectRefused(with([&](VmDefinition& d) {
-                  d.kernel = kernel;
-                  d.append = std::string(5000, 'a');
+                  d.config.kernel = kernel;
+                  d.config.append = std::string(5000, 'a');
                 }),
                 Code::kInvalidArgument, {"kernel command line", "at most 4096"});
   ExpectRefused(with([&](VmDefinition& d) {
-                  d.kernel = kernel;
-                  d.append = "console=ttyS0\x07";
+                  d.config.kernel = kernel;
+                  d.config.append = "console=ttyS0\x07";
                 }),
                 Code::kInvalidArgument, {"kernel command line", "control character"});
-  ExpectRefused(with([](VmDefinition& d) { d.kernel = "vmlinuz"; }), Code::kInvalidArgument,
+  ExpectRefused(with([](VmDefinition& d) { d.config.kernel = "vmlinuz"; }), Code::kInvalidArgument,
                 {"kernel", "absolute path"});
-  ExpectRefused(with([](VmDefinition& d) { d.kernel = "/dev/zero"; }), Code::kInvalidArgument,
-                {"kernel", "not a regular file"});
+  ExpectRefused(with([](VmDefinition& d) { d.config.kernel = "/dev/zero"; }),
+                Code::kInvalidArgument, {"kernel", "not a regular file"});
   fs::create_symlink(kernel, dir_ / "img/vmlinuz");
-  ExpectRefused(with([&](VmDefinition& d) { d.kernel = dir_ / "img/vmlinuz"; }),
+  ExpectRefused(with([&](VmDefinition& d) { d.config.kernel = dir_ / "img/vmlinuz"; }),
                 Code::kInvalidArgument, {"kernel", "symbolic link"});
-  ExpectRefused(with([&](VmDefinition& d) { d.initrd = kernel; }), Code::kInvalidArgument,
+  ExpectRefused(with([&](VmDefinition& d) { d.config.initrd = kernel; }), Code::kInvalidArgument,
                 {"needs a kernel"});
   ExpectRefused(with([&](VmDefinition& d) { d.id = "../../etc"; }), Code::kInvalidArgument,
                 {"not a GUID"});
@@ -144,8 +145,7 @@ TEST_F(VmDefinitionTest, ValuesOutsideTheBoundsAreRefusedNeverClamped) {
   // The bounds themselves are inside.
   auto edge = engine_->vms().Define(
       {.name = "edge",
-       .memory_mib = engine::kMaxMemoryMib,
-       .vcpus = engine::kMaxVcpus,
+       .config = {.memory_mib = engine::kMaxMemoryMib, .vcpus = engine::kMaxVcpus},
        .disks = std::vector<DiskSpec>(engine::kMaxDisks, DiskSpec::New(1 << 20))});
   EXPECT_TRUE(edge.ok()) << edge.status().ToString();
 }

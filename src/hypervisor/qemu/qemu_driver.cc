@@ -77,7 +77,7 @@ Status ArrangeFiles(const VmSpec& spec, const std::optional<QemuUser>& user) {
   }
   VMG_RETURN_IF_ERROR(user->ShareRunDir(spec.run_dir));
   for (const auto& disk : spec.disks) VMG_RETURN_IF_ERROR(user->HandOver(disk));
-  for (const std::string* boot : {&spec.kernel, &spec.initrd}) {
+  for (const std::string* boot : {&spec.config.kernel, &spec.config.initrd}) {
     if (boot->rfind(spec.run_dir + "/", 0) == 0 &&
         boot->find('/', spec.run_dir.size() + 1) == std::string::npos) {
       VMG_RETURN_IF_ERROR(user->ShareForReading(*boot));
@@ -137,8 +137,9 @@ std::vector<std::string> QemuDriver::CommandLine(const VmSpec& spec) const {
       argv.insert(argv.end(), {"-accel", "tcg"});
       break;
   }
-  argv.insert(argv.end(), {"-nodefaults", "-no-user-config", "-display", "none", "-m",
-                           std::to_string(spec.memory_mib), "-smp", std::to_string(spec.vcpus)});
+  argv.insert(argv.end(),
+              {"-nodefaults", "-no-user-config", "-display", "none", "-m",
+               std::to_string(spec.config.memory_mib), "-smp", std::to_string(spec.config.vcpus)});
   for (size_t i = 0; i < spec.disks.size(); ++i) {
     const std::string n = std::to_string(i);
     argv.insert(argv.end(),
@@ -146,9 +147,9 @@ std::vector<std::string> QemuDriver::CommandLine(const VmSpec& spec) const {
                  "-blockdev", "driver=qcow2,file=f" + n + ",node-name=d" + n, "-device",
                  "virtio-blk-pci,drive=d" + n + ",id=vd" + n});
   }
-  if (!spec.kernel.empty()) argv.insert(argv.end(), {"-kernel", spec.kernel});
-  if (!spec.initrd.empty()) argv.insert(argv.end(), {"-initrd", spec.initrd});
-  if (!spec.append.empty()) argv.insert(argv.end(), {"-append", spec.append});
+  if (!spec.config.kernel.empty()) argv.insert(argv.end(), {"-kernel", spec.config.kernel});
+  if (!spec.config.initrd.empty()) argv.insert(argv.end(), {"-initrd", spec.config.initrd});
+  if (!spec.config.append.empty()) argv.insert(argv.end(), {"-append", spec.config.append});
   const std::string monitor = "fd=" + std::to_string(kMonitorFd);
   argv.insert(argv.end(), {"-add-fd", "fd=" + std::to_string(kSerialFd) + ",set=0", "-serial",
                            "file:/dev/fdset/0", "-chardev",
@@ -156,7 +157,7 @@ std::vector<std::string> QemuDriver::CommandLine(const VmSpec& spec) const {
                            "chardev=vmg-qmp,mode=control"});
   const auto agent = GuestAgent::ChannelArgs("fd=" + std::to_string(kAgentFd));
   argv.insert(argv.end(), agent.begin(), agent.end());
-  argv.insert(argv.end(), spec.extra_args.begin(), spec.extra_args.end());
+  argv.insert(argv.end(), spec.config.extra_args.begin(), spec.config.extra_args.end());
   if (!spec.incoming.empty()) {
     argv.insert(argv.end(), {"-incoming", "defer"});
   } else if (spec.paused) {

@@ -34,7 +34,7 @@ class QemuDriverTest : public ::testing::Test {
     }
     spec_.uuid = "5c2f3c8e-1111-4a4a-8b8b-000000000001";
     spec_.name = "t1";
-    spec_.memory_mib = 64;
+    spec_.config.memory_mib = 64;
     spec_.disks = {dir_ / "d0.qcow2", dir_ / "d1.qcow2"};
     spec_.run_dir = dir_.path();
   }
@@ -347,7 +347,7 @@ TEST_F(QemuDriverTest, CopyMarkedCopiesWhatABitmapMarksAndNothingElse) {
                     target = dir_ / "changes.qcow2", monitor = dir_ / "q/test.sock";
   ASSERT_TRUE(img_.Convert(base, full, std::chrono::minutes(1)).ok());  // the base's copy
   ASSERT_TRUE(testing::MakeQemuWritableDir(dir_ / "q").ok());
-  spec_.extra_args = testing::GuestMonitorArgs(monitor);
+  spec_.config.extra_args = testing::GuestMonitorArgs(monitor);
   StartVm();
   ASSERT_TRUE(vm_->KeepTracking(0, base, "rp", Soon()).ok());
   EXPECT_TRUE(vm_->KeepTracking(0, base, "rp", Soon()).ok()) << "a retry changes nothing";
@@ -545,7 +545,7 @@ TEST_F(QemuDriverTest, MissingDiskIsRefusedBeforeQemuStarts) {
 }
 
 TEST_F(QemuDriverTest, QemuRefusingToStartReportsWhatItSaid) {
-  spec_.extra_args = {"-no-such-option"};
+  spec_.config.extra_args = {"-no-such-option"};
   auto vm = driver_->Start(spec_, {});
   EXPECT_EQ(vm.status().code(), Code::kUnavailable);
   EXPECT_NE(vm.status().message().find("no-such-option"), std::string::npos)
