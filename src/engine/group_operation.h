@@ -42,10 +42,10 @@ class GroupOperation {
   virtual ~GroupOperation() = default;
 
   // Reads only: whether the operation can run, with the errors that change
-  // nothing. Fills members().
+  // nothing. Fills members_.
   virtual Status Check() = 0;
   // The VMs the operation claims. REQUIRES: Check() returned OK.
-  virtual const std::vector<catalog::VmRecord>& members() const = 0;
+  const std::vector<catalog::VmRecord>& members() const { return members_; }
 
   // With the members claimed: records what recovery needs to undo or finish
   // the work should the service die (and does what must precede that). A
@@ -58,6 +58,11 @@ class GroupOperation {
   virtual Status Undo(const Status& cause) { return cause; }
   // After the commit: never undone; an error says what is left to do.
   virtual Status Finish() { return Status::Ok(); }
+
+ protected:
+  // The VMs the operation works on, as Check() found them; none for an
+  // operation that changes no member's images or power.
+  std::vector<catalog::VmRecord> members_;
 };
 
 class OperationRunner {
@@ -67,6 +72,8 @@ class OperationRunner {
   // What the operation refuses before it changes anything: Check, then
   // Busy when a member is claimed.
   Status Validate(GroupOperation& op);
+  // The same, for an operation made only to be validated.
+  Status Validate(GroupOperation&& op) { return Validate(op); }
 
   // Check, claim the members (Busy when one is claimed), then RunClaimed;
   // the members are released when it returns.

@@ -13,10 +13,9 @@ catalog::VmRecord Vm(const std::string& id) { return {.id = id, .name = id}; }
 // An operation that logs its phases and fails the one it is told to.
 class ScriptedOperation : public GroupOperation {
  public:
-  explicit ScriptedOperation(std::vector<catalog::VmRecord> vms) : vms_(std::move(vms)) {}
+  explicit ScriptedOperation(std::vector<catalog::VmRecord> vms) { members_ = std::move(vms); }
 
   Status Check() override { return Step("check"); }
-  const std::vector<catalog::VmRecord>& members() const override { return vms_; }
   Status RecordIntent() override { return Step("intent"); }
   Status Work() override {
     if (during_work) during_work();
@@ -37,7 +36,6 @@ class ScriptedOperation : public GroupOperation {
     log.push_back(phase);
     return phase == fail_at ? Status::Failed(phase + " failed") : Status::Ok();
   }
-  std::vector<catalog::VmRecord> vms_;
 };
 
 using Log = std::vector<std::string>;

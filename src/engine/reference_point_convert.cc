@@ -17,15 +17,15 @@ Status ReferencePointConvert::Check() {
                                "reference points");
   }
   VMG_RETURN_IF_ERROR(RequireComplete(s));
-  VMG_ASSIGN_OR_RETURN(vms_, MembersOf(parts_, s));
-  for (size_t i = 0; i < vms_.size(); ++i) {
-    if (vms_[i].current_snapshot != s.members[i].id) {
+  VMG_ASSIGN_OR_RETURN(members_, MembersOf(parts_, s));
+  for (size_t i = 0; i < members_.size(); ++i) {
+    if (members_[i].current_snapshot != s.members[i].id) {
       return Status::InvalidState("snapshot " + s.name + " is not the newest of VM " +
-                                  vms_[i].name +
+                                  members_[i].name +
                                   "; only a group's newest snapshot becomes a reference point");
     }
-    auto live = parts_.vms->Live(vms_[i].id);
-    VMG_RETURN_IF_ERROR(RequireLive(vms_[i], live.get(),
+    auto live = parts_.vms->Live(members_[i].id);
+    VMG_RETURN_IF_ERROR(RequireLive(members_[i], live.get(),
                                     "converting the snapshot of a VM that is off is not "
                                     "supported yet: start it first"));
     live_.push_back(std::move(live));
@@ -48,12 +48,12 @@ Status ReferencePointConvert::RecordIntent() {
   // Nothing is taken back on failure: what a driver added is named by the
   // snapshot, which stays, and a retry keeps it (a QEMU bitmap on a frozen
   // image could not be removed anyway, the image being read-only).
-  for (size_t i = 0; i < vms_.size(); ++i) {
-    catalog::ReferencePointMember member{.id = NewGuid(), .vm_id = vms_[i].id, .images = {}};
+  for (size_t i = 0; i < members_.size(); ++i) {
+    catalog::ReferencePointMember member{.id = NewGuid(), .vm_id = members_[i].id, .images = {}};
     for (const auto& d : s.members[i].disks) {
       Status st = live_[i]->KeepTracking(d.index, d.frozen_image, rp_.bitmap,
                                          parts_.env->Now() + kTrackingTimeout);
-      if (!st.ok()) return st.Annotate("VM " + vms_[i].name);
+      if (!st.ok()) return st.Annotate("VM " + members_[i].name);
       member.images.push_back(d.frozen_image);
     }
     rp_.members.push_back(std::move(member));
@@ -66,7 +66,7 @@ Status ReferencePointConvert::RecordIntent() {
 
 Status ReferencePointConvert::Work() {
   VMG_RETURN_IF_ERROR(parts_.env->Hit(fault::kRefpointRecorded, s_.id));
-  SnapshotDestroy destroy(parts_, s_, vms_);
+  SnapshotDestroy destroy(parts_, s_, members_);
   return OperationRunner::RunClaimed(destroy);
 }
 

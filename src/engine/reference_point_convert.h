@@ -18,7 +18,6 @@ class ReferencePointConvert : public GroupOperation {
       : parts_(parts), snapshot_id_(std::move(snapshot_id)), rp_id_(std::move(rp_id)) {}
 
   Status Check() override;
-  const std::vector<catalog::VmRecord>& members() const override { return vms_; }
   // Keeps the tracking the snapshot's cut started and records the
   // reference point.
   Status RecordIntent() override;
@@ -34,7 +33,6 @@ class ReferencePointConvert : public GroupOperation {
   GroupParts& parts_;
   std::string snapshot_id_, rp_id_;
   catalog::SnapshotRecord s_;
-  std::vector<catalog::VmRecord> vms_;
   std::vector<std::shared_ptr<hypervisor::Vm>> live_;
   catalog::ReferencePointRecord rp_;
 };

@@ -14,10 +14,9 @@ class ReferencePointDestroy : public GroupOperation {
   ReferencePointDestroy(GroupParts& parts, std::string rp_id)
       : parts_(parts), rp_id_(std::move(rp_id)) {}
 
+  // Claims no member: it changes no member's images or power, and never
+  // waited for another operation on them.
   Status Check() override;
-  // None: it changes no member's images or power, and never waited for
-  // another operation on them.
-  const std::vector<catalog::VmRecord>& members() const override { return none_; }
   // Drops the tracking on running members and forgets the record.
   Status Work() override;
   // Sweeps what the drops missed.
@@ -27,7 +26,6 @@ class ReferencePointDestroy : public GroupOperation {
   GroupParts& parts_;
   std::string rp_id_;
   catalog::ReferencePointRecord rp_;
-  const std::vector<catalog::VmRecord> none_;
 };
 
 }  // namespace vmgroup::engine

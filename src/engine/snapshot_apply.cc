@@ -27,8 +27,8 @@ Status SnapshotApply::Check() {
     return Status::InvalidState("the group's members changed since snapshot " + s.name +
                                 "; it can only be applied to the VMs it was taken of");
   }
-  VMG_ASSIGN_OR_RETURN(vms_, MembersOf(parts_, s));
-  const auto& vms = vms_;
+  VMG_ASSIGN_OR_RETURN(members_, MembersOf(parts_, s));
+  const auto& vms = members_;
   VMG_RETURN_IF_ERROR(RequireConnected(parts_, vms, "applying a snapshot"));
   for (size_t i = 0; i < vms.size(); ++i) {
     const auto& m = s.members[i];
@@ -49,7 +49,7 @@ Status SnapshotApply::RecordIntent() {
   // overlays go, the VMs that ran start again on their old images. The
   // intent lets recovery do the same if the daemon dies first.
   catalog::ApplyIntent intent{.snapshot_id = s_.id};
-  for (const auto& vm : vms_) {
+  for (const auto& vm : members_) {
     if (vm.power != catalog::Power::kOff) intent.restart.push_back(vm.id);
     if (vm.power == catalog::Power::kPaused) intent.paused.push_back(vm.id);
   }
@@ -63,7 +63,7 @@ Status SnapshotApply::Undo(const Status& cause) {
   for (auto& [id, live] : launched_) (void)vms->Discard(id, std::move(live));
   std::string also;
   for (size_t i : redefined_) {
-    Status st = vms->DefineDisks(vms_[i].id, vms_[i].disks);
+    Status st = vms->DefineDisks(members_[i].id, members_[i].disks);
     if (!st.ok()) also += "; redefining: " + st.message();
   }
   // A domain still defined on a new overlay keeps it until recovery.
@@ -84,7 +84,7 @@ Status SnapshotApply::Work() {
   const std::string tag = "a" + NewGuid().substr(0, 8);
   for (size_t i = 0; i < s.members.size(); ++i) {
     const catalog::MemberSnapshot& m = s.members[i];
-    const catalog::VmRecord& vm = vms_[i];
+    const catalog::VmRecord& vm = members_[i];
     if (vm.power != catalog::Power::kOff) {
       VMG_RETURN_IF_ERROR(vms->Stop(vm.id).Annotate("VM " + vm.name));
       stopped_.push_back(vm.id);
@@ -145,7 +145,7 @@ Status SnapshotApply::Finish() {
   // libvirt domains run again as before the apply: a domain is a service
   // its operator runs, not a VM vmgroupd launched (those stay off unless a
   // memory state brings them back).
-  for (const auto& vm : vms_) {
+  for (const auto& vm : members_) {
     if (vm.libvirt_uri.empty() || vm.power == catalog::Power::kOff) continue;
     Status st = vms->Start(vm.id, vm.power == catalog::Power::kPaused);
     if (!st.ok() && resumed.ok()) {
@@ -161,7 +161,7 @@ Status SnapshotApply::Finish() {
   // The tracking of reference points on the discarded images (the commit
   // forgot them): a domain that runs again drops its checkpoints.
   std::vector<std::string> ids;
-  for (const auto& vm : vms_) ids.push_back(vm.id);
+  for (const auto& vm : members_) ids.push_back(vm.id);
   (void)SweepTrackings(*vms, *parts_.catalog, ids);  // else recovery's
   // Applied: recovery resumes a launched VM at the next start; a domain that
   // did not start is left off, its definition on the new overlays, and the

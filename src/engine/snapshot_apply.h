@@ -19,7 +19,6 @@ class SnapshotApply : public GroupOperation {
       : parts_(parts), request_(request) {}
 
   Status Check() override;
-  const std::vector<catalog::VmRecord>& members() const override { return vms_; }
   Status RecordIntent() override;
   // Up to the catalog commit: every member on new overlays of the
   // snapshot's frozen images, those with memory state launched paused.
@@ -36,7 +35,6 @@ class SnapshotApply : public GroupOperation {
   GroupParts& parts_;
   const ApplyRequest& request_;
   catalog::SnapshotRecord s_;
-  std::vector<catalog::VmRecord> vms_;
   std::set<std::string> paused_;  // the members that were paused
   // What Work did so far, for Undo.
   std::vector<std::string> stopped_, created_;

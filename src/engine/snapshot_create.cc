@@ -64,7 +64,7 @@ Status SnapshotCreate::Check() {
     }
     if (!vm.libvirt_uri.empty()) VMG_RETURN_IF_ERROR(CheckDomain(parts_, vm, request_.type));
     VMG_ASSIGN_OR_RETURN(auto live, CheckMember(parts_, vm));
-    vms_.push_back(std::move(vm));
+    members_.push_back(std::move(vm));
     live_.push_back(std::move(live));
   }
   return Status::Ok();
@@ -74,7 +74,7 @@ Status SnapshotCreate::Prepare() {
   const catalog::SnapshotRecord& s = s_;
   return ParallelFor(s.members.size(), [&](size_t i) -> Status {
     const catalog::MemberSnapshot& m = s.members[i];
-    const std::string what = "member " + vms_[i].name;
+    const std::string what = "member " + members_[i].name;
     // On stable storage before the cut makes them the disks: a power cut
     // after the commit must find them, and the guest's first flush into
     // each (at the latest its thaw) must not pay for their creation.
@@ -82,7 +82,7 @@ Status SnapshotCreate::Prepare() {
       VMG_RETURN_IF_ERROR(parts_.img.CreateOverlay(d.frozen_image, d.overlay).Annotate(what));
       VMG_RETURN_IF_ERROR(parts_.env->SyncFile(d.overlay).Annotate(what));
     }
-    VMG_RETURN_IF_ERROR(parts_.env->SyncFile(parts_.vms->RunDir(vms_[i].id)).Annotate(what));
+    VMG_RETURN_IF_ERROR(parts_.env->SyncFile(parts_.vms->RunDir(members_[i].id)).Annotate(what));
     if (const auto& live = live_[i]) {
       VMG_RETURN_IF_ERROR(
           live->OpenOverlays(OverlaysOf(m, s.tag), parts_.env->Now() + kPrepareTimeout)
@@ -100,7 +100,7 @@ Status SnapshotCreate::Prepare() {
                 .Annotate(what));
       }
     }
-    return parts_.env->Hit(fault::kMemberPrepared, vms_[i].name).Annotate(what);
+    return parts_.env->Hit(fault::kMemberPrepared, members_[i].name).Annotate(what);
   });
 }
 
@@ -111,7 +111,7 @@ Result<std::unique_ptr<GuestFreeze>> SnapshotCreate::FreezeGuests(
   for (size_t i = 0; i < s.members.size(); ++i) {
     if (!live_[i]) continue;  // off: its disks are at rest
     members.push_back(
-        {vms_[i].name, live_[i], s.members[i].power_at_cut == catalog::Power::kRunning});
+        {members_[i].name, live_[i], s.members[i].power_at_cut == catalog::Power::kRunning});
     frozen_index->push_back(i);
   }
   // Armed before the first freeze, for the whole bound: from then on no
@@ -147,7 +147,7 @@ Status SnapshotCreate::Undo(const Status& cause) {
 Status SnapshotCreate::RecordIntent() {
   std::vector<PlannedMember> planned;
   std::vector<std::string> member_ids;
-  for (const auto& vm : vms_) {
+  for (const auto& vm : members_) {
     planned.push_back({&vm, parts_.vms->RunDir(vm.id)});
     member_ids.push_back(NewGuid());
   }
@@ -158,7 +158,7 @@ Status SnapshotCreate::RecordIntent() {
   s_ = PlanSnapshot(id, "s" + id.substr(0, 8), collection_.id, name, request_.type, now_us, planned,
                     member_ids);
   s_.consistency = request_.consistency;
-  for (const auto& vm : vms_) {
+  for (const auto& vm : members_) {
     VMG_RETURN_IF_ERROR(parts_.env->CreateDirs(parts_.vms->RunDir(vm.id)));
   }
   return parts_.catalog->InsertSnapshot(s_);
@@ -194,7 +194,7 @@ Status SnapshotCreate::Work() {
   for (size_t i = 0; i < s.members.size(); ++i) {
     const auto& m = s.members[i];
     if (!live_[i]) continue;  // off: its commit is its cut
-    cut.push_back({vms_[i].name, live_[i], m.power_at_cut == catalog::Power::kRunning,
+    cut.push_back({members_[i].name, live_[i], m.power_at_cut == catalog::Power::kRunning,
                    OverlaysOf(m, s.tag), !m.memory_state.empty()});
     cut_index.push_back(i);
   }

@@ -19,7 +19,6 @@ class SnapshotCreate : public GroupOperation {
       : parts_(parts), request_(request), started_(started) {}
 
   Status Check() override;
-  const std::vector<catalog::VmRecord>& members() const override { return vms_; }
   Status RecordIntent() override;
   Status Work() override;
   // Undoes the snapshot: every VM runs on its previous images again.
@@ -46,7 +45,6 @@ class SnapshotCreate : public GroupOperation {
   const SnapshotRequest& request_;
   Clock::time_point started_;
   catalog::CollectionRecord collection_;
-  std::vector<catalog::VmRecord> vms_;
   std::vector<std::shared_ptr<hypervisor::Vm>> live_;
   catalog::SnapshotRecord s_;
 };

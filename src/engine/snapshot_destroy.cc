@@ -12,11 +12,11 @@ Status SnapshotDestroy::Check() {
   if (s_.state == catalog::SnapshotState::kIncomplete) {
     return Status::InvalidState("snapshot " + s_.name + " is still being taken");
   }
-  VMG_ASSIGN_OR_RETURN(vms_, MembersOf(parts_, s_));
+  VMG_ASSIGN_OR_RETURN(members_, MembersOf(parts_, s_));
   // A libvirt domain's images are merged by libvirt (a block commit) while
   // it runs; shut off, with qemu-img, and then it is redefined on the image
   // that remains (MergeAndFinish): either needs its connection.
-  return RequireConnected(parts_, vms_, "destroying a snapshot");
+  return RequireConnected(parts_, members_, "destroying a snapshot");
 }
 
 Status SnapshotDestroy::RecordIntent() {
@@ -31,7 +31,7 @@ Status SnapshotDestroy::RecordIntent() {
 }
 
 Status SnapshotDestroy::Work() {
-  for (const auto& vm : vms_) {
+  for (const auto& vm : members_) {
     std::vector<catalog::DiskMerge> own;
     for (const auto& m : merges_) {
       if (m.vm_id == vm.id) own.push_back(m);
@@ -67,7 +67,7 @@ Status SnapshotDestroy::Finish() {
   // Its tracking, unless a reference point keeps it, and that of reference
   // points the merges ended.
   std::vector<std::string> ids;
-  for (const auto& vm : vms_) ids.push_back(vm.id);
+  for (const auto& vm : members_) ids.push_back(vm.id);
   (void)SweepTrackings(*parts_.vms, *parts_.catalog, ids);  // else recovery's sweep
   return Status::Ok();
 }

@@ -16,10 +16,11 @@ class SnapshotDestroy : public GroupOperation {
   // of an operation that holds them (OperationRunner::RunClaimed).
   SnapshotDestroy(GroupParts& parts, const catalog::SnapshotRecord& s,
                   const std::vector<catalog::VmRecord>& vms)
-      : parts_(parts), snapshot_id_(s.id), s_(s), vms_(vms) {}
+      : parts_(parts), snapshot_id_(s.id), s_(s) {
+    members_ = vms;
+  }
 
   Status Check() override;
-  const std::vector<catalog::VmRecord>& members() const override { return vms_; }
   // The merges, planned and marked in the catalog (the snapshot is being
   // destroyed); those it stored, for a destroy already under way.
   Status RecordIntent() override;
@@ -34,7 +35,6 @@ class SnapshotDestroy : public GroupOperation {
   GroupParts& parts_;
   std::string snapshot_id_;
   catalog::SnapshotRecord s_;
-  std::vector<catalog::VmRecord> vms_;
   bool resumed_ = false;  // a destroy already under way
   std::vector<catalog::DiskMerge> merges_;
 };

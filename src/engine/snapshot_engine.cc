@@ -22,8 +22,7 @@ Result<catalog::SnapshotRecord> SnapshotEngine::Create(const SnapshotRequest& re
 }
 
 Status SnapshotEngine::Validate(const SnapshotRequest& request) {
-  SnapshotCreate op(parts_, request);
-  return runner_.Validate(op);
+  return runner_.Validate(SnapshotCreate(parts_, request));
 }
 
 Result<catalog::SnapshotRecord> SnapshotEngine::Apply(const ApplyRequest& request) {
@@ -33,8 +32,7 @@ Result<catalog::SnapshotRecord> SnapshotEngine::Apply(const ApplyRequest& reques
 }
 
 Status SnapshotEngine::ValidateApply(const ApplyRequest& request) {
-  SnapshotApply op(parts_, request);
-  return runner_.Validate(op);
+  return runner_.Validate(SnapshotApply(parts_, request));
 }
 
 Status SnapshotEngine::Destroy(const DestroyRequest& request) {
@@ -43,8 +41,7 @@ Status SnapshotEngine::Destroy(const DestroyRequest& request) {
 }
 
 Status SnapshotEngine::ValidateDestroy(const DestroyRequest& request) {
-  SnapshotDestroy op(parts_, request);
-  return runner_.Validate(op);
+  return runner_.Validate(SnapshotDestroy(parts_, request));
 }
 
 Result<catalog::ReferencePointRecord> SnapshotEngine::ConvertToReferencePoint(
@@ -55,8 +52,7 @@ Result<catalog::ReferencePointRecord> SnapshotEngine::ConvertToReferencePoint(
 }
 
 Status SnapshotEngine::ValidateConvert(const std::string& snapshot_id) {
-  ReferencePointConvert op(parts_, snapshot_id, "");
-  return runner_.Validate(op);
+  return runner_.Validate(ReferencePointConvert(parts_, snapshot_id, ""));
 }
 
 Status SnapshotEngine::DestroyReferencePoint(const std::string& rp_id) {
@@ -90,8 +86,7 @@ Result<ExportManifest> SnapshotEngine::Export(const ExportRequest& request) {
 }
 
 Status SnapshotEngine::ValidateExport(const ExportRequest& request) {
-  SnapshotExport op(parts_, request);
-  return runner_.Validate(op);
+  return runner_.Validate(SnapshotExport(parts_, request));
 }
 
 bool SnapshotEngine::RunUnclaimed(const std::string& vm_id, const std::function<void()>& fn) {

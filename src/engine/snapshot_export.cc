@@ -141,14 +141,14 @@ Status SnapshotExport::Check() {
   VMG_RETURN_IF_ERROR(CheckExportDirectory(parts_, request_.directory));
   VMG_ASSIGN_OR_RETURN(s_, parts_.catalog->GetSnapshot(request_.snapshot_id));
   VMG_RETURN_IF_ERROR(RequireComplete(s_));
-  VMG_ASSIGN_OR_RETURN(vms_, MembersOf(parts_, s_));
+  VMG_ASSIGN_OR_RETURN(members_, MembersOf(parts_, s_));
   // A libvirt domain's frozen images are plain qcow2 files, read as our own
   // VMs' are, its changes since a reference point through its checkpoint
   // (Vm::CopyMarked); its definition comes from its connection.
-  VMG_RETURN_IF_ERROR(RequireConnected(parts_, vms_, "exporting a snapshot of it"));
+  VMG_RETURN_IF_ERROR(RequireConnected(parts_, members_, "exporting a snapshot of it"));
   if (request_.base.empty()) return Status::Ok();
-  VMG_ASSIGN_OR_RETURN(base_, CheckBase(parts_, request_, s_, vms_));
-  return CheckBaseImages(*base_, vms_);
+  VMG_ASSIGN_OR_RETURN(base_, CheckBase(parts_, request_, s_, members_));
+  return CheckBaseImages(*base_, members_);
 }
 
 Status SnapshotExport::RecordIntent() {
@@ -158,10 +158,11 @@ Status SnapshotExport::RecordIntent() {
   // The disks' sizes first: progress counts bytes copied of all of them.
   // (An incremental export knows them from its base, without a qemu-img
   // run per disk: it is meant to take milliseconds.)
-  sizes_.assign(vms_.size(), {});
-  for (size_t i = 0; i < vms_.size(); ++i) {
+  sizes_.assign(members_.size(), {});
+  for (size_t i = 0; i < members_.size(); ++i) {
     for (const auto& d : s.members[i].disks) {
-      const ExportedDisk* below = base_ ? FindDisk(base_->manifest, vms_[i].id, d.index) : nullptr;
+      const ExportedDisk* below =
+          base_ ? FindDisk(base_->manifest, members_[i].id, d.index) : nullptr;
       uint64_t size = below ? below->virtual_size : 0;
       if (size == 0) {
         VMG_ASSIGN_OR_RETURN(auto info, parts_.img.Info(d.frozen_image));
@@ -203,8 +204,8 @@ Status SnapshotExport::Undo(const Status& cause) {
 Status SnapshotExport::Work() {
   const std::string& dir = request_.directory;
   VMG_RETURN_IF_ERROR(written_->Dirs(dir));
-  for (size_t i = 0; i < vms_.size(); ++i) {
-    const catalog::VmRecord& vm = vms_[i];
+  for (size_t i = 0; i < members_.size(); ++i) {
+    const catalog::VmRecord& vm = members_[i];
     ExportedVm out{.id = vm.id,
                    .name = vm.name,
                    .member_snapshot_id = s_.members[i].id,
@@ -226,7 +227,7 @@ Status SnapshotExport::ExportVm(size_t i, ExportedVm& out) {
   Env* env = parts_.env;
   WrittenExport& written = *written_;
   const std::string& dir = request_.directory;
-  const catalog::VmRecord& vm = vms_[i];
+  const catalog::VmRecord& vm = members_[i];
   const catalog::MemberSnapshot& member = s_.members[i];
   VMG_RETURN_IF_ERROR(written.Dirs(dir + "/" + vm.id));
   hypervisor::ExportedDefinition domain{.kernel = vm.config.kernel, .initrd = vm.config.initrd};

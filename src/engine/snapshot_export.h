@@ -22,7 +22,6 @@ class SnapshotExport : public GroupOperation {
 
   // The directory, the snapshot, and the base of an incremental export.
   Status Check() override;
-  const std::vector<catalog::VmRecord>& members() const override { return vms_; }
   // Records the export's directory, for recovery to take back.
   Status RecordIntent() override;
   // Writes every file of the export; the manifest, last, commits it.
@@ -42,7 +41,6 @@ class SnapshotExport : public GroupOperation {
   GroupParts& parts_;
   const ExportRequest& request_;
   catalog::SnapshotRecord s_;
-  std::vector<catalog::VmRecord> vms_;
   std::optional<IncrementalBase> base_;
   std::vector<std::vector<uint64_t>> sizes_;  // per member and disk
   uint64_t total_ = 0, done_ = 0;             // bytes, for progress
