@@ -43,7 +43,9 @@ TEST(SerialWorkerTest, TheWaitEndsByTheEnvClock) {
   SerialWorker worker;
   std::promise<void> release;
   std::shared_future<void> released = release.get_future().share();
-  auto blocked = worker.Post<Status>([&] {
+  // `released` by value: the call may still be waking when the test ends,
+  // and the worker (declared first) outlives the test's own future.
+  auto blocked = worker.Post<Status>([released] {
     released.wait();
     return Status::Ok();
   });
