@@ -13,6 +13,7 @@
 #include "base/unix_socket.h"
 #include "hypervisor/qemu/guest_agent.h"
 #include "hypervisor/qemu/qemu_vm.h"
+#include "hypervisor/qemu/qmp_commands.h"
 #include "hypervisor/qemu/thaw_guard.h"
 
 namespace vmgroup::hypervisor::qemu {
@@ -152,7 +153,7 @@ std::vector<std::string> QemuDriver::CommandLine(const VmSpec& spec) const {
   if (!spec.config.append.empty()) argv.insert(argv.end(), {"-append", spec.config.append});
   const std::string monitor = "fd=" + std::to_string(kMonitorFd);
   argv.insert(argv.end(), {"-add-fd", "fd=" + std::to_string(kSerialFd) + ",set=0", "-serial",
-                           "file:/dev/fdset/0", "-chardev",
+                           "file:" + qmp::FdSetPath(0), "-chardev",
                            "socket,id=vmg-qmp," + monitor + ",server=on,wait=off", "-mon",
                            "chardev=vmg-qmp,mode=control"});
   const auto agent = GuestAgent::ChannelArgs("fd=" + std::to_string(kAgentFd));
