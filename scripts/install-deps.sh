@@ -17,6 +17,7 @@ packages=(
   libmicrohttpd-dev libcurl4-gnutls-dev gnutls-bin curl openssl
   cpio gzip e2fsprogs clang-format git procps
   clang libclang-rt-14-dev  # scripts/fuzz.sh: libFuzzer
+  libnbd-dev  # storage/nbd_reader: the NBD client that reads a backup session's changed ranges
 )
 
 missing=()
