@@ -17,6 +17,7 @@ packages=(
   libmicrohttpd-dev libcurl4-gnutls-dev gnutls-bin curl openssl
   cpio gzip e2fsprogs clang-format git procps
   clang libclang-rt-14-dev  # scripts/fuzz.sh: libFuzzer
+  libnbd-bin  # nbdinfo, nbdcopy: the tests read backup sessions' NBD exports
 )
 
 missing=()
