@@ -18,6 +18,7 @@ packages=(
   cpio gzip e2fsprogs clang-format git procps
   clang libclang-rt-14-dev  # scripts/fuzz.sh: libFuzzer
   libnbd-dev  # storage/nbd_reader: the NBD client that reads a backup session's changed ranges
+  libnbd-bin  # nbdinfo, nbdcopy: the tests read backup sessions' NBD exports
 )
 
 missing=()

@@ -4,6 +4,7 @@
 // (Modelled on libvirt's driver tables and Cloud Hypervisor's Hypervisor/Vm traits.)
 #pragma once
 
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>
@@ -100,6 +101,22 @@ struct Overlay {
   std::string path;
   std::string tag;
   std::string base;
+};
+
+// One frozen image of a disk to serve to readers (Vm::ServeImages).
+struct ServedImage {
+  int disk = 0;
+  std::string image;        // a frozen image open in disk `disk`'s chain
+  std::string export_name;  // the NBD export name clients ask for
+  std::string tracking;     // a tracking on `image` whose marks to publish, or ""
+};
+
+// What a served image is to a reader.
+struct ServedExport {
+  uint64_t size = 0;  // the disk's virtual size in bytes
+  // The NBD metadata context ("qemu:dirty-bitmap:<bitmap>") whose extents
+  // mark what the tracking marks; "" when no tracking was asked for.
+  std::string context;
 };
 
 // A running (or paused) VM. Each Vm serialises its own calls; different Vms
@@ -231,6 +248,30 @@ class Vm {
   // left unsaved by a hypervisor that died).
   virtual Status CopyMarked(int disk, const std::string& image, const std::string& name,
                             const std::string& target, Deadline deadline) = 0;
+
+  // --- Serving frozen images to readers (backup sessions) ---
+  // ServeImages: serves each of `images`, read-only and as it reads now,
+  // over NBD on a new unix socket at `socket` (the driver creates it, mode
+  // 0600: the caller's directory decides who else may reach it), and
+  // returns one ServedExport per image, in order. The guest runs on; reads
+  // never block it; snapshots may come and go above the images meanwhile.
+  // REQUIRES: each image is frozen (nothing writes it any more).
+  // AlreadyExists when the VM serves already (one serving per VM at a time)
+  // or `socket` exists; NotFound when an image is not open in its disk's
+  // chain or has no tracking of that name; InvalidState when the hypervisor
+  // does not trust the tracking (stored unsaved by a hypervisor that died).
+  // On any error nothing is left served and the socket file is gone (one
+  // that existed before is left as it was).
+  virtual Result<std::vector<ServedExport>> ServeImages(const std::string& socket,
+                                                        const std::vector<ServedImage>& images,
+                                                        Deadline deadline) = 0;
+  // StopServing: ends the VM's serving: clients are cut off, every export
+  // and the server are gone, the socket file at `socket` is removed, and the
+  // images are free again for merges. OK when the VM serves nothing, so
+  // that it also ends a serving a previous process started (after a
+  // restart of the daemon).
+  virtual Status StopServing(const std::string& socket, Deadline deadline) = 0;
+
   // The guest's filesystems, through the agent running in it (QEMU's guest
   // agent on the VM's agent channel). FreezeFilesystems flushes and freezes
   // every filesystem the guest has mounted and returns how many: writes in

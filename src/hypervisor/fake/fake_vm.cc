@@ -27,6 +27,7 @@ struct FakeVm::Shared {
   std::map<std::string, std::map<int, std::string>> trackings;
   std::string state_file;  // prepared by PrepareStateSave; "" when none
   bool state_saved = false;
+  std::string serving;  // the socket of ServeImages; "" when none
 };
 
 FakeVm::FakeVm(std::vector<std::string> disks, RunState state)
@@ -298,6 +299,61 @@ Status FakeVm::CopyMarked(int disk, const std::string& image, const std::string&
     }
     return Status::Ok();
   });
+}
+
+Result<std::vector<ServedExport>> FakeVm::ServeImages(const std::string& socket,
+                                                      const std::vector<ServedImage>& images,
+                                                      Deadline) {
+  std::vector<ServedExport> exports;
+  Status served = Do("serve", [&]() -> Status {
+    Shared& s = *shared_;
+    if (!s.serving.empty()) return Status::AlreadyExists("the VM serves already on " + s.serving);
+    for (const auto& i : images) {
+      if (i.disk < 0 || static_cast<size_t>(i.disk) >= s.active.size()) {
+        return Status::InvalidArgument("no disk " + std::to_string(i.disk));
+      }
+      ServedExport e;
+      if (s.img) {
+        VMG_ASSIGN_OR_RETURN(auto chain, s.img->Chain(s.active[i.disk]));
+        auto at = std::find_if(chain.begin(), chain.end(),
+                               [&](const storage::ImageInfo& c) { return c.filename == i.image; });
+        if (at == chain.end()) {
+          return Status::NotFound("disk " + std::to_string(i.disk) + " has " + i.image +
+                                  " not open");
+        }
+        e.size = at->virtual_size;
+      }
+      if (!i.tracking.empty()) {
+        auto t = s.trackings.find(i.tracking);
+        auto on = t == s.trackings.end() ? nullptr : &t->second;
+        if (!on || !on->count(i.disk) || on->at(i.disk) != i.image) {
+          return Status::NotFound(i.image + " has no tracking " + i.tracking);
+        }
+        e.context = "qemu:dirty-bitmap:" + i.tracking;
+      }
+      exports.push_back(e);
+    }
+    if (s.img) {
+      if (Env::Default()->FileExists(socket)) return Status::AlreadyExists(socket + " exists");
+      VMG_RETURN_IF_ERROR(Env::Default()->WriteFile(socket, ""));
+    }
+    s.serving = socket;
+    return Status::Ok();
+  });
+  if (!served.ok()) return served;
+  return exports;
+}
+
+Status FakeVm::StopServing(const std::string& socket, Deadline) {
+  return Do("stop-serving", [&]() -> Status {
+    shared_->serving.clear();
+    return shared_->img ? Env::Default()->RemoveFile(socket) : Status::Ok();
+  });
+}
+
+std::string FakeVm::serving() {
+  std::lock_guard l(shared_->mu);
+  return shared_->serving;
 }
 
 Status FakeVm::OpenAgent(Deadline) {

@@ -17,7 +17,9 @@
 // Change tracking is kept as libvirt keeps it: as named objects of the VM
 // (Trackings lists them), each on the image of each disk it marks. Copies
 // of what a tracking marks (CopyMarked) write nothing: the fake knows no
-// clusters.
+// clusters. A serving (ServeImages) serves nothing either: a FakeDriver's
+// VM stands an empty file in for its socket, so that a caller's tests see
+// whether one is left, and reads each size from the image.
 //
 // Thread-safe. Handles made by Share() are the same VM (as two connections
 // to one QEMU); each keeps its own Send*/Await* pair.
@@ -102,6 +104,13 @@ class FakeVm final : public Vm {
   Result<std::vector<std::string>> Trackings(Deadline) override;
   Status CopyMarked(int disk, const std::string& image, const std::string& name,
                     const std::string& target, Deadline) override;
+  // "serve" and "stop-serving" in calls().
+  Result<std::vector<ServedExport>> ServeImages(const std::string& socket,
+                                                const std::vector<ServedImage>& images,
+                                                Deadline) override;
+  Status StopServing(const std::string& socket, Deadline) override;
+  // The socket of the serving under way, or "" when none.
+  std::string serving();
   Status OpenAgent(Deadline) override;
   Result<int> FreezeFilesystems(Deadline) override;
   Result<int> ThawFilesystems(Deadline) override;

@@ -401,6 +401,16 @@ Status LibvirtVm::CopyMarked(int disk, const std::string& image, const std::stri
   return CopyMarkedOffline(Env::Default(), image, name, target, deadline);
 }
 
+Result<std::vector<ServedExport>> LibvirtVm::ServeImages(const std::string&,
+                                                         const std::vector<ServedImage>&,
+                                                         Deadline) {
+  return Status::NotSupported(
+      "serving a libvirt domain's disks goes through libvirt's pull-mode backup, not supported "
+      "yet; back up a VM vmgroupd runs itself, or export the snapshot instead");
+}
+
+Status LibvirtVm::StopServing(const std::string&, Deadline) { return Status::Ok(); }
+
 Status LibvirtVm::OpenAgent(Deadline deadline) {
   return Call<Status>(deadline, "guest agent", [this] {
     long long seconds = 0;

@@ -62,6 +62,13 @@ class LibvirtVm final : public Vm {
   Result<std::vector<std::string>> Trackings(Deadline deadline) override;
   Status CopyMarked(int disk, const std::string& image, const std::string& name,
                     const std::string& target, Deadline deadline) override;
+  // A libvirt domain's disks would be served through libvirt's pull-mode
+  // backup (virDomainBackupBegin), not yet done: NotSupported. StopServing
+  // has nothing to end: OK.
+  Result<std::vector<ServedExport>> ServeImages(const std::string& socket,
+                                                const std::vector<ServedImage>& images,
+                                                Deadline deadline) override;
+  Status StopServing(const std::string& socket, Deadline deadline) override;
   // libvirt keeps its agent channel to itself: OpenAgent checks that the
   // agent answers (virDomainGetTime: reads the guest's clock, changes
   // nothing) and keeps nothing open.

@@ -2,16 +2,14 @@
 
 #include <fcntl.h>
 #include <signal.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
 
-#include "base/unix_socket.h"
 #include "hypervisor/qemu/guest_agent.h"
+#include "hypervisor/qemu/listen_socket.h"
 #include "hypervisor/qemu/qemu_vm.h"
 #include "hypervisor/qemu/qmp_commands.h"
 #include "hypervisor/qemu/thaw_guard.h"
@@ -48,21 +46,6 @@ constexpr int kSerialFd = 5;
 // changing scheduling or resource limits.
 constexpr char kSandbox[] =
     "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny";
-
-// A listening unix socket at `path` (a stale one removed first) that only
-// this process's user may connect to.
-Result<UniqueFd> ListenAt(const std::string& path) {
-  VMG_ASSIGN_OR_RETURN(const sockaddr_un addr, UnixAddress(path));
-  if (::unlink(path.c_str()) != 0 && errno != ENOENT) {
-    return Status::IoError("cannot remove stale " + path + ": " + std::strerror(errno));
-  }
-  UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  if (!fd.valid() || ::bind(fd.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0 ||
-      ::chmod(path.c_str(), 0600) != 0 || ::listen(fd.get(), 8) != 0) {
-    return Status::IoError("cannot listen on " + path + ": " + std::strerror(errno));
-  }
-  return fd;
-}
 
 // Makes the run directory QEMU's to reach and nobody else's, and hands QEMU
 // the images it runs on: each disk's active image and the images vmgroup
@@ -187,8 +170,9 @@ Result<std::unique_ptr<Vm>> QemuDriver::Start(const VmSpec& spec,
                                               const std::function<Status(int pid)>& admit) {
   VMG_RETURN_IF_ERROR(ValidateSpec(env_, spec));
   VMG_RETURN_IF_ERROR(ArrangeFiles(spec, user_).Annotate("VM " + spec.name));
-  VMG_ASSIGN_OR_RETURN(UniqueFd monitor, ListenAt(MonitorPath(spec)));
-  VMG_ASSIGN_OR_RETURN(UniqueFd agent, ListenAt(GuestAgent::SocketPath(spec.run_dir)));
+  VMG_ASSIGN_OR_RETURN(UniqueFd monitor, ListenAt(MonitorPath(spec), ExistingFile::kReplace));
+  VMG_ASSIGN_OR_RETURN(UniqueFd agent,
+                       ListenAt(GuestAgent::SocketPath(spec.run_dir), ExistingFile::kReplace));
   VMG_ASSIGN_OR_RETURN(UniqueFd serial,
                        env_->OpenFile(SerialPath(spec), O_WRONLY | O_CREAT | O_TRUNC, 0640));
   VMG_ASSIGN_OR_RETURN(int pid, env_->Spawn(CommandLine(spec), {.log_path = LogPath(spec),

@@ -9,7 +9,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cstdint>
 #include <functional>
+#include <sstream>
 #include <thread>
 
 #include "hypervisor/fake/fake_vm.h"
@@ -25,6 +27,37 @@ namespace vmgroup::hypervisor::qemu {
 namespace {
 
 Deadline Soon() { return Clock::now() + std::chrono::seconds(10); }
+
+std::string NbdUri(const std::string& socket, const std::string& export_name) {
+  return "nbd+unix:///" + export_name + "?socket=" + socket;
+}
+
+// The extents of NBD metadata context `context` of an export that
+// `nbdinfo --map` reports with flag 1 (a dirty bitmap's "dirty"), as
+// (offset, length).
+Result<std::vector<std::pair<uint64_t, uint64_t>>> MarkedExtents(const std::string& uri,
+                                                                 const std::string& context) {
+  VMG_ASSIGN_OR_RETURN(auto r, Env::Default()->Run({"nbdinfo", "--map=" + context, uri}));
+  if (r.exit_code != 0) return Status::Failed("nbdinfo: " + r.err);
+  std::vector<std::pair<uint64_t, uint64_t>> marked;
+  std::istringstream lines(r.out);
+  std::string line;
+  while (std::getline(lines, line)) {
+    std::istringstream fields(line);
+    uint64_t offset = 0, length = 0, type = 0;
+    if (!(fields >> offset >> length >> type)) return Status::Failed("nbdinfo said: " + line);
+    if (type & 1) marked.emplace_back(offset, length);
+  }
+  return marked;
+}
+
+// The block exports the QEMU behind monitor `monitor` lists.
+size_t ExportsOf(const std::string& monitor) {
+  auto qmp = QmpClient::Connect(Env::Default(), monitor, Soon());
+  if (!qmp.ok()) return SIZE_MAX;
+  auto exports = qmp::QueryBlockExports(**qmp, Soon());
+  return exports.ok() ? exports->size() : SIZE_MAX;
+}
 
 class QemuDriverTest : public ::testing::Test {
  protected:
@@ -395,6 +428,113 @@ TEST_F(QemuDriverTest, ABitmapLeftUnsavedByAQemuThatDiedIsNotTrusted) {
   Status s = vm_->CopyMarked(0, spec_.disks[0], "rp", target, Soon());
   EXPECT_EQ(s.code(), Code::kInvalidState) << s.ToString();
   EXPECT_NE(s.message().find("cannot be trusted"), std::string::npos) << s.message();
+  const std::string socket = dir_ / "b.sock";
+  auto served = vm_->ServeImages(socket, {{0, spec_.disks[0], "disk0", "rp"}}, Soon());
+  EXPECT_EQ(served.status().code(), Code::kInvalidState) << served.status().ToString();
+  EXPECT_FALSE(Env::Default()->FileExists(socket));
+}
+
+// A backup session's serving: the image a recovery-style switch froze,
+// read over NBD as it was at the cut while the guest writes on, with the
+// reference point's bitmap (enabled, persistent, on a read-only node)
+// published as a metadata context.
+TEST_F(QemuDriverTest, ServeImagesServesAFrozenImageWithWhatItsTrackingMarks) {
+  const std::string base = spec_.disks[0], monitor = dir_ / "q/test.sock", socket = dir_ / "b.sock",
+                    copy = dir_ / "copy.raw";
+  ASSERT_TRUE(testing::MakeQemuWritableDir(dir_ / "q").ok());
+  spec_.config.extra_args = testing::GuestMonitorArgs(monitor);
+  StartVm();
+  ASSERT_TRUE(testing::WriteAsGuest(monitor, 0, 0x11, 8 << 20, 1 << 20).ok());  // before
+  ASSERT_TRUE(vm_->KeepTracking(0, base, "vmgroup-rp", Soon()).ok());
+  ASSERT_TRUE(testing::WriteAsGuest(monitor, 0, 0x22, 1 << 20, 1 << 20).ok());  // marked
+  auto overlays = MakeOverlays("s2");
+  ASSERT_TRUE(vm_->OpenOverlays(overlays, Soon()).ok());
+  ASSERT_TRUE(Switch(overlays, "vmgroup-s2", /*pause=*/true).ok());
+  ASSERT_TRUE(vm_->Resume(Soon()).ok());
+  ASSERT_TRUE(testing::WriteAsGuest(monitor, 0, 0x33, 4 << 20, 1 << 20).ok());  // after the cut
+
+  auto served = vm_->ServeImages(
+      socket, {{0, base, "disk0", "vmgroup-rp"}, {1, spec_.disks[1], "disk1", ""}}, Soon());
+  ASSERT_TRUE(served.ok()) << served.status().ToString();
+  ASSERT_EQ(served->size(), 2u);
+  EXPECT_EQ((*served)[0].size, uint64_t{16} << 20);
+  EXPECT_EQ((*served)[0].context, "qemu:dirty-bitmap:vmgroup-rp");
+  EXPECT_EQ((*served)[1].context, "");
+  struct stat st;
+  ASSERT_EQ(::stat(socket.c_str(), &st), 0);
+  EXPECT_TRUE(S_ISSOCK(st.st_mode));
+  EXPECT_EQ(st.st_mode & 07777, 0600u);
+
+  auto marked = MarkedExtents(NbdUri(socket, "disk0"), (*served)[0].context);
+  ASSERT_TRUE(marked.ok()) << marked.status().ToString();
+  EXPECT_EQ(*marked, (std::vector<std::pair<uint64_t, uint64_t>>{{1 << 20, 1 << 20}}))
+      << "what was written since the tracking started and before the cut, nothing else";
+  auto copied = Env::Default()->Run({"nbdcopy", NbdUri(socket, "disk0"), copy});
+  ASSERT_TRUE(copied.ok() && copied->exit_code == 0) << (copied.ok() ? copied->err : "");
+  auto same = Env::Default()->Run(
+      {"qemu-img", "compare", "-U", "-q", "-f", "raw", "-F", "qcow2", copy, base});
+  EXPECT_TRUE(same.ok() && same->exit_code == 0) << "the export reads as the frozen image";
+  // The guest runs on and writes while it is served.
+  ASSERT_TRUE(testing::WriteAsGuest(monitor, 0, 0x44, 2 << 20, 1 << 20).ok());
+  EXPECT_EQ(*vm_->State(Soon()), RunState::kRunning);
+
+  // One serving at a time; a refused one leaves its socket nowhere and the
+  // serving under way as it was.
+  const std::string other = dir_ / "c.sock";
+  EXPECT_EQ(vm_->ServeImages(other, {{0, base, "again", ""}}, Soon()).status().code(),
+            Code::kAlreadyExists);
+  EXPECT_FALSE(Env::Default()->FileExists(other));
+  EXPECT_EQ(vm_->ServeImages(socket, {{0, base, "again", ""}}, Soon()).status().code(),
+            Code::kAlreadyExists);
+  EXPECT_TRUE(Env::Default()->FileExists(socket));
+  EXPECT_EQ(ExportsOf(monitor), 2u);
+
+  // A daemon that restarts ends the serving its predecessor started.
+  vm_.reset();
+  auto again = driver_->Attach(spec_, pid_);
+  ASSERT_TRUE(again.ok()) << again.status().ToString();
+  vm_ = std::move(again).value();
+  Status stopped = vm_->StopServing(socket, Soon());
+  ASSERT_TRUE(stopped.ok()) << stopped.ToString();
+  EXPECT_FALSE(Env::Default()->FileExists(socket));
+  EXPECT_EQ(ExportsOf(monitor), 0u);
+  auto gone = Env::Default()->Run({"nbdinfo", "--size", NbdUri(socket, "disk0")});
+  EXPECT_TRUE(gone.ok() && gone->exit_code != 0) << "nobody serves any more";
+  EXPECT_TRUE(vm_->StopServing(socket, Soon()).ok()) << "nothing served: nothing to do";
+  // The image is free for the merge of the overlay into it.
+  Status merged = vm_->CommitImage(0, overlays[0].path, base, Soon());
+  ASSERT_TRUE(merged.ok()) << merged.ToString();
+  EXPECT_EQ((*vm_->ActiveImages(Soon()))[0], base);
+}
+
+TEST_F(QemuDriverTest, AServingRefusedLeavesNothingServed) {
+  const std::string base = spec_.disks[0], monitor = dir_ / "q/test.sock", socket = dir_ / "b.sock";
+  ASSERT_TRUE(testing::MakeQemuWritableDir(dir_ / "q").ok());
+  spec_.config.extra_args = testing::GuestMonitorArgs(monitor);
+  StartVm();
+  EXPECT_TRUE(vm_->StopServing(socket, Soon()).ok()) << "a VM that never served";
+  auto no_tracking = vm_->ServeImages(socket, {{0, base, "disk0", "vmgroup-nope"}}, Soon());
+  EXPECT_EQ(no_tracking.status().code(), Code::kNotFound) << no_tracking.status().ToString();
+  auto not_open = vm_->ServeImages(socket, {{0, dir_ / "other.qcow2", "disk0", ""}}, Soon());
+  EXPECT_EQ(not_open.status().code(), Code::kNotFound) << not_open.status().ToString();
+  EXPECT_FALSE(Env::Default()->FileExists(socket));
+  // Refused by QEMU once its server runs (one export name twice): the
+  // server and the export it made are ended again.
+  auto twice =
+      vm_->ServeImages(socket, {{0, base, "same", ""}, {1, spec_.disks[1], "same", ""}}, Soon());
+  EXPECT_FALSE(twice.ok());
+  EXPECT_FALSE(Env::Default()->FileExists(socket));
+  EXPECT_EQ(ExportsOf(monitor), 0u);
+  // Something else at the path is never replaced.
+  ASSERT_TRUE(Env::Default()->WriteFile(socket, "not ours").ok());
+  EXPECT_EQ(vm_->ServeImages(socket, {{0, base, "disk0", ""}}, Soon()).status().code(),
+            Code::kAlreadyExists);
+  EXPECT_EQ(*Env::Default()->ReadFile(socket), "not ours");
+  ASSERT_TRUE(Env::Default()->RemoveFile(socket).ok());
+  auto served = vm_->ServeImages(socket, {{0, base, "disk0", ""}}, Soon());
+  EXPECT_TRUE(served.ok()) << "nothing was left to stand in the way: "
+                           << served.status().ToString();
+  EXPECT_TRUE(vm_->StopServing(socket, Soon()).ok());
 }
 
 TEST_F(QemuDriverTest, MemoryStateSavedAtTheCutStartsAVmPausedWhereItWas) {

@@ -53,6 +53,17 @@ class QemuVm final : public Vm {
   Result<std::vector<std::string>> Trackings(Deadline deadline) override;
   Status CopyMarked(int disk, const std::string& image, const std::string& name,
                     const std::string& target, Deadline deadline) override;
+  // An NBD server of QEMU's on a socket this process binds (QEMU, sandboxed
+  // and maybe another user, is handed the descriptor), one read-only block
+  // export per image, publishing the tracking's bitmap. A bitmap that still
+  // records is accepted on a read-only export when its node is read-only
+  // (a frozen image is: QEMU refuses only writable nodes' enabled bitmaps).
+  Result<std::vector<ServedExport>> ServeImages(const std::string& socket,
+                                                const std::vector<ServedImage>& images,
+                                                Deadline deadline) override;
+  // Every block export QEMU lists is vmgroup's: it is the only one to add
+  // exports to its QEMUs.
+  Status StopServing(const std::string& socket, Deadline deadline) override;
   Status OpenAgent(Deadline deadline) override;
   Result<int> FreezeFilesystems(Deadline deadline) override;
   Result<int> ThawFilesystems(Deadline deadline) override;
@@ -81,6 +92,17 @@ class QemuVm final : public Vm {
   Result<std::string> ImageNodeLocked(int disk, const std::string& image, Deadline deadline);
   Result<std::optional<qmp::BitmapInfo>> BitmapLocked(const std::string& node,
                                                       const std::string& name, Deadline deadline);
+  // OK when `node` (of `image`) has bitmap `name` and QEMU trusts it;
+  // NotFound, InvalidState otherwise.
+  Status TrustedBitmapLocked(const std::string& node, const std::string& image,
+                             const std::string& name, Deadline deadline);
+  // The node of each image to serve and its size, checked as ServeImages says.
+  Result<std::vector<std::pair<std::string, uint64_t>>> ServedNodesLocked(
+      const std::vector<ServedImage>& images, Deadline deadline);
+  // QEMU's NBD server, accepting on `listener` (QEMU takes a copy).
+  // AlreadyExists when one runs already; nothing is left started on error.
+  Status StartNbdServerLocked(int listener, Deadline deadline);
+  Status StopServingLocked(const std::string& socket, Deadline deadline);
   Status RefreshActiveNodesLocked(Deadline deadline);
   // Ends what is left of a memory state save: the pipe, if QEMU never got
   // it (its writer then exits, the file left empty), and the writer process

@@ -45,6 +45,7 @@ struct FormatNode {
   std::string file;     // its image file
   std::string backing;  // the file of the image right below it, or "" for none
   bool read_only = false;
+  uint64_t size = 0;  // its virtual size in bytes
 };
 // Every qcow2 node of the block graph.
 Result<std::vector<FormatNode>> QueryFormatNodeGraph(QmpClient& c, Deadline d);
@@ -81,6 +82,27 @@ Result<std::vector<BitmapInfo>> QueryBitmaps(QmpClient& c, const std::string& no
 // `job_id`, not auto-dismissed.
 Status BackupMarked(QmpClient& c, const std::string& job_id, const std::string& device,
                     const std::string& target, const std::string& bitmap, Deadline d);
+
+// Serving nodes over NBD (backup sessions). NbdServerStart: QEMU's NBD
+// server accepts on the listening socket passed with getfd as `fd_name`
+// (QEMU takes the descriptor once the server runs). AlreadyExists when a
+// server runs already (the descriptor then stays QEMU's under its name).
+Status NbdServerStart(QmpClient& c, const std::string& fd_name, Deadline d);
+// Stops the server, closing whatever exports are left. NotFound when none runs.
+Status NbdServerStop(QmpClient& c, Deadline d);
+// Exports node `node` read-only as NBD export `name`, as block export `id`,
+// publishing dirty bitmap `bitmap` (of the node or an image below it) as
+// metadata context "qemu:dirty-bitmap:<bitmap>" unless `bitmap` is "".
+Status BlockExportAddNbd(QmpClient& c, const std::string& id, const std::string& node,
+                         const std::string& name, const std::string& bitmap, Deadline d);
+// Deletes export `id`, cutting its clients off (mode "hard"). It goes once
+// its requests in flight are done: QueryBlockExports lists it until then.
+Status BlockExportDel(QmpClient& c, const std::string& id, Deadline d);
+struct BlockExport {
+  std::string id;
+  bool shutting_down = false;  // deleted, going once its requests are done
+};
+Result<std::vector<BlockExport>> QueryBlockExports(QmpClient& c, Deadline d);
 
 // Starts a commit of node `top` into node `base` in the chain of `device`
 // (its active node), as job `job_id`, not auto-dismissed. With `top` the
