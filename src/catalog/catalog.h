@@ -121,6 +121,14 @@ class Catalog {
   // Exports in progress (after a crash: those it cut short).
   Result<std::vector<ExportIntent>> ListExportIntents();
 
+  // Backup sessions being served (backup_intents.cc). InsertBackupIntent:
+  // AlreadyExists for a session id recorded already.
+  Status InsertBackupIntent(const BackupIntent& intent);
+  // The session ended; OK if none was recorded.
+  Status DeleteBackupIntent(const std::string& id);
+  // Sessions being served (after a crash: those the daemon left), by id.
+  Result<std::vector<BackupIntent>> ListBackupIntents();
+
   // Jobs.
   Status InsertJob(const JobRecord& j);
   Status UpdateJob(const JobRecord& j);

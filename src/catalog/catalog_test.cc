@@ -386,6 +386,43 @@ TEST_F(CatalogTest, ExportIntentsAreOnePerDirectoryUntilDeleted) {
   EXPECT_EQ(catalog_->ListExportIntents()->size(), 1u);
 }
 
+TEST_F(CatalogTest, BackupIntentsKeepTheirSessionUntilDeleted) {
+  ASSERT_TRUE(catalog_
+                  ->InsertBackupIntent({.id = "b-2",
+                                        .collection_id = "g1",
+                                        .snapshot_id = "s-1",
+                                        .took_snapshot = true,
+                                        .directory = "/state/backups/b-2",
+                                        .vm_ids = {"vm-a", "vm-b"}})
+                  .ok());
+  ASSERT_TRUE(catalog_->InsertBackupIntent({.id = "b-1", .snapshot_id = "s-0"}).ok());
+  EXPECT_EQ(catalog_->InsertBackupIntent({.id = "b-1"}).code(), Code::kAlreadyExists);
+  auto listed = catalog_->ListBackupIntents();
+  ASSERT_TRUE(listed.ok() && listed->size() == 2u);
+  EXPECT_EQ((*listed)[0].id, "b-1");
+  EXPECT_FALSE((*listed)[0].took_snapshot);
+  const catalog::BackupIntent& b = (*listed)[1];
+  EXPECT_EQ(b.collection_id, "g1");
+  EXPECT_EQ(b.snapshot_id, "s-1");
+  EXPECT_TRUE(b.took_snapshot);
+  EXPECT_EQ(b.directory, "/state/backups/b-2");
+  EXPECT_EQ(b.vm_ids, (std::vector<std::string>{"vm-a", "vm-b"}));
+  ASSERT_TRUE(catalog_->DeleteBackupIntent("b-2").ok());
+  ASSERT_TRUE(catalog_->DeleteBackupIntent("b-9").ok()) << "OK when none was recorded";
+  EXPECT_EQ(catalog_->ListBackupIntents()->size(), 1u);
+}
+
+TEST_F(CatalogTest, AReferencePointKeepsTheConsistencyOfItsCut) {
+  ASSERT_TRUE(catalog_
+                  ->InsertReferencePoint({.id = "rp-app",
+                                          .collection_id = "g1",
+                                          .consistency = catalog::Consistency::kApplication})
+                  .ok());
+  ASSERT_TRUE(catalog_->InsertReferencePoint({.id = "rp-crash", .collection_id = "g1"}).ok());
+  EXPECT_EQ(catalog_->GetReferencePoint("rp-app")->consistency, catalog::Consistency::kApplication);
+  EXPECT_EQ(catalog_->GetReferencePoint("rp-crash")->consistency, catalog::Consistency::kCrash);
+}
+
 TEST_F(CatalogTest, RestoreIntentsNameTheirGroupAndVmsUntilDeleted) {
   ASSERT_TRUE(catalog_->InsertRestoreIntent({"c-1", {"vm-a", "vm-b"}}).ok());
   Status twice = catalog_->InsertRestoreIntent({"c-1", {}});

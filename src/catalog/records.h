@@ -168,6 +168,9 @@ struct ReferencePointRecord {
   int64_t cut_us = 0;
   int64_t created_us = 0;
   std::vector<ReferencePointMember> members;
+  // What the cut it came from achieved (the snapshot's consistency):
+  // kApplication only when every member's guest was frozen through it.
+  Consistency consistency = Consistency::kCrash;
 };
 
 // An export in progress (Catalog::InsertExportIntent): recovery removes what
@@ -178,6 +181,18 @@ struct ExportIntent {
   // The outermost directory the export created (`directory` or one of its
   // parents), or empty when `directory` existed, empty, before it began.
   std::string made;
+};
+
+// A backup session serving a group snapshot's frozen images
+// (Catalog::InsertBackupIntent), recorded before anything is served:
+// recovery ends what it left serving and takes away the snapshot it took.
+struct BackupIntent {
+  std::string id;  // the session's GUID
+  std::string collection_id;
+  std::string snapshot_id;     // the snapshot whose frozen images it serves
+  bool took_snapshot = false;  // taken for the session (and destroyed with it)
+  std::string directory;       // holds the session's sockets, one per VM
+  std::vector<std::string> vm_ids;
 };
 
 // CIM_ConcreteJob states used by vmgroup (reference §11).

@@ -11,8 +11,9 @@ Status Catalog::InsertReferencePoint(const ReferencePointRecord& rp) {
   Transaction txn(db_.get());
   VMG_RETURN_IF_ERROR(txn.status());
   VMG_ASSIGN_OR_RETURN(
-      Stmt ins, db_->Prepare("INSERT INTO reference_points(id,collection_id,name,snapshot_id,"
-                             "bitmap,cut_us,created_us) VALUES(?1,?2,?3,?4,?5,?6,?7)"));
+      Stmt ins,
+      db_->Prepare("INSERT INTO reference_points(id,collection_id,name,snapshot_id,"
+                   "bitmap,cut_us,created_us,consistency) VALUES(?1,?2,?3,?4,?5,?6,?7,?8)"));
   VMG_RETURN_IF_ERROR(ins.Bind(1, rp.id)
                           .Bind(2, rp.collection_id)
                           .Bind(3, rp.name)
@@ -20,6 +21,7 @@ Status Catalog::InsertReferencePoint(const ReferencePointRecord& rp) {
                           .Bind(5, rp.bitmap)
                           .Bind(6, rp.cut_us)
                           .Bind(7, rp.created_us)
+                          .Bind(8, static_cast<int>(rp.consistency))
                           .Run());
   for (size_t i = 0; i < rp.members.size(); ++i) {
     const ReferencePointMember& m = rp.members[i];
@@ -37,7 +39,8 @@ Status Catalog::InsertReferencePoint(const ReferencePointRecord& rp) {
 
 Result<ReferencePointRecord> Catalog::GetReferencePointLocked(const std::string& id) {
   VMG_ASSIGN_OR_RETURN(Stmt q, db_->Prepare("SELECT collection_id,name,snapshot_id,bitmap,cut_us,"
-                                            "created_us FROM reference_points WHERE id=?1"));
+                                            "created_us,consistency FROM reference_points "
+                                            "WHERE id=?1"));
   q.Bind(1, id);
   VMG_ASSIGN_OR_RETURN(bool row, q.Step());
   if (!row) return Status::NotFound("no reference point has id " + id);
@@ -47,7 +50,8 @@ Result<ReferencePointRecord> Catalog::GetReferencePointLocked(const std::string&
                           .snapshot_id = q.Text(2),
                           .bitmap = q.Text(3),
                           .cut_us = q.Int(4),
-                          .created_us = q.Int(5)};
+                          .created_us = q.Int(5),
+                          .consistency = static_cast<Consistency>(q.Int(6))};
   VMG_ASSIGN_OR_RETURN(Stmt m, db_->Prepare("SELECT id,vm_id,images FROM reference_point_members "
                                             "WHERE rp_id=?1 ORDER BY position"));
   m.Bind(1, id);

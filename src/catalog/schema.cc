@@ -209,8 +209,23 @@ ALTER TABLE apply_intents ADD COLUMN paused TEXT NOT NULL DEFAULT '[]';  -- JSON
 ALTER TABLE apply_intents ADD COLUMN committed INTEGER NOT NULL DEFAULT 0;
 )sql";
 
-constexpr std::array<std::string_view, 13> kMigrations = {kV1, kV2, kV3,  kV4,  kV5,  kV6, kV7,
-                                                          kV8, kV9, kV10, kV11, kV12, kV13};
+// v14: backup sessions being served (issue 17), so that recovery ends what
+// one left serving when the daemon died (the VMs' QEMUs serve on) and takes
+// away the snapshot it took; and the consistency a reference point's cut had.
+constexpr std::string_view kV14 = R"sql(
+CREATE TABLE backup_intents (
+  id TEXT PRIMARY KEY,
+  collection_id TEXT NOT NULL,
+  snapshot_id TEXT NOT NULL,
+  took_snapshot INTEGER NOT NULL,
+  directory TEXT NOT NULL,
+  vm_ids TEXT NOT NULL DEFAULT '[]'  -- JSON array
+);
+ALTER TABLE reference_points ADD COLUMN consistency INTEGER NOT NULL DEFAULT 2;
+)sql";
+
+constexpr std::array<std::string_view, 14> kMigrations = {kV1, kV2, kV3,  kV4,  kV5,  kV6,  kV7,
+                                                          kV8, kV9, kV10, kV11, kV12, kV13, kV14};
 
 }  // namespace
 
