@@ -18,6 +18,12 @@ Status ReferencePointConvert::Check() {
   }
   VMG_RETURN_IF_ERROR(RequireComplete(s));
   VMG_ASSIGN_OR_RETURN(members_, MembersOf(parts_, s));
+  std::vector<std::string> frozen;
+  for (const auto& m : s.members) {
+    for (const auto& d : m.disks) frozen.push_back(d.frozen_image);
+  }
+  VMG_RETURN_IF_ERROR(
+      parts_.served.CheckImages(frozen, "converting snapshot " + s.name + " to a reference point"));
   for (size_t i = 0; i < members_.size(); ++i) {
     if (members_[i].current_snapshot != s.members[i].id) {
       return Status::InvalidState("snapshot " + s.name + " is not the newest of VM " +
@@ -41,7 +47,8 @@ Status ReferencePointConvert::RecordIntent() {
          .snapshot_id = s.id,
          .bitmap = BitmapFor(s.type, s.tag),
          .cut_us = s.members.empty() ? 0 : s.members[0].cut_time_us,
-         .created_us = parts_.env->NowMicros()};
+         .created_us = parts_.env->NowMicros(),
+         .consistency = AchievedConsistency(s)};
   // The tracking the snapshot's cut started is kept on the frozen images:
   // the merges that follow write the overlays' clusters (everything since
   // the cut) into them, and it marks those writes and every later one.

@@ -22,6 +22,13 @@ std::string BitmapFor(int type, const std::string& tag) {
   return type == kSnapshotRecovery ? "vmgroup-" + tag : "";
 }
 
+catalog::Consistency AchievedConsistency(const catalog::SnapshotRecord& s) {
+  for (const auto& m : s.members) {
+    if (m.consistency != catalog::Consistency::kApplication) return catalog::Consistency::kCrash;
+  }
+  return s.members.empty() ? catalog::Consistency::kCrash : catalog::Consistency::kApplication;
+}
+
 std::string OverlayPath(const std::string& run_dir, int index, const std::string& tag) {
   return run_dir + "/disk" + std::to_string(index) + "-" + tag + ".qcow2";
 }

@@ -26,6 +26,10 @@ Status CheckSnapshotType(int type);
 // none). Recovery snapshots anchor the next incremental backup.
 std::string BitmapFor(int type, const std::string& tag);
 
+// What snapshot `s`'s cut achieved for the group as a whole: kApplication
+// only when every member's guest was frozen through it.
+catalog::Consistency AchievedConsistency(const catalog::SnapshotRecord& s);
+
 // Where a member's overlay for disk `index` lives.
 std::string OverlayPath(const std::string& run_dir, int index, const std::string& tag);
 // How long a member's whole RAM may take to stream into its state file,

@@ -19,8 +19,6 @@ using RPC = schema::ReferencePointCollection;
 using VSRP = schema::VirtualSystemReferencePoint;
 using CRPS = schema::CollectionReferencePointService;
 using schema::ReferencePointType;
-// As the family's other enums count (reference §4.6).
-constexpr int kCrashConsistent = schema::ConsistencyLevel::kCrash;
 constexpr int kJobCreateReferencePointOnCollection = 205;
 constexpr int kJobExportReferencePointOnCollection = 206;
 constexpr int kJobDestroyReferencePointOnCollection = 208;
@@ -258,7 +256,7 @@ Providers ReferencePointProviders(const Context& ctx) {
                              .Str(RPC::kVirtualSystemCollectionId, rp.collection_id)
                              .Str(RPC::kElementName, rp.name)
                              .Int(RPC::kReferencePointType, ReferencePointType::kRctBased)
-                             .Int(RPC::kConsistencyLevel, kCrashConsistent)
+                             .Int(RPC::kConsistencyLevel, static_cast<int>(rp.consistency))
                              .Bool(RPC::kHasAssociatedLog, false)
                              .Str(RPC::kVmgroupCutTime, CimTime(rp.cut_us))
                              .Str(RPC::kVmgroupCreationTime, CimTime(rp.created_us))
@@ -298,7 +296,7 @@ Providers ReferencePointProviders(const Context& ctx) {
                                .Str(VSRP::kInstanceID, SettingsId(m.id))
                                .Str(VSRP::kVirtualSystemIdentifier, m.vm_id)
                                .Int(VSRP::kReferencePointType, ReferencePointType::kRctBased)
-                               .Int(VSRP::kConsistencyLevel, kCrashConsistent)
+                               .Int(VSRP::kConsistencyLevel, static_cast<int>(rp.consistency))
                                .Bool(VSRP::kHasAssociatedData, false)
                                .Strs(VSRP::kVirtualDiskIdentifiers, disks)
                                .Strs(VSRP::kResilientChangeTrackingIdentifiers, tracking)

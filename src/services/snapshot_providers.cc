@@ -5,6 +5,7 @@
 
 #include "base/ids.h"
 #include "cim/xml_reader.h"
+#include "engine/snapshot_plan.h"
 #include "services/job_method.h"
 #include "services/providers.h"
 
@@ -54,14 +55,6 @@ Result<std::vector<catalog::SnapshotRecord>> CompleteSnapshots(engine::Engine* e
     if (s.state == catalog::SnapshotState::kComplete) out.push_back(std::move(s));
   }
   return out;
-}
-
-// The consistency of a group snapshot: its weakest member's.
-catalog::Consistency Weakest(const catalog::SnapshotRecord& s) {
-  for (const auto& m : s.members) {
-    if (m.consistency != catalog::Consistency::kApplication) return catalog::Consistency::kCrash;
-  }
-  return s.members.empty() ? catalog::Consistency::kCrash : catalog::Consistency::kApplication;
 }
 
 // SnapshotSettings: empty, or an embedded Msvm_VirtualSystemSnapshotSettingData
@@ -318,7 +311,8 @@ Providers SnapshotProviders(const Context& ctx) {
                              .Str(SC::kVmgroupCreationTime, CimTime(s.created_us))
                              .Int(SC::kVmgroupPauseWindowMicroseconds, s.pause_window_us)
                              .Int(SC::kVmgroupDurationMicroseconds, s.duration_us)
-                             .Int(SC::kVmgroupConsistencyLevel, static_cast<int>(Weakest(s)))
+                             .Int(SC::kVmgroupConsistencyLevel,
+                                  static_cast<int>(engine::AchievedConsistency(s)))
                              .Int(SC::kVmgroupFreezeWindowMicroseconds, s.freeze_window_us)
                              .Build());
         }
