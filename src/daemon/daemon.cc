@@ -139,6 +139,11 @@ Status Daemon::StartListeners(const Options& o) {
 
 Daemon::~Daemon() {
   if (server_) server_->Stop();
+  // A backup session's job lasts as long as it serves: ended here, its job
+  // ends with it (and its QEMUs serve no more).
+  if (Status s = engine_ ? engine_->snapshots().backups().EndAll() : Status::Ok(); !s.ok()) {
+    Log(LogLevel::kWarning, "ending the backup sessions: " + s.ToString());
+  }
   jobs_.reset();  // waits for running jobs
   Log(LogLevel::kInfo, "stopped; the VMs keep running");
 }

@@ -68,6 +68,8 @@ Result<std::unique_ptr<Engine>> Engine::Open(const EngineOptions& options) {
                                                   e->catalog_.get());
   for (const auto& [uri, libvirt] : options.libvirt) e->vms_->AddConnection(uri, libvirt);
   VMG_ASSIGN_OR_RETURN(e->recovery_, Recover(env, *e->vms_, *e->catalog_));
+  // The sessions the last run served are ended: their QEMUs serve on.
+  VMG_ASSIGN_OR_RETURN(e->recovery_.backup_sessions, e->snapshots_->backups().Recover());
   // After recovery: an operation the last run left unfinished is settled
   // (its undo knows the disks it changed) before libvirt's view of the
   // disks is recorded.

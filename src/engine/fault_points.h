@@ -61,6 +61,13 @@ inline constexpr std::string_view kRestoreFileCopied = "restore.file_copied";
 // A restored VM is defined; its group may not be yet. Subject: its name.
 inline constexpr std::string_view kRestoreVmDefined = "restore.vm_defined";
 
+// A backup session: a member's frozen images are served (its intent is
+// recorded; other members may not be served yet). Subject: the VM's name.
+inline constexpr std::string_view kBackupMemberServed = "backup.member_served";
+// A backup session stopped serving every member; its snapshot is not
+// destroyed or converted yet. Subject: the session id.
+inline constexpr std::string_view kBackupStopped = "backup.stopped";
+
 // The snapshot protocol's points, in order (crash_recovery_test walks them).
 inline constexpr std::array<std::string_view, 7> kAll = {
     kIntentRecorded, kMemberPrepared, kPrepared, kMemberSwitch,

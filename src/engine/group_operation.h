@@ -11,6 +11,7 @@
 #include "engine/collections.h"
 #include "engine/member_claims.h"
 #include "engine/operation_requests.h"
+#include "engine/served_images.h"
 #include "engine/vm_registry.h"
 #include "storage/qemu_img.h"
 
@@ -33,6 +34,8 @@ struct GroupParts {
   CollectionManager* collections;
   storage::QemuImg img;
   SnapshotOptions options;
+  // What backup sessions serve: operations that would change it refuse.
+  ServedImages served;
 };
 
 // The phases of one operation; OperationRunner calls them in order. Each

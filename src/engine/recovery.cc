@@ -338,6 +338,7 @@ std::string RecoveryReport::Summary() const {
   add(exports_kept.size(), "interrupted exports found finished");
   add(restores_taken_back.size(), "interrupted restores taken back");
   add(conversions_taken_back.size(), "interrupted conversions to reference points taken back");
+  add(backup_sessions.size(), "backup sessions ended");
   if (out.empty()) out = "nothing to recover";
   for (const auto& e : io_errors) out += "; paused by QEMU on an I/O error: " + e;
   if (!problems.ok()) out += "; left for the next start: " + problems.message();

@@ -48,6 +48,8 @@ struct RecoveryReport {
   std::vector<catalog::ExportIntent> exports_taken_back, exports_kept;
   std::vector<std::string> restores_taken_back;     // ids of the groups they were defining
   std::vector<std::string> conversions_taken_back;  // ids of the reference points they recorded
+  // Backup sessions the last run left serving, ended (BackupSessions::Recover).
+  std::vector<std::string> backup_sessions;
   // "VM a: disk 0 (/img.qcow2): no space left on device": VMs QEMU holds
   // paused on an I/O error, left so for the operator.
   std::vector<std::string> io_errors;

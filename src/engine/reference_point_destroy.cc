@@ -7,7 +7,7 @@ namespace vmgroup::engine {
 
 Status ReferencePointDestroy::Check() {
   VMG_ASSIGN_OR_RETURN(rp_, parts_.catalog->GetReferencePoint(rp_id_));
-  return Status::Ok();
+  return parts_.served.CheckReferencePoint(rp_.id, "deleting reference point " + rp_.name);
 }
 
 Status ReferencePointDestroy::Work() {

@@ -30,6 +30,7 @@ Status SnapshotApply::Check() {
   VMG_ASSIGN_OR_RETURN(members_, MembersOf(parts_, s));
   const auto& vms = members_;
   VMG_RETURN_IF_ERROR(RequireConnected(parts_, vms, "applying a snapshot"));
+  VMG_RETURN_IF_ERROR(parts_.served.CheckVms(vms, "applying snapshot " + s.name));
   for (size_t i = 0; i < vms.size(); ++i) {
     const auto& m = s.members[i];
     if (vms[i].disks.size() != m.disks.size()) {

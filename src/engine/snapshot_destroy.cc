@@ -27,6 +27,15 @@ Status SnapshotDestroy::RecordIntent() {
     return Status::Ok();
   }
   VMG_ASSIGN_OR_RETURN(merges_, PlanMerges(*parts_.catalog, parts_.img, s_));
+  // Only here, with the merges planned, is it known which images they
+  // write or take away; nothing is changed yet.
+  std::vector<std::string> touched;
+  for (const auto& m : merges_) {
+    touched.push_back(m.frozen_image);
+    touched.push_back(m.child);
+    touched.insert(touched.end(), m.others.begin(), m.others.end());
+  }
+  VMG_RETURN_IF_ERROR(parts_.served.CheckImages(touched, "destroying snapshot " + s_.name));
   return parts_.catalog->BeginDestroy(s_.id, merges_);
 }
 

@@ -13,7 +13,8 @@ namespace vmgroup::engine {
 
 SnapshotEngine::SnapshotEngine(Env* env, catalog::Catalog* catalog, VmRegistry* vms,
                                CollectionManager* collections, SnapshotOptions options)
-    : parts_(env, catalog, vms, collections, options) {}
+    : parts_(env, catalog, vms, collections, options),
+      backups_(parts_, runner_, vms->state_dir() + "/backups") {}
 
 Result<catalog::SnapshotRecord> SnapshotEngine::Create(const SnapshotRequest& request) {
   SnapshotCreate op(parts_, request, parts_.env->Now());

@@ -16,6 +16,7 @@
 
 #include "base/env.h"
 #include "catalog/catalog.h"
+#include "engine/backup_sessions.h"
 #include "engine/collections.h"
 #include "engine/export_manifest.h"
 #include "engine/group_operation.h"
@@ -179,10 +180,15 @@ class SnapshotEngine {
   // power while the cut pauses it).
   bool RunUnclaimed(const std::string& vm_id, const std::function<void()>& fn);
 
+  // Backup sessions of the groups (backup_sessions.h), run by the same
+  // runner: their sockets live under <state directory>/backups.
+  BackupSessions& backups() { return backups_; }
+
  private:
   GroupParts parts_;
   MemberClaims claims_;
   OperationRunner runner_{&claims_};
+  BackupSessions backups_;
 };
 
 }  // namespace vmgroup::engine

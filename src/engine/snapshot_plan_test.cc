@@ -23,6 +23,17 @@ TEST(SnapshotPlanTest, OnlyRecoverySnapshotsCarryABitmap) {
   EXPECT_EQ(BitmapFor(32768, "s1234abcd"), "");
 }
 
+TEST(SnapshotPlanTest, AGroupCutIsApplicationConsistentOnlyWhenEveryMemberWasFrozen) {
+  using catalog::Consistency;
+  catalog::SnapshotRecord s;
+  EXPECT_EQ(AchievedConsistency(s), Consistency::kCrash) << "no member, no frozen guest";
+  s.members = {{.consistency = Consistency::kApplication},
+               {.consistency = Consistency::kApplication}};
+  EXPECT_EQ(AchievedConsistency(s), Consistency::kApplication);
+  s.members[1].consistency = Consistency::kCrash;  // fell back
+  EXPECT_EQ(AchievedConsistency(s), Consistency::kCrash);
+}
+
 TEST(SnapshotPlanTest, PlanFreezesTheActiveImagesAndChainsToTheCurrentSnapshot) {
   catalog::VmRecord a{.id = "a",
                       .name = "a",
