@@ -436,6 +436,76 @@ struct CollectionReferencePointService : Service {
   };
 };
 
+// ---- Backup sessions (vendor: Hyper-V's backup products read checkpoints
+// through RCT and the VHDX; vmgroup's readers pull over NBD) ----
+
+// A session serving a group snapshot's frozen disks (backup_sessions.h).
+struct BackupSession {
+  static constexpr char kClass[] = "Vmgroup_BackupSession";
+  static constexpr char kInstanceID[] = "InstanceID";
+  static constexpr char kVirtualSystemCollectionId[] = "VirtualSystemCollectionId";
+  static constexpr char kSnapshotCollectionID[] = "SnapshotCollectionID";
+  static constexpr char kBaseReferencePointCollectionID[] = "BaseReferencePointCollectionID";
+  static constexpr char kTookSnapshot[] = "TookSnapshot";
+  static constexpr char kStartTime[] = "StartTime";
+  static constexpr auto kProperties = std::to_array<std::string_view>(
+      {kInstanceID, kVirtualSystemCollectionId, kSnapshotCollectionID,
+       kBaseReferencePointCollectionID, kTookSnapshot, kStartTime});
+};
+
+// One disk a session serves: where and how a reader reads it.
+struct BackupDisk {
+  static constexpr char kClass[] = "Vmgroup_BackupDisk";
+  static constexpr char kInstanceID[] = "InstanceID";
+  static constexpr char kSessionID[] = "SessionID";
+  static constexpr char kVirtualSystemIdentifier[] = "VirtualSystemIdentifier";
+  static constexpr char kVirtualSystemName[] = "VirtualSystemName";
+  static constexpr char kDiskIndex[] = "DiskIndex";
+  static constexpr char kExportName[] = "ExportName";
+  static constexpr char kURI[] = "URI";
+  static constexpr char kSocketPath[] = "SocketPath";
+  static constexpr char kSize[] = "Size";
+  static constexpr char kMetadataContext[] = "MetadataContext";
+  static constexpr char kFullReadReason[] = "FullReadReason";
+  static constexpr auto kProperties = std::to_array<std::string_view>(
+      {kInstanceID, kSessionID, kVirtualSystemIdentifier, kVirtualSystemName, kDiskIndex,
+       kExportName, kURI, kSocketPath, kSize, kMetadataContext, kFullReadReason});
+};
+
+struct BackupService : Service {
+  static constexpr char kClass[] = "Vmgroup_BackupService";
+  struct BeginBackup {
+    static constexpr char kMethod[] = "BeginBackup";
+    static constexpr char kCollection[] = "Collection";
+    static constexpr char kSnapshotCollection[] = "SnapshotCollection";
+    static constexpr char kBaseReferencePointCollection[] = "BaseReferencePointCollection";
+    static constexpr char kConsistencyLevel[] = "ConsistencyLevel";
+    static constexpr char kAllowCrashConsistentFallback[] = "AllowCrashConsistentFallback";
+    static constexpr char kIdleTimeout[] = "IdleTimeout";  // seconds
+    static constexpr char kResultingBackupSession[] = "ResultingBackupSession";
+  };
+  struct EndBackup {
+    static constexpr char kMethod[] = "EndBackup";
+    static constexpr char kBackupSession[] = "BackupSession";
+    static constexpr char kToReferencePoint[] = "ToReferencePoint";
+    static constexpr char kResultingReferencePointCollection[] =
+        "ResultingReferencePointCollection";
+  };
+  // As Msvm_ImageManagementService.GetVirtualDiskChanges answers, for a
+  // disk a session serves.
+  struct GetVirtualDiskChanges {
+    static constexpr char kMethod[] = "GetVirtualDiskChanges";
+    static constexpr char kBackupSession[] = "BackupSession";
+    static constexpr char kVirtualSystemIdentifier[] = "VirtualSystemIdentifier";
+    static constexpr char kDiskIndex[] = "DiskIndex";
+    static constexpr char kByteOffset[] = "ByteOffset";
+    static constexpr char kByteLength[] = "ByteLength";
+    static constexpr char kChangedByteOffsets[] = "ChangedByteOffsets";
+    static constexpr char kChangedByteLengths[] = "ChangedByteLengths";
+    static constexpr char kProcessedByteLength[] = "ProcessedByteLength";
+  };
+};
+
 // ---- Jobs ----
 
 struct ConcreteJob {
@@ -568,6 +638,9 @@ inline constexpr ClassNames kClasses[] = {
     NamesOf<CollectionReferencePointSettingData>(),
     NamesOf<CollectionReferencePointExportSettingData>(),
     NamesOf<CollectionReferencePointService>(),
+    NamesOf<BackupSession>(),
+    NamesOf<BackupDisk>(),
+    NamesOf<BackupService>(),
     NamesOf<ConcreteJob>(),
     NamesOf<AffectedJobElement>(),
     NamesOf<Error>(),

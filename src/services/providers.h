@@ -33,6 +33,9 @@ Providers ReferencePointProviders(const Context& ctx);
 // BaseReferencePointCollection): the CollectionID of the object path of an
 // Msvm_ReferencePointCollection or Msvm_SnapshotCollection, or a bare id.
 std::string CollectionIdIn(const std::string& text);
+// Vmgroup_BackupService (BeginBackup, EndBackup, GetVirtualDiskChanges),
+// Vmgroup_BackupSession and Vmgroup_BackupDisk.
+Providers BackupProviders(const Context& ctx);
 // Msvm_ConcreteJob and Msvm_AffectedJobElement.
 Providers JobProviders(const Context& ctx);
 // Msvm_Error, the embedded instance GetError returns.

@@ -60,7 +60,7 @@ std::vector<cim::ClassSpec> EmbeddedClasses() {
 Providers AllProviders(const Context& ctx) {
   Providers all;
   for (auto* family : {&VmProviders, &CollectionProviders, &SnapshotProviders,
-                       &ReferencePointProviders, &JobProviders}) {
+                       &ReferencePointProviders, &BackupProviders, &JobProviders}) {
     for (auto& p : (*family)(ctx)) all.push_back(std::move(p));
   }
   return all;
