@@ -24,6 +24,7 @@ using SC = schema::SnapshotCollection;
 using RPC = schema::ReferencePointCollection;
 using CRPS = schema::CollectionReferencePointService;
 using Job = schema::ConcreteJob;
+using BS = schema::BackupService;
 
 std::string Text(const cim::Instance& i, const char* name) {
   const cim::Property* p = i.Find(name);
@@ -469,6 +470,136 @@ Result<CallResult> Api::DestroyRefPoint(const RefPointInfo& rp) {
   using Destroy = CRPS::DestroyReferencePoint;
   return Call(CRPS::kClass, Destroy::kMethod,
               {Ref(Destroy::kAffectedReferencePointCollection, RefPointPath(rp))});
+}
+
+Result<CallResult> Api::BeginBackup(const GroupInfo& g, const BackupBegin& b) {
+  using Begin = BS::BeginBackup;
+  std::vector<cim::OutParam> args = {Ref(Begin::kCollection, GroupPath(g))};
+  if (!b.snapshot_id.empty())
+    args.push_back(Ref(Begin::kSnapshotCollection, SnapshotPath(b.snapshot_id)));
+  if (!b.base_id.empty()) {
+    args.push_back(Ref(Begin::kBaseReferencePointCollection,
+                       RefPointPath({.id = b.base_id, .group_id = g.id})));
+  }
+  if (b.consistency != 0) {
+    args.push_back(Scalar(Begin::kConsistencyLevel, "uint16", std::to_string(b.consistency)));
+  }
+  if (b.fallback) args.push_back(Scalar(Begin::kAllowCrashConsistentFallback, "boolean", "true"));
+  if (b.idle_seconds != 0) {
+    args.push_back(Scalar(Begin::kIdleTimeout, "uint32", std::to_string(b.idle_seconds)));
+  }
+  return Call(BS::kClass, Begin::kMethod, args);
+}
+
+Result<std::vector<BackupInfo>> Api::ListBackups() {
+  using Session = schema::BackupSession;
+  using Disk = schema::BackupDisk;
+  VMG_ASSIGN_OR_RETURN(auto sessions, cim_->EnumerateInstances(Session::kClass));
+  VMG_ASSIGN_OR_RETURN(auto disks, cim_->EnumerateInstances(Disk::kClass));
+  std::vector<BackupInfo> out;
+  for (const auto& named : sessions) {
+    const cim::Instance& s = named.instance;
+    BackupInfo b{.id = Text(s, Session::kInstanceID),
+                 .group_id = Text(s, Session::kVirtualSystemCollectionId),
+                 .snapshot_id = Text(s, Session::kSnapshotCollectionID),
+                 .base_id = Text(s, Session::kBaseReferencePointCollectionID),
+                 .started = Text(s, Session::kStartTime),
+                 .took_snapshot = Text(s, Session::kTookSnapshot) == "true"};
+    for (const auto& disk : disks) {
+      const cim::Instance& d = disk.instance;
+      if (Text(d, Disk::kSessionID) != b.id) continue;
+      b.disks.push_back({.vm_id = Text(d, Disk::kVirtualSystemIdentifier),
+                         .vm_name = Text(d, Disk::kVirtualSystemName),
+                         .index = static_cast<int>(Int(d, Disk::kDiskIndex)),
+                         .export_name = Text(d, Disk::kExportName),
+                         .uri = Text(d, Disk::kURI),
+                         .socket = Text(d, Disk::kSocketPath),
+                         .size = static_cast<uint64_t>(Int(d, Disk::kSize)),
+                         .context = Text(d, Disk::kMetadataContext),
+                         .full_read_reason = Text(d, Disk::kFullReadReason)});
+    }
+    std::sort(b.disks.begin(), b.disks.end(), [](const auto& x, const auto& y) {
+      return std::tie(x.vm_name, x.index) < std::tie(y.vm_name, y.index);
+    });
+    out.push_back(std::move(b));
+  }
+  std::sort(out.begin(), out.end(),
+            [](const BackupInfo& x, const BackupInfo& y) { return x.started < y.started; });
+  return out;
+}
+
+Result<BackupInfo> Api::GetBackup(const std::string& id) {
+  VMG_ASSIGN_OR_RETURN(auto all, ListBackups());
+  for (auto& b : all) {
+    if (b.id == id) return std::move(b);
+  }
+  return Status::NotFound("no backup session " + id + " is serving");
+}
+
+Result<BackupInfo> Api::AwaitBackup(const CallResult& begun) {
+  using Begin = BS::BeginBackup;
+  const cim::Param* session = begun.response.Out(Begin::kResultingBackupSession);
+  const cim::KeyBinding* key = session && !session->value.refs.empty()
+                                   ? session->value.refs[0].Key(schema::BackupSession::kInstanceID)
+                                   : nullptr;
+  if (!key || begun.job_id.empty()) {
+    return Status::Failed("the daemon's answer to BeginBackup names no session and job");
+  }
+  while (true) {
+    auto b = GetBackup(key->value);
+    if (b.ok() || b.status().code() != Code::kNotFound) return b;
+    VMG_ASSIGN_OR_RETURN(JobInfo job, GetJob(begun.job_id));
+    if (job.Finished()) {
+      return Status::Failed(job.error.empty() ? "the backup session ended before it served"
+                                              : job.error);
+    }
+    env_->SleepFor(std::chrono::milliseconds(100));
+  }
+}
+
+Result<CallResult> Api::EndBackup(const std::string& id, bool to_refpoint) {
+  using End = BS::EndBackup;
+  return Call(BS::kClass, End::kMethod,
+              {Ref(End::kBackupSession,
+                   KeyPath(schema::BackupSession::kClass, schema::BackupSession::kInstanceID, id)),
+               Scalar(End::kToReferencePoint, "boolean", to_refpoint ? "true" : "false")});
+}
+
+Result<DiskChangesInfo> Api::BackupChanges(const std::string& id, const std::string& vm, int disk,
+                                           uint64_t offset, uint64_t length) {
+  using Changes = BS::GetVirtualDiskChanges;
+  VMG_ASSIGN_OR_RETURN(
+      CallResult r,
+      Call(BS::kClass, Changes::kMethod,
+           {Ref(Changes::kBackupSession,
+                KeyPath(schema::BackupSession::kClass, schema::BackupSession::kInstanceID, id)),
+            Scalar(Changes::kVirtualSystemIdentifier, "string", vm),
+            Scalar(Changes::kDiskIndex, "uint32", std::to_string(disk)),
+            Scalar(Changes::kByteOffset, "uint64", std::to_string(offset)),
+            Scalar(Changes::kByteLength, "uint64", std::to_string(length))}));
+  if (r.code != 0) return Status::Failed(r.error.empty() ? "refused" : r.error);
+  const cim::Param* offsets = r.response.Out(Changes::kChangedByteOffsets);
+  const cim::Param* lengths = r.response.Out(Changes::kChangedByteLengths);
+  const cim::Param* processed = r.response.Out(Changes::kProcessedByteLength);
+  if (!offsets || !lengths || !processed ||
+      offsets->value.array.size() != lengths->value.array.size()) {
+    return Status::Failed("the daemon's answer to GetVirtualDiskChanges lacks its ranges");
+  }
+  auto byte_count = [](const char* what, const std::string& text) {
+    return ParseInt(what, text, 0, std::numeric_limits<int64_t>::max());
+  };
+  DiskChangesInfo out;
+  for (size_t i = 0; i < offsets->value.array.size(); ++i) {
+    VMG_ASSIGN_OR_RETURN(int64_t at,
+                         byte_count(Changes::kChangedByteOffsets, offsets->value.array[i]));
+    VMG_ASSIGN_OR_RETURN(int64_t bytes,
+                         byte_count(Changes::kChangedByteLengths, lengths->value.array[i]));
+    out.ranges.emplace_back(at, bytes);
+  }
+  VMG_ASSIGN_OR_RETURN(int64_t done,
+                       byte_count(Changes::kProcessedByteLength, processed->value.scalar));
+  out.processed = static_cast<uint64_t>(done);
+  return out;
 }
 
 Result<MemberSnapshotInfo> Api::ReadMember(const cim::Instance& vssd) {

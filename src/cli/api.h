@@ -61,6 +61,35 @@ struct RefPointInfo {
   std::vector<std::string> vm_ids;  // its per-VM reference points' VMs
 };
 
+// One disk a backup session serves (Vmgroup_BackupDisk).
+struct BackupDiskInfo {
+  std::string vm_id, vm_name;
+  int index = 0;
+  std::string export_name, uri, socket;
+  uint64_t size = 0;
+  std::string context;           // changes since the base; "" for a full read
+  std::string full_read_reason;  // why a full read although a base was asked
+};
+// A backup session (Vmgroup_BackupSession) and what it serves.
+struct BackupInfo {
+  std::string id, group_id, snapshot_id, base_id, started;
+  bool took_snapshot = false;
+  std::vector<BackupDiskInfo> disks;
+};
+// What BeginBackup asks for; empty strings leave a choice to the daemon.
+struct BackupBegin {
+  std::string snapshot_id;  // serve this snapshot instead of taking one
+  std::string base_id;      // reference point: publish the changes since it
+  int consistency = 0;      // a schema::ConsistencyLevel for the cut; 0: the daemon's
+  bool fallback = false;
+  int64_t idle_seconds = 0;  // 0: the daemon's default
+};
+// GetVirtualDiskChanges' answer.
+struct DiskChangesInfo {
+  std::vector<std::pair<uint64_t, uint64_t>> ranges;  // (offset, length)
+  uint64_t processed = 0;
+};
+
 struct JobInfo {
   std::string id, description, error;
   int state = 0, percent = 0, error_code = 0, type = 0;
@@ -144,6 +173,21 @@ class Api {
   Result<CallResult> ExportRefPoint(const RefPointInfo& rp, const std::string& directory,
                                     const std::string& base);
   Result<CallResult> DestroyRefPoint(const RefPointInfo& rp);
+  // Backup sessions: BeginBackup's job lasts as long as the session
+  // serves; the session (its id in the answer's ResultingBackupSession)
+  // shows once it serves.
+  Result<CallResult> BeginBackup(const GroupInfo& g, const BackupBegin& b);
+  // Sessions serving now, oldest first.
+  Result<std::vector<BackupInfo>> ListBackups();
+  // NotFound while the session does not serve (yet, or any more).
+  Result<BackupInfo> GetBackup(const std::string& id);
+  // Waits until the session BeginBackup answered `begun` with serves, and
+  // returns it; Failed with the job's reason when it ended instead.
+  Result<BackupInfo> AwaitBackup(const CallResult& begun);
+  Result<CallResult> EndBackup(const std::string& id, bool to_refpoint);
+  Result<DiskChangesInfo> BackupChanges(const std::string& id, const std::string& vm, int disk,
+                                        uint64_t offset, uint64_t length);
+
   Result<std::vector<SnapshotInfo>> ListSnapshots(const std::string& group_id);
   Result<SnapshotInfo> GetSnapshot(const std::string& id);
 

@@ -1,9 +1,12 @@
 #include <cstdio>
 #include <filesystem>
+#include <map>
+#include <tuple>
 
 #include "base/validate.h"
 #include "cli/commands.h"
 #include "cli/output.h"
+#include "schema/values.h"
 
 namespace vmgroup::cli {
 
@@ -64,6 +67,18 @@ std::vector<std::string> CommandLine::All(const std::string& flag) const {
   auto [b, e] = values_.equal_range(flag);
   for (auto it = b; it != e; ++it) out.push_back(it->second);
   return out;
+}
+
+bool ParseConsistency(const std::string& word, int* level, bool* fallback) {
+  using L = schema::ConsistencyLevel;
+  const std::map<std::string, std::pair<int, bool>> levels = {
+      {"application", {L::kApplication, false}},
+      {"application-or-crash", {L::kApplication, true}},
+      {"crash", {L::kCrash, false}}};
+  auto it = levels.find(word);
+  if (it == levels.end()) return false;
+  std::tie(*level, *fallback) = it->second;
+  return true;
 }
 
 int Settle(Context& ctx, const Result<CallResult>& r, const std::string& what, bool wait,

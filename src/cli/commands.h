@@ -35,6 +35,11 @@ class CommandLine {
 // which does not share it; InvalidArgument naming `what` when it cannot be.
 Result<std::string> AbsolutePath(const std::string& what, const std::string& path);
 
+// --consistency's words (crash, application, application-or-crash: Hyper-V's
+// production checkpoint with fallback) as a schema::ConsistencyLevel and
+// whether to fall back; false for any other word.
+bool ParseConsistency(const std::string& word, int* level, bool* fallback);
+
 struct Context {
   Api* api;
   bool json = false;
@@ -47,6 +52,7 @@ int RunSnapshot(Context& ctx, const std::vector<std::string>& words);
 int RunJob(Context& ctx, const std::vector<std::string>& words);
 int RunRestore(Context& ctx, const std::vector<std::string>& words);
 int RunRefPoint(Context& ctx, const std::vector<std::string>& words);
+int RunBackup(Context& ctx, const std::vector<std::string>& words);
 
 // A method's outcome: 0 done, 4096 waited for (unless `wait` is false:
 // then the job id is printed), anything else reported with the daemon's

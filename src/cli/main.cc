@@ -28,6 +28,10 @@ const char* kUsage =
   refpoint list GROUP | show ID | delete ID [--no-wait]
   refpoint export ID DIR [--base REFPOINT] [--no-wait]
   restore DIR [--as-new] [--no-wait]
+  backup begin GROUP [--incremental-from REFPOINT] [--snapshot ID]
+         [--consistency crash|application|application-or-crash] [--idle-timeout SECONDS]
+  backup list | show SESSION | changes SESSION VM DISK [--offset B] [--length B]
+  backup end SESSION [--to-refpoint] [--no-wait]
   job list | show ID | wait ID | cancel ID
 
 The daemon is reached at --connect, else $VMGROUP_CONNECT, else
@@ -89,6 +93,7 @@ int main(int argc, char** argv) {
   if (noun == "job") return RunJob(ctx, rest);
   if (noun == "restore") return RunRestore(ctx, rest);
   if (noun == "refpoint") return RunRefPoint(ctx, rest);
+  if (noun == "backup") return RunBackup(ctx, rest);
   std::cerr << kUsage;
   return kExitUsage;
 }

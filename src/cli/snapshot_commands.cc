@@ -193,17 +193,15 @@ int RunSnapshot(Context& ctx, const std::vector<std::string>& words) {
   using Type = schema::SnapshotType;
   const std::map<std::string, int> types = {
       {"standard", Type::kStandard}, {"recovery", Type::kRecovery}, {"disk", Type::kDiskOnly}};
-  // application-or-crash: Hyper-V's production checkpoint with fallback.
-  const std::map<std::string, std::pair<int, bool>> levels = {
-      {"application", {schema::ConsistencyLevel::kApplication, false}},
-      {"application-or-crash", {schema::ConsistencyLevel::kApplication, true}},
-      {"crash", {schema::ConsistencyLevel::kCrash, false}}};
   auto type = types.find(c->Get("type", "disk"));
-  auto level = levels.find(c->Get("consistency", "crash"));
-  if (type == types.end() || level == levels.end()) return Usage();
+  int consistency = 0;
+  bool fallback = false;
+  if (type == types.end() ||
+      !ParseConsistency(c->Get("consistency", "crash"), &consistency, &fallback)) {
+    return Usage();
+  }
   const bool wait = !c->Has("no-wait");
   JobInfo job;
-  const auto [consistency, fallback] = level->second;
   int rc =
       Settle(ctx, ctx.api->CreateSnapshot(*g, type->second, consistency, fallback, c->Get("name")),
              "snapshot of " + g->name, wait, &job);
