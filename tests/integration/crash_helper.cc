@@ -20,6 +20,11 @@
 //       itself at POINT;
 //   crash_helper STATE restore DIR POINT
 //       restores the export in DIR as new and ends itself at POINT;
+//   crash_helper STATE backup COLLECTION POINT [REFPOINT]
+//       begins a backup session of COLLECTION (the changes since REFPOINT
+//       published when given), then ends it, and ends itself at POINT;
+//       POINT "serving" is the moment the session serves, between the two
+//       (a daemon that dies while readers read);
 //   crash_helper guard AGENT_SOCKET
 //       freezes the guest through that agent, arms a one-minute thaw guard
 //       over its channel, then ends itself with SIGKILL, as a daemon that
@@ -132,6 +137,19 @@ int main(int argc, char** argv) {
     if (!e.ok()) return Fail(e.status());
     Status s = (*e)->restorer().Restore({.directory = argv[3], .as_new = true}).status();
     if (!s.ok()) return Fail(s);
+    return 3;
+  }
+  if ((argc == 5 || argc == 6) && std::string(argv[2]) == "backup") {
+    CrashAtEnv env(argv[4]);
+    auto e = engine::Engine::Open(
+        {.state_dir = argv[1], .env = &env, .qemu = testing::TestQemu(), .libvirt = connections});
+    if (!e.ok()) return Fail(e.status());
+    auto& backups = (*e)->snapshots().backups();
+    auto s =
+        backups.Begin({.collection_id = argv[3], .incremental_from = argc == 6 ? argv[5] : ""});
+    if (!s.ok()) return Fail(s.status());
+    if (std::string(argv[4]) == "serving") ::raise(SIGKILL);
+    if (auto ended = backups.End({.id = s->id}); !ended.ok()) return Fail(ended.status());
     return 3;
   }
   const std::string verb = argc >= 5 && argc <= 7 ? argv[2] : "";
