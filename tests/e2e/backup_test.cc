@@ -135,6 +135,10 @@ TEST_F(BackupTest, AFullThenAnIncrementalCycleThroughTheCli) {
     CommandOutput same =
         Run({"qemu-img", "compare", "-U", "-f", "raw", copy, frozen.at(d["vm_id"])});
     EXPECT_EQ(same.exit_code, 0) << same.out << same.err;
+    // qemu-img reads the export itself, too.
+    CommandOutput direct = Run(
+        {"qemu-img", "compare", "-U", "-f", "raw", "-F", "qcow2", d["uri"], frozen.at(d["vm_id"])});
+    EXPECT_EQ(direct.exit_code, 0) << direct.out << direct.err;
   }
   const json rp = json::parse(Ok({"backup", "end", s1["session"], "--to-refpoint", "--json"}));
   ASSERT_EQ(rp["id"].get<std::string>().size(), 36u) << rp.dump();
