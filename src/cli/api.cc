@@ -504,7 +504,7 @@ Result<std::vector<BackupInfo>> Api::ListBackups() {
                  .snapshot_id = Text(s, Session::kSnapshotCollectionID),
                  .base_id = Text(s, Session::kBaseReferencePointCollectionID),
                  .started = Text(s, Session::kStartTime),
-                 .took_snapshot = Text(s, Session::kTookSnapshot) == "true"};
+                 .took_snapshot = Text(s, Session::kTookSnapshot) == "TRUE"};
     for (const auto& disk : disks) {
       const cim::Instance& d = disk.instance;
       if (Text(d, Disk::kSessionID) != b.id) continue;

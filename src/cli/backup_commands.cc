@@ -165,6 +165,8 @@ int RunBackup(Context& ctx, const std::vector<std::string>& words) {
     return kExitOk;
   }
   if (verb == "end") {
+    // An unknown session is not found (exit 4), as for every other object.
+    if (auto b = ctx.api->GetBackup(id); !b.ok()) return ReportError(b.status());
     const bool to_refpoint = c->Has("to-refpoint");
     const bool wait = !c->Has("no-wait");
     JobInfo job;
