@@ -109,6 +109,9 @@ int Changes(Context& ctx, const CommandLine& c) {
   if (!offset.ok()) return ReportError(offset.status());
   auto length = Bytes(c, "length");
   if (!length.ok()) return ReportError(length.status());
+  // Looked up first: an unknown session is "no such" (exit 4), as
+  // everywhere, where the method's code would only say invalid parameter.
+  if (auto b = ctx.api->GetBackup(c.positional()[0]); !b.ok()) return ReportError(b.status());
   auto changes = ctx.api->BackupChanges(c.positional()[0], c.positional()[1],
                                         static_cast<int>(*disk), *offset, *length);
   if (!changes.ok()) return ReportError(changes.status());

@@ -256,6 +256,8 @@ TEST_F(BackupTest, BadInputIsRefusedAndChangesNothing) {
   CommandOutput no_session = Cli({"backup", "end", "nope"});
   EXPECT_EQ(no_session.exit_code, 4) << no_session.err;
   EXPECT_NE(no_session.err.find("nope"), std::string::npos) << no_session.err;
+  CommandOutput changes_of_none = Cli({"backup", "changes", "nope", vm_ids_[0], "0", "--json"});
+  EXPECT_EQ(changes_of_none.exit_code, 4) << changes_of_none.err;
   CommandOutput bad_disk = Cli({"backup", "changes", "nope", vm_ids_[0], "first", "--json"});
   EXPECT_EQ(bad_disk.exit_code, 2) << bad_disk.err;
   EXPECT_NE(bad_disk.err.find("DISK"), std::string::npos) << bad_disk.err;
