@@ -195,12 +195,14 @@ Result<BackupEnding> BackupSessions::Serve(const std::string& id, Duration idle_
     }
     if (ending) {
       auto ended = End({.id = id});
-      // Ended meanwhile by someone else: that end stands.
-      if (!ended.ok() && ended.status().code() != Code::kNotFound &&
-          ended.status().code() != Code::kInvalidState) {
+      if (ended.ok()) return *ending;
+      // Ended meanwhile by someone else: that end stands (NotFound next
+      // time round). Busy: another operation holds the members for now (a
+      // snapshot of the group): the end is tried again.
+      const Code code = ended.status().code();
+      if (code != Code::kNotFound && code != Code::kInvalidState && code != Code::kBusy) {
         return ended.status();
       }
-      if (ended.ok()) return *ending;
     }
     parts_.env->SleepFor(poll);
   }

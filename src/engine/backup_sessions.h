@@ -97,8 +97,9 @@ class BackupSessions {
   // Waits while session `id` serves, until it is ended (End from
   // elsewhere: kEnded), no NBD client has been connected to it for
   // `idle_timeout` (it is ended then: kIdle), or `stop` returns true (ended:
-  // kStopped). Checks every `poll` on the Env's clock. An error when the
-  // end it makes fails.
+  // kStopped). Checks every `poll` on the Env's clock. An end that finds
+  // the members held by another operation (Busy) is tried again; an error
+  // when the end it makes fails otherwise.
   Result<BackupEnding> Serve(const std::string& id, Duration idle_timeout,
                              const std::function<bool()>& stop,
                              Duration poll = std::chrono::seconds(1));

@@ -4,6 +4,7 @@
 // a reader gets) is tested on QEMU in tests/integration/nbd_backup_test.cc.
 #include "engine/backup_sessions.h"
 
+#include <algorithm>
 #include <thread>
 
 #include "engine/fake_group_test.h"
@@ -14,6 +15,12 @@ namespace vmgroup::engine {
 namespace {
 
 using BackupSessionsTest = FakeGroupTest;
+
+// How many times `vm` was asked `op`.
+size_t CallsOf(hypervisor::fake::FakeVm& vm, const std::string& op) {
+  const auto calls = vm.calls();
+  return static_cast<size_t>(std::count(calls.begin(), calls.end(), op));
+}
 
 // Every socket file of `s`.
 std::vector<std::string> Sockets(const BackupSession& s) {
@@ -250,6 +257,27 @@ TEST_F(BackupSessionsTest, ServeEndsAnIdleSessionOrReturnsOnceItIsEnded) {
   ender.join();
   ASSERT_TRUE(how.ok());
   EXPECT_EQ(*how, BackupEnding::kEnded);
+  ExpectConsistent();
+}
+
+TEST_F(BackupSessionsTest, AnIdleEndThatFindsTheMembersBusyIsTriedAgain) {
+  auto g = MakeGroup(2);
+  auto& backups = engine_->snapshots().backups();
+  auto s = backups.Begin({.collection_id = g.collection_id});
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  // A snapshot of the group holds the members while the session goes idle.
+  Fake(g.vm_ids[0])->DelayOn("pause", std::chrono::milliseconds(300));
+  std::thread snapshot(
+      [&] { EXPECT_TRUE(engine_->snapshots().Create({.collection_id = g.collection_id}).ok()); });
+  while (CallsOf(*Fake(g.vm_ids[0]), "pause") == 0) std::this_thread::yield();
+  auto how = backups.Serve(s->id, std::chrono::milliseconds(1), {}, std::chrono::milliseconds(20));
+  snapshot.join();
+  ASSERT_TRUE(how.ok()) << how.status().ToString();
+  EXPECT_EQ(*how, BackupEnding::kIdle);
+  EXPECT_TRUE(backups.List().empty());
+  EXPECT_EQ(engine_->catalog().GetSnapshot(s->snapshot_id).status().code(), Code::kNotFound)
+      << "destroyed once the snapshot let the members go";
+  EXPECT_EQ(engine_->catalog().ListSnapshots(g.collection_id)->size(), 1u) << "that one stays";
   ExpectConsistent();
 }
 
