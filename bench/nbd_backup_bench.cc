@@ -7,6 +7,9 @@
 //   - `nbdcopy URI FILE` of its disk, then a sync of FILE (the headline),
 //   - `qemu-img convert -U -O raw FROZEN FILE` of the session's frozen
 //     image, then a sync of FILE (the peer, equally durable),
+//   - the same convert with `-t none -W` (O_DIRECT, out of order), synced:
+//     a peer that, like nbdcopy (which writes back and drops its output
+//     as it goes), leaves no page cache behind,
 //   - `nbdcopy URI null:` (reading alone, nothing written),
 // each started with nothing left to write back from the one before (a
 // `sync` first); round 0 warms the page cache and is not counted. The
@@ -61,6 +64,8 @@ struct Args {
 struct Measured {
   // Full reads: copy alone, and copy + sync of its output.
   std::vector<int64_t> nbdcopy_us, nbdcopy_sync_us, convert_us, convert_sync_us, null_us;
+  // qemu-img convert -t none -W: O_DIRECT out of order, past the page cache.
+  std::vector<int64_t> direct_sync_us;
   // Incremental reads: the map (block status), map + data + sync, the bytes
   // read, and a full nbdcopy + sync of the same session's disk.
   std::vector<int64_t> map_us, incremental_us, incremental_bytes, same_full_us;
@@ -191,6 +196,10 @@ Status Rounds(const Args& a, engine::Engine& engine, const testing::TempDir& dir
     VMG_RETURN_IF_ERROR(
         TimeCopy({"qemu-img", "convert", "-U", "-O", "raw", frozen, out}, out, &copy, &synced));
     if (r > 0) m->convert_us.push_back(copy), m->convert_sync_us.push_back(synced);
+    VMG_RETURN_IF_ERROR(
+        TimeCopy({"qemu-img", "convert", "-U", "-t", "none", "-W", "-O", "raw", frozen, out}, out,
+                 &copy, &synced));
+    if (r > 0) m->direct_sync_us.push_back(synced);
     VMG_RETURN_IF_ERROR(TimeCopy({"nbdcopy", disk.uri, "null:"}, "", &copy, &unused));
     if (r > 0) m->null_us.push_back(copy);
   }
@@ -293,12 +302,16 @@ int main(int argc, char** argv) {
   std::printf("%-36s | %8s %8s | %8s\n", "", "median s", "p95 s", "MiB/s");
   row("nbdcopy URI FILE + sync", m->nbdcopy_sync_us);
   row("qemu-img convert -O raw + sync", m->convert_sync_us);
+  row("qemu-img convert -t none -W + sync", m->direct_sync_us);
   row("nbdcopy URI FILE (no sync)", m->nbdcopy_us);
   row("qemu-img convert -O raw (no sync)", m->convert_us);
   row("nbdcopy URI null:", m->null_us);
   const double full_ratio = Median(m->convert_sync_us) / Median(m->nbdcopy_sync_us);
-  std::printf("throughput ratio nbdcopy / qemu-img convert, synced: %.2f (unsynced %.2f)\n",
-              full_ratio, Median(m->convert_us) / Median(m->nbdcopy_us));
+  std::printf(
+      "throughput ratio nbdcopy / qemu-img convert, synced: %.2f (unsynced %.2f; "
+      "against -t none -W %.2f)\n",
+      full_ratio, Median(m->convert_us) / Median(m->nbdcopy_us),
+      Median(m->direct_sync_us) / Median(m->nbdcopy_sync_us));
 
   const double full = Median(m->nbdcopy_sync_us);
   const double inc = Median(m->incremental_us);
@@ -330,6 +343,7 @@ int main(int argc, char** argv) {
               {"convert_us", m->convert_us},
               {"convert_sync_us", m->convert_sync_us},
               {"null_us", m->null_us},
+              {"direct_sync_us", m->direct_sync_us},
               {"map_us", m->map_us},
               {"incremental_us", m->incremental_us},
               {"incremental_bytes", m->incremental_bytes},
