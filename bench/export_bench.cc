@@ -57,18 +57,6 @@ Status RunOk(const std::vector<std::string>& argv) {
   return Status::Ok();
 }
 
-// Writes `pct` % of the 64 KiB clusters of disk 0, spread evenly, through
-// the VM's second monitor (as its guest would).
-Status ChangeClusters(const std::string& monitor, uint64_t bytes, double pct, int pattern) {
-  const uint64_t clusters = bytes >> 16;
-  const auto n = static_cast<uint64_t>(static_cast<double>(clusters) * pct / 100.0);
-  for (uint64_t k = 0; k < n; ++k) {
-    VMG_RETURN_IF_ERROR(
-        testing::WriteAsGuest(monitor, 0, pattern, (k * clusters / n) << 16, 64 << 10));
-  }
-  return Status::Ok();
-}
-
 // The incremental rounds on the running VM, from snapshot `first`.
 Status MeasureIncremental(const Args& a, engine::Engine& engine, const testing::TempDir& dir,
                           const std::string& collection, const std::string& first,
@@ -78,7 +66,7 @@ Status MeasureIncremental(const Args& a, engine::Engine& engine, const testing::
   VMG_ASSIGN_OR_RETURN(auto rp, snaps.ConvertToReferencePoint(first));
   storage::QemuImg img(Env::Default());
   for (int r = 1; r <= a.rounds; ++r) {
-    VMG_RETURN_IF_ERROR(ChangeClusters(monitor, bytes, a.changed_pct, r));
+    VMG_RETURN_IF_ERROR(testing::WriteSpreadClusters(monitor, bytes, a.changed_pct, r));
     VMG_ASSIGN_OR_RETURN(
         auto s, snaps.Create({.collection_id = collection, .type = engine::kSnapshotRecovery}));
     const std::string inc = dir / ("inc" + std::to_string(r)), full = dir / "full";

@@ -165,18 +165,6 @@ Status ReadIncremental(const engine::BackupDisk& d, const std::string& out, int6
   return Env::Default()->RemoveFile(out);
 }
 
-// Writes `pct` % of the 64 KiB clusters of disk 0, spread evenly, through
-// the VM's second monitor (as its guest would), with bytes of `pattern`.
-Status ChangeClusters(const std::string& monitor, uint64_t bytes, double pct, int pattern) {
-  const uint64_t clusters = bytes / kCluster;
-  const auto n = static_cast<uint64_t>(static_cast<double>(clusters) * pct / 100.0);
-  for (uint64_t k = 0; k < n; ++k) {
-    VMG_RETURN_IF_ERROR(
-        testing::WriteAsGuest(monitor, 0, pattern, k * clusters / n * kCluster, kCluster));
-  }
-  return Status::Ok();
-}
-
 // The rounds, on a running VM of `collection`; `*session` is the one open
 // (for the caller to end on an error), "" when none is.
 Status Rounds(const Args& a, engine::Engine& engine, const testing::TempDir& dir,
@@ -207,7 +195,7 @@ Status Rounds(const Args& a, engine::Engine& engine, const testing::TempDir& dir
   session->clear();
   if (!point) return Status::Failed("the full session made no reference point");
   for (int r = 1; r <= a.rounds; ++r) {
-    VMG_RETURN_IF_ERROR(ChangeClusters(monitor, disk.size, a.changed_pct, r));
+    VMG_RETURN_IF_ERROR(testing::WriteSpreadClusters(monitor, disk.size, a.changed_pct, r));
     VMG_ASSIGN_OR_RETURN(
         auto inc, backups.Begin({.collection_id = collection, .incremental_from = point->id}));
     *session = inc.id;

@@ -25,4 +25,14 @@ Status WriteAsGuest(const std::string& monitor, int disk, int pattern, uint64_t 
   return Status::Ok();
 }
 
+Status WriteSpreadClusters(const std::string& monitor, uint64_t bytes, double pct, int pattern) {
+  constexpr uint64_t kCluster = 64 << 10;
+  const uint64_t clusters = bytes / kCluster;
+  const auto n = static_cast<uint64_t>(static_cast<double>(clusters) * pct / 100.0);
+  for (uint64_t k = 0; k < n; ++k) {
+    VMG_RETURN_IF_ERROR(WriteAsGuest(monitor, 0, pattern, k * clusters / n * kCluster, kCluster));
+  }
+  return Status::Ok();
+}
+
 }  // namespace vmgroup::testing

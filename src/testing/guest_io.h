@@ -19,4 +19,9 @@ std::vector<std::string> GuestMonitorArgs(const std::string& path);
 Status WriteAsGuest(const std::string& monitor, int disk, int pattern, uint64_t offset,
                     uint64_t length);
 
+// Writes `pattern` over `pct` percent of the 64 KiB clusters of disk 0's
+// first `bytes`, spread evenly over them (one cluster in every 100/pct), as
+// WriteAsGuest: what the benchmarks of incrementals change between cuts.
+Status WriteSpreadClusters(const std::string& monitor, uint64_t bytes, double pct, int pattern);
+
 }  // namespace vmgroup::testing
