@@ -410,5 +410,38 @@ TEST_F(NbdExactTest, AMemberThatIsOffIsServedByQemuStorageDaemonAndItsChangesAre
   for (const auto& id : g_.vm_ids) ExpectCatalogMatchesDisk(id);
 }
 
+// The daemon killed while a member that is off is served: its
+// qemu-storage-daemon runs on (as a QEMU would) until the next start ends
+// it, found by its record; the next incremental is exact.
+TEST_F(NbdExactTest, ADaemonKilledWhileAMemberThatIsOffIsServedLeavesNoStorageDaemon) {
+  auto rp = engine_->snapshots().CreateReferencePoint(g_.collection_id, "base");
+  ASSERT_TRUE(rp.ok()) << rp.status().ToString();
+  Write(0x22, 1 << 20, 64 << 10);
+  ASSERT_TRUE(engine_->vms().Stop(g_.vm_ids[1]).ok());
+  engine_.reset();  // the helper is the daemon now
+  auto r = Env::Default()->Run(
+      {CRASH_HELPER, dir_ / "state", "backup", g_.collection_id, "serving", rp->id},
+      std::chrono::minutes(2));
+  ASSERT_TRUE(r.ok());
+  ASSERT_EQ(r->exit_code, -1) << r->err;
+  int pid = 0;
+  for (const auto& session : fs::directory_iterator(dir_ / "state/backups")) {
+    auto recorded = Env::Default()->ReadFile(session.path() / "vm1.sock.pid");
+    if (recorded.ok()) pid = std::stoi(*recorded);
+  }
+  ASSERT_GT(pid, 0) << "the off member's daemon is recorded beside its socket";
+  EXPECT_TRUE(Env::Default()->IsAlive(pid)) << "it outlives the daemon, as a QEMU does";
+  OpenEngine();
+  EXPECT_EQ(engine_->recovery().backup_sessions.size(), 1u) << engine_->recovery().Summary();
+  EXPECT_FALSE(Env::Default()->IsAlive(pid)) << "qemu-storage-daemon " << pid << " runs on";
+  EXPECT_TRUE(Env::Default()->ListDir(dir_ / "state/backups")->empty());
+  EXPECT_TRUE(engine_->catalog().ListSnapshots(g_.collection_id)->empty());
+  auto s = Backups().Begin({.collection_id = g_.collection_id, .incremental_from = rp->id});
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  for (const auto& changes : ChangesOf(s->id)) EXPECT_EQ(changes, (Ranges{{1 << 20, 64 << 10}}));
+  ASSERT_TRUE(Backups().End({.id = s->id}).ok());
+  for (const auto& id : g_.vm_ids) ExpectCatalogMatchesDisk(id);
+}
+
 }  // namespace
 }  // namespace vmgroup::integration
