@@ -388,7 +388,9 @@ class Driver {
   // disks' chains are those of `spec.disks`: the driver runs a server of
   // its own (QEMU: a qemu-storage-daemon), which outlives this process and
   // is recorded beside `socket`, so that StopServing ends it also after a
-  // restart. The same errors; NotSupported for a driver that cannot.
+  // restart. The same errors, but AlreadyExists only for a `socket` that
+  // exists or is served already: one serving per VM is the caller's to
+  // keep. NotSupported for a driver that cannot.
   // REQUIRES: the VM stays off or, if started, never writes the images.
   virtual Result<std::vector<ServedExport>> ServeImages(const VmSpec& spec,
                                                         const std::string& socket,
