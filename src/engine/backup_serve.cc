@@ -64,10 +64,6 @@ Status CheckServable(GroupParts& parts, const std::vector<catalog::VmRecord>& vm
                                   " is a libvirt domain: serving its disks goes through "
                                   "libvirt's pull-mode backup, which vmgroup does not drive yet");
     }
-    auto live = parts.vms->Live(vm.id);
-    VMG_RETURN_IF_ERROR(RequireLive(vm, live.get(),
-                                    "serving the disks of a VM that is off is not supported "
-                                    "yet: start it first"));
     if (!base) continue;
     const catalog::ReferencePointMember* m = MemberOf(*base, vm.id);
     if (!m || m->images != frozen[i]) {
@@ -131,7 +127,13 @@ Status BackupServe::Work() {
                         .tracking = serving_.base ? serving_.base->bitmap : ""});
       hold.images.push_back(d.frozen_image);
     }
-    auto served = live_[i]->ServeImages(socket, images, parts_.env->Now() + kServeTimeout);
+    // A member that runs serves from its QEMU, one that is off from the
+    // driver's own server (qemu-storage-daemon).
+    auto serve = [&] {
+      return live_[i] ? live_[i]->ServeImages(socket, images, parts_.env->Now() + kServeTimeout)
+                      : parts_.vms->ServeOff(vm.id, socket, images);
+    };
+    auto served = serve();
     std::string full_read_reason;
     if (!served.ok() && serving_.base &&
         (served.status().code() == Code::kNotFound ||
@@ -142,7 +144,7 @@ Status BackupServe::Work() {
                          " cannot be trusted on VM " + vm.name + " (" + served.status().message() +
                          "): read its disks in full";
       for (auto& image : images) image.tracking.clear();
-      served = live_[i]->ServeImages(socket, images, parts_.env->Now() + kServeTimeout);
+      served = serve();
     }
     if (!served.ok()) return served.status().Annotate("serving the disks of VM " + vm.name);
     hold.vm_ids.push_back(vm.id);
@@ -186,6 +188,9 @@ Status StopServing(GroupParts& parts, const std::string& directory,
     if (auto live = parts.vms->Live(vm_ids[i])) {
       st = live->StopServing(socket, parts.env->Now() + kServeTimeout);
     }
+    // Served while it was off (it may have been started since): the
+    // driver's server; OK when there is none.
+    if (st.ok()) st = parts.vms->StopServingOff(vm_ids[i], socket);
     // A VM that stopped serving with its QEMU (off) may have left the file.
     if (st.ok()) st = parts.env->RemoveFile(socket);
     if (!st.ok() && first.ok()) first = st.Annotate("VM " + vm_ids[i]);

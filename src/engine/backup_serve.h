@@ -1,7 +1,9 @@
 // BackupServe: the step of a backup session (backup_sessions.h) that serves
 // a group snapshot's frozen images to readers over NBD, from each member's
-// own QEMU, with the changes since a reference point as metadata contexts
-// where that point's tracking still holds.
+// own QEMU, or for a member that is off from its driver's own server
+// (hypervisor::Driver::ServeImages: a qemu-storage-daemon), with the
+// changes since a reference point as metadata contexts where that point's
+// tracking still holds.
 #pragma once
 
 #include <optional>
@@ -47,10 +49,10 @@ struct BackupServing {
 };
 
 // The checks that say whether `vms`, frozen on `frozen[i]` (the images a
-// snapshot froze or will freeze, by disk index), can be served: each runs
-// in vmgroupd's QEMU (NotSupported for one that is off or a libvirt
-// domain), none is served already (Busy), and `base`, if any, leads right
-// up to those images (Failed otherwise: "read in full").
+// snapshot froze or will freeze, by disk index), can be served: each is
+// vmgroupd's own (NotSupported for a libvirt domain), running or off, none
+// is served already (Busy), and `base`, if any, leads right up to those
+// images (Failed otherwise: "read in full").
 Status CheckServable(GroupParts& parts, const std::vector<catalog::VmRecord>& vms,
                      const std::vector<std::vector<std::string>>& frozen,
                      const catalog::ReferencePointRecord* base);
@@ -79,7 +81,8 @@ class BackupServe final : public GroupOperation {
 std::string BackupSocketPath(const std::string& directory, size_t position);
 
 // Stops serving every member of `vm_ids` (sockets by position in
-// `directory`) and removes the directory. A VM that is off serves nothing.
+// `directory`), from its QEMU and from its driver's server alike (it may
+// have been started or stopped since), and removes the directory.
 // The first error, naming the VM, after trying them all.
 Status StopServing(GroupParts& parts, const std::string& directory,
                    const std::vector<std::string>& vm_ids);

@@ -1,7 +1,8 @@
 // BackupSessions: backup products read a group's disks themselves (issue
 // 17). A session takes a recovery snapshot of the group (or uses one that
 // exists), then serves every member disk's frozen image, read-only, over
-// NBD from the member's own QEMU (backup_serve.h): standard clients
+// NBD from the member's own QEMU, or for a member that is off from a
+// qemu-storage-daemon (backup_serve.h): standard clients
 // (nbdcopy, qemu-img, virtnbdbackup) read the disks as of the cut while
 // the VMs run on, and, since a reference point, the metadata context
 // `qemu:dirty-bitmap:<tracking>` marks exactly the clusters changed since

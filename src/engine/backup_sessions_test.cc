@@ -174,13 +174,58 @@ TEST_F(BackupSessionsTest, BeginRefusesWhatItCannotServeAndChangesNothing) {
   Status stale = backups.Validate({.collection_id = g.collection_id, .incremental_from = rp->id});
   EXPECT_EQ(stale.code(), Code::kFailed);
   EXPECT_NE(stale.message().find("read in full"), std::string::npos) << stale.message();
-  // A member that is off.
+  // A member its driver cannot serve while it is off.
   ASSERT_TRUE(engine_->vms().Stop(g.vm_ids[1]).ok());
+  FailAt(std::string(hypervisor::fake::kFakePointPrefix) + "serve-off", "vm1");
   Status off = backups.Begin({.collection_id = g.collection_id}).status();
-  EXPECT_EQ(off.code(), Code::kNotSupported) << off.ToString();
+  EXPECT_EQ(off.code(), Code::kFailed) << off.ToString();
   EXPECT_NE(off.message().find("vm1"), std::string::npos) << off.message();
-  EXPECT_EQ(engine_->catalog().ListSnapshots(g.collection_id)->size(), 1u) << "no cut taken";
+  EXPECT_EQ(engine_->catalog().ListSnapshots(g.collection_id)->size(), 1u)
+      << "the cut it took is gone again";
   EXPECT_TRUE(engine_->catalog().ListBackupIntents()->empty());
+  ExpectConsistent();
+}
+
+TEST_F(BackupSessionsTest, AMemberThatIsOffIsServedByItsDriverAndLeavesNothingWhenItEnds) {
+  auto g = MakeGroup(2);
+  auto& backups = engine_->snapshots().backups();
+  auto rp = engine_->snapshots().CreateReferencePoint(g.collection_id, "rp");
+  ASSERT_TRUE(rp.ok()) << rp.status().ToString();
+  ASSERT_TRUE(engine_->vms().Stop(g.vm_ids[1]).ok());
+  auto s = backups.Begin({.collection_id = g.collection_id, .incremental_from = rp->id});
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  ASSERT_EQ(s->members.size(), 2u);
+  EXPECT_EQ(Fake(g.vm_ids[0])->serving(), s->members[0].disks[0].socket) << "from its QEMU";
+  const BackupDisk& off = s->members[1].disks[0];
+  EXPECT_EQ(driver_.ServingOff(g.vm_ids[1]), off.socket) << "from the driver's own server";
+  EXPECT_TRUE(Env::Default()->FileExists(off.socket));
+  EXPECT_EQ(off.size, uint64_t{1} << 20);
+  EXPECT_EQ(off.context, "qemu:dirty-bitmap:" + rp->bitmap)
+      << "its tracking lives in its images: it holds while the VM is off";
+  EXPECT_EQ(off.full_read_reason, "");
+  EXPECT_EQ(Vm(g.vm_ids[1]).power, catalog::Power::kOff) << "serving did not start it";
+
+  ASSERT_TRUE(backups.End({.id = s->id}).ok());
+  EXPECT_EQ(driver_.ServingOff(g.vm_ids[1]), "");
+  EXPECT_FALSE(Env::Default()->FileExists(off.socket));
+  EXPECT_FALSE(Env::Default()->FileExists(Path("state/backups/" + s->id)));
+  EXPECT_TRUE(engine_->catalog().ListBackupIntents()->empty());
+  ExpectConsistent();
+}
+
+TEST_F(BackupSessionsTest, AMemberThatIsOffServedWhenTheDaemonDiedIsEndedAtTheNextStart) {
+  auto g = MakeGroup(2);
+  ASSERT_TRUE(engine_->vms().Stop(g.vm_ids[1]).ok());
+  ASSERT_TRUE(CrashAt(
+      fault::kBackupMemberServed,
+      [&](Engine& e) { (void)e.snapshots().backups().Begin({.collection_id = g.collection_id}); },
+      "vm1"));
+  EXPECT_EQ(engine_->recovery().backup_sessions.size(), 1u) << engine_->recovery().Summary();
+  EXPECT_EQ(driver_.ServingOff(g.vm_ids[1]), "") << "its server ended";
+  const auto calls = driver_.calls();
+  EXPECT_NE(std::find(calls.begin(), calls.end(), "stop-serving-off vm1"), calls.end());
+  EXPECT_TRUE(engine_->catalog().ListSnapshots()->empty()) << "the snapshot it took is gone";
+  EXPECT_TRUE(Env::Default()->ListDir(Path("state/backups"))->empty());
   ExpectConsistent();
 }
 

@@ -368,6 +368,20 @@ Status VmRegistry::DropOffTracking(const std::string& id, const std::string& nam
   return driver->DropTracking(SpecOf(vm), name).Annotate("VM " + vm.name);
 }
 
+Result<std::vector<hypervisor::ServedExport>> VmRegistry::ServeOff(
+    const std::string& id, const std::string& socket,
+    const std::vector<hypervisor::ServedImage>& images) {
+  VMG_ASSIGN_OR_RETURN(catalog::VmRecord vm, catalog_->GetVm(id));
+  VMG_ASSIGN_OR_RETURN(hypervisor::Driver * driver, DriverOf(vm));
+  return driver->ServeImages(SpecOf(vm), socket, images);
+}
+
+Status VmRegistry::StopServingOff(const std::string& id, const std::string& socket) {
+  VMG_ASSIGN_OR_RETURN(catalog::VmRecord vm, catalog_->GetVm(id));
+  VMG_ASSIGN_OR_RETURN(hypervisor::Driver * driver, DriverOf(vm));
+  return driver->StopServing(SpecOf(vm), socket);
+}
+
 void VmRegistry::Adopt(const std::string& id, std::unique_ptr<hypervisor::Vm> live) {
   std::lock_guard lock(mu_);
   live_[id] = std::move(live);

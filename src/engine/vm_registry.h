@@ -172,6 +172,13 @@ class VmRegistry {
   // live Vm's calls). Unavailable when its connection is not open.
   Result<std::vector<std::string>> OffTrackings(const std::string& id);
   Status DropOffTracking(const std::string& id, const std::string& name);
+  // Serving the frozen images of VM `id` while it is off, through its
+  // driver (hypervisor::Driver::ServeImages, StopServing; for one that
+  // runs, its live Vm's calls). Unavailable when its connection is not open.
+  Result<std::vector<hypervisor::ServedExport>> ServeOff(
+      const std::string& id, const std::string& socket,
+      const std::vector<hypervisor::ServedImage>& images);
+  Status StopServingOff(const std::string& id, const std::string& socket);
   // Makes a Launched QEMU, now in the catalog, the VM's live one.
   void Adopt(const std::string& id, std::unique_ptr<hypervisor::Vm> live);
   // Forgets the live handle of a VM that is off now (a libvirt domain shut

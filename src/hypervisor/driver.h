@@ -383,6 +383,29 @@ class Driver {
     return Status::Ok();
   }
 
+  // --- Serving the frozen images of VMs that are off (backup sessions) ---
+  // ServeImages: as Vm::ServeImages, for shut-off VM `spec.uuid`, whose
+  // disks' chains are those of `spec.disks`: the driver runs a server of
+  // its own (QEMU: a qemu-storage-daemon), which outlives this process and
+  // is recorded beside `socket`, so that StopServing ends it also after a
+  // restart. The same errors, but AlreadyExists only for a `socket` that
+  // exists or is served already: one serving per VM is the caller's to
+  // keep. NotSupported for a driver that cannot.
+  // REQUIRES: the VM stays off or, if started, never writes the images.
+  virtual Result<std::vector<ServedExport>> ServeImages(const VmSpec& spec,
+                                                        const std::string& socket,
+                                                        const std::vector<ServedImage>& images) {
+    (void)spec, (void)socket, (void)images;
+    return Status::NotSupported("this hypervisor cannot serve the disks of a VM that is off");
+  }
+  // StopServing: ends what ServeImages(spec, socket, ...) started (by this
+  // process or an earlier one): clients cut off, the server gone, the socket
+  // file removed. OK when nothing is served there.
+  virtual Status StopServing(const VmSpec& spec, const std::string& socket) {
+    (void)spec, (void)socket;
+    return Status::Ok();
+  }
+
   // Reconnects to a VM started earlier (possibly by another process) with
   // this spec, whose hypervisor runs as `pid`. Unavailable if it is gone.
   // A driver with its own definitions finds the VM by `spec.uuid` (pid is

@@ -355,5 +355,93 @@ TEST_F(NbdExactTest, ADaemonKilledDuringASessionLeavesNothingAndTheNextIncrement
   ASSERT_TRUE(Backups().End({.id = s->id}).ok());
 }
 
+// A member off during the second round: qemu-storage-daemon serves its
+// frozen image (run by vmgroupd, as QEMU's user), read equal to it; the
+// point's tracking held through the shutdown (its QEMU stored the bitmap),
+// so the changed ranges of both members are exact. End leaves no process,
+// socket or export.
+TEST_F(NbdExactTest, AMemberThatIsOffIsServedByQemuStorageDaemonAndItsChangesAreExact) {
+  auto rp = engine_->snapshots().CreateReferencePoint(g_.collection_id, "base");
+  ASSERT_TRUE(rp.ok()) << rp.status().ToString();
+  Write(0x22, 1 << 20, 1 << 20);
+  ASSERT_TRUE(engine_->vms().Stop(g_.vm_ids[1]).ok());
+  ASSERT_TRUE(testing::WriteAsGuest(testing::GuestMonitorPath(dir_ / "images", "ex0"), 0, 0x33,
+                                    6 << 20, 64 << 10)
+                  .ok());
+  auto s = Backups().Begin({.collection_id = g_.collection_id, .incremental_from = rp->id});
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  const engine::BackupDisk& off = s->members[1].disks[0];
+  EXPECT_EQ(off.context, "qemu:dirty-bitmap:" + rp->bitmap) << off.full_read_reason;
+  EXPECT_EQ(off.size, uint64_t{8} << 20);
+  // The daemon that serves it: recorded beside the socket.
+  auto recorded = Env::Default()->ReadFile(off.socket + ".pid");
+  ASSERT_TRUE(recorded.ok()) << recorded.status().ToString();
+  const int pid = std::stoi(*recorded);
+  auto cmdline = Env::Default()->ReadFile("/proc/" + std::to_string(pid) + "/cmdline");
+  ASSERT_TRUE(cmdline.ok());
+  EXPECT_NE(cmdline->find("qemu-storage-daemon"), std::string::npos);
+  EXPECT_EQ(Vm(g_.vm_ids[1]).power, catalog::Power::kOff);
+
+  // Read in full, it is its frozen image.
+  auto snapshot = engine_->catalog().GetSnapshot(s->snapshot_id);
+  ASSERT_TRUE(snapshot.ok());
+  const std::string copy = dir_ / "off.raw";
+  auto r = Env::Default()->Run({"nbdcopy", off.uri, copy}, std::chrono::minutes(1));
+  ASSERT_TRUE(r.ok() && r->exit_code == 0) << (r.ok() ? r->err : r.status().ToString());
+  r = Env::Default()->Run({"qemu-img", "compare", "-U", "-f", "raw", "-F", "qcow2", copy,
+                           snapshot->members[1].disks.at(0).frozen_image});
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->exit_code, 0) << r->out << r->err;
+  const auto changes = ChangesOf(s->id);
+  ASSERT_EQ(changes.size(), 2u);
+  EXPECT_EQ(changes[0], (Ranges{{1 << 20, 1 << 20}, {6 << 20, 64 << 10}}));
+  EXPECT_EQ(changes[1], (Ranges{{1 << 20, 1 << 20}})) << "what it was written before it stopped";
+
+  ASSERT_TRUE(Backups().End({.id = s->id}).ok());
+  EXPECT_FALSE(Env::Default()->IsAlive(pid)) << "qemu-storage-daemon " << pid << " runs on";
+  EXPECT_FALSE(fs::exists(off.socket + ".pid"));
+  for (const auto& m : s->members) {
+    for (const auto& d : m.disks) {
+      EXPECT_FALSE(fs::exists(d.socket)) << d.socket;
+      r = Env::Default()->Run({"nbdinfo", "--size", d.uri});
+      EXPECT_TRUE(r.ok() && r->exit_code != 0) << "still served: " << d.uri;
+    }
+  }
+  for (const auto& id : g_.vm_ids) ExpectCatalogMatchesDisk(id);
+}
+
+// The daemon killed while a member that is off is served: its
+// qemu-storage-daemon runs on (as a QEMU would) until the next start ends
+// it, found by its record; the next incremental is exact.
+TEST_F(NbdExactTest, ADaemonKilledWhileAMemberThatIsOffIsServedLeavesNoStorageDaemon) {
+  auto rp = engine_->snapshots().CreateReferencePoint(g_.collection_id, "base");
+  ASSERT_TRUE(rp.ok()) << rp.status().ToString();
+  Write(0x22, 1 << 20, 64 << 10);
+  ASSERT_TRUE(engine_->vms().Stop(g_.vm_ids[1]).ok());
+  engine_.reset();  // the helper is the daemon now
+  auto r = Env::Default()->Run(
+      {CRASH_HELPER, dir_ / "state", "backup", g_.collection_id, "serving", rp->id},
+      std::chrono::minutes(2));
+  ASSERT_TRUE(r.ok());
+  ASSERT_EQ(r->exit_code, -1) << r->err;
+  int pid = 0;
+  for (const auto& session : fs::directory_iterator(dir_ / "state/backups")) {
+    auto recorded = Env::Default()->ReadFile(session.path() / "vm1.sock.pid");
+    if (recorded.ok()) pid = std::stoi(*recorded);
+  }
+  ASSERT_GT(pid, 0) << "the off member's daemon is recorded beside its socket";
+  EXPECT_TRUE(Env::Default()->IsAlive(pid)) << "it outlives the daemon, as a QEMU does";
+  OpenEngine();
+  EXPECT_EQ(engine_->recovery().backup_sessions.size(), 1u) << engine_->recovery().Summary();
+  EXPECT_FALSE(Env::Default()->IsAlive(pid)) << "qemu-storage-daemon " << pid << " runs on";
+  EXPECT_TRUE(Env::Default()->ListDir(dir_ / "state/backups")->empty());
+  EXPECT_TRUE(engine_->catalog().ListSnapshots(g_.collection_id)->empty());
+  auto s = Backups().Begin({.collection_id = g_.collection_id, .incremental_from = rp->id});
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  for (const auto& changes : ChangesOf(s->id)) EXPECT_EQ(changes, (Ranges{{1 << 20, 64 << 10}}));
+  ASSERT_TRUE(Backups().End({.id = s->id}).ok());
+  for (const auto& id : g_.vm_ids) ExpectCatalogMatchesDisk(id);
+}
+
 }  // namespace
 }  // namespace vmgroup::integration

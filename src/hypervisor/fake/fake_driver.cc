@@ -1,5 +1,7 @@
 #include "hypervisor/fake/fake_driver.h"
 
+#include "storage/qemu_img.h"
+
 namespace vmgroup::hypervisor::fake {
 namespace {
 
@@ -139,6 +141,42 @@ Result<std::unique_ptr<Vm>> FakeDriver::Attach(const VmSpec& spec, int pid) {
     return Status::Unavailable("no fake QEMU of " + spec.name + " runs as " + std::to_string(pid));
   }
   return std::unique_ptr<Vm>(p->vm->Share());
+}
+
+Result<std::vector<ServedExport>> FakeDriver::ServeImages(const VmSpec& spec,
+                                                          const std::string& socket,
+                                                          const std::vector<ServedImage>& images) {
+  Record("serve-off " + spec.name);
+  VMG_RETURN_IF_ERROR(env_->Hit(std::string(kFakePointPrefix) + "serve-off", spec.name));
+  std::lock_guard l(mu_);
+  if (serving_off_.count(spec.uuid)) {
+    return Status::AlreadyExists("VM " + spec.name + " is served already");
+  }
+  // Its trackings live in its images: those its last process left.
+  std::map<std::string, std::map<int, std::string>> trackings;
+  for (auto& [pid, p] : processes_) {
+    if (p.uuid == spec.uuid) trackings = p.vm->trackings();
+  }
+  storage::QemuImg img(Env::Default());
+  VMG_ASSIGN_OR_RETURN(auto exports, ServeFake(&img, spec.disks, trackings, socket, images));
+  serving_off_[spec.uuid] = socket;
+  return exports;
+}
+
+Status FakeDriver::StopServing(const VmSpec& spec, const std::string& socket) {
+  Record("stop-serving-off " + spec.name);
+  VMG_RETURN_IF_ERROR(env_->Hit(std::string(kFakePointPrefix) + "stop-serving-off", spec.name));
+  std::lock_guard l(mu_);
+  if (auto it = serving_off_.find(spec.uuid); it != serving_off_.end() && it->second == socket) {
+    serving_off_.erase(it);
+  }
+  return Env::Default()->RemoveFile(socket);
+}
+
+std::string FakeDriver::ServingOff(const std::string& uuid) {
+  std::lock_guard l(mu_);
+  auto it = serving_off_.find(uuid);
+  return it == serving_off_.end() ? "" : it->second;
 }
 
 }  // namespace vmgroup::hypervisor::fake

@@ -16,6 +16,11 @@
 // engine that is abandoned, as QEMUs outlive a vmgroupd that dies: a new
 // engine on the same state directory Attaches to them again.
 //
+// It serves the disks of VMs that are off as a qemu-storage-daemon would:
+// a serving outlives an abandoned engine, the trackings are those the VM's
+// last fake process left in its images, and the calls reach fault points
+// "fake.serve-off" and "fake.stop-serving-off".
+//
 // Start reaches fault point "fake.start" first, then, once its process is
 // admitted, hypervisor::kFaultStarted, as QemuDriver does; Attach reaches
 // "fake.attach" (Env::Hit, subject: the VM's name).
@@ -63,6 +68,12 @@ class FakeDriver final : public Driver {
                                     const std::function<Status(int pid)>& admit) override;
   // Unavailable unless `pid` is the live fake process of VM `spec.uuid`.
   Result<std::unique_ptr<Vm>> Attach(const VmSpec& spec, int pid) override;
+  // As FakeVm's (ServeFake) on `spec.disks`.
+  Result<std::vector<ServedExport>> ServeImages(const VmSpec& spec, const std::string& socket,
+                                                const std::vector<ServedImage>& images) override;
+  Status StopServing(const VmSpec& spec, const std::string& socket) override;
+  // The socket VM `uuid`, off, is served on, or "" when none.
+  std::string ServingOff(const std::string& uuid);
 
  private:
   class ProcessEnv;
@@ -78,9 +89,10 @@ class FakeDriver final : public Driver {
   Env* env_;
   std::unique_ptr<ProcessEnv> process_env_;
   std::mutex mu_;
-  int next_pid_ = kFirstPid;          // guarded by mu_
-  std::map<int, Process> processes_;  // guarded by mu_, by pid
-  std::vector<std::string> calls_;    // guarded by mu_
+  int next_pid_ = kFirstPid;                        // guarded by mu_
+  std::map<int, Process> processes_;                // guarded by mu_, by pid
+  std::vector<std::string> calls_;                  // guarded by mu_
+  std::map<std::string, std::string> serving_off_;  // guarded by mu_: uuid -> socket
 };
 
 }  // namespace vmgroup::hypervisor::fake

@@ -301,6 +301,42 @@ Status FakeVm::CopyMarked(int disk, const std::string& image, const std::string&
   });
 }
 
+Result<std::vector<ServedExport>> ServeFake(
+    storage::QemuImg* img, const std::vector<std::string>& disks,
+    const std::map<std::string, std::map<int, std::string>>& trackings, const std::string& socket,
+    const std::vector<ServedImage>& images) {
+  std::vector<ServedExport> exports;
+  for (const auto& i : images) {
+    if (i.disk < 0 || static_cast<size_t>(i.disk) >= disks.size()) {
+      return Status::InvalidArgument("no disk " + std::to_string(i.disk));
+    }
+    ServedExport e;
+    if (img) {
+      VMG_ASSIGN_OR_RETURN(auto chain, img->Chain(disks[i.disk]));
+      auto at = std::find_if(chain.begin(), chain.end(),
+                             [&](const storage::ImageInfo& c) { return c.filename == i.image; });
+      if (at == chain.end()) {
+        return Status::NotFound("disk " + std::to_string(i.disk) + " has " + i.image + " not open");
+      }
+      e.size = at->virtual_size;
+    }
+    if (!i.tracking.empty()) {
+      auto t = trackings.find(i.tracking);
+      auto on = t == trackings.end() ? nullptr : &t->second;
+      if (!on || !on->count(i.disk) || on->at(i.disk) != i.image) {
+        return Status::NotFound(i.image + " has no tracking " + i.tracking);
+      }
+      e.context = "qemu:dirty-bitmap:" + i.tracking;
+    }
+    exports.push_back(e);
+  }
+  if (img) {
+    if (Env::Default()->FileExists(socket)) return Status::AlreadyExists(socket + " exists");
+    VMG_RETURN_IF_ERROR(Env::Default()->WriteFile(socket, ""));
+  }
+  return exports;
+}
+
 Result<std::vector<ServedExport>> FakeVm::ServeImages(const std::string& socket,
                                                       const std::vector<ServedImage>& images,
                                                       Deadline) {
@@ -308,35 +344,7 @@ Result<std::vector<ServedExport>> FakeVm::ServeImages(const std::string& socket,
   Status served = Do("serve", [&]() -> Status {
     Shared& s = *shared_;
     if (!s.serving.empty()) return Status::AlreadyExists("the VM serves already on " + s.serving);
-    for (const auto& i : images) {
-      if (i.disk < 0 || static_cast<size_t>(i.disk) >= s.active.size()) {
-        return Status::InvalidArgument("no disk " + std::to_string(i.disk));
-      }
-      ServedExport e;
-      if (s.img) {
-        VMG_ASSIGN_OR_RETURN(auto chain, s.img->Chain(s.active[i.disk]));
-        auto at = std::find_if(chain.begin(), chain.end(),
-                               [&](const storage::ImageInfo& c) { return c.filename == i.image; });
-        if (at == chain.end()) {
-          return Status::NotFound("disk " + std::to_string(i.disk) + " has " + i.image +
-                                  " not open");
-        }
-        e.size = at->virtual_size;
-      }
-      if (!i.tracking.empty()) {
-        auto t = s.trackings.find(i.tracking);
-        auto on = t == s.trackings.end() ? nullptr : &t->second;
-        if (!on || !on->count(i.disk) || on->at(i.disk) != i.image) {
-          return Status::NotFound(i.image + " has no tracking " + i.tracking);
-        }
-        e.context = "qemu:dirty-bitmap:" + i.tracking;
-      }
-      exports.push_back(e);
-    }
-    if (s.img) {
-      if (Env::Default()->FileExists(socket)) return Status::AlreadyExists(socket + " exists");
-      VMG_RETURN_IF_ERROR(Env::Default()->WriteFile(socket, ""));
-    }
+    VMG_ASSIGN_OR_RETURN(exports, ServeFake(s.img.get(), s.active, s.trackings, socket, images));
     s.serving = socket;
     return Status::Ok();
   });

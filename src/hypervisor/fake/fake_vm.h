@@ -131,4 +131,14 @@ class FakeVm final : public Vm {
   bool sent_paused_ = false;
 };
 
+// A fake serving of `images` of a VM whose disks' top images are `disks`
+// (by index), with `trackings` (name -> disk -> image): Vm::ServeImages's
+// checks and answers. With `img` (a FakeDriver's VM), each image must be in
+// its disk's chain on file, which gives its size, and an empty file stands
+// in for the socket (AlreadyExists when one is there); without, sizes are 0.
+Result<std::vector<ServedExport>> ServeFake(
+    storage::QemuImg* img, const std::vector<std::string>& disks,
+    const std::map<std::string, std::map<int, std::string>>& trackings, const std::string& socket,
+    const std::vector<ServedImage>& images);
+
 }  // namespace vmgroup::hypervisor::fake

@@ -6,6 +6,7 @@
 #include "base/tied_command.h"
 #include "hypervisor/qemu/qmp_client.h"
 #include "hypervisor/qemu/qmp_commands.h"
+#include "hypervisor/qemu/storage_daemon.h"
 
 namespace vmgroup::hypervisor::libvirt {
 namespace {
@@ -13,19 +14,6 @@ namespace {
 namespace qmp = qemu::qmp;
 
 constexpr char kSource[] = "frozen", kTarget[] = "copy";
-
-// The daemon's options: `image` read-only, shared with the QEMU that has it
-// open as a backing file; a monitor on `socket`.
-std::vector<std::string> DaemonArgs(const std::string& image, const std::string& socket) {
-  return {"qemu-storage-daemon",
-          "--chardev",
-          "socket,id=m,server=on,wait=off,path=" + socket,
-          "--monitor",
-          "chardev=m",
-          "--blockdev",
-          std::string("driver=qcow2,read-only=on,force-share=on,node-name=") + kSource +
-              ",file.driver=file,file.filename=" + image};
-}
 
 Status Copy(qemu::QmpClient& c, const std::string& image, const std::string& bitmap,
             const std::string& target, Deadline deadline) {
@@ -55,8 +43,10 @@ Status CopyMarkedOffline(Env* env, const std::string& image, const std::string& 
   const std::string socket = std::string(dir) + "/qmp", log = std::string(dir) + "/log";
   // Tied to this process: one left by a daemon killed mid-copy would hold
   // the frozen image open for good.
-  auto pid = env->Spawn(TiedToThisProcess(DaemonArgs(image, socket)),
-                        {.log_path = log, .new_session = false});
+  std::vector<std::string> argv = {"qemu-storage-daemon"};
+  const auto args = qemu::ReadOnlyDaemonArgs("path=" + socket, {{kSource, image}});
+  argv.insert(argv.end(), args.begin(), args.end());
+  auto pid = env->Spawn(TiedToThisProcess(argv), {.log_path = log, .new_session = false});
   Status s = pid.status();
   if (pid.ok()) {
     auto client = qemu::QmpClient::Connect(env, socket, deadline);

@@ -12,6 +12,7 @@
 #include "hypervisor/qemu/listen_socket.h"
 #include "hypervisor/qemu/qemu_vm.h"
 #include "hypervisor/qemu/qmp_commands.h"
+#include "hypervisor/qemu/storage_daemon.h"
 #include "hypervisor/qemu/thaw_guard.h"
 
 namespace vmgroup::hypervisor::qemu {
@@ -209,6 +210,22 @@ Result<std::unique_ptr<Vm>> QemuDriver::Start(const VmSpec& spec,
                           ")" + hint);
   }
   return std::unique_ptr<Vm>(std::move(vm));
+}
+
+Result<std::vector<ServedExport>> QemuDriver::ServeImages(const VmSpec& spec,
+                                                          const std::string& socket,
+                                                          const std::vector<ServedImage>& images) {
+  VMG_RETURN_IF_ERROR(ValidateSpec(env_, spec));
+  // The daemon reads the images as QEMU would: images made while the VM
+  // was off are handed over as its next start would.
+  VMG_RETURN_IF_ERROR(ArrangeFiles(spec, user_).Annotate("VM " + spec.name));
+  auto served = ServeOffline(env_, options_.storage_daemon, user_, spec, socket, images);
+  if (!served.ok()) return served.status().Annotate("VM " + spec.name + " (off)");
+  return served;
+}
+
+Status QemuDriver::StopServing(const VmSpec& spec, const std::string& socket) {
+  return StopServingOffline(env_, socket).Annotate("VM " + spec.name);
 }
 
 Result<std::unique_ptr<Vm>> QemuDriver::Attach(const VmSpec& spec, int pid) {

@@ -33,6 +33,8 @@ Result<Accel> ParseAccel(const std::string& name);
 
 struct QemuOptions {
   std::string binary = "qemu-system-x86_64";
+  // What serves the disks of VMs that are off (ServeImages).
+  std::string storage_daemon = "qemu-storage-daemon";
   Accel accel = Accel::kAuto;
   // The user QEMU runs as (QemuUser): only root can name another one than
   // its own. Empty: as this process. A daemon running as root names an
@@ -54,6 +56,10 @@ class QemuDriver final : public Driver {
   Result<std::unique_ptr<Vm>> Attach(const VmSpec& spec, int pid) override;
   Result<std::unique_ptr<ThawGuard>> GuardThaw(const std::vector<std::shared_ptr<Vm>>& vms,
                                                Duration within) override;
+  // A qemu-storage-daemon per serving, run as QEMU is (storage_daemon.h).
+  Result<std::vector<ServedExport>> ServeImages(const VmSpec& spec, const std::string& socket,
+                                                const std::vector<ServedImage>& images) override;
+  Status StopServing(const VmSpec& spec, const std::string& socket) override;
 
   // The full command line Start() runs for `spec`.
   std::vector<std::string> CommandLine(const VmSpec& spec) const;

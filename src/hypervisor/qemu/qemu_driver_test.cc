@@ -537,6 +537,73 @@ TEST_F(QemuDriverTest, AServingRefusedLeavesNothingServed) {
   EXPECT_TRUE(vm_->StopServing(socket, Soon()).ok());
 }
 
+// A VM that is off: a qemu-storage-daemon of the driver's serves its
+// images, run as QEMU's user, recorded beside the socket, so that a driver
+// of another process (a restarted daemon) ends it.
+TEST_F(QemuDriverTest, TheImagesOfAVmThatIsOffAreServedByAStorageDaemonEndedByAnyDriver) {
+  const std::string socket = dir_ / "b.sock", pid_file = socket + ".pid";
+  StartVm();
+  ASSERT_TRUE(vm_->KeepTracking(0, spec_.disks[0], "vmgroup-rp", Soon()).ok());
+  ASSERT_TRUE(vm_->PowerOff().ok());  // the bitmap stored in the image
+  vm_.reset();
+  EXPECT_TRUE(driver_->StopServing(spec_, socket).ok()) << "nothing served";
+  for (const std::vector<ServedImage>& refused :
+       {std::vector<ServedImage>{{0, spec_.disks[0], "disk0", "vmgroup-nope"}},
+        std::vector<ServedImage>{{0, spec_.disks[1], "disk0", ""}}}) {
+    auto r = driver_->ServeImages(spec_, socket, refused);
+    EXPECT_EQ(r.status().code(), Code::kNotFound) << r.status().ToString();
+    EXPECT_FALSE(Env::Default()->FileExists(socket));
+    EXPECT_FALSE(Env::Default()->FileExists(pid_file));
+  }
+
+  auto served = driver_->ServeImages(
+      spec_, socket,
+      {{0, spec_.disks[0], "disk0", "vmgroup-rp"}, {1, spec_.disks[1], "disk1", ""}});
+  ASSERT_TRUE(served.ok()) << served.status().ToString();
+  ASSERT_EQ(served->size(), 2u);
+  EXPECT_EQ((*served)[0].size, uint64_t{16} << 20);
+  EXPECT_EQ((*served)[0].context, "qemu:dirty-bitmap:vmgroup-rp");
+  EXPECT_EQ((*served)[1].context, "");
+  auto marked = MarkedExtents(NbdUri(socket, "disk0"), (*served)[0].context);
+  ASSERT_TRUE(marked.ok()) << marked.status().ToString();
+  EXPECT_TRUE(marked->empty()) << "nothing written since the tracking started";
+  const int daemon = std::stoi(*Env::Default()->ReadFile(pid_file));
+  struct stat st;
+  ASSERT_EQ(::stat(("/proc/" + std::to_string(daemon)).c_str(), &st), 0);
+  if (::geteuid() == 0) {
+    EXPECT_NE(st.st_uid, 0u) << "it runs as QEMU's user";
+  }
+  EXPECT_EQ(driver_->ServeImages(spec_, socket, {{0, spec_.disks[0], "again", ""}}).status().code(),
+            Code::kAlreadyExists);
+
+  auto restarted = QemuDriver::Create(Env::Default(), testing::TestQemu());
+  ASSERT_TRUE(restarted.ok());
+  ASSERT_TRUE((*restarted)->StopServing(spec_, socket).ok());
+  EXPECT_FALSE(Env::Default()->IsAlive(daemon));
+  EXPECT_FALSE(Env::Default()->FileExists(socket));
+  EXPECT_FALSE(Env::Default()->FileExists(pid_file));
+  EXPECT_TRUE((*restarted)->StopServing(spec_, socket).ok()) << "nothing served: nothing to do";
+}
+
+TEST_F(QemuDriverTest, AVmThatIsOffWithABitmapLeftUnsavedIsNotServedWithIt) {
+  const std::string socket = dir_ / "b.sock";
+  StartVm();
+  ASSERT_TRUE(vm_->KeepTracking(0, spec_.disks[0], "rp", Soon()).ok());
+  ASSERT_TRUE(vm_->PowerOff().ok());
+  vm_.reset();
+  StartVm();  // in use again: QEMU flags it in the file
+  ASSERT_TRUE(Env::Default()->Kill(pid_, SIGKILL).ok());
+  ASSERT_TRUE(Env::Default()->WaitGone(pid_, std::chrono::seconds(10)).ok());
+  vm_.reset();
+  auto served = driver_->ServeImages(spec_, socket, {{0, spec_.disks[0], "disk0", "rp"}});
+  EXPECT_EQ(served.status().code(), Code::kInvalidState) << served.status().ToString();
+  EXPECT_FALSE(Env::Default()->FileExists(socket));
+  EXPECT_FALSE(Env::Default()->FileExists(socket + ".pid"));
+  served = driver_->ServeImages(spec_, socket, {{0, spec_.disks[0], "disk0", ""}});
+  ASSERT_TRUE(served.ok()) << "a full read: " << served.status().ToString();
+  EXPECT_TRUE(driver_->StopServing(spec_, socket).ok());
+}
+
 TEST_F(QemuDriverTest, MemoryStateSavedAtTheCutStartsAVmPausedWhereItWas) {
   StartVm();
   EXPECT_EQ(vm_->AwaitStateSaved(Soon()).code(), Code::kNotFound) << "nothing being saved";

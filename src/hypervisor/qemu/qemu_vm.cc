@@ -7,6 +7,7 @@
 #include <cctype>
 
 #include "hypervisor/qemu/listen_socket.h"
+#include "hypervisor/qemu/nbd_serving.h"
 #include "hypervisor/qemu/qmp_commands.h"
 #include "hypervisor/qemu/state_writer.h"
 
@@ -20,9 +21,6 @@ constexpr auto kCleanupTimeout = std::chrono::seconds(60);
 // The names QEMU keeps the descriptors of a memory state under (getfd).
 constexpr char kStateFd[] = "vmg-state";
 constexpr char kIncomingFd[] = "vmg-incoming";
-// The name QEMU keeps the NBD server's listening socket under until the
-// server takes it.
-constexpr char kNbdFd[] = "vmg-nbd";
 
 std::string DiskDevice(size_t i) {
   return "/machine/peripheral/vd" + std::to_string(i) + "/virtio-backend";
@@ -504,17 +502,6 @@ Result<std::optional<qmp::BitmapInfo>> QemuVm::BitmapLocked(const std::string& n
   return std::optional<qmp::BitmapInfo>();
 }
 
-Status QemuVm::TrustedBitmapLocked(const std::string& node, const std::string& image,
-                                   const std::string& name, Deadline deadline) {
-  VMG_ASSIGN_OR_RETURN(auto bitmap, BitmapLocked(node, name, deadline));
-  if (!bitmap) return Status::NotFound(image + " has no bitmap " + name);
-  if (bitmap->inconsistent) {
-    return Status::InvalidState("bitmap " + name + " of " + image +
-                                " cannot be trusted: QEMU marks it inconsistent");
-  }
-  return Status::Ok();
-}
-
 Status QemuVm::PrepareTracking(const std::vector<Overlay>&, const std::string&, Deadline) {
   return Status::Ok();  // the switch's transaction adds the bitmaps
 }
@@ -549,7 +536,7 @@ Status QemuVm::CopyMarked(int disk, const std::string& image, const std::string&
                           const std::string& target, Deadline deadline) {
   std::lock_guard lock(mu_);
   VMG_ASSIGN_OR_RETURN(std::string node, ImageNodeLocked(disk, image, deadline));
-  VMG_RETURN_IF_ERROR(TrustedBitmapLocked(node, image, name, deadline));
+  VMG_RETURN_IF_ERROR(CheckTrustedBitmap(*qmp_, node, image, name, deadline));
   // The target (an export's file) stays ours: QEMU writes it through a
   // descriptor of ours, whoever it runs as.
   VMG_ASSIGN_OR_RETURN(UniqueFd file, env_->OpenFile(target, O_RDWR, 0));
@@ -566,10 +553,10 @@ Status QemuVm::CopyMarked(int disk, const std::string& image, const std::string&
   return s.ok() ? removed : s.Annotate("copying into " + target);
 }
 
-Result<std::vector<std::pair<std::string, uint64_t>>> QemuVm::ServedNodesLocked(
-    const std::vector<ServedImage>& images, Deadline deadline) {
+Result<std::vector<ServedNode>> QemuVm::ServedNodesLocked(const std::vector<ServedImage>& images,
+                                                          Deadline deadline) {
   VMG_ASSIGN_OR_RETURN(auto graph, qmp::QueryFormatNodeGraph(*qmp_, deadline));
-  std::vector<std::pair<std::string, uint64_t>> nodes;
+  std::vector<ServedNode> nodes;
   for (const auto& i : images) {
     if (i.disk < 0 || static_cast<size_t>(i.disk) >= spec_.disks.size()) {
       return Status::InvalidArgument("no disk " + std::to_string(i.disk));
@@ -582,24 +569,14 @@ Result<std::vector<std::pair<std::string, uint64_t>>> QemuVm::ServedNodesLocked(
                  : node.status();
     }
     if (!i.tracking.empty()) {
-      VMG_RETURN_IF_ERROR(TrustedBitmapLocked(*node, i.image, i.tracking, deadline));
+      VMG_RETURN_IF_ERROR(CheckTrustedBitmap(*qmp_, *node, i.image, i.tracking, deadline));
     }
     auto in_graph = std::find_if(graph.begin(), graph.end(),
                                  [&](const qmp::FormatNode& n) { return n.node == *node; });
     if (in_graph == graph.end()) return Status::NotFound(i.image + " left the block graph");
-    nodes.emplace_back(*node, in_graph->size);
+    nodes.push_back({*node, in_graph->size});
   }
   return nodes;
-}
-
-Status QemuVm::StartNbdServerLocked(int listener, Deadline deadline) {
-  VMG_RETURN_IF_ERROR(qmp::GetFd(*qmp_, kNbdFd, listener, deadline));
-  Status started = qmp::NbdServerStart(*qmp_, kNbdFd, deadline);
-  if (started.ok()) return started;
-  (void)qmp::CloseFd(*qmp_, kNbdFd, deadline);  // not taken: QEMU's copy goes
-  return started.code() == Code::kAlreadyExists
-             ? Status::AlreadyExists("the VM serves already: " + started.message())
-             : started;
 }
 
 Result<std::vector<ServedExport>> QemuVm::ServeImages(const std::string& socket,
@@ -608,28 +585,18 @@ Result<std::vector<ServedExport>> QemuVm::ServeImages(const std::string& socket,
   std::lock_guard lock(mu_);
   VMG_ASSIGN_OR_RETURN(auto nodes, ServedNodesLocked(images, deadline));
   VMG_ASSIGN_OR_RETURN(UniqueFd listener, ListenAt(socket, ExistingFile::kRefuse));
-  Status started = StartNbdServerLocked(listener.get(), deadline);
-  if (!started.ok()) {
+  if (Status started = StartNbdServer(*qmp_, listener.get(), deadline); !started.ok()) {
     // Only the socket is ours: a serving under way is left as it is.
     (void)env_->RemoveFile(socket);
     return started;
   }
-  std::vector<ServedExport> exports;
-  Status exported;
-  for (size_t i = 0; i < images.size() && exported.ok(); ++i) {
-    const ServedImage& image = images[i];
-    // Export ids are QEMU ids (letters, digits, '-'...): not the export names.
-    exported = qmp::BlockExportAddNbd(*qmp_, "vmg-export-" + std::to_string(i), nodes[i].first,
-                                      image.export_name, image.tracking, deadline)
-                   .Annotate("serving " + image.image);
-    exports.push_back(
-        {nodes[i].second, image.tracking.empty() ? "" : "qemu:dirty-bitmap:" + image.tracking});
-  }
-  if (exported.ok()) return exports;
+  auto exports = ExportNodes(*qmp_, nodes, images, deadline);
+  if (exports.ok()) return exports;
   Status ended = StopServingLocked(socket, env_->Now() + kCleanupTimeout);
-  if (ended.ok()) return exported;
-  return Status(exported.code(),
-                exported.message() + "; ending the serving failed too: " + ended.ToString());
+  if (ended.ok()) return exports.status();
+  return Status(
+      exports.status().code(),
+      exports.status().message() + "; ending the serving failed too: " + ended.ToString());
 }
 
 Status QemuVm::StopServing(const std::string& socket, Deadline deadline) {
@@ -638,21 +605,7 @@ Status QemuVm::StopServing(const std::string& socket, Deadline deadline) {
 }
 
 Status QemuVm::StopServingLocked(const std::string& socket, Deadline deadline) {
-  VMG_ASSIGN_OR_RETURN(auto exports, qmp::QueryBlockExports(*qmp_, deadline));
-  for (const auto& e : exports) {
-    if (!e.shutting_down) VMG_RETURN_IF_ERROR(qmp::BlockExportDel(*qmp_, e.id, deadline));
-  }
-  // An export holds its node (and its bitmap busy) until it is gone: a
-  // merge right after would find the image in use.
-  while (!exports.empty()) {
-    if (env_->Now() >= deadline) {
-      return Status::Timeout("export " + exports[0].id + " did not end in time");
-    }
-    env_->SleepFor(std::chrono::milliseconds(2));
-    VMG_ASSIGN_OR_RETURN(exports, qmp::QueryBlockExports(*qmp_, deadline));
-  }
-  Status stopped = qmp::NbdServerStop(*qmp_, deadline);
-  if (!stopped.ok() && stopped.code() != Code::kNotFound) return stopped;
+  VMG_RETURN_IF_ERROR(EndNbdServing(*qmp_, deadline));
   return env_->RemoveFile(socket);
 }
 

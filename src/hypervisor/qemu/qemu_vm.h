@@ -11,6 +11,7 @@
 #include "base/unique_fd.h"
 #include "hypervisor/driver.h"
 #include "hypervisor/qemu/guest_agent.h"
+#include "hypervisor/qemu/nbd_serving.h"
 #include "hypervisor/qemu/qemu_user.h"
 #include "hypervisor/qemu/qmp_client.h"
 #include "hypervisor/qemu/qmp_commands.h"
@@ -92,16 +93,9 @@ class QemuVm final : public Vm {
   Result<std::string> ImageNodeLocked(int disk, const std::string& image, Deadline deadline);
   Result<std::optional<qmp::BitmapInfo>> BitmapLocked(const std::string& node,
                                                       const std::string& name, Deadline deadline);
-  // OK when `node` (of `image`) has bitmap `name` and QEMU trusts it;
-  // NotFound, InvalidState otherwise.
-  Status TrustedBitmapLocked(const std::string& node, const std::string& image,
-                             const std::string& name, Deadline deadline);
   // The node of each image to serve and its size, checked as ServeImages says.
-  Result<std::vector<std::pair<std::string, uint64_t>>> ServedNodesLocked(
-      const std::vector<ServedImage>& images, Deadline deadline);
-  // QEMU's NBD server, accepting on `listener` (QEMU takes a copy).
-  // AlreadyExists when one runs already; nothing is left started on error.
-  Status StartNbdServerLocked(int listener, Deadline deadline);
+  Result<std::vector<ServedNode>> ServedNodesLocked(const std::vector<ServedImage>& images,
+                                                    Deadline deadline);
   Status StopServingLocked(const std::string& socket, Deadline deadline);
   Status RefreshActiveNodesLocked(Deadline deadline);
   // Ends what is left of a memory state save: the pipe, if QEMU never got
