@@ -59,11 +59,6 @@ Status CheckServable(GroupParts& parts, const std::vector<catalog::VmRecord>& vm
   VMG_RETURN_IF_ERROR(parts.served.CheckVms(vms, "a backup session"));
   for (size_t i = 0; i < vms.size(); ++i) {
     const catalog::VmRecord& vm = vms[i];
-    if (!vm.libvirt_uri.empty()) {
-      return Status::NotSupported("VM " + vm.name +
-                                  " is a libvirt domain: serving its disks goes through "
-                                  "libvirt's pull-mode backup, which vmgroup does not drive yet");
-    }
     if (!base) continue;
     const catalog::ReferencePointMember* m = MemberOf(*base, vm.id);
     if (!m || m->images != frozen[i]) {

@@ -49,10 +49,10 @@ struct BackupServing {
 };
 
 // The checks that say whether `vms`, frozen on `frozen[i]` (the images a
-// snapshot froze or will freeze, by disk index), can be served: each is
-// vmgroupd's own (NotSupported for a libvirt domain), running or off, none
-// is served already (Busy), and `base`, if any, leads right up to those
-// images (Failed otherwise: "read in full").
+// snapshot froze or will freeze, by disk index), can be served (running or
+// off, vmgroupd's own or libvirt's): none is served already (Busy), and
+// `base`, if any, leads right up to those images (Failed otherwise: "read
+// in full").
 Status CheckServable(GroupParts& parts, const std::vector<catalog::VmRecord>& vms,
                      const std::vector<std::vector<std::string>>& frozen,
                      const catalog::ReferencePointRecord* base);

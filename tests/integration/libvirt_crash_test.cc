@@ -586,6 +586,65 @@ TEST_F(LibvirtTrackingTest, RecoverySnapshotsTrackChangesForAnIncrementalExport)
   ExpectAllWrite();
 }
 
+// A backup session of libvirt domains: each frozen image served offline
+// (hypervisor/libvirt/frozen_serving.h), read by nbdcopy as it was at the
+// cut, with the reference point's checkpoint as the changes' context;
+// libvirt's own job slot stays free (a snapshot of the domains goes on while
+// it serves), the checkpoints stay libvirt's, and nothing of the session is
+// left once it ends into the next reference point.
+TEST_F(LibvirtTrackingTest, ABackupSessionServesTheDomainsCutWithTheCheckpointsChanges) {
+  for (size_t i = 0; i < names_.size(); ++i) WaitForRecords(i, 400);
+  const auto s1 = Recovery();
+  ASSERT_EQ(s1.members.size(), names_.size());
+  const std::string c1 = "vmgroup-" + s1.tag;
+  auto rp = engine_->snapshots().ConvertToReferencePoint(s1.id);
+  ASSERT_TRUE(rp.ok()) << rp.status().ToString();
+  for (size_t i = 0; i < names_.size(); ++i) WaitForRecords(i, Acknowledged(Serial(i)) + 20);
+
+  auto& backups = engine_->snapshots().backups();
+  auto s = backups.Begin({.collection_id = collection_, .incremental_from = rp->id});
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  auto taken = engine_->catalog().GetSnapshot(s->snapshot_id);
+  ASSERT_TRUE(taken.ok());
+  ASSERT_EQ(s->members.size(), taken->members.size());
+  std::vector<std::string> files;
+  for (size_t i = 0; i < s->members.size(); ++i) {
+    const engine::BackupMember& m = s->members[i];
+    for (const auto& d : m.disks) {
+      EXPECT_EQ(d.context, "qemu:dirty-bitmap:" + c1) << d.full_read_reason;
+      files.push_back(d.socket);
+      files.push_back(d.socket + ".pid");
+      const std::string copy = dir_ / ("copy-" + m.vm_name + "-" + std::to_string(d.index));
+      auto r = Env::Default()->Run({"nbdcopy", d.uri, copy}, std::chrono::minutes(2));
+      ASSERT_TRUE(r.ok() && r->exit_code == 0) << (r.ok() ? r->err : r.status().ToString());
+      auto same = Env::Default()->Run(
+          {"qemu-img", "compare", "-U", copy, taken->members[i].disks.at(d.index).frozen_image});
+      ASSERT_TRUE(same.ok());
+      EXPECT_EQ(same->exit_code, 0) << m.vm_name << " disk " << d.index << ": " << same->out;
+      auto changes = backups.Changes(s->id, m.vm_id, d.index, 0, 0);
+      ASSERT_TRUE(changes.ok()) << changes.status().ToString();
+      if (d.index == 0) {
+        EXPECT_FALSE(changes->ranges.empty()) << "the guest wrote since the point";
+      }
+    }
+  }
+  // libvirt's one job slot per domain is not the session's: a snapshot of
+  // the domains is taken and destroyed while it serves.
+  const auto between = Recovery();
+  ASSERT_FALSE(between.id.empty());
+  ASSERT_TRUE(engine_->snapshots().Destroy({between.id}).ok());
+
+  auto rp2 = backups.End({.id = s->id, .to_reference_point = true});
+  ASSERT_TRUE(rp2.ok() && rp2->has_value()) << rp2.status().ToString();
+  EXPECT_EQ((*rp2)->bitmap, "vmgroup-" + taken->tag);
+  for (const auto& name : names_) {
+    EXPECT_EQ(OwnCheckpoints(name), (std::set<std::string>{c1, (*rp2)->bitmap})) << name;
+  }
+  for (const auto& f : files) EXPECT_FALSE(std::filesystem::exists(f)) << f;
+  EXPECT_TRUE(backups.List().empty());
+  ExpectConsistent(/*raw_writer=*/true);
+}
+
 TEST_F(LibvirtTrackingTest, StandardSnapshotsOfDomainsAreRefusedAndChangeNothing) {
   const size_t before = SnapshotCount();
   Status refused = engine_->snapshots()

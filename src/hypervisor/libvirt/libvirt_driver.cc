@@ -4,6 +4,7 @@
 #include <mutex>
 
 #include "hypervisor/libvirt/domain_xml.h"
+#include "hypervisor/libvirt/frozen_serving.h"
 #include "hypervisor/libvirt/libvirt_connection.h"
 #include "hypervisor/libvirt/libvirt_thaw_guard.h"
 #include "hypervisor/libvirt/libvirt_vm.h"
@@ -120,7 +121,7 @@ Result<std::unique_ptr<Vm>> LibvirtDriver::Start(const VmSpec& spec,
     }
     VMG_RETURN_IF_ERROR(state_->env->Hit(kFaultStarted, name));
   }
-  VMG_ASSIGN_OR_RETURN(auto vm, LibvirtVm::Open(state_->env, state_->uri, spec.uuid));
+  VMG_ASSIGN_OR_RETURN(auto vm, LibvirtVm::Open(state_->env, state_->uri, spec));
   return std::unique_ptr<Vm>(std::move(vm));
 }
 
@@ -137,8 +138,18 @@ Status LibvirtDriver::DefineDisks(const VmSpec& spec) {
 
 Result<std::unique_ptr<Vm>> LibvirtDriver::Attach(const VmSpec& spec, int pid) {
   (void)pid;  // 0: libvirt finds the domain by its UUID
-  VMG_ASSIGN_OR_RETURN(auto vm, LibvirtVm::Open(state_->env, state_->uri, spec.uuid));
+  VMG_ASSIGN_OR_RETURN(auto vm, LibvirtVm::Open(state_->env, state_->uri, spec));
   return std::unique_ptr<Vm>(std::move(vm));
+}
+
+Result<std::vector<ServedExport>> LibvirtDriver::ServeImages(
+    const VmSpec& spec, const std::string& socket, const std::vector<ServedImage>& images) {
+  return ServeFrozen(state_->env, spec.run_dir, spec.uuid, spec.name, socket, images);
+}
+
+Status LibvirtDriver::StopServing(const VmSpec& spec, const std::string& socket) {
+  (void)spec;
+  return StopServingFrozen(state_->env, socket);
 }
 
 Result<std::unique_ptr<ThawGuard>> LibvirtDriver::GuardThaw(

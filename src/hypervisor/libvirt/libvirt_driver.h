@@ -60,6 +60,12 @@ class LibvirtDriver final : public Driver {
   // then deletes the checkpoint's metadata (METADATA_ONLY).
   Result<std::vector<std::string>> Trackings(const VmSpec& spec) override;
   Status DropTracking(const VmSpec& spec, const std::string& name) override;
+  // --- Serving the frozen images of shut-off domains ---
+  // As LibvirtVm's, offline (frozen_serving.h): the same whether the
+  // domain runs or not.
+  Result<std::vector<ServedExport>> ServeImages(const VmSpec& spec, const std::string& socket,
+                                                const std::vector<ServedImage>& images) override;
+  Status StopServing(const VmSpec& spec, const std::string& socket) override;
   Result<std::unique_ptr<ThawGuard>> GuardThaw(const std::vector<std::shared_ptr<Vm>>& vms,
                                                Duration within) override;
 

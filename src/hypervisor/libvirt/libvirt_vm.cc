@@ -7,6 +7,7 @@
 #include <map>
 
 #include "hypervisor/libvirt/frozen_copy.h"
+#include "hypervisor/libvirt/frozen_serving.h"
 #include "storage/qcow2_header.h"
 
 namespace vmgroup::hypervisor::libvirt {
@@ -48,7 +49,8 @@ Result<std::string> BackingOf(const std::string& path) {
 }  // namespace
 
 Result<std::unique_ptr<LibvirtVm>> LibvirtVm::Open(Env* env, const std::string& uri,
-                                                   const std::string& uuid) {
+                                                   const VmSpec& spec) {
+  const std::string& uuid = spec.uuid;
   VMG_ASSIGN_OR_RETURN(auto conn, LibvirtConnection::Open(uri));
   VMG_ASSIGN_OR_RETURN(auto dom, LookUpDomain(conn->get(), uuid));
   const int active = virDomainIsActive(dom.get());
@@ -56,16 +58,17 @@ Result<std::unique_ptr<LibvirtVm>> LibvirtVm::Open(Env* env, const std::string& 
   const std::string name = virDomainGetName(dom.get());
   if (active == 0) return Status::Unavailable("domain " + name + " is shut off");
   return std::unique_ptr<LibvirtVm>(
-      new LibvirtVm(env, std::move(conn), std::move(dom), uuid, name));
+      new LibvirtVm(env, std::move(conn), std::move(dom), uuid, name, spec.run_dir));
 }
 
 LibvirtVm::LibvirtVm(Env* env, std::unique_ptr<LibvirtConnection> conn, DomainPtr dom,
-                     std::string uuid, std::string name)
+                     std::string uuid, std::string name, std::string run_dir)
     : env_(env),
       conn_(std::move(conn)),
       dom_(std::move(dom)),
       uuid_(std::move(uuid)),
-      name_(std::move(name)) {}
+      name_(std::move(name)),
+      run_dir_(std::move(run_dir)) {}
 
 template <typename R>
 R LibvirtVm::Call(Deadline deadline, const std::string& what, std::function<R()> call) {
@@ -401,15 +404,15 @@ Status LibvirtVm::CopyMarked(int disk, const std::string& image, const std::stri
   return CopyMarkedOffline(Env::Default(), image, name, target, deadline);
 }
 
-Result<std::vector<ServedExport>> LibvirtVm::ServeImages(const std::string&,
-                                                         const std::vector<ServedImage>&,
+Result<std::vector<ServedExport>> LibvirtVm::ServeImages(const std::string& socket,
+                                                         const std::vector<ServedImage>& images,
                                                          Deadline) {
-  return Status::NotSupported(
-      "serving a libvirt domain's disks goes through libvirt's pull-mode backup, not supported "
-      "yet; back up a VM vmgroupd runs itself, or export the snapshot instead");
+  return ServeFrozen(env_, run_dir_, uuid_, name_, socket, images);
 }
 
-Status LibvirtVm::StopServing(const std::string&, Deadline) { return Status::Ok(); }
+Status LibvirtVm::StopServing(const std::string& socket, Deadline) {
+  return StopServingFrozen(env_, socket);
+}
 
 Status LibvirtVm::OpenAgent(Deadline deadline) {
   return Call<Status>(deadline, "guest agent", [this] {

@@ -23,8 +23,9 @@ class LibvirtVm final : public Vm {
   // Opens a connection of its own to `uri` and finds domain `uuid`:
   // NotFound when libvirt has no such domain, Unavailable while it is shut
   // off or when `uri` cannot be opened. `env` paces its waits for block jobs.
+  // `spec` names the domain (uuid) and its run directory.
   static Result<std::unique_ptr<LibvirtVm>> Open(Env* env, const std::string& uri,
-                                                 const std::string& uuid);
+                                                 const VmSpec& spec);
 
   int pid() const override { return 0; }
   Result<RunState> State(Deadline deadline) override;
@@ -62,9 +63,8 @@ class LibvirtVm final : public Vm {
   Result<std::vector<std::string>> Trackings(Deadline deadline) override;
   Status CopyMarked(int disk, const std::string& image, const std::string& name,
                     const std::string& target, Deadline deadline) override;
-  // A libvirt domain's disks would be served through libvirt's pull-mode
-  // backup (virDomainBackupBegin), not yet done: NotSupported. StopServing
-  // has nothing to end: OK.
+  // The frozen images served offline, libvirt left out (frozen_serving.h:
+  // why not libvirt's pull-mode backup).
   Result<std::vector<ServedExport>> ServeImages(const std::string& socket,
                                                 const std::vector<ServedImage>& images,
                                                 Deadline deadline) override;
@@ -91,7 +91,7 @@ class LibvirtVm final : public Vm {
   };
 
   LibvirtVm(Env* env, std::unique_ptr<LibvirtConnection> conn, DomainPtr dom, std::string uuid,
-            std::string name);
+            std::string name, std::string run_dir);
 
   // Runs `call` on the worker and waits for it until `deadline`.
   template <typename R>
@@ -116,6 +116,7 @@ class LibvirtVm final : public Vm {
   DomainPtr dom_;
   const std::string uuid_;
   const std::string name_;
+  const std::string run_dir_;  // where a serving's daemon keeps its monitor and log
   // The live definition OpenOverlays read: SendSwitch builds the snapshot
   // from it without asking libvirt inside the pause.
   DomainXml opened_;
