@@ -169,7 +169,7 @@ int RunCampaign(const Options& o, const Dirs& d, DaemonProcess& daemon, Report& 
     DiskFiller& filler = op.export_dir.empty() ? state_filler : export_filler;
 
     std::string line = "step " + std::to_string(step) + ": " + op.kind;
-    for (const auto& a : op.args) line += " " + a;
+    for (const auto& a : op.reader.empty() ? op.args : op.reader) line += " " + a;
     if (kill) line += " | SIGKILL after " + std::to_string(delay.count()) + " ms";
     if (fault) {
       line += std::string(" | ") + (op.export_dir.empty() ? "state dir" : "export target") +
