@@ -20,10 +20,12 @@
 #include <nlohmann/json.hpp>
 #include <random>
 
+#include "backup_listing.h"
 #include "daemon_process.h"
 #include "fault_injection.h"
 #include "invariants.h"
 #include "options.h"
+#include "reader_process.h"
 #include "report.h"
 #include "workload.h"
 
@@ -46,10 +48,19 @@ Result<std::unique_ptr<catalog::Catalog>> OpenCatalog(const Dirs& d) {
   return catalog::Catalog::Open(d.state + "/catalog.db");
 }
 
+// The job of a backup session that serves lasts as long as the session
+// (services/backup_providers.cc: its type, at 50 % once serving): the step
+// is over when the session serves, not when it ends.
+bool ServingSession(const catalog::JobRecord& j) {
+  constexpr int kJobBackupSession = 32768;
+  return j.type == kJobBackupSession && j.state == catalog::JobState::kRunning && j.percent >= 50;
+}
+
 bool AnyJobRunning(catalog::Catalog& catalog) {
   auto jobs = catalog.ListJobs();
   if (!jobs.ok()) return false;
   for (const auto& j : *jobs) {
+    if (ServingSession(j)) continue;
     if (j.state == catalog::JobState::kNew || j.state == catalog::JobState::kStarting ||
         j.state == catalog::JobState::kRunning) {
       return true;
@@ -107,9 +118,10 @@ void DestroyStarvedAgain(DaemonProcess& daemon, catalog::Catalog& catalog) {
 // started again, and a QEMU no VM should have is ended (by PID: it is in the
 // campaign's mount namespace), so that the rest of the run still exercises
 // the guests.
-void Repair(DaemonProcess& daemon, const Violations& found) {
+void Repair(DaemonProcess& daemon, Invariants& checks, const Violations& found) {
   for (const auto& v : found) {
     if (v.stray_pid > 0) {
+      checks.NoteTrackingLost(v.vm_id);  // its bitmaps were never stored
       std::printf("  repairing: ending stray QEMU %d\n", v.stray_pid);
       (void)Env::Default()->Kill(v.stray_pid, SIGKILL);
       (void)Env::Default()->WaitGone(v.stray_pid, std::chrono::seconds(10));
@@ -144,7 +156,11 @@ int RunCampaign(const Options& o, const Dirs& d, DaemonProcess& daemon, Report& 
     }
     const Operation op = workload.Pick(rng, **catalog);
     const int kills_left = o.kills - report.kills();
-    const bool kill = kills_left > 0 && chance(rng) < kKillChance;
+    // A backup session lives until the next kill: half the begins are
+    // spared it, else a session is seldom left to read (seeds 24 to 26:
+    // no read in 200 steps).
+    const bool kill =
+        kills_left > 0 && chance(rng) < (op.kind == "backup-begin" ? 0.4 : kKillChance);
     const double steps_left = std::max(1.0, kills_left / kKillChance);
     const bool fault = faults_left > 0 && chance(rng) < faults_left / steps_left;
     const auto delay =
@@ -153,7 +169,7 @@ int RunCampaign(const Options& o, const Dirs& d, DaemonProcess& daemon, Report& 
     DiskFiller& filler = op.export_dir.empty() ? state_filler : export_filler;
 
     std::string line = "step " + std::to_string(step) + ": " + op.kind;
-    for (const auto& a : op.args) line += " " + a;
+    for (const auto& a : op.reader.empty() ? op.args : op.reader) line += " " + a;
     if (kill) line += " | SIGKILL after " + std::to_string(delay.count()) + " ms";
     if (fault) {
       line += std::string(" | ") + (op.export_dir.empty() ? "state dir" : "export target") +
@@ -165,7 +181,14 @@ int RunCampaign(const Options& o, const Dirs& d, DaemonProcess& daemon, Report& 
     std::printf("%s\n", line.c_str());
     std::fflush(stdout);
 
-    auto sent = std::async(std::launch::async, [&] { return daemon.Cli(op.args); });
+    // A reader of a served disk runs as a child of the campaign's own, by
+    // PID; it reads on while the daemon is killed and restarted.
+    ReaderProcess reader(d.work + "/reader.log");
+    Status reading = op.reader.empty() ? Status::Ok() : reader.Start(op.reader);
+    auto sent = std::async(std::launch::async, [&]() -> Result<CommandOutput> {
+      if (!op.reader.empty()) return CommandOutput{};
+      return daemon.Cli(op.args);
+    });
     if (kill) {
       Env::Default()->SleepFor(delay);
       if (Status s = daemon.Kill(); !s.ok()) {
@@ -175,13 +198,26 @@ int RunCampaign(const Options& o, const Dirs& d, DaemonProcess& daemon, Report& 
       report.Kill();
     }
     const auto answer = sent.get();
-    report.Operation(op.kind, !answer.ok()             ? answer.status().ToString()
-                              : answer->exit_code != 0 ? answer->err + answer->out
-                                                       : "");
+    // A whole disk is read in well under a minute; a reader the restart
+    // cut off has ended by then too. One the daemon's kill may cut off is
+    // counted after the restart.
+    const auto finish_reader = [&] {
+      if (reading.ok()) reading = reader.Finish(std::chrono::minutes(1));
+      report.Operation(op.kind, reading.ok() ? "" : reading.ToString());
+    };
+    if (!op.reader.empty()) {
+      if (!kill) finish_reader();
+    } else {
+      report.Operation(op.kind, !answer.ok()             ? answer.status().ToString()
+                                : answer->exit_code != 0 ? answer->err + answer->out
+                                                         : "");
+    }
     workload.Sent(op);
     if (!kill) report.Add(step, AwaitJobs(**catalog));
     (void)filler.Release();
+    if (fault && op.kind == "vm-stop") checks.NoteTrackingLost(op.args.back());
     if (kill) {
+      const Invariants::DeadSessions dead = checks.NoteDeadSessions(**catalog);
       if (Status s = daemon.Start(); !s.ok()) {
         report.Add(step, {{"restart-failed", s.ToString()}});
         return 1;
@@ -190,6 +226,8 @@ int RunCampaign(const Options& o, const Dirs& d, DaemonProcess& daemon, Report& 
       if (!catalog.ok()) return 1;
       report.Add(step, checks.JobsEnded(**catalog));
       report.Add(step, AwaitJobs(**catalog));
+      report.Add(step, checks.SessionsEnded(**catalog, dead));
+      if (!op.reader.empty()) finish_reader();
     }
     if (fault) {
       ResumeStarved(daemon, **catalog, workload);
@@ -198,9 +236,13 @@ int RunCampaign(const Options& o, const Dirs& d, DaemonProcess& daemon, Report& 
     Violations found = checks.Settled(**catalog, workload.guest_ids());
     report.Add(step, found);
     report.Add(step, checks.Images(**catalog));
-    Repair(daemon, found);
+    Repair(daemon, checks, found);
   }
-  // The end: every guest stopped, so its active image is closed and whole.
+  // The end: every session ended and every guest stopped, so its active
+  // image is closed and whole.
+  if (auto sessions = ListSessions(daemon); sessions.ok()) {
+    for (const auto& s : *sessions) (void)daemon.Cli({"backup", "end", s.id});
+  }
   auto catalog = OpenCatalog(d);
   if (!catalog.ok()) return 1;
   std::vector<std::string> writing;

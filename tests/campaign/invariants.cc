@@ -52,6 +52,7 @@ Violations Invariants::Settled(catalog::Catalog& catalog, const std::vector<std:
   }
   Append(v, Files(catalog));
   Append(v, Exports());
+  Append(v, Sessions(catalog));
   return v;
 }
 
@@ -152,6 +153,7 @@ Violations Invariants::PowerStates(catalog::Catalog& catalog,
 Violations Invariants::Files(catalog::Catalog& catalog) {
   namespace fs = std::filesystem;
   Violations v;
+  std::error_code ec;
   std::set<std::string> known(ignored_.begin(), ignored_.end());
   std::set<std::string> required;
   for (const char* f : {"/catalog.db", "/catalog.db-wal", "/catalog.db-shm", "/vms"}) {
@@ -187,9 +189,16 @@ Violations Invariants::Files(catalog::Catalog& catalog) {
   for (const auto& r : *refpoints) {
     for (const auto& m : r.members) required.insert(m.images.begin(), m.images.end());
   }
+  // A serving session's directory and sockets (BackupSessions).
+  known.insert(state_dir_ + "/backups");
+  if (auto intents = catalog.ListBackupIntents(); intents.ok()) {
+    for (const auto& i : *intents) {
+      known.insert(i.directory);
+      for (const auto& entry : fs::directory_iterator(i.directory, ec)) known.insert(entry.path());
+    }
+  }
   // Images outside the state directory (each guest's first disk, the
   // template under it) are the operator's: only their presence is checked.
-  std::error_code ec;
   for (auto it = fs::recursive_directory_iterator(state_dir_, ec); !ec && it != fs::end(it);
        it.increment(ec)) {
     const std::string path = it->path();

@@ -8,6 +8,7 @@
 #pragma once
 
 #include <map>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -38,12 +39,30 @@ class Invariants {
   // daemon left has a terminal state.
   Violations JobsEnded(catalog::Catalog& catalog);
 
+  // Backup sessions the dead daemon left: recorded in its catalog, and the
+  // sockets under <state>/backups. Read after the kill, before the restart.
+  struct DeadSessions {
+    std::vector<catalog::BackupIntent> intents;
+    std::vector<std::string> sockets;
+  };
+  DeadSessions NoteDeadSessions(catalog::Catalog& catalog);
+  // Just after the restart (backup_invariants.cc): the daemon lists no
+  // session, its catalog records none, <state>/backups holds nothing, no
+  // snapshot a dead session took is left, and no QEMU serves any more on a
+  // dead session's socket (nbdinfo cannot read it, no process listens on it).
+  Violations SessionsEnded(catalog::Catalog& catalog, const DeadSessions& dead);
+  // A QEMU of VM `vm_id` was killed or stopped where its change tracking
+  // may be lost (SIGKILL, a full disk): an incremental of it may fall back
+  // to a full read from now on.
+  void NoteTrackingLost(const std::string& vm_id) { tracking_lost_.insert(vm_id); }
+
   // States and processes: one QEMU per VM that is on and none for one that
   // is off, with the PID the catalog holds; every VM in the power state the
   // catalog says it was asked for, running guests writing (a new "wrote"
   // line within a minute); every snapshot Complete; every file under the
   // state directory known to the catalog and every file it names present;
-  // every export directory holding its manifest.
+  // every export directory holding its manifest; backup sessions as
+  // Sessions checks them.
   Violations Settled(catalog::Catalog& catalog, const std::vector<std::string>& guests);
 
   // Images (image_invariants.cc): `qemu-img check` clean on every frozen
@@ -63,6 +82,13 @@ class Invariants {
   Violations PowerStates(catalog::Catalog& catalog, const std::vector<std::string>& guests);
   Violations Files(catalog::Catalog& catalog);
   Violations Exports();
+  // Backup sessions (backup_invariants.cc): every one the daemon lists has
+  // its sockets, its snapshot Complete and a reader can connect (nbdinfo
+  // --size); an incremental one offers each disk's changes as a context,
+  // not a full read, unless the VM's tracking was lost (NoteTrackingLost);
+  // every session the catalog records is listed; no snapshot a session took
+  // is left by a session no longer listed.
+  Violations Sessions(catalog::Catalog& catalog);
   // The records 1..k image `path` holds (through its chain) and its data's
   // digest; Failed if a record follows a gap.
   struct Content {
@@ -77,6 +103,7 @@ class Invariants {
   // By "<snapshot id>/<vm id>/<disk index>": the frozen image's content at first sight.
   std::map<std::string, Content> frozen_;
   std::map<std::string, std::string> bases_;  // path -> file digest
+  std::set<std::string> tracking_lost_;       // VM ids (NoteTrackingLost)
 };
 
 }  // namespace vmgroup::campaign

@@ -5,6 +5,8 @@
 #include <map>
 #include <regex>
 
+#include "backup_listing.h"
+
 namespace vmgroup::campaign {
 
 namespace {
@@ -152,7 +154,9 @@ Operation Workload::Pick(std::mt19937_64& rng, catalog::Catalog& catalog) {
       }
     }
   }
-  std::vector<std::string> refpoints, exportable_refpoints;
+  // Reference points whose bitmaps are on the images the members write now:
+  // the bases a backup session's incremental can build on.
+  std::vector<std::string> refpoints, exportable_refpoints, leading_refpoints;
   if (auto all = catalog.ListReferencePoints(group_); all.ok()) {
     for (const auto& r : *all) {
       refpoints.push_back(r.id);
@@ -164,6 +168,10 @@ Operation Workload::Pick(std::mt19937_64& rng, catalog::Catalog& catalog) {
         if (disks[m.vm_id] != m.images) leads_up = false;
       }
       if (leads_up) exportable_refpoints.push_back(r.id);
+      if (std::all_of(r.members.begin(), r.members.end(),
+                      [&](const auto& m) { return disks[m.vm_id] == m.images; })) {
+        leading_refpoints.push_back(r.id);
+      }
     }
   }
   std::vector<std::string> groups;
@@ -185,6 +193,48 @@ Operation Workload::Pick(std::mt19937_64& rng, catalog::Catalog& catalog) {
         "export", {"snapshot", "export", snapshot_id, export_dir, "--no-wait"}, export_dir, true};
   };
   std::vector<Operation> ops;
+  // Backup sessions: one at a time serves the group (a second of the same
+  // VMs is refused), and only while every guest's QEMU runs (a member that
+  // is off is not served). A session lives until the next kill at most, so
+  // while one is listed, it is read in three steps of five and ended in one
+  // (seeds 24 and 25, drawing either every other step, read none).
+  auto sessions = ListSessions(daemon_);
+  if (sessions.ok() && !sessions->empty()) {
+    const ListedSession& s = Any(rng, *sessions);
+    const ServedDisk& disk = Any(rng, s.disks);
+    const Operation read{
+        "backup-read",
+        {},
+        "",
+        false,
+        std::bernoulli_distribution(0.5)(rng)
+            ? std::vector<std::string>{"nbdcopy", disk.uri, "null:"}
+            : std::vector<std::string>{
+                  "nbdinfo", "--map=" + (disk.context.empty() ? "base:allocation" : disk.context),
+                  disk.uri}};
+    std::vector<std::string> end = {"backup", "end", s.id, "--no-wait"};
+    if (refpoints.size() < kMaxReferencePoints && std::bernoulli_distribution(0.5)(rng)) {
+      end.push_back("--to-refpoint");
+    }
+    const double draw = std::uniform_real_distribution<double>(0, 1)(rng);
+    if (draw < 0.6) return read;
+    if (draw < 0.8) return {"backup-end", end};
+    ops.push_back(read);
+    ops.push_back({"backup-end", end});
+  } else if (sessions.ok() && off.empty() && snapshots.size() < kMaxSnapshots) {
+    std::vector<std::string> begin = {"--json", "backup", "begin", "shop"};
+    if (!leading_refpoints.empty() && std::bernoulli_distribution(0.5)(rng)) {
+      begin.insert(begin.end(), {"--incremental-from", Any(rng, leading_refpoints)});
+    }
+    if (std::bernoulli_distribution(0.25)(rng)) {  // ends by itself, unread, seconds later
+      begin.insert(begin.end(),
+                   {"--idle-timeout", std::to_string(std::uniform_int_distribution(1, 5)(rng))});
+    }
+    // Often: only a begin the step does not kill leaves a session to read
+    // (a smoke run drew 1 begin in 17 steps, seed 24 5 in 84).
+    if (std::bernoulli_distribution(0.35)(rng)) return {"backup-begin", begin};
+    for (int i = 0; i < 2; ++i) ops.push_back({"backup-begin", begin});
+  }
   if (snapshots.size() < kMaxSnapshots) {
     ops.push_back({"snapshot-disk", {"snapshot", "create", "shop", "--type", "disk", "--no-wait"}});
     ops.push_back(

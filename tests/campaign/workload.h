@@ -2,7 +2,8 @@
 // record n stamped into sector n, acknowledged by "wrote n" on the serial
 // console) on disks that are overlays of one shared template, in one group;
 // then, step by step, one random operation of any kind the state allows,
-// sent through the CLI with --no-wait where the CLI has it.
+// sent through the CLI with --no-wait where the CLI has it, or, to read a
+// backup session's disks, a reader of the campaign's own.
 #pragma once
 
 #include <random>
@@ -20,6 +21,9 @@ struct Operation {
   std::vector<std::string> args;  // the CLI's arguments
   std::string export_dir;         // the target, for the kinds that export
   bool full_export = false;       // a `snapshot export` with storage: restorable
+  // For "backup-read": a reader of a served disk (nbdcopy, nbdinfo), run
+  // instead of the CLI (args empty), by PID.
+  std::vector<std::string> reader;
 };
 
 class Workload {
