@@ -310,11 +310,15 @@ TEST_F(BackupSessionsTest, AnIdleEndThatFindsTheMembersBusyIsTriedAgain) {
   auto& backups = engine_->snapshots().backups();
   auto s = backups.Begin({.collection_id = g.collection_id});
   ASSERT_TRUE(s.ok()) << s.status().ToString();
-  // A snapshot of the group holds the members while the session goes idle.
-  Fake(g.vm_ids[0])->DelayOn("pause", std::chrono::milliseconds(300));
-  std::thread snapshot(
-      [&] { EXPECT_TRUE(engine_->snapshots().Create({.collection_id = g.collection_id}).ok()); });
-  while (CallsOf(*Fake(g.vm_ids[0]), "pause") == 0) std::this_thread::yield();
+  // A snapshot of the group holds the members while the session goes idle:
+  // slow to open its overlays, before its cut (no pause deadline runs yet).
+  const size_t opened = CallsOf(*Fake(g.vm_ids[0]), "open");
+  Fake(g.vm_ids[0])->DelayOn("open", std::chrono::milliseconds(300));
+  std::thread snapshot([&] {
+    auto taken = engine_->snapshots().Create({.collection_id = g.collection_id});
+    EXPECT_TRUE(taken.ok()) << taken.status().ToString();
+  });
+  while (CallsOf(*Fake(g.vm_ids[0]), "open") == opened) std::this_thread::yield();
   auto how = backups.Serve(s->id, std::chrono::milliseconds(1), {}, std::chrono::milliseconds(20));
   snapshot.join();
   ASSERT_TRUE(how.ok()) << how.status().ToString();

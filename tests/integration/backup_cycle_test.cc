@@ -23,21 +23,6 @@ constexpr int kGuests = 3;
 
 class BackupCycleTest : public GuestFixture {
  protected:
-  // Guests whose disks hold 16 MiB of data (away from the sectors they
-  // write) and that keep writing.
-  testing::TinyGroup WritingGroup() {
-    auto g = testing::MakeTinyGroup(*engine_, dir_ / "images", "bk", kGuests, Guest("writer=raw"),
-                                    /*start=*/false);
-    EXPECT_TRUE(g.ok()) << g.status().ToString();
-    if (!g.ok()) return {};
-    for (const auto& id : g->vm_ids) {
-      auto r = Env::Default()->Run({"qemu-io", "-c", "write -P 0x5a 32M 16M", Vm(id).disks[0]});
-      EXPECT_TRUE(r.ok() && r->exit_code == 0);
-      EXPECT_TRUE(engine_->vms().Start(id).ok());
-    }
-    WaitForWrites(g->vm_ids, std::vector<int64_t>(kGuests, 0), 50);
-    return *g;
-  }
   catalog::SnapshotRecord Recovery(const testing::TinyGroup& g) {
     auto s = engine_->snapshots().Create(
         {.collection_id = g.collection_id, .type = engine::kSnapshotRecovery});
@@ -57,7 +42,7 @@ class BackupCycleTest : public GuestFixture {
 };
 
 TEST_F(BackupCycleTest, FullAndIncrementalRestoreEveryDiskAsAtTheSecondCut) {
-  auto g = WritingGroup();
+  auto g = WritingGroup("bk", kGuests);
   ASSERT_EQ(g.vm_ids.size(), size_t{kGuests});
   auto& snaps = engine_->snapshots();
 
@@ -122,7 +107,7 @@ TEST_F(BackupCycleTest, FullAndIncrementalRestoreEveryDiskAsAtTheSecondCut) {
 }
 
 TEST_F(BackupCycleTest, TrackingChangedOutsideVmgroupRefusesTheIncrementalNotTheFull) {
-  auto g = WritingGroup();
+  auto g = WritingGroup("bk", kGuests);
   ASSERT_EQ(g.vm_ids.size(), size_t{kGuests});
   auto& snaps = engine_->snapshots();
   const auto s1 = Recovery(g);
@@ -149,7 +134,7 @@ TEST_F(BackupCycleTest, TrackingChangedOutsideVmgroupRefusesTheIncrementalNotThe
 }
 
 TEST_F(BackupCycleTest, ASnapshotAsBaseExportsWhatCameAfterIt) {
-  auto g = WritingGroup();
+  auto g = WritingGroup("bk", kGuests);
   ASSERT_EQ(g.vm_ids.size(), size_t{kGuests});
   auto& snaps = engine_->snapshots();
   const auto s1 = Recovery(g);
@@ -188,27 +173,10 @@ TEST_F(BackupCycleTest, ASnapshotAsBaseExportsWhatCameAfterIt) {
   }
 }
 
-// Firmware VMs (no guest writes of their own) whose disks the test changes
-// through a second monitor: what each export must hold is known exactly.
-class ReferencePointExportTest : public GroupFixture {
+// What each export of the written group must hold is known exactly.
+class ReferencePointExportTest : public WrittenGroupFixture {
  protected:
-  void SetUp() override {
-    GroupFixture::SetUp();
-    auto g = testing::MakeTinyGroup(*engine_, dir_ / "images", "rp", 2,
-                                    {.disks = 1, .disk_bytes = 8 << 20, .guest_monitor = true});
-    ASSERT_TRUE(g.ok()) << g.status().ToString();
-    g_ = *g;
-    Write(0x11, 0, 4 << 20);
-  }
-  // Writes `pattern` into every member's disk, as the guests would.
-  void Write(int pattern, uint64_t at, uint64_t length) {
-    for (size_t i = 0; i < g_.vm_ids.size(); ++i) {
-      Status s = testing::WriteAsGuest(
-          testing::GuestMonitorPath(dir_ / "images", "rp" + std::to_string(i)), 0, pattern, at,
-          length);
-      ASSERT_TRUE(s.ok()) << s.ToString();
-    }
-  }
+  ReferencePointExportTest() : WrittenGroupFixture("rp") {}
   // A fresh image of the disks' size with `writes` (pattern, at, length).
   std::string Expected(const std::string& name,
                        const std::vector<std::tuple<int, uint64_t, uint64_t>>& writes) {
@@ -233,8 +201,6 @@ class ReferencePointExportTest : public GroupFixture {
     }
   }
   size_t SnapshotsLeft() { return engine_->catalog().ListSnapshots(g_.collection_id)->size(); }
-
-  testing::TinyGroup g_;
 };
 
 TEST_F(ReferencePointExportTest, ExportsWhatChangedSinceThePointAndKeepsItWhole) {

@@ -11,6 +11,7 @@
 #include <set>
 
 #include "storage/qemu_img.h"
+#include "testing/guest_io.h"
 #include "testing/temp_dir.h"
 #include "testing/tiny_vms.h"
 
@@ -222,6 +223,35 @@ class GroupFixture : public ::testing::Test {
   storage::QemuImg img_{Env::Default()};
   std::unique_ptr<Env> env_;  // declared before engine_: outlives it
   std::unique_ptr<engine::Engine> engine_;
+};
+
+// Two firmware VMs (no guest writes of their own), "<prefix>0" and
+// "<prefix>1", one 8 MiB disk each, whose disks the test changes through a
+// second monitor, first with 0x11 over their first 4 MiB: what an export
+// or a backup session must hold is known exactly.
+class WrittenGroupFixture : public GroupFixture {
+ protected:
+  explicit WrittenGroupFixture(std::string prefix) : prefix_(std::move(prefix)) {}
+  void SetUp() override {
+    GroupFixture::SetUp();
+    auto g = testing::MakeTinyGroup(*engine_, dir_ / "images", prefix_, 2,
+                                    {.disks = 1, .disk_bytes = 8 << 20, .guest_monitor = true});
+    ASSERT_TRUE(g.ok()) << g.status().ToString();
+    g_ = *g;
+    Write(0x11, 0, 4 << 20);
+  }
+  // Writes `pattern` into every member's disk, as the guests would.
+  void Write(int pattern, uint64_t at, uint64_t length) {
+    for (size_t i = 0; i < g_.vm_ids.size(); ++i) {
+      Status s = testing::WriteAsGuest(
+          testing::GuestMonitorPath(dir_ / "images", prefix_ + std::to_string(i)), 0, pattern, at,
+          length);
+      ASSERT_TRUE(s.ok()) << s.ToString();
+    }
+  }
+
+  const std::string prefix_;
+  testing::TinyGroup g_;
 };
 
 }  // namespace vmgroup::integration

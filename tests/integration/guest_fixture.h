@@ -102,6 +102,22 @@ class GuestFixture : public GroupFixture {
       }
     }
   }
+  // `n` guests "<prefix>0".. running writer=raw, in a new group, whose
+  // disks hold 16 MiB of data (0x5a at 32 MiB, away from the sectors they
+  // write), started and writing.
+  testing::TinyGroup WritingGroup(const std::string& prefix, int n) {
+    auto g = testing::MakeTinyGroup(*engine_, dir_ / "images", prefix, n, Guest("writer=raw"),
+                                    /*start=*/false);
+    EXPECT_TRUE(g.ok()) << g.status().ToString();
+    if (!g.ok()) return {};
+    for (const auto& id : g->vm_ids) {
+      auto r = Env::Default()->Run({"qemu-io", "-c", "write -P 0x5a 32M 16M", Vm(id).disks[0]});
+      EXPECT_TRUE(r.ok() && r->exit_code == 0);
+      EXPECT_TRUE(engine_->vms().Start(id).ok());
+    }
+    WaitForWrites(g->vm_ids, std::vector<int64_t>(n, 0), 50);
+    return *g;
+  }
   std::vector<int64_t> AcknowledgedAll(const std::vector<std::string>& ids) {
     std::vector<int64_t> out;
     for (const auto& id : ids) out.push_back(Acknowledged(Serial(id)));

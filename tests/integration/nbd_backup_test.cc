@@ -34,21 +34,6 @@ struct Range {
 
 class NbdBackupTest : public GuestFixture {
  protected:
-  // Guests whose disks hold 16 MiB of data and that keep writing.
-  testing::TinyGroup WritingGroup() {
-    auto g = testing::MakeTinyGroup(*engine_, dir_ / "images", "nb", kGuests, Guest("writer=raw"),
-                                    /*start=*/false);
-    EXPECT_TRUE(g.ok()) << g.status().ToString();
-    if (!g.ok()) return {};
-    for (const auto& id : g->vm_ids) {
-      auto r = Env::Default()->Run({"qemu-io", "-c", "write -P 0x5a 32M 16M", Vm(id).disks[0]});
-      EXPECT_TRUE(r.ok() && r->exit_code == 0);
-      EXPECT_TRUE(engine_->vms().Start(id).ok());
-    }
-    WaitForWrites(g->vm_ids, std::vector<int64_t>(kGuests, 0), 50);
-    return *g;
-  }
-
   engine::BackupSessions& Backups() { return engine_->snapshots().backups(); }
 
   // nbdcopy of `uri` into a new raw file `name` in the test's directory.
@@ -152,7 +137,7 @@ class NbdBackupTest : public GuestFixture {
 };
 
 TEST_F(NbdBackupTest, AFullThenAnIncrementalReadGiveTheDisksAsAtEachCut) {
-  auto g = WritingGroup();
+  auto g = WritingGroup("nb", kGuests);
   ASSERT_EQ(g.vm_ids.size(), size_t{kGuests});
 
   // Round 1: a full read of every disk, equal to the frozen images.
@@ -214,7 +199,7 @@ TEST_F(NbdBackupTest, AFullThenAnIncrementalReadGiveTheDisksAsAtEachCut) {
 }
 
 TEST_F(NbdBackupTest, AReaderKilledHalfWayOrAnIdleSessionLeavesNothingAndTheNextIncrementalHolds) {
-  auto g = WritingGroup();
+  auto g = WritingGroup("nb", kGuests);
   ASSERT_EQ(g.vm_ids.size(), size_t{kGuests});
   auto rp = engine_->snapshots().CreateReferencePoint(g.collection_id, "base");
   ASSERT_TRUE(rp.ok()) << rp.status().ToString();
@@ -250,26 +235,10 @@ TEST_F(NbdBackupTest, AReaderKilledHalfWayOrAnIdleSessionLeavesNothingAndTheNext
   ExpectGone(*again);
 }
 
-// Firmware VMs (no writes of their own) whose disks the test changes through
-// a second monitor: the changed ranges a session gives are known exactly.
-class NbdExactTest : public GroupFixture {
+// The changed ranges a session of the written group gives are known exactly.
+class NbdExactTest : public WrittenGroupFixture {
  protected:
-  void SetUp() override {
-    GroupFixture::SetUp();
-    auto g = testing::MakeTinyGroup(*engine_, dir_ / "images", "ex", 2,
-                                    {.disks = 1, .disk_bytes = 8 << 20, .guest_monitor = true});
-    ASSERT_TRUE(g.ok()) << g.status().ToString();
-    g_ = *g;
-    Write(0x11, 0, 4 << 20);
-  }
-  void Write(int pattern, uint64_t at, uint64_t length) {
-    for (size_t i = 0; i < g_.vm_ids.size(); ++i) {
-      Status s = testing::WriteAsGuest(
-          testing::GuestMonitorPath(dir_ / "images", "ex" + std::to_string(i)), 0, pattern, at,
-          length);
-      ASSERT_TRUE(s.ok()) << s.ToString();
-    }
-  }
+  NbdExactTest() : WrittenGroupFixture("ex") {}
   engine::BackupSessions& Backups() { return engine_->snapshots().backups(); }
   // Every member's changed ranges in session `id`, as (offset, length).
   std::vector<std::vector<std::pair<uint64_t, uint64_t>>> ChangesOf(const std::string& id) {
@@ -284,7 +253,6 @@ class NbdExactTest : public GroupFixture {
     }
     return out;
   }
-  testing::TinyGroup g_;
 };
 
 using Ranges = std::vector<std::pair<uint64_t, uint64_t>>;
