@@ -213,6 +213,33 @@ TEST_F(BackupSessionsTest, AMemberThatIsOffIsServedByItsDriverAndLeavesNothingWh
   ExpectConsistent();
 }
 
+TEST_F(BackupSessionsTest, ASessionEndsInAReferencePointWithAMemberOffThatServesTheNext) {
+  auto g = MakeGroup(2);
+  auto& backups = engine_->snapshots().backups();
+  ASSERT_TRUE(engine_->vms().Stop(g.vm_ids[1]).ok());
+  auto s = backups.Begin({.collection_id = g.collection_id});
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  auto ended = backups.End({.id = s->id, .to_reference_point = true});
+  ASSERT_TRUE(ended.ok()) << ended.status().ToString();
+  ASSERT_TRUE(ended->has_value());
+  const catalog::ReferencePointRecord& rp = **ended;
+  for (const auto& m : rp.members) EXPECT_EQ(m.images, Vm(m.vm_id).disks) << "it leads up to now";
+  EXPECT_EQ(driver_.TrackingsOff(g.vm_ids[1])[rp.bitmap][0], Vm(g.vm_ids[1]).disks[0])
+      << "kept offline, on the image the merge wrote";
+  EXPECT_EQ(Vm(g.vm_ids[1]).power, catalog::Power::kOff);
+  ExpectConsistent();
+
+  auto next = backups.Begin({.collection_id = g.collection_id, .incremental_from = rp.id});
+  ASSERT_TRUE(next.ok()) << next.status().ToString();
+  for (const auto& m : next->members) {
+    EXPECT_EQ(m.disks[0].context, "qemu:dirty-bitmap:" + rp.bitmap) << m.vm_id;
+    EXPECT_EQ(m.disks[0].full_read_reason, "") << m.vm_id;
+  }
+  EXPECT_EQ(driver_.ServingOff(g.vm_ids[1]), next->members[1].disks[0].socket);
+  ASSERT_TRUE(backups.End({.id = next->id}).ok());
+  ExpectConsistent();
+}
+
 TEST_F(BackupSessionsTest, AMemberThatIsOffServedWhenTheDaemonDiedIsEndedAtTheNextStart) {
   auto g = MakeGroup(2);
   ASSERT_TRUE(engine_->vms().Stop(g.vm_ids[1]).ok());

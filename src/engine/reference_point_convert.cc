@@ -3,6 +3,7 @@
 #include "base/ids.h"
 #include "engine/fault_points.h"
 #include "engine/member_checks.h"
+#include "engine/reference_point_create.h"
 #include "engine/snapshot_destroy.h"
 #include "engine/snapshot_plan.h"
 
@@ -31,9 +32,7 @@ Status ReferencePointConvert::Check() {
                                   "; only a group's newest snapshot becomes a reference point");
     }
     auto live = parts_.vms->Live(members_[i].id);
-    VMG_RETURN_IF_ERROR(RequireLive(members_[i], live.get(),
-                                    "converting the snapshot of a VM that is off is not "
-                                    "supported yet: start it first"));
+    VMG_RETURN_IF_ERROR(RequireTrackable(members_[i], live.get()));
     live_.push_back(std::move(live));
   }
   return Status::Ok();
@@ -51,15 +50,20 @@ Status ReferencePointConvert::RecordIntent() {
          .consistency = AchievedConsistency(s)};
   // The tracking the snapshot's cut started is kept on the frozen images:
   // the merges that follow write the overlays' clusters (everything since
-  // the cut) into them, and it marks those writes and every later one.
+  // the cut) into them, and it marks those writes and every later one. A
+  // member that is off gets it there through its driver, before its
+  // offline merge: what that merge writes is what its overlay holds, all
+  // written since the cut.
   // Nothing is taken back on failure: what a driver added is named by the
   // snapshot, which stays, and a retry keeps it (a QEMU bitmap on a frozen
   // image could not be removed anyway, the image being read-only).
   for (size_t i = 0; i < members_.size(); ++i) {
     catalog::ReferencePointMember member{.id = NewGuid(), .vm_id = members_[i].id, .images = {}};
     for (const auto& d : s.members[i].disks) {
-      Status st = live_[i]->KeepTracking(d.index, d.frozen_image, rp_.bitmap,
-                                         parts_.env->Now() + kTrackingTimeout);
+      Status st = live_[i] ? live_[i]->KeepTracking(d.index, d.frozen_image, rp_.bitmap,
+                                                    parts_.env->Now() + kTrackingTimeout)
+                           : parts_.vms->KeepOffTracking(members_[i].id, d.index, d.frozen_image,
+                                                         rp_.bitmap);
       if (!st.ok()) return st.Annotate("VM " + members_[i].name);
       member.images.push_back(d.frozen_image);
     }

@@ -8,21 +8,34 @@
 
 namespace vmgroup::engine {
 
+Status RequireTrackable(const catalog::VmRecord& vm, const hypervisor::Vm* live) {
+  if (vm.libvirt_uri.empty()) return Status::Ok();
+  return RequireLive(vm, live,
+                     "a libvirt domain's change tracking is a checkpoint, made only while it "
+                     "runs: start it first");
+}
+
 Result<std::vector<catalog::VmRecord>> CheckTracked(GroupParts& parts, OperationRunner& runner,
-                                                    const std::string& collection_id) {
+                                                    const std::string& collection_id,
+                                                    TrackedBy by) {
   const SnapshotRequest request{.collection_id = collection_id, .type = kSnapshotRecovery};
   SnapshotCreate create(parts, request);
   VMG_RETURN_IF_ERROR(runner.Validate(create));
   for (size_t i = 0; i < create.members().size(); ++i) {
+    const catalog::VmRecord& vm = create.members()[i];
+    const hypervisor::Vm* live = create.live()[i].get();
     VMG_RETURN_IF_ERROR(
-        RequireLive(create.members()[i], create.live()[i].get(),
-                    "reference points track changes through the running QEMU: start it first"));
+        by == TrackedBy::kKeeping
+            ? RequireTrackable(vm, live)
+            : RequireLive(vm, live,
+                          "what a reference point marks is read through the running "
+                          "QEMU: start it first"));
   }
   return create.members();
 }
 
 Status ReferencePointCreate::Validate() {
-  return CheckTracked(parts_, runner_, collection_id_).status();
+  return CheckTracked(parts_, runner_, collection_id_, TrackedBy::kKeeping).status();
 }
 
 Result<catalog::ReferencePointRecord> ReferencePointCreate::Run() {

@@ -11,11 +11,24 @@
 
 namespace vmgroup::engine {
 
-// The checks of a recovery snapshot of collection `collection_id` whose
-// every member runs (its QEMU keeps the bitmaps), none of them claimed.
-// Returns the members.
+// NotSupported, saying to start it, when VM `vm` is off (no `live` QEMU)
+// and its trackings are made only while it runs (a libvirt domain's are
+// checkpoints); OK otherwise: a VM of vmgroupd's own that is off keeps its
+// tracking through its driver, offline (hypervisor::Driver::KeepTracking).
+Status RequireTrackable(const catalog::VmRecord& vm, const hypervisor::Vm* live);
+
+// Who must run for a CheckTracked.
+enum class TrackedBy {
+  kKeeping,  // a reference point made: RequireTrackable of every member
+  kReading,  // what a tracking marks is read: every member's QEMU runs
+};
+
+// The checks of a recovery snapshot of collection `collection_id`, none of
+// its members claimed, and of each member as `by` says (ReferencePointExport
+// reads). Returns the members.
 Result<std::vector<catalog::VmRecord>> CheckTracked(GroupParts& parts, OperationRunner& runner,
-                                                    const std::string& collection_id);
+                                                    const std::string& collection_id,
+                                                    TrackedBy by = TrackedBy::kReading);
 
 class ReferencePointCreate {
  public:

@@ -96,15 +96,17 @@ class SnapshotEngine {
   // Converts a recovery snapshot into a reference point (Hyper-V's
   // ConvertToReferencePoint): each member disk's frozen image gets a
   // persistent bitmap, then the snapshot is destroyed (its overlays merged
-  // into those images while the VMs run), so the bitmap goes on marking
-  // every cluster written since the cut. What remains is the reference
-  // point, the base of later incremental exports. The members must run
-  // (their QEMU keeps the bitmaps; they are stored when it closes an image).
+  // into those images), so the bitmap goes on marking every cluster written
+  // since the cut. What remains is the reference point, the base of later
+  // incremental exports. A running member's QEMU keeps the bitmap (stored
+  // when it closes an image); a member of vmgroupd's own that is off gets
+  // it added offline, before its offline merge.
   //
   // Errors, nothing changed: NotFound; InvalidType for a snapshot that is not
   // a recovery snapshot; InvalidState for one still being taken or destroyed,
   // or that is not every member's newest snapshot; NotSupported when a member
-  // is off; Busy. A failure after the first merge leaves the snapshot being
+  // that is off is a libvirt domain (its tracking is a checkpoint, made only
+  // while it runs); Busy. A failure after the first merge leaves the snapshot being
   // destroyed and the reference point made (as for Destroy).
   // `rp_id`: the reference point's id when the caller must name it first
   // (a job's out-parameter); a new GUID when empty.
@@ -121,8 +123,9 @@ class SnapshotEngine {
   // Takes a recovery snapshot of the group and converts it at once
   // (Hyper-V's CreateReferencePoint): a reference point whose bitmaps mark
   // every change from its cut on. `name` defaults as a snapshot's does.
-  // Every member must run. Errors as Create's and ConvertToReferencePoint's;
-  // a conversion that fails takes the snapshot away again.
+  // Members that are off are as ConvertToReferencePoint says. Errors as
+  // Create's and ConvertToReferencePoint's; a conversion that fails takes
+  // the snapshot away again.
   Result<catalog::ReferencePointRecord> CreateReferencePoint(const std::string& collection_id,
                                                              const std::string& name,
                                                              const std::string& rp_id = "");

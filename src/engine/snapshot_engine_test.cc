@@ -217,6 +217,46 @@ TEST_F(FakeDriverOperations, AReferencePointKeepsTheCutsTrackingOnTheFrozenImage
   for (const auto& id : g.vm_ids) EXPECT_TRUE(Fake(id)->trackings().empty());
 }
 
+TEST_F(FakeDriverOperations, AMemberThatIsOffKeepsTheCutsTrackingThroughItsDriver) {
+  auto g = MakeGroup(2);
+  auto s = Snapshot(g);
+  ASSERT_TRUE(engine_->vms().Stop(g.vm_ids[1]).ok());
+  const std::string frozen = s.members[1].disks[0].frozen_image;
+  FailAt(std::string(hypervisor::fake::kFakePointPrefix) + "keep-off", "vm1");
+  EXPECT_EQ(engine_->snapshots().ConvertToReferencePoint(s.id).status().code(), Code::kFailed);
+  EXPECT_EQ(engine_->catalog().GetSnapshot(s.id)->state, SnapshotState::kComplete);
+  EXPECT_TRUE(engine_->catalog().ListReferencePoints()->empty());
+
+  auto rp = engine_->snapshots().ConvertToReferencePoint(s.id);
+  ASSERT_TRUE(rp.ok()) << rp.status().ToString();
+  const auto calls = driver_.calls();
+  EXPECT_EQ(std::count(calls.begin(), calls.end(), "keep-off vm1"), 2) << "failed, then kept";
+  EXPECT_EQ(driver_.TrackingsOff(g.vm_ids[1])[rp->bitmap][0], frozen);
+  EXPECT_EQ(Vm(g.vm_ids[1]).disks, std::vector<std::string>{frozen}) << "merged offline";
+  EXPECT_EQ(Vm(g.vm_ids[1]).power, catalog::Power::kOff);
+  EXPECT_EQ(Fake(g.vm_ids[0])->trackings()[rp->bitmap][0], s.members[0].disks[0].frozen_image);
+  ExpectConsistent();
+}
+
+TEST_F(FakeDriverOperations, CreateReferencePointKeepsTheTrackingOfAMemberThatIsOff) {
+  auto g = MakeGroup(2);
+  ASSERT_TRUE(engine_->vms().Stop(g.vm_ids[1]).ok());
+  ASSERT_TRUE(engine_->snapshots().ValidateCreateReferencePoint(g.collection_id).ok());
+  auto rp = engine_->snapshots().CreateReferencePoint(g.collection_id, "rp");
+  ASSERT_TRUE(rp.ok()) << rp.status().ToString();
+  EXPECT_TRUE(engine_->catalog().ListSnapshots()->empty()) << "converted: the snapshot is gone";
+  for (const auto& m : rp->members) EXPECT_EQ(m.images, Vm(m.vm_id).disks) << "it leads up to now";
+  EXPECT_EQ(driver_.TrackingsOff(g.vm_ids[1])[rp->bitmap][0], Vm(g.vm_ids[1]).disks[0]);
+  EXPECT_EQ(Fake(g.vm_ids[0])->trackings()[rp->bitmap][0], Vm(g.vm_ids[0]).disks[0]);
+  ExpectConsistent();
+  // What a tracking marks is still read through the running QEMU.
+  EXPECT_EQ(engine_->snapshots()
+                .ExportReferencePoint(rp->id, {.directory = Path("incremental")})
+                .status()
+                .code(),
+            Code::kNotSupported);
+}
+
 TEST_F(FakeDriverOperations, AnExportOfAReferencePointCopiesWhatItsTrackingMarks) {
   auto g = MakeGroup(2);
   auto s = Snapshot(g);

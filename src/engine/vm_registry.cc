@@ -368,6 +368,13 @@ Status VmRegistry::DropOffTracking(const std::string& id, const std::string& nam
   return driver->DropTracking(SpecOf(vm), name).Annotate("VM " + vm.name);
 }
 
+Status VmRegistry::KeepOffTracking(const std::string& id, int disk, const std::string& image,
+                                   const std::string& name) {
+  VMG_ASSIGN_OR_RETURN(catalog::VmRecord vm, catalog_->GetVm(id));
+  VMG_ASSIGN_OR_RETURN(hypervisor::Driver * driver, DriverOf(vm));
+  return driver->KeepTracking(SpecOf(vm), disk, image, name).Annotate("VM " + vm.name);
+}
+
 Result<std::vector<hypervisor::ServedExport>> VmRegistry::ServeOff(
     const std::string& id, const std::string& socket,
     const std::vector<hypervisor::ServedImage>& images) {

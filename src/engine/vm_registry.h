@@ -172,6 +172,11 @@ class VmRegistry {
   // live Vm's calls). Unavailable when its connection is not open.
   Result<std::vector<std::string>> OffTrackings(const std::string& id);
   Status DropOffTracking(const std::string& id, const std::string& name);
+  // Keeps tracking `name` of disk `disk` of VM `id`, off, on `image`
+  // through its driver (hypervisor::Driver::KeepTracking for a VM that is
+  // off): NotSupported from a driver that cannot.
+  Status KeepOffTracking(const std::string& id, int disk, const std::string& image,
+                         const std::string& name);
   // Serving the frozen images of VM `id` while it is off, through its
   // driver (hypervisor::Driver::ServeImages, StopServing; for one that
   // runs, its live Vm's calls). Unavailable when its connection is not open.

@@ -382,6 +382,19 @@ class Driver {
     (void)spec, (void)name;
     return Status::Ok();
   }
+  // As Vm::KeepTracking, for shut-off VM `spec.uuid`, whose cut was merged
+  // (or is to be merged) offline: afterwards `image`, disk `disk`'s image
+  // below the cut, holds tracking `name`, marking every cluster the offline
+  // merge that follows writes into it and every later write. Done again it
+  // changes nothing (a tracking of that name there already: OK).
+  // NotSupported for a driver whose trackings only a running VM can make
+  // (libvirt's checkpoints).
+  // REQUIRES: the VM is off and stays off until the merge is done.
+  virtual Status KeepTracking(const VmSpec& spec, int disk, const std::string& image,
+                              const std::string& name) {
+    (void)spec, (void)disk, (void)image, (void)name;
+    return Status::NotSupported("this hypervisor cannot keep change tracking of a VM that is off");
+  }
 
   // --- Serving the frozen images of VMs that are off (backup sessions) ---
   // ServeImages: as Vm::ServeImages, for shut-off VM `spec.uuid`, whose

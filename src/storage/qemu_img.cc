@@ -41,6 +41,14 @@ Status QemuImg::Commit(const std::string& path) {
   return RunOk({"qemu-img", "commit", "-q", path}).status();
 }
 
+Status QemuImg::AddBitmap(const std::string& path, const std::string& name) {
+  VMG_ASSIGN_OR_RETURN(ImageInfo info, Info(path));
+  for (const auto& b : info.bitmaps) {
+    if (b == name) return Status::Ok();
+  }
+  return RunOk({"qemu-img", "bitmap", "--add", "-f", "qcow2", path, name}).status();
+}
+
 Status QemuImg::Rebase(const std::string& path, const std::string& backing, bool unsafe) {
   if (!env_->FileExists(path)) return Status::FileNotFound("image " + path + " is missing");
   std::vector<std::string> argv = {"qemu-img", "rebase", "-q", "-f", "qcow2"};

@@ -47,6 +47,12 @@ class QemuImg {
   // in place. For stopped VMs only: the images must not be in use.
   Status Commit(const std::string& path);
 
+  // Adds persistent dirty bitmap `name` to `path`: from now on it marks
+  // every cluster written to `path`, by a Commit into it too. OK when
+  // `path` has a bitmap of that name already (kept as it is). For stopped
+  // VMs only: `path` must not be in use.
+  Status AddBitmap(const std::string& path, const std::string& name);
+
   // Makes `backing` (empty: none) the backing file of `path`. Safe mode
   // first copies into `path` every cluster whose content would otherwise
   // change, so `path` reads the same before and after, at any moment, and

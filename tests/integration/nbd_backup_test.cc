@@ -18,6 +18,7 @@
 #include "base/unix_peers.h"
 #include "engine/backup_sessions.h"
 #include "engine/fault_points.h"
+#include "engine/snapshot_plan.h"
 #include "guest_fixture.h"
 #include "testing/guest_io.h"
 
@@ -408,6 +409,48 @@ TEST_F(NbdExactTest, ADaemonKilledWhileAMemberThatIsOffIsServedLeavesNoStorageDa
   ASSERT_TRUE(s.ok()) << s.status().ToString();
   for (const auto& changes : ChangesOf(s->id)) EXPECT_EQ(changes, (Ranges{{1 << 20, 64 << 10}}));
   ASSERT_TRUE(Backups().End({.id = s->id}).ok());
+  for (const auto& id : g_.vm_ids) ExpectCatalogMatchesDisk(id);
+}
+
+// A member off at the cut and when the session ends into a reference
+// point: its tracking is added to its frozen image offline (a persistent
+// bitmap, by qemu-img) before the offline merge, so that it marks what the
+// merge writes (its overlay: what was written since the cut) and, once it
+// runs again, its QEMU's writes. The next incremental is exact for both.
+TEST_F(NbdExactTest, AMemberThatIsOffIsConvertedOfflineAndItsNextChangesAreExact) {
+  const std::string off = g_.vm_ids[1];
+  // Writes `command` into the disk of VM `off`, which is off, with qemu-io.
+  auto write_off = [&](const std::string& command) {
+    auto r = Env::Default()->Run({"qemu-io", "-f", "qcow2", "-c", command, Vm(off).disks[0]});
+    ASSERT_TRUE(r.ok() && r->exit_code == 0) << (r.ok() ? r->err : r.status().ToString());
+  };
+  ASSERT_TRUE(engine_->vms().Stop(off).ok());
+  write_off("write -P 0x55 2M 64k");  // before the cut: never the point's
+  auto cut = engine_->snapshots().Create(
+      {.collection_id = g_.collection_id, .type = engine::kSnapshotRecovery});
+  ASSERT_TRUE(cut.ok()) << cut.status().ToString();
+  write_off("write -P 0x66 7M 64k");  // into its overlay: merged by the conversion
+  auto s = Backups().Begin({.collection_id = g_.collection_id, .snapshot_id = cut->id});
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  auto rp = Backups().End({.id = s->id, .to_reference_point = true});
+  ASSERT_TRUE(rp.ok() && rp->has_value()) << rp.status().ToString();
+  EXPECT_EQ(Vm(off).power, catalog::Power::kOff) << "converted without starting it";
+  for (const auto& m : (*rp)->members) EXPECT_EQ(m.images, Vm(m.vm_id).disks);
+
+  ASSERT_TRUE(engine_->vms().Start(off).ok());
+  Write(0x77, 5 << 20, 128 << 10);
+  auto next = Backups().Begin({.collection_id = g_.collection_id, .incremental_from = (*rp)->id});
+  ASSERT_TRUE(next.ok()) << next.status().ToString();
+  for (const auto& m : next->members) {
+    EXPECT_EQ(m.disks[0].context, "qemu:dirty-bitmap:" + (*rp)->bitmap)
+        << m.disks[0].full_read_reason;
+  }
+  const auto changes = ChangesOf(next->id);
+  ASSERT_EQ(changes.size(), 2u);
+  EXPECT_EQ(changes[0], (Ranges{{5 << 20, 128 << 10}}));
+  EXPECT_EQ(changes[1], (Ranges{{5 << 20, 128 << 10}, {7 << 20, 64 << 10}}))
+      << "what the offline merge wrote, and what its QEMU wrote since";
+  ASSERT_TRUE(Backups().End({.id = next->id}).ok());
   for (const auto& id : g_.vm_ids) ExpectCatalogMatchesDisk(id);
 }
 

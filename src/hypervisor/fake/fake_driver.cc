@@ -152,13 +152,9 @@ Result<std::vector<ServedExport>> FakeDriver::ServeImages(const VmSpec& spec,
   if (serving_off_.count(spec.uuid)) {
     return Status::AlreadyExists("VM " + spec.name + " is served already");
   }
-  // Its trackings live in its images: those its last process left.
-  std::map<std::string, std::map<int, std::string>> trackings;
-  for (auto& [pid, p] : processes_) {
-    if (p.uuid == spec.uuid) trackings = p.vm->trackings();
-  }
   storage::QemuImg img(Env::Default());
-  VMG_ASSIGN_OR_RETURN(auto exports, ServeFake(&img, spec.disks, trackings, socket, images));
+  VMG_ASSIGN_OR_RETURN(auto exports,
+                       ServeFake(&img, spec.disks, TrackingsOffLocked(spec.uuid), socket, images));
   serving_off_[spec.uuid] = socket;
   return exports;
 }
@@ -171,6 +167,42 @@ Status FakeDriver::StopServing(const VmSpec& spec, const std::string& socket) {
     serving_off_.erase(it);
   }
   return Env::Default()->RemoveFile(socket);
+}
+
+Status FakeDriver::KeepTracking(const VmSpec& spec, int disk, const std::string& image,
+                                const std::string& name) {
+  Record("keep-off " + spec.name);
+  VMG_RETURN_IF_ERROR(env_->Hit(std::string(kFakePointPrefix) + "keep-off", spec.name));
+  std::lock_guard l(mu_);
+  for (auto& [pid, p] : processes_) {
+    if (p.uuid == spec.uuid && LiveLocked(pid)) {
+      return Status::InvalidState("VM " + spec.name + " runs");
+    }
+  }
+  kept_off_[spec.uuid][name][disk] = image;  // done again: as it was
+  return Status::Ok();
+}
+
+std::map<std::string, std::map<int, std::string>> FakeDriver::TrackingsOff(
+    const std::string& uuid) {
+  std::lock_guard l(mu_);
+  return TrackingsOffLocked(uuid);
+}
+
+std::map<std::string, std::map<int, std::string>> FakeDriver::TrackingsOffLocked(
+    const std::string& uuid) {
+  // Its trackings live in its images: those its last process left, then
+  // those added since.
+  std::map<std::string, std::map<int, std::string>> trackings;
+  for (auto& [pid, p] : processes_) {
+    if (p.uuid == uuid) trackings = p.vm->trackings();
+  }
+  if (auto it = kept_off_.find(uuid); it != kept_off_.end()) {
+    for (const auto& [name, disks] : it->second) {
+      for (const auto& [disk, image] : disks) trackings[name][disk] = image;
+    }
+  }
+  return trackings;
 }
 
 std::string FakeDriver::ServingOff(const std::string& uuid) {

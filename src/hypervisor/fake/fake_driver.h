@@ -18,8 +18,10 @@
 //
 // It serves the disks of VMs that are off as a qemu-storage-daemon would:
 // a serving outlives an abandoned engine, the trackings are those the VM's
-// last fake process left in its images, and the calls reach fault points
-// "fake.serve-off" and "fake.stop-serving-off".
+// last fake process left in its images and those kept offline since
+// (KeepTracking of a VM that is off, as qemu-img adds a bitmap), and the
+// calls reach fault points "fake.serve-off", "fake.stop-serving-off" and
+// "fake.keep-off".
 //
 // Start reaches fault point "fake.start" first, then, once its process is
 // admitted, hypervisor::kFaultStarted, as QemuDriver does; Attach reaches
@@ -72,8 +74,15 @@ class FakeDriver final : public Driver {
   Result<std::vector<ServedExport>> ServeImages(const VmSpec& spec, const std::string& socket,
                                                 const std::vector<ServedImage>& images) override;
   Status StopServing(const VmSpec& spec, const std::string& socket) override;
+  // "keep-off <name>" in calls(); InvalidState while the VM's fake process
+  // runs.
+  Status KeepTracking(const VmSpec& spec, int disk, const std::string& image,
+                      const std::string& name) override;
   // The socket VM `uuid`, off, is served on, or "" when none.
   std::string ServingOff(const std::string& uuid);
+  // The trackings of VM `uuid` while it is off (name -> disk -> image):
+  // those its last fake process left, and those kept offline since.
+  std::map<std::string, std::map<int, std::string>> TrackingsOff(const std::string& uuid);
 
  private:
   class ProcessEnv;
@@ -85,6 +94,8 @@ class FakeDriver final : public Driver {
   void Record(std::string call);
   // The live process `pid` is, or null. REQUIRES: mu_ held.
   Process* LiveLocked(int pid);
+  // As TrackingsOff. REQUIRES: mu_ held.
+  std::map<std::string, std::map<int, std::string>> TrackingsOffLocked(const std::string& uuid);
 
   Env* env_;
   std::unique_ptr<ProcessEnv> process_env_;
@@ -93,6 +104,8 @@ class FakeDriver final : public Driver {
   std::map<int, Process> processes_;                // guarded by mu_, by pid
   std::vector<std::string> calls_;                  // guarded by mu_
   std::map<std::string, std::string> serving_off_;  // guarded by mu_: uuid -> socket
+  // guarded by mu_: uuid -> the trackings KeepTracking added while it was off
+  std::map<std::string, std::map<std::string, std::map<int, std::string>>> kept_off_;
 };
 
 }  // namespace vmgroup::hypervisor::fake

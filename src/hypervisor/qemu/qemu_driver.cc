@@ -14,6 +14,7 @@
 #include "hypervisor/qemu/qmp_commands.h"
 #include "hypervisor/qemu/storage_daemon.h"
 #include "hypervisor/qemu/thaw_guard.h"
+#include "storage/qemu_img.h"
 
 namespace vmgroup::hypervisor::qemu {
 namespace {
@@ -226,6 +227,12 @@ Result<std::vector<ServedExport>> QemuDriver::ServeImages(const VmSpec& spec,
 
 Status QemuDriver::StopServing(const VmSpec& spec, const std::string& socket) {
   return StopServingOffline(env_, socket).Annotate("VM " + spec.name);
+}
+
+Status QemuDriver::KeepTracking(const VmSpec& spec, int disk, const std::string& image,
+                                const std::string& name) {
+  (void)disk;  // a QEMU bitmap lives in the image alone
+  return storage::QemuImg(env_).AddBitmap(image, name).Annotate("VM " + spec.name + " (off)");
 }
 
 Result<std::unique_ptr<Vm>> QemuDriver::Attach(const VmSpec& spec, int pid) {

@@ -60,6 +60,10 @@ class QemuDriver final : public Driver {
   Result<std::vector<ServedExport>> ServeImages(const VmSpec& spec, const std::string& socket,
                                                 const std::vector<ServedImage>& images) override;
   Status StopServing(const VmSpec& spec, const std::string& socket) override;
+  // A persistent dirty bitmap `name` added to `image` by qemu-img: the
+  // offline merge (qemu-img commit) into `image` marks what it writes.
+  Status KeepTracking(const VmSpec& spec, int disk, const std::string& image,
+                      const std::string& name) override;
 
   // The full command line Start() runs for `spec`.
   std::vector<std::string> CommandLine(const VmSpec& spec) const;
