@@ -266,8 +266,10 @@ TEST_F(BadRequestTest, ReferencePointRefusalsCarryTheCodeAndTheReason) {
                         Prop("ConsistencyLevel", "uint8", "1"))});
   EXPECT_EQ(code, kRcInvalidParameter);
   EXPECT_NE(why.find("Standard"), std::string::npos) << why;
+  // A point's export reads through the members' running QEMUs (a point is
+  // made with a member off: its tracking is kept offline).
   Ok({"vm", "stop", "a"});
-  std::tie(code, why) = Refusal(service, "CreateReferencePoint", {group});
+  std::tie(code, why) = Refusal(service, "ExportReferencePoint", {point, dir});
   EXPECT_EQ(code, kRcNotSupported);
   EXPECT_NE(why.find("is off"), std::string::npos) << why;
   EXPECT_EQ(nlohmann::json::parse(Ok({"refpoint", "list", "web", "--json"})).size(), 1u);

@@ -322,11 +322,16 @@ TEST_F(ReferencePointExportTest, APointThatCannotServeIsRefusedBeforeAnyCut) {
             Code::kInvalidArgument);
   EXPECT_FALSE(fs::exists(dir_ / "x"));
 
-  // A member that is off cannot track changes: nothing is made.
+  // A member that is off: a point is made (its tracking kept offline), but
+  // its export reads through the running QEMUs: refused, nothing made.
   ASSERT_TRUE(engine_->vms().Stop(g_.vm_ids[1]).ok());
-  EXPECT_EQ(snaps.CreateReferencePoint(g_.collection_id, "").status().code(), Code::kNotSupported);
-  EXPECT_EQ(engine_->catalog().ListReferencePoints(g_.collection_id)->size(), 1u);
-  EXPECT_EQ(SnapshotsLeft(), 1u);
+  auto off_point = snaps.CreateReferencePoint(g_.collection_id, "");
+  ASSERT_TRUE(off_point.ok()) << off_point.status().ToString();
+  Status off = snaps.ExportReferencePoint(off_point->id, {.directory = dir_ / "y"}).status();
+  EXPECT_EQ(off.code(), Code::kNotSupported) << off.ToString();
+  EXPECT_NE(off.message().find("is off"), std::string::npos) << off.message();
+  EXPECT_EQ(SnapshotsLeft(), 1u) << "refused before any cut";
+  EXPECT_FALSE(fs::exists(dir_ / "y"));
 }
 
 }  // namespace
