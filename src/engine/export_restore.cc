@@ -373,7 +373,10 @@ Result<std::string> ExportRestorer::DefineDomain(const VmPlan& v) {
   vms_->SetUnsupported(info.uuid, info.unsupported);
   auto was = catalog_->GetVm(info.uuid);
   const catalog::VmRecord record = RecordOfDomain(info, v.libvirt_uri, was.ok() ? &*was : nullptr);
-  VMG_RETURN_IF_ERROR(was.ok() ? catalog_->UpdateDomain(record) : catalog_->InsertVm(record));
+  Status recorded = was.ok() ? catalog_->UpdateDomain(record) : catalog_->InsertVm(record);
+  // Or between the look and the insert (the define's event woke it).
+  if (recorded.code() == Code::kAlreadyExists) recorded = catalog_->UpdateDomain(record);
+  VMG_RETURN_IF_ERROR(recorded);
   return info.uuid;
 }
 
