@@ -73,6 +73,13 @@ Status RequireLive(const catalog::VmRecord& vm, const hypervisor::Vm* live,
   return Status::NotSupported("VM " + vm.name + " is off; " + why);
 }
 
+Status RequireTrackable(const catalog::VmRecord& vm, const hypervisor::Vm* live) {
+  if (vm.libvirt_uri.empty()) return Status::Ok();
+  return RequireLive(vm, live,
+                     "a libvirt domain's change tracking is a checkpoint, made only while it "
+                     "runs: start it first");
+}
+
 Status RequireComplete(const catalog::SnapshotRecord& s) {
   switch (s.state) {
     case catalog::SnapshotState::kComplete:

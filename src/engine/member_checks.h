@@ -37,6 +37,12 @@ Status RequireConnected(GroupParts& parts, const std::vector<catalog::VmRecord>&
 // QEMU (`live`): the work that needs it reads or keeps bitmaps there.
 Status RequireLive(const catalog::VmRecord& vm, const hypervisor::Vm* live, const std::string& why);
 
+// NotSupported, saying to start it, when VM `vm` is off (no `live` QEMU)
+// and its trackings are made only while it runs (a libvirt domain's are
+// checkpoints); OK otherwise: a VM of vmgroupd's own that is off keeps its
+// tracking through its driver, offline (hypervisor::Driver::KeepTracking).
+Status RequireTrackable(const catalog::VmRecord& vm, const hypervisor::Vm* live);
+
 // InvalidState unless `s` is Complete (neither being taken nor destroyed).
 Status RequireComplete(const catalog::SnapshotRecord& s);
 

@@ -3,7 +3,6 @@
 #include "base/ids.h"
 #include "engine/fault_points.h"
 #include "engine/member_checks.h"
-#include "engine/reference_point_create.h"
 #include "engine/snapshot_destroy.h"
 #include "engine/snapshot_plan.h"
 

@@ -8,13 +8,6 @@
 
 namespace vmgroup::engine {
 
-Status RequireTrackable(const catalog::VmRecord& vm, const hypervisor::Vm* live) {
-  if (vm.libvirt_uri.empty()) return Status::Ok();
-  return RequireLive(vm, live,
-                     "a libvirt domain's change tracking is a checkpoint, made only while it "
-                     "runs: start it first");
-}
-
 Result<std::vector<catalog::VmRecord>> CheckTracked(GroupParts& parts, OperationRunner& runner,
                                                     const std::string& collection_id,
                                                     TrackedBy by) {

@@ -11,12 +11,6 @@
 
 namespace vmgroup::engine {
 
-// NotSupported, saying to start it, when VM `vm` is off (no `live` QEMU)
-// and its trackings are made only while it runs (a libvirt domain's are
-// checkpoints); OK otherwise: a VM of vmgroupd's own that is off keeps its
-// tracking through its driver, offline (hypervisor::Driver::KeepTracking).
-Status RequireTrackable(const catalog::VmRecord& vm, const hypervisor::Vm* live);
-
 // Who must run for a CheckTracked.
 enum class TrackedBy {
   kKeeping,  // a reference point made: RequireTrackable of every member
