@@ -55,7 +55,10 @@ Status BackupSessions::Validate(const BackupRequest& request) {
     BackupServing serving{.directory = directory_ + "/" + NewGuid(), .snapshot = s, .base = base};
     return runner_.Validate(BackupServe(parts_, serving));
   }
-  const SnapshotRequest snapshot_request{.collection_id = group.id, .type = kSnapshotRecovery};
+  const SnapshotRequest snapshot_request{.collection_id = group.id,
+                                         .type = kSnapshotRecovery,
+                                         .consistency = request.consistency,
+                                         .fallback = request.fallback};
   SnapshotCreate create(parts_, snapshot_request);
   VMG_RETURN_IF_ERROR(runner_.Validate(create));
   // The images the cut will freeze are the members' active images now.
@@ -65,6 +68,10 @@ Status BackupSessions::Validate(const BackupRequest& request) {
 }
 
 Result<BackupSession> BackupSessions::Begin(const BackupRequest& request) {
+  {
+    std::lock_guard lock(mu_);
+    if (closing_) return Status::Unavailable("the service is stopping: no new backup session");
+  }
   VMG_RETURN_IF_ERROR(Validate(request));
   BackupServing serving{.session_id = request.id.empty() ? NewGuid() : request.id};
   serving.directory = directory_ + "/" + serving.session_id;
@@ -180,14 +187,16 @@ Result<BackupEnding> BackupSessions::Serve(const std::string& id, Duration idle_
   Clock::time_point last_seen = parts_.env->Now();
   while (true) {
     std::shared_ptr<Live> live;
+    bool closing = false;
     {
       std::lock_guard lock(mu_);
       auto it = sessions_.find(id);
       if (it == sessions_.end()) return BackupEnding::kEnded;
       live = it->second;
+      closing = closing_;
     }
     std::optional<BackupEnding> ending;
-    if (stop && stop()) {
+    if (closing || (stop && stop())) {
       ending = BackupEnding::kStopped;
     } else if (!live->ending) {
       if (Clients(*live) > 0) last_seen = parts_.env->Now();
@@ -254,6 +263,10 @@ Result<storage::MarkedRanges> BackupSessions::Changes(const std::string& id,
 }
 
 Status BackupSessions::EndAll() {
+  {
+    std::lock_guard lock(mu_);
+    closing_ = true;
+  }
   Status first;
   for (const auto& s : List()) {
     auto ended = End({.id = s.id});

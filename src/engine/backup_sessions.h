@@ -121,7 +121,9 @@ class BackupSessions {
                                         uint64_t offset, uint64_t length);
 
   // Ends every session (no reference point made), for a daemon that stops:
-  // its QEMUs would serve on. The first error, after trying them all.
+  // its QEMUs would serve on. From then on Begin is refused (Unavailable)
+  // and a session a Begin under way adds is ended by its Serve at once
+  // (kStopped). The first error, after trying them all.
   Status EndAll();
 
   // At start-up, after recovery: ends every session a previous daemon left
@@ -146,6 +148,7 @@ class BackupSessions {
   const std::string directory_;
   std::mutex mu_;
   std::map<std::string, std::shared_ptr<Live>> sessions_;  // guarded by mu_
+  bool closing_ = false;                                   // guarded by mu_: EndAll ran
 };
 
 }  // namespace vmgroup::engine

@@ -332,6 +332,20 @@ TEST_F(BackupSessionsTest, ServeEndsAnIdleSessionOrReturnsOnceItIsEnded) {
   ExpectConsistent();
 }
 
+TEST_F(BackupSessionsTest, AStoppingServiceEndsEverySessionAndBeginsNoNewOne) {
+  auto g = MakeGroup(2);
+  auto& backups = engine_->snapshots().backups();
+  auto s = backups.Begin({.collection_id = g.collection_id});
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  ASSERT_TRUE(backups.EndAll().ok());
+  EXPECT_TRUE(backups.List().empty());
+  EXPECT_TRUE(engine_->catalog().ListSnapshots()->empty());
+  EXPECT_EQ(backups.Begin({.collection_id = g.collection_id}).status().code(), Code::kUnavailable);
+  EXPECT_TRUE(engine_->catalog().ListSnapshots()->empty()) << "no cut taken";
+  for (const auto& id : g.vm_ids) EXPECT_EQ(Fake(id)->serving(), "");
+  ExpectConsistent();
+}
+
 TEST_F(BackupSessionsTest, AnIdleEndThatFindsTheMembersBusyIsTriedAgain) {
   auto g = MakeGroup(2);
   auto& backups = engine_->snapshots().backups();
