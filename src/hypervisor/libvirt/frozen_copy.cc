@@ -4,6 +4,7 @@
 #include <stdlib.h>
 
 #include "base/tied_command.h"
+#include "hypervisor/qemu/nbd_serving.h"
 #include "hypervisor/qemu/qmp_client.h"
 #include "hypervisor/qemu/qmp_commands.h"
 #include "hypervisor/qemu/storage_daemon.h"
@@ -17,16 +18,7 @@ constexpr char kSource[] = "frozen", kTarget[] = "copy";
 
 Status Copy(qemu::QmpClient& c, const std::string& image, const std::string& bitmap,
             const std::string& target, Deadline deadline) {
-  VMG_ASSIGN_OR_RETURN(auto bitmaps, qmp::QueryBitmaps(c, kSource, deadline));
-  const qmp::BitmapInfo* found = nullptr;
-  for (const auto& b : bitmaps) {
-    if (b.name == bitmap) found = &b;
-  }
-  if (!found) return Status::NotFound(image + " holds no bitmap " + bitmap);
-  if (found->inconsistent) {
-    return Status::InvalidState("bitmap " + bitmap + " of " + image +
-                                " cannot be trusted: QEMU marks it inconsistent");
-  }
+  VMG_RETURN_IF_ERROR(qemu::CheckTrustedBitmap(c, kSource, image, bitmap, deadline));
   VMG_RETURN_IF_ERROR(qmp::BlockdevAddTarget(c, kTarget, target, deadline));
   Status s = qmp::BackupMarked(c, kTarget, kSource, kTarget, bitmap, deadline);
   if (s.ok()) s = qmp::CompleteJob(c, kTarget, deadline);
