@@ -504,6 +504,7 @@ Result<std::vector<BackupInfo>> Api::ListBackups() {
                  .snapshot_id = Text(s, Session::kSnapshotCollectionID),
                  .base_id = Text(s, Session::kBaseReferencePointCollectionID),
                  .started = Text(s, Session::kStartTime),
+                 .state = Text(s, Session::kState),
                  .took_snapshot = Text(s, Session::kTookSnapshot) == "TRUE"};
     for (const auto& disk : disks) {
       const cim::Instance& d = disk.instance;

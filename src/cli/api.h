@@ -73,6 +73,7 @@ struct BackupDiskInfo {
 // A backup session (Vmgroup_BackupSession) and what it serves.
 struct BackupInfo {
   std::string id, group_id, snapshot_id, base_id, started;
+  std::string state;  // "Serving", "Ending" or "Stopped"
   bool took_snapshot = false;
   std::vector<BackupDiskInfo> disks;
 };

@@ -35,6 +35,7 @@ nlohmann::json ToJson(const BackupInfo& b, const std::string& job_id) {
                         {"snapshot_taken", b.took_snapshot},
                         {"incremental_from", nullptr},
                         {"started", b.started},
+                        {"state", b.state},
                         {"disks", std::move(disks)}};
   if (!b.base_id.empty()) out["incremental_from"] = b.base_id;
   if (!job_id.empty()) out["job"] = job_id;
@@ -47,7 +48,7 @@ void PrintSession(const Context& ctx, const BackupInfo& b, const std::string& jo
     return;
   }
   std::cout << "session " << Printable(b.id) << (job_id.empty() ? "" : " (job " + job_id + ")")
-            << "\n";
+            << ": " << Printable(b.state) << "\n";
   std::vector<std::vector<std::string>> rows = {{"VM", "DISK", "SIZE", "URI", "CHANGES"}};
   for (const auto& d : b.disks) {
     rows.push_back({d.vm_name, std::to_string(d.index), std::to_string(d.size), d.uri,

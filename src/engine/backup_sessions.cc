@@ -119,29 +119,30 @@ Result<std::optional<catalog::ReferencePointRecord>> BackupSessions::End(
     std::lock_guard lock(mu_);
     auto it = sessions_.find(request.id);
     if (it == sessions_.end()) return Status::NotFound("no backup session has id " + request.id);
-    if (it->second->ending) {
+    if (it->second->session.state == BackupState::kEnding) {
       return Status::InvalidState("backup session " + request.id + " is being ended already");
     }
     live = it->second;
-    live->ending = true;
+    live->session.state = BackupState::kEnding;
   }
   auto ended = Finish(*live, request);
   std::lock_guard lock(mu_);
   if (ended.ok()) {
     sessions_.erase(request.id);
   } else {
-    live->ending = false;  // to be ended again
+    live->session.state = live->serving_stopped ? BackupState::kStopped : BackupState::kServing;
   }
   return ended;
 }
 
 Result<std::optional<catalog::ReferencePointRecord>> BackupSessions::Finish(
-    const Live& live, const BackupEndRequest& request) {
+    Live& live, const BackupEndRequest& request) {
   const BackupSession& s = live.session;
   std::vector<std::string> ids;
   for (const auto& m : s.members) ids.push_back(m.vm_id);
   VMG_RETURN_IF_ERROR(
       StopServing(parts_, live.directory, ids).Annotate("ending backup session " + s.id));
+  live.serving_stopped = true;
   parts_.served.Remove(s.id);
   VMG_RETURN_IF_ERROR(parts_.env->Hit(fault::kBackupStopped, s.id));
   std::optional<catalog::ReferencePointRecord> made;
@@ -188,17 +189,19 @@ Result<BackupEnding> BackupSessions::Serve(const std::string& id, Duration idle_
   while (true) {
     std::shared_ptr<Live> live;
     bool closing = false;
+    BackupState state;
     {
       std::lock_guard lock(mu_);
       auto it = sessions_.find(id);
       if (it == sessions_.end()) return BackupEnding::kEnded;
       live = it->second;
       closing = closing_;
+      state = live->session.state;
     }
     std::optional<BackupEnding> ending;
     if (closing || (stop && stop())) {
       ending = BackupEnding::kStopped;
-    } else if (!live->ending) {
+    } else if (state != BackupState::kEnding) {
       if (Clients(*live) > 0) last_seen = parts_.env->Now();
       if (parts_.env->Now() - last_seen >= idle_timeout) ending = BackupEnding::kIdle;
     }

@@ -48,6 +48,13 @@ struct BackupRequest {
   std::string id;
 };
 
+// Where a session is in its life.
+enum class BackupState {
+  kServing,  // readers read its disks
+  kEnding,   // End runs: serving stops, then its snapshot goes or is converted
+  kStopped,  // serving stopped, but what End does after failed: to be ended again
+};
+
 // A session as it serves.
 struct BackupSession {
   std::string id;
@@ -56,6 +63,7 @@ struct BackupSession {
   bool took_snapshot = false;
   std::string incremental_from;  // reference point id, or ""
   int64_t began_us = 0;          // wall clock
+  BackupState state = BackupState::kServing;
   std::vector<BackupMember> members;
 };
 
@@ -135,10 +143,10 @@ class BackupSessions {
   struct Live {
     BackupSession session;
     std::string directory;
-    bool ending = false;
+    bool serving_stopped = false;  // by the End under way (only its thread)
   };
-  // The end of a session whose serving the caller took over (ending set).
-  Result<std::optional<catalog::ReferencePointRecord>> Finish(const Live& live,
+  // The end of a session whose state the caller set to kEnding.
+  Result<std::optional<catalog::ReferencePointRecord>> Finish(Live& live,
                                                               const BackupEndRequest& request);
   // Connected NBD clients of session `live`.
   int Clients(const Live& live);

@@ -5,6 +5,7 @@
 #include "engine/backup_sessions.h"
 
 #include <algorithm>
+#include <future>
 #include <thread>
 
 #include "engine/fake_group_test.h"
@@ -343,6 +344,40 @@ TEST_F(BackupSessionsTest, AStoppingServiceEndsEverySessionAndBeginsNoNewOne) {
   EXPECT_EQ(backups.Begin({.collection_id = g.collection_id}).status().code(), Code::kUnavailable);
   EXPECT_TRUE(engine_->catalog().ListSnapshots()->empty()) << "no cut taken";
   for (const auto& id : g.vm_ids) EXPECT_EQ(Fake(id)->serving(), "");
+  ExpectConsistent();
+}
+
+TEST_F(BackupSessionsTest, ASessionIsListedAsEndingWhileItEndsAndStoppedWhenItsEndFailsAfter) {
+  auto g = MakeGroup(2);
+  auto& backups = engine_->snapshots().backups();
+  auto s = backups.Begin({.collection_id = g.collection_id});
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  EXPECT_EQ(s->state, BackupState::kServing);
+  // The end is held at the point after serving stopped: listed as ending,
+  // a second end refused; then that point fails it: listed as stopped.
+  std::promise<void> reached;
+  std::promise<void> go;
+  std::shared_future<void> released = go.get_future().share();
+  points_.OnHit([&](std::string_view point, std::string_view) {
+    if (point != fault::kBackupStopped) return Status::Ok();
+    reached.set_value();
+    released.wait();
+    return Status::Failed("injected");
+  });
+  std::thread ending([&] { EXPECT_FALSE(backups.End({.id = s->id}).ok()); });
+  reached.get_future().wait();
+  EXPECT_EQ(backups.Get(s->id)->state, BackupState::kEnding);
+  EXPECT_EQ(backups.End({.id = s->id}).status().code(), Code::kInvalidState);
+  go.set_value();
+  ending.join();
+  ASSERT_EQ(backups.List().size(), 1u);
+  EXPECT_EQ(backups.Get(s->id)->state, BackupState::kStopped);
+  for (const auto& socket : Sockets(*s)) EXPECT_FALSE(Env::Default()->FileExists(socket));
+  points_.OnHit(nullptr);
+  auto again = backups.End({.id = s->id});
+  ASSERT_TRUE(again.ok()) << again.status().ToString();
+  EXPECT_TRUE(backups.List().empty());
+  EXPECT_TRUE(engine_->catalog().ListSnapshots()->empty());
   ExpectConsistent();
 }
 

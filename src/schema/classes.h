@@ -448,9 +448,11 @@ struct BackupSession {
   static constexpr char kBaseReferencePointCollectionID[] = "BaseReferencePointCollectionID";
   static constexpr char kTookSnapshot[] = "TookSnapshot";
   static constexpr char kStartTime[] = "StartTime";
+  // "Serving", "Ending", or "Stopped" (serving stopped, its end failed after: end it again).
+  static constexpr char kState[] = "State";
   static constexpr auto kProperties = std::to_array<std::string_view>(
       {kInstanceID, kVirtualSystemCollectionId, kSnapshotCollectionID,
-       kBaseReferencePointCollectionID, kTookSnapshot, kStartTime});
+       kBaseReferencePointCollectionID, kTookSnapshot, kStartTime, kState});
 };
 
 // One disk a session serves: where and how a reader reads it.

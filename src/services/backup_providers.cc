@@ -25,6 +25,19 @@ cim::ObjectPath SessionPath(const std::string& id) {
   return KeyPath(Session::kClass, Session::kInstanceID, id);
 }
 
+// Vmgroup_BackupSession.State.
+const char* StateName(engine::BackupState state) {
+  switch (state) {
+    case engine::BackupState::kServing:
+      return "Serving";
+    case engine::BackupState::kEnding:
+      return "Ending";
+    case engine::BackupState::kStopped:
+      return "Stopped";
+  }
+  return "Unknown";
+}
+
 bool IsTrue(const Args& a, const char* name) { return cim::NameEquals(a.Str(name), "true"); }
 
 // BeginBackup's arguments as the engine's request; InvalidArgument naming
@@ -227,7 +240,8 @@ Providers BackupProviders(const Context& ctx) {
                          {.name = Session::kSnapshotCollectionID, .type = "string"},
                          {.name = Session::kBaseReferencePointCollectionID, .type = "string"},
                          {.name = Session::kTookSnapshot, .type = "boolean"},
-                         {.name = Session::kStartTime, .type = "datetime"}}},
+                         {.name = Session::kStartTime, .type = "datetime"},
+                         {.name = Session::kState, .type = "string"}}},
       [e](const cim::ClassSpec& spec) -> Result<std::vector<cim::Instance>> {
         std::vector<cim::Instance> rows;
         for (const auto& s : e->snapshots().backups().List()) {
@@ -238,6 +252,7 @@ Providers BackupProviders(const Context& ctx) {
                              .Str(Session::kBaseReferencePointCollectionID, s.incremental_from)
                              .Bool(Session::kTookSnapshot, s.took_snapshot)
                              .Str(Session::kStartTime, CimTime(s.began_us))
+                             .Str(Session::kState, StateName(s.state))
                              .Build());
         }
         return rows;

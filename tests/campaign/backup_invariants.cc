@@ -37,6 +37,12 @@ bool Listed(const std::vector<ListedSession>& sessions, const std::string& id) {
   return std::any_of(sessions.begin(), sessions.end(), [&](const auto& s) { return s.id == id; });
 }
 
+// Listed as serving: an idle timeout may end a session while it is looked at.
+bool Serving(const std::vector<ListedSession>& sessions, const std::string& id) {
+  return std::any_of(sessions.begin(), sessions.end(),
+                     [&](const auto& s) { return s.id == id && s.state == "Serving"; });
+}
+
 }  // namespace
 
 Violations Invariants::Sessions(catalog::Catalog& catalog) {
@@ -51,6 +57,7 @@ Violations Invariants::Sessions(catalog::Catalog& catalog) {
                         "session " + s.id + " serves snapshot " + s.snapshot_id + ", which is " +
                             (snapshot.ok() ? "not Complete" : snapshot.status().ToString())}});
     }
+    if (s.state != "Serving") continue;  // being ended, or to be ended again
     for (const auto& d : s.disks) {
       const std::string what = "session " + s.id + ", VM " + d.vm_id + " (" + d.uri + ")";
       if (!Env::Default()->FileExists(d.socket)) {
@@ -70,13 +77,13 @@ Violations Invariants::Sessions(catalog::Catalog& catalog) {
       }
     }
   }
-  // A session that ended by its idle timeout while it was looked at is no
-  // violation: only what still holds for a session listed afterwards.
+  // A session that began its end (its idle timeout) while it was looked at
+  // is no violation: only what still holds for one serving afterwards.
   Violations v;
   if (!found.empty()) {
     auto again = ListSessions(daemon_);
     for (auto& [id, f] : found) {
-      if (!again.ok() || Listed(*again, id)) v.push_back(std::move(f));
+      if (!again.ok() || Serving(*again, id)) v.push_back(std::move(f));
     }
   }
   auto intents = catalog.ListBackupIntents();

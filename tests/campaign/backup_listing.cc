@@ -24,7 +24,8 @@ Result<std::vector<ListedSession>> ListSessions(const DaemonProcess& daemon) {
     if (!s.is_object()) continue;
     ListedSession session{.id = Text(s, "session"),
                           .snapshot_id = Text(s, "snapshot_id"),
-                          .incremental_from = Text(s, "incremental_from")};
+                          .incremental_from = Text(s, "incremental_from"),
+                          .state = Text(s, "state")};
     for (const auto& d : s.value("disks", nlohmann::json::array())) {
       if (!d.is_object()) continue;
       session.disks.push_back({.vm_id = Text(d, "vm_id"),

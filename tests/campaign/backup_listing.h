@@ -21,6 +21,7 @@ struct ListedSession {
   std::string id;
   std::string snapshot_id;
   std::string incremental_from;  // reference point id, or ""
+  std::string state;             // "Serving", "Ending" or "Stopped"
   std::vector<ServedDisk> disks;
 };
 

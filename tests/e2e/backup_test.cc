@@ -120,6 +120,7 @@ TEST_F(BackupTest, AFullThenAnIncrementalCycleThroughTheCli) {
   ASSERT_EQ(s1["disks"].size(), size_t{kVms}) << s1.dump();
   EXPECT_EQ(s1["snapshot_taken"], true);
   EXPECT_EQ(s1["incremental_from"], nullptr);
+  EXPECT_EQ(s1["state"], "Serving");
   json snap = json::parse(Ok({"snapshot", "show", s1["snapshot_id"], "--json"}));
   std::map<std::string, std::string> frozen;  // by VM id
   for (const auto& m : snap["members"]) frozen[m["vm_id"]] = m["images"][0];
