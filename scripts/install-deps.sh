@@ -19,6 +19,8 @@ packages=(
   clang libclang-rt-14-dev  # scripts/fuzz.sh: libFuzzer
   libnbd-dev  # storage/nbd_reader: the NBD client that reads a backup session's changed ranges
   libnbd-bin  # nbdinfo, nbdcopy: the tests read backup sessions' NBD exports
+  libsystemd-dev  # daemon/systemd: sd_notify (Type=notify), sd_listen_fds (socket activation)
+  systemd  # systemd-socket-activate, systemd-analyze: the tests play systemd's part
 )
 
 missing=()

@@ -528,28 +528,41 @@ Status HttpServer::Impl::Start(Listener* l, int listen_fd) {
 }
 
 Status HttpServer::Impl::ListenUnix(const UnixListener& spec) {
-  VMG_ASSIGN_OR_RETURN(const sockaddr_un addr, UnixAddress(spec.path));
-  // A socket file nobody listens on is left by a daemon that died; one that
-  // answers belongs to a daemon still running, which must not be robbed.
-  if (ConnectUnix(options_.env, spec.path, options_.env->Now()).ok()) {
-    return Status::AlreadyExists("another server is listening on " + spec.path);
-  }
-  UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
-  if (!fd.valid()) return Status::IoError(std::string("socket: ") + std::strerror(errno));
-  ::unlink(spec.path.c_str());
-  if (::bind(fd.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0) {
-    return Status::IoError("cannot bind " + spec.path + ": " + std::strerror(errno));
-  }
-  if (::chmod(spec.path.c_str(), spec.mode) != 0 || ::listen(fd.get(), 128) != 0) {
+  UniqueFd fd;
+  const bool inherited = spec.inherited_fd >= 0;
+  if (inherited) {
+    fd.reset(spec.inherited_fd);
+    // The accept loop polls; a blocking accept would hang on a peer that
+    // left the queue before it was taken.
+    const int flags = ::fcntl(fd.get(), F_GETFL);
+    if (flags < 0 || ::fcntl(fd.get(), F_SETFL, flags | O_NONBLOCK) != 0) {
+      return Status::IoError("the socket passed for " + spec.path + ": " + std::strerror(errno));
+    }
+  } else {
+    VMG_ASSIGN_OR_RETURN(const sockaddr_un addr, UnixAddress(spec.path));
+    // A socket file nobody listens on is left by a daemon that died; one
+    // that answers belongs to a daemon still running, which must not be
+    // robbed.
+    if (ConnectUnix(options_.env, spec.path, options_.env->Now()).ok()) {
+      return Status::AlreadyExists("another server is listening on " + spec.path);
+    }
+    fd.reset(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+    if (!fd.valid()) return Status::IoError(std::string("socket: ") + std::strerror(errno));
     ::unlink(spec.path.c_str());
-    return Status::IoError("cannot listen on " + spec.path + ": " + std::strerror(errno));
+    if (::bind(fd.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0) {
+      return Status::IoError("cannot bind " + spec.path + ": " + std::strerror(errno));
+    }
+    if (::chmod(spec.path.c_str(), spec.mode) != 0 || ::listen(fd.get(), 128) != 0) {
+      ::unlink(spec.path.c_str());
+      return Status::IoError("cannot listen on " + spec.path + ": " + std::strerror(errno));
+    }
   }
   auto l = std::make_unique<Listener>();
   l->impl = this;
   l->is_unix = true;
   l->unix_ = spec;
   if (Status s = Start(l.get(), -1); !s.ok()) {
-    ::unlink(spec.path.c_str());
+    if (!inherited) ::unlink(spec.path.c_str());
     return s;
   }
   l->unix_fd = fd.get();
@@ -640,7 +653,11 @@ void HttpServer::Impl::GiveBack(Listener* l, uid_t uid) {
   if (--l->by_uid[uid] == 0) l->by_uid.erase(uid);
 }
 
-Result<int> HttpServer::Impl::ListenTcp(const TcpListener& spec) {
+namespace {
+
+// A TCP socket bound to the listener's host and port, listening.
+// InvalidArgument for an address that does not resolve.
+Result<UniqueFd> BindTcp(const HttpServer::TcpListener& spec) {
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
@@ -660,6 +677,18 @@ Result<int> HttpServer::Impl::ListenTcp(const TcpListener& spec) {
   if (::bind(fd.get(), res->ai_addr, res->ai_addrlen) != 0 || ::listen(fd.get(), 128) != 0) {
     return Status::IoError("cannot listen on " + spec.host + ":" + service + ": " +
                            std::strerror(errno));
+  }
+  return fd;
+}
+
+}  // namespace
+
+Result<int> HttpServer::Impl::ListenTcp(const TcpListener& spec) {
+  UniqueFd fd;
+  if (spec.inherited_fd >= 0) {
+    fd.reset(spec.inherited_fd);
+  } else {
+    VMG_ASSIGN_OR_RETURN(fd, BindTcp(spec));
   }
   sockaddr_storage bound{};
   socklen_t len = sizeof bound;
@@ -703,7 +732,7 @@ void HttpServer::Impl::Stop() {
     if (l->acceptor.joinable()) l->acceptor.join();
     if (l->daemon) MHD_stop_daemon(l->daemon);
     l->daemon = nullptr;
-    if (l->is_unix) ::unlink(l->unix_.path.c_str());
+    if (l->is_unix && l->unix_.inherited_fd < 0) ::unlink(l->unix_.path.c_str());
     ::explicit_bzero(l->tcp.tls_key_pem.data(), l->tcp.tls_key_pem.size());
   }
   if (watchdog_.joinable()) watchdog_.join();

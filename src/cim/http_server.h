@@ -83,6 +83,10 @@ class HttpServer {
     std::string tls_cert_pem, tls_key_pem;
     unsigned max_connections = 64;
     unsigned max_per_address = 16;
+    // A listening socket the server takes over instead of binding one (a
+    // socket systemd passed: socket activation); host and port then only
+    // name it. -1: bind host:port.
+    int inherited_fd = -1;
   };
   struct UnixListener {
     std::string path;  // a stale socket file is replaced
@@ -91,6 +95,10 @@ class HttpServer {
     unsigned max_connections = 64;
     unsigned root_reserved = 8;  // of max_connections, for uid 0 alone
     unsigned max_per_uid = 16;   // for every uid but 0
+    // A listening socket bound to `path` the server takes over (socket
+    // activation); its file is then systemd's and stays when the server
+    // stops. -1: bind `path` (and remove it on Stop).
+    int inherited_fd = -1;
   };
 
   HttpServer(Handler handler, Options options);

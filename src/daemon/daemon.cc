@@ -6,7 +6,9 @@
 #include <cstring>
 
 #include "base/log.h"
+#include "base/unique_fd.h"
 #include "daemon/pam_auth.h"
+#include "daemon/systemd.h"
 #include "hypervisor/libvirt/libvirt_driver.h"
 #include "services/providers.h"
 
@@ -97,18 +99,24 @@ Status Daemon::StartListeners(const Options& o) {
           .connection_nice = 10,
           .log = [](LogLevel level, std::string_view line) { Log(level, line); }});
   const Access* access = access_.get();
-  for (const auto& l : o.listens) {
+  VMG_ASSIGN_OR_RETURN(std::vector<UniqueFd> passed, TakePassedSockets(o.listens));
+  for (size_t i = 0; i < o.listens.size(); ++i) {
+    const Listen& l = o.listens[i];
+    // The server owns a passed socket from the call on, also on an error.
+    const int fd = passed[i].release();
+    const std::string how = fd >= 0 ? " (passed by systemd)" : "";
     if (!l.unix_path.empty()) {
-      VMG_RETURN_IF_ERROR(Env::Default()->CreateDirs(Dir(l.unix_path)));
+      if (fd < 0) VMG_RETURN_IF_ERROR(Env::Default()->CreateDirs(Dir(l.unix_path)));
       // Everyone may connect: each peer's uid decides what it may do.
       VMG_RETURN_IF_ERROR(server_->ListenUnix(
-          {.path = l.unix_path, .mode = 0666, .who = [access](uid_t uid, gid_t gid) {
-             return access->ForUid(uid, gid);
-           }}));
-      Log(LogLevel::kInfo, "listening on unix:" + l.unix_path);
+          {.path = l.unix_path,
+           .mode = 0666,
+           .who = [access](uid_t uid, gid_t gid) { return access->ForUid(uid, gid); },
+           .inherited_fd = fd}));
+      Log(LogLevel::kInfo, "listening on unix:" + l.unix_path + how);
       continue;
     }
-    cim::HttpServer::TcpListener tcp{.host = l.host, .port = l.port};
+    cim::HttpServer::TcpListener tcp{.host = l.host, .port = l.port, .inherited_fd = fd};
     if (!o.insecure_loopback) {
       tcp.auth = [access](const std::string& user,
                           const std::string& password) -> std::optional<cim::Peer> {
@@ -131,7 +139,8 @@ Status Daemon::StartListeners(const Options& o) {
     const std::string host = l.host.find(':') == std::string::npos ? l.host : "[" + l.host + "]";
     Log(LogLevel::kInfo, "listening on " + scheme + host + ":" + std::to_string(port) +
                              (tcp.auth ? " (HTTP Basic, PAM service vmgroupd)"
-                                       : " (no authentication: loopback only)"));
+                                       : " (no authentication: loopback only)") +
+                             how);
   }
   ::explicit_bzero(key.data(), key.size());
   return Status::Ok();

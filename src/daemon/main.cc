@@ -5,6 +5,7 @@
 
 #include "base/log.h"
 #include "daemon/daemon.h"
+#include "daemon/systemd.h"
 
 int main(int argc, char** argv) {
   using namespace vmgroup;
@@ -18,6 +19,7 @@ int main(int argc, char** argv) {
     return 0;
   }
   SetLogLevel(options->log_level);
+  SetLogSink(DetectLogSink());
   // Block the stop signals in every thread; this one waits for them below.
   sigset_t stop;
   sigemptyset(&stop);
@@ -32,9 +34,13 @@ int main(int argc, char** argv) {
     return 1;
   }
   Log(LogLevel::kInfo, "vmgroupd ready");
+  daemon::NotifyReady();
   int sig = 0;
   sigwait(&stop, &sig);
-  Log(LogLevel::kInfo, std::string("stopping on ") + (sig == SIGTERM ? "SIGTERM" : "SIGINT"));
+  const std::string stopping =
+      std::string("stopping on ") + (sig == SIGTERM ? "SIGTERM" : "SIGINT");
+  Log(LogLevel::kInfo, stopping);
+  daemon::NotifyStopping(stopping + ": ending backup sessions, finishing jobs");
   d->reset();
   return 0;
 }
