@@ -1,10 +1,8 @@
 // /metrics of a real vmgroupd: Prometheus's text format on the listeners
-// --metrics-on names, read by a reader over the unix socket after snapshots
-// of a small group, its histograms counting them; refused as the CIM API
-// refuses (403 to a peer in neither group, 401 without credentials over
-// HTTPS), and not served where --metrics-on was not given.
-#include <sys/stat.h>
-
+// --metrics-on names, read by a reader over the unix socket and over HTTPS
+// after snapshots of a small group, its histograms counting them; refused
+// as the CIM API refuses (403 to a peer in neither group, 401 without
+// credentials over HTTPS), and not served where --metrics-on was not given.
 #include "daemon_fixture.h"
 
 namespace vmgroup::e2e {
@@ -13,27 +11,37 @@ namespace {
 class MetricsTest : public DaemonFixture {
  protected:
   // curl GET /metrics over the unix socket as `uid` (with its gid the same);
-  // the status code is the last line of the output.
+  // the status code and content type are the last line of the output.
   CommandOutput ScrapeAs(int uid) {
     return Run({"setpriv", "--reuid=" + std::to_string(uid), "--regid=" + std::to_string(uid),
                 "--clear-groups", "curl", "-sS", "--unix-socket", Socket(), "-w",
                 "\n%{http_code} %{content_type}", "http://localhost/metrics"});
   }
+  // curl GET `target` over HTTPS with `credentials` ("user:password", or
+  // none); the status code is the last line of the output.
+  CommandOutput Https(const std::string& target, const std::string& credentials) {
+    std::vector<std::string> argv = {"curl", "-sS", "--cacert", Certs().ca, "-w", "\n%{http_code}"};
+    if (!credentials.empty()) argv.insert(argv.end(), {"-u", credentials});
+    argv.push_back("https://127.0.0.1:" + std::to_string(port_) + target);
+    return Run(argv);
+  }
   static bool Has(const std::string& text, const std::string& line) {
     return text.find(line + "\n") != std::string::npos;
   }
+  static constexpr int kReaderUid = 54322;  // vmgt-reader (UseTestUsers)
+  static constexpr int kNobody = 65534;     // in neither group
 };
 
-TEST_F(MetricsTest, AReaderScrapesTheSnapshotsTakenAndOthersAreRefused) {
-  // nobody (uid 65534, group nogroup) reads through the socket: its
-  // directory must let it in.
+TEST_F(MetricsTest, ReadersScrapeTheSnapshotsTakenAndOthersAreRefused) {
+  // Other users read through the socket: its directory must let them in.
   ASSERT_EQ(::chmod(dir_.path().c_str(), 0755), 0);
   EXPECT_NE(ScrapeAs(0).out.find("\n404 "), std::string::npos)
       << "no --metrics-on: this listener serves no /metrics";
 
+  ASSERT_NO_FATAL_FAILURE(UseTestUsers());
   StopDaemon();
-  StartDaemon({"--reader-group", "nogroup", "--metrics-on", "unix:" + Socket(), "--metrics-on",
-               "https://127.0.0.1:0"},
+  StartDaemon({"--admin-group", "vmgt-admins", "--reader-group", "vmgt-readers", "--metrics-on",
+               "unix:" + Socket(), "--metrics-on", "https://127.0.0.1:0"},
               "https://127.0.0.1:0");
   NewVm("a");
   NewVm("b");
@@ -46,7 +54,7 @@ TEST_F(MetricsTest, AReaderScrapesTheSnapshotsTakenAndOthersAreRefused) {
   // at the freeze, after its intent, and is rolled back.
   ASSERT_EQ(Cli({"snapshot", "create", "web", "--consistency", "application"}).exit_code, 1);
 
-  const CommandOutput scraped = ScrapeAs(65534);
+  const CommandOutput scraped = ScrapeAs(kReaderUid);
   ASSERT_EQ(scraped.exit_code, 0) << scraped.err;
   const std::string& text = scraped.out;
   EXPECT_NE(text.find("\n200 text/plain; version=0.0.4"), std::string::npos) << text;
@@ -78,18 +86,26 @@ TEST_F(MetricsTest, AReaderScrapesTheSnapshotsTakenAndOthersAreRefused) {
   EXPECT_TRUE(Has(text, R"(vmgroup_jobs{state="exception"} 1)"));
   EXPECT_TRUE(Has(text, R"(vmgroup_jobs{state="running"} 0)"));
 
-  // A uid in neither group: refused, and told what it lacks.
-  const CommandOutput stranger = ScrapeAs(54321);
-  EXPECT_NE(stranger.out.find("\n403 "), std::string::npos) << stranger.out;
-  EXPECT_NE(stranger.out.find("needs group vmgroup or nogroup"), std::string::npos) << stranger.out;
-  EXPECT_EQ(stranger.out.find("# TYPE"), std::string::npos) << "no metrics";
+  // The same reader over HTTPS, proven by PAM.
+  const CommandOutput remote = Https("/metrics", "vmgt-reader:s3cret");
+  EXPECT_TRUE(remote.out.ends_with("\n200")) << remote.out << remote.err;
+  EXPECT_TRUE(Has(remote.out, "vmgroup_group_pause_window_seconds_count{" + web + "} 3"));
 
-  // HTTPS without credentials: 401, as for a CIM operation.
-  for (const char* target : {"/metrics", "/cimom"}) {
-    const CommandOutput anonymous =
-        Run({"curl", "-sS", "--cacert", Certs().ca, "-o", "/dev/null", "-w", "%{http_code}",
-             "https://127.0.0.1:" + std::to_string(port_) + target});
-    EXPECT_EQ(anonymous.out, "401") << target << ": " << anonymous.err;
+  // A peer in neither group: refused, and told what it lacks.
+  for (const CommandOutput& stranger :
+       {ScrapeAs(kNobody), Https("/metrics", "vmgt-other:s3cret")}) {
+    EXPECT_NE(stranger.out.find("\n403"), std::string::npos) << stranger.out;
+    EXPECT_NE(stranger.out.find("needs group vmgt-admins or vmgt-readers"), std::string::npos)
+        << stranger.out;
+    EXPECT_EQ(stranger.out.find("# TYPE"), std::string::npos) << "no metrics";
+  }
+  // HTTPS without credentials, or with wrong ones: 401, as for a CIM operation.
+  for (const char* credentials : {"", "vmgt-reader:wrong"}) {
+    for (const char* target : {"/metrics", "/cimom"}) {
+      const CommandOutput refused = Https(target, credentials);
+      EXPECT_TRUE(refused.out.ends_with("\n401"))
+          << target << " " << credentials << ": " << refused.out << refused.err;
+    }
   }
 }
 
