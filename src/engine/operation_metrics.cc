@@ -7,6 +7,18 @@
 namespace vmgroup::engine {
 namespace {
 
+// The families of the snapshots taken (docs/metrics.md).
+constexpr char kPauseWindowMetric[] = "vmgroup_group_pause_window_seconds";
+constexpr char kMemberPauseMetric[] = "vmgroup_member_pause_seconds";
+constexpr char kFreezeWindowMetric[] = "vmgroup_freeze_window_seconds";
+constexpr char kSnapshotDurationMetric[] = "vmgroup_snapshot_duration_seconds";
+// Read from the catalog at each scrape.
+constexpr char kJobsMetric[] = "vmgroup_jobs";
+// Per operation, as OperationRunner ends them.
+constexpr char kOperationsMetric[] = "vmgroup_operations_total";
+constexpr char kFailedMetric[] = "vmgroup_operations_failed_total";
+constexpr char kRolledBackMetric[] = "vmgroup_operations_rolled_back_total";
+
 // A pause is milliseconds where the cut goes well and a few seconds at its
 // deadline; a freeze lasts up to --freeze-bound (10 s by default, 300 at
 // most); a snapshot with memory takes as long as its RAM takes to write.

@@ -15,15 +15,6 @@
 
 namespace vmgroup::engine {
 
-inline constexpr char kPauseWindowMetric[] = "vmgroup_group_pause_window_seconds";
-inline constexpr char kMemberPauseMetric[] = "vmgroup_member_pause_seconds";
-inline constexpr char kFreezeWindowMetric[] = "vmgroup_freeze_window_seconds";
-inline constexpr char kSnapshotDurationMetric[] = "vmgroup_snapshot_duration_seconds";
-inline constexpr char kJobsMetric[] = "vmgroup_jobs";
-inline constexpr char kOperationsMetric[] = "vmgroup_operations_total";
-inline constexpr char kFailedMetric[] = "vmgroup_operations_failed_total";
-inline constexpr char kRolledBackMetric[] = "vmgroup_operations_rolled_back_total";
-
 class OperationMetrics {
  public:
   // Declares the families on `registry`. REQUIRES: it outlives this.
