@@ -292,7 +292,8 @@ MHD_Result HttpServer::Impl::Head(Listener* l, MHD_Connection* c, Req* r, const 
     MHD_destroy_response(m);
     return queued;
   }
-  if (req.target != "/cimom" && req.target != "/") {
+  const bool metrics = req.target == "/metrics" && (l->is_unix ? l->unix_.metrics : l->tcp.metrics);
+  if (!metrics && req.target != "/cimom" && req.target != "/") {
     return Queue(c, TextResponse(404, "CIM operations are posted to /cimom"));
   }
   const BodyFraming& body = std::get<BodyFraming>(framing);

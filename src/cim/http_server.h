@@ -13,8 +13,8 @@
 //   body_timeout of the head; a peer that trickles bytes is cut off there;
 // - its head alone, answered at once without reading the body: framing
 //   (CheckFraming), credentials on listeners that need them (401), the
-//   target (404), the body's size (413), and the memory the body would pin
-//   against the daemon-wide request budget (503 with Retry-After);
+//   target (404: /cimom, and /metrics where the listener serves it), the body's size (413), and the
+//   memory the body would pin against the daemon-wide request budget (503 with Retry-After);
 // - its body, counted as it arrives; a chunked body that passes either limit
 //   has its connection closed (libmicrohttpd cannot answer mid-body).
 // The handler runs under a last resort: an exception (std::bad_alloc too)
@@ -83,6 +83,7 @@ class HttpServer {
     std::string tls_cert_pem, tls_key_pem;
     unsigned max_connections = 64;
     unsigned max_per_address = 16;
+    bool metrics = false;  // also passes GET /metrics to the handler
     // A listening socket the server takes over instead of binding one (a
     // socket systemd passed: socket activation); host and port then only
     // name it. -1: bind host:port.
@@ -95,6 +96,7 @@ class HttpServer {
     unsigned max_connections = 64;
     unsigned root_reserved = 8;  // of max_connections, for uid 0 alone
     unsigned max_per_uid = 16;   // for every uid but 0
+    bool metrics = false;        // also passes GET /metrics to the handler
     // A listening socket bound to `path` the server takes over (socket
     // activation); its file is then systemd's and stays when the server
     // stops. -1: bind `path` (and remove it on Stop).

@@ -146,6 +146,25 @@ TEST_F(HttpServerTest, AmbiguousFramingIsRefusedBeforeTheHandler) {
   EXPECT_EQ(fine->body, "echo:still serving");
 }
 
+TEST_F(HttpServerTest, MetricsPassOnlyWhereTheListenerServesThemAndAfterCredentials) {
+  const std::string get = "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n";
+  auto status = [&](UniqueFd fd, const std::string& head) {
+    EXPECT_TRUE(SendAll(fd.get(), head));
+    return HttpStatus(ReceiveHttp(fd.get(), /*stop_at_head=*/true));
+  };
+  EXPECT_EQ(status(ConnectUnix(socket_), get), 404);
+  EXPECT_EQ(handled_, 0);
+
+  Start({}, {.metrics = true}, {.metrics = true});
+  EXPECT_EQ(status(ConnectUnix(socket_), get), 200);
+  EXPECT_EQ(status(ConnectTcp(port_), get), 401) << "credentials first, as for /cimom";
+  EXPECT_EQ(
+      status(ConnectTcp(port_),
+             "GET /metrics HTTP/1.1\r\nHost: x\r\nAuthorization: Basic YWxpY2U6czNjcmV0\r\n\r\n"),
+      200);
+  EXPECT_EQ(handled_, 2);
+}
+
 // 10 + 0xfffffffffffffff6 wraps to 0: the old server's body limit check
 // passed, and it read on forever.
 TEST_F(HttpServerTest, AChunkOfAlmostTwoToTheSixtyFourIsCutOffAtTheLimit) {

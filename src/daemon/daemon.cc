@@ -23,6 +23,29 @@ std::string HostName() {
 
 std::string Dir(const std::string& path) { return path.substr(0, path.rfind('/')); }
 
+// GET /metrics: Prometheus's text format (docs/metrics.md), for readers and
+// admins, refused to others as the CIM operations that read are.
+cim::HttpResponse Metrics(const cim::HttpRequest& r, engine::Engine& engine) {
+  if (r.method != "GET") {
+    cim::HttpResponse no = cim::TextResponse(405, "/metrics is read with GET");
+    no.headers.emplace_back("Allow", "GET");
+    return no;
+  }
+  const cim::Peer& peer = r.peer;
+  if (peer.role == cim::Role::kNone) {
+    return cim::TextResponse(
+        403, "user " + peer.name + " may not read /metrics: it needs group " + peer.admin_group +
+                 (peer.reader_group.empty() ? "" : " or " + peer.reader_group));
+  }
+  auto jobs = engine.catalog().ListJobs();
+  if (!jobs.ok()) return cim::TextResponse(500, "reading the jobs: " + jobs.status().message());
+  engine::OperationMetrics& metrics = engine.snapshots().metrics();
+  metrics.SetJobs(*jobs);
+  cim::HttpResponse ok{.status = 200, .body = metrics.registry().Render()};
+  ok.headers.emplace_back("Content-Type", "text/plain; version=0.0.4; charset=utf-8");
+  return ok;
+}
+
 }  // namespace
 
 Result<std::unique_ptr<Daemon>> Daemon::Start(const Options& o) {
@@ -85,9 +108,12 @@ Status Daemon::StartListeners(const Options& o) {
   }
 
   cim::Dispatcher* dispatcher = dispatcher_.get();
+  engine::Engine* engine = engine_.get();
   server_ = std::make_unique<cim::HttpServer>(
-      [dispatcher](const cim::HttpRequest& r) {
-        cim::HttpResponse resp = dispatcher->Handle(r);
+      [dispatcher, engine](const cim::HttpRequest& r) {
+        // The server passes /metrics only from the listeners --metrics-on names.
+        cim::HttpResponse resp =
+            r.target == "/metrics" ? Metrics(r, *engine) : dispatcher->Handle(r);
         if (resp.status != 200) {
           const std::string* why = resp.Header("CIMError");
           Log(LogLevel::kWarning, "refused a request: HTTP " + std::to_string(resp.status) +
@@ -112,11 +138,14 @@ Status Daemon::StartListeners(const Options& o) {
           {.path = l.unix_path,
            .mode = 0666,
            .who = [access](uid_t uid, gid_t gid) { return access->ForUid(uid, gid); },
+           .metrics = l.metrics,
            .inherited_fd = fd}));
-      Log(LogLevel::kInfo, "listening on unix:" + l.unix_path + how);
+      Log(LogLevel::kInfo,
+          "listening on unix:" + l.unix_path + (l.metrics ? " (with /metrics)" : "") + how);
       continue;
     }
-    cim::HttpServer::TcpListener tcp{.host = l.host, .port = l.port, .inherited_fd = fd};
+    cim::HttpServer::TcpListener tcp{
+        .host = l.host, .port = l.port, .metrics = l.metrics, .inherited_fd = fd};
     if (!o.insecure_loopback) {
       tcp.auth = [access](const std::string& user,
                           const std::string& password) -> std::optional<cim::Peer> {
@@ -140,7 +169,7 @@ Status Daemon::StartListeners(const Options& o) {
     Log(LogLevel::kInfo, "listening on " + scheme + host + ":" + std::to_string(port) +
                              (tcp.auth ? " (HTTP Basic, PAM service vmgroupd)"
                                        : " (no authentication: loopback only)") +
-                             how);
+                             (l.metrics ? " (with /metrics)" : "") + how);
   }
   ::explicit_bzero(key.data(), key.size());
   return Status::Ok();

@@ -24,6 +24,9 @@ runs the VMs it manages. Runs in the foreground; logs to stderr.
   --listen http://HOST:PORT
                          CIM-XML over TCP without TLS: loopback addresses only,
                          unless --insecure-plaintext
+  --metrics-on LISTENER  also serve Prometheus metrics (GET /metrics) on this one of
+                         the --listen listeners, as unix:PATH or https://HOST:PORT;
+                         readers and admins may read them; repeatable
   --admin-group NAME     users who may manage VMs, groups and snapshots (default
                          vmgroup); root always may
   --reader-group NAME    users who may only read (enumerate, get, follow associations)
@@ -88,6 +91,7 @@ Result<Listen> ParseListen(const std::string& text) {
 
 Result<Options> ParseOptions(const std::vector<std::string>& args) {
   Options o;
+  std::vector<std::string> metrics_on;
   for (size_t i = 0; i < args.size(); ++i) {
     const std::string& a = args[i];
     auto value = [&]() -> Result<std::string> {
@@ -105,6 +109,9 @@ Result<Options> ParseOptions(const std::vector<std::string>& args) {
       VMG_ASSIGN_OR_RETURN(std::string v, value());
       VMG_ASSIGN_OR_RETURN(Listen l, ParseListen(v));
       o.listens.push_back(std::move(l));
+    } else if (a == "--metrics-on") {
+      VMG_ASSIGN_OR_RETURN(std::string v, value());
+      metrics_on.push_back(v);
     } else if (a == "--insecure-loopback") {
       o.insecure_loopback = true;
     } else if (a == "--insecure-plaintext") {
@@ -155,6 +162,24 @@ Result<Options> ParseOptions(const std::vector<std::string>& args) {
     }
   }
   if (o.listens.empty()) o.listens.push_back({kDefaultSocket, "", 0, false});
+  for (const auto& text : metrics_on) {
+    auto parsed = ParseListen(text);
+    if (!parsed.ok()) {
+      return Status::InvalidArgument("--metrics-on " + text +
+                                     ": name a listener as --listen names it (unix:PATH, "
+                                     "https://HOST:PORT, http://HOST:PORT)");
+    }
+    const Listen& named = *parsed;
+    auto same = [&](const Listen& l) {
+      return l.unix_path == named.unix_path && l.host == named.host && l.port == named.port &&
+             l.tls == named.tls;
+    };
+    auto it = std::find_if(o.listens.begin(), o.listens.end(), same);
+    if (it == o.listens.end()) {
+      return Status::InvalidArgument("--metrics-on " + text + " is none of the --listen listeners");
+    }
+    it->metrics = true;
+  }
   bool https = false;
   for (const auto& l : o.listens) {
     if (!l.unix_path.empty()) continue;

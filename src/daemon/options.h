@@ -16,7 +16,8 @@ struct Listen {
   std::string unix_path;  // for unix:PATH
   std::string host;       // for http(s)://HOST:PORT
   int port = 0;
-  bool tls = false;  // https://
+  bool tls = false;      // https://
+  bool metrics = false;  // --metrics-on names it: serves GET /metrics
 };
 
 inline constexpr const char* kDefaultAdminGroup = "vmgroup";

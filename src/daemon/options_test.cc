@@ -39,6 +39,23 @@ TEST(DaemonOptionsTest, DefaultsAndListeners) {
   EXPECT_EQ(ParseListen("http://[::1]:0")->host, "::1");
 }
 
+TEST(DaemonOptionsTest, MetricsOnNamesOneOfTheListeners) {
+  auto o =
+      ParseOptions({"--metrics-on", "https://0.0.0.0:5989/", "--listen", "unix:/tmp/x.sock",
+                    "--listen", "https://0.0.0.0:5989", "--tls-cert", "/c", "--tls-key", "/k"});
+  ASSERT_TRUE(o.ok()) << o.status().ToString();
+  EXPECT_FALSE(o->listens[0].metrics);
+  EXPECT_TRUE(o->listens[1].metrics);
+  EXPECT_TRUE(
+      ParseOptions({"--metrics-on", std::string("unix:") + kDefaultSocket})->listens[0].metrics)
+      << "the default socket, when no --listen is given";
+  EXPECT_FALSE(ParseOptions({})->listens[0].metrics) << "no metrics unless asked for";
+  auto other = ParseOptions({"--listen", "unix:/tmp/x.sock", "--metrics-on", "unix:/tmp/y.sock"});
+  EXPECT_EQ(other.status().message(),
+            "--metrics-on unix:/tmp/y.sock is none of the --listen listeners");
+  EXPECT_FALSE(ParseOptions({"--metrics-on", "/metrics"}).ok());
+}
+
 TEST(DaemonOptionsTest, QemuUser) {
   EXPECT_EQ(ParseOptions({})->qemu_user, "vmgroup-qemu");
   EXPECT_EQ(ParseOptions({"--qemu-user", "kvmuser"})->qemu_user, "kvmuser");

@@ -63,6 +63,7 @@ class BackupServe final : public GroupOperation {
   // fills its members.
   BackupServe(GroupParts& parts, BackupServing& serving) : parts_(parts), serving_(serving) {}
 
+  std::string_view Name() const override { return "serve_backup"; }
   Status Check() override;
   // Makes the directory and records the session's intent.
   Status RecordIntent() override;

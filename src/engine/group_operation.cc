@@ -10,12 +10,21 @@ Status OperationRunner::Validate(GroupOperation& op) {
 Status OperationRunner::Run(GroupOperation& op) {
   VMG_RETURN_IF_ERROR(op.Check());
   VMG_ASSIGN_OR_RETURN(const MemberClaim claim, claims_->Claim(op.members()));
-  return RunClaimed(op);
+  bool undone = false;
+  Status outcome = RunSteps(op, &undone);
+  if (metrics_) {
+    metrics_->Ended(op.Name(), outcome, undone);
+    if (outcome.ok()) op.Report(*metrics_);
+  }
+  return outcome;
 }
 
-Status OperationRunner::RunClaimed(GroupOperation& op) {
+Status OperationRunner::RunSteps(GroupOperation& op, bool* undone) {
   VMG_RETURN_IF_ERROR(op.RecordIntent());
-  if (Status w = op.Work(); !w.ok()) return op.Undo(w);
+  if (Status w = op.Work(); !w.ok()) {
+    if (undone) *undone = true;
+    return op.Undo(w);
+  }
   return op.Finish();
 }
 

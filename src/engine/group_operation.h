@@ -3,6 +3,7 @@
 // members, record the intent, work (undone on failure), finish, release.
 #pragma once
 
+#include <string_view>
 #include <vector>
 
 #include "base/env.h"
@@ -10,6 +11,7 @@
 #include "catalog/catalog.h"
 #include "engine/collections.h"
 #include "engine/member_claims.h"
+#include "engine/operation_metrics.h"
 #include "engine/operation_requests.h"
 #include "engine/served_images.h"
 #include "engine/vm_registry.h"
@@ -44,6 +46,9 @@ class GroupOperation {
  public:
   virtual ~GroupOperation() = default;
 
+  // What the operation is, for the metrics: "create_snapshot", ...
+  virtual std::string_view Name() const = 0;
+
   // Reads only: whether the operation can run, with the errors that change
   // nothing. Fills members_.
   virtual Status Check() = 0;
@@ -61,6 +66,9 @@ class GroupOperation {
   virtual Status Undo(const Status& cause) { return cause; }
   // After the commit: never undone; an error says what is left to do.
   virtual Status Finish() { return Status::Ok(); }
+  // After a run that succeeded: records what the operation measured (a
+  // snapshot's pauses) beside the outcome the runner records itself.
+  virtual void Report(OperationMetrics&) const {}
 
  protected:
   // The VMs the operation works on, as Check() found them; none for an
@@ -70,7 +78,10 @@ class GroupOperation {
 
 class OperationRunner {
  public:
-  explicit OperationRunner(MemberClaims* claims) : claims_(claims) {}
+  // `metrics`: where Run records each operation's end; null keeps none.
+  // REQUIRES: both outlive the runner.
+  explicit OperationRunner(MemberClaims* claims, OperationMetrics* metrics = nullptr)
+      : claims_(claims), metrics_(metrics) {}
 
   // What the operation refuses before it changes anything: Check, then
   // Busy when a member is claimed.
@@ -79,16 +90,21 @@ class OperationRunner {
   Status Validate(GroupOperation&& op) { return Validate(op); }
 
   // Check, claim the members (Busy when one is claimed), then RunClaimed;
-  // the members are released when it returns.
+  // the members are released when it returns. What ran is recorded in the
+  // metrics (a refusal by Check or Busy is not: nothing ran).
   Status Run(GroupOperation& op);
 
   // Records the intent, works (undone on failure) and finishes.
   // REQUIRES: op's members are claimed and op is checked (by the caller,
   // an operation that runs `op` as one of its steps).
-  static Status RunClaimed(GroupOperation& op);
+  static Status RunClaimed(GroupOperation& op) { return RunSteps(op, nullptr); }
 
  private:
+  // RunClaimed; `undone` (if not null) is set when Work failed and Undo ran.
+  static Status RunSteps(GroupOperation& op, bool* undone);
+
   MemberClaims* claims_;
+  OperationMetrics* metrics_;
 };
 
 }  // namespace vmgroup::engine

@@ -15,6 +15,8 @@ class ScriptedOperation : public GroupOperation {
  public:
   explicit ScriptedOperation(std::vector<catalog::VmRecord> vms) { members_ = std::move(vms); }
 
+  std::string_view Name() const override { return "scripted"; }
+
   Status Check() override { return Step("check"); }
   Status RecordIntent() override { return Step("intent"); }
   Status Work() override {
@@ -125,6 +127,27 @@ TEST_F(Runner, RunClaimedSkipsTheCheckAndTheClaim) {
   ASSERT_TRUE(runner_.Run(outer).ok());
   EXPECT_EQ(nested.message(), "work failed; undone");
   EXPECT_EQ(inner.log, (Log{"intent", "work", "undo:work failed"}));
+}
+
+TEST_F(Runner, RecordsTheEndOfWhatRanNotOfWhatWasRefused) {
+  MetricsRegistry registry;
+  OperationMetrics metrics(&registry);
+  OperationRunner runner(&claims_, &metrics);
+  ScriptedOperation ok({Vm("a")}), undone({Vm("a")}), unfinished({Vm("a")}), refused({Vm("a")});
+  undone.fail_at = "work";
+  unfinished.fail_at = "finish";
+  refused.fail_at = "check";
+  ASSERT_TRUE(runner.Run(ok).ok());
+  EXPECT_FALSE(runner.Run(undone).ok());
+  EXPECT_FALSE(runner.Run(unfinished).ok());
+  EXPECT_FALSE(runner.Run(refused).ok());
+  const std::string text = registry.Render();
+  EXPECT_NE(text.find("vmgroup_operations_total{operation=\"scripted\"} 3\n"), std::string::npos)
+      << text;
+  EXPECT_NE(text.find("vmgroup_operations_failed_total{operation=\"scripted\"} 2\n"),
+            std::string::npos);
+  EXPECT_NE(text.find("vmgroup_operations_rolled_back_total{operation=\"scripted\"} 1\n"),
+            std::string::npos);
 }
 
 TEST(MemberClaimsTest, AMovedClaimReleasesOnce) {

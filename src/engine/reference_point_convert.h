@@ -17,6 +17,7 @@ class ReferencePointConvert : public GroupOperation {
   ReferencePointConvert(GroupParts& parts, std::string snapshot_id, std::string rp_id)
       : parts_(parts), snapshot_id_(std::move(snapshot_id)), rp_id_(std::move(rp_id)) {}
 
+  std::string_view Name() const override { return "convert_to_reference_point"; }
   Status Check() override;
   // Keeps the tracking the snapshot's cut started and records the
   // reference point.

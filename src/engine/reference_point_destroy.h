@@ -16,6 +16,7 @@ class ReferencePointDestroy : public GroupOperation {
 
   // Claims no member: it changes no member's images or power, and never
   // waited for another operation on them.
+  std::string_view Name() const override { return "destroy_reference_point"; }
   Status Check() override;
   // Drops the tracking on running members and forgets the record.
   Status Work() override;

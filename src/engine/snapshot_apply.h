@@ -18,6 +18,7 @@ class SnapshotApply : public GroupOperation {
   SnapshotApply(GroupParts& parts, const ApplyRequest& request)
       : parts_(parts), request_(request) {}
 
+  std::string_view Name() const override { return "apply_snapshot"; }
   Status Check() override;
   Status RecordIntent() override;
   // Up to the catalog commit: every member on new overlays of the

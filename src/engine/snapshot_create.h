@@ -18,12 +18,17 @@ class SnapshotCreate : public GroupOperation {
   SnapshotCreate(GroupParts& parts, const SnapshotRequest& request, Clock::time_point started = {})
       : parts_(parts), request_(request), started_(started) {}
 
+  std::string_view Name() const override { return "create_snapshot"; }
   Status Check() override;
   Status RecordIntent() override;
   Status Work() override;
   // Undoes the snapshot: every VM runs on its previous images again.
   Status Undo(const Status& cause) override;
   Status Finish() override;
+  // The snapshot's pauses, freeze window and duration, under the group's name.
+  void Report(OperationMetrics& metrics) const override {
+    metrics.SnapshotTaken(collection_.name, s_, members_);
+  }
 
   // The live VM of each member that runs or is paused (null when off),
   // taken once: a VM stopped meanwhile fails its calls instead of

@@ -20,6 +20,7 @@ class SnapshotDestroy : public GroupOperation {
     members_ = vms;
   }
 
+  std::string_view Name() const override { return "destroy_snapshot"; }
   Status Check() override;
   // The merges, planned and marked in the catalog (the snapshot is being
   // destroyed); those it stored, for a destroy already under way.

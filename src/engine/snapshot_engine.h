@@ -187,10 +187,16 @@ class SnapshotEngine {
   // runner: their sockets live under <state directory>/backups.
   BackupSessions& backups() { return backups_; }
 
+  // What the operations run here measured (operation_metrics.h), and the
+  // registry the daemon renders for Prometheus.
+  OperationMetrics& metrics() { return metrics_; }
+
  private:
   GroupParts parts_;
   MemberClaims claims_;
-  OperationRunner runner_{&claims_};
+  MetricsRegistry registry_;
+  OperationMetrics metrics_{&registry_};
+  OperationRunner runner_{&claims_, &metrics_};
   BackupSessions backups_;
 };
 

@@ -21,6 +21,7 @@ class SnapshotExport : public GroupOperation {
   ~SnapshotExport() override;
 
   // The directory, the snapshot, and the base of an incremental export.
+  std::string_view Name() const override { return "export_snapshot"; }
   Status Check() override;
   // Records the export's directory, for recovery to take back.
   Status RecordIntent() override;

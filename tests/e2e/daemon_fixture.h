@@ -8,6 +8,7 @@
 
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/stat.h>
 
 #include <fstream>
 #include <optional>
@@ -127,6 +128,47 @@ class DaemonFixture : public ::testing::Test {
     std::string id = Ok({"vm", "create", name, "--memory", "64", "--disk", "16M", "--start"});
     while (!id.empty() && id.back() == '\n') id.pop_back();
     return id;
+  }
+
+  // For the daemons started from now on: users vmgt-admin, vmgt-reader and
+  // vmgt-other (uids 54321..54323, password "s3cret"), the first in group
+  // vmgt-admins, the second in vmgt-readers, as PAM and vmgroupd see them.
+  // The users are the test's own: copies of the account files with them
+  // added, bind-mounted over /etc in a mount namespace of the daemon's
+  // alone, so the host's accounts are never touched.
+  void UseTestUsers() {
+    CommandOutput hash = Run({"openssl", "passwd", "-6", "-salt", "vmgroupe2e", "s3cret"});
+    ASSERT_EQ(hash.exit_code, 0) << hash.err;
+    while (!hash.out.empty() && hash.out.back() == '\n') hash.out.pop_back();
+    auto copy_with = [&](const std::string& from, const std::string& to, const std::string& more) {
+      auto text = Env::Default()->ReadFile(from);
+      ASSERT_TRUE(text.ok());
+      ASSERT_TRUE(Env::Default()->WriteFile(to, *text + more).ok());
+      ASSERT_EQ(::chmod(to.c_str(), from == "/etc/shadow" ? 0600 : 0644), 0);
+    };
+    std::string users, shadow;
+    int uid = 54321;
+    for (const char* user : {"vmgt-admin", "vmgt-reader", "vmgt-other"}) {
+      users +=
+          std::string(user) + ":x:" + std::to_string(uid++) + ":65534::/nonexistent:/bin/false\n";
+      shadow += std::string(user) + ":" + hash.out + ":19000:0:99999:7:::\n";
+    }
+    copy_with("/etc/passwd", dir_ / "passwd", users);
+    copy_with("/etc/shadow", dir_ / "shadow", shadow);
+    copy_with("/etc/group", dir_ / "group",
+              "vmgt-admins:x:54330:vmgt-admin\nvmgt-readers:x:54331:vmgt-reader\n");
+    launcher_ = {"unshare",
+                 "-m",
+                 "--propagation",
+                 "private",
+                 "sh",
+                 "-c",
+                 "mount --bind \"$1\" /etc/passwd && mount --bind \"$2\" /etc/shadow && "
+                 "mount --bind \"$3\" /etc/group && shift 3 && exec \"$@\"",
+                 "sh",
+                 dir_ / "passwd",
+                 dir_ / "shadow",
+                 dir_ / "group"};
   }
 
   testing::TempDir dir_;
