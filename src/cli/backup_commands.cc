@@ -34,7 +34,7 @@ nlohmann::json ToJson(const BackupInfo& b, const std::string& job_id) {
                         {"snapshot_id", b.snapshot_id},
                         {"snapshot_taken", b.took_snapshot},
                         {"incremental_from", nullptr},
-                        {"started", b.started},
+                        {"started", JsonTime(b.started)},
                         {"state", b.state},
                         {"disks", std::move(disks)}};
   if (!b.base_id.empty()) out["incremental_from"] = b.base_id;

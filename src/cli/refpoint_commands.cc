@@ -18,8 +18,12 @@ int Usage() {
 }
 
 nlohmann::json ToJson(const RefPointInfo& rp) {
-  return {{"id", rp.id},     {"name", rp.name},       {"group_id", rp.group_id},
-          {"cut", rp.cut},   {"created", rp.created}, {"snapshot_id", rp.snapshot_id},
+  return {{"id", rp.id},
+          {"name", rp.name},
+          {"group_id", rp.group_id},
+          {"cut", JsonTime(rp.cut)},
+          {"created", JsonTime(rp.created)},
+          {"snapshot_id", rp.snapshot_id},
           {"vms", rp.vm_ids}};
 }
 
