@@ -1,7 +1,7 @@
 // The built vmgroup and vmgroupd as an operator meets them, with no daemon
 // running: --help at every level on stdout with exit 0, --version, usage
-// errors on stderr with exit 2 and the old name `restore`. Every command is
-// asked for its help.
+// errors on stderr with exit 2, the old name `restore`, and passwords kept
+// off the command line. Every command is asked for its help.
 #include <gtest/gtest.h>
 
 #include <fstream>
@@ -111,6 +111,32 @@ TEST(BinaryTest, RestoreIsImportWithANote) {
   CommandOutput i = Vmgroup({"import", "/srv/export"});
   EXPECT_EQ(i.exit_code, kExitUnreachable) << i.err;
   EXPECT_EQ(i.err.find("restore"), std::string::npos) << i.err;
+}
+
+TEST(BinaryTest, PasswordsStayOffTheCommandLine) {
+  auto with = [](std::vector<std::string> pre, std::vector<std::string> args) {
+    pre.push_back(VMGROUP_BIN);
+    pre.insert(pre.end(), args.begin(), args.end());
+    return RunCommand(pre);
+  };
+  // setsid: no controlling terminal, so nothing can be asked.
+  const std::vector<std::string> no_tty = {"setsid", "-w", "env", "-u", "VMGROUP_PASSWORD"};
+  for (const std::vector<std::string>& args : std::vector<std::vector<std::string>>{
+           {"--connect", "https://admin:s3cret@127.0.0.1:1", "group", "list"},
+           {"--password", "s3cret", "group", "list"},
+           {"group", "list", "--password=s3cret"},
+           {"--connect", "https://admin@127.0.0.1:1", "group", "list"},
+           {"--connect", "https://admin@127.0.0.1:1", "--password-file", "/nonexistent", "group",
+            "list"}}) {
+    CommandOutput r = with(no_tty, args);
+    EXPECT_EQ(r.exit_code, kExitUsage) << args[1] << ": " << r.err;
+    EXPECT_NE(r.err.find("password"), std::string::npos) << r.err;
+    EXPECT_EQ(r.err.find("s3cret"), std::string::npos) << r.err;
+  }
+  // From the environment it is taken, and the daemon then sought (exit 3).
+  CommandOutput env = with({"setsid", "-w", "env", "VMGROUP_PASSWORD=s3cret"},
+                           {"--connect", "https://admin@127.0.0.1:1", "group", "list"});
+  EXPECT_EQ(env.exit_code, kExitUnreachable) << env.err;
 }
 
 // The README's command list (lines starting "vmgroup NOUN") names every

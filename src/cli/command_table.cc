@@ -77,14 +77,16 @@ const Command kCommands[] = {
 };
 
 constexpr std::string_view kGlobal =
-    "usage: vmgroup [--connect unix:PATH|https://[USER:PASS@]HOST:PORT] [--cacert FILE]\n"
-    "               [--json] COMMAND [--help]\n";
+    "usage: vmgroup [--connect unix:PATH|https://[USER@]HOST:PORT] [--cacert FILE]\n"
+    "               [--password-file FILE] [--json] COMMAND [--help]\n";
 
 constexpr std::string_view kFooter = R"(
 The daemon is reached at --connect, else $VMGROUP_CONNECT, else
 unix:/run/vmgroup/vmgroupd.sock (http:// is for loopback). An https://
 daemon must prove its name with a certificate from the system's CA store
-or from --cacert FILE (else $VMGROUP_CACERT). NAME may also be an id.
+or from --cacert FILE (else $VMGROUP_CACERT). USER's password comes from
+--password-file FILE, else $VMGROUP_PASSWORD, else a prompt on the
+terminal; never from the command line. NAME may also be an id.
 
 Exit codes: 0 done; 1 the daemon refused or the job failed; 2 wrong command
 line; 3 vmgroupd cannot be reached; 4 no such VM, group, snapshot, job,

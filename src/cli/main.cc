@@ -3,6 +3,7 @@
 // table (command_table.cc) and only then reaches the daemon.
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <iostream>
 
@@ -10,6 +11,7 @@
 #include "base/validate.h"
 #include "cli/commands.h"
 #include "cli/output.h"
+#include "cli/password.h"
 
 namespace {
 
@@ -18,15 +20,27 @@ int Version() {
   return vmgroup::cli::kExitOk;
 }
 
+bool IsPasswordOption(const std::string& w) {
+  return w == "--password" || w.starts_with("--password=");
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   using namespace vmgroup::cli;
   std::vector<std::string> args(argv + 1, argv + argc);
+  if (std::any_of(args.begin(), args.end(), IsPasswordOption)) {
+    return ReportError(vmgroup::Status::InvalidArgument(
+        "a password on the command line is readable by every local user (ps); use "
+        "--password-file FILE, $VMGROUP_PASSWORD or the prompt"));
+  }
   const char* env = std::getenv("VMGROUP_CONNECT");
   std::string endpoint = env && *env ? env : "unix:/run/vmgroup/vmgroupd.sock";
+  bool endpoint_from_command_line = false;
   const char* ca_env = std::getenv("VMGROUP_CACERT");
   std::string cacert = ca_env ? ca_env : "";
+  PasswordSources passwords{.prompt = PromptOnTerminal};
+  if (const char* p = std::getenv("VMGROUP_PASSWORD")) passwords.env = p;
   bool json = false;
   size_t i = 0;
   for (; i < args.size() && args[i].starts_with("-"); ++i) {
@@ -35,8 +49,11 @@ int main(int argc, char** argv) {
       json = true;
     } else if (args[i] == "--connect" && i + 1 < args.size()) {
       endpoint = args[++i];
+      endpoint_from_command_line = true;
     } else if (args[i] == "--cacert" && has_value) {
       cacert = args[++i];
+    } else if (args[i] == "--password-file" && has_value) {
+      passwords.file = args[++i];
     } else if (args[i] == "--help" || args[i] == "-h") {
       PrintUsage(std::cout, "");
       return kExitOk;
@@ -75,7 +92,9 @@ int main(int argc, char** argv) {
     }
     return UsageError(words[0]);
   }
-  auto api = Api::Connect(vmgroup::Env::Default(), endpoint, cacert);
+  auto password = PasswordFor(endpoint, endpoint_from_command_line, passwords);
+  if (!password.ok()) return ReportError(password.status());
+  auto api = Api::Connect(vmgroup::Env::Default(), endpoint, cacert, *password);
   if (!api.ok()) return ReportError(api.status());
   Context ctx{api->get(), json, ::isatty(STDERR_FILENO) == 1};
   return command->run(ctx, std::vector<std::string>(words.begin() + 1, words.end()));
