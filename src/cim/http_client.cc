@@ -72,6 +72,7 @@ Result<std::unique_ptr<HttpClient>> HttpClient::Create(const std::string& endpoi
     const size_t colon = userinfo.find(':');
     c->user_ = userinfo.substr(0, colon);
     c->password_ = colon == std::string::npos ? "" : userinfo.substr(colon + 1);
+    if (!options.password.empty()) c->password_ = options.password;
     rest = rest.substr(at + 1);
   }
   const size_t colon = rest.rfind(':');

@@ -19,6 +19,9 @@ class HttpClient {
     // PEM file of the CA(s) that may vouch for an https:// server, instead
     // of the system's CA store; empty: the system's CA store.
     std::string cacert;
+    // The password of the endpoint's user, kept out of the endpoint (and so
+    // out of argv); empty: the endpoint's own, if any.
+    std::string password;
   };
 
   // `endpoint`: "unix:/run/vmgroup/vmgroupd.sock", "http://[user:pass@]host[:port]"

@@ -179,8 +179,9 @@ bool IsInstanceOf(const std::string& entry, std::string_view class_name) {
 }
 
 Result<std::unique_ptr<Api>> Api::Connect(Env* env, const std::string& endpoint,
-                                          const std::string& cacert) {
-  VMG_ASSIGN_OR_RETURN(auto http, cim::HttpClient::Create(endpoint, {.cacert = cacert}));
+                                          const std::string& cacert, const std::string& password) {
+  VMG_ASSIGN_OR_RETURN(auto http,
+                       cim::HttpClient::Create(endpoint, {.cacert = cacert, .password = password}));
   return std::unique_ptr<Api>(
       new Api(env, std::make_unique<cim::CimClient>(std::move(http), schema::kNamespace)));
 }

@@ -124,12 +124,14 @@ struct CallResult {
 
 class Api {
  public:
-  // `endpoint`: unix:PATH or http(s)://[user:pass@]host:port (see
+  // `endpoint`: unix:PATH or http(s)://[user[:pass]@]host:port (see
   // cim::HttpClient::Create); `cacert`: a PEM file of the CA that vouches
-  // for an https:// daemon, empty for the system's CA store. WaitJob sleeps
-  // through `env`. REQUIRES: `env` outlives the Api.
+  // for an https:// daemon, empty for the system's CA store; `password`:
+  // the endpoint's user's (cli/password.h), empty for the endpoint's own.
+  // WaitJob sleeps through `env`. REQUIRES: `env` outlives the Api.
   static Result<std::unique_ptr<Api>> Connect(Env* env, const std::string& endpoint,
-                                              const std::string& cacert = "");
+                                              const std::string& cacert = "",
+                                              const std::string& password = "");
 
   Result<std::vector<VmInfo>> ListVms();
   // By name or id; NotFound, or InvalidArgument when a name is ambiguous.

@@ -9,16 +9,6 @@
 namespace vmgroup::cli {
 namespace {
 
-int Usage() {
-  std::cerr << "usage: vmgroup backup begin GROUP [--incremental-from REFPOINT] [--snapshot ID]\n"
-               "                    [--consistency crash|application|application-or-crash]\n"
-               "                    [--idle-timeout SECONDS]\n"
-               "       vmgroup backup list | show SESSION\n"
-               "       vmgroup backup changes SESSION VM DISK [--offset BYTES] [--length BYTES]\n"
-               "       vmgroup backup end SESSION [--to-refpoint] [--no-wait]\n";
-  return kExitUsage;
-}
-
 nlohmann::json ToJson(const BackupInfo& b, const std::string& job_id) {
   nlohmann::json disks = nlohmann::json::array();
   for (const auto& d : b.disks) {
@@ -34,7 +24,7 @@ nlohmann::json ToJson(const BackupInfo& b, const std::string& job_id) {
                         {"snapshot_id", b.snapshot_id},
                         {"snapshot_taken", b.took_snapshot},
                         {"incremental_from", nullptr},
-                        {"started", b.started},
+                        {"started", JsonTime(b.started)},
                         {"state", b.state},
                         {"disks", std::move(disks)}};
   if (!b.base_id.empty()) out["incremental_from"] = b.base_id;
@@ -68,13 +58,13 @@ Result<uint64_t> Bytes(const CommandLine& c, const std::string& flag) {
 }
 
 int Begin(Context& ctx, const CommandLine& c) {
-  if (c.positional().size() != 1) return Usage();
+  if (c.positional().size() != 1) return UsageError("backup", "begin");
   auto g = ctx.api->FindGroup(c.positional()[0]);
   if (!g.ok()) return ReportError(g.status());
   BackupBegin begin{.snapshot_id = c.Get("snapshot")};
   if (c.Has("consistency") &&
       !ParseConsistency(c.Get("consistency"), &begin.consistency, &begin.fallback)) {
-    return Usage();
+    return UsageError("backup", "begin");
   }
   if (c.Has("incremental-from")) {
     auto rp = ctx.api->GetRefPoint(c.Get("incremental-from"));
@@ -103,7 +93,7 @@ int Begin(Context& ctx, const CommandLine& c) {
 }
 
 int Changes(Context& ctx, const CommandLine& c) {
-  if (c.positional().size() != 3) return Usage();
+  if (c.positional().size() != 3) return UsageError("backup", "changes");
   auto disk = ParseInt("DISK", c.positional()[2], 0, 255);
   if (!disk.ok()) return ReportError(disk.status());
   auto offset = Bytes(c, "offset");
@@ -132,7 +122,7 @@ int Changes(Context& ctx, const CommandLine& c) {
 }  // namespace
 
 int RunBackup(Context& ctx, const std::vector<std::string>& words) {
-  if (words.empty()) return Usage();
+  if (words.empty()) return UsageError("backup");
   const std::string verb = words[0];
   auto c = CommandLine::Parse(
       {words.begin() + 1, words.end()},
@@ -142,7 +132,7 @@ int RunBackup(Context& ctx, const std::vector<std::string>& words) {
   if (verb == "begin") return Begin(ctx, *c);
   if (verb == "changes") return Changes(ctx, *c);
   if (verb == "list") {
-    if (!c->positional().empty()) return Usage();
+    if (!c->positional().empty()) return UsageError("backup", verb);
     auto all = ctx.api->ListBackups();
     if (!all.ok()) return ReportError(all.status());
     if (ctx.json) {
@@ -160,7 +150,7 @@ int RunBackup(Context& ctx, const std::vector<std::string>& words) {
     PrintTable(std::cout, rows);
     return kExitOk;
   }
-  if (c->positional().size() != 1) return Usage();
+  if (c->positional().size() != 1) return UsageError("backup", verb);
   const std::string id = c->positional()[0];
   if (verb == "show") {
     auto b = ctx.api->GetBackup(id);
@@ -187,7 +177,7 @@ int RunBackup(Context& ctx, const std::vector<std::string>& words) {
     std::cerr << "backup session " << Printable(id) << " ended\n";
     return kExitOk;
   }
-  return Usage();
+  return UsageError("backup", verb);
 }
 
 }  // namespace vmgroup::cli

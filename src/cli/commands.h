@@ -2,9 +2,13 @@
 // command line, talks to vmgroupd through Api and returns an exit code.
 #pragma once
 
+#include <iosfwd>
 #include <map>
+#include <optional>
 #include <set>
+#include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "cli/api.h"
@@ -46,13 +50,41 @@ struct Context {
   bool terminal = false;  // stderr is a terminal: draw progress bars
 };
 
+// Each family's runner; `words` start with the verb (import: none).
 int RunVm(Context& ctx, const std::vector<std::string>& words);
 int RunGroup(Context& ctx, const std::vector<std::string>& words);
 int RunSnapshot(Context& ctx, const std::vector<std::string>& words);
 int RunJob(Context& ctx, const std::vector<std::string>& words);
-int RunRestore(Context& ctx, const std::vector<std::string>& words);
+int RunImport(Context& ctx, const std::vector<std::string>& words);
 int RunRefPoint(Context& ctx, const std::vector<std::string>& words);
 int RunBackup(Context& ctx, const std::vector<std::string>& words);
+
+// One command, as the table in command_table.cc declares it: `vmgroup
+// NOUN VERB ARGS`, what it does, and the family's runner (null for help and
+// version, which need no daemon). Usage text exists only there.
+struct Command {
+  std::string_view noun, verb;  // verb "": the family has this one command
+  std::string_view args;        // "GROUP [--name LABEL] [--no-wait]"
+  std::string_view summary;     // one line: what it does
+  int (*run)(Context& ctx, const std::vector<std::string>& words);
+};
+// Every command, in the order help lists them.
+std::span<const Command> Commands();
+// The command `noun verb` names (a one-command family's whatever `verb`);
+// null when there is none.
+const Command* FindCommand(const std::string& noun, const std::string& verb);
+bool IsCommandFamily(const std::string& noun);
+// The usage of `noun verb`, of every verb of `noun` (verb ""), or of
+// vmgroup as a whole (noun "" or unknown).
+void PrintUsage(std::ostream& out, const std::string& noun, const std::string& verb = "");
+// PrintUsage on stderr; returns kExitUsage.
+int UsageError(const std::string& noun, const std::string& verb = "");
+// The words help is asked about, when it is: `help NOUN VERB`, or the
+// words before a --help or -h anywhere. nullopt when not asked.
+std::optional<std::vector<std::string>> HelpAsked(const std::vector<std::string>& words);
+// Help about `topic` (noun and verb, either may be missing) on stdout,
+// exit 0; a noun or verb that does not exist is a usage error (stderr, 2).
+int Help(const std::vector<std::string>& topic);
 
 // A method's outcome: 0 done, 4096 waited for (unless `wait` is false:
 // then the job id is printed), anything else reported with the daemon's

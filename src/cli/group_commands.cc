@@ -9,13 +9,6 @@
 namespace vmgroup::cli {
 namespace {
 
-int Usage() {
-  std::cerr << "usage: vmgroup group create NAME [--of-groups] | list | show NAME |\n"
-               "                     add NAME MEMBER... | remove NAME MEMBER... |\n"
-               "                     rename NAME NEW | delete NAME\n";
-  return kExitUsage;
-}
-
 int List(Context& ctx) {
   auto groups = ctx.api->ListGroups();
   if (!groups.ok()) return ReportError(groups.status());
@@ -56,14 +49,14 @@ int Show(Context& ctx, const GroupInfo& g) {
 }  // namespace
 
 int RunGroup(Context& ctx, const std::vector<std::string>& words) {
-  if (words.empty()) return Usage();
+  if (words.empty()) return UsageError("group");
   const std::string verb = words[0];
   auto c = CommandLine::Parse({words.begin() + 1, words.end()}, {}, {"of-groups"});
   if (!c.ok()) return ReportError(c.status());
   const auto& pos = c->positional();
-  if (verb == "list") return pos.empty() ? List(ctx) : Usage();
+  if (verb == "list") return pos.empty() ? List(ctx) : UsageError("group", verb);
   if (verb == "create") {
-    if (pos.size() != 1) return Usage();
+    if (pos.size() != 1) return UsageError("group", verb);
     auto r = ctx.api->CreateGroup(pos[0], c->Has("of-groups"));
     if (int rc = Settle(ctx, r, "creating group " + pos[0], true); rc != kExitOk) return rc;
     const cim::Param* p =
@@ -71,10 +64,15 @@ int RunGroup(Context& ctx, const std::vector<std::string>& words) {
     const cim::KeyBinding* k = p && !p->value.refs.empty()
                                    ? p->value.refs[0].Key(schema::CollectionOfMSEs::kCollectionID)
                                    : nullptr;
-    std::cout << Printable(k ? k->value : "") << "\n";
+    const std::string id = k ? k->value : "";
+    if (ctx.json) {
+      PrintJson({{"id", id}, {"name", pos[0]}});  // as vm create prints
+    } else {
+      std::cout << Printable(id) << "\n";
+    }
     return kExitOk;
   }
-  if (pos.empty()) return Usage();
+  if (pos.empty()) return UsageError("group", verb);
   auto g = ctx.api->FindGroup(pos[0]);
   if (!g.ok()) return ReportError(g.status());
   if (verb == "show" && pos.size() == 1) return Show(ctx, *g);
@@ -93,7 +91,7 @@ int RunGroup(Context& ctx, const std::vector<std::string>& words) {
     }
     return kExitOk;
   }
-  return Usage();
+  return UsageError("group", verb);
 }
 
 }  // namespace vmgroup::cli

@@ -8,11 +8,6 @@
 namespace vmgroup::cli {
 namespace {
 
-int Usage() {
-  std::cerr << "usage: vmgroup job list | show ID | wait ID | cancel ID\n";
-  return kExitUsage;
-}
-
 void Print(Context& ctx, const JobInfo& j) {
   if (ctx.json) {
     PrintJson(ToJson(j));
@@ -34,7 +29,7 @@ void Print(Context& ctx, const JobInfo& j) {
 }  // namespace
 
 int RunJob(Context& ctx, const std::vector<std::string>& words) {
-  if (words.empty()) return Usage();
+  if (words.empty()) return UsageError("job");
   const std::string verb = words[0];
   auto c = CommandLine::Parse({words.begin() + 1, words.end()}, {}, {});
   if (!c.ok()) return ReportError(c.status());
@@ -54,7 +49,7 @@ int RunJob(Context& ctx, const std::vector<std::string>& words) {
     PrintTable(std::cout, rows);
     return kExitOk;
   }
-  if (pos.size() != 1) return Usage();
+  if (pos.size() != 1) return UsageError("job", verb);
   if (verb == "show") {
     auto j = ctx.api->GetJob(pos[0]);
     if (!j.ok()) return ReportError(j.status());
@@ -80,7 +75,7 @@ int RunJob(Context& ctx, const std::vector<std::string>& words) {
     std::cerr << "cancel requested; the job stops at its next safe point\n";
     return kExitOk;
   }
-  return Usage();
+  return UsageError("job", verb);
 }
 
 }  // namespace vmgroup::cli

@@ -1,72 +1,67 @@
-// vmgroup: the command line of vmgroupd.
+// vmgroup: the command line of vmgroupd. Reads the options before the
+// command, answers help and version itself, checks the command against the
+// table (command_table.cc) and only then reaches the daemon.
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <iostream>
 
 #include "base/env.h"
+#include "base/validate.h"
 #include "cli/commands.h"
 #include "cli/output.h"
+#include "cli/password.h"
 
 namespace {
 
-const char* kUsage =
-    R"(usage: vmgroup [--connect unix:PATH|https://[USER:PASS@]HOST:PORT] [--cacert FILE]
-               [--json] COMMAND
+int Version() {
+  std::cout << "vmgroup " VMGROUP_VERSION "\n";  // project(VERSION) in CMakeLists.txt
+  return vmgroup::cli::kExitOk;
+}
 
-  vm create NAME --memory MiB --disk SIZE|PATH [--disk ...] [--cpus N]
-            [--kernel K --initrd I --append A] [--start]
-  vm list | show NAME | start NAME | stop NAME | pause NAME | resume NAME | delete NAME
-  group create NAME [--of-groups] | list | show NAME | add NAME MEMBER... |
-        remove NAME MEMBER... | rename NAME NEW | delete NAME
-  snapshot create GROUP [--type standard|recovery|disk]
-           [--consistency crash|application|application-or-crash] [--name LABEL] [--no-wait]
-  snapshot list GROUP [--tree] | show ID | apply ID [--no-wait] | delete ID [--no-wait]
-  snapshot export ID DIR [--base REFPOINT|SNAPSHOT] [--no-storage] [--no-wait]
-  snapshot to-refpoint ID [--no-wait]
-  refpoint create GROUP [--name LABEL] [--no-wait]
-  refpoint list GROUP | show ID | delete ID [--no-wait]
-  refpoint export ID DIR [--base REFPOINT] [--no-wait]
-  restore DIR [--as-new] [--no-wait]
-  backup begin GROUP [--incremental-from REFPOINT] [--snapshot ID]
-         [--consistency crash|application|application-or-crash] [--idle-timeout SECONDS]
-  backup list | show SESSION | changes SESSION VM DISK [--offset B] [--length B]
-  backup end SESSION [--to-refpoint] [--no-wait]
-  job list | show ID | wait ID | cancel ID
-
-The daemon is reached at --connect, else $VMGROUP_CONNECT, else
-unix:/run/vmgroup/vmgroupd.sock (http:// is for loopback). An https://
-daemon must prove its name with a certificate from the system's CA store
-or from --cacert FILE (else $VMGROUP_CACERT). NAME may also be an id.
-
-Exit codes: 0 done; 1 the daemon refused or the job failed; 2 wrong command
-line; 3 vmgroupd cannot be reached; 4 no such VM, group, snapshot or job.
-)";
+bool IsPasswordOption(const std::string& w) {
+  return w == "--password" || w.starts_with("--password=");
+}
 
 }  // namespace
 
 int main(int argc, char** argv) {
   using namespace vmgroup::cli;
   std::vector<std::string> args(argv + 1, argv + argc);
+  if (std::any_of(args.begin(), args.end(), IsPasswordOption)) {
+    return ReportError(vmgroup::Status::InvalidArgument(
+        "a password on the command line is readable by every local user (ps); use "
+        "--password-file FILE, $VMGROUP_PASSWORD or the prompt"));
+  }
   const char* env = std::getenv("VMGROUP_CONNECT");
   std::string endpoint = env && *env ? env : "unix:/run/vmgroup/vmgroupd.sock";
+  bool endpoint_from_command_line = false;
   const char* ca_env = std::getenv("VMGROUP_CACERT");
   std::string cacert = ca_env ? ca_env : "";
+  PasswordSources passwords{.prompt = PromptOnTerminal};
+  if (const char* p = std::getenv("VMGROUP_PASSWORD")) passwords.env = p;
   bool json = false;
   size_t i = 0;
   for (; i < args.size() && args[i].starts_with("-"); ++i) {
+    const bool has_value = i + 1 < args.size() && !args[i + 1].empty();
     if (args[i] == "--json") {
       json = true;
     } else if (args[i] == "--connect" && i + 1 < args.size()) {
       endpoint = args[++i];
-    } else if (args[i] == "--cacert" && i + 1 < args.size() && !args[i + 1].empty()) {
+      endpoint_from_command_line = true;
+    } else if (args[i] == "--cacert" && has_value) {
       cacert = args[++i];
+    } else if (args[i] == "--password-file" && has_value) {
+      passwords.file = args[++i];
     } else if (args[i] == "--help" || args[i] == "-h") {
-      std::cout << kUsage;
+      PrintUsage(std::cout, "");
       return kExitOk;
+    } else if (args[i] == "--version") {
+      return Version();
     } else {
-      std::cerr << kUsage;
-      return kExitUsage;
+      std::cerr << "vmgroup: unknown option " << vmgroup::Printable(args[i]) << "\n";
+      return UsageError("");
     }
   }
   // --json is also accepted after the command, where people put it.
@@ -78,22 +73,29 @@ int main(int argc, char** argv) {
       words.push_back(args[i]);
     }
   }
-  if (words.empty()) {
-    std::cerr << kUsage;
-    return kExitUsage;
+  if (words.empty()) return UsageError("");
+  if (auto topic = HelpAsked(words)) return Help(*topic);
+  if (words[0] == "version") return words.size() == 1 ? Version() : UsageError("version");
+  if (words[0] == "restore") {
+    std::cerr << "vmgroup: `restore` is now `import`; the old name goes in a later release\n";
+    words[0] = "import";
   }
-  auto api = Api::Connect(vmgroup::Env::Default(), endpoint, cacert);
+  if (!IsCommandFamily(words[0])) {
+    std::cerr << "vmgroup: no command " << vmgroup::Printable(words[0]) << "\n";
+    return UsageError("");
+  }
+  const Command* command = FindCommand(words[0], words.size() > 1 ? words[1] : "");
+  if (!command || !command->run) {
+    if (words.size() > 1) {
+      std::cerr << "vmgroup: " << words[0] << " has no verb " << vmgroup::Printable(words[1])
+                << "\n";
+    }
+    return UsageError(words[0]);
+  }
+  auto password = PasswordFor(endpoint, endpoint_from_command_line, passwords);
+  if (!password.ok()) return ReportError(password.status());
+  auto api = Api::Connect(vmgroup::Env::Default(), endpoint, cacert, *password);
   if (!api.ok()) return ReportError(api.status());
   Context ctx{api->get(), json, ::isatty(STDERR_FILENO) == 1};
-  const std::string noun = words[0];
-  const std::vector<std::string> rest(words.begin() + 1, words.end());
-  if (noun == "vm") return RunVm(ctx, rest);
-  if (noun == "group") return RunGroup(ctx, rest);
-  if (noun == "snapshot") return RunSnapshot(ctx, rest);
-  if (noun == "job") return RunJob(ctx, rest);
-  if (noun == "restore") return RunRestore(ctx, rest);
-  if (noun == "refpoint") return RunRefPoint(ctx, rest);
-  if (noun == "backup") return RunBackup(ctx, rest);
-  std::cerr << kUsage;
-  return kExitUsage;
+  return command->run(ctx, std::vector<std::string>(words.begin() + 1, words.end()));
 }

@@ -86,6 +86,32 @@ std::string CimClockText(const std::string& c) {
   return c.substr(8, 2) + ":" + c.substr(10, 2) + ":" + c.substr(12, 2) + "." + c.substr(15, 6);
 }
 
+std::string JsonTime(const std::string& c) {
+  if (!IsCimDatetime(c)) return c;
+  const std::string micros = c.substr(15, 6);
+  if (c[21] == ':') {  // interval ddddddddhhmmss.mmmmmm:000
+    std::string fraction = micros;
+    while (!fraction.empty() && fraction.back() == '0') fraction.pop_back();
+    return "P" + std::to_string(std::stoll(c.substr(0, 8))) + "DT" +
+           std::to_string(std::stoi(c.substr(8, 2))) + "H" +
+           std::to_string(std::stoi(c.substr(10, 2))) + "M" +
+           std::to_string(std::stoi(c.substr(12, 2))) + (fraction.empty() ? "" : "." + fraction) +
+           "S";
+  }
+  // yyyymmddhhmmss.mmmmmm+UUU: UUU minutes east of UTC (- west).
+  if ((c[21] != '+' && c[21] != '-') ||
+      !std::all_of(c.begin() + 22, c.end(), [](unsigned char d) { return std::isdigit(d) != 0; })) {
+    return c;
+  }
+  const int offset = std::stoi(c.substr(22, 3));
+  char zone[16] = "Z";
+  if (offset != 0) {
+    std::snprintf(zone, sizeof zone, "%c%02d:%02d", c[21], offset / 60 % 100, offset % 60);
+  }
+  return c.substr(0, 4) + "-" + c.substr(4, 2) + "-" + c.substr(6, 2) + "T" + c.substr(8, 2) + ":" +
+         c.substr(10, 2) + ":" + c.substr(12, 2) + (micros == "000000" ? "" : "." + micros) + zone;
+}
+
 std::string ReturnCodeName(uint32_t code) {
   switch (code) {
     case 0:
@@ -207,8 +233,7 @@ nlohmann::json ToJson(const SnapshotInfo& s) {
     members.push_back({{"vm_id", m.vm_id},
                        {"vm", m.vm_name},
                        {"settings_id", m.settings_id},
-                       {"cut_time", CimTimeText(m.cut_time)},
-                       {"cut_clock", CimClockText(m.cut_time)},
+                       {"cut_time", JsonTime(m.cut_time)},
                        {"pause_us", m.pause_us},
                        {"consistency", ConsistencyName(m.consistency)},
                        {"parent", m.parent},
@@ -220,7 +245,7 @@ nlohmann::json ToJson(const SnapshotInfo& s) {
           {"parent", s.parent_id},
           {"current", s.current},
           {"type", s.type},
-          {"created", CimTimeText(s.created)},
+          {"created", JsonTime(s.created)},
           {"pause_window_us", s.pause_window_us},
           {"duration_us", s.duration_us},
           {"consistency", ConsistencyName(s.consistency)},
@@ -237,8 +262,8 @@ nlohmann::json ToJson(const JobInfo& j) {
           {"error_code", j.error_code},
           {"error", j.error},
           {"cancellable", j.cancellable},
-          {"started", CimTimeText(j.started)},
-          {"elapsed", CimTimeText(j.elapsed)},
+          {"started", JsonTime(j.started)},
+          {"elapsed", JsonTime(j.elapsed)},
           {"affected", j.affected}};
 }
 

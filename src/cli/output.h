@@ -38,6 +38,12 @@ std::string Micros(int64_t us);
 std::string CimTimeText(const std::string& cim);
 // The time of day of a CIM datetime to the microsecond: "21:52:28.921619".
 std::string CimClockText(const std::string& cim);
+// Every time --json prints: a CIM datetime in RFC 3339
+// ("2026-11-24T21:19:18.921619Z", "...+01:00" for an offset; no fraction
+// when the source's is zero), an interval as an RFC 3339 (appendix A)
+// duration with ISO 8601's fraction of a second ("P1DT2H0M4.5S"). Anything
+// else, the empty string included, as sent.
+std::string JsonTime(const std::string& cim);
 // The name of a Hyper-V return code ("Invalid state").
 std::string ReturnCodeName(uint32_t code);
 std::string JobStateName(int state);

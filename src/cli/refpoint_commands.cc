@@ -10,16 +10,13 @@
 namespace vmgroup::cli {
 namespace {
 
-int Usage() {
-  std::cerr << "usage: vmgroup refpoint create GROUP [--name LABEL] [--no-wait]\n"
-               "       vmgroup refpoint list GROUP | show ID | delete ID [--no-wait]\n"
-               "       vmgroup refpoint export ID DIR [--base REFPOINT] [--no-wait]\n";
-  return kExitUsage;
-}
-
 nlohmann::json ToJson(const RefPointInfo& rp) {
-  return {{"id", rp.id},     {"name", rp.name},       {"group_id", rp.group_id},
-          {"cut", rp.cut},   {"created", rp.created}, {"snapshot_id", rp.snapshot_id},
+  return {{"id", rp.id},
+          {"name", rp.name},
+          {"group_id", rp.group_id},
+          {"cut", JsonTime(rp.cut)},
+          {"created", JsonTime(rp.created)},
+          {"snapshot_id", rp.snapshot_id},
           {"vms", rp.vm_ids}};
 }
 
@@ -38,14 +35,14 @@ void PrintRefPointMade(const Context& ctx, const JobInfo& job, const std::string
 }
 
 int RunRefPoint(Context& ctx, const std::vector<std::string>& words) {
-  if (words.empty()) return Usage();
+  if (words.empty()) return UsageError("refpoint");
   const std::string verb = words[0];
   auto c = CommandLine::Parse({words.begin() + 1, words.end()}, {"name", "base"}, {"no-wait"});
   if (!c.ok()) return ReportError(c.status());
   const auto& pos = c->positional();
   const bool wait = !c->Has("no-wait");
   if (verb == "export") {
-    if (pos.size() != 2) return Usage();
+    if (pos.size() != 2) return UsageError("refpoint", verb);
     auto rp = ctx.api->GetRefPoint(pos[0]);
     if (!rp.ok()) return ReportError(rp.status());
     // The daemon writes the export: a relative DIR means one here.
@@ -67,7 +64,7 @@ int RunRefPoint(Context& ctx, const std::vector<std::string>& words) {
     }
     return rc;
   }
-  if (pos.size() != 1) return Usage();
+  if (pos.size() != 1) return UsageError("refpoint", verb);
   if (verb == "create") {
     auto g = ctx.api->FindGroup(pos[0]);
     if (!g.ok()) return ReportError(g.status());
@@ -127,7 +124,7 @@ int RunRefPoint(Context& ctx, const std::vector<std::string>& words) {
     }
     return rc;
   }
-  return Usage();
+  return UsageError("refpoint", verb);
 }
 
 }  // namespace vmgroup::cli

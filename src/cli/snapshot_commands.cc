@@ -12,18 +12,6 @@
 namespace vmgroup::cli {
 namespace {
 
-int Usage() {
-  std::cerr << "usage: vmgroup snapshot create GROUP [--type standard|recovery|disk]\n"
-               "                        [--consistency crash|application|application-or-crash]\n"
-               "                        [--name LABEL] [--no-wait]\n"
-               "       vmgroup snapshot list GROUP [--tree] | show ID\n"
-               "       vmgroup snapshot apply ID [--no-wait] | delete ID [--no-wait]\n"
-               "       vmgroup snapshot export ID DIR [--base REFPOINT|SNAPSHOT] [--no-storage]\n"
-               "                                  [--no-wait]\n"
-               "       vmgroup snapshot to-refpoint ID [--no-wait]\n";
-  return kExitUsage;
-}
-
 std::string TypeName(int type) {
   switch (type) {
     case schema::SnapshotType::kStandard:
@@ -86,7 +74,7 @@ void PrintSnapshot(const SnapshotInfo& s, const std::string& group_name) {
 }  // namespace
 
 int RunSnapshot(Context& ctx, const std::vector<std::string>& words) {
-  if (words.empty()) return Usage();
+  if (words.empty()) return UsageError("snapshot");
   const std::string verb = words[0];
   auto c =
       CommandLine::Parse({words.begin() + 1, words.end()}, {"type", "consistency", "name", "base"},
@@ -94,7 +82,7 @@ int RunSnapshot(Context& ctx, const std::vector<std::string>& words) {
   if (!c.ok()) return ReportError(c.status());
   const auto& pos = c->positional();
   if (verb == "export") {
-    if (pos.size() != 2) return Usage();
+    if (pos.size() != 2) return UsageError("snapshot", verb);
     auto s = ctx.api->GetSnapshot(pos[0]);
     if (!s.ok()) return ReportError(s.status());
     // The daemon writes the export: a relative DIR means one here.
@@ -112,7 +100,7 @@ int RunSnapshot(Context& ctx, const std::vector<std::string>& words) {
     return rc;
   }
   if (verb == "to-refpoint") {
-    if (pos.size() != 1) return Usage();
+    if (pos.size() != 1) return UsageError("snapshot", verb);
     auto s = ctx.api->GetSnapshot(pos[0]);
     if (!s.ok()) return ReportError(s.status());
     JobInfo job;
@@ -125,7 +113,7 @@ int RunSnapshot(Context& ctx, const std::vector<std::string>& words) {
         "snapshot " + s->name + " is now a reference point: export later snapshots with --base ");
     return kExitOk;
   }
-  if (pos.size() != 1) return Usage();
+  if (pos.size() != 1) return UsageError("snapshot", verb);
   if (verb == "apply") {
     auto s = ctx.api->GetSnapshot(pos[0]);
     if (!s.ok()) return ReportError(s.status());
@@ -189,7 +177,7 @@ int RunSnapshot(Context& ctx, const std::vector<std::string>& words) {
     PrintTable(std::cout, rows);
     return kExitOk;
   }
-  if (verb != "create") return Usage();
+  if (verb != "create") return UsageError("snapshot", verb);
   using Type = schema::SnapshotType;
   const std::map<std::string, int> types = {
       {"standard", Type::kStandard}, {"recovery", Type::kRecovery}, {"disk", Type::kDiskOnly}};
@@ -198,7 +186,7 @@ int RunSnapshot(Context& ctx, const std::vector<std::string>& words) {
   bool fallback = false;
   if (type == types.end() ||
       !ParseConsistency(c->Get("consistency", "crash"), &consistency, &fallback)) {
-    return Usage();
+    return UsageError("snapshot", verb);
   }
   const bool wait = !c->Has("no-wait");
   JobInfo job;

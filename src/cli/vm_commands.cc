@@ -10,14 +10,7 @@
 namespace vmgroup::cli {
 namespace {
 
-int Usage() {
-  std::cerr
-      << "usage: vmgroup vm create NAME --memory MiB --disk SIZE|PATH [--disk ...] [--cpus N]\n"
-         "                          [--kernel K --initrd I --append A] [--start]\n"
-         "       vmgroup vm list | show NAME | start NAME | stop NAME | pause NAME |\n"
-         "                  resume NAME | delete NAME\n";
-  return kExitUsage;
-}
+int Usage() { return UsageError("vm"); }
 
 // The sizes `--disk` takes for a new disk; vmgroupd checks them again, as
 // it does memory and processors (docs/api.md).

@@ -18,6 +18,10 @@ int main(int argc, char** argv) {
     std::fputs(daemon::Usage().c_str(), stdout);
     return 0;
   }
+  if (options->version) {
+    std::puts("vmgroupd " VMGROUP_VERSION);  // project(VERSION) in CMakeLists.txt
+    return 0;
+  }
   SetLogLevel(options->log_level);
   SetLogSink(DetectLogSink());
   // Block the stop signals in every thread; this one waits for them below.

@@ -43,6 +43,7 @@ runs the VMs it manages. Runs in the foreground; logs to stderr.
                          snapshot (default 10)
   --log-level LEVEL      debug, info, warning or error (default info)
   --help
+  --version              print vmgroupd's version and exit
 )";
 }
 
@@ -100,6 +101,8 @@ Result<Options> ParseOptions(const std::vector<std::string>& args) {
     };
     if (a == "--help" || a == "-h") {
       o.help = true;
+    } else if (a == "--version") {
+      o.version = true;
     } else if (a == "--state-dir") {
       VMG_ASSIGN_OR_RETURN(o.state_dir, value());
       if (o.state_dir.empty() || o.state_dir[0] != '/') {

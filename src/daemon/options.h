@@ -46,6 +46,7 @@ struct Options {
   // vmgroupd itself otherwise.
   std::string qemu_user = "vmgroup-qemu";
   bool help = false;
+  bool version = false;  // --version: print it and exit
 };
 
 inline constexpr const char* kDefaultSocket = "/run/vmgroup/vmgroupd.sock";

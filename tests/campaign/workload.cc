@@ -289,7 +289,7 @@ Operation Workload::Pick(std::mt19937_64& rng, catalog::Catalog& catalog) {
     ops.push_back({"refpoint-delete", {"refpoint", "delete", Any(rng, refpoints), "--no-wait"}});
   }
   if (!restorable.empty() && restored.size() < kMaxRestoredVms) {
-    ops.push_back({"restore", {"restore", Any(rng, restorable), "--as-new", "--no-wait"}});
+    ops.push_back({"restore", {"import", Any(rng, restorable), "--as-new", "--no-wait"}});
   }
   if (!restored.empty()) ops.push_back({"vm-delete", {"vm", "delete", Any(rng, restored)}});
   if (!groups.empty()) ops.push_back({"group-delete", {"group", "delete", Any(rng, groups)}});

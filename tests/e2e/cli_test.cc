@@ -95,7 +95,10 @@ TEST_F(CliTest, GroupCommandsManageMembership) {
   EXPECT_EQ(busy.exit_code, 1);
   EXPECT_NE(busy.err.find("remove them first"), std::string::npos) << busy.err;
 
-  Ok({"group", "create", "all", "--of-groups"});
+  // --json answers with the new id, as vm create does.
+  json all = json::parse(Ok({"group", "create", "all", "--of-groups", "--json"}));
+  EXPECT_EQ(all["name"], "all");
+  EXPECT_EQ(all["id"], json::parse(Ok({"group", "show", "all", "--json"}))["id"]);
   Ok({"group", "add", "all", "web"});
   EXPECT_EQ(json::parse(Ok({"group", "show", "all", "--json"}))["members"], json{"web"});
   EXPECT_EQ(Cli({"group", "add", "all", "a"}).exit_code, 4) << "a VM is not a group";
@@ -334,19 +337,19 @@ TEST_F(CliTest, ExportWritesASnapshotOutAndSaysWhyWhenItCannot) {
   EXPECT_NE(full.err.find("No space left"), std::string::npos) << full.err;
 }
 
-TEST_F(CliTest, RestoreBringsAnExportedGroupBack) {
+TEST_F(CliTest, ImportBringsAnExportedGroupBack) {
   json list = WebWithThreeSnapshots();
   const std::string two = list[1]["id"];
   const std::string out = dir_ / "bk";
   Ok({"snapshot", "export", two, out});
 
-  CommandOutput taken = Cli({"restore", out});
+  CommandOutput taken = Cli({"import", out});
   EXPECT_EQ(taken.exit_code, 1);
   EXPECT_NE(taken.err.find("restore as new"), std::string::npos) << taken.err;
 
-  CommandOutput restored = Cli({"restore", out, "--as-new"});
+  CommandOutput restored = Cli({"import", out, "--as-new"});
   ASSERT_EQ(restored.exit_code, 0) << restored.err;
-  EXPECT_NE(restored.err.find("restored group web-restored"), std::string::npos) << restored.err;
+  EXPECT_NE(restored.err.find("imported group web-restored"), std::string::npos) << restored.err;
   json group = json::parse(Ok({"group", "show", "web-restored", "--json"}));
   EXPECT_EQ(group["members"], json({"a-restored", "b-restored"}));
   EXPECT_EQ(json::parse(Ok({"vm", "show", "a-restored", "--json"}))["state"], "off");
@@ -358,7 +361,7 @@ TEST_F(CliTest, RestoreBringsAnExportedGroupBack) {
   const std::string disk = out + "/" + manifest["vms"][0]["disks"][0]["file"].get<std::string>();
   ASSERT_EQ(
       Run({"sh", "-c", "printf X | dd of=" + disk + " bs=1 seek=70000 conv=notrunc"}).exit_code, 0);
-  CommandOutput damaged = Cli({"restore", out, "--as-new"});
+  CommandOutput damaged = Cli({"import", out, "--as-new"});
   EXPECT_EQ(damaged.exit_code, 1);
   EXPECT_NE(damaged.err.find("damaged"), std::string::npos) << damaged.err;
   EXPECT_EQ(json::parse(Ok({"group", "list", "--json"})).size(), 2u);
@@ -403,7 +406,7 @@ TEST_F(CliTest, BackupCycleThroughTheCli) {
   json manifest = json::parse(*Env::Default()->ReadFile(inc + "/manifest.json"));
   EXPECT_EQ(manifest["base"]["reference_point_id"], rp);
   EXPECT_EQ(manifest["base"]["directory"], "../monday");
-  CommandOutput restored = Cli({"restore", inc, "--as-new"});
+  CommandOutput restored = Cli({"import", inc, "--as-new"});
   EXPECT_EQ(restored.exit_code, 0) << restored.err;
   CommandOutput stale = Cli({"refpoint", "export", rp, dir_ / "bk/stale"});
   EXPECT_EQ(stale.exit_code, 1);
@@ -415,7 +418,10 @@ TEST_F(CliTest, BackupCycleThroughTheCli) {
   json on_snapshot = json::parse(*Env::Default()->ReadFile(dir_ / "bk/wednesday/manifest.json"));
   EXPECT_EQ(on_snapshot["base"]["snapshot_id"], tuesday);
   EXPECT_EQ(on_snapshot["base"]["reference_point_id"], "");
-  EXPECT_EQ(Cli({"restore", dir_ / "bk/wednesday", "--as-new"}).exit_code, 0);
+  // `restore`, import's old name, still works for a release, and says so.
+  CommandOutput alias = Cli({"restore", dir_ / "bk/wednesday", "--as-new"});
+  EXPECT_EQ(alias.exit_code, 0) << alias.err;
+  EXPECT_NE(alias.err.find("`restore` is now `import`"), std::string::npos) << alias.err;
 
   // Refusals say why: a disk-only snapshot never becomes a reference point;
   // a deleted reference point is no base.

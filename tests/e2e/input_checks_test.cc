@@ -99,7 +99,7 @@ TEST_F(InputChecksTest, TheCliRefusesWhatItCannotReadWholeAndMakesNothing) {
            {{"vm", "create", "", "--disk", "16M"}, "empty"},
            {{"vm", "create", "x", "--disk", "16M", "--kernel", ""}, "--kernel"},
            {{"group", "create", ""}, "empty"},
-           {{"restore", ""}, "empty"},
+           {{"import", ""}, "empty"},
            {{"snapshot", "export", "00000000-0000-0000-0000-000000000001", ""}, "empty"},
            {{"refpoint", "export", "00000000-0000-0000-0000-000000000001", ""}, "empty"},
            {{"snapshot", "create", "web", "--name", ""}, "--name"},

@@ -1,4 +1,5 @@
-// vmgroup restore DIR [--as-new]: a group back from an export.
+// vmgroup import DIR [--as-new]: a group back from an export ("restore",
+// its old name, still runs it: main.cc).
 #include <iostream>
 
 #include "base/validate.h"
@@ -8,13 +9,10 @@
 
 namespace vmgroup::cli {
 
-int RunRestore(Context& ctx, const std::vector<std::string>& words) {
+int RunImport(Context& ctx, const std::vector<std::string>& words) {
   auto c = CommandLine::Parse(words, {}, {"as-new", "no-wait"});
   if (!c.ok()) return ReportError(c.status());
-  if (c->positional().size() != 1) {
-    std::cerr << "usage: vmgroup restore DIR [--as-new] [--no-wait]\n";
-    return kExitUsage;
-  }
+  if (c->positional().size() != 1) return UsageError("import");
   // The daemon reads the export: a relative DIR means one here.
   auto absolute = AbsolutePath("DIR", c->positional()[0]);
   if (!absolute.ok()) return ReportError(absolute.status());
@@ -22,7 +20,7 @@ int RunRestore(Context& ctx, const std::vector<std::string>& words) {
   const bool wait = !c->Has("no-wait");
   JobInfo job;
   int rc =
-      Settle(ctx, ctx.api->ImportGroup(dir, c->Has("as-new")), "restoring from " + dir, wait, &job);
+      Settle(ctx, ctx.api->ImportGroup(dir, c->Has("as-new")), "importing from " + dir, wait, &job);
   if (rc != kExitOk || !wait) return rc;
   for (const auto& a : job.affected) {
     if (!IsInstanceOf(a, schema::VirtualSystemCollection::kClass)) continue;
@@ -34,7 +32,7 @@ int RunRestore(Context& ctx, const std::vector<std::string>& words) {
     }
     std::string members;
     for (const auto& m : g->members) members += (members.empty() ? "" : ", ") + m;
-    std::cerr << "restored group " << Printable(g->name) << " (" << Printable(g->id) << ") with "
+    std::cerr << "imported group " << Printable(g->name) << " (" << Printable(g->id) << ") with "
               << Printable(members) << "; the VMs are off\n";
   }
   return kExitOk;
