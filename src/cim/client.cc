@@ -69,7 +69,8 @@ Result<Response> CimClient::Call(const std::string& method, const std::string& c
   VMG_ASSIGN_OR_RETURN(HttpResponse http, http_->Post("/cimom", std::move(h), body, timeout_));
   if (http.status == 401) {
     return Status::Failed(
-        "vmgroupd refused the credentials (give https://USER:PASSWORD@HOST:PORT)");
+        "vmgroupd refused the credentials: give https://USER@HOST:PORT and the user's "
+        "password (--password-file FILE, $VMGROUP_PASSWORD or the prompt)");
   }
   if (http.status != 200) {
     const std::string* why = http.Header("CIMError");
