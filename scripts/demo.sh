@@ -21,7 +21,7 @@ export VMGROUP_CONNECT=unix:$work/vmgroupd.sock
 daemon=0
 cleanup() {
   if ((daemon > 0)); then
-    for vm in db app1 app2; do "$vmgroup" vm stop "$vm" >/dev/null 2>&1 || true; done
+    for vm in db app1 app2; do "$vmgroup" vm turn-off "$vm" >/dev/null 2>&1 || true; done
     kill -TERM "$daemon" 2>/dev/null || true
     wait "$daemon" 2>/dev/null || true
   fi

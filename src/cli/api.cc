@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <limits>
 #include <map>
 
@@ -274,6 +275,22 @@ Result<CallResult> Api::ChangeVmState(const std::string& id, int requested) {
   using Change = CS::RequestStateChange;
   return CallOn(VmPath(id), Change::kMethod,
                 {Scalar(Change::kRequestedState, "uint16", std::to_string(requested))});
+}
+
+Result<CallResult> Api::ShutDownVm(const std::string& id, int64_t timeout_seconds, bool force) {
+  using Change = CS::RequestStateChange;
+  // A CIM interval: ddddddddhhmmss.mmmmmm:000.
+  char timeout[64];
+  std::snprintf(timeout, sizeof timeout, "%08lld%02d%02d%02d.000000:000",
+                static_cast<long long>(timeout_seconds / 86400),
+                static_cast<int>(timeout_seconds / 3600 % 24),
+                static_cast<int>(timeout_seconds / 60 % 60),
+                static_cast<int>(timeout_seconds % 60));
+  return CallOn(
+      VmPath(id), Change::kMethod,
+      {Scalar(Change::kRequestedState, "uint16", std::to_string(schema::RequestedState::kShutDown)),
+       Scalar(Change::kTimeoutPeriod, "datetime", timeout),
+       Scalar(Change::kVmgroupForce, "boolean", force ? "true" : "false")});
 }
 
 Result<std::vector<GroupInfo>> Api::ListGroups() {

@@ -140,6 +140,10 @@ class Api {
   Result<CallResult> DeleteVm(const std::string& id);
   // `requested`: a schema::RequestedState (kRunning, kOff, kQuiesce: paused).
   Result<CallResult> ChangeVmState(const std::string& id, int requested);
+  // A clean shutdown (RequestedState 4): the guest's power button, the job
+  // done once the VM is off or failed after `timeout_seconds`; with `force`
+  // the VM is turned off then instead.
+  Result<CallResult> ShutDownVm(const std::string& id, int64_t timeout_seconds, bool force);
 
   Result<std::vector<GroupInfo>> ListGroups();
   Result<GroupInfo> FindGroup(const std::string& name_or_id);

@@ -1,4 +1,4 @@
-// vmgroup vm create | list | show | start | stop | pause | resume | delete
+// vmgroup vm create | list | show | start | stop | turn-off | pause | resume | delete
 #include <iostream>
 #include <limits>
 
@@ -11,6 +11,9 @@ namespace vmgroup::cli {
 namespace {
 
 int Usage() { return UsageError("vm"); }
+
+// How long `vm stop` gives a guest to shut down by default, and at most (a day).
+constexpr int64_t kStopTimeoutSeconds = 60, kMaxStopTimeoutSeconds = 86400;
 
 // The sizes `--disk` takes for a new disk; vmgroupd checks them again, as
 // it does memory and processors (docs/api.md).
@@ -142,13 +145,24 @@ int Show(Context& ctx, const VmInfo& v) {
   return kExitOk;
 }
 
+// The guest shuts down (its power button) within --timeout seconds, or the
+// job fails and the VM runs on; with --force it is turned off then.
+int Stop(Context& ctx, const CommandLine& c, const VmInfo& vm) {
+  auto timeout = ParseInt("--timeout", c.Get("timeout", std::to_string(kStopTimeoutSeconds)), 1,
+                          kMaxStopTimeoutSeconds);
+  if (!timeout.ok()) return ReportError(timeout.status());
+  return Settle(ctx, ctx.api->ShutDownVm(vm.id, *timeout, c.Has("force")), "stop VM " + vm.name,
+                true);
+}
+
 }  // namespace
 
 int RunVm(Context& ctx, const std::vector<std::string>& words) {
   if (words.empty()) return Usage();
   const std::string verb = words[0];
   auto c = CommandLine::Parse({words.begin() + 1, words.end()},
-                              {"memory", "cpus", "disk", "kernel", "initrd", "append"}, {"start"});
+                              {"memory", "cpus", "disk", "kernel", "initrd", "append", "timeout"},
+                              {"start", "force"});
   if (!c.ok()) return ReportError(c.status());
   if (verb == "create") return Create(ctx, *c);
   if (verb == "list") return c->positional().empty() ? List(ctx) : Usage();
@@ -156,12 +170,13 @@ int RunVm(Context& ctx, const std::vector<std::string>& words) {
   auto vm = ctx.api->FindVm(c->positional()[0]);
   if (!vm.ok()) return ReportError(vm.status());
   if (verb == "show") return Show(ctx, *vm);
+  if (verb == "stop") return Stop(ctx, *c, *vm);
   if (verb == "delete")
     return Settle(ctx, ctx.api->DeleteVm(vm->id), "deleting VM " + vm->name, true);
   using Requested = schema::RequestedState;
   const std::map<std::string, int> states = {{"start", Requested::kRunning},
                                              {"resume", Requested::kRunning},
-                                             {"stop", Requested::kOff},
+                                             {"turn-off", Requested::kOff},
                                              {"pause", Requested::kQuiesce}};
   auto it = states.find(verb);
   if (it == states.end()) return Usage();

@@ -411,19 +411,41 @@ std::shared_ptr<hypervisor::Vm> VmRegistry::Live(const std::string& id) {
   return it == live_.end() ? nullptr : it->second;
 }
 
-Status VmRegistry::Stop(const std::string& id) {
+Status VmRegistry::Stop(const std::string& id, const StopOptions& how) {
   VMG_ASSIGN_OR_RETURN(catalog::VmRecord vm, catalog_->GetVm(id));
   auto live = Live(id);
   if (vm.power == catalog::Power::kOff || !live) {
     return Status::InvalidState("VM " + vm.name + " is off");
   }
-  VMG_RETURN_IF_ERROR(live->PowerOff().Annotate("VM " + vm.name));
+  bool shut_down = false;
+  if (how.shutdown) {
+    VMG_ASSIGN_OR_RETURN(shut_down, ShutDown(vm, *live, how));
+  }
+  if (!shut_down) VMG_RETURN_IF_ERROR(live->PowerOff().Annotate("VM " + vm.name));
   {
     std::lock_guard lock(mu_);
     live_.erase(id);
   }
   VMG_RETURN_IF_ERROR(catalog_->SetVmPower(id, catalog::Power::kOff, 0));
   return Forget(id, live->pid());
+}
+
+Result<bool> VmRegistry::ShutDown(const catalog::VmRecord& vm, hypervisor::Vm& live,
+                                  const StopOptions& how) {
+  if (vm.power == catalog::Power::kPaused) {
+    if (how.force) return false;
+    return Status::InvalidState("VM " + vm.name +
+                                " is paused: its guest cannot shut down; resume it first, or "
+                                "use `vmgroup vm turn-off`");
+  }
+  Status s = live.Shutdown(env_->Now() + how.timeout);
+  if (s.ok()) return true;
+  if (s.code() != Code::kTimeout) return s.Annotate("VM " + vm.name);
+  if (how.force) return false;
+  const auto seconds = std::chrono::duration_cast<std::chrono::seconds>(how.timeout).count();
+  return Status::Timeout("the guest of VM " + vm.name + " did not shut down within " +
+                         std::to_string(seconds) +
+                         " s; it runs on; use `vmgroup vm turn-off` to turn it off");
 }
 
 Status VmRegistry::Pause(const std::string& id) {

@@ -23,6 +23,16 @@
 
 namespace vmgroup::engine {
 
+// How VmRegistry::Stop ends a VM: turned off (the default), or shut down
+// by its guest (Hyper-V's Stop-VM, `virsh shutdown`).
+struct StopOptions {
+  bool shutdown = false;
+  // How long the guest has to shut down.
+  Duration timeout = std::chrono::seconds(60);
+  // Turn the VM off when its guest has not shut down within `timeout`.
+  bool force = false;
+};
+
 // The bounds of a VM definition, wherever it comes from (DefineSystem, the
 // CLI, a restored export): Define refuses anything outside them, naming the
 // value and its bounds. The services only parse numbers; the bounds live here.
@@ -132,8 +142,17 @@ class VmRegistry {
   // Powers a VM on from its current images; with `paused`, its guest stays
   // paused (recorded so) without having run. InvalidState if it is not off.
   Status Start(const std::string& id, bool paused = false);
-  // Powers a VM off (QEMU quits). InvalidState if it is off.
-  Status Stop(const std::string& id);
+  // Stops a VM as `how` says: by default turns it off (QEMU quits, the
+  // domain is destroyed: the plug pulled). InvalidState if it is off.
+  //
+  // A shutdown (`how.shutdown`) presses the guest's power button and waits
+  // up to `how.timeout` for the VM to be off. When the guest has not shut
+  // down by then: Timeout, and the VM runs on as it was, recorded running
+  // (it may still shut down later), or, with `how.force`, it is turned off.
+  // InvalidState for a paused VM, whose guest cannot act on the button,
+  // unless `how.force` (turned off at once). Either way, once the VM is
+  // off it is recorded off and its process forgotten.
+  Status Stop(const std::string& id, const StopOptions& how = {});
   // Operator pause and resume: the recorded power follows, so recovery
   // leaves an operator-paused VM paused. Resume also resumes a VM recorded
   // running that QEMU paused on an I/O error (IoError): QEMU retries the
@@ -235,6 +254,9 @@ class VmRegistry {
   // catalog before it runs; a process that did not come up is ended.
   Result<std::unique_ptr<hypervisor::Vm>> StartRecorded(const std::string& id,
                                                         const hypervisor::VmSpec& spec);
+  // The shutdown of Stop: true once the guest shut down, false when the
+  // VM is to be turned off instead (`how.force`); else the error Stop gives.
+  Result<bool> ShutDown(const catalog::VmRecord& vm, hypervisor::Vm& live, const StopOptions& how);
   // Ends process `p` by pid if it is still that process (same start time),
   // then forgets it.
   Status EndRecorded(const catalog::ProcessRecord& p);

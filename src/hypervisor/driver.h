@@ -292,8 +292,16 @@ class Vm {
   // True while the guest's filesystems are frozen.
   virtual Result<bool> FilesystemsFrozen(Deadline deadline) = 0;
 
-  // Asks the hypervisor to exit and waits for it; kills it if it will not.
+  // Asks the hypervisor to exit and waits for it; kills it if it will not:
+  // the plug pulled (Hyper-V's Stop-VM -TurnOff, `virsh destroy`).
   virtual Status PowerOff() = 0;
+  // A clean shutdown: presses the guest's ACPI power button (as `virsh
+  // shutdown` and Hyper-V's Stop-VM) and waits until the VM is off: OK once
+  // it is (QEMU exited, the domain shut off). Timeout when it still runs at
+  // `deadline` (its guest ignores the button, or is slow): nothing else is
+  // done, the VM runs on and may still shut down later. Unavailable when
+  // the hypervisor is gone before the button is pressed.
+  virtual Status Shutdown(Deadline deadline) = 0;
 };
 
 // Thaws guests' filesystems unless told otherwise in time: whoever freezes

@@ -61,6 +61,7 @@ struct ComputerSystem {
     static constexpr char kMethod[] = "RequestStateChange";
     static constexpr char kRequestedState[] = "RequestedState";
     static constexpr char kTimeoutPeriod[] = "TimeoutPeriod";
+    static constexpr char kVmgroupForce[] = "Vmgroup_Force";
   };
 };
 

@@ -141,6 +141,19 @@ std::string CimInterval(int64_t us) {
   return buf;
 }
 
+Result<int64_t> ParseCimInterval(const std::string& text) {
+  // ddddddddhhmmss.mmmmmm:000, each field digits only.
+  bool ok = text.size() == 25 && text[14] == '.' && text.compare(21, 4, ":000") == 0;
+  for (size_t i = 0; ok && i < 21; ++i) {
+    ok = i == 14 || (text[i] >= '0' && text[i] <= '9');
+  }
+  if (!ok) return Status::InvalidArgument("'" + text + "' is not a CIM interval");
+  const auto field = [&](size_t at, size_t n) { return std::stoll(text.substr(at, n)); };
+  const int64_t seconds =
+      ((field(0, 8) * 24 + field(8, 2)) * 60 + field(10, 2)) * 60 + field(12, 2);
+  return seconds * 1'000'000 + field(15, 6);
+}
+
 const cim::ObjectPath* Args::Ref(const std::string& name) const {
   auto it = args_.find(name);
   return it == args_.end() || it->second.refs.empty() ? nullptr : &it->second.refs[0];

@@ -72,6 +72,9 @@ std::string IdOf(const cim::ObjectPath& p, const std::string& key);
 // and of an interval ("00000000000500.000000:000").
 std::string CimTime(int64_t us);
 std::string CimInterval(int64_t us);
+// The microseconds of a CIM interval ("00000000000500.000000:000");
+// InvalidArgument for a timestamp or wildcards.
+Result<int64_t> ParseCimInterval(const std::string& text);
 
 // Longest path a client may send (PATH_MAX less its terminating NUL).
 inline constexpr size_t kMaxPathBytes = 4095;

@@ -12,6 +12,7 @@
 #include "base/validate.h"
 #include "cim/dispatcher.h"
 #include "cim/xml_reader.h"
+#include "services/common.h"
 #include "testing/temp_dir.h"
 
 namespace vmgroup::services {
@@ -192,6 +193,40 @@ TEST_F(ProvidersTest, GroupNamesAndReferencesAreChecked) {
   cim::Response import = Call(cms, "Vmgroup_ImportCollection", {Str("ImportDirectory", "")});
   EXPECT_EQ(import.return_value, kRcBInvalidParameter);
   EXPECT_NE(Why(import).find("ImportDirectory"), std::string::npos) << Why(import);
+}
+
+TEST_F(ProvidersTest, AShutdownTakesATimeoutPeriodThatATurnOffDoesNot) {
+  ASSERT_EQ(DefineSystem({{"ElementName", "db"}}).return_value, 0u);
+  const auto state = [&](const char* requested, std::vector<cim::OutParam> more) {
+    more.push_back({"RequestedState", "uint16", cim::Value::Scalar(requested)});
+    return Call("Msvm_ComputerSystem", "RequestStateChange", more);
+  };
+  const auto timeout = [](const char* interval) -> cim::OutParam {
+    return {"TimeoutPeriod", "datetime", cim::Value::Scalar(interval)};
+  };
+  // A timestamp is no interval.
+  cim::Response stamp = state("4", {timeout("20261124210455.123456+000")});
+  EXPECT_EQ(stamp.return_value, kRcBInvalidParameter);
+  EXPECT_NE(Why(stamp).find("not a CIM interval"), std::string::npos) << Why(stamp);
+  // 3 pulls the plug at once, as on Hyper-V: no timeout to give.
+  cim::Response off = state("3", {timeout("00000000000005.000000:000")});
+  EXPECT_EQ(off.return_value, kRcBNotSupported);
+  EXPECT_NE(Why(off).find("with 4 (shut down) only"), std::string::npos) << Why(off);
+  // A well-formed shutdown of a VM that is off: refused for its state.
+  cim::Response down = state("4", {timeout("00000000000130.000000:000"),
+                                   {"Vmgroup_Force", "boolean", cim::Value::Scalar("TRUE")}});
+  EXPECT_EQ(down.return_value, kRcBInvalidState);
+  EXPECT_NE(Why(down).find("is off"), std::string::npos) << Why(down);
+}
+
+TEST(CimInterval, ParsesEveryFieldAndRefusesTimestamps) {
+  auto us = ParseCimInterval("00000001020304.500000:000");
+  ASSERT_TRUE(us.ok()) << us.status().ToString();
+  EXPECT_EQ(*us, (((1 * 24 + 2) * 60 + 3) * 60 + 4) * int64_t{1'000'000} + 500'000);
+  EXPECT_EQ(*ParseCimInterval(CimInterval(90'250'000)), 90'250'000);
+  for (const char* bad : {"20261124210455.123456+000", "0000000000000*.000000:000", "60", ""}) {
+    EXPECT_EQ(ParseCimInterval(bad).status().code(), Code::kInvalidArgument) << bad;
+  }
 }
 
 TEST_F(ProvidersTest, SnapshotAndReferencePointArgumentsAreChecked) {

@@ -52,6 +52,10 @@ cim::ClassSpec ComputerSystemSpec() {
                    .params = {{.name = CS::RequestStateChange::kRequestedState, .type = "uint16"},
                               JobOut(),
                               {.name = CS::RequestStateChange::kTimeoutPeriod, .type = "datetime"},
+                              // Vendor, with 4 (Shut Down): turn the VM off
+                              // when its guest has not shut down within
+                              // TimeoutPeriod.
+                              {.name = CS::RequestStateChange::kVmgroupForce, .type = "boolean"},
                               ErrorOut()}}}};
 }
 
@@ -207,6 +211,9 @@ class SettingsProvider : public cim::Provider {
   cim::ClassSpec spec_;
 };
 
+// What a client sends for no timeout: an interval of zero.
+constexpr char kNoTimeout[] = "00000000000000.000000:000";
+
 class ComputerSystemProvider : public cim::Provider {
  public:
   explicit ComputerSystemProvider(const Context& ctx) : ctx_(ctx), spec_(ComputerSystemSpec()) {}
@@ -225,20 +232,29 @@ class ComputerSystemProvider : public cim::Provider {
   }
 
   // Hyper-V's RequestedState values: 2 Running (start, or resume a paused
-  // VM, also one QEMU paused on an I/O error), 3 Off (turn off), 9 or 32768
-  // Paused. Family B codes.
+  // VM, also one QEMU paused on an I/O error), 3 Off (turn off: the plug
+  // pulled), 9 or 32768 Paused; and CIM's 4 Shut Down: the guest's power
+  // button pressed, the job done once the VM is off, failed when it is not
+  // within TimeoutPeriod (default kShutdownTimeout; the VM runs on) unless
+  // Vmgroup_Force turns it off then. Family B codes.
   Result<cim::MethodResult> Invoke(const cim::MethodSpec&, const cim::ObjectPath& target,
                                    const std::map<std::string, cim::Value>& raw) override {
     Args args(raw);
     using Method = CS::RequestStateChange;
     const std::string id = IdOf(target, CS::kName);
     VMG_ASSIGN_OR_RETURN(auto vm, ctx_.engine->catalog().GetVm(id));
-    if (args.Has(Method::kTimeoutPeriod) &&
-        args.Str(Method::kTimeoutPeriod) != "00000000000000.000000:000") {
-      return Refused(kRcBNotSupported, "TimeoutPeriod is not supported");
-    }
     using Want = schema::RequestedState;
     const int64_t want = args.Int(Method::kRequestedState, -1);
+    const std::string timeout = args.Str(Method::kTimeoutPeriod);
+    engine::StopOptions shutdown{.shutdown = true,
+                                 .force = cim::NameEquals(args.Str(Method::kVmgroupForce), "true")};
+    if (want == Want::kShutDown && !timeout.empty() && timeout != kNoTimeout) {
+      auto us = ParseCimInterval(timeout);
+      if (!us.ok()) return Refused(kRcBInvalidParameter, us.status().message());
+      shutdown.timeout = std::chrono::microseconds(*us);
+    } else if (!timeout.empty() && timeout != kNoTimeout) {
+      return Refused(kRcBNotSupported, "TimeoutPeriod is supported with 4 (shut down) only");
+    }
     engine::VmRegistry& vms = ctx_.engine->vms();
     std::function<Status()> change;
     std::string verb;
@@ -254,25 +270,29 @@ class ComputerSystemProvider : public cim::Provider {
     } else if (want == Want::kOff && vm.power != Power::kOff) {
       change = [&vms, id] { return vms.Stop(id); };
       verb = "Turn off";
+    } else if (want == Want::kShutDown && vm.power != Power::kOff) {
+      change = [&vms, id, shutdown] { return vms.Stop(id, shutdown); };
+      verb = "Shut down";
     } else if (pause && vm.power == Power::kRunning) {
       change = [&vms, id] { return vms.Pause(id); };
       verb = "Pause";
-    } else if (want == Want::kRunning || want == Want::kOff || pause) {
+    } else if (want == Want::kRunning || want == Want::kOff || want == Want::kShutDown || pause) {
       return Refused(kRcBInvalidState, "VM " + vm.name + " is " + catalog::PowerName(vm.power));
-    } else if (want == Want::kShutDown || want == Want::kSaved || want == Want::kReboot ||
-               want == Want::kReset) {
-      return Refused(kRcBNotSupported, "shut down, save, reboot and reset are not supported yet");
+    } else if (want == Want::kSaved || want == Want::kReboot || want == Want::kReset) {
+      return Refused(kRcBNotSupported, "save, reboot and reset are not supported yet");
     } else {
       return Refused(kRcBInvalidParameter,
-                     "RequestedState must be 2 (running), 3 (off) or 9/32768 (paused)");
+                     "RequestedState must be 2 (running), 3 (off), 4 (shut down) or 9/32768 "
+                     "(paused)");
     }
     // The refusals above were its checks, each with its own code.
     return StartJob(
         ctx_.jobs, ReturnCodeB, Status::Ok(),
         [&]() -> Result<JobMethod> {
-          return JobMethod{.type = want == Want::kRunning ? 10
-                                   : want == Want::kOff   ? 11
-                                                          : 12,
+          return JobMethod{.type = want == Want::kRunning    ? 10
+                                   : want == Want::kOff      ? 11
+                                   : want == Want::kShutDown ? 13
+                                                             : 12,
                            .description = verb + " virtual machine " + vm.name};
         },
         [change, id](JobControl&) -> Result<std::vector<std::string>> {

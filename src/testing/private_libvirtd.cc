@@ -121,6 +121,9 @@ std::string DomainXml(const GuestDomain& g) {
     if (!g.initrd.empty()) Add(os, "initrd", {}, g.initrd);
     Add(os, "cmdline", {}, g.append);
   }
+  // ACPI, as virt-install defines a domain: its power button is what
+  // virDomainShutdown presses (libvirt refuses a shutdown without it).
+  Add(Add(domain, "features"), "acpi");
   for (const char* event : {"on_poweroff", "on_reboot", "on_crash"})
     Add(domain, event, {}, "destroy");
   pugi::xml_node devices = Add(domain, "devices");

@@ -127,7 +127,7 @@ void Repair(DaemonProcess& daemon, Invariants& checks, const Violations& found) 
       (void)Env::Default()->WaitGone(v.stray_pid, std::chrono::seconds(10));
     } else if (v.kind == "vm-stalled" || v.kind == "vm-state-unasked") {
       std::printf("  repairing %s: stop, start\n", v.vm_id.c_str());
-      (void)daemon.Cli({"vm", "stop", v.vm_id});
+      (void)daemon.Cli({"vm", "turn-off", v.vm_id});  // a stalled guest shuts nothing down
       (void)daemon.Cli({"vm", "start", v.vm_id});
     }
   }
@@ -215,7 +215,9 @@ int RunCampaign(const Options& o, const Dirs& d, DaemonProcess& daemon, Report& 
     workload.Sent(op);
     if (!kill) report.Add(step, AwaitJobs(**catalog));
     (void)filler.Release();
-    if (fault && op.kind == "vm-stop") checks.NoteTrackingLost(op.args.back());
+    if (fault && (op.kind == "vm-stop" || op.kind == "vm-turn-off")) {
+      checks.NoteTrackingLost(op.args[2]);  // the VM
+    }
     if (kill) {
       const Invariants::DeadSessions dead = checks.NoteDeadSessions(**catalog);
       if (Status s = daemon.Start(); !s.ok()) {
@@ -249,7 +251,7 @@ int RunCampaign(const Options& o, const Dirs& d, DaemonProcess& daemon, Report& 
   for (const auto& id : workload.guest_ids()) {
     auto vm = (*catalog)->GetVm(id);
     if (vm.ok() && vm->power == catalog::Power::kRunning) writing.push_back(id);
-    if (vm.ok() && vm->power != catalog::Power::kOff) (void)daemon.Cli({"vm", "stop", id});
+    if (vm.ok() && vm->power != catalog::Power::kOff) (void)daemon.Cli({"vm", "turn-off", id});
   }
   report.Add(-1, checks.AcknowledgedKept(**catalog, writing));
   report.Add(-1, checks.Images(**catalog));

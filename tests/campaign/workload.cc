@@ -294,7 +294,10 @@ Operation Workload::Pick(std::mt19937_64& rng, catalog::Catalog& catalog) {
   if (!restored.empty()) ops.push_back({"vm-delete", {"vm", "delete", Any(rng, restored)}});
   if (!groups.empty()) ops.push_back({"group-delete", {"group", "delete", Any(rng, groups)}});
   if (!running.empty()) {
-    ops.push_back({"vm-stop", {"vm", "stop", Any(rng, running)}});
+    ops.push_back({"vm-turn-off", {"vm", "turn-off", Any(rng, running)}});
+    // A clean shutdown, turned off all the same when the guest is too busy
+    // to act on its power button in time: the VM ends off either way.
+    ops.push_back({"vm-stop", {"vm", "stop", Any(rng, running), "--timeout", "30", "--force"}});
     ops.push_back({"vm-pause", {"vm", "pause", Any(rng, running)}});
   }
   // Three times as often as the rest: every apply leaves the guests off, and

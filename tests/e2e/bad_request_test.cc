@@ -268,7 +268,7 @@ TEST_F(BadRequestTest, ReferencePointRefusalsCarryTheCodeAndTheReason) {
   EXPECT_NE(why.find("Standard"), std::string::npos) << why;
   // A point's export reads through the members' running QEMUs (a point is
   // made with a member off: its tracking is kept offline).
-  Ok({"vm", "stop", "a"});
+  Ok({"vm", "turn-off", "a"});
   std::tie(code, why) = Refusal(service, "ExportReferencePoint", {point, dir});
   EXPECT_EQ(code, kRcNotSupported);
   EXPECT_NE(why.find("is off"), std::string::npos) << why;

@@ -186,7 +186,7 @@ TEST_F(LibvirtApplyTest, DestroyWhileADomainIsShutOffMergesWithQemuImgAndRedefin
   const std::string id = Snapshot("d");
   WaitForRecords("down0", Acknowledged(SerialOf("down0")) + 10);  // records in the overlay too
   const auto overlays = Sources("down0");
-  Ok({"vm", "stop", "down0"});
+  Ok({"vm", "turn-off", "down0"});
   const int64_t acknowledged = Acknowledged(SerialOf("down0"));
 
   Ok({"snapshot", "delete", id});

@@ -224,7 +224,7 @@ TEST_F(NetworkTest, UnixPeersAreJudgedByTheirGroups) {
   EXPECT_EQ(write.exit_code, 1);
   EXPECT_NE(write.err.find("may only read (group nogroup)"), std::string::npos) << write.err;
   EXPECT_NE(write.err.find("needs group vmgroup"), std::string::npos) << write.err;
-  EXPECT_EQ(as_nobody({"vm", "stop", "a"}).exit_code, 1);
+  EXPECT_EQ(as_nobody({"vm", "turn-off", "a"}).exit_code, 1);
   EXPECT_EQ(Ok({"group", "list", "--json"}), "[]\n") << "nothing was made";
   EXPECT_EQ(nlohmann::json::parse(Ok({"vm", "show", "a", "--json"}))["state"], "running");
 
@@ -233,7 +233,7 @@ TEST_F(NetworkTest, UnixPeersAreJudgedByTheirGroups) {
   StartDaemon({"--insecure-loopback", "--admin-group", "nogroup"});
   CommandOutput made = as_nobody({"group", "create", "web"});
   EXPECT_EQ(made.exit_code, 0) << made.err;
-  EXPECT_EQ(as_nobody({"vm", "stop", "a"}).exit_code, 0);
+  EXPECT_EQ(as_nobody({"vm", "turn-off", "a"}).exit_code, 0);
 }
 
 TEST_F(NetworkTest, HttpsIsVerifiedByTheCliAndPlainHttpStaysOnLoopback) {

@@ -28,7 +28,7 @@ dpkg-deb -x linux-image-*.deb kernel
 
 mkdir -p root/{bin,proc,sys,dev,mnt,tmp,lib/mod}
 cp bb/bin/busybox root/bin/busybox
-for m in virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci virtio_blk virtio_console; do
+for m in virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci virtio_blk virtio_console evdev button; do
   ko=$(find kernel/lib/modules -name "$m.ko" -o -name "$m.ko.xz" | head -n 1)
   [[ -n $ko ]] || { echo "guest kit: module $m not found in $kernel_pkg" >&2; exit 1; }
   case $ko in

@@ -1,6 +1,7 @@
 #!/bin/busybox sh
 # /init of the vmgroup test guest (busybox + virtio modules of Debian's cloud
-# kernel). Workloads are chosen on the kernel command line:
+# kernel). Every guest powers off when its ACPI power button is pressed (busybox
+# acpid, printing POWER-BUTTON first). Workloads are chosen on the kernel command line:
 #   writer=raw   stamps "SEQ nnnnnnnn" into sector n of /dev/vda for n = 1, 2, ...
 #                with O_DIRECT + fsync each: every record the guest saw
 #                acknowledged is on the disk, in order.
@@ -18,9 +19,16 @@
 mount -t proc proc /proc
 mount -t sysfs sys /sys
 mount -t devtmpfs dev /dev
-for m in virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci virtio_blk virtio_console; do
+for m in virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci virtio_blk virtio_console evdev button; do
   insmod /lib/mod/$m.ko 2>/dev/null
 done
+# The ACPI power button powers the guest off, as a distribution's acpid
+# does: what a clean shutdown (`vmgroup vm stop`, virsh shutdown) asks for.
+# (acpid's own stdout is its log: the handler writes to the console.)
+mkdir -p /etc/acpi/PWRF
+printf '#!/bin/sh\necho POWER-BUTTON >/dev/console\nsync\npoweroff -f\n' > /etc/acpi/PWRF/00000080
+chmod +x /etc/acpi/PWRF/00000080
+acpid -f -c /etc/acpi -l /dev/null -p /tmp/acpid.pid &
 echo "BOOT-DONE uptime=$(cut -d' ' -f1 /proc/uptime)"
 for arg in $(cat /proc/cmdline); do
   case $arg in

@@ -382,5 +382,33 @@ TEST_F(LibvirtDriverTest, ListAndWatchFollowDomainsDefinedAndUndefinedThroughVir
   EXPECT_FALSE(find("watched").has_value());
 }
 
+TEST_F(LibvirtDriverTest, ShutdownIsLibvirtsCleanShutdownAndWaitsUntilTheDomainIsOff) {
+  const std::string uuid = Define("sd0");
+  ASSERT_FALSE(uuid.empty());
+  auto vm = driver_->Attach({.uuid = uuid}, 0);
+  ASSERT_TRUE(vm.ok()) << vm.status().ToString();
+  WaitForRecords("sd0", 20);
+  Status s = (*vm)->Shutdown(Clock::now() + std::chrono::minutes(2));
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  // Off once Shutdown returns, by the guest's own poweroff (the button it
+  // acted on), not destroyed.
+  EXPECT_EQ(Virsh({"domstate", "--reason", "sd0"}).substr(0, 19), "shut off (shutdown)");
+  std::stringstream serial;
+  serial << std::ifstream(Image("sd0.serial")).rdbuf();
+  EXPECT_NE(serial.str().find("POWER-BUTTON"), std::string::npos) << serial.str();
+}
+
+TEST_F(LibvirtDriverTest, AShutdownNotDoneByItsDeadlineTimesOutAndTheDomainRunsOn) {
+  const std::string uuid = Define("sd1");
+  ASSERT_FALSE(uuid.empty());
+  auto vm = driver_->Attach({.uuid = uuid}, 0);
+  ASSERT_TRUE(vm.ok()) << vm.status().ToString();
+  // Pressed while the guest still boots (its acpid is seconds away under
+  // TCG), with a deadline far shorter than that: not off by then.
+  Status s = (*vm)->Shutdown(Clock::now() + std::chrono::milliseconds(500));
+  EXPECT_EQ(s.code(), Code::kTimeout) << s.ToString();
+  EXPECT_EQ(Virsh({"domstate", "sd1"}).substr(0, 7), "running");
+}
+
 }  // namespace
 }  // namespace vmgroup::integration

@@ -28,6 +28,7 @@ struct FakeVm::Shared {
   std::string state_file;  // prepared by PrepareStateSave; "" when none
   bool state_saved = false;
   std::string serving;  // the socket of ServeImages; "" when none
+  bool ignores_shutdown = false;
 };
 
 FakeVm::FakeVm(std::vector<std::string> disks, RunState state)
@@ -389,6 +390,23 @@ Status FakeVm::PowerOff() {
     shared_->state = RunState::kShutoff;
     shared_->gone = true;
   });
+}
+
+void FakeVm::IgnoreShutdown() {
+  std::lock_guard l(shared_->mu);
+  shared_->ignores_shutdown = true;
+}
+
+Status FakeVm::Shutdown(Deadline) {
+  bool ignored = false;
+  VMG_RETURN_IF_ERROR(Do("shutdown", [&] {
+    ignored = shared_->ignores_shutdown;
+    if (ignored) return;
+    shared_->state = RunState::kShutoff;
+    shared_->gone = true;
+  }));
+  if (ignored) return Status::Timeout("the fake guest of " + shared_->name + " ignores the button");
+  return Status::Ok();
 }
 
 }  // namespace vmgroup::hypervisor::fake

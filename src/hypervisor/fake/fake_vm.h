@@ -68,6 +68,10 @@ class FakeVm final : public Vm {
   // The process ends, as if killed: the VM is shut off, and every later
   // call answers Unavailable.
   void Die();
+  // From now on the guest ignores the power button, as a guest without
+  // ACPI support does: Shutdown answers Timeout (at once: the fake keeps no
+  // clock) and the VM runs on.
+  void IgnoreShutdown();
   void set_pid(int pid);
 
   int pid() const override;
@@ -116,6 +120,8 @@ class FakeVm final : public Vm {
   Result<int> ThawFilesystems(Deadline) override;
   Result<bool> FilesystemsFrozen(Deadline) override;
   Status PowerOff() override;
+  // "shutdown" in calls(): the VM is off as after PowerOff, unless IgnoreShutdown.
+  Status Shutdown(Deadline) override;
 
  private:
   struct Shared;

@@ -15,6 +15,8 @@ namespace {
 
 // Calls without a deadline of their own (revert, power off) still end.
 constexpr auto kLongCall = std::chrono::minutes(10);
+// How often a shutdown reads whether the domain is off yet.
+constexpr auto kShutdownPoll = std::chrono::milliseconds(200);
 // How often a block job is looked at while it runs.
 constexpr auto kJobPoll = std::chrono::milliseconds(10);
 constexpr unsigned kSnapshotFlags =
@@ -456,6 +458,26 @@ Status LibvirtVm::PowerOff() {
   return Call<Status>(env_->Now() + kLongCall, "destroy", [this] {
     return virDomainDestroy(dom_.get()) < 0 ? LastError("destroy") : Status::Ok();
   });
+}
+
+Status LibvirtVm::Shutdown(Deadline deadline) {
+  VMG_RETURN_IF_ERROR(Call<Status>(deadline, "shutdown", [this] {
+    return virDomainShutdown(dom_.get()) < 0 ? LastError("shutdown") : Status::Ok();
+  }));
+  // Read between waits rather than held on the worker, so that other looks
+  // at the domain (a listing) go on meanwhile.
+  while (true) {
+    auto state = State(deadline);
+    // A transient domain is gone once off.
+    if (state.ok() ? *state == RunState::kShutoff : state.status().code() == Code::kNotFound) {
+      return Status::Ok();
+    }
+    if (!state.ok() && state.status().code() != Code::kTimeout) return state.status();
+    if (env_->Now() >= deadline) {
+      return Status::Timeout("the guest of domain " + name_ + " did not shut down");
+    }
+    env_->SleepFor(kShutdownPoll);
+  }
 }
 
 }  // namespace vmgroup::hypervisor::libvirt

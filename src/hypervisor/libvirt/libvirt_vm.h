@@ -79,6 +79,9 @@ class LibvirtVm final : public Vm {
   // guest is frozen (QEMU's guest-fsfreeze-status is not exposed).
   Result<bool> FilesystemsFrozen(Deadline deadline) override;
   Status PowerOff() override;
+  // virDomainShutdown (the guest's choice of ACPI or agent, as `virsh
+  // shutdown`), then the domain's state read until it is shut off.
+  Status Shutdown(Deadline deadline) override;
 
   const std::string& name() const { return name_; }
   const std::string& uuid() const { return uuid_; }

@@ -667,4 +667,18 @@ Status QemuVm::PowerOff() {
   return env_->WaitGone(pid_, std::chrono::seconds(10));
 }
 
+Status QemuVm::Shutdown(Deadline deadline) {
+  {
+    std::lock_guard lock(mu_);
+    VMG_RETURN_IF_ERROR(qmp::SystemPowerdown(*qmp_, deadline));
+  }
+  const Duration left = std::max<Duration>(deadline - env_->Now(), Duration::zero());
+  if (!env_->WaitGone(pid_, left).ok()) {
+    return Status::Timeout("the guest did not power off (QEMU still runs)");
+  }
+  std::lock_guard lock(mu_);
+  EndStateSaveLocked();  // a save QEMU streamed ends with it
+  return Status::Ok();
+}
+
 }  // namespace vmgroup::hypervisor::qemu

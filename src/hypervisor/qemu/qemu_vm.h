@@ -70,6 +70,11 @@ class QemuVm final : public Vm {
   Result<int> ThawFilesystems(Deadline deadline) override;
   Result<bool> FilesystemsFrozen(Deadline deadline) override;
   Status PowerOff() override;
+  // system_powerdown, then the wait for QEMU to exit: QEMU runs without
+  // -no-shutdown, so a guest that powers off ends it, and a clean exit
+  // stores its persistent bitmaps. The VM's mutex is held only to press the
+  // button, so that looks at its state go on meanwhile.
+  Status Shutdown(Deadline deadline) override;
 
   // Reads the active node of every disk into active_nodes_.
   Status RefreshActiveNodes(Deadline deadline);

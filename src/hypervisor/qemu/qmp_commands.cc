@@ -52,6 +52,10 @@ Status Cont(QmpClient& c, Deadline d) {
 
 Status Quit(QmpClient& c, Deadline d) { return c.Execute("quit", d).status(); }
 
+Status SystemPowerdown(QmpClient& c, Deadline d) {
+  return c.Execute("system_powerdown", d).status();
+}
+
 Result<std::string> QueryStatus(QmpClient& c, Deadline d) {
   VMG_ASSIGN_OR_RETURN(Json r, c.Execute("query-status", d));
   return Text(r, "status");

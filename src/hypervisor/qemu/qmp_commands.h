@@ -21,6 +21,8 @@ Command StopCommand();
 Status Cont(QmpClient& c, Deadline d);
 Command ContCommand();
 Status Quit(QmpClient& c, Deadline d);
+// Presses the guest's ACPI power button; the guest decides what follows.
+Status SystemPowerdown(QmpClient& c, Deadline d);
 // "running", "paused", "shutdown", "postmigrate", ... as QEMU names it.
 Result<std::string> QueryStatus(QmpClient& c, Deadline d);
 
