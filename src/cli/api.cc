@@ -506,6 +506,10 @@ Result<CallResult> Api::BeginBackup(const GroupInfo& g, const BackupBegin& b) {
   if (b.idle_seconds != 0) {
     args.push_back(Scalar(Begin::kIdleTimeout, "uint32", std::to_string(b.idle_seconds)));
   }
+  if (b.tcp) {
+    args.push_back(
+        Scalar(Begin::kTransport, "uint16", std::to_string(schema::BackupTransport::kTcp)));
+  }
   return Call(BS::kClass, Begin::kMethod, args);
 }
 

@@ -84,6 +84,7 @@ struct BackupBegin {
   int consistency = 0;      // a schema::ConsistencyLevel for the cut; 0: the daemon's
   bool fallback = false;
   int64_t idle_seconds = 0;  // 0: the daemon's default
+  bool tcp = false;          // TCP with TLS rather than unix sockets
 };
 // GetVirtualDiskChanges' answer.
 struct DiskChangesInfo {

@@ -12,9 +12,11 @@ namespace {
 nlohmann::json ToJson(const BackupInfo& b, const std::string& job_id) {
   nlohmann::json disks = nlohmann::json::array();
   for (const auto& d : b.disks) {
-    nlohmann::json disk = {{"vm", d.vm_name}, {"vm_id", d.vm_id},   {"disk", d.index},
-                           {"uri", d.uri},    {"socket", d.socket}, {"export", d.export_name},
-                           {"size", d.size},  {"context", nullptr}};
+    nlohmann::json disk = {{"vm", d.vm_name},        {"vm_id", d.vm_id}, {"disk", d.index},
+                           {"uri", d.uri},           {"size", d.size},   {"context", nullptr},
+                           {"export", d.export_name}};
+    // Over TCP the URI alone says where: there is no socket.
+    if (!d.socket.empty()) disk["socket"] = d.socket;
     if (!d.context.empty()) disk["context"] = d.context;
     if (!d.full_read_reason.empty()) disk["full_read_reason"] = d.full_read_reason;
     disks.push_back(std::move(disk));
@@ -61,7 +63,7 @@ int Begin(Context& ctx, const CommandLine& c) {
   if (c.positional().size() != 1) return UsageError("backup", "begin");
   auto g = ctx.api->FindGroup(c.positional()[0]);
   if (!g.ok()) return ReportError(g.status());
-  BackupBegin begin{.snapshot_id = c.Get("snapshot")};
+  BackupBegin begin{.snapshot_id = c.Get("snapshot"), .tcp = c.Has("tcp")};
   if (c.Has("consistency") &&
       !ParseConsistency(c.Get("consistency"), &begin.consistency, &begin.fallback)) {
     return UsageError("backup", "begin");
@@ -127,7 +129,7 @@ int RunBackup(Context& ctx, const std::vector<std::string>& words) {
   auto c = CommandLine::Parse(
       {words.begin() + 1, words.end()},
       {"incremental-from", "snapshot", "consistency", "idle-timeout", "offset", "length"},
-      {"to-refpoint", "no-wait"});
+      {"to-refpoint", "no-wait", "tcp"});
   if (!c.ok()) return ReportError(c.status());
   if (verb == "begin") return Begin(ctx, *c);
   if (verb == "changes") return Changes(ctx, *c);

@@ -62,8 +62,8 @@ const Command kCommands[] = {
      "bring a group back from an export (its VMs off); --as-new: beside the original", RunImport},
     {"backup", "begin",
      "GROUP [--incremental-from REFPOINT] [--snapshot ID] "
-     "[--consistency crash|application|application-or-crash] [--idle-timeout SECONDS]",
-     "serve a group's cut over NBD until `backup end`", RunBackup},
+     "[--consistency crash|application|application-or-crash] [--idle-timeout SECONDS] [--tcp]",
+     "serve a group's cut over NBD until `backup end` (--tcp: over TCP with TLS)", RunBackup},
     {"backup", "list", "", "the backup sessions serving now", RunBackup},
     {"backup", "show", "SESSION", "one session and the disks it serves", RunBackup},
     {"backup", "changes", "SESSION VM DISK [--offset BYTES] [--length BYTES]",

@@ -63,6 +63,9 @@ Result<std::unique_ptr<Daemon>> Daemon::Start(const Options& o) {
   // Only root can start QEMU as another user; anyone else runs it as itself.
   if (::geteuid() == 0) eo.qemu.user = o.qemu_user;
   eo.snapshot.freeze_bound = o.freeze_bound;
+  if (!o.nbd_tls_dir.empty()) VMG_RETURN_IF_ERROR(CheckNbdTlsDir(o.nbd_tls_dir));
+  eo.snapshot.nbd_listen = o.nbd_listen;
+  eo.snapshot.nbd_tls_dir = o.nbd_tls_dir;
   // The catalog and exports are for root and the admin group only.
   eo.admin_gid = d->access_->AdminGid();
   for (const auto& uri : o.libvirt) {

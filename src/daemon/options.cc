@@ -1,5 +1,8 @@
 #include "daemon/options.h"
 
+#include <arpa/inet.h>
+#include <sys/stat.h>
+
 #include <algorithm>
 #include <cctype>
 #include <charconv>
@@ -41,10 +44,31 @@ runs the VMs it manages. Runs in the foreground; logs to stderr.
                          (default vmgroup-qemu; "root" keeps QEMU root)
   --freeze-bound SECONDS  longest guests stay frozen for an application-consistent
                          snapshot (default 10)
+  --nbd-tls-dir DIR      serve backup sessions over TCP too when asked, with TLS from
+                         DIR's ca-cert.pem, server-cert.pem, server-key.pem (readable
+                         by QEMU's user); readers need a certificate that CA signed
+  --nbd-listen HOST      the numeric address those sessions listen on (with
+                         --nbd-tls-dir; their URIs name it)
   --log-level LEVEL      debug, info, warning or error (default info)
   --help
   --version              print vmgroupd's version and exit
 )";
+}
+
+Status CheckNbdTlsDir(const std::string& dir) {
+  struct stat st {};
+  if (::stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
+    return Status::InvalidArgument("--nbd-tls-dir " + dir + " is not a directory");
+  }
+  for (const char* file : kNbdTlsFiles) {
+    const std::string path = dir + "/" + file;
+    if (::stat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) {
+      return Status::InvalidArgument("--nbd-tls-dir " + dir + " has no " + file + " (" + path +
+                                     "): it needs ca-cert.pem, server-cert.pem and "
+                                     "server-key.pem");
+    }
+  }
+  return Status::Ok();
 }
 
 bool IsGroupName(const std::string& name) {
@@ -155,6 +179,19 @@ Result<Options> ParseOptions(const std::vector<std::string>& args) {
             "--freeze-bound must be a whole number of seconds, 4 to 300");
       }
       o.freeze_bound = std::chrono::seconds(seconds);
+    } else if (a == "--nbd-tls-dir") {
+      VMG_ASSIGN_OR_RETURN(o.nbd_tls_dir, value());
+      if (o.nbd_tls_dir.empty() || o.nbd_tls_dir[0] != '/') {
+        return Status::InvalidArgument("--nbd-tls-dir must be an absolute path");
+      }
+    } else if (a == "--nbd-listen") {
+      VMG_ASSIGN_OR_RETURN(o.nbd_listen, value());
+      unsigned char addr[sizeof(in6_addr)];
+      if (::inet_pton(AF_INET, o.nbd_listen.c_str(), addr) != 1 &&
+          ::inet_pton(AF_INET6, o.nbd_listen.c_str(), addr) != 1) {
+        return Status::InvalidArgument("--nbd-listen " + o.nbd_listen +
+                                       " is not a numeric IPv4 or IPv6 address");
+      }
     } else if (a == "--log-level") {
       VMG_ASSIGN_OR_RETURN(std::string v, value());
       if (!ParseLogLevel(v, &o.log_level)) {
@@ -207,6 +244,11 @@ Result<Options> ParseOptions(const std::vector<std::string>& args) {
     return Status::InvalidArgument(
         "--tls-cert and --tls-key are for https:// listeners; "
         "none is given");
+  }
+  if (o.nbd_tls_dir.empty() != o.nbd_listen.empty()) {
+    return Status::InvalidArgument(
+        "--nbd-tls-dir and --nbd-listen go together: backup sessions serve over TCP only "
+        "with TLS, on the address readers reach");
   }
   if (!o.reader_group.empty() && o.reader_group == o.admin_group) {
     return Status::InvalidArgument("--reader-group and --admin-group name the same group");

@@ -45,6 +45,11 @@ struct Options {
   // Whom QEMU runs as when vmgroupd runs as root (QemuOptions::user); as
   // vmgroupd itself otherwise.
   std::string qemu_user = "vmgroup-qemu";
+  // Backup sessions over TCP with TLS (engine::SnapshotOptions::nbd_listen,
+  // nbd_tls_dir): the numeric address their NBD servers listen on and the
+  // directory of QEMU-format x509 files; both or neither. Default none:
+  // sessions serve on unix sockets only.
+  std::string nbd_listen, nbd_tls_dir;
   bool help = false;
   bool version = false;  // --version: print it and exit
 };
@@ -61,5 +66,11 @@ bool IsLoopback(const std::string& host);
 // not starting with -.
 bool IsGroupName(const std::string& name);
 std::string Usage();
+
+// The files an --nbd-tls-dir must hold (QEMU's tls-creds-x509 layout).
+inline constexpr const char* kNbdTlsFiles[] = {"ca-cert.pem", "server-cert.pem", "server-key.pem"};
+// OK when directory `dir` holds each of kNbdTlsFiles as a regular file;
+// InvalidArgument naming what is missing otherwise.
+Status CheckNbdTlsDir(const std::string& dir);
 
 }  // namespace vmgroup::daemon

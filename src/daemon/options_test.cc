@@ -2,6 +2,10 @@
 
 #include <gtest/gtest.h>
 
+#include <fstream>
+
+#include "testing/temp_dir.h"
+
 namespace vmgroup::daemon {
 namespace {
 
@@ -113,6 +117,40 @@ TEST(DaemonOptionsTest, MistakesAreNamed) {
     EXPECT_EQ(o.status().code(), Code::kInvalidArgument) << bad[0];
     EXPECT_FALSE(o.status().message().empty());
   }
+}
+
+TEST(DaemonOptionsTest, NbdOverTcpNeedsATlsDirectoryAndANumericAddress) {
+  auto o = ParseOptions({"--nbd-tls-dir", "/etc/pki/vmgroup-nbd", "--nbd-listen", "192.0.2.7"});
+  ASSERT_TRUE(o.ok()) << o.status().ToString();
+  EXPECT_EQ(o->nbd_tls_dir, "/etc/pki/vmgroup-nbd");
+  EXPECT_EQ(o->nbd_listen, "192.0.2.7");
+  EXPECT_TRUE(ParseOptions({"--nbd-tls-dir", "/d", "--nbd-listen", "::1"}).ok());
+  EXPECT_EQ(ParseOptions({}).value().nbd_tls_dir, "") << "no TCP unless asked";
+
+  for (const std::vector<std::string>& bad :
+       {std::vector<std::string>{"--nbd-tls-dir",
+                                 "/d"},  // no address: never plain, never unreachable
+        {"--nbd-listen", "127.0.0.1"},   // no TLS: TCP is never served without
+        {"--nbd-tls-dir", "relative", "--nbd-listen", "127.0.0.1"},
+        {"--nbd-tls-dir", "/d", "--nbd-listen", "host.example"},
+        {"--nbd-tls-dir", "/d", "--nbd-listen", "127.0.0.1:10809"}}) {
+    auto r = ParseOptions(bad);
+    EXPECT_EQ(r.status().code(), Code::kInvalidArgument) << bad[0] << " " << bad[1];
+    EXPECT_NE(r.status().message().find("--nbd-"), std::string::npos) << r.status().message();
+  }
+}
+
+TEST(DaemonOptionsTest, TheNbdTlsDirectoryMustHoldQemusThreeFiles) {
+  testing::TempDir dir;
+  EXPECT_EQ(CheckNbdTlsDir(dir / "none").code(), Code::kInvalidArgument);
+  for (const char* file : kNbdTlsFiles) {
+    Status missing = CheckNbdTlsDir(dir.path());
+    EXPECT_EQ(missing.code(), Code::kInvalidArgument);
+    EXPECT_NE(missing.message().find(dir / file), std::string::npos)
+        << "names the missing file: " << missing.message();
+    std::ofstream(dir / file) << "PEM";
+  }
+  EXPECT_TRUE(CheckNbdTlsDir(dir.path()).ok());
 }
 
 }  // namespace

@@ -39,6 +39,26 @@ Status OpenToAdmins(const std::string& path, int gid) {
   return Status::Ok();
 }
 
+// Where member `position` of `serving` listens.
+hypervisor::NbdListen ListenOf(const BackupServing& serving, const SnapshotOptions& options,
+                               size_t position) {
+  hypervisor::NbdListen at{.path = BackupSocketPath(serving.directory, position)};
+  if (serving.transport == BackupTransport::kTcp) {
+    at.tcp_host = options.nbd_listen;
+    at.tls_dir = options.nbd_tls_dir;
+  }
+  return at;
+}
+
+// How a reader names export `name` served at `at` (on TCP `port`), in
+// libnbd's URI forms.
+std::string UriOf(const hypervisor::NbdListen& at, int port, const std::string& name) {
+  if (at.tcp_host.empty()) return "nbd+unix:///" + name + "?socket=" + at.path;
+  const bool v6 = at.tcp_host.find(':') != std::string::npos;
+  return "nbds://" + (v6 ? "[" + at.tcp_host + "]" : at.tcp_host) + ":" + std::to_string(port) +
+         "/" + name;
+}
+
 // The reference point's member for `vm`, or null.
 const catalog::ReferencePointMember* MemberOf(const catalog::ReferencePointRecord& rp,
                                               const std::string& vm_id) {
@@ -51,6 +71,16 @@ const catalog::ReferencePointMember* MemberOf(const catalog::ReferencePointRecor
 
 std::string BackupSocketPath(const std::string& directory, size_t position) {
   return directory + "/vm" + std::to_string(position) + ".sock";
+}
+
+Status CheckTransport(const SnapshotOptions& options, BackupTransport transport) {
+  if (transport == BackupTransport::kTcp &&
+      (options.nbd_tls_dir.empty() || options.nbd_listen.empty())) {
+    return Status::NotSupported(
+        "this vmgroupd serves backup sessions on unix sockets only: TCP is served with TLS "
+        "alone, so start vmgroupd with --nbd-tls-dir DIR and --nbd-listen HOST");
+  }
+  return Status::Ok();
 }
 
 Status CheckServable(GroupParts& parts, const std::vector<catalog::VmRecord>& vms,
@@ -73,6 +103,7 @@ Status CheckServable(GroupParts& parts, const std::vector<catalog::VmRecord>& vm
 
 Status BackupServe::Check() {
   const catalog::SnapshotRecord& s = serving_.snapshot;
+  VMG_RETURN_IF_ERROR(CheckTransport(parts_.options, serving_.transport));
   VMG_RETURN_IF_ERROR(RequireComplete(s));
   VMG_ASSIGN_OR_RETURN(members_, MembersOf(parts_, s));
   std::vector<std::vector<std::string>> frozen;
@@ -113,7 +144,8 @@ Status BackupServe::Work() {
   serving_.members.clear();
   for (size_t i = 0; i < members_.size(); ++i) {
     const catalog::VmRecord& vm = members_[i];
-    const std::string socket = BackupSocketPath(serving_.directory, i);
+    const hypervisor::NbdListen at = ListenOf(serving_, parts_.options, i);
+    const bool tcp = !at.tcp_host.empty();
     std::vector<hypervisor::ServedImage> images;
     for (const auto& d : s.members[i].disks) {
       images.push_back({.disk = d.index,
@@ -125,8 +157,8 @@ Status BackupServe::Work() {
     // A member that runs serves from its QEMU, one that is off from the
     // driver's own server (qemu-storage-daemon).
     auto serve = [&] {
-      return live_[i] ? live_[i]->ServeImages(socket, images, parts_.env->Now() + kServeTimeout)
-                      : parts_.vms->ServeOff(vm.id, socket, images);
+      return live_[i] ? live_[i]->ServeImages(at, images, parts_.env->Now() + kServeTimeout)
+                      : parts_.vms->ServeOff(vm.id, at, images);
     };
     auto served = serve();
     std::string full_read_reason;
@@ -143,13 +175,16 @@ Status BackupServe::Work() {
     }
     if (!served.ok()) return served.status().Annotate("serving the disks of VM " + vm.name);
     hold.vm_ids.push_back(vm.id);
-    VMG_RETURN_IF_ERROR(OpenToAdmins(socket, parts_.options.admin_gid));
-    BackupMember member{.vm_id = vm.id, .vm_name = vm.name, .disks = {}};
+    // Over TCP, the CA's signature on a client's certificate decides who
+    // may read.
+    if (!tcp) VMG_RETURN_IF_ERROR(OpenToAdmins(at.path, parts_.options.admin_gid));
+    const int port = served->empty() ? 0 : served->front().port;
+    BackupMember member{.vm_id = vm.id, .vm_name = vm.name, .port = port, .disks = {}};
     for (size_t d = 0; d < images.size(); ++d) {
       member.disks.push_back({.index = images[d].disk,
                               .export_name = images[d].export_name,
-                              .socket = socket,
-                              .uri = "nbd+unix:///" + images[d].export_name + "?socket=" + socket,
+                              .socket = tcp ? "" : at.path,
+                              .uri = UriOf(at, port, images[d].export_name),
                               .size = (*served)[d].size,
                               .context = (*served)[d].context,
                               .full_read_reason = full_read_reason});

@@ -16,13 +16,21 @@
 
 namespace vmgroup::engine {
 
+// How a session's readers reach it.
+enum class BackupTransport {
+  kUnix,  // a unix socket per VM under the state directory
+  kTcp,   // TCP with TLS (x509), a port per VM (SnapshotOptions::nbd_listen)
+};
+
 // One disk as a session serves it.
 struct BackupDisk {
   int index = 0;
   std::string export_name;  // "disk<index>"
-  std::string socket;       // the unix socket of the VM's NBD server
-  std::string uri;          // nbd+unix:///<export_name>?socket=<socket>
-  uint64_t size = 0;        // virtual size in bytes
+  std::string socket;       // the unix socket of the VM's NBD server; "" over TCP
+  // nbd+unix:///<export_name>?socket=<socket>, or over TCP
+  // nbds://<host>:<port>/<export_name>
+  std::string uri;
+  uint64_t size = 0;  // virtual size in bytes
   // The NBD metadata context marking every cluster changed since the
   // session's reference point; "" for a full read.
   std::string context;
@@ -33,6 +41,7 @@ struct BackupDisk {
 
 struct BackupMember {
   std::string vm_id, vm_name;
+  int port = 0;  // the TCP port of the VM's NBD server; 0 on a unix socket
   std::vector<BackupDisk> disks;
 };
 
@@ -41,6 +50,7 @@ struct BackupMember {
 struct BackupServing {
   std::string session_id;
   std::string directory;  // the sockets' directory
+  BackupTransport transport = BackupTransport::kUnix;
   catalog::SnapshotRecord snapshot;
   bool took_snapshot = false;
   // The reference point the contexts mark changes since, if any.
@@ -78,8 +88,13 @@ class BackupServe final : public GroupOperation {
   std::vector<std::shared_ptr<hypervisor::Vm>> live_;
 };
 
-// Where member `position`'s socket of a session lives.
+// Where member `position`'s socket of a session lives; over TCP, the path
+// its serving is known by (hypervisor::NbdListen), with no socket there.
 std::string BackupSocketPath(const std::string& directory, size_t position);
+
+// NotSupported, naming the daemon's options to set, when `options` cannot
+// serve over `transport` (TCP needs a TLS directory and an address).
+Status CheckTransport(const SnapshotOptions& options, BackupTransport transport);
 
 // Stops serving every member of `vm_ids` (sockets by position in
 // `directory`), from its QEMU and from its driver's server alike (it may

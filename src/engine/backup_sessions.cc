@@ -4,6 +4,7 @@
 
 #include "base/ids.h"
 #include "base/log.h"
+#include "base/tcp_peers.h"
 #include "base/unix_peers.h"
 #include "engine/fault_points.h"
 #include "engine/member_checks.h"
@@ -36,6 +37,7 @@ BackupSessions::BackupSessions(GroupParts& parts, OperationRunner& runner, std::
     : parts_(parts), runner_(runner), directory_(std::move(directory)) {}
 
 Status BackupSessions::Validate(const BackupRequest& request) {
+  VMG_RETURN_IF_ERROR(CheckTransport(parts_.options, request.transport));
   VMG_ASSIGN_OR_RETURN(auto group, parts_.catalog->GetCollection(request.collection_id));
   std::optional<catalog::ReferencePointRecord> base;
   if (!request.incremental_from.empty()) {
@@ -52,7 +54,10 @@ Status BackupSessions::Validate(const BackupRequest& request) {
       return Status::InvalidArgument("snapshot " + s.name + " belongs to another group than " +
                                      group.name);
     }
-    BackupServing serving{.directory = directory_ + "/" + NewGuid(), .snapshot = s, .base = base};
+    BackupServing serving{.directory = directory_ + "/" + NewGuid(),
+                          .transport = request.transport,
+                          .snapshot = s,
+                          .base = base};
     return runner_.Validate(BackupServe(parts_, serving));
   }
   const SnapshotRequest snapshot_request{.collection_id = group.id,
@@ -75,6 +80,7 @@ Result<BackupSession> BackupSessions::Begin(const BackupRequest& request) {
   VMG_RETURN_IF_ERROR(Validate(request));
   BackupServing serving{.session_id = request.id.empty() ? NewGuid() : request.id};
   serving.directory = directory_ + "/" + serving.session_id;
+  serving.transport = request.transport;
   if (!request.incremental_from.empty()) {
     VMG_ASSIGN_OR_RETURN(serving.base, parts_.catalog->GetReferencePoint(request.incremental_from));
   }
@@ -175,7 +181,9 @@ Result<std::optional<catalog::ReferencePointRecord>> BackupSessions::Finish(
 int BackupSessions::Clients(const Live& live) {
   int clients = 0;
   for (size_t i = 0; i < live.session.members.size(); ++i) {
-    auto peers = ConnectedPeers(parts_.env, BackupSocketPath(live.directory, i));
+    const int port = live.session.members[i].port;
+    auto peers = port ? ConnectedTcpPeers(parts_.env, port)
+                      : ConnectedPeers(parts_.env, BackupSocketPath(live.directory, i));
     // Unreadable: counted as a client, so that a session is never ended
     // for idleness nobody measured.
     clients += peers.ok() ? *peers : 1;
@@ -258,6 +266,14 @@ Result<storage::MarkedRanges> BackupSessions::Changes(const std::string& id,
   if (length == 0) length = d->size - offset;
   if (d->context.empty()) {
     return storage::MarkedRanges{.ranges = {{offset, length}}, .processed = length};
+  }
+  if (d->socket.empty()) {
+    // Its server admits only clients with a certificate its CA signed, and
+    // the daemon holds none.
+    return Status::NotSupported("backup session " + id +
+                                " serves over TCP: read the changed ranges with a client "
+                                "certificate, e.g. nbdinfo --map=" +
+                                d->context + " '" + d->uri + "?tls-certificates=DIR'");
   }
   const Deadline deadline = parts_.env->Now() + kChangesTimeout;
   VMG_ASSIGN_OR_RETURN(auto reader, storage::NbdReader::Open(parts_.env, d->socket, d->export_name,

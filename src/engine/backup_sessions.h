@@ -40,6 +40,9 @@ struct BackupRequest {
   std::string snapshot_id;
   // A reference point of the group: publish, per disk, the changes since it.
   std::string incremental_from;
+  // Unix sockets, or TCP with TLS (refused unless the daemon has its
+  // options: CheckTransport).
+  BackupTransport transport = BackupTransport::kUnix;
   // For the recovery snapshot the session takes (SnapshotRequest's).
   catalog::Consistency consistency = catalog::Consistency::kCrash;
   bool fallback = false;
@@ -84,7 +87,8 @@ class BackupSessions {
   // Sockets live in `directory`/<session id>/.
   BackupSessions(GroupParts& parts, OperationRunner& runner, std::string directory);
 
-  // The checks Begin makes before it changes anything: NotFound for an
+  // The checks Begin makes before it changes anything: NotSupported for
+  // TCP without the daemon's TLS options (CheckTransport); NotFound for an
   // unknown group, snapshot or reference point; InvalidArgument for a
   // snapshot or reference point of another group; InvalidState for a
   // snapshot not Complete; Begin's refusals of members (CheckServable);
@@ -124,7 +128,9 @@ class BackupSessions {
   // a bound of ranges, and how far they account for); `length` 0: to the
   // end of the disk. A disk served for a full read changed everywhere: the
   // whole range. NotFound for an unknown session, VM or disk;
-  // InvalidArgument for a range beyond the disk; NbdReader's errors.
+  // InvalidArgument for a range beyond the disk; NotSupported for a disk
+  // with a context served over TCP (only a client with a certificate may
+  // read it); NbdReader's errors.
   Result<storage::MarkedRanges> Changes(const std::string& id, const std::string& vm_id, int disk,
                                         uint64_t offset, uint64_t length);
 

@@ -187,6 +187,58 @@ TEST_F(BackupSessionsTest, BeginRefusesWhatItCannotServeAndChangesNothing) {
   ExpectConsistent();
 }
 
+TEST_F(BackupSessionsTest, TcpIsRefusedWithoutTheDaemonsTlsOptionsAndChangesNothing) {
+  auto g = MakeGroup(2);
+  auto& backups = engine_->snapshots().backups();
+  const BackupRequest tcp{.collection_id = g.collection_id, .transport = BackupTransport::kTcp};
+  Status refused = backups.Validate(tcp);
+  EXPECT_EQ(refused.code(), Code::kNotSupported) << refused.ToString();
+  EXPECT_NE(refused.message().find("--nbd-tls-dir"), std::string::npos) << refused.message();
+  EXPECT_EQ(backups.Begin(tcp).status().code(), Code::kNotSupported);
+  const auto snapshot = Snapshot(g);
+  BackupRequest on_snapshot = tcp;
+  on_snapshot.snapshot_id = snapshot.id;
+  EXPECT_EQ(backups.Begin(on_snapshot).status().code(), Code::kNotSupported);
+  EXPECT_EQ(engine_->catalog().ListSnapshots(g.collection_id)->size(), 1u) << "no cut taken";
+  EXPECT_TRUE(engine_->catalog().ListBackupIntents()->empty());
+  for (const auto& id : g.vm_ids) EXPECT_EQ(Fake(id)->serving(), "");
+  EXPECT_TRUE(backups.Begin({.collection_id = g.collection_id}).ok()) << "unix still serves";
+}
+
+TEST_F(BackupSessionsTest, OverTcpEachVmHasAPortAndItsDisksNbdsUris) {
+  snapshot_options_.nbd_listen = "127.0.0.1";
+  snapshot_options_.nbd_tls_dir = Path("tls");
+  Open();
+  auto g = MakeGroup(2);
+  auto& backups = engine_->snapshots().backups();
+  auto rp = engine_->snapshots().CreateReferencePoint(g.collection_id, "rp");
+  ASSERT_TRUE(rp.ok()) << rp.status().ToString();
+  ASSERT_TRUE(engine_->vms().Stop(g.vm_ids[1]).ok());
+  auto s = backups.Begin({.collection_id = g.collection_id,
+                          .incremental_from = rp->id,
+                          .transport = BackupTransport::kTcp});
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  ASSERT_EQ(s->members.size(), 2u);
+  for (const BackupMember& m : s->members) {
+    EXPECT_EQ(m.port, hypervisor::fake::kFakeNbdPort);
+    ASSERT_EQ(m.disks.size(), 1u);
+    EXPECT_EQ(m.disks[0].uri, "nbds://127.0.0.1:10809/disk0");
+    EXPECT_EQ(m.disks[0].socket, "") << "no socket over TCP";
+  }
+  EXPECT_EQ(Fake(g.vm_ids[0])->serving(), Path("state/backups/" + s->id + "/vm0.sock"))
+      << "the serving is known by its path, for its end and recovery";
+  EXPECT_EQ(driver_.ServingOff(g.vm_ids[1]), Path("state/backups/" + s->id + "/vm1.sock"));
+  EXPECT_FALSE(Env::Default()->FileExists(Path("state/backups/" + s->id + "/vm0.sock")));
+  EXPECT_EQ(backups.Changes(s->id, g.vm_ids[0], 0, 0, 0).status().code(), Code::kNotSupported)
+      << "the daemon has no client certificate to read the context with";
+
+  ASSERT_TRUE(backups.End({.id = s->id}).ok());
+  EXPECT_EQ(Fake(g.vm_ids[0])->serving(), "");
+  EXPECT_EQ(driver_.ServingOff(g.vm_ids[1]), "");
+  EXPECT_FALSE(Env::Default()->FileExists(Path("state/backups/" + s->id)));
+  ExpectConsistent();
+}
+
 TEST_F(BackupSessionsTest, AMemberThatIsOffIsServedByItsDriverAndLeavesNothingWhenItEnds) {
   auto g = MakeGroup(2);
   auto& backups = engine_->snapshots().backups();

@@ -29,7 +29,10 @@ std::string FakeGroupTest::Path(const std::string& name) const { return *dir_ / 
 
 void FakeGroupTest::Open() {
   engine_.reset();
-  auto e = Engine::Open({.state_dir = Path("state"), .env = driver_.env(), .driver = &driver_});
+  auto e = Engine::Open({.state_dir = Path("state"),
+                         .env = driver_.env(),
+                         .driver = &driver_,
+                         .snapshot = snapshot_options_});
   ASSERT_TRUE(e.ok()) << e.status().ToString();
   engine_ = std::move(e).value();
 }

@@ -66,7 +66,8 @@ class FakeGroupTest : public ::testing::Test {
   // `name` in the test's own directory (the state directory is "state").
   std::string Path(const std::string& name) const;
 
-  // (Re)opens engine_ on the state directory: recovery runs.
+  // (Re)opens engine_ on the state directory, with snapshot_options_:
+  // recovery runs.
   void Open();
   // `n` VMs with one new 1 MiB disk each, started, in a new collection.
   FakeGroup MakeGroup(int n, const std::string& prefix = "vm");
@@ -104,6 +105,7 @@ class FakeGroupTest : public ::testing::Test {
   hypervisor::fake::DyingEnv dying_{&points_};
   hypervisor::fake::FakeDriver driver_{&dying_};
   storage::QemuImg img_{Env::Default()};
+  SnapshotOptions snapshot_options_;  // the engine's, as Open opens it
   std::unique_ptr<Engine> engine_;
 };
 

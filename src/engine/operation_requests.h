@@ -25,6 +25,12 @@ struct SnapshotOptions {
   // this group only); -1 keeps the process's group. Engine sets it from
   // EngineOptions::admin_gid.
   int admin_gid = -1;
+  // Backup sessions over TCP (BackupTransport::kTcp): the numeric address
+  // their NBD servers listen on, and the directory of QEMU-format x509
+  // files they speak TLS with (hypervisor::NbdListen). "" (the default):
+  // sessions serve on unix sockets only, and one over TCP is refused.
+  std::string nbd_listen;
+  std::string nbd_tls_dir;
 };
 
 struct SnapshotRequest {

@@ -376,11 +376,11 @@ Status VmRegistry::KeepOffTracking(const std::string& id, int disk, const std::s
 }
 
 Result<std::vector<hypervisor::ServedExport>> VmRegistry::ServeOff(
-    const std::string& id, const std::string& socket,
+    const std::string& id, const hypervisor::NbdListen& at,
     const std::vector<hypervisor::ServedImage>& images) {
   VMG_ASSIGN_OR_RETURN(catalog::VmRecord vm, catalog_->GetVm(id));
   VMG_ASSIGN_OR_RETURN(hypervisor::Driver * driver, DriverOf(vm));
-  return driver->ServeImages(SpecOf(vm), socket, images);
+  return driver->ServeImages(SpecOf(vm), at, images);
 }
 
 Status VmRegistry::StopServingOff(const std::string& id, const std::string& socket) {

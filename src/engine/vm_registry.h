@@ -200,7 +200,7 @@ class VmRegistry {
   // driver (hypervisor::Driver::ServeImages, StopServing; for one that
   // runs, its live Vm's calls). Unavailable when its connection is not open.
   Result<std::vector<hypervisor::ServedExport>> ServeOff(
-      const std::string& id, const std::string& socket,
+      const std::string& id, const hypervisor::NbdListen& at,
       const std::vector<hypervisor::ServedImage>& images);
   Status StopServingOff(const std::string& id, const std::string& socket);
   // Makes a Launched QEMU, now in the catalog, the VM's live one.

@@ -111,12 +111,30 @@ struct ServedImage {
   std::string tracking;     // a tracking on `image` whose marks to publish, or ""
 };
 
+// Where a serving of frozen images listens (Vm::ServeImages,
+// Driver::ServeImages).
+struct NbdListen {
+  // Unix (tcp_host ""): the driver creates a listening socket here, mode
+  // 0600 (the caller's directory decides who else may reach it).
+  // TCP: no socket is made here; the path names the serving (what the
+  // driver records of it lies beside it), for StopServing to find it.
+  std::string path;
+  // TCP with TLS: the address to listen on, on a port the kernel picks,
+  // and a directory of x509 files in QEMU's layout (ca-cert.pem,
+  // server-cert.pem, server-key.pem), readable by the hypervisor's user.
+  // Clients must present a certificate that CA signed; nobody reads over
+  // TCP without TLS.
+  std::string tcp_host;
+  std::string tls_dir;
+};
+
 // What a served image is to a reader.
 struct ServedExport {
   uint64_t size = 0;  // the disk's virtual size in bytes
   // The NBD metadata context ("qemu:dirty-bitmap:<bitmap>") whose extents
   // mark what the tracking marks; "" when no tracking was asked for.
   std::string context;
+  int port = 0;  // the TCP port its server listens on; 0 on a unix socket
 };
 
 // A running (or paused) VM. Each Vm serialises its own calls; different Vms
@@ -251,25 +269,25 @@ class Vm {
 
   // --- Serving frozen images to readers (backup sessions) ---
   // ServeImages: serves each of `images`, read-only and as it reads now,
-  // over NBD on a new unix socket at `socket` (the driver creates it, mode
-  // 0600: the caller's directory decides who else may reach it), and
+  // over NBD where `at` says (a new unix socket, or TCP with TLS), and
   // returns one ServedExport per image, in order. The guest runs on; reads
   // never block it; snapshots may come and go above the images meanwhile.
   // REQUIRES: each image is frozen (nothing writes it any more).
   // AlreadyExists when the VM serves already (one serving per VM at a time)
-  // or `socket` exists; NotFound when an image is not open in its disk's
-  // chain or has no tracking of that name; InvalidState when the hypervisor
-  // does not trust the tracking (stored unsaved by a hypervisor that died).
+  // or a unix `at.path` exists; NotFound when an image is not open in its
+  // disk's chain or has no tracking of that name; InvalidState when the
+  // hypervisor does not trust the tracking (stored unsaved by a hypervisor
+  // that died); an error naming the file when the TLS files cannot be read.
   // On any error nothing is left served and the socket file is gone (one
   // that existed before is left as it was).
-  virtual Result<std::vector<ServedExport>> ServeImages(const std::string& socket,
+  virtual Result<std::vector<ServedExport>> ServeImages(const NbdListen& at,
                                                         const std::vector<ServedImage>& images,
                                                         Deadline deadline) = 0;
-  // StopServing: ends the VM's serving: clients are cut off, every export
-  // and the server are gone, the socket file at `socket` is removed, and the
-  // images are free again for merges. OK when the VM serves nothing, so
-  // that it also ends a serving a previous process started (after a
-  // restart of the daemon).
+  // StopServing: ends the VM's serving: clients are cut off, every export,
+  // the server and its TLS credentials are gone, the socket file at
+  // `socket` (the path it served at) is removed, and the images are free
+  // again for merges. OK when the VM serves nothing, so that it also ends a
+  // serving a previous process started (after a restart of the daemon).
   virtual Status StopServing(const std::string& socket, Deadline deadline) = 0;
 
   // The guest's filesystems, through the agent running in it (QEMU's guest
@@ -408,18 +426,17 @@ class Driver {
   // ServeImages: as Vm::ServeImages, for shut-off VM `spec.uuid`, whose
   // disks' chains are those of `spec.disks`: the driver runs a server of
   // its own (QEMU: a qemu-storage-daemon), which outlives this process and
-  // is recorded beside `socket`, so that StopServing ends it also after a
-  // restart. The same errors, but AlreadyExists only for a `socket` that
+  // is recorded beside `at.path`, so that StopServing ends it also after a
+  // restart. The same errors, but AlreadyExists only for an `at.path` that
   // exists or is served already: one serving per VM is the caller's to
   // keep. NotSupported for a driver that cannot.
   // REQUIRES: the VM stays off or, if started, never writes the images.
-  virtual Result<std::vector<ServedExport>> ServeImages(const VmSpec& spec,
-                                                        const std::string& socket,
+  virtual Result<std::vector<ServedExport>> ServeImages(const VmSpec& spec, const NbdListen& at,
                                                         const std::vector<ServedImage>& images) {
-    (void)spec, (void)socket, (void)images;
+    (void)spec, (void)at, (void)images;
     return Status::NotSupported("this hypervisor cannot serve the disks of a VM that is off");
   }
-  // StopServing: ends what ServeImages(spec, socket, ...) started (by this
+  // StopServing: ends what ServeImages(spec, {socket, ...}, ...) started (by this
   // process or an earlier one): clients cut off, the server gone, the socket
   // file removed. OK when nothing is served there.
   virtual Status StopServing(const VmSpec& spec, const std::string& socket) {

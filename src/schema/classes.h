@@ -485,6 +485,7 @@ struct BackupService : Service {
     static constexpr char kConsistencyLevel[] = "ConsistencyLevel";
     static constexpr char kAllowCrashConsistentFallback[] = "AllowCrashConsistentFallback";
     static constexpr char kIdleTimeout[] = "IdleTimeout";  // seconds
+    static constexpr char kTransport[] = "Transport";      // values.h BackupTransport
     static constexpr char kResultingBackupSession[] = "ResultingBackupSession";
   };
   struct EndBackup {

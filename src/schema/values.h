@@ -76,6 +76,11 @@ struct ConsistencyLevel {
   enum : uint16_t { kUnknown = 0, kApplication = 1, kCrash = 2 };
 };
 
+// BeginBackup's Transport: how readers reach a session (0, absent: unix).
+struct BackupTransport {
+  enum : uint16_t { kUnix = 1, kTcp = 2 };
+};
+
 // ReferencePointType: 1 log based (Hyper-V Replica), 2 RCT based (vmgroup's
 // dirty bitmaps).
 struct ReferencePointType {

@@ -71,6 +71,14 @@ Status ReadBegin(const Args& a, engine::BackupRequest* req, int64_t* idle_second
                                    " is the cut's: a session on an existing snapshot takes none");
   }
   req->fallback = IsTrue(a, Begin::kAllowCrashConsistentFallback);
+  const int64_t transport = a.Int(Begin::kTransport, schema::BackupTransport::kUnix);
+  if (transport == schema::BackupTransport::kTcp) {
+    req->transport = engine::BackupTransport::kTcp;
+  } else if (transport != 0 && transport != schema::BackupTransport::kUnix) {
+    return Status::InvalidArgument(std::string(Begin::kTransport) +
+                                   " must be 1 (unix socket) or 2 (TCP with TLS), not " +
+                                   std::to_string(transport));
+  }
   *idle_seconds = a.Int(Begin::kIdleTimeout, kDefaultIdleSeconds);
   if (*idle_seconds < 1 || *idle_seconds > kMaxIdleSeconds) {
     return Status::InvalidArgument(std::string(Begin::kIdleTimeout) + " must be 1.." +
@@ -97,6 +105,7 @@ class BackupServiceProvider : public ServiceProvider {
                          {.name = Begin::kConsistencyLevel, .type = "uint16"},
                          {.name = Begin::kAllowCrashConsistentFallback, .type = "boolean"},
                          {.name = Begin::kIdleTimeout, .type = "uint32"},
+                         {.name = Begin::kTransport, .type = "uint16"},
                          RefOut(Begin::kResultingBackupSession, Session::kClass),
                          JobOut()}},
              {.name = End::kMethod,

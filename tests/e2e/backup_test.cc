@@ -262,6 +262,10 @@ TEST_F(BackupTest, BadInputIsRefusedAndChangesNothing) {
   CommandOutput bad_disk = Cli({"backup", "changes", "nope", vm_ids_[0], "first", "--json"});
   EXPECT_EQ(bad_disk.exit_code, 2) << bad_disk.err;
   EXPECT_NE(bad_disk.err.find("DISK"), std::string::npos) << bad_disk.err;
+  // This daemon has no --nbd-tls-dir: never TCP, and it says what to set.
+  CommandOutput tcp = Cli({"backup", "begin", "bk", "--tcp", "--json"});
+  EXPECT_EQ(tcp.exit_code, 1) << tcp.err;
+  EXPECT_NE(tcp.err.find("--nbd-tls-dir"), std::string::npos) << tcp.err;
 
   EXPECT_EQ(json::parse(Ok({"backup", "list", "--json"})), json::array());
   EXPECT_EQ(json::parse(Ok({"snapshot", "list", "bk", "--json"})), json::array());

@@ -7,14 +7,20 @@
 // first read, give the disks as at the second cut. Afterwards nothing of a
 // session is left, whether it ended, went idle, lost its reader half-way or
 // died with the daemon.
+#include <arpa/inet.h>
 #include <libnbd.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <sstream>
 #include <thread>
 
+#include "base/tcp_peers.h"
 #include "base/unix_peers.h"
 #include "engine/backup_sessions.h"
 #include "engine/fault_points.h"
@@ -32,6 +38,21 @@ constexpr uint64_t kCluster = 64 << 10;
 struct Range {
   uint64_t offset = 0, length = 0;
 };
+
+// Waits until `peers` counts reader `pid` connected to session `id`, kills
+// the reader, and expects the session, idle from then on, to end by itself.
+void KillReaderThenIdle(engine::BackupSessions& backups, const std::string& id, int pid,
+                        const std::function<Result<int>()>& peers) {
+  for (int i = 0; i < 300 && peers().value_or(0) == 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_GE(peers().value_or(0), 1) << "the reader is connected";
+  ASSERT_TRUE(Env::Default()->Kill(pid, SIGKILL).ok());
+  ASSERT_TRUE(Env::Default()->WaitGone(pid, std::chrono::seconds(10)).ok());
+  auto how = backups.Serve(id, std::chrono::milliseconds(300), {}, std::chrono::milliseconds(50));
+  ASSERT_TRUE(how.ok()) << how.status().ToString();
+  EXPECT_EQ(*how, engine::BackupEnding::kIdle);
+}
 
 class NbdBackupTest : public GuestFixture {
  protected:
@@ -214,17 +235,8 @@ TEST_F(NbdBackupTest, AReaderKilledHalfWayOrAnIdleSessionLeavesNothingAndTheNext
       {"nbdcopy", "--connections=1", "--requests=1", d0.uri, dir_ / "half.raw"},
       {.log_path = dir_ / "reader.log"});
   ASSERT_TRUE(reader.ok()) << reader.status().ToString();
-  for (int i = 0; i < 200 && ConnectedPeers(Env::Default(), d0.socket).value_or(0) == 0; ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  EXPECT_GE(ConnectedPeers(Env::Default(), d0.socket).value_or(0), 1) << "the reader is connected";
-  ASSERT_TRUE(Env::Default()->Kill(*reader, SIGKILL).ok());
-  ASSERT_TRUE(Env::Default()->WaitGone(*reader, std::chrono::seconds(10)).ok());
-  // Idle from then on: Serve ends it by itself.
-  auto how =
-      Backups().Serve(s->id, std::chrono::milliseconds(300), {}, std::chrono::milliseconds(50));
-  ASSERT_TRUE(how.ok()) << how.status().ToString();
-  EXPECT_EQ(*how, engine::BackupEnding::kIdle);
+  KillReaderThenIdle(Backups(), s->id, *reader,
+                     [&] { return ConnectedPeers(Env::Default(), d0.socket); });
   ExpectGone(*s);
 
   // The reference point still marks everything since its cut.
@@ -451,6 +463,158 @@ TEST_F(NbdExactTest, AMemberThatIsOffIsConvertedOfflineAndItsNextChangesAreExact
   EXPECT_EQ(changes[1], (Ranges{{5 << 20, 128 << 10}, {7 << 20, 64 << 10}}))
       << "what the offline merge wrote, and what its QEMU wrote since";
   ASSERT_TRUE(Backups().End({.id = next->id}).ok());
+  for (const auto& id : g_.vm_ids) ExpectCatalogMatchesDisk(id);
+}
+
+// Over TCP with TLS: a CA, the server's certificate for 127.0.0.1 (the
+// daemon's --nbd-tls-dir) and a reader's, made with certtool.
+class NbdTlsTest : public NbdExactTest {
+ protected:
+  void SetUp() override {
+    NbdExactTest::SetUp();
+    fs::create_directories(ca_);
+    fs::create_directories(server_);
+    fs::create_directories(client_);
+    Certtool({"--generate-privkey", "--outfile", ca_ + "/ca-key.pem"});
+    Template("ca.info", "cn = vmgroup test CA\nca\ncert_signing_key\nexpiration_days = 2\n");
+    Certtool({"--generate-self-signed", "--load-privkey", ca_ + "/ca-key.pem", "--template",
+              dir_ / "ca.info", "--outfile", server_ + "/ca-cert.pem"});
+    fs::copy_file(server_ + "/ca-cert.pem", client_ + "/ca-cert.pem");
+    // A reader that trusts the server but has no certificate of its own.
+    fs::create_directories(anonymous_);
+    fs::copy_file(server_ + "/ca-cert.pem", anonymous_ + "/ca-cert.pem");
+    Issue("server", server_,
+          "cn = 127.0.0.1\nip_address = 127.0.0.1\ndns_name = localhost\ntls_www_server\n"
+          "encryption_key\nsigning_key\nexpiration_days = 2\n");
+    Issue("client", client_,
+          "cn = reader\ntls_www_client\nencryption_key\nsigning_key\nexpiration_days = 2\n");
+    // QEMU's user must read the server's files (the test's directory
+    // lets it pass; nobody else lists it).
+    fs::permissions(server_ + "/server-key.pem",
+                    fs::perms::owner_read | fs::perms::group_read | fs::perms::others_read);
+    OpenEngine({.nbd_listen = "127.0.0.1", .nbd_tls_dir = server_});
+  }
+
+  void Certtool(std::vector<std::string> args) {
+    args.insert(args.begin(), "certtool");
+    auto r = Env::Default()->Run(args, std::chrono::minutes(1));
+    ASSERT_TRUE(r.ok() && r->exit_code == 0) << (r.ok() ? r->err : r.status().ToString());
+  }
+  void Template(const std::string& name, const std::string& text) {
+    std::ofstream(dir_ / name) << text;
+  }
+  // `who`-key.pem and `who`-cert.pem in `dir`, the certificate signed by the CA.
+  void Issue(const std::string& who, const std::string& dir, const std::string& info) {
+    Template(who + ".info", info);
+    Certtool({"--generate-privkey", "--outfile", dir + "/" + who + "-key.pem"});
+    Certtool({"--generate-certificate", "--load-privkey", dir + "/" + who + "-key.pem",
+              "--load-ca-certificate", server_ + "/ca-cert.pem", "--load-ca-privkey",
+              ca_ + "/ca-key.pem", "--template", dir_ / (who + ".info"), "--outfile",
+              dir + "/" + who + "-cert.pem"});
+  }
+  // `uri` as a reader with the client's certificate gives it.
+  std::string Certified(const std::string& uri) { return uri + "?tls-certificates=" + client_; }
+  // Whether anything accepts connections on 127.0.0.1:`port`.
+  static bool Listening(int port) {
+    const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in a{.sin_family = AF_INET,
+                  .sin_port = htons(static_cast<uint16_t>(port)),
+                  .sin_addr = {htonl(INADDR_LOOPBACK)}};
+    const bool connected = ::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
+    ::close(fd);
+    return connected;
+  }
+  // The ranges nbdinfo --map gives of `uri` (with `context`), as text.
+  std::string MapText(const std::string& uri, const std::string& context) {
+    auto r = Env::Default()->Run({"nbdinfo", "--map=" + context, uri}, std::chrono::minutes(1));
+    EXPECT_TRUE(r.ok() && r->exit_code == 0) << uri << ": " << (r.ok() ? r->err : "");
+    return r.ok() ? r->out : "";
+  }
+
+  const std::string ca_ = dir_ / "ca", server_ = dir_ / "nbd-tls", client_ = dir_ / "reader",
+                    anonymous_ = dir_ / "anonymous";
+};
+
+// Every disk, of a VM that runs (its QEMU) and of one that is off
+// (qemu-storage-daemon), read over TLS with the reader's certificate equal
+// to its frozen image, with the same changed blocks as over the unix
+// socket; no reader without a certificate, nor a plain NBD one, gets in;
+// idleness counts TCP readers; the end leaves nothing listening and no
+// TLS credentials (a second session over TCP adds them again).
+TEST_F(NbdTlsTest, OnlyCertifiedReadersReadTheCutOverTcpAndTheEndLeavesNothing) {
+  auto rp = engine_->snapshots().CreateReferencePoint(g_.collection_id, "base");
+  ASSERT_TRUE(rp.ok()) << rp.status().ToString();
+  Write(0x22, 1 << 20, 1 << 20);
+  ASSERT_TRUE(engine_->vms().Stop(g_.vm_ids[1]).ok());
+  auto unix = Backups().Begin({.collection_id = g_.collection_id, .incremental_from = rp->id});
+  ASSERT_TRUE(unix.ok()) << unix.status().ToString();
+  std::vector<std::string> unix_maps;
+  for (const auto& m : unix->members) {
+    unix_maps.push_back(MapText(m.disks[0].uri, m.disks[0].context));
+  }
+  ASSERT_TRUE(Backups().End({.id = unix->id}).ok());
+
+  auto s = Backups().Begin({.collection_id = g_.collection_id,
+                            .incremental_from = rp->id,
+                            .transport = engine::BackupTransport::kTcp});
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  auto snapshot = engine_->catalog().GetSnapshot(s->snapshot_id);
+  ASSERT_TRUE(snapshot.ok());
+  ASSERT_EQ(s->members.size(), 2u);
+  std::vector<int> ports;
+  for (size_t i = 0; i < s->members.size(); ++i) {
+    SCOPED_TRACE("VM " + std::to_string(i));
+    const engine::BackupMember& m = s->members[i];
+    const engine::BackupDisk& d = m.disks.at(0);
+    ports.push_back(m.port);
+    ASSERT_GT(m.port, 0);
+    EXPECT_EQ(d.uri, "nbds://127.0.0.1:" + std::to_string(m.port) + "/disk0");
+    EXPECT_EQ(d.socket, "");
+    EXPECT_EQ(d.context, "qemu:dirty-bitmap:" + rp->bitmap) << d.full_read_reason;
+    const std::string copy = dir_ / ("tls-" + std::to_string(i) + ".raw");
+    auto r = Env::Default()->Run({"nbdcopy", Certified(d.uri), copy}, std::chrono::minutes(1));
+    ASSERT_TRUE(r.ok() && r->exit_code == 0) << (r.ok() ? r->err : r.status().ToString());
+    r = Env::Default()->Run({"qemu-img", "compare", "-U", "-f", "raw", "-F", "qcow2", copy,
+                             snapshot->members[i].disks.at(0).frozen_image});
+    ASSERT_TRUE(r.ok());
+    EXPECT_EQ(r->exit_code, 0) << r->out << r->err;
+    EXPECT_EQ(MapText(Certified(d.uri), d.context), unix_maps[i]) << "the same changed blocks";
+    // No certificate: the server wants one (verify-peer); plain NBD: it
+    // wants TLS.
+    r = Env::Default()->Run({"nbdinfo", "--size", d.uri + "?tls-certificates=" + anonymous_},
+                            std::chrono::minutes(1));
+    EXPECT_TRUE(r.ok() && r->exit_code != 0) << "read without a certificate";
+    r = Env::Default()->Run(
+        {"nbdinfo", "--size", "nbd://127.0.0.1:" + std::to_string(m.port) + "/disk0"},
+        std::chrono::minutes(1));
+    EXPECT_TRUE(r.ok() && r->exit_code != 0) << "read without TLS";
+  }
+  EXPECT_NE(s->members[1].port, s->members[0].port) << "a port per served VM";
+
+  // A reader connected over TCP is counted (a session with one is not
+  // idle); once it is killed, the session ends by itself.
+  auto reader = Env::Default()->Spawn({"nbdcopy", "--connections=1", "--requests=1",
+                                       Certified(s->members[0].disks[0].uri), "null:"},
+                                      {.log_path = dir_ / "reader.log"});
+  ASSERT_TRUE(reader.ok()) << reader.status().ToString();
+  KillReaderThenIdle(Backups(), s->id, *reader,
+                     [&] { return ConnectedTcpPeers(Env::Default(), ports[0]); });
+  for (int port : ports) EXPECT_FALSE(Listening(port)) << "port " << port << " still listens";
+  EXPECT_TRUE(Env::Default()->ListDir(dir_ / "state/backups")->empty());
+
+  // The QEMU that served has no TLS credentials left: it serves over TCP
+  // again (an object of the same id would be refused).
+  ASSERT_TRUE(engine_->vms().Start(g_.vm_ids[1]).ok());
+  auto again = Backups().Begin({.collection_id = g_.collection_id,
+                                .incremental_from = rp->id,
+                                .transport = engine::BackupTransport::kTcp});
+  ASSERT_TRUE(again.ok()) << again.status().ToString();
+  for (const auto& m : again->members) {
+    auto r = Env::Default()->Run({"nbdinfo", "--size", Certified(m.disks[0].uri)});
+    EXPECT_TRUE(r.ok() && r->exit_code == 0) << (r.ok() ? r->err : "");
+  }
+  ASSERT_TRUE(Backups().End({.id = again->id}).ok());
+  for (const auto& m : again->members) EXPECT_FALSE(Listening(m.port));
   for (const auto& id : g_.vm_ids) ExpectCatalogMatchesDisk(id);
 }
 

@@ -143,8 +143,7 @@ Result<std::unique_ptr<Vm>> FakeDriver::Attach(const VmSpec& spec, int pid) {
   return std::unique_ptr<Vm>(p->vm->Share());
 }
 
-Result<std::vector<ServedExport>> FakeDriver::ServeImages(const VmSpec& spec,
-                                                          const std::string& socket,
+Result<std::vector<ServedExport>> FakeDriver::ServeImages(const VmSpec& spec, const NbdListen& at,
                                                           const std::vector<ServedImage>& images) {
   Record("serve-off " + spec.name);
   VMG_RETURN_IF_ERROR(env_->Hit(std::string(kFakePointPrefix) + "serve-off", spec.name));
@@ -154,8 +153,8 @@ Result<std::vector<ServedExport>> FakeDriver::ServeImages(const VmSpec& spec,
   }
   storage::QemuImg img(Env::Default());
   VMG_ASSIGN_OR_RETURN(auto exports,
-                       ServeFake(&img, spec.disks, TrackingsOffLocked(spec.uuid), socket, images));
-  serving_off_[spec.uuid] = socket;
+                       ServeFake(&img, spec.disks, TrackingsOffLocked(spec.uuid), at, images));
+  serving_off_[spec.uuid] = at.path;
   return exports;
 }
 

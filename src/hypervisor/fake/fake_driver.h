@@ -71,7 +71,7 @@ class FakeDriver final : public Driver {
   // Unavailable unless `pid` is the live fake process of VM `spec.uuid`.
   Result<std::unique_ptr<Vm>> Attach(const VmSpec& spec, int pid) override;
   // As FakeVm's (ServeFake) on `spec.disks`.
-  Result<std::vector<ServedExport>> ServeImages(const VmSpec& spec, const std::string& socket,
+  Result<std::vector<ServedExport>> ServeImages(const VmSpec& spec, const NbdListen& at,
                                                 const std::vector<ServedImage>& images) override;
   Status StopServing(const VmSpec& spec, const std::string& socket) override;
   // "keep-off <name>" in calls(); InvalidState while the VM's fake process

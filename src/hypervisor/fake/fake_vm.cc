@@ -304,14 +304,15 @@ Status FakeVm::CopyMarked(int disk, const std::string& image, const std::string&
 
 Result<std::vector<ServedExport>> ServeFake(
     storage::QemuImg* img, const std::vector<std::string>& disks,
-    const std::map<std::string, std::map<int, std::string>>& trackings, const std::string& socket,
+    const std::map<std::string, std::map<int, std::string>>& trackings, const NbdListen& where,
     const std::vector<ServedImage>& images) {
+  const std::string& socket = where.path;
   std::vector<ServedExport> exports;
   for (const auto& i : images) {
     if (i.disk < 0 || static_cast<size_t>(i.disk) >= disks.size()) {
       return Status::InvalidArgument("no disk " + std::to_string(i.disk));
     }
-    ServedExport e;
+    ServedExport e{.port = where.tcp_host.empty() ? 0 : kFakeNbdPort};
     if (img) {
       VMG_ASSIGN_OR_RETURN(auto chain, img->Chain(disks[i.disk]));
       auto at = std::find_if(chain.begin(), chain.end(),
@@ -331,22 +332,22 @@ Result<std::vector<ServedExport>> ServeFake(
     }
     exports.push_back(e);
   }
-  if (img) {
+  if (img && where.tcp_host.empty()) {
     if (Env::Default()->FileExists(socket)) return Status::AlreadyExists(socket + " exists");
     VMG_RETURN_IF_ERROR(Env::Default()->WriteFile(socket, ""));
   }
   return exports;
 }
 
-Result<std::vector<ServedExport>> FakeVm::ServeImages(const std::string& socket,
+Result<std::vector<ServedExport>> FakeVm::ServeImages(const NbdListen& at,
                                                       const std::vector<ServedImage>& images,
                                                       Deadline) {
   std::vector<ServedExport> exports;
   Status served = Do("serve", [&]() -> Status {
     Shared& s = *shared_;
     if (!s.serving.empty()) return Status::AlreadyExists("the VM serves already on " + s.serving);
-    VMG_ASSIGN_OR_RETURN(exports, ServeFake(s.img.get(), s.active, s.trackings, socket, images));
-    s.serving = socket;
+    VMG_ASSIGN_OR_RETURN(exports, ServeFake(s.img.get(), s.active, s.trackings, at, images));
+    s.serving = at.path;
     return Status::Ok();
   });
   if (!served.ok()) return served;

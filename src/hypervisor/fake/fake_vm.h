@@ -109,7 +109,7 @@ class FakeVm final : public Vm {
   Status CopyMarked(int disk, const std::string& image, const std::string& name,
                     const std::string& target, Deadline) override;
   // "serve" and "stop-serving" in calls().
-  Result<std::vector<ServedExport>> ServeImages(const std::string& socket,
+  Result<std::vector<ServedExport>> ServeImages(const NbdListen& at,
                                                 const std::vector<ServedImage>& images,
                                                 Deadline) override;
   Status StopServing(const std::string& socket, Deadline) override;
@@ -141,10 +141,12 @@ class FakeVm final : public Vm {
 // (by index), with `trackings` (name -> disk -> image): Vm::ServeImages's
 // checks and answers. With `img` (a FakeDriver's VM), each image must be in
 // its disk's chain on file, which gives its size, and an empty file stands
-// in for the socket (AlreadyExists when one is there); without, sizes are 0.
+// in for a unix socket (AlreadyExists when one is there); without, sizes
+// are 0. Over TCP every export is on port kFakeNbdPort, and no file is made.
+inline constexpr int kFakeNbdPort = 10809;
 Result<std::vector<ServedExport>> ServeFake(
     storage::QemuImg* img, const std::vector<std::string>& disks,
-    const std::map<std::string, std::map<int, std::string>>& trackings, const std::string& socket,
+    const std::map<std::string, std::map<int, std::string>>& trackings, const NbdListen& at,
     const std::vector<ServedImage>& images);
 
 }  // namespace vmgroup::hypervisor::fake

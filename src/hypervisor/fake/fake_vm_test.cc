@@ -57,7 +57,7 @@ class FakeVmServingTest : public ::testing::Test {
 TEST_F(FakeVmServingTest, ServesFrozenImagesUntilStoppedAndOneServingAtATime) {
   FreezeDisk0("vmgroup-rp");
   auto served = vm_->ServeImages(
-      socket_, {{0, spec_.disks[0], "d0", "vmgroup-rp"}, {1, spec_.disks[1], "d1", ""}}, Soon());
+      {socket_}, {{0, spec_.disks[0], "d0", "vmgroup-rp"}, {1, spec_.disks[1], "d1", ""}}, Soon());
   ASSERT_TRUE(served.ok()) << served.status().ToString();
   ASSERT_EQ(served->size(), 2u);
   EXPECT_EQ((*served)[0].size, uint64_t{1} << 20);
@@ -68,7 +68,7 @@ TEST_F(FakeVmServingTest, ServesFrozenImagesUntilStoppedAndOneServingAtATime) {
   EXPECT_EQ(fake_->serving(), socket_);
 
   const std::string other = dir_ / "c.sock";
-  EXPECT_EQ(vm_->ServeImages(other, {{1, spec_.disks[1], "d1", ""}}, Soon()).status().code(),
+  EXPECT_EQ(vm_->ServeImages({other}, {{1, spec_.disks[1], "d1", ""}}, Soon()).status().code(),
             Code::kAlreadyExists);
   EXPECT_FALSE(Env::Default()->FileExists(other));
 
@@ -84,23 +84,24 @@ TEST_F(FakeVmServingTest, ServesFrozenImagesUntilStoppedAndOneServingAtATime) {
 TEST_F(FakeVmServingTest, RefusesAMissingTrackingOrImageOrAFaultAndLeavesNoSocket) {
   FreezeDisk0("vmgroup-rp");
   EXPECT_EQ(
-      vm_->ServeImages(socket_, {{0, spec_.disks[0], "d0", "vmgroup-x"}}, Soon()).status().code(),
+      vm_->ServeImages({socket_}, {{0, spec_.disks[0], "d0", "vmgroup-x"}}, Soon()).status().code(),
       Code::kNotFound);
-  EXPECT_EQ(
-      vm_->ServeImages(socket_, {{1, spec_.disks[1], "d1", "vmgroup-rp"}}, Soon()).status().code(),
-      Code::kNotFound)
+  EXPECT_EQ(vm_->ServeImages({socket_}, {{1, spec_.disks[1], "d1", "vmgroup-rp"}}, Soon())
+                .status()
+                .code(),
+            Code::kNotFound)
       << "the tracking is on disk 0's image only";
-  EXPECT_EQ(vm_->ServeImages(socket_, {{1, spec_.disks[0], "d1", ""}}, Soon()).status().code(),
+  EXPECT_EQ(vm_->ServeImages({socket_}, {{1, spec_.disks[0], "d1", ""}}, Soon()).status().code(),
             Code::kNotFound)
       << "not in disk 1's chain";
   fake_->FailOn("serve", Status::Unavailable("injected"));
-  EXPECT_EQ(vm_->ServeImages(socket_, {{1, spec_.disks[1], "d1", ""}}, Soon()).status().code(),
+  EXPECT_EQ(vm_->ServeImages({socket_}, {{1, spec_.disks[1], "d1", ""}}, Soon()).status().code(),
             Code::kUnavailable);
   EXPECT_FALSE(Env::Default()->FileExists(socket_));
   EXPECT_EQ(fake_->serving(), "");
   // Something at the path is never replaced.
   ASSERT_TRUE(Env::Default()->WriteFile(socket_, "not ours").ok());
-  EXPECT_EQ(vm_->ServeImages(socket_, {{1, spec_.disks[1], "d1", ""}}, Soon()).status().code(),
+  EXPECT_EQ(vm_->ServeImages({socket_}, {{1, spec_.disks[1], "d1", ""}}, Soon()).status().code(),
             Code::kAlreadyExists);
   EXPECT_EQ(*Env::Default()->ReadFile(socket_), "not ours");
 }

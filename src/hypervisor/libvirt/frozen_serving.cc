@@ -6,7 +6,7 @@ namespace vmgroup::hypervisor::libvirt {
 
 Result<std::vector<ServedExport>> ServeFrozen(Env* env, const std::string& run_dir,
                                               const std::string& uuid, const std::string& name,
-                                              const std::string& socket,
+                                              const NbdListen& at,
                                               const std::vector<ServedImage>& images) {
   // Each disk opened at its frozen image, never at the image the domain
   // writes now: a frozen image and its backing chain are the only files
@@ -19,8 +19,7 @@ Result<std::vector<ServedExport>> ServeFrozen(Env* env, const std::string& run_d
   }
   // Run as this process, as frozen_copy's daemon is: libvirt's images are
   // its QEMU user's or root's, and root reads both.
-  auto served =
-      qemu::ServeOffline(env, "qemu-storage-daemon", std::nullopt, frozen, socket, images);
+  auto served = qemu::ServeOffline(env, "qemu-storage-daemon", std::nullopt, frozen, at, images);
   if (!served.ok()) return served.status().Annotate("domain " + name);
   return served;
 }

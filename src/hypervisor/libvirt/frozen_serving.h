@@ -20,15 +20,15 @@
 namespace vmgroup::hypervisor::libvirt {
 
 // Serves `images` (each a frozen image of disk `disk` of domain `uuid`,
-// named `name`) on `socket`, as Vm::ServeImages says; the daemon's monitor
+// named `name`) at `at`, as Vm::ServeImages says; the daemon's monitor
 // and log live in `run_dir`. It outlives this process (qemu/storage_daemon.h)
 // until StopServingFrozen. REQUIRES: no two images of one disk.
 Result<std::vector<ServedExport>> ServeFrozen(Env* env, const std::string& run_dir,
                                               const std::string& uuid, const std::string& name,
-                                              const std::string& socket,
+                                              const NbdListen& at,
                                               const std::vector<ServedImage>& images);
 
-// Ends what ServeFrozen started on `socket`, also by an earlier process: OK
+// Ends what ServeFrozen started at `socket` (NbdListen's path), also by an earlier process: OK
 // when nothing serves there.
 Status StopServingFrozen(Env* env, const std::string& socket);
 

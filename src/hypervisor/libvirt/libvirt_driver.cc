@@ -143,8 +143,8 @@ Result<std::unique_ptr<Vm>> LibvirtDriver::Attach(const VmSpec& spec, int pid) {
 }
 
 Result<std::vector<ServedExport>> LibvirtDriver::ServeImages(
-    const VmSpec& spec, const std::string& socket, const std::vector<ServedImage>& images) {
-  return ServeFrozen(state_->env, spec.run_dir, spec.uuid, spec.name, socket, images);
+    const VmSpec& spec, const NbdListen& at, const std::vector<ServedImage>& images) {
+  return ServeFrozen(state_->env, spec.run_dir, spec.uuid, spec.name, at, images);
 }
 
 Status LibvirtDriver::StopServing(const VmSpec& spec, const std::string& socket) {

@@ -63,7 +63,7 @@ class LibvirtDriver final : public Driver {
   // --- Serving the frozen images of shut-off domains ---
   // As LibvirtVm's, offline (frozen_serving.h): the same whether the
   // domain runs or not.
-  Result<std::vector<ServedExport>> ServeImages(const VmSpec& spec, const std::string& socket,
+  Result<std::vector<ServedExport>> ServeImages(const VmSpec& spec, const NbdListen& at,
                                                 const std::vector<ServedImage>& images) override;
   Status StopServing(const VmSpec& spec, const std::string& socket) override;
   Result<std::unique_ptr<ThawGuard>> GuardThaw(const std::vector<std::shared_ptr<Vm>>& vms,

@@ -406,10 +406,10 @@ Status LibvirtVm::CopyMarked(int disk, const std::string& image, const std::stri
   return CopyMarkedOffline(Env::Default(), image, name, target, deadline);
 }
 
-Result<std::vector<ServedExport>> LibvirtVm::ServeImages(const std::string& socket,
+Result<std::vector<ServedExport>> LibvirtVm::ServeImages(const NbdListen& at,
                                                          const std::vector<ServedImage>& images,
                                                          Deadline) {
-  return ServeFrozen(env_, run_dir_, uuid_, name_, socket, images);
+  return ServeFrozen(env_, run_dir_, uuid_, name_, at, images);
 }
 
 Status LibvirtVm::StopServing(const std::string& socket, Deadline) {

@@ -65,7 +65,7 @@ class LibvirtVm final : public Vm {
                     const std::string& target, Deadline deadline) override;
   // The frozen images served offline, libvirt left out (frozen_serving.h:
   // why not libvirt's pull-mode backup).
-  Result<std::vector<ServedExport>> ServeImages(const std::string& socket,
+  Result<std::vector<ServedExport>> ServeImages(const NbdListen& at,
                                                 const std::vector<ServedImage>& images,
                                                 Deadline deadline) override;
   Status StopServing(const std::string& socket, Deadline deadline) override;

@@ -1,5 +1,7 @@
 #include "hypervisor/qemu/listen_socket.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -30,6 +32,38 @@ Result<UniqueFd> ListenAt(const std::string& path, ExistingFile existing) {
     return s;
   }
   return fd;
+}
+
+Result<Listener> ListenTcp(const std::string& host) {
+  sockaddr_storage addr{};
+  socklen_t len = 0;
+  auto* v4 = reinterpret_cast<sockaddr_in*>(&addr);
+  auto* v6 = reinterpret_cast<sockaddr_in6*>(&addr);
+  if (::inet_pton(AF_INET, host.c_str(), &v4->sin_addr) == 1) {
+    v4->sin_family = AF_INET;
+    len = sizeof *v4;
+  } else if (::inet_pton(AF_INET6, host.c_str(), &v6->sin6_addr) == 1) {
+    v6->sin6_family = AF_INET6;
+    len = sizeof *v6;
+  } else {
+    return Status::InvalidArgument(host + " is not a numeric IPv4 or IPv6 address");
+  }
+  auto failed = [&](const char* what) {
+    return Status::IoError(std::string("cannot ") + what + " on " + host + ": " +
+                           std::strerror(errno));
+  };
+  Listener l{.fd = UniqueFd(::socket(addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0))};
+  if (!l.fd.valid()) return failed("make a socket");
+  // Port 0: the kernel picks a free one, so sessions never collide.
+  if (::bind(l.fd.get(), reinterpret_cast<const sockaddr*>(&addr), len) != 0) {
+    return failed("bind");
+  }
+  if (::listen(l.fd.get(), 8) != 0) return failed("listen");
+  if (::getsockname(l.fd.get(), reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+    return failed("find the port");
+  }
+  l.port = ntohs(addr.ss_family == AF_INET ? v4->sin_port : v6->sin6_port);
+  return l;
 }
 
 }  // namespace vmgroup::hypervisor::qemu

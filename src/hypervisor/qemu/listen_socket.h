@@ -1,7 +1,7 @@
-// Listening unix sockets the QEMU driver makes for QEMU (its monitor, its
-// agent channel, the NBD server of a backup session): QEMU runs sandboxed
-// and maybe as another user, so it never binds a path itself; it is handed
-// the descriptor.
+// Listening sockets the QEMU driver makes for QEMU (its monitor, its agent
+// channel, the NBD server of a backup session, on a unix socket or TCP):
+// QEMU runs sandboxed and maybe as another user, so it never binds an
+// address itself; it is handed the descriptor.
 #pragma once
 
 #include <string>
@@ -22,5 +22,15 @@ enum class ExistingFile {
 // all). InvalidArgument when `path` does not fit a socket address;
 // AlreadyExists (kRefuse) when something is at `path`; IoError otherwise.
 Result<UniqueFd> ListenAt(const std::string& path, ExistingFile existing);
+
+// A listening socket and the TCP port it listens on.
+struct Listener {
+  UniqueFd fd;
+  int port = 0;  // 0 for a unix socket
+};
+// A listening TCP socket (close-on-exec) on numeric address `host` (IPv4
+// or IPv6), on a port the kernel picks. InvalidArgument when `host` is no
+// numeric address; IoError otherwise.
+Result<Listener> ListenTcp(const std::string& host);
 
 }  // namespace vmgroup::hypervisor::qemu

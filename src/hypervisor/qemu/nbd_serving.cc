@@ -23,18 +23,45 @@ Status CheckTrustedBitmap(QmpClient& c, const std::string& node, const std::stri
   return Status::NotFound(image + " has no bitmap " + name);
 }
 
-Status StartNbdServer(QmpClient& c, int listener, Deadline deadline) {
-  VMG_RETURN_IF_ERROR(qmp::GetFd(c, kNbdFd, listener, deadline));
-  Status started = qmp::NbdServerStart(c, kNbdFd, deadline);
+Result<Listener> ListenFor(const NbdListen& at) {
+  if (!at.tcp_host.empty()) {
+    if (at.tls_dir.empty()) {
+      return Status::InvalidArgument("no NBD over TCP on " + at.tcp_host + " without TLS");
+    }
+    return ListenTcp(at.tcp_host);
+  }
+  VMG_ASSIGN_OR_RETURN(UniqueFd fd, ListenAt(at.path, ExistingFile::kRefuse));
+  return Listener{.fd = std::move(fd)};
+}
+
+Status StartNbdServer(QmpClient& c, int listener, const std::string& tls_dir, Deadline deadline) {
+  const bool tls = !tls_dir.empty();
+  if (tls) {
+    Status added = qmp::TlsCredsX509Add(c, kNbdTlsCreds, tls_dir, deadline);
+    if (added.code() == Code::kAlreadyExists) {
+      return Status::AlreadyExists("the VM serves already: " + added.message());
+    }
+    VMG_RETURN_IF_ERROR(added.Annotate("the TLS credentials in " + tls_dir));
+  }
+  // Ours only once added here: a serving under way keeps its own.
+  auto drop_tls = [&] {
+    if (tls) (void)qmp::ObjectDel(c, kNbdTlsCreds, deadline);
+  };
+  if (Status got = qmp::GetFd(c, kNbdFd, listener, deadline); !got.ok()) {
+    drop_tls();
+    return got;
+  }
+  Status started = qmp::NbdServerStart(c, kNbdFd, tls ? kNbdTlsCreds : "", deadline);
   if (started.ok()) return started;
   (void)qmp::CloseFd(c, kNbdFd, deadline);  // not taken: QEMU's copy goes
+  drop_tls();
   return started.code() == Code::kAlreadyExists
              ? Status::AlreadyExists("the VM serves already: " + started.message())
              : started;
 }
 
 Result<std::vector<ServedExport>> ExportNodes(QmpClient& c, const std::vector<ServedNode>& nodes,
-                                              const std::vector<ServedImage>& images,
+                                              const std::vector<ServedImage>& images, int port,
                                               Deadline deadline) {
   std::vector<ServedExport> exports;
   for (size_t i = 0; i < images.size(); ++i) {
@@ -44,7 +71,7 @@ Result<std::vector<ServedExport>> ExportNodes(QmpClient& c, const std::vector<Se
                                                image.export_name, image.tracking, deadline)
                             .Annotate("serving " + image.image));
     exports.push_back(
-        {nodes[i].size, image.tracking.empty() ? "" : "qemu:dirty-bitmap:" + image.tracking});
+        {nodes[i].size, image.tracking.empty() ? "" : "qemu:dirty-bitmap:" + image.tracking, port});
   }
   return exports;
 }
@@ -64,7 +91,10 @@ Status EndNbdServing(QmpClient& c, Deadline deadline) {
     VMG_ASSIGN_OR_RETURN(exports, qmp::QueryBlockExports(c, deadline));
   }
   Status stopped = qmp::NbdServerStop(c, deadline);
-  return stopped.code() == Code::kNotFound ? Status::Ok() : stopped;
+  if (!stopped.ok() && stopped.code() != Code::kNotFound) return stopped;
+  // Only a stopped server lets its credentials go.
+  Status deleted = qmp::ObjectDel(c, kNbdTlsCreds, deadline);
+  return deleted.code() == Code::kNotFound ? Status::Ok() : deleted;
 }
 
 }  // namespace vmgroup::hypervisor::qemu

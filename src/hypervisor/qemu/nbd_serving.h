@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "hypervisor/driver.h"
+#include "hypervisor/qemu/listen_socket.h"
 #include "hypervisor/qemu/qmp_client.h"
 
 namespace vmgroup::hypervisor::qemu {
@@ -23,19 +24,30 @@ struct ServedNode {
 Status CheckTrustedBitmap(QmpClient& c, const std::string& node, const std::string& image,
                           const std::string& name, Deadline deadline);
 
+// The id of the TLS credentials a TCP serving's server speaks with.
+inline constexpr char kNbdTlsCreds[] = "vmg-nbd-tls";
+
+// The listening socket of a serving at `at` (NbdListen): a unix socket at
+// `at.path` (AlreadyExists when a file is there), or TCP on `at.tcp_host`
+// (InvalidArgument without `at.tls_dir`: never plain NBD over TCP).
+Result<Listener> ListenFor(const NbdListen& at);
+
 // Starts QEMU's NBD server on `listener` (passed with getfd: QEMU takes a
-// copy). AlreadyExists when a server runs already: left as it is.
-Status StartNbdServer(QmpClient& c, int listener, Deadline deadline);
+// copy), speaking only TLS, with credentials kNbdTlsCreds made from the
+// files in `tls_dir`, unless `tls_dir` is "". AlreadyExists when a server
+// runs already: left as it is. On an error nothing of this call is left.
+Status StartNbdServer(QmpClient& c, int listener, const std::string& tls_dir, Deadline deadline);
 
 // Exports `nodes[i]` as `images[i]` asks (name, bitmap) from the server
-// that runs. On error what was exported is left: the caller ends it
-// (EndNbdServing).
+// that runs (on TCP `port`, 0 on a unix socket). On error what was
+// exported is left: the caller ends it (EndNbdServing).
 Result<std::vector<ServedExport>> ExportNodes(QmpClient& c, const std::vector<ServedNode>& nodes,
-                                              const std::vector<ServedImage>& images,
+                                              const std::vector<ServedImage>& images, int port,
                                               Deadline deadline);
 
 // Deletes every export, waits until each is gone (an export holds its node
-// and bitmap busy until then), and stops the server: OK when none runs.
+// and bitmap busy until then), stops the server and deletes its TLS
+// credentials: OK when none runs.
 Status EndNbdServing(QmpClient& c, Deadline deadline);
 
 }  // namespace vmgroup::hypervisor::qemu

@@ -213,14 +213,13 @@ Result<std::unique_ptr<Vm>> QemuDriver::Start(const VmSpec& spec,
   return std::unique_ptr<Vm>(std::move(vm));
 }
 
-Result<std::vector<ServedExport>> QemuDriver::ServeImages(const VmSpec& spec,
-                                                          const std::string& socket,
+Result<std::vector<ServedExport>> QemuDriver::ServeImages(const VmSpec& spec, const NbdListen& at,
                                                           const std::vector<ServedImage>& images) {
   VMG_RETURN_IF_ERROR(ValidateSpec(env_, spec));
   // The daemon reads the images as QEMU would: images made while the VM
   // was off are handed over as its next start would.
   VMG_RETURN_IF_ERROR(ArrangeFiles(spec, user_).Annotate("VM " + spec.name));
-  auto served = ServeOffline(env_, options_.storage_daemon, user_, spec, socket, images);
+  auto served = ServeOffline(env_, options_.storage_daemon, user_, spec, at, images);
   if (!served.ok()) return served.status().Annotate("VM " + spec.name + " (off)");
   return served;
 }

@@ -57,7 +57,7 @@ class QemuDriver final : public Driver {
   Result<std::unique_ptr<ThawGuard>> GuardThaw(const std::vector<std::shared_ptr<Vm>>& vms,
                                                Duration within) override;
   // A qemu-storage-daemon per serving, run as QEMU is (storage_daemon.h).
-  Result<std::vector<ServedExport>> ServeImages(const VmSpec& spec, const std::string& socket,
+  Result<std::vector<ServedExport>> ServeImages(const VmSpec& spec, const NbdListen& at,
                                                 const std::vector<ServedImage>& images) override;
   Status StopServing(const VmSpec& spec, const std::string& socket) override;
   // A persistent dirty bitmap `name` added to `image` by qemu-img: the

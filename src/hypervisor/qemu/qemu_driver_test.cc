@@ -429,7 +429,7 @@ TEST_F(QemuDriverTest, ABitmapLeftUnsavedByAQemuThatDiedIsNotTrusted) {
   EXPECT_EQ(s.code(), Code::kInvalidState) << s.ToString();
   EXPECT_NE(s.message().find("cannot be trusted"), std::string::npos) << s.message();
   const std::string socket = dir_ / "b.sock";
-  auto served = vm_->ServeImages(socket, {{0, spec_.disks[0], "disk0", "rp"}}, Soon());
+  auto served = vm_->ServeImages({socket}, {{0, spec_.disks[0], "disk0", "rp"}}, Soon());
   EXPECT_EQ(served.status().code(), Code::kInvalidState) << served.status().ToString();
   EXPECT_FALSE(Env::Default()->FileExists(socket));
 }
@@ -454,7 +454,7 @@ TEST_F(QemuDriverTest, ServeImagesServesAFrozenImageWithWhatItsTrackingMarks) {
   ASSERT_TRUE(testing::WriteAsGuest(monitor, 0, 0x33, 4 << 20, 1 << 20).ok());  // after the cut
 
   auto served = vm_->ServeImages(
-      socket, {{0, base, "disk0", "vmgroup-rp"}, {1, spec_.disks[1], "disk1", ""}}, Soon());
+      {socket}, {{0, base, "disk0", "vmgroup-rp"}, {1, spec_.disks[1], "disk1", ""}}, Soon());
   ASSERT_TRUE(served.ok()) << served.status().ToString();
   ASSERT_EQ(served->size(), 2u);
   EXPECT_EQ((*served)[0].size, uint64_t{16} << 20);
@@ -481,10 +481,10 @@ TEST_F(QemuDriverTest, ServeImagesServesAFrozenImageWithWhatItsTrackingMarks) {
   // One serving at a time; a refused one leaves its socket nowhere and the
   // serving under way as it was.
   const std::string other = dir_ / "c.sock";
-  EXPECT_EQ(vm_->ServeImages(other, {{0, base, "again", ""}}, Soon()).status().code(),
+  EXPECT_EQ(vm_->ServeImages({other}, {{0, base, "again", ""}}, Soon()).status().code(),
             Code::kAlreadyExists);
   EXPECT_FALSE(Env::Default()->FileExists(other));
-  EXPECT_EQ(vm_->ServeImages(socket, {{0, base, "again", ""}}, Soon()).status().code(),
+  EXPECT_EQ(vm_->ServeImages({socket}, {{0, base, "again", ""}}, Soon()).status().code(),
             Code::kAlreadyExists);
   EXPECT_TRUE(Env::Default()->FileExists(socket));
   EXPECT_EQ(ExportsOf(monitor), 2u);
@@ -513,25 +513,25 @@ TEST_F(QemuDriverTest, AServingRefusedLeavesNothingServed) {
   spec_.config.extra_args = testing::GuestMonitorArgs(monitor);
   StartVm();
   EXPECT_TRUE(vm_->StopServing(socket, Soon()).ok()) << "a VM that never served";
-  auto no_tracking = vm_->ServeImages(socket, {{0, base, "disk0", "vmgroup-nope"}}, Soon());
+  auto no_tracking = vm_->ServeImages({socket}, {{0, base, "disk0", "vmgroup-nope"}}, Soon());
   EXPECT_EQ(no_tracking.status().code(), Code::kNotFound) << no_tracking.status().ToString();
-  auto not_open = vm_->ServeImages(socket, {{0, dir_ / "other.qcow2", "disk0", ""}}, Soon());
+  auto not_open = vm_->ServeImages({socket}, {{0, dir_ / "other.qcow2", "disk0", ""}}, Soon());
   EXPECT_EQ(not_open.status().code(), Code::kNotFound) << not_open.status().ToString();
   EXPECT_FALSE(Env::Default()->FileExists(socket));
   // Refused by QEMU once its server runs (one export name twice): the
   // server and the export it made are ended again.
   auto twice =
-      vm_->ServeImages(socket, {{0, base, "same", ""}, {1, spec_.disks[1], "same", ""}}, Soon());
+      vm_->ServeImages({socket}, {{0, base, "same", ""}, {1, spec_.disks[1], "same", ""}}, Soon());
   EXPECT_FALSE(twice.ok());
   EXPECT_FALSE(Env::Default()->FileExists(socket));
   EXPECT_EQ(ExportsOf(monitor), 0u);
   // Something else at the path is never replaced.
   ASSERT_TRUE(Env::Default()->WriteFile(socket, "not ours").ok());
-  EXPECT_EQ(vm_->ServeImages(socket, {{0, base, "disk0", ""}}, Soon()).status().code(),
+  EXPECT_EQ(vm_->ServeImages({socket}, {{0, base, "disk0", ""}}, Soon()).status().code(),
             Code::kAlreadyExists);
   EXPECT_EQ(*Env::Default()->ReadFile(socket), "not ours");
   ASSERT_TRUE(Env::Default()->RemoveFile(socket).ok());
-  auto served = vm_->ServeImages(socket, {{0, base, "disk0", ""}}, Soon());
+  auto served = vm_->ServeImages({socket}, {{0, base, "disk0", ""}}, Soon());
   EXPECT_TRUE(served.ok()) << "nothing was left to stand in the way: "
                            << served.status().ToString();
   EXPECT_TRUE(vm_->StopServing(socket, Soon()).ok());
@@ -550,14 +550,14 @@ TEST_F(QemuDriverTest, TheImagesOfAVmThatIsOffAreServedByAStorageDaemonEndedByAn
   for (const std::vector<ServedImage>& refused :
        {std::vector<ServedImage>{{0, spec_.disks[0], "disk0", "vmgroup-nope"}},
         std::vector<ServedImage>{{0, spec_.disks[1], "disk0", ""}}}) {
-    auto r = driver_->ServeImages(spec_, socket, refused);
+    auto r = driver_->ServeImages(spec_, {socket}, refused);
     EXPECT_EQ(r.status().code(), Code::kNotFound) << r.status().ToString();
     EXPECT_FALSE(Env::Default()->FileExists(socket));
     EXPECT_FALSE(Env::Default()->FileExists(pid_file));
   }
 
   auto served = driver_->ServeImages(
-      spec_, socket,
+      spec_, {socket},
       {{0, spec_.disks[0], "disk0", "vmgroup-rp"}, {1, spec_.disks[1], "disk1", ""}});
   ASSERT_TRUE(served.ok()) << served.status().ToString();
   ASSERT_EQ(served->size(), 2u);
@@ -573,8 +573,9 @@ TEST_F(QemuDriverTest, TheImagesOfAVmThatIsOffAreServedByAStorageDaemonEndedByAn
   if (::geteuid() == 0) {
     EXPECT_NE(st.st_uid, 0u) << "it runs as QEMU's user";
   }
-  EXPECT_EQ(driver_->ServeImages(spec_, socket, {{0, spec_.disks[0], "again", ""}}).status().code(),
-            Code::kAlreadyExists);
+  EXPECT_EQ(
+      driver_->ServeImages(spec_, {socket}, {{0, spec_.disks[0], "again", ""}}).status().code(),
+      Code::kAlreadyExists);
 
   auto restarted = QemuDriver::Create(Env::Default(), testing::TestQemu());
   ASSERT_TRUE(restarted.ok());
@@ -595,11 +596,11 @@ TEST_F(QemuDriverTest, AVmThatIsOffWithABitmapLeftUnsavedIsNotServedWithIt) {
   ASSERT_TRUE(Env::Default()->Kill(pid_, SIGKILL).ok());
   ASSERT_TRUE(Env::Default()->WaitGone(pid_, std::chrono::seconds(10)).ok());
   vm_.reset();
-  auto served = driver_->ServeImages(spec_, socket, {{0, spec_.disks[0], "disk0", "rp"}});
+  auto served = driver_->ServeImages(spec_, {socket}, {{0, spec_.disks[0], "disk0", "rp"}});
   EXPECT_EQ(served.status().code(), Code::kInvalidState) << served.status().ToString();
   EXPECT_FALSE(Env::Default()->FileExists(socket));
   EXPECT_FALSE(Env::Default()->FileExists(socket + ".pid"));
-  served = driver_->ServeImages(spec_, socket, {{0, spec_.disks[0], "disk0", ""}});
+  served = driver_->ServeImages(spec_, {socket}, {{0, spec_.disks[0], "disk0", ""}});
   ASSERT_TRUE(served.ok()) << "a full read: " << served.status().ToString();
   EXPECT_TRUE(driver_->StopServing(spec_, socket).ok());
 }

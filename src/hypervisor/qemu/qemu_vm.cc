@@ -579,20 +579,21 @@ Result<std::vector<ServedNode>> QemuVm::ServedNodesLocked(const std::vector<Serv
   return nodes;
 }
 
-Result<std::vector<ServedExport>> QemuVm::ServeImages(const std::string& socket,
+Result<std::vector<ServedExport>> QemuVm::ServeImages(const NbdListen& at,
                                                       const std::vector<ServedImage>& images,
                                                       Deadline deadline) {
   std::lock_guard lock(mu_);
   VMG_ASSIGN_OR_RETURN(auto nodes, ServedNodesLocked(images, deadline));
-  VMG_ASSIGN_OR_RETURN(UniqueFd listener, ListenAt(socket, ExistingFile::kRefuse));
-  if (Status started = StartNbdServer(*qmp_, listener.get(), deadline); !started.ok()) {
+  VMG_ASSIGN_OR_RETURN(Listener listener, ListenFor(at));
+  if (Status started = StartNbdServer(*qmp_, listener.fd.get(), at.tls_dir, deadline);
+      !started.ok()) {
     // Only the socket is ours: a serving under way is left as it is.
-    (void)env_->RemoveFile(socket);
+    if (at.tcp_host.empty()) (void)env_->RemoveFile(at.path);
     return started;
   }
-  auto exports = ExportNodes(*qmp_, nodes, images, deadline);
+  auto exports = ExportNodes(*qmp_, nodes, images, listener.port, deadline);
   if (exports.ok()) return exports;
-  Status ended = StopServingLocked(socket, env_->Now() + kCleanupTimeout);
+  Status ended = StopServingLocked(at.path, env_->Now() + kCleanupTimeout);
   if (ended.ok()) return exports.status();
   return Status(
       exports.status().code(),

@@ -59,7 +59,7 @@ class QemuVm final : public Vm {
   // export per image, publishing the tracking's bitmap. A bitmap that still
   // records is accepted on a read-only export when its node is read-only
   // (a frozen image is: QEMU refuses only writable nodes' enabled bitmaps).
-  Result<std::vector<ServedExport>> ServeImages(const std::string& socket,
+  Result<std::vector<ServedExport>> ServeImages(const NbdListen& at,
                                                 const std::vector<ServedImage>& images,
                                                 Deadline deadline) override;
   // Every block export QEMU lists is vmgroup's: it is the only one to add

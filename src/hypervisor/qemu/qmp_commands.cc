@@ -170,10 +170,13 @@ Status BackupMarked(QmpClient& c, const std::string& job_id, const std::string& 
       .status();
 }
 
-Status NbdServerStart(QmpClient& c, const std::string& fd_name, Deadline d) {
+Status NbdServerStart(QmpClient& c, const std::string& fd_name, const std::string& tls_creds,
+                      Deadline d) {
   // SocketAddressLegacy: QEMU 7.2's nbd-server-start takes no flat address.
   Json addr = {{"type", "fd"}, {"data", {{"str", fd_name}}}};
-  Status s = c.Execute("nbd-server-start", {{"addr", addr}}, d).status();
+  Json args = {{"addr", addr}};
+  if (!tls_creds.empty()) args["tls-creds"] = tls_creds;
+  Status s = c.Execute("nbd-server-start", args, d).status();
   if (!s.ok() && s.message().find("NBD server already running") != std::string::npos) {
     return Status::AlreadyExists(s.message());
   }
@@ -183,6 +186,27 @@ Status NbdServerStart(QmpClient& c, const std::string& fd_name, Deadline d) {
 Status NbdServerStop(QmpClient& c, Deadline d) {
   Status s = c.Execute("nbd-server-stop", d).status();
   if (!s.ok() && s.message().find("NBD server not running") != std::string::npos) {
+    return Status::NotFound(s.message());
+  }
+  return s;
+}
+
+Status TlsCredsX509Add(QmpClient& c, const std::string& id, const std::string& dir, Deadline d) {
+  Json args = {{"qom-type", "tls-creds-x509"},
+               {"id", id},
+               {"dir", dir},
+               {"endpoint", "server"},
+               {"verify-peer", true}};
+  Status s = c.Execute("object-add", args, d).status();
+  if (!s.ok() && s.message().find("duplicate") != std::string::npos) {
+    return Status::AlreadyExists(s.message());
+  }
+  return s;
+}
+
+Status ObjectDel(QmpClient& c, const std::string& id, Deadline d) {
+  Status s = c.Execute("object-del", {{"id", id}}, d).status();
+  if (!s.ok() && s.message().find("not found") != std::string::npos) {
     return Status::NotFound(s.message());
   }
   return s;

@@ -89,7 +89,16 @@ Status BackupMarked(QmpClient& c, const std::string& job_id, const std::string& 
 // server accepts on the listening socket passed with getfd as `fd_name`
 // (QEMU takes the descriptor once the server runs). AlreadyExists when a
 // server runs already (the descriptor then stays QEMU's under its name).
-Status NbdServerStart(QmpClient& c, const std::string& fd_name, Deadline d);
+// With `tls_creds` set, the server speaks only TLS, with the credentials
+// object of that id (TlsCredsX509Add).
+Status NbdServerStart(QmpClient& c, const std::string& fd_name, const std::string& tls_creds,
+                      Deadline d);
+// Adds a tls-creds-x509 object `id`, a server's, from the QEMU-format files
+// in `dir`, requiring clients to present a certificate its CA signed
+// (verify-peer). AlreadyExists when an object of that id exists.
+Status TlsCredsX509Add(QmpClient& c, const std::string& id, const std::string& dir, Deadline d);
+// Deletes object `id`. NotFound when there is none.
+Status ObjectDel(QmpClient& c, const std::string& id, Deadline d);
 // Stops the server, closing whatever exports are left. NotFound when none runs.
 Status NbdServerStop(QmpClient& c, Deadline d);
 // Exports node `node` read-only as NBD export `name`, as block export `id`,

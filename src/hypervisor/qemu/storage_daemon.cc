@@ -76,13 +76,13 @@ Result<std::vector<ServedNode>> ServedNodes(QmpClient& c, const std::vector<Serv
 }
 
 Result<std::vector<ServedExport>> Serve(Env* env, const VmSpec& spec,
-                                        const std::vector<ServedImage>& images) {
+                                        const std::vector<ServedImage>& images, int port) {
   const Deadline deadline = env->Now() + kServeTimeout;
   VMG_ASSIGN_OR_RETURN(auto client, QmpClient::Connect(env, MonitorPath(spec), deadline));
   // Connected: nobody else needs to reach the monitor.
   (void)env->RemoveFile(MonitorPath(spec));
   VMG_ASSIGN_OR_RETURN(auto nodes, ServedNodes(*client, images, deadline));
-  return ExportNodes(*client, nodes, images, deadline);
+  return ExportNodes(*client, nodes, images, port, deadline);
 }
 
 }  // namespace
@@ -100,8 +100,9 @@ std::vector<std::string> ReadOnlyDaemonArgs(
 
 Result<std::vector<ServedExport>> ServeOffline(Env* env, const std::string& binary,
                                                const std::optional<QemuUser>& user,
-                                               const VmSpec& spec, const std::string& socket,
+                                               const VmSpec& spec, const NbdListen& at,
                                                const std::vector<ServedImage>& images) {
+  const std::string& socket = at.path;
   VMG_ASSIGN_OR_RETURN(int running, RecordedDaemon(env, socket));
   if (running) {
     return Status::AlreadyExists("qemu-storage-daemon " + std::to_string(running) + " serves on " +
@@ -115,28 +116,38 @@ Result<std::vector<ServedExport>> ServeOffline(Env* env, const std::string& bina
     std::pair<std::string, std::string> disk{DiskNode(i.disk), spec.disks[i.disk]};
     if (std::find(disks.begin(), disks.end(), disk) == disks.end()) disks.push_back(disk);
   }
-  VMG_ASSIGN_OR_RETURN(UniqueFd listener, ListenAt(socket, ExistingFile::kRefuse));
+  VMG_ASSIGN_OR_RETURN(Listener listener, ListenFor(at));
   auto monitor = ListenAt(MonitorPath(spec), ExistingFile::kReplace);
   if (!monitor.ok()) {
-    (void)env->RemoveFile(socket);
+    if (at.tcp_host.empty()) (void)env->RemoveFile(socket);
     return monitor.status();
   }
   std::vector<std::string> argv = user ? user->RunAs() : std::vector<std::string>{};
   argv.push_back(binary);
   const auto args = ReadOnlyDaemonArgs("fd=" + std::to_string(kMonitorFd), disks);
   argv.insert(argv.end(), args.begin(), args.end());
-  argv.insert(argv.end(), {"--nbd-server", "addr.type=fd,addr.str=" + std::to_string(kNbdFd)});
+  std::string server = "addr.type=fd,addr.str=" + std::to_string(kNbdFd);
+  if (!at.tls_dir.empty()) {
+    // As QEMU's object-add (StartNbdServer) makes them; a comma in the
+    // path is written twice, as QEMU's option syntax escapes it.
+    std::string dir;
+    for (char ch : at.tls_dir) dir += ch == ',' ? std::string(",,") : std::string(1, ch);
+    argv.insert(argv.end(), {"--object", std::string("tls-creds-x509,id=") + kNbdTlsCreds +
+                                             ",endpoint=server,verify-peer=on,dir=" + dir});
+    server += std::string(",tls-creds=") + kNbdTlsCreds;
+  }
+  argv.insert(argv.end(), {"--nbd-server", server});
   // Recorded before it runs: a crash right after leaves nothing unrecorded.
   auto record = [&](int pid) -> Status {
     VMG_ASSIGN_OR_RETURN(int64_t start, env->ProcessStartTime(pid));
     return env->WriteFile(PidFile(socket), std::to_string(pid) + " " + std::to_string(start));
   };
   auto pid = env->Spawn(argv, {.log_path = LogPath(spec),
-                               .fds = {{monitor->get(), kMonitorFd}, {listener.get(), kNbdFd}},
+                               .fds = {{monitor->get(), kMonitorFd}, {listener.fd.get(), kNbdFd}},
                                .admit = record});
   monitor->reset();
-  listener.reset();
-  auto exports = pid.ok() ? Serve(env, spec, images) : pid.status();
+  listener.fd.reset();
+  auto exports = pid.ok() ? Serve(env, spec, images, listener.port) : pid.status();
   if (exports.ok()) return exports;
   Status s = exports.status();
   if (pid.ok()) {

@@ -6,8 +6,9 @@
 // A serving daemon outlives this process, as a VM's QEMU serving would: a
 // backup session is ended by vmgroupd, also after a restart (its intent is
 // recorded before it serves). It is recorded in "<socket>.pid" (its pid and
-// start time, written before it runs), so that StopServingOffline finds it
-// again and never ends another process that reuses the pid.
+// start time, written before it runs; "<path>.pid" for a TCP serving at
+// NbdListen path), so that StopServingOffline finds it again and never
+// ends another process that reuses the pid.
 #pragma once
 
 #include <optional>
@@ -32,10 +33,11 @@ std::vector<std::string> ReadOnlyDaemonArgs(
 // qemu-storage-daemon (`binary`) run as `user` (as this process when none).
 Result<std::vector<ServedExport>> ServeOffline(Env* env, const std::string& binary,
                                                const std::optional<QemuUser>& user,
-                                               const VmSpec& spec, const std::string& socket,
+                                               const VmSpec& spec, const NbdListen& at,
                                                const std::vector<ServedImage>& images);
 
-// Ends the daemon serving on `socket` (Driver::StopServing): OK when none does.
+// Ends the daemon serving at `socket` (Driver::StopServing; NbdListen's
+// path): OK when none does.
 Status StopServingOffline(Env* env, const std::string& socket);
 
 }  // namespace vmgroup::hypervisor::qemu
