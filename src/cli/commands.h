@@ -53,6 +53,7 @@ int RunJob(Context& ctx, const std::vector<std::string>& words);
 int RunRestore(Context& ctx, const std::vector<std::string>& words);
 int RunRefPoint(Context& ctx, const std::vector<std::string>& words);
 int RunBackup(Context& ctx, const std::vector<std::string>& words);
+int RunHost(Context& ctx, const std::vector<std::string>& words);
 
 // A method's outcome: 0 done, 4096 waited for (unless `wait` is false:
 // then the job id is printed), anything else reported with the daemon's
