@@ -9,11 +9,13 @@ scripts/install-deps.sh
 scripts/check-layers.sh
 scripts/check-format.sh
 
-cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo
+cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DVMGROUP_WERROR=ON \
+  -DBUILD_TESTING=ON -DVMGROUP_BUILD_BENCH=ON
 cmake --build build
 ctest --test-dir build --output-on-failure -j2 --timeout 900
 
-cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DVMGROUP_SANITIZE=ON
+cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DVMGROUP_SANITIZE=ON \
+  -DVMGROUP_WERROR=ON -DBUILD_TESTING=ON -DVMGROUP_BUILD_BENCH=ON
 cmake --build build-asan
 ctest --test-dir build-asan --output-on-failure -j2 --timeout 900
 scripts/fuzz.sh 20

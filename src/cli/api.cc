@@ -513,6 +513,15 @@ Result<CallResult> Api::BeginBackup(const GroupInfo& g, const BackupBegin& b) {
   return Call(BS::kClass, Begin::kMethod, args);
 }
 
+Result<HostInfo> Api::GetHost() {
+  using VSMS = schema::VirtualSystemManagementService;
+  VMG_ASSIGN_OR_RETURN(auto services, cim_->EnumerateInstances(VSMS::kClass));
+  if (services.empty()) return Status::NotFound(std::string("vmgroupd serves no ") + VSMS::kClass);
+  const cim::Instance& s = services.front().instance;
+  return HostInfo{.name = Text(s, VSMS::kSystemName),
+                  .accelerator = Text(s, VSMS::kVmgroupAccelerator)};
+}
+
 Result<std::vector<BackupInfo>> Api::ListBackups() {
   using Session = schema::BackupSession;
   using Disk = schema::BackupDisk;

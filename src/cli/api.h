@@ -116,6 +116,12 @@ struct NewVm {
 };
 
 // What a method call ended in: a ReturnValue and, when it started one, a job.
+// What vmgroupd says of its host (its Msvm_VirtualSystemManagementService).
+struct HostInfo {
+  std::string name;         // the host's name: the services' SystemName
+  std::string accelerator;  // what QEMU runs VMs under: "kvm" or "tcg"
+};
+
 struct CallResult {
   uint32_t code = 0;
   std::string error;  // the daemon's reason when code is not 0 or 4096
@@ -134,6 +140,8 @@ class Api {
                                               const std::string& cacert = "",
                                               const std::string& password = "");
 
+  // NotFound if the daemon serves no management service.
+  Result<HostInfo> GetHost();
   Result<std::vector<VmInfo>> ListVms();
   // By name or id; NotFound, or InvalidArgument when a name is ambiguous.
   Result<VmInfo> FindVm(const std::string& name_or_id);

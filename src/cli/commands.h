@@ -58,6 +58,7 @@ int RunJob(Context& ctx, const std::vector<std::string>& words);
 int RunImport(Context& ctx, const std::vector<std::string>& words);
 int RunRefPoint(Context& ctx, const std::vector<std::string>& words);
 int RunBackup(Context& ctx, const std::vector<std::string>& words);
+int RunHost(Context& ctx, const std::vector<std::string>& words);
 
 // One command, as the table in command_table.cc declares it: `vmgroup
 // NOUN VERB ARGS`, what it does, and the family's runner (null for help and

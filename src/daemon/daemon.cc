@@ -57,11 +57,22 @@ Result<std::unique_ptr<Daemon>> Daemon::Start(const Options& o) {
     if (o.admin_group != kDefaultAdminGroup || !o.reader_group.empty()) return groups;
     Log(LogLevel::kWarning, groups.message() + ": only root may manage vmgroupd");
   }
+  hypervisor::qemu::QemuOptions qemu;
+  qemu.accel = o.accel;
+  // Only root can start QEMU as another user; anyone else runs it as itself.
+  if (::geteuid() == 0) qemu.user = o.qemu_user;
+  // The daemon's own, to say which accelerator it resolved (kAuto: the probe).
+  VMG_ASSIGN_OR_RETURN(d->qemu_, hypervisor::qemu::QemuDriver::Create(Env::Default(), qemu));
+  const std::string accel = hypervisor::qemu::AccelName(d->qemu_->accel());
+  if (!d->qemu_->kvm_refusal().ok()) {
+    Log(LogLevel::kWarning, "KVM cannot run guests here (" + d->qemu_->kvm_refusal().ToString() +
+                                "): VMs run under TCG, slower; --accel kvm insists on KVM");
+  }
+  Log(LogLevel::kInfo, "QEMU accelerator: " + accel +
+                           (o.accel == hypervisor::qemu::Accel::kAuto ? " (--accel auto)" : ""));
   engine::EngineOptions eo;
   eo.state_dir = o.state_dir;
-  eo.qemu.accel = o.accel;
-  // Only root can start QEMU as another user; anyone else runs it as itself.
-  if (::geteuid() == 0) eo.qemu.user = o.qemu_user;
+  eo.driver = d->qemu_.get();
   eo.snapshot.freeze_bound = o.freeze_bound;
   if (!o.nbd_tls_dir.empty()) VMG_RETURN_IF_ERROR(CheckNbdTlsDir(o.nbd_tls_dir));
   eo.snapshot.nbd_listen = o.nbd_listen;
@@ -85,7 +96,7 @@ Result<std::unique_ptr<Daemon>> Daemon::Start(const Options& o) {
 
   const std::string host = HostName();
   d->dispatcher_ = std::make_unique<cim::Dispatcher>(services::kNamespace, host);
-  services::Register(*d->dispatcher_, {d->engine_.get(), d->jobs_.get(), host});
+  services::Register(*d->dispatcher_, {d->engine_.get(), d->jobs_.get(), host, accel});
 
   VMG_RETURN_IF_ERROR(d->StartListeners(o));
   return d;

@@ -39,7 +39,9 @@ runs the VMs it manages. Runs in the foreground; logs to stderr.
   --libvirt URI          also serve the domains of this libvirt connection
                          (qemu:///system, qemu+ssh://HOST/system, ...): each is a VM,
                          followed as libvirt changes it; repeatable
-  --accel auto|kvm|tcg   QEMU accelerator (default auto: KVM when /dev/kvm exists)
+  --accel auto|kvm|tcg   QEMU accelerator (default auto: KVM if a tiny guest runs
+                         under it at start, within 5 s, else TCG with a warning;
+                         a /dev/kvm that opens may still not run guests)
   --qemu-user NAME        the user QEMU runs as when vmgroupd runs as root
                          (default vmgroup-qemu; "root" keeps QEMU root)
   --freeze-bound SECONDS  longest guests stay frozen for an application-consistent

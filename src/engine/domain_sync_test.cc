@@ -113,7 +113,10 @@ DomainInfo Db(RunState state = RunState::kShutoff) {
 class DomainSyncTest : public ::testing::Test {
  protected:
   std::unique_ptr<Engine> Open() {
-    auto e = Engine::Open({.state_dir = dir_.path(), .libvirt = {{kUri, &libvirt_}}});
+    // TCG named: these tests start no QEMU, and auto would probe KVM (accel_probe.h).
+    auto e = Engine::Open({.state_dir = dir_.path(),
+                           .qemu = {.accel = hypervisor::qemu::Accel::kTcg},
+                           .libvirt = {{kUri, &libvirt_}}});
     EXPECT_TRUE(e.ok()) << e.status().ToString();
     return e.ok() ? std::move(e).value() : nullptr;
   }

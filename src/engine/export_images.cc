@@ -55,7 +55,9 @@ Result<std::vector<ExportedImage>> ExportImages::Chain(const std::string& dir,
     const std::string path = at_dir + "/" + disk.file;
     VMG_ASSIGN_OR_RETURN(storage::CheckedImage image,
                          storage::InspectImage(path, storage::BackingNames::kRelativeOnly));
-    const std::string shown = "'" + Printable(image.header.backing_file) + "'";
+    // Appended, not "'" + a temporary: GCC 12 at -O3 warns falsely (-Wrestrict, GCC bug 105651)
+    const std::string shown =
+        std::string("'").append(Printable(image.header.backing_file)).append("'");
     chain.push_back({.path = path, .disk = disk, .backing = image.header.backing_file});
     if (disk.base_file.empty()) {
       if (image.header.has_backing) {

@@ -82,7 +82,8 @@ Status SnapshotApply::Undo(const Status& cause) {
 Status SnapshotApply::Work() {
   VmRegistry* vms = parts_.vms;
   const catalog::SnapshotRecord& s = s_;
-  const std::string tag = "a" + NewGuid().substr(0, 8);
+  // Appended, not "a" + a temporary: GCC 12 at -O3 warns falsely (-Wrestrict, GCC bug 105651)
+  const std::string tag = std::string("a").append(NewGuid(), 0, 8);
   for (size_t i = 0; i < s.members.size(); ++i) {
     const catalog::MemberSnapshot& m = s.members[i];
     const catalog::VmRecord& vm = members_[i];

@@ -155,8 +155,9 @@ Status SnapshotCreate::RecordIntent() {
   const int64_t now_us = parts_.env->NowMicros();
   const std::string name =
       request_.name.empty() ? collection_.name + " - " + UtcTime(now_us) : request_.name;
-  s_ = PlanSnapshot(id, "s" + id.substr(0, 8), collection_.id, name, request_.type, now_us, planned,
-                    member_ids);
+  // Appended, not "s" + a temporary: GCC 12 at -O3 warns falsely (-Wrestrict, GCC bug 105651)
+  s_ = PlanSnapshot(id, std::string("s").append(id, 0, 8), collection_.id, name, request_.type,
+                    now_us, planned, member_ids);
   s_.consistency = request_.consistency;
   for (const auto& vm : members_) {
     VMG_RETURN_IF_ERROR(parts_.env->CreateDirs(parts_.vms->RunDir(vm.id)));

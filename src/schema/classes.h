@@ -135,6 +135,12 @@ struct Service {
 
 struct VirtualSystemManagementService : Service {
   static constexpr char kClass[] = "Msvm_VirtualSystemManagementService";
+  // Read-only: the accelerator QEMU runs VMs under, "kvm" or "tcg" (what
+  // vmgroupd's --accel resolved to at start).
+  static constexpr char kVmgroupAccelerator[] = "Vmgroup_Accelerator";
+  static constexpr auto kProperties = std::to_array<std::string_view>(
+      {kCreationClassName, kName, kSystemCreationClassName, kSystemName, kElementName, kCaption,
+       kEnabledState, kHealthState, kStarted, kVmgroupAccelerator});
   struct DefineSystem {
     static constexpr char kMethod[] = "DefineSystem";
     static constexpr char kSystemSettings[] = "SystemSettings";

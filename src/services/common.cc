@@ -239,20 +239,25 @@ ServiceProvider::ServiceProvider(const Context& ctx, std::string class_name, std
   for (auto& m : spec_.methods) m.params.push_back(ErrorOut());
 }
 
+void ServiceProvider::AddProperty(const std::string& name, std::string value) {
+  spec_.properties.push_back({.name = name, .type = "string"});
+  added_.emplace_back(name, std::move(value));
+}
+
 Result<std::vector<cim::Instance>> ServiceProvider::Enumerate() {
   using S = schema::Service;
-  return std::vector<cim::Instance>{
-      cim::InstanceBuilder(spec_)
-          .Str(S::kCreationClassName, spec_.name)
-          .Str(S::kName, name_)
-          .Str(S::kSystemCreationClassName, schema::ComputerSystem::kClass)
-          .Str(S::kSystemName, host_)
-          .Str(S::kElementName, caption_)
-          .Str(S::kCaption, caption_)
-          .Int(S::kEnabledState, schema::EnabledState::kEnabled)
-          .Int(S::kHealthState, schema::HealthState::kOk)
-          .Bool(S::kStarted, true)
-          .Build()};
+  cim::InstanceBuilder b(spec_);
+  b.Str(S::kCreationClassName, spec_.name)
+      .Str(S::kName, name_)
+      .Str(S::kSystemCreationClassName, schema::ComputerSystem::kClass)
+      .Str(S::kSystemName, host_)
+      .Str(S::kElementName, caption_)
+      .Str(S::kCaption, caption_)
+      .Int(S::kEnabledState, schema::EnabledState::kEnabled)
+      .Int(S::kHealthState, schema::HealthState::kOk)
+      .Bool(S::kStarted, true);
+  for (const auto& [name, value] : added_) b.Str(name, value);
+  return std::vector<cim::Instance>{b.Build()};
 }
 
 Result<cim::MethodResult> ServiceProvider::Invoke(const cim::MethodSpec& method,

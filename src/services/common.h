@@ -27,7 +27,8 @@ std::vector<std::string> NamespaceParts();
 struct Context {
   engine::Engine* engine;
   JobManager* jobs;
-  std::string host;  // SystemName of the services
+  std::string host;         // SystemName of the services
+  std::string accelerator;  // what QEMU runs VMs under: "kvm" or "tcg"
 };
 
 // A path with one string key.
@@ -124,6 +125,9 @@ class ServiceProvider : public cim::Provider {
                   std::vector<cim::MethodSpec> methods);
   // REQUIRES: `method` is declared.
   void On(const std::string& method, Handler h) { handlers_[method] = std::move(h); }
+  // Declares a read-only string property `name` of the class, whose value
+  // the instance carries.
+  void AddProperty(const std::string& name, std::string value);
 
   const cim::ClassSpec& spec() const override { return spec_; }
   Result<std::vector<cim::Instance>> Enumerate() override;
@@ -134,6 +138,7 @@ class ServiceProvider : public cim::Provider {
   cim::ClassSpec spec_;
   std::string name_, caption_, host_;
   std::map<std::string, Handler> handlers_;
+  std::vector<std::pair<std::string, std::string>> added_;  // AddProperty: (name, value)
 };
 
 // A read-only class: its declaration and a function listing its instances.

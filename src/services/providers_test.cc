@@ -42,9 +42,12 @@ std::string Embedded(const std::string& cls,
 class ProvidersTest : public ::testing::Test {
  protected:
   ProvidersTest() {
-    engine_ = std::move(engine::Engine::Open({.state_dir = dir_ / "state"})).value();
+    // TCG named: these tests start no QEMU, and auto would probe KVM (accel_probe.h).
+    engine_ = std::move(engine::Engine::Open({.state_dir = dir_ / "state",
+                                              .qemu = {.accel = hypervisor::qemu::Accel::kTcg}}))
+                  .value();
     jobs_ = std::make_unique<JobManager>(Env::Default(), &engine_->catalog());
-    Register(dispatcher_, {engine_.get(), jobs_.get(), "testhost"});
+    Register(dispatcher_, {engine_.get(), jobs_.get(), "testhost", "tcg"});
   }
 
   // Sends a CIM-XML request as a client would; the answer, parsed.
@@ -103,6 +106,19 @@ class ProvidersTest : public ::testing::Test {
   std::unique_ptr<JobManager> jobs_;
   cim::Dispatcher dispatcher_{kNamespace, "testhost"};
 };
+
+// The daemon's resolved accelerator, read-only on the management service.
+TEST_F(ProvidersTest, TheManagementServiceSaysWhichAcceleratorRunsVms) {
+  using VSMS = schema::VirtualSystemManagementService;
+  cim::Response r = Send(
+      "EnumerateInstances", "",
+      cim::IMethodCall("1", "EnumerateInstances", NamespaceParts(),
+                       {{"ClassName", "", cim::Value::Reference({"", {}, VSMS::kClass, {}})}}));
+  ASSERT_EQ(r.instances.size(), 1u);
+  const cim::Property* accel = r.instances[0].instance.Find(VSMS::kVmgroupAccelerator);
+  ASSERT_NE(accel, nullptr);
+  EXPECT_EQ(accel->value.scalar, "tcg");
+}
 
 TEST_F(ProvidersTest, DefineSystemRefusesBadNamesAndNumbersAndMakesNothing) {
   const std::string too_long(kMaxNameBytes + 1, 'x');

@@ -23,7 +23,10 @@ namespace {
 class SchemaTest : public ::testing::Test {
  protected:
   SchemaTest() {
-    engine_ = std::move(engine::Engine::Open({.state_dir = dir_ / "state"})).value();
+    // TCG named: these tests start no QEMU, and auto would probe KVM (accel_probe.h).
+    engine_ = std::move(engine::Engine::Open({.state_dir = dir_ / "state",
+                                              .qemu = {.accel = hypervisor::qemu::Accel::kTcg}}))
+                  .value();
     jobs_ = std::make_unique<JobManager>(Env::Default(), &engine_->catalog());
     providers_ = AllProviders({engine_.get(), jobs_.get(), "testhost"});
     for (const auto& p : providers_) specs_.push_back(p->spec());

@@ -425,6 +425,7 @@ class ManagementServiceProvider : public ServiceProvider {
                          JobOut()}},
              {.name = Destroy::kMethod,
               .params = {RefIn(Destroy::kAffectedSystem, "CIM_ComputerSystem"), JobOut()}}}) {
+    AddProperty(VSMS::kVmgroupAccelerator, ctx.accelerator);
     engine::Engine* e = ctx.engine;
     On(Define::kMethod, [e](const Args& a) -> Result<cim::MethodResult> {
       if (a.Ref(Define::kReferenceConfiguration)) {

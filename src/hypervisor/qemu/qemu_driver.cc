@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "hypervisor/qemu/accel_probe.h"
 #include "hypervisor/qemu/guest_agent.h"
 #include "hypervisor/qemu/listen_socket.h"
 #include "hypervisor/qemu/qemu_vm.h"
@@ -99,9 +100,30 @@ Result<Accel> ParseAccel(const std::string& name) {
   return Status::InvalidArgument("accelerator must be auto, kvm or tcg, got '" + name + "'");
 }
 
+std::string AccelName(Accel accel) {
+  switch (accel) {
+    case Accel::kAuto:
+      return "auto";
+    case Accel::kKvm:
+      return "kvm";
+    case Accel::kTcg:
+      return "tcg";
+  }
+  return "auto";
+}
+
 Result<std::unique_ptr<QemuDriver>> QemuDriver::Create(Env* env, QemuOptions options) {
   VMG_ASSIGN_OR_RETURN(std::optional<QemuUser> user, QemuUser::LookUp(options.user));
-  return std::unique_ptr<QemuDriver>(new QemuDriver(env, std::move(options), std::move(user)));
+  Status kvm_refusal;
+  if (options.accel == Accel::kAuto) {
+    kvm_refusal = ProbeAccel(env, "kvm",
+                             {.binary = options.binary,
+                              .run_as = user ? user->RunAs() : std::vector<std::string>{},
+                              .deadline = options.probe_deadline});
+    options.accel = kvm_refusal.ok() ? Accel::kKvm : Accel::kTcg;
+  }
+  return std::unique_ptr<QemuDriver>(
+      new QemuDriver(env, std::move(options), std::move(user), std::move(kvm_refusal)));
 }
 
 std::vector<std::string> QemuDriver::CommandLine(const VmSpec& spec) const {
@@ -112,17 +134,7 @@ std::vector<std::string> QemuDriver::CommandLine(const VmSpec& spec) const {
   argv.insert(argv.end(),
               {options_.binary, "-name", "guest=" + Escape(spec.name) + ",debug-threads=on",
                "-uuid", spec.uuid, "-sandbox", kSandbox});
-  switch (options_.accel) {
-    case Accel::kAuto:
-      argv.insert(argv.end(), {"-accel", "kvm", "-accel", "tcg"});
-      break;
-    case Accel::kKvm:
-      argv.insert(argv.end(), {"-accel", "kvm"});
-      break;
-    case Accel::kTcg:
-      argv.insert(argv.end(), {"-accel", "tcg"});
-      break;
-  }
+  argv.insert(argv.end(), {"-accel", AccelName(options_.accel)});  // never auto (Create)
   argv.insert(argv.end(),
               {"-nodefaults", "-no-user-config", "-display", "none", "-m",
                std::to_string(spec.config.memory_mib), "-smp", std::to_string(spec.config.vcpus)});

@@ -24,12 +24,17 @@ namespace vmgroup::hypervisor::qemu {
 
 // Which accelerator QEMU uses.
 enum class Accel {
-  kAuto,  // KVM where the host offers it, else TCG: QEMU takes the first that opens
+  // KVM when it runs the accelerator probe's guest (accel_probe.h), else
+  // TCG: a /dev/kvm that opens may still not run guests. Resolved once, by
+  // QemuDriver::Create.
+  kAuto,
   kKvm,
   kTcg,  // software emulation: slower, but works everywhere, nested or not
 };
 // "auto", "kvm", "tcg" -> Accel; InvalidArgument for anything else.
 Result<Accel> ParseAccel(const std::string& name);
+// The name ParseAccel reads, which is also QEMU's for kKvm and kTcg.
+std::string AccelName(Accel accel);
 
 struct QemuOptions {
   std::string binary = "qemu-system-x86_64";
@@ -43,13 +48,22 @@ struct QemuOptions {
   std::string user;
   // How long QEMU may take from spawn to an answering monitor.
   Duration start_timeout = std::chrono::seconds(30);
+  // How long kAuto's probe of KVM may take (AccelProbe::deadline).
+  Duration probe_deadline = std::chrono::seconds(5);
 };
 
 class QemuDriver final : public Driver {
  public:
   // NotFound or InvalidArgument, saying what to fix, for a user QEMU cannot
-  // run as (QemuUser::LookUp).
+  // run as (QemuUser::LookUp). Accel::kAuto is resolved here, once: QEMU
+  // runs the probe's guest under KVM as the VMs' user (up to
+  // options.probe_deadline), and a failure means TCG.
   static Result<std::unique_ptr<QemuDriver>> Create(Env* env, QemuOptions options = {});
+
+  // The accelerator every VM runs under: kKvm or kTcg, never kAuto.
+  Accel accel() const { return options_.accel; }
+  // Why kAuto resolved to TCG (the KVM probe's failure); OK otherwise.
+  const Status& kvm_refusal() const { return kvm_refusal_; }
 
   Result<std::unique_ptr<Vm>> Start(const VmSpec& spec,
                                     const std::function<Status(int pid)>& admit) override;
@@ -73,12 +87,16 @@ class QemuDriver final : public Driver {
   static std::string SerialPath(const VmSpec& spec) { return spec.run_dir + "/serial.log"; }
 
  private:
-  QemuDriver(Env* env, QemuOptions options, std::optional<QemuUser> user)
-      : env_(env), options_(std::move(options)), user_(std::move(user)) {}
+  QemuDriver(Env* env, QemuOptions options, std::optional<QemuUser> user, Status kvm_refusal)
+      : env_(env),
+        options_(std::move(options)),
+        user_(std::move(user)),
+        kvm_refusal_(std::move(kvm_refusal)) {}
 
   Env* env_;
   QemuOptions options_;
   std::optional<QemuUser> user_;  // who QEMU runs as, if not as this process
+  Status kvm_refusal_;
 };
 
 }  // namespace vmgroup::hypervisor::qemu
