@@ -74,6 +74,7 @@ const Command kCommands[] = {
     {"job", "show", "ID", "one job", RunJob},
     {"job", "wait", "ID", "follow a job until it ends (exit 1 if it failed)", RunJob},
     {"job", "cancel", "ID", "ask a job to stop at its next safe point", RunJob},
+    {"host", "", "", "the daemon's host and the accelerator its QEMUs use", RunHost},
     {"help", "", "[COMMAND [VERB]]", "this help, or a command's", nullptr},
     {"version", "", "", "vmgroup's version", nullptr},
 };

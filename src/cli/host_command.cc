@@ -10,10 +10,7 @@ namespace vmgroup::cli {
 int RunHost(Context& ctx, const std::vector<std::string>& words) {
   auto line = CommandLine::Parse(words, {}, {});
   if (!line.ok()) return ReportError(line.status());
-  if (!line->positional().empty()) {
-    std::cerr << "usage: vmgroup host\n";
-    return kExitUsage;
-  }
+  if (!line->positional().empty()) return UsageError("host");
   auto host = ctx.api->GetHost();
   if (!host.ok()) return ReportError(host.status());
   if (ctx.json) {

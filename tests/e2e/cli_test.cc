@@ -29,6 +29,24 @@ class CliTest : public DaemonFixture {
   }
 };
 
+TEST_F(CliTest, HostSaysWhichAcceleratorTheDefaultChoseAndItsVmsRun) {
+  EXPECT_EQ(json::parse(Ok({"host", "--json"}))["accelerator"], "tcg") << "--accel tcg";
+  // The daemon's default: KVM only where a tiny guest proved it runs.
+  StopDaemon();
+  StartDaemon({"--insecure-loopback", "--accel", "auto"});
+  const json host = json::parse(Ok({"host", "--json"}));
+  ASSERT_TRUE(host["accelerator"] == "kvm" || host["accelerator"] == "tcg") << host.dump();
+  if (host["accelerator"] == "tcg") {
+    EXPECT_NE(LogText().find("KVM cannot run guests here"), std::string::npos) << LogText();
+  }
+  // A VM starts under it.
+  const std::string id = NewVm("probe");
+  const json vm = json::parse(Ok({"vm", "show", "probe", "--json"}));
+  EXPECT_EQ(vm["state"], "running") << vm.dump();
+  Ok({"vm", "turn-off", id});
+  EXPECT_EQ(Cli({"host", "extra"}).exit_code, 2);
+}
+
 TEST_F(CliTest, VmCommandsDriveAVmThroughItsStates) {
   const std::string id = NewVm("db");
   EXPECT_EQ(id.size(), 36u);
