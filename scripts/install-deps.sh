@@ -21,6 +21,7 @@ packages=(
   libnbd-bin  # nbdinfo, nbdcopy: the tests read backup sessions' NBD exports
   libsystemd-dev  # daemon/systemd: sd_notify (Type=notify), sd_listen_fds (socket activation)
   systemd  # systemd-socket-activate, systemd-analyze: the tests play systemd's part
+  debhelper dpkg-dev fakeroot lintian man-db  # scripts/test-package.sh: the .deb, built and checked
 )
 
 missing=()

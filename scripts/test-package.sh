@@ -3,13 +3,15 @@
 # it with lintian, installs it on this machine, and checks what an operator
 # gets: the files, the units (systemd-analyze verify), `vmgroupd --version`,
 # every man page (man -l), the service's group and QEMU user. Purges it
-# afterwards. Needs root (dpkg -i); run by scripts/test.sh.
+# afterwards. Installs as root (sudo when not root); run by scripts/test.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+sudo=""
+if [[ $(id -u) -ne 0 ]]; then sudo=sudo; fi
 
-work=$(mktemp -d /tmp/vmgroup-package.XXXXXX)
+work=$(mktemp -d "${TMPDIR:-/tmp}/vmgroup-package.XXXXXX")
 cleanup() {
-  dpkg --purge vmgroup >/dev/null 2>&1 || true
+  $sudo dpkg --purge vmgroup >/dev/null 2>&1 || true
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -26,7 +28,7 @@ echo "test-package: built $(basename "$deb")"
 # lintian: no errors (warnings are printed for a person to read).
 lintian --fail-on error "$deb"
 
-dpkg -i "$deb" >/dev/null
+$sudo dpkg -i "$deb" >/dev/null
 fail=0
 check() {  # check DESCRIPTION COMMAND...
   local what=$1
@@ -40,14 +42,14 @@ check() {  # check DESCRIPTION COMMAND...
   fi
 }
 for f in /usr/sbin/vmgroupd /usr/bin/vmgroup /etc/pam.d/vmgroupd \
-  /usr/lib/systemd/system/vmgroupd.service /usr/lib/systemd/system/vmgroupd.socket \
+  /lib/systemd/system/vmgroupd.service /lib/systemd/system/vmgroupd.socket \
   /usr/lib/sysusers.d/vmgroup.conf /usr/lib/tmpfiles.d/vmgroup.conf \
   /usr/lib/sysctl.d/vmgroup.conf /etc/vmgroup/vmgroupd.conf \
   /usr/share/bash-completion/completions/vmgroup; do
   check "$f is installed" test -e "$f"
 done
-check "the units verify" systemd-analyze verify /usr/lib/systemd/system/vmgroupd.service \
-  /usr/lib/systemd/system/vmgroupd.socket
+check "the units verify" systemd-analyze verify /lib/systemd/system/vmgroupd.service \
+  /lib/systemd/system/vmgroupd.socket
 check "vmgroupd --version" sh -c '/usr/sbin/vmgroupd --version | grep -q "^vmgroupd [0-9]"'
 check "vmgroup --version" sh -c '/usr/bin/vmgroup --version | grep -q "^vmgroup [0-9]"'
 pages=$(dpkg -L vmgroup | grep '^/usr/share/man/man[0-9]/.*\.gz$' || true)

@@ -160,5 +160,38 @@ TEST(BinaryTest, ReadmeNamesEveryCommand) {
   }
 }
 
+// A man page as its reader sees the words: roff's escaped dashes plain,
+// font changes gone.
+std::string ManText(const std::string& page) {
+  std::ifstream in(std::string(VMGROUP_SOURCE_DIR "/docs/man/") + page);
+  EXPECT_TRUE(in) << page;
+  std::stringstream ss;
+  ss << in.rdbuf();
+  std::string text = ss.str();
+  for (size_t at; (at = text.find("\\-")) != std::string::npos;) text.replace(at, 2, "-");
+  for (size_t at; (at = text.find("\\f")) != std::string::npos;) text.erase(at, 3);
+  return text;
+}
+
+TEST(BinaryTest, TheManPagesNameEveryCommandAndEveryDaemonOption) {
+  const std::string vmgroup = ManText("vmgroup.1");
+  for (const Command& c : Commands()) {
+    const std::string words = std::string(c.noun) + (c.verb.empty() ? "" : " ") + std::string(c.verb);
+    EXPECT_NE(vmgroup.find(words), std::string::npos) << "vmgroup.1 lacks `" << words << "`";
+  }
+  const std::string vmgroupd = ManText("vmgroupd.8");
+  CommandOutput help = RunCommand({VMGROUPD_BIN, "--help"});
+  ASSERT_EQ(help.exit_code, 0);
+  std::istringstream words(help.out);
+  int options = 0;
+  for (std::string w; words >> w;) {
+    if (!w.starts_with("--")) continue;
+    w = w.substr(0, w.find_first_not_of("-abcdefghijklmnopqrstuvwxyz"));
+    ++options;
+    EXPECT_NE(vmgroupd.find(w), std::string::npos) << "vmgroupd.8 lacks " << w;
+  }
+  EXPECT_GT(options, 15) << help.out;
+}
+
 }  // namespace
 }  // namespace vmgroup::cli
