@@ -4,11 +4,12 @@
 # three VMs snapshotted as one through the CLI and through wbemcli, a
 # standard WBEM client. Everything it starts it stops again, by PID.
 #
-#   scripts/demo.sh [--accel auto|kvm|tcg]     (default: tcg, which runs anywhere)
+#   scripts/demo.sh [--accel auto|kvm|tcg]     (default: vmgroupd's own, auto:
+#                                               KVM where a tiny guest proves it runs)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-accel=tcg
+accel=auto
 if [[ ${1:-} == --accel ]]; then accel=${2:?--accel needs auto, kvm or tcg}; fi
 
 scripts/install-deps.sh
@@ -32,19 +33,20 @@ trap cleanup EXIT
 build/src/daemon/vmgroupd --state-dir "$work/state" --listen "unix:$work/vmgroupd.sock" \
   --listen http://127.0.0.1:0 --insecure-loopback --accel "$accel" >"$work/vmgroupd.log" 2>&1 &
 daemon=$!
-for _ in $(seq 100); do
+for _ in $(seq 300); do # auto's probe of KVM takes up to 5 s
   grep -q "vmgroupd ready" "$work/vmgroupd.log" && break
   kill -0 "$daemon" 2>/dev/null || { cat "$work/vmgroupd.log"; exit 1; }
   sleep 0.1
 done
 port=$(sed -n 's|.*listening on http://127.0.0.1:\([0-9]*\).*|\1|p' "$work/vmgroupd.log")
-echo "vmgroupd is running (state in $work/state, accel $accel)"
+echo "vmgroupd is running (state in $work/state, --accel $accel)"
 
 run() {
   echo
   echo "\$ $*"
   if [[ $1 == vmgroup ]]; then "$vmgroup" "${@:2}"; else "$@"; fi
 }
+run vmgroup host # which accelerator the daemon chose
 run vmgroup vm create db --memory 64 --disk 64M --start
 run vmgroup vm create app1 --memory 64 --disk 32M --disk 16M --start
 run vmgroup vm create app2 --memory 64 --disk 32M --start

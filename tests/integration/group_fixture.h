@@ -52,7 +52,7 @@ class GroupFixture : public ::testing::Test {
     env_ = std::move(env);
     auto e = engine::Engine::Open({.state_dir = dir_ / "state",
                                    .env = env_.get(),
-                                   .qemu = testing::TestQemu(),
+                                   .qemu = qemu_,
                                    .snapshot = snap});
     ASSERT_TRUE(e.ok()) << e.status().ToString();
     engine_ = std::move(e).value();
@@ -221,6 +221,8 @@ class GroupFixture : public ::testing::Test {
 
   testing::TempDir dir_;
   storage::QemuImg img_{Env::Default()};
+  // How OpenEngine has QEMU run; a test may change it before SetUp.
+  hypervisor::qemu::QemuOptions qemu_ = testing::TestQemu();
   std::unique_ptr<Env> env_;  // declared before engine_: outlives it
   std::unique_ptr<engine::Engine> engine_;
 };
