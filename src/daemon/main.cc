@@ -9,7 +9,8 @@
 
 int main(int argc, char** argv) {
   using namespace vmgroup;
-  auto options = daemon::ParseOptions(std::vector<std::string>(argv + 1, argv + argc));
+  auto options = daemon::ParseOptions(std::vector<std::string>(argv + 1, argv + argc),
+                                      daemon::kDefaultConfigFile);
   if (!options.ok()) {
     std::fprintf(stderr, "vmgroupd: %s\n", options.status().message().c_str());
     return 2;
@@ -24,6 +25,9 @@ int main(int argc, char** argv) {
   }
   SetLogLevel(options->log_level);
   SetLogSink(DetectLogSink());
+  Log(LogLevel::kDebug, options->config->empty()
+                            ? "no configuration file"
+                            : "options from " + *options->config + ", then the command line");
   // Block the stop signals in every thread; this one waits for them below.
   sigset_t stop;
   sigemptyset(&stop);

@@ -7,55 +7,10 @@
 #include <cctype>
 #include <charconv>
 
+#include "base/env.h"
+#include "daemon/config_file.h"
+
 namespace vmgroup::daemon {
-
-std::string Usage() {
-  return R"(usage: vmgroupd [options]
-
-Serves the Hyper-V collection API (root/virtualization/v2) over CIM-XML and
-runs the VMs it manages. Runs in the foreground; logs to stderr.
-
-  --state-dir DIR        catalog, VM run directories, snapshots (default /var/lib/vmgroup)
-  --listen unix:PATH     a unix socket (default unix:/run/vmgroup/vmgroupd.sock),
-                         open to every local user (mode 0666): each peer is judged
-                         by its uid (SO_PEERCRED) and that user's groups
-  --listen https://HOST:PORT
-                         CIM-XML over TLS (WBEM's port is 5989); clients authenticate
-                         with HTTP Basic, checked by PAM (service "vmgroupd")
-  --tls-cert FILE        the https listeners' certificate (chain), PEM
-  --tls-key FILE         its private key, PEM (readable by root alone)
-  --listen http://HOST:PORT
-                         CIM-XML over TCP without TLS: loopback addresses only,
-                         unless --insecure-plaintext
-  --metrics-on LISTENER  also serve Prometheus metrics (GET /metrics) on this one of
-                         the --listen listeners, as unix:PATH or https://HOST:PORT;
-                         readers and admins may read them; repeatable
-  --admin-group NAME     users who may manage VMs, groups and snapshots (default
-                         vmgroup); root always may
-  --reader-group NAME    users who may only read (enumerate, get, follow associations)
-  --insecure-loopback    allow TCP without authentication, loopback addresses only
-  --insecure-plaintext   allow http:// on addresses other than loopback: passwords
-                         then cross the network in clear text
-  --libvirt URI          also serve the domains of this libvirt connection
-                         (qemu:///system, qemu+ssh://HOST/system, ...): each is a VM,
-                         followed as libvirt changes it; repeatable
-  --accel auto|kvm|tcg   QEMU accelerator (default auto: KVM if a tiny guest runs
-                         under it at start, within 5 s, else TCG with a warning;
-                         a /dev/kvm that opens may still not run guests)
-  --qemu-user NAME        the user QEMU runs as when vmgroupd runs as root
-                         (default vmgroup-qemu; "root" keeps QEMU root)
-  --freeze-bound SECONDS  longest guests stay frozen for an application-consistent
-                         snapshot (default 10)
-  --nbd-tls-dir DIR      serve backup sessions over TCP too when asked, with TLS from
-                         DIR's ca-cert.pem, server-cert.pem, server-key.pem (readable
-                         by QEMU's user); readers need a certificate that CA signed
-  --nbd-listen HOST      the numeric address those sessions listen on (with
-                         --nbd-tls-dir; their URIs name it)
-  --log-level LEVEL      debug, info, warning or error (default info)
-  --help
-  --version              print vmgroupd's version and exit
-)";
-}
 
 Status CheckNbdTlsDir(const std::string& dir) {
   struct stat st {};
@@ -116,95 +71,307 @@ Result<Listen> ParseListen(const std::string& text) {
   return l;
 }
 
-Result<Options> ParseOptions(const std::vector<std::string>& args) {
-  Options o;
-  std::vector<std::string> metrics_on;
+namespace {
+
+Status AbsolutePath(const std::string& v, std::string& field, const char* option) {
+  if (v.empty() || v[0] != '/') {
+    return Status::InvalidArgument(std::string(option) + " must be an absolute path");
+  }
+  field = v;
+  return Status::Ok();
+}
+
+Status NonEmpty(const std::string& v, std::string& field, const char* message) {
+  if (v.empty()) return Status::InvalidArgument(message);
+  field = v;
+  return Status::Ok();
+}
+
+Status GroupName(const std::string& v, std::string& field, const char* option) {
+  if (!IsGroupName(v)) {
+    return Status::InvalidArgument(std::string(option) + " '" + v + "' is not a group name");
+  }
+  field = v;
+  return Status::Ok();
+}
+
+// The apply of a flag: sets `field`.
+template <bool Options::*field>
+Status SetFlag(const std::string&, Options& o) {
+  o.*field = true;
+  return Status::Ok();
+}
+
+constexpr OptionSpec kOptions[] = {
+    {.name = "state-dir",
+     .value = "DIR",
+     .help = "catalog, VM run directories, snapshots (default /var/lib/vmgroup)",
+     .apply = [](const std::string& v,
+                 Options& o) { return AbsolutePath(v, o.state_dir, "--state-dir"); }},
+    {.name = "listen",
+     .value = "LISTENER",
+     .help = "where to serve; repeatable (default\n"
+             "unix:/run/vmgroup/vmgroupd.sock):\n"
+             "unix:PATH  a unix socket, open to every local user\n"
+             "  (mode 0666): each peer is judged by its uid\n"
+             "  (SO_PEERCRED) and that user's groups\n"
+             "https://HOST:PORT  CIM-XML over TLS (WBEM's port is 5989);\n"
+             "  clients authenticate with HTTP Basic, checked by PAM\n"
+             "  (service \"vmgroupd\")\n"
+             "http://HOST:PORT  CIM-XML over TCP without TLS: loopback\n"
+             "  addresses only, unless --insecure-plaintext",
+     .repeats = true,
+     .apply =
+         [](const std::string& v, Options& o) {
+           VMG_ASSIGN_OR_RETURN(Listen l, ParseListen(v));
+           o.listens.push_back(std::move(l));
+           return Status::Ok();
+         }},
+    {.name = "tls-cert",
+     .value = "FILE",
+     .help = "the https listeners' certificate (chain), PEM",
+     .apply = [](const std::string& v,
+                 Options& o) { return NonEmpty(v, o.tls_cert, "--tls-cert needs a file"); }},
+    {.name = "tls-key",
+     .value = "FILE",
+     .help = "its private key, PEM (readable by root alone)",
+     .apply = [](const std::string& v,
+                 Options& o) { return NonEmpty(v, o.tls_key, "--tls-key needs a file"); }},
+    {.name = "metrics-on",
+     .value = "LISTENER",
+     .help = "also serve Prometheus metrics (GET /metrics) on this one of\n"
+             "the --listen listeners, as unix:PATH or https://HOST:PORT;\n"
+             "readers and admins may read them; repeatable",
+     .repeats = true,
+     .apply =
+         [](const std::string& v, Options& o) {
+           o.metrics_on.push_back(v);
+           return Status::Ok();
+         }},
+    {.name = "admin-group",
+     .value = "NAME",
+     .help = "users who may manage VMs, groups and snapshots (default\n"
+             "vmgroup); root always may",
+     .apply = [](const std::string& v,
+                 Options& o) { return GroupName(v, o.admin_group, "--admin-group"); }},
+    {.name = "reader-group",
+     .value = "NAME",
+     .help = "users who may only read (enumerate, get, follow associations)",
+     .apply = [](const std::string& v,
+                 Options& o) { return GroupName(v, o.reader_group, "--reader-group"); }},
+    {.name = "insecure-loopback",
+     .value = "",
+     .help = "allow TCP without authentication, loopback addresses only",
+     .apply = SetFlag<&Options::insecure_loopback>},
+    {.name = "insecure-plaintext",
+     .value = "",
+     .help = "allow http:// on addresses other than loopback: passwords\n"
+             "then cross the network in clear text",
+     .apply = SetFlag<&Options::insecure_plaintext>},
+    {.name = "libvirt",
+     .value = "URI",
+     .help = "also serve the domains of this libvirt connection\n"
+             "(qemu:///system, qemu+ssh://HOST/system, ...): each is a VM,\n"
+             "followed as libvirt changes it; repeatable",
+     .repeats = true,
+     .apply =
+         [](const std::string& uri, Options& o) {
+           if (uri.empty() || uri.find(':') == std::string::npos) {
+             return Status::InvalidArgument(
+                 "--libvirt needs a libvirt URI, such as qemu:///system");
+           }
+           if (std::find(o.libvirt.begin(), o.libvirt.end(), uri) == o.libvirt.end()) {
+             o.libvirt.push_back(uri);
+           }
+           return Status::Ok();
+         }},
+    {.name = "accel",
+     .value = "auto|kvm|tcg",
+     .help = "QEMU accelerator (default auto: KVM if a tiny guest runs\n"
+             "under it at start, within 5 s, else TCG with a warning;\n"
+             "a /dev/kvm that opens may still not run guests)",
+     .apply =
+         [](const std::string& v, Options& o) {
+           VMG_ASSIGN_OR_RETURN(o.accel, hypervisor::qemu::ParseAccel(v));
+           return Status::Ok();
+         }},
+    {.name = "qemu-user",
+     .value = "NAME",
+     .help = "the user QEMU runs as when vmgroupd runs as root\n"
+             "(default vmgroup-qemu; \"root\" keeps QEMU root)",
+     .apply = [](const std::string& v,
+                 Options& o) { return NonEmpty(v, o.qemu_user, "--qemu-user needs a user name"); }},
+    {.name = "freeze-bound",
+     .value = "SECONDS",
+     .help = "longest guests stay frozen for an application-consistent\n"
+             "snapshot (default 10)",
+     .apply =
+         [](const std::string& v, Options& o) {
+           // Below 4 s no freeze could be answered beside the cut's 2 s and the thaws.
+           int seconds = 0;
+           const auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), seconds);
+           if (ec != std::errc() || end != v.data() + v.size() || seconds < 4 || seconds > 300) {
+             return Status::InvalidArgument(
+                 "--freeze-bound must be a whole number of seconds, 4 to 300");
+           }
+           o.freeze_bound = std::chrono::seconds(seconds);
+           return Status::Ok();
+         }},
+    {.name = "nbd-tls-dir",
+     .value = "DIR",
+     .help = "serve backup sessions over TCP too when asked, with TLS from\n"
+             "DIR's ca-cert.pem, server-cert.pem, server-key.pem (readable\n"
+             "by QEMU's user); readers need a certificate that CA signed",
+     .apply = [](const std::string& v,
+                 Options& o) { return AbsolutePath(v, o.nbd_tls_dir, "--nbd-tls-dir"); }},
+    {.name = "nbd-listen",
+     .value = "HOST",
+     .help = "the numeric address those sessions listen on (with\n"
+             "--nbd-tls-dir; their URIs name it)",
+     .apply =
+         [](const std::string& v, Options& o) {
+           unsigned char addr[sizeof(in6_addr)];
+           if (::inet_pton(AF_INET, v.c_str(), addr) != 1 &&
+               ::inet_pton(AF_INET6, v.c_str(), addr) != 1) {
+             return Status::InvalidArgument("--nbd-listen " + v +
+                                            " is not a numeric IPv4 or IPv6 address");
+           }
+           o.nbd_listen = v;
+           return Status::Ok();
+         }},
+    {.name = "log-level",
+     .value = "LEVEL",
+     .help = "debug, info, warning or error (default info)",
+     .apply =
+         [](const std::string& v, Options& o) {
+           if (!ParseLogLevel(v, &o.log_level)) {
+             return Status::InvalidArgument("--log-level must be debug, info, warning or error");
+           }
+           return Status::Ok();
+         }},
+    {.name = "config",
+     .value = "FILE",
+     .help = "read options from FILE first (default\n"
+             "/etc/vmgroup/vmgroupd.conf if it exists; see\n"
+             "vmgroupd.conf(5)); options given here win",
+     .command_line_only = true,
+     .apply =
+         [](const std::string& v, Options& o) {
+           if (v.empty()) return Status::InvalidArgument("--config needs a file");
+           if (o.config && o.config->empty()) {
+             return Status::InvalidArgument("--config and --no-config exclude each other");
+           }
+           o.config = v;
+           return Status::Ok();
+         }},
+    {.name = "no-config",
+     .value = "",
+     .help = "read no configuration file, not even the default one",
+     .command_line_only = true,
+     .apply =
+         [](const std::string&, Options& o) {
+           if (o.config && !o.config->empty()) {
+             return Status::InvalidArgument("--config and --no-config exclude each other");
+           }
+           o.config = "";
+           return Status::Ok();
+         }},
+    {.name = "help",
+     .value = "",
+     .help = "print this text and exit (also -h)",
+     .command_line_only = true,
+     .apply = SetFlag<&Options::help>},
+    {.name = "version",
+     .value = "",
+     .help = "print vmgroupd's version and exit",
+     .command_line_only = true,
+     .apply = SetFlag<&Options::version>},
+};
+
+const OptionSpec* FindOption(std::string_view name) {
+  for (const OptionSpec& spec : kOptions) {
+    if (spec.name == name) return &spec;
+  }
+  return nullptr;
+}
+
+// One use of an option, from the command line (line 0) or a file's line.
+struct Setting {
+  const OptionSpec* spec;
+  std::string value;
+  int line = 0;
+};
+
+Result<std::vector<Setting>> ReadCommandLine(const std::vector<std::string>& args) {
+  std::vector<Setting> settings;
   for (size_t i = 0; i < args.size(); ++i) {
     const std::string& a = args[i];
-    auto value = [&]() -> Result<std::string> {
-      if (i + 1 >= args.size()) return Status::InvalidArgument(a + " needs a value");
-      return args[++i];
-    };
-    if (a == "--help" || a == "-h") {
-      o.help = true;
-    } else if (a == "--version") {
-      o.version = true;
-    } else if (a == "--state-dir") {
-      VMG_ASSIGN_OR_RETURN(o.state_dir, value());
-      if (o.state_dir.empty() || o.state_dir[0] != '/') {
-        return Status::InvalidArgument("--state-dir must be an absolute path");
-      }
-    } else if (a == "--listen") {
-      VMG_ASSIGN_OR_RETURN(std::string v, value());
-      VMG_ASSIGN_OR_RETURN(Listen l, ParseListen(v));
-      o.listens.push_back(std::move(l));
-    } else if (a == "--metrics-on") {
-      VMG_ASSIGN_OR_RETURN(std::string v, value());
-      metrics_on.push_back(v);
-    } else if (a == "--insecure-loopback") {
-      o.insecure_loopback = true;
-    } else if (a == "--insecure-plaintext") {
-      o.insecure_plaintext = true;
-    } else if (a == "--tls-cert" || a == "--tls-key") {
-      VMG_ASSIGN_OR_RETURN(std::string v, value());
-      if (v.empty()) return Status::InvalidArgument(a + " needs a file");
-      (a == "--tls-cert" ? o.tls_cert : o.tls_key) = v;
-    } else if (a == "--admin-group" || a == "--reader-group") {
-      VMG_ASSIGN_OR_RETURN(std::string v, value());
-      if (!IsGroupName(v)) {
-        return Status::InvalidArgument(a + " '" + v + "' is not a group name");
-      }
-      (a == "--admin-group" ? o.admin_group : o.reader_group) = v;
-    } else if (a == "--libvirt") {
-      VMG_ASSIGN_OR_RETURN(std::string uri, value());
-      if (uri.empty() || uri.find(':') == std::string::npos) {
-        return Status::InvalidArgument("--libvirt needs a libvirt URI, such as qemu:///system");
-      }
-      if (std::find(o.libvirt.begin(), o.libvirt.end(), uri) == o.libvirt.end()) {
-        o.libvirt.push_back(uri);
-      }
-    } else if (a == "--accel") {
-      VMG_ASSIGN_OR_RETURN(std::string v, value());
-      auto accel = hypervisor::qemu::ParseAccel(v);
-      if (!accel.ok()) return accel.status();
-      o.accel = *accel;
-    } else if (a == "--qemu-user") {
-      VMG_ASSIGN_OR_RETURN(o.qemu_user, value());
-      if (o.qemu_user.empty()) return Status::InvalidArgument("--qemu-user needs a user name");
-    } else if (a == "--freeze-bound") {
-      VMG_ASSIGN_OR_RETURN(std::string v, value());
-      // Below 4 s no freeze could be answered beside the cut's 2 s and the thaws.
-      int seconds = 0;
-      const auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), seconds);
-      if (ec != std::errc() || end != v.data() + v.size() || seconds < 4 || seconds > 300) {
-        return Status::InvalidArgument(
-            "--freeze-bound must be a whole number of seconds, 4 to 300");
-      }
-      o.freeze_bound = std::chrono::seconds(seconds);
-    } else if (a == "--nbd-tls-dir") {
-      VMG_ASSIGN_OR_RETURN(o.nbd_tls_dir, value());
-      if (o.nbd_tls_dir.empty() || o.nbd_tls_dir[0] != '/') {
-        return Status::InvalidArgument("--nbd-tls-dir must be an absolute path");
-      }
-    } else if (a == "--nbd-listen") {
-      VMG_ASSIGN_OR_RETURN(o.nbd_listen, value());
-      unsigned char addr[sizeof(in6_addr)];
-      if (::inet_pton(AF_INET, o.nbd_listen.c_str(), addr) != 1 &&
-          ::inet_pton(AF_INET6, o.nbd_listen.c_str(), addr) != 1) {
-        return Status::InvalidArgument("--nbd-listen " + o.nbd_listen +
-                                       " is not a numeric IPv4 or IPv6 address");
-      }
-    } else if (a == "--log-level") {
-      VMG_ASSIGN_OR_RETURN(std::string v, value());
-      if (!ParseLogLevel(v, &o.log_level)) {
-        return Status::InvalidArgument("--log-level must be debug, info, warning or error");
-      }
+    const OptionSpec* spec = a == "-h"             ? FindOption("help")
+                             : a.starts_with("--") ? FindOption(std::string_view(a).substr(2))
+                                                   : nullptr;
+    if (spec == nullptr) return Status::InvalidArgument("unknown option " + a + " (see --help)");
+    if (spec->value.empty()) {
+      settings.push_back({spec, ""});
+    } else if (i + 1 >= args.size()) {
+      return Status::InvalidArgument(a + " needs a value");
     } else {
-      return Status::InvalidArgument("unknown option " + a + " (see --help)");
+      settings.push_back({spec, args[++i]});
     }
   }
+  return settings;
+}
+
+Result<std::vector<Setting>> ReadConfigFile(const std::string& path) {
+  auto text = Env::Default()->ReadFile(path);
+  if (!text.ok()) {
+    return Status(text.status().code(),
+                  "cannot read configuration file: " + text.status().message());
+  }
+  VMG_ASSIGN_OR_RETURN(std::vector<ConfigLine> lines, ParseConfigText(*text, path));
+  std::vector<Setting> settings;
+  for (ConfigLine& l : lines) {
+    const std::string where = path + ":" + std::to_string(l.line) + ": ";
+    const OptionSpec* spec = FindOption(l.name);
+    if (spec == nullptr) {
+      return Status::InvalidArgument(where + "unknown option '" + l.name +
+                                     "' (the options are vmgroupd's long ones without the "
+                                     "dashes; see vmgroupd.conf(5))");
+    }
+    if (spec->command_line_only) {
+      return Status::InvalidArgument(where + l.name + " is for the command line only (--" + l.name +
+                                     "); remove the line");
+    }
+    if (spec->value.empty() && l.value) {
+      return Status::InvalidArgument(where + l.name + " takes no value: write " + l.name +
+                                     " alone on its line");
+    }
+    if (!spec->value.empty() && l.value.value_or("").empty()) {
+      return Status::InvalidArgument(where + l.name + " needs a value: write " + l.name + " = " +
+                                     std::string(spec->value));
+    }
+    settings.push_back({spec, l.value.value_or(""), l.line});
+  }
+  return settings;
+}
+
+// `settings` applied in order to default options; a file's line (from
+// `path`) that fails is named "PATH:LINE: ...".
+Result<Options> Apply(const std::vector<Setting>& settings, const std::string& path) {
+  Options o;
+  for (const Setting& s : settings) {
+    Status st = s.spec->apply(s.value, o);
+    if (!st.ok() && s.line > 0) {
+      return Status(st.code(), path + ":" + std::to_string(s.line) + ": " + st.message());
+    }
+    VMG_RETURN_IF_ERROR(st);
+  }
+  return o;
+}
+
+// The checks of options against each other, once on the merged result.
+Status CheckTogether(Options& o) {
   if (o.listens.empty()) o.listens.push_back({kDefaultSocket, "", 0, false});
-  for (const auto& text : metrics_on) {
+  for (const auto& text : o.metrics_on) {
     auto parsed = ParseListen(text);
     if (!parsed.ok()) {
       return Status::InvalidArgument("--metrics-on " + text +
@@ -255,6 +422,70 @@ Result<Options> ParseOptions(const std::vector<std::string>& args) {
   if (!o.reader_group.empty() && o.reader_group == o.admin_group) {
     return Status::InvalidArgument("--reader-group and --admin-group name the same group");
   }
+  return Status::Ok();
+}
+
+}  // namespace
+
+std::span<const OptionSpec> OptionTable() { return kOptions; }
+
+std::string Usage() {
+  constexpr size_t kColumn = 25;  // where the help text starts
+  std::string text = R"(usage: vmgroupd [options]
+
+Serves the Hyper-V collection API (root/virtualization/v2) over CIM-XML and
+runs the VMs it manages. Runs in the foreground; logs to stderr. Options
+come from /etc/vmgroup/vmgroupd.conf (NAME = VALUE, see vmgroupd.conf(5)),
+then from the command line, which wins.
+
+)";
+  for (const OptionSpec& spec : kOptions) {
+    std::string head = "  --" + std::string(spec.name);
+    if (!spec.value.empty()) head += " " + std::string(spec.value);
+    text += head;
+    text += head.size() < kColumn ? std::string(kColumn - head.size(), ' ')
+                                  : "\n" + std::string(kColumn, ' ');
+    for (char c : spec.help) {
+      text += c;
+      if (c == '\n') text += std::string(kColumn, ' ');
+    }
+    text += "\n";
+  }
+  return text;
+}
+
+Result<Options> ParseOptions(const std::vector<std::string>& args,
+                             const std::string& default_config) {
+  VMG_ASSIGN_OR_RETURN(std::vector<Setting> command_line, ReadCommandLine(args));
+  // The command line alone first: it checks its values and says which file to read.
+  VMG_ASSIGN_OR_RETURN(Options given, Apply(command_line, ""));
+  if (given.help || given.version) return given;
+  std::string path = given.config.value_or(default_config);
+  std::vector<Setting> file;
+  if (!path.empty()) {
+    auto read = ReadConfigFile(path);
+    if (read.ok()) {
+      file = std::move(*read);
+    } else if (read.status().code() == Code::kFileNotFound && !given.config) {
+      path.clear();  // no default file: no settings
+    } else {
+      return read.status();
+    }
+  }
+  // Every line of the file is checked, even one the command line replaces:
+  // the daemon starts on no file with a mistake in it.
+  VMG_RETURN_IF_ERROR(Apply(file, path).status());
+  std::vector<Setting> merged;
+  for (const Setting& s : file) {
+    const bool replaced =
+        s.spec->repeats && std::any_of(command_line.begin(), command_line.end(),
+                                       [&](const Setting& c) { return c.spec == s.spec; });
+    if (!replaced) merged.push_back(s);
+  }
+  merged.insert(merged.end(), command_line.begin(), command_line.end());
+  VMG_ASSIGN_OR_RETURN(Options o, Apply(merged, path));
+  VMG_RETURN_IF_ERROR(CheckTogether(o));
+  o.config = path;
   return o;
 }
 

@@ -1,8 +1,13 @@
-// vmgroupd's command line: where state lives, where to listen, how to log.
+// vmgroupd's options: where state lives, where to listen, how to log. One
+// table (OptionTable) declares each option once; the command line, --help
+// and the configuration file (vmgroupd.conf(5)) all work from it.
 #pragma once
 
 #include <chrono>
+#include <optional>
+#include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "base/log.h"
@@ -50,16 +55,46 @@ struct Options {
   // directory of QEMU-format x509 files; both or neither. Default none:
   // sessions serve on unix sockets only.
   std::string nbd_listen, nbd_tls_dir;
+  // --metrics-on as given; ParseOptions marks the listeners they name
+  // (Listen::metrics).
+  std::vector<std::string> metrics_on;
+  // --config FILE, or "" for --no-config; unset: the default file. Once
+  // ParseOptions returns (but for --help, --version): the file it read, ""
+  // for none.
+  std::optional<std::string> config;
   bool help = false;
   bool version = false;  // --version: print it and exit
 };
 
 inline constexpr const char* kDefaultSocket = "/run/vmgroup/vmgroupd.sock";
+inline constexpr const char* kDefaultConfigFile = "/etc/vmgroup/vmgroupd.conf";
 
-// InvalidArgument with what to fix, for a bad command line, a TCP listener
-// that would serve without authentication, or without TLS, off loopback,
-// and https:// without a certificate and key (or those without https://).
-Result<Options> ParseOptions(const std::vector<std::string>& args);
+// One option, declared once: --NAME on the command line, NAME in the file.
+struct OptionSpec {
+  std::string_view name;           // without the dashes
+  std::string_view value;          // the placeholder in --help ("DIR"); empty: a flag
+  std::string_view help;           // lines of --help's text, '\n' between them
+  bool repeats = false;            // each use adds one (listen, libvirt, metrics-on)
+  bool command_line_only = false;  // help, version, config, no-config
+  // Checks `value` ("" for a flag) and sets it in `o`; InvalidArgument
+  // with what to fix.
+  Status (*apply)(const std::string& value, Options& o) = nullptr;
+};
+// Every option, in --help's order.
+std::span<const OptionSpec> OptionTable();
+
+// The configuration file first (--config's, none with --no-config, else
+// `default_config` if it exists; "" for no default), then `args`: a scalar
+// on the command line replaces the file's, a repeatable option given there
+// replaces all the file's lines of it. With --help or --version, `args`
+// alone. InvalidArgument with what to fix, for a bad command line,
+// "FILE:LINE: ..." for a bad line in the file (unknown, missing value, a
+// value to a flag, a bad value), FileNotFound for a missing --config file,
+// and on the merged options: a TCP listener that would serve without
+// authentication, or without TLS, off loopback, https:// without a
+// certificate and key (or those without https://).
+Result<Options> ParseOptions(const std::vector<std::string>& args,
+                             const std::string& default_config = "");
 Result<Listen> ParseListen(const std::string& text);
 bool IsLoopback(const std::string& host);
 // A group name as the host's tools accept it: letters, digits, _ - . and

@@ -50,6 +50,7 @@ class DaemonFixture : public ::testing::Test {
     const std::vector<std::string> daemon = {
         VMGROUPD_BIN, "--state-dir", StateDir(), "--listen", "unix:" + Socket(), "--accel", "tcg"};
     argv.insert(argv.end(), daemon.begin(), daemon.end());
+    argv.push_back("--no-config");  // the host's /etc/vmgroup/vmgroupd.conf is not the test's
     if (!log_level_.empty()) argv.insert(argv.end(), {"--log-level", log_level_});
     if (!tcp.empty()) argv.insert(argv.end(), {"--listen", tcp});
     if (scheme_ == "https" && std::find(extra.begin(), extra.end(), "--tls-cert") == extra.end()) {
