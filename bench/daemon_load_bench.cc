@@ -51,7 +51,7 @@ std::string ReadAll(const std::string& path) {
 bool StartDaemon(const testing::TempDir& dir, const testing::TestCerts* certs, int* pid,
                  int* port) {
   std::vector<std::string> argv = {
-      VMGROUPD_BIN,          "--state-dir", dir / "state", "--listen", "unix:" + (dir / "d.sock"),
+      VMGROUPD_BIN, "--no-config", "--state-dir", dir / "state", "--listen", "unix:" + (dir / "d.sock"),
       "--insecure-loopback", "--accel",     "tcg"};
   if (certs) {
     argv.insert(argv.end(), {"--listen", "https://127.0.0.1:0", "--tls-cert", certs->server_cert,

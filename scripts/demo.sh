@@ -30,7 +30,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-build/src/daemon/vmgroupd --state-dir "$work/state" --listen "unix:$work/vmgroupd.sock" \
+build/src/daemon/vmgroupd --no-config --state-dir "$work/state" --listen "unix:$work/vmgroupd.sock" \
   --listen http://127.0.0.1:0 --insecure-loopback --accel "$accel" >"$work/vmgroupd.log" 2>&1 &
 daemon=$!
 for _ in $(seq 300); do # auto's probe of KVM takes up to 5 s

@@ -8,7 +8,7 @@ namespace vmgroup::campaign {
 
 Status DaemonProcess::Start() {
   const size_t before = Log().size();
-  auto pid = Env::Default()->Spawn({vmgroupd_, "--state-dir", state_dir_, "--listen",
+  auto pid = Env::Default()->Spawn({vmgroupd_, "--no-config", "--state-dir", state_dir_, "--listen",
                                     "unix:" + socket_, "--accel", "tcg", "--log-level", "debug"},
                                    {.log_path = log_, .new_session = false});
   if (!pid.ok()) return pid.status();

@@ -86,7 +86,7 @@ TEST_F(ConfinementTest, StateFilesAreForRootAndTheAdminGroupOnly) {
 TEST_F(ConfinementTest, AQemuUserThatDoesNotExistStopsTheStartSayingWhatToDo) {
   if (::geteuid() != 0) GTEST_SKIP() << "vmgroupd runs QEMU as another user only as root";
   const std::string state = dir_ / "other-state";
-  const CommandOutput r = Run({VMGROUPD_BIN, "--state-dir", state, "--listen",
+  const CommandOutput r = Run({VMGROUPD_BIN, "--no-config", "--state-dir", state, "--listen",
                                "unix:" + dir_ / "other.sock", "--qemu-user", "no-such-user"});
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.err.find("no user no-such-user to run QEMU as"), std::string::npos) << r.err;

@@ -304,7 +304,7 @@ TEST_F(NetworkTest, HttpsIsVerifiedByTheCliAndPlainHttpStaysOnLoopback) {
 
   // Plain HTTP off loopback only when asked for by name.
   CommandOutput plain =
-      Run({VMGROUPD_BIN, "--state-dir", dir_ / "other", "--listen", "http://0.0.0.0:0"});
+      Run({VMGROUPD_BIN, "--no-config", "--state-dir", dir_ / "other", "--listen", "http://0.0.0.0:0"});
   EXPECT_EQ(plain.exit_code, 2);
   EXPECT_NE(plain.err.find("clear text"), std::string::npos) << plain.err;
   EXPECT_FALSE(Env::Default()->FileExists(dir_ / "other"));

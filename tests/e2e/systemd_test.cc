@@ -74,7 +74,7 @@ TEST_F(SystemdTest, APassedSocketIsServedAndOutlivesTheDaemon) {
 TEST_F(SystemdTest, APassedSocketNoListenNamesIsRefusedAtStart) {
   const std::string other = dir_ / "other.sock";
   auto pid =
-      Env::Default()->Spawn({"systemd-socket-activate", "-l", other, VMGROUPD_BIN, "--state-dir",
+      Env::Default()->Spawn({"systemd-socket-activate", "-l", other, VMGROUPD_BIN, "--no-config", "--state-dir",
                              StateDir(), "--listen", "unix:" + Socket(), "--accel", "tcg"},
                             {.log_path = dir_ / "vmgroupd.log", .new_session = false});
   ASSERT_TRUE(pid.ok()) << pid.status().ToString();
