@@ -71,7 +71,7 @@ TEST(CommandTableTest, EveryCommandHasItsOwnUsage) {
     EXPECT_NE(family.str().find(c.summary), std::string::npos) << family.str();
   }
   EXPECT_EQ(families, (std::set<std::string>{"vm", "group", "snapshot", "refpoint", "import",
-                                             "backup", "job", "help", "version"}));
+                                             "backup", "job", "host", "help", "version"}));
   // The whole usage lists every family; an unknown verb finds nothing.
   std::ostringstream all;
   PrintUsage(all, "");

@@ -25,7 +25,7 @@ const Command kCommands[] = {
     {"vm", "show", "NAME", "one VM's settings, disks and state", RunVm},
     {"vm", "start", "NAME", "start a VM that is off", RunVm},
     {"vm", "stop", "NAME [--timeout SECONDS] [--force]",
-     "shut a VM down cleanly (its power button; --force: turn it off after the timeout)", RunVm},
+     "shut a VM down by its power button (--force: turn it off after the timeout)", RunVm},
     {"vm", "turn-off", "NAME", "turn a VM off at once, as pulling its plug", RunVm},
     {"vm", "pause", "NAME", "pause a running VM's vCPUs", RunVm},
     {"vm", "resume", "NAME", "run a paused VM on", RunVm},
