@@ -31,10 +31,32 @@ Status DestroyTaken(GroupParts& parts, OperationRunner& runner, const catalog::S
                               d.message() + "); destroy it");
 }
 
+// OK when the daemon's TLS directory lets it connect to its own TCP
+// servers as a client (storage::CheckNbdClientTlsDir); NotSupported, naming
+// the files to add, otherwise.
+Status ClientTlsDir(GroupParts& parts) {
+  const Status client = storage::CheckNbdClientTlsDir(parts.env, parts.options.nbd_tls_dir);
+  if (client.ok()) return client;
+  return Status::NotSupported("--nbd-tls-dir " + client.message() +
+                              ": add the daemon's own client certificate and key, signed by "
+                              "the CA of its ca-cert.pem");
+}
+
 }  // namespace
 
 BackupSessions::BackupSessions(GroupParts& parts, OperationRunner& runner, std::string directory)
-    : parts_(parts), runner_(runner), directory_(std::move(directory)) {}
+    : parts_(parts), runner_(runner), directory_(std::move(directory)) {
+  // Said once at start, as Changes finds it on each call (files added
+  // later are used then).
+  if (!parts_.options.nbd_tls_dir.empty()) {
+    const Status client = ClientTlsDir(parts_);
+    Log(LogLevel::kInfo,
+        client.ok() ? "changes of backup sessions over TCP (GetVirtualDiskChanges): read with " +
+                          parts_.options.nbd_tls_dir + "/client-cert.pem"
+                    : "changes of backup sessions over TCP (GetVirtualDiskChanges) refused: " +
+                          client.message());
+  }
+}
 
 Status BackupSessions::Validate(const BackupRequest& request) {
   VMG_RETURN_IF_ERROR(CheckTransport(parts_.options, request.transport));
@@ -267,17 +289,26 @@ Result<storage::MarkedRanges> BackupSessions::Changes(const std::string& id,
   if (d->context.empty()) {
     return storage::MarkedRanges{.ranges = {{offset, length}}, .processed = length};
   }
-  if (d->socket.empty()) {
-    // Its server admits only clients with a certificate its CA signed, and
-    // the daemon holds none.
-    return Status::NotSupported("backup session " + id +
-                                " serves over TCP: read the changed ranges with a client "
-                                "certificate, e.g. nbdinfo --map=" +
-                                d->context + " '" + d->uri + "?tls-certificates=DIR'");
-  }
   const Deadline deadline = parts_.env->Now() + kChangesTimeout;
-  VMG_ASSIGN_OR_RETURN(auto reader, storage::NbdReader::Open(parts_.env, d->socket, d->export_name,
+  std::unique_ptr<storage::NbdReader> reader;
+  if (d->socket.empty()) {
+    // Its server admits only clients with a certificate its CA signed: the
+    // daemon's own, if its TLS directory holds one.
+    if (Status client = ClientTlsDir(parts_); !client.ok()) {
+      return Status::NotSupported("backup session " + id + " serves over TCP, and " +
+                                  client.message() +
+                                  "; or read the changed ranges with nbdinfo --map=" + d->context +
+                                  " '" + d->uri + "?tls-certificates=DIR'");
+    }
+    // The address the session serves on, which the server's certificate names.
+    const storage::NbdTlsServer server{
+        .host = parts_.options.nbd_listen, .port = m->port, .tls_dir = parts_.options.nbd_tls_dir};
+    VMG_ASSIGN_OR_RETURN(reader, storage::NbdReader::OpenTls(parts_.env, server, d->export_name,
                                                              d->context, deadline));
+  } else {
+    VMG_ASSIGN_OR_RETURN(reader, storage::NbdReader::Open(parts_.env, d->socket, d->export_name,
+                                                          d->context, deadline));
+  }
   return reader->Marked(offset, length, kMaxRanges, deadline);
 }
 

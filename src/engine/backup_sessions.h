@@ -129,8 +129,9 @@ class BackupSessions {
   // end of the disk. A disk served for a full read changed everywhere: the
   // whole range. NotFound for an unknown session, VM or disk;
   // InvalidArgument for a range beyond the disk; NotSupported for a disk
-  // with a context served over TCP (only a client with a certificate may
-  // read it); NbdReader's errors.
+  // with a context served over TCP while --nbd-tls-dir has no client
+  // certificate for the daemon (only a client with one may read it: the
+  // message names the files to add); NbdReader's errors.
   Result<storage::MarkedRanges> Changes(const std::string& id, const std::string& vm_id, int disk,
                                         uint64_t offset, uint64_t length);
 

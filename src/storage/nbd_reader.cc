@@ -89,10 +89,57 @@ void FreeExtents(void* user) { delete static_cast<std::shared_ptr<Extents>*>(use
 
 void NbdReader::HandleCloser::operator()(nbd_handle* h) const { nbd_close(h); }
 
+Status CheckNbdClientTlsDir(Env* env, const std::string& dir) {
+  std::string missing;
+  for (const char* file : kNbdClientTlsFiles) {
+    if (env->FileExists(dir + "/" + file)) continue;
+    missing += (missing.empty() ? "" : ", ") + std::string(file);
+  }
+  if (missing.empty()) return Status::Ok();
+  return Status::NotFound(dir + " has no " + missing);
+}
+
 Result<std::unique_ptr<NbdReader>> NbdReader::Open(Env* env, const std::string& socket,
                                                    const std::string& export_name,
                                                    const std::string& context, Deadline deadline) {
-  std::string name = "export \"" + export_name + "\" at " + socket;
+  return Connect(env, "export \"" + export_name + "\" at " + socket, export_name, context, deadline,
+                 [&](nbd_handle* h) {
+                   return nbd_aio_connect_unix(h, socket.c_str()) == -1
+                              ? Status::Unavailable(LibnbdError())
+                              : Status::Ok();
+                 });
+}
+
+Result<std::unique_ptr<NbdReader>> NbdReader::OpenTls(Env* env, const NbdTlsServer& server,
+                                                      const std::string& export_name,
+                                                      const std::string& context,
+                                                      Deadline deadline) {
+  const std::string port = std::to_string(server.port);
+  std::string name = "export \"" + export_name + "\" at " + server.host + ":" + port + " (TLS)";
+  if (server.host.empty() || server.port < 1 || server.port > 65535) {
+    return Status::InvalidArgument("no TCP host and port to connect to").Annotate(name);
+  }
+  if (server.tls_dir.empty() || server.tls_dir[0] != '/') {
+    return Status::InvalidArgument("the TLS directory \"" + server.tls_dir +
+                                   "\" is not an absolute path")
+        .Annotate(name);
+  }
+  return Connect(env, std::move(name), export_name, context, deadline, [&](nbd_handle* h) {
+    // Required, not merely allowed: a server that does not speak TLS is
+    // not the one named.
+    if (nbd_set_tls(h, LIBNBD_TLS_REQUIRE) == -1 ||
+        nbd_set_tls_certificates(h, server.tls_dir.c_str()) == -1) {
+      return Status::NotSupported(LibnbdError());
+    }
+    return nbd_aio_connect_tcp(h, server.host.c_str(), port.c_str()) == -1
+               ? Status::Unavailable(LibnbdError())
+               : Status::Ok();
+  });
+}
+
+Result<std::unique_ptr<NbdReader>> NbdReader::Connect(
+    Env* env, std::string name, const std::string& export_name, const std::string& context,
+    Deadline deadline, const std::function<Status(nbd_handle*)>& connect) {
   // Set by the handshake's completion; declared before the handle, whose
   // close may still call back.
   int go_error = 0;
@@ -105,9 +152,7 @@ Result<std::unique_ptr<NbdReader>> NbdReader::Open(Env* env, const std::string& 
       (!context.empty() && nbd_add_meta_context(h.get(), context.c_str()) == -1)) {
     return Status::InvalidArgument(LibnbdError()).Annotate(name);
   }
-  if (nbd_aio_connect_unix(h.get(), socket.c_str()) == -1) {
-    return Status::Unavailable(LibnbdError()).Annotate(name);
-  }
+  VMG_RETURN_IF_ERROR(connect(h.get()).Annotate(name));
   VMG_RETURN_IF_ERROR(DriveHandshake(env, h.get(), deadline).Annotate(name));
   const nbd_completion_callback on_go{.callback =
                                           [](void* user, int* error) {

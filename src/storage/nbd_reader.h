@@ -1,5 +1,6 @@
 // NbdReader: one read-only client connection, through libnbd, to an export
-// of an NBD server on a unix socket (QEMU's own, or a qemu-storage-daemon),
+// of an NBD server (QEMU's own, or a qemu-storage-daemon) on a unix socket,
+// or over TCP with TLS (x509, a client certificate on either side),
 // for what a backup session gives as data rather than as NBD: the export's
 // size, and the ranges a metadata context marks — `qemu:dirty-bitmap:NAME`
 // marks the blocks changed since a reference point — in the shape of
@@ -15,6 +16,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -42,6 +44,26 @@ struct MarkedRanges {
   uint64_t processed = 0;
 };
 
+// The files libnbd's nbd_set_tls_certificates(3) reads from a directory to
+// connect as a client (as QEMU's tls-creds-x509 endpoint=client does): the
+// CA's certificate, which the server's must be signed by, and the client's
+// own certificate, signed by the CA the server trusts, with its key.
+inline constexpr const char* kNbdClientTlsFiles[] = {"ca-cert.pem", "client-cert.pem",
+                                                     "client-key.pem"};
+// OK when directory `dir` holds each of kNbdClientTlsFiles. NotFound naming
+// every one it lacks (by name, in that order).
+Status CheckNbdClientTlsDir(Env* env, const std::string& dir);
+
+// A TCP server that admits only TLS clients with a certificate.
+struct NbdTlsServer {
+  // The numeric address or name to connect to; the server's certificate
+  // must name it (libnbd verifies it against this).
+  std::string host;
+  int port = 0;
+  // The client's certificate, key and CA (kNbdClientTlsFiles).
+  std::string tls_dir;
+};
+
 class NbdReader {
  public:
   // Connects to export `export_name` of the NBD server listening on the unix
@@ -55,6 +77,16 @@ class NbdReader {
   static Result<std::unique_ptr<NbdReader>> Open(Env* env, const std::string& socket,
                                                  const std::string& export_name,
                                                  const std::string& context, Deadline deadline);
+  // As Open, over TCP to `server` with TLS required: the handshake verifies
+  // the server's certificate against `server.host` and presents the
+  // client's. InvalidArgument, before connecting: an empty host, a port
+  // outside 1..65535, or a tls_dir not absolute. Unavailable also when the
+  // TLS handshake fails (an unknown CA, a certificate that does not name
+  // the host, or one the server refuses). NotSupported: this libnbd has no
+  // TLS. Names the export, host and port.
+  static Result<std::unique_ptr<NbdReader>> OpenTls(Env* env, const NbdTlsServer& server,
+                                                    const std::string& export_name,
+                                                    const std::string& context, Deadline deadline);
   // Closes the connection.
   ~NbdReader();
   NbdReader(const NbdReader&) = delete;
@@ -79,6 +111,12 @@ class NbdReader {
     void operator()(nbd_handle* h) const;
   };
   using Handle = std::unique_ptr<nbd_handle, HandleCloser>;
+
+  // Open's and OpenTls's handshake once `connect` set `h` up for the
+  // server (TLS) and began connecting it; `name` says which export where.
+  static Result<std::unique_ptr<NbdReader>> Connect(
+      Env* env, std::string name, const std::string& export_name, const std::string& context,
+      Deadline deadline, const std::function<Status(nbd_handle*)>& connect);
 
   NbdReader(Env* env, Handle handle, std::string name, std::string context, uint64_t size)
       : env_(env),

@@ -3,6 +3,7 @@
 #include "storage/nbd_reader.h"
 
 #include <gtest/gtest.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
 
@@ -176,6 +177,62 @@ TEST_F(NbdReaderTest, AServerThatNeverAnswersTimesOutByTheEnvClock) {
   auto passed = NbdReader::Open(&fake, path, "disk", kBitmap, fake.Now() - std::chrono::seconds(1));
   EXPECT_EQ(passed.status().code(), Code::kTimeout) << passed.status().ToString();
   EXPECT_LT(Clock::now() - before, std::chrono::milliseconds(150));
+}
+
+// A TCP listener on 127.0.0.1 that never greets; its port.
+int SilentTcpListener(UniqueFd& fd) {
+  fd = UniqueFd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  sockaddr_in addr{.sin_family = AF_INET, .sin_port = 0, .sin_addr = {htonl(INADDR_LOOPBACK)}};
+  socklen_t len = sizeof addr;
+  if (::bind(fd.get(), reinterpret_cast<const sockaddr*>(&addr), len) != 0 ||
+      ::listen(fd.get(), 4) != 0 ||
+      ::getsockname(fd.get(), reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+    return 0;
+  }
+  return ntohs(addr.sin_port);
+}
+
+// What cannot name a server is refused before connecting: were it not, the
+// listener (which never greets) would keep the handshake waiting until the
+// deadline (Timeout), and port 0 would refuse the connection (Unavailable).
+TEST_F(NbdReaderTest, OpenTlsRefusesNoHostABadPortOrARelativeDirectoryBeforeConnecting) {
+  UniqueFd listener;
+  const int port = SilentTcpListener(listener);
+  ASSERT_GT(port, 0);
+  const std::string certs = dir_->path();
+  const Deadline deadline = Clock::now() + std::chrono::milliseconds(300);
+  for (const NbdTlsServer& bad :
+       {NbdTlsServer{"", port, certs}, NbdTlsServer{"127.0.0.1", 0, certs},
+        NbdTlsServer{"127.0.0.1", 65536, certs}, NbdTlsServer{"127.0.0.1", port, ""},
+        NbdTlsServer{"127.0.0.1", port, "tls"}}) {
+    auto r = NbdReader::OpenTls(env(), bad, "disk", kBitmap, deadline);
+    EXPECT_EQ(r.status().code(), Code::kInvalidArgument)
+        << bad.host << ":" << bad.port << " " << bad.tls_dir << ": " << r.status().ToString();
+  }
+  // Well named, it connects and waits for the greeting, until the deadline
+  // on the Env's clock.
+  testing::FakeClockEnv fake;
+  auto waited = NbdReader::OpenTls(&fake, {"127.0.0.1", port, certs}, "disk", kBitmap,
+                                   fake.Now() - std::chrono::seconds(1));
+  EXPECT_EQ(waited.status().code(), Code::kTimeout) << waited.status().ToString();
+  EXPECT_NE(waited.status().message().find("127.0.0.1:" + std::to_string(port)), std::string::npos)
+      << waited.status().ToString();
+}
+
+TEST(NbdClientTlsDirTest, NamesEveryFileLibnbdWouldLack) {
+  testing::TempDir dir;
+  Status none = CheckNbdClientTlsDir(Env::Default(), dir.path());
+  EXPECT_EQ(none.code(), Code::kNotFound);
+  EXPECT_EQ(none.message(), dir.path() + " has no ca-cert.pem, client-cert.pem, client-key.pem");
+  ASSERT_TRUE(Env::Default()->WriteFile(dir / "ca-cert.pem", "x").ok());
+  Status lacking = CheckNbdClientTlsDir(Env::Default(), dir.path());
+  EXPECT_EQ(lacking.code(), Code::kNotFound);
+  EXPECT_EQ(lacking.message(), dir.path() + " has no client-cert.pem, client-key.pem");
+  ASSERT_TRUE(Env::Default()->WriteFile(dir / "client-cert.pem", "x").ok());
+  EXPECT_EQ(CheckNbdClientTlsDir(Env::Default(), dir.path()).message(),
+            dir.path() + " has no client-key.pem");
+  ASSERT_TRUE(Env::Default()->WriteFile(dir / "client-key.pem", "x").ok());
+  EXPECT_TRUE(CheckNbdClientTlsDir(Env::Default(), dir.path()).ok());
 }
 
 }  // namespace

@@ -466,8 +466,9 @@ TEST_F(NbdExactTest, AMemberThatIsOffIsConvertedOfflineAndItsNextChangesAreExact
   for (const auto& id : g_.vm_ids) ExpectCatalogMatchesDisk(id);
 }
 
-// Over TCP with TLS: a CA, the server's certificate for 127.0.0.1 (the
-// daemon's --nbd-tls-dir) and a reader's, made with certtool.
+// Over TCP with TLS: a CA, the server's certificate for 127.0.0.1 and the
+// daemon's own client certificate (its --nbd-tls-dir), and a reader's,
+// made with certtool.
 class NbdTlsTest : public NbdExactTest {
  protected:
   void SetUp() override {
@@ -486,8 +487,11 @@ class NbdTlsTest : public NbdExactTest {
     Issue("server", server_,
           "cn = 127.0.0.1\nip_address = 127.0.0.1\ndns_name = localhost\ntls_www_server\n"
           "encryption_key\nsigning_key\nexpiration_days = 2\n");
-    Issue("client", client_,
-          "cn = reader\ntls_www_client\nencryption_key\nsigning_key\nexpiration_days = 2\n");
+    const std::string client_info =
+        "cn = reader\ntls_www_client\nencryption_key\nsigning_key\nexpiration_days = 2\n";
+    Issue("client", client_, client_info);
+    // The daemon's, for the changed ranges it reads itself (Changes).
+    Issue("client", server_, client_info);
     // QEMU's user must read the server's files (the test's directory
     // lets it pass; nobody else lists it).
     fs::permissions(server_ + "/server-key.pem",
@@ -529,6 +533,24 @@ class NbdTlsTest : public NbdExactTest {
     auto r = Env::Default()->Run({"nbdinfo", "--map=" + context, uri}, std::chrono::minutes(1));
     EXPECT_TRUE(r.ok() && r->exit_code == 0) << uri << ": " << (r.ok() ? r->err : "");
     return r.ok() ? r->out : "";
+  }
+
+  // The dirty ranges (bit 0 of the type) nbdinfo --map printed, merged.
+  static Ranges Dirty(const std::string& map) {
+    Ranges out;
+    std::istringstream lines(map);
+    std::string line;
+    while (std::getline(lines, line)) {
+      uint64_t offset = 0, length = 0;
+      unsigned type = 0;
+      if (!(std::istringstream(line) >> offset >> length >> type) || (type & 1) == 0) continue;
+      if (!out.empty() && out.back().first + out.back().second == offset) {
+        out.back().second += length;
+      } else {
+        out.emplace_back(offset, length);
+      }
+    }
+    return out;
   }
 
   const std::string ca_ = dir_ / "ca", server_ = dir_ / "nbd-tls", client_ = dir_ / "reader",
@@ -616,6 +638,58 @@ TEST_F(NbdTlsTest, OnlyCertifiedReadersReadTheCutOverTcpAndTheEndLeavesNothing) 
   ASSERT_TRUE(Backups().End({.id = again->id}).ok());
   for (const auto& m : again->members) EXPECT_FALSE(Listening(m.port));
   for (const auto& id : g_.vm_ids) ExpectCatalogMatchesDisk(id);
+}
+
+// The changed ranges of a session over TCP, of a VM that runs and of one
+// that is off, are read by the daemon with its own client certificate at
+// the address it serves on: the same as the unix session's of the same
+// incremental and as nbdinfo --map's over TLS. Without the daemon's client
+// files they are refused, naming the files to add; once they are back,
+// read again (no restart).
+TEST_F(NbdTlsTest, ChangesOverTcpAreReadWithTheDaemonsOwnClientCertificate) {
+  auto rp = engine_->snapshots().CreateReferencePoint(g_.collection_id, "base");
+  ASSERT_TRUE(rp.ok()) << rp.status().ToString();
+  Write(0x22, 1 << 20, 1 << 20);
+  Write(0x33, 6 << 20, 64 << 10);
+  ASSERT_TRUE(engine_->vms().Stop(g_.vm_ids[1]).ok());
+  auto unix = Backups().Begin({.collection_id = g_.collection_id, .incremental_from = rp->id});
+  ASSERT_TRUE(unix.ok()) << unix.status().ToString();
+  const auto unix_changes = ChangesOf(unix->id);
+  ASSERT_TRUE(Backups().End({.id = unix->id}).ok());
+  for (const auto& changes : unix_changes) {
+    EXPECT_EQ(changes, (Ranges{{1 << 20, 1 << 20}, {6 << 20, 64 << 10}}));
+  }
+
+  auto s = Backups().Begin({.collection_id = g_.collection_id,
+                            .incremental_from = rp->id,
+                            .transport = engine::BackupTransport::kTcp});
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  EXPECT_EQ(ChangesOf(s->id), unix_changes);
+  for (size_t i = 0; i < s->members.size(); ++i) {
+    const engine::BackupDisk& d = s->members[i].disks.at(0);
+    EXPECT_EQ(Dirty(MapText(Certified(d.uri), d.context)), unix_changes.at(i)) << "VM " << i;
+  }
+  auto part = Backups().Changes(s->id, g_.vm_ids[0], 0, 1536 << 10, 4 << 20);
+  ASSERT_TRUE(part.ok()) << part.status().ToString();
+  EXPECT_EQ(part->ranges, (std::vector<storage::ByteRange>{{1536 << 10, 512 << 10}}));
+  EXPECT_EQ(part->processed, uint64_t{4} << 20);
+
+  const std::string aside = dir_ / "aside";
+  fs::create_directories(aside);
+  for (const char* file : {"client-cert.pem", "client-key.pem"}) {
+    fs::rename(server_ + "/" + file, aside + "/" + file);
+  }
+  auto refused = Backups().Changes(s->id, g_.vm_ids[0], 0, 0, 0);
+  EXPECT_EQ(refused.status().code(), Code::kNotSupported) << refused.status().ToString();
+  for (const char* named : {"client-cert.pem", "client-key.pem", "nbdinfo --map"}) {
+    EXPECT_NE(refused.status().message().find(named), std::string::npos)
+        << named << " not in: " << refused.status().ToString();
+  }
+  for (const char* file : {"client-cert.pem", "client-key.pem"}) {
+    fs::rename(aside + "/" + file, server_ + "/" + file);
+  }
+  EXPECT_EQ(ChangesOf(s->id), unix_changes) << "the files, once added, are used";
+  ASSERT_TRUE(Backups().End({.id = s->id}).ok());
 }
 
 }  // namespace
