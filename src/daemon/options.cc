@@ -221,7 +221,9 @@ constexpr OptionSpec kOptions[] = {
      .value = "DIR",
      .help = "serve backup sessions over TCP too when asked, with TLS from\n"
              "DIR's ca-cert.pem, server-cert.pem, server-key.pem (readable\n"
-             "by QEMU's user); readers need a certificate that CA signed",
+             "by QEMU's user); readers need a certificate that CA signed;\n"
+             "with client-cert.pem and client-key.pem there too, vmgroupd\n"
+             "answers their changed ranges itself (backup changes)",
      .apply = [](const std::string& v,
                  Options& o) { return AbsolutePath(v, o.nbd_tls_dir, "--nbd-tls-dir"); }},
     {.name = "nbd-listen",
