@@ -22,6 +22,7 @@ packages=(
   libsystemd-dev  # daemon/systemd: sd_notify (Type=notify), sd_listen_fds (socket activation)
   systemd  # systemd-socket-activate, systemd-analyze: the tests play systemd's part
   debhelper dpkg-dev fakeroot lintian man-db  # scripts/test-package.sh: the .deb, built and checked
+  bash-completion  # tests/shell/bash_completion_test.sh
 )
 
 missing=()
