@@ -1,8 +1,10 @@
 // vmgroupd as systemd runs it: readiness told through NOTIFY_SOCKET
 // (Type=notify) only once it serves, and its stop announced; the unix
-// socket a socket unit passes (socket activation, played here by
-// systemd-socket-activate) served, and left in place when the daemon stops;
-// a passed socket that no --listen names refused at start.
+// socket and the TCP socket a socket unit passes (socket activation, played
+// here by systemd-socket-activate) served, the unix one left in place when
+// the daemon stops; a passed socket that no --listen names refused at start.
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 
@@ -71,12 +73,46 @@ TEST_F(SystemdTest, APassedSocketIsServedAndOutlivesTheDaemon) {
   EXPECT_TRUE(Env::Default()->FileExists(Socket())) << "the socket unit's, not the daemon's";
 }
 
+TEST_F(SystemdTest, APassedTcpSocketIsServedOnItsPort) {
+  // A port nobody uses now (the kernel's pick, released at once).
+  int port = 0;
+  {
+    UniqueFd probe(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    sockaddr_in addr{.sin_family = AF_INET, .sin_port = 0, .sin_addr = {htonl(INADDR_LOOPBACK)}};
+    ASSERT_EQ(::bind(probe.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+    socklen_t len = sizeof addr;
+    ASSERT_EQ(::getsockname(probe.get(), reinterpret_cast<sockaddr*>(&addr), &len), 0);
+    port = ntohs(addr.sin_port);
+  }
+  const std::string where = "127.0.0.1:" + std::to_string(port);
+  launcher_ = {"systemd-socket-activate", "-l", where};
+  const std::string url = "http://" + where;
+  auto first = std::async(std::launch::async, [&] {
+    // Until systemd-socket-activate listens, a connection is refused (3).
+    CommandOutput r;
+    for (int i = 0; i < 1000; ++i) {
+      r = Run({VMGROUP_BIN, "--connect", url, "--json", "vm", "list"});
+      if (r.exit_code != 3) break;
+      Env::Default()->SleepFor(std::chrono::milliseconds(10));
+    }
+    return r;
+  });
+  StartDaemon({"--insecure-loopback"}, url);
+  const CommandOutput listed = first.get();
+  EXPECT_EQ(listed.exit_code, 0) << listed.err;
+  EXPECT_EQ(listed.out, "[]\n");
+  EXPECT_NE(LogText().find("listening on " + url +
+                           " (no authentication: loopback only) (passed by systemd)"),
+            std::string::npos)
+      << LogText();
+}
+
 TEST_F(SystemdTest, APassedSocketNoListenNamesIsRefusedAtStart) {
   const std::string other = dir_ / "other.sock";
-  auto pid =
-      Env::Default()->Spawn({"systemd-socket-activate", "-l", other, VMGROUPD_BIN, "--no-config", "--state-dir",
-                             StateDir(), "--listen", "unix:" + Socket(), "--accel", "tcg"},
-                            {.log_path = dir_ / "vmgroupd.log", .new_session = false});
+  auto pid = Env::Default()->Spawn(
+      {"systemd-socket-activate", "-l", other, VMGROUPD_BIN, "--no-config", "--state-dir",
+       StateDir(), "--listen", "unix:" + Socket(), "--accel", "tcg"},
+      {.log_path = dir_ / "vmgroupd.log", .new_session = false});
   ASSERT_TRUE(pid.ok()) << pid.status().ToString();
   while (!Env::Default()->FileExists(other)) {
     Env::Default()->SleepFor(std::chrono::milliseconds(10));
