@@ -17,6 +17,9 @@ cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build build --target vmgroupd vmgroup >/dev/null
 
 work=$(mktemp -d /tmp/vmgroup-demo.XXXXXX)
+# Run as root, vmgroupd runs QEMU as vmgroup-qemu, which must reach the VMs'
+# run directories below (mktemp makes the directory 0700).
+chmod 0711 "$work"
 vmgroup=$PWD/build/src/cli/vmgroup
 export VMGROUP_CONNECT=unix:$work/vmgroupd.sock
 daemon=0
