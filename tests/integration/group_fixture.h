@@ -50,10 +50,8 @@ class GroupFixture : public ::testing::Test {
   void OpenEngine(engine::SnapshotOptions snap = {}, std::unique_ptr<Env> env = nullptr) {
     engine_.reset();
     env_ = std::move(env);
-    auto e = engine::Engine::Open({.state_dir = dir_ / "state",
-                                   .env = env_.get(),
-                                   .qemu = qemu_,
-                                   .snapshot = snap});
+    auto e = engine::Engine::Open(
+        {.state_dir = dir_ / "state", .env = env_.get(), .qemu = qemu_, .snapshot = snap});
     ASSERT_TRUE(e.ok()) << e.status().ToString();
     engine_ = std::move(e).value();
   }
@@ -163,8 +161,10 @@ class GroupFixture : public ::testing::Test {
 
   // The catalog and the images agree: each disk's chain, read from the
   // files, is the disk's overlays from the newest snapshot down to its base
-  // image, each image passes qemu-img check, and the run directory holds no
-  // overlay the catalog does not know.
+  // image, each image passes qemu-img check (but the active image of a VM
+  // that runs: a writing guest's QEMU may still hold its metadata in its
+  // cache), and the run directory holds no overlay the catalog does not
+  // know.
   void ExpectCatalogMatchesDisk(const std::string& vm_id) {
     catalog::VmRecord vm = Vm(vm_id);
     auto snapshots = engine_->catalog().ListSnapshots();
@@ -185,7 +185,9 @@ class GroupFixture : public ::testing::Test {
       size_t depth = 0;
       for (const auto& image : *chain) {
         EXPECT_EQ(image.filename, expect_top) << "disk " << i << " depth " << depth;
-        EXPECT_TRUE(img_.Check(image.filename).ok()) << image.filename;
+        if (depth > 0 || vm.power == catalog::Power::kOff) {
+          EXPECT_TRUE(img_.Check(image.filename).ok()) << image.filename;
+        }
         if (member.empty()) break;
         bool found = false;
         for (const auto& s : *snapshots) {
