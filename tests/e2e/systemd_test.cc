@@ -11,6 +11,7 @@
 #include <future>
 
 #include "base/unique_fd.h"
+#include "base/unix_socket.h"
 #include "daemon_fixture.h"
 
 namespace vmgroup::e2e {
@@ -23,9 +24,11 @@ class SystemdTest : public DaemonFixture {
   // A datagram socket at `path`, as systemd's notification socket.
   UniqueFd NotifySocket(const std::string& path) {
     UniqueFd fd(::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0));
-    sockaddr_un addr{.sun_family = AF_UNIX};
-    path.copy(addr.sun_path, sizeof addr.sun_path - 1);
-    EXPECT_EQ(::bind(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+    auto addr = UnixAddress(path);
+    EXPECT_TRUE(addr.ok()) << addr.status().ToString();
+    if (addr.ok()) {
+      EXPECT_EQ(::bind(fd.get(), reinterpret_cast<const sockaddr*>(&*addr), sizeof *addr), 0);
+    }
     return fd;
   }
   // The next notification within `timeout`, or "".
@@ -117,10 +120,8 @@ TEST_F(SystemdTest, APassedSocketNoListenNamesIsRefusedAtStart) {
   while (!Env::Default()->FileExists(other)) {
     Env::Default()->SleepFor(std::chrono::milliseconds(10));
   }
-  UniqueFd poke(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  sockaddr_un addr{.sun_family = AF_UNIX};
-  other.copy(addr.sun_path, sizeof addr.sun_path - 1);
-  ASSERT_EQ(::connect(poke.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  auto poke = ConnectUnix(Env::Default(), other, Env::Default()->Now() + std::chrono::seconds(10));
+  ASSERT_TRUE(poke.ok()) << poke.status().ToString();
   ASSERT_TRUE(Env::Default()->WaitGone(*pid, std::chrono::seconds(60)).ok()) << LogText();
   EXPECT_NE(LogText().find("cannot start"), std::string::npos) << LogText();
   EXPECT_NE(LogText().find("that no --listen names"), std::string::npos) << LogText();
