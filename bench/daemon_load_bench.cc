@@ -50,9 +50,9 @@ std::string ReadAll(const std::string& path) {
 // HTTPS with `certs`, else plain HTTP.
 bool StartDaemon(const testing::TempDir& dir, const testing::TestCerts* certs, int* pid,
                  int* port) {
-  std::vector<std::string> argv = {
-      VMGROUPD_BIN, "--no-config", "--state-dir", dir / "state", "--listen", "unix:" + (dir / "d.sock"),
-      "--insecure-loopback", "--accel",     "tcg"};
+  std::vector<std::string> argv = {VMGROUPD_BIN,          "--no-config", "--state-dir",
+                                   dir / "state",         "--listen",    "unix:" + (dir / "d.sock"),
+                                   "--insecure-loopback", "--accel",     "tcg"};
   if (certs) {
     argv.insert(argv.end(), {"--listen", "https://127.0.0.1:0", "--tls-cert", certs->server_cert,
                              "--tls-key", certs->server_key});

@@ -176,7 +176,8 @@ std::string ManText(const std::string& page) {
 TEST(BinaryTest, TheManPagesNameEveryCommandAndEveryDaemonOption) {
   const std::string vmgroup = ManText("vmgroup.1");
   for (const Command& c : Commands()) {
-    const std::string words = std::string(c.noun) + (c.verb.empty() ? "" : " ") + std::string(c.verb);
+    const std::string words =
+        std::string(c.noun) + (c.verb.empty() ? "" : " ") + std::string(c.verb);
     EXPECT_NE(vmgroup.find(words), std::string::npos) << "vmgroup.1 lacks `" << words << "`";
   }
   const std::string vmgroupd = ManText("vmgroupd.8");

@@ -303,8 +303,8 @@ TEST_F(NetworkTest, HttpsIsVerifiedByTheCliAndPlainHttpStaysOnLoopback) {
   EXPECT_NE(wrong_name.err.find("does not match"), std::string::npos) << wrong_name.err;
 
   // Plain HTTP off loopback only when asked for by name.
-  CommandOutput plain =
-      Run({VMGROUPD_BIN, "--no-config", "--state-dir", dir_ / "other", "--listen", "http://0.0.0.0:0"});
+  CommandOutput plain = Run(
+      {VMGROUPD_BIN, "--no-config", "--state-dir", dir_ / "other", "--listen", "http://0.0.0.0:0"});
   EXPECT_EQ(plain.exit_code, 2);
   EXPECT_NE(plain.err.find("clear text"), std::string::npos) << plain.err;
   EXPECT_FALSE(Env::Default()->FileExists(dir_ / "other"));

@@ -251,8 +251,8 @@ TEST_F(WbemcliTest, TcpListenersWithoutLoopbackWaiverAskForCredentials) {
   EXPECT_EQ(Ok({"vm", "list", "--json"}), "[]\n") << "the unix socket needs no password";
 
   // Serving without authentication off loopback is refused at start.
-  CommandOutput refused = Run({VMGROUPD_BIN, "--no-config", "--state-dir", dir_ / "other", "--listen",
-                               "http://0.0.0.0:0", "--insecure-loopback"});
+  CommandOutput refused = Run({VMGROUPD_BIN, "--no-config", "--state-dir", dir_ / "other",
+                               "--listen", "http://0.0.0.0:0", "--insecure-loopback"});
   EXPECT_EQ(refused.exit_code, 2);
   EXPECT_NE(refused.err.find("loopback"), std::string::npos) << refused.err;
 }
