@@ -38,6 +38,8 @@ Result<bool> CutHappenedEverywhere(Env* env, VmRegistry& vms, const catalog::Sna
                                     !env->SyncFile(m.memory_state).ok())) {
       return false;
     }
+    // And once the trackings the switch held out of its pause are stored.
+    if (!live->FinishSwitch(env->Now() + kQueryTimeout).ok()) return false;
     any_live = true;
   }
   return any_live;

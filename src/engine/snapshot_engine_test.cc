@@ -77,6 +77,29 @@ TEST_F(FakeDriverOperations, AFailedSwitchRevertsEveryMemberAndResumesIt) {
   EXPECT_TRUE(engine_->snapshots().Create({.collection_id = g.collection_id}).ok());
 }
 
+// What a driver keeps out of the pause (QEMU: storing trackings) is done
+// once the members run again and before the commit; if it fails, the
+// snapshot is undone like any other failure after the cut.
+TEST_F(FakeDriverOperations, WhatTheSwitchLeftForAfterThePauseIsDoneBeforeTheCommit) {
+  auto g = MakeGroup(3);
+  auto s = Snapshot(g);
+  for (const auto& id : g.vm_ids) {
+    EXPECT_EQ(CallsOf(*Fake(id), {"switch", "resume", "finish-switch"}),
+              (std::vector<std::string>{"switch", "resume", "finish-switch"}));
+  }
+  const auto before = Disks(g);
+  FailAt(std::string(hypervisor::fake::kFakePointPrefix) + "finish-switch", "vm1");
+  auto failed = engine_->snapshots().Create({.collection_id = g.collection_id, .type = 2});
+  EXPECT_EQ(failed.status().code(), Code::kFailed) << failed.status().ToString();
+  EXPECT_NE(failed.status().message().find("vm1"), std::string::npos) << failed.status().message();
+  EXPECT_EQ(engine_->catalog().ListSnapshots()->size(), 1u) << "only the first snapshot";
+  for (const auto& id : g.vm_ids) {
+    EXPECT_EQ(Fake(id)->active(), before.at(id));
+    EXPECT_EQ(Fake(id)->state(), RunState::kRunning);
+  }
+  ExpectConsistent();
+}
+
 TEST_F(FakeDriverOperations, ApplyStartsEveryMemberOverOnTheSnapshotsImages) {
   auto g = MakeGroup(2);
   auto s1 = Snapshot(g);

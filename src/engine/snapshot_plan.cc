@@ -19,7 +19,7 @@ Status CheckSnapshotType(int type) {
 }
 
 std::string BitmapFor(int type, const std::string& tag) {
-  return type == kSnapshotRecovery ? "vmgroup-" + tag : "";
+  return type == kSnapshotRecovery ? std::string(hypervisor::kTrackingPrefix) + tag : "";
 }
 
 catalog::Consistency AchievedConsistency(const catalog::SnapshotRecord& s) {

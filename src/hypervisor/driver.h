@@ -40,6 +40,10 @@ struct VmSpec {
 // once the hypervisor is admitted and answers, before it loads a memory state.
 inline constexpr std::string_view kFaultStarted = "hypervisor.started";
 
+// Every tracking vmgroup makes is named "vmgroup-<tag>" (see "Change
+// tracking" below): a name without this prefix is another tool's.
+inline constexpr std::string_view kTrackingPrefix = "vmgroup-";
+
 // kIoError: the hypervisor paused the VM itself because a disk request
 // failed (with QEMU, a write that found no space left: its "io-error"
 // status); the failed requests are retried when the VM is resumed.
@@ -194,6 +198,13 @@ class Vm {
   // snapshot it was for) or PowerOff.
   virtual Status SendResume(Deadline deadline, bool save_state) = 0;
   virtual Status AwaitResume(Deadline deadline) = 0;
+  // FinishSwitch: once the cut is over and the VM runs again, does what the
+  // driver kept out of the pause for the switch (QEMU: stores in the images
+  // the switch froze the trackings it held in memory meanwhile, see
+  // qemu/held_trackings.h). Until it returns OK such a tracking would not
+  // outlive the hypervisor. OK when there is nothing to do, so also when
+  // called again; RevertOverlays does the same for the images it reverts.
+  virtual Status FinishSwitch(Deadline deadline) = 0;
   virtual Status PrepareStateSave(const std::string& path, Deadline deadline) = 0;
   virtual Status AwaitStateSaved(Deadline deadline) = 0;
 
@@ -230,10 +241,11 @@ class Vm {
   //
   // PrepareTracking: whatever a tracking `name` needs before the switch
   // that starts it, done while the guest runs (after OpenOverlays, never
-  // inside the pause). A driver that can start it inside the switch (QEMU)
-  // does nothing; one that cannot (libvirt) starts it here, so that it marks
-  // a superset of what is written after the cut. AlreadyExists when the VM
-  // has a tracking of that name already. Undone by DropTracking.
+  // inside the pause). QEMU puts it on the overlays, which nothing writes
+  // before the switch makes them active, so it marks exactly what is written
+  // after the cut; libvirt starts a checkpoint, which marks a superset of
+  // that. AlreadyExists when the VM has a tracking of that name already.
+  // Undone by DropTracking (or by closing the overlays).
   virtual Status PrepareTracking(const std::vector<Overlay>& overlays, const std::string& name,
                                  Deadline deadline) = 0;
   // KeepTracking: makes tracking `name`, started by the switch that froze

@@ -190,6 +190,10 @@ Status FakeVm::SendResume(Deadline deadline, bool save_state) {
 
 Status FakeVm::AwaitResume(Deadline) { return sent_status_; }
 
+Status FakeVm::FinishSwitch(Deadline) {
+  return Do("finish-switch", [] { return Status::Ok(); });
+}
+
 Status FakeVm::PrepareStateSave(const std::string& path, Deadline) {
   return Do("prepare-save", [&]() -> Status {
     shared_->state_file = path;

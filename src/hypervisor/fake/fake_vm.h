@@ -89,6 +89,7 @@ class FakeVm final : public Vm {
   // With `save_state`, writes a few bytes into the file PrepareStateSave made.
   Status SendResume(Deadline deadline, bool save_state) override;
   Status AwaitResume(Deadline) override;
+  Status FinishSwitch(Deadline) override;
   // A FakeDriver's VM creates the file (AlreadyExists if it exists).
   Status PrepareStateSave(const std::string& path, Deadline) override;
   Status AwaitStateSaved(Deadline) override;

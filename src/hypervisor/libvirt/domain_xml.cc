@@ -389,8 +389,7 @@ std::string CheckpointXml(const std::string& name, const std::vector<DomainDisk>
 }
 
 bool IsOwnCheckpoint(const std::string& name) {
-  constexpr std::string_view kPrefix = "vmgroup-";
-  return name.size() > kPrefix.size() && name.starts_with(kPrefix);
+  return name.size() > kTrackingPrefix.size() && name.starts_with(kTrackingPrefix);
 }
 
 }  // namespace vmgroup::hypervisor::libvirt

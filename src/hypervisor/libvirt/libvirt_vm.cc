@@ -204,6 +204,8 @@ Status LibvirtVm::AwaitResume(Deadline deadline) {
   return AwaitOutcome(env_, pending_resume_, deadline, "domain " + name_ + ": resume");
 }
 
+Status LibvirtVm::FinishSwitch(Deadline) { return Status::Ok(); }
+
 Status LibvirtVm::PrepareStateSave(const std::string& path, Deadline deadline) {
   (void)path, (void)deadline;
   return NotYet("snapshots with memory");

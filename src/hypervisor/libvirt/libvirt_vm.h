@@ -38,6 +38,8 @@ class LibvirtVm final : public Vm {
   Status AwaitSwitch(Deadline deadline, bool* paused) override;
   Status SendResume(Deadline deadline, bool save_state) override;
   Status AwaitResume(Deadline deadline) override;
+  // OK: libvirt's switch keeps nothing for later.
+  Status FinishSwitch(Deadline deadline) override;
   // NotSupported: memory states through libvirt come later.
   Status PrepareStateSave(const std::string& path, Deadline deadline) override;
   Status AwaitStateSaved(Deadline deadline) override;

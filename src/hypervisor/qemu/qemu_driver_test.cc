@@ -104,10 +104,12 @@ class QemuDriverTest : public ::testing::Test {
     }).join();
     ASSERT_EQ(::sigaction(SIGPIPE, &before, nullptr), 0);
   }
-  // The cut's send/await pair, as one call.
+  // The cut's send/await pair, as one call (after PrepareTracking, as the
+  // engine calls it, when the switch starts a tracking).
   Status Switch(const std::vector<Overlay>& overlays, const std::string& bitmap, bool pause = false,
                 bool* paused = nullptr) {
     bool p = false;
+    if (!bitmap.empty()) VMG_RETURN_IF_ERROR(vm_->PrepareTracking(overlays, bitmap, Soon()));
     VMG_RETURN_IF_ERROR(vm_->SendSwitch(overlays, bitmap, pause, Soon()));
     Status s = vm_->AwaitSwitch(Soon(), &p);
     if (paused) *paused = p;
@@ -413,6 +415,92 @@ TEST_F(QemuDriverTest, CopyMarkedCopiesWhatABitmapMarksAndNothingElse) {
   EXPECT_EQ(*vm_->State(Soon()), RunState::kRunning);
 }
 
+// The trackings of the active images stay out of the pause: OpenOverlays
+// holds them in memory, the switch writes none of them, and FinishSwitch
+// stores each in the image the switch froze, marking what it marked.
+TEST_F(QemuDriverTest, TrackingsAreStoredInTheFrozenImagesAfterThePauseNotInIt) {
+  const std::string monitor = dir_ / "q/test.sock", target = dir_ / "changes.qcow2";
+  ASSERT_TRUE(testing::MakeQemuWritableDir(dir_ / "q").ok());
+  spec_.config.extra_args = testing::GuestMonitorArgs(monitor);
+  StartVm();
+  auto s1 = MakeOverlays("s1");
+  ASSERT_TRUE(vm_->OpenOverlays(s1, Soon()).ok());
+  ASSERT_TRUE(Switch(s1, "vmgroup-s1", /*pause=*/true).ok());
+  ASSERT_TRUE(vm_->Resume(Soon()).ok());
+  ASSERT_TRUE(vm_->FinishSwitch(Soon()).ok());
+  ASSERT_TRUE(testing::WriteAsGuest(monitor, 0, 0x22, 1 << 20, 1 << 20).ok());  // marked
+
+  std::vector<Overlay> s2;
+  for (int i = 0; i < 2; ++i) {
+    const std::string path = dir_ / ("d" + std::to_string(i) + "-s2.qcow2");
+    ASSERT_TRUE(img_.CreateOverlay(s1[i].path, path).ok());
+    s2.push_back({i, path, "s2", s1[i].path});
+  }
+  ASSERT_TRUE(vm_->OpenOverlays(s2, Soon()).ok());
+  ASSERT_TRUE(Switch(s2, "vmgroup-s2", /*pause=*/true).ok());
+  ASSERT_TRUE(vm_->Resume(Soon()).ok());
+  ASSERT_TRUE(testing::WriteAsGuest(monitor, 0, 0x33, 4 << 20, 1 << 20).ok());  // after the cut
+  auto during = img_.Chain(s1[0].path);
+  ASSERT_TRUE(during.ok()) << during.status().ToString();
+  EXPECT_TRUE((*during)[0].bitmaps.empty()) << "the pause wrote a bitmap into the frozen image";
+
+  ASSERT_TRUE(vm_->FinishSwitch(Soon()).ok());
+  EXPECT_TRUE(vm_->FinishSwitch(Soon()).ok()) << "nothing left to do";
+  for (int i = 0; i < 2; ++i) {
+    auto chain = img_.Chain(s1[i].path);
+    ASSERT_TRUE(chain.ok()) << chain.status().ToString();
+    EXPECT_EQ((*chain)[0].bitmaps, std::vector<std::string>{"vmgroup-s1"}) << "disk " << i;
+  }
+  ASSERT_TRUE(img_.Create(target, 16 << 20).ok());
+  ASSERT_TRUE(vm_->CopyMarked(0, s1[0].path, "vmgroup-s1", target, Soon()).ok());
+  EXPECT_EQ(*img_.OwnDataBytes(target), uint64_t{1} << 20) << "exactly the megabyte written";
+  EXPECT_FALSE(vm_->DropTracking(0, s1[0].path, "vmgroup-s1", Soon()).ok())
+      << "the frozen image is read-only again";
+  EXPECT_EQ(*vm_->State(Soon()), RunState::kRunning);
+  ASSERT_TRUE(vm_->PowerOff().ok());
+  vm_.reset();
+  EXPECT_TRUE(img_.Check(s1[0].path).ok());
+  auto top = img_.Chain(s2[0].path);
+  ASSERT_TRUE(top.ok());
+  EXPECT_EQ((*top)[0].bitmaps, std::vector<std::string>{"vmgroup-s2"}) << "stored on close";
+}
+
+// A switch undone, before or after the cut, gives the trackings OpenOverlays
+// held back to the images that are active again.
+TEST_F(QemuDriverTest, AnUndoneSwitchGivesTheHeldTrackingsBackToTheActiveImages) {
+  StartVm();
+  auto s1 = MakeOverlays("s1");
+  ASSERT_TRUE(vm_->OpenOverlays(s1, Soon()).ok());
+  ASSERT_TRUE(Switch(s1, "vmgroup-s1").ok());
+  ASSERT_TRUE(vm_->FinishSwitch(Soon()).ok());
+  auto next = [&](const std::string& tag) {
+    std::vector<Overlay> o;
+    for (int i = 0; i < 2; ++i) {
+      const std::string path = dir_ / ("d" + std::to_string(i) + "-" + tag + ".qcow2");
+      EXPECT_TRUE(img_.CreateOverlay(s1[i].path, path).ok());
+      o.push_back({i, path, tag, s1[i].path});
+    }
+    return o;
+  };
+  auto s2 = next("s2");
+  ASSERT_TRUE(vm_->OpenOverlays(s2, Soon()).ok());
+  ASSERT_TRUE(vm_->RevertOverlays(s2).ok());  // before the cut
+  auto s3 = next("s3");
+  ASSERT_TRUE(vm_->OpenOverlays(s3, Soon()).ok());
+  ASSERT_TRUE(Switch(s3, "vmgroup-s3", /*pause=*/true).ok());
+  ASSERT_TRUE(vm_->RevertOverlays(s3).ok());  // after it, still paused
+  ASSERT_TRUE(vm_->Resume(Soon()).ok());
+  EXPECT_EQ(*vm_->ActiveImages(Soon()), (std::vector<std::string>{s1[0].path, s1[1].path}));
+  ASSERT_TRUE(vm_->PowerOff().ok());
+  vm_.reset();
+  for (int i = 0; i < 2; ++i) {
+    auto chain = img_.Chain(s1[i].path);
+    ASSERT_TRUE(chain.ok()) << chain.status().ToString();
+    EXPECT_EQ((*chain)[0].bitmaps, std::vector<std::string>{"vmgroup-s1"}) << "disk " << i;
+    EXPECT_TRUE(img_.Check(s1[i].path).ok());
+  }
+}
+
 TEST_F(QemuDriverTest, ABitmapLeftUnsavedByAQemuThatDiedIsNotTrusted) {
   StartVm();
   ASSERT_TRUE(vm_->KeepTracking(0, spec_.disks[0], "rp", Soon()).ok());
@@ -451,6 +539,7 @@ TEST_F(QemuDriverTest, ServeImagesServesAFrozenImageWithWhatItsTrackingMarks) {
   ASSERT_TRUE(vm_->OpenOverlays(overlays, Soon()).ok());
   ASSERT_TRUE(Switch(overlays, "vmgroup-s2", /*pause=*/true).ok());
   ASSERT_TRUE(vm_->Resume(Soon()).ok());
+  ASSERT_TRUE(vm_->FinishSwitch(Soon()).ok());
   ASSERT_TRUE(testing::WriteAsGuest(monitor, 0, 0x33, 4 << 20, 1 << 20).ok());  // after the cut
 
   auto served = vm_->ServeImages(

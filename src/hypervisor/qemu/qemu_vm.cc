@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cctype>
 
+#include "hypervisor/qemu/held_trackings.h"
 #include "hypervisor/qemu/listen_socket.h"
 #include "hypervisor/qemu/nbd_serving.h"
 #include "hypervisor/qemu/qmp_commands.h"
@@ -182,7 +183,10 @@ Status QemuVm::OpenOverlays(const std::vector<Overlay>& overlays, Deadline deadl
       return s.Annotate("disk " + std::to_string(o.disk));
     }
   }
-  return Status::Ok();
+  // The switch must not spend pause time writing bitmaps either.
+  Status held = HoldTrackings(*qmp_, active_nodes_, deadline);
+  if (!held.ok()) (void)CloseOverlaysLocked(overlays, env_->Now() + kCleanupTimeout);
+  return held;
 }
 
 Status QemuVm::CloseOverlaysLocked(const std::vector<Overlay>& overlays, Deadline deadline) {
@@ -203,8 +207,7 @@ Status QemuVm::CloseOverlaysLocked(const std::vector<Overlay>& overlays, Deadlin
   return first_error;
 }
 
-Result<std::vector<Json>> QemuVm::SwitchActions(const std::vector<Overlay>& overlays,
-                                                const std::string& bitmap) {
+Result<std::vector<Json>> QemuVm::SwitchActions(const std::vector<Overlay>& overlays) {
   std::vector<Json> actions;
   for (const auto& o : overlays) {
     if (static_cast<size_t>(o.disk) >= active_nodes_.size()) {
@@ -213,17 +216,15 @@ Result<std::vector<Json>> QemuVm::SwitchActions(const std::vector<Overlay>& over
     }
     actions.push_back(qmp::SnapshotAction(active_nodes_[o.disk], OverlayNode(o)));
   }
-  if (!bitmap.empty()) {
-    for (const auto& o : overlays) actions.push_back(qmp::BitmapAddAction(OverlayNode(o), bitmap));
-  }
   return actions;
 }
 
-Status QemuVm::SendSwitch(const std::vector<Overlay>& overlays, const std::string& tracking,
-                          bool pause, Deadline deadline) {
+// The tracking is on the overlays already (PrepareTracking).
+Status QemuVm::SendSwitch(const std::vector<Overlay>& overlays, const std::string&, bool pause,
+                          Deadline deadline) {
   std::lock_guard lock(mu_);
   pending_ = {};
-  VMG_ASSIGN_OR_RETURN(auto actions, SwitchActions(overlays, tracking));
+  VMG_ASSIGN_OR_RETURN(auto actions, SwitchActions(overlays));
   std::vector<qmp::Command> commands;
   if (pause) commands.push_back(qmp::StopCommand());
   commands.push_back(qmp::TransactionCommand(actions));
@@ -423,7 +424,14 @@ Status QemuVm::RevertOverlays(const std::vector<Overlay>& overlays) {
                             " as recorded; the images need an operator's check");
     }
   }
-  return CloseOverlaysLocked(overlays, deadline);
+  VMG_RETURN_IF_ERROR(CloseOverlaysLocked(overlays, deadline));
+  // The trackings OpenOverlays held go back into the images, active again.
+  return StoreHeldTrackings(*qmp_, deadline);
+}
+
+Status QemuVm::FinishSwitch(Deadline deadline) {
+  std::lock_guard lock(mu_);
+  return StoreHeldTrackings(*qmp_, deadline);
 }
 
 Result<std::vector<std::string>> QemuVm::ActiveImages(Deadline deadline) {
@@ -502,8 +510,14 @@ Result<std::optional<qmp::BitmapInfo>> QemuVm::BitmapLocked(const std::string& n
   return std::optional<qmp::BitmapInfo>();
 }
 
-Status QemuVm::PrepareTracking(const std::vector<Overlay>&, const std::string&, Deadline) {
-  return Status::Ok();  // the switch's transaction adds the bitmaps
+Status QemuVm::PrepareTracking(const std::vector<Overlay>& overlays, const std::string& name,
+                               Deadline deadline) {
+  // On the overlays before the pause: nothing writes them until the switch
+  // makes them active, so each bitmap marks exactly what comes after the cut.
+  std::lock_guard lock(mu_);
+  std::vector<Json> actions;
+  for (const auto& o : overlays) actions.push_back(qmp::BitmapAddAction(OverlayNode(o), name));
+  return qmp::Transaction(*qmp_, actions, deadline);
 }
 
 Status QemuVm::KeepTracking(int disk, const std::string& image, const std::string& name,

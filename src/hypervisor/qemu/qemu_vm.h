@@ -36,6 +36,7 @@ class QemuVm final : public Vm {
   Status AwaitSwitch(Deadline deadline, bool* paused) override;
   Status SendResume(Deadline deadline, bool save_state) override;
   Status AwaitResume(Deadline deadline) override;
+  Status FinishSwitch(Deadline deadline) override;
   Status PrepareStateSave(const std::string& path, Deadline deadline) override;
   Status AwaitStateSaved(Deadline deadline) override;
   Status RevertOverlays(const std::vector<Overlay>& overlays) override;
@@ -109,9 +110,8 @@ class QemuVm final : public Vm {
   void EndStateSaveLocked();
   // `path` made QEMU's to write, when it runs as another user.
   Status HandOverLocked(const std::string& path);
-  // The transaction actions that put `overlays` on top (and add `bitmap`).
-  Result<std::vector<Json>> SwitchActions(const std::vector<Overlay>& overlays,
-                                          const std::string& bitmap);
+  // The transaction actions that put `overlays` on top.
+  Result<std::vector<Json>> SwitchActions(const std::vector<Overlay>& overlays);
 
   // The guest agent, connected for one call: a freeze must not hold mu_
   // (QMP goes on). Calls are serialised by agent_mu_.

@@ -35,6 +35,15 @@ const Json& Field(const Json& j, const char* key) {
   auto it = j.find(key);
   return it != j.end() ? *it : kNone;
 }
+// The dirty bitmaps of a node of query-named-block-nodes.
+std::vector<BitmapInfo> Bitmaps(const Json& node) {
+  std::vector<BitmapInfo> out;
+  for (const auto& b : Elements(Field(node, "dirty-bitmaps"))) {
+    out.push_back({Text(b, "name"), Count(b, "count"), Flag(b, "inconsistent"),
+                   Flag(b, "persistent"), Flag(b, "recording"), Count(b, "granularity")});
+  }
+  return out;
+}
 
 }  // namespace
 
@@ -93,12 +102,19 @@ Result<std::vector<FormatNode>> QueryFormatNodeGraph(QmpClient& c, Deadline d) {
   // Not flat: each node's "image" then holds its backing image's, as the
   // graph links them.
   VMG_ASSIGN_OR_RETURN(Json r, c.Execute("query-named-block-nodes", {{"flat", false}}, d));
+  std::map<std::string, std::string> protocol_nodes;  // file -> node-name
+  for (const auto& n : Elements(r)) {
+    if (Text(n, "drv") == "file") protocol_nodes[Text(n, "file")] = Text(n, "node-name");
+  }
   std::vector<FormatNode> nodes;
   for (const auto& n : Elements(r)) {
     if (Text(n, "drv") != "qcow2") continue;
-    nodes.push_back({Text(n, "node-name"), Text(n, "file"),
+    const std::string file = Text(n, "file");
+    auto protocol = protocol_nodes.find(file);
+    nodes.push_back({Text(n, "node-name"), file,
                      Text(Field(Field(n, "image"), "backing-image"), "filename"), Flag(n, "ro"),
-                     Count(Field(n, "image"), "virtual-size")});
+                     Count(Field(n, "image"), "virtual-size"),
+                     protocol != protocol_nodes.end() ? protocol->second : "", Bitmaps(n)});
   }
   return nodes;
 }
@@ -126,13 +142,39 @@ Status BlockdevDel(QmpClient& c, const std::string& node, Deadline d) {
   return c.Execute("blockdev-del", {{"node-name", node}}, d).status();
 }
 
+Status BlockdevReopen(QmpClient& c, const std::vector<ReopenNode>& nodes, bool read_only,
+                      Deadline d) {
+  Json options = Json::array();
+  for (const auto& n : nodes) {
+    Json o = {{"driver", "qcow2"},
+              {"node-name", n.node},
+              {"file", n.file_node},
+              {"read-only", read_only}};
+    if (!n.backing_node.empty()) o["backing"] = n.backing_node;
+    options.push_back(std::move(o));
+  }
+  return c.Execute("blockdev-reopen", {{"options", options}}, d).status();
+}
+
 Json SnapshotAction(const std::string& node, const std::string& overlay) {
   return {{"type", "blockdev-snapshot"}, {"data", {{"node", node}, {"overlay", overlay}}}};
 }
 
-Json BitmapAddAction(const std::string& node, const std::string& bitmap) {
-  return {{"type", "block-dirty-bitmap-add"},
-          {"data", {{"node", node}, {"name", bitmap}, {"persistent", true}}}};
+Json BitmapAddAction(const std::string& node, const std::string& bitmap, bool persistent,
+                     uint64_t granularity) {
+  Json data = {{"node", node}, {"name", bitmap}, {"persistent", persistent}};
+  if (granularity != 0) data["granularity"] = granularity;
+  return {{"type", "block-dirty-bitmap-add"}, {"data", std::move(data)}};
+}
+
+Json BitmapMergeAction(const std::string& node, const std::string& target,
+                       const std::string& source) {
+  return {{"type", "block-dirty-bitmap-merge"},
+          {"data", {{"node", node}, {"target", target}, {"bitmaps", Json::array({source})}}}};
+}
+
+Json BitmapRemoveAction(const std::string& node, const std::string& bitmap) {
+  return {{"type", "block-dirty-bitmap-remove"}, {"data", {{"node", node}, {"name", bitmap}}}};
 }
 
 Status BitmapAdd(QmpClient& c, const std::string& node, const std::string& bitmap, Deadline d) {
@@ -140,19 +182,16 @@ Status BitmapAdd(QmpClient& c, const std::string& node, const std::string& bitma
 }
 
 Status BitmapRemove(QmpClient& c, const std::string& node, const std::string& bitmap, Deadline d) {
-  return c.Execute("block-dirty-bitmap-remove", {{"node", node}, {"name", bitmap}}, d).status();
+  return c.Execute("block-dirty-bitmap-remove", BitmapRemoveAction(node, bitmap)["data"], d)
+      .status();
 }
 
 Result<std::vector<BitmapInfo>> QueryBitmaps(QmpClient& c, const std::string& node, Deadline d) {
   VMG_ASSIGN_OR_RETURN(Json r, c.Execute("query-named-block-nodes", {{"flat", true}}, d));
-  std::vector<BitmapInfo> out;
   for (const auto& n : Elements(r)) {
-    if (Text(n, "node-name") != node) continue;
-    for (const auto& b : Elements(Field(n, "dirty-bitmaps"))) {
-      out.push_back({Text(b, "name"), Count(b, "count"), Flag(b, "inconsistent")});
-    }
+    if (Text(n, "node-name") == node) return Bitmaps(n);
   }
-  return out;
+  return std::vector<BitmapInfo>{};
 }
 
 Status BackupMarked(QmpClient& c, const std::string& job_id, const std::string& device,

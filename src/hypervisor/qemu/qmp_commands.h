@@ -42,12 +42,22 @@ Result<std::vector<std::string>> QueryNodeNames(QmpClient& c, Deadline d);
 Result<std::map<std::string, std::string>> QueryFormatNodes(QmpClient& c, Deadline d);
 // A qcow2 node with what lies below it in the block graph as QEMU has it
 // now (not as the image's header names it).
+struct BitmapInfo {
+  std::string name;
+  uint64_t count = 0;         // bytes marked
+  bool inconsistent = false;  // QEMU will not trust it (stored unsaved by a QEMU that died)
+  bool persistent = false;    // stored in the image (else it lives in QEMU's memory only)
+  bool recording = false;     // marks writes
+  uint64_t granularity = 0;   // bytes per bit
+};
 struct FormatNode {
   std::string node;     // node-name
   std::string file;     // its image file
   std::string backing;  // the file of the image right below it, or "" for none
   bool read_only = false;
-  uint64_t size = 0;  // its virtual size in bytes
+  uint64_t size = 0;                // its virtual size in bytes
+  std::string file_node;            // the node-name of its protocol node ("file" child)
+  std::vector<BitmapInfo> bitmaps;  // its dirty bitmaps
 };
 // Every qcow2 node of the block graph.
 Result<std::vector<FormatNode>> QueryFormatNodeGraph(QmpClient& c, Deadline d);
@@ -62,9 +72,28 @@ Status BlockdevAddOverlay(QmpClient& c, const std::string& node, const std::stri
 Status BlockdevAddTarget(QmpClient& c, const std::string& node, const std::string& path,
                          Deadline d);
 Status BlockdevDel(QmpClient& c, const std::string& node, Deadline d);
+// Reopens qcow2 nodes read-only or read-write, all or none, keeping their
+// children (blockdev-reopen resets every option it is not given, and wants
+// each child named). A node opened from an image header has a generated
+// name ("#block...") that blockdev-reopen refuses: name only nodes opened
+// by name.
+struct ReopenNode {
+  std::string node, file_node;
+  std::string backing_node;  // "" when it has no backing
+};
+Status BlockdevReopen(QmpClient& c, const std::vector<ReopenNode>& nodes, bool read_only,
+                      Deadline d);
 
 Json SnapshotAction(const std::string& node, const std::string& overlay);
-Json BitmapAddAction(const std::string& node, const std::string& bitmap);
+// Adds dirty bitmap `bitmap` to `node`: stored in the image when
+// `persistent`, else in QEMU's memory only; of `granularity` bytes per bit,
+// or QEMU's default (the image's cluster size) for 0.
+Json BitmapAddAction(const std::string& node, const std::string& bitmap, bool persistent = true,
+                     uint64_t granularity = 0);
+// Marks in `target` whatever `source` (of the same node) marks.
+Json BitmapMergeAction(const std::string& node, const std::string& target,
+                       const std::string& source);
+Json BitmapRemoveAction(const std::string& node, const std::string& bitmap);
 // Runs the actions atomically: all take effect or none.
 Status Transaction(QmpClient& c, const std::vector<Json>& actions, Deadline d);
 // The transaction, for QmpClient::Send.
@@ -73,11 +102,6 @@ Command TransactionCommand(const std::vector<Json>& actions);
 // Persistent dirty bitmaps on a node.
 Status BitmapAdd(QmpClient& c, const std::string& node, const std::string& bitmap, Deadline d);
 Status BitmapRemove(QmpClient& c, const std::string& node, const std::string& bitmap, Deadline d);
-struct BitmapInfo {
-  std::string name;
-  uint64_t count = 0;         // bytes marked
-  bool inconsistent = false;  // QEMU will not trust it (stored unsaved by a QEMU that died)
-};
 Result<std::vector<BitmapInfo>> QueryBitmaps(QmpClient& c, const std::string& node, Deadline d);
 // Starts a copy of what `bitmap` marks in node `device` into node `target`
 // (blockdev-backup, sync "bitmap", the bitmap left as it is), as job
