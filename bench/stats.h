@@ -8,15 +8,22 @@
 namespace vmgroup::bench {
 
 // The q-quantile (0..1) of `v` by nearest rank; 0 for no samples.
-inline double Quantile(std::vector<int64_t> v, double q) {
+template <typename T>
+double Quantile(std::vector<T> v, double q) {
   if (v.empty()) return 0;
   std::sort(v.begin(), v.end());
   size_t rank = static_cast<size_t>(q * static_cast<double>(v.size()) + 0.999999);
   rank = std::clamp<size_t>(rank, 1, v.size());
   return static_cast<double>(v[rank - 1]);
 }
-inline double Median(const std::vector<int64_t>& v) { return Quantile(v, 0.5); }
-inline double P95(const std::vector<int64_t>& v) { return Quantile(v, 0.95); }
+template <typename T>
+double Median(const std::vector<T>& v) {
+  return Quantile(v, 0.5);
+}
+template <typename T>
+double P95(const std::vector<T>& v) {
+  return Quantile(v, 0.95);
+}
 
 // One measured configuration: microsecond samples of each quantity.
 struct Samples {
