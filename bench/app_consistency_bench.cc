@@ -18,6 +18,7 @@
 //
 //   build/bench/app_consistency_bench [--vms 4] [--rounds 7] [--gap-ms 1000] [--no-libvirt]
 //                                     [--json FILE]
+#include <climits>
 #include <cstdio>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -84,26 +85,38 @@ Result<Measured> MeasureVmgroup(const Args& a) {
     if (status.ok()) status = WaitForMarker(engine, group->vm_ids, marker);
   }
   Measured out;
-  int64_t last_thaw_us = 0;     // wall clock, of the previous application-consistent round
-  int64_t rebased_thaw_us = 0;  // the same, for Rebase
+  // Wall clock: the previous application-consistent round's last thaw,
+  // when this round was told 50 %, and how long the previous round took
+  // from there to its first freeze (opening the agents, arming the guard).
+  int64_t last_thaw_us = 0, told_us = 0, lead_us = 0;
+  int64_t rebased_thaw_us = 0;  // last_thaw_us, for Rebase
   auto take = [&](catalog::Consistency level, Samples& into) -> Status {
     std::vector<engine::FreezeTiming> freezes;
     auto s = engine.snapshots().Create(
         {.collection_id = group->collection_id,
          .type = 32768,
-         // Told 50 right before the freeze: the guests write for the gap first.
+         // Told 50 right before the freeze: the guests write for the gap
+         // first, less what the previous round took to reach its freeze.
          .progress =
              [&](int percent) {
-               const int64_t wait_us = last_thaw_us + a.gap_ms * 1000 - Env::Default()->NowMicros();
-               if (percent == 50 && last_thaw_us > 0 && wait_us > 0) {
+               if (percent != 50) return;
+               const int64_t wait_us =
+                   last_thaw_us + a.gap_ms * 1000 - lead_us - Env::Default()->NowMicros();
+               if (last_thaw_us > 0 && wait_us > 0) {
                  Env::Default()->SleepFor(std::chrono::microseconds(wait_us));
                }
+               told_us = Env::Default()->NowMicros();
              },
          .consistency = level,
          .freeze_timings =
              [&](const std::vector<engine::FreezeTiming>& t) {
                freezes = t;
-               for (const auto& f : t) last_thaw_us = std::max(last_thaw_us, f.thaw_answered_us);
+               int64_t first = INT64_MAX;
+               for (const auto& f : t) {
+                 last_thaw_us = std::max(last_thaw_us, f.thaw_answered_us);
+                 if (f.freeze_sent_us > 0) first = std::min(first, f.freeze_sent_us);
+               }
+               if (first != INT64_MAX) lead_us = first - told_us;
              }});
     if (!s.ok()) return s.status();
     if (level == catalog::Consistency::kApplication) {
