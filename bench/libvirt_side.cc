@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <barrier>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <thread>
@@ -89,12 +90,31 @@ Status WaitForMarker(const std::vector<ScriptDomain>& doms, const std::string& m
   return Status::Ok();
 }
 
+// Waits until libvirt says each domain's guest agent is connected (its
+// channel's state in the live XML): a guest that printed its marker may
+// still be unknown to libvirt's agent monitor for a moment.
+Status WaitForAgents(const std::vector<ScriptDomain>& doms) {
+  const auto deadline = Clock::now() + std::chrono::minutes(1);
+  for (const auto& d : doms) {
+    while (true) {
+      char* xml = virDomainGetXMLDesc(d.dom, 0);
+      const bool connected = xml && std::string(xml).find("state='connected'") != std::string::npos;
+      free(xml);
+      if (connected) break;
+      if (Clock::now() > deadline) return Status::Timeout(d.name + ": its agent never connected");
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+  }
+  return Status::Ok();
+}
+
 }  // namespace
 
 Status ScriptRound(std::vector<ScriptDomain>& doms, const std::string& tag,
-                   unsigned int extra_flags, Samples& out, bool quiesce) {
+                   unsigned int extra_flags, Samples& out, bool quiesce, RoundTimeline* timeline) {
   const size_t n = doms.size();
   std::vector<Clock::time_point> start(n), end(n), first(n), last(n);
+  std::vector<Clock::time_point> frozen_at(n), cut_at(n), thaw_at(n);
   std::vector<Status> errors(n);
   const auto parties = static_cast<std::ptrdiff_t>(n);
   std::barrier frozen(parties), suspended(parties), snapped(parties), resumed(parties);
@@ -107,6 +127,7 @@ Status ScriptRound(std::vector<ScriptDomain>& doms, const std::string& tag,
       };
       first[i] = Clock::now();
       if (quiesce && virDomainFSFreeze(d.dom, nullptr, 0, 0) < 0) fail("fsfreeze");
+      frozen_at[i] = Clock::now();
       frozen.arrive_and_wait();
       start[i] = Clock::now();
       if (virDomainSuspend(d.dom) < 0) fail("suspend");
@@ -117,6 +138,7 @@ Status ScriptRound(std::vector<ScriptDomain>& doms, const std::string& tag,
           d.dom, SnapshotXml(tag, files).c_str(),
           VIR_DOMAIN_SNAPSHOT_CREATE_DISK_ONLY | VIR_DOMAIN_SNAPSHOT_CREATE_ATOMIC | extra_flags);
       if (!snap) fail("snapshot");
+      cut_at[i] = Clock::now();
       if (snap) {
         virDomainSnapshotFree(snap);
         d.tops = files;
@@ -125,12 +147,21 @@ Status ScriptRound(std::vector<ScriptDomain>& doms, const std::string& tag,
       if (virDomainResume(d.dom) < 0) fail("resume");
       end[i] = Clock::now();
       resumed.arrive_and_wait();
+      thaw_at[i] = Clock::now();
       if (quiesce && virDomainFSThaw(d.dom, nullptr, 0, 0) < 0) fail("fsthaw");
       last[i] = Clock::now();
     });
   }
   for (auto& t : threads) t.join();
   for (auto& e : errors) VMG_RETURN_IF_ERROR(e);
+  if (timeline) {
+    auto us = [](Clock::time_point t) { return Micros(t.time_since_epoch()); };
+    timeline->guests.clear();
+    for (size_t i = 0; i < n; ++i) {
+      timeline->guests.push_back(
+          {us(first[i]), us(frozen_at[i]), us(cut_at[i]), us(thaw_at[i]), us(last[i])});
+    }
+  }
   int64_t max_pause = 0;
   for (size_t i = 0; i < n; ++i) max_pause = std::max(max_pause, Micros(end[i] - start[i]));
   out.window_us.push_back(Micros(*std::max_element(end.begin(), end.end()) -
@@ -215,7 +246,8 @@ Result<Samples> MeasureLibvirtMemory(const std::string& uri, const std::string& 
 }
 
 Result<Samples> MeasureLibvirtQuiesced(const std::string& uri, const std::string& image_dir,
-                                       const GuestSpec& guest, int n, int rounds) {
+                                       const GuestSpec& guest, int n, int rounds, Duration gap,
+                                       std::vector<RoundTimeline>* timelines) {
   virConnectPtr conn = virConnectOpen(uri.c_str());
   if (!conn) return LibvirtError("connect to " + uri);
   std::vector<ScriptDomain> doms(static_cast<size_t>(n));
@@ -229,11 +261,22 @@ Result<Samples> MeasureLibvirtQuiesced(const std::string& uri, const std::string
     d.dom = virDomainCreateXML(conn, DomainXml(d.name, d.disks, &guest).c_str(), 0);
     if (!d.dom) status = LibvirtError("start " + d.name);
   }
-  if (status.ok()) status = WaitForMarker(doms, guest.ready_marker);
+  // Ready as vmgroup's side is: the agent answers and the workload writes.
+  for (const std::string& marker : {guest.ready_marker, std::string("wrote ")}) {
+    if (status.ok()) status = WaitForMarker(doms, marker);
+  }
+  if (status.ok()) status = WaitForAgents(doms);
   Samples out, warmup;
-  if (status.ok()) status = ScriptRound(doms, "warm", 0, warmup, /*quiesce=*/true);
+  RoundTimeline round;
+  int64_t last_thaw = 0;
+  if (status.ok()) status = ScriptRound(doms, "warm", 0, warmup, /*quiesce=*/true, &round);
+  if (status.ok()) Rebase(round, &last_thaw);
   for (int r = 0; r < rounds && status.ok(); ++r) {
-    status = ScriptRound(doms, "q" + std::to_string(r), 0, out, /*quiesce=*/true);
+    std::this_thread::sleep_for(gap);  // ScriptRound returns as its last thaw is answered
+    status = ScriptRound(doms, "q" + std::to_string(r), 0, out, /*quiesce=*/true, &round);
+    if (!status.ok()) break;
+    Rebase(round, &last_thaw);
+    timelines->push_back(round);
   }
   DestroyAll(doms);
   virConnectClose(conn);

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "base/env.h"
+#include "freeze_timeline.h"
 #include "stats.h"
 
 namespace vmgroup::bench {
@@ -42,9 +43,12 @@ void Disconnect(std::vector<ScriptDomain>& doms);
 // (virDomainFSFreeze/FSThaw). Appends to `out` (window_us: first suspend
 // -> last resume; total_us: first call -> last return, which with
 // `quiesce` is the freeze window) and advances `tops`, or returns the first
-// error.
+// error. With `timeline`, its guests get each domain's: freeze sent and
+// answered, its snapshot call returned (cut), thaw sent and answered
+// (steady clock, to Rebase).
 Status ScriptRound(std::vector<ScriptDomain>& doms, const std::string& tag,
-                   unsigned int extra_flags, Samples& out, bool quiesce = false);
+                   unsigned int extra_flags, Samples& out, bool quiesce = false,
+                   RoundTimeline* timeline = nullptr);
 
 // Runs inside the unprivileged worker process: defines and starts n
 // firmware-only domains with two qcow2 disks each (images in `image_dir`)
@@ -75,9 +79,12 @@ Result<Samples> MeasureLibvirtMemory(const std::string& uri, const std::string& 
 // guest, suspend all, disk-only snapshot of each, resume all, thaw every
 // guest, one thread per domain per phase. window_us is the pause window
 // (first suspend -> last resume), total_us the freeze window (first freeze
-// -> last thaw).
+// -> last thaw); `timelines` gets each round's per-domain timeline. Each
+// round's first freeze is sent `gap` after the last thaw of the previous
+// one: how long the guests write between freezes.
 Result<Samples> MeasureLibvirtQuiesced(const std::string& uri, const std::string& image_dir,
-                                       const GuestSpec& guest, int n, int rounds);
+                                       const GuestSpec& guest, int n, int rounds, Duration gap,
+                                       std::vector<RoundTimeline>* timelines);
 
 // Starts a session libvirtd as user nobody with all its state under `dir`,
 // runs this program again as nobody with `worker_args` (the worker side),

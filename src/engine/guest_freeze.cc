@@ -13,7 +13,7 @@ constexpr auto kLateThaw = std::chrono::seconds(10);
 
 GuestFreeze::GuestFreeze(Env* env, std::vector<FreezeMember> members, const ArmGuard& arm,
                          Deadline deadline)
-    : env_(env), members_(std::move(members)) {
+    : env_(env), members_(std::move(members)), timings_(members_.size()) {
   auto named = [&](size_t i, const Status& s) {
     return Status(s.code(),
                   "VM " + members_[i].name + ": cannot freeze its filesystems: " + s.message());
@@ -45,7 +45,9 @@ GuestFreeze::GuestFreeze(Env* env, std::vector<FreezeMember> members, const ArmG
   first_freeze_ = env_->Now();
   results_ = EachInParallel(members_.size(), [&](size_t i) -> Status {
     if (!results_[i].ok()) return results_[i];
+    timings_[i].freeze_sent_us = env_->NowMicros();
     auto frozen = members_[i].vm->FreezeFilesystems(deadline);
+    timings_[i].freeze_answered_us = env_->NowMicros();
     return frozen.ok() ? Status::Ok() : named(i, frozen.status());
   });
 }
@@ -57,7 +59,10 @@ std::vector<std::string> GuestFreeze::Thaw(Deadline deadline) {
   thawed_ = true;
   std::vector<Status> thaws = EachInParallel(members_.size(), [&](size_t i) -> Status {
     if (!Frozen(i)) return Status::Ok();
-    return members_[i].vm->ThawFilesystems(deadline).status();
+    timings_[i].thaw_sent_us = env_->NowMicros();
+    Status thawed = members_[i].vm->ThawFilesystems(deadline).status();
+    timings_[i].thaw_answered_us = env_->NowMicros();
+    return thawed;
   });
   bool any_frozen = false;
   for (size_t i = 0; i < members_.size(); ++i) any_frozen = any_frozen || Frozen(i);

@@ -35,6 +35,14 @@ struct FreezeMember {
   bool running = true;
 };
 
+// When one member's freeze and thaw were sent and answered: wall-clock
+// microseconds (Env::NowMicros, the clock of CutTiming::cut_time_us), 0 for
+// what did not happen. For benchmarks that explain a freeze window.
+struct FreezeTiming {
+  int64_t freeze_sent_us = 0, freeze_answered_us = 0;
+  int64_t thaw_sent_us = 0, thaw_answered_us = 0;
+};
+
 // Arms the thaw guard over the VMs whose agent channel is open.
 using ArmGuard = std::function<Result<std::unique_ptr<hypervisor::ThawGuard>>(
     const std::vector<std::shared_ptr<hypervisor::Vm>>&)>;
@@ -63,12 +71,16 @@ class GuestFreeze {
   // First freeze sent -> last thaw answered, once thawed; 0 before, and
   // when no member froze.
   int64_t window_us() const { return window_us_; }
+  // Per member, by index: when its freeze and thaw were sent and answered
+  // (a failed call counts as answered when it returned).
+  const std::vector<FreezeTiming>& timings() const { return timings_; }
 
  private:
   Env* env_;
   std::vector<FreezeMember> members_;
   std::unique_ptr<hypervisor::ThawGuard> guard_;
   std::vector<Status> results_;
+  std::vector<FreezeTiming> timings_;
   Clock::time_point first_freeze_;
   bool thawed_ = false;
   int64_t window_us_ = 0;

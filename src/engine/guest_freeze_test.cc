@@ -131,6 +131,26 @@ TEST(GuestFreezeTest, NoWindowWhenNoMemberFroze) {
   EXPECT_EQ(freeze.window_us(), 0);
 }
 
+TEST(GuestFreezeTest, TimesEachMembersFreezeAndThaw) {
+  Group g;
+  Make(g, 2);
+  g.members[1].running = false;  // not asked: no times
+  g.vms[0]->DelayOn("freeze", std::chrono::milliseconds(40));
+  g.vms[0]->DelayOn("thaw", std::chrono::milliseconds(20));
+  GuestFreeze freeze(Env::Default(), g.members, g.Arm(), Soon());
+  const FreezeTiming before = freeze.timings()[0];
+  EXPECT_EQ(before.thaw_sent_us, 0) << "not thawed yet";
+  EXPECT_TRUE(freeze.Thaw(Soon()).empty());
+  const FreezeTiming t = freeze.timings()[0];
+  EXPECT_GT(t.freeze_sent_us, 0);
+  EXPECT_GE(t.freeze_answered_us - t.freeze_sent_us, 40'000);
+  EXPECT_GE(t.thaw_sent_us, t.freeze_answered_us);
+  EXPECT_GE(t.thaw_answered_us - t.thaw_sent_us, 20'000);
+  const FreezeTiming none = freeze.timings()[1];
+  EXPECT_EQ(
+      none.freeze_sent_us + none.freeze_answered_us + none.thaw_sent_us + none.thaw_answered_us, 0);
+}
+
 TEST(GuestFreezeTest, AFailedThawIsReportedAndTheGuardThawsAgain) {
   Group g;
   Make(g, 2);

@@ -10,6 +10,8 @@
 
 namespace vmgroup::engine {
 
+struct FreezeTiming;  // guest_freeze.h
+
 struct SnapshotOptions {
   // Longest the group may stay paused (first pause -> last switch). Past it
   // the cut is rolled back and Create returns Timeout. Default 2 s: far above
@@ -57,6 +59,11 @@ struct SnapshotRequest {
   // Told each thing the caller should know of a snapshot that succeeded
   // (a member that fell back, a thaw that failed). Optional.
   std::function<void(const std::string&)> warning;
+  // With kApplication, told once the guests are thawed when each member's
+  // freeze and thaw were sent and answered, by member index (all 0 for a
+  // member not asked): what a benchmark explains a freeze window with.
+  // Optional.
+  std::function<void(const std::vector<FreezeTiming>&)> freeze_timings;
 };
 
 struct ApplyRequest {

@@ -211,6 +211,13 @@ Status SnapshotCreate::Work() {
       if (request_.warning) request_.warning(w);
     }
     s.freeze_window_us = freeze->window_us();
+    if (request_.freeze_timings) {
+      std::vector<FreezeTiming> timings(s.members.size());
+      for (size_t k = 0; k < frozen_index.size(); ++k) {
+        timings[frozen_index[k]] = freeze->timings()[k];
+      }
+      request_.freeze_timings(timings);
+    }
   }
   if (!outcome.status.ok()) {
     Status cause = outcome.status;
