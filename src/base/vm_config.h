@@ -19,6 +19,9 @@ struct VmConfig {
   // it.
   int64_t memory_mib = 128;
   int64_t vcpus = 1;
+  // Guest RAM on the host's 2 MiB huge pages, all taken when the VM starts
+  // (base/huge_pages.h): memory_mib must be a multiple of 2.
+  bool hugepages = false;
   // Optional direct kernel boot: absolute paths (relative to the export in
   // an export's configuration), and the kernel command line.
   std::string kernel, initrd, append;

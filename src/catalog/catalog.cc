@@ -107,7 +107,8 @@ Status Catalog::InsertVm(const VmRecord& vm) {
       Stmt ins,
       db_->Prepare(
           "INSERT INTO vms(id,name,memory_mib,vcpus,kernel,initrd,append,extra_args,power,pid,"
-          "current_snapshot,libvirt_uri) VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12)"));
+          "current_snapshot,libvirt_uri,hugepages) "
+          "VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13)"));
   ins.Bind(1, vm.id)
       .Bind(2, vm.name)
       .Bind(3, vm.config.memory_mib)
@@ -119,7 +120,8 @@ Status Catalog::InsertVm(const VmRecord& vm) {
       .Bind(9, static_cast<int>(vm.power))
       .Bind(10, vm.pid)
       .Bind(11, vm.current_snapshot)
-      .Bind(12, vm.libvirt_uri);
+      .Bind(12, vm.libvirt_uri)
+      .Bind(13, vm.config.hugepages ? 1 : 0);
   Status s = ins.Run();
   if (s.code() == Code::kAlreadyExists) return Status::AlreadyExists("VM " + vm.id + " exists");
   VMG_RETURN_IF_ERROR(s);
@@ -133,7 +135,7 @@ Result<VmRecord> Catalog::GetVmLocked(const std::string& id) {
       db_->Prepare(
           "SELECT "
           "id,name,memory_mib,vcpus,kernel,initrd,append,extra_args,power,pid,current_snapshot,"
-          "last_applied,libvirt_uri FROM vms WHERE id=?1"));
+          "last_applied,libvirt_uri,hugepages FROM vms WHERE id=?1"));
   q.Bind(1, id);
   VMG_ASSIGN_OR_RETURN(bool row, q.Step());
   if (!row) return Status::NotFound("VM " + id + " does not exist");
@@ -151,6 +153,7 @@ Result<VmRecord> Catalog::GetVmLocked(const std::string& id) {
   vm.current_snapshot = q.Text(10);
   vm.last_applied = q.Text(11);
   vm.libvirt_uri = q.Text(12);
+  vm.config.hugepages = q.Int(13) != 0;
   VMG_ASSIGN_OR_RETURN(Stmt d, db_->Prepare("SELECT image FROM disks WHERE vm_id=?1 ORDER BY idx"));
   d.Bind(1, id);
   VMG_ASSIGN_OR_RETURN(vm.disks, Texts(d));

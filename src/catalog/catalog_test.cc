@@ -75,6 +75,16 @@ TEST_F(CatalogTest, VmRoundTripsAndDuplicatesAreRefused) {
   EXPECT_EQ(catalog_->DeleteVm("a").code(), Code::kNotFound);
 }
 
+TEST_F(CatalogTest, HugePagesAreKeptWithTheVm) {
+  VmRecord huge = Vm("huge");
+  huge.config.hugepages = true;
+  ASSERT_TRUE(catalog_->InsertVm(huge).ok());
+  ASSERT_TRUE(catalog_->InsertVm(Vm("plain")).ok());
+  Reopen();
+  EXPECT_TRUE(catalog_->GetVm("huge")->config.hugepages);
+  EXPECT_FALSE(catalog_->GetVm("plain")->config.hugepages);
+}
+
 TEST_F(CatalogTest, ADomainsRecordFollowsLibvirtAndKeepsItsSnapshots) {
   VmRecord d = Vm("d", 2);
   d.libvirt_uri = "qemu:///system";

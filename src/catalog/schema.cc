@@ -224,8 +224,13 @@ CREATE TABLE backup_intents (
 ALTER TABLE reference_points ADD COLUMN consistency INTEGER NOT NULL DEFAULT 2;
 )sql";
 
-constexpr std::array<std::string_view, 14> kMigrations = {kV1, kV2, kV3,  kV4,  kV5,  kV6,  kV7,
-                                                          kV8, kV9, kV10, kV11, kV12, kV13, kV14};
+// v15: guest RAM on huge pages (issue 19).
+constexpr std::string_view kV15 = R"sql(
+ALTER TABLE vms ADD COLUMN hugepages INTEGER NOT NULL DEFAULT 0;
+)sql";
+
+constexpr std::array<std::string_view, 15> kMigrations = {
+    kV1, kV2, kV3, kV4, kV5, kV6, kV7, kV8, kV9, kV10, kV11, kV12, kV13, kV14, kV15};
 
 }  // namespace
 

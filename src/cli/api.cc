@@ -135,6 +135,7 @@ VmInfo ReadVm(const cim::Instance& cs, const cim::Instance* settings) {
     v.config.kernel = Text(*settings, VSSD::kVmgroupKernel);
     v.config.initrd = Text(*settings, VSSD::kVmgroupInitrd);
     v.config.append = Text(*settings, VSSD::kVmgroupKernelCommandLine);
+    v.config.hugepages = cim::NameEquals(Text(*settings, VSSD::kVmgroupHugePages), "true");
   }
   return v;
 }
@@ -245,7 +246,9 @@ Result<CallResult> Api::CreateVm(const NewVm& vm) {
   using Quantity = schema::QuantitySettingData;
   std::vector<std::string> resources = {
       Embedded(schema::MemorySettingData::kClass,
-               {{Quantity::kVirtualQuantity, "uint64", std::to_string(vm.config.memory_mib)}}),
+               {{Quantity::kVirtualQuantity, "uint64", std::to_string(vm.config.memory_mib)},
+                {schema::MemorySettingData::kVmgroupHugePages, "boolean",
+                 vm.config.hugepages ? "true" : ""}}),
       Embedded(schema::ProcessorSettingData::kClass,
                {{Quantity::kVirtualQuantity, "uint64", std::to_string(vm.config.vcpus)}})};
   using Storage = schema::StorageAllocationSettingData;

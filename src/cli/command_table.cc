@@ -18,7 +18,7 @@ constexpr std::string_view kNoWait = "[--no-wait]";
 // main, before any daemon is reached: no `run`.
 const Command kCommands[] = {
     {"vm", "create",
-     "NAME --memory MiB --disk SIZE|PATH [--disk ...] [--cpus N] "
+     "NAME --memory MiB --disk SIZE|PATH [--disk ...] [--cpus N] [--hugepages] "
      "[--kernel K --initrd I --append A] [--start]",
      "define a VM with new disks (SIZE) or existing qcow2 images (absolute PATH)", RunVm},
     {"vm", "list", "", "every VM, where it lives and its state", RunVm},

@@ -210,6 +210,7 @@ nlohmann::json ToJson(const VmInfo& v) {
           {"name", v.name},
           {"state", v.state},
           {"memory_mib", v.config.memory_mib},
+          {"hugepages", v.config.hugepages},
           {"vcpus", v.config.vcpus},
           {"disks", v.disks},
           {"kernel", v.config.kernel},

@@ -43,6 +43,7 @@ int Create(Context& ctx, const CommandLine& c) {
   if (!cpus.ok()) return ReportError(cpus.status());
   vm.config.memory_mib = *memory;
   vm.config.vcpus = *cpus;
+  vm.config.hugepages = c.Has("hugepages");
   for (const auto& d : c.All("disk")) {
     // An absolute path names an existing image; anything else must be a size.
     if (d.starts_with("/")) {
@@ -133,7 +134,8 @@ int Show(Context& ctx, const VmInfo& v) {
       {"State:", v.state + (v.pid > 0 ? " (QEMU pid " + std::to_string(v.pid) + ")" : "")},
       {"Where:", WhereText(v)}};
   if (!v.reason.empty()) rows.push_back({"Reason:", v.reason});
-  rows.push_back({"Memory:", std::to_string(v.config.memory_mib) + " MiB"});
+  rows.push_back({"Memory:", std::to_string(v.config.memory_mib) + " MiB" +
+                                 (v.config.hugepages ? " on 2 MiB huge pages" : "")});
   rows.push_back({"CPUs:", std::to_string(v.config.vcpus)});
   for (size_t i = 0; i < v.disks.size(); ++i) {
     rows.push_back({"Disk " + std::to_string(i) + ":", v.disks[i]});
@@ -162,7 +164,7 @@ int RunVm(Context& ctx, const std::vector<std::string>& words) {
   const std::string verb = words[0];
   auto c = CommandLine::Parse({words.begin() + 1, words.end()},
                               {"memory", "cpus", "disk", "kernel", "initrd", "append", "timeout"},
-                              {"start", "force"});
+                              {"start", "force", "hugepages"});
   if (!c.ok()) return ReportError(c.status());
   if (verb == "create") return Create(ctx, *c);
   if (verb == "list") return c->positional().empty() ? List(ctx) : Usage();

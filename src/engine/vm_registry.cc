@@ -4,6 +4,7 @@
 
 #include <algorithm>
 
+#include "base/huge_pages.h"
 #include "base/ids.h"
 #include "base/validate.h"
 #include "engine/managed_images.h"
@@ -146,6 +147,9 @@ Status VmRegistry::CheckBounds(const VmDefinition& def) {
   };
   VMG_RETURN_IF_ERROR(
       within("memory", def.config.memory_mib, kMinMemoryMib, kMaxMemoryMib, " MiB"));
+  if (def.config.hugepages) {
+    VMG_RETURN_IF_ERROR(CheckHugePageMultiple("VM " + def.name, def.config.memory_mib));
+  }
   VMG_RETURN_IF_ERROR(within("the number of vCPUs", def.config.vcpus, kMinVcpus, kMaxVcpus, ""));
   if (def.disks.size() > kMaxDisks) {
     return Status::InvalidArgument(vm + std::to_string(def.disks.size()) +
@@ -175,6 +179,11 @@ Status VmRegistry::CheckBounds(const VmDefinition& def) {
 
 Result<std::string> VmRegistry::Define(const VmDefinition& def) {
   VMG_RETURN_IF_ERROR(CheckBounds(def));
+  // Refused before anything is made: a VM that could not start now is a
+  // host to prepare first (the pages are checked again at each start).
+  if (def.config.hugepages) {
+    VMG_RETURN_IF_ERROR(CheckHugePagesFree(env_, "VM " + def.name, def.config.memory_mib));
+  }
   for (const auto& [what, path] :
        {std::pair{"kernel", &def.config.kernel}, {"initrd", &def.config.initrd}}) {
     if (!path->empty()) {

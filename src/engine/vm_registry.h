@@ -116,11 +116,14 @@ class VmRegistry {
   // them; and no image of the chain may be one vmgroup manages (another
   // VM's active disk, a snapshot's frozen image, an export's image...:
   // managed_images.h), InvalidArgument naming its owner. FileNotFound for
-  // a missing file; AlreadyExists for a taken id.
+  // a missing file; AlreadyExists for a taken id. Unavailable for RAM on
+  // huge pages when the host has too few of them free now
+  // (base/huge_pages.h CheckHugePagesFree).
   Result<std::string> Define(const VmDefinition& def);
 
   // The bounds of a definition alone, without looking at any file: the
-  // name (base/validate.h CheckName), a GUID id when given, memory, vCPUs,
+  // name (base/validate.h CheckName), a GUID id when given, memory (a
+  // multiple of 2 MiB on huge pages), vCPUs,
   // the number of disks and each new disk's size (the k* bounds above),
   // the kernel command line (CheckText, kMaxKernelCommandLine), and the
   // kernel and initrd named by absolute paths without control characters

@@ -11,6 +11,7 @@
 #include <set>
 
 #include "hypervisor/fake/fake_vm.h"
+#include "testing/huge_pages_env.h"
 #include "testing/temp_dir.h"
 
 namespace vmgroup::engine {
@@ -201,6 +202,54 @@ TEST(VmRegistryGuard, EachVmIsGuardedByTheDriverItLivesOnAndOneDisarmReachesEver
       std::make_shared<hypervisor::fake::FakeVm>(std::vector<std::string>{});
   EXPECT_EQ(registry.GuardThaw({stranger}, std::chrono::seconds(1)).status().code(),
             Code::kInvalidArgument);
+}
+
+// RAM on huge pages: a size that is not whole pages, and a host without
+// the pages free, are refused before anything is made.
+TEST(VmRegistryHugePages, DefineRefusesOddSizesAndTooFewFreePagesBeforeMakingAnything) {
+  testing::TempDir dir;
+  auto catalog = std::move(catalog::Catalog::Open(dir / "c.db")).value();
+  AttachOnlyDriver driver;
+  testing::HugePagesEnv env;
+  VmRegistry registry(&env, catalog.get(), &driver, dir.path());
+  VmDefinition def{.name = "db",
+                   .id = "6f1c0e1a-8d2b-4c3e-9f4a-5b6c7d8e9f01",
+                   .config = {.memory_mib = 128, .hugepages = true},
+                   .disks = {DiskSpec::New(1 << 20)}};
+  auto nothing_made = [&] {
+    EXPECT_EQ(catalog->ListVms()->size(), 0u);
+    EXPECT_FALSE(env.FileExists(registry.RunDir(def.id) + "/base0.qcow2"));
+  };
+
+  env.Set(/*pool=*/64, /*free=*/64);
+  def.config.memory_mib = 129;
+  auto odd = registry.Define(def);
+  EXPECT_EQ(odd.status().code(), Code::kInvalidArgument);
+  EXPECT_NE(odd.status().message().find("multiple of 2 MiB"), std::string::npos)
+      << odd.status().message();
+  nothing_made();
+
+  def.config.memory_mib = 128;
+  env.Set(/*pool=*/63, /*free=*/63);
+  auto short_of_pages = registry.Define(def);
+  EXPECT_EQ(short_of_pages.status().code(), Code::kUnavailable);
+  EXPECT_NE(short_of_pages.status().message().find("needs 64 free 2 MiB pages"), std::string::npos)
+      << short_of_pages.status().message();
+  EXPECT_NE(short_of_pages.status().message().find("vm.nr_hugepages=64"), std::string::npos)
+      << short_of_pages.status().message();
+  nothing_made();
+
+  // An ordinary VM of that size is not the pool's business.
+  VmDefinition plain = def;
+  plain.name = "plain";
+  plain.id = "";
+  plain.config = {.memory_mib = 129};
+  EXPECT_TRUE(registry.Define(plain).ok());
+
+  env.Set(/*pool=*/64, /*free=*/64);
+  auto made = registry.Define(def);
+  ASSERT_TRUE(made.ok()) << made.status().ToString();
+  EXPECT_TRUE(catalog->GetVm(*made)->config.hugepages);
 }
 
 }  // namespace

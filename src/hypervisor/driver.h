@@ -381,13 +381,17 @@ class Driver {
   // (SpawnOptions::admit): the caller records the process there, so that
   // no hypervisor ever runs that its records do not name. The driver then
   // reaches fault point kFaultStarted, before it loads `spec.incoming`.
+  // RAM on huge pages (VmConfig::hugepages): InvalidArgument for a size
+  // that is not whole 2 MiB pages, Unavailable, before any process starts,
+  // when the host has too few free (base/huge_pages.h).
   //
   // A driver with its own definitions (List) starts the VM it knows by
   // `spec.uuid`; when `spec.disks` differ from its definition, it first
   // rewrites the definition's disks to them (each image opened by its own
   // header's backing chain: no chain the definition recorded is kept).
   // Its hypervisor's processes are its service's, not this process's: it
-  // never calls `admit`, and its Vms' pid() is 0.
+  // never calls `admit`, and its Vms' pid() is 0. Its definition says
+  // where guest RAM lives; vmgroup never asks such a VM for huge pages.
   virtual Result<std::unique_ptr<Vm>> Start(const VmSpec& spec,
                                             const std::function<Status(int pid)>& admit) = 0;
 

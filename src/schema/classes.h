@@ -86,12 +86,13 @@ struct VirtualSystemSettingData {
   static constexpr char kVmgroupCutTime[] = "Vmgroup_CutTime";
   static constexpr char kVmgroupPauseMicroseconds[] = "Vmgroup_PauseMicroseconds";
   static constexpr char kVmgroupConsistencyLevel[] = "Vmgroup_ConsistencyLevel";
+  static constexpr char kVmgroupHugePages[] = "Vmgroup_HugePages";
   static constexpr auto kProperties = std::to_array<std::string_view>(
       {kInstanceID, kElementName, kDescription, kVirtualSystemIdentifier, kVirtualSystemType,
        kCreationTime, kParent, kIsSaved, kVmgroupMemoryMB, kVmgroupProcessorCount,
        kVmgroupDiskImages, kVmgroupKernel, kVmgroupInitrd, kVmgroupKernelCommandLine,
        kVmgroupSnapshotCollectionID, kVmgroupCutTime, kVmgroupPauseMicroseconds,
-       kVmgroupConsistencyLevel});
+       kVmgroupConsistencyLevel, kVmgroupHugePages});
 };
 
 // Resource settings a DefineSystem call embeds. Memory and processors
@@ -104,6 +105,10 @@ struct QuantitySettingData {
 };
 struct MemorySettingData : QuantitySettingData {
   static constexpr char kClass[] = "Msvm_MemorySettingData";
+  // Vendor: guest RAM on the host's 2 MiB huge pages.
+  static constexpr char kVmgroupHugePages[] = "Vmgroup_HugePages";
+  static constexpr auto kProperties =
+      std::to_array<std::string_view>({kInstanceID, kVirtualQuantity, kVmgroupHugePages});
 };
 struct ProcessorSettingData : QuantitySettingData {
   static constexpr char kClass[] = "Msvm_ProcessorSettingData";

@@ -13,6 +13,7 @@
 #include "cim/dispatcher.h"
 #include "cim/xml_reader.h"
 #include "services/common.h"
+#include "testing/huge_pages_env.h"
 #include "testing/temp_dir.h"
 
 namespace vmgroup::services {
@@ -43,7 +44,9 @@ class ProvidersTest : public ::testing::Test {
  protected:
   ProvidersTest() {
     // TCG named: these tests start no QEMU, and auto would probe KVM (accel_probe.h).
+    // The host's huge page pool is the test's (env_); all else is the host's.
     engine_ = std::move(engine::Engine::Open({.state_dir = dir_ / "state",
+                                              .env = &env_,
                                               .qemu = {.accel = hypervisor::qemu::Accel::kTcg}}))
                   .value();
     jobs_ = std::make_unique<JobManager>(Env::Default(), &engine_->catalog());
@@ -102,6 +105,7 @@ class ProvidersTest : public ::testing::Test {
   }
 
   testing::TempDir dir_;
+  testing::HugePagesEnv env_;
   std::unique_ptr<engine::Engine> engine_;
   std::unique_ptr<JobManager> jobs_;
   cim::Dispatcher dispatcher_{kNamespace, "testhost"};
@@ -168,6 +172,48 @@ TEST_F(ProvidersTest, DefineSystemRefusesBadNamesAndNumbersAndMakesNothing) {
   EXPECT_EQ((*vms)[0].name, "db (prod) \xC3\xA4");
   EXPECT_EQ((*vms)[0].config.memory_mib, 64);
   EXPECT_EQ((*vms)[0].config.vcpus, 2);
+}
+
+// Vmgroup_HugePages on the memory settings: kept with the VM and shown on
+// its settings; refused, with nothing made, when the host lacks the pages.
+TEST_F(ProvidersTest, DefineSystemPutsRamOnHugePagesOnlyWhenTheHostHasThem) {
+  auto memory = [](const std::string& mib, const std::string& huge) {
+    return Embedded("Msvm_MemorySettingData",
+                    {{"VirtualQuantity", mib}, {"Vmgroup_HugePages", huge}});
+  };
+  env_.Set(/*pool=*/10, /*free=*/10);
+  cim::Response few = DefineSystem({{"ElementName", "db"}}, {memory("128", "true")});
+  EXPECT_EQ(few.return_value, kRcBNotAvailable);
+  EXPECT_NE(Why(few).find("needs 64 free 2 MiB pages and the host has 10 free"), std::string::npos)
+      << Why(few);
+  EXPECT_NE(Why(few).find("sysctl vm.nr_hugepages=64"), std::string::npos) << Why(few);
+  cim::Response odd = DefineSystem({{"ElementName", "db"}}, {memory("127", "true")});
+  EXPECT_EQ(odd.return_value, kRcBInvalidParameter);
+  EXPECT_NE(Why(odd).find("multiple of 2 MiB"), std::string::npos) << Why(odd);
+  cim::Response word = DefineSystem({{"ElementName", "db"}}, {memory("128", "yes")});
+  EXPECT_EQ(word.return_value, kRcBInvalidParameter);
+  EXPECT_NE(Why(word).find("Vmgroup_HugePages must be true or false"), std::string::npos)
+      << Why(word);
+  EXPECT_TRUE(engine_->catalog().ListVms()->empty()) << "nothing half-made";
+
+  env_.Set(/*pool=*/64, /*free=*/64);
+  cim::Response good = DefineSystem({{"ElementName", "db"}}, {memory("128", "true")});
+  EXPECT_EQ(good.return_value, 0u) << Why(good);
+  cim::Response plain = DefineSystem({{"ElementName", "web"}}, {memory("128", "false")});
+  EXPECT_EQ(plain.return_value, 0u) << Why(plain);
+  // VM name -> its Vmgroup_HugePages, as CIM-XML writes it.
+  std::map<std::string, std::string> shown;
+  using VSSD = schema::VirtualSystemSettingData;
+  cim::Response settings = Send(
+      "EnumerateInstances", "",
+      cim::IMethodCall("1", "EnumerateInstances", NamespaceParts(),
+                       {{"ClassName", "", cim::Value::Reference({"", {}, VSSD::kClass, {}})}}));
+  for (const auto& i : settings.instances) {
+    const cim::Property* name = i.instance.Find(VSSD::kElementName);
+    const cim::Property* huge = i.instance.Find(VSSD::kVmgroupHugePages);
+    if (name && huge) shown[name->value.scalar] = huge->value.scalar;
+  }
+  EXPECT_EQ(shown, (std::map<std::string, std::string>{{"db", "TRUE"}, {"web", "FALSE"}}));
 }
 
 TEST_F(ProvidersTest, GroupNamesAndReferencesAreChecked) {

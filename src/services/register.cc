@@ -17,6 +17,10 @@ std::vector<cim::ClassSpec> EmbeddedClasses() {
             .properties = {{.name = Q::kInstanceID, .type = "string", .key = true},
                            {.name = Q::kVirtualQuantity, .type = "uint64"}}};
   };
+  // Memory also says whether it is on huge pages.
+  cim::ClassSpec memory = quantity(schema::MemorySettingData::kClass);
+  memory.properties.push_back(
+      {.name = schema::MemorySettingData::kVmgroupHugePages, .type = "boolean"});
   return {
       ErrorClass(),
       {.name = SnapshotSettings::kClass,
@@ -48,7 +52,7 @@ std::vector<cim::ClassSpec> EmbeddedClasses() {
                       {.name = PointExport::kVirtualMachinesToDisksToExport,
                        .type = "string",
                        .is_array = true}}},
-      quantity(schema::MemorySettingData::kClass),
+      std::move(memory),
       quantity(schema::ProcessorSettingData::kClass),
       {.name = Storage::kClass,
        .superclass = "CIM_ResourceAllocationSettingData",

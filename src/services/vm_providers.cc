@@ -78,6 +78,7 @@ cim::ClassSpec SettingsSpec() {
               {.name = VSSD::kVmgroupKernel, .type = "string"},
               {.name = VSSD::kVmgroupInitrd, .type = "string"},
               {.name = VSSD::kVmgroupKernelCommandLine, .type = "string"},
+              {.name = VSSD::kVmgroupHugePages, .type = "boolean"},
               // Vendor, snapshots only: the cut of this member.
               {.name = VSSD::kVmgroupSnapshotCollectionID, .type = "string"},
               {.name = VSSD::kVmgroupCutTime, .type = "datetime"},
@@ -148,7 +149,8 @@ cim::Instance ConfigInstance(const cim::ClassSpec& spec, const catalog::VmRecord
       .Strs(VSSD::kVmgroupDiskImages, vm.disks)
       .Str(VSSD::kVmgroupKernel, vm.config.kernel)
       .Str(VSSD::kVmgroupInitrd, vm.config.initrd)
-      .Str(VSSD::kVmgroupKernelCommandLine, vm.config.append);
+      .Str(VSSD::kVmgroupKernelCommandLine, vm.config.append)
+      .Bool(VSSD::kVmgroupHugePages, vm.config.hugepages);
   if (!vm.current_snapshot.empty())
     b.Str(VSSD::kParent, PathText(SettingsPath(vm.current_snapshot)));
   return b.Build();
@@ -332,6 +334,18 @@ Result<int64_t> NumberOf(const cim::Instance& i, const char* name, const std::st
   return n;
 }
 
+// A boolean property: false when absent; InvalidArgument for anything but
+// true or false.
+Result<bool> BooleanOf(const cim::Instance& i, const char* name) {
+  const cim::Property* p = i.Find(name);
+  if (!p || p->value.kind == cim::Value::Kind::kNull) return false;
+  const std::string text = p->value.kind == cim::Value::Kind::kScalar ? p->value.scalar : "";
+  if (cim::NameEquals(text, "true")) return true;
+  if (cim::NameEquals(text, "false")) return false;
+  return Status::InvalidArgument(std::string(name) + " must be true or false, not '" +
+                                 Printable(text) + "'");
+}
+
 // The settings a DefineSystem call carries, read into a VM definition.
 // InvalidArgument saying what is wrong when they do not make one.
 Result<engine::VmDefinition> ReadDefinition(const std::string& system,
@@ -366,6 +380,8 @@ Result<engine::VmDefinition> ReadDefinition(const std::string& system,
                                                        "memory in MiB (VirtualQuantity)", kIntMax,
                                                        def.config.memory_mib));
       def.config.memory_mib = mib;
+      VMG_ASSIGN_OR_RETURN(def.config.hugepages,
+                           BooleanOf(*rasd, schema::MemorySettingData::kVmgroupHugePages));
     } else if (cim::NameEquals(rasd->class_name, schema::ProcessorSettingData::kClass)) {
       VMG_ASSIGN_OR_RETURN(const int64_t count, NumberOf(*rasd, Quantity::kVirtualQuantity,
                                                          "processor count (VirtualQuantity)",

@@ -7,6 +7,7 @@
 #include "engine/fault_points.h"
 #include "engine/snapshot_plan.h"
 #include "guest_fixture.h"
+#include "testing/huge_page_pool.h"
 
 namespace vmgroup::integration {
 namespace {
@@ -26,6 +27,23 @@ class MemorySnapshotTest : public GuestFixture {
       last = std::stoll((*it)[1]);
     }
     return last;
+  }
+  // After an apply: every guest counts on from its count at the cut (past
+  // `before`, the counts just before it, and not far past `after`, those
+  // just after), never rebooted, its record matching its disks.
+  void ExpectCountingOnFromTheCut(const std::vector<std::string>& ids,
+                                  const std::vector<int64_t>& before,
+                                  const std::vector<int64_t>& after) {
+    ASSERT_NO_FATAL_FAILURE(WaitForCounts(ids, 1));
+    for (size_t i = 0; i < ids.size(); ++i) {
+      bool booted = true;
+      const int64_t resumed = LastCount(ids[i], &booted);
+      EXPECT_FALSE(booted) << "guest " << i << " rebooted:\n" << SerialText(ids[i]);
+      // The first counts printed after the apply follow the count at the cut.
+      EXPECT_GT(resumed, before[i]) << "guest " << i;
+      EXPECT_LE(resumed, after[i] + 10) << "guest " << i << " went on from later than the cut";
+      ExpectCatalogMatchesDisk(ids[i]);
+    }
   }
   // Waits until every guest's count is past `at_least`.
   void WaitForCounts(const std::vector<std::string>& ids, int64_t at_least) {
@@ -67,16 +85,7 @@ TEST_F(MemorySnapshotTest, ApplyingBringsEveryGuestBackCountingFromTheCut) {
     EXPECT_EQ(Vm(id).power, Power::kRunning);
     EXPECT_EQ(LiveState(id), hypervisor::RunState::kRunning);
   }
-  ASSERT_NO_FATAL_FAILURE(WaitForCounts(g->vm_ids, 1));
-  for (size_t i = 0; i < g->vm_ids.size(); ++i) {
-    bool booted = true;
-    const int64_t resumed = LastCount(g->vm_ids[i], &booted);
-    EXPECT_FALSE(booted) << "guest " << i << " rebooted:\n" << SerialText(g->vm_ids[i]);
-    // The first counts printed after the apply follow the count at the cut.
-    EXPECT_GT(resumed, before[i]) << "guest " << i;
-    EXPECT_LE(resumed, after[i] + 10) << "guest " << i << " went on from later than the cut";
-    ExpectCatalogMatchesDisk(g->vm_ids[i]);
-  }
+  ASSERT_NO_FATAL_FAILURE(ExpectCountingOnFromTheCut(g->vm_ids, before, after));
 
   // The snapshot stays: applied again, and destroyed with its memory states.
   ASSERT_TRUE(engine_->snapshots().Apply({.snapshot_id = snap->id}).ok());
@@ -121,6 +130,47 @@ TEST_F(MemorySnapshotTest, APausedMemberIsRefusedForAStandardSnapshot) {
   EXPECT_NE(snap.status().message().find("paused"), std::string::npos);
   EXPECT_TRUE(engine_->catalog().ListSnapshots()->empty());
   EXPECT_EQ(LiveState(g.vm_ids[1]), hypervisor::RunState::kPaused);
+}
+
+// Guests whose RAM is on 2 MiB huge pages: snapshotted with memory and
+// brought back as any guest; once the pages are gone, starting one again
+// is refused as such.
+TEST_F(MemorySnapshotTest, GuestsOnHugePagesAreSnapshottedWithMemoryAndApplied) {
+  // Two guests of 128 MiB: 64 pages each (an apply ends each QEMU before it
+  // starts the next, so they never need more).
+  auto pool = testing::HugePagePool::Reserve(128);
+  if (!pool.ok()) GTEST_SKIP() << "no huge pages for this test: " << pool.status().ToString();
+  testing::TinyVmOptions guest = Guest("counter=mem");
+  guest.config.hugepages = true;
+  auto g = testing::MakeTinyGroup(*engine_, dir_ / "images", "h", 2, guest);
+  ASSERT_TRUE(g.ok()) << g.status().ToString();
+  ASSERT_NO_FATAL_FAILURE(WaitForCounts(g->vm_ids, 5));
+  for (const auto& id : g->vm_ids) EXPECT_TRUE(Vm(id).config.hugepages);
+
+  std::vector<int64_t> before;
+  for (const auto& id : g->vm_ids) before.push_back(LastCount(id));
+  auto snap = engine_->snapshots().Create(
+      {.collection_id = g->collection_id, .type = engine::kSnapshotStandard});
+  ASSERT_TRUE(snap.ok()) << snap.status().ToString();
+  std::vector<int64_t> after;
+  for (const auto& id : g->vm_ids) after.push_back(LastCount(id));
+  std::printf("memory snapshot of 2 guests on huge pages: pause window %.2f ms\n",
+              static_cast<double>(snap->pause_window_us) / 1000.0);
+  ASSERT_NO_FATAL_FAILURE(
+      WaitForCounts(g->vm_ids, *std::max_element(after.begin(), after.end()) + 10));
+  auto applied = engine_->snapshots().Apply({.snapshot_id = snap->id});
+  ASSERT_TRUE(applied.ok()) << applied.status().ToString();
+  ASSERT_NO_FATAL_FAILURE(ExpectCountingOnFromTheCut(g->vm_ids, before, after));
+
+  // The pages go back to the host, and are gone by the next start.
+  const std::string& id = g->vm_ids[0];
+  ASSERT_TRUE(engine_->vms().Stop(id).ok());
+  (*pool)->Restore();
+  Status started = engine_->vms().Start(id);
+  EXPECT_EQ(started.code(), Code::kUnavailable) << started.ToString();
+  EXPECT_NE(started.message().find("needs 64 free 2 MiB pages"), std::string::npos)
+      << started.message();
+  EXPECT_EQ(Vm(id).power, Power::kOff);
 }
 
 }  // namespace

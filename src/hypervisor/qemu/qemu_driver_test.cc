@@ -14,11 +14,14 @@
 #include <sstream>
 #include <thread>
 
+#include "base/huge_pages.h"
 #include "hypervisor/fake/fake_vm.h"
 #include "hypervisor/qemu/qemu_vm.h"
 #include "hypervisor/qemu/qmp_commands.h"
 #include "storage/qemu_img.h"
 #include "testing/guest_io.h"
+#include "testing/huge_page_pool.h"
+#include "testing/huge_pages_env.h"
 #include "testing/process_status.h"
 #include "testing/temp_dir.h"
 #include "testing/tiny_vms.h"
@@ -154,6 +157,29 @@ class QemuDriverTest : public ::testing::Test {
     auto again = driver_->Attach(spec_, pid_);
     ASSERT_TRUE(again.ok()) << again.status().ToString();
     vm_ = std::move(again).value();
+  }
+  // With a memory state prepared: a cut to new overlays `tag` (returned in
+  // `overlays`) that saves it as the VM runs on, then the VM powered off.
+  void CutSavingStateThenPowerOff(const std::string& tag, std::vector<Overlay>* overlays) {
+    *overlays = MakeOverlays(tag);
+    ASSERT_TRUE(vm_->OpenOverlays(*overlays, Soon()).ok());
+    ASSERT_TRUE(Switch(*overlays, "", /*pause=*/true).ok());
+    ASSERT_TRUE(vm_->SendResume(Soon(), /*save_state=*/true).ok());
+    ASSERT_TRUE(vm_->AwaitResume(Soon()).ok());
+    EXPECT_EQ(*vm_->State(Soon()), RunState::kRunning) << "running while the RAM streams out";
+    ASSERT_TRUE(vm_->AwaitStateSaved(Soon()).ok());
+    ASSERT_TRUE(vm_->PowerOff().ok());
+    vm_.reset();
+  }
+  // Starts the VM on `overlays` from memory state `state`: paused where it
+  // was taken, running once resumed.
+  void StartFromState(const std::vector<Overlay>& overlays, const std::string& state) {
+    spec_.disks = {overlays[0].path, overlays[1].path};
+    spec_.incoming = state;
+    StartVm();
+    EXPECT_EQ(*vm_->State(Soon()), RunState::kPaused) << "loaded, waiting to be resumed";
+    ASSERT_TRUE(vm_->Resume(Soon()).ok());
+    EXPECT_EQ(*vm_->State(Soon()), RunState::kRunning);
   }
   std::vector<Overlay> MakeOverlays(const std::string& tag) {
     std::vector<Overlay> overlays;
@@ -700,22 +726,9 @@ TEST_F(QemuDriverTest, MemoryStateSavedAtTheCutStartsAVmPausedWhereItWas) {
   const std::string state = dir_ / "mem.vmstate";
   ASSERT_TRUE(vm_->PrepareStateSave(state, Soon()).ok());
   EXPECT_EQ(vm_->PrepareStateSave(state, Soon()).code(), Code::kAlreadyExists);
-  auto overlays = MakeOverlays("m1");
-  ASSERT_TRUE(vm_->OpenOverlays(overlays, Soon()).ok());
-  ASSERT_TRUE(Switch(overlays, "", /*pause=*/true).ok());
-  ASSERT_TRUE(vm_->SendResume(Soon(), /*save_state=*/true).ok());
-  ASSERT_TRUE(vm_->AwaitResume(Soon()).ok());
-  EXPECT_EQ(*vm_->State(Soon()), RunState::kRunning) << "running while the RAM streams out";
-  ASSERT_TRUE(vm_->AwaitStateSaved(Soon()).ok());
-  ASSERT_TRUE(vm_->PowerOff().ok());
-  vm_.reset();
-
-  spec_.disks = {overlays[0].path, overlays[1].path};
-  spec_.incoming = state;
-  StartVm();
-  EXPECT_EQ(*vm_->State(Soon()), RunState::kPaused) << "loaded, waiting to be resumed";
-  ASSERT_TRUE(vm_->Resume(Soon()).ok());
-  EXPECT_EQ(*vm_->State(Soon()), RunState::kRunning);
+  std::vector<Overlay> overlays;
+  ASSERT_NO_FATAL_FAILURE(CutSavingStateThenPowerOff("m1", &overlays));
+  ASSERT_NO_FATAL_FAILURE(StartFromState(overlays, state));
 
   // A state that does not fit the machine is refused with QEMU's reason.
   ASSERT_TRUE(vm_->PowerOff().ok());
@@ -839,6 +852,52 @@ TEST_F(QemuDriverTest, MissingDiskIsRefusedBeforeQemuStarts) {
   auto vm = driver_->Start(spec_, {});
   EXPECT_EQ(vm.status().code(), Code::kFileNotFound);
   EXPECT_NE(vm.status().message().find("nope.qcow2"), std::string::npos);
+}
+
+// The pages a VM on huge pages was defined with may have gone since: said
+// as such, before any QEMU is started (admit never runs).
+TEST_F(QemuDriverTest, RamOnHugePagesIsRefusedBeforeQemuStartsWhenTheHostLacksThePages) {
+  testing::HugePagesEnv env;
+  env.Set(/*pool=*/40, /*free=*/31);
+  auto driver = QemuDriver::Create(&env, testing::TestQemu());
+  ASSERT_TRUE(driver.ok()) << driver.status().ToString();
+  spec_.config.hugepages = true;
+  bool admitted = false;
+  auto admit = [&](int) {
+    admitted = true;
+    return Status::Ok();
+  };
+  auto vm = (*driver)->Start(spec_, admit);
+  EXPECT_EQ(vm.status().code(), Code::kUnavailable);
+  EXPECT_NE(vm.status().message().find("VM t1: 64 MiB of RAM on huge pages needs 32 free 2 MiB "
+                                       "pages and the host has 31 free"),
+            std::string::npos)
+      << vm.status().message();
+  EXPECT_NE(vm.status().message().find("sysctl vm.nr_hugepages=41"), std::string::npos);
+  spec_.config.memory_mib = 63;
+  env.Set(/*pool=*/40, /*free=*/40);
+  EXPECT_EQ((*driver)->Start(spec_, admit).status().code(), Code::kInvalidArgument);
+  EXPECT_FALSE(admitted) << "no QEMU was started";
+}
+
+// Guest RAM on 2 MiB pages (memfd, preallocated): the VM takes all its
+// pages at start, its memory state is saved at the cut as any VM's and
+// loaded into a VM on huge pages again.
+TEST_F(QemuDriverTest, AVmOnHugePagesTakesItsPagesAndItsMemoryStateComesBack) {
+  auto pool = testing::HugePagePool::Reserve(32);
+  if (!pool.ok()) GTEST_SKIP() << "no huge pages for this test: " << pool.status().ToString();
+  auto free_pages = [] { return std::stoll(*Env::Default()->ReadFile(kFreeHugePagesPath)); };
+  const int64_t free_before = free_pages();
+  spec_.config.hugepages = true;
+  StartVm();
+  EXPECT_EQ(free_pages(), free_before - 32) << "64 MiB preallocated on 2 MiB pages";
+  const std::string state = dir_ / "mem.vmstate";
+  ASSERT_TRUE(vm_->PrepareStateSave(state, Soon()).ok());
+  std::vector<Overlay> overlays;
+  ASSERT_NO_FATAL_FAILURE(CutSavingStateThenPowerOff("h1", &overlays));
+  EXPECT_EQ(free_pages(), free_before) << "its pages are the host's again";
+  ASSERT_NO_FATAL_FAILURE(StartFromState(overlays, state));
+  EXPECT_EQ(free_pages(), free_before - 32);
 }
 
 TEST_F(QemuDriverTest, QemuRefusingToStartReportsWhatItSaid) {
