@@ -1,6 +1,7 @@
 #include "catalog/catalog.h"
 
 #include <nlohmann/json.hpp>
+#include <unordered_map>
 
 #include "catalog/columns.h"
 #include "catalog/schema.h"
@@ -617,50 +618,76 @@ Status Catalog::DeleteSnapshot(const std::string& id) {
   return NotFoundIfUnchanged(*db_, "snapshot " + id);
 }
 
-Result<SnapshotRecord> Catalog::GetSnapshotLocked(const std::string& id) {
+Result<std::vector<SnapshotRecord>> Catalog::LoadSnapshotsLocked(const std::string& where,
+                                                                 const std::string& value) {
   VMG_ASSIGN_OR_RETURN(
-      Stmt q,
-      db_->Prepare(
-          "SELECT id,collection_id,name,tag,type,state,created_us,pause_window_us,duration_us,"
-          "consistency,freeze_window_us FROM snapshots WHERE id=?1"));
-  q.Bind(1, id);
-  VMG_ASSIGN_OR_RETURN(bool row, q.Step());
-  if (!row) return Status::NotFound("snapshot " + id + " does not exist");
-  SnapshotRecord s;
-  s.id = q.Text(0);
-  s.collection_id = q.Text(1);
-  s.name = q.Text(2);
-  s.tag = q.Text(3);
-  s.type = static_cast<int>(q.Int(4));
-  s.state = static_cast<SnapshotState>(q.Int(5));
-  s.created_us = q.Int(6);
-  s.pause_window_us = q.Int(7);
-  s.duration_us = q.Int(8);
-  s.consistency = static_cast<Consistency>(q.Int(9));
-  s.freeze_window_us = q.Int(10);
-  VMG_ASSIGN_OR_RETURN(
-      Stmt m, db_->Prepare("SELECT id,vm_id,parent_id,power_at_cut,cut_time_us,pause_us,"
-                           "memory_state,consistency FROM member_snapshots WHERE snapshot_id=?1 "
-                           "ORDER BY position"));
-  m.Bind(1, id);
+      Stmt q, db_->Prepare("SELECT s.id,s.collection_id,s.name,s.tag,s.type,s.state,s.created_us,"
+                           "s.pause_window_us,s.duration_us,s.consistency,s.freeze_window_us "
+                           "FROM snapshots s WHERE " +
+                           where + " ORDER BY s.created_us, s.rowid"));
+  q.Bind(1, value);
+  std::vector<SnapshotRecord> out;
   while (true) {
-    VMG_ASSIGN_OR_RETURN(bool more, m.Step());
-    if (!more) break;
-    MemberSnapshot ms{m.Text(0), m.Text(1), m.Text(2), static_cast<Power>(m.Int(3)),      m.Int(4),
-                      m.Int(5),  {},        m.Text(6), static_cast<Consistency>(m.Int(7))};
-    VMG_ASSIGN_OR_RETURN(
-        Stmt d,
-        db_->Prepare(
-            "SELECT idx,frozen_image,overlay FROM snapshot_disks WHERE member_id=?1 ORDER BY idx"));
-    d.Bind(1, ms.id);
-    while (true) {
-      VMG_ASSIGN_OR_RETURN(bool drow, d.Step());
-      if (!drow) break;
-      ms.disks.push_back({static_cast<int>(d.Int(0)), d.Text(1), d.Text(2)});
-    }
-    s.members.push_back(std::move(ms));
+    VMG_ASSIGN_OR_RETURN(bool row, q.Step());
+    if (!row) break;
+    SnapshotRecord s;
+    s.id = q.Text(0);
+    s.collection_id = q.Text(1);
+    s.name = q.Text(2);
+    s.tag = q.Text(3);
+    s.type = static_cast<int>(q.Int(4));
+    s.state = static_cast<SnapshotState>(q.Int(5));
+    s.created_us = q.Int(6);
+    s.pause_window_us = q.Int(7);
+    s.duration_us = q.Int(8);
+    s.consistency = static_cast<Consistency>(q.Int(9));
+    s.freeze_window_us = q.Int(10);
+    out.push_back(std::move(s));
   }
-  return s;
+  std::unordered_map<std::string, SnapshotRecord*> snapshots;
+  for (auto& s : out) snapshots[s.id] = &s;
+  VMG_ASSIGN_OR_RETURN(
+      Stmt m, db_->Prepare("SELECT m.snapshot_id,m.id,m.vm_id,m.parent_id,m.power_at_cut,"
+                           "m.cut_time_us,m.pause_us,m.memory_state,m.consistency "
+                           "FROM member_snapshots m JOIN snapshots s ON s.id=m.snapshot_id WHERE " +
+                           where + " ORDER BY m.snapshot_id, m.position"));
+  m.Bind(1, value);
+  while (true) {
+    VMG_ASSIGN_OR_RETURN(bool row, m.Step());
+    if (!row) break;
+    snapshots[m.Text(0)]->members.push_back({m.Text(1),
+                                             m.Text(2),
+                                             m.Text(3),
+                                             static_cast<Power>(m.Int(4)),
+                                             m.Int(5),
+                                             m.Int(6),
+                                             {},
+                                             m.Text(7),
+                                             static_cast<Consistency>(m.Int(8))});
+  }
+  std::unordered_map<std::string, MemberSnapshot*> members;  // now that no vector grows
+  for (auto& s : out) {
+    for (auto& member : s.members) members[member.id] = &member;
+  }
+  VMG_ASSIGN_OR_RETURN(
+      Stmt d,
+      db_->Prepare("SELECT d.member_id,d.idx,d.frozen_image,d.overlay FROM snapshot_disks d "
+                   "JOIN member_snapshots m ON m.id=d.member_id "
+                   "JOIN snapshots s ON s.id=m.snapshot_id WHERE " +
+                   where + " ORDER BY d.member_id, d.idx"));
+  d.Bind(1, value);
+  while (true) {
+    VMG_ASSIGN_OR_RETURN(bool row, d.Step());
+    if (!row) break;
+    members[d.Text(0)]->disks.push_back({static_cast<int>(d.Int(1)), d.Text(2), d.Text(3)});
+  }
+  return out;
+}
+
+Result<SnapshotRecord> Catalog::GetSnapshotLocked(const std::string& id) {
+  VMG_ASSIGN_OR_RETURN(auto found, LoadSnapshotsLocked("s.id=?1", id));
+  if (found.empty()) return Status::NotFound("snapshot " + id + " does not exist");
+  return std::move(found[0]);
 }
 
 Result<SnapshotRecord> Catalog::GetSnapshot(const std::string& id) {
@@ -668,14 +695,19 @@ Result<SnapshotRecord> Catalog::GetSnapshot(const std::string& id) {
   return GetSnapshotLocked(id);
 }
 
+Result<SnapshotRecord> Catalog::SnapshotOfMember(const std::string& member_id) {
+  std::lock_guard lock(mu_);
+  VMG_ASSIGN_OR_RETURN(Stmt q,
+                       db_->Prepare("SELECT snapshot_id FROM member_snapshots WHERE id=?1"));
+  q.Bind(1, member_id);
+  VMG_ASSIGN_OR_RETURN(bool row, q.Step());
+  if (!row) return Status::NotFound("no snapshot has member " + member_id);
+  return GetSnapshotLocked(q.Text(0));
+}
+
 Result<std::vector<SnapshotRecord>> Catalog::ListSnapshots(const std::string& collection_id) {
   std::lock_guard lock(mu_);
-  VMG_ASSIGN_OR_RETURN(
-      Stmt q,
-      db_->Prepare(
-          "SELECT id FROM snapshots WHERE ?1='' OR collection_id=?1 ORDER BY created_us, rowid"));
-  q.Bind(1, collection_id);
-  return LoadEach(q, &Catalog::GetSnapshotLocked);
+  return LoadSnapshotsLocked("(?1='' OR s.collection_id=?1)", collection_id);
 }
 
 // ---- Jobs ----

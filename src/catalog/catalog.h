@@ -99,6 +99,10 @@ class Catalog {
   Result<std::vector<DiskMerge>> DiskMerges(const std::string& snapshot_id);
   Status FinishDestroy(const std::string& snapshot_id);
   Result<SnapshotRecord> GetSnapshot(const std::string& id);
+  // The group snapshot whose members include per-VM snapshot `member_id`,
+  // in whatever state; NotFound when none has it. One lookup by key: a
+  // client reading one per-VM snapshot does not list them all.
+  Result<SnapshotRecord> SnapshotOfMember(const std::string& member_id);
   // All snapshots of `collection_id` (all snapshots when empty), oldest first.
   Result<std::vector<SnapshotRecord>> ListSnapshots(const std::string& collection_id = "");
 
@@ -145,6 +149,11 @@ class Catalog {
   Result<VmRecord> GetVmLocked(const std::string& id);
   Result<CollectionRecord> GetCollectionLocked(const std::string& id);
   Result<SnapshotRecord> GetSnapshotLocked(const std::string& id);
+  // The snapshots that `where` (a condition on snapshots s, ?1 bound to
+  // `value`) selects, oldest first, with their members and disks: three
+  // statements whatever their number, not three per snapshot.
+  Result<std::vector<SnapshotRecord>> LoadSnapshotsLocked(const std::string& where,
+                                                          const std::string& value);
   Result<ReferencePointRecord> GetReferencePointLocked(const std::string& id);
   // Deletes every reference point whose bitmap lives on `image`, which an
   // apply discards or a destroy merges away: its tracking goes with the

@@ -199,6 +199,20 @@ TEST_F(CatalogTest, DeletingASnapshotRemovesItsMembers) {
   EXPECT_EQ((*all)[0].members[0].disks.size(), 2u);
 }
 
+TEST_F(CatalogTest, AMemberNamesItsGroupSnapshot) {
+  ASSERT_TRUE(catalog_->InsertSnapshot(Snapshot("s1", {"a", "b"})).ok());
+  ASSERT_TRUE(catalog_->InsertSnapshot(Snapshot("s2", {"a", "b"})).ok());
+  auto got = catalog_->SnapshotOfMember("s2-b");
+  ASSERT_TRUE(got.ok()) << got.status().ToString();
+  EXPECT_EQ(got->id, "s2");
+  ASSERT_EQ(got->members.size(), 2u) << "the whole snapshot, every member";
+  EXPECT_EQ(got->members[1].id, "s2-b");
+  EXPECT_EQ(catalog_->SnapshotOfMember("s3-a").status().code(), Code::kNotFound);
+  ASSERT_TRUE(catalog_->DeleteSnapshot("s2").ok());
+  EXPECT_EQ(catalog_->SnapshotOfMember("s2-b").status().code(), Code::kNotFound)
+      << "members go with their snapshot";
+}
+
 TEST_F(CatalogTest, FinishingADestroyHandsTheSnapshotsPlaceToItsNeighbours) {
   // s1 froze /img/a-d<i>; s2 froze s1's overlays and runs on its own.
   ASSERT_TRUE(catalog_->InsertVm(Vm("a")).ok());

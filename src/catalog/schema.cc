@@ -229,8 +229,15 @@ constexpr std::string_view kV15 = R"sql(
 ALTER TABLE vms ADD COLUMN hugepages INTEGER NOT NULL DEFAULT 0;
 )sql";
 
-constexpr std::array<std::string_view, 15> kMigrations = {
-    kV1, kV2, kV3, kV4, kV5, kV6, kV7, kV8, kV9, kV10, kV11, kV12, kV13, kV14, kV15};
+// v16: a snapshot's members found by their snapshot, not by a scan of every
+// member of every snapshot (issue 19: 1,000 snapshots of 64 VMs); also what
+// deleting a snapshot cascades through.
+constexpr std::string_view kV16 = R"sql(
+CREATE INDEX member_snapshots_by_snapshot ON member_snapshots(snapshot_id, position);
+)sql";
+
+constexpr std::array<std::string_view, 16> kMigrations = {
+    kV1, kV2, kV3, kV4, kV5, kV6, kV7, kV8, kV9, kV10, kV11, kV12, kV13, kV14, kV15, kV16};
 
 }  // namespace
 

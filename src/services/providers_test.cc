@@ -53,10 +53,11 @@ class ProvidersTest : public ::testing::Test {
     Register(dispatcher_, {engine_.get(), jobs_.get(), "testhost", "tcg"});
   }
 
-  // Sends a CIM-XML request as a client would; the answer, parsed.
-  // `object`: "" for an intrinsic call, ":<class>" for a method of a class.
-  cim::Response Send(const std::string& method, const std::string& object, std::string body,
-                     const std::string& raw = "") {
+  // Sends a CIM-XML request as a client would; the answer, parsed, a CIM
+  // error included. `object`: "" for an intrinsic call, ":<class>" for a
+  // method of a class.
+  cim::Response Ask(const std::string& method, const std::string& object, std::string body,
+                    const std::string& raw = "") {
     for (size_t at; (at = body.find(kRaw)) != std::string::npos;)
       body.replace(at, kRaw.size(), raw);
     cim::HttpRequest r{"POST",
@@ -68,8 +69,21 @@ class ProvidersTest : public ::testing::Test {
                        {"test", cim::Role::kAdmin, "", ""}};
     auto parsed = cim::ParseResponse(dispatcher_.Handle(r).body);
     EXPECT_TRUE(parsed.ok()) << parsed.status().ToString();
-    EXPECT_FALSE(parsed.ok() && parsed->error) << parsed->description;
     return parsed.ok() ? *parsed : cim::Response{};
+  }
+  // Ask, expecting no CIM error.
+  cim::Response Send(const std::string& method, const std::string& object, std::string body,
+                     const std::string& raw = "") {
+    cim::Response r = Ask(method, object, std::move(body), raw);
+    EXPECT_FALSE(r.error) << r.description;
+    return r;
+  }
+  // An intrinsic operation with one object path argument, e.g.
+  // ("GetInstance", "InstanceName", path).
+  cim::Response AskAbout(const std::string& op, const std::string& param,
+                         const cim::ObjectPath& path, std::vector<cim::OutParam> more = {}) {
+    more.insert(more.begin(), {param, "", cim::Value::Reference(path)});
+    return Ask(op, "", cim::IMethodCall("1", op, NamespaceParts(), more));
   }
 
   // Invokes `method` of the singleton service `cls`, with `raw` for kRaw.
@@ -336,6 +350,72 @@ TEST_F(ProvidersTest, SnapshotAndReferencePointArgumentsAreChecked) {
       Call("Msvm_CollectionReferencePointService", "DestroyReferencePoint", {});
   EXPECT_EQ(no_point.return_value, kRcInvalidParameter);
   EXPECT_TRUE(jobs_->List()->empty()) << "no job was started";
+}
+
+// Objects read one by one (GetInstance, and the associations that get
+// each: a VM to its snapshots, a job to what it made) are the instances the
+// listing shows: a VM's configuration, a complete snapshot with its parent
+// and whether it is current, and its members. A snapshot still being taken,
+// or an id without Hyper-V's prefix, is found by neither.
+TEST_F(ProvidersTest, ObjectsReadOneByOneAreThoseListed) {
+  catalog::Catalog& c = engine_->catalog();
+  ASSERT_TRUE(c.InsertVm({.id = "vm-a", .name = "alpha", .disks = {"/img/a"}}).ok());
+  auto snapshot = [](const std::string& id, const std::string& parent) {
+    catalog::SnapshotRecord s{.id = id, .collection_id = "g", .name = "snap " + id, .tag = id};
+    const std::string frozen = parent.empty() ? "/img/a" : "/img/a+" + parent;
+    s.members.push_back({.id = id + "-a",
+                         .vm_id = "vm-a",
+                         .parent_id = parent.empty() ? "" : parent + "-a",
+                         .disks = {{0, frozen, "/img/a+" + id}}});
+    return s;
+  };
+  const catalog::SnapshotRecord s1 = snapshot("s1", ""), s2 = snapshot("s2", "s1"),
+                                taking = snapshot("s3", "s2");
+  for (const auto& s : {s1, s2}) {
+    ASSERT_TRUE(c.InsertSnapshot(s).ok());
+    ASSERT_TRUE(c.CompleteSnapshot(s).ok());
+  }
+  ASSERT_TRUE(c.InsertSnapshot(taking).ok());
+
+  auto list = [&](const char* cls) {
+    return Send("EnumerateInstances", "",
+                cim::IMethodCall("1", "EnumerateInstances", NamespaceParts(),
+                                 {{"ClassName", "", cim::Value::Reference({"", {}, cls, {}})}}));
+  };
+  const cim::Response settings = list(schema::VirtualSystemSettingData::kClass);
+  const cim::Response snapshots = list(schema::SnapshotCollection::kClass);
+  ASSERT_EQ(settings.instances.size(), 3u) << "the configuration, s1's and s2's members";
+  ASSERT_EQ(snapshots.instances.size(), 2u);
+  for (const cim::Response* listed : {&settings, &snapshots}) {
+    for (const auto& named : listed->instances) {
+      cim::Response got = AskAbout("GetInstance", "InstanceName", named.path);
+      ASSERT_FALSE(got.error) << got.description;
+      ASSERT_EQ(got.instances.size(), 1u);
+      EXPECT_EQ(cim::InstanceXml(got.instances[0].instance), cim::InstanceXml(named.instance));
+    }
+  }
+  const cim::Instance& newest = snapshots.instances[1].instance;
+  EXPECT_EQ(
+      newest.Find(schema::SnapshotCollection::kVmgroupParentSnapshotCollectionID)->value.scalar,
+      "s1");
+  EXPECT_EQ(newest.Find(schema::SnapshotCollection::kVmgroupIsCurrent)->value.scalar, "TRUE");
+  for (const cim::ObjectPath& none :
+       {SettingsPath("s3-a"),
+        KeyPath(schema::VirtualSystemSettingData::kClass, "InstanceID", "s1-a"),
+        SettingsPath("s9-a"), SnapshotCollectionPath("s3"), SnapshotCollectionPath("s9")}) {
+    cim::Response got = AskAbout("GetInstance", "InstanceName", none);
+    EXPECT_TRUE(got.error && got.cim_status == static_cast<int>(cim::CimStatus::kNotFound))
+        << none.keys[0].value;
+  }
+  cim::Response of_vm = AskAbout(
+      "Associators", "ObjectName", VmPath("vm-a"),
+      {{"AssocClass", "", cim::Value::Reference({"", {}, "Msvm_SnapshotOfVirtualSystem", {}})}});
+  ASSERT_FALSE(of_vm.error) << of_vm.description;
+  ASSERT_EQ(of_vm.instances.size(), 2u);
+  for (size_t i = 0; i < 2; ++i) {
+    EXPECT_EQ(cim::InstanceXml(of_vm.instances[i].instance),
+              cim::InstanceXml(settings.instances[i + 1].instance));
+  }
 }
 
 }  // namespace

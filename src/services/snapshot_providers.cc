@@ -277,47 +277,92 @@ class SnapshotServiceProvider : public ServiceProvider {
   }
 };
 
+// A group snapshot: `parent`, the group snapshot its members' parents
+// belong to ("" for none); `is_current` when it is every member's newest
+// snapshot (the group is "now" in it).
+cim::Instance SnapshotCollectionInstance(const cim::ClassSpec& spec,
+                                         const catalog::SnapshotRecord& s,
+                                         const std::string& parent, bool is_current) {
+  return cim::InstanceBuilder(spec)
+      .Str(SC::kVmgroupParentSnapshotCollectionID, parent)
+      .Bool(SC::kVmgroupIsCurrent, is_current)
+      .Str(SC::kCollectionID, s.id)
+      .Str(SC::kElementName, s.name)
+      .Str(SC::kVmgroupVirtualSystemCollectionID, s.collection_id)
+      .Int(SC::kVmgroupSnapshotType, s.type)
+      .Str(SC::kVmgroupCreationTime, CimTime(s.created_us))
+      .Int(SC::kVmgroupPauseWindowMicroseconds, s.pause_window_us)
+      .Int(SC::kVmgroupDurationMicroseconds, s.duration_us)
+      .Int(SC::kVmgroupConsistencyLevel, static_cast<int>(engine::AchievedConsistency(s)))
+      .Int(SC::kVmgroupFreezeWindowMicroseconds, s.freeze_window_us)
+      .Build();
+}
+
+class SnapshotCollectionProvider : public cim::Provider {
+ public:
+  explicit SnapshotCollectionProvider(engine::Engine* e) : e_(e), spec_(SnapshotCollectionSpec()) {}
+  const cim::ClassSpec& spec() const override { return spec_; }
+
+  Result<std::vector<cim::Instance>> Enumerate() override {
+    VMG_ASSIGN_OR_RETURN(auto snaps, CompleteSnapshots(e_));
+    VMG_ASSIGN_OR_RETURN(auto vms, e_->catalog().ListVms());
+    std::map<std::string, std::string> current;  // VM -> its newest snapshot
+    for (const auto& vm : vms) current[vm.id] = vm.current_snapshot;
+    std::map<std::string, std::string> owner;  // member snapshot -> group snapshot
+    for (const auto& s : snaps) {
+      for (const auto& m : s.members) owner[m.id] = s.id;
+    }
+    std::vector<cim::Instance> rows;
+    for (const auto& s : snaps) {
+      const std::string parent = s.members.empty() ? "" : owner[s.members[0].parent_id];
+      bool is_current = !s.members.empty();
+      for (const auto& m : s.members) is_current = is_current && current[m.vm_id] == m.id;
+      rows.push_back(SnapshotCollectionInstance(spec_, s, parent, is_current));
+    }
+    return rows;
+  }
+
+  // The instance Enumerate would find, looked up by its id: a job's
+  // affected elements get theirs one by one, and the default (a scan of
+  // Enumerate) read every snapshot of the catalog for each.
+  Result<cim::Instance> Get(const cim::ObjectPath& path) override {
+    const cim::KeyBinding* key = path.Key(SC::kCollectionID);
+    if (!key || key->kind == cim::KeyBinding::Kind::kReference) return NotFound();
+    catalog::Catalog& c = e_->catalog();
+    auto s = c.GetSnapshot(key->value);
+    if (!s.ok() && s.status().code() != Code::kNotFound) return s.status();
+    if (!s.ok() || s->state != catalog::SnapshotState::kComplete) return NotFound();
+    std::string parent;
+    if (!s->members.empty() && !s->members[0].parent_id.empty()) {
+      auto p = c.SnapshotOfMember(s->members[0].parent_id);
+      if (!p.ok() && p.status().code() != Code::kNotFound) return p.status();
+      if (p.ok() && p->state == catalog::SnapshotState::kComplete) parent = p->id;
+    }
+    bool is_current = !s->members.empty();
+    for (const auto& m : s->members) {
+      auto vm = c.GetVm(m.vm_id);
+      if (!vm.ok() && vm.status().code() != Code::kNotFound) return vm.status();
+      is_current = is_current && vm.ok() && vm->current_snapshot == m.id;
+    }
+    return SnapshotCollectionInstance(spec_, *s, parent, is_current);
+  }
+
+ private:
+  Status NotFound() const {
+    return Status::NotFound("no " + spec_.name + " instance has those keys");
+  }
+
+  engine::Engine* e_;
+  cim::ClassSpec spec_;
+};
+
 }  // namespace
 
 Providers SnapshotProviders(const Context& ctx) {
   Providers out;
   engine::Engine* e = ctx.engine;
   out.push_back(std::make_unique<SnapshotServiceProvider>(ctx));
-  out.push_back(std::make_unique<ListProvider>(
-      SnapshotCollectionSpec(),
-      [e](const cim::ClassSpec& spec) -> Result<std::vector<cim::Instance>> {
-        VMG_ASSIGN_OR_RETURN(auto snaps, CompleteSnapshots(e));
-        VMG_ASSIGN_OR_RETURN(auto vms, e->catalog().ListVms());
-        std::map<std::string, std::string> current;  // VM -> its newest snapshot
-        for (const auto& vm : vms) current[vm.id] = vm.current_snapshot;
-        std::map<std::string, std::string> owner;  // member snapshot -> group snapshot
-        for (const auto& s : snaps) {
-          for (const auto& m : s.members) owner[m.id] = s.id;
-        }
-        std::vector<cim::Instance> rows;
-        for (const auto& s : snaps) {
-          // A group snapshot's parent holds its members' parents; the group
-          // is "now" in it when it is every member's newest snapshot.
-          const std::string parent = s.members.empty() ? "" : owner[s.members[0].parent_id];
-          bool is_current = !s.members.empty();
-          for (const auto& m : s.members) is_current = is_current && current[m.vm_id] == m.id;
-          rows.push_back(cim::InstanceBuilder(spec)
-                             .Str(SC::kVmgroupParentSnapshotCollectionID, parent)
-                             .Bool(SC::kVmgroupIsCurrent, is_current)
-                             .Str(SC::kCollectionID, s.id)
-                             .Str(SC::kElementName, s.name)
-                             .Str(SC::kVmgroupVirtualSystemCollectionID, s.collection_id)
-                             .Int(SC::kVmgroupSnapshotType, s.type)
-                             .Str(SC::kVmgroupCreationTime, CimTime(s.created_us))
-                             .Int(SC::kVmgroupPauseWindowMicroseconds, s.pause_window_us)
-                             .Int(SC::kVmgroupDurationMicroseconds, s.duration_us)
-                             .Int(SC::kVmgroupConsistencyLevel,
-                                  static_cast<int>(engine::AchievedConsistency(s)))
-                             .Int(SC::kVmgroupFreezeWindowMicroseconds, s.freeze_window_us)
-                             .Build());
-        }
-        return rows;
-      }));
+  out.push_back(std::make_unique<SnapshotCollectionProvider>(e));
   using Collected = schema::CollectedSnapshots;
   out.push_back(std::make_unique<ListProvider>(
       LinkSpec(Collected::kClass, "CIM_CollectedMSEs", Collected::kCollection, SC::kClass,

@@ -207,6 +207,29 @@ class SettingsProvider : public cim::Provider {
     }));
     return out;
   }
+  // The instance Enumerate would find, looked up by its id: an association
+  // to a VM's snapshots gets each one, and the default (a scan of
+  // Enumerate) read every snapshot of the catalog for each.
+  Result<cim::Instance> Get(const cim::ObjectPath& path) override {
+    const cim::KeyBinding* key = path.Key(VSSD::kInstanceID);
+    const std::string id = IdOf(path, VSSD::kInstanceID);
+    catalog::Catalog& c = ctx_.engine->catalog();
+    if (key && key->kind != cim::KeyBinding::Kind::kReference && key->value == SettingsId(id)) {
+      auto vm = c.GetVm(id);
+      if (vm.ok()) return ConfigInstance(spec_, *vm);
+      if (vm.status().code() != Code::kNotFound) return vm.status();
+      auto s = c.SnapshotOfMember(id);
+      if (!s.ok() && s.status().code() != Code::kNotFound) return s.status();
+      const bool shown = s.ok() && s->state == catalog::SnapshotState::kComplete;
+      for (const auto& m : shown ? s->members : std::vector<catalog::MemberSnapshot>{}) {
+        if (m.id != id) continue;
+        auto owner = c.GetVm(m.vm_id);  // gone: no name, as Enumerate shows it
+        if (!owner.ok() && owner.status().code() != Code::kNotFound) return owner.status();
+        return SnapshotInstance(spec_, *s, m, owner.ok() ? owner->name : "");
+      }
+    }
+    return Status::NotFound("no " + spec_.name + " instance has those keys");
+  }
 
  private:
   Context ctx_;
