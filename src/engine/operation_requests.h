@@ -7,6 +7,7 @@
 
 #include "base/env.h"
 #include "catalog/catalog.h"
+#include "engine/cut_executor.h"
 
 namespace vmgroup::engine {
 
@@ -57,6 +58,10 @@ struct SnapshotRequest {
   // Told each thing the caller should know of a snapshot that succeeded
   // (a member that fell back, a thaw that failed). Optional.
   std::function<void(const std::string&)> warning;
+  // Told the timings of a cut that succeeded, one per member it took part
+  // in (running or paused), in member order: what each pause was made of,
+  // for benchmarks. Optional.
+  std::function<void(const std::vector<CutTiming>&)> cut_timings;
 };
 
 struct ApplyRequest {
