@@ -212,14 +212,16 @@ int main(int argc, char** argv) {
   std::map<std::string, std::map<int, Measured>> ours;
   std::map<std::string, std::map<int, Samples>> theirs;
   std::map<std::string, std::string> libvirt_error;
+  std::map<std::string, std::map<int, std::string>> vmgroup_error;
   for (const std::string& load : a.loads) {
     for (int n : a.sizes) {
       std::fprintf(stderr, "vmgroup: %d VMs x 2 disks, load %s, %d rounds of each type...\n", n,
                    load.c_str(), a.rounds);
       auto m = MeasureVmgroup(a, load, n);
-      if (!m.ok()) {
-        std::fprintf(stderr, "vmgroup side failed: %s\n", m.status().ToString().c_str());
-        return 1;
+      if (!m.ok()) {  // reported with the figures; the other sizes and loads still run
+        vmgroup_error[load][n] = m.status().ToString();
+        std::fprintf(stderr, "vmgroup side failed: %s\n", vmgroup_error[load][n].c_str());
+        continue;
       }
       ours[load][n] = *m;
     }
@@ -264,8 +266,13 @@ int main(int argc, char** argv) {
     std::printf("%s", kRowHeader);
     json& r = report["loads"][load];
     for (int n : a.sizes) {
-      const Measured& m = ours[load][n];
       const std::string key = std::to_string(n);
+      if (!ours[load].count(n)) {
+        std::printf("vmgroup  %3d | failed: %s\n", n, vmgroup_error[load][n].c_str());
+        r["vmgroup_error"][key] = vmgroup_error[load][n];
+        continue;
+      }
+      const Measured& m = ours[load][n];
       PrintRow("vmgroup", n, m.disk_only);
       PrintParts(n, m.disk_only_parts);
       PrintRow("+bitmap", n, m.recovery);
