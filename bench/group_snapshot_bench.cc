@@ -3,9 +3,9 @@
 // 16 MiB qcow2 disks each (QEMU under TCG), several rounds per N and load;
 // and in the same run the same measure for libvirt's API on identical VMs
 // under the same load (suspend all -> disk-only atomic snapshot of each ->
-// resume all), with the ratio. vmgroup is measured twice, rounds of the two
-// alternating on the same VMs: disk-only snapshots (type 32768: the same
-// work as libvirt's disk-only snapshot, the comparison that counts) and
+// resume all), with the ratio. vmgroup is measured twice on the same VMs:
+// first rounds of disk-only snapshots (type 32768: the same work as
+// libvirt's disk-only snapshot, the comparison that counts), then rounds of
 // recovery snapshots (type 2: also a persistent dirty bitmap per disk). For
 // vmgroup also what each member's pause is made of (engine::CutTiming).
 // Loads: idle (the VMs sit in their firmware, 64 MiB), seq and heavy
@@ -17,8 +17,9 @@
 //   build/bench/group_snapshot_bench [--sizes 1,4,16] [--load idle,seq,heavy]
 //                                    [--rounds 7] [--no-libvirt] [--json FILE]
 //
-// Memory: a loaded member costs about 128 MiB of guest RAM plus QEMU's own,
-// an idle one about half; only one side runs its VMs at a time.
+// Memory: a loaded member's QEMU holds about 240 MiB (its 128 MiB guest
+// RAM, TCG's code and QEMU's own), an idle one less; only one side runs its
+// VMs at a time, so N = 64 under load needs about 15 GiB free.
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -87,8 +88,8 @@ struct Measured {
   Parts disk_only_parts, recovery_parts;
 };
 
-// One group of `n` VMs under `load`: rounds of a disk-only and a recovery
-// snapshot in turn, after one warm-up of each.
+// One group of `n` VMs under `load`: rounds of disk-only snapshots, then
+// rounds of recovery snapshots, each after one warm-up.
 Result<Measured> MeasureVmgroup(const Args& a, const std::string& load, int n) {
   testing::TempDir dir;
   auto e = engine::Engine::Open({.state_dir = dir / "state", .qemu = testing::TestQemu()});
@@ -105,8 +106,11 @@ Result<Measured> MeasureVmgroup(const Args& a, const std::string& load, int n) {
   Measured out;
   Status status = g.status();
   if (status.ok() && guest) status = WaitForMarker(engine, g->vm_ids, guest->ready_marker);
-  for (int r = 0; r <= a.rounds && status.ok(); ++r) {  // round 0 warms up
-    for (int type : {32768, 2}) {
+  // Every disk-only round before the first recovery one: a snapshot whose
+  // old top holds a bitmap pays for writing it out, so rounds in turn would
+  // charge the recovery snapshot's cost to the disk-only one after it.
+  for (int type : {32768, 2}) {
+    for (int r = 0; r <= a.rounds && status.ok(); ++r) {  // round 0 warms up
       Samples& into = type == 2 ? out.recovery : out.disk_only;
       Parts& parts = type == 2 ? out.recovery_parts : out.disk_only_parts;
       std::vector<engine::CutTiming> timings;
