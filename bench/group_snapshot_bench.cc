@@ -274,6 +274,10 @@ int main(int argc, char** argv) {
       if (!ours[load].count(n)) {
         std::printf("vmgroup  %3d | failed: %s\n", n, vmgroup_error[load][n].c_str());
         r["vmgroup_error"][key] = vmgroup_error[load][n];
+        if (theirs[load].count(n)) {
+          PrintRow("libvirt", n, theirs[load][n]);
+          r["libvirt"][key] = ToJson(theirs[load][n]);
+        }
         continue;
       }
       const Measured& m = ours[load][n];
