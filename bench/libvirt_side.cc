@@ -285,7 +285,8 @@ Result<Samples> MeasureLibvirtQuiesced(const std::string& uri, const std::string
 }
 
 Result<std::map<int, Samples>> MeasureLibvirt(const std::string& uri, const std::string& image_dir,
-                                              const std::vector<int>& sizes, int rounds) {
+                                              const std::vector<int>& sizes, int rounds,
+                                              const GuestSpec* guest) {
   virConnectPtr conn = virConnectOpen(uri.c_str());
   if (!conn) return LibvirtError("connect to " + uri);
   storage::QemuImg img(Env::Default());
@@ -301,9 +302,10 @@ Result<std::map<int, Samples>> MeasureLibvirt(const std::string& uri, const std:
         status = img.Create(d.disks.back(), 16 << 20);
       }
       if (!status.ok()) break;
-      d.dom = virDomainCreateXML(conn, DomainXml(d.name, d.disks).c_str(), 0);
+      d.dom = virDomainCreateXML(conn, DomainXml(d.name, d.disks, guest).c_str(), 0);
       if (!d.dom) status = LibvirtError("start " + d.name);
     }
+    if (status.ok() && guest) status = WaitForMarker(doms, guest->ready_marker);
     Samples warmup;
     if (status.ok()) status = ScriptRound(doms, "warm", 0, warmup);
     for (int r = 0; r < rounds && status.ok(); ++r) {

@@ -50,13 +50,6 @@ Status ScriptRound(std::vector<ScriptDomain>& doms, const std::string& tag,
                    unsigned int extra_flags, Samples& out, bool quiesce = false,
                    RoundTimeline* timeline = nullptr);
 
-// Runs inside the unprivileged worker process: defines and starts n
-// firmware-only domains with two qcow2 disks each (images in `image_dir`)
-// for each n in `sizes`, measures `rounds` group snapshots (after one
-// warm-up), destroys the domains. Samples by n.
-Result<std::map<int, Samples>> MeasureLibvirt(const std::string& uri, const std::string& image_dir,
-                                              const std::vector<int>& sizes, int rounds);
-
 // A real guest (kernel + initrd) of `memory_mib` with one qcow2 disk.
 struct GuestSpec {
   int memory_mib = 128;
@@ -64,6 +57,16 @@ struct GuestSpec {
   std::string ready_marker;  // printed on the serial console once the workload runs
   bool agent = false;        // with a guest-agent channel
 };
+
+// Runs inside the unprivileged worker process: defines and starts n
+// firmware-only domains with two 16 MiB qcow2 disks each (images in
+// `image_dir`) for each n in `sizes`, measures `rounds` group snapshots
+// (after one warm-up), destroys the domains. Samples by n. With `guest`,
+// the domains run that guest instead of their firmware (still two such
+// disks), and are measured once every one has printed its ready marker.
+Result<std::map<int, Samples>> MeasureLibvirt(const std::string& uri, const std::string& image_dir,
+                                              const std::vector<int>& sizes, int rounds,
+                                              const GuestSpec* guest = nullptr);
 
 // Runs inside the worker: starts n such guests, waits for their marker, then
 // measures `rounds` group snapshots with memory the way libvirt does them

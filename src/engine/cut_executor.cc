@@ -99,7 +99,14 @@ CutOutcome ExecuteCut(Env* env, const std::vector<CutMember>& members, const std
     if (!sent[i]) continue;
     bool paused = false;
     Status s = members[i].vm->AwaitSwitch(deadline, &paused);
+    const Clock::time_point switched = env->Now();
     paused_by_us[i] = members[i].pause && paused;
+    if (paused_by_us[i]) {
+      const Clock::time_point stopped = members[i].vm->PauseAnsweredAt();
+      out.timings[i].stopped_us =
+          Micros((stopped == Clock::time_point{} ? switched : stopped) - paused_at[i]);
+      out.timings[i].switched_us = Micros(switched - paused_at[i]);
+    }
     if (s.ok()) {
       out.timings[i].cut_time_us = env->NowMicros();
       s = env->Hit(fault::kMemberSwitched, members[i].name);
@@ -136,7 +143,9 @@ CutOutcome ExecuteCut(Env* env, const std::vector<CutMember>& members, const std
   for (size_t i = 0; i < n; ++i) {
     // The memory state is taken only from a cut that happened.
     const bool save = out.status.ok() && members[i].save_state;
-    if (paused_by_us[i]) resumed[i] = members[i].vm->SendResume(resume_deadline, save);
+    if (!paused_by_us[i]) continue;
+    out.timings[i].resume_sent_us = Micros(env->Now() - paused_at[i]);
+    resumed[i] = members[i].vm->SendResume(resume_deadline, save);
   }
   for (size_t i = 0; i < n; ++i) {
     if (!paused_by_us[i]) continue;

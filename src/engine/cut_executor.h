@@ -38,6 +38,16 @@ struct CutMember {
 struct CutTiming {
   int64_t cut_time_us = 0;  // wall clock when the member's switch returned
   int64_t pause_us = 0;     // pause sent -> resume answered (0 if not paused by the cut)
+  // What the pause is made of, in microseconds after the pause was sent (0
+  // if not paused by the cut): the pause answered (vCPUs stopped, in-flight
+  // I/O drained and flushed; the switch's answer when the VM reports none
+  // apart), the switch answered, and the resume sent (once every member
+  // switched); pause_us ends it. Replies are collected member after member,
+  // so each is when this side read it: no earlier than it arrived, and no
+  // earlier than the previous member's last reply was read.
+  int64_t stopped_us = 0;
+  int64_t switched_us = 0;
+  int64_t resume_sent_us = 0;
 };
 
 struct CutOutcome {

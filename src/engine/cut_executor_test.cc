@@ -57,6 +57,23 @@ TEST(CutExecutorTest, NoMemberResumesBeforeEveryMemberIsPaused) {
             std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - t0).count());
 }
 
+TEST(CutExecutorTest, TimingsSayWhatEachPauseIsMadeOf) {
+  Group g = MakeGroup(2);
+  // The fake pauses and switches inside SendSwitch: every member's replies
+  // are read after vm1's slow switch went out, and vm0's resume is slow.
+  g.vms[1]->DelayOn("switch", std::chrono::milliseconds(20));
+  g.vms[0]->DelayOn("resume", std::chrono::milliseconds(10));
+  CutOutcome out = ExecuteCut(Env::Default(), g.members, "", std::chrono::seconds(2));
+  ASSERT_TRUE(out.status.ok()) << out.status.ToString();
+  for (const CutTiming& t : out.timings) {
+    EXPECT_GE(t.stopped_us, 20'000);
+    EXPECT_LE(t.stopped_us, t.switched_us);
+    EXPECT_LE(t.switched_us, t.resume_sent_us);
+    EXPECT_LE(t.resume_sent_us, t.pause_us);
+  }
+  EXPECT_GE(out.timings[0].pause_us - out.timings[0].resume_sent_us, 10'000);
+}
+
 TEST(CutExecutorTest, OneFailedSwitchRevertsTheOthersBeforeAnyoneResumes) {
   Group g = MakeGroup(3);
   g.vms[1]->FailOn("switch", Status::Failed("transaction: Bitmap already exists: bm"));
@@ -107,6 +124,7 @@ TEST(CutExecutorTest, OperatorPausedMembersAreSwitchedButNotResumed) {
     EXPECT_EQ(vm->state(), RunState::kPaused);
   }
   EXPECT_EQ(out.window_us, 0);
+  for (const CutTiming& t : out.timings) EXPECT_EQ(t.switched_us, 0);  // not paused by the cut
 }
 
 class FailAtEnv : public EnvWrapper {

@@ -7,6 +7,7 @@
 
 #include "base/env.h"
 #include "catalog/catalog.h"
+#include "engine/cut_executor.h"
 
 namespace vmgroup::engine {
 
@@ -64,6 +65,10 @@ struct SnapshotRequest {
   // member not asked): what a benchmark explains a freeze window with.
   // Optional.
   std::function<void(const std::vector<FreezeTiming>&)> freeze_timings;
+  // Told the timings of a cut that succeeded, one per member it took part
+  // in (running or paused), in member order: what each pause was made of,
+  // for benchmarks. Optional.
+  std::function<void(const std::vector<CutTiming>&)> cut_timings;
 };
 
 struct ApplyRequest {

@@ -226,6 +226,7 @@ Status SnapshotCreate::Work() {
     }
     return cause;
   }
+  if (request_.cut_timings) request_.cut_timings(outcome.timings);
   VMG_RETURN_IF_ERROR(env->Hit(fault::kCutDone, id));
   // The memory states stream out while the VMs run; the snapshot counts
   // only once every one is complete and on disk.

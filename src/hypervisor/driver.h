@@ -181,6 +181,10 @@ class Vm {
   // `*paused` says whether the VM is paused afterwards, also on error. If the
   // pause failed the switch may still have happened: revert before resuming.
   virtual Status AwaitSwitch(Deadline deadline, bool* paused) = 0;
+  // When the last AwaitSwitch got the answer to its pause (the VM stopped,
+  // its in-flight I/O drained and flushed), on this side's clock; the zero
+  // time when the VM cannot tell it apart from the switch's answer.
+  virtual Clock::time_point PauseAnsweredAt() { return {}; }
   // SendResume with `save_state` first saves the VM's RAM and device state,
   // as they are at that moment, to the file PrepareStateSave opened: the
   // guest runs again as soon as its device state is written (AwaitResume

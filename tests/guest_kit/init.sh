@@ -5,6 +5,11 @@
 #   writer=raw   stamps "SEQ nnnnnnnn" into sector n of /dev/vda for n = 1, 2, ...
 #                with O_DIRECT + fsync each: every record the guest saw
 #                acknowledged is on the disk, in order.
+#   writer=heavy sustained write load for the pause-window benchmark: 4 MiB of
+#                random bytes written to /dev/vda in 1 MiB O_DIRECT writes, then
+#                fsync, again and again over 1..13 MiB of the disk, printing
+#                "wrote n" every 8 rounds: a guest with large writes in flight
+#                and a flush pending at almost any instant.
 #   counter=mem  counts in the shell's memory only, printing "count n" about
 #                five times a second: after a memory state is loaded the
 #                count goes on from where it was, after a reboot from 1.
@@ -65,6 +70,15 @@ case " $(cat /proc/cmdline) " in
       n=$((n + 1))
       printf 'SEQ %08d\n' $n | dd of=/dev/vda bs=512 seek=$n count=1 conv=sync,fsync oflag=direct 2>/dev/null
       [ $((n % 50)) = 0 ] && echo "wrote $n"
+    done
+    ;;
+  *" writer=heavy "*)
+    dd if=/dev/urandom of=/tmp/block bs=1M count=4 2>/dev/null
+    n=0
+    while true; do
+      n=$((n + 1))
+      dd if=/tmp/block of=/dev/vda bs=1M seek=$((1 + n % 3 * 4)) conv=fsync oflag=direct 2>/dev/null
+      [ $((n % 8)) = 0 ] && echo "wrote $n"
     done
     ;;
   *" counter=mem "*)

@@ -337,6 +337,23 @@ TEST_F(QemuDriverTest, SwitchMakesOverlaysActiveWithBitmapAndRevertUndoesIt) {
   EXPECT_EQ((*vm_->ActiveImages(Soon()))[1], again[1].path);
 }
 
+TEST_F(QemuDriverTest, TheSwitchSaysWhenItsPauseWasAnswered) {
+  StartVm();
+  auto overlays = MakeOverlays("s1");
+  ASSERT_TRUE(vm_->OpenOverlays(overlays, Soon()).ok());
+  const Clock::time_point sent = Clock::now();
+  ASSERT_TRUE(Switch(overlays, "", /*pause=*/true).ok());
+  const Clock::time_point switched = Clock::now();
+  EXPECT_GE(vm_->PauseAnsweredAt(), sent);
+  EXPECT_LE(vm_->PauseAnsweredAt(), switched);
+  ASSERT_TRUE(vm_->RevertOverlays(overlays).ok());
+  auto again = MakeOverlays("s2");
+  ASSERT_TRUE(vm_->OpenOverlays(again, Soon()).ok());
+  ASSERT_TRUE(Switch(again, "").ok());
+  EXPECT_EQ(vm_->PauseAnsweredAt(), Clock::time_point{}) << "no pause was sent";
+  ASSERT_TRUE(vm_->Resume(Soon()).ok());
+}
+
 TEST_F(QemuDriverTest, BitmapPersistsInTheImageOnceQemuClosesIt) {
   StartVm();
   auto overlays = MakeOverlays("s1");

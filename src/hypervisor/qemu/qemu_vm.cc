@@ -239,11 +239,13 @@ Status QemuVm::AwaitSwitch(Deadline deadline, bool* paused) {
   std::lock_guard lock(mu_);
   Pending p = std::exchange(pending_, {});
   *paused = false;
+  pause_answered_ = {};
   Status first;
   for (size_t i = 0; i < p.commands.size(); ++i) {
     const auto& [command, id] = p.commands[i];
     Status s = qmp_->AwaitReply(command, id, deadline).status();
     if (i == 0 && p.stop_first) {
+      pause_answered_ = env_->Now();
       // A stop that timed out may still take effect: count the VM as paused.
       *paused = s.ok() || s.code() == Code::kTimeout;
     } else if (s.ok()) {  // the transaction
@@ -253,6 +255,11 @@ Status QemuVm::AwaitSwitch(Deadline deadline, bool* paused) {
   }
   if (p.commands.empty()) return Status::InvalidState("AwaitSwitch without SendSwitch");
   return first;
+}
+
+Clock::time_point QemuVm::PauseAnsweredAt() {
+  std::lock_guard lock(mu_);
+  return pause_answered_;
 }
 
 Status QemuVm::SendResume(Deadline deadline, bool save_state) {

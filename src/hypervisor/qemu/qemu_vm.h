@@ -34,6 +34,7 @@ class QemuVm final : public Vm {
   Status SendSwitch(const std::vector<Overlay>& overlays, const std::string& tracking, bool pause,
                     Deadline deadline) override;
   Status AwaitSwitch(Deadline deadline, bool* paused) override;
+  Clock::time_point PauseAnsweredAt() override;
   Status SendResume(Deadline deadline, bool save_state) override;
   Status AwaitResume(Deadline deadline) override;
   Status FinishSwitch(Deadline deadline) override;
@@ -148,6 +149,7 @@ class QemuVm final : public Vm {
     std::vector<Overlay> overlays;
     Status error;  // to report from the Await* although the command went out
   } pending_;
+  Clock::time_point pause_answered_;  // guarded by mu_; see PauseAnsweredAt
 };
 
 // True if process `pid` is the QEMU of the VM with this UUID (its command
