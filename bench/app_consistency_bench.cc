@@ -27,6 +27,7 @@
 #include "engine/guest_freeze.h"
 #include "freeze_timeline.h"
 #include "guests.h"
+#include "host_load.h"
 #include "libvirt_side.h"
 #include "report.h"
 #include "stats.h"
@@ -155,12 +156,6 @@ Result<Measured> MeasureVmgroup(const Args& a) {
   return out;
 }
 
-std::string Load() {
-  auto read = [](const char* f) { return Env::Default()->ReadFile(f).value_or("?\n"); };
-  std::string cpu = read("/proc/pressure/cpu");
-  return "loadavg " + read("/proc/loadavg") + cpu.substr(0, cpu.find('\n') + 1);
-}
-
 // Round by round: each guest's freeze and thaw durations (ms), and when
 // each was frozen and thawed, from the first freeze sent.
 void PrintRounds(const char* who, const std::vector<RoundTimeline>& rounds) {
@@ -237,7 +232,7 @@ int main(int argc, char** argv) {
                  kit.ok() ? kit->err.c_str() : kit.status().ToString().c_str());
     return 1;
   }
-  const std::string load_before = Load();
+  const std::string load_before = HostLoad();
   std::fprintf(stderr, "vmgroup: %d guests, %d rounds each of application and crash...\n", a.vms,
                a.rounds);
   auto ours = MeasureVmgroup(a);
@@ -264,7 +259,7 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "libvirt side failed: %s\n", libvirt_error.c_str());
     }
   }
-  const std::string load_after = Load();
+  const std::string load_after = HostLoad();
 
   std::printf(
       "application-consistent group snapshot of %d guests writing files on ext4, QEMU TCG, "
@@ -301,7 +296,7 @@ int main(int argc, char** argv) {
   if (theirs) PrintTimelineRow("libvirt app", their_timelines);
   PrintRounds("vmgroup", ours->timelines);
   if (theirs) PrintRounds("libvirt", their_timelines);
-  std::printf("load before: %sload after:  %s", load_before.c_str(), load_after.c_str());
+  std::printf("load before: %s\nload after:  %s\n", load_before.c_str(), load_after.c_str());
   report["vmgroup_timelines"] = ToJson(ours->timelines);
   if (theirs) report["libvirt_timelines"] = ToJson(their_timelines);
   report["load_before"] = load_before;

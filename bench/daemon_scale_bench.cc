@@ -31,6 +31,7 @@
 
 #include "base/env.h"
 #include "cli/api.h"
+#include "host_load.h"
 #include "schema/classes.h"
 #include "schema/values.h"
 #include "stats.h"
@@ -56,16 +57,6 @@ std::string FileText(const std::string& path) {
   std::stringstream ss;
   ss << in.rdbuf();
   return ss.str();
-}
-
-// The machine's load, printed before and after: other work on the 2 cores
-// moves every figure here.
-void PrintLoad(const char* when) {
-  std::string avg = FileText("/proc/loadavg");
-  std::string cpu = FileText("/proc/pressure/cpu");
-  if (!avg.empty()) avg.pop_back();
-  std::printf("load %s: loadavg %s; cpu pressure %s", when, avg.c_str(),
-              cpu.substr(0, cpu.find('\n') + 1).c_str());
 }
 
 // What /proc says of one process: its own CPU time, that of the children it
@@ -385,7 +376,7 @@ Status Bench::MeasureListings() {
 }
 
 Status Bench::Run() {
-  PrintLoad("before");
+  std::printf("load before: %s\n", HostLoad().c_str());
   VMG_ASSIGN_OR_RETURN(pid_, StartDaemon(dir_, endpoint_));
   VMG_ASSIGN_OR_RETURN(api_, cli::Api::Connect(Env::Default(), endpoint_));
   Env::Default()->SleepFor(Ms(1000));
@@ -410,7 +401,7 @@ Status Bench::Run() {
   std::printf("  per VM: RSS %.1f KiB, %.2f threads (from idle to after the snapshots)\n",
               static_cast<double>(loaded.rss_kib - idle.rss_kib) / a_.vms,
               static_cast<double>(loaded.threads - idle.threads) / a_.vms);
-  PrintLoad("after");
+  std::printf("load after: %s\n", HostLoad().c_str());
   return worst_us_ <= a_.max_request_ms * 1000
              ? Status::Ok()
              : Status::Failed("a request took over " + std::to_string(a_.max_request_ms) + " ms");

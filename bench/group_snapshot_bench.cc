@@ -29,6 +29,7 @@
 #include <sstream>
 
 #include "guests.h"
+#include "host_load.h"
 #include "libvirt_side.h"
 #include "report.h"
 #include "stats.h"
@@ -133,17 +134,6 @@ Result<Measured> MeasureVmgroup(const Args& a, const std::string& load, int n) {
   VMG_RETURN_IF_ERROR(status);
   VMG_RETURN_IF_ERROR(stop);
   return out;
-}
-
-// The machine's load, for the record: other work on the host widens every figure.
-std::string HostLoad() {
-  auto avg = Env::Default()->ReadFile("/proc/loadavg");
-  auto psi = Env::Default()->ReadFile("/proc/pressure/cpu");
-  std::string one, five, fifteen;
-  if (avg.ok()) std::istringstream(*avg) >> one >> five >> fifteen;
-  std::string line = "load average " + one + " " + five + " " + fifteen;
-  if (psi.ok()) line += "; cpu pressure " + psi->substr(0, psi->find('\n'));
-  return line;
 }
 
 void PrintParts(int n, const Parts& p) {

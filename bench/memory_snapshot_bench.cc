@@ -27,6 +27,7 @@
 #include "base/huge_pages.h"
 #include "engine/snapshot_plan.h"
 #include "guests.h"
+#include "host_load.h"
 #include "libvirt_side.h"
 #include "report.h"
 #include "stats.h"
@@ -173,7 +174,7 @@ int main(int argc, char** argv) {
     return 0;
   }
 
-  const std::string load_before = MachineLoad();
+  const std::string load_before = HostLoad();
   std::fprintf(stderr, "before: %s\n", load_before.c_str());
   auto kit = Env::Default()->Run({GUEST_KIT_BUILD, a.kit}, std::chrono::minutes(5));
   if (!kit.ok() || kit->exit_code != 0) {
@@ -299,7 +300,7 @@ int main(int argc, char** argv) {
     std::printf("  %d MiB on huge pages: memory window median %.2f ms (at most 10 ms: %s)\n", mib,
                 w, w <= 10.0 ? "met" : "MISSED");
   }
-  const std::string load_after = MachineLoad();
+  const std::string load_after = HostLoad();
   std::printf("before: %s\nafter:  %s\n", load_before.c_str(), load_after.c_str());
   report["load_before"] = load_before;
   report["load_after"] = load_after;

@@ -42,6 +42,7 @@
 #include <nlohmann/json.hpp>
 
 #include "engine/backup_sessions.h"
+#include "host_load.h"
 #include "stats.h"
 #include "testing/guest_io.h"
 #include "testing/temp_dir.h"
@@ -271,10 +272,9 @@ int main(int argc, char** argv) {
   }
   if (a.rounds < 1 || a.disk_mib < 1) return Usage();
   // The host's load, to judge the figures by: peers share its two cores.
-  auto load = [] { return Env::Default()->ReadFile("/proc/loadavg").value_or("?\n"); };
-  const std::string load_before = load();
+  const std::string load_before = HostLoad();
   auto m = Measure(a);
-  const std::string load_after = load();
+  const std::string load_after = HostLoad();
   if (!m.ok()) {
     std::fprintf(stderr, "nbd_backup_bench: %s\n", m.status().ToString().c_str());
     return 1;
@@ -284,8 +284,7 @@ int main(int argc, char** argv) {
     std::printf("%-36s | %8.3f %8.3f | %8.1f\n", what, Median(us) / 1e6, P95(us) / 1e6,
                 mib / (Median(us) / 1e6));
   };
-  std::printf("load average before: %sload average after:  %s", load_before.c_str(),
-              load_after.c_str());
+  std::printf("load before: %s\nload after:  %s\n", load_before.c_str(), load_after.c_str());
   std::printf("full read of a %d MiB disk (written full), %d rounds\n", a.disk_mib, a.rounds);
   std::printf("%-36s | %8s %8s | %8s\n", "", "median s", "p95 s", "MiB/s");
   row("nbdcopy URI FILE + sync", m->nbdcopy_sync_us);

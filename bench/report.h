@@ -27,19 +27,6 @@ inline void PrintRow(const char* who, int n, const Samples& s) {
               Ms(P95(s.max_pause_us)), Ms(Median(s.total_us)), Ms(P95(s.total_us)));
 }
 
-// How busy the machine is: /proc/loadavg and the "some" line of
-// /proc/pressure/cpu, on one line, for printing before and after a run.
-inline std::string MachineLoad() {
-  auto first_line = [](const char* path) {
-    std::ifstream in(path);
-    std::string line;
-    std::getline(in, line);
-    return line.empty() ? std::string("?") : line;
-  };
-  return "loadavg " + first_line("/proc/loadavg") + "; cpu pressure " +
-         first_line("/proc/pressure/cpu");
-}
-
 inline std::vector<int> ParseList(const std::string& s) {
   std::vector<int> out;
   std::stringstream ss(s);
