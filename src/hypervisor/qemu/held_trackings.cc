@@ -1,5 +1,6 @@
 #include "hypervisor/qemu/held_trackings.h"
 
+#include <algorithm>
 #include <map>
 
 #include "hypervisor/driver.h"
@@ -15,7 +16,7 @@ bool Held(const std::string& bitmap) { return bitmap.ends_with(kHeldSuffix); }
 }  // namespace
 
 Status HoldTrackings(QmpClient& c, const std::vector<std::string>& nodes, Deadline d) {
-  VMG_ASSIGN_OR_RETURN(auto graph, qmp::QueryFormatNodeGraph(c, d));
+  VMG_ASSIGN_OR_RETURN(auto graph, qmp::QueryFormatNodesShallow(c, d));
   std::vector<Json> actions;
   for (const auto& n : graph) {
     if (GeneratedName(n.node) || GeneratedName(n.file_node)) continue;
@@ -38,6 +39,15 @@ Status HoldTrackings(QmpClient& c, const std::vector<std::string>& nodes, Deadli
 }
 
 Status StoreHeldTrackings(QmpClient& c, Deadline d) {
+  // Shallow first: most calls find nothing held, and the full graph (for
+  // the backing nodes a reopen must name) costs as much as a chain is deep.
+  VMG_ASSIGN_OR_RETURN(auto shallow, qmp::QueryFormatNodesShallow(c, d));
+  if (std::none_of(shallow.begin(), shallow.end(), [](const qmp::FormatNode& n) {
+        return std::any_of(n.bitmaps.begin(), n.bitmaps.end(),
+                           [](const qmp::BitmapInfo& b) { return Held(b.name); });
+      })) {
+    return Status::Ok();
+  }
   VMG_ASSIGN_OR_RETURN(auto graph, qmp::QueryFormatNodeGraph(c, d));
   std::map<std::string, std::string> node_of;  // image file -> node
   for (const auto& n : graph) node_of[n.file] = n.node;

@@ -45,6 +45,26 @@ std::vector<BitmapInfo> Bitmaps(const Json& node) {
   return out;
 }
 
+// The qcow2 nodes of a query-named-block-nodes reply, with each node's
+// backing file when the reply nests images (not flat).
+std::vector<FormatNode> FormatNodes(const Json& r) {
+  std::map<std::string, std::string> protocol_nodes;  // file -> node-name
+  for (const auto& n : Elements(r)) {
+    if (Text(n, "drv") == "file") protocol_nodes[Text(n, "file")] = Text(n, "node-name");
+  }
+  std::vector<FormatNode> nodes;
+  for (const auto& n : Elements(r)) {
+    if (Text(n, "drv") != "qcow2") continue;
+    const std::string file = Text(n, "file");
+    auto protocol = protocol_nodes.find(file);
+    nodes.push_back({Text(n, "node-name"), file,
+                     Text(Field(Field(n, "image"), "backing-image"), "filename"), Flag(n, "ro"),
+                     Count(Field(n, "image"), "virtual-size"),
+                     protocol != protocol_nodes.end() ? protocol->second : "", Bitmaps(n)});
+  }
+  return nodes;
+}
+
 }  // namespace
 
 Command StopCommand() { return {"stop", Json::object()}; }
@@ -102,21 +122,12 @@ Result<std::vector<FormatNode>> QueryFormatNodeGraph(QmpClient& c, Deadline d) {
   // Not flat: each node's "image" then holds its backing image's, as the
   // graph links them.
   VMG_ASSIGN_OR_RETURN(Json r, c.Execute("query-named-block-nodes", {{"flat", false}}, d));
-  std::map<std::string, std::string> protocol_nodes;  // file -> node-name
-  for (const auto& n : Elements(r)) {
-    if (Text(n, "drv") == "file") protocol_nodes[Text(n, "file")] = Text(n, "node-name");
-  }
-  std::vector<FormatNode> nodes;
-  for (const auto& n : Elements(r)) {
-    if (Text(n, "drv") != "qcow2") continue;
-    const std::string file = Text(n, "file");
-    auto protocol = protocol_nodes.find(file);
-    nodes.push_back({Text(n, "node-name"), file,
-                     Text(Field(Field(n, "image"), "backing-image"), "filename"), Flag(n, "ro"),
-                     Count(Field(n, "image"), "virtual-size"),
-                     protocol != protocol_nodes.end() ? protocol->second : "", Bitmaps(n)});
-  }
-  return nodes;
+  return FormatNodes(r);
+}
+
+Result<std::vector<FormatNode>> QueryFormatNodesShallow(QmpClient& c, Deadline d) {
+  VMG_ASSIGN_OR_RETURN(Json r, c.Execute("query-named-block-nodes", {{"flat", true}}, d));
+  return FormatNodes(r);
 }
 
 Status BlockdevAddOverlay(QmpClient& c, const std::string& node, const std::string& file_node,

@@ -61,6 +61,11 @@ struct FormatNode {
 };
 // Every qcow2 node of the block graph.
 Result<std::vector<FormatNode>> QueryFormatNodeGraph(QmpClient& c, Deadline d);
+// The same without `backing` (left ""): QueryFormatNodeGraph's answer nests
+// each node's whole chain below it, so its size grows with the square of a
+// chain's depth (about a megabyte at 63 images); this one grows with the
+// number of nodes.
+Result<std::vector<FormatNode>> QueryFormatNodesShallow(QmpClient& c, Deadline d);
 
 // Opens the qcow2 file at `path` as node `node` (its protocol node is
 // `file_node`) with no backing: ready to be put on top of a disk by a
