@@ -13,6 +13,12 @@ bool GeneratedName(const std::string& node) { return node.starts_with('#'); }
 
 bool Held(const std::string& bitmap) { return bitmap.ends_with(kHeldSuffix); }
 
+// A held twin of one of vmgroup's trackings (another tool's bitmaps are
+// never held, so never stored either).
+bool HeldTracking(const qmp::BitmapInfo& b) {
+  return b.name.starts_with(kTrackingPrefix) && Held(b.name);
+}
+
 }  // namespace
 
 Status HoldTrackings(QmpClient& c, const std::vector<std::string>& nodes, Deadline d) {
@@ -43,8 +49,7 @@ Status StoreHeldTrackings(QmpClient& c, Deadline d) {
   // the backing nodes a reopen must name) costs as much as a chain is deep.
   VMG_ASSIGN_OR_RETURN(auto shallow, qmp::QueryFormatNodesShallow(c, d));
   if (std::none_of(shallow.begin(), shallow.end(), [](const qmp::FormatNode& n) {
-        return std::any_of(n.bitmaps.begin(), n.bitmaps.end(),
-                           [](const qmp::BitmapInfo& b) { return Held(b.name); });
+        return std::any_of(n.bitmaps.begin(), n.bitmaps.end(), HeldTracking);
       })) {
     return Status::Ok();
   }
@@ -56,7 +61,7 @@ Status StoreHeldTrackings(QmpClient& c, Deadline d) {
   for (const auto& n : graph) {
     bool any = false;
     for (const auto& b : n.bitmaps) {
-      if (!b.name.starts_with(kTrackingPrefix) || !Held(b.name)) continue;
+      if (!HeldTracking(b)) continue;
       const std::string tracking = b.name.substr(0, b.name.size() - kHeldSuffix.size());
       actions.push_back(qmp::BitmapAddAction(n.node, tracking, /*persistent=*/true, b.granularity));
       actions.push_back(qmp::BitmapMergeAction(n.node, tracking, b.name));
