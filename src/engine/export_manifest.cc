@@ -321,6 +321,8 @@ std::string ConfigToJson(const ExportedConfig& c) {
   json doc = {{"id", c.id},          {"name", c.name},      {"memory_mib", vm.memory_mib},
               {"vcpus", vm.vcpus},   {"kernel", vm.kernel}, {"initrd", vm.initrd},
               {"append", vm.append}, {"disks", c.disks}};
+  // Written only when set: an ordinary VM's configuration reads as before.
+  if (vm.hugepages) doc["hugepages"] = true;
   return Dump(doc);
 }
 
@@ -342,6 +344,13 @@ Result<ExportedConfig> ParseConfig(const std::string& text) {
         c.config.initrd = doc.at("initrd").get<std::string>();
         c.config.append = doc.at("append").get<std::string>();
         c.disks = Whole(doc, "disks");
+        if (auto huge = doc.find("hugepages"); huge != doc.end()) {
+          if (!huge->is_boolean()) {
+            return Status::InvalidArgument(
+                "the VM configuration's hugepages must be true or false");
+          }
+          c.config.hugepages = huge->get<bool>();
+        }
         return c;
       });
 }

@@ -132,11 +132,13 @@ const ExportedDisk* FindDisk(const ExportManifest& m, const std::string& vm_id, 
 // file of the export and its image directory absolute or empty.
 Result<ExportManifest> ParseManifest(const std::string& text);
 
-// A VM's configuration file, without extra arguments (version 2).
+// A VM's configuration file, without extra arguments (version 2); RAM on
+// huge pages as "hugepages": true, absent for ordinary RAM.
 std::string ConfigToJson(const ExportedConfig& c);
 // InvalidArgument for anything but a well-formed configuration: the
-// numbers whole numbers, and no QEMU arguments ("extra_args", which
-// version 1 wrote, must be absent or empty: an export is data).
+// numbers whole numbers, "hugepages" absent (ordinary RAM) or a boolean,
+// and no QEMU arguments ("extra_args", which version 1 wrote, must be
+// absent or empty: an export is data).
 Result<ExportedConfig> ParseConfig(const std::string& text);
 
 }  // namespace vmgroup::engine

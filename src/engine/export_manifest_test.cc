@@ -243,5 +243,25 @@ TEST(ExportManifestTest, ConfigRoundTripsWithoutQemuArguments) {
   EXPECT_EQ(ParseConfig(big)->config.memory_mib, int64_t{1} << 40) << "the bounds are Define's";
 }
 
+TEST(ExportManifestTest, RamOnHugePagesIsCarriedAndOrdinaryRamReadsAsBefore) {
+  ExportedConfig c{.id = kVm, .name = "db", .config = {.memory_mib = 512}, .disks = 1};
+  const std::string ordinary = ConfigToJson(c);
+  EXPECT_FALSE(Says(ordinary, "hugepages")) << ordinary;
+  EXPECT_FALSE(ParseConfig(ordinary)->config.hugepages);
+
+  c.config.hugepages = true;
+  const std::string huge = ConfigToJson(c);
+  auto back = ParseConfig(huge);
+  ASSERT_TRUE(back.ok()) << back.status().ToString();
+  EXPECT_TRUE(back->config.hugepages);
+  EXPECT_EQ(ConfigToJson(*back), huge);
+
+  std::string odd = ordinary;
+  odd.insert(1, R"("hugepages": "yes",)");
+  Status s = ParseConfig(odd).status();
+  EXPECT_EQ(s.code(), Code::kInvalidArgument);
+  EXPECT_TRUE(Says(s.message(), "hugepages")) << s.message();
+}
+
 }  // namespace
 }  // namespace vmgroup::engine

@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <set>
 
+#include "base/huge_pages.h"
 #include "base/ids.h"
 #include "base/validate.h"
 #include "engine/domain_sync.h"
@@ -201,6 +202,10 @@ Result<ExportRestorer::VmPlan> ExportRestorer::PlanVm(const std::string& dir,
     p.def.disks.emplace_back(CopyOf(p.prefix, d.index, 0));
   }
   VMG_RETURN_IF_ERROR(VmRegistry::CheckBounds(p.def).Annotate(config_path));
+  // As Define would refuse it, but before a byte is copied.
+  if (p.def.config.hugepages && vm.domain.empty()) {
+    VMG_RETURN_IF_ERROR(CheckHugePagesFree(env_, "VM " + p.def.name, p.def.config.memory_mib));
+  }
   if (!vm.domain.empty()) VMG_RETURN_IF_ERROR(PlanDomain(dir, vm, request, p));
   return p;
 }

@@ -13,6 +13,7 @@
 #include "engine/export_manifest.h"
 #include "guest_fixture.h"
 #include "storage/checksum.h"
+#include "testing/huge_pages_env.h"
 
 namespace vmgroup::integration {
 namespace {
@@ -288,6 +289,27 @@ TEST_F(ExportRestoreTest, AVersion1ExportOfAVmWithoutKernelStillRestores) {
   auto r = engine_->restorer().Restore({.directory = v1, .as_new = true});
   ASSERT_TRUE(r.ok()) << r.status().ToString();
   ExpectCatalogMatchesDisk(r->vm_ids.at(0));
+}
+
+TEST_F(ExportRestoreTest, AVmOnHugePagesComesBackOnHugePagesOrIsRefusedBeforeAnythingIsMade) {
+  auto env = std::make_unique<testing::HugePagesEnv>();
+  testing::HugePagesEnv* pages = env.get();
+  OpenEngine({}, std::move(env));
+  const std::string huge = Craft("huge", [&](const std::string& d, ExportManifest&) {
+    EditConfig(d, [](engine::ExportedConfig& c) { c.config.hugepages = true; });
+  });
+  // Too few free pages: refused as Define would, before a byte is copied.
+  pages->Set(/*pool=*/16, /*free=*/16);
+  ExpectRefused(huge, Code::kUnavailable, {"huge pages", "vm.nr_hugepages"});
+  // Enough: the VM is defined on huge pages, as it was exported.
+  pages->Set(/*pool=*/1024, /*free=*/1024);
+  auto r = engine_->restorer().Restore({.directory = huge, .as_new = true});
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_TRUE(Vm(r->vm_ids.at(0)).config.hugepages);
+  // An ordinary VM's export stays ordinary.
+  auto plain = engine_->restorer().Restore({.directory = pristine_, .as_new = true});
+  ASSERT_TRUE(plain.ok()) << plain.status().ToString();
+  EXPECT_FALSE(Vm(plain->vm_ids.at(0)).config.hugepages);
 }
 
 TEST_F(ExportRestoreTest, ARealGuestExportsItsKernelAndBootsFromTheRestoredCopies) {
