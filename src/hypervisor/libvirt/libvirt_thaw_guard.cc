@@ -8,7 +8,7 @@
 #include <filesystem>
 #include <sstream>
 
-#include "hypervisor/thaw_guard_process.h"
+#include "hypervisor/guard_process.h"
 
 extern char** environ;
 
@@ -65,7 +65,8 @@ Result<std::unique_ptr<ThawGuard>> StartLibvirtThawGuard(const std::string& uri,
     argv.push_back(nullptr);
   }
   // The guard gets its copy of `commands` with the fork.
-  return StartGuardProcess({}, within, RunThaws, &commands);
+  VMG_ASSIGN_OR_RETURN(auto guard, StartGuardProcess({}, within, RunThaws, &commands));
+  return std::unique_ptr<ThawGuard>(std::move(guard));
 }
 
 }  // namespace vmgroup::hypervisor::libvirt

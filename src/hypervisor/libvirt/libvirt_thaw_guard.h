@@ -1,5 +1,5 @@
 // The libvirt driver's ThawGuard: the shared guard process
-// (hypervisor/thaw_guard_process.h) that, when its time is up or its caller
+// (hypervisor/guard_process.h) that, when its time is up or its caller
 // died, thaws each domain through a libvirt connection of its own: it runs
 // `virsh -c URI domfsthaw UUID` per domain, each bounded by `timeout`. It
 // cannot share the caller's channel to the agent: libvirtd holds that one,
