@@ -57,18 +57,41 @@ LeasedPause::LeasedPause(Env* env, std::vector<LeasedMember> members, std::strin
       timings_(members_.size()) {}
 
 Result<std::unique_ptr<LeasedPause>> LeasedPause::Pause(Env* env, std::vector<LeasedMember> members,
-                                                        std::string tracking, Duration lease) {
+                                                        std::string tracking, Duration lease,
+                                                        const ArmResumeGuard& arm) {
   std::unique_ptr<LeasedPause> p(new LeasedPause(env, std::move(members), std::move(tracking)));
   {
     std::lock_guard l(p->mu_);
-    VMG_RETURN_IF_ERROR(p->PauseAll(lease));
+    VMG_RETURN_IF_ERROR(p->PauseAll(lease, arm));
   }
   // Only now: a failed Pause has resumed everyone itself, within the lease.
   p->watch_ = std::thread([raw = p.get()] { raw->Watch(); });
   return p;
 }
 
-Status LeasedPause::PauseAll(Duration lease) {
+Status LeasedPause::PauseAll(Duration lease, const ArmResumeGuard& arm) {
+  std::vector<std::shared_ptr<hypervisor::Vm>> ours;
+  for (const auto& m : members_) {
+    if (m.pause) ours.push_back(m.vm);
+  }
+  if (!ours.empty()) {
+    // Before the first pause: no moment when a member is paused and this
+    // process's death would leave it so.
+    auto guard = arm(ours, lease + kResumeGuardMargin);
+    if (guard.ok()) {
+      guard_ = std::move(guard).value();
+    } else if (guard.status().code() == Code::kNotSupported ||
+               guard.status().code() == Code::kUnavailable) {
+      unguarded_ = guard.status().message();
+      Log(LogLevel::kWarning,
+          "pausing under a lease without a resume guard (should this process die, "
+          "the members stay paused until it restarts): " +
+              unguarded_);
+    } else {
+      state_ = LeaseState::kUndone;
+      return guard.status().Annotate("arming the resume guard");
+    }
+  }
   // Counted from before the first pause: no member stays paused past it.
   lease_end_ = env_->Now() + lease;
   for (size_t i = 0; i < members_.size(); ++i) {
@@ -101,7 +124,13 @@ LeasedPause::~LeasedPause() {
     std::lock_guard l(mu_);
     if (Holds(state_)) state_ = LeaseState::kResumed;
     Status resumed = ResumeLocked();
-    if (!resumed.ok()) Log(LogLevel::kWarning, "ending a pause lease: " + resumed.message());
+    if (!resumed.ok()) {
+      Log(LogLevel::kWarning, "ending a pause lease: " + resumed.message() +
+                                  (guard_ ? "; the resume guard tries again" : ""));
+      // The last chance this object has: the guard's own connections.
+      if (guard_) guard_->ResumeNow();
+    }
+    guard_.reset();
     disarmed_.notify_all();
   }
   if (watch_.joinable()) watch_.join();
@@ -175,7 +204,7 @@ Result<LeaseReport> LeasedPause::Resume() {
   if (Holds(state_)) state_ = LeaseState::kResumed;
   disarmed_.notify_all();
   VMG_RETURN_IF_ERROR(ResumeLocked());
-  return LeaseReport{state_, cut_kept_, timings_};
+  return LeaseReport{state_, cut_kept_, timings_, unguarded_};
 }
 
 Status LeasedPause::Abort() {
@@ -198,7 +227,7 @@ Status LeasedPause::Abort() {
 
 LeaseReport LeasedPause::report() {
   std::lock_guard l(mu_);
-  return {state_, cut_kept_, timings_};
+  return {state_, cut_kept_, timings_, unguarded_};
 }
 
 Status LeasedPause::ResumeLocked() {
@@ -220,6 +249,10 @@ Status LeasedPause::ResumeLocked() {
     }
     paused_by_us_[i] = false;
     timings_[i].pause_us = Micros(env_->Now() - paused_at_[i]);
+  }
+  if (first.ok() && guard_) {
+    guard_->Disarm();
+    guard_.reset();
   }
   return first;
 }

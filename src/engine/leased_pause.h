@@ -24,8 +24,17 @@
 // neither paused nor resumed here, as in ExecuteCut.
 //
 // A member stays paused past the lease only as long as its resume takes.
-// The lease's thread is this process's: if this process dies while members
-// are paused, nothing here resumes them.
+// The lease's thread is this process's; for this process dying while
+// members are paused, a resume guard (hypervisor::ResumeGuard, a process of
+// its own) is armed over the members it pauses, before the first pause, for
+// the lease plus kResumeGuardMargin: the lease's thread acts first, and the
+// guard resumes them only if this process is gone or stalled past that
+// margin. It is disarmed once every member we paused runs again. A driver
+// that has no resume guard, or a QEMU without the guard's monitor (started
+// by an older vmgroupd), leaves the pause unguarded: it goes on, logs a
+// warning and says so in the report (LeaseReport::unguarded), because the
+// lease still holds while this process lives, and refusing would make such
+// a host unable to take part in any cut across hosts.
 //
 // Thread-safe: Cut, Resume, Abort and report may be called from any thread,
 // and run one at a time.
@@ -33,6 +42,7 @@
 
 #include <condition_variable>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -43,6 +53,18 @@
 #include "hypervisor/driver.h"
 
 namespace vmgroup::engine {
+
+// How long after the lease the resume guard acts: long enough for this
+// process, alive, to finish a cut's switch or revert that the lease's end
+// waits for and resume the members itself; short enough that a VM whose
+// vmgroupd died runs again within seconds.
+inline constexpr Duration kResumeGuardMargin = std::chrono::seconds(2);
+
+// Arms a resume guard over `vms` that acts after `within` (or when this
+// process dies): hypervisor::Driver::GuardResume, through whichever driver
+// each VM lives on.
+using ArmResumeGuard = std::function<Result<std::unique_ptr<hypervisor::ResumeGuard>>(
+    const std::vector<std::shared_ptr<hypervisor::Vm>>& vms, Duration within)>;
 
 struct LeasedMember {
   std::string name;  // for messages and fault points
@@ -74,21 +96,30 @@ struct LeaseReport {
   // they may.
   bool cut_kept = false;
   std::vector<LeasedTiming> members;  // by member index
+  // Empty when a resume guard was armed over the members we paused (or we
+  // paused none); else why none could be: should this process die while
+  // they are paused, they stay paused until it restarts.
+  std::string unguarded;
 };
 
 class LeasedPause {
  public:
-  // Pauses every member with `pause` (in parallel) and arms a lease of
-  // `lease` on `env`'s clock, counted from before the first pause is sent.
-  // OK once every member is paused. Timeout when the pauses did not all
-  // answer within the lease; otherwise the first member's error. On error,
-  // every member a pause was sent to is resumed again: nothing changed.
-  // `tracking` is what the cut starts (ExecuteCut's).
+  // Arms a resume guard with `arm` over every member with `pause` (see
+  // above; NotSupported or Unavailable: unguarded, any other error is
+  // returned before anything is paused), then pauses them (in parallel) and
+  // arms a lease of `lease` on `env`'s clock, counted from before the first
+  // pause is sent. OK once every member is paused. Timeout when the pauses
+  // did not all answer within the lease; otherwise the first member's
+  // error. On error, every member a pause was sent to is resumed again and
+  // the guard disarmed: nothing changed. `tracking` is what the cut starts
+  // (ExecuteCut's).
   // REQUIRES: `env` outlives the result; a member's overlays are open.
   static Result<std::unique_ptr<LeasedPause>> Pause(Env* env, std::vector<LeasedMember> members,
-                                                    std::string tracking, Duration lease);
+                                                    std::string tracking, Duration lease,
+                                                    const ArmResumeGuard& arm);
 
-  // Resumes every member still paused by us (the cut, if made, is kept).
+  // Resumes every member still paused by us (the cut, if made, is kept);
+  // if one does not resume, has the guard resume them at once.
   ~LeasedPause();
 
   LeasedPause(const LeasedPause&) = delete;
@@ -131,15 +162,17 @@ class LeasedPause {
   // The lease's own thread: waits on the Env's clock until the lease ends or
   // stops holding, and resumes the members if it ends first.
   void Watch();
-  // Pauses the members (Pause's work). REQUIRES: mu_ held.
-  Status PauseAll(Duration lease);
+  // Arms the resume guard (or records why none), then pauses the members
+  // (Pause's work). REQUIRES: mu_ held.
+  Status PauseAll(Duration lease, const ArmResumeGuard& arm);
   // If the lease holds but its time is up: resumes the members (state
   // kRanOut). Every entry point calls it first, so that nothing acts on a
   // lease the watching thread has not yet seen run out. REQUIRES: mu_ held.
   Status RunOutIfDueLocked();
   // Resumes every member we paused that is still paused, the requests back
   // to back; the first failure, by member (still counted as paused, so that
-  // the next call tries it again). REQUIRES: mu_ held.
+  // the next call tries it again, and the guard stays armed). Once all run,
+  // disarms the guard. REQUIRES: mu_ held.
   Status ResumeLocked();
   // Reverts the switch on every member (in parallel); the first failure, by
   // member. REQUIRES: mu_ held.
@@ -152,13 +185,15 @@ class LeasedPause {
   Deadline lease_end_;  // set once by Pause, before Watch starts
 
   std::mutex mu_;
-  std::condition_variable disarmed_;          // notified when the lease stops holding
-  LeaseState state_ = LeaseState::kPaused;    // guarded by mu_
-  bool cut_kept_ = false;                     // guarded by mu_
-  std::vector<bool> paused_by_us_;            // guarded by mu_: and not resumed since
-  std::vector<Clock::time_point> paused_at_;  // guarded by mu_: pause sent (Env clock)
-  std::vector<LeasedTiming> timings_;         // guarded by mu_
-  std::thread watch_;                         // runs Watch; joined by the destructor
+  std::condition_variable disarmed_;                // notified when the lease stops holding
+  LeaseState state_ = LeaseState::kPaused;          // guarded by mu_
+  bool cut_kept_ = false;                           // guarded by mu_
+  std::vector<bool> paused_by_us_;                  // guarded by mu_: and not resumed since
+  std::vector<Clock::time_point> paused_at_;        // guarded by mu_: pause sent (Env clock)
+  std::vector<LeasedTiming> timings_;               // guarded by mu_
+  std::unique_ptr<hypervisor::ResumeGuard> guard_;  // guarded by mu_: armed while any is paused
+  std::string unguarded_;                           // guarded by mu_: LeaseReport::unguarded
+  std::thread watch_;                               // runs Watch; joined by the destructor
 };
 
 }  // namespace vmgroup::engine

@@ -51,10 +51,53 @@ void ExpectAsBefore(Members& m, const Calls& calls) {
   }
 }
 
+// A resume guard that writes what it is told into `told`, with the state
+// of its VMs at that moment ("disarm running running").
+class RecordingGuard : public hypervisor::ResumeGuard {
+ public:
+  RecordingGuard(std::vector<std::shared_ptr<hypervisor::Vm>> vms, std::vector<std::string>* told)
+      : vms_(std::move(vms)), told_(told) {}
+  void Disarm() override { told_->push_back("disarm" + States()); }
+  void ResumeNow() override { told_->push_back("resume now" + States()); }
+
+ private:
+  std::string States() {
+    std::string out;
+    for (const auto& vm : vms_) {
+      auto s = vm->State(Clock::now());
+      out += s.ok() && *s == RunState::kRunning ? " running" : " paused";
+    }
+    return out;
+  }
+  std::vector<std::shared_ptr<hypervisor::Vm>> vms_;
+  std::vector<std::string>* told_;
+};
+
 class LeasedPauseTest : public ::testing::Test {
  protected:
+  // Arms a RecordingGuard over `guard_told_`, recording the VMs it is armed
+  // over, their states and `within` ("arm paused running 2300 ms"), or
+  // fails with `arm_error_`.
+  ArmResumeGuard Arm() {
+    return [this](const std::vector<std::shared_ptr<hypervisor::Vm>>& vms,
+                  Duration within) -> Result<std::unique_ptr<hypervisor::ResumeGuard>> {
+      if (!arm_error_.ok()) return arm_error_;
+      std::string armed = "arm";
+      for (const auto& vm : vms) {
+        armed += vm->State(Clock::now()).value_or(RunState::kOther) == RunState::kRunning
+                     ? " running"
+                     : " paused";
+      }
+      guard_told_.push_back(
+          armed + " " +
+          std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(within).count()) +
+          " ms");
+      return std::unique_ptr<hypervisor::ResumeGuard>(new RecordingGuard(vms, &guard_told_));
+    };
+  }
+
   std::unique_ptr<LeasedPause> Pause(Members& m, Duration lease = kLease) {
-    auto p = LeasedPause::Pause(&env_, m.list, "bm", lease);
+    auto p = LeasedPause::Pause(&env_, m.list, "bm", lease, Arm());
     EXPECT_TRUE(p.ok()) << p.status().ToString();
     return p.ok() ? std::move(p).value() : nullptr;
   }
@@ -68,6 +111,8 @@ class LeasedPauseTest : public ::testing::Test {
   }
 
   testing::FakeClockEnv env_;
+  std::vector<std::string> guard_told_;
+  Status arm_error_;
 };
 
 TEST_F(LeasedPauseTest, WhenTheLeaseRunsOutTheHostResumesTheMembersByItself) {
@@ -168,7 +213,7 @@ TEST_F(LeasedPauseTest, AFailingMemberHasEveryMemberRevertedThenResumed) {
 TEST_F(LeasedPauseTest, AFailedPauseResumesTheMembersItPaused) {
   Members m({RunState::kRunning, RunState::kRunning});
   m.vms[1]->FailOn("pause", Status::Unavailable("QMP connection closed"));
-  auto lease = LeasedPause::Pause(&env_, m.list, "bm", kLease);
+  auto lease = LeasedPause::Pause(&env_, m.list, "bm", kLease, Arm());
   ASSERT_FALSE(lease.ok());
   EXPECT_EQ(lease.status().code(), Code::kUnavailable);
   EXPECT_NE(lease.status().message().find("member vm1"), std::string::npos);
@@ -238,6 +283,102 @@ TEST_F(LeasedPauseTest, AbortWhileTheLeaseHoldsRevertsBeforeResuming) {
   ASSERT_TRUE(lease->Cut().ok());
   ASSERT_TRUE(lease->Abort().ok());
   ExpectAsBefore(m, Calls{"pause", "switch", "revert", "resume"});
+}
+
+// The resume guard: armed over the members we pause, before the first
+// pause, for the lease plus its margin; disarmed once they run again.
+TEST_F(LeasedPauseTest, AResumeGuardCoversTheMembersWePauseUntilResumeHasThemRunning) {
+  Members m({RunState::kRunning, RunState::kPaused, RunState::kRunning});
+  auto lease = Pause(m);
+  ASSERT_TRUE(lease);
+  const std::string armed =
+      "arm running running " + std::to_string((kLease + kResumeGuardMargin) / 1ms) + " ms";
+  EXPECT_EQ(guard_told_, (Calls{armed})) << "not the member the operator paused; none paused yet";
+  EXPECT_TRUE(lease->report().unguarded.empty());
+  ASSERT_TRUE(lease->Cut().ok());
+  EXPECT_EQ(guard_told_, (Calls{armed})) << "armed while paused";
+  auto report = lease->Resume();
+  ASSERT_TRUE(report.ok()) << report.status().ToString();
+  EXPECT_EQ(guard_told_, (Calls{armed, "disarm running running"}));
+  lease.reset();
+  EXPECT_EQ(guard_told_.size(), 2u) << "disarmed once";
+}
+
+TEST_F(LeasedPauseTest, TheResumeGuardIsDisarmedOnceTheLeaseResumesTheMembers) {
+  Members m({RunState::kRunning, RunState::kRunning});
+  auto lease = Pause(m);
+  ASSERT_TRUE(lease);
+  env_.Advance(kLease);
+  // The lease's thread resumes and disarms under the lock report() takes.
+  ASSERT_TRUE(Eventually([&] { return lease->report().state == LeaseState::kRanOut; }));
+  ASSERT_EQ(guard_told_.size(), 2u);
+  EXPECT_EQ(guard_told_.back(), "disarm running running");
+}
+
+TEST_F(LeasedPauseTest, TheResumeGuardIsDisarmedByAbortAndByTheDestructorOnceTheMembersRun) {
+  Members m({RunState::kRunning, RunState::kRunning});
+  auto lease = Pause(m, 1h);
+  ASSERT_TRUE(lease);
+  ASSERT_TRUE(lease->Cut().ok());
+  ASSERT_TRUE(lease->Abort().ok());
+  EXPECT_EQ(guard_told_.back(), "disarm running running");
+
+  guard_told_.clear();
+  lease = Pause(m, 1h);
+  ASSERT_TRUE(lease);
+  lease.reset();
+  EXPECT_EQ(guard_told_.back(), "disarm running running");
+  EXPECT_EQ(guard_told_.size(), 2u);
+}
+
+TEST_F(LeasedPauseTest, AMemberThatDoesNotResumeKeepsTheGuardArmedAndTheDestructorFiresIt) {
+  Members m({RunState::kRunning, RunState::kRunning});
+  auto lease = Pause(m, 1h);
+  ASSERT_TRUE(lease);
+  m.vms[1]->FailOn("resume", Status::Timeout("QMP: no answer to cont"));
+  EXPECT_EQ(lease->Resume().status().code(), Code::kTimeout);
+  EXPECT_EQ(guard_told_.size(), 1u) << "still armed: a member is paused";
+  m.vms[1]->FailOn("resume", Status::Timeout("QMP: no answer to cont"));  // the retry too
+  lease.reset();
+  EXPECT_EQ(guard_told_.back(), "resume now running paused");
+}
+
+TEST_F(LeasedPauseTest, AFailedPauseDisarmsTheGuardOnceTheMembersRunAgain) {
+  Members m({RunState::kRunning, RunState::kRunning});
+  m.vms[1]->FailOn("pause", Status::Unavailable("QMP connection closed"));
+  ASSERT_FALSE(LeasedPause::Pause(&env_, m.list, "bm", kLease, Arm()).ok());
+  ASSERT_EQ(guard_told_.size(), 2u);
+  EXPECT_EQ(guard_told_.back(), "disarm running running");
+}
+
+// No resume guard to be had (a driver without one, a QEMU without its
+// monitor): the pause goes on under the lease alone, and says so.
+TEST_F(LeasedPauseTest, WithoutAResumeGuardThePauseGoesOnAndTheReportSaysWhy) {
+  for (Status none : {Status::NotSupported("this hypervisor driver has no resume guard"),
+                      Status::Unavailable("QEMU 42 of VM a has no resume guard monitor")}) {
+    Members m({RunState::kRunning, RunState::kRunning});
+    arm_error_ = none;
+    auto lease = Pause(m);
+    ASSERT_TRUE(lease);
+    for (auto& vm : m.vms) EXPECT_EQ(vm->state(), RunState::kPaused);
+    EXPECT_EQ(lease->report().unguarded, none.message());
+    auto report = lease->Resume();
+    ASSERT_TRUE(report.ok()) << report.status().ToString();
+    EXPECT_EQ(report->unguarded, none.message());
+    ExpectAsBefore(m, Calls{"pause", "resume"});
+  }
+}
+
+// Any other failure to arm it (no process could start) is the pause's:
+// nothing is paused.
+TEST_F(LeasedPauseTest, AGuardThatFailsToStartFailsThePauseBeforeAnyMemberIsPaused) {
+  Members m({RunState::kRunning, RunState::kRunning});
+  arm_error_ = Status::IoError("guard process: fork: Cannot allocate memory");
+  auto lease = LeasedPause::Pause(&env_, m.list, "bm", kLease, Arm());
+  ASSERT_FALSE(lease.ok());
+  EXPECT_EQ(lease.status().code(), Code::kIoError);
+  EXPECT_NE(lease.status().message().find("resume guard"), std::string::npos);
+  ExpectAsBefore(m, Calls{});
 }
 
 }  // namespace

@@ -3,7 +3,7 @@
 // turns a catalog record into a hypervisor VmSpec.
 //
 // State directory layout (documented in docs/state-dir.md):
-//   <state>/vms/<vm-id>/            run directory: qmp.sock, qemu.log, serial.log
+//   <state>/vms/<vm-id>/            run directory: qmp.sock, guard.sock, qemu.log, serial.log
 //   <state>/vms/<vm-id>/disk<i>-<tag>.qcow2   overlays made by snapshots
 //
 // Thread-safe.

@@ -351,6 +351,19 @@ class ThawGuard {
   virtual void ThawNow() = 0;
 };
 
+// Resumes paused VMs unless told otherwise in time: whoever pauses VMs on
+// another's word (engine::LeasedPause) arms one first, so that a VM never
+// stays paused because this process died before it resumed them. It lives
+// in a process of its own; Disarm (or destroying it) ends it without a
+// resume. ResumeNow has it resume every VM at once, an attempt independent
+// of the caller's, and returns when it is done. Either ends the guard.
+class ResumeGuard {
+ public:
+  virtual ~ResumeGuard() = default;
+  virtual void Disarm() = 0;
+  virtual void ResumeNow() = 0;
+};
+
 class Driver {
  public:
   virtual ~Driver() = default;
@@ -378,6 +391,20 @@ class Driver {
   // is not open; `vms` are this driver's.
   virtual Result<std::unique_ptr<ThawGuard>> GuardThaw(const std::vector<std::shared_ptr<Vm>>& vms,
                                                        Duration within) = 0;
+
+  // Arms a guard that resumes every VM in `vms` once `within` has passed,
+  // or at once if this process dies. The guard holds connections of its
+  // own, made here, so that its resume gets through whatever state this
+  // process's own connections are in. NotSupported by a driver that has no
+  // such guard; Unavailable when a VM cannot have one (says why). The
+  // caller then pauses unguarded: should it die, its VMs stay paused until
+  // it restarts. InvalidArgument for a VM that is not this driver's.
+  virtual Result<std::unique_ptr<ResumeGuard>> GuardResume(
+      const std::vector<std::shared_ptr<Vm>>& vms, Duration within) {
+    (void)vms;
+    (void)within;
+    return Status::NotSupported("this hypervisor driver has no resume guard");
+  }
 
   // Starts a VM (running). Unavailable when the hypervisor will not start;
   // the message carries what it printed. `admit` (may be empty) is called

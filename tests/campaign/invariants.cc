@@ -169,8 +169,8 @@ Violations Invariants::Files(catalog::Catalog& catalog) {
   for (const auto& vm : *vms) {
     const std::string dir = state_dir_ + "/vms/" + vm.id;
     known.insert(dir);
-    for (const char* f :
-         {"/qmp.sock", "/agent.sock", "/qemu.log", "/serial.log", "/kernel", "/initrd"}) {
+    for (const char* f : {"/qmp.sock", "/guard.sock", "/agent.sock", "/qemu.log", "/serial.log",
+                          "/kernel", "/initrd"}) {
       known.insert(dir + f);
     }
     if (!vm.config.kernel.empty()) required.insert(vm.config.kernel);

@@ -28,7 +28,11 @@
 //   crash_helper guard AGENT_SOCKET
 //       freezes the guest through that agent, arms a one-minute thaw guard
 //       over its channel, then ends itself with SIGKILL, as a daemon that
-//       dies with guests frozen.
+//       dies with guests frozen;
+//   crash_helper resume-guard MONITOR...
+//       arms a one-minute resume guard over the QEMUs whose guard monitors
+//       listen at MONITOR..., then ends itself with SIGKILL, as a daemon
+//       that dies with its VMs paused.
 // Before any command, `--libvirt URI` opens the engine with that libvirt
 // connection too (as vmgroupd --libvirt URI does), so that the command
 // reaches its domains.
@@ -43,6 +47,7 @@
 #include "engine/engine.h"
 #include "hypervisor/libvirt/libvirt_driver.h"
 #include "hypervisor/qemu/guest_agent.h"
+#include "hypervisor/qemu/resume_guard.h"
 #include "hypervisor/qemu/thaw_guard.h"
 #include "services/jobs.h"
 #include "testing/tiny_vms.h"
@@ -89,6 +94,13 @@ int main(int argc, char** argv) {
     if (!agent.ok()) return Fail(agent.status());
     if (auto frozen = (*agent)->Freeze(deadline); !frozen.ok()) return Fail(frozen.status());
     auto guard = hypervisor::qemu::StartThawGuard({(*agent)->fd()}, std::chrono::minutes(1));
+    if (!guard.ok()) return Fail(guard.status());
+    ::raise(SIGKILL);
+  }
+  if (argc >= 3 && std::string(argv[1]) == "resume-guard") {
+    const std::vector<std::string> monitors(argv + 2, argv + argc);
+    auto guard = hypervisor::qemu::StartResumeGuard(
+        Env::Default(), monitors, std::chrono::minutes(1), Clock::now() + std::chrono::seconds(30));
     if (!guard.ok()) return Fail(guard.status());
     ::raise(SIGKILL);
   }

@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "group_fixture.h"
+#include "hypervisor/qemu/qemu_driver.h"
 
 namespace vmgroup::integration {
 namespace {
@@ -38,6 +39,16 @@ class LeasedPauseQemuTest : public GroupFixture {
       ASSERT_TRUE(opened.ok()) << opened.ToString();
       members_.push_back({vm.name, live, true, overlays});
     }
+    auto driver = hypervisor::qemu::QemuDriver::Create(Env::Default(), testing::TestQemu());
+    ASSERT_TRUE(driver.ok()) << driver.status().ToString();
+    driver_ = std::move(driver).value();
+  }
+
+  // The QEMU driver's resume guard, as vmgroupd arms it.
+  engine::ArmResumeGuard Arm() {
+    return [this](const std::vector<std::shared_ptr<hypervisor::Vm>>& vms, Duration within) {
+      return driver_->GuardResume(vms, within);
+    };
   }
 
   std::vector<std::string> Active(size_t i) {
@@ -57,11 +68,12 @@ class LeasedPauseQemuTest : public GroupFixture {
 
   testing::TinyGroup g_;
   std::vector<engine::LeasedMember> members_;
+  std::unique_ptr<hypervisor::qemu::QemuDriver> driver_;
 };
 
 TEST_F(LeasedPauseQemuTest, WithoutACutTheMembersRunAgainWhenTheLeaseEndsAndALateCutIsRefused) {
   const std::vector<std::string> before[] = {Active(0), Active(1)};
-  auto lease = engine::LeasedPause::Pause(Env::Default(), members_, "", 300ms);
+  auto lease = engine::LeasedPause::Pause(Env::Default(), members_, "", 300ms, Arm());
   ASSERT_TRUE(lease.ok()) << lease.status().ToString();
   // Nobody calls: the host resumes them by itself, well within this margin.
   const auto until = Clock::now() + 300ms + 10s;
@@ -81,7 +93,7 @@ TEST_F(LeasedPauseQemuTest, WithoutACutTheMembersRunAgainWhenTheLeaseEndsAndALat
 }
 
 TEST_F(LeasedPauseQemuTest, PauseCutResumeMakesTheOverlaysTheActiveImages) {
-  auto lease = engine::LeasedPause::Pause(Env::Default(), members_, "", 60s);
+  auto lease = engine::LeasedPause::Pause(Env::Default(), members_, "", 60s, Arm());
   ASSERT_TRUE(lease.ok()) << lease.status().ToString();
   Status cut = (*lease)->Cut();
   ASSERT_TRUE(cut.ok()) << cut.ToString();
@@ -93,6 +105,10 @@ TEST_F(LeasedPauseQemuTest, PauseCutResumeMakesTheOverlaysTheActiveImages) {
   ASSERT_TRUE(report.ok()) << report.status().ToString();
   EXPECT_EQ(report->state, engine::LeaseState::kResumed);
   EXPECT_TRUE(report->cut_kept);
+  EXPECT_EQ(report->unguarded, "") << "every QEMU of ours has its guard monitor";
+  // Disarmed: its connections are gone, and the next guard gets the monitors.
+  std::vector<std::shared_ptr<hypervisor::Vm>> vms = {members_[0].vm, members_[1].vm};
+  EXPECT_TRUE(driver_->GuardResume(vms, 1min).ok());
   for (size_t i = 0; i < 2; ++i) {
     EXPECT_EQ(State(i), RunState::kRunning);
     EXPECT_EQ(Active(i), OverlayPaths(i));

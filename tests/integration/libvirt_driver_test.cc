@@ -331,6 +331,50 @@ TEST_F(LibvirtDriverTest, AGuardThawsFrozenGuestsThroughItsOwnConnection) {
   EXPECT_EQ(vm->FilesystemsFrozen(Soon()).status().code(), Code::kNotSupported);
 }
 
+TEST_F(LibvirtDriverTest, AResumeGuardResumesPausedDomainsThroughItsOwnConnection) {
+  std::vector<std::shared_ptr<hypervisor::Vm>> vms;
+  for (const char* name : {"rsm0", "rsm1"}) {
+    const std::string uuid = Define(name);
+    ASSERT_FALSE(uuid.empty());
+    auto vm = driver_->Attach({.uuid = uuid}, 0);
+    ASSERT_TRUE(vm.ok()) << vm.status().ToString();
+    vms.push_back(std::move(vm).value());
+  }
+  auto both = [&](RunState want) {
+    for (auto& vm : vms) {
+      auto s = vm->State(Soon());
+      if (!s.ok() || *s != want) return false;
+    }
+    return true;
+  };
+  auto pause_both = [&] {
+    for (auto& vm : vms) ASSERT_TRUE(vm->Pause(Soon()).ok());
+  };
+
+  // Never disarmed: its time is up, it resumes both.
+  pause_both();
+  auto guard = driver_->GuardResume(vms, std::chrono::seconds(1));
+  ASSERT_TRUE(guard.ok()) << guard.status().ToString();
+  const auto until = Clock::now() + std::chrono::seconds(60);
+  while (!both(RunState::kRunning) && Clock::now() < until) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_TRUE(both(RunState::kRunning)) << "the guard resumed them";
+  guard->reset();
+
+  // Disarmed, it resumes nothing; ResumeNow resumes both before it returns.
+  pause_both();
+  guard = driver_->GuardResume(vms, std::chrono::seconds(1));
+  ASSERT_TRUE(guard.ok());
+  (*guard)->Disarm();
+  std::this_thread::sleep_for(std::chrono::seconds(2));  // past its time
+  EXPECT_TRUE(both(RunState::kPaused)) << "a disarmed guard resumes nothing";
+  guard = driver_->GuardResume(vms, std::chrono::minutes(1));
+  ASSERT_TRUE(guard.ok());
+  (*guard)->ResumeNow();
+  EXPECT_TRUE(both(RunState::kRunning));
+}
+
 TEST_F(LibvirtDriverTest, ListAndWatchFollowDomainsDefinedAndUndefinedThroughVirsh) {
   std::mutex mu;
   std::condition_variable cv;

@@ -7,24 +7,33 @@ namespace {
 
 bool IsFake(int pid) { return pid >= kFirstPid; }
 
-// Thaws the guards' VMs when told to; a test that needs the timer has QEMU.
-class FakeGuard final : public ThawGuard {
+// Thaws (or resumes) the guard's VMs when told to; a test that needs the
+// timer has QEMU.
+class FakeGuard final : public ThawGuard, public ResumeGuard {
  public:
-  FakeGuard(std::vector<std::shared_ptr<Vm>> vms, std::function<void()> thawing)
-      : vms_(std::move(vms)), thawing_(std::move(thawing)) {}
+  // `act` does it to one VM; `acting` records it first.
+  FakeGuard(std::vector<std::shared_ptr<Vm>> vms, std::function<void()> acting,
+            std::function<void(Vm&)> act)
+      : vms_(std::move(vms)), acting_(std::move(acting)), act_(std::move(act)) {}
   void Disarm() override { vms_.clear(); }
-  void ThawNow() override {
+  void ThawNow() override { ActNow(); }
+  void ResumeNow() override { ActNow(); }
+
+ private:
+  void ActNow() {
     if (vms_.empty()) return;
-    thawing_();
-    // A FakeVm never waits for its deadline, so whose clock it is on does not matter.
-    for (const auto& vm : vms_) (void)vm->ThawFilesystems(Clock::now() + std::chrono::seconds(5));
+    acting_();
+    for (const auto& vm : vms_) act_(*vm);
     vms_.clear();
   }
 
- private:
   std::vector<std::shared_ptr<Vm>> vms_;
-  std::function<void()> thawing_;
+  std::function<void()> acting_;
+  std::function<void(Vm&)> act_;
 };
+
+// A FakeVm never waits for its deadline, so whose clock it is on does not matter.
+Deadline Soon() { return Clock::now() + std::chrono::seconds(5); }
 
 }  // namespace
 
@@ -99,7 +108,15 @@ FakeDriver::Process* FakeDriver::LiveLocked(int pid) {
 Result<std::unique_ptr<ThawGuard>> FakeDriver::GuardThaw(
     const std::vector<std::shared_ptr<Vm>>& vms, Duration) {
   Record("guard " + std::to_string(vms.size()) + " VMs");
-  return std::unique_ptr<ThawGuard>(new FakeGuard(vms, [this] { Record("thaw now"); }));
+  return std::unique_ptr<ThawGuard>(new FakeGuard(
+      vms, [this] { Record("thaw now"); }, [](Vm& vm) { (void)vm.ThawFilesystems(Soon()); }));
+}
+
+Result<std::unique_ptr<ResumeGuard>> FakeDriver::GuardResume(
+    const std::vector<std::shared_ptr<Vm>>& vms, Duration) {
+  Record("guard resume " + std::to_string(vms.size()) + " VMs");
+  return std::unique_ptr<ResumeGuard>(new FakeGuard(
+      vms, [this] { Record("resume now"); }, [](Vm& vm) { (void)vm.Resume(Soon()); }));
 }
 
 Result<std::unique_ptr<Vm>> FakeDriver::Start(const VmSpec& spec,

@@ -58,12 +58,17 @@ class FakeDriver final : public Driver {
   // The VM named `name` whose fake process is alive, or null.
   std::shared_ptr<FakeVm> Running(const std::string& name);
   // What was asked of the driver, in order: "start <name>", "start <name>
-  // from <memory state>", "attach <name>", "guard <n> VMs", "thaw now".
+  // from <memory state>", "attach <name>", "guard <n> VMs", "thaw now",
+  // "guard resume <n> VMs", "resume now".
   std::vector<std::string> calls();
 
   // The fake guard thaws every VM it guards on ThawNow, and nothing by time.
   Result<std::unique_ptr<ThawGuard>> GuardThaw(const std::vector<std::shared_ptr<Vm>>& vms,
                                                Duration within) override;
+  // The fake resume guard resumes every VM it guards on ResumeNow, and
+  // nothing by time.
+  Result<std::unique_ptr<ResumeGuard>> GuardResume(const std::vector<std::shared_ptr<Vm>>& vms,
+                                                   Duration within) override;
   // Unavailable when a disk or the memory state to load is missing (a QEMU
   // would not start); the VM is paused when `spec.paused` or it loads a state.
   Result<std::unique_ptr<Vm>> Start(const VmSpec& spec,

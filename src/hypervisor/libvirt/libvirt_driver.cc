@@ -6,7 +6,7 @@
 #include "hypervisor/libvirt/domain_xml.h"
 #include "hypervisor/libvirt/frozen_serving.h"
 #include "hypervisor/libvirt/libvirt_connection.h"
-#include "hypervisor/libvirt/libvirt_thaw_guard.h"
+#include "hypervisor/libvirt/libvirt_guard.h"
 #include "hypervisor/libvirt/libvirt_vm.h"
 #include "storage/qemu_img.h"
 
@@ -152,15 +152,34 @@ Status LibvirtDriver::StopServing(const VmSpec& spec, const std::string& socket)
   return StopServingFrozen(state_->env, socket);
 }
 
-Result<std::unique_ptr<ThawGuard>> LibvirtDriver::GuardThaw(
-    const std::vector<std::shared_ptr<Vm>>& vms, Duration within) {
+namespace {
+
+// The UUIDs of `vms`; InvalidArgument for a VM that is not a domain.
+Result<std::vector<std::string>> DomainUuids(const std::vector<std::shared_ptr<Vm>>& vms) {
   std::vector<std::string> uuids;
   for (const auto& vm : vms) {
     const auto* domain = dynamic_cast<const LibvirtVm*>(vm.get());
     if (!domain) return Status::InvalidArgument("a VM to guard is not a libvirt domain");
     uuids.push_back(domain->uuid());
   }
-  return StartLibvirtThawGuard(state_->uri, uuids, within);
+  return uuids;
+}
+
+}  // namespace
+
+Result<std::unique_ptr<ThawGuard>> LibvirtDriver::GuardThaw(
+    const std::vector<std::shared_ptr<Vm>>& vms, Duration within) {
+  VMG_ASSIGN_OR_RETURN(auto uuids, DomainUuids(vms));
+  VMG_ASSIGN_OR_RETURN(auto guard, StartLibvirtGuard(state_->uri, uuids, VirshAct::kThaw, within));
+  return std::unique_ptr<ThawGuard>(std::move(guard));
+}
+
+Result<std::unique_ptr<ResumeGuard>> LibvirtDriver::GuardResume(
+    const std::vector<std::shared_ptr<Vm>>& vms, Duration within) {
+  VMG_ASSIGN_OR_RETURN(auto uuids, DomainUuids(vms));
+  VMG_ASSIGN_OR_RETURN(auto guard,
+                       StartLibvirtGuard(state_->uri, uuids, VirshAct::kResume, within));
+  return std::unique_ptr<ResumeGuard>(std::move(guard));
 }
 
 }  // namespace vmgroup::hypervisor::libvirt

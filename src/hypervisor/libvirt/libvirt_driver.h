@@ -66,8 +66,11 @@ class LibvirtDriver final : public Driver {
   Result<std::vector<ServedExport>> ServeImages(const VmSpec& spec, const NbdListen& at,
                                                 const std::vector<ServedImage>& images) override;
   Status StopServing(const VmSpec& spec, const std::string& socket) override;
+  // Both run virsh per domain from the forked guard (libvirt_guard.h).
   Result<std::unique_ptr<ThawGuard>> GuardThaw(const std::vector<std::shared_ptr<Vm>>& vms,
                                                Duration within) override;
+  Result<std::unique_ptr<ResumeGuard>> GuardResume(const std::vector<std::shared_ptr<Vm>>& vms,
+                                                   Duration within) override;
 
   // --- Export and restore (issue 15) ---
   // ExportDefinition: virDomainGetXMLDesc(INACTIVE), without secrets, and

@@ -14,6 +14,7 @@
 #include "hypervisor/qemu/listen_socket.h"
 #include "hypervisor/qemu/qemu_vm.h"
 #include "hypervisor/qemu/qmp_commands.h"
+#include "hypervisor/qemu/resume_guard.h"
 #include "hypervisor/qemu/storage_daemon.h"
 #include "hypervisor/qemu/thaw_guard.h"
 #include "storage/qemu_img.h"
@@ -39,11 +40,16 @@ std::string Tail(Env* env, const std::string& path, size_t max_bytes) {
 }
 
 // The descriptors QEMU is started with (SpawnOptions::fds): its monitor's
-// and its agent channel's listening sockets, and its serial log, which it
-// opens as descriptor set 0.
+// and its agent channel's listening sockets, its serial log, which it
+// opens as descriptor set 0, and its guard monitor's listening socket.
 constexpr int kMonitorFd = 3;
 constexpr int kAgentFd = 4;
 constexpr int kSerialFd = 5;
+constexpr int kGuardMonitorFd = 6;
+
+// How long the resume guard's connections may take: its monitor answers at
+// once unless another client holds it.
+constexpr auto kGuardConnectTimeout = std::chrono::seconds(5);
 
 // What -sandbox forbids QEMU besides its default list: obsolete system
 // calls, gaining privileges, starting processes (no exec:, no helpers),
@@ -165,6 +171,11 @@ std::vector<std::string> QemuDriver::CommandLine(const VmSpec& spec) const {
                            "file:" + qmp::FdSetPath(0), "-chardev",
                            "socket,id=vmg-qmp," + monitor + ",server=on,wait=off", "-mon",
                            "chardev=vmg-qmp,mode=control"});
+  // The resume guard's own monitor (resume_guard.h): the one above is the Vm's.
+  argv.insert(argv.end(),
+              {"-chardev",
+               "socket,id=vmg-guard,fd=" + std::to_string(kGuardMonitorFd) + ",server=on,wait=off",
+               "-mon", "chardev=vmg-guard,mode=control"});
   const auto agent = GuestAgent::ChannelArgs("fd=" + std::to_string(kAgentFd));
   argv.insert(argv.end(), agent.begin(), agent.end());
   argv.insert(argv.end(), spec.config.extra_args.begin(), spec.config.extra_args.end());
@@ -192,6 +203,24 @@ Result<std::unique_ptr<ThawGuard>> QemuDriver::GuardThaw(
   return StartThawGuard(agents, within);
 }
 
+Result<std::unique_ptr<ResumeGuard>> QemuDriver::GuardResume(
+    const std::vector<std::shared_ptr<Vm>>& vms, Duration within) {
+  std::vector<std::string> monitors;
+  for (const auto& vm : vms) {
+    auto* qemu = dynamic_cast<QemuVm*>(vm.get());
+    if (!qemu) return Status::InvalidArgument("a VM to guard is not one of vmgroupd's own QEMUs");
+    const std::string path = GuardMonitorPath(qemu->spec());
+    if (!env_->FileExists(path)) {
+      return Status::Unavailable("QEMU " + std::to_string(vm->pid()) + " of VM " +
+                                 qemu->spec().name +
+                                 " has no resume guard monitor (it was started by an older "
+                                 "vmgroupd); it gets one when it next starts");
+    }
+    monitors.push_back(path);
+  }
+  return StartResumeGuard(env_, monitors, within, env_->Now() + kGuardConnectTimeout);
+}
+
 Result<std::unique_ptr<Vm>> QemuDriver::Start(const VmSpec& spec,
                                               const std::function<Status(int pid)>& admit) {
   VMG_RETURN_IF_ERROR(ValidateSpec(env_, spec));
@@ -203,17 +232,22 @@ Result<std::unique_ptr<Vm>> QemuDriver::Start(const VmSpec& spec,
   }
   VMG_RETURN_IF_ERROR(ArrangeFiles(spec, user_).Annotate("VM " + spec.name));
   VMG_ASSIGN_OR_RETURN(UniqueFd monitor, ListenAt(MonitorPath(spec), ExistingFile::kReplace));
+  VMG_ASSIGN_OR_RETURN(UniqueFd guard_monitor,
+                       ListenAt(GuardMonitorPath(spec), ExistingFile::kReplace));
   VMG_ASSIGN_OR_RETURN(UniqueFd agent,
                        ListenAt(GuestAgent::SocketPath(spec.run_dir), ExistingFile::kReplace));
   VMG_ASSIGN_OR_RETURN(UniqueFd serial,
                        env_->OpenFile(SerialPath(spec), O_WRONLY | O_CREAT | O_TRUNC, 0640));
-  VMG_ASSIGN_OR_RETURN(int pid, env_->Spawn(CommandLine(spec), {.log_path = LogPath(spec),
-                                                                .fds = {{monitor.get(), kMonitorFd},
-                                                                        {agent.get(), kAgentFd},
-                                                                        {serial.get(), kSerialFd}},
-                                                                .admit = admit}));
+  VMG_ASSIGN_OR_RETURN(
+      int pid, env_->Spawn(CommandLine(spec), {.log_path = LogPath(spec),
+                                               .fds = {{monitor.get(), kMonitorFd},
+                                                       {agent.get(), kAgentFd},
+                                                       {serial.get(), kSerialFd},
+                                                       {guard_monitor.get(), kGuardMonitorFd}},
+                                               .admit = admit}));
   // QEMU's copies only from now: its exit closes the monitor at once.
   monitor.reset();
+  guard_monitor.reset();
   agent.reset();
   serial.reset();
   // Why QEMU may have failed to open a file: said with each error below.

@@ -1,6 +1,7 @@
 // The QEMU driver: runs each VM as a qemu-system-x86_64 process with its disks
 // as -blockdev qcow2 nodes and a QMP monitor on a unix socket in the VM's
-// run directory, and implements hypervisor::Vm over QMP.
+// run directory (and a second one for the resume guard), and implements
+// hypervisor::Vm over QMP.
 //
 // QEMU runs confined: under -sandbox (seccomp: no obsolete system calls, no
 // privilege changes, no new processes, no scheduling or resource changes),
@@ -70,6 +71,11 @@ class QemuDriver final : public Driver {
   Result<std::unique_ptr<Vm>> Attach(const VmSpec& spec, int pid) override;
   Result<std::unique_ptr<ThawGuard>> GuardThaw(const std::vector<std::shared_ptr<Vm>>& vms,
                                                Duration within) override;
+  // Over each QEMU's guard monitor (resume_guard.h). Unavailable for a
+  // QEMU that has none (started by an older vmgroupd, attached since): the
+  // caller pauses it unguarded, or not at all.
+  Result<std::unique_ptr<ResumeGuard>> GuardResume(const std::vector<std::shared_ptr<Vm>>& vms,
+                                                   Duration within) override;
   // A qemu-storage-daemon per serving, run as QEMU is (storage_daemon.h).
   Result<std::vector<ServedExport>> ServeImages(const VmSpec& spec, const NbdListen& at,
                                                 const std::vector<ServedImage>& images) override;
@@ -83,6 +89,8 @@ class QemuDriver final : public Driver {
   std::vector<std::string> CommandLine(const VmSpec& spec) const;
 
   static std::string MonitorPath(const VmSpec& spec) { return spec.run_dir + "/qmp.sock"; }
+  // The monitor reserved for the resume guard (GuardResume).
+  static std::string GuardMonitorPath(const VmSpec& spec) { return spec.run_dir + "/guard.sock"; }
   static std::string LogPath(const VmSpec& spec) { return spec.run_dir + "/qemu.log"; }
   static std::string SerialPath(const VmSpec& spec) { return spec.run_dir + "/serial.log"; }
 

@@ -87,6 +87,9 @@ class QemuVm final : public Vm {
   // The descriptor of the agent channel OpenAgent opened (a thaw guard
   // keeps a copy), or -1.
   int OpenAgentFd();
+  // What it was started or attached with (a resume guard finds its run
+  // directory there).
+  const VmSpec& spec() const { return spec_; }
 
  private:
   // The active node and file of each disk, by disk index.

@@ -3,7 +3,7 @@
 #include <poll.h>
 #include <unistd.h>
 
-#include "hypervisor/thaw_guard_process.h"
+#include "hypervisor/guard_process.h"
 
 namespace vmgroup::hypervisor::qemu {
 namespace {
@@ -28,7 +28,8 @@ void ThawAgents(const void*, int first_fd, int n) {
 
 Result<std::unique_ptr<ThawGuard>> StartThawGuard(const std::vector<int>& agent_fds,
                                                   Duration within) {
-  return StartGuardProcess(agent_fds, within, ThawAgents, nullptr);
+  VMG_ASSIGN_OR_RETURN(auto guard, StartGuardProcess(agent_fds, within, ThawAgents, nullptr));
+  return std::unique_ptr<ThawGuard>(std::move(guard));
 }
 
 }  // namespace vmgroup::hypervisor::qemu

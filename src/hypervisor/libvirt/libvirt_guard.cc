@@ -1,4 +1,4 @@
-#include "hypervisor/libvirt/libvirt_thaw_guard.h"
+#include "hypervisor/libvirt/libvirt_guard.h"
 
 #include <sys/wait.h>
 #include <unistd.h>
@@ -8,15 +8,16 @@
 #include <filesystem>
 #include <sstream>
 
-#include "hypervisor/thaw_guard_process.h"
+#include "hypervisor/guard_process.h"
 
 extern char** environ;
 
 namespace vmgroup::hypervisor::libvirt {
 namespace {
 
-// How long one domain's thaw may take before the guard goes on to the next.
-constexpr char kThawSeconds[] = "10";
+// How long one domain's thaw or resume may take before the guard goes on
+// to the next.
+constexpr char kActSeconds[] = "10";
 
 // The commands the guard runs, prepared before the fork.
 struct Commands {
@@ -25,7 +26,7 @@ struct Commands {
 };
 
 // In the guard process: async-signal-safe calls only.
-void RunThaws(const void* context, int, int) {
+void RunAll(const void* context, int, int) {
   for (const auto& argv : static_cast<const Commands*>(context)->argv) {
     const pid_t pid = fork();
     if (pid == 0) {
@@ -45,19 +46,20 @@ Result<std::string> OnPath(const std::string& tool) {
     const std::string candidate = dir + "/" + tool;
     if (access(candidate.c_str(), X_OK) == 0) return candidate;
   }
-  return Status::Unavailable(tool + " is not on PATH: the libvirt thaw guard needs it");
+  return Status::Unavailable(tool + " is not on PATH: the libvirt guards need it");
 }
 
 }  // namespace
 
-Result<std::unique_ptr<ThawGuard>> StartLibvirtThawGuard(const std::string& uri,
-                                                         const std::vector<std::string>& uuids,
-                                                         Duration within) {
+Result<std::unique_ptr<GuardProcess>> StartLibvirtGuard(const std::string& uri,
+                                                        const std::vector<std::string>& uuids,
+                                                        VirshAct act, Duration within) {
   VMG_ASSIGN_OR_RETURN(const std::string timeout, OnPath("timeout"));
   VMG_ASSIGN_OR_RETURN(const std::string virsh, OnPath("virsh"));
+  const std::string command = act == VirshAct::kThaw ? "domfsthaw" : "resume";
   Commands commands;
   for (const auto& uuid : uuids) {
-    commands.words.push_back({timeout, kThawSeconds, virsh, "-q", "-c", uri, "domfsthaw", uuid});
+    commands.words.push_back({timeout, kActSeconds, virsh, "-q", "-c", uri, command, uuid});
   }
   for (auto& words : commands.words) {
     auto& argv = commands.argv.emplace_back();
@@ -65,7 +67,7 @@ Result<std::unique_ptr<ThawGuard>> StartLibvirtThawGuard(const std::string& uri,
     argv.push_back(nullptr);
   }
   // The guard gets its copy of `commands` with the fork.
-  return StartGuardProcess({}, within, RunThaws, &commands);
+  return StartGuardProcess({}, within, RunAll, &commands);
 }
 
 }  // namespace vmgroup::hypervisor::libvirt

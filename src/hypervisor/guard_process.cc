@@ -1,4 +1,4 @@
-#include "hypervisor/thaw_guard_process.h"
+#include "hypervisor/guard_process.h"
 
 #include <fcntl.h>
 #include <poll.h>
@@ -15,17 +15,17 @@ namespace vmgroup::hypervisor {
 namespace {
 
 constexpr int kGuardFd = 3;
-// What the caller sends: end without a thaw, or thaw at once.
+// What the caller sends: end without acting, or act at once.
 constexpr char kDisarm = 'x';
-constexpr char kThawNow = 't';
+constexpr char kActNow = 't';
 
 // `scratch` has room for fds.size() descriptors (no allocation after fork).
 [[noreturn]] void Guard(int read_fd, const std::vector<int>& fds, int* scratch, int within_ms,
-                        GuardThawFn thaw, const void* context) {
+                        GuardActFn act, const void* context) {
   setsid();  // out of the caller's process group and its signals
   // Not the caller's signal state (the daemon blocks SIGTERM): a guard ends
   // on SIGTERM like any process. SIGPIPE stays ignored: a write to a guest
-  // whose QEMU is gone must not end it before it thawed the others.
+  // whose QEMU is gone must not end it before it acted on the others.
   sigset_t none;
   sigemptyset(&none);
   sigprocmask(SIG_SETMASK, &none, nullptr);
@@ -44,36 +44,31 @@ constexpr char kThawNow = 't';
     char c;
     if (read(kGuardFd, &c, 1) == 1 && c == kDisarm) _exit(0);
   }
-  thaw(context, kGuardFd + 1, n);
+  act(context, kGuardFd + 1, n);
   _exit(0);
 }
 
-class GuardProcess final : public ThawGuard {
- public:
-  GuardProcess(int pid, int write_fd) : pid_(pid), write_fd_(write_fd) {}
-  ~GuardProcess() override { Disarm(); }
-  void Disarm() override { End(kDisarm); }
-  void ThawNow() override { End(kThawNow); }
-
- private:
-  void End(char order) {
-    if (pid_ <= 0) return;
-    // The guard may have ended already (its time was up): no SIGPIPE.
-    (void)send(write_fd_, &order, 1, MSG_NOSIGNAL);
-    close(write_fd_);
-    while (waitpid(pid_, nullptr, 0) < 0 && errno == EINTR) {
-    }
-    pid_ = 0;
-  }
-
-  int pid_;
-  int write_fd_;
-};
-
 }  // namespace
 
-Result<std::unique_ptr<ThawGuard>> StartGuardProcess(const std::vector<int>& fds, Duration within,
-                                                     GuardThawFn thaw, const void* context) {
+GuardProcess::~GuardProcess() { Disarm(); }
+
+void GuardProcess::Disarm() { End(kDisarm); }
+
+void GuardProcess::ActNow() { End(kActNow); }
+
+void GuardProcess::End(char order) {
+  if (pid_ <= 0) return;
+  // The guard may have ended already (its time was up): no SIGPIPE.
+  (void)send(write_fd_, &order, 1, MSG_NOSIGNAL);
+  close(write_fd_);
+  while (waitpid(pid_, nullptr, 0) < 0 && errno == EINTR) {
+  }
+  pid_ = 0;
+}
+
+Result<std::unique_ptr<GuardProcess>> StartGuardProcess(const std::vector<int>& fds,
+                                                        Duration within, GuardActFn act,
+                                                        const void* context) {
   const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(within).count();
   const int within_ms = static_cast<int>(std::max<int64_t>(0, ms));
   std::vector<int> scratch(fds.size());
@@ -81,17 +76,17 @@ Result<std::unique_ptr<ThawGuard>> StartGuardProcess(const std::vector<int>& fds
   // Close-on-exec: a QEMU started later must not hold the caller's end, or
   // the guard would never see the caller die.
   if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) != 0) {
-    return Status::IoError(std::string("thaw guard: socketpair: ") + std::strerror(errno));
+    return Status::IoError(std::string("guard process: socketpair: ") + std::strerror(errno));
   }
   const pid_t pid = fork();
   if (pid < 0) {
     close(pair[0]);
     close(pair[1]);
-    return Status::IoError(std::string("thaw guard: fork: ") + std::strerror(errno));
+    return Status::IoError(std::string("guard process: fork: ") + std::strerror(errno));
   }
-  if (pid == 0) Guard(pair[0], fds, scratch.data(), within_ms, thaw, context);
+  if (pid == 0) Guard(pair[0], fds, scratch.data(), within_ms, act, context);
   close(pair[0]);
-  return std::unique_ptr<ThawGuard>(new GuardProcess(pid, pair[1]));
+  return std::make_unique<GuardProcess>(pid, pair[1]);
 }
 
 }  // namespace vmgroup::hypervisor
