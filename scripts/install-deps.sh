@@ -13,6 +13,7 @@ packages=(
   libsqlite3-dev nlohmann-json3-dev libgtest-dev libpugixml-dev
   libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients libvirt-dev
   tini  # testing/private_libvirtd: reaps the QEMUs libvirtd orphans in its PID namespace
+  iproute2 util-linux  # testing/net_hosts: ip, and nsenter/unshare for hosts as network namespaces
   libpam0g-dev libxxhash-dev sblim-wbemcli
   libmicrohttpd-dev libcurl4-gnutls-dev gnutls-bin curl openssl
   cpio gzip e2fsprogs clang-format git procps

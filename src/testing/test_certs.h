@@ -16,8 +16,9 @@ struct TestCerts {
 };
 
 // Makes a CA named `name` and a server certificate it signs for `host`
-// (for "localhost": also for 127.0.0.1), as files `name`-ca.pem,
-// `name`-server.pem and `name`-server.key in `dir`.
+// (for "localhost": also for 127.0.0.1; an IPv4 or IPv6 address: also as
+// an address, which clients connecting by address require), as files
+// `name`-ca.pem, `name`-server.pem and `name`-server.key in `dir`.
 Result<TestCerts> MakeTestCerts(const std::string& dir, const std::string& name = "test",
                                 const std::string& host = "localhost");
 
