@@ -314,16 +314,16 @@ Failure Dispatcher::Intrinsics::Instances(const Dispatcher& d, const Request& r,
   const std::string name = ClassParam(r, "ClassName");
   if (!d.Find(name)) return CimError{CimStatus::kInvalidClass, "no class " + name};
   for (const Entry* e : d.Family(name)) {
-    auto all = e->provider->Enumerate();
-    if (!all.ok()) return FromStatus(all.status());
-    for (auto& inst : *all) {
+    // Each instance is written as the provider makes it, then dropped.
+    Status s = e->provider->ForEach([&](Instance inst) {
       const ObjectPath path = PathOf(*e->spec, inst, {});
       if (names) {
         AppendInstanceNameXml(out, path);
       } else {
         AppendValueNamedInstanceXml(out, path, Filtered(d.Rooted(std::move(inst)), r));
       }
-    }
+    });
+    if (!s.ok()) return FromStatus(s);
   }
   return std::nullopt;
 }
