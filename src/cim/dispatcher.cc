@@ -122,13 +122,13 @@ Dispatcher::Dispatcher(std::string_view ns, std::string host) : host_(std::move(
 void Dispatcher::Register(std::unique_ptr<Provider> provider) {
   Provider* p = provider.get();
   providers_.push_back(std::move(provider));
-  classes_.emplace(Lower(p->spec().name), Entry{&p->spec(), p});
+  classes_.try_emplace(Lower(p->spec().name), &p->spec(), p);
 }
 
 void Dispatcher::Declare(ClassSpec spec) {
   declared_.push_back(std::make_unique<ClassSpec>(std::move(spec)));
   const ClassSpec* s = declared_.back().get();
-  classes_.emplace(Lower(s->name), Entry{s, nullptr});
+  classes_.try_emplace(Lower(s->name), s, nullptr);
 }
 
 const Dispatcher::Entry* Dispatcher::Find(std::string_view class_name) const {
@@ -314,6 +314,12 @@ Failure Dispatcher::Intrinsics::Instances(const Dispatcher& d, const Request& r,
   const std::string name = ClassParam(r, "ClassName");
   if (!d.Find(name)) return CimError{CimStatus::kInvalidClass, "no class " + name};
   for (const Entry* e : d.Family(name)) {
+    // Room for as much as the class's last listing took, and an eighth
+    // more: so that a listing of megabytes is not copied (and its fresh
+    // pages faulted in) each time the buffer doubles. What stays unused of
+    // a large reservation is never touched, so never resident.
+    const size_t start = out->size();
+    if (!names) out->reserve(start + e->listed_bytes.load() * 9 / 8);
     // Each instance is written as the provider makes it, then dropped.
     Status s = e->provider->ForEach([&](Instance inst) {
       const ObjectPath path = PathOf(*e->spec, inst, {});
@@ -324,6 +330,7 @@ Failure Dispatcher::Intrinsics::Instances(const Dispatcher& d, const Request& r,
       }
     });
     if (!s.ok()) return FromStatus(s);
+    if (!names) e->listed_bytes.store(out->size() - start);
   }
   return std::nullopt;
 }
