@@ -14,6 +14,9 @@
 //    GetInstance and association requests `job wait` and `group list` make),
 //    each repeated, median, p95 and max per request kind, against the target
 //    of no request over 100 ms; exits 1 if one is over --max-request-ms.
+//    The largest, the settings' listing, is also taken apart: its HTTP
+//    exchange alone (the daemon's work and the transfer) and the client's
+//    parsing of its answer.
 //
 //   build/bench/daemon_scale_bench [--vms 64] [--group-size 4] [--running 16]
 //                                  [--snapshots 1000] [--rounds 20] [--workers 4]
@@ -163,6 +166,7 @@ Status InParallel(const std::string& endpoint, int workers, int n,
 struct RequestKind {
   std::string name;
   std::function<Result<size_t>()> run;  // how many instances came back
+  bool part = false;                    // of a request: not held to the target
   std::vector<int64_t> us;
   size_t instances = 0;
 };
@@ -306,6 +310,46 @@ Status Bench::MeasureListings() {
         schema::ReferencePointCollection::kClass, schema::VirtualSystemReferencePoint::kClass}) {
     enumerate(cls);
   }
+  // The largest listing taken apart: the HTTP exchange alone (the daemon's
+  // work and the transfer; the instances counted, not read) and the
+  // client's parsing of that answer into instances.
+  VMG_ASSIGN_OR_RETURN(auto raw, cim::HttpClient::Create(endpoint_));
+  const std::string settings_call = cim::IMethodCall(
+      "1", "EnumerateInstances", cim.namespace_parts(),
+      {{"ClassName", "",
+        cim::Value::Reference({"", {}, schema::VirtualSystemSettingData::kClass, {}})}});
+  auto post_settings = [&raw, &settings_call]() -> Result<cim::HttpResponse> {
+    VMG_ASSIGN_OR_RETURN(cim::HttpResponse http,
+                         raw->Post("/cimom",
+                                   {{"Content-Type", "application/xml; charset=\"utf-8\""},
+                                    {"CIMProtocolVersion", "1.0"},
+                                    {"CIMOperation", "MethodCall"},
+                                    {"CIMMethod", "EnumerateInstances"},
+                                    {"CIMObject", schema::kNamespace}},
+                                   settings_call, Ms(60'000)));
+    if (http.status != 200) return Status::Failed("HTTP " + std::to_string(http.status));
+    return http;
+  };
+  VMG_ASSIGN_OR_RETURN(const cim::HttpResponse settings_answer, post_settings());
+  kinds.push_back({"  of it: the HTTP exchange alone",
+                   [&post_settings]() -> Result<size_t> {
+                     VMG_ASSIGN_OR_RETURN(cim::HttpResponse http, post_settings());
+                     size_t n = 0;
+                     for (size_t at = 0;
+                          (at = http.body.find("<VALUE.NAMEDINSTANCE>", at)) != std::string::npos;
+                          ++at) {
+                       ++n;
+                     }
+                     return n;
+                   },
+                   true});
+  kinds.push_back({"  of it: the client's parsing",
+                   [&settings_answer]() -> Result<size_t> {
+                     VMG_ASSIGN_OR_RETURN(cim::Response r,
+                                          cim::ParseResponse(settings_answer.body));
+                     return r.instances.size();
+                   },
+                   true});
   // One of each object the CLI then reads by itself: a group's members
   // (group list), a job and what it made (job wait), a VM's snapshots.
   VMG_ASSIGN_OR_RETURN(auto groups,
@@ -358,7 +402,7 @@ Status Bench::MeasureListings() {
               a_.rounds);
   for (const auto& k : kinds) {
     const int64_t max = *std::max_element(k.us.begin(), k.us.end());
-    worst_us_ = std::max(worst_us_, max);
+    if (!k.part) worst_us_ = std::max(worst_us_, max);
     std::printf("  %-52s %6zu %8.2f %8.2f %8.2f\n", k.name.c_str(), k.instances, Median(k.us) / 1e3,
                 P95(k.us) / 1e3, static_cast<double>(max) / 1e3);
   }

@@ -1,6 +1,7 @@
 #include "cim/dispatcher.h"
 
 #include <cctype>
+#include <optional>
 #include <variant>
 
 #include "cim/xml_reader.h"
@@ -9,8 +10,9 @@
 namespace vmgroup::cim {
 namespace {
 
-// Either the IRETURNVALUE content (or a whole method response) or an error.
-using Answer = std::variant<std::string, CimError>;
+// A handler's failure; on success it has appended its IRETURNVALUE content
+// to the answer.
+using Failure = std::optional<CimError>;
 
 std::string Lower(std::string_view s) {
   std::string out(s);
@@ -120,13 +122,13 @@ Dispatcher::Dispatcher(std::string_view ns, std::string host) : host_(std::move(
 void Dispatcher::Register(std::unique_ptr<Provider> provider) {
   Provider* p = provider.get();
   providers_.push_back(std::move(provider));
-  classes_.emplace(Lower(p->spec().name), Entry{&p->spec(), p});
+  classes_.try_emplace(Lower(p->spec().name), &p->spec(), p);
 }
 
 void Dispatcher::Declare(ClassSpec spec) {
   declared_.push_back(std::make_unique<ClassSpec>(std::move(spec)));
   const ClassSpec* s = declared_.back().get();
-  classes_.emplace(Lower(s->name), Entry{s, nullptr});
+  classes_.try_emplace(Lower(s->name), s, nullptr);
 }
 
 const Dispatcher::Entry* Dispatcher::Find(std::string_view class_name) const {
@@ -221,7 +223,9 @@ HttpResponse Dispatcher::Handle(const HttpRequest& http) {
 struct Dispatcher::Intrinsics {
   // `names`: the operation answers with names or paths only (the *Names
   // twin of an operation that answers with whole classes or instances).
-  using Handler = Answer (*)(const Dispatcher& d, const Request& r, bool names);
+  // `out`: the answer, to which the handler appends its IRETURNVALUE
+  // content; what it appended is dropped if it fails.
+  using Handler = Failure (*)(const Dispatcher& d, const Request& r, bool names, std::string* out);
   struct Op {
     std::string_view name;  // as DSP0200 spells it
     Role needs;
@@ -232,13 +236,13 @@ struct Dispatcher::Intrinsics {
   // The operation named `name`, or null.
   static const Op* Find(std::string_view name);
 
-  static Answer GetClass(const Dispatcher& d, const Request& r, bool names);
-  static Answer Classes(const Dispatcher& d, const Request& r, bool names);
-  static Answer Instances(const Dispatcher& d, const Request& r, bool names);
-  static Answer GetInstance(const Dispatcher& d, const Request& r, bool names);
-  static Answer GetProperty(const Dispatcher& d, const Request& r, bool names);
-  static Answer Associators(const Dispatcher& d, const Request& r, bool names);
-  static Answer References(const Dispatcher& d, const Request& r, bool names);
+  static Failure GetClass(const Dispatcher& d, const Request& r, bool names, std::string* out);
+  static Failure Classes(const Dispatcher& d, const Request& r, bool names, std::string* out);
+  static Failure Instances(const Dispatcher& d, const Request& r, bool names, std::string* out);
+  static Failure GetInstance(const Dispatcher& d, const Request& r, bool names, std::string* out);
+  static Failure GetProperty(const Dispatcher& d, const Request& r, bool names, std::string* out);
+  static Failure Associators(const Dispatcher& d, const Request& r, bool names, std::string* out);
+  static Failure References(const Dispatcher& d, const Request& r, bool names, std::string* out);
 
   // The instance the InstanceName parameter names, and its class's entry.
   struct Found {
@@ -248,7 +252,8 @@ struct Dispatcher::Intrinsics {
   static std::variant<Found, CimError> Lookup(const Dispatcher& d, const Request& r);
   // Associators (what associations link the ObjectName to) or References
   // (the associations themselves).
-  static Answer Associated(const Dispatcher& d, const Request& r, bool references, bool names);
+  static Failure Associated(const Dispatcher& d, const Request& r, bool references, bool names,
+                            std::string* out);
 };
 
 const Dispatcher::Intrinsics::Op Dispatcher::Intrinsics::kOps[] = {
@@ -277,45 +282,57 @@ bool Dispatcher::IsRead(const Request& r) {
   return op && op->needs == Role::kReader;
 }
 
-Answer Dispatcher::Intrinsics::Classes(const Dispatcher& d, const Request& r, bool names) {
+Failure Dispatcher::Intrinsics::Classes(const Dispatcher& d, const Request& r, bool names,
+                                        std::string* out) {
   const std::string base = ClassParam(r, "ClassName");
   const bool deep = BoolParam(r, "DeepInheritance", false);
   if (!base.empty() && !d.Find(base)) {
     return CimError{CimStatus::kInvalidClass, "no class " + base};
   }
-  std::string out;
   for (const auto& [key, e] : d.classes_) {
     const bool match = base.empty()
                            ? (deep || !d.Find(e.spec->superclass))
                            : (deep ? d.IsA(e.spec->name, base) && !NameEquals(e.spec->name, base)
                                    : NameEquals(e.spec->superclass, base));
     if (!match) continue;
-    out += names ? "<CLASSNAME NAME=\"" + XmlEscape(e.spec->name) + "\"/>" : ClassXml(*e.spec);
+    *out += names ? "<CLASSNAME NAME=\"" + XmlEscape(e.spec->name) + "\"/>" : ClassXml(*e.spec);
   }
-  return out;
+  return std::nullopt;
 }
 
-Answer Dispatcher::Intrinsics::GetClass(const Dispatcher& d, const Request& r, bool) {
+Failure Dispatcher::Intrinsics::GetClass(const Dispatcher& d, const Request& r, bool,
+                                         std::string* out) {
   const std::string name = ClassParam(r, "ClassName");
   const Entry* e = d.Find(name);
   if (!e) return CimError{CimStatus::kNotFound, "no class " + name};
-  return ClassXml(*e->spec);
+  *out += ClassXml(*e->spec);
+  return std::nullopt;
 }
 
-Answer Dispatcher::Intrinsics::Instances(const Dispatcher& d, const Request& r, bool names) {
+Failure Dispatcher::Intrinsics::Instances(const Dispatcher& d, const Request& r, bool names,
+                                          std::string* out) {
   const std::string name = ClassParam(r, "ClassName");
   if (!d.Find(name)) return CimError{CimStatus::kInvalidClass, "no class " + name};
-  std::string out;
   for (const Entry* e : d.Family(name)) {
-    auto all = e->provider->Enumerate();
-    if (!all.ok()) return FromStatus(all.status());
-    for (auto& inst : *all) {
-      ObjectPath path = PathOf(*e->spec, inst, {});
-      out += names ? InstanceNameXml(path)
-                   : ValueNamedInstanceXml(path, Filtered(d.Rooted(std::move(inst)), r));
-    }
+    // Room for as much as the class's last listing took, and an eighth
+    // more: so that a listing of megabytes is not copied (and its fresh
+    // pages faulted in) each time the buffer doubles. What stays unused of
+    // a large reservation is never touched, so never resident.
+    const size_t start = out->size();
+    if (!names) out->reserve(start + e->listed_bytes.load() * 9 / 8);
+    // Each instance is written as the provider makes it, then dropped.
+    Status s = e->provider->ForEach([&](Instance inst) {
+      const ObjectPath path = PathOf(*e->spec, inst, {});
+      if (names) {
+        AppendInstanceNameXml(out, path);
+      } else {
+        AppendValueNamedInstanceXml(out, path, Filtered(d.Rooted(std::move(inst)), r));
+      }
+    });
+    if (!s.ok()) return FromStatus(s);
+    if (!names) e->listed_bytes.store(out->size() - start);
   }
-  return out;
+  return std::nullopt;
 }
 
 std::variant<Dispatcher::Intrinsics::Found, CimError> Dispatcher::Intrinsics::Lookup(
@@ -341,13 +358,16 @@ std::variant<Dispatcher::Intrinsics::Found, CimError> Dispatcher::Intrinsics::Lo
   return Found{e, std::move(inst).value()};
 }
 
-Answer Dispatcher::Intrinsics::GetInstance(const Dispatcher& d, const Request& r, bool) {
+Failure Dispatcher::Intrinsics::GetInstance(const Dispatcher& d, const Request& r, bool,
+                                            std::string* out) {
   auto found = Lookup(d, r);
   if (auto* err = std::get_if<CimError>(&found)) return *err;
-  return InstanceXml(Filtered(d.Rooted(std::move(std::get<Found>(found).instance)), r));
+  AppendInstanceXml(out, Filtered(d.Rooted(std::move(std::get<Found>(found).instance)), r));
+  return std::nullopt;
 }
 
-Answer Dispatcher::Intrinsics::GetProperty(const Dispatcher& d, const Request& r, bool) {
+Failure Dispatcher::Intrinsics::GetProperty(const Dispatcher& d, const Request& r, bool,
+                                            std::string* out) {
   auto found = Lookup(d, r);
   if (auto* err = std::get_if<CimError>(&found)) return *err;
   const auto& [e, inst] = std::get<Found>(found);
@@ -359,21 +379,23 @@ Answer Dispatcher::Intrinsics::GetProperty(const Dispatcher& d, const Request& r
   // The IRETURNVALUE of GetProperty is the bare value.
   const size_t open = xml.find('>', xml.find("<PROPERTY"));
   const size_t close = xml.rfind("</PROPERTY");
-  return open == std::string::npos || close == std::string::npos || close < open
-             ? std::string()
-             : xml.substr(open + 1, close - open - 1);
+  if (open != std::string::npos && close != std::string::npos && close > open)
+    out->append(xml, open + 1, close - open - 1);
+  return std::nullopt;
 }
 
-Answer Dispatcher::Intrinsics::Associators(const Dispatcher& d, const Request& r, bool names) {
-  return Associated(d, r, /*references=*/false, names);
+Failure Dispatcher::Intrinsics::Associators(const Dispatcher& d, const Request& r, bool names,
+                                            std::string* out) {
+  return Associated(d, r, /*references=*/false, names, out);
 }
 
-Answer Dispatcher::Intrinsics::References(const Dispatcher& d, const Request& r, bool names) {
-  return Associated(d, r, /*references=*/true, names);
+Failure Dispatcher::Intrinsics::References(const Dispatcher& d, const Request& r, bool names,
+                                           std::string* out) {
+  return Associated(d, r, /*references=*/true, names, out);
 }
 
-Answer Dispatcher::Intrinsics::Associated(const Dispatcher& d, const Request& r, bool references,
-                                          bool names) {
+Failure Dispatcher::Intrinsics::Associated(const Dispatcher& d, const Request& r, bool references,
+                                           bool names, std::string* out) {
   const ObjectPath* object = PathParam(r, "ObjectName");
   if (!object) return CimError{CimStatus::kInvalidParameter, r.method + " needs an ObjectName"};
   if (!d.Find(object->class_name)) {
@@ -383,7 +405,6 @@ Answer Dispatcher::Intrinsics::Associated(const Dispatcher& d, const Request& r,
   const std::string result = references ? "" : ClassParam(r, "ResultClass");
   const std::string role = StringParam(r, "Role");
   const std::string result_role = references ? "" : StringParam(r, "ResultRole");
-  std::string out;
   std::vector<ObjectPath> seen;
   for (const auto& [key, e] : d.classes_) {
     if (!e.provider || !e.spec->association) continue;
@@ -400,7 +421,11 @@ Answer Dispatcher::Intrinsics::Associated(const Dispatcher& d, const Request& r,
       if (!mine) continue;
       if (references) {
         ObjectPath path = d.Rooted(PathOf(*e.spec, inst, d.ns_));
-        out += names ? ObjectPathXml(path) : ObjectWithPathXml(path, Filtered(d.Rooted(inst), r));
+        if (names) {
+          AppendObjectPathXml(out, path);
+        } else {
+          AppendObjectWithPathXml(out, path, Filtered(d.Rooted(inst), r));
+        }
         continue;
       }
       for (const auto& p : inst.properties) {
@@ -413,22 +438,26 @@ Answer Dispatcher::Intrinsics::Associated(const Dispatcher& d, const Request& r,
         if (dup) continue;
         seen.push_back(target);
         if (names) {
-          out += ObjectPathXml(d.Rooted(target));
+          AppendObjectPathXml(out, d.Rooted(target));
           continue;
         }
         const Entry* te = d.Find(target.class_name);
         if (!te || !te->provider) continue;
         auto found = te->provider->Get(target);
         if (!found.ok()) continue;  // gone meanwhile: an association to nothing is skipped
-        out += ObjectWithPathXml(d.Rooted(target), Filtered(d.Rooted(std::move(found).value()), r));
+        AppendObjectWithPathXml(out, d.Rooted(target),
+                                Filtered(d.Rooted(std::move(found).value()), r));
       }
     }
   }
-  return out;
+  return std::nullopt;
 }
 
 std::string Dispatcher::Intrinsic(const Request& r) const {
-  const Answer answer = [&]() -> Answer {
+  // The whole answer is written in this one buffer, each instance as it
+  // comes; an error replaces it.
+  std::string out = IMethodResponseHead(r.message_id, r.method);
+  const Failure failed = [&]() -> Failure {
     if (!SameNamespace(r.target.namespace_, ns_)) {
       return CimError{CimStatus::kInvalidNamespace, "no namespace " + JoinNs(r.target.namespace_) +
                                                         "; this server serves " + JoinNs(ns_)};
@@ -436,13 +465,14 @@ std::string Dispatcher::Intrinsic(const Request& r) const {
     const Intrinsics::Op* op = Intrinsics::Find(r.method);
     if (!op)
       return CimError{CimStatus::kNotSupported, "operation " + r.method + " is not supported"};
-    return op->run(*this, r, op->names);
+    return op->run(*this, r, op->names, &out);
   }();
-  if (auto* err = std::get_if<CimError>(&answer)) {
-    return ErrorResponse(r.message_id, r.method, true, static_cast<int>(err->status),
-                         err->description);
+  if (failed) {
+    return ErrorResponse(r.message_id, r.method, true, static_cast<int>(failed->status),
+                         failed->description);
   }
-  return IMethodResponse(r.message_id, r.method, std::get<std::string>(answer));
+  AppendIMethodResponseTail(&out);
+  return out;
 }
 
 std::string Dispatcher::Extrinsic(const Request& r) {

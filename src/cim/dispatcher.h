@@ -15,6 +15,7 @@
 // connections at once; providers must be thread-safe themselves.
 #pragma once
 
+#include <atomic>
 #include <map>
 #include <memory>
 #include <string>
@@ -54,6 +55,9 @@ class Dispatcher {
   struct Entry {
     const ClassSpec* spec;
     Provider* provider;  // null for declared-only classes
+    // The bytes of the class's last EnumerateInstances answer: the next
+    // one reserves as much. Any connection may update it.
+    mutable std::atomic<size_t> listed_bytes{0};
   };
   // The table of intrinsic operations and their handlers (dispatcher.cc).
   struct Intrinsics;

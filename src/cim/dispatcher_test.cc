@@ -92,6 +92,36 @@ class SiblingProvider : public Provider {
   ClassSpec spec_;
 };
 
+// Hands its instances over one at a time (ForEach), failing after
+// `fail_after` of them; its Enumerate fails, so a listing that went through
+// it would fail.
+class StreamProvider : public Provider {
+ public:
+  StreamProvider() {
+    spec_ = {.name = "Test_Stream",
+             .properties = {{.name = "InstanceID", .type = "string", .key = true},
+                            {.name = "Note", .type = "string"}}};
+  }
+  const ClassSpec& spec() const override { return spec_; }
+  Result<std::vector<Instance>> Enumerate() override {
+    return Status::Failed("Enumerate is not how a listing takes these");
+  }
+  Status ForEach(const std::function<void(Instance)>& each) override {
+    for (int i = 0; i < 3; ++i) {
+      if (i == fail_after) return Status::Failed("the catalog went away at " + std::to_string(i));
+      each(InstanceBuilder(spec_)
+               .Str("InstanceID", "s" + std::to_string(i))
+               .Str("Note", "<" + std::to_string(i) + ">")
+               .Build());
+    }
+    return Status::Ok();
+  }
+  int fail_after = -1;
+
+ private:
+  ClassSpec spec_;
+};
+
 std::string Capture(const std::string& name) {
   std::ifstream in(std::string(CIM_TESTDATA) + "/" + name);
   std::stringstream ss;
@@ -152,6 +182,33 @@ TEST_F(DispatcherTest, AnswersWbemclisCapturedRequests) {
   ASSERT_EQ(one.instances.size(), 1u);
   EXPECT_EQ(one.instances[0].instance.Find("Members")->value.array,
             (std::vector<std::string>{"vm1", "vm2"}));
+}
+
+TEST_F(DispatcherTest, ListingsTakeEachInstanceAsItIsMadeAndAFailureLeavesOnlyTheError) {
+  auto stream = std::make_unique<StreamProvider>();
+  StreamProvider* provider = stream.get();
+  d_.Register(std::move(stream));
+  const std::vector<OutParam> cls = {
+      {"ClassName", "", Value::Reference({"", {}, "Test_Stream", {}})}};
+
+  Response all = Call("EnumerateInstances", cls);
+  ASSERT_FALSE(all.error) << all.description;
+  ASSERT_EQ(all.instances.size(), 3u);
+  for (size_t i = 0; i < 3; ++i) {
+    EXPECT_EQ(all.instances[i].path.Key("InstanceID")->value, "s" + std::to_string(i));
+    EXPECT_EQ(all.instances[i].instance.Find("Note")->value.scalar, "<" + std::to_string(i) + ">");
+  }
+  EXPECT_EQ(Call("EnumerateInstanceNames", cls).paths.size(), 3u);
+
+  provider->fail_after = 2;
+  HttpResponse http = d_.Handle(Post("EnumerateInstances", "root%2Fvirtualization%2Fv2",
+                                     IMethodCall("7", "EnumerateInstances", kNs, cls)));
+  auto failed = ParseResponse(http.body);
+  ASSERT_TRUE(failed.ok()) << http.body;
+  EXPECT_TRUE(failed->error);
+  EXPECT_EQ(failed->cim_status, 1);  // CIM_ERR_FAILED
+  EXPECT_NE(failed->description.find("went away at 2"), std::string::npos) << failed->description;
+  EXPECT_EQ(http.body.find("s0"), std::string::npos) << "no instance of the broken listing";
 }
 
 TEST_F(DispatcherTest, GetClassCarriesKeysAndMethods) {

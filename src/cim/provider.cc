@@ -31,6 +31,12 @@ Result<Instance> Provider::Get(const ObjectPath& path) {
   return Status::NotFound("no " + spec().name + " instance has those keys");
 }
 
+Status Provider::ForEach(const std::function<void(Instance)>& each) {
+  VMG_ASSIGN_OR_RETURN(auto all, Enumerate());
+  for (auto& inst : all) each(std::move(inst));
+  return Status::Ok();
+}
+
 Result<MethodResult> Provider::Invoke(const MethodSpec& method, const ObjectPath&,
                                       const std::map<std::string, Value>&) {
   return Status::NotSupported(spec().name + "." + method.name + " is not implemented");
@@ -38,12 +44,18 @@ Result<MethodResult> Provider::Invoke(const MethodSpec& method, const ObjectPath
 
 InstanceBuilder::InstanceBuilder(const ClassSpec& spec) {
   inst_.class_name = spec.name;
+  inst_.properties.reserve(spec.properties.size());
   for (const auto& p : spec.properties) {
     inst_.properties.push_back({p.name, p.type, p.is_array, Value{}});
   }
 }
 
 Property& InstanceBuilder::Slot(std::string_view name) {
+  // Providers name properties by the declaration's own constants: an exact
+  // match first spares a case-blind comparison with every property.
+  for (auto& p : inst_.properties) {
+    if (p.name == name) return p;
+  }
   Property* p = FindByName(inst_.properties, name);
   if (!p) {
     std::fprintf(stderr, "%s declares no property %.*s\n", inst_.class_name.c_str(),

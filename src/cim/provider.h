@@ -11,6 +11,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <string>
 #include <vector>
@@ -36,6 +37,13 @@ class Provider {
 
   // Every instance of the class, every property filled.
   virtual Result<std::vector<Instance>> Enumerate() = 0;
+
+  // Hands `each` the instances Enumerate() returns, in the same order, and
+  // fails as it would (after handing over those made before the failure).
+  // Providers of thousands of instances build each one here as `each`
+  // takes it, so that a listing is written out as it is built and never
+  // holds them all; the default hands over Enumerate()'s.
+  virtual Status ForEach(const std::function<void(Instance)>& each);
 
   // The instance `path` names (its keys); NotFound if there is none. The
   // default scans Enumerate(); providers with many instances look it up.

@@ -9,15 +9,38 @@ constexpr std::string_view kHead = R"(<?xml version="1.0" encoding="utf-8" ?>)"
                                    "\n"
                                    R"(<CIM CIMVERSION="2.0" DTDVERSION="2.0">)";
 
-std::string Attr(std::string_view name, std::string_view value) {
-  return std::string(" ") + std::string(name) + "=\"" + XmlEscape(value) + "\"";
+// What `append` writes, as a string of its own: for a single fragment.
+template <typename Fn, typename... Args>
+std::string Rendered(Fn append, const Args&... args) {
+  std::string out;
+  append(&out, args...);
+  return out;
 }
 
-std::string LocalNamespaceXml(const ObjectPath& p) {
-  std::string out = "<LOCALNAMESPACEPATH>";
-  for (const auto& part : p.namespace_) out += "<NAMESPACE" + Attr("NAME", part) + "/>";
-  return out + "</LOCALNAMESPACEPATH>";
+// ` name="value"`, the value escaped.
+void AppendAttr(std::string* out, std::string_view name, std::string_view value) {
+  out->push_back(' ');
+  out->append(name);
+  out->append("=\"");
+  AppendEscaped(out, value);
+  out->push_back('"');
 }
+
+std::string Attr(std::string_view name, std::string_view value) {
+  return Rendered(AppendAttr, name, value);
+}
+
+void AppendLocalNamespaceXml(std::string* out, const ObjectPath& p) {
+  out->append("<LOCALNAMESPACEPATH>");
+  for (const auto& part : p.namespace_) {
+    out->append("<NAMESPACE");
+    AppendAttr(out, "NAME", part);
+    out->append("/>");
+  }
+  out->append("</LOCALNAMESPACEPATH>");
+}
+
+std::string LocalNamespaceXml(const ObjectPath& p) { return Rendered(AppendLocalNamespaceXml, p); }
 
 const char* KeyValueType(KeyBinding::Kind k) {
   switch (k) {
@@ -30,27 +53,46 @@ const char* KeyValueType(KeyBinding::Kind k) {
   }
 }
 
-std::string ValueXml(const Value& v) {
+void AppendTextElement(std::string* out, std::string_view tag, std::string_view text) {
+  out->push_back('<');
+  out->append(tag);
+  out->push_back('>');
+  AppendEscaped(out, text);
+  out->append("</");
+  out->append(tag);
+  out->push_back('>');
+}
+
+void AppendReferenceXml(std::string* out, const ObjectPath& p) {
+  out->append("<VALUE.REFERENCE>");
+  AppendPathXml(out, p);
+  out->append("</VALUE.REFERENCE>");
+}
+
+void AppendValueXml(std::string* out, const Value& v) {
   switch (v.kind) {
     case Value::Kind::kNull:
-      return "";
+      return;
     case Value::Kind::kScalar:
-      return "<VALUE>" + XmlEscape(v.scalar) + "</VALUE>";
-    case Value::Kind::kArray: {
-      std::string out = "<VALUE.ARRAY>";
-      for (const auto& item : v.array) out += "<VALUE>" + XmlEscape(item) + "</VALUE>";
-      return out + "</VALUE.ARRAY>";
-    }
+      AppendTextElement(out, "VALUE", v.scalar);
+      return;
+    case Value::Kind::kArray:
+      out->append("<VALUE.ARRAY>");
+      for (const auto& item : v.array) AppendTextElement(out, "VALUE", item);
+      out->append("</VALUE.ARRAY>");
+      return;
     case Value::Kind::kReference:
-      return v.refs.empty() ? "" : "<VALUE.REFERENCE>" + PathXml(v.refs[0]) + "</VALUE.REFERENCE>";
-    case Value::Kind::kReferenceArray: {
-      std::string out = "<VALUE.REFARRAY>";
-      for (const auto& r : v.refs) out += "<VALUE.REFERENCE>" + PathXml(r) + "</VALUE.REFERENCE>";
-      return out + "</VALUE.REFARRAY>";
-    }
+      if (!v.refs.empty()) AppendReferenceXml(out, v.refs[0]);
+      return;
+    case Value::Kind::kReferenceArray:
+      out->append("<VALUE.REFARRAY>");
+      for (const auto& r : v.refs) AppendReferenceXml(out, r);
+      out->append("</VALUE.REFARRAY>");
+      return;
   }
-  return "";
 }
+
+std::string ValueXml(const Value& v) { return Rendered(AppendValueXml, v); }
 
 // `kind` is SIMPLEREQ or SIMPLERSP.
 std::string Message(std::string_view message_id, const std::string& body,
@@ -60,118 +102,171 @@ std::string Message(std::string_view message_id, const std::string& body,
          "><" + k + ">" + body + "</" + k + "></MESSAGE></CIM>\n";
 }
 
+// Whether `c` is written as itself (no reference, no replacement).
+bool Plain(unsigned char c) {
+  return c >= 0x20 && c < 0x80 && c != '&' && c != '<' && c != '>' && c != '"' && c != '\'';
+}
+
 }  // namespace
 
-std::string XmlEscape(std::string_view raw) {
+void AppendEscaped(std::string* out, std::string_view raw) {
   // A value stored before names were checked may hold anything: bytes that
   // are not UTF-8, or characters XML 1.0 cannot carry even as references
   // (C0 controls but tab, newline and carriage return; U+FFFE, U+FFFF).
   // Each becomes U+FFFD, so every client can still read the document.
   constexpr std::string_view kReplacement = "\xEF\xBF\xBD";
+  // Most values are plain ASCII: written as they are, and valid UTF-8 unchecked.
+  size_t plain = 0;
+  while (plain < raw.size() && Plain(static_cast<unsigned char>(raw[plain]))) ++plain;
+  if (plain == raw.size()) {
+    out->append(raw);
+    return;
+  }
   std::string valid;
   if (!IsValidUtf8(raw)) valid = ToValidUtf8(raw);
   const std::string_view s = valid.empty() ? raw : valid;
-  std::string out;
-  out.reserve(s.size());
-  for (size_t i = 0; i < s.size(); ++i) {
+  for (size_t i = 0; i < s.size();) {
+    // Plain runs, the whole value as a rule, go in one append.
+    size_t run = i;
+    while (run < s.size() && Plain(static_cast<unsigned char>(s[run]))) ++run;
+    out->append(s.substr(i, run - i));
+    if (run == s.size()) break;
+    i = run;
     const char c = s[i];
     switch (c) {
       case '&':
-        out += "&amp;";
+        out->append("&amp;");
         break;
       case '<':
-        out += "&lt;";
+        out->append("&lt;");
         break;
       case '>':
-        out += "&gt;";
+        out->append("&gt;");
         break;
       case '"':
-        out += "&quot;";
+        out->append("&quot;");
         break;
       case '\'':
-        out += "&apos;";
+        out->append("&apos;");
         break;
       // As references, so that attribute-value normalisation and line-end
       // handling give them back unchanged.
       case '\t':
-        out += "&#9;";
+        out->append("&#9;");
         break;
       case '\n':
-        out += "&#10;";
+        out->append("&#10;");
         break;
       case '\r':
-        out += "&#13;";
+        out->append("&#13;");
         break;
       default:
         if (static_cast<unsigned char>(c) < 0x20) {
-          out += kReplacement;
+          out->append(kReplacement);
         } else if (s.substr(i, 3) == "\xEF\xBF\xBE" || s.substr(i, 3) == "\xEF\xBF\xBF") {
-          out += kReplacement;
+          out->append(kReplacement);
           i += 2;
         } else {
-          out += c;
+          out->push_back(c);
         }
     }
+    ++i;
   }
-  return out;
 }
 
-std::string InstanceNameXml(const ObjectPath& p) {
-  std::string out = "<INSTANCENAME" + Attr("CLASSNAME", p.class_name) + ">";
+std::string XmlEscape(std::string_view raw) { return Rendered(AppendEscaped, raw); }
+
+void AppendInstanceNameXml(std::string* out, const ObjectPath& p) {
+  out->append("<INSTANCENAME");
+  AppendAttr(out, "CLASSNAME", p.class_name);
+  out->push_back('>');
   for (const auto& k : p.keys) {
-    out += "<KEYBINDING" + Attr("NAME", k.name) + ">";
+    out->append("<KEYBINDING");
+    AppendAttr(out, "NAME", k.name);
+    out->push_back('>');
     if (k.kind == KeyBinding::Kind::kReference && !k.ref.empty()) {
-      out += "<VALUE.REFERENCE>" + PathXml(k.ref[0]) + "</VALUE.REFERENCE>";
+      AppendReferenceXml(out, k.ref[0]);
     } else {
-      out += "<KEYVALUE" + Attr("VALUETYPE", KeyValueType(k.kind)) + ">" + XmlEscape(k.value) +
-             "</KEYVALUE>";
+      out->append("<KEYVALUE");
+      AppendAttr(out, "VALUETYPE", KeyValueType(k.kind));
+      out->push_back('>');
+      AppendEscaped(out, k.value);
+      out->append("</KEYVALUE>");
     }
-    out += "</KEYBINDING>";
+    out->append("</KEYBINDING>");
   }
-  return out + "</INSTANCENAME>";
+  out->append("</INSTANCENAME>");
 }
 
-std::string PathXml(const ObjectPath& p) {
+void AppendPathXml(std::string* out, const ObjectPath& p) {
   if (!p.host.empty()) {
-    return "<INSTANCEPATH><NAMESPACEPATH><HOST>" + XmlEscape(p.host) + "</HOST>" +
-           LocalNamespaceXml(p) + "</NAMESPACEPATH>" + InstanceNameXml(p) + "</INSTANCEPATH>";
+    out->append("<INSTANCEPATH><NAMESPACEPATH>");
+    AppendTextElement(out, "HOST", p.host);
+    AppendLocalNamespaceXml(out, p);
+    out->append("</NAMESPACEPATH>");
+    AppendInstanceNameXml(out, p);
+    out->append("</INSTANCEPATH>");
+  } else if (!p.namespace_.empty()) {
+    out->append("<LOCALINSTANCEPATH>");
+    AppendLocalNamespaceXml(out, p);
+    AppendInstanceNameXml(out, p);
+    out->append("</LOCALINSTANCEPATH>");
+  } else {
+    AppendInstanceNameXml(out, p);
   }
-  if (!p.namespace_.empty()) {
-    return "<LOCALINSTANCEPATH>" + LocalNamespaceXml(p) + InstanceNameXml(p) +
-           "</LOCALINSTANCEPATH>";
-  }
-  return InstanceNameXml(p);
 }
 
-std::string InstanceXml(const Instance& inst) {
-  std::string out = "<INSTANCE" + Attr("CLASSNAME", inst.class_name) + ">";
+void AppendInstanceXml(std::string* out, const Instance& inst) {
+  out->append("<INSTANCE");
+  AppendAttr(out, "CLASSNAME", inst.class_name);
+  out->push_back('>');
   for (const auto& p : inst.properties) {
-    if (p.type == "reference") {
-      out += "<PROPERTY.REFERENCE" + Attr("NAME", p.name) + ">" + ValueXml(p.value) +
-             "</PROPERTY.REFERENCE>";
-    } else if (p.is_array) {
-      out += "<PROPERTY.ARRAY" + Attr("NAME", p.name) + Attr("TYPE", p.type) + ">" +
-             ValueXml(p.value) + "</PROPERTY.ARRAY>";
-    } else {
-      out += "<PROPERTY" + Attr("NAME", p.name) + Attr("TYPE", p.type) + ">" + ValueXml(p.value) +
-             "</PROPERTY>";
-    }
+    const std::string_view tag = p.type == "reference" ? "PROPERTY.REFERENCE"
+                                 : p.is_array          ? "PROPERTY.ARRAY"
+                                                       : "PROPERTY";
+    out->push_back('<');
+    out->append(tag);
+    AppendAttr(out, "NAME", p.name);
+    if (p.type != "reference") AppendAttr(out, "TYPE", p.type);
+    out->push_back('>');
+    AppendValueXml(out, p.value);
+    out->append("</");
+    out->append(tag);
+    out->push_back('>');
   }
-  return out + "</INSTANCE>";
+  out->append("</INSTANCE>");
 }
 
+void AppendValueNamedInstanceXml(std::string* out, const ObjectPath& p, const Instance& inst) {
+  out->append("<VALUE.NAMEDINSTANCE>");
+  AppendInstanceNameXml(out, p);
+  AppendInstanceXml(out, inst);
+  out->append("</VALUE.NAMEDINSTANCE>");
+}
+
+void AppendObjectWithPathXml(std::string* out, const ObjectPath& p, const Instance& inst) {
+  out->append("<VALUE.OBJECTWITHPATH>");
+  AppendPathXml(out, p);
+  AppendInstanceXml(out, inst);
+  out->append("</VALUE.OBJECTWITHPATH>");
+}
+
+void AppendObjectPathXml(std::string* out, const ObjectPath& p) {
+  out->append("<OBJECTPATH>");
+  AppendPathXml(out, p);
+  out->append("</OBJECTPATH>");
+}
+
+std::string InstanceNameXml(const ObjectPath& p) { return Rendered(AppendInstanceNameXml, p); }
+std::string PathXml(const ObjectPath& p) { return Rendered(AppendPathXml, p); }
+std::string InstanceXml(const Instance& inst) { return Rendered(AppendInstanceXml, inst); }
 std::string ValueNamedInstanceXml(const ObjectPath& p, const Instance& inst) {
-  return "<VALUE.NAMEDINSTANCE>" + InstanceNameXml(p) + InstanceXml(inst) +
-         "</VALUE.NAMEDINSTANCE>";
+  return Rendered(AppendValueNamedInstanceXml, p, inst);
 }
-
 std::string ObjectWithPathXml(const ObjectPath& p, const Instance& inst) {
-  return "<VALUE.OBJECTWITHPATH>" + PathXml(p) + InstanceXml(inst) + "</VALUE.OBJECTWITHPATH>";
+  return Rendered(AppendObjectWithPathXml, p, inst);
 }
-
-std::string ObjectPathXml(const ObjectPath& p) {
-  return "<OBJECTPATH>" + PathXml(p) + "</OBJECTPATH>";
-}
+std::string ObjectPathXml(const ObjectPath& p) { return Rendered(AppendObjectPathXml, p); }
 
 namespace {
 
@@ -213,11 +308,27 @@ std::string MethodCall(std::string_view message_id, const ObjectPath& target,
                  "SIMPLEREQ");
 }
 
+std::string IMethodResponseHead(std::string_view message_id, std::string_view method) {
+  std::string out(kHead);
+  out.append("<MESSAGE");
+  AppendAttr(&out, "ID", message_id);
+  AppendAttr(&out, "PROTOCOLVERSION", "1.0");
+  out.append("><SIMPLERSP><IMETHODRESPONSE");
+  AppendAttr(&out, "NAME", method);
+  out.append("><IRETURNVALUE>");
+  return out;
+}
+
+void AppendIMethodResponseTail(std::string* out) {
+  out->append("</IRETURNVALUE></IMETHODRESPONSE></SIMPLERSP></MESSAGE></CIM>\n");
+}
+
 std::string IMethodResponse(std::string_view message_id, std::string_view method,
                             std::string_view ireturnvalue_content) {
-  return Message(message_id, "<IMETHODRESPONSE" + Attr("NAME", method) + "><IRETURNVALUE>" +
-                                 std::string(ireturnvalue_content) +
-                                 "</IRETURNVALUE></IMETHODRESPONSE>");
+  std::string out = IMethodResponseHead(message_id, method);
+  out.append(ireturnvalue_content);
+  AppendIMethodResponseTail(&out);
+  return out;
 }
 
 std::string MethodResponse(std::string_view message_id, std::string_view method,

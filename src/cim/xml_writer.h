@@ -1,6 +1,8 @@
 // Writing CIM-XML responses (DSP0200/DSP0201). Every text and attribute
-// value is escaped; element content is built as strings, in the order the
-// DTD requires.
+// value is escaped; elements are written in the order the DTD requires.
+// Each fragment has an Append form, which writes it at the end of a buffer
+// the caller owns, so that a whole answer of thousands of instances is one
+// buffer with no string per element; the string forms are for one fragment.
 #pragma once
 
 #include <cstdint>
@@ -13,17 +15,26 @@
 namespace vmgroup::cim {
 
 std::string XmlEscape(std::string_view s);
+void AppendEscaped(std::string* out, std::string_view s);
 
-// Fragments, to compose IRETURNVALUE contents.
+// Fragments, to compose IRETURNVALUE contents. A path is an INSTANCEPATH
+// when it has a host, a LOCALINSTANCEPATH when it has only a namespace, an
+// INSTANCENAME otherwise.
+void AppendInstanceNameXml(std::string* out, const ObjectPath& p);
+void AppendPathXml(std::string* out, const ObjectPath& p);
+void AppendInstanceXml(std::string* out, const Instance& inst);
+void AppendValueNamedInstanceXml(std::string* out, const ObjectPath& p,
+                                 const Instance& inst);  // EnumerateInstances
+void AppendObjectWithPathXml(std::string* out, const ObjectPath& p,
+                             const Instance& inst);               // Associators, References
+void AppendObjectPathXml(std::string* out, const ObjectPath& p);  // AssociatorNames, ReferenceNames
+
 std::string InstanceNameXml(const ObjectPath& p);
-// INSTANCEPATH when `p` has a host, LOCALINSTANCEPATH when it has only a
-// namespace, INSTANCENAME otherwise.
 std::string PathXml(const ObjectPath& p);
 std::string InstanceXml(const Instance& inst);
-std::string ValueNamedInstanceXml(const ObjectPath& p, const Instance& inst);  // EnumerateInstances
-std::string ObjectWithPathXml(const ObjectPath& p,
-                              const Instance& inst);  // Associators, References
-std::string ObjectPathXml(const ObjectPath& p);       // AssociatorNames, ReferenceNames
+std::string ValueNamedInstanceXml(const ObjectPath& p, const Instance& inst);
+std::string ObjectWithPathXml(const ObjectPath& p, const Instance& inst);
+std::string ObjectPathXml(const ObjectPath& p);
 
 // An out-parameter of an extrinsic method.
 struct OutParam {
@@ -40,7 +51,11 @@ std::string IMethodCall(std::string_view message_id, std::string_view method,
 std::string MethodCall(std::string_view message_id, const ObjectPath& target,
                        std::string_view method, const std::vector<OutParam>& params);
 
-// Whole response documents.
+// Whole response documents. An IMETHODRESPONSE is also written in one
+// buffer: IMethodResponseHead, the content appended to it, then
+// AppendIMethodResponseTail; IMethodResponse does so with `content`.
+std::string IMethodResponseHead(std::string_view message_id, std::string_view method);
+void AppendIMethodResponseTail(std::string* out);
 std::string IMethodResponse(std::string_view message_id, std::string_view method,
                             std::string_view ireturnvalue_content);
 std::string MethodResponse(std::string_view message_id, std::string_view method,

@@ -132,6 +132,51 @@ TEST(XmlWriterTest, WhatXmlCannotCarryIsReplacedSoTheDocumentStaysWellFormed) {
             "no VM\ta\n" + kept);
 }
 
+TEST(XmlWriterTest, EscapingAppendsPlainRunsWholeAndEscapesTheRest) {
+  std::string out = "kept|";
+  AppendEscaped(&out, "plain ascii");
+  AppendEscaped(&out, "|a<b & \"c\" 'd' \xC3\xA9\xEF\xBF\xBE\x01 end|");
+  AppendEscaped(&out, "ascii but one byte\x80");
+  EXPECT_EQ(out,
+            "kept|plain ascii|a&lt;b &amp; &quot;c&quot; &apos;d&apos; "
+            "\xC3\xA9\xEF\xBF\xBD\xEF\xBF\xBD end|ascii but one byte\xEF\xBF\xBD");
+}
+
+// A listing's answer is written into one buffer: the head, each instance
+// appended as it comes, the tail. It must be the document IMethodResponse
+// makes of the same fragments, and read back instance by instance.
+TEST(XmlWriterTest, AnAnswerWrittenInOneBufferReadsBackInstanceByInstance) {
+  std::string out = IMethodResponseHead("9", "EnumerateInstances");
+  std::string fragments;
+  for (int i = 0; i < 3; ++i) {
+    const std::string n = std::to_string(i);
+    ObjectPath p{"",
+                 {},
+                 "Msvm_VirtualSystemCollection",
+                 {{"CollectionID", KeyBinding::Kind::kString, "id" + n, {}}}};
+    Instance inst{"Msvm_VirtualSystemCollection",
+                  {{"CollectionID", "string", false, Value::Scalar("id" + n)},
+                   {"ElementName", "string", false, Value::Scalar("g" + n + " <&>")},
+                   {"Members", "string", true, Value::Array({"vm" + n, "x\"y"})},
+                   {"Owner", "reference", false, Value::Reference(JobPath())}}};
+    AppendValueNamedInstanceXml(&out, p, inst);
+    fragments += ValueNamedInstanceXml(p, inst);
+  }
+  AppendIMethodResponseTail(&out);
+  EXPECT_EQ(out, IMethodResponse("9", "EnumerateInstances", fragments));
+  auto r = ParseResponse(out);
+  ASSERT_TRUE(r.ok()) << r.status().ToString() << out;
+  ASSERT_EQ(r->instances.size(), 3u);
+  for (size_t i = 0; i < 3; ++i) {
+    const std::string n = std::to_string(i);
+    EXPECT_EQ(r->instances[i].path.Key("CollectionID")->value, "id" + n);
+    const Instance& inst = r->instances[i].instance;
+    EXPECT_EQ(inst.Find("ElementName")->value.scalar, "g" + n + " <&>");
+    EXPECT_EQ(inst.Find("Members")->value.array, (std::vector<std::string>{"vm" + n, "x\"y"}));
+    EXPECT_EQ(inst.Find("Owner")->value.refs.at(0).Key("InstanceID")->value, "job-7");
+  }
+}
+
 TEST(XmlWriterTest, PathFormsFollowWhatThePathHolds) {
   ObjectPath p = JobPath();
   EXPECT_EQ(PathXml(p).rfind("<INSTANCEPATH>", 0), 0u);

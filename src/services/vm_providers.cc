@@ -196,16 +196,21 @@ class SettingsProvider : public cim::Provider {
   const cim::ClassSpec& spec() const override { return spec_; }
   Result<std::vector<cim::Instance>> Enumerate() override {
     std::vector<cim::Instance> out;
+    VMG_RETURN_IF_ERROR(ForEach([&](cim::Instance inst) { out.push_back(std::move(inst)); }));
+    return out;
+  }
+  // Every VM's configuration, then every per-VM snapshot: thousands, each
+  // built from the catalog's records as `each` takes it.
+  Status ForEach(const std::function<void(cim::Instance)>& each) override {
     VMG_ASSIGN_OR_RETURN(auto vms, ctx_.engine->catalog().ListVms());
     std::map<std::string, std::string> names;
     for (const auto& vm : vms) {
-      out.push_back(ConfigInstance(spec_, vm));
+      each(ConfigInstance(spec_, vm));
       names[vm.id] = vm.name;
     }
-    VMG_RETURN_IF_ERROR(ForEachMemberSnapshot(*ctx_.engine, [&](const auto& s, const auto& m) {
-      out.push_back(SnapshotInstance(spec_, s, m, names[m.vm_id]));
-    }));
-    return out;
+    return ForEachMemberSnapshot(*ctx_.engine, [&](const auto& s, const auto& m) {
+      each(SnapshotInstance(spec_, s, m, names[m.vm_id]));
+    });
   }
   // The instance Enumerate would find, looked up by its id: an association
   // to a VM's snapshots gets each one, and the default (a scan of
