@@ -319,7 +319,7 @@ Status Bench::MeasureListings() {
       {{"ClassName", "",
         cim::Value::Reference({"", {}, schema::VirtualSystemSettingData::kClass, {}})}});
   auto post_settings = [&raw, &settings_call]() -> Result<cim::HttpResponse> {
-    VMG_ASSIGN_OR_RETURN(cim::HttpResponse http,
+    VMG_ASSIGN_OR_RETURN(cim::HttpResponse reply,
                          raw->Post("/cimom",
                                    {{"Content-Type", "application/xml; charset=\"utf-8\""},
                                     {"CIMProtocolVersion", "1.0"},
@@ -327,16 +327,16 @@ Status Bench::MeasureListings() {
                                     {"CIMMethod", "EnumerateInstances"},
                                     {"CIMObject", schema::kNamespace}},
                                    settings_call, Ms(60'000)));
-    if (http.status != 200) return Status::Failed("HTTP " + std::to_string(http.status));
-    return http;
+    if (reply.status != 200) return Status::Failed("HTTP " + std::to_string(reply.status));
+    return reply;
   };
   VMG_ASSIGN_OR_RETURN(const cim::HttpResponse settings_answer, post_settings());
   kinds.push_back({"  of it: the HTTP exchange alone",
                    [&post_settings]() -> Result<size_t> {
-                     VMG_ASSIGN_OR_RETURN(cim::HttpResponse http, post_settings());
+                     VMG_ASSIGN_OR_RETURN(cim::HttpResponse reply, post_settings());
                      size_t n = 0;
                      for (size_t at = 0;
-                          (at = http.body.find("<VALUE.NAMEDINSTANCE>", at)) != std::string::npos;
+                          (at = reply.body.find("<VALUE.NAMEDINSTANCE>", at)) != std::string::npos;
                           ++at) {
                        ++n;
                      }
