@@ -263,10 +263,6 @@ std::string InstanceXml(const Instance& inst) { return Rendered(AppendInstanceXm
 std::string ValueNamedInstanceXml(const ObjectPath& p, const Instance& inst) {
   return Rendered(AppendValueNamedInstanceXml, p, inst);
 }
-std::string ObjectWithPathXml(const ObjectPath& p, const Instance& inst) {
-  return Rendered(AppendObjectWithPathXml, p, inst);
-}
-std::string ObjectPathXml(const ObjectPath& p) { return Rendered(AppendObjectPathXml, p); }
 
 namespace {
 

@@ -33,8 +33,6 @@ std::string InstanceNameXml(const ObjectPath& p);
 std::string PathXml(const ObjectPath& p);
 std::string InstanceXml(const Instance& inst);
 std::string ValueNamedInstanceXml(const ObjectPath& p, const Instance& inst);
-std::string ObjectWithPathXml(const ObjectPath& p, const Instance& inst);
-std::string ObjectPathXml(const ObjectPath& p);
 
 // An out-parameter of an extrinsic method.
 struct OutParam {
