@@ -16,6 +16,7 @@
 #include <sstream>
 
 #include "engine/engine.h"
+#include "testing/daemon_ready.h"
 #include "testing/temp_dir.h"
 #include "testing/test_certs.h"
 #include "testing/tiny_vms.h"
@@ -62,17 +63,9 @@ class DaemonFixture : public ::testing::Test {
         Env::Default()->Spawn(argv, {.log_path = dir_ / "vmgroupd.log", .new_session = false});
     ASSERT_TRUE(pid.ok()) << pid.status().ToString();
     pid_ = *pid;
-    for (int i = 0; i < 1000; ++i) {
-      const std::string log = LogText().substr(before);
-      std::smatch m;
-      if (std::regex_search(log, m, std::regex(R"(listening on https?://127\.0\.0\.1:(\d+))"))) {
-        port_ = std::stoi(m[1]);
-      }
-      if (log.find("vmgroupd ready") != std::string::npos) return;
-      ASSERT_TRUE(Env::Default()->IsAlive(pid_)) << "vmgroupd exited:\n" << log;
-      Env::Default()->SleepFor(std::chrono::milliseconds(10));
-    }
-    FAIL() << "vmgroupd did not become ready:\n" << LogText();
+    auto port = testing::AwaitDaemonReady(pid_, dir_ / "vmgroupd.log", before, "127.0.0.1");
+    ASSERT_TRUE(port.ok()) << port.status().message();
+    if (*port != 0) port_ = *port;
   }
 
   void StopDaemon(int signal = SIGTERM) {

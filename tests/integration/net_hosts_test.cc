@@ -13,11 +13,11 @@
 #include <algorithm>
 #include <fstream>
 #include <memory>
-#include <regex>
 #include <sstream>
 
 #include "base/tied_command.h"
 #include "cli/output.h"
+#include "testing/daemon_ready.h"
 #include "testing/temp_dir.h"
 #include "testing/test_certs.h"
 
@@ -108,18 +108,10 @@ class NetHostsTest : public ::testing::Test {
         {.log_path = log, .new_session = false});
     ASSERT_TRUE(pid.ok()) << pid.status().ToString();
     daemon_pid_ = *pid;
-    const std::regex listening("listening on https://" +
-                               std::regex_replace(host.address(), std::regex(R"(\.)"), R"(\.)") +
-                               R"(:(\d+))");
-    for (int i = 0; i < 1000; ++i) {
-      const std::string text = ReadAll(log);
-      std::smatch m;
-      if (std::regex_search(text, m, listening)) port_ = std::stoi(m[1]);
-      if (port_ != 0 && text.find("vmgroupd ready") != std::string::npos) return;
-      ASSERT_TRUE(Env::Default()->IsAlive(daemon_pid_)) << "vmgroupd exited:\n" << text;
-      Env::Default()->SleepFor(std::chrono::milliseconds(10));
-    }
-    FAIL() << "vmgroupd did not become ready:\n" << ReadAll(log);
+    auto port = AwaitDaemonReady(daemon_pid_, log, 0, host.address());
+    ASSERT_TRUE(port.ok()) << port.status().message();
+    ASSERT_NE(*port, 0) << "vmgroupd named no port at " << host.address() << ":\n" << ReadAll(log);
+    port_ = *port;
   }
 
   void StopDaemon(int signal) {
