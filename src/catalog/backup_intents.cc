@@ -22,6 +22,13 @@ Status Catalog::InsertBackupIntent(const BackupIntent& intent) {
   return s;
 }
 
+Status Catalog::SetBackupIntentVms(const BackupIntent& intent) {
+  std::lock_guard lock(mu_);
+  VMG_ASSIGN_OR_RETURN(Stmt u, db_->Prepare("UPDATE backup_intents SET vm_ids=?2 WHERE id=?1"));
+  VMG_RETURN_IF_ERROR(u.Bind(1, intent.id).Bind(2, ToJson(intent.vm_ids)).Run());
+  return NotFoundIfUnchanged(*db_, "backup session " + intent.id);
+}
+
 Status Catalog::DeleteBackupIntent(const std::string& id) {
   std::lock_guard lock(mu_);
   VMG_ASSIGN_OR_RETURN(Stmt d, db_->Prepare("DELETE FROM backup_intents WHERE id=?1"));

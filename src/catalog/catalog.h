@@ -128,6 +128,9 @@ class Catalog {
   // Backup sessions being served (backup_intents.cc). InsertBackupIntent:
   // AlreadyExists for a session id recorded already.
   Status InsertBackupIntent(const BackupIntent& intent);
+  // The VMs of `intent`, recorded before it served any (a session records
+  // itself before it takes its snapshot); NotFound if it is not recorded.
+  Status SetBackupIntentVms(const BackupIntent& intent);
   // The session ended; OK if none was recorded.
   Status DeleteBackupIntent(const std::string& id);
   // Sessions being served (after a crash: those the daemon left), by id.

@@ -133,7 +133,9 @@ Status BackupServe::RecordIntent() {
                                .took_snapshot = serving_.took_snapshot,
                                .directory = serving_.directory};
   for (const auto& vm : members_) intent.vm_ids.push_back(vm.id);
-  Status recorded = parts_.catalog->InsertBackupIntent(intent);
+  // A session that took its snapshot recorded its intent before taking it.
+  Status recorded = serving_.took_snapshot ? parts_.catalog->SetBackupIntentVms(intent)
+                                           : parts_.catalog->InsertBackupIntent(intent);
   if (!recorded.ok()) (void)parts_.env->RemoveDir(serving_.directory);
   return recorded;
 }
@@ -205,7 +207,8 @@ Status BackupServe::Undo(const Status& cause) {
     return Status(cause.code(), cause.message() + "; and serving could not be stopped (" +
                                     stopped.message() + "); restart the service to end it");
   }
-  (void)parts_.catalog->DeleteBackupIntent(serving_.session_id);
+  // One that took its snapshot keeps its intent until the snapshot is gone.
+  if (!serving_.took_snapshot) (void)parts_.catalog->DeleteBackupIntent(serving_.session_id);
   return cause;
 }
 

@@ -107,16 +107,30 @@ Result<BackupSession> BackupSessions::Begin(const BackupRequest& request) {
     VMG_ASSIGN_OR_RETURN(serving.base, parts_.catalog->GetReferencePoint(request.incremental_from));
   }
   if (request.snapshot_id.empty()) {
+    // The intent comes before the snapshot: a daemon killed once the
+    // snapshot is complete, before the session serves, leaves recovery the
+    // record to destroy it by. BackupServe adds the members it serves.
+    const catalog::BackupIntent intent{.id = serving.session_id,
+                                       .collection_id = request.collection_id,
+                                       .snapshot_id = NewGuid(),
+                                       .took_snapshot = true,
+                                       .directory = serving.directory};
+    VMG_RETURN_IF_ERROR(parts_.catalog->InsertBackupIntent(intent));
     const SnapshotRequest snapshot_request{.collection_id = request.collection_id,
                                            .type = kSnapshotRecovery,
                                            .name = "Backup session " + serving.session_id,
+                                           .id = intent.snapshot_id,
                                            .consistency = request.consistency,
                                            .fallback = request.fallback,
                                            .warning = request.warning};
     SnapshotCreate create(parts_, snapshot_request, parts_.env->Now());
-    VMG_RETURN_IF_ERROR(runner_.Run(create));
+    if (Status made = runner_.Run(create); !made.ok()) {
+      (void)parts_.catalog->DeleteBackupIntent(intent.id);
+      return made;
+    }
     serving.snapshot = create.snapshot();
     serving.took_snapshot = true;
+    VMG_RETURN_IF_ERROR(parts_.env->Hit(fault::kBackupSnapshotTaken, serving.session_id));
   } else {
     VMG_ASSIGN_OR_RETURN(serving.snapshot, parts_.catalog->GetSnapshot(request.snapshot_id));
   }
@@ -124,6 +138,8 @@ Result<BackupSession> BackupSessions::Begin(const BackupRequest& request) {
   if (Status served = runner_.Run(serve); !served.ok()) {
     if (!serving.took_snapshot) return served;
     Status d = DestroyTaken(parts_, runner_, serving.snapshot);
+    // A snapshot that remains keeps its record, for the next start.
+    if (d.ok()) (void)parts_.catalog->DeleteBackupIntent(serving.session_id);
     return d.ok() ? served : Status(served.code(), served.message() + "; and " + d.message());
   }
   auto live = std::make_shared<Live>();

@@ -352,6 +352,25 @@ TEST_F(BackupSessionsTest, ASessionTheDaemonDiedWithIsEndedAtTheNextStart) {
   ExpectConsistent();
 }
 
+// The gap the crash campaign found: the snapshot complete, nothing served
+// yet. The session's intent, recorded before the snapshot, lets the next
+// start destroy it.
+TEST_F(BackupSessionsTest, ASnapshotTakenForASessionThatNeverServedIsDestroyedAtTheNextStart) {
+  for (const auto point : {fault::kCommitted, fault::kBackupSnapshotTaken}) {
+    SCOPED_TRACE(std::string(point));
+    auto g = MakeGroup(2, std::string(point) + "-vm");
+    ASSERT_TRUE(CrashAt(point, [&](Engine& e) {
+      (void)e.snapshots().backups().Begin({.collection_id = g.collection_id});
+    }));
+    EXPECT_EQ(engine_->recovery().backup_sessions.size(), 1u) << engine_->recovery().Summary();
+    EXPECT_TRUE(engine_->catalog().ListSnapshots()->empty()) << "the snapshot it took is gone";
+    EXPECT_TRUE(engine_->catalog().ListBackupIntents()->empty());
+    EXPECT_FALSE(Env::Default()->FileExists(Path("state/backups")) &&
+                 !Env::Default()->ListDir(Path("state/backups"))->empty());
+    ExpectConsistent();
+  }
+}
+
 TEST_F(BackupSessionsTest, ServeEndsAnIdleSessionOrReturnsOnceItIsEnded) {
   auto g = MakeGroup(1);
   auto& backups = engine_->snapshots().backups();

@@ -61,6 +61,9 @@ inline constexpr std::string_view kRestoreFileCopied = "restore.file_copied";
 // A restored VM is defined; its group may not be yet. Subject: its name.
 inline constexpr std::string_view kRestoreVmDefined = "restore.vm_defined";
 
+// A backup session took its snapshot (Complete); nothing is served yet.
+// Subject: the session id.
+inline constexpr std::string_view kBackupSnapshotTaken = "backup.snapshot_taken";
 // A backup session: a member's frozen images are served (its intent is
 // recorded; other members may not be served yet). Subject: the VM's name.
 inline constexpr std::string_view kBackupMemberServed = "backup.member_served";
