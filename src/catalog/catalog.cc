@@ -333,7 +333,7 @@ Status Catalog::InsertSnapshot(const SnapshotRecord& s) {
   VMG_ASSIGN_OR_RETURN(
       Stmt ins,
       db_->Prepare("INSERT INTO snapshots(id,collection_id,name,tag,type,state,created_us,"
-                   "consistency) VALUES(?1,?2,?3,?4,?5,?6,?7,?8)"));
+                   "consistency,coordinated) VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9)"));
   VMG_RETURN_IF_ERROR(ins.Bind(1, s.id)
                           .Bind(2, s.collection_id)
                           .Bind(3, s.name)
@@ -342,6 +342,7 @@ Status Catalog::InsertSnapshot(const SnapshotRecord& s) {
                           .Bind(6, static_cast<int>(s.state))
                           .Bind(7, s.created_us)
                           .Bind(8, static_cast<int>(s.consistency))
+                          .Bind(9, s.coordinated ? 1 : 0)
                           .Run());
   for (size_t i = 0; i < s.members.size(); ++i) {
     const MemberSnapshot& m = s.members[i];
@@ -622,7 +623,8 @@ Result<std::vector<SnapshotRecord>> Catalog::LoadSnapshotsLocked(const std::stri
                                                                  const std::string& value) {
   VMG_ASSIGN_OR_RETURN(
       Stmt q, db_->Prepare("SELECT s.id,s.collection_id,s.name,s.tag,s.type,s.state,s.created_us,"
-                           "s.pause_window_us,s.duration_us,s.consistency,s.freeze_window_us "
+                           "s.pause_window_us,s.duration_us,s.consistency,s.freeze_window_us,"
+                           "s.coordinated "
                            "FROM snapshots s WHERE " +
                            where + " ORDER BY s.created_us, s.rowid"));
   q.Bind(1, value);
@@ -642,6 +644,7 @@ Result<std::vector<SnapshotRecord>> Catalog::LoadSnapshotsLocked(const std::stri
     s.duration_us = q.Int(8);
     s.consistency = static_cast<Consistency>(q.Int(9));
     s.freeze_window_us = q.Int(10);
+    s.coordinated = q.Int(11) != 0;
     out.push_back(std::move(s));
   }
   std::unordered_map<std::string, SnapshotRecord*> snapshots;

@@ -149,7 +149,9 @@ TEST_F(CatalogTest, CompletingASnapshotMovesEveryDiskInOneStep) {
   ASSERT_TRUE(catalog_->InsertVm(Vm("b")).ok());
   SnapshotRecord s = Snapshot("s1", {"a", "b"});
   s.consistency = Consistency::kApplication;
+  s.coordinated = true;
   ASSERT_TRUE(catalog_->InsertSnapshot(s).ok());
+  EXPECT_TRUE(catalog_->GetSnapshot("s1")->coordinated);
   EXPECT_EQ(catalog_->GetSnapshot("s1")->state, SnapshotState::kIncomplete);
   EXPECT_EQ(catalog_->GetSnapshot("s1")->consistency, Consistency::kApplication) << "as asked";
   EXPECT_EQ(catalog_->GetSnapshot("s1")->members[0].consistency, Consistency::kCrash)

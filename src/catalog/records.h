@@ -132,6 +132,10 @@ struct SnapshotRecord {
   // snapshot: the daemon may have died with them frozen.
   Consistency consistency = Consistency::kCrash;
   int64_t freeze_window_us = 0;  // first freeze sent -> last thaw answered (kApplication)
+  // This host's part of a snapshot across hosts (engine/host_cuts.h): its
+  // coordinator decides whether it commits, so recovery never completes one
+  // left Incomplete, even with its cut made on every member here: it undoes it.
+  bool coordinated = false;
   std::vector<MemberSnapshot> members;
 };
 

@@ -236,8 +236,14 @@ constexpr std::string_view kV16 = R"sql(
 CREATE INDEX member_snapshots_by_snapshot ON member_snapshots(snapshot_id, position);
 )sql";
 
-constexpr std::array<std::string_view, 16> kMigrations = {
-    kV1, kV2, kV3, kV4, kV5, kV6, kV7, kV8, kV9, kV10, kV11, kV12, kV13, kV14, kV15, kV16};
+// v17: a host's part of a snapshot across hosts (issue 20), which only its
+// coordinator completes.
+constexpr std::string_view kV17 = R"sql(
+ALTER TABLE snapshots ADD COLUMN coordinated INTEGER NOT NULL DEFAULT 0;
+)sql";
+
+constexpr std::array<std::string_view, 17> kMigrations = {
+    kV1, kV2, kV3, kV4, kV5, kV6, kV7, kV8, kV9, kV10, kV11, kV12, kV13, kV14, kV15, kV16, kV17};
 
 }  // namespace
 

@@ -172,7 +172,9 @@ Result<RecoveryReport> Recover(Env* env, VmRegistry& vms, catalog::Catalog& cata
     if (s.consistency == catalog::Consistency::kApplication) {
       for (auto& id : ThawGuests(env, vms, s)) report.thawed.push_back(std::move(id));
     }
-    auto done = CutHappenedEverywhere(env, vms, s);
+    // A part of a snapshot across hosts is its coordinator's to complete:
+    // the other hosts may have undone theirs.
+    auto done = s.coordinated ? Result<bool>(false) : CutHappenedEverywhere(env, vms, s);
     Status st;
     if (done.ok() && *done) {
       st = catalog.CompleteSnapshot(s);
@@ -181,8 +183,11 @@ Result<RecoveryReport> Recover(Env* env, VmRegistry& vms, catalog::Catalog& cata
       st = RedefineStoppedDomains(vms, catalog, s);
       if (st.ok()) {
         st = UndoSnapshot(env, vms, catalog, img, s,
-                          "it was under way when the service stopped, and its cut did not "
-                          "take effect on every member");
+                          s.coordinated
+                              ? "it was this host's part of a snapshot across hosts, and the "
+                                "service stopped before its coordinator committed it"
+                              : "it was under way when the service stopped, and its cut did not "
+                                "take effect on every member");
       }
       if (st.ok()) report.rolled_back.push_back(s.id);
     }

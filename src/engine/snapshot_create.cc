@@ -159,6 +159,7 @@ Status SnapshotCreate::RecordIntent() {
   s_ = PlanSnapshot(id, std::string("s").append(id, 0, 8), collection_.id, name, request_.type,
                     now_us, planned, member_ids);
   s_.consistency = request_.consistency;
+  s_.coordinated = request_.coordinated;
   for (const auto& vm : members_) {
     VMG_RETURN_IF_ERROR(parts_.env->CreateDirs(parts_.vms->RunDir(vm.id)));
   }
@@ -199,8 +200,9 @@ Status SnapshotCreate::Work() {
                    OverlaysOf(m, s.tag), !m.memory_state.empty()});
     cut_index.push_back(i);
   }
-  CutOutcome outcome =
-      ExecuteCut(env, cut, BitmapFor(s.type, s.tag), parts_.options.pause_deadline);
+  const std::string tracking = BitmapFor(s.type, s.tag);
+  CutOutcome outcome = request_.cut ? request_.cut(cut, tracking)
+                                    : ExecuteCut(env, cut, tracking, parts_.options.pause_deadline);
   if (freeze) {
     for (size_t k = 0; k < frozen_index.size(); ++k) {
       if (freeze->Frozen(k)) {
@@ -246,6 +248,8 @@ Status SnapshotCreate::Work() {
   VMG_RETURN_IF_ERROR(ParallelFor(cut.size(), [&](size_t k) -> Status {
     return cut[k].vm->FinishSwitch(env->Now() + kPrepareTimeout).Annotate("member " + cut[k].name);
   }));
+
+  if (request_.before_commit) VMG_RETURN_IF_ERROR(request_.before_commit());
 
   // Commit.
   const int64_t now = env->NowMicros();

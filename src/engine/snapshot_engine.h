@@ -20,6 +20,7 @@
 #include "engine/collections.h"
 #include "engine/export_manifest.h"
 #include "engine/group_operation.h"
+#include "engine/host_cuts.h"
 #include "engine/member_claims.h"
 #include "engine/operation_requests.h"
 #include "engine/vm_registry.h"
@@ -186,6 +187,9 @@ class SnapshotEngine {
   // Backup sessions of the groups (backup_sessions.h), run by the same
   // runner: their sockets live under <state directory>/backups.
   BackupSessions& backups() { return backups_; }
+  // This host's parts of snapshots across hosts (host_cuts.h), run by the
+  // same runner, step by step on a coordinator's word.
+  HostCuts& host_cuts() { return host_cuts_; }
 
   // What the operations run here measured (operation_metrics.h), and the
   // registry the daemon renders for Prometheus.
@@ -198,6 +202,7 @@ class SnapshotEngine {
   OperationMetrics metrics_{&registry_};
   OperationRunner runner_{&claims_, &metrics_};
   BackupSessions backups_;
+  HostCuts host_cuts_{parts_, runner_};  // after runner_: its parts end before the runner does
 };
 
 }  // namespace vmgroup::engine

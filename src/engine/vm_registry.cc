@@ -80,27 +80,43 @@ Result<hypervisor::Driver*> VmRegistry::DriverOf(const catalog::VmRecord& vm) {
 
 namespace {
 
-// The guards of several drivers as one.
-class GuardSet final : public hypervisor::ThawGuard {
+// The guards of several drivers as one: Disarm and the act-at-once method
+// (each Set's) go to every guard.
+template <typename Guard>
+class GuardSet : public Guard {
  public:
-  explicit GuardSet(std::vector<std::unique_ptr<hypervisor::ThawGuard>> guards)
-      : guards_(std::move(guards)) {}
-  void Disarm() override {
-    for (auto& g : guards_) g->Disarm();
-  }
-  void ThawNow() override {
-    for (auto& g : guards_) g->ThawNow();
+  explicit GuardSet(std::vector<std::unique_ptr<Guard>> guards) : guards_(std::move(guards)) {}
+  void Disarm() override { All(&Guard::Disarm); }
+
+ protected:
+  void All(void (Guard::*act)()) {
+    for (auto& g : guards_) (g.get()->*act)();
   }
 
  private:
-  std::vector<std::unique_ptr<hypervisor::ThawGuard>> guards_;
+  std::vector<std::unique_ptr<Guard>> guards_;
+};
+
+class ThawGuardSet final : public GuardSet<hypervisor::ThawGuard> {
+ public:
+  using GuardSet::GuardSet;
+  void ThawNow() override { All(&hypervisor::ThawGuard::ThawNow); }
+};
+
+class ResumeGuardSet final : public GuardSet<hypervisor::ResumeGuard> {
+ public:
+  using GuardSet::GuardSet;
+  void ResumeNow() override { All(&hypervisor::ResumeGuard::ResumeNow); }
 };
 
 }  // namespace
 
-Result<std::unique_ptr<hypervisor::ThawGuard>> VmRegistry::GuardThaw(
-    const std::vector<std::shared_ptr<hypervisor::Vm>>& vms, Duration within) {
-  // A QEMU guard holds QEMU agent channels, a libvirt guard thaws through
+template <typename Set, typename Guard>
+Result<std::unique_ptr<Guard>> VmRegistry::GuardEach(
+    const std::vector<std::shared_ptr<hypervisor::Vm>>& vms,
+    const std::function<Result<std::unique_ptr<Guard>>(
+        hypervisor::Driver*, const std::vector<std::shared_ptr<hypervisor::Vm>>&)>& arm) {
+  // A QEMU guard holds QEMU's own channels, a libvirt guard acts through
   // its own connection: each VM goes to the driver it lives on.
   std::map<hypervisor::Driver*, std::vector<std::shared_ptr<hypervisor::Vm>>> by_driver;
   for (const auto& vm : vms) {
@@ -116,13 +132,29 @@ Result<std::unique_ptr<hypervisor::ThawGuard>> VmRegistry::GuardThaw(
     VMG_ASSIGN_OR_RETURN(hypervisor::Driver * driver, DriverOf(record));
     by_driver[driver].push_back(vm);
   }
-  std::vector<std::unique_ptr<hypervisor::ThawGuard>> guards;
+  std::vector<std::unique_ptr<Guard>> guards;
   for (const auto& [driver, guarded] : by_driver) {
-    VMG_ASSIGN_OR_RETURN(auto guard, driver->GuardThaw(guarded, within));
+    VMG_ASSIGN_OR_RETURN(auto guard, arm(driver, guarded));
     guards.push_back(std::move(guard));
   }
   if (guards.size() == 1) return std::move(guards.front());
-  return std::unique_ptr<hypervisor::ThawGuard>(new GuardSet(std::move(guards)));
+  return std::unique_ptr<Guard>(new Set(std::move(guards)));
+}
+
+Result<std::unique_ptr<hypervisor::ThawGuard>> VmRegistry::GuardThaw(
+    const std::vector<std::shared_ptr<hypervisor::Vm>>& vms, Duration within) {
+  return GuardEach<ThawGuardSet, hypervisor::ThawGuard>(
+      vms, [&](hypervisor::Driver* driver, const auto& guarded) {
+        return driver->GuardThaw(guarded, within);
+      });
+}
+
+Result<std::unique_ptr<hypervisor::ResumeGuard>> VmRegistry::GuardResume(
+    const std::vector<std::shared_ptr<hypervisor::Vm>>& vms, Duration within) {
+  return GuardEach<ResumeGuardSet, hypervisor::ResumeGuard>(
+      vms, [&](hypervisor::Driver* driver, const auto& guarded) {
+        return driver->GuardResume(guarded, within);
+      });
 }
 
 hypervisor::VmSpec VmRegistry::SpecOf(const catalog::VmRecord& vm) const {

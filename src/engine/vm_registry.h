@@ -9,6 +9,7 @@
 // Thread-safe.
 #pragma once
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -238,6 +239,14 @@ class VmRegistry {
   // registry's live handles.
   Result<std::unique_ptr<hypervisor::ThawGuard>> GuardThaw(
       const std::vector<std::shared_ptr<hypervisor::Vm>>& vms, Duration within);
+  // A guard that resumes the live VMs `vms` after `within`, or at once if
+  // this process dies (hypervisor::Driver::GuardResume): armed before
+  // pausing them on another host's word (engine::LeasedPause). Each VM is
+  // guarded by the driver it lives on, as GuardThaw's; NotSupported or
+  // Unavailable from a driver that cannot guard one (the pause then goes on
+  // unguarded, LeasedPause says).
+  Result<std::unique_ptr<hypervisor::ResumeGuard>> GuardResume(
+      const std::vector<std::shared_ptr<hypervisor::Vm>>& vms, Duration within);
 
   std::string RunDir(const std::string& id) const { return state_dir_ + "/vms/" + id; }
   const std::string& state_dir() const { return state_dir_; }
@@ -247,6 +256,14 @@ class VmRegistry {
   // The driver VM `vm` lives on: its libvirt connection's, or vmgroupd's
   // own. Unavailable when its libvirt connection is not open.
   Result<hypervisor::Driver*> DriverOf(const catalog::VmRecord& vm);
+  // One guard over the live VMs `vms`: `arm` for each driver with the VMs
+  // that live on it, one Set over the guards when there are several
+  // (GuardThaw, GuardResume).
+  template <typename Set, typename Guard>
+  Result<std::unique_ptr<Guard>> GuardEach(
+      const std::vector<std::shared_ptr<hypervisor::Vm>>& vms,
+      const std::function<Result<std::unique_ptr<Guard>>(
+          hypervisor::Driver*, const std::vector<std::shared_ptr<hypervisor::Vm>>&)>& arm);
   // Attaches libvirt domain `vm`, recorded on: false (and recorded off)
   // when it is shut off or gone; true when attached, or when its
   // connection is not open (it stays as recorded).
