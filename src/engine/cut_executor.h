@@ -33,6 +33,7 @@ struct CutMember {
   // Save the member's memory state as it is at the cut (Vm::SendResume;
   // needs pause and Vm::PrepareStateSave).
   bool save_state = false;
+  std::string vm_id;  // the VM's id: for those that report the cut by VM (host_cuts.h)
 };
 
 struct CutTiming {

@@ -60,6 +60,7 @@ struct HostCuts::Part {
   Word word = Word::kNone;                        // guarded by mu: the latest, not yet taken
   Duration lease{};                               // guarded by mu: Pause's
   std::unique_ptr<LeasedPause> pause;             // guarded by mu: from Pause on
+  std::vector<std::string> vm_ids;                // guarded by mu: the pause's members' VMs
   Status step;                                    // guarded by mu: the answer to the latest step
   Status end;                                     // guarded by mu: once kEnded
 
@@ -184,6 +185,7 @@ CutOutcome HostCuts::CutOnWord(Part& part, const std::vector<CutMember>& members
   std::vector<LeasedMember> leased;
   for (const auto& m : members) {
     leased.push_back({.name = m.name, .vm = m.vm, .pause = m.pause, .overlays = m.overlays});
+    part.vm_ids.push_back(m.vm_id);
   }
   const Duration lease = part.lease;
   const ArmResumeGuard arm = [this](const auto& vms, Duration within) {
@@ -263,7 +265,7 @@ Status HostCuts::Step(Part& part, HostCutStage at, Word word) {
   return part.stage == HostCutStage::kEnded ? part.end : part.step;
 }
 
-Result<LeaseReport> HostCuts::Pause(const std::string& snapshot_id, Duration lease) {
+Result<HostCutStatus> HostCuts::Pause(const std::string& snapshot_id, Duration lease) {
   auto part = Find(snapshot_id);
   if (!part) return Status::NotFound("this host has no part of snapshot " + snapshot_id);
   if (lease <= Duration::zero()) return Status::InvalidArgument("the pause lease must be > 0");
@@ -272,16 +274,20 @@ Result<LeaseReport> HostCuts::Pause(const std::string& snapshot_id, Duration lea
     part->lease = lease;
   }
   VMG_RETURN_IF_ERROR(Step(*part, HostCutStage::kPrepared, Word::kPause));
-  return Report(*part);
+  return Answered(*part);
 }
 
-Result<LeaseReport> HostCuts::Report(Part& part) {
+HostCutStatus HostCuts::StatusOf(Part& part) {
   std::lock_guard l(part.mu);
-  // Ended since the step was answered (an Abort came): its end is the answer.
-  if (!part.pause) {
-    return part.end.ok() ? Status::InvalidState("the part is committed already") : part.end;
-  }
-  return part.pause->report();
+  HostCutStatus status{.stage = part.stage, .lease = {}, .vm_ids = part.vm_ids, .end = part.end};
+  if (part.pause) status.lease = part.pause->report();
+  return status;
+}
+
+Result<HostCutStatus> HostCuts::Answered(Part& part) {
+  HostCutStatus status = StatusOf(part);
+  if (status.stage != HostCutStage::kEnded) return status;
+  return status.end.ok() ? Status::InvalidState("the part is committed already") : status.end;
 }
 
 Status HostCuts::Cut(const std::string& snapshot_id) {
@@ -290,11 +296,11 @@ Status HostCuts::Cut(const std::string& snapshot_id) {
   return Step(*part, HostCutStage::kPaused, Word::kCut);
 }
 
-Result<LeaseReport> HostCuts::Resume(const std::string& snapshot_id) {
+Result<HostCutStatus> HostCuts::Resume(const std::string& snapshot_id) {
   auto part = Find(snapshot_id);
   if (!part) return Status::NotFound("this host has no part of snapshot " + snapshot_id);
   VMG_RETURN_IF_ERROR(Step(*part, HostCutStage::kCut, Word::kResume));
-  return Report(*part);
+  return Answered(*part);
 }
 
 Status HostCuts::Commit(const std::string& snapshot_id) {
@@ -341,10 +347,7 @@ Status HostCuts::DestroyCommitted(const std::string& snapshot_id) {
 Result<HostCutStatus> HostCuts::Get(const std::string& snapshot_id) {
   auto part = Find(snapshot_id);
   if (!part) return Status::NotFound("this host has no part of snapshot " + snapshot_id);
-  std::lock_guard l(part->mu);
-  HostCutStatus status{.stage = part->stage, .lease = {}, .end = part->end};
-  if (part->pause) status.lease = part->pause->report();
-  return status;
+  return StatusOf(*part);
 }
 
 }  // namespace vmgroup::engine

@@ -60,8 +60,12 @@ const char* HostCutStageName(HostCutStage stage);
 
 struct HostCutStatus {
   HostCutStage stage = HostCutStage::kPreparing;
-  LeaseReport lease;  // from Pause on: the lease's state and each member's timings
-  Status end;         // kEnded: OK when committed, else why the part was undone
+  // From Pause on: the lease's state and each member's timings, and the id
+  // of the VM of each (the members that run or are paused; those off are
+  // cut by the commit).
+  LeaseReport lease;
+  std::vector<std::string> vm_ids;
+  Status end;  // kEnded: OK when committed, else why the part was undone
 };
 
 class HostCuts {
@@ -85,14 +89,14 @@ class HostCuts {
   // Pauses the part's members under a lease of `lease` (LeasedPause::Pause)
   // and answers each member's pause time on this host's clock. On an error
   // nothing was paused and the part is undone.
-  Result<LeaseReport> Pause(const std::string& snapshot_id, Duration lease);
+  Result<HostCutStatus> Pause(const std::string& snapshot_id, Duration lease);
   // Switches every member to its overlays, still paused (LeasedPause::Cut).
   // Timeout when the lease ran out first. On an error every switch is
   // reverted, the members run, and the part is undone.
   Status Cut(const std::string& snapshot_id);
   // Resumes the members and finishes their switches; answers each member's
   // pause and cut time. On an error the part is undone.
-  Result<LeaseReport> Resume(const std::string& snapshot_id);
+  Result<HostCutStatus> Resume(const std::string& snapshot_id);
   // Commits the part: a Complete snapshot. An error (the part ended before:
   // the reason it was undone) leaves nothing of it.
   Status Commit(const std::string& snapshot_id);
@@ -114,8 +118,11 @@ class HostCuts {
   std::shared_ptr<Part> Find(const std::string& snapshot_id);
   // Forgets `part` and joins its thread, unless another caller did already.
   void Collect(const std::shared_ptr<Part>& part);
-  // The lease's report of a part a step was answered for.
-  Result<LeaseReport> Report(Part& part);
+  // Where a part stands (Get's answer).
+  static HostCutStatus StatusOf(Part& part);
+  // StatusOf a part a step was just answered for: its end, if it ended
+  // since (an Abort came).
+  Result<HostCutStatus> Answered(Part& part);
   // Gives `part` the word `word` if it is at stage `at` (InvalidState
   // otherwise), then waits until it has moved on: the step's answer.
   Status Step(Part& part, HostCutStage at, Word word);

@@ -63,19 +63,20 @@ TEST_F(HostCutsTest, EveryStepInTurnLeavesACompleteSnapshotOfThisHostsMembers) {
 
   auto paused = cuts().Pause(id, kLease);
   ASSERT_TRUE(paused.ok()) << paused.status().ToString();
-  EXPECT_EQ(paused->state, LeaseState::kPaused);
-  ASSERT_EQ(paused->members.size(), 2u);
+  EXPECT_EQ(paused->lease.state, LeaseState::kPaused);
+  ASSERT_EQ(paused->lease.members.size(), 2u);
+  EXPECT_EQ(paused->vm_ids, g.vm_ids);
   for (const auto& vm : g.vm_ids) EXPECT_EQ(Fake(vm)->state(), RunState::kPaused);
-  for (const auto& t : paused->members) EXPECT_GT(t.paused_at_us, 0);
+  for (const auto& t : paused->lease.members) EXPECT_GT(t.paused_at_us, 0);
 
   ASSERT_TRUE(cuts().Cut(id).ok());
   for (const auto& vm : g.vm_ids) EXPECT_EQ(Fake(vm)->state(), RunState::kPaused) << "until Resume";
 
   auto resumed = cuts().Resume(id);
   ASSERT_TRUE(resumed.ok()) << resumed.status().ToString();
-  EXPECT_EQ(resumed->state, LeaseState::kResumed);
-  EXPECT_TRUE(resumed->cut_kept);
-  for (const auto& t : resumed->members) {
+  EXPECT_EQ(resumed->lease.state, LeaseState::kResumed);
+  EXPECT_TRUE(resumed->lease.cut_kept);
+  for (const auto& t : resumed->lease.members) {
     EXPECT_GT(t.pause_us, 0);
     EXPECT_GE(t.cut_time_us, t.paused_at_us);
   }
@@ -89,8 +90,8 @@ TEST_F(HostCutsTest, EveryStepInTurnLeavesACompleteSnapshotOfThisHostsMembers) {
   EXPECT_EQ(s->state, catalog::SnapshotState::kComplete);
   EXPECT_EQ(s->collection_id, g.collection_id);
   for (size_t i = 0; i < s->members.size(); ++i) {
-    EXPECT_EQ(s->members[i].cut_time_us, resumed->members[i].cut_time_us);
-    EXPECT_EQ(s->members[i].pause_us, resumed->members[i].pause_us);
+    EXPECT_EQ(s->members[i].cut_time_us, resumed->lease.members[i].cut_time_us);
+    EXPECT_EQ(s->members[i].pause_us, resumed->lease.members[i].pause_us);
     EXPECT_EQ(s->members[i].disks[0].frozen_image, before.at(g.vm_ids[i])[0]);
     EXPECT_EQ(Fake(g.vm_ids[i])->active()[0], s->members[i].disks[0].overlay);
   }

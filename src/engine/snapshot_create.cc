@@ -197,7 +197,7 @@ Status SnapshotCreate::Work() {
     const auto& m = s.members[i];
     if (!live_[i]) continue;  // off: its commit is its cut
     cut.push_back({members_[i].name, live_[i], m.power_at_cut == catalog::Power::kRunning,
-                   OverlaysOf(m, s.tag), !m.memory_state.empty()});
+                   OverlaysOf(m, s.tag), !m.memory_state.empty(), m.vm_id});
     cut_index.push_back(i);
   }
   const std::string tracking = BitmapFor(s.type, s.tag);

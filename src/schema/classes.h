@@ -521,6 +521,48 @@ struct BackupService : Service {
   };
 };
 
+// One host's part of a snapshot across hosts (issue 20), step by step on
+// the word of the group's coordinator, another vmgroupd
+// (engine/host_cuts.h). Every method names the part by SnapshotID, the
+// group snapshot's id; PauseCut and ResumeCut answer the same out
+// parameters, by member: what the coordinator records with the round trip
+// it measured.
+struct HostCutService : Service {
+  static constexpr char kClass[] = "Vmgroup_HostCutService";
+  static constexpr char kSnapshotID[] = "SnapshotID";
+  struct PrepareCut {
+    static constexpr char kMethod[] = "PrepareCut";
+    static constexpr char kCollection[] = "Collection";  // this host's part of the group
+    static constexpr char kSnapshotType[] = "SnapshotType";
+    static constexpr char kElementName[] = "ElementName";
+    static constexpr char kStepTimeout[] = "StepTimeout";  // milliseconds
+  };
+  struct PauseCut {
+    static constexpr char kMethod[] = "PauseCut";
+    static constexpr char kLease[] = "Lease";  // milliseconds
+  };
+  struct Cut {
+    static constexpr char kMethod[] = "Cut";
+  };
+  struct ResumeCut {
+    static constexpr char kMethod[] = "ResumeCut";
+  };
+  struct CommitCut {
+    static constexpr char kMethod[] = "CommitCut";
+  };
+  struct AbortCut {
+    static constexpr char kMethod[] = "AbortCut";
+  };
+  // PauseCut's and ResumeCut's answer.
+  static constexpr char kVirtualSystemIdentifiers[] = "VirtualSystemIdentifiers";
+  static constexpr char kPausedAt[] = "PausedAt";  // microseconds since 1970, host's clock
+  static constexpr char kPauseDurations[] = "PauseDurations";  // microseconds (0 while paused)
+  static constexpr char kCutTimes[] = "CutTimes";              // microseconds since 1970 (0: none)
+  static constexpr char kLeaseState[] = "LeaseState";          // engine::LeaseStateName
+  static constexpr char kUnguarded[] = "Unguarded";            // why no resume guard ("": guarded)
+  static constexpr char kHostTime[] = "HostTime";  // microseconds since 1970, when it answered
+};
+
 // ---- Jobs ----
 
 struct ConcreteJob {
@@ -656,6 +698,7 @@ inline constexpr ClassNames kClasses[] = {
     NamesOf<BackupSession>(),
     NamesOf<BackupDisk>(),
     NamesOf<BackupService>(),
+    NamesOf<HostCutService>(),
     NamesOf<ConcreteJob>(),
     NamesOf<AffectedJobElement>(),
     NamesOf<Error>(),

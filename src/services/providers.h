@@ -36,6 +36,9 @@ std::string CollectionIdIn(const std::string& text);
 // Vmgroup_BackupService (BeginBackup, EndBackup, GetVirtualDiskChanges),
 // Vmgroup_BackupSession and Vmgroup_BackupDisk.
 Providers BackupProviders(const Context& ctx);
+// Vmgroup_HostCutService: this host's part of a snapshot across hosts, step
+// by step on its coordinator's word (engine/host_cuts.h).
+Providers HostCutProviders(const Context& ctx);
 // Msvm_ConcreteJob and Msvm_AffectedJobElement.
 Providers JobProviders(const Context& ctx);
 // Msvm_Error, the embedded instance GetError returns.

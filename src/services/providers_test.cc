@@ -271,6 +271,57 @@ TEST_F(ProvidersTest, GroupNamesAndReferencesAreChecked) {
   EXPECT_NE(Why(import).find("ImportDirectory"), std::string::npos) << Why(import);
 }
 
+// A host's part of a snapshot across hosts: each step's arguments checked
+// where they enter; the steps themselves are tested in engine/host_cuts_test
+// and, on QEMU, tests/integration/host_cut_test.
+TEST_F(ProvidersTest, HostCutStepsCheckTheirArguments) {
+  const char* hcs = "Vmgroup_HostCutService";
+  for (const char* method :
+       {"PrepareCut", "PauseCut", "Cut", "ResumeCut", "CommitCut", "AbortCut"}) {
+    cim::Response r = Call(hcs, method, {});
+    EXPECT_EQ(r.return_value, kRcInvalidParameter) << method;
+    EXPECT_NE(Why(r).find("SnapshotID is required"), std::string::npos) << method << ": " << Why(r);
+  }
+  const std::string id = "6f1c3f4e-0a5b-4c7d-9e8f-112233445566";
+  const auto lease = [](const std::string& ms) {
+    return cim::OutParam{"Lease", "uint32", cim::Value::Scalar(ms)};
+  };
+  for (const auto& [args, why] : std::vector<std::pair<std::vector<cim::OutParam>, std::string>>{
+           {{Str("SnapshotID", id)}, "Lease is required"},
+           {{Str("SnapshotID", id), lease("0")}, "Lease must be from 1 to 60000 milliseconds"},
+           {{Str("SnapshotID", id), lease("60001")}, "not 60001"}}) {
+    cim::Response r = Call(hcs, "PauseCut", args);
+    EXPECT_EQ(r.return_value, kRcInvalidParameter) << why;
+    EXPECT_NE(Why(r).find(why), std::string::npos) << Why(r);
+  }
+  cim::Response unknown = Call(hcs, "Cut", {Str("SnapshotID", id)});
+  EXPECT_NE(unknown.return_value, 0u);
+  EXPECT_NE(Why(unknown).find("no part of snapshot " + id), std::string::npos) << Why(unknown);
+  EXPECT_EQ(Call(hcs, "AbortCut", {Str("SnapshotID", id)}).return_value, 0u)
+      << "nothing to take back";
+
+  cim::Response no_group = Call(hcs, "PrepareCut", {Str("SnapshotID", id)});
+  EXPECT_EQ(no_group.return_value, kRcInvalidParameter);
+  EXPECT_NE(Why(no_group).find("Collection"), std::string::npos) << Why(no_group);
+  cim::Response made = Call("Msvm_CollectionManagementService", "DefineCollection", {});
+  ASSERT_EQ(made.return_value, 0u) << Why(made);
+  const cim::ObjectPath group = made.Out("DefinedCollection")->value.refs.at(0);
+  const auto prepare = [&](std::vector<cim::OutParam> more) {
+    more.insert(more.begin(), {Str("SnapshotID", id), Ref("Collection", group)});
+    return Call(hcs, "PrepareCut", more);
+  };
+  cim::Response standard = prepare({{"SnapshotType", "uint16", cim::Value::Scalar("1")}});
+  EXPECT_EQ(standard.return_value, kRcNotSupported);
+  EXPECT_NE(Why(standard).find("cannot span hosts"), std::string::npos) << Why(standard);
+  cim::Response step = prepare({{"StepTimeout", "uint32", cim::Value::Scalar("0")}});
+  EXPECT_EQ(step.return_value, kRcInvalidParameter);
+  EXPECT_NE(Why(step).find("StepTimeout must be from 1 to 600000"), std::string::npos) << Why(step);
+  cim::Response empty = prepare({});
+  EXPECT_EQ(empty.return_value, kRcInvalidState);
+  EXPECT_NE(Why(empty).find("has no VMs"), std::string::npos) << Why(empty);
+  EXPECT_TRUE(engine_->catalog().ListSnapshots()->empty());
+}
+
 TEST_F(ProvidersTest, AShutdownTakesATimeoutPeriodThatATurnOffDoesNot) {
   ASSERT_EQ(DefineSystem({{"ElementName", "db"}}).return_value, 0u);
   const auto state = [&](const char* requested, std::vector<cim::OutParam> more) {

@@ -63,8 +63,9 @@ std::vector<cim::ClassSpec> EmbeddedClasses() {
 
 Providers AllProviders(const Context& ctx) {
   Providers all;
-  for (auto* family : {&VmProviders, &CollectionProviders, &SnapshotProviders,
-                       &ReferencePointProviders, &BackupProviders, &JobProviders}) {
+  for (auto* family :
+       {&VmProviders, &CollectionProviders, &SnapshotProviders, &ReferencePointProviders,
+        &BackupProviders, &HostCutProviders, &JobProviders}) {
     for (auto& p : (*family)(ctx)) all.push_back(std::move(p));
   }
   return all;

@@ -49,7 +49,7 @@ TEST_F(HostCutQemuTest, EveryStepInTurnLeavesTheMembersOnTheirOverlaysAndAComple
 
   auto paused = cuts().Pause(sid, 30s);
   ASSERT_TRUE(paused.ok()) << paused.status().ToString();
-  EXPECT_EQ(paused->unguarded, "") << "each QEMU of ours has its resume guard's monitor";
+  EXPECT_EQ(paused->lease.unguarded, "") << "each QEMU of ours has its resume guard's monitor";
   for (const auto& id : g_.vm_ids) EXPECT_EQ(State(id), RunState::kPaused);
   Status cut = cuts().Cut(sid);
   ASSERT_TRUE(cut.ok()) << cut.ToString();

@@ -1,0 +1,161 @@
+// One host's part of a snapshot across hosts (vendor class; issue 20):
+// Vmgroup_HostCutService takes each step of engine::HostCuts from the
+// group's coordinator, another vmgroupd, over the same authenticated
+// CIM-XML as any client. Each method answers when its step is done (0) or
+// refused (family A); none starts a job: a step is short, and the
+// coordinator must know at once that every host took it.
+#include "services/providers.h"
+
+namespace vmgroup::services {
+namespace {
+
+using HC = schema::HostCutService;
+
+// A lease longer than this is no lease: a member could stay paused
+// for a minute on the word of a coordinator that died.
+constexpr int64_t kMaxLeaseMs = 60'000;
+constexpr int64_t kMaxStepTimeoutMs = 600'000;
+constexpr int64_t kDefaultStepTimeoutMs = 30'000;
+
+// The out-parameters PauseCut and ResumeCut both declare.
+std::vector<cim::ParamSpec> LeaseOut() {
+  const auto out = [](const char* name, const char* type, bool array) {
+    return cim::ParamSpec{.name = name, .type = type, .in = false, .out = true, .is_array = array};
+  };
+  return {out(HC::kVirtualSystemIdentifiers, "string", true),
+          out(HC::kPausedAt, "uint64", true),
+          out(HC::kPauseDurations, "uint64", true),
+          out(HC::kCutTimes, "uint64", true),
+          out(HC::kLeaseState, "string", false),
+          out(HC::kUnguarded, "string", false),
+          out(HC::kHostTime, "uint64", false)};
+}
+
+// `params` with SnapshotID first: the one in-parameter every method has.
+std::vector<cim::ParamSpec> WithSnapshotId(std::vector<cim::ParamSpec> params) {
+  params.insert(params.begin(), {.name = HC::kSnapshotID, .type = "string"});
+  return params;
+}
+
+// The answer of PauseCut and ResumeCut: the members' timings by VM, and
+// this host's clock as it answers; or the step's error.
+cim::MethodResult LeaseAnswer(const Result<engine::HostCutStatus>& r) {
+  if (!r.ok()) return Outcome(ReturnCodeA, r.status());
+  std::vector<std::string> paused_at, pauses, cuts;
+  for (const auto& t : r->lease.members) {
+    paused_at.push_back(std::to_string(t.paused_at_us));
+    pauses.push_back(std::to_string(t.pause_us));
+    cuts.push_back(std::to_string(t.cut_time_us));
+  }
+  const std::string now = std::to_string(Env::Default()->NowMicros());
+  cim::MethodResult done = Done();
+  done.out = {
+      {HC::kVirtualSystemIdentifiers, "string", cim::Value::Array(r->vm_ids)},
+      {HC::kPausedAt, "uint64", cim::Value::Array(paused_at)},
+      {HC::kPauseDurations, "uint64", cim::Value::Array(pauses)},
+      {HC::kCutTimes, "uint64", cim::Value::Array(cuts)},
+      {HC::kLeaseState, "string", cim::Value::Scalar(engine::LeaseStateName(r->lease.state))},
+      {HC::kUnguarded, "string", cim::Value::Scalar(r->lease.unguarded)},
+      {HC::kHostTime, "uint64", cim::Value::Scalar(now)}};
+  return done;
+}
+
+// An integer in-parameter in [1, max] (milliseconds), or `fallback` when absent
+// (0: required).
+Result<Duration> Millis(const Args& a, const char* name, int64_t max, int64_t fallback) {
+  if (!a.Has(name) && fallback == 0)
+    return Status::InvalidArgument(std::string(name) + " is required");
+  const int64_t ms = a.Int(name, fallback);
+  if (ms < 1 || ms > max) {
+    return Status::InvalidArgument(std::string(name) + " must be from 1 to " + std::to_string(max) +
+                                   " milliseconds, not " + a.Str(name));
+  }
+  return Duration(std::chrono::milliseconds(ms));
+}
+
+class HostCutServiceProvider : public ServiceProvider {
+  using Prepare = HC::PrepareCut;
+  using PartCall =
+      std::function<cim::MethodResult(engine::HostCuts&, const std::string& id, const Args&)>;
+
+  // Registers `method` as `call` on the part its SnapshotID names.
+  void OnPart(const char* method, engine::Engine* e, PartCall call) {
+    On(method, [e, call](const Args& a) -> Result<cim::MethodResult> {
+      auto id = a.Required(HC::kSnapshotID);
+      if (!id.ok()) return Outcome(ReturnCodeA, id.status());
+      return call(e->snapshots().host_cuts(), *id, a);
+    });
+  }
+
+ public:
+  explicit HostCutServiceProvider(const Context& ctx)
+      : ServiceProvider(ctx, HC::kClass, "HostCutService", "vmgroup Host Cut Service",
+                        {{.name = Prepare::kMethod,
+                          .params = WithSnapshotId(
+                              {RefIn(Prepare::kCollection, schema::VirtualSystemCollection::kClass),
+                               {.name = Prepare::kSnapshotType, .type = "uint16"},
+                               {.name = Prepare::kElementName, .type = "string"},
+                               {.name = Prepare::kStepTimeout, .type = "uint32"}})},
+                         {.name = HC::PauseCut::kMethod,
+                          .params =
+                              [] {
+                                auto p = WithSnapshotId(LeaseOut());
+                                p.insert(p.begin() + 1,
+                                         {.name = HC::PauseCut::kLease, .type = "uint32"});
+                                return p;
+                              }()},
+                         {.name = HC::Cut::kMethod, .params = WithSnapshotId({})},
+                         {.name = HC::ResumeCut::kMethod, .params = WithSnapshotId(LeaseOut())},
+                         {.name = HC::CommitCut::kMethod, .params = WithSnapshotId({})},
+                         {.name = HC::AbortCut::kMethod, .params = WithSnapshotId({})}}) {
+    engine::Engine* e = ctx.engine;
+    On(Prepare::kMethod, [e](const Args& a) -> Result<cim::MethodResult> {
+      engine::HostCutRequest req;
+      auto read = [&]() -> Status {
+        VMG_ASSIGN_OR_RETURN(req.snapshot_id, a.Required(HC::kSnapshotID));
+        VMG_ASSIGN_OR_RETURN(
+            req.collection_id,
+            a.RefId(Prepare::kCollection, schema::VirtualSystemCollection::kCollectionID,
+                    "this host's part of the VM group"));
+        req.type = static_cast<int>(a.Int(Prepare::kSnapshotType, engine::kSnapshotRecovery));
+        req.name = a.Str(Prepare::kElementName);
+        VMG_ASSIGN_OR_RETURN(req.step_timeout, Millis(a, Prepare::kStepTimeout, kMaxStepTimeoutMs,
+                                                      kDefaultStepTimeoutMs));
+        return Status::Ok();
+      };
+      if (Status s = read(); !s.ok()) return Outcome(ReturnCodeA, s);
+      return Outcome(ReturnCodeA, e->snapshots().host_cuts().Prepare(req));
+    });
+    OnPart(HC::PauseCut::kMethod, e,
+           [](engine::HostCuts& cuts, const std::string& id, const Args& a) {
+             auto lease = Millis(a, HC::PauseCut::kLease, kMaxLeaseMs, 0);
+             if (!lease.ok()) return Outcome(ReturnCodeA, lease.status());
+             return LeaseAnswer(cuts.Pause(id, *lease));
+           });
+    OnPart(HC::Cut::kMethod, e, [](engine::HostCuts& cuts, const std::string& id, const Args&) {
+      return Outcome(ReturnCodeA, cuts.Cut(id));
+    });
+    OnPart(HC::ResumeCut::kMethod, e,
+           [](engine::HostCuts& cuts, const std::string& id, const Args&) {
+             return LeaseAnswer(cuts.Resume(id));
+           });
+    OnPart(HC::CommitCut::kMethod, e,
+           [](engine::HostCuts& cuts, const std::string& id, const Args&) {
+             return Outcome(ReturnCodeA, cuts.Commit(id));
+           });
+    OnPart(HC::AbortCut::kMethod, e,
+           [](engine::HostCuts& cuts, const std::string& id, const Args&) {
+             return Outcome(ReturnCodeA, cuts.Abort(id));
+           });
+  }
+};
+
+}  // namespace
+
+Providers HostCutProviders(const Context& ctx) {
+  Providers out;
+  out.push_back(std::make_unique<HostCutServiceProvider>(ctx));
+  return out;
+}
+
+}  // namespace vmgroup::services
