@@ -331,13 +331,15 @@ Result<CallResult> Api::ImportGroup(const std::string& directory, bool as_new) {
                Scalar(Import::kGenerateNewID, "boolean", as_new ? "true" : "false")});
 }
 
-Result<CallResult> Api::CreateGroup(const std::string& name, bool of_groups) {
+Result<CallResult> Api::CreateGroup(const std::string& name, bool of_groups,
+                                    const std::string& id) {
   using Define = CMS::DefineCollection;
   const int type =
       of_groups ? schema::CollectionType::kCollections : schema::CollectionType::kVirtualSystems;
-  return Call(CMS::kClass, Define::kMethod,
-              {Scalar(Define::kName, "string", name),
-               Scalar(Define::kType, "uint16", std::to_string(type))});
+  std::vector<cim::OutParam> args = {Scalar(Define::kName, "string", name),
+                                     Scalar(Define::kType, "uint16", std::to_string(type))};
+  if (!id.empty()) args.push_back(Scalar(Define::kId, "string", id));
+  return Call(CMS::kClass, Define::kMethod, args);
 }
 
 Result<cim::ObjectPath> Api::MemberPath(const GroupInfo& g, const std::string& member) {

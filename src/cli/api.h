@@ -156,7 +156,10 @@ class Api {
 
   Result<std::vector<GroupInfo>> ListGroups();
   Result<GroupInfo> FindGroup(const std::string& name_or_id);
-  Result<CallResult> CreateGroup(const std::string& name, bool of_groups);
+  // `id`: the group's id (a GUID), as New-VMGroup -Id gives it (a group
+  // that spans hosts has the same id on each); a new one when empty.
+  Result<CallResult> CreateGroup(const std::string& name, bool of_groups,
+                                 const std::string& id = "");
   // A group back from the export in `directory` (absolute); with `as_new`,
   // beside the original under new ids.
   Result<CallResult> ImportGroup(const std::string& directory, bool as_new);

@@ -51,13 +51,13 @@ int Show(Context& ctx, const GroupInfo& g) {
 int RunGroup(Context& ctx, const std::vector<std::string>& words) {
   if (words.empty()) return UsageError("group");
   const std::string verb = words[0];
-  auto c = CommandLine::Parse({words.begin() + 1, words.end()}, {}, {"of-groups"});
+  auto c = CommandLine::Parse({words.begin() + 1, words.end()}, {"id"}, {"of-groups"});
   if (!c.ok()) return ReportError(c.status());
   const auto& pos = c->positional();
   if (verb == "list") return pos.empty() ? List(ctx) : UsageError("group", verb);
   if (verb == "create") {
     if (pos.size() != 1) return UsageError("group", verb);
-    auto r = ctx.api->CreateGroup(pos[0], c->Has("of-groups"));
+    auto r = ctx.api->CreateGroup(pos[0], c->Has("of-groups"), c->Get("id"));
     if (int rc = Settle(ctx, r, "creating group " + pos[0], true); rc != kExitOk) return rc;
     const cim::Param* p =
         r->response.Out(schema::CollectionManagementService::DefineCollection::kDefinedCollection);
