@@ -13,6 +13,7 @@ declare -A allowed=(
   [cim]="base cim"
   [schema]="schema"
   [services]="base catalog engine cim schema services"
+  [remote]="base engine cim schema remote"
   [daemon]="base hypervisor catalog engine cim schema services daemon"
   [cli]="base cim schema cli"
 )

@@ -32,6 +32,22 @@ uint32_t ReturnCodeA(const Status& s) {
   return kRcFailed;
 }
 
+Status StatusOfReturnCodeA(uint32_t code, const std::string& why) {
+  switch (code) {
+    case kRcNotSupported:
+      return Status::NotSupported(why);
+    case kRcTimeout:
+      return Status::Timeout(why);
+    case kRcInvalidParameter:
+      return Status::InvalidArgument(why);
+    case kRcInvalidState:
+      return Status::InvalidState(why);
+    case kRcInvalidType:
+      return Status::InvalidType(why);
+  }
+  return Status::Failed(why);
+}
+
 uint32_t ReturnCodeB(const Status& s) {
   switch (s.code()) {
     case Code::kOk:

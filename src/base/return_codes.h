@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 
 #include "base/status.h"
 
@@ -33,5 +34,10 @@ inline constexpr uint32_t kRcBFileNotFound = 32779;
 
 uint32_t ReturnCodeA(const Status& s);
 uint32_t ReturnCodeB(const Status& s);
+
+// On a client, the Status a family-A ReturnValue other than 0 and 4096
+// stands for: the code ReturnCodeA maps to it (the first, where several
+// do), with `why`, the server's reason.
+Status StatusOfReturnCodeA(uint32_t code, const std::string& why);
 
 }  // namespace vmgroup

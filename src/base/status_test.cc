@@ -56,5 +56,18 @@ TEST(ReturnCodesTest, FamiliesFollowTheReference) {
   EXPECT_EQ(ReturnCodeB(Status::Internal("x")), 32768u);
 }
 
+// A client reads a family-A ReturnValue back into the Status a server
+// answered it for: the code survives the round trip, the reason with it.
+TEST(ReturnCodesTest, AFamilyACodeReadsBackAsTheStatusItStandsFor) {
+  for (const Status& s :
+       {Status::NotSupported("n"), Status::Timeout("t"), Status::InvalidArgument("a"),
+        Status::InvalidState("s"), Status::InvalidType("y"), Status::Failed("f")}) {
+    const Status back = StatusOfReturnCodeA(ReturnCodeA(s), s.message());
+    EXPECT_EQ(back.code(), s.code()) << s.ToString();
+    EXPECT_EQ(back.message(), s.message());
+  }
+  EXPECT_EQ(StatusOfReturnCodeA(ReturnCodeA(Status::Busy("b")), "b").code(), Code::kInvalidState);
+}
+
 }  // namespace
 }  // namespace vmgroup

@@ -1,0 +1,115 @@
+// The coordinator's side of a snapshot across hosts (issue 20): each step
+// of host_cuts.h sent to every host taking part, in parallel, and the next
+// step only once every host has answered: no host cuts before every member
+// of the group is paused, and no host resumes before every host has cut.
+// Any host's failure aborts the snapshot on every host (CutHost::Abort
+// takes back a part in any stage, a committed one included), so the
+// snapshot is all or nothing for the group.
+//
+// A host is reached through CutHost: this host's own HostCuts (LocalCutHost)
+// or another vmgroupd over CIM-XML (remote/). The coordinator dying half way
+// leaves no VM paused past a lease nor a part past its step timeout: each
+// host enforces both by itself.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "engine/host_cuts.h"
+
+namespace vmgroup::engine {
+
+// A host's answer to Pause and Resume.
+struct HostLease {
+  std::vector<std::string> vm_ids;    // by member
+  std::vector<LeasedTiming> members;  // by member, on the host's clock
+  std::string lease_state;            // LeaseStateName
+  std::string unguarded;              // why no resume guard was armed ("": one was)
+  int64_t host_time_us = 0;           // the host's clock as it answered
+};
+
+// One host taking part, as the coordinator sees it: each call is one step
+// of HostCuts on that host, answered with what it said.
+class CutHost {
+ public:
+  virtual ~CutHost() = default;
+  // For messages: "host 10.77.1.2", "this host".
+  virtual std::string name() const = 0;
+  virtual Status Prepare(const HostCutRequest& request) = 0;
+  virtual Result<HostLease> Pause(const std::string& snapshot_id, Duration lease) = 0;
+  virtual Status Cut(const std::string& snapshot_id) = 0;
+  virtual Result<HostLease> Resume(const std::string& snapshot_id) = 0;
+  virtual Status Commit(const std::string& snapshot_id) = 0;
+  virtual Status Abort(const std::string& snapshot_id) = 0;
+};
+
+// This host's own part, through its SnapshotEngine's HostCuts.
+class LocalCutHost final : public CutHost {
+ public:
+  // REQUIRES: `cuts` outlives this.
+  explicit LocalCutHost(HostCuts* cuts) : cuts_(cuts) {}
+  std::string name() const override { return "this host"; }
+  Status Prepare(const HostCutRequest& request) override { return cuts_->Prepare(request); }
+  Result<HostLease> Pause(const std::string& snapshot_id, Duration lease) override;
+  Status Cut(const std::string& snapshot_id) override { return cuts_->Cut(snapshot_id); }
+  Result<HostLease> Resume(const std::string& snapshot_id) override;
+  Status Commit(const std::string& snapshot_id) override { return cuts_->Commit(snapshot_id); }
+  Status Abort(const std::string& snapshot_id) override { return cuts_->Abort(snapshot_id); }
+
+ private:
+  HostCuts* const cuts_;
+};
+
+struct SpanningCutRequest {
+  std::string snapshot_id;    // the group snapshot's id (a GUID): each host's part has it
+  std::string collection_id;  // the group's id: each host's part of it has it too
+  std::string name;           // the snapshot's ElementName
+  int type = kSnapshotRecovery;
+  // How long each host may keep its members paused waiting for "cut" and
+  // "resume": long enough for two round trips to the farthest host, short
+  // enough that guests barely notice should the coordinator die.
+  Duration lease = std::chrono::milliseconds(500);
+  // How long each host waits for the next step outside the lease.
+  Duration step_timeout = std::chrono::seconds(30);
+};
+
+// A Pause or Resume: what the host answered, and when on the coordinator's
+// clock it was asked and answered. The round trip bounds how far the host's
+// clock is from ours: it stamped its answer somewhere inside it.
+struct LeaseExchange {
+  HostLease answer;
+  int64_t sent_us = 0;
+  int64_t answered_us = 0;
+};
+
+// What one host did.
+struct SpannedHost {
+  std::string name;
+  LeaseExchange pause;
+  LeaseExchange resume;  // each member's pause and cut
+  // The host's cut times on the coordinator's clock: the earliest and
+  // latest they can be, given the Resume round trip (0: no member of the
+  // host ran or was paused; its commit was its cut).
+  int64_t earliest_cut_us = 0, latest_cut_us = 0;
+};
+
+struct SpanningCutReport {
+  std::vector<SpannedHost> hosts;  // in the order given
+  // First Pause sent -> last Resume answered, on the coordinator's clock:
+  // no member of the group paused before it began or ran on after it ended.
+  int64_t window_us = 0;
+  // How far apart the members' cuts can be, from the host clocks and the
+  // round trips: latest of any cut minus earliest of any.
+  int64_t cut_spread_us = 0;
+};
+
+// Takes the group snapshot across `hosts` (each with its part prepared,
+// paused, cut, resumed and committed, a step at a time, in parallel). On
+// any host's failure every host aborts its part and the first failure is
+// returned, naming its host and step, with any abort that failed too (that
+// part is finished by the host's recovery, or by aborting again).
+Result<SpanningCutReport> TakeSpanningCut(Env* env, const std::vector<CutHost*>& hosts,
+                                          const SpanningCutRequest& request);
+
+}  // namespace vmgroup::engine

@@ -1,0 +1,129 @@
+#include "remote/cim_cut_host.h"
+
+#include "base/return_codes.h"
+#include "schema/classes.h"
+
+namespace vmgroup::remote {
+namespace {
+
+using HC = schema::HostCutService;
+
+// "host 10.77.1.2:5989" for https://root@10.77.1.2:5989: what messages
+// name the host by, with no credentials in it.
+std::string HostName(const std::string& endpoint) {
+  std::string where = endpoint;
+  if (auto scheme = where.find("://"); scheme != std::string::npos) where.erase(0, scheme + 3);
+  if (auto at = where.rfind('@'); at != std::string::npos) where.erase(0, at + 1);
+  return "host " + where;
+}
+
+cim::OutParam Millis(const char* name, Duration d) {
+  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(d).count();
+  return {name, "uint32", cim::Value::Scalar(std::to_string(ms))};
+}
+
+// The uint64 array `name` of `r`, by member.
+Result<std::vector<int64_t>> Numbers(const cim::Response& r, const char* name) {
+  const cim::Param* p = r.Out(name);
+  if (!p) return Status::Failed(std::string("the answer has no ") + name);
+  std::vector<int64_t> out;
+  for (const auto& v : p->value.array) {
+    char* end = nullptr;
+    out.push_back(std::strtoll(v.c_str(), &end, 10));
+    if (v.empty() || *end != '\0') {
+      return Status::Failed(std::string("the answer's ") + name + " holds '" + v + "'");
+    }
+  }
+  return out;
+}
+
+std::string Text(const cim::Response& r, const char* name) {
+  const cim::Param* p = r.Out(name);
+  return p ? p->value.scalar : "";
+}
+
+// PauseCut's and ResumeCut's answer.
+Result<engine::HostLease> LeaseOf(const cim::Response& r) {
+  engine::HostLease lease;
+  if (const cim::Param* ids = r.Out(HC::kVirtualSystemIdentifiers)) lease.vm_ids = ids->value.array;
+  VMG_ASSIGN_OR_RETURN(auto paused_at, Numbers(r, HC::kPausedAt));
+  VMG_ASSIGN_OR_RETURN(auto pauses, Numbers(r, HC::kPauseDurations));
+  VMG_ASSIGN_OR_RETURN(auto cuts, Numbers(r, HC::kCutTimes));
+  if (paused_at.size() != lease.vm_ids.size() || pauses.size() != lease.vm_ids.size() ||
+      cuts.size() != lease.vm_ids.size()) {
+    return Status::Failed("the answer's timings are not one per VM");
+  }
+  for (size_t i = 0; i < lease.vm_ids.size(); ++i) {
+    lease.members.push_back(
+        {.paused_at_us = paused_at[i], .pause_us = pauses[i], .cut_time_us = cuts[i]});
+  }
+  lease.lease_state = Text(r, HC::kLeaseState);
+  lease.unguarded = Text(r, HC::kUnguarded);
+  lease.host_time_us = std::strtoll(Text(r, HC::kHostTime).c_str(), nullptr, 10);
+  return lease;
+}
+
+}  // namespace
+
+Result<std::unique_ptr<CimCutHost>> CimCutHost::Create(const std::string& endpoint,
+                                                       const cim::HttpClient::Options& options) {
+  VMG_ASSIGN_OR_RETURN(auto http, cim::HttpClient::Create(endpoint, options));
+  return std::unique_ptr<CimCutHost>(new CimCutHost(
+      HostName(endpoint), std::make_unique<cim::CimClient>(std::move(http), schema::kNamespace)));
+}
+
+Result<cim::Response> CimCutHost::Call(const std::string& method, const std::string& snapshot_id,
+                                       std::vector<cim::OutParam> more) {
+  if (service_.class_name.empty()) {
+    VMG_ASSIGN_OR_RETURN(auto found, cim_->EnumerateInstances(HC::kClass));
+    if (found.empty())
+      return Status::NotSupported("its vmgroupd serves no " + std::string(HC::kClass));
+    service_ = found[0].path;
+  }
+  more.insert(more.begin(), {HC::kSnapshotID, "string", cim::Value::Scalar(snapshot_id)});
+  VMG_ASSIGN_OR_RETURN(cim::Response r, cim_->Invoke(service_, method, more));
+  if (r.return_value == kRcCompleted) return r;
+  return StatusOfReturnCodeA(r.return_value, Text(r, schema::MethodOut::kErrorDescription));
+}
+
+Status CimCutHost::Prepare(const engine::HostCutRequest& request) {
+  const cim::ObjectPath collection{"",
+                                   {},
+                                   schema::VirtualSystemCollection::kClass,
+                                   {{schema::VirtualSystemCollection::kCollectionID,
+                                     cim::KeyBinding::Kind::kString,
+                                     request.collection_id,
+                                     {}}}};
+  return Call(HC::PrepareCut::kMethod, request.snapshot_id,
+              {{HC::PrepareCut::kCollection, "reference", cim::Value::Reference(collection)},
+               {HC::PrepareCut::kSnapshotType, "uint16",
+                cim::Value::Scalar(std::to_string(request.type))},
+               {HC::PrepareCut::kElementName, "string", cim::Value::Scalar(request.name)},
+               Millis(HC::PrepareCut::kStepTimeout, request.step_timeout)})
+      .status();
+}
+
+Result<engine::HostLease> CimCutHost::Pause(const std::string& snapshot_id, Duration lease) {
+  VMG_ASSIGN_OR_RETURN(cim::Response r, Call(HC::PauseCut::kMethod, snapshot_id,
+                                             {Millis(HC::PauseCut::kLease, lease)}));
+  return LeaseOf(r);
+}
+
+Status CimCutHost::Cut(const std::string& snapshot_id) {
+  return Call(HC::Cut::kMethod, snapshot_id).status();
+}
+
+Result<engine::HostLease> CimCutHost::Resume(const std::string& snapshot_id) {
+  VMG_ASSIGN_OR_RETURN(cim::Response r, Call(HC::ResumeCut::kMethod, snapshot_id));
+  return LeaseOf(r);
+}
+
+Status CimCutHost::Commit(const std::string& snapshot_id) {
+  return Call(HC::CommitCut::kMethod, snapshot_id).status();
+}
+
+Status CimCutHost::Abort(const std::string& snapshot_id) {
+  return Call(HC::AbortCut::kMethod, snapshot_id).status();
+}
+
+}  // namespace vmgroup::remote

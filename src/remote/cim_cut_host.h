@@ -1,0 +1,49 @@
+// A host taking part in a snapshot across hosts that is another vmgroupd:
+// each step of engine::CutHost is a method of its Vmgroup_HostCutService
+// (services/host_cut_providers.cc), called over CIM-XML as one of that
+// host's administrators (HTTPS with PAM credentials, or its unix socket).
+// Its answers come back as the Status the host answered with, its reason
+// kept, named after the host.
+//
+// Calls of one CimCutHost must not overlap (one HTTP connection, kept
+// alive); the coordinator makes one call per host at a time.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "cim/client.h"
+#include "engine/spanning_cut.h"
+
+namespace vmgroup::remote {
+
+class CimCutHost final : public engine::CutHost {
+ public:
+  // `endpoint` and `options` as cim::HttpClient::Create takes them
+  // (https://user@host:port with options.password and options.cacert).
+  // Connects lazily: a host that cannot be reached fails its first step.
+  static Result<std::unique_ptr<CimCutHost>> Create(const std::string& endpoint,
+                                                    const cim::HttpClient::Options& options);
+
+  std::string name() const override { return name_; }
+  Status Prepare(const engine::HostCutRequest& request) override;
+  Result<engine::HostLease> Pause(const std::string& snapshot_id, Duration lease) override;
+  Status Cut(const std::string& snapshot_id) override;
+  Result<engine::HostLease> Resume(const std::string& snapshot_id) override;
+  Status Commit(const std::string& snapshot_id) override;
+  Status Abort(const std::string& snapshot_id) override;
+
+ private:
+  CimCutHost(std::string name, std::unique_ptr<cim::CimClient> cim)
+      : name_(std::move(name)), cim_(std::move(cim)) {}
+  // `method` on the part of `snapshot_id`, with `more`: the answer when the
+  // host did it (ReturnValue 0), else the Status it answered with.
+  Result<cim::Response> Call(const std::string& method, const std::string& snapshot_id,
+                             std::vector<cim::OutParam> more = {});
+
+  const std::string name_;  // "host <address>", without credentials
+  std::unique_ptr<cim::CimClient> cim_;
+  cim::ObjectPath service_;  // found at the first call
+};
+
+}  // namespace vmgroup::remote

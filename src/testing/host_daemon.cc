@@ -1,0 +1,149 @@
+#include "testing/host_daemon.h"
+
+#include <signal.h>
+
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include "base/tied_command.h"
+#include "hypervisor/qemu/qmp_client.h"
+#include "hypervisor/qemu/qmp_commands.h"
+#include "testing/daemon_ready.h"
+#include "testing/process_status.h"
+#include "testing/test_certs.h"
+
+namespace vmgroup::testing {
+namespace {
+
+std::string ReadAll(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// /etc/shadow with root's password set to `password`, written to `path`.
+Status WriteShadow(const std::string& path, const std::string& password) {
+  auto hash = Env::Default()->Run({"openssl", "passwd", "-6", "-salt", "vmgnethosts", password});
+  if (!hash.ok()) return hash.status();
+  if (hash->exit_code != 0) return Status::Failed("openssl passwd: " + hash->err);
+  std::string root = "root:" + hash->out;
+  while (!root.empty() && root.back() == '\n') root.pop_back();
+  std::string shadow = root + ":19000:0:99999:7:::\n";
+  std::istringstream lines(ReadAll("/etc/shadow"));
+  for (std::string line; std::getline(lines, line);) {
+    if (!line.starts_with("root:")) shadow += line + "\n";
+  }
+  return Env::Default()->WriteFile(path, shadow);
+}
+
+}  // namespace
+
+Result<std::unique_ptr<HostDaemon>> HostDaemon::Start(const NetHost& host, const std::string& dir,
+                                                      const Binaries& bin) {
+  std::unique_ptr<HostDaemon> d(new HostDaemon());
+  d->dir_ = dir;
+  d->address_ = host.address();
+  d->vmgroup_ = bin.vmgroup;
+  VMG_RETURN_IF_ERROR(Env::Default()->CreateDirs(dir));
+  VMG_ASSIGN_OR_RETURN(TestCerts certs, MakeTestCerts(dir, "host", host.address()));
+  d->ca_ = certs.ca;
+  const std::string shadow = dir + "/shadow";
+  VMG_RETURN_IF_ERROR(WriteShadow(shadow, kPassword));
+  const std::string log = dir + "/vmgroupd.log";
+  // nsenter, unshare and sh each exec the next: the pid is vmgroupd's, and
+  // it dies with this process.
+  VMG_ASSIGN_OR_RETURN(
+      d->pid_,
+      Env::Default()->Spawn(
+          host.Command(TiedToThisProcess({"unshare",
+                                          "-m",
+                                          "--propagation",
+                                          "private",
+                                          "sh",
+                                          "-c",
+                                          "mount --bind \"$1\" /etc/shadow && shift && exec \"$@\"",
+                                          "sh",
+                                          shadow,
+                                          bin.vmgroupd,
+                                          "--no-config",
+                                          "--state-dir",
+                                          dir + "/state",
+                                          "--accel",
+                                          "tcg",
+                                          "--admin-group",
+                                          "root",
+                                          "--listen",
+                                          "https://" + host.address() + ":0",
+                                          "--tls-cert",
+                                          certs.server_cert,
+                                          "--tls-key",
+                                          certs.server_key})),
+          {.log_path = log, .new_session = false}));
+  auto port = AwaitDaemonReady(d->pid_, log, 0, host.address());
+  if (!port.ok() || *port == 0) {
+    return Status::Failed("vmgroupd in host " + host.address() + " did not serve" +
+                          (port.ok() ? "" : " (" + port.status().message() + ")") + ":\n" +
+                          ReadAll(log));
+  }
+  d->port_ = *port;
+  return d;
+}
+
+HostDaemon::~HostDaemon() {
+  (void)Stop(SIGKILL);
+  auto vms = Env::Default()->ListDir(dir_ + "/state/vms");
+  if (!vms.ok()) return;
+  for (const auto& id : *vms) {
+    for (int qemu : QemusOf(id)) {
+      (void)Env::Default()->Kill(qemu, SIGKILL);
+      (void)Env::Default()->WaitGone(qemu, std::chrono::seconds(30));
+    }
+  }
+}
+
+Status HostDaemon::Stop(int signal) {
+  if (pid_ == 0) return Status::Ok();
+  VMG_RETURN_IF_ERROR(Env::Default()->Kill(pid_, signal));
+  VMG_RETURN_IF_ERROR(Env::Default()->WaitGone(pid_, std::chrono::seconds(30)));
+  pid_ = 0;
+  return Status::Ok();
+}
+
+std::string HostDaemon::Endpoint() const {
+  return "https://root@" + address_ + ":" + std::to_string(port_);
+}
+
+Result<CommandOutput> HostDaemon::Cli(const std::vector<std::string>& args, const NetHost* from,
+                                      const std::string& address) const {
+  std::vector<std::string> argv = {
+      "env",
+      std::string("VMGROUP_PASSWORD=") + kPassword,
+      vmgroup_,
+      "--connect",
+      "https://root@" + (address.empty() ? address_ : address) + ":" + std::to_string(port_),
+      "--cacert",
+      ca_};
+  argv.insert(argv.end(), args.begin(), args.end());
+  argv = TiedToThisProcess(argv);  // a test that dies takes it along
+  if (from) argv = from->Command(argv);
+  return Env::Default()->Run(argv, std::chrono::minutes(3));
+}
+
+std::string HostDaemon::QemuStatus(const std::string& vm_id) const {
+  const std::string socket = dir_ + "/state/vms/" + vm_id + "/guard.sock";
+  for (int tries = 0; tries < 100; ++tries) {  // a guard just disarmed lets go within moments
+    auto qmp = hypervisor::qemu::QmpClient::Connect(Env::Default(), socket,
+                                                    Clock::now() + std::chrono::seconds(2));
+    if (qmp.ok()) {
+      auto status =
+          hypervisor::qemu::qmp::QueryStatus(**qmp, Clock::now() + std::chrono::seconds(10));
+      return status.ok() ? *status : status.status().ToString();
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return "no monitor at " + socket;
+}
+
+}  // namespace vmgroup::testing

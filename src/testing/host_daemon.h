@@ -1,0 +1,67 @@
+// A vmgroupd inside a NetHost (tests only): HTTPS at the host's address,
+// with a test certificate naming that address and a CA of its own; PAM
+// admitting root with kPassword through a copy of /etc/shadow that only
+// this daemon sees (bind-mounted in a mount namespace of its own), so the
+// machine's accounts stay untouched; --admin-group root (over TCP, groups
+// decide); TCG; its own state directory. The test's child, tied to it, and
+// ended by pid, with the QEMUs of its VMs.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "base/env.h"
+#include "testing/net_hosts.h"
+
+namespace vmgroup::testing {
+
+class HostDaemon {
+ public:
+  static constexpr const char* kPassword = "s3cret";
+
+  struct Binaries {
+    std::string vmgroupd;
+    std::string vmgroup;  // the CLI, for Cli
+  };
+
+  // Starts vmgroupd inside `host` on https://<its address>:<a free port>,
+  // its files under `dir` (state, log, certificates, shadow), and waits
+  // until it serves. Failed with its log when it does not.
+  static Result<std::unique_ptr<HostDaemon>> Start(const NetHost& host, const std::string& dir,
+                                                   const Binaries& bin);
+  // Stop(SIGKILL) if it runs; then the QEMUs of its VMs (a daemon leaves
+  // them running on any stop) are ended by pid.
+  ~HostDaemon();
+  HostDaemon(const HostDaemon&) = delete;
+  HostDaemon& operator=(const HostDaemon&) = delete;
+
+  // Sends `signal` to the daemon and waits until it is gone.
+  Status Stop(int signal);
+
+  int pid() const { return pid_; }
+  int port() const { return port_; }
+  const std::string& address() const { return address_; }
+  const std::string& ca() const { return ca_; }  // the CA that vouches for it
+  // "https://root@<address>:<port>", with kPassword.
+  std::string Endpoint() const;
+
+  // `vmgroup ARGS` against the daemon as root, at `address` (its own when
+  // empty), from the test's namespace or from inside `from`.
+  Result<CommandOutput> Cli(const std::vector<std::string>& args, const NetHost* from = nullptr,
+                            const std::string& address = "") const;
+
+  // What QEMU itself says of VM `vm_id` ("running", "paused", ...), through
+  // the monitor vmgroupd keeps for its resume guard (free while no guard is
+  // armed): the truth, whatever the daemon records.
+  std::string QemuStatus(const std::string& vm_id) const;
+
+ private:
+  HostDaemon() = default;
+
+  std::string dir_, address_, ca_, vmgroup_;
+  int pid_ = 0;
+  int port_ = 0;
+};
+
+}  // namespace vmgroup::testing
