@@ -59,6 +59,7 @@ struct HostCuts::Part {
   HostCutStage stage = HostCutStage::kPreparing;  // guarded by mu
   Word word = Word::kNone;                        // guarded by mu: the latest, not yet taken
   Duration lease{};                               // guarded by mu: Pause's
+  bool cut_with_pause = false;                    // guarded by mu: Pause's `cut`
   std::unique_ptr<LeasedPause> pause;             // guarded by mu: from Pause on
   std::vector<std::string> vm_ids;                // guarded by mu: the pause's members' VMs
   Status step;                                    // guarded by mu: the answer to the latest step
@@ -188,6 +189,7 @@ CutOutcome HostCuts::CutOnWord(Part& part, const std::vector<CutMember>& members
     part.vm_ids.push_back(m.vm_id);
   }
   const Duration lease = part.lease;
+  const bool cut_with_pause = part.cut_with_pause;
   const ArmResumeGuard arm = [this](const auto& vms, Duration within) {
     return parts_.vms->GuardResume(vms, within);
   };
@@ -197,11 +199,12 @@ CutOutcome HostCuts::CutOnWord(Part& part, const std::vector<CutMember>& members
   l.lock();
   if (!paused.ok()) return failed(paused.status());  // nothing is paused
   part.pause = std::move(*paused);
-  part.step = Status::Ok();
-  part.Enter(HostCutStage::kPaused);
-
-  w = part.Await(env, l, pausing + lease + kLeaseSlack);
-  if (w != Word::kCut) return refused(w, "cut");
+  if (!cut_with_pause) {
+    part.step = Status::Ok();
+    part.Enter(HostCutStage::kPaused);
+    w = part.Await(env, l, pausing + lease + kLeaseSlack);
+    if (w != Word::kCut) return refused(w, "cut");
+  }
   l.unlock();
   Status cut = part.pause->Cut();
   l.lock();
@@ -265,13 +268,14 @@ Status HostCuts::Step(Part& part, HostCutStage at, Word word) {
   return part.stage == HostCutStage::kEnded ? part.end : part.step;
 }
 
-Result<HostCutStatus> HostCuts::Pause(const std::string& snapshot_id, Duration lease) {
+Result<HostCutStatus> HostCuts::Pause(const std::string& snapshot_id, Duration lease, bool cut) {
   auto part = Find(snapshot_id);
   if (!part) return Status::NotFound("this host has no part of snapshot " + snapshot_id);
   if (lease <= Duration::zero()) return Status::InvalidArgument("the pause lease must be > 0");
   {
     std::lock_guard l(part->mu);
     part->lease = lease;
+    part->cut_with_pause = cut;
   }
   VMG_RETURN_IF_ERROR(Step(*part, HostCutStage::kPrepared, Word::kPause));
   return Answered(*part);

@@ -51,7 +51,7 @@ struct HostCutRequest {
 enum class HostCutStage {
   kPreparing,  // checked, intent recorded, members being prepared
   kPrepared,   // overlays open; waiting for Pause
-  kPaused,     // members paused under the lease; waiting for Cut
+  kPaused,     // members paused under the lease; waiting for Cut (unless Pause cut them)
   kCut,        // members switched, still paused; waiting for Resume
   kResumed,    // members run on their overlays, switches finished; waiting for Commit
   kEnded,      // committed (end OK) or undone (end says why)
@@ -88,8 +88,12 @@ class HostCuts {
 
   // Pauses the part's members under a lease of `lease` (LeasedPause::Pause)
   // and answers each member's pause time on this host's clock. On an error
-  // nothing was paused and the part is undone.
-  Result<HostCutStatus> Pause(const std::string& snapshot_id, Duration lease);
+  // nothing was paused and the part is undone. With `cut`, also switches
+  // them at once, still paused, as Cut does (stage kCut): a coordinator
+  // that cuts every host as it pauses it saves a round trip of the
+  // group's pause, and the cut is as consistent, because no host resumes
+  // before every host has cut (spanning_cut.h).
+  Result<HostCutStatus> Pause(const std::string& snapshot_id, Duration lease, bool cut = false);
   // Switches every member to its overlays, still paused (LeasedPause::Cut).
   // Timeout when the lease ran out first. On an error every switch is
   // reverted, the members run, and the part is undone.

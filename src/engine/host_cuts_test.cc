@@ -99,6 +99,28 @@ TEST_F(HostCutsTest, EveryStepInTurnLeavesACompleteSnapshotOfThisHostsMembers) {
   ExpectConsistent();
 }
 
+// Pause with `cut`: the members are switched as they are paused, still
+// paused until Resume, and the part goes on as after a Cut.
+TEST_F(HostCutsTest, APauseThatCutsAtOnceLeavesThePartCutAndPaused) {
+  auto g = MakeGroup(2);
+  const auto before = Disks(g);
+  const std::string id = NewGuid();
+  Prepare(g, id);
+  auto paused = cuts().Pause(id, kLease, /*cut=*/true);
+  ASSERT_TRUE(paused.ok()) << paused.status().ToString();
+  EXPECT_EQ(paused->stage, HostCutStage::kCut);
+  EXPECT_EQ(paused->lease.state, LeaseState::kCut);
+  for (const auto& vm : g.vm_ids) {
+    EXPECT_EQ(Fake(vm)->state(), RunState::kPaused);
+    EXPECT_NE(Fake(vm)->active(), before.at(vm)) << "on its overlay";
+  }
+  EXPECT_EQ(cuts().Cut(id).code(), Code::kInvalidState) << "cut already";
+  ASSERT_TRUE(cuts().Resume(id).ok());
+  ASSERT_TRUE(cuts().Commit(id).ok());
+  EXPECT_EQ(engine_->catalog().GetSnapshot(id)->state, catalog::SnapshotState::kComplete);
+  ExpectConsistent();
+}
+
 TEST_F(HostCutsTest, AbortInAnyStageLeavesEveryMemberRunningOnItsImagesFromBefore) {
   const std::vector<std::string> stages = {"prepared", "paused", "cut", "resumed"};
   for (size_t stop = 0; stop < stages.size(); ++stop) {

@@ -30,8 +30,8 @@ std::string AbortAll(const std::vector<CutHost*>& hosts, const std::string& snap
 
 }  // namespace
 
-Result<HostLease> LocalCutHost::Pause(const std::string& snapshot_id, Duration lease) {
-  VMG_ASSIGN_OR_RETURN(HostCutStatus s, cuts_->Pause(snapshot_id, lease));
+Result<HostLease> LocalCutHost::Pause(const std::string& snapshot_id, Duration lease, bool cut) {
+  VMG_ASSIGN_OR_RETURN(HostCutStatus s, cuts_->Pause(snapshot_id, lease, cut));
   HostLease out = LeaseOf(s);
   out.host_time_us = Env::Default()->NowMicros();
   return out;
@@ -82,13 +82,26 @@ Result<SpanningCutReport> TakeSpanningCut(Env* env, const std::vector<CutHost*>&
 
   VMG_RETURN_IF_ERROR(step("preparing", [&](size_t i) { return hosts[i]->Prepare(part); }));
   VMG_RETURN_IF_ERROR(step("pausing", leased(&SpannedHost::pause, [&](CutHost& h) {
-                             return h.Pause(request.snapshot_id, request.lease);
+                             return h.Pause(request.snapshot_id, request.lease,
+                                            request.cut_with_pause);
                            })));
+  if (!request.cut_with_pause) {
+    VMG_RETURN_IF_ERROR(
+        step("cutting", [&](size_t i) { return hosts[i]->Cut(request.snapshot_id); }));
+  }
   VMG_RETURN_IF_ERROR(
-      step("cutting", [&](size_t i) { return hosts[i]->Cut(request.snapshot_id); }));
-  VMG_RETURN_IF_ERROR(step("resuming", leased(&SpannedHost::resume, [&](CutHost& h) {
-                             return h.Resume(request.snapshot_id);
-                           })));
+      step("resuming", leased(&SpannedHost::resume, [&](CutHost& h) -> Result<HostLease> {
+             VMG_ASSIGN_OR_RETURN(HostLease l, h.Resume(request.snapshot_id));
+             // A host whose lease ran out resumed by itself,
+             // perhaps before another host cut: the cuts may
+             // not be of one instant.
+             if (l.lease_state != LeaseStateName(LeaseState::kResumed)) {
+               return Status::Timeout("its pause lease ran out (" + l.lease_state +
+                                      ") before every host had cut: the cut may not be of one "
+                                      "instant; take it with a longer lease");
+             }
+             return l;
+           })));
   VMG_RETURN_IF_ERROR(
       step("committing", [&](size_t i) { return hosts[i]->Commit(request.snapshot_id); }));
 

@@ -1,7 +1,13 @@
 // The coordinator's side of a snapshot across hosts (issue 20): each step
 // of host_cuts.h sent to every host taking part, in parallel, and the next
-// step only once every host has answered: no host cuts before every member
-// of the group is paused, and no host resumes before every host has cut.
+// step only once every host has answered: no host resumes before every host
+// has cut. That rule alone makes the cut consistent, as on one host
+// (cut_executor.h): each member's image is frozen while it is paused, and
+// nothing it holds can come from a member that ran on past its own cut,
+// since none runs before all are cut. So each host cuts as it pauses, by
+// default (SpanningCutRequest::cut_with_pause), saving a round trip of
+// the group's pause; a separate Cut step, once every host has paused, is
+// the stricter order of the design's first sketch.
 // Any host's failure aborts the snapshot on every host (CutHost::Abort
 // takes back a part in any stage, a committed one included), so the
 // snapshot is all or nothing for the group.
@@ -37,7 +43,8 @@ class CutHost {
   // For messages: "host 10.77.1.2", "this host".
   virtual std::string name() const = 0;
   virtual Status Prepare(const HostCutRequest& request) = 0;
-  virtual Result<HostLease> Pause(const std::string& snapshot_id, Duration lease) = 0;
+  // With `cut`, the host also cuts at once (HostCuts::Pause).
+  virtual Result<HostLease> Pause(const std::string& snapshot_id, Duration lease, bool cut) = 0;
   virtual Status Cut(const std::string& snapshot_id) = 0;
   virtual Result<HostLease> Resume(const std::string& snapshot_id) = 0;
   virtual Status Commit(const std::string& snapshot_id) = 0;
@@ -51,7 +58,7 @@ class LocalCutHost final : public CutHost {
   explicit LocalCutHost(HostCuts* cuts) : cuts_(cuts) {}
   std::string name() const override { return "this host"; }
   Status Prepare(const HostCutRequest& request) override { return cuts_->Prepare(request); }
-  Result<HostLease> Pause(const std::string& snapshot_id, Duration lease) override;
+  Result<HostLease> Pause(const std::string& snapshot_id, Duration lease, bool cut) override;
   Status Cut(const std::string& snapshot_id) override { return cuts_->Cut(snapshot_id); }
   Result<HostLease> Resume(const std::string& snapshot_id) override;
   Status Commit(const std::string& snapshot_id) override { return cuts_->Commit(snapshot_id); }
@@ -72,6 +79,9 @@ struct SpanningCutRequest {
   Duration lease = std::chrono::milliseconds(500);
   // How long each host waits for the next step outside the lease.
   Duration step_timeout = std::chrono::seconds(30);
+  // Each host cuts as it pauses (one round trip less of pause); false: a
+  // Cut step once every host has paused.
+  bool cut_with_pause = true;
 };
 
 // A Pause or Resume: what the host answered, and when on the coordinator's
@@ -108,7 +118,9 @@ struct SpanningCutReport {
 // paused, cut, resumed and committed, a step at a time, in parallel). On
 // any host's failure every host aborts its part and the first failure is
 // returned, naming its host and step, with any abort that failed too (that
-// part is finished by the host's recovery, or by aborting again).
+// part is finished by the host's recovery, or by aborting again). A host
+// whose lease ran out before our Resume came fails the snapshot (Timeout):
+// it resumed by itself, perhaps before another host cut.
 Result<SpanningCutReport> TakeSpanningCut(Env* env, const std::vector<CutHost*>& hosts,
                                           const SpanningCutRequest& request);
 

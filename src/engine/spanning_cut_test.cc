@@ -29,9 +29,10 @@ class ScriptedHost final : public CutHost {
     request_ = request;
     return Step("prepare");
   }
-  Result<HostLease> Pause(const std::string&, Duration lease) override {
+  Result<HostLease> Pause(const std::string&, Duration lease, bool cut) override {
     lease_ = lease;
     VMG_RETURN_IF_ERROR(Step("pause"));
+    if (cut) cut_at_us_ = Now();  // the true instant, on the coordinator's clock
     return Lease();
   }
   Status Cut(const std::string&) override {
@@ -40,7 +41,9 @@ class ScriptedHost final : public CutHost {
   }
   Result<HostLease> Resume(const std::string&) override {
     VMG_RETURN_IF_ERROR(Step("resume"));
-    return Lease();
+    HostLease l = Lease();
+    l.lease_state = ran_out_ ? "lease ran out" : "resumed";
+    return l;
   }
   Status Commit(const std::string&) override { return Step("commit"); }
   Status Abort(const std::string&) override {
@@ -50,6 +53,7 @@ class ScriptedHost final : public CutHost {
 
   std::string fail_at;
   bool abort_fails_ = false;
+  bool ran_out_ = false;  // its lease runs out before Resume comes
   HostCutRequest request_;
   Duration lease_{};
   int64_t cut_at_us_ = 0;
@@ -94,9 +98,14 @@ class SpanningCutTest : public ::testing::Test {
       raw_.push_back(hosts_.back().get());
     }
   }
-  Result<SpanningCutReport> Take() {
+  // `cut_with_pause` false: the design's stricter order, a Cut step once
+  // every host has paused.
+  Result<SpanningCutReport> Take(bool cut_with_pause = true) {
     return TakeSpanningCut(Env::Default(), raw_,
-                           {.snapshot_id = id_, .collection_id = "g", .lease = 400ms});
+                           {.snapshot_id = id_,
+                            .collection_id = "g",
+                            .lease = 400ms,
+                            .cut_with_pause = cut_with_pause});
   }
   // The log's steps in order, each host's name dropped.
   std::vector<std::string> Steps() {
@@ -113,21 +122,41 @@ class SpanningCutTest : public ::testing::Test {
 };
 
 TEST_F(SpanningCutTest, EveryHostTakesAStepOnlyOnceEveryHostTookTheOneBefore) {
+  for (const bool cut_with_pause : {true, false}) {
+    SCOPED_TRACE(cut_with_pause ? "cut with the pause" : "a Cut step");
+    log_.clear();
+    auto r = Take(cut_with_pause);
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    std::vector<std::string> expected;
+    for (const char* step : {"prepare", "pause", "cut", "resume", "commit"}) {
+      if (cut_with_pause && std::string(step) == "cut") continue;  // Pause cut
+      for (int i = 0; i < 3; ++i) expected.push_back(step);
+    }
+    EXPECT_EQ(Steps(), expected);
+    for (const auto& h : hosts_) {
+      EXPECT_EQ(h->request_.snapshot_id, id_);
+      EXPECT_EQ(h->request_.collection_id, "g");
+      EXPECT_EQ(h->lease_, 400ms);
+    }
+    ASSERT_EQ(r->hosts.size(), 3u);
+    EXPECT_EQ(r->hosts[2].resume.answer.vm_ids, (std::vector<std::string>{"host2-a", "host2-b"}));
+    EXPECT_GT(r->window_us, 0);
+  }
+}
+
+// A host whose lease ran out resumed by itself, perhaps before another cut:
+// the snapshot is not kept anywhere.
+TEST_F(SpanningCutTest, AHostWhoseLeaseRanOutFailsTheSnapshotEverywhere) {
+  hosts_[2]->ran_out_ = true;
   auto r = Take();
-  ASSERT_TRUE(r.ok()) << r.status().ToString();
-  std::vector<std::string> expected;
-  for (const char* step : {"prepare", "pause", "cut", "resume", "commit"}) {
-    for (int i = 0; i < 3; ++i) expected.push_back(step);
-  }
-  EXPECT_EQ(Steps(), expected);
-  for (const auto& h : hosts_) {
-    EXPECT_EQ(h->request_.snapshot_id, id_);
-    EXPECT_EQ(h->request_.collection_id, "g");
-    EXPECT_EQ(h->lease_, 400ms);
-  }
-  ASSERT_EQ(r->hosts.size(), 3u);
-  EXPECT_EQ(r->hosts[2].resume.answer.vm_ids, (std::vector<std::string>{"host2-a", "host2-b"}));
-  EXPECT_GT(r->window_us, 0);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), Code::kTimeout);
+  EXPECT_NE(r.status().message().find("resuming on host2: its pause lease ran out"),
+            std::string::npos)
+      << r.status().ToString();
+  const auto done = Steps();
+  EXPECT_EQ(std::count(done.begin(), done.end(), "abort"), 3);
+  EXPECT_EQ(std::count(done.begin(), done.end(), "commit"), 0);
 }
 
 // The hosts' clocks are seconds apart; the report still puts each host's
@@ -152,7 +181,7 @@ TEST_F(SpanningCutTest, AnyHostFailingAnyStepAbortsEveryHostAndNoneGoesFurther) 
     SCOPED_TRACE(steps[s]);
     log_.clear();
     hosts_[1]->fail_at = steps[s];
-    auto r = Take();
+    auto r = Take(/*cut_with_pause=*/false);
     ASSERT_FALSE(r.ok());
     EXPECT_EQ(r.status().code(), Code::kFailed);
     EXPECT_NE(r.status().message().find("on host1: " + steps[s] + " refused"), std::string::npos)
@@ -169,7 +198,7 @@ TEST_F(SpanningCutTest, AnyHostFailingAnyStepAbortsEveryHostAndNoneGoesFurther) 
 TEST_F(SpanningCutTest, AnAbortThatFailsIsSaidWithTheFailure) {
   hosts_[0]->fail_at = "cut";
   hosts_[2]->abort_fails_ = true;
-  auto r = Take();
+  auto r = Take(/*cut_with_pause=*/false);
   ASSERT_FALSE(r.ok());
   EXPECT_NE(r.status().message().find("cutting on host0: cut refused"), std::string::npos)
       << r.status().ToString();

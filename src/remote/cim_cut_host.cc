@@ -103,9 +103,13 @@ Status CimCutHost::Prepare(const engine::HostCutRequest& request) {
       .status();
 }
 
-Result<engine::HostLease> CimCutHost::Pause(const std::string& snapshot_id, Duration lease) {
-  VMG_ASSIGN_OR_RETURN(cim::Response r, Call(HC::PauseCut::kMethod, snapshot_id,
-                                             {Millis(HC::PauseCut::kLease, lease)}));
+Result<engine::HostLease> CimCutHost::Pause(const std::string& snapshot_id, Duration lease,
+                                            bool cut) {
+  VMG_ASSIGN_OR_RETURN(
+      cim::Response r,
+      Call(HC::PauseCut::kMethod, snapshot_id,
+           {Millis(HC::PauseCut::kLease, lease),
+            {HC::PauseCut::kCutAtOnce, "boolean", cim::Value::Scalar(cut ? "true" : "false")}}));
   return LeaseOf(r);
 }
 

@@ -27,7 +27,8 @@ class CimCutHost final : public engine::CutHost {
 
   std::string name() const override { return name_; }
   Status Prepare(const engine::HostCutRequest& request) override;
-  Result<engine::HostLease> Pause(const std::string& snapshot_id, Duration lease) override;
+  Result<engine::HostLease> Pause(const std::string& snapshot_id, Duration lease,
+                                  bool cut) override;
   Status Cut(const std::string& snapshot_id) override;
   Result<engine::HostLease> Resume(const std::string& snapshot_id) override;
   Status Commit(const std::string& snapshot_id) override;

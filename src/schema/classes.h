@@ -539,7 +539,8 @@ struct HostCutService : Service {
   };
   struct PauseCut {
     static constexpr char kMethod[] = "PauseCut";
-    static constexpr char kLease[] = "Lease";  // milliseconds
+    static constexpr char kLease[] = "Lease";          // milliseconds
+    static constexpr char kCutAtOnce[] = "CutAtOnce";  // boolean: Cut as well, still paused
   };
   struct Cut {
     static constexpr char kMethod[] = "Cut";

@@ -101,7 +101,8 @@ class HostCutServiceProvider : public ServiceProvider {
                               [] {
                                 auto p = WithSnapshotId(LeaseOut());
                                 p.insert(p.begin() + 1,
-                                         {.name = HC::PauseCut::kLease, .type = "uint32"});
+                                         {{.name = HC::PauseCut::kLease, .type = "uint32"},
+                                          {.name = HC::PauseCut::kCutAtOnce, .type = "boolean"}});
                                 return p;
                               }()},
                          {.name = HC::Cut::kMethod, .params = WithSnapshotId({})},
@@ -130,7 +131,8 @@ class HostCutServiceProvider : public ServiceProvider {
            [](engine::HostCuts& cuts, const std::string& id, const Args& a) {
              auto lease = Millis(a, HC::PauseCut::kLease, kMaxLeaseMs, 0);
              if (!lease.ok()) return Outcome(ReturnCodeA, lease.status());
-             return LeaseAnswer(cuts.Pause(id, *lease));
+             const bool cut = cim::NameEquals(a.Str(HC::PauseCut::kCutAtOnce), "true");
+             return LeaseAnswer(cuts.Pause(id, *lease, cut));
            });
     OnPart(HC::Cut::kMethod, e, [](engine::HostCuts& cuts, const std::string& id, const Args&) {
       return Outcome(ReturnCodeA, cuts.Cut(id));

@@ -195,7 +195,7 @@ TEST_F(NetHostsTest, AHostTakesItsPartOfACutOverTheNetworkAndResumesByItselfWhen
   // Cut off while paused under a 500 ms lease.
   Status prepared = coordinator->Prepare(part);
   ASSERT_TRUE(prepared.ok()) << prepared.ToString();
-  auto paused = coordinator->Pause(part.snapshot_id, 500ms);
+  auto paused = coordinator->Pause(part.snapshot_id, 500ms, /*cut=*/false);
   ASSERT_TRUE(paused.ok()) << paused.status().ToString();
   EXPECT_EQ(paused->lease_state, "paused");
   EXPECT_EQ(paused->vm_ids, vms);
@@ -214,7 +214,7 @@ TEST_F(NetHostsTest, AHostTakesItsPartOfACutOverTheNetworkAndResumesByItselfWhen
   engine::HostCutRequest kept = part;
   kept.snapshot_id = NewGuid();
   ASSERT_TRUE(coordinator->Prepare(kept).ok());
-  ASSERT_TRUE(coordinator->Pause(kept.snapshot_id, 10s).ok());
+  ASSERT_TRUE(coordinator->Pause(kept.snapshot_id, 10s, /*cut=*/false).ok());
   ASSERT_TRUE(coordinator->Cut(kept.snapshot_id).ok());
   auto resumed = coordinator->Resume(kept.snapshot_id);
   ASSERT_TRUE(resumed.ok()) << resumed.status().ToString();

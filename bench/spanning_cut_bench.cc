@@ -1,0 +1,322 @@
+// A group snapshot across hosts (issue 20), measured against its peer in
+// the same run:
+//
+//  - 3 hosts x 2 VMs: each host a network namespace with a vmgroupd of its
+//    own (testing/net_hosts, testing/host_daemon), its VMs in its part of
+//    group "app"; snapshotted by the coordinator's protocol
+//    (engine/spanning_cut) over HTTPS (remote/cim_cut_host);
+//  - the same 6 VMs' worth on one host: a fourth daemon with 6 VMs in one
+//    group, snapshotted by its own CreateSnapshot (`vmgroup snapshot create`).
+//
+// The group's pause window is the first member paused to the last member
+// resumed. Every host here shares this machine's clock, so the window
+// across hosts is read exactly from the members' own timings; the
+// coordinator's view (first Pause sent to last Resume answered) is printed
+// too. Then the coordinator dies: a coordinator process of this program
+// pauses every VM under the lease and is SIGKILLed at once; the figure is
+// the time from the kill to the last VM seen running again, asked of QEMU
+// itself (through the resume guard's monitor, which the host lets go of
+// right after it resumes them: a slight overestimate).
+//
+// The guests are firmware-only (no OS), as in the one-host figures of
+// group_snapshot_bench at N = 6. Root only (network namespaces).
+//
+//   spanning_cut_bench [--rounds N] [--lease-ms L]
+#include <signal.h>
+
+#include <cstdint>
+#include <cstdio>
+#include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <thread>
+
+#include "base/ids.h"
+#include "base/tied_command.h"
+#include "engine/parallel.h"
+#include "engine/spanning_cut.h"
+#include "host_load.h"
+#include "remote/cim_cut_host.h"
+#include "report.h"
+#include "stats.h"
+#include "testing/host_daemon.h"
+#include "testing/net_hosts.h"
+#include "testing/temp_dir.h"
+
+namespace vmgroup::bench {
+namespace {
+
+using testing::HostDaemon;
+using testing::NetHost;
+
+constexpr int kHosts = 3;
+constexpr int kVmsPerHost = 2;
+
+struct Args {
+  int rounds = 7;
+  int lease_ms = 500;
+};
+
+int64_t NowUs() { return Env::Default()->NowMicros(); }
+
+// `vmgroup ARGS --json` against `d`, parsed.
+Result<nlohmann::json> Json(const HostDaemon& d, std::vector<std::string> args) {
+  args.push_back("--json");
+  VMG_ASSIGN_OR_RETURN(CommandOutput r, d.Cli(args));
+  if (r.exit_code != 0) return Status::Failed("vmgroup " + args[0] + ": " + r.err);
+  return nlohmann::json::parse(r.out);
+}
+
+// Group "app" (with `group_id` if given) of `n` running VMs on `d`; their ids.
+Result<std::vector<std::string>> MakeGroup(const HostDaemon& d, const std::string& prefix, int n,
+                                           const std::string& group_id) {
+  std::vector<std::string> create = {"group", "create", "app"};
+  if (!group_id.empty()) create.insert(create.end(), {"--id", group_id});
+  VMG_RETURN_IF_ERROR(Json(d, create).status());
+  std::vector<std::string> ids;
+  for (int i = 0; i < n; ++i) {
+    const std::string name = prefix + std::to_string(i);
+    VMG_ASSIGN_OR_RETURN(
+        auto vm, Json(d, {"vm", "create", name, "--memory", "64", "--disk", "16M", "--start"}));
+    ids.push_back(vm["id"]);
+    VMG_ASSIGN_OR_RETURN(CommandOutput added, d.Cli({"group", "add", "app", name}));
+    if (added.exit_code != 0) return Status::Failed("group add: " + added.err);
+  }
+  return ids;
+}
+
+// The coordinator's endpoints as this program passes them to its
+// coordinator process: ENDPOINT CA, per host.
+std::vector<std::string> EndpointArgs(const std::vector<std::unique_ptr<HostDaemon>>& d) {
+  std::vector<std::string> out;
+  for (const auto& h : d) out.insert(out.end(), {h->Endpoint(), h->ca()});
+  return out;
+}
+
+Result<std::vector<std::unique_ptr<remote::CimCutHost>>> Connect(
+    const std::vector<std::string>& endpoint_args) {
+  std::vector<std::unique_ptr<remote::CimCutHost>> hosts;
+  for (size_t i = 0; i + 1 < endpoint_args.size(); i += 2) {
+    VMG_ASSIGN_OR_RETURN(
+        auto h, remote::CimCutHost::Create(endpoint_args[i], {.cacert = endpoint_args[i + 1],
+                                                              .password = HostDaemon::kPassword}));
+    hosts.push_back(std::move(h));
+  }
+  return hosts;
+}
+
+// The coordinator that dies: prepares and pauses every host's part, says
+// "paused" on stdout, and waits to be killed.
+// argv: SNAPSHOT_ID GROUP_ID LEASE_MS (ENDPOINT CA)...
+int Coordinate(const std::vector<std::string>& argv) {
+  auto hosts = Connect({argv.begin() + 3, argv.end()});
+  if (!hosts.ok()) return 1;
+  const engine::HostCutRequest part{.collection_id = argv[1], .snapshot_id = argv[0]};
+  Status s =
+      engine::ParallelFor(hosts->size(), [&](size_t i) { return (*hosts)[i]->Prepare(part); });
+  if (s.ok()) {
+    s = engine::ParallelFor(hosts->size(), [&](size_t i) {
+      return (*hosts)[i]
+          ->Pause(part.snapshot_id, std::chrono::milliseconds(std::stoi(argv[2])), /*cut=*/true)
+          .status();
+    });
+  }
+  if (!s.ok()) {
+    std::fprintf(stderr, "coordinator: %s\n", s.ToString().c_str());
+    return 1;
+  }
+  std::printf("paused\n");
+  std::fflush(stdout);
+  while (true) std::this_thread::sleep_for(std::chrono::hours(1));
+}
+
+// One way of taking the snapshot across hosts.
+struct Spanned {
+  Samples samples;  // the window from the members' own timings
+  std::vector<int64_t> coordinator_window_us;
+  std::vector<int64_t> cut_spread_us;
+};
+
+struct Figures {
+  Spanned spanning;           // 3 x 2, each host cutting as it pauses
+  Spanned spanning_cut_step;  // 3 x 2, a Cut step once all paused
+  Samples one_host;           // 6 on one host
+  std::vector<int64_t> death_to_running_us;
+};
+
+Result<Figures> Measure(const Args& a, const std::string& self) {
+  testing::TempDir dir;
+  std::vector<std::unique_ptr<NetHost>> hosts;
+  std::vector<std::unique_ptr<HostDaemon>> daemons;
+  for (int i = 1; i <= kHosts + 1; ++i) {
+    VMG_ASSIGN_OR_RETURN(auto h, NetHost::Start(Env::Default(), testing::AddressesOf(i)));
+    hosts.push_back(std::move(h));
+    VMG_ASSIGN_OR_RETURN(auto d,
+                         HostDaemon::Start(*hosts.back(), dir / ("host" + std::to_string(i)),
+                                           {.vmgroupd = VMGROUPD_BIN, .vmgroup = VMGROUP_BIN}));
+    daemons.push_back(std::move(d));
+  }
+  // The 3 hosts of the group; the fourth holds the one-host peer.
+  std::unique_ptr<HostDaemon> single = std::move(daemons.back());
+  daemons.pop_back();
+  const std::string group_id = NewGuid();
+  std::vector<std::vector<std::string>> vms;
+  for (int i = 0; i < kHosts; ++i) {
+    VMG_ASSIGN_OR_RETURN(
+        auto ids, MakeGroup(*daemons[i], "h" + std::to_string(i + 1) + "-", kVmsPerHost, group_id));
+    vms.push_back(ids);
+  }
+  VMG_RETURN_IF_ERROR(MakeGroup(*single, "one-", kHosts * kVmsPerHost, "").status());
+  const auto endpoints = EndpointArgs(daemons);
+  VMG_ASSIGN_OR_RETURN(auto remotes, Connect(endpoints));
+  std::vector<engine::CutHost*> cut_hosts;
+  for (auto& r : remotes) cut_hosts.push_back(r.get());
+
+  Figures f;
+  const auto lease = std::chrono::milliseconds(a.lease_ms);
+  for (int round = 0; round < a.rounds; ++round) {
+    // Across hosts: each host cutting as it pauses (the default), and with
+    // a Cut step once every host has paused.
+    for (const bool cut_with_pause : {true, false}) {
+      const engine::SpanningCutRequest request{.snapshot_id = NewGuid(),
+                                               .collection_id = group_id,
+                                               .lease = lease,
+                                               .cut_with_pause = cut_with_pause};
+      Spanned& into = cut_with_pause ? f.spanning : f.spanning_cut_step;
+      const int64_t began = NowUs();
+      VMG_ASSIGN_OR_RETURN(auto report,
+                           engine::TakeSpanningCut(Env::Default(), cut_hosts, request));
+      into.samples.total_us.push_back(NowUs() - began);
+      int64_t first = INT64_MAX, last = 0, longest = 0;
+      for (const auto& h : report.hosts) {
+        for (const auto& t : h.resume.answer.members) {
+          first = std::min(first, t.paused_at_us);
+          last = std::max(last, t.paused_at_us + t.pause_us);
+          longest = std::max(longest, t.pause_us);
+        }
+      }
+      into.samples.window_us.push_back(last - first);
+      into.samples.max_pause_us.push_back(longest);
+      into.coordinator_window_us.push_back(report.window_us);
+      into.cut_spread_us.push_back(report.cut_spread_us);
+      for (auto* h : cut_hosts) VMG_RETURN_IF_ERROR(h->Abort(request.snapshot_id));  // destroys it
+    }
+
+    // On one host.
+    const int64_t one_began = NowUs();
+    VMG_ASSIGN_OR_RETURN(auto s,
+                         Json(*single, {"snapshot", "create", "app", "--type", "recovery"}));
+    f.one_host.total_us.push_back(NowUs() - one_began);
+    f.one_host.window_us.push_back(s["pause_window_us"].get<int64_t>());
+    int64_t one_longest = 0;
+    for (const auto& m : s["members"])
+      one_longest = std::max(one_longest, m["pause_us"].get<int64_t>());
+    f.one_host.max_pause_us.push_back(one_longest);
+    VMG_ASSIGN_OR_RETURN(CommandOutput deleted, single->Cli({"snapshot", "delete", s["id"]}));
+    if (deleted.exit_code != 0) return Status::Failed("snapshot delete: " + deleted.err);
+
+    // The coordinator's death, every VM paused.
+    const std::string id = NewGuid();
+    const std::string log = dir / ("coordinator-" + std::to_string(round) + ".log");
+    std::vector<std::string> argv = {self, "--coordinate", id, group_id,
+                                     std::to_string(a.lease_ms)};
+    argv.insert(argv.end(), endpoints.begin(), endpoints.end());
+    // Tied to this program: should it die, its coordinator goes too.
+    VMG_ASSIGN_OR_RETURN(int pid,
+                         Env::Default()->Spawn(TiedToThisProcess(argv), {.log_path = log}));
+    const int64_t deadline = NowUs() + 60'000'000;
+    std::string said;
+    while (said.find("paused") == std::string::npos && NowUs() < deadline &&
+           Env::Default()->IsAlive(pid)) {
+      std::this_thread::sleep_for(std::chrono::microseconds(200));
+      std::ifstream in(log);
+      std::stringstream ss;
+      ss << in.rdbuf();
+      said = ss.str();
+    }
+    if (said.find("paused") == std::string::npos) {
+      (void)Env::Default()->Kill(pid, SIGKILL);
+      (void)Env::Default()->WaitGone(pid, std::chrono::seconds(10));
+      return Status::Failed("the coordinator did not pause the group: " + said);
+    }
+    VMG_RETURN_IF_ERROR(Env::Default()->Kill(pid, SIGKILL));
+    const int64_t killed = NowUs();
+    VMG_RETURN_IF_ERROR(Env::Default()->WaitGone(pid, std::chrono::seconds(10)));
+    for (int i = 0; i < kHosts; ++i) {
+      for (const auto& vm : vms[i]) {
+        const std::string status = daemons[i]->QemuStatus(vm);
+        if (status != "running") return Status::Failed("VM " + vm + " is " + status);
+      }
+    }
+    f.death_to_running_us.push_back(NowUs() - killed);
+    // Each host undoes its part once the lease ran out; collected here.
+    for (auto* h : cut_hosts) VMG_RETURN_IF_ERROR(h->Abort(id));
+  }
+  return f;
+}
+
+int Usage() {
+  std::fprintf(stderr, "usage: spanning_cut_bench [--rounds N] [--lease-ms L]\n");
+  return 2;
+}
+
+}  // namespace
+}  // namespace vmgroup::bench
+
+int main(int argc, char** argv) {
+  using namespace vmgroup::bench;
+  if (argc >= 2 && std::string(argv[1]) == "--coordinate") {
+    return Coordinate({argv + 2, argv + argc});
+  }
+  Args a;
+  for (int i = 1; i < argc; i += 2) {
+    if (i + 1 >= argc) return Usage();
+    const std::string flag = argv[i];
+    if (flag == "--rounds") {
+      a.rounds = std::stoi(argv[i + 1]);
+    } else if (flag == "--lease-ms") {
+      a.lease_ms = std::stoi(argv[i + 1]);
+    } else {
+      return Usage();
+    }
+  }
+  if (a.rounds < 1 || a.lease_ms < 1) return Usage();
+  // Before any thread: the kernel moves the calling thread alone.
+  if (vmgroup::Status s = vmgroup::testing::EnterPrivateNetwork(vmgroup::Env::Default()); !s.ok()) {
+    std::fprintf(stderr, "spanning_cut_bench: %s\n", s.ToString().c_str());
+    return 1;
+  }
+  const std::string load_before = HostLoad();
+  auto f = Measure(a, argv[0]);
+  const std::string load_after = HostLoad();
+  if (!f.ok()) {
+    std::fprintf(stderr, "spanning_cut_bench: %s\n", f.status().ToString().c_str());
+    return 1;
+  }
+  std::printf("load before: %s\nload after:  %s\n", load_before.c_str(), load_after.c_str());
+  std::printf("%d hosts x %d VMs (firmware guests, TCG), %d rounds, lease %d ms\n", kHosts,
+              kVmsPerHost, a.rounds, a.lease_ms);
+  std::printf("%s", kRowHeader);
+  PrintRow("3x2", kHosts * kVmsPerHost, f->spanning.samples);
+  PrintRow("3x2 cut", kHosts * kVmsPerHost, f->spanning_cut_step.samples);
+  PrintRow("1x6", kHosts * kVmsPerHost, f->one_host);
+  std::printf(
+      "(3x2: each host cuts as it pauses; 3x2 cut: a Cut step once every host paused; "
+      "1x6: the same number of VMs in one group on one host)\n");
+  for (const auto& [who, s] : {std::pair<const char*, const Spanned*>{"3x2", &f->spanning},
+                               {"3x2 cut", &f->spanning_cut_step}}) {
+    std::printf(
+        "%-7s window / one host's: %.2f (medians); coordinator's window (first Pause sent "
+        "-> last Resume answered) %.2f ms median, %.2f p95; cut spread bound %.2f ms "
+        "median, %.2f p95\n",
+        who, Median(s->samples.window_us) / Median(f->one_host.window_us),
+        Ms(Median(s->coordinator_window_us)), Ms(P95(s->coordinator_window_us)),
+        Ms(Median(s->cut_spread_us)), Ms(P95(s->cut_spread_us)));
+  }
+  std::printf(
+      "coordinator SIGKILLed, every VM paused -> last VM running: %.1f ms median, %.1f "
+      "p95 (lease %d ms)\n",
+      Ms(Median(f->death_to_running_us)), Ms(P95(f->death_to_running_us)), a.lease_ms);
+  return 0;
+}
