@@ -4,6 +4,7 @@
 // recovery after the host dies. On real QEMU: tests/integration/host_cut_test.
 #include "engine/host_cuts.h"
 
+#include <algorithm>
 #include <thread>
 
 #include "base/ids.h"
@@ -68,6 +69,10 @@ TEST_F(HostCutsTest, EveryStepInTurnLeavesACompleteSnapshotOfThisHostsMembers) {
   EXPECT_EQ(paused->vm_ids, g.vm_ids);
   for (const auto& vm : g.vm_ids) EXPECT_EQ(Fake(vm)->state(), RunState::kPaused);
   for (const auto& t : paused->lease.members) EXPECT_GT(t.paused_at_us, 0);
+  // Guarded through the registry, by the driver the VMs live on.
+  const auto calls = driver_.calls();
+  EXPECT_NE(std::find(calls.begin(), calls.end(), "guard resume 2 VMs"), calls.end());
+  EXPECT_EQ(paused->lease.unguarded, "");
 
   ASSERT_TRUE(cuts().Cut(id).ok());
   for (const auto& vm : g.vm_ids) EXPECT_EQ(Fake(vm)->state(), RunState::kPaused) << "until Resume";
