@@ -30,6 +30,10 @@ class CimClient {
                           const std::vector<OutParam>& args);
 
   const std::vector<std::string>& namespace_parts() const { return ns_; }
+  // How long each later request may take before it fails with Timeout
+  // (60 s unless set): a caller that knows how soon an answer is useless
+  // (a step under a pause lease) says so.
+  void set_timeout(std::chrono::milliseconds timeout) { timeout_ = timeout; }
 
  private:
   Result<Response> Call(const std::string& method, const std::string& cim_object,

@@ -8,6 +8,11 @@ namespace {
 
 using HC = schema::HostCutService;
 
+// Beyond the lease, how long an answer to Pause, Cut or Resume may still be
+// waited for: the host's own resume when its lease ran out (LeasedPause),
+// and the finishing of its switches after Resume.
+constexpr Duration kAnswerMargin = std::chrono::seconds(5);
+
 // "host 10.77.1.2:5989" for https://root@10.77.1.2:5989: what messages
 // name the host by, with no credentials in it.
 std::string HostName(const std::string& endpoint) {
@@ -73,7 +78,8 @@ Result<std::unique_ptr<CimCutHost>> CimCutHost::Create(const std::string& endpoi
 }
 
 Result<cim::Response> CimCutHost::Call(const std::string& method, const std::string& snapshot_id,
-                                       std::vector<cim::OutParam> more) {
+                                       Duration within, std::vector<cim::OutParam> more) {
+  cim_->set_timeout(std::chrono::duration_cast<std::chrono::milliseconds>(within));
   if (service_.class_name.empty()) {
     VMG_ASSIGN_OR_RETURN(auto found, cim_->EnumerateInstances(HC::kClass));
     if (found.empty())
@@ -94,7 +100,8 @@ Status CimCutHost::Prepare(const engine::HostCutRequest& request) {
                                      cim::KeyBinding::Kind::kString,
                                      request.collection_id,
                                      {}}}};
-  return Call(HC::PrepareCut::kMethod, request.snapshot_id,
+  step_timeout_ = request.step_timeout;
+  return Call(HC::PrepareCut::kMethod, request.snapshot_id, step_timeout_,
               {{HC::PrepareCut::kCollection, "reference", cim::Value::Reference(collection)},
                {HC::PrepareCut::kSnapshotType, "uint16",
                 cim::Value::Scalar(std::to_string(request.type))},
@@ -105,29 +112,31 @@ Status CimCutHost::Prepare(const engine::HostCutRequest& request) {
 
 Result<engine::HostLease> CimCutHost::Pause(const std::string& snapshot_id, Duration lease,
                                             bool cut) {
+  lease_ = lease;
   VMG_ASSIGN_OR_RETURN(
       cim::Response r,
-      Call(HC::PauseCut::kMethod, snapshot_id,
+      Call(HC::PauseCut::kMethod, snapshot_id, lease_ + kAnswerMargin,
            {Millis(HC::PauseCut::kLease, lease),
             {HC::PauseCut::kCutAtOnce, "boolean", cim::Value::Scalar(cut ? "true" : "false")}}));
   return LeaseOf(r);
 }
 
 Status CimCutHost::Cut(const std::string& snapshot_id) {
-  return Call(HC::Cut::kMethod, snapshot_id).status();
+  return Call(HC::Cut::kMethod, snapshot_id, lease_ + kAnswerMargin).status();
 }
 
 Result<engine::HostLease> CimCutHost::Resume(const std::string& snapshot_id) {
-  VMG_ASSIGN_OR_RETURN(cim::Response r, Call(HC::ResumeCut::kMethod, snapshot_id));
+  VMG_ASSIGN_OR_RETURN(cim::Response r,
+                       Call(HC::ResumeCut::kMethod, snapshot_id, lease_ + kAnswerMargin));
   return LeaseOf(r);
 }
 
 Status CimCutHost::Commit(const std::string& snapshot_id) {
-  return Call(HC::CommitCut::kMethod, snapshot_id).status();
+  return Call(HC::CommitCut::kMethod, snapshot_id, step_timeout_).status();
 }
 
 Status CimCutHost::Abort(const std::string& snapshot_id) {
-  return Call(HC::AbortCut::kMethod, snapshot_id).status();
+  return Call(HC::AbortCut::kMethod, snapshot_id, step_timeout_).status();
 }
 
 }  // namespace vmgroup::remote

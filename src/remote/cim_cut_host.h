@@ -5,6 +5,11 @@
 // Its answers come back as the Status the host answered with, its reason
 // kept, named after the host.
 //
+// Each call waits no longer than its answer is of use: Pause, Cut and
+// Resume the lease (given to Pause) and a margin, the others the part's
+// step timeout (given to Prepare): a host that vanished fails the step
+// within those, not after HTTP's own minute.
+//
 // Calls of one CimCutHost must not overlap (one HTTP connection, kept
 // alive); the coordinator makes one call per host at a time.
 #pragma once
@@ -37,14 +42,20 @@ class CimCutHost final : public engine::CutHost {
  private:
   CimCutHost(std::string name, std::unique_ptr<cim::CimClient> cim)
       : name_(std::move(name)), cim_(std::move(cim)) {}
-  // `method` on the part of `snapshot_id`, with `more`: the answer when the
-  // host did it (ReturnValue 0), else the Status it answered with.
+  // `method` on the part of `snapshot_id`, with `more`, waiting at most
+  // `within` for the answer: the answer when the host did it (ReturnValue
+  // 0), else the Status it answered with (Timeout past `within`).
   Result<cim::Response> Call(const std::string& method, const std::string& snapshot_id,
-                             std::vector<cim::OutParam> more = {});
+                             Duration within, std::vector<cim::OutParam> more = {});
 
   const std::string name_;  // "host <address>", without credentials
   std::unique_ptr<cim::CimClient> cim_;
   cim::ObjectPath service_;  // found at the first call
+  // Prepare's step timeout: how long Prepare, Commit and Abort may take.
+  Duration step_timeout_ = std::chrono::seconds(30);
+  // Pause's lease: an answer to Pause, Cut or Resume later than it (and a
+  // margin for the host's own resume) is of no use.
+  Duration lease_ = std::chrono::seconds(30);
 };
 
 }  // namespace vmgroup::remote

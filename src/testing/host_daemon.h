@@ -43,6 +43,7 @@ class HostDaemon {
   int port() const { return port_; }
   const std::string& address() const { return address_; }
   const std::string& ca() const { return ca_; }  // the CA that vouches for it
+  std::string state_dir() const { return dir_ + "/state"; }
   // "https://root@<address>:<port>", with kPassword.
   std::string Endpoint() const;
 

@@ -274,5 +274,100 @@ TEST_F(NetHostsTest, ASnapshotAcrossThreeHostsCommitsEveryHostsPart) {
   EXPECT_LE(report->cut_spread_us, report->window_us);
 }
 
+// A host that vanishes (its link set down) just before the coordinator's
+// step `at` would reach it; every step is then sent on as it is.
+class VanishingHost final : public engine::CutHost {
+ public:
+  VanishingHost(engine::CutHost* inner, NetHost* host, std::string at)
+      : inner_(inner), host_(host), at_(std::move(at)) {}
+  std::string name() const override { return inner_->name(); }
+  Status Prepare(const engine::HostCutRequest& r) override {
+    Vanish("prepare");
+    return inner_->Prepare(r);
+  }
+  Result<engine::HostLease> Pause(const std::string& id, Duration lease, bool cut) override {
+    Vanish("pause");
+    return inner_->Pause(id, lease, cut);
+  }
+  Status Cut(const std::string& id) override {
+    Vanish("cut");
+    return inner_->Cut(id);
+  }
+  Result<engine::HostLease> Resume(const std::string& id) override { return inner_->Resume(id); }
+  Status Commit(const std::string& id) override { return inner_->Commit(id); }
+  Status Abort(const std::string& id) override { return inner_->Abort(id); }
+
+ private:
+  void Vanish(const std::string& step) {
+    if (step != at_) return;
+    EXPECT_TRUE(host_->SetLinkUp(false).ok());
+  }
+  engine::CutHost* inner_;
+  NetHost* host_;
+  std::string at_;
+};
+
+// The files a part of snapshot `id` made in the run directories of `d`'s
+// VMs (its overlays are named after the snapshot's tag, "s" and the id's
+// first 8 characters).
+std::vector<std::string> PartFiles(const HostDaemon& d, const std::string& id) {
+  std::vector<std::string> found;
+  const std::string tag = "s" + id.substr(0, 8);
+  auto vms = Env::Default()->ListDir(d.state_dir() + "/vms");
+  if (!vms.ok()) return found;
+  for (const auto& vm : *vms) {
+    auto files = Env::Default()->ListDir(d.state_dir() + "/vms/" + vm);
+    if (!files.ok()) continue;
+    for (const auto& f : *files) {
+      if (f.find(tag) != std::string::npos) found.push_back(vm + "/" + f);
+    }
+  }
+  return found;
+}
+
+// Issue 20: a host vanishes during prepare, pause or cut. The snapshot
+// fails, naming it; the other hosts are left with nothing of it and every
+// VM runs; once the host is back, it has undone its part by itself.
+TEST_F(NetHostsTest, AHostThatVanishesFailsTheSnapshotCleanlyAndUndoesItsPartWhenBack) {
+  ASSERT_NO_FATAL_FAILURE(StartHosts(3, 3));
+  const std::string group_id = NewGuid();
+  std::vector<std::vector<std::string>> vms;
+  std::vector<std::unique_ptr<remote::CimCutHost>> remotes;
+  for (size_t i = 0; i < daemons_.size(); ++i) {
+    vms.push_back(MakeGroup(*daemons_[i], "h" + std::to_string(i + 1) + "-", group_id));
+    remotes.push_back(CutHostOf(*daemons_[i]));
+    ASSERT_TRUE(remotes.back());
+  }
+  for (const std::string step : {"prepare", "pause", "cut"}) {
+    SCOPED_TRACE(step);
+    VanishingHost third(remotes[2].get(), hosts_[2].get(), step);
+    const std::vector<engine::CutHost*> hosts = {remotes[0].get(), remotes[1].get(), &third};
+    const engine::SpanningCutRequest request{.snapshot_id = NewGuid(),
+                                             .collection_id = group_id,
+                                             .lease = 500ms,
+                                             .step_timeout = 3s,
+                                             .cut_with_pause = false};
+    auto report = engine::TakeSpanningCut(Env::Default(), hosts, request);
+    ASSERT_FALSE(report.ok());
+    EXPECT_NE(report.status().message().find("on " + third.name()), std::string::npos)
+        << report.status().ToString();
+    for (size_t i = 0; i < 2; ++i) {
+      EXPECT_TRUE(Json(*daemons_[i], {"snapshot", "list", "app"}).empty());
+      EXPECT_TRUE(PartFiles(*daemons_[i], request.snapshot_id).empty());
+      for (const auto& id : vms[i]) EXPECT_EQ(daemons_[i]->QemuStatus(id), "running") << id;
+    }
+    ASSERT_TRUE(hosts_[2]->SetLinkUp(true).ok());
+    // Back: whatever reached it late, its part ends within its step
+    // timeout (or its lease) and is undone.
+    const auto until = Clock::now() + 30s;
+    while (Clock::now() < until && !PartFiles(*daemons_[2], request.snapshot_id).empty()) {
+      std::this_thread::sleep_for(100ms);
+    }
+    EXPECT_TRUE(PartFiles(*daemons_[2], request.snapshot_id).empty());
+    EXPECT_TRUE(Json(*daemons_[2], {"snapshot", "list", "app"}).empty());
+    for (const auto& id : vms[2]) EXPECT_EQ(daemons_[2]->QemuStatus(id), "running") << id;
+  }
+}
+
 }  // namespace
 }  // namespace vmgroup::testing
