@@ -60,30 +60,11 @@ struct Args {
 
 int64_t NowUs() { return Env::Default()->NowMicros(); }
 
-// `vmgroup ARGS --json` against `d`, parsed.
-Result<nlohmann::json> Json(const HostDaemon& d, std::vector<std::string> args) {
-  args.push_back("--json");
-  VMG_ASSIGN_OR_RETURN(CommandOutput r, d.Cli(args));
-  if (r.exit_code != 0) return Status::Failed("vmgroup " + args[0] + ": " + r.err);
-  return nlohmann::json::parse(r.out);
-}
-
-// Group "app" (with `group_id` if given) of `n` running VMs on `d`; their ids.
-Result<std::vector<std::string>> MakeGroup(const HostDaemon& d, const std::string& prefix, int n,
-                                           const std::string& group_id) {
-  std::vector<std::string> create = {"group", "create", "app"};
-  if (!group_id.empty()) create.insert(create.end(), {"--id", group_id});
-  VMG_RETURN_IF_ERROR(Json(d, create).status());
-  std::vector<std::string> ids;
-  for (int i = 0; i < n; ++i) {
-    const std::string name = prefix + std::to_string(i);
-    VMG_ASSIGN_OR_RETURN(
-        auto vm, Json(d, {"vm", "create", name, "--memory", "64", "--disk", "16M", "--start"}));
-    ids.push_back(vm["id"]);
-    VMG_ASSIGN_OR_RETURN(CommandOutput added, d.Cli({"group", "add", "app", name}));
-    if (added.exit_code != 0) return Status::Failed("group add: " + added.err);
-  }
-  return ids;
+// "<prefix>0".."<prefix><n-1>".
+std::vector<std::string> Names(const std::string& prefix, int n) {
+  std::vector<std::string> names;
+  for (int i = 0; i < n; ++i) names.push_back(prefix + std::to_string(i));
+  return names;
 }
 
 // The coordinator's endpoints as this program passes them to its
@@ -164,10 +145,11 @@ Result<Figures> Measure(const Args& a, const std::string& self) {
   std::vector<std::vector<std::string>> vms;
   for (int i = 0; i < kHosts; ++i) {
     VMG_ASSIGN_OR_RETURN(
-        auto ids, MakeGroup(*daemons[i], "h" + std::to_string(i + 1) + "-", kVmsPerHost, group_id));
+        auto ids,
+        daemons[i]->MakeGroup(Names("h" + std::to_string(i + 1) + "-", kVmsPerHost), group_id));
     vms.push_back(ids);
   }
-  VMG_RETURN_IF_ERROR(MakeGroup(*single, "one-", kHosts * kVmsPerHost, "").status());
+  VMG_RETURN_IF_ERROR(single->MakeGroup(Names("one-", kHosts * kVmsPerHost)).status());
   const auto endpoints = EndpointArgs(daemons);
   VMG_ASSIGN_OR_RETURN(auto remotes, Connect(endpoints));
   std::vector<engine::CutHost*> cut_hosts;
@@ -205,8 +187,7 @@ Result<Figures> Measure(const Args& a, const std::string& self) {
 
     // On one host.
     const int64_t one_began = NowUs();
-    VMG_ASSIGN_OR_RETURN(auto s,
-                         Json(*single, {"snapshot", "create", "app", "--type", "recovery"}));
+    VMG_ASSIGN_OR_RETURN(auto s, single->Json({"snapshot", "create", "app", "--type", "recovery"}));
     f.one_host.total_us.push_back(NowUs() - one_began);
     f.one_host.window_us.push_back(s["pause_window_us"].get<int64_t>());
     int64_t one_longest = 0;

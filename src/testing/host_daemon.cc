@@ -131,6 +131,31 @@ Result<CommandOutput> HostDaemon::Cli(const std::vector<std::string>& args, cons
   return Env::Default()->Run(argv, std::chrono::minutes(3));
 }
 
+Result<nlohmann::json> HostDaemon::Json(std::vector<std::string> args) const {
+  args.push_back("--json");
+  VMG_ASSIGN_OR_RETURN(CommandOutput r, Cli(args));
+  if (r.exit_code != 0) return Status::Failed("vmgroup " + args[0] + " " + args[1] + ": " + r.err);
+  nlohmann::json j = nlohmann::json::parse(r.out, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded()) return Status::Failed("vmgroup " + args[0] + " printed no JSON: " + r.out);
+  return j;
+}
+
+Result<std::vector<std::string>> HostDaemon::MakeGroup(const std::vector<std::string>& names,
+                                                       const std::string& group_id) const {
+  std::vector<std::string> create = {"group", "create", "app"};
+  if (!group_id.empty()) create.insert(create.end(), {"--id", group_id});
+  VMG_RETURN_IF_ERROR(Json(create).status());
+  std::vector<std::string> ids;
+  for (const auto& name : names) {
+    VMG_ASSIGN_OR_RETURN(nlohmann::json vm, Json({"vm", "create", name, "--memory", "64", "--disk",
+                                                  "16M", "--start"}));
+    ids.push_back(vm["id"]);
+    VMG_ASSIGN_OR_RETURN(CommandOutput added, Cli({"group", "add", "app", name}));
+    if (added.exit_code != 0) return Status::Failed("vmgroup group add: " + added.err);
+  }
+  return ids;
+}
+
 std::string HostDaemon::QemuStatus(const std::string& vm_id) const {
   const std::string socket = dir_ + "/state/vms/" + vm_id + "/guard.sock";
   for (int tries = 0; tries < 100; ++tries) {  // a guard just disarmed lets go within moments

@@ -8,6 +8,7 @@
 #pragma once
 
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
@@ -51,6 +52,15 @@ class HostDaemon {
   // empty), from the test's namespace or from inside `from`.
   Result<CommandOutput> Cli(const std::vector<std::string>& args, const NetHost* from = nullptr,
                             const std::string& address = "") const;
+
+  // `vmgroup ARGS --json` against it, parsed. Failed with what the CLI
+  // said when it fails.
+  Result<nlohmann::json> Json(std::vector<std::string> args) const;
+
+  // Group "app" (under `group_id` when not empty) of running VMs named
+  // `names` (64 MiB, a new 16 MiB disk, no OS); their ids, in that order.
+  Result<std::vector<std::string>> MakeGroup(const std::vector<std::string>& names,
+                                             const std::string& group_id = "") const;
 
   // What QEMU itself says of VM `vm_id` ("running", "paused", ...), through
   // the monitor vmgroupd keeps for its resume guard (free while no guard is

@@ -72,30 +72,18 @@ class NetHostsTest : public ::testing::Test {
     return r.ok() ? *r : CommandOutput{};
   }
   // `vmgroup ARGS --json` against `d`, parsed (null, and a test failure, if it fails).
-  nlohmann::json Json(const HostDaemon& d, std::vector<std::string> args) {
-    args.push_back("--json");
-    CommandOutput r = Cli(d, args);
-    EXPECT_EQ(r.exit_code, 0) << r.err;
-    return r.exit_code == 0 ? nlohmann::json::parse(r.out, nullptr, false) : nlohmann::json();
+  nlohmann::json Json(const HostDaemon& d, const std::vector<std::string>& args) {
+    auto j = d.Json(args);
+    EXPECT_TRUE(j.ok()) << j.status().ToString();
+    return j.ok() ? *j : nlohmann::json();
   }
   // On daemon `d`: group "app" (with id `group_id` if given) of two running VMs,
-  // "<prefix>db" and "<prefix>web"; their ids.
+  // "<prefix>db" and "<prefix>web"; their ids (a test failure if it cannot be made).
   std::vector<std::string> MakeGroup(const HostDaemon& d, const std::string& prefix,
                                      const std::string& group_id = "") {
-    std::vector<std::string> ids;
-    std::vector<std::string> create = {"group", "create", "app"};
-    if (!group_id.empty()) create.insert(create.end(), {"--id", group_id});
-    EXPECT_EQ(Cli(d, create).exit_code, 0);
-    for (const std::string& vm : {prefix + "db", prefix + "web"}) {
-      CommandOutput made =
-          Cli(d, {"vm", "create", vm, "--memory", "64", "--disk", "16M", "--start"});
-      EXPECT_EQ(made.exit_code, 0) << made.err;
-      std::string id = made.out;
-      while (!id.empty() && id.back() == '\n') id.pop_back();
-      ids.push_back(id);
-      EXPECT_EQ(Cli(d, {"group", "add", "app", vm}).exit_code, 0);
-    }
-    return ids;
+    auto ids = d.MakeGroup({prefix + "db", prefix + "web"}, group_id);
+    EXPECT_TRUE(ids.ok()) << ids.status().ToString();
+    return ids.ok() ? *ids : std::vector<std::string>{};
   }
   // The id of group "app" on `d`.
   std::string GroupId(const HostDaemon& d) {
