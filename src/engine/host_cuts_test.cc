@@ -10,6 +10,7 @@
 #include "base/ids.h"
 #include "engine/fake_group_test.h"
 #include "engine/fault_points.h"
+#include "engine/spanning_cut.h"
 
 namespace vmgroup::engine {
 namespace {
@@ -252,6 +253,28 @@ TEST_F(HostCutsTest, ALeaseThatRunsOutBeforeTheCutResumesTheMembersAndRefusesThe
   EXPECT_NE(late.message().find("pause lease"), std::string::npos) << late.ToString();
   ExpectRunningOn(g, before);
   EXPECT_EQ(engine_->catalog().GetSnapshot(id).status().code(), Code::kNotFound);
+  ExpectConsistent();
+}
+
+// The coordinator's own members go through LocalCutHost: the protocol over
+// this host's HostCuts leaves a Complete snapshot, its members' timings and
+// the host's clock in the report.
+TEST_F(HostCutsTest, TheCoordinatorsProtocolTakesThisHostsPartThroughLocalCutHost) {
+  auto g = MakeGroup(2);
+  LocalCutHost local(&cuts());
+  const SpanningCutRequest request{
+      .snapshot_id = NewGuid(), .collection_id = g.collection_id, .lease = kLease};
+  auto report = TakeSpanningCut(Env::Default(), {&local}, request);
+  ASSERT_TRUE(report.ok()) << report.status().ToString();
+  ASSERT_EQ(report->hosts.size(), 1u);
+  const SpannedHost& h = report->hosts[0];
+  EXPECT_EQ(h.name, "this host");
+  EXPECT_EQ(h.resume.answer.vm_ids, g.vm_ids);
+  EXPECT_EQ(h.resume.answer.lease_state, "resumed");
+  EXPECT_GE(h.resume.answer.host_time_us, h.resume.sent_us);
+  EXPECT_LE(h.resume.answer.host_time_us, h.resume.answered_us);
+  EXPECT_EQ(engine_->catalog().GetSnapshot(request.snapshot_id)->state,
+            catalog::SnapshotState::kComplete);
   ExpectConsistent();
 }
 

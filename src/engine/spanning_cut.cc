@@ -8,12 +8,14 @@
 namespace vmgroup::engine {
 namespace {
 
-HostLease LeaseOf(const HostCutStatus& s) {
-  return {.vm_ids = s.vm_ids,
-          .members = s.lease.members,
-          .lease_state = LeaseStateName(s.lease.state),
-          .unguarded = s.lease.unguarded,
-          .host_time_us = 0};
+// This host's answer to Pause or Resume, stamped with its clock.
+Result<HostLease> LeaseOf(Result<HostCutStatus> answered) {
+  VMG_ASSIGN_OR_RETURN(HostCutStatus s, std::move(answered));
+  return HostLease{.vm_ids = s.vm_ids,
+                   .members = s.lease.members,
+                   .lease_state = LeaseStateName(s.lease.state),
+                   .unguarded = s.lease.unguarded,
+                   .host_time_us = Env::Default()->NowMicros()};
 }
 
 // Takes the part back on every host; the aborts that failed, by host.
@@ -31,17 +33,11 @@ std::string AbortAll(const std::vector<CutHost*>& hosts, const std::string& snap
 }  // namespace
 
 Result<HostLease> LocalCutHost::Pause(const std::string& snapshot_id, Duration lease, bool cut) {
-  VMG_ASSIGN_OR_RETURN(HostCutStatus s, cuts_->Pause(snapshot_id, lease, cut));
-  HostLease out = LeaseOf(s);
-  out.host_time_us = Env::Default()->NowMicros();
-  return out;
+  return LeaseOf(cuts_->Pause(snapshot_id, lease, cut));
 }
 
 Result<HostLease> LocalCutHost::Resume(const std::string& snapshot_id) {
-  VMG_ASSIGN_OR_RETURN(HostCutStatus s, cuts_->Resume(snapshot_id));
-  HostLease out = LeaseOf(s);
-  out.host_time_us = Env::Default()->NowMicros();
-  return out;
+  return LeaseOf(cuts_->Resume(snapshot_id));
 }
 
 Result<SpanningCutReport> TakeSpanningCut(Env* env, const std::vector<CutHost*>& hosts,
