@@ -1,9 +1,11 @@
 #include "invariants.h"
 
+#include <algorithm>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <set>
 
+#include "backup_listing.h"
 #include "workload.h"
 
 namespace vmgroup::campaign {
@@ -36,7 +38,22 @@ Violations Invariants::JobsEnded(catalog::Catalog& catalog) {
   return v;
 }
 
+void Invariants::AwaitSessionSnapshots(catalog::Catalog& catalog) {
+  const auto deadline = Env::Default()->Now() + std::chrono::minutes(1);
+  while (Env::Default()->Now() < deadline) {
+    auto snapshots = catalog.ListSnapshots();
+    if (!snapshots.ok()) return;
+    const bool ending = std::any_of(snapshots->begin(), snapshots->end(), [](const auto& s) {
+      return s.state != catalog::SnapshotState::kComplete &&
+             s.name.rfind(SessionSnapshotName(""), 0) == 0;
+    });
+    if (!ending) return;
+    Env::Default()->SleepFor(std::chrono::milliseconds(100));
+  }
+}
+
 Violations Invariants::Settled(catalog::Catalog& catalog, const std::vector<std::string>& guests) {
+  AwaitSessionSnapshots(catalog);
   Violations v = Processes(catalog);
   Append(v, PowerStates(catalog, guests));
   auto snapshots = catalog.ListSnapshots();
