@@ -264,6 +264,14 @@ Result<CollectionRecord> Catalog::GetCollectionLocked(const std::string& id) {
           "SELECT member_id FROM collection_members WHERE collection_id=?1 ORDER BY position"));
   m.Bind(1, id);
   VMG_ASSIGN_OR_RETURN(c.members, Texts(m));
+  VMG_ASSIGN_OR_RETURN(Stmt r, db_->Prepare("SELECT host,vm_id FROM remote_members WHERE "
+                                            "collection_id=?1 ORDER BY position"));
+  r.Bind(1, id);
+  while (true) {
+    VMG_ASSIGN_OR_RETURN(bool more, r.Step());
+    if (!more) break;
+    c.remote_members.push_back({r.Text(0), r.Text(1)});
+  }
   return c;
 }
 

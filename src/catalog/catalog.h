@@ -59,6 +59,23 @@ class Catalog {
                       bool* removed);
   // Ids of the collections that have `member_id` as a member.
   Result<std::vector<std::string>> CollectionsOf(const std::string& member_id);
+  // Members on other hosts (spanning.cc). AddRemoteMember: AlreadyExists
+  // for one that is a member already, NotFound for an unknown collection.
+  Status AddRemoteMember(const std::string& collection_id, const RemoteMember& m);
+  // OK whether or not it was a member; `*removed` says which.
+  Status RemoveRemoteMember(const std::string& collection_id, const RemoteMember& m, bool* removed);
+
+  // Snapshots across hosts, on their coordinator (spanning.cc).
+  // InsertSpanning records the intent with every host's part (AlreadyExists
+  // for an id in use); CompleteSpanning stores what each host reported and
+  // marks it kComplete; SetSpanningState moves it on; DeleteSpanning
+  // forgets it (OK when not recorded).
+  Status InsertSpanning(const SpanningSnapshotRecord& s);
+  Status CompleteSpanning(const SpanningSnapshotRecord& s);
+  Status SetSpanningState(const std::string& id, SpanningState state);
+  Status DeleteSpanning(const std::string& id);
+  Result<SpanningSnapshotRecord> GetSpanning(const std::string& id);
+  Result<std::vector<SpanningSnapshotRecord>> ListSpanning();
 
   // Group snapshots. InsertSnapshot records the intent (state kIncomplete)
   // before any image or VM is touched. CompleteSnapshot marks it kComplete,
@@ -151,6 +168,7 @@ class Catalog {
   Status InsertDisksLocked(const VmRecord& vm);
   Result<VmRecord> GetVmLocked(const std::string& id);
   Result<CollectionRecord> GetCollectionLocked(const std::string& id);
+  Result<SpanningSnapshotRecord> GetSpanningLocked(const std::string& id);
   Result<SnapshotRecord> GetSnapshotLocked(const std::string& id);
   // The snapshots that `where` (a condition on snapshots s, ?1 bound to
   // `value`) selects, oldest first, with their members and disks: three

@@ -477,5 +477,62 @@ TEST_F(CatalogTest, RestoreIntentsNameTheDomainsAndFilesTheyMake) {
   EXPECT_TRUE(catalog_->ListRestoreIntents()->empty());
 }
 
+TEST_F(CatalogTest, MembersOnOtherHostsAreNamedByHostAndUuid) {
+  ASSERT_TRUE(
+      catalog_->InsertCollection({"g1", "web", CollectionType::kVirtualSystems, 1, {}}).ok());
+  const RemoteMember db{"db1", "u-1"}, app{"app1", "u-1"};
+  EXPECT_EQ(catalog_->AddRemoteMember("g2", db).code(), Code::kNotFound);
+  ASSERT_TRUE(catalog_->AddRemoteMember("g1", db).ok());
+  ASSERT_TRUE(catalog_->AddRemoteMember("g1", app).ok()) << "the same UUID on another host";
+  ASSERT_TRUE(catalog_->AddMember("g1", "local").ok());
+  EXPECT_EQ(catalog_->AddRemoteMember("g1", db).code(), Code::kAlreadyExists);
+  auto g = catalog_->GetCollection("g1");
+  EXPECT_EQ(g->members, std::vector<std::string>{"local"});
+  EXPECT_EQ(g->remote_members, (std::vector<RemoteMember>{db, app}));
+  bool removed = false;
+  ASSERT_TRUE(catalog_->RemoveRemoteMember("g1", db, &removed).ok());
+  EXPECT_TRUE(removed);
+  ASSERT_TRUE(catalog_->RemoveRemoteMember("g1", db, &removed).ok());
+  EXPECT_FALSE(removed);
+  EXPECT_EQ(catalog_->GetCollection("g1")->remote_members, std::vector<RemoteMember>{app});
+}
+
+TEST_F(CatalogTest, ASnapshotAcrossHostsKeepsEveryHostsPartThroughItsStates) {
+  SpanningSnapshotRecord s{.id = "s1",
+                           .collection_id = "g1",
+                           .name = "across",
+                           .type = 32768,
+                           .created_us = 5,
+                           .parts = {{.host = ""}, {.host = "db1"}}};
+  ASSERT_TRUE(catalog_->InsertSpanning(s).ok());
+  EXPECT_EQ(catalog_->InsertSpanning(s).code(), Code::kAlreadyExists);
+  Reopen();
+  auto got = catalog_->GetSpanning("s1");
+  ASSERT_TRUE(got.ok()) << got.status().ToString();
+  EXPECT_EQ(got->state, SpanningState::kTaking);
+  ASSERT_EQ(got->parts.size(), 2u);
+  EXPECT_EQ(got->parts[1].host, "db1");
+  s.window_us = 900;
+  s.cut_spread_us = 40;
+  s.parts[1].vm_ids = {"u-1", "u-2"};
+  s.parts[1].earliest_cut_us = 100;
+  s.parts[1].latest_cut_us = 140;
+  s.parts[1].longest_pause_us = 800;
+  ASSERT_TRUE(catalog_->CompleteSpanning(s).ok());
+  got = catalog_->GetSpanning("s1");
+  EXPECT_EQ(got->state, SpanningState::kComplete);
+  EXPECT_EQ(got->window_us, 900);
+  EXPECT_EQ(got->cut_spread_us, 40);
+  EXPECT_EQ(got->parts[1].vm_ids, (std::vector<std::string>{"u-1", "u-2"}));
+  EXPECT_EQ(got->parts[1].latest_cut_us, 140);
+  EXPECT_EQ(got->parts[1].longest_pause_us, 800);
+  ASSERT_TRUE(catalog_->SetSpanningState("s1", SpanningState::kUndoing).ok());
+  EXPECT_EQ(catalog_->ListSpanning()->at(0).state, SpanningState::kUndoing);
+  EXPECT_EQ(catalog_->SetSpanningState("s2", SpanningState::kUndoing).code(), Code::kNotFound);
+  ASSERT_TRUE(catalog_->DeleteSpanning("s1").ok());
+  EXPECT_TRUE(catalog_->ListSpanning()->empty());
+  EXPECT_EQ(catalog_->GetSpanning("s1").status().code(), Code::kNotFound);
+}
+
 }  // namespace
 }  // namespace vmgroup::catalog

@@ -75,12 +75,22 @@ struct ProcessRecord {
 // DefineCollection's Type (reference §3.1).
 enum class CollectionType { kVirtualSystems = 0, kCollections = 1 };
 
+// A member of a group that runs on another host (issue 20): a VM of one of
+// this vmgroupd's peers (engine/peers.h), named by the peer and the VM's
+// UUID there.
+struct RemoteMember {
+  std::string host;   // the peer's name in this vmgroupd's configuration
+  std::string vm_id;  // the VM's UUID on that host
+  bool operator==(const RemoteMember&) const = default;
+};
+
 struct CollectionRecord {
   std::string id;  // CollectionID, a GUID unless the caller chose one
   std::string name;
   CollectionType type = CollectionType::kVirtualSystems;
   int64_t created_us = 0;
-  std::vector<std::string> members;  // VM ids, or collection ids for kCollections
+  std::vector<std::string> members;          // VM ids, or collection ids for kCollections
+  std::vector<RemoteMember> remote_members;  // kVirtualSystems only, in the order added
 };
 
 // kDestroying: DestroySnapshot began merging the snapshot's images away; it
@@ -137,6 +147,35 @@ struct SnapshotRecord {
   // left Incomplete, even with its cut made on every member here: it undoes it.
   bool coordinated = false;
   std::vector<MemberSnapshot> members;
+};
+
+// A snapshot across hosts, on its coordinator (engine/spanning_snapshots.h).
+// kTaking: recorded before any host was asked, until every host committed
+// its part; kUndoing: being taken back on every host (a take that failed
+// and whose aborts did not all succeed, or a destroy). A restart takes back
+// every one not kComplete: presumed abort.
+enum class SpanningState { kTaking = 0, kComplete = 1, kUndoing = 2 };
+
+// One host's part of it, with what the host reported once it committed.
+struct SpanningPart {
+  std::string host;  // the peer's name; "" for this host
+  std::vector<std::string> vm_ids;
+  // The host's cuts on the coordinator's clock, bounded by the round trip
+  // of its Resume (engine/spanning_cut.h).
+  int64_t earliest_cut_us = 0, latest_cut_us = 0;
+  int64_t longest_pause_us = 0;  // of its members
+};
+
+struct SpanningSnapshotRecord {
+  std::string id;  // the group snapshot's GUID: each host's part has it too
+  std::string collection_id;
+  std::string name;
+  int type = 0;
+  SpanningState state = SpanningState::kTaking;
+  int64_t created_us = 0;
+  int64_t window_us = 0;            // first Pause sent -> last Resume answered
+  int64_t cut_spread_us = 0;        // how far apart the members' cuts can be
+  std::vector<SpanningPart> parts;  // one per host, in the order asked
 };
 
 // How destroying a snapshot takes one disk's frozen image out of the VM's

@@ -242,8 +242,43 @@ constexpr std::string_view kV17 = R"sql(
 ALTER TABLE snapshots ADD COLUMN coordinated INTEGER NOT NULL DEFAULT 0;
 )sql";
 
-constexpr std::array<std::string_view, 17> kMigrations = {
-    kV1, kV2, kV3, kV4, kV5, kV6, kV7, kV8, kV9, kV10, kV11, kV12, kV13, kV14, kV15, kV16, kV17};
+// v18: groups that span hosts (issue 20), on their coordinator: members on
+// other hosts, and each snapshot across hosts with the part of every host,
+// recorded before any host is asked so that a restart can take back what a
+// dead coordinator left.
+constexpr std::string_view kV18 = R"sql(
+CREATE TABLE remote_members (
+  collection_id TEXT NOT NULL REFERENCES collections(id) ON DELETE CASCADE,
+  host TEXT NOT NULL,
+  vm_id TEXT NOT NULL,
+  position INTEGER NOT NULL,
+  PRIMARY KEY (collection_id, host, vm_id)
+);
+CREATE TABLE spanning_snapshots (
+  id TEXT PRIMARY KEY,
+  collection_id TEXT NOT NULL,
+  name TEXT NOT NULL,
+  type INTEGER NOT NULL,
+  state INTEGER NOT NULL,
+  created_us INTEGER NOT NULL,
+  window_us INTEGER NOT NULL DEFAULT 0,
+  cut_spread_us INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE spanning_parts (
+  snapshot_id TEXT NOT NULL REFERENCES spanning_snapshots(id) ON DELETE CASCADE,
+  position INTEGER NOT NULL,
+  host TEXT NOT NULL,  -- '' for this host
+  vm_ids TEXT NOT NULL DEFAULT '[]',  -- JSON array
+  earliest_cut_us INTEGER NOT NULL DEFAULT 0,
+  latest_cut_us INTEGER NOT NULL DEFAULT 0,
+  longest_pause_us INTEGER NOT NULL DEFAULT 0,
+  PRIMARY KEY (snapshot_id, position)
+);
+)sql";
+
+constexpr std::array<std::string_view, 18> kMigrations = {kV1,  kV2,  kV3,  kV4,  kV5,  kV6,
+                                                          kV7,  kV8,  kV9,  kV10, kV11, kV12,
+                                                          kV13, kV14, kV15, kV16, kV17, kV18};
 
 }  // namespace
 
