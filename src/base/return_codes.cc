@@ -48,6 +48,30 @@ Status StatusOfReturnCodeA(uint32_t code, const std::string& why) {
   return Status::Failed(why);
 }
 
+Status StatusOfReturnCodeB(uint32_t code, const std::string& why) {
+  switch (code) {
+    case kRcBAccessDenied:
+      return Status::Failed("access denied: " + why);
+    case kRcBNotSupported:
+      return Status::NotSupported(why);
+    case kRcBTimeout:
+      return Status::Timeout(why);
+    case kRcBInvalidParameter:
+      return Status::InvalidArgument(why);
+    case kRcBSystemInUse:
+      return Status::Busy(why);
+    case kRcBInvalidState:
+      return Status::InvalidState(why);
+    case kRcBIncorrectType:
+      return Status::InvalidType(why);
+    case kRcBNotAvailable:
+      return Status::Unavailable(why);
+    case kRcBFileNotFound:
+      return Status::FileNotFound(why);
+  }
+  return Status::Failed(why);
+}
+
 uint32_t ReturnCodeB(const Status& s) {
   switch (s.code()) {
     case Code::kOk:

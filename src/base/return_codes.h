@@ -39,5 +39,8 @@ uint32_t ReturnCodeB(const Status& s);
 // stands for: the code ReturnCodeA maps to it (the first, where several
 // do), with `why`, the server's reason.
 Status StatusOfReturnCodeA(uint32_t code, const std::string& why);
+// The same for family B (the collection management service's):
+// InvalidArgument for 32773, which stands for an unknown group or VM too.
+Status StatusOfReturnCodeB(uint32_t code, const std::string& why);
 
 }  // namespace vmgroup

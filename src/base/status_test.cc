@@ -69,5 +69,19 @@ TEST(ReturnCodesTest, AFamilyACodeReadsBackAsTheStatusItStandsFor) {
   EXPECT_EQ(StatusOfReturnCodeA(ReturnCodeA(Status::Busy("b")), "b").code(), Code::kInvalidState);
 }
 
+// And a family-B one (the collection management service's).
+TEST(ReturnCodesTest, AFamilyBCodeReadsBackAsTheStatusItStandsFor) {
+  for (const Status& s :
+       {Status::NotSupported("n"), Status::Timeout("t"), Status::InvalidArgument("a"),
+        Status::Busy("b"), Status::InvalidState("s"), Status::InvalidType("y"),
+        Status::Unavailable("u"), Status::FileNotFound("f"), Status::Failed("x")}) {
+    const Status back = StatusOfReturnCodeB(ReturnCodeB(s), s.message());
+    EXPECT_EQ(back.code(), s.code()) << s.ToString();
+    EXPECT_EQ(back.message(), s.message());
+  }
+  EXPECT_EQ(StatusOfReturnCodeB(ReturnCodeB(Status::NotFound("g")), "g").code(),
+            Code::kInvalidArgument);
+}
+
 }  // namespace
 }  // namespace vmgroup
