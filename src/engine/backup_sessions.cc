@@ -61,6 +61,11 @@ BackupSessions::BackupSessions(GroupParts& parts, OperationRunner& runner, std::
 Status BackupSessions::Validate(const BackupRequest& request) {
   VMG_RETURN_IF_ERROR(CheckTransport(parts_.options, request.transport));
   VMG_ASSIGN_OR_RETURN(auto group, parts_.catalog->GetCollection(request.collection_id));
+  if (!group.remote_members.empty()) {
+    return Status::NotSupported("group " + group.name +
+                                " has members on other hosts: backup sessions across hosts are "
+                                "not offered yet");
+  }
   std::optional<catalog::ReferencePointRecord> base;
   if (!request.incremental_from.empty()) {
     VMG_ASSIGN_OR_RETURN(base, parts_.catalog->GetReferencePoint(request.incremental_from));

@@ -4,6 +4,7 @@
 #include <functional>
 
 #include "base/ids.h"
+#include "base/log.h"
 
 namespace vmgroup::engine {
 namespace {
@@ -69,6 +70,11 @@ Status CollectionManager::AddMember(const std::string& member_id,
                  ? Status::NotFound("no collection " + member_id + " to add to " + c.name)
                  : child.status();
     }
+    if (!child->remote_members.empty()) {
+      return Status::NotSupported("group " + child->name +
+                                  " has members on other hosts; groups of such groups are not "
+                                  "offered yet");
+    }
     VMG_ASSIGN_OR_RETURN(bool cycle, Contains(member_id, collection_id, 0));
     if (cycle) {
       return Status::InvalidArgument("adding collection " + child->name + " to " + c.name +
@@ -76,6 +82,57 @@ Status CollectionManager::AddMember(const std::string& member_id,
     }
   }
   return catalog_->AddMember(collection_id, member_id);
+}
+
+Status CollectionManager::AddRemoteMember(const catalog::RemoteMember& m,
+                                          const std::string& collection_id) {
+  if (!IsGuid(m.vm_id)) {
+    return Status::InvalidArgument("VM id '" + m.vm_id + "' of host " + m.host + " is not a UUID");
+  }
+  VMG_ASSIGN_OR_RETURN(catalog::CollectionRecord c, catalog_->GetCollection(collection_id));
+  if (c.type != catalog::CollectionType::kVirtualSystems) {
+    return Status::InvalidArgument("collection " + c.name +
+                                   " is a group of groups: a VM joins a VM group");
+  }
+  if (peers_ == nullptr) {
+    return Status::NotSupported(
+        "this vmgroupd has no peers configured (--peer NAME=URL) to "
+        "reach host " +
+        m.host);
+  }
+  VMG_RETURN_IF_ERROR(peers_->Known(m.host));
+  VMG_ASSIGN_OR_RETURN(auto parents, catalog_->CollectionsOf(collection_id));
+  if (!parents.empty()) {
+    return Status::NotSupported("group " + c.name +
+                                " is a member of a management collection; groups of groups "
+                                "across hosts are not offered yet");
+  }
+  if (std::find(c.remote_members.begin(), c.remote_members.end(), m) != c.remote_members.end()) {
+    return Status::AlreadyExists("VM " + m.vm_id + " of host " + m.host +
+                                 " is already a member of group " + c.name);
+  }
+  VMG_RETURN_IF_ERROR(peers_->Join(m.host, c.id, c.name, m.vm_id));
+  Status added = catalog_->AddRemoteMember(collection_id, m);
+  if (!added.ok()) (void)peers_->Leave(m.host, c.id, m.vm_id);
+  return added;
+}
+
+Status CollectionManager::RemoveRemoteMember(const catalog::RemoteMember& m,
+                                             const std::string& collection_id) {
+  VMG_ASSIGN_OR_RETURN(catalog::CollectionRecord c, catalog_->GetCollection(collection_id));
+  bool removed = false;
+  VMG_RETURN_IF_ERROR(catalog_->RemoveRemoteMember(collection_id, m, &removed));
+  if (!removed) {
+    return Status::NotFound("VM " + m.vm_id + " of host " + m.host + " is not a member of group " +
+                            c.name);
+  }
+  if (peers_ != nullptr) {
+    if (Status left = peers_->Leave(m.host, c.id, m.vm_id); !left.ok()) {
+      Log(LogLevel::kWarning, "VM " + m.vm_id + " left group " + c.name + ", but host " + m.host +
+                                  " keeps it in its part of the group: " + left.message());
+    }
+  }
+  return Status::Ok();
 }
 
 Status CollectionManager::RemoveMember(const std::string& member_id,
@@ -107,14 +164,22 @@ Status CollectionManager::RenameCollection(const std::string& collection_id,
 
 Status CollectionManager::DestroyCollection(const std::string& collection_id) {
   VMG_ASSIGN_OR_RETURN(catalog::CollectionRecord c, catalog_->GetCollection(collection_id));
-  if (!c.members.empty()) {
+  if (!c.members.empty() || !c.remote_members.empty()) {
     return Status::InvalidState("collection " + c.name + " still has " +
-                                std::to_string(c.members.size()) + " member(s); remove them first");
+                                std::to_string(c.members.size() + c.remote_members.size()) +
+                                " member(s); remove them first");
   }
   VMG_ASSIGN_OR_RETURN(auto snapshots, catalog_->ListSnapshots(collection_id));
-  if (!snapshots.empty()) {
-    return Status::InvalidState("collection " + c.name + " has " +
-                                std::to_string(snapshots.size()) +
+  // Snapshots across hosts with no part here are only in their own table.
+  VMG_ASSIGN_OR_RETURN(auto across, catalog_->ListSpanning());
+  size_t count = snapshots.size();
+  for (const auto& s : across) {
+    const bool listed = std::any_of(snapshots.begin(), snapshots.end(),
+                                    [&](const catalog::SnapshotRecord& r) { return r.id == s.id; });
+    if (s.collection_id == collection_id && !listed) ++count;
+  }
+  if (count > 0) {
+    return Status::InvalidState("collection " + c.name + " has " + std::to_string(count) +
                                 " snapshot(s); delete them first");
   }
   VMG_ASSIGN_OR_RETURN(auto parents, catalog_->CollectionsOf(collection_id));
@@ -131,6 +196,11 @@ Result<std::vector<std::string>> CollectionManager::MemberVms(const std::string&
   std::function<Status(const std::string&, int)> walk = [&](const std::string& id, int depth) {
     if (depth > kMaxDepth) return Status::Internal("collections nest too deeply at " + id);
     VMG_ASSIGN_OR_RETURN(catalog::CollectionRecord c, catalog_->GetCollection(id));
+    if (depth > 0 && !c.remote_members.empty()) {
+      return Status::NotSupported("group " + c.name +
+                                  " has members on other hosts; a snapshot of a group of groups "
+                                  "across hosts is not offered yet");
+    }
     for (const auto& m : c.members) {
       if (c.type == catalog::CollectionType::kCollections) {
         VMG_RETURN_IF_ERROR(walk(m, depth + 1));

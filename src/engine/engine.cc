@@ -59,17 +59,21 @@ Result<std::unique_ptr<Engine>> Engine::Open(const EngineOptions& options) {
   VMG_RETURN_IF_ERROR(ProtectCatalog(env, e->state_dir_ + "/catalog.db", options.admin_gid));
   VMG_ASSIGN_OR_RETURN(e->catalog_, catalog::Catalog::Open(e->state_dir_ + "/catalog.db"));
   e->vms_ = std::make_unique<VmRegistry>(env, e->catalog_.get(), driver, e->state_dir_);
-  e->collections_ = std::make_unique<CollectionManager>(env, e->catalog_.get());
+  e->collections_ = std::make_unique<CollectionManager>(env, e->catalog_.get(), options.peers);
   SnapshotOptions snapshot = options.snapshot;
   snapshot.admin_gid = options.admin_gid;
   e->snapshots_ = std::make_unique<SnapshotEngine>(env, e->catalog_.get(), e->vms_.get(),
-                                                   e->collections_.get(), snapshot);
+                                                   e->collections_.get(), snapshot, options.peers);
   e->restorer_ = std::make_unique<ExportRestorer>(env, e->vms_.get(), e->collections_.get(),
                                                   e->catalog_.get());
   for (const auto& [uri, libvirt] : options.libvirt) e->vms_->AddConnection(uri, libvirt);
   VMG_ASSIGN_OR_RETURN(e->recovery_, Recover(env, *e->vms_, *e->catalog_));
   // The sessions the last run served are ended: their QEMUs serve on.
   VMG_ASSIGN_OR_RETURN(e->recovery_.backup_sessions, e->snapshots_->backups().Recover());
+  // Snapshots across hosts this host coordinated and left unfinished are
+  // taken back on every host, in the background: a host that cannot be
+  // reached does not hold the start up.
+  e->snapshots_->spanning().RecoverInBackground();
   // After recovery: an operation the last run left unfinished is settled
   // (its undo knows the disks it changed) before libvirt's view of the
   // disks is recorded.

@@ -16,6 +16,7 @@
 #include "engine/collections.h"
 #include "engine/domain_sync.h"
 #include "engine/export_restore.h"
+#include "engine/peers.h"
 #include "engine/recovery.h"
 #include "engine/snapshot_engine.h"
 #include "engine/vm_registry.h"
@@ -33,6 +34,10 @@ struct EngineOptions {
   // engine): their domains become VMs (engine/domain_sync.h).
   std::map<std::string, hypervisor::Driver*> libvirt;
   SnapshotOptions snapshot;
+  // The other hosts groups may span (peers.h), owned by the caller and
+  // outliving the engine; null: none, and a member on another host is
+  // refused.
+  Peers* peers = nullptr;
   // group of the files vmgroup writes for people (exports, the catalog); -1: the process's group
   int admin_gid = -1;
 };

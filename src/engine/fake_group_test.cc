@@ -32,7 +32,8 @@ void FakeGroupTest::Open() {
   auto e = Engine::Open({.state_dir = Path("state"),
                          .env = driver_.env(),
                          .driver = &driver_,
-                         .snapshot = snapshot_options_});
+                         .snapshot = snapshot_options_,
+                         .peers = peers_});
   ASSERT_TRUE(e.ok()) << e.status().ToString();
   engine_ = std::move(e).value();
 }

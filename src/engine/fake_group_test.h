@@ -106,6 +106,7 @@ class FakeGroupTest : public ::testing::Test {
   hypervisor::fake::FakeDriver driver_{&dying_};
   storage::QemuImg img_{Env::Default()};
   SnapshotOptions snapshot_options_;  // the engine's, as Open opens it
+  Peers* peers_ = nullptr;            // the engine's peers, as Open opens it
   std::unique_ptr<Engine> engine_;
 };
 

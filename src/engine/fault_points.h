@@ -71,6 +71,25 @@ inline constexpr std::string_view kBackupMemberServed = "backup.member_served";
 // destroyed or converted yet. Subject: the session id.
 inline constexpr std::string_view kBackupStopped = "backup.stopped";
 
+// A snapshot across hosts, on its coordinator (spanning_snapshots.h,
+// spanning_cut.h). Subject: the snapshot id, or the host's name for
+// kSpanHostCommitted. The crash test of a coordinator walks them in order.
+// Its intent (with every host's part) is recorded; no host is asked yet.
+inline constexpr std::string_view kSpanIntentRecorded = "span.intent_recorded";
+// Every host prepared its part; none paused.
+inline constexpr std::string_view kSpanPrepared = "span.prepared";
+// Every host paused its members under the lease (and cut, by default).
+inline constexpr std::string_view kSpanPaused = "span.paused";
+// Every host resumed its members; no part committed.
+inline constexpr std::string_view kSpanResumed = "span.resumed";
+// One host committed its part (others may not have yet).
+inline constexpr std::string_view kSpanHostCommitted = "span.host_committed";
+// Every host committed; the coordinator's record is not Complete yet.
+inline constexpr std::string_view kSpanAllCommitted = "span.all_committed";
+inline constexpr std::array<std::string_view, 6> kSpanAll = {
+    kSpanIntentRecorded, kSpanPrepared,      kSpanPaused,
+    kSpanResumed,        kSpanHostCommitted, kSpanAllCommitted};
+
 // The snapshot protocol's points, in order (crash_recovery_test walks them).
 inline constexpr std::array<std::string_view, 7> kAll = {
     kIntentRecorded, kMemberPrepared, kPrepared, kMemberSwitch,

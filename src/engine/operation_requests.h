@@ -34,6 +34,12 @@ struct SnapshotOptions {
   // sessions serve on unix sockets only, and one over TCP is refused.
   std::string nbd_listen;
   std::string nbd_tls_dir;
+  // Snapshots across hosts (spanning_snapshots.h), this host coordinating:
+  // how long each host may keep its members paused waiting for the next
+  // word (the lease: two round trips to the farthest host, well under what
+  // guests notice), and how long a host waits for it outside the lease.
+  Duration host_lease = std::chrono::milliseconds(500);
+  Duration host_step_timeout = std::chrono::seconds(30);
 };
 
 struct SnapshotRequest {

@@ -1,7 +1,6 @@
 #include "engine/snapshot_create.h"
 
 #include <algorithm>
-#include <ctime>
 
 #include "base/ids.h"
 #include "engine/cut_executor.h"
@@ -18,17 +17,6 @@ constexpr auto kPrepareTimeout = std::chrono::seconds(60);
 // What the freeze bound keeps back, beside the cut's own deadline, for the
 // thaws to be answered.
 constexpr auto kThawAllowance = std::chrono::seconds(1);
-
-// "2026-11-24 20:05:31 UTC": the default name of a snapshot, as Hyper-V names
-// checkpoints after their time.
-std::string UtcTime(int64_t us) {
-  std::time_t t = static_cast<std::time_t>(us / 1'000'000);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%S UTC", &tm);
-  return buf;
-}
 
 }  // namespace
 
@@ -50,6 +38,14 @@ Status SnapshotCreate::Check() {
   }
   if (request_.collection_id.empty()) return Status::InvalidArgument("no collection given");
   VMG_ASSIGN_OR_RETURN(collection_, parts_.catalog->GetCollection(request_.collection_id));
+  // Of a group across hosts this host takes only its part, on the word of
+  // the coordinator (spanning_snapshots.h): anything else (a backup
+  // session's snapshot, a reference point's) would leave the other hosts out.
+  if (!collection_.remote_members.empty() && !request_.coordinated) {
+    return Status::NotSupported("group " + collection_.name +
+                                " has members on other hosts: only a snapshot of the whole "
+                                "group across hosts (CreateSnapshot) is offered for it yet");
+  }
   VMG_ASSIGN_OR_RETURN(auto ids, parts_.collections->MemberVms(request_.collection_id));
   if (ids.empty()) {
     return Status::InvalidState("collection " + collection_.name + " has no VMs to snapshot");
@@ -154,7 +150,7 @@ Status SnapshotCreate::RecordIntent() {
   const std::string id = request_.id.empty() ? NewGuid() : request_.id;
   const int64_t now_us = parts_.env->NowMicros();
   const std::string name =
-      request_.name.empty() ? collection_.name + " - " + UtcTime(now_us) : request_.name;
+      request_.name.empty() ? DefaultSnapshotName(collection_.name, now_us) : request_.name;
   // Appended, not "s" + a temporary: GCC 12 at -O3 warns falsely (-Wrestrict, GCC bug 105651)
   s_ = PlanSnapshot(id, std::string("s").append(id, 0, 8), collection_.id, name, request_.type,
                     now_us, planned, member_ids);

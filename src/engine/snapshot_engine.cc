@@ -12,47 +12,69 @@
 namespace vmgroup::engine {
 
 SnapshotEngine::SnapshotEngine(Env* env, catalog::Catalog* catalog, VmRegistry* vms,
-                               CollectionManager* collections, SnapshotOptions options)
+                               CollectionManager* collections, SnapshotOptions options,
+                               Peers* peers)
     : parts_(env, catalog, vms, collections, options),
-      backups_(parts_, runner_, vms->state_dir() + "/backups") {}
+      backups_(parts_, runner_, vms->state_dir() + "/backups"),
+      spanning_(parts_, host_cuts_, peers) {}
 
 Result<catalog::SnapshotRecord> SnapshotEngine::Create(const SnapshotRequest& request) {
+  if (spanning_.Spans(request.collection_id)) {
+    VMG_ASSIGN_OR_RETURN(catalog::SpanningSnapshotRecord s, spanning_.Take(request));
+    // This host's part, when it has one, is the group snapshot as listed here.
+    if (auto part = parts_.catalog->GetSnapshot(s.id); part.ok()) return part;
+    return SpanningSnapshots::AsGroupSnapshot(s);
+  }
   SnapshotCreate op(parts_, request, parts_.env->Now());
   VMG_RETURN_IF_ERROR(runner_.Run(op));
   return op.snapshot();
 }
 
 Status SnapshotEngine::Validate(const SnapshotRequest& request) {
+  if (spanning_.Spans(request.collection_id)) return spanning_.Validate(request);
   return runner_.Validate(SnapshotCreate(parts_, request));
 }
 
 Result<catalog::SnapshotRecord> SnapshotEngine::Apply(const ApplyRequest& request) {
+  VMG_RETURN_IF_ERROR(spanning_.RefuseAcrossHosts(request.snapshot_id, "applying"));
   SnapshotApply op(parts_, request);
   VMG_RETURN_IF_ERROR(runner_.Run(op));
   return op.snapshot();
 }
 
 Status SnapshotEngine::ValidateApply(const ApplyRequest& request) {
+  VMG_RETURN_IF_ERROR(spanning_.RefuseAcrossHosts(request.snapshot_id, "applying"));
   return runner_.Validate(SnapshotApply(parts_, request));
 }
 
 Status SnapshotEngine::Destroy(const DestroyRequest& request) {
+  if (parts_.catalog->GetSpanning(request.snapshot_id).ok()) {
+    return spanning_.Destroy(request.snapshot_id);
+  }
   SnapshotDestroy op(parts_, request);
   return runner_.Run(op);
 }
 
 Status SnapshotEngine::ValidateDestroy(const DestroyRequest& request) {
+  if (auto s = parts_.catalog->GetSpanning(request.snapshot_id); s.ok()) {
+    if (s->state == catalog::SpanningState::kTaking) {
+      return Status::InvalidState("snapshot " + s->name + " is still being taken");
+    }
+    return Status::Ok();
+  }
   return runner_.Validate(SnapshotDestroy(parts_, request));
 }
 
 Result<catalog::ReferencePointRecord> SnapshotEngine::ConvertToReferencePoint(
     const std::string& snapshot_id, const std::string& rp_id) {
+  VMG_RETURN_IF_ERROR(spanning_.RefuseAcrossHosts(snapshot_id, "converting to a reference point"));
   ReferencePointConvert op(parts_, snapshot_id, rp_id);
   VMG_RETURN_IF_ERROR(runner_.Run(op));
   return op.reference_point();
 }
 
 Status SnapshotEngine::ValidateConvert(const std::string& snapshot_id) {
+  VMG_RETURN_IF_ERROR(spanning_.RefuseAcrossHosts(snapshot_id, "converting to a reference point"));
   return runner_.Validate(ReferencePointConvert(parts_, snapshot_id, ""));
 }
 
@@ -81,12 +103,14 @@ Status SnapshotEngine::ValidateExportReferencePoint(const std::string& rp_id,
 }
 
 Result<ExportManifest> SnapshotEngine::Export(const ExportRequest& request) {
+  VMG_RETURN_IF_ERROR(spanning_.RefuseAcrossHosts(request.snapshot_id, "exporting"));
   SnapshotExport op(parts_, request);
   VMG_RETURN_IF_ERROR(runner_.Run(op));
   return op.manifest();
 }
 
 Status SnapshotEngine::ValidateExport(const ExportRequest& request) {
+  VMG_RETURN_IF_ERROR(spanning_.RefuseAcrossHosts(request.snapshot_id, "exporting"));
   return runner_.Validate(SnapshotExport(parts_, request));
 }
 

@@ -23,14 +23,16 @@
 #include "engine/host_cuts.h"
 #include "engine/member_claims.h"
 #include "engine/operation_requests.h"
+#include "engine/spanning_snapshots.h"
 #include "engine/vm_registry.h"
 
 namespace vmgroup::engine {
 
 class SnapshotEngine {
  public:
+  // `peers`: the hosts groups may span (null: none); outlives this.
   SnapshotEngine(Env* env, catalog::Catalog* catalog, VmRegistry* vms,
-                 CollectionManager* collections, SnapshotOptions options);
+                 CollectionManager* collections, SnapshotOptions options, Peers* peers = nullptr);
 
   // Takes a crash-consistent snapshot of every VM in the collection and
   // returns its Complete record, with per-member cut times and pauses and
@@ -190,6 +192,10 @@ class SnapshotEngine {
   // This host's parts of snapshots across hosts (host_cuts.h), run by the
   // same runner, step by step on a coordinator's word.
   HostCuts& host_cuts() { return host_cuts_; }
+  // Snapshots of groups with members on other hosts, this host coordinating
+  // (spanning_snapshots.h). Create and Destroy come here for them; Apply,
+  // Export, reference points and backup sessions refuse them.
+  SpanningSnapshots& spanning() { return spanning_; }
 
   // What the operations run here measured (operation_metrics.h), and the
   // registry the daemon renders for Prometheus.
@@ -203,6 +209,7 @@ class SnapshotEngine {
   OperationRunner runner_{&claims_, &metrics_};
   BackupSessions backups_;
   HostCuts host_cuts_{parts_, runner_};  // after runner_: its parts end before the runner does
+  SpanningSnapshots spanning_;           // after host_cuts_: its retries end first
 };
 
 }  // namespace vmgroup::engine

@@ -1,6 +1,17 @@
 #include "engine/snapshot_plan.h"
 
+#include <ctime>
+
 namespace vmgroup::engine {
+
+std::string DefaultSnapshotName(const std::string& group_name, int64_t us) {
+  std::time_t t = static_cast<std::time_t>(us / 1'000'000);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%S UTC", &tm);
+  return group_name + " - " + buf;
+}
 
 Status CheckSnapshotType(int type) {
   if (type == kSnapshotStandard || type == kSnapshotRecovery || type == kSnapshotDiskOnly) {

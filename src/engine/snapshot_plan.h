@@ -22,6 +22,11 @@ inline constexpr int kSnapshotDiskOnly = 32768;  // vendor: Standard without mem
 // reserved range, InvalidType for unknown vendor values.
 Status CheckSnapshotType(int type);
 
+// "web - 2026-11-24 20:05:31 UTC": the name of a snapshot of group
+// `group_name` taken at `us` (wall clock) that was given none, as Hyper-V
+// names checkpoints after their time.
+std::string DefaultSnapshotName(const std::string& group_name, int64_t us);
+
 // The persistent dirty bitmap a snapshot adds on each new overlay (empty:
 // none). Recovery snapshots anchor the next incremental backup.
 std::string BitmapFor(int type, const std::string& tag);

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <limits>
 
+#include "engine/fault_points.h"
 #include "engine/parallel.h"
 
 namespace vmgroup::engine {
@@ -76,7 +77,16 @@ Result<SpanningCutReport> TakeSpanningCut(Env* env, const std::vector<CutHost*>&
     };
   };
 
+  // A fault point once every host took a step (fault_points.h): a failure
+  // there is the coordinator's own, and takes every part back too.
+  const auto reached = [&](std::string_view point) -> Status {
+    Status hit = env->Hit(point, request.snapshot_id);
+    if (hit.ok()) return hit;
+    return Status(hit.code(), hit.message() + AbortAll(hosts, request.snapshot_id));
+  };
+
   VMG_RETURN_IF_ERROR(step("preparing", [&](size_t i) { return hosts[i]->Prepare(part); }));
+  VMG_RETURN_IF_ERROR(reached(fault::kSpanPrepared));
   VMG_RETURN_IF_ERROR(step("pausing", leased(&SpannedHost::pause, [&](CutHost& h) {
                              return h.Pause(request.snapshot_id, request.lease,
                                             request.cut_with_pause);
@@ -85,6 +95,7 @@ Result<SpanningCutReport> TakeSpanningCut(Env* env, const std::vector<CutHost*>&
     VMG_RETURN_IF_ERROR(
         step("cutting", [&](size_t i) { return hosts[i]->Cut(request.snapshot_id); }));
   }
+  VMG_RETURN_IF_ERROR(reached(fault::kSpanPaused));
   VMG_RETURN_IF_ERROR(
       step("resuming", leased(&SpannedHost::resume, [&](CutHost& h) -> Result<HostLease> {
              VMG_ASSIGN_OR_RETURN(HostLease l, h.Resume(request.snapshot_id));
@@ -98,8 +109,12 @@ Result<SpanningCutReport> TakeSpanningCut(Env* env, const std::vector<CutHost*>&
              }
              return l;
            })));
-  VMG_RETURN_IF_ERROR(
-      step("committing", [&](size_t i) { return hosts[i]->Commit(request.snapshot_id); }));
+  VMG_RETURN_IF_ERROR(reached(fault::kSpanResumed));
+  VMG_RETURN_IF_ERROR(step("committing", [&](size_t i) {
+    Status committed = hosts[i]->Commit(request.snapshot_id);
+    return committed.ok() ? env->Hit(fault::kSpanHostCommitted, hosts[i]->name()) : committed;
+  }));
+  VMG_RETURN_IF_ERROR(reached(fault::kSpanAllCommitted));
 
   int64_t first_pause = std::numeric_limits<int64_t>::max(), last_resume = 0;
   int64_t earliest = std::numeric_limits<int64_t>::max(), latest = 0;

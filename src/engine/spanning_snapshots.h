@@ -1,0 +1,113 @@
+// Snapshots of groups that span hosts, with this vmgroupd as their
+// coordinator (issue 20; docs/multihost.md). A group spans hosts when it
+// has members on other hosts (catalog::RemoteMember); CreateSnapshot of such
+// a group comes here instead of SnapshotCreate.
+//
+// The coordinator records its intent first, with the part of every host
+// (this one's when the group has members here, then each peer's), then
+// takes the cut across them (spanning_cut.h: prepare, pause under a lease
+// and cut, resume, commit on every host), and marks its record Complete only
+// once every host committed. Anything short of that is taken back on every
+// host (Abort, which also destroys a part that committed): presumed abort.
+// A coordinator that dies leaves its record not Complete; at its next start
+// Recover takes the snapshot back on every host it can reach, and keeps the
+// record of what it could not for the next try. Meanwhile the hosts keep no
+// VM paused beyond the lease nor a part beyond their step timeout, by
+// themselves (host_cuts.h).
+//
+// Each host's part is an ordinary snapshot there under the group snapshot's
+// id; this host's part, when it has one, is listed as the group snapshot
+// here. Destroy takes every part away. Apply, export, reference points and
+// backup sessions of a snapshot across hosts are not offered yet
+// (RefuseAcrossHosts says so).
+//
+// Thread-safe: snapshots of different groups run concurrently; each host's
+// part claims its members as any snapshot does.
+#pragma once
+
+#include <condition_variable>
+#include <mutex>
+#include <set>
+#include <string>
+#include <thread>
+
+#include "catalog/catalog.h"
+#include "engine/host_cuts.h"
+#include "engine/operation_requests.h"
+#include "engine/peers.h"
+#include "engine/spanning_cut.h"
+
+namespace vmgroup::engine {
+
+class SpanningSnapshots {
+ public:
+  // REQUIRES: `parts` and `local` outlive this; `peers` too, unless null.
+  SpanningSnapshots(GroupParts& parts, HostCuts& local, Peers* peers)
+      : parts_(parts), local_(local), peers_(peers) {}
+  // Stops RecoverInBackground's thread.
+  ~SpanningSnapshots();
+
+  // True when group `collection_id` has members on other hosts (false for
+  // an unknown one: the caller's own checks say NotFound).
+  bool Spans(const std::string& collection_id);
+
+  // Take's checks alone, asking no host: NotSupported for a Standard
+  // snapshot (a memory state is saved as the VMs resume, which a lease
+  // cannot wait for) or application consistency (guests would stay frozen
+  // over the hosts' round trips), and when this vmgroupd has no peers;
+  // NotFound for a member's host that is not a configured peer;
+  // InvalidArgument for an id that is not a GUID.
+  Status Validate(const SnapshotRequest& request);
+
+  // Takes the snapshot on every host and answers the coordinator's record.
+  // On a failure every part is taken back and the error names the host and
+  // step; a part whose abort failed keeps the record (kUndoing) for
+  // Recover, and the error says so.
+  Result<catalog::SpanningSnapshotRecord> Take(const SnapshotRequest& request);
+
+  // Destroys snapshot `id` on every host (each destroys its part), then its
+  // record. NotFound when it is no snapshot across hosts. A host that
+  // cannot be reached fails it; the record stays (kUndoing) and Recover
+  // finishes it.
+  Status Destroy(const std::string& id);
+
+  // The group snapshot `s` is where this host has no part of it: its
+  // record as a SnapshotRecord with no members (pause window: the cut's
+  // window across hosts).
+  static catalog::SnapshotRecord AsGroupSnapshot(const catalog::SpanningSnapshotRecord& s);
+
+  // InvalidState ("... across hosts ... not offered yet") when snapshot
+  // `id` spans hosts, naming `what` ("applying", "exporting"); else OK.
+  Status RefuseAcrossHosts(const std::string& id, const std::string& what);
+
+  // Takes back, on every host, each snapshot across hosts whose record is
+  // not Complete and that no Take has in hand (a coordinator that died, an
+  // abort that failed), and forgets its record once every host answered.
+  // Returns how many remain: a host could not be reached.
+  int Recover();
+  // Recover in a thread of its own, again every 10 s until none remains
+  // (at start: a host that cannot be reached does not hold the daemon up).
+  void RecoverInBackground();
+
+ private:
+  // A host of `s` as the cut reaches it: this host's part, or a peer.
+  Result<std::unique_ptr<CutHost>> HostOf(const catalog::SpanningPart& part);
+  // Abort on every host of `s` (the record says kUndoing first); forgets
+  // the record once all succeeded. Unavailable naming the hosts whose
+  // abort failed.
+  Status Undo(const catalog::SpanningSnapshotRecord& s);
+
+  GroupParts& parts_;
+  HostCuts& local_;
+  Peers* const peers_;
+
+  std::mutex recover_mu_;  // held by each pass of Recover
+  std::mutex mu_;
+  std::condition_variable stop_cv_;
+  std::set<std::string> taking_;  // ids Take is taking; guarded by mu_
+  bool stopping_ = false;         // guarded by mu_
+  bool retrying_ = false;         // RecoverInBackground's thread runs; guarded by mu_
+  std::thread retries_;
+};
+
+}  // namespace vmgroup::engine

@@ -1,0 +1,328 @@
+// The coordinator inside the engine, over the fake driver for this host's
+// members and scripted peers for the others: a group's members on other
+// hosts, a snapshot across hosts recorded first and Complete only once
+// every host committed, any failure taken back everywhere, a coordinator
+// that dies at every phase leaving nothing after its restart, and what is
+// refused for such groups. Over real daemons in network namespaces:
+// tests/integration/net_hosts_test.
+#include "engine/spanning_snapshots.h"
+
+#include <thread>
+
+#include "base/ids.h"
+#include "engine/fake_group_test.h"
+#include "engine/fault_points.h"
+
+namespace vmgroup::engine {
+namespace {
+
+using namespace std::chrono_literals;
+
+// One peer: the parts it holds by snapshot id and the stage each reached,
+// the steps it was asked, and what it is told to fail.
+struct FakePeer {
+  std::mutex mu;
+  std::map<std::string, std::string> parts;  // snapshot id -> last step done
+  std::vector<std::string> steps;            // "<step> <snapshot id>"
+  std::set<std::string> members;             // "<group id>/<vm id>" (Join, Leave)
+  std::string fail_at;                       // a step that fails
+  bool unreachable = false;                  // every call fails: Unavailable
+};
+
+class FakeCutHost final : public CutHost {
+ public:
+  FakeCutHost(std::string name, FakePeer* peer) : name_(std::move(name)), peer_(peer) {}
+  std::string name() const override { return "host " + name_; }
+  Status Prepare(const HostCutRequest& r) override { return Step("prepare", r.snapshot_id); }
+  Result<HostLease> Pause(const std::string& id, Duration, bool) override {
+    VMG_RETURN_IF_ERROR(Step("pause", id));
+    return Lease("paused");
+  }
+  Status Cut(const std::string& id) override { return Step("cut", id); }
+  Result<HostLease> Resume(const std::string& id) override {
+    VMG_RETURN_IF_ERROR(Step("resume", id));
+    return Lease("resumed");
+  }
+  Status Commit(const std::string& id) override { return Step("commit", id); }
+  Status Abort(const std::string& id) override {
+    std::lock_guard l(peer_->mu);
+    peer_->steps.push_back("abort " + id);
+    if (peer_->unreachable) return Status::Unavailable(name_ + " cannot be reached");
+    peer_->parts.erase(id);
+    return Status::Ok();
+  }
+
+ private:
+  Status Step(const std::string& step, const std::string& id) {
+    std::lock_guard l(peer_->mu);
+    peer_->steps.push_back(step + " " + id);
+    if (peer_->unreachable) return Status::Unavailable(name_ + " cannot be reached");
+    if (step == peer_->fail_at) return Status::Failed(step + " refused");
+    peer_->parts[id] = step;
+    return Status::Ok();
+  }
+  HostLease Lease(const std::string& state) {
+    const int64_t now = Env::Default()->NowMicros();
+    return {.vm_ids = {"u-" + name_},
+            .members = {{.paused_at_us = now, .pause_us = 700, .cut_time_us = now}},
+            .lease_state = state,
+            .host_time_us = now};
+  }
+
+  const std::string name_;
+  FakePeer* const peer_;
+};
+
+class FakePeers final : public Peers {
+ public:
+  Status Known(const std::string& host) override {
+    if (peers.count(host) == 0) return Status::NotFound("no peer named " + host);
+    return Status::Ok();
+  }
+  Result<std::unique_ptr<CutHost>> Connect(const std::string& host) override {
+    VMG_RETURN_IF_ERROR(Known(host));
+    return std::unique_ptr<CutHost>(new FakeCutHost(host, &peers.at(host)));
+  }
+  Status Join(const std::string& host, const std::string& group_id, const std::string&,
+              const std::string& vm_id) override {
+    VMG_RETURN_IF_ERROR(Known(host));
+    FakePeer& p = peers.at(host);
+    std::lock_guard l(p.mu);
+    if (p.unreachable) return Status::Unavailable(host + " cannot be reached");
+    p.members.insert(group_id + "/" + vm_id);
+    return Status::Ok();
+  }
+  Status Leave(const std::string& host, const std::string& group_id,
+               const std::string& vm_id) override {
+    VMG_RETURN_IF_ERROR(Known(host));
+    FakePeer& p = peers.at(host);
+    std::lock_guard l(p.mu);
+    if (p.unreachable) return Status::Unavailable(host + " cannot be reached");
+    p.members.erase(group_id + "/" + vm_id);
+    return Status::Ok();
+  }
+
+  std::map<std::string, FakePeer> peers;
+};
+
+class SpanningSnapshotsTest : public FakeGroupTest {
+ protected:
+  SpanningSnapshotsTest() {
+    fake_peers_.peers["db1"];
+    fake_peers_.peers["app1"];
+    peers_ = &fake_peers_;
+  }
+
+  // `g` with one VM on each peer besides its own.
+  void Span(const FakeGroup& g) {
+    for (const char* host : {"db1", "app1"}) {
+      ASSERT_TRUE(engine_->collections()
+                      .AddRemoteMember({host, vm_on_[host] = NewGuid()}, g.collection_id)
+                      .ok());
+    }
+  }
+  SpanningSnapshots& spanning() { return engine_->snapshots().spanning(); }
+  FakePeer& peer(const std::string& host) { return fake_peers_.peers.at(host); }
+  std::vector<std::string> StepsOf(const std::string& host) {
+    std::lock_guard l(peer(host).mu);
+    return peer(host).steps;
+  }
+  bool HoldsPart(const std::string& host, const std::string& id) {
+    std::lock_guard l(peer(host).mu);
+    return peer(host).parts.count(id) > 0;
+  }
+  // Waits until the coordinator's catalog holds no snapshot across hosts.
+  bool AwaitNoneRecorded() {
+    for (int i = 0; i < 1000; ++i) {
+      auto all = engine_->catalog().ListSpanning();
+      if (all.ok() && all->empty()) return true;
+      std::this_thread::sleep_for(10ms);
+    }
+    return false;
+  }
+
+  FakePeers fake_peers_;
+  std::map<std::string, std::string> vm_on_;  // host -> its member's id
+};
+
+TEST_F(SpanningSnapshotsTest, MembersOnOtherHostsJoinTheHostsPartAndAreListedByHost) {
+  auto g = MakeGroup(1);
+  Span(g);
+  auto group = engine_->catalog().GetCollection(g.collection_id);
+  ASSERT_EQ(group->remote_members.size(), 2u);
+  EXPECT_EQ(group->remote_members[0], (catalog::RemoteMember{"db1", vm_on_["db1"]}));
+  EXPECT_EQ(peer("db1").members.count(g.collection_id + "/" + vm_on_["db1"]), 1u);
+  CollectionManager& groups = engine_->collections();
+  EXPECT_EQ(groups.AddRemoteMember({"db1", vm_on_["db1"]}, g.collection_id).code(),
+            Code::kAlreadyExists);
+  EXPECT_EQ(groups.AddRemoteMember({"nowhere", NewGuid()}, g.collection_id).code(),
+            Code::kNotFound);
+  EXPECT_EQ(groups.AddRemoteMember({"db1", "not-a-uuid"}, g.collection_id).code(),
+            Code::kInvalidArgument);
+  peer("app1").unreachable = true;
+  EXPECT_EQ(groups.AddRemoteMember({"app1", NewGuid()}, g.collection_id).code(),
+            Code::kUnavailable);
+  EXPECT_EQ(engine_->catalog().GetCollection(g.collection_id)->remote_members.size(), 2u)
+      << "a host that cannot be reached changes nothing";
+  // A group across hosts joins no group of groups, nor the other way round.
+  auto top = groups.DefineCollection("top", "", catalog::CollectionType::kCollections);
+  EXPECT_EQ(groups.AddMember(g.collection_id, *top).code(), Code::kNotSupported);
+  EXPECT_EQ(groups.DestroyCollection(g.collection_id).code(), Code::kInvalidState);
+  ASSERT_TRUE(groups.RemoveRemoteMember({"db1", vm_on_["db1"]}, g.collection_id).ok());
+  EXPECT_EQ(peer("db1").members.size(), 0u) << "it left the host's part too";
+  EXPECT_EQ(groups.RemoveRemoteMember({"db1", vm_on_["db1"]}, g.collection_id).code(),
+            Code::kNotFound);
+}
+
+TEST_F(SpanningSnapshotsTest, ASnapshotIsCompleteOnlyOnceEveryHostCommitted) {
+  auto g = MakeGroup(2);
+  Span(g);
+  const auto before = Disks(g);
+  const std::string id = NewGuid();
+  auto s = engine_->snapshots().Create({.collection_id = g.collection_id, .id = id});
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  EXPECT_EQ(s->id, id);
+  EXPECT_EQ(s->state, catalog::SnapshotState::kComplete);
+  EXPECT_EQ(s->members.size(), 2u) << "this host's part is the group snapshot here";
+  auto record = engine_->catalog().GetSpanning(id);
+  ASSERT_TRUE(record.ok());
+  EXPECT_EQ(record->state, catalog::SpanningState::kComplete);
+  ASSERT_EQ(record->parts.size(), 3u);
+  EXPECT_EQ(record->parts[0].host, "");
+  EXPECT_EQ(record->parts[0].vm_ids, g.vm_ids);
+  EXPECT_EQ(record->parts[1].host, "db1");
+  EXPECT_EQ(record->parts[1].vm_ids, std::vector<std::string>{"u-db1"});
+  EXPECT_EQ(record->parts[1].longest_pause_us, 700);
+  EXPECT_GT(record->parts[1].latest_cut_us, 0);
+  EXPECT_GT(record->window_us, 0);
+  for (const char* host : {"db1", "app1"}) {
+    EXPECT_EQ(StepsOf(host), (std::vector<std::string>{"prepare " + id, "pause " + id,
+                                                       "resume " + id, "commit " + id}))
+        << host;
+  }
+  EXPECT_NE(Disks(g), before) << "this host's members were cut";
+  ExpectConsistent();
+
+  // Destroyed: every host destroys its part, this one too.
+  ASSERT_TRUE(engine_->snapshots().Destroy({.snapshot_id = id}).ok());
+  EXPECT_FALSE(HoldsPart("db1", id));
+  EXPECT_FALSE(HoldsPart("app1", id));
+  EXPECT_EQ(engine_->catalog().GetSnapshot(id).status().code(), Code::kNotFound);
+  EXPECT_EQ(engine_->catalog().GetSpanning(id).status().code(), Code::kNotFound);
+  ExpectConsistent();
+}
+
+TEST_F(SpanningSnapshotsTest, AHostsFailureTakesThePartBackEverywhere) {
+  auto g = MakeGroup(1);
+  Span(g);
+  const auto before = Disks(g);
+  peer("app1").fail_at = "pause";
+  const std::string id = NewGuid();
+  auto s = engine_->snapshots().Create({.collection_id = g.collection_id, .id = id});
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.status().message().find("pausing on host app1: pause refused"), std::string::npos)
+      << s.status().ToString();
+  EXPECT_FALSE(HoldsPart("db1", id));
+  EXPECT_FALSE(HoldsPart("app1", id));
+  EXPECT_EQ(engine_->catalog().GetSpanning(id).status().code(), Code::kNotFound);
+  EXPECT_EQ(engine_->catalog().GetSnapshot(id).status().code(), Code::kNotFound);
+  EXPECT_EQ(Disks(g), before);
+  ExpectConsistent();
+}
+
+TEST_F(SpanningSnapshotsTest, AHostThatCannotBeReachedKeepsTheRecordUntilItAnswers) {
+  auto g = MakeGroup(1);
+  Span(g);
+  peer("db1").fail_at = "commit";
+  peer("app1").unreachable = true;
+  const std::string id = NewGuid();
+  auto s = engine_->snapshots().Create({.collection_id = g.collection_id, .id = id});
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.status().message().find("still being taken back"), std::string::npos)
+      << s.status().ToString();
+  auto record = engine_->catalog().GetSpanning(id);
+  ASSERT_TRUE(record.ok()) << "kept for the retries";
+  EXPECT_EQ(record->state, catalog::SpanningState::kUndoing);
+  peer("app1").unreachable = false;
+  EXPECT_EQ(spanning().Recover(), 0);
+  EXPECT_EQ(engine_->catalog().GetSpanning(id).status().code(), Code::kNotFound);
+  EXPECT_EQ(StepsOf("app1").back(), "abort " + id);
+  ExpectConsistent();
+}
+
+TEST_F(SpanningSnapshotsTest, ACoordinatorKilledAtAnyPhaseLeavesNothingOnAnyHostOnceRestarted) {
+  auto g = MakeGroup(2);
+  Span(g);
+  const auto before = Disks(g);
+  for (std::string_view point : fault::kSpanAll) {
+    SCOPED_TRACE(std::string(point));
+    const std::string id = NewGuid();
+    // The subject of a host's commit is its name: the first host's (this one).
+    const std::string subject = point == fault::kSpanHostCommitted ? "this host" : id;
+    ASSERT_TRUE(CrashAt(
+        point,
+        [&](Engine& e) {
+          (void)e.snapshots().Create({.collection_id = g.collection_id, .id = id});
+        },
+        subject));
+    // Restarted: the snapshot is taken back on every host, in the background.
+    ASSERT_TRUE(AwaitNoneRecorded());
+    EXPECT_FALSE(HoldsPart("db1", id));
+    EXPECT_FALSE(HoldsPart("app1", id));
+    EXPECT_EQ(engine_->catalog().GetSnapshot(id).status().code(), Code::kNotFound);
+    EXPECT_EQ(Disks(g), before);
+    ExpectConsistent();
+  }
+}
+
+TEST_F(SpanningSnapshotsTest, WhatIsNotOfferedAcrossHostsIsRefusedAndChangesNothing) {
+  auto g = MakeGroup(1);
+  Span(g);
+  SnapshotEngine& snapshots = engine_->snapshots();
+  EXPECT_EQ(
+      snapshots.Validate({.collection_id = g.collection_id, .type = kSnapshotStandard}).code(),
+      Code::kNotSupported);
+  SnapshotRequest frozen{.collection_id = g.collection_id};
+  frozen.consistency = catalog::Consistency::kApplication;
+  EXPECT_EQ(snapshots.Validate(frozen).code(), Code::kNotSupported);
+  // A snapshot of this host's members alone would leave the other hosts out.
+  EXPECT_EQ(snapshots.ValidateCreateReferencePoint(g.collection_id).code(), Code::kNotSupported);
+  EXPECT_EQ(snapshots.backups().Validate({.collection_id = g.collection_id}).code(),
+            Code::kNotSupported);
+  auto s = snapshots.Create({.collection_id = g.collection_id});
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  EXPECT_EQ(snapshots.ValidateApply({.snapshot_id = s->id}).code(), Code::kInvalidState);
+  EXPECT_EQ(snapshots.ValidateConvert(s->id).code(), Code::kInvalidState);
+  EXPECT_EQ(snapshots.ValidateExport({.snapshot_id = s->id, .directory = Path("export")}).code(),
+            Code::kInvalidState);
+  EXPECT_TRUE(engine_->catalog().GetSpanning(s->id).ok());
+  ExpectConsistent();
+}
+
+TEST_F(SpanningSnapshotsTest, AGroupWhollyOnOtherHostsHasNoPartHereAndKeepsItsSnapshots) {
+  auto id =
+      engine_->collections().DefineCollection("far", "", catalog::CollectionType::kVirtualSystems);
+  ASSERT_TRUE(id.ok());
+  const FakeGroup g{.collection_id = *id};
+  Span(g);
+  auto s = engine_->snapshots().Create({.collection_id = g.collection_id});
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  EXPECT_TRUE(s->members.empty());
+  EXPECT_EQ(engine_->catalog().GetSnapshot(s->id).status().code(), Code::kNotFound);
+  auto record = engine_->catalog().GetSpanning(s->id);
+  ASSERT_TRUE(record.ok());
+  ASSERT_EQ(record->parts.size(), 2u) << "no part of this host";
+  EXPECT_TRUE(HoldsPart("db1", s->id));
+  // The group keeps its snapshot: it cannot go while the snapshot stays.
+  CollectionManager& groups = engine_->collections();
+  for (const char* host : {"db1", "app1"}) {
+    ASSERT_TRUE(groups.RemoveRemoteMember({host, vm_on_[host]}, g.collection_id).ok());
+  }
+  EXPECT_EQ(groups.DestroyCollection(g.collection_id).code(), Code::kInvalidState);
+  ASSERT_TRUE(engine_->snapshots().Destroy({.snapshot_id = s->id}).ok());
+  EXPECT_FALSE(HoldsPart("db1", s->id));
+  EXPECT_TRUE(groups.DestroyCollection(g.collection_id).ok());
+}
+
+}  // namespace
+}  // namespace vmgroup::engine
