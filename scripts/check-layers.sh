@@ -14,7 +14,7 @@ declare -A allowed=(
   [schema]="schema"
   [services]="base catalog engine cim schema services"
   [remote]="base engine cim schema remote"
-  [daemon]="base hypervisor catalog engine cim schema services daemon"
+  [daemon]="base hypervisor catalog engine cim schema services remote daemon"
   [cli]="base cim schema cli"
 )
 status=0

@@ -46,6 +46,30 @@ cim::HttpResponse Metrics(const cim::HttpRequest& r, engine::Engine& engine) {
   return ok;
 }
 
+// Each --peer, said once at start, with what its credentials lack: a
+// missing or unreadable password file is only a warning here (a peer may
+// be configured before its password, and each call reads it again), but
+// its groups fail until it is fixed.
+void LogPeers(const Options& o, remote::CimPeers& peers) {
+  for (const auto& [name, url] : o.peers) {
+    auto credentials = peers.Credentials(name);
+    if (!credentials.ok()) {
+      Log(LogLevel::kWarning, "--peer " + name + ": " + credentials.status().message());
+      continue;
+    }
+    Log(LogLevel::kInfo, "peer " + name + ": " + url +
+                             (credentials->cacert.empty() ? " (the system's CA store)"
+                                                          : " (CA " + credentials->cacert + ")"));
+    struct stat st {};
+    const std::string file = peers.PasswordFile(name);
+    if (!credentials->password.empty() && ::stat(file.c_str(), &st) == 0 &&
+        (st.st_mode & 077) != 0) {
+      Log(LogLevel::kWarning, file + " is readable by others than its owner: chmod 600 it");
+    }
+    ::explicit_bzero(credentials->password.data(), credentials->password.size());
+  }
+}
+
 }  // namespace
 
 Result<std::unique_ptr<Daemon>> Daemon::Start(const Options& o) {
@@ -79,6 +103,11 @@ Result<std::unique_ptr<Daemon>> Daemon::Start(const Options& o) {
   eo.snapshot.nbd_tls_dir = o.nbd_tls_dir;
   // The catalog and exports are for root and the admin group only.
   eo.admin_gid = d->access_->AdminGid();
+  d->peers_ = std::make_unique<remote::CimPeers>(
+      Env::Default(),
+      remote::CimPeers::Options{.endpoints = o.peers, .credentials_dir = o.peer_credentials});
+  LogPeers(o, *d->peers_);
+  eo.peers = d->peers_.get();
   for (const auto& uri : o.libvirt) {
     auto libvirt = hypervisor::libvirt::LibvirtDriver::Connect(Env::Default(), uri);
     if (!libvirt.ok()) return libvirt.status().Annotate("--libvirt " + uri);

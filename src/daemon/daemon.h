@@ -12,6 +12,7 @@
 #include "daemon/access.h"
 #include "daemon/options.h"
 #include "engine/engine.h"
+#include "remote/cim_peers.h"
 #include "services/jobs.h"
 
 namespace vmgroup::daemon {
@@ -36,6 +37,7 @@ class Daemon {
   // Before the engine: it drives their domains until it is gone.
   std::vector<std::unique_ptr<hypervisor::Driver>> libvirt_;
   std::unique_ptr<hypervisor::qemu::QemuDriver> qemu_;  // the engine's: outlives it
+  std::unique_ptr<remote::CimPeers> peers_;             // --peer: the engine's, outlives it
   std::unique_ptr<engine::Engine> engine_;
   std::unique_ptr<services::JobManager> jobs_;
   std::unique_ptr<cim::Dispatcher> dispatcher_;

@@ -71,6 +71,92 @@ Result<Listen> ParseListen(const std::string& text) {
   return l;
 }
 
+Result<std::pair<std::string, std::string>> ParsePeer(const std::string& text) {
+  const size_t eq = text.find('=');
+  const std::string name = text.substr(0, eq);
+  if (eq == std::string::npos || name.empty()) {
+    return Status::InvalidArgument(
+        "--peer needs NAME=URL, such as db1=https://root@db1.example.com:5989");
+  }
+  const bool name_ok = name.size() <= 64 && std::isalnum(static_cast<unsigned char>(name[0])) &&
+                       std::all_of(name.begin(), name.end(), [](unsigned char c) {
+                         return std::isalnum(c) || c == '-' || c == '_' || c == '.';
+                       });
+  if (!name_ok) {
+    return Status::InvalidArgument("--peer: the name '" + name +
+                                   "' must be letters, digits, - _ and . (starting with a letter "
+                                   "or a digit, at most 64)");
+  }
+  const std::string url = text.substr(eq + 1);
+  const std::string where = "--peer " + name + ": ";
+  if (url.starts_with("unix:")) {
+    if (url.size() < 6 || url[5] != '/') {
+      return Status::InvalidArgument(where + "the socket path of unix:PATH must be absolute");
+    }
+    return std::pair{name, url};
+  }
+  const bool https = url.starts_with("https://");
+  if (!https && !url.starts_with("http://")) {
+    return Status::InvalidArgument(where + "give the URL of its vmgroupd as " + name +
+                                   "=https://USER@HOST[:PORT]");
+  }
+  std::string rest = url.substr(https ? 8 : 7);
+  const size_t at = rest.rfind('@');
+  const std::string user = at == std::string::npos ? "" : rest.substr(0, at);
+  if (user.find(':') != std::string::npos) {
+    // The URL is not repeated: it holds the password.
+    return Status::InvalidArgument(
+        where +
+        "the URL holds a password: take it out (it would show in ps and in the log) "
+        "and put it on the first line of " +
+        name + ".password in the --peer-credentials directory (default " + kDefaultPeerCredentials +
+        ")");
+  }
+  if (at != std::string::npos) rest.erase(0, at + 1);
+  if (!rest.empty() && rest.back() == '/') rest.pop_back();
+  const bool user_ok = std::all_of(user.begin(), user.end(), [](unsigned char c) {
+    return std::isgraph(c) && c != '/' && c != '?' && c != '#';
+  });
+  if (!user_ok || (https && user.empty())) {
+    return Status::InvalidArgument(where + url +
+                                   ": name the user this vmgroupd logs in as on that host, an "
+                                   "admin there: https://USER@HOST[:PORT]");
+  }
+  // HOST, [IPv6] or either with :PORT.
+  std::string host = rest, port;
+  if (rest.starts_with("[")) {
+    const size_t close = rest.find(']');
+    host = close == std::string::npos ? "" : rest.substr(1, close - 1);
+    const std::string after = close == std::string::npos ? "" : rest.substr(close + 1);
+    if (after.starts_with(":")) port = after.substr(1);
+    if (!after.empty() && (!after.starts_with(":") || port.empty())) host.clear();
+  } else if (const size_t colon = rest.rfind(':'); colon != std::string::npos) {
+    host = rest.substr(0, colon);
+    port = rest.substr(colon + 1);
+    if (port.empty()) host.clear();
+  }
+  int number = 0;
+  if (!port.empty()) {
+    auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), number);
+    if (ec != std::errc() || end != port.data() + port.size() || number < 1 || number > 65535) {
+      host.clear();
+    }
+  }
+  const bool host_ok = !host.empty() && std::all_of(host.begin(), host.end(), [](unsigned char c) {
+    return std::isalnum(c) || c == '-' || c == '.' || c == ':' || c == '_';
+  });
+  if (!host_ok) {
+    return Status::InvalidArgument(where + url +
+                                   ": bad host or port (https://USER@HOST[:PORT], no path)");
+  }
+  if (!https && !IsLoopback(host)) {
+    return Status::InvalidArgument(where + url +
+                                   ": http:// is for loopback addresses only (a password would "
+                                   "cross the network in clear text): use https://");
+  }
+  return std::pair{name, url};
+}
+
 namespace {
 
 Status AbsolutePath(const std::string& v, std::string& field, const char* option) {
@@ -185,6 +271,31 @@ constexpr OptionSpec kOptions[] = {
            }
            return Status::Ok();
          }},
+    {.name = "peer",
+     .value = "NAME=URL",
+     .help = "another host's vmgroupd that groups may span: NAME of\n"
+             "letters, digits, - _ . and URL https://USER@HOST[:PORT]\n"
+             "(5989 by default), USER an admin there whose password is the\n"
+             "first line of NAME.password in --peer-credentials (never in\n"
+             "the URL); repeatable, each NAME once",
+     .repeats = true,
+     .apply =
+         [](const std::string& v, Options& o) {
+           VMG_ASSIGN_OR_RETURN(auto peer, ParsePeer(v));
+           if (o.peers.contains(peer.first)) {
+             return Status::InvalidArgument("--peer " + peer.first +
+                                            " is given twice: give each peer once");
+           }
+           o.peers.insert(std::move(peer));
+           return Status::Ok();
+         }},
+    {.name = "peer-credentials",
+     .value = "DIR",
+     .help = "the peers' NAME.password files (readable by root alone) and\n"
+             "the CA their certificates are signed by, ca.pem (without it:\n"
+             "the system's CA store); default /etc/vmgroup/peers",
+     .apply = [](const std::string& v,
+                 Options& o) { return AbsolutePath(v, o.peer_credentials, "--peer-credentials"); }},
     {.name = "accel",
      .value = "auto|kvm|tcg",
      .help = "QEMU accelerator (default auto: KVM if a tiny guest runs\n"

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <chrono>
+#include <map>
 #include <optional>
 #include <span>
 #include <string>
@@ -26,6 +27,7 @@ struct Listen {
 };
 
 inline constexpr const char* kDefaultAdminGroup = "vmgroup";
+inline constexpr const char* kDefaultPeerCredentials = "/etc/vmgroup/peers";
 
 struct Options {
   std::string state_dir = "/var/lib/vmgroup";
@@ -55,6 +57,14 @@ struct Options {
   // directory of QEMU-format x509 files; both or neither. Default none:
   // sessions serve on unix sockets only.
   std::string nbd_listen, nbd_tls_dir;
+  // The other hosts' vmgroupd groups may span (issue 20), by peer name
+  // (letters, digits, - _ .): https://USER@HOST[:PORT] (http:// on
+  // loopback only; unix:PATH for tests on one machine), with no password
+  // in it. Default none: groups stay on this host.
+  std::map<std::string, std::string> peers;
+  // Where each peer's NAME.password (first line: the password of the
+  // URL's USER) and the peers' CA, ca.pem, are (remote/cim_peers.h).
+  std::string peer_credentials = kDefaultPeerCredentials;
   // --metrics-on as given; ParseOptions marks the listeners they name
   // (Listen::metrics).
   std::vector<std::string> metrics_on;
@@ -74,7 +84,7 @@ struct OptionSpec {
   std::string_view name;           // without the dashes
   std::string_view value;          // the placeholder in --help ("DIR"); empty: a flag
   std::string_view help;           // lines of --help's text, '\n' between them
-  bool repeats = false;            // each use adds one (listen, libvirt, metrics-on)
+  bool repeats = false;            // each use adds one (listen, libvirt, metrics-on, peer)
   bool command_line_only = false;  // help, version, config, no-config
   // Checks `value` ("" for a flag) and sets it in `o`; InvalidArgument
   // with what to fix.
@@ -97,6 +107,9 @@ Result<Options> ParseOptions(const std::vector<std::string>& args,
                              const std::string& default_config = "");
 Result<Listen> ParseListen(const std::string& text);
 bool IsLoopback(const std::string& host);
+// One --peer NAME=URL, checked as Options::peers says: {NAME, URL};
+// InvalidArgument with what to fix (never repeating a password the URL holds).
+Result<std::pair<std::string, std::string>> ParsePeer(const std::string& text);
 // A group name as the host's tools accept it: letters, digits, _ - . and
 // not starting with -.
 bool IsGroupName(const std::string& name);

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <fstream>
+#include <map>
 
 #include "testing/temp_dir.h"
 
@@ -151,6 +152,97 @@ TEST(DaemonOptionsTest, TheNbdTlsDirectoryMustHoldQemusThreeFiles) {
     std::ofstream(dir / file) << "PEM";
   }
   EXPECT_TRUE(CheckNbdTlsDir(dir.path()).ok());
+}
+
+TEST(DaemonOptionsTest, PeersAreNamedUrlsWithTheirCredentialsElsewhere) {
+  auto none = ParseOptions({});
+  ASSERT_TRUE(none.ok());
+  EXPECT_TRUE(none->peers.empty()) << "groups stay on this host unless peers are given";
+  EXPECT_EQ(none->peer_credentials, "/etc/vmgroup/peers");
+
+  auto o = ParseOptions({"--peer", "db1=https://root@10.0.0.2:5989", "--peer",
+                         "web-2.east=https://ops@[fd00::7]/", "--peer", "lo=http://127.0.0.1:5988",
+                         "--peer", "t_1=unix:/run/other/vmgroupd.sock", "--peer",
+                         "plain=https://root@db.example.com", "--peer-credentials", "/srv/peers"});
+  ASSERT_TRUE(o.ok()) << o.status().ToString();
+  EXPECT_EQ(o->peers,
+            (std::map<std::string, std::string>{{"db1", "https://root@10.0.0.2:5989"},
+                                                {"web-2.east", "https://ops@[fd00::7]/"},
+                                                {"lo", "http://127.0.0.1:5988"},
+                                                {"t_1", "unix:/run/other/vmgroupd.sock"},
+                                                {"plain", "https://root@db.example.com"}}));
+  EXPECT_EQ(o->peer_credentials, "/srv/peers");
+}
+
+TEST(DaemonOptionsTest, APeerNeedsANameOfLettersDigitsAndDashes) {
+  for (const char* bad :
+       {"=https://root@h:5989", "https://root@h:5989", "db 1=https://root@h", "../x=https://root@h",
+        ".hidden=https://root@h", "-x=https://root@h", "a/b=https://root@h"}) {
+    auto o = ParseOptions({"--peer", bad});
+    EXPECT_EQ(o.status().code(), Code::kInvalidArgument) << bad;
+    EXPECT_NE(o.status().message().find("--peer"), std::string::npos) << o.status().message();
+  }
+  EXPECT_NE(
+      ParseOptions({"--peer", "db 1=https://root@h"}).status().message().find("letters, digits"),
+      std::string::npos);
+}
+
+TEST(DaemonOptionsTest, APeersUrlIsHttpsWithAUserAndAHost) {
+  for (const char* bad :
+       {"db1=https://10.0.0.2:5989", "db1=ftp://root@h", "db1=root@h:5989", "db1=https://root@",
+        "db1=https://root@h:99999", "db1=https://root@h:", "db1=https://root@h/cimom",
+        "db1=http://root@10.0.0.2:5988", "db1=unix:relative.sock"}) {
+    auto o = ParseOptions({"--peer", bad});
+    EXPECT_EQ(o.status().code(), Code::kInvalidArgument) << bad;
+    EXPECT_NE(o.status().message().find("--peer db1"), std::string::npos) << o.status().message();
+  }
+  EXPECT_NE(
+      ParseOptions({"--peer", "db1=http://root@10.0.0.2:5988"}).status().message().find("https://"),
+      std::string::npos)
+      << "http:// off loopback is refused, pointing to https://";
+}
+
+TEST(DaemonOptionsTest, APasswordInAPeersUrlIsRefusedAndNotRepeated) {
+  auto o = ParseOptions({"--peer", "db1=https://root:s3cret@10.0.0.2:5989"});
+  ASSERT_EQ(o.status().code(), Code::kInvalidArgument);
+  const std::string m = o.status().message();
+  EXPECT_EQ(m.find("s3cret"), std::string::npos) << "the message repeats the password: " << m;
+  EXPECT_NE(m.find("db1.password"), std::string::npos) << m;
+  EXPECT_NE(m.find("--peer-credentials"), std::string::npos) << m;
+}
+
+TEST(DaemonOptionsTest, EachPeerIsNamedOnce) {
+  auto o =
+      ParseOptions({"--peer", "db1=https://root@10.0.0.2", "--peer", "db1=https://root@10.0.0.3"});
+  ASSERT_EQ(o.status().code(), Code::kInvalidArgument);
+  EXPECT_NE(o.status().message().find("db1 is given twice"), std::string::npos)
+      << o.status().message();
+  EXPECT_FALSE(ParseOptions({"--peer-credentials", "relative"}).ok());
+}
+
+TEST(DaemonOptionsTest, PeersFromTheConfigurationFile) {
+  testing::TempDir dir;
+  const std::string conf = dir / "vmgroupd.conf";
+  std::ofstream(conf) << "peer = db1=https://root@10.0.0.2:5989\n"
+                         "peer = db2=https://root@10.0.0.3:5989\n"
+                         "peer-credentials = /srv/peers\n";
+  auto o = ParseOptions({"--config", conf});
+  ASSERT_TRUE(o.ok()) << o.status().ToString();
+  EXPECT_EQ(o->peers.size(), 2u);
+  EXPECT_EQ(o->peers.at("db2"), "https://root@10.0.0.3:5989");
+  EXPECT_EQ(o->peer_credentials, "/srv/peers");
+  // The command line's --peer replaces all the file's peer lines.
+  o = ParseOptions({"--config", conf, "--peer", "db3=https://root@10.0.0.4"});
+  ASSERT_TRUE(o.ok()) << o.status().ToString();
+  EXPECT_EQ(o->peers, (std::map<std::string, std::string>{{"db3", "https://root@10.0.0.4"}}));
+
+  std::ofstream(conf) << "peer = db1=https://root@10.0.0.2\n"
+                         "peer = db1=https://root@10.0.0.3\n";
+  auto twice = ParseOptions({"--config", conf});
+  EXPECT_EQ(twice.status().code(), Code::kInvalidArgument);
+  EXPECT_NE(twice.status().message().find(conf + ":2: --peer db1 is given twice"),
+            std::string::npos)
+      << twice.status().message();
 }
 
 }  // namespace

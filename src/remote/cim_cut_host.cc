@@ -71,10 +71,12 @@ Result<engine::HostLease> LeaseOf(const cim::Response& r) {
 }  // namespace
 
 Result<std::unique_ptr<CimCutHost>> CimCutHost::Create(const std::string& endpoint,
-                                                       const cim::HttpClient::Options& options) {
+                                                       const cim::HttpClient::Options& options,
+                                                       const std::string& name) {
   VMG_ASSIGN_OR_RETURN(auto http, cim::HttpClient::Create(endpoint, options));
-  return std::unique_ptr<CimCutHost>(new CimCutHost(
-      HostName(endpoint), std::make_unique<cim::CimClient>(std::move(http), schema::kNamespace)));
+  return std::unique_ptr<CimCutHost>(
+      new CimCutHost(name.empty() ? HostName(endpoint) : name,
+                     std::make_unique<cim::CimClient>(std::move(http), schema::kNamespace)));
 }
 
 Result<cim::Response> CimCutHost::Call(const std::string& method, const std::string& snapshot_id,

@@ -26,9 +26,12 @@ class CimCutHost final : public engine::CutHost {
  public:
   // `endpoint` and `options` as cim::HttpClient::Create takes them
   // (https://user@host:port with options.password and options.cacert).
-  // Connects lazily: a host that cannot be reached fails its first step.
+  // `name`: what messages call the host ("host db1", a configured peer's
+  // name); empty: "host <address>", from the endpoint. Connects lazily: a
+  // host that cannot be reached fails its first step.
   static Result<std::unique_ptr<CimCutHost>> Create(const std::string& endpoint,
-                                                    const cim::HttpClient::Options& options);
+                                                    const cim::HttpClient::Options& options,
+                                                    const std::string& name = "");
 
   std::string name() const override { return name_; }
   Status Prepare(const engine::HostCutRequest& request) override;
@@ -48,7 +51,7 @@ class CimCutHost final : public engine::CutHost {
   Result<cim::Response> Call(const std::string& method, const std::string& snapshot_id,
                              Duration within, std::vector<cim::OutParam> more = {});
 
-  const std::string name_;  // "host <address>", without credentials
+  const std::string name_;  // "host db1" or "host <address>", without credentials
   std::unique_ptr<cim::CimClient> cim_;
   cim::ObjectPath service_;  // found at the first call
   // Prepare's step timeout: how long Prepare, Commit and Abort may take.
