@@ -156,7 +156,8 @@ std::vector<const Dispatcher::Entry*> Dispatcher::Family(std::string_view name) 
 }
 
 ObjectPath Dispatcher::Rooted(ObjectPath p) const {
-  p.host = host_;
+  // A path that names another host (a group's member there) keeps it.
+  if (p.host.empty()) p.host = host_;
   if (p.namespace_.empty()) p.namespace_ = ns_;
   for (auto& k : p.keys) {
     for (auto& ref : k.ref) ref = Rooted(std::move(ref));

@@ -54,6 +54,14 @@ cim::ObjectPath VmPath(const std::string& id) {
   return p;
 }
 
+// VM `vm_id` of host `host`: its path names that host.
+cim::ObjectPath RemoteVmPath(const std::string& host, const std::string& vm_id) {
+  cim::ObjectPath p = VmPath(vm_id);
+  p.host = host;
+  p.namespace_ = {"root", "virtualization", "v2"};
+  return p;
+}
+
 const char* GroupClass(bool of_groups) {
   return of_groups ? schema::ManagementCollection::kClass : schema::VirtualSystemCollection::kClass;
 }
@@ -316,6 +324,23 @@ Result<std::vector<GroupInfo>> Api::ListGroups() {
       out.push_back(std::move(g));
     }
   }
+  // Members on other hosts: no instance here to associate, only the link,
+  // whose Member path names another host than its Collection path (this
+  // daemon's).
+  VMG_ASSIGN_OR_RETURN(auto links,
+                       cim_->EnumerateInstances(schema::CollectedVirtualSystems::kClass));
+  for (const auto& link : links) {
+    const cim::Property* group = link.instance.Find(schema::CollectedMSEs::kCollection);
+    const cim::Property* member = link.instance.Find(schema::CollectedMSEs::kMember);
+    if (!group || !member || group->value.refs.empty() || member->value.refs.empty()) continue;
+    const cim::ObjectPath& vm = member->value.refs[0];
+    const cim::KeyBinding* id = group->value.refs[0].Key(Group::kCollectionID);
+    const cim::KeyBinding* name = vm.Key(CS::kName);
+    if (vm.host == group->value.refs[0].host || !id || !name) continue;
+    for (auto& g : out) {
+      if (!g.of_groups && g.id == id->value) g.members.push_back(vm.host + ":" + name->value);
+    }
+  }
   return out;
 }
 
@@ -363,6 +388,21 @@ Result<CallResult> Api::RemoveMember(const GroupInfo& g, const std::string& memb
   using Remove = CMS::RemoveMember;
   return Call(CMS::kClass, Remove::kMethod,
               {Ref(Remove::kMember, m), Ref(Remove::kCollection, GroupPath(g))});
+}
+
+Result<CallResult> Api::AddRemoteMember(const GroupInfo& g, const std::string& host,
+                                        const std::string& vm_id) {
+  using Add = CMS::AddMember;
+  return Call(CMS::kClass, Add::kMethod,
+              {Ref(Add::kMember, RemoteVmPath(host, vm_id)), Ref(Add::kCollection, GroupPath(g))});
+}
+
+Result<CallResult> Api::RemoveRemoteMember(const GroupInfo& g, const std::string& host,
+                                           const std::string& vm_id) {
+  using Remove = CMS::RemoveMember;
+  return Call(
+      CMS::kClass, Remove::kMethod,
+      {Ref(Remove::kMember, RemoteVmPath(host, vm_id)), Ref(Remove::kCollection, GroupPath(g))});
 }
 
 Result<CallResult> Api::RenameGroup(const GroupInfo& g, const std::string& new_name) {
@@ -685,6 +725,8 @@ Result<std::vector<SnapshotInfo>> Api::ListSnapshots(const std::string& group_id
     s.freeze_window_us = Int(i, SC::kVmgroupFreezeWindowMicroseconds);
     s.parent_id = Text(i, SC::kVmgroupParentSnapshotCollectionID);
     s.current = Text(i, SC::kVmgroupIsCurrent) == "TRUE";
+    if (const cim::Property* hosts = i.Find(SC::kVmgroupHosts)) s.hosts = hosts->value.array;
+    s.cut_spread_us = Int(i, SC::kVmgroupCutSpreadMicroseconds);
     s.members = std::move(members[s.id]);
     for (auto& m : s.members) m.vm_name = vm_names.count(m.vm_id) ? vm_names[m.vm_id] : m.vm_id;
     out.push_back(std::move(s));

@@ -34,7 +34,7 @@ struct VmInfo {
 struct GroupInfo {
   std::string id, name;
   bool of_groups = false;
-  std::vector<std::string> members;  // names
+  std::vector<std::string> members;  // names; "HOST:UUID" for a VM of another host
 };
 
 struct MemberSnapshotInfo {
@@ -53,6 +53,10 @@ struct SnapshotInfo {
   int consistency = 2;           // the weakest member's
   int64_t freeze_window_us = 0;  // first freeze -> last thaw (application consistent)
   std::vector<MemberSnapshotInfo> members;
+  // A snapshot across hosts, on its coordinator: each host's part, and how
+  // far apart the cuts can be.
+  std::vector<std::string> hosts;
+  int64_t cut_spread_us = 0;
 };
 
 // A group reference point (Msvm_ReferencePointCollection).
@@ -165,6 +169,12 @@ class Api {
   Result<CallResult> ImportGroup(const std::string& directory, bool as_new);
   Result<CallResult> AddMember(const GroupInfo& g, const std::string& member_name_or_id);
   Result<CallResult> RemoveMember(const GroupInfo& g, const std::string& member_name_or_id);
+  // A VM of another host (one of the daemon's peers, by the name its
+  // configuration gives it), by its UUID there.
+  Result<CallResult> AddRemoteMember(const GroupInfo& g, const std::string& host,
+                                     const std::string& vm_id);
+  Result<CallResult> RemoveRemoteMember(const GroupInfo& g, const std::string& host,
+                                        const std::string& vm_id);
   Result<CallResult> RenameGroup(const GroupInfo& g, const std::string& new_name);
   Result<CallResult> DeleteGroup(const GroupInfo& g);
 

@@ -1,6 +1,7 @@
 // vmgroup group create | list | show | add | remove | rename | delete
 #include <iostream>
 
+#include "base/ids.h"
 #include "base/validate.h"
 #include "cli/commands.h"
 #include "cli/output.h"
@@ -51,7 +52,7 @@ int Show(Context& ctx, const GroupInfo& g) {
 int RunGroup(Context& ctx, const std::vector<std::string>& words) {
   if (words.empty()) return UsageError("group");
   const std::string verb = words[0];
-  auto c = CommandLine::Parse({words.begin() + 1, words.end()}, {"id"}, {"of-groups"});
+  auto c = CommandLine::Parse({words.begin() + 1, words.end()}, {"id", "host"}, {"of-groups"});
   if (!c.ok()) return ReportError(c.status());
   const auto& pos = c->positional();
   if (verb == "list") return pos.empty() ? List(ctx) : UsageError("group", verb);
@@ -83,9 +84,20 @@ int RunGroup(Context& ctx, const std::vector<std::string>& words) {
     return Settle(ctx, ctx.api->RenameGroup(*g, pos[1]), "renaming group " + g->name, true);
   }
   if ((verb == "add" || verb == "remove") && pos.size() >= 2) {
+    // With --host, the members are VMs of that host, by UUID.
+    const std::string host = c->Get("host");
     for (size_t i = 1; i < pos.size(); ++i) {
-      auto r = verb == "add" ? ctx.api->AddMember(*g, pos[i]) : ctx.api->RemoveMember(*g, pos[i]);
-      const std::string what = (verb == "add" ? "adding " : "removing ") + pos[i] +
+      if (!host.empty() && !IsGuid(pos[i])) {
+        return ReportError(Status::InvalidArgument("'" + pos[i] + "' is not a UUID: a VM of host " +
+                                                   host + " is named by its UUID there"));
+      }
+      Result<CallResult> r = !host.empty()
+                                 ? (verb == "add" ? ctx.api->AddRemoteMember(*g, host, pos[i])
+                                                  : ctx.api->RemoveRemoteMember(*g, host, pos[i]))
+                             : verb == "add" ? ctx.api->AddMember(*g, pos[i])
+                                             : ctx.api->RemoveMember(*g, pos[i]);
+      const std::string member = host.empty() ? pos[i] : host + ":" + pos[i];
+      const std::string what = (verb == "add" ? "adding " : "removing ") + member +
                                (verb == "add" ? " to " : " from ") + g->name;
       if (int rc = Settle(ctx, r, what, true); rc != kExitOk) return rc;
     }

@@ -251,6 +251,8 @@ nlohmann::json ToJson(const SnapshotInfo& s) {
           {"duration_us", s.duration_us},
           {"consistency", ConsistencyName(s.consistency)},
           {"freeze_window_us", s.freeze_window_us},
+          {"hosts", s.hosts},
+          {"cut_spread_us", s.cut_spread_us},
           {"members", members}};
 }
 

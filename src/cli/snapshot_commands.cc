@@ -61,6 +61,8 @@ void PrintSnapshot(const SnapshotInfo& s, const std::string& group_name) {
                                                  {"Pause window:", Micros(s.pause_window_us)}};
   if (s.freeze_window_us > 0) about.push_back({"Freeze window:", Micros(s.freeze_window_us)});
   about.push_back({"Duration:", Micros(s.duration_us)});
+  for (const auto& h : s.hosts) about.push_back({"Host:", h});
+  if (!s.hosts.empty()) about.push_back({"Cut spread:", Micros(s.cut_spread_us)});
   PrintTable(std::cout, about);
   std::cout << "\n";
   std::vector<std::vector<std::string>> rows = {{"VM", "CUT (UTC)", "PAUSED", "CONSISTENCY"}};

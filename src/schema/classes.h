@@ -279,11 +279,14 @@ struct SnapshotCollection {
   static constexpr char kVmgroupFreezeWindowMicroseconds[] = "Vmgroup_FreezeWindowMicroseconds";
   static constexpr char kVmgroupParentSnapshotCollectionID[] = "Vmgroup_ParentSnapshotCollectionID";
   static constexpr char kVmgroupIsCurrent[] = "Vmgroup_IsCurrent";
+  static constexpr char kVmgroupHosts[] = "Vmgroup_Hosts";
+  static constexpr char kVmgroupCutSpreadMicroseconds[] = "Vmgroup_CutSpreadMicroseconds";
   static constexpr auto kProperties = std::to_array<std::string_view>(
       {kCollectionID, kElementName, kVmgroupVirtualSystemCollectionID, kVmgroupSnapshotType,
        kVmgroupCreationTime, kVmgroupPauseWindowMicroseconds, kVmgroupDurationMicroseconds,
        kVmgroupConsistencyLevel, kVmgroupFreezeWindowMicroseconds,
-       kVmgroupParentSnapshotCollectionID, kVmgroupIsCurrent});
+       kVmgroupParentSnapshotCollectionID, kVmgroupIsCurrent, kVmgroupHosts,
+       kVmgroupCutSpreadMicroseconds});
 };
 struct CollectedSnapshots : CollectedMSEs {
   static constexpr char kClass[] = "Msvm_CollectedSnapshots";

@@ -80,14 +80,18 @@ ListProvider::Lister MembershipLister(engine::Engine* e, CollectionType type) {
     std::vector<cim::Instance> out;
     for (const auto& c : all) {
       if (c.type != type) continue;
-      for (const auto& m : c.members) {
-        cim::ObjectPath member =
-            type == CollectionType::kVirtualSystems ? VmPath(m) : CollectionPath(*by_id.at(m));
+      const auto link = [&](cim::ObjectPath member) {
         out.push_back(cim::InstanceBuilder(spec)
                           .Ref(Members::kCollection, CollectionPath(c))
                           .Ref(Members::kMember, std::move(member))
                           .Build());
+      };
+      for (const auto& m : c.members) {
+        link(type == CollectionType::kVirtualSystems ? VmPath(m) : CollectionPath(*by_id.at(m)));
       }
+      // A VM on another host: its path names that host (HOST of its
+      // INSTANCEPATH), as DMTF's object paths do.
+      for (const auto& m : c.remote_members) link(RemoteVmPath(m));
     }
     return out;
   };
@@ -99,6 +103,13 @@ std::string MemberId(const cim::ObjectPath& p) {
              ? IdOf(p, schema::ComputerSystem::kName)
              : IdOf(p, Group::kCollectionID);
 }
+
+// What a Member reference names: a VM or group here (host empty), or a VM
+// of another host (its path's HOST, a peer's name).
+struct MemberRef {
+  std::string host;
+  std::string id;
+};
 
 class CollectionServiceProvider : public ServiceProvider {
   using Define = CMS::DefineCollection;
@@ -169,11 +180,16 @@ class CollectionServiceProvider : public ServiceProvider {
     auto collection = [](const Args& a) {
       return a.RefId(Membership::kCollection, Group::kCollectionID, "a group");
     };
-    auto member = [](const Args& a) -> Result<std::string> {
+    auto member = [](const Args& a) -> Result<MemberRef> {
       const cim::ObjectPath* p = a.Ref(Membership::kMember);
       const std::string id = p ? MemberId(*p) : "";
       if (id.empty()) return Status::InvalidArgument("Member must name a VM or a group");
-      return id;
+      if (IsThisHost(p->host)) return MemberRef{"", id};
+      if (!cim::NameEquals(p->class_name, schema::ComputerSystem::kClass)) {
+        return Status::InvalidArgument("Member names a group on host " + p->host +
+                                       ": only VMs of other hosts join a group");
+      }
+      return MemberRef{p->host, id};
     };
     JobManager* jobs = ctx.jobs;
     On(Import::kMethod, [e, jobs](const Args& a) -> Result<cim::MethodResult> {
@@ -215,19 +231,25 @@ class CollectionServiceProvider : public ServiceProvider {
          return m->RenameCollection(c, name);
        }));
     On(CMS::AddMember::kMethod, quick([=](const Args& a) -> Status {
-         VMG_ASSIGN_OR_RETURN(std::string id, member(a));
+         VMG_ASSIGN_OR_RETURN(MemberRef ref, member(a));
          VMG_ASSIGN_OR_RETURN(std::string c, collection(a));
-         return m->AddMember(id, c);
+         if (!ref.host.empty()) return m->AddRemoteMember({ref.host, ref.id}, c);
+         return m->AddMember(ref.id, c);
        }));
     On(CMS::RemoveMember::kMethod, quick([=](const Args& a) -> Status {
-         VMG_ASSIGN_OR_RETURN(std::string id, member(a));
+         VMG_ASSIGN_OR_RETURN(MemberRef ref, member(a));
          VMG_ASSIGN_OR_RETURN(std::string c, collection(a));
-         return m->RemoveMember(id, c);
+         if (!ref.host.empty()) return m->RemoveRemoteMember({ref.host, ref.id}, c);
+         return m->RemoveMember(ref.id, c);
        }));
     On(RemoveById::kMethod, quick([=](const Args& a) -> Status {
-         VMG_ASSIGN_OR_RETURN(std::string id, member(a));
+         VMG_ASSIGN_OR_RETURN(MemberRef ref, member(a));
          VMG_ASSIGN_OR_RETURN(std::string c, a.Required(RemoveById::kCollectionId));
-         return m->RemoveMemberById(id, c);
+         if (!ref.host.empty()) {
+           Status removed = m->RemoveRemoteMember({ref.host, ref.id}, c);
+           return removed.code() == Code::kNotFound ? Status::Ok() : removed;
+         }
+         return m->RemoveMemberById(ref.id, c);
        }));
   }
 };

@@ -1,5 +1,7 @@
 #include "services/common.h"
 
+#include <unistd.h>
+
 #include <ctime>
 
 #include "base/validate.h"
@@ -18,6 +20,18 @@ cim::ObjectPath VmPath(const std::string& vm_id) {
   cim::ObjectPath p = KeyPath(CS::kClass, CS::kCreationClassName, CS::kClass);
   p.keys.push_back({CS::kName, cim::KeyBinding::Kind::kString, vm_id, {}});
   return p;
+}
+
+cim::ObjectPath RemoteVmPath(const catalog::RemoteMember& m) {
+  cim::ObjectPath p = VmPath(m.vm_id);
+  p.host = m.host;
+  return p;
+}
+
+bool IsThisHost(const std::string& host) {
+  if (host.empty() || host == "localhost" || host == "127.0.0.1" || host == "::1") return true;
+  char name[256] = {};
+  return ::gethostname(name, sizeof name - 1) == 0 && host == name;
 }
 
 std::string SettingsId(const std::string& id) { return "Microsoft:" + id; }

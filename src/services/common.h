@@ -35,7 +35,13 @@ struct Context {
 cim::ObjectPath KeyPath(const std::string& class_name, const std::string& key,
                         const std::string& value);
 // Paths of the objects the services serve, from their ids.
-cim::ObjectPath VmPath(const std::string& vm_id);     // Msvm_ComputerSystem
+cim::ObjectPath VmPath(const std::string& vm_id);  // Msvm_ComputerSystem
+// A VM of another host (a group's member there): VmPath with that host's
+// name as the path's HOST.
+cim::ObjectPath RemoteVmPath(const catalog::RemoteMember& m);
+// True for the HOST of a path that names this host: none, "localhost", a
+// loopback address or this machine's name.
+bool IsThisHost(const std::string& host);
 cim::ObjectPath SettingsPath(const std::string& id);  // Msvm_VirtualSystemSettingData
 cim::ObjectPath CollectionPath(const catalog::CollectionRecord& c);
 cim::ObjectPath SnapshotCollectionPath(const std::string& snapshot_id);

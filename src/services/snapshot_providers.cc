@@ -44,17 +44,60 @@ cim::ClassSpec SnapshotCollectionSpec() {
                          {.name = SC::kVmgroupFreezeWindowMicroseconds, .type = "uint64"},
                          // Vendor: the snapshot tree at group level.
                          {.name = SC::kVmgroupParentSnapshotCollectionID, .type = "string"},
-                         {.name = SC::kVmgroupIsCurrent, .type = "boolean"}}};
+                         {.name = SC::kVmgroupIsCurrent, .type = "boolean"},
+                         // Vendor: a snapshot across hosts, this host its
+                         // coordinator: each host's part (HostLines), and
+                         // how far apart the cuts can be.
+                         {.name = SC::kVmgroupHosts, .type = "string", .is_array = true},
+                         {.name = SC::kVmgroupCutSpreadMicroseconds, .type = "uint64"}}};
 }
 
-// Every complete group snapshot; one in progress is not shown.
+// Every complete group snapshot; one in progress is not shown. Of one
+// across hosts, coordinated here, this host's part only once every host
+// committed; and the snapshot itself when this host has no part of it.
 Result<std::vector<catalog::SnapshotRecord>> CompleteSnapshots(engine::Engine* e) {
   VMG_ASSIGN_OR_RETURN(auto all, e->catalog().ListSnapshots());
+  VMG_ASSIGN_OR_RETURN(auto spanning, e->catalog().ListSpanning());
+  std::map<std::string, const catalog::SpanningSnapshotRecord*> across;
+  for (const auto& s : spanning) across[s.id] = &s;
   std::vector<catalog::SnapshotRecord> out;
   for (auto& s : all) {
-    if (s.state == catalog::SnapshotState::kComplete) out.push_back(std::move(s));
+    auto it = across.find(s.id);
+    const bool committed =
+        it == across.end() || it->second->state == catalog::SpanningState::kComplete;
+    if (it != across.end()) across.erase(it);
+    if (committed && s.state == catalog::SnapshotState::kComplete) out.push_back(std::move(s));
+  }
+  for (const auto& [id, s] : across) {
+    if (s->state == catalog::SpanningState::kComplete) {
+      out.push_back(engine::SpanningSnapshots::AsGroupSnapshot(*s));
+    }
   }
   return out;
+}
+
+// "db1: 2 VMs, cut 0-180 us after the first, longest pause 950 us" for each
+// host's part of `s` ("this host" for ours), the cuts on the coordinator's
+// clock from the earliest any host's can be.
+std::vector<std::string> HostLines(const catalog::SpanningSnapshotRecord& s) {
+  int64_t first = 0;
+  for (const auto& p : s.parts) {
+    if (p.earliest_cut_us > 0 && (first == 0 || p.earliest_cut_us < first)) {
+      first = p.earliest_cut_us;
+    }
+  }
+  std::vector<std::string> lines;
+  for (const auto& p : s.parts) {
+    std::string line = (p.host.empty() ? std::string("this host") : p.host) + ": " +
+                       std::to_string(p.vm_ids.size()) + " VM" + (p.vm_ids.size() == 1 ? "" : "s");
+    if (p.latest_cut_us > 0) {
+      line += ", cut " + std::to_string(p.earliest_cut_us - first) + "-" +
+              std::to_string(p.latest_cut_us - first) + " us after the first, longest pause " +
+              std::to_string(p.longest_pause_us) + " us";
+    }
+    lines.push_back(std::move(line));
+  }
+  return lines;
 }
 
 // SnapshotSettings: empty, or an embedded Msvm_VirtualSystemSnapshotSettingData
@@ -282,9 +325,14 @@ class SnapshotServiceProvider : public ServiceProvider {
 // snapshot (the group is "now" in it).
 cim::Instance SnapshotCollectionInstance(const cim::ClassSpec& spec,
                                          const catalog::SnapshotRecord& s,
-                                         const std::string& parent, bool is_current) {
-  return cim::InstanceBuilder(spec)
-      .Str(SC::kVmgroupParentSnapshotCollectionID, parent)
+                                         const std::string& parent, bool is_current,
+                                         const catalog::SpanningSnapshotRecord* across) {
+  cim::InstanceBuilder b(spec);
+  if (across != nullptr) {
+    b.Strs(SC::kVmgroupHosts, HostLines(*across))
+        .Int(SC::kVmgroupCutSpreadMicroseconds, across->cut_spread_us);
+  }
+  return b.Str(SC::kVmgroupParentSnapshotCollectionID, parent)
       .Bool(SC::kVmgroupIsCurrent, is_current)
       .Str(SC::kCollectionID, s.id)
       .Str(SC::kElementName, s.name)
@@ -306,6 +354,9 @@ class SnapshotCollectionProvider : public cim::Provider {
   Result<std::vector<cim::Instance>> Enumerate() override {
     VMG_ASSIGN_OR_RETURN(auto snaps, CompleteSnapshots(e_));
     VMG_ASSIGN_OR_RETURN(auto vms, e_->catalog().ListVms());
+    VMG_ASSIGN_OR_RETURN(auto spanning, e_->catalog().ListSpanning());
+    std::map<std::string, catalog::SpanningSnapshotRecord> across;
+    for (auto& s : spanning) across[s.id] = std::move(s);
     std::map<std::string, std::string> current;  // VM -> its newest snapshot
     for (const auto& vm : vms) current[vm.id] = vm.current_snapshot;
     std::map<std::string, std::string> owner;  // member snapshot -> group snapshot
@@ -317,7 +368,9 @@ class SnapshotCollectionProvider : public cim::Provider {
       const std::string parent = s.members.empty() ? "" : owner[s.members[0].parent_id];
       bool is_current = !s.members.empty();
       for (const auto& m : s.members) is_current = is_current && current[m.vm_id] == m.id;
-      rows.push_back(SnapshotCollectionInstance(spec_, s, parent, is_current));
+      auto it = across.find(s.id);
+      rows.push_back(SnapshotCollectionInstance(spec_, s, parent, is_current,
+                                                it == across.end() ? nullptr : &it->second));
     }
     return rows;
   }
@@ -329,8 +382,16 @@ class SnapshotCollectionProvider : public cim::Provider {
     const cim::KeyBinding* key = path.Key(SC::kCollectionID);
     if (!key || key->kind == cim::KeyBinding::Kind::kReference) return NotFound();
     catalog::Catalog& c = e_->catalog();
+    auto across = c.GetSpanning(key->value);
+    if (!across.ok() && across.status().code() != Code::kNotFound) return across.status();
+    if (across.ok() && across->state != catalog::SpanningState::kComplete) return NotFound();
+    const catalog::SpanningSnapshotRecord* spanning = across.ok() ? &*across : nullptr;
     auto s = c.GetSnapshot(key->value);
     if (!s.ok() && s.status().code() != Code::kNotFound) return s.status();
+    if (!s.ok() && spanning) {
+      return SnapshotCollectionInstance(spec_, engine::SpanningSnapshots::AsGroupSnapshot(*across),
+                                        "", false, spanning);
+    }
     if (!s.ok() || s->state != catalog::SnapshotState::kComplete) return NotFound();
     std::string parent;
     if (!s->members.empty() && !s->members[0].parent_id.empty()) {
@@ -344,7 +405,7 @@ class SnapshotCollectionProvider : public cim::Provider {
       if (!vm.ok() && vm.status().code() != Code::kNotFound) return vm.status();
       is_current = is_current && vm.ok() && vm->current_snapshot == m.id;
     }
-    return SnapshotCollectionInstance(spec_, *s, parent, is_current);
+    return SnapshotCollectionInstance(spec_, *s, parent, is_current, spanning);
   }
 
  private:
