@@ -5,6 +5,8 @@
 //    own (testing/net_hosts, testing/host_daemon), its VMs in its part of
 //    group "app"; snapshotted by the coordinator's protocol
 //    (engine/spanning_cut) over HTTPS (remote/cim_cut_host);
+//  - the same 3 x 2 by a fifth vmgroupd, their coordinator (--peer), through
+//    its CreateSnapshot (`vmgroup snapshot create`), as an operator takes it;
 //  - the same 6 VMs' worth on one host: a fourth daemon with 6 VMs in one
 //    group, snapshotted by its own CreateSnapshot (`vmgroup snapshot create`).
 //
@@ -122,7 +124,11 @@ struct Spanned {
 struct Figures {
   Spanned spanning;           // 3 x 2, each host cutting as it pauses
   Spanned spanning_cut_step;  // 3 x 2, a Cut step once all paused
-  Samples one_host;           // 6 on one host
+  // 3 x 2 by a vmgroupd coordinating them (`vmgroup snapshot create`):
+  // its record's window (first Pause sent -> last Resume answered) and the
+  // command's whole time.
+  std::vector<int64_t> daemon_window_us, daemon_total_us;
+  Samples one_host;  // 6 on one host
   std::vector<int64_t> death_to_running_us;
 };
 
@@ -130,9 +136,11 @@ Result<Figures> Measure(const Args& a, const std::string& self) {
   testing::TempDir dir;
   std::vector<std::unique_ptr<NetHost>> hosts;
   std::vector<std::unique_ptr<HostDaemon>> daemons;
-  for (int i = 1; i <= kHosts + 1; ++i) {
+  // Hosts 1-3 the group's, 4 the one-host peer's, 5 the coordinator's.
+  for (int i = 1; i <= kHosts + 2; ++i) {
     VMG_ASSIGN_OR_RETURN(auto h, NetHost::Start(Env::Default(), testing::AddressesOf(i)));
     hosts.push_back(std::move(h));
+    if (i == kHosts + 2) break;
     VMG_ASSIGN_OR_RETURN(auto d,
                          HostDaemon::Start(*hosts.back(), dir / ("host" + std::to_string(i)),
                                            {.vmgroupd = VMGROUPD_BIN, .vmgroup = VMGROUP_BIN}));
@@ -150,6 +158,24 @@ Result<Figures> Measure(const Args& a, const std::string& self) {
     vms.push_back(ids);
   }
   VMG_RETURN_IF_ERROR(single->MakeGroup(Names("one-", kHosts * kVmsPerHost)).status());
+  // A vmgroupd of its own coordinating the three: the same group (its id),
+  // every member on another host.
+  std::map<std::string, const HostDaemon*> peers;
+  for (int i = 0; i < kHosts; ++i) peers["h" + std::to_string(i + 1)] = daemons[i].get();
+  VMG_ASSIGN_OR_RETURN(auto coordinator_args, HostDaemon::CoordinatorArgs(peers, dir / "peers"));
+  VMG_ASSIGN_OR_RETURN(
+      auto coordinator,
+      HostDaemon::Start(*hosts.back(), dir / "coordinator",
+                        {.vmgroupd = VMGROUPD_BIN, .vmgroup = VMGROUP_BIN}, coordinator_args));
+  VMG_ASSIGN_OR_RETURN(CommandOutput made,
+                       coordinator->Cli({"group", "create", "app", "--id", group_id}));
+  if (made.exit_code != 0) return Status::Failed("group create: " + made.err);
+  for (int i = 0; i < kHosts; ++i) {
+    std::vector<std::string> add = {"group", "add", "app", "--host", "h" + std::to_string(i + 1)};
+    add.insert(add.end(), vms[i].begin(), vms[i].end());
+    VMG_ASSIGN_OR_RETURN(CommandOutput added, coordinator->Cli(add));
+    if (added.exit_code != 0) return Status::Failed("group add: " + added.err);
+  }
   const auto endpoints = EndpointArgs(daemons);
   VMG_ASSIGN_OR_RETURN(auto remotes, Connect(endpoints));
   std::vector<engine::CutHost*> cut_hosts;
@@ -184,6 +210,16 @@ Result<Figures> Measure(const Args& a, const std::string& self) {
       into.cut_spread_us.push_back(report.cut_spread_us);
       for (auto* h : cut_hosts) VMG_RETURN_IF_ERROR(h->Abort(request.snapshot_id));  // destroys it
     }
+
+    // Across hosts, by the coordinating vmgroupd.
+    const int64_t daemon_began = NowUs();
+    VMG_ASSIGN_OR_RETURN(auto across,
+                         coordinator->Json({"snapshot", "create", "app", "--type", "recovery"}));
+    f.daemon_total_us.push_back(NowUs() - daemon_began);
+    f.daemon_window_us.push_back(across["pause_window_us"].get<int64_t>());
+    VMG_ASSIGN_OR_RETURN(CommandOutput gone,
+                         coordinator->Cli({"snapshot", "delete", across["id"]}));
+    if (gone.exit_code != 0) return Status::Failed("snapshot delete: " + gone.err);
 
     // On one host.
     const int64_t one_began = NowUs();
@@ -295,6 +331,11 @@ int main(int argc, char** argv) {
         Ms(Median(s->coordinator_window_us)), Ms(P95(s->coordinator_window_us)),
         Ms(Median(s->cut_spread_us)), Ms(P95(s->cut_spread_us)));
   }
+  std::printf(
+      "3x2 by a vmgroupd coordinator (snapshot create): window (first Pause sent -> last "
+      "Resume answered) %.2f ms median, %.2f p95; the command %.1f ms median, %.1f p95\n",
+      Ms(Median(f->daemon_window_us)), Ms(P95(f->daemon_window_us)), Ms(Median(f->daemon_total_us)),
+      Ms(P95(f->daemon_total_us)));
   std::printf(
       "coordinator SIGKILLed, every VM paused -> last VM running: %.1f ms median, %.1f "
       "p95 (lease %d ms)\n",

@@ -41,8 +41,10 @@ Status WriteShadow(const std::string& path, const std::string& password) {
 }  // namespace
 
 Result<std::unique_ptr<HostDaemon>> HostDaemon::Start(const NetHost& host, const std::string& dir,
-                                                      const Binaries& bin) {
+                                                      const Binaries& bin,
+                                                      std::vector<std::string> more_args) {
   std::unique_ptr<HostDaemon> d(new HostDaemon());
+  d->host_ = &host;
   d->dir_ = dir;
   d->address_ = host.address();
   d->vmgroup_ = bin.vmgroup;
@@ -51,44 +53,71 @@ Result<std::unique_ptr<HostDaemon>> HostDaemon::Start(const NetHost& host, const
   d->ca_ = certs.ca;
   const std::string shadow = dir + "/shadow";
   VMG_RETURN_IF_ERROR(WriteShadow(shadow, kPassword));
-  const std::string log = dir + "/vmgroupd.log";
   // nsenter, unshare and sh each exec the next: the pid is vmgroupd's, and
   // it dies with this process.
-  VMG_ASSIGN_OR_RETURN(
-      d->pid_,
-      Env::Default()->Spawn(
-          host.Command(TiedToThisProcess({"unshare",
-                                          "-m",
-                                          "--propagation",
-                                          "private",
-                                          "sh",
-                                          "-c",
-                                          "mount --bind \"$1\" /etc/shadow && shift && exec \"$@\"",
-                                          "sh",
-                                          shadow,
-                                          bin.vmgroupd,
-                                          "--no-config",
-                                          "--state-dir",
-                                          dir + "/state",
-                                          "--accel",
-                                          "tcg",
-                                          "--admin-group",
-                                          "root",
-                                          "--listen",
-                                          "https://" + host.address() + ":0",
-                                          "--tls-cert",
-                                          certs.server_cert,
-                                          "--tls-key",
-                                          certs.server_key})),
-          {.log_path = log, .new_session = false}));
-  auto port = AwaitDaemonReady(d->pid_, log, 0, host.address());
+  d->argv_ = {"unshare",
+              "-m",
+              "--propagation",
+              "private",
+              "sh",
+              "-c",
+              "mount --bind \"$1\" /etc/shadow && shift && exec \"$@\"",
+              "sh",
+              shadow,
+              bin.vmgroupd,
+              "--no-config",
+              "--state-dir",
+              dir + "/state",
+              "--accel",
+              "tcg",
+              "--admin-group",
+              "root",
+              "--listen",
+              "https://" + host.address() + ":0",
+              "--tls-cert",
+              certs.server_cert,
+              "--tls-key",
+              certs.server_key};
+  d->argv_.insert(d->argv_.end(), more_args.begin(), more_args.end());
+  VMG_RETURN_IF_ERROR(d->Launch());
+  return d;
+}
+
+Status HostDaemon::Launch() {
+  const std::string log = dir_ + "/vmgroupd.log";
+  // Appended to across restarts: this start's port is after what is there.
+  const size_t from = ReadAll(log).size();
+  VMG_ASSIGN_OR_RETURN(pid_, Env::Default()->Spawn(host_->Command(TiedToThisProcess(argv_)),
+                                                   {.log_path = log, .new_session = false}));
+  auto port = AwaitDaemonReady(pid_, log, from, address_);
   if (!port.ok() || *port == 0) {
-    return Status::Failed("vmgroupd in host " + host.address() + " did not serve" +
+    return Status::Failed("vmgroupd in host " + address_ + " did not serve" +
                           (port.ok() ? "" : " (" + port.status().message() + ")") + ":\n" +
                           ReadAll(log));
   }
-  d->port_ = *port;
-  return d;
+  port_ = *port;
+  return Status::Ok();
+}
+
+Result<std::vector<std::string>> HostDaemon::CoordinatorArgs(
+    const std::map<std::string, const HostDaemon*>& peers, const std::string& dir) {
+  VMG_RETURN_IF_ERROR(Env::Default()->CreateDirs(dir));
+  std::vector<std::string> args = {"--peer-credentials", dir};
+  std::string cas;
+  for (const auto& [name, d] : peers) {
+    VMG_RETURN_IF_ERROR(
+        Env::Default()->WriteFile(dir + "/" + name + ".password", std::string(kPassword) + "\n"));
+    VMG_ASSIGN_OR_RETURN(std::string ca, Env::Default()->ReadFile(d->ca()));
+    cas += ca;
+    args.insert(args.end(), {"--peer", name + "=" + d->Endpoint()});
+  }
+  VMG_RETURN_IF_ERROR(Env::Default()->WriteFile(dir + "/ca.pem", cas));
+  return args;
+}
+
+Status HostDaemon::Restart() {
+  if (pid_ != 0) return Status::InvalidState("vmgroupd in host " + address_ + " runs");
+  return Launch();
 }
 
 HostDaemon::~HostDaemon() {

@@ -7,6 +7,7 @@
 // ended by pid, with the QEMUs of its VMs.
 #pragma once
 
+#include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -29,8 +30,18 @@ class HostDaemon {
   // Starts vmgroupd inside `host` on https://<its address>:<a free port>,
   // its files under `dir` (state, log, certificates, shadow), and waits
   // until it serves. Failed with its log when it does not.
+  // `more_args` are vmgroupd's too (a coordinator's --peer options).
   static Result<std::unique_ptr<HostDaemon>> Start(const NetHost& host, const std::string& dir,
-                                                   const Binaries& bin);
+                                                   const Binaries& bin,
+                                                   std::vector<std::string> more_args = {});
+  // Starts it again after Stop, with the same options and state.
+  Status Restart();
+
+  // The options of a vmgroupd that coordinates `peers` (by peer name):
+  // --peer NAME=<its endpoint> each, and --peer-credentials `dir`, made
+  // here with each peer's password file and ca.pem holding their CAs.
+  static Result<std::vector<std::string>> CoordinatorArgs(
+      const std::map<std::string, const HostDaemon*>& peers, const std::string& dir);
   // Stop(SIGKILL) if it runs; then the QEMUs of its VMs (a daemon leaves
   // them running on any stop) are ended by pid.
   ~HostDaemon();
@@ -70,6 +81,11 @@ class HostDaemon {
  private:
   HostDaemon() = default;
 
+  // Runs vmgroupd (argv_) and waits until it serves.
+  Status Launch();
+
+  const NetHost* host_ = nullptr;
+  std::vector<std::string> argv_;  // vmgroupd's command, inside the host
   std::string dir_, address_, ca_, vmgroup_;
   int pid_ = 0;
   int port_ = 0;

@@ -17,6 +17,7 @@
 #include <algorithm>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <thread>
 
 #include "base/ids.h"
@@ -91,6 +92,65 @@ class NetHostsTest : public ::testing::Test {
     EXPECT_TRUE(groups.is_array() && groups.size() == 1) << groups.dump();
     return groups.is_array() && groups.size() == 1 ? std::string(groups[0]["id"]) : "";
   }
+  // Hosts 1..n, a daemon in each of hosts 2..n (peers "h2".."hn"), then in
+  // host 1 one that coordinates them: --peer hI=<its endpoint>, their
+  // passwords and CAs in its --peer-credentials directory.
+  void StartCoordinatorAndPeers(int n) {
+    ASSERT_NO_FATAL_FAILURE(StartHosts(n, 0));
+    std::vector<std::unique_ptr<HostDaemon>> peers;
+    std::map<std::string, const HostDaemon*> named;
+    for (int i = 2; i <= n; ++i) {
+      const std::string name = "h" + std::to_string(i);
+      auto d = HostDaemon::Start(*hosts_[i - 1], dir_ / name,
+                                 {.vmgroupd = VMGROUPD_BIN, .vmgroup = VMGROUP_BIN});
+      ASSERT_TRUE(d.ok()) << d.status().ToString();
+      named[name] = d->get();
+      peers.push_back(std::move(*d));
+    }
+    auto args = HostDaemon::CoordinatorArgs(named, dir_ / "peers");
+    ASSERT_TRUE(args.ok()) << args.status().ToString();
+    auto coordinator = HostDaemon::Start(*hosts_[0], dir_ / "h1",
+                                         {.vmgroupd = VMGROUPD_BIN, .vmgroup = VMGROUP_BIN}, *args);
+    ASSERT_TRUE(coordinator.ok()) << coordinator.status().ToString();
+    daemons_.push_back(std::move(*coordinator));
+    for (auto& p : peers) daemons_.push_back(std::move(p));
+  }
+  // On the coordinator (daemons_[0]): group "app" of its two VMs, joined by
+  // two VMs of each peer, by `group add app --host hI`; every VM's id, by host.
+  std::vector<std::vector<std::string>> MakeGroupAcrossHosts() {
+    std::vector<std::vector<std::string>> vms = {MakeGroup(*daemons_[0], "h1-")};
+    for (size_t i = 1; i < daemons_.size(); ++i) {
+      const std::string name = "h" + std::to_string(i + 1);
+      vms.push_back(MakeGroup(*daemons_[i], name + "-"));
+      std::vector<std::string> add = {"group", "add", "app", "--host", name};
+      add.insert(add.end(), vms.back().begin(), vms.back().end());
+      CommandOutput added = Cli(*daemons_[0], add);
+      EXPECT_EQ(added.exit_code, 0) << added.err;
+    }
+    group_id_ = Json(*daemons_[0], {"group", "show", "app"}).value("id", "");
+    return vms;
+  }
+  // Every VM of `vms` (by host, as daemons_) runs, as its QEMU says, within
+  // 30 s.
+  void ExpectAllRunning(const std::vector<std::vector<std::string>>& vms) {
+    for (size_t i = 0; i < vms.size(); ++i) {
+      for (const auto& id : vms[i]) {
+        std::string state;
+        for (int t = 0; t < 300 && (state = daemons_[i]->QemuStatus(id)) != "running"; ++t) {
+          std::this_thread::sleep_for(100ms);
+        }
+        EXPECT_EQ(state, "running") << "VM " << id << " of host " << i + 1;
+      }
+    }
+  }
+  // The ids of the snapshots `d` lists of the group across hosts (of its
+  // part of it, on a peer: the same id; each peer has a group "app" of its own).
+  std::set<std::string> SnapshotIds(const HostDaemon& d) {
+    std::set<std::string> ids;
+    for (const auto& s : Json(d, {"snapshot", "list", group_id_})) ids.insert(s.value("id", ""));
+    return ids;
+  }
+
   // A coordinator's view of daemon `d`: its Vmgroup_HostCutService over HTTPS.
   std::unique_ptr<remote::CimCutHost> CutHostOf(const HostDaemon& d) {
     auto h = remote::CimCutHost::Create(d.Endpoint(),
@@ -100,6 +160,7 @@ class NetHostsTest : public ::testing::Test {
   }
 
   TempDir dir_;
+  std::string group_id_;  // MakeGroupAcrossHosts's group
   std::vector<std::unique_ptr<NetHost>> hosts_;
   std::vector<std::unique_ptr<HostDaemon>> daemons_;
 };
@@ -313,6 +374,31 @@ std::vector<std::string> PartFiles(const HostDaemon& d, const std::string& id) {
   return found;
 }
 
+size_t CountOf(const std::string& text, const std::string& what) {
+  size_t n = 0;
+  for (size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
+  return n;
+}
+
+// The tags of every part whose overlays are in the run directories of `d`'s
+// VMs ("disk<N>-<tag>.qcow2").
+std::set<std::string> PartTags(const HostDaemon& d) {
+  std::set<std::string> tags;
+  auto vms = Env::Default()->ListDir(d.state_dir() + "/vms");
+  if (!vms.ok()) return tags;
+  for (const auto& vm : *vms) {
+    auto files = Env::Default()->ListDir(d.state_dir() + "/vms/" + vm);
+    if (!files.ok()) continue;
+    for (const auto& f : *files) {
+      const auto dash = f.find('-');
+      if (f.starts_with("disk") && f.ends_with(".qcow2") && dash != std::string::npos) {
+        tags.insert(f.substr(dash + 1, f.size() - dash - 1 - 6));
+      }
+    }
+  }
+  return tags;
+}
+
 // Issue 20: a host vanishes during prepare, pause or cut. The snapshot
 // fails, naming it; the other hosts are left with nothing of it and every
 // VM runs; once the host is back, it has undone its part by itself.
@@ -354,6 +440,126 @@ TEST_F(NetHostsTest, AHostThatVanishesFailsTheSnapshotCleanlyAndUndoesItsPartWhe
     EXPECT_TRUE(PartFiles(*daemons_[2], request.snapshot_id).empty());
     EXPECT_TRUE(Json(*daemons_[2], {"snapshot", "list", "app"}).empty());
     for (const auto& id : vms[2]) EXPECT_EQ(daemons_[2]->QemuStatus(id), "running") << id;
+  }
+}
+
+}  // namespace
+}  // namespace vmgroup::testing
+
+namespace vmgroup::testing {
+namespace {
+
+// Issue 20 with the coordinator inside vmgroupd: a group on host 1 joined
+// by VMs of hosts 2 and 3 (named by host and UUID in its listing, and each
+// host holding its part under the group's id), snapshotted by `vmgroup
+// snapshot create` on host 1 alone: Complete under one id on every host,
+// listed on the coordinator with each host's part; destroyed there, gone
+// from every host.
+TEST_F(NetHostsTest, ACoordinatorVmgroupdSnapshotsAGroupAcrossHostsAndDestroysItEverywhere) {
+  ASSERT_NO_FATAL_FAILURE(StartCoordinatorAndPeers(3));
+  const HostDaemon& coordinator = *daemons_[0];
+  const auto vms = MakeGroupAcrossHosts();
+  ASSERT_EQ(vms.size(), 3u);
+  const nlohmann::json group = Json(coordinator, {"group", "show", "app"});
+  const std::string group_id = group_id_;
+  std::set<std::string> members;
+  for (const auto& m : group["members"]) members.insert(m);
+  for (const auto& id : vms[1]) EXPECT_EQ(members.count("h2:" + id), 1u) << group.dump();
+  for (const auto& id : vms[2]) EXPECT_EQ(members.count("h3:" + id), 1u) << group.dump();
+  // Each peer holds its part of the group under the group's id.
+  for (size_t i = 1; i < 3; ++i) {
+    bool found = false;
+    for (const auto& g : Json(*daemons_[i], {"group", "list"})) {
+      if (g.value("id", "") != group_id) continue;
+      found = true;
+      EXPECT_EQ(g["members"].size(), 2u) << g.dump();
+    }
+    EXPECT_TRUE(found) << "host " << i + 1 << " has no part of group " << group_id;
+  }
+  // A VM a peer does not have is refused, and changes nothing.
+  CommandOutput refused = Cli(coordinator, {"group", "add", "app", "--host", "h2", NewGuid()});
+  EXPECT_NE(refused.exit_code, 0);
+  EXPECT_NE(refused.err.find("host h2"), std::string::npos) << refused.err;
+
+  CommandOutput taken = Cli(coordinator, {"snapshot", "create", "app"});
+  ASSERT_EQ(taken.exit_code, 0) << taken.err;
+  const nlohmann::json listed = Json(coordinator, {"snapshot", "list", "app"});
+  ASSERT_EQ(listed.size(), 1u) << listed.dump();
+  const std::string id = listed[0]["id"];
+  ASSERT_EQ(listed[0]["hosts"].size(), 3u) << listed.dump();
+  EXPECT_EQ(std::string(listed[0]["hosts"][1]).rfind("h2: 2 VMs, cut ", 0), 0u) << listed.dump();
+  EXPECT_EQ(listed[0]["members"].size(), 2u) << "this host's part";
+  for (size_t i = 1; i < 3; ++i) {
+    EXPECT_EQ(SnapshotIds(*daemons_[i]), std::set<std::string>{id}) << "host " << i + 1;
+  }
+  ExpectAllRunning(vms);
+
+  CommandOutput destroyed = Cli(coordinator, {"snapshot", "delete", id});
+  ASSERT_EQ(destroyed.exit_code, 0) << destroyed.err;
+  for (size_t i = 0; i < 3; ++i) {
+    EXPECT_TRUE(SnapshotIds(*daemons_[i]).empty()) << "host " << i + 1;
+    EXPECT_TRUE(PartFiles(*daemons_[i], id).empty()) << "host " << i + 1;
+  }
+}
+
+// The coordinating vmgroupd SIGKILLed while its snapshot across hosts is
+// under way, at three moments: every VM of every host runs again (the
+// hosts' leases), and once it is restarted the snapshot is on every host
+// or on none (a host's part without the coordinator's commit is taken
+// back), with no part's files left where it is on none.
+TEST_F(NetHostsTest, ACoordinatorKilledMidSnapshotLeavesItOnEveryHostOrNoneOnceRestarted) {
+  ASSERT_NO_FATAL_FAILURE(StartCoordinatorAndPeers(3));
+  HostDaemon& coordinator = *daemons_[0];
+  const auto vms = MakeGroupAcrossHosts();
+  size_t complete = 0, taken_back = 0;  // so far
+  for (int delay_ms : {0, 60, 250}) {
+    SCOPED_TRACE("killed " + std::to_string(delay_ms) + " ms into the snapshot");
+    CommandOutput sent = Cli(coordinator, {"snapshot", "create", "app", "--no-wait"});
+    ASSERT_EQ(sent.exit_code, 0) << sent.err;
+    std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms));
+    ASSERT_TRUE(coordinator.Stop(SIGKILL).ok());
+    ExpectAllRunning(vms);
+    ASSERT_TRUE(coordinator.Restart().ok());
+    // Its recovery, in the background: the peers' parts settle within
+    // their step timeout at the latest (30 s).
+    std::set<std::string> kept = SnapshotIds(coordinator), on2, on3;
+    for (int t = 0; t < 450; ++t) {
+      kept = SnapshotIds(coordinator);
+      on2 = SnapshotIds(*daemons_[1]);
+      on3 = SnapshotIds(*daemons_[2]);
+      if (on2 == kept && on3 == kept) break;
+      std::this_thread::sleep_for(100ms);
+    }
+    EXPECT_EQ(on2, kept);
+    EXPECT_EQ(on3, kept);
+    // Which way it went (for the reader of the test's output; each is right).
+    auto log = Env::Default()->ReadFile(coordinator.state_dir() + "/../vmgroupd.log");
+    const size_t undone = log.ok() ? CountOf(*log, "left unfinished across hosts") : 0;
+    std::printf("killed %d ms in: %s\n", delay_ms,
+                kept.size() > complete ? "Complete on every host"
+                : undone > taken_back  ? "taken back on every host by the restart"
+                                       : "no host had begun");
+    complete = kept.size();
+    taken_back = undone;
+    // No host keeps the files of a part the group does not have.
+    std::set<std::string> tags;
+    for (const auto& id : kept) tags.insert("s" + id.substr(0, 8));
+    for (size_t i = 0; i < 3; ++i) {
+      for (const auto& tag : PartTags(*daemons_[i])) {
+        EXPECT_EQ(tags.count(tag), 1u) << "host " << i + 1 << " keeps files of part " << tag;
+      }
+    }
+    ExpectAllRunning(vms);
+  }
+  // Whatever each kill left, the group snapshots again and destroys again.
+  CommandOutput taken = Cli(coordinator, {"snapshot", "create", "app"});
+  EXPECT_EQ(taken.exit_code, 0) << taken.err;
+  for (const auto& id : SnapshotIds(coordinator)) {
+    CommandOutput destroyed = Cli(coordinator, {"snapshot", "delete", id});
+    EXPECT_EQ(destroyed.exit_code, 0) << destroyed.err;
+  }
+  for (size_t i = 0; i < 3; ++i) {
+    EXPECT_TRUE(SnapshotIds(*daemons_[i]).empty()) << "host " << i + 1;
   }
 }
 
