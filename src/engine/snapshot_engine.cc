@@ -22,12 +22,19 @@ Result<catalog::SnapshotRecord> SnapshotEngine::Create(const SnapshotRequest& re
   if (spanning_.Spans(request.collection_id)) {
     VMG_ASSIGN_OR_RETURN(catalog::SpanningSnapshotRecord s, spanning_.Take(request));
     // This host's part, when it has one, is the group snapshot as listed here.
-    if (auto part = parts_.catalog->GetSnapshot(s.id); part.ok()) return part;
-    return SpanningSnapshots::AsGroupSnapshot(s);
+    return Get(s.id);  // this host's part, when it has one
   }
   SnapshotCreate op(parts_, request, parts_.env->Now());
   VMG_RETURN_IF_ERROR(runner_.Run(op));
   return op.snapshot();
+}
+
+Result<catalog::SnapshotRecord> SnapshotEngine::Get(const std::string& id) {
+  auto s = parts_.catalog->GetSnapshot(id);
+  if (s.ok() || s.status().code() != Code::kNotFound) return s;
+  auto across = parts_.catalog->GetSpanning(id);
+  if (!across.ok()) return s.status();
+  return SpanningSnapshots::AsGroupSnapshot(*across);
 }
 
 Status SnapshotEngine::Validate(const SnapshotRequest& request) {

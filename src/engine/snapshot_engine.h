@@ -57,6 +57,11 @@ class SnapshotEngine {
   // undone, every guest thawed and every VM runs on its previous images.
   Result<catalog::SnapshotRecord> Create(const SnapshotRequest& request);
 
+  // Group snapshot `id` as this host knows it: its record, or, for a
+  // snapshot across hosts with no part here, its record across hosts as
+  // one (no members). NotFound when it is neither.
+  Result<catalog::SnapshotRecord> Get(const std::string& id);
+
   // The checks Create starts with, alone: what a caller that runs Create
   // later (as a job) reports at once. Same errors as Create's before the
   // intent is recorded.

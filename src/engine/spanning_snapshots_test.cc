@@ -309,6 +309,10 @@ TEST_F(SpanningSnapshotsTest, AGroupWhollyOnOtherHostsHasNoPartHereAndKeepsItsSn
   ASSERT_TRUE(s.ok()) << s.status().ToString();
   EXPECT_TRUE(s->members.empty());
   EXPECT_EQ(engine_->catalog().GetSnapshot(s->id).status().code(), Code::kNotFound);
+  auto known = engine_->snapshots().Get(s->id);
+  ASSERT_TRUE(known.ok()) << "known here by its record across hosts";
+  EXPECT_EQ(known->state, catalog::SnapshotState::kComplete);
+  EXPECT_EQ(known->name, s->name);
   auto record = engine_->catalog().GetSpanning(s->id);
   ASSERT_TRUE(record.ok());
   ASSERT_EQ(record->parts.size(), 2u) << "no part of this host";

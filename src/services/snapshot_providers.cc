@@ -168,7 +168,7 @@ Result<cim::MethodResult> OnSnapshot(
   return StartJob(
       jobs, ReturnCodeA, validate(id),
       [&]() -> Result<JobMethod> {
-        VMG_ASSIGN_OR_RETURN(auto record, e->catalog().GetSnapshot(id));
+        VMG_ASSIGN_OR_RETURN(auto record, e->snapshots().Get(id));
         return JobMethod{.type = job_type,
                          .description = verb + " group snapshot " + record.name,
                          .subject = Affected(SC::kClass, id)};
@@ -233,7 +233,7 @@ class SnapshotServiceProvider : public ServiceProvider {
           e, jobs, a, Destroy::kAffectedSnapshotCollection, kJobDestroySnapshotCollection,
           "Destroy", [e](const std::string& id) { return e->snapshots().ValidateDestroy({id}); },
           [e](const std::string& id) -> Result<catalog::SnapshotRecord> {
-            VMG_ASSIGN_OR_RETURN(auto s, e->catalog().GetSnapshot(id));
+            VMG_ASSIGN_OR_RETURN(auto s, e->snapshots().Get(id));
             VMG_RETURN_IF_ERROR(e->snapshots().Destroy({id}));
             return s;
           });
