@@ -169,15 +169,18 @@ Result<nlohmann::json> HostDaemon::Json(std::vector<std::string> args) const {
   return j;
 }
 
-Result<std::vector<std::string>> HostDaemon::MakeGroup(const std::vector<std::string>& names,
-                                                       const std::string& group_id) const {
+Result<std::vector<std::string>> HostDaemon::MakeGroup(
+    const std::vector<std::string>& names, const std::string& group_id,
+    const std::vector<std::string>& vm_options) const {
   std::vector<std::string> create = {"group", "create", "app"};
   if (!group_id.empty()) create.insert(create.end(), {"--id", group_id});
   VMG_RETURN_IF_ERROR(Json(create).status());
   std::vector<std::string> ids;
   for (const auto& name : names) {
-    VMG_ASSIGN_OR_RETURN(nlohmann::json vm, Json({"vm", "create", name, "--memory", "64", "--disk",
-                                                  "16M", "--start"}));
+    std::vector<std::string> create_vm = {"vm", "create", name};
+    create_vm.insert(create_vm.end(), vm_options.begin(), vm_options.end());
+    create_vm.push_back("--start");
+    VMG_ASSIGN_OR_RETURN(nlohmann::json vm, Json(create_vm));
     ids.push_back(vm["id"]);
     VMG_ASSIGN_OR_RETURN(CommandOutput added, Cli({"group", "add", "app", name}));
     if (added.exit_code != 0) return Status::Failed("vmgroup group add: " + added.err);

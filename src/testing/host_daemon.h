@@ -69,9 +69,12 @@ class HostDaemon {
   Result<nlohmann::json> Json(std::vector<std::string> args) const;
 
   // Group "app" (under `group_id` when not empty) of running VMs named
-  // `names` (64 MiB, a new 16 MiB disk, no OS); their ids, in that order.
+  // `names`, each made by `vm create NAME <vm_options> --start` (default:
+  // 64 MiB, a new 16 MiB disk, no OS); their ids, in that order.
   Result<std::vector<std::string>> MakeGroup(const std::vector<std::string>& names,
-                                             const std::string& group_id = "") const;
+                                             const std::string& group_id = "",
+                                             const std::vector<std::string>& vm_options = {
+                                                 "--memory", "64", "--disk", "16M"}) const;
 
   // What QEMU itself says of VM `vm_id` ("running", "paused", ...), through
   // the monitor vmgroupd keeps for its resume guard (free while no guard is

@@ -22,6 +22,7 @@
 
 #include "base/ids.h"
 #include "cli/output.h"
+#include "guest_fixture.h"
 #include "remote/cim_cut_host.h"
 #include "testing/host_daemon.h"
 #include "testing/temp_dir.h"
@@ -116,12 +117,20 @@ class NetHostsTest : public ::testing::Test {
     for (auto& p : peers) daemons_.push_back(std::move(p));
   }
   // On the coordinator (daemons_[0]): group "app" of its two VMs, joined by
-  // two VMs of each peer, by `group add app --host hI`; every VM's id, by host.
-  std::vector<std::vector<std::string>> MakeGroupAcrossHosts() {
-    std::vector<std::vector<std::string>> vms = {MakeGroup(*daemons_[0], "h1-")};
+  // two VMs of each peer, by `group add app --host hI`; every VM's id, by
+  // host. Each VM made with `vm_options` (HostDaemon::MakeGroup's) if given.
+  std::vector<std::vector<std::string>> MakeGroupAcrossHosts(
+      const std::vector<std::string>& vm_options = {}) {
+    const auto make = [&](const HostDaemon& d, const std::string& prefix) {
+      auto ids = vm_options.empty() ? d.MakeGroup({prefix + "db", prefix + "web"})
+                                    : d.MakeGroup({prefix + "db", prefix + "web"}, "", vm_options);
+      EXPECT_TRUE(ids.ok()) << ids.status().ToString();
+      return ids.ok() ? *ids : std::vector<std::string>{};
+    };
+    std::vector<std::vector<std::string>> vms = {make(*daemons_[0], "h1-")};
     for (size_t i = 1; i < daemons_.size(); ++i) {
       const std::string name = "h" + std::to_string(i + 1);
-      vms.push_back(MakeGroup(*daemons_[i], name + "-"));
+      vms.push_back(make(*daemons_[i], name + "-"));
       std::vector<std::string> add = {"group", "add", "app", "--host", name};
       add.insert(add.end(), vms.back().begin(), vms.back().end());
       CommandOutput added = Cli(*daemons_[0], add);
@@ -560,6 +569,76 @@ TEST_F(NetHostsTest, ACoordinatorKilledMidSnapshotLeavesItOnEveryHostOrNoneOnceR
   }
   for (size_t i = 0; i < 3; ++i) {
     EXPECT_TRUE(SnapshotIds(*daemons_[i]).empty()) << "host " << i + 1;
+  }
+}
+
+}  // namespace
+}  // namespace vmgroup::testing
+
+namespace vmgroup::testing {
+namespace {
+
+// The highest "wrote N" guest `vm_id` of `d` printed on its serial line:
+// records 1..N are acknowledged.
+int64_t Acknowledged(const HostDaemon& d, const std::string& vm_id) {
+  return integration::Acknowledged(d.state_dir() + "/vms/" + vm_id + "/serial.log");
+}
+
+// Issue 20's group of 3 hosts x 2 guests, each writing its sequence of
+// records as fast as it can (the guest kit's writer): snapshotted by the
+// coordinating vmgroupd, every frozen image on every host holds a gap-free
+// prefix of its guest's records, each host's pause is in the listing, and
+// every guest writes on after.
+TEST_F(NetHostsTest, EveryFrozenImageOfWritingGuestsOnThreeHostsIsAGapFreePrefix) {
+  auto kit = Env::Default()->Run({GUEST_KIT_BUILD, GUEST_KIT_DIR}, std::chrono::minutes(5));
+  ASSERT_TRUE(kit.ok() && kit->exit_code == 0)
+      << "cannot build the guest kit: " << (kit.ok() ? kit->err : kit.status().ToString());
+  ASSERT_NO_FATAL_FAILURE(StartCoordinatorAndPeers(3));
+  const std::string dir = GUEST_KIT_DIR;
+  const auto vms = MakeGroupAcrossHosts({"--memory", "128", "--disk", "64M", "--kernel",
+                                         dir + "/vmlinuz", "--initrd", dir + "/initrd.gz",
+                                         "--append", "console=ttyS0 panic=-1 quiet writer=raw"});
+  ASSERT_EQ(vms.size(), 3u);
+  // Every guest writing before the cut.
+  const auto deadline = Clock::now() + std::chrono::minutes(3);
+  for (size_t i = 0; i < 3; ++i) {
+    for (const auto& id : vms[i]) {
+      while (Acknowledged(*daemons_[i], id) < 20 && Clock::now() < deadline) {
+        std::this_thread::sleep_for(200ms);
+      }
+      ASSERT_GE(Acknowledged(*daemons_[i], id), 20) << "guest " << id << " is not writing";
+    }
+  }
+  CommandOutput taken = Cli(*daemons_[0], {"snapshot", "create", "app"});
+  ASSERT_EQ(taken.exit_code, 0) << taken.err;
+  const nlohmann::json listed = Json(*daemons_[0], {"snapshot", "list", "app"});
+  ASSERT_EQ(listed.size(), 1u) << listed.dump();
+  ASSERT_EQ(listed[0]["hosts"].size(), 3u) << listed.dump();
+  for (const auto& h : listed[0]["hosts"]) {
+    EXPECT_NE(std::string(h).find("longest pause"), std::string::npos) << h;
+  }
+  const std::string scratch = dir_ / "image.raw";
+  for (size_t i = 0; i < 3; ++i) {
+    const nlohmann::json part = Json(*daemons_[i], {"snapshot", "list", group_id_});
+    ASSERT_EQ(part.size(), 1u) << "host " << i + 1 << ": " << part.dump();
+    ASSERT_EQ(part[0]["members"].size(), 2u) << part.dump();
+    for (const auto& m : part[0]["members"]) {
+      ASSERT_EQ(m["images"].size(), 1u) << m.dump();
+      auto k = integration::GapFreePrefix(m["images"][0], scratch);
+      ASSERT_TRUE(k.ok()) << "host " << i + 1 << ": " << k.status().ToString();
+      EXPECT_GE(*k, 20) << "host " << i + 1 << " VM " << m.value("vm_id", "")
+                        << ": the cut came after 20 acknowledged records";
+    }
+  }
+  // And they write on, on their new images.
+  for (size_t i = 0; i < 3; ++i) {
+    for (const auto& id : vms[i]) {
+      const int64_t at = Acknowledged(*daemons_[i], id);
+      while (Acknowledged(*daemons_[i], id) <= at + 5 && Clock::now() < deadline) {
+        std::this_thread::sleep_for(200ms);
+      }
+      EXPECT_GT(Acknowledged(*daemons_[i], id), at + 5) << "guest " << id << " stopped writing";
+    }
   }
 }
 
