@@ -33,9 +33,20 @@
 //       arms a one-minute resume guard over the QEMUs whose guard monitors
 //       listen at MONITOR..., then ends itself with SIGKILL, as a daemon
 //       that dies with its VMs paused.
+//   crash_helper STATE span-group HOST:UUID...
+//       defines a group whose members are those VMs of other hosts (each
+//       joined to its host's part of the group) and prints its id;
+//   crash_helper STATE span COLLECTION POINT
+//       takes a snapshot across hosts of COLLECTION, as its coordinator,
+//       and ends itself with SIGKILL at fault point POINT (span.*);
+//   crash_helper STATE span-recover
+//       opens the engine (its recovery takes back what a dead coordinator
+//       left), waits for that, and exits 0 once nothing is left, 1 if a
+//       host could not be reached.
 // Before any command, `--libvirt URI` opens the engine with that libvirt
 // connection too (as vmgroupd --libvirt URI does), so that the command
-// reaches its domains.
+// reaches its domains; `--peers DIR NAME=URL...--` gives it those peers,
+// their passwords and CA in DIR (as vmgroupd --peer and --peer-credentials).
 #include <signal.h>
 
 #include <cstdio>
@@ -49,6 +60,7 @@
 #include "hypervisor/qemu/guest_agent.h"
 #include "hypervisor/qemu/resume_guard.h"
 #include "hypervisor/qemu/thaw_guard.h"
+#include "remote/cim_peers.h"
 #include "services/jobs.h"
 #include "testing/tiny_vms.h"
 
@@ -87,6 +99,55 @@ int main(int argc, char** argv) {
     argv[2] = argv[0];
     argv += 2;
     argc -= 2;
+  }
+  std::unique_ptr<remote::CimPeers> peers;
+  if (argc >= 3 && std::string(argv[1]) == "--peers") {
+    remote::CimPeers::Options o{.credentials_dir = argv[2]};
+    int used = 2;
+    while (used + 1 < argc && std::string(argv[used + 1]) != "--") {
+      const std::string peer = argv[++used];
+      o.endpoints[peer.substr(0, peer.find('='))] = peer.substr(peer.find('=') + 1);
+    }
+    ++used;  // the "--"
+    peers = std::make_unique<remote::CimPeers>(Env::Default(), std::move(o));
+    argv[used] = argv[0];
+    argv += used;
+    argc -= used;
+  }
+  if (argc >= 4 && std::string(argv[2]) == "span-group") {
+    auto e = engine::Engine::Open(
+        {.state_dir = argv[1], .qemu = testing::TestQemu(), .peers = peers.get()});
+    if (!e.ok()) return Fail(e.status());
+    auto id =
+        (*e)->collections().DefineCollection("app", "", catalog::CollectionType::kVirtualSystems);
+    if (!id.ok()) return Fail(id.status());
+    for (int i = 3; i < argc; ++i) {
+      const std::string m = argv[i];
+      const size_t colon = m.find(':');
+      Status added =
+          (*e)->collections().AddRemoteMember({m.substr(0, colon), m.substr(colon + 1)}, *id);
+      if (!added.ok()) return Fail(added);
+    }
+    std::printf("%s\n", id->c_str());
+    return 0;
+  }
+  if (argc == 5 && std::string(argv[2]) == "span") {
+    CrashAtEnv env(argv[4]);
+    auto e = engine::Engine::Open(
+        {.state_dir = argv[1], .env = &env, .qemu = testing::TestQemu(), .peers = peers.get()});
+    if (!e.ok()) return Fail(e.status());
+    Status s = (*e)->snapshots().Create({.collection_id = argv[3]}).status();
+    if (!s.ok()) return Fail(s);
+    return 3;
+  }
+  if (argc == 3 && std::string(argv[2]) == "span-recover") {
+    auto e = engine::Engine::Open(
+        {.state_dir = argv[1], .qemu = testing::TestQemu(), .peers = peers.get()});
+    if (!e.ok()) return Fail(e.status());
+    // After the pass Open started in the background (Recover waits for it).
+    const int left = (*e)->snapshots().spanning().Recover();
+    std::printf("%d left\n", left);
+    return left == 0 ? 0 : 1;
   }
   if (argc == 3 && std::string(argv[1]) == "guard") {
     const auto deadline = Clock::now() + std::chrono::seconds(30);
