@@ -72,17 +72,6 @@ Status Catalog::Migrate() {
   return Status::Ok();
 }
 
-template <typename T>
-Result<std::vector<T>> Catalog::LoadEach(Stmt& ids, Result<T> (Catalog::*get)(const std::string&)) {
-  VMG_ASSIGN_OR_RETURN(auto all, Texts(ids));
-  std::vector<T> out;
-  for (const auto& id : all) {
-    VMG_ASSIGN_OR_RETURN(T record, (this->*get)(id));
-    out.push_back(std::move(record));
-  }
-  return out;
-}
-
 Result<int> Catalog::SchemaVersion() {
   VMG_ASSIGN_OR_RETURN(Stmt q, db_->Prepare("PRAGMA user_version"));
   VMG_ASSIGN_OR_RETURN(bool row, q.Step());

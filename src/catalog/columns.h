@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "base/result.h"
+#include "catalog/catalog.h"
 #include "catalog/sqlite.h"
 
 namespace vmgroup::catalog {
@@ -17,5 +18,17 @@ std::vector<std::string> FromJson(const std::string& s);
 Result<std::vector<std::string>> Texts(Stmt& q);
 // NotFound naming `what` when the last statement changed no row.
 Status NotFoundIfUnchanged(Db& db, const std::string& what);
+
+// Catalog::LoadEach, here for every file of the catalog that loads lists.
+template <typename T>
+Result<std::vector<T>> Catalog::LoadEach(Stmt& ids, Result<T> (Catalog::*get)(const std::string&)) {
+  VMG_ASSIGN_OR_RETURN(auto all, Texts(ids));
+  std::vector<T> out;
+  for (const auto& id : all) {
+    VMG_ASSIGN_OR_RETURN(T record, (this->*get)(id));
+    out.push_back(std::move(record));
+  }
+  return out;
+}
 
 }  // namespace vmgroup::catalog

@@ -143,13 +143,7 @@ Result<std::vector<SpanningSnapshotRecord>> Catalog::ListSpanning() {
   std::lock_guard lock(mu_);
   VMG_ASSIGN_OR_RETURN(Stmt q,
                        db_->Prepare("SELECT id FROM spanning_snapshots ORDER BY created_us, id"));
-  VMG_ASSIGN_OR_RETURN(auto ids, Texts(q));
-  std::vector<SpanningSnapshotRecord> out;
-  for (const auto& id : ids) {
-    VMG_ASSIGN_OR_RETURN(SpanningSnapshotRecord s, GetSpanningLocked(id));
-    out.push_back(std::move(s));
-  }
-  return out;
+  return LoadEach(q, &Catalog::GetSpanningLocked);
 }
 
 }  // namespace vmgroup::catalog
