@@ -106,11 +106,8 @@ Result<catalog::SpanningSnapshotRecord> SpanningSnapshots::Take(const SnapshotRe
     VMG_ASSIGN_OR_RETURN(auto host, HostOf(part));
     hosts.push_back(std::move(host));
   }
-  VMG_RETURN_IF_ERROR(parts_.catalog->InsertSpanning(s));
-  if (Status hit = parts_.env->Hit(fault::kSpanIntentRecorded, s.id); !hit.ok()) {
-    (void)parts_.catalog->DeleteSpanning(s.id);
-    return hit;
-  }
+  // In taking_ before its record exists: a pass of Recover (at start, or
+  // retrying) running meanwhile must not take it back mid-way.
   {
     std::lock_guard lock(mu_);
     taking_.insert(s.id);
@@ -124,6 +121,11 @@ Result<catalog::SpanningSnapshotRecord> SpanningSnapshots::Take(const SnapshotRe
       self->taking_.erase(id);
     }
   } taken{this, s.id};
+  VMG_RETURN_IF_ERROR(parts_.catalog->InsertSpanning(s));
+  if (Status hit = parts_.env->Hit(fault::kSpanIntentRecorded, s.id); !hit.ok()) {
+    (void)parts_.catalog->DeleteSpanning(s.id);
+    return hit;
+  }
   std::vector<CutHost*> steps;
   for (auto& h : hosts) steps.push_back(h.get());
   const SpanningCutRequest cut{.snapshot_id = s.id,

@@ -328,5 +328,26 @@ TEST_F(SpanningSnapshotsTest, AGroupWhollyOnOtherHostsHasNoPartHereAndKeepsItsSn
   EXPECT_TRUE(groups.DestroyCollection(g.collection_id).ok());
 }
 
+// A pass of Recover (the one a start runs in the background, or a retry)
+// that comes while a snapshot is being taken leaves that snapshot alone.
+TEST_F(SpanningSnapshotsTest, ARecoveryPassDuringATakeLeavesItAlone) {
+  auto g = MakeGroup(1);
+  Span(g);
+  int left = -1;
+  points_.OnHit([&](std::string_view point, std::string_view) {
+    if (point == fault::kSpanIntentRecorded || point == fault::kSpanAllCommitted) {
+      left = spanning().Recover();
+    }
+    return Status::Ok();
+  });
+  auto s = engine_->snapshots().Create({.collection_id = g.collection_id});
+  points_.OnHit(nullptr);
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  EXPECT_EQ(left, 0);
+  EXPECT_EQ(engine_->catalog().GetSpanning(s->id)->state, catalog::SpanningState::kComplete);
+  EXPECT_TRUE(HoldsPart("db1", s->id));
+  ExpectConsistent();
+}
+
 }  // namespace
 }  // namespace vmgroup::engine
