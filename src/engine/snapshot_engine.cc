@@ -22,7 +22,7 @@ Result<catalog::SnapshotRecord> SnapshotEngine::Create(const SnapshotRequest& re
   if (spanning_.Spans(request.collection_id)) {
     VMG_ASSIGN_OR_RETURN(catalog::SpanningSnapshotRecord s, spanning_.Take(request));
     // This host's part, when it has one, is the group snapshot as listed here.
-    return Get(s.id);  // this host's part, when it has one
+    return Get(s.id);
   }
   SnapshotCreate op(parts_, request, parts_.env->Now());
   VMG_RETURN_IF_ERROR(runner_.Run(op));
@@ -63,11 +63,8 @@ Status SnapshotEngine::Destroy(const DestroyRequest& request) {
 }
 
 Status SnapshotEngine::ValidateDestroy(const DestroyRequest& request) {
-  if (auto s = parts_.catalog->GetSpanning(request.snapshot_id); s.ok()) {
-    if (s->state == catalog::SpanningState::kTaking) {
-      return Status::InvalidState("snapshot " + s->name + " is still being taken");
-    }
-    return Status::Ok();
+  if (parts_.catalog->GetSpanning(request.snapshot_id).ok()) {
+    return spanning_.ValidateDestroy(request.snapshot_id);
   }
   return runner_.Validate(SnapshotDestroy(parts_, request));
 }

@@ -52,6 +52,13 @@ bool SpanningSnapshots::Spans(const std::string& collection_id) {
 }
 
 Status SpanningSnapshots::Validate(const SnapshotRequest& request) {
+  VMG_ASSIGN_OR_RETURN(catalog::CollectionRecord group,
+                       parts_.catalog->GetCollection(request.collection_id));
+  return Check(request, group);
+}
+
+Status SpanningSnapshots::Check(const SnapshotRequest& request,
+                                const catalog::CollectionRecord& group) {
   VMG_RETURN_IF_ERROR(CheckSnapshotType(request.type));
   if (request.type == kSnapshotStandard) {
     return Status::NotSupported(
@@ -67,8 +74,6 @@ Status SpanningSnapshots::Validate(const SnapshotRequest& request) {
   if (!request.id.empty() && !IsGuid(request.id)) {
     return Status::InvalidArgument("snapshot id '" + request.id + "' is not a GUID");
   }
-  VMG_ASSIGN_OR_RETURN(catalog::CollectionRecord group,
-                       parts_.catalog->GetCollection(request.collection_id));
   if (peers_ == nullptr) {
     return Status::NotSupported("group " + group.name +
                                 " has members on other hosts, and this vmgroupd has no peers "
@@ -89,9 +94,9 @@ Result<std::unique_ptr<CutHost>> SpanningSnapshots::HostOf(const catalog::Spanni
 }
 
 Result<catalog::SpanningSnapshotRecord> SpanningSnapshots::Take(const SnapshotRequest& request) {
-  VMG_RETURN_IF_ERROR(Validate(request));
   VMG_ASSIGN_OR_RETURN(catalog::CollectionRecord group,
                        parts_.catalog->GetCollection(request.collection_id));
+  VMG_RETURN_IF_ERROR(Check(request, group));
   const int64_t now_us = parts_.env->NowMicros();
   catalog::SpanningSnapshotRecord s{
       .id = request.id.empty() ? NewGuid() : request.id,
@@ -181,11 +186,17 @@ Status SpanningSnapshots::Undo(const catalog::SpanningSnapshotRecord& s) {
   return parts_.catalog->DeleteSpanning(s.id);
 }
 
-Status SpanningSnapshots::Destroy(const std::string& id) {
+Status SpanningSnapshots::ValidateDestroy(const std::string& id) {
   VMG_ASSIGN_OR_RETURN(catalog::SpanningSnapshotRecord s, parts_.catalog->GetSpanning(id));
   if (s.state == catalog::SpanningState::kTaking) {
     return Status::InvalidState("snapshot " + s.name + " is still being taken");
   }
+  return Status::Ok();
+}
+
+Status SpanningSnapshots::Destroy(const std::string& id) {
+  VMG_RETURN_IF_ERROR(ValidateDestroy(id));
+  VMG_ASSIGN_OR_RETURN(catalog::SpanningSnapshotRecord s, parts_.catalog->GetSpanning(id));
   return Undo(s);
 }
 

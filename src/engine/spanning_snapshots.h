@@ -70,6 +70,9 @@ class SpanningSnapshots {
   // cannot be reached fails it; the record stays (kUndoing) and Recover
   // finishes it.
   Status Destroy(const std::string& id);
+  // Destroy's checks alone: NotFound as Destroy says, InvalidState for a
+  // snapshot still being taken.
+  Status ValidateDestroy(const std::string& id);
 
   // The group snapshot `s` is where this host has no part of it: its
   // record as a SnapshotRecord with no members (pause window: the cut's
@@ -90,6 +93,8 @@ class SpanningSnapshots {
   void RecoverInBackground();
 
  private:
+  // Validate's checks of `request` for `group`, its group, already read.
+  Status Check(const SnapshotRequest& request, const catalog::CollectionRecord& group);
   // A host of `s` as the cut reaches it: this host's part, or a peer.
   Result<std::unique_ptr<CutHost>> HostOf(const catalog::SpanningPart& part);
   // Abort on every host of `s` (the record says kUndoing first); forgets

@@ -2,6 +2,7 @@
 // Msvm_SnapshotCollection it makes and the associations that place it
 // (reference §5.2, §6).
 #include <functional>
+#include <set>
 
 #include "base/ids.h"
 #include "cim/xml_reader.h"
@@ -55,24 +56,31 @@ cim::ClassSpec SnapshotCollectionSpec() {
 // Every complete group snapshot; one in progress is not shown. Of one
 // across hosts, coordinated here, this host's part only once every host
 // committed; and the snapshot itself when this host has no part of it.
-Result<std::vector<catalog::SnapshotRecord>> CompleteSnapshots(engine::Engine* e) {
+// `across`, when given, gets the records across hosts, by id.
+Result<std::vector<catalog::SnapshotRecord>> CompleteSnapshots(
+    engine::Engine* e, std::map<std::string, catalog::SpanningSnapshotRecord>* across = nullptr) {
   VMG_ASSIGN_OR_RETURN(auto all, e->catalog().ListSnapshots());
   VMG_ASSIGN_OR_RETURN(auto spanning, e->catalog().ListSpanning());
-  std::map<std::string, const catalog::SpanningSnapshotRecord*> across;
-  for (const auto& s : spanning) across[s.id] = &s;
+  std::map<std::string, catalog::SpanningSnapshotRecord> by_id;
+  for (auto& s : spanning) by_id[s.id] = std::move(s);
+  const auto committed = [&](const std::string& id) {
+    auto it = by_id.find(id);
+    return it == by_id.end() || it->second.state == catalog::SpanningState::kComplete;
+  };
   std::vector<catalog::SnapshotRecord> out;
+  std::set<std::string> here;
   for (auto& s : all) {
-    auto it = across.find(s.id);
-    const bool committed =
-        it == across.end() || it->second->state == catalog::SpanningState::kComplete;
-    if (it != across.end()) across.erase(it);
-    if (committed && s.state == catalog::SnapshotState::kComplete) out.push_back(std::move(s));
-  }
-  for (const auto& [id, s] : across) {
-    if (s->state == catalog::SpanningState::kComplete) {
-      out.push_back(engine::SpanningSnapshots::AsGroupSnapshot(*s));
+    here.insert(s.id);
+    if (committed(s.id) && s.state == catalog::SnapshotState::kComplete) {
+      out.push_back(std::move(s));
     }
   }
+  for (const auto& [id, s] : by_id) {
+    if (here.count(id) == 0 && s.state == catalog::SpanningState::kComplete) {
+      out.push_back(engine::SpanningSnapshots::AsGroupSnapshot(s));
+    }
+  }
+  if (across != nullptr) *across = std::move(by_id);
   return out;
 }
 
@@ -352,11 +360,9 @@ class SnapshotCollectionProvider : public cim::Provider {
   const cim::ClassSpec& spec() const override { return spec_; }
 
   Result<std::vector<cim::Instance>> Enumerate() override {
-    VMG_ASSIGN_OR_RETURN(auto snaps, CompleteSnapshots(e_));
-    VMG_ASSIGN_OR_RETURN(auto vms, e_->catalog().ListVms());
-    VMG_ASSIGN_OR_RETURN(auto spanning, e_->catalog().ListSpanning());
     std::map<std::string, catalog::SpanningSnapshotRecord> across;
-    for (auto& s : spanning) across[s.id] = std::move(s);
+    VMG_ASSIGN_OR_RETURN(auto snaps, CompleteSnapshots(e_, &across));
+    VMG_ASSIGN_OR_RETURN(auto vms, e_->catalog().ListVms());
     std::map<std::string, std::string> current;  // VM -> its newest snapshot
     for (const auto& vm : vms) current[vm.id] = vm.current_snapshot;
     std::map<std::string, std::string> owner;  // member snapshot -> group snapshot
