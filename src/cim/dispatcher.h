@@ -53,6 +53,8 @@ class Dispatcher {
 
  private:
   struct Entry {
+    // Spelled out: clang 14 builds no aggregate from try_emplace's arguments.
+    Entry(const ClassSpec* s, Provider* p) : spec(s), provider(p) {}
     const ClassSpec* spec;
     Provider* provider;  // null for declared-only classes
     // The bytes of the class's last EnumerateInstances answer: the next

@@ -559,7 +559,6 @@ Result<CallResult> Api::BeginBackup(const GroupInfo& g, const BackupBegin& b) {
 }
 
 Result<HostInfo> Api::GetHost() {
-  using VSMS = schema::VirtualSystemManagementService;
   VMG_ASSIGN_OR_RETURN(auto services, cim_->EnumerateInstances(VSMS::kClass));
   if (services.empty()) return Status::NotFound(std::string("vmgroupd serves no ") + VSMS::kClass);
   const cim::Instance& s = services.front().instance;

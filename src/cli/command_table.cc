@@ -11,8 +11,6 @@
 namespace vmgroup::cli {
 namespace {
 
-constexpr std::string_view kNoWait = "[--no-wait]";
-
 // One row per verb; `run` is the family's: it reads the verb itself. A
 // family of one verb ("import") has the verb "". help and version run in
 // main, before any daemon is reached: no `run`.

@@ -15,6 +15,10 @@ namespace {
 // bits, and a power of two is a multiple of any block size a server needs.
 constexpr uint64_t kMaxRequest = uint64_t{1} << 31;
 
+// No completion callback: what NBD_NULL_COMPLETION means, without its C99
+// compound literal, which clang warns about in C++.
+constexpr nbd_completion_callback kNoCompletion{};
+
 // libnbd's message for the call that just failed on this thread.
 std::string LibnbdError() {
   const char* e = nbd_get_error();
@@ -204,8 +208,8 @@ Result<MarkedRanges> NbdReader::Marked(uint64_t offset, uint64_t length, size_t 
     const nbd_extent_callback collect{.callback = CollectExtents,
                                       .user_data = new std::shared_ptr<Extents>(extents),
                                       .free = FreeExtents};
-    const int64_t cookie = nbd_aio_block_status(h, std::min(end - at, kMaxRequest), at, collect,
-                                                NBD_NULL_COMPLETION, 0);
+    const int64_t cookie =
+        nbd_aio_block_status(h, std::min(end - at, kMaxRequest), at, collect, kNoCompletion, 0);
     if (cookie == -1) return CallFailed(h).Annotate(name_);
     VMG_RETURN_IF_ERROR(Drive(env_, h, deadline, [&] {
                           return nbd_aio_command_completed(h, cookie);

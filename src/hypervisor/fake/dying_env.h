@@ -80,7 +80,6 @@ class DyingEnv final : public EnvWrapper {
   bool dead_ = false;            // guarded by mu_
   bool died_ = false;            // guarded by mu_: the death happened
   int in_flight_ = 0;            // guarded by mu_: calls under way
-  uint64_t calls_ = 0;           // guarded by mu_: calls begun, ever
 };
 
 }  // namespace vmgroup::hypervisor::fake
