@@ -87,6 +87,10 @@ Result<SpanningCutReport> TakeSpanningCut(Env* env, const std::vector<CutHost*>&
 
   VMG_RETURN_IF_ERROR(step("preparing", [&](size_t i) { return hosts[i]->Prepare(part); }));
   VMG_RETURN_IF_ERROR(reached(fault::kSpanPrepared));
+  if (request.cancelled && request.cancelled()) {
+    return Status::Cancelled("cancelled before the cut; nothing was kept" +
+                             AbortAll(hosts, request.snapshot_id));
+  }
   VMG_RETURN_IF_ERROR(step("pausing", leased(&SpannedHost::pause, [&](CutHost& h) {
                              return h.Pause(request.snapshot_id, request.lease,
                                             request.cut_with_pause);

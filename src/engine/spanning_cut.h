@@ -18,6 +18,7 @@
 // host enforces both by itself.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -82,6 +83,9 @@ struct SpanningCutRequest {
   // Each host cuts as it pauses (one round trip less of pause); false: a
   // Cut step once every host has paused.
   bool cut_with_pause = true;
+  // Polled once every host has prepared, before any pauses: true takes
+  // every part back (Cancelled). Optional.
+  std::function<bool()> cancelled;
 };
 
 // A Pause or Resume: what the host answered, and when on the coordinator's

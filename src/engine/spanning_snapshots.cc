@@ -138,7 +138,8 @@ Result<catalog::SpanningSnapshotRecord> SpanningSnapshots::Take(const SnapshotRe
                                .name = s.name,
                                .type = s.type,
                                .lease = parts_.options.host_lease,
-                               .step_timeout = parts_.options.host_step_timeout};
+                               .step_timeout = parts_.options.host_step_timeout,
+                               .cancelled = request.cancelled};
   Result<SpanningCutReport> report = TakeSpanningCut(parts_.env, steps, cut);
   Status done = report.status();
   if (done.ok()) {

@@ -62,7 +62,8 @@ class SpanningSnapshots {
   // Takes the snapshot on every host and answers the coordinator's record.
   // On a failure every part is taken back and the error names the host and
   // step; a part whose abort failed keeps the record (kUndoing) for
-  // Recover, and the error says so.
+  // Recover, and the error says so. request.cancelled is polled once every
+  // host has prepared: true takes every part back (Cancelled).
   Result<catalog::SpanningSnapshotRecord> Take(const SnapshotRequest& request);
 
   // Destroys snapshot `id` on every host (each destroys its part), then its

@@ -230,6 +230,28 @@ TEST_F(SpanningSnapshotsTest, AHostsFailureTakesThePartBackEverywhere) {
   ExpectConsistent();
 }
 
+TEST_F(SpanningSnapshotsTest, ACancelledSnapshotIsTakenBackOnEveryHostBeforeAnyPause) {
+  auto g = MakeGroup(1);
+  Span(g);
+  const auto before = Disks(g);
+  const std::string id = NewGuid();
+  int polls = 0;
+  auto s = engine_->snapshots().Create(
+      {.collection_id = g.collection_id, .id = id, .cancelled = [&] { return ++polls > 0; }});
+  ASSERT_EQ(s.status().code(), Code::kCancelled) << s.status().ToString();
+  EXPECT_EQ(polls, 1);
+  for (const char* host : {"db1", "app1"}) {
+    EXPECT_EQ(StepsOf(host),
+              (std::vector<std::string>{"prepare " + id, "abort " + id, "abort " + id}))
+        << host << ": prepared, never paused, then taken back (once more by Take's undo)";
+    EXPECT_FALSE(HoldsPart(host, id)) << host;
+  }
+  EXPECT_EQ(engine_->catalog().GetSpanning(id).status().code(), Code::kNotFound);
+  EXPECT_EQ(engine_->catalog().GetSnapshot(id).status().code(), Code::kNotFound);
+  EXPECT_EQ(Disks(g), before);
+  ExpectConsistent();
+}
+
 TEST_F(SpanningSnapshotsTest, AHostThatCannotBeReachedKeepsTheRecordUntilItAnswers) {
   auto g = MakeGroup(1);
   Span(g);
