@@ -60,4 +60,6 @@ done
 check "group vmgroup exists" getent group vmgroup
 check "user vmgroup-qemu exists" getent passwd vmgroup-qemu
 check "the state directory exists" test -d /var/lib/vmgroup
+check "the peers' credentials directory is root's alone" \
+  sh -c 'test "$(stat -c %a:%U /etc/vmgroup/peers)" = 700:root'
 exit $fail
