@@ -8,7 +8,8 @@
 //  - the same 3 x 2 by a fifth vmgroupd, their coordinator (--peer), through
 //    its CreateSnapshot (`vmgroup snapshot create`), as an operator takes it;
 //  - the same 6 VMs' worth on one host: a fourth daemon with 6 VMs in one
-//    group, snapshotted by its own CreateSnapshot (`vmgroup snapshot create`).
+//    group, snapshotted by its own CreateSnapshot (`vmgroup snapshot create`),
+//    once the group's VMs are stopped (one side's guests at a time).
 //
 // The group's pause window is the first member paused to the last member
 // resumed. Every host here shares this machine's clock, so the window
@@ -20,10 +21,14 @@
 // itself (through the resume guard's monitor, which the host lets go of
 // right after it resumes them: a slight overestimate).
 //
-// The guests are firmware-only (no OS), as in the one-host figures of
-// group_snapshot_bench at N = 6. Root only (network namespaces).
+// --load idle (the default): firmware-only guests (no OS), as in the
+// one-host figures of group_snapshot_bench at N = 6. --load seq: every
+// guest a Linux guest of the guest kit (tests/guest_kit, 128 MiB) writing
+// its sequence of records, one 512-byte O_DIRECT write + fsync after
+// another, all the time (group_snapshot_bench's seq load). Root only
+// (network namespaces).
 //
-//   spanning_cut_bench [--rounds N] [--lease-ms L]
+//   spanning_cut_bench [--rounds N] [--lease-ms L] [--load idle|seq]
 #include <signal.h>
 
 #include <cstdint>
@@ -58,7 +63,33 @@ constexpr int kVmsPerHost = 2;
 struct Args {
   int rounds = 7;
   int lease_ms = 500;
+  std::string load = "idle";
 };
+
+// `vm create` options for `load`'s guests.
+std::vector<std::string> VmOptions(const std::string& load) {
+  if (load == "idle") return {"--memory", "64", "--disk", "16M"};
+  const std::string kit = GUEST_KIT_DIR;
+  return {"--memory", "128",
+          "--disk",   "64M",
+          "--kernel", kit + "/vmlinuz",
+          "--initrd", kit + "/initrd.gz",
+          "--append", "console=ttyS0 panic=-1 quiet writer=raw"};
+}
+
+// Waits until each of `vm_ids` of `d` has written (its console says so).
+Status AwaitWriting(const HostDaemon& d, const std::vector<std::string>& vm_ids) {
+  const auto deadline = Clock::now() + std::chrono::minutes(5);
+  for (const auto& id : vm_ids) {
+    while (true) {
+      auto text = Env::Default()->ReadFile(d.state_dir() + "/vms/" + id + "/serial.log");
+      if (text.ok() && text->find("wrote ") != std::string::npos) break;
+      if (Clock::now() > deadline) return Status::Timeout("guest " + id + " never wrote");
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    }
+  }
+  return Status::Ok();
+}
 
 int64_t NowUs() { return Env::Default()->NowMicros(); }
 
@@ -150,14 +181,17 @@ Result<Figures> Measure(const Args& a, const std::string& self) {
   std::unique_ptr<HostDaemon> single = std::move(daemons.back());
   daemons.pop_back();
   const std::string group_id = NewGuid();
+  const std::vector<std::string> vm_options = VmOptions(a.load);
   std::vector<std::vector<std::string>> vms;
   for (int i = 0; i < kHosts; ++i) {
     VMG_ASSIGN_OR_RETURN(
-        auto ids,
-        daemons[i]->MakeGroup(Names("h" + std::to_string(i + 1) + "-", kVmsPerHost), group_id));
+        auto ids, daemons[i]->MakeGroup(Names("h" + std::to_string(i + 1) + "-", kVmsPerHost),
+                                        group_id, vm_options));
     vms.push_back(ids);
   }
-  VMG_RETURN_IF_ERROR(single->MakeGroup(Names("one-", kHosts * kVmsPerHost)).status());
+  if (a.load != "idle") {
+    for (int i = 0; i < kHosts; ++i) VMG_RETURN_IF_ERROR(AwaitWriting(*daemons[i], vms[i]));
+  }
   // A vmgroupd of its own coordinating the three: the same group (its id),
   // every member on another host.
   std::map<std::string, const HostDaemon*> peers;
@@ -221,18 +255,6 @@ Result<Figures> Measure(const Args& a, const std::string& self) {
                          coordinator->Cli({"snapshot", "delete", across["id"]}));
     if (gone.exit_code != 0) return Status::Failed("snapshot delete: " + gone.err);
 
-    // On one host.
-    const int64_t one_began = NowUs();
-    VMG_ASSIGN_OR_RETURN(auto s, single->Json({"snapshot", "create", "app", "--type", "recovery"}));
-    f.one_host.total_us.push_back(NowUs() - one_began);
-    f.one_host.window_us.push_back(s["pause_window_us"].get<int64_t>());
-    int64_t one_longest = 0;
-    for (const auto& m : s["members"])
-      one_longest = std::max(one_longest, m["pause_us"].get<int64_t>());
-    f.one_host.max_pause_us.push_back(one_longest);
-    VMG_ASSIGN_OR_RETURN(CommandOutput deleted, single->Cli({"snapshot", "delete", s["id"]}));
-    if (deleted.exit_code != 0) return Status::Failed("snapshot delete: " + deleted.err);
-
     // The coordinator's death, every VM paused.
     const std::string id = NewGuid();
     const std::string log = dir / ("coordinator-" + std::to_string(round) + ".log");
@@ -270,11 +292,37 @@ Result<Figures> Measure(const Args& a, const std::string& self) {
     // Each host undoes its part once the lease ran out; collected here.
     for (auto* h : cut_hosts) VMG_RETURN_IF_ERROR(h->Abort(id));
   }
+
+  // The same number of VMs on one host, the group's VMs stopped first: one
+  // side's guests at a time, as group_snapshot_bench runs them. Turned off
+  // after a second: firmware guests do not answer the power button.
+  for (int i = 0; i < kHosts; ++i) {
+    for (const auto& vm : vms[i]) {
+      VMG_ASSIGN_OR_RETURN(CommandOutput stopped,
+                           daemons[i]->Cli({"vm", "stop", vm, "--timeout", "1", "--force"}));
+      if (stopped.exit_code != 0) return Status::Failed("vm stop: " + stopped.err);
+    }
+  }
+  VMG_ASSIGN_OR_RETURN(auto single_vms,
+                       single->MakeGroup(Names("one-", kHosts * kVmsPerHost), "", vm_options));
+  if (a.load != "idle") VMG_RETURN_IF_ERROR(AwaitWriting(*single, single_vms));
+  for (int round = 0; round < a.rounds; ++round) {
+    const int64_t one_began = NowUs();
+    VMG_ASSIGN_OR_RETURN(auto s, single->Json({"snapshot", "create", "app", "--type", "recovery"}));
+    f.one_host.total_us.push_back(NowUs() - one_began);
+    f.one_host.window_us.push_back(s["pause_window_us"].get<int64_t>());
+    int64_t one_longest = 0;
+    for (const auto& m : s["members"])
+      one_longest = std::max(one_longest, m["pause_us"].get<int64_t>());
+    f.one_host.max_pause_us.push_back(one_longest);
+    VMG_ASSIGN_OR_RETURN(CommandOutput deleted, single->Cli({"snapshot", "delete", s["id"]}));
+    if (deleted.exit_code != 0) return Status::Failed("snapshot delete: " + deleted.err);
+  }
   return f;
 }
 
 int Usage() {
-  std::fprintf(stderr, "usage: spanning_cut_bench [--rounds N] [--lease-ms L]\n");
+  std::fprintf(stderr, "usage: spanning_cut_bench [--rounds N] [--lease-ms L] [--load idle|seq]\n");
   return 2;
 }
 
@@ -294,11 +342,23 @@ int main(int argc, char** argv) {
       a.rounds = std::stoi(argv[i + 1]);
     } else if (flag == "--lease-ms") {
       a.lease_ms = std::stoi(argv[i + 1]);
+    } else if (flag == "--load") {
+      a.load = argv[i + 1];
     } else {
       return Usage();
     }
   }
-  if (a.rounds < 1 || a.lease_ms < 1) return Usage();
+  if (a.rounds < 1 || a.lease_ms < 1 || (a.load != "idle" && a.load != "seq")) return Usage();
+  // The guest kit is built while this program can still reach Debian's
+  // archive: not from inside its private network.
+  if (a.load != "idle") {
+    auto kit =
+        vmgroup::Env::Default()->Run({GUEST_KIT_BUILD, GUEST_KIT_DIR}, std::chrono::minutes(5));
+    if (!kit.ok() || kit->exit_code != 0) {
+      std::fprintf(stderr, "spanning_cut_bench: cannot build the guest kit\n");
+      return 1;
+    }
+  }
   // Before any thread: the kernel moves the calling thread alone.
   if (vmgroup::Status s = vmgroup::testing::EnterPrivateNetwork(vmgroup::Env::Default()); !s.ok()) {
     std::fprintf(stderr, "spanning_cut_bench: %s\n", s.ToString().c_str());
@@ -312,8 +372,9 @@ int main(int argc, char** argv) {
     return 1;
   }
   std::printf("load before: %s\nload after:  %s\n", load_before.c_str(), load_after.c_str());
-  std::printf("%d hosts x %d VMs (firmware guests, TCG), %d rounds, lease %d ms\n", kHosts,
-              kVmsPerHost, a.rounds, a.lease_ms);
+  std::printf("%d hosts x %d VMs (%s, TCG), %d rounds, lease %d ms\n", kHosts, kVmsPerHost,
+              a.load == "idle" ? "firmware guests" : "Linux guests writing records", a.rounds,
+              a.lease_ms);
   std::printf("%s", kRowHeader);
   PrintRow("3x2", kHosts * kVmsPerHost, f->spanning.samples);
   PrintRow("3x2 cut", kHosts * kVmsPerHost, f->spanning_cut_step.samples);
