@@ -48,6 +48,7 @@ catalog::VmRecord RecordOfDomain(const hypervisor::DomainInfo& d, const std::str
 
 DomainSync::~DomainSync() {
   for (const auto& uri : vms_->ConnectionUris()) vms_->Connection(uri)->Watch({});
+  snapshots_->OnOperationEnd({});
   {
     std::lock_guard lock(signal_->mu);
     signal_->stop = true;
@@ -59,6 +60,10 @@ DomainSync::~DomainSync() {
 Status DomainSync::Sync(const std::string& uri) {
   hypervisor::Driver* driver = vms_->Connection(uri);
   if (!driver) return Status::NotFound("no libvirt connection to " + uri + " is open");
+  // Before the listing: a domain whose operation ends after this point was
+  // listed as the operation left it for a moment (paused mid-cut); its
+  // record waits for the listing the operation's end leads to.
+  const uint64_t since = snapshots_->ClaimsEnded();
   VMG_ASSIGN_OR_RETURN(auto domains, driver->List());
   VMG_ASSIGN_OR_RETURN(auto recorded, catalog_->ListVms());
   std::map<std::string, catalog::VmRecord> by_id;
@@ -82,7 +87,7 @@ Status DomainSync::Sync(const std::string& uri) {
     }
     vms_->SetUnsupported(d.uuid, d.unsupported);
     const catalog::VmRecord now = RecordOfDomain(d, uri, was);
-    snapshots_->RunUnclaimed(d.uuid, [&] {
+    snapshots_->RunUnclaimed(d.uuid, since, [&] {
       Status s = was ? catalog_->UpdateDomain(now) : catalog_->InsertVm(now);
       if (!s.ok()) return keep(s.Annotate("libvirt domain " + d.name));
       if (now.power == catalog::Power::kOff) return vms_->Drop(d.uuid);
@@ -99,7 +104,7 @@ Status DomainSync::Sync(const std::string& uri) {
     if (vm.libvirt_uri != uri || listed.count(recorded_id)) continue;
     // A named copy: clang 14 does not let a lambda capture a structured binding.
     const std::string& id = recorded_id;
-    snapshots_->RunUnclaimed(id, [&] {
+    snapshots_->RunUnclaimed(id, since, [&] {
       Status s = vms_->ForgetDomain(id);
       if (s.code() == Code::kInvalidState) {
         Log(LogLevel::kWarning, s.message());
@@ -120,15 +125,18 @@ void DomainSync::SyncAll() {
 }
 
 void DomainSync::Follow() {
-  for (const auto& uri : vms_->ConnectionUris()) {
-    vms_->Connection(uri)->Watch([signal = signal_] {
-      {
-        std::lock_guard lock(signal->mu);
-        signal->changed = true;
-      }
-      signal->wake.notify_all();
-    });
-  }
+  const auto resync = [signal = signal_] {
+    {
+      std::lock_guard lock(signal->mu);
+      signal->changed = true;
+    }
+    signal->wake.notify_all();
+  };
+  const auto uris = vms_->ConnectionUris();
+  for (const auto& uri : uris) vms_->Connection(uri)->Watch(resync);
+  // The domains an operation held were left alone meanwhile, and their
+  // events with them: a listing once it ends records what it did.
+  if (!uris.empty()) snapshots_->OnOperationEnd([resync](const auto&) { resync(); });
   thread_ = std::thread([this] {
     Signal& s = *signal_;
     std::unique_lock lock(s.mu);

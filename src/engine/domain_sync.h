@@ -8,10 +8,11 @@
 //
 // A VM in a snapshot operation is left alone until the operation ends (its
 // record is the operation's to change: disks during a cut, power while the
-// cut pauses it); a domain that libvirt no longer knows loses its record,
-// unless group snapshots of it remain. A domain whose UUID is already
-// another VM's (vmgroupd's own, or one on another connection) is ignored,
-// with a warning in the log.
+// cut pauses it), and so is what a listing read of it while one was under
+// way; the end of an operation leads to a new listing. A domain that
+// libvirt no longer knows loses its record, unless group snapshots of it
+// remain. A domain whose UUID is already another VM's (vmgroupd's own, or
+// one on another connection) is ignored, with a warning in the log.
 #pragma once
 
 #include <condition_variable>
@@ -44,8 +45,9 @@ class DomainSync {
   // (the rest of the domains are still synced).
   Status Sync(const std::string& uri);
 
-  // From now on syncs every connection whenever its driver reports a change,
-  // and at least every minute, on a thread of its own; failures are logged.
+  // From now on syncs every connection whenever its driver reports a change
+  // or an operation ends, and at least every minute, on a thread of its
+  // own; failures are logged.
   void Follow();
 
  private:

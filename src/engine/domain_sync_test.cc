@@ -6,9 +6,12 @@
 
 #include <gtest/gtest.h>
 
+#include <future>
+
 #include "engine/engine.h"
 #include "engine/snapshot_plan.h"
 #include "hypervisor/fake/fake_vm.h"
+#include "storage/qemu_img.h"
 #include "testing/temp_dir.h"
 
 namespace vmgroup::engine {
@@ -42,9 +45,22 @@ class FakeLibvirt final : public hypervisor::Driver {
     return started_;
   }
 
-  Result<std::vector<DomainInfo>> List() override {
+  // `hook` runs on each listing once it is taken, before it is returned.
+  void OnList(std::function<void()> hook) {
     std::lock_guard l(mu_);
-    return domains_;
+    listed_ = std::move(hook);
+  }
+
+  Result<std::vector<DomainInfo>> List() override {
+    std::vector<DomainInfo> listing;
+    std::function<void()> hook;
+    {
+      std::lock_guard l(mu_);
+      listing = domains_;
+      hook = listed_;
+    }
+    if (hook) hook();
+    return listing;
   }
   void Watch(std::function<void()> changed) override {
     std::lock_guard l(mu_);
@@ -74,16 +90,18 @@ class FakeLibvirt final : public hypervisor::Driver {
   std::mutex mu_;
   std::vector<DomainInfo> domains_;
   std::function<void()> changed_;
+  std::function<void()> listed_;
   std::vector<std::string> started_;
 };
 
-// Where the domains' images are: files that exist (a snapshot's checks look
-// for them), never opened.
+// Where the domains' images are: small qcow2 images (a snapshot's checks
+// look for them, its overlays are made on them).
 const std::string& Images() {
   static const testing::TempDir dir;
   static const bool made = [] {
+    storage::QemuImg img(Env::Default());
     for (const char* f : {"web-a.qcow2", "web-b.qcow2", "db.qcow2"}) {
-      if (!Env::Default()->WriteFile(dir / f, "").ok()) return false;
+      if (!img.Create(dir / f, 1 << 20).ok()) return false;
     }
     return true;
   }();
@@ -226,6 +244,52 @@ TEST_F(DomainSyncTest, StandardSnapshotsOfDomainsAndUnsupportedDomainsAreRefused
   Status refused = e->snapshots().Validate({.collection_id = *web, .type = kSnapshotDiskOnly});
   EXPECT_EQ(refused.code(), Code::kNotSupported);
   EXPECT_NE(refused.message().find("network disk (rbd)"), std::string::npos) << refused.ToString();
+}
+
+// libvirt lists a domain paused while a cut holds it; that listing, ready
+// only once the cut has ended, is not recorded (the VM would show paused,
+// and the next operation refuse it, until something else made libvirt
+// list again): the operation's end leads to a listing that is.
+TEST_F(DomainSyncTest, AListingTakenWhileAnOperationHeldADomainWaitsForTheNextOne) {
+  libvirt_.Set({Web()});
+  auto e = Open();
+  ASSERT_TRUE(e);
+  auto group =
+      e->collections().DefineCollection("web", "", catalog::CollectionType::kVirtualSystems);
+  ASSERT_TRUE(group.ok()) << group.status().ToString();
+  ASSERT_TRUE(e->collections().AddMember(kWeb, *group).ok());
+
+  std::promise<void> taken, go, next;
+  std::shared_future<void> gone = go.get_future().share();
+  int listings = 0;
+  catalog::Power before_next = catalog::Power::kOff;
+  libvirt_.OnList([&] {
+    if (++listings == 1) {
+      taken.set_value();
+      gone.wait_for(std::chrono::seconds(10));  // bounded: a failed step below ends the test
+    } else if (listings == 2) {
+      before_next = e->catalog().GetVm(kWeb)->power;
+      next.set_value();
+    }
+  });
+  libvirt_.Set({Web(RunState::kPaused)});
+  libvirt_.Fire();
+  ASSERT_EQ(taken.get_future().wait_for(std::chrono::seconds(10)), std::future_status::ready);
+  // The operation that held it ends before the listing is returned.
+  auto snap = e->snapshots().Create({.collection_id = *group, .type = kSnapshotDiskOnly});
+  DomainInfo running = Web();
+  running.disks = e->catalog().GetVm(kWeb)->disks;
+  libvirt_.Set({running});
+  go.set_value();
+  ASSERT_TRUE(snap.ok()) << snap.status().ToString();
+
+  ASSERT_EQ(next.get_future().wait_for(std::chrono::seconds(10)), std::future_status::ready)
+      << "the operation's end leads to a listing";
+  EXPECT_EQ(before_next, catalog::Power::kRunning) << "the listing taken during it is not recorded";
+  auto web = Await(*e, kWeb, [](const auto& vm) { return vm.ok() && vm->disks != Web().disks; });
+  EXPECT_EQ(web.power, catalog::Power::kRunning);
+  EXPECT_EQ(web.disks, running.disks);
+  libvirt_.OnList({});
 }
 
 }  // namespace

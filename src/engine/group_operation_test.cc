@@ -105,7 +105,7 @@ TEST_F(Runner, AnOperationOnAClaimedMemberIsBusyAndDoesNotStart) {
     validated = runner_.Validate(second);
     busy = runner_.Run(second);
     other = runner_.Run(disjoint);
-    ran_unclaimed = claims_.RunUnclaimed("a", [] {});
+    ran_unclaimed = claims_.RunUnclaimed("a", claims_.Releases(), [] {});
   };
   ASSERT_TRUE(runner_.Run(first).ok());
   EXPECT_EQ(busy.code(), Code::kBusy);
@@ -115,7 +115,20 @@ TEST_F(Runner, AnOperationOnAClaimedMemberIsBusyAndDoesNotStart) {
   EXPECT_TRUE(other.ok()) << "an operation on other VMs runs alongside";
   EXPECT_FALSE(ran_unclaimed);
   EXPECT_TRUE(Free({Vm("c")})) << "the refused operation claimed none of its members";
-  EXPECT_TRUE(claims_.RunUnclaimed("a", [] {}));
+  EXPECT_TRUE(claims_.RunUnclaimed("a", claims_.Releases(), [] {}));
+}
+
+TEST_F(Runner, WhatWasReadOfAMemberDuringItsOperationIsNotActedOnAfterIt) {
+  ScriptedOperation op({Vm("a")});
+  std::vector<std::string> ended;
+  claims_.OnRelease([&](const std::vector<std::string>& ids) { ended = ids; });
+  const uint64_t before = claims_.Releases();
+  ASSERT_TRUE(runner_.Run(op).ok());
+  EXPECT_EQ(ended, std::vector<std::string>{"a"}) << "told of the operation's end";
+  EXPECT_FALSE(claims_.RunUnclaimed("a", before, [] {})) << "read before the operation ended";
+  EXPECT_TRUE(claims_.RunUnclaimed("b", before, [] {})) << "another VM's reading stands";
+  EXPECT_TRUE(claims_.RunUnclaimed("a", claims_.Releases(), [] {})) << "read after it ended";
+  claims_.OnRelease({});
 }
 
 TEST_F(Runner, RunClaimedSkipsTheCheckAndTheClaim) {

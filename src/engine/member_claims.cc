@@ -37,16 +37,39 @@ Result<MemberClaim> MemberClaims::Claim(const std::vector<catalog::VmRecord>& vm
   return MemberClaim(this, std::move(ids));
 }
 
-bool MemberClaims::RunUnclaimed(const std::string& vm_id, const std::function<void()>& fn) {
+uint64_t MemberClaims::Releases() {
+  std::lock_guard lock(mu_);
+  return releases_;
+}
+
+bool MemberClaims::RunUnclaimed(const std::string& vm_id, uint64_t since,
+                                const std::function<void()>& fn) {
   std::lock_guard lock(mu_);
   if (busy_.count(vm_id)) return false;
+  if (auto it = released_at_.find(vm_id); it != released_at_.end() && it->second > since) {
+    return false;
+  }
   fn();
   return true;
 }
 
-void MemberClaims::Release(const std::vector<std::string>& ids) {
+void MemberClaims::OnRelease(std::function<void(const std::vector<std::string>&)> released) {
   std::lock_guard lock(mu_);
-  for (const auto& id : ids) busy_.erase(id);
+  released_ = std::move(released);
+}
+
+void MemberClaims::Release(const std::vector<std::string>& ids) {
+  std::function<void(const std::vector<std::string>&)> tell;
+  {
+    std::lock_guard lock(mu_);
+    ++releases_;
+    for (const auto& id : ids) {
+      busy_.erase(id);
+      released_at_[id] = releases_;
+    }
+    tell = released_;
+  }
+  if (tell) tell(ids);
 }
 
 }  // namespace vmgroup::engine

@@ -118,8 +118,4 @@ Status SnapshotEngine::ValidateExport(const ExportRequest& request) {
   return runner_.Validate(SnapshotExport(parts_, request));
 }
 
-bool SnapshotEngine::RunUnclaimed(const std::string& vm_id, const std::function<void()>& fn) {
-  return claims_.RunUnclaimed(vm_id, fn);
-}
-
 }  // namespace vmgroup::engine

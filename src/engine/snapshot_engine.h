@@ -184,12 +184,21 @@ class SnapshotEngine {
   // Export's checks alone.
   Status ValidateExport(const ExportRequest& request);
 
-  // Runs `fn` unless VM `vm_id` is in a snapshot operation, with no
-  // operation able to claim it meanwhile: false (and `fn` not run) when it
-  // is in one. For DomainSync, whose record of a libvirt domain must never
-  // overwrite what an operation is changing (its disks during a cut, its
-  // power while the cut pauses it).
-  bool RunUnclaimed(const std::string& vm_id, const std::function<void()>& fn);
+  // For DomainSync, whose record of a libvirt domain must never overwrite
+  // what an operation is changing (its disks during a cut, its power while
+  // the cut pauses it), nor record what it read while one was under way:
+  // how many operations' claims have ended so far (taken before reading),
+  // and `fn` run unless VM `vm_id` is in an operation or one of its
+  // operations ended since (member_claims.h), with no operation able to
+  // claim it meanwhile (false, `fn` not run, otherwise). `ended` is told
+  // the members of every operation that ends (empty: no one is).
+  uint64_t ClaimsEnded() { return claims_.Releases(); }
+  bool RunUnclaimed(const std::string& vm_id, uint64_t since, const std::function<void()>& fn) {
+    return claims_.RunUnclaimed(vm_id, since, fn);
+  }
+  void OnOperationEnd(std::function<void(const std::vector<std::string>&)> ended) {
+    claims_.OnRelease(std::move(ended));
+  }
 
   // Backup sessions of the groups (backup_sessions.h), run by the same
   // runner: their sockets live under <state directory>/backups.
