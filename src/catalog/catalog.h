@@ -134,6 +134,8 @@ class Catalog {
   Status RecordExport(const std::string& snapshot_id, const std::string& directory, int64_t us);
   // The directories snapshot `snapshot_id` was exported into, newest first.
   Result<std::vector<std::string>> ExportsOf(const std::string& snapshot_id);
+  // The export of `snapshot_id` into `directory` was removed; OK if none was recorded.
+  Status ForgetExport(const std::string& snapshot_id, const std::string& directory);
   // An export into `intent.directory` begins (before it creates anything
   // there); AlreadyExists if one into that directory is in progress.
   Status InsertExportIntent(const ExportIntent& intent);

@@ -224,6 +224,9 @@ struct ExportIntent {
   // The outermost directory the export created (`directory` or one of its
   // parents), or empty when `directory` existed, empty, before it began.
   std::string made;
+  // An export across hosts, on its coordinator: its parts are the hosts'
+  // (engine/spanning_snapshots.h takes it back, not the export's own recovery).
+  bool across_hosts = false;
 };
 
 // A backup session serving a group snapshot's frozen images

@@ -127,11 +127,22 @@ Result<std::vector<std::string>> Catalog::ExportsOf(const std::string& snapshot_
   return Texts(q);
 }
 
+Status Catalog::ForgetExport(const std::string& snapshot_id, const std::string& directory) {
+  std::lock_guard lock(mu_);
+  VMG_ASSIGN_OR_RETURN(Stmt d,
+                       db_->Prepare("DELETE FROM exports WHERE snapshot_id=?1 AND directory=?2"));
+  return d.Bind(1, snapshot_id).Bind(2, directory).Run();
+}
+
 Status Catalog::InsertExportIntent(const ExportIntent& intent) {
   std::lock_guard lock(mu_);
   VMG_ASSIGN_OR_RETURN(Stmt ins, db_->Prepare("INSERT INTO export_intents(directory,snapshot_id,"
-                                              "made) VALUES(?1,?2,?3)"));
-  Status s = ins.Bind(1, intent.directory).Bind(2, intent.snapshot_id).Bind(3, intent.made).Run();
+                                              "made,across_hosts) VALUES(?1,?2,?3,?4)"));
+  Status s = ins.Bind(1, intent.directory)
+                 .Bind(2, intent.snapshot_id)
+                 .Bind(3, intent.made)
+                 .Bind(4, intent.across_hosts ? 1 : 0)
+                 .Run();
   if (s.code() == Code::kAlreadyExists) {
     return Status::AlreadyExists("an export into " + intent.directory + " is in progress");
   }
@@ -146,13 +157,13 @@ Status Catalog::DeleteExportIntent(const std::string& directory) {
 
 Result<std::vector<ExportIntent>> Catalog::ListExportIntents() {
   std::lock_guard lock(mu_);
-  VMG_ASSIGN_OR_RETURN(Stmt q, db_->Prepare("SELECT directory,snapshot_id,made FROM "
+  VMG_ASSIGN_OR_RETURN(Stmt q, db_->Prepare("SELECT directory,snapshot_id,made,across_hosts FROM "
                                             "export_intents ORDER BY directory"));
   std::vector<ExportIntent> out;
   while (true) {
     VMG_ASSIGN_OR_RETURN(bool more, q.Step());
     if (!more) break;
-    out.push_back({q.Text(0), q.Text(1), q.Text(2)});
+    out.push_back({q.Text(0), q.Text(1), q.Text(2), q.Int(3) != 0});
   }
   return out;
 }

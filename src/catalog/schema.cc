@@ -276,9 +276,15 @@ CREATE TABLE spanning_parts (
 );
 )sql";
 
-constexpr std::array<std::string_view, 18> kMigrations = {kV1,  kV2,  kV3,  kV4,  kV5,  kV6,
-                                                          kV7,  kV8,  kV9,  kV10, kV11, kV12,
-                                                          kV13, kV14, kV15, kV16, kV17, kV18};
+// v19: exports across hosts in progress, on their coordinator, so that a
+// restart has the parts the hosts finished removed (issue 20).
+constexpr std::string_view kV19 = R"sql(
+ALTER TABLE export_intents ADD COLUMN across_hosts INTEGER NOT NULL DEFAULT 0;
+)sql";
+
+constexpr std::array<std::string_view, 19> kMigrations = {kV1,  kV2,  kV3,  kV4,  kV5,  kV6,  kV7,
+                                                          kV8,  kV9,  kV10, kV11, kV12, kV13, kV14,
+                                                          kV15, kV16, kV17, kV18, kV19};
 
 }  // namespace
 

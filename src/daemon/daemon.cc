@@ -101,6 +101,8 @@ Result<std::unique_ptr<Daemon>> Daemon::Start(const Options& o) {
   if (!o.nbd_tls_dir.empty()) VMG_RETURN_IF_ERROR(CheckNbdTlsDir(o.nbd_tls_dir));
   eo.snapshot.nbd_listen = o.nbd_listen;
   eo.snapshot.nbd_tls_dir = o.nbd_tls_dir;
+  // Its folder in an export across hosts, beside its peers' named as it names them.
+  eo.snapshot.host_name = HostName();
   // The catalog and exports are for root and the admin group only.
   eo.admin_gid = d->access_->AdminGid();
   d->peers_ = std::make_unique<remote::CimPeers>(

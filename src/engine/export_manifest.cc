@@ -7,6 +7,7 @@
 
 #include "base/ids.h"
 #include "base/validate.h"
+#include "engine/spanning_export.h"
 #include "engine/vm_registry.h"
 #include "storage/untrusted_files.h"
 
@@ -233,6 +234,11 @@ std::string ManifestToJson(const ExportManifest& m) {
 Result<ExportManifest> ParseManifest(const std::string& text) {
   auto parsed =
       Parse<ExportManifest>(text, "the manifest", [](const json& doc) -> Result<ExportManifest> {
+        if (doc.value("format", "") == kSpanningManifestFormat) {
+          return Status::InvalidArgument(
+              "the manifest is that of an export across hosts: each host's part is an export "
+              "of its own, in the folder named for the host");
+        }
         if (doc.value("format", "") != kManifestFormat) {
           return Status::InvalidArgument("the manifest is not a vmgroup export manifest");
         }

@@ -4,6 +4,8 @@
 
 #include <fstream>
 
+#include "base/ids.h"
+#include "engine/spanning_export.h"
 #include "engine/vm_registry.h"
 #include "testing/temp_dir.h"
 
@@ -85,9 +87,36 @@ TEST(ExportManifestTest, ReadsVersion1AndRefusesOthers) {
   EXPECT_TRUE(ParseManifest(v1).ok());
   EXPECT_EQ(ParseManifest("not json").status().code(), Code::kInvalidArgument);
   EXPECT_EQ(ParseManifest("{\"format\": \"other\"}").status().code(), Code::kInvalidArgument);
+  // The manifest of an export across hosts says where its parts are.
+  auto across = ParseManifest(SpanningManifestToJson({.snapshot_id = NewGuid()}));
+  EXPECT_EQ(across.status().code(), Code::kInvalidArgument);
+  EXPECT_NE(across.status().message().find("folder named for the host"), std::string::npos)
+      << across.status().ToString();
   EXPECT_TRUE(Says(TextRefusal("\"version\": 2", "\"version\": 4"), "version 4"));
   EXPECT_TRUE(Says(TextRefusal("\"version\": 2", "\"version\": 2.5"), "whole number"));
   EXPECT_TRUE(Says(TextRefusal("\"virtual_size\"", "\"size_virtual\""), "malformed"));
+}
+
+TEST(ExportManifestTest, TheManifestAcrossHostsRoundTripsAndRefusesOthers) {
+  const SpanningExportManifest m{.exported_us = 17,
+                                 .collection_id = NewGuid(),
+                                 .snapshot_id = NewGuid(),
+                                 .snapshot_name = "nightly",
+                                 .cut_spread_us = 1840,
+                                 .storage = false,
+                                 .parts = {{.host = "", .folder = "node1", .vm_ids = {NewGuid()}},
+                                           {.host = "h2", .folder = "h2", .vm_ids = {NewGuid()}}}};
+  auto back = ParseSpanningManifest(SpanningManifestToJson(m));
+  ASSERT_TRUE(back.ok()) << back.status().ToString();
+  EXPECT_EQ(SpanningManifestToJson(*back), SpanningManifestToJson(m));
+  EXPECT_EQ(back->parts[1].vm_ids, m.parts[1].vm_ids);
+  EXPECT_EQ(ParseSpanningManifest(ManifestToJson(Sample())).status().code(), Code::kInvalidArgument)
+      << "an export's own manifest is not one across hosts";
+  std::string later = SpanningManifestToJson(m);
+  later.replace(later.find("\"version\": 1"), 12, "\"version\": 9");
+  EXPECT_EQ(ParseSpanningManifest(later).status().code(), Code::kInvalidArgument);
+  EXPECT_EQ(ParseSpanningManifest("{\"format\": \"vmgroup-export-across-hosts\"}").status().code(),
+            Code::kInvalidArgument);
 }
 
 TEST(ExportManifestTest, LibvirtDomainsComeWithVersion3) {

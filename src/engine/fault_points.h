@@ -89,6 +89,15 @@ inline constexpr std::string_view kSpanAllCommitted = "span.all_committed";
 inline constexpr std::array<std::string_view, 6> kSpanAll = {
     kSpanIntentRecorded, kSpanPrepared,      kSpanPaused,
     kSpanResumed,        kSpanHostCommitted, kSpanAllCommitted};
+// An export across hosts, on its coordinator. Subject: the snapshot id.
+// Its intent is recorded; no host is asked yet.
+inline constexpr std::string_view kSpanExportIntentRecorded = "span.export_intent_recorded";
+// Every host exported its part; the manifest across hosts is not written.
+inline constexpr std::string_view kSpanExportPartsDone = "span.export_parts_done";
+// The manifest across hosts is written; the intent is not forgotten yet.
+inline constexpr std::string_view kSpanExportWritten = "span.export_written";
+inline constexpr std::array<std::string_view, 3> kSpanExportAll = {
+    kSpanExportIntentRecorded, kSpanExportPartsDone, kSpanExportWritten};
 
 // The snapshot protocol's points, in order (crash_recovery_test walks them).
 inline constexpr std::array<std::string_view, 7> kAll = {

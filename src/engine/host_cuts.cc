@@ -6,8 +6,10 @@
 #include <thread>
 
 #include "base/ids.h"
+#include "engine/export_layout.h"
 #include "engine/snapshot_create.h"
 #include "engine/snapshot_destroy.h"
+#include "engine/snapshot_export.h"
 
 namespace vmgroup::engine {
 namespace {
@@ -346,6 +348,22 @@ Status HostCuts::DestroyCommitted(const std::string& snapshot_id) {
   const DestroyRequest request{snapshot_id};
   SnapshotDestroy destroy(parts_, request);
   return runner_.Run(destroy).Annotate("destroying this host's part of snapshot " + snapshot_id);
+}
+
+Result<ExportManifest> HostCuts::ExportPart(const ExportRequest& request) {
+  if (!request.base.empty()) {
+    return Status::InvalidArgument(
+        "a part of a snapshot across hosts is exported in full: incremental exports across "
+        "hosts are not offered yet");
+  }
+  SnapshotExport op(parts_, request);
+  VMG_RETURN_IF_ERROR(runner_.Run(op));
+  return op.manifest();
+}
+
+Status HostCuts::RemoveExportPart(const std::string& snapshot_id, const std::string& directory) {
+  return RemoveExport(parts_.env, *parts_.catalog, snapshot_id, directory)
+      .Annotate("removing this host's export of snapshot " + snapshot_id);
 }
 
 Result<HostCutStatus> HostCuts::Get(const std::string& snapshot_id) {

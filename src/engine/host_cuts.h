@@ -32,6 +32,7 @@
 #include <mutex>
 #include <string>
 
+#include "engine/export_manifest.h"
 #include "engine/group_operation.h"
 #include "engine/leased_pause.h"
 #include "engine/snapshot_plan.h"
@@ -114,6 +115,17 @@ class HostCuts {
   // Where the part stands. NotFound when this host has none (never had it,
   // or it ended and was collected by Commit or Abort).
   Result<HostCutStatus> Get(const std::string& snapshot_id);
+
+  // Exports the committed part `request.snapshot_id` into
+  // `request.directory` as any snapshot is exported (SnapshotEngine::Export:
+  // the same checks, errors and taking back of a failed export): this
+  // host's folder of an export across hosts. A full export only:
+  // InvalidArgument for a base.
+  Result<ExportManifest> ExportPart(const ExportRequest& request);
+  // Removes the finished export of part `snapshot_id` in `directory`: the
+  // coordinator taking back an export that failed on another host
+  // (export_layout.h RemoveExport). OK when there is none.
+  Status RemoveExportPart(const std::string& snapshot_id, const std::string& directory);
 
  private:
   struct Part;

@@ -40,6 +40,9 @@ struct SnapshotOptions {
   // guests notice), and how long a host waits for it outside the lease.
   Duration host_lease = std::chrono::milliseconds(500);
   Duration host_step_timeout = std::chrono::seconds(30);
+  // This host's name in an export across hosts: the folder its part goes
+  // to (spanning_export.h). The daemon gives the machine's host name.
+  std::string host_name = "localhost";
 };
 
 struct SnapshotRequest {

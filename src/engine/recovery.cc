@@ -107,6 +107,8 @@ void TakeBackExports(Env* env, catalog::Catalog& catalog, RecoveryReport& report
     return;
   }
   for (const auto& intent : *intents) {
+    // Its parts are on the hosts: SpanningSnapshots::Recover asks them.
+    if (intent.across_hosts) continue;
     auto removed = TakeBackExport(env, catalog, intent);
     if (!removed.ok()) {
       if (report.problems.ok()) report.problems = removed.status().Annotate("export");

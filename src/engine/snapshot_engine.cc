@@ -107,14 +107,17 @@ Status SnapshotEngine::ValidateExportReferencePoint(const std::string& rp_id,
 }
 
 Result<ExportManifest> SnapshotEngine::Export(const ExportRequest& request) {
-  VMG_RETURN_IF_ERROR(spanning_.RefuseAcrossHosts(request.snapshot_id, "exporting"));
+  if (spanning_.Has(request.snapshot_id)) {
+    return Status::InvalidArgument("snapshot " + request.snapshot_id +
+                                   " spans hosts: spanning().Export exports it");
+  }
   SnapshotExport op(parts_, request);
   VMG_RETURN_IF_ERROR(runner_.Run(op));
   return op.manifest();
 }
 
 Status SnapshotEngine::ValidateExport(const ExportRequest& request) {
-  VMG_RETURN_IF_ERROR(spanning_.RefuseAcrossHosts(request.snapshot_id, "exporting"));
+  if (spanning_.Has(request.snapshot_id)) return spanning_.ValidateExport(request);
   return runner_.Validate(SnapshotExport(parts_, request));
 }
 

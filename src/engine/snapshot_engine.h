@@ -180,8 +180,11 @@ class SnapshotEngine {
   // (the export holds the members until it ends, so the snapshot's images
   // cannot change under it). A failure while writing (no space, not writable) removes
   // what the export had written.
+  //
+  // A snapshot across hosts is exported by spanning().Export, whose
+  // manifest names each host's part (InvalidArgument here).
   Result<ExportManifest> Export(const ExportRequest& request);
-  // Export's checks alone.
+  // Export's checks alone; a snapshot across hosts's too.
   Status ValidateExport(const ExportRequest& request);
 
   // For DomainSync, whose record of a libvirt domain must never overwrite
@@ -207,8 +210,9 @@ class SnapshotEngine {
   // same runner, step by step on a coordinator's word.
   HostCuts& host_cuts() { return host_cuts_; }
   // Snapshots of groups with members on other hosts, this host coordinating
-  // (spanning_snapshots.h). Create and Destroy come here for them; Apply,
-  // Export, reference points and backup sessions refuse them.
+  // (spanning_snapshots.h). Create and Destroy come here for them, and
+  // ValidateExport; its Export exports them. Apply, reference points and
+  // backup sessions refuse them.
   SpanningSnapshots& spanning() { return spanning_; }
 
   // What the operations run here measured (operation_metrics.h), and the

@@ -17,10 +17,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// An export holds whole disks: root and the admin group may read it, nobody
-// else, from the moment its directory exists.
-constexpr unsigned kExportDirMode = 0750, kExportFileMode = 0640;
-
 }  // namespace
 
 // What an export has made so far, so that a failure can take it all away

@@ -41,6 +41,14 @@ Result<HostLease> LocalCutHost::Resume(const std::string& snapshot_id) {
   return LeaseOf(cuts_->Resume(snapshot_id));
 }
 
+Status LocalCutHost::Export(const std::string& snapshot_id, const std::string& directory,
+                            bool copy_storage) {
+  return cuts_
+      ->ExportPart(
+          {.snapshot_id = snapshot_id, .directory = directory, .copy_storage = copy_storage})
+      .status();
+}
+
 Result<SpanningCutReport> TakeSpanningCut(Env* env, const std::vector<CutHost*>& hosts,
                                           const SpanningCutRequest& request) {
   if (hosts.empty()) return Status::InvalidArgument("a snapshot across hosts needs hosts");

@@ -50,6 +50,11 @@ class CutHost {
   virtual Result<HostLease> Resume(const std::string& snapshot_id) = 0;
   virtual Status Commit(const std::string& snapshot_id) = 0;
   virtual Status Abort(const std::string& snapshot_id) = 0;
+  // The host's export of its committed part into `directory` (full, with
+  // the disks unless `copy_storage` is false), and its removal.
+  virtual Status Export(const std::string& snapshot_id, const std::string& directory,
+                        bool copy_storage) = 0;
+  virtual Status RemoveExport(const std::string& snapshot_id, const std::string& directory) = 0;
 };
 
 // This host's own part, through its SnapshotEngine's HostCuts.
@@ -64,6 +69,11 @@ class LocalCutHost final : public CutHost {
   Result<HostLease> Resume(const std::string& snapshot_id) override;
   Status Commit(const std::string& snapshot_id) override { return cuts_->Commit(snapshot_id); }
   Status Abort(const std::string& snapshot_id) override { return cuts_->Abort(snapshot_id); }
+  Status Export(const std::string& snapshot_id, const std::string& directory,
+                bool copy_storage) override;
+  Status RemoveExport(const std::string& snapshot_id, const std::string& directory) override {
+    return cuts_->RemoveExportPart(snapshot_id, directory);
+  }
 
  private:
   HostCuts* const cuts_;

@@ -50,6 +50,11 @@ class ScriptedHost final : public CutHost {
     Log("abort");
     return abort_fails_ ? Status::Failed("the disk is gone") : Status::Ok();
   }
+  // The cut exports nothing (spanning_snapshots_test exports).
+  Status Export(const std::string&, const std::string&, bool) override { return Step("export"); }
+  Status RemoveExport(const std::string&, const std::string&) override {
+    return Step("remove-export");
+  }
 
   std::string fail_at;
   bool abort_fails_ = false;

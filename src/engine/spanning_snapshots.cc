@@ -1,12 +1,18 @@
 #include "engine/spanning_snapshots.h"
 
 #include <algorithm>
+#include <mutex>
+#include <set>
 
 #include "base/ids.h"
 #include "base/log.h"
+#include "engine/export_layout.h"
+#include "engine/export_manifest.h"
 #include "engine/fault_points.h"
+#include "engine/member_checks.h"
 #include "engine/parallel.h"
 #include "engine/snapshot_plan.h"
+#include "storage/untrusted_files.h"
 
 namespace vmgroup::engine {
 namespace {
@@ -36,6 +42,18 @@ std::string HostsOf(const catalog::SpanningSnapshotRecord& s) {
 }
 
 }  // namespace
+
+SpanningSnapshots::InHand::InHand(SpanningSnapshots* self, std::set<std::string>* set,
+                                  std::string key)
+    : self_(self), set_(set), key_(std::move(key)) {
+  std::lock_guard lock(self_->mu_);
+  set_->insert(key_);
+}
+
+SpanningSnapshots::InHand::~InHand() {
+  std::lock_guard lock(self_->mu_);
+  set_->erase(key_);
+}
 
 SpanningSnapshots::~SpanningSnapshots() {
   {
@@ -113,19 +131,7 @@ Result<catalog::SpanningSnapshotRecord> SpanningSnapshots::Take(const SnapshotRe
   }
   // In taking_ before its record exists: a pass of Recover (at start, or
   // retrying) running meanwhile must not take it back mid-way.
-  {
-    std::lock_guard lock(mu_);
-    taking_.insert(s.id);
-  }
-  // Leaves taking_ however Take ends: the record is Recover's from then.
-  struct Taken {
-    SpanningSnapshots* self;
-    std::string id;
-    ~Taken() {
-      std::lock_guard lock(self->mu_);
-      self->taking_.erase(id);
-    }
-  } taken{this, s.id};
+  InHand taken(this, &taking_, s.id);
   VMG_RETURN_IF_ERROR(parts_.catalog->InsertSpanning(s));
   if (Status hit = parts_.env->Hit(fault::kSpanIntentRecorded, s.id); !hit.ok()) {
     (void)parts_.catalog->DeleteSpanning(s.id);
@@ -192,6 +198,15 @@ Status SpanningSnapshots::ValidateDestroy(const std::string& id) {
   if (s.state == catalog::SpanningState::kTaking) {
     return Status::InvalidState("snapshot " + s.name + " is still being taken");
   }
+  // Its export's parts are removed by what the snapshot's parts name.
+  VMG_ASSIGN_OR_RETURN(auto intents, parts_.catalog->ListExportIntents());
+  for (const auto& intent : intents) {
+    if (intent.across_hosts && intent.snapshot_id == id) {
+      return Status::InvalidState("snapshot " + s.name + " is being exported into " +
+                                  intent.directory + ", or that export is still being removed; " +
+                                  "try again once it has ended");
+    }
+  }
   return Status::Ok();
 }
 
@@ -199,6 +214,149 @@ Status SpanningSnapshots::Destroy(const std::string& id) {
   VMG_RETURN_IF_ERROR(ValidateDestroy(id));
   VMG_ASSIGN_OR_RETURN(catalog::SpanningSnapshotRecord s, parts_.catalog->GetSpanning(id));
   return Undo(s);
+}
+
+bool SpanningSnapshots::Has(const std::string& id) { return parts_.catalog->GetSpanning(id).ok(); }
+
+std::string SpanningSnapshots::FolderOf(const catalog::SpanningPart& part) const {
+  return part.host.empty() ? parts_.options.host_name : part.host;
+}
+
+Status SpanningSnapshots::ValidateExport(const ExportRequest& request) {
+  VMG_ASSIGN_OR_RETURN(catalog::SpanningSnapshotRecord s,
+                       parts_.catalog->GetSpanning(request.snapshot_id));
+  return CheckExport(s, request);
+}
+
+Status SpanningSnapshots::CheckExport(const catalog::SpanningSnapshotRecord& s,
+                                      const ExportRequest& request) {
+  if (s.state != catalog::SpanningState::kComplete) {
+    return Status::InvalidState(
+        "snapshot " + s.name + " is " +
+        (s.state == catalog::SpanningState::kTaking ? "still being taken" : "being taken back") +
+        ": only a complete snapshot is exported");
+  }
+  if (!request.base.empty()) {
+    return Status::NotSupported("snapshot " + s.name + " spans " + HostsOf(s) +
+                                ": incremental exports across hosts are not offered yet; "
+                                "export it in full (no DifferentialBackupBase)");
+  }
+  VMG_RETURN_IF_ERROR(CheckExportDirectory(parts_, request.directory));
+  std::set<std::string> folders;
+  for (const auto& part : s.parts) {
+    if (!part.host.empty() && peers_ != nullptr) VMG_RETURN_IF_ERROR(peers_->Known(part.host));
+    if (!folders.insert(FolderOf(part)).second) {
+      return Status::InvalidState("two hosts of snapshot " + s.name + " would export into " +
+                                  request.directory + "/" + FolderOf(part) +
+                                  ": this host's name is a peer's (set vmgroupd's host name "
+                                  "apart from its peers' names)");
+    }
+  }
+  return Status::Ok();
+}
+
+Result<SpanningExportManifest> SpanningSnapshots::Export(const ExportRequest& request) {
+  VMG_ASSIGN_OR_RETURN(catalog::SpanningSnapshotRecord s,
+                       parts_.catalog->GetSpanning(request.snapshot_id));
+  VMG_RETURN_IF_ERROR(CheckExport(s, request));
+  std::vector<std::unique_ptr<CutHost>> hosts;
+  for (const auto& part : s.parts) {
+    VMG_ASSIGN_OR_RETURN(auto host, HostOf(part));
+    hosts.push_back(std::move(host));
+  }
+  const std::string& dir = request.directory;
+  const catalog::ExportIntent intent{.directory = dir,
+                                     .snapshot_id = s.id,
+                                     .made = OutermostMissing(parts_.env, dir),
+                                     .across_hosts = true};
+  // In exporting_ before its intent exists: a pass of Recover meanwhile
+  // must not take it back mid-way.
+  InHand held(this, &exporting_, dir);
+  VMG_RETURN_IF_ERROR(parts_.catalog->InsertExportIntent(intent));
+  if (Status hit = parts_.env->Hit(fault::kSpanExportIntentRecorded, s.id); !hit.ok()) {
+    (void)parts_.catalog->DeleteExportIntent(dir);
+    return hit;
+  }
+  std::mutex progress_mu;
+  size_t finished = 0;
+  const std::vector<Status> exported = EachInParallel(s.parts.size(), [&](size_t i) -> Status {
+    Status done = hosts[i]
+                      ->Export(s.id, dir + "/" + FolderOf(s.parts[i]), request.copy_storage)
+                      .Annotate(hosts[i]->name());
+    std::lock_guard lock(progress_mu);
+    ++finished;
+    if (request.progress) request.progress(static_cast<int>(100 * finished / s.parts.size()));
+    return done;
+  });
+  Status failed;
+  for (const Status& e : exported) {
+    if (!e.ok()) {
+      failed = e;
+      break;
+    }
+  }
+  if (failed.ok()) failed = parts_.env->Hit(fault::kSpanExportPartsDone, s.id);
+  if (failed.ok()) {
+    SpanningExportManifest m{.exported_us = parts_.env->NowMicros(),
+                             .collection_id = s.collection_id,
+                             .snapshot_id = s.id,
+                             .snapshot_name = s.name,
+                             .cut_spread_us = s.cut_spread_us,
+                             .storage = request.copy_storage};
+    for (const auto& part : s.parts) {
+      m.parts.push_back({.host = part.host, .folder = FolderOf(part), .vm_ids = part.vm_ids});
+    }
+    failed = WriteSpanningManifest(dir, m, !intent.made.empty());
+    if (failed.ok()) {
+      // Finished: an intent left behind is forgotten by Recover, which
+      // finds the manifest.
+      VMG_RETURN_IF_ERROR(parts_.env->Hit(fault::kSpanExportWritten, s.id));
+      if (Status forgot = parts_.catalog->DeleteExportIntent(dir); !forgot.ok()) {
+        Log(LogLevel::kWarning, forgot.ToString());
+      }
+      return m;
+    }
+  }
+  // Presumed abort: every part that was finished goes.
+  Status undone = RemoveExportEverywhere(s, intent, &exported);
+  if (!undone.ok()) RecoverInBackground();
+  return Status(failed.code(),
+                failed.message() + (undone.ok() ? " (the parts the hosts finished were removed)"
+                                                : "; " + undone.message()));
+}
+
+Status SpanningSnapshots::RemoveExportEverywhere(const catalog::SpanningSnapshotRecord& s,
+                                                 const catalog::ExportIntent& intent,
+                                                 const std::vector<Status>* exported) {
+  const std::string& dir = intent.directory;
+  const std::vector<Status> removed = EachInParallel(s.parts.size(), [&](size_t i) -> Status {
+    if (exported != nullptr && !(*exported)[i].ok()) return Status::Ok();  // it made nothing
+    VMG_ASSIGN_OR_RETURN(auto host, HostOf(s.parts[i]));
+    return host->RemoveExport(s.id, dir + "/" + FolderOf(s.parts[i])).Annotate(host->name());
+  });
+  std::string left;
+  for (const Status& r : removed) {
+    if (!r.ok()) left += (left.empty() ? "" : "; ") + r.message();
+  }
+  if (!left.empty()) {
+    return Status::Unavailable("the export of snapshot " + s.name + " into " + dir +
+                               " is still being removed on " + left +
+                               " (vmgroupd tries again until every host has answered)");
+  }
+  // The manifest across hosts too, should it have been written.
+  VMG_RETURN_IF_ERROR(parts_.env->RemoveFile(dir + "/" + kManifestFile));
+  VMG_RETURN_IF_ERROR(RemoveEmptyDirs(parts_.env, MadeDirs(dir, intent.made)));
+  return parts_.catalog->DeleteExportIntent(dir);
+}
+
+Status SpanningSnapshots::WriteSpanningManifest(const std::string& dir,
+                                                const SpanningExportManifest& m, bool made) {
+  Env* env = parts_.env;
+  VMG_RETURN_IF_ERROR(env->CreateDirs(dir));
+  if (made) VMG_RETURN_IF_ERROR(storage::SetAccess(dir, kExportDirMode, parts_.options.admin_gid));
+  const std::string file = dir + "/" + kManifestFile;
+  VMG_RETURN_IF_ERROR(env->WriteFile(file, SpanningManifestToJson(m)));
+  return storage::SetAccess(file, kExportFileMode, parts_.options.admin_gid);
 }
 
 catalog::SnapshotRecord SpanningSnapshots::AsGroupSnapshot(
@@ -244,6 +402,52 @@ int SpanningSnapshots::Recover() {
                                "), left unfinished across hosts, is taken back on " + HostsOf(s));
     } else {
       Log(LogLevel::kWarning, undone.message());
+      ++left;
+    }
+  }
+  return left + RecoverExports();
+}
+
+int SpanningSnapshots::RecoverExports() {
+  auto intents = parts_.catalog->ListExportIntents();
+  if (!intents.ok()) {
+    Log(LogLevel::kWarning, "exports across hosts: " + intents.status().ToString());
+    return 1;
+  }
+  int left = 0;
+  for (const auto& intent : *intents) {
+    if (!intent.across_hosts) continue;
+    {
+      std::lock_guard lock(mu_);
+      if (exporting_.count(intent.directory) > 0) continue;  // Export has it in hand
+    }
+    const std::string& dir = intent.directory;
+    // Finished: the manifest was written, only the intent was left.
+    auto text = storage::ReadBounded(dir + "/" + kManifestFile, kMaxManifestBytes, "the manifest");
+    if (text.ok()) {
+      auto m = ParseSpanningManifest(*text);
+      if (m.ok() && m->snapshot_id == intent.snapshot_id) {
+        if (Status forgot = parts_.catalog->DeleteExportIntent(dir); !forgot.ok()) ++left;
+        continue;
+      }
+    }
+    auto s = parts_.catalog->GetSpanning(intent.snapshot_id);
+    if (s.status().code() == Code::kNotFound) {
+      // Nothing names its hosts any more (Destroy refuses while it is
+      // recorded: a catalog changed by hand); said, and forgotten.
+      Log(LogLevel::kWarning, "the export across hosts into " + dir + " of snapshot " +
+                                  intent.snapshot_id +
+                                  ", left unfinished, names a snapshot this host no longer has: "
+                                  "remove its parts on the hosts by hand");
+      if (Status forgot = parts_.catalog->DeleteExportIntent(dir); !forgot.ok()) ++left;
+      continue;
+    }
+    Status undone = s.ok() ? RemoveExportEverywhere(*s, intent, nullptr) : s.status();
+    if (undone.ok()) {
+      Log(LogLevel::kInfo, "the export of snapshot " + s->name + " into " + dir +
+                               ", left unfinished, is removed on " + HostsOf(*s));
+    } else {
+      Log(LogLevel::kWarning, "the export across hosts into " + dir + ": " + undone.ToString());
       ++left;
     }
   }

@@ -17,9 +17,9 @@
 //
 // Each host's part is an ordinary snapshot there under the group snapshot's
 // id; this host's part, when it has one, is listed as the group snapshot
-// here. Destroy takes every part away. Apply, export, reference points and
-// backup sessions of a snapshot across hosts are not offered yet
-// (RefuseAcrossHosts says so).
+// here. Destroy takes every part away; Export has every host export its
+// part (spanning_export.h). Apply, reference points and backup sessions of
+// a snapshot across hosts are not offered yet (RefuseAcrossHosts says so).
 //
 // Thread-safe: snapshots of different groups run concurrently; each host's
 // part claims its members as any snapshot does.
@@ -36,6 +36,7 @@
 #include "engine/operation_requests.h"
 #include "engine/peers.h"
 #include "engine/spanning_cut.h"
+#include "engine/spanning_export.h"
 
 namespace vmgroup::engine {
 
@@ -75,6 +76,23 @@ class SpanningSnapshots {
   // snapshot still being taken.
   Status ValidateDestroy(const std::string& id);
 
+  // True when `id` is a snapshot across hosts this host coordinates.
+  bool Has(const std::string& id);
+
+  // Exports snapshot `request.snapshot_id` in full: every host exports its
+  // part, in parallel, into `request.directory`/<host> (this host's folder:
+  // SnapshotOptions::host_name), then this host writes the manifest naming
+  // them, last. All or nothing: when a host fails, each host that finished
+  // removes its part (CutHost::RemoveExport), and the error names the
+  // host, and any part that could not be removed. request.progress is told
+  // as hosts finish.
+  Result<SpanningExportManifest> Export(const ExportRequest& request);
+  // Export's checks alone, asking no host: NotFound; InvalidState for a
+  // snapshot not Complete; NotSupported for an incremental export; the
+  // export directory's checks (CheckExportDirectory); InvalidState when two
+  // hosts would share a folder.
+  Status ValidateExport(const ExportRequest& request);
+
   // The group snapshot `s` is where this host has no part of it: its
   // record as a SnapshotRecord with no members (pause window: the cut's
   // window across hosts).
@@ -86,8 +104,10 @@ class SpanningSnapshots {
 
   // Takes back, on every host, each snapshot across hosts whose record is
   // not Complete and that no Take has in hand (a coordinator that died, an
-  // abort that failed), and forgets its record once every host answered.
-  // Returns how many remain: a host could not be reached.
+  // abort that failed), and forgets its record once every host answered;
+  // so too each export across hosts left unfinished (its intent recorded,
+  // its manifest not written) that no Export has in hand: every host
+  // removes its part. Returns how many remain: a host could not be reached.
   int Recover();
   // Recover in a thread of its own, again every 10 s until none remains
   // (at start: a host that cannot be reached does not hold the daemon up).
@@ -98,6 +118,36 @@ class SpanningSnapshots {
   Status Check(const SnapshotRequest& request, const catalog::CollectionRecord& group);
   // A host of `s` as the cut reaches it: this host's part, or a peer.
   Result<std::unique_ptr<CutHost>> HostOf(const catalog::SpanningPart& part);
+  // Holds `key` in `set` (taking_ or exporting_) for its lifetime.
+  class InHand {
+   public:
+    InHand(SpanningSnapshots* self, std::set<std::string>* set, std::string key);
+    ~InHand();
+    InHand(const InHand&) = delete;
+    InHand& operator=(const InHand&) = delete;
+
+   private:
+    SpanningSnapshots* const self_;
+    std::set<std::string>* const set_;
+    const std::string key_;
+  };
+
+  // Recover's pass over the exports across hosts: how many remain.
+  int RecoverExports();
+  // Has every host of `s` remove its part of the export `intent` records
+  // (only those whose `exported` is OK, when given), then the manifest
+  // across hosts and the directories the export made, then the intent.
+  // Unavailable naming the hosts that did not: the intent stays.
+  Status RemoveExportEverywhere(const catalog::SpanningSnapshotRecord& s,
+                                const catalog::ExportIntent& intent,
+                                const std::vector<Status>* exported);
+  // ValidateExport's checks of `s`, already read.
+  Status CheckExport(const catalog::SpanningSnapshotRecord& s, const ExportRequest& request);
+  // The folder of an export across hosts that `part` goes to.
+  std::string FolderOf(const catalog::SpanningPart& part) const;
+  // Writes `m` into `dir` (made here when `made`: given the export's
+  // access), last of an export across hosts.
+  Status WriteSpanningManifest(const std::string& dir, const SpanningExportManifest& m, bool made);
   // Abort on every host of `s` (the record says kUndoing first); forgets
   // the record once all succeeded. Unavailable naming the hosts whose
   // abort failed.
@@ -110,9 +160,10 @@ class SpanningSnapshots {
   std::mutex recover_mu_;  // held by each pass of Recover
   std::mutex mu_;
   std::condition_variable stop_cv_;
-  std::set<std::string> taking_;  // ids Take is taking; guarded by mu_
-  bool stopping_ = false;         // guarded by mu_
-  bool retrying_ = false;         // RecoverInBackground's thread runs; guarded by mu_
+  std::set<std::string> taking_;     // ids Take is taking; guarded by mu_
+  std::set<std::string> exporting_;  // directories Export writes; guarded by mu_
+  bool stopping_ = false;            // guarded by mu_
+  bool retrying_ = false;            // RecoverInBackground's thread runs; guarded by mu_
   std::thread retries_;
 };
 

@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "base/ids.h"
+#include "engine/export_manifest.h"
 #include "engine/fake_group_test.h"
 #include "engine/fault_points.h"
 
@@ -50,6 +51,17 @@ class FakeCutHost final : public CutHost {
     if (peer_->unreachable) return Status::Unavailable(name_ + " cannot be reached");
     peer_->parts.erase(id);
     return Status::Ok();
+  }
+  // An export is its folder with a manifest naming the snapshot in it.
+  Status Export(const std::string& id, const std::string& dir, bool) override {
+    VMG_RETURN_IF_ERROR(Step("export", id));
+    VMG_RETURN_IF_ERROR(Env::Default()->CreateDirs(dir));
+    return Env::Default()->WriteFile(dir + "/" + kManifestFile, id);
+  }
+  Status RemoveExport(const std::string& id, const std::string& dir) override {
+    VMG_RETURN_IF_ERROR(Step("remove-export", id));
+    VMG_RETURN_IF_ERROR(Env::Default()->RemoveFile(dir + "/" + kManifestFile));
+    return Env::Default()->RemoveDir(dir);
   }
 
  private:
@@ -131,14 +143,34 @@ class SpanningSnapshotsTest : public FakeGroupTest {
     std::lock_guard l(peer(host).mu);
     return peer(host).parts.count(id) > 0;
   }
-  // Waits until the coordinator's catalog holds no snapshot across hosts.
-  bool AwaitNoneRecorded() {
+  // Waits until `list` of the coordinator's catalog is empty (its recovery
+  // runs in the background): at most 10 s.
+  template <typename List>
+  bool AwaitNone(List list) {
     for (int i = 0; i < 1000; ++i) {
-      auto all = engine_->catalog().ListSpanning();
+      auto all = list(engine_->catalog());
       if (all.ok() && all->empty()) return true;
       std::this_thread::sleep_for(10ms);
     }
     return false;
+  }
+  // No snapshot across hosts recorded.
+  bool AwaitNoneRecorded() {
+    return AwaitNone([](catalog::Catalog& c) { return c.ListSpanning(); });
+  }
+
+  // The id of a snapshot of a group of `n` VMs here and one on each peer;
+  // empty, and a test failure, if it cannot be taken.
+  std::string SnapshotAcross(int n) {
+    auto g = MakeGroup(n);
+    Span(g);
+    auto s = engine_->snapshots().Create({.collection_id = g.collection_id});
+    EXPECT_TRUE(s.ok()) << s.status().ToString();
+    return s.ok() ? s->id : "";
+  }
+  // No export in progress recorded.
+  bool AwaitNoExportUnderWay() {
+    return AwaitNone([](catalog::Catalog& c) { return c.ListExportIntents(); });
   }
 
   FakePeers fake_peers_;
@@ -315,9 +347,104 @@ TEST_F(SpanningSnapshotsTest, WhatIsNotOfferedAcrossHostsIsRefusedAndChangesNoth
   ASSERT_TRUE(s.ok()) << s.status().ToString();
   EXPECT_EQ(snapshots.ValidateApply({.snapshot_id = s->id}).code(), Code::kInvalidState);
   EXPECT_EQ(snapshots.ValidateConvert(s->id).code(), Code::kInvalidState);
-  EXPECT_EQ(snapshots.ValidateExport({.snapshot_id = s->id, .directory = Path("export")}).code(),
-            Code::kInvalidState);
+  Status incremental =
+      snapshots.ValidateExport({.snapshot_id = s->id, .directory = Path("export"), .base = s->id});
+  EXPECT_EQ(incremental.code(), Code::kNotSupported);
+  EXPECT_NE(incremental.message().find("export it in full"), std::string::npos)
+      << incremental.ToString();
   EXPECT_TRUE(engine_->catalog().GetSpanning(s->id).ok());
+  ExpectConsistent();
+}
+
+// Every host exports its part into a folder named for it; this host writes
+// the manifest naming them last. The folders here are this host's export
+// (its real SnapshotExport) and the fake peers' stand-ins.
+TEST_F(SpanningSnapshotsTest, AnExportHasEveryHostsPartInItsFolderAndTheManifestLast) {
+  const std::string id = SnapshotAcross(2);
+  ASSERT_FALSE(id.empty());
+  const std::string dir = Path("export");
+  std::vector<int> progress;
+  auto m = spanning().Export(
+      {.snapshot_id = id, .directory = dir, .progress = [&](int p) { progress.push_back(p); }});
+  ASSERT_TRUE(m.ok()) << m.status().ToString();
+  ASSERT_EQ(m->parts.size(), 3u);
+  EXPECT_EQ(m->parts[0].folder, "localhost") << "this host's part: SnapshotOptions::host_name";
+  EXPECT_EQ(m->parts[0].vm_ids.size(), 2u);
+  EXPECT_EQ(m->parts[1].host, "db1");
+  EXPECT_EQ(m->parts[1].folder, "db1");
+  EXPECT_EQ(progress.back(), 100);
+  auto own = ReadManifestIn(dir + "/localhost");
+  ASSERT_TRUE(own.ok()) << own.status().ToString();
+  EXPECT_EQ(own->snapshot_id, id);
+  EXPECT_EQ(own->vms.size(), 2u);
+  for (const char* host : {"db1", "app1"}) {
+    EXPECT_EQ(*Env::Default()->ReadFile(dir + "/" + host + "/" + kManifestFile), id) << host;
+  }
+  auto top = Env::Default()->ReadFile(dir + "/" + kManifestFile);
+  ASSERT_TRUE(top.ok());
+  EXPECT_EQ(*top, SpanningManifestToJson(*m));
+  EXPECT_NE(top->find(kSpanningManifestFormat), std::string::npos);
+  // An export's directory takes one export.
+  EXPECT_EQ(engine_->snapshots().ValidateExport({.snapshot_id = id, .directory = dir}).code(),
+            Code::kAlreadyExists);
+  ExpectConsistent();
+}
+
+// Presumed abort: a host that fails its export has every finished part
+// removed by its host, this one's included; nothing of the export stays.
+TEST_F(SpanningSnapshotsTest, AHostThatFailsItsExportLeavesNoPartAnywhere) {
+  const std::string id = SnapshotAcross(1);
+  ASSERT_FALSE(id.empty());
+  peer("app1").fail_at = "export";
+  const std::string dir = Path("export");
+  auto m = spanning().Export({.snapshot_id = id, .directory = dir});
+  ASSERT_FALSE(m.ok());
+  EXPECT_NE(m.status().message().find("host app1: export refused"), std::string::npos)
+      << m.status().ToString();
+  EXPECT_NE(m.status().message().find("were removed"), std::string::npos) << m.status().ToString();
+  EXPECT_FALSE(Env::Default()->FileExists(dir)) << "made by the export, gone with it";
+  EXPECT_EQ(StepsOf("db1").back(), "remove-export " + id);
+  EXPECT_NE(StepsOf("app1").back(), "remove-export " + id) << "it finished nothing";
+  EXPECT_TRUE(engine_->catalog().ExportsOf(id)->empty()) << "this host forgot its part";
+
+  // The same export, once the host is well again, is whole.
+  peer("app1").fail_at = "";
+  auto again = spanning().Export({.snapshot_id = id, .directory = dir});
+  ASSERT_TRUE(again.ok()) << again.status().ToString();
+  EXPECT_TRUE(Env::Default()->FileExists(dir + "/" + kManifestFile));
+  ExpectConsistent();
+}
+
+// The coordinator killed at each step of an export across hosts: once it
+// is back, the export is whole (its manifest was written) or nothing of it
+// is left on any host, and the snapshot can be destroyed again.
+TEST_F(SpanningSnapshotsTest, ACoordinatorKilledMidExportLeavesItWholeOrNowhereOnceBack) {
+  const std::string id = SnapshotAcross(1);
+  ASSERT_FALSE(id.empty());
+  for (std::string_view point : fault::kSpanExportAll) {
+    SCOPED_TRACE(std::string(point));
+    const std::string dir = Path("export-" + std::string(point));
+    ASSERT_TRUE(CrashAt(
+        point,
+        [&](Engine& e) {
+          (void)e.snapshots().spanning().Export({.snapshot_id = id, .directory = dir});
+        },
+        id));
+    // Reopened: its recovery settles the export, in the background.
+    ASSERT_TRUE(AwaitNoExportUnderWay());
+    const bool whole = point == fault::kSpanExportWritten;
+    EXPECT_EQ(Env::Default()->FileExists(dir), whole);
+    if (whole) {
+      auto top = Env::Default()->ReadFile(dir + "/" + kManifestFile);
+      ASSERT_TRUE(top.ok());
+      EXPECT_TRUE(ParseSpanningManifest(*top).ok());
+      EXPECT_TRUE(ReadManifestIn(dir + "/localhost").ok());
+      EXPECT_TRUE(Env::Default()->FileExists(dir + "/db1/" + kManifestFile));
+    } else {
+      EXPECT_TRUE(engine_->catalog().ExportsOf(id)->empty());
+    }
+  }
+  EXPECT_TRUE(engine_->snapshots().Destroy({.snapshot_id = id}).ok());
   ExpectConsistent();
 }
 

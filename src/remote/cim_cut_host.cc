@@ -1,17 +1,32 @@
 #include "remote/cim_cut_host.h"
 
+#include <algorithm>
+
+#include "base/env.h"
 #include "base/return_codes.h"
 #include "schema/classes.h"
+#include "schema/values.h"
 
 namespace vmgroup::remote {
 namespace {
 
 using HC = schema::HostCutService;
+using Job = schema::ConcreteJob;
 
 // Beyond the lease, how long an answer to Pause, Cut or Resume may still be
 // waited for: the host's own resume when its lease ran out (LeasedPause),
 // and the finishing of its switches after Resume.
 constexpr Duration kAnswerMargin = std::chrono::seconds(5);
+
+// A job is looked at after 20 ms, for an export without disks ends at
+// once, then ever less often, up to every 250 ms (as the CLI waits for a
+// job).
+constexpr Duration kFirstLook = std::chrono::milliseconds(20);
+constexpr Duration kLongestLook = std::chrono::milliseconds(250);
+// How long an export job's PercentComplete may stand still: longer than the
+// host lets one disk's copy take (storage::kDiskCopyTimeout, 12 h), so only
+// a job stuck on the host reaches it.
+constexpr Duration kExportStall = std::chrono::hours(13);
 
 // "host 10.77.1.2:5989" for https://root@10.77.1.2:5989: what messages
 // name the host by, with no credentials in it.
@@ -47,6 +62,39 @@ std::string Text(const cim::Response& r, const char* name) {
   return p ? p->value.scalar : "";
 }
 
+// The status a method's ReturnValue other than 0 and 4096 stands for.
+Status Refusal(const cim::Response& r) {
+  return StatusOfReturnCodeA(r.return_value, Text(r, schema::MethodOut::kErrorDescription));
+}
+
+// The integer property `name` of `i`; 0 when it is absent or NULL.
+int64_t Number(const cim::Instance& i, const char* name) {
+  const cim::Property* p = i.Find(name);
+  return p ? std::strtoll(p->value.scalar.c_str(), nullptr, 10) : 0;
+}
+
+// JobState: 7 and above are ended, but for 11 (Service) and 12 (Query
+// Pending).
+bool Ended(int64_t state) {
+  using S = schema::JobState;
+  return state >= S::kCompleted && state != S::kService && state != S::kQueryPending;
+}
+
+// An ended job's outcome: OK when it completed, with warnings or not; else
+// its ErrorCode, a family-A return value, with its ErrorDescription (a job
+// ended by recovery or a cancel may have none: then its state).
+Status OutcomeOf(const cim::Instance& job) {
+  const int64_t state = Number(job, Job::kJobState);
+  if (state == schema::JobState::kCompleted || state == schema::JobState::kCompletedWithWarnings) {
+    return Status::Ok();
+  }
+  const cim::Property* why = job.Find(Job::kErrorDescription);
+  return StatusOfReturnCodeA(static_cast<uint32_t>(Number(job, Job::kErrorCode)),
+                             why && !why->value.scalar.empty()
+                                 ? why->value.scalar
+                                 : "its job ended in state " + std::to_string(state));
+}
+
 // PauseCut's and ResumeCut's answer.
 Result<engine::HostLease> LeaseOf(const cim::Response& r) {
   engine::HostLease lease;
@@ -79,8 +127,8 @@ Result<std::unique_ptr<CimCutHost>> CimCutHost::Create(const std::string& endpoi
                      std::make_unique<cim::CimClient>(std::move(http), schema::kNamespace)));
 }
 
-Result<cim::Response> CimCutHost::Call(const std::string& method, const std::string& snapshot_id,
-                                       Duration within, std::vector<cim::OutParam> more) {
+Result<cim::Response> CimCutHost::Ask(const std::string& method, const std::string& snapshot_id,
+                                      Duration within, std::vector<cim::OutParam> more) {
   cim_->set_timeout(std::chrono::duration_cast<std::chrono::milliseconds>(within));
   if (service_.class_name.empty()) {
     VMG_ASSIGN_OR_RETURN(auto found, cim_->EnumerateInstances(HC::kClass));
@@ -89,9 +137,14 @@ Result<cim::Response> CimCutHost::Call(const std::string& method, const std::str
     service_ = found[0].path;
   }
   more.insert(more.begin(), {HC::kSnapshotID, "string", cim::Value::Scalar(snapshot_id)});
-  VMG_ASSIGN_OR_RETURN(cim::Response r, cim_->Invoke(service_, method, more));
+  return cim_->Invoke(service_, method, more);
+}
+
+Result<cim::Response> CimCutHost::Call(const std::string& method, const std::string& snapshot_id,
+                                       Duration within, std::vector<cim::OutParam> more) {
+  VMG_ASSIGN_OR_RETURN(cim::Response r, Ask(method, snapshot_id, within, std::move(more)));
   if (r.return_value == kRcCompleted) return r;
-  return StatusOfReturnCodeA(r.return_value, Text(r, schema::MethodOut::kErrorDescription));
+  return Refusal(r);
 }
 
 Status CimCutHost::Prepare(const engine::HostCutRequest& request) {
@@ -139,6 +192,65 @@ Status CimCutHost::Commit(const std::string& snapshot_id) {
 
 Status CimCutHost::Abort(const std::string& snapshot_id) {
   return Call(HC::AbortCut::kMethod, snapshot_id, step_timeout_).status();
+}
+
+Status CimCutHost::Export(const std::string& snapshot_id, const std::string& directory,
+                          bool copy_storage) {
+  using E = HC::ExportPart;
+  VMG_ASSIGN_OR_RETURN(
+      cim::Response r,
+      Ask(E::kMethod, snapshot_id, step_timeout_,
+          {{E::kExportDirectory, "string", cim::Value::Scalar(directory)},
+           {E::kCopyStorage, "boolean", cim::Value::Scalar(copy_storage ? "true" : "false")}}));
+  if (r.return_value == kRcCompleted) return Status::Ok();
+  if (r.return_value != kRcJobStarted) return Refusal(r);
+  const cim::Param* job = r.Out(schema::MethodOut::kJob);
+  if (!job || job->value.refs.empty()) {
+    return Status::Failed(std::string(E::kMethod) + " answered 4096 without its Job");
+  }
+  return AwaitJob(job->value.refs[0]);
+}
+
+Status CimCutHost::AwaitJob(const cim::ObjectPath& job) {
+  Env* env = Env::Default();
+  cim_->set_timeout(std::chrono::duration_cast<std::chrono::milliseconds>(step_timeout_));
+  const cim::KeyBinding* key = job.Key(Job::kInstanceID);
+  const std::string what = "its export job " + (key ? key->value : std::string("?"));
+  Duration interval = kFirstLook;
+  auto answered = env->Now(), moved = env->Now();
+  int64_t percent = -1;
+  while (true) {
+    Result<cim::Instance> j = cim_->GetInstance(job);
+    const auto now = env->Now();
+    if (j.ok()) {
+      if (Ended(Number(*j, Job::kJobState))) return OutcomeOf(*j);
+      answered = now;
+      if (const int64_t p = Number(*j, Job::kPercentComplete); p != percent) {
+        percent = p;
+        moved = now;
+      }
+    }
+    // One look that fails is not the end of an export that takes hours: a
+    // host that is gone answers none for the step timeout.
+    if (!j.ok() && now - answered > step_timeout_) {
+      return j.status().Annotate("following " + what);
+    }
+    if (now - moved > kExportStall) {
+      return Status::Timeout(
+          what + " stayed at " + std::to_string(percent) + "% for " +
+          std::to_string(std::chrono::duration_cast<std::chrono::hours>(kExportStall).count()) +
+          " hours; it may still run on the host");
+    }
+    env->SleepFor(interval);
+    interval = std::min<Duration>(interval * 2, kLongestLook);
+  }
+}
+
+Status CimCutHost::RemoveExport(const std::string& snapshot_id, const std::string& directory) {
+  using R = HC::RemoveExportPart;
+  return Call(R::kMethod, snapshot_id, step_timeout_,
+              {{R::kExportDirectory, "string", cim::Value::Scalar(directory)}})
+      .status();
 }
 
 }  // namespace vmgroup::remote

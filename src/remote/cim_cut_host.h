@@ -10,6 +10,12 @@
 // step timeout (given to Prepare): a host that vanished fails the step
 // within those, not after HTTP's own minute.
 //
+// Export alone is a job on the host (ExportPart answers 4096): copying a
+// part's disks can take hours, and no HTTP call should stay open that
+// long. Its call and each look at the job wait at most the step timeout;
+// the export itself may take as long as it moves, for the host bounds each
+// disk's copy.
+//
 // Calls of one CimCutHost must not overlap (one HTTP connection, kept
 // alive); the coordinator makes one call per host at a time.
 #pragma once
@@ -41,15 +47,34 @@ class CimCutHost final : public engine::CutHost {
   Result<engine::HostLease> Resume(const std::string& snapshot_id) override;
   Status Commit(const std::string& snapshot_id) override;
   Status Abort(const std::string& snapshot_id) override;
+  // ExportPart on the host, then its job followed until it ends: OK when it
+  // completed (with warnings or not), else the Status its ErrorCode (family
+  // A) and ErrorDescription stand for. A look at the job that fails is
+  // tried again; the error of the last is the answer once the host has
+  // answered none for longer than the step timeout. Timeout when the job's
+  // progress stands still for longer than the host lets one disk's copy
+  // take. In both cases the job may still run there. OK also if the host
+  // answers 0 (done at once).
+  Status Export(const std::string& snapshot_id, const std::string& directory,
+                bool copy_storage) override;
+  // RemoveExportPart on the host, within the step timeout: OK when it
+  // removed that export or had none.
+  Status RemoveExport(const std::string& snapshot_id, const std::string& directory) override;
 
  private:
   CimCutHost(std::string name, std::unique_ptr<cim::CimClient> cim)
       : name_(std::move(name)), cim_(std::move(cim)) {}
   // `method` on the part of `snapshot_id`, with `more`, waiting at most
-  // `within` for the answer: the answer when the host did it (ReturnValue
-  // 0), else the Status it answered with (Timeout past `within`).
+  // `within` for the answer: the answer whatever its ReturnValue (Timeout
+  // past `within`).
+  Result<cim::Response> Ask(const std::string& method, const std::string& snapshot_id,
+                            Duration within, std::vector<cim::OutParam> more = {});
+  // Ask, for a method that answers when done: the answer when the host did
+  // it (ReturnValue 0), else the Status it answered with.
   Result<cim::Response> Call(const std::string& method, const std::string& snapshot_id,
                              Duration within, std::vector<cim::OutParam> more = {});
+  // Follows the host's job at `job` until it ends (Export's contract).
+  Status AwaitJob(const cim::ObjectPath& job);
 
   const std::string name_;  // "host db1" or "host <address>", without credentials
   std::unique_ptr<cim::CimClient> cim_;

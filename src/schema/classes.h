@@ -557,6 +557,16 @@ struct HostCutService : Service {
   struct AbortCut {
     static constexpr char kMethod[] = "AbortCut";
   };
+  // Exporting a committed part: this host's folder of an export across hosts.
+  struct ExportPart {
+    static constexpr char kMethod[] = "ExportPart";
+    static constexpr char kExportDirectory[] = "ExportDirectory";  // absolute
+    static constexpr char kCopyStorage[] = "CopyStorage";          // boolean: with the disks
+  };
+  struct RemoveExportPart {
+    static constexpr char kMethod[] = "RemoveExportPart";
+    static constexpr char kExportDirectory[] = "ExportDirectory";
+  };
   // PauseCut's and ResumeCut's answer.
   static constexpr char kVirtualSystemIdentifiers[] = "VirtualSystemIdentifiers";
   static constexpr char kPausedAt[] = "PausedAt";  // microseconds since 1970, host's clock

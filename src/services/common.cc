@@ -80,6 +80,16 @@ std::vector<std::string> AffectedBy(const engine::ExportManifest& m) {
   return out;
 }
 
+std::vector<std::string> AffectedBy(const engine::SpanningExportManifest& m) {
+  std::vector<std::string> out = {Affected(schema::SnapshotCollection::kClass, m.snapshot_id)};
+  for (const auto& part : m.parts) {
+    // A VM of another host is not this host's ComputerSystem.
+    if (!part.host.empty()) continue;
+    for (const auto& id : part.vm_ids) out.push_back(Affected(schema::ComputerSystem::kClass, id));
+  }
+  return out;
+}
+
 // The catalog keeps consistency as the number CIM shows: the providers
 // render it cast (Vmgroup_ConsistencyLevel).
 static_assert(static_cast<int>(catalog::Consistency::kUnknown) ==

@@ -52,10 +52,17 @@ cim::ObjectPath JobPath(const std::string& job_id);
 cim::ObjectPath AffectedPath(const std::string& entry);
 std::string Affected(const std::string& class_name, const std::string& id);
 
+// The JobType of an export, a group snapshot's or a host's part of one:
+// Hyper-V documents none for a group; 62 is Export Virtual Machine, done
+// for each member.
+inline constexpr int kJobExportSnapshotCollection = 62;
+
 // What a job that made reference point `rp` or export `m` affected: the
 // reference point or snapshot, then the member VMs.
 std::vector<std::string> AffectedBy(const catalog::ReferencePointRecord& rp);
 std::vector<std::string> AffectedBy(const engine::ExportManifest& m);
+// An export across hosts: the snapshot and this host's VMs in it.
+std::vector<std::string> AffectedBy(const engine::SpanningExportManifest& m);
 
 // The ElementName of embedded settings that name what a method makes (a
 // snapshot, a reference point): empty when left out or NULL (the engine

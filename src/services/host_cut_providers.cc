@@ -1,9 +1,13 @@
 // One host's part of a snapshot across hosts (vendor class; issue 20):
 // Vmgroup_HostCutService takes each step of engine::HostCuts from the
 // group's coordinator, another vmgroupd, over the same authenticated
-// CIM-XML as any client. Each method answers when its step is done (0) or
-// refused (family A); none starts a job: a step is short, and the
-// coordinator must know at once that every host took it.
+// CIM-XML as any client. Each step of the cut answers when it is done (0)
+// or refused (family A) and starts no job: it is short, and the coordinator
+// must know at once that every host took it. ExportPart alone runs as a job
+// (4096), as ExportSnapshot does: copying a part's disks can take hours,
+// longer than any HTTP call should stay open, and the coordinator follows
+// the job as a client follows its own export.
+#include "services/job_method.h"
 #include "services/providers.h"
 
 namespace vmgroup::services {
@@ -73,8 +77,48 @@ Result<Duration> Millis(const Args& a, const char* name, int64_t max, int64_t fa
   return Duration(std::chrono::milliseconds(ms));
 }
 
+// The directory in-parameter `name` of ExportPart and RemoveExportPart (the
+// coordinator's DIR/<host>): a path as ExportSnapshot's ExportDirectory, and
+// absolute, checked here so that a relative one starts no job.
+Result<std::string> ExportDirectory(const Args& a, const char* name) {
+  VMG_ASSIGN_OR_RETURN(std::string dir, a.Path(name));
+  VMG_RETURN_IF_ERROR(engine::CheckClientPath(name, dir));
+  return dir;
+}
+
+// ExportPart's arguments: the part, its directory and whether its disks go
+// with it (CopyStorage; true unless false, as CopyVmStorage).
+Status ReadExportPart(const Args& a, engine::ExportRequest* req) {
+  VMG_ASSIGN_OR_RETURN(req->snapshot_id, a.Required(HC::kSnapshotID));
+  VMG_ASSIGN_OR_RETURN(req->directory, ExportDirectory(a, HC::ExportPart::kExportDirectory));
+  req->copy_storage = !cim::NameEquals(a.Str(HC::ExportPart::kCopyStorage), "false");
+  return Status::Ok();
+}
+
+// ExportPart: checked at once, then a job of HostCuts::ExportPart whose
+// affected elements are the part and its members.
+Result<cim::MethodResult> StartExportPart(engine::Engine* e, JobManager* jobs, const Args& a) {
+  engine::ExportRequest req;
+  const Status check = ReadExportPart(a, &req);
+  return StartJob(
+      jobs, ReturnCodeA, check,
+      [&]() -> Result<JobMethod> {
+        return JobMethod{.type = kJobExportSnapshotCollection,
+                         .description = "Export this host's part of snapshot " + req.snapshot_id +
+                                        " to " + req.directory,
+                         .subject = Affected(schema::SnapshotCollection::kClass, req.snapshot_id)};
+      },
+      [e, req](JobControl& control) mutable -> Result<std::vector<std::string>> {
+        req.progress = [&control](int p) { control.Progress(p); };
+        VMG_ASSIGN_OR_RETURN(auto m, e->snapshots().host_cuts().ExportPart(req));
+        return AffectedBy(m);
+      });
+}
+
 class HostCutServiceProvider : public ServiceProvider {
   using Prepare = HC::PrepareCut;
+  using Export = HC::ExportPart;
+  using RemoveExport = HC::RemoveExportPart;
   using PartCall =
       std::function<cim::MethodResult(engine::HostCuts&, const std::string& id, const Args&)>;
 
@@ -89,27 +133,36 @@ class HostCutServiceProvider : public ServiceProvider {
 
  public:
   explicit HostCutServiceProvider(const Context& ctx)
-      : ServiceProvider(ctx, HC::kClass, "HostCutService", "vmgroup Host Cut Service",
-                        {{.name = Prepare::kMethod,
-                          .params = WithSnapshotId(
-                              {RefIn(Prepare::kCollection, schema::VirtualSystemCollection::kClass),
-                               {.name = Prepare::kSnapshotType, .type = "uint16"},
-                               {.name = Prepare::kElementName, .type = "string"},
-                               {.name = Prepare::kStepTimeout, .type = "uint32"}})},
-                         {.name = HC::PauseCut::kMethod,
-                          .params =
-                              [] {
-                                auto p = WithSnapshotId(LeaseOut());
-                                p.insert(p.begin() + 1,
-                                         {{.name = HC::PauseCut::kLease, .type = "uint32"},
-                                          {.name = HC::PauseCut::kCutAtOnce, .type = "boolean"}});
-                                return p;
-                              }()},
-                         {.name = HC::Cut::kMethod, .params = WithSnapshotId({})},
-                         {.name = HC::ResumeCut::kMethod, .params = WithSnapshotId(LeaseOut())},
-                         {.name = HC::CommitCut::kMethod, .params = WithSnapshotId({})},
-                         {.name = HC::AbortCut::kMethod, .params = WithSnapshotId({})}}) {
+      : ServiceProvider(
+            ctx, HC::kClass, "HostCutService", "vmgroup Host Cut Service",
+            {{.name = Prepare::kMethod,
+              .params = WithSnapshotId(
+                  {RefIn(Prepare::kCollection, schema::VirtualSystemCollection::kClass),
+                   {.name = Prepare::kSnapshotType, .type = "uint16"},
+                   {.name = Prepare::kElementName, .type = "string"},
+                   {.name = Prepare::kStepTimeout, .type = "uint32"}})},
+             {.name = HC::PauseCut::kMethod,
+              .params =
+                  [] {
+                    auto p = WithSnapshotId(LeaseOut());
+                    p.insert(p.begin() + 1,
+                             {{.name = HC::PauseCut::kLease, .type = "uint32"},
+                              {.name = HC::PauseCut::kCutAtOnce, .type = "boolean"}});
+                    return p;
+                  }()},
+             {.name = HC::Cut::kMethod, .params = WithSnapshotId({})},
+             {.name = HC::ResumeCut::kMethod, .params = WithSnapshotId(LeaseOut())},
+             {.name = HC::CommitCut::kMethod, .params = WithSnapshotId({})},
+             {.name = HC::AbortCut::kMethod, .params = WithSnapshotId({})},
+             {.name = Export::kMethod,
+              .params = WithSnapshotId({{.name = Export::kExportDirectory, .type = "string"},
+                                        {.name = Export::kCopyStorage, .type = "boolean"},
+                                        JobOut()})},
+             {.name = RemoveExport::kMethod,
+              .params =
+                  WithSnapshotId({{.name = RemoveExport::kExportDirectory, .type = "string"}})}}) {
     engine::Engine* e = ctx.engine;
+    JobManager* jobs = ctx.jobs;
     On(Prepare::kMethod, [e](const Args& a) -> Result<cim::MethodResult> {
       engine::HostCutRequest req;
       auto read = [&]() -> Status {
@@ -148,6 +201,13 @@ class HostCutServiceProvider : public ServiceProvider {
     OnPart(HC::AbortCut::kMethod, e,
            [](engine::HostCuts& cuts, const std::string& id, const Args&) {
              return Outcome(ReturnCodeA, cuts.Abort(id));
+           });
+    On(Export::kMethod, [e, jobs](const Args& a) { return StartExportPart(e, jobs, a); });
+    OnPart(RemoveExport::kMethod, e,
+           [](engine::HostCuts& cuts, const std::string& id, const Args& a) {
+             auto dir = ExportDirectory(a, RemoveExport::kExportDirectory);
+             if (!dir.ok()) return Outcome(ReturnCodeA, dir.status());
+             return Outcome(ReturnCodeA, cuts.RemoveExportPart(id, *dir));
            });
   }
 };

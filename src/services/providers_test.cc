@@ -9,9 +9,14 @@
 
 #include <gtest/gtest.h>
 
+#include <filesystem>
+#include <thread>
+
 #include "base/validate.h"
 #include "cim/dispatcher.h"
 #include "cim/xml_reader.h"
+#include "engine/export_layout.h"
+#include "engine/export_manifest.h"
 #include "services/common.h"
 #include "testing/huge_pages_env.h"
 #include "testing/temp_dir.h"
@@ -276,8 +281,8 @@ TEST_F(ProvidersTest, GroupNamesAndReferencesAreChecked) {
 // and, on QEMU, tests/integration/host_cut_test.
 TEST_F(ProvidersTest, HostCutStepsCheckTheirArguments) {
   const char* hcs = "Vmgroup_HostCutService";
-  for (const char* method :
-       {"PrepareCut", "PauseCut", "Cut", "ResumeCut", "CommitCut", "AbortCut"}) {
+  for (const char* method : {"PrepareCut", "PauseCut", "Cut", "ResumeCut", "CommitCut", "AbortCut",
+                             "ExportPart", "RemoveExportPart"}) {
     cim::Response r = Call(hcs, method, {});
     EXPECT_EQ(r.return_value, kRcInvalidParameter) << method;
     EXPECT_NE(Why(r).find("SnapshotID is required"), std::string::npos) << method << ": " << Why(r);
@@ -320,6 +325,102 @@ TEST_F(ProvidersTest, HostCutStepsCheckTheirArguments) {
   EXPECT_EQ(empty.return_value, kRcInvalidState);
   EXPECT_NE(Why(empty).find("has no VMs"), std::string::npos) << Why(empty);
   EXPECT_TRUE(engine_->catalog().ListSnapshots()->empty());
+}
+
+// ExportPart checks where it enters what it can, so that a part it cannot
+// export starts no job: SnapshotID, and an absolute ExportDirectory (the
+// coordinator's DIR/<host>); RemoveExportPart the same, and answers at once.
+TEST_F(ProvidersTest, ExportPartRefusesARelativeDirectoryAndStartsNoJob) {
+  const char* hcs = "Vmgroup_HostCutService";
+  const std::string id = "6f1c3f4e-0a5b-4c7d-9e8f-112233445566";
+  for (const char* method : {"ExportPart", "RemoveExportPart"}) {
+    cim::Response none = Call(hcs, method, {Str("SnapshotID", id)});
+    EXPECT_EQ(none.return_value, kRcInvalidParameter) << method;
+    EXPECT_NE(Why(none).find("ExportDirectory is required"), std::string::npos)
+        << method << ": " << Why(none);
+    cim::Response relative =
+        Call(hcs, method, {Str("SnapshotID", id), Str("ExportDirectory", "exports/db1")});
+    EXPECT_EQ(relative.return_value, kRcInvalidParameter) << method;
+    EXPECT_NE(Why(relative).find("ExportDirectory must be an absolute path, not 'exports/db1'"),
+              std::string::npos)
+        << method << ": " << Why(relative);
+    cim::Response control =
+        Call(hcs, method, {Str("SnapshotID", id), Str("ExportDirectory", "/tmp/vmg-never\n")});
+    EXPECT_EQ(control.return_value, kRcInvalidParameter) << method;
+  }
+  EXPECT_TRUE(jobs_->List()->empty()) << "no job was started";
+  EXPECT_FALSE(std::filesystem::exists(dir_ / "exports"));
+  EXPECT_EQ(
+      Call(hcs, "RemoveExportPart", {Str("SnapshotID", id), Str("ExportDirectory", dir_ / "x")})
+          .return_value,
+      0u)
+      << "no export there: nothing to remove";
+}
+
+// A coordinator's export of this host's part, as it drives it: the part
+// taken step by step (its VM off: no QEMU starts), ExportPart a job that
+// writes the export and names the part and its VM as affected, and
+// RemoveExportPart taking that export back.
+TEST_F(ProvidersTest, ExportPartExportsACommittedPartInAJobAndRemoveExportPartTakesItBack) {
+  const char* hcs = "Vmgroup_HostCutService";
+  auto vm = engine_->vms().Define({.name = "db-a", .disks = {engine::DiskSpec::New(1 << 20)}});
+  ASSERT_TRUE(vm.ok()) << vm.status().ToString();
+  cim::Response made = Call("Msvm_CollectionManagementService", "DefineCollection", {});
+  ASSERT_EQ(made.return_value, 0u) << Why(made);
+  const cim::ObjectPath group = made.Out("DefinedCollection")->value.refs.at(0);
+  cim::Response added = Call("Msvm_CollectionManagementService", "AddMember",
+                             {Ref("Member", VmPath(*vm)), Ref("Collection", group)});
+  ASSERT_EQ(added.return_value, 0u) << Why(added);
+
+  const std::string id = "6f1c3f4e-0a5b-4c7d-9e8f-112233445566";
+  const cim::OutParam snapshot = Str("SnapshotID", id);
+  for (const auto& [method, more] : std::vector<std::pair<const char*, std::vector<cim::OutParam>>>{
+           {"PrepareCut", {Ref("Collection", group)}},
+           {"PauseCut",
+            {{"Lease", "uint32", cim::Value::Scalar("5000")},
+             {"CutAtOnce", "boolean", cim::Value::Scalar("true")}}},
+           {"ResumeCut", {}},
+           {"CommitCut", {}}}) {
+    std::vector<cim::OutParam> args = more;
+    args.insert(args.begin(), snapshot);
+    cim::Response r = Call(hcs, method, args);
+    ASSERT_EQ(r.return_value, 0u) << method << ": " << Why(r);
+  }
+
+  // ExportPart into `dir`, `more` added; its job once it ended.
+  const auto export_part = [&](const std::string& dir,
+                               std::vector<cim::OutParam> more) -> catalog::JobRecord {
+    more.insert(more.begin(), {snapshot, Str("ExportDirectory", dir)});
+    cim::Response started = Call(hcs, "ExportPart", more);
+    EXPECT_EQ(started.return_value, kRcJobStarted) << Why(started);
+    const cim::Param* job = started.Out("Job");
+    if (!job || job->value.refs.empty() || !job->value.refs[0].Key("InstanceID")) return {};
+    const std::string job_id = job->value.refs[0].Key("InstanceID")->value;
+    for (int i = 0; i < 1000 && jobs_->Get(job_id)->state == catalog::JobState::kRunning; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    return jobs_->Get(job_id).value();
+  };
+  const std::string dir = dir_ / "exports/db1";
+  const std::string disk = dir + "/" + engine::ExportDiskFile(*vm, 0);
+  catalog::JobRecord job = export_part(dir, {});
+  ASSERT_EQ(job.state, catalog::JobState::kCompleted) << job.error_description;
+  EXPECT_EQ(job.type, 62);
+  EXPECT_EQ(job.description, "Export this host's part of snapshot " + id + " to " + dir);
+  EXPECT_EQ(job.percent, 100);
+  EXPECT_EQ(job.affected, (std::vector<std::string>{"Msvm_SnapshotCollection:" + id,
+                                                    "Msvm_ComputerSystem:" + *vm}));
+  EXPECT_TRUE(std::filesystem::exists(dir + "/" + engine::kManifestFile));
+  EXPECT_TRUE(std::filesystem::exists(disk));
+
+  cim::Response removed = Call(hcs, "RemoveExportPart", {snapshot, Str("ExportDirectory", dir)});
+  ASSERT_EQ(removed.return_value, 0u) << Why(removed);
+  EXPECT_FALSE(std::filesystem::exists(dir)) << "nothing else was in it";
+
+  job = export_part(dir, {{"CopyStorage", "boolean", cim::Value::Scalar("false")}});
+  ASSERT_EQ(job.state, catalog::JobState::kCompleted) << job.error_description;
+  EXPECT_TRUE(std::filesystem::exists(dir + "/" + engine::kManifestFile));
+  EXPECT_FALSE(std::filesystem::exists(disk)) << "CopyStorage false: without the disks";
 }
 
 TEST_F(ProvidersTest, AShutdownTakesATimeoutPeriodThatATurnOffDoesNot) {

@@ -20,8 +20,6 @@ constexpr int kJobApplySnapshotCollection = 199;
 // Nor for destroying one: 72 is what the per-VM DestroySnapshot stamps, the
 // same work done on every member.
 constexpr int kJobDestroySnapshotCollection = 72;
-// Nor for exporting one: 62 is Export Virtual Machine, done for each member.
-constexpr int kJobExportSnapshotCollection = 62;
 constexpr int kJobConvertToReferencePoint = 200;
 
 using SC = schema::SnapshotCollection;
@@ -279,7 +277,7 @@ class SnapshotServiceProvider : public ServiceProvider {
       return StartJob(
           jobs, ReturnCodeA, e->snapshots().ValidateExport(req),
           [&]() -> Result<JobMethod> {
-            VMG_ASSIGN_OR_RETURN(auto record, e->catalog().GetSnapshot(req.snapshot_id));
+            VMG_ASSIGN_OR_RETURN(auto record, e->snapshots().Get(req.snapshot_id));
             return JobMethod{
                 .type = kJobExportSnapshotCollection,
                 .description = "Export group snapshot " + record.name + " to " + req.directory,
@@ -287,6 +285,11 @@ class SnapshotServiceProvider : public ServiceProvider {
           },
           [e, req](JobControl& control) mutable -> Result<std::vector<std::string>> {
             req.progress = [&control](int p) { control.Progress(p); };
+            // Across hosts, every host exports its part (engine/spanning_snapshots.h).
+            if (e->snapshots().spanning().Has(req.snapshot_id)) {
+              VMG_ASSIGN_OR_RETURN(auto m, e->snapshots().spanning().Export(req));
+              return AffectedBy(m);
+            }
             VMG_ASSIGN_OR_RETURN(auto m, e->snapshots().Export(req));
             return AffectedBy(m);
           });

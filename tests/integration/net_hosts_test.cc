@@ -7,7 +7,9 @@
 // one host's part of a cut on the word of a coordinator over HTTPS (the
 // test), resumed by the host itself when the coordinator is cut off; and a
 // snapshot of three hosts x two VMs taken by the coordinator's protocol
-// (engine/spanning_cut) through remote::CimCutHost. The whole binary runs
+// (engine/spanning_cut) through remote::CimCutHost, then by a coordinating
+// vmgroupd, which also exports it (each host's part in its folder) and
+// destroys it everywhere, and is killed mid-way. The whole binary runs
 // in a network namespace of its own: nothing touches the machine's network.
 #include "testing/net_hosts.h"
 
@@ -22,7 +24,9 @@
 
 #include "base/ids.h"
 #include "cli/output.h"
+#include "engine/export_manifest.h"
 #include "engine/fault_points.h"
+#include "engine/spanning_export.h"
 #include "guest_fixture.h"
 #include "remote/cim_cut_host.h"
 #include "testing/host_daemon.h"
@@ -46,6 +50,28 @@ class PrivateNetwork : public ::testing::Environment {
 // Before main's tests start any thread (gtest runs environments first).
 [[maybe_unused]] ::testing::Environment* const kPrivateNetwork =
     ::testing::AddGlobalTestEnvironment(new PrivateNetwork);
+
+// The export of `d`'s part of snapshot `id` in `dir`: an ordinary export of
+// that snapshot whose every disk reads as the frozen image `d` lists.
+void ExpectExportOf(const HostDaemon& d, const std::string& id, const std::string& dir) {
+  auto part = engine::ReadManifestIn(dir);
+  ASSERT_TRUE(part.ok()) << part.status().ToString();
+  EXPECT_EQ(part->snapshot_id, id);
+  auto shown = d.Json({"snapshot", "show", id});
+  ASSERT_TRUE(shown.ok()) << shown.status().ToString();
+  std::map<std::string, std::vector<std::string>> frozen;  // by VM id
+  for (const auto& m : (*shown)["members"]) frozen[m["vm_id"]] = m["images"];
+  ASSERT_EQ(part->vms.size(), frozen.size());
+  for (const auto& vm : part->vms) {
+    ASSERT_EQ(vm.disks.size(), frozen[vm.id].size()) << vm.id;
+    for (const auto& disk : vm.disks) {
+      auto same = Env::Default()->Run({"qemu-img", "compare", "-U", dir + "/" + disk.file,
+                                       frozen[vm.id][static_cast<size_t>(disk.index)]});
+      ASSERT_TRUE(same.ok()) << same.status().ToString();
+      EXPECT_EQ(same->exit_code, 0) << vm.id << " disk " << disk.index << ": " << same->out;
+    }
+  }
+}
 
 class NetHostsTest : public ::testing::Test {
  protected:
@@ -162,6 +188,31 @@ class NetHostsTest : public ::testing::Test {
     std::set<std::string> ids;
     for (const auto& s : Json(d, {"snapshot", "list", group_id_})) ids.insert(s.value("id", ""));
     return ids;
+  }
+
+  // `out` holds the export across hosts of snapshot `id` of
+  // MakeGroupAcrossHosts's `vms`: its manifest names each host's folder
+  // (a peer's by its name) and VMs, and each folder is an export of that
+  // host's part (ExpectExportOf).
+  void ExpectExportAcrossHosts(const std::string& out, const std::string& id,
+                               const std::vector<std::vector<std::string>>& vms) {
+    auto top = Env::Default()->ReadFile(out + "/" + engine::kManifestFile);
+    ASSERT_TRUE(top.ok()) << top.status().ToString();
+    const nlohmann::json manifest = nlohmann::json::parse(*top);
+    EXPECT_EQ(manifest["format"], engine::kSpanningManifestFormat);
+    EXPECT_EQ(manifest["snapshot"]["id"], id);
+    ASSERT_EQ(manifest["parts"].size(), 3u) << manifest.dump();
+    for (size_t i = 0; i < 3; ++i) {
+      SCOPED_TRACE("host " + std::to_string(i + 1));
+      const std::string folder = manifest["parts"][i]["folder"];
+      if (i > 0) {
+        EXPECT_EQ(folder, "h" + std::to_string(i + 1));
+      }
+      std::set<std::string> in_part;
+      for (const auto& vm : manifest["parts"][i]["vm_ids"]) in_part.insert(vm);
+      EXPECT_EQ(in_part, std::set<std::string>(vms[i].begin(), vms[i].end()));
+      ExpectExportOf(*daemons_[i], id, out + "/" + folder);
+    }
   }
 
   // A coordinator's view of daemon `d`: its Vmgroup_HostCutService over HTTPS.
@@ -358,6 +409,12 @@ class VanishingHost final : public engine::CutHost {
   Result<engine::HostLease> Resume(const std::string& id) override { return inner_->Resume(id); }
   Status Commit(const std::string& id) override { return inner_->Commit(id); }
   Status Abort(const std::string& id) override { return inner_->Abort(id); }
+  Status Export(const std::string& id, const std::string& dir, bool storage) override {
+    return inner_->Export(id, dir, storage);
+  }
+  Status RemoveExport(const std::string& id, const std::string& dir) override {
+    return inner_->RemoveExport(id, dir);
+  }
 
  private:
   void Vanish(const std::string& step) {
@@ -466,7 +523,9 @@ namespace {
 // by VMs of hosts 2 and 3 (named by host and UUID in its listing, and each
 // host holding its part under the group's id), snapshotted by `vmgroup
 // snapshot create` on host 1 alone: Complete under one id on every host,
-// listed on the coordinator with each host's part; destroyed there, gone
+// listed on the coordinator with each host's part; exported by `vmgroup
+// snapshot export` on host 1, each host's part into its folder (and, when a
+// host cannot export its part, no part anywhere); destroyed there, gone
 // from every host.
 TEST_F(NetHostsTest, ACoordinatorVmgroupdSnapshotsAGroupAcrossHostsAndDestroysItEverywhere) {
   ASSERT_NO_FATAL_FAILURE(StartCoordinatorAndPeers(3));
@@ -506,6 +565,24 @@ TEST_F(NetHostsTest, ACoordinatorVmgroupdSnapshotsAGroupAcrossHostsAndDestroysIt
     EXPECT_EQ(SnapshotIds(*daemons_[i]), std::set<std::string>{id}) << "host " << i + 1;
   }
   ExpectAllRunning(vms);
+
+  // Exported by the coordinator: every host's part in the folder named for
+  // it (the directory is shared here), the manifest across hosts last.
+  const std::string out = dir_ / "export";
+  CommandOutput exported = Cli(coordinator, {"snapshot", "export", id, out});
+  ASSERT_EQ(exported.exit_code, 0) << exported.err;
+  ExpectExportAcrossHosts(out, id, vms);
+
+  // A host whose part is gone (destroyed there by hand) fails the export:
+  // the parts the other hosts finished are removed, and what the export
+  // made with them.
+  ASSERT_EQ(Cli(*daemons_[2], {"snapshot", "delete", id}).exit_code, 0);
+  const std::string again = dir_ / "export-again";
+  CommandOutput failed = Cli(coordinator, {"snapshot", "export", id, again});
+  EXPECT_NE(failed.exit_code, 0);
+  EXPECT_NE(failed.err.find("h3"), std::string::npos) << failed.err;
+  EXPECT_FALSE(Env::Default()->FileExists(again)) << failed.err;
+  for (size_t i = 0; i < 2; ++i) EXPECT_EQ(SnapshotIds(*daemons_[i]), std::set<std::string>{id});
 
   CommandOutput destroyed = Cli(coordinator, {"snapshot", "delete", id});
   ASSERT_EQ(destroyed.exit_code, 0) << destroyed.err;
@@ -635,6 +712,12 @@ TEST_F(NetHostsTest, EveryFrozenImageOfWritingGuestsOnThreeHostsIsAGapFreePrefix
                         << ": the cut came after 20 acknowledged records";
     }
   }
+  // Exported while they write on: each host's folder holds its part, every
+  // disk as its frozen image reads.
+  const std::string out = dir_ / "export";
+  CommandOutput exported = Cli(*daemons_[0], {"snapshot", "export", listed[0]["id"], out});
+  ASSERT_EQ(exported.exit_code, 0) << exported.err;
+  ExpectExportAcrossHosts(out, listed[0]["id"], vms);
   // And they write on, on their new images.
   for (size_t i = 0; i < 3; ++i) {
     for (const auto& id : vms[i]) {
