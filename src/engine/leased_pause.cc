@@ -146,9 +146,12 @@ void LeasedPause::Watch() {
       // their leases as this one does.
       const bool cut = cut_kept_;
       Status resumed = RunOutIfDueLocked();
+      // How late, for the operator (and the benchmark): the members were
+      // paused that much longer than the lease.
       Log(resumed.ok() ? LogLevel::kInfo : LogLevel::kWarning,
-          std::string("the pause lease ran out before resume: members resumed") +
-              (cut ? ", the cut kept" : "") + (resumed.ok() ? "" : "; " + resumed.message()));
+          std::string("the pause lease ran out before resume: members resumed ") +
+              Millis(env_->Now() - lease_end_) + " after its end" + (cut ? ", the cut kept" : "") +
+              (resumed.ok() ? "" : "; " + resumed.message()));
       break;
     }
     disarmed_.wait_for(l, std::min<Duration>(left, kWatchSlice));

@@ -84,7 +84,7 @@ Result<std::unique_ptr<HostDaemon>> HostDaemon::Start(const NetHost& host, const
 }
 
 Status HostDaemon::Launch() {
-  const std::string log = dir_ + "/vmgroupd.log";
+  const std::string log = this->log();
   // Appended to across restarts: this start's port is after what is there.
   const size_t from = ReadAll(log).size();
   VMG_ASSIGN_OR_RETURN(pid_, Env::Default()->Spawn(host_->Command(TiedToThisProcess(argv_)),

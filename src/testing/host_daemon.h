@@ -56,6 +56,7 @@ class HostDaemon {
   const std::string& address() const { return address_; }
   const std::string& ca() const { return ca_; }  // the CA that vouches for it
   std::string state_dir() const { return dir_ + "/state"; }
+  std::string log() const { return dir_ + "/vmgroupd.log"; }  // what it logged
   // "https://root@<address>:<port>", with kPassword.
   std::string Endpoint() const;
 
