@@ -34,6 +34,15 @@ std::vector<catalog::SpanningPart> PartsOf(const catalog::CollectionRecord& grou
   return parts;
 }
 
+// Whether `dir` holds the manifest across hosts of snapshot `id`: an export
+// of it there is whole, and that manifest is its own to remove.
+bool HoldsManifestOf(const std::string& dir, const std::string& id) {
+  auto text = storage::ReadBounded(dir + "/" + kManifestFile, kMaxManifestBytes, "the manifest");
+  if (!text.ok()) return false;
+  auto m = ParseSpanningManifest(*text);
+  return m.ok() && m->snapshot_id == id;
+}
+
 std::string HostsOf(const catalog::SpanningSnapshotRecord& s) {
   std::string out;
   for (const auto& p : s.parts)
@@ -47,10 +56,11 @@ SpanningSnapshots::InHand::InHand(SpanningSnapshots* self, std::set<std::string>
                                   std::string key)
     : self_(self), set_(set), key_(std::move(key)) {
   std::lock_guard lock(self_->mu_);
-  set_->insert(key_);
+  held_ = set_->insert(key_).second;
 }
 
 SpanningSnapshots::InHand::~InHand() {
+  if (!held_) return;
   std::lock_guard lock(self_->mu_);
   set_->erase(key_);
 }
@@ -132,6 +142,7 @@ Result<catalog::SpanningSnapshotRecord> SpanningSnapshots::Take(const SnapshotRe
   // In taking_ before its record exists: a pass of Recover (at start, or
   // retrying) running meanwhile must not take it back mid-way.
   InHand taken(this, &taking_, s.id);
+  if (!taken.held()) return Status::AlreadyExists("snapshot " + s.id + " is being taken already");
   VMG_RETURN_IF_ERROR(parts_.catalog->InsertSpanning(s));
   if (Status hit = parts_.env->Hit(fault::kSpanIntentRecorded, s.id); !hit.ok()) {
     (void)parts_.catalog->DeleteSpanning(s.id);
@@ -272,6 +283,7 @@ Result<SpanningExportManifest> SpanningSnapshots::Export(const ExportRequest& re
   // In exporting_ before its intent exists: a pass of Recover meanwhile
   // must not take it back mid-way.
   InHand held(this, &exporting_, dir);
+  if (!held.held()) return Status::AlreadyExists("an export into " + dir + " is in progress");
   VMG_RETURN_IF_ERROR(parts_.catalog->InsertExportIntent(intent));
   if (Status hit = parts_.env->Hit(fault::kSpanExportIntentRecorded, s.id); !hit.ok()) {
     (void)parts_.catalog->DeleteExportIntent(dir);
@@ -344,7 +356,9 @@ Status SpanningSnapshots::RemoveExportEverywhere(const catalog::SpanningSnapshot
                                " (vmgroupd tries again until every host has answered)");
   }
   // The manifest across hosts too, should it have been written.
-  VMG_RETURN_IF_ERROR(parts_.env->RemoveFile(dir + "/" + kManifestFile));
+  if (HoldsManifestOf(dir, s.id)) {
+    VMG_RETURN_IF_ERROR(parts_.env->RemoveFile(dir + "/" + kManifestFile));
+  }
   VMG_RETURN_IF_ERROR(RemoveEmptyDirs(parts_.env, MadeDirs(dir, intent.made)));
   return parts_.catalog->DeleteExportIntent(dir);
 }
@@ -423,13 +437,9 @@ int SpanningSnapshots::RecoverExports() {
     }
     const std::string& dir = intent.directory;
     // Finished: the manifest was written, only the intent was left.
-    auto text = storage::ReadBounded(dir + "/" + kManifestFile, kMaxManifestBytes, "the manifest");
-    if (text.ok()) {
-      auto m = ParseSpanningManifest(*text);
-      if (m.ok() && m->snapshot_id == intent.snapshot_id) {
-        if (Status forgot = parts_.catalog->DeleteExportIntent(dir); !forgot.ok()) ++left;
-        continue;
-      }
+    if (HoldsManifestOf(dir, intent.snapshot_id)) {
+      if (Status forgot = parts_.catalog->DeleteExportIntent(dir); !forgot.ok()) ++left;
+      continue;
     }
     auto s = parts_.catalog->GetSpanning(intent.snapshot_id);
     if (s.status().code() == Code::kNotFound) {

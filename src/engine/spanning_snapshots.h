@@ -118,18 +118,21 @@ class SpanningSnapshots {
   Status Check(const SnapshotRequest& request, const catalog::CollectionRecord& group);
   // A host of `s` as the cut reaches it: this host's part, or a peer.
   Result<std::unique_ptr<CutHost>> HostOf(const catalog::SpanningPart& part);
-  // Holds `key` in `set` (taking_ or exporting_) for its lifetime.
+  // Holds `key` in `set` (taking_ or exporting_) for its lifetime, unless
+  // another holds it already (then held() is false and it leaves it be).
   class InHand {
    public:
     InHand(SpanningSnapshots* self, std::set<std::string>* set, std::string key);
     ~InHand();
     InHand(const InHand&) = delete;
     InHand& operator=(const InHand&) = delete;
+    bool held() const { return held_; }
 
    private:
     SpanningSnapshots* const self_;
     std::set<std::string>* const set_;
     const std::string key_;
+    bool held_ = false;
   };
 
   // Recover's pass over the exports across hosts: how many remain.

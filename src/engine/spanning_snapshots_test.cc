@@ -7,6 +7,8 @@
 // tests/integration/net_hosts_test.
 #include "engine/spanning_snapshots.h"
 
+#include <future>
+#include <mutex>
 #include <thread>
 
 #include "base/ids.h"
@@ -28,6 +30,7 @@ struct FakePeer {
   std::set<std::string> members;             // "<group id>/<vm id>" (Join, Leave)
   std::string fail_at;                       // a step that fails
   bool unreachable = false;                  // every call fails: Unavailable
+  std::function<void()> exporting;           // called as it exports, unlocked
 };
 
 class FakeCutHost final : public CutHost {
@@ -55,6 +58,7 @@ class FakeCutHost final : public CutHost {
   // An export is its folder with a manifest naming the snapshot in it.
   Status Export(const std::string& id, const std::string& dir, bool) override {
     VMG_RETURN_IF_ERROR(Step("export", id));
+    if (peer_->exporting) peer_->exporting();
     VMG_RETURN_IF_ERROR(Env::Default()->CreateDirs(dir));
     return Env::Default()->WriteFile(dir + "/" + kManifestFile, id);
   }
@@ -413,6 +417,46 @@ TEST_F(SpanningSnapshotsTest, AHostThatFailsItsExportLeavesNoPartAnywhere) {
   ASSERT_TRUE(again.ok()) << again.status().ToString();
   EXPECT_TRUE(Env::Default()->FileExists(dir + "/" + kManifestFile));
   ExpectConsistent();
+}
+
+// A second export into a directory an export across hosts is writing is
+// refused, and the first is left to finish, also by a recovery pass.
+TEST_F(SpanningSnapshotsTest, AnExportIntoADirectoryBeingWrittenIsRefused) {
+  // Wholly on the peers, which hold their exports before writing anything:
+  // the directory is still missing when the second export is asked.
+  auto far =
+      engine_->collections().DefineCollection("far", "", catalog::CollectionType::kVirtualSystems);
+  ASSERT_TRUE(far.ok());
+  Span({.collection_id = *far});
+  auto taken = engine_->snapshots().Create({.collection_id = *far});
+  ASSERT_TRUE(taken.ok()) << taken.status().ToString();
+  const std::string id = taken->id;
+  const std::string dir = Path("export");
+  std::promise<void> exporting, go;
+  std::shared_future<void> gone = go.get_future().share();
+  std::once_flag first_host;
+  const auto hold = [&] {
+    std::call_once(first_host, [&] { exporting.set_value(); });
+    gone.wait_for(10s);  // bounded: a failed step below ends the test
+  };
+  peer("db1").exporting = hold;
+  peer("app1").exporting = hold;
+  auto first = std::async(std::launch::async,
+                          [&] { return spanning().Export({.snapshot_id = id, .directory = dir}); });
+  ASSERT_EQ(exporting.get_future().wait_for(10s), std::future_status::ready);
+  auto second = spanning().Export({.snapshot_id = id, .directory = dir});
+  // The refused one let go of nothing: a recovery pass leaves the first be.
+  const int left = spanning().Recover();
+  const size_t under_way = engine_->catalog().ListExportIntents()->size();
+  go.set_value();
+  EXPECT_EQ(second.status().code(), Code::kAlreadyExists) << second.status().ToString();
+  EXPECT_EQ(left, 0);
+  EXPECT_EQ(under_way, 1u) << "the first export's intent";
+  auto done = first.get();
+  EXPECT_TRUE(done.ok()) << done.status().ToString();
+  EXPECT_TRUE(Env::Default()->FileExists(dir + "/" + kManifestFile));
+  peer("db1").exporting = nullptr;
+  peer("app1").exporting = nullptr;
 }
 
 // The coordinator killed at each step of an export across hosts: once it
