@@ -121,6 +121,16 @@ Result<std::unique_ptr<CutHost>> SpanningSnapshots::HostOf(const catalog::Spanni
   return peers_->Connect(part.host);
 }
 
+Result<std::vector<std::unique_ptr<CutHost>>> SpanningSnapshots::Reach(
+    const std::vector<catalog::SpanningPart>& parts) {
+  std::vector<std::unique_ptr<CutHost>> hosts;
+  for (const auto& part : parts) {
+    VMG_ASSIGN_OR_RETURN(auto host, HostOf(part));
+    hosts.push_back(std::move(host));
+  }
+  return hosts;
+}
+
 Result<catalog::SpanningSnapshotRecord> SpanningSnapshots::Take(const SnapshotRequest& request) {
   VMG_ASSIGN_OR_RETURN(catalog::CollectionRecord group,
                        parts_.catalog->GetCollection(request.collection_id));
@@ -134,11 +144,7 @@ Result<catalog::SpanningSnapshotRecord> SpanningSnapshots::Take(const SnapshotRe
       .state = catalog::SpanningState::kTaking,
       .created_us = now_us,
       .parts = PartsOf(group)};
-  std::vector<std::unique_ptr<CutHost>> hosts;
-  for (const auto& part : s.parts) {
-    VMG_ASSIGN_OR_RETURN(auto host, HostOf(part));
-    hosts.push_back(std::move(host));
-  }
+  VMG_ASSIGN_OR_RETURN(std::vector<std::unique_ptr<CutHost>> hosts, Reach(s.parts));
   // In taking_ before its record exists: a pass of Recover (at start, or
   // retrying) running meanwhile must not take it back mid-way.
   InHand taken(this, &taking_, s.id);
@@ -233,6 +239,11 @@ std::string SpanningSnapshots::FolderOf(const catalog::SpanningPart& part) const
   return part.host.empty() ? parts_.options.host_name : part.host;
 }
 
+std::string SpanningSnapshots::PartDir(const std::string& dir,
+                                       const catalog::SpanningPart& part) const {
+  return dir + "/" + FolderOf(part);
+}
+
 Status SpanningSnapshots::ValidateExport(const ExportRequest& request) {
   VMG_ASSIGN_OR_RETURN(catalog::SpanningSnapshotRecord s,
                        parts_.catalog->GetSpanning(request.snapshot_id));
@@ -270,11 +281,7 @@ Result<SpanningExportManifest> SpanningSnapshots::Export(const ExportRequest& re
   VMG_ASSIGN_OR_RETURN(catalog::SpanningSnapshotRecord s,
                        parts_.catalog->GetSpanning(request.snapshot_id));
   VMG_RETURN_IF_ERROR(CheckExport(s, request));
-  std::vector<std::unique_ptr<CutHost>> hosts;
-  for (const auto& part : s.parts) {
-    VMG_ASSIGN_OR_RETURN(auto host, HostOf(part));
-    hosts.push_back(std::move(host));
-  }
+  VMG_ASSIGN_OR_RETURN(std::vector<std::unique_ptr<CutHost>> hosts, Reach(s.parts));
   const std::string& dir = request.directory;
   const catalog::ExportIntent intent{.directory = dir,
                                      .snapshot_id = s.id,
@@ -293,7 +300,7 @@ Result<SpanningExportManifest> SpanningSnapshots::Export(const ExportRequest& re
   size_t finished = 0;
   const std::vector<Status> exported = EachInParallel(s.parts.size(), [&](size_t i) -> Status {
     Status done = hosts[i]
-                      ->Export(s.id, dir + "/" + FolderOf(s.parts[i]), request.copy_storage)
+                      ->Export(s.id, PartDir(dir, s.parts[i]), request.copy_storage)
                       .Annotate(hosts[i]->name());
     std::lock_guard lock(progress_mu);
     ++finished;
@@ -344,7 +351,7 @@ Status SpanningSnapshots::RemoveExportEverywhere(const catalog::SpanningSnapshot
   const std::vector<Status> removed = EachInParallel(s.parts.size(), [&](size_t i) -> Status {
     if (exported != nullptr && !(*exported)[i].ok()) return Status::Ok();  // it made nothing
     VMG_ASSIGN_OR_RETURN(auto host, HostOf(s.parts[i]));
-    return host->RemoveExport(s.id, dir + "/" + FolderOf(s.parts[i])).Annotate(host->name());
+    return host->RemoveExport(s.id, PartDir(dir, s.parts[i])).Annotate(host->name());
   });
   std::string left;
   for (const Status& r : removed) {

@@ -118,6 +118,9 @@ class SpanningSnapshots {
   Status Check(const SnapshotRequest& request, const catalog::CollectionRecord& group);
   // A host of `s` as the cut reaches it: this host's part, or a peer.
   Result<std::unique_ptr<CutHost>> HostOf(const catalog::SpanningPart& part);
+  // HostOf each of `parts`, in order.
+  Result<std::vector<std::unique_ptr<CutHost>>> Reach(
+      const std::vector<catalog::SpanningPart>& parts);
   // Holds `key` in `set` (taking_ or exporting_) for its lifetime, unless
   // another holds it already (then held() is false and it leaves it be).
   class InHand {
@@ -146,8 +149,10 @@ class SpanningSnapshots {
                                 const std::vector<Status>* exported);
   // ValidateExport's checks of `s`, already read.
   Status CheckExport(const catalog::SpanningSnapshotRecord& s, const ExportRequest& request);
-  // The folder of an export across hosts that `part` goes to.
+  // The folder of an export across hosts that `part` goes to, and its path
+  // in export directory `dir`.
   std::string FolderOf(const catalog::SpanningPart& part) const;
+  std::string PartDir(const std::string& dir, const catalog::SpanningPart& part) const;
   // Writes `m` into `dir` (made here when `made`: given the export's
   // access), last of an export across hosts.
   Status WriteSpanningManifest(const std::string& dir, const SpanningExportManifest& m, bool made);
