@@ -59,6 +59,10 @@ struct SpawnOptions {
   // child number above 2 and used once. The caller keeps its copies; no
   // other descriptor reaches the child (all of ours are close-on-exec).
   std::vector<std::pair<int, int>> fds;
+  // Above 0: the child, and whatever it starts, runs real time at this
+  // priority (1..99) from its first instruction. Best effort: where raising
+  // needs a privilege this process lacks, the child starts as usual.
+  int realtime_priority = 0;
   // When set, the child is held before it runs argv: `admit` is called with
   // its pid (a caller records it there, durably), and the child runs argv
   // only once admit returns OK. If admit fails, Spawn returns its error and
@@ -134,7 +138,8 @@ class Env {
   // Unavailable when the process is gone.
   virtual Result<std::vector<ThreadInfo>> Threads(int pid) = 0;
   // How thread `tid` (0: the calling thread) is scheduled. Raising it (a
-  // lower niceness, or real time) needs CAP_SYS_NICE: IoError without.
+  // lower niceness, or real time) needs CAP_SYS_NICE: IoError without. A
+  // raised thread's new threads start at the defaults, not as it was raised.
   virtual Result<Scheduling> GetScheduling(int tid) = 0;
   virtual Status SetScheduling(int tid, const Scheduling& s) = 0;
 

@@ -8,6 +8,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <chrono>
+#include <fstream>
 #include <sstream>
 #include <thread>
 
@@ -183,13 +185,45 @@ TEST(EnvTest, SchedulingOfThreadsAndTheThreadsOfAProcess) {
     // A higher niceness needs no privilege.
     ASSERT_TRUE(env->SetScheduling(0, {false, before->level + 1}).ok());
     EXPECT_EQ(*env->GetScheduling(0), (Scheduling{false, before->level + 1}));
-    // Real time does; where it is allowed, it reads back and goes back.
-    if (env->SetScheduling(0, {true, 1}).ok()) {
-      EXPECT_EQ(*env->GetScheduling(0), (Scheduling{true, 1}));
+    // Raising needs privilege; where it is allowed, it reads back, is not
+    // passed on to the threads the raised one starts, and goes back.
+    auto born = [&] {
+      Result<Scheduling> s = Status::Unavailable("not run");
+      std::thread([&] { s = env->GetScheduling(0); }).join();
+      return s;
+    };
+    for (const Scheduling raised : {Scheduling{true, 1}, Scheduling{false, -5}}) {
+      if (!env->SetScheduling(0, raised).ok()) continue;
+      EXPECT_EQ(*env->GetScheduling(0), raised);
+      EXPECT_EQ(*born(), (Scheduling{false, 0}));
       ASSERT_TRUE(env->SetScheduling(0, {false, 0}).ok());
       EXPECT_EQ(*env->GetScheduling(0), (Scheduling{false, 0}));
     }
   }).join();
+  // A child started real time passes it on to what it starts; without the
+  // privilege it starts all the same, as usual.
+  bool privileged = false;
+  std::thread([&] {
+    privileged = Env::Default()->SetScheduling(0, {true, 1}).ok();
+    (void)Env::Default()->SetScheduling(0, {false, 0});
+  }).join();
+  auto parent = Env::Default()->Spawn({"sh", "-c", "sleep 30 & wait"},
+                                      {.log_path = "/dev/null", .realtime_priority = 1});
+  ASSERT_TRUE(parent.ok()) << parent.status().ToString();
+  int child = 0;
+  for (int i = 0; i < 500 && child == 0; ++i) {
+    std::ifstream children("/proc/" + std::to_string(*parent) + "/task/" + std::to_string(*parent) +
+                           "/children");
+    if (!(children >> child)) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  ASSERT_GT(child, 0) << "sh started no sleep";
+  const Scheduling started = privileged ? Scheduling{true, 1} : Scheduling{false, 0};
+  EXPECT_EQ(*Env::Default()->GetScheduling(*parent), started);
+  EXPECT_EQ(*Env::Default()->GetScheduling(child), started);
+  ASSERT_TRUE(Env::Default()->Kill(child, SIGKILL).ok());
+  ASSERT_TRUE(Env::Default()->Kill(*parent, SIGKILL).ok());
+  ASSERT_TRUE(Env::Default()->WaitGone(*parent, std::chrono::seconds(5)).ok());
+
   auto pid = Env::Default()->Spawn({"sleep", "30"}, {.log_path = "/dev/null"});
   ASSERT_TRUE(pid.ok());
   auto threads = Env::Default()->Threads(*pid);

@@ -48,11 +48,12 @@ std::vector<char*> CArgv(const std::vector<std::string>& argv) {
 }
 
 // What a child starts with, for posix_spawn: standard descriptors and any
-// passed ones, a clean signal state, optionally a new session. Every
-// descriptor of ours is close-on-exec, so only those named here reach it.
+// passed ones, a clean signal state, optionally a new session and real-time
+// scheduling. Every descriptor of ours is close-on-exec, so only those named
+// here reach it.
 class ChildSetup {
  public:
-  explicit ChildSetup(bool new_session) {
+  ChildSetup(bool new_session, int realtime_priority) {
     posix_spawn_file_actions_init(&actions_);
     posix_spawnattr_init(&attr_);
     // Signals blocked or ignored here (the daemon blocks SIGTERM and SIGINT
@@ -65,7 +66,21 @@ class ChildSetup {
     posix_spawnattr_setsigdefault(&attr_, &all);
     short flags = POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF;
     if (new_session) flags |= POSIX_SPAWN_SETSID;
+    if (realtime_priority > 0) {
+      // Set in the child without SCHED_RESET_ON_FORK: what it starts inherits it.
+      sched_param p{};
+      p.sched_priority = realtime_priority;
+      posix_spawnattr_setschedpolicy(&attr_, SCHED_FIFO);
+      posix_spawnattr_setschedparam(&attr_, &p);
+      flags |= POSIX_SPAWN_SETSCHEDULER;
+    }
     posix_spawnattr_setflags(&attr_, flags);
+  }
+  // Back to the scheduling the child inherits (after EPERM: no privilege).
+  void InheritScheduling() {
+    short flags = 0;
+    posix_spawnattr_getflags(&attr_, &flags);
+    posix_spawnattr_setflags(&attr_, static_cast<short>(flags & ~POSIX_SPAWN_SETSCHEDULER));
   }
   ~ChildSetup() {
     posix_spawnattr_destroy(&attr_);
@@ -106,7 +121,11 @@ class ChildSetup {
     }
     auto cargv = CArgv(argv);
     pid_t pid;
-    const int rc = ::posix_spawnp(&pid, cargv[0], &actions_, &attr_, cargv.data(), environ);
+    int rc = ::posix_spawnp(&pid, cargv[0], &actions_, &attr_, cargv.data(), environ);
+    if (rc == EPERM) {  // not allowed to raise it (exec itself says EACCES)
+      InheritScheduling();
+      rc = ::posix_spawnp(&pid, cargv[0], &actions_, &attr_, cargv.data(), environ);
+    }
     if (rc != 0) return Status::Unavailable("cannot start " + argv[0] + ": " + std::strerror(rc));
     return pid;
   }
@@ -235,7 +254,7 @@ class PosixEnv final : public Env {
     if (::pipe2(err_pipe, O_CLOEXEC) != 0) return Status::IoError(Errno("pipe"));
     UniqueFd err_r(err_pipe[0]), err_w(err_pipe[1]);
 
-    ChildSetup child(/*new_session=*/false);
+    ChildSetup child(/*new_session=*/false, /*realtime_priority=*/0);
     child.Open(0, "/dev/null", O_RDONLY);
     child.Pass(out_w.get(), 1);
     child.Pass(err_w.get(), 2);
@@ -280,7 +299,7 @@ class PosixEnv final : public Env {
   }
 
   Result<int> Spawn(const std::vector<std::string>& argv, const SpawnOptions& opts) override {
-    ChildSetup child(opts.new_session);
+    ChildSetup child(opts.new_session, opts.realtime_priority);
     if (opts.stdin_fd >= 0) {
       child.Pass(opts.stdin_fd, 0);
     } else {
@@ -391,8 +410,9 @@ class PosixEnv final : public Env {
 
   Result<Scheduling> GetScheduling(int tid) override {
     const pid_t who = tid == 0 ? static_cast<pid_t>(::syscall(SYS_gettid)) : tid;
-    const int policy = ::sched_getscheduler(who);
+    int policy = ::sched_getscheduler(who);
     if (policy < 0) return Status::IoError(Errno("sched_getscheduler " + std::to_string(tid)));
+    policy &= ~SCHED_RESET_ON_FORK;  // SetScheduling's, not part of the policy
     if (policy == SCHED_FIFO || policy == SCHED_RR) {
       sched_param p{};
       ::sched_getparam(who, &p);
@@ -409,7 +429,11 @@ class PosixEnv final : public Env {
     const pid_t who = tid == 0 ? static_cast<pid_t>(::syscall(SYS_gettid)) : tid;
     sched_param p{};
     p.sched_priority = s.realtime ? s.level : 0;
-    if (::sched_setscheduler(who, s.realtime ? SCHED_FIFO : SCHED_OTHER, &p) != 0) {
+    // A raised thread keeps what it was given to itself: without the flag a
+    // QEMU main loop raised for a pause spawns its I/O workers at real time,
+    // and they (and the workers they spawn) stay there after the pause.
+    const int reset = s.realtime || s.level < 0 ? SCHED_RESET_ON_FORK : 0;
+    if (::sched_setscheduler(who, (s.realtime ? SCHED_FIFO : SCHED_OTHER) | reset, &p) != 0) {
       return Status::IoError(Errno("sched_setscheduler " + std::to_string(tid)));
     }
     if (!s.realtime && ::setpriority(PRIO_PROCESS, static_cast<id_t>(who), s.level) != 0) {

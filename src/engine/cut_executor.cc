@@ -26,7 +26,9 @@ bool IsVcpu(const std::string& thread_name) { return thread_name.starts_with("CP
 // (a busy vCPU at real-time priority could starve the very thread that must
 // stop it): they get the highest time-sharing priority instead, since each
 // must run to acknowledge the pause. Best effort: without CAP_SYS_NICE the cut runs as it was.
-// Restored whatever happens; recovery resets what a crash left raised.
+// Restored whatever happens; recovery resets what a crash left raised. The
+// threads QEMU starts meanwhile (I/O workers that outlive the pause) start at
+// the defaults: a raised thread does not pass its priority on.
 class Urgency {
  public:
   // The cut above its members: it never waits for one of them to yield.

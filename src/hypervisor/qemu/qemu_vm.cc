@@ -304,6 +304,7 @@ Status QemuVm::AwaitResume(Deadline deadline) {
     Status cont = qmp::Cont(*qmp_, deadline);
     return cont.ok() ? sent.Annotate("saving the memory state") : cont;
   }
+  RaiseStateSaver(env_, pid_);
   // The background snapshot resumes the guest once the device state is out.
   while (true) {
     VMG_ASSIGN_OR_RETURN(std::string status, qmp::QueryStatus(*qmp_, deadline));

@@ -39,4 +39,9 @@ struct StateWriter {
 Result<StateWriter> StartStateWriter(Env* env, const std::string& path,
                                      const std::string& log_path);
 
+// Raises the thread of QEMU `qemu_pid` that streams a background snapshot
+// (QEMU 7.2 names it "bg_snapshot") to the writer's priority, once the
+// migration has started. Best effort, as the writer's.
+void RaiseStateSaver(Env* env, int qemu_pid);
+
 }  // namespace vmgroup::hypervisor::qemu
