@@ -69,12 +69,17 @@ class Catalog {
   // InsertSpanning records the intent with every host's part (AlreadyExists
   // for an id in use); CompleteSpanning stores what each host reported and
   // marks it kComplete; SetSpanningState moves it on; DeleteSpanning
-  // forgets it (OK when not recorded).
+  // forgets it (OK when not recorded). ConvertSpanning marks a kComplete
+  // one kConverting into reference point `rp_id` (InvalidState in any other
+  // state, AlreadyExists for a reference point id in use);
+  // GetSpanningReferencePoint finds it by that id.
   Status InsertSpanning(const SpanningSnapshotRecord& s);
   Status CompleteSpanning(const SpanningSnapshotRecord& s);
   Status SetSpanningState(const std::string& id, SpanningState state);
+  Status ConvertSpanning(const std::string& id, const std::string& rp_id, int64_t converted_us);
   Status DeleteSpanning(const std::string& id);
   Result<SpanningSnapshotRecord> GetSpanning(const std::string& id);
+  Result<SpanningSnapshotRecord> GetSpanningReferencePoint(const std::string& rp_id);
   Result<std::vector<SpanningSnapshotRecord>> ListSpanning();
 
   // Group snapshots. InsertSnapshot records the intent (state kIncomplete)

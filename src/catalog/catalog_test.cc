@@ -534,5 +534,30 @@ TEST_F(CatalogTest, ASnapshotAcrossHostsKeepsEveryHostsPartThroughItsStates) {
   EXPECT_EQ(catalog_->GetSpanning("s1").status().code(), Code::kNotFound);
 }
 
+TEST_F(CatalogTest, ASnapshotAcrossHostsBecomesItsReferencePointOnlyFromComplete) {
+  SpanningSnapshotRecord s{.id = "s1", .collection_id = "g1", .parts = {{.host = "db1"}}};
+  ASSERT_TRUE(catalog_->InsertSpanning(s).ok());
+  EXPECT_EQ(catalog_->ConvertSpanning("s1", "r1", 7).code(), Code::kInvalidState);  // kTaking
+  EXPECT_EQ(catalog_->ConvertSpanning("s9", "r1", 7).code(), Code::kNotFound);
+  ASSERT_TRUE(catalog_->CompleteSpanning(s).ok());
+  ASSERT_TRUE(catalog_->ConvertSpanning("s1", "r1", 7).ok());
+  EXPECT_EQ(catalog_->ConvertSpanning("s1", "r2", 8).code(), Code::kInvalidState);
+  s.id = "s2";
+  ASSERT_TRUE(catalog_->InsertSpanning(s).ok());
+  ASSERT_TRUE(catalog_->CompleteSpanning(s).ok());
+  EXPECT_EQ(catalog_->ConvertSpanning("s2", "r1", 8).code(), Code::kAlreadyExists);
+  Reopen();
+  auto got = catalog_->GetSpanningReferencePoint("r1");
+  ASSERT_TRUE(got.ok()) << got.status().ToString();
+  EXPECT_EQ(got->id, "s1");
+  EXPECT_EQ(got->state, SpanningState::kConverting);
+  EXPECT_EQ(got->reference_point_id, "r1");
+  EXPECT_EQ(got->converted_us, 7);
+  EXPECT_EQ(got->parts.at(0).host, "db1");
+  EXPECT_EQ(catalog_->GetSpanning("s2")->reference_point_id, "");
+  EXPECT_EQ(catalog_->GetSpanningReferencePoint("").status().code(), Code::kNotFound);
+  EXPECT_EQ(catalog_->GetSpanningReferencePoint("r2").status().code(), Code::kNotFound);
+}
+
 }  // namespace
 }  // namespace vmgroup::catalog

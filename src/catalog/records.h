@@ -153,8 +153,21 @@ struct SnapshotRecord {
 // kTaking: recorded before any host was asked, until every host committed
 // its part; kUndoing: being taken back on every host (a take that failed
 // and whose aborts did not all succeed, or a destroy). A restart takes back
-// every one not kComplete: presumed abort.
-enum class SpanningState { kTaking = 0, kComplete = 1, kUndoing = 2 };
+// every one kTaking or kUndoing: presumed abort.
+//
+// Converted to a reference point, the record is that reference point:
+// kConverting once every host checked its part, until each converted it
+// (a restart converts the rest: a host's conversion cannot be taken back);
+// kReferencePoint once all did; kForgetting while every host destroys its
+// part of the reference point (a restart goes on with it).
+enum class SpanningState {
+  kTaking = 0,
+  kComplete = 1,
+  kUndoing = 2,
+  kConverting = 3,
+  kReferencePoint = 4,
+  kForgetting = 5
+};
 
 // One host's part of it, with what the host reported once it committed.
 struct SpanningPart {
@@ -176,7 +189,14 @@ struct SpanningSnapshotRecord {
   int64_t window_us = 0;            // first Pause sent -> last Resume answered
   int64_t cut_spread_us = 0;        // how far apart the members' cuts can be
   std::vector<SpanningPart> parts;  // one per host, in the order asked
+  // From kConverting on: the reference point every host's part becomes
+  // (the same id on each), and when the conversion was decided.
+  std::string reference_point_id;
+  int64_t converted_us = 0;
 };
+
+// True while `s` is a snapshot, not (being) converted to a reference point.
+inline bool IsSnapshot(const SpanningSnapshotRecord& s) { return s.reference_point_id.empty(); }
 
 // How destroying a snapshot takes one disk's frozen image out of the VM's
 // image tree. Each of `others` is first made independent of the frozen image

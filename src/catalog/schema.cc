@@ -282,9 +282,18 @@ constexpr std::string_view kV19 = R"sql(
 ALTER TABLE export_intents ADD COLUMN across_hosts INTEGER NOT NULL DEFAULT 0;
 )sql";
 
-constexpr std::array<std::string_view, 19> kMigrations = {kV1,  kV2,  kV3,  kV4,  kV5,  kV6,  kV7,
+// v20: snapshots across hosts converted to reference points (issue 20): the
+// reference point each host's part becomes.
+constexpr std::string_view kV20 = R"sql(
+ALTER TABLE spanning_snapshots ADD COLUMN reference_point_id TEXT NOT NULL DEFAULT '';
+ALTER TABLE spanning_snapshots ADD COLUMN converted_us INTEGER NOT NULL DEFAULT 0;
+CREATE UNIQUE INDEX spanning_reference_points ON spanning_snapshots(reference_point_id)
+  WHERE reference_point_id != '';
+)sql";
+
+constexpr std::array<std::string_view, 20> kMigrations = {kV1,  kV2,  kV3,  kV4,  kV5,  kV6,  kV7,
                                                           kV8,  kV9,  kV10, kV11, kV12, kV13, kV14,
-                                                          kV15, kV16, kV17, kV18, kV19};
+                                                          kV15, kV16, kV17, kV18, kV19, kV20};
 
 }  // namespace
 

@@ -97,6 +97,27 @@ Status Catalog::SetSpanningState(const std::string& id, SpanningState state) {
   return NotFoundIfUnchanged(*db_, "snapshot " + id);
 }
 
+Status Catalog::ConvertSpanning(const std::string& id, const std::string& rp_id,
+                                int64_t converted_us) {
+  std::lock_guard lock(mu_);
+  VMG_ASSIGN_OR_RETURN(Stmt u, db_->Prepare("UPDATE spanning_snapshots SET state=?2,"
+                                            "reference_point_id=?3,converted_us=?4 WHERE id=?1 "
+                                            "AND state=?5"));
+  Status st = u.Bind(1, id)
+                  .Bind(2, static_cast<int>(SpanningState::kConverting))
+                  .Bind(3, rp_id)
+                  .Bind(4, converted_us)
+                  .Bind(5, static_cast<int>(SpanningState::kComplete))
+                  .Run();
+  if (st.code() == Code::kAlreadyExists) {
+    return Status::AlreadyExists("reference point " + rp_id + " is recorded already");
+  }
+  VMG_RETURN_IF_ERROR(st);
+  if (db_->Changes() > 0) return Status::Ok();
+  VMG_RETURN_IF_ERROR(GetSpanningLocked(id).status());
+  return Status::InvalidState("snapshot " + id + " is not a complete snapshot across hosts");
+}
+
 Status Catalog::DeleteSpanning(const std::string& id) {
   std::lock_guard lock(mu_);
   VMG_ASSIGN_OR_RETURN(Stmt d, db_->Prepare("DELETE FROM spanning_snapshots WHERE id=?1"));
@@ -105,8 +126,8 @@ Status Catalog::DeleteSpanning(const std::string& id) {
 
 Result<SpanningSnapshotRecord> Catalog::GetSpanningLocked(const std::string& id) {
   VMG_ASSIGN_OR_RETURN(Stmt q, db_->Prepare("SELECT id,collection_id,name,type,state,created_us,"
-                                            "window_us,cut_spread_us FROM spanning_snapshots "
-                                            "WHERE id=?1"));
+                                            "window_us,cut_spread_us,reference_point_id,"
+                                            "converted_us FROM spanning_snapshots WHERE id=?1"));
   q.Bind(1, id);
   VMG_ASSIGN_OR_RETURN(bool row, q.Step());
   if (!row) return Status::NotFound("no snapshot across hosts has id " + id);
@@ -117,7 +138,9 @@ Result<SpanningSnapshotRecord> Catalog::GetSpanningLocked(const std::string& id)
                            .state = static_cast<SpanningState>(q.Int(4)),
                            .created_us = q.Int(5),
                            .window_us = q.Int(6),
-                           .cut_spread_us = q.Int(7)};
+                           .cut_spread_us = q.Int(7),
+                           .reference_point_id = q.Text(8),
+                           .converted_us = q.Int(9)};
   VMG_ASSIGN_OR_RETURN(Stmt p, db_->Prepare("SELECT host,vm_ids,earliest_cut_us,latest_cut_us,"
                                             "longest_pause_us FROM spanning_parts WHERE "
                                             "snapshot_id=?1 ORDER BY position"));
@@ -137,6 +160,17 @@ Result<SpanningSnapshotRecord> Catalog::GetSpanningLocked(const std::string& id)
 Result<SpanningSnapshotRecord> Catalog::GetSpanning(const std::string& id) {
   std::lock_guard lock(mu_);
   return GetSpanningLocked(id);
+}
+
+Result<SpanningSnapshotRecord> Catalog::GetSpanningReferencePoint(const std::string& rp_id) {
+  std::lock_guard lock(mu_);
+  VMG_ASSIGN_OR_RETURN(
+      Stmt q,
+      db_->Prepare("SELECT id FROM spanning_snapshots WHERE reference_point_id=?1 AND ?1!=''"));
+  q.Bind(1, rp_id);
+  VMG_ASSIGN_OR_RETURN(bool row, q.Step());
+  if (!row) return Status::NotFound("no reference point across hosts has id " + rp_id);
+  return GetSpanningLocked(q.Text(0));
 }
 
 Result<std::vector<SpanningSnapshotRecord>> Catalog::ListSpanning() {

@@ -98,6 +98,14 @@ inline constexpr std::string_view kSpanExportPartsDone = "span.export_parts_done
 inline constexpr std::string_view kSpanExportWritten = "span.export_written";
 inline constexpr std::array<std::string_view, 3> kSpanExportAll = {
     kSpanExportIntentRecorded, kSpanExportPartsDone, kSpanExportWritten};
+// A conversion across hosts into a reference point, on its coordinator.
+// Subject: the snapshot id. Every host checked its part and the record says
+// kConverting; no host is asked to convert yet.
+inline constexpr std::string_view kSpanConvertRecorded = "span.convert_recorded";
+// One host converted its part (others may not have yet).
+inline constexpr std::string_view kSpanHostConverted = "span.host_converted";
+inline constexpr std::array<std::string_view, 2> kSpanConvertAll = {kSpanConvertRecorded,
+                                                                    kSpanHostConverted};
 
 // The snapshot protocol's points, in order (crash_recovery_test walks them).
 inline constexpr std::array<std::string_view, 7> kAll = {

@@ -7,6 +7,8 @@
 
 #include "base/ids.h"
 #include "engine/export_layout.h"
+#include "engine/reference_point_convert.h"
+#include "engine/reference_point_destroy.h"
 #include "engine/snapshot_create.h"
 #include "engine/snapshot_destroy.h"
 #include "engine/snapshot_export.h"
@@ -364,6 +366,37 @@ Result<ExportManifest> HostCuts::ExportPart(const ExportRequest& request) {
 Status HostCuts::RemoveExportPart(const std::string& snapshot_id, const std::string& directory) {
   return RemoveExport(parts_.env, *parts_.catalog, snapshot_id, directory)
       .Annotate("removing this host's export of snapshot " + snapshot_id);
+}
+
+Result<catalog::ReferencePointRecord> HostCuts::ConvertedInto(const std::string& snapshot_id,
+                                                              const std::string& rp_id) {
+  if (rp_id.empty()) return Status::NotFound("no reference point named");
+  auto rp = parts_.catalog->GetReferencePoint(rp_id);
+  if (rp.ok() && rp->snapshot_id != snapshot_id) {
+    return Status::NotFound("reference point " + rp_id + " is not of snapshot " + snapshot_id);
+  }
+  return rp;
+}
+
+Status HostCuts::ValidateConvertPart(const std::string& snapshot_id, const std::string& rp_id) {
+  if (ConvertedInto(snapshot_id, rp_id).ok()) return Status::Ok();
+  return runner_.Validate(ReferencePointConvert(parts_, snapshot_id, rp_id));
+}
+
+Result<catalog::ReferencePointRecord> HostCuts::ConvertPart(const std::string& snapshot_id,
+                                                            const std::string& rp_id) {
+  if (auto done = ConvertedInto(snapshot_id, rp_id); done.ok()) return done;
+  ReferencePointConvert op(parts_, snapshot_id, rp_id);
+  VMG_RETURN_IF_ERROR(runner_.Run(op));
+  return op.reference_point();
+}
+
+Status HostCuts::DestroyReferencePointPart(const std::string& rp_id) {
+  if (parts_.catalog->GetReferencePoint(rp_id).status().code() == Code::kNotFound) {
+    return Status::Ok();
+  }
+  ReferencePointDestroy op(parts_, rp_id);
+  return runner_.Run(op);
 }
 
 Result<HostCutStatus> HostCuts::Get(const std::string& snapshot_id) {

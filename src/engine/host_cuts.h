@@ -127,6 +127,18 @@ class HostCuts {
   // (export_layout.h RemoveExport). OK when there is none.
   Status RemoveExportPart(const std::string& snapshot_id, const std::string& directory);
 
+  // The committed part `snapshot_id` becoming reference point `rp_id` of
+  // its snapshot across hosts, as ConvertToReferencePoint converts any
+  // (SnapshotEngine::ConvertToReferencePoint: the same checks and errors):
+  // ValidateConvertPart checks alone. Both are OK also when the part
+  // became `rp_id` already (the coordinator asking again after an answer
+  // it lost), ConvertPart then answering it. DestroyReferencePointPart
+  // destroys it: OK when there is none.
+  Status ValidateConvertPart(const std::string& snapshot_id, const std::string& rp_id = "");
+  Result<catalog::ReferencePointRecord> ConvertPart(const std::string& snapshot_id,
+                                                    const std::string& rp_id);
+  Status DestroyReferencePointPart(const std::string& rp_id);
+
  private:
   struct Part;
   enum class Word { kNone, kPause, kCut, kResume, kCommit, kAbort };
@@ -150,6 +162,9 @@ class HostCuts {
   Status AwaitCommit(Part& part);
   // Destroys the Complete snapshot `snapshot_id`: OK when it is gone.
   Status DestroyCommitted(const std::string& snapshot_id);
+  // Reference point `rp_id`, if part `snapshot_id` became it; else NotFound.
+  Result<catalog::ReferencePointRecord> ConvertedInto(const std::string& snapshot_id,
+                                                      const std::string& rp_id);
 
   GroupParts& parts_;
   OperationRunner& runner_;

@@ -33,7 +33,7 @@ Result<catalog::SnapshotRecord> SnapshotEngine::Get(const std::string& id) {
   auto s = parts_.catalog->GetSnapshot(id);
   if (s.ok() || s.status().code() != Code::kNotFound) return s;
   auto across = parts_.catalog->GetSpanning(id);
-  if (!across.ok()) return s.status();
+  if (!across.ok() || !IsSnapshot(*across)) return s.status();
   return SpanningSnapshots::AsGroupSnapshot(*across);
 }
 
@@ -71,18 +71,61 @@ Status SnapshotEngine::ValidateDestroy(const DestroyRequest& request) {
 
 Result<catalog::ReferencePointRecord> SnapshotEngine::ConvertToReferencePoint(
     const std::string& snapshot_id, const std::string& rp_id) {
-  VMG_RETURN_IF_ERROR(spanning_.RefuseAcrossHosts(snapshot_id, "converting to a reference point"));
+  if (spanning_.Has(snapshot_id)) {
+    VMG_ASSIGN_OR_RETURN(catalog::SpanningSnapshotRecord s, spanning_.Convert(snapshot_id, rp_id));
+    return GetReferencePoint(s.reference_point_id);
+  }
   ReferencePointConvert op(parts_, snapshot_id, rp_id);
   VMG_RETURN_IF_ERROR(runner_.Run(op));
   return op.reference_point();
 }
 
-Status SnapshotEngine::ValidateConvert(const std::string& snapshot_id) {
-  VMG_RETURN_IF_ERROR(spanning_.RefuseAcrossHosts(snapshot_id, "converting to a reference point"));
-  return runner_.Validate(ReferencePointConvert(parts_, snapshot_id, ""));
+Status SnapshotEngine::ValidateConvert(const std::string& snapshot_id, const std::string& rp_id) {
+  if (spanning_.Has(snapshot_id)) return spanning_.ValidateConvert(snapshot_id, rp_id);
+  return runner_.Validate(ReferencePointConvert(parts_, snapshot_id, rp_id));
+}
+
+Result<catalog::ReferencePointRecord> SnapshotEngine::GetReferencePoint(const std::string& rp_id) {
+  auto across = parts_.catalog->GetSpanningReferencePoint(rp_id);
+  if (across.ok() && across->state != catalog::SpanningState::kReferencePoint) {
+    return Status::NotFound(
+        "reference point " + rp_id + " is still being " +
+        (across->state == catalog::SpanningState::kConverting ? "converted" : "destroyed") +
+        " on the hosts of snapshot " + across->name);
+  }
+  auto here = parts_.catalog->GetReferencePoint(rp_id);
+  if (here.ok() || !across.ok()) return here;
+  return SpanningSnapshots::AsGroupReferencePoint(*across);
+}
+
+Result<std::vector<catalog::ReferencePointRecord>> SnapshotEngine::ListReferencePoints() {
+  VMG_ASSIGN_OR_RETURN(auto here, parts_.catalog->ListReferencePoints());
+  VMG_ASSIGN_OR_RETURN(auto across, parts_.catalog->ListSpanning());
+  std::vector<catalog::ReferencePointRecord> out;
+  std::map<std::string, const catalog::SpanningSnapshotRecord*> by_rp;
+  for (const auto& s : across) {
+    if (!IsSnapshot(s)) by_rp[s.reference_point_id] = &s;
+  }
+  for (auto& rp : here) {
+    auto it = by_rp.find(rp.id);
+    if (it == by_rp.end()) {
+      out.push_back(std::move(rp));
+      continue;
+    }
+    // This host's part, once every host converted its own.
+    if (it->second->state == catalog::SpanningState::kReferencePoint) out.push_back(std::move(rp));
+    by_rp.erase(it);
+  }
+  for (const auto& [id, s] : by_rp) {
+    if (s->state == catalog::SpanningState::kReferencePoint) {
+      out.push_back(SpanningSnapshots::AsGroupReferencePoint(*s));
+    }
+  }
+  return out;
 }
 
 Status SnapshotEngine::DestroyReferencePoint(const std::string& rp_id) {
+  if (spanning_.HasReferencePoint(rp_id)) return spanning_.DestroyReferencePoint(rp_id);
   ReferencePointDestroy op(parts_, rp_id);
   return runner_.Run(op);
 }
@@ -98,12 +141,22 @@ Status SnapshotEngine::ValidateCreateReferencePoint(const std::string& collectio
 
 Result<ExportManifest> SnapshotEngine::ExportReferencePoint(const std::string& rp_id,
                                                             ExportRequest request) {
+  VMG_RETURN_IF_ERROR(RefuseExportAcrossHosts(rp_id));
   return ReferencePointExport(parts_, runner_, rp_id, std::move(request)).Run();
 }
 
 Status SnapshotEngine::ValidateExportReferencePoint(const std::string& rp_id,
                                                     const ExportRequest& request) {
+  VMG_RETURN_IF_ERROR(RefuseExportAcrossHosts(rp_id));
   return ReferencePointExport(parts_, runner_, rp_id, request).Validate();
+}
+
+Status SnapshotEngine::RefuseExportAcrossHosts(const std::string& rp_id) {
+  if (!spanning_.HasReferencePoint(rp_id)) return Status::Ok();
+  return Status::NotSupported(
+      "reference point " + rp_id +
+      " spans hosts: exporting what changed since it across hosts is not offered yet; take a "
+      "snapshot of the group and export it in full");
 }
 
 Result<ExportManifest> SnapshotEngine::Export(const ExportRequest& request) {

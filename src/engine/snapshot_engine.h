@@ -118,14 +118,27 @@ class SnapshotEngine {
   // destroyed and the reference point made (as for Destroy).
   // `rp_id`: the reference point's id when the caller must name it first
   // (a job's out-parameter); a new GUID when empty.
+  //
+  // A snapshot across hosts is converted on every host
+  // (SpanningSnapshots::Convert): this host's part, or the group reference
+  // point where it has none, is the answer.
   Result<catalog::ReferencePointRecord> ConvertToReferencePoint(const std::string& snapshot_id,
                                                                 const std::string& rp_id = "");
-  Status ValidateConvert(const std::string& snapshot_id);
+  Status ValidateConvert(const std::string& snapshot_id, const std::string& rp_id = "");
+
+  // The group's reference points: this host's, and those across hosts it
+  // coordinates once every host converted its part (this host's part, or
+  // the group reference point where it has none). GetReferencePoint finds
+  // one by id (NotFound also while one across hosts is being converted or
+  // destroyed).
+  Result<std::vector<catalog::ReferencePointRecord>> ListReferencePoints();
+  Result<catalog::ReferencePointRecord> GetReferencePoint(const std::string& rp_id);
 
   // Forgets a reference point (Hyper-V's DestroyReferencePoint) and takes
   // its bitmaps off the images of running members. A bitmap on an image
   // that is read-only now (frozen by a later snapshot) or of a VM that is
-  // off stays in its file, unused. NotFound for an unknown id.
+  // off stays in its file, unused. NotFound for an unknown id. One across
+  // hosts is destroyed on every host (SpanningSnapshots::DestroyReferencePoint).
   Status DestroyReferencePoint(const std::string& rp_id);
 
   // Takes a recovery snapshot of the group and converts it at once
@@ -220,6 +233,10 @@ class SnapshotEngine {
   OperationMetrics& metrics() { return metrics_; }
 
  private:
+  // NotSupported for a reference point across hosts (its export is not
+  // offered yet); OK for any other id.
+  Status RefuseExportAcrossHosts(const std::string& rp_id);
+
   GroupParts parts_;
   MemberClaims claims_;
   MetricsRegistry registry_;

@@ -55,6 +55,13 @@ class CutHost {
   virtual Status Export(const std::string& snapshot_id, const std::string& directory,
                         bool copy_storage) = 0;
   virtual Status RemoveExport(const std::string& snapshot_id, const std::string& directory) = 0;
+  // Whether the host's committed part can become a reference point, asking
+  // it to change nothing; the conversion into reference point `rp_id`
+  // (OK when the part became that one already); and that reference
+  // point's destruction (OK when the host has none).
+  virtual Status ValidateConvert(const std::string& snapshot_id) = 0;
+  virtual Status Convert(const std::string& snapshot_id, const std::string& rp_id) = 0;
+  virtual Status DestroyReferencePoint(const std::string& rp_id) = 0;
 };
 
 // This host's own part, through its SnapshotEngine's HostCuts.
@@ -73,6 +80,15 @@ class LocalCutHost final : public CutHost {
                 bool copy_storage) override;
   Status RemoveExport(const std::string& snapshot_id, const std::string& directory) override {
     return cuts_->RemoveExportPart(snapshot_id, directory);
+  }
+  Status ValidateConvert(const std::string& snapshot_id) override {
+    return cuts_->ValidateConvertPart(snapshot_id);
+  }
+  Status Convert(const std::string& snapshot_id, const std::string& rp_id) override {
+    return cuts_->ConvertPart(snapshot_id, rp_id).status();
+  }
+  Status DestroyReferencePoint(const std::string& rp_id) override {
+    return cuts_->DestroyReferencePointPart(rp_id);
   }
 
  private:

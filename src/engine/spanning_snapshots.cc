@@ -43,6 +43,13 @@ bool HoldsManifestOf(const std::string& dir, const std::string& id) {
   return m.ok() && m->snapshot_id == id;
 }
 
+// What a snapshot converted to a reference point answers to anything
+// asked of it as a snapshot.
+Status ConvertedAlready(const catalog::SpanningSnapshotRecord& s) {
+  return Status::NotFound("snapshot " + s.name + " (" + s.id +
+                          ") was converted to reference point " + s.reference_point_id);
+}
+
 std::string HostsOf(const catalog::SpanningSnapshotRecord& s) {
   std::string out;
   for (const auto& p : s.parts)
@@ -193,25 +200,114 @@ Result<catalog::SpanningSnapshotRecord> SpanningSnapshots::Take(const SnapshotRe
   return Status(done.code(), done.message() + "; " + undone.message());
 }
 
-Status SpanningSnapshots::Undo(const catalog::SpanningSnapshotRecord& s) {
-  VMG_RETURN_IF_ERROR(parts_.catalog->SetSpanningState(s.id, catalog::SpanningState::kUndoing));
-  const std::vector<Status> aborted = EachInParallel(s.parts.size(), [&](size_t i) -> Status {
+Status SpanningSnapshots::OnEveryHost(const catalog::SpanningSnapshotRecord& s,
+                                      const std::string& left,
+                                      const std::function<Status(CutHost&, size_t)>& step) {
+  const std::vector<Status> done = EachInParallel(s.parts.size(), [&](size_t i) -> Status {
     VMG_ASSIGN_OR_RETURN(auto host, HostOf(s.parts[i]));
-    return host->Abort(s.id).Annotate(host->name());
+    return step(*host, i).Annotate(host->name());
   });
   std::string failed;
-  for (const Status& a : aborted) {
-    if (!a.ok()) failed += (failed.empty() ? "" : "; ") + a.message();
+  for (const Status& d : done) {
+    if (!d.ok()) failed += (failed.empty() ? "" : "; ") + d.message();
   }
-  if (!failed.empty()) {
-    return Status::Unavailable("snapshot " + s.name + " is still being taken back on " + failed +
-                               " (vmgroupd tries again until every host has answered)");
+  if (failed.empty()) return Status::Ok();
+  return Status::Unavailable(left + " on " + failed +
+                             " (vmgroupd tries again until every host has answered)");
+}
+
+Status SpanningSnapshots::Undo(const catalog::SpanningSnapshotRecord& s) {
+  VMG_RETURN_IF_ERROR(parts_.catalog->SetSpanningState(s.id, catalog::SpanningState::kUndoing));
+  VMG_RETURN_IF_ERROR(OnEveryHost(s, "snapshot " + s.name + " is still being taken back",
+                                  [&](CutHost& host, size_t) { return host.Abort(s.id); }));
+  return parts_.catalog->DeleteSpanning(s.id);
+}
+
+Status SpanningSnapshots::ValidateConvert(const std::string& snapshot_id,
+                                          const std::string& rp_id) {
+  VMG_ASSIGN_OR_RETURN(catalog::SpanningSnapshotRecord s, parts_.catalog->GetSpanning(snapshot_id));
+  if (!IsSnapshot(s)) return ConvertedAlready(s);
+  if (s.state != catalog::SpanningState::kComplete) {
+    return Status::InvalidState(
+        "snapshot " + s.name + " is " +
+        (s.state == catalog::SpanningState::kTaking ? "still being taken" : "being taken back") +
+        ": only a complete snapshot becomes a reference point");
   }
+  if (!rp_id.empty() && !IsGuid(rp_id)) {
+    return Status::InvalidArgument("reference point id '" + rp_id + "' is not a GUID");
+  }
+  for (const auto& part : s.parts) {
+    if (!part.host.empty() && peers_ != nullptr) VMG_RETURN_IF_ERROR(peers_->Known(part.host));
+  }
+  return Status::Ok();
+}
+
+Result<catalog::SpanningSnapshotRecord> SpanningSnapshots::Convert(const std::string& snapshot_id,
+                                                                   const std::string& rp_id) {
+  VMG_RETURN_IF_ERROR(ValidateConvert(snapshot_id, rp_id));
+  VMG_ASSIGN_OR_RETURN(catalog::SpanningSnapshotRecord s, parts_.catalog->GetSpanning(snapshot_id));
+  InHand held(this, &taking_, s.id);
+  if (!held.held()) return Status::Busy("snapshot " + s.name + " is in another operation");
+  // Every host checks before any converts: once one has, there is no way back.
+  VMG_RETURN_IF_ERROR(ParallelFor(s.parts.size(), [&](size_t i) -> Status {
+    VMG_ASSIGN_OR_RETURN(auto host, HostOf(s.parts[i]));
+    return host->ValidateConvert(s.id).Annotate(host->name());
+  }));
+  s.reference_point_id = rp_id.empty() ? NewGuid() : rp_id;
+  s.converted_us = parts_.env->NowMicros();
+  VMG_RETURN_IF_ERROR(parts_.catalog->ConvertSpanning(s.id, s.reference_point_id, s.converted_us));
+  s.state = catalog::SpanningState::kConverting;
+  VMG_RETURN_IF_ERROR(parts_.env->Hit(fault::kSpanConvertRecorded, s.id));
+  if (Status done = ConvertEverywhere(s); !done.ok()) {
+    RecoverInBackground();
+    return done;
+  }
+  s.state = catalog::SpanningState::kReferencePoint;
+  return s;
+}
+
+Status SpanningSnapshots::ConvertEverywhere(const catalog::SpanningSnapshotRecord& s) {
+  const Status converted = OnEveryHost(
+      s,
+      "snapshot " + s.name + " is still to be converted to reference point " + s.reference_point_id,
+      [&](CutHost& host, size_t) {
+        VMG_RETURN_IF_ERROR(host.Convert(s.id, s.reference_point_id));
+        return parts_.env->Hit(fault::kSpanHostConverted, s.id);
+      });
+  VMG_RETURN_IF_ERROR(converted);
+  return parts_.catalog->SetSpanningState(s.id, catalog::SpanningState::kReferencePoint);
+}
+
+bool SpanningSnapshots::HasReferencePoint(const std::string& rp_id) {
+  return parts_.catalog->GetSpanningReferencePoint(rp_id).ok();
+}
+
+Status SpanningSnapshots::DestroyReferencePoint(const std::string& rp_id) {
+  VMG_ASSIGN_OR_RETURN(catalog::SpanningSnapshotRecord s,
+                       parts_.catalog->GetSpanningReferencePoint(rp_id));
+  InHand held(this, &taking_, s.id);
+  if (!held.held()) {
+    return Status::Busy("reference point " + s.name + " is being converted or destroyed");
+  }
+  return Forget(s);
+}
+
+Status SpanningSnapshots::Forget(const catalog::SpanningSnapshotRecord& s) {
+  VMG_RETURN_IF_ERROR(parts_.catalog->SetSpanningState(s.id, catalog::SpanningState::kForgetting));
+  const Status destroyed = OnEveryHost(s, "reference point " + s.name + " is still being destroyed",
+                                       [&](CutHost& host, size_t) {
+                                         // A host that had not converted its part still holds the
+                                         // snapshot.
+                                         VMG_RETURN_IF_ERROR(host.Abort(s.id));
+                                         return host.DestroyReferencePoint(s.reference_point_id);
+                                       });
+  VMG_RETURN_IF_ERROR(destroyed);
   return parts_.catalog->DeleteSpanning(s.id);
 }
 
 Status SpanningSnapshots::ValidateDestroy(const std::string& id) {
   VMG_ASSIGN_OR_RETURN(catalog::SpanningSnapshotRecord s, parts_.catalog->GetSpanning(id));
+  if (!IsSnapshot(s)) return ConvertedAlready(s);
   if (s.state == catalog::SpanningState::kTaking) {
     return Status::InvalidState("snapshot " + s.name + " is still being taken");
   }
@@ -233,7 +329,10 @@ Status SpanningSnapshots::Destroy(const std::string& id) {
   return Undo(s);
 }
 
-bool SpanningSnapshots::Has(const std::string& id) { return parts_.catalog->GetSpanning(id).ok(); }
+bool SpanningSnapshots::Has(const std::string& id) {
+  auto s = parts_.catalog->GetSpanning(id);
+  return s.ok() && IsSnapshot(*s);
+}
 
 std::string SpanningSnapshots::FolderOf(const catalog::SpanningPart& part) const {
   return part.host.empty() ? parts_.options.host_name : part.host;
@@ -348,20 +447,12 @@ Status SpanningSnapshots::RemoveExportEverywhere(const catalog::SpanningSnapshot
                                                  const catalog::ExportIntent& intent,
                                                  const std::vector<Status>* exported) {
   const std::string& dir = intent.directory;
-  const std::vector<Status> removed = EachInParallel(s.parts.size(), [&](size_t i) -> Status {
-    if (exported != nullptr && !(*exported)[i].ok()) return Status::Ok();  // it made nothing
-    VMG_ASSIGN_OR_RETURN(auto host, HostOf(s.parts[i]));
-    return host->RemoveExport(s.id, PartDir(dir, s.parts[i])).Annotate(host->name());
-  });
-  std::string left;
-  for (const Status& r : removed) {
-    if (!r.ok()) left += (left.empty() ? "" : "; ") + r.message();
-  }
-  if (!left.empty()) {
-    return Status::Unavailable("the export of snapshot " + s.name + " into " + dir +
-                               " is still being removed on " + left +
-                               " (vmgroupd tries again until every host has answered)");
-  }
+  VMG_RETURN_IF_ERROR(OnEveryHost(
+      s, "the export of snapshot " + s.name + " into " + dir + " is still being removed",
+      [&](CutHost& host, size_t i) {
+        if (exported != nullptr && !(*exported)[i].ok()) return Status::Ok();  // it made nothing
+        return host.RemoveExport(s.id, PartDir(dir, s.parts[i]));
+      }));
   // The manifest across hosts too, should it have been written.
   if (HoldsManifestOf(dir, s.id)) {
     VMG_RETURN_IF_ERROR(parts_.env->RemoveFile(dir + "/" + kManifestFile));
@@ -393,9 +484,25 @@ catalog::SnapshotRecord SpanningSnapshots::AsGroupSnapshot(
           .pause_window_us = s.window_us};
 }
 
+catalog::ReferencePointRecord SpanningSnapshots::AsGroupReferencePoint(
+    const catalog::SpanningSnapshotRecord& s) {
+  int64_t cut_us = 0;
+  for (const auto& p : s.parts) {
+    if (p.earliest_cut_us > 0 && (cut_us == 0 || p.earliest_cut_us < cut_us)) {
+      cut_us = p.earliest_cut_us;
+    }
+  }
+  return {.id = s.reference_point_id,
+          .collection_id = s.collection_id,
+          .name = s.name,
+          .snapshot_id = s.id,
+          .cut_us = cut_us,
+          .created_us = s.converted_us};
+}
+
 Status SpanningSnapshots::RefuseAcrossHosts(const std::string& id, const std::string& what) {
   auto s = parts_.catalog->GetSpanning(id);
-  if (!s.ok()) return Status::Ok();
+  if (!s.ok() || !IsSnapshot(*s)) return Status::Ok();
   return Status::InvalidState(what + " snapshot " + s->name + " is not offered yet: it spans " +
                               HostsOf(*s) + ", and " + what +
                               " a snapshot across hosts is not built yet");
@@ -412,17 +519,30 @@ int SpanningSnapshots::Recover() {
   }
   int left = 0;
   for (const auto& s : *all) {
-    if (s.state == catalog::SpanningState::kComplete) continue;
-    {
-      std::lock_guard lock(mu_);
-      if (taking_.count(s.id) > 0) continue;  // Take has it in hand
-    }
-    Status undone = Undo(s);
-    if (undone.ok()) {
-      Log(LogLevel::kInfo, "snapshot " + s.name + " (" + s.id +
-                               "), left unfinished across hosts, is taken back on " + HostsOf(s));
+    using State = catalog::SpanningState;
+    if (s.state == State::kComplete || s.state == State::kReferencePoint) continue;
+    InHand held(this, &taking_, s.id);
+    if (!held.held()) continue;  // Take, Convert or DestroyReferencePoint has it in hand
+    // Held now, it may have moved on since the listing.
+    auto now = parts_.catalog->GetSpanning(s.id);
+    if (!now.ok() || now->state != s.state) continue;
+    Status done;
+    std::string what;
+    if (s.state == State::kConverting) {
+      done = ConvertEverywhere(s);
+      what = "converted to reference point " + s.reference_point_id;
+    } else if (s.state == State::kForgetting) {
+      done = Forget(s);
+      what = "destroyed as reference point " + s.reference_point_id;
     } else {
-      Log(LogLevel::kWarning, undone.message());
+      done = Undo(s);
+      what = "taken back";
+    }
+    if (done.ok()) {
+      Log(LogLevel::kInfo, "snapshot " + s.name + " (" + s.id +
+                               "), left unfinished across hosts, is " + what + " on " + HostsOf(s));
+    } else {
+      Log(LogLevel::kWarning, done.message());
       ++left;
     }
   }

@@ -18,14 +18,18 @@
 // Each host's part is an ordinary snapshot there under the group snapshot's
 // id; this host's part, when it has one, is listed as the group snapshot
 // here. Destroy takes every part away; Export has every host export its
-// part (spanning_export.h). Apply, reference points and backup sessions of
-// a snapshot across hosts are not offered yet (RefuseAcrossHosts says so).
+// part (spanning_export.h); Convert has every host convert its part into a
+// reference point of one id, rolled forward once every host checked its
+// part, for a conversion cannot be taken back. Apply and backup sessions
+// of a snapshot across hosts are not offered yet (RefuseAcrossHosts says
+// so), nor exports of a reference point across hosts.
 //
 // Thread-safe: snapshots of different groups run concurrently; each host's
 // part claims its members as any snapshot does.
 #pragma once
 
 #include <condition_variable>
+#include <functional>
 #include <mutex>
 #include <set>
 #include <string>
@@ -93,6 +97,38 @@ class SpanningSnapshots {
   // hosts would share a folder.
   Status ValidateExport(const ExportRequest& request);
 
+  // Converts snapshot `snapshot_id` into reference point `rp_id` (a new
+  // GUID when empty) on every host: each host's part becomes a reference
+  // point of that id, as ConvertToReferencePoint makes one there. Every
+  // host checks its part first, in parallel: a refusal is the answer,
+  // named after the host, and nothing changed. Then the record says the
+  // snapshot is being converted, and every host converts its part. A
+  // conversion is not taken back (a host's frozen images are merged
+  // away), so one that did not reach every host is finished by Recover
+  // (in the background at once): Unavailable naming the hosts still to
+  // convert. Answers the record, a reference point.
+  Result<catalog::SpanningSnapshotRecord> Convert(const std::string& snapshot_id,
+                                                  const std::string& rp_id);
+  // Convert's checks alone, asking no host: NotFound; InvalidState for a
+  // snapshot not Complete; InvalidArgument for an rp_id that is not a GUID
+  // (empty: a new one); NotFound for a host that is not a configured peer.
+  Status ValidateConvert(const std::string& snapshot_id, const std::string& rp_id);
+
+  // True when `rp_id` is a reference point across hosts this host
+  // coordinates (also while being converted or destroyed).
+  bool HasReferencePoint(const std::string& rp_id);
+  // Destroys reference point `rp_id` on every host (each destroys its
+  // part, and takes back a part of its snapshot not converted yet), then
+  // its record. NotFound when it is none; Busy while a conversion or
+  // another destroy of it is under way. A host that cannot be reached:
+  // Unavailable naming it; Recover finishes it.
+  Status DestroyReferencePoint(const std::string& rp_id);
+
+  // The group reference point `s` is (a record converted on every host)
+  // where this host has no part of it: its record with no members.
+  static catalog::ReferencePointRecord AsGroupReferencePoint(
+      const catalog::SpanningSnapshotRecord& s);
+
   // The group snapshot `s` is where this host has no part of it: its
   // record as a SnapshotRecord with no members (pause window: the cut's
   // window across hosts).
@@ -102,12 +138,14 @@ class SpanningSnapshots {
   // `id` spans hosts, naming `what` ("applying", "exporting"); else OK.
   Status RefuseAcrossHosts(const std::string& id, const std::string& what);
 
-  // Takes back, on every host, each snapshot across hosts whose record is
-  // not Complete and that no Take has in hand (a coordinator that died, an
-  // abort that failed), and forgets its record once every host answered;
-  // so too each export across hosts left unfinished (its intent recorded,
-  // its manifest not written) that no Export has in hand: every host
-  // removes its part. Returns how many remain: a host could not be reached.
+  // Takes back, on every host, each snapshot across hosts being taken or
+  // undone that no Take has in hand (a coordinator that died, an abort
+  // that failed), and forgets its record once every host answered; goes on
+  // converting, on the hosts that did not, each one being converted, and
+  // destroying each reference point being destroyed; so too each export
+  // across hosts left unfinished (its intent recorded, its manifest not
+  // written) that no Export has in hand: every host removes its part.
+  // Returns how many remain: a host could not be reached.
   int Recover();
   // Recover in a thread of its own, again every 10 s until none remains
   // (at start: a host that cannot be reached does not hold the daemon up).
@@ -160,6 +198,20 @@ class SpanningSnapshots {
   // the record once all succeeded. Unavailable naming the hosts whose
   // abort failed.
   Status Undo(const catalog::SpanningSnapshotRecord& s);
+  // Convert's second phase for `s` (kConverting): every host converts its
+  // part; the record says kReferencePoint once all did. Unavailable naming
+  // the hosts that did not.
+  Status ConvertEverywhere(const catalog::SpanningSnapshotRecord& s);
+  // DestroyReferencePoint's work for `s` (the record says kForgetting
+  // first): on every host, the part of the snapshot taken back (one not
+  // converted) and the reference point destroyed; the record forgotten
+  // once all did. Unavailable naming the hosts that did not.
+  Status Forget(const catalog::SpanningSnapshotRecord& s);
+  // `step` on the host of each part of `s` (by its index), in parallel: OK,
+  // or Unavailable saying "<left> on <host: why>; ..." and that vmgroupd
+  // tries again.
+  Status OnEveryHost(const catalog::SpanningSnapshotRecord& s, const std::string& left,
+                     const std::function<Status(CutHost&, size_t)>& step);
 
   GroupParts& parts_;
   HostCuts& local_;

@@ -25,12 +25,13 @@ using namespace std::chrono_literals;
 // the steps it was asked, and what it is told to fail.
 struct FakePeer {
   std::mutex mu;
-  std::map<std::string, std::string> parts;  // snapshot id -> last step done
-  std::vector<std::string> steps;            // "<step> <snapshot id>"
-  std::set<std::string> members;             // "<group id>/<vm id>" (Join, Leave)
-  std::string fail_at;                       // a step that fails
-  bool unreachable = false;                  // every call fails: Unavailable
-  std::function<void()> exporting;           // called as it exports, unlocked
+  std::map<std::string, std::string> parts;   // snapshot id -> last step done
+  std::vector<std::string> steps;             // "<step> <snapshot id>"
+  std::set<std::string> members;              // "<group id>/<vm id>" (Join, Leave)
+  std::map<std::string, std::string> points;  // reference point id -> its snapshot's id
+  std::string fail_at;                        // a step that fails
+  bool unreachable = false;                   // every call fails: Unavailable
+  std::function<void()> exporting;            // called as it exports, unlocked
 };
 
 class FakeCutHost final : public CutHost {
@@ -67,14 +68,41 @@ class FakeCutHost final : public CutHost {
     VMG_RETURN_IF_ERROR(Env::Default()->RemoveFile(dir + "/" + kManifestFile));
     return Env::Default()->RemoveDir(dir);
   }
+  // A part converted is a reference point in `points`, its part gone.
+  Status ValidateConvert(const std::string& id) override {
+    std::lock_guard l(peer_->mu);
+    VMG_RETURN_IF_ERROR(Log("validate-convert", id));
+    if (peer_->parts.count(id) == 0) return Status::NotFound("no part " + id);
+    return Status::Ok();
+  }
+  Status Convert(const std::string& id, const std::string& rp) override {
+    std::lock_guard l(peer_->mu);
+    VMG_RETURN_IF_ERROR(Log("convert", id));
+    if (peer_->points.count(rp) > 0) return Status::Ok();  // done already
+    if (peer_->parts.count(id) == 0) return Status::NotFound("no part " + id);
+    peer_->parts.erase(id);
+    peer_->points[rp] = id;
+    return Status::Ok();
+  }
+  Status DestroyReferencePoint(const std::string& rp) override {
+    std::lock_guard l(peer_->mu);
+    VMG_RETURN_IF_ERROR(Log("destroy-rp", rp));
+    peer_->points.erase(rp);
+    return Status::Ok();
+  }
 
  private:
   Status Step(const std::string& step, const std::string& id) {
     std::lock_guard l(peer_->mu);
+    VMG_RETURN_IF_ERROR(Log(step, id));
+    peer_->parts[id] = step;
+    return Status::Ok();
+  }
+  // Records `step` of `id`, and fails it as the peer is told to. REQUIRES: peer_->mu held.
+  Status Log(const std::string& step, const std::string& id) {
     peer_->steps.push_back(step + " " + id);
     if (peer_->unreachable) return Status::Unavailable(name_ + " cannot be reached");
     if (step == peer_->fail_at) return Status::Failed(step + " refused");
-    peer_->parts[id] = step;
     return Status::Ok();
   }
   HostLease Lease(const std::string& state) {
@@ -350,7 +378,6 @@ TEST_F(SpanningSnapshotsTest, WhatIsNotOfferedAcrossHostsIsRefusedAndChangesNoth
   auto s = snapshots.Create({.collection_id = g.collection_id});
   ASSERT_TRUE(s.ok()) << s.status().ToString();
   EXPECT_EQ(snapshots.ValidateApply({.snapshot_id = s->id}).code(), Code::kInvalidState);
-  EXPECT_EQ(snapshots.ValidateConvert(s->id).code(), Code::kInvalidState);
   Status incremental =
       snapshots.ValidateExport({.snapshot_id = s->id, .directory = Path("export"), .base = s->id});
   EXPECT_EQ(incremental.code(), Code::kNotSupported);
@@ -490,6 +517,141 @@ TEST_F(SpanningSnapshotsTest, ACoordinatorKilledMidExportLeavesItWholeOrNowhereO
   }
   EXPECT_TRUE(engine_->snapshots().Destroy({.snapshot_id = id}).ok());
   ExpectConsistent();
+}
+
+// Converted, every host's part is a reference point of one id; the
+// snapshot is gone everywhere, the group's reference point listed here as
+// this host's part; destroyed, it is gone on every host.
+TEST_F(SpanningSnapshotsTest, AConvertedSnapshotIsOneReferencePointOnEveryHost) {
+  const std::string id = SnapshotAcross(1);
+  ASSERT_FALSE(id.empty());
+  SnapshotEngine& snapshots = engine_->snapshots();
+  ASSERT_TRUE(snapshots.ValidateConvert(id).ok());
+  EXPECT_EQ(snapshots.ValidateConvert(id, "not-a-guid").code(), Code::kInvalidArgument);
+  auto rp = snapshots.ConvertToReferencePoint(id);
+  ASSERT_TRUE(rp.ok()) << rp.status().ToString();
+  EXPECT_EQ(rp->snapshot_id, id);
+  ASSERT_EQ(rp->members.size(), 1u) << "this host's part";
+  for (const char* host : {"db1", "app1"}) {
+    EXPECT_FALSE(HoldsPart(host, id)) << host;
+    std::lock_guard l(peer(host).mu);
+    EXPECT_EQ(peer(host).points, (std::map<std::string, std::string>{{rp->id, id}})) << host;
+  }
+  EXPECT_EQ(snapshots.Get(id).status().code(), Code::kNotFound);
+  EXPECT_EQ(snapshots.ValidateDestroy({.snapshot_id = id}).code(), Code::kNotFound);
+  EXPECT_EQ(snapshots.ValidateConvert(id).code(), Code::kNotFound);
+  auto listed = snapshots.ListReferencePoints();
+  ASSERT_TRUE(listed.ok());
+  ASSERT_EQ(listed->size(), 1u);
+  EXPECT_EQ(listed->at(0).id, rp->id);
+  EXPECT_EQ(snapshots.GetReferencePoint(rp->id)->members.size(), 1u);
+  // What changed since it is not exported across hosts yet.
+  EXPECT_EQ(snapshots.ValidateExportReferencePoint(rp->id, {.directory = Path("x")}).code(),
+            Code::kNotSupported);
+
+  ASSERT_TRUE(snapshots.DestroyReferencePoint(rp->id).ok());
+  for (const char* host : {"db1", "app1"}) {
+    std::lock_guard l(peer(host).mu);
+    EXPECT_TRUE(peer(host).points.empty()) << host;
+  }
+  EXPECT_TRUE(snapshots.ListReferencePoints()->empty());
+  EXPECT_TRUE(engine_->catalog().ListSpanning()->empty());
+  ExpectConsistent();
+}
+
+// A host that refuses its part's conversion: nothing is converted anywhere.
+TEST_F(SpanningSnapshotsTest, AHostRefusingToConvertItsPartLeavesTheSnapshotAsItWas) {
+  const std::string id = SnapshotAcross(1);
+  ASSERT_FALSE(id.empty());
+  peer("db1").fail_at = "validate-convert";
+  auto rp = engine_->snapshots().ConvertToReferencePoint(id);
+  ASSERT_FALSE(rp.ok());
+  EXPECT_NE(rp.status().message().find("host db1"), std::string::npos) << rp.status().ToString();
+  for (const char* host : {"db1", "app1"}) {
+    EXPECT_TRUE(HoldsPart(host, id)) << host;
+    std::lock_guard l(peer(host).mu);
+    EXPECT_TRUE(peer(host).points.empty()) << host;
+  }
+  EXPECT_EQ(engine_->catalog().GetSpanning(id)->state, catalog::SpanningState::kComplete);
+  EXPECT_TRUE(engine_->snapshots().Get(id).ok());
+  EXPECT_TRUE(engine_->catalog().ListReferencePoints()->empty());
+  ExpectConsistent();
+}
+
+// A conversion that did not reach every host is not taken back: it is
+// finished there once the host answers; until then the reference point is
+// not listed.
+TEST_F(SpanningSnapshotsTest, AConversionThatMissedAHostIsFinishedThereOnceItAnswers) {
+  const std::string id = SnapshotAcross(1);
+  ASSERT_FALSE(id.empty());
+  peer("app1").fail_at = "convert";
+  auto rp = engine_->snapshots().ConvertToReferencePoint(id);
+  ASSERT_EQ(rp.status().code(), Code::kUnavailable) << rp.status().ToString();
+  EXPECT_NE(rp.status().message().find("host app1"), std::string::npos) << rp.status().ToString();
+  auto record = engine_->catalog().GetSpanning(id);
+  ASSERT_TRUE(record.ok());
+  EXPECT_EQ(record->state, catalog::SpanningState::kConverting);
+  EXPECT_TRUE(engine_->snapshots().ListReferencePoints()->empty());
+  EXPECT_EQ(engine_->snapshots().Get(id).status().code(), Code::kNotFound);
+  peer("app1").fail_at.clear();
+  EXPECT_EQ(spanning().Recover(), 0);
+  EXPECT_EQ(engine_->catalog().GetSpanning(id)->state, catalog::SpanningState::kReferencePoint);
+  {
+    std::lock_guard l(peer("app1").mu);
+    EXPECT_EQ(peer("app1").points.count(record->reference_point_id), 1u);
+  }
+  EXPECT_EQ(engine_->snapshots().ListReferencePoints()->size(), 1u);
+  ExpectConsistent();
+}
+
+// The coordinator killed at each point of a conversion: once back, every
+// host converted its part, and the reference point can be destroyed.
+TEST_F(SpanningSnapshotsTest, ACoordinatorKilledMidConversionFinishesItOnceBack) {
+  auto g = MakeGroup(1);
+  Span(g);
+  for (std::string_view point : fault::kSpanConvertAll) {
+    SCOPED_TRACE(std::string(point));
+    auto taken = engine_->snapshots().Create({.collection_id = g.collection_id});
+    ASSERT_TRUE(taken.ok()) << taken.status().ToString();
+    const std::string id = taken->id;
+    const std::string rp = NewGuid();
+    ASSERT_TRUE(CrashAt(
+        point, [&](Engine& e) { (void)e.snapshots().ConvertToReferencePoint(id, rp); }, id));
+    // Reopened: its recovery converts the rest, in the background.
+    for (int i = 0; i < 1000; ++i) {
+      auto s = engine_->catalog().GetSpanning(id);
+      if (s.ok() && s->state == catalog::SpanningState::kReferencePoint) break;
+      std::this_thread::sleep_for(10ms);
+    }
+    auto got = engine_->snapshots().GetReferencePoint(rp);
+    ASSERT_TRUE(got.ok()) << got.status().ToString();
+    EXPECT_EQ(got->members.size(), 1u);
+    for (const char* host : {"db1", "app1"}) {
+      std::lock_guard l(peer(host).mu);
+      EXPECT_EQ(peer(host).points.count(rp), 1u) << host;
+    }
+    ASSERT_TRUE(engine_->snapshots().DestroyReferencePoint(rp).ok());
+    ExpectConsistent();
+  }
+}
+
+// A reference point destroyed while a host is away is destroyed there once
+// it answers; until then it is listed nowhere.
+TEST_F(SpanningSnapshotsTest, AReferencePointIsDestroyedOnAHostThatWasAwayOnceItAnswers) {
+  const std::string id = SnapshotAcross(1);
+  ASSERT_FALSE(id.empty());
+  auto rp = engine_->snapshots().ConvertToReferencePoint(id);
+  ASSERT_TRUE(rp.ok()) << rp.status().ToString();
+  peer("db1").unreachable = true;
+  EXPECT_EQ(engine_->snapshots().DestroyReferencePoint(rp->id).code(), Code::kUnavailable);
+  EXPECT_EQ(engine_->catalog().GetSpanning(id)->state, catalog::SpanningState::kForgetting);
+  EXPECT_TRUE(engine_->snapshots().ListReferencePoints()->empty());
+  EXPECT_EQ(engine_->snapshots().GetReferencePoint(rp->id).status().code(), Code::kNotFound);
+  peer("db1").unreachable = false;
+  EXPECT_EQ(spanning().Recover(), 0);
+  EXPECT_TRUE(engine_->catalog().ListSpanning()->empty());
+  std::lock_guard l(peer("db1").mu);
+  EXPECT_TRUE(peer("db1").points.empty());
 }
 
 TEST_F(SpanningSnapshotsTest, AGroupWhollyOnOtherHostsHasNoPartHereAndKeepsItsSnapshots) {

@@ -23,10 +23,10 @@ constexpr Duration kAnswerMargin = std::chrono::seconds(5);
 // job).
 constexpr Duration kFirstLook = std::chrono::milliseconds(20);
 constexpr Duration kLongestLook = std::chrono::milliseconds(250);
-// How long an export job's PercentComplete may stand still: longer than the
+// How long a job's PercentComplete may stand still: longer than the
 // host lets one disk's copy take (storage::kDiskCopyTimeout, 12 h), so only
 // a job stuck on the host reaches it.
-constexpr Duration kExportStall = std::chrono::hours(13);
+constexpr Duration kJobStall = std::chrono::hours(13);
 
 // "host 10.77.1.2:5989" for https://root@10.77.1.2:5989: what messages
 // name the host by, with no credentials in it.
@@ -136,7 +136,9 @@ Result<cim::Response> CimCutHost::Ask(const std::string& method, const std::stri
       return Status::NotSupported("its vmgroupd serves no " + std::string(HC::kClass));
     service_ = found[0].path;
   }
-  more.insert(more.begin(), {HC::kSnapshotID, "string", cim::Value::Scalar(snapshot_id)});
+  if (!snapshot_id.empty()) {
+    more.insert(more.begin(), {HC::kSnapshotID, "string", cim::Value::Scalar(snapshot_id)});
+  }
   return cim_->Invoke(service_, method, more);
 }
 
@@ -202,11 +204,15 @@ Status CimCutHost::Export(const std::string& snapshot_id, const std::string& dir
       Ask(E::kMethod, snapshot_id, step_timeout_,
           {{E::kExportDirectory, "string", cim::Value::Scalar(directory)},
            {E::kCopyStorage, "boolean", cim::Value::Scalar(copy_storage ? "true" : "false")}}));
+  return Finished(E::kMethod, r);
+}
+
+Status CimCutHost::Finished(const char* method, const cim::Response& r) {
   if (r.return_value == kRcCompleted) return Status::Ok();
   if (r.return_value != kRcJobStarted) return Refusal(r);
   const cim::Param* job = r.Out(schema::MethodOut::kJob);
   if (!job || job->value.refs.empty()) {
-    return Status::Failed(std::string(E::kMethod) + " answered 4096 without its Job");
+    return Status::Failed(std::string(method) + " answered 4096 without its Job");
   }
   return AwaitJob(job->value.refs[0]);
 }
@@ -215,7 +221,7 @@ Status CimCutHost::AwaitJob(const cim::ObjectPath& job) {
   Env* env = Env::Default();
   cim_->set_timeout(std::chrono::duration_cast<std::chrono::milliseconds>(step_timeout_));
   const cim::KeyBinding* key = job.Key(Job::kInstanceID);
-  const std::string what = "its export job " + (key ? key->value : std::string("?"));
+  const std::string what = "its job " + (key ? key->value : std::string("?"));
   Duration interval = kFirstLook;
   auto answered = env->Now(), moved = env->Now();
   int64_t percent = -1;
@@ -235,10 +241,10 @@ Status CimCutHost::AwaitJob(const cim::ObjectPath& job) {
     if (!j.ok() && now - answered > step_timeout_) {
       return j.status().Annotate("following " + what);
     }
-    if (now - moved > kExportStall) {
+    if (now - moved > kJobStall) {
       return Status::Timeout(
           what + " stayed at " + std::to_string(percent) + "% for " +
-          std::to_string(std::chrono::duration_cast<std::chrono::hours>(kExportStall).count()) +
+          std::to_string(std::chrono::duration_cast<std::chrono::hours>(kJobStall).count()) +
           " hours; it may still run on the host");
     }
     env->SleepFor(interval);
@@ -250,6 +256,24 @@ Status CimCutHost::RemoveExport(const std::string& snapshot_id, const std::strin
   using R = HC::RemoveExportPart;
   return Call(R::kMethod, snapshot_id, step_timeout_,
               {{R::kExportDirectory, "string", cim::Value::Scalar(directory)}})
+      .status();
+}
+
+Status CimCutHost::ValidateConvert(const std::string& snapshot_id) {
+  return Call(HC::ValidateConvertPart::kMethod, snapshot_id, step_timeout_).status();
+}
+
+Status CimCutHost::Convert(const std::string& snapshot_id, const std::string& rp_id) {
+  using C = HC::ConvertPart;
+  VMG_ASSIGN_OR_RETURN(cim::Response r,
+                       Ask(C::kMethod, snapshot_id, step_timeout_,
+                           {{HC::kReferencePointID, "string", cim::Value::Scalar(rp_id)}}));
+  return Finished(C::kMethod, r);
+}
+
+Status CimCutHost::DestroyReferencePoint(const std::string& rp_id) {
+  return Call(HC::DestroyReferencePointPart::kMethod, "", step_timeout_,
+              {{HC::kReferencePointID, "string", cim::Value::Scalar(rp_id)}})
       .status();
 }
 

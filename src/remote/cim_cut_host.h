@@ -10,11 +10,11 @@
 // step timeout (given to Prepare): a host that vanished fails the step
 // within those, not after HTTP's own minute.
 //
-// Export alone is a job on the host (ExportPart answers 4096): copying a
-// part's disks can take hours, and no HTTP call should stay open that
-// long. Its call and each look at the job wait at most the step timeout;
-// the export itself may take as long as it moves, for the host bounds each
-// disk's copy.
+// Export and Convert are jobs on the host (ExportPart and ConvertPart
+// answer 4096): copying a part's disks, or merging its overlays, can take
+// hours, and no HTTP call should stay open that long. Their call and each
+// look at the job wait at most the step timeout; the job itself may take
+// as long as the host has it run (Export's contract says how long).
 //
 // Calls of one CimCutHost must not overlap (one HTTP connection, kept
 // alive); the coordinator makes one call per host at a time.
@@ -60,19 +60,27 @@ class CimCutHost final : public engine::CutHost {
   // RemoveExportPart on the host, within the step timeout: OK when it
   // removed that export or had none.
   Status RemoveExport(const std::string& snapshot_id, const std::string& directory) override;
+  // ValidateConvertPart and DestroyReferencePointPart on the host, within
+  // the step timeout; ConvertPart, its job followed as Export's.
+  Status ValidateConvert(const std::string& snapshot_id) override;
+  Status Convert(const std::string& snapshot_id, const std::string& rp_id) override;
+  Status DestroyReferencePoint(const std::string& rp_id) override;
 
  private:
   CimCutHost(std::string name, std::unique_ptr<cim::CimClient> cim)
       : name_(std::move(name)), cim_(std::move(cim)) {}
-  // `method` on the part of `snapshot_id`, with `more`, waiting at most
-  // `within` for the answer: the answer whatever its ReturnValue (Timeout
-  // past `within`).
+  // `method` on the part of `snapshot_id` (empty: a method not on a part),
+  // with `more`, waiting at most `within` for the answer: the answer
+  // whatever its ReturnValue (Timeout past `within`).
   Result<cim::Response> Ask(const std::string& method, const std::string& snapshot_id,
                             Duration within, std::vector<cim::OutParam> more = {});
   // Ask, for a method that answers when done: the answer when the host did
   // it (ReturnValue 0), else the Status it answered with.
   Result<cim::Response> Call(const std::string& method, const std::string& snapshot_id,
                              Duration within, std::vector<cim::OutParam> more = {});
+  // The outcome of `method`, which runs as a job, from its answer `r`: OK
+  // at once (0), its job followed until it ends (4096), else its refusal.
+  Status Finished(const char* method, const cim::Response& r);
   // Follows the host's job at `job` until it ends (Export's contract).
   Status AwaitJob(const cim::ObjectPath& job);
 

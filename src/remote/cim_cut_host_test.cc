@@ -1,11 +1,12 @@
-// CimCutHost's export steps against a scripted host: a dispatcher whose
+// CimCutHost's export and conversion steps against a scripted host: a
+// dispatcher whose
 // Vmgroup_HostCutService answers as a test says and whose one
 // Msvm_ConcreteJob goes through the states a test lists, served on a unix
 // socket as vmgroupd serves. What is checked is what crosses the wire (the
 // arguments, the job followed to its end, the answers turned into Status
-// values); the real services' ExportPart is tested in
-// services/providers_test (ProvidersTest.ExportPart*), where remote/ may
-// not reach.
+// values); the real services' ExportPart and ConvertPart are tested in
+// services/providers_test (ProvidersTest.ExportPart*, .ConvertPart*),
+// where remote/ may not reach.
 #include "remote/cim_cut_host.h"
 
 #include <gtest/gtest.h>
@@ -59,19 +60,31 @@ cim::ClassSpec ServiceSpec() {
   return {.name = HC::kClass,
           .superclass = "CIM_Service",
           .properties = {{.name = "Name", .type = "string", .key = true}},
-          .methods = {{.name = HC::PrepareCut::kMethod, .params = prepare},
-                      {.name = HC::ExportPart::kMethod,
-                       .params = {In(HC::kSnapshotID, "string"),
-                                  In(HC::ExportPart::kExportDirectory, "string"),
-                                  In(HC::ExportPart::kCopyStorage, "boolean"),
-                                  {.name = schema::MethodOut::kJob,
-                                   .type = "reference",
-                                   .in = false,
-                                   .out = true,
-                                   .reference_class = Job::kClass}}},
-                      {.name = HC::RemoveExportPart::kMethod,
-                       .params = {In(HC::kSnapshotID, "string"),
-                                  In(HC::RemoveExportPart::kExportDirectory, "string")}}}};
+          .methods = {
+              {.name = HC::PrepareCut::kMethod, .params = prepare},
+              {.name = HC::ExportPart::kMethod,
+               .params = {In(HC::kSnapshotID, "string"),
+                          In(HC::ExportPart::kExportDirectory, "string"),
+                          In(HC::ExportPart::kCopyStorage, "boolean"),
+                          {.name = schema::MethodOut::kJob,
+                           .type = "reference",
+                           .in = false,
+                           .out = true,
+                           .reference_class = Job::kClass}}},
+              {.name = HC::RemoveExportPart::kMethod,
+               .params = {In(HC::kSnapshotID, "string"),
+                          In(HC::RemoveExportPart::kExportDirectory, "string")}},
+              {.name = HC::ValidateConvertPart::kMethod, .params = {In(HC::kSnapshotID, "string")}},
+              {.name = HC::ConvertPart::kMethod,
+               .params = {In(HC::kSnapshotID, "string"),
+                          In(HC::kReferencePointID, "string"),
+                          {.name = schema::MethodOut::kJob,
+                           .type = "reference",
+                           .in = false,
+                           .out = true,
+                           .reference_class = Job::kClass}}},
+              {.name = HC::DestroyReferencePointPart::kMethod,
+               .params = {In(HC::kReferencePointID, "string")}}}};
 }
 
 // Vmgroup_HostCutService: records each call's arguments, answers the script's.
@@ -248,8 +261,7 @@ TEST_F(CimCutHostTest, TheJobIsFollowedThroughAFailedLookButNotPastTheStepTimeou
   const auto start = Clock::now();
   Status gone = host_->Export(kId, "/exports/db1", true);
   EXPECT_FALSE(gone.ok());
-  EXPECT_NE(gone.message().find("following its export job job-1"), std::string::npos)
-      << gone.message();
+  EXPECT_NE(gone.message().find("following its job job-1"), std::string::npos) << gone.message();
   EXPECT_NE(gone.message().find("gone"), std::string::npos) << gone.message();
   EXPECT_GE(Clock::now() - start, 300ms) << "it gave up only once the host was silent that long";
 }
@@ -265,6 +277,35 @@ TEST_F(CimCutHostTest, RemoveExportAsksTheHostAndKeepsItsRefusal) {
   Status other = host_->RemoveExport(kId, "/exports/db1");
   EXPECT_EQ(other.code(), Code::kInvalidState) << other.ToString();
   EXPECT_EQ(other.message(), "/exports/db1 holds the export of another snapshot");
+}
+
+// A conversion is a job followed as an export's; its check and the
+// reference point's destruction answer at once, the latter naming the
+// reference point alone.
+TEST_F(CimCutHostTest, AConversionFollowsTheHostsJobAndItsChecksAnswerAtOnce) {
+  const std::string rp = "0d9c8b7a-6f5e-4d3c-8b2a-192837465564";
+  Answer(kRcCompleted);
+  EXPECT_TRUE(host_->ValidateConvert(kId).ok());
+  EXPECT_EQ(Got(HC::ValidateConvertPart::kMethod).at(HC::kSnapshotID), kId);
+
+  Answer(kRcJobStarted, "job-1");
+  Looks({{}, {.state = schema::JobState::kCompleted, .percent = 100}});
+  Status converted = host_->Convert(kId, rp);
+  EXPECT_TRUE(converted.ok()) << converted.ToString();
+  EXPECT_EQ(Looked(), 2);
+  EXPECT_EQ(
+      Got(HC::ConvertPart::kMethod),
+      (std::map<std::string, std::string>{{HC::kSnapshotID, kId}, {HC::kReferencePointID, rp}}));
+
+  Answer(kRcInvalidState, "", "snapshot s is not the newest of VM db-a");
+  Status refused = host_->ValidateConvert(kId);
+  EXPECT_EQ(refused.code(), Code::kInvalidState) << refused.ToString();
+  EXPECT_EQ(refused.message(), "snapshot s is not the newest of VM db-a");
+
+  Answer(kRcCompleted);
+  EXPECT_TRUE(host_->DestroyReferencePoint(rp).ok());
+  EXPECT_EQ(Got(HC::DestroyReferencePointPart::kMethod),
+            (std::map<std::string, std::string>{{HC::kReferencePointID, rp}}));
 }
 
 }  // namespace

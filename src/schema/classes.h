@@ -567,6 +567,19 @@ struct HostCutService : Service {
     static constexpr char kMethod[] = "RemoveExportPart";
     static constexpr char kExportDirectory[] = "ExportDirectory";
   };
+  // A committed part becoming reference point ReferencePointID of its
+  // snapshot across hosts (checked alone first: ValidateConvertPart), and
+  // that reference point's destruction.
+  static constexpr char kReferencePointID[] = "ReferencePointID";
+  struct ValidateConvertPart {
+    static constexpr char kMethod[] = "ValidateConvertPart";
+  };
+  struct ConvertPart {
+    static constexpr char kMethod[] = "ConvertPart";
+  };
+  struct DestroyReferencePointPart {
+    static constexpr char kMethod[] = "DestroyReferencePointPart";
+  };
   // PauseCut's and ResumeCut's answer.
   static constexpr char kVirtualSystemIdentifiers[] = "VirtualSystemIdentifiers";
   static constexpr char kPausedAt[] = "PausedAt";  // microseconds since 1970, host's clock

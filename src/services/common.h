@@ -56,6 +56,9 @@ std::string Affected(const std::string& class_name, const std::string& id);
 // Hyper-V documents none for a group; 62 is Export Virtual Machine, done
 // for each member.
 inline constexpr int kJobExportSnapshotCollection = 62;
+// The JobType of converting a group snapshot, or a host's part of one, to
+// a reference point (docs/api.md).
+inline constexpr int kJobConvertToReferencePoint = 200;
 
 // What a job that made reference point `rp` or export `m` affected: the
 // reference point or snapshot, then the member VMs.

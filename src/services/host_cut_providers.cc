@@ -3,10 +3,12 @@
 // group's coordinator, another vmgroupd, over the same authenticated
 // CIM-XML as any client. Each step of the cut answers when it is done (0)
 // or refused (family A) and starts no job: it is short, and the coordinator
-// must know at once that every host took it. ExportPart alone runs as a job
-// (4096), as ExportSnapshot does: copying a part's disks can take hours,
+// must know at once that every host took it. ExportPart and ConvertPart run
+// as jobs (4096), as ExportSnapshot and ConvertToReferencePoint do: copying
+// a part's disks, or merging its overlays into its frozen images, can take
 // longer than any HTTP call should stay open, and the coordinator follows
-// the job as a client follows its own export.
+// the job as a client follows its own.
+#include "base/ids.h"
 #include "services/job_method.h"
 #include "services/providers.h"
 
@@ -115,6 +117,32 @@ Result<cim::MethodResult> StartExportPart(engine::Engine* e, JobManager* jobs, c
       });
 }
 
+// ConvertPart: checked at once, then a job of HostCuts::ConvertPart whose
+// affected elements are the reference point and its members.
+Result<cim::MethodResult> StartConvertPart(engine::Engine* e, JobManager* jobs, const Args& a) {
+  std::string snapshot_id, rp_id;
+  const Status check = [&]() -> Status {
+    VMG_ASSIGN_OR_RETURN(snapshot_id, a.Required(HC::kSnapshotID));
+    VMG_ASSIGN_OR_RETURN(rp_id, a.Required(HC::kReferencePointID));
+    if (!IsGuid(rp_id)) {
+      return Status::InvalidArgument("ReferencePointID '" + rp_id + "' is not a GUID");
+    }
+    return e->snapshots().host_cuts().ValidateConvertPart(snapshot_id, rp_id);
+  }();
+  return StartJob(
+      jobs, ReturnCodeA, check,
+      [&]() -> Result<JobMethod> {
+        return JobMethod{.type = kJobConvertToReferencePoint,
+                         .description = "Convert this host's part of snapshot " + snapshot_id +
+                                        " to reference point " + rp_id,
+                         .subject = Affected(schema::SnapshotCollection::kClass, snapshot_id)};
+      },
+      [e, snapshot_id, rp_id](JobControl&) -> Result<std::vector<std::string>> {
+        VMG_ASSIGN_OR_RETURN(auto rp, e->snapshots().host_cuts().ConvertPart(snapshot_id, rp_id));
+        return AffectedBy(rp);
+      });
+}
+
 class HostCutServiceProvider : public ServiceProvider {
   using Prepare = HC::PrepareCut;
   using Export = HC::ExportPart;
@@ -160,7 +188,13 @@ class HostCutServiceProvider : public ServiceProvider {
                                         JobOut()})},
              {.name = RemoveExport::kMethod,
               .params =
-                  WithSnapshotId({{.name = RemoveExport::kExportDirectory, .type = "string"}})}}) {
+                  WithSnapshotId({{.name = RemoveExport::kExportDirectory, .type = "string"}})},
+             {.name = HC::ValidateConvertPart::kMethod, .params = WithSnapshotId({})},
+             {.name = HC::ConvertPart::kMethod,
+              .params =
+                  WithSnapshotId({{.name = HC::kReferencePointID, .type = "string"}, JobOut()})},
+             {.name = HC::DestroyReferencePointPart::kMethod,
+              .params = {{.name = HC::kReferencePointID, .type = "string"}}}}) {
     engine::Engine* e = ctx.engine;
     JobManager* jobs = ctx.jobs;
     On(Prepare::kMethod, [e](const Args& a) -> Result<cim::MethodResult> {
@@ -209,6 +243,16 @@ class HostCutServiceProvider : public ServiceProvider {
              if (!dir.ok()) return Outcome(ReturnCodeA, dir.status());
              return Outcome(ReturnCodeA, cuts.RemoveExportPart(id, *dir));
            });
+    OnPart(HC::ValidateConvertPart::kMethod, e,
+           [](engine::HostCuts& cuts, const std::string& id, const Args&) {
+             return Outcome(ReturnCodeA, cuts.ValidateConvertPart(id));
+           });
+    On(HC::ConvertPart::kMethod, [e, jobs](const Args& a) { return StartConvertPart(e, jobs, a); });
+    On(HC::DestroyReferencePointPart::kMethod, [e](const Args& a) -> Result<cim::MethodResult> {
+      auto id = a.Required(HC::kReferencePointID);
+      if (!id.ok()) return Outcome(ReturnCodeA, id.status());
+      return Outcome(ReturnCodeA, e->snapshots().host_cuts().DestroyReferencePointPart(*id));
+    });
   }
 };
 

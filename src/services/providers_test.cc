@@ -123,6 +123,45 @@ class ProvidersTest : public ::testing::Test {
     return Call("Msvm_VirtualSystemManagementService", "DefineSystem", args, raw);
   }
 
+  // A coordinator's snapshot `id` of a group of VM "db-a" (off: no QEMU
+  // starts), taken on this host step by step as its part: the VM's id.
+  std::string CommittedPart(const std::string& id) {
+    auto vm = engine_->vms().Define({.name = "db-a", .disks = {engine::DiskSpec::New(1 << 20)}});
+    EXPECT_TRUE(vm.ok()) << vm.status().ToString();
+    cim::Response made = Call("Msvm_CollectionManagementService", "DefineCollection", {});
+    EXPECT_EQ(made.return_value, 0u) << Why(made);
+    if (!vm.ok() || made.return_value != 0) return "";
+    const cim::ObjectPath group = made.Out("DefinedCollection")->value.refs.at(0);
+    cim::Response added = Call("Msvm_CollectionManagementService", "AddMember",
+                               {Ref("Member", VmPath(*vm)), Ref("Collection", group)});
+    EXPECT_EQ(added.return_value, 0u) << Why(added);
+    for (const auto& [method, more] :
+         std::vector<std::pair<const char*, std::vector<cim::OutParam>>>{
+             {"PrepareCut", {Ref("Collection", group)}},
+             {"PauseCut",
+              {{"Lease", "uint32", cim::Value::Scalar("5000")},
+               {"CutAtOnce", "boolean", cim::Value::Scalar("true")}}},
+             {"ResumeCut", {}},
+             {"CommitCut", {}}}) {
+      std::vector<cim::OutParam> args = more;
+      args.insert(args.begin(), Str("SnapshotID", id));
+      cim::Response r = Call("Vmgroup_HostCutService", method, args);
+      EXPECT_EQ(r.return_value, 0u) << method << ": " << Why(r);
+    }
+    return *vm;
+  }
+  // The job `started` answered with (4096), once it ended (10 s at most).
+  catalog::JobRecord Ended(const cim::Response& started) {
+    EXPECT_EQ(started.return_value, kRcJobStarted) << Why(started);
+    const cim::Param* job = started.Out("Job");
+    if (!job || job->value.refs.empty() || !job->value.refs[0].Key("InstanceID")) return {};
+    const std::string job_id = job->value.refs[0].Key("InstanceID")->value;
+    for (int i = 0; i < 1000 && jobs_->Get(job_id)->state == catalog::JobState::kRunning; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    return jobs_->Get(job_id).value();
+  }
+
   testing::TempDir dir_;
   testing::HugePagesEnv env_;
   std::unique_ptr<engine::Engine> engine_;
@@ -281,8 +320,9 @@ TEST_F(ProvidersTest, GroupNamesAndReferencesAreChecked) {
 // and, on QEMU, tests/integration/host_cut_test.
 TEST_F(ProvidersTest, HostCutStepsCheckTheirArguments) {
   const char* hcs = "Vmgroup_HostCutService";
-  for (const char* method : {"PrepareCut", "PauseCut", "Cut", "ResumeCut", "CommitCut", "AbortCut",
-                             "ExportPart", "RemoveExportPart"}) {
+  for (const char* method :
+       {"PrepareCut", "PauseCut", "Cut", "ResumeCut", "CommitCut", "AbortCut", "ExportPart",
+        "RemoveExportPart", "ValidateConvertPart", "ConvertPart"}) {
     cim::Response r = Call(hcs, method, {});
     EXPECT_EQ(r.return_value, kRcInvalidParameter) << method;
     EXPECT_NE(Why(r).find("SnapshotID is required"), std::string::npos) << method << ": " << Why(r);
@@ -363,53 +403,26 @@ TEST_F(ProvidersTest, ExportPartRefusesARelativeDirectoryAndStartsNoJob) {
 // RemoveExportPart taking that export back.
 TEST_F(ProvidersTest, ExportPartExportsACommittedPartInAJobAndRemoveExportPartTakesItBack) {
   const char* hcs = "Vmgroup_HostCutService";
-  auto vm = engine_->vms().Define({.name = "db-a", .disks = {engine::DiskSpec::New(1 << 20)}});
-  ASSERT_TRUE(vm.ok()) << vm.status().ToString();
-  cim::Response made = Call("Msvm_CollectionManagementService", "DefineCollection", {});
-  ASSERT_EQ(made.return_value, 0u) << Why(made);
-  const cim::ObjectPath group = made.Out("DefinedCollection")->value.refs.at(0);
-  cim::Response added = Call("Msvm_CollectionManagementService", "AddMember",
-                             {Ref("Member", VmPath(*vm)), Ref("Collection", group)});
-  ASSERT_EQ(added.return_value, 0u) << Why(added);
-
   const std::string id = "6f1c3f4e-0a5b-4c7d-9e8f-112233445566";
   const cim::OutParam snapshot = Str("SnapshotID", id);
-  for (const auto& [method, more] : std::vector<std::pair<const char*, std::vector<cim::OutParam>>>{
-           {"PrepareCut", {Ref("Collection", group)}},
-           {"PauseCut",
-            {{"Lease", "uint32", cim::Value::Scalar("5000")},
-             {"CutAtOnce", "boolean", cim::Value::Scalar("true")}}},
-           {"ResumeCut", {}},
-           {"CommitCut", {}}}) {
-    std::vector<cim::OutParam> args = more;
-    args.insert(args.begin(), snapshot);
-    cim::Response r = Call(hcs, method, args);
-    ASSERT_EQ(r.return_value, 0u) << method << ": " << Why(r);
-  }
+  const std::string vm = CommittedPart(id);
+  ASSERT_FALSE(vm.empty());
 
   // ExportPart into `dir`, `more` added; its job once it ended.
   const auto export_part = [&](const std::string& dir,
                                std::vector<cim::OutParam> more) -> catalog::JobRecord {
     more.insert(more.begin(), {snapshot, Str("ExportDirectory", dir)});
-    cim::Response started = Call(hcs, "ExportPart", more);
-    EXPECT_EQ(started.return_value, kRcJobStarted) << Why(started);
-    const cim::Param* job = started.Out("Job");
-    if (!job || job->value.refs.empty() || !job->value.refs[0].Key("InstanceID")) return {};
-    const std::string job_id = job->value.refs[0].Key("InstanceID")->value;
-    for (int i = 0; i < 1000 && jobs_->Get(job_id)->state == catalog::JobState::kRunning; ++i) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    }
-    return jobs_->Get(job_id).value();
+    return Ended(Call(hcs, "ExportPart", more));
   };
   const std::string dir = dir_ / "exports/db1";
-  const std::string disk = dir + "/" + engine::ExportDiskFile(*vm, 0);
+  const std::string disk = dir + "/" + engine::ExportDiskFile(vm, 0);
   catalog::JobRecord job = export_part(dir, {});
   ASSERT_EQ(job.state, catalog::JobState::kCompleted) << job.error_description;
   EXPECT_EQ(job.type, 62);
   EXPECT_EQ(job.description, "Export this host's part of snapshot " + id + " to " + dir);
   EXPECT_EQ(job.percent, 100);
   EXPECT_EQ(job.affected, (std::vector<std::string>{"Msvm_SnapshotCollection:" + id,
-                                                    "Msvm_ComputerSystem:" + *vm}));
+                                                    "Msvm_ComputerSystem:" + vm}));
   EXPECT_TRUE(std::filesystem::exists(dir + "/" + engine::kManifestFile));
   EXPECT_TRUE(std::filesystem::exists(disk));
 
@@ -421,6 +434,48 @@ TEST_F(ProvidersTest, ExportPartExportsACommittedPartInAJobAndRemoveExportPartTa
   ASSERT_EQ(job.state, catalog::JobState::kCompleted) << job.error_description;
   EXPECT_TRUE(std::filesystem::exists(dir + "/" + engine::kManifestFile));
   EXPECT_FALSE(std::filesystem::exists(disk)) << "CopyStorage false: without the disks";
+}
+
+// A coordinator's conversion of this host's part into a reference point of
+// its snapshot across hosts: checked alone first, then a job (asked again,
+// as after a lost answer, it answers the same reference point), and
+// DestroyReferencePointPart taking it away.
+TEST_F(ProvidersTest, ConvertPartMakesTheReferencePointTheCoordinatorNamesInAJob) {
+  const char* hcs = "Vmgroup_HostCutService";
+  const std::string id = "6f1c3f4e-0a5b-4c7d-9e8f-112233445566";
+  const std::string rp = "0d9c8b7a-6f5e-4d3c-8b2a-192837465564";
+  const cim::OutParam snapshot = Str("SnapshotID", id), point = Str("ReferencePointID", rp);
+  cim::Response none = Call(hcs, "ValidateConvertPart", {snapshot});
+  EXPECT_NE(none.return_value, 0u);
+  EXPECT_NE(Why(none).find(id), std::string::npos) << Why(none);
+  ASSERT_FALSE(CommittedPart(id).empty());
+  cim::Response checked = Call(hcs, "ValidateConvertPart", {snapshot});
+  ASSERT_EQ(checked.return_value, 0u) << Why(checked);
+  for (const auto& [args, why] : std::vector<std::pair<std::vector<cim::OutParam>, std::string>>{
+           {{snapshot}, "ReferencePointID is required"},
+           {{snapshot, Str("ReferencePointID", "rp-1")}, "'rp-1' is not a GUID"}}) {
+    cim::Response r = Call(hcs, "ConvertPart", args);
+    EXPECT_EQ(r.return_value, kRcInvalidParameter) << why;
+    EXPECT_NE(Why(r).find(why), std::string::npos) << Why(r);
+  }
+  EXPECT_TRUE(jobs_->List()->empty()) << "no job was started";
+
+  for (int asked = 0; asked < 2; ++asked) {
+    catalog::JobRecord job = Ended(Call(hcs, "ConvertPart", {snapshot, point}));
+    ASSERT_EQ(job.state, catalog::JobState::kCompleted) << job.error_description;
+    EXPECT_EQ(job.type, 200);
+    EXPECT_EQ(job.affected.at(0), "Msvm_ReferencePointCollection:" + rp);
+    auto made_rp = engine_->catalog().GetReferencePoint(rp);
+    ASSERT_TRUE(made_rp.ok()) << made_rp.status().ToString();
+    EXPECT_EQ(made_rp->snapshot_id, id);
+    EXPECT_EQ(engine_->catalog().GetSnapshot(id).status().code(), Code::kNotFound);
+  }
+  EXPECT_EQ(Call(hcs, "DestroyReferencePointPart", {}).return_value, kRcInvalidParameter);
+  for (int asked = 0; asked < 2; ++asked) {
+    cim::Response gone = Call(hcs, "DestroyReferencePointPart", {point});
+    ASSERT_EQ(gone.return_value, 0u) << Why(gone);
+  }
+  EXPECT_TRUE(engine_->catalog().ListReferencePoints()->empty());
 }
 
 TEST_F(ProvidersTest, AShutdownTakesATimeoutPeriodThatATurnOffDoesNot) {

@@ -89,7 +89,7 @@ Status ReadExportSettings(const std::string& text, engine::ExportRequest* req) {
 // The reference point parameter `param` names.
 Result<catalog::ReferencePointRecord> Named(engine::Engine* e, const Args& a, const char* param) {
   VMG_ASSIGN_OR_RETURN(std::string id, a.RefId(param, RPC::kCollectionID, "a reference point"));
-  return e->catalog().GetReferencePoint(id);
+  return e->snapshots().GetReferencePoint(id);
 }
 
 class ReferencePointServiceProvider : public ServiceProvider {
@@ -206,7 +206,7 @@ std::unique_ptr<cim::Provider> PerMemberLink(
         left) {
   return std::make_unique<ListProvider>(
       std::move(spec), [e, left](const cim::ClassSpec& s) -> Result<std::vector<cim::Instance>> {
-        VMG_ASSIGN_OR_RETURN(auto rps, e->catalog().ListReferencePoints());
+        VMG_ASSIGN_OR_RETURN(auto rps, e->snapshots().ListReferencePoints());
         std::vector<cim::Instance> rows;
         for (const auto& rp : rps) {
           for (const auto& m : rp.members) {
@@ -248,7 +248,7 @@ Providers ReferencePointProviders(const Context& ctx) {
                          {.name = RPC::kVmgroupCreationTime, .type = "datetime"},
                          {.name = RPC::kVmgroupSnapshotCollectionID, .type = "string"}}},
       [e](const cim::ClassSpec& spec) -> Result<std::vector<cim::Instance>> {
-        VMG_ASSIGN_OR_RETURN(auto rps, e->catalog().ListReferencePoints());
+        VMG_ASSIGN_OR_RETURN(auto rps, e->snapshots().ListReferencePoints());
         std::vector<cim::Instance> rows;
         for (const auto& rp : rps) {
           rows.push_back(cim::InstanceBuilder(spec)
@@ -281,7 +281,7 @@ Providers ReferencePointProviders(const Context& ctx) {
                 .is_array = true},
                {.name = VSRP::kVmgroupReferencePointCollectionID, .type = "string"}}},
       [e](const cim::ClassSpec& spec) -> Result<std::vector<cim::Instance>> {
-        VMG_ASSIGN_OR_RETURN(auto rps, e->catalog().ListReferencePoints());
+        VMG_ASSIGN_OR_RETURN(auto rps, e->snapshots().ListReferencePoints());
         std::vector<cim::Instance> rows;
         for (const auto& rp : rps) {
           for (const auto& m : rp.members) {
@@ -312,7 +312,7 @@ Providers ReferencePointProviders(const Context& ctx) {
       LinkSpec(OfGroup::kClass, "CIM_Dependency", OfGroup::kAntecedent, "CIM_CollectionOfMSEs",
                OfGroup::kDependent, "CIM_Collection"),
       [e](const cim::ClassSpec& spec) -> Result<std::vector<cim::Instance>> {
-        VMG_ASSIGN_OR_RETURN(auto rps, e->catalog().ListReferencePoints());
+        VMG_ASSIGN_OR_RETURN(auto rps, e->snapshots().ListReferencePoints());
         std::vector<cim::Instance> rows;
         for (const auto& rp : rps) {
           auto group = e->catalog().GetCollection(rp.collection_id);

@@ -20,7 +20,6 @@ constexpr int kJobApplySnapshotCollection = 199;
 // Nor for destroying one: 72 is what the per-VM DestroySnapshot stamps, the
 // same work done on every member.
 constexpr int kJobDestroySnapshotCollection = 72;
-constexpr int kJobConvertToReferencePoint = 200;
 
 using SC = schema::SnapshotCollection;
 using CSS = schema::CollectionSnapshotService;
@@ -250,9 +249,9 @@ class SnapshotServiceProvider : public ServiceProvider {
       if (!named.ok()) return Outcome(ReturnCodeA, named.status());
       const std::string id = *named, rp_id = NewGuid();
       return StartJob(
-          jobs, ReturnCodeA, e->snapshots().ValidateConvert(id),
+          jobs, ReturnCodeA, e->snapshots().ValidateConvert(id, rp_id),
           [&]() -> Result<JobMethod> {
-            VMG_ASSIGN_OR_RETURN(auto record, e->catalog().GetSnapshot(id));
+            VMG_ASSIGN_OR_RETURN(auto record, e->snapshots().Get(id));
             return JobMethod{
                 .type = kJobConvertToReferencePoint,
                 .description = "Convert group snapshot " + record.name + " to a reference point",

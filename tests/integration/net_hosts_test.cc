@@ -415,6 +415,13 @@ class VanishingHost final : public engine::CutHost {
   Status RemoveExport(const std::string& id, const std::string& dir) override {
     return inner_->RemoveExport(id, dir);
   }
+  Status ValidateConvert(const std::string& id) override { return inner_->ValidateConvert(id); }
+  Status Convert(const std::string& id, const std::string& rp) override {
+    return inner_->Convert(id, rp);
+  }
+  Status DestroyReferencePoint(const std::string& rp) override {
+    return inner_->DestroyReferencePoint(rp);
+  }
 
  private:
   void Vanish(const std::string& step) {
@@ -525,8 +532,9 @@ namespace {
 // snapshot create` on host 1 alone: Complete under one id on every host,
 // listed on the coordinator with each host's part; exported by `vmgroup
 // snapshot export` on host 1, each host's part into its folder (and, when a
-// host cannot export its part, no part anywhere); destroyed there, gone
-// from every host.
+// host cannot export its part, no part anywhere, nor any conversion);
+// destroyed there, gone from every host; and a snapshot converted there
+// into one reference point on every host, destroyed everywhere.
 TEST_F(NetHostsTest, ACoordinatorVmgroupdSnapshotsAGroupAcrossHostsAndDestroysItEverywhere) {
   ASSERT_NO_FATAL_FAILURE(StartCoordinatorAndPeers(3));
   const HostDaemon& coordinator = *daemons_[0];
@@ -553,7 +561,7 @@ TEST_F(NetHostsTest, ACoordinatorVmgroupdSnapshotsAGroupAcrossHostsAndDestroysIt
   EXPECT_NE(refused.exit_code, 0);
   EXPECT_NE(refused.err.find("host h2"), std::string::npos) << refused.err;
 
-  CommandOutput taken = Cli(coordinator, {"snapshot", "create", "app"});
+  CommandOutput taken = Cli(coordinator, {"snapshot", "create", "app", "--type", "recovery"});
   ASSERT_EQ(taken.exit_code, 0) << taken.err;
   const nlohmann::json listed = Json(coordinator, {"snapshot", "list", "app"});
   ASSERT_EQ(listed.size(), 1u) << listed.dump();
@@ -583,6 +591,12 @@ TEST_F(NetHostsTest, ACoordinatorVmgroupdSnapshotsAGroupAcrossHostsAndDestroysIt
   EXPECT_NE(failed.err.find("h3"), std::string::npos) << failed.err;
   EXPECT_FALSE(Env::Default()->FileExists(again)) << failed.err;
   for (size_t i = 0; i < 2; ++i) EXPECT_EQ(SnapshotIds(*daemons_[i]), std::set<std::string>{id});
+  // Nor is it converted to a reference point: every host checks its part
+  // before any converts, and none did.
+  CommandOutput unconverted = Cli(coordinator, {"snapshot", "to-refpoint", id});
+  EXPECT_NE(unconverted.exit_code, 0);
+  EXPECT_NE(unconverted.err.find("h3"), std::string::npos) << unconverted.err;
+  for (size_t i = 0; i < 2; ++i) EXPECT_EQ(SnapshotIds(*daemons_[i]), std::set<std::string>{id});
 
   CommandOutput destroyed = Cli(coordinator, {"snapshot", "delete", id});
   ASSERT_EQ(destroyed.exit_code, 0) << destroyed.err;
@@ -590,6 +604,29 @@ TEST_F(NetHostsTest, ACoordinatorVmgroupdSnapshotsAGroupAcrossHostsAndDestroysIt
     EXPECT_TRUE(SnapshotIds(*daemons_[i]).empty()) << "host " << i + 1;
     EXPECT_TRUE(PartFiles(*daemons_[i], id).empty()) << "host " << i + 1;
   }
+
+  // A snapshot converted by the coordinator: every host's part a reference
+  // point of one id, no snapshot left; deleted there, gone from every host.
+  ASSERT_EQ(Cli(coordinator, {"snapshot", "create", "app", "--type", "recovery"}).exit_code, 0);
+  const std::string next = Json(coordinator, {"snapshot", "list", "app"}).at(0)["id"];
+  CommandOutput converted = Cli(coordinator, {"snapshot", "to-refpoint", next});
+  ASSERT_EQ(converted.exit_code, 0) << converted.err;
+  const nlohmann::json points = Json(coordinator, {"refpoint", "list", group_id});
+  ASSERT_EQ(points.size(), 1u) << points.dump();
+  const std::string rp = points[0]["id"];
+  for (size_t i = 0; i < 3; ++i) {
+    const nlohmann::json here = Json(*daemons_[i], {"refpoint", "list", group_id});
+    ASSERT_EQ(here.size(), 1u) << "host " << i + 1 << ": " << here.dump();
+    EXPECT_EQ(here[0]["id"], rp) << "host " << i + 1;
+    EXPECT_EQ(here[0]["vms"].size(), 2u) << "host " << i + 1 << ": " << here.dump();
+    EXPECT_TRUE(SnapshotIds(*daemons_[i]).empty()) << "host " << i + 1;
+  }
+  CommandOutput forgotten = Cli(coordinator, {"refpoint", "delete", rp});
+  ASSERT_EQ(forgotten.exit_code, 0) << forgotten.err;
+  for (size_t i = 0; i < 3; ++i) {
+    EXPECT_TRUE(Json(*daemons_[i], {"refpoint", "list", group_id}).empty()) << "host " << i + 1;
+  }
+  ExpectAllRunning(vms);
 }
 
 // The coordinating vmgroupd SIGKILLed while its snapshot across hosts is
