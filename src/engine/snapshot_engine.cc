@@ -132,10 +132,18 @@ Status SnapshotEngine::DestroyReferencePoint(const std::string& rp_id) {
 
 Result<catalog::ReferencePointRecord> SnapshotEngine::CreateReferencePoint(
     const std::string& collection_id, const std::string& name, const std::string& rp_id) {
+  if (spanning_.Spans(collection_id)) {
+    VMG_ASSIGN_OR_RETURN(catalog::SpanningSnapshotRecord s,
+                         spanning_.CreateReferencePoint(collection_id, name, rp_id));
+    return GetReferencePoint(s.reference_point_id);
+  }
   return ReferencePointCreate(parts_, runner_, collection_id, name, rp_id).Run();
 }
 
 Status SnapshotEngine::ValidateCreateReferencePoint(const std::string& collection_id) {
+  if (spanning_.Spans(collection_id)) {
+    return spanning_.Validate({.collection_id = collection_id, .type = kSnapshotRecovery});
+  }
   return ReferencePointCreate(parts_, runner_, collection_id, "", "").Validate();
 }
 

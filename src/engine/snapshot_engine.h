@@ -146,7 +146,8 @@ class SnapshotEngine {
   // every change from its cut on. `name` defaults as a snapshot's does.
   // Members that are off are as ConvertToReferencePoint says. Errors as
   // Create's and ConvertToReferencePoint's; a conversion that fails takes
-  // the snapshot away again.
+  // the snapshot away again. A group across hosts: a snapshot across hosts
+  // converted at once (SpanningSnapshots::CreateReferencePoint).
   Result<catalog::ReferencePointRecord> CreateReferencePoint(const std::string& collection_id,
                                                              const std::string& name,
                                                              const std::string& rp_id = "");

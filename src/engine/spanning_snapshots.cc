@@ -266,6 +266,25 @@ Result<catalog::SpanningSnapshotRecord> SpanningSnapshots::Convert(const std::st
   return s;
 }
 
+Result<catalog::SpanningSnapshotRecord> SpanningSnapshots::CreateReferencePoint(
+    const std::string& collection_id, const std::string& name, const std::string& rp_id) {
+  VMG_ASSIGN_OR_RETURN(
+      catalog::SpanningSnapshotRecord s,
+      Take({.collection_id = collection_id, .type = kSnapshotRecovery, .name = name}));
+  auto converted = Convert(s.id, rp_id);
+  if (converted.ok()) return converted;
+  // Converted nowhere (a host refused): the snapshot goes, as on one host.
+  auto now = parts_.catalog->GetSpanning(s.id);
+  if (now.ok() && IsSnapshot(*now)) {
+    if (Status destroyed = Destroy(s.id); !destroyed.ok()) {
+      return Status(converted.status().code(), converted.status().message() +
+                                                   "; and its snapshot " + s.name + " remains (" +
+                                                   destroyed.message() + ")");
+    }
+  }
+  return converted.status();
+}
+
 Status SpanningSnapshots::ConvertEverywhere(const catalog::SpanningSnapshotRecord& s) {
   const Status converted = OnEveryHost(
       s,

@@ -22,7 +22,7 @@
 // reference point of one id, rolled forward once every host checked its
 // part, for a conversion cannot be taken back. Apply and backup sessions
 // of a snapshot across hosts are not offered yet (RefuseAcrossHosts says
-// so), nor exports of a reference point across hosts.
+// so), nor exports of what changed since a reference point across hosts.
 //
 // Thread-safe: snapshots of different groups run concurrently; each host's
 // part claims its members as any snapshot does.
@@ -113,6 +113,14 @@ class SpanningSnapshots {
   // snapshot not Complete; InvalidArgument for an rp_id that is not a GUID
   // (empty: a new one); NotFound for a host that is not a configured peer.
   Status ValidateConvert(const std::string& snapshot_id, const std::string& rp_id);
+
+  // CreateReferencePoint of a group across hosts: a recovery snapshot of
+  // it (Take) converted at once (Convert), with Take's and Convert's
+  // errors. When no host converted (one refused), the snapshot is
+  // destroyed again on every host.
+  Result<catalog::SpanningSnapshotRecord> CreateReferencePoint(const std::string& collection_id,
+                                                               const std::string& name,
+                                                               const std::string& rp_id);
 
   // True when `rp_id` is a reference point across hosts this host
   // coordinates (also while being converted or destroyed).

@@ -371,8 +371,6 @@ TEST_F(SpanningSnapshotsTest, WhatIsNotOfferedAcrossHostsIsRefusedAndChangesNoth
   SnapshotRequest frozen{.collection_id = g.collection_id};
   frozen.consistency = catalog::Consistency::kApplication;
   EXPECT_EQ(snapshots.Validate(frozen).code(), Code::kNotSupported);
-  // A snapshot of this host's members alone would leave the other hosts out.
-  EXPECT_EQ(snapshots.ValidateCreateReferencePoint(g.collection_id).code(), Code::kNotSupported);
   EXPECT_EQ(snapshots.backups().Validate({.collection_id = g.collection_id}).code(),
             Code::kNotSupported);
   auto s = snapshots.Create({.collection_id = g.collection_id});
@@ -633,6 +631,40 @@ TEST_F(SpanningSnapshotsTest, ACoordinatorKilledMidConversionFinishesItOnceBack)
     ASSERT_TRUE(engine_->snapshots().DestroyReferencePoint(rp).ok());
     ExpectConsistent();
   }
+}
+
+// CreateReferencePoint of a group across hosts: a recovery snapshot of it
+// converted at once on every host; when a host refuses the conversion, the
+// snapshot is gone again from every host.
+TEST_F(SpanningSnapshotsTest, AReferencePointCreatedForAGroupAcrossHostsIsOnEveryHost) {
+  auto g = MakeGroup(1);
+  Span(g);
+  SnapshotEngine& snapshots = engine_->snapshots();
+  ASSERT_TRUE(snapshots.ValidateCreateReferencePoint(g.collection_id).ok());
+  auto rp = snapshots.CreateReferencePoint(g.collection_id, "nightly");
+  ASSERT_TRUE(rp.ok()) << rp.status().ToString();
+  EXPECT_EQ(rp->name, "nightly");
+  EXPECT_EQ(rp->members.size(), 1u);
+  for (const char* host : {"db1", "app1"}) {
+    std::lock_guard l(peer(host).mu);
+    EXPECT_TRUE(peer(host).parts.empty()) << host;
+    EXPECT_EQ(peer(host).points.count(rp->id), 1u) << host;
+  }
+  EXPECT_TRUE(engine_->catalog().ListSnapshots()->empty());
+
+  peer("app1").fail_at = "validate-convert";
+  auto refused = snapshots.CreateReferencePoint(g.collection_id, "");
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.status().message().find("host app1"), std::string::npos)
+      << refused.status().ToString();
+  for (const char* host : {"db1", "app1"}) {
+    std::lock_guard l(peer(host).mu);
+    EXPECT_TRUE(peer(host).parts.empty()) << host << ": the snapshot is taken back";
+    EXPECT_EQ(peer(host).points.size(), 1u) << host;
+  }
+  EXPECT_TRUE(engine_->catalog().ListSnapshots()->empty());
+  EXPECT_EQ(snapshots.ListReferencePoints()->size(), 1u);
+  ExpectConsistent();
 }
 
 // A reference point destroyed while a host is away is destroyed there once

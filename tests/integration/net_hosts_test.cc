@@ -533,8 +533,9 @@ namespace {
 // listed on the coordinator with each host's part; exported by `vmgroup
 // snapshot export` on host 1, each host's part into its folder (and, when a
 // host cannot export its part, no part anywhere, nor any conversion);
-// destroyed there, gone from every host; and a snapshot converted there
-// into one reference point on every host, destroyed everywhere.
+// destroyed there, gone from every host; a snapshot converted there into
+// one reference point on every host, destroyed everywhere; and a reference
+// point created there for the group, on every host.
 TEST_F(NetHostsTest, ACoordinatorVmgroupdSnapshotsAGroupAcrossHostsAndDestroysItEverywhere) {
   ASSERT_NO_FATAL_FAILURE(StartCoordinatorAndPeers(3));
   const HostDaemon& coordinator = *daemons_[0];
@@ -625,6 +626,17 @@ TEST_F(NetHostsTest, ACoordinatorVmgroupdSnapshotsAGroupAcrossHostsAndDestroysIt
   ASSERT_EQ(forgotten.exit_code, 0) << forgotten.err;
   for (size_t i = 0; i < 3; ++i) {
     EXPECT_TRUE(Json(*daemons_[i], {"refpoint", "list", group_id}).empty()) << "host " << i + 1;
+  }
+  // One created for the group by the coordinator: the same on every host.
+  CommandOutput created = Cli(coordinator, {"refpoint", "create", "app"});
+  ASSERT_EQ(created.exit_code, 0) << created.err;
+  const nlohmann::json made = Json(coordinator, {"refpoint", "list", group_id});
+  ASSERT_EQ(made.size(), 1u) << made.dump();
+  for (size_t i = 1; i < 3; ++i) {
+    const nlohmann::json here = Json(*daemons_[i], {"refpoint", "list", group_id});
+    ASSERT_EQ(here.size(), 1u) << "host " << i + 1 << ": " << here.dump();
+    EXPECT_EQ(here[0]["id"], made[0]["id"]) << "host " << i + 1;
+    EXPECT_TRUE(SnapshotIds(*daemons_[i]).empty()) << "host " << i + 1;
   }
   ExpectAllRunning(vms);
 }
