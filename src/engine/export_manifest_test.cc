@@ -104,12 +104,21 @@ TEST(ExportManifestTest, TheManifestAcrossHostsRoundTripsAndRefusesOthers) {
                                  .snapshot_name = "nightly",
                                  .cut_spread_us = 1840,
                                  .storage = false,
+                                 .base_reference_point_id = NewGuid(),
                                  .parts = {{.host = "", .folder = "node1", .vm_ids = {NewGuid()}},
                                            {.host = "h2", .folder = "h2", .vm_ids = {NewGuid()}}}};
   auto back = ParseSpanningManifest(SpanningManifestToJson(m));
   ASSERT_TRUE(back.ok()) << back.status().ToString();
   EXPECT_EQ(SpanningManifestToJson(*back), SpanningManifestToJson(m));
   EXPECT_EQ(back->parts[1].vm_ids, m.parts[1].vm_ids);
+  EXPECT_EQ(back->base_reference_point_id, m.base_reference_point_id);
+  // A full export's manifest written before the base was recorded reads as full.
+  std::string earlier = SpanningManifestToJson(m);
+  const size_t base = earlier.find("  \"base_reference_point_id\"");
+  earlier.erase(base, earlier.find('\n', base) + 1 - base);
+  auto full = ParseSpanningManifest(earlier);
+  ASSERT_TRUE(full.ok()) << full.status().ToString() << "\n" << earlier;
+  EXPECT_EQ(full->base_reference_point_id, "");
   EXPECT_EQ(ParseSpanningManifest(ManifestToJson(Sample())).status().code(), Code::kInvalidArgument)
       << "an export's own manifest is not one across hosts";
   std::string later = SpanningManifestToJson(m);

@@ -353,11 +353,6 @@ Status HostCuts::DestroyCommitted(const std::string& snapshot_id) {
 }
 
 Result<ExportManifest> HostCuts::ExportPart(const ExportRequest& request) {
-  if (!request.base.empty()) {
-    return Status::InvalidArgument(
-        "a part of a snapshot across hosts is exported in full: incremental exports across "
-        "hosts are not offered yet");
-  }
   SnapshotExport op(parts_, request);
   VMG_RETURN_IF_ERROR(runner_.Run(op));
   return op.manifest();

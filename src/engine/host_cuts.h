@@ -119,8 +119,9 @@ class HostCuts {
   // Exports the committed part `request.snapshot_id` into
   // `request.directory` as any snapshot is exported (SnapshotEngine::Export:
   // the same checks, errors and taking back of a failed export): this
-  // host's folder of an export across hosts. A full export only:
-  // InvalidArgument for a base.
+  // host's folder of an export across hosts; with request.base, on top of
+  // this host's part of that reference point across hosts (its export of
+  // the snapshot it was), as an incremental export is.
   Result<ExportManifest> ExportPart(const ExportRequest& request);
   // Removes the finished export of part `snapshot_id` in `directory`: the
   // coordinator taking back an export that failed on another host

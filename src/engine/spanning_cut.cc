@@ -42,10 +42,12 @@ Result<HostLease> LocalCutHost::Resume(const std::string& snapshot_id) {
 }
 
 Status LocalCutHost::Export(const std::string& snapshot_id, const std::string& directory,
-                            bool copy_storage) {
+                            bool copy_storage, const std::string& base) {
   return cuts_
-      ->ExportPart(
-          {.snapshot_id = snapshot_id, .directory = directory, .copy_storage = copy_storage})
+      ->ExportPart({.snapshot_id = snapshot_id,
+                    .directory = directory,
+                    .copy_storage = copy_storage,
+                    .base = base})
       .status();
 }
 

@@ -50,10 +50,11 @@ class CutHost {
   virtual Result<HostLease> Resume(const std::string& snapshot_id) = 0;
   virtual Status Commit(const std::string& snapshot_id) = 0;
   virtual Status Abort(const std::string& snapshot_id) = 0;
-  // The host's export of its committed part into `directory` (full, with
-  // the disks unless `copy_storage` is false), and its removal.
+  // The host's export of its committed part into `directory` (with the
+  // disks unless `copy_storage` is false; in full, or on top of its part of
+  // reference point `base` when given), and its removal.
   virtual Status Export(const std::string& snapshot_id, const std::string& directory,
-                        bool copy_storage) = 0;
+                        bool copy_storage, const std::string& base) = 0;
   virtual Status RemoveExport(const std::string& snapshot_id, const std::string& directory) = 0;
   // Whether the host's committed part can become a reference point, asking
   // it to change nothing; the conversion into reference point `rp_id`
@@ -76,8 +77,8 @@ class LocalCutHost final : public CutHost {
   Result<HostLease> Resume(const std::string& snapshot_id) override;
   Status Commit(const std::string& snapshot_id) override { return cuts_->Commit(snapshot_id); }
   Status Abort(const std::string& snapshot_id) override { return cuts_->Abort(snapshot_id); }
-  Status Export(const std::string& snapshot_id, const std::string& directory,
-                bool copy_storage) override;
+  Status Export(const std::string& snapshot_id, const std::string& directory, bool copy_storage,
+                const std::string& base) override;
   Status RemoveExport(const std::string& snapshot_id, const std::string& directory) override {
     return cuts_->RemoveExportPart(snapshot_id, directory);
   }

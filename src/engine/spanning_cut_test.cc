@@ -51,7 +51,9 @@ class ScriptedHost final : public CutHost {
     return abort_fails_ ? Status::Failed("the disk is gone") : Status::Ok();
   }
   // The cut exports nothing (spanning_snapshots_test exports).
-  Status Export(const std::string&, const std::string&, bool) override { return Step("export"); }
+  Status Export(const std::string&, const std::string&, bool, const std::string&) override {
+    return Step("export");
+  }
   Status ValidateConvert(const std::string&) override { return Step("validate-convert"); }
   Status Convert(const std::string&, const std::string&) override { return Step("convert"); }
   Status DestroyReferencePoint(const std::string&) override { return Step("destroy-rp"); }

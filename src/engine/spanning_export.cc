@@ -20,6 +20,7 @@ std::string SpanningManifestToJson(const SpanningExportManifest& m) {
       {"snapshot",
        {{"id", m.snapshot_id}, {"name", m.snapshot_name}, {"cut_spread_us", m.cut_spread_us}}},
       {"storage", m.storage},
+      {"base_reference_point_id", m.base_reference_point_id},
       {"parts", parts}};
   // A byte that is not UTF-8 becomes U+FFFD rather than an exception, as
   // in an export's own manifest.
@@ -47,6 +48,8 @@ Result<SpanningExportManifest> ParseSpanningManifest(const std::string& text) {
     m.snapshot_name = snapshot.at("name").get<std::string>();
     m.cut_spread_us = snapshot.at("cut_spread_us").get<int64_t>();
     m.storage = doc.at("storage").get<bool>();
+    // Absent from the manifests of full exports written before it existed.
+    m.base_reference_point_id = doc.value("base_reference_point_id", "");
     for (const json& p : doc.at("parts")) {
       m.parts.push_back({.host = p.at("host").get<std::string>(),
                          .folder = p.at("folder").get<std::string>(),

@@ -33,6 +33,10 @@ struct SpanningExportManifest {
   std::string snapshot_id, snapshot_name;
   int64_t cut_spread_us = 0;  // how far apart the hosts' cuts can be
   bool storage = true;        // CopyVmStorage: disk images included
+  // An incremental export: the reference point across hosts each part
+  // builds on (each part's own manifest names its base export); empty for
+  // a full export.
+  std::string base_reference_point_id;
   std::vector<ExportedPart> parts;
 };
 

@@ -376,11 +376,7 @@ Status SpanningSnapshots::CheckExport(const catalog::SpanningSnapshotRecord& s,
         (s.state == catalog::SpanningState::kTaking ? "still being taken" : "being taken back") +
         ": only a complete snapshot is exported");
   }
-  if (!request.base.empty()) {
-    return Status::NotSupported("snapshot " + s.name + " spans " + HostsOf(s) +
-                                ": incremental exports across hosts are not offered yet; "
-                                "export it in full (no DifferentialBackupBase)");
-  }
+  if (!request.base.empty()) VMG_RETURN_IF_ERROR(CheckBase(s, request.base));
   VMG_RETURN_IF_ERROR(CheckExportDirectory(parts_, request.directory));
   std::set<std::string> folders;
   for (const auto& part : s.parts) {
@@ -391,6 +387,31 @@ Status SpanningSnapshots::CheckExport(const catalog::SpanningSnapshotRecord& s,
                                   ": this host's name is a peer's (set vmgroupd's host name "
                                   "apart from its peers' names)");
     }
+  }
+  return Status::Ok();
+}
+
+Status SpanningSnapshots::CheckBase(const catalog::SpanningSnapshotRecord& s,
+                                    const std::string& base) {
+  auto rp = parts_.catalog->GetSpanningReferencePoint(base);
+  if (!rp.ok() || rp->state != catalog::SpanningState::kReferencePoint) {
+    return Status::NotSupported("snapshot " + s.name + " spans " + HostsOf(s) +
+                                ": an incremental export across hosts " +
+                                "builds on a reference point across hosts, which " + base +
+                                " is not; export it in full (no DifferentialBackupBase)");
+  }
+  if (rp->collection_id != s.collection_id) {
+    return Status::InvalidArgument("reference point " + rp->name + " is not of snapshot " + s.name +
+                                   "'s group");
+  }
+  std::set<std::string> hosts, based;
+  for (const auto& p : s.parts) hosts.insert(p.host);
+  for (const auto& p : rp->parts) based.insert(p.host);
+  if (hosts != based) {
+    return Status::InvalidState("snapshot " + s.name + " spans " + HostsOf(s) +
+                                ", reference point " + rp->name + " " + HostsOf(*rp) +
+                                ": a host without a part of it has nothing to build on; export "
+                                "in full");
   }
   return Status::Ok();
 }
@@ -418,7 +439,7 @@ Result<SpanningExportManifest> SpanningSnapshots::Export(const ExportRequest& re
   size_t finished = 0;
   const std::vector<Status> exported = EachInParallel(s.parts.size(), [&](size_t i) -> Status {
     Status done = hosts[i]
-                      ->Export(s.id, PartDir(dir, s.parts[i]), request.copy_storage)
+                      ->Export(s.id, PartDir(dir, s.parts[i]), request.copy_storage, request.base)
                       .Annotate(hosts[i]->name());
     std::lock_guard lock(progress_mu);
     ++finished;
@@ -439,7 +460,8 @@ Result<SpanningExportManifest> SpanningSnapshots::Export(const ExportRequest& re
                              .snapshot_id = s.id,
                              .snapshot_name = s.name,
                              .cut_spread_us = s.cut_spread_us,
-                             .storage = request.copy_storage};
+                             .storage = request.copy_storage,
+                             .base_reference_point_id = request.base};
     for (const auto& part : s.parts) {
       m.parts.push_back({.host = part.host, .folder = FolderOf(part), .vm_ids = part.vm_ids});
     }

@@ -83,16 +83,18 @@ class SpanningSnapshots {
   // True when `id` is a snapshot across hosts this host coordinates.
   bool Has(const std::string& id);
 
-  // Exports snapshot `request.snapshot_id` in full: every host exports its
-  // part, in parallel, into `request.directory`/<host> (this host's folder:
+  // Exports snapshot `request.snapshot_id`: every host exports its part, in
+  // parallel, into `request.directory`/<host> (this host's folder:
   // SnapshotOptions::host_name), then this host writes the manifest naming
-  // them, last. All or nothing: when a host fails, each host that finished
-  // removes its part (CutHost::RemoveExport), and the error names the
-  // host, and any part that could not be removed. request.progress is told
-  // as hosts finish.
+  // them, last. In full, or with request.base (a reference point across
+  // hosts) incrementally: each host on top of its part of it. All or nothing: when a host fails,
+  // each host that finished removes its part (CutHost::RemoveExport), and the error names the host,
+  // and any part that could not be removed. request.progress is told as hosts finish.
   Result<SpanningExportManifest> Export(const ExportRequest& request);
   // Export's checks alone, asking no host: NotFound; InvalidState for a
-  // snapshot not Complete; NotSupported for an incremental export; the
+  // snapshot not Complete; NotSupported for a base that is no reference
+  // point across hosts, InvalidArgument for one of another group,
+  // InvalidState for one whose hosts are not the snapshot's; the
   // export directory's checks (CheckExportDirectory); InvalidState when two
   // hosts would share a folder.
   Status ValidateExport(const ExportRequest& request);
@@ -195,6 +197,10 @@ class SpanningSnapshots {
                                 const std::vector<Status>* exported);
   // ValidateExport's checks of `s`, already read.
   Status CheckExport(const catalog::SpanningSnapshotRecord& s, const ExportRequest& request);
+  // That reference point `base` across hosts can be what an incremental
+  // export of `s` builds on: one of its group, with a part on each of its
+  // hosts.
+  Status CheckBase(const catalog::SpanningSnapshotRecord& s, const std::string& base);
   // The folder of an export across hosts that `part` goes to, and its path
   // in export directory `dir`.
   std::string FolderOf(const catalog::SpanningPart& part) const;

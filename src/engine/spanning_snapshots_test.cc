@@ -29,6 +29,7 @@ struct FakePeer {
   std::vector<std::string> steps;             // "<step> <snapshot id>"
   std::set<std::string> members;              // "<group id>/<vm id>" (Join, Leave)
   std::map<std::string, std::string> points;  // reference point id -> its snapshot's id
+  std::vector<std::string> bases;             // each export's base ("": in full)
   std::string fail_at;                        // a step that fails
   bool unreachable = false;                   // every call fails: Unavailable
   std::function<void()> exporting;            // called as it exports, unlocked
@@ -57,8 +58,13 @@ class FakeCutHost final : public CutHost {
     return Status::Ok();
   }
   // An export is its folder with a manifest naming the snapshot in it.
-  Status Export(const std::string& id, const std::string& dir, bool) override {
+  Status Export(const std::string& id, const std::string& dir, bool,
+                const std::string& base) override {
     VMG_RETURN_IF_ERROR(Step("export", id));
+    {
+      std::lock_guard l(peer_->mu);
+      peer_->bases.push_back(base);
+    }
     if (peer_->exporting) peer_->exporting();
     VMG_RETURN_IF_ERROR(Env::Default()->CreateDirs(dir));
     return Env::Default()->WriteFile(dir + "/" + kManifestFile, id);
@@ -376,6 +382,8 @@ TEST_F(SpanningSnapshotsTest, WhatIsNotOfferedAcrossHostsIsRefusedAndChangesNoth
   auto s = snapshots.Create({.collection_id = g.collection_id});
   ASSERT_TRUE(s.ok()) << s.status().ToString();
   EXPECT_EQ(snapshots.ValidateApply({.snapshot_id = s->id}).code(), Code::kInvalidState);
+  // An incremental export across hosts builds on a reference point across
+  // hosts, not on a snapshot.
   Status incremental =
       snapshots.ValidateExport({.snapshot_id = s->id, .directory = Path("export"), .base = s->id});
   EXPECT_EQ(incremental.code(), Code::kNotSupported);
@@ -664,6 +672,50 @@ TEST_F(SpanningSnapshotsTest, AReferencePointCreatedForAGroupAcrossHostsIsOnEver
   }
   EXPECT_TRUE(engine_->catalog().ListSnapshots()->empty());
   EXPECT_EQ(snapshots.ListReferencePoints()->size(), 1u);
+  ExpectConsistent();
+}
+
+// The backup cycle across hosts: a snapshot exported in full and
+// converted, the next one exported on top of it, each host on its own part
+// (this host's a real incremental export), the manifest naming the base. A
+// host that left the group since has no part to build on: refused.
+TEST_F(SpanningSnapshotsTest, AnIncrementalExportAcrossHostsBuildsEachPartOnItsReferencePoint) {
+  auto g = MakeGroup(1);
+  Span(g);
+  SnapshotEngine& snapshots = engine_->snapshots();
+  auto first = snapshots.Create({.collection_id = g.collection_id});
+  ASSERT_TRUE(first.ok()) << first.status().ToString();
+  ASSERT_TRUE(spanning().Export({.snapshot_id = first->id, .directory = Path("mon")}).ok());
+  auto rp = snapshots.ConvertToReferencePoint(first->id);
+  ASSERT_TRUE(rp.ok()) << rp.status().ToString();
+  auto next = snapshots.Create({.collection_id = g.collection_id});
+  ASSERT_TRUE(next.ok()) << next.status().ToString();
+
+  const ExportRequest incremental{
+      .snapshot_id = next->id, .directory = Path("tue"), .base = rp->id};
+  ASSERT_TRUE(snapshots.ValidateExport(incremental).ok());
+  auto m = spanning().Export(incremental);
+  ASSERT_TRUE(m.ok()) << m.status().ToString();
+  EXPECT_EQ(m->base_reference_point_id, rp->id);
+  auto top = Env::Default()->ReadFile(Path("tue") + "/" + kManifestFile);
+  ASSERT_TRUE(top.ok());
+  EXPECT_EQ(ParseSpanningManifest(*top)->base_reference_point_id, rp->id);
+  auto here = ReadManifestIn(Path("tue") + "/localhost");
+  ASSERT_TRUE(here.ok()) << here.status().ToString();
+  EXPECT_EQ(here->base.reference_point_id, rp->id) << "this host's part is incremental";
+  for (const char* host : {"db1", "app1"}) {
+    std::lock_guard l(peer(host).mu);
+    EXPECT_EQ(peer(host).bases, (std::vector<std::string>{"", rp->id})) << host;
+  }
+
+  ASSERT_TRUE(
+      engine_->collections().RemoveRemoteMember({"app1", vm_on_["app1"]}, g.collection_id).ok());
+  auto fewer = snapshots.Create({.collection_id = g.collection_id});
+  ASSERT_TRUE(fewer.ok()) << fewer.status().ToString();
+  Status refused = snapshots.ValidateExport(
+      {.snapshot_id = fewer->id, .directory = Path("wed"), .base = rp->id});
+  EXPECT_EQ(refused.code(), Code::kInvalidState) << refused.ToString();
+  EXPECT_NE(refused.message().find("export in full"), std::string::npos) << refused.ToString();
   ExpectConsistent();
 }
 

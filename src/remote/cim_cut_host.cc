@@ -197,13 +197,13 @@ Status CimCutHost::Abort(const std::string& snapshot_id) {
 }
 
 Status CimCutHost::Export(const std::string& snapshot_id, const std::string& directory,
-                          bool copy_storage) {
+                          bool copy_storage, const std::string& base) {
   using E = HC::ExportPart;
-  VMG_ASSIGN_OR_RETURN(
-      cim::Response r,
-      Ask(E::kMethod, snapshot_id, step_timeout_,
-          {{E::kExportDirectory, "string", cim::Value::Scalar(directory)},
-           {E::kCopyStorage, "boolean", cim::Value::Scalar(copy_storage ? "true" : "false")}}));
+  std::vector<cim::OutParam> args = {
+      {E::kExportDirectory, "string", cim::Value::Scalar(directory)},
+      {E::kCopyStorage, "boolean", cim::Value::Scalar(copy_storage ? "true" : "false")}};
+  if (!base.empty()) args.push_back({E::kBaseReferencePointID, "string", cim::Value::Scalar(base)});
+  VMG_ASSIGN_OR_RETURN(cim::Response r, Ask(E::kMethod, snapshot_id, step_timeout_, args));
   return Finished(E::kMethod, r);
 }
 

@@ -55,8 +55,8 @@ class CimCutHost final : public engine::CutHost {
   // progress stands still for longer than the host lets one disk's copy
   // take. In both cases the job may still run there. OK also if the host
   // answers 0 (done at once).
-  Status Export(const std::string& snapshot_id, const std::string& directory,
-                bool copy_storage) override;
+  Status Export(const std::string& snapshot_id, const std::string& directory, bool copy_storage,
+                const std::string& base) override;
   // RemoveExportPart on the host, within the step timeout: OK when it
   // removed that export or had none.
   Status RemoveExport(const std::string& snapshot_id, const std::string& directory) override;

@@ -66,6 +66,7 @@ cim::ClassSpec ServiceSpec() {
                .params = {In(HC::kSnapshotID, "string"),
                           In(HC::ExportPart::kExportDirectory, "string"),
                           In(HC::ExportPart::kCopyStorage, "boolean"),
+                          In(HC::ExportPart::kBaseReferencePointID, "string"),
                           {.name = schema::MethodOut::kJob,
                            .type = "reference",
                            .in = false,
@@ -197,17 +198,20 @@ TEST_F(CimCutHostTest, ExportFollowsTheHostsJobUntilItCompletes) {
   Answer(kRcJobStarted, "job-1");
   Looks(
       {{.percent = 10}, {.percent = 60}, {.state = schema::JobState::kCompleted, .percent = 100}});
-  Status s = host_->Export(kId, "/exports/db1", false);
+  Status s = host_->Export(kId, "/exports/db1", false, "");
   EXPECT_TRUE(s.ok()) << s.ToString();
   EXPECT_EQ(Looked(), 3) << "until it ended, and no longer";
   const auto got = Got(HC::ExportPart::kMethod);
   EXPECT_EQ(got.at(HC::kSnapshotID), kId);
   EXPECT_EQ(got.at(HC::ExportPart::kExportDirectory), "/exports/db1");
   EXPECT_EQ(got.at(HC::ExportPart::kCopyStorage), "false");
+  EXPECT_EQ(got.count(HC::ExportPart::kBaseReferencePointID), 0u) << "in full";
 
   Looks({{.state = schema::JobState::kCompletedWithWarnings}});
-  EXPECT_TRUE(host_->Export(kId, "/exports/db1", true).ok()) << "warnings are no failure";
+  const std::string rp = "0d9c8b7a-6f5e-4d3c-8b2a-192837465564";
+  EXPECT_TRUE(host_->Export(kId, "/exports/db1", true, rp).ok()) << "warnings are no failure";
   EXPECT_EQ(Got(HC::ExportPart::kMethod).at(HC::ExportPart::kCopyStorage), "true");
+  EXPECT_EQ(Got(HC::ExportPart::kMethod).at(HC::ExportPart::kBaseReferencePointID), rp);
 }
 
 TEST_F(CimCutHostTest, AJobThatFailsIsTheStatusTheHostAnswered) {
@@ -216,27 +220,27 @@ TEST_F(CimCutHostTest, AJobThatFailsIsTheStatusTheHostAnswered) {
          {.state = schema::JobState::kException,
           .error_code = kRcInvalidState,
           .error = "member db-a is in another snapshot operation"}});
-  Status busy = host_->Export(kId, "/exports/db1", true);
+  Status busy = host_->Export(kId, "/exports/db1", true, "");
   EXPECT_EQ(busy.code(), Code::kInvalidState) << busy.ToString();
   EXPECT_EQ(busy.message(), "member db-a is in another snapshot operation");
 
   // Ended by recovery or a cancel: its state says what the missing reason does not.
   Looks({{.state = schema::JobState::kKilled, .error_code = 32768}});
-  Status killed = host_->Export(kId, "/exports/db1", true);
+  Status killed = host_->Export(kId, "/exports/db1", true, "");
   EXPECT_EQ(killed.code(), Code::kFailed) << killed.ToString();
   EXPECT_EQ(killed.message(), "its job ended in state 9");
 }
 
 TEST_F(CimCutHostTest, ARefusalOrAnExportDoneAtOnceStartsNoWait) {
   Answer(kRcInvalidParameter, "", "ExportDirectory must be an absolute path, not 'db1'");
-  Status refused = host_->Export(kId, "db1", true);
+  Status refused = host_->Export(kId, "db1", true, "");
   EXPECT_EQ(refused.code(), Code::kInvalidArgument) << refused.ToString();
   EXPECT_EQ(refused.message(), "ExportDirectory must be an absolute path, not 'db1'");
 
   Answer(kRcCompleted);
-  EXPECT_TRUE(host_->Export(kId, "/exports/db1", true).ok());
+  EXPECT_TRUE(host_->Export(kId, "/exports/db1", true, "").ok());
   Answer(kRcJobStarted);
-  Status no_job = host_->Export(kId, "/exports/db1", true);
+  Status no_job = host_->Export(kId, "/exports/db1", true, "");
   EXPECT_EQ(no_job.code(), Code::kFailed) << no_job.ToString();
   EXPECT_NE(no_job.message().find("without its Job"), std::string::npos) << no_job.message();
   EXPECT_EQ(Looked(), 0);
@@ -253,13 +257,13 @@ TEST_F(CimCutHostTest, TheJobIsFollowedThroughAFailedLookButNotPastTheStepTimeou
   Answer(kRcJobStarted, "job-1");
   Looks(
       {{}, {.fails = Status::Unavailable("restarting")}, {.state = schema::JobState::kCompleted}});
-  Status through = host_->Export(kId, "/exports/db1", true);
+  Status through = host_->Export(kId, "/exports/db1", true, "");
   EXPECT_TRUE(through.ok()) << through.ToString();
   EXPECT_EQ(Looked(), 3);
 
   Looks({{}, {.fails = Status::Unavailable("gone")}});
   const auto start = Clock::now();
-  Status gone = host_->Export(kId, "/exports/db1", true);
+  Status gone = host_->Export(kId, "/exports/db1", true, "");
   EXPECT_FALSE(gone.ok());
   EXPECT_NE(gone.message().find("following its job job-1"), std::string::npos) << gone.message();
   EXPECT_NE(gone.message().find("gone"), std::string::npos) << gone.message();

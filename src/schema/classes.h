@@ -562,6 +562,8 @@ struct HostCutService : Service {
     static constexpr char kMethod[] = "ExportPart";
     static constexpr char kExportDirectory[] = "ExportDirectory";  // absolute
     static constexpr char kCopyStorage[] = "CopyStorage";          // boolean: with the disks
+    // The reference point across hosts an incremental export builds on.
+    static constexpr char kBaseReferencePointID[] = "BaseReferencePointID";
   };
   struct RemoveExportPart {
     static constexpr char kMethod[] = "RemoveExportPart";

@@ -88,12 +88,17 @@ Result<std::string> ExportDirectory(const Args& a, const char* name) {
   return dir;
 }
 
-// ExportPart's arguments: the part, its directory and whether its disks go
-// with it (CopyStorage; true unless false, as CopyVmStorage).
+// ExportPart's arguments: the part, its directory, whether its disks go
+// with it (CopyStorage; true unless false, as CopyVmStorage), and the
+// reference point an incremental export builds on (none: in full).
 Status ReadExportPart(const Args& a, engine::ExportRequest* req) {
   VMG_ASSIGN_OR_RETURN(req->snapshot_id, a.Required(HC::kSnapshotID));
   VMG_ASSIGN_OR_RETURN(req->directory, ExportDirectory(a, HC::ExportPart::kExportDirectory));
   req->copy_storage = !cim::NameEquals(a.Str(HC::ExportPart::kCopyStorage), "false");
+  req->base = a.Str(HC::ExportPart::kBaseReferencePointID);
+  if (!req->base.empty() && !IsGuid(req->base)) {
+    return Status::InvalidArgument("BaseReferencePointID '" + req->base + "' is not a GUID");
+  }
   return Status::Ok();
 }
 
@@ -185,6 +190,7 @@ class HostCutServiceProvider : public ServiceProvider {
              {.name = Export::kMethod,
               .params = WithSnapshotId({{.name = Export::kExportDirectory, .type = "string"},
                                         {.name = Export::kCopyStorage, .type = "boolean"},
+                                        {.name = Export::kBaseReferencePointID, .type = "string"},
                                         JobOut()})},
              {.name = RemoveExport::kMethod,
               .params =

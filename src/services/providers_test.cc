@@ -388,6 +388,12 @@ TEST_F(ProvidersTest, ExportPartRefusesARelativeDirectoryAndStartsNoJob) {
         Call(hcs, method, {Str("SnapshotID", id), Str("ExportDirectory", "/tmp/vmg-never\n")});
     EXPECT_EQ(control.return_value, kRcInvalidParameter) << method;
   }
+  cim::Response base = Call(hcs, "ExportPart",
+                            {Str("SnapshotID", id), Str("ExportDirectory", dir_ / "exports/db1"),
+                             Str("BaseReferencePointID", "monday")});
+  EXPECT_EQ(base.return_value, kRcInvalidParameter);
+  EXPECT_NE(Why(base).find("BaseReferencePointID 'monday' is not a GUID"), std::string::npos)
+      << Why(base);
   EXPECT_TRUE(jobs_->List()->empty()) << "no job was started";
   EXPECT_FALSE(std::filesystem::exists(dir_ / "exports"));
   EXPECT_EQ(

@@ -409,8 +409,9 @@ class VanishingHost final : public engine::CutHost {
   Result<engine::HostLease> Resume(const std::string& id) override { return inner_->Resume(id); }
   Status Commit(const std::string& id) override { return inner_->Commit(id); }
   Status Abort(const std::string& id) override { return inner_->Abort(id); }
-  Status Export(const std::string& id, const std::string& dir, bool storage) override {
-    return inner_->Export(id, dir, storage);
+  Status Export(const std::string& id, const std::string& dir, bool storage,
+                const std::string& base) override {
+    return inner_->Export(id, dir, storage, base);
   }
   Status RemoveExport(const std::string& id, const std::string& dir) override {
     return inner_->RemoveExport(id, dir);
@@ -610,6 +611,8 @@ TEST_F(NetHostsTest, ACoordinatorVmgroupdSnapshotsAGroupAcrossHostsAndDestroysIt
   // point of one id, no snapshot left; deleted there, gone from every host.
   ASSERT_EQ(Cli(coordinator, {"snapshot", "create", "app", "--type", "recovery"}).exit_code, 0);
   const std::string next = Json(coordinator, {"snapshot", "list", "app"}).at(0)["id"];
+  const std::string full = dir_ / "full";
+  ASSERT_EQ(Cli(coordinator, {"snapshot", "export", next, full}).exit_code, 0);
   CommandOutput converted = Cli(coordinator, {"snapshot", "to-refpoint", next});
   ASSERT_EQ(converted.exit_code, 0) << converted.err;
   const nlohmann::json points = Json(coordinator, {"refpoint", "list", group_id});
@@ -622,6 +625,25 @@ TEST_F(NetHostsTest, ACoordinatorVmgroupdSnapshotsAGroupAcrossHostsAndDestroysIt
     EXPECT_EQ(here[0]["vms"].size(), 2u) << "host " << i + 1 << ": " << here.dump();
     EXPECT_TRUE(SnapshotIds(*daemons_[i]).empty()) << "host " << i + 1;
   }
+  // The next snapshot exported on top of it: each host's part an
+  // incremental export on its own part of the full one, whose every disk
+  // reads, through it, as the frozen image that host lists.
+  ASSERT_EQ(Cli(coordinator, {"snapshot", "create", "app", "--type", "recovery"}).exit_code, 0);
+  const std::string later = Json(coordinator, {"snapshot", "list", "app"}).at(0)["id"];
+  const std::string incremental = dir_ / "incremental";
+  CommandOutput on_top = Cli(coordinator, {"snapshot", "export", later, incremental, "--base", rp});
+  ASSERT_EQ(on_top.exit_code, 0) << on_top.err;
+  ExpectExportAcrossHosts(incremental, later, vms);
+  auto top = engine::ParseSpanningManifest(
+      Env::Default()->ReadFile(incremental + "/" + engine::kManifestFile).value_or(""));
+  ASSERT_TRUE(top.ok()) << top.status().ToString();
+  EXPECT_EQ(top->base_reference_point_id, rp);
+  for (const auto& p : top->parts) {
+    auto part = engine::ReadManifestIn(incremental + "/" + p.folder);
+    ASSERT_TRUE(part.ok()) << p.folder << ": " << part.status().ToString();
+    EXPECT_EQ(part->base.reference_point_id, rp) << p.folder;
+  }
+  ASSERT_EQ(Cli(coordinator, {"snapshot", "delete", later}).exit_code, 0);
   CommandOutput forgotten = Cli(coordinator, {"refpoint", "delete", rp});
   ASSERT_EQ(forgotten.exit_code, 0) << forgotten.err;
   for (size_t i = 0; i < 3; ++i) {
