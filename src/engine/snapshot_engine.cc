@@ -163,8 +163,10 @@ Status SnapshotEngine::RefuseExportAcrossHosts(const std::string& rp_id) {
   if (!spanning_.HasReferencePoint(rp_id)) return Status::Ok();
   return Status::NotSupported(
       "reference point " + rp_id +
-      " spans hosts: exporting what changed since it across hosts is not offered yet; take a "
-      "snapshot of the group and export it in full");
+      " spans hosts: ExportReferencePoint of it is not offered yet; take a recovery snapshot of "
+      "the group and export it with it as DifferentialBackupBase (vmgroup snapshot export ID DIR "
+      "--base " +
+      rp_id + ")");
 }
 
 Result<ExportManifest> SnapshotEngine::Export(const ExportRequest& request) {

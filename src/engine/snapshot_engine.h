@@ -234,8 +234,9 @@ class SnapshotEngine {
   OperationMetrics& metrics() { return metrics_; }
 
  private:
-  // NotSupported for a reference point across hosts (its export is not
-  // offered yet); OK for any other id.
+  // NotSupported for a reference point across hosts (ExportReferencePoint
+  // of one is not offered yet: a snapshot exported on it is); OK for any
+  // other id.
   Status RefuseExportAcrossHosts(const std::string& rp_id);
 
   GroupParts parts_;
