@@ -50,6 +50,16 @@ Status ConvertedAlready(const catalog::SpanningSnapshotRecord& s) {
                           ") was converted to reference point " + s.reference_point_id);
 }
 
+// InvalidState unless `s` is Complete: "... only a complete snapshot
+// <does_what>".
+Status RequireComplete(const catalog::SpanningSnapshotRecord& s, const std::string& does_what) {
+  if (s.state == catalog::SpanningState::kComplete) return Status::Ok();
+  return Status::InvalidState(
+      "snapshot " + s.name + " is " +
+      (s.state == catalog::SpanningState::kTaking ? "still being taken" : "being taken back") +
+      ": only a complete snapshot " + does_what);
+}
+
 std::string HostsOf(const catalog::SpanningSnapshotRecord& s) {
   std::string out;
   for (const auto& p : s.parts)
@@ -223,29 +233,33 @@ Status SpanningSnapshots::Undo(const catalog::SpanningSnapshotRecord& s) {
   return parts_.catalog->DeleteSpanning(s.id);
 }
 
-Status SpanningSnapshots::ValidateConvert(const std::string& snapshot_id,
-                                          const std::string& rp_id) {
-  VMG_ASSIGN_OR_RETURN(catalog::SpanningSnapshotRecord s, parts_.catalog->GetSpanning(snapshot_id));
-  if (!IsSnapshot(s)) return ConvertedAlready(s);
-  if (s.state != catalog::SpanningState::kComplete) {
-    return Status::InvalidState(
-        "snapshot " + s.name + " is " +
-        (s.state == catalog::SpanningState::kTaking ? "still being taken" : "being taken back") +
-        ": only a complete snapshot becomes a reference point");
-  }
-  if (!rp_id.empty() && !IsGuid(rp_id)) {
-    return Status::InvalidArgument("reference point id '" + rp_id + "' is not a GUID");
-  }
+Status SpanningSnapshots::KnownHosts(const catalog::SpanningSnapshotRecord& s) {
   for (const auto& part : s.parts) {
     if (!part.host.empty() && peers_ != nullptr) VMG_RETURN_IF_ERROR(peers_->Known(part.host));
   }
   return Status::Ok();
 }
 
+Status SpanningSnapshots::ValidateConvert(const std::string& snapshot_id,
+                                          const std::string& rp_id) {
+  VMG_ASSIGN_OR_RETURN(catalog::SpanningSnapshotRecord s, parts_.catalog->GetSpanning(snapshot_id));
+  return CheckConvert(s, rp_id);
+}
+
+Status SpanningSnapshots::CheckConvert(const catalog::SpanningSnapshotRecord& s,
+                                       const std::string& rp_id) {
+  if (!IsSnapshot(s)) return ConvertedAlready(s);
+  VMG_RETURN_IF_ERROR(RequireComplete(s, "becomes a reference point"));
+  if (!rp_id.empty() && !IsGuid(rp_id)) {
+    return Status::InvalidArgument("reference point id '" + rp_id + "' is not a GUID");
+  }
+  return KnownHosts(s);
+}
+
 Result<catalog::SpanningSnapshotRecord> SpanningSnapshots::Convert(const std::string& snapshot_id,
                                                                    const std::string& rp_id) {
-  VMG_RETURN_IF_ERROR(ValidateConvert(snapshot_id, rp_id));
   VMG_ASSIGN_OR_RETURN(catalog::SpanningSnapshotRecord s, parts_.catalog->GetSpanning(snapshot_id));
+  VMG_RETURN_IF_ERROR(CheckConvert(s, rp_id));
   InHand held(this, &taking_, s.id);
   if (!held.held()) return Status::Busy("snapshot " + s.name + " is in another operation");
   // Every host checks before any converts: once one has, there is no way back.
@@ -370,17 +384,12 @@ Status SpanningSnapshots::ValidateExport(const ExportRequest& request) {
 
 Status SpanningSnapshots::CheckExport(const catalog::SpanningSnapshotRecord& s,
                                       const ExportRequest& request) {
-  if (s.state != catalog::SpanningState::kComplete) {
-    return Status::InvalidState(
-        "snapshot " + s.name + " is " +
-        (s.state == catalog::SpanningState::kTaking ? "still being taken" : "being taken back") +
-        ": only a complete snapshot is exported");
-  }
+  VMG_RETURN_IF_ERROR(RequireComplete(s, "is exported"));
   if (!request.base.empty()) VMG_RETURN_IF_ERROR(CheckBase(s, request.base));
   VMG_RETURN_IF_ERROR(CheckExportDirectory(parts_, request.directory));
+  VMG_RETURN_IF_ERROR(KnownHosts(s));
   std::set<std::string> folders;
   for (const auto& part : s.parts) {
-    if (!part.host.empty() && peers_ != nullptr) VMG_RETURN_IF_ERROR(peers_->Known(part.host));
     if (!folders.insert(FolderOf(part)).second) {
       return Status::InvalidState("two hosts of snapshot " + s.name + " would export into " +
                                   request.directory + "/" + FolderOf(part) +

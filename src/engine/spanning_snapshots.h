@@ -195,6 +195,10 @@ class SpanningSnapshots {
   Status RemoveExportEverywhere(const catalog::SpanningSnapshotRecord& s,
                                 const catalog::ExportIntent& intent,
                                 const std::vector<Status>* exported);
+  // ValidateConvert's checks of `s`, already read.
+  Status CheckConvert(const catalog::SpanningSnapshotRecord& s, const std::string& rp_id);
+  // NotFound naming the first host of `s` that is not a configured peer.
+  Status KnownHosts(const catalog::SpanningSnapshotRecord& s);
   // ValidateExport's checks of `s`, already read.
   Status CheckExport(const catalog::SpanningSnapshotRecord& s, const ExportRequest& request);
   // That reference point `base` across hosts can be what an incremental

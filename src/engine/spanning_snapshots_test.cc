@@ -177,6 +177,10 @@ class SpanningSnapshotsTest : public FakeGroupTest {
     std::lock_guard l(peer(host).mu);
     return peer(host).steps;
   }
+  std::map<std::string, std::string> PointsOf(const std::string& host) {
+    std::lock_guard l(peer(host).mu);
+    return peer(host).points;
+  }
   bool HoldsPart(const std::string& host, const std::string& id) {
     std::lock_guard l(peer(host).mu);
     return peer(host).parts.count(id) > 0;
@@ -540,8 +544,7 @@ TEST_F(SpanningSnapshotsTest, AConvertedSnapshotIsOneReferencePointOnEveryHost) 
   ASSERT_EQ(rp->members.size(), 1u) << "this host's part";
   for (const char* host : {"db1", "app1"}) {
     EXPECT_FALSE(HoldsPart(host, id)) << host;
-    std::lock_guard l(peer(host).mu);
-    EXPECT_EQ(peer(host).points, (std::map<std::string, std::string>{{rp->id, id}})) << host;
+    EXPECT_EQ(PointsOf(host), (std::map<std::string, std::string>{{rp->id, id}})) << host;
   }
   EXPECT_EQ(snapshots.Get(id).status().code(), Code::kNotFound);
   EXPECT_EQ(snapshots.ValidateDestroy({.snapshot_id = id}).code(), Code::kNotFound);
@@ -557,8 +560,7 @@ TEST_F(SpanningSnapshotsTest, AConvertedSnapshotIsOneReferencePointOnEveryHost) 
 
   ASSERT_TRUE(snapshots.DestroyReferencePoint(rp->id).ok());
   for (const char* host : {"db1", "app1"}) {
-    std::lock_guard l(peer(host).mu);
-    EXPECT_TRUE(peer(host).points.empty()) << host;
+    EXPECT_TRUE(PointsOf(host).empty()) << host;
   }
   EXPECT_TRUE(snapshots.ListReferencePoints()->empty());
   EXPECT_TRUE(engine_->catalog().ListSpanning()->empty());
@@ -575,8 +577,7 @@ TEST_F(SpanningSnapshotsTest, AHostRefusingToConvertItsPartLeavesTheSnapshotAsIt
   EXPECT_NE(rp.status().message().find("host db1"), std::string::npos) << rp.status().ToString();
   for (const char* host : {"db1", "app1"}) {
     EXPECT_TRUE(HoldsPart(host, id)) << host;
-    std::lock_guard l(peer(host).mu);
-    EXPECT_TRUE(peer(host).points.empty()) << host;
+    EXPECT_TRUE(PointsOf(host).empty()) << host;
   }
   EXPECT_EQ(engine_->catalog().GetSpanning(id)->state, catalog::SpanningState::kComplete);
   EXPECT_TRUE(engine_->snapshots().Get(id).ok());
@@ -602,10 +603,7 @@ TEST_F(SpanningSnapshotsTest, AConversionThatMissedAHostIsFinishedThereOnceItAns
   peer("app1").fail_at.clear();
   EXPECT_EQ(spanning().Recover(), 0);
   EXPECT_EQ(engine_->catalog().GetSpanning(id)->state, catalog::SpanningState::kReferencePoint);
-  {
-    std::lock_guard l(peer("app1").mu);
-    EXPECT_EQ(peer("app1").points.count(record->reference_point_id), 1u);
-  }
+  EXPECT_EQ(PointsOf("app1").count(record->reference_point_id), 1u);
   EXPECT_EQ(engine_->snapshots().ListReferencePoints()->size(), 1u);
   ExpectConsistent();
 }
@@ -633,8 +631,7 @@ TEST_F(SpanningSnapshotsTest, ACoordinatorKilledMidConversionFinishesItOnceBack)
     ASSERT_TRUE(got.ok()) << got.status().ToString();
     EXPECT_EQ(got->members.size(), 1u);
     for (const char* host : {"db1", "app1"}) {
-      std::lock_guard l(peer(host).mu);
-      EXPECT_EQ(peer(host).points.count(rp), 1u) << host;
+      EXPECT_EQ(PointsOf(host).count(rp), 1u) << host;
     }
     ASSERT_TRUE(engine_->snapshots().DestroyReferencePoint(rp).ok());
     ExpectConsistent();
@@ -734,8 +731,7 @@ TEST_F(SpanningSnapshotsTest, AReferencePointIsDestroyedOnAHostThatWasAwayOnceIt
   peer("db1").unreachable = false;
   EXPECT_EQ(spanning().Recover(), 0);
   EXPECT_TRUE(engine_->catalog().ListSpanning()->empty());
-  std::lock_guard l(peer("db1").mu);
-  EXPECT_TRUE(peer("db1").points.empty());
+  EXPECT_TRUE(PointsOf("db1").empty());
 }
 
 TEST_F(SpanningSnapshotsTest, AGroupWhollyOnOtherHostsHasNoPartHereAndKeepsItsSnapshots) {
