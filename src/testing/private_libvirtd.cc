@@ -211,6 +211,12 @@ std::string PrivateLibvirtd::Logs() {
   return TailOf(env_, dir_ + "/libvirtd.out") + "\n" + TailOf(env_, LibvirtdLog());
 }
 
+std::string PrivateLibvirtd::DomainReport(const std::string& name, const std::string& serial_log) {
+  auto state = Virsh({"domstate", "--reason", name});
+  return "domain " + name + ": " + (state.ok() ? *state : state.status().ToString()) + "\n" +
+         TailOf(env_, QemuLog(name)) + "\n" + TailOf(env_, serial_log);
+}
+
 PrivateLibvirtd::~PrivateLibvirtd() {
   // tini passes SIGTERM to libvirtd and ends with it. libvirtd leaves its
   // QEMUs running when it ends; the end of the namespace's first process

@@ -83,6 +83,10 @@ class PrivateLibvirtd {
   // from outside can show leaked or unreferenced clusters that are none;
   // stopping the domain writes them out.
   Status CheckClean(const std::string& name, const std::vector<std::string>& images);
+  // What to print when domain `name` misbehaves in a test: its state with
+  // libvirt's reason, the tail of its QEMU log and of `serial_log` (the
+  // temporary folder holding them is gone once the test ends).
+  std::string DomainReport(const std::string& name, const std::string& serial_log);
 
  private:
   PrivateLibvirtd(Env* env, std::string dir, int unshare_pid);

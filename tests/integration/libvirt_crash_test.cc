@@ -128,7 +128,8 @@ class LibvirtCrashFixture : public ::testing::Test {
   void WaitForRecords(size_t i, int64_t at_least) {
     const auto deadline = Clock::now() + std::chrono::minutes(3);
     while (Acknowledged(Serial(i)) < at_least) {
-      ASSERT_LT(Clock::now(), deadline) << names_[i] << " does not write";
+      ASSERT_LT(Clock::now(), deadline) << names_[i] << " does not write\n"
+                                        << libvirtd_->DomainReport(names_[i], Serial(i));
       std::this_thread::sleep_for(std::chrono::milliseconds(100));
     }
   }
