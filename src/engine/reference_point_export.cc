@@ -60,14 +60,17 @@ Result<ExportManifest> ReferencePointExport::Run() {
   // bitmaps mark those writes too, so every reference point stays whole.
   const DestroyRequest destroy_request{s.id};
   SnapshotDestroy destroy(parts_, destroy_request);
-  if (Status d = runner_.Run(destroy); !d.ok()) {
-    const std::string left = "the snapshot " + s.name + " taken for the export remains (" +
-                             d.message() + "); destroy it";
-    return exported.ok() ? Status(d.code(), "exported into " + request.directory + ", but " + left)
-                         : Status(exported.code(), exported.message() + "; and " + left);
-  }
-  if (!exported.ok()) return exported;
+  VMG_RETURN_IF_ERROR(AfterTakenBack(exported, runner_.Run(destroy), s.name, request.directory));
   return snapshot_export.manifest();
+}
+
+Status AfterTakenBack(const Status& exported, const Status& destroyed, const std::string& name,
+                      const std::string& directory) {
+  if (destroyed.ok()) return exported;
+  const std::string left = "the snapshot " + name + " taken for the export remains (" +
+                           destroyed.message() + "); destroy it";
+  return exported.ok() ? Status(destroyed.code(), "exported into " + directory + ", but " + left)
+                       : Status(exported.code(), exported.message() + "; and " + left);
 }
 
 }  // namespace vmgroup::engine

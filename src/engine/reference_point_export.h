@@ -28,4 +28,12 @@ class ReferencePointExport {
   ExportRequest request_;
 };
 
+// What an export of a reference point answers once the snapshot it took
+// for it, `name`, was destroyed again (`destroyed`) after the export into
+// `directory` (`exported`): the export's own answer, unless the destroy
+// failed; then the error says that snapshot is left to destroy, and
+// whether the export stands.
+Status AfterTakenBack(const Status& exported, const Status& destroyed, const std::string& name,
+                      const std::string& directory);
+
 }  // namespace vmgroup::engine

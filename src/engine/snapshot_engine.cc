@@ -149,24 +149,19 @@ Status SnapshotEngine::ValidateCreateReferencePoint(const std::string& collectio
 
 Result<ExportManifest> SnapshotEngine::ExportReferencePoint(const std::string& rp_id,
                                                             ExportRequest request) {
-  VMG_RETURN_IF_ERROR(RefuseExportAcrossHosts(rp_id));
+  if (spanning_.HasReferencePoint(rp_id)) {
+    return Status::InvalidArgument("reference point " + rp_id +
+                                   " spans hosts: spanning().ExportReferencePoint exports it");
+  }
   return ReferencePointExport(parts_, runner_, rp_id, std::move(request)).Run();
 }
 
 Status SnapshotEngine::ValidateExportReferencePoint(const std::string& rp_id,
                                                     const ExportRequest& request) {
-  VMG_RETURN_IF_ERROR(RefuseExportAcrossHosts(rp_id));
+  if (spanning_.HasReferencePoint(rp_id)) {
+    return spanning_.ValidateExportReferencePoint(rp_id, request);
+  }
   return ReferencePointExport(parts_, runner_, rp_id, request).Validate();
-}
-
-Status SnapshotEngine::RefuseExportAcrossHosts(const std::string& rp_id) {
-  if (!spanning_.HasReferencePoint(rp_id)) return Status::Ok();
-  return Status::NotSupported(
-      "reference point " + rp_id +
-      " spans hosts: ExportReferencePoint of it is not offered yet; take a recovery snapshot of "
-      "the group and export it with it as DifferentialBackupBase (vmgroup snapshot export ID DIR "
-      "--base " +
-      rp_id + ")");
 }
 
 Result<ExportManifest> SnapshotEngine::Export(const ExportRequest& request) {

@@ -162,7 +162,9 @@ class SnapshotEngine {
   // differential), then destroyed again. request.snapshot_id is ignored.
   // Errors as Export's, refused before the cut; a reference point whose
   // snapshot was never exported (one made by CreateReferencePoint) has no
-  // base to build on: Failed, "export in full".
+  // base to build on: Failed, "export in full". A reference point across
+  // hosts is exported by spanning().ExportReferencePoint, whose manifest
+  // names each host's part (InvalidArgument here); Validate checks it too.
   Result<ExportManifest> ExportReferencePoint(const std::string& rp_id, ExportRequest request);
   Status ValidateExportReferencePoint(const std::string& rp_id, const ExportRequest& request);
 
@@ -224,9 +226,10 @@ class SnapshotEngine {
   // same runner, step by step on a coordinator's word.
   HostCuts& host_cuts() { return host_cuts_; }
   // Snapshots of groups with members on other hosts, this host coordinating
-  // (spanning_snapshots.h). Create and Destroy come here for them, and
-  // ValidateExport; its Export exports them. Apply, reference points and
-  // backup sessions refuse them.
+  // (spanning_snapshots.h). Create, Destroy and the reference points'
+  // operations come here for them, and the validation of exports; its
+  // Export and ExportReferencePoint export them. Apply and backup sessions
+  // refuse them.
   SpanningSnapshots& spanning() { return spanning_; }
 
   // What the operations run here measured (operation_metrics.h), and the
@@ -234,11 +237,6 @@ class SnapshotEngine {
   OperationMetrics& metrics() { return metrics_; }
 
  private:
-  // NotSupported for a reference point across hosts (ExportReferencePoint
-  // of one is not offered yet: a snapshot exported on it is); OK for any
-  // other id.
-  Status RefuseExportAcrossHosts(const std::string& rp_id);
-
   GroupParts parts_;
   MemberClaims claims_;
   MetricsRegistry registry_;

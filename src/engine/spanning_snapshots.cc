@@ -11,6 +11,7 @@
 #include "engine/fault_points.h"
 #include "engine/member_checks.h"
 #include "engine/parallel.h"
+#include "engine/reference_point_export.h"
 #include "engine/snapshot_plan.h"
 #include "storage/untrusted_files.h"
 
@@ -491,6 +492,57 @@ Result<SpanningExportManifest> SpanningSnapshots::Export(const ExportRequest& re
   return Status(failed.code(),
                 failed.message() + (undone.ok() ? " (the parts the hosts finished were removed)"
                                                 : "; " + undone.message()));
+}
+
+Status SpanningSnapshots::ValidateExportReferencePoint(const std::string& rp_id,
+                                                       const ExportRequest& request) {
+  VMG_ASSIGN_OR_RETURN(catalog::SpanningSnapshotRecord rp,
+                       parts_.catalog->GetSpanningReferencePoint(rp_id));
+  return CheckExportReferencePoint(rp, request);
+}
+
+Status SpanningSnapshots::CheckExportReferencePoint(const catalog::SpanningSnapshotRecord& rp,
+                                                    const ExportRequest& request) {
+  if (rp.state != catalog::SpanningState::kReferencePoint) {
+    return Status::InvalidState(
+        "reference point " + rp.name + " is being " +
+        (rp.state == catalog::SpanningState::kConverting ? "made" : "destroyed") +
+        " on its hosts: only a whole one is exported");
+  }
+  VMG_ASSIGN_OR_RETURN(catalog::CollectionRecord group,
+                       parts_.catalog->GetCollection(rp.collection_id));
+  const SnapshotRequest take = SnapshotToExport(rp);
+  VMG_RETURN_IF_ERROR(Check(take, group));
+  // The snapshot Take will make, as Export will find it.
+  const catalog::SpanningSnapshotRecord s{.collection_id = group.id,
+                                          .name = take.name,
+                                          .state = catalog::SpanningState::kComplete,
+                                          .parts = PartsOf(group)};
+  ExportRequest on_base = request;
+  if (on_base.base.empty()) on_base.base = rp.reference_point_id;
+  return CheckExport(s, on_base);
+}
+
+SnapshotRequest SpanningSnapshots::SnapshotToExport(const catalog::SpanningSnapshotRecord& rp) {
+  return {.collection_id = rp.collection_id,
+          .type = kSnapshotRecovery,
+          .name = "Export of reference point " + rp.name};
+}
+
+Result<SpanningExportManifest> SpanningSnapshots::ExportReferencePoint(const std::string& rp_id,
+                                                                       ExportRequest request) {
+  VMG_ASSIGN_OR_RETURN(catalog::SpanningSnapshotRecord rp,
+                       parts_.catalog->GetSpanningReferencePoint(rp_id));
+  VMG_RETURN_IF_ERROR(CheckExportReferencePoint(rp, request));
+  VMG_ASSIGN_OR_RETURN(catalog::SpanningSnapshotRecord s, Take(SnapshotToExport(rp)));
+  request.snapshot_id = s.id;
+  if (request.base.empty()) request.base = rp_id;
+  request.copy_storage = true;
+  Result<SpanningExportManifest> exported = Export(request);
+  // Taken only to be read: each host destroys its part, merging its
+  // overlays back, and its bitmaps mark those writes too.
+  VMG_RETURN_IF_ERROR(AfterTakenBack(exported.status(), Destroy(s.id), s.name, request.directory));
+  return exported;
 }
 
 Status SpanningSnapshots::RemoveExportEverywhere(const catalog::SpanningSnapshotRecord& s,

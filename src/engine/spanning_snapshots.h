@@ -20,9 +20,10 @@
 // here. Destroy takes every part away; Export has every host export its
 // part (spanning_export.h); Convert has every host convert its part into a
 // reference point of one id, rolled forward once every host checked its
-// part, for a conversion cannot be taken back. Apply and backup sessions
-// of a snapshot across hosts are not offered yet (RefuseAcrossHosts says
-// so), nor exports of what changed since a reference point across hosts.
+// part, for a conversion cannot be taken back; ExportReferencePoint takes
+// a snapshot, exports it on a reference point and destroys it. Apply and
+// backup sessions of a snapshot across hosts are not offered yet
+// (RefuseAcrossHosts says so).
 //
 // Thread-safe: snapshots of different groups run concurrently; each host's
 // part claims its members as any snapshot does.
@@ -124,6 +125,25 @@ class SpanningSnapshots {
                                                                const std::string& name,
                                                                const std::string& rp_id);
 
+  // ExportReferencePoint of reference point `rp_id` across hosts: what
+  // changed in its group since then, as on one host (ReferencePointExport)
+  // but on every host: a recovery snapshot of the group (Take), exported
+  // by every host on its part of request.base (`rp_id` when empty; an
+  // older reference point across hosts of the group for a longer
+  // differential), then destroyed again on every host. Answers the
+  // manifest across hosts; Take's, Export's and Destroy's errors, and when
+  // the destroy fails after all, the export stands and the error names the
+  // snapshot left to destroy. A host whose part of the base was never
+  // exported refuses its part: "export in full", the snapshot destroyed.
+  Result<SpanningExportManifest> ExportReferencePoint(const std::string& rp_id,
+                                                      ExportRequest request);
+  // ExportReferencePoint's checks alone, asking no host: NotFound unless
+  // `rp_id` is a reference point across hosts; InvalidState while it is
+  // being converted or destroyed; Take's checks of its group; Export's of
+  // the snapshot it would take (the base is one of the group's reference
+  // points across hosts, with a part on every host the group spans now).
+  Status ValidateExportReferencePoint(const std::string& rp_id, const ExportRequest& request);
+
   // True when `rp_id` is a reference point across hosts this host
   // coordinates (also while being converted or destroyed).
   bool HasReferencePoint(const std::string& rp_id);
@@ -199,6 +219,11 @@ class SpanningSnapshots {
   Status CheckConvert(const catalog::SpanningSnapshotRecord& s, const std::string& rp_id);
   // NotFound naming the first host of `s` that is not a configured peer.
   Status KnownHosts(const catalog::SpanningSnapshotRecord& s);
+  // ValidateExportReferencePoint's checks of `rp`, already read.
+  Status CheckExportReferencePoint(const catalog::SpanningSnapshotRecord& rp,
+                                   const ExportRequest& request);
+  // What ExportReferencePoint of `rp` has Take take.
+  static SnapshotRequest SnapshotToExport(const catalog::SpanningSnapshotRecord& rp);
   // ValidateExport's checks of `s`, already read.
   Status CheckExport(const catalog::SpanningSnapshotRecord& s, const ExportRequest& request);
   // That reference point `base` across hosts can be what an incremental

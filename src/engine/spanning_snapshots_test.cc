@@ -210,6 +210,28 @@ class SpanningSnapshotsTest : public FakeGroupTest {
     EXPECT_TRUE(s.ok()) << s.status().ToString();
     return s.ok() ? s->id : "";
   }
+  // A reference point of `g` (spanning hosts) whose snapshot was exported
+  // in full into Path("mon") first, as a backup cycle begins: what
+  // incremental exports build on.
+  Result<catalog::ReferencePointRecord> ExportedReferencePoint(const FakeGroup& g) {
+    VMG_ASSIGN_OR_RETURN(auto first,
+                         engine_->snapshots().Create({.collection_id = g.collection_id}));
+    VMG_RETURN_IF_ERROR(
+        spanning().Export({.snapshot_id = first.id, .directory = Path("mon")}).status());
+    return engine_->snapshots().ConvertToReferencePoint(first.id);
+  }
+  // That export `dir` across hosts builds on reference point `rp_id`: this
+  // host's part incremental on it, each peer asked to export on it after
+  // the full export of its snapshot (ExportedReferencePoint's).
+  void ExpectBuiltOn(const std::string& dir, const std::string& rp_id) {
+    auto here = ReadManifestIn(dir + "/localhost");
+    ASSERT_TRUE(here.ok()) << here.status().ToString();
+    EXPECT_EQ(here->base.reference_point_id, rp_id) << "this host's part is incremental";
+    for (const char* host : {"db1", "app1"}) {
+      std::lock_guard l(peer(host).mu);
+      EXPECT_EQ(peer(host).bases, (std::vector<std::string>{"", rp_id})) << host;
+    }
+  }
   // No export in progress recorded.
   bool AwaitNoExportUnderWay() {
     return AwaitNone([](catalog::Catalog& c) { return c.ListExportIntents(); });
@@ -554,9 +576,11 @@ TEST_F(SpanningSnapshotsTest, AConvertedSnapshotIsOneReferencePointOnEveryHost) 
   ASSERT_EQ(listed->size(), 1u);
   EXPECT_EQ(listed->at(0).id, rp->id);
   EXPECT_EQ(snapshots.GetReferencePoint(rp->id)->members.size(), 1u);
-  // What changed since it is not exported across hosts yet.
-  EXPECT_EQ(snapshots.ValidateExportReferencePoint(rp->id, {.directory = Path("x")}).code(),
-            Code::kNotSupported);
+  // What changed since it builds on an export of its snapshot: none here.
+  EXPECT_TRUE(snapshots.ValidateExportReferencePoint(rp->id, {.directory = Path("x")}).ok());
+  EXPECT_EQ(snapshots.ExportReferencePoint(rp->id, {.directory = Path("x")}).status().code(),
+            Code::kInvalidArgument)
+      << "spanning().ExportReferencePoint exports it";
 
   ASSERT_TRUE(snapshots.DestroyReferencePoint(rp->id).ok());
   for (const char* host : {"db1", "app1"}) {
@@ -683,10 +707,7 @@ TEST_F(SpanningSnapshotsTest, AnIncrementalExportAcrossHostsBuildsEachPartOnItsR
   auto g = MakeGroup(1);
   Span(g);
   SnapshotEngine& snapshots = engine_->snapshots();
-  auto first = snapshots.Create({.collection_id = g.collection_id});
-  ASSERT_TRUE(first.ok()) << first.status().ToString();
-  ASSERT_TRUE(spanning().Export({.snapshot_id = first->id, .directory = Path("mon")}).ok());
-  auto rp = snapshots.ConvertToReferencePoint(first->id);
+  auto rp = ExportedReferencePoint(g);
   ASSERT_TRUE(rp.ok()) << rp.status().ToString();
   auto next = snapshots.Create({.collection_id = g.collection_id});
   ASSERT_TRUE(next.ok()) << next.status().ToString();
@@ -700,13 +721,7 @@ TEST_F(SpanningSnapshotsTest, AnIncrementalExportAcrossHostsBuildsEachPartOnItsR
   auto top = Env::Default()->ReadFile(Path("tue") + "/" + kManifestFile);
   ASSERT_TRUE(top.ok());
   EXPECT_EQ(ParseSpanningManifest(*top)->base_reference_point_id, rp->id);
-  auto here = ReadManifestIn(Path("tue") + "/localhost");
-  ASSERT_TRUE(here.ok()) << here.status().ToString();
-  EXPECT_EQ(here->base.reference_point_id, rp->id) << "this host's part is incremental";
-  for (const char* host : {"db1", "app1"}) {
-    std::lock_guard l(peer(host).mu);
-    EXPECT_EQ(peer(host).bases, (std::vector<std::string>{"", rp->id})) << host;
-  }
+  ExpectBuiltOn(Path("tue"), rp->id);
 
   ASSERT_TRUE(
       engine_->collections().RemoveRemoteMember({"app1", vm_on_["app1"]}, g.collection_id).ok());
@@ -716,6 +731,71 @@ TEST_F(SpanningSnapshotsTest, AnIncrementalExportAcrossHostsBuildsEachPartOnItsR
       {.snapshot_id = fewer->id, .directory = Path("wed"), .base = rp->id});
   EXPECT_EQ(refused.code(), Code::kInvalidState) << refused.ToString();
   EXPECT_NE(refused.message().find("export in full"), std::string::npos) << refused.ToString();
+  ExpectConsistent();
+}
+
+// ExportReferencePoint across hosts: a snapshot of the group taken for it,
+// exported by every host on its part of the reference point, then
+// destroyed on every host. A host failing its part leaves neither that
+// snapshot nor any part of the export anywhere; what cannot be exported is
+// refused before anything is taken.
+TEST_F(SpanningSnapshotsTest, AReferencePointAcrossHostsIsExportedThroughASnapshotTakenForIt) {
+  auto g = MakeGroup(1);
+  Span(g);
+  auto rp = ExportedReferencePoint(g);
+  ASSERT_TRUE(rp.ok()) << rp.status().ToString();
+  const auto only_the_point = [&] {
+    EXPECT_TRUE(engine_->catalog().ListSnapshots()->empty()) << "this host's part is gone";
+    EXPECT_EQ(engine_->catalog().ListSpanning()->size(), 1u) << "the reference point's record";
+    for (const char* host : {"db1", "app1"}) {
+      std::lock_guard l(peer(host).mu);
+      EXPECT_TRUE(peer(host).parts.empty()) << host << ": the snapshot taken for it is gone";
+      EXPECT_EQ(peer(host).points.count(rp->id), 1u) << host;
+    }
+  };
+  const size_t asked = StepsOf("db1").size();
+
+  // Refused before any cut: a directory in use, a base that is no
+  // reference point across hosts, one being destroyed, an unknown one.
+  ASSERT_TRUE(Env::Default()->CreateDirs(Path("used") + "/x").ok());
+  EXPECT_EQ(spanning().ValidateExportReferencePoint(rp->id, {.directory = Path("used")}).code(),
+            Code::kAlreadyExists);
+  EXPECT_EQ(spanning()
+                .ExportReferencePoint(rp->id, {.directory = Path("x"), .base = NewGuid()})
+                .status()
+                .code(),
+            Code::kNotSupported);
+  ASSERT_TRUE(engine_->catalog()
+                  .SetSpanningState(rp->snapshot_id, catalog::SpanningState::kForgetting)
+                  .ok());
+  EXPECT_EQ(spanning().ValidateExportReferencePoint(rp->id, {.directory = Path("x")}).code(),
+            Code::kInvalidState);
+  ASSERT_TRUE(engine_->catalog()
+                  .SetSpanningState(rp->snapshot_id, catalog::SpanningState::kReferencePoint)
+                  .ok());
+  EXPECT_EQ(spanning().ValidateExportReferencePoint(NewGuid(), {.directory = Path("x")}).code(),
+            Code::kNotFound);
+  EXPECT_EQ(StepsOf("db1").size(), asked) << "no host was asked anything";
+
+  auto m = spanning().ExportReferencePoint(rp->id, {.directory = Path("tue")});
+  ASSERT_TRUE(m.ok()) << m.status().ToString();
+  EXPECT_EQ(m->base_reference_point_id, rp->id);
+  EXPECT_NE(m->snapshot_id, rp->snapshot_id);
+  EXPECT_EQ(m->snapshot_name, "Export of reference point " + rp->name);
+  ExpectBuiltOn(Path("tue"), rp->id);
+  for (const char* host : {"db1", "app1"}) {
+    EXPECT_EQ(StepsOf(host).back(), "abort " + m->snapshot_id) << host << ": destroyed";
+  }
+  only_the_point();
+
+  peer("app1").fail_at = "export";
+  auto failed = spanning().ExportReferencePoint(rp->id, {.directory = Path("wed")});
+  ASSERT_FALSE(failed.ok());
+  EXPECT_NE(failed.status().message().find("host app1"), std::string::npos)
+      << failed.status().ToString();
+  EXPECT_FALSE(Env::Default()->FileExists(Path("wed")));
+  only_the_point();
+  peer("app1").fail_at.clear();
   ExpectConsistent();
 }
 

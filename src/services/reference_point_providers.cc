@@ -167,7 +167,11 @@ class ReferencePointServiceProvider : public ServiceProvider {
           },
           [e, req, point = *rp](JobControl& control) mutable -> Result<std::vector<std::string>> {
             req.progress = [&control](int p) { control.Progress(p); };
-            VMG_RETURN_IF_ERROR(e->snapshots().ExportReferencePoint(point.id, req).status());
+            // Across hosts, every host exports its part (engine/spanning_snapshots.h).
+            auto& spanning = e->snapshots().spanning();
+            VMG_RETURN_IF_ERROR(spanning.HasReferencePoint(point.id)
+                                    ? spanning.ExportReferencePoint(point.id, req).status()
+                                    : e->snapshots().ExportReferencePoint(point.id, req).status());
             return AffectedBy(point);
           });
     });

@@ -103,6 +103,14 @@ class NetHostsTest : public ::testing::Test {
     EXPECT_TRUE(r.ok()) << r.status().ToString();
     return r.ok() ? *r : CommandOutput{};
   }
+  // Cli that must succeed: false, and a test failure with its error, if not.
+  bool CliOk(const HostDaemon& d, const std::vector<std::string>& args) {
+    CommandOutput r = Cli(d, args);
+    std::string command = "vmgroup";
+    for (const auto& a : args) command += " " + a;
+    EXPECT_EQ(r.exit_code, 0) << command << ": " << r.err;
+    return r.exit_code == 0;
+  }
   // `vmgroup ARGS --json` against `d`, parsed (null, and a test failure, if it fails).
   nlohmann::json Json(const HostDaemon& d, const std::vector<std::string>& args) {
     auto j = d.Json(args);
@@ -586,7 +594,7 @@ TEST_F(NetHostsTest, ACoordinatorVmgroupdSnapshotsAGroupAcrossHostsAndDestroysIt
   // A host whose part is gone (destroyed there by hand) fails the export:
   // the parts the other hosts finished are removed, and what the export
   // made with them.
-  ASSERT_EQ(Cli(*daemons_[2], {"snapshot", "delete", id}).exit_code, 0);
+  ASSERT_TRUE(CliOk(*daemons_[2], {"snapshot", "delete", id}));
   const std::string again = dir_ / "export-again";
   CommandOutput failed = Cli(coordinator, {"snapshot", "export", id, again});
   EXPECT_NE(failed.exit_code, 0);
@@ -609,10 +617,10 @@ TEST_F(NetHostsTest, ACoordinatorVmgroupdSnapshotsAGroupAcrossHostsAndDestroysIt
 
   // A snapshot converted by the coordinator: every host's part a reference
   // point of one id, no snapshot left; deleted there, gone from every host.
-  ASSERT_EQ(Cli(coordinator, {"snapshot", "create", "app", "--type", "recovery"}).exit_code, 0);
+  ASSERT_TRUE(CliOk(coordinator, {"snapshot", "create", "app", "--type", "recovery"}));
   const std::string next = Json(coordinator, {"snapshot", "list", "app"}).at(0)["id"];
   const std::string full = dir_ / "full";
-  ASSERT_EQ(Cli(coordinator, {"snapshot", "export", next, full}).exit_code, 0);
+  ASSERT_TRUE(CliOk(coordinator, {"snapshot", "export", next, full}));
   CommandOutput converted = Cli(coordinator, {"snapshot", "to-refpoint", next});
   ASSERT_EQ(converted.exit_code, 0) << converted.err;
   const nlohmann::json points = Json(coordinator, {"refpoint", "list", group_id});
@@ -628,7 +636,7 @@ TEST_F(NetHostsTest, ACoordinatorVmgroupdSnapshotsAGroupAcrossHostsAndDestroysIt
   // The next snapshot exported on top of it: each host's part an
   // incremental export on its own part of the full one, whose every disk
   // reads, through it, as the frozen image that host lists.
-  ASSERT_EQ(Cli(coordinator, {"snapshot", "create", "app", "--type", "recovery"}).exit_code, 0);
+  ASSERT_TRUE(CliOk(coordinator, {"snapshot", "create", "app", "--type", "recovery"}));
   const std::string later = Json(coordinator, {"snapshot", "list", "app"}).at(0)["id"];
   const std::string incremental = dir_ / "incremental";
   CommandOutput on_top = Cli(coordinator, {"snapshot", "export", later, incremental, "--base", rp});
@@ -643,7 +651,49 @@ TEST_F(NetHostsTest, ACoordinatorVmgroupdSnapshotsAGroupAcrossHostsAndDestroysIt
     ASSERT_TRUE(part.ok()) << p.folder << ": " << part.status().ToString();
     EXPECT_EQ(part->base.reference_point_id, rp) << p.folder;
   }
-  ASSERT_EQ(Cli(coordinator, {"snapshot", "delete", later}).exit_code, 0);
+  // ExportReferencePoint of it: while `later` sits between it and the
+  // VMs' disks, the hosts refuse their parts and the snapshot taken for
+  // the export is destroyed again; once `later` is gone, each host exports
+  // what changed since its part of it, through a snapshot taken and
+  // destroyed again.
+  const std::string since = dir_ / "since";
+  CommandOutput between = Cli(coordinator, {"refpoint", "export", rp, since});
+  EXPECT_NE(between.exit_code, 0);
+  EXPECT_NE(between.err.find("export in full"), std::string::npos) << between.err;
+  EXPECT_FALSE(Env::Default()->FileExists(since)) << between.err;
+  for (size_t i = 0; i < 3; ++i) {
+    EXPECT_EQ(SnapshotIds(*daemons_[i]), std::set<std::string>{later}) << "host " << i + 1;
+  }
+  ASSERT_TRUE(CliOk(coordinator, {"snapshot", "delete", later}));
+  CommandOutput changes = Cli(coordinator, {"refpoint", "export", rp, since});
+  ASSERT_EQ(changes.exit_code, 0) << changes.err;
+  auto since_top = engine::ParseSpanningManifest(
+      Env::Default()->ReadFile(since + "/" + engine::kManifestFile).value_or(""));
+  ASSERT_TRUE(since_top.ok()) << since_top.status().ToString();
+  EXPECT_EQ(since_top->base_reference_point_id, rp);
+  ASSERT_EQ(since_top->parts.size(), 3u);
+  for (const auto& p : since_top->parts) {
+    SCOPED_TRACE(p.folder);
+    auto part = engine::ReadManifestIn(since + "/" + p.folder);
+    ASSERT_TRUE(part.ok()) << part.status().ToString();
+    EXPECT_EQ(part->base.reference_point_id, rp);
+    EXPECT_EQ(part->vms.size(), 2u);
+    // The guests sit in their firmware, writing nothing: each disk reads,
+    // through the full export under it, as the full export's.
+    for (const auto& vm : part->vms) {
+      for (const auto& disk : vm.disks) {
+        auto same = Env::Default()->Run({"qemu-img", "compare", "-U",
+                                         since + "/" + p.folder + "/" + disk.file,
+                                         full + "/" + p.folder + "/" + disk.file});
+        ASSERT_TRUE(same.ok()) << same.status().ToString();
+        EXPECT_EQ(same->exit_code, 0) << disk.file << ": " << same->out << same->err;
+      }
+    }
+  }
+  for (size_t i = 0; i < 3; ++i) {
+    EXPECT_TRUE(SnapshotIds(*daemons_[i]).empty()) << "host " << i + 1;
+    EXPECT_EQ(Json(*daemons_[i], {"refpoint", "list", group_id}).size(), 1u) << "host " << i + 1;
+  }
   CommandOutput forgotten = Cli(coordinator, {"refpoint", "delete", rp});
   ASSERT_EQ(forgotten.exit_code, 0) << forgotten.err;
   for (size_t i = 0; i < 3; ++i) {
