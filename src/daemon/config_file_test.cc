@@ -66,6 +66,7 @@ TEST_F(ConfigOptionsTest, TheFileSetsEveryKindOfOption) {
       "log-level = debug\n"
       "accel = tcg\n"
       "freeze-bound = 30\n"
+      "pause-lease = 750\n"
       "libvirt = qemu:///system\n"
       "libvirt = qemu+ssh://h/system\n");
   auto o = ParseOptions({"--config", conf});
@@ -79,6 +80,7 @@ TEST_F(ConfigOptionsTest, TheFileSetsEveryKindOfOption) {
   EXPECT_EQ(o->log_level, LogLevel::kDebug);
   EXPECT_EQ(o->accel, hypervisor::qemu::Accel::kTcg);
   EXPECT_EQ(o->freeze_bound, std::chrono::seconds(30));
+  EXPECT_EQ(o->pause_lease, std::chrono::milliseconds(750));
   EXPECT_EQ(o->libvirt, (std::vector<std::string>{"qemu:///system", "qemu+ssh://h/system"}));
   EXPECT_EQ(o->config, conf) << "names the file it read";
 }

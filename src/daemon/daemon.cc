@@ -103,6 +103,7 @@ Result<std::unique_ptr<Daemon>> Daemon::Start(const Options& o) {
   eo.snapshot.nbd_tls_dir = o.nbd_tls_dir;
   // Its folder in an export across hosts, beside its peers' named as it names them.
   eo.snapshot.host_name = HostName();
+  eo.snapshot.host_lease = o.pause_lease;
   // The catalog and exports are for root and the admin group only.
   eo.admin_gid = d->access_->AdminGid();
   d->peers_ = std::make_unique<remote::CimPeers>(

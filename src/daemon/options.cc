@@ -296,6 +296,24 @@ constexpr OptionSpec kOptions[] = {
              "the system's CA store); default /etc/vmgroup/peers",
      .apply = [](const std::string& v,
                  Options& o) { return AbsolutePath(v, o.peer_credentials, "--peer-credentials"); }},
+    {.name = "pause-lease",
+     .value = "MS",
+     .help = "longest each host keeps a group's members paused for a\n"
+             "snapshot across hosts this vmgroupd coordinates, waiting for\n"
+             "its word: more than two round trips to the farthest peer\n"
+             "(default 500; 50 to 60000)",
+     .apply =
+         [](const std::string& v, Options& o) {
+           // Below 50 ms no round trip over a network fits; above 60 s the peers refuse it.
+           int ms = 0;
+           const auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), ms);
+           if (ec != std::errc() || end != v.data() + v.size() || ms < 50 || ms > 60'000) {
+             return Status::InvalidArgument(
+                 "--pause-lease must be a whole number of milliseconds, 50 to 60000");
+           }
+           o.pause_lease = std::chrono::milliseconds(ms);
+           return Status::Ok();
+         }},
     {.name = "accel",
      .value = "auto|kvm|tcg",
      .help = "QEMU accelerator (default auto: KVM if a tiny guest runs\n"

@@ -65,6 +65,10 @@ struct Options {
   // Where each peer's NAME.password (first line: the password of the
   // URL's USER) and the peers' CA, ca.pem, are (remote/cim_peers.h).
   std::string peer_credentials = kDefaultPeerCredentials;
+  // The pause lease of a snapshot across hosts this host coordinates
+  // (engine::SnapshotOptions::host_lease): 50 ms to 60 s, the longest a
+  // host accepts.
+  std::chrono::milliseconds pause_lease{500};
   // --metrics-on as given; ParseOptions marks the listeners they name
   // (Listen::metrics).
   std::vector<std::string> metrics_on;

@@ -28,6 +28,7 @@ TEST(DaemonOptionsTest, DefaultsAndListeners) {
                     "--log-level",    "debug",
                     "--accel",        "tcg",
                     "--freeze-bound", "30",
+                    "--pause-lease",  "2000",
                     "--admin-group",  "ops",
                     "--reader-group", "auditors"});
   ASSERT_TRUE(o.ok()) << o.status().ToString();
@@ -41,6 +42,7 @@ TEST(DaemonOptionsTest, DefaultsAndListeners) {
   EXPECT_EQ(o->reader_group, "auditors");
   EXPECT_EQ(o->log_level, LogLevel::kDebug);
   EXPECT_EQ(o->freeze_bound, std::chrono::seconds(30));
+  EXPECT_EQ(o->pause_lease, std::chrono::milliseconds(2000));
   EXPECT_EQ(ParseListen("http://[::1]:0")->host, "::1");
 }
 
@@ -106,6 +108,9 @@ TEST(DaemonOptionsTest, MistakesAreNamed) {
                                               {"--accel", "warp"},
                                               {"--freeze-bound", "2"},
                                               {"--freeze-bound", "10s"},
+                                              {"--pause-lease", "20"},
+                                              {"--pause-lease", "60001"},
+                                              {"--pause-lease", "1s"},
                                               {"--listen", "ftp://h:1"},
                                               {"--listen", "https://h"},
                                               {"--tls-key", ""},
