@@ -502,6 +502,7 @@ TEST_F(CatalogTest, ASnapshotAcrossHostsKeepsEveryHostsPartThroughItsStates) {
                            .collection_id = "g1",
                            .name = "across",
                            .type = 32768,
+                           .consistency = Consistency::kApplication,
                            .created_us = 5,
                            .parts = {{.host = ""}, {.host = "db1"}}};
   ASSERT_TRUE(catalog_->InsertSpanning(s).ok());
@@ -510,6 +511,7 @@ TEST_F(CatalogTest, ASnapshotAcrossHostsKeepsEveryHostsPartThroughItsStates) {
   auto got = catalog_->GetSpanning("s1");
   ASSERT_TRUE(got.ok()) << got.status().ToString();
   EXPECT_EQ(got->state, SpanningState::kTaking);
+  EXPECT_EQ(got->consistency, Consistency::kApplication);
   ASSERT_EQ(got->parts.size(), 2u);
   EXPECT_EQ(got->parts[1].host, "db1");
   s.window_us = 900;

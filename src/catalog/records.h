@@ -184,6 +184,9 @@ struct SpanningSnapshotRecord {
   std::string collection_id;
   std::string name;
   int type = 0;
+  // The ConsistencyLevel asked of every host (what each member achieved is
+  // in each host's part).
+  Consistency consistency = Consistency::kCrash;
   SpanningState state = SpanningState::kTaking;
   int64_t created_us = 0;
   int64_t window_us = 0;            // first Pause sent -> last Resume answered

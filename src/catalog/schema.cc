@@ -291,9 +291,15 @@ CREATE UNIQUE INDEX spanning_reference_points ON spanning_snapshots(reference_po
   WHERE reference_point_id != '';
 )sql";
 
-constexpr std::array<std::string_view, 20> kMigrations = {kV1,  kV2,  kV3,  kV4,  kV5,  kV6,  kV7,
+// v21: application-consistent snapshots across hosts: the ConsistencyLevel
+// asked of every host.
+constexpr std::string_view kV21 = R"sql(
+ALTER TABLE spanning_snapshots ADD COLUMN consistency INTEGER NOT NULL DEFAULT 2;
+)sql";
+
+constexpr std::array<std::string_view, 21> kMigrations = {kV1,  kV2,  kV3,  kV4,  kV5,  kV6,  kV7,
                                                           kV8,  kV9,  kV10, kV11, kV12, kV13, kV14,
-                                                          kV15, kV16, kV17, kV18, kV19, kV20};
+                                                          kV15, kV16, kV17, kV18, kV19, kV20, kV21};
 
 }  // namespace
 

@@ -36,13 +36,14 @@ Status Catalog::InsertSpanning(const SpanningSnapshotRecord& s) {
   VMG_RETURN_IF_ERROR(txn.status());
   VMG_ASSIGN_OR_RETURN(Stmt ins,
                        db_->Prepare("INSERT INTO spanning_snapshots(id,collection_id,name,type,"
-                                    "state,created_us) VALUES(?1,?2,?3,?4,?5,?6)"));
+                                    "state,created_us,consistency) VALUES(?1,?2,?3,?4,?5,?6,?7)"));
   Status st = ins.Bind(1, s.id)
                   .Bind(2, s.collection_id)
                   .Bind(3, s.name)
                   .Bind(4, s.type)
                   .Bind(5, static_cast<int>(s.state))
                   .Bind(6, s.created_us)
+                  .Bind(7, static_cast<int>(s.consistency))
                   .Run();
   if (st.code() == Code::kAlreadyExists) {
     return Status::AlreadyExists("snapshot " + s.id + " is recorded already");
@@ -127,7 +128,8 @@ Status Catalog::DeleteSpanning(const std::string& id) {
 Result<SpanningSnapshotRecord> Catalog::GetSpanningLocked(const std::string& id) {
   VMG_ASSIGN_OR_RETURN(Stmt q, db_->Prepare("SELECT id,collection_id,name,type,state,created_us,"
                                             "window_us,cut_spread_us,reference_point_id,"
-                                            "converted_us FROM spanning_snapshots WHERE id=?1"));
+                                            "converted_us,consistency FROM spanning_snapshots "
+                                            "WHERE id=?1"));
   q.Bind(1, id);
   VMG_ASSIGN_OR_RETURN(bool row, q.Step());
   if (!row) return Status::NotFound("no snapshot across hosts has id " + id);
@@ -135,6 +137,7 @@ Result<SpanningSnapshotRecord> Catalog::GetSpanningLocked(const std::string& id)
                            .collection_id = q.Text(1),
                            .name = q.Text(2),
                            .type = static_cast<int>(q.Int(3)),
+                           .consistency = static_cast<Consistency>(q.Int(10)),
                            .state = static_cast<SpanningState>(q.Int(4)),
                            .created_us = q.Int(5),
                            .window_us = q.Int(6),

@@ -6,6 +6,7 @@
 #include <thread>
 
 #include "base/ids.h"
+#include "base/log.h"
 #include "engine/export_layout.h"
 #include "engine/reference_point_convert.h"
 #include "engine/reference_point_destroy.h"
@@ -109,15 +110,20 @@ Status HostCuts::Prepare(const HostCutRequest& request) {
   }
   auto part = std::make_shared<Part>();
   part->request = request;
-  part->snapshot = {.collection_id = request.collection_id,
-                    .type = request.type,
-                    .name = request.name,
-                    .id = request.snapshot_id,
-                    .cut = [this, p = part.get()](
-                               const auto& members,
-                               const auto& tracking) { return CutOnWord(*p, members, tracking); },
-                    .before_commit = [this, p = part.get()] { return AwaitCommit(*p); },
-                    .coordinated = true};
+  part->snapshot = {
+      .collection_id = request.collection_id,
+      .type = request.type,
+      .name = request.name,
+      .id = request.snapshot_id,
+      .consistency = request.consistency,
+      .fallback = request.fallback,
+      // A member cut crash consistent is in the part's record; its host's log says why.
+      .warning = [](const std::string& w) { Log(LogLevel::kWarning, w); },
+      .cut = [this, p = part.get()](
+                 const auto& members, const auto& tracking,
+                 Deadline cut_by) { return CutOnWord(*p, members, tracking, cut_by); },
+      .before_commit = [this, p = part.get()] { return AwaitCommit(*p); },
+      .coordinated = true};
   {
     std::lock_guard lock(mu_);
     if (!parts_by_id_.emplace(request.snapshot_id, part).second) {
@@ -160,10 +166,20 @@ void HostCuts::Run(Part& part) {
 }
 
 CutOutcome HostCuts::CutOnWord(Part& part, const std::vector<CutMember>& members,
-                               const std::string& tracking) {
+                               const std::string& tracking, Deadline cut_by) {
   Env* env = parts_.env;
   const Duration step_timeout = part.request.step_timeout;
   std::unique_lock l(part.mu);
+  // With the guests frozen (application consistency) every wait ends by
+  // `cut_by` too: past it their guard thaws them, and a cut then would not
+  // be consistent. `waited` says which bound it was.
+  std::string waited;
+  const auto await = [&](Deadline by_step) {
+    waited = by_step <= cut_by
+                 ? Millis(step_timeout)
+                 : "the time the guests' freeze bound leaves (vmgroupd --freeze-bound)";
+    return part.Await(env, l, std::min(by_step, cut_by));
+  };
   // A failure past the pause: LeasedPause takes back what it did (a kept
   // switch reverted, the members resumed), as ExecuteCut's failures do.
   const auto failed = [&](const Status& why) {
@@ -177,22 +193,29 @@ CutOutcome HostCuts::CutOnWord(Part& part, const std::vector<CutMember>& members
   };
   const auto refused = [&](Word w, const char* awaited) {
     if (w == Word::kAbort) return failed(Status::Cancelled("aborted by the coordinator"));
-    return failed(Status::Timeout(std::string("no ") + awaited + " came from the coordinator" +
-                                  (part.pause && part.stage == HostCutStage::kPaused
-                                       ? " within the pause lease of " + Millis(part.lease)
-                                       : " within " + Millis(step_timeout)) +
+    return failed(Status::Timeout(std::string("no ") + awaited +
+                                  " came from the coordinator within " + waited +
                                   ": this host's part is undone"));
   };
 
   part.Enter(HostCutStage::kPrepared);
-  Word w = part.Await(env, l, env->Now() + step_timeout);
+  Word w = await(env->Now() + step_timeout);
   if (w != Word::kPause) return refused(w, "pause");
   std::vector<LeasedMember> leased;
   for (const auto& m : members) {
     leased.push_back({.name = m.name, .vm = m.vm, .pause = m.pause, .overlays = m.overlays});
     part.vm_ids.push_back(m.vm_id);
   }
-  const Duration lease = part.lease;
+  // No longer than what is left of the guests' freeze: a host's lease may
+  // be shorter than its coordinator's (it resumes earlier and refuses a
+  // later cut), never longer.
+  const Duration lease =
+      cut_by == Deadline::max() ? part.lease : std::min<Duration>(part.lease, cut_by - env->Now());
+  if (lease <= Duration::zero()) {
+    return failed(
+        Status::Timeout("the pause came after the time the guests' freeze bound left "
+                        "(vmgroupd --freeze-bound): this host's part is undone"));
+  }
   const bool cut_with_pause = part.cut_with_pause;
   const ArmResumeGuard arm = [this](const auto& vms, Duration within) {
     return parts_.vms->GuardResume(vms, within);
@@ -206,6 +229,7 @@ CutOutcome HostCuts::CutOnWord(Part& part, const std::vector<CutMember>& members
   if (!cut_with_pause) {
     part.step = Status::Ok();
     part.Enter(HostCutStage::kPaused);
+    waited = "the pause lease of " + Millis(lease);
     w = part.Await(env, l, pausing + lease + kLeaseSlack);
     if (w != Word::kCut) return refused(w, "cut");
   }
@@ -216,7 +240,7 @@ CutOutcome HostCuts::CutOnWord(Part& part, const std::vector<CutMember>& members
   part.step = Status::Ok();
   part.Enter(HostCutStage::kCut);
 
-  w = part.Await(env, l, env->Now() + step_timeout);
+  w = await(env->Now() + step_timeout);
   if (w != Word::kResume) return refused(w, "resume");
   l.unlock();
   auto resumed = part.pause->Resume();

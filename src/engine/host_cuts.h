@@ -44,6 +44,12 @@ struct HostCutRequest {
   std::string snapshot_id;       // the group snapshot's id (a GUID), the part's too
   std::string name;              // the snapshot's ElementName; as CreateSnapshot's when empty
   int type = kSnapshotRecovery;  // recovery or disk-only
+  // As SnapshotRequest's: with kApplication every running member's guest
+  // is frozen once the part is prepared (before it answers Prepare) and
+  // thawed once it resumes; no wait of the part then outlasts the guests'
+  // freeze bound.
+  catalog::Consistency consistency = catalog::Consistency::kCrash;
+  bool fallback = false;
   // How long the part waits for the coordinator's next word, outside the
   // lease, before it undoes itself.
   Duration step_timeout = std::chrono::seconds(30);
@@ -159,7 +165,7 @@ class HostCuts {
   void Run(Part& part);
   // SnapshotRequest::cut and ::before_commit of a part, on its thread.
   CutOutcome CutOnWord(Part& part, const std::vector<CutMember>& members,
-                       const std::string& tracking);
+                       const std::string& tracking, Deadline cut_by);
   Status AwaitCommit(Part& part);
   // Destroys the Complete snapshot `snapshot_id`: OK when it is gone.
   Status DestroyCommitted(const std::string& snapshot_id);

@@ -256,6 +256,64 @@ TEST_F(HostCutsTest, ALeaseThatRunsOutBeforeTheCutResumesTheMembersAndRefusesThe
   ExpectConsistent();
 }
 
+// ConsistencyLevel 1: the part freezes its guests once prepared, before
+// it answers Prepare, and thaws them once resumed, before it answers
+// Resume; the members are recorded application consistent.
+TEST_F(HostCutsTest, AnApplicationConsistentPartKeepsItsGuestsFrozenFromPrepareToResume) {
+  auto g = MakeGroup(2);
+  const std::string id = NewGuid();
+  const auto frozen = [&](const std::string& vm) {
+    return Fake(vm)->FilesystemsFrozen(Clock::now() + 1s).value_or(false);
+  };
+  ASSERT_TRUE(cuts()
+                  .Prepare({.collection_id = g.collection_id,
+                            .snapshot_id = id,
+                            .consistency = catalog::Consistency::kApplication})
+                  .ok());
+  for (const auto& vm : g.vm_ids) EXPECT_TRUE(frozen(vm)) << Vm(vm).name;
+  ASSERT_TRUE(cuts().Pause(id, kLease, /*cut=*/true).ok());
+  for (const auto& vm : g.vm_ids) EXPECT_TRUE(frozen(vm)) << Vm(vm).name << ": through the cut";
+  ASSERT_TRUE(cuts().Resume(id).ok());
+  for (const auto& vm : g.vm_ids) EXPECT_FALSE(frozen(vm)) << Vm(vm).name << ": thawed";
+  ASSERT_TRUE(cuts().Commit(id).ok());
+  auto s = engine_->catalog().GetSnapshot(id);
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  EXPECT_EQ(s->consistency, catalog::Consistency::kApplication);
+  for (const auto& m : s->members) EXPECT_EQ(m.consistency, catalog::Consistency::kApplication);
+  EXPECT_GT(s->freeze_window_us, 0);
+  ExpectConsistent();
+}
+
+// Frozen guests bound every wait of the part by their freeze bound, not
+// the step timeout: a coordinator that falls silent after the prepare
+// leaves them thawed and the part undone once the bound's time is up.
+TEST_F(HostCutsTest, AFrozenPartWaitsForItsCoordinatorNoLongerThanTheFreezeBoundAllows) {
+  snapshot_options_.freeze_bound = 2s;
+  Open();
+  auto g = MakeGroup(2);
+  const auto before = Disks(g);
+  const std::string id = NewGuid();
+  const Clock::time_point prepared = Clock::now();
+  ASSERT_TRUE(cuts()
+                  .Prepare({.collection_id = g.collection_id,
+                            .snapshot_id = id,
+                            .consistency = catalog::Consistency::kApplication,
+                            .step_timeout = 30s})
+                  .ok());
+  AwaitEnd(id);
+  EXPECT_LT(Clock::now() - prepared, 10s) << "ended by the freeze bound, not the step timeout";
+  const auto late = cuts().Pause(id, kLease);
+  EXPECT_EQ(late.status().code(), Code::kTimeout) << late.status().ToString();
+  EXPECT_NE(late.status().message().find("freeze bound"), std::string::npos)
+      << late.status().ToString();
+  for (const auto& vm : g.vm_ids) {
+    EXPECT_FALSE(Fake(vm)->FilesystemsFrozen(Clock::now() + 1s).value_or(true)) << Vm(vm).name;
+  }
+  ExpectRunningOn(g, before);
+  EXPECT_EQ(engine_->catalog().GetSnapshot(id).status().code(), Code::kNotFound);
+  ExpectConsistent();
+}
+
 // The coordinator's own members go through LocalCutHost: the protocol over
 // this host's HostCuts leaves a Complete snapshot, its members' timings and
 // the host's clock in the report.

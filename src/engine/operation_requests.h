@@ -78,11 +78,15 @@ struct SnapshotRequest {
   // in (running or paused), in member order: what each pause was made of,
   // for benchmarks. Optional.
   std::function<void(const std::vector<CutTiming>&)> cut_timings;
-  // How the running members are cut, given them and the tracking the cut
-  // starts: ExecuteCut at once when empty (with pause_deadline). A host's
-  // part of a cut across hosts cuts on its coordinator's word instead
-  // (host_cuts.h); its outcome answers as ExecuteCut's does. Optional.
-  std::function<CutOutcome(const std::vector<CutMember>&, const std::string& tracking)> cut;
+  // How the running members are cut, given them, the tracking the cut
+  // starts and when it must have ended (the guests' freeze bound, less
+  // what their thaws need, with kApplication; Deadline::max() otherwise):
+  // ExecuteCut at once when empty (with pause_deadline). A host's part of a
+  // cut across hosts cuts on its coordinator's word instead (host_cuts.h);
+  // its outcome answers as ExecuteCut's does. Optional.
+  std::function<CutOutcome(const std::vector<CutMember>&, const std::string& tracking,
+                           Deadline cut_by)>
+      cut;
   // Called once the cut is made and every switch finished, just before the
   // commit: an error undoes the snapshot (a host's part waits here for its
   // coordinator's commit). Optional.

@@ -180,7 +180,10 @@ Status SnapshotCreate::Work() {
   // Freeze (application consistency): the guests flush and stop writing.
   std::unique_ptr<GuestFreeze> freeze;
   std::vector<size_t> frozen_index;  // member index of each of freeze's members
+  Deadline cut_by = Deadline::max();
   if (s.consistency == catalog::Consistency::kApplication) {
+    // The guard thaws every guest once the bound has passed from its arming, just below.
+    cut_by = env->Now() + parts_.options.freeze_bound - kThawAllowance;
     VMG_ASSIGN_OR_RETURN(freeze, FreezeGuests(&frozen_index));
     // On a failure `freeze` thaws as Work returns: before the undo, not after it.
     VMG_RETURN_IF_ERROR(env->Hit(fault::kFrozen, id));
@@ -197,7 +200,7 @@ Status SnapshotCreate::Work() {
     cut_index.push_back(i);
   }
   const std::string tracking = BitmapFor(s.type, s.tag);
-  CutOutcome outcome = request_.cut ? request_.cut(cut, tracking)
+  CutOutcome outcome = request_.cut ? request_.cut(cut, tracking, cut_by)
                                     : ExecuteCut(env, cut, tracking, parts_.options.pause_deadline);
   if (freeze) {
     for (size_t k = 0; k < frozen_index.size(); ++k) {

@@ -61,6 +61,8 @@ Result<SpanningCutReport> TakeSpanningCut(Env* env, const std::vector<CutHost*>&
                             .snapshot_id = request.snapshot_id,
                             .name = request.name,
                             .type = request.type,
+                            .consistency = request.consistency,
+                            .fallback = request.fallback,
                             .step_timeout = request.step_timeout};
   // One step on every host; on any failure, every part is taken back.
   const auto step = [&](const char* what, auto call) -> Status {

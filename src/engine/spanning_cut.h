@@ -101,6 +101,10 @@ struct SpanningCutRequest {
   std::string collection_id;  // the group's id: each host's part of it has it too
   std::string name;           // the snapshot's ElementName
   int type = kSnapshotRecovery;
+  // Application consistency (HostCutRequest's): each host freezes its
+  // guests as it prepares and thaws them as it resumes.
+  catalog::Consistency consistency = catalog::Consistency::kCrash;
+  bool fallback = false;
   // How long each host may keep its members paused waiting for "cut" and
   // "resume": long enough for two round trips to the farthest host, short
   // enough that guests barely notice should the coordinator die.

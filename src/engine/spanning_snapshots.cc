@@ -112,11 +112,6 @@ Status SpanningSnapshots::Check(const SnapshotRequest& request,
         "as it runs again, which no host's pause lease can wait for; take a recovery (2) or "
         "disk-only (32768) snapshot");
   }
-  if (request.consistency != catalog::Consistency::kCrash) {
-    return Status::NotSupported(
-        "application consistency across hosts is not offered yet: the guests would stay frozen "
-        "over every host's round trips; take a crash-consistent snapshot (ConsistencyLevel 2)");
-  }
   if (!request.id.empty() && !IsGuid(request.id)) {
     return Status::InvalidArgument("snapshot id '" + request.id + "' is not a GUID");
   }
@@ -159,6 +154,7 @@ Result<catalog::SpanningSnapshotRecord> SpanningSnapshots::Take(const SnapshotRe
       .collection_id = group.id,
       .name = request.name.empty() ? DefaultSnapshotName(group.name, now_us) : request.name,
       .type = request.type,
+      .consistency = request.consistency,
       .state = catalog::SpanningState::kTaking,
       .created_us = now_us,
       .parts = PartsOf(group)};
@@ -178,6 +174,8 @@ Result<catalog::SpanningSnapshotRecord> SpanningSnapshots::Take(const SnapshotRe
                                .collection_id = s.collection_id,
                                .name = s.name,
                                .type = s.type,
+                               .consistency = s.consistency,
+                               .fallback = request.fallback,
                                .lease = parts_.options.host_lease,
                                .step_timeout = parts_.options.host_step_timeout,
                                .cancelled = request.cancelled};
@@ -583,7 +581,8 @@ catalog::SnapshotRecord SpanningSnapshots::AsGroupSnapshot(
                        ? catalog::SnapshotState::kComplete
                        : catalog::SnapshotState::kIncomplete,
           .created_us = s.created_us,
-          .pause_window_us = s.window_us};
+          .pause_window_us = s.window_us,
+          .consistency = s.consistency};
 }
 
 catalog::ReferencePointRecord SpanningSnapshots::AsGroupReferencePoint(

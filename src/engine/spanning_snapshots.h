@@ -59,13 +59,15 @@ class SpanningSnapshots {
 
   // Take's checks alone, asking no host: NotSupported for a Standard
   // snapshot (a memory state is saved as the VMs resume, which a lease
-  // cannot wait for) or application consistency (guests would stay frozen
-  // over the hosts' round trips), and when this vmgroupd has no peers;
+  // cannot wait for), and when this vmgroupd has no peers;
   // NotFound for a member's host that is not a configured peer;
   // InvalidArgument for an id that is not a GUID.
   Status Validate(const SnapshotRequest& request);
 
   // Takes the snapshot on every host and answers the coordinator's record.
+  // Application consistent (request.consistency, with request.fallback):
+  // every host freezes its guests as it prepares and thaws them as it
+  // resumes, within its own freeze bound (HostCutRequest).
   // On a failure every part is taken back and the error names the host and
   // step; a part whose abort failed keeps the record (kUndoing) for
   // Recover, and the error says so. request.cancelled is polled once every

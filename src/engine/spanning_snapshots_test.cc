@@ -30,6 +30,7 @@ struct FakePeer {
   std::set<std::string> members;              // "<group id>/<vm id>" (Join, Leave)
   std::map<std::string, std::string> points;  // reference point id -> its snapshot's id
   std::vector<std::string> bases;             // each export's base ("": in full)
+  HostCutRequest prepared;                    // the latest Prepare's request
   std::string fail_at;                        // a step that fails
   bool unreachable = false;                   // every call fails: Unavailable
   std::function<void()> exporting;            // called as it exports, unlocked
@@ -39,7 +40,12 @@ class FakeCutHost final : public CutHost {
  public:
   FakeCutHost(std::string name, FakePeer* peer) : name_(std::move(name)), peer_(peer) {}
   std::string name() const override { return "host " + name_; }
-  Status Prepare(const HostCutRequest& r) override { return Step("prepare", r.snapshot_id); }
+  Status Prepare(const HostCutRequest& r) override {
+    VMG_RETURN_IF_ERROR(Step("prepare", r.snapshot_id));
+    std::lock_guard l(peer_->mu);
+    peer_->prepared = r;
+    return Status::Ok();
+  }
   Result<HostLease> Pause(const std::string& id, Duration, bool) override {
     VMG_RETURN_IF_ERROR(Step("pause", id));
     return Lease("paused");
@@ -400,9 +406,6 @@ TEST_F(SpanningSnapshotsTest, WhatIsNotOfferedAcrossHostsIsRefusedAndChangesNoth
   EXPECT_EQ(
       snapshots.Validate({.collection_id = g.collection_id, .type = kSnapshotStandard}).code(),
       Code::kNotSupported);
-  SnapshotRequest frozen{.collection_id = g.collection_id};
-  frozen.consistency = catalog::Consistency::kApplication;
-  EXPECT_EQ(snapshots.Validate(frozen).code(), Code::kNotSupported);
   EXPECT_EQ(snapshots.backups().Validate({.collection_id = g.collection_id}).code(),
             Code::kNotSupported);
   auto s = snapshots.Create({.collection_id = g.collection_id});
@@ -796,6 +799,33 @@ TEST_F(SpanningSnapshotsTest, AReferencePointAcrossHostsIsExportedThroughASnapsh
   EXPECT_FALSE(Env::Default()->FileExists(Path("wed")));
   only_the_point();
   peer("app1").fail_at.clear();
+  ExpectConsistent();
+}
+
+// ConsistencyLevel 1 across hosts: every host is asked to freeze its
+// guests through the cut (with the fallback as asked), this host's own
+// part is frozen and recorded so, and so is the group snapshot.
+TEST_F(SpanningSnapshotsTest, AnApplicationConsistentSnapshotHasEveryHostFreezeItsGuests) {
+  auto g = MakeGroup(1);
+  Span(g);
+  SnapshotRequest request{.collection_id = g.collection_id};
+  request.consistency = catalog::Consistency::kApplication;
+  request.fallback = true;
+  ASSERT_TRUE(engine_->snapshots().Validate(request).ok());
+  auto s = engine_->snapshots().Create(request);
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  for (const char* host : {"db1", "app1"}) {
+    std::lock_guard l(peer(host).mu);
+    EXPECT_EQ(peer(host).prepared.consistency, catalog::Consistency::kApplication) << host;
+    EXPECT_TRUE(peer(host).prepared.fallback) << host;
+  }
+  EXPECT_EQ(s->consistency, catalog::Consistency::kApplication);
+  ASSERT_EQ(s->members.size(), 1u) << "this host's part";
+  EXPECT_EQ(s->members[0].consistency, catalog::Consistency::kApplication);
+  const auto calls = Fake(g.vm_ids[0])->calls();
+  EXPECT_NE(std::find(calls.begin(), calls.end(), "freeze"), calls.end());
+  EXPECT_NE(std::find(calls.begin(), calls.end(), "thaw"), calls.end());
+  EXPECT_EQ(engine_->catalog().GetSpanning(s->id)->consistency, catalog::Consistency::kApplication);
   ExpectConsistent();
 }
 

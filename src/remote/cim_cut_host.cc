@@ -163,7 +163,11 @@ Status CimCutHost::Prepare(const engine::HostCutRequest& request) {
                {HC::PrepareCut::kSnapshotType, "uint16",
                 cim::Value::Scalar(std::to_string(request.type))},
                {HC::PrepareCut::kElementName, "string", cim::Value::Scalar(request.name)},
-               Millis(HC::PrepareCut::kStepTimeout, request.step_timeout)})
+               Millis(HC::PrepareCut::kStepTimeout, request.step_timeout),
+               {HC::PrepareCut::kConsistencyLevel, "uint16",
+                cim::Value::Scalar(std::to_string(static_cast<int>(request.consistency)))},
+               {HC::PrepareCut::kAllowCrashConsistentFallback, "boolean",
+                cim::Value::Scalar(request.fallback ? "true" : "false")}})
       .status();
 }
 

@@ -50,13 +50,16 @@ struct Script {
 };
 
 cim::ClassSpec ServiceSpec() {
-  const std::vector<cim::ParamSpec> prepare = {In(HC::kSnapshotID, "string"),
-                                               {.name = HC::PrepareCut::kCollection,
-                                                .type = "reference",
-                                                .reference_class = "Msvm_VirtualSystemCollection"},
-                                               In(HC::PrepareCut::kSnapshotType, "uint16"),
-                                               In(HC::PrepareCut::kElementName, "string"),
-                                               In(HC::PrepareCut::kStepTimeout, "uint32")};
+  const std::vector<cim::ParamSpec> prepare = {
+      In(HC::kSnapshotID, "string"),
+      {.name = HC::PrepareCut::kCollection,
+       .type = "reference",
+       .reference_class = "Msvm_VirtualSystemCollection"},
+      In(HC::PrepareCut::kSnapshotType, "uint16"),
+      In(HC::PrepareCut::kElementName, "string"),
+      In(HC::PrepareCut::kStepTimeout, "uint32"),
+      In(HC::PrepareCut::kConsistencyLevel, "uint16"),
+      In(HC::PrepareCut::kAllowCrashConsistentFallback, "boolean")};
   return {.name = HC::kClass,
           .superclass = "CIM_Service",
           .properties = {{.name = "Name", .type = "string", .key = true}},
@@ -253,6 +256,16 @@ TEST_F(CimCutHostTest, TheJobIsFollowedThroughAFailedLookButNotPastTheStepTimeou
   ASSERT_TRUE(
       host_->Prepare({.collection_id = "c", .snapshot_id = kId, .step_timeout = 300ms}).ok());
   EXPECT_EQ(Got(HC::PrepareCut::kMethod).at(HC::PrepareCut::kStepTimeout), "300");
+  EXPECT_EQ(Got(HC::PrepareCut::kMethod).at(HC::PrepareCut::kConsistencyLevel), "2");
+  ASSERT_TRUE(host_
+                  ->Prepare({.collection_id = "c",
+                             .snapshot_id = kId,
+                             .consistency = catalog::Consistency::kApplication,
+                             .fallback = true,
+                             .step_timeout = 300ms})
+                  .ok());
+  EXPECT_EQ(Got(HC::PrepareCut::kMethod).at(HC::PrepareCut::kConsistencyLevel), "1");
+  EXPECT_EQ(Got(HC::PrepareCut::kMethod).at(HC::PrepareCut::kAllowCrashConsistentFallback), "true");
 
   Answer(kRcJobStarted, "job-1");
   Looks(

@@ -539,6 +539,10 @@ struct HostCutService : Service {
     static constexpr char kSnapshotType[] = "SnapshotType";
     static constexpr char kElementName[] = "ElementName";
     static constexpr char kStepTimeout[] = "StepTimeout";  // milliseconds
+    // 1: the guests frozen from the prepare to the resume; 2 (or 0, or
+    // none): crash consistent.
+    static constexpr char kConsistencyLevel[] = "ConsistencyLevel";
+    static constexpr char kAllowCrashConsistentFallback[] = "AllowCrashConsistentFallback";
   };
   struct PauseCut {
     static constexpr char kMethod[] = "PauseCut";

@@ -173,7 +173,9 @@ class HostCutServiceProvider : public ServiceProvider {
                   {RefIn(Prepare::kCollection, schema::VirtualSystemCollection::kClass),
                    {.name = Prepare::kSnapshotType, .type = "uint16"},
                    {.name = Prepare::kElementName, .type = "string"},
-                   {.name = Prepare::kStepTimeout, .type = "uint32"}})},
+                   {.name = Prepare::kStepTimeout, .type = "uint32"},
+                   {.name = Prepare::kConsistencyLevel, .type = "uint16"},
+                   {.name = Prepare::kAllowCrashConsistentFallback, .type = "boolean"}})},
              {.name = HC::PauseCut::kMethod,
               .params =
                   [] {
@@ -215,6 +217,18 @@ class HostCutServiceProvider : public ServiceProvider {
         req.name = a.Str(Prepare::kElementName);
         VMG_ASSIGN_OR_RETURN(req.step_timeout, Millis(a, Prepare::kStepTimeout, kMaxStepTimeoutMs,
                                                       kDefaultStepTimeoutMs));
+        switch (a.Int(Prepare::kConsistencyLevel, schema::ConsistencyLevel::kCrash)) {
+          case schema::ConsistencyLevel::kApplication:
+            req.consistency = catalog::Consistency::kApplication;
+            break;
+          case schema::ConsistencyLevel::kUnknown:
+          case schema::ConsistencyLevel::kCrash:
+            break;
+          default:
+            return Status::InvalidArgument(std::string(Prepare::kConsistencyLevel) +
+                                           " must be 0, 1 or 2");
+        }
+        req.fallback = cim::NameEquals(a.Str(Prepare::kAllowCrashConsistentFallback), "true");
         return Status::Ok();
       };
       if (Status s = read(); !s.ok()) return Outcome(ReturnCodeA, s);

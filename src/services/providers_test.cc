@@ -124,8 +124,9 @@ class ProvidersTest : public ::testing::Test {
   }
 
   // A coordinator's snapshot `id` of a group of VM "db-a" (off: no QEMU
-  // starts), taken on this host step by step as its part: the VM's id.
-  std::string CommittedPart(const std::string& id) {
+  // starts), taken on this host step by step as its part (`prepare`: more
+  // arguments of PrepareCut): the VM's id.
+  std::string CommittedPart(const std::string& id, const std::vector<cim::OutParam>& prepare = {}) {
     auto vm = engine_->vms().Define({.name = "db-a", .disks = {engine::DiskSpec::New(1 << 20)}});
     EXPECT_TRUE(vm.ok()) << vm.status().ToString();
     cim::Response made = Call("Msvm_CollectionManagementService", "DefineCollection", {});
@@ -135,9 +136,11 @@ class ProvidersTest : public ::testing::Test {
     cim::Response added = Call("Msvm_CollectionManagementService", "AddMember",
                                {Ref("Member", VmPath(*vm)), Ref("Collection", group)});
     EXPECT_EQ(added.return_value, 0u) << Why(added);
+    std::vector<cim::OutParam> prepare_args = prepare;
+    prepare_args.push_back(Ref("Collection", group));
     for (const auto& [method, more] :
          std::vector<std::pair<const char*, std::vector<cim::OutParam>>>{
-             {"PrepareCut", {Ref("Collection", group)}},
+             {"PrepareCut", prepare_args},
              {"PauseCut",
               {{"Lease", "uint32", cim::Value::Scalar("5000")},
                {"CutAtOnce", "boolean", cim::Value::Scalar("true")}}},
@@ -358,6 +361,9 @@ TEST_F(ProvidersTest, HostCutStepsCheckTheirArguments) {
   cim::Response standard = prepare({{"SnapshotType", "uint16", cim::Value::Scalar("1")}});
   EXPECT_EQ(standard.return_value, kRcNotSupported);
   EXPECT_NE(Why(standard).find("cannot span hosts"), std::string::npos) << Why(standard);
+  cim::Response level = prepare({{"ConsistencyLevel", "uint16", cim::Value::Scalar("3")}});
+  EXPECT_EQ(level.return_value, kRcInvalidParameter);
+  EXPECT_NE(Why(level).find("ConsistencyLevel must be 0, 1 or 2"), std::string::npos) << Why(level);
   cim::Response step = prepare({{"StepTimeout", "uint32", cim::Value::Scalar("0")}});
   EXPECT_EQ(step.return_value, kRcInvalidParameter);
   EXPECT_NE(Why(step).find("StepTimeout must be from 1 to 600000"), std::string::npos) << Why(step);
@@ -365,6 +371,20 @@ TEST_F(ProvidersTest, HostCutStepsCheckTheirArguments) {
   EXPECT_EQ(empty.return_value, kRcInvalidState);
   EXPECT_NE(Why(empty).find("has no VMs"), std::string::npos) << Why(empty);
   EXPECT_TRUE(engine_->catalog().ListSnapshots()->empty());
+}
+
+// PrepareCut's ConsistencyLevel 1 asks for the part application
+// consistent (its VM is off here: at rest, nothing to freeze).
+TEST_F(ProvidersTest, PrepareCutAsksThePartForTheConsistencyLevelItNames) {
+  const std::string id = "6f1c3f4e-0a5b-4c7d-9e8f-112233445566";
+  ASSERT_FALSE(
+      CommittedPart(id, {{"ConsistencyLevel", "uint16", cim::Value::Scalar("1")},
+                         {"AllowCrashConsistentFallback", "boolean", cim::Value::Scalar("true")}})
+          .empty());
+  auto s = engine_->catalog().GetSnapshot(id);
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  EXPECT_EQ(s->consistency, catalog::Consistency::kApplication);
+  EXPECT_TRUE(s->coordinated);
 }
 
 // ExportPart checks where it enters what it can, so that a part it cannot

@@ -794,13 +794,14 @@ int64_t Acknowledged(const HostDaemon& d, const std::string& vm_id) {
 // records as fast as it can (the guest kit's writer): snapshotted by the
 // coordinating vmgroupd, every frozen image on every host holds a gap-free
 // prefix of its guest's records, each host's pause is in the listing, and
-// every guest writes on after.
+// every guest writes on after. Then application consistent: every guest on
+// every host frozen by its agent through the cut and thawed after.
 TEST_F(NetHostsTest, EveryFrozenImageOfWritingGuestsOnThreeHostsIsAGapFreePrefix) {
   ASSERT_NO_FATAL_FAILURE(StartCoordinatorAndPeers(3));
   const std::string dir = GUEST_KIT_DIR;
-  const auto vms = MakeGroupAcrossHosts({"--memory", "128", "--disk", "64M", "--kernel",
-                                         dir + "/vmlinuz", "--initrd", dir + "/initrd.gz",
-                                         "--append", "console=ttyS0 panic=-1 quiet writer=raw"});
+  const auto vms = MakeGroupAcrossHosts(
+      {"--memory", "128", "--disk", "64M", "--kernel", dir + "/vmlinuz", "--initrd",
+       dir + "/initrd.gz", "--append", "console=ttyS0 panic=-1 quiet agent=1 writer=raw"});
   ASSERT_EQ(vms.size(), 3u);
   // Every guest writing before the cut.
   const auto deadline = Clock::now() + std::chrono::minutes(3);
@@ -839,7 +840,25 @@ TEST_F(NetHostsTest, EveryFrozenImageOfWritingGuestsOnThreeHostsIsAGapFreePrefix
   CommandOutput exported = Cli(*daemons_[0], {"snapshot", "export", listed[0]["id"], out});
   ASSERT_EQ(exported.exit_code, 0) << exported.err;
   ExpectExportAcrossHosts(out, listed[0]["id"], vms);
-  // And they write on, on their new images.
+
+  // Application consistent: each host froze its guests (their agents ran
+  // before their writers) as it prepared, and thawed them as it resumed.
+  CommandOutput frozen =
+      Cli(*daemons_[0], {"snapshot", "create", "app", "--consistency", "application"});
+  ASSERT_EQ(frozen.exit_code, 0) << frozen.err;
+  const nlohmann::json both = Json(*daemons_[0], {"snapshot", "list", "app"});
+  ASSERT_EQ(both.size(), 2u) << both.dump();
+  const std::string consistent = both[1]["id"] == listed[0]["id"] ? both[0]["id"] : both[1]["id"];
+  for (size_t i = 0; i < 3; ++i) {
+    auto part = daemons_[i]->Json({"snapshot", "show", consistent});
+    ASSERT_TRUE(part.ok()) << "host " << i + 1 << ": " << part.status().ToString();
+    EXPECT_EQ((*part)["consistency"], "application") << "host " << i + 1;
+    EXPECT_GT((*part)["freeze_window_us"], 0) << "host " << i + 1 << ": " << part->dump();
+    for (const auto& m : (*part)["members"]) {
+      EXPECT_EQ(m["consistency"], "application") << "host " << i + 1 << ": " << m.dump();
+    }
+  }
+  // And they write on, on their new images (thawed).
   for (size_t i = 0; i < 3; ++i) {
     for (const auto& id : vms[i]) {
       const int64_t at = Acknowledged(*daemons_[i], id);
