@@ -27,8 +27,10 @@
 // one-host figures of group_snapshot_bench at N = 6. --load seq: every
 // guest a Linux guest of the guest kit (tests/guest_kit, 128 MiB) writing
 // its sequence of records, one 512-byte O_DIRECT write + fsync after
-// another, all the time (group_snapshot_bench's seq load). Root only
-// (network namespaces).
+// another, all the time (group_snapshot_bench's seq load), with its
+// guest agent; then application-consistent snapshots are measured too: the
+// freeze window (first freeze sent to last thaw answered) of the longest
+// host across hosts, against one host's. Root only (network namespaces).
 //
 //   spanning_cut_bench [--rounds N] [--lease-ms L] [--load idle|seq]
 #include <signal.h>
@@ -76,7 +78,7 @@ std::vector<std::string> VmOptions(const std::string& load) {
           "--disk",   "64M",
           "--kernel", kit + "/vmlinuz",
           "--initrd", kit + "/initrd.gz",
-          "--append", "console=ttyS0 panic=-1 quiet writer=raw"};
+          "--append", "console=ttyS0 panic=-1 quiet agent=1 writer=raw"};
 }
 
 // Waits until each of `vm_ids` of `d` has written (its console says so).
@@ -162,6 +164,9 @@ struct Figures {
   // command's whole time.
   std::vector<int64_t> daemon_window_us, daemon_total_us;
   Samples one_host;  // 6 on one host
+  // Application consistent (--load seq): the longest host's freeze window
+  // of a snapshot across hosts by the coordinating vmgroupd, and one host's.
+  std::vector<int64_t> freeze_across_us, freeze_one_host_us;
   // The coordinator's death: to the last VM seen running (asked of QEMU),
   // and how long after its lease's end the latest host resumed its members
   // (its own word).
@@ -275,6 +280,20 @@ Result<Figures> Measure(const Args& a, const std::string& self) {
     VMG_ASSIGN_OR_RETURN(CommandOutput gone,
                          coordinator->Cli({"snapshot", "delete", across["id"]}));
     if (gone.exit_code != 0) return Status::Failed("snapshot delete: " + gone.err);
+    if (a.load != "idle") {
+      VMG_ASSIGN_OR_RETURN(auto frozen,
+                           coordinator->Json({"snapshot", "create", "app", "--type", "recovery",
+                                              "--consistency", "application"}));
+      int64_t longest = 0;
+      for (const auto& d : daemons) {
+        VMG_ASSIGN_OR_RETURN(auto part, d->Json({"snapshot", "show", frozen["id"]}));
+        longest = std::max(longest, part["freeze_window_us"].get<int64_t>());
+      }
+      f.freeze_across_us.push_back(longest);
+      VMG_ASSIGN_OR_RETURN(CommandOutput thawed,
+                           coordinator->Cli({"snapshot", "delete", frozen["id"]}));
+      if (thawed.exit_code != 0) return Status::Failed("snapshot delete: " + thawed.err);
+    }
 
     // The coordinator's death, every VM paused.
     const std::string id = NewGuid();
@@ -350,6 +369,13 @@ Result<Figures> Measure(const Args& a, const std::string& self) {
     f.one_host.max_pause_us.push_back(one_longest);
     VMG_ASSIGN_OR_RETURN(CommandOutput deleted, single->Cli({"snapshot", "delete", s["id"]}));
     if (deleted.exit_code != 0) return Status::Failed("snapshot delete: " + deleted.err);
+    if (a.load != "idle") {
+      VMG_ASSIGN_OR_RETURN(auto frozen, single->Json({"snapshot", "create", "app", "--type",
+                                                      "recovery", "--consistency", "application"}));
+      f.freeze_one_host_us.push_back(frozen["freeze_window_us"].get<int64_t>());
+      VMG_ASSIGN_OR_RETURN(CommandOutput thawed, single->Cli({"snapshot", "delete", frozen["id"]}));
+      if (thawed.exit_code != 0) return Status::Failed("snapshot delete: " + thawed.err);
+    }
   }
   return f;
 }
@@ -436,5 +462,14 @@ int main(int argc, char** argv) {
       "(median; %.1f p95; its own word, in whole ms)\n",
       Ms(Median(f->death_to_running_us)), Ms(P95(f->death_to_running_us)), a.lease_ms,
       Ms(Median(f->lease_overrun_us)), Ms(P95(f->lease_overrun_us)));
+  if (!f->freeze_across_us.empty()) {
+    std::printf(
+        "application consistent, freeze window (first freeze sent -> last thaw answered): "
+        "3x2 longest host's %.1f ms median, %.1f p95; 1x6 %.1f ms median, %.1f p95; ratio "
+        "%.2f (medians)\n",
+        Ms(Median(f->freeze_across_us)), Ms(P95(f->freeze_across_us)),
+        Ms(Median(f->freeze_one_host_us)), Ms(P95(f->freeze_one_host_us)),
+        Median(f->freeze_across_us) / Median(f->freeze_one_host_us));
+  }
   return 0;
 }
