@@ -29,6 +29,14 @@ using Job = schema::ConcreteJob;
 using namespace std::chrono_literals;
 
 cim::ParamSpec In(const char* name, const char* type) { return {.name = name, .type = type}; }
+// The Job a method answers with 4096.
+cim::ParamSpec JobOut() {
+  return {.name = schema::MethodOut::kJob,
+          .type = "reference",
+          .in = false,
+          .out = true,
+          .reference_class = Job::kClass};
+}
 
 // What the scripted host's job shows at one look; `fails` instead answers
 // the look with that error.
@@ -60,35 +68,25 @@ cim::ClassSpec ServiceSpec() {
       In(HC::PrepareCut::kStepTimeout, "uint32"),
       In(HC::PrepareCut::kConsistencyLevel, "uint16"),
       In(HC::PrepareCut::kAllowCrashConsistentFallback, "boolean")};
-  return {.name = HC::kClass,
-          .superclass = "CIM_Service",
-          .properties = {{.name = "Name", .type = "string", .key = true}},
-          .methods = {
-              {.name = HC::PrepareCut::kMethod, .params = prepare},
-              {.name = HC::ExportPart::kMethod,
-               .params = {In(HC::kSnapshotID, "string"),
-                          In(HC::ExportPart::kExportDirectory, "string"),
-                          In(HC::ExportPart::kCopyStorage, "boolean"),
-                          In(HC::ExportPart::kBaseReferencePointID, "string"),
-                          {.name = schema::MethodOut::kJob,
-                           .type = "reference",
-                           .in = false,
-                           .out = true,
-                           .reference_class = Job::kClass}}},
-              {.name = HC::RemoveExportPart::kMethod,
-               .params = {In(HC::kSnapshotID, "string"),
-                          In(HC::RemoveExportPart::kExportDirectory, "string")}},
-              {.name = HC::ValidateConvertPart::kMethod, .params = {In(HC::kSnapshotID, "string")}},
-              {.name = HC::ConvertPart::kMethod,
-               .params = {In(HC::kSnapshotID, "string"),
-                          In(HC::kReferencePointID, "string"),
-                          {.name = schema::MethodOut::kJob,
-                           .type = "reference",
-                           .in = false,
-                           .out = true,
-                           .reference_class = Job::kClass}}},
-              {.name = HC::DestroyReferencePointPart::kMethod,
-               .params = {In(HC::kReferencePointID, "string")}}}};
+  return {
+      .name = HC::kClass,
+      .superclass = "CIM_Service",
+      .properties = {{.name = "Name", .type = "string", .key = true}},
+      .methods = {
+          {.name = HC::PrepareCut::kMethod, .params = prepare},
+          {.name = HC::ExportPart::kMethod,
+           .params = {In(HC::kSnapshotID, "string"), In(HC::ExportPart::kExportDirectory, "string"),
+                      In(HC::ExportPart::kCopyStorage, "boolean"),
+                      In(HC::ExportPart::kBaseReferencePointID, "string"), JobOut()}},
+          {.name = HC::RemoveExportPart::kMethod,
+           .params = {In(HC::kSnapshotID, "string"),
+                      In(HC::RemoveExportPart::kExportDirectory, "string")}},
+          {.name = HC::ValidateConvertPart::kMethod, .params = {In(HC::kSnapshotID, "string")}},
+          {.name = HC::ConvertPart::kMethod,
+           .params = {In(HC::kSnapshotID, "string"), In(HC::kReferencePointID, "string"),
+                      JobOut()}},
+          {.name = HC::DestroyReferencePointPart::kMethod,
+           .params = {In(HC::kReferencePointID, "string")}}}};
 }
 
 // Vmgroup_HostCutService: records each call's arguments, answers the script's.
