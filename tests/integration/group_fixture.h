@@ -133,8 +133,20 @@ class GroupFixture : public ::testing::Test {
     return r.ok() && r->exit_code == 0;
   }
 
+  // The VM's run state as QEMU reports it; kOther, with a failure that says
+  // why, when the VM has no live QEMU or it cannot be asked.
   hypervisor::RunState LiveState(const std::string& id) {
-    return *engine_->vms().Live(id)->State(Clock::now() + std::chrono::seconds(10));
+    auto live = engine_->vms().Live(id);
+    if (!live) {
+      ADD_FAILURE() << "VM " << id << " has no live QEMU";
+      return hypervisor::RunState::kOther;
+    }
+    auto state = live->State(Clock::now() + std::chrono::seconds(10));
+    if (!state.ok()) {
+      ADD_FAILURE() << "state of VM " << id << ": " << state.status().ToString();
+      return hypervisor::RunState::kOther;
+    }
+    return *state;
   }
 
   // The chain of each disk of a VM, as qemu-img reads the files: file names

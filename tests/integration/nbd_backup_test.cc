@@ -153,7 +153,9 @@ class NbdBackupTest : public GuestFixture {
     if (s.took_snapshot) {
       EXPECT_EQ(engine_->catalog().GetSnapshot(s.snapshot_id).status().code(), Code::kNotFound);
     }
-    EXPECT_TRUE(engine_->catalog().ListBackupIntents()->empty());
+    auto intents = engine_->catalog().ListBackupIntents();
+    ASSERT_TRUE(intents.ok()) << intents.status().ToString();
+    EXPECT_TRUE(intents->empty());
     EXPECT_TRUE(Backups().List().empty());
   }
 };
