@@ -160,6 +160,15 @@ class Catalog {
   // Sessions being served (after a crash: those the daemon left), by id.
   Result<std::vector<BackupIntent>> ListBackupIntents();
 
+  // Backup sessions across hosts this host coordinates (backup_intents.cc):
+  // InsertSpanningBackup (AlreadyExists for an id in use), then
+  // SetSpanningBackupSessions once every host serves (NotFound if it is
+  // not recorded); DeleteSpanningBackup, OK if none was recorded.
+  Status InsertSpanningBackup(const SpanningBackupIntent& intent);
+  Status SetSpanningBackupSessions(const SpanningBackupIntent& intent);
+  Status DeleteSpanningBackup(const std::string& id);
+  Result<std::vector<SpanningBackupIntent>> ListSpanningBackups();
+
   // Jobs.
   Status InsertJob(const JobRecord& j);
   Status UpdateJob(const JobRecord& j);

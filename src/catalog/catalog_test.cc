@@ -438,6 +438,32 @@ TEST_F(CatalogTest, BackupIntentsKeepTheirSessionUntilDeleted) {
   EXPECT_EQ(catalog_->ListBackupIntents()->size(), 1u);
 }
 
+TEST_F(CatalogTest, ASpanningBackupKeepsEachHostsSessionUntilDeleted) {
+  ASSERT_TRUE(
+      catalog_
+          ->InsertSpanningBackup(
+              {.id = "b-1", .collection_id = "g1", .snapshot_id = "s-1", .took_snapshot = true})
+          .ok());
+  EXPECT_EQ(catalog_->InsertSpanningBackup({.id = "b-1"}).code(), Code::kAlreadyExists);
+  EXPECT_EQ(catalog_->SetSpanningBackupSessions({.id = "b-9"}).code(), Code::kNotFound);
+  ASSERT_TRUE(catalog_
+                  ->SetSpanningBackupSessions(
+                      {.id = "b-1", .hosts = {"", "db1"}, .sessions = {"local-s", "db1-s"}})
+                  .ok());
+  auto listed = catalog_->ListSpanningBackups();
+  ASSERT_TRUE(listed.ok() && listed->size() == 1u);
+  const catalog::SpanningBackupIntent& b = (*listed)[0];
+  EXPECT_EQ(b.collection_id, "g1");
+  EXPECT_EQ(b.snapshot_id, "s-1");
+  EXPECT_TRUE(b.took_snapshot);
+  EXPECT_EQ(b.hosts, (std::vector<std::string>{"", "db1"}));
+  EXPECT_EQ(b.sessions, (std::vector<std::string>{"local-s", "db1-s"}));
+  EXPECT_TRUE(catalog_->ListBackupIntents()->empty()) << "not a session of this host's";
+  ASSERT_TRUE(catalog_->DeleteSpanningBackup("b-1").ok());
+  ASSERT_TRUE(catalog_->DeleteSpanningBackup("b-1").ok()) << "OK when none was recorded";
+  EXPECT_TRUE(catalog_->ListSpanningBackups()->empty());
+}
+
 TEST_F(CatalogTest, AReferencePointKeepsTheConsistencyOfItsCut) {
   ASSERT_TRUE(catalog_
                   ->InsertReferencePoint({.id = "rp-app",

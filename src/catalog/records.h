@@ -264,6 +264,19 @@ struct BackupIntent {
   std::vector<std::string> vm_ids;
 };
 
+// A backup session across hosts, on its coordinator: one session of each
+// host's own (hosts[i] serves with session sessions[i]) on its part of
+// snapshot `snapshot_id` across hosts. Recorded before the snapshot is
+// taken; the hosts' sessions once every host serves.
+struct SpanningBackupIntent {
+  std::string id;  // the session's GUID on the coordinator
+  std::string collection_id;
+  std::string snapshot_id;
+  bool took_snapshot = false;  // taken for the session (and destroyed with it)
+  std::vector<std::string> hosts;
+  std::vector<std::string> sessions;
+};
+
 // CIM_ConcreteJob states used by vmgroup (reference §11).
 enum class JobState {
   kNew = 2,

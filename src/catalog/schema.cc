@@ -297,9 +297,23 @@ constexpr std::string_view kV21 = R"sql(
 ALTER TABLE spanning_snapshots ADD COLUMN consistency INTEGER NOT NULL DEFAULT 2;
 )sql";
 
-constexpr std::array<std::string_view, 21> kMigrations = {kV1,  kV2,  kV3,  kV4,  kV5,  kV6,  kV7,
-                                                          kV8,  kV9,  kV10, kV11, kV12, kV13, kV14,
-                                                          kV15, kV16, kV17, kV18, kV19, kV20, kV21};
+// v22: backup sessions across hosts, on their coordinator: the snapshot
+// across hosts each serves and each host's own session, so that a restart
+// ends them on every host and destroys the snapshot a session took.
+constexpr std::string_view kV22 = R"sql(
+CREATE TABLE spanning_backups (
+  id TEXT PRIMARY KEY,
+  collection_id TEXT NOT NULL,
+  snapshot_id TEXT NOT NULL,
+  took_snapshot INTEGER NOT NULL,
+  hosts TEXT NOT NULL DEFAULT '[]',     -- JSON array: each host's name, '' for this host
+  sessions TEXT NOT NULL DEFAULT '[]'   -- JSON array: each host's session id, by position
+);
+)sql";
+
+constexpr std::array<std::string_view, 22> kMigrations = {
+    kV1,  kV2,  kV3,  kV4,  kV5,  kV6,  kV7,  kV8,  kV9,  kV10, kV11,
+    kV12, kV13, kV14, kV15, kV16, kV17, kV18, kV19, kV20, kV21, kV22};
 
 }  // namespace
 

@@ -592,7 +592,8 @@ Result<std::vector<BackupInfo>> Api::ListBackups() {
                          .socket = Text(d, Disk::kSocketPath),
                          .size = static_cast<uint64_t>(Int(d, Disk::kSize)),
                          .context = Text(d, Disk::kMetadataContext),
-                         .full_read_reason = Text(d, Disk::kFullReadReason)});
+                         .full_read_reason = Text(d, Disk::kFullReadReason),
+                         .host = Text(d, Disk::kHost)});
     }
     std::sort(b.disks.begin(), b.disks.end(), [](const auto& x, const auto& y) {
       return std::tie(x.vm_name, x.index) < std::tie(y.vm_name, y.index);

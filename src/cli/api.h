@@ -73,6 +73,7 @@ struct BackupDiskInfo {
   uint64_t size = 0;
   std::string context;           // changes since the base; "" for a full read
   std::string full_read_reason;  // why a full read although a base was asked
+  std::string host;              // the peer that serves it (across hosts); "" for the daemon's
 };
 // A backup session (Vmgroup_BackupSession) and what it serves.
 struct BackupInfo {

@@ -19,6 +19,8 @@ nlohmann::json ToJson(const BackupInfo& b, const std::string& job_id) {
     if (!d.socket.empty()) disk["socket"] = d.socket;
     if (!d.context.empty()) disk["context"] = d.context;
     if (!d.full_read_reason.empty()) disk["full_read_reason"] = d.full_read_reason;
+    // Across hosts: the peer to read it from (its URI names that host's socket or address).
+    if (!d.host.empty()) disk["host"] = d.host;
     disks.push_back(std::move(disk));
   }
   nlohmann::json out = {{"session", b.id},
@@ -41,10 +43,10 @@ void PrintSession(const Context& ctx, const BackupInfo& b, const std::string& jo
   }
   std::cout << "session " << Printable(b.id) << (job_id.empty() ? "" : " (job " + job_id + ")")
             << ": " << Printable(b.state) << "\n";
-  std::vector<std::vector<std::string>> rows = {{"VM", "DISK", "SIZE", "URI", "CHANGES"}};
+  std::vector<std::vector<std::string>> rows = {{"HOST", "VM", "DISK", "SIZE", "URI", "CHANGES"}};
   for (const auto& d : b.disks) {
-    rows.push_back({d.vm_name, std::to_string(d.index), std::to_string(d.size), d.uri,
-                    d.context.empty() ? "full read" : d.context});
+    rows.push_back({d.host.empty() ? "-" : d.host, d.vm_name, std::to_string(d.index),
+                    std::to_string(d.size), d.uri, d.context.empty() ? "full read" : d.context});
   }
   PrintTable(std::cout, rows);
   for (const auto& d : b.disks) {

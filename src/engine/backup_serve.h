@@ -41,6 +41,8 @@ struct BackupDisk {
 
 struct BackupMember {
   std::string vm_id, vm_name;
+  // The peer that serves it, in a session across hosts; "" for this host.
+  std::string host;
   int port = 0;  // the TCP port of the VM's NBD server; 0 on a unix socket
   std::vector<BackupDisk> disks;
 };

@@ -61,10 +61,13 @@ BackupSessions::BackupSessions(GroupParts& parts, OperationRunner& runner, std::
 Status BackupSessions::Validate(const BackupRequest& request) {
   VMG_RETURN_IF_ERROR(CheckTransport(parts_.options, request.transport));
   VMG_ASSIGN_OR_RETURN(auto group, parts_.catalog->GetCollection(request.collection_id));
-  if (!group.remote_members.empty()) {
+  // This host's part of a snapshot across hosts is served as any snapshot
+  // (SpanningBackups has each host serve its part); a cut of this host's
+  // members alone would be no snapshot of the group.
+  if (!group.remote_members.empty() && request.snapshot_id.empty()) {
     return Status::NotSupported("group " + group.name +
-                                " has members on other hosts: backup sessions across hosts are "
-                                "not offered yet");
+                                " has members on other hosts: its sessions are begun across "
+                                "hosts (SpanningBackups), not on this host alone");
   }
   std::optional<catalog::ReferencePointRecord> base;
   if (!request.incremental_from.empty()) {
@@ -271,30 +274,55 @@ Result<BackupEnding> BackupSessions::Serve(const std::string& id, Duration idle_
   }
 }
 
+BackupSessions::~BackupSessions() {
+  std::vector<std::thread> threads;
+  {
+    std::lock_guard lock(mu_);
+    closing_ = true;
+    threads.swap(background_);
+  }
+  for (auto& t : threads) t.join();
+}
+
+void BackupSessions::ServeInBackground(const std::string& id, Duration idle_timeout) {
+  std::lock_guard lock(mu_);
+  background_.emplace_back([this, id, idle_timeout] {
+    auto how = Serve(id, idle_timeout, {});
+    if (!how.ok()) {
+      Log(LogLevel::kWarning, "backup session " + id + ": " + how.status().ToString());
+    } else if (*how == BackupEnding::kIdle) {
+      Log(LogLevel::kInfo,
+          "backup session " + id + " ended by itself: no reader for " +
+              std::to_string(
+                  std::chrono::duration_cast<std::chrono::seconds>(idle_timeout).count()) +
+              " s");
+    }
+  });
+}
+
+Result<const BackupMember*> FindMember(const BackupSession& s, const std::string& vm_id) {
+  for (const auto& m : s.members) {
+    if (m.vm_id == vm_id || m.vm_name == vm_id) return &m;
+  }
+  return Status::NotFound("backup session " + s.id + " serves no VM " + vm_id);
+}
+
 std::vector<BackupSession> BackupSessions::List() {
   std::lock_guard lock(mu_);
-  std::vector<BackupSession> out;
-  for (const auto& [id, live] : sessions_) out.push_back(live->session);
-  return out;
+  return SessionsOf(sessions_);
 }
 
 Result<BackupSession> BackupSessions::Get(const std::string& id) {
   std::lock_guard lock(mu_);
-  auto it = sessions_.find(id);
-  if (it == sessions_.end()) return Status::NotFound("no backup session has id " + id);
-  return it->second->session;
+  VMG_ASSIGN_OR_RETURN(auto live, FindSession(sessions_, id));
+  return live->session;
 }
 
 Result<storage::MarkedRanges> BackupSessions::Changes(const std::string& id,
                                                       const std::string& vm_id, int disk,
                                                       uint64_t offset, uint64_t length) {
   VMG_ASSIGN_OR_RETURN(BackupSession s, Get(id));
-  auto m = std::find_if(s.members.begin(), s.members.end(), [&](const BackupMember& member) {
-    return member.vm_id == vm_id || member.vm_name == vm_id;
-  });
-  if (m == s.members.end()) {
-    return Status::NotFound("backup session " + id + " serves no VM " + vm_id);
-  }
+  VMG_ASSIGN_OR_RETURN(const BackupMember* m, FindMember(s, vm_id));
   auto d = std::find_if(m->disks.begin(), m->disks.end(),
                         [&](const BackupDisk& bd) { return bd.index == disk; });
   if (d == m->disks.end()) {

@@ -24,6 +24,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "catalog/records.h"
@@ -70,6 +71,26 @@ struct BackupSession {
   std::vector<BackupMember> members;
 };
 
+// What BackupSessions and SpanningBackups keep of the sessions they serve:
+// each by id, a Live that holds it as `session` (the caller's lock held).
+template <typename Live>
+using SessionTable = std::map<std::string, std::shared_ptr<Live>>;
+template <typename Live>
+std::vector<BackupSession> SessionsOf(const SessionTable<Live>& table) {
+  std::vector<BackupSession> out;
+  for (const auto& [id, live] : table) out.push_back(live->session);
+  return out;
+}
+// NotFound for an id `table` does not hold.
+template <typename Live>
+Result<std::shared_ptr<Live>> FindSession(const SessionTable<Live>& table, const std::string& id) {
+  auto it = table.find(id);
+  if (it == table.end()) return Status::NotFound("no backup session has id " + id);
+  return it->second;
+}
+// The member of `s` that is VM `vm_id` (its id or name); NotFound if none.
+Result<const BackupMember*> FindMember(const BackupSession& s, const std::string& vm_id);
+
 struct BackupEndRequest {
   std::string id;
   // Turn the session's snapshot into a reference point (the base of the
@@ -86,6 +107,9 @@ class BackupSessions {
  public:
   // Sockets live in `directory`/<session id>/.
   BackupSessions(GroupParts& parts, OperationRunner& runner, std::string directory);
+  // Ends the sessions ServeInBackground serves (as EndAll), and waits for
+  // its threads.
+  ~BackupSessions();
 
   // The checks Begin makes before it changes anything: NotSupported for
   // TCP without the daemon's TLS options (CheckTransport); NotFound for an
@@ -116,6 +140,12 @@ class BackupSessions {
   Result<BackupEnding> Serve(const std::string& id, Duration idle_timeout,
                              const std::function<bool()>& stop,
                              Duration poll = std::chrono::seconds(1));
+
+  // Serve of session `id` in a thread of its own, with no stop but EndAll's
+  // and the destructor's: for a session that is a host's part of a backup
+  // session across hosts (CutHost::BeginBackup), which ends by itself
+  // after `idle_timeout` without a reader, whatever its coordinator does.
+  void ServeInBackground(const std::string& id, Duration idle_timeout);
 
   // The sessions serving now.
   std::vector<BackupSession> List();
@@ -162,8 +192,9 @@ class BackupSessions {
   OperationRunner& runner_;
   const std::string directory_;
   std::mutex mu_;
-  std::map<std::string, std::shared_ptr<Live>> sessions_;  // guarded by mu_
-  bool closing_ = false;                                   // guarded by mu_: EndAll ran
+  SessionTable<Live> sessions_;          // guarded by mu_
+  bool closing_ = false;                 // guarded by mu_: EndAll ran
+  std::vector<std::thread> background_;  // guarded by mu_
 };
 
 }  // namespace vmgroup::engine

@@ -319,7 +319,7 @@ TEST_F(HostCutsTest, AFrozenPartWaitsForItsCoordinatorNoLongerThanTheFreezeBound
 // the host's clock in the report.
 TEST_F(HostCutsTest, TheCoordinatorsProtocolTakesThisHostsPartThroughLocalCutHost) {
   auto g = MakeGroup(2);
-  LocalCutHost local(&cuts());
+  LocalCutHost local(&cuts(), &engine_->snapshots().backups());
   const SpanningCutRequest request{
       .snapshot_id = NewGuid(), .collection_id = g.collection_id, .lease = kLease};
   auto report = TakeSpanningCut(Env::Default(), {&local}, request);

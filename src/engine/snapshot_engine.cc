@@ -16,7 +16,10 @@ SnapshotEngine::SnapshotEngine(Env* env, catalog::Catalog* catalog, VmRegistry* 
                                Peers* peers)
     : parts_(env, catalog, vms, collections, options),
       backups_(parts_, runner_, vms->state_dir() + "/backups"),
-      spanning_(parts_, host_cuts_, peers) {}
+      spanning_backups_(parts_, spanning_, backups_),
+      spanning_(parts_, host_cuts_, backups_, peers) {
+  spanning_.AlsoRecover([this] { return spanning_backups_.Recover(); });
+}
 
 Result<catalog::SnapshotRecord> SnapshotEngine::Create(const SnapshotRequest& request) {
   if (spanning_.Spans(request.collection_id)) {

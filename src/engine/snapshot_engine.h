@@ -23,6 +23,7 @@
 #include "engine/host_cuts.h"
 #include "engine/member_claims.h"
 #include "engine/operation_requests.h"
+#include "engine/spanning_backups.h"
 #include "engine/spanning_snapshots.h"
 #include "engine/vm_registry.h"
 
@@ -228,9 +229,11 @@ class SnapshotEngine {
   // Snapshots of groups with members on other hosts, this host coordinating
   // (spanning_snapshots.h). Create, Destroy and the reference points'
   // operations come here for them, and the validation of exports; its
-  // Export and ExportReferencePoint export them. Apply and backup sessions
-  // refuse them.
+  // Export and ExportReferencePoint export them. Apply refuses them.
   SpanningSnapshots& spanning() { return spanning_; }
+  // Backup sessions of groups with members on other hosts, this host
+  // coordinating (spanning_backups.h).
+  SpanningBackups& spanning_backups() { return spanning_backups_; }
 
   // What the operations run here measured (operation_metrics.h), and the
   // registry the daemon renders for Prometheus.
@@ -244,7 +247,9 @@ class SnapshotEngine {
   OperationRunner runner_{&claims_, &metrics_};
   BackupSessions backups_;
   HostCuts host_cuts_{parts_, runner_};  // after runner_: its parts end before the runner does
-  SpanningSnapshots spanning_;           // after host_cuts_: its retries end first
+  // Before spanning_, whose recovery passes call it: those end first.
+  SpanningBackups spanning_backups_;
+  SpanningSnapshots spanning_;  // after host_cuts_: its retries end first
 };
 
 }  // namespace vmgroup::engine

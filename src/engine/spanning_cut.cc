@@ -41,6 +41,22 @@ Result<HostLease> LocalCutHost::Resume(const std::string& snapshot_id) {
   return LeaseOf(cuts_->Resume(snapshot_id));
 }
 
+Result<BackupSession> LocalCutHost::BeginBackup(const HostBackupRequest& request) {
+  VMG_ASSIGN_OR_RETURN(BackupSession s,
+                       backups_->Begin({.collection_id = request.collection_id,
+                                        .snapshot_id = request.snapshot_id,
+                                        .incremental_from = request.incremental_from,
+                                        .transport = request.transport}));
+  backups_->ServeInBackground(s.id, request.idle_timeout);
+  return s;
+}
+
+Status LocalCutHost::EndBackup(const std::string& session_id) {
+  auto ended = backups_->End({.id = session_id});
+  if (ended.status().code() == Code::kNotFound) return Status::Ok();
+  return ended.status();
+}
+
 Status LocalCutHost::Export(const std::string& snapshot_id, const std::string& directory,
                             bool copy_storage, const std::string& base) {
   return cuts_

@@ -23,6 +23,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/backup_sessions.h"
 #include "engine/host_cuts.h"
 
 namespace vmgroup::engine {
@@ -34,6 +35,16 @@ struct HostLease {
   std::string lease_state;            // LeaseStateName
   std::string unguarded;              // why no resume guard was armed ("": one was)
   int64_t host_time_us = 0;           // the host's clock as it answered
+};
+
+// A host's part of a backup session across hosts (CutHost::BeginBackup).
+struct HostBackupRequest {
+  std::string collection_id;     // the group's id: the host's part of it has it
+  std::string snapshot_id;       // the snapshot across hosts: the host's part has its id
+  std::string incremental_from;  // a reference point across hosts, likewise; or ""
+  BackupTransport transport = BackupTransport::kUnix;
+  // Without a reader for this long, the host's session ends by itself.
+  Duration idle_timeout = std::chrono::minutes(10);
 };
 
 // One host taking part, as the coordinator sees it: each call is one step
@@ -63,13 +74,21 @@ class CutHost {
   virtual Status ValidateConvert(const std::string& snapshot_id) = 0;
   virtual Status Convert(const std::string& snapshot_id, const std::string& rp_id) = 0;
   virtual Status DestroyReferencePoint(const std::string& rp_id) = 0;
+  // A backup session of the host's own serving its committed part, as
+  // BackupSessions serves a snapshot it did not take, which ends by itself
+  // once idle (request.idle_timeout); answered as the host serves it (the
+  // id is the host's). Whether that session still serves (false once it
+  // ended), and its end (the part stays; OK when it ended already).
+  virtual Result<BackupSession> BeginBackup(const HostBackupRequest& request) = 0;
+  virtual Result<bool> BackupServing(const std::string& session_id) = 0;
+  virtual Status EndBackup(const std::string& session_id) = 0;
 };
 
 // This host's own part, through its SnapshotEngine's HostCuts.
 class LocalCutHost final : public CutHost {
  public:
-  // REQUIRES: `cuts` outlives this.
-  explicit LocalCutHost(HostCuts* cuts) : cuts_(cuts) {}
+  // REQUIRES: `cuts` and `backups` outlive this.
+  LocalCutHost(HostCuts* cuts, BackupSessions* backups) : cuts_(cuts), backups_(backups) {}
   std::string name() const override { return "this host"; }
   Status Prepare(const HostCutRequest& request) override { return cuts_->Prepare(request); }
   Result<HostLease> Pause(const std::string& snapshot_id, Duration lease, bool cut) override;
@@ -91,9 +110,15 @@ class LocalCutHost final : public CutHost {
   Status DestroyReferencePoint(const std::string& rp_id) override {
     return cuts_->DestroyReferencePointPart(rp_id);
   }
+  Result<BackupSession> BeginBackup(const HostBackupRequest& request) override;
+  Result<bool> BackupServing(const std::string& session_id) override {
+    return backups_->Get(session_id).ok();
+  }
+  Status EndBackup(const std::string& session_id) override;
 
  private:
   HostCuts* const cuts_;
+  BackupSessions* const backups_;
 };
 
 struct SpanningCutRequest {

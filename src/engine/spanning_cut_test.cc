@@ -60,6 +60,12 @@ class ScriptedHost final : public CutHost {
   Status RemoveExport(const std::string&, const std::string&) override {
     return Step("remove-export");
   }
+  // Backup sessions are not the cut's (spanning_snapshots_test serves them).
+  Result<BackupSession> BeginBackup(const HostBackupRequest&) override {
+    return Status::NotSupported("a scripted host serves no backup");
+  }
+  Result<bool> BackupServing(const std::string&) override { return false; }
+  Status EndBackup(const std::string&) override { return Status::Ok(); }
 
   std::string fail_at;
   bool abort_fails_ = false;

@@ -127,7 +127,7 @@ Status SpanningSnapshots::Check(const SnapshotRequest& request,
 }
 
 Result<std::unique_ptr<CutHost>> SpanningSnapshots::HostOf(const catalog::SpanningPart& part) {
-  if (part.host.empty()) return std::unique_ptr<CutHost>(new LocalCutHost(&local_));
+  if (part.host.empty()) return std::unique_ptr<CutHost>(new LocalCutHost(&local_, &backups_));
   if (peers_ == nullptr) {
     return Status::NotSupported("this vmgroupd has no peers configured to reach host " + part.host);
   }
@@ -647,7 +647,8 @@ int SpanningSnapshots::Recover() {
       ++left;
     }
   }
-  return left + RecoverExports();
+  left += RecoverExports();
+  return also_recover_ ? left + also_recover_() : left;
 }
 
 int SpanningSnapshots::RecoverExports() {

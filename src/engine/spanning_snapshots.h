@@ -21,9 +21,9 @@
 // part (spanning_export.h); Convert has every host convert its part into a
 // reference point of one id, rolled forward once every host checked its
 // part, for a conversion cannot be taken back; ExportReferencePoint takes
-// a snapshot, exports it on a reference point and destroys it. Apply and
-// backup sessions of a snapshot across hosts are not offered yet
-// (RefuseAcrossHosts says so).
+// a snapshot, exports it on a reference point and destroys it. Backup
+// sessions across hosts serve these snapshots (spanning_backups.h). Apply of
+// a snapshot across hosts is not offered yet (RefuseAcrossHosts says so).
 //
 // Thread-safe: snapshots of different groups run concurrently; each host's
 // part claims its members as any snapshot does.
@@ -47,9 +47,10 @@ namespace vmgroup::engine {
 
 class SpanningSnapshots {
  public:
-  // REQUIRES: `parts` and `local` outlive this; `peers` too, unless null.
-  SpanningSnapshots(GroupParts& parts, HostCuts& local, Peers* peers)
-      : parts_(parts), local_(local), peers_(peers) {}
+  // REQUIRES: `parts`, `local` and `backups` (this host's, for its parts
+  // of backup sessions across hosts) outlive this; `peers` too, unless null.
+  SpanningSnapshots(GroupParts& parts, HostCuts& local, BackupSessions& backups, Peers* peers)
+      : parts_(parts), local_(local), backups_(backups), peers_(peers) {}
   // Stops RecoverInBackground's thread.
   ~SpanningSnapshots();
 
@@ -182,12 +183,18 @@ class SpanningSnapshots {
   // Recover in a thread of its own, again every 10 s until none remains
   // (at start: a host that cannot be reached does not hold the daemon up).
   void RecoverInBackground();
+  // A pass Recover also makes, last (after the snapshots it takes back):
+  // SpanningBackups', which ends sessions that use those snapshots. It
+  // returns how many remain. Set once, before RecoverInBackground.
+  void AlsoRecover(std::function<int()> pass) { also_recover_ = std::move(pass); }
+
+  // A host of a snapshot across hosts as the coordinator reaches it: this
+  // host's part, or a peer (NotFound, NotSupported: as Peers::Connect).
+  Result<std::unique_ptr<CutHost>> HostOf(const catalog::SpanningPart& part);
 
  private:
   // Validate's checks of `request` for `group`, its group, already read.
   Status Check(const SnapshotRequest& request, const catalog::CollectionRecord& group);
-  // A host of `s` as the cut reaches it: this host's part, or a peer.
-  Result<std::unique_ptr<CutHost>> HostOf(const catalog::SpanningPart& part);
   // HostOf each of `parts`, in order.
   Result<std::vector<std::unique_ptr<CutHost>>> Reach(
       const std::vector<catalog::SpanningPart>& parts);
@@ -260,7 +267,9 @@ class SpanningSnapshots {
 
   GroupParts& parts_;
   HostCuts& local_;
+  BackupSessions& backups_;
   Peers* const peers_;
+  std::function<int()> also_recover_;
 
   std::mutex recover_mu_;  // held by each pass of Recover
   std::mutex mu_;

@@ -25,15 +25,17 @@ using namespace std::chrono_literals;
 // the steps it was asked, and what it is told to fail.
 struct FakePeer {
   std::mutex mu;
-  std::map<std::string, std::string> parts;   // snapshot id -> last step done
-  std::vector<std::string> steps;             // "<step> <snapshot id>"
-  std::set<std::string> members;              // "<group id>/<vm id>" (Join, Leave)
-  std::map<std::string, std::string> points;  // reference point id -> its snapshot's id
-  std::vector<std::string> bases;             // each export's base ("": in full)
-  HostCutRequest prepared;                    // the latest Prepare's request
-  std::string fail_at;                        // a step that fails
-  bool unreachable = false;                   // every call fails: Unavailable
-  std::function<void()> exporting;            // called as it exports, unlocked
+  std::map<std::string, std::string> parts;           // snapshot id -> last step done
+  std::vector<std::string> steps;                     // "<step> <snapshot id>"
+  std::set<std::string> members;                      // "<group id>/<vm id>" (Join, Leave)
+  std::map<std::string, std::string> points;          // reference point id -> its snapshot's id
+  std::vector<std::string> bases;                     // each export's base ("": in full)
+  HostCutRequest prepared;                            // the latest Prepare's request
+  std::string fail_at;                                // a step that fails
+  bool unreachable = false;                           // every call fails: Unavailable
+  std::function<void()> exporting;                    // called as it exports, unlocked
+  std::map<std::string, HostBackupRequest> sessions;  // backup session id -> what it serves
+  int sessions_begun = 0;
 };
 
 class FakeCutHost final : public CutHost {
@@ -100,6 +102,34 @@ class FakeCutHost final : public CutHost {
     std::lock_guard l(peer_->mu);
     VMG_RETURN_IF_ERROR(Log("destroy-rp", rp));
     peer_->points.erase(rp);
+    return Status::Ok();
+  }
+  // A backup session serves its part's one member's one disk.
+  Result<BackupSession> BeginBackup(const HostBackupRequest& r) override {
+    std::lock_guard l(peer_->mu);
+    VMG_RETURN_IF_ERROR(Log("begin-backup", r.snapshot_id));
+    if (peer_->parts.count(r.snapshot_id) == 0) return Status::NotFound("no part " + r.snapshot_id);
+    const std::string id = name_ + "-session-" + std::to_string(++peer_->sessions_begun);
+    peer_->sessions[id] = r;
+    return BackupSession{
+        .id = id,
+        .snapshot_id = r.snapshot_id,
+        .members = {{.vm_id = "u-" + name_,
+                     .vm_name = "vm-" + name_,
+                     .disks = {{.uri = "nbd://" + name_ + "/disk0",
+                                .context = r.incremental_from.empty()
+                                               ? ""
+                                               : "qemu:dirty-bitmap:" + r.incremental_from}}}}};
+  }
+  Result<bool> BackupServing(const std::string& id) override {
+    std::lock_guard l(peer_->mu);
+    if (peer_->unreachable) return Status::Unavailable(name_ + " cannot be reached");
+    return peer_->sessions.count(id) > 0;
+  }
+  Status EndBackup(const std::string& id) override {
+    std::lock_guard l(peer_->mu);
+    VMG_RETURN_IF_ERROR(Log("end-backup", id));
+    peer_->sessions.erase(id);
     return Status::Ok();
   }
 
@@ -399,6 +429,149 @@ TEST_F(SpanningSnapshotsTest, ACoordinatorKilledAtAnyPhaseLeavesNothingOnAnyHost
   }
 }
 
+// A backup session across hosts: a snapshot across hosts taken for it, a
+// session of every host's own on its part, all of them listed as one; its
+// end ends each and converts or destroys the snapshot everywhere.
+TEST_F(SpanningSnapshotsTest, ABackupSessionAcrossHostsServesEveryHostsPartAndEndsEverywhere) {
+  auto g = MakeGroup(2);
+  Span(g);
+  SpanningBackups& backups = engine_->snapshots().spanning_backups();
+  auto s = backups.Begin({.collection_id = g.collection_id}, 600s);
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  EXPECT_TRUE(backups.Has(s->id));
+  EXPECT_TRUE(s->took_snapshot);
+  ASSERT_EQ(s->members.size(), 4u) << "two here, one on each peer";
+  std::map<std::string, int> by_host;
+  for (const auto& m : s->members) ++by_host[m.host];
+  EXPECT_EQ(by_host, (std::map<std::string, int>{{"", 2}, {"app1", 1}, {"db1", 1}}));
+  auto record = engine_->catalog().GetSpanning(s->snapshot_id);
+  ASSERT_TRUE(record.ok()) << "the session's snapshot is one across hosts";
+  EXPECT_EQ(record->state, catalog::SpanningState::kComplete);
+  for (const char* host : {"db1", "app1"}) {
+    std::lock_guard l(peer(host).mu);
+    ASSERT_EQ(peer(host).sessions.size(), 1u) << host;
+    EXPECT_EQ(peer(host).sessions.begin()->second.snapshot_id, s->snapshot_id);
+    EXPECT_EQ(peer(host).sessions.begin()->second.idle_timeout, 600s);
+  }
+  ASSERT_EQ(engine_->snapshots().backups().List().size(), 1u) << "this host's part serves";
+  auto recorded = engine_->catalog().ListSpanningBackups();
+  ASSERT_TRUE(recorded.ok() && recorded->size() == 1u);
+  EXPECT_EQ((*recorded)[0].sessions.size(), 3u) << "every host's session, for a restart";
+
+  // Ended into a reference point across hosts: the next session's base.
+  const std::string rp_id = NewGuid();
+  auto rp = backups.End({.id = s->id, .to_reference_point = true, .reference_point_id = rp_id});
+  ASSERT_TRUE(rp.ok() && rp->has_value()) << rp.status().ToString();
+  EXPECT_EQ((*rp)->id, rp_id);
+  EXPECT_FALSE(backups.Has(s->id));
+  EXPECT_TRUE(engine_->snapshots().backups().List().empty());
+  EXPECT_TRUE(engine_->catalog().ListSpanningBackups()->empty());
+  for (const char* host : {"db1", "app1"}) {
+    EXPECT_TRUE(peer(host).sessions.empty()) << host;
+    EXPECT_EQ(PointsOf(host).count(rp_id), 1u) << host;
+  }
+
+  // Incremental from it: every host publishes the changes since its part of it.
+  auto next = backups.Begin({.collection_id = g.collection_id, .incremental_from = rp_id}, 60s);
+  ASSERT_TRUE(next.ok()) << next.status().ToString();
+  for (const auto& m : next->members) {
+    if (m.host.empty()) continue;
+    EXPECT_EQ(m.disks.at(0).context, "qemu:dirty-bitmap:" + rp_id) << m.host;
+  }
+  for (const auto& local : engine_->snapshots().backups().List()) {
+    EXPECT_EQ(local.incremental_from, rp_id) << "this host's part too";
+  }
+  ASSERT_TRUE(backups.End({.id = next->id}).ok());
+  EXPECT_FALSE(engine_->catalog().GetSpanning(next->snapshot_id).ok()) << "destroyed";
+  EXPECT_FALSE(HoldsPart("db1", next->snapshot_id));
+  EXPECT_FALSE(HoldsPart("app1", next->snapshot_id));
+  EXPECT_EQ(engine_->catalog().GetSnapshot(next->snapshot_id).status().code(), Code::kNotFound);
+  EXPECT_TRUE(engine_->snapshots().backups().List().empty());
+  ExpectConsistent();
+}
+
+TEST_F(SpanningSnapshotsTest, ABackupSessionAHostCannotServeLeavesNothingOnAnyHost) {
+  auto g = MakeGroup(1);
+  Span(g);
+  SpanningBackups& backups = engine_->snapshots().spanning_backups();
+  peer("app1").fail_at = "begin-backup";
+  auto s = backups.Begin({.collection_id = g.collection_id}, 60s);
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.status().message().find("app1"), std::string::npos) << s.status().ToString();
+  EXPECT_TRUE(backups.List().empty());
+  EXPECT_TRUE(peer("db1").sessions.empty()) << "the host that served stopped";
+  EXPECT_TRUE(engine_->snapshots().backups().List().empty());
+  EXPECT_TRUE(engine_->catalog().ListSpanningBackups()->empty());
+  EXPECT_TRUE(AwaitNoneRecorded()) << "the snapshot taken for it is destroyed everywhere";
+  EXPECT_TRUE(engine_->catalog().ListSnapshots(g.collection_id)->empty());
+  ExpectConsistent();
+}
+
+// Each host's session ends by itself once idle; the group's once all have.
+TEST_F(SpanningSnapshotsTest, ABackupSessionAcrossHostsEndsOnceEveryHostsSessionIdledOut) {
+  auto g = MakeGroup(1);
+  Span(g);
+  SpanningBackups& backups = engine_->snapshots().spanning_backups();
+  auto s = backups.Begin({.collection_id = g.collection_id}, 60s);
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  {
+    std::lock_guard l(peer("db1").mu);
+    peer("db1").sessions.clear();  // idled out there
+  }
+  std::atomic<int> polls = 0;
+  auto how = backups.Serve(
+      s->id, [&] { return ++polls > 3; }, 1ms);
+  ASSERT_TRUE(how.ok()) << how.status().ToString();
+  EXPECT_EQ(*how, BackupEnding::kStopped) << "app1 and this host still serve";
+  EXPECT_FALSE(engine_->catalog().GetSpanning(s->snapshot_id).ok()) << "a stop ends it";
+
+  auto again = backups.Begin({.collection_id = g.collection_id}, 60s);
+  ASSERT_TRUE(again.ok()) << again.status().ToString();
+  for (const char* host : {"db1", "app1"}) {
+    std::lock_guard l(peer(host).mu);
+    peer(host).sessions.clear();
+  }
+  BackupSessions& here = engine_->snapshots().backups();
+  ASSERT_EQ(here.List().size(), 1u);
+  ASSERT_TRUE(here.End({.id = here.List()[0].id}).ok()) << "this host's idled out too";
+  how = backups.Serve(again->id, {}, 1ms);
+  ASSERT_TRUE(how.ok()) << how.status().ToString();
+  EXPECT_EQ(*how, BackupEnding::kIdle);
+  EXPECT_FALSE(backups.Has(again->id));
+  EXPECT_FALSE(engine_->catalog().GetSpanning(again->snapshot_id).ok()) << "destroyed";
+  EXPECT_TRUE(engine_->catalog().ListSpanningBackups()->empty());
+  ExpectConsistent();
+}
+
+// A coordinator that dies while its session serves: once back, every host's
+// session is ended and the snapshot it took destroyed everywhere.
+TEST_F(SpanningSnapshotsTest, ABackupSessionWhoseCoordinatorDiedIsEndedEverywhereOnceBack) {
+  auto g = MakeGroup(1);
+  Span(g);
+  auto s = engine_->snapshots().spanning_backups().Begin({.collection_id = g.collection_id}, 60s);
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  peer("app1").unreachable = true;  // away as the coordinator comes back
+  engine_.reset();
+  Open();
+  // Its recovery runs in the background: the host that answers first.
+  auto db1_serves = [&] {
+    std::lock_guard l(peer("db1").mu);
+    return !peer("db1").sessions.empty();
+  };
+  for (int i = 0; i < 1000 && db1_serves(); ++i) std::this_thread::sleep_for(10ms);
+  EXPECT_FALSE(db1_serves()) << "ended on the host that answered";
+  EXPECT_EQ(engine_->catalog().ListSpanningBackups()->size(), 1u) << "kept for app1";
+  peer("app1").unreachable = false;
+  EXPECT_EQ(engine_->snapshots().spanning().Recover(), 0);
+  EXPECT_TRUE(engine_->catalog().ListSpanningBackups()->empty());
+  EXPECT_TRUE(peer("app1").sessions.empty());
+  EXPECT_TRUE(AwaitNoneRecorded());
+  EXPECT_FALSE(HoldsPart("db1", s->snapshot_id));
+  EXPECT_FALSE(HoldsPart("app1", s->snapshot_id));
+  EXPECT_TRUE(engine_->catalog().ListSnapshots(g.collection_id)->empty());
+  ExpectConsistent();
+}
+
 TEST_F(SpanningSnapshotsTest, WhatIsNotOfferedAcrossHostsIsRefusedAndChangesNothing) {
   auto g = MakeGroup(1);
   Span(g);
@@ -407,7 +580,18 @@ TEST_F(SpanningSnapshotsTest, WhatIsNotOfferedAcrossHostsIsRefusedAndChangesNoth
       snapshots.Validate({.collection_id = g.collection_id, .type = kSnapshotStandard}).code(),
       Code::kNotSupported);
   EXPECT_EQ(snapshots.backups().Validate({.collection_id = g.collection_id}).code(),
-            Code::kNotSupported);
+            Code::kNotSupported)
+      << "this host's sessions alone are no cut of the group";
+  SpanningBackups& across = snapshots.spanning_backups();
+  EXPECT_EQ(
+      across.Validate({.collection_id = g.collection_id, .incremental_from = NewGuid()}).code(),
+      Code::kNotSupported)
+      << "no reference point across hosts";
+  EXPECT_EQ(across.Validate({.collection_id = g.collection_id, .snapshot_id = NewGuid()}).code(),
+            Code::kNotSupported)
+      << "no snapshot across hosts";
+  auto alone = MakeGroup(1, "solo");
+  EXPECT_EQ(across.Validate({.collection_id = alone.collection_id}).code(), Code::kInvalidArgument);
   auto s = snapshots.Create({.collection_id = g.collection_id});
   ASSERT_TRUE(s.ok()) << s.status().ToString();
   EXPECT_EQ(snapshots.ValidateApply({.snapshot_id = s->id}).code(), Code::kInvalidState);

@@ -12,6 +12,9 @@ namespace {
 
 using HC = schema::HostCutService;
 using Job = schema::ConcreteJob;
+using BS = schema::BackupService;
+using Session = schema::BackupSession;
+using Disk = schema::BackupDisk;
 
 // Beyond the lease, how long an answer to Pause, Cut or Resume may still be
 // waited for: the host's own resume when its lease ran out (LeasedPause),
@@ -93,6 +96,21 @@ Status OutcomeOf(const cim::Instance& job) {
                              why && !why->value.scalar.empty()
                                  ? why->value.scalar
                                  : "its job ended in state " + std::to_string(state));
+}
+
+// The path of the instance of `class_name` whose string key `key` is `value`.
+cim::ObjectPath KeyRef(const char* class_name, const char* key, const std::string& value) {
+  return {"", {}, class_name, {{key, cim::KeyBinding::Kind::kString, value, {}}}};
+}
+
+cim::OutParam RefArg(const char* name, cim::ObjectPath path) {
+  return {name, "reference", cim::Value::Reference(std::move(path))};
+}
+
+// The string property `name` of `i`; "" when absent.
+std::string Str(const cim::Instance& i, const char* name) {
+  const cim::Property* p = i.Find(name);
+  return p ? p->value.scalar : "";
 }
 
 // PauseCut's and ResumeCut's answer.
@@ -279,6 +297,126 @@ Status CimCutHost::DestroyReferencePoint(const std::string& rp_id) {
   return Call(HC::DestroyReferencePointPart::kMethod, "", step_timeout_,
               {{HC::kReferencePointID, "string", cim::Value::Scalar(rp_id)}})
       .status();
+}
+
+Result<cim::Response> CimCutHost::AskBackupService(const std::string& method,
+                                                   std::vector<cim::OutParam> args) {
+  cim_->set_timeout(std::chrono::duration_cast<std::chrono::milliseconds>(step_timeout_));
+  if (backup_service_.class_name.empty()) {
+    VMG_ASSIGN_OR_RETURN(auto found, cim_->EnumerateInstances(BS::kClass));
+    if (found.empty())
+      return Status::NotSupported("its vmgroupd serves no " + std::string(BS::kClass));
+    backup_service_ = found[0].path;
+  }
+  return cim_->Invoke(backup_service_, method, args);
+}
+
+Result<engine::BackupSession> CimCutHost::BeginBackup(const engine::HostBackupRequest& request) {
+  using B = BS::BeginBackup;
+  const auto idle = std::chrono::duration_cast<std::chrono::seconds>(request.idle_timeout);
+  std::vector<cim::OutParam> args = {
+      RefArg(B::kCollection,
+             KeyRef(schema::VirtualSystemCollection::kClass,
+                    schema::VirtualSystemCollection::kCollectionID, request.collection_id)),
+      RefArg(B::kSnapshotCollection,
+             KeyRef(schema::SnapshotCollection::kClass, schema::SnapshotCollection::kCollectionID,
+                    request.snapshot_id)),
+      {B::kIdleTimeout, "uint32", cim::Value::Scalar(std::to_string(idle.count()))},
+      {B::kTransport, "uint16",
+       cim::Value::Scalar(std::to_string(request.transport == engine::BackupTransport::kTcp
+                                             ? schema::BackupTransport::kTcp
+                                             : schema::BackupTransport::kUnix))}};
+  if (!request.incremental_from.empty()) {
+    args.push_back(
+        RefArg(B::kBaseReferencePointCollection,
+               KeyRef(schema::ReferencePointCollection::kClass,
+                      schema::ReferencePointCollection::kCollectionID, request.incremental_from)));
+  }
+  VMG_ASSIGN_OR_RETURN(cim::Response r, AskBackupService(B::kMethod, std::move(args)));
+  if (r.return_value != kRcJobStarted) return Refusal(r);
+  const cim::Param* job = r.Out(schema::MethodOut::kJob);
+  const cim::Param* session = r.Out(B::kResultingBackupSession);
+  if (!job || job->value.refs.empty() || !session || session->value.refs.empty()) {
+    return Status::Failed(std::string(B::kMethod) + " answered without its Job or session");
+  }
+  const cim::KeyBinding* key = session->value.refs[0].Key(Session::kInstanceID);
+  if (!key) return Status::Failed(std::string(B::kMethod) + " answered a session with no id");
+  const std::string id = key->value;
+  // The session serves once its job has taken it that far; a job that
+  // ends first failed (or the session ended at once).
+  Env* env = Env::Default();
+  const auto give_up = env->Now() + step_timeout_;
+  Duration interval = kFirstLook;
+  while (true) {
+    VMG_ASSIGN_OR_RETURN(bool serving, BackupServing(id));
+    if (serving) break;
+    VMG_ASSIGN_OR_RETURN(cim::Instance j, cim_->GetInstance(job->value.refs[0]));
+    if (Ended(Number(j, Job::kJobState))) {
+      VMG_RETURN_IF_ERROR(OutcomeOf(j));
+      return Status::Failed("its backup session " + id + " ended as it began");
+    }
+    if (env->Now() > give_up) {
+      (void)EndBackup(id);
+      return Status::Timeout(
+          "its backup session " + id + " did not serve within " +
+          std::to_string(std::chrono::duration_cast<std::chrono::seconds>(step_timeout_).count()) +
+          " s");
+    }
+    env->SleepFor(interval);
+    interval = std::min<Duration>(interval * 2, kLongestLook);
+  }
+  VMG_ASSIGN_OR_RETURN(auto members, BackupMembers(id));
+  return engine::BackupSession{.id = id,
+                               .collection_id = request.collection_id,
+                               .snapshot_id = request.snapshot_id,
+                               .incremental_from = request.incremental_from,
+                               .members = std::move(members)};
+}
+
+Result<std::vector<engine::BackupMember>> CimCutHost::BackupMembers(const std::string& session_id) {
+  VMG_ASSIGN_OR_RETURN(auto disks, cim_->EnumerateInstances(Disk::kClass));
+  std::vector<engine::BackupMember> members;
+  for (const auto& d : disks) {
+    const cim::Instance& i = d.instance;
+    if (Str(i, Disk::kSessionID) != session_id) continue;
+    const std::string vm = Str(i, Disk::kVirtualSystemIdentifier);
+    auto m = std::find_if(members.begin(), members.end(),
+                          [&](const engine::BackupMember& b) { return b.vm_id == vm; });
+    if (m == members.end()) {
+      members.push_back({.vm_id = vm, .vm_name = Str(i, Disk::kVirtualSystemName)});
+      m = members.end() - 1;
+    }
+    m->disks.push_back({.index = static_cast<int>(Number(i, Disk::kDiskIndex)),
+                        .export_name = Str(i, Disk::kExportName),
+                        .socket = Str(i, Disk::kSocketPath),
+                        .uri = Str(i, Disk::kURI),
+                        .size = static_cast<uint64_t>(Number(i, Disk::kSize)),
+                        .context = Str(i, Disk::kMetadataContext),
+                        .full_read_reason = Str(i, Disk::kFullReadReason)});
+  }
+  return members;
+}
+
+Result<bool> CimCutHost::BackupServing(const std::string& session_id) {
+  cim_->set_timeout(std::chrono::duration_cast<std::chrono::milliseconds>(step_timeout_));
+  auto s = cim_->GetInstance(KeyRef(Session::kClass, Session::kInstanceID, session_id));
+  if (s.status().code() == Code::kNotFound) return false;
+  VMG_RETURN_IF_ERROR(s.status());
+  return true;
+}
+
+Status CimCutHost::EndBackup(const std::string& session_id) {
+  using E = BS::EndBackup;
+  VMG_ASSIGN_OR_RETURN(
+      cim::Response r,
+      AskBackupService(
+          E::kMethod,
+          {RefArg(E::kBackupSession, KeyRef(Session::kClass, Session::kInstanceID, session_id))}));
+  Status ended = Finished(E::kMethod, r);
+  if (ended.ok()) return ended;
+  // Refused because it ended meanwhile (by itself, once idle): done.
+  auto serving = BackupServing(session_id);
+  return serving.ok() && !*serving ? Status::Ok() : ended;
 }
 
 }  // namespace vmgroup::remote

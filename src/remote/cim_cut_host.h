@@ -65,6 +65,14 @@ class CimCutHost final : public engine::CutHost {
   Status ValidateConvert(const std::string& snapshot_id) override;
   Status Convert(const std::string& snapshot_id, const std::string& rp_id) override;
   Status DestroyReferencePoint(const std::string& rp_id) override;
+  // The host's own Vmgroup_BackupService: BeginBackup on the part, its
+  // answer awaited until the session serves (or its job failed), within the
+  // step timeout, and its disks as Vmgroup_BackupDisk lists them; whether
+  // its Vmgroup_BackupSession is still listed; EndBackup, its job followed
+  // as Export's (OK when the session is gone already).
+  Result<engine::BackupSession> BeginBackup(const engine::HostBackupRequest& request) override;
+  Result<bool> BackupServing(const std::string& session_id) override;
+  Status EndBackup(const std::string& session_id) override;
 
  private:
   CimCutHost(std::string name, std::unique_ptr<cim::CimClient> cim)
@@ -74,6 +82,12 @@ class CimCutHost final : public engine::CutHost {
   // whatever its ReturnValue (Timeout past `within`).
   Result<cim::Response> Ask(const std::string& method, const std::string& snapshot_id,
                             Duration within, std::vector<cim::OutParam> more = {});
+  // `method` of the host's Vmgroup_BackupService, with `args`, waiting at
+  // most the step timeout for the answer.
+  Result<cim::Response> AskBackupService(const std::string& method,
+                                         std::vector<cim::OutParam> args);
+  // The disks session `session_id` serves, by member, as the host lists them.
+  Result<std::vector<engine::BackupMember>> BackupMembers(const std::string& session_id);
   // Ask, for a method that answers when done: the answer when the host did
   // it (ReturnValue 0), else the Status it answered with.
   Result<cim::Response> Call(const std::string& method, const std::string& snapshot_id,
@@ -86,7 +100,8 @@ class CimCutHost final : public engine::CutHost {
 
   const std::string name_;  // "host db1" or "host <address>", without credentials
   std::unique_ptr<cim::CimClient> cim_;
-  cim::ObjectPath service_;  // found at the first call
+  cim::ObjectPath service_;         // found at the first call
+  cim::ObjectPath backup_service_;  // likewise
   // Prepare's step timeout: how long Prepare, Commit and Abort may take.
   Duration step_timeout_ = std::chrono::seconds(30);
   // Pause's lease: an answer to Pause, Cut or Resume later than it (and a

@@ -484,9 +484,11 @@ struct BackupDisk {
   static constexpr char kSize[] = "Size";
   static constexpr char kMetadataContext[] = "MetadataContext";
   static constexpr char kFullReadReason[] = "FullReadReason";
+  // The peer that serves it, in a session across hosts; "" for this host.
+  static constexpr char kHost[] = "Host";
   static constexpr auto kProperties = std::to_array<std::string_view>(
       {kInstanceID, kSessionID, kVirtualSystemIdentifier, kVirtualSystemName, kDiskIndex,
-       kExportName, kURI, kSocketPath, kSize, kMetadataContext, kFullReadReason});
+       kExportName, kURI, kSocketPath, kSize, kMetadataContext, kFullReadReason, kHost});
 };
 
 struct BackupService : Service {

@@ -40,6 +40,14 @@ const char* StateName(engine::BackupState state) {
 
 bool IsTrue(const Args& a, const char* name) { return cim::NameEquals(a.Str(name), "true"); }
 
+// The sessions of this host's groups and those across hosts this host
+// coordinates, as one list.
+std::vector<engine::BackupSession> AllSessions(engine::Engine* e) {
+  std::vector<engine::BackupSession> all = e->snapshots().backups().List();
+  for (auto& s : e->snapshots().spanning_backups().List()) all.push_back(std::move(s));
+  return all;
+}
+
 // BeginBackup's arguments as the engine's request; InvalidArgument naming
 // the parameter that is wrong.
 Status ReadBegin(const Args& a, engine::BackupRequest* req, int64_t* idle_seconds) {
@@ -141,8 +149,11 @@ class BackupServiceProvider : public ServiceProvider {
       int64_t idle_seconds = 0;
       if (Status s = ReadBegin(a, &req, &idle_seconds); !s.ok()) return Outcome(ReturnCodeA, s);
       engine::BackupSessions& backups = e->snapshots().backups();
+      engine::SpanningBackups& spanning = e->snapshots().spanning_backups();
+      // A group with members on other hosts: a session of every host's.
+      const bool across = e->snapshots().spanning().Spans(req.collection_id);
       return StartJob(
-          jobs, ReturnCodeA, backups.Validate(req),
+          jobs, ReturnCodeA, across ? spanning.Validate(req) : backups.Validate(req),
           [&]() -> Result<JobMethod> {
             VMG_ASSIGN_OR_RETURN(auto group, e->catalog().GetCollection(req.collection_id));
             return JobMethod{
@@ -152,14 +163,19 @@ class BackupServiceProvider : public ServiceProvider {
                 .out = {{Begin::kResultingBackupSession, "reference",
                          cim::Value::Reference(SessionPath(req.id))}}};
           },
-          [&backups, req,
+          [&backups, &spanning, across, req,
            idle_seconds](JobControl& control) mutable -> Result<std::vector<std::string>> {
             req.warning = [&control](const std::string& w) { control.Warn(w); };
-            VMG_ASSIGN_OR_RETURN(engine::BackupSession s, backups.Begin(req));
+            const auto idle = std::chrono::seconds(idle_seconds);
+            VMG_ASSIGN_OR_RETURN(engine::BackupSession s,
+                                 across ? spanning.Begin(req, idle) : backups.Begin(req));
             control.Progress(50);  // serving; it ends with the session
-            VMG_ASSIGN_OR_RETURN(engine::BackupEnding how,
-                                 backups.Serve(s.id, std::chrono::seconds(idle_seconds),
-                                               [&control] { return control.StopRequested(); }));
+            auto stop = [&control] { return control.StopRequested(); };
+            // Across hosts each host's session idles out by itself; the
+            // group's once all have.
+            VMG_ASSIGN_OR_RETURN(engine::BackupEnding how, across
+                                                               ? spanning.Serve(s.id, stop)
+                                                               : backups.Serve(s.id, idle, stop));
             if (how == engine::BackupEnding::kIdle) {
               control.Warn("no reader was connected for " + std::to_string(idle_seconds) +
                            " s: the session ended by itself");
@@ -178,7 +194,9 @@ class BackupServiceProvider : public ServiceProvider {
       auto id = a.RefId(End::kBackupSession, Session::kInstanceID, "a backup session");
       if (!id.ok()) return Outcome(ReturnCodeA, id.status());
       engine::BackupSessions& backups = e->snapshots().backups();
-      auto session = backups.Get(*id);
+      engine::SpanningBackups& spanning = e->snapshots().spanning_backups();
+      const bool across = spanning.Has(*id);
+      auto session = across ? spanning.Get(*id) : backups.Get(*id);
       if (!session.ok()) return Outcome(ReturnCodeA, session.status());
       const engine::BackupEndRequest req{.id = *id,
                                          .to_reference_point = IsTrue(a, End::kToReferencePoint),
@@ -198,8 +216,8 @@ class BackupServiceProvider : public ServiceProvider {
                              .description = "End backup session " + req.id,
                              .out = out};
           },
-          [&backups, req](JobControl&) -> Result<std::vector<std::string>> {
-            VMG_ASSIGN_OR_RETURN(auto rp, backups.End(req));
+          [&backups, &spanning, across, req](JobControl&) -> Result<std::vector<std::string>> {
+            VMG_ASSIGN_OR_RETURN(auto rp, across ? spanning.End(req) : backups.End(req));
             if (!rp) return std::vector<std::string>{};
             return AffectedBy(*rp);
           });
@@ -215,9 +233,14 @@ class BackupServiceProvider : public ServiceProvider {
       if (disk < 0 || offset < 0 || length < 0) {
         return Refused(kRcInvalidParameter, "DiskIndex, ByteOffset and ByteLength are unsigned");
       }
-      auto changes = e->snapshots().backups().Changes(*id, *vm, static_cast<int>(disk),
-                                                      static_cast<uint64_t>(offset),
-                                                      static_cast<uint64_t>(length));
+      engine::SpanningBackups& spanning = e->snapshots().spanning_backups();
+      auto changes =
+          (spanning.Has(*id)
+               ? spanning.Changes(*id, *vm, static_cast<int>(disk), static_cast<uint64_t>(offset),
+                                  static_cast<uint64_t>(length))
+               : e->snapshots().backups().Changes(*id, *vm, static_cast<int>(disk),
+                                                  static_cast<uint64_t>(offset),
+                                                  static_cast<uint64_t>(length)));
       if (!changes.ok()) return Outcome(ReturnCodeA, changes.status());
       std::vector<std::string> offsets, lengths;
       for (const auto& r : changes->ranges) {
@@ -253,7 +276,7 @@ Providers BackupProviders(const Context& ctx) {
                          {.name = Session::kState, .type = "string"}}},
       [e](const cim::ClassSpec& spec) -> Result<std::vector<cim::Instance>> {
         std::vector<cim::Instance> rows;
-        for (const auto& s : e->snapshots().backups().List()) {
+        for (const auto& s : AllSessions(e)) {
           rows.push_back(cim::InstanceBuilder(spec)
                              .Str(Session::kInstanceID, s.id)
                              .Str(Session::kVirtualSystemCollectionId, s.collection_id)
@@ -279,10 +302,11 @@ Providers BackupProviders(const Context& ctx) {
                                     {.name = Disk::kSocketPath, .type = "string"},
                                     {.name = Disk::kSize, .type = "uint64"},
                                     {.name = Disk::kMetadataContext, .type = "string"},
-                                    {.name = Disk::kFullReadReason, .type = "string"}}},
+                                    {.name = Disk::kFullReadReason, .type = "string"},
+                                    {.name = Disk::kHost, .type = "string"}}},
       [e](const cim::ClassSpec& spec) -> Result<std::vector<cim::Instance>> {
         std::vector<cim::Instance> rows;
-        for (const auto& s : e->snapshots().backups().List()) {
+        for (const auto& s : AllSessions(e)) {
           for (const auto& m : s.members) {
             for (const auto& d : m.disks) {
               rows.push_back(
@@ -298,6 +322,7 @@ Providers BackupProviders(const Context& ctx) {
                       .Int(Disk::kSize, static_cast<int64_t>(d.size))
                       .Str(Disk::kMetadataContext, d.context)
                       .Str(Disk::kFullReadReason, d.full_read_reason)
+                      .Str(Disk::kHost, m.host)
                       .Build());
             }
           }

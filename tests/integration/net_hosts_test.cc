@@ -431,6 +431,11 @@ class VanishingHost final : public engine::CutHost {
   Status DestroyReferencePoint(const std::string& rp) override {
     return inner_->DestroyReferencePoint(rp);
   }
+  Result<engine::BackupSession> BeginBackup(const engine::HostBackupRequest& r) override {
+    return inner_->BeginBackup(r);
+  }
+  Result<bool> BackupServing(const std::string& id) override { return inner_->BackupServing(id); }
+  Status EndBackup(const std::string& id) override { return inner_->EndBackup(id); }
 
  private:
   void Vanish(const std::string& step) {
@@ -718,6 +723,89 @@ TEST_F(NetHostsTest, ACoordinatorVmgroupdSnapshotsAGroupAcrossHostsAndDestroysIt
 // hosts' leases), and once it is restarted the snapshot is on every host
 // or on none (a host's part without the coordinator's commit is taken
 // back), with no part's files left where it is on none.
+// A backup session across hosts, as a backup product drives it: every
+// disk of every host read with nbdcopy from the host that serves it, equal
+// to that host's frozen image; ended into a reference point across hosts,
+// the next session publishes each host's changes since it; a session nobody
+// reads ends by itself on every host. Nothing of a session is left anywhere.
+TEST_F(NetHostsTest, ABackupSessionAcrossHostsServesEveryHostsDisksAndEndsEverywhere) {
+  ASSERT_NO_FATAL_FAILURE(StartCoordinatorAndPeers(3));
+  const HostDaemon& coordinator = *daemons_[0];
+  const auto vms = MakeGroupAcrossHosts();
+  ASSERT_EQ(vms.size(), 3u);
+  const std::map<std::string, size_t> daemon_of = {{"", 0}, {"h2", 1}, {"h3", 2}};
+  // Nothing of any session, nor a snapshot, left on any host.
+  const auto expect_nothing_left = [&] {
+    for (size_t i = 0; i < 3; ++i) {
+      SCOPED_TRACE("host " + std::to_string(i + 1));
+      EXPECT_EQ(Json(*daemons_[i], {"backup", "list"}), nlohmann::json::array());
+      EXPECT_TRUE(SnapshotIds(*daemons_[i]).empty());
+    }
+  };
+
+  const nlohmann::json s1 = Json(coordinator, {"backup", "begin", "app"});
+  ASSERT_EQ(s1["disks"].size(), 6u) << s1.dump();
+  std::map<std::string, nlohmann::json> shown;  // by host: its part of the snapshot
+  for (const auto& [host, i] : daemon_of) {
+    shown[host] = Json(*daemons_[i], {"snapshot", "show", s1["snapshot_id"]});
+  }
+  for (const auto& d : s1["disks"]) {
+    const std::string host = d.value("host", "");
+    ASSERT_EQ(daemon_of.count(host), 1u) << d.dump();
+    const std::string vm = d["vm_id"];
+    EXPECT_EQ(std::count(vms[daemon_of.at(host)].begin(), vms[daemon_of.at(host)].end(), vm), 1)
+        << "served by the host it runs on: " << d.dump();
+    const std::string copy = dir_ / ("full-" + vm + ".raw");
+    auto read = Env::Default()->Run({"nbdcopy", d["uri"], copy}, std::chrono::minutes(2));
+    ASSERT_TRUE(read.ok() && read->exit_code == 0) << (read.ok() ? read->err : "") << d.dump();
+    std::string frozen;
+    for (const auto& m : shown[host]["members"]) {
+      if (m["vm_id"] == vm) frozen = m["images"][0];
+    }
+    ASSERT_FALSE(frozen.empty()) << shown[host].dump();
+    auto same = Env::Default()->Run({"qemu-img", "compare", "-U", copy, frozen});
+    EXPECT_TRUE(same.ok() && same->exit_code == 0) << "disk of " << vm << " on " << host;
+  }
+  // The coordinator lists one session; each host serves its part in one of its own.
+  EXPECT_EQ(Json(coordinator, {"backup", "list"}).size(), 2u) << "the group's and its part";
+  for (size_t i = 1; i < 3; ++i) EXPECT_EQ(Json(*daemons_[i], {"backup", "list"}).size(), 1u);
+
+  const nlohmann::json rp = Json(coordinator, {"backup", "end", s1["session"], "--to-refpoint"});
+  const std::string rp_id = rp.value("id", "");
+  ASSERT_FALSE(rp_id.empty()) << rp.dump();
+  for (size_t i = 0; i < 3; ++i) {
+    const nlohmann::json here = Json(*daemons_[i], {"refpoint", "list", group_id_});
+    ASSERT_EQ(here.size(), 1u) << "host " << i + 1 << ": " << here.dump();
+    EXPECT_EQ(here[0]["id"], rp_id) << "host " << i + 1;
+  }
+  expect_nothing_left();
+
+  // Incremental from it: each host's disks with the context of its changes.
+  const nlohmann::json s2 =
+      Json(coordinator, {"backup", "begin", "app", "--incremental-from", rp_id});
+  ASSERT_EQ(s2["disks"].size(), 6u) << s2.dump();
+  for (const auto& d : s2["disks"]) {
+    ASSERT_TRUE(d["context"].is_string()) << "a context, not a full read: " << d.dump();
+    const std::string context = d["context"];
+    auto map = Env::Default()->Run({"nbdinfo", "--map=" + context, d["uri"]});
+    EXPECT_TRUE(map.ok() && map->exit_code == 0) << (map.ok() ? map->err : "") << d.dump();
+  }
+  ASSERT_TRUE(CliOk(coordinator, {"backup", "end", s2["session"]}));
+  expect_nothing_left();
+  for (size_t i = 0; i < 3; ++i) {
+    EXPECT_EQ(Json(*daemons_[i], {"refpoint", "list", group_id_}).size(), 1u) << "kept";
+  }
+
+  // Read by nobody: every host's session idles out, then the group's.
+  const nlohmann::json idle = Json(coordinator, {"backup", "begin", "app", "--idle-timeout", "1"});
+  ASSERT_EQ(idle["disks"].size(), 6u) << idle.dump();
+  for (int t = 0; t < 300 && !Json(coordinator, {"backup", "list"}).empty(); ++t) {
+    std::this_thread::sleep_for(100ms);
+  }
+  expect_nothing_left();
+  ExpectAllRunning(vms);
+}
+
 TEST_F(NetHostsTest, ACoordinatorKilledMidSnapshotLeavesItOnEveryHostOrNoneOnceRestarted) {
   ASSERT_NO_FATAL_FAILURE(StartCoordinatorAndPeers(3));
   HostDaemon& coordinator = *daemons_[0];
