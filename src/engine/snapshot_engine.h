@@ -235,6 +235,15 @@ class SnapshotEngine {
   // coordinating (spanning_backups.h).
   SpanningBackups& spanning_backups() { return spanning_backups_; }
 
+  // Busy, naming the session, while a backup session serves vmgroupd's
+  // own VM `vm` from its QEMU: `what` ("turning it off") would end that
+  // QEMU, and with it the serving, under the session's reader. A libvirt
+  // domain's frozen images are served apart from it: OK.
+  Status CheckNotServed(const catalog::VmRecord& vm, const std::string& what) {
+    if (!vm.libvirt_uri.empty()) return Status::Ok();
+    return parts_.served.CheckVms({vm}, what);
+  }
+
   // What the operations run here measured (operation_metrics.h), and the
   // registry the daemon renders for Prometheus.
   OperationMetrics& metrics() { return metrics_; }

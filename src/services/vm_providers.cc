@@ -315,6 +315,12 @@ class ComputerSystemProvider : public cim::Provider {
                      "RequestedState must be 2 (running), 3 (off), 4 (shut down) or 9/32768 "
                      "(paused)");
     }
+    // A QEMU that serves a backup session's reader must not quit under it.
+    if (want == Want::kOff || want == Want::kShutDown) {
+      Status served = ctx_.engine->snapshots().CheckNotServed(
+          vm, want == Want::kOff ? "turning it off" : "shutting it down");
+      if (!served.ok()) return Refused(kRcBInvalidState, served.message());
+    }
     // The refusals above were its checks, each with its own code.
     return StartJob(
         ctx_.jobs, ReturnCodeB, Status::Ok(),

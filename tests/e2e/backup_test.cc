@@ -211,6 +211,15 @@ TEST_F(BackupTest, GetVirtualDiskChangesThroughCimXmlAnswersTheSameRangesAndRefu
             std::string::npos)
       << past.out;
 
+  // A served VM is not turned off nor shut down: its QEMU serves the reader.
+  for (const char* stop : {"turn-off", "stop"}) {
+    CommandOutput refused = Cli({"vm", stop, vm_ids_[0]});
+    EXPECT_NE(refused.exit_code, 0) << stop;
+    EXPECT_NE(refused.err.find("is served by backup session " + session), std::string::npos)
+        << refused.err;
+  }
+  EXPECT_EQ(Run({"nbdinfo", "--size", s["disks"][0]["uri"]}).exit_code, 0) << "still read";
+
   // Refused, and nothing changed: the session serves the same ranges.
   EXPECT_EQ(json::parse(Ok({"backup", "list", "--json"})).size(), 1u);
   EXPECT_EQ(Changes(session, vm_ids_[0]), (Ranges{{1 << 20, 1 << 20}, {6 << 20, 64 << 10}}));
