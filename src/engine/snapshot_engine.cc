@@ -16,7 +16,7 @@ SnapshotEngine::SnapshotEngine(Env* env, catalog::Catalog* catalog, VmRegistry* 
                                Peers* peers)
     : parts_(env, catalog, vms, collections, options),
       backups_(parts_, runner_, vms->state_dir() + "/backups"),
-      spanning_backups_(parts_, spanning_, backups_),
+      spanning_backups_(parts_, spanning_),
       spanning_(parts_, host_cuts_, backups_, peers) {
   spanning_.AlsoRecover([this] { return spanning_backups_.Recover(); });
 }

@@ -313,13 +313,10 @@ Result<storage::MarkedRanges> SpanningBackups::Changes(const std::string& id,
   VMG_ASSIGN_OR_RETURN(const BackupMember* m, FindMember(live->session, vm_id));
   for (size_t i = 0; i < live->hosts.size(); ++i) {
     if (live->hosts[i].host != m->host) continue;
-    if (m->host.empty()) {
-      return local_.Changes(live->host_sessions[i], m->vm_id, disk, offset, length);
-    }
-    return Status::NotSupported("VM " + m->vm_name + " is served by host " + m->host +
-                                ": ask its vmgroupd for the changes of its backup session " +
-                                live->host_sessions[i] +
-                                ", or read them with nbdinfo --map from the disk's URI");
+    VMG_ASSIGN_OR_RETURN(auto host, spanning_.HostOf(live->hosts[i]));
+    auto changes = host->BackupChanges(live->host_sessions[i], m->vm_id, disk, offset, length);
+    if (!changes.ok()) return changes.status().Annotate(host->name());
+    return changes;
   }
   return Status::NotFound("backup session " + id + " has no host " + HostName(m->host));
 }

@@ -36,10 +36,9 @@ namespace vmgroup::engine {
 
 class SpanningBackups {
  public:
-  // REQUIRES: `parts`, `spanning` and `local` (this host's sessions, its
-  // parts among them) outlive this.
-  SpanningBackups(GroupParts& parts, SpanningSnapshots& spanning, BackupSessions& local)
-      : parts_(parts), spanning_(spanning), local_(local) {}
+  // REQUIRES: `parts` and `spanning` outlive this.
+  SpanningBackups(GroupParts& parts, SpanningSnapshots& spanning)
+      : parts_(parts), spanning_(spanning) {}
 
   // Begin's checks, asking no host: NotFound for an unknown group;
   // InvalidArgument for a group with no member on another host; a
@@ -81,9 +80,8 @@ class SpanningBackups {
   std::vector<BackupSession> List();
   Result<BackupSession> Get(const std::string& id);
 
-  // The changed ranges of a disk of the session (BackupSessions::Changes),
-  // for a member this host serves; NotSupported for one another host
-  // serves, naming the host and its own session to ask.
+  // The changed ranges of a disk of the session, as the host that serves
+  // it answers them (BackupSessions::Changes there), named after it.
   Result<storage::MarkedRanges> Changes(const std::string& id, const std::string& vm_id, int disk,
                                         uint64_t offset, uint64_t length);
 
@@ -115,7 +113,6 @@ class SpanningBackups {
 
   GroupParts& parts_;
   SpanningSnapshots& spanning_;
-  BackupSessions& local_;
   std::mutex mu_;
   SessionTable<Live> sessions_;      // guarded by mu_
   std::set<std::string> beginning_;  // ids Begin has in hand; mu_

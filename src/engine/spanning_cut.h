@@ -78,10 +78,14 @@ class CutHost {
   // BackupSessions serves a snapshot it did not take, which ends by itself
   // once idle (request.idle_timeout); answered as the host serves it (the
   // id is the host's). Whether that session still serves (false once it
-  // ended), and its end (the part stays; OK when it ended already).
+  // ended), its end (the part stays; OK when it ended already), and the
+  // changed ranges of a disk it serves (BackupSessions::Changes).
   virtual Result<BackupSession> BeginBackup(const HostBackupRequest& request) = 0;
   virtual Result<bool> BackupServing(const std::string& session_id) = 0;
   virtual Status EndBackup(const std::string& session_id) = 0;
+  virtual Result<storage::MarkedRanges> BackupChanges(const std::string& session_id,
+                                                      const std::string& vm_id, int disk,
+                                                      uint64_t offset, uint64_t length) = 0;
 };
 
 // This host's own part, through its SnapshotEngine's HostCuts.
@@ -115,6 +119,11 @@ class LocalCutHost final : public CutHost {
     return backups_->Get(session_id).ok();
   }
   Status EndBackup(const std::string& session_id) override;
+  Result<storage::MarkedRanges> BackupChanges(const std::string& session_id,
+                                              const std::string& vm_id, int disk, uint64_t offset,
+                                              uint64_t length) override {
+    return backups_->Changes(session_id, vm_id, disk, offset, length);
+  }
 
  private:
   HostCuts* const cuts_;

@@ -66,6 +66,10 @@ class ScriptedHost final : public CutHost {
   }
   Result<bool> BackupServing(const std::string&) override { return false; }
   Status EndBackup(const std::string&) override { return Status::Ok(); }
+  Result<storage::MarkedRanges> BackupChanges(const std::string&, const std::string&, int, uint64_t,
+                                              uint64_t) override {
+    return Status::NotSupported("a scripted host serves no backup");
+  }
 
   std::string fail_at;
   bool abort_fails_ = false;

@@ -132,6 +132,16 @@ class FakeCutHost final : public CutHost {
     peer_->sessions.erase(id);
     return Status::Ok();
   }
+  // Its disk changed in its first 64 KiB.
+  Result<storage::MarkedRanges> BackupChanges(const std::string& id, const std::string& vm,
+                                              int disk, uint64_t, uint64_t) override {
+    std::lock_guard l(peer_->mu);
+    VMG_RETURN_IF_ERROR(Log("changes", id));
+    if (peer_->sessions.count(id) == 0 || vm != "u-" + name_ || disk != 0) {
+      return Status::NotFound("no such disk in session " + id);
+    }
+    return storage::MarkedRanges{.ranges = {{0, 64 << 10}}, .processed = 1 << 20};
+  }
 
  private:
   Status Step(const std::string& step, const std::string& id) {
@@ -457,6 +467,19 @@ TEST_F(SpanningSnapshotsTest, ABackupSessionAcrossHostsServesEveryHostsPartAndEn
   auto recorded = engine_->catalog().ListSpanningBackups();
   ASSERT_TRUE(recorded.ok() && recorded->size() == 1u);
   EXPECT_EQ((*recorded)[0].sessions.size(), 3u) << "every host's session, for a restart";
+  // The changes of each disk, as the host that serves it answers.
+  auto there = backups.Changes(s->id, "u-db1", 0, 0, 0);
+  ASSERT_TRUE(there.ok()) << there.status().ToString();
+  EXPECT_EQ(there->ranges, (std::vector<storage::ByteRange>{{0, 64 << 10}}));
+  EXPECT_EQ(there->processed, uint64_t{1} << 20);
+  auto here = backups.Changes(s->id, g.vm_ids[0], 0, 0, 0);
+  ASSERT_TRUE(here.ok()) << here.status().ToString();
+  ASSERT_EQ(here->ranges.size(), 1u) << "a full read: changed everywhere";
+  EXPECT_EQ(here->ranges[0].length, here->processed);
+  EXPECT_EQ(backups.Changes(s->id, "nobody", 0, 0, 0).status().code(), Code::kNotFound);
+  Status refused = backups.Changes(s->id, "u-app1", 3, 0, 0).status();
+  EXPECT_EQ(refused.code(), Code::kNotFound);
+  EXPECT_NE(refused.message().find("host app1"), std::string::npos) << refused.ToString();
 
   // Ended into a reference point across hosts: the next session's base.
   const std::string rp_id = NewGuid();

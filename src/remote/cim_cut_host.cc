@@ -373,6 +373,33 @@ Result<engine::BackupSession> CimCutHost::BeginBackup(const engine::HostBackupRe
                                .members = std::move(members)};
 }
 
+Result<storage::MarkedRanges> CimCutHost::BackupChanges(const std::string& session_id,
+                                                        const std::string& vm_id, int disk,
+                                                        uint64_t offset, uint64_t length) {
+  using C = BS::GetVirtualDiskChanges;
+  VMG_ASSIGN_OR_RETURN(
+      cim::Response r,
+      AskBackupService(
+          C::kMethod,
+          {RefArg(C::kBackupSession, KeyRef(Session::kClass, Session::kInstanceID, session_id)),
+           {C::kVirtualSystemIdentifier, "string", cim::Value::Scalar(vm_id)},
+           {C::kDiskIndex, "uint32", cim::Value::Scalar(std::to_string(disk))},
+           {C::kByteOffset, "uint64", cim::Value::Scalar(std::to_string(offset))},
+           {C::kByteLength, "uint64", cim::Value::Scalar(std::to_string(length))}}));
+  if (r.return_value != kRcCompleted) return Refusal(r);
+  VMG_ASSIGN_OR_RETURN(auto offsets, Numbers(r, C::kChangedByteOffsets));
+  VMG_ASSIGN_OR_RETURN(auto lengths, Numbers(r, C::kChangedByteLengths));
+  if (offsets.size() != lengths.size()) {
+    return Status::Failed("the answer's offsets and lengths are not one per range");
+  }
+  storage::MarkedRanges out{.processed = static_cast<uint64_t>(std::strtoull(
+                                Text(r, C::kProcessedByteLength).c_str(), nullptr, 10))};
+  for (size_t i = 0; i < offsets.size(); ++i) {
+    out.ranges.push_back({static_cast<uint64_t>(offsets[i]), static_cast<uint64_t>(lengths[i])});
+  }
+  return out;
+}
+
 Result<std::vector<engine::BackupMember>> CimCutHost::BackupMembers(const std::string& session_id) {
   VMG_ASSIGN_OR_RETURN(auto disks, cim_->EnumerateInstances(Disk::kClass));
   std::vector<engine::BackupMember> members;

@@ -69,10 +69,14 @@ class CimCutHost final : public engine::CutHost {
   // answer awaited until the session serves (or its job failed), within the
   // step timeout, and its disks as Vmgroup_BackupDisk lists them; whether
   // its Vmgroup_BackupSession is still listed; EndBackup, its job followed
-  // as Export's (OK when the session is gone already).
+  // as Export's (OK when the session is gone already); GetVirtualDiskChanges,
+  // answered at once.
   Result<engine::BackupSession> BeginBackup(const engine::HostBackupRequest& request) override;
   Result<bool> BackupServing(const std::string& session_id) override;
   Status EndBackup(const std::string& session_id) override;
+  Result<storage::MarkedRanges> BackupChanges(const std::string& session_id,
+                                              const std::string& vm_id, int disk, uint64_t offset,
+                                              uint64_t length) override;
 
  private:
   CimCutHost(std::string name, std::unique_ptr<cim::CimClient> cim)

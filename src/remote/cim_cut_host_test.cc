@@ -13,6 +13,7 @@
 
 #include <deque>
 #include <mutex>
+#include <set>
 
 #include "base/return_codes.h"
 #include "cim/dispatcher.h"
@@ -25,6 +26,7 @@ namespace vmgroup::remote {
 namespace {
 
 using HC = schema::HostCutService;
+using BS = schema::BackupService;
 using Job = schema::ConcreteJob;
 using namespace std::chrono_literals;
 
@@ -55,6 +57,9 @@ struct Script {
   std::map<std::string, std::map<std::string, std::string>> got;  // by method: its arguments
   std::deque<Look> looks;  // the job at each look; the last one stays
   int looked = 0;
+  // Its backup service's sessions serving, and the disks it lists.
+  std::set<std::string> serving;
+  std::vector<cim::Instance> disks;
 };
 
 cim::ClassSpec ServiceSpec() {
@@ -89,10 +94,41 @@ cim::ClassSpec ServiceSpec() {
            .params = {In(HC::kReferencePointID, "string")}}}};
 }
 
-// Vmgroup_HostCutService: records each call's arguments, answers the script's.
+cim::ClassSpec BackupServiceSpec() {
+  const cim::ParamSpec session = {.name = BS::BeginBackup::kResultingBackupSession,
+                                  .type = "reference",
+                                  .in = false,
+                                  .out = true,
+                                  .reference_class = schema::BackupSession::kClass};
+  return {
+      .name = BS::kClass,
+      .superclass = "CIM_Service",
+      .properties = {{.name = "Name", .type = "string", .key = true}},
+      .methods = {
+          {.name = BS::BeginBackup::kMethod,
+           .params = {{.name = BS::BeginBackup::kCollection, .type = "reference"},
+                      {.name = BS::BeginBackup::kSnapshotCollection, .type = "reference"},
+                      {.name = BS::BeginBackup::kBaseReferencePointCollection, .type = "reference"},
+                      In(BS::BeginBackup::kIdleTimeout, "uint32"),
+                      In(BS::BeginBackup::kTransport, "uint16"),
+                      session,
+                      JobOut()}},
+          {.name = BS::EndBackup::kMethod,
+           .params = {{.name = BS::EndBackup::kBackupSession, .type = "reference"}, JobOut()}},
+          {.name = BS::GetVirtualDiskChanges::kMethod,
+           .params = {{.name = BS::GetVirtualDiskChanges::kBackupSession, .type = "reference"},
+                      In(BS::GetVirtualDiskChanges::kVirtualSystemIdentifier, "string"),
+                      In(BS::GetVirtualDiskChanges::kDiskIndex, "uint32"),
+                      In(BS::GetVirtualDiskChanges::kByteOffset, "uint64"),
+                      In(BS::GetVirtualDiskChanges::kByteLength, "uint64")}}}};
+}
+
+// Vmgroup_HostCutService, or with `spec` another service: records each
+// call's arguments (a reference's key values), answers the script's.
 class ScriptedService final : public cim::Provider {
  public:
-  explicit ScriptedService(Script* s) : script_(s) {}
+  explicit ScriptedService(Script* s, cim::ClassSpec spec = ServiceSpec())
+      : script_(s), spec_(std::move(spec)) {}
   const cim::ClassSpec& spec() const override { return spec_; }
   Result<std::vector<cim::Instance>> Enumerate() override {
     return std::vector<cim::Instance>{cim::InstanceBuilder(spec_).Str("Name", "hcs").Build()};
@@ -101,13 +137,66 @@ class ScriptedService final : public cim::Provider {
                                    const std::map<std::string, cim::Value>& args) override {
     std::lock_guard l(script_->mu);
     auto& got = script_->got[method.name];
-    for (const auto& [name, value] : args) got[name] = value.scalar;
+    for (const auto& [name, value] : args) {
+      got[name] = value.refs.empty() || value.refs[0].keys.empty() ? value.scalar
+                                                                   : value.refs[0].keys[0].value;
+    }
     return script_->answer;
   }
 
  private:
   Script* script_;
-  cim::ClassSpec spec_ = ServiceSpec();
+  cim::ClassSpec spec_;
+};
+
+// Vmgroup_BackupSession (those serving) and Vmgroup_BackupDisk (the
+// script's disks).
+class ScriptedSessions final : public cim::Provider {
+ public:
+  explicit ScriptedSessions(Script* s) : script_(s) {}
+  const cim::ClassSpec& spec() const override { return spec_; }
+  Result<std::vector<cim::Instance>> Enumerate() override {
+    std::lock_guard l(script_->mu);
+    std::vector<cim::Instance> out;
+    for (const auto& id : script_->serving) {
+      out.push_back(
+          cim::InstanceBuilder(spec_).Str(schema::BackupSession::kInstanceID, id).Build());
+    }
+    return out;
+  }
+
+ private:
+  Script* script_;
+  cim::ClassSpec spec_{
+      .name = schema::BackupSession::kClass,
+      .properties = {{.name = schema::BackupSession::kInstanceID, .type = "string", .key = true}}};
+};
+
+cim::ClassSpec DiskSpec() {
+  using D = schema::BackupDisk;
+  return {.name = D::kClass,
+          .properties = {{.name = D::kInstanceID, .type = "string", .key = true},
+                         {.name = D::kSessionID, .type = "string"},
+                         {.name = D::kVirtualSystemIdentifier, .type = "string"},
+                         {.name = D::kVirtualSystemName, .type = "string"},
+                         {.name = D::kDiskIndex, .type = "uint32"},
+                         {.name = D::kURI, .type = "string"},
+                         {.name = D::kSize, .type = "uint64"},
+                         {.name = D::kMetadataContext, .type = "string"}}};
+}
+
+class ScriptedDisks final : public cim::Provider {
+ public:
+  explicit ScriptedDisks(Script* s) : script_(s) {}
+  const cim::ClassSpec& spec() const override { return spec_; }
+  Result<std::vector<cim::Instance>> Enumerate() override {
+    std::lock_guard l(script_->mu);
+    return script_->disks;
+  }
+
+ private:
+  Script* script_;
+  cim::ClassSpec spec_ = DiskSpec();
 };
 
 // Msvm_ConcreteJob: one job, each look taking the script's next state.
@@ -148,6 +237,9 @@ class CimCutHostTest : public ::testing::Test {
   CimCutHostTest() {
     dispatcher_.Register(std::make_unique<ScriptedService>(&script_));
     dispatcher_.Register(std::make_unique<ScriptedJob>(&script_));
+    dispatcher_.Register(std::make_unique<ScriptedService>(&script_, BackupServiceSpec()));
+    dispatcher_.Register(std::make_unique<ScriptedSessions>(&script_));
+    dispatcher_.Register(std::make_unique<ScriptedDisks>(&script_));
     Status s = server_.ListenUnix({.path = dir_ / "db1.sock", .who = [](uid_t, gid_t) {
                                      return cim::Peer{"coordinator", cim::Role::kAdmin, "", ""};
                                    }});
@@ -172,6 +264,37 @@ class CimCutHostTest : public ::testing::Test {
       script_.answer.out.push_back(
           {schema::MethodOut::kErrorDescription, "string", cim::Value::Scalar(why)});
     }
+  }
+  // The answer also names backup session `id`, as BeginBackup's does.
+  void AnswerSession(const std::string& id) {
+    std::lock_guard l(script_.mu);
+    script_.answer.out.push_back(
+        {BS::BeginBackup::kResultingBackupSession, "reference",
+         cim::Value::Reference(
+             {"",
+              {},
+              schema::BackupSession::kClass,
+              {{schema::BackupSession::kInstanceID, cim::KeyBinding::Kind::kString, id, {}}}})});
+  }
+  // Disk `index` of VM `vm`, served by session `session`.
+  void Disk(const std::string& session, const std::string& vm, int index) {
+    using D = schema::BackupDisk;
+    std::lock_guard l(script_.mu);
+    script_.disks.push_back(
+        cim::InstanceBuilder(DiskSpec())
+            .Str(D::kInstanceID, session + "/" + vm + "/" + std::to_string(index))
+            .Str(D::kSessionID, session)
+            .Str(D::kVirtualSystemIdentifier, vm)
+            .Str(D::kVirtualSystemName, "name-" + vm)
+            .Int(D::kDiskIndex, index)
+            .Str(D::kURI, "nbd+unix:///disk" + std::to_string(index) + "?socket=/" + vm)
+            .Int(D::kSize, 1 << 20)
+            .Str(D::kMetadataContext, "qemu:dirty-bitmap:rp")
+            .Build());
+  }
+  void Serving(std::set<std::string> ids) {
+    std::lock_guard l(script_.mu);
+    script_.serving = std::move(ids);
   }
   void Looks(std::deque<Look> looks) {
     std::lock_guard l(script_.mu);
@@ -321,6 +444,90 @@ TEST_F(CimCutHostTest, AConversionFollowsTheHostsJobAndItsChecksAnswerAtOnce) {
   EXPECT_TRUE(host_->DestroyReferencePoint(rp).ok());
   EXPECT_EQ(Got(HC::DestroyReferencePointPart::kMethod),
             (std::map<std::string, std::string>{{HC::kReferencePointID, rp}}));
+}
+
+// A host's part of a backup session: the part named, the session awaited
+// until the host lists it, its disks gathered by VM.
+TEST_F(CimCutHostTest, BeginBackupNamesThePartAndAnswersOnceTheHostServesIt) {
+  Answer(kRcJobStarted, "job-1");
+  AnswerSession("hs-1");
+  Looks({{}});  // the job runs on: it lasts as long as the session
+  Disk("hs-1", "u1", 1);
+  Disk("hs-1", "u1", 0);
+  Disk("hs-1", "u2", 0);
+  Disk("other", "u3", 0);
+  Serving({"hs-1"});
+  auto s = host_->BeginBackup({.collection_id = "c",
+                               .snapshot_id = kId,
+                               .incremental_from = "rp",
+                               .transport = engine::BackupTransport::kTcp,
+                               .idle_timeout = 90s});
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  EXPECT_EQ(s->id, "hs-1");
+  const auto got = Got(BS::BeginBackup::kMethod);
+  EXPECT_EQ(got.at(BS::BeginBackup::kCollection), "c");
+  EXPECT_EQ(got.at(BS::BeginBackup::kSnapshotCollection), kId);
+  EXPECT_EQ(got.at(BS::BeginBackup::kBaseReferencePointCollection), "rp");
+  EXPECT_EQ(got.at(BS::BeginBackup::kIdleTimeout), "90");
+  EXPECT_EQ(got.at(BS::BeginBackup::kTransport), "2");
+  ASSERT_EQ(s->members.size(), 2u) << "the other session's disk is not this one's";
+  EXPECT_EQ(s->members[0].vm_id, "u1");
+  EXPECT_EQ(s->members[0].vm_name, "name-u1");
+  ASSERT_EQ(s->members[0].disks.size(), 2u);
+  EXPECT_EQ(s->members[0].disks[1].index, 0);
+  EXPECT_EQ(s->members[0].disks[1].uri, "nbd+unix:///disk0?socket=/u1");
+  EXPECT_EQ(s->members[0].disks[1].size, uint64_t{1} << 20);
+  EXPECT_EQ(s->members[0].disks[1].context, "qemu:dirty-bitmap:rp");
+  EXPECT_TRUE(*host_->BackupServing("hs-1"));
+  EXPECT_FALSE(*host_->BackupServing("hs-2"));
+}
+
+TEST_F(CimCutHostTest, ABackupWhoseJobFailsBeforeItServesIsTheHostsError) {
+  Answer(kRcJobStarted, "job-1");
+  AnswerSession("hs-1");
+  Looks({{}, {.state = schema::JobState::kException, .error_code = 32768, .error = "no room"}});
+  auto s = host_->BeginBackup({.collection_id = "c", .snapshot_id = kId});
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.status().message().find("no room"), std::string::npos) << s.status().ToString();
+
+  Answer(kRcInvalidState, "", "VM u1 is busy");
+  EXPECT_EQ(host_->BeginBackup({.collection_id = "c", .snapshot_id = kId}).status().code(),
+            Code::kInvalidState)
+      << "a refusal, kept";
+}
+
+TEST_F(CimCutHostTest, EndBackupFollowsItsJobAndIsDoneForASessionGoneAlready) {
+  Answer(kRcJobStarted, "job-1");
+  Looks({{}, {.state = schema::JobState::kCompleted}});
+  Serving({"hs-1"});
+  EXPECT_TRUE(host_->EndBackup("hs-1").ok());
+  EXPECT_EQ(Got(BS::EndBackup::kMethod).at(BS::EndBackup::kBackupSession), "hs-1");
+
+  Answer(kRcInvalidParameter, "", "no backup session has id hs-1");
+  EXPECT_EQ(host_->EndBackup("hs-1").code(), Code::kInvalidArgument) << "still listed: refused";
+  Serving({});
+  EXPECT_TRUE(host_->EndBackup("hs-1").ok()) << "ended by itself meanwhile";
+}
+
+TEST_F(CimCutHostTest, TheChangesOfADiskAreTheHostsRanges) {
+  using C = BS::GetVirtualDiskChanges;
+  {
+    std::lock_guard l(script_.mu);
+    script_.answer = {kRcCompleted,
+                      {{C::kChangedByteOffsets, "uint64", cim::Value::Array({"0", "131072"})},
+                       {C::kChangedByteLengths, "uint64", cim::Value::Array({"65536", "4096"})},
+                       {C::kProcessedByteLength, "uint64", cim::Value::Scalar("1048576")}}};
+  }
+  auto c = host_->BackupChanges("hs-1", "u1", 1, 0, 0);
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->ranges, (std::vector<storage::ByteRange>{{0, 65536}, {131072, 4096}}));
+  EXPECT_EQ(c->processed, uint64_t{1} << 20);
+  const auto got = Got(C::kMethod);
+  EXPECT_EQ(got.at(C::kBackupSession), "hs-1");
+  EXPECT_EQ(got.at(C::kVirtualSystemIdentifier), "u1");
+  EXPECT_EQ(got.at(C::kDiskIndex), "1");
+  Answer(kRcInvalidParameter, "", "backup session hs-1 serves no VM u9");
+  EXPECT_EQ(host_->BackupChanges("hs-1", "u9", 0, 0, 0).status().code(), Code::kInvalidArgument);
 }
 
 }  // namespace

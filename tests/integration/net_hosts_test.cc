@@ -436,6 +436,10 @@ class VanishingHost final : public engine::CutHost {
   }
   Result<bool> BackupServing(const std::string& id) override { return inner_->BackupServing(id); }
   Status EndBackup(const std::string& id) override { return inner_->EndBackup(id); }
+  Result<storage::MarkedRanges> BackupChanges(const std::string& id, const std::string& vm,
+                                              int disk, uint64_t offset, uint64_t length) override {
+    return inner_->BackupChanges(id, vm, disk, offset, length);
+  }
 
  private:
   void Vanish(const std::string& step) {
@@ -789,6 +793,10 @@ TEST_F(NetHostsTest, ABackupSessionAcrossHostsServesEveryHostsDisksAndEndsEveryw
     const std::string context = d["context"];
     auto map = Env::Default()->Run({"nbdinfo", "--map=" + context, d["uri"]});
     EXPECT_TRUE(map.ok() && map->exit_code == 0) << (map.ok() ? map->err : "") << d.dump();
+    // The same changes through the coordinator, which asks the host that serves it.
+    const nlohmann::json changes =
+        Json(coordinator, {"backup", "changes", s2["session"], d["vm_id"], "0"});
+    EXPECT_EQ(changes.value("processed", uint64_t{0}), d["size"].get<uint64_t>()) << changes.dump();
   }
   ASSERT_TRUE(CliOk(coordinator, {"backup", "end", s2["session"]}));
   expect_nothing_left();
