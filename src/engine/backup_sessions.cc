@@ -275,18 +275,27 @@ Result<BackupEnding> BackupSessions::Serve(const std::string& id, Duration idle_
 }
 
 BackupSessions::~BackupSessions() {
-  std::vector<std::thread> threads;
+  std::vector<Background> threads;
   {
     std::lock_guard lock(mu_);
     closing_ = true;
     threads.swap(background_);
   }
-  for (auto& t : threads) t.join();
+  for (auto& b : threads) b.thread.join();
 }
 
 void BackupSessions::ServeInBackground(const std::string& id, Duration idle_timeout) {
   std::lock_guard lock(mu_);
-  background_.emplace_back([this, id, idle_timeout] {
+  // Those done are joined now: a daemon serving sessions for months keeps
+  // no thread of an ended one.
+  std::erase_if(background_, [](Background& b) {
+    if (!*b.done) return false;
+    b.thread.join();
+    return true;
+  });
+  auto done = std::make_shared<std::atomic<bool>>(false);
+  background_.push_back({.done = done});
+  background_.back().thread = std::thread([this, id, idle_timeout, done] {
     auto how = Serve(id, idle_timeout, {});
     if (!how.ok()) {
       Log(LogLevel::kWarning, "backup session " + id + ": " + how.status().ToString());
@@ -297,6 +306,7 @@ void BackupSessions::ServeInBackground(const std::string& id, Duration idle_time
                   std::chrono::duration_cast<std::chrono::seconds>(idle_timeout).count()) +
               " s");
     }
+    *done = true;
   });
 }
 

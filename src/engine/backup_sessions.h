@@ -18,6 +18,7 @@
 // Thread-safe.
 #pragma once
 
+#include <atomic>
 #include <functional>
 #include <map>
 #include <memory>
@@ -192,9 +193,15 @@ class BackupSessions {
   OperationRunner& runner_;
   const std::string directory_;
   std::mutex mu_;
-  SessionTable<Live> sessions_;          // guarded by mu_
-  bool closing_ = false;                 // guarded by mu_: EndAll ran
-  std::vector<std::thread> background_;  // guarded by mu_
+  SessionTable<Live> sessions_;  // guarded by mu_
+  bool closing_ = false;         // guarded by mu_: EndAll ran
+  // ServeInBackground's threads, each with its flag set once it is done
+  // (joined at the next call, or by the destructor); guarded by mu_.
+  struct Background {
+    std::thread thread;
+    std::shared_ptr<std::atomic<bool>> done;
+  };
+  std::vector<Background> background_;
 };
 
 }  // namespace vmgroup::engine

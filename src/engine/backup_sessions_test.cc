@@ -371,6 +371,30 @@ TEST_F(BackupSessionsTest, ASnapshotTakenForASessionThatNeverServedIsDestroyedAt
   }
 }
 
+// A host's part of a session across hosts serves by itself: it ends once
+// idle, and one still serving when the engine closes is ended then.
+TEST_F(BackupSessionsTest, ASessionServedInTheBackgroundEndsOnceIdleOrWithTheEngine) {
+  auto g = MakeGroup(1);
+  auto& backups = engine_->snapshots().backups();
+  auto idle = backups.Begin({.collection_id = g.collection_id});
+  ASSERT_TRUE(idle.ok()) << idle.status().ToString();
+  backups.ServeInBackground(idle->id, std::chrono::milliseconds(50));
+  for (int i = 0; i < 500 && !backups.List().empty(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_TRUE(backups.List().empty()) << "nobody read it";
+  EXPECT_TRUE(engine_->catalog().ListSnapshots()->empty()) << "the snapshot it took is gone";
+
+  auto serving = backups.Begin({.collection_id = g.collection_id});
+  ASSERT_TRUE(serving.ok()) << serving.status().ToString();
+  backups.ServeInBackground(serving->id, std::chrono::hours(1));
+  engine_.reset();
+  Open();
+  EXPECT_TRUE(engine_->catalog().ListBackupIntents()->empty()) << "ended as the engine closed";
+  EXPECT_TRUE(engine_->catalog().ListSnapshots()->empty());
+  ExpectConsistent();
+}
+
 TEST_F(BackupSessionsTest, ServeEndsAnIdleSessionOrReturnsOnceItIsEnded) {
   auto g = MakeGroup(1);
   auto& backups = engine_->snapshots().backups();

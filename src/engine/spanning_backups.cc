@@ -250,16 +250,18 @@ Result<BackupEnding> SpanningBackups::Serve(const std::string& id,
   std::vector<std::unique_ptr<CutHost>> watch;  // this thread's own, one per host
   while (true) {
     std::shared_ptr<Live> live;
+    BackupState state;
     {
       std::lock_guard lock(mu_);
       auto it = sessions_.find(id);
       if (it == sessions_.end()) return BackupEnding::kEnded;
       live = it->second;
+      state = live->session.state;  // End changes it, under mu_
     }
     std::optional<BackupEnding> ending;
     if (stop && stop()) {
       ending = BackupEnding::kStopped;
-    } else if (live->session.state != BackupState::kEnding) {
+    } else if (state != BackupState::kEnding) {
       bool serving = false;
       for (size_t i = 0; i < live->hosts.size() && !serving; ++i) {
         if (watch.size() <= i) {
