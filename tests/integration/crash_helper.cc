@@ -133,8 +133,16 @@ int main(int argc, char** argv) {
   }
   if (argc == 5 && std::string(argv[2]) == "span") {
     CrashAtEnv env(argv[4]);
-    auto e = engine::Engine::Open(
-        {.state_dir = argv[1], .env = &env, .qemu = testing::TestQemu(), .peers = peers.get()});
+    // What is killed is the coordinator, at a point; a lease that ran out
+    // first on a loaded machine would end the snapshot before it (the
+    // hosts resume by themselves within it all the same).
+    engine::SnapshotOptions snapshot;
+    snapshot.host_lease = std::chrono::seconds(5);
+    auto e = engine::Engine::Open({.state_dir = argv[1],
+                                   .env = &env,
+                                   .qemu = testing::TestQemu(),
+                                   .snapshot = snapshot,
+                                   .peers = peers.get()});
     if (!e.ok()) return Fail(e.status());
     Status s = (*e)->snapshots().Create({.collection_id = argv[3]}).status();
     if (!s.ok()) return Fail(s);
