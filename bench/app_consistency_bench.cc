@@ -31,6 +31,7 @@
 #include "libvirt_side.h"
 #include "report.h"
 #include "stats.h"
+#include "testing/guest_kit.h"
 #include "testing/temp_dir.h"
 #include "testing/tiny_vms.h"
 
@@ -53,7 +54,7 @@ GuestSpec Guest(const Args& a) {
   return {.memory_mib = 128,
           .kernel = a.kit + "/vmlinuz",
           .initrd = a.kit + "/initrd.gz",
-          .cmdline = "console=ttyS0 panic=-1 quiet agent=1 writer=fs",
+          .cmdline = testing::GuestKernelArgs("agent=1 writer=fs"),
           .ready_marker = "AGENT-READY",
           .agent = true};
 }

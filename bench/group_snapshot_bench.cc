@@ -33,6 +33,7 @@
 #include "libvirt_side.h"
 #include "report.h"
 #include "stats.h"
+#include "testing/guest_kit.h"
 #include "testing/temp_dir.h"
 #include "testing/tiny_vms.h"
 
@@ -65,7 +66,7 @@ std::optional<GuestSpec> Guest(const std::string& kit, const std::string& load) 
   if (load == "idle") return std::nullopt;
   const std::string writer = load == "seq" ? "raw" : load;
   return GuestSpec{128, kit + "/vmlinuz", kit + "/initrd.gz",
-                   "console=ttyS0 panic=-1 quiet writer=" + writer, "wrote "};
+                   testing::GuestKernelArgs("writer=" + writer), "wrote "};
 }
 
 // What the members' pauses were made of, one sample per member and cut (us).

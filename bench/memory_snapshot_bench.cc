@@ -31,6 +31,7 @@
 #include "libvirt_side.h"
 #include "report.h"
 #include "stats.h"
+#include "testing/guest_kit.h"
 #include "testing/huge_page_pool.h"
 #include "testing/temp_dir.h"
 #include "testing/tiny_vms.h"
@@ -52,7 +53,7 @@ struct Args {
 };
 
 std::string Workload(int memory_mib) {
-  return "console=ttyS0 panic=-1 quiet counter=mem fill=" + std::to_string(memory_mib / 2);
+  return testing::GuestKernelArgs("counter=mem fill=" + std::to_string(memory_mib / 2));
 }
 
 GuestSpec Guest(const Args& a, int memory_mib) {

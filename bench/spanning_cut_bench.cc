@@ -51,6 +51,7 @@
 #include "remote/cim_cut_host.h"
 #include "report.h"
 #include "stats.h"
+#include "testing/guest_kit.h"
 #include "testing/host_daemon.h"
 #include "testing/net_hosts.h"
 #include "testing/temp_dir.h"
@@ -78,7 +79,7 @@ std::vector<std::string> VmOptions(const std::string& load) {
           "--disk",   "64M",
           "--kernel", kit + "/vmlinuz",
           "--initrd", kit + "/initrd.gz",
-          "--append", "console=ttyS0 panic=-1 quiet agent=1 writer=raw"};
+          "--append", testing::GuestKernelArgs("agent=1 writer=raw")};
 }
 
 // Waits until each of `vm_ids` of `d` has written (its console says so).

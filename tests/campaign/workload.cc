@@ -6,6 +6,7 @@
 #include <regex>
 
 #include "backup_listing.h"
+#include "testing/guest_kit.h"
 
 namespace vmgroup::campaign {
 
@@ -73,7 +74,7 @@ Status Workload::CreateGuests() {
     auto made = daemon_.Cli({"vm", "create", name, "--memory", std::to_string(options_.memory_mib),
                              "--disk", disk, "--kernel", options_.guest_kit + "/vmlinuz",
                              "--initrd", options_.guest_kit + "/initrd.gz", "--append",
-                             "console=ttyS0 panic=-1 quiet agent=1 writer=raw", "--start"});
+                             testing::GuestKernelArgs("agent=1 writer=raw"), "--start"});
     VMG_RETURN_IF_ERROR(Succeeded(made, "vm create " + name));
     guests_.push_back(Trimmed(made->out.substr(0, made->out.find('\n'))));
   }

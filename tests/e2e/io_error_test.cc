@@ -17,6 +17,7 @@
 
 #include "../integration/guest_fixture.h"
 #include "daemon_fixture.h"
+#include "testing/guest_kit.h"
 
 namespace vmgroup::e2e {
 namespace {
@@ -58,7 +59,7 @@ class IoErrorTest : public DaemonFixture {
     id_ = Ok({"vm", "create", "db", "--memory", "128", "--disk", Image(), "--kernel",
               std::string(GUEST_KIT_DIR) + "/vmlinuz", "--initrd",
               std::string(GUEST_KIT_DIR) + "/initrd.gz", "--append",
-              "console=ttyS0 panic=-1 quiet writer=raw", "--start"});
+              testing::GuestKernelArgs("writer=raw"), "--start"});
     while (!id_.empty() && id_.back() == '\n') id_.pop_back();
     WaitForState("io-error");
   }

@@ -17,6 +17,7 @@
 
 #include "../integration/guest_fixture.h"
 #include "daemon_fixture.h"
+#include "testing/guest_kit.h"
 #include "testing/private_libvirtd.h"
 
 namespace vmgroup::e2e {
@@ -56,13 +57,13 @@ class LibvirtDomainsTest : public DaemonFixture {
   // `agent`, the guest runs QEMU's guest agent (on its channel) and writes
   // its records into a file of an ext4 filesystem on the first disk.
   std::string Define(const std::string& name, bool start = true, bool agent = false) {
-    testing::GuestDomain g{.name = name,
-                           .kernel = std::string(GUEST_KIT_DIR) + "/vmlinuz",
-                           .initrd = std::string(GUEST_KIT_DIR) + "/initrd.gz",
-                           .append = std::string("console=ttyS0 panic=-1 quiet ") +
-                                     (agent ? "agent=1 writer=fs" : "writer=raw"),
-                           .serial_log = SerialOf(name),
-                           .agent = agent};
+    testing::GuestDomain g{
+        .name = name,
+        .kernel = std::string(GUEST_KIT_DIR) + "/vmlinuz",
+        .initrd = std::string(GUEST_KIT_DIR) + "/initrd.gz",
+        .append = testing::GuestKernelArgs(agent ? "agent=1 writer=fs" : "writer=raw"),
+        .serial_log = SerialOf(name),
+        .agent = agent};
     for (const char* disk : {"-a.qcow2", "-b.qcow2"}) {
       g.disks.push_back(Image(name + disk));
       EXPECT_TRUE(storage::QemuImg(Env::Default()).Create(g.disks.back(), kDiskBytes).ok());

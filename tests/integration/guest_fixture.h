@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "group_fixture.h"
+#include "testing/guest_kit.h"
 
 namespace vmgroup::integration {
 
@@ -73,7 +74,7 @@ class GuestFixture : public GroupFixture {
             .config = {.memory_mib = memory_mib,
                        .kernel = std::string(GUEST_KIT_DIR) + "/vmlinuz",
                        .initrd = std::string(GUEST_KIT_DIR) + "/initrd.gz",
-                       .append = "console=ttyS0 panic=-1 quiet " + workload,
+                       .append = testing::GuestKernelArgs(workload),
                        .extra_args = {"-no-reboot"}}};
   }
 

@@ -22,6 +22,7 @@
 #include "engine/snapshot_plan.h"
 #include "guest_fixture.h"
 #include "hypervisor/libvirt/libvirt_driver.h"
+#include "testing/guest_kit.h"
 #include "testing/private_libvirtd.h"
 
 namespace vmgroup::integration {
@@ -54,13 +55,13 @@ class LibvirtCrashFixture : public ::testing::Test {
     std::filesystem::create_directories(dir_ / "images");
     for (int i = 0; i < kDomains; ++i) {
       const std::string name = prefix + std::to_string(i);
-      testing::GuestDomain g{.name = name,
-                             .kernel = std::string(GUEST_KIT_DIR) + "/vmlinuz",
-                             .initrd = std::string(GUEST_KIT_DIR) + "/initrd.gz",
-                             .append = std::string("console=ttyS0 panic=-1 quiet ") +
-                                       (agent ? "agent=1 writer=fs" : "writer=raw"),
-                             .serial_log = dir_ / ("images/" + name + ".serial"),
-                             .agent = agent};
+      testing::GuestDomain g{
+          .name = name,
+          .kernel = std::string(GUEST_KIT_DIR) + "/vmlinuz",
+          .initrd = std::string(GUEST_KIT_DIR) + "/initrd.gz",
+          .append = testing::GuestKernelArgs(agent ? "agent=1 writer=fs" : "writer=raw"),
+          .serial_log = dir_ / ("images/" + name + ".serial"),
+          .agent = agent};
       for (const char* disk : {"-a.qcow2", "-b.qcow2"}) {
         g.disks.push_back(dir_ / ("images/" + name + disk));
         ASSERT_TRUE(storage::QemuImg(Env::Default()).Create(g.disks.back(), kDiskBytes).ok());

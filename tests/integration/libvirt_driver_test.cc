@@ -11,6 +11,7 @@
 
 #include "engine/cut_executor.h"
 #include "guest_fixture.h"
+#include "testing/guest_kit.h"
 #include "testing/private_libvirtd.h"
 
 namespace vmgroup::integration {
@@ -56,13 +57,13 @@ class LibvirtDriverTest : public ::testing::Test {
   // beside its guest agent.
   std::string Define(const std::string& name, bool start = true, bool agent = false) {
     std::filesystem::create_directories(images_.path());
-    testing::GuestDomain g{.name = name,
-                           .kernel = std::string(GUEST_KIT_DIR) + "/vmlinuz",
-                           .initrd = std::string(GUEST_KIT_DIR) + "/initrd.gz",
-                           .append = std::string("console=ttyS0 panic=-1 quiet ") +
-                                     (agent ? "agent=1 writer=fs" : "writer=raw"),
-                           .serial_log = Image(name + ".serial"),
-                           .agent = agent};
+    testing::GuestDomain g{
+        .name = name,
+        .kernel = std::string(GUEST_KIT_DIR) + "/vmlinuz",
+        .initrd = std::string(GUEST_KIT_DIR) + "/initrd.gz",
+        .append = testing::GuestKernelArgs(agent ? "agent=1 writer=fs" : "writer=raw"),
+        .serial_log = Image(name + ".serial"),
+        .agent = agent};
     for (const char* disk : {"-a.qcow2", "-b.qcow2"}) {
       g.disks.push_back(Image(name + disk));
       EXPECT_TRUE(storage::QemuImg(Env::Default()).Create(g.disks.back(), kDiskBytes).ok());

@@ -18,6 +18,7 @@
 #include "guest_fixture.h"
 #include "hypervisor/libvirt/libvirt_driver.h"
 #include "storage/checksum.h"
+#include "testing/guest_kit.h"
 #include "testing/private_libvirtd.h"
 #include "testing/tiny_vms.h"
 
@@ -49,7 +50,7 @@ class LibvirtExportTest : public ::testing::Test {
                              .kernel = i == 0 ? std::string(GUEST_KIT_DIR) + "/vmlinuz"
                                               : (Images() / "vmlinuz").string(),
                              .initrd = std::string(GUEST_KIT_DIR) + "/initrd.gz",
-                             .append = "console=ttyS0 panic=-1 quiet writer=raw",
+                             .append = testing::GuestKernelArgs("writer=raw"),
                              .serial_log = Images() / (name + ".serial")};
       for (const char* disk : {"-a.qcow2", "-b.qcow2"}) {
         g.disks.push_back(Images() / (name + disk));

@@ -29,6 +29,7 @@
 #include "engine/spanning_export.h"
 #include "guest_fixture.h"
 #include "remote/cim_cut_host.h"
+#include "testing/guest_kit.h"
 #include "testing/host_daemon.h"
 #include "testing/temp_dir.h"
 
@@ -897,7 +898,7 @@ TEST_F(NetHostsTest, EveryFrozenImageOfWritingGuestsOnThreeHostsIsAGapFreePrefix
   const std::string dir = GUEST_KIT_DIR;
   const auto vms = MakeGroupAcrossHosts(
       {"--memory", "128", "--disk", "64M", "--kernel", dir + "/vmlinuz", "--initrd",
-       dir + "/initrd.gz", "--append", "console=ttyS0 panic=-1 quiet agent=1 writer=raw"});
+       dir + "/initrd.gz", "--append", testing::GuestKernelArgs("agent=1 writer=raw")});
   ASSERT_EQ(vms.size(), 3u);
   // Every guest writing before the cut.
   const auto deadline = Clock::now() + std::chrono::minutes(3);

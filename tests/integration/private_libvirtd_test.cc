@@ -9,6 +9,7 @@
 #include <map>
 
 #include "guest_fixture.h"
+#include "testing/guest_kit.h"
 #include "testing/process_status.h"
 
 namespace vmgroup::integration {
@@ -62,7 +63,7 @@ TEST(PrivateLibvirtdTest, RunsAGuestAndEndsWithEveryQemuLeavingTheHostAlone) {
                            .disks = {tmp / "a.qcow2", tmp / "b.qcow2"},
                            .kernel = std::string(GUEST_KIT_DIR) + "/vmlinuz",
                            .initrd = std::string(GUEST_KIT_DIR) + "/initrd.gz",
-                           .append = "console=ttyS0 panic=-1 quiet writer=raw",
+                           .append = testing::GuestKernelArgs("writer=raw"),
                            .serial_log = serial,
                            .agent = true};
     for (const auto& disk : g.disks) ASSERT_TRUE(img.Create(disk, 64 << 20).ok());
