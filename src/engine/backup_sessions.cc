@@ -169,13 +169,7 @@ Result<std::optional<catalog::ReferencePointRecord>> BackupSessions::End(
   std::shared_ptr<Live> live;
   {
     std::lock_guard lock(mu_);
-    auto it = sessions_.find(request.id);
-    if (it == sessions_.end()) return Status::NotFound("no backup session has id " + request.id);
-    if (it->second->session.state == BackupState::kEnding) {
-      return Status::InvalidState("backup session " + request.id + " is being ended already");
-    }
-    live = it->second;
-    live->session.state = BackupState::kEnding;
+    VMG_ASSIGN_OR_RETURN(live, StartEnding(sessions_, request.id));
   }
   auto ended = Finish(*live, request);
   std::lock_guard lock(mu_);

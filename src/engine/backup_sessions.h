@@ -89,6 +89,17 @@ Result<std::shared_ptr<Live>> FindSession(const SessionTable<Live>& table, const
   if (it == table.end()) return Status::NotFound("no backup session has id " + id);
   return it->second;
 }
+// Marks session `id` of `table` kEnding and answers it, for one End;
+// InvalidState while another End has it, NotFound as FindSession.
+template <typename Live>
+Result<std::shared_ptr<Live>> StartEnding(const SessionTable<Live>& table, const std::string& id) {
+  VMG_ASSIGN_OR_RETURN(std::shared_ptr<Live> live, FindSession(table, id));
+  if (live->session.state == BackupState::kEnding) {
+    return Status::InvalidState("backup session " + id + " is being ended already");
+  }
+  live->session.state = BackupState::kEnding;
+  return live;
+}
 // The member of `s` that is VM `vm_id` (its id or name); NotFound if none.
 Result<const BackupMember*> FindMember(const BackupSession& s, const std::string& vm_id);
 

@@ -224,13 +224,7 @@ Result<std::optional<catalog::ReferencePointRecord>> SpanningBackups::End(
   std::shared_ptr<Live> live;
   {
     std::lock_guard lock(mu_);
-    auto it = sessions_.find(request.id);
-    if (it == sessions_.end()) return Status::NotFound("no backup session has id " + request.id);
-    if (it->second->session.state == BackupState::kEnding) {
-      return Status::InvalidState("backup session " + request.id + " is being ended already");
-    }
-    live = it->second;
-    live->session.state = BackupState::kEnding;
+    VMG_ASSIGN_OR_RETURN(live, StartEnding(sessions_, request.id));
   }
   const catalog::SpanningBackupIntent intent = IntentOf(*live, live->session.took_snapshot);
   if (Status stopped = EndOnHosts(intent); !stopped.ok()) {
