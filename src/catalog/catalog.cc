@@ -423,6 +423,14 @@ Status Catalog::InsertApplyIntent(const ApplyIntent& intent) {
   return s;
 }
 
+Status Catalog::HoldApplyIntent(const std::string& snapshot_id, const std::string& tag) {
+  std::lock_guard lock(mu_);
+  VMG_ASSIGN_OR_RETURN(Stmt u, db_->Prepare("UPDATE apply_intents SET held=1,tag=?2 "
+                                            "WHERE snapshot_id=?1 AND committed=0"));
+  VMG_RETURN_IF_ERROR(u.Bind(1, snapshot_id).Bind(2, tag).Run());
+  return NotFoundIfUnchanged(*db_, "the apply of snapshot " + snapshot_id);
+}
+
 Status Catalog::DeleteApplyIntent(const std::string& snapshot_id) {
   std::lock_guard lock(mu_);
   VMG_ASSIGN_OR_RETURN(Stmt d, db_->Prepare("DELETE FROM apply_intents WHERE snapshot_id=?1"));
@@ -432,12 +440,18 @@ Status Catalog::DeleteApplyIntent(const std::string& snapshot_id) {
 Result<std::vector<ApplyIntent>> Catalog::ListApplyIntents() {
   std::lock_guard lock(mu_);
   VMG_ASSIGN_OR_RETURN(
-      Stmt q, db_->Prepare("SELECT snapshot_id,restart,paused,committed FROM apply_intents"));
+      Stmt q,
+      db_->Prepare("SELECT snapshot_id,restart,paused,committed,held,tag FROM apply_intents"));
   std::vector<ApplyIntent> out;
   while (true) {
     VMG_ASSIGN_OR_RETURN(bool row, q.Step());
     if (!row) break;
-    out.push_back({q.Text(0), FromJson(q.Text(1)), FromJson(q.Text(2)), q.Int(3) != 0});
+    out.push_back({.snapshot_id = q.Text(0),
+                   .restart = FromJson(q.Text(1)),
+                   .paused = FromJson(q.Text(2)),
+                   .committed = q.Int(3) != 0,
+                   .held = q.Int(4) != 0,
+                   .tag = q.Text(5)});
   }
   return out;
 }

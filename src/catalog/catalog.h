@@ -89,9 +89,13 @@ class Catalog {
   Status InsertSnapshot(const SnapshotRecord& s);
   Status CompleteSnapshot(const SnapshotRecord& s);
   Status DeleteSnapshot(const std::string& id);
-  // An apply begins (`intent.committed` is ignored). Busy while one of the
-  // same snapshot is in progress.
+  // An apply begins (`intent.committed`, `held` and `tag` are ignored).
+  // Busy while one of the same snapshot is in progress.
   Status InsertApplyIntent(const ApplyIntent& intent);
+  // The apply of `snapshot_id` is prepared and held for its coordinator
+  // (ApplyIntent::held), its new overlays named by `tag`. NotFound when no
+  // apply of it is in progress, or it committed.
+  Status HoldApplyIntent(const std::string& snapshot_id, const std::string& tag);
   // The apply ended: undone, or committed and its VMs started again.
   Status DeleteApplyIntent(const std::string& snapshot_id);
   Result<std::vector<ApplyIntent>> ListApplyIntents();

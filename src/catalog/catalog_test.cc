@@ -329,6 +329,26 @@ TEST_F(CatalogTest, AnApplyIntentOutlivesItsCommitUntilDeleted) {
   EXPECT_TRUE(catalog_->ListApplyIntents()->empty());
 }
 
+TEST_F(CatalogTest, AnApplyIntentHeldOnceItIsPreparedKeepsItsTag) {
+  ASSERT_TRUE(catalog_->InsertApplyIntent({.snapshot_id = "s1", .restart = {"a"}}).ok());
+  ASSERT_TRUE(catalog_->InsertApplyIntent({.snapshot_id = "s2"}).ok());
+  EXPECT_FALSE(catalog_->ListApplyIntents()->at(0).held) << "not held until prepared";
+  ASSERT_TRUE(catalog_->HoldApplyIntent("s1", "a1b2c3d4").ok());
+  EXPECT_EQ(catalog_->HoldApplyIntent("s3", "t").code(), Code::kNotFound);
+  auto intents = catalog_->ListApplyIntents();
+  ASSERT_TRUE(intents.ok());
+  ASSERT_EQ(intents->size(), 2u);
+  const auto& held = (*intents)[0].snapshot_id == "s1" ? (*intents)[0] : (*intents)[1];
+  const auto& plain = (*intents)[0].snapshot_id == "s1" ? (*intents)[1] : (*intents)[0];
+  EXPECT_TRUE(held.held);
+  EXPECT_EQ(held.tag, "a1b2c3d4");
+  EXPECT_EQ(held.restart, std::vector<std::string>{"a"});
+  EXPECT_FALSE(plain.held);
+  EXPECT_EQ(plain.tag, "");
+  ASSERT_TRUE(catalog_->ApplySnapshot("s2", {}).ok());
+  EXPECT_EQ(catalog_->HoldApplyIntent("s2", "t").code(), Code::kNotFound) << "committed";
+}
+
 TEST_F(CatalogTest, JobsRoundTrip) {
   JobRecord j{.id = "j1",
               .type = 198,

@@ -42,12 +42,16 @@ struct AppliedMember {
 // An apply in progress (Catalog::InsertApplyIntent). Before its commit,
 // recovery undoes it and starts again the VMs of `restart`; after it, the
 // libvirt domains among them (which run again after an apply, unlike
-// vmgroupd's own VMs) until the apply has started them itself.
+// vmgroupd's own VMs) until the apply has started them itself. A `held`
+// one, this host's part of an apply across hosts once prepared, is left as
+// it is before its commit: its coordinator decides (engine/host_applies.h).
 struct ApplyIntent {
   std::string snapshot_id;
   std::vector<std::string> restart;  // VMs that were on before the apply
   std::vector<std::string> paused;   // those of them that were paused: started paused
   bool committed = false;            // the catalog names the applied images
+  bool held = false;                 // prepared, for its coordinator's word
+  std::string tag;                   // names the new overlays (held ones only)
 };
 
 // A restore in progress (Catalog::InsertRestoreIntent), recorded before it
@@ -160,13 +164,21 @@ struct SnapshotRecord {
 // (a restart converts the rest: a host's conversion cannot be taken back);
 // kReferencePoint once all did; kForgetting while every host destroys its
 // part of the reference point (a restart goes on with it).
+//
+// Applied, a Complete snapshot is kApplying while every host prepares its
+// part, until each took it back (a restart takes back the rest: presumed
+// abort), and kApplyCommitting once every host prepared, until each
+// committed (a restart commits the rest: the decision was recorded before
+// any host heard it); then kComplete again.
 enum class SpanningState {
   kTaking = 0,
   kComplete = 1,
   kUndoing = 2,
   kConverting = 3,
   kReferencePoint = 4,
-  kForgetting = 5
+  kForgetting = 5,
+  kApplying = 6,
+  kApplyCommitting = 7
 };
 
 // One host's part of it, with what the host reported once it committed.
@@ -200,6 +212,13 @@ struct SpanningSnapshotRecord {
 
 // True while `s` is a snapshot, not (being) converted to a reference point.
 inline bool IsSnapshot(const SpanningSnapshotRecord& s) { return s.reference_point_id.empty(); }
+
+// True when `s` is a complete snapshot, also while it is being applied
+// (which leaves it as it is): one to list.
+inline bool IsComplete(const SpanningSnapshotRecord& s) {
+  return s.state == SpanningState::kComplete || s.state == SpanningState::kApplying ||
+         s.state == SpanningState::kApplyCommitting;
+}
 
 // How destroying a snapshot takes one disk's frozen image out of the VM's
 // image tree. Each of `others` is first made independent of the frozen image

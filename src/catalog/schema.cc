@@ -311,9 +311,17 @@ CREATE TABLE spanning_backups (
 );
 )sql";
 
-constexpr std::array<std::string_view, 22> kMigrations = {
-    kV1,  kV2,  kV3,  kV4,  kV5,  kV6,  kV7,  kV8,  kV9,  kV10, kV11,
-    kV12, kV13, kV14, kV15, kV16, kV17, kV18, kV19, kV20, kV21, kV22};
+// v23: applies across hosts (issue 20): a host's part of one is held,
+// prepared, for its coordinator's word, also across a restart of this host
+// (recovery leaves it be), with the tag that names its new overlays.
+constexpr std::string_view kV23 = R"sql(
+ALTER TABLE apply_intents ADD COLUMN held INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE apply_intents ADD COLUMN tag TEXT NOT NULL DEFAULT '';
+)sql";
+
+constexpr std::array<std::string_view, 23> kMigrations = {
+    kV1,  kV2,  kV3,  kV4,  kV5,  kV6,  kV7,  kV8,  kV9,  kV10, kV11, kV12,
+    kV13, kV14, kV15, kV16, kV17, kV18, kV19, kV20, kV21, kV22, kV23};
 
 }  // namespace
 

@@ -437,6 +437,11 @@ Result<CallResult> Api::ApplySnapshot(const std::string& id) {
   return Call(CSS::kClass, Apply::kMethod, {Ref(Apply::kSnapshotCollection, SnapshotPath(id))});
 }
 
+Result<CallResult> Api::ReleaseApplyPart(const std::string& id) {
+  using HC = schema::HostCutService;
+  return Call(HC::kClass, HC::AbortApplyPart::kMethod, {Scalar(HC::kSnapshotID, "string", id)});
+}
+
 Result<CallResult> Api::DestroySnapshot(const std::string& id) {
   using Destroy = CSS::DestroySnapshot;
   return Call(CSS::kClass, Destroy::kMethod,

@@ -185,6 +185,9 @@ class Api {
   Result<CallResult> CreateSnapshot(const GroupInfo& g, int type, int consistency, bool fallback,
                                     const std::string& name);
   Result<CallResult> ApplySnapshot(const std::string& id);
+  // Takes back this host's part of an apply across hosts of snapshot `id`,
+  // held for its coordinator (Vmgroup_HostCutService.AbortApplyPart).
+  Result<CallResult> ReleaseApplyPart(const std::string& id);
   Result<CallResult> DestroySnapshot(const std::string& id);
   // An export of a group snapshot into `directory` (absolute), with the
   // disks' content unless `copy_storage` is false; with `base` (a

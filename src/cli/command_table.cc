@@ -44,6 +44,8 @@ const Command kCommands[] = {
     {"snapshot", "list", "GROUP [--tree]", "a group's snapshots (--tree: by parent)", RunSnapshot},
     {"snapshot", "show", "ID", "one snapshot: its cut, pause window and members", RunSnapshot},
     {"snapshot", "apply", "ID [--no-wait]", "bring the group back to a snapshot", RunSnapshot},
+    {"snapshot", "release", "ID",
+     "take back this host's part of an apply across hosts whose coordinator is gone", RunSnapshot},
     {"snapshot", "delete", "ID [--no-wait]", "merge a snapshot away while the VMs run",
      RunSnapshot},
     {"snapshot", "export", "ID DIR [--base REFPOINT|SNAPSHOT] [--no-storage] [--no-wait]",

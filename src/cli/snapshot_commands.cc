@@ -1,4 +1,4 @@
-// vmgroup snapshot create | list | show | apply | delete | export
+// vmgroup snapshot create | list | show | apply | release | delete | export
 #include <functional>
 #include <iostream>
 #include <set>
@@ -126,6 +126,18 @@ int RunSnapshot(Context& ctx, const std::vector<std::string>& words) {
                 << (s->type == schema::SnapshotType::kStandard
                         ? ": the VMs that ran at the snapshot run on from it\n"
                         : ": its VMs are off, on the snapshot's disks\n");
+    }
+    return rc;
+  }
+  if (verb == "release") {
+    // This host's part of the snapshot, held for a coordinator that may
+    // never come back: the group is split between two points in time after.
+    int rc = Settle(ctx, ctx.api->ReleaseApplyPart(pos[0]),
+                    "releasing this host's part of the apply of snapshot " + pos[0], false);
+    if (rc == kExitOk) {
+      std::cerr << "released: this host's members of snapshot " << Printable(pos[0])
+                << " are on their images from before the apply (those that ran run again); "
+                   "the group's other hosts may have applied theirs\n";
     }
     return rc;
   }

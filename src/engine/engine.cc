@@ -70,6 +70,10 @@ Result<std::unique_ptr<Engine>> Engine::Open(const EngineOptions& options) {
   VMG_ASSIGN_OR_RETURN(e->recovery_, Recover(env, *e->vms_, *e->catalog_));
   // The sessions the last run served are ended: their QEMUs serve on.
   VMG_ASSIGN_OR_RETURN(e->recovery_.backup_sessions, e->snapshots_->backups().Recover());
+  // This host's parts of applies across hosts that recovery left held wait
+  // for their coordinator again (this host's own part too, before the
+  // recovery below tells it).
+  e->snapshots_->host_applies().TakeUpHeld();
   // Snapshots across hosts this host coordinated and left unfinished are
   // taken back on every host, in the background: a host that cannot be
   // reached does not hold the start up.

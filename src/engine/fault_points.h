@@ -106,6 +106,17 @@ inline constexpr std::string_view kSpanConvertRecorded = "span.convert_recorded"
 inline constexpr std::string_view kSpanHostConverted = "span.host_converted";
 inline constexpr std::array<std::string_view, 2> kSpanConvertAll = {kSpanConvertRecorded,
                                                                     kSpanHostConverted};
+// An apply across hosts, on its coordinator. Subject: the snapshot id.
+// Every host prepared its part (members stopped, overlays made); the
+// decision is not recorded yet: a restart takes every part back.
+inline constexpr std::string_view kSpanApplyPrepared = "span.apply_prepared";
+// The decision to commit is recorded; no host is told yet: a restart
+// commits every part.
+inline constexpr std::string_view kSpanApplyDecided = "span.apply_decided";
+// One host committed its part (others may not have yet).
+inline constexpr std::string_view kSpanHostApplied = "span.host_applied";
+inline constexpr std::array<std::string_view, 3> kSpanApplyAll = {
+    kSpanApplyPrepared, kSpanApplyDecided, kSpanHostApplied};
 
 // The snapshot protocol's points, in order (crash_recovery_test walks them).
 inline constexpr std::array<std::string_view, 7> kAll = {

@@ -319,7 +319,8 @@ TEST_F(HostCutsTest, AFrozenPartWaitsForItsCoordinatorNoLongerThanTheFreezeBound
 // the host's clock in the report.
 TEST_F(HostCutsTest, TheCoordinatorsProtocolTakesThisHostsPartThroughLocalCutHost) {
   auto g = MakeGroup(2);
-  LocalCutHost local(&cuts(), &engine_->snapshots().backups());
+  LocalCutHost local(&cuts(), &engine_->snapshots().host_applies(),
+                     &engine_->snapshots().backups());
   const SpanningCutRequest request{
       .snapshot_id = NewGuid(), .collection_id = g.collection_id, .lease = kLease};
   auto report = TakeSpanningCut(Env::Default(), {&local}, request);

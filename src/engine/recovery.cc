@@ -238,6 +238,16 @@ Result<RecoveryReport> Recover(Env* env, VmRegistry& vms, catalog::Catalog& cata
     if (applied.ok()) {
       for (const auto& m : applied->members) members.push_back(m.vm_id);
     }
+    if (intent.held) {
+      // This host's part of an apply across hosts, prepared: its
+      // coordinator may have decided to commit it, so it stays as it is,
+      // its members stopped and their files kept, until the coordinator (or
+      // this host's operator) says (host_applies.h takes it up). One cut
+      // short before it was held is undone below: no host said yes for it.
+      unsettled.insert(members.begin(), members.end());
+      report.applies_held.push_back(snapshot_id);
+      continue;
+    }
     for (const auto& id : members) {
       unsettled.insert(id);
       auto vm = catalog.GetVm(id);
@@ -341,6 +351,7 @@ std::string RecoveryReport::Summary() const {
   add(thawed.size(), "guests thawed");
   add(applies_undone.size(), "interrupted applies undone");
   add(applies_finished.size(), "interrupted applies finished");
+  add(applies_held.size(), "applies across hosts held for their coordinator");
   add(destroyed.size(), "interrupted destroys finished");
   add(removed_files.size(), "orphaned snapshot files removed");
   add(exports_taken_back.size(), "interrupted exports removed");

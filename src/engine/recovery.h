@@ -41,6 +41,9 @@ struct RecoveryReport {
   std::vector<std::string> applies_undone;  // snapshot ids whose apply never committed
   // Snapshot ids whose apply had committed: its libvirt domains started again.
   std::vector<std::string> applies_finished;
+  // Snapshot ids of this host's parts of applies across hosts, prepared and
+  // left so for their coordinator's word (host_applies.h).
+  std::vector<std::string> applies_held;
   std::vector<std::string> destroyed;      // snapshot ids whose destroy was finished
   std::vector<std::string> removed_files;  // orphaned overlays and memory states
   // Exports cut short: what they wrote was removed; or they had finished

@@ -49,6 +49,8 @@ Status SnapshotApply::RecordIntent() {
   // Until the catalog commit everything is undone on failure: the new
   // overlays go, the VMs that ran start again on their old images. The
   // intent lets recovery do the same if the daemon dies first.
+  // Appended, not "a" + a temporary: GCC 12 at -O3 warns falsely (-Wrestrict, GCC bug 105651)
+  tag_ = std::string("a").append(NewGuid(), 0, 8);
   catalog::ApplyIntent intent{.snapshot_id = s_.id};
   for (const auto& vm : members_) {
     if (vm.power != catalog::Power::kOff) intent.restart.push_back(vm.id);
@@ -62,6 +64,7 @@ Status SnapshotApply::RecordIntent() {
 Status SnapshotApply::Undo(const Status& cause) {
   VmRegistry* vms = parts_.vms;
   for (auto& [id, live] : launched_) (void)vms->Discard(id, std::move(live));
+  launched_.clear();
   std::string also;
   for (size_t i : redefined_) {
     Status st = vms->DefineDisks(members_[i].id, members_[i].disks);
@@ -70,20 +73,46 @@ Status SnapshotApply::Undo(const Status& cause) {
   // A domain still defined on a new overlay keeps it until recovery.
   if (also.empty()) {
     for (const auto& path : created_) (void)parts_.env->RemoveFile(path);
+    created_.clear();
   }
-  for (const auto& id : stopped_) {
+  // Those started are forgotten: an Undo again (HostApplies::Abort) starts
+  // the others.
+  std::erase_if(stopped_, [&](const std::string& id) {
     Status st = vms->Start(id, paused_.count(id) > 0);
     if (!st.ok()) also += "; restarting: " + st.message();
-  }
+    return st.ok();
+  });
   if (also.empty()) (void)parts_.catalog->DeleteApplyIntent(s_.id);  // else recovery retries
   return also.empty() ? cause : Status(cause.code(), cause.message() + also);
 }
 
+void SnapshotApply::TakeUp(const catalog::ApplyIntent& intent) {
+  VmRegistry* vms = parts_.vms;
+  tag_ = intent.tag;
+  paused_ = std::set<std::string>(intent.paused.begin(), intent.paused.end());
+  const std::set<std::string> ran(intent.restart.begin(), intent.restart.end());
+  // What Prepare did, as it did it (a held intent is a prepared one).
+  for (size_t i = 0; i < s_.members.size(); ++i) {
+    const catalog::VmRecord& vm = members_[i];
+    if (ran.count(vm.id) > 0) stopped_.push_back(vm.id);
+    catalog::AppliedMember a{vm.id, s_.members[i].id, {}, vm.disks};
+    for (const auto& d : s_.members[i].disks) {
+      a.disks.push_back(OverlayPath(vms->RunDir(vm.id), d.index, tag_));
+      created_.push_back(a.disks.back());
+    }
+    if (!vm.libvirt_uri.empty()) redefined_.push_back(i);
+    applied_.push_back(std::move(a));
+  }
+}
+
 Status SnapshotApply::Work() {
+  VMG_RETURN_IF_ERROR(Prepare());
+  return Commit();
+}
+
+Status SnapshotApply::Prepare() {
   VmRegistry* vms = parts_.vms;
   const catalog::SnapshotRecord& s = s_;
-  // Appended, not "a" + a temporary: GCC 12 at -O3 warns falsely (-Wrestrict, GCC bug 105651)
-  const std::string tag = std::string("a").append(NewGuid(), 0, 8);
   for (size_t i = 0; i < s.members.size(); ++i) {
     const catalog::MemberSnapshot& m = s.members[i];
     const catalog::VmRecord& vm = members_[i];
@@ -93,7 +122,7 @@ Status SnapshotApply::Work() {
     }
     catalog::AppliedMember a{vm.id, m.id, {}, {}};
     for (const auto& d : m.disks) {
-      const std::string path = OverlayPath(vms->RunDir(vm.id), d.index, tag);
+      const std::string path = OverlayPath(vms->RunDir(vm.id), d.index, tag_);
       VMG_RETURN_IF_ERROR(parts_.img.CreateOverlay(d.frozen_image, path).Annotate("VM " + vm.name));
       created_.push_back(path);
       a.disks.push_back(path);
@@ -114,8 +143,11 @@ Status SnapshotApply::Work() {
     }
     applied_.push_back(std::move(a));
   }
-  VMG_RETURN_IF_ERROR(parts_.env->Hit(fault::kApplyPrepared, s.id));
+  return parts_.env->Hit(fault::kApplyPrepared, s.id);
+}
 
+Status SnapshotApply::Commit() {
+  VmRegistry* vms = parts_.vms;
   // Images still needed: every frozen image (the tree) and the new overlays.
   VMG_ASSIGN_OR_RETURN(auto all, parts_.catalog->ListSnapshots());
   std::set<std::string> frozen;
@@ -130,7 +162,7 @@ Status SnapshotApply::Work() {
       return frozen.count(image) > 0 || !image.starts_with(vms->RunDir(a.vm_id) + "/disk");
     });
   }
-  return parts_.catalog->ApplySnapshot(s.id, applied_);
+  return parts_.catalog->ApplySnapshot(s_.id, applied_);
 }
 
 Status SnapshotApply::Finish() {

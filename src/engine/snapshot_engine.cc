@@ -17,7 +17,7 @@ SnapshotEngine::SnapshotEngine(Env* env, catalog::Catalog* catalog, VmRegistry* 
     : parts_(env, catalog, vms, collections, options),
       backups_(parts_, runner_, vms->state_dir() + "/backups"),
       spanning_backups_(parts_, spanning_),
-      spanning_(parts_, host_cuts_, backups_, peers) {
+      spanning_(parts_, host_cuts_, host_applies_, backups_, peers) {
   spanning_.AlsoRecover([this] { return spanning_backups_.Recover(); });
 }
 
@@ -46,14 +46,17 @@ Status SnapshotEngine::Validate(const SnapshotRequest& request) {
 }
 
 Result<catalog::SnapshotRecord> SnapshotEngine::Apply(const ApplyRequest& request) {
-  VMG_RETURN_IF_ERROR(spanning_.RefuseAcrossHosts(request.snapshot_id, "applying"));
+  if (spanning_.Has(request.snapshot_id)) {
+    VMG_ASSIGN_OR_RETURN(catalog::SpanningSnapshotRecord s, spanning_.Apply(request.snapshot_id));
+    return Get(s.id);
+  }
   SnapshotApply op(parts_, request);
   VMG_RETURN_IF_ERROR(runner_.Run(op));
   return op.snapshot();
 }
 
 Status SnapshotEngine::ValidateApply(const ApplyRequest& request) {
-  VMG_RETURN_IF_ERROR(spanning_.RefuseAcrossHosts(request.snapshot_id, "applying"));
+  if (spanning_.Has(request.snapshot_id)) return spanning_.ValidateApply(request.snapshot_id);
   return runner_.Validate(SnapshotApply(parts_, request));
 }
 

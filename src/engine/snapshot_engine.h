@@ -20,6 +20,7 @@
 #include "engine/collections.h"
 #include "engine/export_manifest.h"
 #include "engine/group_operation.h"
+#include "engine/host_applies.h"
 #include "engine/host_cuts.h"
 #include "engine/member_claims.h"
 #include "engine/operation_requests.h"
@@ -81,7 +82,8 @@ class SnapshotEngine {
   // for one still being taken or destroyed, or a group whose members changed
   // since; FileNotFound for a missing image or memory state; Busy when a
   // member is in another snapshot operation. Returns the applied snapshot's
-  // record.
+  // record. A snapshot across hosts is applied by spanning().Apply, every
+  // host applying its part, all or nothing for the group.
   Result<catalog::SnapshotRecord> Apply(const ApplyRequest& request);
   // Apply's checks alone.
   Status ValidateApply(const ApplyRequest& request);
@@ -226,10 +228,13 @@ class SnapshotEngine {
   // This host's parts of snapshots across hosts (host_cuts.h), run by the
   // same runner, step by step on a coordinator's word.
   HostCuts& host_cuts() { return host_cuts_; }
+  // This host's parts of applies across hosts (host_applies.h), their
+  // members claimed as any operation's, held until a coordinator's word.
+  HostApplies& host_applies() { return host_applies_; }
   // Snapshots of groups with members on other hosts, this host coordinating
-  // (spanning_snapshots.h). Create, Destroy and the reference points'
-  // operations come here for them, and the validation of exports; its
-  // Export and ExportReferencePoint export them. Apply refuses them.
+  // (spanning_snapshots.h). Create, Apply, Destroy and the reference
+  // points' operations come here for them, and the validation of exports;
+  // its Export and ExportReferencePoint export them.
   SpanningSnapshots& spanning() { return spanning_; }
   // Backup sessions of groups with members on other hosts, this host
   // coordinating (spanning_backups.h).
@@ -256,6 +261,7 @@ class SnapshotEngine {
   OperationRunner runner_{&claims_, &metrics_};
   BackupSessions backups_;
   HostCuts host_cuts_{parts_, runner_};  // after runner_: its parts end before the runner does
+  HostApplies host_applies_{parts_, claims_};  // after claims_: its parts release theirs first
   // Before spanning_, whose recovery passes call it: those end first.
   SpanningBackups spanning_backups_;
   SpanningSnapshots spanning_;  // after host_cuts_: its retries end first

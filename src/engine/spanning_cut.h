@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "engine/backup_sessions.h"
+#include "engine/host_applies.h"
 #include "engine/host_cuts.h"
 
 namespace vmgroup::engine {
@@ -86,13 +87,23 @@ class CutHost {
   virtual Result<storage::MarkedRanges> BackupChanges(const std::string& session_id,
                                                       const std::string& vm_id, int disk,
                                                       uint64_t offset, uint64_t length) = 0;
+  // The host's part of an apply across hosts of its committed part
+  // (host_applies.h): its checks alone; its prepare, held until the
+  // coordinator's word (OK when held already); that word, commit or abort
+  // (each OK when given already).
+  virtual Status ValidateApply(const std::string& snapshot_id) = 0;
+  virtual Status PrepareApply(const std::string& snapshot_id) = 0;
+  virtual Status CommitApply(const std::string& snapshot_id) = 0;
+  virtual Status AbortApply(const std::string& snapshot_id) = 0;
 };
 
-// This host's own part, through its SnapshotEngine's HostCuts.
+// This host's own part, through its SnapshotEngine's HostCuts, HostApplies
+// and BackupSessions.
 class LocalCutHost final : public CutHost {
  public:
-  // REQUIRES: `cuts` and `backups` outlive this.
-  LocalCutHost(HostCuts* cuts, BackupSessions* backups) : cuts_(cuts), backups_(backups) {}
+  // REQUIRES: `cuts`, `applies` and `backups` outlive this.
+  LocalCutHost(HostCuts* cuts, HostApplies* applies, BackupSessions* backups)
+      : cuts_(cuts), applies_(applies), backups_(backups) {}
   std::string name() const override { return "this host"; }
   Status Prepare(const HostCutRequest& request) override { return cuts_->Prepare(request); }
   Result<HostLease> Pause(const std::string& snapshot_id, Duration lease, bool cut) override;
@@ -124,9 +135,22 @@ class LocalCutHost final : public CutHost {
                                               uint64_t length) override {
     return backups_->Changes(session_id, vm_id, disk, offset, length);
   }
+  Status ValidateApply(const std::string& snapshot_id) override {
+    return applies_->Validate(snapshot_id);
+  }
+  Status PrepareApply(const std::string& snapshot_id) override {
+    return applies_->Prepare(snapshot_id);
+  }
+  Status CommitApply(const std::string& snapshot_id) override {
+    return applies_->Commit(snapshot_id);
+  }
+  Status AbortApply(const std::string& snapshot_id) override {
+    return applies_->Abort(snapshot_id);
+  }
 
  private:
   HostCuts* const cuts_;
+  HostApplies* const applies_;
   BackupSessions* const backups_;
 };
 

@@ -70,6 +70,11 @@ class ScriptedHost final : public CutHost {
                                               uint64_t) override {
     return Status::NotSupported("a scripted host serves no backup");
   }
+  // Applies are not the cut's (spanning_snapshots_test applies).
+  Status ValidateApply(const std::string&) override { return Step("validate-apply"); }
+  Status PrepareApply(const std::string&) override { return Step("prepare-apply"); }
+  Status CommitApply(const std::string&) override { return Step("commit-apply"); }
+  Status AbortApply(const std::string&) override { return Step("abort-apply"); }
 
   std::string fail_at;
   bool abort_fails_ = false;

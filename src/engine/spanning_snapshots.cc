@@ -54,11 +54,14 @@ Status ConvertedAlready(const catalog::SpanningSnapshotRecord& s) {
 // InvalidState unless `s` is Complete: "... only a complete snapshot
 // <does_what>".
 Status RequireComplete(const catalog::SpanningSnapshotRecord& s, const std::string& does_what) {
-  if (s.state == catalog::SpanningState::kComplete) return Status::Ok();
-  return Status::InvalidState(
-      "snapshot " + s.name + " is " +
-      (s.state == catalog::SpanningState::kTaking ? "still being taken" : "being taken back") +
-      ": only a complete snapshot " + does_what);
+  using State = catalog::SpanningState;
+  if (s.state == State::kComplete) return Status::Ok();
+  const char* being = s.state == State::kTaking ? "still being taken"
+                      : s.state == State::kApplying || s.state == State::kApplyCommitting
+                          ? "being applied"
+                          : "being taken back";
+  return Status::InvalidState("snapshot " + s.name + " is " + being +
+                              ": only a complete snapshot " + does_what);
 }
 
 std::string HostsOf(const catalog::SpanningSnapshotRecord& s) {
@@ -127,7 +130,8 @@ Status SpanningSnapshots::Check(const SnapshotRequest& request,
 }
 
 Result<std::unique_ptr<CutHost>> SpanningSnapshots::HostOf(const catalog::SpanningPart& part) {
-  if (part.host.empty()) return std::unique_ptr<CutHost>(new LocalCutHost(&local_, &backups_));
+  if (part.host.empty())
+    return std::unique_ptr<CutHost>(new LocalCutHost(&local_, &applies_, &backups_));
   if (peers_ == nullptr) {
     return Status::NotSupported("this vmgroupd has no peers configured to reach host " + part.host);
   }
@@ -209,13 +213,24 @@ Result<catalog::SpanningSnapshotRecord> SpanningSnapshots::Take(const SnapshotRe
   return Status(done.code(), done.message() + "; " + undone.message());
 }
 
-Status SpanningSnapshots::OnEveryHost(const catalog::SpanningSnapshotRecord& s,
-                                      const std::string& left,
-                                      const std::function<Status(CutHost&, size_t)>& step) {
-  const std::vector<Status> done = EachInParallel(s.parts.size(), [&](size_t i) -> Status {
+std::vector<Status> SpanningSnapshots::EachHost(
+    const catalog::SpanningSnapshotRecord& s, const std::function<Status(CutHost&, size_t)>& step) {
+  return EachInParallel(s.parts.size(), [&](size_t i) -> Status {
     VMG_ASSIGN_OR_RETURN(auto host, HostOf(s.parts[i]));
     return step(*host, i).Annotate(host->name());
   });
+}
+
+Status SpanningSnapshots::OnEachHost(const catalog::SpanningSnapshotRecord& s,
+                                     const std::function<Status(CutHost&, size_t)>& step) {
+  for (const Status& done : EachHost(s, step)) VMG_RETURN_IF_ERROR(done);
+  return Status::Ok();
+}
+
+Status SpanningSnapshots::OnEveryHost(const catalog::SpanningSnapshotRecord& s,
+                                      const std::string& left,
+                                      const std::function<Status(CutHost&, size_t)>& step) {
+  const std::vector<Status> done = EachHost(s, step);
   std::string failed;
   for (const Status& d : done) {
     if (!d.ok()) failed += (failed.empty() ? "" : "; ") + d.message();
@@ -262,10 +277,8 @@ Result<catalog::SpanningSnapshotRecord> SpanningSnapshots::Convert(const std::st
   InHand held(this, &taking_, s.id);
   if (!held.held()) return Status::Busy("snapshot " + s.name + " is in another operation");
   // Every host checks before any converts: once one has, there is no way back.
-  VMG_RETURN_IF_ERROR(ParallelFor(s.parts.size(), [&](size_t i) -> Status {
-    VMG_ASSIGN_OR_RETURN(auto host, HostOf(s.parts[i]));
-    return host->ValidateConvert(s.id).Annotate(host->name());
-  }));
+  VMG_RETURN_IF_ERROR(
+      OnEachHost(s, [&](CutHost& host, size_t) { return host.ValidateConvert(s.id); }));
   s.reference_point_id = rp_id.empty() ? NewGuid() : rp_id;
   s.converted_us = parts_.env->NowMicros();
   VMG_RETURN_IF_ERROR(parts_.catalog->ConvertSpanning(s.id, s.reference_point_id, s.converted_us));
@@ -342,6 +355,11 @@ Status SpanningSnapshots::ValidateDestroy(const std::string& id) {
   if (!IsSnapshot(s)) return ConvertedAlready(s);
   if (s.state == catalog::SpanningState::kTaking) {
     return Status::InvalidState("snapshot " + s.name + " is still being taken");
+  }
+  if (s.state == catalog::SpanningState::kApplying ||
+      s.state == catalog::SpanningState::kApplyCommitting) {
+    return Status::InvalidState("snapshot " + s.name +
+                                " is being applied; destroy it once the apply has ended");
   }
   // Its export's parts are removed by what the snapshot's parts name.
   VMG_ASSIGN_OR_RETURN(auto intents, parts_.catalog->ListExportIntents());
@@ -601,12 +619,82 @@ catalog::ReferencePointRecord SpanningSnapshots::AsGroupReferencePoint(
           .created_us = s.converted_us};
 }
 
-Status SpanningSnapshots::RefuseAcrossHosts(const std::string& id, const std::string& what) {
-  auto s = parts_.catalog->GetSpanning(id);
-  if (!s.ok() || !IsSnapshot(*s)) return Status::Ok();
-  return Status::InvalidState(what + " snapshot " + s->name + " is not offered yet: it spans " +
-                              HostsOf(*s) + ", and " + what +
-                              " a snapshot across hosts is not built yet");
+Status SpanningSnapshots::ValidateApply(const std::string& id) {
+  VMG_ASSIGN_OR_RETURN(catalog::SpanningSnapshotRecord s, parts_.catalog->GetSpanning(id));
+  return CheckApply(s);
+}
+
+Status SpanningSnapshots::CheckApply(const catalog::SpanningSnapshotRecord& s) {
+  if (!IsSnapshot(s)) return ConvertedAlready(s);
+  VMG_RETURN_IF_ERROR(RequireComplete(s, "is applied"));
+  VMG_RETURN_IF_ERROR(KnownHosts(s));
+  // Each host checks that its part's members are the snapshot's; a host
+  // the group gained since has no part to apply.
+  VMG_ASSIGN_OR_RETURN(catalog::CollectionRecord group,
+                       parts_.catalog->GetCollection(s.collection_id));
+  for (const auto& now : PartsOf(group)) {
+    const bool had =
+        std::any_of(s.parts.begin(), s.parts.end(),
+                    [&](const catalog::SpanningPart& p) { return p.host == now.host; });
+    if (!had) {
+      return Status::InvalidState("the group's members changed since snapshot " + s.name + ": " +
+                                  (now.host.empty() ? "this host" : "host " + now.host) +
+                                  " has members of it now, and none in the snapshot; it can only "
+                                  "be applied to the VMs it was taken of");
+    }
+  }
+  return Status::Ok();
+}
+
+Result<catalog::SpanningSnapshotRecord> SpanningSnapshots::Apply(const std::string& id) {
+  VMG_ASSIGN_OR_RETURN(catalog::SpanningSnapshotRecord s, parts_.catalog->GetSpanning(id));
+  InHand held(this, &taking_, s.id);
+  if (!held.held()) return Status::Busy("snapshot " + s.name + " is in another operation");
+  VMG_RETURN_IF_ERROR(CheckApply(s));
+  // Every host checks before any stops a member: a refusal changes nothing.
+  VMG_RETURN_IF_ERROR(
+      OnEachHost(s, [&](CutHost& host, size_t) { return host.ValidateApply(s.id); }));
+  VMG_RETURN_IF_ERROR(parts_.catalog->SetSpanningState(s.id, catalog::SpanningState::kApplying));
+  s.state = catalog::SpanningState::kApplying;
+  Status prepared = OnEachHost(s, [&](CutHost& host, size_t) { return host.PrepareApply(s.id); });
+  if (prepared.ok()) prepared = parts_.env->Hit(fault::kSpanApplyPrepared, s.id);
+  // The decision, recorded before any host hears it: from here on the
+  // apply is finished on every host, never taken back.
+  if (prepared.ok()) {
+    prepared = parts_.catalog->SetSpanningState(s.id, catalog::SpanningState::kApplyCommitting);
+  }
+  if (!prepared.ok()) {
+    const Status undone = AbortApplyEverywhere(s);
+    if (undone.ok()) return prepared;
+    RecoverInBackground();
+    return Status(prepared.code(), prepared.message() + "; " + undone.message());
+  }
+  s.state = catalog::SpanningState::kApplyCommitting;
+  VMG_RETURN_IF_ERROR(parts_.env->Hit(fault::kSpanApplyDecided, s.id));
+  if (Status done = CommitApplyEverywhere(s); !done.ok()) {
+    RecoverInBackground();
+    return done;
+  }
+  s.state = catalog::SpanningState::kComplete;
+  return s;
+}
+
+Status SpanningSnapshots::AbortApplyEverywhere(const catalog::SpanningSnapshotRecord& s) {
+  VMG_RETURN_IF_ERROR(OnEveryHost(s,
+                                  "the apply of snapshot " + s.name + " is still being taken back",
+                                  [&](CutHost& host, size_t) { return host.AbortApply(s.id); }));
+  return parts_.catalog->SetSpanningState(s.id, catalog::SpanningState::kComplete);
+}
+
+Status SpanningSnapshots::CommitApplyEverywhere(const catalog::SpanningSnapshotRecord& s) {
+  const Status committed =
+      OnEveryHost(s, "the apply of snapshot " + s.name + " is still to be committed",
+                  [&](CutHost& host, size_t) {
+                    VMG_RETURN_IF_ERROR(host.CommitApply(s.id));
+                    return parts_.env->Hit(fault::kSpanHostApplied, s.id);
+                  });
+  VMG_RETURN_IF_ERROR(committed);
+  return parts_.catalog->SetSpanningState(s.id, catalog::SpanningState::kComplete);
 }
 
 int SpanningSnapshots::Recover() {
@@ -632,6 +720,12 @@ int SpanningSnapshots::Recover() {
     if (s.state == State::kConverting) {
       done = ConvertEverywhere(s);
       what = "converted to reference point " + s.reference_point_id;
+    } else if (s.state == State::kApplying) {
+      done = AbortApplyEverywhere(s);
+      what = "no longer being applied (taken back)";
+    } else if (s.state == State::kApplyCommitting) {
+      done = CommitApplyEverywhere(s);
+      what = "applied";
     } else if (s.state == State::kForgetting) {
       done = Forget(s);
       what = "destroyed as reference point " + s.reference_point_id;

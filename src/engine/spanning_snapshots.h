@@ -22,8 +22,10 @@
 // reference point of one id, rolled forward once every host checked its
 // part, for a conversion cannot be taken back; ExportReferencePoint takes
 // a snapshot, exports it on a reference point and destroys it. Backup
-// sessions across hosts serve these snapshots (spanning_backups.h). Apply of
-// a snapshot across hosts is not offered yet (RefuseAcrossHosts says so).
+// sessions across hosts serve these snapshots (spanning_backups.h). Apply
+// has every host apply its part, all or nothing, in two phases: each
+// host's part prepared and held, the decision recorded, then committed
+// everywhere (Recover finishes either way what a dead coordinator left).
 //
 // Thread-safe: snapshots of different groups run concurrently; each host's
 // part claims its members as any snapshot does.
@@ -47,10 +49,12 @@ namespace vmgroup::engine {
 
 class SpanningSnapshots {
  public:
-  // REQUIRES: `parts`, `local` and `backups` (this host's, for its parts
-  // of backup sessions across hosts) outlive this; `peers` too, unless null.
-  SpanningSnapshots(GroupParts& parts, HostCuts& local, BackupSessions& backups, Peers* peers)
-      : parts_(parts), local_(local), backups_(backups), peers_(peers) {}
+  // REQUIRES: `parts`, `local`, `applies` (this host's parts of applies
+  // across hosts) and `backups` (its parts of backup sessions across
+  // hosts) outlive this; `peers` too, unless null.
+  SpanningSnapshots(GroupParts& parts, HostCuts& local, HostApplies& applies,
+                    BackupSessions& backups, Peers* peers)
+      : parts_(parts), local_(local), applies_(applies), backups_(backups), peers_(peers) {}
   // Stops RecoverInBackground's thread.
   ~SpanningSnapshots();
 
@@ -167,9 +171,20 @@ class SpanningSnapshots {
   // window across hosts).
   static catalog::SnapshotRecord AsGroupSnapshot(const catalog::SpanningSnapshotRecord& s);
 
-  // InvalidState ("... across hosts ... not offered yet") when snapshot
-  // `id` spans hosts, naming `what` ("applying", "exporting"); else OK.
-  Status RefuseAcrossHosts(const std::string& id, const std::string& what);
+  // Applies snapshot `id` on every host, all or nothing: every host checks
+  // its part, then prepares it (members stopped, new overlays made: its
+  // part held, host_applies.h); once every host prepared, the record says
+  // so (the decision) and every host commits. A host that refuses or
+  // fails to prepare: every host takes its part back and the error names
+  // the host (with any part not taken back: Recover goes on with it).
+  // Once decided, a host not reached fails it with Unavailable naming it:
+  // Recover commits it there (in the background at once), and the
+  // record stays being applied until then. Answers the record.
+  Result<catalog::SpanningSnapshotRecord> Apply(const std::string& id);
+  // Apply's checks alone, asking no host: NotFound; InvalidState for a
+  // snapshot not Complete or a group that gained a host since; NotFound
+  // for a host that is not a configured peer.
+  Status ValidateApply(const std::string& id);
 
   // Takes back, on every host, each snapshot across hosts being taken or
   // undone that no Take has in hand (a coordinator that died, an abort
@@ -224,6 +239,15 @@ class SpanningSnapshots {
   Status RemoveExportEverywhere(const catalog::SpanningSnapshotRecord& s,
                                 const catalog::ExportIntent& intent,
                                 const std::vector<Status>* exported);
+  // ValidateApply's checks of `s`, already read.
+  Status CheckApply(const catalog::SpanningSnapshotRecord& s);
+  // Every host takes back its part of the apply of `s` (kApplying); then
+  // the record is kComplete again. Unavailable naming the hosts that did not.
+  Status AbortApplyEverywhere(const catalog::SpanningSnapshotRecord& s);
+  // Every host commits its part of the apply of `s` (kApplyCommitting);
+  // then the record is kComplete again. Unavailable naming the hosts that
+  // did not.
+  Status CommitApplyEverywhere(const catalog::SpanningSnapshotRecord& s);
   // ValidateConvert's checks of `s`, already read.
   Status CheckConvert(const catalog::SpanningSnapshotRecord& s, const std::string& rp_id);
   // NotFound naming the first host of `s` that is not a configured peer.
@@ -259,14 +283,21 @@ class SpanningSnapshots {
   // converted) and the reference point destroyed; the record forgotten
   // once all did. Unavailable naming the hosts that did not.
   Status Forget(const catalog::SpanningSnapshotRecord& s);
-  // `step` on the host of each part of `s` (by its index), in parallel: OK,
-  // or Unavailable saying "<left> on <host: why>; ..." and that vmgroupd
-  // tries again.
+  // `step` on the host of each part of `s` (by its index), in parallel:
+  // each one's answer, named after its host.
+  std::vector<Status> EachHost(const catalog::SpanningSnapshotRecord& s,
+                               const std::function<Status(CutHost&, size_t)>& step);
+  // EachHost's first error, by part (a host's refusal), or OK.
+  Status OnEachHost(const catalog::SpanningSnapshotRecord& s,
+                    const std::function<Status(CutHost&, size_t)>& step);
+  // EachHost, answered OK, or Unavailable saying "<left> on <host: why>;
+  // ..." and that vmgroupd tries again.
   Status OnEveryHost(const catalog::SpanningSnapshotRecord& s, const std::string& left,
                      const std::function<Status(CutHost&, size_t)>& step);
 
   GroupParts& parts_;
   HostCuts& local_;
+  HostApplies& applies_;
   BackupSessions& backups_;
   Peers* const peers_;
   std::function<int()> also_recover_;

@@ -36,6 +36,8 @@ struct FakePeer {
   std::function<void()> exporting;                    // called as it exports, unlocked
   std::map<std::string, HostBackupRequest> sessions;  // backup session id -> what it serves
   int sessions_begun = 0;
+  std::set<std::string> held;        // parts of applies prepared, by snapshot id
+  std::vector<std::string> applied;  // parts of applies committed, in order
 };
 
 class FakeCutHost final : public CutHost {
@@ -141,6 +143,32 @@ class FakeCutHost final : public CutHost {
       return Status::NotFound("no such disk in session " + id);
     }
     return storage::MarkedRanges{.ranges = {{0, 64 << 10}}, .processed = 1 << 20};
+  }
+  // An apply's part is held once prepared, until committed (applied) or
+  // aborted; each answers OK when given again.
+  Status ValidateApply(const std::string& id) override {
+    std::lock_guard l(peer_->mu);
+    VMG_RETURN_IF_ERROR(Log("validate-apply", id));
+    if (peer_->parts.count(id) == 0) return Status::NotFound("no part " + id);
+    return Status::Ok();
+  }
+  Status PrepareApply(const std::string& id) override {
+    std::lock_guard l(peer_->mu);
+    VMG_RETURN_IF_ERROR(Log("prepare-apply", id));
+    peer_->held.insert(id);
+    return Status::Ok();
+  }
+  Status CommitApply(const std::string& id) override {
+    std::lock_guard l(peer_->mu);
+    VMG_RETURN_IF_ERROR(Log("commit-apply", id));
+    if (peer_->held.erase(id) > 0) peer_->applied.push_back(id);
+    return Status::Ok();
+  }
+  Status AbortApply(const std::string& id) override {
+    std::lock_guard l(peer_->mu);
+    VMG_RETURN_IF_ERROR(Log("abort-apply", id));
+    peer_->held.erase(id);
+    return Status::Ok();
   }
 
  private:
@@ -439,6 +467,144 @@ TEST_F(SpanningSnapshotsTest, ACoordinatorKilledAtAnyPhaseLeavesNothingOnAnyHost
   }
 }
 
+// An apply across hosts: every host checks, then prepares and holds its
+// part; once all did, the decision is recorded and every host commits.
+TEST_F(SpanningSnapshotsTest, AnApplyTakesEveryHostsPartBackToTheSnapshot) {
+  auto g = MakeGroup(2);
+  Span(g);
+  auto s = engine_->snapshots().Create({.collection_id = g.collection_id});
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  const std::string id = s->id;
+  const auto before = Disks(g);
+  ASSERT_TRUE(engine_->snapshots().ValidateApply({.snapshot_id = id}).ok());
+  auto applied = engine_->snapshots().Apply({.snapshot_id = id});
+  ASSERT_TRUE(applied.ok()) << applied.status().ToString();
+  EXPECT_EQ(applied->id, id);
+  for (const char* host : {"db1", "app1"}) {
+    const auto steps = StepsOf(host);
+    ASSERT_GE(steps.size(), 3u);
+    EXPECT_EQ(std::vector<std::string>(steps.end() - 3, steps.end()),
+              (std::vector<std::string>{"validate-apply " + id, "prepare-apply " + id,
+                                        "commit-apply " + id}))
+        << host;
+    std::lock_guard l(peer(host).mu);
+    EXPECT_EQ(peer(host).applied, std::vector<std::string>{id}) << host;
+  }
+  const auto now = Disks(g);
+  for (const auto& m : s->members) {
+    EXPECT_NE(now.at(m.vm_id), before.at(m.vm_id)) << "on a new overlay";
+    EXPECT_EQ(Vm(m.vm_id).last_applied, m.id);
+    EXPECT_EQ(Vm(m.vm_id).power, catalog::Power::kOff) << "left off, as an apply on one host";
+  }
+  EXPECT_EQ(engine_->catalog().GetSpanning(id)->state, catalog::SpanningState::kComplete);
+  EXPECT_TRUE(engine_->snapshots().host_applies().Held().empty());
+  EXPECT_TRUE(engine_->catalog().ListApplyIntents()->empty());
+  ExpectConsistent();
+}
+
+// A host that refuses its part's checks, or fails to prepare it: every
+// host takes its part back, and the group is as it was.
+TEST_F(SpanningSnapshotsTest, AHostThatCannotApplyItsPartLeavesEveryMemberAsItWas) {
+  auto g = MakeGroup(2);
+  Span(g);
+  auto s = engine_->snapshots().Create({.collection_id = g.collection_id});
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  const auto before = Disks(g);
+  for (const char* step : {"validate-apply", "prepare-apply"}) {
+    SCOPED_TRACE(step);
+    peer("app1").fail_at = step;
+    auto applied = engine_->snapshots().Apply({.snapshot_id = s->id});
+    ASSERT_FALSE(applied.ok());
+    EXPECT_NE(applied.status().message().find("host app1"), std::string::npos)
+        << applied.status().ToString();
+    for (const char* host : {"db1", "app1"}) {
+      std::lock_guard l(peer(host).mu);
+      EXPECT_TRUE(peer(host).held.empty()) << host;
+      EXPECT_TRUE(peer(host).applied.empty()) << host;
+    }
+    EXPECT_EQ(Disks(g), before);
+    for (const auto& id : g.vm_ids) {
+      EXPECT_EQ(Vm(id).power, catalog::Power::kRunning);
+    }
+    EXPECT_EQ(engine_->catalog().GetSpanning(s->id)->state, catalog::SpanningState::kComplete);
+    EXPECT_TRUE(engine_->catalog().ListApplyIntents()->empty());
+    ExpectConsistent();
+  }
+  const auto steps = StepsOf("db1");
+  EXPECT_EQ(std::count(steps.begin(), steps.end(), "prepare-apply " + s->id), 1)
+      << "no host prepared while one refused its checks";
+}
+
+// Decided, an apply is finished, never taken back: a host that missed its
+// commit is told again until it answers; meanwhile the snapshot is being
+// applied (no destroy).
+TEST_F(SpanningSnapshotsTest, AnApplyThatMissedAHostsCommitIsFinishedThereOnceItAnswers) {
+  auto g = MakeGroup(1);
+  Span(g);
+  auto s = engine_->snapshots().Create({.collection_id = g.collection_id});
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  peer("app1").fail_at = "commit-apply";
+  auto applied = engine_->snapshots().Apply({.snapshot_id = s->id});
+  ASSERT_EQ(applied.status().code(), Code::kUnavailable) << applied.status().ToString();
+  EXPECT_NE(applied.status().message().find("host app1"), std::string::npos);
+  EXPECT_EQ(engine_->catalog().GetSpanning(s->id)->state, catalog::SpanningState::kApplyCommitting);
+  EXPECT_EQ(engine_->snapshots().ValidateDestroy({.snapshot_id = s->id}).code(),
+            Code::kInvalidState);
+  EXPECT_EQ(Vm(g.vm_ids[0]).last_applied, s->members[0].id) << "this host committed";
+  EXPECT_TRUE(engine_->snapshots().Get(s->id).ok()) << "still listed";
+  peer("app1").fail_at.clear();
+  EXPECT_EQ(spanning().Recover(), 0);
+  EXPECT_EQ(engine_->catalog().GetSpanning(s->id)->state, catalog::SpanningState::kComplete);
+  std::lock_guard l(peer("app1").mu);
+  EXPECT_EQ(peer("app1").applied, std::vector<std::string>{s->id});
+}
+
+// The coordinator killed at each point of an apply: once back, an apply
+// not decided is taken back on every host (this one's held part too), and
+// one decided is committed on every host.
+TEST_F(SpanningSnapshotsTest, ACoordinatorKilledMidApplyFinishesItEitherWayOnceBack) {
+  auto g = MakeGroup(2);
+  Span(g);
+  for (std::string_view point : fault::kSpanApplyAll) {
+    SCOPED_TRACE(std::string(point));
+    // Each round's VMs run (the last round's apply left them off).
+    for (const auto& vm : g.vm_ids) {
+      if (Vm(vm).power == catalog::Power::kOff) {
+        ASSERT_TRUE(engine_->vms().Start(vm).ok());
+      }
+    }
+    auto s = engine_->snapshots().Create({.collection_id = g.collection_id});
+    ASSERT_TRUE(s.ok()) << s.status().ToString();
+    const std::string id = s->id;
+    const auto before = Disks(g);
+    ASSERT_TRUE(CrashAt(
+        point, [&](Engine& e) { (void)e.snapshots().Apply({.snapshot_id = id}); }, id));
+    for (int i = 0; i < 1000; ++i) {
+      auto now = engine_->catalog().GetSpanning(id);
+      if (now.ok() && now->state == catalog::SpanningState::kComplete) break;
+      std::this_thread::sleep_for(10ms);
+    }
+    EXPECT_EQ(spanning().Recover(), 0);
+    const bool decided = point != fault::kSpanApplyPrepared;
+    for (const auto& m : s->members) {
+      EXPECT_EQ(Vm(m.vm_id).last_applied == m.id, decided) << m.vm_id;
+      EXPECT_EQ(Vm(m.vm_id).power, decided ? catalog::Power::kOff : catalog::Power::kRunning);
+    }
+    if (!decided) {
+      EXPECT_EQ(Disks(g), before);
+    }
+    for (const char* host : {"db1", "app1"}) {
+      std::lock_guard l(peer(host).mu);
+      EXPECT_TRUE(peer(host).held.empty()) << host;
+      EXPECT_EQ(std::count(peer(host).applied.begin(), peer(host).applied.end(), id),
+                decided ? 1 : 0)
+          << host;
+    }
+    EXPECT_TRUE(engine_->snapshots().host_applies().Held().empty());
+    ExpectConsistent();
+  }
+}
+
 // A backup session across hosts: a snapshot across hosts taken for it, a
 // session of every host's own on its part, all of them listed as one; its
 // end ends each and converts or destroys the snapshot everywhere.
@@ -617,7 +783,6 @@ TEST_F(SpanningSnapshotsTest, WhatIsNotOfferedAcrossHostsIsRefusedAndChangesNoth
   EXPECT_EQ(across.Validate({.collection_id = alone.collection_id}).code(), Code::kInvalidArgument);
   auto s = snapshots.Create({.collection_id = g.collection_id});
   ASSERT_TRUE(s.ok()) << s.status().ToString();
-  EXPECT_EQ(snapshots.ValidateApply({.snapshot_id = s->id}).code(), Code::kInvalidState);
   // An incremental export across hosts builds on a reference point across
   // hosts, not on a snapshot.
   Status incremental =

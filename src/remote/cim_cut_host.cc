@@ -293,6 +293,22 @@ Status CimCutHost::Convert(const std::string& snapshot_id, const std::string& rp
   return Finished(C::kMethod, r);
 }
 
+Status CimCutHost::ValidateApply(const std::string& snapshot_id) {
+  return Call(HC::ValidateApplyPart::kMethod, snapshot_id, step_timeout_).status();
+}
+
+Status CimCutHost::PrepareApply(const std::string& snapshot_id) {
+  return Call(HC::PrepareApplyPart::kMethod, snapshot_id, step_timeout_).status();
+}
+
+Status CimCutHost::CommitApply(const std::string& snapshot_id) {
+  return Call(HC::CommitApplyPart::kMethod, snapshot_id, step_timeout_).status();
+}
+
+Status CimCutHost::AbortApply(const std::string& snapshot_id) {
+  return Call(HC::AbortApplyPart::kMethod, snapshot_id, step_timeout_).status();
+}
+
 Status CimCutHost::DestroyReferencePoint(const std::string& rp_id) {
   return Call(HC::DestroyReferencePointPart::kMethod, "", step_timeout_,
               {{HC::kReferencePointID, "string", cim::Value::Scalar(rp_id)}})

@@ -77,6 +77,12 @@ class CimCutHost final : public engine::CutHost {
   Result<storage::MarkedRanges> BackupChanges(const std::string& session_id,
                                               const std::string& vm_id, int disk, uint64_t offset,
                                               uint64_t length) override;
+  // ValidateApplyPart, PrepareApplyPart, CommitApplyPart and AbortApplyPart
+  // on the host, each within the step timeout.
+  Status ValidateApply(const std::string& snapshot_id) override;
+  Status PrepareApply(const std::string& snapshot_id) override;
+  Status CommitApply(const std::string& snapshot_id) override;
+  Status AbortApply(const std::string& snapshot_id) override;
 
  private:
   CimCutHost(std::string name, std::unique_ptr<cim::CimClient> cim)

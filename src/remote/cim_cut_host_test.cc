@@ -1,4 +1,5 @@
-// CimCutHost's export and conversion steps against a scripted host: a
+// CimCutHost's export, conversion, backup and apply steps against a
+// scripted host: a
 // dispatcher whose
 // Vmgroup_HostCutService answers as a test says and whose one
 // Msvm_ConcreteJob goes through the states a test lists, served on a unix
@@ -12,6 +13,7 @@
 #include <gtest/gtest.h>
 
 #include <deque>
+#include <functional>
 #include <mutex>
 #include <set>
 
@@ -91,7 +93,11 @@ cim::ClassSpec ServiceSpec() {
            .params = {In(HC::kSnapshotID, "string"), In(HC::kReferencePointID, "string"),
                       JobOut()}},
           {.name = HC::DestroyReferencePointPart::kMethod,
-           .params = {In(HC::kReferencePointID, "string")}}}};
+           .params = {In(HC::kReferencePointID, "string")}},
+          {.name = HC::ValidateApplyPart::kMethod, .params = {In(HC::kSnapshotID, "string")}},
+          {.name = HC::PrepareApplyPart::kMethod, .params = {In(HC::kSnapshotID, "string")}},
+          {.name = HC::CommitApplyPart::kMethod, .params = {In(HC::kSnapshotID, "string")}},
+          {.name = HC::AbortApplyPart::kMethod, .params = {In(HC::kSnapshotID, "string")}}}};
 }
 
 cim::ClassSpec BackupServiceSpec() {
@@ -444,6 +450,26 @@ TEST_F(CimCutHostTest, AConversionFollowsTheHostsJobAndItsChecksAnswerAtOnce) {
   EXPECT_TRUE(host_->DestroyReferencePoint(rp).ok());
   EXPECT_EQ(Got(HC::DestroyReferencePointPart::kMethod),
             (std::map<std::string, std::string>{{HC::kReferencePointID, rp}}));
+}
+
+// Each step of an apply's part names the part and answers at once, the
+// host's refusal kept.
+TEST_F(CimCutHostTest, TheStepsOfAnApplysPartNameItAndKeepTheHostsRefusal) {
+  const std::vector<std::pair<const char*, std::function<Status()>>> steps = {
+      {HC::ValidateApplyPart::kMethod, [&] { return host_->ValidateApply(kId); }},
+      {HC::PrepareApplyPart::kMethod, [&] { return host_->PrepareApply(kId); }},
+      {HC::CommitApplyPart::kMethod, [&] { return host_->CommitApply(kId); }},
+      {HC::AbortApplyPart::kMethod, [&] { return host_->AbortApply(kId); }}};
+  for (const auto& [method, step] : steps) {
+    SCOPED_TRACE(method);
+    Answer(kRcCompleted);
+    EXPECT_TRUE(step().ok());
+    EXPECT_EQ(Got(method), (std::map<std::string, std::string>{{HC::kSnapshotID, kId}}));
+    Answer(kRcInvalidState, "", "VM db-a has other disks than at snapshot s");
+    Status refused = step();
+    EXPECT_EQ(refused.code(), Code::kInvalidState) << refused.ToString();
+    EXPECT_EQ(refused.message(), "VM db-a has other disks than at snapshot s");
+  }
 }
 
 // A host's part of a backup session: the part named, the session awaited

@@ -588,6 +588,21 @@ struct HostCutService : Service {
   struct DestroyReferencePointPart {
     static constexpr char kMethod[] = "DestroyReferencePointPart";
   };
+  // This host's part of an apply across hosts of a committed part
+  // (engine/host_applies.h): its checks alone, its prepare (held until
+  // the coordinator's word), and that word.
+  struct ValidateApplyPart {
+    static constexpr char kMethod[] = "ValidateApplyPart";
+  };
+  struct PrepareApplyPart {
+    static constexpr char kMethod[] = "PrepareApplyPart";
+  };
+  struct CommitApplyPart {
+    static constexpr char kMethod[] = "CommitApplyPart";
+  };
+  struct AbortApplyPart {
+    static constexpr char kMethod[] = "AbortApplyPart";
+  };
   // PauseCut's and ResumeCut's answer.
   static constexpr char kVirtualSystemIdentifiers[] = "VirtualSystemIdentifiers";
   static constexpr char kPausedAt[] = "PausedAt";  // microseconds since 1970, host's clock

@@ -7,7 +7,10 @@
 // as jobs (4096), as ExportSnapshot and ConvertToReferencePoint do: copying
 // a part's disks, or merging its overlays into its frozen images, can take
 // longer than any HTTP call should stay open, and the coordinator follows
-// the job as a client follows its own.
+// the job as a client follows its own. The steps of a part of an apply
+// across hosts (ValidateApplyPart, PrepareApplyPart, CommitApplyPart,
+// AbortApplyPart) answer when done, as the cut's: stopping members and
+// making overlays is short, and the coordinator decides on their answers.
 #include "base/ids.h"
 #include "services/job_method.h"
 #include "services/providers.h"
@@ -163,6 +166,13 @@ class HostCutServiceProvider : public ServiceProvider {
       return call(e->snapshots().host_cuts(), *id, a);
     });
   }
+  // Registers `method` as `step` of the apply part its SnapshotID names.
+  void OnApplyPart(const char* method, engine::Engine* e,
+                   Status (engine::HostApplies::*step)(const std::string&)) {
+    OnPart(method, e, [e, step](engine::HostCuts&, const std::string& id, const Args&) {
+      return Outcome(ReturnCodeA, (e->snapshots().host_applies().*step)(id));
+    });
+  }
 
  public:
   explicit HostCutServiceProvider(const Context& ctx)
@@ -202,7 +212,11 @@ class HostCutServiceProvider : public ServiceProvider {
               .params =
                   WithSnapshotId({{.name = HC::kReferencePointID, .type = "string"}, JobOut()})},
              {.name = HC::DestroyReferencePointPart::kMethod,
-              .params = {{.name = HC::kReferencePointID, .type = "string"}}}}) {
+              .params = {{.name = HC::kReferencePointID, .type = "string"}}},
+             {.name = HC::ValidateApplyPart::kMethod, .params = WithSnapshotId({})},
+             {.name = HC::PrepareApplyPart::kMethod, .params = WithSnapshotId({})},
+             {.name = HC::CommitApplyPart::kMethod, .params = WithSnapshotId({})},
+             {.name = HC::AbortApplyPart::kMethod, .params = WithSnapshotId({})}}) {
     engine::Engine* e = ctx.engine;
     JobManager* jobs = ctx.jobs;
     On(Prepare::kMethod, [e](const Args& a) -> Result<cim::MethodResult> {
@@ -273,6 +287,10 @@ class HostCutServiceProvider : public ServiceProvider {
       if (!id.ok()) return Outcome(ReturnCodeA, id.status());
       return Outcome(ReturnCodeA, e->snapshots().host_cuts().DestroyReferencePointPart(*id));
     });
+    OnApplyPart(HC::ValidateApplyPart::kMethod, e, &engine::HostApplies::Validate);
+    OnApplyPart(HC::PrepareApplyPart::kMethod, e, &engine::HostApplies::Prepare);
+    OnApplyPart(HC::CommitApplyPart::kMethod, e, &engine::HostApplies::Commit);
+    OnApplyPart(HC::AbortApplyPart::kMethod, e, &engine::HostApplies::Abort);
   }
 };
 

@@ -325,7 +325,8 @@ TEST_F(ProvidersTest, HostCutStepsCheckTheirArguments) {
   const char* hcs = "Vmgroup_HostCutService";
   for (const char* method :
        {"PrepareCut", "PauseCut", "Cut", "ResumeCut", "CommitCut", "AbortCut", "ExportPart",
-        "RemoveExportPart", "ValidateConvertPart", "ConvertPart"}) {
+        "RemoveExportPart", "ValidateConvertPart", "ConvertPart", "ValidateApplyPart",
+        "PrepareApplyPart", "CommitApplyPart", "AbortApplyPart"}) {
     cim::Response r = Call(hcs, method, {});
     EXPECT_EQ(r.return_value, kRcInvalidParameter) << method;
     EXPECT_NE(Why(r).find("SnapshotID is required"), std::string::npos) << method << ": " << Why(r);
@@ -502,6 +503,35 @@ TEST_F(ProvidersTest, ConvertPartMakesTheReferencePointTheCoordinatorNamesInAJob
     ASSERT_EQ(gone.return_value, 0u) << Why(gone);
   }
   EXPECT_TRUE(engine_->catalog().ListReferencePoints()->empty());
+}
+
+// An apply's part, step by step as a coordinator sends it: held once
+// prepared (its VM's start refused, naming the way out), then committed;
+// each step answered again after a lost answer.
+TEST_F(ProvidersTest, ApplyPartStepsHoldThePartUntilItIsCommitted) {
+  const char* hcs = "Vmgroup_HostCutService";
+  const std::string id = "6f1c3f4e-0a5b-4c7d-9e8f-112233445566";
+  const cim::OutParam snapshot = Str("SnapshotID", id);
+  cim::Response none = Call(hcs, "ValidateApplyPart", {snapshot});
+  EXPECT_EQ(none.return_value, kRcInvalidParameter) << Why(none);
+  const std::string vm = CommittedPart(id);
+  ASSERT_FALSE(vm.empty());
+  for (const char* method : {"ValidateApplyPart", "PrepareApplyPart", "PrepareApplyPart"}) {
+    cim::Response r = Call(hcs, method, {snapshot});
+    ASSERT_EQ(r.return_value, 0u) << method << ": " << Why(r);
+  }
+  cim::Response start = Call("Msvm_ComputerSystem", "RequestStateChange",
+                             {{"RequestedState", "uint16", cim::Value::Scalar("2")}});
+  EXPECT_EQ(start.return_value, kRcBInvalidState) << Why(start);
+  EXPECT_NE(Why(start).find("vmgroup snapshot release " + id), std::string::npos) << Why(start);
+  for (int asked = 0; asked < 2; ++asked) {
+    cim::Response committed = Call(hcs, "CommitApplyPart", {snapshot});
+    ASSERT_EQ(committed.return_value, 0u) << Why(committed);
+  }
+  EXPECT_EQ(engine_->catalog().GetVm(vm)->last_applied,
+            engine_->catalog().GetSnapshot(id)->members.at(0).id);
+  EXPECT_EQ(Call(hcs, "AbortApplyPart", {snapshot}).return_value, 0u) << "nothing held";
+  EXPECT_TRUE(engine_->catalog().ListApplyIntents()->empty());
 }
 
 TEST_F(ProvidersTest, AShutdownTakesATimeoutPeriodThatATurnOffDoesNot) {

@@ -62,7 +62,7 @@ Result<std::vector<catalog::SnapshotRecord>> CompleteSnapshots(
   for (auto& s : spanning) by_id[s.id] = std::move(s);
   const auto committed = [&](const std::string& id) {
     auto it = by_id.find(id);
-    return it == by_id.end() || it->second.state == catalog::SpanningState::kComplete;
+    return it == by_id.end() || catalog::IsComplete(it->second);
   };
   std::vector<catalog::SnapshotRecord> out;
   std::set<std::string> here;
@@ -73,7 +73,7 @@ Result<std::vector<catalog::SnapshotRecord>> CompleteSnapshots(
     }
   }
   for (const auto& [id, s] : by_id) {
-    if (here.count(id) == 0 && s.state == catalog::SpanningState::kComplete) {
+    if (here.count(id) == 0 && catalog::IsComplete(s)) {
       out.push_back(engine::SpanningSnapshots::AsGroupSnapshot(s));
     }
   }
@@ -392,7 +392,7 @@ class SnapshotCollectionProvider : public cim::Provider {
     catalog::Catalog& c = e_->catalog();
     auto across = c.GetSpanning(key->value);
     if (!across.ok() && across.status().code() != Code::kNotFound) return across.status();
-    if (across.ok() && across->state != catalog::SpanningState::kComplete) return NotFound();
+    if (across.ok() && !catalog::IsComplete(*across)) return NotFound();
     const catalog::SpanningSnapshotRecord* spanning = across.ok() ? &*across : nullptr;
     auto s = c.GetSnapshot(key->value);
     if (!s.ok() && s.status().code() != Code::kNotFound) return s.status();

@@ -315,6 +315,12 @@ class ComputerSystemProvider : public cim::Provider {
                      "RequestedState must be 2 (running), 3 (off), 4 (shut down) or 9/32768 "
                      "(paused)");
     }
+    // A member held stopped by this host's part of an apply across hosts
+    // must not run on the images that apply is replacing.
+    if (verb == "Start") {
+      Status held = ctx_.engine->snapshots().host_applies().CheckNotHeld(vm.id, "starting it");
+      if (!held.ok()) return Refused(kRcBInvalidState, held.message());
+    }
     // A QEMU that serves a backup session's reader must not quit under it.
     if (want == Want::kOff || want == Want::kShutDown) {
       Status served = ctx_.engine->snapshots().CheckNotServed(

@@ -39,6 +39,11 @@
 //   crash_helper STATE span COLLECTION POINT
 //       takes a snapshot across hosts of COLLECTION, as its coordinator,
 //       and ends itself with SIGKILL at fault point POINT (span.*);
+//   crash_helper STATE span-snapshot COLLECTION
+//       takes a snapshot across hosts of COLLECTION and prints its id;
+//   crash_helper STATE span-apply SNAPSHOT POINT
+//       applies that snapshot across hosts, as its coordinator, and ends
+//       itself with SIGKILL at fault point POINT (span.apply_*, span.host_applied);
 //   crash_helper STATE span-recover
 //       opens the engine (its recovery takes back what a dead coordinator
 //       left), waits for that, and exits 0 once nothing is left, 1 if a
@@ -79,6 +84,21 @@ class CrashAtEnv : public EnvWrapper {
  private:
   std::string point_;
 };
+
+// The engine of a coordinator of snapshots across hosts on `state`. What is
+// killed is the coordinator, at a point; a lease that ran out first on a
+// loaded machine would end its snapshot before it (the hosts resume by
+// themselves within it all the same): 5 s.
+Result<std::unique_ptr<engine::Engine>> OpenCoordinator(const char* state, Env* env,
+                                                        engine::Peers* peers) {
+  engine::SnapshotOptions snapshot;
+  snapshot.host_lease = std::chrono::seconds(5);
+  return engine::Engine::Open({.state_dir = state,
+                               .env = env,
+                               .qemu = testing::TestQemu(),
+                               .snapshot = snapshot,
+                               .peers = peers});
+}
 
 int Fail(const Status& s) {
   std::fprintf(stderr, "crash_helper: %s\n", s.ToString().c_str());
@@ -131,20 +151,22 @@ int main(int argc, char** argv) {
     std::printf("%s\n", id->c_str());
     return 0;
   }
-  if (argc == 5 && std::string(argv[2]) == "span") {
-    CrashAtEnv env(argv[4]);
-    // What is killed is the coordinator, at a point; a lease that ran out
-    // first on a loaded machine would end the snapshot before it (the
-    // hosts resume by themselves within it all the same).
-    engine::SnapshotOptions snapshot;
-    snapshot.host_lease = std::chrono::seconds(5);
-    auto e = engine::Engine::Open({.state_dir = argv[1],
-                                   .env = &env,
-                                   .qemu = testing::TestQemu(),
-                                   .snapshot = snapshot,
-                                   .peers = peers.get()});
+  if (argc == 4 && std::string(argv[2]) == "span-snapshot") {
+    auto e = OpenCoordinator(argv[1], Env::Default(), peers.get());
     if (!e.ok()) return Fail(e.status());
-    Status s = (*e)->snapshots().Create({.collection_id = argv[3]}).status();
+    auto s = (*e)->snapshots().Create({.collection_id = argv[3]});
+    if (!s.ok()) return Fail(s.status());
+    std::printf("%s\n", s->id.c_str());
+    return 0;
+  }
+  if (argc == 5 && (std::string(argv[2]) == "span" || std::string(argv[2]) == "span-apply")) {
+    CrashAtEnv env(argv[4]);
+    auto e = OpenCoordinator(argv[1], &env, peers.get());
+    if (!e.ok()) return Fail(e.status());
+    engine::SnapshotEngine& snapshots = (*e)->snapshots();
+    Status s = std::string(argv[2]) == "span"
+                   ? snapshots.Create({.collection_id = argv[3]}).status()
+                   : snapshots.Apply({.snapshot_id = argv[3]}).status();
     if (!s.ok()) return Fail(s);
     return 3;
   }

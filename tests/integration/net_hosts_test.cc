@@ -441,6 +441,10 @@ class VanishingHost final : public engine::CutHost {
                                               int disk, uint64_t offset, uint64_t length) override {
     return inner_->BackupChanges(id, vm, disk, offset, length);
   }
+  Status ValidateApply(const std::string& id) override { return inner_->ValidateApply(id); }
+  Status PrepareApply(const std::string& id) override { return inner_->PrepareApply(id); }
+  Status CommitApply(const std::string& id) override { return inner_->CommitApply(id); }
+  Status AbortApply(const std::string& id) override { return inner_->AbortApply(id); }
 
  private:
   void Vanish(const std::string& step) {
@@ -887,6 +891,20 @@ int64_t Acknowledged(const HostDaemon& d, const std::string& vm_id) {
   return integration::Acknowledged(d.state_dir() + "/vms/" + vm_id + "/serial.log");
 }
 
+// The guests of `vms` (by host, as daemons) each acknowledged 20 records
+// by `deadline` (a fatal failure otherwise).
+void AwaitWriting(const std::vector<std::unique_ptr<HostDaemon>>& daemons,
+                  const std::vector<std::vector<std::string>>& vms, Clock::time_point deadline) {
+  for (size_t i = 0; i < vms.size(); ++i) {
+    for (const auto& id : vms[i]) {
+      while (Acknowledged(*daemons[i], id) < 20 && Clock::now() < deadline) {
+        std::this_thread::sleep_for(200ms);
+      }
+      ASSERT_GE(Acknowledged(*daemons[i], id), 20) << "guest " << id << " is not writing";
+    }
+  }
+}
+
 // Issue 20's group of 3 hosts x 2 guests, each writing its sequence of
 // records as fast as it can (the guest kit's writer): snapshotted by the
 // coordinating vmgroupd, every frozen image on every host holds a gap-free
@@ -900,16 +918,8 @@ TEST_F(NetHostsTest, EveryFrozenImageOfWritingGuestsOnThreeHostsIsAGapFreePrefix
       {"--memory", "128", "--disk", "64M", "--kernel", dir + "/vmlinuz", "--initrd",
        dir + "/initrd.gz", "--append", testing::GuestKernelArgs("agent=1 writer=raw")});
   ASSERT_EQ(vms.size(), 3u);
-  // Every guest writing before the cut.
   const auto deadline = Clock::now() + std::chrono::minutes(3);
-  for (size_t i = 0; i < 3; ++i) {
-    for (const auto& id : vms[i]) {
-      while (Acknowledged(*daemons_[i], id) < 20 && Clock::now() < deadline) {
-        std::this_thread::sleep_for(200ms);
-      }
-      ASSERT_GE(Acknowledged(*daemons_[i], id), 20) << "guest " << id << " is not writing";
-    }
-  }
+  ASSERT_NO_FATAL_FAILURE(AwaitWriting(daemons_, vms, deadline));
   CommandOutput taken = Cli(*daemons_[0], {"snapshot", "create", "app"});
   ASSERT_EQ(taken.exit_code, 0) << taken.err;
   const nlohmann::json listed = Json(*daemons_[0], {"snapshot", "list", "app"});
@@ -967,72 +977,191 @@ TEST_F(NetHostsTest, EveryFrozenImageOfWritingGuestsOnThreeHostsIsAGapFreePrefix
   }
 }
 
+// The same group of writing guests applied back to a snapshot by the
+// coordinating vmgroupd: a host that cannot apply its part (destroyed there)
+// fails the apply before any guest stops; then applied, every guest of
+// every host is off, each disk a new overlay that reads as the frozen image
+// of its cut, a gap-free prefix of its writes.
+TEST_F(NetHostsTest, AnApplyAcrossHostsTakesEveryWritingGuestBackToItsCut) {
+  ASSERT_NO_FATAL_FAILURE(StartCoordinatorAndPeers(3));
+  const std::string dir = GUEST_KIT_DIR;
+  const auto vms = MakeGroupAcrossHosts({"--memory", "128", "--disk", "64M", "--kernel",
+                                         dir + "/vmlinuz", "--initrd", dir + "/initrd.gz",
+                                         "--append", testing::GuestKernelArgs("writer=raw")});
+  ASSERT_EQ(vms.size(), 3u);
+  ASSERT_NO_FATAL_FAILURE(AwaitWriting(daemons_, vms, Clock::now() + std::chrono::minutes(3)));
+  const HostDaemon& coordinator = *daemons_[0];
+  ASSERT_TRUE(CliOk(coordinator, {"snapshot", "create", "app"}));
+  const std::string id = Json(coordinator, {"snapshot", "list", "app"}).at(0)["id"];
+  ASSERT_TRUE(CliOk(coordinator, {"snapshot", "create", "app"}));
+  std::set<std::string> both = SnapshotIds(coordinator);
+  both.erase(id);
+  ASSERT_EQ(both.size(), 1u);
+  const std::string later = *both.begin();
+
+  ASSERT_TRUE(CliOk(*daemons_[2], {"snapshot", "delete", later}));
+  CommandOutput refused = Cli(coordinator, {"snapshot", "apply", later});
+  EXPECT_NE(refused.exit_code, 0);
+  EXPECT_NE(refused.err.find("h3"), std::string::npos) << refused.err;
+  ExpectAllRunning(vms);
+
+  CommandOutput applied = Cli(coordinator, {"snapshot", "apply", id});
+  ASSERT_EQ(applied.exit_code, 0) << applied.err;
+  const std::string scratch = dir_ / "image.raw";
+  for (size_t i = 0; i < 3; ++i) {
+    SCOPED_TRACE("host " + std::to_string(i + 1));
+    auto part = daemons_[i]->Json({"snapshot", "show", id});
+    ASSERT_TRUE(part.ok()) << part.status().ToString();
+    ASSERT_EQ((*part)["members"].size(), 2u) << part->dump();
+    for (const auto& m : (*part)["members"]) {
+      const nlohmann::json vm = Json(*daemons_[i], {"vm", "show", m.value("vm_id", "")});
+      EXPECT_EQ(vm.value("state", ""), "off") << vm.dump();
+      ASSERT_EQ(vm["disks"].size(), 1u) << vm.dump();
+      const std::string disk = vm["disks"][0];
+      const std::string frozen = m["images"][0];
+      EXPECT_NE(disk, frozen) << "a new overlay";
+      auto same = Env::Default()->Run({"qemu-img", "compare", "-U", disk, frozen});
+      ASSERT_TRUE(same.ok()) << same.status().ToString();
+      EXPECT_EQ(same->exit_code, 0) << disk << ": " << same->out << same->err;
+      auto k = integration::GapFreePrefix(disk, scratch);
+      ASSERT_TRUE(k.ok()) << k.status().ToString();
+      EXPECT_GE(*k, 20) << "VM " << vm.value("name", "");
+    }
+  }
+}
+
 }  // namespace
 }  // namespace vmgroup::testing
 
 namespace vmgroup::testing {
 namespace {
 
-// The coordinator SIGKILLed at every phase of a snapshot across hosts (the
-// engine's span.* fault points, in crash_helper, the engine vmgroupd runs),
-// hosts 2 and 3 real vmgroupd in their namespaces: after each kill every
-// guest of theirs runs, and once the coordinator is back (its recovery) no
-// host keeps any of the snapshot, not even files.
-TEST_F(NetHostsTest, ACoordinatorKilledAtEveryPhaseLeavesNoPartOnAnyHostOnceBack) {
-  ASSERT_NO_FATAL_FAILURE(StartHosts(3, 0));
-  std::map<std::string, const HostDaemon*> named;
-  for (int i = 2; i <= 3; ++i) {
-    auto d = HostDaemon::Start(*hosts_[i - 1], dir_ / ("h" + std::to_string(i)),
-                               {.vmgroupd = VMGROUPD_BIN, .vmgroup = VMGROUP_BIN});
-    ASSERT_TRUE(d.ok()) << d.status().ToString();
-    named["h" + std::to_string(i)] = d->get();
-    daemons_.push_back(std::move(*d));
+// Hosts 2 and 3 real vmgroupd in their namespaces (peers "h2", "h3"), each
+// with two VMs; their coordinator crash_helper (the engine vmgroupd runs),
+// on a state directory of the test's, its group across them defined.
+class HelperCoordinatedTest : public NetHostsTest {
+ protected:
+  void SetUp() override {
+    ASSERT_NO_FATAL_FAILURE(StartHosts(3, 0));
+    std::map<std::string, const HostDaemon*> named;
+    for (int i = 2; i <= 3; ++i) {
+      auto d = HostDaemon::Start(*hosts_[i - 1], dir_ / ("h" + std::to_string(i)),
+                                 {.vmgroupd = VMGROUPD_BIN, .vmgroup = VMGROUP_BIN});
+      ASSERT_TRUE(d.ok()) << d.status().ToString();
+      named["h" + std::to_string(i)] = d->get();
+      daemons_.push_back(std::move(*d));
+    }
+    auto args = HostDaemon::CoordinatorArgs(named, dir_ / "peers");
+    ASSERT_TRUE(args.ok()) << args.status().ToString();
+    // crash_helper --peers DIR NAME=URL... -- STATE ...
+    helper_ = {CRASH_HELPER, "--peers", dir_ / "peers"};
+    for (size_t i = 2; i + 1 < args->size(); i += 2) helper_.push_back((*args)[i + 1]);
+    helper_.push_back("--");
+    helper_.push_back(dir_ / "coordinator");
+    std::vector<std::string> members;
+    for (size_t i = 0; i < daemons_.size(); ++i) {
+      vms_.push_back(MakeGroup(*daemons_[i], "h" + std::to_string(i + 2) + "-"));
+      for (const auto& id : vms_.back()) members.push_back("h" + std::to_string(i + 2) + ":" + id);
+    }
+    std::vector<std::string> define = {"span-group"};
+    define.insert(define.end(), members.begin(), members.end());
+    CommandOutput made = Run(define);
+    ASSERT_EQ(made.exit_code, 0) << made.err;
+    group_id_ = made.out.substr(0, made.out.find('\n'));
   }
-  auto args = HostDaemon::CoordinatorArgs(named, dir_ / "peers");
-  ASSERT_TRUE(args.ok()) << args.status().ToString();
-  // crash_helper --peers DIR NAME=URL... -- STATE ...
-  std::vector<std::string> helper = {CRASH_HELPER, "--peers", dir_ / "peers"};
-  for (size_t i = 2; i + 1 < args->size(); i += 2) helper.push_back((*args)[i + 1]);
-  helper.push_back("--");
-  helper.push_back(dir_ / "coordinator");
-  const auto run = [&](std::vector<std::string> more) {
-    std::vector<std::string> argv = helper;
+  // crash_helper, as the coordinator, with `more`.
+  CommandOutput Run(const std::vector<std::string>& more) {
+    std::vector<std::string> argv = helper_;
     argv.insert(argv.end(), more.begin(), more.end());
     auto r = Env::Default()->Run(argv, std::chrono::minutes(2));
     EXPECT_TRUE(r.ok()) << r.status().ToString();
     return r.ok() ? *r : CommandOutput{};
-  };
-  std::vector<std::vector<std::string>> vms;
-  std::vector<std::string> members;
-  for (size_t i = 0; i < daemons_.size(); ++i) {
-    vms.push_back(MakeGroup(*daemons_[i], "h" + std::to_string(i + 2) + "-"));
-    for (const auto& id : vms.back()) members.push_back("h" + std::to_string(i + 2) + ":" + id);
   }
-  std::vector<std::string> define = {"span-group"};
-  define.insert(define.end(), members.begin(), members.end());
-  CommandOutput made = run(define);
-  ASSERT_EQ(made.exit_code, 0) << made.err;
-  group_id_ = made.out.substr(0, made.out.find('\n'));
 
+  std::vector<std::string> helper_;
+  std::vector<std::vector<std::string>> vms_;  // by host, as daemons_
+};
+
+// The coordinator SIGKILLed at every phase of a snapshot across hosts (the
+// engine's span.* fault points): after each kill every guest of the hosts
+// runs, and once the coordinator is back (its recovery) no host keeps any
+// of the snapshot, not even files.
+TEST_F(HelperCoordinatedTest, ACoordinatorKilledAtEveryPhaseLeavesNoPartOnAnyHostOnceBack) {
   for (std::string_view point : engine::fault::kSpanAll) {
     SCOPED_TRACE(std::string(point));
-    CommandOutput killed = run({"span", group_id_, std::string(point)});
+    CommandOutput killed = Run({"span", group_id_, std::string(point)});
     EXPECT_EQ(killed.exit_code, -1) << "not killed at the point: " << killed.err;
     // The hosts resume by themselves (the lease): every guest runs.
-    for (size_t i = 0; i < daemons_.size(); ++i) {
-      for (const auto& id : vms[i]) {
-        std::string state;
-        for (int t = 0; t < 300 && (state = daemons_[i]->QemuStatus(id)) != "running"; ++t) {
-          std::this_thread::sleep_for(100ms);
-        }
-        EXPECT_EQ(state, "running") << "VM " << id;
-      }
-    }
-    CommandOutput back = run({"span-recover"});
+    ExpectAllRunning(vms_);
+    CommandOutput back = Run({"span-recover"});
     EXPECT_EQ(back.exit_code, 0) << back.out << back.err;
     for (size_t i = 0; i < daemons_.size(); ++i) {
       EXPECT_TRUE(SnapshotIds(*daemons_[i]).empty()) << "host " << i + 2;
       EXPECT_TRUE(PartTags(*daemons_[i]).empty()) << "host " << i + 2;
+    }
+  }
+}
+
+// The coordinator SIGKILLed at every point of an apply across hosts: from
+// the prepare on, each host holds its part (its VMs off, and a start of one
+// refused) while the coordinator is away; once it is back, an apply not
+// decided is taken back on every host (each VM runs again on its images)
+// and a decided one is committed on every host (each VM off, on a new
+// overlay of its frozen image). A host's operator releases its part without
+// the coordinator.
+TEST_F(HelperCoordinatedTest, ACoordinatorKilledMidApplyHoldsEveryHostsPartUntilItDecides) {
+  for (std::string_view point : engine::fault::kSpanApplyAll) {
+    SCOPED_TRACE(std::string(point));
+    // Every VM runs (the last round's apply left them off).
+    for (size_t i = 0; i < daemons_.size(); ++i) {
+      for (const auto& id : vms_[i]) {
+        if (Json(*daemons_[i], {"vm", "show", id}).value("state", "") == "off") {
+          ASSERT_TRUE(CliOk(*daemons_[i], {"vm", "start", id}));
+        }
+      }
+    }
+    CommandOutput taken = Run({"span-snapshot", group_id_});
+    ASSERT_EQ(taken.exit_code, 0) << taken.err;
+    const std::string id = taken.out.substr(0, taken.out.find('\n'));
+    std::map<std::string, nlohmann::json> before;  // each VM's disks
+    for (size_t i = 0; i < daemons_.size(); ++i) {
+      for (const auto& vm : vms_[i]) before[vm] = Json(*daemons_[i], {"vm", "show", vm})["disks"];
+    }
+    CommandOutput killed = Run({"span-apply", id, std::string(point)});
+    EXPECT_EQ(killed.exit_code, -1) << "not killed at the point: " << killed.err;
+    // Held (or committed, once decided): every VM off.
+    for (size_t i = 0; i < daemons_.size(); ++i) {
+      for (const auto& vm : vms_[i]) {
+        const nlohmann::json shown = Json(*daemons_[i], {"vm", "show", vm});
+        EXPECT_EQ(shown.value("state", ""), "off") << shown.dump();
+        if (point == engine::fault::kSpanApplyPrepared) {
+          EXPECT_EQ(shown["disks"], before[vm]) << "not committed";
+        }
+      }
+    }
+    // A held VM's start is refused, naming the way out.
+    if (point == engine::fault::kSpanApplyPrepared) {
+      CommandOutput start = Cli(*daemons_[0], {"vm", "start", vms_[0][0]});
+      EXPECT_NE(start.exit_code, 0);
+      EXPECT_NE(start.err.find("vmgroup snapshot release " + id), std::string::npos) << start.err;
+      // Host 3's operator gives up on the coordinator: its VMs run again.
+      ASSERT_TRUE(CliOk(*daemons_[1], {"snapshot", "release", id}));
+      for (const auto& vm : vms_[1]) {
+        EXPECT_EQ(Json(*daemons_[1], {"vm", "show", vm}).value("state", ""), "running");
+      }
+    }
+    CommandOutput back = Run({"span-recover"});
+    EXPECT_EQ(back.exit_code, 0) << back.out << back.err;
+    const bool decided = point != engine::fault::kSpanApplyPrepared;
+    for (size_t i = 0; i < daemons_.size(); ++i) {
+      for (const auto& vm : vms_[i]) {
+        const nlohmann::json shown = Json(*daemons_[i], {"vm", "show", vm});
+        EXPECT_EQ(shown.value("state", ""), decided ? "off" : "running")
+            << "host " << i + 2 << ": " << shown.dump();
+        EXPECT_EQ(shown["disks"] != before[vm], decided)
+            << "host " << i + 2 << ": " << shown.dump();
+      }
+      EXPECT_EQ(SnapshotIds(*daemons_[i]).count(id), 1u) << "the snapshot stays";
     }
   }
 }

@@ -25,7 +25,7 @@ expect() {  # expect "WANT" WORDS... : the completions of the last word
 expect "snapshot" vmgroup sn
 expect "start stop" vmgroup vm st
 expect "begin" vmgroup --json backup b
-expect "apply create delete export list show to-refpoint" vmgroup snapshot ""
+expect "apply create delete export list release show to-refpoint" vmgroup snapshot ""
 expect "--consistency --name --no-wait --type --help" vmgroup snapshot create shop --
 expect "--as-new --no-wait --help" vmgroup import /tmp --
 expect "--connect --cacert --password-file --json --help --version" vmgroup --
