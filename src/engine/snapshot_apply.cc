@@ -91,10 +91,15 @@ void SnapshotApply::TakeUp(const catalog::ApplyIntent& intent) {
   tag_ = intent.tag;
   paused_ = std::set<std::string>(intent.paused.begin(), intent.paused.end());
   const std::set<std::string> ran(intent.restart.begin(), intent.restart.end());
-  // What Prepare did, as it did it (a held intent is a prepared one).
+  // What Prepare did, as it did it (a held intent is a prepared one); and
+  // each member's power as Check saw it before Prepare stopped it: Finish
+  // starts again a libvirt domain that ran.
   for (size_t i = 0; i < s_.members.size(); ++i) {
-    const catalog::VmRecord& vm = members_[i];
-    if (ran.count(vm.id) > 0) stopped_.push_back(vm.id);
+    catalog::VmRecord& vm = members_[i];
+    if (ran.count(vm.id) > 0) {
+      stopped_.push_back(vm.id);
+      vm.power = paused_.count(vm.id) > 0 ? catalog::Power::kPaused : catalog::Power::kRunning;
+    }
     catalog::AppliedMember a{vm.id, s_.members[i].id, {}, vm.disks};
     for (const auto& d : s_.members[i].disks) {
       a.disks.push_back(OverlayPath(vms->RunDir(vm.id), d.index, tag_));

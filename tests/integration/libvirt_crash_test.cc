@@ -162,6 +162,20 @@ class LibvirtCrashFixture : public ::testing::Test {
     }
     return out;
   }
+  // A disk-only snapshot of the group between writes (5 records before and
+  // after it), then the first domain paused by its operator.
+  void SnapshotThenPauseTheFirst(catalog::SnapshotRecord* out) {
+    for (size_t i = 0; i < names_.size(); ++i) WaitForRecords(i, Acknowledged(Serial(i)) + 5);
+    auto s = engine_->snapshots().Create({.collection_id = collection_, .type = 32768});
+    ASSERT_TRUE(s.ok()) << s.status().ToString();
+    *out = *s;
+    for (size_t i = 0; i < names_.size(); ++i) WaitForRecords(i, Acknowledged(Serial(i)) + 5);
+    ASSERT_TRUE(engine_->vms().Pause(uuids_[0]).ok());
+  }
+  static std::string BackingOf(const std::string& image) {
+    auto info = storage::QemuImg(Env::Default()).Info(image);
+    return info.ok() ? info->backing_filename : "";
+  }
   static bool CheckClean(const std::string& image) {
     auto r = Env::Default()->Run({"qemu-img", "check", "-U", image}, std::chrono::minutes(1));
     return r.ok() && r->exit_code == 0;
@@ -329,21 +343,15 @@ class LibvirtApplyCrashTest : public LibvirtCrashFixture,
                               public ::testing::WithParamInterface<std::string_view> {
  protected:
   static void SetUpTestSuite() { StartSuite("apply", /*agent=*/false); }
-  static std::string BackingOf(const std::string& image) {
-    auto info = storage::QemuImg(Env::Default()).Info(image);
-    return info.ok() ? info->backing_filename : "";
-  }
 };
 
 TEST_P(LibvirtApplyCrashTest, KilledWhileApplyingEveryDomainRunsAgainAsBefore) {
   const std::string_view point = GetParam();
   const bool committed = point == engine::fault::kApplyCommitted;
   OpenEngine();
-  for (size_t i = 0; i < names_.size(); ++i) WaitForRecords(i, Acknowledged(Serial(i)) + 5);
-  auto s = engine_->snapshots().Create({.collection_id = collection_, .type = 32768});
-  ASSERT_TRUE(s.ok()) << s.status().ToString();
-  for (size_t i = 0; i < names_.size(); ++i) WaitForRecords(i, Acknowledged(Serial(i)) + 5);
-  ASSERT_TRUE(engine_->vms().Pause(uuids_[0]).ok());
+  catalog::SnapshotRecord snapshot;
+  ASSERT_NO_FATAL_FAILURE(SnapshotThenPauseTheFirst(&snapshot));
+  const catalog::SnapshotRecord* s = &snapshot;
   std::vector<std::vector<std::string>> before;
   for (const auto& uuid : uuids_) before.push_back(engine_->catalog().GetVm(uuid)->disks);
   engine_.reset();
@@ -382,6 +390,52 @@ INSTANTIATE_TEST_SUITE_P(BeforeAndAfterTheCommit, LibvirtApplyCrashTest,
                            return param_info.param == engine::fault::kApplyPrepared ? "prepared"
                                                                                     : "committed";
                          });
+
+// This host's part of an apply across hosts, of domains that ran (one
+// paused by its operator): prepared, it is held (the domains shut off) also
+// across a restart of vmgroupd, whose recovery leaves it be; committed
+// after the restart, every domain starts again as it was (the paused one
+// paused) on new overlays of the snapshot's images. The coordinator's
+// side: spanning_snapshots_test, net_hosts_test.
+class LibvirtHeldApplyTest : public LibvirtCrashFixture {
+ protected:
+  static void SetUpTestSuite() { StartSuite("held", /*agent=*/false); }
+};
+
+TEST_F(LibvirtHeldApplyTest, APartHeldAcrossARestartStartsTheDomainsAgainOnceCommitted) {
+  OpenEngine();
+  catalog::SnapshotRecord snapshot;
+  ASSERT_NO_FATAL_FAILURE(SnapshotThenPauseTheFirst(&snapshot));
+  const catalog::SnapshotRecord* s = &snapshot;
+  ASSERT_TRUE(engine_->snapshots().host_applies().Prepare(s->id).ok());
+  for (const auto& name : names_) EXPECT_EQ(DomState(name), "shut off") << name;
+
+  engine_.reset();
+  OpenEngine();
+  EXPECT_EQ(engine_->recovery().applies_held, std::vector<std::string>{s->id})
+      << engine_->recovery().Summary();
+  for (const auto& name : names_) EXPECT_EQ(DomState(name), "shut off") << name;
+  engine::HostApplies& applies = engine_->snapshots().host_applies();
+  EXPECT_EQ(applies.CheckNotHeld(uuids_[1], "starting it").code(), Code::kInvalidState);
+
+  ASSERT_TRUE(applies.Commit(s->id).ok());
+  EXPECT_EQ(DomState(names_[0]), "paused") << "started again paused, as it was";
+  for (size_t i = 0; i < names_.size(); ++i) {
+    if (i > 0) {
+      EXPECT_EQ(DomState(names_[i]), "running") << names_[i];
+    }
+    const auto disks = engine_->catalog().GetVm(uuids_[i])->disks;
+    const auto& member = s->members.at(i);
+    ASSERT_EQ(member.vm_id, uuids_[i]);
+    for (size_t d = 0; d < disks.size(); ++d) {
+      EXPECT_EQ(BackingOf(disks[d]), member.disks.at(d).frozen_image) << names_[i];
+    }
+  }
+  EXPECT_TRUE(engine_->catalog().ListApplyIntents()->empty());
+  ASSERT_TRUE(engine_->vms().Resume(uuids_[0]).ok());
+  ExpectConsistent(/*raw_writer=*/true);
+  ExpectAllWrite();
+}
 
 // Killed inside the pause, and the operator destroys the suspended domains
 // before vmgroupd starts again (what libvirt users do with a domain stuck
