@@ -134,6 +134,15 @@ VmInfo ReadVm(const cim::Instance& cs, const cim::Instance* settings) {
       if (d.starts_with(kPausedCritical)) v.reason = d.substr(kPausedCritical.size());
     }
   }
+  // Off, and held so by this host's part of an apply across hosts.
+  constexpr std::string_view kHeld = schema::kHeldForApply;
+  if (v.state == std::string("off")) {
+    for (const auto& d : Strs(cs, CS::kStatusDescriptions)) {
+      if (!d.starts_with(kHeld)) continue;
+      v.state = "held";
+      v.reason = d.substr(kHeld.size());
+    }
+  }
   v.pid = Int(cs, CS::kProcessID);
   v.libvirt_uri = Text(cs, CS::kVmgroupLibvirtURI);
   if (settings) {

@@ -19,9 +19,12 @@
 namespace vmgroup::cli {
 
 struct VmInfo {
-  std::string id, name, state;  // state: "running", "off", "paused", "io-error"
+  // state: "running", "off", "paused", "io-error", "held" (off, held so by
+  // this host's part of an apply across hosts until its coordinator decides)
+  std::string id, name, state;
   // For "io-error": which disk failed and why, as vmgroupd says
-  // ("disk 0 (/img.qcow2): no space left on device").
+  // ("disk 0 (/img.qcow2): no space left on device"); for "held": the apply
+  // and what settles it.
   std::string reason;
   // As the daemon renders it (no extra arguments); 0 memory and vCPUs when
   // it renders no settings for the VM.

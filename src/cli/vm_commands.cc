@@ -114,11 +114,13 @@ int List(Context& ctx) {
                     std::to_string(v.config.vcpus), std::to_string(v.disks.size()), WhereText(v)});
   }
   PrintTable(std::cout, rows);
-  // Why each VM QEMU paused on an I/O error is held, under the table.
+  // Why each VM QEMU paused on an I/O error, or an apply across hosts
+  // holds off, is so, under the table.
   for (const auto& v : *vms) {
     if (v.reason.empty()) continue;
-    std::cout << Printable(v.name) << ": paused by QEMU on an I/O error: " << Printable(v.reason)
-              << "\n";
+    std::cout << Printable(v.name)
+              << (v.state == "io-error" ? ": paused by QEMU on an I/O error: " : ": ")
+              << Printable(v.reason) << "\n";
   }
   return kExitOk;
 }

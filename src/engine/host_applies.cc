@@ -203,17 +203,30 @@ std::vector<std::string> HostApplies::Held() {
   return out;
 }
 
-Status HostApplies::CheckNotHeld(const std::string& vm_id, const std::string& what) {
-  std::lock_guard lock(mu_);
+std::string HostApplies::HoldOfLocked(const std::string& vm_id, std::string* name) {
   for (const auto& [id, part] : parts_by_id_) {
     for (const auto& vm : part->members) {
       if (vm.id != vm_id) continue;
-      return Status::InvalidState("VM " + vm.name + " is held stopped by " + PartOf(id) +
-                                  " across hosts until " + Settles(id) + "; " + what +
-                                  " would split the group between two points in time");
+      *name = vm.name;
+      return "held stopped by " + PartOf(id) + " across hosts until " + Settles(id);
     }
   }
-  return Status::Ok();
+  return "";
+}
+
+std::string HostApplies::HoldOf(const std::string& vm_id) {
+  std::lock_guard lock(mu_);
+  std::string name;
+  return HoldOfLocked(vm_id, &name);
+}
+
+Status HostApplies::CheckNotHeld(const std::string& vm_id, const std::string& what) {
+  std::lock_guard lock(mu_);
+  std::string name;
+  const std::string why = HoldOfLocked(vm_id, &name);
+  if (why.empty()) return Status::Ok();
+  return Status::InvalidState("VM " + name + " is " + why + "; " + what +
+                              " would split the group between two points in time");
 }
 
 }  // namespace vmgroup::engine

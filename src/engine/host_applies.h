@@ -72,8 +72,11 @@ class HostApplies {
   void TakeUpHeld();
   // The snapshot ids of the parts held now.
   std::vector<std::string> Held();
-  // InvalidState naming the apply and what settles it when VM `vm_id` is a
-  // member of a held part: `what` ("starting it") would break it.
+  // Why VM `vm_id` is held stopped (the apply, and what settles it), or ""
+  // when no part holds it.
+  std::string HoldOf(const std::string& vm_id);
+  // InvalidState saying HoldOf when VM `vm_id` is a member of a held part:
+  // `what` ("starting it") would break it.
   Status CheckNotHeld(const std::string& vm_id, const std::string& what);
 
  private:
@@ -86,6 +89,8 @@ class HostApplies {
   bool Unsettled(const std::string& snapshot_id);
   // Commit's answer with no part held.
   Status CommittedAlready(const std::string& snapshot_id);
+  // HoldOf, with the VM's name in `name`. REQUIRES: mu_ held.
+  std::string HoldOfLocked(const std::string& vm_id, std::string* name);
 
   GroupParts& parts_;
   MemberClaims& claims_;

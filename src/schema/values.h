@@ -37,6 +37,10 @@ struct HealthState {
 // shows one paused on a critical storage error) starts with this; the
 // reason follows.
 inline constexpr char kPausedCritical[] = "Paused-Critical: ";
+// StatusDescriptions of a VM off and held so by this host's part of an
+// apply across hosts (engine/host_applies.h) starts with this; why, and
+// what settles it, follow.
+inline constexpr char kHeldForApply[] = "Held: ";
 
 // OperationalStatus of a VM or job.
 struct OperationalStatus {

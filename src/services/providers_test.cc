@@ -524,12 +524,28 @@ TEST_F(ProvidersTest, ApplyPartStepsHoldThePartUntilItIsCommitted) {
                              {{"RequestedState", "uint16", cim::Value::Scalar("2")}});
   EXPECT_EQ(start.return_value, kRcBInvalidState) << Why(start);
   EXPECT_NE(Why(start).find("vmgroup snapshot release " + id), std::string::npos) << Why(start);
+  // Listed off, and why: held, naming the way out.
+  const auto listed = [&] {
+    const cim::Response vms =
+        Send("EnumerateInstances", "",
+             cim::IMethodCall(
+                 "1", "EnumerateInstances", NamespaceParts(),
+                 {{"ClassName", "", cim::Value::Reference({"", {}, "Msvm_ComputerSystem", {}})}}));
+    EXPECT_EQ(vms.instances.size(), 1u);
+    const cim::Property* p =
+        vms.instances.size() == 1u ? vms.instances[0].instance.Find("StatusDescriptions") : nullptr;
+    return p && !p->value.array.empty() ? p->value.array[0] : std::string();
+  };
+  EXPECT_EQ(listed().rfind(std::string(schema::kHeldForApply) + "held stopped by", 0), 0u)
+      << listed();
+  EXPECT_NE(listed().find("vmgroup snapshot release " + id), std::string::npos) << listed();
   for (int asked = 0; asked < 2; ++asked) {
     cim::Response committed = Call(hcs, "CommitApplyPart", {snapshot});
     ASSERT_EQ(committed.return_value, 0u) << Why(committed);
   }
   EXPECT_EQ(engine_->catalog().GetVm(vm)->last_applied,
             engine_->catalog().GetSnapshot(id)->members.at(0).id);
+  EXPECT_EQ(listed(), "Operating normally") << "no longer held";
   EXPECT_EQ(Call(hcs, "AbortApplyPart", {snapshot}).return_value, 0u) << "nothing held";
   EXPECT_TRUE(engine_->catalog().ListApplyIntents()->empty());
 }

@@ -114,10 +114,15 @@ std::string IoErrorOf(const Context& ctx, const catalog::VmRecord& vm) {
 // a critical storage error (Paused-Critical): EnabledState Paused,
 // HealthState 25 (Critical failure), OperationalStatus 3 (Degraded), and
 // the reason in StatusDescriptions. RequestedState stays Running, which is
-// what was asked for.
+// what was asked for. A VM held off by this host's part of an apply across
+// hosts (`hold`: why, HostApplies::HoldOf) is off, healthy, with why in
+// StatusDescriptions after schema::kHeldForApply.
 cim::Instance VmInstance(const cim::ClassSpec& spec, const catalog::VmRecord& vm,
-                         const std::string& io_error) {
+                         const std::string& io_error, const std::string& hold) {
   const bool held = !io_error.empty();
+  const std::string status = held            ? schema::kPausedCritical + io_error
+                             : !hold.empty() ? schema::kHeldForApply + hold
+                                             : std::string("Operating normally");
   return cim::InstanceBuilder(spec)
       .Str(CS::kCreationClassName, CS::kClass)
       .Str(CS::kName, vm.id)
@@ -130,8 +135,7 @@ cim::Instance VmInstance(const cim::ClassSpec& spec, const catalog::VmRecord& vm
            held ? schema::HealthState::kCriticalFailure : schema::HealthState::kOk)
       .Ints(CS::kOperationalStatus,
             {held ? schema::OperationalStatus::kDegraded : schema::OperationalStatus::kOk})
-      .Strs(CS::kStatusDescriptions,
-            {held ? schema::kPausedCritical + io_error : std::string("Operating normally")})
+      .Strs(CS::kStatusDescriptions, {status})
       .Int(CS::kProcessID, vm.pid)
       .Str(CS::kVmgroupLibvirtURI, vm.libvirt_uri)
       .Build();
@@ -251,14 +255,12 @@ class ComputerSystemProvider : public cim::Provider {
   Result<std::vector<cim::Instance>> Enumerate() override {
     VMG_ASSIGN_OR_RETURN(auto vms, ctx_.engine->catalog().ListVms());
     std::vector<cim::Instance> out;
-    for (const auto& vm : vms) {
-      out.push_back(VmInstance(spec_, vm, IoErrorOf(ctx_, vm)));
-    }
+    for (const auto& vm : vms) out.push_back(Instance(vm));
     return out;
   }
   Result<cim::Instance> Get(const cim::ObjectPath& path) override {
     VMG_ASSIGN_OR_RETURN(auto vm, ctx_.engine->catalog().GetVm(IdOf(path, CS::kName)));
-    return VmInstance(spec_, vm, IoErrorOf(ctx_, vm));
+    return Instance(vm);
   }
 
   // Hyper-V's RequestedState values: 2 Running (start, or resume a paused
@@ -344,6 +346,12 @@ class ComputerSystemProvider : public cim::Provider {
   }
 
  private:
+  // `vm` as listed: paused on an I/O error, or held by an apply, says why.
+  cim::Instance Instance(const catalog::VmRecord& vm) {
+    return VmInstance(spec_, vm, IoErrorOf(ctx_, vm),
+                      ctx_.engine->snapshots().host_applies().HoldOf(vm.id));
+  }
+
   Context ctx_;
   cim::ClassSpec spec_;
 };
