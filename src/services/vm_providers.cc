@@ -119,8 +119,8 @@ std::string IoErrorOf(const Context& ctx, const catalog::VmRecord& vm) {
 // StatusDescriptions after schema::kHeldForApply.
 cim::Instance VmInstance(const cim::ClassSpec& spec, const catalog::VmRecord& vm,
                          const std::string& io_error, const std::string& hold) {
-  const bool held = !io_error.empty();
-  const std::string status = held            ? schema::kPausedCritical + io_error
+  const bool io_paused = !io_error.empty();
+  const std::string status = io_paused       ? schema::kPausedCritical + io_error
                              : !hold.empty() ? schema::kHeldForApply + hold
                                              : std::string("Operating normally");
   return cim::InstanceBuilder(spec)
@@ -129,12 +129,13 @@ cim::Instance VmInstance(const cim::ClassSpec& spec, const catalog::VmRecord& vm
       .Str(CS::kElementName, vm.name)
       .Str(CS::kCaption, "Virtual Machine")
       .Str(CS::kDescription, "vmgroup Virtual Machine")
-      .Int(CS::kEnabledState, held ? EnabledState(catalog::Power::kPaused) : EnabledState(vm.power))
+      .Int(CS::kEnabledState,
+           io_paused ? EnabledState(catalog::Power::kPaused) : EnabledState(vm.power))
       .Int(CS::kRequestedState, EnabledState(vm.power))
       .Int(CS::kHealthState,
-           held ? schema::HealthState::kCriticalFailure : schema::HealthState::kOk)
+           io_paused ? schema::HealthState::kCriticalFailure : schema::HealthState::kOk)
       .Ints(CS::kOperationalStatus,
-            {held ? schema::OperationalStatus::kDegraded : schema::OperationalStatus::kOk})
+            {io_paused ? schema::OperationalStatus::kDegraded : schema::OperationalStatus::kOk})
       .Strs(CS::kStatusDescriptions, {status})
       .Int(CS::kProcessID, vm.pid)
       .Str(CS::kVmgroupLibvirtURI, vm.libvirt_uri)
