@@ -55,6 +55,15 @@ bool HostApplies::Unsettled(const std::string& snapshot_id) {
   return false;
 }
 
+Status HostApplies::CheckAndClaim(Part& part) {
+  VMG_RETURN_IF_ERROR(part.op.Check());
+  VMG_ASSIGN_OR_RETURN(MemberClaim claim, claims_.Claim(part.op.members()));
+  part.claim.emplace(std::move(claim));
+  std::lock_guard lock(mu_);
+  part.members = part.op.members();
+  return Status::Ok();
+}
+
 Status HostApplies::Validate(const std::string& snapshot_id) {
   {
     std::lock_guard lock(mu_);
@@ -85,16 +94,8 @@ Status HostApplies::Prepare(const std::string& snapshot_id) {
     }
   }
   SnapshotApply& op = part->op;
-  Status checked = [&]() -> Status {
-    VMG_RETURN_IF_ERROR(op.Check());
-    VMG_ASSIGN_OR_RETURN(MemberClaim claim, claims_.Claim(op.members()));
-    part->claim.emplace(std::move(claim));
-    {
-      std::lock_guard lock(mu_);
-      part->members = op.members();
-    }
-    return op.RecordIntent();
-  }();
+  Status checked = CheckAndClaim(*part);
+  if (checked.ok()) checked = op.RecordIntent();
   if (!checked.ok()) {
     Forget(part);
     return checked;
@@ -171,13 +172,7 @@ void HostApplies::TakeUpHeld() {
     if (!intent.held || intent.committed) continue;
     const std::string& id = intent.snapshot_id;
     auto part = std::make_shared<Part>(parts_, id);
-    Status st = part->op.Check();
-    if (st.ok()) {
-      auto claim = claims_.Claim(part->op.members());
-      if (claim.ok()) part->claim.emplace(std::move(claim).value());
-      st = claim.status();
-    }
-    if (!st.ok()) {
+    if (Status st = CheckAndClaim(*part); !st.ok()) {
       Log(LogLevel::kWarning, PartOf(id) + ", held for its coordinator, cannot be taken up (" +
                                   st.message() + "); it stays as it is until the next start");
       continue;
@@ -185,7 +180,6 @@ void HostApplies::TakeUpHeld() {
     part->op.TakeUp(intent);
     {
       std::lock_guard lock(mu_);
-      part->members = part->op.members();
       part->prepared = true;
       parts_by_id_.emplace(id, part);
     }

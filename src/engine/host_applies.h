@@ -87,6 +87,9 @@ class HostApplies {
   void Forget(const std::shared_ptr<Part>& part);
   // Whether the apply of `snapshot_id` is still recorded: not all was taken back.
   bool Unsettled(const std::string& snapshot_id);
+  // `part`'s checks (SnapshotApply::Check), then its members claimed and
+  // recorded in it.
+  Status CheckAndClaim(Part& part);
   // Commit's answer with no part held.
   Status CommittedAlready(const std::string& snapshot_id);
   // HoldOf, with the VM's name in `name`. REQUIRES: mu_ held.

@@ -86,10 +86,7 @@ class FakeCutHost final : public CutHost {
   }
   // A part converted is a reference point in `points`, its part gone.
   Status ValidateConvert(const std::string& id) override {
-    std::lock_guard l(peer_->mu);
-    VMG_RETURN_IF_ERROR(Log("validate-convert", id));
-    if (peer_->parts.count(id) == 0) return Status::NotFound("no part " + id);
-    return Status::Ok();
+    return RequirePart("validate-convert", id);
   }
   Status Convert(const std::string& id, const std::string& rp) override {
     std::lock_guard l(peer_->mu);
@@ -146,12 +143,7 @@ class FakeCutHost final : public CutHost {
   }
   // An apply's part is held once prepared, until committed (applied) or
   // aborted; each answers OK when given again.
-  Status ValidateApply(const std::string& id) override {
-    std::lock_guard l(peer_->mu);
-    VMG_RETURN_IF_ERROR(Log("validate-apply", id));
-    if (peer_->parts.count(id) == 0) return Status::NotFound("no part " + id);
-    return Status::Ok();
-  }
+  Status ValidateApply(const std::string& id) override { return RequirePart("validate-apply", id); }
   Status PrepareApply(const std::string& id) override {
     std::lock_guard l(peer_->mu);
     VMG_RETURN_IF_ERROR(Log("prepare-apply", id));
@@ -176,6 +168,13 @@ class FakeCutHost final : public CutHost {
     std::lock_guard l(peer_->mu);
     VMG_RETURN_IF_ERROR(Log(step, id));
     peer_->parts[id] = step;
+    return Status::Ok();
+  }
+  // Records `step` of `id`, a check alone: NotFound without its part.
+  Status RequirePart(const std::string& step, const std::string& id) {
+    std::lock_guard l(peer_->mu);
+    VMG_RETURN_IF_ERROR(Log(step, id));
+    if (peer_->parts.count(id) == 0) return Status::NotFound("no part " + id);
     return Status::Ok();
   }
   // Records `step` of `id`, and fails it as the peer is told to. REQUIRES: peer_->mu held.

@@ -83,6 +83,12 @@ class ProvidersTest : public ::testing::Test {
     EXPECT_FALSE(r.error) << r.description;
     return r;
   }
+  // EnumerateInstances of class `cls`, expecting no CIM error.
+  cim::Response Enumerate(const std::string& cls) {
+    return Send("EnumerateInstances", "",
+                cim::IMethodCall("1", "EnumerateInstances", NamespaceParts(),
+                                 {{"ClassName", "", cim::Value::Reference({"", {}, cls, {}})}}));
+  }
   // An intrinsic operation with one object path argument, e.g.
   // ("GetInstance", "InstanceName", path).
   cim::Response AskAbout(const std::string& op, const std::string& param,
@@ -175,10 +181,7 @@ class ProvidersTest : public ::testing::Test {
 // The daemon's resolved accelerator, read-only on the management service.
 TEST_F(ProvidersTest, TheManagementServiceSaysWhichAcceleratorRunsVms) {
   using VSMS = schema::VirtualSystemManagementService;
-  cim::Response r = Send(
-      "EnumerateInstances", "",
-      cim::IMethodCall("1", "EnumerateInstances", NamespaceParts(),
-                       {{"ClassName", "", cim::Value::Reference({"", {}, VSMS::kClass, {}})}}));
+  cim::Response r = Enumerate(VSMS::kClass);
   ASSERT_EQ(r.instances.size(), 1u);
   const cim::Property* accel = r.instances[0].instance.Find(VSMS::kVmgroupAccelerator);
   ASSERT_NE(accel, nullptr);
@@ -265,10 +268,7 @@ TEST_F(ProvidersTest, DefineSystemPutsRamOnHugePagesOnlyWhenTheHostHasThem) {
   // VM name -> its Vmgroup_HugePages, as CIM-XML writes it.
   std::map<std::string, std::string> shown;
   using VSSD = schema::VirtualSystemSettingData;
-  cim::Response settings = Send(
-      "EnumerateInstances", "",
-      cim::IMethodCall("1", "EnumerateInstances", NamespaceParts(),
-                       {{"ClassName", "", cim::Value::Reference({"", {}, VSSD::kClass, {}})}}));
+  cim::Response settings = Enumerate(VSSD::kClass);
   for (const auto& i : settings.instances) {
     const cim::Property* name = i.instance.Find(VSSD::kElementName);
     const cim::Property* huge = i.instance.Find(VSSD::kVmgroupHugePages);
@@ -526,11 +526,7 @@ TEST_F(ProvidersTest, ApplyPartStepsHoldThePartUntilItIsCommitted) {
   EXPECT_NE(Why(start).find("vmgroup snapshot release " + id), std::string::npos) << Why(start);
   // Listed off, and why: held, naming the way out.
   const auto listed = [&] {
-    const cim::Response vms =
-        Send("EnumerateInstances", "",
-             cim::IMethodCall(
-                 "1", "EnumerateInstances", NamespaceParts(),
-                 {{"ClassName", "", cim::Value::Reference({"", {}, "Msvm_ComputerSystem", {}})}}));
+    const cim::Response vms = Enumerate("Msvm_ComputerSystem");
     EXPECT_EQ(vms.instances.size(), 1u);
     const cim::Property* p =
         vms.instances.size() == 1u ? vms.instances[0].instance.Find("StatusDescriptions") : nullptr;
@@ -656,13 +652,8 @@ TEST_F(ProvidersTest, ObjectsReadOneByOneAreThoseListed) {
   }
   ASSERT_TRUE(c.InsertSnapshot(taking).ok());
 
-  auto list = [&](const char* cls) {
-    return Send("EnumerateInstances", "",
-                cim::IMethodCall("1", "EnumerateInstances", NamespaceParts(),
-                                 {{"ClassName", "", cim::Value::Reference({"", {}, cls, {}})}}));
-  };
-  const cim::Response settings = list(schema::VirtualSystemSettingData::kClass);
-  const cim::Response snapshots = list(schema::SnapshotCollection::kClass);
+  const cim::Response settings = Enumerate(schema::VirtualSystemSettingData::kClass);
+  const cim::Response snapshots = Enumerate(schema::SnapshotCollection::kClass);
   ASSERT_EQ(settings.instances.size(), 3u) << "the configuration, s1's and s2's members";
   ASSERT_EQ(snapshots.instances.size(), 2u);
   for (const cim::Response* listed : {&settings, &snapshots}) {

@@ -891,6 +891,17 @@ int64_t Acknowledged(const HostDaemon& d, const std::string& vm_id) {
   return integration::Acknowledged(d.state_dir() + "/vms/" + vm_id + "/serial.log");
 }
 
+// `vm create` options of a guest-kit guest (128 MiB, one 64 MiB disk)
+// running `workload` (testing::GuestKernelArgs).
+std::vector<std::string> WriterGuest(const std::string& workload) {
+  const std::string dir = GUEST_KIT_DIR;
+  return {"--memory", "128",
+          "--disk",   "64M",
+          "--kernel", dir + "/vmlinuz",
+          "--initrd", dir + "/initrd.gz",
+          "--append", testing::GuestKernelArgs(workload)};
+}
+
 // The guests of `vms` (by host, as daemons) each acknowledged 20 records
 // by `deadline` (a fatal failure otherwise).
 void AwaitWriting(const std::vector<std::unique_ptr<HostDaemon>>& daemons,
@@ -913,10 +924,7 @@ void AwaitWriting(const std::vector<std::unique_ptr<HostDaemon>>& daemons,
 // every host frozen by its agent through the cut and thawed after.
 TEST_F(NetHostsTest, EveryFrozenImageOfWritingGuestsOnThreeHostsIsAGapFreePrefix) {
   ASSERT_NO_FATAL_FAILURE(StartCoordinatorAndPeers(3));
-  const std::string dir = GUEST_KIT_DIR;
-  const auto vms = MakeGroupAcrossHosts(
-      {"--memory", "128", "--disk", "64M", "--kernel", dir + "/vmlinuz", "--initrd",
-       dir + "/initrd.gz", "--append", testing::GuestKernelArgs("agent=1 writer=raw")});
+  const auto vms = MakeGroupAcrossHosts(WriterGuest("agent=1 writer=raw"));
   ASSERT_EQ(vms.size(), 3u);
   const auto deadline = Clock::now() + std::chrono::minutes(3);
   ASSERT_NO_FATAL_FAILURE(AwaitWriting(daemons_, vms, deadline));
@@ -984,10 +992,7 @@ TEST_F(NetHostsTest, EveryFrozenImageOfWritingGuestsOnThreeHostsIsAGapFreePrefix
 // of its cut, a gap-free prefix of its writes.
 TEST_F(NetHostsTest, AnApplyAcrossHostsTakesEveryWritingGuestBackToItsCut) {
   ASSERT_NO_FATAL_FAILURE(StartCoordinatorAndPeers(3));
-  const std::string dir = GUEST_KIT_DIR;
-  const auto vms = MakeGroupAcrossHosts({"--memory", "128", "--disk", "64M", "--kernel",
-                                         dir + "/vmlinuz", "--initrd", dir + "/initrd.gz",
-                                         "--append", testing::GuestKernelArgs("writer=raw")});
+  const auto vms = MakeGroupAcrossHosts(WriterGuest("writer=raw"));
   ASSERT_EQ(vms.size(), 3u);
   ASSERT_NO_FATAL_FAILURE(AwaitWriting(daemons_, vms, Clock::now() + std::chrono::minutes(3)));
   const HostDaemon& coordinator = *daemons_[0];
